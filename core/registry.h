@@ -1,0 +1,94 @@
+/*
+ * core/registry.h - find plugins by reading their manifests (never running
+ * their code), and load them with every check the ABI promises.
+ *
+ * Search order: directories added explicitly (a strategy's plugin-dirs),
+ * then each entry of STRETCH_PLUGIN_PATH (colon-separated), then the
+ * built-in directory (<exe>/../lib/stretch/plugins, else the install
+ * prefix's). A directory is scanned recursively for files named plugin.yaml.
+ * The first plugin of a (kind, name) wins; later duplicates are listed as
+ * shadowed. A manifest that fails to parse is listed with its reason.
+ */
+#ifndef ST_CORE_REGISTRY_H
+#define ST_CORE_REGISTRY_H
+
+#include <stretch/plugin.h>
+#include "diag.h"
+#include "manifest.h"
+
+typedef enum st_plugin_state {
+    ST_PLUGIN_OK,        /* manifest parsed; not loaded yet or load passed */
+    ST_PLUGIN_BROKEN,    /* manifest failed to parse: see reason */
+    ST_PLUGIN_SHADOWED,  /* an earlier plugin has the same kind and name */
+    ST_PLUGIN_REFUSED    /* loading failed: see refusal and reason */
+} st_plugin_state;
+
+/* Why a load was refused: every case distinct (DESIGN.md). */
+typedef enum st_refusal {
+    ST_REFUSE_NONE = 0,
+    ST_REFUSE_MISSING_FILE,    /* the library file does not exist */
+    ST_REFUSE_PATH_ESCAPE,     /* library: resolves outside the plugin dir */
+    ST_REFUSE_NOT_A_PLUGIN,    /* dlopen failed: not a shared object / truncated */
+    ST_REFUSE_DEPENDENCY,      /* dlopen failed on a missing dependency */
+    ST_REFUSE_MISSING_SYMBOL,  /* no stretch_plugin_entry */
+    ST_REFUSE_ABI,             /* ABI major differs or minor is newer */
+    ST_REFUSE_MISMATCH,        /* kind or name differs from plugin.yaml */
+    ST_REFUSE_BAD_ENTRY,       /* entry incomplete (NULL create/ops, short struct) */
+    ST_REFUSE_CREATE_FAILED    /* create() returned an error */
+} st_refusal;
+
+const char *st_refusal_name(st_refusal r);
+
+typedef struct st_plugin_record {
+    char *manifest_path;
+    st_plugin_manifest *manifest; /* NULL when BROKEN */
+    st_plugin_state state;
+    st_refusal refusal;
+    st_diag diag;                 /* reason when BROKEN/REFUSED */
+} st_plugin_record;
+
+typedef struct st_registry st_registry;
+
+st_registry *st_registry_new(void);
+void st_registry_free(st_registry *r);
+/* Add a directory to scan (call before st_registry_scan). */
+st_status st_registry_add_dir(st_registry *r, const char *dir, st_diag *diag);
+/* Scan explicit dirs, STRETCH_PLUGIN_PATH and the built-in dir. */
+st_status st_registry_scan(st_registry *r, st_diag *diag);
+/* Add one plugin.yaml directly (inspect PATH). */
+st_status st_registry_add_manifest(st_registry *r, const char *path,
+                                   const st_plugin_record **out, st_diag *diag);
+size_t st_registry_count(const st_registry *r);
+const st_plugin_record *st_registry_at(const st_registry *r, size_t i);
+/* kind 0 = any kind. NULL when not found (diag says what was searched). */
+const st_plugin_record *st_registry_find(const st_registry *r, st_kind kind,
+                                         const char *name, st_diag *diag);
+const char *st_builtin_plugin_dir(void);
+
+/* A loaded library (dlopen handle + checked entry). */
+typedef struct st_library {
+    void *handle;
+    const st_plugin_entry *entry;
+    const st_plugin_manifest *manifest; /* not owned */
+} st_library;
+
+/* dlopen and check against the manifest. On refusal fill *refusal and diag
+ * (path, dlerror() text, both ABI versions where relevant). */
+st_status st_library_open(const st_plugin_manifest *m, st_library **out,
+                          st_refusal *refusal, st_diag *diag);
+void st_library_close(st_library *lib);
+
+/* A created instance. */
+typedef struct st_instance {
+    st_library *lib;
+    void *inst;
+    const void *ops;
+} st_instance;
+
+/* Validate params against the schema, pack them, and call create(). */
+st_status st_instance_create(st_library *lib, const st_host_services *host,
+                             const st_value *params, st_instance **out,
+                             st_diag *diag);
+void st_instance_destroy(st_instance *in);
+
+#endif
