@@ -24,6 +24,8 @@ typedef struct st_value st_value;
 typedef struct st_value_entry {
     char *key;
     st_value *value;
+    int line, col;     /* where the key starts (1-based; 0 = unknown), so a
+                          refused key can be pointed at, not its value */
 } st_value_entry;
 
 struct st_value {

@@ -1,0 +1,95 @@
+/*
+ * core/cpu/kernels.h - the CPU dot-product kernels behind every matmul.
+ *
+ * A quantized weight row (Q4_0, Q4_1, Q8_0) is multiplied with activations
+ * quantized to int8 per 32-element block (Q8_0-style, plus the block sum
+ * Q4_0's -8 offset and Q4_1's minimum need), with integer dot products.
+ * F32 and F16 rows take float activations.
+ *
+ * Every kernel computes one weight row against a tile of 1..ST_TILE_MAX
+ * activation rows, so a GEMM reads each weight block once per tile of
+ * tokens (prefill) and decode is the tile of one.
+ */
+#ifndef ST_CORE_CPU_KERNELS_H
+#define ST_CORE_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "../gguf.h"
+#include "cpu_features.h"
+
+#define ST_ACT_BLOCK 32
+#define ST_TILE_MAX 8
+
+/* One block of int8 activations: x[i] ~= d * q[i]; s = d * sum(q). */
+typedef struct st_act_block {
+    float d;
+    float s;
+    int8_t q[ST_ACT_BLOCK];
+} st_act_block;
+
+/* The five weight types, as indexes of st_cpu_kernels.dot. */
+enum { ST_KT_F32 = 0, ST_KT_F16, ST_KT_Q4_0, ST_KT_Q4_1, ST_KT_Q8_0, ST_KT_COUNT };
+
+/* out[t] = dot(w_row, x + t * x_stride) for t < nt (1..ST_TILE_MAX).
+ * Quantized types: x is st_act_block*, x_stride in blocks, n_cols a
+ * multiple of 32. Float types: x is float*, x_stride in floats. */
+typedef void (*st_dot_tile_fn)(uint32_t n_cols, const void *w_row, const void *x,
+                               size_t x_stride, uint32_t nt, float *out);
+
+/* 16 rows of a repacked matrix (one group, cpu/repack.h) against nt
+ * (1..ST_TILE_MAX) activation rows: out[t * 16 + r]. */
+typedef void (*st_gemm16_fn)(uint32_t n_cols, const uint8_t *group, const st_act_block *x,
+                             size_t x_stride, uint32_t nt, float *out);
+
+typedef struct st_cpu_kernels {
+    st_cpu_isa isa;
+    st_dot_tile_fn dot[ST_KT_COUNT];
+    st_gemm16_fn gemm16[ST_KT_COUNT]; /* NULL where this path has none */
+    /* Attention's float vector ops. */
+    float (*dot_f32)(const float *a, const float *b, uint32_t n);
+    void (*axpy_f32)(float *y, float a, const float *x, uint32_t n); /* y += a*x */
+} st_cpu_kernels;
+
+/* The table for `isa` (clamped to what was compiled in). */
+const st_cpu_kernels *st_cpu_kernels_get(st_cpu_isa isa);
+
+/* Per-ISA tables (kernels_*.c). */
+const st_cpu_kernels *st_cpu_kernels_scalar(void);
+const st_cpu_kernels *st_cpu_kernels_avx2(void);
+const st_cpu_kernels *st_cpu_kernels_avx512(void);
+
+/* ST_KT_* for a ggml type; -1 when there is no kernel for it. */
+int st_cpu_kernel_type(st_ggml_type t);
+/* True when the type's kernel takes st_act_block activations. */
+bool st_cpu_type_is_quantized(st_ggml_type t);
+
+/* Quantize n floats (n a multiple of 32) to int8 blocks, rounding as
+ * ggml's quantize_row_q8_0_ref does (d = amax / 127, q = round(x / d)). */
+void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out);
+
+/* Dequantize one row of n elements of type t (embedding lookup). */
+void st_cpu_dequant_row(st_ggml_type t, const void *src, float *dst, uint32_t n);
+
+/* Half to single precision without table or branches on the hot path. */
+static inline float st_cpu_half(uint16_t h)
+{
+    union { uint32_t u; float f; } v;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+    if (exp == 0) {
+        float f = (float)man * (1.0f / 16777216.0f); /* subnormal: man * 2^-24 */
+        v.f = f;
+        v.u |= sign;
+        return v.f;
+    }
+    if (exp == 31)
+        v.u = sign | 0x7f800000u | (man << 13);
+    else
+        v.u = sign | ((exp + 112u) << 23) | (man << 13);
+    return v.f;
+}
+
+#endif

@@ -1,0 +1,210 @@
+/* Portable scalar kernels: the fallback path and the yardstick the SIMD
+ * paths are tested against. Integer sums are exact, so the SIMD paths may
+ * differ only in the float accumulation order. */
+#include "kernels.h"
+
+#include <math.h>
+
+#include "../quant.h"
+
+int st_cpu_kernel_type(st_ggml_type t)
+{
+    switch (t) {
+    case ST_GGML_F32: return ST_KT_F32;
+    case ST_GGML_F16: return ST_KT_F16;
+    case ST_GGML_Q4_0: return ST_KT_Q4_0;
+    case ST_GGML_Q4_1: return ST_KT_Q4_1;
+    case ST_GGML_Q8_0: return ST_KT_Q8_0;
+    }
+    return -1;
+}
+
+bool st_cpu_type_is_quantized(st_ggml_type t)
+{
+    return t == ST_GGML_Q4_0 || t == ST_GGML_Q4_1 || t == ST_GGML_Q8_0;
+}
+
+void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out)
+{
+    for (uint32_t b = 0; b < n / ST_ACT_BLOCK; b++) {
+        const float *xb = x + (size_t)b * ST_ACT_BLOCK;
+        float amax = 0.0f;
+        for (int i = 0; i < ST_ACT_BLOCK; i++) {
+            float a = fabsf(xb[i]);
+            amax = a > amax ? a : amax;
+        }
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < ST_ACT_BLOCK; i++) {
+            int q = (int)roundf(xb[i] * id);
+            out[b].q[i] = (int8_t)q;
+            sum += q;
+        }
+        out[b].d = d;
+        out[b].s = d * (float)sum;
+    }
+}
+
+void st_cpu_dequant_row(st_ggml_type t, const void *src, float *dst, uint32_t n)
+{
+    switch (t) {
+    case ST_GGML_F32: {
+        const float *s = src;
+        for (uint32_t i = 0; i < n; i++)
+            dst[i] = s[i];
+        return;
+    }
+    case ST_GGML_F16: {
+        const uint16_t *s = src;
+        for (uint32_t i = 0; i < n; i++)
+            dst[i] = st_cpu_half(s[i]);
+        return;
+    }
+    case ST_GGML_Q4_0: {
+        const st_block_q4_0 *w = src;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            float d = st_cpu_half(w[b].d);
+            for (int j = 0; j < 16; j++) {
+                dst[b * 32 + j] = (float)((w[b].qs[j] & 15) - 8) * d;
+                dst[b * 32 + j + 16] = (float)((w[b].qs[j] >> 4) - 8) * d;
+            }
+        }
+        return;
+    }
+    case ST_GGML_Q4_1: {
+        const st_block_q4_1 *w = src;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            float d = st_cpu_half(w[b].d), m = st_cpu_half(w[b].m);
+            for (int j = 0; j < 16; j++) {
+                dst[b * 32 + j] = (float)(w[b].qs[j] & 15) * d + m;
+                dst[b * 32 + j + 16] = (float)(w[b].qs[j] >> 4) * d + m;
+            }
+        }
+        return;
+    }
+    case ST_GGML_Q8_0: {
+        const st_block_q8_0 *w = src;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            float d = st_cpu_half(w[b].d);
+            for (int j = 0; j < 32; j++)
+                dst[b * 32 + j] = (float)w[b].qs[j] * d;
+        }
+        return;
+    }
+    }
+}
+
+static void dot_f32(uint32_t n, const void *w_row, const void *x, size_t xs,
+                    uint32_t nt, float *out)
+{
+    const float *w = w_row;
+    for (uint32_t t = 0; t < nt; t++) {
+        const float *xt = (const float *)x + t * xs;
+        float acc = 0.0f;
+        for (uint32_t i = 0; i < n; i++)
+            acc += w[i] * xt[i];
+        out[t] = acc;
+    }
+}
+
+static void dot_f16(uint32_t n, const void *w_row, const void *x, size_t xs,
+                    uint32_t nt, float *out)
+{
+    const uint16_t *w = w_row;
+    for (uint32_t t = 0; t < nt; t++) {
+        const float *xt = (const float *)x + t * xs;
+        float acc = 0.0f;
+        for (uint32_t i = 0; i < n; i++)
+            acc += st_cpu_half(w[i]) * xt[i];
+        out[t] = acc;
+    }
+}
+
+static void dot_q4_0(uint32_t n, const void *w_row, const void *x, size_t xs,
+                     uint32_t nt, float *out)
+{
+    const st_block_q4_0 *w = w_row;
+    for (uint32_t t = 0; t < nt; t++) {
+        const st_act_block *a = (const st_act_block *)x + t * xs;
+        float acc = 0.0f;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            int isum = 0;
+            for (int j = 0; j < 16; j++)
+                isum += (w[b].qs[j] & 15) * a[b].q[j] + (w[b].qs[j] >> 4) * a[b].q[j + 16];
+            float d = st_cpu_half(w[b].d);
+            acc += d * (a[b].d * (float)isum - 8.0f * a[b].s);
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q4_1(uint32_t n, const void *w_row, const void *x, size_t xs,
+                     uint32_t nt, float *out)
+{
+    const st_block_q4_1 *w = w_row;
+    for (uint32_t t = 0; t < nt; t++) {
+        const st_act_block *a = (const st_act_block *)x + t * xs;
+        float acc = 0.0f;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            int isum = 0;
+            for (int j = 0; j < 16; j++)
+                isum += (w[b].qs[j] & 15) * a[b].q[j] + (w[b].qs[j] >> 4) * a[b].q[j + 16];
+            acc += st_cpu_half(w[b].d) * a[b].d * (float)isum + st_cpu_half(w[b].m) * a[b].s;
+        }
+        out[t] = acc;
+    }
+}
+
+static void dot_q8_0(uint32_t n, const void *w_row, const void *x, size_t xs,
+                     uint32_t nt, float *out)
+{
+    const st_block_q8_0 *w = w_row;
+    for (uint32_t t = 0; t < nt; t++) {
+        const st_act_block *a = (const st_act_block *)x + t * xs;
+        float acc = 0.0f;
+        for (uint32_t b = 0; b < n / 32; b++) {
+            int isum = 0;
+            for (int j = 0; j < 32; j++)
+                isum += w[b].qs[j] * a[b].q[j];
+            acc += st_cpu_half(w[b].d) * a[b].d * (float)isum;
+        }
+        out[t] = acc;
+    }
+}
+
+static float vdot_f32(const float *a, const float *b, uint32_t n)
+{
+    float acc = 0.0f;
+    for (uint32_t i = 0; i < n; i++)
+        acc += a[i] * b[i];
+    return acc;
+}
+
+static void vaxpy_f32(float *y, float a, const float *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static const st_cpu_kernels scalar_kernels = {
+    .isa = ST_ISA_SCALAR,
+    .dot = { dot_f32, dot_f16, dot_q4_0, dot_q4_1, dot_q8_0 },
+    .dot_f32 = vdot_f32,
+    .axpy_f32 = vaxpy_f32,
+};
+
+const st_cpu_kernels *st_cpu_kernels_scalar(void)
+{
+    return &scalar_kernels;
+}
+
+const st_cpu_kernels *st_cpu_kernels_get(st_cpu_isa isa)
+{
+    const st_cpu_kernels *k = NULL;
+    if (isa >= ST_ISA_AVX512)
+        k = st_cpu_kernels_avx512();
+    if (!k && isa >= ST_ISA_AVX2)
+        k = st_cpu_kernels_avx2();
+    return k ? k : &scalar_kernels;
+}

@@ -1,0 +1,111 @@
+/* Row-chunked, token-tiled matmul driver over the per-ISA kernels. */
+#include "matmul.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "repack.h"
+
+/* Rows per chunk: 16 rows of a 576-wide Q4_1 matrix are 6 KiB, L1-sized,
+ * and a 576-row matrix still splits into 36 chunks for balance. */
+#define ST_CHUNK_ROWS ST_PACK_ROWS
+
+void st_matmul_job_prepare(st_matmul_job *job)
+{
+    job->chunk_rows = ST_CHUNK_ROWS;
+    uint32_t total = 0;
+    for (uint32_t m = 0; m < job->n_mats; m++) {
+        total += (job->mats[m].w->rows + ST_CHUNK_ROWS - 1) / ST_CHUNK_ROWS;
+        job->chunk_end[m] = total;
+    }
+    atomic_init(&job->next, 0);
+}
+
+static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_t r1)
+{
+    const st_weight *w = job->mats[m].w;
+    float *y = job->mats[m].y;
+    size_t ldy = job->mats[m].ldy;
+    int kt = st_cpu_kernel_type(w->type);
+    st_dot_tile_fn dot = job->kern->dot[kt];
+    bool quant = st_cpu_type_is_quantized(w->type);
+    float out[ST_TILE_MAX];
+    st_gemm16_fn gemm16 = job->kern->gemm16[kt];
+    if (gemm16 && w->packed && quant && r0 % ST_PACK_ROWS == 0 && r1 - r0 == ST_PACK_ROWS) {
+        /* The repacked path: 16 rows per call, each block unpacked once
+         * per tile of tokens. */
+        const uint8_t *grp = w->packed + (size_t)(r0 / ST_PACK_ROWS) * w->packed_group_bytes;
+        float o16[ST_TILE_MAX * ST_PACK_ROWS];
+        for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
+            uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
+            gemm16(w->cols, grp, job->xq + t0 * job->ldxq, job->ldxq, tn, o16);
+            for (uint32_t t = 0; t < tn; t++)
+                memcpy(y + (t0 + t) * ldy + r0, o16 + t * ST_PACK_ROWS,
+                       ST_PACK_ROWS * sizeof(float));
+        }
+        return;
+    }
+    for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
+        uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
+        const void *x;
+        size_t xs;
+        if (quant) {
+            x = job->xq + t0 * job->ldxq;
+            xs = job->ldxq;
+        } else {
+            x = job->xf + t0 * job->ldxf;
+            xs = job->ldxf;
+        }
+        for (uint32_t r = r0; r < r1; r++) {
+            dot(w->cols, w->data + (size_t)r * w->row_bytes, x, xs, tn, out);
+            for (uint32_t t = 0; t < tn; t++)
+                y[(t0 + t) * ldy + r] = out[t];
+        }
+    }
+}
+
+void st_matmul_task(void *arg, uint32_t ith, uint32_t nth)
+{
+    st_matmul_job *job = arg;
+    uint32_t total = job->chunk_end[job->n_mats - 1];
+    for (;;) {
+        uint32_t c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        if (c >= total)
+            break;
+        uint32_t m = 0, first = 0;
+        while (c >= job->chunk_end[m]) {
+            first = job->chunk_end[m];
+            m++;
+        }
+        uint32_t r0 = (c - first) * job->chunk_rows;
+        uint32_t r1 = r0 + job->chunk_rows;
+        if (r1 > job->mats[m].w->rows)
+            r1 = job->mats[m].w->rows;
+        run_chunk(job, m, r0, r1);
+    }
+}
+
+st_status st_matmul(st_threadpool *pool, const st_cpu_kernels *kern, const st_weight *w,
+                    const float *x, uint32_t nt, float *y)
+{
+    st_act_block *xq = NULL;
+    size_t nb = w->cols / ST_ACT_BLOCK;
+    if (st_cpu_type_is_quantized(w->type)) {
+        if (w->cols % ST_ACT_BLOCK)
+            return ST_E_INVALID;
+        xq = malloc((size_t)nt * nb * sizeof *xq + 1);
+        if (!xq)
+            return ST_E_NOMEM;
+        for (uint32_t t = 0; t < nt; t++)
+            st_quantize_act_row(x + (size_t)t * w->cols, w->cols, xq + t * nb);
+    }
+    st_matmul_job job = {
+        .kern = kern, .n_mats = 1,
+        .mats = { { w, y, w->rows } },
+        .xf = x, .ldxf = w->cols, .xq = xq, .ldxq = nb, .nt = nt,
+    };
+    st_matmul_job_prepare(&job);
+    st_threadpool_run(pool, st_matmul_task, &job);
+    free(xq);
+    return ST_OK;
+}

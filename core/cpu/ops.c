@@ -1,0 +1,67 @@
+/* Per-token ops: RMSNorm, RoPE, softmax, SwiGLU. */
+#include "ops.h"
+
+#include <math.h>
+
+void st_op_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
+{
+    float ss = 0.0f;
+    for (uint32_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss / (float)n + eps);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = x[i] * r * w[i];
+}
+
+void st_op_rope_table(float *cs, float *sn, double pos, const float *inv_freq,
+                      uint32_t n_freq, float scale)
+{
+    for (uint32_t i = 0; i < n_freq; i++) {
+        /* double: positions in the hundreds of thousands times a frequency
+         * near 1 lose the angle's low bits in float. */
+        double a = pos * (double)inv_freq[i];
+        cs[i] = (float)cos(a) * scale;
+        sn[i] = (float)sin(a) * scale;
+    }
+}
+
+void st_op_rope(float *out, const float *x, const float *cs, const float *sn,
+                uint32_t n_freq, uint32_t head_dim)
+{
+    for (uint32_t i = 0; i < n_freq; i++) {
+        float x0 = x[2 * i], x1 = x[2 * i + 1];
+        out[2 * i] = x0 * cs[i] - x1 * sn[i];
+        out[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+    }
+    if (out != x)
+        for (uint32_t i = 2 * n_freq; i < head_dim; i++)
+            out[i] = x[i];
+}
+
+void st_op_softmax(float *x, uint32_t n)
+{
+    if (n == 0)
+        return;
+    float mx = x[0];
+    for (uint32_t i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) { /* every key masked by the bias: no attention */
+        for (uint32_t i = 0; i < n; i++)
+            x[i] = 0.0f;
+        return;
+    }
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (uint32_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+void st_op_silu_mul(float *h, const float *g, const float *u, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}

@@ -1,0 +1,413 @@
+/*
+ * core/engine.c - open an engine from a strategy manifest and tear it down;
+ * tokenization and model facts. Generation lives in engine_generate.c,
+ * scoring in engine_score.c.
+ *
+ * Open reads straight down the data flow of DESIGN.md: manifest -> registry
+ * -> model -> plugins (validated params, ABI-checked load, create) -> the
+ * description the positional plugin gives -> KV cache sized by the attention
+ * plugin's budget -> forward context. Any failure unwinds everything.
+ */
+#include "engine_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chat_template.h"
+
+st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->status = st;
+    }
+    return st;
+}
+
+st_status st_engine_fail_diag(st_error *err, const st_diag *d)
+{
+    char buf[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 32];
+    st_diag_format(d, buf, sizeof buf);
+    return st_engine_fail(err, d->status ? d->status : ST_E_INTERNAL, "%s", buf);
+}
+
+static void plugin_release(st_engine_plugin *p)
+{
+    st_instance_destroy(p->in);
+    st_library_close(p->lib);
+    p->in = NULL;
+    p->lib = NULL;
+}
+
+/* Find, load and create the plugin a strategy names for `kind`. */
+static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *ref,
+                             st_engine_plugin *out, st_error *err)
+{
+    st_diag d;
+    st_diag_clear(&d);
+    const st_plugin_record *rec = st_registry_find(e->registry, kind, ref->plugin, &d);
+    if (!rec) {
+        st_diag_set(&d, ST_E_NOT_FOUND, ref->file, ref->line, ref->col,
+                    "no %s plugin named '%s' was found (%s); `stretch plugins` lists "
+                    "what is installed", st_kind_name(kind), ref->plugin, d.message);
+        return st_engine_fail_diag(err, &d);
+    }
+    if (rec->state == ST_PLUGIN_BROKEN)
+        return st_engine_fail_diag(err, &rec->diag);
+    st_refusal why = ST_REFUSE_NONE;
+    st_status st = st_library_open(rec->manifest, &out->lib, &why, &d);
+    if (st != ST_OK)
+        return st_engine_fail_diag(err, &d);
+    st = st_instance_create(out->lib, st_host_services_of(e->host), ref->params, &out->in, &d);
+    if (st != ST_OK) {
+        st_library_close(out->lib);
+        out->lib = NULL;
+        return st_engine_fail_diag(err, &d);
+    }
+    return ST_OK;
+}
+
+static uint32_t online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+static st_status open_model(st_engine *e, st_error *err)
+{
+    st_diag d;
+    st_diag_clear(&d);
+    if (!e->model_path)
+        return st_engine_fail(err, ST_E_INVALID,
+                              "%s: no model: set `model:` in the strategy manifest or pass one",
+                              e->strategy->path);
+    st_status st = st_gguf_open(e->model_path, &e->gguf, &d);
+    if (st == ST_OK)
+        st = st_model_load(e->gguf, &e->model, &d);
+    if (st != ST_OK)
+        return st_engine_fail_diag(err, &d);
+    const st_model_hparams *hp = &e->model->hp;
+    e->shape = (st_model_shape){
+        .struct_size = sizeof(st_model_shape),
+        .n_layers = hp->n_layers, .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads,
+        .head_dim = hp->head_dim, .rope_dims = hp->rope_dims, .rope_base = hp->rope_base,
+        .n_ctx_train = hp->n_ctx_train, .n_ctx = e->n_ctx, .n_embd = hp->n_embd,
+        .n_vocab = hp->n_vocab,
+    };
+    st_host_set_model(e->host, e->gguf);
+    return ST_OK;
+}
+
+static st_status open_plugins(st_engine *e, st_error *err)
+{
+    st_strategy *s = e->strategy;
+    st_status st;
+    if ((st = plugin_open(e, ST_KIND_TOKENIZER, &s->tokenizer, &e->tokenizer, err)) ||
+        (st = plugin_open(e, ST_KIND_POSENC, &s->posenc, &e->posenc, err)) ||
+        (st = plugin_open(e, ST_KIND_ATTENTION, &s->attention, &e->attention, err)))
+        return st;
+    if (s->retriever.plugin &&
+        (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)))
+        return st;
+    e->samplers = calloc(s->n_samplers ? s->n_samplers : 1, sizeof *e->samplers);
+    e->sampler_instances = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(st_instance *));
+    if (!e->samplers || !e->sampler_instances)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < s->n_samplers; i++) {
+        if ((st = plugin_open(e, ST_KIND_SAMPLER, &s->samplers[i], &e->samplers[i], err)))
+            return st;
+        e->n_samplers++;
+        e->sampler_instances[i] = e->samplers[i].in;
+    }
+    e->tok = e->tokenizer.in->ops;
+    e->pe = e->posenc.in->ops;
+    e->attn = e->attention.in->ops;
+    e->special.struct_size = sizeof e->special;
+    e->special.bos = e->special.eos = e->special.eot = -1;
+    e->special.pad = e->special.unk = e->special.sep = -1;
+    e->tok->special(e->tokenizer.in->inst, &e->special);
+    return ST_OK;
+}
+
+/* Ask the positional and attention plugins for their description of the
+ * model, then size the cache and build the forward context. */
+static st_status configure_compute(st_engine *e, st_error *err)
+{
+    st_error perr;
+    memset(&perr, 0, sizeof perr);
+    memset(&e->desc, 0, sizeof e->desc);
+    e->desc.struct_size = sizeof e->desc;
+    e->desc.rotary_scale = 1.0f;
+    e->desc.attn_temperature = 1.0f;
+    st_status st = e->pe->configure(e->posenc.in->inst, &e->shape, &e->desc, &perr);
+    if (st != ST_OK)
+        return st_engine_fail(err, st, "positional-encoding plugin '%s': configure failed: %s",
+                              e->posenc.lib->entry->name, perr.message);
+    if ((e->desc.flags & ST_POSENC_ROTARY) &&
+        (!e->desc.inv_freq || e->desc.n_freq != e->shape.rope_dims / 2))
+        return st_engine_fail(err, ST_E_PLUGIN,
+                              "positional-encoding plugin '%s' gave %u rotary frequencies; "
+                              "the model rotates %u dims, so %u were expected",
+                              e->posenc.lib->entry->name, e->desc.n_freq,
+                              e->shape.rope_dims, e->shape.rope_dims / 2);
+    e->attn_weights_layer = -1;
+    st = e->attn->configure(e->attention.in->inst, &e->shape, &e->attn_needs,
+                            &e->attn_weights_layer, &perr);
+    if (st != ST_OK)
+        return st_engine_fail(err, st, "attention plugin '%s': configure failed: %s",
+                              e->attention.lib->entry->name, perr.message);
+
+    /* A bounded strategy keeps at most `budget` slots between steps; a
+     * step appends up to one block before retention trims it again. */
+    uint32_t budget = e->attn->cache_budget ? e->attn->cache_budget(e->attention.in->inst, e->n_ctx) : 0;
+    e->block = 512;
+    uint32_t capacity = budget ? budget + e->block : e->n_ctx;
+    if (budget && capacity > e->n_ctx + e->block)
+        capacity = e->n_ctx + e->block;
+
+    st_diag d;
+    st_diag_clear(&d);
+    const st_model_hparams *hp = &e->model->hp;
+    st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity, &e->kv, &d);
+    if (st == ST_OK)
+        st = st_threadpool_create(e->n_threads, &e->pool, &d);
+    if (st == ST_OK)
+        st = st_engine_forward_init(e, &d);
+    if (st != ST_OK)
+        return st_engine_fail_diag(err, &d);
+    e->logits = malloc(sizeof(float) * hp->n_vocab);
+    if (!e->logits)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory for logits");
+    return st_sampler_chain_init(&e->chain, e->sampler_instances, e->n_samplers,
+                                 hp->n_vocab, err);
+}
+
+st_status st_engine_open(const char *strategy_path, const st_engine_options *opts,
+                         st_engine **out, st_error *err)
+{
+    *out = NULL;
+    st_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    st_diag d;
+    st_diag_clear(&d);
+    st_status st = st_strategy_load(strategy_path, &e->strategy, &d);
+    if (st != ST_OK) {
+        st_engine_close(e);
+        return st_engine_fail_diag(err, &d);
+    }
+    const st_strategy *s = e->strategy;
+    e->n_ctx = (opts && opts->context) ? opts->context : s->context;
+    e->n_threads = (opts && opts->n_threads) ? opts->n_threads : s->threads;
+    if (!e->n_threads)
+        e->n_threads = online_cores();
+    const char *model = (opts && opts->model) ? opts->model : s->model;
+    e->model_path = model ? strdup(model) : NULL;
+
+    e->registry = st_registry_new();
+    e->host = st_host_new();
+    if (!e->registry || !e->host) {
+        st_engine_close(e);
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < s->n_plugin_dirs && st == ST_OK; i++)
+        st = st_registry_add_dir(e->registry, s->plugin_dirs[i], &d);
+    if (st == ST_OK)
+        st = st_registry_scan(e->registry, &d);
+    if (st != ST_OK) {
+        st_engine_close(e);
+        return st_engine_fail_diag(err, &d);
+    }
+    if ((st = open_model(e, err)) || (st = open_plugins(e, err)) ||
+        (st = configure_compute(e, err))) {
+        st_engine_close(e);
+        return st;
+    }
+    int64_t add_bos = 0;
+    e->add_bos = st_gguf_get_int(e->gguf, "tokenizer.ggml.add_bos_token", &add_bos) == ST_OK
+                     ? add_bos != 0 : false;
+    *out = e;
+    return ST_OK;
+}
+
+void st_engine_close(st_engine *e)
+{
+    if (!e)
+        return;
+    st_sampler_chain_free(&e->chain);
+    st_engine_forward_free(e);
+    st_threadpool_destroy(e->pool);
+    st_kv_cache_free(e->kv);
+    free(e->logits);
+    for (size_t i = e->n_samplers; i-- > 0;)
+        plugin_release(&e->samplers[i]);
+    free(e->samplers);
+    free(e->sampler_instances);
+    plugin_release(&e->retriever);
+    plugin_release(&e->attention);
+    plugin_release(&e->posenc);
+    plugin_release(&e->tokenizer);
+    st_model_free(e->model);
+    st_gguf_close(e->gguf);
+    st_host_free(e->host);
+    st_registry_free(e->registry);
+    st_strategy_free(e->strategy);
+    free(e->model_path);
+    free(e);
+}
+
+void st_engine_get_info(const st_engine *e, st_engine_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    out->n_vocab = e->shape.n_vocab;
+    out->n_ctx = e->n_ctx;
+    out->n_ctx_train = e->shape.n_ctx_train;
+    out->n_layers = e->shape.n_layers;
+    out->n_heads = e->shape.n_heads;
+    out->n_kv_heads = e->shape.n_kv_heads;
+    out->n_embd = e->shape.n_embd;
+    out->head_dim = e->shape.head_dim;
+    out->n_threads = e->n_threads;
+    out->bos = e->special.bos;
+    out->eos = e->special.eos;
+    out->eot = e->special.eot;
+    out->add_bos = e->add_bos;
+    out->model_path = e->model_path;
+    const st_engine_plugin *by_kind[5] = {&e->tokenizer, &e->posenc, &e->attention, NULL,
+                                          &e->retriever};
+    for (int k = 0; k < 5; k++) {
+        if (k == ST_KIND_SAMPLER - 1)
+            out->plugin_names[k] = e->n_samplers ? e->samplers[e->n_samplers - 1].lib->entry->name : NULL;
+        else
+            out->plugin_names[k] = by_kind[k]->lib ? by_kind[k]->lib->entry->name : NULL;
+    }
+}
+
+bool st_engine_is_eog(const st_engine *e, int32_t token)
+{
+    return token >= 0 && (token == e->special.eos || token == e->special.eot);
+}
+
+st_status st_engine_tokenize(st_engine *e, const char *text, size_t len, uint32_t flags,
+                             int32_t **ids, size_t *n_ids, st_error *err)
+{
+    void *inst = e->tokenizer.in->inst;
+    size_t cap = len + 16, need = 0;
+    int32_t *buf = malloc(cap * sizeof *buf);
+    if (!buf)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    st_status st = e->tok->encode(inst, text, len, flags, buf, cap, &need, err);
+    if (st == ST_E_RANGE && need > cap) {
+        int32_t *grown = realloc(buf, need * sizeof *buf);
+        if (!grown) {
+            free(buf);
+            return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        }
+        buf = grown;
+        cap = need;
+        st = e->tok->encode(inst, text, len, flags, buf, cap, &need, err);
+    }
+    if (st != ST_OK) {
+        free(buf);
+        return st;
+    }
+    *ids = buf;
+    *n_ids = need;
+    return ST_OK;
+}
+
+st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n, char **text,
+                               size_t *len, st_error *err)
+{
+    void *inst = e->tokenizer.in->inst;
+    size_t cap = n * 8 + 16, need = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    st_status st = e->tok->decode(inst, ids, n, buf, cap, &need, err);
+    if (st == ST_E_RANGE && need > cap) {
+        char *grown = realloc(buf, need + 1);
+        if (!grown) {
+            free(buf);
+            return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        }
+        buf = grown;
+        cap = need;
+        st = e->tok->decode(inst, ids, n, buf, cap, &need, err);
+    }
+    if (st != ST_OK) {
+        free(buf);
+        return st;
+    }
+    buf[need] = '\0';
+    *text = buf;
+    *len = need;
+    return ST_OK;
+}
+
+st_status st_engine_token_piece(st_engine *e, int32_t id, const char **bytes, size_t *len,
+                                st_error *err)
+{
+    return e->tok->piece(e->tokenizer.in->inst, id, bytes, len, err);
+}
+
+st_status st_engine_chat_prompt(st_engine *e, const char *user_message, char **out,
+                                st_error *err)
+{
+    const char *tmpl = NULL;
+    uint64_t n = 0;
+    if (st_gguf_get_string(e->gguf, "tokenizer.chat_template", &tmpl, &n) != ST_OK)
+        tmpl = NULL;
+    return st_chat_render(tmpl, n, user_message, out, err);
+}
+
+void st_engine_cancel(st_engine *e)
+{
+    e->cancel = 1;
+}
+
+void st_free(void *p)
+{
+    free(p);
+}
+
+const char *st_strerror(st_status status)
+{
+    switch (status) {
+    case ST_OK: return "success";
+    case ST_E_INVALID: return "invalid argument";
+    case ST_E_NOMEM: return "out of memory";
+    case ST_E_IO: return "input/output error";
+    case ST_E_FORMAT: return "malformed input";
+    case ST_E_UNAVAILABLE: return "not available";
+    case ST_E_RANGE: return "out of range";
+    case ST_E_NOT_FOUND: return "not found";
+    case ST_E_ABI: return "ABI mismatch";
+    case ST_E_STATE: return "invalid state";
+    case ST_E_CANCELLED: return "cancelled";
+    case ST_E_PLUGIN: return "plugin failure";
+    case ST_E_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+uint64_t st_peak_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024;
+}

@@ -1,0 +1,196 @@
+/*
+ * core/engine_forward.c - one forward step as the strategy shapes it: the
+ * positional plugin may update its description for the new length (dynamic
+ * NTK), the attention plugin plans each layer, then it sees the new tokens'
+ * entropy (when it asked) and decides what stays in the cache.
+ */
+#include "engine_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static st_status plan_bridge(void *user, const st_attn_query *q,
+                             const st_attn_plan_builder *b, st_error *err)
+{
+    st_engine *e = user;
+    return e->attn->plan(e->attention.in->inst, q, b, err);
+}
+
+st_status st_engine_forward_init(st_engine *e, st_diag *diag)
+{
+    st_forward_config cfg = {
+        .model = e->model,
+        .kv = e->kv,
+        .pool = e->pool,
+        .posenc = &e->desc,
+        .posenc_inst = e->posenc.in->inst,
+        .map_positions = e->pe->map_positions,
+        .bias = e->pe->bias,
+        .plan = plan_bridge,
+        .plan_user = e,
+        .weights_layer = (e->attn_needs & ST_ATTN_NEEDS_WEIGHTS) ? e->attn_weights_layer
+                                                                 : INT32_MIN,
+    };
+    if ((e->desc.flags & ST_POSENC_MAP) && !cfg.map_positions)
+        return st_diag_set(diag, ST_E_PLUGIN, e->posenc.lib->manifest->library_path, 0, 0,
+                           "positional-encoding plugin '%s' sets ST_POSENC_MAP but has no "
+                           "map_positions", e->posenc.lib->entry->name);
+    if ((e->desc.flags & ST_POSENC_BIAS) && !cfg.bias)
+        return st_diag_set(diag, ST_E_PLUGIN, e->posenc.lib->manifest->library_path, 0, 0,
+                           "positional-encoding plugin '%s' sets ST_POSENC_BIAS but has no "
+                           "bias", e->posenc.lib->entry->name);
+    if (e->attn_needs & ST_ATTN_NEEDS_ENTROPY) {
+        e->block_logits = malloc(sizeof(float) * e->shape.n_vocab * e->block);
+        e->prev_logits = malloc(sizeof(float) * e->shape.n_vocab);
+        if (!e->block_logits || !e->prev_logits)
+            return st_diag_set(diag, ST_E_NOMEM, NULL, 0, 0, "out of memory for logits");
+    }
+    return st_forward_ctx_create(&cfg, &e->fwd, diag);
+}
+
+void st_engine_forward_free(st_engine *e)
+{
+    st_forward_ctx_free(e->fwd);
+    e->fwd = NULL;
+    free(e->block_logits);
+    free(e->prev_logits);
+}
+
+/* -log softmax(logits)[token] */
+static float neg_log_prob(const float *logits, uint32_t n_vocab, int32_t token)
+{
+    float max = logits[0];
+    for (uint32_t i = 1; i < n_vocab; i++)
+        if (logits[i] > max)
+            max = logits[i];
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n_vocab; i++)
+        sum += exp((double)(logits[i] - max));
+    return (float)(log(sum) - (double)(logits[token] - max));
+}
+
+/* Hand the attention plugin -log p of each new token given its prefix; a
+ * token with no prefix in view (the very first) gets the block's maximum,
+ * as SirLLM does. */
+static void observe_entropy(st_engine *e, const int32_t *tokens, size_t n,
+                            uint32_t first_slot)
+{
+    uint32_t nv = e->shape.n_vocab;
+    float *ent = malloc(sizeof(float) * n);
+    uint32_t *slots = malloc(sizeof(uint32_t) * n);
+    if (!ent || !slots) {
+        free(ent);
+        free(slots);
+        return;
+    }
+    float max = 0.0f;
+    for (size_t t = 0; t < n; t++) {
+        const float *pred = t == 0 ? (e->have_prev_logits ? e->prev_logits : NULL)
+                                   : e->block_logits + (t - 1) * nv;
+        ent[t] = pred ? neg_log_prob(pred, nv, tokens[t]) : -1.0f;
+        if (ent[t] > max)
+            max = ent[t];
+        slots[t] = first_slot + (uint32_t)t;
+    }
+    for (size_t t = 0; t < n; t++)
+        if (ent[t] < 0.0f)
+            ent[t] = max;
+    e->attn->on_entropy(e->attention.in->inst, slots, ent, n);
+    memcpy(e->prev_logits, e->block_logits + (n - 1) * nv, sizeof(float) * nv);
+    e->have_prev_logits = true;
+    free(ent);
+    free(slots);
+}
+
+static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
+{
+    if (!e->attn->retain)
+        return ST_OK;
+    st_kv_view view;
+    st_kv_cache_view(e->kv, e->kv->n_slots, &view);
+    uint8_t *keep = malloc(e->kv->n_slots ? e->kv->n_slots : 1);
+    if (!keep)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    memset(keep, 1, e->kv->n_slots);
+    st_status st = e->attn->retain(e->attention.in->inst, &view, n_new, keep, err);
+    if (st == ST_OK)
+        st_kv_cache_compact(e->kv, keep);
+    free(keep);
+    if (st != ST_OK)
+        return st_engine_fail(err, st, "attention plugin '%s': retain failed: %s",
+                              e->attention.lib->entry->name, err ? err->message : "");
+    return ST_OK;
+}
+
+st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            float *logits, bool all_logits, st_error *err)
+{
+    if (n == 0)
+        return ST_OK;
+    if (e->kv->n_slots + n > e->kv->capacity)
+        return st_engine_fail(err, ST_E_RANGE,
+                              "the context is full: %u tokens cached + %zu new > %u; raise "
+                              "`context:` in the strategy manifest or use a bounded attention "
+                              "strategy (streaming, lm-infinite)",
+                              e->kv->n_slots, n, e->kv->capacity);
+    if (e->pe->update) {
+        bool changed = false;
+        st_status st = e->pe->update(e->posenc.in->inst, (uint32_t)(pos0 + (int32_t)n),
+                                     &e->desc, &changed, err);
+        if (st != ST_OK)
+            return st_engine_fail(err, st, "positional-encoding plugin '%s': update failed: %s",
+                                  e->posenc.lib->entry->name, err ? err->message : "");
+        st_diag d;
+        st_diag_clear(&d);
+        if (changed && st_forward_set_posenc(e->fwd, &e->desc, &d) != ST_OK)
+            return st_engine_fail_diag(err, &d);
+    }
+    int32_t *pos = malloc(sizeof(int32_t) * n);
+    if (!pos)
+        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        pos[i] = pos0 + (int32_t)i;
+
+    bool entropy = (e->attn_needs & ST_ATTN_NEEDS_ENTROPY) && e->attn->on_entropy;
+    uint32_t first_slot = e->kv->n_slots;
+    float *out = logits;
+    uint32_t flags = all_logits ? ST_FORWARD_ALL_LOGITS : 0;
+    if (entropy && !all_logits) {
+        out = e->block_logits;
+        flags = ST_FORWARD_ALL_LOGITS;
+    }
+    st_diag d;
+    st_diag_clear(&d);
+    st_status st = st_forward(e->fwd, tokens, pos, n, out, flags, &d);
+    free(pos);
+    if (st != ST_OK)
+        return st_engine_fail_diag(err, &d);
+    if (entropy) {
+        if (all_logits)
+            memcpy(e->block_logits, logits, sizeof(float) * e->shape.n_vocab * n);
+        observe_entropy(e, tokens, n, first_slot);
+        if (!all_logits && logits)
+            memcpy(logits, e->block_logits + (n - 1) * e->shape.n_vocab,
+                   sizeof(float) * e->shape.n_vocab);
+    }
+    if ((e->attn_needs & ST_ATTN_NEEDS_WEIGHTS) && e->attn->on_attention) {
+        uint32_t nq = 0, ns = 0;
+        const float *w = st_forward_weights(e->fwd, &nq, &ns);
+        if (w) {
+            st_kv_view view;
+            st_kv_cache_view(e->kv, ns, &view);
+            int32_t *qp = malloc(sizeof(int32_t) * nq);
+            if (qp) {
+                for (uint32_t i = 0; i < nq; i++)
+                    qp[i] = pos0 + (int32_t)(n - nq + i);
+                e->attn->on_attention(e->attention.in->inst,
+                                      e->attn_weights_layer < 0 ? e->shape.n_layers - 1
+                                                                : (uint32_t)e->attn_weights_layer,
+                                      qp, nq, w, &view);
+                free(qp);
+            }
+        }
+    }
+    return apply_retention(e, (uint32_t)n, err);
+}

@@ -1,0 +1,131 @@
+/*
+ * core/engine_generate.c - one request: reset the per-sequence state,
+ * prefill the prompt in blocks, then sample, stream and feed back one token
+ * at a time until the budget, an end-of-generation token or a cancel.
+ */
+#include "engine_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "utf8_stream.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Forget everything of the previous request. */
+static void reset_sequence(st_engine *e, uint64_t seed)
+{
+    st_kv_cache_reset(e->kv);
+    st_sampler_chain_reset(&e->chain, seed);
+    if (e->attn->reset)
+        e->attn->reset(e->attention.in->inst);
+    e->have_prev_logits = false;
+    e->cancel = 0;
+}
+
+/* Prefill `n` tokens starting at position pos0, in blocks; the last
+ * block's last logits land in e->logits. */
+st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            st_error *err)
+{
+    for (size_t done = 0; done < n;) {
+        if (e->cancel)
+            return st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+        size_t k = n - done < e->block ? n - done : e->block;
+        st_status st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
+                                         e->logits, false, err);
+        if (st != ST_OK)
+            return st;
+        done += k;
+    }
+    return ST_OK;
+}
+
+st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
+                             const st_generate_params *params, st_token_fn on_token,
+                             void *user, st_generate_stats *stats, st_error *err)
+{
+    st_generate_stats local;
+    if (!stats)
+        stats = &local;
+    memset(stats, 0, sizeof *stats);
+    stats->struct_size = sizeof *stats;
+    if (n_prompt == 0)
+        return st_engine_fail(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
+            return st_engine_fail(err, ST_E_INVALID,
+                                  "prompt token %zu is %d, outside the vocabulary of %u",
+                                  i, prompt[i], e->shape.n_vocab);
+
+    reset_sequence(e, params ? params->seed : 0);
+    st_status st;
+    for (size_t i = 0; i < n_prompt; i++)
+        if ((st = st_sampler_chain_accept(&e->chain, prompt[i], true, err)) != ST_OK)
+            return st;
+
+    double t0 = now_s();
+    if ((st = st_engine_prefill(e, prompt, n_prompt, 0, err)) != ST_OK) {
+        stats->cancelled = st == ST_E_CANCELLED;
+        return st;
+    }
+    stats->n_prompt = (uint32_t)n_prompt;
+    stats->prefill_s = now_s() - t0;
+    if (params && params->first_logits)
+        memcpy(params->first_logits, e->logits, sizeof(float) * e->shape.n_vocab);
+
+    uint32_t max_tokens = params ? params->max_tokens : 0;
+    bool ignore_eos = params && params->ignore_eos;
+    st_utf8_stream utf8;
+    st_utf8_stream_init(&utf8);
+    char text[3 * (256 + 4)];
+    int32_t pos = (int32_t)n_prompt;
+    double t1 = now_s();
+    st = ST_OK;
+    while (stats->n_generated < max_tokens) {
+        if (e->cancel) {
+            stats->cancelled = true;
+            st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+            break;
+        }
+        int32_t token;
+        if ((st = st_sampler_chain_sample(&e->chain, e->logits, &token, err)) != ST_OK ||
+            (st = st_sampler_chain_accept(&e->chain, token, false, err)) != ST_OK)
+            break;
+        stats->n_generated++;
+        bool eog = st_engine_is_eog(e, token);
+        if (eog && !ignore_eos) {
+            stats->stopped_by_eos = true;
+            if (on_token)
+                on_token(user, token, "", 0);
+            break;
+        }
+        size_t n_text = 0;
+        const char *piece = NULL;
+        size_t piece_len = 0;
+        if (e->tok->piece(e->tokenizer.in->inst, token, &piece, &piece_len, err) == ST_OK &&
+            !(e->tok->is_special && e->tok->is_special(e->tokenizer.in->inst, token))) {
+            if (piece_len > 256)
+                piece_len = 256;
+            n_text = st_utf8_stream_feed(&utf8, piece, piece_len, text);
+        }
+        if (on_token && on_token(user, token, text, n_text) != 0)
+            break;
+        if (stats->n_generated >= max_tokens)
+            break;
+        if ((st = st_engine_forward(e, &token, 1, pos, e->logits, false, err)) != ST_OK)
+            break;
+        pos++;
+    }
+    size_t n_tail = st_utf8_stream_flush(&utf8, text);
+    if (n_tail && on_token)
+        on_token(user, -1, text, n_tail);
+    stats->decode_s = now_s() - t1;
+    return st;
+}

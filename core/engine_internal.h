@@ -1,0 +1,90 @@
+/*
+ * core/engine_internal.h - the engine's state, shared by engine.c (open,
+ * close, tokenize), engine_generate.c and engine_score.c.
+ */
+#ifndef ST_CORE_ENGINE_INTERNAL_H
+#define ST_CORE_ENGINE_INTERNAL_H
+
+#include <signal.h>
+#include <stretch/stretch.h>
+
+#include "forward.h"
+#include "gguf.h"
+#include "host_services.h"
+#include "kv_cache.h"
+#include "manifest.h"
+#include "model.h"
+#include "registry.h"
+#include "sampler_chain.h"
+#include "threadpool.h"
+
+/* One plugin the engine holds: its library and its instance. */
+typedef struct st_engine_plugin {
+    st_library *lib;
+    st_instance *in;
+} st_engine_plugin;
+
+struct st_engine {
+    st_strategy *strategy;
+    st_registry *registry;
+    st_host *host;
+    char *model_path;
+    st_gguf *gguf;
+    st_model *model;
+    st_model_shape shape;
+
+    st_engine_plugin tokenizer, posenc, attention, retriever;
+    st_engine_plugin *samplers;
+    size_t n_samplers;
+    st_instance **sampler_instances;
+    st_sampler_chain chain;
+
+    const st_tokenizer_ops *tok;
+    const st_posenc_ops *pe;
+    const st_attention_ops *attn;
+    st_posenc_desc desc;
+    uint32_t attn_needs;
+    int32_t attn_weights_layer;
+
+    uint32_t n_ctx;
+    uint32_t n_threads;
+    uint32_t block;          /* prefill block size */
+    st_kv_cache *kv;
+    st_threadpool *pool;
+    st_forward_ctx *fwd;
+    float *logits;           /* [n_vocab]: the last step's next-token logits */
+    float *block_logits;     /* [block][n_vocab] when entropy is observed */
+    float *prev_logits;      /* [n_vocab] logits before the current block */
+    bool have_prev_logits;
+
+    st_special_tokens special;
+    bool add_bos;
+    volatile sig_atomic_t cancel;
+};
+
+/* Copy a diag into an st_error as "file:line:col: message". */
+st_status st_engine_fail_diag(st_error *err, const st_diag *d);
+st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Whether `token` ends generation (EOS, EOT, or a control token the
+ * tokenizer marks as end). */
+bool st_engine_is_eog(const st_engine *e, int32_t token);
+
+/* Create and free the forward context for the engine's model, cache and
+ * plugins (engine_forward.c). */
+st_status st_engine_forward_init(st_engine *e, st_diag *diag);
+void st_engine_forward_free(st_engine *e);
+
+/* Run `n` tokens (positions pos..) through the model with the strategy's
+ * attention: appends them to the cache, applies retention afterwards, and
+ * writes logits for the last token (or every token when all_logits). */
+st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            float *logits, bool all_logits, st_error *err);
+
+/* Prefill in blocks (engine_generate.c); the next-token logits of the last
+ * token land in e->logits. */
+st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            st_error *err);
+
+#endif

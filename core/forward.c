@@ -1,0 +1,790 @@
+/* The CPU forward pass. Reads top to bottom as st_forward: embedding, the
+ * layer loop, the output head. Every step that touches all tokens or all
+ * rows is a task on the thread pool. */
+#include "forward.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+
+/* One range or index list of the current layer's plan. */
+typedef struct plan_entry {
+    st_attn_range r;
+    bool indices;
+    size_t idx_off;   /* into idx_pool */
+    size_t n_idx;
+} plan_entry;
+
+/* Per-thread attention scratch, sized by the cache capacity. */
+typedef struct thread_scratch {
+    float *scores;
+    uint32_t *idx;
+    int32_t *kpos;
+    float *bias;
+    float *qbuf, *kbuf, *cs, *sn;
+} thread_scratch;
+
+struct st_forward_ctx {
+    const st_model *m;
+    st_kv_cache *kv;
+    st_threadpool *pool;
+    uint32_t nth;
+    const st_cpu_kernels *kern;
+
+    /* The positional encoding in force. */
+    uint32_t pe_flags;
+    float *inv_freq;
+    uint32_t n_freq;          /* pairs rotated, <= head_dim / 2 */
+    float rot_scale;
+    float temperature;
+    void *pe_inst;
+    st_status (*map_positions)(void *, const int32_t *, size_t, int32_t *, st_error *);
+    st_status (*bias)(void *, uint32_t, const int32_t *, size_t, const int32_t *, size_t,
+                      float *, st_error *);
+    st_plan_fn plan;
+    void *plan_user;
+    int32_t weights_layer;    /* -1 = none */
+
+    /* Activations of the current block, room for cap_n tokens. */
+    size_t cap_n;
+    float *x, *xn, *q, *qr, *att, *tmp, *g, *u;
+    st_act_block *xq, *hq;
+    float *qcs, *qsn;         /* [cap_n][n_freq] rotation of each query */
+    int32_t *qpos_rot;
+    uint32_t *q_slot;
+
+    /* cos/sin of slot indices for ST_POS_SLOT, built as far as needed. */
+    float *slot_cs, *slot_sn;
+    uint32_t slot_table_n;
+
+    /* The current layer's plan. */
+    plan_entry *entries;
+    size_t n_entries, cap_entries;
+    uint32_t *idx_pool;
+    size_t n_idx, cap_idx;
+    uint32_t plan_n_slots;
+    char plan_msg[256];
+
+    thread_scratch *scr;
+
+    float *weights;
+    size_t weights_cap;
+    uint32_t weights_nq, weights_nslots;
+
+    /* The first error a worker hit (a bias callback). */
+    atomic_int worker_status;
+    char worker_msg[ST_ERROR_MESSAGE_MAX];
+};
+
+static st_status oom(st_diag *diag)
+{
+    return st_diag_set(diag, ST_E_NOMEM, "", 0, 0, "forward: out of memory");
+}
+
+void st_forward_default_inv_freq(const st_model_hparams *hp, float *inv_freq)
+{
+    for (uint32_t i = 0; i < hp->rope_dims / 2; i++)
+        inv_freq[i] = (float)pow((double)hp->rope_base, -2.0 * i / (double)hp->rope_dims);
+}
+
+static st_status set_posenc(st_forward_ctx *c, const st_posenc_desc *d, st_diag *diag)
+{
+    const st_model_hparams *hp = &c->m->hp;
+    uint32_t n = d ? d->n_freq : hp->rope_dims / 2;
+    if (n > hp->head_dim / 2)
+        n = hp->head_dim / 2;
+    float *f = calloc(n ? n : 1, sizeof *f);
+    if (!f)
+        return oom(diag);
+    if (d) {
+        if ((d->flags & ST_POSENC_ROTARY) && d->n_freq && !d->inv_freq) {
+            free(f);
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                               "forward: posenc description has %u frequencies but no table",
+                               d->n_freq);
+        }
+        if (d->inv_freq)
+            memcpy(f, d->inv_freq, n * sizeof *f);
+        c->pe_flags = d->flags;
+        c->rot_scale = d->rotary_scale;
+        c->temperature = d->attn_temperature;
+    } else {
+        st_forward_default_inv_freq(hp, f);
+        c->pe_flags = hp->rope_dims ? ST_POSENC_ROTARY : 0;
+        c->rot_scale = 1.0f;
+        c->temperature = 1.0f;
+    }
+    if (!(c->pe_flags & ST_POSENC_ROTARY))
+        n = 0;
+    free(c->inv_freq);
+    c->inv_freq = f;
+    c->n_freq = n;
+    c->slot_table_n = 0;
+    return ST_OK;
+}
+
+st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **out,
+                                st_diag *diag)
+{
+    *out = NULL;
+    if (!cfg || !cfg->model || !cfg->kv)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: model and kv cache required");
+    const st_model_hparams *hp = &cfg->model->hp;
+    const st_kv_cache *kv = cfg->kv;
+    if (kv->n_layers != hp->n_layers || kv->n_kv_heads != hp->n_kv_heads ||
+        kv->head_dim != hp->head_dim)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "forward: kv cache shaped %u layers x %u kv heads x %u, model has "
+                           "%u x %u x %u", kv->n_layers, kv->n_kv_heads, kv->head_dim,
+                           hp->n_layers, hp->n_kv_heads, hp->head_dim);
+    int32_t wl = cfg->weights_layer;
+    if (wl == -1)
+        wl = (int32_t)hp->n_layers - 1;
+    else if (wl == INT32_MIN)
+        wl = -1;
+    else if (wl < 0 || wl >= (int32_t)hp->n_layers)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "forward: weights layer %d, expected -1 or 0..%u", cfg->weights_layer,
+                           hp->n_layers - 1);
+    st_forward_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return oom(diag);
+    c->m = cfg->model;
+    c->kv = cfg->kv;
+    c->pool = cfg->pool;
+    c->nth = st_threadpool_size(cfg->pool);
+    c->kern = st_cpu_kernels_get(st_cpu_isa_active());
+    c->pe_inst = cfg->posenc_inst;
+    c->map_positions = cfg->map_positions;
+    c->bias = cfg->bias;
+    c->plan = cfg->plan;
+    c->plan_user = cfg->plan_user;
+    c->weights_layer = wl;
+    atomic_init(&c->worker_status, ST_OK);
+    st_status s = set_posenc(c, cfg->posenc, diag);
+    if (s != ST_OK) {
+        st_forward_ctx_free(c);
+        return s;
+    }
+    uint32_t cap = kv->capacity, hd = hp->head_dim, nf = hp->head_dim / 2;
+    c->slot_cs = malloc((size_t)cap * nf * sizeof(float));
+    c->slot_sn = malloc((size_t)cap * nf * sizeof(float));
+    c->scr = calloc(c->nth, sizeof *c->scr);
+    if (!c->slot_cs || !c->slot_sn || !c->scr)
+        goto nomem;
+    for (uint32_t i = 0; i < c->nth; i++) {
+        thread_scratch *t = &c->scr[i];
+        t->scores = malloc(cap * sizeof(float));
+        t->idx = malloc(cap * sizeof(uint32_t));
+        t->kpos = malloc(cap * sizeof(int32_t));
+        t->bias = malloc(cap * sizeof(float));
+        t->qbuf = malloc(hd * sizeof(float));
+        t->kbuf = malloc(hd * sizeof(float));
+        t->cs = malloc(nf * sizeof(float));
+        t->sn = malloc(nf * sizeof(float));
+        if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->kbuf || !t->cs ||
+            !t->sn)
+            goto nomem;
+    }
+    *out = c;
+    return ST_OK;
+nomem:
+    st_forward_ctx_free(c);
+    return oom(diag);
+}
+
+static void free_block_buffers(st_forward_ctx *c)
+{
+    free(c->x); free(c->xn); free(c->q); free(c->qr); free(c->att); free(c->tmp);
+    free(c->g); free(c->u); free(c->xq); free(c->hq); free(c->qcs); free(c->qsn);
+    free(c->qpos_rot); free(c->q_slot);
+}
+
+void st_forward_ctx_free(st_forward_ctx *c)
+{
+    if (!c)
+        return;
+    free_block_buffers(c);
+    if (c->scr) {
+        for (uint32_t i = 0; i < c->nth; i++) {
+            thread_scratch *t = &c->scr[i];
+            free(t->scores); free(t->idx); free(t->kpos); free(t->bias);
+            free(t->qbuf); free(t->kbuf); free(t->cs); free(t->sn);
+        }
+        free(c->scr);
+    }
+    free(c->slot_cs);
+    free(c->slot_sn);
+    free(c->inv_freq);
+    free(c->entries);
+    free(c->idx_pool);
+    free(c->weights);
+    free(c);
+}
+
+const st_cpu_kernels *st_forward_kernels(const st_forward_ctx *c)
+{
+    return c->kern;
+}
+
+const float *st_forward_weights(const st_forward_ctx *c, uint32_t *n_q, uint32_t *n_slots)
+{
+    *n_q = c->weights_nq;
+    *n_slots = c->weights_nslots;
+    return c->weights_nq ? c->weights : NULL;
+}
+
+/* Grow the block buffers to n tokens. */
+static st_status reserve_block(st_forward_ctx *c, size_t n, st_diag *diag)
+{
+    if (n <= c->cap_n)
+        return ST_OK;
+    const st_model_hparams *hp = &c->m->hp;
+    size_t E = hp->n_embd, F = hp->n_ff, QD = (size_t)hp->n_heads * hp->head_dim;
+    size_t XQ = (E > QD ? E : QD) / ST_ACT_BLOCK + 1, HQ = F / ST_ACT_BLOCK + 1;
+    free_block_buffers(c);
+    c->cap_n = 0;
+    c->x = malloc(n * E * sizeof(float));
+    c->xn = malloc(n * E * sizeof(float));
+    c->q = malloc(n * QD * sizeof(float));
+    c->qr = malloc(n * QD * sizeof(float));
+    c->att = malloc(n * QD * sizeof(float));
+    c->tmp = malloc(n * E * sizeof(float));
+    c->g = malloc(n * F * sizeof(float));
+    c->u = malloc(n * F * sizeof(float));
+    c->xq = malloc(n * XQ * sizeof(st_act_block));
+    c->hq = malloc(n * HQ * sizeof(st_act_block));
+    c->qcs = malloc(n * (hp->head_dim / 2 + 1) * sizeof(float));
+    c->qsn = malloc(n * (hp->head_dim / 2 + 1) * sizeof(float));
+    c->qpos_rot = malloc(n * sizeof(int32_t));
+    c->q_slot = malloc(n * sizeof(uint32_t));
+    if (!c->x || !c->xn || !c->q || !c->qr || !c->att || !c->tmp || !c->g || !c->u || !c->xq ||
+        !c->hq || !c->qcs || !c->qsn || !c->qpos_rot || !c->q_slot) {
+        free_block_buffers(c);
+        c->x = c->xn = c->q = c->qr = c->att = c->tmp = c->g = c->u = NULL;
+        c->xq = c->hq = NULL;
+        c->qcs = c->qsn = NULL;
+        c->qpos_rot = NULL;
+        c->q_slot = NULL;
+        return oom(diag);
+    }
+    c->cap_n = n;
+    return ST_OK;
+}
+
+/* ---- per-token tasks -------------------------------------------------- */
+
+enum token_op {
+    OP_EMBED,       /* x[t] = token_embd[tokens[t]] */
+    OP_NORM,        /* [x += tmp;] xn = rmsnorm(x) * w; xq = int8(xn) */
+    OP_ROPE,        /* qr = R(q); k_rot = R(k) for the block's slots */
+    OP_QUANT_ATT,   /* xq = int8(att) */
+    OP_SWIGLU       /* g = silu(g) * u; hq = int8(g) */
+};
+
+typedef struct token_task {
+    st_forward_ctx *c;
+    enum token_op op;
+    uint32_t t_begin, t_end;
+    uint32_t layer;
+    uint32_t slot0;
+    const int32_t *tokens;
+    const float *norm_w;
+    bool residual;
+} token_task;
+
+static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
+{
+    const token_task *T = arg;
+    st_forward_ctx *c = T->c;
+    const st_model_hparams *hp = &c->m->hp;
+    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+    uint32_t QD = hp->n_heads * hd;
+    uint32_t span = T->t_end - T->t_begin;
+    uint32_t t0 = T->t_begin + (uint32_t)((uint64_t)span * ith / nth);
+    uint32_t t1 = T->t_begin + (uint32_t)((uint64_t)span * (ith + 1) / nth);
+    for (uint32_t t = t0; t < t1; t++) {
+        switch (T->op) {
+        case OP_EMBED: {
+            const st_weight *w = &c->m->tok_embd;
+            st_cpu_dequant_row(w->type, w->data + (size_t)T->tokens[t] * w->row_bytes,
+                               c->x + (size_t)t * E, E);
+            break;
+        }
+        case OP_NORM: {
+            float *x = c->x + (size_t)t * E, *xn = c->xn + (size_t)t * E;
+            if (T->residual) {
+                const float *r = c->tmp + (size_t)t * E;
+                for (uint32_t i = 0; i < E; i++)
+                    x[i] += r[i];
+            }
+            st_op_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
+            if (E % ST_ACT_BLOCK == 0)
+                st_quantize_act_row(xn, E, c->xq + (size_t)t * (E / ST_ACT_BLOCK));
+            break;
+        }
+        case OP_ROPE: {
+            const float *cs = c->qcs + (size_t)t * c->n_freq, *sn = c->qsn + (size_t)t * c->n_freq;
+            for (uint32_t h = 0; h < hp->n_heads; h++) {
+                size_t o = (size_t)t * QD + (size_t)h * hd;
+                st_op_rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
+            }
+            size_t row = st_kv_row(c->kv), so = (size_t)(T->slot0 + t) * row;
+            for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+                size_t o = so + (size_t)h * hd;
+                st_op_rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
+                           c->n_freq, hd);
+            }
+            break;
+        }
+        case OP_QUANT_ATT:
+            if (QD % ST_ACT_BLOCK == 0)
+                st_quantize_act_row(c->att + (size_t)t * QD, QD,
+                                    c->xq + (size_t)t * (QD / ST_ACT_BLOCK));
+            break;
+        case OP_SWIGLU: {
+            float *g = c->g + (size_t)t * F;
+            st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
+            if (F % ST_ACT_BLOCK == 0)
+                st_quantize_act_row(g, F, c->hq + (size_t)t * (F / ST_ACT_BLOCK));
+            break;
+        }
+        }
+    }
+}
+
+static void run_tokens(st_forward_ctx *c, token_task *T)
+{
+    T->c = c;
+    st_threadpool_run(c->pool, token_task_fn, T);
+}
+
+/* ---- matmuls ---------------------------------------------------------- */
+
+static void run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                       float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
+                       const st_act_block *xq, uint32_t nt)
+{
+    st_matmul_job job = { .kern = c->kern, .n_mats = n_mats, .xf = xf, .ldxf = ldxf,
+                          .xq = xq, .ldxq = ldxf / ST_ACT_BLOCK, .nt = nt };
+    for (uint32_t i = 0; i < n_mats; i++) {
+        job.mats[i].w = w[i];
+        job.mats[i].y = y[i];
+        job.mats[i].ldy = ldy[i];
+    }
+    st_matmul_job_prepare(&job);
+    st_threadpool_run(c->pool, st_matmul_task, &job);
+}
+
+/* ---- the attention plan ---------------------------------------------- */
+
+static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->plan_msg, sizeof c->plan_msg, fmt, ap);
+    va_end(ap);
+    return ST_E_INVALID;
+}
+
+static st_status check_shape(st_forward_ctx *c, const st_attn_range *r)
+{
+    if (r->head != ST_ALL_HEADS && r->head >= c->m->hp.n_heads)
+        return plan_fail(c, "range head %u, expected < %u or ST_ALL_HEADS", r->head,
+                         c->m->hp.n_heads);
+    if ((unsigned)r->pos_mode > ST_POS_SLOT)
+        return plan_fail(c, "range position mode %d is not TRUE, FIXED or SLOT", (int)r->pos_mode);
+    return ST_OK;
+}
+
+static st_status push_entry(st_forward_ctx *c, const plan_entry *e)
+{
+    if (c->n_entries == c->cap_entries) {
+        size_t cap = c->cap_entries ? c->cap_entries * 2 : 16;
+        plan_entry *p = realloc(c->entries, cap * sizeof *p);
+        if (!p)
+            return plan_fail(c, "out of memory");
+        c->entries = p;
+        c->cap_entries = cap;
+    }
+    c->entries[c->n_entries++] = *e;
+    return ST_OK;
+}
+
+static st_status builder_add_range(void *host, const st_attn_range *r)
+{
+    st_forward_ctx *c = host;
+    st_status s = check_shape(c, r);
+    if (s != ST_OK)
+        return s;
+    if (r->k_begin > r->k_end || r->k_end > c->plan_n_slots)
+        return plan_fail(c, "range [%u, %u) outside the %u slots", r->k_begin, r->k_end,
+                         c->plan_n_slots);
+    plan_entry e = { .r = *r };
+    return push_entry(c, &e);
+}
+
+static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n,
+                                     const st_attn_range *shape)
+{
+    st_forward_ctx *c = host;
+    st_status s = check_shape(c, shape);
+    if (s != ST_OK)
+        return s;
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i] >= c->plan_n_slots)
+            return plan_fail(c, "index list slot %u outside the %u slots", slots[i],
+                             c->plan_n_slots);
+        if (i && slots[i] <= slots[i - 1])
+            return plan_fail(c, "index list not ascending and unique at %zu (%u after %u)", i,
+                             slots[i], slots[i - 1]);
+    }
+    if (c->n_idx + n > c->cap_idx) {
+        size_t cap = c->cap_idx ? c->cap_idx : 256;
+        while (cap < c->n_idx + n)
+            cap *= 2;
+        uint32_t *p = realloc(c->idx_pool, cap * sizeof *p);
+        if (!p)
+            return plan_fail(c, "out of memory");
+        c->idx_pool = p;
+        c->cap_idx = cap;
+    }
+    memcpy(c->idx_pool + c->n_idx, slots, n * sizeof *slots);
+    plan_entry e = { .r = *shape, .indices = true, .idx_off = c->n_idx, .n_idx = n };
+    c->n_idx += n;
+    return push_entry(c, &e);
+}
+
+static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32_t n_slots,
+                           const int32_t *pos, st_diag *diag)
+{
+    c->n_entries = 0;
+    c->n_idx = 0;
+    c->plan_n_slots = n_slots;
+    c->plan_msg[0] = 0;
+    if (!c->plan) {
+        plan_entry e = { .r = { ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 } };
+        return push_entry(c, &e);
+    }
+    const st_model_hparams *hp = &c->m->hp;
+    st_kv_view view;
+    st_kv_cache_view(c->kv, n_slots, &view);
+    st_attn_query q = {
+        .struct_size = sizeof q, .layer = layer, .n_heads = hp->n_heads,
+        .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .n_q = n,
+        .q_pos = pos, .q_slot = c->q_slot, .kv = &view, .q = c->q, .k = c->kv->k[layer],
+    };
+    st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
+    st_error err = { ST_OK, "" };
+    st_status s = c->plan(c->plan_user, &q, &b, &err);
+    if (s != ST_OK)
+        return st_diag_set(diag, s, "", 0, 0, "attention plan (layer %u): %s", layer,
+                           c->plan_msg[0] ? c->plan_msg : err.message[0] ? err.message
+                                                                         : "failed");
+    return ST_OK;
+}
+
+/* cos/sin rows of slot indices up to n_slots, for ST_POS_SLOT. */
+static void extend_slot_table(st_forward_ctx *c, uint32_t n_slots)
+{
+    for (uint32_t j = c->slot_table_n; j < n_slots; j++)
+        st_op_rope_table(c->slot_cs + (size_t)j * c->n_freq, c->slot_sn + (size_t)j * c->n_freq,
+                         (double)j, c->inv_freq, c->n_freq, c->rot_scale);
+    if (n_slots > c->slot_table_n)
+        c->slot_table_n = n_slots;
+}
+
+/* ---- attention -------------------------------------------------------- */
+
+typedef struct attn_task {
+    st_forward_ctx *c;
+    uint32_t layer;
+    uint32_t n;           /* queries */
+    const int32_t *pos;   /* true positions of the queries */
+    bool per_query;       /* one item = all heads of a query (weights layer) */
+    float *weights;       /* [n][n_slots] or NULL */
+    uint32_t n_slots;
+    atomic_uint next;
+} attn_task;
+
+static void worker_error(st_forward_ctx *c, st_status s, const char *msg)
+{
+    int expected = ST_OK;
+    if (atomic_compare_exchange_strong(&c->worker_status, &expected, (int)s))
+        snprintf(c->worker_msg, sizeof c->worker_msg, "%s", msg);
+}
+
+/* Query t, head h: scores over the visible keys, softmax, weighted values. */
+static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
+{
+    st_forward_ctx *c = A->c;
+    const st_model_hparams *hp = &c->m->hp;
+    const st_kv_cache *kv = c->kv;
+    uint32_t hd = hp->head_dim, QD = hp->n_heads * hd;
+    uint32_t kvh = h / (hp->n_heads / hp->n_kv_heads);
+    size_t row = st_kv_row(kv), koff = (size_t)kvh * hd;
+    const float *K = kv->k[A->layer], *KR = kv->k_rot[A->layer], *V = kv->v[A->layer];
+    const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
+    const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
+    int64_t pq = A->pos[t];
+    float scale = c->temperature / sqrtf((float)hd);
+    float (*dot)(const float *, const float *, uint32_t) = c->kern->dot_f32;
+    uint32_t nf = c->n_freq;
+    uint32_t nv = 0;
+
+    for (size_t e = 0; e < c->n_entries; e++) {
+        const plan_entry *E = &c->entries[e];
+        const st_attn_range *r = &E->r;
+        if (r->head != ST_ALL_HEADS && r->head != h)
+            continue;
+        const float *qv = qr;
+        if (r->pos_mode == ST_POS_FIXED) {
+            /* (R(d) q) . k: the scale enters twice, as it does when both
+             * sides are rotated. */
+            st_op_rope_table(S->cs, S->sn, (double)r->fixed_dist, c->inv_freq, nf,
+                             c->rot_scale * c->rot_scale);
+            st_op_rope(S->qbuf, q, S->cs, S->sn, nf, hd);
+            qv = S->qbuf;
+        } else if (r->pos_mode == ST_POS_SLOT) {
+            uint32_t qs = c->q_slot[t];
+            st_op_rope(S->qbuf, q, c->slot_cs + (size_t)qs * nf, c->slot_sn + (size_t)qs * nf,
+                       nf, hd);
+            qv = S->qbuf;
+        }
+        size_t cnt = E->indices ? E->n_idx : (size_t)(r->k_end - r->k_begin);
+        const uint32_t *list = E->indices ? c->idx_pool + E->idx_off : NULL;
+        for (size_t i = 0; i < cnt; i++) {
+            uint32_t j = list ? list[i] : r->k_begin + (uint32_t)i;
+            int64_t d = pq - kv->pos[j];
+            if (d < r->min_dist || d > r->max_dist)
+                continue;
+            const float *kvec;
+            if (r->pos_mode == ST_POS_TRUE) {
+                kvec = KR + j * row + koff;
+            } else if (r->pos_mode == ST_POS_FIXED) {
+                kvec = K + j * row + koff;
+            } else {
+                st_op_rope(S->kbuf, K + j * row + koff, c->slot_cs + (size_t)j * nf,
+                           c->slot_sn + (size_t)j * nf, nf, hd);
+                kvec = S->kbuf;
+            }
+            S->scores[nv] = dot(qv, kvec, hd) * scale;
+            S->idx[nv] = j;
+            nv++;
+        }
+    }
+    if (nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias) {
+        for (uint32_t i = 0; i < nv; i++)
+            S->kpos[i] = kv->rot_pos[S->idx[i]];
+        st_error err = { ST_OK, "" };
+        st_status s = c->bias(c->pe_inst, h, &c->qpos_rot[t], 1, S->kpos, nv, S->bias, &err);
+        if (s != ST_OK) {
+            worker_error(c, s, err.message[0] ? err.message : "posenc bias failed");
+        } else {
+            for (uint32_t i = 0; i < nv; i++)
+                S->scores[i] += S->bias[i];
+        }
+    }
+    st_op_softmax(S->scores, nv);
+    float *out = c->att + (size_t)t * QD + (size_t)h * hd;
+    memset(out, 0, hd * sizeof *out);
+    for (uint32_t i = 0; i < nv; i++)
+        c->kern->axpy_f32(out, S->scores[i], V + S->idx[i] * row + koff, hd);
+    if (A->weights) {
+        float *w = A->weights + (size_t)t * A->n_slots;
+        for (uint32_t i = 0; i < nv; i++)
+            w[S->idx[i]] += S->scores[i];
+    }
+}
+
+static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
+{
+    attn_task *A = arg;
+    thread_scratch *S = &A->c->scr[ith];
+    uint32_t nh = A->c->m->hp.n_heads;
+    uint32_t items = A->per_query ? A->n : A->n * nh;
+    for (;;) {
+        uint32_t it = atomic_fetch_add_explicit(&A->next, 1, memory_order_relaxed);
+        if (it >= items)
+            break;
+        if (A->per_query) {
+            for (uint32_t h = 0; h < nh; h++)
+                attend(A, S, it, h);
+        } else {
+            attend(A, S, it / nh, it % nh);
+        }
+    }
+}
+
+/* ---- posenc changes --------------------------------------------------- */
+
+st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, st_diag *diag)
+{
+    st_status s = set_posenc(c, desc, diag);
+    if (s != ST_OK)
+        return s;
+    const st_kv_cache *kv = c->kv;
+    uint32_t hd = kv->head_dim, nf = c->n_freq;
+    float *cs = c->scr[0].cs, *sn = c->scr[0].sn;
+    for (uint32_t j = 0; j < kv->n_slots; j++) {
+        st_op_rope_table(cs, sn, (double)kv->rot_pos[j], c->inv_freq, nf, c->rot_scale);
+        for (uint32_t l = 0; l < kv->n_layers; l++)
+            for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+                size_t o = j * st_kv_row(kv) + (size_t)h * hd;
+                st_op_rope(kv->k_rot[l] + o, kv->k[l] + o, cs, sn, nf, hd);
+            }
+    }
+    return ST_OK;
+}
+
+/* ---- the forward pass ------------------------------------------------- */
+
+st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos, size_t n,
+                     float *logits, uint32_t flags, st_diag *diag)
+{
+    const st_model *m = c->m;
+    const st_model_hparams *hp = &m->hp;
+    st_kv_cache *kv = c->kv;
+    if (n == 0)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty block");
+    if (kv->n_slots + n > kv->capacity)
+        return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
+                           "forward: kv cache full: %u slots + %zu new exceed capacity %u",
+                           kv->n_slots, n, kv->capacity);
+    for (size_t t = 0; t < n; t++) {
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
+            return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
+                               "forward: token %d at %zu outside the vocabulary of %u",
+                               tokens[t], t, hp->n_vocab);
+        if (pos[t] < 0 || (t && pos[t] <= pos[t - 1]))
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                               "forward: position %d at %zu: expected >= 0 and ascending",
+                               pos[t], t);
+    }
+    st_status s = reserve_block(c, n, diag);
+    if (s != ST_OK)
+        return s;
+
+    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+    uint32_t QD = hp->n_heads * hd, KD = hp->n_kv_heads * hd;
+    uint32_t nt = (uint32_t)n, slot0 = kv->n_slots, n_slots = slot0 + nt;
+    size_t row = st_kv_row(kv);
+
+    /* The block's slots: true positions, tokens, rotation positions. */
+    if ((c->pe_flags & ST_POSENC_MAP) && c->map_positions) {
+        st_error err = { ST_OK, "" };
+        s = c->map_positions(c->pe_inst, pos, n, c->qpos_rot, &err);
+        if (s != ST_OK)
+            return st_diag_set(diag, s, "", 0, 0, "posenc map_positions: %s",
+                               err.message[0] ? err.message : "failed");
+    } else {
+        memcpy(c->qpos_rot, pos, n * sizeof *pos);
+    }
+    for (uint32_t t = 0; t < nt; t++) {
+        kv->pos[slot0 + t] = pos[t];
+        kv->tokens[slot0 + t] = tokens[t];
+        kv->rot_pos[slot0 + t] = c->qpos_rot[t];
+        c->q_slot[t] = slot0 + t;
+        st_op_rope_table(c->qcs + (size_t)t * c->n_freq, c->qsn + (size_t)t * c->n_freq,
+                         (double)c->qpos_rot[t], c->inv_freq, c->n_freq, c->rot_scale);
+    }
+    atomic_store(&c->worker_status, ST_OK);
+    c->weights_nq = c->weights_nslots = 0;
+
+    token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
+    run_tokens(c, &T);
+
+    for (uint32_t l = 0; l < hp->n_layers; l++) {
+        const st_model_layer *L = &m->layers[l];
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->attn_norm, .residual = l > 0 };
+        run_tokens(c, &T);
+
+        {
+            const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+            float *y[3] = { c->q, kv->k[l] + slot0 * row, kv->v[l] + slot0 * row };
+            size_t ldy[3] = { QD, row, row };
+            run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
+        }
+        (void)KD;
+        T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
+        run_tokens(c, &T);
+
+        s = make_plan(c, l, nt, n_slots, pos, diag);
+        if (s != ST_OK)
+            return s;
+        bool has_slot = false;
+        for (size_t e = 0; e < c->n_entries; e++)
+            has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
+        if (has_slot)
+            extend_slot_table(c, n_slots);
+
+        attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
+        if ((int32_t)l == c->weights_layer) {
+            size_t need = (size_t)nt * n_slots;
+            if (need > c->weights_cap) {
+                float *w = realloc(c->weights, need * sizeof *w);
+                if (!w)
+                    return oom(diag);
+                c->weights = w;
+                c->weights_cap = need;
+            }
+            memset(c->weights, 0, need * sizeof *c->weights);
+            A.weights = c->weights;
+            A.per_query = true;
+            c->weights_nq = nt;
+            c->weights_nslots = n_slots;
+        }
+        atomic_init(&A.next, 0);
+        st_threadpool_run(c->pool, attn_task_fn, &A);
+        if (atomic_load(&c->worker_status) != ST_OK)
+            return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
+                               "posenc bias (layer %u): %s", l, c->worker_msg);
+
+        T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
+        run_tokens(c, &T);
+        {
+            const st_weight *w[1] = { &L->wo };
+            float *y[1] = { c->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(c, 1, w, y, ldy, c->att, QD, c->xq, nt);
+        }
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
+        run_tokens(c, &T);
+        {
+            const st_weight *w[2] = { &L->gate, &L->up };
+            float *y[2] = { c->g, c->u };
+            size_t ldy[2] = { F, F };
+            run_matmul(c, 2, w, y, ldy, c->xn, E, c->xq, nt);
+        }
+        T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
+        run_tokens(c, &T);
+        {
+            const st_weight *w[1] = { &L->down };
+            float *y[1] = { c->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(c, 1, w, y, ldy, c->g, F, c->hq, nt);
+        }
+    }
+
+    if (logits) {
+        uint32_t first = (flags & ST_FORWARD_ALL_LOGITS) ? 0 : nt - 1;
+        T = (token_task){ .op = OP_NORM, .t_begin = first, .t_end = nt, .norm_w = m->out_norm,
+                          .residual = true };
+        run_tokens(c, &T);
+        const st_weight *w[1] = { &m->output };
+        float *y[1] = { logits };
+        size_t ldy[1] = { hp->n_vocab };
+        run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
+                   c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first);
+    }
+    kv->n_slots = n_slots;
+    return ST_OK;
+}

@@ -1,0 +1,83 @@
+/*
+ * core/forward.h - the Llama forward pass on the CPU.
+ *
+ * One call processes a block of n tokens (a prompt chunk, or one decoded
+ * token): embedding, per layer RMSNorm -> Q/K/V -> RoPE -> attention as the
+ * attention plugin plans it -> output projection -> residual -> RMSNorm ->
+ * SwiGLU FFN -> residual, then the final norm and the output head. The
+ * block's keys and values are appended to the KV cache; a block of many
+ * tokens runs as batched matmuls (GEMM), one token as matrix x vector.
+ *
+ * Positions: `pos` are true sequence positions (what attention plans and
+ * distances use). When the posenc description has ST_POSENC_MAP, they are
+ * mapped once on append and the mapped positions drive rotation and bias.
+ */
+#ifndef ST_CORE_FORWARD_H
+#define ST_CORE_FORWARD_H
+
+#include <stretch/attention.h>
+#include <stretch/posenc.h>
+
+#include "cpu/kernels.h"
+#include "kv_cache.h"
+#include "model.h"
+#include "threadpool.h"
+
+/* Asks for the plan of one layer's query block (see attention.h). */
+typedef st_status (*st_plan_fn)(void *user, const st_attn_query *q,
+                                 const st_attn_plan_builder *b, st_error *err);
+
+typedef struct st_forward_config {
+    const st_model *model;
+    st_kv_cache *kv;
+    st_threadpool *pool;          /* NULL = run on the caller only */
+    /* NULL = the model's own RoPE (rope_base, rope_dims), scale 1. */
+    const st_posenc_desc *posenc;
+    /* The posenc plugin's callbacks and instance, used when the desc's
+     * flags ask for them (ST_POSENC_MAP, ST_POSENC_BIAS). */
+    void *posenc_inst;
+    st_status (*map_positions)(void *inst, const int32_t *seq_pos, size_t n,
+                               int32_t *out_pos, st_error *err);
+    st_status (*bias)(void *inst, uint32_t head, const int32_t *q_pos, size_t nq,
+                      const int32_t *k_pos, size_t nk, float *out, st_error *err);
+    /* NULL = dense causal attention. Called once per layer per block. */
+    st_plan_fn plan;
+    void *plan_user;
+    /* Layer whose attention weights (summed over heads) st_forward_weights
+     * returns; -1 = the last layer, INT32_MIN = none. */
+    int32_t weights_layer;
+} st_forward_config;
+
+/* Logits for every token of the block, not only the last one. */
+#define ST_FORWARD_ALL_LOGITS (1u << 0)
+
+typedef struct st_forward_ctx st_forward_ctx;
+
+st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **out,
+                                st_diag *diag);
+void st_forward_ctx_free(st_forward_ctx *ctx);
+
+/* Replace the posenc description (after the plugin's `update` reported a
+ * change); keys already cached are re-rotated with it. */
+st_status st_forward_set_posenc(st_forward_ctx *ctx, const st_posenc_desc *desc,
+                                st_diag *diag);
+
+/* Run n tokens at sequence positions pos (ascending, after every cached
+ * position). logits: n_vocab floats for the last token, or n * n_vocab
+ * with ST_FORWARD_ALL_LOGITS; may be NULL to only fill the cache. On
+ * error the cache is left as it was before the call. */
+st_status st_forward(st_forward_ctx *ctx, const int32_t *tokens, const int32_t *pos,
+                     size_t n, float *logits, uint32_t flags, st_diag *diag);
+
+/* The attention weights of the configured layer from the last st_forward:
+ * [n_q][n_slots] summed over heads, slots as they were during that call. */
+const float *st_forward_weights(const st_forward_ctx *ctx, uint32_t *n_q, uint32_t *n_slots);
+
+/* The kernel table in use (STRETCH_ISA applied at create). */
+const st_cpu_kernels *st_forward_kernels(const st_forward_ctx *ctx);
+
+/* The model's own rotary frequencies: inv_freq[i] = base^(-2i/rope_dims),
+ * i < rope_dims/2. */
+void st_forward_default_inv_freq(const st_model_hparams *hp, float *inv_freq);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * core/host_services.h - the host side of the services table handed to
+ * every plugin's create() (sdk/include/stretch/services.h).
+ *
+ * One st_host owns one table. What the table can do depends on what the
+ * engine installs: a model (metadata), a scorer (model_score), a log sink.
+ * Without them the services answer ST_E_UNAVAILABLE with a message, as the
+ * ABI promises; they never crash.
+ *
+ * Lifetime: the st_host must outlive every instance created with its table.
+ * Setters are for the engine thread before instances run; the services
+ * themselves may be called from any thread.
+ */
+#ifndef ST_CORE_HOST_SERVICES_H
+#define ST_CORE_HOST_SERVICES_H
+
+#include <stretch/services.h>
+#include "gguf.h"
+
+typedef struct st_host st_host;
+
+/* Where plugin log lines go. `plugin` may be NULL. */
+typedef void (*st_log_sink)(void *ctx, st_log_level level, const char *plugin,
+                            const char *message);
+
+/* The engine's implementation of model_score. */
+typedef st_status (*st_score_fn)(void *ctx, st_score_request *req, st_error *err);
+
+/* NULL on allocation failure. Log threshold from STRETCH_LOG
+ * (debug|info|warn|error, default warn). */
+st_host *st_host_new(void);
+void st_host_free(st_host *h);
+const st_host_services *st_host_services_of(st_host *h);
+
+/* NULL sink = the default (stderr: "stretch: [level] plugin: message"). */
+void st_host_set_log_sink(st_host *h, st_log_sink sink, void *ctx);
+void st_host_set_log_level(st_host *h, st_log_level min_level);
+/* Model metadata source; not owned, must outlive the instances. NULL = none. */
+void st_host_set_model(st_host *h, const st_gguf *model);
+/* NULL fn = none (model_score answers ST_E_UNAVAILABLE). */
+void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx);
+
+/* Bytes plugins currently hold through alloc/calloc/realloc, and the peak. */
+size_t st_host_live_bytes(const st_host *h);
+size_t st_host_peak_bytes(const st_host *h);
+
+/* "debug" -> ST_LOG_DEBUG ...; -1 when unknown. */
+int st_log_level_from_name(const char *name);
+const char *st_log_level_name(st_log_level level);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * core/paths.h - small path helpers the registry and loader share: the
+ * executable's directory, canonical paths and "is this inside that dir".
+ * Every returned string is malloc'd and owned by the caller unless noted.
+ */
+#ifndef ST_CORE_PATHS_H
+#define ST_CORE_PATHS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Directory holding the running executable (from /proc/self/exe), or NULL
+ * when it cannot be read. Static storage: do not free. */
+const char *st_exe_dir(void);
+
+/* realpath(3) into a malloc'd string; NULL with errno set on failure. */
+char *st_path_canonical(const char *path);
+
+/* True when canonical path `path` is `dir` itself or lies beneath it. Both
+ * must already be canonical (absolute, no "..", no symlinks). */
+bool st_path_is_inside(const char *path, const char *dir);
+
+/* "a/b" (no doubled slash); NULL on allocation failure. */
+char *st_path_join(const char *a, const char *b);
+
+/* The directory part of `path` ("." when it has none). */
+char *st_path_dirname(const char *path);
+
+/* The last component of `path` (points into it). */
+const char *st_path_basename(const char *path);
+
+bool st_path_is_dir(const char *path);
+bool st_path_is_file(const char *path);
+
+#endif

@@ -1,0 +1,158 @@
+/* Fork/join thread pool: a generation counter announces a task; workers
+ * spin on it for a while, then sleep on a condition variable. */
+#include "threadpool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ST_PAUSE() _mm_pause()
+#else
+#define ST_PAUSE() ((void)0)
+#endif
+
+/* Spins before a worker sleeps: long enough to bridge the gap between two
+ * tasks of one forward step, short enough not to burn a shared core. */
+#define ST_SPIN_LIMIT 20000
+
+typedef struct st_worker {
+    st_threadpool *pool;
+    uint32_t ith;
+    pthread_t thread;
+} st_worker;
+
+struct st_threadpool {
+    uint32_t n_threads;
+    st_worker *workers;      /* n_threads - 1 */
+    uint32_t n_started;
+    st_task_fn fn;
+    void *arg;
+    atomic_uint generation;
+    atomic_uint done;        /* workers finished with the current generation */
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    uint32_t n_sleeping;     /* under lock */
+};
+
+static void *worker_main(void *p)
+{
+    st_worker *w = p;
+    st_threadpool *pool = w->pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
+            if (++spins < ST_SPIN_LIMIT) {
+                ST_PAUSE();
+                continue;
+            }
+            pthread_mutex_lock(&pool->lock);
+            pool->n_sleeping++;
+            while (atomic_load(&pool->generation) == seen)
+                pthread_cond_wait(&pool->wake, &pool->lock);
+            pool->n_sleeping--;
+            pthread_mutex_unlock(&pool->lock);
+            spins = 0;
+        }
+        seen = gen;
+        if (atomic_load(&pool->stop))
+            return NULL;
+        pool->fn(pool->arg, w->ith, pool->n_threads);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+    }
+}
+
+st_status st_threadpool_create(uint32_t n_threads, st_threadpool **out, st_diag *diag)
+{
+    *out = NULL;
+    if (n_threads < 1 || n_threads > 1024)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "thread pool: %u threads requested, expected 1..1024", n_threads);
+    st_threadpool *pool = calloc(1, sizeof *pool);
+    if (!pool)
+        return st_diag_set(diag, ST_E_NOMEM, "", 0, 0, "thread pool: out of memory");
+    pool->n_threads = n_threads;
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    atomic_init(&pool->generation, 0);
+    atomic_init(&pool->done, 0);
+    atomic_init(&pool->stop, false);
+    if (n_threads > 1) {
+        pool->workers = calloc(n_threads - 1, sizeof *pool->workers);
+        if (!pool->workers) {
+            st_threadpool_destroy(pool);
+            return st_diag_set(diag, ST_E_NOMEM, "", 0, 0, "thread pool: out of memory");
+        }
+        for (uint32_t i = 0; i + 1 < n_threads; i++) {
+            st_worker *w = &pool->workers[i];
+            w->pool = pool;
+            w->ith = i + 1;
+            int rc = pthread_create(&w->thread, NULL, worker_main, w);
+            if (rc != 0) {
+                st_threadpool_destroy(pool);
+                return st_diag_set(diag, ST_E_UNAVAILABLE, "", 0, 0,
+                                   "thread pool: cannot start thread %u: %s", i + 1, strerror(rc));
+            }
+            pool->n_started++;
+        }
+    }
+    *out = pool;
+    return ST_OK;
+}
+
+static void wake_workers(st_threadpool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    if (pool->n_sleeping)
+        pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void st_threadpool_destroy(st_threadpool *pool)
+{
+    if (!pool)
+        return;
+    if (pool->n_started) {
+        atomic_store(&pool->stop, true);
+        wake_workers(pool);
+        for (uint32_t i = 0; i < pool->n_started; i++)
+            pthread_join(pool->workers[i].thread, NULL);
+    }
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->lock);
+    free(pool->workers);
+    free(pool);
+}
+
+uint32_t st_threadpool_size(const st_threadpool *pool)
+{
+    return pool ? pool->n_threads : 1;
+}
+
+void st_threadpool_run(st_threadpool *pool, st_task_fn fn, void *arg)
+{
+    if (!pool || pool->n_threads == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->arg = arg;
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    wake_workers(pool);
+    fn(arg, 0, pool->n_threads);
+    unsigned want = pool->n_threads - 1;
+    int spins = 0;
+    while (atomic_load_explicit(&pool->done, memory_order_acquire) != want) {
+        if (++spins < ST_SPIN_LIMIT)
+            ST_PAUSE();
+        else
+            sched_yield();
+    }
+}

@@ -1,0 +1,167 @@
+/*
+ * plugins/sampler/candidates.h - helpers the built-in samplers share:
+ * a stable softmax over the candidates, a deterministic descending sort,
+ * and reading numeric parameters with their documented defaults.
+ * Header-only so each sampler stays one self-contained shared object.
+ */
+#ifndef ST_PLUGINS_SAMPLER_CANDIDATES_H
+#define ST_PLUGINS_SAMPLER_CANDIDATES_H
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <stretch/params.h>
+#include <stretch/plugin.h>
+
+/* Descending logit, then ascending id: the order is total, so every sort
+ * gives the same array whatever the input order. */
+static inline int st_cand_cmp_desc(const void *a, const void *b)
+{
+    const st_candidate *x = a, *y = b;
+    if (x->logit > y->logit)
+        return -1;
+    if (x->logit < y->logit)
+        return 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Sort descending if not already; a pick made before the reorder would
+ * point at another token afterwards, so it is dropped. */
+static inline void st_cand_sort(st_candidates *c)
+{
+    if (!c->sorted && c->size > 1) {
+        qsort(c->data, c->size, sizeof *c->data, st_cand_cmp_desc);
+        c->selected = -1;
+    }
+    c->sorted = true;
+}
+
+/* True when a should come before b in the descending order above. */
+static inline bool st_cand_before(const st_candidate *a, const st_candidate *b)
+{
+    return st_cand_cmp_desc(a, b) < 0;
+}
+
+static inline void st_cand_swap(st_candidate *a, st_candidate *b)
+{
+    st_candidate t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Sift down in a heap whose root is the candidate that comes LAST in the
+ * descending order (so the root is the weakest of the k best so far). */
+static inline void st_cand_sift(st_candidate *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && st_cand_before(&h[w], &h[l]))
+            w = l;
+        if (r < n && st_cand_before(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        st_cand_swap(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+/* Move the k best candidates (descending logit, ascending id on ties) to
+ * data[0..k) in sorted order; the rest follow in no particular order.
+ * O(n log k), which is what keeps a 50k-token vocabulary cheap when only
+ * the top few dozen matter. Sets `sorted` only when k covers the array. */
+static inline void st_cand_partial_sort(st_candidates *c, size_t k)
+{
+    if (c->sorted)
+        return;
+    if (k >= c->size) {
+        st_cand_sort(c);
+        return;
+    }
+    if (k == 0)
+        return;
+    st_candidate *d = c->data;
+    for (size_t i = k / 2; i-- > 0;)
+        st_cand_sift(d, k, i);
+    for (size_t i = k; i < c->size; i++)
+        if (st_cand_before(&d[i], &d[0])) {
+            st_cand_swap(&d[i], &d[0]);
+            st_cand_sift(d, k, 0);
+        }
+    qsort(d, k, sizeof *d, st_cand_cmp_desc);
+    c->selected = -1;
+}
+
+/* p = softmax(logit) with the maximum subtracted so exp never overflows.
+ * Masked (-INFINITY) candidates get p = 0. Returns false when no
+ * candidate has a finite logit (nothing can be normalised). */
+static inline bool st_cand_softmax(st_candidates *c)
+{
+    float max = -INFINITY;
+    for (size_t i = 0; i < c->size; i++)
+        if (c->data[i].logit > max)
+            max = c->data[i].logit;
+    if (!isfinite(max))
+        return false;
+    double sum = 0.0;
+    for (size_t i = 0; i < c->size; i++) {
+        double e = exp((double)c->data[i].logit - (double)max);
+        c->data[i].p = (float)e;
+        sum += e;
+    }
+    for (size_t i = 0; i < c->size; i++)
+        c->data[i].p = (float)(c->data[i].p / sum);
+    return true;
+}
+
+/* Index of the largest logit; the lowest id wins ties. -1 when empty. */
+static inline int64_t st_cand_argmax(const st_candidates *c)
+{
+    int64_t best = -1;
+    for (size_t i = 0; i < c->size; i++) {
+        const st_candidate *x = &c->data[i];
+        if (best < 0 || x->logit > c->data[best].logit ||
+            (x->logit == c->data[best].logit && x->id < c->data[best].id))
+            best = (int64_t)i;
+    }
+    return best;
+}
+
+/* A float parameter: the default when absent, checked against [min, max]. */
+static inline st_status st_sampler_param_float(const st_host_services *host,
+                                               const msgpack_object *params,
+                                               const char *plugin, const char *key,
+                                               double def, double min, double max,
+                                               double *out, st_error *err)
+{
+    double v = def;
+    st_status st = st_param_float(params, key, &v);
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        return host->error(err, ST_E_INVALID, "%s: parameter %s must be a number", plugin, key);
+    if (!(v >= min && v <= max))
+        return host->error(err, ST_E_RANGE, "%s: parameter %s must be in [%g, %g], got %g",
+                           plugin, key, min, max, v);
+    *out = v;
+    return ST_OK;
+}
+
+/* An integer parameter: the default when absent, checked against [min, max]. */
+static inline st_status st_sampler_param_int(const st_host_services *host,
+                                             const msgpack_object *params,
+                                             const char *plugin, const char *key,
+                                             int64_t def, int64_t min, int64_t max,
+                                             int64_t *out, st_error *err)
+{
+    int64_t v = def;
+    st_status st = st_param_int(params, key, &v);
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        return host->error(err, ST_E_INVALID, "%s: parameter %s must be an integer", plugin,
+                           key);
+    if (v < min || v > max)
+        return host->error(err, ST_E_RANGE, "%s: parameter %s must be in [%lld, %lld], got %lld",
+                           plugin, key, (long long)min, (long long)max, (long long)v);
+    *out = v;
+    return ST_OK;
+}
+
+#endif

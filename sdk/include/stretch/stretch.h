@@ -1,0 +1,131 @@
+/*
+ * stretch/stretch.h - the host API: open an engine from a strategy
+ * manifest, tokenize, generate with a per-token callback, cancel, score.
+ * `stretch run`, `stretch eval`, `stretch bench` and any embedding
+ * application use this and nothing private (llama.h's role for llama.cpp).
+ *
+ * Threading: one engine serves one request at a time; every call on an
+ * engine must come from one thread at a time, except st_engine_cancel,
+ * which may be called from any thread (or a signal handler) at any time.
+ * Memory returned through `**out` pointers is the caller's: st_free() it.
+ */
+#ifndef STRETCH_STRETCH_H
+#define STRETCH_STRETCH_H
+
+#include "common.h"
+#include "tokenizer.h" /* ST_ENCODE_* flags */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ST_BUILDING_LIBRARY)
+#define ST_API ST_EXPORT
+#else
+#define ST_API
+#endif
+
+typedef struct st_engine st_engine;
+
+typedef struct st_engine_options {
+    uint32_t struct_size;   /* sizeof(st_engine_options) */
+    uint32_t n_threads;     /* 0 = the manifest's, then all cores */
+    uint32_t context;       /* 0 = the manifest's */
+    const char *model;      /* NULL = the manifest's */
+} st_engine_options;
+
+/* Open an engine: load the strategy (extends resolved), find and load each
+ * plugin, map the model, size the KV cache. On failure nothing is left
+ * allocated and `err` says which file (line:col), plugin or tensor failed. */
+ST_API st_status st_engine_open(const char *strategy_path,
+                                const st_engine_options *opts,
+                                st_engine **out, st_error *err);
+ST_API void st_engine_close(st_engine *e);
+
+/* Model facts. */
+typedef struct st_engine_info {
+    uint32_t struct_size;
+    uint32_t n_vocab;
+    uint32_t n_ctx;          /* the engine's context (manifest) */
+    uint32_t n_ctx_train;    /* the model's trained context */
+    uint32_t n_layers, n_heads, n_kv_heads, n_embd, head_dim;
+    uint32_t n_threads;
+    int32_t bos, eos, eot;   /* -1 where absent */
+    bool add_bos;            /* the model asks for BOS at the start */
+    const char *model_path;
+    const char *plugin_names[5]; /* by st_kind - 1 */
+} st_engine_info;
+ST_API void st_engine_get_info(const st_engine *e, st_engine_info *out);
+
+/* Tokenize with the strategy's tokenizer. flags: ST_ENCODE_* (tokenizer.h).
+ * *ids is allocated; free with st_free. */
+ST_API st_status st_engine_tokenize(st_engine *e, const char *text, size_t len,
+                                    uint32_t flags, int32_t **ids, size_t *n_ids,
+                                    st_error *err);
+ST_API st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n,
+                                      char **text, size_t *len, st_error *err);
+/* Raw bytes of one token (may be a partial UTF-8 sequence); owned by the
+ * engine. */
+ST_API st_status st_engine_token_piece(st_engine *e, int32_t id, const char **bytes,
+                                       size_t *len, st_error *err);
+
+/* Render one user message with the model's chat template (ChatML is
+ * recognised from the GGUF's tokenizer.chat_template, with the default
+ * system prompt the template carries). *out is NUL-terminated; st_free it. */
+ST_API st_status st_engine_chat_prompt(st_engine *e, const char *user_message,
+                                       char **out, st_error *err);
+
+/* Called once per generated token with the text it completes: bytes are
+ * held back until they form whole UTF-8 characters, so `text` is always
+ * valid UTF-8 (possibly empty). Return non-zero to stop. */
+typedef int (*st_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+typedef struct st_generate_params {
+    uint32_t struct_size;
+    uint32_t max_tokens;     /* stop after this many generated tokens */
+    uint64_t seed;           /* handed to every sampler's reset() */
+    bool ignore_eos;         /* keep going past end-of-generation tokens */
+    float *first_logits;     /* optional [n_vocab]: the raw logits after the prompt */
+} st_generate_params;
+
+typedef struct st_generate_stats {
+    uint32_t struct_size;
+    uint32_t n_prompt;
+    uint32_t n_generated;
+    double prefill_s;        /* prompt processing */
+    double decode_s;         /* generation after the first token */
+    bool stopped_by_eos;
+    bool cancelled;
+} st_generate_stats;
+
+/* Run the prompt (all tokens, prepacked into blocks) and generate. The KV
+ * cache starts empty for each call. */
+ST_API st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
+                                    const st_generate_params *params,
+                                    st_token_fn on_token, void *user,
+                                    st_generate_stats *stats, st_error *err);
+
+/* Ask a running generate/score to stop at the next token boundary; it then
+ * returns ST_E_CANCELLED. Safe from any thread or a signal handler. */
+ST_API void st_engine_cancel(st_engine *e);
+
+/* Score a token sequence: nll[t] = -log p(tokens[t] | tokens[<t]) for
+ * t >= 1 (nll[0] = 0), through the strategy's attention and positional
+ * plugins, in chunks of at most `chunk` tokens (0 = the whole context).
+ * With a bounded attention strategy the sequence may be longer than the
+ * context. `progress` (optional) is called after each chunk with tokens
+ * done; return non-zero from it to cancel. */
+typedef int (*st_progress_fn)(void *user, size_t done, size_t total);
+ST_API st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n,
+                                 size_t chunk, float *nll, st_progress_fn progress,
+                                 void *user, st_error *err);
+
+ST_API void st_free(void *p);
+ST_API const char *st_strerror(st_status status);
+/* Peak resident set size of this process in bytes (for reports). */
+ST_API uint64_t st_peak_rss_bytes(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

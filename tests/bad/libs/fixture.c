@@ -1,0 +1,110 @@
+/*
+ * tests/bad/libs/fixture.c - one small sampler plugin, compiled once per
+ * loader fixture with FIX_* definitions that break it in exactly one way
+ * (see tests/loader/CMakeLists.txt). Without any FIX_* it is a correct
+ * plugin ("fixture-good": picks the largest logit, lowest id on ties).
+ */
+#include <stdlib.h>
+
+#include <stretch/plugin.h>
+
+#ifndef FIX_NAME
+#define FIX_NAME "fixture-good"
+#endif
+#ifndef FIX_KIND
+#define FIX_KIND ST_KIND_SAMPLER
+#endif
+#ifndef FIX_ABI_MAJOR
+#define FIX_ABI_MAJOR ST_ABI_MAJOR
+#endif
+#ifndef FIX_ABI_MINOR
+#define FIX_ABI_MINOR ST_ABI_MINOR
+#endif
+#ifndef FIX_STRUCT_SIZE
+#define FIX_STRUCT_SIZE ((uint32_t)sizeof(st_plugin_entry))
+#endif
+/* The misspelt export name is the no-entry fixture's one mistake. */
+#ifdef FIX_NO_ENTRY
+#define FIX_ENTRY_SYMBOL stretch_plugin_entry_v1
+#else
+#define FIX_ENTRY_SYMBOL stretch_plugin_entry
+#endif
+
+#ifdef FIX_MISSING_DEP
+/* Defined in libst_fixture_gone.so, which lies where the loader will not
+ * look (no rpath), so dlopen fails on the dependency. */
+int st_fixture_gone(void);
+#endif
+
+typedef struct fixture {
+    const st_host_services *host;
+    int picks;
+} fixture;
+
+/* unused: the null-create fixture leaves it out of the entry */
+__attribute__((unused))
+static st_status fixture_create(const st_host_services *host, const msgpack_object *params,
+                                void **inst, st_error *err)
+{
+    (void)params;
+#if defined(FIX_CREATE_FAILS)
+    (void)inst;
+    return host->error(err, ST_E_INVALID, "fixture refuses on purpose: margin must be > 0");
+#elif defined(FIX_CREATE_ABORTS)
+    (void)host; (void)inst; (void)err;
+    abort(); /* a plugin must never do this: the checker must survive it */
+#else
+#ifdef FIX_MISSING_DEP
+    if (st_fixture_gone() != 42)
+        return host->error(err, ST_E_INTERNAL, "dependency misbehaved");
+#endif
+    fixture *f = host->calloc(host->host, 1, sizeof *f);
+    if (!f)
+        return host->error(err, ST_E_NOMEM, "out of memory");
+    f->host = host;
+    *inst = f;
+    return ST_OK;
+#endif
+}
+
+static void fixture_destroy(void *inst)
+{
+    fixture *f = inst;
+    if (f)
+        f->host->free(f->host->host, f);
+}
+
+static st_status fixture_apply(void *inst, st_candidates *c, st_error *err)
+{
+    (void)err;
+    size_t best = 0;
+    for (size_t i = 1; i < c->size; i++)
+        if (c->data[i].logit > c->data[best].logit ||
+            (c->data[i].logit == c->data[best].logit && c->data[i].id < c->data[best].id))
+            best = i;
+    c->selected = c->size ? (int64_t)best : -1;
+    ((fixture *)inst)->picks++;
+    return ST_OK;
+}
+
+static void fixture_reset(void *inst, uint64_t seed)
+{
+    (void)seed;
+    ((fixture *)inst)->picks = 0;
+}
+
+static const st_sampler_ops fixture_ops = {
+    .struct_size = sizeof(st_sampler_ops),
+    .apply = fixture_apply,
+    .reset = fixture_reset,
+};
+
+ST_EXPORT const st_plugin_entry FIX_ENTRY_SYMBOL = {
+    FIX_ABI_MAJOR, FIX_ABI_MINOR, FIX_STRUCT_SIZE, FIX_KIND, FIX_NAME, "0.0.1",
+    "loader test fixture",
+#ifdef FIX_NULL_CREATE
+    NULL,
+#else
+    fixture_create,
+#endif
+    fixture_destroy, &fixture_ops, NULL};

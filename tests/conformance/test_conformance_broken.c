@@ -1,0 +1,389 @@
+/*
+ * Deliberately broken plugins, defined here, must fail exactly the checks
+ * aimed at their fault: proof that the suite can fail.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "conformance.h"
+#include "test_host.h"
+
+static int dummy_instance;
+
+static st_status any_create(const st_host_services *host, const msgpack_object *params,
+                            void **inst, st_error *err)
+{
+    *inst = &dummy_instance;
+    return ST_OK;
+}
+
+static void any_destroy(void *inst) {}
+
+static const st_conformance_check *find(const st_conformance_report *rep, const char *name)
+{
+    for (size_t i = 0; i < rep->n_checks; i++)
+        if (strcmp(rep->checks[i].name, name) == 0)
+            return &rep->checks[i];
+    return NULL;
+}
+
+static void expect_failed(const st_conformance_report *rep, const char *name)
+{
+    const st_conformance_check *c = find(rep, name);
+    cr_assert_not_null(c, "check %s did not run", name);
+    cr_assert_not(c->passed, "check %s passed on a broken plugin", name);
+    cr_assert(c->message[0] != '\0', "check %s failed without a message", name);
+}
+
+static void expect_passed(const st_conformance_report *rep, const char *name)
+{
+    const st_conformance_check *c = find(rep, name);
+    cr_assert_not_null(c, "check %s did not run", name);
+    cr_assert(c->passed, "check %s failed: %s", name, c->message);
+}
+
+static st_conformance_report rep;
+
+static st_status run(const st_plugin_entry *e)
+{
+    return st_conformance_run(e, st_test_host_services(), NULL, &rep);
+}
+
+/* ---- samplers ---- */
+
+static st_status dup_apply(void *inst, st_candidates *c, st_error *err)
+{
+    if (c->size >= 2)
+        c->data[1].id = c->data[0].id; /* the same id twice */
+    return ST_OK;
+}
+
+static int calls;
+static st_status drifting_apply(void *inst, st_candidates *c, st_error *err)
+{
+    /* Ignores the seed: output depends on how often it was called. */
+    if (c->size > 0)
+        c->selected = (int64_t)((size_t)calls++ % c->size);
+    return ST_OK;
+}
+
+static st_status masked_pick_apply(void *inst, st_candidates *c, st_error *err)
+{
+    for (size_t i = 0; i < c->size; i++)
+        if (isinf(c->data[i].logit)) {
+            c->selected = (int64_t)i;
+            break;
+        }
+    return ST_OK;
+}
+
+static void no_reset(void *inst, uint64_t seed) {}
+
+#define SAMPLER(var, apply)                                                                 \
+    static const st_sampler_ops var##_ops = {sizeof(st_sampler_ops), apply, NULL, no_reset}; \
+    static const st_plugin_entry var = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry), \
+                                        ST_KIND_SAMPLER, #var, "0.0.1", "broken",             \
+                                        any_create, any_destroy, &var##_ops, NULL}
+
+SAMPLER(dup_sampler, dup_apply);
+SAMPLER(drifting_sampler, drifting_apply);
+SAMPLER(masked_sampler, masked_pick_apply);
+
+Test(broken, sampler_duplicate_ids)
+{
+    cr_assert_eq(run(&dup_sampler), ST_E_PLUGIN);
+    expect_failed(&rep, "sampler.valid");
+    expect_passed(&rep, "entry.abi");
+    cr_assert_str_eq(rep.plugin, "sampler/dup_sampler");
+}
+
+Test(broken, sampler_not_deterministic)
+{
+    cr_assert_eq(run(&drifting_sampler), ST_E_PLUGIN);
+    expect_failed(&rep, "sampler.deterministic");
+    expect_passed(&rep, "sampler.valid");
+}
+
+Test(broken, sampler_picks_masked)
+{
+    cr_assert_eq(run(&masked_sampler), ST_E_PLUGIN);
+    expect_failed(&rep, "sampler.masked");
+}
+
+Test(broken, entry_abi_and_fields)
+{
+    st_plugin_entry e = dup_sampler;
+    e.abi_major = ST_ABI_MAJOR + 1;
+    cr_assert_eq(run(&e), ST_E_PLUGIN);
+    expect_failed(&rep, "entry.abi");
+    e = dup_sampler;
+    e.create = NULL;
+    cr_assert_eq(run(&e), ST_E_PLUGIN);
+    expect_failed(&rep, "entry.fields");
+    cr_assert_null(find(&rep, "create"), "nothing is called through a bad entry");
+}
+
+/* ---- attention ---- */
+
+static st_status att_configure(void *inst, const st_model_shape *s, uint32_t *needs,
+                               int32_t *wl, st_error *err)
+{
+    *needs = 0;
+    *wl = -1;
+    return ST_OK;
+}
+
+static uint32_t no_budget(void *inst, uint32_t n_ctx)
+{
+    return 0;
+}
+
+static uint32_t small_budget(void *inst, uint32_t n_ctx)
+{
+    return 16;
+}
+
+static st_status causal_twice(void *inst, const st_attn_query *q, const st_attn_plan_builder *b,
+                              st_error *err)
+{
+    st_attn_range r = {ST_ALL_HEADS, 0, q->kv->n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0};
+    b->add_range(b->host, &r);
+    r.k_begin = q->kv->n_slots / 2; /* the second half again */
+    return b->add_range(b->host, &r);
+}
+
+static st_status strictly_past(void *inst, const st_attn_query *q, const st_attn_plan_builder *b,
+                               st_error *err)
+{
+    st_attn_range r = {ST_ALL_HEADS, 0, q->kv->n_slots, 1, ST_DIST_MAX, ST_POS_TRUE, 0};
+    return b->add_range(b->host, &r); /* min_dist 1: never its own key */
+}
+
+static st_status plain_causal(void *inst, const st_attn_query *q, const st_attn_plan_builder *b,
+                              st_error *err)
+{
+    st_attn_range r = {ST_ALL_HEADS, 0, q->kv->n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0};
+    return b->add_range(b->host, &r);
+}
+
+static st_status out_of_bounds(void *inst, const st_attn_query *q,
+                               const st_attn_plan_builder *b, st_error *err)
+{
+    st_attn_range r = {ST_ALL_HEADS, 0, q->kv->n_slots + 5, 0, ST_DIST_MAX, ST_POS_TRUE, 0};
+    st_status st = b->add_range(b->host, &r);
+    return st == ST_OK ? ST_OK : ST_OK; /* ignores the refusal */
+}
+
+static st_status keep_all_but_first(void *inst, const st_kv_view *kv, uint32_t n_new,
+                                    uint8_t *keep, st_error *err)
+{
+    keep[0] = kv->n_slots > 100 ? 0 : 1; /* settles at 100 slots, over the budget of 16 */
+    return ST_OK;
+}
+
+#define ATTENTION(var, plan, budget, retain)                                                \
+    static const st_attention_ops var##_ops = {sizeof(st_attention_ops), att_configure,      \
+                                               budget, plan, retain, NULL, NULL, NULL};       \
+    static const st_plugin_entry var = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry), \
+                                        ST_KIND_ATTENTION, #var, "0.0.1", "broken",           \
+                                        any_create, any_destroy, &var##_ops, NULL}
+
+ATTENTION(double_att, causal_twice, no_budget, NULL);
+ATTENTION(blind_att, strictly_past, no_budget, NULL);
+ATTENTION(unbounded_att, plain_causal, small_budget, NULL);
+ATTENTION(leaky_att, plain_causal, small_budget, keep_all_but_first);
+ATTENTION(oob_att, out_of_bounds, no_budget, NULL);
+ATTENTION(good_att, plain_causal, no_budget, NULL);
+
+Test(broken, attention_pairs_visible_twice)
+{
+    cr_assert_eq(run(&double_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.no_double.decode");
+    expect_failed(&rep, "attention.no_double.prefill");
+    expect_passed(&rep, "attention.own_key.prefill");
+}
+
+Test(broken, attention_without_own_key)
+{
+    cr_assert_eq(run(&blind_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.own_key.block");
+}
+
+Test(broken, attention_budget_without_retain)
+{
+    cr_assert_eq(run(&unbounded_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.retain");
+}
+
+Test(broken, attention_retain_over_budget)
+{
+    cr_assert_eq(run(&leaky_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.retain");
+}
+
+Test(broken, attention_range_out_of_bounds)
+{
+    cr_assert_eq(run(&oob_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.plan.decode");
+}
+
+Test(broken, plain_causal_attention_passes)
+{
+    cr_assert_eq(run(&good_att), ST_OK);
+    expect_passed(&rep, "attention.no_double.block");
+    expect_passed(&rep, "attention.retain");
+}
+
+/* ---- tokenizer: right round trip, wrong sizing contract ---- */
+
+static st_status sloppy_encode(void *inst, const char *text, size_t len, uint32_t flags,
+                               int32_t *ids, size_t cap, size_t *n_ids, st_error *err)
+{
+    size_t n = len < cap ? len : cap; /* silently truncates */
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (unsigned char)text[i];
+    *n_ids = n;
+    return ST_OK;
+}
+
+static st_status tok_decode(void *inst, const int32_t *ids, size_t n_ids, char *out, size_t cap,
+                            size_t *n_bytes, st_error *err)
+{
+    *n_bytes = n_ids;
+    for (size_t i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] > 255)
+            return ST_E_RANGE;
+    if (n_ids > cap)
+        return ST_E_RANGE;
+    for (size_t i = 0; i < n_ids; i++)
+        out[i] = (char)ids[i];
+    return ST_OK;
+}
+
+static char bytes_table[256];
+static st_status tok_piece(void *inst, int32_t id, const char **b, size_t *len, st_error *err)
+{
+    if (id < 0 || id > 255)
+        return ST_E_RANGE;
+    *b = &bytes_table[id];
+    *len = 1;
+    return ST_OK;
+}
+
+static int32_t tok_vocab(void *inst)
+{
+    return 256;
+}
+
+static void tok_special(void *inst, st_special_tokens *out)
+{
+    out->bos = out->eos = out->eot = out->pad = out->unk = out->sep = -1;
+}
+
+static bool tok_is_special(void *inst, int32_t id)
+{
+    return false;
+}
+
+static const st_tokenizer_ops sloppy_ops = {sizeof(st_tokenizer_ops), sloppy_encode, tok_decode,
+                                            tok_piece, tok_vocab, tok_special, tok_is_special};
+static const st_plugin_entry sloppy_tok = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry),
+                                           ST_KIND_TOKENIZER, "sloppy", "0.0.1", "broken",
+                                           any_create, any_destroy, &sloppy_ops, NULL};
+
+Test(broken, tokenizer_truncates_instead_of_range)
+{
+    cr_assert_eq(run(&sloppy_tok), ST_E_PLUGIN);
+    expect_passed(&rep, "tokenizer.roundtrip_ascii");
+    expect_passed(&rep, "tokenizer.decode_range");
+    expect_passed(&rep, "tokenizer.piece_all");
+    expect_failed(&rep, "tokenizer.encode_range");
+}
+
+/* ---- retriever: load pretends to succeed on anything ---- */
+
+typedef struct fake_index {
+    uint64_t n;
+    char ids[16][16];
+} fake_index;
+static fake_index fake;
+
+static st_status fake_create(const st_host_services *host, const msgpack_object *params,
+                             void **inst, st_error *err)
+{
+    memset(&fake, 0, sizeof fake);
+    *inst = &fake;
+    return ST_OK;
+}
+
+static st_status fake_add(void *inst, const char *id, size_t id_len, const char *text,
+                          size_t text_len, st_error *err)
+{
+    fake_index *f = inst;
+    if (f->n == 16)
+        return ST_E_RANGE;
+    snprintf(f->ids[f->n++], 16, "%.*s", (int)id_len, id);
+    return ST_OK;
+}
+
+static st_status fake_query(void *inst, const char *text, size_t len, size_t k, st_hit *hits,
+                            size_t *n_hits, st_error *err)
+{
+    fake_index *f = inst;
+    size_t n = f->n < k ? (size_t)f->n : k;
+    for (size_t i = 0; i < n; i++)
+        hits[i] = (st_hit){.doc = i, .score = 1.0f};
+    *n_hits = n;
+    return ST_OK;
+}
+
+static st_status fake_doc_id(void *inst, uint64_t doc, const char **id, size_t *len,
+                             st_error *err)
+{
+    fake_index *f = inst;
+    if (doc >= f->n)
+        return ST_E_RANGE;
+    *id = f->ids[doc];
+    *len = strlen(f->ids[doc]);
+    return ST_OK;
+}
+
+static uint64_t fake_count(void *inst)
+{
+    return ((fake_index *)inst)->n;
+}
+
+static st_status fake_save(void *inst, const char *path, st_error *err)
+{
+    return ST_OK;
+}
+
+static st_status fake_load(void *inst, const char *path, st_error *err)
+{
+    return ST_OK; /* accepts anything, changes nothing */
+}
+
+static void fake_clear(void *inst)
+{
+    ((fake_index *)inst)->n = 0;
+}
+
+static const st_retriever_ops fake_ops = {sizeof(st_retriever_ops), fake_add, fake_query,
+                                          fake_doc_id, fake_count, fake_save, fake_load,
+                                          fake_clear};
+static const st_plugin_entry credulous = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry),
+                                          ST_KIND_RETRIEVER, "credulous", "0.0.1", "broken",
+                                          fake_create, any_destroy, &fake_ops, NULL};
+
+Test(broken, retriever_load_accepts_garbage)
+{
+    cr_assert_eq(run(&credulous), ST_E_PLUGIN);
+    expect_passed(&rep, "retriever.add");
+    expect_passed(&rep, "retriever.ranking");
+    expect_passed(&rep, "retriever.doc_id");
+    expect_failed(&rep, "retriever.load_garbage");
+    expect_failed(&rep, "retriever.load_missing");
+}

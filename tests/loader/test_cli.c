@@ -1,0 +1,250 @@
+/*
+ * tests/loader/test_cli.c - runs the built `stretch` binary: every bad
+ * fixture gives a non-zero exit code and one stderr line naming the file;
+ * --json output parses (python3 -m json.tool); check reports bad params at
+ * their file:line:col.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STRETCH ST_TEST_BINARY_DIR "/bin/stretch"
+
+static char out_path[64], err_path[64];
+static char out[65536], err[16384];
+
+static void read_all(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Run `stretch <args>`; returns the exit code, fills out/err. */
+static int run(const char *args)
+{
+    snprintf(out_path, sizeof out_path, "/tmp/st_cli_out_%d", (int)getpid());
+    snprintf(err_path, sizeof err_path, "/tmp/st_cli_err_%d", (int)getpid());
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "STRETCH_PLUGIN_PATH= %s %s >%s 2>%s", STRETCH, args,
+             out_path, err_path);
+    int st = system(cmd);
+    read_all(out_path, out, sizeof out);
+    read_all(err_path, err, sizeof err);
+    unlink(out_path);
+    unlink(err_path);
+    cr_assert(WIFEXITED(st), "stretch died: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static int lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Whether `json` parses. */
+static bool valid_json(const char *json)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/st_cli_json_%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fputs(json, f);
+    fclose(f);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "python3 -m json.tool %s >/dev/null 2>&1", path);
+    int st = system(cmd);
+    unlink(path);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void expect_bad(const char *name, int code, const char *names_file,
+                       const char *needle)
+{
+    char args[1024], file[1024];
+    snprintf(args, sizeof args, "inspect %s/%s/plugin.yaml", ST_FIXTURE_DIR, name);
+    snprintf(file, sizeof file, "%s/%s/%s", ST_FIXTURE_DIR, name, names_file);
+    int rc = run(args);
+    cr_assert_eq(rc, code, "%s: exit %d, want %d; stderr: %s", name, rc, code, err);
+    cr_assert_eq(lines(err), 1, "%s: one stderr line, got: %s", name, err);
+    cr_assert(strstr(err, file) != NULL, "%s: stderr must name %s: %s", name, file, err);
+    if (needle)
+        cr_assert(strstr(err, needle) != NULL, "%s: '%s' not in %s", name, needle, err);
+
+    /* Same through --json: still a valid document on stdout when the
+     * manifest could be read. */
+    snprintf(args, sizeof args, "inspect --json %s/%s/plugin.yaml", ST_FIXTURE_DIR, name);
+    rc = run(args);
+    cr_assert_eq(rc, code);
+    if (code == 3)
+        cr_assert(valid_json(out), "%s: invalid JSON: %s", name, out);
+}
+
+Test(cli, help_and_version)
+{
+    cr_assert_eq(run("--help"), 0);
+    cr_assert(strstr(out, "plugins") && strstr(out, "inspect") && strstr(out, "check"));
+    cr_assert(strstr(out, "exit codes") != NULL);
+    cr_assert_eq(run("--version"), 0);
+    cr_assert(strstr(out, "ABI 1.0") != NULL, "%s", out);
+    cr_assert_eq(run("no-such-command"), 1);
+    cr_assert_eq(run("inspect"), 1);
+    cr_assert_eq(run("plugins --bogus"), 1);
+}
+
+Test(cli, refused_libraries)
+{
+    const char *so = NULL;
+    (void)so;
+    expect_bad("bad-missing-file", 3, "bad-missing-file.so", "missing-file");
+    expect_bad("bad-text-so", 3, "bad-text-so.so", "not-a-plugin");
+    expect_bad("bad-truncated", 3, "bad-truncated.so", "not-a-plugin");
+    expect_bad("bad-missing-dep", 3, "bad-missing-dep.so", "libst_fixture_gone.so");
+    expect_bad("bad-no-entry", 3, "bad-no-entry.so", "missing-symbol");
+    expect_bad("bad-abi-major", 3, "bad-abi-major.so", "plugin ABI 2.0, host ABI 1.0");
+    expect_bad("bad-abi-minor", 3, "bad-abi-minor.so", "plugin ABI 1.99, host ABI 1.0");
+    expect_bad("bad-kind", 3, "bad-kind.so", "manifest-mismatch");
+    expect_bad("bad-name", 3, "bad-name.so", "some-other-name");
+    expect_bad("bad-null-create", 3, "bad-null-create.so", "bad-entry");
+    expect_bad("bad-short-entry", 3, "bad-short-entry.so", "bad-entry");
+    expect_bad("bad-create-fails", 3, "bad-create-fails.so", "fixture refuses on purpose");
+}
+
+Test(cli, crashing_plugin_is_reported_not_fatal)
+{
+    expect_bad("bad-create-aborts", 3, "bad-create-aborts.so", "SIGABRT");
+    cr_assert(strstr(err, "during create") != NULL, "%s", err);
+}
+
+Test(cli, broken_manifests)
+{
+    expect_bad("bad-escape", 2, "plugin.yaml", "escape");
+    expect_bad("bad-escape-link", 2, "plugin.yaml", "escape");
+    expect_bad("bad-yaml", 2, "plugin.yaml", NULL);
+    /* file:line:col for a syntax error */
+    const char *at = strstr(err, "plugin.yaml:");
+    cr_assert(at && at[12] >= '1' && at[12] <= '9', "%s", err);
+}
+
+Test(cli, inspect_good_plugin_json)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "inspect --json %s/fixture-good/plugin.yaml", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+    cr_assert(strstr(out, "\"name\": \"fixture-good\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"status\": \"ok\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"abi\": \"1.0\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"apply\": true") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"unit\": \"logits\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "\"conformance\": {") != NULL, "the suite ran: %s", out);
+    cr_assert(strstr(out, "0 failed") != NULL, "%s", out);
+
+    /* By library path, and by name with --path. */
+    snprintf(args, sizeof args, "inspect %s/fixture-good/fixture-good.so", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "margin") && strstr(out, "range [0, 100]"), "%s", out);
+    snprintf(args, sizeof args, "inspect --path %s sampler/fixture-good", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "Result:") && strstr(out, "ok"), "%s", out);
+    snprintf(args, sizeof args, "inspect --path %s no-such-plugin", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 2);
+    cr_assert_eq(lines(err), 1, "%s", err);
+    cr_assert(strstr(err, "no-such-plugin") != NULL, "%s", err);
+}
+
+Test(cli, plugins_lists_everything)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "plugins --json --path %s", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+    cr_assert(strstr(out, "\"status\": \"broken\"") != NULL, "%s", out);
+    cr_assert(strstr(out, "bad-yaml") != NULL);
+    snprintf(args, sizeof args, "plugins --check --path %s", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "plugin ABI 2.0, host ABI 1.0") != NULL, "%s", out);
+    cr_assert(strstr(out, "SIGABRT") != NULL, "%s", out);
+    snprintf(args, sizeof args, "plugins --check --json --path %s", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+}
+
+static void write_strategy(const char *path, const char *body)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    /* The built-in tokenizer, posenc and attention (from <build>/lib, which
+     * the binary finds beside itself) complete the mix. */
+    fprintf(f, "format: 1\nplugin-dirs: [%s]\ntokenizer: {plugin: bytes}\n"
+               "positional-encoding: {plugin: nope}\nattention: {plugin: dense}\n%s",
+            ST_FIXTURE_DIR, body);
+    fclose(f);
+}
+
+Test(cli, check_strategy)
+{
+    char path[64], args[256];
+    snprintf(path, sizeof path, "/tmp/st_cli_strategy_%d.yaml", (int)getpid());
+    write_strategy(path, "samplers:\n  - plugin: fixture-good\n    params: {margin: 2}\n");
+    snprintf(args, sizeof args, "check %s", path);
+    int rc = run(args);
+    cr_assert_eq(rc, 0, "exit %d: %s%s", rc, out, err);
+    cr_assert(strstr(out, "fixture-good") && strstr(out, "margin=2"), "%s", out);
+    snprintf(args, sizeof args, "check --json %s", path);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+    cr_assert(strstr(out, "\"margin\": 2") != NULL, "%s", out);
+
+    /* A bad parameter: reported at its line:col, exit 2. */
+    write_strategy(path, "samplers:\n  - plugin: fixture-good\n    params: {margin: 1000}\n");
+    snprintf(args, sizeof args, "check %s", path);
+    cr_assert_eq(run(args), 2, "%s", err);
+    char where[128];
+    snprintf(where, sizeof where, "%s:8:", path);
+    cr_assert(strstr(err, where) != NULL, "want %s in: %s", where, err);
+    cr_assert_eq(lines(err), 1, "%s", err);
+
+    /* An unknown plugin and a refused one: both reported, one line each. */
+    write_strategy(path, "samplers:\n  - plugin: nope\n  - plugin: bad-abi-major\n");
+    cr_assert_eq(run(args), 2, "the first error decides: %s", err);
+    cr_assert_eq(lines(err), 2, "%s", err);
+    cr_assert(strstr(err, "'nope'") && strstr(err, "plugin ABI 2.0"), "%s", err);
+    snprintf(args, sizeof args, "check --json %s", path);
+    cr_assert_eq(run(args), 2);
+    cr_assert(valid_json(out), "%s", out);
+
+    /* A strategy that does not parse. */
+    FILE *f = fopen(path, "w");
+    fputs("format: 1\nsamplers: [\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "check %s", path);
+    cr_assert_eq(run(args), 2);
+    cr_assert(strstr(err, path) != NULL, "%s", err);
+    unlink(path);
+}
+
+Test(cli, json_escaping)
+{
+    /* A manifest path with a quote, a backslash and a tab: JSON must escape. */
+    char dir[] = "/tmp/st_cli_json_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char sub[256], cmd[1024];
+    snprintf(sub, sizeof sub, "%s/we\"ird\\na\tme", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp %s/fixture-good/plugin.yaml %s/fixture-good/fixture-good.so '%s/'",
+             sub, ST_FIXTURE_DIR, ST_FIXTURE_DIR, sub);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "plugins --json --path '%s'", dir);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+    cr_assert(strstr(out, "we\\\"ird\\\\na\\tme") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -1,0 +1,272 @@
+/*
+ * tests/support/test_host.c - see test_host.h.
+ */
+#include "test_host.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void th_log(void *host, st_log_level level, const char *plugin,
+                   const char *fmt, ...)
+{
+    st_test_host *th = host;
+    char line[ST_TEST_HOST_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(line, sizeof line, "%s: ", plugin ? plugin : "?");
+    if (n < 0 || (size_t)n >= sizeof line)
+        n = 0;
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (th->n_log == ST_TEST_HOST_LOG_MAX) {
+        memmove(th->log[0], th->log[1], sizeof th->log[0] * (ST_TEST_HOST_LOG_MAX - 1));
+        memmove(&th->log_level[0], &th->log_level[1],
+                sizeof th->log_level[0] * (ST_TEST_HOST_LOG_MAX - 1));
+        th->n_log--;
+    }
+    memcpy(th->log[th->n_log], line, sizeof line);
+    th->log_level[th->n_log] = level;
+    th->n_log++;
+}
+
+static void *th_alloc(void *host, size_t size)
+{
+    st_test_host *th = host;
+    void *p = malloc(size ? size : 1);
+    if (p)
+        __atomic_add_fetch(&th->live_allocs, 1, __ATOMIC_RELAXED);
+    return p;
+}
+
+static void *th_calloc(void *host, size_t n, size_t size)
+{
+    st_test_host *th = host;
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p)
+        __atomic_add_fetch(&th->live_allocs, 1, __ATOMIC_RELAXED);
+    return p;
+}
+
+static void *th_realloc(void *host, void *ptr, size_t size)
+{
+    st_test_host *th = host;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && !ptr)
+        __atomic_add_fetch(&th->live_allocs, 1, __ATOMIC_RELAXED);
+    return p;
+}
+
+static void th_free(void *host, void *ptr)
+{
+    st_test_host *th = host;
+    if (ptr)
+        __atomic_sub_fetch(&th->live_allocs, 1, __ATOMIC_RELAXED);
+    free(ptr);
+}
+
+static st_status th_error(st_error *err, st_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->status = status;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+static st_status th_unavailable(st_error *err, const char *what)
+{
+    return th_error(err, ST_E_UNAVAILABLE, "%s: the test host has no model", what);
+}
+
+static st_status th_model_meta(void *host, const char *key, st_meta_value *out,
+                               st_error *err)
+{
+    return th_unavailable(err, "model_meta");
+}
+
+static st_status th_meta_array_string(void *host, const char *key, uint64_t index,
+                                      const char **str, uint64_t *len, st_error *err)
+{
+    return th_unavailable(err, "meta_array_string");
+}
+
+static st_status th_meta_array_int(void *host, const char *key, uint64_t index,
+                                   int64_t *out, st_error *err)
+{
+    return th_unavailable(err, "meta_array_int");
+}
+
+static st_status th_meta_array_float(void *host, const char *key, uint64_t index,
+                                     double *out, st_error *err)
+{
+    return th_unavailable(err, "meta_array_float");
+}
+
+static st_status th_kernel_compile(void *host, const char *name, const char *source,
+                                   const char *options, st_kernel **out, st_error *err)
+{
+    return th_error(err, ST_E_UNAVAILABLE, "kernel_compile: the test host has no device");
+}
+
+static st_status th_kernel_launch(void *host, st_kernel *kernel,
+                                  const st_kernel_arg *args, size_t n_args,
+                                  const size_t *global, const size_t *local,
+                                  uint32_t dims, st_error *err)
+{
+    return th_error(err, ST_E_UNAVAILABLE, "kernel_launch: the test host has no device");
+}
+
+static void th_kernel_release(void *host, st_kernel *kernel) {}
+
+static st_status th_model_score(void *host, st_score_request *req, st_error *err)
+{
+    return th_unavailable(err, "model_score");
+}
+
+static const void *th_get_extension(void *host, const char *id)
+{
+    return NULL;
+}
+
+void st_test_host_init(st_test_host *th)
+{
+    memset(th, 0, sizeof *th);
+    st_host_services *s = &th->services;
+    s->struct_size = (uint32_t)sizeof *s;
+    s->abi_major = ST_ABI_MAJOR;
+    s->abi_minor = ST_ABI_MINOR;
+    s->host = th;
+    s->log = th_log;
+    s->alloc = th_alloc;
+    s->calloc = th_calloc;
+    s->realloc = th_realloc;
+    s->free = th_free;
+    s->error = th_error;
+    s->model_meta = th_model_meta;
+    s->meta_array_string = th_meta_array_string;
+    s->meta_array_int = th_meta_array_int;
+    s->meta_array_float = th_meta_array_float;
+    s->kernel_compile = th_kernel_compile;
+    s->kernel_launch = th_kernel_launch;
+    s->kernel_release = th_kernel_release;
+    s->model_score = th_model_score;
+    s->get_extension = th_get_extension;
+}
+
+static st_test_host g_host;
+static bool g_host_ready;
+
+st_test_host *st_test_host_default(void)
+{
+    if (!g_host_ready) {
+        st_test_host_init(&g_host);
+        g_host_ready = true;
+    }
+    return &g_host;
+}
+
+const st_host_services *st_test_host_services(void)
+{
+    return &st_test_host_default()->services;
+}
+
+const st_plugin_entry *st_test_load_plugin(const char *plugin_dir, const char *kind,
+                                           const char *name, char *why, size_t cap)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s/%s.so", plugin_dir, kind, name, name);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(why, cap, "dlopen %s: %s", path, dlerror());
+        return NULL;
+    }
+    const st_plugin_entry *e = dlsym(h, ST_PLUGIN_ENTRY_SYMBOL);
+    if (!e) {
+        snprintf(why, cap, "%s: no symbol %s", path, ST_PLUGIN_ENTRY_SYMBOL);
+        dlclose(h);
+        return NULL;
+    }
+    return e;
+}
+
+/* ---- parameter maps ---- */
+
+void st_test_params_init(st_test_params *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+static msgpack_object *add_key(st_test_params *p, const char *key)
+{
+    if (p->n == ST_TEST_PARAMS_MAX)
+        return NULL;
+    size_t i = p->n++;
+    snprintf(p->keys[i], sizeof p->keys[i], "%s", key);
+    p->kv[i].key.type = MSGPACK_OBJECT_STR;
+    p->kv[i].key.via.str.ptr = p->keys[i];
+    p->kv[i].key.via.str.size = (uint32_t)strlen(p->keys[i]);
+    return &p->kv[i].val;
+}
+
+void st_test_params_int(st_test_params *p, const char *key, int64_t v)
+{
+    msgpack_object *o = add_key(p, key);
+    if (!o)
+        return;
+    if (v >= 0) {
+        o->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+        o->via.u64 = (uint64_t)v;
+    } else {
+        o->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+        o->via.i64 = v;
+    }
+}
+
+void st_test_params_float(st_test_params *p, const char *key, double v)
+{
+    msgpack_object *o = add_key(p, key);
+    if (!o)
+        return;
+    o->type = MSGPACK_OBJECT_FLOAT64;
+    o->via.f64 = v;
+}
+
+void st_test_params_bool(st_test_params *p, const char *key, bool v)
+{
+    msgpack_object *o = add_key(p, key);
+    if (!o)
+        return;
+    o->type = MSGPACK_OBJECT_BOOLEAN;
+    o->via.boolean = v;
+}
+
+void st_test_params_str(st_test_params *p, const char *key, const char *v)
+{
+    msgpack_object *o = add_key(p, key);
+    if (!o)
+        return;
+    size_t i = p->n - 1;
+    snprintf(p->strs[i], sizeof p->strs[i], "%s", v);
+    o->type = MSGPACK_OBJECT_STR;
+    o->via.str.ptr = p->strs[i];
+    o->via.str.size = (uint32_t)strlen(p->strs[i]);
+}
+
+const msgpack_object *st_test_params_get(st_test_params *p)
+{
+    p->obj.type = MSGPACK_OBJECT_MAP;
+    p->obj.via.map.size = (uint32_t)p->n;
+    p->obj.via.map.ptr = p->kv;
+    return &p->obj;
+}
+
+void st_test_params_destroy(st_test_params *p)
+{
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,60 @@
+/*
+ * tests/support/test_host.h - a minimal st_host_services for tests: log
+ * collects messages in memory, memory comes from malloc (with a live
+ * allocation count so tests can check plugins free what they take), error
+ * formats with vsnprintf, and every model or kernel service answers
+ * ST_E_UNAVAILABLE, as a host without a model would.
+ */
+#ifndef ST_TEST_HOST_H
+#define ST_TEST_HOST_H
+
+#include <stretch/plugin.h>
+
+#define ST_TEST_HOST_LOG_MAX 64
+#define ST_TEST_HOST_LINE_MAX 256
+
+typedef struct st_test_host {
+    st_host_services services;
+    /* The last ST_TEST_HOST_LOG_MAX messages, oldest first. */
+    char log[ST_TEST_HOST_LOG_MAX][ST_TEST_HOST_LINE_MAX];
+    st_log_level log_level[ST_TEST_HOST_LOG_MAX];
+    size_t n_log;
+    /* Allocations made through alloc/calloc/realloc and not yet freed. */
+    long live_allocs;
+} st_test_host;
+
+/* Fill `th` and point its services at it. */
+void st_test_host_init(st_test_host *th);
+
+/* The services table of a process-wide test host (initialised on first use). */
+const st_host_services *st_test_host_services(void);
+st_test_host *st_test_host_default(void);
+
+/* dlopen ST_TEST_PLUGIN_DIR/<kind>/<name>/<name>.so and return its entry,
+ * or NULL with a reason in `why` (cap bytes). The handle is kept open for
+ * the life of the process. */
+const st_plugin_entry *st_test_load_plugin(const char *plugin_dir, const char *kind,
+                                           const char *name, char *why, size_t cap);
+
+/* A msgpack map object built in place (no packing), for giving plugins
+ * parameters in tests. Values are added with the helpers below; the struct
+ * owns all storage, so keep it alive while the object is used. */
+#define ST_TEST_PARAMS_MAX 32
+typedef struct st_test_params {
+    msgpack_object_kv kv[ST_TEST_PARAMS_MAX];
+    size_t n;
+    char keys[ST_TEST_PARAMS_MAX][64];
+    char strs[ST_TEST_PARAMS_MAX][128];
+    msgpack_object obj;
+} st_test_params;
+
+void st_test_params_init(st_test_params *p);
+void st_test_params_int(st_test_params *p, const char *key, int64_t v);
+void st_test_params_float(st_test_params *p, const char *key, double v);
+void st_test_params_bool(st_test_params *p, const char *key, bool v);
+void st_test_params_str(st_test_params *p, const char *key, const char *v);
+/* The map object; valid until st_test_params_destroy. */
+const msgpack_object *st_test_params_get(st_test_params *p);
+void st_test_params_destroy(st_test_params *p);
+
+#endif

@@ -1,0 +1,1 @@
+"""Helpers shared by tools/compare_llama.py and tools/bench.py."""

@@ -1,0 +1,167 @@
+/*
+ * tools/stretch/cmd_bench.c - `stretch bench`: model load time, prefill
+ * tokens/s on an N-token prompt, decode tokens/s over M tokens and peak RSS,
+ * repeated; tools/bench.py sets these beside llama.cpp's in the same run.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commands.h"
+#include "engine_cli.h"
+#include "json_out.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: stretch bench [-m MANIFEST] [--prompt-tokens N] [--gen-tokens N]\n"
+               "                     [--threads N] [--reps N] [--json]\n\n"
+               "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
+               "  (seeded, ids 256 and up) in one request and generates M more with\n"
+               "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n");
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_stat(const char *name, double *v, int n)
+{
+    double s[64];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    printf("%-16s min %10.2f  median %10.2f  max %10.2f\n", name, s[0], s[n / 2], s[n - 1]);
+}
+
+static void json_list(st_json *j, const char *key, const double *v, int n)
+{
+    st_json_key(j, key);
+    st_json_begin_array(j);
+    for (int i = 0; i < n; i++)
+        st_json_double(j, v[i]);
+    st_json_end_array(j);
+}
+
+int st_cmd_bench(int argc, char **argv)
+{
+    const char *manifest = NULL;
+    long long n_prompt = 512, n_gen = 128, reps = 3, v;
+    bool json = false;
+    st_engine_options opts = {.struct_size = sizeof opts};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            bench_usage(stdout);
+            return ST_EXIT_OK;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
+            manifest = argv[++i];
+        } else if (!strcmp(a, "--prompt-tokens")) {
+            if ((n_prompt = st_cli_parse_count(a, next, 1 << 22)) < 1) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--gen-tokens")) {
+            if ((n_gen = st_cli_parse_count(a, next, 1 << 22)) < 0) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--reps")) {
+            if ((reps = st_cli_parse_count(a, next, 64)) < 1) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
+            opts.n_threads = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--context")) {
+            if ((v = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
+            opts.context = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else {
+            fprintf(stderr, "stretch bench: unknown or incomplete option '%s'\n", a);
+            bench_usage(stderr);
+            return ST_EXIT_USAGE;
+        }
+    }
+    if (!(manifest = st_cli_default_manifest(manifest)))
+        return ST_EXIT_USAGE;
+    if (!opts.context)
+        opts.context = (uint32_t)(n_prompt + n_gen + 16);
+
+    double load[64], prefill[64], decode[64];
+    uint32_t threads = 0;
+    int rc = 0;
+    for (int r = 0; r < reps && !rc; r++) {
+        double t0 = now_s();
+        st_engine *e = NULL;
+        if ((rc = st_cli_open_engine(manifest, &opts, &e)))
+            break;
+        load[r] = now_s() - t0;
+        st_engine_info info;
+        st_engine_get_info(e, &info);
+        threads = info.n_threads;
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        for (long long i = 0; ids && i < n_prompt; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            ids[i] = 256 + (int32_t)(x % (info.n_vocab > 512 ? info.n_vocab - 256 : 1));
+        }
+        st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)n_gen + 1,
+                                 .seed = 1, .ignore_eos = true};
+        st_generate_stats stats;
+        st_error err;
+        memset(&err, 0, sizeof err);
+        st_cli_cancel_on_sigint(e);
+        st_status st = ids ? st_engine_generate(e, ids, (size_t)n_prompt, &gp, NULL, NULL,
+                                                &stats, &err)
+                           : ST_E_NOMEM;
+        st_cli_cancel_on_sigint(NULL);
+        free(ids);
+        if (st != ST_OK) {
+            fprintf(stderr, "stretch: %s\n", err.message);
+            rc = st_cli_exit_for(st);
+        } else {
+            prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
+            decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;
+        }
+        st_engine_close(e);
+    }
+    if (rc)
+        return rc;
+    double rss = st_peak_rss_bytes() / 1048576.0;
+    if (json) {
+        st_json j;
+        st_json_init(&j, stdout, false);
+        st_json_begin_object(&j);
+        st_json_key(&j, "manifest");
+        st_json_string(&j, manifest);
+        st_json_key(&j, "threads");
+        st_json_uint(&j, threads);
+        st_json_key(&j, "prompt_tokens");
+        st_json_int(&j, n_prompt);
+        st_json_key(&j, "gen_tokens");
+        st_json_int(&j, n_gen);
+        json_list(&j, "load_s", load, (int)reps);
+        json_list(&j, "prefill_tok_s", prefill, (int)reps);
+        json_list(&j, "decode_tok_s", decode, (int)reps);
+        st_json_key(&j, "peak_rss_mb");
+        st_json_double(&j, rss);
+        st_json_end_object(&j);
+        st_json_end(&j);
+    } else {
+        printf("stretch bench: %s, %u threads, %lld prompt + %lld generated tokens, %lld reps\n",
+               manifest, threads, n_prompt, n_gen, reps);
+        print_stat("load s", load, (int)reps);
+        print_stat("prefill tok/s", prefill, (int)reps);
+        print_stat("decode tok/s", decode, (int)reps);
+        printf("%-16s %.1f MB\n", "peak RSS", rss);
+    }
+    return 0;
+}

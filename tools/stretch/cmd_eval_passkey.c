@@ -1,0 +1,396 @@
+/*
+ * tools/stretch/cmd_eval_passkey.c - `stretch eval passkey`: hide a random
+ * pass key at a chosen depth of filler text of a chosen length and ask for
+ * it back (the template of ../shared/METHODS.md, fixed here). Prints an
+ * accuracy table by length and depth, writes CSV and a PNG heatmap, and
+ * resumes from the points file of an interrupted run.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "engine_cli.h"
+#include "eval_common.h"
+#include "json_out.h"
+#include "png_write.h"
+
+#define MAX_AXIS 32
+
+static const char task_text[] =
+    "There is an important info hidden inside a lot of irrelevant text. Find it and "
+    "memorize it. I will quiz you about the important information there.";
+static const char filler_text[] =
+    " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
+static const char key_fmt[] = " The pass key is %d. Remember it. %d is the pass key.";
+static const char question_text[] = " What is the pass key? The pass key is";
+
+static void passkey_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: stretch eval passkey [-m MANIFEST] [options]\n\n"
+            "  --lengths L,L,...  prompt lengths in tokens (default 1024 doubling to 4x the\n"
+            "                     model's trained context)\n"
+            "  --depths D,D,...   key depths in percent (default 0,25,50,75,100)\n"
+            "  --samples N        samples per length and depth (default 5)\n"
+            "  --seed N           seed for the keys (default 1)\n"
+            "  --out DIR          points.jsonl, passkey.csv, passkey.png (default out/passkey)\n"
+            "  --fresh            discard the points of an earlier run instead of resuming\n"
+            "  --threads N        worker threads\n"
+            "  --json             print the table as JSON\n"
+            "  A sample is correct when the first integer of up to 10 generated tokens equals\n"
+            "  the key. Use a greedy strategy (manifests/greedy.yaml and its children).\n");
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* The prompt text for n filler repeats with the key after round(n*depth/100). */
+static char *build_prompt(int n_fill, int depth, int key)
+{
+    size_t cap = sizeof task_text + (size_t)n_fill * sizeof filler_text + 256;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    size_t w = (size_t)snprintf(s, cap, "%s", task_text);
+    int at = (n_fill * depth + 50) / 100;
+    for (int i = 0; i <= n_fill; i++) {
+        if (i == at)
+            w += (size_t)snprintf(s + w, cap - w, key_fmt, key, key);
+        if (i < n_fill)
+            w += (size_t)snprintf(s + w, cap - w, "%s", filler_text);
+    }
+    snprintf(s + w, cap - w, "%s", question_text);
+    return s;
+}
+
+/* Tokenize the largest prompt that fits in `length` tokens. */
+static st_status fit_prompt(st_engine *e, int length, int depth, int key, uint32_t flags,
+                            int32_t **ids, size_t *n, st_error *err)
+{
+    int lo = 0, hi = length / 8 + 1, best = -1; /* a filler is >= 8 tokens */
+    int32_t *best_ids = NULL;
+    size_t best_n = 0;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        char *text = build_prompt(mid, depth, key);
+        if (!text)
+            return ST_E_NOMEM;
+        int32_t *t = NULL;
+        size_t tn = 0;
+        st_status st = st_engine_tokenize(e, text, strlen(text), flags, &t, &tn, err);
+        free(text);
+        if (st != ST_OK) {
+            st_free(best_ids);
+            return st;
+        }
+        if (tn <= (size_t)length) {
+            st_free(best_ids);
+            best_ids = t;
+            best_n = tn;
+            best = mid;
+            lo = mid + 1;
+        } else {
+            st_free(t);
+            hi = mid - 1;
+        }
+    }
+    if (best < 0) {
+        snprintf(err->message, sizeof err->message,
+                 "length %d is too short for the passkey template", length);
+        return ST_E_RANGE;
+    }
+    *ids = best_ids;
+    *n = best_n;
+    return ST_OK;
+}
+
+typedef struct answer {
+    char text[256];
+    size_t len;
+} answer;
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    answer *a = user;
+    (void)token;
+    if (a->len + len < sizeof a->text) {
+        memcpy(a->text + a->len, text, len);
+        a->len += len;
+        a->text[a->len] = '\0';
+    }
+    return 0;
+}
+
+static long first_integer(const char *s)
+{
+    while (*s && !isdigit((unsigned char)*s))
+        s++;
+    return *s ? strtol(s, NULL, 10) : -1;
+}
+
+/* Whether the points file already has (length, depth, sample); sets *ok. */
+static bool find_point(const char *existing, long length, long depth, long sample, bool *ok)
+{
+    if (!existing)
+        return false;
+    char needle[96];
+    int n = snprintf(needle, sizeof needle, "{\"length\":%ld,\"depth\":%ld,\"sample\":%ld,",
+                     length, depth, sample);
+    for (const char *p = existing; (p = strstr(p, needle)); p += n) {
+        const char *line_end = strchr(p, '\n');
+        if (!line_end)
+            break; /* a torn last line from a kill: redo that point */
+        const char *c = strstr(p, "\"correct\":");
+        if (c && c < line_end) {
+            *ok = strncmp(c + 10, "true", 4) == 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint32_t heat_colour(double acc)
+{
+    /* red (0) -> yellow (0.5) -> green (1) */
+    int r = acc < 0.5 ? 220 : (int)(220 - (acc - 0.5) * 2 * 180);
+    int g = acc < 0.5 ? (int)(60 + acc * 2 * 160) : 220;
+    return (uint32_t)(r << 16 | g << 8 | 60);
+}
+
+static void write_heatmap(const char *path, const long long *lengths, int nl,
+                          const long long *depths, int nd, double acc[][MAX_AXIS],
+                          const char *title)
+{
+    int cell_w = 70, cell_h = 36, left = 90, top = 60;
+    st_image *img = st_image_new((uint32_t)(left + nd * cell_w + 20),
+                                 (uint32_t)(top + nl * cell_h + 40));
+    if (!img)
+        return;
+    st_image_text(img, 10, 10, title, 2, 0x000000);
+    st_image_text(img, left, 38, "DEPTH %", 1, 0x000000);
+    st_image_text(img, 10, top - 14, "LENGTH", 1, 0x000000);
+    char buf[32];
+    for (int d = 0; d < nd; d++) {
+        snprintf(buf, sizeof buf, "%lld", depths[d]);
+        st_image_text(img, left + d * cell_w + 24, top - 14, buf, 1, 0x000000);
+    }
+    for (int l = 0; l < nl; l++) {
+        snprintf(buf, sizeof buf, "%lld", lengths[l]);
+        st_image_text(img, 10, top + l * cell_h + 12, buf, 2, 0x000000);
+        for (int d = 0; d < nd; d++) {
+            int x = left + d * cell_w, y = top + l * cell_h;
+            st_image_fill_rect(img, x, y, cell_w - 2, cell_h - 2, heat_colour(acc[l][d]));
+            snprintf(buf, sizeof buf, "%d", (int)(acc[l][d] * 100 + 0.5));
+            st_image_text(img, x + (cell_w - st_image_text_width(buf, 2)) / 2, y + 10, buf, 2,
+                          0x000000);
+        }
+    }
+    if (st_image_write_png(img, path) != 0)
+        fprintf(stderr, "stretch: %s: cannot write the heatmap\n", path);
+    st_image_free(img);
+}
+
+int st_cmd_eval_passkey(int argc, char **argv)
+{
+    const char *manifest = NULL, *out_dir = "out/passkey";
+    long long lengths[MAX_AXIS], depths[MAX_AXIS] = {0, 25, 50, 75, 100};
+    int nl = 0, nd = 5;
+    long long samples = 5, seed = 1, v;
+    bool json = false, fresh = false;
+    st_engine_options opts = {.struct_size = sizeof opts};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            passkey_usage(stdout);
+            return ST_EXIT_OK;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
+            manifest = argv[++i];
+        } else if (!strcmp(a, "--lengths") && next) {
+            if ((nl = st_parse_list(a, argv[++i], lengths, MAX_AXIS, 64, 1 << 22)) < 0)
+                return ST_EXIT_USAGE;
+        } else if (!strcmp(a, "--depths") && next) {
+            if ((nd = st_parse_list(a, argv[++i], depths, MAX_AXIS, 0, 100)) < 0)
+                return ST_EXIT_USAGE;
+        } else if (!strcmp(a, "--samples")) {
+            if ((samples = st_cli_parse_count(a, next, 100000)) < 1) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--seed")) {
+            if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
+            opts.n_threads = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--out") && next) {
+            out_dir = argv[++i];
+        } else if (!strcmp(a, "--fresh")) {
+            fresh = true;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else {
+            fprintf(stderr, "stretch eval passkey: unknown or incomplete option '%s'\n", a);
+            passkey_usage(stderr);
+            return ST_EXIT_USAGE;
+        }
+    }
+    if (!(manifest = st_cli_default_manifest(manifest)))
+        return ST_EXIT_USAGE;
+    /* Open once to learn the trained length, then with a context that
+     * holds the longest prompt (bounded strategies keep their budget). */
+    st_engine *e = NULL;
+    int rc = st_cli_open_engine(manifest, &opts, &e);
+    if (rc)
+        return rc;
+    st_engine_info info;
+    st_engine_get_info(e, &info);
+    if (nl == 0)
+        for (long long L = 1024; L <= 4LL * info.n_ctx_train && nl < MAX_AXIS; L *= 2)
+            lengths[nl++] = L;
+    long long max_len = 0;
+    for (int l = 0; l < nl; l++)
+        max_len = lengths[l] > max_len ? lengths[l] : max_len;
+    if (!opts.context && max_len + 16 > info.n_ctx) {
+        st_engine_close(e);
+        opts.context = (uint32_t)(max_len + 16);
+        if ((rc = st_cli_open_engine(manifest, &opts, &e)))
+            return rc;
+    }
+    char *existing = NULL;
+    size_t existing_len = 0;
+    FILE *points = st_points_open(out_dir, "points.jsonl", fresh, &existing, &existing_len);
+    if (!points) {
+        st_engine_close(e);
+        return ST_EXIT_RUNTIME;
+    }
+    uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    static double acc[MAX_AXIS][MAX_AXIS];
+    size_t total = 0;
+    for (int l = 0; l < nl; l++)
+        total += (size_t)(lengths[l] * nd * samples);
+    st_progress pr;
+    st_progress_start(&pr, "passkey", total);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_status st = ST_OK;
+    st_cli_cancel_on_sigint(e);
+    for (int l = 0; l < nl && st == ST_OK; l++) {
+        for (int d = 0; d < nd && st == ST_OK; d++) {
+            int correct = 0;
+            for (long long s = 0; s < samples && st == ST_OK; s++) {
+                bool ok = false;
+                if (find_point(existing, (long)lengths[l], (long)depths[d], (long)s, &ok)) {
+                    correct += ok;
+                    pr.done += (size_t)lengths[l];
+                    pr.skipped += (size_t)lengths[l];
+                    continue;
+                }
+                uint64_t h = mix(mix(mix((uint64_t)seed) ^ (uint64_t)lengths[l]) ^
+                                 (uint64_t)(depths[d] << 20)) ^ mix((uint64_t)s + 1);
+                int key = 10000 + (int)(h % 90000);
+                int32_t *ids = NULL;
+                size_t n = 0;
+                st = fit_prompt(e, (int)lengths[l] - 10, (int)depths[d], key, flags, &ids, &n,
+                                &err);
+                if (st != ST_OK)
+                    break;
+                answer ans = {{0}, 0};
+                st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 10,
+                                         .seed = (uint64_t)seed};
+                st = st_engine_generate(e, ids, n, &gp, on_token, &ans, NULL, &err);
+                st_free(ids);
+                if (st != ST_OK)
+                    break;
+                ok = first_integer(ans.text) == key;
+                correct += ok;
+                fprintf(points, "{\"length\":%lld,\"depth\":%lld,\"sample\":%lld,\"key\":%d,"
+                                "\"prompt_tokens\":%zu,\"answer\":",
+                        lengths[l], depths[d], s, key, n);
+                st_json_write_escaped(points, ans.text, ans.len);
+                fprintf(points, ",\"correct\":%s}\n", ok ? "true" : "false");
+                fflush(points);
+                pr.done += (size_t)lengths[l];
+                st_progress_show(&pr);
+            }
+            acc[l][d] = (double)correct / (double)samples;
+        }
+    }
+    st_cli_cancel_on_sigint(NULL);
+    st_progress_end(&pr);
+    fclose(points);
+    free(existing);
+    if (st != ST_OK) {
+        fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
+                                             ? "interrupted: finished points are kept; rerun "
+                                               "the same command to resume"
+                                             : err.message);
+        st_engine_close(e);
+        return st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/passkey.csv", out_dir);
+    FILE *csv = fopen(path, "w");
+    if (csv) {
+        fprintf(csv, "length,depth,samples,accuracy\n");
+        for (int l = 0; l < nl; l++)
+            for (int d = 0; d < nd; d++)
+                fprintf(csv, "%lld,%lld,%lld,%.4f\n", lengths[l], depths[d], samples, acc[l][d]);
+        fclose(csv);
+    }
+    char title[128];
+    const char *base = strrchr(manifest, '/');
+    snprintf(title, sizeof title, "PASSKEY %s", base ? base + 1 : manifest);
+    snprintf(path, sizeof path, "%s/passkey.png", out_dir);
+    write_heatmap(path, lengths, nl, depths, nd, acc, title);
+    if (json) {
+        st_json j;
+        st_json_init(&j, stdout, false);
+        st_json_begin_object(&j);
+        st_json_key(&j, "manifest");
+        st_json_string(&j, manifest);
+        st_json_key(&j, "samples");
+        st_json_int(&j, samples);
+        st_json_key(&j, "rows");
+        st_json_begin_array(&j);
+        for (int l = 0; l < nl; l++) {
+            st_json_begin_object(&j);
+            st_json_key(&j, "length");
+            st_json_int(&j, lengths[l]);
+            st_json_key(&j, "accuracy");
+            st_json_begin_array(&j);
+            for (int d = 0; d < nd; d++)
+                st_json_double(&j, acc[l][d]);
+            st_json_end_array(&j);
+            st_json_end_object(&j);
+        }
+        st_json_end_array(&j);
+        st_json_end_object(&j);
+        st_json_end(&j);
+    } else {
+        printf("passkey accuracy (%%), %s, %lld samples per cell\n%8s", manifest, samples,
+               "length");
+        for (int d = 0; d < nd; d++)
+            printf("  d=%3lld%%", depths[d]);
+        printf("     all\n");
+        for (int l = 0; l < nl; l++) {
+            double row = 0;
+            printf("%8lld", lengths[l]);
+            for (int d = 0; d < nd; d++) {
+                printf("  %6.0f", acc[l][d] * 100);
+                row += acc[l][d];
+            }
+            printf("  %6.0f\n", row / nd * 100);
+        }
+        printf("wrote %s/passkey.csv, %s/passkey.png, %s/points.jsonl\n", out_dir, out_dir,
+               out_dir);
+    }
+    st_engine_close(e);
+    return 0;
+}

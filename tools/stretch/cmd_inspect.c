@@ -1,0 +1,285 @@
+/*
+ * tools/stretch/cmd_inspect.c - `stretch inspect [--json] [--no-check]
+ * [--path DIR]... TARGET`, like gst-inspect: what the manifest declares
+ * (read without running plugin code), then a load check in a child process.
+ * TARGET is a plugin name ("greedy" or "sampler/greedy"), a plugin.yaml, or
+ * a plugin library (its plugin.yaml is looked for beside it).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "paths.h"
+#include "plugin_ops.h"
+
+static void inspect_usage(FILE *f)
+{
+    fprintf(f, "usage: stretch inspect [--json] [--no-check] [--path DIR]... "
+               "NAME|KIND/NAME|plugin.yaml|library.so\n"
+               "  --json      print a JSON document\n"
+               "  --no-check  only read the manifest (never run plugin code)\n"
+               "  --model F   a GGUF model backing the metadata services during the\n"
+               "              load check (plugins that require a model need it)\n"
+               "  --path DIR  search DIR first when TARGET is a name (repeatable)\n");
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Find the record TARGET names; prints one error line and sets *code when
+ * there is none usable. */
+static const st_plugin_record *resolve(st_registry *reg, const char *target, int *code)
+{
+    st_diag diag;
+    st_diag_clear(&diag);
+    const st_plugin_record *rec = NULL;
+    if (ends_with(target, ".yaml") || ends_with(target, ".yml")) {
+        if (st_registry_add_manifest(reg, target, &rec, &diag) != ST_OK) {
+            st_cli_error(&diag);
+            *code = ST_EXIT_MANIFEST;
+            return NULL;
+        }
+        return rec;
+    }
+    if (ends_with(target, ".so") || (strchr(target, '/') && st_path_is_file(target))) {
+        char *dir = st_path_dirname(target);
+        char *yaml = dir ? st_path_join(dir, "plugin.yaml") : NULL;
+        free(dir);
+        if (!yaml) {
+            fprintf(stderr, "stretch: out of memory\n");
+            *code = ST_EXIT_RUNTIME;
+            return NULL;
+        }
+        if (!st_path_is_file(yaml)) {
+            fprintf(stderr, "stretch: %s: no plugin.yaml beside this library (looked for %s)\n",
+                    target, yaml);
+            free(yaml);
+            *code = ST_EXIT_MANIFEST;
+            return NULL;
+        }
+        st_status st = st_registry_add_manifest(reg, yaml, &rec, &diag);
+        free(yaml);
+        if (st != ST_OK) {
+            st_cli_error(&diag);
+            *code = ST_EXIT_MANIFEST;
+            return NULL;
+        }
+        char *want = st_path_canonical(target);
+        char *have = st_path_canonical(rec->manifest->library_path);
+        bool same = want && have && strcmp(want, have) == 0;
+        free(want);
+        free(have);
+        if (!same) {
+            fprintf(stderr, "stretch: %s: the plugin.yaml beside it names another "
+                            "library (%s)\n", target, rec->manifest->library_path);
+            *code = ST_EXIT_MANIFEST;
+            return NULL;
+        }
+        return rec;
+    }
+    /* A name, optionally "kind/name". */
+    st_kind kind = 0;
+    const char *name = target;
+    const char *slash = strchr(target, '/');
+    char kind_buf[64];
+    if (slash && (size_t)(slash - target) < sizeof kind_buf) {
+        memcpy(kind_buf, target, (size_t)(slash - target));
+        kind_buf[slash - target] = '\0';
+        kind = st_kind_from_name(kind_buf);
+        if (!kind) {
+            fprintf(stderr, "stretch: '%s' is not a plugin kind (tokenizer, "
+                            "positional-encoding, attention, sampler, retriever)\n",
+                    kind_buf);
+            *code = ST_EXIT_USAGE;
+            return NULL;
+        }
+        name = slash + 1;
+    }
+    rec = st_registry_find(reg, kind, name, &diag);
+    if (!rec) {
+        st_cli_error(&diag);
+        *code = ST_EXIT_MANIFEST;
+    }
+    return rec;
+}
+
+static void print_list(const char *label, char **items, size_t n)
+{
+    printf("  %-12s ", label);
+    if (n == 0)
+        printf("(none)");
+    for (size_t i = 0; i < n; i++)
+        printf("%s%s", i ? ", " : "", items[i]);
+    printf("\n");
+}
+
+static void json_list(st_json *j, char **items, size_t n)
+{
+    st_json_begin_array(j);
+    for (size_t i = 0; i < n; i++)
+        st_json_string(j, items[i]);
+    st_json_end_array(j);
+}
+
+static void print_report(const st_plugin_manifest *m, const st_load_report *r)
+{
+    char buf[2600];
+    printf("\nLoad check (in a child process):\n");
+    printf("  %-12s plugin %s, host %d.%d\n", "ABI:", st_cli_abi_text(r, buf, 16),
+           ST_ABI_MAJOR, ST_ABI_MINOR);
+    if (r->entry_version[0])
+        printf("  %-12s %s\n", "Entry:", r->entry_version);
+    const st_ops_info *info = st_ops_info_of(m->kind);
+    if (r->loaded && info) {
+        printf("  %-12s ", "Ops:");
+        for (size_t i = 0; i < info->n_ops; i++)
+            printf("%s%s %s%s", i ? ", " : "", info->ops[i].name,
+                   (r->ops_present >> i) & 1u ? "yes" : "no",
+                   info->ops[i].required ? "" : " (optional)");
+        printf("\n");
+        printf("  %-12s %s%s\n", "Create:",
+               r->created ? "ok (default parameters)"
+               : r->create_skipped ? "skipped: " : "failed",
+               r->create_skipped ? r->skip_reason : "");
+    }
+    if (r->conformance_ran) {
+        printf("  %-12s %s\n", "Conformance:", r->conformance_ok ? "passed" : "FAILED");
+        for (const char *line = r->conformance; *line;) {
+            size_t n = strcspn(line, "\n");
+            printf("    %.*s\n", (int)n, line);
+            line += n + (line[n] == '\n');
+        }
+    }
+    printf("  %-12s %s\n", "Result:", st_load_report_reason(r, buf, sizeof buf));
+}
+
+int st_cmd_inspect(int argc, char **argv)
+{
+    bool json = false, check = true;
+    const char *target = NULL, *model = NULL;
+    st_strlist dirs = {0};
+    int code = ST_EXIT_OK;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--no-check") == 0) {
+            check = false;
+        } else if (strcmp(argv[i], "--path") == 0 && i + 1 < argc) {
+            if (st_strlist_push(&dirs, argv[++i]) != 0)
+                code = ST_EXIT_RUNTIME;
+        } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+            model = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            inspect_usage(stdout);
+            st_strlist_free(&dirs);
+            return ST_EXIT_OK;
+        } else if (argv[i][0] == '-' || target) {
+            fprintf(stderr, "stretch inspect: unexpected argument '%s'\n", argv[i]);
+            code = ST_EXIT_USAGE;
+        } else {
+            target = argv[i];
+        }
+    }
+    if (code == ST_EXIT_OK && !target) {
+        fprintf(stderr, "stretch inspect: which plugin? give a name, a plugin.yaml "
+                        "or a library\n");
+        code = ST_EXIT_USAGE;
+    }
+    if (code != ST_EXIT_OK) {
+        if (code == ST_EXIT_USAGE)
+            inspect_usage(stderr);
+        st_strlist_free(&dirs);
+        return code;
+    }
+    bool by_name = !(ends_with(target, ".yaml") || ends_with(target, ".yml") ||
+                     ends_with(target, ".so") ||
+                     (strchr(target, '/') && st_path_is_file(target)));
+    st_registry *reg;
+    if (by_name) {
+        reg = st_cli_registry(dirs.items, dirs.n, &code);
+    } else {
+        reg = st_registry_new();
+        if (!reg)
+            code = ST_EXIT_RUNTIME;
+    }
+    st_strlist_free(&dirs);
+    if (!reg)
+        return code;
+    const st_plugin_record *rec = resolve(reg, target, &code);
+    if (!rec) {
+        st_registry_free(reg);
+        return code;
+    }
+    const st_plugin_manifest *m = rec->manifest;
+    st_load_report rep;
+    bool ok = true;
+    if (check)
+        ok = st_load_check(m, true, model, 0, &rep);
+
+    if (json) {
+        st_json j;
+        st_json_init(&j, stdout, true);
+        st_json_begin_object(&j);
+        st_json_key(&j, "name");
+        st_json_string(&j, m->name);
+        st_json_key(&j, "kind");
+        st_json_string(&j, st_kind_name(m->kind));
+        st_json_key(&j, "version");
+        st_json_string(&j, m->version);
+        st_json_key(&j, "summary");
+        st_json_string(&j, m->summary);
+        st_json_key(&j, "manifest");
+        st_json_string(&j, rec->manifest_path);
+        st_json_key(&j, "library");
+        st_json_string(&j, m->library_path);
+        st_json_key(&j, "status");
+        st_json_string(&j, rec->state == ST_PLUGIN_SHADOWED ? "shadowed" : "ok");
+        st_json_key(&j, "requires");
+        json_list(&j, m->requires, m->n_requires);
+        st_json_key(&j, "optional");
+        json_list(&j, m->optional, m->n_optional);
+        st_json_key(&j, "params");
+        st_cli_params_json(&j, m);
+        st_json_key(&j, "load");
+        if (check)
+            st_cli_report_json(&j, m, &rep);
+        else
+            st_json_null(&j);
+        st_json_end_object(&j);
+        st_json_end(&j);
+    } else {
+        printf("Plugin: %s\n", m->name);
+        printf("  %-12s %s\n", "Kind:", st_kind_name(m->kind));
+        printf("  %-12s %s\n", "Version:", m->version ? m->version : "-");
+        printf("  %-12s %s\n", "Summary:", m->summary ? m->summary : "-");
+        printf("  %-12s %s\n", "Manifest:", rec->manifest_path);
+        printf("  %-12s %s\n", "Library:", m->library_path);
+        if (rec->state == ST_PLUGIN_SHADOWED)
+            printf("  %-12s %s\n", "Note:", rec->diag.message);
+        print_list("Requires:", m->requires, m->n_requires);
+        print_list("Optional:", m->optional, m->n_optional);
+        printf("\nParameters:\n");
+        st_cli_params_text(stdout, m, "  ");
+        if (check)
+            print_report(m, &rep);
+    }
+    if (check && !ok) {
+        char buf[2600];
+        if (rep.conformance_ran && rep.created) {
+            /* The first failed check, on the same one line. */
+            size_t n = strcspn(rep.conformance, "\n");
+            fprintf(stderr, "stretch: %s: conformance failed: %.*s\n", m->library_path,
+                    (int)n, rep.conformance);
+        } else {
+            fprintf(stderr, "stretch: %s\n", st_load_report_reason(&rep, buf, sizeof buf));
+        }
+        code = st_cli_report_exit(&rep);
+    }
+    st_registry_free(reg);
+    return code;
+}

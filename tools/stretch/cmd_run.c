@@ -1,0 +1,249 @@
+/*
+ * tools/stretch/cmd_run.c - `stretch run [-m MANIFEST] [options] PROMPT`:
+ * generate with the strategy and stream the text as it is produced.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commands.h"
+#include "engine_cli.h"
+#include "json_out.h"
+
+static void run_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: stretch run [-m MANIFEST] [options] PROMPT\n"
+            "       stretch run [-m MANIFEST] [options] --file PROMPT_FILE\n\n"
+            "  -m, --manifest FILE  strategy manifest (default: manifests/default.yaml)\n"
+            "  --max-tokens N       generate at most N tokens (default 256)\n"
+            "  --seed N             seed for the samplers (default: from the clock)\n"
+            "  --chat               wrap the prompt in the model's chat template\n"
+            "  --raw                use the prompt as it is (the default)\n"
+            "  --ignore-eos         keep generating past end-of-text tokens\n"
+            "  --threads N          worker threads (default: the manifest's, else all cores)\n"
+            "  --context N          context size in tokens (default: the manifest's)\n"
+            "  --model FILE         use this GGUF instead of the manifest's\n"
+            "  --logits-out FILE    write the first step's logits as float32\n"
+            "  --json               print one JSON object (ids, text, timings) at the end\n");
+}
+
+typedef struct run_state {
+    bool json;
+    int32_t *tokens;
+    size_t n, cap;
+    char *text;
+    size_t text_len, text_cap;
+} run_state;
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    run_state *rs = user;
+    if (token >= 0) {
+        if (rs->n == rs->cap) {
+            size_t cap = rs->cap ? rs->cap * 2 : 64;
+            int32_t *grown = realloc(rs->tokens, cap * sizeof *grown);
+            if (!grown)
+                return 1;
+            rs->tokens = grown;
+            rs->cap = cap;
+        }
+        rs->tokens[rs->n++] = token;
+    }
+    if (rs->json) {
+        if (rs->text_len + len + 1 > rs->text_cap) {
+            size_t cap = (rs->text_len + len + 1) * 2;
+            char *grown = realloc(rs->text, cap);
+            if (!grown)
+                return 1;
+            rs->text = grown;
+            rs->text_cap = cap;
+        }
+        memcpy(rs->text + rs->text_len, text, len);
+        rs->text_len += len;
+    } else if (len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static int write_logits(const char *path, const float *logits, uint32_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(logits, sizeof(float), n, f) != n) {
+        fprintf(stderr, "stretch: %s: cannot write logits\n", path);
+        if (f)
+            fclose(f);
+        return ST_EXIT_RUNTIME;
+    }
+    fclose(f);
+    return 0;
+}
+
+int st_cmd_run(int argc, char **argv)
+{
+    const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
+    long long max_tokens = 256, seed = -1, v;
+    bool chat = false, json = false, ignore_eos = false;
+    st_engine_options opts = {.struct_size = sizeof opts};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            run_usage(stdout);
+            return ST_EXIT_OK;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
+            manifest = argv[++i];
+        } else if (!strcmp(a, "--max-tokens")) {
+            if ((max_tokens = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--seed")) {
+            if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0) return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--threads")) {
+            if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
+            opts.n_threads = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--context")) {
+            if ((v = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
+            opts.context = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--model") && next) {
+            opts.model = argv[++i];
+        } else if (!strcmp(a, "--file") && next) {
+            prompt_file = argv[++i];
+        } else if (!strcmp(a, "--logits-out") && next) {
+            logits_out = argv[++i];
+        } else if (!strcmp(a, "--chat")) {
+            chat = true;
+        } else if (!strcmp(a, "--raw")) {
+            chat = false;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            ignore_eos = true;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "stretch run: unknown or incomplete option '%s'\n", a);
+            run_usage(stderr);
+            return ST_EXIT_USAGE;
+        } else if (!prompt) {
+            prompt = a;
+        } else {
+            fprintf(stderr, "stretch run: one prompt only (quote it)\n");
+            return ST_EXIT_USAGE;
+        }
+    }
+    if (!prompt == !prompt_file) {
+        fprintf(stderr, "stretch run: give a PROMPT or --file FILE\n");
+        run_usage(stderr);
+        return ST_EXIT_USAGE;
+    }
+    char *file_text = NULL;
+    if (prompt_file) {
+        size_t n;
+        if (!(file_text = st_cli_read_file(prompt_file, &n)))
+            return ST_EXIT_MODEL;
+        prompt = file_text;
+    }
+    if (!(manifest = st_cli_default_manifest(manifest))) {
+        free(file_text);
+        return ST_EXIT_USAGE;
+    }
+    if (seed < 0)
+        seed = (long long)time(NULL);
+
+    st_engine *e = NULL;
+    int rc = st_cli_open_engine(manifest, &opts, &e);
+    if (rc) {
+        free(file_text);
+        return rc;
+    }
+    st_engine_info info;
+    st_engine_get_info(e, &info);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    char *rendered = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    float *logits = NULL;
+    run_state rs = {.json = json};
+    st_status st = ST_OK;
+    if (chat)
+        st = st_engine_chat_prompt(e, prompt, &rendered, &err);
+    if (st == ST_OK) {
+        const char *text = rendered ? rendered : prompt;
+        uint32_t flags = ST_ENCODE_PARSE_SPECIAL | (info.add_bos ? ST_ENCODE_ADD_BOS : 0);
+        st = st_engine_tokenize(e, text, strlen(text), flags, &ids, &n_ids, &err);
+    }
+    if (st == ST_OK && logits_out && !(logits = malloc(sizeof(float) * info.n_vocab)))
+        st = ST_E_NOMEM;
+    st_generate_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (st == ST_OK) {
+        st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
+                                 .seed = (uint64_t)seed, .ignore_eos = ignore_eos,
+                                 .first_logits = logits};
+        st_cli_cancel_on_sigint(e);
+        st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
+        st_cli_cancel_on_sigint(NULL);
+    }
+    if (st == ST_OK || st == ST_E_CANCELLED) {
+        if (logits_out && stats.n_prompt)
+            rc = write_logits(logits_out, logits, info.n_vocab);
+        if (json) {
+            st_json j;
+            st_json_init(&j, stdout, false);
+            st_json_begin_object(&j);
+            st_json_key(&j, "prompt_ids");
+            st_json_begin_array(&j);
+            for (size_t i = 0; i < n_ids; i++)
+                st_json_int(&j, ids[i]);
+            st_json_end_array(&j);
+            st_json_key(&j, "tokens");
+            st_json_begin_array(&j);
+            for (size_t i = 0; i < rs.n; i++)
+                st_json_int(&j, rs.tokens[i]);
+            st_json_end_array(&j);
+            st_json_key(&j, "text");
+            st_json_string_n(&j, rs.text ? rs.text : "", rs.text_len);
+            st_json_key(&j, "seed");
+            st_json_int(&j, seed);
+            st_json_key(&j, "stopped_by_eos");
+            st_json_bool(&j, stats.stopped_by_eos);
+            st_json_key(&j, "timings");
+            st_json_begin_object(&j);
+            st_json_key(&j, "prefill_s");
+            st_json_double(&j, stats.prefill_s);
+            st_json_key(&j, "prefill_tok_s");
+            st_json_double(&j, stats.prefill_s > 0 ? stats.n_prompt / stats.prefill_s : 0);
+            st_json_key(&j, "decode_s");
+            st_json_double(&j, stats.decode_s);
+            st_json_key(&j, "decode_tok_s");
+            /* The first token comes from the prefill's logits; the decode
+             * rate counts the forward steps after it. */
+            st_json_double(&j, stats.decode_s > 0 && stats.n_generated > 1
+                                   ? (stats.n_generated - 1) / stats.decode_s : 0);
+            st_json_end_object(&j);
+            st_json_key(&j, "peak_rss_mb");
+            st_json_double(&j, st_peak_rss_bytes() / 1048576.0);
+            st_json_end_object(&j);
+            st_json_end(&j);
+        } else {
+            fputc('\n', stdout);
+        }
+    }
+    if (st != ST_OK) {
+        fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : err.message);
+        rc = st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
+    }
+    free(logits);
+    free(rs.tokens);
+    free(rs.text);
+    st_free(ids);
+    st_free(rendered);
+    st_engine_close(e);
+    free(file_text);
+    return rc;
+}

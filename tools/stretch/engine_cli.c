@@ -1,0 +1,225 @@
+#include "engine_cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "paths.h"
+
+static bool is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+const char *st_cli_default_manifest(const char *given)
+{
+    static char buf[4096];
+    if (given)
+        return given;
+    const char *env = getenv("STRETCH_MANIFEST");
+    if (env && *env)
+        return env;
+    if (is_file("manifests/default.yaml"))
+        return "manifests/default.yaml";
+    const char *exe = st_exe_dir();
+    /* Build tree: <build>/bin/stretch, sources one level above <build>. */
+    if (exe) {
+        snprintf(buf, sizeof buf, "%s/../../manifests/default.yaml", exe);
+        if (is_file(buf))
+            return buf;
+        snprintf(buf, sizeof buf, "%s/../share/stretch/manifests/default.yaml", exe);
+        if (is_file(buf))
+            return buf;
+    }
+    fprintf(stderr, "stretch: no strategy manifest given (-m FILE) and no "
+                    "manifests/default.yaml found\n");
+    return NULL;
+}
+
+int st_cli_exit_for(st_status st)
+{
+    switch (st) {
+    case ST_OK: return ST_EXIT_OK;
+    case ST_E_INVALID:
+    case ST_E_NOT_FOUND:
+    case ST_E_RANGE: return ST_EXIT_MANIFEST;
+    case ST_E_ABI:
+    case ST_E_PLUGIN: return ST_EXIT_LOAD;
+    case ST_E_IO:
+    case ST_E_FORMAT: return ST_EXIT_MODEL;
+    default: return ST_EXIT_RUNTIME;
+    }
+}
+
+int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
+{
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_status st = st_engine_open(manifest, opts, out, &err);
+    if (st == ST_OK)
+        return 0;
+    fprintf(stderr, "stretch: %s\n", err.message);
+    if (strstr(err.message, ".gguf") && (strstr(err.message, "No such file") ||
+                                         strstr(err.message, "cannot open")))
+        fprintf(stderr, "stretch: hint: tools/fetch_model.sh downloads the default model\n");
+    return st_cli_exit_for(st);
+}
+
+static st_engine *volatile sigint_engine;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (sigint_engine)
+        st_engine_cancel(sigint_engine);
+}
+
+void st_cli_cancel_on_sigint(st_engine *e)
+{
+    sigint_engine = e;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = e ? on_sigint : SIG_DFL;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+long long st_cli_parse_count(const char *flag, const char *value, long long max)
+{
+    if (!value) {
+        fprintf(stderr, "stretch: %s needs a value\n", flag);
+        return -1;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v < 0 || v > max) {
+        fprintf(stderr, "stretch: %s: expected an integer from 0 to %lld, found '%s'\n", flag,
+                max, value);
+        return -1;
+    }
+    return v;
+}
+
+char *st_cli_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "stretch: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap)
+            break;
+        char *grown = realloc(buf, cap * 2 + 1);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap *= 2;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (!buf || failed) {
+        free(buf);
+        fprintf(stderr, "stretch: %s: %s\n", path, failed ? "read error" : "out of memory");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int hex4(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F)); return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+char *st_cli_json_string_decode(const char *s, size_t len, size_t *out_len)
+{
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+        len--;
+    if (len < 2 || s[0] != '"' || s[len - 1] != '"')
+        return NULL;
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t w = 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        char c = s[i];
+        if (c != '\\') {
+            if ((unsigned char)c < 0x20 || c == '"')
+                goto bad;
+            out[w++] = c;
+            continue;
+        }
+        if (++i + 1 > len - 1)
+            goto bad;
+        switch (s[i]) {
+        case '"': out[w++] = '"'; break;
+        case '\\': out[w++] = '\\'; break;
+        case '/': out[w++] = '/'; break;
+        case 'b': out[w++] = '\b'; break;
+        case 'f': out[w++] = '\f'; break;
+        case 'n': out[w++] = '\n'; break;
+        case 'r': out[w++] = '\r'; break;
+        case 't': out[w++] = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (i + 4 >= len || hex4(s + i + 1, &cp))
+                goto bad;
+            i += 4;
+            if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < len && s[i + 1] == '\\' &&
+                s[i + 2] == 'u' && hex4(s + i + 3, &lo) == 0 && lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 6;
+            } else if (cp >= 0xD800 && cp <= 0xDFFF) {
+                cp = 0xFFFD; /* a lone surrogate has no UTF-8 form */
+            }
+            w += put_utf8(out + w, cp);
+            break;
+        }
+        default: goto bad;
+        }
+    }
+    out[w] = '\0';
+    *out_len = w;
+    return out;
+bad:
+    free(out);
+    return NULL;
+}

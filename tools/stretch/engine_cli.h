@@ -1,0 +1,39 @@
+/*
+ * tools/stretch/engine_cli.h - what the model-running commands (run,
+ * tokenize, eval, bench) share: finding the strategy manifest, opening an
+ * engine with a one-line error, exit codes for statuses, Ctrl-C handling.
+ */
+#ifndef ST_CLI_ENGINE_CLI_H
+#define ST_CLI_ENGINE_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stretch/stretch.h>
+
+/* The manifest to use: `given` when set, else $STRETCH_MANIFEST, else
+ * manifests/default.yaml in the working directory, the source tree or the
+ * install prefix. NULL (with a message printed) when none exists. */
+const char *st_cli_default_manifest(const char *given);
+
+/* Open an engine, printing "stretch: <message>" on failure. Returns the
+ * exit code (0 on success). */
+int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out);
+
+/* Exit code for a failed status. */
+int st_cli_exit_for(st_status st);
+
+/* Route SIGINT to st_engine_cancel(e) (NULL to restore the default). */
+void st_cli_cancel_on_sigint(st_engine *e);
+
+/* Parse a non-negative integer flag value; prints and returns -1 on error. */
+long long st_cli_parse_count(const char *flag, const char *value, long long max);
+
+/* Read a whole file into a NUL-terminated malloc'd buffer. NULL with a
+ * message printed on failure. */
+char *st_cli_read_file(const char *path, size_t *len);
+
+/* Decode one JSON string literal (with its quotes) from `s` into a malloc'd
+ * UTF-8 buffer; NULL when `s` is not a valid JSON string. */
+char *st_cli_json_string_decode(const char *s, size_t len, size_t *out_len);
+
+#endif

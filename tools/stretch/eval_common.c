@@ -1,0 +1,107 @@
+#include "eval_common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double st_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void st_progress_start(st_progress *p, const char *label, size_t total)
+{
+    p->t0 = st_now_s();
+    p->done = 0;
+    p->skipped = 0;
+    p->total = total;
+    p->tty = isatty(2);
+    p->label = label;
+}
+
+void st_progress_show(const st_progress *p)
+{
+    if (!p->tty || p->total == 0)
+        return;
+    double dt = st_now_s() - p->t0;
+    size_t fresh = p->done > p->skipped ? p->done - p->skipped : 0;
+    double rate = dt > 0 ? fresh / dt : 0;
+    double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+    int width = 24, fill = (int)(width * (double)p->done / (double)p->total);
+    if (fill > width)
+        fill = width;
+    fprintf(stderr, "\r[%.*s%*s] %s %zu/%zu  %.0f tok/s  ETA %dm%02ds ", fill,
+            "########################", width - fill, "", p->label, p->done, p->total, rate,
+            (int)eta / 60, (int)eta % 60);
+    fflush(stderr);
+}
+
+void st_progress_end(const st_progress *p)
+{
+    if (p->tty)
+        fputc('\n', stderr);
+}
+
+int st_parse_list(const char *flag, const char *s, long long *out, int cap, long long min,
+                  long long max)
+{
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < min || v > max || n == cap || (*end && *end != ',')) {
+            fprintf(stderr, "stretch: %s: expected up to %d comma-separated integers from "
+                            "%lld to %lld, found '%s'\n", flag, cap, min, max, s);
+            return -1;
+        }
+        out[n++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0)
+        fprintf(stderr, "stretch: %s: empty list\n", flag);
+    return n ? n : -1;
+}
+
+FILE *st_points_open(const char *dir, const char *name, bool fresh, char **existing,
+                     size_t *existing_len)
+{
+    *existing = NULL;
+    *existing_len = 0;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "stretch: %s: %s\n", dir, strerror(errno));
+        return NULL;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!fresh) {
+        FILE *r = fopen(path, "r");
+        if (r) {
+            fseek(r, 0, SEEK_END);
+            long n = ftell(r);
+            fseek(r, 0, SEEK_SET);
+            char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+            if (buf && fread(buf, 1, (size_t)n, r) == (size_t)n) {
+                buf[n] = '\0';
+                *existing = buf;
+                *existing_len = (size_t)n;
+            } else {
+                free(buf);
+            }
+            fclose(r);
+        }
+    }
+    FILE *f = fopen(path, fresh ? "w" : "a");
+    if (!f) {
+        fprintf(stderr, "stretch: %s: %s\n", path, strerror(errno));
+        free(*existing);
+        *existing = NULL;
+    }
+    return f;
+}

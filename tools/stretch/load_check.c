@@ -1,0 +1,308 @@
+/*
+ * tools/stretch/load_check.c - see load_check.h. The parent keeps the last
+ * report the child wrote, so a crash during create() still shows what had
+ * been learned (ABI, ops) and where it stopped.
+ */
+#include "load_check.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conformance.h"
+#include "host_services.h"
+#include "plugin_ops.h"
+
+_Static_assert(sizeof(st_load_report) <= 4096, "report must fit PIPE_BUF");
+
+static void emit(int fd, st_load_report *r, const char *stage)
+{
+    snprintf(r->stage, sizeof r->stage, "%s", stage);
+    const char *p = (const char *)r;
+    size_t left = sizeof *r;
+    while (left) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        p += n;
+        left -= (size_t)n;
+    }
+}
+
+/* After an ABI/mismatch/entry refusal the loader has closed the library;
+ * peek at the entry once more (we are in the throwaway child) so the report
+ * can show the versions the plugin claims. */
+static void peek_abi(const st_plugin_manifest *m, st_load_report *r)
+{
+    void *h = dlopen(m->library_path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return;
+    const st_plugin_entry *e = dlsym(h, ST_PLUGIN_ENTRY_SYMBOL);
+    if (e) {
+        r->has_abi = true;
+        r->abi_major = e->abi_major;
+        r->abi_minor = e->abi_minor;
+    }
+    dlclose(h);
+}
+
+/* Run the per-kind suite with the default parameters and keep a summary:
+ * the failed checks first (they are what a reader needs), then the count. */
+static void run_conformance(const st_plugin_manifest *m, st_library *lib,
+                            st_host *host, st_load_report *r)
+{
+    st_conformance_report *rep = calloc(1, sizeof *rep);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    st_diag diag;
+    if (!rep || st_params_validate(m, NULL, &sb, &diag) != ST_OK ||
+        msgpack_unpack_next(&u, sb.data, sb.size, &off) != MSGPACK_UNPACK_SUCCESS) {
+        r->conformance_ran = true;
+        snprintf(r->conformance, sizeof r->conformance,
+                 "could not prepare default parameters for the suite");
+    } else {
+        st_status st = st_conformance_run(lib->entry, st_host_services_of(host),
+                                          &u.data, rep);
+        r->conformance_ran = true;
+        r->conformance_ok = st == ST_OK;
+        size_t used = 0;
+        for (size_t i = 0; i < rep->n_checks && i < ST_CONFORMANCE_MAX_CHECKS; i++) {
+            const st_conformance_check *c = &rep->checks[i];
+            if (c->passed)
+                continue;
+            int n = snprintf(r->conformance + used, sizeof r->conformance - used,
+                             "FAIL %s: %s\n", c->name, c->message);
+            if (n < 0 || (size_t)n >= sizeof r->conformance - used)
+                break;
+            used += (size_t)n;
+        }
+        size_t skipped = 0;
+        for (size_t i = 0; i < rep->n_checks && i < ST_CONFORMANCE_MAX_CHECKS; i++)
+            skipped += rep->checks[i].skipped;
+        if (used < sizeof r->conformance)
+            snprintf(r->conformance + used, sizeof r->conformance - used,
+                     "%zu checks, %zu failed, %zu skipped", rep->n_checks,
+                     rep->n_failed, skipped);
+        if (st != ST_OK && st != ST_E_PLUGIN && rep->n_failed == 0)
+            snprintf(r->conformance, sizeof r->conformance,
+                     "the suite could not run (status %d)", (int)st);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    free(rep);
+}
+
+static bool requires_feature(const st_plugin_manifest *m, const char *feature)
+{
+    for (size_t i = 0; i < m->n_requires; i++)
+        if (strcmp(m->requires[i], feature) == 0)
+            return true;
+    return false;
+}
+
+static void child_check(const st_plugin_manifest *m, bool conformance, const char *model,
+                        int fd)
+{
+    st_load_report r;
+    memset(&r, 0, sizeof r);
+    emit(fd, &r, "open");
+    st_library *lib = NULL;
+    st_diag diag;
+    st_diag_clear(&diag);
+    st_status st = st_library_open(m, &lib, &r.refusal, &diag);
+    if (st != ST_OK) {
+        r.status = st;
+        st_diag_format(&diag, r.message, sizeof r.message);
+        if (r.refusal == ST_REFUSE_ABI || r.refusal == ST_REFUSE_MISMATCH ||
+            r.refusal == ST_REFUSE_BAD_ENTRY)
+            peek_abi(m, &r);
+        r.finished = true;
+        emit(fd, &r, "done");
+        return;
+    }
+    r.loaded = true;
+    r.has_abi = true;
+    r.abi_major = lib->entry->abi_major;
+    r.abi_minor = lib->entry->abi_minor;
+    snprintf(r.entry_version, sizeof r.entry_version, "%s",
+             lib->entry->version ? lib->entry->version : "");
+    const st_ops_info *info = st_ops_info_of(lib->entry->kind);
+    for (size_t i = 0; info && i < info->n_ops && i < 32; i++)
+        if (st_op_present(info, lib->entry->ops, i))
+            r.ops_present |= 1u << i;
+    emit(fd, &r, "create");
+
+    st_host *host = st_host_new();
+    st_gguf *gguf = NULL;
+    if (model && host) {
+        if (st_gguf_open(model, &gguf, &diag) != ST_OK) {
+            gguf = NULL;
+            r.model_failed = true;
+            r.status = diag.status;
+            st_diag_format(&diag, r.message, sizeof r.message);
+            r.finished = true;
+            emit(fd, &r, "done");
+            st_host_free(host);
+            st_library_close(lib);
+            return;
+        }
+        st_host_set_model(host, gguf);
+    }
+    const char *skip = !gguf && requires_feature(m, "model") ? "requires a model (give --model FILE)"
+                     : requires_feature(m, "opencl") ? "requires an OpenCL device"
+                     : NULL;
+    st_instance *in = NULL;
+    if (skip) {
+        r.create_skipped = true;
+        snprintf(r.skip_reason, sizeof r.skip_reason, "%s", skip);
+        st = ST_OK;
+    } else {
+        st = host ? st_instance_create(lib, st_host_services_of(host), NULL, &in, &diag)
+                  : st_diag_set(&diag, ST_E_NOMEM, NULL, 0, 0, "out of memory");
+    }
+    if (skip) {
+        /* nothing created */
+    } else if (st != ST_OK) {
+        r.status = st;
+        r.refusal = ST_REFUSE_CREATE_FAILED;
+        st_diag_format(&diag, r.message, sizeof r.message);
+    } else {
+        emit(fd, &r, "destroy");
+        st_instance_destroy(in);
+        r.created = true;
+    }
+    if (conformance && r.created) {
+        emit(fd, &r, "conformance");
+        run_conformance(m, lib, host, &r);
+    }
+    r.finished = true;
+    emit(fd, &r, "done");
+    st_host_free(host);
+    st_gguf_close(gguf);
+    st_library_close(lib);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+bool st_load_report_ok(const st_load_report *r)
+{
+    return r->finished && r->loaded && (r->created || r->create_skipped) &&
+           (!r->conformance_ran || r->conformance_ok);
+}
+
+bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *model,
+                   unsigned timeout_s, st_load_report *out)
+{
+    memset(out, 0, sizeof *out);
+    if (timeout_s == 0)
+        timeout_s = 60;
+    int fds[2];
+    if (pipe(fds) != 0) {
+        snprintf(out->message, sizeof out->message, "cannot create a pipe: %s",
+                 strerror(errno));
+        out->status = ST_E_IO;
+        return false;
+    }
+    fflush(NULL); /* the child must not flush our buffered output again */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        snprintf(out->message, sizeof out->message, "cannot fork: %s", strerror(errno));
+        out->status = ST_E_IO;
+        return false;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_check(m, conformance, model, fds[1]);
+        close(fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+
+    st_load_report buf;
+    size_t have = 0;
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        int wait_ms = (int)((deadline - now_s()) * 1000);
+        if (wait_ms <= 0) {
+            out->timed_out = true;
+            kill(pid, SIGKILL);
+            break;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int pr = poll(&pfd, 1, wait_ms);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue; /* timeout: loop re-checks the deadline */
+        ssize_t n = read(fds[0], (char *)&buf + have, sizeof buf - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* EOF: the child is gone */
+        have += (size_t)n;
+        if (have == sizeof buf) {
+            *out = buf;
+            have = 0;
+        }
+    }
+    close(fds[0]);
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    if (out->timed_out) {
+        snprintf(out->message, sizeof out->message,
+                 "%s: killed after %u s without finishing (stage: %s)",
+                 m->library_path, timeout_s, out->stage[0] ? out->stage : "start");
+        out->status = ST_E_PLUGIN;
+        out->finished = false;
+    } else if (WIFSIGNALED(wstatus) || !out->finished) {
+        int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+        out->signal = sig;
+        out->finished = false;
+        if (sig)
+            snprintf(out->message, sizeof out->message,
+                     "%s: crashed with SIG%s (%s) during %s", m->library_path,
+                     sigabbrev_np(sig) ? sigabbrev_np(sig) : "?", strsignal(sig),
+                     out->stage[0] ? out->stage : "start");
+        else
+            snprintf(out->message, sizeof out->message,
+                     "%s: checker exited with status %d during %s", m->library_path,
+                     WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
+                     out->stage[0] ? out->stage : "start");
+        out->status = ST_E_PLUGIN;
+        out->created = false;
+    }
+    return st_load_report_ok(out);
+}
+
+const char *st_load_report_reason(const st_load_report *r, char *buf, size_t cap)
+{
+    if (st_load_report_ok(r) && r->create_skipped)
+        snprintf(buf, cap, "ok (create skipped: %s)", r->skip_reason);
+    else if (st_load_report_ok(r))
+        snprintf(buf, cap, "ok");
+    else if (r->finished && r->created && r->conformance_ran)
+        snprintf(buf, cap, "conformance failed");
+    else /* the message already says refused / crashed / killed, and where */
+        snprintf(buf, cap, "%s", r->message);
+    return buf;
+}

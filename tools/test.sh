@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: build with warnings as errors and run every test, then
+# the same tests again in an ASan+UBSan build. Usage: tools/test.sh [--fast]
+# (--fast skips the sanitizer build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+cmake -S . -B build -DST_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+if [ "${1:-}" != "--fast" ]; then
+  cmake -S . -B build-asan -DST_WERROR=ON -DST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-asan -j"$jobs"
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+fi
