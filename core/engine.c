@@ -203,6 +203,14 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *opt
         return st_engine_fail_diag(err, &d);
     }
     const st_strategy *s = e->strategy;
+    if (s->backend && strcmp(s->backend, "cpu") != 0) {
+        st_engine_fail(err, ST_E_UNAVAILABLE,
+                       "%s: backend '%s' is not available in this build (the OpenCL "
+                       "backend is not built yet); use `backend: cpu`",
+                       strategy_path, s->backend);
+        st_engine_close(e);
+        return ST_E_UNAVAILABLE;
+    }
     e->n_ctx = (opts && opts->context) ? opts->context : s->context;
     e->n_threads = (opts && opts->n_threads) ? opts->n_threads : s->threads;
     if (!e->n_threads)

@@ -144,10 +144,10 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
                            "%u x %u x %u", kv->n_layers, kv->n_kv_heads, kv->head_dim,
                            hp->n_layers, hp->n_kv_heads, hp->head_dim);
     int32_t wl = cfg->weights_layer;
-    if (wl == -1)
-        wl = (int32_t)hp->n_layers - 1;
-    else if (wl == INT32_MIN)
+    if (!cfg->want_weights)
         wl = -1;
+    else if (wl == -1)
+        wl = (int32_t)hp->n_layers - 1;
     else if (wl < 0 || wl >= (int32_t)hp->n_layers)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                            "forward: weights layer %d, expected -1 or 0..%u", cfg->weights_layer,
@@ -297,72 +297,89 @@ typedef struct token_task {
     const int32_t *tokens;
     const float *norm_w;
     bool residual;
+    uint32_t chunk;       /* tokens per claim */
+    atomic_uint next;     /* next token to claim, from t_begin */
 } token_task;
 
 static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
 {
+    (void)ith;
+    (void)nth;
     const token_task *T = arg;
     st_forward_ctx *c = T->c;
     const st_model_hparams *hp = &c->m->hp;
     uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
     uint32_t QD = hp->n_heads * hd;
-    uint32_t span = T->t_end - T->t_begin;
-    uint32_t t0 = T->t_begin + (uint32_t)((uint64_t)span * ith / nth);
-    uint32_t t1 = T->t_begin + (uint32_t)((uint64_t)span * (ith + 1) / nth);
-    for (uint32_t t = t0; t < t1; t++) {
-        switch (T->op) {
-        case OP_EMBED: {
-            const st_weight *w = &c->m->tok_embd;
-            st_cpu_dequant_row(w->type, w->data + (size_t)T->tokens[t] * w->row_bytes,
-                               c->x + (size_t)t * E, E);
+    token_task *Tm = arg;
+    for (;;) {
+        uint32_t t0 = T->t_begin +
+                      atomic_fetch_add_explicit(&Tm->next, T->chunk, memory_order_relaxed);
+        if (t0 >= T->t_end)
             break;
-        }
-        case OP_NORM: {
-            float *x = c->x + (size_t)t * E, *xn = c->xn + (size_t)t * E;
-            if (T->residual) {
-                const float *r = c->tmp + (size_t)t * E;
-                for (uint32_t i = 0; i < E; i++)
-                    x[i] += r[i];
+        uint32_t t1 = t0 + T->chunk < T->t_end ? t0 + T->chunk : T->t_end;
+        for (uint32_t t = t0; t < t1; t++) {
+            switch (T->op) {
+            case OP_EMBED: {
+                const st_weight *w = &c->m->tok_embd;
+                st_cpu_dequant_row(w->type, w->data + (size_t)T->tokens[t] * w->row_bytes,
+                                   c->x + (size_t)t * E, E);
+                break;
             }
-            st_op_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
-            if (E % ST_ACT_BLOCK == 0)
-                st_quantize_act_row(xn, E, c->xq + (size_t)t * (E / ST_ACT_BLOCK));
-            break;
-        }
-        case OP_ROPE: {
-            const float *cs = c->qcs + (size_t)t * c->n_freq, *sn = c->qsn + (size_t)t * c->n_freq;
-            for (uint32_t h = 0; h < hp->n_heads; h++) {
-                size_t o = (size_t)t * QD + (size_t)h * hd;
-                st_op_rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
+            case OP_NORM: {
+                float *x = c->x + (size_t)t * E, *xn = c->xn + (size_t)t * E;
+                if (T->residual) {
+                    const float *r = c->tmp + (size_t)t * E;
+                    for (uint32_t i = 0; i < E; i++)
+                        x[i] += r[i];
+                }
+                st_op_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
+                if (E % ST_ACT_BLOCK == 0)
+                    c->kern->quantize_act(xn, E, c->xq + (size_t)t * (E / ST_ACT_BLOCK));
+                break;
             }
-            size_t row = st_kv_row(c->kv), so = (size_t)(T->slot0 + t) * row;
-            for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
-                size_t o = so + (size_t)h * hd;
-                st_op_rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
-                           c->n_freq, hd);
+            case OP_ROPE: {
+                const float *cs = c->qcs + (size_t)t * c->n_freq, *sn = c->qsn + (size_t)t * c->n_freq;
+                for (uint32_t h = 0; h < hp->n_heads; h++) {
+                    size_t o = (size_t)t * QD + (size_t)h * hd;
+                    st_op_rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
+                }
+                size_t row = st_kv_row(c->kv), so = (size_t)(T->slot0 + t) * row;
+                for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+                    size_t o = so + (size_t)h * hd;
+                    st_op_rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
+                               c->n_freq, hd);
+                }
+                break;
             }
-            break;
-        }
-        case OP_QUANT_ATT:
-            if (QD % ST_ACT_BLOCK == 0)
-                st_quantize_act_row(c->att + (size_t)t * QD, QD,
-                                    c->xq + (size_t)t * (QD / ST_ACT_BLOCK));
-            break;
-        case OP_SWIGLU: {
-            float *g = c->g + (size_t)t * F;
-            st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
-            if (F % ST_ACT_BLOCK == 0)
-                st_quantize_act_row(g, F, c->hq + (size_t)t * (F / ST_ACT_BLOCK));
-            break;
-        }
+            case OP_QUANT_ATT:
+                if (QD % ST_ACT_BLOCK == 0)
+                    c->kern->quantize_act(c->att + (size_t)t * QD, QD,
+                                        c->xq + (size_t)t * (QD / ST_ACT_BLOCK));
+                break;
+            case OP_SWIGLU: {
+                float *g = c->g + (size_t)t * F;
+                st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
+                if (F % ST_ACT_BLOCK == 0)
+                    c->kern->quantize_act(g, F, c->hq + (size_t)t * (F / ST_ACT_BLOCK));
+                break;
+            }
+            }
         }
     }
 }
 
+/* A block of a few tokens runs on the caller: waking the pool costs more
+ * than a norm of one token. */
 static void run_tokens(st_forward_ctx *c, token_task *T)
 {
     T->c = c;
-    st_threadpool_run(c->pool, token_task_fn, T);
+    uint32_t n = T->t_end - T->t_begin;
+    T->chunk = n / (4 * c->nth) ? n / (4 * c->nth) : 1;
+    atomic_init(&T->next, 0);
+    if (n <= 2)
+        token_task_fn(T, 0, 1);
+    else
+        st_threadpool_run(c->pool, token_task_fn, T);
 }
 
 /* ---- matmuls ---------------------------------------------------------- */
@@ -559,26 +576,34 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
                        nf, hd);
             qv = S->qbuf;
         }
+        /* Gather the visible slots, then score them in one kernel call. */
         size_t cnt = E->indices ? E->n_idx : (size_t)(r->k_end - r->k_begin);
         const uint32_t *list = E->indices ? c->idx_pool + E->idx_off : NULL;
-        for (size_t i = 0; i < cnt; i++) {
-            uint32_t j = list ? list[i] : r->k_begin + (uint32_t)i;
-            int64_t d = pq - kv->pos[j];
-            if (d < r->min_dist || d > r->max_dist)
-                continue;
-            const float *kvec;
-            if (r->pos_mode == ST_POS_TRUE) {
-                kvec = KR + j * row + koff;
-            } else if (r->pos_mode == ST_POS_FIXED) {
-                kvec = K + j * row + koff;
-            } else {
+        uint32_t n0 = nv;
+        if (!list && r->min_dist <= 0 && r->max_dist == ST_DIST_MAX && r->k_end > 0 &&
+            kv->pos[r->k_end - 1] <= pq) {
+            /* Causal and every key in range at or before the query (slot
+             * positions ascend): all visible, no per-key test. */
+            for (uint32_t j = r->k_begin; j < r->k_end; j++)
+                S->idx[nv++] = j;
+        } else {
+            for (size_t i = 0; i < cnt; i++) {
+                uint32_t j = list ? list[i] : r->k_begin + (uint32_t)i;
+                int64_t d = pq - kv->pos[j];
+                if (d >= r->min_dist && d <= r->max_dist)
+                    S->idx[nv++] = j;
+            }
+        }
+        if (r->pos_mode == ST_POS_SLOT) {
+            for (uint32_t i = n0; i < nv; i++) {
+                uint32_t j = S->idx[i];
                 st_op_rope(S->kbuf, K + j * row + koff, c->slot_cs + (size_t)j * nf,
                            c->slot_sn + (size_t)j * nf, nf, hd);
-                kvec = S->kbuf;
+                S->scores[i] = dot(qv, S->kbuf, hd) * scale;
             }
-            S->scores[nv] = dot(qv, kvec, hd) * scale;
-            S->idx[nv] = j;
-            nv++;
+        } else {
+            const float *base = (r->pos_mode == ST_POS_TRUE ? KR : K) + koff;
+            c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
         }
     }
     if (nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias) {
@@ -595,9 +620,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     }
     st_op_softmax(S->scores, nv);
     float *out = c->att + (size_t)t * QD + (size_t)h * hd;
-    memset(out, 0, hd * sizeof *out);
-    for (uint32_t i = 0; i < nv; i++)
-        c->kern->axpy_f32(out, S->scores[i], V + S->idx[i] * row + koff, hd);
+    c->kern->wsum_f32(out, S->scores, V + koff, row, S->idx, nv, hd);
     if (A->weights) {
         float *w = A->weights + (size_t)t * A->n_slots;
         for (uint32_t i = 0; i < nv; i++)
@@ -664,17 +687,18 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
                                "forward: token %d at %zu outside the vocabulary of %u",
                                tokens[t], t, hp->n_vocab);
-        if (pos[t] < 0 || (t && pos[t] <= pos[t - 1]))
+        int32_t prev = t ? pos[t - 1] : kv->n_slots ? kv->pos[kv->n_slots - 1] : -1;
+        if (pos[t] <= prev)
             return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
-                               "forward: position %d at %zu: expected >= 0 and ascending",
-                               pos[t], t);
+                               "forward: position %d at %zu: expected >= 0 and after %d (the "
+                               "positions of a sequence ascend)", pos[t], t, prev);
     }
     st_status s = reserve_block(c, n, diag);
     if (s != ST_OK)
         return s;
 
     uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
-    uint32_t QD = hp->n_heads * hd, KD = hp->n_kv_heads * hd;
+    uint32_t QD = hp->n_heads * hd;
     uint32_t nt = (uint32_t)n, slot0 = kv->n_slots, n_slots = slot0 + nt;
     size_t row = st_kv_row(kv);
 
@@ -713,7 +737,6 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             size_t ldy[3] = { QD, row, row };
             run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
         }
-        (void)KD;
         T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
         run_tokens(c, &T);
 

@@ -43,8 +43,10 @@ typedef struct st_forward_config {
     /* NULL = dense causal attention. Called once per layer per block. */
     st_plan_fn plan;
     void *plan_user;
-    /* Layer whose attention weights (summed over heads) st_forward_weights
-     * returns; -1 = the last layer, INT32_MIN = none. */
+    /* With want_weights, st_forward_weights returns the attention weights
+     * (summed over heads) of layer weights_layer (-1 = the last layer), for
+     * plugins with ST_ATTN_NEEDS_WEIGHTS. Costs n_q x n_slots floats. */
+    bool want_weights;
     int32_t weights_layer;
 } st_forward_config;
 

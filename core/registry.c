@@ -168,12 +168,28 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The directories above the one being scanned, to stop symlink loops. */
+typedef struct scan_frame {
+    dev_t dev;
+    ino_t ino;
+    const struct scan_frame *up;
+} scan_frame;
+
 /* Depth-first, entries in name order so listings are stable. Symlinked
- * directories are followed; the depth limit stops loops. */
-static st_status scan_dir(st_registry *r, const char *dir, int depth, st_diag *diag)
+ * directories are followed, except back into one of their own ancestors;
+ * the depth limit bounds the rest. */
+static st_status scan_dir(st_registry *r, const char *dir, int depth,
+                          const scan_frame *up, st_diag *diag)
 {
     if (depth > ST_SCAN_MAX_DEPTH)
         return ST_OK;
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return ST_OK;
+    for (const scan_frame *f = up; f; f = f->up)
+        if (f->dev == sb.st_dev && f->ino == sb.st_ino)
+            return ST_OK;
+    scan_frame here = {sb.st_dev, sb.st_ino, up};
     DIR *d = opendir(dir);
     if (!d)
         return ST_OK; /* unreadable subdirectories are skipped, like PATH */
@@ -215,7 +231,7 @@ static st_status scan_dir(st_registry *r, const char *dir, int depth, st_diag *d
             break;
         }
         if (st_path_is_dir(path))
-            st = scan_dir(r, path, depth + 1, diag);
+            st = scan_dir(r, path, depth + 1, &here, diag);
         free(path);
     }
     for (size_t i = 0; i < n; i++)
@@ -230,7 +246,7 @@ static st_status scan_root(st_registry *r, const char *dir, st_diag *diag)
         return ST_OK;
     if (!push_str(&r->searched, &r->n_searched, dir))
         return st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
-    return scan_dir(r, dir, 0, diag);
+    return scan_dir(r, dir, 0, NULL, diag);
 }
 
 st_status st_registry_scan(st_registry *r, st_diag *diag)

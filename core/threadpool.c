@@ -15,9 +15,20 @@
 #define ST_PAUSE() ((void)0)
 #endif
 
-/* Spins before a worker sleeps: long enough to bridge the gap between two
- * tasks of one forward step, short enough not to burn a shared core. */
-#define ST_SPIN_LIMIT 20000
+/* Spins before a waiting thread sleeps or yields: long enough to bridge the
+ * gap between two tasks of one forward step (microseconds), short enough
+ * not to burn a core the machine's other processes need. */
+#define ST_SPIN_LIMIT 4000
+
+/* The pool's state word: generation in the high 16 bits, a "closed" bit,
+ * and the number of workers inside the current task. A worker joins a task
+ * only while it is open; the caller closes it when its own share is done
+ * and waits only for the workers that joined. So a worker the OS has not
+ * scheduled never holds up a step: tasks hand out work from shared
+ * counters, and whoever runs takes it. */
+#define ST_ACTIVE_MASK 0x7fffu
+#define ST_CLOSED 0x8000u
+#define ST_GEN(s) ((s) >> 16)
 
 typedef struct st_worker {
     st_threadpool *pool;
@@ -31,8 +42,7 @@ struct st_threadpool {
     uint32_t n_started;
     st_task_fn fn;
     void *arg;
-    atomic_uint generation;
-    atomic_uint done;        /* workers finished with the current generation */
+    atomic_uint state;
     atomic_bool stop;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -45,26 +55,38 @@ static void *worker_main(void *p)
     st_threadpool *pool = w->pool;
     unsigned seen = 0;
     for (;;) {
-        unsigned gen;
+        unsigned st;
         int spins = 0;
-        while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
+        while (ST_GEN(st = atomic_load_explicit(&pool->state, memory_order_acquire)) == seen) {
             if (++spins < ST_SPIN_LIMIT) {
                 ST_PAUSE();
                 continue;
             }
             pthread_mutex_lock(&pool->lock);
             pool->n_sleeping++;
-            while (atomic_load(&pool->generation) == seen)
+            while (ST_GEN(atomic_load(&pool->state)) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->wake, &pool->lock);
             pool->n_sleeping--;
             pthread_mutex_unlock(&pool->lock);
             spins = 0;
         }
-        seen = gen;
         if (atomic_load(&pool->stop))
             return NULL;
+        seen = ST_GEN(st);
+        /* Join the task unless it closed (or moved on) meanwhile. */
+        bool joined = false;
+        while (ST_GEN(st) == seen && !(st & ST_CLOSED)) {
+            if (atomic_compare_exchange_weak_explicit(&pool->state, &st, st + 1,
+                                                      memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                joined = true;
+                break;
+            }
+        }
+        if (!joined)
+            continue;
         pool->fn(pool->arg, w->ith, pool->n_threads);
-        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        atomic_fetch_sub_explicit(&pool->state, 1, memory_order_release);
     }
 }
 
@@ -80,8 +102,7 @@ st_status st_threadpool_create(uint32_t n_threads, st_threadpool **out, st_diag 
     pool->n_threads = n_threads;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    atomic_init(&pool->generation, 0);
-    atomic_init(&pool->done, 0);
+    atomic_init(&pool->state, 0);
     atomic_init(&pool->stop, false);
     if (n_threads > 1) {
         pool->workers = calloc(n_threads - 1, sizeof *pool->workers);
@@ -106,10 +127,12 @@ st_status st_threadpool_create(uint32_t n_threads, st_threadpool **out, st_diag 
     return ST_OK;
 }
 
-static void wake_workers(st_threadpool *pool)
+/* Open a new generation (no workers inside, not closed) and wake sleepers. */
+static void open_generation(st_threadpool *pool)
 {
     pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    unsigned gen = ST_GEN(atomic_load(&pool->state)) + 1;
+    atomic_store_explicit(&pool->state, (gen & 0xffffu) << 16, memory_order_release);
     if (pool->n_sleeping)
         pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
@@ -121,7 +144,7 @@ void st_threadpool_destroy(st_threadpool *pool)
         return;
     if (pool->n_started) {
         atomic_store(&pool->stop, true);
-        wake_workers(pool);
+        open_generation(pool);
         for (uint32_t i = 0; i < pool->n_started; i++)
             pthread_join(pool->workers[i].thread, NULL);
     }
@@ -144,12 +167,12 @@ void st_threadpool_run(st_threadpool *pool, st_task_fn fn, void *arg)
     }
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
-    wake_workers(pool);
+    open_generation(pool);
     fn(arg, 0, pool->n_threads);
-    unsigned want = pool->n_threads - 1;
+    /* Close: late workers skip this task; wait for those inside. */
+    atomic_fetch_or_explicit(&pool->state, ST_CLOSED, memory_order_acq_rel);
     int spins = 0;
-    while (atomic_load_explicit(&pool->done, memory_order_acquire) != want) {
+    while (atomic_load_explicit(&pool->state, memory_order_acquire) & ST_ACTIVE_MASK) {
         if (++spins < ST_SPIN_LIMIT)
             ST_PAUSE();
         else

@@ -204,10 +204,18 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"- stretch: {env['stretch'] or '(not run: --llama-only)'}",
              f"- load average before / after: {env['loadavg_before']} / {env['loadavg_after']}",
              ""]
-    busy = max(env["loadavg_before"][0], env["loadavg_after"][0])
+    # Only the load before the run: during it, the benchmark itself adds
+    # about --threads to the load average.
+    busy = env["loadavg_before"][0]
     if env["cpu_count"] and busy > 0.5 * env["cpu_count"]:
-        lines += [f"**Warning:** the machine was busy (1-minute load average up to {busy} on "
+        lines += [f"**Warning:** the machine was busy before the run (1-minute load average {busy} on "
                   f"{env['cpu_count']} CPUs); numbers are noisy.", ""]
+    noisy = [f"{side} {m['label']}" for m in report["metrics"].values() if m["higher_is_better"]
+             for side in ("llama_cpp", "stretch") if side in m and m[side]["min"] > 0
+             and m[side]["max"] / m[side]["min"] > 1.5]
+    if noisy:
+        lines += [f"**Warning:** max/min over reps above 1.5 for {', '.join(noisy)}: something else was "
+                  "competing for the CPUs; prefer the medians, or rerun with more --reps.", ""]
     lines += ["min / median / max over reps.", ""]
     has_s = "stretch" in report
     if has_s:

@@ -53,6 +53,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-greedy", action="store_true", help="skip check (b)")
     p.add_argument("--llama-only", action="store_true",
                    help="run only the llama.cpp side (no stretch binary needed); prints its results")
+    p.add_argument("--numpy-ref", action="store_true",
+                   help="also compute exact float64 next-token logits with numpy from the dequantized GGUF "
+                        "(slow: a few seconds per prompt) and report each side's distance to them")
     p.add_argument("--show-mismatches", type=int, default=5, help="tokenizer mismatches to list (default: %(default)s)")
     p.add_argument("--extra-bufts", choices=("auto", "on", "off"), default="auto",
                    help="llama.cpp extra buffer types (weight repacking, AMX); auto = probe in a subprocess "
@@ -151,6 +154,11 @@ def check_greedy(args, stretch: Stretch | None, extra_bufts: bool) -> dict[str, 
         prompts = prompts[: args.limit]
     llm = load_llama(args.model, n_ctx=2048, threads=args.threads, extra_bufts=extra_bufts)
     n_vocab = llm.n_vocab()
+    ref = None
+    if args.numpy_ref:
+        from lib.numpy_ref import NumpyReference
+        print(f"{PROG}: dequantizing the model for the numpy reference", file=sys.stderr)
+        ref = NumpyReference(args.model)
     rows = []
     with tempfile.TemporaryDirectory(prefix="stretch-cmp-") as tmp:
         for i, prompt in enumerate(prompts):
@@ -164,6 +172,12 @@ def check_greedy(args, stretch: Stretch | None, extra_bufts: bool) -> dict[str, 
                           "tokens": cont,
                           "text": llm.detokenize(strip_eos(cont)).decode("utf-8", "replace")},
             }
+            ref_logits = None
+            if ref is not None:
+                ref_logits = ref.last_logits(ids)
+                row["ref"] = {"top1": int(np.argmax(ref_logits)),
+                              "llama_max_abs_diff": float(np.max(np.abs(logits - ref_logits)))}
+                row["llama"]["top1_equals_ref"] = row["llama"]["top1"] == row["ref"]["top1"]
             if stretch is not None:
                 try:
                     lpath = Path(tmp) / f"logits_{i}.bin"
@@ -183,16 +197,32 @@ def check_greedy(args, stretch: Stretch | None, extra_bufts: bool) -> dict[str, 
                     # not necessarily a bug.
                     gap = float(logits[row["llama"]["top1"]] - logits[row["stretch"]["top1"]])
                     row["near_tie"] = (not row["top1_equal"]) and gap <= 2 * row["max_abs_logit_diff"]
+                    if ref_logits is not None:
+                        row["ref"]["stretch_max_abs_diff"] = float(np.max(np.abs(s_logits - ref_logits)))
+                        row["stretch"]["top1_equals_ref"] = row["stretch"]["top1"] == row["ref"]["top1"]
                     fd = first_difference(strip_eos(cont), strip_eos(s_cont))
                     row["continuation_equal"] = fd is None
                     row["first_divergence"] = fd
-                except ToolError as e:
+                except (ToolError, TypeError, ValueError) as e:
+                    # TypeError/ValueError: non-integer ids in stretch's JSON.
+                    if not isinstance(e, ToolError):
+                        e = ToolError(f"stretch run: malformed JSON output ({e})")
                     row["error"] = str(e)
                     row["top1_equal"] = row["continuation_equal"] = False
                     print(f"{PROG}: prompt {i + 1}: {e}", file=sys.stderr)
             rows.append(row)
     result: dict[str, Any] = {"prompts": str(args.prompts), "total": len(rows), "max_tokens": args.max_tokens,
                               "rows": rows}
+    if ref is not None:
+        result["ref"] = {
+            "llama_top1_equals_ref": sum(r["llama"]["top1_equals_ref"] for r in rows),
+            "llama_max_abs_diff": max(r["ref"]["llama_max_abs_diff"] for r in rows)}
+        s_rows = [r for r in rows if "stretch_max_abs_diff" in r.get("ref", {})]
+        if s_rows:
+            result["ref"].update(
+                stretch_top1_equals_ref=sum(r["stretch"]["top1_equals_ref"] for r in s_rows),
+                stretch_max_abs_diff=max(r["ref"]["stretch_max_abs_diff"] for r in s_rows),
+                compared=len(s_rows))
     if stretch is not None:
         diffs = [r["max_abs_logit_diff"] for r in rows if "max_abs_logit_diff" in r]
         result.update(top1_identical=sum(r["top1_equal"] for r in rows),
@@ -255,6 +285,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             out.append(f"{head} {'yes' if r['prompt_ids_equal'] else '**no**'} | {lm['top1']} | {s_top1} | "
                        f"{r['max_abs_logit_diff']:.4g} | {lm['margin']:.3f} | {cont} |")
         out.append("")
+        if "ref" in gr:
+            out += ["### Distance to the exact (float64 numpy) next-token logits", "",
+                    "| # | top-1 exact | top-1 llama | top-1 stretch | max abs diff llama | max abs diff stretch |",
+                    "|---|---|---|---|---|---|"]
+            for r in gr["rows"]:
+                st = r.get("stretch")
+                sd = r["ref"].get("stretch_max_abs_diff")
+                out.append(f"| {r['index']} | {r['ref']['top1']} | {r['llama']['top1']} | "
+                           f"{st['top1'] if st else '-'} | {r['ref']['llama_max_abs_diff']:.4g} | "
+                           f"{'-' if sd is None else f'{sd:.4g}'} |")
+            out.append("")
     out += ["## Summary", ""]
     if tok and "identical" in tok:
         out.append(f"- tokenizer: {tok['identical']} / {tok['total']} identical")
@@ -267,6 +308,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"- greedy {gr['max_tokens']}-token continuation: {gr['continuation_identical']} / {gr['total']} identical"]
         if gr["errors"]:
             out.append(f"- stretch failed on {gr['errors']} prompt(s)")
+    if gr and "ref" in gr:
+        rf = gr["ref"]
+        out.append(f"- exact float64 reference: llama.cpp top-1 {rf['llama_top1_equals_ref']} / {gr['total']} equal, "
+                   f"max abs diff {rf['llama_max_abs_diff']:.4g}"
+                   + (f"; stretch top-1 {rf['stretch_top1_equals_ref']} / {rf['compared']} equal, "
+                      f"max abs diff {rf['stretch_max_abs_diff']:.4g}" if "compared" in rf else ""))
     out.append(f"- verdict: {report['verdict']}")
     return "\n".join(out) + "\n"
 

@@ -13,5 +13,14 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 if [ "${1:-}" != "--fast" ]; then
   cmake -S . -B build-asan -DST_WERROR=ON -DST_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
   cmake --build build-asan -j"$jobs"
-  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+  rm -rf build-asan/sanitizer-logs && mkdir -p build-asan/sanitizer-logs
+  status=0
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" || status=$?
+  # Leaks and UB found after a test reported its result land in these logs.
+  if compgen -G "build-asan/sanitizer-logs/*" >/dev/null; then
+    cat build-asan/sanitizer-logs/* >&2
+    echo "test.sh: the sanitizers reported problems (above)" >&2
+    status=1
+  fi
+  exit $status
 fi

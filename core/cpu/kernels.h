@@ -48,9 +48,18 @@ typedef struct st_cpu_kernels {
     st_cpu_isa isa;
     st_dot_tile_fn dot[ST_KT_COUNT];
     st_gemm16_fn gemm16[ST_KT_COUNT]; /* NULL where this path has none */
+    /* st_quantize_act_row, bit for bit. */
+    void (*quantize_act)(const float *x, uint32_t n, st_act_block *out);
     /* Attention's float vector ops. */
     float (*dot_f32)(const float *a, const float *b, uint32_t n);
     void (*axpy_f32)(float *y, float a, const float *x, uint32_t n); /* y += a*x */
+    /* out[i] = scale * dot(q, k + idx[i] * stride), i < n: one query
+     * against a gathered list of cached keys. */
+    void (*scores_f32)(const float *q, const float *k, size_t stride, const uint32_t *idx,
+                       uint32_t n, uint32_t dim, float scale, float *out);
+    /* out = sum_i p[i] * (v + idx[i] * stride), i < n (out overwritten). */
+    void (*wsum_f32)(float *out, const float *p, const float *v, size_t stride,
+                     const uint32_t *idx, uint32_t n, uint32_t dim);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */
@@ -60,6 +69,13 @@ const st_cpu_kernels *st_cpu_kernels_get(st_cpu_isa isa);
 const st_cpu_kernels *st_cpu_kernels_scalar(void);
 const st_cpu_kernels *st_cpu_kernels_avx2(void);
 const st_cpu_kernels *st_cpu_kernels_avx512(void);
+
+/* The scalar attention gathers (the SIMD paths fall back to them for head
+ * sizes that are not a multiple of 8). */
+void st_cpu_scores_f32_scalar(const float *q, const float *k, size_t stride, const uint32_t *idx,
+                              uint32_t n, uint32_t dim, float scale, float *out);
+void st_cpu_wsum_f32_scalar(float *out, const float *p, const float *v, size_t stride,
+                            const uint32_t *idx, uint32_t n, uint32_t dim);
 
 /* ST_KT_* for a ggml type; -1 when there is no kernel for it. */
 int st_cpu_kernel_type(st_ggml_type t);

@@ -21,6 +21,8 @@ ST_TGT static void st_avx512_gemm16_q4_1(uint32_t, const uint8_t *, const st_act
                                          uint32_t, float *);
 ST_TGT static void st_avx512_gemm16_q8_0(uint32_t, const uint8_t *, const st_act_block *, size_t,
                                          uint32_t, float *);
+ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_block *out);
+#define ST_QUANTIZE_ACT st_avx512_quantize_act
 #define ST_GEMM16_INIT                                                                       \
     { NULL, NULL, st_avx512_gemm16_q4_0, st_avx512_gemm16_q4_1, st_avx512_gemm16_q8_0 }
 
@@ -94,6 +96,37 @@ ST_INLINE void st_avx512_gemm16_tile(uint32_t nb, const uint8_t *g, const st_act
 ST_GEMM16_ENTRY(st_avx512_gemm16_q4_0, 0)
 ST_GEMM16_ENTRY(st_avx512_gemm16_q4_1, 1)
 ST_GEMM16_ENTRY(st_avx512_gemm16_q8_0, 2)
+
+/* roundf (half away from zero) exactly: trunc, then one more step away
+ * from zero when the dropped fraction is >= 0.5 (x - trunc(x) is exact). */
+ST_INLINE __m512 st_avx512_roundf(__m512 v)
+{
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 one = _mm512_mask_blend_ps(neg, _mm512_set1_ps(1.0f), _mm512_set1_ps(-1.0f));
+    return _mm512_mask_add_ps(t, up, t, one);
+}
+
+ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_block *out)
+{
+    for (uint32_t b = 0; b < n / ST_ACT_BLOCK; b++) {
+        const float *xb = x + (size_t)b * ST_ACT_BLOCK;
+        __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        float d = amax / 127.0f;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m512 idv = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvttps_epi32(st_avx512_roundf(_mm512_mul_ps(x0, idv)));
+        __m512i q1 = _mm512_cvttps_epi32(st_avx512_roundf(_mm512_mul_ps(x1, idv)));
+        _mm_storeu_si128((__m128i *)out[b].q, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(out[b].q + 16), _mm512_cvtepi32_epi8(q1));
+        int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        out[b].d = d;
+        out[b].s = d * (float)sum;
+    }
+}
 
 const st_cpu_kernels *st_cpu_kernels_avx512(void)
 {

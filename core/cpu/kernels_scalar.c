@@ -187,11 +187,30 @@ static void vaxpy_f32(float *y, float a, const float *x, uint32_t n)
         y[i] += a * x[i];
 }
 
+void st_cpu_scores_f32_scalar(const float *q, const float *k, size_t stride, const uint32_t *idx,
+                              uint32_t n, uint32_t dim, float scale, float *out)
+{
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = scale * vdot_f32(q, k + idx[i] * stride, dim);
+}
+
+void st_cpu_wsum_f32_scalar(float *out, const float *p, const float *v, size_t stride,
+                            const uint32_t *idx, uint32_t n, uint32_t dim)
+{
+    for (uint32_t d = 0; d < dim; d++)
+        out[d] = 0.0f;
+    for (uint32_t i = 0; i < n; i++)
+        vaxpy_f32(out, p[i], v + idx[i] * stride, dim);
+}
+
 static const st_cpu_kernels scalar_kernels = {
     .isa = ST_ISA_SCALAR,
     .dot = { dot_f32, dot_f16, dot_q4_0, dot_q4_1, dot_q8_0 },
     .dot_f32 = vdot_f32,
     .axpy_f32 = vaxpy_f32,
+    .scores_f32 = st_cpu_scores_f32_scalar,
+    .wsum_f32 = st_cpu_wsum_f32_scalar,
+    .quantize_act = st_quantize_act_row,
 };
 
 const st_cpu_kernels *st_cpu_kernels_scalar(void)

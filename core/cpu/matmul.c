@@ -6,16 +6,27 @@
 
 #include "repack.h"
 
-/* Rows per chunk: 16 rows of a 576-wide Q4_1 matrix are 6 KiB, L1-sized,
- * and a 576-row matrix still splits into 36 chunks for balance. */
+/* Rows per chunk are a multiple of this: 16 rows of a 576-wide Q4_1
+ * matrix are 6 KiB, L1-sized; also the repacked group height. */
 #define ST_CHUNK_ROWS ST_PACK_ROWS
 
 void st_matmul_job_prepare(st_matmul_job *job)
 {
-    job->chunk_rows = ST_CHUNK_ROWS;
+    /* Decode streams the weights once: bigger chunks keep each thread's
+     * reads sequential for the hardware prefetcher, while ~8 chunks per
+     * thread still balance a core that is busy elsewhere. */
+    uint32_t rows = 0;
+    for (uint32_t m = 0; m < job->n_mats; m++)
+        rows += job->mats[m].w->rows;
+    uint32_t groups = rows / (ST_CHUNK_ROWS * 16);
+    if (groups < 1)
+        groups = 1;
+    if (groups > 8)
+        groups = 8;
+    job->chunk_rows = ST_CHUNK_ROWS * groups;
     uint32_t total = 0;
     for (uint32_t m = 0; m < job->n_mats; m++) {
-        total += (job->mats[m].w->rows + ST_CHUNK_ROWS - 1) / ST_CHUNK_ROWS;
+        total += (job->mats[m].w->rows + job->chunk_rows - 1) / job->chunk_rows;
         job->chunk_end[m] = total;
     }
     atomic_init(&job->next, 0);
@@ -31,17 +42,20 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
     bool quant = st_cpu_type_is_quantized(w->type);
     float out[ST_TILE_MAX];
     st_gemm16_fn gemm16 = job->kern->gemm16[kt];
-    if (gemm16 && w->packed && quant && r0 % ST_PACK_ROWS == 0 && r1 - r0 == ST_PACK_ROWS) {
+    if (gemm16 && w->packed && quant) {
         /* The repacked path: 16 rows per call, each block unpacked once
-         * per tile of tokens. */
-        const uint8_t *grp = w->packed + (size_t)(r0 / ST_PACK_ROWS) * w->packed_group_bytes;
+         * per tile of tokens; a group's weights stay in L1 while the
+         * tiles pass. (Packed matrices have rows a multiple of 16.) */
         float o16[ST_TILE_MAX * ST_PACK_ROWS];
-        for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
-            uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
-            gemm16(w->cols, grp, job->xq + t0 * job->ldxq, job->ldxq, tn, o16);
-            for (uint32_t t = 0; t < tn; t++)
-                memcpy(y + (t0 + t) * ldy + r0, o16 + t * ST_PACK_ROWS,
-                       ST_PACK_ROWS * sizeof(float));
+        for (uint32_t g0 = r0; g0 < r1; g0 += ST_PACK_ROWS) {
+            const uint8_t *grp = w->packed + (size_t)(g0 / ST_PACK_ROWS) * w->packed_group_bytes;
+            for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
+                uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
+                gemm16(w->cols, grp, job->xq + t0 * job->ldxq, job->ldxq, tn, o16);
+                for (uint32_t t = 0; t < tn; t++)
+                    memcpy(y + (t0 + t) * ldy + g0, o16 + t * ST_PACK_ROWS,
+                           ST_PACK_ROWS * sizeof(float));
+            }
         }
         return;
     }

@@ -84,7 +84,8 @@ static inline void st_cand_partial_sort(st_candidates *c, size_t k)
     for (size_t i = k / 2; i-- > 0;)
         st_cand_sift(d, k, i);
     for (size_t i = k; i < c->size; i++)
-        if (st_cand_before(&d[i], &d[0])) {
+        /* Most candidates lose to the weakest kept one on the logit alone. */
+        if (d[i].logit >= d[0].logit && st_cand_before(&d[i], &d[0])) {
             st_cand_swap(&d[i], &d[0]);
             st_cand_sift(d, k, 0);
         }

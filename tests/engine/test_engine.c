@@ -285,3 +285,21 @@ Test(engine, chat_prompt_uses_the_template)
     st_free(out);
     st_engine_close(e);
 }
+
+Test(engine, unbuilt_backend_is_refused_by_name)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/ocl.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\nbackend: opencl\ntokenizer: {plugin: bpe}\n"
+               "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n"
+               "samplers: [{plugin: greedy}]\n", model_path);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_E_UNAVAILABLE);
+    cr_assert_null(e);
+    cr_assert(strstr(err.message, "backend 'opencl'"), "%s", err.message);
+    cr_assert(strstr(err.message, "ocl.yaml"), "%s", err.message);
+}

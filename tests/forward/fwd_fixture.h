@@ -90,7 +90,7 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
     st_forward_config cfg = {
         .model = f->m, .kv = kv, .pool = pool, .posenc = r->posenc, .plan = r->plan,
         .plan_user = r->plan_user, .posenc_inst = r->posenc_inst,
-        .map_positions = r->map_positions, .bias = r->bias, .weights_layer = INT32_MIN,
+        .map_positions = r->map_positions, .bias = r->bias,
     };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);

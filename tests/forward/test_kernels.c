@@ -72,6 +72,37 @@ Test(forward_kernels, act_quantization)
     cr_assert_eq(b[0].s, 0.0f);
 }
 
+/* Every path's activation quantizer equals the scalar one bit for bit,
+ * ties (x / d exactly k + 0.5) included. */
+Test(forward_kernels, act_quantization_paths_agree)
+{
+    enum { N = 32 * 9 };
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * (float)(1 + i % 5);
+    /* Block 0: amax 127 makes d = 1, so halves are exact ties. */
+    for (int i = 0; i < 32; i++)
+        x[i] = (float)(i - 16) + 0.5f;
+    x[31] = 127.0f;
+    for (int i = 32; i < 64; i++)
+        x[i] = 0.0f; /* an all-zero block */
+    st_act_block want[N / 32], got[N / 32];
+    st_quantize_act_row(x, N, want);
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        memset(got, 0x55, sizeof got);
+        k->quantize_act(x, N, got);
+        for (int b = 0; b < N / 32; b++) {
+            cr_assert_eq(got[b].d, want[b].d, "%s block %d", st_cpu_isa_name(k->isa), b);
+            cr_assert_eq(got[b].s, want[b].s, "%s block %d", st_cpu_isa_name(k->isa), b);
+            cr_assert_eq(memcmp(got[b].q, want[b].q, 32), 0, "%s block %d",
+                         st_cpu_isa_name(k->isa), b);
+        }
+    }
+    cr_assert_eq(want[0].q[0], -16); /* -15.5 rounds away from zero */
+    cr_assert_eq(want[0].q[16], 1);  /* 0.5 rounds to 1 */
+}
+
 /* Kernel `isa` for type t against scalar and a double reference. */
 static void check_kernel(st_cpu_isa isa, st_ggml_type t, uint32_t cols)
 {
@@ -151,6 +182,50 @@ Test(forward_kernels, attention_vector_ops)
     }
 }
 
+/* The attention gathers against plain loops, for head sizes on and off the
+ * SIMD fast paths (multiples of 8 up to 64, above 64, odd). */
+Test(forward_kernels, attention_gathers)
+{
+    static const uint32_t dims[] = { 13, 16, 24, 64, 72, 128 };
+    enum { KEYS = 37, STRIDE = 300 };
+    float *k = malloc(KEYS * STRIDE * sizeof *k);
+    for (uint32_t i = 0; i < KEYS * STRIDE; i++)
+        k[i] = frand();
+    uint32_t idx[20];
+    for (uint32_t i = 0; i < 20; i++)
+        idx[i] = (i * 7 + 3) % KEYS;
+    float q[128], p[20], got[128], want[128], sc[20];
+    for (int i = 0; i < 128; i++)
+        q[i] = frand();
+    for (int i = 0; i < 20; i++)
+        p[i] = frand();
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *kk = st_cpu_kernels_get((st_cpu_isa)isa);
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+            uint32_t dim = dims[di];
+            for (uint32_t n = 0; n <= 20; n += 19) {
+                kk->scores_f32(q, k + 5, STRIDE, idx, n, dim, 0.5f, sc);
+                for (uint32_t i = 0; i < n; i++) {
+                    double ref = 0;
+                    for (uint32_t d = 0; d < dim; d++)
+                        ref += (double)q[d] * k[idx[i] * STRIDE + 5 + d];
+                    cr_assert_float_eq(sc[i], 0.5 * ref, 1e-4, "%s dim %u", st_cpu_isa_name(kk->isa), dim);
+                }
+                memset(got, 0x7f, sizeof got);
+                kk->wsum_f32(got, p, k + 5, STRIDE, idx, n, dim);
+                for (uint32_t d = 0; d < dim; d++) {
+                    double ref = 0;
+                    for (uint32_t i = 0; i < n; i++)
+                        ref += (double)p[i] * k[idx[i] * STRIDE + 5 + d];
+                    want[d] = (float)ref;
+                    cr_assert_float_eq(got[d], want[d], 1e-4, "%s dim %u n %u", st_cpu_isa_name(kk->isa), dim, n);
+                }
+            }
+        }
+    }
+    free(k);
+}
+
 Test(forward_kernels, isa_override)
 {
     setenv("STRETCH_ISA", "scalar", 1);
@@ -162,7 +237,8 @@ Test(forward_kernels, isa_override)
 }
 
 /* The threaded, chunked, tiled matmul equals row-by-row scalar dots, with
- * and without the repacked 16-row layout (rows 48 repack, 77 do not). */
+ * and without the repacked 16-row layout (rows 48 and 784 repack, 77 do
+ * not). */
 static void check_matmul(st_ggml_type t, uint32_t rows, bool repack)
 {
     uint32_t cols = 160, nt = 19;
@@ -211,29 +287,47 @@ Test(forward_kernels, matmul_threads_and_tiles)
         check_matmul(all_types[k], 77, false);
         check_matmul(all_types[k], 48, true);
         check_matmul(all_types[k], 64, false);
+        check_matmul(all_types[k], 784, true); /* chunks of several 16-row groups */
     }
 }
 
-typedef struct count_arg { _Atomic unsigned hits[8]; } count_arg;
+/* Work handed out from a shared counter is done exactly once per run,
+ * whichever threads join. */
+typedef struct count_arg {
+    atomic_uint next;
+    atomic_uint done[100];
+    atomic_uint bad_ith;
+} count_arg;
+
 static void count_task(void *arg, uint32_t ith, uint32_t nth)
 {
     count_arg *c = arg;
-    cr_assert_lt(ith, nth);
-    atomic_fetch_add(&c->hits[ith], 1);
+    if (ith >= nth)
+        atomic_fetch_add(&c->bad_ith, 1);
+    unsigned i;
+    while ((i = atomic_fetch_add(&c->next, 1)) < 100)
+        atomic_fetch_add(&c->done[i], 1);
 }
 
-Test(forward_kernels, threadpool_runs_every_thread)
+Test(forward_kernels, threadpool_runs_all_work_once)
 {
     st_threadpool *pool;
     st_diag d;
     cr_assert_eq(st_threadpool_create(0, &pool, &d), ST_E_INVALID);
-    cr_assert_eq(st_threadpool_create(3, &pool, &d), ST_OK);
-    count_arg c;
-    for (int i = 0; i < 8; i++)
-        atomic_init(&c.hits[i], 0);
-    for (int r = 0; r < 1000; r++)
-        st_threadpool_run(pool, count_task, &c);
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(atomic_load(&c.hits[i]), 1000);
-    st_threadpool_destroy(pool);
+    for (uint32_t th = 1; th <= 3; th++) {
+        cr_assert_eq(st_threadpool_create(th, &pool, &d), ST_OK);
+        cr_assert_eq(st_threadpool_size(pool), th);
+        static count_arg c;
+        for (int r = 0; r < 500; r++) {
+            atomic_init(&c.next, 0);
+            atomic_init(&c.bad_ith, 0);
+            for (int i = 0; i < 100; i++)
+                atomic_init(&c.done[i], 0);
+            st_threadpool_run(pool, count_task, &c);
+            cr_assert_eq(atomic_load(&c.bad_ith), 0);
+            for (int i = 0; i < 100; i++)
+                cr_assert_eq(atomic_load(&c.done[i]), 1, "run %d item %d", r, i);
+        }
+        st_threadpool_destroy(pool);
+    }
 }

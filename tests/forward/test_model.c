@@ -159,7 +159,7 @@ static void check_greedy(st_ggml_type type)
                                     &kv, &d), ST_OK);
     st_threadpool *pool;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
-    st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool, .weights_layer = INT32_MIN };
+    st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);
     float *lg = malloc(f.V * sizeof(float)), *ref = malloc((size_t)N * f.V * sizeof(float));
@@ -197,7 +197,7 @@ Test(forward_model, bad_input_leaves_cache)
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, 4,
                                     &kv, &d), ST_OK);
-    st_forward_config cfg = { .model = f.m, .kv = kv, .weights_layer = INT32_MIN };
+    st_forward_config cfg = { .model = f.m, .kv = kv };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);
     float *lg = malloc(f.V * sizeof(float));

@@ -196,8 +196,7 @@ Test(forward_plan, bad_plan_is_refused_and_cache_kept)
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, 8,
                                     &kv, &d), ST_OK);
     plan_spec p = { PLAN_BAD, 0, 0 };
-    st_forward_config cfg = { .model = f.m, .kv = kv, .plan = plan_cb, .plan_user = &p,
-                              .weights_layer = INT32_MIN };
+    st_forward_config cfg = { .model = f.m, .kv = kv, .plan = plan_cb, .plan_user = &p };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);
     int32_t tok[2] = { 4, 5 }, pos[2] = { 0, 1 };
@@ -297,7 +296,8 @@ Test(forward_plan, compaction_then_dense)
                                     &kv, &d), ST_OK);
     st_threadpool *pool;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
-    st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool, .weights_layer = -1 };
+    st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool, .want_weights = true,
+                              .weights_layer = -1 };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);
     int32_t tok[N], pos[N];
@@ -357,7 +357,7 @@ Test(forward_plan, set_posenc_rerotates_cache)
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,
                                     &kv, &d), ST_OK);
-    st_forward_config cfg = { .model = f.m, .kv = kv, .weights_layer = INT32_MIN };
+    st_forward_config cfg = { .model = f.m, .kv = kv };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);
     int32_t tok[N], pos[N];

@@ -123,6 +123,19 @@ Test(cli, crashing_plugin_is_reported_not_fatal)
     cr_assert(strstr(err, "during create") != NULL, "%s", err);
 }
 
+Test(cli, hanging_plugin_is_killed)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "inspect %s/bad-create-hangs/plugin.yaml", ST_SLOW_FIXTURE_DIR);
+    setenv("STRETCH_CHECK_TIMEOUT", "1", 1);
+    int rc = run(args);
+    unsetenv("STRETCH_CHECK_TIMEOUT");
+    cr_assert_eq(rc, 3, "%s", err);
+    cr_assert_eq(lines(err), 1, "%s", err);
+    cr_assert(strstr(err, "bad-create-hangs.so: killed after 1 s") != NULL, "%s", err);
+    cr_assert(strstr(err, "(stage: create)") != NULL, "%s", err);
+}
+
 Test(cli, broken_manifests)
 {
     expect_bad("bad-escape", 2, "plugin.yaml", "escape");

@@ -227,3 +227,21 @@ Test(registry, builtin_dir_is_absolute_or_null)
     if (b)
         cr_assert_eq(b[0], '/', "%s", b);
 }
+
+Test(registry, symlink_loops_are_not_followed_forever)
+{
+    char link[600], target[600];
+    snprintf(target, sizeof target, "%s/A", root);
+    snprintf(link, sizeof link, "%s/A/one/loop", root);
+    cr_assert_eq(symlink(target, link), 0);
+    snprintf(link, sizeof link, "%s/A/two/loop", root);
+    cr_assert_eq(symlink(target, link), 0);
+    unsetenv("STRETCH_PLUGIN_PATH");
+    st_registry *r = st_registry_new();
+    st_diag d;
+    cr_assert_eq(st_registry_add_dir(r, dir("A"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    const st_plugin_record *recs[16];
+    cr_assert_eq(ours(r, recs, 16), 2, "each manifest once despite the loops");
+    st_registry_free(r);
+}

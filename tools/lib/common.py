@@ -89,18 +89,29 @@ def read_json_lines(path: Path, what: str) -> list[str]:
     lines are skipped.  Errors name the file and line."""
     check_file(path, what)
     items: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            try:
-                value = json.loads(stripped)
-            except json.JSONDecodeError as e:
-                raise ToolError(f"{path}:{lineno}:{e.colno}: expected a JSON string ({e.msg})") from None
-            if not isinstance(value, str):
-                raise ToolError(f"{path}:{lineno}:1: expected a JSON string, got {type(value).__name__}")
-            items.append(value)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ToolError(f"{path}: not UTF-8 (byte offset {e.start})") from None
+    except OSError as e:
+        raise ToolError(f"cannot read {path}: {e.strerror}") from None
+    # split on \n only: str.splitlines() would also split inside JSON strings
+    # holding a raw U+2028 or U+0085, which json.dumps(ensure_ascii=False) emits.
+    for lineno, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as e:
+            raise ToolError(f"{path}:{lineno}:{e.colno}: expected a JSON string ({e.msg})") from None
+        if not isinstance(value, str):
+            raise ToolError(f"{path}:{lineno}:1: expected a JSON string, got {type(value).__name__}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ToolError(f"{path}:{lineno}:1: string holds a lone surrogate, not valid Unicode text") from None
+        items.append(value)
     if not items:
         raise ToolError(f"{path}: no entries")
     return items

@@ -4,6 +4,7 @@
 #include "cli_common.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 

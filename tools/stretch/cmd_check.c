@@ -104,7 +104,8 @@ static void check_one(check_ctx *c, const st_strategy *s, st_registry *reg,
     }
     if (load) {
         it->checked = true;
-        if (!st_load_check(m, false, model_ok ? s->model : NULL, 0, &it->report)) {
+        if (!st_load_check(m, false, model_ok ? s->model : NULL,
+                           it->params_ok ? ref->params : NULL, 0, &it->report)) {
             st_diag at;
             st_diag_set(&at, ST_E_PLUGIN, NULL, 0, 0, "%s", it->report.message);
             add_error(c, &at, st_cli_report_exit(&it->report));

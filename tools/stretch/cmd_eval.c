@@ -12,7 +12,9 @@
 
 #include "commands.h"
 #include "engine_cli.h"
+#include "eval_common.h"
 #include "json_out.h"
+#include "png_write.h"
 
 static void eval_usage(FILE *f)
 {
@@ -27,42 +29,208 @@ static void eval_usage(FILE *f)
             "  --buckets N      position buckets (default 8)\n"
             "  --chunk N        tokens per forward block (default 512)\n"
             "  --threads N      worker threads\n"
-            "  --csv FILE       write bucket,start,end,tokens,nll,ppl rows\n"
+            "  --out DIR        ppl.csv, ppl.png and points.jsonl (default out/ppl); an\n"
+            "                   interrupted run resumes from the windows already scored\n"
+            "  --fresh          discard the windows of an earlier run\n"
             "  --json           print the result as JSON\n");
 }
 
-typedef struct progress {
-    double t0;
-    size_t base, total;
-    bool tty;
-} progress;
-
-static double now_s(void)
+/* Points file line for one scored window: bucket sums, so a resumed run
+ * rebuilds the totals without rescoring. */
+static void write_point(FILE *f, size_t w, long long length, long long buckets,
+                        const double *nll, const size_t *n)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    fprintf(f, "{\"window\":%zu,\"length\":%lld,\"buckets\":%lld,\"nll\":[", w, length, buckets);
+    for (long long b = 0; b < buckets; b++)
+        fprintf(f, "%s%.17g", b ? "," : "", nll[b]);
+    fprintf(f, "],\"n\":[");
+    for (long long b = 0; b < buckets; b++)
+        fprintf(f, "%s%zu", b ? "," : "", n[b]);
+    fprintf(f, "]}\n");
+    fflush(f);
 }
 
-/* A progress bar with rate and ETA on stderr (only on a terminal). */
+/* Add a finished window's sums from the points file; false when absent. */
+static bool read_point(const char *existing, size_t w, long long length, long long buckets,
+                       double *nll, size_t *n)
+{
+    if (!existing)
+        return false;
+    char needle[128];
+    snprintf(needle, sizeof needle, "{\"window\":%zu,\"length\":%lld,\"buckets\":%lld,\"nll\":[",
+             w, length, buckets);
+    const char *p = strstr(existing, needle);
+    if (!p || !strchr(p, '\n'))
+        return false;
+    p += strlen(needle);
+    double tmp_nll[1024];
+    size_t tmp_n[1024];
+    for (long long b = 0; b < buckets; b++) {
+        char *end;
+        tmp_nll[b] = strtod(p, &end);
+        if (end == p)
+            return false;
+        p = end + 1;
+    }
+    p = strstr(p, "\"n\":[");
+    if (!p)
+        return false;
+    p += 5;
+    for (long long b = 0; b < buckets; b++) {
+        char *end;
+        tmp_n[b] = (size_t)strtoull(p, &end, 10);
+        if (end == p)
+            return false;
+        p = end + 1;
+    }
+    for (long long b = 0; b < buckets; b++) {
+        nll[b] += tmp_nll[b];
+        n[b] += tmp_n[b];
+    }
+    return true;
+}
+
+typedef struct window_progress {
+    st_progress *p;
+    size_t base; /* units done before this window */
+} window_progress;
+
 static int on_progress(void *user, size_t done, size_t total)
 {
-    progress *p = user;
+    window_progress *wp = user;
     (void)total;
-    if (!p->tty)
-        return 0;
-    size_t all = p->base + done;
-    double dt = now_s() - p->t0;
-    double rate = dt > 0 ? all / dt : 0;
-    double eta = rate > 0 ? (p->total - all) / rate : 0;
-    int width = 30, fill = (int)(width * (double)all / (double)p->total);
-    fprintf(stderr, "\r[%.*s%*s] %zu/%zu tokens  %.0f tok/s  ETA %.0fs ", fill,
-            "##############################", width - fill, "", all, p->total, rate, eta);
-    fflush(stderr);
+    wp->p->done = wp->base + done;
+    st_progress_show(wp->p);
     return 0;
 }
 
+/* Perplexity by position as a line plot. */
+static void write_plot(const char *path, const char *title, long long length, long long buckets,
+                       const double *ppl, double trained)
+{
+    int W = 640, H = 360, L = 70, R = 20, T = 40, B = 50;
+    st_image *img = st_image_new((uint32_t)W, (uint32_t)H);
+    if (!img)
+        return;
+    double lo = 1e300, hi = 0;
+    for (long long b = 0; b < buckets; b++)
+        if (isfinite(ppl[b])) {
+            lo = ppl[b] < lo ? ppl[b] : lo;
+            hi = ppl[b] > hi ? ppl[b] : hi;
+        }
+    if (hi <= lo)
+        hi = lo + 1;
+    double pad = (hi - lo) * 0.1;
+    lo -= pad;
+    hi += pad;
+    if (lo < 0)
+        lo = 0;
+    st_image_text(img, 10, 10, title, 2, 0x000000);
+    st_image_line(img, L, H - B, W - R, H - B, 0x000000);
+    st_image_line(img, L, T, L, H - B, 0x000000);
+    char buf[64];
+    for (int k = 0; k <= 4; k++) {
+        double v = lo + (hi - lo) * k / 4;
+        int y = H - B - (int)((H - B - T) * k / 4.0);
+        snprintf(buf, sizeof buf, "%.1f", v);
+        st_image_text(img, 4, y - 3, buf, 1, 0x000000);
+        st_image_line(img, L - 4, y, L, y, 0x000000);
+        long long x_tok = length * k / 4;
+        int x = L + (int)((W - L - R) * k / 4.0);
+        snprintf(buf, sizeof buf, "%lld", x_tok);
+        st_image_text(img, x - st_image_text_width(buf, 1) / 2, H - B + 8, buf, 1, 0x000000);
+    }
+    st_image_text(img, W / 2 - 60, H - 20, "POSITION (TOKENS)", 1, 0x000000);
+    st_image_text(img, 4, T - 14, "PPL", 1, 0x000000);
+    if (trained > 0 && trained < length) {
+        int x = L + (int)((W - L - R) * trained / (double)length);
+        for (int y = T; y < H - B; y += 6)
+            st_image_line(img, x, y, x, y + 2, 0x888888);
+        st_image_text(img, x + 4, T, "TRAINED", 1, 0x888888);
+    }
+    int px = -1, py = -1;
+    for (long long b = 0; b < buckets; b++) {
+        if (!isfinite(ppl[b]))
+            continue;
+        double mid = (b + 0.5) / (double)buckets;
+        int x = L + (int)((W - L - R) * mid);
+        int y = H - B - (int)((H - B - T) * (ppl[b] - lo) / (hi - lo));
+        st_image_fill_rect(img, x - 2, y - 2, 5, 5, 0x1f5fbf);
+        if (px >= 0)
+            st_image_line(img, px, py, x, y, 0x1f5fbf);
+        px = x;
+        py = y;
+    }
+    if (st_image_write_png(img, path) != 0)
+        fprintf(stderr, "stretch: %s: cannot write the plot\n", path);
+    st_image_free(img);
+}
+
 int st_cmd_eval_passkey(int argc, char **argv);
+
+static void print_result(const char *file, const char *manifest, long long length,
+                         size_t n_win, long long buckets, const double *b_nll,
+                         const size_t *b_n, bool json, FILE *csv)
+{
+    double total = 0;
+    size_t count = 0;
+    for (long long b = 0; b < buckets; b++) {
+        total += b_nll[b];
+        count += b_n[b];
+    }
+    double ppl = exp(total / (double)(count ? count : 1));
+    st_json j;
+    if (json) {
+        st_json_init(&j, stdout, false);
+        st_json_begin_object(&j);
+        st_json_key(&j, "file");
+        st_json_string(&j, file);
+        st_json_key(&j, "manifest");
+        st_json_string(&j, manifest);
+        st_json_key(&j, "length");
+        st_json_int(&j, length);
+        st_json_key(&j, "windows");
+        st_json_uint(&j, n_win);
+        st_json_key(&j, "tokens_scored");
+        st_json_uint(&j, count);
+        st_json_key(&j, "ppl");
+        st_json_double(&j, ppl);
+        st_json_key(&j, "buckets");
+        st_json_begin_array(&j);
+    } else {
+        printf("%s: %zu windows of %lld tokens, %zu tokens scored, perplexity %.4f\n", file,
+               n_win, length, count, ppl);
+        printf("%8s %8s %8s %10s\n", "start", "end", "tokens", "ppl");
+    }
+    if (csv)
+        fprintf(csv, "bucket,start,end,tokens,nll,ppl\n");
+    for (long long b = 0; b < buckets; b++) {
+        long long lo = b * length / buckets, hi = (b + 1) * length / buckets;
+        double bp = b_n[b] ? exp(b_nll[b] / (double)b_n[b]) : NAN;
+        if (json) {
+            st_json_begin_object(&j);
+            st_json_key(&j, "start");
+            st_json_int(&j, lo);
+            st_json_key(&j, "end");
+            st_json_int(&j, hi);
+            st_json_key(&j, "tokens");
+            st_json_uint(&j, b_n[b]);
+            st_json_key(&j, "ppl");
+            st_json_double(&j, bp);
+            st_json_end_object(&j);
+        } else {
+            printf("%8lld %8lld %8zu %10.4f\n", lo, hi, b_n[b], bp);
+        }
+        if (csv)
+            fprintf(csv, "%lld,%lld,%lld,%zu,%.6f,%.6f\n", b, lo, hi, b_n[b],
+                    b_n[b] ? b_nll[b] / (double)b_n[b] : NAN, bp);
+    }
+    if (json) {
+        st_json_end_array(&j);
+        st_json_end_object(&j);
+        st_json_end(&j);
+    }
+}
 
 int st_cmd_eval(int argc, char **argv)
 {
@@ -77,9 +245,9 @@ int st_cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return ST_EXIT_USAGE;
     }
-    const char *manifest = NULL, *file = NULL, *csv = NULL;
+    const char *manifest = NULL, *file = NULL, *out_dir = "out/ppl";
     long long length = 0, windows = 4, buckets = 8, chunk = 512, v;
-    bool json = false;
+    bool json = false, fresh = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -105,8 +273,10 @@ int st_cmd_eval(int argc, char **argv)
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
             opts.n_threads = (uint32_t)v;
             i++;
-        } else if (!strcmp(a, "--csv") && next) {
-            csv = argv[++i];
+        } else if (!strcmp(a, "--out") && next) {
+            out_dir = argv[++i];
+        } else if (!strcmp(a, "--fresh")) {
+            fresh = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (a[0] == '-' && a[1]) {
@@ -125,10 +295,16 @@ int st_cmd_eval(int argc, char **argv)
     }
     if (!(manifest = st_cli_default_manifest(manifest)))
         return ST_EXIT_USAGE;
+    if (buckets > 1024)
+        buckets = 1024;
     size_t text_len = 0;
     char *text = st_cli_read_file(file, &text_len);
     if (!text)
         return ST_EXIT_MODEL;
+    /* A dense strategy needs the whole window in its cache; a bounded one
+     * sizes its own. */
+    if (length && !opts.context)
+        opts.context = (uint32_t)length + 16;
     st_engine *e = NULL;
     int rc = st_cli_open_engine(manifest, &opts, &e);
     if (rc) {
@@ -154,98 +330,88 @@ int st_cmd_eval(int argc, char **argv)
     size_t n_win = st == ST_OK ? n_ids / (size_t)length : 0;
     if (n_win > (size_t)windows)
         n_win = (size_t)windows;
-    double *b_nll = calloc((size_t)buckets, sizeof(double));
-    size_t *b_n = calloc((size_t)buckets, sizeof(size_t));
+    double *b_nll = calloc((size_t)buckets, sizeof(double)), *w_nll = calloc((size_t)buckets, sizeof(double));
+    size_t *b_n = calloc((size_t)buckets, sizeof(size_t)), *w_n = calloc((size_t)buckets, sizeof(size_t));
     float *nll = malloc(sizeof(float) * (size_t)length);
-    if (st == ST_OK && (!b_nll || !b_n || !nll))
+    if (st == ST_OK && (!b_nll || !b_n || !w_nll || !w_n || !nll)) {
         st = ST_E_NOMEM;
-    progress pr = {now_s(), 0, n_win * (size_t)length, isatty(2)};
+        snprintf(err.message, sizeof err.message, "out of memory");
+    }
+    char *existing = NULL;
+    size_t existing_len = 0;
+    FILE *points = NULL;
+    if (st == ST_OK &&
+        !(points = st_points_open(out_dir, "points.jsonl", fresh, &existing, &existing_len))) {
+        rc = ST_EXIT_RUNTIME;
+        st = ST_E_IO;
+        snprintf(err.message, sizeof err.message, "cannot write to %s", out_dir);
+    }
+    st_progress pr;
+    st_progress_start(&pr, "ppl", n_win * (size_t)length);
     st_cli_cancel_on_sigint(e);
     for (size_t w = 0; st == ST_OK && w < n_win; w++) {
-        pr.base = w * (size_t)length;
-        st = st_engine_score(e, ids + w * (size_t)length, (size_t)length, (size_t)chunk, nll,
-                             on_progress, &pr, &err);
-        for (long long t = 1; st == ST_OK && t < length; t++) {
-            size_t b = (size_t)(t * buckets / length);
-            b_nll[b] += nll[t];
-            b_n[b]++;
+        if (read_point(existing, w, length, buckets, b_nll, b_n)) {
+            pr.done += (size_t)length;
+            pr.skipped += (size_t)length;
+            continue;
         }
+        window_progress wp = {&pr, pr.done};
+        st = st_engine_score(e, ids + w * (size_t)length, (size_t)length, (size_t)chunk, nll,
+                             on_progress, &wp, &err);
+        if (st != ST_OK)
+            break;
+        memset(w_nll, 0, sizeof(double) * (size_t)buckets);
+        memset(w_n, 0, sizeof(size_t) * (size_t)buckets);
+        for (long long t = 1; t < length; t++) {
+            size_t b = (size_t)(t * buckets / length);
+            w_nll[b] += nll[t];
+            w_n[b]++;
+        }
+        for (long long b = 0; b < buckets; b++) {
+            b_nll[b] += w_nll[b];
+            b_n[b] += w_n[b];
+        }
+        write_point(points, w, length, buckets, w_nll, w_n);
     }
     st_cli_cancel_on_sigint(NULL);
-    if (pr.tty)
-        fputc('\n', stderr);
+    st_progress_end(&pr);
+    if (points)
+        fclose(points);
+    free(existing);
     if (st == ST_OK) {
-        double total = 0;
-        size_t count = 0;
-        for (long long b = 0; b < buckets; b++) {
-            total += b_nll[b];
-            count += b_n[b];
+        char path[4096];
+        snprintf(path, sizeof path, "%s/ppl.csv", out_dir);
+        FILE *csv = fopen(path, "w");
+        if (!csv)
+            fprintf(stderr, "stretch: %s: cannot write\n", path);
+        print_result(file, manifest, length, n_win, buckets, b_nll, b_n, json, csv);
+        if (csv)
+            fclose(csv);
+        double *ppl = malloc(sizeof(double) * (size_t)buckets);
+        if (ppl) {
+            for (long long b = 0; b < buckets; b++)
+                ppl[b] = b_n[b] ? exp(b_nll[b] / (double)b_n[b]) : NAN;
+            char title[160];
+            const char *base = strrchr(manifest, '/');
+            snprintf(title, sizeof title, "PPL %s", base ? base + 1 : manifest);
+            snprintf(path, sizeof path, "%s/ppl.png", out_dir);
+            write_plot(path, title, length, buckets, ppl, info.n_ctx_train);
+            free(ppl);
         }
-        double ppl = exp(total / (double)(count ? count : 1));
-        FILE *cf = csv ? fopen(csv, "w") : NULL;
-        if (csv && !cf) {
-            perror(csv);
-            rc = ST_EXIT_RUNTIME;
-        }
-        if (cf)
-            fprintf(cf, "bucket,start,end,tokens,nll,ppl\n");
-        st_json j;
-        if (json) {
-            st_json_init(&j, stdout, false);
-            st_json_begin_object(&j);
-            st_json_key(&j, "file");
-            st_json_string(&j, file);
-            st_json_key(&j, "manifest");
-            st_json_string(&j, manifest);
-            st_json_key(&j, "length");
-            st_json_int(&j, length);
-            st_json_key(&j, "windows");
-            st_json_uint(&j, n_win);
-            st_json_key(&j, "tokens_scored");
-            st_json_uint(&j, count);
-            st_json_key(&j, "ppl");
-            st_json_double(&j, ppl);
-            st_json_key(&j, "buckets");
-            st_json_begin_array(&j);
-        } else {
-            printf("%s: %zu windows of %lld tokens, %zu tokens scored, perplexity %.4f\n",
-                   file, n_win, length, count, ppl);
-            printf("%8s %8s %8s %10s\n", "start", "end", "tokens", "ppl");
-        }
-        for (long long b = 0; b < buckets; b++) {
-            long long lo = b * length / buckets, hi = (b + 1) * length / buckets;
-            double bp = b_n[b] ? exp(b_nll[b] / (double)b_n[b]) : NAN;
-            if (json) {
-                st_json_begin_object(&j);
-                st_json_key(&j, "start");
-                st_json_int(&j, lo);
-                st_json_key(&j, "end");
-                st_json_int(&j, hi);
-                st_json_key(&j, "tokens");
-                st_json_uint(&j, b_n[b]);
-                st_json_key(&j, "ppl");
-                st_json_double(&j, bp);
-                st_json_end_object(&j);
-            } else {
-                printf("%8lld %8lld %8zu %10.4f\n", lo, hi, b_n[b], bp);
-            }
-            if (cf)
-                fprintf(cf, "%lld,%lld,%lld,%zu,%.6f,%.6f\n", b, lo, hi, b_n[b],
-                        b_n[b] ? b_nll[b] / (double)b_n[b] : NAN, bp);
-        }
-        if (json) {
-            st_json_end_array(&j);
-            st_json_end_object(&j);
-            st_json_end(&j);
-        }
-        if (cf)
-            fclose(cf);
-    } else {
-        fprintf(stderr, "stretch: %s\n", st == ST_E_NOMEM ? "out of memory" : err.message);
-        rc = st_cli_exit_for(st);
+        if (!json)
+            printf("wrote %s/ppl.csv, %s/ppl.png, %s/points.jsonl\n", out_dir, out_dir,
+                   out_dir);
+    } else if (!rc) {
+        fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
+                                             ? "interrupted: finished windows are kept; rerun "
+                                               "the same command to resume"
+                                             : err.message);
+        rc = st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
     }
     free(b_nll);
     free(b_n);
+    free(w_nll);
+    free(w_n);
     free(nll);
     st_free(ids);
     st_engine_close(e);

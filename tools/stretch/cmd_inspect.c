@@ -144,7 +144,8 @@ static void print_report(const st_plugin_manifest *m, const st_load_report *r)
         printf("\n");
         printf("  %-12s %s%s\n", "Create:",
                r->created ? "ok (default parameters)"
-               : r->create_skipped ? "skipped: " : "failed",
+               : r->create_skipped ? "skipped: "
+               : r->model_failed ? "not tried (the model could not be opened)" : "failed",
                r->create_skipped ? r->skip_reason : "");
     }
     if (r->conformance_ran) {
@@ -219,7 +220,7 @@ int st_cmd_inspect(int argc, char **argv)
     st_load_report rep;
     bool ok = true;
     if (check)
-        ok = st_load_check(m, true, model, 0, &rep);
+        ok = st_load_check(m, true, model, NULL, 0, &rep);
 
     if (json) {
         st_json j;

@@ -91,7 +91,7 @@ int st_cmd_plugins(int argc, char **argv)
         }
         if (check && m && rec->state == ST_PLUGIN_OK) {
             checked = true;
-            if (!st_load_check(m, false, NULL, 0, &rep)) {
+            if (!st_load_check(m, false, NULL, NULL, 0, &rep)) {
                 status = "refused";
                 st_load_report_reason(&rep, reason, sizeof reason);
             }

@@ -37,7 +37,7 @@ static void before_value(st_json *j)
     }
 }
 
-static void open(st_json *j, char c)
+static void open_container(st_json *j, char c)
 {
     before_value(j);
     fputc(c, j->f);
@@ -46,7 +46,7 @@ static void open(st_json *j, char c)
     j->need_comma[j->depth] = false;
 }
 
-static void close_(st_json *j, char c)
+static void close_container(st_json *j, char c)
 {
     bool had = j->need_comma[j->depth];
     if (j->depth > 0)
@@ -56,10 +56,10 @@ static void close_(st_json *j, char c)
     fputc(c, j->f);
 }
 
-void st_json_begin_object(st_json *j) { open(j, '{'); }
-void st_json_end_object(st_json *j) { close_(j, '}'); }
-void st_json_begin_array(st_json *j) { open(j, '['); }
-void st_json_end_array(st_json *j) { close_(j, ']'); }
+void st_json_begin_object(st_json *j) { open_container(j, '{'); }
+void st_json_end_object(st_json *j) { close_container(j, '}'); }
+void st_json_begin_array(st_json *j) { open_container(j, '['); }
+void st_json_end_array(st_json *j) { close_container(j, ']'); }
 
 void st_json_key(st_json *j, const char *key)
 {

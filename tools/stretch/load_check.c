@@ -58,7 +58,7 @@ static void peek_abi(const st_plugin_manifest *m, st_load_report *r)
 /* Run the per-kind suite with the default parameters and keep a summary:
  * the failed checks first (they are what a reader needs), then the count. */
 static void run_conformance(const st_plugin_manifest *m, st_library *lib,
-                            st_host *host, st_load_report *r)
+                            st_host *host, const st_value *params, st_load_report *r)
 {
     st_conformance_report *rep = calloc(1, sizeof *rep);
     msgpack_sbuffer sb;
@@ -67,7 +67,7 @@ static void run_conformance(const st_plugin_manifest *m, st_library *lib,
     msgpack_unpacked_init(&u);
     size_t off = 0;
     st_diag diag;
-    if (!rep || st_params_validate(m, NULL, &sb, &diag) != ST_OK ||
+    if (!rep || st_params_validate(m, params, &sb, &diag) != ST_OK ||
         msgpack_unpack_next(&u, sb.data, sb.size, &off) != MSGPACK_UNPACK_SUCCESS) {
         r->conformance_ran = true;
         snprintf(r->conformance, sizeof r->conformance,
@@ -112,8 +112,17 @@ static bool requires_feature(const st_plugin_manifest *m, const char *feature)
     return false;
 }
 
+/* The first parameter that has no default, or NULL. */
+static const char *required_param(const st_plugin_manifest *m)
+{
+    for (size_t i = 0; i < m->n_params; i++)
+        if (m->params[i].required || !m->params[i].has_default)
+            return m->params[i].name;
+    return NULL;
+}
+
 static void child_check(const st_plugin_manifest *m, bool conformance, const char *model,
-                        int fd)
+                        const st_value *params, int fd)
 {
     st_load_report r;
     memset(&r, 0, sizeof r);
@@ -160,8 +169,13 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
         }
         st_host_set_model(host, gguf);
     }
+    char need[96];
+    const char *req = params ? NULL : required_param(m);
+    if (req)
+        snprintf(need, sizeof need, "parameter '%s' has no default", req);
     const char *skip = !gguf && requires_feature(m, "model") ? "requires a model (give --model FILE)"
                      : requires_feature(m, "opencl") ? "requires an OpenCL device"
+                     : req ? need
                      : NULL;
     st_instance *in = NULL;
     if (skip) {
@@ -169,7 +183,7 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
         snprintf(r.skip_reason, sizeof r.skip_reason, "%s", skip);
         st = ST_OK;
     } else {
-        st = host ? st_instance_create(lib, st_host_services_of(host), NULL, &in, &diag)
+        st = host ? st_instance_create(lib, st_host_services_of(host), params, &in, &diag)
                   : st_diag_set(&diag, ST_E_NOMEM, NULL, 0, 0, "out of memory");
     }
     if (skip) {
@@ -185,7 +199,7 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
     }
     if (conformance && r.created) {
         emit(fd, &r, "conformance");
-        run_conformance(m, lib, host, &r);
+        run_conformance(m, lib, host, params, &r);
     }
     r.finished = true;
     emit(fd, &r, "done");
@@ -208,11 +222,14 @@ bool st_load_report_ok(const st_load_report *r)
 }
 
 bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *model,
-                   unsigned timeout_s, st_load_report *out)
+                   const st_value *params, unsigned timeout_s, st_load_report *out)
 {
     memset(out, 0, sizeof *out);
-    if (timeout_s == 0)
-        timeout_s = 60;
+    if (timeout_s == 0) {
+        const char *env = getenv("STRETCH_CHECK_TIMEOUT");
+        long v = env ? strtol(env, NULL, 10) : 0;
+        timeout_s = v > 0 && v < 86400 ? (unsigned)v : 60;
+    }
     int fds[2];
     if (pipe(fds) != 0) {
         snprintf(out->message, sizeof out->message, "cannot create a pipe: %s",
@@ -231,7 +248,7 @@ bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *mo
     }
     if (pid == 0) {
         close(fds[0]);
-        child_check(m, conformance, model, fds[1]);
+        child_check(m, conformance, model, params, fds[1]);
         close(fds[1]);
         _exit(0);
     }

@@ -38,13 +38,15 @@ typedef struct st_load_report {
     char conformance[1400]; /* summary lines of the suite, '\n' separated */
 } st_load_report;
 
-/* Runs the check; `timeout_s` 0 = 60 s. `model` (a GGUF path, may be NULL)
+/* Runs the check; `timeout_s` 0 = $STRETCH_CHECK_TIMEOUT, else 60 s. `params` (a strategy's MAP, may be
+ * NULL = defaults) is what create() gets; without it a plugin with a
+ * required parameter is not created. `model` (a GGUF path, may be NULL)
  * backs the model metadata services; without it, plugins that require a
  * model are not created (create_skipped). Always fills `out`. True when the
  * plugin loaded and created or was skipped (and conformance passed when it
  * ran). */
 bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *model,
-                   unsigned timeout_s, st_load_report *out);
+                   const st_value *params, unsigned timeout_s, st_load_report *out);
 
 /* Whether the report counts as a pass (see st_load_check). */
 bool st_load_report_ok(const st_load_report *r);

@@ -5,6 +5,7 @@
  * plugin ("fixture-good": picks the largest logit, lowest id on ties).
  */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <stretch/plugin.h>
 
@@ -50,6 +51,12 @@ static st_status fixture_create(const st_host_services *host, const msgpack_obje
 #if defined(FIX_CREATE_FAILS)
     (void)inst;
     return host->error(err, ST_E_INVALID, "fixture refuses on purpose: margin must be > 0");
+#elif defined(FIX_CREATE_HANGS)
+    (void)host; (void)inst; (void)err;
+    volatile int forever = 1;
+    while (forever)
+        pause(); /* never returns: the checker must kill it after its timeout */
+    return ST_E_INTERNAL;
 #elif defined(FIX_CREATE_ABORTS)
     (void)host; (void)inst; (void)err;
     abort(); /* a plugin must never do this: the checker must survive it */

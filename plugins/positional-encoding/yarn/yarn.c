@@ -1,0 +1,188 @@
+/*
+ * positional-encoding `yarn`: YaRN (Peng et al. 2023, "YaRN: Efficient
+ * Context Window Extension of Large Language Models"), "NTK-by-parts"
+ * interpolation plus an attention temperature. For pair i of d rotary dims,
+ * with theta_i = base^(-2i/d), L the trained length and s the scale:
+ *
+ *   corr(n) = d * ln(L / (2 pi n)) / (2 ln base)     (pair index whose
+ *                                                     wavelength fits n turns in L)
+ *   low     = max(0, floor(corr(beta_fast)))
+ *   high    = min(d - 1, ceil(corr(beta_slow)))
+ *   ramp(i) = 1 - clamp((i - low) / max(0.001, high - low), 0, 1)
+ *   inv_freq[i] = theta_i / s * (1 - ramp(i)) + theta_i * ramp(i)
+ *
+ * so fast pairs (i <= low) keep the trained frequency, slow ones (i >= high)
+ * are interpolated by s, and the pairs between blend linearly. When `mscale`
+ * is on, cos and sin are multiplied by 0.1 ln(s) + 1 (1 for s <= 1), which
+ * scales the logits by its square; `attn_factor` multiplies that scale.
+ */
+#include <math.h>
+
+#include <stretch/params.h>
+#include <stretch/plugin.h>
+
+typedef struct yarn_pe {
+    const st_host_services *host;
+    double scale;
+    double beta_fast;
+    double beta_slow;
+    bool mscale;
+    double attn_factor;
+    double base_param;      /* 0 = the model's */
+    int64_t trained_param;  /* 0 = the model's n_ctx_train */
+    float *inv_freq;
+} yarn_pe;
+
+static st_status yarn_get_float(const st_host_services *host, const msgpack_object *params,
+                                const char *key, double *v, st_error *err)
+{
+    st_status st = st_param_float(params, key, v);
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        return host->error(err, ST_E_INVALID, "yarn: parameter %s must be a number", key);
+    return ST_OK;
+}
+
+static st_status yarn_create(const st_host_services *host, const msgpack_object *params,
+                             void **inst, st_error *err)
+{
+    double scale = 4.0, beta_fast = 32.0, beta_slow = 1.0, attn_factor = 1.0, base = 0.0;
+    int64_t trained = 0;
+    bool mscale = true;
+    st_status st;
+    if ((st = yarn_get_float(host, params, "scale", &scale, err)) != ST_OK ||
+        (st = yarn_get_float(host, params, "beta_fast", &beta_fast, err)) != ST_OK ||
+        (st = yarn_get_float(host, params, "beta_slow", &beta_slow, err)) != ST_OK ||
+        (st = yarn_get_float(host, params, "attn_factor", &attn_factor, err)) != ST_OK ||
+        (st = yarn_get_float(host, params, "base", &base, err)) != ST_OK)
+        return st;
+    st = st_param_bool(params, "mscale", &mscale);
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        return host->error(err, ST_E_INVALID, "yarn: parameter mscale must be true or false");
+    st = st_param_int(params, "trained_length", &trained);
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        return host->error(err, ST_E_INVALID, "yarn: parameter trained_length must be an integer");
+
+    if (!(scale >= 1.0 && scale <= 1.0e6))
+        return host->error(err, ST_E_RANGE, "yarn: parameter scale must be in [1, 1e6], got %g",
+                           scale);
+    if (!(beta_fast > 0.0 && beta_fast <= 1.0e6) || !(beta_slow > 0.0 && beta_slow <= 1.0e6))
+        return host->error(err, ST_E_RANGE,
+                           "yarn: parameters beta_fast and beta_slow must be in (0, 1e6], got %g "
+                           "and %g", beta_fast, beta_slow);
+    if (beta_fast < beta_slow)
+        return host->error(err, ST_E_RANGE,
+                           "yarn: beta_fast (%g rotations) must be at least beta_slow (%g): the "
+                           "ramp runs from the fast pairs to the slow ones", beta_fast, beta_slow);
+    if (!(attn_factor > 0.0 && attn_factor <= 100.0))
+        return host->error(err, ST_E_RANGE,
+                           "yarn: parameter attn_factor must be in (0, 100], got %g", attn_factor);
+    if (!(base >= 0.0 && base <= 1.0e12))
+        return host->error(err, ST_E_RANGE,
+                           "yarn: parameter base must be in [0, 1e12] (0 = the model's), got %g", base);
+    if (trained < 0 || trained > 1073741824)
+        return host->error(err, ST_E_RANGE,
+                           "yarn: parameter trained_length must be in [0, 2^30] (0 = the model's), "
+                           "got %lld", (long long)trained);
+    yarn_pe *p = host->calloc(host->host, 1, sizeof *p);
+    if (!p)
+        return host->error(err, ST_E_NOMEM, "yarn: out of memory");
+    p->host = host;
+    p->scale = scale;
+    p->beta_fast = beta_fast;
+    p->beta_slow = beta_slow;
+    p->mscale = mscale;
+    p->attn_factor = attn_factor;
+    p->base_param = base;
+    p->trained_param = trained;
+    *inst = p;
+    return ST_OK;
+}
+
+static void yarn_destroy(void *inst)
+{
+    yarn_pe *p = inst;
+    if (!p)
+        return;
+    p->host->free(p->host->host, p->inv_freq);
+    p->host->free(p->host->host, p);
+}
+
+/* The (fractional) pair index at which a wavelength makes n_rot turns in
+ * the trained length. */
+static double yarn_corr(double n_rot, double d, double base, double trained)
+{
+    return d * log(trained / (2.0 * M_PI * n_rot)) / (2.0 * log(base));
+}
+
+static st_status yarn_configure(void *inst, const st_model_shape *shape, st_posenc_desc *out,
+                                st_error *err)
+{
+    yarn_pe *p = inst;
+    const st_host_services *h = p->host;
+    if (!shape || !out)
+        return h->error(err, ST_E_INVALID, "yarn: configure needs a model shape and a description");
+    uint32_t d = shape->rope_dims;
+    if (d == 0)
+        return h->error(err, ST_E_INVALID,
+                        "yarn: the model has no rotary dimensions (rope_dims 0); YaRN rescales "
+                        "RoPE and cannot apply");
+    if (d % 2 != 0)
+        return h->error(err, ST_E_INVALID,
+                        "yarn: the model's rope_dims %u is odd; rotary pairs need an even count", d);
+    if (d > shape->head_dim)
+        return h->error(err, ST_E_INVALID, "yarn: the model's rope_dims %u exceeds head_dim %u", d,
+                        shape->head_dim);
+    double base = p->base_param > 0.0 ? p->base_param : (double)shape->rope_base;
+    if (!(base > 1.0) || !isfinite(base))
+        return h->error(err, ST_E_INVALID,
+                        "yarn: rope base %g is not above 1; set the base parameter", base);
+    double trained = p->trained_param > 0 ? (double)p->trained_param : (double)shape->n_ctx_train;
+    if (!(trained >= 1.0))
+        return h->error(err, ST_E_INVALID,
+                        "yarn: the model gives no trained context length; set the trained_length "
+                        "parameter");
+
+    double low = floor(yarn_corr(p->beta_fast, d, base, trained));
+    double high = ceil(yarn_corr(p->beta_slow, d, base, trained));
+    if (low < 0.0)
+        low = 0.0;
+    if (high > (double)(d - 1))
+        high = (double)(d - 1);
+    double span = high - low > 0.001 ? high - low : 0.001;
+
+    uint32_t n = d / 2;
+    float *f = h->calloc(h->host, n, sizeof *f);
+    if (!f)
+        return h->error(err, ST_E_NOMEM, "yarn: out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        double theta = pow(base, -2.0 * (double)i / (double)d);
+        double t = ((double)i - low) / span;
+        t = t < 0.0 ? 0.0 : t > 1.0 ? 1.0 : t;
+        double ramp = 1.0 - t;
+        f[i] = (float)(theta / p->scale * (1.0 - ramp) + theta * ramp);
+    }
+    h->free(h->host, p->inv_freq);
+    p->inv_freq = f;
+
+    double mscale = p->mscale && p->scale > 1.0 ? 0.1 * log(p->scale) + 1.0 : 1.0;
+    out->struct_size = sizeof *out;
+    out->flags = ST_POSENC_ROTARY;
+    out->inv_freq = p->inv_freq;
+    out->n_freq = n;
+    out->rotary_scale = (float)(mscale * p->attn_factor);
+    out->attn_temperature = 1.0f;
+    return ST_OK;
+}
+
+static const st_posenc_ops yarn_ops = {
+    .struct_size = sizeof(st_posenc_ops),
+    .configure = yarn_configure,
+    .update = NULL,
+    .map_positions = NULL,
+    .bias = NULL,
+    .stretch_table = NULL,
+};
+
+ST_PLUGIN(ST_KIND_POSENC, "yarn", "1.0.0",
+          "YaRN (Peng et al. 2023): NTK-by-parts RoPE interpolation with attention temperature",
+          yarn_create, yarn_destroy, &yarn_ops, NULL);
