@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs `stretch` on every broken input under valgrind. A case passes when
+# the CLI exits with one of its error codes (1-5) after printing an error
+# line, and valgrind finds no invalid access and no definite or indirect
+# leak (its own exit code, 99, would replace the CLI's).
+#
+# run_bad_inputs.sh VALGRIND STRETCH GEN_TINY BAD_MANIFEST_DIR FIXTURE_DIR WORK_DIR
+set -uo pipefail
+valgrind=$1 stretch=$2 gen=$3 bad=$4 fixtures=$5 work=$6
+rm -rf "$work" && mkdir -p "$work"
+vg=("$valgrind" -q --error-exitcode=99 --leak-check=full
+    --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect)
+failed=0 total=0
+
+# one case: label, then the stretch arguments
+check() {
+  local label=$1; shift
+  total=$((total + 1))
+  "${vg[@]}" --log-file="$work/vg.log" "$stretch" "$@" >"$work/out" 2>"$work/err"
+  local rc=$?
+  if [ $rc -lt 1 ] || [ $rc -gt 5 ] || [ ! -s "$work/err" ]; then
+    failed=$((failed + 1))
+    echo "FAIL $label: exit $rc (want 1-5 with an error line)"
+    sed 's/^/    /' "$work/err" "$work/vg.log" | head -40
+  fi
+}
+
+for f in "$bad"/p-*.yaml; do check "inspect $(basename "$f")" inspect "$f"; done
+for f in "$bad"/s-*.yaml; do check "check $(basename "$f")" check "$f"; done
+# The v-* strategies choose the parameter-schema fixtures as plugins.
+for f in "$bad"/fixtures/*.yaml; do
+  mkdir -p "$work/plugins/$(basename "$f" .yaml)"
+  cp "$f" "$work/plugins/$(basename "$f" .yaml)/plugin.yaml"
+done
+for f in "$bad"/v-*.yaml; do
+  STRETCH_PLUGIN_PATH="$work/plugins" check "check $(basename "$f")" check "$f"
+done
+for d in "$fixtures"/bad-*/; do
+  check "inspect fixture $(basename "$d")" inspect "$d/plugin.yaml"
+  lib=$(ls "$d"/*.so 2>/dev/null | head -1)
+  [ -n "$lib" ] && check "inspect library $(basename "$lib")" inspect "$lib"
+done
+
+# Broken GGUF files behind a valid strategy: cut a tiny model at several
+# points and corrupt its magic, version and counts.
+model="$work/tiny.gguf"
+"$gen" --out "$model" --type q4_1 >/dev/null || { echo "FAIL: cannot generate $model"; exit 1; }
+size=$(stat -c %s "$model")
+mk() { # name, then a command writing $work/$name from $model
+  local name=$1; shift
+  "$@" >"$work/$name"
+  printf 'format: 1\nextends: %s\nmodel: %s\n' "$bad/../../../manifests/greedy.yaml" "$work/$name" \
+    >"$work/$name.yaml"
+  check "run on $name" run -m "$work/$name.yaml" --max-tokens 2 hello
+}
+for cut in 3 8 16 24 100 1000 $((size / 2)) $((size - 1)); do
+  mk "cut-$cut.gguf" head -c "$cut" "$model"
+done
+mk bad-magic.gguf sh -c "printf 'GGUX'; tail -c +5 '$model'"
+mk bad-version.gguf sh -c "head -c 4 '$model'; printf '\\x63\\x00\\x00\\x00'; tail -c +9 '$model'"
+mk huge-tensor-count.gguf sh -c "head -c 8 '$model'; printf '\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x7f'; tail -c +17 '$model'"
+mk huge-kv-count.gguf sh -c "head -c 16 '$model'; printf '\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x7f'; tail -c +25 '$model'"
+mk empty.gguf true
+
+echo "$((total - failed)) / $total bad inputs failed cleanly under valgrind"
+[ $failed -eq 0 ]

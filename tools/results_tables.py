@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Markdown tables from the outputs of tools/eval_long.sh.
+
+  tools/results_tables.py ppl out/ppl-32768        perplexity by position bucket
+  tools/results_tables.py passkey out/passkey       accuracy by length (all depths)
+                                                    and by length x depth
+
+One row per strategy (the output directory's name), in the order given by
+--order (comma-separated names) and then alphabetically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def ordered(dirs: list[Path], order: list[str]) -> list[Path]:
+    rank = {n: i for i, n in enumerate(order)}
+    return sorted(dirs, key=lambda d: (rank.get(d.name, len(rank)), d.name))
+
+
+def ppl_table(root: Path, order: list[str]) -> str:
+    dirs = ordered([d for d in root.iterdir() if (d / "ppl.csv").is_file()], order)
+    if not dirs:
+        raise SystemExit(f"error: no */ppl.csv under {root}")
+    rows, header = [], None
+    for d in dirs:
+        with open(d / "ppl.csv", newline="") as f:
+            recs = list(csv.DictReader(f))
+        cols = [f"{int(r['start']) // 1024}k-{int(r['end']) // 1024}k" for r in recs]
+        if header is None:
+            header = cols
+        elif cols != header:
+            raise SystemExit(f"error: {d}/ppl.csv has other buckets than the first table row")
+        nll = sum(float(r["nll"]) * int(r["tokens"]) for r in recs)
+        n = sum(int(r["tokens"]) for r in recs)
+        rows.append([d.name] + [f"{float(r['ppl']):.2f}" for r in recs] + [f"{math.exp(nll / n):.2f}"])
+    out = ["| strategy | " + " | ".join(header) + " | all |",
+           "|---|" + "---:|" * (len(header) + 1)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def passkey_tables(root: Path, order: list[str]) -> str:
+    dirs = ordered([d for d in root.iterdir() if (d / "passkey.csv").is_file()], order)
+    if not dirs:
+        raise SystemExit(f"error: no */passkey.csv under {root}")
+    by_len: dict[str, dict[int, list[tuple[int, float, int]]]] = {}
+    lengths: set[int] = set()
+    for d in dirs:
+        acc = defaultdict(list)
+        with open(d / "passkey.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                acc[int(r["length"])].append((int(r["depth"]), float(r["accuracy"]), int(r["samples"])))
+                lengths.add(int(r["length"]))
+        by_len[d.name] = acc
+    ls = sorted(lengths)
+    out = ["Accuracy over all depths (samples per cell in brackets):", "",
+           "| strategy | " + " | ".join(str(n) for n in ls) + " |",
+           "|---|" + "---:|" * len(ls)]
+    for name, acc in by_len.items():
+        cells = []
+        for n in ls:
+            pts = acc.get(n)
+            if not pts:
+                cells.append("-")
+                continue
+            total = sum(s for _, _, s in pts)
+            ok = sum(a * s for _, a, s in pts)
+            cells.append(f"{100 * ok / total:.0f}% ({total})")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    out += ["", "By depth (percent of the prompt where the key sits), accuracy %:", ""]
+    for name, acc in by_len.items():
+        depths = sorted({dp for pts in acc.values() for dp, _, _ in pts})
+        out += [f"`{name}`:", "", "| length | " + " | ".join(f"{dp}%" for dp in depths) + " |",
+                "|---|" + "---:|" * len(depths)]
+        for n in sorted(acc):
+            m = {dp: a for dp, a, _ in acc[n]}
+            out.append(f"| {n} | " + " | ".join(f"{100 * m[dp]:.0f}" if dp in m else "-" for dp in depths) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("kind", choices=["ppl", "passkey"])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--order", default="greedy,linear,ntk,dynamic-ntk,yarn,giraffe,lm-infinite,streaming,sirllm")
+    a = ap.parse_args()
+    if not a.root.is_dir():
+        print(f"error: {a.root} is not a directory", file=sys.stderr)
+        return 2
+    order = [s for s in a.order.split(",") if s]
+    print(ppl_table(a.root, order) if a.kind == "ppl" else passkey_tables(a.root, order))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
