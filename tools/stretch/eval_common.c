@@ -69,13 +69,35 @@ int st_parse_list(const char *flag, const char *s, long long *out, int cap, long
     return n ? n : -1;
 }
 
+/* mkdir -p: an --out like out/ppl-32768/yarn works on a fresh checkout. */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(path, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return -1;
+        path[i] = c;
+    }
+    return 0;
+}
+
 FILE *st_points_open(const char *dir, const char *name, bool fresh, char **existing,
                      size_t *existing_len)
 {
     *existing = NULL;
     *existing_len = 0;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "stretch: %s: %s\n", dir, strerror(errno));
+    if (make_dirs(dir) != 0) {
+        fprintf(stderr, "stretch: cannot create output directory %s: %s\n", dir, strerror(errno));
         return NULL;
     }
     char path[4096];
