@@ -60,6 +60,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--extra-bufts", choices=("auto", "on", "off"), default="auto",
                    help="llama.cpp extra buffer types (weight repacking, AMX); auto = probe in a subprocess "
                         "and turn off if it crashes (default: %(default)s)")
+    p.add_argument("--llama-kv", choices=("f16", "f32"), default="f16",
+                   help="llama.cpp KV cache type (type_k and type_v). f16 is llama.cpp's default; "
+                        "f32 removes the f16 rounding of K, V, q and the attention weights that "
+                        "llama.cpp's attention does with an f16 cache (default: %(default)s)")
+    p.add_argument("--llama-flash-attn", choices=("off", "on"), default="off",
+                   help="llama.cpp flash attention (the Python binding's flash_attn; off is its default) "
+                        "(default: %(default)s)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per stretch invocation (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     p.add_argument("--out", type=Path, help="also write the report here (.json => JSON, else markdown)")
@@ -152,7 +159,8 @@ def check_greedy(args, stretch: Stretch | None, extra_bufts: bool) -> dict[str, 
     prompts = read_json_lines(args.prompts, "prompts file")
     if args.limit > 0:
         prompts = prompts[: args.limit]
-    llm = load_llama(args.model, n_ctx=2048, threads=args.threads, extra_bufts=extra_bufts)
+    llm = load_llama(args.model, n_ctx=2048, threads=args.threads, extra_bufts=extra_bufts,
+                     kv_type=args.llama_kv, flash_attn=args.llama_flash_attn == "on")
     n_vocab = llm.n_vocab()
     ref = None
     if args.numpy_ref:
@@ -241,6 +249,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     out = ["# stretch vs llama.cpp", "",
            f"- model: `{env['model']}`",
            f"- llama-cpp-python {env['llama_cpp_python']}, {env['threads']} threads; {env['extra_bufts']}",
+           f"- llama.cpp context: KV cache {env.get('llama_kv', 'f16')}"
+           f"{' (llama.cpp default)' if env.get('llama_kv', 'f16') == 'f16' else ' (non-default)'}, "
+           f"flash attention {env.get('llama_flash_attn', 'off')}"
+           f"{' (binding default)' if env.get('llama_flash_attn', 'off') == 'off' else ' (non-default)'}",
            f"- stretch: {env['stretch'] or '(not run: --llama-only)'}", ""]
     tok = report.get("tokenizer")
     if tok:
@@ -361,7 +373,8 @@ def main() -> int:
     report: dict[str, Any] = {"environment": {
         "model": str(args.model), "stretch": str(args.stretch) if stretch else None,
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"), "threads": args.threads,
-        "extra_bufts": extra_note, "python": platform.python_version(), "machine": platform.machine()}}
+        "extra_bufts": extra_note, "llama_kv": args.llama_kv,
+        "llama_flash_attn": args.llama_flash_attn, "python": platform.python_version(), "machine": platform.machine()}}
     if not args.skip_tokenizer:
         report["tokenizer"] = check_tokenizer(args, stretch, extra_bufts)
     if not args.skip_greedy:

@@ -23,10 +23,18 @@
 #define ST_ACT_BLOCK 32
 #define ST_TILE_MAX 8
 
-/* One block of int8 activations: x[i] ~= d * q[i]; s = d * sum(q). */
+/* One block of int8 activations, x[i] ~= d * q[i], rounded as ggml's x86
+ * quantize_row_q8_0 / quantize_row_q8_1 do so that the products match
+ * llama.cpp's: d is amax / 127 rounded to fp16 (ggml stores it as fp16),
+ * q = nearest-even(x * (127 / amax)) computed in f32 before d is rounded.
+ *   s   = d * sum(q) in f32 with the rounded d: the offset term of Q4_0
+ *         and of the repacked (+128) Q8_0 weights;
+ *   s16 = ggml's block_q8_1 s: fp16(d_f32 * sum(q)) with the f32 d before
+ *         rounding; Q4_1's minimum multiplies this one, as in ggml. */
 typedef struct st_act_block {
     float d;
     float s;
+    float s16;
     int8_t q[ST_ACT_BLOCK];
 } st_act_block;
 
@@ -83,7 +91,7 @@ int st_cpu_kernel_type(st_ggml_type t);
 bool st_cpu_type_is_quantized(st_ggml_type t);
 
 /* Quantize n floats (n a multiple of 32) to int8 blocks, rounding as
- * ggml's quantize_row_q8_0_ref does (d = amax / 127, q = round(x / d)). */
+ * ggml's x86 quantize_row_q8_1 does (see st_act_block). */
 void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out);
 
 /* Dequantize one row of n elements of type t (embedding lookup). */
@@ -106,6 +114,34 @@ static inline float st_cpu_half(uint16_t h)
     else
         v.u = sign | ((exp + 112u) << 23) | (man << 13);
     return v.f;
+}
+
+/* Single to half precision, round to nearest even (as F16C's
+ * vcvtps2ph with imm 0 and ggml's GGML_CPU_FP32_TO_FP16 on x86):
+ * overflow gives inf, tiny values become half subnormals. */
+static inline uint16_t st_cpu_to_half(float f)
+{
+    union { float f; uint32_t u; } v = { f };
+    uint32_t sign = (v.u >> 16) & 0x8000u, x = v.u & 0x7fffffffu;
+    if (x >= 0x7f800000u) /* inf, nan */
+        return (uint16_t)(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));
+    if (x >= 0x477ff000u) /* rounds to >= 65536 */
+        return (uint16_t)(sign | 0x7c00u);
+    if (x < 0x38800000u) { /* below 2^-14: a subnormal half (or zero) */
+        /* Adding 0.5 leaves |f| rounded (nearest even) to a multiple of
+         * 2^-24, the ulp of 0.5; the low bits are the half's mantissa. */
+        union { float f; uint32_t u; } a = { .u = x };
+        a.f += 0.5f;
+        return (uint16_t)(sign | (a.u - 0x3f000000u));
+    }
+    uint32_t r = x + 0xfffu + ((x >> 13) & 1u); /* nearest even at bit 13 */
+    return (uint16_t)(sign | ((r - (112u << 23)) >> 13));
+}
+
+/* f rounded to the nearest half, as a float. */
+static inline float st_cpu_round_half(float f)
+{
+    return st_cpu_half(st_cpu_to_half(f));
 }
 
 #endif

@@ -76,7 +76,7 @@ ST_INLINE void st_avx512_gemm16_tile(uint32_t nb, const uint8_t *g, const st_act
             __m512i s = st_avx512_block_dot(wv, a);
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(d, _mm512_set1_ps(a->d)),
                                      acc[t]);
-            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(a->s), acc[t]);
+            acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(kind == 1 ? a->s16 : a->s), acc[t]);
         }
     }
 #pragma GCC unroll 8
@@ -97,18 +97,6 @@ ST_GEMM16_ENTRY(st_avx512_gemm16_q4_0, 0)
 ST_GEMM16_ENTRY(st_avx512_gemm16_q4_1, 1)
 ST_GEMM16_ENTRY(st_avx512_gemm16_q8_0, 2)
 
-/* roundf (half away from zero) exactly: trunc, then one more step away
- * from zero when the dropped fraction is >= 0.5 (x - trunc(x) is exact). */
-ST_INLINE __m512 st_avx512_roundf(__m512 v)
-{
-    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
-    __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-    __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-    __m512 one = _mm512_mask_blend_ps(neg, _mm512_set1_ps(1.0f), _mm512_set1_ps(-1.0f));
-    return _mm512_mask_add_ps(t, up, t, one);
-}
-
 ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_block *out)
 {
     for (uint32_t b = 0; b < n / ST_ACT_BLOCK; b++) {
@@ -116,15 +104,18 @@ ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_blo
         __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         __m512 idv = _mm512_set1_ps(id);
-        __m512i q0 = _mm512_cvttps_epi32(st_avx512_roundf(_mm512_mul_ps(x0, idv)));
-        __m512i q1 = _mm512_cvttps_epi32(st_avx512_roundf(_mm512_mul_ps(x1, idv)));
+        /* vcvtps2dq rounds to nearest even (MXCSR default), as ggml. */
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, idv));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, idv));
         _mm_storeu_si128((__m128i *)out[b].q, _mm512_cvtepi32_epi8(q0));
         _mm_storeu_si128((__m128i *)(out[b].q + 16), _mm512_cvtepi32_epi8(q1));
         int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-        out[b].d = d;
-        out[b].s = d * (float)sum;
+        float dh = st_cpu_round_half(d);
+        out[b].d = dh;
+        out[b].s = dh * (float)sum;
+        out[b].s16 = st_cpu_round_half(d * (float)sum);
     }
 }
 

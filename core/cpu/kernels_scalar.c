@@ -33,16 +33,21 @@ void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out)
             float a = fabsf(xb[i]);
             amax = a > amax ? a : amax;
         }
+        /* As ggml's x86 quantize_row_q8_1: the multiplier is 127 / amax
+         * (not 1 / d), rounding is to nearest even, and d and the Q8_1
+         * sum are stored as fp16. */
         float d = amax / 127.0f;
-        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int i = 0; i < ST_ACT_BLOCK; i++) {
-            int q = (int)roundf(xb[i] * id);
+            int q = (int)rintf(xb[i] * id);
             out[b].q[i] = (int8_t)q;
             sum += q;
         }
-        out[b].d = d;
-        out[b].s = d * (float)sum;
+        float dh = st_cpu_round_half(d);
+        out[b].d = dh;
+        out[b].s = dh * (float)sum;
+        out[b].s16 = st_cpu_round_half(d * (float)sum);
     }
 }
 
@@ -150,7 +155,7 @@ static void dot_q4_1(uint32_t n, const void *w_row, const void *x, size_t xs,
             int isum = 0;
             for (int j = 0; j < 16; j++)
                 isum += (w[b].qs[j] & 15) * a[b].q[j] + (w[b].qs[j] >> 4) * a[b].q[j + 16];
-            acc += st_cpu_half(w[b].d) * a[b].d * (float)isum + st_cpu_half(w[b].m) * a[b].s;
+            acc += st_cpu_half(w[b].d) * a[b].d * (float)isum + st_cpu_half(w[b].m) * a[b].s16;
         }
         out[t] = acc;
     }

@@ -50,6 +50,9 @@ Test(forward_kernels, dequant_row_matches_core)
     }
 }
 
+/* The rounding of ggml's x86 quantize_row_q8_1 (what llama.cpp multiplies
+ * Q4_1 and Q8_0 weights with): q = nearest-even(x * (127 / amax)) in f32,
+ * d = fp16(amax / 127), s16 = fp16(f32 d * sum(q)), and s = d * sum(q). */
 Test(forward_kernels, act_quantization)
 {
     float x[64];
@@ -59,17 +62,53 @@ Test(forward_kernels, act_quantization)
     st_act_block b[2];
     st_quantize_act_row(x, 64, b);
     for (int k = 0; k < 2; k++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++)
+            amax = fmaxf(amax, fabsf(x[k * 32 + i]));
+        float d = amax / 127.0f, id = 127.0f / amax;
         int sum = 0;
         for (int i = 0; i < 32; i++) {
-            cr_assert_leq(fabsf(b[k].d * b[k].q[i] - x[k * 32 + i]), b[k].d * 0.5f + 1e-7f);
+            cr_assert_eq(b[k].q[i], (int)nearbyintf(x[k * 32 + i] * id));
             sum += b[k].q[i];
         }
-        cr_assert_float_eq(b[k].s, b[k].d * sum, 1e-6);
+        cr_assert_eq(b[k].d, st_cpu_half(st_cpu_to_half(d)));
+        cr_assert_leq(fabsf(b[k].d - d), d * (1.0f / 2048.0f)); /* fp16: 11 bits */
+        cr_assert_eq(b[k].s, b[k].d * (float)sum);
+        cr_assert_eq(b[k].s16, st_cpu_half(st_cpu_to_half(d * (float)sum)));
+        cr_assert_leq(fabsf(b[k].s16 - d * sum), fabsf(d * sum) * (1.0f / 2048.0f) + 1e-7f);
     }
     float z[32] = { 0 };
     st_quantize_act_row(z, 32, b);
     cr_assert_eq(b[0].d, 0.0f);
     cr_assert_eq(b[0].s, 0.0f);
+    cr_assert_eq(b[0].s16, 0.0f);
+}
+
+/* st_cpu_to_half against F16C-free expectations: exact values, ties to
+ * even, subnormals, overflow. */
+Test(forward_kernels, fp32_to_fp16)
+{
+    cr_assert_eq(st_cpu_to_half(1.0f), 0x3c00);
+    cr_assert_eq(st_cpu_to_half(-2.0f), 0xc000);
+    cr_assert_eq(st_cpu_to_half(0.0f), 0x0000);
+    cr_assert_eq(st_cpu_to_half(-0.0f), 0x8000);
+    cr_assert_eq(st_cpu_to_half(65504.0f), 0x7bff);
+    cr_assert_eq(st_cpu_to_half(65520.0f), 0x7c00); /* ties up to inf */
+    cr_assert_eq(st_cpu_to_half(65519.0f), 0x7bff);
+    cr_assert_eq(st_cpu_to_half(1.0f + 1.0f / 2048.0f), 0x3c00); /* tie: even */
+    cr_assert_eq(st_cpu_to_half(1.0f + 3.0f / 2048.0f), 0x3c02); /* tie: even */
+    cr_assert_eq(st_cpu_to_half(1.0f + 1.5f / 2048.0f), 0x3c01);
+    cr_assert_eq(st_cpu_to_half(6.103515625e-05f), 0x0400);    /* 2^-14 */
+    cr_assert_eq(st_cpu_to_half(5.9604644775390625e-08f), 0x0001); /* 2^-24 */
+    cr_assert_eq(st_cpu_to_half(2.98023223876953125e-08f), 0x0000); /* 2^-25: tie to 0 */
+    cr_assert_eq(st_cpu_to_half(3.0e-08f), 0x0001);
+    cr_assert_eq(st_cpu_to_half(-1.5f * 5.9604644775390625e-08f), 0x8002); /* tie: even */
+    /* Round trip of every finite half. */
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        if ((h & 0x7c00u) == 0x7c00u)
+            continue;
+        cr_assert_eq(st_cpu_to_half(st_cpu_half((uint16_t)h)), h, "half %04x", h);
+    }
 }
 
 /* Every path's activation quantizer equals the scalar one bit for bit,
@@ -95,12 +134,15 @@ Test(forward_kernels, act_quantization_paths_agree)
         for (int b = 0; b < N / 32; b++) {
             cr_assert_eq(got[b].d, want[b].d, "%s block %d", st_cpu_isa_name(k->isa), b);
             cr_assert_eq(got[b].s, want[b].s, "%s block %d", st_cpu_isa_name(k->isa), b);
+            cr_assert_eq(got[b].s16, want[b].s16, "%s block %d", st_cpu_isa_name(k->isa), b);
             cr_assert_eq(memcmp(got[b].q, want[b].q, 32), 0, "%s block %d",
                          st_cpu_isa_name(k->isa), b);
         }
     }
-    cr_assert_eq(want[0].q[0], -16); /* -15.5 rounds away from zero */
-    cr_assert_eq(want[0].q[16], 1);  /* 0.5 rounds to 1 */
+    cr_assert_eq(want[0].q[0], -16); /* -15.5: nearest even */
+    cr_assert_eq(want[0].q[1], -14); /* -14.5: nearest even */
+    cr_assert_eq(want[0].q[16], 0);  /* 0.5: nearest even */
+    cr_assert_eq(want[0].q[17], 2);  /* 1.5: nearest even */
 }
 
 /* Kernel `isa` for type t against scalar and a double reference. */
@@ -136,6 +178,18 @@ static void check_kernel(st_cpu_isa isa, st_ggml_type t, uint32_t cols)
                                  : x[tt * (cols + 3) + i];
                 ref += (double)deq[i] * a;
                 mag += fabs((double)deq[i] * a);
+            }
+            if (t == ST_GGML_Q4_1) {
+                /* The minimum meets the block's stored Q8_1 sum s16, as in
+                 * ggml, not the exact sum of the rounded activations. */
+                const st_block_q4_1 *wb = row;
+                for (uint32_t b = 0; b < cols / 32; b++) {
+                    const st_act_block *ab = &xq[tt * stride + b];
+                    int qs = 0;
+                    for (int i = 0; i < 32; i++)
+                        qs += ab->q[i];
+                    ref += (double)st_cpu_half(wb[b].m) * ((double)ab->s16 - (double)ab->d * qs);
+                }
             }
             double tol = 1e-5 * mag + 1e-6;
             cr_assert_leq(fabs(got[tt] - want[tt]), tol, "%s type %d cols %u nt %u t %u: %g vs scalar %g",

@@ -12,6 +12,7 @@ typedef struct ref_matrix {
     float *w;          /* [rows][cols] */
     uint32_t rows, cols;
     bool quantized;    /* the real kernels quantize activations for it */
+    float *mins;       /* Q4_1: [rows][cols / 32] block minimums, else NULL */
 } ref_matrix;
 
 typedef struct ref_layer {
@@ -35,6 +36,20 @@ static void matrix_load(ref_matrix *m, const st_weight *w)
     for (uint32_t r = 0; r < w->rows; r++)
         st_dequantize(w->type, w->data + (size_t)r * w->row_bytes, m->w + (size_t)r * w->cols,
                       w->cols);
+    m->mins = NULL;
+    if (w->type == ST_GGML_Q4_1) {
+        /* Block layout: fp16 d, fp16 m, 16 bytes of nibbles (20 bytes). */
+        uint32_t nb = w->cols / 32;
+        m->mins = malloc((size_t)w->rows * nb * sizeof(float));
+        for (uint32_t r = 0; r < w->rows; r++)
+            for (uint32_t b = 0; b < nb; b++) {
+                const uint8_t *blk = w->data + (size_t)r * w->row_bytes + (size_t)b * 20;
+                uint16_t h = (uint16_t)(blk[2] | blk[3] << 8);
+                float mf;
+                st_dequantize(ST_GGML_F16, (const uint8_t *)&h, &mf, 1);
+                m->mins[(size_t)r * nb + b] = mf;
+            }
+    }
 }
 
 st_ref_model *st_ref_model_new(const st_model *m)
@@ -67,25 +82,50 @@ void st_ref_model_free(st_ref_model *r)
         return;
     for (uint32_t l = 0; l < r->hp.n_layers; l++) {
         ref_layer *R = &r->layers[l];
-        free(R->wq.w); free(R->wk.w); free(R->wv.w); free(R->wo.w);
-        free(R->gate.w); free(R->up.w); free(R->down.w);
+        ref_matrix *all[] = { &R->wq, &R->wk, &R->wv, &R->wo, &R->gate, &R->up, &R->down };
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+            free(all[i]->w);
+            free(all[i]->mins);
+        }
     }
     free(r->layers);
     free(r->embd.w);
+    free(r->embd.mins);
     free(r->output.w);
+    free(r->output.mins);
     free(r);
 }
 
-/* x rounded through int8 per 32-block: d = amax/127, q = round(x/d). */
-static void fake_quant(float *x, uint32_t n)
+/* f rounded to the nearest fp16 value (ties to even; no overflow here). */
+static float round_half(float f)
+{
+    if (f == 0.0f)
+        return f;
+    int e;
+    frexp(f, &e); /* |f| in [2^(e-1), 2^e) */
+    double ulp = ldexp(1.0, (e < -13 ? -13 : e) - 11); /* 11 bits; subnormals below 2^-14 */
+    return (float)(nearbyint(f / ulp) * ulp);
+}
+
+/* x rounded through int8 per 32-block as ggml's x86 Q8_1 quantizer:
+ * q = nearest-even(x * 127 / amax), x' = q * fp16(amax / 127). s16[b] gets
+ * the block's Q8_1 sum fp16(amax / 127 * sum(q)), which Q4_1 weights
+ * multiply by their block minimum. */
+static void fake_quant(float *x, uint32_t n, float *s16)
 {
     for (uint32_t b = 0; b + 32 <= n; b += 32) {
         float amax = 0;
         for (int i = 0; i < 32; i++)
             amax = fabsf(x[b + i]) > amax ? fabsf(x[b + i]) : amax;
-        float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        for (int i = 0; i < 32; i++)
-            x[b + i] = roundf(x[b + i] * id) * d;
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0.0f;
+        float dh = round_half(d);
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            float q = nearbyintf(x[b + i] * id);
+            sum += (int)q;
+            x[b + i] = q * dh;
+        }
+        s16[b / 32] = round_half(d * (float)sum);
     }
 }
 
@@ -93,15 +133,29 @@ static void fake_quant(float *x, uint32_t n)
 static void matvec(const ref_matrix *m, const float *x, float *y, bool quantize)
 {
     float *xc = malloc(m->cols * sizeof *xc);
+    float *s16 = malloc((m->cols / 32 + 1) * sizeof *s16);
     memcpy(xc, x, m->cols * sizeof *xc);
-    if (quantize && m->quantized)
-        fake_quant(xc, m->cols);
+    bool q = quantize && m->quantized;
+    if (q)
+        fake_quant(xc, m->cols, s16);
+    uint32_t nb = m->cols / 32;
     for (uint32_t r = 0; r < m->rows; r++) {
         double acc = 0;
         for (uint32_t c = 0; c < m->cols; c++)
             acc += (double)m->w[(size_t)r * m->cols + c] * xc[c];
+        if (q && m->mins) {
+            /* w = d q + m: the minimum meets the stored Q8_1 sum, not the
+             * exact sum of the rounded activations. */
+            for (uint32_t b = 0; b < nb; b++) {
+                double xs = 0;
+                for (int i = 0; i < 32; i++)
+                    xs += xc[b * 32 + i];
+                acc += (double)m->mins[(size_t)r * nb + b] * ((double)s16[b] - xs);
+            }
+        }
         y[r] = (float)acc;
     }
+    free(s16);
     free(xc);
 }
 

@@ -103,8 +103,15 @@ def resolve_extra_bufts(mode: str, model: Path) -> tuple[bool, str]:
     return probe_extra_bufts(model)
 
 
+# ggml type ids for the KV cache (llama.cpp's default is f16).
+KV_TYPES = {"f16": 1, "f32": 0}
+
+
 def load_llama(model: str | Path, n_ctx: int = 2048, threads: int = 2, vocab_only: bool = False,
-               extra_bufts: bool = True):
+               extra_bufts: bool = True, kv_type: str | None = None, flash_attn: bool = False):
+    """kv_type: None (llama.cpp's default, f16) or a key of KV_TYPES.
+    flash_attn: the binding's flag (False = LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    which is also the binding's default; True = ENABLED)."""
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -113,8 +120,10 @@ def load_llama(model: str | Path, n_ctx: int = 2048, threads: int = 2, vocab_onl
     _set_extra_bufts(extra_bufts)
     try:
         with quiet_stderr():
+            kv = {} if kv_type is None else {"type_k": KV_TYPES[kv_type], "type_v": KV_TYPES[kv_type]}
             return Llama(model_path=str(model), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                         logits_all=False, seed=0, verbose=False, vocab_only=vocab_only)
+                         logits_all=False, seed=0, verbose=False, vocab_only=vocab_only,
+                         flash_attn=flash_attn, **kv)
     except (ValueError, RuntimeError, OSError) as e:
         raise ToolError(f"llama.cpp could not load {model}: {e}") from None
 
