@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_tiled.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -27,7 +28,7 @@ typedef struct thread_scratch {
     uint32_t *idx;
     int32_t *kpos;
     float *bias;
-    float *qbuf, *kbuf, *cs, *sn;
+    float *qbuf, *cs, *sn;
 } thread_scratch;
 
 struct st_forward_ctx {
@@ -50,6 +51,8 @@ struct st_forward_ctx {
     st_plan_fn plan;
     void *plan_user;
     int32_t weights_layer;    /* -1 = none */
+    bool want_qk;             /* pass q and k to the plan (ST_ATTN_NEEDS_QK) */
+    bool tiled_off;           /* STRETCH_ATTN=gather: every layer on the gather path */
 
     /* Activations of the current block, room for cap_n tokens. */
     size_t cap_n;
@@ -59,9 +62,15 @@ struct st_forward_ctx {
     int32_t *qpos_rot;
     uint32_t *q_slot;
 
-    /* cos/sin of slot indices for ST_POS_SLOT, built as far as needed. */
+    /* cos/sin of slot indices for ST_POS_SLOT, built as far as needed, and
+     * the current layer's keys rotated at their slot (once per layer). */
     float *slot_cs, *slot_sn;
     uint32_t slot_table_n;
+    float *k_slot;
+
+    /* The tiled path: the plan's ranges, per-thread scratch. */
+    st_attn_range *tranges;
+    float **tile_scr;
 
     /* The current layer's plan. */
     plan_entry *entries;
@@ -166,6 +175,9 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->plan = cfg->plan;
     c->plan_user = cfg->plan_user;
     c->weights_layer = wl;
+    c->want_qk = cfg->want_qk;
+    const char *mode = getenv("STRETCH_ATTN");
+    c->tiled_off = mode && strcmp(mode, "gather") == 0;
     atomic_init(&c->worker_status, ST_OK);
     st_status s = set_posenc(c, cfg->posenc, diag);
     if (s != ST_OK) {
@@ -175,9 +187,16 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     uint32_t cap = kv->capacity, hd = hp->head_dim, nf = hp->head_dim / 2;
     c->slot_cs = malloc((size_t)cap * nf * sizeof(float));
     c->slot_sn = malloc((size_t)cap * nf * sizeof(float));
+    c->k_slot = malloc((size_t)cap * st_kv_row(kv) * sizeof(float));
     c->scr = calloc(c->nth, sizeof *c->scr);
-    if (!c->slot_cs || !c->slot_sn || !c->scr)
+    c->tile_scr = calloc(c->nth, sizeof *c->tile_scr);
+    if (!c->slot_cs || !c->slot_sn || !c->k_slot || !c->scr || !c->tile_scr)
         goto nomem;
+    size_t tile_bytes = st_attn_tiled_scratch_floats(hd) * sizeof(float);
+    tile_bytes = (tile_bytes + 63) & ~(size_t)63;
+    for (uint32_t i = 0; i < c->nth; i++)
+        if (!(c->tile_scr[i] = aligned_alloc(64, tile_bytes)))
+            goto nomem;
     for (uint32_t i = 0; i < c->nth; i++) {
         thread_scratch *t = &c->scr[i];
         t->scores = malloc(cap * sizeof(float));
@@ -185,10 +204,9 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         t->kpos = malloc(cap * sizeof(int32_t));
         t->bias = malloc(cap * sizeof(float));
         t->qbuf = malloc(hd * sizeof(float));
-        t->kbuf = malloc(hd * sizeof(float));
         t->cs = malloc(nf * sizeof(float));
         t->sn = malloc(nf * sizeof(float));
-        if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->kbuf || !t->cs ||
+        if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->cs ||
             !t->sn)
             goto nomem;
     }
@@ -215,10 +233,16 @@ void st_forward_ctx_free(st_forward_ctx *c)
         for (uint32_t i = 0; i < c->nth; i++) {
             thread_scratch *t = &c->scr[i];
             free(t->scores); free(t->idx); free(t->kpos); free(t->bias);
-            free(t->qbuf); free(t->kbuf); free(t->cs); free(t->sn);
+            free(t->qbuf); free(t->cs); free(t->sn);
         }
         free(c->scr);
     }
+    if (c->tile_scr)
+        for (uint32_t i = 0; i < c->nth; i++)
+            free(c->tile_scr[i]);
+    free(c->tile_scr);
+    free(c->tranges);
+    free(c->k_slot);
     free(c->slot_cs);
     free(c->slot_sn);
     free(c->inv_freq);
@@ -285,6 +309,7 @@ enum token_op {
     OP_NORM,        /* [x += tmp;] xn = rmsnorm(x) * w; xq = int8(xn) */
     OP_ROPE,        /* qr = R(q); k_rot = R(k) for the block's slots */
     OP_QUANT_ATT,   /* xq = int8(att) */
+    OP_SLOT_ROT,    /* k_slot = R(slot) k for slots t (ST_POS_SLOT) */
     OP_SWIGLU       /* g = silu(g) * u; hq = int8(g) */
 };
 
@@ -349,6 +374,15 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     st_op_rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
                                c->n_freq, hd);
                 }
+                break;
+            }
+            case OP_SLOT_ROT: {
+                size_t row = st_kv_row(c->kv), so = (size_t)t * row;
+                const float *cs = c->slot_cs + (size_t)t * c->n_freq;
+                const float *sn = c->slot_sn + (size_t)t * c->n_freq;
+                for (uint32_t h = 0; h < hp->n_kv_heads; h++)
+                    st_op_rope(c->k_slot + so + (size_t)h * hd,
+                               c->kv->k[T->layer] + so + (size_t)h * hd, cs, sn, c->n_freq, hd);
                 break;
             }
             case OP_QUANT_ATT:
@@ -497,7 +531,8 @@ static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     st_attn_query q = {
         .struct_size = sizeof q, .layer = layer, .n_heads = hp->n_heads,
         .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .n_q = n,
-        .q_pos = pos, .q_slot = c->q_slot, .kv = &view, .q = c->q, .k = c->kv->k[layer],
+        .q_pos = pos, .q_slot = c->q_slot, .kv = &view,
+        .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->kv->k[layer] : NULL,
     };
     st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
     st_error err = { ST_OK, "" };
@@ -553,7 +588,6 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
     int64_t pq = A->pos[t];
     float scale = c->temperature / sqrtf((float)hd);
-    float (*dot)(const float *, const float *, uint32_t) = c->kern->dot_f32;
     uint32_t nf = c->n_freq;
     uint32_t nv = 0;
 
@@ -594,17 +628,11 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
                     S->idx[nv++] = j;
             }
         }
-        if (r->pos_mode == ST_POS_SLOT) {
-            for (uint32_t i = n0; i < nv; i++) {
-                uint32_t j = S->idx[i];
-                st_op_rope(S->kbuf, K + j * row + koff, c->slot_cs + (size_t)j * nf,
-                           c->slot_sn + (size_t)j * nf, nf, hd);
-                S->scores[i] = dot(qv, S->kbuf, hd) * scale;
-            }
-        } else {
-            const float *base = (r->pos_mode == ST_POS_TRUE ? KR : K) + koff;
-            c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
-        }
+        /* ST_POS_SLOT keys were rotated at their slot once for the layer. */
+        const float *base = (r->pos_mode == ST_POS_TRUE   ? KR
+                             : r->pos_mode == ST_POS_FIXED ? K
+                                                           : c->k_slot) + koff;
+        c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
     }
     if (nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias) {
         for (uint32_t i = 0; i < nv; i++)
@@ -645,6 +673,52 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
             attend(A, S, it / nh, it % nh);
         }
     }
+}
+
+/* ---- tiled attention -------------------------------------------------- */
+
+/* Blocks of fewer queries stay on the gather path: a tile's rows would be
+ * mostly padding (decode reads each key once per head either way). */
+#define TILED_MIN_Q 8
+
+/* The tiled path takes a layer whose plan is only contiguous ranges for
+ * all heads, with no posenc bias (a per-key callback) and no attention
+ * weights wanted (the observer needs the normalized weights per key). */
+static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
+{
+    const st_model_hparams *hp = &c->m->hp;
+    if (c->tiled_off || n < TILED_MIN_Q || (int32_t)layer == c->weights_layer ||
+        ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
+        !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
+        return false;
+    for (size_t e = 0; e < c->n_entries; e++)
+        if (c->entries[e].indices || c->entries[e].r.head != ST_ALL_HEADS)
+            return false;
+    return true;
+}
+
+static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32_t n_slots,
+                           const int32_t *pos)
+{
+    const st_model_hparams *hp = &c->m->hp;
+    const st_kv_cache *kv = c->kv;
+    st_attn_range *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
+    if (!r)
+        return ST_E_NOMEM;
+    c->tranges = r;
+    for (size_t e = 0; e < c->n_entries; e++)
+        r[e] = c->entries[e].r;
+    st_attn_layer L = {
+        .kern = c->kern, .n_q = n, .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads,
+        .head_dim = hp->head_dim, .q = c->q, .qr = c->qr, .q_pos = pos, .q_slot = c->q_slot,
+        .k = kv->k[layer], .k_rot = kv->k_rot[layer], .k_slot = c->k_slot, .v = kv->v[layer],
+        .k_pos = kv->pos, .n_slots = n_slots, .ranges = r, .n_ranges = (uint32_t)c->n_entries,
+        .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
+        .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
+        .scale = c->temperature / sqrtf((float)hp->head_dim), .out = c->att,
+    };
+    st_attn_tiled_run(&L, c->pool, c->tile_scr);
+    return ST_OK;
 }
 
 /* ---- posenc changes --------------------------------------------------- */
@@ -746,8 +820,16 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         bool has_slot = false;
         for (size_t e = 0; e < c->n_entries; e++)
             has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
-        if (has_slot)
+        if (has_slot) {
             extend_slot_table(c, n_slots);
+            T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
+            run_tokens(c, &T);
+        }
+        if (layer_tiled(c, l, nt)) {
+            if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
+                return oom(diag);
+            goto attended;
+        }
 
         attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
         if ((int32_t)l == c->weights_layer) {
@@ -770,6 +852,7 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         if (atomic_load(&c->worker_status) != ST_OK)
             return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
                                "posenc bias (layer %u): %s", l, c->worker_msg);
+    attended:
 
         T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
         run_tokens(c, &T);

@@ -48,6 +48,9 @@ typedef struct st_forward_config {
      * plugins with ST_ATTN_NEEDS_WEIGHTS. Costs n_q x n_slots floats. */
     bool want_weights;
     int32_t weights_layer;
+    /* Pass the unrotated q and k to the plan (ST_ATTN_NEEDS_QK); NULL
+     * otherwise, as attention.h promises. */
+    bool want_qk;
 } st_forward_config;
 
 /* Logits for every token of the block, not only the last one. */

@@ -52,6 +52,31 @@ typedef void (*st_dot_tile_fn)(uint32_t n_cols, const void *w_row, const void *x
 typedef void (*st_gemm16_fn)(uint32_t n_cols, const uint8_t *group, const st_act_block *x,
                              size_t x_stride, uint32_t nt, float *out);
 
+/* Flash-attention tiles (attn_tile.inc): up to ST_ATTN_ROWS query rows
+ * (queries x the heads of one GQA group) against keys ST_ATTN_KTILE at a
+ * time, with an online softmax. Row-major buffers are [.][ST_ATTN_ROWS],
+ * rows padded to a multiple of 16 (nv = rows / 16). */
+#define ST_ATTN_ROWS 64
+#define ST_ATTN_KTILE 64
+
+typedef struct st_attn_tile {
+    uint32_t hd;           /* head_dim */
+    uint32_t nv;           /* 16-row vectors in use, 1..4 */
+    const float *qt;       /* [hd][rows] queries times the score scale */
+    const int32_t *rpos;   /* [rows] each row's query position */
+    int32_t rpos_min, rpos_max;
+    float *ot;             /* [hd][rows] output, not yet divided by l */
+    float *m, *l;          /* [rows] running max and sum (start -inf, 0) */
+    float *st;             /* [ST_ATTN_KTILE][rows] scratch */
+} st_attn_tile;
+
+/* Add nk keys (k, v: the first key's head slice, stride floats apart;
+ * kpos ascending) to the tile's softmax; a key counts for a row when
+ * min_dist <= rpos - kpos <= max_dist. */
+typedef void (*st_attn_keys_fn)(st_attn_tile *t, const float *k, const float *v, size_t stride,
+                                const int32_t *kpos, uint32_t nk, int32_t min_dist,
+                                int32_t max_dist);
+
 typedef struct st_cpu_kernels {
     st_cpu_isa isa;
     st_dot_tile_fn dot[ST_KT_COUNT];
@@ -68,6 +93,7 @@ typedef struct st_cpu_kernels {
     /* out = sum_i p[i] * (v + idx[i] * stride), i < n (out overwritten). */
     void (*wsum_f32)(float *out, const float *p, const float *v, size_t stride,
                      const uint32_t *idx, uint32_t n, uint32_t dim);
+    st_attn_keys_fn attn_keys;
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */

@@ -8,6 +8,8 @@
 #define ST_PFX(name) st_avx2_##name
 #define ST_ISA_ID ST_ISA_AVX2
 #define ST_UDOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define ST_ATTN_AVX2
+#define ST_ATTN_X86_KSTEP 2 /* 2 keys x 4 row vectors = 16 ymm accumulators */
 #include "kernels_x86.inc"
 
 const st_cpu_kernels *st_cpu_kernels_avx2(void)

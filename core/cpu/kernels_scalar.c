@@ -208,6 +208,11 @@ void st_cpu_wsum_f32_scalar(float *out, const float *p, const float *v, size_t s
         vaxpy_f32(out, p[i], v + idx[i] * stride, dim);
 }
 
+#define ST_TGT
+#define ST_PFX(name) st_scalar_##name
+#define ST_ATTN_KSTEP 2
+#include "attn_tile.inc"
+
 static const st_cpu_kernels scalar_kernels = {
     .isa = ST_ISA_SCALAR,
     .dot = { dot_f32, dot_f16, dot_q4_0, dot_q4_1, dot_q8_0 },
@@ -215,6 +220,7 @@ static const st_cpu_kernels scalar_kernels = {
     .axpy_f32 = vaxpy_f32,
     .scores_f32 = st_cpu_scores_f32_scalar,
     .wsum_f32 = st_cpu_wsum_f32_scalar,
+    .attn_keys = st_scalar_attn_keys,
     .quantize_act = st_quantize_act_row,
 };
 

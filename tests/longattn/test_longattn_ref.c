@@ -115,7 +115,8 @@ static void run_plugin(ref_fixture *f, plugin_run *r, const int32_t *tok, const 
     st_threadpool *pool = NULL;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
     st_forward_config cfg = {.model = f->m, .kv = kv, .pool = pool, .plan = plan_bridge,
-                             .plan_user = r, .weights_layer = INT32_MIN};
+                             .plan_user = r, .weights_layer = INT32_MIN,
+                             .want_qk = (needs & ST_ATTN_NEEDS_QK) != 0};
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);
     memset(r->slot_of, 0xff, sizeof r->slot_of);

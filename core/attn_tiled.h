@@ -1,0 +1,57 @@
+/*
+ * core/attn_tiled.h - tiled (flash-attention style) evaluation of one
+ * layer's attention plan when every range is a contiguous slot range for
+ * all heads: the common shapes (dense causal, sliding windows,
+ * LM-Infinite's global + local, streaming's sinks + window).
+ *
+ * Work items are (query tile, kv head): the tile's queries times the query
+ * heads sharing that kv head are scored together against each key tile
+ * (st_cpu_kernels.attn_keys), so every cached key and value is read once
+ * per query tile instead of once per query and head. Per range the
+ * queries are rotated as its position mode asks (ST_POS_TRUE: the rotated
+ * q; ST_POS_FIXED: R(fixed_dist) q against unrotated keys; ST_POS_SLOT:
+ * R(slot_q) q against keys rotated at their slot), then the range's keys
+ * join one online softmax per row.
+ */
+#ifndef ST_CORE_ATTN_TILED_H
+#define ST_CORE_ATTN_TILED_H
+
+#include <stretch/attention.h>
+
+#include "cpu/kernels.h"
+#include "threadpool.h"
+
+typedef struct st_attn_layer {
+    const st_cpu_kernels *kern;
+    uint32_t n_q, n_heads, n_kv_heads, head_dim;
+    const float *q;          /* [n_q][n_heads][hd] unrotated */
+    const float *qr;         /* same, rotated at each query's rotation position */
+    const int32_t *q_pos;    /* [n_q] true positions */
+    const uint32_t *q_slot;  /* [n_q] (ST_POS_SLOT) */
+    /* The layer's cache, [slot][n_kv_heads][hd]: unrotated keys, keys
+     * rotated at their rotation position, keys rotated at their slot index
+     * (only read by ST_POS_SLOT ranges), values. */
+    const float *k, *k_rot, *k_slot, *v;
+    const int32_t *k_pos;    /* [n_slots] true positions, ascending */
+    uint32_t n_slots;
+    const st_attn_range *ranges; /* every one ST_ALL_HEADS */
+    uint32_t n_ranges;
+    const float *inv_freq;
+    uint32_t n_freq;
+    float rot_scale;
+    const float *slot_cs, *slot_sn; /* [slot][n_freq] (ST_POS_SLOT) */
+    float scale;             /* attn_temperature / sqrt(hd) */
+    float *out;              /* [n_q][n_heads][hd] */
+} st_attn_layer;
+
+/* True when the kernels and the head shape allow the tiled path. */
+bool st_attn_tiled_supported(const st_cpu_kernels *kern, uint32_t n_heads, uint32_t n_kv_heads,
+                             uint32_t head_dim);
+
+/* Per-thread scratch the run needs, in floats (64-byte aligned buffers). */
+size_t st_attn_tiled_scratch_floats(uint32_t head_dim);
+
+/* Evaluate the layer on the pool; scratch[ith] for thread ith. */
+void st_attn_tiled_run(const st_attn_layer *L, st_threadpool *pool, float *const *scratch);
+
+#endif
