@@ -158,10 +158,13 @@ Test(longattn_engine, small_budget_scores_past_the_context)
         /* lm-infinite's and streaming's plans are exact per query, so
          * token-by-token and one-block scoring agree; sirllm's eviction
          * depends on when it runs, so it may not. */
+        /* Blocks go through the tiled attention path and single tokens
+         * through the gather path: same sums in another order, so they
+         * agree to float rounding (relative), not bit for bit. */
         if (s < 2)
             for (size_t i = 1; i < LEN; i++)
-                cr_assert(fabsf(a[i] - b[i]) < 1e-3f, "%s token %zu: block %g, decode %g",
-                          narrow[s], i, a[i], b[i]);
+                cr_assert(fabsf(a[i] - b[i]) < 1e-4f * fmaxf(1.0f, fabsf(b[i])),
+                          "%s token %zu: block %g, decode %g", narrow[s], i, a[i], b[i]);
         st_engine_close(e);
     }
 }
