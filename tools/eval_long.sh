@@ -14,13 +14,14 @@
 #   tools/results_tables.py turns the outputs into Markdown tables.
 #
 # Environment: ST_STRETCH (default build/bin/stretch), ST_TEXT, ST_BUCKETS (8),
-# ST_THREADS (all cores).
+# ST_THREADS (all cores), ST_OUT (the output root instead of out/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stretch=${ST_STRETCH:-build/bin/stretch}
 text=${ST_TEXT:-../shared/data/tinyshakespeare.txt}
 buckets=${ST_BUCKETS:-8}
+root=${ST_OUT:-out}
 threads=()
 [ -n "${ST_THREADS:-}" ] && threads=(--threads "$ST_THREADS")
 
@@ -36,7 +37,7 @@ case "$1" in
     length=$2; shift 2
     [ -f "$text" ] || die "text file $text not found (set ST_TEXT)"
     for m in "$@"; do
-      out="out/ppl-$length/$(name_of "$m")"
+      out="$root/ppl-$length/$(name_of "$m")"
       echo "== ppl $length $(name_of "$m") -> $out" >&2
       start=$(date +%s)
       "$stretch" eval ppl -m "$m" --length "$length" --windows 1 --buckets "$buckets" \
@@ -48,7 +49,7 @@ case "$1" in
     [ $# -ge 5 ] || die "usage: tools/eval_long.sh passkey LENGTHS DEPTHS SAMPLES MANIFEST..."
     lengths=$2 depths=$3 samples=$4; shift 4
     for m in "$@"; do
-      out="out/passkey/$(name_of "$m")"
+      out="$root/passkey/$(name_of "$m")"
       echo "== passkey $(name_of "$m") -> $out" >&2
       start=$(date +%s)
       "$stretch" eval passkey -m "$m" --lengths "$lengths" --depths "$depths" \
