@@ -219,6 +219,31 @@ Test(squeezed_plan, small_fraction_reads_exactly_the_top_cluster)
     }
 }
 
+/* With sinks: 3 the first three keys are read besides the top cluster. */
+Test(squeezed_plan, sinks_are_read_whatever_their_cluster)
+{
+    planted_keys();
+    for (int dir = 0; dir < 4; dir++) {
+        st_test_params p;
+        params(&p, "fraction", 0.25, 1);
+        st_test_params_int(&p, "sinks", 3);
+        void *inst = make(&p);
+        static collect c;
+        plan(inst, N_SLOTS, FIXED + 2, 4, dir, &c);
+        for (uint32_t h = 0; h < NH; h++)
+            for (uint32_t i = 0; i < 4; i++)
+                for (uint32_t k = 0; k < N_SLOTS; k++) {
+                    uint32_t want = k < 3 ? 1
+                                    : k < CLUSTERED ? (k % 4 == (uint32_t)dir)
+                                                    : (k <= FIXED + 2 + i);
+                    cr_assert_eq(c.vis[h][i][k], want, "dir %d head %u query %u key %u: %u", dir,
+                                 h, i, k, c.vis[h][i][k]);
+                }
+        entry()->destroy(inst);
+        st_test_params_destroy(&p);
+    }
+}
+
 Test(squeezed_plan, calibrated_threshold_keeps_the_favoured_cluster)
 {
     planted_keys();

@@ -2,7 +2,8 @@
  * online.c - Squeezed Attention's online phase: for a block of queries
  * after the fixed context, score each head's clusters from the centroids
  * alone and read only the keys of the clusters that pass (plus, always, the
- * observation tokens and everything after the fixed context).
+ * first `sinks` keys, the observation tokens and everything after the fixed
+ * context).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -145,6 +146,10 @@ st_status st_sq_plan_sparse(st_squeezed *s, const st_attn_query *q,
             continue;
         select_clusters(s, q, L, H, h, &w);
         memset(w.mark, 0, H->n_keys);
+        /* Attention sinks: the first keys take much of every query's
+         * attention in most LLMs, yet may sit in a cluster that loses. */
+        for (uint32_t i = 0; i < s->p.sinks && i < H->n_keys; i++)
+            w.mark[i] = 1;
         for (uint32_t c = 0; c < H->k; c++)
             if (w.keep[c])
                 for (uint32_t m = H->member_off[c]; m < H->member_off[c + 1]; m++)

@@ -82,6 +82,7 @@ static st_status read_params(const st_host_services *host, const msgpack_object 
     p->field = (uint32_t)v;
     INT("fixed_len", 0, 0, 16777216, fixed_len)
     INT("observation", 100, 0, 1048576, observation)
+    INT("sinks", 0, 0, 1048576, sinks)
     INT("levels", 1, 1, 2, levels)
     INT("k_coarse", 0, 0, 1048576, k_coarse)
     INT("kmeans_iters", 20, 1, 1000, kmeans_iters)

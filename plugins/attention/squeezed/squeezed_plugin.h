@@ -18,6 +18,7 @@
 typedef struct st_sq_params {
     uint32_t fixed_len;         /* 0 = the first request's prompt */
     uint32_t observation;
+    uint32_t sinks;             /* first fixed-context keys always read */
     double cluster_fraction;
     double quantile;
     bool mode_fraction;         /* mode: fraction (else threshold) */
