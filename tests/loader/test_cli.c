@@ -5,6 +5,7 @@
  * their file:line:col.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,4 +261,40 @@ Test(cli, json_escaping)
     cr_assert(strstr(out, "we\\\"ird\\\\na\\tme") != NULL, "%s", out);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Every strategy manifest shipped in manifests/ resolves: its plugins are
+ * found, their parameters validate and each library loads. The real model
+ * is not needed: a tiny generated GGUF stands in for it. */
+Test(cli, shipped_manifests_all_check)
+{
+    char model[64], yaml[64], cmd[1024];
+    snprintf(model, sizeof model, "/tmp/st_cli_tiny_%d.gguf", (int)getpid());
+    snprintf(yaml, sizeof yaml, "/tmp/st_cli_shipped_%d.yaml", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s/bin/st-gen-tiny-model --out %s >/dev/null", ST_TEST_BINARY_DIR,
+             model);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    DIR *d = opendir(ST_TEST_SOURCE_DIR "/manifests");
+    cr_assert_not_null(d);
+    int checked = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".yaml") != 0)
+            continue;
+        FILE *f = fopen(yaml, "w");
+        cr_assert_not_null(f);
+        fprintf(f, "format: 1\nextends: %s/manifests/%s\nmodel: %s\n", ST_TEST_SOURCE_DIR,
+                de->d_name, model);
+        fclose(f);
+        char args[256];
+        snprintf(args, sizeof args, "check %s", yaml);
+        int rc = run(args);
+        cr_assert_eq(rc, 0, "manifests/%s: exit %d: %s", de->d_name, rc, err);
+        checked++;
+    }
+    closedir(d);
+    cr_assert_geq(checked, 15, "only %d manifests found", checked);
+    unlink(yaml);
+    unlink(model);
 }
