@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "attn_tiled.h"
+#include "cpu/ggml_compat.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -53,6 +54,9 @@ struct st_forward_ctx {
     int32_t weights_layer;    /* -1 = none */
     bool want_qk;             /* pass q and k to the plan (ST_ATTN_NEEDS_QK) */
     bool tiled_off;           /* STRETCH_ATTN=gather: every layer on the gather path */
+    /* STRETCH_NUMERICS=ggml: llama.cpp's float operations (cpu/ggml_compat.h). */
+    bool ggml;
+    bool pe_default;          /* the model's own RoPE (no posenc description) */
 
     /* Activations of the current block, room for cap_n tokens. */
     size_t cap_n;
@@ -121,11 +125,13 @@ static st_status set_posenc(st_forward_ctx *c, const st_posenc_desc *d, st_diag 
         if (d->inv_freq)
             memcpy(f, d->inv_freq, n * sizeof *f);
         c->pe_flags = d->flags;
+        c->pe_default = false;
         c->rot_scale = d->rotary_scale;
         c->temperature = d->attn_temperature;
     } else {
         st_forward_default_inv_freq(hp, f);
         c->pe_flags = hp->rope_dims ? ST_POSENC_ROTARY : 0;
+        c->pe_default = true;
         c->rot_scale = 1.0f;
         c->temperature = 1.0f;
     }
@@ -178,6 +184,7 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->want_qk = cfg->want_qk;
     const char *mode = getenv("STRETCH_ATTN");
     c->tiled_off = mode && strcmp(mode, "gather") == 0;
+    c->ggml = st_gc_env_enabled();
     atomic_init(&c->worker_status, ST_OK);
     st_status s = set_posenc(c, cfg->posenc, diag);
     if (s != ST_OK) {
@@ -357,22 +364,35 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     for (uint32_t i = 0; i < E; i++)
                         x[i] += r[i];
                 }
-                st_op_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
+                if (c->ggml)
+                    st_gc_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
+                else
+                    st_op_rmsnorm(xn, x, T->norm_w, E, hp->rms_eps);
                 if (E % ST_ACT_BLOCK == 0)
                     c->kern->quantize_act(xn, E, c->xq + (size_t)t * (E / ST_ACT_BLOCK));
                 break;
             }
             case OP_ROPE: {
                 const float *cs = c->qcs + (size_t)t * c->n_freq, *sn = c->qsn + (size_t)t * c->n_freq;
+                void (*rope)(float *, const float *, const float *, const float *, uint32_t,
+                             uint32_t) = c->ggml ? st_gc_rope : st_op_rope;
                 for (uint32_t h = 0; h < hp->n_heads; h++) {
                     size_t o = (size_t)t * QD + (size_t)h * hd;
-                    st_op_rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
+                    rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
                 }
                 size_t row = st_kv_row(c->kv), so = (size_t)(T->slot0 + t) * row;
                 for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
                     size_t o = so + (size_t)h * hd;
-                    st_op_rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
-                               c->n_freq, hd);
+                    rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
+                         c->n_freq, hd);
+                }
+                if (c->ggml) {
+                    /* llama.cpp's cache is f16: K (rotated) and V rounded. */
+                    float *kr = c->kv->k_rot[T->layer] + so, *v = c->kv->v[T->layer] + so;
+                    for (size_t i = 0; i < row; i++) {
+                        kr[i] = st_cpu_round_half(kr[i]);
+                        v[i] = st_cpu_round_half(v[i]);
+                    }
                 }
                 break;
             }
@@ -392,7 +412,10 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                 break;
             case OP_SWIGLU: {
                 float *g = c->g + (size_t)t * F;
-                st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
+                if (c->ggml)
+                    st_gc_swiglu(g, g, c->u + (size_t)t * F, F);
+                else
+                    st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
                 if (F % ST_ACT_BLOCK == 0)
                     c->kern->quantize_act(g, F, c->hq + (size_t)t * (F / ST_ACT_BLOCK));
                 break;
@@ -423,7 +446,8 @@ static void run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *cons
                        const st_act_block *xq, uint32_t nt)
 {
     st_matmul_job job = { .kern = c->kern, .n_mats = n_mats, .xf = xf, .ldxf = ldxf,
-                          .xq = xq, .ldxq = ldxf / ST_ACT_BLOCK, .nt = nt };
+                          .xq = xq, .ldxq = ldxf / ST_ACT_BLOCK, .nt = nt,
+                          .no_packed = c->ggml };
     for (uint32_t i = 0; i < n_mats; i++) {
         job.mats[i].w = w[i];
         job.mats[i].y = y[i];
@@ -632,7 +656,31 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         const float *base = (r->pos_mode == ST_POS_TRUE   ? KR
                              : r->pos_mode == ST_POS_FIXED ? K
                                                            : c->k_slot) + koff;
-        c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
+        if (c->ggml && r->pos_mode == ST_POS_TRUE) {
+            /* llama.cpp: one query (decode) goes through tinyBLAS with q
+             * in f32; a batch through ggml_vec_dot_f16 with q in f16. */
+            if (A->n == 1) {
+                for (uint32_t i = n0; i < nv; i++)
+                    S->scores[i] = st_gc_dot_tinyblas16(base + (size_t)S->idx[i] * row, qv, hd);
+            } else {
+                for (uint32_t d = 0; d < hd; d++)
+                    S->qbuf[d] = st_cpu_round_half(qv[d]);
+                for (uint32_t i = n0; i < nv; i++)
+                    S->scores[i] = st_gc_dot_f16(base + (size_t)S->idx[i] * row, S->qbuf, hd);
+            }
+        } else {
+            c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
+        }
+    }
+    if (c->ggml) {
+        float *out = c->att + (size_t)t * QD + (size_t)h * hd;
+        st_gc_attend_row(out, S->scores, S->idx, nv, scale, V + koff, row, hd);
+        if (A->weights) {
+            float *w = A->weights + (size_t)t * A->n_slots;
+            for (uint32_t i = 0; i < nv; i++)
+                w[S->idx[i]] += S->scores[i];
+        }
+        return;
     }
     if (nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias) {
         for (uint32_t i = 0; i < nv; i++)
@@ -687,7 +735,7 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
-    if (c->tiled_off || n < TILED_MIN_Q || (int32_t)layer == c->weights_layer ||
+    if (c->tiled_off || c->ggml || n < TILED_MIN_Q || (int32_t)layer == c->weights_layer ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
         return false;
@@ -791,8 +839,12 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         kv->tokens[slot0 + t] = tokens[t];
         kv->rot_pos[slot0 + t] = c->qpos_rot[t];
         c->q_slot[t] = slot0 + t;
-        st_op_rope_table(c->qcs + (size_t)t * c->n_freq, c->qsn + (size_t)t * c->n_freq,
-                         (double)c->qpos_rot[t], c->inv_freq, c->n_freq, c->rot_scale);
+        if (c->ggml && c->pe_default)
+            st_gc_rope_table(c->qcs + (size_t)t * c->n_freq, c->qsn + (size_t)t * c->n_freq,
+                             c->qpos_rot[t], hp->rope_base, hp->rope_dims, c->n_freq);
+        else
+            st_op_rope_table(c->qcs + (size_t)t * c->n_freq, c->qsn + (size_t)t * c->n_freq,
+                             (double)c->qpos_rot[t], c->inv_freq, c->n_freq, c->rot_scale);
     }
     atomic_store(&c->worker_status, ST_OK);
     c->weights_nq = c->weights_nslots = 0;

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -67,6 +68,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--llama-flash-attn", choices=("off", "on"), default="off",
                    help="llama.cpp flash attention (the Python binding's flash_attn; off is its default) "
                         "(default: %(default)s)")
+    p.add_argument("--numerics", choices=["default", "ggml"], default="default",
+                   help="stretch's numerics mode: ggml sets STRETCH_NUMERICS=ggml for the stretch "
+                        "runs (llama.cpp's float operations, bit for bit where emulated; "
+                        "docs/comparison.md) (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per stretch invocation (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     p.add_argument("--out", type=Path, help="also write the report here (.json => JSON, else markdown)")
@@ -253,7 +258,8 @@ def render_markdown(report: dict[str, Any]) -> str:
            f"{' (llama.cpp default)' if env.get('llama_kv', 'f16') == 'f16' else ' (non-default)'}, "
            f"flash attention {env.get('llama_flash_attn', 'off')}"
            f"{' (binding default)' if env.get('llama_flash_attn', 'off') == 'off' else ' (non-default)'}",
-           f"- stretch: {env['stretch'] or '(not run: --llama-only)'}", ""]
+           f"- stretch: {env['stretch'] or '(not run: --llama-only)'}"
+           f"{'' if env.get('stretch_numerics', 'default') == 'default' else ', STRETCH_NUMERICS=' + env['stretch_numerics']}", ""]
     tok = report.get("tokenizer")
     if tok:
         out += ["## Tokenizer", ""]
@@ -368,13 +374,19 @@ def main() -> int:
     if not args.skip_greedy:
         read_json_lines(args.prompts, "prompts file")
 
+    # The stretch subprocesses inherit the environment.
+    if args.numerics == "ggml":
+        os.environ["STRETCH_NUMERICS"] = "ggml"
+    else:
+        os.environ.pop("STRETCH_NUMERICS", None)
     extra_bufts, extra_note = resolve_extra_bufts(args.extra_bufts, args.model)
     t0 = time.time()
     report: dict[str, Any] = {"environment": {
         "model": str(args.model), "stretch": str(args.stretch) if stretch else None,
         "llama_cpp_python": getattr(llama_cpp, "__version__", "?"), "threads": args.threads,
         "extra_bufts": extra_note, "llama_kv": args.llama_kv,
-        "llama_flash_attn": args.llama_flash_attn, "python": platform.python_version(), "machine": platform.machine()}}
+        "llama_flash_attn": args.llama_flash_attn, "stretch_numerics": args.numerics,
+        "python": platform.python_version(), "machine": platform.machine()}}
     if not args.skip_tokenizer:
         report["tokenizer"] = check_tokenizer(args, stretch, extra_bufts)
     if not args.skip_greedy:

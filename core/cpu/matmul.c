@@ -42,7 +42,7 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
     bool quant = st_cpu_type_is_quantized(w->type);
     float out[ST_TILE_MAX];
     st_gemm16_fn gemm16 = job->kern->gemm16[kt];
-    if (gemm16 && w->packed && quant) {
+    if (gemm16 && w->packed && quant && !job->no_packed) {
         /* The repacked path: 16 rows per call, each block unpacked once
          * per tile of tokens; a group's weights stay in L1 while the
          * tiles pass. (Packed matrices have rows a multiple of 16.) */

@@ -9,6 +9,7 @@
 #define ST_CORE_CPU_MATMUL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,9 @@ typedef struct st_matmul_job {
     const st_act_block *xq; /* int8 input [nt][ldxq blocks], for quantized weights */
     size_t ldxq;
     uint32_t nt;
+    /* Skip the repacked 16-row kernels (the row kernels sum each row as
+     * ggml's vec_dot does; STRETCH_NUMERICS=ggml). */
+    bool no_packed;
     /* Filled by st_matmul_job_prepare. */
     uint32_t chunk_rows;
     uint32_t chunk_end[ST_MATMUL_MAX_MATS]; /* cumulative chunk counts */
