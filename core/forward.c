@@ -125,7 +125,21 @@ static st_status set_posenc(st_forward_ctx *c, const st_posenc_desc *d, st_diag 
         if (d->inv_freq)
             memcpy(f, d->inv_freq, n * sizeof *f);
         c->pe_flags = d->flags;
+        /* A description that is the model's own RoPE (the rope plugin with
+         * default parameters) counts as the default, so the ggml mode
+         * builds its rope tables as ggml does. */
         c->pe_default = false;
+        if (d->flags == ST_POSENC_ROTARY && n == hp->rope_dims / 2 && n > 0 &&
+            d->n_freq == n && d->rotary_scale == 1.0f && d->attn_temperature == 1.0f) {
+            float *def = malloc(n * sizeof *def);
+            if (!def) {
+                free(f);
+                return oom(diag);
+            }
+            st_forward_default_inv_freq(hp, def);
+            c->pe_default = memcmp(def, f, n * sizeof *f) == 0;
+            free(def);
+        }
         c->rot_scale = d->rotary_scale;
         c->temperature = d->attn_temperature;
     } else {
@@ -657,16 +671,15 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
                              : r->pos_mode == ST_POS_FIXED ? K
                                                            : c->k_slot) + koff;
         if (c->ggml && r->pos_mode == ST_POS_TRUE) {
-            /* llama.cpp: one query (decode) goes through tinyBLAS with q
-             * in f32; a batch through ggml_vec_dot_f16 with q in f16. */
-            if (A->n == 1) {
-                for (uint32_t i = n0; i < nv; i++)
-                    S->scores[i] = st_gc_dot_tinyblas16(base + (size_t)S->idx[i] * row, qv, hd);
-            } else {
-                for (uint32_t d = 0; d < hd; d++)
-                    S->qbuf[d] = st_cpu_round_half(qv[d]);
-                for (uint32_t i = n0; i < nv; i++)
-                    S->scores[i] = st_gc_dot_f16(base + (size_t)S->idx[i] * row, S->qbuf, hd);
+            /* llama.cpp converts q to f16 (the f16 cache's vec_dot_type);
+             * one query (decode) goes through ggml_vec_dot_f16, a batch
+             * through tinyBLAS. */
+            for (uint32_t d = 0; d < hd; d++)
+                S->qbuf[d] = st_cpu_round_half(qv[d]);
+            for (uint32_t i = n0; i < nv; i++) {
+                const float *k = base + (size_t)S->idx[i] * row;
+                S->scores[i] = A->n == 1 ? st_gc_dot_f16(k, S->qbuf, hd)
+                                         : st_gc_dot_tinyblas16(k, S->qbuf, hd);
             }
         } else {
             c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
@@ -674,7 +687,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     }
     if (c->ggml) {
         float *out = c->att + (size_t)t * QD + (size_t)h * hd;
-        st_gc_attend_row(out, S->scores, S->idx, nv, scale, V + koff, row, hd);
+        st_gc_attend_row(out, S->scores, S->idx, nv, scale, V + koff, row, hd, A->n == 1);
         if (A->weights) {
             float *w = A->weights + (size_t)t * A->n_slots;
             for (uint32_t i = 0; i < nv; i++)

@@ -121,8 +121,11 @@ void st_gc_rope(float *out, const float *x, const float *cs, const float *sn, ui
 {
     for (uint32_t i = 0; i < n_freq; i++) {
         const float x0 = x[2 * i], x1 = x[2 * i + 1];
-        out[2 * i] = x0 * cs[i] - x1 * sn[i];
-        out[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+        /* ggml's rotate_pairs, as GCC contracts it (C++, -ffp-contract=fast):
+         * x0*cos - x1*sin -> fma(x0, cos, -(x1*sin)),
+         * x0*sin + x1*cos -> fma(x0, sin, x1*cos). */
+        out[2 * i] = fmaf(x0, cs[i], -(x1 * sn[i]));
+        out[2 * i + 1] = fmaf(x0, sn[i], x1 * cs[i]);
     }
     if (out != x)
         for (uint32_t i = 2 * n_freq; i < head_dim; i++)
@@ -152,7 +155,7 @@ float st_gc_dot_f16(const float *a, const float *b, uint32_t n)
 }
 
 void st_gc_attend_row(float *out, float *w, const uint32_t *idx, uint32_t n, float scale,
-                      const float *v, size_t stride, uint32_t hd)
+                      const float *v, size_t stride, uint32_t hd, bool vec)
 {
     for (uint32_t d = 0; d < hd; d++)
         out[d] = 0.0f;
@@ -181,14 +184,24 @@ void st_gc_attend_row(float *out, float *w, const uint32_t *idx, uint32_t n, flo
     const float inv = (float)(1.0 / sum);
     for (uint32_t i = 0; i < n; i++)
         w[i] *= inv;
-    /* KQV: tinyBLAS over the cells, lane = cell mod 16. */
-    float acc[16];
+    /* KQV, the weights (the matmul's f32 src1) converted to f16, the f16
+     * V's vec_dot_type. A batch: tinyBLAS over the cells, lane = cell
+     * mod 16. One query: ggml_vec_dot_f16 over the cells, accumulator
+     * (cell mod 64) / 16, lane cell mod 16. */
+    float acc[4][16];
     for (uint32_t d = 0; d < hd; d++) {
         memset(acc, 0, sizeof acc);
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t l = idx[i] % 16;
-            acc[l] = fmaf(v[(size_t)idx[i] * stride + d], w[i], acc[l]);
+            uint32_t a = vec ? (idx[i] % 64) / 16 : 0, l = idx[i] % 16;
+            acc[a][l] = fmaf(v[(size_t)idx[i] * stride + d], st_cpu_round_half(w[i]), acc[a][l]);
         }
-        out[d] = st_gc_hsum16(acc);
+        if (vec) {
+            float t[16];
+            for (int l = 0; l < 16; l++)
+                t[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+            out[d] = st_gc_hsum16(t);
+        } else {
+            out[d] = st_gc_hsum16(acc[0]);
+        }
     }
 }

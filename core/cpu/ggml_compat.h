@@ -58,7 +58,9 @@ void st_gc_swiglu(float *h, const float *g, const float *u, uint32_t n);
  * theta *= powf(base, -2.0f / n_dims). */
 void st_gc_rope_table(float *cs, float *sn, int32_t pos, float base, uint32_t n_dims,
                       uint32_t n_freq);
-/* The rotation of one head (pairs 2i, 2i+1), rounded as ggml's rope. */
+/* The rotation of one head (pairs 2i, 2i+1), rounded as ggml's rope
+ * (rotate_pairs, whose C++ GCC contracts): out0 = fma(x0, cos, -(x1*sin)),
+ * out1 = fma(x0, sin, x1*cos). */
 void st_gc_rope(float *out, const float *x, const float *cs, const float *sn, uint32_t n_freq,
                 uint32_t head_dim);
 
@@ -74,11 +76,13 @@ float st_gc_dot_f16(const float *a, const float *b, uint32_t n);
  * an f16 cache: scores[i] (in: raw q.k of the visible slots idx[i],
  * ascending) scaled, softmax as ggml_compute_forward_soft_max_f32 (max,
  * v_expf in chunks of 16 cells, each chunk hsum16-ed into a double sum,
- * weights times (float)(1.0 / sum)); out = weights x V through tinyBLAS
- * (lane = cell index mod 16). v: cell 0's head slice, stride floats per
- * cell, values already f16-rounded. scores is overwritten with the
- * weights. */
+ * weights times (float)(1.0 / sum)); out = weights (rounded to f16) x V,
+ * through tinyBLAS (lane = cell index mod 16) for a batch, through
+ * ggml_vec_dot_f16 (accumulator (cell mod 64) / 16, lane cell mod 16) when
+ * vec (one query, a decode step). v: cell 0's head slice, stride floats
+ * per cell, values already f16-rounded. scores is overwritten with the
+ * weights (not rounded). */
 void st_gc_attend_row(float *out, float *scores, const uint32_t *idx, uint32_t n, float scale,
-                      const float *v, size_t stride, uint32_t hd);
+                      const float *v, size_t stride, uint32_t hd, bool vec);
 
 #endif

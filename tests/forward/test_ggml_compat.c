@@ -211,7 +211,7 @@ Test(ggml_compat, attend_row_one_key_passes_v_through)
     uint32_t idx[1] = { 0 };
     for (int i = 0; i < 64; i++)
         v[i] = st_cpu_round_half(frand());
-    st_gc_attend_row(out, w, idx, 1, 0.125f, v, 64, 64);
+    st_gc_attend_row(out, w, idx, 1, 0.125f, v, 64, 64, false);
     cr_assert_eq(w[0], 1.0f);
     for (int i = 0; i < 64; i++)
         cr_assert(same_bits(out[i], v[i]));
