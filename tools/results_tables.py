@@ -19,6 +19,13 @@ from collections import defaultdict
 from pathlib import Path
 
 
+LABELS = {"greedy": "dense (greedy.yaml)"}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name + ".yaml")
+
+
 def ordered(dirs: list[Path], order: list[str]) -> list[Path]:
     rank = {n: i for i, n in enumerate(order)}
     return sorted(dirs, key=lambda d: (rank.get(d.name, len(rank)), d.name))
@@ -39,7 +46,7 @@ def ppl_table(root: Path, order: list[str]) -> str:
             raise SystemExit(f"error: {d}/ppl.csv has other buckets than the first table row")
         nll = sum(float(r["nll"]) * int(r["tokens"]) for r in recs)
         n = sum(int(r["tokens"]) for r in recs)
-        rows.append([d.name] + [f"{float(r['ppl']):.2f}" for r in recs] + [f"{math.exp(nll / n):.2f}"])
+        rows.append([label(d.name)] + [f"{float(r['ppl']):.2f}" for r in recs] + [f"{math.exp(nll / n):.2f}"])
     out = ["| strategy | " + " | ".join(header) + " | all |",
            "|---|" + "---:|" * (len(header) + 1)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -73,11 +80,11 @@ def passkey_tables(root: Path, order: list[str]) -> str:
             total = sum(s for _, _, s in pts)
             ok = sum(a * s for _, a, s in pts)
             cells.append(f"{100 * ok / total:.0f}% ({total})")
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append(f"| {label(name)} | " + " | ".join(cells) + " |")
     out += ["", "By depth (percent of the prompt where the key sits), accuracy %:", ""]
     for name, acc in by_len.items():
         depths = sorted({dp for pts in acc.values() for dp, _, _ in pts})
-        out += [f"`{name}`:", "", "| length | " + " | ".join(f"{dp}%" for dp in depths) + " |",
+        out += [f"`{label(name)}`:", "", "| length | " + " | ".join(f"{dp}%" for dp in depths) + " |",
                 "|---|" + "---:|" * len(depths)]
         for n in sorted(acc):
             m = {dp: a for dp, a, _ in acc[n]}

@@ -144,14 +144,18 @@ float st_gc_dot_tinyblas16(const float *a, const float *b, uint32_t n)
 float st_gc_dot_f16(const float *a, const float *b, uint32_t n)
 {
     float s[4][16] = { { 0 } };
-    for (uint32_t i = 0; i < n; i += 64)
+    uint32_t np = n & ~63u; /* whole steps of 64; ggml adds the rest in double */
+    for (uint32_t i = 0; i < np; i += 64)
         for (int j = 0; j < 4; j++)
             for (int l = 0; l < 16; l++)
                 s[j][l] = fmaf(a[i + 16 * j + l], b[i + 16 * j + l], s[j][l]);
     float t[16];
     for (int l = 0; l < 16; l++)
         t[l] = (s[0][l] + s[2][l]) + (s[1][l] + s[3][l]);
-    return (float)(double)st_gc_hsum16(t);
+    double sum = (double)st_gc_hsum16(t);
+    for (uint32_t i = np; i < n; i++)
+        sum += (double)(a[i] * b[i]);
+    return (float)sum;
 }
 
 void st_gc_attend_row(float *out, float *w, const uint32_t *idx, uint32_t n, float scale,

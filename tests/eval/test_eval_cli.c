@@ -142,3 +142,14 @@ Test(eval_cli, bad_arguments_fail_with_a_message)
     cr_assert_eq(run("eval ppl -m s.yaml missing.txt"), 4);
     cr_assert_eq(run("eval nonsense"), 1);
 }
+
+/* llama.cpp-compatible numerics on a model whose head size (16) is not a
+ * multiple of ggml's 64-wide f16 step: it runs (ASan-clean) and a wrong
+ * mode is refused. */
+Test(eval_cli, run_with_ggml_numerics)
+{
+    cr_assert_eq(run("run -m s.yaml --numerics ggml --max-tokens 6 --ignore-eos 'The quick brown fox'"),
+                 0);
+    cr_assert_eq(run("eval ppl -m s.yaml --length 64 --windows 1 --out p1 text.txt"), 0);
+    cr_assert_eq(run("run -m s.yaml --numerics fastest hi"), 1);
+}

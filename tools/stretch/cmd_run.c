@@ -26,6 +26,8 @@ static void run_usage(FILE *f)
             "  --context N          context size in tokens (default: the manifest's)\n"
             "  --model FILE         use this GGUF instead of the manifest's\n"
             "  --logits-out FILE    write the first step's logits as float32\n"
+            "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
+            "                       bit for bit (slower; same as STRETCH_NUMERICS=ggml)\n"
             "  --json               print one JSON object (ids, text, timings) at the end\n");
 }
 
@@ -124,6 +126,18 @@ int st_cmd_run(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
+        } else if (!strcmp(a, "--numerics") && i + 1 < argc) {
+            const char *mode = argv[++i];
+            if (strcmp(mode, "ggml") && strcmp(mode, "fast")) {
+                fprintf(stderr, "stretch run: --numerics: expected fast or ggml, found '%s'\n",
+                        mode);
+                return ST_EXIT_USAGE;
+            }
+            /* Read once by the forward pass when the engine opens. */
+            if (!strcmp(mode, "ggml"))
+                setenv("STRETCH_NUMERICS", "ggml", 1);
+            else
+                unsetenv("STRETCH_NUMERICS");
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "stretch run: unknown or incomplete option '%s'\n", a);
             run_usage(stderr);
