@@ -106,20 +106,6 @@ static uint32_t lmi_cache_budget(void *inst, uint32_t n_ctx)
     return (uint32_t)budget;
 }
 
-/* First slot whose position is >= `pos` (slots are in sequence order). */
-static uint32_t first_slot_at(const st_kv_view *kv, int64_t pos)
-{
-    uint32_t lo = 0, hi = kv->n_slots;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (kv->pos[mid] < pos)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static st_status lmi_plan(void *inst, const st_attn_query *q,
                           const st_attn_plan_builder *builder, st_error *err)
 {
@@ -129,16 +115,13 @@ static st_status lmi_plan(void *inst, const st_attn_query *q,
         return li->host->error(err, ST_E_INVALID, "lm-infinite: plan before configure");
     if (!kv || q->n_q == 0 || kv->n_slots == 0)
         return ST_OK;
-    int32_t min_qpos = q->q_pos[0];
-    for (uint32_t i = 1; i < q->n_q; i++)
-        if (q->q_pos[i] < min_qpos)
-            min_qpos = q->q_pos[i];
+    int32_t min_qpos = st_attn_min_q_pos(q);
 
     /* The local branch: slots before the earliest key any query of the
      * block can reach are left out of the range. */
     st_attn_range local = {
         .head = ST_ALL_HEADS,
-        .k_begin = first_slot_at(kv, (int64_t)min_qpos - (int64_t)li->n_local + 1),
+        .k_begin = st_kv_first_slot_at(kv, (int64_t)min_qpos - (int64_t)li->n_local + 1),
         .k_end = kv->n_slots,
         .min_dist = 0,
         .max_dist = (int32_t)(li->n_local - 1),
@@ -153,7 +136,7 @@ static st_status lmi_plan(void *inst, const st_attn_query *q,
     /* The global branch: the slots holding the sequence's first n_global
      * tokens (they stay at the front of the cache), only where the local
      * branch does not reach, so no (query, key) pair is visible twice. */
-    uint32_t n_glob = first_slot_at(kv, li->n_global);
+    uint32_t n_glob = st_kv_first_slot_at(kv, li->n_global);
     if (n_glob > 0) {
         st_attn_range global = {
             .head = ST_ALL_HEADS,
@@ -184,7 +167,7 @@ static st_status lmi_retain(void *inst, const st_kv_view *kv, uint32_t n_new, ui
     if (!li->configured)
         return li->host->error(err, ST_E_INVALID, "lm-infinite: retain before configure");
     uint32_t n = kv->n_slots;
-    uint32_t n_glob = first_slot_at(kv, li->n_global);
+    uint32_t n_glob = st_kv_first_slot_at(kv, li->n_global);
     if (n_glob > li->limit - 1)
         n_glob = li->limit - 1; /* room for the newest slot */
     uint32_t recent = li->limit - n_glob < li->n_local ? li->limit - n_glob : li->n_local;

@@ -79,20 +79,6 @@ static uint32_t sw_cache_budget(void *inst, uint32_t n_ctx)
     return budget > UINT32_MAX ? UINT32_MAX : (uint32_t)budget;
 }
 
-/* First slot whose position is >= `pos` (slots are in sequence order). */
-static uint32_t first_slot_at(const st_kv_view *kv, int64_t pos)
-{
-    uint32_t lo = 0, hi = kv->n_slots;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (kv->pos[mid] < pos)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static st_status sw_plan(void *inst, const st_attn_query *q,
                          const st_attn_plan_builder *builder, st_error *err)
 {
@@ -100,16 +86,13 @@ static st_status sw_plan(void *inst, const st_attn_query *q,
     const st_kv_view *kv = q->kv;
     if (!kv || q->n_q == 0 || kv->n_slots == 0)
         return ST_OK;
-    int32_t min_qpos = q->q_pos[0];
-    for (uint32_t i = 1; i < q->n_q; i++)
-        if (q->q_pos[i] < min_qpos)
-            min_qpos = q->q_pos[i];
+    int32_t min_qpos = st_attn_min_q_pos(q);
 
     /* The window: every key within distance window-1. Slots before the
      * earliest key any query of the block can reach are left out. */
     st_attn_range win = {
         .head = ST_ALL_HEADS,
-        .k_begin = first_slot_at(kv, (int64_t)min_qpos - (int64_t)sw->window + 1),
+        .k_begin = st_kv_first_slot_at(kv, (int64_t)min_qpos - (int64_t)sw->window + 1),
         .k_end = kv->n_slots,
         .min_dist = 0,
         .max_dist = (int32_t)(sw->window - 1),

@@ -112,20 +112,6 @@ static uint32_t stream_cache_budget(void *inst, uint32_t n_ctx)
     return (uint32_t)budget;
 }
 
-/* First slot whose position is >= `pos` (slots are in sequence order). */
-static uint32_t first_slot_at(const st_kv_view *kv, int64_t pos)
-{
-    uint32_t lo = 0, hi = kv->n_slots;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (kv->pos[mid] < pos)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static st_status add(streaming *s, const st_attn_plan_builder *b, const st_attn_range *r,
                      const char *what, st_error *err)
 {
@@ -144,14 +130,11 @@ static st_status stream_plan(void *inst, const st_attn_query *q,
         return s->host->error(err, ST_E_INVALID, "streaming: plan before configure");
     if (!kv || q->n_q == 0 || kv->n_slots == 0)
         return ST_OK;
-    int32_t min_qpos = q->q_pos[0];
-    for (uint32_t i = 1; i < q->n_q; i++)
-        if (q->q_pos[i] < min_qpos)
-            min_qpos = q->q_pos[i];
+    int32_t min_qpos = st_attn_min_q_pos(q);
 
     st_attn_range recent = {
         .head = ST_ALL_HEADS,
-        .k_begin = first_slot_at(kv, (int64_t)min_qpos - (int64_t)s->window + 1),
+        .k_begin = st_kv_first_slot_at(kv, (int64_t)min_qpos - (int64_t)s->window + 1),
         .k_end = kv->n_slots,
         .min_dist = 0,
         .max_dist = (int32_t)(s->window - 1),

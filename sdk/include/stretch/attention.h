@@ -54,6 +54,34 @@ typedef struct st_attn_query {
     const float *k;
 } st_attn_query;
 
+/* Plan helpers (header-only; no ABI surface). */
+
+/* First slot whose position is >= `pos`: slots are in sequence order, so
+ * a window's range starts here. Returns kv->n_slots when none is. */
+static inline uint32_t st_kv_first_slot_at(const st_kv_view *kv, int64_t pos)
+{
+    uint32_t lo = 0, hi = kv->n_slots;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (kv->pos[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The smallest query position of a block (n_q > 0): the earliest key any
+ * query of the block can reach through a window lies below it. */
+static inline int32_t st_attn_min_q_pos(const st_attn_query *q)
+{
+    int32_t m = q->q_pos[0];
+    for (uint32_t i = 1; i < q->n_q; i++)
+        if (q->q_pos[i] < m)
+            m = q->q_pos[i];
+    return m;
+}
+
 /* How the keys of a range are positioned relative to the query. */
 typedef enum st_pos_mode {
     ST_POS_TRUE = 0,  /* rotate by the true distance pos(q) - pos(k) */
