@@ -55,6 +55,8 @@ typedef struct tiled_task {
     uint32_t group;       /* query heads per kv head */
     uint32_t q_per_tile;  /* queries per tile: ST_ATTN_ROWS / group */
     uint32_t n_items;
+    uint32_t n_chunks;    /* > 0: split along the keys (run_chunk) */
+    uint32_t chunk;       /* keys per chunk */
     atomic_uint next;
 } tiled_task;
 
@@ -103,38 +105,62 @@ static const float *range_keys(const st_attn_layer *L, st_pos_mode mode)
     return mode == ST_POS_TRUE ? L->k_rot : mode == ST_POS_FIXED ? L->k : L->k_slot;
 }
 
-/* One item: queries q0 .. q0+nq-1, the query heads of kv head g. */
-static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32_t nq, uint32_t g)
+/* Start a tile for queries q0 .. q0+nq-1 (rows = nq * group): padding
+ * rows repeat the last query's position and score zeros; their output is
+ * dropped. Only the nv row vectors the kernel reads are cleared. */
+static st_attn_tile tile_start(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32_t nq)
 {
     const st_attn_layer *L = T->L;
-    uint32_t hd = L->head_dim, group = T->group, rows = nq * group;
+    uint32_t hd = L->head_dim, rows = nq * T->group;
     uint32_t nv = (rows + 15) / 16;
-    size_t stride = (size_t)L->n_kv_heads * hd;
-    /* Padding rows repeat the last query's position and score zeros;
-     * their output is dropped. */
     for (uint32_t r = 0; r < ST_ATTN_ROWS; r++) {
-        uint32_t i = r < rows ? r / group : nq - 1;
+        uint32_t i = r < rows ? r / T->group : nq - 1;
         b->rpos[r] = L->q_pos[q0 + i];
         b->m[r] = -INFINITY;
         b->l[r] = 0.0f;
     }
-    memset(b->qt, 0, (size_t)hd * ST_ATTN_ROWS * sizeof(float));
-    memset(b->ot, 0, (size_t)hd * ST_ATTN_ROWS * sizeof(float));
+    for (uint32_t d = 0; d < hd; d++) {
+        memset(b->qt + (size_t)d * ST_ATTN_ROWS, 0, (size_t)nv * 16 * sizeof(float));
+        memset(b->ot + (size_t)d * ST_ATTN_ROWS, 0, (size_t)nv * 16 * sizeof(float));
+    }
     st_attn_tile t = { .hd = hd, .nv = nv, .qt = b->qt, .rpos = b->rpos,
                        .rpos_min = L->q_pos[q0], .rpos_max = L->q_pos[q0 + nq - 1],
                        .ot = b->ot, .m = b->m, .l = b->l, .st = b->st };
+    return t;
+}
+
+/* The slots [*lo, *hi) of range r that some query of tile t can see. */
+static void visible(const st_attn_layer *L, const st_attn_range *r, const st_attn_tile *t,
+                    uint32_t *lo, uint32_t *hi)
+{
+    *lo = lower_bound(L->k_pos, r->k_begin, r->k_end, (int64_t)t->rpos_min - r->max_dist);
+    *hi = lower_bound(L->k_pos, *lo, r->k_end, (int64_t)t->rpos_max - r->min_dist + 1);
+}
+
+/* Add slots [lo, hi) of range r to the tile's softmax. */
+static void add_keys(const tiled_task *T, const tile_buf *b, st_attn_tile *t,
+                     const st_attn_range *r, uint32_t lo, uint32_t hi, uint32_t q0, uint32_t nq,
+                     uint32_t g)
+{
+    const st_attn_layer *L = T->L;
+    size_t stride = (size_t)L->n_kv_heads * L->head_dim;
+    load_queries(L, b, r, q0, nq, g, T->group);
+    size_t o = (size_t)lo * stride + (size_t)g * L->head_dim;
+    L->kern->attn_keys(t, range_keys(L, r->pos_mode) + o, L->v + o, stride, L->k_pos + lo,
+                       hi - lo, r->min_dist, r->max_dist);
+}
+
+/* One item: queries q0 .. q0+nq-1, the query heads of kv head g. */
+static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32_t nq, uint32_t g)
+{
+    const st_attn_layer *L = T->L;
+    uint32_t hd = L->head_dim, group = T->group;
+    st_attn_tile t = tile_start(T, b, q0, nq);
     for (uint32_t e = 0; e < L->n_ranges; e++) {
-        const st_attn_range *r = &L->ranges[e];
-        /* Only the slots some query of the tile can see. */
-        uint32_t lo = lower_bound(L->k_pos, r->k_begin, r->k_end,
-                                  (int64_t)t.rpos_min - r->max_dist);
-        uint32_t hi = lower_bound(L->k_pos, lo, r->k_end, (int64_t)t.rpos_max - r->min_dist + 1);
-        if (lo >= hi)
-            continue;
-        load_queries(L, b, r, q0, nq, g, group);
-        size_t o = (size_t)lo * stride + (size_t)g * hd;
-        L->kern->attn_keys(&t, range_keys(L, r->pos_mode) + o, L->v + o, stride, L->k_pos + lo,
-                           hi - lo, r->min_dist, r->max_dist);
+        uint32_t lo, hi;
+        visible(L, &L->ranges[e], &t, &lo, &hi);
+        if (lo < hi)
+            add_keys(T, b, &t, &L->ranges[e], lo, hi, q0, nq, g);
     }
     uint32_t QD = L->n_heads * hd;
     for (uint32_t i = 0; i < nq; i++)
@@ -148,6 +174,156 @@ static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32
         }
 }
 
+/* ---- decode: split along the keys ------------------------------------ */
+
+/* A block of one query (decode) makes only n_kv_heads tile items, each
+ * streaming its head's whole cache, and fills `group` of a tile's 64 rows.
+ * Such a block is split along the visible keys instead: chunk c of kv
+ * head g takes keys [c*chunk, (c+1)*chunk) of the ranges' visible slots
+ * (in range order) and scores them with the per-row kernels (scores_f32,
+ * wsum_f32: vectors along the head dimension, no padded rows) SPLIT_SUB
+ * at a time, so a sub-block's keys and values are read from memory once
+ * and from cache for the other query heads of the group. Each chunk keeps
+ * its own softmax state (m, l and the unnormalised output), merged after
+ * the run. The chunking depends only on the plan, never on the thread
+ * count, so the output is the same however many threads run. */
+#define SPLIT_KEYS 512   /* keys per chunk, unless that gives more chunks than: */
+#define SPLIT_MAX 64
+#define SPLIT_SUB 256    /* keys scored at a time (their scores fit tile_buf.st) */
+
+bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads)
+{
+    return n_q == 1 && n_kv_heads && n_heads / n_kv_heads < ST_ATTN_ROWS;
+}
+
+size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
+{
+    return (size_t)n_heads * SPLIT_MAX * ((size_t)head_dim + 2);
+}
+
+/* Query head hh of kv head g, rotated as range r reads it, into b->qtmp
+ * (or the rotated q itself). */
+static const float *split_query(const st_attn_layer *L, const tile_buf *b, const st_attn_range *r,
+                                uint32_t h)
+{
+    uint32_t hd = L->head_dim, nf = L->n_freq;
+    const float *q = L->q + (size_t)h * hd;
+    if (r->pos_mode == ST_POS_FIXED) {
+        st_op_rope_table(b->cs, b->sn, (double)r->fixed_dist, L->inv_freq, nf,
+                         L->rot_scale * L->rot_scale);
+        st_op_rope(b->qtmp, q, b->cs, b->sn, nf, hd);
+        return b->qtmp;
+    }
+    if (r->pos_mode == ST_POS_SLOT) {
+        size_t so = (size_t)L->q_slot[0] * nf;
+        st_op_rope(b->qtmp, q, L->slot_cs + so, L->slot_sn + so, nf, hd);
+        return b->qtmp;
+    }
+    return L->qr + (size_t)h * hd;
+}
+
+/* Slots [x, y) of range r into the softmax states of kv head g's query
+ * heads: m[hh], l[hh], acc[hh][hd]. */
+static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_range *r, uint32_t x,
+                       uint32_t y, uint32_t g, float *acc)
+{
+    const st_attn_layer *L = T->L;
+    uint32_t hd = L->head_dim, group = T->group;
+    size_t stride = (size_t)L->n_kv_heads * hd;
+    const float *K = range_keys(L, r->pos_mode) + (size_t)g * hd, *V = L->v + (size_t)g * hd;
+    uint32_t *idx = (uint32_t *)b->qt;
+    float *s = b->st, *tmp = acc + (size_t)group * hd;
+    for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
+        uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
+        for (uint32_t i = 0; i < n; i++)
+            idx[i] = x0 + i;
+        for (uint32_t hh = 0; hh < group; hh++) {
+            const float *q = split_query(L, b, r, g * group + hh);
+            L->kern->scores_f32(q, K, stride, idx, n, hd, L->scale, s);
+            float mx = b->m[hh];
+            for (uint32_t i = 0; i < n; i++)
+                mx = s[i] > mx ? s[i] : mx;
+            float alpha = b->m[hh] == -INFINITY ? 0.0f : expf(b->m[hh] - mx), sum = 0.0f;
+            for (uint32_t i = 0; i < n; i++) {
+                s[i] = expf(s[i] - mx);
+                sum += s[i];
+            }
+            b->m[hh] = mx;
+            b->l[hh] = b->l[hh] * alpha + sum;
+            L->kern->wsum_f32(tmp, s, V, stride, idx, n, hd);
+            float *o = acc + (size_t)hh * hd;
+            for (uint32_t d = 0; d < hd; d++)
+                o[d] = o[d] * alpha + tmp[d];
+        }
+    }
+}
+
+/* Chunk c of kv head g; its state goes to part: m[group], l[group],
+ * out[group][hd]. */
+static void run_chunk(const tiled_task *T, const tile_buf *b, uint32_t c, uint32_t g)
+{
+    const st_attn_layer *L = T->L;
+    uint32_t hd = L->head_dim, group = T->group;
+    float *acc = b->ot; /* group + 1 rows of hd: the outputs, then wsum's */
+    for (uint32_t hh = 0; hh < group; hh++) {
+        b->m[hh] = -INFINITY;
+        b->l[hh] = 0.0f;
+    }
+    memset(acc, 0, (size_t)group * hd * sizeof(float));
+    st_attn_tile t = { .rpos_min = L->q_pos[0], .rpos_max = L->q_pos[0] };
+    uint64_t c_lo = (uint64_t)c * T->chunk, c_hi = c_lo + T->chunk, seen = 0;
+    for (uint32_t e = 0; e < L->n_ranges && seen < c_hi; e++) {
+        uint32_t lo, hi;
+        visible(L, &L->ranges[e], &t, &lo, &hi);
+        if (lo >= hi)
+            continue;
+        /* This range holds visible keys [seen, seen + hi - lo). */
+        uint64_t a = c_lo > seen ? c_lo - seen : 0;
+        uint64_t z = c_hi - seen < (uint64_t)(hi - lo) ? c_hi - seen : (uint64_t)(hi - lo);
+        if (a < z)
+            split_keys(T, b, &L->ranges[e], lo + (uint32_t)a, lo + (uint32_t)z, g, acc);
+        seen += hi - lo;
+    }
+    float *p = L->part + ((size_t)g * T->n_chunks + c) * ((size_t)hd + 2) * group;
+    memcpy(p, b->m, group * sizeof(float));
+    memcpy(p + group, b->l, group * sizeof(float));
+    memcpy(p + 2 * group, acc, (size_t)group * hd * sizeof(float));
+}
+
+/* out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c. */
+static void merge_chunks(const tiled_task *T)
+{
+    const st_attn_layer *L = T->L;
+    uint32_t hd = L->head_dim, group = T->group;
+    size_t per = ((size_t)hd + 2) * group;
+    for (uint32_t g = 0; g < L->n_kv_heads; g++) {
+        const float *pg = L->part + (size_t)g * T->n_chunks * per;
+        for (uint32_t hh = 0; hh < group; hh++) {
+            float M = -INFINITY;
+            for (uint32_t c = 0; c < T->n_chunks; c++)
+                M = fmaxf(M, pg[c * per + hh]);
+            float *out = L->out + (size_t)(g * group + hh) * hd;
+            memset(out, 0, hd * sizeof(float));
+            if (M == -INFINITY)
+                continue; /* sees nothing: zeros, as on the gather path */
+            float sum = 0.0f;
+            for (uint32_t c = 0; c < T->n_chunks; c++) {
+                const float *p = pg + c * per;
+                if (p[hh] == -INFINITY)
+                    continue;
+                float w = expf(p[hh] - M);
+                sum += w * p[group + hh];
+                const float *a = p + 2 * group + (size_t)hh * hd;
+                for (uint32_t d = 0; d < hd; d++)
+                    out[d] += w * a[d];
+            }
+            float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            for (uint32_t d = 0; d < hd; d++)
+                out[d] *= inv;
+        }
+    }
+}
+
 static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
 {
     (void)nth;
@@ -158,6 +334,10 @@ static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
         uint32_t it = atomic_fetch_add_explicit(&T->next, 1, memory_order_relaxed);
         if (it >= T->n_items)
             break;
+        if (T->n_chunks) {
+            run_chunk(T, &b, it / L->n_kv_heads, it % L->n_kv_heads);
+            continue;
+        }
         uint32_t qt = it / L->n_kv_heads, g = it % L->n_kv_heads;
         uint32_t q0 = qt * T->q_per_tile;
         uint32_t nq = L->n_q - q0 < T->q_per_tile ? L->n_q - q0 : T->q_per_tile;
@@ -165,12 +345,39 @@ static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
     }
 }
 
+/* The chunking of a split block: visible keys over all ranges (they are
+ * the same for every kv head), SPLIT_KEYS per chunk, at most SPLIT_MAX. */
+static void plan_chunks(tiled_task *T)
+{
+    const st_attn_layer *L = T->L;
+    st_attn_tile t = { .rpos_min = L->q_pos[0], .rpos_max = L->q_pos[L->n_q - 1] };
+    uint64_t n = 0;
+    for (uint32_t e = 0; e < L->n_ranges; e++) {
+        uint32_t lo, hi;
+        visible(L, &L->ranges[e], &t, &lo, &hi);
+        n += lo < hi ? hi - lo : 0;
+    }
+    uint64_t chunk = SPLIT_KEYS;
+    if (n > (uint64_t)SPLIT_KEYS * SPLIT_MAX)
+        chunk = (n + SPLIT_MAX - 1) / SPLIT_MAX;
+    T->chunk = (uint32_t)chunk;
+    T->n_chunks = n ? (uint32_t)((n + chunk - 1) / chunk) : 1;
+    T->n_items = T->n_chunks * L->n_kv_heads;
+}
+
 void st_attn_tiled_run(const st_attn_layer *L, st_threadpool *pool, float *const *scratch)
 {
     tiled_task T = { .L = L, .scratch = scratch };
     T.group = L->n_heads / L->n_kv_heads;
     T.q_per_tile = ST_ATTN_ROWS / T.group;
-    T.n_items = (L->n_q + T.q_per_tile - 1) / T.q_per_tile * L->n_kv_heads;
+    /* (The sub-block's slot list borrows the tile's query buffer.) */
+    if (L->part && st_attn_tiled_splits(L->n_q, L->n_heads, L->n_kv_heads) &&
+        (size_t)L->head_dim * ST_ATTN_ROWS >= SPLIT_SUB)
+        plan_chunks(&T);
+    else
+        T.n_items = (L->n_q + T.q_per_tile - 1) / T.q_per_tile * L->n_kv_heads;
     atomic_init(&T.next, 0);
     st_threadpool_run(pool, tiled_task_fn, &T);
+    if (T.n_chunks)
+        merge_chunks(&T);
 }

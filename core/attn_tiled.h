@@ -7,7 +7,8 @@
  * Work items are (query tile, kv head): the tile's queries times the query
  * heads sharing that kv head are scored together against each key tile
  * (st_cpu_kernels.attn_keys), so every cached key and value is read once
- * per query tile instead of once per query and head. Per range the
+ * per query tile instead of once per query and head. A one-query block
+ * (decode) is split along the keys instead, chunks merged after. Per range the
  * queries are rotated as its position mode asks (ST_POS_TRUE: the rotated
  * q; ST_POS_FIXED: R(fixed_dist) q against unrotated keys; ST_POS_SLOT:
  * R(slot_q) q against keys rotated at their slot), then the range's keys
@@ -42,6 +43,9 @@ typedef struct st_attn_layer {
     const float *slot_cs, *slot_sn; /* [slot][n_freq] (ST_POS_SLOT) */
     float scale;             /* attn_temperature / sqrt(hd) */
     float *out;              /* [n_q][n_heads][hd] */
+    /* st_attn_tiled_part_floats() floats, or NULL: blocks that
+     * st_attn_tiled_splits() are then split along the keys. */
+    float *part;
 } st_attn_layer;
 
 /* True when the kernels and the head shape allow the tiled path. */
@@ -50,6 +54,14 @@ bool st_attn_tiled_supported(const st_cpu_kernels *kern, uint32_t n_heads, uint3
 
 /* Per-thread scratch the run needs, in floats (64-byte aligned buffers). */
 size_t st_attn_tiled_scratch_floats(uint32_t head_dim);
+
+/* True when a block of n_q queries is split along the keys (given a part
+ * buffer): decode steps, one query whose rows would fill few tile lanes
+ * and make too few items to share among threads. */
+bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads);
+
+/* Floats of the part buffer for this head shape. */
+size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim);
 
 /* Evaluate the layer on the pool; scratch[ith] for thread ith. */
 void st_attn_tiled_run(const st_attn_layer *L, st_threadpool *pool, float *const *scratch);

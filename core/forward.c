@@ -75,6 +75,7 @@ struct st_forward_ctx {
     /* The tiled path: the plan's ranges, per-thread scratch. */
     st_attn_range *tranges;
     float **tile_scr;
+    float *tile_part;         /* split decode blocks' partial softmax states */
 
     /* The current layer's plan. */
     plan_entry *entries;
@@ -211,7 +212,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->k_slot = malloc((size_t)cap * st_kv_row(kv) * sizeof(float));
     c->scr = calloc(c->nth, sizeof *c->scr);
     c->tile_scr = calloc(c->nth, sizeof *c->tile_scr);
-    if (!c->slot_cs || !c->slot_sn || !c->k_slot || !c->scr || !c->tile_scr)
+    c->tile_part = malloc(st_attn_tiled_part_floats(hp->n_heads, hd) * sizeof(float));
+    if (!c->slot_cs || !c->slot_sn || !c->k_slot || !c->scr || !c->tile_scr || !c->tile_part)
         goto nomem;
     size_t tile_bytes = st_attn_tiled_scratch_floats(hd) * sizeof(float);
     tile_bytes = (tile_bytes + 63) & ~(size_t)63;
@@ -262,6 +264,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
         for (uint32_t i = 0; i < c->nth; i++)
             free(c->tile_scr[i]);
     free(c->tile_scr);
+    free(c->tile_part);
     free(c->tranges);
     free(c->k_slot);
     free(c->slot_cs);
@@ -738,8 +741,8 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 
 /* ---- tiled attention -------------------------------------------------- */
 
-/* Blocks of fewer queries stay on the gather path: a tile's rows would be
- * mostly padding (decode reads each key once per head either way). */
+/* Blocks of 2..7 queries stay on the gather path: a tile's rows would be
+ * mostly padding. One query (decode) is split along the keys. */
 #define TILED_MIN_Q 8
 
 /* The tiled path takes a layer whose plan is only contiguous ranges for
@@ -748,7 +751,9 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
-    if (c->tiled_off || c->ggml || n < TILED_MIN_Q || (int32_t)layer == c->weights_layer ||
+    if (c->tiled_off || c->ggml ||
+        (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
+        (int32_t)layer == c->weights_layer ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
         return false;
@@ -777,6 +782,7 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
         .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
         .scale = c->temperature / sqrtf((float)hp->head_dim), .out = c->att,
+        .part = c->tile_part,
     };
     st_attn_tiled_run(&L, c->pool, c->tile_scr);
     return ST_OK;

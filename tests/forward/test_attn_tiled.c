@@ -165,6 +165,8 @@ static void check(const shape *S, const st_attn_range *r, uint32_t nr, const cha
     float *scr[2];
     for (int i = 0; i < 2; i++)
         scr[i] = aligned_alloc(64, (sf * sizeof(float) + 63) & ~(size_t)63);
+    float *part = malloc(st_attn_tiled_part_floats(S->n_heads, S->hd) * sizeof(float));
+    cr_assert(part);
     st_diag d;
     st_threadpool *pool = NULL;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
@@ -173,7 +175,9 @@ static void check(const shape *S, const st_attn_range *r, uint32_t nr, const cha
         if ((int)L.kern->isa != isa)
             continue;
         cr_assert(st_attn_tiled_supported(L.kern, S->n_heads, S->n_kv_heads, S->hd));
-        for (int threaded = 0; threaded < 2; threaded++) {
+        for (int run = 0; run < 4; run++) {
+            int threaded = run & 1, split = run >> 1;
+            L.part = split ? part : NULL; /* with a part buffer, few queries split */
             memset(b.out, 0xff, n * sizeof(float)); /* NaN: every output must be written */
             st_attn_tiled_run(&L, threaded ? pool : NULL, scr);
             double num = 0, den = 0;
@@ -183,11 +187,12 @@ static void check(const shape *S, const st_attn_range *r, uint32_t nr, const cha
                 den += (double)want[i] * want[i];
             }
             double rel = sqrt(num / (den > 0 ? den : 1));
-            cr_assert(rel < TOL, "%s, isa %d, threaded %d: relative error %g", what, isa,
-                      threaded, rel);
+            cr_assert(rel < TOL, "%s, isa %d, threaded %d, split %d: relative error %g", what,
+                      isa, threaded, split, rel);
         }
     }
     st_threadpool_destroy(pool);
+    free(part);
     free(scr[0]);
     free(scr[1]);
     free(want);
@@ -261,4 +266,35 @@ Test(attn_tiled, odd_shapes)
         };
         check(s, r, 2, "odd shape");
     }
+}
+
+/* One-query blocks split along the keys (st_attn_tiled_splits): chunks
+ * and sub-blocks that cut through ranges, a chunk count at the cap (over
+ * 64 x 512 visible keys), ranges the query does not see; blocks of a few
+ * queries take the tile path whether or not a part buffer is given. */
+Test(attn_tiled, split_decode)
+{
+    cr_assert(st_attn_tiled_splits(1, 9, 3) && st_attn_tiled_splits(1, 5, 5));
+    cr_assert(!st_attn_tiled_splits(2, 9, 3) && !st_attn_tiled_splits(1, 64, 1));
+    for (uint32_t nq = 1; nq <= 5; nq += 2) {
+        shape s = { 9, 3, 64, 1500, nq };
+        st_attn_range dense = { ST_ALL_HEADS, 0, s.n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 };
+        check(&s, &dense, 1, "split dense");
+        const int32_t W = 700;
+        st_attn_range lambda[3] = {
+            { ST_ALL_HEADS, 0, 16, W, ST_DIST_MAX, ST_POS_FIXED, W },
+            { ST_ALL_HEADS, 16, s.n_slots, 0, W - 1, ST_POS_TRUE, 0 },
+            { ST_ALL_HEADS, 0, 3, 0, 2, ST_POS_TRUE, 0 }, /* too far: seen by none */
+        };
+        check(&s, lambda, 3, "split global + local");
+    }
+    shape many = { 2, 1, 16, 40000, 1 }; /* 40,000 keys: 64 chunks of 625 */
+    st_attn_range r[2] = {
+        { ST_ALL_HEADS, 0, 20000, 0, ST_DIST_MAX, ST_POS_SLOT, 0 },
+        { ST_ALL_HEADS, 20000, many.n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 },
+    };
+    check(&many, r, 2, "split at the chunk cap");
+    shape none = { 4, 2, 32, 600, 1 };
+    st_attn_range far = { ST_ALL_HEADS, 0, none.n_slots, 5000, ST_DIST_MAX, ST_POS_TRUE, 0 };
+    check(&none, &far, 1, "split, nothing visible");
 }
