@@ -16,10 +16,9 @@
  * cur_len up to a multiple of step before the formula: the table then
  * changes once per step tokens instead of at every token past L.
  */
-#include <math.h>
+#include <string.h>
 
-#include <stretch/params.h>
-#include <stretch/plugin.h>
+#include "../rope_scaling.h"
 
 typedef struct dyn_ntk {
     const st_host_services *host;
@@ -38,21 +37,15 @@ typedef struct dyn_ntk {
 static st_status dyn_create(const st_host_services *host, const msgpack_object *params,
                             void **inst, st_error *err)
 {
-    double factor = 1.0, max_alpha = 0.0, base = 0.0;
-    int64_t trained = 0, step = 1;
-    st_status st = st_param_float(params, "factor", &factor);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "dynamic-ntk: parameter factor must be a number");
-    st = st_param_float(params, "max_alpha", &max_alpha);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "dynamic-ntk: parameter max_alpha must be a number");
-    st = st_param_float(params, "base", &base);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "dynamic-ntk: parameter base must be a number");
-    st = st_param_int(params, "trained_length", &trained);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID,
-                           "dynamic-ntk: parameter trained_length must be an integer");
+    double factor = 1.0, max_alpha = 0.0, base;
+    int64_t trained, step = 1;
+    st_status st;
+    if ((st = rope_scaling_float(host, params, "dynamic-ntk", "factor", &factor, err)) != ST_OK ||
+        (st = rope_scaling_float(host, params, "dynamic-ntk", "max_alpha", &max_alpha, err)) !=
+            ST_OK ||
+        (st = rope_scaling_base_param(host, params, "dynamic-ntk", &base, err)) != ST_OK ||
+        (st = rope_scaling_trained_param(host, params, "dynamic-ntk", &trained, err)) != ST_OK)
+        return st;
     st = st_param_int(params, "step", &step);
     if (st != ST_OK && st != ST_E_NOT_FOUND)
         return host->error(err, ST_E_INVALID, "dynamic-ntk: parameter step must be an integer");
@@ -67,14 +60,6 @@ static st_status dyn_create(const st_host_services *host, const msgpack_object *
         return host->error(err, ST_E_RANGE,
                            "dynamic-ntk: parameter max_alpha must be 0 (no cap) or in [1, 1e6], got %g",
                            max_alpha);
-    if (!(base >= 0.0 && base <= 1.0e12))
-        return host->error(err, ST_E_RANGE,
-                           "dynamic-ntk: parameter base must be in [0, 1e12] (0 = the model's), got %g",
-                           base);
-    if (trained < 0 || trained > 1073741824)
-        return host->error(err, ST_E_RANGE,
-                           "dynamic-ntk: parameter trained_length must be in [0, 2^30] "
-                           "(0 = the model's), got %lld", (long long)trained);
     dyn_ntk *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "dynamic-ntk: out of memory");
@@ -119,12 +104,7 @@ static void dyn_fill_table(const dyn_ntk *p, double alpha, float *f)
 
 static void dyn_describe(const dyn_ntk *p, st_posenc_desc *out)
 {
-    out->struct_size = sizeof *out;
-    out->flags = ST_POSENC_ROTARY;
-    out->inv_freq = p->inv_freq;
-    out->n_freq = p->d / 2;
-    out->rotary_scale = 1.0f;
-    out->attn_temperature = 1.0f;
+    rope_scaling_describe(out, p->inv_freq, p->d / 2, 1.0f);
 }
 
 static st_status dyn_configure(void *inst, const st_model_shape *shape, st_posenc_desc *out,
@@ -132,34 +112,19 @@ static st_status dyn_configure(void *inst, const st_model_shape *shape, st_posen
 {
     dyn_ntk *p = inst;
     const st_host_services *h = p->host;
-    if (!shape || !out)
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: configure needs a model shape and a description");
-    uint32_t d = shape->rope_dims;
-    if (d == 0)
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: the model has no rotary dimensions (rope_dims 0); dynamic "
-                        "NTK scaling changes the RoPE base and cannot apply");
-    if (d % 2 != 0)
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: the model's rope_dims %u is odd; rotary pairs need an even "
-                        "count", d);
-    if (d > shape->head_dim)
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: the model's rope_dims %u exceeds head_dim %u", d,
-                        shape->head_dim);
-    double base = p->base_param > 0.0 ? p->base_param : (double)shape->rope_base;
-    if (!(base > 1.0) || !isfinite(base))
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: rope base %g is not above 1; set the base parameter", base);
-    double trained = p->trained_param > 0 ? (double)p->trained_param : (double)shape->n_ctx_train;
-    if (!(trained >= 1.0))
-        return h->error(err, ST_E_INVALID,
-                        "dynamic-ntk: the model gives no trained context length; set the "
-                        "trained_length parameter");
-    float *f = h->calloc(h->host, d / 2, sizeof *f);
+    uint32_t d = 0;
+    double base = 0.0, trained = 0.0;
+    st_status st = rope_scaling_shape(h, shape, out, "dynamic-ntk",
+                                      "dynamic NTK scaling changes the RoPE base", p->base_param,
+                                      &d, &base, err);
+    if (st == ST_OK)
+        st = rope_scaling_trained(h, shape, "dynamic-ntk", "trained_length",
+                                  (double)p->trained_param, &trained, err);
+    if (st != ST_OK)
+        return st;
+    float *f = rope_scaling_table(h, "dynamic-ntk", d / 2, err);
     if (!f)
-        return h->error(err, ST_E_NOMEM, "dynamic-ntk: out of memory");
+        return ST_E_NOMEM;
     p->d = d;
     p->base = base;
     p->trained = trained;
@@ -182,9 +147,9 @@ static st_status dyn_update(void *inst, uint32_t cur_len, st_posenc_desc *out, b
     if (!p->inv_freq)
         return h->error(err, ST_E_INVALID, "dynamic-ntk: update called before configure");
     uint32_t n = p->d / 2;
-    float *f = h->calloc(h->host, n, sizeof *f);
+    float *f = rope_scaling_table(h, "dynamic-ntk", n, err);
     if (!f)
-        return h->error(err, ST_E_NOMEM, "dynamic-ntk: out of memory");
+        return ST_E_NOMEM;
     dyn_fill_table(p, dyn_alpha(p, cur_len), f);
     if (memcmp(f, p->inv_freq, n * sizeof *f) == 0) {
         h->free(h->host, f);

@@ -16,10 +16,7 @@
  * is on, cos and sin are multiplied by 0.1 ln(s) + 1 (1 for s <= 1), which
  * scales the logits by its square; `attn_factor` multiplies that scale.
  */
-#include <math.h>
-
-#include <stretch/params.h>
-#include <stretch/plugin.h>
+#include "../rope_scaling.h"
 
 typedef struct yarn_pe {
     const st_host_services *host;
@@ -33,35 +30,21 @@ typedef struct yarn_pe {
     float *inv_freq;
 } yarn_pe;
 
-static st_status yarn_get_float(const st_host_services *host, const msgpack_object *params,
-                                const char *key, double *v, st_error *err)
-{
-    st_status st = st_param_float(params, key, v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "yarn: parameter %s must be a number", key);
-    return ST_OK;
-}
-
 static st_status yarn_create(const st_host_services *host, const msgpack_object *params,
                              void **inst, st_error *err)
 {
-    double scale = 4.0, beta_fast = 32.0, beta_slow = 1.0, attn_factor = 1.0, base = 0.0;
-    int64_t trained = 0;
+    double scale = 4.0, beta_fast = 32.0, beta_slow = 1.0, attn_factor = 1.0, base;
+    int64_t trained;
     bool mscale = true;
     st_status st;
-    if ((st = yarn_get_float(host, params, "scale", &scale, err)) != ST_OK ||
-        (st = yarn_get_float(host, params, "beta_fast", &beta_fast, err)) != ST_OK ||
-        (st = yarn_get_float(host, params, "beta_slow", &beta_slow, err)) != ST_OK ||
-        (st = yarn_get_float(host, params, "attn_factor", &attn_factor, err)) != ST_OK ||
-        (st = yarn_get_float(host, params, "base", &base, err)) != ST_OK)
+    if ((st = rope_scaling_float(host, params, "yarn", "scale", &scale, err)) != ST_OK ||
+        (st = rope_scaling_float(host, params, "yarn", "beta_fast", &beta_fast, err)) != ST_OK ||
+        (st = rope_scaling_float(host, params, "yarn", "beta_slow", &beta_slow, err)) != ST_OK ||
+        (st = rope_scaling_float(host, params, "yarn", "attn_factor", &attn_factor, err)) != ST_OK)
         return st;
     st = st_param_bool(params, "mscale", &mscale);
     if (st != ST_OK && st != ST_E_NOT_FOUND)
         return host->error(err, ST_E_INVALID, "yarn: parameter mscale must be true or false");
-    st = st_param_int(params, "trained_length", &trained);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "yarn: parameter trained_length must be an integer");
-
     if (!(scale >= 1.0 && scale <= 1.0e6))
         return host->error(err, ST_E_RANGE, "yarn: parameter scale must be in [1, 1e6], got %g",
                            scale);
@@ -76,13 +59,9 @@ static st_status yarn_create(const st_host_services *host, const msgpack_object 
     if (!(attn_factor > 0.0 && attn_factor <= 100.0))
         return host->error(err, ST_E_RANGE,
                            "yarn: parameter attn_factor must be in (0, 100], got %g", attn_factor);
-    if (!(base >= 0.0 && base <= 1.0e12))
-        return host->error(err, ST_E_RANGE,
-                           "yarn: parameter base must be in [0, 1e12] (0 = the model's), got %g", base);
-    if (trained < 0 || trained > 1073741824)
-        return host->error(err, ST_E_RANGE,
-                           "yarn: parameter trained_length must be in [0, 2^30] (0 = the model's), "
-                           "got %lld", (long long)trained);
+    if ((st = rope_scaling_base_param(host, params, "yarn", &base, err)) != ST_OK ||
+        (st = rope_scaling_trained_param(host, params, "yarn", &trained, err)) != ST_OK)
+        return st;
     yarn_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "yarn: out of memory");
@@ -119,28 +98,15 @@ static st_status yarn_configure(void *inst, const st_model_shape *shape, st_pose
 {
     yarn_pe *p = inst;
     const st_host_services *h = p->host;
-    if (!shape || !out)
-        return h->error(err, ST_E_INVALID, "yarn: configure needs a model shape and a description");
-    uint32_t d = shape->rope_dims;
-    if (d == 0)
-        return h->error(err, ST_E_INVALID,
-                        "yarn: the model has no rotary dimensions (rope_dims 0); YaRN rescales "
-                        "RoPE and cannot apply");
-    if (d % 2 != 0)
-        return h->error(err, ST_E_INVALID,
-                        "yarn: the model's rope_dims %u is odd; rotary pairs need an even count", d);
-    if (d > shape->head_dim)
-        return h->error(err, ST_E_INVALID, "yarn: the model's rope_dims %u exceeds head_dim %u", d,
-                        shape->head_dim);
-    double base = p->base_param > 0.0 ? p->base_param : (double)shape->rope_base;
-    if (!(base > 1.0) || !isfinite(base))
-        return h->error(err, ST_E_INVALID,
-                        "yarn: rope base %g is not above 1; set the base parameter", base);
-    double trained = p->trained_param > 0 ? (double)p->trained_param : (double)shape->n_ctx_train;
-    if (!(trained >= 1.0))
-        return h->error(err, ST_E_INVALID,
-                        "yarn: the model gives no trained context length; set the trained_length "
-                        "parameter");
+    uint32_t d = 0;
+    double base = 0.0, trained = 0.0;
+    st_status st = rope_scaling_shape(h, shape, out, "yarn", "YaRN rescales RoPE", p->base_param,
+                                      &d, &base, err);
+    if (st == ST_OK)
+        st = rope_scaling_trained(h, shape, "yarn", "trained_length", (double)p->trained_param,
+                                  &trained, err);
+    if (st != ST_OK)
+        return st;
 
     double low = floor(yarn_corr(p->beta_fast, d, base, trained));
     double high = ceil(yarn_corr(p->beta_slow, d, base, trained));
@@ -151,9 +117,9 @@ static st_status yarn_configure(void *inst, const st_model_shape *shape, st_pose
     double span = high - low > 0.001 ? high - low : 0.001;
 
     uint32_t n = d / 2;
-    float *f = h->calloc(h->host, n, sizeof *f);
+    float *f = rope_scaling_table(h, "yarn", n, err);
     if (!f)
-        return h->error(err, ST_E_NOMEM, "yarn: out of memory");
+        return ST_E_NOMEM;
     for (uint32_t i = 0; i < n; i++) {
         double theta = pow(base, -2.0 * (double)i / (double)d);
         double t = ((double)i - low) / span;
@@ -165,12 +131,7 @@ static st_status yarn_configure(void *inst, const st_model_shape *shape, st_pose
     p->inv_freq = f;
 
     double mscale = p->mscale && p->scale > 1.0 ? 0.1 * log(p->scale) + 1.0 : 1.0;
-    out->struct_size = sizeof *out;
-    out->flags = ST_POSENC_ROTARY;
-    out->inv_freq = p->inv_freq;
-    out->n_freq = n;
-    out->rotary_scale = (float)(mscale * p->attn_factor);
-    out->attn_temperature = 1.0f;
+    rope_scaling_describe(out, f, n, (float)(mscale * p->attn_factor));
     return ST_OK;
 }
 

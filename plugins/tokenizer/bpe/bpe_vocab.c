@@ -226,7 +226,7 @@ static st_status check_model(st_bpe *b, st_error *err)
 static st_status load_tokens(st_bpe *b, st_error *err)
 {
     const st_host_services *h = b->host;
-    uint64_t n;
+    uint64_t n = 0;
     st_status st = meta_string_array(b, META_PREFIX "tokens", &n, err);
     if (st != ST_OK)
         return st;
@@ -356,7 +356,7 @@ static st_status build_key_table(st_bpe *b, st_error *err)
 static st_status load_merges(st_bpe *b, st_error *err)
 {
     const st_host_services *h = b->host;
-    uint64_t n;
+    uint64_t n = 0;
     st_status st = meta_string_array(b, META_PREFIX "merges", &n, err);
     if (st != ST_OK)
         return st;
