@@ -13,7 +13,7 @@
  * the global tokens and the last n_local, so memory is flat and blocked
  * prefill costs O(n).
  */
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 typedef struct lm_infinite {
@@ -28,32 +28,15 @@ typedef struct lm_infinite {
     uint32_t limit;             /* slots retain may keep: the budget, capped by the context */
 } lm_infinite;
 
-static st_status read_count(const st_host_services *host, const msgpack_object *params,
-                            const char *key, int64_t def, int64_t min, int64_t max,
-                            uint32_t *out, st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "lm-infinite: parameter %s must be an integer",
-                           key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE,
-                           "lm-infinite: parameter %s must be in [%lld, %lld], got %lld", key,
-                           (long long)min, (long long)max, (long long)v);
-    *out = (uint32_t)v;
-    return ST_OK;
-}
-
 static st_status lmi_create(const st_host_services *host, const msgpack_object *params,
                             void **inst, st_error *err)
 {
     uint32_t n_global, n_local, global_dist;
-    st_status st = read_count(host, params, "n_global", 16, 0, 65536, &n_global, err);
+    st_status st = st_param_count(host, params, "lm-infinite", "n_global", 16, 0, 65536, &n_global, err);
     if (st == ST_OK)
-        st = read_count(host, params, "n_local", 0, 0, 16777216, &n_local, err);
+        st = st_param_count(host, params, "lm-infinite", "n_local", 0, 0, 16777216, &n_local, err);
     if (st == ST_OK)
-        st = read_count(host, params, "global_dist", 0, 0, 16777216, &global_dist, err);
+        st = st_param_count(host, params, "lm-infinite", "global_dist", 0, 0, 16777216, &global_dist, err);
     if (st != ST_OK)
         return st;
     lm_infinite *li = host->calloc(host->host, 1, sizeof *li);

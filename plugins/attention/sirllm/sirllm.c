@@ -14,7 +14,7 @@
  * positions (ST_POS_SLOT), so no distance exceeds the cache size plus one
  * block. Every cached key at or before the query is visible.
  */
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 typedef struct sirllm {
@@ -35,31 +35,15 @@ typedef struct sirllm {
     uint32_t cap_order;
 } sirllm;
 
-static st_status read_count(const st_host_services *host, const msgpack_object *params,
-                            const char *key, int64_t def, int64_t min, int64_t max,
-                            uint32_t *out, st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "sirllm: parameter %s must be an integer", key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE,
-                           "sirllm: parameter %s must be in [%lld, %lld], got %lld", key,
-                           (long long)min, (long long)max, (long long)v);
-    *out = (uint32_t)v;
-    return ST_OK;
-}
-
 static st_status sir_create(const st_host_services *host, const msgpack_object *params,
                             void **inst, st_error *err)
 {
     uint32_t start, recent, entropy;
-    st_status st = read_count(host, params, "start_size", 4, 0, 65536, &start, err);
+    st_status st = st_param_count(host, params, "sirllm", "start_size", 4, 0, 65536, &start, err);
     if (st == ST_OK)
-        st = read_count(host, params, "recent_size", 1000, 0, 16777216, &recent, err);
+        st = st_param_count(host, params, "sirllm", "recent_size", 1000, 0, 16777216, &recent, err);
     if (st == ST_OK)
-        st = read_count(host, params, "entropy_size", 1000, 0, 16777216, &entropy, err);
+        st = st_param_count(host, params, "sirllm", "entropy_size", 1000, 0, 16777216, &entropy, err);
     if (st != ST_OK)
         return st;
     double decay = 0.9;

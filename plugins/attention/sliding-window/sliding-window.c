@@ -9,7 +9,7 @@
  * The cache keeps the first `sinks` slots and the last `window` slots: no
  * future query can see anything else, so memory is flat at sinks + window.
  */
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 typedef struct sliding_window {
@@ -18,31 +18,14 @@ typedef struct sliding_window {
     uint32_t sinks;
 } sliding_window;
 
-static st_status read_count(const st_host_services *host, const msgpack_object *params,
-                            const char *key, int64_t def, int64_t min, int64_t max,
-                            uint32_t *out, st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID,
-                           "sliding-window: parameter %s must be an integer", key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE,
-                           "sliding-window: parameter %s must be in [%lld, %lld], got %lld",
-                           key, (long long)min, (long long)max, (long long)v);
-    *out = (uint32_t)v;
-    return ST_OK;
-}
-
 static st_status sw_create(const st_host_services *host, const msgpack_object *params,
                            void **inst, st_error *err)
 {
     uint32_t window, sinks;
-    st_status st = read_count(host, params, "window", 4096, 1, 16777216, &window, err);
+    st_status st = st_param_count(host, params, "sliding-window", "window", 4096, 1, 16777216, &window, err);
     if (st != ST_OK)
         return st;
-    st = read_count(host, params, "sinks", 0, 0, 65536, &sinks, err);
+    st = st_param_count(host, params, "sliding-window", "sinks", 0, 0, 65536, &sinks, err);
     if (st != ST_OK)
         return st;
     sliding_window *sw = host->calloc(host->host, 1, sizeof *sw);

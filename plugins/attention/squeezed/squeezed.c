@@ -17,41 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 
 #include "squeezed_plugin.h"
 
 #define NAME "squeezed"
-
-static st_status get_int(const st_host_services *host, const msgpack_object *params,
-                         const char *key, int64_t def, int64_t min, int64_t max, int64_t *out,
-                         st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, NAME ": parameter %s must be an integer", key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE, NAME ": parameter %s must be in [%lld, %lld], got %lld",
-                           key, (long long)min, (long long)max, (long long)v);
-    *out = v;
-    return ST_OK;
-}
-
-static st_status get_float(const st_host_services *host, const msgpack_object *params,
-                           const char *key, double def, double min, double max, double *out,
-                           st_error *err)
-{
-    double v = def;
-    st_status st = st_param_float(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, NAME ": parameter %s must be a number", key);
-    if (!(v >= min && v <= max))
-        return host->error(err, ST_E_RANGE, NAME ": parameter %s must be in [%g, %g], got %g",
-                           key, min, max, v);
-    *out = v;
-    return ST_OK;
-}
 
 /* An enum parameter: index of its value in `values`, `def` when absent. */
 static st_status get_enum(const st_host_services *host, const msgpack_object *params,
@@ -74,12 +44,11 @@ static st_status get_enum(const st_host_services *host, const msgpack_object *pa
 static st_status read_params(const st_host_services *host, const msgpack_object *params,
                              st_sq_params *p, st_error *err)
 {
-    int64_t v;
+    int64_t v = 0;
     st_status st;
-#define INT(key, def, min, max, field)                                                    \
-    if ((st = get_int(host, params, key, def, min, max, &v, err)) != ST_OK)              \
-        return st;                                                                        \
-    p->field = (uint32_t)v;
+#define INT(key, def, min, max, field)                                                     \
+    if ((st = st_param_count(host, params, NAME, key, def, min, max, &p->field, err)) != ST_OK) \
+        return st;
     INT("fixed_len", 0, 0, 16777216, fixed_len)
     INT("observation", 100, 0, 1048576, observation)
     INT("sinks", 0, 0, 1048576, sinks)
@@ -87,21 +56,21 @@ static st_status read_params(const st_host_services *host, const msgpack_object 
     INT("k_coarse", 0, 0, 1048576, k_coarse)
     INT("kmeans_iters", 20, 1, 1000, kmeans_iters)
 #undef INT
-    if ((st = get_int(host, params, "seed", 1234, 0, INT64_MAX, &v, err)) != ST_OK)
+    if ((st = st_param_int_range(host, params, NAME, "seed", 1234, 0, INT64_MAX, &v, err)) != ST_OK)
         return st;
     p->seed = (uint64_t)v;
     p->rotary = false;
     st = st_param_bool(params, "rotary", &p->rotary);
     if (st != ST_OK && st != ST_E_NOT_FOUND)
         return host->error(err, ST_E_INVALID, NAME ": parameter rotary must be a bool");
-    if ((st = get_float(host, params, "cluster_fraction", 0.05, 1e-6, 1.0, &p->cluster_fraction,
-                        err)) != ST_OK ||
-        (st = get_float(host, params, "quantile", 0.7, 0.0, 1.0, &p->quantile, err)) != ST_OK ||
-        (st = get_float(host, params, "keep_fraction", 0.25, 0.0, 1.0, &p->keep_fraction,
-                        err)) != ST_OK ||
-        (st = get_float(host, params, "coarse_keep_fraction", 0.5, 0.0, 1.0,
-                        &p->coarse_keep_fraction, err)) != ST_OK)
+#define FLOAT(key, def, min, max, field) \
+    st_param_float_range(host, params, NAME, key, def, min, max, &p->field, err)
+    if ((st = FLOAT("cluster_fraction", 0.05, 1e-6, 1.0, cluster_fraction)) != ST_OK ||
+        (st = FLOAT("quantile", 0.7, 0.0, 1.0, quantile)) != ST_OK ||
+        (st = FLOAT("keep_fraction", 0.25, 0.0, 1.0, keep_fraction)) != ST_OK ||
+        (st = FLOAT("coarse_keep_fraction", 0.5, 0.0, 1.0, coarse_keep_fraction)) != ST_OK)
         return st;
+#undef FLOAT
     static const char *const modes[] = {"threshold", "fraction"};
     static const char *const aggs[] = {"max", "mean"};
     int mode, agg;

@@ -20,7 +20,7 @@
  *     at j, so it is scored at the fixed distance sinks + window - 1 - j
  *     (ST_POS_FIXED). Two ranges per sink, split on the true distance.
  */
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 typedef struct streaming {
@@ -32,30 +32,13 @@ typedef struct streaming {
     uint32_t limit; /* slots retain may keep: the budget, capped by the context */
 } streaming;
 
-static st_status read_count(const st_host_services *host, const msgpack_object *params,
-                            const char *key, int64_t def, int64_t min, int64_t max,
-                            uint32_t *out, st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "streaming: parameter %s must be an integer",
-                           key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE,
-                           "streaming: parameter %s must be in [%lld, %lld], got %lld", key,
-                           (long long)min, (long long)max, (long long)v);
-    *out = (uint32_t)v;
-    return ST_OK;
-}
-
 static st_status stream_create(const st_host_services *host, const msgpack_object *params,
                                void **inst, st_error *err)
 {
     uint32_t sinks, window;
-    st_status st = read_count(host, params, "sinks", 4, 0, 65536, &sinks, err);
+    st_status st = st_param_count(host, params, "streaming", "sinks", 4, 0, 65536, &sinks, err);
     if (st == ST_OK)
-        st = read_count(host, params, "window", 0, 0, 16777216, &window, err);
+        st = st_param_count(host, params, "streaming", "window", 0, 0, 16777216, &window, err);
     if (st != ST_OK)
         return st;
     streaming *s = host->calloc(host->host, 1, sizeof *s);
