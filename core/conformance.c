@@ -228,6 +228,42 @@ static bool desc_ok(const st_posenc_desc *d, const st_model_shape *s, char *why,
     return true;
 }
 
+/* stretch_table on a small random table: the size query (no buffer), then
+ * the stretch into exactly that many rows, at least as many as given and
+ * all finite. */
+static void check_stretch_table(const st_posenc_ops *ops, void *inst,
+                                st_conformance_report *rep)
+{
+    enum { ROWS = 24, DIM = 8 };
+    float table[ROWS * DIM];
+    uint64_t x = 0x5eedu;
+    for (int i = 0; i < ROWS * DIM; i++)
+        table[i] = (float)(rng_unit(&x) * 2.0 - 1.0);
+    st_error err = {0};
+    uint32_t need = 0;
+    st_status st = ops->stretch_table(inst, table, ROWS, DIM, NULL, 0, &need, &err);
+    if (!check(rep, "posenc.stretch_table", (st == ST_OK || st == ST_E_RANGE) && need >= ROWS &&
+                                                need <= ROWS * 4096u,
+               "size query for %d rows returned %d with %u rows: %s", ROWS, (int)st, need,
+               err.message))
+        return;
+    float *out = malloc((size_t)need * DIM * sizeof *out);
+    if (!out) {
+        check(rep, "posenc.stretch_table", false, "out of memory");
+        return;
+    }
+    uint32_t got = 0;
+    memset(&err, 0, sizeof err);
+    st = ops->stretch_table(inst, table, ROWS, DIM, out, need, &got, &err);
+    bool finite = st == ST_OK && got == need;
+    for (size_t i = 0; finite && i < (size_t)got * DIM; i++)
+        finite = isfinite(out[i]);
+    check(rep, "posenc.stretch_table", finite,
+          "stretch into %u rows returned %d with %u rows%s: %s", need, (int)st, got,
+          st == ST_OK && got == need ? " (not all finite)" : "", err.message);
+    free(out);
+}
+
 static void check_posenc(const st_posenc_ops *ops, void *inst, st_conformance_report *rep)
 {
     if (!check(rep, "posenc.ops", ops->configure != NULL, "configure is required"))
@@ -237,6 +273,16 @@ static void check_posenc(const st_posenc_ops *ops, void *inst, st_conformance_re
     d.struct_size = sizeof d;
     st_error err = {0};
     st_status st = ops->configure(inst, &shape, &d, &err);
+    if (st == ST_E_INVALID) {
+        /* A plugin for learned absolute position tables (long-clip) may
+         * refuse the RoPE model; it must take a GPT-2-like one. */
+        shape.rope_dims = 0;
+        shape.n_pos_rows = 1024;
+        shape.n_ctx_train = 1024;
+        shape.n_ctx = 2048;
+        memset(&err, 0, sizeof err);
+        st = ops->configure(inst, &shape, &d, &err);
+    }
     if (st == ST_E_UNAVAILABLE) {
         skip(rep, "posenc.configure", err.message);
         return;
@@ -271,6 +317,8 @@ static void check_posenc(const st_posenc_ops *ops, void *inst, st_conformance_re
               !ok ? "ST_POSENC_BIAS set but bias is NULL" : "bias failed or gave NaN: %s",
               err.message);
     }
+    if (ops->stretch_table)
+        check_stretch_table(ops, inst, rep);
     if (ops->update) {
         bool changed = false;
         st_posenc_desc u = d;

@@ -98,7 +98,7 @@ static st_status open_model(st_engine *e, st_error *err)
         .n_layers = hp->n_layers, .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads,
         .head_dim = hp->head_dim, .rope_dims = hp->rope_dims, .rope_base = hp->rope_base,
         .n_ctx_train = hp->n_ctx_train, .n_ctx = e->n_ctx, .n_embd = hp->n_embd,
-        .n_vocab = hp->n_vocab,
+        .n_vocab = hp->n_vocab, .n_pos_rows = e->model->n_pos,
     };
     st_host_set_model(e->host, e->gguf);
     return ST_OK;
@@ -135,6 +135,54 @@ static st_status open_plugins(st_engine *e, st_error *err)
     return ST_OK;
 }
 
+/* A model with a learned absolute position table: the posenc plugin may
+ * stretch it (stretch_table, sized by a first call without a buffer);
+ * either way it must cover every position of the context. */
+static st_status prepare_pos_table(st_engine *e, st_error *err)
+{
+    const st_model *m = e->model;
+    if (!m->pos_embd)
+        return ST_OK;
+    const char *pe = e->posenc.lib->entry->name;
+    e->pos_table = m->pos_embd;
+    e->pos_rows = m->n_pos;
+    if (e->pe->stretch_table) {
+        st_error perr;
+        memset(&perr, 0, sizeof perr);
+        uint32_t need = 0;
+        st_status st = e->pe->stretch_table(e->posenc.in->inst, m->pos_embd, m->n_pos,
+                                            m->hp.n_embd, NULL, 0, &need, &perr);
+        if (st != ST_OK && st != ST_E_RANGE)
+            return st_engine_fail(err, st, "positional-encoding plugin '%s': stretch_table: %s",
+                                  pe, perr.message);
+        if (need == 0)
+            return st_engine_fail(err, ST_E_PLUGIN,
+                                  "positional-encoding plugin '%s' stretched the %u-row position "
+                                  "table to 0 rows", pe, m->n_pos);
+        e->pos_table_owned = malloc((size_t)need * m->hp.n_embd * sizeof(float));
+        if (!e->pos_table_owned)
+            return st_engine_fail(err, ST_E_NOMEM, "out of memory for the position table");
+        uint32_t got = 0;
+        memset(&perr, 0, sizeof perr);
+        st = e->pe->stretch_table(e->posenc.in->inst, m->pos_embd, m->n_pos, m->hp.n_embd,
+                                  e->pos_table_owned, need, &got, &perr);
+        if (st != ST_OK || got == 0 || got > need)
+            return st_engine_fail(err, st != ST_OK ? st : ST_E_PLUGIN,
+                                  "positional-encoding plugin '%s': stretch_table into %u rows: "
+                                  "%s", pe, need, st != ST_OK ? perr.message : "bad row count");
+        e->pos_table = e->pos_table_owned;
+        e->pos_rows = got;
+    }
+    if (e->pos_rows < e->n_ctx)
+        return st_engine_fail(err, ST_E_RANGE,
+                              "%s: context %u exceeds the model's learned position table (%u "
+                              "rows%s); lower `context:` or use a positional-encoding plugin "
+                              "that stretches the table (long-clip)",
+                              e->strategy->path, e->n_ctx, e->pos_rows,
+                              e->pos_table_owned ? ", as stretched by the posenc plugin" : "");
+    return ST_OK;
+}
+
 /* Ask the positional and attention plugins for their description of the
  * model, then size the cache and build the forward context. */
 static st_status configure_compute(st_engine *e, st_error *err)
@@ -156,6 +204,8 @@ static st_status configure_compute(st_engine *e, st_error *err)
                               "the model rotates %u dims, so %u were expected",
                               e->posenc.lib->entry->name, e->desc.n_freq,
                               e->shape.rope_dims, e->shape.rope_dims / 2);
+    if ((st = prepare_pos_table(e, err)) != ST_OK)
+        return st;
     e->attn_weights_layer = -1;
     st = e->attn->configure(e->attention.in->inst, &e->shape, &e->attn_needs,
                             &e->attn_weights_layer, &perr);
@@ -253,6 +303,7 @@ void st_engine_close(st_engine *e)
     st_threadpool_destroy(e->pool);
     st_kv_cache_free(e->kv);
     free(e->logits);
+    free(e->pos_table_owned);
     for (size_t i = e->n_samplers; i-- > 0;)
         plugin_release(&e->samplers[i]);
     free(e->samplers);

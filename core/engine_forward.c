@@ -27,6 +27,8 @@ st_status st_engine_forward_init(st_engine *e, st_diag *diag)
         .posenc_inst = e->posenc.in->inst,
         .map_positions = e->pe->map_positions,
         .bias = e->pe->bias,
+        .pos_table = e->pos_table,
+        .pos_rows = e->pos_rows,
         .plan = plan_bridge,
         .plan_user = e,
         .weights_layer = (e->attn_needs & ST_ATTN_NEEDS_WEIGHTS) ? e->attn_weights_layer

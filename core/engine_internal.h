@@ -43,6 +43,11 @@ struct st_engine {
     const st_posenc_ops *pe;
     const st_attention_ops *attn;
     st_posenc_desc desc;
+    /* The model's learned position table, or the posenc plugin's stretch
+     * of it (owned then); NULL when the model has none. */
+    const float *pos_table;
+    float *pos_table_owned;
+    uint32_t pos_rows;
     uint32_t attn_needs;
     int32_t attn_weights_layer;
 

@@ -76,6 +76,8 @@ struct st_forward_ctx {
     st_attn_range *tranges;
     float **tile_scr;
     float *tile_part;         /* split decode blocks' partial softmax states */
+    const float *pos_table;   /* learned absolute positions, or NULL */
+    uint32_t pos_rows;
 
     /* The current layer's plan. */
     plan_entry *entries;
@@ -197,6 +199,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->plan_user = cfg->plan_user;
     c->weights_layer = wl;
     c->want_qk = cfg->want_qk;
+    c->pos_table = cfg->pos_table;
+    c->pos_rows = cfg->pos_rows;
     const char *mode = getenv("STRETCH_ATTN");
     c->tiled_off = mode && strcmp(mode, "gather") == 0;
     c->ggml = st_gc_env_enabled();
@@ -370,8 +374,13 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
             switch (T->op) {
             case OP_EMBED: {
                 const st_weight *w = &c->m->tok_embd;
-                st_cpu_dequant_row(w->type, w->data + (size_t)T->tokens[t] * w->row_bytes,
-                                   c->x + (size_t)t * E, E);
+                float *x = c->x + (size_t)t * E;
+                st_cpu_dequant_row(w->type, w->data + (size_t)T->tokens[t] * w->row_bytes, x, E);
+                if (c->pos_table) {
+                    const float *p = c->pos_table + (size_t)c->qpos_rot[t] * E;
+                    for (uint32_t i = 0; i < E; i++)
+                        x[i] += p[i];
+                }
                 break;
             }
             case OP_NORM: {
@@ -853,6 +862,13 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     } else {
         memcpy(c->qpos_rot, pos, n * sizeof *pos);
     }
+    if (c->pos_table)
+        for (uint32_t t = 0; t < nt; t++)
+            if (c->qpos_rot[t] < 0 || (uint32_t)c->qpos_rot[t] >= c->pos_rows)
+                return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
+                                   "position %d is beyond the model's learned position table "
+                                   "(%u rows); a positional-encoding plugin that stretches it "
+                                   "(long-clip) gives more", c->qpos_rot[t], c->pos_rows);
     for (uint32_t t = 0; t < nt; t++) {
         kv->pos[slot0 + t] = pos[t];
         kv->tokens[slot0 + t] = tokens[t];

@@ -40,6 +40,11 @@ typedef struct st_forward_config {
                                int32_t *out_pos, st_error *err);
     st_status (*bias)(void *inst, uint32_t head, const int32_t *q_pos, size_t nq,
                       const int32_t *k_pos, size_t nk, float *out, st_error *err);
+    /* A learned absolute position table to add to the token embeddings,
+     * row = the token's (mapped) position: the model's, or the posenc
+     * plugin's stretch of it; NULL = none. Borrowed. */
+    const float *pos_table;
+    uint32_t pos_rows;
     /* NULL = dense causal attention. Called once per layer per block. */
     st_plan_fn plan;
     void *plan_user;

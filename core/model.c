@@ -109,6 +109,33 @@ static st_status load_vector(const st_gguf *g, const char *name, uint64_t n, flo
     return ST_OK;
 }
 
+/* The optional learned position table, converted to owned floats. */
+static st_status load_pos_table(const st_gguf *g, st_model *m, st_diag *diag)
+{
+    const char *name = "position_embd.weight";
+    const st_gguf_tensor *t = st_gguf_tensor_find(g, name);
+    if (!t)
+        return ST_OK;
+    uint64_t rows = t->n_dims >= 2 ? t->ne[1] : 1;
+    if (rows == 0 || rows > (uint64_t)INT32_MAX)
+        return st_diag_set(diag, ST_E_FORMAT, gpath(g), 0, 0,
+                           "model: tensor '%s' must be 2-d [n_embd, rows] with 1 to 2^31-1 rows",
+                           name);
+    st_weight w;
+    st_status s = find_matrix(g, name, m->hp.n_embd, rows, &w, diag);
+    if (s != ST_OK)
+        return s;
+    m->pos_embd = malloc((size_t)rows * m->hp.n_embd * sizeof(float));
+    if (!m->pos_embd)
+        return st_diag_set(diag, ST_E_NOMEM, gpath(g), 0, 0,
+                           "model: out of memory for the position table");
+    for (uint64_t r = 0; r < rows; r++)
+        st_cpu_dequant_row(w.type, w.data + r * w.row_bytes, m->pos_embd + r * m->hp.n_embd,
+                           m->hp.n_embd);
+    m->n_pos = (uint32_t)rows;
+    return ST_OK;
+}
+
 static st_status read_hparams(const st_gguf *g, st_model_hparams *hp, st_diag *diag)
 {
     const char *arch_s;
@@ -192,6 +219,8 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
         m->output = m->tok_embd;
         m->tied_output = true;
     }
+    if ((s = load_pos_table(g, m, diag)))
+        goto fail;
     m->layers = calloc(hp->n_layers, sizeof *m->layers);
     if (!m->layers) {
         s = st_diag_set(diag, ST_E_NOMEM, gpath(g), 0, 0, "model: out of memory");
@@ -262,5 +291,6 @@ void st_model_free(st_model *m)
     }
     free(m->out_norm);
     free(m->output.packed);
+    free(m->pos_embd);
     free(m);
 }

@@ -42,10 +42,15 @@ typedef struct st_model {
     float *out_norm;
     st_weight output;      /* tok_embd when the model ties them */
     bool tied_output;
+    /* A learned absolute position table (GPT-2 style position_embd.weight),
+     * added to the token embeddings; NULL when the model has none. */
+    float *pos_embd;       /* [n_pos][n_embd], owned */
+    uint32_t n_pos;
     st_model_layer *layers;
 } st_model;
 
-/* Read the llama hyperparameters and find and shape-check every tensor. */
+/* Read the llama hyperparameters and find and shape-check every tensor
+ * (position_embd.weight is optional: [n_embd, rows]). */
 st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag);
 void st_model_free(st_model *m);
 

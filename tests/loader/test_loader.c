@@ -113,13 +113,13 @@ Test(loader, missing_entry_symbol)
 
 Test(loader, abi_major_differs)
 {
-    expect_refusal("bad-abi-major", ST_REFUSE_ABI, "plugin ABI 2.0, host ABI 1.0",
+    expect_refusal("bad-abi-major", ST_REFUSE_ABI, "plugin ABI 2.0, host ABI 1.1",
                    "major");
 }
 
 Test(loader, abi_minor_newer)
 {
-    expect_refusal("bad-abi-minor", ST_REFUSE_ABI, "plugin ABI 1.99, host ABI 1.0",
+    expect_refusal("bad-abi-minor", ST_REFUSE_ABI, "plugin ABI 1.99, host ABI 1.1",
                    "newer");
 }
 

@@ -4,6 +4,7 @@
  * checkable number: slot j holds j for j < keep and keep + (j - keep) / ratio
  * after, extrapolation included.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "posenc_fixture.h"
@@ -35,8 +36,9 @@ Test(long_clip, clip_77_to_248)
     const st_plugin_entry *e = pe_entry("long-clip");
     void *p = pe_create(e, NULL);
     st_model_shape s = pe_shape();
+    s.n_pos_rows = 77; /* a model with a learned table, as CLIP's text encoder */
     st_posenc_desc d = pe_configure(e, p, &s);
-    cr_assert_eq(d.flags, 0u, "long-clip gives a Llama model no encoding");
+    cr_assert_eq(d.flags, 0u, "long-clip rotates nothing: the host adds the stretched rows");
     cr_assert_eq(d.n_freq, 0u);
     cr_assert_float_eq(d.rotary_scale, 1.0f, 0.0f);
 
@@ -163,4 +165,23 @@ Test(long_clip, nonsense_params_refused)
         pe_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
         st_test_params_destroy(&prm);
     }
+}
+
+/* A model without a learned table (SmolLM2: RoPE) has nothing to stretch:
+ * configure says so rather than running it as NoPE. A host older than ABI
+ * 1.1 (a shorter shape) is not refused. */
+Test(long_clip, refuses_a_model_without_a_table)
+{
+    const st_plugin_entry *e = pe_entry("long-clip");
+    void *p = pe_create(e, NULL);
+    st_model_shape s = pe_shape();
+    st_posenc_desc d;
+    st_error err = {0};
+    cr_assert_eq(pe_ops(e)->configure(p, &s, &d, &err), ST_E_INVALID);
+    cr_assert(strstr(err.message, "no learned absolute position table") &&
+                  strstr(err.message, "RoPE"),
+              "%s", err.message);
+    s.struct_size = (uint32_t)offsetof(st_model_shape, n_pos_rows);
+    cr_assert_eq(pe_ops(e)->configure(p, &s, &d, &err), ST_OK, "%s", err.message);
+    e->destroy(p);
 }

@@ -436,6 +436,10 @@ st_status st_gen_tiny_model(const st_tiny_model_spec *s, const char *path, st_di
         bad = add_tensor(w, &rng, "output_norm.weight", ST_GGML_F32, s->n_embd, 1, 1.0f, 0.1f);
     if (!bad && !s->tied)
         bad = add_tensor(w, &rng, "output.weight", s->embd_type, s->n_embd, v.n, 0.0f, sm);
+    /* Last, so a table leaves every other tensor's random values as they were. */
+    if (!bad && s->n_pos_table)
+        bad = add_tensor(w, &rng, "position_embd.weight", ST_GGML_F32, s->n_embd,
+                         s->n_pos_table, 0.0f, 1.0f);
 
     st = bad ? ST_E_NOMEM : st_gw_write(w, path, NULL);
     st_gw_free(w);

@@ -37,6 +37,7 @@ typedef struct st_tiny_model_spec {
     bool tied;                /* no output.weight (SmolLM2 is tied) */
     float rope_base;
     float rms_eps;
+    uint32_t n_pos_table;     /* rows of an F32 position_embd.weight; 0 = none */
 } st_tiny_model_spec;
 
 /* Defaults: F32 matrices, Q8_0 token_embd, seed 1, 2 layers, 64 embd,

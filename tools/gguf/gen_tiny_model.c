@@ -21,7 +21,8 @@ static void usage(FILE *f)
             "  --ffn N         (default 128)   --ctx N      (default 128)\n"
             "  --vocab N       259 + BPE merges wanted (default 459)\n"
             "  --tied          no output.weight (default)\n"
-            "  --untied        write an output.weight\n");
+            "  --untied        write an output.weight\n"
+            "  --pos-table N   write a learned position table of N rows (default 0: none)\n");
 }
 
 static int parse_type(const char *s, st_ggml_type *t)
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--kv-heads") == 0) { bad = parse_u64(val, UINT32_MAX, &n); spec.n_kv_heads = (uint32_t)n; }
         else if (strcmp(a, "--ffn") == 0) { bad = parse_u64(val, UINT32_MAX, &n); spec.n_ff = (uint32_t)n; }
         else if (strcmp(a, "--ctx") == 0) { bad = parse_u64(val, UINT32_MAX, &n); spec.n_ctx = (uint32_t)n; }
+        else if (strcmp(a, "--pos-table") == 0) { bad = parse_u64(val, 1u << 20, &n); spec.n_pos_table = (uint32_t)n; }
         else if (strcmp(a, "--vocab") == 0) { bad = parse_u64(val, UINT32_MAX, &n); spec.n_vocab = (uint32_t)n; }
         else {
             fprintf(stderr, "st-gen-tiny-model: unknown option '%s' (see --help)\n", a);

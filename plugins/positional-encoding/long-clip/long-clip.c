@@ -9,11 +9,14 @@
  * table extrapolates linearly: r_last + k/ratio * (r_last - r_prev). A table
  * of L rows becomes keep + ratio * (L - keep) rows: CLIP's 77 -> 248.
  *
- * This serves models with an absolute position table, through
- * stretch_table. A Llama-family model has none: configure then describes no
- * positional encoding at all (no rotation, no bias, like NoPE).
+ * This serves models with an absolute position table (GGUF
+ * position_embd.weight), through stretch_table: the host adds row p of the
+ * stretched table to the embedding of the token at position p. configure
+ * describes no rotation or bias, and refuses a model without such a table
+ * (a RoPE Llama such as SmolLM2): there would be nothing to stretch.
  */
 #include <math.h>
+#include <stddef.h>
 
 #include <stretch/params.h>
 #include <stretch/plugin.h>
@@ -62,9 +65,18 @@ static st_status lc_configure(void *inst, const st_model_shape *shape, st_posenc
                               st_error *err)
 {
     long_clip *p = inst;
-    (void)shape;
-    if (!out)
-        return p->host->error(err, ST_E_INVALID, "long-clip: configure needs a description");
+    if (!out || !shape)
+        return p->host->error(err, ST_E_INVALID,
+                              "long-clip: configure needs a model shape and a description");
+    /* A host before ABI 1.1 does not say; then the table is simply not
+     * stretched. */
+    if (shape->struct_size >= offsetof(st_model_shape, n_pos_rows) + sizeof shape->n_pos_rows &&
+        shape->n_pos_rows == 0)
+        return p->host->error(err, ST_E_INVALID,
+                              "long-clip: the model has no learned absolute position table "
+                              "(position_embd.weight) to stretch%s; use nope, or a RoPE scaling "
+                              "plugin (linear, ntk, yarn) for a RoPE model",
+                              shape->rope_dims ? ": it uses RoPE" : "");
     out->struct_size = sizeof *out;
     out->flags = 0;
     out->inv_freq = NULL;

@@ -31,6 +31,10 @@ typedef struct st_model_shape {
     uint32_t n_ctx;         /* the context the engine runs with (from the manifest) */
     uint32_t n_embd;
     uint32_t n_vocab;
+    /* ABI 1.1: rows of the model's learned absolute position table (added
+     * to the token embeddings, GPT-2 style); 0 = the model has none. Read
+     * it only when struct_size covers it (a 1.0 host does not pass it). */
+    uint32_t n_pos_rows;
 } st_model_shape;
 
 /* Flags of st_posenc_desc. */
@@ -77,7 +81,11 @@ typedef struct st_posenc_ops {
                       const int32_t *k_pos, size_t nk, float *out, st_error *err);
 
     /* Optional: stretch a learned absolute position table of `rows` x `dim`
-     * (Long-CLIP style) into `out_rows` rows. Returns the rows written. */
+     * (Long-CLIP style) into *out_rows rows of out. When the table would
+     * not fit out_cap_rows, set *out_rows to the rows it needs and return
+     * ST_E_RANGE: the host sizes its buffer with a first call with out
+     * NULL and out_cap_rows 0. Without this op the host uses the model's
+     * table as it is. */
     st_status (*stretch_table)(void *inst, const float *table, uint32_t rows,
                                uint32_t dim, float *out, uint32_t out_cap_rows,
                                uint32_t *out_rows, st_error *err);
