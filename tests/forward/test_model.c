@@ -64,8 +64,9 @@ Test(forward_model, untied_output)
     fx_close(&f);
 }
 
-/* A llama GGUF with the given attn_q shape and nothing after it. */
-static st_status load_broken(uint64_t q_rows, bool with_q, st_diag *d)
+/* A llama GGUF with the given attn_q shape and nothing after it; with
+ * pos_cols, a position_embd.weight of [pos_cols, 16] too. */
+static st_status load_broken_pos(uint64_t q_rows, bool with_q, uint64_t pos_cols, st_diag *d)
 {
     st_gw *w = st_gw_new();
     st_gw_string(w, "general.architecture", "llama");
@@ -79,6 +80,9 @@ static st_status load_broken(uint64_t q_rows, bool with_q, st_diag *d)
     st_gw_tensor(w, "blk.0.attn_norm.weight", ST_GGML_F32, 1, ne_n, NULL);
     if (with_q)
         st_gw_tensor(w, "blk.0.attn_q.weight", ST_GGML_F32, 2, ne_q, NULL);
+    uint64_t ne_p[2] = { pos_cols, 16 };
+    if (pos_cols)
+        st_gw_tensor(w, "position_embd.weight", ST_GGML_F32, 2, ne_p, NULL);
     char path[] = "/tmp/st_fwd_bad_XXXXXX";
     int fd = mkstemp(path);
     close(fd);
@@ -94,6 +98,11 @@ static st_status load_broken(uint64_t q_rows, bool with_q, st_diag *d)
     return s;
 }
 
+static st_status load_broken(uint64_t q_rows, bool with_q, st_diag *d)
+{
+    return load_broken_pos(q_rows, with_q, 0, d);
+}
+
 Test(forward_model, shape_errors_name_the_tensor)
 {
     st_diag d;
@@ -105,6 +114,11 @@ Test(forward_model, shape_errors_name_the_tensor)
     s = load_broken(32, false, &d);
     cr_assert_eq(s, ST_E_NOT_FOUND);
     cr_assert(strstr(d.message, "missing tensor 'blk.0.attn_q.weight'"), "%s", d.message);
+    /* An optional position table of the wrong width is named too. */
+    s = load_broken_pos(32, true, 30, &d);
+    cr_assert_eq(s, ST_E_FORMAT);
+    cr_assert(strstr(d.message, "position_embd.weight") && strstr(d.message, "expected [32, 16]"),
+              "%s", d.message);
 }
 
 static void check_type(st_ggml_type type, const char *tname)
