@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 /* Descending logit, then ascending id: the order is total, so every sort
@@ -126,43 +126,6 @@ static inline int64_t st_cand_argmax(const st_candidates *c)
             best = (int64_t)i;
     }
     return best;
-}
-
-/* A float parameter: the default when absent, checked against [min, max]. */
-static inline st_status st_sampler_param_float(const st_host_services *host,
-                                               const msgpack_object *params,
-                                               const char *plugin, const char *key,
-                                               double def, double min, double max,
-                                               double *out, st_error *err)
-{
-    double v = def;
-    st_status st = st_param_float(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "%s: parameter %s must be a number", plugin, key);
-    if (!(v >= min && v <= max))
-        return host->error(err, ST_E_RANGE, "%s: parameter %s must be in [%g, %g], got %g",
-                           plugin, key, min, max, v);
-    *out = v;
-    return ST_OK;
-}
-
-/* An integer parameter: the default when absent, checked against [min, max]. */
-static inline st_status st_sampler_param_int(const st_host_services *host,
-                                             const msgpack_object *params,
-                                             const char *plugin, const char *key,
-                                             int64_t def, int64_t min, int64_t max,
-                                             int64_t *out, st_error *err)
-{
-    int64_t v = def;
-    st_status st = st_param_int(params, key, &v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "%s: parameter %s must be an integer", plugin,
-                           key);
-    if (v < min || v > max)
-        return host->error(err, ST_E_RANGE, "%s: parameter %s must be in [%lld, %lld], got %lld",
-                           plugin, key, (long long)min, (long long)max, (long long)v);
-    *out = v;
-    return ST_OK;
 }
 
 #endif

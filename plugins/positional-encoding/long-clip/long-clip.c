@@ -18,7 +18,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#include <stretch/params.h>
+#include <stretch/param_range.h>
 #include <stretch/plugin.h>
 
 typedef struct long_clip {
@@ -30,20 +30,13 @@ typedef struct long_clip {
 static st_status lc_create(const st_host_services *host, const msgpack_object *params,
                            void **inst, st_error *err)
 {
-    int64_t keep = 20, ratio = 4;
-    st_status st = st_param_int(params, "keep", &keep);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "long-clip: parameter keep must be an integer");
-    st = st_param_int(params, "ratio", &ratio);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "long-clip: parameter ratio must be an integer");
-    if (keep < 0 || keep > 1048576)
-        return host->error(err, ST_E_RANGE, "long-clip: parameter keep must be in [0, 1048576], got %lld",
-                           (long long)keep);
-    if (ratio < 1 || ratio > 1024)
-        return host->error(err, ST_E_RANGE,
-                           "long-clip: parameter ratio must be in [1, 1024] (1 = unchanged), got %lld",
-                           (long long)ratio);
+    int64_t keep = 0, ratio = 1;
+    st_status st = st_param_int_range(host, params, "long-clip", "keep", 20, 0, 1048576, &keep,
+                                      err);
+    if (st == ST_OK)
+        st = st_param_int_range(host, params, "long-clip", "ratio", 4, 1, 1024, &ratio, err);
+    if (st != ST_OK)
+        return st;
     long_clip *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "long-clip: out of memory");

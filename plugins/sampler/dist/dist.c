@@ -55,7 +55,7 @@ static st_status dist_create(const st_host_services *host, const msgpack_object 
                              void **inst, st_error *err)
 {
     int64_t seed = -1;
-    st_status st = st_sampler_param_int(host, params, "dist", "seed", -1, -1,
+    st_status st = st_param_int_range(host, params, "dist", "seed", -1, -1,
                                         9007199254740991LL, &seed, err);
     if (st != ST_OK)
         return st;

@@ -18,10 +18,10 @@ static st_status minp_create(const st_host_services *host, const msgpack_object 
 {
     double p = 0.0;
     int64_t min_keep = 0;
-    st_status st = st_sampler_param_float(host, params, "min-p", "p", 0.05, 0.0, 1.0, &p, err);
+    st_status st = st_param_float_range(host, params, "min-p", "p", 0.05, 0.0, 1.0, &p, err);
     if (st != ST_OK)
         return st;
-    st = st_sampler_param_int(host, params, "min-p", "min_keep", 1, 0, 16777216, &min_keep, err);
+    st = st_param_int_range(host, params, "min-p", "min_keep", 1, 0, 16777216, &min_keep, err);
     if (st != ST_OK)
         return st;
     min_p *s = host->calloc(host->host, 1, sizeof *s);

@@ -32,13 +32,13 @@ static st_status pen_create(const st_host_services *host, const msgpack_object *
     double repeat = 1.0, freq = 0.0, presence = 0.0;
     int64_t last_n = 0;
     st_status st;
-    if ((st = st_sampler_param_float(host, params, "penalties", "repeat", 1.0, 0.0001, 100.0,
+    if ((st = st_param_float_range(host, params, "penalties", "repeat", 1.0, 0.0001, 100.0,
                                      &repeat, err)) != ST_OK ||
-        (st = st_sampler_param_float(host, params, "penalties", "frequency", 0.0, -100.0, 100.0,
+        (st = st_param_float_range(host, params, "penalties", "frequency", 0.0, -100.0, 100.0,
                                      &freq, err)) != ST_OK ||
-        (st = st_sampler_param_float(host, params, "penalties", "presence", 0.0, -100.0, 100.0,
+        (st = st_param_float_range(host, params, "penalties", "presence", 0.0, -100.0, 100.0,
                                      &presence, err)) != ST_OK ||
-        (st = st_sampler_param_int(host, params, "penalties", "last_n", 64, 0, 1048576, &last_n,
+        (st = st_param_int_range(host, params, "penalties", "last_n", 64, 0, 1048576, &last_n,
                                    err)) != ST_OK)
         return st;
     penalties *s = host->calloc(host->host, 1, sizeof *s);

@@ -16,7 +16,7 @@ static st_status temp_create(const st_host_services *host, const msgpack_object 
                              void **inst, st_error *err)
 {
     double t = 0.0;
-    st_status st = st_sampler_param_float(host, params, "temperature", "temperature", 0.8,
+    st_status st = st_param_float_range(host, params, "temperature", "temperature", 0.8,
                                           0.0, 100.0, &t, err);
     if (st != ST_OK)
         return st;

@@ -16,7 +16,7 @@ static st_status topk_create(const st_host_services *host, const msgpack_object 
                              void **inst, st_error *err)
 {
     int64_t k = 0;
-    st_status st = st_sampler_param_int(host, params, "top-k", "k", 40, 0, 16777216, &k, err);
+    st_status st = st_param_int_range(host, params, "top-k", "k", 40, 0, 16777216, &k, err);
     if (st != ST_OK)
         return st;
     top_k *s = host->calloc(host->host, 1, sizeof *s);
