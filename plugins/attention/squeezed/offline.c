@@ -5,6 +5,7 @@
  * calibrate the thresholds from the observation tokens' queries.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,17 +161,54 @@ static st_status calibrate(st_squeezed *s, const st_attn_query *q, st_sq_layer_i
     return st;
 }
 
+/* One KV head's clustering, run on its own thread. */
+typedef struct head_job {
+    st_squeezed *s;
+    const st_attn_query *q;
+    uint32_t g, n_keys;
+    st_status st;
+    pthread_t thread;
+    bool started;
+} head_job;
+
+static void *head_job_run(void *arg)
+{
+    head_job *j = arg;
+    j->st = cluster_head(j->s, j->q, j->g, j->n_keys, &j->s->ix.layers[j->q->layer].heads[j->g]);
+    return NULL;
+}
+
 st_status st_sq_build_layer(st_squeezed *s, const st_attn_query *q, st_error *err)
 {
     st_sq_layer_index *L = &s->ix.layers[q->layer];
     uint32_t F = s->fixed_len, obs = s->p.observation;
     uint32_t n_keys = F > obs ? F - obs : 0;
+    /* The KV heads are independent and the host waits for this plan (its
+     * workers are idle): one thread per head beyond the first, which runs
+     * here. Where a thread cannot be made, its head runs here too. */
+    head_job *jobs = calloc(q->n_kv_heads, sizeof *jobs);
+    if (!jobs)
+        return s->host->error(err, ST_E_NOMEM, "squeezed: out of memory clustering layer %u",
+                              q->layer);
     for (uint32_t g = 0; g < q->n_kv_heads; g++) {
-        st_status st = cluster_head(s, q, g, n_keys, &L->heads[g]);
-        if (st != ST_OK)
+        jobs[g] = (head_job){ .s = s, .q = q, .g = g, .n_keys = n_keys };
+        if (g > 0)
+            jobs[g].started = pthread_create(&jobs[g].thread, NULL, head_job_run, &jobs[g]) == 0;
+    }
+    for (uint32_t g = 0; g < q->n_kv_heads; g++)
+        if (!jobs[g].started)
+            head_job_run(&jobs[g]);
+    for (uint32_t g = 1; g < q->n_kv_heads; g++)
+        if (jobs[g].started)
+            pthread_join(jobs[g].thread, NULL);
+    for (uint32_t g = 0; g < q->n_kv_heads; g++)
+        if (jobs[g].st != ST_OK) {
+            st_status st = jobs[g].st;
+            free(jobs);
             return s->host->error(err, st, "squeezed: clustering layer %u, KV head %u failed",
                                   q->layer, g);
-    }
+        }
+    free(jobs);
     st_sq_calib *cal = &s->calib[q->layer];
     st_sq_calib_clear(cal);
     if (calibrate(s, q, L, cal) != ST_OK)
