@@ -4,6 +4,9 @@
   tools/results_tables.py ppl out/ppl-32768        perplexity by position bucket
   tools/results_tables.py passkey out/passkey       accuracy by length (all depths)
                                                     and by length x depth
+  tools/results_tables.py passkey-grid ROOT...      one table: strategy x length x
+                                                    depth, the points of several
+                                                    output roots merged by strategy
 
 One row per strategy (the output directory's name), in the order given by
 --order (comma-separated names) and then alphabetically.
@@ -93,17 +96,57 @@ def passkey_tables(root: Path, order: list[str]) -> str:
     return "\n".join(out)
 
 
+def passkey_grid(roots: list[Path], order: list[str]) -> str:
+    """Rows (strategy, length), columns the depths, cells "correct/samples";
+    the strategies' points.jsonl from every root, the last of a repeated
+    (length, depth, sample) kept."""
+    import json
+    pts: dict[str, dict[tuple[int, int, int], bool]] = defaultdict(dict)
+    for root in roots:
+        for d in root.iterdir():
+            f = d / "points.jsonl"
+            if not f.is_file():
+                continue
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    pts[d.name][(r["length"], r["depth"], r["sample"])] = bool(r["correct"])
+    if not pts:
+        raise SystemExit("error: no */points.jsonl under " + ", ".join(map(str, roots)))
+    depths = sorted({dp for p in pts.values() for _, dp, _ in p})
+    rank = {n: i for i, n in enumerate(order)}
+    out = ["| strategy | length | " + " | ".join(f"{dp}%" for dp in depths) + " |",
+           "|---|---:|" + "---:|" * len(depths)]
+    for name in sorted(pts, key=lambda n: (rank.get(n, len(rank)), n)):
+        first = True
+        for n in sorted({ln for ln, _, _ in pts[name]}):
+            cells = []
+            for dp in depths:
+                got = [c for (ln, d, _), c in pts[name].items() if ln == n and d == dp]
+                cells.append(f"{sum(got)}/{len(got)}" if got else "-")
+            out.append(f"| {label(name) if first else ''} | {n} | " + " | ".join(cells) + " |")
+            first = False
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("kind", choices=["ppl", "passkey"])
-    ap.add_argument("root", type=Path)
-    ap.add_argument("--order", default="greedy,linear,ntk,dynamic-ntk,yarn,giraffe,lm-infinite,streaming,sirllm")
+    ap.add_argument("kind", choices=["ppl", "passkey", "passkey-grid"])
+    ap.add_argument("root", type=Path, nargs="+")
+    ap.add_argument("--order", default="greedy,linear,ntk,dynamic-ntk,yarn,giraffe,lm-infinite,streaming,sirllm,squeezed")
     a = ap.parse_args()
-    if not a.root.is_dir():
-        print(f"error: {a.root} is not a directory", file=sys.stderr)
-        return 2
+    for r in a.root:
+        if not r.is_dir():
+            print(f"error: {r} is not a directory", file=sys.stderr)
+            return 2
     order = [s for s in a.order.split(",") if s]
-    print(ppl_table(a.root, order) if a.kind == "ppl" else passkey_tables(a.root, order))
+    if a.kind == "passkey-grid":
+        print(passkey_grid(a.root, order))
+    elif len(a.root) != 1:
+        print(f"error: {a.kind} takes one output root", file=sys.stderr)
+        return 2
+    else:
+        print(ppl_table(a.root[0], order) if a.kind == "ppl" else passkey_tables(a.root[0], order))
     return 0
 
 
