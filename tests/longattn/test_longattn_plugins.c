@@ -143,6 +143,56 @@ Test(lm_infinite, decode_loop_stays_in_budget_and_sees_the_lambda)
     e->destroy(li);
 }
 
+/* evict_batch 4: up to 3 stale slots wait between evictions, which then
+ * drop them all at once; what each query sees is the same Lambda. The
+ * automatic batch is n_local / 32 from a 1,024-token window on. */
+Test(lm_infinite, batched_eviction_sees_the_same_lambda)
+{
+    const st_plugin_entry *e = la_entry("lm-infinite");
+    st_test_params prm;
+    st_test_params_init(&prm);
+    st_test_params_int(&prm, "n_global", 3);
+    st_test_params_int(&prm, "n_local", 5);
+    st_test_params_int(&prm, "evict_batch", 4);
+    void *li = la_make(e, &prm, 1000, 4096, NULL);
+    st_test_params_destroy(&prm);
+    cr_assert_eq(la_ops(e)->cache_budget(li, 0), 11u, "3 + 5 + 3 waiting");
+    int32_t pos[LA_MAX_K];
+    uint32_t n = 0, compactions = 0;
+    uint8_t keep[LA_MAX_K];
+    for (int32_t p = 0; p < 40; p++) {
+        pos[n++] = p;
+        la_plan c;
+        la_run_plan(e, li, pos, n, n - 1, 1, &c);
+        uint32_t seen = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            int32_t d = p - pos[k];
+            bool want = (d >= 0 && d < 5) || pos[k] < 3;
+            cr_assert_eq(c.vis[0][k], want ? 1 : 0, "p %d slot %u (pos %d)", p, k, pos[k]);
+            seen += c.vis[0][k];
+        }
+        cr_assert_eq(seen, p < 8 ? (uint32_t)p + 1 : 8u);
+        la_retain(e, li, pos, n, 1, keep);
+        uint32_t before = n;
+        n = la_compact(pos, n, keep);
+        if (n < before) {
+            compactions++;
+            cr_assert_eq(n, 8u, "an eviction leaves global + local");
+        }
+        cr_assert_leq(n, 11u);
+    }
+    cr_assert_eq(compactions, 8u, "every 4th token from the 12th: %u", compactions);
+    e->destroy(li);
+
+    st_test_params_init(&prm);
+    st_test_params_int(&prm, "n_local", 8192);
+    void *big = la_make(e, &prm, 8192, 32768, NULL); /* SmolLM2 at 4x */
+    st_test_params_destroy(&prm);
+    cr_assert_eq(la_ops(e)->cache_budget(big, 0), 16u + 8192u + 255u);
+    cr_assert_eq(la_ops(e)->cache_budget(big, 8300), 8300u, "the context caps it");
+    e->destroy(big);
+}
+
 Test(lm_infinite, n_local_defaults_to_trained_length)
 {
     const st_plugin_entry *e = la_entry("lm-infinite");

@@ -21,22 +21,27 @@ typedef struct lm_infinite {
     uint32_t n_global;
     uint32_t n_local_param;     /* 0 = the model's trained length */
     uint32_t global_dist_param; /* 0 = n_local */
+    uint32_t evict_batch_param; /* 0 = automatic */
     /* Resolved by configure. */
     bool configured;
     uint32_t n_local;
     uint32_t global_dist;
-    uint32_t limit;             /* slots retain may keep: the budget, capped by the context */
+    uint32_t limit;             /* slots retain keeps: n_global + n_local, capped by the context */
+    uint32_t cap;               /* slots held before retain evicts: limit + evict_batch - 1 */
 } lm_infinite;
 
 static st_status lmi_create(const st_host_services *host, const msgpack_object *params,
                             void **inst, st_error *err)
 {
-    uint32_t n_global, n_local, global_dist;
+    uint32_t n_global, n_local, global_dist, evict_batch;
     st_status st = st_param_count(host, params, "lm-infinite", "n_global", 16, 0, 65536, &n_global, err);
     if (st == ST_OK)
         st = st_param_count(host, params, "lm-infinite", "n_local", 0, 0, 16777216, &n_local, err);
     if (st == ST_OK)
         st = st_param_count(host, params, "lm-infinite", "global_dist", 0, 0, 16777216, &global_dist, err);
+    if (st == ST_OK)
+        st = st_param_count(host, params, "lm-infinite", "evict_batch", 0, 0, 16777216,
+                            &evict_batch, err);
     if (st != ST_OK)
         return st;
     lm_infinite *li = host->calloc(host->host, 1, sizeof *li);
@@ -46,6 +51,7 @@ static st_status lmi_create(const st_host_services *host, const msgpack_object *
     li->n_global = n_global;
     li->n_local_param = n_local;
     li->global_dist_param = global_dist;
+    li->evict_batch_param = evict_batch;
     *inst = li;
     return ST_OK;
 }
@@ -74,6 +80,17 @@ static st_status lmi_configure(void *inst, const st_model_shape *shape, uint32_t
     li->limit = shape->n_ctx && need > shape->n_ctx ? shape->n_ctx : (uint32_t)need;
     li->n_local = n_local;
     li->global_dist = li->global_dist_param ? li->global_dist_param : n_local;
+    /* Evicting one slot per token makes the host compact the whole window
+     * at every token (8,192 slots x 30 layers: ~0.5 GB moved per token for
+     * SmolLM2). Slots past the window are never visible (the plan goes by
+     * true distance), so they may wait and go in batches. */
+    uint32_t batch = li->evict_batch_param ? li->evict_batch_param
+                     : n_local >= 1024        ? n_local / 32
+                                              : 1;
+    uint64_t cap = (uint64_t)li->limit + batch - 1;
+    li->cap = shape->n_ctx && cap > shape->n_ctx ? shape->n_ctx : (uint32_t)cap;
+    if (li->cap < li->limit)
+        li->cap = li->limit;
     li->configured = true;
     return ST_OK;
 }
@@ -83,7 +100,7 @@ static uint32_t lmi_cache_budget(void *inst, uint32_t n_ctx)
     lm_infinite *li = inst;
     if (!li->configured)
         return n_ctx;
-    uint64_t budget = (uint64_t)li->n_global + li->n_local;
+    uint64_t budget = li->cap;
     if (n_ctx > 0 && budget >= n_ctx)
         return n_ctx;
     return (uint32_t)budget;
@@ -139,7 +156,8 @@ static st_status lmi_plan(void *inst, const st_attn_query *q,
 
 /* Keep the global tokens and the last n_local slots: the next query (one
  * position on) reaches back only n_local - 1, so nothing dropped is ever
- * visible again. At most n_global + n_local slots remain. When the context
+ * visible again. At most n_global + n_local slots remain; nothing is
+ * dropped while the cache holds no more than `cap` (evict_batch). When the context
  * is smaller than that, the cache is capped at the context by keeping fewer
  * recent slots; that can only matter once the input outgrows the context
  * (until then the cache never holds more tokens than there are). */
@@ -150,6 +168,11 @@ static st_status lmi_retain(void *inst, const st_kv_view *kv, uint32_t n_new, ui
     if (!li->configured)
         return li->host->error(err, ST_E_INVALID, "lm-infinite: retain before configure");
     uint32_t n = kv->n_slots;
+    if (n <= li->cap) {
+        for (uint32_t i = 0; i < n; i++)
+            keep[i] = 1;
+        return ST_OK;
+    }
     uint32_t n_glob = st_kv_first_slot_at(kv, li->n_global);
     if (n_glob > li->limit - 1)
         n_glob = li->limit - 1; /* room for the newest slot */
