@@ -201,7 +201,7 @@ size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
     return (size_t)n_heads * SPLIT_MAX * ((size_t)head_dim + 2);
 }
 
-/* Query head hh of kv head g, rotated as range r reads it, into b->qtmp
+/* Query head h, rotated as range r reads it, into b->qtmp
  * (or the rotated q itself). */
 static const float *split_query(const st_attn_layer *L, const tile_buf *b, const st_attn_range *r,
                                 uint32_t h)
