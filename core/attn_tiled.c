@@ -73,29 +73,46 @@ static uint32_t lower_bound(const int32_t *pos, uint32_t lo, uint32_t hi, int64_
     return lo;
 }
 
+/* Before range_query for range r: ST_POS_FIXED's rotation table, which
+ * every query of the range shares, into b->cs / b->sn. */
+static void range_query_prepare(const st_attn_layer *L, const tile_buf *b,
+                                const st_attn_range *r)
+{
+    if (r->pos_mode == ST_POS_FIXED)
+        /* (R(d) q) . k: the scale enters twice, as when both sides rotate. */
+        st_op_rope_table(b->cs, b->sn, (double)r->fixed_dist, L->inv_freq, L->n_freq,
+                         L->rot_scale * L->rot_scale);
+}
+
+/* Query t's head h as range r reads it: the rotated q (ST_POS_TRUE), or
+ * R(fixed_dist) q (ST_POS_FIXED) or R(slot_q) q (ST_POS_SLOT) in b->qtmp. */
+static const float *range_query(const st_attn_layer *L, const tile_buf *b,
+                                const st_attn_range *r, uint32_t t, uint32_t h)
+{
+    uint32_t hd = L->head_dim, nf = L->n_freq;
+    size_t o = ((size_t)t * L->n_heads + h) * hd;
+    if (r->pos_mode == ST_POS_FIXED) {
+        st_op_rope(b->qtmp, L->q + o, b->cs, b->sn, nf, hd);
+        return b->qtmp;
+    }
+    if (r->pos_mode == ST_POS_SLOT) {
+        size_t so = (size_t)L->q_slot[t] * nf;
+        st_op_rope(b->qtmp, L->q + o, L->slot_cs + so, L->slot_sn + so, nf, hd);
+        return b->qtmp;
+    }
+    return L->qr + o;
+}
+
 /* The tile's queries for range r, transposed and scaled: qt[d][row]. */
 static void load_queries(const st_attn_layer *L, const tile_buf *b, const st_attn_range *r,
                          uint32_t q0, uint32_t nq, uint32_t g, uint32_t group)
 {
-    uint32_t hd = L->head_dim, nf = L->n_freq, QD = L->n_heads * hd;
-    if (r->pos_mode == ST_POS_FIXED)
-        /* (R(d) q) . k: the scale enters twice, as when both sides rotate. */
-        st_op_rope_table(b->cs, b->sn, (double)r->fixed_dist, L->inv_freq, nf,
-                         L->rot_scale * L->rot_scale);
+    range_query_prepare(L, b, r);
     for (uint32_t i = 0; i < nq; i++)
         for (uint32_t hh = 0; hh < group; hh++) {
-            size_t o = (size_t)(q0 + i) * QD + (size_t)(g * group + hh) * hd;
-            const float *src = L->qr + o;
-            if (r->pos_mode == ST_POS_FIXED) {
-                st_op_rope(b->qtmp, L->q + o, b->cs, b->sn, nf, hd);
-                src = b->qtmp;
-            } else if (r->pos_mode == ST_POS_SLOT) {
-                size_t so = (size_t)L->q_slot[q0 + i] * nf;
-                st_op_rope(b->qtmp, L->q + o, L->slot_cs + so, L->slot_sn + so, nf, hd);
-                src = b->qtmp;
-            }
+            const float *src = range_query(L, b, r, q0 + i, g * group + hh);
             uint32_t row = i * group + hh;
-            for (uint32_t d = 0; d < hd; d++)
+            for (uint32_t d = 0; d < L->head_dim; d++)
                 b->qt[(size_t)d * ST_ATTN_ROWS + row] = src[d] * L->scale;
         }
 }
@@ -201,27 +218,6 @@ size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
     return (size_t)n_heads * SPLIT_MAX * ((size_t)head_dim + 2);
 }
 
-/* Query head h, rotated as range r reads it, into b->qtmp
- * (or the rotated q itself). */
-static const float *split_query(const st_attn_layer *L, const tile_buf *b, const st_attn_range *r,
-                                uint32_t h)
-{
-    uint32_t hd = L->head_dim, nf = L->n_freq;
-    const float *q = L->q + (size_t)h * hd;
-    if (r->pos_mode == ST_POS_FIXED) {
-        st_op_rope_table(b->cs, b->sn, (double)r->fixed_dist, L->inv_freq, nf,
-                         L->rot_scale * L->rot_scale);
-        st_op_rope(b->qtmp, q, b->cs, b->sn, nf, hd);
-        return b->qtmp;
-    }
-    if (r->pos_mode == ST_POS_SLOT) {
-        size_t so = (size_t)L->q_slot[0] * nf;
-        st_op_rope(b->qtmp, q, L->slot_cs + so, L->slot_sn + so, nf, hd);
-        return b->qtmp;
-    }
-    return L->qr + (size_t)h * hd;
-}
-
 /* Slots [x, y) of range r into the softmax states of kv head g's query
  * heads: m[hh], l[hh], acc[hh][hd]. */
 static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_range *r, uint32_t x,
@@ -233,12 +229,13 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
     const float *K = range_keys(L, r->pos_mode) + (size_t)g * hd, *V = L->v + (size_t)g * hd;
     uint32_t *idx = (uint32_t *)b->qt;
     float *s = b->st, *tmp = acc + (size_t)group * hd;
+    range_query_prepare(L, b, r);
     for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
         uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
         for (uint32_t i = 0; i < n; i++)
             idx[i] = x0 + i;
         for (uint32_t hh = 0; hh < group; hh++) {
-            const float *q = split_query(L, b, r, g * group + hh);
+            const float *q = range_query(L, b, r, 0, g * group + hh);
             L->kern->scores_f32(q, K, stride, idx, n, hd, L->scale, s);
             float mx = b->m[hh];
             for (uint32_t i = 0; i < n; i++)
