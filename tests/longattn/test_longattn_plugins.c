@@ -114,6 +114,23 @@ Test(lm_infinite, retain_keeps_global_and_local)
     e->destroy(li);
 }
 
+/* Decoding position p (the newest of n cached slots) with n_global 3 and
+ * n_local 5: the query sees the first 3 positions and the last 5, no more. */
+static void assert_lambda_step(const st_plugin_entry *e, void *li, const int32_t *pos,
+                               uint32_t n, int32_t p)
+{
+    la_plan c;
+    la_run_plan(e, li, pos, n, n - 1, 1, &c);
+    uint32_t seen = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        int32_t d = p - pos[k];
+        bool want = (d >= 0 && d < 5) || pos[k] < 3;
+        cr_assert_eq(c.vis[0][k], want ? 1 : 0, "p %d slot %u (pos %d)", p, k, pos[k]);
+        seen += c.vis[0][k];
+    }
+    cr_assert_eq(seen, p < 8 ? (uint32_t)p + 1 : 8u);
+}
+
 Test(lm_infinite, decode_loop_stays_in_budget_and_sees_the_lambda)
 {
     const st_plugin_entry *e = la_entry("lm-infinite");
@@ -123,16 +140,7 @@ Test(lm_infinite, decode_loop_stays_in_budget_and_sees_the_lambda)
     uint8_t keep[LA_MAX_K];
     for (int32_t p = 0; p < 40; p++) {
         pos[n++] = p;
-        la_plan c;
-        la_run_plan(e, li, pos, n, n - 1, 1, &c);
-        uint32_t seen = 0;
-        for (uint32_t k = 0; k < n; k++) {
-            int32_t d = p - pos[k];
-            bool want = (d >= 0 && d < 5) || pos[k] < 3;
-            cr_assert_eq(c.vis[0][k], want ? 1 : 0, "p %d slot %u (pos %d)", p, k, pos[k]);
-            seen += c.vis[0][k];
-        }
-        cr_assert_eq(seen, p < 8 ? (uint32_t)p + 1 : 8u);
+        assert_lambda_step(e, li, pos, n, p);
         la_retain(e, li, pos, n, 1, keep);
         cr_assert_eq(keep[n - 1], 1);
         n = la_compact(pos, n, keep);
@@ -162,16 +170,7 @@ Test(lm_infinite, batched_eviction_sees_the_same_lambda)
     uint8_t keep[LA_MAX_K];
     for (int32_t p = 0; p < 40; p++) {
         pos[n++] = p;
-        la_plan c;
-        la_run_plan(e, li, pos, n, n - 1, 1, &c);
-        uint32_t seen = 0;
-        for (uint32_t k = 0; k < n; k++) {
-            int32_t d = p - pos[k];
-            bool want = (d >= 0 && d < 5) || pos[k] < 3;
-            cr_assert_eq(c.vis[0][k], want ? 1 : 0, "p %d slot %u (pos %d)", p, k, pos[k]);
-            seen += c.vis[0][k];
-        }
-        cr_assert_eq(seen, p < 8 ? (uint32_t)p + 1 : 8u);
+        assert_lambda_step(e, li, pos, n, p);
         la_retain(e, li, pos, n, 1, keep);
         uint32_t before = n;
         n = la_compact(pos, n, keep);

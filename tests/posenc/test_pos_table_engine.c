@@ -90,18 +90,23 @@ static void score(st_engine *e, const int32_t *tok, size_t n, float *nll)
     cr_assert_eq(st_engine_score(e, tok, n, 0, nll, NULL, NULL, &err), ST_OK, "%s", err.message);
 }
 
+/* Score tok[0..n) on `model` at context n with `posenc` and dense attention. */
+static void score_with(const char *model, const char *posenc, const int32_t *tok, size_t n,
+                       float *nll)
+{
+    st_engine *e = open_ok(model, (int)n, posenc, "{plugin: dense}");
+    score(e, tok, n, nll);
+    st_engine_close(e);
+}
+
 Test(pos_table, added_to_the_embeddings)
 {
     int32_t tok[ROWS];
     float a[ROWS], b[ROWS];
     tokens(tok, ROWS);
     /* The same random weights but for the table (generated last). */
-    st_engine *e = open_ok(with_table, ROWS, "{plugin: nope}", "{plugin: dense}");
-    score(e, tok, ROWS, a);
-    st_engine_close(e);
-    e = open_ok(without_table, ROWS, "{plugin: nope}", "{plugin: dense}");
-    score(e, tok, ROWS, b);
-    st_engine_close(e);
+    score_with(with_table, "{plugin: nope}", tok, ROWS, a);
+    score_with(without_table, "{plugin: nope}", tok, ROWS, b);
     size_t differ = 0;
     for (size_t i = 1; i < ROWS; i++) {
         cr_assert(isfinite(a[i]) && isfinite(b[i]));
@@ -136,12 +141,8 @@ Test(pos_table, long_clip_stretches_the_table)
     int32_t tok[N];
     float base[ROWS], got[N];
     tokens(tok, N);
-    st_engine *e = open_ok(with_table, ROWS, "{plugin: nope}", "{plugin: dense}");
-    score(e, tok, ROWS, base);
-    st_engine_close(e);
-    e = open_ok(with_table, N, "{plugin: long-clip, params: {keep: 8, ratio: 4}}",
-                "{plugin: dense}");
-    score(e, tok, N, got);
+    score_with(with_table, "{plugin: nope}", tok, ROWS, base);
+    score_with(with_table, "{plugin: long-clip, params: {keep: 8, ratio: 4}}", tok, N, got);
     for (size_t i = 1; i < N; i++)
         cr_assert(isfinite(got[i]) && got[i] >= 0.0f, "token %zu: nll %g", i, got[i]);
     /* nll[i] comes from the logits at position i - 1. Positions 0..8 read
@@ -153,7 +154,6 @@ Test(pos_table, long_clip_stretches_the_table)
      * on, the scores differ. */
     for (size_t i = 10; i < ROWS; i++)
         cr_assert(fabsf(got[i] - base[i]) > 1e-4f, "token %zu: unchanged (%g)", i, got[i]);
-    st_engine_close(e);
 }
 
 Test(pos_table, position_past_the_table_fails_cleanly)
