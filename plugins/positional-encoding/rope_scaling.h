@@ -87,8 +87,8 @@ static inline st_status rope_scaling_shape(const st_host_services *h, const st_m
                         plugin, *d, shape->head_dim);
     *base = base_param > 0.0 ? base_param : (double)shape->rope_base;
     if (!(*base > 1.0) || !isfinite(*base))
-        return h->error(err, ST_E_INVALID, "%s: rope base %g is not above 1; set the base parameter",
-                        plugin, *base);
+        return h->error(err, ST_E_INVALID,
+                        "%s: rope base %g is not above 1; set the base parameter", plugin, *base);
     return ST_OK;
 }
 

@@ -34,11 +34,13 @@ static st_status lmi_create(const st_host_services *host, const msgpack_object *
                             void **inst, st_error *err)
 {
     uint32_t n_global, n_local, global_dist, evict_batch;
-    st_status st = st_param_count(host, params, "lm-infinite", "n_global", 16, 0, 65536, &n_global, err);
+    st_status st = st_param_count(host, params, "lm-infinite",
+                                  "n_global", 16, 0, 65536, &n_global, err);
     if (st == ST_OK)
         st = st_param_count(host, params, "lm-infinite", "n_local", 0, 0, 16777216, &n_local, err);
     if (st == ST_OK)
-        st = st_param_count(host, params, "lm-infinite", "global_dist", 0, 0, 16777216, &global_dist, err);
+        st = st_param_count(host, params, "lm-infinite",
+                            "global_dist", 0, 0, 16777216, &global_dist, err);
     if (st == ST_OK)
         st = st_param_count(host, params, "lm-infinite", "evict_batch", 0, 0, 16777216,
                             &evict_batch, err);
@@ -157,9 +159,9 @@ static st_status lmi_plan(void *inst, const st_attn_query *q,
 /* Keep the global tokens and the last n_local slots: the next query (one
  * position on) reaches back only n_local - 1, so nothing dropped is ever
  * visible again. At most n_global + n_local slots remain; nothing is
- * dropped while the cache holds no more than `cap` (evict_batch). When the context
- * is smaller than that, the cache is capped at the context by keeping fewer
- * recent slots; that can only matter once the input outgrows the context
+ * dropped while the cache holds no more than `cap` (evict_batch). When the
+ * context is smaller than that, the cache is capped at the context by
+ * keeping fewer recent slots; that can only matter once the input outgrows the context
  * (until then the cache never holds more tokens than there are). */
 static st_status lmi_retain(void *inst, const st_kv_view *kv, uint32_t n_new, uint8_t *keep,
                             st_error *err)

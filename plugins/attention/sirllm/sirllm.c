@@ -41,9 +41,11 @@ static st_status sir_create(const st_host_services *host, const msgpack_object *
     uint32_t start, recent, entropy;
     st_status st = st_param_count(host, params, "sirllm", "start_size", 4, 0, 65536, &start, err);
     if (st == ST_OK)
-        st = st_param_count(host, params, "sirllm", "recent_size", 1000, 0, 16777216, &recent, err);
+        st = st_param_count(host, params, "sirllm",
+                            "recent_size", 1000, 0, 16777216, &recent, err);
     if (st == ST_OK)
-        st = st_param_count(host, params, "sirllm", "entropy_size", 1000, 0, 16777216, &entropy, err);
+        st = st_param_count(host, params, "sirllm",
+                            "entropy_size", 1000, 0, 16777216, &entropy, err);
     if (st != ST_OK)
         return st;
     double decay = 0.9;

@@ -22,7 +22,8 @@ static st_status sw_create(const st_host_services *host, const msgpack_object *p
                            void **inst, st_error *err)
 {
     uint32_t window, sinks;
-    st_status st = st_param_count(host, params, "sliding-window", "window", 4096, 1, 16777216, &window, err);
+    st_status st = st_param_count(host, params, "sliding-window",
+                                  "window", 4096, 1, 16777216, &window, err);
     if (st != ST_OK)
         return st;
     st = st_param_count(host, params, "sliding-window", "sinks", 0, 0, 65536, &sinks, err);
