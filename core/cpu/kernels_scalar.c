@@ -2,6 +2,7 @@
  * paths are tested against. Integer sums are exact, so the SIMD paths may
  * differ only in the float accumulation order. */
 #include "kernels.h"
+#include "cpu_features.h"
 
 #include <math.h>
 
@@ -229,9 +230,15 @@ const st_cpu_kernels *st_cpu_kernels_scalar(void)
     return &scalar_kernels;
 }
 
+/* Never hands out a path this CPU cannot execute: asking for AVX-512 on
+ * an AVX2-only machine yields the AVX2 kernels (callers and tests compare
+ * k->isa with what they asked for). */
 const st_cpu_kernels *st_cpu_kernels_get(st_cpu_isa isa)
 {
     const st_cpu_kernels *k = NULL;
+    st_cpu_isa best = st_cpu_isa_detect();
+    if (isa > best)
+        isa = best;
     if (isa >= ST_ISA_AVX512)
         k = st_cpu_kernels_avx512();
     if (!k && isa >= ST_ISA_AVX2)
