@@ -50,7 +50,7 @@ static char *default_system(const char *tmpl, size_t len)
 }
 
 st_status st_chat_render(const char *tmpl, size_t tmpl_len, const char *user,
-                         char **out, st_error *err)
+                         char **out, size_t *user_at, st_error *err)
 {
     if (!tmpl || tmpl_len == 0)
         return fail(err, ST_E_UNAVAILABLE,
@@ -69,7 +69,10 @@ st_status st_chat_render(const char *tmpl, size_t tmpl_len, const char *user,
     size_t w = 0;
     if (system)
         w += (size_t)snprintf(s + w, need - w, "<|im_start|>system\n%s<|im_end|>\n", system);
-    snprintf(s + w, need - w, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", user);
+    static const char user_open[] = "<|im_start|>user\n";
+    if (user_at)
+        *user_at = w + sizeof user_open - 1;
+    snprintf(s + w, need - w, "%s%s<|im_end|>\n<|im_start|>assistant\n", user_open, user);
     free(system);
     *out = s;
     return ST_OK;

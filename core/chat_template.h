@@ -13,8 +13,10 @@
 #include <stretch/common.h>
 
 /* template may be NULL (no template in the model). *out is malloc'd and
- * NUL-terminated. ST_E_UNAVAILABLE names the unrecognised template. */
+ * NUL-terminated; the user's text is copied verbatim at *user_at (optional)
+ * so a caller can tokenize it apart from the template's markers.
+ * ST_E_UNAVAILABLE names the unrecognised template. */
 st_status st_chat_render(const char *tmpl, size_t tmpl_len, const char *user,
-                         char **out, st_error *err);
+                         char **out, size_t *user_at, st_error *err);
 
 #endif

@@ -11,6 +11,7 @@
 #include "engine_internal.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,27 @@ st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
         va_end(ap);
         err->status = st;
     }
+    return st;
+}
+
+st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
+{
+    if (!err)
+        return st;
+    char reason[sizeof err->message];
+    memcpy(reason, err->message, sizeof reason);
+    reason[sizeof reason - 1] = '\0';
+    char prefix[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(prefix);
+    snprintf(err->message + 0, sizeof err->message, "%s", prefix);
+    if (n + 2 < sizeof err->message)
+        snprintf(err->message + n, sizeof err->message - n, ": %s",
+                 reason[0] ? reason : "(no message)");
+    err->status = st;
     return st;
 }
 
@@ -60,14 +82,27 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     }
     if (rec->state == ST_PLUGIN_BROKEN)
         return st_engine_fail_diag(err, &rec->diag);
-    st_refusal why = ST_REFUSE_NONE;
-    st_status st = st_library_open(rec->manifest, &out->lib, &why, &d);
+    /* Bad parameters are the strategy's fault (ST_E_INVALID, as `stretch
+     * check` says); any refusal of the library or its create() is the
+     * plugin's (ST_E_PLUGIN, whatever status the loader or plugin gave), so
+     * a caller tells a load failure from a manifest error by status. */
+    msgpack_sbuffer params;
+    msgpack_sbuffer_init(&params);
+    st_status st = st_params_validate(rec->manifest, ref->params, &params, &d);
+    msgpack_sbuffer_destroy(&params);
     if (st != ST_OK)
         return st_engine_fail_diag(err, &d);
+    st_refusal why = ST_REFUSE_NONE;
+    st = st_library_open(rec->manifest, &out->lib, &why, &d);
+    if (st != ST_OK) {
+        d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
+        return st_engine_fail_diag(err, &d);
+    }
     st = st_instance_create(out->lib, st_host_services_of(e->host), ref->params, &out->in, &d);
     if (st != ST_OK) {
         st_library_close(out->lib);
         out->lib = NULL;
+        d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
         return st_engine_fail_diag(err, &d);
     }
     return ST_OK;
@@ -261,6 +296,15 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *opt
         st_engine_close(e);
         return ST_E_UNAVAILABLE;
     }
+    if (opts && opts->context &&
+        (opts->context < ST_STRATEGY_CONTEXT_MIN || opts->context > ST_STRATEGY_CONTEXT_MAX)) {
+        st_engine_fail(err, ST_E_INVALID,
+                       "%s: a context of %u tokens was asked for; `context:` takes %d to %d",
+                       strategy_path, opts->context, ST_STRATEGY_CONTEXT_MIN,
+                       ST_STRATEGY_CONTEXT_MAX);
+        st_engine_close(e);
+        return ST_E_INVALID;
+    }
     e->n_ctx = (opts && opts->context) ? opts->context : s->context;
     e->n_threads = (opts && opts->n_threads) ? opts->n_threads : s->threads;
     if (!e->n_threads)
@@ -354,24 +398,54 @@ bool st_engine_is_eog(const st_engine *e, int32_t token)
     return token >= 0 && (token == e->special.eos || token == e->special.eot);
 }
 
+/* One encode call, held to the contract: ST_OK means every id fits in
+ * `cap` and lies inside the tokenizer's vocabulary. */
+static st_status encode_checked(st_engine *e, const char *text, size_t len, uint32_t flags,
+                                int32_t *buf, size_t cap, size_t *need, st_error *err)
+{
+    const char *name = e->tokenizer.lib->entry->name;
+    *need = 0;
+    st_status st = e->tok->encode(e->tokenizer.in->inst, text, len, flags, buf, cap, need, err);
+    if (st == ST_E_RANGE && *need > cap)
+        return st;
+    if (st != ST_OK)
+        return st_engine_fail_wrap(err, st, "tokenizer plugin '%s': encode failed", name);
+    if (*need > cap)
+        return st_engine_fail(err, ST_E_PLUGIN,
+                              "tokenizer plugin '%s' returned %zu ids into room for %zu: it "
+                              "must return ST_E_RANGE when the ids do not fit",
+                              name, *need, cap);
+    int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
+    for (size_t i = 0; i < *need; i++)
+        if (buf[i] < 0 || buf[i] >= nv)
+            return st_engine_fail(err, ST_E_PLUGIN,
+                                  "tokenizer plugin '%s' returned id %d (at %zu), outside its "
+                                  "vocabulary of %d", name, buf[i], i, nv);
+    return ST_OK;
+}
+
 st_status st_engine_tokenize(st_engine *e, const char *text, size_t len, uint32_t flags,
                              int32_t **ids, size_t *n_ids, st_error *err)
 {
-    void *inst = e->tokenizer.in->inst;
     size_t cap = len + 16, need = 0;
     int32_t *buf = malloc(cap * sizeof *buf);
     if (!buf)
         return st_engine_fail(err, ST_E_NOMEM, "out of memory");
-    st_status st = e->tok->encode(inst, text, len, flags, buf, cap, &need, err);
+    st_status st = encode_checked(e, text, len, flags, buf, cap, &need, err);
     if (st == ST_E_RANGE && need > cap) {
-        int32_t *grown = realloc(buf, need * sizeof *buf);
+        int32_t *grown = need <= SIZE_MAX / sizeof *buf ? realloc(buf, need * sizeof *buf)
+                                                        : NULL;
         if (!grown) {
             free(buf);
-            return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+            return st_engine_fail(err, ST_E_NOMEM, "out of memory for %zu token ids", need);
         }
         buf = grown;
         cap = need;
-        st = e->tok->encode(inst, text, len, flags, buf, cap, &need, err);
+        st = encode_checked(e, text, len, flags, buf, cap, &need, err);
+        if (st == ST_E_RANGE)
+            st = st_engine_fail(err, ST_E_PLUGIN,
+                                "tokenizer plugin '%s' asked for room for %zu ids twice",
+                                e->tokenizer.lib->entry->name, cap);
     }
     if (st != ST_OK) {
         free(buf);
@@ -379,6 +453,54 @@ st_status st_engine_tokenize(st_engine *e, const char *text, size_t len, uint32_
     }
     *ids = buf;
     *n_ids = need;
+    return ST_OK;
+}
+
+st_status st_engine_chat_tokenize(st_engine *e, const char *user_message, uint32_t flags,
+                                  int32_t **ids, size_t *n_ids, st_error *err)
+{
+    const char *tmpl = NULL;
+    uint64_t n = 0;
+    if (st_gguf_get_string(e->gguf, "tokenizer.chat_template", &tmpl, &n) != ST_OK)
+        tmpl = NULL;
+    char *text = NULL;
+    size_t user_at = 0;
+    st_status st = st_chat_render(tmpl, n, user_message, &text, &user_at, err);
+    if (st != ST_OK)
+        return st;
+    /* Three pieces: the template before the message and after it with
+     * special tokens parsed, the message itself as the flags say. */
+    size_t user_len = strlen(user_message), total = strlen(text);
+    struct { const char *p; size_t n; uint32_t flags; } part[3] = {
+        {text, user_at, ST_ENCODE_PARSE_SPECIAL | (flags & ST_ENCODE_ADD_BOS)},
+        {text + user_at, user_len, flags & ST_ENCODE_PARSE_SPECIAL},
+        {text + user_at + user_len, total - user_at - user_len, ST_ENCODE_PARSE_SPECIAL},
+    };
+    int32_t *all = NULL;
+    size_t n_all = 0;
+    for (int i = 0; i < 3 && st == ST_OK; i++) {
+        int32_t *got = NULL;
+        size_t n_got = 0;
+        if ((st = st_engine_tokenize(e, part[i].p, part[i].n, part[i].flags, &got, &n_got,
+                                     err)) != ST_OK)
+            break;
+        int32_t *grown = realloc(all, (n_all + n_got + 1) * sizeof *all);
+        if (!grown) {
+            st = st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        } else {
+            all = grown;
+            memcpy(all + n_all, got, n_got * sizeof *all);
+            n_all += n_got;
+        }
+        free(got);
+    }
+    free(text);
+    if (st != ST_OK) {
+        free(all);
+        return st;
+    }
+    *ids = all;
+    *n_ids = n_all;
     return ST_OK;
 }
 
@@ -411,10 +533,50 @@ st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n, char 
     return ST_OK;
 }
 
+st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *len,
+                          st_error *err)
+{
+    const char *name = e->tokenizer.lib->entry->name;
+    int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
+    if (id < 0 || id >= nv)
+        return st_engine_fail(err, ST_E_INVALID,
+                              "token %d is outside the vocabulary of tokenizer '%s' (%d tokens)",
+                              id, name, nv);
+    const char *p = NULL;
+    size_t n = 0;
+    st_status st = e->tok->piece(e->tokenizer.in->inst, id, &p, &n, err);
+    if (st != ST_OK)
+        return st_engine_fail_wrap(err, ST_E_PLUGIN, "tokenizer plugin '%s': piece of token %d",
+                                   name, id);
+    if (!p)
+        return st_engine_fail(err, ST_E_PLUGIN,
+                              "tokenizer plugin '%s' returned a NULL piece for token %d", name,
+                              id);
+    if (n > ST_PIECE_MAX_BYTES)
+        return st_engine_fail(err, ST_E_PLUGIN,
+                              "tokenizer plugin '%s' says token %d is %zu bytes long; a piece "
+                              "has at most %d", name, id, n, ST_PIECE_MAX_BYTES);
+    *bytes = p;
+    *len = n;
+    return ST_OK;
+}
+
+st_status st_engine_check_vocab(st_engine *e, st_error *err)
+{
+    int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
+    if (nv < 0 || (uint32_t)nv != e->shape.n_vocab)
+        return st_engine_fail(err, ST_E_INVALID,
+                              "tokenizer plugin '%s' has %d tokens but the model %s has %u: "
+                              "they do not belong together (choose the model's tokenizer)",
+                              e->tokenizer.lib->entry->name, nv, e->model_path,
+                              e->shape.n_vocab);
+    return ST_OK;
+}
+
 st_status st_engine_token_piece(st_engine *e, int32_t id, const char **bytes, size_t *len,
                                 st_error *err)
 {
-    return e->tok->piece(e->tokenizer.in->inst, id, bytes, len, err);
+    return st_engine_piece(e, id, bytes, len, err);
 }
 
 st_status st_engine_chat_prompt(st_engine *e, const char *user_message, char **out,
@@ -424,12 +586,12 @@ st_status st_engine_chat_prompt(st_engine *e, const char *user_message, char **o
     uint64_t n = 0;
     if (st_gguf_get_string(e->gguf, "tokenizer.chat_template", &tmpl, &n) != ST_OK)
         tmpl = NULL;
-    return st_chat_render(tmpl, n, user_message, out, err);
+    return st_chat_render(tmpl, n, user_message, out, NULL, err);
 }
 
 void st_engine_cancel(st_engine *e)
 {
-    e->cancel = 1;
+    atomic_store(&e->cancel, 1);
 }
 
 void st_free(void *p)

@@ -107,6 +107,25 @@ static void observe_entropy(st_engine *e, const int32_t *tokens, size_t n,
     free(slots);
 }
 
+/* A NaN or infinite logit (a bad weight, an overflow) would be sampled as
+ * token 0 or scored as NaN: stop instead. Rows are the block's tokens
+ * from `first` on. */
+static st_status check_finite(st_engine *e, const float *logits, size_t rows, int32_t pos0,
+                              size_t first, st_error *err)
+{
+    uint32_t nv = e->shape.n_vocab;
+    for (size_t r = 0; r < rows; r++)
+        for (uint32_t i = 0; i < nv; i++)
+            if (!isfinite(logits[r * nv + i]))
+                return st_engine_fail(err, ST_E_RANGE,
+                                      "%s: the model's logits after position %d are not "
+                                      "finite (token %u: %f): a weight or activation is NaN "
+                                      "or infinite", e->model_path,
+                                      pos0 + (int32_t)(first + r), i,
+                                      (double)logits[r * nv + i]);
+    return ST_OK;
+}
+
 static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
 {
     if (!e->attn->retain)
@@ -122,8 +141,8 @@ static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
         st_kv_cache_compact(e->kv, keep);
     free(keep);
     if (st != ST_OK)
-        return st_engine_fail(err, st, "attention plugin '%s': retain failed: %s",
-                              e->attention.lib->entry->name, err ? err->message : "");
+        return st_engine_fail_wrap(err, st, "attention plugin '%s': retain failed",
+                                   e->attention.lib->entry->name);
     return ST_OK;
 }
 
@@ -143,8 +162,8 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
         st_status st = e->pe->update(e->posenc.in->inst, (uint32_t)(pos0 + (int32_t)n),
                                      &e->desc, &changed, err);
         if (st != ST_OK)
-            return st_engine_fail(err, st, "positional-encoding plugin '%s': update failed: %s",
-                                  e->posenc.lib->entry->name, err ? err->message : "");
+            return st_engine_fail_wrap(err, st, "positional-encoding plugin '%s': update failed",
+                                       e->posenc.lib->entry->name);
         st_diag d;
         st_diag_clear(&d);
         if (changed && st_forward_set_posenc(e->fwd, &e->desc, &d) != ST_OK)
@@ -170,6 +189,9 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
     free(pos);
     if (st != ST_OK)
         return st_engine_fail_diag(err, &d);
+    if ((st = check_finite(e, out, (flags & ST_FORWARD_ALL_LOGITS) ? n : 1, pos0,
+                           (flags & ST_FORWARD_ALL_LOGITS) ? 0 : n - 1, err)) != ST_OK)
+        return st;
     if (entropy) {
         if (all_logits)
             memcpy(e->block_logits, logits, sizeof(float) * e->shape.n_vocab * n);

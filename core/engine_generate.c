@@ -26,7 +26,6 @@ static void reset_sequence(st_engine *e, uint64_t seed)
     if (e->attn->reset)
         e->attn->reset(e->attention.in->inst);
     e->have_prev_logits = false;
-    e->cancel = 0;
 }
 
 /* Prefill `n` tokens starting at position pos0, in blocks; the last
@@ -35,7 +34,7 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
                             st_error *err)
 {
     for (size_t done = 0; done < n;) {
-        if (e->cancel)
+        if (st_engine_take_cancel(e))
             return st_engine_fail(err, ST_E_CANCELLED, "cancelled");
         size_t k = n - done < e->block ? n - done : e->block;
         st_status st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
@@ -58,6 +57,9 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     stats->struct_size = sizeof *stats;
     if (n_prompt == 0)
         return st_engine_fail(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+    st_status st = st_engine_check_vocab(e, err);
+    if (st != ST_OK)
+        return st;
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
             return st_engine_fail(err, ST_E_INVALID,
@@ -65,7 +67,6 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
                                   i, prompt[i], e->shape.n_vocab);
 
     reset_sequence(e, params ? params->seed : 0);
-    st_status st;
     for (size_t i = 0; i < n_prompt; i++)
         if ((st = st_sampler_chain_accept(&e->chain, prompt[i], true, err)) != ST_OK)
             return st;
@@ -84,12 +85,12 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     bool ignore_eos = params && params->ignore_eos;
     st_utf8_stream utf8;
     st_utf8_stream_init(&utf8);
-    char text[3 * (256 + 4)];
+    char text[3 * (ST_PIECE_MAX_BYTES + 4)];
     int32_t pos = (int32_t)n_prompt;
     double t1 = now_s();
     st = ST_OK;
     while (stats->n_generated < max_tokens) {
-        if (e->cancel) {
+        if (st_engine_take_cancel(e)) {
             stats->cancelled = true;
             st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
             break;
@@ -106,19 +107,23 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
                 on_token(user, token, "", 0);
             break;
         }
-        size_t n_text = 0;
-        const char *piece = NULL;
+        const char *piece = "";
         size_t piece_len = 0;
-        if (e->tok->piece(e->tokenizer.in->inst, token, &piece, &piece_len, err) == ST_OK &&
-            !(e->tok->is_special && e->tok->is_special(e->tokenizer.in->inst, token))) {
-            if (piece_len > 256)
-                piece_len = 256;
+        if ((st = st_engine_piece(e, token, &piece, &piece_len, err)) != ST_OK)
+            break;
+        size_t n_text = 0;
+        if (!(e->tok->is_special && e->tok->is_special(e->tokenizer.in->inst, token)))
             n_text = st_utf8_stream_feed(&utf8, piece, piece_len, text);
-        }
         if (on_token && on_token(user, token, text, n_text) != 0)
             break;
         if (stats->n_generated >= max_tokens)
             break;
+        /* A full context ends generation like EOS does: what was generated
+         * is the caller's, and a dense cache has no room to continue. */
+        if (e->kv->n_slots + 1 > e->kv->capacity) {
+            stats->stopped_by_context = true;
+            break;
+        }
         if ((st = st_engine_forward(e, &token, 1, pos, e->logits, false, err)) != ST_OK)
             break;
         pos++;

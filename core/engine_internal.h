@@ -5,7 +5,7 @@
 #ifndef ST_CORE_ENGINE_INTERNAL_H
 #define ST_CORE_ENGINE_INTERNAL_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stretch/stretch.h>
 
 #include "forward.h"
@@ -64,13 +64,37 @@ struct st_engine {
 
     st_special_tokens special;
     bool add_bos;
-    volatile sig_atomic_t cancel;
+    /* Set by st_engine_cancel from any thread or a signal handler; the
+     * request that stops on it clears it, so a cancel that arrives just
+     * before a request starts is not lost. */
+    atomic_int cancel;
 };
+
+/* Whether a cancel is pending; consumes it. */
+static inline bool st_engine_take_cancel(st_engine *e)
+{
+    return atomic_exchange(&e->cancel, 0) != 0;
+}
 
 /* Copy a diag into an st_error as "file:line:col: message". */
 st_status st_engine_fail_diag(st_error *err, const st_diag *d);
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Like st_engine_fail, for a plugin's failure reported through the same
+ * `err`: "<prefix>: <the plugin's reason>", the reason copied out first
+ * because it lives in the buffer being written. */
+st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The bytes of token `id` from the tokenizer plugin, checked: an id inside
+ * its vocabulary, a non-NULL piece of at most ST_PIECE_MAX_BYTES. */
+st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *len,
+                          st_error *err);
+
+/* Generation needs a tokenizer whose vocabulary is the model's: every id
+ * the model can pick must have a piece. */
+st_status st_engine_check_vocab(st_engine *e, st_error *err);
 
 /* Whether `token` ends generation (EOS, EOT, or a control token the
  * tokenizer marks as end). */

@@ -38,7 +38,6 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
     if (e->attn->reset)
         e->attn->reset(e->attention.in->inst);
     e->have_prev_logits = false;
-    e->cancel = 0;
     if (n)
         nll[0] = 0.0f;
     st_status st = ST_OK;
@@ -49,7 +48,7 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
         return st_engine_fail(err, ST_E_NOMEM, "out of memory");
     }
     for (size_t done = 0; done < n;) {
-        if (e->cancel) {
+        if (st_engine_take_cancel(e)) {
             st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
             break;
         }

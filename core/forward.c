@@ -624,6 +624,23 @@ static void worker_error(st_forward_ctx *c, st_status s, const char *msg)
         snprintf(c->worker_msg, sizeof c->worker_msg, "%s", msg);
 }
 
+/* Add the positional plugin's bias (ALiBi) for query t, head h to the
+ * scores of the nv visible keys. */
+static void add_posenc_bias(st_forward_ctx *c, thread_scratch *S, uint32_t t, uint32_t h,
+                            uint32_t nv)
+{
+    for (uint32_t i = 0; i < nv; i++)
+        S->kpos[i] = c->kv->rot_pos[S->idx[i]];
+    st_error err = { ST_OK, "" };
+    st_status s = c->bias(c->pe_inst, h, &c->qpos_rot[t], 1, S->kpos, nv, S->bias, &err);
+    if (s != ST_OK) {
+        worker_error(c, s, err.message[0] ? err.message : "posenc bias failed");
+        return;
+    }
+    for (uint32_t i = 0; i < nv; i++)
+        S->scores[i] += S->bias[i];
+}
+
 /* Query t, head h: scores over the visible keys, softmax, weighted values. */
 static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
 {
@@ -697,9 +714,19 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
         }
     }
+    bool biased = nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias;
     if (c->ggml) {
         float *out = c->att + (size_t)t * QD + (size_t)h * hd;
-        st_gc_attend_row(out, S->scores, S->idx, nv, scale, V + koff, row, hd, A->n == 1);
+        float sm_scale = scale;
+        if (biased) {
+            /* ggml_soft_max_ext scales the scores, then adds the bias
+             * (ALiBi's slope times the distance mask). */
+            for (uint32_t i = 0; i < nv; i++)
+                S->scores[i] *= scale;
+            add_posenc_bias(c, S, t, h, nv);
+            sm_scale = 1.0f;
+        }
+        st_gc_attend_row(out, S->scores, S->idx, nv, sm_scale, V + koff, row, hd, A->n == 1);
         if (A->weights) {
             float *w = A->weights + (size_t)t * A->n_slots;
             for (uint32_t i = 0; i < nv; i++)
@@ -707,18 +734,8 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         }
         return;
     }
-    if (nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias) {
-        for (uint32_t i = 0; i < nv; i++)
-            S->kpos[i] = kv->rot_pos[S->idx[i]];
-        st_error err = { ST_OK, "" };
-        st_status s = c->bias(c->pe_inst, h, &c->qpos_rot[t], 1, S->kpos, nv, S->bias, &err);
-        if (s != ST_OK) {
-            worker_error(c, s, err.message[0] ? err.message : "posenc bias failed");
-        } else {
-            for (uint32_t i = 0; i < nv; i++)
-                S->scores[i] += S->bias[i];
-        }
-    }
+    if (biased)
+        add_posenc_bias(c, S, t, h, nv);
     st_op_softmax(S->scores, nv);
     float *out = c->att + (size_t)t * QD + (size_t)h * hd;
     c->kern->wsum_f32(out, S->scores, V + koff, row, S->idx, nv, hd);

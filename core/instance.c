@@ -41,7 +41,9 @@ st_status st_instance_create(st_library *lib, const st_host_services *host,
     st_error err;
     memset(&err, 0, sizeof err);
     void *inst = NULL;
+    st_library_set_loading(m->library_path);
     st = e->create(host, &unpacked.data, &inst, &err);
+    st_library_set_loading(NULL);
     msgpack_unpacked_destroy(&unpacked);
     msgpack_sbuffer_destroy(&sbuf);
     if (st != ST_OK) {

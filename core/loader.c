@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,18 @@ static st_status check_entry(const st_plugin_manifest *m, const st_plugin_entry 
     return ST_OK;
 }
 
+static _Atomic(const char *) loading_library;
+
+const char *st_library_loading(void)
+{
+    return atomic_load(&loading_library);
+}
+
+void st_library_set_loading(const char *path)
+{
+    atomic_store(&loading_library, path);
+}
+
 st_status st_library_open(const st_plugin_manifest *m, st_library **out,
                           st_refusal *refusal, st_diag *diag)
 {
@@ -280,7 +293,9 @@ st_status st_library_open(const st_plugin_manifest *m, st_library **out,
     }
 
     dlerror();
+    st_library_set_loading(lib);
     void *handle = dlopen(real_lib, RTLD_NOW | RTLD_LOCAL);
+    st_library_set_loading(NULL);
     if (!handle) {
         const char *err = dlerror();
         if (!err)

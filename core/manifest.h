@@ -81,6 +81,11 @@ typedef struct st_plugin_ref {
     int line, col;
 } st_plugin_ref;
 
+/* The contexts a strategy's `context:` accepts; an engine option or CLI
+ * flag that overrides it is held to the same range. */
+#define ST_STRATEGY_CONTEXT_MIN 16
+#define ST_STRATEGY_CONTEXT_MAX 1048576
+
 typedef struct st_strategy {
     char *path;
     char *model;         /* resolved against the manifest's directory; may be NULL */

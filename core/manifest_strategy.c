@@ -22,8 +22,6 @@
 
 #define ST_STRATEGY_DEFAULT_BACKEND "cpu"
 #define ST_STRATEGY_DEFAULT_CONTEXT 2048
-#define ST_STRATEGY_CONTEXT_MIN 16
-#define ST_STRATEGY_CONTEXT_MAX 1048576
 #define ST_STRATEGY_THREADS_MAX 65536
 /* A chain this deep is a mistake; it also bounds the recursion. */
 #define ST_STRATEGY_EXTENDS_MAX 32

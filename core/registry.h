@@ -78,6 +78,13 @@ st_status st_library_open(const st_plugin_manifest *m, st_library **out,
                           st_refusal *refusal, st_diag *diag);
 void st_library_close(st_library *lib);
 
+/* The library whose constructors (dlopen) or create() run right now, NULL
+ * otherwise: a plugin that ends the process from there (exit(), abort())
+ * leaves it set, so an atexit or signal hook can name it instead of the
+ * process ending in silence. */
+const char *st_library_loading(void);
+void st_library_set_loading(const char *path);
+
 /* A created instance. */
 typedef struct st_instance {
     st_library *lib;

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdbool.h>
 
 #include "../gguf.h"
@@ -37,6 +38,17 @@ typedef struct st_act_block {
     float s16;
     int8_t q[ST_ACT_BLOCK];
 } st_act_block;
+
+/* A block holding a NaN or an infinity: x * (127 / amax) would convert
+ * NaN to int (undefined behaviour, and the sum of the q overflows). Every
+ * path stores this instead: q = 0 and a NaN scale, so each product with
+ * the block is NaN and the forward pass reports non-finite logits. */
+static inline void st_act_block_non_finite(st_act_block *blk)
+{
+    for (int i = 0; i < ST_ACT_BLOCK; i++)
+        blk->q[i] = 0;
+    blk->d = blk->s = blk->s16 = NAN;
+}
 
 /* The five weight types, as indexes of st_cpu_kernels.dot. */
 enum { ST_KT_F32 = 0, ST_KT_F16, ST_KT_Q4_0, ST_KT_Q4_1, ST_KT_Q8_0, ST_KT_COUNT };

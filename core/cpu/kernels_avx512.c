@@ -8,6 +8,7 @@
 #include "kernels.h"
 
 #if defined(__x86_64__)
+#include <float.h>
 #include <string.h>
 
 #define ST_TGT __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
@@ -104,6 +105,15 @@ ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_blo
     for (uint32_t b = 0; b < n / ST_ACT_BLOCK; b++) {
         const float *xb = x + (size_t)b * ST_ACT_BLOCK;
         __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        /* |x| > FLT_MAX or unordered: an infinity or a NaN (see
+         * st_act_block_non_finite); vcvtps2dq would give INT_MIN for it and
+         * the sum below would overflow. */
+        const __m512 big = _mm512_set1_ps(FLT_MAX);
+        if (_mm512_cmp_ps_mask(_mm512_abs_ps(x0), big, _CMP_NLE_UQ) |
+            _mm512_cmp_ps_mask(_mm512_abs_ps(x1), big, _CMP_NLE_UQ)) {
+            st_act_block_non_finite(&out[b]);
+            continue;
+        }
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         float d = amax / 127.0f;
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;

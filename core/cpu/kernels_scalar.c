@@ -30,9 +30,15 @@ void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out)
     for (uint32_t b = 0; b < n / ST_ACT_BLOCK; b++) {
         const float *xb = x + (size_t)b * ST_ACT_BLOCK;
         float amax = 0.0f;
+        bool finite = true;
         for (int i = 0; i < ST_ACT_BLOCK; i++) {
             float a = fabsf(xb[i]);
             amax = a > amax ? a : amax;
+            finite &= isfinite(a);
+        }
+        if (!finite) {
+            st_act_block_non_finite(&out[b]);
+            continue;
         }
         /* As ggml's x86 quantize_row_q8_1: the multiplier is 127 / amax
          * (not 1 / d), rounding is to nearest even, and d and the Q8_1

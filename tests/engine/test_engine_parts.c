@@ -65,7 +65,7 @@ Test(chat_template, chatml_with_the_default_system_message)
 {
     char *out = NULL;
     st_error err = {0};
-    cr_assert_eq(st_chat_render(chatml, strlen(chatml), "What is 2+2?", &out, &err), ST_OK);
+    cr_assert_eq(st_chat_render(chatml, strlen(chatml), "What is 2+2?", &out, NULL, &err), ST_OK);
     cr_assert_str_eq(out, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
                           "trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is "
                           "2+2?<|im_end|>\n<|im_start|>assistant\n");
@@ -77,7 +77,7 @@ Test(chat_template, chatml_without_a_default_system_message)
     const char *t = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] "
                     "+ '<|im_end|>\n'}}{% endfor %}";
     char *out = NULL;
-    cr_assert_eq(st_chat_render(t, strlen(t), "hi", &out, NULL), ST_OK);
+    cr_assert_eq(st_chat_render(t, strlen(t), "hi", &out, NULL, NULL), ST_OK);
     cr_assert_str_eq(out, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     free(out);
 }
@@ -87,9 +87,9 @@ Test(chat_template, unknown_or_missing_templates_are_refused)
     char *out = NULL;
     st_error err = {0};
     const char *llama2 = "[INST] {{ message }} [/INST]";
-    cr_assert_eq(st_chat_render(llama2, strlen(llama2), "hi", &out, &err), ST_E_UNAVAILABLE);
+    cr_assert_eq(st_chat_render(llama2, strlen(llama2), "hi", &out, NULL, &err), ST_E_UNAVAILABLE);
     cr_assert(strstr(err.message, "ChatML"));
-    cr_assert_eq(st_chat_render(NULL, 0, "hi", &out, &err), ST_E_UNAVAILABLE);
+    cr_assert_eq(st_chat_render(NULL, 0, "hi", &out, NULL, &err), ST_E_UNAVAILABLE);
     cr_assert(strstr(err.message, "chat_template"));
     cr_assert_null(out);
 }

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "json_out.h"
+#include "manifest.h"
 
 static double now_s(void)
 {
@@ -19,10 +20,16 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static st_status prompt_out_of_memory(st_error *err)
+{
+    snprintf(err->message, sizeof err->message, "out of memory for the prompt");
+    return ST_E_NOMEM;
+}
+
 static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: stretch bench [-m MANIFEST] [--prompt-tokens N] [--gen-tokens N]\n"
-               "                     [--threads N] [--reps N] [--json]\n\n"
+               "                     [--threads N] [--reps N] [--context N] [--json]\n\n"
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n");
@@ -66,20 +73,22 @@ int st_cmd_bench(int argc, char **argv)
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
         } else if (!strcmp(a, "--prompt-tokens")) {
-            if ((n_prompt = st_cli_parse_count(a, next, 1 << 22)) < 1) return ST_EXIT_USAGE;
+            if ((n_prompt = st_cli_parse_range(a, next, 1, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--gen-tokens")) {
             if ((n_gen = st_cli_parse_count(a, next, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--reps")) {
-            if ((reps = st_cli_parse_count(a, next, 64)) < 1) return ST_EXIT_USAGE;
+            if ((reps = st_cli_parse_range(a, next, 1, 64)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--threads")) {
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
             opts.n_threads = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
+            if ((v = st_cli_parse_range(a, next, ST_STRATEGY_CONTEXT_MIN,
+                                        ST_STRATEGY_CONTEXT_MAX)) < 0)
+                return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--json")) {
@@ -92,6 +101,11 @@ int st_cmd_bench(int argc, char **argv)
     }
     if (!(manifest = st_cli_default_manifest(manifest)))
         return ST_EXIT_USAGE;
+    if (!opts.context && n_prompt + n_gen + 16 > ST_STRATEGY_CONTEXT_MAX) {
+        fprintf(stderr, "stretch bench: --prompt-tokens + --gen-tokens + 16 = %lld exceeds the "
+                        "largest context, %d\n", n_prompt + n_gen + 16, ST_STRATEGY_CONTEXT_MAX);
+        return ST_EXIT_USAGE;
+    }
     if (!opts.context)
         opts.context = (uint32_t)(n_prompt + n_gen + 16);
 
@@ -121,12 +135,12 @@ int st_cmd_bench(int argc, char **argv)
         st_cli_cancel_on_sigint(e);
         st_status st = ids ? st_engine_generate(e, ids, (size_t)n_prompt, &gp, NULL, NULL,
                                                 &stats, &err)
-                           : ST_E_NOMEM;
+                           : prompt_out_of_memory(&err);
         st_cli_cancel_on_sigint(NULL);
         free(ids);
         if (st != ST_OK) {
-            fprintf(stderr, "stretch: %s\n", err.message);
-            rc = st_cli_exit_for(st);
+            fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : err.message);
+            rc = ST_EXIT_RUNTIME;
         } else {
             prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
             decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;

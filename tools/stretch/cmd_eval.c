@@ -14,6 +14,7 @@
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
+#include "manifest.h"
 #include "png_write.h"
 
 static void eval_usage(FILE *f)
@@ -258,16 +259,18 @@ int st_cmd_eval(int argc, char **argv)
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
         } else if (!strcmp(a, "--length")) {
-            if ((length = st_cli_parse_count(a, next, 1 << 24)) < 2) return ST_EXIT_USAGE;
+            /* The window plus the margin below must be a context `context:` takes. */
+            if ((length = st_cli_parse_range(a, next, 2, ST_STRATEGY_CONTEXT_MAX - 16)) < 0)
+                return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--windows")) {
-            if ((windows = st_cli_parse_count(a, next, 1 << 20)) < 1) return ST_EXIT_USAGE;
+            if ((windows = st_cli_parse_range(a, next, 1, 1 << 20)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--buckets")) {
-            if ((buckets = st_cli_parse_count(a, next, 1024)) < 1) return ST_EXIT_USAGE;
+            if ((buckets = st_cli_parse_range(a, next, 1, 1024)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--chunk")) {
-            if ((chunk = st_cli_parse_count(a, next, 1 << 16)) < 1) return ST_EXIT_USAGE;
+            if ((chunk = st_cli_parse_range(a, next, 1, 1 << 16)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--threads")) {
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
@@ -290,6 +293,7 @@ int st_cmd_eval(int argc, char **argv)
         }
     }
     if (!file) {
+        fprintf(stderr, "stretch eval ppl: which text file?\n");
         eval_usage(stderr);
         return ST_EXIT_USAGE;
     }
@@ -322,6 +326,7 @@ int st_cmd_eval(int argc, char **argv)
     st_status st = st_engine_tokenize(e, text, text_len, 0, &ids, &n_ids, &err);
     free(text);
     if (st == ST_OK && n_ids < (size_t)length) {
+        rc = ST_EXIT_MANIFEST; /* --length does not suit the file: a parameter error */
         err.status = st = ST_E_RANGE;
         snprintf(err.message, sizeof err.message,
                  "%s has %zu tokens, fewer than one window of --length %lld", file, n_ids,
@@ -340,11 +345,12 @@ int st_cmd_eval(int argc, char **argv)
     char *existing = NULL;
     size_t existing_len = 0;
     FILE *points = NULL;
+    bool points_failed = false;
     if (st == ST_OK &&
         !(points = st_points_open(out_dir, "points.jsonl", fresh, &existing, &existing_len))) {
         rc = ST_EXIT_RUNTIME;
         st = ST_E_IO;
-        snprintf(err.message, sizeof err.message, "cannot write to %s", out_dir);
+        points_failed = true; /* st_points_open said why */
     }
     st_progress pr;
     st_progress_start(&pr, "ppl", n_win * (size_t)length);
@@ -401,12 +407,13 @@ int st_cmd_eval(int argc, char **argv)
         if (!json)
             printf("wrote %s/ppl.csv, %s/ppl.png, %s/points.jsonl\n", out_dir, out_dir,
                    out_dir);
-    } else if (!rc) {
+    } else if (!points_failed) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
                                              ? "interrupted: finished windows are kept; rerun "
                                                "the same command to resume"
                                              : err.message);
-        rc = st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
+        if (!rc)
+            rc = ST_EXIT_RUNTIME;
     }
     free(b_nll);
     free(b_n);

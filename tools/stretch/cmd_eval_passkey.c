@@ -80,8 +80,11 @@ static st_status fit_prompt(st_engine *e, int length, int depth, int key, uint32
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         char *text = build_prompt(mid, depth, key);
-        if (!text)
+        if (!text) {
+            st_free(best_ids);
+            snprintf(err->message, sizeof err->message, "out of memory building a prompt");
             return ST_E_NOMEM;
+        }
         int32_t *t = NULL;
         size_t tn = 0;
         st_status st = st_engine_tokenize(e, text, strlen(text), flags, &t, &tn, err);
@@ -220,7 +223,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
             if ((nd = st_parse_list(a, argv[++i], depths, MAX_AXIS, 0, 100)) < 0)
                 return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--samples")) {
-            if ((samples = st_cli_parse_count(a, next, 100000)) < 1) return ST_EXIT_USAGE;
+            if ((samples = st_cli_parse_range(a, next, 1, 100000)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--seed")) {
             if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0) return ST_EXIT_USAGE;
@@ -332,7 +335,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
                                                "the same command to resume"
                                              : err.message);
         st_engine_close(e);
-        return st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
+        return ST_EXIT_RUNTIME;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/passkey.csv", out_dir);

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "json_out.h"
+#include "manifest.h"
 
 static void run_usage(FILE *f)
 {
@@ -19,16 +20,21 @@ static void run_usage(FILE *f)
             "  -m, --manifest FILE  strategy manifest (default: manifests/default.yaml)\n"
             "  --max-tokens N       generate at most N tokens (default 256)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
-            "  --chat               wrap the prompt in the model's chat template\n"
+            "  --chat               wrap the prompt in the model's chat template; the\n"
+            "                       prompt is plain text (\"<|im_end|>\" in it is not a marker)\n"
+            "  --chat-special       with --chat, parse special tokens in the prompt too\n"
             "  --raw                use the prompt as it is (the default)\n"
             "  --ignore-eos         keep generating past end-of-text tokens\n"
             "  --threads N          worker threads (default: the manifest's, else all cores)\n"
-            "  --context N          context size in tokens (default: the manifest's)\n"
+            "  --context N          context size in tokens, 16 to 1048576 (default: the\n"
+            "                       manifest's)\n"
             "  --model FILE         use this GGUF instead of the manifest's\n"
             "  --logits-out FILE    write the first step's logits as float32\n"
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; same as STRETCH_NUMERICS=ggml)\n"
-            "  --json               print one JSON object (ids, text, timings) at the end\n");
+            "  --json               print one JSON object (ids, text, timings) at the end\n"
+            "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
+            "  (a warning on stderr; the text so far is kept and the exit code is 0).\n");
 }
 
 typedef struct run_state {
@@ -88,7 +94,7 @@ int st_cmd_run(int argc, char **argv)
 {
     const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
     long long max_tokens = 256, seed = -1, v;
-    bool chat = false, json = false, ignore_eos = false;
+    bool chat = false, chat_special = false, json = false, ignore_eos = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -109,7 +115,9 @@ int st_cmd_run(int argc, char **argv)
             opts.n_threads = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
+            if ((v = st_cli_parse_range(a, next, ST_STRATEGY_CONTEXT_MIN,
+                                        ST_STRATEGY_CONTEXT_MAX)) < 0)
+                return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--model") && next) {
@@ -120,6 +128,8 @@ int st_cmd_run(int argc, char **argv)
             logits_out = argv[++i];
         } else if (!strcmp(a, "--chat")) {
             chat = true;
+        } else if (!strcmp(a, "--chat-special")) {
+            chat_special = true;
         } else if (!strcmp(a, "--raw")) {
             chat = false;
         } else if (!strcmp(a, "--json")) {
@@ -178,21 +188,24 @@ int st_cmd_run(int argc, char **argv)
     st_engine_get_info(e, &info);
     st_error err;
     memset(&err, 0, sizeof err);
-    char *rendered = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     float *logits = NULL;
     run_state rs = {.json = json};
-    st_status st = ST_OK;
+    st_status st;
+    uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    /* A raw prompt is the user's own formatting, markers included; in a
+     * chat only the template's markers are special unless asked. */
     if (chat)
-        st = st_engine_chat_prompt(e, prompt, &rendered, &err);
-    if (st == ST_OK) {
-        const char *text = rendered ? rendered : prompt;
-        uint32_t flags = ST_ENCODE_PARSE_SPECIAL | (info.add_bos ? ST_ENCODE_ADD_BOS : 0);
-        st = st_engine_tokenize(e, text, strlen(text), flags, &ids, &n_ids, &err);
-    }
-    if (st == ST_OK && logits_out && !(logits = malloc(sizeof(float) * info.n_vocab)))
+        st = st_engine_chat_tokenize(e, prompt, bos | (chat_special ? ST_ENCODE_PARSE_SPECIAL : 0),
+                                     &ids, &n_ids, &err);
+    else
+        st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL, &ids,
+                                &n_ids, &err);
+    if (st == ST_OK && logits_out && !(logits = malloc(sizeof(float) * info.n_vocab))) {
         st = ST_E_NOMEM;
+        snprintf(err.message, sizeof err.message, "out of memory for the logits");
+    }
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     if (st == ST_OK) {
@@ -203,6 +216,11 @@ int st_cmd_run(int argc, char **argv)
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
         st_cli_cancel_on_sigint(NULL);
     }
+    if (stats.stopped_by_context)
+        fprintf(stderr, "stretch: warning: the context of %u tokens is full: generation stopped "
+                        "after %u tokens; raise --context or `context:` in the strategy manifest, "
+                        "or use a bounded attention strategy (streaming, lm-infinite)\n",
+                info.n_ctx, stats.n_generated);
     if (st == ST_OK || st == ST_E_CANCELLED) {
         if (logits_out && stats.n_prompt)
             rc = write_logits(logits_out, logits, info.n_vocab);
@@ -226,6 +244,11 @@ int st_cmd_run(int argc, char **argv)
             st_json_int(&j, seed);
             st_json_key(&j, "stopped_by_eos");
             st_json_bool(&j, stats.stopped_by_eos);
+            st_json_key(&j, "stopped_by");
+            st_json_string(&j, stats.stopped_by_eos       ? "eos"
+                               : stats.stopped_by_context ? "context"
+                               : st == ST_E_CANCELLED      ? "cancelled"
+                                                           : "max_tokens");
             st_json_key(&j, "timings");
             st_json_begin_object(&j);
             st_json_key(&j, "prefill_s");
@@ -250,13 +273,12 @@ int st_cmd_run(int argc, char **argv)
     }
     if (st != ST_OK) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : err.message);
-        rc = st == ST_E_CANCELLED ? ST_EXIT_RUNTIME : st_cli_exit_for(st);
+        rc = ST_EXIT_RUNTIME;
     }
     free(logits);
     free(rs.tokens);
     free(rs.text);
     st_free(ids);
-    st_free(rendered);
     st_engine_close(e);
     free(file_text);
     return rc;

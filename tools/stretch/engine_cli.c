@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "paths.h"
+#include "registry.h"
 
 static bool is_file(const char *p)
 {
@@ -57,11 +58,60 @@ int st_cli_exit_for(st_status st)
     }
 }
 
+/* A plugin that ends the process from its constructor or create() would
+ * otherwise leave `stretch` exiting 0 (exit(0)) or dying silently
+ * (abort()): while a library loads, these hooks name it and exit with the
+ * load-refused code. Only write() and _exit() here: async-signal-safe. */
+static void say_load_died(const char *what)
+{
+    const char *lib = st_library_loading();
+    static const char pre[] = "stretch: ";
+    static const char post[] = " (a plugin must return an error, never end the process); "
+                               "`stretch check` tests it in a child process\n";
+    if (write(STDERR_FILENO, pre, sizeof pre - 1) < 0 ||
+        write(STDERR_FILENO, lib, strlen(lib)) < 0 ||
+        write(STDERR_FILENO, what, strlen(what)) < 0 ||
+        write(STDERR_FILENO, post, sizeof post - 1) < 0)
+        return;
+}
+
+static void exit_during_load(void)
+{
+    if (!st_library_loading())
+        return;
+    say_load_died(": the plugin ended the process (exit) while it was being loaded");
+    _exit(ST_EXIT_LOAD);
+}
+
+static void crash_during_load(int sig)
+{
+    if (st_library_loading()) {
+        say_load_died(sig == SIGABRT ? ": the plugin aborted while it was being loaded"
+                                     : ": the plugin crashed while it was being loaded");
+        _exit(ST_EXIT_LOAD);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static const int load_signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+#define N_LOAD_SIGNALS (sizeof load_signals / sizeof load_signals[0])
+
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
 {
+    static bool hooked;
+    if (!hooked && atexit(exit_during_load) == 0)
+        hooked = true;
+    struct sigaction sa, old[N_LOAD_SIGNALS];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = crash_during_load;
+    for (size_t i = 0; i < N_LOAD_SIGNALS; i++)
+        sigaction(load_signals[i], &sa, &old[i]);
     st_error err;
     memset(&err, 0, sizeof err);
     st_status st = st_engine_open(manifest, opts, out, &err);
+    for (size_t i = 0; i < N_LOAD_SIGNALS; i++)
+        sigaction(load_signals[i], &old[i], NULL);
     if (st == ST_OK)
         return 0;
     fprintf(stderr, "stretch: %s\n", err.message);
@@ -91,6 +141,12 @@ void st_cli_cancel_on_sigint(st_engine *e)
 
 long long st_cli_parse_count(const char *flag, const char *value, long long max)
 {
+    return st_cli_parse_range(flag, value, 0, max);
+}
+
+long long st_cli_parse_range(const char *flag, const char *value, long long min,
+                             long long max)
+{
     if (!value) {
         fprintf(stderr, "stretch: %s needs a value\n", flag);
         return -1;
@@ -98,9 +154,9 @@ long long st_cli_parse_count(const char *flag, const char *value, long long max)
     char *end = NULL;
     errno = 0;
     long long v = strtoll(value, &end, 10);
-    if (errno || end == value || *end || v < 0 || v > max) {
-        fprintf(stderr, "stretch: %s: expected an integer from 0 to %lld, found '%s'\n", flag,
-                max, value);
+    if (errno || end == value || *end || v < min || v > max) {
+        fprintf(stderr, "stretch: %s: expected an integer from %lld to %lld, found '%s'\n",
+                flag, min, max, value);
         return -1;
     }
     return v;

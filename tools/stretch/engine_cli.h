@@ -19,7 +19,10 @@ const char *st_cli_default_manifest(const char *given);
  * exit code (0 on success). */
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out);
 
-/* Exit code for a failed status. */
+/* Exit code for a status from opening an engine (or checking arguments
+ * against it): manifest, load or model error. A failure once the engine is
+ * open (tokenize, generate, score) is ST_EXIT_RUNTIME whatever the status:
+ * a plugin failing mid-run is not a refused load. */
 int st_cli_exit_for(st_status st);
 
 /* Route SIGINT to st_engine_cancel(e) (NULL to restore the default). */
@@ -27,6 +30,11 @@ void st_cli_cancel_on_sigint(st_engine *e);
 
 /* Parse a non-negative integer flag value; prints and returns -1 on error. */
 long long st_cli_parse_count(const char *flag, const char *value, long long max);
+
+/* Parse an integer flag value in min..max; prints the range and returns -1
+ * when it is missing, not an integer or outside it. */
+long long st_cli_parse_range(const char *flag, const char *value, long long min,
+                             long long max);
 
 /* Read a whole file into a NUL-terminated malloc'd buffer. NULL with a
  * message printed on failure. */

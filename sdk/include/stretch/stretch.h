@@ -75,6 +75,15 @@ ST_API st_status st_engine_token_piece(st_engine *e, int32_t id, const char **by
 ST_API st_status st_engine_chat_prompt(st_engine *e, const char *user_message,
                                        char **out, st_error *err);
 
+/* Render one user message with the chat template and tokenize it: the
+ * template's own markers are special tokens, the user's text is plain text
+ * (typing "<|im_end|>" does not end the turn) unless flags has
+ * ST_ENCODE_PARSE_SPECIAL. ST_ENCODE_ADD_BOS applies to the start of the
+ * prompt. *ids is allocated; st_free it. */
+ST_API st_status st_engine_chat_tokenize(st_engine *e, const char *user_message,
+                                         uint32_t flags, int32_t **ids, size_t *n_ids,
+                                         st_error *err);
+
 /* Called once per generated token with the text it completes: bytes are
  * held back until they form whole UTF-8 characters, so `text` is always
  * valid UTF-8 (possibly empty). Return non-zero to stop. */
@@ -96,17 +105,24 @@ typedef struct st_generate_stats {
     double decode_s;         /* generation after the first token */
     bool stopped_by_eos;
     bool cancelled;
+    bool stopped_by_context; /* the context filled: the tokens so far are kept */
 } st_generate_stats;
 
 /* Run the prompt (all tokens, prepacked into blocks) and generate. The KV
- * cache starts empty for each call. */
+ * cache starts empty for each call. Generation ends at max_tokens, an
+ * end-of-generation token, a full context (ST_OK with stopped_by_context)
+ * or a cancel. Logits that are not finite (a NaN or infinite weight) are
+ * an error (ST_E_RANGE), never sampled. */
 ST_API st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                                     const st_generate_params *params,
                                     st_token_fn on_token, void *user,
                                     st_generate_stats *stats, st_error *err);
 
 /* Ask a running generate/score to stop at the next token boundary; it then
- * returns ST_E_CANCELLED. Safe from any thread or a signal handler. */
+ * returns ST_E_CANCELLED. Safe from any thread or a signal handler. A
+ * cancel that arrives while no request runs stops the next one as it
+ * starts (so a Ctrl-C just before a request is not lost); the request that
+ * stops on a cancel clears it. */
 ST_API void st_engine_cancel(st_engine *e);
 
 /* Score a token sequence: nll[t] = -log p(tokens[t] | tokens[<t]) for

@@ -17,6 +17,9 @@ extern "C" {
 #define ST_ENCODE_ADD_BOS       (1u << 0) /* prepend BOS when the vocabulary has one */
 #define ST_ENCODE_PARSE_SPECIAL (1u << 1) /* text like "<|im_start|>" becomes the special id */
 
+/* The longest piece() a token may have, in bytes. */
+#define ST_PIECE_MAX_BYTES 256
+
 /* Special token ids; -1 where the vocabulary has none. */
 typedef struct st_special_tokens {
     uint32_t struct_size;
@@ -28,7 +31,9 @@ typedef struct st_tokenizer_ops {
 
     /* Encode `len` bytes of UTF-8 (or arbitrary bytes) into `ids`. Writes at
      * most `cap` ids and always sets *n_ids to the number needed; when
-     * *n_ids > cap it returns ST_E_RANGE and the caller retries larger. */
+     * *n_ids > cap it returns ST_E_RANGE and the caller retries larger.
+     * The host refuses ST_OK with *n_ids > cap, and ids outside
+     * [0, vocab_size). */
     st_status (*encode)(void *inst, const char *text, size_t len, uint32_t flags,
                         int32_t *ids, size_t cap, size_t *n_ids, st_error *err);
 
@@ -38,7 +43,9 @@ typedef struct st_tokenizer_ops {
                         char *out, size_t cap, size_t *n_bytes, st_error *err);
 
     /* The bytes token `id` stands for (a fragment: may split a UTF-8 char).
-     * The pointer stays valid for the life of the instance. */
+     * The pointer stays valid for the life of the instance; it is never
+     * NULL, and the piece is at most ST_PIECE_MAX_BYTES long (the host
+     * refuses a longer one: it cannot tell a real length from garbage). */
     st_status (*piece)(void *inst, int32_t id, const char **bytes, size_t *len,
                        st_error *err);
 
