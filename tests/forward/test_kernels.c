@@ -385,3 +385,42 @@ Test(forward_kernels, threadpool_runs_all_work_once)
         st_threadpool_destroy(pool);
     }
 }
+
+/* Issue #8 item 5: a block with a NaN or an infinity converted NaN to int
+ * (INT_MIN on x86) and summed it into a signed int: undefined behaviour
+ * (UBSan: signed overflow) and a finite scale for garbage. Every path this
+ * CPU runs now marks such a block: q = 0 and a NaN scale, so products with
+ * it are NaN; the finite blocks around it are untouched. */
+Test(forward_kernels, act_quantization_non_finite)
+{
+    enum { N = 32 * 6 };
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * 2.0f;
+    x[32 + 3] = NAN;
+    x[64] = INFINITY;
+    x[96 + 31] = -INFINITY;
+    for (int i = 128; i < 160; i++)
+        x[i] = NAN; /* 32 x INT_MIN overflowed the sum */
+    st_act_block finite[2];
+    float clean[64];
+    memcpy(clean, x, 32 * sizeof *x);
+    memcpy(clean + 32, x + 160, 32 * sizeof *x);
+    st_quantize_act_row(clean, 64, finite);
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        st_act_block got[N / 32];
+        memset(got, 0x55, sizeof got);
+        k->quantize_act(x, N, got);
+        for (int b = 1; b <= 4; b++) {
+            cr_assert(isnan(got[b].d) && isnan(got[b].s) && isnan(got[b].s16), "%s block %d",
+                      st_cpu_isa_name(k->isa), b);
+            for (int i = 0; i < 32; i++)
+                cr_assert_eq(got[b].q[i], 0, "%s block %d q[%d]", st_cpu_isa_name(k->isa), b, i);
+        }
+        cr_assert_eq(memcmp(&got[0], &finite[0], sizeof finite[0]), 0, "%s",
+                     st_cpu_isa_name(k->isa));
+        cr_assert_eq(memcmp(&got[5], &finite[1], sizeof finite[1]), 0, "%s",
+                     st_cpu_isa_name(k->isa));
+    }
+}

@@ -37,6 +37,19 @@
 int st_fixture_gone(void);
 #endif
 
+#if defined(FIX_CTOR_EXITS)
+/* Ends the process from dlopen itself, before the loader sees an entry. */
+__attribute__((constructor)) static void fixture_ctor(void)
+{
+    exit(0);
+}
+#elif defined(FIX_CTOR_ABORTS)
+__attribute__((constructor)) static void fixture_ctor(void)
+{
+    abort();
+}
+#endif
+
 typedef struct fixture {
     const st_host_services *host;
     int picks;
