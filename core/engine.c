@@ -38,16 +38,20 @@ st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
     char reason[sizeof err->message];
     memcpy(reason, err->message, sizeof reason);
     reason[sizeof reason - 1] = '\0';
-    char prefix[sizeof err->message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
-    size_t n = strlen(prefix);
-    snprintf(err->message + 0, sizeof err->message, "%s", prefix);
-    if (n + 2 < sizeof err->message)
-        snprintf(err->message + n, sizeof err->message - n, ": %s",
-                 reason[0] ? reason : "(no message)");
+    /* Append ": <reason>" by hand, cut to what fits. */
+    const char *why = reason[0] ? reason : "(no message)";
+    size_t at = strlen(err->message), room = sizeof err->message - 1;
+    for (const char *p = ": "; *p && at < room; p++)
+        err->message[at++] = *p;
+    size_t n = strlen(why);
+    if (n > room - at)
+        n = room - at;
+    memcpy(err->message + at, why, n);
+    err->message[at + n] = '\0';
     err->status = st;
     return st;
 }
