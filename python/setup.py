@@ -36,11 +36,13 @@ def bundle_dir() -> Path | None:
 class BuildPyBundling(build_py):
     def run(self):
         super().run()
+        dest = Path(self.build_lib) / "stretch" / "_native"
+        # setuptools reuses python/build/ between builds: a library bundled
+        # by an earlier build must not leak into a plain one.
+        shutil.rmtree(dest, ignore_errors=True)
         build = bundle_dir()
         if build is None:
             return
-        dest = Path(self.build_lib) / "stretch" / "_native"
-        shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
         # The real file, not the libstretch.so -> .so.0 -> .so.0.1.0 links:
         # wheels do not keep symbolic links.
