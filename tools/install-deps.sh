@@ -2,7 +2,7 @@
 # Install the Debian packages stretch builds and tests with. Idempotent:
 # skips apt entirely when everything is already there.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config git python3 python3-pip
+pkgs=(build-essential cmake pkg-config git python3 python3-pip python3-venv
       libfyaml-dev libmsgpack-dev libuv1-dev libcriterion-dev
       ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo valgrind)
 missing=()

@@ -1,0 +1,19 @@
+"""stretch: Python bindings over libstretch's public host API (stretch.h).
+
+    import stretch
+    with stretch.Engine("manifests/greedy.yaml") as e:
+        print(e.generate("Once upon a time", max_tokens=32).text)
+
+Listing and inspecting plugins waits for a public registry API in the C SDK;
+see docs/python.md.
+"""
+
+from ._capi import library_path
+from .engine import Engine
+from .errors import Error, Status
+from .results import EngineInfo, GenerateStats, Generation, TokenEvent
+from .stream import GenerationStream
+
+__all__ = ["Engine", "Error", "Status", "EngineInfo", "GenerateStats", "Generation",
+           "TokenEvent", "GenerationStream", "library_path"]
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""ctypes mirrors of sdk/include/stretch/stretch.h and common.h.
+
+Field order and types follow the headers exactly; ctypes applies the same
+natural alignment as the C compiler, and tests/test_layout.py compiles the
+headers to check every size and offset. Structs that begin with
+struct_size must have it set to ctypes.sizeof(...) before a call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double,
+                    c_float, c_int, c_int32, c_size_t, c_uint32, c_uint64, c_void_p)
+
+from . import _library
+
+ERROR_MESSAGE_MAX = 512  # ST_ERROR_MESSAGE_MAX
+KIND_COUNT = 5           # ST_KIND_COUNT
+ENCODE_ADD_BOS = 1 << 0        # tokenizer.h
+ENCODE_PARSE_SPECIAL = 1 << 1  # tokenizer.h
+# Plugin kinds in st_kind order (plugin_names is indexed by kind - 1).
+KIND_NAMES = ("tokenizer", "positional-encoding", "attention", "sampler", "retriever")
+
+
+class StError(Structure):
+    _fields_ = [("status", c_int), ("message", c_char * ERROR_MESSAGE_MAX)]
+
+
+class StEngineOptions(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32), ("context", c_uint32),
+                ("model", c_char_p)]
+
+
+class StEngineInfo(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_vocab", c_uint32), ("n_ctx", c_uint32),
+                ("n_ctx_train", c_uint32), ("n_layers", c_uint32), ("n_heads", c_uint32),
+                ("n_kv_heads", c_uint32), ("n_embd", c_uint32), ("head_dim", c_uint32),
+                ("n_threads", c_uint32), ("bos", c_int32), ("eos", c_int32), ("eot", c_int32),
+                ("add_bos", c_bool), ("model_path", c_char_p),
+                ("plugin_names", c_char_p * KIND_COUNT)]
+
+
+class StGenerateParams(Structure):
+    _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
+                ("ignore_eos", c_bool), ("first_logits", POINTER(c_float))]
+
+
+class StGenerateStats(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_prompt", c_uint32), ("n_generated", c_uint32),
+                ("prefill_s", c_double), ("decode_s", c_double), ("stopped_by_eos", c_bool),
+                ("cancelled", c_bool)]
+
+
+# text is c_void_p, not c_char_p: it is not NUL-terminated and may be empty.
+TOKEN_FN = CFUNCTYPE(c_int, c_void_p, c_int32, c_void_p, c_size_t)
+PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t)
+
+EnginePtr = c_void_p
+IdsPtr = POINTER(c_int32)
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    def fn(name, restype, *argtypes):
+        f = getattr(lib, name)
+        f.restype = restype
+        f.argtypes = list(argtypes)
+
+    status = c_int
+    fn("st_engine_open", status, c_char_p, POINTER(StEngineOptions), POINTER(EnginePtr),
+       POINTER(StError))
+    fn("st_engine_close", None, EnginePtr)
+    fn("st_engine_get_info", None, EnginePtr, POINTER(StEngineInfo))
+    fn("st_engine_tokenize", status, EnginePtr, c_char_p, c_size_t, c_uint32,
+       POINTER(IdsPtr), POINTER(c_size_t), POINTER(StError))
+    fn("st_engine_detokenize", status, EnginePtr, IdsPtr, c_size_t, POINTER(c_void_p),
+       POINTER(c_size_t), POINTER(StError))
+    fn("st_engine_token_piece", status, EnginePtr, c_int32, POINTER(c_void_p),
+       POINTER(c_size_t), POINTER(StError))
+    fn("st_engine_chat_prompt", status, EnginePtr, c_char_p, POINTER(c_void_p), POINTER(StError))
+    fn("st_engine_generate", status, EnginePtr, IdsPtr, c_size_t, POINTER(StGenerateParams),
+       TOKEN_FN, c_void_p, POINTER(StGenerateStats), POINTER(StError))
+    fn("st_engine_cancel", None, EnginePtr)
+    fn("st_engine_score", status, EnginePtr, IdsPtr, c_size_t, c_size_t, POINTER(c_float),
+       PROGRESS_FN, c_void_p, POINTER(StError))
+    fn("st_free", None, c_void_p)
+    fn("st_strerror", c_char_p, c_int)
+    fn("st_peak_rss_bytes", c_uint64)
+
+
+lib, library_path = _library.load()
+_declare(lib)

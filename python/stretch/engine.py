@@ -1,0 +1,248 @@
+"""Engine: one strategy manifest opened through libstretch's host API.
+
+One engine serves one request at a time and is not thread-safe, except
+cancel(), which may be called from any thread (the C API's rule).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Callable, Iterable, Sequence, Union
+
+import numpy as np
+
+from . import _capi
+from ._capi import lib
+from .errors import Error, Status
+from .results import EngineInfo, GenerateStats, Generation
+
+Prompt = Union[str, Sequence[int], np.ndarray]
+# on_token(token, text) -> truthy to stop. token is -1 for text held back
+# as an incomplete UTF-8 sequence and flushed after the last token.
+TokenCallback = Callable[[int, str], object]
+ProgressCallback = Callable[[int, int], object]
+
+
+def _check(status: int, err: _capi.StError) -> None:
+    if status < 0:
+        message = err.message.decode("utf-8", "replace")
+        if not message:
+            message = lib.st_strerror(status).decode("utf-8", "replace")
+        raise Error(status, message)
+
+
+def _take_bytes(ptr: ctypes.c_void_p, length: int) -> bytes:
+    """Copy a C buffer the caller owns, then st_free it."""
+    try:
+        return ctypes.string_at(ptr, length) if length else b""
+    finally:
+        lib.st_free(ptr)
+
+
+def _ids_array(ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
+    if arr.ndim != 1:
+        raise ValueError(f"token ids must be one-dimensional, got shape {arr.shape}")
+    if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+        raise ValueError("token ids must fit in int32")
+    return arr.astype(np.int32)
+
+
+def _ids_ptr(arr: np.ndarray):
+    return arr.ctypes.data_as(_capi.IdsPtr)
+
+
+class Engine:
+    """Open `manifest` (a strategy YAML). `model`, `context` and `threads`
+    override the manifest's (0 / None = the manifest's)."""
+
+    def __init__(self, manifest: str | os.PathLike, model: str | os.PathLike | None = None,
+                 context: int = 0, threads: int = 0):
+        self._handle = None
+        opts = _capi.StEngineOptions(struct_size=ctypes.sizeof(_capi.StEngineOptions),
+                                     n_threads=threads, context=context,
+                                     model=os.fsencode(model) if model is not None else None)
+        handle = _capi.EnginePtr()
+        err = _capi.StError()
+        _check(lib.st_engine_open(os.fsencode(manifest), ctypes.byref(opts),
+                                  ctypes.byref(handle), ctypes.byref(err)), err)
+        self._handle = handle
+        self.manifest = os.fspath(manifest)
+        self.info = self._read_info()
+
+    # -- lifetime ---------------------------------------------------------
+
+    def close(self) -> None:
+        if self._handle is not None:
+            lib.st_engine_close(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _h(self):
+        if self._handle is None:
+            raise Error(Status.STATE, "the engine is closed")
+        return self._handle
+
+    def _read_info(self) -> EngineInfo:
+        raw = _capi.StEngineInfo(struct_size=ctypes.sizeof(_capi.StEngineInfo))
+        lib.st_engine_get_info(self._h(), ctypes.byref(raw))
+
+        def token(v: int) -> int | None:
+            return None if v < 0 else v
+
+        plugins = {kind: name.decode()
+                   for kind, name in zip(_capi.KIND_NAMES, raw.plugin_names) if name}
+        return EngineInfo(n_vocab=raw.n_vocab, n_ctx=raw.n_ctx, n_ctx_train=raw.n_ctx_train,
+                          n_layers=raw.n_layers, n_heads=raw.n_heads, n_kv_heads=raw.n_kv_heads,
+                          n_embd=raw.n_embd, head_dim=raw.head_dim, n_threads=raw.n_threads,
+                          bos=token(raw.bos), eos=token(raw.eos), eot=token(raw.eot),
+                          add_bos=bool(raw.add_bos),
+                          model_path=os.fsdecode(raw.model_path or b""), plugins=plugins)
+
+    # -- text -------------------------------------------------------------
+
+    def tokenize(self, text: str, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Token ids of `text`. special: parse "<|im_start|>"-like text as
+        special tokens; add_bos: prepend BOS when the vocabulary has one."""
+        data = text.encode("utf-8")
+        flags = (_capi.ENCODE_PARSE_SPECIAL if special else 0) | \
+                (_capi.ENCODE_ADD_BOS if add_bos else 0)
+        ids = _capi.IdsPtr()
+        n = ctypes.c_size_t()
+        err = _capi.StError()
+        _check(lib.st_engine_tokenize(self._h(), data, len(data), flags, ctypes.byref(ids),
+                                      ctypes.byref(n), ctypes.byref(err)), err)
+        try:
+            return ids[:n.value] if n.value else []
+        finally:
+            lib.st_free(ids)
+
+    def detokenize(self, ids: Iterable[int]) -> str:
+        arr = _ids_array(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        text = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        err = _capi.StError()
+        _check(lib.st_engine_detokenize(self._h(), _ids_ptr(arr), arr.size, ctypes.byref(text),
+                                        ctypes.byref(n), ctypes.byref(err)), err)
+        # A sequence of ids may end inside a UTF-8 character.
+        return _take_bytes(text, n.value).decode("utf-8", "replace")
+
+    def token_piece(self, token: int) -> bytes:
+        """The raw bytes of one token (possibly part of a UTF-8 character)."""
+        data = ctypes.c_void_p()
+        n = ctypes.c_size_t()
+        err = _capi.StError()
+        _check(lib.st_engine_token_piece(self._h(), token, ctypes.byref(data), ctypes.byref(n),
+                                         ctypes.byref(err)), err)
+        return ctypes.string_at(data, n.value) if n.value else b""  # the engine owns it
+
+    def chat_prompt(self, user_message: str) -> str:
+        """`user_message` rendered with the model's chat template."""
+        out = ctypes.c_void_p()
+        err = _capi.StError()
+        _check(lib.st_engine_chat_prompt(self._h(), user_message.encode("utf-8"),
+                                         ctypes.byref(out), ctypes.byref(err)), err)
+        try:
+            return ctypes.string_at(out).decode("utf-8")
+        finally:
+            lib.st_free(out)
+
+    def prompt_ids(self, prompt: Prompt) -> np.ndarray:
+        """A text prompt tokenized as `stretch run` does (special tokens
+        parsed, BOS when the model asks for it); ids pass through."""
+        if isinstance(prompt, str):
+            return _ids_array(self.tokenize(prompt, special=True, add_bos=self.info.add_bos))
+        return _ids_array(prompt)
+
+    # -- generation -------------------------------------------------------
+
+    def generate(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
+                 on_token: TokenCallback | None = None, ignore_eos: bool = False) -> Generation:
+        """Continue `prompt` (text or ids) by up to max_tokens tokens.
+
+        on_token(token, text) is called for each token as it is produced;
+        return a truthy value to stop. A cancel() ends the generation early
+        with stats.cancelled set (the tokens so far are returned). An
+        exception raised by on_token stops the generation and is re-raised.
+        """
+        ids = self.prompt_ids(prompt)
+        tokens: list[int] = []
+        pieces: list[str] = []
+        raised: list[BaseException] = []
+
+        def forward(_user, token, text, length):
+            try:
+                piece = ctypes.string_at(text, length).decode("utf-8") if length else ""
+                if token >= 0:
+                    tokens.append(token)
+                pieces.append(piece)
+                return 1 if on_token is not None and on_token(token, piece) else 0
+            except BaseException as e:  # ctypes would print and drop it
+                raised.append(e)
+                return 1
+
+        params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
+                                        max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+        stats = _capi.StGenerateStats(struct_size=ctypes.sizeof(_capi.StGenerateStats))
+        err = _capi.StError()
+        callback = _capi.TOKEN_FN(forward)  # kept alive for the call
+        status = lib.st_engine_generate(self._h(), _ids_ptr(ids), ids.size, ctypes.byref(params),
+                                        callback, None, ctypes.byref(stats), ctypes.byref(err))
+        if raised:
+            raise raised[0]
+        if status != Status.CANCELLED:
+            _check(status, err)
+        return Generation(text="".join(pieces), tokens=tokens, stats=GenerateStats(
+            n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
+            decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),
+            cancelled=bool(stats.cancelled)))
+
+    def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
+               ignore_eos: bool = False):
+        """generate() as an iterator of TokenEvent; see stretch.stream."""
+        from .stream import GenerationStream
+        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos)
+
+    def cancel(self) -> None:
+        """Stop a running generate() or score() at the next token boundary.
+        Safe from any thread."""
+        if self._handle is not None:
+            lib.st_engine_cancel(self._handle)
+
+    # -- scoring ----------------------------------------------------------
+
+    def score(self, ids: Iterable[int] | np.ndarray, chunk: int = 0,
+              progress: ProgressCallback | None = None) -> np.ndarray:
+        """Per-token negative log-likelihoods, float32: nll[t] =
+        -log p(ids[t] | ids[<t]), nll[0] = 0. chunk: tokens per forward block
+        (0 = the whole context). progress(done, total) after each chunk;
+        return truthy to cancel. A cancel raises Error(CANCELLED)."""
+        arr = _ids_array(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        nll = np.zeros(arr.size, dtype=np.float32)
+        raised: list[BaseException] = []
+
+        def forward(_user, done, total):
+            try:
+                return 1 if progress(done, total) else 0
+            except BaseException as e:
+                raised.append(e)
+                return 1
+
+        callback = _capi.PROGRESS_FN(forward) if progress is not None else _capi.PROGRESS_FN()
+        err = _capi.StError()
+        status = lib.st_engine_score(self._h(), _ids_ptr(arr), arr.size, chunk,
+                                     nll.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                     callback, None, ctypes.byref(err))
+        if raised:
+            raise raised[0]
+        _check(status, err)
+        return nll

@@ -1,0 +1,52 @@
+"""Plain-data results: engine facts and what a generation returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """st_engine_info. Token ids are None where the model has none."""
+    n_vocab: int
+    n_ctx: int
+    n_ctx_train: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    n_embd: int
+    head_dim: int
+    n_threads: int
+    bos: int | None
+    eos: int | None
+    eot: int | None
+    add_bos: bool
+    model_path: str
+    plugins: dict[str, str] = field(default_factory=dict)  # kind -> plugin name
+
+
+@dataclass(frozen=True)
+class GenerateStats:
+    """st_generate_stats; times in seconds."""
+    n_prompt: int
+    n_generated: int
+    prefill_s: float
+    decode_s: float
+    stopped_by_eos: bool
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generate() call: generated ids, their text, the stats."""
+    text: str
+    tokens: list[int]
+    stats: GenerateStats
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One step of Engine.stream(): token is -1 for the text held back as an
+    incomplete UTF-8 sequence and flushed at the end."""
+    token: int
+    text: str

@@ -1,0 +1,100 @@
+"""Generation: the callback, the iterator, cancel, and equality with the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import stretch
+
+PROMPT = "It was the best of times, it was"
+
+
+def cli_run(stretch_cli, manifest, prompt, max_tokens):
+    out = subprocess.run([str(stretch_cli), "run", "-m", str(manifest), "--max-tokens",
+                          str(max_tokens), "--seed", "7", "--json", prompt],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_greedy_generation_equals_stretch_run(engine, manifest, stretch_cli):
+    cli = cli_run(stretch_cli, manifest, PROMPT, 24)
+    seen = []
+    result = engine.generate(PROMPT, max_tokens=24, seed=7,
+                             on_token=lambda token, text: seen.append((token, text)))
+    assert engine.prompt_ids(PROMPT).tolist() == cli["prompt_ids"]
+    assert result.tokens == cli["tokens"]
+    assert result.text == cli["text"]
+    # The callback saw every token, in order, and the text it completes.
+    assert [t for t, _ in seen if t >= 0] == result.tokens
+    assert "".join(text for _, text in seen) == result.text
+    assert result.stats.n_prompt == len(cli["prompt_ids"])
+    assert result.stats.n_generated == len(result.tokens)
+    assert result.stats.cancelled is False
+
+
+def test_ids_and_text_prompts_agree(engine):
+    by_text = engine.generate(PROMPT, max_tokens=8)
+    by_ids = engine.generate(engine.tokenize(PROMPT), max_tokens=8)
+    assert by_text.tokens == by_ids.tokens
+
+
+def test_returning_true_from_the_callback_stops(engine):
+    calls = []
+    result = engine.generate(PROMPT, max_tokens=20,
+                             on_token=lambda token, text: calls.append(token) or len(calls) == 3)
+    assert len(result.tokens) == 3 and len(calls) == 3
+    assert result.stats.cancelled is False
+
+
+def test_cancel_from_the_callback(engine):
+    def cancel_at_five(token, text):
+        if token >= 0 and len(seen) == 4:
+            engine.cancel()
+        seen.append(token)
+
+    seen = []
+    result = engine.generate(PROMPT, max_tokens=20, on_token=cancel_at_five)
+    # Cancel takes effect at the next token boundary: five tokens made it.
+    assert result.stats.cancelled is True
+    assert len(result.tokens) == 5
+    # The engine is usable again, and gives the same greedy prefix.
+    again = engine.generate(PROMPT, max_tokens=20)
+    assert again.stats.cancelled is False and again.tokens[:5] == result.tokens
+
+
+def test_an_exception_in_the_callback_propagates(engine):
+    class Boom(Exception):
+        pass
+
+    def boom(token, text):
+        raise Boom("from the callback")
+
+    with pytest.raises(Boom):
+        engine.generate(PROMPT, max_tokens=5, on_token=boom)
+    assert len(engine.generate(PROMPT, max_tokens=5).tokens) == 5
+
+
+def test_stream_yields_what_generate_returns(engine):
+    expected = engine.generate(PROMPT, max_tokens=12)
+    stream = engine.stream(PROMPT, max_tokens=12)
+    events = list(stream)
+    assert all(isinstance(ev, stretch.TokenEvent) for ev in events)
+    assert [ev.token for ev in events if ev.token >= 0] == expected.tokens
+    assert "".join(ev.text for ev in events) == expected.text
+    assert stream.result is not None and stream.result.tokens == expected.tokens
+
+
+def test_leaving_a_stream_early_frees_the_engine(engine):
+    with engine.stream(PROMPT, max_tokens=50) as stream:
+        first = [ev.token for _, ev in zip(range(3), stream)]
+    assert len(first) == 3 and stream.result is None
+    # The worker has stopped: the engine serves the next request.
+    assert engine.generate(PROMPT, max_tokens=3).tokens == first
+
+
+def test_stream_errors_raise_in_the_consumer(engine):
+    with pytest.raises(stretch.Error, match="outside the vocabulary"):
+        list(engine.stream([3, 10**6], max_tokens=3))

@@ -1,0 +1,1 @@
+"""Readers and matplotlib charts behind tools/plots.py."""
