@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define ST_ABI_MAJOR 1
-#define ST_ABI_MINOR 1
+#define ST_ABI_MINOR 2
 
 /* Plugins are built with -fvisibility=hidden by the SDK's CMake helper; this
  * macro is what makes the one entry symbol visible anyway. */
@@ -58,6 +58,15 @@ typedef enum st_kind {
     ST_KIND_RETRIEVER = 5
 } st_kind;
 #define ST_KIND_COUNT 5
+
+/* A plugin parameter's type, as plugin.yaml declares it (`type:`). */
+typedef enum st_param_type {
+    ST_PARAM_INT = 0,
+    ST_PARAM_FLOAT = 1,
+    ST_PARAM_BOOL = 2,
+    ST_PARAM_STRING = 3,
+    ST_PARAM_ENUM = 4      /* a string from the declared `enum:` list */
+} st_param_type;
 
 typedef enum st_log_level {
     ST_LOG_DEBUG = 0,
