@@ -121,7 +121,16 @@ ST_API st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n,
                                  void *user, st_error *err);
 
 ST_API void st_free(void *p);
+/* A status as text ("out of range") and as its name ("ST_E_RANGE"). */
 ST_API const char *st_strerror(st_status status);
+ST_API const char *st_status_name(st_status status);
+
+/* The library's version ("0.1.0") and the plugin ABI it hosts, as
+ * ST_ABI_VERSION_NUMBER(major, minor): a program built against one set of
+ * headers can check the library it runs with. */
+#define ST_ABI_VERSION_NUMBER(major, minor) ((uint32_t)(major) * 1000u + (uint32_t)(minor))
+ST_API const char *st_version(void);
+ST_API uint32_t st_abi_version(void);
 /* Peak resident set size of this process in bytes (for reports). */
 ST_API uint64_t st_peak_rss_bytes(void);
 
