@@ -75,6 +75,18 @@ typedef enum st_log_level {
     ST_LOG_ERROR = 3
 } st_log_level;
 
+/* How the forward pass rounds: the fast path, or llama.cpp's float
+ * operations bit for bit (slower; for equality checks, docs/forward.md). */
+typedef enum st_numerics {
+    ST_NUMERICS_DEFAULT = 0, /* $STRETCH_NUMERICS ("ggml" or "fast"), else fast */
+    ST_NUMERICS_FAST = 1,
+    ST_NUMERICS_GGML = 2
+} st_numerics;
+
+/* A log line from the host or a plugin (`source` names it; may be NULL). */
+typedef void (*st_log_fn)(void *user, st_log_level level, const char *source,
+                          const char *message);
+
 /* Where a plugin writes why a call failed. The caller owns it; a plugin
  * fills `message` (NUL-terminated, truncated to fit) and returns the status.
  * A plugin never prints, exits or aborts. */

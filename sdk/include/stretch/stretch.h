@@ -27,11 +27,26 @@ extern "C" {
 
 typedef struct st_engine st_engine;
 
+/* The host honours the caller's struct_size: a program built against older
+ * headers passes a shorter struct and gets the defaults of the fields it
+ * does not know. Zero-initialise, set struct_size = sizeof, fill in. */
 typedef struct st_engine_options {
     uint32_t struct_size;   /* sizeof(st_engine_options) */
     uint32_t n_threads;     /* 0 = the manifest's, then all cores */
     uint32_t context;       /* 0 = the manifest's */
     const char *model;      /* NULL = the manifest's */
+    /* -- ABI 1.2 -- */
+    st_numerics numerics;
+    /* Searched first, before the manifest's plugin-dirs, $STRETCH_PLUGIN_PATH
+     * and the built-in directory. Borrowed during st_engine_open. */
+    const char *const *plugin_dirs;
+    size_t n_plugin_dirs;
+    /* Every log line of the host and the plugins, at every level, goes here
+     * instead of stderr (filter by level yourself). NULL = stderr, from the
+     * level $STRETCH_LOG names (default warn). May be called from the
+     * engine's worker threads, one line at a time. */
+    st_log_fn log;
+    void *log_user;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
