@@ -4,6 +4,8 @@
  * the plugin hands back without bounds-checking it first.
  */
 #include "conformance.h"
+#include "abi_sizes.h"
+#include "plugin_create.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -967,7 +969,7 @@ static void check_retriever(const st_plugin_entry *entry, const st_host_services
     if (check(rep, "retriever.save", st == ST_OK, "save failed (%d): %s", (int)st, err.message)) {
         void *other = NULL;
         st_error cerr = {0};
-        st = entry->create(host, params, &other, &cerr);
+        st = st_plugin_create(entry, host, params, &other, &cerr, NULL);
         if (st == ST_OK && other) {
             query_result after[N_QUERIES];
             st = ops->load(other, path, &err);
@@ -1035,11 +1037,11 @@ static bool ops_size_ok(st_kind kind, const void *ops, uint32_t *got, size_t *wa
 {
     *got = *(const uint32_t *)ops; /* every ops table starts with struct_size */
     switch (kind) {
-    case ST_KIND_TOKENIZER: *want = sizeof(st_tokenizer_ops); break;
-    case ST_KIND_POSENC: *want = sizeof(st_posenc_ops); break;
-    case ST_KIND_ATTENTION: *want = sizeof(st_attention_ops); break;
-    case ST_KIND_SAMPLER: *want = sizeof(st_sampler_ops); break;
-    case ST_KIND_RETRIEVER: *want = sizeof(st_retriever_ops); break;
+    case ST_KIND_TOKENIZER: *want = ST_TOKENIZER_OPS_SIZE_1_0; break;
+    case ST_KIND_POSENC: *want = ST_POSENC_OPS_SIZE_1_0; break;
+    case ST_KIND_ATTENTION: *want = ST_ATTENTION_OPS_SIZE_1_0; break;
+    case ST_KIND_SAMPLER: *want = ST_SAMPLER_OPS_SIZE_1_0; break;
+    case ST_KIND_RETRIEVER: *want = ST_RETRIEVER_OPS_SIZE_1_0; break;
     default: *want = 0; return false;
     }
     return *got >= *want;
@@ -1062,9 +1064,9 @@ st_status st_conformance_run(const st_plugin_entry *entry, const st_host_service
     check(rep, "entry.abi", entry->abi_major == ST_ABI_MAJOR && entry->abi_minor <= ST_ABI_MINOR,
           "plugin ABI %u.%u, host ABI %d.%d", entry->abi_major, entry->abi_minor, ST_ABI_MAJOR,
           ST_ABI_MINOR);
-    bool size_ok = entry->struct_size >= sizeof(st_plugin_entry);
+    bool size_ok = entry->struct_size >= ST_ENTRY_SIZE_1_0;
     check(rep, "entry.struct_size", size_ok, "struct_size %u, expected at least %zu",
-          entry->struct_size, sizeof(st_plugin_entry));
+          entry->struct_size, (size_t)ST_ENTRY_SIZE_1_0);
     bool kind_ok = entry->kind >= ST_KIND_TOKENIZER && entry->kind <= ST_KIND_RETRIEVER;
     bool fields = kind_ok && entry->name && entry->name[0] && entry->version &&
                   entry->version[0] && entry->create && entry->destroy && entry->ops;
@@ -1083,7 +1085,8 @@ st_status st_conformance_run(const st_plugin_entry *entry, const st_host_service
 
     void *inst = NULL;
     st_error err = {0};
-    st_status st = entry->create(host, params, &inst, &err);
+    st_param_reads reads;
+    st_status st = st_plugin_create(entry, host, params, &inst, &err, &reads);
     if (st == ST_E_UNAVAILABLE) {
         skip(rep, "create", err.message[0] ? err.message : "a host service is unavailable");
         return ST_OK;
@@ -1091,6 +1094,11 @@ st_status st_conformance_run(const st_plugin_entry *entry, const st_host_service
     if (!check(rep, "create", st == ST_OK && inst, "create failed (%d): %s", (int)st,
                err.message))
         return ST_E_PLUGIN;
+    /* plugin.yaml is the one source of truth for parameters: reading a
+     * name it does not declare means the two have drifted. */
+    check(rep, "params.declared", reads.n_undeclared == 0,
+          "create() read %u parameter name(s) plugin.yaml does not declare, first '%s'",
+          reads.n_undeclared, reads.first_undeclared);
 
     switch (entry->kind) {
     case ST_KIND_TOKENIZER: check_tokenizer(entry->ops, inst, rep); break;

@@ -11,7 +11,9 @@
  *
  * Checks (names as recorded in the report):
  *   all         entry.abi, entry.struct_size, entry.fields, entry.ops_size,
- *               create (skipped when a service is ST_E_UNAVAILABLE), destroy
+ *               create (skipped when a service is ST_E_UNAVAILABLE),
+ *               params.declared (create read only names plugin.yaml declares),
+ *               destroy
  *   tokenizer   tokenizer.{ops,vocab_size,special,encode,roundtrip_ascii,
  *               encode_range,decode_range,encode_empty,add_bos,piece_all,
  *               piece_out_of_range,decode_out_of_range}: decode(encode(x)) == x
@@ -39,6 +41,7 @@
 #ifndef ST_CORE_CONFORMANCE_H
 #define ST_CORE_CONFORMANCE_H
 
+#include <msgpack.h>
 #include <stretch/plugin.h>
 
 #define ST_CONFORMANCE_MAX_CHECKS 64

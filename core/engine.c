@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "abi_sizes.h"
 #include "chat_template.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
@@ -277,10 +278,26 @@ static st_status configure_compute(st_engine *e, st_error *err)
                                  hp->n_vocab, err);
 }
 
-st_status st_engine_open(const char *strategy_path, const st_engine_options *opts,
+st_status st_engine_open(const char *strategy_path, const st_engine_options *caller_opts,
                          st_engine **out, st_error *err)
 {
     *out = NULL;
+    /* Honour the caller's struct_size: fields it does not know stay zero
+     * (their defaults), and nothing past its struct is read. */
+    st_engine_options opts_copy;
+    memset(&opts_copy, 0, sizeof opts_copy);
+    const st_engine_options *opts = NULL;
+    if (caller_opts) {
+        if (caller_opts->struct_size < ST_ENGINE_OPTIONS_SIZE_1_0)
+            return st_engine_fail(err, ST_E_ABI,
+                                  "st_engine_options.struct_size is %u, expected at least %zu "
+                                  "(set it to sizeof(st_engine_options))",
+                                  caller_opts->struct_size, (size_t)ST_ENGINE_OPTIONS_SIZE_1_0);
+        memcpy(&opts_copy, caller_opts,
+               caller_opts->struct_size < sizeof opts_copy ? caller_opts->struct_size
+                                                           : sizeof opts_copy);
+        opts = &opts_copy;
+    }
     st_engine *e = calloc(1, sizeof *e);
     if (!e)
         return st_engine_fail(err, ST_E_NOMEM, "out of memory");
@@ -315,6 +332,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *opt
         e->n_threads = online_cores();
     const char *model = (opts && opts->model) ? opts->model : s->model;
     e->model_path = model ? strdup(model) : NULL;
+    e->numerics = opts ? opts->numerics : ST_NUMERICS_DEFAULT;
 
     e->registry = st_registry_new();
     e->host = st_host_new();
@@ -322,6 +340,13 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *opt
         st_engine_close(e);
         return st_engine_fail(err, ST_E_NOMEM, "out of memory");
     }
+    if (opts && opts->log) {
+        st_host_set_log_sink(e->host, opts->log, opts->log_user);
+        st_host_set_log_level(e->host, ST_LOG_DEBUG);
+    }
+    for (size_t i = 0; opts && i < opts->n_plugin_dirs && st == ST_OK; i++)
+        if (opts->plugin_dirs[i])
+            st = st_registry_add_dir(e->registry, opts->plugin_dirs[i], &d);
     for (size_t i = 0; i < s->n_plugin_dirs && st == ST_OK; i++)
         st = st_registry_add_dir(e->registry, s->plugin_dirs[i], &d);
     if (st == ST_OK)
@@ -596,43 +621,4 @@ st_status st_engine_chat_prompt(st_engine *e, const char *user_message, char **o
 void st_engine_cancel(st_engine *e)
 {
     atomic_store(&e->cancel, 1);
-}
-
-void st_free(void *p)
-{
-    free(p);
-}
-
-const char *st_strerror(st_status status)
-{
-    switch (status) {
-    case ST_OK: return "success";
-    case ST_E_INVALID: return "invalid argument";
-    case ST_E_NOMEM: return "out of memory";
-    case ST_E_IO: return "input/output error";
-    case ST_E_FORMAT: return "malformed input";
-    case ST_E_UNAVAILABLE: return "not available";
-    case ST_E_RANGE: return "out of range";
-    case ST_E_NOT_FOUND: return "not found";
-    case ST_E_ABI: return "ABI mismatch";
-    case ST_E_STATE: return "invalid state";
-    case ST_E_CANCELLED: return "cancelled";
-    case ST_E_PLUGIN: return "plugin failure";
-    case ST_E_INTERNAL: return "internal error";
-    }
-    return "unknown status";
-}
-
-uint64_t st_peak_rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return 0;
-    char line[256];
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb * 1024;
 }

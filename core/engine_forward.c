@@ -35,6 +35,7 @@ st_status st_engine_forward_init(st_engine *e, st_diag *diag)
                                                                  : INT32_MIN,
         .want_qk = (e->attn_needs & ST_ATTN_NEEDS_QK) != 0,
         .want_weights = (e->attn_needs & ST_ATTN_NEEDS_WEIGHTS) != 0,
+        .numerics = e->numerics,
     };
     if ((e->desc.flags & ST_POSENC_MAP) && !cfg.map_positions)
         return st_diag_set(diag, ST_E_PLUGIN, e->posenc.lib->manifest->library_path, 0, 0,

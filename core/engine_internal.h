@@ -53,6 +53,7 @@ struct st_engine {
 
     uint32_t n_ctx;
     uint32_t n_threads;
+    st_numerics numerics;   /* the caller's (st_engine_options)*/
     uint32_t block;          /* prefill block size */
     st_kv_cache *kv;
     st_threadpool *pool;

@@ -203,7 +203,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->pos_rows = cfg->pos_rows;
     const char *mode = getenv("STRETCH_ATTN");
     c->tiled_off = mode && strcmp(mode, "gather") == 0;
-    c->ggml = st_gc_env_enabled();
+    c->ggml = cfg->numerics == ST_NUMERICS_GGML ||
+              (cfg->numerics == ST_NUMERICS_DEFAULT && st_gc_env_enabled());
     atomic_init(&c->worker_status, ST_OK);
     st_status s = set_posenc(c, cfg->posenc, diag);
     if (s != ST_OK) {

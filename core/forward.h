@@ -56,6 +56,9 @@ typedef struct st_forward_config {
     /* Pass the unrotated q and k to the plan (ST_ATTN_NEEDS_QK); NULL
      * otherwise, as attention.h promises. */
     bool want_qk;
+    /* ST_NUMERICS_GGML: llama.cpp's float operations (cpu/ggml_compat.h);
+     * ST_NUMERICS_DEFAULT asks $STRETCH_NUMERICS. */
+    st_numerics numerics;
 } st_forward_config;
 
 /* Logits for every token of the block, not only the last one. */

@@ -218,7 +218,19 @@ static st_status svc_model_score(void *host, st_score_request *req, st_error *er
     return h->score(h->score_ctx, req, err);
 }
 
-static const void *svc_get_extension(void *host, const char *id) { return NULL; }
+static const st_host_score_v1 score_ext = {sizeof score_ext, svc_model_score};
+
+/* Only what this host can serve now is answered: no OpenCL device yet, and
+ * scoring once a model (and its scorer) is attached. */
+static const void *svc_get_extension(void *host, const char *id)
+{
+    st_host *h = host_of(host);
+    if (!id)
+        return NULL;
+    if (strcmp(id, ST_HOST_SCORE_V1) == 0)
+        return h->score ? &score_ext : NULL;
+    return NULL;
+}
 
 int st_log_level_from_name(const char *name)
 {

@@ -20,8 +20,7 @@
 typedef struct st_host st_host;
 
 /* Where plugin log lines go. `plugin` may be NULL. */
-typedef void (*st_log_sink)(void *ctx, st_log_level level, const char *plugin,
-                            const char *message);
+typedef st_log_fn st_log_sink;
 
 /* The engine's implementation of model_score. */
 typedef st_status (*st_score_fn)(void *ctx, st_score_request *req, st_error *err);

@@ -1,9 +1,11 @@
 /*
  * core/instance.c - make a plugin instance: validate the strategy's
- * parameters against the manifest, hand them to create() as msgpack, and
+ * parameters against the manifest, hand them to create() (as a view, or as
+ * msgpack for ABI 1.1 plugins), and
  * turn a failed create() into a diagnostic that carries the plugin's words.
  */
 #include "registry.h"
+#include "plugin_create.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +44,7 @@ st_status st_instance_create(st_library *lib, const st_host_services *host,
     memset(&err, 0, sizeof err);
     void *inst = NULL;
     st_library_set_loading(m->library_path);
-    st = e->create(host, &unpacked.data, &inst, &err);
+    st = st_plugin_create(e, host, &unpacked.data, &inst, &err, NULL);
     st_library_set_loading(NULL);
     msgpack_unpacked_destroy(&unpacked);
     msgpack_sbuffer_destroy(&sbuf);

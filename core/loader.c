@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "paths.h"
+#include "abi_sizes.h"
 #include "plugin_ops.h"
 
 const char *st_refusal_name(st_refusal r)
@@ -191,11 +192,11 @@ static st_status check_entry(const st_plugin_manifest *m, const st_plugin_entry 
                       "plugin ABI %u.%u, host ABI %u.%u: the plugin needs a newer "
                       "host; upgrade stretch or rebuild the plugin",
                       e->abi_major, e->abi_minor, ST_ABI_MAJOR, ST_ABI_MINOR);
-    /* At ABI 1.0 the entry is the whole struct; later minors only append. */
-    if (e->struct_size < sizeof(st_plugin_entry))
+    /* Later minors only append: every 1.x entry is at least 1.0's size. */
+    if (e->struct_size < ST_ENTRY_SIZE_1_0)
         return refuse(refusal, ST_REFUSE_BAD_ENTRY, diag, ST_E_ABI, lib,
                       "entry struct_size is %u, expected at least %zu for ABI %u.%u",
-                      e->struct_size, sizeof(st_plugin_entry), e->abi_major,
+                      e->struct_size, (size_t)ST_ENTRY_SIZE_1_0, e->abi_major,
                       e->abi_minor);
     if (!e->name)
         return refuse(refusal, ST_REFUSE_BAD_ENTRY, diag, ST_E_ABI, lib,

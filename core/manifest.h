@@ -14,14 +14,6 @@
 
 #define ST_MANIFEST_FORMAT 1
 
-typedef enum st_param_type {
-    ST_PARAM_INT,
-    ST_PARAM_FLOAT,
-    ST_PARAM_BOOL,
-    ST_PARAM_STRING,
-    ST_PARAM_ENUM
-} st_param_type;
-
 typedef struct st_param_schema {
     char *name;
     st_param_type type;

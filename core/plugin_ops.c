@@ -5,6 +5,7 @@
  * has nothing to forget; the engine checks it); a sampler's `reset` is
  * required, as the conformance suite requires it.
  */
+#include "abi_sizes.h"
 #include "plugin_ops.h"
 
 #include <string.h>
@@ -57,11 +58,11 @@ static const st_op_info retriever_ops[] = {
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const st_ops_info infos[] = {
-    {ST_KIND_TOKENIZER, sizeof(st_tokenizer_ops), tokenizer_ops, N(tokenizer_ops)},
-    {ST_KIND_POSENC, sizeof(st_posenc_ops), posenc_ops, N(posenc_ops)},
-    {ST_KIND_ATTENTION, sizeof(st_attention_ops), attention_ops, N(attention_ops)},
-    {ST_KIND_SAMPLER, sizeof(st_sampler_ops), sampler_ops, N(sampler_ops)},
-    {ST_KIND_RETRIEVER, sizeof(st_retriever_ops), retriever_ops, N(retriever_ops)},
+    {ST_KIND_TOKENIZER, ST_TOKENIZER_OPS_SIZE_1_0, tokenizer_ops, N(tokenizer_ops)},
+    {ST_KIND_POSENC, ST_POSENC_OPS_SIZE_1_0, posenc_ops, N(posenc_ops)},
+    {ST_KIND_ATTENTION, ST_ATTENTION_OPS_SIZE_1_0, attention_ops, N(attention_ops)},
+    {ST_KIND_SAMPLER, ST_SAMPLER_OPS_SIZE_1_0, sampler_ops, N(sampler_ops)},
+    {ST_KIND_RETRIEVER, ST_RETRIEVER_OPS_SIZE_1_0, retriever_ops, N(retriever_ops)},
 };
 
 const st_ops_info *st_ops_info_of(st_kind kind)

@@ -1,7 +1,7 @@
 /*
  * plugins/positional-encoding/rope_scaling.h - what the RoPE-scaling
- * plugins (linear, ntk, dynamic-ntk, yarn, giraffe) share: reading their
- * common parameters, checking that the model's rotary shape allows a
+ * plugins (linear, ntk, dynamic-ntk, yarn, giraffe) share: checking that
+ * the model's rotary shape allows a
  * rescaled table, allocating that table and describing it to the host.
  * Each plugin differs only in how it computes the frequencies, and every
  * message still names the plugin that gives it.
@@ -16,51 +16,6 @@
 
 #include <stretch/params.h>
 #include <stretch/plugin.h>
-
-/* Optional number parameter `key` into *v (left as is when absent). */
-static inline st_status rope_scaling_float(const st_host_services *h,
-                                           const msgpack_object *params, const char *plugin,
-                                           const char *key, double *v, st_error *err)
-{
-    st_status st = st_param_float(params, key, v);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return h->error(err, ST_E_INVALID, "%s: parameter %s must be a number", plugin, key);
-    return ST_OK;
-}
-
-/* The optional `base` parameter: 0 (the default) = the model's. */
-static inline st_status rope_scaling_base_param(const st_host_services *h,
-                                                const msgpack_object *params, const char *plugin,
-                                                double *base, st_error *err)
-{
-    *base = 0.0;
-    st_status st = rope_scaling_float(h, params, plugin, "base", base, err);
-    if (st != ST_OK)
-        return st;
-    if (!(*base >= 0.0 && *base <= 1.0e12))
-        return h->error(err, ST_E_RANGE,
-                        "%s: parameter base must be in [0, 1e12] (0 = the model's), got %g",
-                        plugin, *base);
-    return ST_OK;
-}
-
-/* The optional `trained_length` parameter: 0 (the default) = the model's. */
-static inline st_status rope_scaling_trained_param(const st_host_services *h,
-                                                   const msgpack_object *params,
-                                                   const char *plugin, int64_t *trained,
-                                                   st_error *err)
-{
-    *trained = 0;
-    st_status st = st_param_int(params, "trained_length", trained);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return h->error(err, ST_E_INVALID, "%s: parameter trained_length must be an integer",
-                        plugin);
-    if (*trained < 0 || *trained > 1073741824)
-        return h->error(err, ST_E_RANGE,
-                        "%s: parameter trained_length must be in [0, 2^30] (0 = the model's), "
-                        "got %lld", plugin, (long long)*trained);
-    return ST_OK;
-}
 
 /* At configure: the model's rotary dimensions *d (even, within head_dim)
  * and the base to scale (*base: base_param, or the model's when 0).

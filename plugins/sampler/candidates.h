@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 /* Descending logit, then ascending id: the order is total, so every sort

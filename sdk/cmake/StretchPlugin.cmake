@@ -1,10 +1,13 @@
 # stretch_add_plugin(<target> KIND <kind> NAME <name> MANIFEST <plugin.yaml>
-#                    SOURCES <src>... [LIBS <lib>...] [DESTINATION <dir>])
+#                    SOURCES <src>... [LIBS <lib>...] [OUTPUT_DIR <dir>]
+#                    [INSTALL_DIR <dir>])
 #
 # Builds one plugin: a shared object named <name>.so with only the entry
 # symbol exported, placed beside a copy of its plugin.yaml in
 # <output>/<kind>/<name>/. Used in-tree for the built-in plugins and, from the
-# installed CMake package, by third-party plugin projects.
+# installed CMake package, by third-party plugin projects. OUTPUT_DIR
+# defaults to ST_PLUGIN_BUILD_DIR in-tree, else <build>/plugins; with
+# INSTALL_DIR, `cmake --install` puts the plugin in <dir>/<kind>/<name>/.
 function(stretch_add_plugin target)
   cmake_parse_arguments(P "" "KIND;NAME;MANIFEST;OUTPUT_DIR;INSTALL_DIR" "SOURCES;LIBS" ${ARGN})
   if(NOT P_KIND OR NOT P_NAME OR NOT P_MANIFEST OR NOT P_SOURCES)

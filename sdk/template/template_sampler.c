@@ -19,14 +19,13 @@ typedef struct template_sampler {
     float margin;
 } template_sampler;
 
-static st_status ts_create(const st_host_services *host, const msgpack_object *params,
+static st_status ts_create(const st_host_services *host, const st_params *params,
                            void **inst, st_error *err)
 {
     /* The host validated params against plugin.yaml and filled defaults,
-     * so `margin` is present and in range. */
-    double margin = 0.0;
-    if (st_param_float(params, "margin", &margin) != ST_OK)
-        return host->error(err, ST_E_INVALID, "parameter 'margin' missing or not a number");
+     * so `margin` is present and in range: plugin.yaml is the one place
+     * that states its default and bounds. */
+    double margin = st_param_float(params, "margin");
     template_sampler *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "out of memory");

@@ -41,10 +41,10 @@ static void setup(void)
 
 TestSuite(bpe, .init = setup);
 
-static st_status create(const msgpack_object *params, void **inst, st_error *err)
+static st_status create(st_test_params *params, void **inst, st_error *err)
 {
     memset(err, 0, sizeof *err);
-    return g_entry->create(&g_fh.th.services, params, inst, err);
+    return st_test_create(g_entry, &g_fh.th.services, params, inst, err);
 }
 
 static void *create_ok(void)
@@ -291,7 +291,7 @@ Test(bpe, parse_special_parameter_off)
     st_test_params_bool(&p, "parse_special", false);
     void *inst = NULL;
     st_error err;
-    cr_assert_eq(create(st_test_params_get(&p), &inst, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(create(&p, &inst, &err), ST_OK, "%s", err.message);
     size_t n;
     int32_t *ids = encode(inst, "<|im_end|>", 10, ST_ENCODE_PARSE_SPECIAL, &n);
     cr_assert_gt(n, 1, "the parameter overrides the flag");

@@ -131,7 +131,11 @@ Test(conformance, sliding_window_with_sinks_passes)
     st_test_params_int(&p, "window", 32);
     st_test_params_int(&p, "sinks", 4);
     static st_conformance_report rep;
-    st_status st = st_conformance_run(e, st_test_host_services(), st_test_params_get(&p), &rep);
+    st_error err = {0};
+    const msgpack_object *params = st_test_params_validated(e, &p, &err);
+    cr_assert_not_null(params, "%s", err.message);
+    st_status st = st_conformance_run(e, st_test_host_services(), params, &rep);
+    st_test_params_destroy(&p);
     for (size_t i = 0; i < rep.n_checks; i++)
         cr_expect(rep.checks[i].passed, "%s: %s", rep.checks[i].name, rep.checks[i].message);
     cr_assert_eq(st, ST_OK);

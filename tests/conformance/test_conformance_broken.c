@@ -13,7 +13,7 @@
 
 static int dummy_instance;
 
-static st_status any_create(const st_host_services *host, const msgpack_object *params,
+static st_status any_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
     *inst = &dummy_instance;
@@ -311,7 +311,7 @@ typedef struct fake_index {
 } fake_index;
 static fake_index fake;
 
-static st_status fake_create(const st_host_services *host, const msgpack_object *params,
+static st_status fake_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
     memset(&fake, 0, sizeof fake);
@@ -386,4 +386,43 @@ Test(broken, retriever_load_accepts_garbage)
     expect_passed(&rep, "retriever.doc_id");
     expect_failed(&rep, "retriever.load_garbage");
     expect_failed(&rep, "retriever.load_missing");
+}
+
+/* ---- parameters: plugin.yaml is the one source of truth ---- */
+
+static st_status drifted_create(const st_host_services *host, const st_params *params,
+                                void **inst, st_error *err)
+{
+    (void)host;
+    (void)err;
+    /* reads a name its (empty) parameter schema does not declare */
+    if (st_param_float(params, "temperature") != 0.0)
+        return ST_E_INTERNAL;
+    *inst = &dummy_instance;
+    return ST_OK;
+}
+
+static st_status greedy_apply(void *inst, st_candidates *c, st_error *err)
+{
+    (void)inst;
+    (void)err;
+    c->selected = 0;
+    for (size_t i = 1; i < c->size; i++)
+        if (c->data[i].logit > c->data[c->selected].logit)
+            c->selected = (int64_t)i;
+    return ST_OK;
+}
+
+static const st_sampler_ops drifted_ops = {sizeof(st_sampler_ops), greedy_apply, NULL, no_reset};
+static const st_plugin_entry drifted = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry),
+                                        ST_KIND_SAMPLER, "drifted", "0.0.1", "broken",
+                                        drifted_create, any_destroy, &drifted_ops, NULL};
+
+Test(broken, reads_an_undeclared_parameter)
+{
+    cr_assert_eq(run(&drifted), ST_E_PLUGIN);
+    expect_failed(&rep, "params.declared");
+    const st_conformance_check *c = find(&rep, "params.declared");
+    cr_assert(strstr(c->message, "'temperature'") != NULL, "%s", c->message);
+    expect_passed(&rep, "sampler.valid");
 }

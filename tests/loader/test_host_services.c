@@ -153,10 +153,20 @@ Test(host_services, unavailable_without_model_or_device)
     memset(&err, 0, sizeof err);
     cr_assert_eq(s->model_score(s->host, &req, &err), ST_E_UNAVAILABLE);
     cr_assert_str_eq(err.message, "no model loaded");
+    /* ABI 1.2: what the host cannot serve is not offered at all. */
+    cr_assert_null(s->get_extension(s->host, ST_HOST_OPENCL_V1));
+    cr_assert_null(s->get_extension(s->host, ST_HOST_SCORE_V1));
     int calls = 0;
     st_host_set_scorer(h, fake_score, &calls);
     cr_assert_eq(s->model_score(s->host, &req, &err), ST_OK);
     cr_assert_eq(calls, 1);
+    cr_assert_float_eq(lp[2], -2.0f, 0);
+    const st_host_score_v1 *score = s->get_extension(s->host, ST_HOST_SCORE_V1);
+    cr_assert_not_null(score, "a host with a scorer offers " ST_HOST_SCORE_V1);
+    cr_assert_geq(score->struct_size, sizeof *score);
+    lp[2] = 0;
+    cr_assert_eq(score->model_score(s->host, &req, &err), ST_OK);
+    cr_assert_eq(calls, 2);
     cr_assert_float_eq(lp[2], -2.0f, 0);
     st_host_free(h);
 }

@@ -111,7 +111,7 @@ static inline void *la_make(const st_plugin_entry *e, st_test_params *p, uint32_
 {
     void *inst = NULL;
     st_error err = {0};
-    st_status st = e->create(st_test_host_services(), p ? st_test_params_get(p) : NULL, &inst,
+    st_status st = st_test_create(e, NULL, p, &inst,
                              &err);
     cr_assert_eq(st, ST_OK, "create %s: %s", e->name, err.message);
     st_model_shape s = {.struct_size = sizeof s, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
@@ -133,7 +133,7 @@ static inline void la_configure_fails(const st_plugin_entry *e, st_test_params *
 {
     void *inst = NULL;
     st_error err = {0};
-    cr_assert_eq(e->create(st_test_host_services(), p ? st_test_params_get(p) : NULL, &inst,
+    cr_assert_eq(st_test_create(e, NULL, p, &inst,
                            &err), ST_OK, "%s", err.message);
     st_model_shape s = {.struct_size = sizeof s, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                         .head_dim = 8, .rope_dims = 8, .n_ctx_train = n_ctx_train,
@@ -152,7 +152,7 @@ static inline void la_create_fails(const st_plugin_entry *e, st_test_params *p, 
 {
     void *inst = NULL;
     st_error err = {0};
-    st_status st = e->create(st_test_host_services(), st_test_params_get(p), &inst, &err);
+    st_status st = st_test_create(e, NULL, p, &inst, &err);
     cr_assert_eq(st, want, "create returned %d, expected %d (%s)", (int)st, (int)want,
                  err.message);
     cr_assert_null(inst);

@@ -10,6 +10,7 @@
 #include "diag.h"
 #include "longattn_fixture.h"
 #include "manifest.h"
+#include "plugin_create.h"
 
 static st_plugin_manifest *plugin_manifest(const char *name)
 {
@@ -31,8 +32,9 @@ static uint32_t budget_of(const char *name, const msgpack_object *params, uint32
     const st_plugin_entry *e = la_entry(name);
     void *inst = NULL;
     st_error err = {0};
-    cr_assert_eq(e->create(st_test_host_services(), params, &inst, &err), ST_OK, "%s",
-                 err.message);
+    st_status st = params ? st_plugin_create(e, st_test_host_services(), params, &inst, &err, NULL)
+                          : st_test_create(e, NULL, NULL, &inst, &err);
+    cr_assert_eq(st, ST_OK, "%s", err.message);
     st_model_shape s = {.struct_size = sizeof s, .n_layers = 30, .n_heads = 9, .n_kv_heads = 3,
                         .head_dim = 64, .rope_dims = 64, .rope_base = 100000.0f,
                         .n_ctx_train = 8192, .n_ctx = n_ctx, .n_embd = 576, .n_vocab = 49152};

@@ -532,8 +532,13 @@ static void conform(const char *name, st_test_params *p)
     const st_plugin_entry *e = la_entry(name);
     st_conformance_report *rep = calloc(1, sizeof *rep);
     cr_assert_not_null(rep);
-    st_status st = st_conformance_run(e, st_test_host_services(), p ? st_test_params_get(p) : NULL,
-                                      rep);
+    st_error err = {0};
+    st_test_params none;
+    st_test_params_init(&none);
+    const msgpack_object *params = st_test_params_validated(e, p ? p : &none, &err);
+    cr_assert_not_null(params, "%s: %s", name, err.message);
+    st_status st = st_conformance_run(e, st_test_host_services(), params, rep);
+    st_test_params_destroy(&none);
     for (size_t i = 0; i < rep->n_checks; i++)
         cr_expect(rep->checks[i].passed, "%s: %s: %s", name, rep->checks[i].name,
                   rep->checks[i].message);

@@ -243,7 +243,7 @@ Test(longattn_ref, lm_infinite_matches_the_lambda_mask)
     plugin_run *r = calloc(1, sizeof *r);
     r->e = la_entry("lm-infinite");
     st_error err = {0};
-    cr_assert_eq(r->e->create(st_test_host_services(), st_test_params_get(&p), &r->inst, &err),
+    cr_assert_eq(st_test_create(r->e, NULL, &p, &r->inst, &err),
                  ST_OK, "%s", err.message);
     lmi_rule_ctx c = {3, 7, 7};
     st_ref_opts o = {.quantize_acts = true, .rule = lmi_rule, .user = &c};
@@ -288,7 +288,7 @@ Test(longattn_ref, streaming_matches_reassigned_positions)
     plugin_run *r = calloc(1, sizeof *r);
     r->e = la_entry("streaming");
     st_error err = {0};
-    cr_assert_eq(r->e->create(st_test_host_services(), st_test_params_get(&p), &r->inst, &err),
+    cr_assert_eq(st_test_create(r->e, NULL, &p, &r->inst, &err),
                  ST_OK, "%s", err.message);
     stream_rule_ctx c = {2, 6};
     st_ref_opts o = {.quantize_acts = true, .rule = stream_rule, .user = &c};
@@ -325,7 +325,7 @@ Test(longattn_ref, sirllm_matches_its_kept_cache_at_slot_positions)
     plugin_run *r = calloc(1, sizeof *r);
     r->e = la_entry("sirllm");
     st_error err = {0};
-    cr_assert_eq(r->e->create(st_test_host_services(), st_test_params_get(&p), &r->inst, &err),
+    cr_assert_eq(st_test_create(r->e, NULL, &p, &r->inst, &err),
                  ST_OK, "%s", err.message);
     st_ref_opts o = {.quantize_acts = true, .rule = sir_rule, .user = r};
     check_blocks(&f, r, &o);

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <stretch/params.h>
+#include <stretch/msgpack_map.h>
 
 #include "manifest.h"
 
@@ -115,15 +115,15 @@ Test(manifest_params, defaults_filled_in_schema_order)
     int64_t i = 0;
     double f = 0;
     bool b = false;
-    cr_expect_eq(st_param_int(m, "window", &i), ST_OK);
+    cr_expect_eq(st_mp_int(m, "window", &i), ST_OK);
     cr_expect_eq(i, 512);
-    cr_expect_eq(st_param_float(m, "scale", &f), ST_OK);
+    cr_expect_eq(st_mp_float(m, "scale", &f), ST_OK);
     cr_expect_eq(f, 1.0);
-    cr_expect_eq(st_param_bool(m, "causal", &b), ST_OK);
+    cr_expect_eq(st_mp_bool(m, "causal", &b), ST_OK);
     cr_expect(b);
-    cr_expect(st_param_str_is(m, "label", "yes"));
-    cr_expect(st_param_str_is(m, "mode", "exact"));
-    cr_expect_eq(st_param_int(m, "seed", &i), ST_OK);
+    cr_expect(st_mp_str_is(m, "label", "yes"));
+    cr_expect(st_mp_str_is(m, "mode", "exact"));
+    cr_expect_eq(st_mp_int(m, "seed", &i), ST_OK);
     cr_expect_eq(i, 3);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&buf);
@@ -146,8 +146,8 @@ Test(manifest_params, given_values_and_int_promoted_to_float)
     cr_expect_eq(m->via.map.ptr[0].val.via.u64, 65536);
     cr_expect_eq(m->via.map.ptr[1].val.via.f64, 3.0, "int 3 promoted to float 3.0");
     cr_expect_eq(m->via.map.ptr[2].val.via.boolean, false);
-    cr_expect(st_param_str_is(m, "label", "hello"));
-    cr_expect(st_param_str_is(m, "mode", "approximate"));
+    cr_expect(st_mp_str_is(m, "label", "hello"));
+    cr_expect(st_mp_str_is(m, "mode", "approximate"));
     cr_expect_eq(m->via.map.ptr[5].val.via.i64, -5);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&buf);
@@ -224,7 +224,7 @@ Test(manifest_params, plugin_without_required_params_takes_null)
     unpack(&buf, &u);
     int64_t k = 0;
     cr_expect_eq(u.data.via.map.size, 1);
-    cr_expect_eq(st_param_int(&u.data, "k", &k), ST_OK);
+    cr_expect_eq(st_mp_int(&u.data, "k", &k), ST_OK);
     cr_expect_eq(k, 40);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&buf);

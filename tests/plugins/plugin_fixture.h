@@ -20,23 +20,23 @@ static inline const st_plugin_entry *fx_entry(const char *kind, const char *name
 }
 
 /* An instance with `params` (NULL = defaults); fails the test on error. */
-static inline void *fx_create(const st_plugin_entry *e, const msgpack_object *params)
+static inline void *fx_create(const st_plugin_entry *e, st_test_params *params)
 {
     void *inst = NULL;
     st_error err = {0};
-    st_status st = e->create(st_test_host_services(), params, &inst, &err);
+    st_status st = st_test_create(e, NULL, params, &inst, &err);
     cr_assert_eq(st, ST_OK, "create %s: %s", e->name, err.message);
     cr_assert_not_null(inst);
     return inst;
 }
 
 /* create must fail with `want`; returns the message. */
-static inline void fx_create_fails(const st_plugin_entry *e, const msgpack_object *params,
+static inline void fx_create_fails(const st_plugin_entry *e, st_test_params *params,
                                    st_status want)
 {
     void *inst = NULL;
     st_error err = {0};
-    st_status st = e->create(st_test_host_services(), params, &inst, &err);
+    st_status st = st_test_create(e, NULL, params, &inst, &err);
     cr_assert_eq(st, want, "create %s returned %d, expected %d (%s)", e->name, (int)st,
                  (int)want, err.message);
     cr_assert_null(inst);

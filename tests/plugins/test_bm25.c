@@ -31,7 +31,7 @@ static size_t query(const st_plugin_entry *e, void *r, const char *q, size_t k, 
 }
 
 /* The 3-document corpus: lengths 3, 6, 3; avgdl = 4. */
-static void *corpus(const st_plugin_entry *e, const msgpack_object *params)
+static void *corpus(const st_plugin_entry *e, st_test_params *params)
 {
     void *r = fx_create(e, params);
     add(e, r, "d0", "The cat sat.");
@@ -90,7 +90,7 @@ Test(bm25, parameters_change_scores)
     st_test_params_float(&p, "k1", 2.0);
     st_test_params_float(&p, "b", 0.0);
     st_test_params_str(&p, "tokenizer", "words");
-    void *r = corpus(e, st_test_params_get(&p));
+    void *r = corpus(e, &p);
     st_hit hits[3];
     size_t n = query(e, r, "the", 3, hits);
     cr_assert_eq(n, 2);
@@ -100,10 +100,10 @@ Test(bm25, parameters_change_scores)
 
     st_test_params_init(&p);
     st_test_params_str(&p, "tokenizer", "sentencepiece");
-    fx_create_fails(e, st_test_params_get(&p), ST_E_INVALID);
+    fx_create_fails(e, &p, ST_E_INVALID);
     st_test_params_init(&p);
     st_test_params_float(&p, "b", 1.5);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_RANGE);
+    fx_create_fails(e, &p, ST_E_RANGE);
 }
 
 Test(bm25, ties_by_doc_index_and_k)

@@ -67,7 +67,7 @@ Test(bytes, without_bos)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_bool(&p, "bos", false);
-    void *t = fx_create(e, st_test_params_get(&p));
+    void *t = fx_create(e, &p);
     st_special_tokens sp = {.struct_size = sizeof sp};
     ops(e)->special(t, &sp);
     cr_assert_eq(sp.bos, -1);
@@ -87,7 +87,7 @@ Test(bytes, bad_param_type_refused)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_int(&p, "bos", 1);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_INVALID);
+    fx_create_fails(e, &p, ST_E_INVALID);
 }
 
 Test(bytes, decode_and_sizing)

@@ -40,7 +40,7 @@ Test(nope, temperature_param)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_float(&prm, "temperature", 0.5);
-    void *p = fx_create(e, st_test_params_get(&prm));
+    void *p = fx_create(e, &prm);
     st_model_shape s = shape();
     st_posenc_desc d = {0};
     st_error err = {0};
@@ -57,6 +57,6 @@ Test(nope, temperature_out_of_range_refused)
         st_test_params prm;
         st_test_params_init(&prm);
         st_test_params_float(&prm, "temperature", bad[i]);
-        fx_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
+        fx_create_fails(e, &prm, ST_E_RANGE);
     }
 }

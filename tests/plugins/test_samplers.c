@@ -66,7 +66,7 @@ Test(temperature, divides_logits)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_float(&p, "temperature", 0.5);
-    void *s = fx_create(e, st_test_params_get(&p));
+    void *s = fx_create(e, &p);
     st_candidate d[8];
     st_candidates c;
     fill(&c, d, L, 8);
@@ -91,7 +91,7 @@ Test(temperature, zero_keeps_only_the_max)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_float(&p, "temperature", 0.0);
-    void *s = fx_create(e, st_test_params_get(&p));
+    void *s = fx_create(e, &p);
     st_candidate d[8];
     st_candidates c;
     fill(&c, d, L, 8);
@@ -102,7 +102,7 @@ Test(temperature, zero_keeps_only_the_max)
     e->destroy(s);
     st_test_params_init(&p);
     st_test_params_float(&p, "temperature", -0.1);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_RANGE);
+    fx_create_fails(e, &p, ST_E_RANGE);
 }
 
 Test(top_k, keeps_k_largest_sorted)
@@ -111,7 +111,7 @@ Test(top_k, keeps_k_largest_sorted)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_int(&p, "k", 3);
-    void *s = fx_create(e, st_test_params_get(&p));
+    void *s = fx_create(e, &p);
     st_candidate d[8];
     st_candidates c;
     fill(&c, d, L, 8);
@@ -125,7 +125,7 @@ Test(top_k, keeps_k_largest_sorted)
 
     st_test_params_init(&p);
     st_test_params_int(&p, "k", 0);
-    s = fx_create(e, st_test_params_get(&p));
+    s = fx_create(e, &p);
     fill(&c, d, L, 8);
     apply_ok(e, s, &c);
     cr_assert_eq(c.size, 8, "k = 0 is off");
@@ -169,7 +169,7 @@ Test(top_p, keeps_smallest_prefix_reaching_p)
         st_test_params p;
         st_test_params_init(&p);
         st_test_params_float(&p, "p", ps[t]);
-        void *s = fx_create(e, st_test_params_get(&p));
+        void *s = fx_create(e, &p);
         st_candidate d[8];
         st_candidates c;
         fill(&c, d, L, 8);
@@ -194,7 +194,7 @@ Test(top_p, min_keep_and_off)
     st_test_params_init(&p);
     st_test_params_float(&p, "p", 0.1);
     st_test_params_int(&p, "min_keep", 4);
-    void *s = fx_create(e, st_test_params_get(&p));
+    void *s = fx_create(e, &p);
     st_candidate d[8];
     st_candidates c;
     fill(&c, d, L, 8);
@@ -204,14 +204,14 @@ Test(top_p, min_keep_and_off)
 
     st_test_params_init(&p);
     st_test_params_float(&p, "p", 1.0);
-    s = fx_create(e, st_test_params_get(&p));
+    s = fx_create(e, &p);
     fill(&c, d, L, 8);
     apply_ok(e, s, &c);
     cr_assert_eq(c.size, 8);
     e->destroy(s);
     st_test_params_init(&p);
     st_test_params_float(&p, "p", 1.5);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_RANGE);
+    fx_create_fails(e, &p, ST_E_RANGE);
 }
 
 Test(min_p, keeps_relative_probability_above_p)
@@ -225,7 +225,7 @@ Test(min_p, keeps_relative_probability_above_p)
         st_test_params p;
         st_test_params_init(&p);
         st_test_params_float(&p, "p", ps[t]);
-        void *s = fx_create(e, st_test_params_get(&p));
+        void *s = fx_create(e, &p);
         st_candidate d[8];
         st_candidates c;
         fill(&c, d, L, 8);
@@ -247,7 +247,7 @@ Test(min_p, min_keep)
     st_test_params_init(&p);
     st_test_params_float(&p, "p", 0.9);
     st_test_params_int(&p, "min_keep", 5);
-    void *s = fx_create(e, st_test_params_get(&p));
+    void *s = fx_create(e, &p);
     st_candidate d[8];
     st_candidates c;
     fill(&c, d, L, 8);
@@ -264,7 +264,7 @@ static void *penalties(const st_plugin_entry *e, double rep, double freq, double
     st_test_params_float(&p, "frequency", freq);
     st_test_params_float(&p, "presence", pres);
     st_test_params_int(&p, "last_n", n);
-    return fx_create(e, st_test_params_get(&p));
+    return fx_create(e, &p);
 }
 
 static void accept_all(const st_plugin_entry *e, void *s, const int32_t *t, size_t n, bool prompt)
@@ -331,7 +331,7 @@ static void *dist_with_seed(const st_plugin_entry *e, int64_t seed)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_int(&p, "seed", seed);
-    return fx_create(e, st_test_params_get(&p));
+    return fx_create(e, &p);
 }
 
 Test(dist, frequencies_follow_softmax)
@@ -467,7 +467,7 @@ Test(top_k, large_array_matches_full_sort)
         st_test_params p;
         st_test_params_init(&p);
         st_test_params_int(&p, "k", ks[t]);
-        void *s = fx_create(e, st_test_params_get(&p));
+        void *s = fx_create(e, &p);
         st_candidates c;
         big_candidates(d, &c, 100 + (unsigned)t);
         reference(d, ref);
@@ -486,7 +486,7 @@ Test(top_p, large_array_matches_full_sort)
         st_test_params p;
         st_test_params_init(&p);
         st_test_params_float(&p, "p", ps[t]);
-        void *s = fx_create(e, st_test_params_get(&p));
+        void *s = fx_create(e, &p);
         st_candidates c;
         big_candidates(d, &c, 200 + (unsigned)t);
         reference(d, ref);
@@ -521,7 +521,7 @@ Test(min_p, large_array_matches_full_sort)
         st_test_params_init(&p);
         st_test_params_float(&p, "p", cases[t].p);
         st_test_params_int(&p, "min_keep", cases[t].min_keep);
-        void *s = fx_create(e, st_test_params_get(&p));
+        void *s = fx_create(e, &p);
         st_candidates c;
         big_candidates(d, &c, 300 + (unsigned)t);
         reference(d, ref);

@@ -67,7 +67,7 @@ static void *make(const st_plugin_entry *e, int window, int sinks)
     st_test_params_init(&p);
     st_test_params_int(&p, "window", window);
     st_test_params_int(&p, "sinks", sinks);
-    void *inst = fx_create(e, st_test_params_get(&p));
+    void *inst = fx_create(e, &p);
     st_model_shape s = {.struct_size = sizeof s, .n_heads = 4, .n_kv_heads = 2, .head_dim = 8};
     uint32_t needs = 99;
     int32_t wl = 0;
@@ -153,8 +153,8 @@ Test(sliding_window, defaults_and_bad_params)
     st_test_params p;
     st_test_params_init(&p);
     st_test_params_int(&p, "window", 0);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_RANGE);
+    fx_create_fails(e, &p, ST_E_RANGE);
     st_test_params_init(&p);
     st_test_params_int(&p, "sinks", -1);
-    fx_create_fails(e, st_test_params_get(&p), ST_E_RANGE);
+    fx_create_fails(e, &p, ST_E_RANGE);
 }

@@ -15,7 +15,7 @@ static double slope_of(const st_plugin_entry *e, void *p, uint32_t h)
     return -(double)b;
 }
 
-static void *alibi_with_heads(const st_plugin_entry *e, uint32_t H, const msgpack_object *prm)
+static void *alibi_with_heads(const st_plugin_entry *e, uint32_t H, st_test_params *prm)
 {
     void *p = pe_create(e, prm);
     st_model_shape s = pe_shape();
@@ -76,7 +76,7 @@ Test(alibi, max_bias_param)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_float(&prm, "max_bias", 4.0);
-    void *p = alibi_with_heads(e, 4, st_test_params_get(&prm));
+    void *p = alibi_with_heads(e, 4, &prm);
     for (uint32_t h = 0; h < 4; h++)
         cr_assert(pe_close((float)slope_of(e, p, h), pow(2.0, -4.0 * (h + 1) / 4.0)));
     e->destroy(p);
@@ -134,7 +134,7 @@ Test(alibi, refusals)
         st_test_params prm;
         st_test_params_init(&prm);
         st_test_params_float(&prm, "max_bias", bad[i]);
-        pe_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
+        pe_create_fails(e, &prm, ST_E_RANGE);
         st_test_params_destroy(&prm);
     }
     /* A RoPE-less model is fine: ALiBi does not rotate. */

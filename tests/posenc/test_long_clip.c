@@ -86,7 +86,7 @@ Test(long_clip, blends_non_linear_rows)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_int(&prm, "keep", 1);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     float in[3] = {0.0f, 10.0f, 30.0f};
     float out[16];
     uint32_t n = 0;
@@ -109,7 +109,7 @@ Test(long_clip, params_and_small_tables)
     st_test_params_init(&prm);
     st_test_params_int(&prm, "keep", 0);
     st_test_params_int(&prm, "ratio", 2);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     float *in = ramp_table(3);
     float out[20 * DIM];
     uint32_t n = 0;
@@ -162,7 +162,7 @@ Test(long_clip, nonsense_params_refused)
         st_test_params prm;
         st_test_params_init(&prm);
         st_test_params_int(&prm, bad[i].key, bad[i].v);
-        pe_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
+        pe_create_fails(e, &prm, ST_E_RANGE);
         st_test_params_destroy(&prm);
     }
 }

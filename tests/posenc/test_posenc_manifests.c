@@ -10,6 +10,7 @@
 #include "conformance.h"
 #include "diag.h"
 #include "manifest.h"
+#include "plugin_create.h"
 #include "posenc_fixture.h"
 
 /* The packed parameters of `m` given `given` (NULL = defaults). */
@@ -40,10 +41,15 @@ static st_plugin_manifest *plugin_manifest(const char *name)
     return m;
 }
 
+/* `params`: a validated map (the strategy's), NULL = plugin.yaml's defaults. */
 static st_posenc_desc configured(const st_plugin_entry *e, const msgpack_object *params,
                                  void **inst)
 {
-    *inst = pe_create(e, params);
+    st_error err = {0};
+    *inst = NULL;
+    st_status st = params ? st_plugin_create(e, st_test_host_services(), params, inst, &err, NULL)
+                          : st_test_create(e, NULL, NULL, inst, &err);
+    cr_assert_eq(st, ST_OK, "create %s: %s", e->name, err.message);
     st_model_shape s = pe_shape();
     s.n_pos_rows = 77; /* long-clip needs a learned table; the others ignore it */
     return pe_configure(e, *inst, &s);

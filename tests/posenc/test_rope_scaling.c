@@ -45,7 +45,7 @@ Test(linear, scale_and_base_params)
     st_test_params_init(&prm);
     st_test_params_float(&prm, "scale", 2.5);
     st_test_params_float(&prm, "base", 10000.0);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     st_posenc_desc d = pe_configure(e, p, &s);
     double want[NF];
@@ -58,7 +58,7 @@ Test(linear, scale_and_base_params)
     st_test_params_destroy(&prm);
     st_test_params_init(&prm);
     st_test_params_float(&prm, "scale", 1.0);
-    p = pe_create(e, st_test_params_get(&prm));
+    p = pe_create(e, &prm);
     d = pe_configure(e, p, &s);
     theta(BASE, want);
     pe_assert_table(&d, want, NF, "linear s=1");
@@ -94,7 +94,7 @@ Test(ntk, alpha_param)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_float(&prm, "alpha", 8.0);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     s.rope_dims = 32; /* partial rotary: d = 32 */
     st_posenc_desc d = pe_configure(e, p, &s);
@@ -189,7 +189,7 @@ Test(dynamic_ntk, hf_factor_and_cap)
     st_test_params_init(&prm);
     st_test_params_float(&prm, "factor", 2.0);
     st_test_params_float(&prm, "max_alpha", 5.0);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     pe_configure(e, p, &s);
     bool changed;
@@ -209,7 +209,7 @@ Test(dynamic_ntk, hf_factor_and_cap)
     /* trained_length overrides L. */
     st_test_params_init(&prm);
     st_test_params_int(&prm, "trained_length", 2048);
-    p = pe_create(e, st_test_params_get(&prm));
+    p = pe_create(e, &prm);
     pe_configure(e, p, &s);
     d = dyn_update(e, p, 8192, &changed);
     cr_assert(changed);
@@ -226,7 +226,7 @@ Test(dynamic_ntk, step_rounds_the_length_up)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_int(&prm, "step", 1024);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     pe_configure(e, p, &s);
     bool changed;
@@ -331,7 +331,7 @@ Test(yarn, mscale_off_attn_factor_and_scale)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_bool(&prm, "mscale", false);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_posenc_desc d = pe_configure(e, p, &s);
     cr_assert_float_eq(d.rotary_scale, 1.0f, 0.0f);
     e->destroy(p);
@@ -340,7 +340,7 @@ Test(yarn, mscale_off_attn_factor_and_scale)
     st_test_params_init(&prm);
     st_test_params_float(&prm, "attn_factor", 0.5);
     st_test_params_float(&prm, "scale", 16.0);
-    p = pe_create(e, st_test_params_get(&prm));
+    p = pe_create(e, &prm);
     d = pe_configure(e, p, &s);
     cr_assert(pe_close(d.rotary_scale, 0.5 * (0.1 * log(16.0) + 1.0)));
     double want[NF];
@@ -352,7 +352,7 @@ Test(yarn, mscale_off_attn_factor_and_scale)
     /* Scale 1: the trained table, no temperature. */
     st_test_params_init(&prm);
     st_test_params_float(&prm, "scale", 1.0);
-    p = pe_create(e, st_test_params_get(&prm));
+    p = pe_create(e, &prm);
     d = pe_configure(e, p, &s);
     theta(BASE, want);
     pe_assert_table(&d, want, NF, "yarn s=1");
@@ -370,7 +370,7 @@ Test(yarn, custom_betas_and_trained_length)
     st_test_params_float(&prm, "beta_fast", 64.0);
     st_test_params_float(&prm, "beta_slow", 2.0);
     st_test_params_int(&prm, "trained_length", 2048);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     st_posenc_desc d = pe_configure(e, p, &s);
     double corr_f = D * log(2048.0 / (2.0 * M_PI * 64.0)) / (2.0 * log(BASE));
@@ -431,7 +431,7 @@ Test(giraffe, T_rho_low_ratio_params)
     st_test_params_float(&prm, "T", 1000.0);
     st_test_params_float(&prm, "rho", 0.0001);
     st_test_params_float(&prm, "low_ratio", 0.5);
-    void *p = pe_create(e, st_test_params_get(&prm));
+    void *p = pe_create(e, &prm);
     st_model_shape s = pe_shape();
     st_posenc_desc d = pe_configure(e, p, &s);
     double b = 2.0 * M_PI / 1000.0;
@@ -519,7 +519,7 @@ static void create_fails_with(const char *name, const char *key, double v)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_float(&prm, key, v);
-    pe_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
+    pe_create_fails(e, &prm, ST_E_RANGE);
     st_test_params_destroy(&prm);
 }
 
@@ -541,7 +541,7 @@ Test(rotary_refusals, nonsense_params)
         st_test_params sp;
         st_test_params_init(&sp);
         st_test_params_int(&sp, "step", 0);
-        pe_create_fails(dn, st_test_params_get(&sp), ST_E_RANGE);
+        pe_create_fails(dn, &sp, ST_E_RANGE);
         st_test_params_destroy(&sp);
     }
     create_fails_with("giraffe", "low_ratio", 0.0);
@@ -551,11 +551,11 @@ Test(rotary_refusals, nonsense_params)
     st_test_params prm;
     st_test_params_init(&prm);
     st_test_params_int(&prm, "trained_length", -5);
-    pe_create_fails(e, st_test_params_get(&prm), ST_E_RANGE);
+    pe_create_fails(e, &prm, ST_E_RANGE);
     st_test_params_destroy(&prm);
     st_test_params_init(&prm);
     st_test_params_str(&prm, "factor", "big");
-    pe_create_fails(e, st_test_params_get(&prm), ST_E_INVALID);
+    pe_create_fails(e, &prm, ST_E_INVALID);
     st_test_params_destroy(&prm);
     pe_assert_no_leak();
 }

@@ -33,7 +33,7 @@ static void *rope_make(const st_plugin_entry *e, st_test_params *p, st_status wa
 {
     void *inst = NULL;
     st_error err = {0};
-    st_status st = e->create(st_test_host_services(), p ? st_test_params_get(p) : NULL, &inst,
+    st_status st = st_test_create(e, NULL, p, &inst,
                              &err);
     cr_assert_eq(st, want, "create: %d %s", st, err.message);
     return inst;
@@ -191,7 +191,7 @@ Test(dense, one_causal_range_over_everything)
     long before = st_test_host_default()->live_allocs;
     void *inst = NULL;
     st_error err = {0};
-    cr_assert_eq(e->create(st_test_host_services(), NULL, &inst, &err), ST_OK);
+    cr_assert_eq(st_test_create(e, NULL, NULL, &inst, &err), ST_OK);
     const st_attention_ops *ops = e->ops;
     st_model_shape shape = smollm_shape();
     uint32_t needs = 99;

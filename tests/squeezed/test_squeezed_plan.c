@@ -79,7 +79,7 @@ static void *make(st_test_params *p)
 {
     void *inst = NULL;
     st_error err = {0};
-    cr_assert_eq(entry()->create(st_test_host_services(), st_test_params_get(p), &inst, &err),
+    cr_assert_eq(st_test_create(entry(), NULL, p, &inst, &err),
                  ST_OK, "%s", err.message);
     st_model_shape s = {.struct_size = sizeof s, .n_layers = 1, .n_heads = NH,
                         .n_kv_heads = NKV, .head_dim = HD, .n_ctx = 128};
@@ -342,13 +342,13 @@ Test(squeezed_plan, bad_parameters_are_refused)
     st_test_params_int(&p, "levels", 3);
     void *inst = NULL;
     st_error err = {0};
-    cr_assert_eq(entry()->create(st_test_host_services(), st_test_params_get(&p), &inst, &err),
+    cr_assert_eq(st_test_create(entry(), NULL, &p, &inst, &err),
                  ST_E_RANGE);
     cr_assert(strstr(err.message, "levels"), "%s", err.message);
     st_test_params_destroy(&p);
     st_test_params_init(&p);
     st_test_params_str(&p, "mode", "sometimes");
-    cr_assert_eq(entry()->create(st_test_host_services(), st_test_params_get(&p), &inst, &err),
+    cr_assert_eq(st_test_create(entry(), NULL, &p, &inst, &err),
                  ST_E_INVALID);
     st_test_params_destroy(&p);
 }

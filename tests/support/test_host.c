@@ -3,6 +3,9 @@
  */
 #include "test_host.h"
 
+#include "manifest.h"
+#include "plugin_create.h"
+
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -268,5 +271,113 @@ const msgpack_object *st_test_params_get(st_test_params *p)
 
 void st_test_params_destroy(st_test_params *p)
 {
+    if (p->has_validated) {
+        msgpack_unpacked_destroy(&p->validated);
+        msgpack_sbuffer_destroy(&p->validated_buf);
+    }
     memset(p, 0, sizeof *p);
+}
+
+/* ---- instances through the host's validation ---- */
+
+static st_value *value_of(const msgpack_object *o)
+{
+    st_value *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->file = "test parameters";
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: v->type = ST_VALUE_INT; v->i = (int64_t)o->via.u64; break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: v->type = ST_VALUE_INT; v->i = o->via.i64; break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: v->type = ST_VALUE_FLOAT; v->f = o->via.f64; break;
+    case MSGPACK_OBJECT_BOOLEAN: v->type = ST_VALUE_BOOL; v->b = o->via.boolean; break;
+    case MSGPACK_OBJECT_STR:
+        v->type = ST_VALUE_STRING;
+        v->s = strndup(o->via.str.ptr, o->via.str.size);
+        break;
+    default: v->type = ST_VALUE_NULL; break;
+    }
+    if (!v->s) {
+        char text[64];
+        if (v->type == ST_VALUE_INT)
+            snprintf(text, sizeof text, "%lld", (long long)v->i);
+        else if (v->type == ST_VALUE_FLOAT)
+            snprintf(text, sizeof text, "%.17g", v->f);
+        else
+            snprintf(text, sizeof text, "%s", v->type == ST_VALUE_BOOL ? (v->b ? "true" : "false") : "null");
+        v->s = strdup(text);
+    }
+    return v;
+}
+
+static st_value *map_of(st_test_params *p)
+{
+    st_value *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->type = ST_VALUE_MAP;
+    m->file = "test parameters";
+    size_t n = p ? p->n : 0;
+    m->entries = calloc(n ? n : 1, sizeof *m->entries);
+    for (size_t i = 0; m->entries && i < n; i++) {
+        m->entries[i].key = strdup(p->keys[i]);
+        m->entries[i].value = value_of(&p->kv[i].val);
+        m->n++;
+    }
+    return m;
+}
+
+const msgpack_object *st_test_params_validated(const st_plugin_entry *e, st_test_params *p,
+                                               st_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/%s/plugin.yaml", ST_TEST_PLUGIN_DIR, st_kind_name(e->kind),
+             e->name);
+    st_plugin_manifest *m = NULL;
+    st_diag diag;
+    memset(&diag, 0, sizeof diag);
+    if (st_plugin_manifest_load(path, &m, &diag) != ST_OK)
+        return st_test_params_get(p);
+    if (p->has_validated) {
+        msgpack_unpacked_destroy(&p->validated);
+        msgpack_sbuffer_destroy(&p->validated_buf);
+        p->has_validated = false;
+    }
+    st_value *given = map_of(p);
+    msgpack_sbuffer_init(&p->validated_buf);
+    msgpack_unpacked_init(&p->validated);
+    p->has_validated = true;
+    st_status st = st_params_validate(m, given, &p->validated_buf, &diag);
+    st_value_free(given);
+    st_plugin_manifest_free(m);
+    size_t off = 0;
+    if (st == ST_OK && msgpack_unpack_next(&p->validated, p->validated_buf.data,
+                                           p->validated_buf.size, &off) != MSGPACK_UNPACK_SUCCESS) {
+        st = ST_E_INTERNAL;
+        snprintf(diag.message, sizeof diag.message, "validated parameters do not unpack");
+    }
+    if (st != ST_OK) {
+        err->status = st;
+        snprintf(err->message, sizeof err->message, "%.500s", diag.message);
+        return NULL;
+    }
+    return &p->validated.data;
+}
+
+st_status st_test_create(const st_plugin_entry *e, const st_host_services *host,
+                         st_test_params *p, void **inst, st_error *err)
+{
+    if (!host)
+        host = st_test_host_services();
+    st_test_params none;
+    if (!p) {
+        st_test_params_init(&none);
+        p = &none;
+    }
+    const msgpack_object *map = st_test_params_validated(e, p, err);
+    st_status st = map ? st_plugin_create(e, host, map, inst, err, NULL) : err->status;
+    if (p == &none)
+        st_test_params_destroy(&none);
+    return st;
 }

@@ -8,6 +8,7 @@
 #ifndef ST_TEST_HOST_H
 #define ST_TEST_HOST_H
 
+#include <msgpack.h>
 #include <stretch/plugin.h>
 
 #define ST_TEST_HOST_LOG_MAX 64
@@ -46,6 +47,10 @@ typedef struct st_test_params {
     char keys[ST_TEST_PARAMS_MAX][64];
     char strs[ST_TEST_PARAMS_MAX][128];
     msgpack_object obj;
+    /* st_test_params_validated's output, freed by st_test_params_destroy */
+    msgpack_sbuffer validated_buf;
+    msgpack_unpacked validated;
+    bool has_validated;
 } st_test_params;
 
 void st_test_params_init(st_test_params *p);
@@ -56,5 +61,21 @@ void st_test_params_str(st_test_params *p, const char *key, const char *v);
 /* The map object; valid until st_test_params_destroy. */
 const msgpack_object *st_test_params_get(st_test_params *p);
 void st_test_params_destroy(st_test_params *p);
+
+/* `p` validated against the plugin's own plugin.yaml under
+ * ST_TEST_PLUGIN_DIR, defaults filled: the map the host would hand
+ * create(). NULL with `err` filled when the validator refuses; `p` as given
+ * when the plugin has no plugin.yaml there. Valid until `p` is destroyed. */
+const msgpack_object *st_test_params_validated(const st_plugin_entry *e, st_test_params *p,
+                                               st_error *err);
+
+/* Make an instance the way the host does: `p` (NULL = none given) is
+ * validated against the plugin's own plugin.yaml under ST_TEST_PLUGIN_DIR
+ * (range, type, defaults filled), then handed to create() in the form the
+ * plugin's ABI minor expects. A refused parameter fills `err` with the
+ * validator's message. `host` NULL = st_test_host_services(). A plugin
+ * with no plugin.yaml there gets `p` as given. */
+st_status st_test_create(const st_plugin_entry *e, const st_host_services *host,
+                         st_test_params *p, void **inst, st_error *err);
 
 #endif

@@ -5,13 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <stretch/common.h>
+#include <stretch/stretch.h>
 
 #include "commands.h"
 
-#ifndef ST_VERSION
-#define ST_VERSION "0.1.0"
-#endif
 
 /* Add new subcommands here (and declare them in commands.h). */
 const st_command st_commands[] = {
@@ -58,7 +55,8 @@ int main(int argc, char **argv)
         return ST_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("stretch %s (plugin ABI %d.%d)\n", ST_VERSION, ST_ABI_MAJOR, ST_ABI_MINOR);
+        printf("stretch %s (plugin ABI %u.%u)\n", st_version(), st_abi_version() / 1000u,
+               st_abi_version() % 1000u);
         return ST_EXIT_OK;
     }
     for (unsigned i = 0; i < st_n_commands; i++)

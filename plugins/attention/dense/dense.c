@@ -10,7 +10,7 @@ typedef struct dense {
     const st_host_services *host;
 } dense;
 
-static st_status dense_create(const st_host_services *host, const msgpack_object *params,
+static st_status dense_create(const st_host_services *host, const st_params *params,
                               void **inst, st_error *err)
 {
     dense *d = host->calloc(host->host, 1, sizeof *d);

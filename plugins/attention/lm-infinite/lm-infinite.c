@@ -13,7 +13,7 @@
  * the global tokens and the last n_local, so memory is flat and blocked
  * prefill costs O(n).
  */
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 typedef struct lm_infinite {
@@ -30,22 +30,13 @@ typedef struct lm_infinite {
     uint32_t cap;               /* slots held before retain evicts: limit + evict_batch - 1 */
 } lm_infinite;
 
-static st_status lmi_create(const st_host_services *host, const msgpack_object *params,
+static st_status lmi_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    uint32_t n_global, n_local, global_dist, evict_batch;
-    st_status st = st_param_count(host, params, "lm-infinite",
-                                  "n_global", 16, 0, 65536, &n_global, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "lm-infinite", "n_local", 0, 0, 16777216, &n_local, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "lm-infinite",
-                            "global_dist", 0, 0, 16777216, &global_dist, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "lm-infinite", "evict_batch", 0, 0, 16777216,
-                            &evict_batch, err);
-    if (st != ST_OK)
-        return st;
+    uint32_t n_global = (uint32_t)st_param_int(params, "n_global");
+    uint32_t n_local = (uint32_t)st_param_int(params, "n_local");
+    uint32_t global_dist = (uint32_t)st_param_int(params, "global_dist");
+    uint32_t evict_batch = (uint32_t)st_param_int(params, "evict_batch");
     lm_infinite *li = host->calloc(host->host, 1, sizeof *li);
     if (!li)
         return host->error(err, ST_E_NOMEM, "lm-infinite: out of memory");

@@ -14,7 +14,7 @@
  * positions (ST_POS_SLOT), so no distance exceeds the cache size plus one
  * block. Every cached key at or before the query is visible.
  */
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 typedef struct sirllm {
@@ -35,26 +35,13 @@ typedef struct sirllm {
     uint32_t cap_order;
 } sirllm;
 
-static st_status sir_create(const st_host_services *host, const msgpack_object *params,
+static st_status sir_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    uint32_t start, recent, entropy;
-    st_status st = st_param_count(host, params, "sirllm", "start_size", 4, 0, 65536, &start, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "sirllm",
-                            "recent_size", 1000, 0, 16777216, &recent, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "sirllm",
-                            "entropy_size", 1000, 0, 16777216, &entropy, err);
-    if (st != ST_OK)
-        return st;
-    double decay = 0.9;
-    st = st_param_float(params, "decay_ratio", &decay);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "sirllm: parameter decay_ratio must be a number");
-    if (!(decay >= 0.0 && decay <= 1.0))
-        return host->error(err, ST_E_RANGE,
-                           "sirllm: parameter decay_ratio must be in [0, 1], got %g", decay);
+    uint32_t start = (uint32_t)st_param_int(params, "start_size");
+    uint32_t recent = (uint32_t)st_param_int(params, "recent_size");
+    uint32_t entropy = (uint32_t)st_param_int(params, "entropy_size");
+    double decay = st_param_float(params, "decay_ratio");
     /* The newest token is always kept, so there must be room for it beside
      * the start tokens. */
     if ((uint64_t)recent + entropy == 0)

@@ -9,7 +9,7 @@
  * The cache keeps the first `sinks` slots and the last `window` slots: no
  * future query can see anything else, so memory is flat at sinks + window.
  */
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 typedef struct sliding_window {
@@ -18,17 +18,11 @@ typedef struct sliding_window {
     uint32_t sinks;
 } sliding_window;
 
-static st_status sw_create(const st_host_services *host, const msgpack_object *params,
+static st_status sw_create(const st_host_services *host, const st_params *params,
                            void **inst, st_error *err)
 {
-    uint32_t window, sinks;
-    st_status st = st_param_count(host, params, "sliding-window",
-                                  "window", 4096, 1, 16777216, &window, err);
-    if (st != ST_OK)
-        return st;
-    st = st_param_count(host, params, "sliding-window", "sinks", 0, 0, 65536, &sinks, err);
-    if (st != ST_OK)
-        return st;
+    uint32_t window = (uint32_t)st_param_int(params, "window");
+    uint32_t sinks = (uint32_t)st_param_int(params, "sinks");
     sliding_window *sw = host->calloc(host->host, 1, sizeof *sw);
     if (!sw)
         return host->error(err, ST_E_NOMEM, "sliding-window: out of memory");

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include <msgpack.h>
-#include <stretch/params.h>
+#include <stretch/msgpack_map.h>
 
 #include "squeezed_internal.h"
 
@@ -267,7 +267,7 @@ static st_status bad(loader *ld, const char *what, uint32_t layer, uint32_t head
 static bool get_u32(const msgpack_object *map, const char *key, uint32_t *out)
 {
     int64_t v;
-    if (st_param_int(map, key, &v) != ST_OK || v < 0 || v > (int64_t)UINT32_MAX)
+    if (st_mp_int(map, key, &v) != ST_OK || v < 0 || v > (int64_t)UINT32_MAX)
         return false;
     *out = (uint32_t)v;
     return true;
@@ -275,7 +275,7 @@ static bool get_u32(const msgpack_object *map, const char *key, uint32_t *out)
 
 static bool get_u64(const msgpack_object *map, const char *key, uint64_t *out)
 {
-    const msgpack_object *v = st_param_find(map, key);
+    const msgpack_object *v = st_mp_find(map, key);
     if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return false;
     *out = v->via.u64;
@@ -285,7 +285,7 @@ static bool get_u64(const msgpack_object *map, const char *key, uint64_t *out)
 /* A bin of exactly `bytes` bytes, copied into a fresh allocation. */
 static bool get_bin(const msgpack_object *map, const char *key, size_t bytes, void **out)
 {
-    const msgpack_object *v = st_param_find(map, key);
+    const msgpack_object *v = st_mp_find(map, key);
     if (!v || v->type != MSGPACK_OBJECT_BIN || v->via.bin.size != bytes)
         return false;
     *out = malloc(bytes ? bytes : 1);
@@ -337,7 +337,7 @@ static st_status load_map(loader *ld, st_sq_index *ix, const st_sq_index_key *ex
 {
     if (root->type != MSGPACK_OBJECT_MAP)
         return bad(ld, "the top level is not a map", UINT32_MAX, 0);
-    const msgpack_object *fmt = st_param_find(root, "format");
+    const msgpack_object *fmt = st_mp_find(root, "format");
     if (!fmt || fmt->type != MSGPACK_OBJECT_STR || fmt->via.str.size != strlen(ST_SQ_INDEX_MAGIC) ||
         memcmp(fmt->via.str.ptr, ST_SQ_INDEX_MAGIC, fmt->via.str.size) != 0)
         return bad(ld, "format is not \"" ST_SQ_INDEX_MAGIC "\"", UINT32_MAX, 0);
@@ -356,8 +356,8 @@ static st_status load_map(loader *ld, st_sq_index *ix, const st_sq_index_key *ex
         !get_u32(root, "k_coarse", &k.k_coarse) ||
         !get_u32(root, "kmeans_iters", &k.kmeans_iters) || !get_u32(root, "rotary", &k.rotary) ||
         !get_u64(root, "seed", &k.seed) ||
-        st_param_float(root, "cluster_fraction", &cf) != ST_OK ||
-        st_param_float(root, "quantile", &q) != ST_OK ||
+        st_mp_float(root, "cluster_fraction", &cf) != ST_OK ||
+        st_mp_float(root, "quantile", &q) != ST_OK ||
         !get_u64(root, "token_hash", &k.token_hash))
         return bad(ld, "a header field is missing or has the wrong type", UINT32_MAX, 0);
     k.cluster_fraction = cf;
@@ -371,7 +371,7 @@ static st_status load_map(loader *ld, st_sq_index *ix, const st_sq_index_key *ex
                  expect->fixed_len, expect->n_layers, (unsigned long long)expect->token_hash);
         return ST_E_STATE;
     }
-    const msgpack_object *layers = st_param_find(root, "layers");
+    const msgpack_object *layers = st_mp_find(root, "layers");
     if (!layers || layers->type != MSGPACK_OBJECT_ARRAY || layers->via.array.size != k.n_layers)
         return bad(ld, "layers is not an array of one entry per layer", UINT32_MAX, 0);
     for (uint32_t l = 0; l < k.n_layers; l++) {
@@ -379,12 +379,12 @@ static st_status load_map(loader *ld, st_sq_index *ix, const st_sq_index_key *ex
         st_sq_layer_index *dst = &ix->layers[l];
         if (L->type != MSGPACK_OBJECT_MAP)
             return bad(ld, "a layer is not a map", l, 0);
-        const msgpack_object *cal = st_param_find(L, "calibrated");
-        const msgpack_object *heads = st_param_find(L, "heads");
+        const msgpack_object *cal = st_mp_find(L, "calibrated");
+        const msgpack_object *heads = st_mp_find(L, "heads");
         double tf, tc;
         if (!cal || cal->type != MSGPACK_OBJECT_BOOLEAN ||
-            st_param_float(L, "thr_fine", &tf) != ST_OK ||
-            st_param_float(L, "thr_coarse", &tc) != ST_OK || !heads ||
+            st_mp_float(L, "thr_fine", &tf) != ST_OK ||
+            st_mp_float(L, "thr_coarse", &tc) != ST_OK || !heads ||
             heads->type != MSGPACK_OBJECT_ARRAY || heads->via.array.size != k.n_kv_heads)
             return bad(ld, "calibrated, thresholds or heads missing", l, 0);
         dst->calibrated = cal->via.boolean;

@@ -17,77 +17,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 
 #include "squeezed_plugin.h"
 
 #define NAME "squeezed"
 
-/* An enum parameter: index of its value in `values`, `def` when absent. */
-static st_status get_enum(const st_host_services *host, const msgpack_object *params,
-                          const char *key, const char *const *values, int n, int def, int *out,
-                          st_error *err)
-{
-    if (!st_param_find(params, key)) {
-        *out = def;
-        return ST_OK;
-    }
-    for (int i = 0; i < n; i++)
-        if (st_param_str_is(params, key, values[i])) {
-            *out = i;
-            return ST_OK;
-        }
-    return host->error(err, ST_E_INVALID, NAME ": parameter %s must be %s or %s", key, values[0],
-                       values[1]);
-}
-
-static st_status read_params(const st_host_services *host, const msgpack_object *params,
+static st_status read_params(const st_host_services *host, const st_params *params,
                              st_sq_params *p, st_error *err)
 {
-    int64_t v = 0;
-    st_status st;
-#define INT(key, def, min, max, field)                                                     \
-    if ((st = st_param_count(host, params, NAME, key, def, min, max, &p->field, err)) != ST_OK) \
-        return st;
-    INT("fixed_len", 0, 0, 16777216, fixed_len)
-    INT("observation", 100, 0, 1048576, observation)
-    INT("sinks", 0, 0, 1048576, sinks)
-    INT("levels", 1, 1, 2, levels)
-    INT("k_coarse", 0, 0, 1048576, k_coarse)
-    INT("kmeans_iters", 20, 1, 1000, kmeans_iters)
-#undef INT
-    if ((st = st_param_int_range(host, params, NAME, "seed", 1234, 0, INT64_MAX, &v, err)) != ST_OK)
-        return st;
-    p->seed = (uint64_t)v;
-    p->rotary = false;
-    st = st_param_bool(params, "rotary", &p->rotary);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, NAME ": parameter rotary must be a bool");
-#define FLOAT(key, def, min, max, field) \
-    st_param_float_range(host, params, NAME, key, def, min, max, &p->field, err)
-    if ((st = FLOAT("cluster_fraction", 0.05, 1e-6, 1.0, cluster_fraction)) != ST_OK ||
-        (st = FLOAT("quantile", 0.7, 0.0, 1.0, quantile)) != ST_OK ||
-        (st = FLOAT("keep_fraction", 0.25, 0.0, 1.0, keep_fraction)) != ST_OK ||
-        (st = FLOAT("coarse_keep_fraction", 0.5, 0.0, 1.0, coarse_keep_fraction)) != ST_OK)
-        return st;
-#undef FLOAT
-    static const char *const modes[] = {"threshold", "fraction"};
-    static const char *const aggs[] = {"max", "mean"};
-    int mode, agg;
-    if ((st = get_enum(host, params, "mode", modes, 2, 0, &mode, err)) != ST_OK ||
-        (st = get_enum(host, params, "aggregate", aggs, 2, 0, &agg, err)) != ST_OK)
-        return st;
-    p->mode_fraction = mode == 1;
-    p->aggregate_mean = agg == 1;
-    const char *path = NULL;
-    size_t len = 0;
-    st = st_param_str(params, "index_path", &path, &len);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, NAME ": parameter index_path must be a string");
-    if (st == ST_OK && len > 0) {
-        if (memchr(path, 0, len))
+    p->fixed_len = (uint32_t)st_param_int(params, "fixed_len");
+    p->observation = (uint32_t)st_param_int(params, "observation");
+    p->sinks = (uint32_t)st_param_int(params, "sinks");
+    p->levels = (uint32_t)st_param_int(params, "levels");
+    p->k_coarse = (uint32_t)st_param_int(params, "k_coarse");
+    p->kmeans_iters = (uint32_t)st_param_int(params, "kmeans_iters");
+    p->seed = (uint64_t)st_param_int(params, "seed");
+    p->rotary = st_param_bool(params, "rotary");
+    p->cluster_fraction = st_param_float(params, "cluster_fraction");
+    p->quantile = st_param_float(params, "quantile");
+    p->keep_fraction = st_param_float(params, "keep_fraction");
+    p->coarse_keep_fraction = st_param_float(params, "coarse_keep_fraction");
+    p->mode_fraction = st_param_is(params, "mode", "fraction");
+    p->aggregate_mean = st_param_is(params, "aggregate", "mean");
+    const char *path = st_param_str(params, "index_path");
+    if (path[0]) {
+        /* A YAML string may hold a NUL; the view's copy would end there. */
+        const st_param_value *pv = st_param_get(params, "index_path");
+        if (pv && pv->len != strlen(path))
             return host->error(err, ST_E_INVALID, NAME ": index_path contains a NUL byte");
-        p->index_path = strndup(path, len);
+        p->index_path = strdup(path);
         if (!p->index_path)
             return host->error(err, ST_E_NOMEM, NAME ": out of memory");
     }
@@ -125,7 +84,7 @@ static void free_state(st_squeezed *s)
     s->configured = false;
 }
 
-static st_status sq_create(const st_host_services *host, const msgpack_object *params,
+static st_status sq_create(const st_host_services *host, const st_params *params,
                            void **inst, st_error *err)
 {
     st_sq_params p = {0};

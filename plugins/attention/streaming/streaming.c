@@ -20,7 +20,7 @@
  *     at j, so it is scored at the fixed distance sinks + window - 1 - j
  *     (ST_POS_FIXED). Two ranges per sink, split on the true distance.
  */
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 typedef struct streaming {
@@ -32,15 +32,11 @@ typedef struct streaming {
     uint32_t limit; /* slots retain may keep: the budget, capped by the context */
 } streaming;
 
-static st_status stream_create(const st_host_services *host, const msgpack_object *params,
+static st_status stream_create(const st_host_services *host, const st_params *params,
                                void **inst, st_error *err)
 {
-    uint32_t sinks, window;
-    st_status st = st_param_count(host, params, "streaming", "sinks", 4, 0, 65536, &sinks, err);
-    if (st == ST_OK)
-        st = st_param_count(host, params, "streaming", "window", 0, 0, 16777216, &window, err);
-    if (st != ST_OK)
-        return st;
+    uint32_t sinks = (uint32_t)st_param_int(params, "sinks");
+    uint32_t window = (uint32_t)st_param_int(params, "window");
     streaming *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "streaming: out of memory");

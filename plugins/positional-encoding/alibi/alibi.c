@@ -25,16 +25,10 @@ typedef struct alibi_pe {
     double *slopes;     /* [n_heads] */
 } alibi_pe;
 
-static st_status alibi_create(const st_host_services *host, const msgpack_object *params,
+static st_status alibi_create(const st_host_services *host, const st_params *params,
                               void **inst, st_error *err)
 {
-    double max_bias = 8.0;
-    st_status st = st_param_float(params, "max_bias", &max_bias);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "alibi: parameter max_bias must be a number");
-    if (!(max_bias > 0.0 && max_bias <= 64.0))
-        return host->error(err, ST_E_RANGE, "alibi: parameter max_bias must be in (0, 64], got %g",
-                           max_bias);
+    double max_bias = st_param_float(params, "max_bias");
     alibi_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "alibi: out of memory");

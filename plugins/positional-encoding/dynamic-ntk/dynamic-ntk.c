@@ -34,28 +34,13 @@ typedef struct dyn_ntk {
     float *inv_freq;         /* d/2 entries, the table last handed out */
 } dyn_ntk;
 
-static st_status dyn_create(const st_host_services *host, const msgpack_object *params,
+static st_status dyn_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    double factor = 1.0, max_alpha = 0.0, base;
-    int64_t trained, step = 1;
-    st_status st;
-    if ((st = rope_scaling_float(host, params, "dynamic-ntk", "factor", &factor, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "dynamic-ntk", "max_alpha", &max_alpha, err)) !=
-            ST_OK ||
-        (st = rope_scaling_base_param(host, params, "dynamic-ntk", &base, err)) != ST_OK ||
-        (st = rope_scaling_trained_param(host, params, "dynamic-ntk", &trained, err)) != ST_OK)
-        return st;
-    st = st_param_int(params, "step", &step);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "dynamic-ntk: parameter step must be an integer");
-    if (step < 1 || step > 1048576)
-        return host->error(err, ST_E_RANGE,
-                           "dynamic-ntk: parameter step must be in [1, 1048576] tokens, got %lld",
-                           (long long)step);
-    if (!(factor >= 1.0 && factor <= 1.0e6))
-        return host->error(err, ST_E_RANGE, "dynamic-ntk: parameter factor must be in [1, 1e6], got %g",
-                           factor);
+    double factor = st_param_float(params, "factor"), max_alpha = st_param_float(params, "max_alpha");
+    double base = st_param_float(params, "base");
+    int64_t trained = st_param_int(params, "trained_length"), step = st_param_int(params, "step");
+    /* plugin.yaml's range is [0, 1e6]; (0, 1) means nothing. */
     if (!(max_alpha == 0.0 || (max_alpha >= 1.0 && max_alpha <= 1.0e6)))
         return host->error(err, ST_E_RANGE,
                            "dynamic-ntk: parameter max_alpha must be 0 (no cap) or in [1, 1e6], got %g",

@@ -23,26 +23,16 @@ typedef struct giraffe_pe {
     float *inv_freq;
 } giraffe_pe;
 
-static st_status giraffe_create(const st_host_services *host, const msgpack_object *params,
+static st_status giraffe_create(const st_host_services *host, const st_params *params,
                                 void **inst, st_error *err)
 {
-    double T = 0.0, rho = 0.0, low_ratio = 0.125, base;
-    st_status st;
-    if ((st = rope_scaling_float(host, params, "giraffe", "T", &T, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "giraffe", "rho", &rho, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "giraffe", "low_ratio", &low_ratio, err)) != ST_OK ||
-        (st = rope_scaling_base_param(host, params, "giraffe", &base, err)) != ST_OK)
-        return st;
+    double T = st_param_float(params, "T"), rho = st_param_float(params, "rho");
+    double low_ratio = st_param_float(params, "low_ratio"), base = st_param_float(params, "base");
+    /* plugin.yaml's range is [0, 1e9]; (0, 1) tokens means nothing. */
     if (!(T == 0.0 || (T >= 1.0 && T <= 1.0e9)))
         return host->error(err, ST_E_RANGE,
                            "giraffe: parameter T must be 0 (the trained length) or in [1, 1e9] "
                            "tokens, got %g", T);
-    if (!(rho >= 0.0 && rho <= 10.0))
-        return host->error(err, ST_E_RANGE,
-                           "giraffe: parameter rho must be in [0, 10] (0 = 2 pi / (16 T)), got %g", rho);
-    if (!(low_ratio > 0.0 && low_ratio <= 1.0))
-        return host->error(err, ST_E_RANGE,
-                           "giraffe: parameter low_ratio must be in (0, 1], got %g", low_ratio);
     giraffe_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "giraffe: out of memory");

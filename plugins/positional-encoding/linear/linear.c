@@ -18,18 +18,10 @@ typedef struct linear_pe {
     float *inv_freq;
 } linear_pe;
 
-static st_status linear_create(const st_host_services *host, const msgpack_object *params,
+static st_status linear_create(const st_host_services *host, const st_params *params,
                                void **inst, st_error *err)
 {
-    double scale = 4.0, base;
-    st_status st;
-    if ((st = rope_scaling_float(host, params, "linear", "scale", &scale, err)) != ST_OK ||
-        (st = rope_scaling_base_param(host, params, "linear", &base, err)) != ST_OK)
-        return st;
-    if (!(scale >= 1.0 && scale <= 1.0e6))
-        return host->error(err, ST_E_RANGE,
-                           "linear: parameter scale must be in [1, 1e6] (1 = no interpolation), "
-                           "got %g", scale);
+    double scale = st_param_float(params, "scale"), base = st_param_float(params, "base");
     linear_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "linear: out of memory");

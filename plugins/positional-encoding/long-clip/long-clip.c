@@ -18,7 +18,7 @@
 #include <math.h>
 #include <stddef.h>
 
-#include <stretch/param_range.h>
+#include <stretch/params.h>
 #include <stretch/plugin.h>
 
 typedef struct long_clip {
@@ -27,16 +27,10 @@ typedef struct long_clip {
     uint32_t ratio;
 } long_clip;
 
-static st_status lc_create(const st_host_services *host, const msgpack_object *params,
+static st_status lc_create(const st_host_services *host, const st_params *params,
                            void **inst, st_error *err)
 {
-    int64_t keep = 0, ratio = 1;
-    st_status st = st_param_int_range(host, params, "long-clip", "keep", 20, 0, 1048576, &keep,
-                                      err);
-    if (st == ST_OK)
-        st = st_param_int_range(host, params, "long-clip", "ratio", 4, 1, 1024, &ratio, err);
-    if (st != ST_OK)
-        return st;
+    int64_t keep = st_param_int(params, "keep"), ratio = st_param_int(params, "ratio");
     long_clip *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "long-clip: out of memory");

@@ -16,16 +16,10 @@ typedef struct nope {
     float temperature;
 } nope;
 
-static st_status nope_create(const st_host_services *host, const msgpack_object *params,
+static st_status nope_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double temp = 1.0;
-    st_status st = st_param_float(params, "temperature", &temp);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "nope: parameter temperature must be a number");
-    if (!(temp > 0.0 && temp <= 10.0))
-        return host->error(err, ST_E_RANGE,
-                           "nope: parameter temperature must be in (0, 10], got %g", temp);
+    double temp = st_param_float(params, "temperature");
     nope *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "nope: out of memory");

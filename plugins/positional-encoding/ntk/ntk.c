@@ -21,18 +21,10 @@ typedef struct ntk_pe {
     float *inv_freq;
 } ntk_pe;
 
-static st_status ntk_create(const st_host_services *host, const msgpack_object *params,
+static st_status ntk_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    double alpha = 4.0, base;
-    st_status st;
-    if ((st = rope_scaling_float(host, params, "ntk", "alpha", &alpha, err)) != ST_OK ||
-        (st = rope_scaling_base_param(host, params, "ntk", &base, err)) != ST_OK)
-        return st;
-    if (!(alpha >= 1.0 && alpha <= 1.0e6))
-        return host->error(err, ST_E_RANGE,
-                           "ntk: parameter alpha must be in [1, 1e6] (1 = the trained base), got %g",
-                           alpha);
+    double alpha = st_param_float(params, "alpha"), base = st_param_float(params, "base");
     ntk_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "ntk: out of memory");

@@ -17,21 +17,13 @@ typedef struct rope {
     float *inv_freq;
 } rope;
 
-static st_status rope_create(const st_host_services *host, const msgpack_object *params,
+static st_status rope_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double base = 0.0;
-    int64_t dims = 0;
-    st_status st = st_param_float(params, "base", &base);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "rope: parameter base must be a number");
-    st = st_param_int(params, "dims", &dims);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "rope: parameter dims must be an integer");
-    if (!(base >= 0.0) || !isfinite(base))
-        return host->error(err, ST_E_RANGE, "rope: parameter base must be >= 0 (0 = the model's), got %g",
-                           base);
-    if (dims < 0 || dims > 65536 || dims % 2 != 0)
+    double base = st_param_float(params, "base");
+    int64_t dims = st_param_int(params, "dims");
+    /* plugin.yaml gives the range; only evenness is left to say. */
+    if (dims % 2 != 0)
         return host->error(err, ST_E_RANGE,
                            "rope: parameter dims must be an even number in [0, 65536] "
                            "(0 = the model's), got %lld", (long long)dims);

@@ -30,38 +30,18 @@ typedef struct yarn_pe {
     float *inv_freq;
 } yarn_pe;
 
-static st_status yarn_create(const st_host_services *host, const msgpack_object *params,
+static st_status yarn_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double scale = 4.0, beta_fast = 32.0, beta_slow = 1.0, attn_factor = 1.0, base;
-    int64_t trained;
-    bool mscale = true;
-    st_status st;
-    if ((st = rope_scaling_float(host, params, "yarn", "scale", &scale, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "yarn", "beta_fast", &beta_fast, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "yarn", "beta_slow", &beta_slow, err)) != ST_OK ||
-        (st = rope_scaling_float(host, params, "yarn", "attn_factor", &attn_factor, err)) != ST_OK)
-        return st;
-    st = st_param_bool(params, "mscale", &mscale);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "yarn: parameter mscale must be true or false");
-    if (!(scale >= 1.0 && scale <= 1.0e6))
-        return host->error(err, ST_E_RANGE, "yarn: parameter scale must be in [1, 1e6], got %g",
-                           scale);
-    if (!(beta_fast > 0.0 && beta_fast <= 1.0e6) || !(beta_slow > 0.0 && beta_slow <= 1.0e6))
-        return host->error(err, ST_E_RANGE,
-                           "yarn: parameters beta_fast and beta_slow must be in (0, 1e6], got %g "
-                           "and %g", beta_fast, beta_slow);
+    double scale = st_param_float(params, "scale"), beta_fast = st_param_float(params, "beta_fast");
+    double beta_slow = st_param_float(params, "beta_slow");
+    double attn_factor = st_param_float(params, "attn_factor"), base = st_param_float(params, "base");
+    int64_t trained = st_param_int(params, "trained_length");
+    bool mscale = st_param_bool(params, "mscale");
     if (beta_fast < beta_slow)
         return host->error(err, ST_E_RANGE,
                            "yarn: beta_fast (%g rotations) must be at least beta_slow (%g): the "
                            "ramp runs from the fast pairs to the slow ones", beta_fast, beta_slow);
-    if (!(attn_factor > 0.0 && attn_factor <= 100.0))
-        return host->error(err, ST_E_RANGE,
-                           "yarn: parameter attn_factor must be in (0, 100], got %g", attn_factor);
-    if ((st = rope_scaling_base_param(host, params, "yarn", &base, err)) != ST_OK ||
-        (st = rope_scaling_trained_param(host, params, "yarn", &trained, err)) != ST_OK)
-        return st;
     yarn_pe *p = host->calloc(host->host, 1, sizeof *p);
     if (!p)
         return host->error(err, ST_E_NOMEM, "yarn: out of memory");

@@ -51,14 +51,10 @@ static void dist_seed(dist *d, uint64_t seed)
         d->s[i] = splitmix64(&x);
 }
 
-static st_status dist_create(const st_host_services *host, const msgpack_object *params,
+static st_status dist_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    int64_t seed = -1;
-    st_status st = st_param_int_range(host, params, "dist", "seed", -1, -1,
-                                        9007199254740991LL, &seed, err);
-    if (st != ST_OK)
-        return st;
+    int64_t seed = st_param_int(params, "seed");
     dist *d = host->calloc(host->host, 1, sizeof *d);
     if (!d)
         return host->error(err, ST_E_NOMEM, "dist: out of memory");

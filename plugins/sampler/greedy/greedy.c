@@ -10,7 +10,7 @@ typedef struct greedy {
     const st_host_services *host;
 } greedy;
 
-static st_status greedy_create(const st_host_services *host, const msgpack_object *params,
+static st_status greedy_create(const st_host_services *host, const st_params *params,
                                void **inst, st_error *err)
 {
     greedy *g = host->calloc(host->host, 1, sizeof *g);

@@ -13,17 +13,11 @@ typedef struct min_p {
     size_t min_keep;
 } min_p;
 
-static st_status minp_create(const st_host_services *host, const msgpack_object *params,
+static st_status minp_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double p = 0.0;
-    int64_t min_keep = 0;
-    st_status st = st_param_float_range(host, params, "min-p", "p", 0.05, 0.0, 1.0, &p, err);
-    if (st != ST_OK)
-        return st;
-    st = st_param_int_range(host, params, "min-p", "min_keep", 1, 0, 16777216, &min_keep, err);
-    if (st != ST_OK)
-        return st;
+    double p = st_param_float(params, "p");
+    int64_t min_keep = st_param_int(params, "min_keep");
     min_p *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "min-p: out of memory");

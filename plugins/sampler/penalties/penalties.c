@@ -26,21 +26,12 @@ typedef struct penalties {
     size_t n_counts;
 } penalties;
 
-static st_status pen_create(const st_host_services *host, const msgpack_object *params,
+static st_status pen_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    double repeat = 1.0, freq = 0.0, presence = 0.0;
-    int64_t last_n = 0;
-    st_status st;
-    if ((st = st_param_float_range(host, params, "penalties", "repeat", 1.0, 0.0001, 100.0,
-                                     &repeat, err)) != ST_OK ||
-        (st = st_param_float_range(host, params, "penalties", "frequency", 0.0, -100.0, 100.0,
-                                     &freq, err)) != ST_OK ||
-        (st = st_param_float_range(host, params, "penalties", "presence", 0.0, -100.0, 100.0,
-                                     &presence, err)) != ST_OK ||
-        (st = st_param_int_range(host, params, "penalties", "last_n", 64, 0, 1048576, &last_n,
-                                   err)) != ST_OK)
-        return st;
+    double repeat = st_param_float(params, "repeat"), freq = st_param_float(params, "frequency"),
+           presence = st_param_float(params, "presence");
+    int64_t last_n = st_param_int(params, "last_n");
     penalties *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "penalties: out of memory");

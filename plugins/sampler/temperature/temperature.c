@@ -12,14 +12,10 @@ typedef struct temperature {
     float temp;
 } temperature;
 
-static st_status temp_create(const st_host_services *host, const msgpack_object *params,
+static st_status temp_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double t = 0.0;
-    st_status st = st_param_float_range(host, params, "temperature", "temperature", 0.8,
-                                          0.0, 100.0, &t, err);
-    if (st != ST_OK)
-        return st;
+    double t = st_param_float(params, "temperature");
     temperature *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "temperature: out of memory");

@@ -12,13 +12,10 @@ typedef struct top_k {
     int64_t k;
 } top_k;
 
-static st_status topk_create(const st_host_services *host, const msgpack_object *params,
+static st_status topk_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    int64_t k = 0;
-    st_status st = st_param_int_range(host, params, "top-k", "k", 40, 0, 16777216, &k, err);
-    if (st != ST_OK)
-        return st;
+    int64_t k = st_param_int(params, "k");
     top_k *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "top-k: out of memory");

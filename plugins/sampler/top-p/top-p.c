@@ -12,17 +12,11 @@ typedef struct top_p {
     size_t min_keep;
 } top_p;
 
-static st_status topp_create(const st_host_services *host, const msgpack_object *params,
+static st_status topp_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    double p = 0.0;
-    int64_t min_keep = 0;
-    st_status st = st_param_float_range(host, params, "top-p", "p", 0.95, 0.0, 1.0, &p, err);
-    if (st != ST_OK)
-        return st;
-    st = st_param_int_range(host, params, "top-p", "min_keep", 1, 0, 16777216, &min_keep, err);
-    if (st != ST_OK)
-        return st;
+    double p = st_param_float(params, "p");
+    int64_t min_keep = st_param_int(params, "min_keep");
     top_p *s = host->calloc(host->host, 1, sizeof *s);
     if (!s)
         return host->error(err, ST_E_NOMEM, "top-p: out of memory");

@@ -30,19 +30,16 @@ static void bpe_destroy(void *inst)
     h->free(h->host, bi);
 }
 
-static st_status bpe_create(const st_host_services *host, const msgpack_object *params,
+static st_status bpe_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
-    bool parse_special = true;
-    st_status st = st_param_bool(params, "parse_special", &parse_special);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "bpe: parameter parse_special must be a bool");
+    bool parse_special = st_param_bool(params, "parse_special");
     bpe_instance *bi = host->calloc(host->host, 1, sizeof *bi);
     if (!bi)
         return host->error(err, ST_E_NOMEM, "bpe: out of memory");
     bi->vocab.host = host;
     bi->parse_special = parse_special;
-    st = st_bpe_vocab_load(&bi->vocab, err);
+    st_status st = st_bpe_vocab_load(&bi->vocab, err);
     if (st != ST_OK) {
         bpe_destroy(bi);
         return st;

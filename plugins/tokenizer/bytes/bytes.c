@@ -21,13 +21,10 @@ typedef struct bytes_tok {
 
 static const char *const special_text[3] = {"<bos>", "<eos>", "<pad>"};
 
-static st_status bytes_create(const st_host_services *host, const msgpack_object *params,
+static st_status bytes_create(const st_host_services *host, const st_params *params,
                               void **inst, st_error *err)
 {
-    bool has_bos = true;
-    st_status st = st_param_bool(params, "bos", &has_bos);
-    if (st != ST_OK && st != ST_E_NOT_FOUND)
-        return host->error(err, ST_E_INVALID, "bytes: parameter bos must be a bool");
+    bool has_bos = st_param_bool(params, "bos");
     bytes_tok *t = host->calloc(host->host, 1, sizeof *t);
     if (!t)
         return host->error(err, ST_E_NOMEM, "bytes: out of memory");

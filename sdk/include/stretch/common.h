@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define ST_ABI_MAJOR 1
-#define ST_ABI_MINOR 1
+#define ST_ABI_MINOR 2
 
 /* Plugins are built with -fvisibility=hidden by the SDK's CMake helper; this
  * macro is what makes the one entry symbol visible anyway. */
@@ -59,12 +59,33 @@ typedef enum st_kind {
 } st_kind;
 #define ST_KIND_COUNT 5
 
+/* A plugin parameter's type, as plugin.yaml declares it (`type:`). */
+typedef enum st_param_type {
+    ST_PARAM_INT = 0,
+    ST_PARAM_FLOAT = 1,
+    ST_PARAM_BOOL = 2,
+    ST_PARAM_STRING = 3,
+    ST_PARAM_ENUM = 4      /* a string from the declared `enum:` list */
+} st_param_type;
+
 typedef enum st_log_level {
     ST_LOG_DEBUG = 0,
     ST_LOG_INFO = 1,
     ST_LOG_WARN = 2,
     ST_LOG_ERROR = 3
 } st_log_level;
+
+/* How the forward pass rounds: the fast path, or llama.cpp's float
+ * operations bit for bit (slower; for equality checks, docs/forward.md). */
+typedef enum st_numerics {
+    ST_NUMERICS_DEFAULT = 0, /* $STRETCH_NUMERICS ("ggml" or "fast"), else fast */
+    ST_NUMERICS_FAST = 1,
+    ST_NUMERICS_GGML = 2
+} st_numerics;
+
+/* A log line from the host or a plugin (`source` names it; may be NULL). */
+typedef void (*st_log_fn)(void *user, st_log_level level, const char *source,
+                          const char *message);
 
 /* Where a plugin writes why a call failed. The caller owns it; a plugin
  * fills `message` (NUL-terminated, truncated to fit) and returns the status.

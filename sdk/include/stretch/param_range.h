@@ -11,10 +11,17 @@
  * Header-only; it adds nothing to the ABI. The manifest's schema already
  * checks types (params.h), so the type errors only fire for a parameter
  * the manifest does not declare as the plugin reads it.
+ *
+ * For ABI 1.1 sources (ST_PLUGIN_PARAMS_MSGPACK): since ABI 1.2 the host
+ * hands create() parameters already checked against plugin.yaml's ranges,
+ * so a 1.2 plugin reads them with stretch/params.h and restates nothing.
  */
 #ifndef STRETCH_PARAM_RANGE_H
 #define STRETCH_PARAM_RANGE_H
 
+#ifndef ST_PLUGIN_PARAMS_MSGPACK
+#error "stretch/param_range.h reads ABI 1.1 msgpack parameters: define ST_PLUGIN_PARAMS_MSGPACK, or read 1.2 parameters with stretch/params.h (plugin.yaml holds the ranges)"
+#endif
 #include "params.h"
 #include "services.h"
 
@@ -29,6 +36,7 @@ static inline st_status st_param_int_range(const st_host_services *host,
                                            int64_t max, int64_t *out, st_error *err)
 {
     int64_t v = def;
+    *out = def;
     st_status st = st_param_int(params, key, &v);
     if (st != ST_OK && st != ST_E_NOT_FOUND)
         return host->error(err, ST_E_INVALID, "%s: parameter %s must be an integer", plugin,
@@ -47,8 +55,7 @@ static inline st_status st_param_count(const st_host_services *host, const msgpa
 {
     int64_t v = 0;
     st_status st = st_param_int_range(host, params, plugin, key, def, min, max, &v, err);
-    if (st == ST_OK)
-        *out = (uint32_t)v;
+    *out = st == ST_OK ? (uint32_t)v : (uint32_t)def;
     return st;
 }
 
@@ -59,6 +66,7 @@ static inline st_status st_param_float_range(const st_host_services *host,
                                              double max, double *out, st_error *err)
 {
     double v = def;
+    *out = def;
     st_status st = st_param_float(params, key, &v);
     if (st != ST_OK && st != ST_E_NOT_FOUND)
         return host->error(err, ST_E_INVALID, "%s: parameter %s must be a number", plugin, key);

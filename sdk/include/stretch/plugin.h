@@ -8,12 +8,14 @@
  * the host's (its minor no newer).
  *
  * Lifecycle: create -> ops calls -> destroy. create receives the host
- * services table (valid until after destroy) and the parameters as a
- * msgpack map already validated against the manifest's schema: every
- * declared parameter is present (defaults filled) with the declared type
- * (int -> POSITIVE/NEGATIVE_INTEGER, float -> FLOAT64, bool -> BOOLEAN,
- * string/enum -> STR, list -> ARRAY). The params object is only valid during
- * create: copy what you keep. Read it with stretch/params.h.
+ * services table (valid until after destroy) and the parameters, already
+ * validated against plugin.yaml's schema with every default filled, as a
+ * read-only st_params view (stretch/params.h). The view is only valid
+ * during create: copy what you keep.
+ *
+ * ABI 1.1 plugins received a msgpack map instead; the host still gives
+ * them one (it looks at the entry's abi_minor), and 1.1 sources compile
+ * unchanged with ST_PLUGIN_PARAMS_MSGPACK defined (stretch/params.h).
  *
  * Threading: create and destroy are called from the engine thread, never
  * concurrently with other calls on the same instance. Ops' threading is
@@ -22,9 +24,8 @@
 #ifndef STRETCH_PLUGIN_H
 #define STRETCH_PLUGIN_H
 
-#include <msgpack.h>
-
 #include "common.h"
+#include "params.h"
 #include "services.h"
 #include "tokenizer.h"
 #include "posenc.h"
@@ -38,6 +39,15 @@ extern "C" {
 
 #define ST_PLUGIN_ENTRY_SYMBOL "stretch_plugin_entry"
 
+/* What create() receives, and the minor version the entry declares. */
+#ifdef ST_PLUGIN_PARAMS_MSGPACK
+typedef msgpack_object st_plugin_params;
+#define ST_PLUGIN_ABI_MINOR 1
+#else
+typedef st_params st_plugin_params;
+#define ST_PLUGIN_ABI_MINOR ST_ABI_MINOR
+#endif
+
 typedef struct st_plugin_entry {
     uint16_t abi_major;      /* ST_ABI_MAJOR the plugin was built with */
     uint16_t abi_minor;      /* ST_ABI_MINOR the plugin was built with */
@@ -49,7 +59,7 @@ typedef struct st_plugin_entry {
 
     /* Make an instance. On failure fill `err`, leave *inst untouched and
      * free anything allocated. */
-    st_status (*create)(const st_host_services *host, const msgpack_object *params,
+    st_status (*create)(const st_host_services *host, const st_plugin_params *params,
                         void **inst, st_error *err);
     void (*destroy)(void *inst);
 
@@ -66,7 +76,7 @@ typedef struct st_plugin_entry {
  * my_create, my_destroy, &my_ops, NULL); */
 #define ST_PLUGIN(kind_, name_, version_, summary_, create_, destroy_, ops_, ext_) \
     ST_EXPORT const st_plugin_entry stretch_plugin_entry = {                   \
-        ST_ABI_MAJOR, ST_ABI_MINOR, (uint32_t)sizeof(st_plugin_entry),         \
+        ST_ABI_MAJOR, ST_PLUGIN_ABI_MINOR, (uint32_t)sizeof(st_plugin_entry),  \
         (kind_), (name_), (version_), (summary_), (create_), (destroy_),       \
         (ops_), (ext_)}
 

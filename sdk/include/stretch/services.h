@@ -103,7 +103,13 @@ struct st_host_services {
     st_status (*meta_array_float)(void *host, const char *key, uint64_t index,
                                   double *out, st_error *err);
 
-    /* Compile `source` (OpenCL C) for the engine's device; the host caches
+    /* The kernel and scoring entry points below are kept for 1.0-1.1
+     * plugins and answer ST_E_UNAVAILABLE where the host cannot serve
+     * them. Since 1.2 ask get_extension(ST_HOST_OPENCL_V1 /
+     * ST_HOST_SCORE_V1) instead: a host that cannot serve one answers
+     * NULL, so a plugin learns it at create time.
+     *
+     * Compile `source` (OpenCL C) for the engine's device; the host caches
      * binaries. ST_E_UNAVAILABLE on the CPU backend. */
     st_status (*kernel_compile)(void *host, const char *name, const char *source,
                                 const char *options, st_kernel **out, st_error *err);
@@ -123,6 +129,27 @@ struct st_host_services {
      * ("stretch.host.xyz/1"); NULL when unsupported. */
     const void *(*get_extension)(void *host, const char *id);
 };
+
+/* Device kernels, where the engine runs on an OpenCL device (ABI 1.2).
+ * The functions behave as the services table's kernel_* entries. */
+#define ST_HOST_OPENCL_V1 "stretch.host.opencl/1"
+typedef struct st_host_opencl_v1 {
+    uint32_t struct_size;
+    st_status (*kernel_compile)(void *host, const char *name, const char *source,
+                                const char *options, st_kernel **out, st_error *err);
+    st_status (*kernel_launch)(void *host, st_kernel *kernel, const st_kernel_arg *args,
+                               size_t n_args, const size_t *global, const size_t *local,
+                               uint32_t dims, st_error *err);
+    void (*kernel_release)(void *host, st_kernel *kernel);
+} st_host_opencl_v1;
+
+/* Model scoring, where the host has a model to score with (ABI 1.2);
+ * model_score behaves as the services table's entry. */
+#define ST_HOST_SCORE_V1 "stretch.host.score/1"
+typedef struct st_host_score_v1 {
+    uint32_t struct_size;
+    st_status (*model_score)(void *host, st_score_request *req, st_error *err);
+} st_host_score_v1;
 
 #ifdef __cplusplus
 }

@@ -27,11 +27,26 @@ extern "C" {
 
 typedef struct st_engine st_engine;
 
+/* The host honours the caller's struct_size: a program built against older
+ * headers passes a shorter struct and gets the defaults of the fields it
+ * does not know. Zero-initialise, set struct_size = sizeof, fill in. */
 typedef struct st_engine_options {
     uint32_t struct_size;   /* sizeof(st_engine_options) */
     uint32_t n_threads;     /* 0 = the manifest's, then all cores */
     uint32_t context;       /* 0 = the manifest's */
     const char *model;      /* NULL = the manifest's */
+    /* -- ABI 1.2 -- */
+    st_numerics numerics;
+    /* Searched first, before the manifest's plugin-dirs, $STRETCH_PLUGIN_PATH
+     * and the built-in directory. Borrowed during st_engine_open. */
+    const char *const *plugin_dirs;
+    size_t n_plugin_dirs;
+    /* Every log line of the host and the plugins, at every level, goes here
+     * instead of stderr (filter by level yourself). NULL = stderr, from the
+     * level $STRETCH_LOG names (default warn). May be called from the
+     * engine's worker threads, one line at a time. */
+    st_log_fn log;
+    void *log_user;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
@@ -137,7 +152,16 @@ ST_API st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n,
                                  void *user, st_error *err);
 
 ST_API void st_free(void *p);
+/* A status as text ("out of range") and as its name ("ST_E_RANGE"). */
 ST_API const char *st_strerror(st_status status);
+ST_API const char *st_status_name(st_status status);
+
+/* The library's version ("0.1.0") and the plugin ABI it hosts, as
+ * ST_ABI_VERSION_NUMBER(major, minor): a program built against one set of
+ * headers can check the library it runs with. */
+#define ST_ABI_VERSION_NUMBER(major, minor) ((uint32_t)(major) * 1000u + (uint32_t)(minor))
+ST_API const char *st_version(void);
+ST_API uint32_t st_abi_version(void);
 /* Peak resident set size of this process in bytes (for reports). */
 ST_API uint64_t st_peak_rss_bytes(void);
 

@@ -57,7 +57,7 @@ typedef struct fixture {
 
 /* unused: the null-create fixture leaves it out of the entry */
 __attribute__((unused))
-static st_status fixture_create(const st_host_services *host, const msgpack_object *params,
+static st_status fixture_create(const st_host_services *host, const st_params *params,
                                 void **inst, st_error *err)
 {
     (void)params;

@@ -7,7 +7,7 @@
 
 #define REASON "bad-retain refuses on purpose (slot budget 7)"
 
-static st_status retain_create(const st_host_services *host, const msgpack_object *params,
+static st_status retain_create(const st_host_services *host, const st_params *params,
                                void **inst, st_error *err)
 {
     (void)params;

@@ -20,7 +20,7 @@ typedef struct bad_tok {
     char bytes[256];
 } bad_tok;
 
-static st_status bad_create(const st_host_services *host, const msgpack_object *params,
+static st_status bad_create(const st_host_services *host, const st_params *params,
                             void **inst, st_error *err)
 {
     static const char *const names[] = {"honest", "over-capacity", "out-of-vocab",
@@ -29,14 +29,10 @@ static st_status bad_create(const st_host_services *host, const msgpack_object *
     if (!t)
         return host->error(err, ST_E_NOMEM, "bad-tokenizer: out of memory");
     t->host = host;
-    const msgpack_object *m = st_param_find(params, "mode");
-    for (int i = 0; m && m->type == MSGPACK_OBJECT_STR && i < 5; i++)
-        if (m->via.str.size == strlen(names[i]) &&
-            memcmp(m->via.str.ptr, names[i], m->via.str.size) == 0)
+    for (int i = 0; i < 5; i++)
+        if (st_param_is(params, "mode", names[i]))
             t->mode = (enum mode)i;
-    int64_t vocab = 259;
-    st_param_int(params, "vocab", &vocab);
-    t->vocab = (int32_t)vocab;
+    t->vocab = (int32_t)st_param_int(params, "vocab");
     for (int i = 0; i < 256; i++)
         t->bytes[i] = (char)i;
     *inst = t;

@@ -1,0 +1,28 @@
+/*
+ * core/abi_sizes.h - the sizes of the ABI's growable structs as ABI 1.0
+ * shipped them. A plugin of any 1.x minor has at least these; later minors
+ * only append, and the host reads an appended field only after checking
+ * the struct_size the plugin gave. Comparing against sizeof(today's
+ * struct) instead would refuse every older plugin the day a field is
+ * appended, breaking the append-only promise of stretch/common.h.
+ */
+#ifndef ST_CORE_ABI_SIZES_H
+#define ST_CORE_ABI_SIZES_H
+
+#include <stddef.h>
+#include <stretch/plugin.h>
+#include <stretch/stretch.h>
+
+#define ST_END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
+#define ST_ENTRY_SIZE_1_0 ST_END_OF(st_plugin_entry, get_extension)
+#define ST_TOKENIZER_OPS_SIZE_1_0 ST_END_OF(st_tokenizer_ops, is_special)
+#define ST_POSENC_OPS_SIZE_1_0 ST_END_OF(st_posenc_ops, stretch_table)
+#define ST_ATTENTION_OPS_SIZE_1_0 ST_END_OF(st_attention_ops, reset)
+#define ST_SAMPLER_OPS_SIZE_1_0 ST_END_OF(st_sampler_ops, reset)
+#define ST_RETRIEVER_OPS_SIZE_1_0 ST_END_OF(st_retriever_ops, clear)
+/* Caller-filled structs of the host API (stretch.h). */
+#define ST_ENGINE_OPTIONS_SIZE_1_0 ST_END_OF(st_engine_options, model)
+#define ST_GENERATE_PARAMS_SIZE_1_0 ST_END_OF(st_generate_params, first_logits)
+
+#endif

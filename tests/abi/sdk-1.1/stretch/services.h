@@ -1,0 +1,130 @@
+/*
+ * stretch/services.h - the host services table handed to every plugin's
+ * create(). Plugins never link against libstretch: everything they may ask
+ * of the host is here (SQLite's api-routines, CLAP's clap_host).
+ *
+ * Lifetime: the table and its `host` pointer outlive every plugin instance
+ * created with it. Threading: every function here may be called from any
+ * thread, concurrently, unless its comment says otherwise.
+ *
+ * A service that cannot work in the current setting (no model loaded, no
+ * OpenCL device) returns ST_E_UNAVAILABLE with a message; it never crashes.
+ */
+#ifndef STRETCH_SERVICES_H
+#define STRETCH_SERVICES_H
+
+#include <stdarg.h>
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct st_host_services st_host_services;
+
+/* Type of a model metadata value (mirrors GGUF's value types, collapsed). */
+typedef enum st_meta_type {
+    ST_META_NONE = 0,
+    ST_META_INT = 1,    /* any signed or unsigned integer, or bool */
+    ST_META_FLOAT = 2,  /* f32 or f64 */
+    ST_META_STRING = 3,
+    ST_META_ARRAY = 4
+} st_meta_type;
+
+/* One metadata value. Strings point into host memory valid for the life of
+ * the model (at least as long as any plugin instance); they are NOT
+ * NUL-terminated: use `len`. For arrays, `array_type` is the element type and
+ * `len` the element count; elements are read with meta_array_*. */
+typedef struct st_meta_value {
+    st_meta_type type;
+    st_meta_type array_type;
+    int64_t i;
+    double f;
+    const char *str;
+    uint64_t len;
+} st_meta_value;
+
+/* An opaque compiled compute kernel (OpenCL program + kernel). */
+typedef struct st_kernel st_kernel;
+
+/* One argument to kernel_launch: a host buffer (copied in, and back when
+ * `writable`) or a scalar passed by value. */
+typedef struct st_kernel_arg {
+    void *data;
+    size_t size;
+    bool is_buffer;
+    bool writable;
+} st_kernel_arg;
+
+/* What model_score computes for a token sequence. Fields the caller leaves
+ * NULL are not computed. All arrays are caller-owned. */
+typedef struct st_score_request {
+    uint32_t struct_size;
+    const int32_t *tokens;    /* the sequence to run through the model */
+    size_t n_tokens;
+    float *logprob;           /* [n_tokens]: log p(tokens[t] | tokens[<t]); t=0 gets 0 */
+    float *entropy;           /* [n_tokens]: -log p(tokens[t] | <t); t=0 gets the max of the rest */
+    int32_t attn_layer;       /* layer whose attention is wanted, -1 = last */
+    float *attn_weights;      /* [n_tokens * n_tokens]: row q, column k, summed over heads */
+} st_score_request;
+
+struct st_host_services {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    void *host;               /* opaque, pass back as the first argument */
+
+    /* Log a message with severity; `plugin` names the caller. */
+    void (*log)(void *host, st_log_level level, const char *plugin,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+    /* Memory the host accounts for (peak RSS reports, leak checks). Same
+     * contract as malloc/calloc/realloc/free; NULL on failure. */
+    void *(*alloc)(void *host, size_t size);
+    void *(*calloc)(void *host, size_t n, size_t size);
+    void *(*realloc)(void *host, void *ptr, size_t size);
+    void (*free)(void *host, void *ptr);
+
+    /* Fill `err` with status and a printf-formatted message; returns status
+     * so a plugin can write `return host->error(..)`. `err` may be NULL. */
+    st_status (*error)(st_error *err, st_status status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Model metadata by GGUF key ("llama.context_length",
+     * "tokenizer.ggml.tokens", ...). ST_E_UNAVAILABLE without a model,
+     * ST_E_NOT_FOUND for an absent key. */
+    st_status (*model_meta)(void *host, const char *key, st_meta_value *out,
+                            st_error *err);
+    /* Element `index` of an array value found by model_meta. */
+    st_status (*meta_array_string)(void *host, const char *key, uint64_t index,
+                                   const char **str, uint64_t *len, st_error *err);
+    st_status (*meta_array_int)(void *host, const char *key, uint64_t index,
+                                int64_t *out, st_error *err);
+    st_status (*meta_array_float)(void *host, const char *key, uint64_t index,
+                                  double *out, st_error *err);
+
+    /* Compile `source` (OpenCL C) for the engine's device; the host caches
+     * binaries. ST_E_UNAVAILABLE on the CPU backend. */
+    st_status (*kernel_compile)(void *host, const char *name, const char *source,
+                                const char *options, st_kernel **out, st_error *err);
+    st_status (*kernel_launch)(void *host, st_kernel *kernel,
+                               const st_kernel_arg *args, size_t n_args,
+                               const size_t *global, const size_t *local,
+                               uint32_t dims, st_error *err);
+    void (*kernel_release)(void *host, st_kernel *kernel);
+
+    /* Run the loaded model over tokens and return what `req` asks for.
+     * Not re-entrant with the engine's own generation: call it from create
+     * or from a retriever/attention call the host documents as "may score".
+     * ST_E_UNAVAILABLE without a model. */
+    st_status (*model_score)(void *host, st_score_request *req, st_error *err);
+
+    /* Optional host capabilities by namespaced, revisioned id
+     * ("stretch.host.xyz/1"); NULL when unsupported. */
+    const void *(*get_extension)(void *host, const char *id);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif
