@@ -31,7 +31,7 @@ static void run_usage(FILE *f)
             "  --model FILE         use this GGUF instead of the manifest's\n"
             "  --logits-out FILE    write the first step's logits as float32\n"
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
-            "                       bit for bit (slower; same as STRETCH_NUMERICS=ggml)\n"
+            "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
             "  --json               print one JSON object (ids, text, timings) at the end\n"
             "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
             "  (a warning on stderr; the text so far is kept and the exit code is 0).\n");
@@ -143,11 +143,7 @@ int st_cmd_run(int argc, char **argv)
                         mode);
                 return ST_EXIT_USAGE;
             }
-            /* Read once by the forward pass when the engine opens. */
-            if (!strcmp(mode, "ggml"))
-                setenv("STRETCH_NUMERICS", "ggml", 1);
-            else
-                unsetenv("STRETCH_NUMERICS");
+            opts.numerics = strcmp(mode, "ggml") ? ST_NUMERICS_FAST : ST_NUMERICS_GGML;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "stretch run: unknown or incomplete option '%s'\n", a);
             run_usage(stderr);
