@@ -8,6 +8,7 @@
 #include "plugin_create.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,10 +201,23 @@ static void check_tokenizer(const st_tokenizer_ops *ops, void *inst,
 
 static bool desc_ok(const st_posenc_desc *d, const st_model_shape *s, char *why, size_t cap)
 {
-    const uint32_t known = ST_POSENC_ROTARY | ST_POSENC_BIAS | ST_POSENC_MAP;
+    const uint32_t known = ST_POSENC_ROTARY | ST_POSENC_BIAS | ST_POSENC_MAP | ST_POSENC_SLOPES;
     if (d->flags & ~known) {
         snprintf(why, cap, "unknown flag bits 0x%x", d->flags & ~known);
         return false;
+    }
+    if (d->flags & ST_POSENC_SLOPES) {
+        if (d->struct_size < offsetof(st_posenc_desc, n_slopes) + sizeof d->n_slopes ||
+            !d->slopes || d->n_slopes != s->n_heads) {
+            snprintf(why, cap, "SLOPES with %s slopes and n_slopes %u (expected n_heads = %u)",
+                     d->slopes ? "set" : "NULL", d->n_slopes, s->n_heads);
+            return false;
+        }
+        for (uint32_t h = 0; h < d->n_slopes; h++)
+            if (!isfinite(d->slopes[h])) {
+                snprintf(why, cap, "slope %u is not finite", h);
+                return false;
+            }
     }
     if (d->flags & ST_POSENC_ROTARY) {
         if (!d->inv_freq || d->n_freq != s->rope_dims / 2) {

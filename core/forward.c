@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct st_forward_ctx {
     uint32_t n_freq;          /* pairs rotated, <= head_dim / 2 */
     float rot_scale;
     float temperature;
+    float *slopes;            /* [n_heads] (ST_POSENC_SLOPES), else NULL */
     void *pe_inst;
     st_status (*map_positions)(void *, const int32_t *, size_t, int32_t *, st_error *);
     st_status (*bias)(void *, uint32_t, const int32_t *, size_t, const int32_t *, size_t,
@@ -145,6 +147,24 @@ static st_status set_posenc(st_forward_ctx *c, const st_posenc_desc *d, st_diag 
         }
         c->rot_scale = d->rotary_scale;
         c->temperature = d->attn_temperature;
+        free(c->slopes);
+        c->slopes = NULL;
+        if ((d->flags & ST_POSENC_SLOPES) &&
+            d->struct_size >= offsetof(st_posenc_desc, n_slopes) + sizeof d->n_slopes) {
+            if (!d->slopes || d->n_slopes != hp->n_heads) {
+                free(f);
+                return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                                   "forward: posenc description sets ST_POSENC_SLOPES with %u "
+                                   "slopes for %u heads", d->slopes ? d->n_slopes : 0,
+                                   hp->n_heads);
+            }
+            c->slopes = malloc(hp->n_heads * sizeof *c->slopes);
+            if (!c->slopes) {
+                free(f);
+                return oom(diag);
+            }
+            memcpy(c->slopes, d->slopes, hp->n_heads * sizeof *c->slopes);
+        }
     } else {
         st_forward_default_inv_freq(hp, f);
         c->pe_flags = hp->rope_dims ? ST_POSENC_ROTARY : 0;
@@ -275,6 +295,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->slot_cs);
     free(c->slot_sn);
     free(c->inv_freq);
+    free(c->slopes);
     free(c->entries);
     free(c->idx_pool);
     free(c->weights);
@@ -625,11 +646,17 @@ static void worker_error(st_forward_ctx *c, st_status s, const char *msg)
         snprintf(c->worker_msg, sizeof c->worker_msg, "%s", msg);
 }
 
-/* Add the positional plugin's bias (ALiBi) for query t, head h to the
- * scores of the nv visible keys. */
+/* Add the positional bias (ALiBi) for query t, head h to the scores of the
+ * nv visible keys: the description's slopes, else the plugin's callback. */
 static void add_posenc_bias(st_forward_ctx *c, thread_scratch *S, uint32_t t, uint32_t h,
                             uint32_t nv)
 {
+    if (c->slopes) {
+        double m = c->slopes[h], q = c->qpos_rot[t];
+        for (uint32_t i = 0; i < nv; i++)
+            S->scores[i] += (float)(-m * (q - (double)c->kv->rot_pos[S->idx[i]]));
+        return;
+    }
     for (uint32_t i = 0; i < nv; i++)
         S->kpos[i] = c->kv->rot_pos[S->idx[i]];
     st_error err = { ST_OK, "" };
@@ -715,7 +742,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
         }
     }
-    bool biased = nv && (c->pe_flags & ST_POSENC_BIAS) && c->bias;
+    bool biased = nv && (c->slopes || ((c->pe_flags & ST_POSENC_BIAS) && c->bias));
     if (c->ggml) {
         float *out = c->att + (size_t)t * QD + (size_t)h * hd;
         float sm_scale = scale;
@@ -773,15 +800,15 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 #define TILED_MIN_Q 8
 
 /* The tiled path takes a layer whose plan is only contiguous ranges for
- * all heads, with no posenc bias (a per-key callback) and no attention
- * weights wanted (the observer needs the normalized weights per key). */
+ * all heads, with no posenc bias (a per-key callback, or ALiBi's slopes,
+ * which only the gather kernels add for now) and no attention weights wanted (the observer needs the normalized weights per key). */
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
         (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
         (int32_t)layer == c->weights_layer ||
-        ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
+        ((c->pe_flags & ST_POSENC_BIAS) && c->bias) || c->slopes ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
         return false;
     for (size_t e = 0; e < c->n_entries; e++)

@@ -253,8 +253,10 @@ Test(forward_plan, posenc_map_bias_scale_temperature)
     open_f32(&f);
     for (int i = 0; i < 8; i++)
         freqs[i] = (float)pow(500.0, -2.0 * i / 16.0);
-    st_posenc_desc desc = { sizeof desc, ST_POSENC_ROTARY | ST_POSENC_MAP | ST_POSENC_BIAS,
-                            freqs, 8, 1.15f, 0.8f };
+    st_posenc_desc desc = {.struct_size = sizeof desc,
+                           .flags = ST_POSENC_ROTARY | ST_POSENC_MAP | ST_POSENC_BIAS,
+                           .inv_freq = freqs, .n_freq = 8, .rotary_scale = 1.15f,
+                           .attn_temperature = 0.8f};
     int32_t tok[N], pos[N];
     fx_tokens(tok, pos, N, f.V, 9);
     float *ours = malloc((size_t)N * f.V * sizeof(float)), *ref = malloc((size_t)N * f.V * sizeof(float));
@@ -269,6 +271,41 @@ Test(forward_plan, posenc_map_bias_scale_temperature)
         double d = fx_rel_diff(ours, ref, (size_t)N * f.V);
         cr_assert_lt(d, TOL, "block %zu: %g", block, d);
     }
+    free(ours);
+    free(ref);
+    fx_close(&f);
+}
+
+/* ALiBi as data (ABI 1.2): the same bias given as per-head slopes, with no
+ * callback, against the same reference. */
+Test(forward_plan, posenc_slopes_as_data)
+{
+    fwd_fixture f;
+    open_f32(&f);
+    for (int i = 0; i < 8; i++)
+        freqs[i] = (float)pow(500.0, -2.0 * i / 16.0);
+    uint32_t H = f.m->hp.n_heads;
+    float *slopes = malloc(H * sizeof *slopes);
+    for (uint32_t h = 0; h < H; h++)
+        slopes[h] = 0.25f * (float)(h + 1);
+    st_posenc_desc desc = {.struct_size = sizeof desc,
+                           .flags = ST_POSENC_ROTARY | ST_POSENC_MAP | ST_POSENC_SLOPES,
+                           .inv_freq = freqs, .n_freq = 8, .rotary_scale = 1.15f,
+                           .attn_temperature = 0.8f, .slopes = slopes, .n_slopes = H};
+    int32_t tok[N], pos[N];
+    fx_tokens(tok, pos, N, f.V, 9);
+    float *ours = malloc((size_t)N * f.V * sizeof(float)), *ref = malloc((size_t)N * f.V * sizeof(float));
+    for (size_t block = 1; block <= N; block += N - 1) {
+        fx_run r = { .threads = 2, .block = block, .posenc = &desc, .map_positions = map_half };
+        fx_forward(&f, &r, tok, pos, N, ours);
+        st_ref_opts o = { .quantize_acts = true, .inv_freq = freqs, .n_freq = 8,
+                          .rotary_scale = 1.15f, .attn_temperature = 0.8f, .rule = rule_half,
+                          .bias = ref_alibi };
+        st_ref_forward(f.ref, tok, pos, N, &o, ref);
+        double d = fx_rel_diff(ours, ref, (size_t)N * f.V);
+        cr_assert_lt(d, TOL, "block %zu: %g", block, d);
+    }
+    free(slopes);
     free(ours);
     free(ref);
     fx_close(&f);
@@ -352,7 +389,9 @@ Test(forward_plan, set_posenc_rerotates_cache)
     fx_open_spec(&f, &spec);
     for (int i = 0; i < 8; i++)
         freqs[i] = 1.0f + 0.3f * (float)i;
-    st_posenc_desc desc = { sizeof desc, ST_POSENC_ROTARY, freqs, 8, 1.0f, 1.0f };
+    st_posenc_desc desc = {.struct_size = sizeof desc, .flags = ST_POSENC_ROTARY,
+                           .inv_freq = freqs, .n_freq = 8, .rotary_scale = 1.0f,
+                           .attn_temperature = 1.0f};
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,

@@ -22,7 +22,12 @@ static void *alibi_with_heads(const st_plugin_entry *e, uint32_t H, st_test_para
     s.n_heads = H;
     s.n_kv_heads = 1;
     st_posenc_desc d = pe_configure(e, p, &s);
-    cr_assert_eq(d.flags, ST_POSENC_BIAS, "alibi must only bias");
+    cr_assert_eq(d.flags, ST_POSENC_SLOPES, "alibi must only bias, by slopes as data");
+    cr_assert_eq(d.n_slopes, H);
+    cr_assert_not_null(d.slopes);
+    /* The data slopes are what the bias op applies. */
+    for (uint32_t h = 0; h < H; h++)
+        cr_assert_float_eq(d.slopes[h], (float)slope_of(e, p, h), 1e-7f * d.slopes[h]);
     cr_assert_eq(d.n_freq, 0u);
     cr_assert_null(d.inv_freq);
     cr_assert_float_eq(d.rotary_scale, 1.0f, 0.0f);

@@ -23,6 +23,7 @@ typedef struct alibi_pe {
     double max_bias;
     uint32_t n_heads;   /* set by configure */
     double *slopes;     /* [n_heads] */
+    float *slopes_f;    /* the same, as the description hands them to the host */
 } alibi_pe;
 
 static st_status alibi_create(const st_host_services *host, const st_params *params,
@@ -44,6 +45,7 @@ static void alibi_destroy(void *inst)
     if (!p)
         return;
     p->host->free(p->host->host, p->slopes);
+    p->host->free(p->host->host, p->slopes_f);
     p->host->free(p->host->host, p);
 }
 
@@ -67,16 +69,29 @@ static st_status alibi_configure(void *inst, const st_model_shape *shape, st_pos
         m[k - 1] = exp2(-p->max_bias * (double)k / (double)P);
     for (uint32_t k = 1; k <= H - P; k++)
         m[P + k - 1] = exp2(-p->max_bias * (double)(2 * k - 1) / (double)(2 * P));
+    float *mf = h->calloc(h->host, H, sizeof *mf);
+    if (!mf) {
+        h->free(h->host, m);
+        return h->error(err, ST_E_NOMEM, "alibi: out of memory");
+    }
+    for (uint32_t k = 0; k < H; k++)
+        mf[k] = (float)m[k];
     h->free(h->host, p->slopes);
+    h->free(h->host, p->slopes_f);
     p->slopes = m;
+    p->slopes_f = mf;
     p->n_heads = H;
 
+    /* The slopes are data the host's kernels apply (ABI 1.2); `bias`
+     * stays for hosts and tools that ask per query. */
     out->struct_size = sizeof *out;
-    out->flags = ST_POSENC_BIAS;
+    out->flags = ST_POSENC_SLOPES;
     out->inv_freq = NULL;
     out->n_freq = 0;
     out->rotary_scale = 1.0f;
     out->attn_temperature = 1.0f;
+    out->slopes = mf;
+    out->n_slopes = H;
     return ST_OK;
 }
 

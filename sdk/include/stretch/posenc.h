@@ -41,6 +41,10 @@ typedef struct st_model_shape {
 #define ST_POSENC_ROTARY (1u << 0) /* rotate q and k by inv_freq * position */
 #define ST_POSENC_BIAS   (1u << 1) /* call `bias` and add it to the scores */
 #define ST_POSENC_MAP    (1u << 2) /* call `map_positions` (else identity) */
+/* ABI 1.2: a linear distance bias given as data (ALiBi): the host's kernels
+ * add -slopes[h] * (q_pos - k_pos) to query head h's scores, with the
+ * positions rotation uses (after map_positions). No callback per query. */
+#define ST_POSENC_SLOPES (1u << 3)
 
 /* The description the host applies. Arrays are owned by the instance and
  * stay valid until the next `update` that reports a change, or destroy. */
@@ -55,6 +59,10 @@ typedef struct st_posenc_desc {
     float rotary_scale;
     /* Attention logits are multiplied by this on top of 1/sqrt(head_dim). */
     float attn_temperature;
+    /* -- ABI 1.2 -- */
+    /* ST_POSENC_SLOPES: one slope per query head, [n_slopes == n_heads]. */
+    const float *slopes;
+    uint32_t n_slopes;
 } st_posenc_desc;
 
 typedef struct st_posenc_ops {
