@@ -622,3 +622,8 @@ void st_engine_cancel(st_engine *e)
 {
     atomic_store(&e->cancel, 1);
 }
+
+bool st_engine_uncancel(st_engine *e)
+{
+    return st_engine_take_cancel(e);
+}

@@ -5,6 +5,7 @@
 #include "registry.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -316,8 +317,43 @@ static char st_builtin_dir_buf[PATH_MAX];
 static const char *st_builtin_dir;
 static pthread_once_t st_builtin_once = PTHREAD_ONCE_INIT;
 
+/* `dir`/`rel` as a canonical existing directory into st_builtin_dir. */
+static bool builtin_try(const char *dir, const char *rel)
+{
+    int n = snprintf(st_builtin_dir_buf, sizeof st_builtin_dir_buf, "%s/%s", dir, rel);
+    if (n <= 0 || (size_t)n >= sizeof st_builtin_dir_buf)
+        return false;
+    char *real = st_path_canonical(st_builtin_dir_buf);
+    bool ok = real && st_path_is_dir(real) && strlen(real) < sizeof st_builtin_dir_buf;
+    if (ok) {
+        memcpy(st_builtin_dir_buf, real, strlen(real) + 1);
+        st_builtin_dir = st_builtin_dir_buf;
+    }
+    free(real);
+    return ok;
+}
+
+/* The built-in plugins lie beside the code that holds this function: the
+ * shared library (<libdir>/stretch/plugins: the build tree's lib/ and the
+ * install tree's libdir alike), or the executable it is linked into
+ * (<bin>/../lib/stretch/plugins). Asking dladdr rather than /proc/self/exe
+ * is what lets libstretch find them inside Python or any other host. */
 static void builtin_init(void)
 {
+    Dl_info info;
+    if (dladdr((const void *)builtin_try, &info) && info.dli_fname && info.dli_fname[0] == '/') {
+        char *own = strdup(info.dli_fname);
+        if (own) {
+            char *slash = strrchr(own, '/');
+            if (slash)
+                *slash = '\0';
+            bool found = builtin_try(own, "stretch/plugins") ||
+                         builtin_try(own, "../lib/stretch/plugins");
+            free(own);
+            if (found)
+                return;
+        }
+    }
     const char *exe = st_exe_dir();
     if (exe) {
         int n = snprintf(st_builtin_dir_buf, sizeof st_builtin_dir_buf,

@@ -26,9 +26,18 @@ class StError(Structure):
     _fields_ = [("status", c_int), ("message", c_char * ERROR_MESSAGE_MAX)]
 
 
+# void (*st_log_fn)(void *user, st_log_level level, const char *source, const char *message)
+LogFn = ctypes.CFUNCTYPE(None, c_void_p, ctypes.c_int, c_char_p, c_char_p)
+
+NUMERICS = {None: 0, "fast": 1, "ggml": 2}  # st_numerics
+
+
 class StEngineOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32), ("context", c_uint32),
-                ("model", c_char_p)]
+                ("model", c_char_p),
+                # ABI 1.2
+                ("numerics", ctypes.c_int), ("plugin_dirs", POINTER(c_char_p)),
+                ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p)]
 
 
 class StEngineInfo(Structure):
@@ -69,6 +78,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_engine_open", status, c_char_p, POINTER(StEngineOptions), POINTER(EnginePtr),
        POINTER(StError))
     fn("st_engine_close", None, EnginePtr)
+    fn("st_engine_uncancel", c_bool, EnginePtr)
     fn("st_engine_get_info", None, EnginePtr, POINTER(StEngineInfo))
     fn("st_engine_tokenize", status, EnginePtr, c_char_p, c_size_t, c_uint32,
        POINTER(IdsPtr), POINTER(c_size_t), POINTER(StError))

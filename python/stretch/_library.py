@@ -8,10 +8,10 @@ Search order (the first that exists wins; docs/python.md says the same):
      then in the current directory and each of its parents;
   4. the system loader (`libstretch.so.0`, as `cmake --install` puts it).
 
-The host finds its built-in plugins relative to the running executable,
-which for Python is the interpreter, not the library. So when the library
-comes from a known directory, its lib/stretch/plugins is appended to
-STRETCH_PLUGIN_PATH (the registry reads that variable at each engine open).
+The library finds its built-in plugins beside itself (dladdr): the
+stretch/plugins directory next to libstretch.so, in the build tree, the
+install tree and a bundled wheel alike. Nothing here touches the
+environment.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 
 LIBRARY_ENV = "STRETCH_LIBRARY"
-PLUGIN_PATH_ENV = "STRETCH_PLUGIN_PATH"
 LIBRARY_NAME = "libstretch.so"
 SYSTEM_SONAME = "libstretch.so.0"
 
@@ -56,22 +55,6 @@ def find_library(env: dict[str, str] | None = None, cwd: Path | None = None) -> 
     return SYSTEM_SONAME
 
 
-def plugin_dir_for(library_path: str) -> Path | None:
-    """The built-in plugin directory beside a library found by path."""
-    if os.sep not in library_path:
-        return None  # found by the system loader: the host's install path applies
-    plugins = Path(library_path).resolve().parent / "stretch" / "plugins"
-    return plugins if plugins.is_dir() else None
-
-
-def add_plugin_dir(plugins: Path, env: dict[str, str] | None = None) -> None:
-    env = os.environ if env is None else env
-    parts = [p for p in env.get(PLUGIN_PATH_ENV, "").split(":") if p]
-    if str(plugins) not in parts:
-        # Appended: directories the user listed keep precedence.
-        env[PLUGIN_PATH_ENV] = ":".join(parts + [str(plugins)])
-
-
 def load() -> tuple[ctypes.CDLL, str]:
     path = find_library()
     try:
@@ -80,7 +63,4 @@ def load() -> tuple[ctypes.CDLL, str]:
         raise OSError(
             f"cannot load libstretch ({path}): {e}. Build the C project "
             f"(cmake --build build) or set {LIBRARY_ENV} to the library's path") from e
-    plugins = plugin_dir_for(path)
-    if plugins is not None:
-        add_plugin_dir(plugins)
     return lib, path

@@ -58,11 +58,33 @@ class Engine:
     override the manifest's (0 / None = the manifest's)."""
 
     def __init__(self, manifest: str | os.PathLike, model: str | os.PathLike | None = None,
-                 context: int = 0, threads: int = 0):
+                 context: int = 0, threads: int = 0, numerics: str | None = None,
+                 plugin_dirs: list[str | os.PathLike] | None = None,
+                 log: Callable[[int, str | None, str], None] | None = None):
+        """numerics: None ($STRETCH_NUMERICS), "fast" or "ggml"; plugin_dirs
+        are searched before the manifest's; log(level, source, message)
+        receives every log line (level: 0 debug .. 3 error) instead of
+        stderr, possibly from the engine's worker threads."""
         self._handle = None
+        if numerics not in _capi.NUMERICS:
+            raise ValueError(f"numerics must be None, 'fast' or 'ggml', not {numerics!r}")
+        dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
+        self._dirs = (ctypes.c_char_p * max(1, len(dirs)))(*dirs)
+        self._log = _capi.LogFn(0)
+        if log is not None:
+            def on_log(_user, level, source, message):
+                try:
+                    log(level, source.decode("utf-8", "replace") if source else None,
+                        message.decode("utf-8", "replace"))
+                except Exception:  # a log sink must not unwind through C
+                    pass
+            self._log = _capi.LogFn(on_log)  # kept: C calls it while the engine lives
         opts = _capi.StEngineOptions(struct_size=ctypes.sizeof(_capi.StEngineOptions),
                                      n_threads=threads, context=context,
-                                     model=os.fsencode(model) if model is not None else None)
+                                     model=os.fsencode(model) if model is not None else None,
+                                     numerics=_capi.NUMERICS[numerics],
+                                     plugin_dirs=self._dirs if dirs else None,
+                                     n_plugin_dirs=len(dirs), log=self._log)
         handle = _capi.EnginePtr()
         err = _capi.StError()
         _check(lib.st_engine_open(os.fsencode(manifest), ctypes.byref(opts),
@@ -217,6 +239,10 @@ class Engine:
         Safe from any thread."""
         if self._handle is not None:
             lib.st_engine_cancel(self._handle)
+
+    def _uncancel(self) -> bool:
+        """Withdraw a cancel no request consumed (st_engine_uncancel)."""
+        return bool(self._handle is not None and lib.st_engine_uncancel(self._handle))
 
     # -- scoring ----------------------------------------------------------
 

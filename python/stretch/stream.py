@@ -76,6 +76,9 @@ class GenerationStream:
             except queue.Empty:
                 pass
         self._worker.join()
+        # The request may have ended on the stop event (or on its own) before
+        # the cancel reached it: withdraw it, or it would stop the next one.
+        self._engine._uncancel()
 
     def __enter__(self):
         return self

@@ -297,6 +297,12 @@ Test(engine_guards, cancel_is_never_lost)
     cancel_on_progress cp = {e};
     cr_assert_eq(st_engine_score(e, prompt, 8, 0, nll, cancel_from_progress, &cp, &err), ST_OK);
     cr_assert_eq(st_engine_score(e, prompt, 8, 0, nll, NULL, NULL, &err), ST_E_CANCELLED);
+    /* A cancel withdrawn before anything took it stops nothing. */
+    cr_assert_not(st_engine_uncancel(e));
+    st_engine_cancel(e);
+    cr_assert(st_engine_uncancel(e));
+    cr_assert_eq(st_engine_score(e, prompt, 8, 0, nll, NULL, NULL, &err), ST_OK, "%s",
+                 err.message);
     st_engine_close(e);
 }
 

@@ -139,6 +139,11 @@ ST_API st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t 
  * starts (so a Ctrl-C just before a request is not lost); the request that
  * stops on a cancel clears it. */
 ST_API void st_engine_cancel(st_engine *e);
+/* Withdraw a cancel no request has consumed yet; true when one was pending.
+ * For a caller that asked to cancel a request which then ended on its own
+ * (its result was not ST_E_CANCELLED): without this, that cancel would
+ * stop the next request. */
+ST_API bool st_engine_uncancel(st_engine *e);
 
 /* Score a token sequence: nll[t] = -log p(tokens[t] | tokens[<t]) for
  * t >= 1 (nll[0] = 0), through the strategy's attention and positional
