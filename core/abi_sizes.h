@@ -24,5 +24,8 @@
 /* Caller-filled structs of the host API (stretch.h). */
 #define ST_ENGINE_OPTIONS_SIZE_1_0 ST_END_OF(st_engine_options, model)
 #define ST_GENERATE_PARAMS_SIZE_1_0 ST_END_OF(st_generate_params, first_logits)
+/* Host-filled structs: written up to the caller's struct_size (0 = 1.0's). */
+#define ST_GENERATE_STATS_SIZE_1_0 ST_END_OF(st_generate_stats, cancelled)
+#define ST_ENGINE_INFO_SIZE_1_0 ST_END_OF(st_engine_info, plugin_names)
 
 #endif

@@ -157,13 +157,15 @@ static st_status open_plugins(st_engine *e, st_error *err)
         return st;
     e->samplers = calloc(s->n_samplers ? s->n_samplers : 1, sizeof *e->samplers);
     e->sampler_instances = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(st_instance *));
-    if (!e->samplers || !e->sampler_instances)
+    e->sampler_names = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(const char *));
+    if (!e->samplers || !e->sampler_instances || !e->sampler_names)
         return st_engine_fail(err, ST_E_NOMEM, "out of memory");
     for (size_t i = 0; i < s->n_samplers; i++) {
         if ((st = plugin_open(e, ST_KIND_SAMPLER, &s->samplers[i], &e->samplers[i], err)))
             return st;
         e->n_samplers++;
         e->sampler_instances[i] = e->samplers[i].in;
+        e->sampler_names[i] = e->samplers[i].lib->entry->name;
     }
     e->tok = e->tokenizer.in->ops;
     e->pe = e->posenc.in->ops;
@@ -381,6 +383,7 @@ void st_engine_close(st_engine *e)
         plugin_release(&e->samplers[i]);
     free(e->samplers);
     free(e->sampler_instances);
+    free(e->sampler_names);
     plugin_release(&e->retriever);
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
@@ -394,7 +397,22 @@ void st_engine_close(st_engine *e)
     free(e);
 }
 
-void st_engine_get_info(const st_engine *e, st_engine_info *out)
+static void fill_info(const st_engine *e, st_engine_info *out);
+
+void st_engine_get_info(const st_engine *e, st_engine_info *caller_out)
+{
+    st_engine_info info;
+    fill_info(e, &info);
+    size_t n = caller_out->struct_size ? caller_out->struct_size : ST_ENGINE_INFO_SIZE_1_0;
+    if (n > sizeof info)
+        n = sizeof info;
+    if (n < sizeof(uint32_t))
+        return;
+    memcpy(caller_out, &info, n);
+    caller_out->struct_size = (uint32_t)n;
+}
+
+static void fill_info(const st_engine *e, st_engine_info *out)
 {
     memset(out, 0, sizeof *out);
     out->struct_size = sizeof *out;
@@ -420,6 +438,8 @@ void st_engine_get_info(const st_engine *e, st_engine_info *out)
         else
             out->plugin_names[k] = by_kind[k]->lib ? by_kind[k]->lib->entry->name : NULL;
     }
+    out->n_samplers = (uint32_t)e->n_samplers;
+    out->sampler_names = (const char *const *)e->sampler_names;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

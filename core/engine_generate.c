@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "abi_sizes.h"
 #include "utf8_stream.h"
 
 static double now_s(void)
@@ -46,15 +47,51 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
     return ST_OK;
 }
 
+static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
+                          const st_generate_params *params, st_token_fn on_token, void *user,
+                          st_generate_stats *stats, st_error *err);
+
+/* The caller's structs may be older (shorter) than this library's: read and
+ * write only the bytes its struct_size says it has (stretch.h). */
 st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
-                             const st_generate_params *params, st_token_fn on_token,
-                             void *user, st_generate_stats *stats, st_error *err)
+                             const st_generate_params *caller_params, st_token_fn on_token,
+                             void *user, st_generate_stats *caller_stats, st_error *err)
 {
-    st_generate_stats local;
-    if (!stats)
-        stats = &local;
-    memset(stats, 0, sizeof *stats);
-    stats->struct_size = sizeof *stats;
+    st_generate_params params;
+    memset(&params, 0, sizeof params);
+    if (caller_params) {
+        if (caller_params->struct_size < ST_GENERATE_PARAMS_SIZE_1_0)
+            return st_engine_fail(err, ST_E_ABI,
+                                  "st_generate_params.struct_size is %u, expected at least %zu "
+                                  "(set it to sizeof(st_generate_params))",
+                                  caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
+        memcpy(&params, caller_params,
+               caller_params->struct_size < sizeof params ? caller_params->struct_size
+                                                          : sizeof params);
+    }
+    st_generate_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
+    st_status st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user,
+                            &stats, err);
+    if (caller_stats) {
+        size_t n = caller_stats->struct_size ? caller_stats->struct_size
+                                             : ST_GENERATE_STATS_SIZE_1_0;
+        if (n > sizeof stats)
+            n = sizeof stats;
+        if (n >= sizeof(uint32_t)) {
+            uint32_t keep = (uint32_t)n;
+            memcpy(caller_stats, &stats, n);
+            caller_stats->struct_size = keep;
+        }
+    }
+    return st;
+}
+
+static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
+                          const st_generate_params *params, st_token_fn on_token, void *user,
+                          st_generate_stats *stats, st_error *err)
+{
     if (n_prompt == 0)
         return st_engine_fail(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
     st_status st = st_engine_check_vocab(e, err);

@@ -37,6 +37,7 @@ struct st_engine {
     st_engine_plugin *samplers;
     size_t n_samplers;
     st_instance **sampler_instances;
+    const char **sampler_names;   /* [n_samplers], for st_engine_info */
     st_sampler_chain chain;
 
     const st_tokenizer_ops *tok;

@@ -46,7 +46,9 @@ class StEngineInfo(Structure):
                 ("n_kv_heads", c_uint32), ("n_embd", c_uint32), ("head_dim", c_uint32),
                 ("n_threads", c_uint32), ("bos", c_int32), ("eos", c_int32), ("eot", c_int32),
                 ("add_bos", c_bool), ("model_path", c_char_p),
-                ("plugin_names", c_char_p * KIND_COUNT)]
+                ("plugin_names", c_char_p * KIND_COUNT),
+                # ABI 1.2
+                ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p))]
 
 
 class StGenerateParams(Structure):
@@ -57,7 +59,9 @@ class StGenerateParams(Structure):
 class StGenerateStats(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_prompt", c_uint32), ("n_generated", c_uint32),
                 ("prefill_s", c_double), ("decode_s", c_double), ("stopped_by_eos", c_bool),
-                ("cancelled", c_bool)]
+                ("cancelled", c_bool),
+                # ABI 1.2
+                ("stopped_by_context", c_bool)]
 
 
 # text is c_void_p, not c_char_p: it is not NUL-terminated and may be empty.

@@ -128,7 +128,9 @@ class Engine:
                           n_embd=raw.n_embd, head_dim=raw.head_dim, n_threads=raw.n_threads,
                           bos=token(raw.bos), eos=token(raw.eos), eot=token(raw.eot),
                           add_bos=bool(raw.add_bos),
-                          model_path=os.fsdecode(raw.model_path or b""), plugins=plugins)
+                          model_path=os.fsdecode(raw.model_path or b""), plugins=plugins,
+                          samplers=tuple(raw.sampler_names[i].decode()
+                                         for i in range(raw.n_samplers)))
 
     # -- text -------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class Engine:
         return Generation(text="".join(pieces), tokens=tokens, stats=GenerateStats(
             n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
             decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),
-            cancelled=bool(stats.cancelled)))
+            cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context)))
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                ignore_eos: bool = False):

@@ -23,6 +23,7 @@ class EngineInfo:
     add_bos: bool
     model_path: str
     plugins: dict[str, str] = field(default_factory=dict)  # kind -> plugin name
+    samplers: tuple[str, ...] = ()  # the whole chain, in order
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class GenerateStats:
     decode_s: float
     stopped_by_eos: bool
     cancelled: bool
+    stopped_by_context: bool = False  # the context filled; the tokens so far are kept
 
 
 @dataclass(frozen=True)

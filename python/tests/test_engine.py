@@ -18,6 +18,7 @@ def test_info_comes_from_the_model_and_manifest(engine, model):
     assert info.model_path == str(model)
     assert info.plugins == {"tokenizer": "bpe", "positional-encoding": "rope",
                             "attention": "dense", "sampler": "greedy"}
+    assert info.samplers == ("greedy",)
 
 
 def test_options_override_the_manifest(manifest):

@@ -106,7 +106,7 @@ TestSuite(engine, .init = make_model, .fini = cleanup);
 Test(engine, greedy_decode_agrees_with_prefill)
 {
     st_engine *e = open_engine("  - plugin: greedy\n");
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     int32_t *ids;
     size_t n;
@@ -114,7 +114,7 @@ Test(engine, greedy_decode_agrees_with_prefill)
     cr_assert_gt(n, 2);
     collected c = {0};
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 10, .ignore_eos = true};
-    st_generate_stats stats;
+    st_generate_stats stats = {.struct_size = sizeof stats};
     st_error err = {0};
     cr_assert_eq(st_engine_generate(e, ids, n, &gp, collect, &c, &stats, &err), ST_OK, "%s",
                  err.message);
@@ -147,7 +147,7 @@ Test(engine, greedy_decode_agrees_with_prefill)
 Test(engine, score_matches_logits_and_is_chunk_invariant)
 {
     st_engine *e = open_engine("  - plugin: greedy\n");
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     int32_t *ids;
     size_t n;
@@ -190,7 +190,7 @@ Test(engine, cancel_stops_at_a_token_boundary)
     tokenize(e, "once upon a time", &ids, &n);
     collected c = {.cancel_engine = e, .cancel_at = 3};
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 20, .ignore_eos = true};
-    st_generate_stats stats;
+    st_generate_stats stats = {.struct_size = sizeof stats};
     st_error err = {0};
     cr_assert_eq(st_engine_generate(e, ids, n, &gp, collect, &c, &stats, &err), ST_E_CANCELLED);
     cr_assert(stats.cancelled);

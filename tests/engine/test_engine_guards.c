@@ -74,7 +74,7 @@ static st_engine *open_with(const char *tokenizer, const char *attention, int co
 static uint32_t model_vocab(void)
 {
     st_engine *e = open_with("{plugin: bpe}", "{plugin: dense}", 64);
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_engine_close(e);
     return info.n_vocab;
@@ -190,7 +190,7 @@ Test(engine_guards, full_context_ends_generation_and_keeps_tokens)
     for (int i = 0; i < 10; i++)
         prompt[i] = 100 + i;
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 50, .ignore_eos = true};
-    st_generate_stats stats;
+    st_generate_stats stats = {.struct_size = sizeof stats};
     collected c = {0};
     st_error err = {0};
     cr_assert_eq(st_engine_generate(e, prompt, 10, &gp, collect, &c, &stats, &err), ST_OK, "%s",
@@ -276,7 +276,7 @@ Test(engine_guards, cancel_is_never_lost)
     st_engine *e = open_with("{plugin: bpe}", "{plugin: dense}", 64);
     int32_t prompt[8] = {40, 41, 42, 43, 44, 45, 46, 47};
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 5, .ignore_eos = true};
-    st_generate_stats stats;
+    st_generate_stats stats = {.struct_size = sizeof stats};
     collected c = {0};
     st_error err = {0};
     st_engine_cancel(e);

@@ -148,3 +148,58 @@ Test(engine_options, numerics_option_overrides_the_environment)
     cr_assert_arr_eq(fast, fast_over_env, sizeof fast);
     cr_assert_arr_eq(ggml, ggml_env, sizeof ggml);
 }
+
+/* Host-filled structs: written up to the caller's struct_size, no further;
+ * the 1.2 fields give the whole sampler chain. */
+Test(engine_options, info_and_stats_respect_the_callers_size)
+{
+    const char *path = manifest("greedy");
+    /* a two-sampler chain */
+    char chain[400];
+    snprintf(chain, sizeof chain, "%s/chain.yaml", dir);
+    FILE *f = fopen(chain, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nextends: %s\nsamplers:\n  - plugin: top-k\n  - plugin: greedy\n", path);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(chain, NULL, &e, &err), ST_OK, "%s", err.message);
+
+    struct {
+        st_engine_info info;
+        unsigned char guard[32];
+    } old;
+    memset(&old, 0x5A, sizeof old);
+    size_t v1_0 = offsetof(st_engine_info, plugin_names) + sizeof old.info.plugin_names;
+    old.info.struct_size = (uint32_t)v1_0;
+    st_engine_get_info(e, &old.info);
+    cr_assert_eq(old.info.struct_size, v1_0);
+    cr_assert_gt(old.info.n_vocab, 0u);
+    const unsigned char *tail = (const unsigned char *)&old.info + v1_0;
+    for (size_t i = 0; i < sizeof old - v1_0; i++)
+        cr_assert_eq(tail[i], 0x5A, "byte %zu past the caller's struct was written", i);
+
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    cr_assert_eq(info.n_samplers, 2u);
+    cr_assert_str_eq(info.sampler_names[0], "top-k");
+    cr_assert_str_eq(info.sampler_names[1], "greedy");
+
+    int32_t prompt[4] = {10, 11, 12, 13};
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 2, .ignore_eos = true};
+    struct {
+        st_generate_stats stats;
+        unsigned char guard[32];
+    } s;
+    memset(&s, 0x5A, sizeof s);
+    s.stats.struct_size = 0; /* "the 1.0 size" */
+    cr_assert_eq(st_engine_generate(e, prompt, 4, &gp, NULL, NULL, &s.stats, &err), ST_OK, "%s",
+                 err.message);
+    size_t stats_1_0 = offsetof(st_generate_stats, cancelled) + sizeof(bool);
+    cr_assert_eq(s.stats.struct_size, stats_1_0);
+    cr_assert_eq(s.stats.n_generated, 2u);
+    tail = (const unsigned char *)&s.stats + stats_1_0;
+    for (size_t i = 0; i < sizeof s - stats_1_0; i++)
+        cr_assert_eq(tail[i], 0x5A, "stats byte %zu past the 1.0 struct was written", i);
+    st_engine_close(e);
+}

@@ -65,7 +65,7 @@ static st_engine *open_with(const char *attention, int context)
 
 static void make_tokens(st_engine *e, int32_t *tok, size_t n)
 {
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     info.struct_size = sizeof info;
     st_engine_get_info(e, &info);
     for (size_t i = 0; i < n; i++)
@@ -192,7 +192,7 @@ Test(longattn_engine, generate_far_past_the_context)
         counter c = {0};
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 200,
                                  .ignore_eos = true};
-        st_generate_stats stats;
+        st_generate_stats stats = {.struct_size = sizeof stats};
         st_error err = {0};
         st_status st = st_engine_generate(e, prompt, 40, &gp, count, &c, &stats, &err);
         cr_assert_eq(st, ST_OK, "%s: generate failed: %s", narrow[s], err.message);

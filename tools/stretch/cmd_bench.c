@@ -118,7 +118,7 @@ int st_cmd_bench(int argc, char **argv)
         if ((rc = st_cli_open_engine(manifest, &opts, &e)))
             break;
         load[r] = now_s() - t0;
-        st_engine_info info;
+        st_engine_info info = {.struct_size = sizeof info};
         st_engine_get_info(e, &info);
         threads = info.n_threads;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
@@ -129,7 +129,7 @@ int st_cmd_bench(int argc, char **argv)
         }
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)n_gen + 1,
                                  .seed = 1, .ignore_eos = true};
-        st_generate_stats stats;
+        st_generate_stats stats = {.struct_size = sizeof stats};
         st_error err;
         memset(&err, 0, sizeof err);
         st_cli_cancel_on_sigint(e);

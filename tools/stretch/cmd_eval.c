@@ -315,7 +315,7 @@ int st_cmd_eval(int argc, char **argv)
         free(text);
         return rc;
     }
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     if (!length)
         length = info.n_ctx;

@@ -252,7 +252,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
     int rc = st_cli_open_engine(manifest, &opts, &e);
     if (rc)
         return rc;
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     if (nl == 0)
         for (long long L = 1024; L <= 4LL * info.n_ctx_train && nl < MAX_AXIS; L *= 2)

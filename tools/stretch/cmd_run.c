@@ -180,7 +180,7 @@ int st_cmd_run(int argc, char **argv)
         free(file_text);
         return rc;
     }
-    st_engine_info info;
+    st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_error err;
     memset(&err, 0, sizeof err);
@@ -202,8 +202,7 @@ int st_cmd_run(int argc, char **argv)
         st = ST_E_NOMEM;
         snprintf(err.message, sizeof err.message, "out of memory for the logits");
     }
-    st_generate_stats stats;
-    memset(&stats, 0, sizeof stats);
+    st_generate_stats stats = {.struct_size = sizeof stats};
     if (st == ST_OK) {
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                  .seed = (uint64_t)seed, .ignore_eos = ignore_eos,

@@ -68,8 +68,13 @@ typedef struct st_engine_info {
     int32_t bos, eos, eot;   /* -1 where absent */
     bool add_bos;            /* the model asks for BOS at the start */
     const char *model_path;
-    const char *plugin_names[5]; /* by st_kind - 1 */
+    const char *plugin_names[5]; /* by st_kind - 1; for samplers, the chain's last */
+    /* -- ABI 1.2 -- */
+    uint32_t n_samplers;
+    const char *const *sampler_names; /* [n_samplers], the chain in order */
 } st_engine_info;
+/* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
+ * more than that (0 is read as the 1.0 size). Strings are the engine's. */
 ST_API void st_engine_get_info(const st_engine *e, st_engine_info *out);
 
 /* Tokenize with the strategy's tokenizer. flags: ST_ENCODE_* (tokenizer.h).
@@ -112,6 +117,8 @@ typedef struct st_generate_params {
     float *first_logits;     /* optional [n_vocab]: the raw logits after the prompt */
 } st_generate_params;
 
+/* Set struct_size = sizeof(st_generate_stats) before the call: the host
+ * writes no more than that (0 is read as the 1.0 size). */
 typedef struct st_generate_stats {
     uint32_t struct_size;
     uint32_t n_prompt;
@@ -120,6 +127,7 @@ typedef struct st_generate_stats {
     double decode_s;         /* generation after the first token */
     bool stopped_by_eos;
     bool cancelled;
+    /* -- ABI 1.2 -- */
     bool stopped_by_context; /* the context filled: the tokens so far are kept */
 } st_generate_stats;
 
