@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../quant.h"
+#include "quant.h"
 
 bool st_gc_env_enabled(void)
 {

@@ -18,7 +18,7 @@
 #include <math.h>
 #include <stdbool.h>
 
-#include "../gguf.h"
+#include "gguf.h"
 #include "cpu_features.h"
 
 #define ST_ACT_BLOCK 32

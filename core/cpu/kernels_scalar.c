@@ -6,7 +6,7 @@
 
 #include <math.h>
 
-#include "../quant.h"
+#include "quant.h"
 
 int st_cpu_kernel_type(st_ggml_type t)
 {

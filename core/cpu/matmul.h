@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../threadpool.h"
+#include "threadpool.h"
 #include "kernels.h"
 
 /* A weight matrix in the GGUF mapping: `rows` rows of `cols` elements. */

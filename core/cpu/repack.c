@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../quant.h"
+#include "quant.h"
 
 uint32_t st_repack_block_bytes(st_ggml_type t)
 {
