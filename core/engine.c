@@ -224,7 +224,8 @@ static st_status configure_compute(st_engine *e, st_error *err)
     st_diag d;
     st_diag_clear(&d);
     const st_model_hparams *hp = &e->model->hp;
-    st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity, &e->kv, &d);
+    st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity,
+                            (st_kv_type)e->strategy->kv_type, &e->kv, &d);
     if (st == ST_OK)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
