@@ -71,6 +71,7 @@ typedef struct fx_run {
     const st_posenc_desc *posenc;
     st_plan_fn plan;
     void *plan_user;
+    bool want_qk;                 /* ST_ATTN_NEEDS_QK */
     void *posenc_inst;
     st_status (*map_positions)(void *, const int32_t *, size_t, int32_t *, st_error *);
     st_status (*bias)(void *, uint32_t, const int32_t *, size_t, const int32_t *, size_t,
@@ -91,7 +92,7 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
     st_forward_config cfg = {
         .model = f->m, .kv = kv, .pool = pool, .posenc = r->posenc, .plan = r->plan,
         .plan_user = r->plan_user, .posenc_inst = r->posenc_inst,
-        .map_positions = r->map_positions, .bias = r->bias,
+        .map_positions = r->map_positions, .bias = r->bias, .want_qk = r->want_qk,
     };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);
