@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chat_template.h"
+#include "engine_kv.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -320,6 +321,12 @@ void st_engine_close(st_engine *e)
     st_strategy_free(e->strategy);
     free(e->model_path);
     free(e);
+}
+
+void st_engine_kv_info(const st_engine *e, const char **type, size_t *bytes_per_token)
+{
+    *type = st_kv_type_name(e->kv->type);
+    *bytes_per_token = st_kv_bytes_per_token(e->kv);
 }
 
 void st_engine_get_info(const st_engine *e, st_engine_info *out)
