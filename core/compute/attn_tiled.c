@@ -9,7 +9,7 @@
 
 /* One thread's buffers, carved out of its scratch. */
 typedef struct tile_buf {
-    float *qt, *ot, *st, *m, *l, *qtmp, *cs, *sn;
+    float *qt, *ot, *st, *m, *l, *qtmp, *cs, *sn, *kbuf, *vbuf;
     int32_t *rpos;
 } tile_buf;
 
@@ -30,7 +30,7 @@ size_t st_attn_tiled_scratch_floats(uint32_t head_dim)
 {
     size_t R = ST_ATTN_ROWS;
     return 2 * up16((size_t)head_dim * R) + up16((size_t)ST_ATTN_KTILE * R) + 3 * R +
-           3 * up16(head_dim);
+           3 * up16(head_dim) + 2 * up16((size_t)ST_ATTN_KTILE * head_dim);
 }
 
 static tile_buf carve(float *s, uint32_t hd)
@@ -45,7 +45,9 @@ static tile_buf carve(float *s, uint32_t hd)
     b.rpos = (int32_t *)s; s += R;
     b.qtmp = s; s += up16(hd);
     b.cs = s; s += up16(hd);
-    b.sn = s;
+    b.sn = s; s += up16(hd);
+    b.kbuf = s; s += up16((size_t)ST_ATTN_KTILE * hd);
+    b.vbuf = s;
     return b;
 }
 
@@ -117,9 +119,9 @@ static void load_queries(const st_attn_layer *L, const tile_buf *b, const st_att
         }
 }
 
-static const float *range_keys(const st_attn_layer *L, st_pos_mode mode)
+static const st_kv_src *range_keys(const st_attn_layer *L, st_pos_mode mode)
 {
-    return mode == ST_POS_TRUE ? L->k_rot : mode == ST_POS_FIXED ? L->k : L->k_slot;
+    return mode == ST_POS_TRUE ? &L->k_rot : mode == ST_POS_FIXED ? &L->k_fix : &L->k_slot;
 }
 
 /* Start a tile for queries q0 .. q0+nq-1 (rows = nq * group): padding
@@ -142,7 +144,8 @@ static st_attn_tile tile_start(const tiled_task *T, const tile_buf *b, uint32_t 
     }
     st_attn_tile t = { .hd = hd, .nv = nv, .qt = b->qt, .rpos = b->rpos,
                        .rpos_min = L->q_pos[q0], .rpos_max = L->q_pos[q0 + nq - 1],
-                       .ot = b->ot, .m = b->m, .l = b->l, .st = b->st };
+                       .ot = b->ot, .m = b->m, .l = b->l, .st = b->st, .kbuf = b->kbuf,
+                       .vbuf = b->vbuf };
     return t;
 }
 
@@ -160,11 +163,12 @@ static void add_keys(const tiled_task *T, const tile_buf *b, st_attn_tile *t,
                      uint32_t g)
 {
     const st_attn_layer *L = T->L;
-    size_t stride = (size_t)L->n_kv_heads * L->head_dim;
     load_queries(L, b, r, q0, nq, g, T->group);
-    size_t o = (size_t)lo * stride + (size_t)g * L->head_dim;
-    L->kern->attn_keys(t, range_keys(L, r->pos_mode) + o, L->v + o, stride, L->k_pos + lo,
-                       hi - lo, r->min_dist, r->max_dist);
+    const st_kv_src *K = range_keys(L, r->pos_mode), *V = &L->v;
+    const uint8_t *k = (const uint8_t *)st_kv_src_head(K, g) + lo * K->slot_stride;
+    const uint8_t *v = (const uint8_t *)st_kv_src_head(V, g) + lo * V->slot_stride;
+    L->kern->attn_keys(t, k, K->type, K->slot_stride, v, V->type, V->slot_stride,
+                       L->k_pos + lo, hi - lo, r->min_dist, r->max_dist);
 }
 
 /* One item: queries q0 .. q0+nq-1, the query heads of kv head g. */
@@ -225,8 +229,10 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
 {
     const st_attn_layer *L = T->L;
     uint32_t hd = L->head_dim, group = T->group;
-    size_t stride = (size_t)L->n_kv_heads * hd;
-    const float *K = range_keys(L, r->pos_mode) + (size_t)g * hd, *V = L->v + (size_t)g * hd;
+    const st_kv_src *Ks = range_keys(L, r->pos_mode);
+    const void *K = st_kv_src_head(Ks, g), *V = st_kv_src_head(&L->v, g);
+    st_scores_kv_fn scores = L->kern->scores_kv[Ks->type];
+    st_wsum_kv_fn wsum = L->kern->wsum_kv[L->v.type];
     uint32_t *idx = (uint32_t *)b->qt;
     float *s = b->st, *tmp = acc + (size_t)group * hd;
     range_query_prepare(L, b, r);
@@ -236,7 +242,7 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
             idx[i] = x0 + i;
         for (uint32_t hh = 0; hh < group; hh++) {
             const float *q = range_query(L, b, r, 0, g * group + hh);
-            L->kern->scores_f32(q, K, stride, idx, n, hd, L->scale, s);
+            scores(q, K, Ks->slot_stride, idx, n, hd, L->scale, s);
             float mx = b->m[hh];
             for (uint32_t i = 0; i < n; i++)
                 mx = s[i] > mx ? s[i] : mx;
@@ -247,7 +253,7 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
             }
             b->m[hh] = mx;
             b->l[hh] = b->l[hh] * alpha + sum;
-            L->kern->wsum_f32(tmp, s, V, stride, idx, n, hd);
+            wsum(tmp, s, V, L->v.slot_stride, idx, n, hd);
             float *o = acc + (size_t)hh * hd;
             for (uint32_t d = 0; d < hd; d++)
                 o[d] = o[d] * alpha + tmp[d];

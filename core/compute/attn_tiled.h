@@ -10,9 +10,11 @@
  * per query tile instead of once per query and head. A one-query block
  * (decode) is split along the keys instead, chunks merged after. Per range the
  * queries are rotated as its position mode asks (ST_POS_TRUE: the rotated
- * q; ST_POS_FIXED: R(fixed_dist) q against unrotated keys; ST_POS_SLOT:
- * R(slot_q) q against keys rotated at their slot), then the range's keys
- * join one online softmax per row.
+ * q against the cache's keys; ST_POS_FIXED: R(fixed_dist) q against
+ * unrotated keys; ST_POS_SLOT: R(slot_q) q against keys rotated at their
+ * slot; the host makes those two float copies, see forward.c), then the
+ * range's keys join one online softmax per row. Keys and values may be of
+ * any st_kv_type.
  */
 #ifndef ST_CORE_ATTN_TILED_H
 #define ST_CORE_ATTN_TILED_H
@@ -29,10 +31,10 @@ typedef struct st_attn_layer {
     const float *qr;         /* same, rotated at each query's rotation position */
     const int32_t *q_pos;    /* [n_q] true positions */
     const uint32_t *q_slot;  /* [n_q] (ST_POS_SLOT) */
-    /* The layer's cache, [slot][n_kv_heads][hd]: unrotated keys, keys
-     * rotated at their rotation position, keys rotated at their slot index
-     * (only read by ST_POS_SLOT ranges), values. */
-    const float *k, *k_rot, *k_slot, *v;
+    /* The layer's keys rotated at their rotation position (the cache),
+     * unrotated keys (read by ST_POS_FIXED ranges only), keys rotated at
+     * their slot index (ST_POS_SLOT only), values (the cache). */
+    st_kv_src k_rot, k_fix, k_slot, v;
     const int32_t *k_pos;    /* [n_slots] true positions, ascending */
     uint32_t n_slots;
     const st_attn_range *ranges; /* every one ST_ALL_HEADS */

@@ -31,6 +31,8 @@ typedef struct thread_scratch {
     int32_t *kpos;
     float *bias;
     float *qbuf, *cs, *sn;
+    float *krow;      /* [hd] a key row as float */
+    float *vrows;     /* STRETCH_NUMERICS=ggml: [capacity][hd] visible values as float */
 } thread_scratch;
 
 struct st_forward_ctx {
@@ -63,16 +65,30 @@ struct st_forward_ctx {
     /* Activations of the current block, room for cap_n tokens. */
     size_t cap_n;
     float *x, *xn, *q, *qr, *att, *tmp, *g, *u;
+    float *kf, *vf;           /* the block's keys and values as float, before the cache */
     st_act_block *xq, *hq;
     float *qcs, *qsn;         /* [cap_n][n_freq] rotation of each query */
     int32_t *qpos_rot;
     uint32_t *q_slot;
 
-    /* cos/sin of slot indices for ST_POS_SLOT, built as far as needed, and
-     * the current layer's keys rotated at their slot (once per layer). */
+    /* cos/sin of slot indices for ST_POS_SLOT queries, built as far as
+     * needed. */
     float *slot_cs, *slot_sn;
     uint32_t slot_table_n;
-    float *k_slot;
+
+    /* Float keys at other positions than the cache's (forward.md, "The KV
+     * cache"), [capacity][n_kv_heads][hd], allocated on first use:
+     *   k_slot  the layer's keys rotated at their slot (ST_POS_SLOT),
+     *   k_unrot the layer's keys unrotated (ST_POS_FIXED ranges' slots,
+     *           every slot for an ST_ATTN_NEEDS_QK plugin).
+     * Both are the cache's keys rotated by a per-slot difference, whose
+     * cos/sin rows (sd_*: slot - rot_pos; un_*: -rot_pos, scale 1/s) are
+     * computed once per step and slot; *_gen stamp what is current: a
+     * table row when it equals step_gen, a k_unrot row when layer_gen. */
+    float *k_slot, *k_unrot;
+    float *sd_cs, *sd_sn, *un_cs, *un_sn;
+    uint64_t *sd_gen, *un_gen, *ku_gen;
+    uint64_t step_gen, layer_gen;
 
     /* The tiled path: the plan's ranges, per-thread scratch. */
     st_attn_range *tranges;
@@ -234,11 +250,10 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     uint32_t cap = kv->capacity, hd = hp->head_dim, nf = hp->head_dim / 2;
     c->slot_cs = malloc((size_t)cap * nf * sizeof(float));
     c->slot_sn = malloc((size_t)cap * nf * sizeof(float));
-    c->k_slot = malloc((size_t)cap * st_kv_row(kv) * sizeof(float));
     c->scr = calloc(c->nth, sizeof *c->scr);
     c->tile_scr = calloc(c->nth, sizeof *c->tile_scr);
     c->tile_part = malloc(st_attn_tiled_part_floats(hp->n_heads, hd) * sizeof(float));
-    if (!c->slot_cs || !c->slot_sn || !c->k_slot || !c->scr || !c->tile_scr || !c->tile_part)
+    if (!c->slot_cs || !c->slot_sn || !c->scr || !c->tile_scr || !c->tile_part)
         goto nomem;
     size_t tile_bytes = st_attn_tiled_scratch_floats(hd) * sizeof(float);
     tile_bytes = (tile_bytes + 63) & ~(size_t)63;
@@ -254,8 +269,11 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         t->qbuf = malloc(hd * sizeof(float));
         t->cs = malloc(nf * sizeof(float));
         t->sn = malloc(nf * sizeof(float));
+        t->krow = malloc(hd * sizeof(float));
+        if (c->ggml)
+            t->vrows = malloc((size_t)cap * hd * sizeof(float));
         if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->cs ||
-            !t->sn)
+            !t->sn || !t->krow || (c->ggml && !t->vrows))
             goto nomem;
     }
     *out = c;
@@ -268,7 +286,7 @@ nomem:
 static void free_block_buffers(st_forward_ctx *c)
 {
     free(c->x); free(c->xn); free(c->q); free(c->qr); free(c->att); free(c->tmp);
-    free(c->g); free(c->u); free(c->xq); free(c->hq); free(c->qcs); free(c->qsn);
+    free(c->g); free(c->u); free(c->kf); free(c->vf); free(c->xq); free(c->hq); free(c->qcs); free(c->qsn);
     free(c->qpos_rot); free(c->q_slot);
 }
 
@@ -281,7 +299,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
         for (uint32_t i = 0; i < c->nth; i++) {
             thread_scratch *t = &c->scr[i];
             free(t->scores); free(t->idx); free(t->kpos); free(t->bias);
-            free(t->qbuf); free(t->cs); free(t->sn);
+            free(t->qbuf); free(t->cs); free(t->sn); free(t->krow); free(t->vrows);
         }
         free(c->scr);
     }
@@ -292,6 +310,9 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->tile_part);
     free(c->tranges);
     free(c->k_slot);
+    free(c->k_unrot);
+    free(c->sd_cs); free(c->sd_sn); free(c->un_cs); free(c->un_sn);
+    free(c->sd_gen); free(c->un_gen); free(c->ku_gen);
     free(c->slot_cs);
     free(c->slot_sn);
     free(c->inv_freq);
@@ -332,16 +353,19 @@ static st_status reserve_block(st_forward_ctx *c, size_t n, st_diag *diag)
     c->tmp = malloc(n * E * sizeof(float));
     c->g = malloc(n * F * sizeof(float));
     c->u = malloc(n * F * sizeof(float));
+    c->kf = malloc(n * st_kv_row(c->kv) * sizeof(float));
+    c->vf = malloc(n * st_kv_row(c->kv) * sizeof(float));
     c->xq = malloc(n * XQ * sizeof(st_act_block));
     c->hq = malloc(n * HQ * sizeof(st_act_block));
     c->qcs = malloc(n * (hp->head_dim / 2 + 1) * sizeof(float));
     c->qsn = malloc(n * (hp->head_dim / 2 + 1) * sizeof(float));
     c->qpos_rot = malloc(n * sizeof(int32_t));
     c->q_slot = malloc(n * sizeof(uint32_t));
-    if (!c->x || !c->xn || !c->q || !c->qr || !c->att || !c->tmp || !c->g || !c->u || !c->xq ||
+    if (!c->x || !c->xn || !c->q || !c->qr || !c->att || !c->tmp || !c->g || !c->u || !c->kf ||
+        !c->vf || !c->xq ||
         !c->hq || !c->qcs || !c->qsn || !c->qpos_rot || !c->q_slot) {
         free_block_buffers(c);
-        c->x = c->xn = c->q = c->qr = c->att = c->tmp = c->g = c->u = NULL;
+        c->x = c->xn = c->q = c->qr = c->att = c->tmp = c->g = c->u = c->kf = c->vf = NULL;
         c->xq = c->hq = NULL;
         c->qcs = c->qsn = NULL;
         c->qpos_rot = NULL;
@@ -357,9 +381,10 @@ static st_status reserve_block(st_forward_ctx *c, size_t n, st_diag *diag)
 enum token_op {
     OP_EMBED,       /* x[t] = token_embd[tokens[t]] */
     OP_NORM,        /* [x += tmp;] xn = rmsnorm(x) * w; xq = int8(xn) */
-    OP_ROPE,        /* qr = R(q); k_rot = R(k) for the block's slots */
+    OP_ROPE,        /* qr = R(q); cache = type(R(k)), type(v) for the block's slots */
     OP_QUANT_ATT,   /* xq = int8(att) */
     OP_SLOT_ROT,    /* k_slot = R(slot) k for slots t (ST_POS_SLOT) */
+    OP_UNROT,       /* k_unrot = k for slots t (ST_POS_FIXED, ST_ATTN_NEEDS_QK) */
     OP_SWIGLU       /* g = silu(g) * u; hq = int8(g) */
 };
 
@@ -376,9 +401,66 @@ typedef struct token_task {
     atomic_uint next;     /* next token to claim, from t_begin */
 } token_task;
 
+/* Slot j's row of a per-step rotation table: R(angle) with angle =
+ * `pos` times each frequency, scaled; computed once per step (gen). */
+static void step_table(const st_forward_ctx *c, float *cs, float *sn, uint64_t *gen, uint32_t j,
+                       double pos, float scale)
+{
+    size_t o = (size_t)j * c->n_freq;
+    if (gen[j] == c->step_gen)
+        return;
+    st_op_rope_table(cs + o, sn + o, pos, c->inv_freq, c->n_freq, scale);
+    gen[j] = c->step_gen;
+}
+
+/* The cache's key of slot j, every kv head, rotated by table row j into
+ * dst (slot-major float). */
+static void rerotate_slot(const st_forward_ctx *c, uint32_t layer, uint32_t j, const float *cs,
+                          const float *sn, float *dst, float *tmp)
+{
+    const st_kv_cache *kv = c->kv;
+    uint32_t hd = kv->head_dim;
+    size_t o = (size_t)j * c->n_freq;
+    for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+        st_kv_load_row(kv->type, st_kv_at(kv, kv->k[layer], h, j), tmp, hd);
+        st_op_rope(dst + (size_t)j * st_kv_row(kv) + (size_t)h * hd, tmp, cs + o, sn + o,
+                   c->n_freq, hd);
+    }
+}
+
+/* k_unrot's row j for the layer, unless already made in this layer. */
+static void unrot_slot(st_forward_ctx *c, uint32_t layer, uint32_t j, float *tmp)
+{
+    if (c->ku_gen[j] == c->layer_gen)
+        return;
+    /* (1/s) R(-rot_pos) of s R(rot_pos) k is k. */
+    step_table(c, c->un_cs, c->un_sn, c->un_gen, j, -(double)c->kv->rot_pos[j],
+               1.0f / c->rot_scale);
+    rerotate_slot(c, layer, j, c->un_cs, c->un_sn, c->k_unrot, tmp);
+    c->ku_gen[j] = c->layer_gen;
+}
+
+/* The float key copies and their tables, on the first plan that needs
+ * them (a dense plan never does). */
+static st_status ensure_alt(st_forward_ctx *c, st_diag *diag)
+{
+    if (c->k_slot)
+        return ST_OK;
+    size_t cap = c->kv->capacity, nf = c->kv->head_dim / 2 ? c->kv->head_dim / 2 : 1;
+    size_t kb = cap * st_kv_row(c->kv) * sizeof(float), tb = cap * nf * sizeof(float);
+    c->k_unrot = malloc(kb);
+    c->sd_cs = malloc(tb); c->sd_sn = malloc(tb); c->un_cs = malloc(tb); c->un_sn = malloc(tb);
+    c->sd_gen = calloc(cap, sizeof(uint64_t));
+    c->un_gen = calloc(cap, sizeof(uint64_t));
+    c->ku_gen = calloc(cap, sizeof(uint64_t));
+    if (!c->k_unrot || !c->sd_cs || !c->sd_sn || !c->un_cs || !c->un_sn || !c->sd_gen ||
+        !c->un_gen || !c->ku_gen || !(c->k_slot = malloc(kb)))
+        return oom(diag);
+    return ST_OK;
+}
+
 static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
 {
-    (void)ith;
     (void)nth;
     const token_task *T = arg;
     st_forward_ctx *c = T->c;
@@ -428,31 +510,37 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     size_t o = (size_t)t * QD + (size_t)h * hd;
                     rope(c->qr + o, c->q + o, cs, sn, c->n_freq, hd);
                 }
-                size_t row = st_kv_row(c->kv), so = (size_t)(T->slot0 + t) * row;
-                for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
-                    size_t o = so + (size_t)h * hd;
-                    rope(c->kv->k_rot[T->layer] + o, c->kv->k[T->layer] + o, cs, sn,
-                         c->n_freq, hd);
-                }
-                if (c->ggml) {
-                    /* llama.cpp's cache is f16: K (rotated) and V rounded. */
-                    float *kr = c->kv->k_rot[T->layer] + so, *v = c->kv->v[T->layer] + so;
+                st_kv_cache *kv = c->kv;
+                size_t row = st_kv_row(kv);
+                float *kf = c->kf + (size_t)t * row, *vf = c->vf + (size_t)t * row;
+                for (uint32_t h = 0; h < hp->n_kv_heads; h++)
+                    rope(kf + (size_t)h * hd, kf + (size_t)h * hd, cs, sn, c->n_freq, hd);
+                if (c->ggml && kv->type == ST_KV_F32) {
+                    /* llama.cpp's cache is f16: an f32 cache holds the
+                     * values an f16 one would (an f16 cache is that). */
                     for (size_t i = 0; i < row; i++) {
-                        kr[i] = st_cpu_round_half(kr[i]);
-                        v[i] = st_cpu_round_half(v[i]);
+                        kf[i] = st_cpu_round_half(kf[i]);
+                        vf[i] = st_cpu_round_half(vf[i]);
                     }
                 }
+                for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+                    st_kv_store_row(kv->type, kf + (size_t)h * hd,
+                                    st_kv_at(kv, kv->k[T->layer], h, T->slot0 + t), hd);
+                    st_kv_store_row(kv->type, vf + (size_t)h * hd,
+                                    st_kv_at(kv, kv->v[T->layer], h, T->slot0 + t), hd);
+                }
                 break;
             }
-            case OP_SLOT_ROT: {
-                size_t row = st_kv_row(c->kv), so = (size_t)t * row;
-                const float *cs = c->slot_cs + (size_t)t * c->n_freq;
-                const float *sn = c->slot_sn + (size_t)t * c->n_freq;
-                for (uint32_t h = 0; h < hp->n_kv_heads; h++)
-                    st_op_rope(c->k_slot + so + (size_t)h * hd,
-                               c->kv->k[T->layer] + so + (size_t)h * hd, cs, sn, c->n_freq, hd);
+            case OP_SLOT_ROT:
+                /* The cache holds s R(rot_pos) k; R(slot - rot_pos) of it is
+                 * s R(slot) k, the key rotated at its slot, scale and all. */
+                step_table(c, c->sd_cs, c->sd_sn, c->sd_gen, t,
+                           (double)t - (double)c->kv->rot_pos[t], 1.0f);
+                rerotate_slot(c, T->layer, t, c->sd_cs, c->sd_sn, c->k_slot, c->scr[ith].krow);
                 break;
-            }
+            case OP_UNROT:
+                unrot_slot(c, T->layer, t, c->scr[ith].krow);
+                break;
             case OP_QUANT_ATT:
                 if (QD % ST_ACT_BLOCK == 0)
                     c->kern->quantize_act(c->att + (size_t)t * QD, QD,
@@ -604,7 +692,7 @@ static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .struct_size = sizeof q, .layer = layer, .n_heads = hp->n_heads,
         .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .n_q = n,
         .q_pos = pos, .q_slot = c->q_slot, .kv = &view,
-        .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->kv->k[layer] : NULL,
+        .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->k_unrot : NULL,
     };
     st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
     st_error err = { ST_OK, "" };
@@ -677,8 +765,10 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     const st_kv_cache *kv = c->kv;
     uint32_t hd = hp->head_dim, QD = hp->n_heads * hd;
     uint32_t kvh = h / (hp->n_heads / hp->n_kv_heads);
-    size_t row = st_kv_row(kv), koff = (size_t)kvh * hd;
-    const float *K = kv->k[A->layer], *KR = kv->k_rot[A->layer], *V = kv->v[A->layer];
+    st_kv_src KR = st_kv_keys(kv, A->layer), V = st_kv_values(kv, A->layer);
+    size_t frow = st_kv_row(kv) * sizeof(float);
+    st_kv_src KF = { c->k_unrot, hd * sizeof(float), frow, ST_KV_F32 };
+    st_kv_src KS = { c->k_slot, hd * sizeof(float), frow, ST_KV_F32 };
     const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
     const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
     int64_t pq = A->pos[t];
@@ -723,27 +813,37 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
                     S->idx[nv++] = j;
             }
         }
-        /* ST_POS_SLOT keys were rotated at their slot once for the layer. */
-        const float *base = (r->pos_mode == ST_POS_TRUE   ? KR
-                             : r->pos_mode == ST_POS_FIXED ? K
-                                                           : c->k_slot) + koff;
+        /* ST_POS_SLOT and ST_POS_FIXED keys were re-rotated once for the
+         * layer (float copies); ST_POS_TRUE reads the cache. */
+        const st_kv_src *Ks = r->pos_mode == ST_POS_TRUE    ? &KR
+                              : r->pos_mode == ST_POS_FIXED ? &KF
+                                                            : &KS;
+        const void *base = st_kv_src_head(Ks, kvh);
         if (c->ggml && r->pos_mode == ST_POS_TRUE) {
             /* llama.cpp converts q to f16 (the f16 cache's vec_dot_type);
              * one query (decode) goes through ggml_vec_dot_f16, a batch
-             * through tinyBLAS. */
+             * through tinyBLAS. The cache's f16 keys are read as floats. */
             for (uint32_t d = 0; d < hd; d++)
                 S->qbuf[d] = st_cpu_round_half(qv[d]);
             for (uint32_t i = n0; i < nv; i++) {
-                const float *k = base + (size_t)S->idx[i] * row;
-                S->scores[i] = A->n == 1 ? st_gc_dot_f16(k, S->qbuf, hd)
-                                         : st_gc_dot_tinyblas16(k, S->qbuf, hd);
+                st_kv_load_row(Ks->type, (const uint8_t *)base + S->idx[i] * Ks->slot_stride,
+                               S->krow, hd);
+                S->scores[i] = A->n == 1 ? st_gc_dot_f16(S->krow, S->qbuf, hd)
+                                         : st_gc_dot_tinyblas16(S->krow, S->qbuf, hd);
             }
         } else {
-            c->kern->scores_f32(qv, base, row, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
+            c->kern->scores_kv[Ks->type](qv, base, Ks->slot_stride, S->idx + n0, nv - n0, hd,
+                                         scale, S->scores + n0);
         }
     }
     bool biased = nv && (c->slopes || ((c->pe_flags & ST_POSENC_BIAS) && c->bias));
+    const void *vbase = st_kv_src_head(&V, kvh);
     if (c->ggml) {
+        /* The visible values as floats, at their slot (the lanes follow
+         * the slot index). */
+        for (uint32_t i = 0; i < nv; i++)
+            st_kv_load_row(V.type, (const uint8_t *)vbase + S->idx[i] * V.slot_stride,
+                           S->vrows + (size_t)S->idx[i] * hd, hd);
         float *out = c->att + (size_t)t * QD + (size_t)h * hd;
         float sm_scale = scale;
         if (biased) {
@@ -754,7 +854,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             add_posenc_bias(c, S, t, h, nv);
             sm_scale = 1.0f;
         }
-        st_gc_attend_row(out, S->scores, S->idx, nv, sm_scale, V + koff, row, hd, A->n == 1);
+        st_gc_attend_row(out, S->scores, S->idx, nv, sm_scale, S->vrows, hd, hd, A->n == 1);
         if (A->weights) {
             float *w = A->weights + (size_t)t * A->n_slots;
             for (uint32_t i = 0; i < nv; i++)
@@ -766,7 +866,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         add_posenc_bias(c, S, t, h, nv);
     st_op_softmax(S->scores, nv);
     float *out = c->att + (size_t)t * QD + (size_t)h * hd;
-    c->kern->wsum_f32(out, S->scores, V + koff, row, S->idx, nv, hd);
+    c->kern->wsum_kv[V.type](out, S->scores, vbase, V.slot_stride, S->idx, nv, hd);
     if (A->weights) {
         float *w = A->weights + (size_t)t * A->n_slots;
         for (uint32_t i = 0; i < nv; i++)
@@ -822,6 +922,7 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
 {
     const st_model_hparams *hp = &c->m->hp;
     const st_kv_cache *kv = c->kv;
+    uint32_t hd = hp->head_dim;
     st_attn_range *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
     if (!r)
         return ST_E_NOMEM;
@@ -831,7 +932,9 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     st_attn_layer L = {
         .kern = c->kern, .n_q = n, .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads,
         .head_dim = hp->head_dim, .q = c->q, .qr = c->qr, .q_pos = pos, .q_slot = c->q_slot,
-        .k = kv->k[layer], .k_rot = kv->k_rot[layer], .k_slot = c->k_slot, .v = kv->v[layer],
+        .k_rot = st_kv_keys(kv, layer), .v = st_kv_values(kv, layer),
+        .k_fix = { c->k_unrot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
+        .k_slot = { c->k_slot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
         .k_pos = kv->pos, .n_slots = n_slots, .ranges = r, .n_ranges = (uint32_t)c->n_entries,
         .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
         .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
@@ -846,20 +949,42 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
 
 st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, st_diag *diag)
 {
+    st_kv_cache *kv = c->kv;
+    uint32_t nfo = c->n_freq;
+    float so = c->rot_scale;
+    float *fo = malloc((nfo ? nfo : 1) * sizeof *fo);
+    if (!fo)
+        return oom(diag);
+    memcpy(fo, c->inv_freq, nfo * sizeof *fo);
     st_status s = set_posenc(c, desc, diag);
-    if (s != ST_OK)
+    c->step_gen++; /* the rotation tables are stale */
+    if (s != ST_OK || !kv->n_slots) {
+        free(fo);
         return s;
-    const st_kv_cache *kv = c->kv;
-    uint32_t hd = kv->head_dim, nf = c->n_freq;
-    float *cs = c->scr[0].cs, *sn = c->scr[0].sn;
+    }
+    /* The cache keeps only rotated keys: turn each by the difference of
+     * the new and the old rotation, R_new(p) R_old(-p), pair by pair, with
+     * the ratio of the scales (a pair outside a rotation's frequencies is
+     * not rotated nor scaled by it). An f16 or q8_0 cache rounds again. */
+    uint32_t nfn = c->n_freq, np = nfo > nfn ? nfo : nfn, hd = kv->head_dim;
+    float *cs = c->scr[0].cs, *sn = c->scr[0].sn, *tmp = c->scr[0].krow;
     for (uint32_t j = 0; j < kv->n_slots; j++) {
-        st_op_rope_table(cs, sn, (double)kv->rot_pos[j], c->inv_freq, nf, c->rot_scale);
+        for (uint32_t i = 0; i < np; i++) {
+            double fn = i < nfn ? (double)c->inv_freq[i] : 0.0, f0 = i < nfo ? (double)fo[i] : 0.0;
+            double sc = (i < nfn ? (double)c->rot_scale : 1.0) / (i < nfo ? (double)so : 1.0);
+            double a = (double)kv->rot_pos[j] * (fn - f0);
+            cs[i] = (float)(cos(a) * sc);
+            sn[i] = (float)(sin(a) * sc);
+        }
         for (uint32_t l = 0; l < kv->n_layers; l++)
             for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-                size_t o = j * st_kv_row(kv) + (size_t)h * hd;
-                st_op_rope(kv->k_rot[l] + o, kv->k[l] + o, cs, sn, nf, hd);
+                uint8_t *row = st_kv_at(kv, kv->k[l], h, j);
+                st_kv_load_row(kv->type, row, tmp, hd);
+                st_op_rope(tmp, tmp, cs, sn, np, hd);
+                st_kv_store_row(kv->type, tmp, row, hd);
             }
     }
+    free(fo);
     return ST_OK;
 }
 
@@ -891,6 +1016,7 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     st_status s = reserve_block(c, n, diag);
     if (s != ST_OK)
         return s;
+    c->step_gen++; /* the per-step rotation tables are stale from here */
 
     uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
     uint32_t QD = hp->n_heads * hd;
@@ -939,19 +1065,46 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
 
         {
             const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
-            float *y[3] = { c->q, kv->k[l] + slot0 * row, kv->v[l] + slot0 * row };
+            float *y[3] = { c->q, c->kf, c->vf };
             size_t ldy[3] = { QD, row, row };
             run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
         }
         T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
         run_tokens(c, &T);
 
+        c->layer_gen++;
+        if (c->want_qk) {
+            /* The plugin reads unrotated float keys (attention.h). */
+            if ((s = ensure_alt(c, diag)) != ST_OK)
+                return s;
+            T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
+            run_tokens(c, &T);
+        }
         s = make_plan(c, l, nt, n_slots, pos, diag);
         if (s != ST_OK)
             return s;
-        bool has_slot = false;
-        for (size_t e = 0; e < c->n_entries; e++)
+        bool has_slot = false, has_fixed = false;
+        for (size_t e = 0; e < c->n_entries; e++) {
             has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
+            has_fixed |= c->entries[e].r.pos_mode == ST_POS_FIXED;
+        }
+        if ((has_slot || has_fixed) && (s = ensure_alt(c, diag)) != ST_OK)
+            return s;
+        /* Unrotated keys for the FIXED ranges' slots only (LM-Infinite's
+         * few global keys); unrot_slot skips what this layer already has. */
+        for (size_t e = 0; has_fixed && e < c->n_entries; e++) {
+            const plan_entry *P = &c->entries[e];
+            if (P->r.pos_mode != ST_POS_FIXED)
+                continue;
+            if (P->indices) {
+                for (size_t i = 0; i < P->n_idx; i++)
+                    unrot_slot(c, l, c->idx_pool[P->idx_off + i], c->scr[0].krow);
+            } else if (P->r.k_begin < P->r.k_end) {
+                T = (token_task){ .op = OP_UNROT, .t_begin = P->r.k_begin, .t_end = P->r.k_end,
+                                  .layer = l };
+                run_tokens(c, &T);
+            }
+        }
         if (has_slot) {
             extend_slot_table(c, n_slots);
             T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };

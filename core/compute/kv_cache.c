@@ -5,13 +5,20 @@
 #include <string.h>
 
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
-                             uint32_t capacity, st_kv_cache **out, st_diag *diag)
+                             uint32_t capacity, st_kv_type type, st_kv_cache **out,
+                             st_diag *diag)
 {
     *out = NULL;
     if (!n_layers || !n_kv_heads || !head_dim || !capacity)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                            "kv cache: %u layers, %u kv heads, head_dim %u, capacity %u: "
                            "expected all nonzero", n_layers, n_kv_heads, head_dim, capacity);
+    if ((unsigned)type >= ST_KV_TYPE_COUNT)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "kv cache: unknown type %d", (int)type);
+    if (type == ST_KV_Q8_0 && head_dim % 32)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "kv cache: kv-type q8_0 needs a head size that is a multiple of 32 "
+                           "(blocks of 32), the model's is %u; use f16 or f32", head_dim);
     st_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv)
         goto nomem;
@@ -19,20 +26,21 @@ st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t he
     kv->n_kv_heads = n_kv_heads;
     kv->head_dim = head_dim;
     kv->capacity = capacity;
+    kv->type = type;
+    kv->row_bytes = st_kv_row_bytes(type, head_dim);
     kv->pos = malloc(capacity * sizeof *kv->pos);
     kv->rot_pos = malloc(capacity * sizeof *kv->rot_pos);
     kv->tokens = malloc(capacity * sizeof *kv->tokens);
     kv->k = calloc(n_layers, sizeof *kv->k);
-    kv->k_rot = calloc(n_layers, sizeof *kv->k_rot);
     kv->v = calloc(n_layers, sizeof *kv->v);
-    if (!kv->pos || !kv->rot_pos || !kv->tokens || !kv->k || !kv->k_rot || !kv->v)
+    if (!kv->pos || !kv->rot_pos || !kv->tokens || !kv->k || !kv->v)
         goto nomem;
-    size_t bytes = (size_t)capacity * st_kv_row(kv) * sizeof(float);
+    /* Rounded up to 64 bytes for aligned_alloc (and whole cache lines). */
+    size_t bytes = ((size_t)n_kv_heads * capacity * kv->row_bytes + 63) & ~(size_t)63;
     for (uint32_t l = 0; l < n_layers; l++) {
-        kv->k[l] = malloc(bytes);
-        kv->k_rot[l] = malloc(bytes);
-        kv->v[l] = malloc(bytes);
-        if (!kv->k[l] || !kv->k_rot[l] || !kv->v[l])
+        kv->k[l] = aligned_alloc(64, bytes);
+        kv->v[l] = aligned_alloc(64, bytes);
+        if (!kv->k[l] || !kv->v[l])
             goto nomem;
     }
     *out = kv;
@@ -50,13 +58,10 @@ void st_kv_cache_free(st_kv_cache *kv)
     for (uint32_t l = 0; l < kv->n_layers; l++) {
         if (kv->k)
             free(kv->k[l]);
-        if (kv->k_rot)
-            free(kv->k_rot[l]);
         if (kv->v)
             free(kv->v[l]);
     }
     free(kv->k);
-    free(kv->k_rot);
     free(kv->v);
     free(kv->pos);
     free(kv->rot_pos);
@@ -71,7 +76,6 @@ void st_kv_cache_reset(st_kv_cache *kv)
 
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
-    size_t row = st_kv_row(kv);
     uint32_t dst = 0;
     for (uint32_t src = 0; src < kv->n_slots; src++) {
         if (!keep[src])
@@ -80,11 +84,13 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
             kv->pos[dst] = kv->pos[src];
             kv->rot_pos[dst] = kv->rot_pos[src];
             kv->tokens[dst] = kv->tokens[src];
-            for (uint32_t l = 0; l < kv->n_layers; l++) {
-                memcpy(kv->k[l] + dst * row, kv->k[l] + src * row, row * sizeof(float));
-                memcpy(kv->k_rot[l] + dst * row, kv->k_rot[l] + src * row, row * sizeof(float));
-                memcpy(kv->v[l] + dst * row, kv->v[l] + src * row, row * sizeof(float));
-            }
+            for (uint32_t l = 0; l < kv->n_layers; l++)
+                for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+                    memcpy(st_kv_at(kv, kv->k[l], h, dst), st_kv_at(kv, kv->k[l], h, src),
+                           kv->row_bytes);
+                    memcpy(st_kv_at(kv, kv->v[l], h, dst), st_kv_at(kv, kv->v[l], h, src),
+                           kv->row_bytes);
+                }
         }
         dst++;
     }

@@ -1,13 +1,21 @@
 /*
  * core/kv_cache.h - one sequence's keys and values, per layer, in slots
- * kept in sequence order: [slot][kv_head][head_dim] float32.
+ * kept in sequence order, in one element type (the manifest's kv-type:
+ * f16 by default, q8_0 or f32).
  *
- * Keys are stored unrotated, with each slot's true position and the
- * position rotation uses (after the posenc plugin's map), so an attention
- * plan can score a key at any distance (ST_POS_FIXED, ST_POS_SLOT). A
- * second copy rotated at its own position is kept for ST_POS_TRUE, the
- * common case: computed once on append, it makes dense attention a plain
- * dot product.
+ * One copy of the keys is kept: rotated at each slot's rotation position
+ * (its position after the posenc plugin's map), which is what ST_POS_TRUE
+ * (dense attention, windows: the common case) reads as a plain dot
+ * product. A plan that scores keys at another position (ST_POS_FIXED,
+ * ST_POS_SLOT) or an ST_ATTN_NEEDS_QK plugin gets float keys the host
+ * re-rotates on the fly (RoPE is a rotation: R(a) R(b) = R(a + b)); see
+ * docs/forward.md.
+ *
+ * Layout per layer: one key buffer and one value buffer, each
+ * [kv_head][slot][head_dim] (st_kv_keys / st_kv_values describe it), so a
+ * head's keys are contiguous (decode streams them), a buffer per layer
+ * can move to a device as is, and per-head slot sets would only change
+ * the per-head slot counts.
  */
 #ifndef ST_CORE_KV_CACHE_H
 #define ST_CORE_KV_CACHE_H
@@ -15,6 +23,7 @@
 #include <stdint.h>
 #include <stretch/attention.h>
 
+#include "cpu/kernels.h"
 #include "diag.h"
 
 typedef struct st_kv_cache {
@@ -23,16 +32,19 @@ typedef struct st_kv_cache {
     uint32_t head_dim;
     uint32_t capacity;
     uint32_t n_slots;      /* committed slots */
+    st_kv_type type;
+    size_t row_bytes;      /* one head's row: head_dim elements of `type` */
     int32_t *pos;          /* [capacity] true sequence position */
     int32_t *rot_pos;      /* [capacity] position used for rotation and bias */
     int32_t *tokens;       /* [capacity] */
-    float **k;             /* [n_layers] -> [capacity][n_kv_heads][head_dim], unrotated */
-    float **k_rot;         /* [n_layers] -> same, rotated by rot_pos */
-    float **v;             /* [n_layers] */
+    uint8_t **k;           /* [n_layers] -> [n_kv_heads][capacity] rows, rotated by rot_pos */
+    uint8_t **v;           /* [n_layers] -> same layout */
 } st_kv_cache;
 
+/* type ST_KV_Q8_0 needs head_dim a multiple of 32. */
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
-                             uint32_t capacity, st_kv_cache **out, st_diag *diag);
+                             uint32_t capacity, st_kv_type type, st_kv_cache **out,
+                             st_diag *diag);
 void st_kv_cache_free(st_kv_cache *kv);
 
 /* Floats per slot of one layer (n_kv_heads * head_dim). */
@@ -40,6 +52,33 @@ static inline size_t st_kv_row(const st_kv_cache *kv)
 {
     return (size_t)kv->n_kv_heads * kv->head_dim;
 }
+
+/* Bytes one token occupies in the cache, keys and values of all layers. */
+static inline size_t st_kv_bytes_per_token(const st_kv_cache *kv)
+{
+    return 2 * (size_t)kv->n_layers * kv->n_kv_heads * kv->row_bytes;
+}
+
+/* The row of (layer buffer `buf`, kv head h, slot j). */
+static inline uint8_t *st_kv_at(const st_kv_cache *kv, uint8_t *buf, uint32_t h, uint32_t j)
+{
+    return buf + ((size_t)h * kv->capacity + j) * kv->row_bytes;
+}
+
+static inline st_kv_src st_kv_keys(const st_kv_cache *kv, uint32_t layer)
+{
+    st_kv_src s = { kv->k[layer], (size_t)kv->capacity * kv->row_bytes, kv->row_bytes,
+                    kv->type };
+    return s;
+}
+
+static inline st_kv_src st_kv_values(const st_kv_cache *kv, uint32_t layer)
+{
+    st_kv_src s = { kv->v[layer], (size_t)kv->capacity * kv->row_bytes, kv->row_bytes,
+                    kv->type };
+    return s;
+}
+
 
 /* Drop every slot (a new sequence). */
 void st_kv_cache_reset(st_kv_cache *kv);

@@ -20,6 +20,7 @@
 
 #include "gguf.h"
 #include "cpu_features.h"
+#include "kv_type.h"
 
 #define ST_ACT_BLOCK 32
 #define ST_TILE_MAX 8
@@ -71,6 +72,22 @@ typedef void (*st_gemm16_fn)(uint32_t n_cols, const uint8_t *group, const st_act
 #define ST_ATTN_ROWS 64
 #define ST_ATTN_KTILE 64
 
+
+/* Where a layer's typed head rows lie: the row of (slot j, kv head g)
+ * starts at p + g * head_stride + j * slot_stride bytes. The cache is
+ * head-major ([kv_head][slot][dim]); the host's float scratch copies of
+ * keys are slot-major ([slot][kv_head][dim]); the kernels take either. */
+typedef struct st_kv_src {
+    const void *p;
+    size_t head_stride, slot_stride;
+    st_kv_type type;
+} st_kv_src;
+
+static inline const void *st_kv_src_head(const st_kv_src *s, uint32_t g)
+{
+    return (const uint8_t *)s->p + (size_t)g * s->head_stride;
+}
+
 typedef struct st_attn_tile {
     uint32_t hd;           /* head_dim */
     uint32_t nv;           /* 16-row vectors in use, 1..4 */
@@ -80,14 +97,24 @@ typedef struct st_attn_tile {
     float *ot;             /* [hd][rows] output, not yet divided by l */
     float *m, *l;          /* [rows] running max and sum (start -inf, 0) */
     float *st;             /* [ST_ATTN_KTILE][rows] scratch */
+    /* [ST_ATTN_KTILE][hd] each: a key tile and a value tile of a compact
+     * type converted to float once, then read by all the tile's rows. */
+    float *kbuf, *vbuf;
 } st_attn_tile;
 
-/* Add nk keys (k, v: the first key's head slice, stride floats apart;
- * kpos ascending) to the tile's softmax; a key counts for a row when
- * min_dist <= rpos - kpos <= max_dist. */
-typedef void (*st_attn_keys_fn)(st_attn_tile *t, const float *k, const float *v, size_t stride,
+/* Add nk keys (k, v: the first key's head row, of types kt and vt, kstride
+ * and vstride bytes apart; kpos ascending) to the tile's softmax; a key
+ * counts for a row when min_dist <= rpos - kpos <= max_dist. */
+typedef void (*st_attn_keys_fn)(st_attn_tile *t, const void *k, st_kv_type kt, size_t kstride,
+                                const void *v, st_kv_type vt, size_t vstride,
                                 const int32_t *kpos, uint32_t nk, int32_t min_dist,
                                 int32_t max_dist);
+
+/* scores_f32 and wsum_f32 on rows of one KV type, stride in bytes. */
+typedef void (*st_scores_kv_fn)(const float *q, const void *k, size_t stride, const uint32_t *idx,
+                                uint32_t n, uint32_t dim, float scale, float *out);
+typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t stride,
+                              const uint32_t *idx, uint32_t n, uint32_t dim);
 
 typedef struct st_cpu_kernels {
     st_cpu_isa isa;
@@ -106,6 +133,12 @@ typedef struct st_cpu_kernels {
     void (*wsum_f32)(float *out, const float *p, const float *v, size_t stride,
                      const uint32_t *idx, uint32_t n, uint32_t dim);
     st_attn_keys_fn attn_keys;
+    /* The gathers on the cache's own types (index st_kv_type). */
+    st_scores_kv_fn scores_kv[ST_KV_TYPE_COUNT];
+    st_wsum_kv_fn wsum_kv[ST_KV_TYPE_COUNT];
+    /* dst[i][dim] = row i as float, n rows stride bytes apart. */
+    void (*kv_rows)(st_kv_type t, const void *src, size_t stride, uint32_t n, uint32_t dim,
+                    float *dst);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */
@@ -122,6 +155,19 @@ void st_cpu_scores_f32_scalar(const float *q, const float *k, size_t stride, con
                               uint32_t n, uint32_t dim, float scale, float *out);
 void st_cpu_wsum_f32_scalar(float *out, const float *p, const float *v, size_t stride,
                             const uint32_t *idx, uint32_t n, uint32_t dim);
+/* The scalar typed gathers and row conversion (kv_rows.c): the fallback
+ * of the SIMD paths and the tests' yardstick. */
+void st_cpu_scores_kv_scalar(st_kv_type t, const float *q, const void *k, size_t stride,
+                             const uint32_t *idx, uint32_t n, uint32_t dim, float scale,
+                             float *out);
+void st_cpu_wsum_kv_scalar(st_kv_type t, float *out, const float *p, const void *v,
+                           size_t stride, const uint32_t *idx, uint32_t n, uint32_t dim);
+void st_cpu_kv_rows_scalar(st_kv_type t, const void *src, size_t stride, uint32_t n,
+                           uint32_t dim, float *dst);
+/* One row of dim elements to float and back; the store rounds as ggml
+ * does (f16: nearest even; Q8_0: quantize_row_q8_0_ref). */
+void st_kv_load_row(st_kv_type t, const void *src, float *dst, uint32_t dim);
+void st_kv_store_row(st_kv_type t, const float *src, void *dst, uint32_t dim);
 
 /* ST_KT_* for a ggml type; -1 when there is no kernel for it. */
 int st_cpu_kernel_type(st_ggml_type t);

@@ -218,7 +218,25 @@ void st_cpu_wsum_f32_scalar(float *out, const float *p, const float *v, size_t s
 #define ST_TGT
 #define ST_PFX(name) st_scalar_##name
 #define ST_ATTN_KSTEP 2
+#define st_scalar_kv_rows st_cpu_kv_rows_scalar
 #include "attn_tile.inc"
+
+/* The typed gathers, one entry per st_kv_type. */
+#define ST_KV_SCALAR(name, T)                                                                 \
+    static void scores_##name(const float *q, const void *k, size_t stride,                   \
+                              const uint32_t *idx, uint32_t n, uint32_t dim, float scale,     \
+                              float *out)                                                     \
+    {                                                                                         \
+        st_cpu_scores_kv_scalar(T, q, k, stride, idx, n, dim, scale, out);                   \
+    }                                                                                         \
+    static void wsum_##name(float *out, const float *p, const void *v, size_t stride,         \
+                            const uint32_t *idx, uint32_t n, uint32_t dim)                    \
+    {                                                                                         \
+        st_cpu_wsum_kv_scalar(T, out, p, v, stride, idx, n, dim);                            \
+    }
+ST_KV_SCALAR(f32, ST_KV_F32)
+ST_KV_SCALAR(f16, ST_KV_F16)
+ST_KV_SCALAR(q8_0, ST_KV_Q8_0)
 
 static const st_cpu_kernels scalar_kernels = {
     .isa = ST_ISA_SCALAR,
@@ -228,6 +246,9 @@ static const st_cpu_kernels scalar_kernels = {
     .scores_f32 = st_cpu_scores_f32_scalar,
     .wsum_f32 = st_cpu_wsum_f32_scalar,
     .attn_keys = st_scalar_attn_keys,
+    .scores_kv = { scores_f32, scores_f16, scores_q8_0 },
+    .wsum_kv = { wsum_f32, wsum_f16, wsum_q8_0 },
+    .kv_rows = st_cpu_kv_rows_scalar,
     .quantize_act = st_quantize_act_row,
 };
 

@@ -19,6 +19,7 @@
 
 #include "abi_sizes.h"
 #include "chat_template.h"
+#include "engine_kv.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -266,7 +267,8 @@ static st_status configure_compute(st_engine *e, st_error *err)
     st_diag d;
     st_diag_clear(&d);
     const st_model_hparams *hp = &e->model->hp;
-    st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity, &e->kv, &d);
+    st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity,
+                            (st_kv_type)e->strategy->kv_type, &e->kv, &d);
     if (st == ST_OK)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
@@ -395,6 +397,12 @@ void st_engine_close(st_engine *e)
     st_strategy_free(e->strategy);
     free(e->model_path);
     free(e);
+}
+
+void st_engine_kv_info(const st_engine *e, const char **type, size_t *bytes_per_token)
+{
+    *type = st_kv_type_name(e->kv->type);
+    *bytes_per_token = st_kv_bytes_per_token(e->kv);
 }
 
 static void fill_info(const st_engine *e, st_engine_info *out);

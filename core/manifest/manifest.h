@@ -83,6 +83,7 @@ typedef struct st_strategy {
     char *model;         /* resolved against the manifest's directory; may be NULL */
     char *backend;       /* "cpu", "opencl", "opencl:P:D"; default "cpu" */
     uint32_t context;    /* tokens; default 2048 */
+    uint32_t kv_type;    /* key "kv-type": an st_kv_type (kv_type.h); default f16 */
     uint32_t threads;    /* 0 = all cores */
     st_plugin_ref tokenizer;
     st_plugin_ref posenc;      /* key "positional-encoding" */

@@ -17,6 +17,7 @@
 
 #include <stretch/plugin.h>
 
+#include "kv_type.h"
 #include "manifest.h"
 #include "yaml_manifest.h"
 
@@ -27,7 +28,7 @@
 #define ST_STRATEGY_EXTENDS_MAX 32
 
 static const char *const st_strategy_keys[] = {
-    "format", "extends", "model", "backend", "context", "threads", "plugin-dirs",
+    "format", "extends", "model", "backend", "context", "kv-type", "threads", "plugin-dirs",
     "tokenizer", "positional-encoding", "attention", "samplers", "retriever", NULL};
 
 static const char *const st_block_keys[] = {"plugin", "params", NULL};
@@ -363,6 +364,14 @@ static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, cons
             }
         } else if (strcmp(key, "context") == 0) {
             st = st_apply_int(L, v, key, ST_STRATEGY_CONTEXT_MIN, ST_STRATEGY_CONTEXT_MAX, &s->context);
+        } else if (strcmp(key, "kv-type") == 0) {
+            st_kv_type t;
+            if (v->type != ST_VALUE_STRING || !st_kv_type_parse(v->s, &t))
+                st = st_yaml_error_at(L->diag, ST_E_INVALID, v,
+                                      "kv-type: expected f16, q8_0 or f32, found %s",
+                                      st_yaml_describe(v, desc, sizeof desc));
+            else
+                s->kv_type = (uint32_t)t;
         } else if (strcmp(key, "threads") == 0) {
             st = st_apply_int(L, v, key, 0, ST_STRATEGY_THREADS_MAX, &s->threads);
         } else if (strcmp(key, "plugin-dirs") == 0) {
@@ -530,6 +539,7 @@ st_status st_strategy_load(const char *path, st_strategy **out, st_diag *diag)
         return st_diag_set(diag, ST_E_NOMEM, path, 0, 0, "out of memory");
     }
     s->context = ST_STRATEGY_DEFAULT_CONTEXT;
+    s->kv_type = ST_KV_F16;
     s->threads = 0;
 
     st_status st;

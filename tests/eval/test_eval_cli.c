@@ -153,3 +153,43 @@ Test(eval_cli, run_with_ggml_numerics)
     cr_assert_eq(run("eval ppl -m s.yaml --length 64 --windows 1 --out p1 text.txt"), 0);
     cr_assert_eq(run("run -m s.yaml --numerics fastest hi"), 1);
 }
+
+static bool file_contains(const char *name, const char *needle)
+{
+    char path[256], buf[8192] = {0};
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+/* The KV cache's type: `check` prints the manifest's, bench and run --json
+ * report it with the bytes a token takes (the tiny model: 2 layers x 2 kv
+ * heads x 16 dims, keys and values: 256 bytes in f16, 512 in f32), and a
+ * type the model's head size cannot hold (q8_0 needs 32) is refused. */
+Test(eval_cli, kv_type_is_reported)
+{
+    cr_assert_eq(run("check s.yaml"), 0);
+    cr_assert(file_contains("out.txt", "kv-type: f16"));
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 2 hi"), 0);
+    cr_assert(file_contains("out.txt", "\"kv_type\":\"f16\""));
+    cr_assert(file_contains("out.txt", "\"kv_bytes_per_token\":256"));
+    char path[256];
+    snprintf(path, sizeof path, "%s/f32.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "format: 1\nextends: s.yaml\nkv-type: f32\n");
+    fclose(f);
+    cr_assert_eq(run("bench -m f32.yaml --prompt-tokens 8 --gen-tokens 2 --reps 1 --json"), 0);
+    cr_assert(file_contains("out.txt", "\"kv_type\":\"f32\""));
+    cr_assert(file_contains("out.txt", "\"kv_bytes_per_token\":512"));
+    snprintf(path, sizeof path, "%s/q8.yaml", dir);
+    f = fopen(path, "w");
+    fprintf(f, "format: 1\nextends: s.yaml\nkv-type: q8_0\n");
+    fclose(f);
+    cr_assert_neq(run("run -m q8.yaml --max-tokens 2 hi"), 0);
+    cr_assert(file_contains("err.txt", "multiple of 32"));
+}

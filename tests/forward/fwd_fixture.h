@@ -65,11 +65,13 @@ static inline void fx_close(fwd_fixture *f)
  * tokens (n = one prefill, 1 = token by token); logits of every token. */
 typedef struct fx_run {
     const char *isa;              /* STRETCH_ISA, NULL = leave */
+    st_kv_type kv_type;           /* the cache's type; 0 = f32 */
     uint32_t threads;
     size_t block;
     const st_posenc_desc *posenc;
     st_plan_fn plan;
     void *plan_user;
+    bool want_qk;                 /* ST_ATTN_NEEDS_QK */
     void *posenc_inst;
     st_status (*map_positions)(void *, const int32_t *, size_t, int32_t *, st_error *);
     st_status (*bias)(void *, uint32_t, const int32_t *, size_t, const int32_t *, size_t,
@@ -84,13 +86,13 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f->m->hp.n_layers, f->m->hp.n_kv_heads, f->m->hp.head_dim,
-                                    64, &kv, &d), ST_OK);
+                                    64, r->kv_type, &kv, &d), ST_OK);
     st_threadpool *pool = NULL;
     cr_assert_eq(st_threadpool_create(r->threads ? r->threads : 1, &pool, &d), ST_OK);
     st_forward_config cfg = {
         .model = f->m, .kv = kv, .pool = pool, .posenc = r->posenc, .plan = r->plan,
         .plan_user = r->plan_user, .posenc_inst = r->posenc_inst,
-        .map_positions = r->map_positions, .bias = r->bias,
+        .map_positions = r->map_positions, .bias = r->bias, .want_qk = r->want_qk,
     };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);

@@ -4,7 +4,10 @@
  * queries that see nothing, and odd shapes (blocks that are not a
  * multiple of the query tile, 1..5 query heads per kv head, head sizes
  * that are not a multiple of 16). Random q, k and values; true positions
- * have gaps so distances differ from slot differences. */
+ * have gaps so distances differ from slot differences. Each case runs on
+ * every KV cache type (f32, f16, q8_0 where the head size allows): the
+ * cache's keys and values are stored in the type, head-major as in
+ * kv_cache.h, and the reference reads them back as floats. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 
 #include "attn_tiled.h"
 #include "cpu/ops.h"
+#include "kv_cache.h"
 
 #define TOL 1e-4
 
@@ -21,6 +25,9 @@ typedef struct shape {
 
 typedef struct bufs {
     float *q, *qr, *k, *kr, *ks, *v, *out, *inv_freq, *slot_cs, *slot_sn;
+    uint8_t *kt, *vt; /* kr and v in the cache's type, [kv_head][slot] rows */
+    st_kv_type type;
+    size_t rb;        /* bytes per row */
     int32_t *qpos, *kpos;
     uint32_t *qslot;
 } bufs;
@@ -40,7 +47,20 @@ static float *rnd_array(size_t n, uint32_t *s)
     return a;
 }
 
-static bufs make(const shape *S, uint32_t seed)
+/* a (slot-major floats) into t (head-major rows of b's type); a becomes
+ * what the type holds. */
+static void to_type(const shape *S, const bufs *b, float *a, uint8_t *t)
+{
+    for (uint32_t j = 0; j < S->n_slots; j++)
+        for (uint32_t g = 0; g < S->n_kv_heads; g++) {
+            float *f = a + ((size_t)j * S->n_kv_heads + g) * S->hd;
+            uint8_t *row = t + ((size_t)g * S->n_slots + j) * b->rb;
+            st_kv_store_row(b->type, f, row, S->hd);
+            st_kv_load_row(b->type, row, f, S->hd);
+        }
+}
+
+static bufs make(const shape *S, uint32_t seed, st_kv_type type)
 {
     bufs b;
     size_t QD = (size_t)S->n_heads * S->hd, row = (size_t)S->n_kv_heads * S->hd;
@@ -69,6 +89,12 @@ static bufs make(const shape *S, uint32_t seed)
         b.qslot[t] = S->n_slots - S->n_q + t; /* the block is the cache's tail */
         b.qpos[t] = b.kpos[b.qslot[t]];
     }
+    b.type = type;
+    b.rb = st_kv_row_bytes(type, S->hd);
+    b.kt = malloc(S->n_slots * S->n_kv_heads * b.rb);
+    b.vt = malloc(S->n_slots * S->n_kv_heads * b.rb);
+    to_type(S, &b, b.kr, b.kt);
+    to_type(S, &b, b.v, b.vt);
     return b;
 }
 
@@ -76,15 +102,20 @@ static void unmake(bufs *b)
 {
     free(b->q); free(b->qr); free(b->k); free(b->kr); free(b->ks); free(b->v); free(b->out);
     free(b->inv_freq); free(b->slot_cs); free(b->slot_sn); free(b->qpos); free(b->kpos);
-    free(b->qslot);
+    free(b->qslot); free(b->kt); free(b->vt);
 }
 
 static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range *r, uint32_t nr)
 {
     st_attn_layer L = {
         .n_q = S->n_q, .n_heads = S->n_heads, .n_kv_heads = S->n_kv_heads, .head_dim = S->hd,
-        .q = b->q, .qr = b->qr, .q_pos = b->qpos, .q_slot = b->qslot, .k = b->k, .k_rot = b->kr,
-        .k_slot = b->ks, .v = b->v, .k_pos = b->kpos, .n_slots = S->n_slots, .ranges = r,
+        .q = b->q, .qr = b->qr, .q_pos = b->qpos, .q_slot = b->qslot,
+        .k_rot = { b->kt, S->n_slots * b->rb, b->rb, b->type },
+        .v = { b->vt, S->n_slots * b->rb, b->rb, b->type },
+        .k_fix = { b->k, S->hd * sizeof(float), S->n_kv_heads * S->hd * sizeof(float), ST_KV_F32 },
+        .k_slot = { b->ks, S->hd * sizeof(float), S->n_kv_heads * S->hd * sizeof(float),
+                    ST_KV_F32 },
+        .k_pos = b->kpos, .n_slots = S->n_slots, .ranges = r,
         .n_ranges = nr, .inv_freq = b->inv_freq, .n_freq = S->hd / 2, .rot_scale = 0.9f,
         .slot_cs = b->slot_cs, .slot_sn = b->slot_sn, .scale = 1.0f / sqrtf((float)S->hd),
         .out = b->out,
@@ -94,7 +125,7 @@ static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range
 
 /* The plan's meaning, spelled out: every visible (range, key) pair scored
  * with the range's query rotation, one softmax per query and head. */
-static void reference(const st_attn_layer *L, float *out)
+static void reference(const st_attn_layer *L, const bufs *b, float *out)
 {
     uint32_t hd = L->head_dim, QD = L->n_heads * hd, G = L->n_heads / L->n_kv_heads;
     size_t row = (size_t)L->n_kv_heads * hd;
@@ -110,18 +141,18 @@ static void reference(const st_attn_layer *L, float *out)
             uint32_t n = 0;
             for (uint32_t e = 0; e < L->n_ranges; e++) {
                 const st_attn_range *r = &L->ranges[e];
-                const float *src = L->qr + qo, *K = L->k_rot;
+                const float *src = L->qr + qo, *K = b->kr;
                 if (r->pos_mode == ST_POS_FIXED) {
                     st_op_rope_table(cs, sn, r->fixed_dist, L->inv_freq, nf,
                                      L->rot_scale * L->rot_scale);
                     st_op_rope(qv, L->q + qo, cs, sn, nf, hd);
                     src = qv;
-                    K = L->k;
+                    K = b->k;
                 } else if (r->pos_mode == ST_POS_SLOT) {
                     size_t so = (size_t)L->q_slot[t] * nf;
                     st_op_rope(qv, L->q + qo, L->slot_cs + so, L->slot_sn + so, nf, hd);
                     src = qv;
-                    K = L->k_slot;
+                    K = b->ks;
                 }
                 for (uint32_t j = r->k_begin; j < r->k_end; j++) {
                     int64_t d = (int64_t)L->q_pos[t] - L->k_pos[j];
@@ -145,7 +176,7 @@ static void reference(const st_attn_layer *L, float *out)
                     double p = exp(sc[n] - mx);
                     sum += p;
                     for (uint32_t i = 0; i < hd; i++)
-                        acc[i] += p * L->v[j * row + ko + i];
+                        acc[i] += p * b->v[j * row + ko + i];
                 }
             for (uint32_t i = 0; i < hd; i++)
                 out[qo + i] = sum > 0 ? (float)(acc[i] / sum) : 0.0f;
@@ -154,13 +185,14 @@ static void reference(const st_attn_layer *L, float *out)
 }
 
 /* Run every ISA compiled in and supported here against the reference. */
-static void check(const shape *S, const st_attn_range *r, uint32_t nr, const char *what)
+static void check_type(const shape *S, const st_attn_range *r, uint32_t nr, const char *what,
+                       st_kv_type type)
 {
-    bufs b = make(S, 12345u + S->n_q * 7u + nr);
+    bufs b = make(S, 12345u + S->n_q * 7u + nr, type);
     st_attn_layer L = layer_of(S, &b, r, nr);
     size_t n = (size_t)S->n_q * S->n_heads * S->hd;
     float *want = malloc(n * sizeof(float));
-    reference(&L, want);
+    reference(&L, &b, want);
     size_t sf = st_attn_tiled_scratch_floats(S->hd);
     float *scr[2];
     for (int i = 0; i < 2; i++)
@@ -187,8 +219,8 @@ static void check(const shape *S, const st_attn_range *r, uint32_t nr, const cha
                 den += (double)want[i] * want[i];
             }
             double rel = sqrt(num / (den > 0 ? den : 1));
-            cr_assert(rel < TOL, "%s, isa %d, threaded %d, split %d: relative error %g", what,
-                      isa, threaded, split, rel);
+            cr_assert(rel < TOL, "%s, kv %s, isa %d, threaded %d, split %d: relative error %g",
+                      what, st_kv_type_name(type), isa, threaded, split, rel);
         }
     }
     st_threadpool_destroy(pool);
@@ -197,6 +229,13 @@ static void check(const shape *S, const st_attn_range *r, uint32_t nr, const cha
     free(scr[1]);
     free(want);
     unmake(&b);
+}
+
+static void check(const shape *S, const st_attn_range *r, uint32_t nr, const char *what)
+{
+    for (int t = 0; t < ST_KV_TYPE_COUNT; t++)
+        if (t != ST_KV_Q8_0 || S->hd % 32 == 0)
+            check_type(S, r, nr, what, (st_kv_type)t);
 }
 
 static const shape SMOL = { 9, 3, 64, 300, 70 };

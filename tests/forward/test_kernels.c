@@ -424,3 +424,64 @@ Test(forward_kernels, act_quantization_non_finite)
                      st_cpu_isa_name(k->isa));
     }
 }
+
+/* The KV cache's typed gathers (scores_kv, wsum_kv) and row conversion
+ * (kv_rows) of every ISA against double sums over the rows read back as
+ * floats: each type, head sizes the registers hold and ones they do not,
+ * odd key counts, rows with a byte stride that is not the row size. */
+Test(kernels, kv_typed_gathers_match_double)
+{
+    const uint32_t dims[] = { 8, 24, 32, 64, 80, 96, 128 };
+    for (int t = 0; t < ST_KV_TYPE_COUNT; t++)
+        for (size_t di = 0; di < sizeof dims / sizeof *dims; di++) {
+            uint32_t dim = dims[di], n = 37;
+            if (t == ST_KV_Q8_0 && dim % 32)
+                continue;
+            size_t rb = st_kv_row_bytes((st_kv_type)t, dim), stride = rb + 2 * 34;
+            uint8_t *rows = calloc(2 * n, stride);
+            float *deq = malloc((size_t)2 * n * dim * sizeof(float));
+            float *x = malloc(dim * sizeof(float)), *q = malloc(dim * sizeof(float));
+            for (uint32_t j = 0; j < 2 * n; j++) {
+                for (uint32_t i = 0; i < dim; i++)
+                    x[i] = frand() * 3.0f;
+                st_kv_store_row((st_kv_type)t, x, rows + j * stride, dim);
+                st_kv_load_row((st_kv_type)t, rows + j * stride, deq + (size_t)j * dim, dim);
+                if (t == ST_KV_F32)
+                    cr_assert(memcmp(x, deq + (size_t)j * dim, dim * sizeof(float)) == 0);
+            }
+            uint32_t idx[37];
+            float p[37];
+            for (uint32_t i = 0; i < n; i++) {
+                idx[i] = (i * 7 + 3) % (2 * n); /* a gathered, unordered list */
+                p[i] = frand() + 1.0f;
+            }
+            for (uint32_t i = 0; i < dim; i++)
+                q[i] = frand();
+            for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+                const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+                if ((int)k->isa != isa)
+                    continue;
+                float sc[37], out[128], conv[2 * 37 * 128];
+                k->scores_kv[t](q, rows, stride, idx, n, dim, 0.5f, sc);
+                k->wsum_kv[t](out, p, rows, stride, idx, n, dim);
+                k->kv_rows((st_kv_type)t, rows, stride, 2 * n, dim, conv);
+                cr_assert(memcmp(conv, deq, (size_t)2 * n * dim * sizeof(float)) == 0,
+                          "kv_rows type %d dim %u isa %d", t, dim, isa);
+                for (uint32_t i = 0; i < n; i++) {
+                    double s = 0;
+                    for (uint32_t e = 0; e < dim; e++)
+                        s += (double)q[e] * deq[(size_t)idx[i] * dim + e];
+                    cr_assert_float_eq(sc[i], 0.5 * s, 1e-4 * (1 + fabs(s)),
+                                       "scores type %d dim %u isa %d key %u", t, dim, isa, i);
+                }
+                for (uint32_t e = 0; e < dim; e++) {
+                    double s = 0;
+                    for (uint32_t i = 0; i < n; i++)
+                        s += (double)p[i] * deq[(size_t)idx[i] * dim + e];
+                    cr_assert_float_eq(out[e], s, 1e-4 * (1 + fabs(s)),
+                                       "wsum type %d dim %u isa %d dim %u", t, dim, isa, e);
+                }
+            }
+            free(rows); free(deq); free(x); free(q);
+        }
+}

@@ -170,7 +170,7 @@ static void check_greedy(st_ggml_type type)
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,
-                                    &kv, &d), ST_OK);
+                                    ST_KV_F32, &kv, &d), ST_OK);
     st_threadpool *pool;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
     st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool };
@@ -210,7 +210,7 @@ Test(forward_model, bad_input_leaves_cache)
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, 4,
-                                    &kv, &d), ST_OK);
+                                    ST_KV_F32, &kv, &d), ST_OK);
     st_forward_config cfg = { .model = f.m, .kv = kv };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);

@@ -194,7 +194,7 @@ Test(forward_plan, bad_plan_is_refused_and_cache_kept)
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, 8,
-                                    &kv, &d), ST_OK);
+                                    ST_KV_F32, &kv, &d), ST_OK);
     plan_spec p = { PLAN_BAD, 0, 0 };
     st_forward_config cfg = { .model = f.m, .kv = kv, .plan = plan_cb, .plan_user = &p };
     st_forward_ctx *ctx;
@@ -330,7 +330,7 @@ Test(forward_plan, compaction_then_dense)
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,
-                                    &kv, &d), ST_OK);
+                                    ST_KV_F32, &kv, &d), ST_OK);
     st_threadpool *pool;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
     st_forward_config cfg = { .model = f.m, .kv = kv, .pool = pool, .want_weights = true,
@@ -395,7 +395,7 @@ Test(forward_plan, set_posenc_rerotates_cache)
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,
-                                    &kv, &d), ST_OK);
+                                    ST_KV_F32, &kv, &d), ST_OK);
     st_forward_config cfg = { .model = f.m, .kv = kv };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK);

@@ -111,7 +111,7 @@ static void run_plugin(ref_fixture *f, plugin_run *r, const int32_t *tok, const 
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f->m->hp.n_layers, f->m->hp.n_kv_heads, f->m->hp.head_dim,
-                                    budget + (uint32_t)block, &kv, &d), ST_OK);
+                                    budget + (uint32_t)block, ST_KV_F32, &kv, &d), ST_OK);
     st_threadpool *pool = NULL;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
     st_forward_config cfg = {.model = f->m, .kv = kv, .pool = pool, .plan = plan_bridge,

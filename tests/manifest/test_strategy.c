@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_cache.h"
 #include "manifest.h"
 
 #define DATA ST_TEST_SOURCE_DIR "/tests/manifest/data"
@@ -51,6 +52,7 @@ Test(manifest_strategy, base_values)
     cr_expect_str_eq(s->backend, "cpu");
     cr_expect_eq(s->context, 4096);
     cr_expect_eq(s->threads, 2);
+    cr_expect_eq(s->kv_type, ST_KV_Q8_0);
     cr_assert_eq(s->n_plugin_dirs, 1);
     cr_expect_str_eq(s->plugin_dirs[0], plugins);
     cr_expect_str_eq(s->tokenizer.plugin, "bpe");
@@ -86,6 +88,7 @@ Test(manifest_strategy, defaults)
     cr_expect_null(s->model);
     cr_expect_str_eq(s->backend, "cpu");
     cr_expect_eq(s->context, 2048);
+    cr_expect_eq(s->kv_type, ST_KV_F16, "f16 by default");
     cr_expect_eq(s->threads, 0);
     cr_expect_eq(s->n_plugin_dirs, 0);
     cr_expect_null(s->retriever.plugin);
@@ -100,6 +103,7 @@ Test(manifest_strategy, extends_two_levels_merges_params)
     st_strategy *s = load_ok(STRAT "/mid.yaml");
     cr_expect_str_eq(s->backend, "opencl:0:1");
     cr_expect_eq(s->context, 4096, "inherited");
+    cr_expect_eq(s->kv_type, ST_KV_F32, "child overrides");
     cr_expect_str_eq(s->attention.plugin, "dense");
     const st_value *w = param(&s->attention, "window");
     cr_expect_eq(w->i, 1024, "child overrides");

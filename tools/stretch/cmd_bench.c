@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "engine_cli.h"
+#include "engine_kv.h"
 #include "json_out.h"
 #include "manifest.h"
 
@@ -111,6 +112,8 @@ int st_cmd_bench(int argc, char **argv)
 
     double load[64], prefill[64], decode[64];
     uint32_t threads = 0;
+    const char *kv_type = "?";
+    size_t kv_bytes = 0;
     int rc = 0;
     for (int r = 0; r < reps && !rc; r++) {
         double t0 = now_s();
@@ -121,6 +124,7 @@ int st_cmd_bench(int argc, char **argv)
         st_engine_info info = {.struct_size = sizeof info};
         st_engine_get_info(e, &info);
         threads = info.n_threads;
+        st_engine_kv_info(e, &kv_type, &kv_bytes);
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
         uint64_t x = 0x9E3779B97F4A7C15ull;
         for (long long i = 0; ids && i < n_prompt; i++) {
@@ -167,6 +171,10 @@ int st_cmd_bench(int argc, char **argv)
         json_list(&j, "decode_tok_s", decode, (int)reps);
         st_json_key(&j, "peak_rss_mb");
         st_json_double(&j, rss);
+        st_json_key(&j, "kv_type");
+        st_json_string(&j, kv_type);
+        st_json_key(&j, "kv_bytes_per_token");
+        st_json_uint(&j, (uint64_t)kv_bytes);
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
@@ -176,6 +184,7 @@ int st_cmd_bench(int argc, char **argv)
         print_stat("prefill tok/s", prefill, (int)reps);
         print_stat("decode tok/s", decode, (int)reps);
         printf("%-16s %.1f MB\n", "peak RSS", rss);
+        printf("%-16s %s, %zu bytes per token\n", "kv cache", kv_type, kv_bytes);
     }
     return 0;
 }

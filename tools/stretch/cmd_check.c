@@ -12,6 +12,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "kv_cache.h"
 #include "paths.h"
 
 #define CHECK_MAX_ERRORS 64
@@ -132,8 +133,9 @@ static void print_text(const st_strategy *s, check_item *items, size_t n)
         printf("\n");
     }
     printf("model:    %s\n", s->model ? s->model : "(none)");
-    printf("backend:  %s   context: %u   threads: %u%s\n", s->backend ? s->backend : "cpu",
-           s->context, s->threads, s->threads ? "" : " (all cores)");
+    printf("backend:  %s   context: %u   threads: %u%s   kv-type: %s\n",
+           s->backend ? s->backend : "cpu", s->context, s->threads,
+           s->threads ? "" : " (all cores)", st_kv_type_name((st_kv_type)s->kv_type));
     for (size_t i = 0; i < n; i++) {
         check_item *it = &items[i];
         const st_plugin_manifest *m = it->rec ? it->rec->manifest : NULL;
@@ -185,6 +187,8 @@ static void print_json(const st_strategy *s, check_item *items, size_t n,
         st_json_uint(&j, s->context);
         st_json_key(&j, "threads");
         st_json_uint(&j, s->threads);
+        st_json_key(&j, "kv_type");
+        st_json_string(&j, st_kv_type_name((st_kv_type)s->kv_type));
         st_json_key(&j, "plugins");
         st_json_begin_array(&j);
         for (size_t i = 0; i < n; i++) {

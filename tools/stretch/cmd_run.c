@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "engine_cli.h"
+#include "engine_kv.h"
 #include "json_out.h"
 #include "manifest.h"
 
@@ -260,6 +261,13 @@ int st_cmd_run(int argc, char **argv)
             st_json_end_object(&j);
             st_json_key(&j, "peak_rss_mb");
             st_json_double(&j, st_peak_rss_bytes() / 1048576.0);
+            const char *kv_type;
+            size_t kv_bytes;
+            st_engine_kv_info(e, &kv_type, &kv_bytes);
+            st_json_key(&j, "kv_type");
+            st_json_string(&j, kv_type);
+            st_json_key(&j, "kv_bytes_per_token");
+            st_json_uint(&j, (uint64_t)kv_bytes);
             st_json_end_object(&j);
             st_json_end(&j);
         } else {

@@ -48,8 +48,11 @@ typedef struct st_attn_query {
     const uint32_t *q_slot;  /* [n_q] the slot each query's own key sits in */
     const st_kv_view *kv;
     /* Only when the plugin's `needs` has ST_ATTN_NEEDS_QK, else NULL:
-     * unrotated queries [n_q][n_heads][head_dim] and keys
-     * [n_slots][n_kv_heads][head_dim]. */
+     * unrotated float32 queries [n_q][n_heads][head_dim] and keys
+     * [n_slots][n_kv_heads][head_dim]. The host's cache keeps keys rotated
+     * and in a compact type (kv-type); it turns them back into this float
+     * form before each plan call, for these plugins only. Read-only and
+     * valid during the call. */
     const float *q;
     const float *k;
 } st_attn_query;
