@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "chat_template.h"
+#include "host_features.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -60,6 +61,19 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     }
     if (rec->state == ST_PLUGIN_BROKEN)
         return st_engine_fail_diag(err, &rec->diag);
+    /* Before any of its code runs: a plugin that declared it cannot work
+     * without a feature is not created without it. */
+    const st_plugin_manifest *m = rec->manifest;
+    for (size_t i = 0; i < m->n_requires; i++) {
+        const char *why_not = st_feature_unavailable(m->requires[i], kind, e->strategy->backend,
+                                                     e->gguf != NULL);
+        if (why_not) {
+            st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
+                        "%s plugin '%s' requires '%s' (%s), which this engine cannot give: %s",
+                        st_kind_name(kind), ref->plugin, m->requires[i], m->path, why_not);
+            return st_engine_fail_diag(err, &d);
+        }
+    }
     st_refusal why = ST_REFUSE_NONE;
     st_status st = st_library_open(rec->manifest, &out->lib, &why, &d);
     if (st != ST_OK)
