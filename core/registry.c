@@ -201,6 +201,10 @@ typedef struct scan_state {
     size_t n_seen, cap_seen;
     size_t entries;
     bool stopped;
+    /* The built-in directory is searched even when world-writable (with a
+     * warning): it comes last, so it shadows nothing, and skipping it would
+     * leave a sloppily installed stretch with no plugins at all. */
+    bool builtin;
 } scan_state;
 
 /* True when (dev, ino) was not entered yet (and remembers it). */
@@ -232,12 +236,18 @@ static bool world_writable(const struct stat *sb)
     return (sb->st_mode & S_IWOTH) != 0;
 }
 
-static void note_world_writable(st_registry *r, const char *path, const struct stat *sb)
+/* Notes the place; true when it must be skipped. */
+static bool skip_world_writable(st_registry *r, const scan_state *sc, const char *path,
+                                const struct stat *sb)
 {
-    add_note(r, path, "not searched: %s is world-writable (mode %04o), so anyone could "
-             "plant a plugin there; remove write permission for others (chmod o-w)",
+    if (!world_writable(sb))
+        return false;
+    add_note(r, path, "%s: %s is world-writable (mode %04o), so anyone could plant a "
+             "plugin there; remove write permission for others (chmod o-w)",
+             sc->builtin ? "searched anyway (built-in directory)" : "not searched",
              S_ISDIR(sb->st_mode) ? "the directory" : "the manifest",
              (unsigned)(sb->st_mode & 07777));
+    return !sc->builtin;
 }
 
 /* Depth-first, entries in name order so listings are stable. Symlinked
@@ -255,10 +265,8 @@ static st_status scan_dir(st_registry *r, scan_state *sc, const char *dir, int d
         return st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
     if (!first)
         return ST_OK;
-    if (world_writable(&sb)) {
-        note_world_writable(r, dir, &sb);
+    if (skip_world_writable(r, sc, dir, &sb))
         return ST_OK;
-    }
     DIR *d = opendir(dir);
     if (!d)
         return ST_OK; /* unreadable subdirectories are skipped, like PATH */
@@ -296,8 +304,8 @@ static st_status scan_dir(st_registry *r, scan_state *sc, const char *dir, int d
         struct stat msb;
         if (stat(path, &msb) != 0 || !S_ISREG(msb.st_mode)) {
             /* not a manifest file: nothing to list */
-        } else if (world_writable(&msb)) {
-            note_world_writable(r, path, &msb);
+        } else if (skip_world_writable(r, sc, path, &msb)) {
+            /* noted */
         } else {
             st_status added = add_record(r, path, NULL, NULL);
             if (added == ST_E_NOMEM)
@@ -321,13 +329,13 @@ static st_status scan_dir(st_registry *r, scan_state *sc, const char *dir, int d
     return st;
 }
 
-static st_status scan_root(st_registry *r, const char *dir, st_diag *diag)
+static st_status scan_root(st_registry *r, const char *dir, bool builtin, st_diag *diag)
 {
     if (!st_path_is_dir(dir))
         return ST_OK;
     if (!push_str(&r->searched, &r->n_searched, dir))
         return st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
-    scan_state sc = {0};
+    scan_state sc = {.builtin = builtin};
     st_status st = scan_dir(r, &sc, dir, 0, diag);
     free(sc.seen);
     return st;
@@ -337,7 +345,7 @@ st_status st_registry_scan(st_registry *r, st_diag *diag)
 {
     st_status st = ST_OK;
     for (size_t i = 0; st == ST_OK && i < r->n_dirs; i++)
-        st = scan_root(r, r->dirs[i], diag);
+        st = scan_root(r, r->dirs[i], false, diag);
     const char *env = getenv("STRETCH_PLUGIN_PATH");
     if (st == ST_OK && env && *env) {
         char *copy = strdup(env);
@@ -346,12 +354,12 @@ st_status st_registry_scan(st_registry *r, st_diag *diag)
         char *save = NULL;
         for (char *tok = strtok_r(copy, ":", &save); tok && st == ST_OK;
              tok = strtok_r(NULL, ":", &save))
-            st = scan_root(r, tok, diag);
+            st = scan_root(r, tok, false, diag);
         free(copy);
     }
     const char *builtin = st_builtin_plugin_dir();
     if (st == ST_OK && builtin)
-        st = scan_root(r, builtin, diag);
+        st = scan_root(r, builtin, true, diag);
     return st;
 }
 
