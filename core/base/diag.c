@@ -1,13 +1,16 @@
 /*
  * core/diag.c - fill and format one diagnostic ("file:line:col: message").
  * Messages are kept on one line: a newline inside a message (say, copied
- * from a library) would split one error into two for a reader or a grep.
+ * from a library) would split one error into two for a reader or a grep;
+ * other control characters are escaped (text_escape.h).
  */
 #include "diag.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "text_escape.h"
 
 static void st_diag_flatten(char *s)
 {
@@ -21,15 +24,21 @@ st_status st_diag_set(st_diag *d, st_status status, const char *file, int line,
 {
     if (!d)
         return status;
-    d->status = status;
-    snprintf(d->file, sizeof d->file, "%s", file ? file : "");
-    d->line = line > 0 ? line : 0;
-    d->col = col > 0 && d->line > 0 ? col : 0;
+    char message[ST_DIAG_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(d->message, sizeof d->message, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    st_diag_flatten(d->message);
+    st_diag_flatten(message);
+    /* Names and messages quote files and plugins: no byte of theirs may
+     * reach a terminal as a control. `file` may alias d->file. */
+    char path[ST_DIAG_FILE_MAX];
+    st_text_escape(file ? file : "", path, sizeof path);
+    d->status = status;
+    memcpy(d->file, path, sizeof d->file);
+    d->line = line > 0 ? line : 0;
+    d->col = col > 0 && d->line > 0 ? col : 0;
+    st_text_escape(message, d->message, sizeof d->message);
     return status;
 }
 

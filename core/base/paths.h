@@ -32,4 +32,11 @@ const char *st_path_basename(const char *path);
 bool st_path_is_dir(const char *path);
 bool st_path_is_file(const char *path);
 
+/* Open `path` for reading only if it is a regular file: a FIFO, device,
+ * socket or directory is refused without waiting on it (an open() of a
+ * FIFO would block until a writer came). Returns the descriptor (close-on-
+ * exec, blocking reads); -1 on failure, with *not_regular set to what the
+ * path is instead ("a FIFO (named pipe)", ...) or NULL and errno set. */
+int st_path_open_regular(const char *path, const char **not_regular);
+
 #endif

@@ -20,6 +20,7 @@
 #include "abi_sizes.h"
 #include "chat_template.h"
 #include "engine_kv.h"
+#include "host_features.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -88,6 +89,19 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     }
     if (rec->state == ST_PLUGIN_BROKEN)
         return st_engine_fail_diag(err, &rec->diag);
+    /* Before any of its code runs: a plugin that declared it cannot work
+     * without a feature is not created without it. */
+    const st_plugin_manifest *m = rec->manifest;
+    for (size_t i = 0; i < m->n_requires; i++) {
+        const char *why_not = st_feature_unavailable(m->requires[i], kind, e->strategy->backend,
+                                                     e->gguf != NULL);
+        if (why_not) {
+            st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
+                        "%s plugin '%s' requires '%s' (%s), which this engine cannot give: %s",
+                        st_kind_name(kind), ref->plugin, m->requires[i], m->path, why_not);
+            return st_engine_fail_diag(err, &d);
+        }
+    }
     /* Bad parameters are the strategy's fault (ST_E_INVALID, as `stretch
      * check` says); any refusal of the library or its create() is the
      * plugin's (ST_E_PLUGIN, whatever status the loader or plugin gave), so

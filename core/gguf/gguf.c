@@ -9,6 +9,7 @@
  * loop for long. All arithmetic on file-supplied numbers is overflow-checked.
  */
 #include "gguf.h"
+#include "paths.h"
 #include "quant.h"
 
 #include <errno.h>
@@ -551,7 +552,11 @@ st_status st_gguf_open(const char *path, st_gguf **out, st_diag *diag)
         return st_diag_set(diag, ST_E_INVALID, path ? path : "", 0, 0,
                            "st_gguf_open: no path or no place for the result");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const char *not_regular = NULL;
+    int fd = st_path_open_regular(path, &not_regular);
+    if (fd < 0 && not_regular)
+        return st_diag_set(diag, ST_E_IO, path, 0, 0,
+                           "expected a GGUF file, found %s (not a regular file)", not_regular);
     if (fd < 0)
         return st_diag_set(diag, errno == ENOENT ? ST_E_NOT_FOUND : ST_E_IO, path, 0, 0,
                            "cannot open GGUF file: %s", strerror(errno));
@@ -560,10 +565,6 @@ st_status st_gguf_open(const char *path, st_gguf **out, st_diag *diag)
         int e = errno;
         close(fd);
         return st_diag_set(diag, ST_E_IO, path, 0, 0, "cannot stat GGUF file: %s", strerror(e));
-    }
-    if (!S_ISREG(stb.st_mode)) {
-        close(fd);
-        return st_diag_set(diag, ST_E_IO, path, 0, 0, "not a regular file (expected a GGUF file)");
     }
     st_gguf *g = calloc(1, sizeof *g);
     if (!g || !(g->path = strdup(path))) {

@@ -394,7 +394,27 @@ static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, cons
 }
 
 static st_status st_load_layer(st_strategy_loader *L, const char *read_path, const char *label,
-                               char *real);
+                               char *real, const st_value *from);
+
+/* An error inside a parent names the way there: "...; extended from
+ * child.yaml:2:10" (each level of the chain adds its own). */
+static st_status st_note_extended_from(st_diag *diag, st_status st, const st_value *ext)
+{
+    if (!diag || st == ST_OK)
+        return st;
+    return st_diag_set(diag, st, diag->file, diag->line, diag->col, "%s; extended from %s:%d:%d", diag->message, ext->file, ext->line, ext->col);
+}
+
+/* A file reached by `extends:` that is not a strategy manifest (it does not
+ * parse, is not a mapping, or lacks `format: 1`) may be any file the user
+ * can read: say so without quoting a word of it. */
+static st_status st_not_a_manifest(st_strategy_loader *L, st_status st, const char *label)
+{
+    return st_diag_set(L->diag, st == ST_E_NOMEM ? st : ST_E_INVALID, label, 0, 0,
+                       "expected a strategy manifest (a YAML mapping with 'format: %d'), "
+                       "found a file that is not one (its content is not quoted; run "
+                       "`stretch check` on it to see why)", ST_MANIFEST_FORMAT);
+}
 
 /* Load the file named by `extends:` in `root` (read from `dir`). */
 static st_status st_load_parent(st_strategy_loader *L, const st_value *root, const char *dir,
@@ -451,7 +471,7 @@ static st_status st_load_parent(st_strategy_loader *L, const st_value *root, con
         st = st_nomem(L, ext);
         goto done;
     }
-    st = st_load_layer(L, read_path, interned, real);
+    st = st_note_extended_from(L->diag, st_load_layer(L, read_path, interned, real, ext), ext);
 done:
     free(read_path);
     free(parent_label);
@@ -459,9 +479,10 @@ done:
 }
 
 /* One manifest of the chain: its parent first, then its own keys. Takes
- * ownership of `real` (its canonical path). */
+ * ownership of `real` (its canonical path). `from` is the `extends:` value
+ * that named this file, NULL for the top one. */
 static st_status st_load_layer(st_strategy_loader *L, const char *read_path, const char *label,
-                               char *real)
+                               char *real, const st_value *from)
 {
     L->chain_real[L->depth] = real;
     L->chain_label[L->depth] = label;
@@ -471,15 +492,23 @@ static st_status st_load_layer(st_strategy_loader *L, const char *read_path, con
     char *dir = NULL, *read_dir = NULL;
     char desc[96];
     st_status st = st_yaml_read_map(read_path, label, &root, L->diag);
+    /* Opening errors (missing, unreadable, a FIFO) quote nothing; parse
+     * errors may quote the text. */
+    if (st != ST_OK && from && st != ST_E_NOT_FOUND && st != ST_E_IO)
+        st = st_not_a_manifest(L, st, label);
     if (st != ST_OK)
         goto done;
     if (L->depth == 1) {
         L->top_line = root->line;
         L->top_col = root->col;
     }
+    const st_value *format = st_value_get(root, "format");
+    if (from && (!format || format->type != ST_VALUE_INT || format->i != ST_MANIFEST_FORMAT)) {
+        st = st_not_a_manifest(L, ST_E_INVALID, label);
+        goto done;
+    }
     if ((st = st_yaml_check_keys(root, st_strategy_keys, "strategy manifest", L->diag)))
         goto done;
-    const st_value *format = st_value_get(root, "format");
     if (!format) {
         st = st_yaml_error_at(L->diag, ST_E_INVALID, root,
                               "missing required key 'format' (expected format: %d)", ST_MANIFEST_FORMAT);
@@ -552,7 +581,7 @@ st_status st_strategy_load(const char *path, st_strategy **out, st_diag *diag)
         free(real);
         st = st_diag_set(diag, ST_E_NOMEM, path, 0, 0, "out of memory");
     } else {
-        st = st_load_layer(&L, path, label, real);
+        st = st_load_layer(&L, path, label, real, NULL);
         if (st == ST_OK)
             st = st_strategy_check_complete(&L);
     }

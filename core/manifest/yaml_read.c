@@ -14,18 +14,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <libfyaml.h>
 
+#include "paths.h"
 #include "yaml_manifest.h"
 
 /* Aliases are expanded by copying; this bounds what a tiny file with
  * nested aliases can expand to. */
 #define ST_YAML_NODES_MAX 100000
+/* The node builder recurses once per level, and so do every later walk
+ * (clone, free, count); real manifests nest four or five levels deep. */
+#define ST_YAML_DEPTH_MAX 64
 
 typedef struct st_yaml_anchor {
     char *name;
-    const st_value *node; /* owned by the tree being built */
+    const st_value *node; /* in the tree being built, or `owned` */
+    st_value *owned;      /* an anchored key: the tree keeps only its text */
 } st_yaml_anchor;
 
 typedef struct st_yaml_reader {
@@ -36,6 +42,7 @@ typedef struct st_yaml_reader {
     st_yaml_anchor *anchors;
     size_t n_anchors, cap_anchors;
     size_t n_nodes;
+    int depth; /* collections open around the node being built */
 } st_yaml_reader;
 
 static void st_yaml_quiet_output(struct fy_diag *d, void *user, const char *buf,
@@ -113,8 +120,22 @@ static st_status st_yaml_remember_anchor(st_yaml_reader *r, struct fy_token *tok
         return st_diag_set(r->diag, ST_E_NOMEM, r->label, 0, 0, "out of memory");
     r->anchors[r->n_anchors].name = copy;
     r->anchors[r->n_anchors].node = node;
+    r->anchors[r->n_anchors].owned = NULL;
     r->n_anchors++;
     return ST_OK;
+}
+
+/* A mapping keeps only its keys' text, so an anchored key node would be
+ * freed while an alias may still copy it: its anchor takes the node over.
+ * True when one did. */
+static bool st_yaml_anchor_adopt(st_yaml_reader *r, st_value *node)
+{
+    for (size_t k = r->n_anchors; k-- > 0;)
+        if (r->anchors[k].node == node) {
+            r->anchors[k].owned = node;
+            return true;
+        }
+    return false;
 }
 
 static size_t st_yaml_count_nodes(const st_value *v)
@@ -358,10 +379,15 @@ static st_status st_yaml_mapping(st_yaml_reader *r, st_value *v)
         st_value_entry *e = &v->entries[v->n];
         e->line = key->line;
         e->col = key->col;
-        e->key = key->s;
         e->value = NULL;
-        key->s = NULL;
-        st_value_free(key);
+        if (!st_yaml_anchor_adopt(r, key)) {
+            e->key = key->s;
+            key->s = NULL;
+            st_value_free(key);
+        } else if (!(e->key = strdup(key->s))) {
+            return st_diag_set(r->diag, ST_E_NOMEM, r->label, key->line, key->col,
+                               "out of memory");
+        }
         v->n++; /* counted now so a failure below frees the key */
 
         struct fy_event *vev = st_yaml_next(r);
@@ -398,15 +424,22 @@ static st_status st_yaml_node(st_yaml_reader *r, struct fy_event *ev, int fb_lin
         st = st_yaml_scalar(r, ev, v);
         break;
     case FYET_SEQUENCE_START:
-        v->type = ST_VALUE_LIST;
-        if ((st = st_yaml_refuse_collection_tag(r, ev, v)) == ST_OK)
-            st = st_yaml_sequence(r, v);
+    case FYET_MAPPING_START: {
+        bool is_map = ev->type == FYET_MAPPING_START;
+        v->type = is_map ? ST_VALUE_MAP : ST_VALUE_LIST;
+        if (r->depth >= ST_YAML_DEPTH_MAX) {
+            st = st_diag_set(r->diag, ST_E_RANGE, r->label, v->line, v->col,
+                             "expected lists and mappings nested at most %d deep, found "
+                             "deeper nesting", ST_YAML_DEPTH_MAX);
+            break;
+        }
+        if ((st = st_yaml_refuse_collection_tag(r, ev, v)) != ST_OK)
+            break;
+        r->depth++;
+        st = is_map ? st_yaml_mapping(r, v) : st_yaml_sequence(r, v);
+        r->depth--;
         break;
-    case FYET_MAPPING_START:
-        v->type = ST_VALUE_MAP;
-        if ((st = st_yaml_refuse_collection_tag(r, ev, v)) == ST_OK)
-            st = st_yaml_mapping(r, v);
-        break;
+    }
     case FYET_ALIAS: {
         const char *name = fy_token_get_text0(ev->alias.anchor);
         const st_value *target = NULL;
@@ -456,19 +489,46 @@ done:
     return ST_OK;
 }
 
+/* A NUL would end the text libfyaml sees: every key after it would vanish
+ * without a word. */
+static st_status st_yaml_refuse_nul(const char *buf, size_t len, const char *label,
+                                    st_diag *diag)
+{
+    const char *nul = memchr(buf, '\0', len);
+    if (!nul)
+        return ST_OK;
+    int line = 1, col = 1;
+    for (const char *p = buf; p < nul; p++, col++)
+        if (*p == '\n') {
+            line++;
+            col = 0;
+        }
+    return st_diag_set(diag, ST_E_FORMAT, label, line, col,
+                       "expected text, found a NUL byte (a manifest is UTF-8 text)");
+}
+
 static st_status st_yaml_slurp(const char *path, const char *label, char **buf,
                                size_t *len, st_diag *diag)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    const char *not_regular = NULL;
+    int fd = st_path_open_regular(path, &not_regular);
+    if (fd < 0 && not_regular)
+        return st_diag_set(diag, ST_E_IO, label, 0, 0,
+                           "expected a regular file, found %s", not_regular);
+    if (fd < 0)
         return st_diag_set(diag, errno == ENOENT ? ST_E_NOT_FOUND : ST_E_IO, label, 0, 0,
                            "cannot open manifest: %s", strerror(errno));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return st_diag_set(diag, ST_E_NOMEM, label, 0, 0, "out of memory");
+    }
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fileno(f), &sb) != 0) {
+        int e = errno;
         fclose(f);
-        return st_diag_set(diag, ST_E_IO, label, 0, 0,
-                           "expected a regular file, found %s",
-                           S_ISDIR(sb.st_mode) ? "a directory" : "something else");
+        return st_diag_set(diag, ST_E_IO, label, 0, 0, "cannot stat manifest: %s",
+                           strerror(e));
     }
     if ((unsigned long long)sb.st_size > ST_YAML_FILE_MAX) {
         fclose(f);
@@ -489,6 +549,11 @@ static st_status st_yaml_slurp(const char *path, const char *label, char **buf,
         return st_diag_set(diag, ST_E_IO, label, 0, 0, "cannot read manifest");
     }
     b[n] = '\0';
+    st_status st = st_yaml_refuse_nul(b, n, label, diag);
+    if (st != ST_OK) {
+        free(b);
+        return st;
+    }
     *buf = b;
     *len = n;
     return ST_OK;
@@ -594,8 +659,10 @@ st_status st_yaml_read_map(const char *path, const char *label, st_value **out,
     if (r.parser)
         fy_parser_destroy(r.parser);
     fy_diag_destroy(r.fydiag);
-    for (size_t k = 0; k < r.n_anchors; k++)
+    for (size_t k = 0; k < r.n_anchors; k++) {
         free(r.anchors[k].name);
+        st_value_free(r.anchors[k].owned);
+    }
     free(r.anchors);
     free(buf);
     if (st != ST_OK) {

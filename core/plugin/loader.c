@@ -101,9 +101,10 @@ static bool read_at(int fd, void *buf, size_t n, uint64_t off)
  * gives plain words for a non-ELF file or another architecture. */
 static bool elf_precheck(const char *path, char *why, size_t cap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    const char *not_regular = NULL;
+    int fd = st_path_open_regular(path, &not_regular);
     if (fd < 0) {
-        snprintf(why, cap, "cannot open: %s", strerror(errno));
+        snprintf(why, cap, "cannot open: %s", not_regular ? not_regular : strerror(errno));
         return false;
     }
     bool ok = false;

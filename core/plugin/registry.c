@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 #include "paths.h"
 
 #define ST_SCAN_MAX_DEPTH 16
+/* Directory entries read per search directory: plugin trees hold dozens;
+ * a symlink to / or a directory like /proc must not turn a listing into a
+ * walk of the whole machine. */
+#define ST_SCAN_MAX_ENTRIES 20000
+/* Notes kept per registry; the rest are only counted. */
+#define ST_REGISTRY_NOTES_MAX 16
 
 struct st_registry {
     char **dirs;              /* explicit dirs, in order added */
@@ -26,6 +33,8 @@ struct st_registry {
     st_plugin_record **recs;  /* pointers stay valid as the array grows */
     size_t n_recs, cap_recs;
     char **real_paths;        /* canonical manifest path per record (dedupe) */
+    st_diag notes[ST_REGISTRY_NOTES_MAX]; /* what a scan skipped, and why */
+    size_t n_notes, n_notes_dropped;
 };
 
 static bool push_str(char ***arr, size_t *n, const char *s)
@@ -169,28 +178,96 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The directories above the one being scanned, to stop symlink loops. */
-typedef struct scan_frame {
-    dev_t dev;
-    ino_t ino;
-    const struct scan_frame *up;
-} scan_frame;
+static void add_note(st_registry *r, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_note(st_registry *r, const char *path, const char *fmt, ...)
+{
+    if (r->n_notes == ST_REGISTRY_NOTES_MAX) {
+        r->n_notes_dropped++;
+        return;
+    }
+    char msg[ST_DIAG_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    st_diag_set(&r->notes[r->n_notes++], ST_OK, path, 0, 0, "%s", msg);
+}
+
+/* One search directory's walk: every directory is entered once, however
+ * many symlinks lead to it, and only so many entries are read. */
+typedef struct scan_state {
+    struct { dev_t dev; ino_t ino; } *seen;
+    size_t n_seen, cap_seen;
+    size_t entries;
+    bool stopped;
+    /* The built-in directory is searched even when world-writable (with a
+     * warning): it comes last, so it shadows nothing, and skipping it would
+     * leave a sloppily installed stretch with no plugins at all. */
+    bool builtin;
+} scan_state;
+
+/* True when (dev, ino) was not entered yet (and remembers it). */
+static st_status first_visit(scan_state *sc, const struct stat *sb, bool *first)
+{
+    *first = false;
+    for (size_t i = 0; i < sc->n_seen; i++)
+        if (sc->seen[i].dev == sb->st_dev && sc->seen[i].ino == sb->st_ino)
+            return ST_OK;
+    if (sc->n_seen == sc->cap_seen) {
+        size_t cap = sc->cap_seen ? 2 * sc->cap_seen : 64;
+        void *grown = realloc(sc->seen, cap * sizeof *sc->seen);
+        if (!grown)
+            return ST_E_NOMEM;
+        sc->seen = grown;
+        sc->cap_seen = cap;
+    }
+    sc->seen[sc->n_seen].dev = sb->st_dev;
+    sc->seen[sc->n_seen].ino = sb->st_ino;
+    sc->n_seen++;
+    *first = true;
+    return ST_OK;
+}
+
+/* Anyone may write there, so anyone could plant a plugin that shadows a
+ * built-in one (the first of a name wins): such places are not searched. */
+static bool world_writable(const struct stat *sb)
+{
+    return (sb->st_mode & S_IWOTH) != 0;
+}
+
+/* Notes the place; true when it must be skipped. */
+static bool skip_world_writable(st_registry *r, const scan_state *sc, const char *path,
+                                const struct stat *sb)
+{
+    if (!world_writable(sb))
+        return false;
+    add_note(r, path, "%s: %s is world-writable (mode %04o), so anyone could plant a "
+             "plugin there; remove write permission for others (chmod o-w)",
+             sc->builtin ? "searched anyway (built-in directory)" : "not searched",
+             S_ISDIR(sb->st_mode) ? "the directory" : "the manifest",
+             (unsigned)(sb->st_mode & 07777));
+    return !sc->builtin;
+}
 
 /* Depth-first, entries in name order so listings are stable. Symlinked
- * directories are followed, except back into one of their own ancestors;
- * the depth limit bounds the rest. */
-static st_status scan_dir(st_registry *r, const char *dir, int depth,
-                          const scan_frame *up, st_diag *diag)
+ * directories are followed, but each directory is entered once. */
+static st_status scan_dir(st_registry *r, scan_state *sc, const char *dir, int depth,
+                          st_diag *diag)
 {
-    if (depth > ST_SCAN_MAX_DEPTH)
+    if (depth > ST_SCAN_MAX_DEPTH || sc->stopped)
         return ST_OK;
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return ST_OK;
-    for (const scan_frame *f = up; f; f = f->up)
-        if (f->dev == sb.st_dev && f->ino == sb.st_ino)
-            return ST_OK;
-    scan_frame here = {sb.st_dev, sb.st_ino, up};
+    bool first = false;
+    if (first_visit(sc, &sb, &first) != ST_OK)
+        return st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
+    if (!first)
+        return ST_OK;
+    if (skip_world_writable(r, sc, dir, &sb))
+        return ST_OK;
     DIR *d = opendir(dir);
     if (!d)
         return ST_OK; /* unreadable subdirectories are skipped, like PATH */
@@ -199,6 +276,13 @@ static st_status scan_dir(st_registry *r, const char *dir, int depth,
     st_status st = ST_OK;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
+        if (++sc->entries > ST_SCAN_MAX_ENTRIES) {
+            sc->stopped = true;
+            add_note(r, dir, "search stopped here after %d directory entries; plugins "
+                     "further on were not looked for (is a search directory, or a "
+                     "symlink in it, too broad?)", ST_SCAN_MAX_ENTRIES);
+            break;
+        }
         if (de->d_name[0] == '.')
             continue; /* ".", "..", and hidden dirs (.git) */
         if (!push_str(&names, &n, de->d_name)) {
@@ -218,21 +302,26 @@ static st_status scan_dir(st_registry *r, const char *dir, int depth,
             st = st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
             break;
         }
-        if (st_path_is_file(path)) {
+        struct stat msb;
+        if (stat(path, &msb) != 0 || !S_ISREG(msb.st_mode)) {
+            /* not a manifest file: nothing to list */
+        } else if (skip_world_writable(r, sc, path, &msb)) {
+            /* noted */
+        } else {
             st_status added = add_record(r, path, NULL, NULL);
             if (added == ST_E_NOMEM)
                 st = st_diag_set(diag, ST_E_NOMEM, path, 0, 0, "out of memory");
         }
         free(path);
     }
-    for (size_t i = 0; st == ST_OK && i < n; i++) {
+    for (size_t i = 0; st == ST_OK && !sc->stopped && i < n; i++) {
         char *path = st_path_join(dir, names[i]);
         if (!path) {
             st = st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
             break;
         }
         if (st_path_is_dir(path))
-            st = scan_dir(r, path, depth + 1, &here, diag);
+            st = scan_dir(r, sc, path, depth + 1, diag);
         free(path);
     }
     for (size_t i = 0; i < n; i++)
@@ -241,20 +330,23 @@ static st_status scan_dir(st_registry *r, const char *dir, int depth,
     return st;
 }
 
-static st_status scan_root(st_registry *r, const char *dir, st_diag *diag)
+static st_status scan_root(st_registry *r, const char *dir, bool builtin, st_diag *diag)
 {
     if (!st_path_is_dir(dir))
         return ST_OK;
     if (!push_str(&r->searched, &r->n_searched, dir))
         return st_diag_set(diag, ST_E_NOMEM, dir, 0, 0, "out of memory");
-    return scan_dir(r, dir, 0, NULL, diag);
+    scan_state sc = {.builtin = builtin};
+    st_status st = scan_dir(r, &sc, dir, 0, diag);
+    free(sc.seen);
+    return st;
 }
 
 st_status st_registry_scan(st_registry *r, st_diag *diag)
 {
     st_status st = ST_OK;
     for (size_t i = 0; st == ST_OK && i < r->n_dirs; i++)
-        st = scan_root(r, r->dirs[i], diag);
+        st = scan_root(r, r->dirs[i], false, diag);
     const char *env = getenv("STRETCH_PLUGIN_PATH");
     if (st == ST_OK && env && *env) {
         char *copy = strdup(env);
@@ -263,12 +355,12 @@ st_status st_registry_scan(st_registry *r, st_diag *diag)
         char *save = NULL;
         for (char *tok = strtok_r(copy, ":", &save); tok && st == ST_OK;
              tok = strtok_r(NULL, ":", &save))
-            st = scan_root(r, tok, diag);
+            st = scan_root(r, tok, false, diag);
         free(copy);
     }
     const char *builtin = st_builtin_plugin_dir();
     if (st == ST_OK && builtin)
-        st = scan_root(r, builtin, diag);
+        st = scan_root(r, builtin, true, diag);
     return st;
 }
 
@@ -284,6 +376,15 @@ st_status st_registry_add_manifest(st_registry *r, const char *path,
 }
 
 size_t st_registry_count(const st_registry *r) { return r->n_recs; }
+
+size_t st_registry_note_count(const st_registry *r) { return r->n_notes; }
+
+const st_diag *st_registry_note_at(const st_registry *r, size_t i)
+{
+    return i < r->n_notes ? &r->notes[i] : NULL;
+}
+
+size_t st_registry_notes_dropped(const st_registry *r) { return r->n_notes_dropped; }
 
 const st_plugin_record *st_registry_at(const st_registry *r, size_t i)
 {

@@ -8,6 +8,10 @@
  * prefix's). A directory is scanned recursively for files named plugin.yaml.
  * The first plugin of a (kind, name) wins; later duplicates are listed as
  * shadowed. A manifest that fails to parse is listed with its reason.
+ * Every directory is entered once however many symlinks lead to it, a
+ * search directory is read for a bounded number of entries, and
+ * world-writable directories and manifests are skipped: each skip leaves
+ * a note.
  */
 #ifndef ST_CORE_REGISTRY_H
 #define ST_CORE_REGISTRY_H
@@ -60,6 +64,12 @@ st_status st_registry_add_manifest(st_registry *r, const char *path,
                                    const st_plugin_record **out, st_diag *diag);
 size_t st_registry_count(const st_registry *r);
 const st_plugin_record *st_registry_at(const st_registry *r, size_t i);
+/* What the scan skipped and why (a world-writable directory or manifest,
+ * a search cut short): warnings, path in `file`, status ST_OK. The first
+ * few are kept; st_registry_notes_dropped counts the rest. */
+size_t st_registry_note_count(const st_registry *r);
+const st_diag *st_registry_note_at(const st_registry *r, size_t i);
+size_t st_registry_notes_dropped(const st_registry *r);
 /* kind 0 = any kind. NULL when not found (diag says what was searched). */
 const st_plugin_record *st_registry_find(const st_registry *r, st_kind kind,
                                          const char *name, st_diag *diag);

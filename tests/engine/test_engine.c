@@ -303,3 +303,41 @@ Test(engine, unbuilt_backend_is_refused_by_name)
     cr_assert(strstr(err.message, "backend 'opencl'"), "%s", err.message);
     cr_assert(strstr(err.message, "ocl.yaml"), "%s", err.message);
 }
+
+/* `requires:` is the plugin's word that it cannot work without a feature;
+ * st_engine_open itself refuses to create it without (only the CLI's
+ * check looked before). A copy of greedy that requires model scoring,
+ * which this host cannot give a plugin yet, found first on the path. */
+Test(engine, open_refuses_a_plugin_whose_requirement_is_unmet)
+{
+    char plugins[300], cmd[1024];
+    snprintf(plugins, sizeof plugins, "%s/needs/greedy", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/sampler/greedy/greedy.so %s/", plugins,
+             ST_TEST_PLUGIN_DIR, plugins);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char yaml[400];
+    snprintf(yaml, sizeof yaml, "%s/plugin.yaml", plugins);
+    FILE *f = fopen(yaml, "w");
+    cr_assert_not_null(f);
+    fputs("format: 1\nname: greedy\nkind: sampler\nversion: 1.0.0\nlibrary: greedy.so\n"
+          "summary: greedy, but it says it needs model scoring\nrequires: [model-scoring]\n", f);
+    fclose(f);
+    char path[400];
+    snprintf(path, sizeof path, "%s/needs.yaml", dir);
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\nplugin-dirs: [needs]\n"
+               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+               "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
+    fclose(f);
+
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_E_INVALID, "%s", err.message);
+    cr_assert_null(e);
+    char where[500];
+    snprintf(where, sizeof where, "%s:10:13: sampler plugin 'greedy' requires 'model-scoring'",
+             path);
+    cr_assert(strstr(err.message, where) != NULL, "%s", err.message);
+    cr_assert(strstr(err.message, "cannot give") != NULL, "%s", err.message);
+}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -304,4 +305,129 @@ Test(cli, shipped_manifests_all_check)
     cr_assert_geq(checked, 15, "only %d manifests found", checked);
     unlink(yaml);
     unlink(model);
+}
+
+/* A scratch directory for one test; removed by the caller with rm_dir. */
+static void make_dir(char *dir)
+{
+    cr_assert_not_null(mkdtemp(dir), "%s", dir);
+}
+
+static void rm_dir(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static void write_at(const char *dir, const char *rel, const char *text)
+{
+    char path[512], cmd[700];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s')\"", path);
+    cr_assert_eq(system(cmd), 0);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The listing must never fail on a bad plugin: an anchored key aliased
+ * later crashed the YAML reader (use-after-free, SIGSEGV in release). */
+Test(cli, plugins_survives_an_anchored_key)
+{
+    char dir[] = "/tmp/st_cli_anchor_XXXXXX";
+    make_dir(dir);
+    write_at(dir, "x/plugin.yaml", "format: 1\n&k model: x\nbackend: *k\n");
+    char args[256];
+    snprintf(args, sizeof args, "plugins --path %s", dir);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "broken") && strstr(out, "x/plugin.yaml"), "%s", out);
+    rm_dir(dir);
+}
+
+static bool has_byte(const char *s, char c)
+{
+    return strchr(s, c) != NULL;
+}
+
+/* inspect printed plugin.yaml text raw: ESC, CR and LF let a summary clear
+ * the screen or fake a "Result: ok" line. */
+Test(cli, inspect_escapes_control_characters)
+{
+    char dir[] = "/tmp/st_cli_ctl_XXXXXX";
+    make_dir(dir);
+    write_at(dir, "p/plugin.yaml",
+             "format: 1\nname: ctl\nkind: sampler\nversion: 1.0.0\nlibrary: ctl.so\n"
+             "summary: \"fine\\e[2J\\rFAKE\\nResult:      ok\\u009b\"\n"
+             "params:\n  k: {type: int, default: 1, doc: \"a\\e]0;title\\u0007b\", "
+             "unit: \"\\r\\n\"}\n");
+    char args[256];
+    snprintf(args, sizeof args, "inspect --no-check %s/p/plugin.yaml", dir);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(!has_byte(out, '\x1b') && !has_byte(out, '\r') && !has_byte(out, '\a'), "%s", out);
+    cr_assert(strstr(out, "\xc2\x9b") == NULL, "C1 CSI passed through: %s", out);
+    cr_assert(strstr(out, "fine\\x1b[2J\\rFAKE\\nResult:      ok\\xc2\\x9b") != NULL, "%s",
+              out);
+    cr_assert(strstr(out, "a\\x1b]0;title\\x07b") != NULL, "%s", out);
+    cr_assert(strstr(out, "unit: \\r\\n") != NULL, "%s", out);
+    for (const char *line = out; (line = strstr(line, "Result:")) != NULL; line++)
+        cr_assert(line > out && line[-1] == 'n' && line[-2] == '\\', "a faked line: %s", out);
+    rm_dir(dir);
+}
+
+/* A NUL in a --file prompt cut the prompt silently at that byte. */
+Test(cli, run_refuses_a_nul_in_a_prompt_file)
+{
+    char dir[] = "/tmp/st_cli_nul_XXXXXX";
+    make_dir(dir);
+    char path[256];
+    snprintf(path, sizeof path, "%s/prompt.txt", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fwrite("first line\nsec\0ret", 1, 18, f);
+    fclose(f);
+    char args[512];
+    snprintf(args, sizeof args, "run -m %s/manifests/greedy.yaml --file %s", ST_TEST_SOURCE_DIR,
+             path);
+    cr_assert_eq(run(args), 4, "%s", err);
+    cr_assert_eq(lines(err), 1, "%s", err);
+    char where[400];
+    snprintf(where, sizeof where, "%s:2:4: expected a text prompt, found a NUL byte", path);
+    cr_assert(strstr(err, where) != NULL, "%s", err);
+    rm_dir(dir);
+}
+
+/* A world-writable search directory is skipped with a warning, so a
+ * plugin planted there cannot replace a built-in one in check or run. */
+Test(cli, world_writable_plugin_dir_is_skipped_with_a_warning)
+{
+    char dir[] = "/tmp/st_cli_ww_XXXXXX";
+    make_dir(dir);
+    write_at(dir, "greedy/plugin.yaml",
+             "format: 1\nname: greedy\nkind: sampler\nversion: 9.9.9\nlibrary: greedy.so\n"
+             "summary: planted\n");
+    cr_assert_eq(chmod(dir, 0777), 0);
+    char path[300], model[300], args[700];
+    snprintf(path, sizeof path, "%s.yaml", dir);
+    snprintf(model, sizeof model, "%s.gguf", dir);
+    snprintf(args, sizeof args, "%s/bin/st-gen-tiny-model --out %s >/dev/null",
+             ST_TEST_BINARY_DIR, model);
+    cr_assert_eq(system(args), 0, "%s", args);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "format: 1\nextends: %s/manifests/greedy.yaml\nmodel: %s\nplugin-dirs: [%s]\n",
+            ST_TEST_SOURCE_DIR, model, dir);
+    fclose(f);
+    snprintf(args, sizeof args, "check --no-check %s", path);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "9.9.9") == NULL, "the planted plugin was chosen: %s", out);
+    cr_assert(strstr(err, "warning") && strstr(err, "world-writable"), "%s", err);
+    snprintf(args, sizeof args, "plugins --path %s", dir);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "planted") == NULL && strstr(out, "9.9.9") == NULL, "%s", out);
+    cr_assert(strstr(err, "world-writable") != NULL, "%s", err);
+    unlink(path);
+    unlink(model);
+    rm_dir(dir);
 }

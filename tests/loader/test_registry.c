@@ -245,3 +245,119 @@ Test(registry, symlink_loops_are_not_followed_forever)
     cr_assert_eq(ours(r, recs, 16), 2, "each manifest once despite the loops");
     st_registry_free(r);
 }
+
+/* d0/ holds four symlinks to d1, d1 four to d2, ... (68 links): 4^16
+ * paths to walk when only ancestors were remembered. Every directory is
+ * entered once now. .timeout turns the old hang into a failure. */
+Test(registry, symlink_fan_out_is_walked_once, .timeout = 60)
+{
+    for (int level = 0; level <= 17; level++) {
+        char d[600];
+        snprintf(d, sizeof d, "%s/fan/d%d", root, level);
+        char rel[64];
+        snprintf(rel, sizeof rel, "fan/d%d/.keep", level);
+        write_file(rel, "");
+        for (int k = 0; level < 17 && k < 4; k++) {
+            char link[700], target[64];
+            snprintf(link, sizeof link, "%s/l%d", d, k);
+            snprintf(target, sizeof target, "../d%d", level + 1);
+            cr_assert_eq(symlink(target, link), 0, "%s", link);
+        }
+    }
+    manifest("fan/d17", "deep", "sampler");
+    unsetenv("STRETCH_PLUGIN_PATH");
+    st_registry *r = st_registry_new();
+    st_diag d;
+    cr_assert_eq(st_registry_add_dir(r, dir("fan/d0"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    st_registry_free(r);
+}
+
+static bool has_note(const st_registry *r, const char *needle)
+{
+    for (size_t i = 0; i < st_registry_note_count(r); i++)
+        if (strstr(st_registry_note_at(r, i)->message, needle))
+            return true;
+    return false;
+}
+
+/* A symlink to / (or plugin-dirs: [/proc]) is a walk of the machine: the
+ * scan stops after its entry budget and says where. */
+Test(registry, a_symlink_to_root_stops_at_the_entry_budget, .timeout = 120)
+{
+    char link[600];
+    snprintf(link, sizeof link, "%s/A/zz-everything", root); /* walked last */
+    cr_assert_eq(symlink("/", link), 0);
+    unsetenv("STRETCH_PLUGIN_PATH");
+    st_registry *r = st_registry_new();
+    st_diag d;
+    cr_assert_eq(st_registry_add_dir(r, dir("A"), &d), ST_OK);
+    cr_assert_eq(st_registry_add_dir(r, "/proc", &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    cr_assert(has_note(r, "search stopped here"), "no note of the cut-short search");
+    const st_plugin_record *recs[16];
+    cr_assert_geq(ours(r, recs, 16), 2, "what lies before the link is still found");
+    st_registry_free(r);
+}
+
+/* The first plugin of a name wins, so a world-writable directory early in
+ * the search path let anyone replace a built-in: it is skipped, noted. */
+Test(registry, world_writable_places_are_not_searched)
+{
+    manifest("W/planted", "dup", "sampler");
+    cr_assert_eq(chmod(dir("W"), 0777), 0);
+    unsetenv("STRETCH_PLUGIN_PATH");
+    st_registry *r = st_registry_new();
+    st_diag d;
+    cr_assert_eq(st_registry_add_dir(r, dir("W"), &d), ST_OK);
+    cr_assert_eq(st_registry_add_dir(r, dir("B"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    const st_plugin_record *rec = st_registry_find(r, ST_KIND_SAMPLER, "dup", &d);
+    cr_assert_not_null(rec);
+    cr_assert_str_eq(rec->manifest_path, dir("B/one/plugin.yaml"));
+    cr_assert(has_note(r, "world-writable (mode 0777)"));
+    cr_assert_str_eq(st_registry_note_at(r, 0)->file, dir("W"));
+    st_registry_free(r);
+
+    /* The same below a search directory, and for a manifest itself. */
+    cr_assert_eq(chmod(dir("W"), 0755), 0);
+    cr_assert_eq(chmod(dir("W/planted"), 0757), 0);
+    r = st_registry_new();
+    cr_assert_eq(st_registry_add_dir(r, dir("W"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    cr_assert_null(st_registry_find(r, ST_KIND_SAMPLER, "dup", &d));
+    cr_assert(has_note(r, "world-writable"));
+    st_registry_free(r);
+    cr_assert_eq(chmod(dir("W/planted"), 0755), 0);
+    cr_assert_eq(chmod(dir("W/planted/plugin.yaml"), 0666), 0);
+    r = st_registry_new();
+    cr_assert_eq(st_registry_add_dir(r, dir("W"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    cr_assert_null(st_registry_find(r, ST_KIND_SAMPLER, "dup", &d));
+    cr_assert_str_eq(st_registry_note_at(r, 0)->file, dir("W/planted/plugin.yaml"));
+    st_registry_free(r);
+}
+
+/* An anchor on a key then an alias to it was a use-after-free in the YAML
+ * reader: as a plugin.yaml it took the whole listing down. */
+Test(registry, anchored_key_manifest_is_listed_not_fatal)
+{
+    write_file("A/anchor/plugin.yaml", "format: 1\n&k name: x\nkind: *k\n");
+    unsetenv("STRETCH_PLUGIN_PATH");
+    st_registry *r = st_registry_new();
+    st_diag d;
+    cr_assert_eq(st_registry_add_dir(r, dir("A"), &d), ST_OK);
+    cr_assert_eq(st_registry_scan(r, &d), ST_OK);
+    const st_plugin_record *recs[16];
+    size_t n = ours(r, recs, 16);
+    bool listed = false;
+    for (size_t i = 0; i < n; i++)
+        if (strstr(recs[i]->manifest_path, "anchor/plugin.yaml")) {
+            listed = true;
+            cr_assert_eq(recs[i]->state, ST_PLUGIN_BROKEN);
+            cr_assert(strstr(recs[i]->diag.message, "found 'name'") != NULL, "%s",
+                      recs[i]->diag.message);
+        }
+    cr_assert(listed);
+    st_registry_free(r);
+}

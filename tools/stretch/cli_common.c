@@ -10,11 +10,49 @@
 
 #include "commands.h"
 #include "plugin_ops.h"
+#include "text_escape.h"
 
 void st_cli_error(const st_diag *d)
 {
     char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
     fprintf(stderr, "stretch: %s\n", st_diag_format(d, line, sizeof line));
+}
+
+void st_cli_registry_warnings(const st_registry *r)
+{
+    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
+    for (size_t i = 0; i < st_registry_note_count(r); i++)
+        fprintf(stderr, "stretch: warning: %s\n",
+                st_diag_format(st_registry_note_at(r, i), line, sizeof line));
+    if (st_registry_notes_dropped(r))
+        fprintf(stderr, "stretch: warning: (%zu more places skipped)\n",
+                st_registry_notes_dropped(r));
+}
+
+void st_cli_registry_warnings_json(st_json *j, const st_registry *r)
+{
+    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
+    st_json_begin_array(j);
+    for (size_t i = 0; i < st_registry_note_count(r); i++)
+        st_json_string(j, st_diag_format(st_registry_note_at(r, i), line, sizeof line));
+    st_json_end_array(j);
+}
+
+const char *st_cli_safe(const char *s)
+{
+    static char *ring[8];
+    static size_t ring_cap[8];
+    static unsigned next;
+    unsigned k = next++ % 8;
+    size_t need = st_text_escaped_size(s);
+    if (need > ring_cap[k]) {
+        char *grown = realloc(ring[k], need);
+        if (!grown)
+            return "(out of memory)";
+        ring[k] = grown;
+        ring_cap[k] = need;
+    }
+    return st_text_escape(s, ring[k], ring_cap[k]);
 }
 
 st_registry *st_cli_registry(char **dirs, size_t n_dirs, int *exit_code)
@@ -41,6 +79,7 @@ st_registry *st_cli_registry(char **dirs, size_t n_dirs, int *exit_code)
         *exit_code = ST_EXIT_RUNTIME;
         return NULL;
     }
+    st_cli_registry_warnings(r);
     return r;
 }
 
@@ -66,7 +105,7 @@ static size_t value_text(const st_value *v, char *buf, size_t cap, size_t used)
     case ST_VALUE_BOOL: return append(buf, cap, used, "%s", v->b ? "true" : "false");
     case ST_VALUE_INT: return append(buf, cap, used, "%" PRId64, v->i);
     case ST_VALUE_FLOAT: return append(buf, cap, used, "%g", v->f);
-    case ST_VALUE_STRING: return append(buf, cap, used, "%s", v->s ? v->s : "");
+    case ST_VALUE_STRING: return append(buf, cap, used, "%s", st_cli_safe(v->s));
     case ST_VALUE_LIST:
         used = append(buf, cap, used, "[");
         for (size_t i = 0; i < v->n; i++) {
@@ -78,7 +117,7 @@ static size_t value_text(const st_value *v, char *buf, size_t cap, size_t used)
     case ST_VALUE_MAP:
         used = append(buf, cap, used, "{");
         for (size_t i = 0; i < v->n; i++) {
-            used = append(buf, cap, used, "%s%s: ", i ? ", " : "", v->entries[i].key);
+            used = append(buf, cap, used, "%s%s: ", i ? ", " : "", st_cli_safe(v->entries[i].key));
             used = value_text(v->entries[i].value, buf, cap, used);
         }
         return append(buf, cap, used, "}");
@@ -132,7 +171,13 @@ void st_cli_msgpack_text(FILE *f, const msgpack_object *o)
     case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(f, "%" PRId64, o->via.i64); break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: fprintf(f, "%g", o->via.f64); break;
-    case MSGPACK_OBJECT_STR: fwrite(o->via.str.ptr, 1, o->via.str.size, f); break;
+    case MSGPACK_OBJECT_STR: {
+        /* Up to a NUL, which validated params cannot hold anyway. */
+        char *text = strndup(o->via.str.ptr, o->via.str.size);
+        fputs(text ? st_cli_safe(text) : "?", f);
+        free(text);
+        break;
+    }
     case MSGPACK_OBJECT_ARRAY:
         fputc('[', f);
         for (uint32_t i = 0; i < o->via.array.size; i++) {
@@ -194,7 +239,7 @@ static void range_text(const st_param_schema *p, char *buf, size_t cap)
     if (p->type == ST_PARAM_ENUM) {
         size_t used = append(buf, cap, 0, "one of ");
         for (size_t i = 0; i < p->n_enum; i++)
-            used = append(buf, cap, used, "%s%s", i ? "|" : "", p->enum_values[i]);
+            used = append(buf, cap, used, "%s%s", i ? "|" : "", st_cli_safe(p->enum_values[i]));
         return;
     }
     if (!p->has_min && !p->has_max)
@@ -222,15 +267,15 @@ void st_cli_params_text(FILE *f, const st_plugin_manifest *m, const char *indent
         else
             snprintf(def, sizeof def, "(required)");
         range_text(p, range, sizeof range);
-        fprintf(f, "%s%-20s %-7s default %s", indent, p->name,
+        fprintf(f, "%s%-20s %-7s default %s", indent, st_cli_safe(p->name),
                 st_param_type_name(p->type), def);
         if (range[0])
             fprintf(f, "  %s", range);
         if (p->unit && p->unit[0])
-            fprintf(f, "  unit: %s", p->unit);
+            fprintf(f, "  unit: %s", st_cli_safe(p->unit));
         fputc('\n', f);
         if (p->doc && p->doc[0])
-            fprintf(f, "%s    %s\n", indent, p->doc);
+            fprintf(f, "%s    %s\n", indent, st_cli_safe(p->doc));
     }
 }
 

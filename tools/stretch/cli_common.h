@@ -20,6 +20,17 @@ st_registry *st_cli_registry(char **dirs, size_t n_dirs, int *exit_code);
 /* Print "stretch: <diag line>" to stderr. */
 void st_cli_error(const st_diag *d);
 
+/* Print "stretch: warning: <note>" to stderr for what the scan of `r`
+ * skipped (world-writable places, a search cut short). */
+void st_cli_registry_warnings(const st_registry *r);
+/* The same notes as a JSON array of "file: message" strings. */
+void st_cli_registry_warnings_json(st_json *j, const st_registry *r);
+
+/* `s` with control characters escaped (text_escape.h), for printing text
+ * that comes from a file or a plugin. The result lives in one of a ring of
+ * eight buffers: valid until the eighth call after. NULL gives "". */
+const char *st_cli_safe(const char *s);
+
 /* A YAML value in flow style ("0.5", "[a, b]", "{k: v}"). Returns buf. */
 const char *st_cli_value_text(const st_value *v, char *buf, size_t cap);
 void st_cli_value_json(st_json *j, const st_value *v);

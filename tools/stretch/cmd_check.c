@@ -12,7 +12,8 @@
 
 #include "cli_common.h"
 #include "commands.h"
-#include "kv_cache.h"
+#include "host_features.h"
+#include "kv_type.h"
 #include "paths.h"
 
 #define CHECK_MAX_ERRORS 64
@@ -57,14 +58,6 @@ static void check_usage(FILE *f)
                "  --path DIR  search DIR after the strategy's plugin-dirs (repeatable)\n");
 }
 
-static bool requires_feature(const st_plugin_manifest *m, const char *feature)
-{
-    for (size_t i = 0; i < m->n_requires; i++)
-        if (strcmp(m->requires[i], feature) == 0)
-            return true;
-    return false;
-}
-
 static void check_one(check_ctx *c, const st_strategy *s, st_registry *reg,
                       check_item *it, bool load, bool model_ok)
 {
@@ -80,18 +73,15 @@ static void check_one(check_ctx *c, const st_strategy *s, st_registry *reg,
         return;
     }
     const st_plugin_manifest *m = it->rec->manifest;
-    if (requires_feature(m, "model") && !s->model) {
+    for (size_t i = 0; i < m->n_requires; i++) {
+        const char *why_not = st_feature_unavailable(m->requires[i], it->kind, s->backend,
+                                                     s->model != NULL);
+        if (!why_not)
+            continue;
         st_diag at;
-        st_diag_set(&at, ST_E_INVALID, ref->file ? ref->file : s->path, ref->line,
-                    ref->col, "%s plugin '%s' requires a model but the strategy "
-                    "names none (model:)", st_kind_name(it->kind), m->name);
-        add_error(c, &at, ST_EXIT_MANIFEST);
-    }
-    if (requires_feature(m, "opencl") && (!s->backend || strncmp(s->backend, "opencl", 6) != 0)) {
-        st_diag at;
-        st_diag_set(&at, ST_E_INVALID, ref->file ? ref->file : s->path, ref->line,
-                    ref->col, "%s plugin '%s' requires opencl but the backend is '%s'",
-                    st_kind_name(it->kind), m->name, s->backend ? s->backend : "cpu");
+        st_diag_set(&at, ST_E_INVALID, ref->file ? ref->file : s->path, ref->line, ref->col,
+                    "%s plugin '%s' requires '%s', which the engine cannot give: %s",
+                    st_kind_name(it->kind), m->name, m->requires[i], why_not);
         add_error(c, &at, ST_EXIT_MANIFEST);
     }
     st_diag_clear(&diag);
@@ -125,14 +115,14 @@ static bool unpack_params(const check_item *it, msgpack_unpacked *u)
 
 static void print_text(const st_strategy *s, check_item *items, size_t n)
 {
-    printf("strategy: %s\n", s->path);
+    printf("strategy: %s\n", st_cli_safe(s->path));
     if (s->n_files > 1) { /* files[0] is the strategy itself, then its parents */
         printf("extends:  ");
         for (size_t i = 1; i < s->n_files; i++)
-            printf("%s%s", i > 1 ? " -> " : "", s->files[i]);
+            printf("%s%s", i > 1 ? " -> " : "", st_cli_safe(s->files[i]));
         printf("\n");
     }
-    printf("model:    %s\n", s->model ? s->model : "(none)");
+    printf("model:    %s\n", s->model ? st_cli_safe(s->model) : "(none)");
     printf("backend:  %s   context: %u   threads: %u%s   kv-type: %s\n",
            s->backend ? s->backend : "cpu", s->context, s->threads,
            s->threads ? "" : " (all cores)", st_kv_type_name((st_kv_type)s->kv_type));
@@ -143,8 +133,8 @@ static void print_text(const st_strategy *s, check_item *items, size_t n)
                m && m->version ? m->version : "(not found)");
         if (!m)
             continue;
-        printf("    manifest: %s\n    library:  %s\n", it->rec->manifest_path,
-               m->library_path);
+        printf("    manifest: %s\n    library:  %s\n", st_cli_safe(it->rec->manifest_path),
+               st_cli_safe(m->library_path));
         msgpack_unpacked u;
         if (unpack_params(it, &u)) {
             printf("    params:   ");
@@ -157,7 +147,7 @@ static void print_text(const st_strategy *s, check_item *items, size_t n)
         if (it->checked) {
             char buf[2600], abi[16];
             printf("    load:     %s (ABI %s)\n",
-                   st_load_report_reason(&it->report, buf, sizeof buf),
+                   st_cli_safe(st_load_report_reason(&it->report, buf, sizeof buf)),
                    st_cli_abi_text(&it->report, abi, sizeof abi));
         }
     }
@@ -320,6 +310,9 @@ int st_cmd_check(int argc, char **argv)
         add_error(c, &diag, ST_EXIT_RUNTIME);
         goto report;
     }
+    /* A skipped place is not an error of this strategy, but it may be why a
+     * plugin resolves to another copy than the one expected. */
+    st_cli_registry_warnings(reg);
     bool model_ok = s->model && access(s->model, R_OK) == 0;
     if (s->model && !model_ok) {
         st_diag_set(&diag, ST_E_IO, s->path, 0, 0, "model: %s: cannot read the file",

@@ -57,7 +57,7 @@ static const st_plugin_record *resolve(st_registry *reg, const char *target, int
         }
         if (!st_path_is_file(yaml)) {
             fprintf(stderr, "stretch: %s: no plugin.yaml beside this library (looked for %s)\n",
-                    target, yaml);
+                    st_cli_safe(target), st_cli_safe(yaml));
             free(yaml);
             *code = ST_EXIT_MANIFEST;
             return NULL;
@@ -76,7 +76,8 @@ static const st_plugin_record *resolve(st_registry *reg, const char *target, int
         free(have);
         if (!same) {
             fprintf(stderr, "stretch: %s: the plugin.yaml beside it names another "
-                            "library (%s)\n", target, rec->manifest->library_path);
+                            "library (%s)\n", st_cli_safe(target),
+                    st_cli_safe(rec->manifest->library_path));
             *code = ST_EXIT_MANIFEST;
             return NULL;
         }
@@ -94,7 +95,7 @@ static const st_plugin_record *resolve(st_registry *reg, const char *target, int
         if (!kind) {
             fprintf(stderr, "stretch: '%s' is not a plugin kind (tokenizer, "
                             "positional-encoding, attention, sampler, retriever)\n",
-                    kind_buf);
+                    st_cli_safe(kind_buf));
             *code = ST_EXIT_USAGE;
             return NULL;
         }
@@ -114,7 +115,7 @@ static void print_list(const char *label, char **items, size_t n)
     if (n == 0)
         printf("(none)");
     for (size_t i = 0; i < n; i++)
-        printf("%s%s", i ? ", " : "", items[i]);
+        printf("%s%s", i ? ", " : "", st_cli_safe(items[i]));
     printf("\n");
 }
 
@@ -133,7 +134,7 @@ static void print_report(const st_plugin_manifest *m, const st_load_report *r)
     printf("  %-12s plugin %s, host %d.%d\n", "ABI:", st_cli_abi_text(r, buf, 16),
            ST_ABI_MAJOR, ST_ABI_MINOR);
     if (r->entry_version[0])
-        printf("  %-12s %s\n", "Entry:", r->entry_version);
+        printf("  %-12s %s\n", "Entry:", st_cli_safe(r->entry_version));
     const st_ops_info *info = st_ops_info_of(m->kind);
     if (r->loaded && info) {
         printf("  %-12s ", "Ops:");
@@ -152,11 +153,13 @@ static void print_report(const st_plugin_manifest *m, const st_load_report *r)
         printf("  %-12s %s\n", "Conformance:", r->conformance_ok ? "passed" : "FAILED");
         for (const char *line = r->conformance; *line;) {
             size_t n = strcspn(line, "\n");
-            printf("    %.*s\n", (int)n, line);
+            char *one = strndup(line, n);
+            printf("    %s\n", one ? st_cli_safe(one) : "?");
+            free(one);
             line += n + (line[n] == '\n');
         }
     }
-    printf("  %-12s %s\n", "Result:", st_load_report_reason(r, buf, sizeof buf));
+    printf("  %-12s %s\n", "Result:", st_cli_safe(st_load_report_reason(r, buf, sizeof buf)));
 }
 
 int st_cmd_inspect(int argc, char **argv)
@@ -254,12 +257,14 @@ int st_cmd_inspect(int argc, char **argv)
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
-        printf("Plugin: %s\n", m->name);
+        /* Everything but the kind comes from files: escaped, so a summary
+         * cannot move the cursor or fake a line. */
+        printf("Plugin: %s\n", st_cli_safe(m->name));
         printf("  %-12s %s\n", "Kind:", st_kind_name(m->kind));
-        printf("  %-12s %s\n", "Version:", m->version ? m->version : "-");
-        printf("  %-12s %s\n", "Summary:", m->summary ? m->summary : "-");
-        printf("  %-12s %s\n", "Manifest:", rec->manifest_path);
-        printf("  %-12s %s\n", "Library:", m->library_path);
+        printf("  %-12s %s\n", "Version:", m->version ? st_cli_safe(m->version) : "-");
+        printf("  %-12s %s\n", "Summary:", m->summary ? st_cli_safe(m->summary) : "-");
+        printf("  %-12s %s\n", "Manifest:", st_cli_safe(rec->manifest_path));
+        printf("  %-12s %s\n", "Library:", st_cli_safe(m->library_path));
         if (rec->state == ST_PLUGIN_SHADOWED)
             printf("  %-12s %s\n", "Note:", rec->diag.message);
         print_list("Requires:", m->requires, m->n_requires);
@@ -274,10 +279,13 @@ int st_cmd_inspect(int argc, char **argv)
         if (rep.conformance_ran && rep.created) {
             /* The first failed check, on the same one line. */
             size_t n = strcspn(rep.conformance, "\n");
-            fprintf(stderr, "stretch: %s: conformance failed: %.*s\n", m->library_path,
-                    (int)n, rep.conformance);
+            char *first = strndup(rep.conformance, n);
+            fprintf(stderr, "stretch: %s: conformance failed: %s\n",
+                    st_cli_safe(m->library_path), first ? st_cli_safe(first) : "?");
+            free(first);
         } else {
-            fprintf(stderr, "stretch: %s\n", st_load_report_reason(&rep, buf, sizeof buf));
+            fprintf(stderr, "stretch: %s\n",
+                    st_cli_safe(st_load_report_reason(&rep, buf, sizeof buf)));
         }
         code = st_cli_report_exit(&rep);
     }

@@ -123,14 +123,16 @@ int st_cmd_plugins(int argc, char **argv)
             st_json_end_object(&j);
         } else {
             printf("%-20s %-24s %-9s %-5s %-9s %s\n", m ? st_kind_name(m->kind) : "-",
-                   m ? m->name : "-", m && m->version ? m->version : "-", abi, status,
-                   rec->manifest_path);
+                   m ? st_cli_safe(m->name) : "-", m && m->version ? st_cli_safe(m->version) : "-",
+                   abi, status, st_cli_safe(rec->manifest_path));
             if (reason[0])
-                printf("    %s\n", reason);
+                printf("    %s\n", st_cli_safe(reason));
         }
     }
     if (json) {
         st_json_end_array(&j);
+        st_json_key(&j, "warnings");
+        st_cli_registry_warnings_json(&j, reg);
         st_json_end_object(&j);
         st_json_end(&j);
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
 #include "engine_kv.h"
@@ -166,6 +167,21 @@ int st_cmd_run(int argc, char **argv)
         size_t n;
         if (!(file_text = st_cli_read_file(prompt_file, &n)))
             return ST_EXIT_MODEL;
+        /* The prompt is handed on as C text: a NUL would silently cut it. */
+        const char *nul = memchr(file_text, '\0', n);
+        if (nul) {
+            size_t line = 1, col = 1;
+            for (const char *p = file_text; p < nul; p++, col++)
+                if (*p == '\n') {
+                    line++;
+                    col = 0;
+                }
+            fprintf(stderr, "stretch: %s:%zu:%zu: expected a text prompt, found a NUL byte "
+                            "(offset %zu of %zu bytes); the prompt would end there\n",
+                    st_cli_safe(prompt_file), line, col, (size_t)(nul - file_text), n);
+            free(file_text);
+            return ST_EXIT_MODEL;
+        }
         prompt = file_text;
     }
     if (!(manifest = st_cli_default_manifest(manifest))) {
@@ -275,7 +291,7 @@ int st_cmd_run(int argc, char **argv)
         }
     }
     if (st != ST_OK) {
-        fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : err.message);
+        fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : st_cli_safe(err.message));
         rc = ST_EXIT_RUNTIME;
     }
     free(logits);

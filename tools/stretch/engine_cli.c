@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "paths.h"
 #include "registry.h"
@@ -114,7 +115,7 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
         sigaction(load_signals[i], &old[i], NULL);
     if (st == ST_OK)
         return 0;
-    fprintf(stderr, "stretch: %s\n", err.message);
+    fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message)); /* may quote a plugin */
     if (strstr(err.message, ".gguf") && (strstr(err.message, "No such file") ||
                                          strstr(err.message, "cannot open")))
         fprintf(stderr, "stretch: hint: tools/fetch_model.sh downloads the default model\n");
