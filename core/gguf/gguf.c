@@ -211,6 +211,15 @@ static st_status parse_kv(cursor *c, st_gguf_kv *kv, uint64_t index)
                     (unsigned long long)index);
     if (memchr(kv->key, 0, kv->key_len))
         return fail(c, key_at, "key of metadata entry %llu contains a NUL byte", (unsigned long long)index);
+    /* The specification makes keys ASCII; anything else (invalid UTF-8,
+     * control characters) would also reach every message that names it. */
+    for (uint64_t i = 0; i < kv->key_len; i++) {
+        uint8_t b = (uint8_t)kv->key[i];
+        if (b < 0x20 || b > 0x7E)
+            return fail(c, key_at, "key of metadata entry %llu is not printable ASCII "
+                        "(expected bytes 0x20..0x7e, found 0x%02x at key byte %llu)",
+                        (unsigned long long)index, b, (unsigned long long)i);
+    }
 
     /* keys are not NUL-terminated in the file; copy for messages */
     char key[160];

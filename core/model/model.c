@@ -169,6 +169,14 @@ static st_status read_hparams(const st_gguf *g, st_model_hparams *hp, st_diag *d
                            "%u kv heads (expected nonzero, heads a multiple of kv heads, n_embd "
                            "a multiple of heads)", hp->n_layers, hp->n_embd, hp->n_ff,
                            hp->n_heads, hp->n_kv_heads);
+    /* Each layer is nine tensors: a block count beyond the file's tensor
+     * count is a format error naming the key, not an allocation that fails
+     * (a count the file could hold goes on to name the missing tensor). */
+    if (hp->n_layers > g->n_tensors)
+        return st_diag_set(diag, ST_E_FORMAT, gpath(g), 0, 0,
+                           "model: '%s.block_count' is %u (expected at most %llu, the number "
+                           "of tensors in the file; each layer needs nine)", arch,
+                           hp->n_layers, (unsigned long long)g->n_tensors);
     if ((s = get_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_heads, &hp->head_dim,
                      diag)))
         return s;

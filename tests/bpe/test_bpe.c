@@ -222,6 +222,12 @@ Test(bpe, invalid_utf8_becomes_replacement_char)
         {"\xf0\x9f\x98", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
         {"\xf8\x88\x80\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
         {"\xf5\x80\x80\x80!", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd!"},
+        /* Overlong forms of '/' and NUL: invalid bytes, not characters. */
+        {"a\xc0\xaf", "a\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xe0\x80\xaf", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xf0\x80\x80\xaf", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+        {"x\xc0\x80", "x\xef\xbf\xbd\xef\xbf\xbd"},
+        {"\xc1\xbf", "\xef\xbf\xbd\xef\xbf\xbd"},
     };
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
         size_t n1, n2;
@@ -232,8 +238,8 @@ Test(bpe, invalid_utf8_becomes_replacement_char)
         free(a);
         free(b);
     }
-    /* Overlong and surrogate forms decode without checks (llama.cpp) and
-     * come back re-encoded; all that matters here is that nothing breaks. */
+    /* Surrogates decode without checks (llama.cpp) and come back
+     * re-encoded; all that matters here is that nothing breaks. */
     const char nasty[] = "\xc0\x80\xed\xa0\x80\xc1\xbf\x00\xff\xfe\xfd";
     size_t n;
     int32_t *ids = encode(inst, nasty, sizeof nasty - 1, ST_ENCODE_PARSE_SPECIAL, &n);
@@ -445,5 +451,74 @@ Test(bpe, random_bytes_give_valid_ids)
         cr_assert(ids[i] >= 0 && ids[i] < (int32_t)N_TOKENS, "id %zu = %d", i, ids[i]);
     free(ids);
     free(text);
+    g_entry->destroy(inst);
+}
+
+/* Two million control tokens, the longer half after the shorter one (the
+ * order that made the old insertion sort move every entry: hours, not
+ * seconds). The timeout only catches that quadratic load; sorted loading
+ * takes about a second. */
+#define MANY_SPECIALS (1 << 21)
+
+Test(bpe, many_control_tokens_load_and_longest_wins, .timeout = 120)
+{
+    static char texts[MANY_SPECIALS][10];
+    static const char *strs[MANY_SPECIALS];
+    static int types[MANY_SPECIALS];
+    const int half = MANY_SPECIALS / 2;
+    for (int i = 0; i < MANY_SPECIALS; i++) {
+        if (i < half)
+            snprintf(texts[i], sizeof texts[i], "<%07d", i);
+        else
+            snprintf(texts[i], sizeof texts[i], "<%07d>", i - half);
+        strs[i] = texts[i];
+        types[i] = 3; /* control */
+    }
+    static const char *const no_merges[] = {"a b"};
+    fake_meta_set_strs(&g_fh, "tokenizer.ggml.tokens", strs, MANY_SPECIALS);
+    fake_meta_set_ints(&g_fh, "tokenizer.ggml.token_type", types, MANY_SPECIALS);
+    fake_meta_set_strs(&g_fh, "tokenizer.ggml.merges", no_merges, 1);
+    fake_meta_remove(&g_fh, "tokenizer.ggml.bos_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.eos_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.unknown_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.padding_token_id");
+    void *inst = create_ok();
+    /* "<0000042>" holds "<0000042": the longer control token must win. */
+    size_t n;
+    int32_t *ids = encode(inst, "<0000042><0000007", 17, ST_ENCODE_PARSE_SPECIAL, &n);
+    cr_assert_eq(n, 2);
+    cr_expect_eq(ids[0], half + 42);
+    cr_expect_eq(ids[1], 7);
+    free(ids);
+    g_entry->destroy(inst);
+}
+
+Test(bpe, empty_token_texts_load)
+{
+    /* Empty token strings (a fuzzed vocabulary) have empty keys: they must
+     * load, compare and encode without touching a NULL arena. */
+    static const char *const tokens[] = {"", "", "a", ""};
+    static const int types[] = {1, 1, 1, 3};
+    static const char *const merges[] = {"a a"};
+    fake_meta_set_strs(&g_fh, "tokenizer.ggml.tokens", tokens, 4);
+    fake_meta_set_ints(&g_fh, "tokenizer.ggml.token_type", types, 4);
+    fake_meta_set_strs(&g_fh, "tokenizer.ggml.merges", merges, 1);
+    fake_meta_remove(&g_fh, "tokenizer.ggml.bos_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.eos_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.unknown_token_id");
+    fake_meta_remove(&g_fh, "tokenizer.ggml.padding_token_id");
+    void *inst = create_ok();
+    size_t n;
+    int32_t *ids = encode(inst, "a", 1, ST_ENCODE_PARSE_SPECIAL, &n);
+    cr_assert_eq(n, 1);
+    cr_expect_eq(ids[0], 2);
+    free(ids);
+    g_entry->destroy(inst);
+
+    /* Only empty tokens: nothing else would ever allocate the arena. */
+    static const char *const only_empty[] = {"", ""};
+    fake_meta_set_strs(&g_fh, "tokenizer.ggml.tokens", only_empty, 2);
+    fake_meta_set_ints(&g_fh, "tokenizer.ggml.token_type", types, 2);
+    inst = create_ok();
     g_entry->destroy(inst);
 }

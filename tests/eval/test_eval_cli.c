@@ -85,7 +85,7 @@ Test(eval_cli, passkey_writes_table_csv_png_and_resumes)
 {
     cr_assert_eq(run("eval passkey -m s.yaml --lengths 300,400 --depths 0,100 --samples 2 "
                      "--out pk --fresh"), 0);
-    cr_assert_eq(count_lines("pk/points.jsonl"), 8);
+    cr_assert_eq(count_lines("pk/points.jsonl"), 1 + 8);
     cr_assert_eq(count_lines("pk/passkey.csv"), 1 + 4);
     cr_assert(file_starts_with("pk/passkey.png", "\x89PNG\r\n\x1a\n", 8));
     cr_assert_eq(count_lines("out.txt"), 2 + 2 + 1);
@@ -93,16 +93,16 @@ Test(eval_cli, passkey_writes_table_csv_png_and_resumes)
     /* Drop the last point, as an interrupted run would have; the rerun
      * redoes exactly that one and appends it. */
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "cd %s && head -n 7 pk/points.jsonl > p && mv p pk/points.jsonl",
+    snprintf(cmd, sizeof cmd, "cd %s && head -n 8 pk/points.jsonl > p && mv p pk/points.jsonl",
              dir);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(run("eval passkey -m s.yaml --lengths 300,400 --depths 0,100 --samples 2 "
                      "--out pk"), 0);
-    cr_assert_eq(count_lines("pk/points.jsonl"), 8);
+    cr_assert_eq(count_lines("pk/points.jsonl"), 1 + 8);
     /* A larger sample count reuses all 8 and adds 4. */
     cr_assert_eq(run("eval passkey -m s.yaml --lengths 300,400 --depths 0,100 --samples 3 "
                      "--out pk --json"), 0);
-    cr_assert_eq(count_lines("pk/points.jsonl"), 12);
+    cr_assert_eq(count_lines("pk/points.jsonl"), 1 + 12);
     cr_assert_eq(count_lines("out.txt"), 1);
 }
 
@@ -117,13 +117,13 @@ Test(eval_cli, ppl_resume_gives_the_same_numbers)
     cr_assert(fread(full, 1, sizeof full - 1, f) > 0);
     fclose(f);
     cr_assert(strstr(full, "\"windows\":3"), "%s", full);
-    cr_assert_eq(count_lines("a/points.jsonl"), 3);
+    cr_assert_eq(count_lines("a/points.jsonl"), 1 + 3);
     cr_assert_eq(count_lines("a/ppl.csv"), 5);
     cr_assert(file_starts_with("a/ppl.png", "\x89PNG\r\n\x1a\n", 8));
 
     /* Keep one finished window, rerun: the totals must be identical. */
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "cd %s && head -n 1 a/points.jsonl > p && mv p a/points.jsonl",
+    snprintf(cmd, sizeof cmd, "cd %s && head -n 2 a/points.jsonl > p && mv p a/points.jsonl",
              dir);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 3 --buckets 4 --out a --json "
@@ -132,7 +132,104 @@ Test(eval_cli, ppl_resume_gives_the_same_numbers)
     cr_assert(fread(resumed, 1, sizeof resumed - 1, f) > 0);
     fclose(f);
     cr_assert_str_eq(full, resumed);
-    cr_assert_eq(count_lines("a/points.jsonl"), 3);
+    cr_assert_eq(count_lines("a/points.jsonl"), 1 + 3);
+}
+
+static bool err_has(const char *needle)
+{
+    char path[256], buf[4096] = {0};
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    if (!strstr(buf, needle))
+        cr_log_error("'%s' not in: %s", needle, buf);
+    return strstr(buf, needle) != NULL;
+}
+
+static void shell(const char *script)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && %s", dir, script);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+Test(eval_cli, ppl_resume_refuses_other_inputs_and_bad_values)
+{
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "text.txt"), 0);
+    /* Another text, manifest or model into the same --out: the old windows
+     * must not be reported as this run's. */
+    shell("sed 's/fox/cat/g' text.txt > other.txt && sed 's/threads: 1/threads: 2/' s.yaml "
+          "> s2.yaml && cp tiny.gguf tiny2.gguf && printf '\\0' >> tiny2.gguf && "
+          "sed 's/tiny.gguf/tiny2.gguf/' s.yaml > s3.yaml");
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "other.txt"), 5);
+    cr_assert(err_has("a/points.jsonl:1: cannot resume: it was computed with another text"));
+    cr_assert_eq(run("eval ppl -m s2.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "text.txt"), 5);
+    cr_assert(err_has("another manifest"));
+    cr_assert_eq(run("eval ppl -m s3.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "text.txt"), 5);
+    cr_assert(err_has("another model"));
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --chunk 7 "
+                     "--out a text.txt"), 5);
+    cr_assert(err_has("another settings"));
+    cr_assert_eq(count_lines("a/points.jsonl"), 1 + 2, "a refused run must not touch the file");
+
+    /* Values read back are checked: a negative nll, then a wrong count. */
+    shell("cp a/points.jsonl keep && sed -i '3s/\"nll\":\\[[0-9.e+-]*/\"nll\":[-1/' "
+          "a/points.jsonl");
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "text.txt"), 5);
+    cr_assert(err_has("a/points.jsonl:3: window 1: bad \"nll\""));
+    shell("cp keep a/points.jsonl && sed -i '2s/\"n\":\\[[0-9]*/\"n\":[99/' a/points.jsonl");
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --out a "
+                     "text.txt"), 5);
+    cr_assert(err_has("a/points.jsonl:2: window 0: bad \"n\""));
+    /* --fresh starts over. */
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 2 --buckets 4 --out a --fresh "
+                     "other.txt"), 0);
+}
+
+Test(eval_cli, passkey_resume_refuses_other_inputs_and_edited_verdicts)
+{
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 0);
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--seed 2 --out pk"), 5);
+    cr_assert(err_has("pk/points.jsonl:1: cannot resume: it was computed with another "
+                      "settings"));
+    shell("sed 's/threads: 1/threads: 2/' s.yaml > s2.yaml");
+    cr_assert_eq(run("eval passkey -m s2.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 5);
+    cr_assert(err_has("another manifest"));
+    /* Flip line 2's verdict: it no longer follows from its answer and key. */
+    shell("sed -i '2s/\"correct\":false/\"correct\":X/;2s/\"correct\":true/\"correct\":"
+          "false/;2s/\"correct\":X/\"correct\":true/' pk/points.jsonl");
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 5);
+    cr_assert(err_has("pk/points.jsonl:2: bad \"correct\" (it does not follow"));
+}
+
+Test(eval_cli, csv_write_failure_is_an_error)
+{
+    /* ppl.csv cannot be written (a directory stands there): no "wrote". */
+    shell("mkdir -p c/ppl.csv pk2/passkey.csv");
+    cr_assert_eq(run("eval ppl -m s.yaml --length 100 --windows 1 --out c text.txt"), 5);
+    cr_assert(err_has("c/ppl.csv: cannot write"));
+    char path[256], buf[4096] = {0};
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    cr_assert(!strstr(buf, "wrote"), "%s", buf);
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0 --samples 1 --out pk2"),
+                 5);
+    cr_assert(err_has("pk2/passkey.csv: cannot write"));
 }
 
 Test(eval_cli, bad_arguments_fail_with_a_message)

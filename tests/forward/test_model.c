@@ -121,6 +121,36 @@ Test(forward_model, shape_errors_name_the_tensor)
               "%s", d.message);
 }
 
+Test(forward_model, huge_block_count_is_a_format_error)
+{
+    /* A fuzzed block count must be refused as the file's error, naming
+     * the key, before anything is sized from it. */
+    st_gw *w = st_gw_new();
+    st_gw_string(w, "general.architecture", "llama");
+    st_gw_u32(w, "llama.block_count", 0xFFFFFFF0u);
+    st_gw_u32(w, "llama.embedding_length", 32);
+    st_gw_u32(w, "llama.feed_forward_length", 64);
+    st_gw_u32(w, "llama.attention.head_count", 2);
+    uint64_t ne_e[2] = { 32, 10 }, ne_n[1] = { 32 };
+    st_gw_tensor(w, "token_embd.weight", ST_GGML_F32, 2, ne_e, NULL);
+    st_gw_tensor(w, "output_norm.weight", ST_GGML_F32, 1, ne_n, NULL);
+    char path[] = "/tmp/st_fwd_layers_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    cr_assert_eq(st_gw_write(w, path, NULL), ST_OK);
+    st_gw_free(w);
+    st_diag d;
+    st_gguf *g;
+    cr_assert_eq(st_gguf_open(path, &g, &d), ST_OK, "%s", d.message);
+    unlink(path);
+    st_model *m = NULL;
+    st_status s = st_model_load(g, &m, &d);
+    st_gguf_close(g);
+    cr_assert_null(m);
+    cr_assert_eq(s, ST_E_FORMAT, "%s", d.message);
+    cr_assert(strstr(d.message, "'llama.block_count' is 4294967280"), "%s", d.message);
+}
+
 static void check_type(st_ggml_type type, const char *tname)
 {
     fwd_fixture f;

@@ -352,6 +352,15 @@ Test(gguf_malformed, bad_metadata)
     st_gw_string(w, "", "x");
     expect_writer_fails(w, "empty key in metadata entry 1", "emptykey");
 
+    /* Keys are ASCII (the specification): invalid UTF-8 and controls are not. */
+    w = writer_with_tensor();
+    st_gw_u32(w, "general.\xc3\x28", 1);
+    expect_writer_fails(w, "key of metadata entry 1 is not printable ASCII| at byte offset |"
+                        "(expected bytes 0x20..0x7e, found 0xc3 at key byte 8)", "utf8key");
+    w = writer_with_tensor();
+    st_gw_u32(w, "a\x1b[2Jb", 1);
+    expect_writer_fails(w, "found 0x1b at key byte 1", "ctrlkey");
+
     /* arrays of arrays nested 5 deep: [[[[[u8]]]]] */
     uint8_t deep[5 * 12];
     for (int i = 0; i < 5; i++) {

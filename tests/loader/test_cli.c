@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -143,6 +144,61 @@ Test(cli, hanging_plugin_is_killed)
     cr_assert_eq(lines(err), 1, "%s", err);
     cr_assert(strstr(err, "bad-create-hangs.so: killed after 1 s") != NULL, "%s", err);
     cr_assert(strstr(err, "(stage: create)") != NULL, "%s", err);
+}
+
+Test(cli, forged_reports_are_not_trusted)
+{
+    /* create() writes into the checker's pipe and exits 0: unterminated
+     * junk (once a stack overflow in the printer), then a well-formed
+     * "all passed" report without the checker's token. */
+    expect_bad("bad-forges-report", 3, "bad-forges-report.so", "cannot be trusted");
+    cr_assert(strstr(err, "after stage create"), "%s", err);
+    expect_bad("bad-forges-verdict", 3, "bad-forges-verdict.so", "cannot be trusted (not "
+               "written by the checker");
+}
+
+/* Whether process `pid` is gone (stretch reaps what it killed; a zombie
+ * counts as gone all the same). */
+static bool process_gone(long pid)
+{
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    read_all(path, stat, sizeof stat);
+    const char *paren = strrchr(stat, ')');
+    return !paren || paren[1] == '\0' || paren[2] == 'Z' || paren[2] == 'X';
+}
+
+Test(cli, forked_helpers_neither_outlive_nor_stall_the_check)
+{
+    /* The plugin's helper holds the report pipe open and never ends: the
+     * check must end with the checker, and take the helper with it. */
+    char pid_file[64], args[1024];
+    snprintf(pid_file, sizeof pid_file, "/tmp/st_cli_forks_%d", (int)getpid());
+    unlink(pid_file);
+    setenv("ST_FIXTURE_PID_FILE", pid_file, 1);
+    setenv("STRETCH_CHECK_TIMEOUT", "30", 1);
+    snprintf(args, sizeof args, "inspect %s/fixture-forks/plugin.yaml", ST_SLOW_FIXTURE_DIR);
+    int rc = run(args);
+    unsetenv("STRETCH_CHECK_TIMEOUT");
+    unsetenv("ST_FIXTURE_PID_FILE");
+    char pids[4096] = "";
+    read_all(pid_file, pids, sizeof pids);
+    unlink(pid_file);
+    int alive = 0, n = 0;
+    for (char *p = pids, *end; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        n++;
+        if (!process_gone(pid)) {
+            alive++;
+            kill((pid_t)pid, SIGKILL); /* leave nothing behind either way */
+        }
+    }
+    cr_assert_eq(rc, 0, "exit %d; stderr: %s; stdout: %s", rc, err, out);
+    cr_assert(!strstr(out, "killed after"), "%s", out);
+    cr_assert_gt(n, 0, "the fixture recorded no helper");
+    cr_assert_eq(alive, 0, "%d of %d helpers outlived `stretch inspect`", alive, n);
 }
 
 Test(cli, broken_manifests)

@@ -79,6 +79,9 @@ TestSuite(squeezed_index, .init = setup, .fini = teardown);
 
 static void write_saved(void)
 {
+    /* A save replaces only an index (or nothing): start from nothing, as
+     * the cases below leave a damaged file behind. */
+    remove(path);
     st_sq_index_key k = sample_key();
     st_sq_index ix;
     cr_assert_eq(st_sq_index_init(&ix, &k), ST_OK);
@@ -205,4 +208,49 @@ Test(squeezed_index, garbage_is_refused)
     fclose(f);
     char msg[512] = "";
     cr_assert_eq(try_load(msg, sizeof msg), ST_E_FORMAT, "%s", msg);
+}
+
+static char *slurp(const char *p, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    cr_assert(f, "%s", p);
+    static char buf[1 << 16];
+    *len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return buf;
+}
+
+Test(squeezed_index, save_never_replaces_a_file_that_is_not_an_index)
+{
+    /* index_path naming someone's notes by mistake: the load warns, and
+     * the save must leave the file as it was. */
+    static const char notes[] = "my notes, not a msgpack index\n";
+    FILE *f = fopen(path, "wb");
+    fputs(notes, f);
+    fclose(f);
+    cr_assert(!st_sq_index_replaceable(path));
+    st_sq_index_key k = sample_key();
+    st_sq_index ix;
+    cr_assert_eq(st_sq_index_init(&ix, &k), ST_OK);
+    fill(&ix);
+    char msg[512] = "";
+    cr_assert_eq(st_sq_index_save(&ix, path, msg, sizeof msg), ST_E_STATE);
+    cr_assert(strstr(msg, path) && strstr(msg, "not a clustering index"), "%s", msg);
+    size_t len;
+    const char *now = slurp(path, &len);
+    cr_assert(len == sizeof notes - 1 && memcmp(now, notes, len) == 0,
+              "the file was overwritten");
+
+    /* An index of ours, even a damaged one, or no file at all is replaced. */
+    remove(path);
+    cr_assert(st_sq_index_replaceable(path));
+    cr_assert_eq(st_sq_index_save(&ix, path, msg, sizeof msg), ST_OK, "%s", msg);
+    f = fopen(path, "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x55, f);
+    fclose(f);
+    cr_assert(st_sq_index_replaceable(path));
+    cr_assert_eq(st_sq_index_save(&ix, path, msg, sizeof msg), ST_OK, "%s", msg);
+    st_sq_index_free(&ix);
+    cr_assert_eq(try_load(msg, sizeof msg), ST_OK, "%s", msg);
 }

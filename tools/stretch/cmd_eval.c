@@ -3,6 +3,7 @@
  * under a strategy, overall and by position within the window, so a
  * strategy's behaviour past the trained length shows as a curve.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,43 +52,75 @@ static void write_point(FILE *f, size_t w, long long length, long long buckets,
     fflush(f);
 }
 
-/* Add a finished window's sums from the points file; false when absent. */
-static bool read_point(const char *existing, size_t w, long long length, long long buckets,
-                       double *nll, size_t *n)
+/* Add a finished window's sums from the points file: 1 when there, 0 when
+ * absent, -1 (message printed) when its line does not hold what a scored
+ * window can: a finite non-negative nll and the bucket's exact token count. */
+static int read_point(const char *existing, const char *path, size_t w, long long length,
+                      long long buckets, double *nll, size_t *n)
 {
     if (!existing)
-        return false;
+        return 0;
     char needle[128];
     snprintf(needle, sizeof needle, "{\"window\":%zu,\"length\":%lld,\"buckets\":%lld,\"nll\":[",
              w, length, buckets);
-    const char *p = strstr(existing, needle);
-    if (!p || !strchr(p, '\n'))
-        return false;
-    p += strlen(needle);
+    const char *line = strstr(existing, needle);
+    if (!line || !strchr(line, '\n'))
+        return 0; /* absent, or torn by a kill: score it again */
+    const char *p = line + strlen(needle);
     double tmp_nll[1024];
     size_t tmp_n[1024];
-    for (long long b = 0; b < buckets; b++) {
+    const char *bad = NULL;
+    for (long long b = 0; b < buckets && !bad; b++) {
         char *end;
         tmp_nll[b] = strtod(p, &end);
-        if (end == p)
-            return false;
+        if (end == p || *end != (b + 1 < buckets ? ',' : ']') || !isfinite(tmp_nll[b]) ||
+            tmp_nll[b] < 0)
+            bad = "\"nll\" (expected finite values >= 0, one per bucket)";
         p = end + 1;
     }
-    p = strstr(p, "\"n\":[");
-    if (!p)
-        return false;
-    p += 5;
-    for (long long b = 0; b < buckets; b++) {
+    if (!bad && strncmp(p, ",\"n\":[", 6) != 0)
+        bad = "\"n\" (expected after \"nll\")";
+    p += 6;
+    for (long long b = 0; b < buckets && !bad; b++) {
+        /* Token t in [1, length) falls in bucket t * buckets / length. */
+        long long lo = (b * length + buckets - 1) / buckets, hi = ((b + 1) * length + buckets - 1) / buckets;
+        size_t want = (size_t)(hi - (lo < 1 ? 1 : lo));
         char *end;
         tmp_n[b] = (size_t)strtoull(p, &end, 10);
-        if (end == p)
-            return false;
+        if (end == p || *end != (b + 1 < buckets ? ',' : ']') || tmp_n[b] != want)
+            bad = "\"n\" (expected each bucket's token count)";
         p = end + 1;
+    }
+    if (bad) {
+        fprintf(stderr, "stretch: %s:%zu: window %zu: bad %s; rerun with --fresh to score "
+                        "again\n", path, st_points_line(existing, line), w, bad);
+        return -1;
     }
     for (long long b = 0; b < buckets; b++) {
         nll[b] += tmp_nll[b];
         n[b] += tmp_n[b];
     }
+    return 1;
+}
+
+/* What a window's scores depend on, for the points file's header. */
+static bool ppl_fields(const char *manifest, const char *model, const char *text,
+                       size_t text_len, long long length, long long buckets, long long chunk,
+                       st_points_field f[4])
+{
+    uint64_t hm, hs;
+    if (!st_eval_hash_file(model, &hm) || !st_eval_hash_manifest(manifest, &hs))
+        return false;
+    f[0].key = "model";
+    snprintf(f[0].value, sizeof f[0].value, "%016llx", (unsigned long long)hm);
+    f[1].key = "manifest";
+    snprintf(f[1].value, sizeof f[1].value, "%016llx", (unsigned long long)hs);
+    f[2].key = "text";
+    snprintf(f[2].value, sizeof f[2].value, "%016llx",
+             (unsigned long long)st_eval_hash(ST_EVAL_HASH_INIT, text, text_len));
+    f[3].key = "settings";
+    snprintf(f[3].value, sizeof f[3].value, "length %lld, buckets %lld, chunk %lld", length,
+             buckets, chunk);
     return true;
 }
 
@@ -324,7 +357,15 @@ int st_cmd_eval(int argc, char **argv)
     st_error err;
     memset(&err, 0, sizeof err);
     st_status st = st_engine_tokenize(e, text, text_len, 0, &ids, &n_ids, &err);
+    st_points_field fields[4];
+    bool have_fields = ppl_fields(manifest, info.model_path, text, text_len, length, buckets,
+                                  chunk, fields);
     free(text);
+    if (st == ST_OK && !have_fields) {
+        err.status = st = ST_E_IO;
+        snprintf(err.message, sizeof err.message,
+                 "cannot read the model or manifest to fingerprint the run");
+    }
     if (st == ST_OK && n_ids < (size_t)length) {
         rc = ST_EXIT_MANIFEST; /* --length does not suit the file: a parameter error */
         err.status = st = ST_E_RANGE;
@@ -345,18 +386,25 @@ int st_cmd_eval(int argc, char **argv)
     char *existing = NULL;
     size_t existing_len = 0;
     FILE *points = NULL;
-    bool points_failed = false;
     if (st == ST_OK &&
-        !(points = st_points_open(out_dir, "points.jsonl", fresh, &existing, &existing_len))) {
-        rc = ST_EXIT_RUNTIME;
+        !(points = st_points_open(out_dir, "points.jsonl", fresh, "ppl", fields, 4, &existing,
+                                  &existing_len))) {
+        rc = ST_EXIT_RUNTIME; /* the message is printed */
         st = ST_E_IO;
-        points_failed = true; /* st_points_open said why */
     }
+    char points_path[4096];
+    snprintf(points_path, sizeof points_path, "%s/points.jsonl", out_dir);
     st_progress pr;
     st_progress_start(&pr, "ppl", n_win * (size_t)length);
     st_cli_cancel_on_sigint(e);
     for (size_t w = 0; st == ST_OK && w < n_win; w++) {
-        if (read_point(existing, w, length, buckets, b_nll, b_n)) {
+        int got = read_point(existing, points_path, w, length, buckets, b_nll, b_n);
+        if (got < 0) {
+            rc = ST_EXIT_RUNTIME;
+            st = ST_E_FORMAT;
+            break;
+        }
+        if (got) {
             pr.done += (size_t)length;
             pr.skipped += (size_t)length;
             continue;
@@ -388,11 +436,15 @@ int st_cmd_eval(int argc, char **argv)
         char path[4096];
         snprintf(path, sizeof path, "%s/ppl.csv", out_dir);
         FILE *csv = fopen(path, "w");
-        if (!csv)
-            fprintf(stderr, "stretch: %s: cannot write\n", path);
+        if (!csv) {
+            fprintf(stderr, "stretch: %s: cannot write: %s\n", path, strerror(errno));
+            rc = ST_EXIT_RUNTIME;
+        }
         print_result(file, manifest, length, n_win, buckets, b_nll, b_n, json, csv);
-        if (csv)
-            fclose(csv);
+        if (csv && (ferror(csv) | fclose(csv))) {
+            fprintf(stderr, "stretch: %s: write failed\n", path);
+            rc = ST_EXIT_RUNTIME;
+        }
         double *ppl = malloc(sizeof(double) * (size_t)buckets);
         if (ppl) {
             for (long long b = 0; b < buckets; b++)
@@ -404,10 +456,10 @@ int st_cmd_eval(int argc, char **argv)
             write_plot(path, title, length, buckets, ppl, info.n_ctx_train);
             free(ppl);
         }
-        if (!json)
+        if (!json && !rc)
             printf("wrote %s/ppl.csv, %s/ppl.png, %s/points.jsonl\n", out_dir, out_dir,
                    out_dir);
-    } else if (!points_failed) {
+    } else if (!rc) { /* a failure that set rc has printed why */
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
                                              ? "interrupted: finished windows are kept; rerun "
                                                "the same command to resume"

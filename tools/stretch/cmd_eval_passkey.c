@@ -138,11 +138,24 @@ static long first_integer(const char *s)
     return *s ? strtol(s, NULL, 10) : -1;
 }
 
-/* Whether the points file already has (length, depth, sample); sets *ok. */
-static bool find_point(const char *existing, long length, long depth, long sample, bool *ok)
+/* The key hidden in sample s of (length, depth): a function of the seed,
+ * so a resumed point can be checked against it. */
+static int sample_key(long long seed, long long length, long long depth, long long s)
+{
+    uint64_t h = mix(mix(mix((uint64_t)seed) ^ (uint64_t)length) ^ (uint64_t)(depth << 20)) ^
+                 mix((uint64_t)s + 1);
+    return 10000 + (int)(h % 90000);
+}
+
+/* Whether the points file already has (length, depth, sample): 1 and *ok
+ * set, 0 when absent, -1 (message printed) when its line is not what this
+ * run would have written: another key, or "correct" not what the answer
+ * and key give (a hand-edited verdict is not taken on trust). */
+static int find_point(const char *existing, const char *path, long length, long depth,
+                      long sample, int key, bool *ok)
 {
     if (!existing)
-        return false;
+        return 0;
     char needle[96];
     int n = snprintf(needle, sizeof needle, "{\"length\":%ld,\"depth\":%ld,\"sample\":%ld,",
                      length, depth, sample);
@@ -150,13 +163,35 @@ static bool find_point(const char *existing, long length, long depth, long sampl
         const char *line_end = strchr(p, '\n');
         if (!line_end)
             break; /* a torn last line from a kill: redo that point */
+        const char *bad = NULL;
+        char *end;
+        const char *k = strstr(p, "\"key\":");
+        const char *a = strstr(p, "\"answer\":");
         const char *c = strstr(p, "\"correct\":");
-        if (c && c < line_end) {
-            *ok = strncmp(c + 10, "true", 4) == 0;
-            return true;
+        if (!k || k > line_end || strtol(k + 6, &end, 10) != key || *end != ',')
+            bad = "\"key\" (expected the key this seed hides there)";
+        else if (!a || a > line_end || !c || c > line_end || a > c)
+            bad = "\"answer\" and \"correct\" (expected both)";
+        size_t alen = 0;
+        char *answer = bad ? NULL : st_cli_json_string_decode(a + 9, (size_t)(c - 1 - (a + 9)),
+                                                              &alen);
+        if (!bad && !answer)
+            bad = "\"answer\" (expected a JSON string)";
+        bool said = !bad && strncmp(c + 10, "true}", 5) == 0;
+        if (!bad && !said && strncmp(c + 10, "false}", 6) != 0)
+            bad = "\"correct\" (expected true or false)";
+        if (!bad && said != (first_integer(answer) == key))
+            bad = "\"correct\" (it does not follow from the answer and the key)";
+        free(answer);
+        if (bad) {
+            fprintf(stderr, "stretch: %s:%zu: bad %s; rerun with --fresh to redo the points\n",
+                    path, st_points_line(existing, p), bad);
+            return -1;
         }
+        *ok = said;
+        return 1;
     }
-    return false;
+    return 0;
 }
 
 static uint32_t heat_colour(double acc)
@@ -266,13 +301,30 @@ int st_cmd_eval_passkey(int argc, char **argv)
         if ((rc = st_cli_open_engine(manifest, &opts, &e)))
             return rc;
     }
+    /* What every point depends on, for the points file's header. */
+    st_points_field fields[3];
+    uint64_t hm, hs;
+    if (!st_eval_hash_file(info.model_path, &hm) || !st_eval_hash_manifest(manifest, &hs)) {
+        fprintf(stderr, "stretch: cannot read the model or manifest to fingerprint the run\n");
+        st_engine_close(e);
+        return ST_EXIT_RUNTIME;
+    }
+    fields[0].key = "model";
+    snprintf(fields[0].value, sizeof fields[0].value, "%016llx", (unsigned long long)hm);
+    fields[1].key = "manifest";
+    snprintf(fields[1].value, sizeof fields[1].value, "%016llx", (unsigned long long)hs);
+    fields[2].key = "settings";
+    snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 1", seed);
     char *existing = NULL;
     size_t existing_len = 0;
-    FILE *points = st_points_open(out_dir, "points.jsonl", fresh, &existing, &existing_len);
+    FILE *points = st_points_open(out_dir, "points.jsonl", fresh, "passkey", fields, 3,
+                                  &existing, &existing_len);
     if (!points) {
         st_engine_close(e);
         return ST_EXIT_RUNTIME;
     }
+    char points_path[4096];
+    snprintf(points_path, sizeof points_path, "%s/points.jsonl", out_dir);
     uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
     static double acc[MAX_AXIS][MAX_AXIS];
     size_t total = 0;
@@ -289,15 +341,19 @@ int st_cmd_eval_passkey(int argc, char **argv)
             int correct = 0;
             for (long long s = 0; s < samples && st == ST_OK; s++) {
                 bool ok = false;
-                if (find_point(existing, (long)lengths[l], (long)depths[d], (long)s, &ok)) {
+                int key = sample_key(seed, lengths[l], depths[d], s);
+                int got = find_point(existing, points_path, (long)lengths[l], (long)depths[d],
+                                     (long)s, key, &ok);
+                if (got < 0) {
+                    st = ST_E_FORMAT;
+                    break;
+                }
+                if (got) {
                     correct += ok;
                     pr.done += (size_t)lengths[l];
                     pr.skipped += (size_t)lengths[l];
                     continue;
                 }
-                uint64_t h = mix(mix(mix((uint64_t)seed) ^ (uint64_t)lengths[l]) ^
-                                 (uint64_t)(depths[d] << 20)) ^ mix((uint64_t)s + 1);
-                int key = 10000 + (int)(h % 90000);
                 int32_t *ids = NULL;
                 size_t n = 0;
                 st = fit_prompt(e, (int)lengths[l] - 10, (int)depths[d], key, flags, &ids, &n,
@@ -329,6 +385,10 @@ int st_cmd_eval_passkey(int argc, char **argv)
     st_progress_end(&pr);
     fclose(points);
     free(existing);
+    if (st == ST_E_FORMAT) { /* a points line was refused; the message is printed */
+        st_engine_close(e);
+        return ST_EXIT_RUNTIME;
+    }
     if (st != ST_OK) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
                                              ? "interrupted: finished points are kept; rerun "
@@ -339,13 +399,17 @@ int st_cmd_eval_passkey(int argc, char **argv)
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/passkey.csv", out_dir);
+    int rc_out = ST_EXIT_OK;
     FILE *csv = fopen(path, "w");
     if (csv) {
         fprintf(csv, "length,depth,samples,accuracy\n");
         for (int l = 0; l < nl; l++)
             for (int d = 0; d < nd; d++)
                 fprintf(csv, "%lld,%lld,%lld,%.4f\n", lengths[l], depths[d], samples, acc[l][d]);
-        fclose(csv);
+    }
+    if (!csv || (ferror(csv) | fclose(csv))) {
+        fprintf(stderr, "stretch: %s: cannot write\n", path);
+        rc_out = ST_EXIT_RUNTIME;
     }
     char title[128];
     const char *base = strrchr(manifest, '/');
@@ -391,9 +455,10 @@ int st_cmd_eval_passkey(int argc, char **argv)
             }
             printf("  %6.0f\n", row / nd * 100);
         }
-        printf("wrote %s/passkey.csv, %s/passkey.png, %s/points.jsonl\n", out_dir, out_dir,
-               out_dir);
+        if (!rc_out)
+            printf("wrote %s/passkey.csv, %s/passkey.png, %s/points.jsonl\n", out_dir,
+                   out_dir, out_dir);
     }
     st_engine_close(e);
-    return 0;
+    return rc_out;
 }

@@ -91,7 +91,54 @@ static int make_dirs(const char *dir)
     return 0;
 }
 
-FILE *st_points_open(const char *dir, const char *name, bool fresh, char **existing,
+size_t st_points_line(const char *text, const char *at)
+{
+    size_t line = 1;
+    for (const char *p = text; p < at; p++)
+        line += *p == '\n';
+    return line;
+}
+
+static void format_header(char *buf, size_t cap, const char *task, const st_points_field *fields,
+                          size_t n)
+{
+    size_t w = (size_t)snprintf(buf, cap, "{\"points\":\"%s\",\"version\":1", task);
+    for (size_t i = 0; i < n && w < cap; i++)
+        w += (size_t)snprintf(buf + w, cap - w, ",\"%s\":\"%s\"", fields[i].key,
+                              fields[i].value);
+    if (w < cap)
+        snprintf(buf + w, cap - w, "}");
+}
+
+/* Whether the first line of `text` is `header`; else what differs. */
+static bool header_matches(const char *text, const char *header, const char *task,
+                           const st_points_field *fields, size_t n, char *why, size_t cap)
+{
+    size_t line = strcspn(text, "\n");
+    if (line == strlen(header) && memcmp(text, header, line) == 0)
+        return true;
+    char want[256];
+    snprintf(want, sizeof want, "{\"points\":\"%s\",\"version\":1", task);
+    if (strncmp(text, want, strlen(want)) != 0) {
+        snprintf(why, cap, "its first line is not a %s points header (expected %s...)", task,
+                 want);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(want, sizeof want, "\"%s\":\"%s\"", fields[i].key, fields[i].value);
+        const char *at = strstr(text, want);
+        if (!at || at > text + line) {
+            snprintf(why, cap, "it was computed with another %s (expected %s)", fields[i].key,
+                     want);
+            return false;
+        }
+    }
+    snprintf(why, cap, "its header differs (expected %s)", header);
+    return false;
+}
+
+FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *task,
+                     const st_points_field *fields, size_t n, char **existing,
                      size_t *existing_len)
 {
     *existing = NULL;
@@ -100,30 +147,51 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, char **exist
         fprintf(stderr, "stretch: cannot create output directory %s: %s\n", dir, strerror(errno));
         return NULL;
     }
-    char path[4096];
+    char path[4096], header[2048];
     snprintf(path, sizeof path, "%s/%s", dir, name);
+    format_header(header, sizeof header, task, fields, n);
     if (!fresh) {
         FILE *r = fopen(path, "r");
         if (r) {
             fseek(r, 0, SEEK_END);
-            long n = ftell(r);
+            long len = ftell(r);
             fseek(r, 0, SEEK_SET);
-            char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-            if (buf && fread(buf, 1, (size_t)n, r) == (size_t)n) {
-                buf[n] = '\0';
+            char *buf = len >= 0 ? malloc((size_t)len + 1) : NULL;
+            if (buf && fread(buf, 1, (size_t)len, r) == (size_t)len) {
+                buf[len] = '\0';
                 *existing = buf;
-                *existing_len = (size_t)n;
+                *existing_len = (size_t)len;
             } else {
                 free(buf);
             }
             fclose(r);
+            if (!*existing) {
+                fprintf(stderr, "stretch: %s: cannot read it to resume\n", path);
+                return NULL;
+            }
         }
     }
-    FILE *f = fopen(path, fresh ? "w" : "a");
+    /* Points of another model, strategy, input or settings must not be
+     * mixed into this run's totals: refuse, keeping the file as it is. */
+    char why[512];
+    if (*existing_len && !header_matches(*existing, header, task, fields, n, why, sizeof why)) {
+        fprintf(stderr, "stretch: %s:1: cannot resume: %s; rerun with --fresh to discard "
+                        "its points, or choose another --out\n", path, why);
+        free(*existing);
+        *existing = NULL;
+        return NULL;
+    }
+    bool start = !*existing_len;
+    FILE *f = fopen(path, start ? "w" : "a");
     if (!f) {
         fprintf(stderr, "stretch: %s: %s\n", path, strerror(errno));
         free(*existing);
         *existing = NULL;
+        return NULL;
+    }
+    if (start) {
+        fprintf(f, "%s\n", header);
+        fflush(f);
     }
     return f;
 }

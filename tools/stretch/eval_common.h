@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct st_progress {
@@ -29,10 +30,32 @@ void st_progress_end(const st_progress *p);
 int st_parse_list(const char *flag, const char *s, long long *out, int cap, long long min,
                   long long max);
 
-/* Open DIR/name for appending finished points (creating DIR). The lines
- * already there are returned through *existing (malloc'd, NUL-separated
- * text, may be NULL) for the caller to parse. NULL + message on failure. */
-FILE *st_points_open(const char *dir, const char *name, bool fresh, char **existing,
+/* What a points file was computed from: `n` fields (model, manifest, ...)
+ * written as its first line, {"points":TASK,"KEY":"VALUE",...}. */
+typedef struct st_points_field {
+    const char *key;
+    char value[128];
+} st_points_field;
+
+/* Open DIR/name for appending finished points (creating DIR). A new (or
+ * --fresh) file starts with the header; an existing one is resumed only
+ * when its first line is that header, else the field that differs is
+ * named and NULL returned (--fresh or another --out is the way out). The
+ * lines already there are returned through *existing (malloc'd text, may
+ * be NULL) for the caller to parse. NULL + message on failure. */
+FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *task,
+                     const st_points_field *fields, size_t n, char **existing,
                      size_t *existing_len);
+
+/* 1-based line number of `at` within `text`. */
+size_t st_points_line(const char *text, const char *at);
+
+/* FNV-1a 64 (eight bytes a step), to fingerprint what a run depends on. */
+#define ST_EVAL_HASH_INIT 0xcbf29ce484222325ull
+uint64_t st_eval_hash(uint64_t h, const void *data, size_t n);
+/* A file's contents; false when it cannot be read. */
+bool st_eval_hash_file(const char *path, uint64_t *out);
+/* Every manifest file of a strategy's extends chain. */
+bool st_eval_hash_manifest(const char *path, uint64_t *out);
 
 #endif

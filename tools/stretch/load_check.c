@@ -7,11 +7,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,10 +125,11 @@ static const char *required_param(const st_plugin_manifest *m)
 }
 
 static void child_check(const st_plugin_manifest *m, bool conformance, const char *model,
-                        const st_value *params, int fd)
+                        const st_value *params, uint64_t token, int fd)
 {
     st_load_report r;
     memset(&r, 0, sizeof r);
+    r.token = token;
     emit(fd, &r, "open");
     st_library *lib = NULL;
     st_diag diag;
@@ -221,6 +225,49 @@ bool st_load_report_ok(const st_load_report *r)
            (!r->conformance_ran || r->conformance_ok);
 }
 
+static uint64_t random_token(void)
+{
+    uint64_t t = 0;
+    if (getrandom(&t, sizeof t, GRND_NONBLOCK) != (ssize_t)sizeof t) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        t = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 16);
+    }
+    return t;
+}
+
+/* In the child: lead a process group of our own (the parent kills the
+ * whole group), die with the parent, and move the report's pipe to a
+ * descriptor at an unpredictable number, so a plugin writing to the first
+ * free descriptors hits nothing. Returns the descriptor to write to. */
+static int child_setup(pid_t parent, int write_fd, uint64_t token)
+{
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    int fd = fcntl(write_fd, F_DUPFD_CLOEXEC, 64 + (int)(token % 512));
+    if (fd < 0)
+        return write_fd;
+    close(write_fd);
+    return fd;
+}
+
+static void kill_group(pid_t pid)
+{
+    if (kill(-pid, SIGKILL) != 0)
+        kill(pid, SIGKILL);
+}
+
+/* Whether the child has exited, without reaping it: while it is a zombie
+ * its pid, and so its process group, cannot be reused. */
+static bool child_exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *model,
                    const st_value *params, unsigned timeout_s, st_load_report *out)
 {
@@ -230,62 +277,122 @@ bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *mo
         long v = env ? strtol(env, NULL, 10) : 0;
         timeout_s = v > 0 && v < 86400 ? (unsigned)v : 60;
     }
+    uint64_t token = random_token();
     int fds[2];
-    if (pipe(fds) != 0) {
+    if (pipe2(fds, O_CLOEXEC) != 0) {
         snprintf(out->message, sizeof out->message, "cannot create a pipe: %s",
                  strerror(errno));
         out->status = ST_E_IO;
         return false;
     }
     fflush(NULL); /* the child must not flush our buffered output again */
+    /* Orphans of the checker become ours while it runs, so what a plugin
+     * forked is reaped below, not only signalled. */
+    int was_subreaper = 0;
+    prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
+        if (!was_subreaper)
+            prctl(PR_SET_CHILD_SUBREAPER, 0);
         snprintf(out->message, sizeof out->message, "cannot fork: %s", strerror(errno));
         out->status = ST_E_IO;
         return false;
     }
     if (pid == 0) {
         close(fds[0]);
-        child_check(m, conformance, model, params, fds[1]);
-        close(fds[1]);
+        int fd = child_setup(parent, fds[1], token);
+        child_check(m, conformance, model, params, token, fd);
+        close(fd);
         _exit(0);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     close(fds[1]);
 
+    const st_ops_info *info = st_ops_info_of(m->kind);
+    size_t n_ops = info ? info->n_ops : 32;
     st_load_report buf;
     size_t have = 0;
+    bool exited = false, untrusted = false;
+    char why[128] = "";
     double deadline = now_s() + timeout_s;
     for (;;) {
-        int wait_ms = (int)((deadline - now_s()) * 1000);
-        if (wait_ms <= 0) {
+        /* A process the plugin forked may hold the pipe open: the end of
+         * the child, not EOF, ends the check (after what it left unread). */
+        if (!exited)
+            exited = child_exited(pid);
+        int wait_ms = exited ? 0 : (int)((deadline - now_s()) * 1000);
+        if (!exited && wait_ms <= 0) {
             out->timed_out = true;
-            kill(pid, SIGKILL);
             break;
         }
         struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int pr = poll(&pfd, 1, wait_ms);
+        int pr = poll(&pfd, 1, wait_ms > 100 ? 100 : wait_ms);
         if (pr < 0 && errno == EINTR)
             continue;
-        if (pr <= 0)
-            continue; /* timeout: loop re-checks the deadline */
+        if (pr <= 0) {
+            if (exited)
+                break;
+            continue; /* re-check the child and the deadline */
+        }
         ssize_t n = read(fds[0], (char *)&buf + have, sizeof buf - have);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            break; /* EOF: the child is gone */
+            break; /* EOF: every writer is gone */
         have += (size_t)n;
         if (have == sizeof buf) {
-            *out = buf;
             have = 0;
+            if (out->finished) {
+                snprintf(why, sizeof why, "more was written after the final report");
+                untrusted = true;
+                break;
+            }
+            if (!st_load_report_valid(&buf, token, n_ops, why, sizeof why)) {
+                untrusted = true;
+                break;
+            }
+            *out = buf;
         }
     }
+    if (!untrusted && have != 0) {
+        snprintf(why, sizeof why, "%zu stray bytes after the last report", have);
+        untrusted = true;
+    }
     close(fds[0]);
+    /* Wait for a child that closed the pipe and is still exiting, up to the
+     * deadline; then the group goes, with whatever the plugin forked. */
+    if (untrusted || out->timed_out)
+        kill_group(pid);
+    while (!untrusted && !out->timed_out && !child_exited(pid)) {
+        if (now_s() >= deadline) {
+            out->timed_out = true;
+            kill_group(pid);
+            break;
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+    }
+    kill_group(pid);
     int wstatus = 0;
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
-    if (out->timed_out) {
+    while (waitpid(-pid, NULL, 0) > 0 || errno == EINTR)
+        ; /* the group's orphans, reparented to us */
+    if (!was_subreaper)
+        prctl(PR_SET_CHILD_SUBREAPER, 0);
+    if (untrusted) {
+        snprintf(out->message, sizeof out->message,
+                 "%s: the load check's report cannot be trusted (%s) after stage %s: "
+                 "the plugin wrote into the checker's pipe or corrupted it",
+                 m->library_path, why, out->stage[0] ? out->stage : "start");
+        out->status = ST_E_PLUGIN;
+        out->finished = false;
+        out->created = false;
+        out->conformance_ok = false;
+    } else if (out->timed_out) {
         snprintf(out->message, sizeof out->message,
                  "%s: killed after %u s without finishing (stage: %s)",
                  m->library_path, timeout_s, out->stage[0] ? out->stage : "start");

@@ -3,7 +3,9 @@
  * dlopen with every ABI check, note which ops it implements, create and
  * destroy an instance with default parameters (and run the conformance
  * suite when the build has one). A plugin that crashes or hangs yields a
- * report naming the signal, never a crashed inspector.
+ * report naming the signal, never a crashed inspector. The child leads its
+ * own process group, which is killed when the check ends, so processes a
+ * plugin forks neither outlive the check nor keep it waiting.
  */
 #ifndef ST_CLI_LOAD_CHECK_H
 #define ST_CLI_LOAD_CHECK_H
@@ -14,8 +16,11 @@
 #include "registry.h"
 
 /* Plain data only: the child writes it through a pipe. Kept under
- * PIPE_BUF so each write is atomic. */
+ * PIPE_BUF so each write is atomic. The child runs the plugin's code, so
+ * the parent checks every report (st_load_report_valid) before using it. */
 typedef struct st_load_report {
+    uint64_t token;         /* the parent's random number for this check:
+                               a report without it is not the checker's */
     bool finished;          /* the child reached the end of the check */
     bool loaded;            /* dlopen and entry checks passed */
     bool created;           /* create+destroy with default parameters passed */
@@ -47,6 +52,14 @@ typedef struct st_load_report {
  * ran). */
 bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *model,
                    const st_value *params, unsigned timeout_s, st_load_report *out);
+
+/* Whether `r`, as read from the child, can be trusted to be what the
+ * checker wrote: `token` matches, every bool is 0 or 1, every string ends
+ * inside its field, refusal, status, stage and ops (of a kind with `n_ops`
+ * ops) are in range, the parent's fields are unset and the flags agree.
+ * Else false with the first problem in `why`. */
+bool st_load_report_valid(const st_load_report *r, uint64_t token, size_t n_ops, char *why,
+                          size_t cap);
 
 /* Whether the report counts as a pass (see st_load_check). */
 bool st_load_report_ok(const st_load_report *r);

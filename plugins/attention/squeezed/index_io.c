@@ -10,6 +10,7 @@
  * model, fixed context or clustering parameters is refused as a mismatch.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,9 +170,50 @@ static void pack_head(msgpack_packer *pk, const st_sq_head_index *h, uint32_t hd
     pack_bin(pk, "parent", h->parent, h->kc ? sizeof(uint32_t) * h->k : 0);
 }
 
+bool st_sq_index_replaceable(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    uint8_t head[64];
+    size_t n = 0;
+    ssize_t got = 1;
+    while (n < sizeof head && got > 0) {
+        got = read(fd, head + n, sizeof head - n);
+        if (got > 0)
+            n += (size_t)got;
+    }
+    close(fd);
+    if (got < 0)
+        return false;
+    if (n == 0)
+        return true; /* empty: nothing to lose */
+    /* Past the map header (fixmap, map16 or map32) our files begin with
+     * "format": MAGIC, whatever their version; pack that to compare. */
+    size_t skip = (head[0] & 0xF0) == 0x80 ? 1 : head[0] == 0xDE ? 3 : head[0] == 0xDF ? 5 : 0;
+    if (skip == 0)
+        return false;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    pack_str(&pk, "format");
+    pack_str(&pk, ST_SQ_INDEX_MAGIC);
+    bool ours = n >= skip + sb.size && memcmp(head + skip, sb.data, sb.size) == 0;
+    msgpack_sbuffer_destroy(&sb);
+    return ours;
+}
+
 st_status st_sq_index_save(const st_sq_index *ix, const char *path, char *msg, size_t cap)
 {
     const st_sq_index_key *k = &ix->key;
+    /* index_path may name someone's file by mistake: never replace one
+     * that is not a clustering index (a damaged index of ours is fine). */
+    if (!st_sq_index_replaceable(path)) {
+        snprintf(msg, cap, "squeezed: %s: exists and is not a clustering index (or cannot be "
+                 "read); left as it is, the clustering is not saved", path);
+        return ST_E_STATE;
+    }
     for (uint32_t l = 0; l < k->n_layers; l++)
         if (!ix->layers[l].built) {
             snprintf(msg, cap, "squeezed: %s: layer %u is not clustered yet, nothing saved", path,
@@ -220,12 +262,20 @@ st_status st_sq_index_save(const st_sq_index *ix, const char *path, char *msg, s
     uint64_t sum = fnv1a(FNV_OFFSET, sb.data, sb.size);
     msgpack_pack_uint64(&pk, sum);
 
+    /* A fresh temporary (O_EXCL: never one planted there) renamed over
+     * path, so a reader sees the old file or the whole new one. */
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
     st_status st = ST_OK;
-    FILE *f = fopen(tmp, "wb");
+    errno = ENAMETOOLONG;
+    int fd = strlen(path) + 12 < sizeof tmp ? mkostemp(tmp, O_CLOEXEC) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f) {
         snprintf(msg, cap, "squeezed: %s: cannot write: %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            remove(tmp);
+        }
         st = ST_E_IO;
     } else {
         size_t wrote = fwrite(sb.data, 1, sb.size, f);

@@ -132,8 +132,14 @@ uint64_t st_sq_token_hash(const int32_t *tokens, size_t n);
 bool st_sq_index_key_equal(const st_sq_index_key *a, const st_sq_index_key *b);
 
 /* Write every built layer to `path` (msgpack, then a checksum), through a
- * temporary file renamed into place. */
+ * temporary file renamed into place. ST_E_STATE, writing nothing, when
+ * `path` exists and is not st_sq_index_replaceable. */
 st_status st_sq_index_save(const st_sq_index *ix, const char *path, char *msg, size_t cap);
+
+/* Whether a save may replace `path`: it does not exist, is empty, or
+ * begins like one of this plugin's index files (of any version, damaged or
+ * not). */
+bool st_sq_index_replaceable(const char *path);
 
 /* Read `path` into `ix` (which must be freshly initialised with `expect`'s
  * shape). ST_E_NOT_FOUND: no such file; ST_E_FORMAT: truncated, corrupt

@@ -55,14 +55,21 @@ uint32_t st_bpe_utf8_decode(const uint8_t *s, size_t len, size_t *used)
     if (!(b0 & 0x20)) {
         if (len < 2 || !is_cont(s[1]))
             return ST_BPE_REPLACEMENT;
+        uint32_t cp = ((uint32_t)(b0 & 0x1F) << 6) | (s[1] & 0x3F);
+        if (cp < 0x80) /* overlong: C0 AF would smuggle a '/' past checks */
+            return ST_BPE_REPLACEMENT;
         *used = 2;
-        return ((uint32_t)(b0 & 0x1F) << 6) | (s[1] & 0x3F);
+        return cp;
     }
     if (!(b0 & 0x10)) {
         if (len < 3 || !is_cont(s[1]) || !is_cont(s[2]))
             return ST_BPE_REPLACEMENT;
+        uint32_t cp = ((uint32_t)(b0 & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) |
+                      (s[2] & 0x3F);
+        if (cp < 0x800) /* overlong */
+            return ST_BPE_REPLACEMENT;
         *used = 3;
-        return ((uint32_t)(b0 & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+        return cp;
     }
     if (!(b0 & 0x08)) {
         if (len < 4 || !is_cont(s[1]) || !is_cont(s[2]) || !is_cont(s[3]))
@@ -71,7 +78,7 @@ uint32_t st_bpe_utf8_decode(const uint8_t *s, size_t len, size_t *used)
                       ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
         /* F4 90.. to F7 BF.. decode past U+10FFFF, which llama.cpp cannot
          * re-encode (it throws); treat the lead byte as invalid instead. */
-        if (cp > 0x10FFFF)
+        if (cp < 0x10000 || cp > 0x10FFFF)
             return ST_BPE_REPLACEMENT;
         *used = 4;
         return cp;

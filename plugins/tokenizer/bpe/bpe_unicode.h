@@ -36,9 +36,10 @@ uint8_t st_bpe_class_of(uint32_t cp);
 #define ST_BPE_REPLACEMENT 0xFFFDu
 
 /* Decode one code point at s[0..len). Invalid sequences yield U+FFFD and
- * consume one byte, as llama.cpp's unicode_cpts_from_utf8 does (which also
- * accepts overlong forms and surrogates unchecked). *used gets the bytes
- * consumed (>= 1). len must be > 0. */
+ * consume one byte, as llama.cpp's unicode_cpts_from_utf8 does. Overlong
+ * forms are invalid too (llama.cpp accepts them): C0 80 must not become a
+ * NUL token nor C0 AF a '/'. Surrogates are decoded as llama.cpp does.
+ * *used gets the bytes consumed (>= 1). len must be > 0. */
 uint32_t st_bpe_utf8_decode(const uint8_t *s, size_t len, size_t *used);
 
 /* Encode cp (<= 0x10FFFF) as UTF-8 into out; returns the byte count. */

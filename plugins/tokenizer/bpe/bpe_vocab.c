@@ -42,7 +42,9 @@ static uint32_t table_size_for(size_t n)
 /* Append bytes to the arena; *off gets where they went. */
 static st_status arena_put(st_bpe *b, const void *bytes, size_t len, uint32_t *off)
 {
-    if (b->arena_len + len > b->arena_cap) {
+    /* Allocated even for an empty first entry: an empty token's key must
+     * point into the arena, never be NULL (memcmp with NULL is undefined). */
+    if (!b->arena || b->arena_len + len > b->arena_cap) {
         size_t cap = b->arena_cap ? b->arena_cap : 1 << 16;
         while (cap < b->arena_len + len)
             cap *= 2;
@@ -458,6 +460,12 @@ static int32_t find_text(const st_bpe *b, const char *text)
     return -1;
 }
 
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static st_status load_specials(st_bpe *b, st_error *err)
 {
     st_special_tokens *sp = &b->special;
@@ -505,22 +513,26 @@ static st_status load_specials(st_bpe *b, st_error *err)
     if (n_special == 0)
         return ST_OK;
     b->specials = b->host->alloc(b->host->host, n_special * sizeof(int32_t));
-    if (!b->specials)
+    uint64_t *order = b->host->alloc(b->host->host, n_special * sizeof(uint64_t));
+    if (!b->specials || !order) {
+        b->host->free(b->host->host, order);
         return b->host->error(err, ST_E_NOMEM, "bpe: out of memory");
-    /* Longest text first (insertion sort, stable: equal lengths keep id
-     * order), so "<|im_start|>" wins over any shorter token inside it. */
+    }
+    /* Longest text first, equal lengths in id order, so "<|im_start|>" wins
+     * over any shorter token inside it. One key per token (inverted length
+     * above, id below) makes that a plain sort: a vocabulary of millions of
+     * control tokens must not take an insertion sort's quadratic time. */
     for (int32_t id = 0; id < b->n_vocab; id++) {
         const st_bpe_token *t = &b->tokens[id];
         if (!(t->text_len > 0 && (t->type == ST_BPE_TYPE_CONTROL || t->type == ST_BPE_TYPE_UNKNOWN ||
                                   t->type == ST_BPE_TYPE_USER_DEFINED)))
             continue;
-        size_t j = b->n_specials++;
-        while (j > 0 && b->tokens[b->specials[j - 1]].text_len < t->text_len) {
-            b->specials[j] = b->specials[j - 1];
-            j--;
-        }
-        b->specials[j] = id;
+        order[b->n_specials++] = ((uint64_t)(UINT32_MAX - t->text_len) << 32) | (uint32_t)id;
     }
+    qsort(order, b->n_specials, sizeof *order, compare_u64);
+    for (size_t i = 0; i < b->n_specials; i++)
+        b->specials[i] = (int32_t)(uint32_t)order[i];
+    b->host->free(b->host->host, order);
     return ST_OK;
 }
 

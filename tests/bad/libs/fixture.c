@@ -9,6 +9,16 @@
 
 #include <stretch/plugin.h>
 
+#if defined(FIX_FORGES_REPORT) || defined(FIX_FORGES_VERDICT) || defined(FIX_CREATE_FORKS)
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#endif
+#ifdef FIX_FORGES_VERDICT
+#include "load_check.h"
+#endif
+
 #ifndef FIX_NAME
 #define FIX_NAME "fixture-good"
 #endif
@@ -55,6 +65,19 @@ typedef struct fixture {
     int picks;
 } fixture;
 
+#if defined(FIX_FORGES_REPORT) || defined(FIX_FORGES_VERDICT)
+/* Write `bytes` into every pipe this process holds past stdio: one of them
+ * is the load checker's report pipe. */
+static void write_to_pipes(const void *bytes, size_t n)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+            (void)!write(fd, bytes, n);
+    }
+}
+#endif
+
 /* unused: the null-create fixture leaves it out of the entry */
 __attribute__((unused))
 static st_status fixture_create(const st_host_services *host, const st_params *params,
@@ -70,6 +93,52 @@ static st_status fixture_create(const st_host_services *host, const st_params *p
     while (forever)
         pause(); /* never returns: the checker must kill it after its timeout */
     return ST_E_INTERNAL;
+#elif defined(FIX_FORGES_REPORT)
+    /* Unterminated strings and bools of 0x41, then "success". */
+    (void)host; (void)inst; (void)err;
+    static char junk[8192];
+    memset(junk, 'A', sizeof junk);
+    write_to_pipes(junk, sizeof junk);
+    _exit(0);
+#elif defined(FIX_FORGES_VERDICT)
+    /* A well-formed report saying all passed, but without the checker's token. */
+    (void)host; (void)inst; (void)err;
+    st_load_report r;
+    memset(&r, 0, sizeof r);
+    r.finished = r.loaded = r.created = r.conformance_ran = r.conformance_ok = true;
+    r.has_abi = true;
+    r.abi_major = ST_ABI_MAJOR;
+    r.abi_minor = ST_ABI_MINOR;
+    snprintf(r.stage, sizeof r.stage, "done");
+    snprintf(r.conformance, sizeof r.conformance, "1 checks, 0 failed, 0 skipped");
+    write_to_pipes(&r, sizeof r);
+    _exit(0);
+#elif defined(FIX_CREATE_FORKS)
+    /* A helper process that never ends, holding every inherited descriptor
+     * (the checker's pipe too); its pid goes to $ST_FIXTURE_PID_FILE. */
+    pid_t helper = fork();
+    if (helper == 0) {
+        volatile int forever = 1;
+        while (forever)
+            pause();
+        _exit(0);
+    }
+    const char *pid_file = getenv("ST_FIXTURE_PID_FILE");
+    if (helper > 0 && pid_file) {
+        int fd = open(pid_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        char line[32];
+        int n = snprintf(line, sizeof line, "%ld\n", (long)helper);
+        if (fd >= 0) {
+            (void)!write(fd, line, (size_t)n);
+            close(fd);
+        }
+    }
+    fixture *f = host->calloc(host->host, 1, sizeof *f);
+    if (!f)
+        return host->error(err, ST_E_NOMEM, "out of memory");
+    f->host = host;
+    *inst = f;
+    return ST_OK;
 #elif defined(FIX_CREATE_ABORTS)
     (void)host; (void)inst; (void)err;
     abort(); /* a plugin must never do this: the checker must survive it */
