@@ -6,11 +6,11 @@
 #
 # Usage:
 #   tools/eval_long.sh ppl LENGTH MANIFEST...
-#       one window of LENGTH tokens of ../shared/data/tinyshakespeare.txt
+#       one window of LENGTH tokens of $ST_TEXT (tinyshakespeare.txt, docs/datasets.md)
 #       (or $ST_TEXT), perplexity in 8 position buckets
-#       -> out/ppl-LENGTH/NAME/{ppl.csv,ppl.png,points.jsonl}
+#       -> out/ppl-LENGTH/NAME/{ppl.csv,points.jsonl}
 #   tools/eval_long.sh passkey LENGTHS DEPTHS SAMPLES MANIFEST...
-#       -> out/passkey/NAME/{passkey.csv,passkey.png,points.jsonl}
+#       -> out/passkey/NAME/{passkey.csv,points.jsonl}
 #   tools/results_tables.py turns the outputs into Markdown tables.
 #
 # Environment: ST_STRETCH (default build/bin/stretch), ST_TEXT, ST_BUCKETS (8),
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stretch=${ST_STRETCH:-build/bin/stretch}
-text=${ST_TEXT:-../shared/data/tinyshakespeare.txt}
+text=${ST_TEXT:-tinyshakespeare.txt}
 buckets=${ST_BUCKETS:-8}
 root=${ST_OUT:-out}
 threads=()

@@ -16,7 +16,6 @@
 #include "eval_common.h"
 #include "json_out.h"
 #include "manifest.h"
-#include "png_write.h"
 
 static void eval_usage(FILE *f)
 {
@@ -31,7 +30,7 @@ static void eval_usage(FILE *f)
             "  --buckets N      position buckets (default 8)\n"
             "  --chunk N        tokens per forward block (default 512)\n"
             "  --threads N      worker threads\n"
-            "  --out DIR        ppl.csv, ppl.png and points.jsonl (default out/ppl); an\n"
+            "  --out DIR        ppl.csv and points.jsonl (default out/ppl); an\n"
             "                   interrupted run resumes from the windows already scored\n"
             "  --fresh          discard the windows of an earlier run\n"
             "  --json           print the result as JSON\n");
@@ -136,68 +135,6 @@ static int on_progress(void *user, size_t done, size_t total)
     wp->p->done = wp->base + done;
     st_progress_show(wp->p);
     return 0;
-}
-
-/* Perplexity by position as a line plot. */
-static void write_plot(const char *path, const char *title, long long length, long long buckets,
-                       const double *ppl, double trained)
-{
-    int W = 640, H = 360, L = 70, R = 20, T = 40, B = 50;
-    st_image *img = st_image_new((uint32_t)W, (uint32_t)H);
-    if (!img)
-        return;
-    double lo = 1e300, hi = 0;
-    for (long long b = 0; b < buckets; b++)
-        if (isfinite(ppl[b])) {
-            lo = ppl[b] < lo ? ppl[b] : lo;
-            hi = ppl[b] > hi ? ppl[b] : hi;
-        }
-    if (hi <= lo)
-        hi = lo + 1;
-    double pad = (hi - lo) * 0.1;
-    lo -= pad;
-    hi += pad;
-    if (lo < 0)
-        lo = 0;
-    st_image_text(img, 10, 10, title, 2, 0x000000);
-    st_image_line(img, L, H - B, W - R, H - B, 0x000000);
-    st_image_line(img, L, T, L, H - B, 0x000000);
-    char buf[64];
-    for (int k = 0; k <= 4; k++) {
-        double v = lo + (hi - lo) * k / 4;
-        int y = H - B - (int)((H - B - T) * k / 4.0);
-        snprintf(buf, sizeof buf, "%.1f", v);
-        st_image_text(img, 4, y - 3, buf, 1, 0x000000);
-        st_image_line(img, L - 4, y, L, y, 0x000000);
-        long long x_tok = length * k / 4;
-        int x = L + (int)((W - L - R) * k / 4.0);
-        snprintf(buf, sizeof buf, "%lld", x_tok);
-        st_image_text(img, x - st_image_text_width(buf, 1) / 2, H - B + 8, buf, 1, 0x000000);
-    }
-    st_image_text(img, W / 2 - 60, H - 20, "POSITION (TOKENS)", 1, 0x000000);
-    st_image_text(img, 4, T - 14, "PPL", 1, 0x000000);
-    if (trained > 0 && trained < length) {
-        int x = L + (int)((W - L - R) * trained / (double)length);
-        for (int y = T; y < H - B; y += 6)
-            st_image_line(img, x, y, x, y + 2, 0x888888);
-        st_image_text(img, x + 4, T, "TRAINED", 1, 0x888888);
-    }
-    int px = -1, py = -1;
-    for (long long b = 0; b < buckets; b++) {
-        if (!isfinite(ppl[b]))
-            continue;
-        double mid = (b + 0.5) / (double)buckets;
-        int x = L + (int)((W - L - R) * mid);
-        int y = H - B - (int)((H - B - T) * (ppl[b] - lo) / (hi - lo));
-        st_image_fill_rect(img, x - 2, y - 2, 5, 5, 0x1f5fbf);
-        if (px >= 0)
-            st_image_line(img, px, py, x, y, 0x1f5fbf);
-        px = x;
-        py = y;
-    }
-    if (st_image_write_png(img, path) != 0)
-        fprintf(stderr, "stretch: %s: cannot write the plot\n", path);
-    st_image_free(img);
 }
 
 int st_cmd_eval_passkey(int argc, char **argv);
@@ -445,20 +382,12 @@ int st_cmd_eval(int argc, char **argv)
             fprintf(stderr, "stretch: %s: write failed\n", path);
             rc = ST_EXIT_RUNTIME;
         }
-        double *ppl = malloc(sizeof(double) * (size_t)buckets);
-        if (ppl) {
-            for (long long b = 0; b < buckets; b++)
-                ppl[b] = b_n[b] ? exp(b_nll[b] / (double)b_n[b]) : NAN;
-            char title[160];
-            const char *base = strrchr(manifest, '/');
-            snprintf(title, sizeof title, "PPL %s", base ? base + 1 : manifest);
-            snprintf(path, sizeof path, "%s/ppl.png", out_dir);
-            write_plot(path, title, length, buckets, ppl, info.n_ctx_train);
-            free(ppl);
-        }
+        /* Charts come from tools/plots.py (matplotlib), which puts several
+         * strategies on one log-scale chart with the trained length marked. */
         if (!json && !rc)
-            printf("wrote %s/ppl.csv, %s/ppl.png, %s/points.jsonl\n", out_dir, out_dir,
-                   out_dir);
+            printf("wrote %s/ppl.csv, %s/points.jsonl; chart: python3 tools/plots.py ppl "
+                   "--trained %u --out %s/ppl.png %s/ppl.csv\n", out_dir, out_dir,
+                   info.n_ctx_train, out_dir, out_dir);
     } else if (!rc) { /* a failure that set rc has printed why */
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED
                                              ? "interrupted: finished windows are kept; rerun "

@@ -1,8 +1,8 @@
 /*
  * tools/stretch/cmd_eval_passkey.c - `stretch eval passkey`: hide a random
  * pass key at a chosen depth of filler text of a chosen length and ask for
- * it back (the template of ../shared/METHODS.md, fixed here). Prints an
- * accuracy table by length and depth, writes CSV and a PNG heatmap, and
+ * it back (the template docs/RESULTS.md states, fixed here). Prints an
+ * accuracy table by length and depth, writes CSV (tools/plots.py draws it), and
  * resumes from the points file of an interrupted run.
  */
 #include <ctype.h>
@@ -14,7 +14,6 @@
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
-#include "png_write.h"
 
 #define MAX_AXIS 32
 
@@ -35,7 +34,7 @@ static void passkey_usage(FILE *f)
             "  --depths D,D,...   key depths in percent (default 0,25,50,75,100)\n"
             "  --samples N        samples per length and depth (default 5)\n"
             "  --seed N           seed for the keys (default 1)\n"
-            "  --out DIR          points.jsonl, passkey.csv, passkey.png (default out/passkey)\n"
+            "  --out DIR          points.jsonl and passkey.csv (default out/passkey)\n"
             "  --fresh            discard the points of an earlier run instead of resuming\n"
             "  --threads N        worker threads\n"
             "  --json             print the table as JSON\n"
@@ -192,47 +191,6 @@ static int find_point(const char *existing, const char *path, long length, long 
         return 1;
     }
     return 0;
-}
-
-static uint32_t heat_colour(double acc)
-{
-    /* red (0) -> yellow (0.5) -> green (1) */
-    int r = acc < 0.5 ? 220 : (int)(220 - (acc - 0.5) * 2 * 180);
-    int g = acc < 0.5 ? (int)(60 + acc * 2 * 160) : 220;
-    return (uint32_t)(r << 16 | g << 8 | 60);
-}
-
-static void write_heatmap(const char *path, const long long *lengths, int nl,
-                          const long long *depths, int nd, double acc[][MAX_AXIS],
-                          const char *title)
-{
-    int cell_w = 70, cell_h = 36, left = 90, top = 60;
-    st_image *img = st_image_new((uint32_t)(left + nd * cell_w + 20),
-                                 (uint32_t)(top + nl * cell_h + 40));
-    if (!img)
-        return;
-    st_image_text(img, 10, 10, title, 2, 0x000000);
-    st_image_text(img, left, 38, "DEPTH %", 1, 0x000000);
-    st_image_text(img, 10, top - 14, "LENGTH", 1, 0x000000);
-    char buf[32];
-    for (int d = 0; d < nd; d++) {
-        snprintf(buf, sizeof buf, "%lld", depths[d]);
-        st_image_text(img, left + d * cell_w + 24, top - 14, buf, 1, 0x000000);
-    }
-    for (int l = 0; l < nl; l++) {
-        snprintf(buf, sizeof buf, "%lld", lengths[l]);
-        st_image_text(img, 10, top + l * cell_h + 12, buf, 2, 0x000000);
-        for (int d = 0; d < nd; d++) {
-            int x = left + d * cell_w, y = top + l * cell_h;
-            st_image_fill_rect(img, x, y, cell_w - 2, cell_h - 2, heat_colour(acc[l][d]));
-            snprintf(buf, sizeof buf, "%d", (int)(acc[l][d] * 100 + 0.5));
-            st_image_text(img, x + (cell_w - st_image_text_width(buf, 2)) / 2, y + 10, buf, 2,
-                          0x000000);
-        }
-    }
-    if (st_image_write_png(img, path) != 0)
-        fprintf(stderr, "stretch: %s: cannot write the heatmap\n", path);
-    st_image_free(img);
 }
 
 int st_cmd_eval_passkey(int argc, char **argv)
@@ -411,11 +369,6 @@ int st_cmd_eval_passkey(int argc, char **argv)
         fprintf(stderr, "stretch: %s: cannot write\n", path);
         rc_out = ST_EXIT_RUNTIME;
     }
-    char title[128];
-    const char *base = strrchr(manifest, '/');
-    snprintf(title, sizeof title, "PASSKEY %s", base ? base + 1 : manifest);
-    snprintf(path, sizeof path, "%s/passkey.png", out_dir);
-    write_heatmap(path, lengths, nl, depths, nd, acc, title);
     if (json) {
         st_json j;
         st_json_init(&j, stdout, false);
@@ -456,8 +409,9 @@ int st_cmd_eval_passkey(int argc, char **argv)
             printf("  %6.0f\n", row / nd * 100);
         }
         if (!rc_out)
-            printf("wrote %s/passkey.csv, %s/passkey.png, %s/points.jsonl\n", out_dir,
-                   out_dir, out_dir);
+            printf("wrote %s/passkey.csv, %s/points.jsonl; heatmap: python3 tools/plots.py "
+                   "passkey --out %s/passkey.png %s/passkey.csv\n", out_dir, out_dir, out_dir,
+                   out_dir);
     }
     st_engine_close(e);
     return rc_out;
