@@ -80,12 +80,6 @@ char *st_path_dirname(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
-const char *st_path_basename(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 bool st_path_is_dir(const char *path)
 {
     struct stat st;

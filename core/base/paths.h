@@ -26,9 +26,6 @@ char *st_path_join(const char *a, const char *b);
 /* The directory part of `path` ("." when it has none). */
 char *st_path_dirname(const char *path);
 
-/* The last component of `path` (points into it). */
-const char *st_path_basename(const char *path);
-
 bool st_path_is_dir(const char *path);
 bool st_path_is_file(const char *path);
 

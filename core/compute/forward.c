@@ -323,11 +323,6 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c);
 }
 
-const st_cpu_kernels *st_forward_kernels(const st_forward_ctx *c)
-{
-    return c->kern;
-}
-
 const float *st_forward_weights(const st_forward_ctx *c, uint32_t *n_q, uint32_t *n_slots)
 {
     *n_q = c->weights_nq;

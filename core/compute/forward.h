@@ -86,8 +86,6 @@ st_status st_forward(st_forward_ctx *ctx, const int32_t *tokens, const int32_t *
  * [n_q][n_slots] summed over heads, slots as they were during that call. */
 const float *st_forward_weights(const st_forward_ctx *ctx, uint32_t *n_q, uint32_t *n_slots);
 
-/* The kernel table in use (STRETCH_ISA applied at create). */
-const st_cpu_kernels *st_forward_kernels(const st_forward_ctx *ctx);
 
 /* The model's own rotary frequencies: inv_freq[i] = base^(-2i/rope_dims),
  * i < rope_dims/2. */

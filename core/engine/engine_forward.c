@@ -62,8 +62,9 @@ void st_engine_forward_free(st_engine *e)
     free(e->prev_logits);
 }
 
-/* -log softmax(logits)[token] */
-static float neg_log_prob(const float *logits, uint32_t n_vocab, int32_t token)
+/* -log softmax(logits)[token], for the scores and the entropy observers
+ * alike. */
+double st_engine_nll(const float *logits, uint32_t n_vocab, int32_t token)
 {
     float max = logits[0];
     for (uint32_t i = 1; i < n_vocab; i++)
@@ -72,7 +73,7 @@ static float neg_log_prob(const float *logits, uint32_t n_vocab, int32_t token)
     double sum = 0.0;
     for (uint32_t i = 0; i < n_vocab; i++)
         sum += exp((double)(logits[i] - max));
-    return (float)(log(sum) - (double)(logits[token] - max));
+    return log(sum) - (double)(logits[token] - max);
 }
 
 /* Hand the attention plugin -log p of each new token given its prefix; a
@@ -93,7 +94,7 @@ static void observe_entropy(st_engine *e, const int32_t *tokens, size_t n,
     for (size_t t = 0; t < n; t++) {
         const float *pred = t == 0 ? (e->have_prev_logits ? e->prev_logits : NULL)
                                    : e->block_logits + (t - 1) * nv;
-        ent[t] = pred ? neg_log_prob(pred, nv, tokens[t]) : -1.0f;
+        ent[t] = pred ? (float)st_engine_nll(pred, nv, tokens[t]) : -1.0f;
         if (ent[t] > max)
             max = ent[t];
         slots[t] = first_slot + (uint32_t)t;

@@ -72,6 +72,9 @@ struct st_engine {
     atomic_int cancel;
 };
 
+/* -log softmax(logits)[token] over n_vocab logits. */
+double st_engine_nll(const float *logits, uint32_t n_vocab, int32_t token);
+
 /* Whether a cancel is pending; consumes it. */
 static inline bool st_engine_take_cancel(st_engine *e)
 {

@@ -9,18 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-static double nll_of(const float *logits, uint32_t nv, int32_t token)
-{
-    float max = logits[0];
-    for (uint32_t i = 1; i < nv; i++)
-        if (logits[i] > max)
-            max = logits[i];
-    double sum = 0.0;
-    for (uint32_t i = 0; i < nv; i++)
-        sum += exp((double)(logits[i] - max));
-    return log(sum) - (double)(logits[token] - max);
-}
-
 st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t chunk,
                           float *nll, st_progress_fn progress, void *user, st_error *err)
 {
@@ -59,9 +47,9 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
         /* logits row t predicts token done+t+1; the first token of this
          * block was predicted by the previous block's last row. */
         if (done > 0 && carry_valid)
-            nll[done] = (float)nll_of(carry, nv, tokens[done]);
+            nll[done] = (float)st_engine_nll(carry, nv, tokens[done]);
         for (size_t t = 0; t + 1 < k; t++)
-            nll[done + t + 1] = (float)nll_of(logits + t * nv, nv, tokens[done + t + 1]);
+            nll[done + t + 1] = (float)st_engine_nll(logits + t * nv, nv, tokens[done + t + 1]);
         for (uint32_t i = 0; i < nv; i++)
             carry[i] = logits[(k - 1) * nv + i];
         carry_valid = true;

@@ -13,6 +13,7 @@
 #include <stretch/plugin.h>
 
 #include "manifest.h"
+#include "paths.h"
 #include "yaml_manifest.h"
 
 static const char *const st_plugin_keys[] = {
@@ -25,9 +26,6 @@ static const char *const st_param_keys[] = {
 static const char *const st_feature_names[] = {
     "model", "opencl", "model-scoring", "attention-weights", "token-entropy"};
 #define ST_N_FEATURES (sizeof st_feature_names / sizeof st_feature_names[0])
-
-static const char *const st_kind_names[] = {
-    "tokenizer", "positional-encoding", "attention", "sampler", "retriever"};
 
 static const char *const st_param_type_names[] = {"int", "float", "bool", "string", "enum"};
 
@@ -476,7 +474,11 @@ static st_status st_plugin_manifest_parse(const st_value *root, st_plugin_manife
                                 "starting with a letter or digit, found '%s'", m->name);
 
     const st_value *kind = st_value_get(root, "kind");
-    size_t n_kinds = sizeof st_kind_names / sizeof st_kind_names[0];
+    /* The names come from plugin.h's st_kind_name: one spelling of each. */
+    const char *st_kind_names[ST_KIND_COUNT];
+    for (int k = ST_KIND_TOKENIZER; k <= ST_KIND_RETRIEVER; k++)
+        st_kind_names[k - 1] = st_kind_name((st_kind)k);
+    size_t n_kinds = ST_KIND_COUNT;
     st_yaml_join(st_kind_names, n_kinds, list, sizeof list);
     if (!kind)
         return st_yaml_error_at(diag, ST_E_INVALID, root,
@@ -519,7 +521,7 @@ st_status st_plugin_manifest_load(const char *path, st_plugin_manifest **out, st
     st_value *root = NULL;
     st_status st = st_yaml_read_map(path, m->path, &root, diag);
     if (st == ST_OK) {
-        char *dir = st_yaml_path_dirname(path);
+        char *dir = st_path_dirname(path);
         m->dir = dir ? realpath(dir, NULL) : NULL;
         if (!m->dir)
             st = st_diag_set(diag, ST_E_IO, path, 0, 0, "cannot resolve the manifest's directory: %s",

@@ -19,6 +19,7 @@
 
 #include "kv_type.h"
 #include "manifest.h"
+#include "paths.h"
 #include "yaml_manifest.h"
 
 #define ST_STRATEGY_DEFAULT_BACKEND "cpu"
@@ -434,7 +435,7 @@ static st_status st_load_parent(st_strategy_loader *L, const st_value *root, con
                                 ST_STRATEGY_EXTENDS_MAX);
 
     char *read_path = st_yaml_path_resolve(dir, ext->s);
-    char *label_dir = st_yaml_path_dirname(label);
+    char *label_dir = st_path_dirname(label);
     char *parent_label = label_dir ? st_yaml_path_resolve(label_dir, ext->s) : NULL;
     free(label_dir);
     st_status st = ST_OK;
@@ -522,7 +523,7 @@ static st_status st_load_layer(st_strategy_loader *L, const char *read_path, con
     }
     /* Relative paths are relative to the directory the file was named in,
      * canonicalised so the strategy carries absolute paths. */
-    read_dir = st_yaml_path_dirname(read_path);
+    read_dir = st_path_dirname(read_path);
     dir = read_dir ? realpath(read_dir, NULL) : NULL;
     if (!dir) {
         st = st_diag_set(L->diag, ST_E_IO, label, 0, 0, "cannot resolve the manifest's directory: %s",

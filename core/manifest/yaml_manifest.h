@@ -75,9 +75,6 @@ char *st_yaml_path_normalize(const char *path);
 /* `p` if absolute, else `dir`/`p`; normalized. Malloc'd. */
 char *st_yaml_path_resolve(const char *dir, const char *p);
 
-/* The directory part of `path` ("." when none). Malloc'd. */
-char *st_yaml_path_dirname(const char *path);
-
 /* Canonical form of an absolute path that may not exist yet: symlinks in
  * every existing prefix are resolved (dangling links followed), the missing
  * rest is appended. NULL on error (errno set). Malloc'd. */

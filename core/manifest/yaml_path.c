@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "paths.h"
 #include "yaml_manifest.h"
 
 /* Symlink hops before giving up, like the kernel's ELOOP limit. */
@@ -76,16 +77,6 @@ char *st_yaml_path_resolve(const char *dir, const char *p)
     return n;
 }
 
-char *st_yaml_path_dirname(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    if (slash == path)
-        return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
 static char *st_yaml_path_canonical_hops(const char *abs_path, int hops)
 {
     char *real = realpath(abs_path, NULL);
@@ -103,7 +94,7 @@ static char *st_yaml_path_canonical_hops(const char *abs_path, int hops)
         if (n < 0)
             return NULL;
         target[n] = '\0';
-        char *dir = st_yaml_path_dirname(abs_path);
+        char *dir = st_path_dirname(abs_path);
         if (!dir)
             return NULL;
         char *next = st_yaml_path_resolve(dir, target);
@@ -115,7 +106,7 @@ static char *st_yaml_path_canonical_hops(const char *abs_path, int hops)
         return r;
     }
     /* Missing: canonicalise the parent, append the last component. */
-    char *dir = st_yaml_path_dirname(abs_path);
+    char *dir = st_path_dirname(abs_path);
     if (!dir)
         return NULL;
     if (strcmp(dir, abs_path) == 0) {
