@@ -489,6 +489,11 @@ static st_status st_yaml_slurp(const char *path, const char *label, char **buf,
         return st_diag_set(diag, ST_E_IO, label, 0, 0, "cannot read manifest");
     }
     b[n] = '\0';
+    st_status st = st_yaml_check_utf8(b, n, label, diag);
+    if (st != ST_OK) {
+        free(b);
+        return st;
+    }
     *buf = b;
     *len = n;
     return ST_OK;
