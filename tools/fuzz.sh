@@ -81,7 +81,7 @@ run_one() {
   local t=$1 dict=()
   local corpus=$build/fuzz-corpus/$t art=$build/fuzz-artifacts/$t/
   mkdir -p "$corpus" "$art"
-  [ -f "$src/tests/fuzz/$t.dict" ] && dict=(-dict="$src/tests/fuzz/$t.dict")
+  case $t in fuzz_strategy|fuzz_plugin_manifest) dict=(-dict="$src/tests/fuzz/yaml.dict") ;; esac
   local extra=()
   [ -d "$src/tests/fuzz/regressions/$t" ] && extra+=("$src/tests/fuzz/regressions/$t")
   # New inputs go to the first directory; the others are read only.
