@@ -83,4 +83,10 @@ char *st_yaml_path_canonical(const char *abs_path);
 /* True when canonical `path` lies strictly beneath canonical `dir`. */
 bool st_yaml_path_is_beneath(const char *path, const char *dir);
 
+/* ---- yaml_utf8.c ------------------------------------------------------ */
+
+/* Refuse `buf` unless it is UTF-8 throughout, naming the line:col of the
+ * first byte that is not. */
+st_status st_yaml_check_utf8(const char *buf, size_t len, const char *label, st_diag *diag);
+
 #endif

@@ -550,6 +550,8 @@ static st_status st_yaml_slurp(const char *path, const char *label, char **buf,
     }
     b[n] = '\0';
     st_status st = st_yaml_refuse_nul(b, n, label, diag);
+    if (st == ST_OK)
+        st = st_yaml_check_utf8(b, n, label, diag);
     if (st != ST_OK) {
         free(b);
         return st;

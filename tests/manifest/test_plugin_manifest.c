@@ -180,3 +180,19 @@ Test(manifest_plugin, syntax_error_prints_nothing, .init = cr_redirect_stderr)
     fflush(stderr);
     cr_expect_stderr_eq_str("");
 }
+
+/* Found by tests/fuzz: libfyaml 0.7.12 looped forever on a directive name
+ * with a byte that is not UTF-8; the reader refuses such a file first. */
+Test(manifest_plugin, not_utf8_refused_before_parsing, .timeout = 20)
+{
+    st_plugin_manifest *m = NULL;
+    st_diag d;
+    st_diag_clear(&d);
+    st_status st = st_plugin_manifest_load(
+        ST_TEST_SOURCE_DIR "/tests/bad/manifests/p-directive-not-utf8.yaml", &m, &d);
+    cr_expect_eq(st, ST_E_FORMAT);
+    cr_expect_null(m);
+    cr_expect(d.line == 1 && d.col == 2, "at %d:%d", d.line, d.col);
+    cr_expect(strstr(d.message, "expected UTF-8 text, found the byte 0xa0") != NULL, "%s",
+              d.message);
+}

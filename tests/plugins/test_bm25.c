@@ -263,6 +263,29 @@ Test(bm25, corrupt_files_refused)
     e->destroy(r);
 }
 
+/* Found by tests/fuzz: msgpack-c allocates a list at its declared size
+ * before reading it, so these few bytes asked for gigabytes (ASan aborted). */
+Test(bm25, declared_counts_beyond_the_file_refused)
+{
+    const st_plugin_entry *e = fx_entry("retriever", "bm25");
+    void *r = corpus(e, NULL);
+    char path[64];
+    temp_path(path, sizeof path);
+    static const char top[] = "\xdd\x7f\xff\xff\xff\x01";
+    static const char nested[] = "\x81\xa4" "docs" "\xdf\x10\x00\x00\x00\x01\x02";
+    const struct { const char *bytes; size_t n; } cases[] = {
+        {top, sizeof top - 1}, {nested, sizeof nested - 1}};
+    for (size_t i = 0; i < 2; i++) {
+        refuse(e, r, path, cases[i].bytes, cases[i].n, "huge count");
+        st_error err = {0};
+        rops(e)->load(r, path, &err);
+        cr_assert(strstr(err.message, "more elements than the file holds"), "case %zu: %s", i,
+                  err.message);
+    }
+    remove(path);
+    e->destroy(r);
+}
+
 Test(bm25, clear_empties)
 {
     const st_plugin_entry *e = fx_entry("retriever", "bm25");

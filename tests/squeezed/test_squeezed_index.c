@@ -254,3 +254,15 @@ Test(squeezed_index, save_never_replaces_a_file_that_is_not_an_index)
     st_sq_index_free(&ix);
     cr_assert_eq(try_load(msg, sizeof msg), ST_OK, "%s", msg);
 }
+
+/* Found by tests/fuzz: msgpack-c allocates a map at its declared size
+ * before reading it, so six bytes asked for 64 GiB (ASan aborted). */
+Test(squeezed_index, declared_count_beyond_the_file_is_refused)
+{
+    FILE *f = fopen(path, "wb");
+    fwrite("\xdf\x7f\xff\xff\xff\x00", 1, 6, f);
+    fclose(f);
+    char msg[512] = "";
+    cr_assert_eq(try_load(msg, sizeof msg), ST_E_FORMAT, "%s", msg);
+    cr_assert(strstr(msg, path) && strstr(msg, "more elements than the file holds"), "%s", msg);
+}

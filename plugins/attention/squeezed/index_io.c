@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <stretch/msgpack_bounds.h>
 #include <stretch/msgpack_map.h>
 
 #include "squeezed_internal.h"
@@ -518,6 +519,10 @@ st_status st_sq_index_load(st_sq_index *ix, const st_sq_index_key *expect, const
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
+    if (!st_msgpack_counts_fit(data, size)) {
+        st = bad(&ld, "a list or map declares more elements than the file holds", UINT32_MAX, 0);
+        goto done;
+    }
     if (msgpack_unpack_next(&up, data, size, &off) != MSGPACK_UNPACK_SUCCESS) {
         st = bad(&ld, "truncated or not msgpack", UINT32_MAX, 0);
         goto done;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stretch/msgpack_bounds.h>
 #include <stretch/msgpack_map.h>
 #include <stretch/params.h>
 #include <stretch/plugin.h>
@@ -655,8 +656,14 @@ static st_status bm25_load(void *inst, const char *path, st_error *err)
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
-    msgpack_unpack_return ret = msgpack_unpack_next(&up, data, size, &off);
-    if (ret == MSGPACK_UNPACK_CONTINUE)
+    bool fits = st_msgpack_counts_fit(data, size);
+    msgpack_unpack_return ret = fits ? msgpack_unpack_next(&up, data, size, &off)
+                                     : MSGPACK_UNPACK_PARSE_ERROR;
+    if (!fits)
+        st = h->error(err, ST_E_FORMAT,
+                      "%s: corrupt bm25 index (a list or map declares more elements than the "
+                      "file holds)", path);
+    else if (ret == MSGPACK_UNPACK_CONTINUE)
         st = h->error(err, ST_E_FORMAT, "%s: truncated bm25 index (%zu bytes)", path, size);
     else if (ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES)
         st = h->error(err, ST_E_FORMAT, "%s: not a msgpack file (bm25 index)", path);

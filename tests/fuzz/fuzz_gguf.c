@@ -1,0 +1,90 @@
+/*
+ * tests/fuzz/fuzz_gguf.c - the GGUF reader and the llama model loader. The
+ * input is written as model.gguf and opened; the file is mapped, so ASan
+ * cannot see a read past a value inside the mapping: the reader's promise
+ * that every value, string and tensor lies inside the file is checked
+ * here, then every metadata value is read through each typed reader, the
+ * first row of every tensor is dequantized, and the model loaded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "gguf.h"
+#include "model.h"
+
+#define MAX_ELEMS 64
+#define ROW_MAX 4096
+
+static void check_inside(const st_gguf *g, const void *p, uint64_t len, const char *what)
+{
+    const uint8_t *b = p;
+    if (len && (!b || b < g->map || len > g->map_len || (uint64_t)(b - g->map) > g->map_len - len))
+        st_fuzz_fail("%s lies outside the file", what);
+}
+
+static void read_kv(const st_gguf *g, const st_gguf_kv *kv)
+{
+    char key[256];
+    size_t n = kv->key_len < sizeof key - 1 ? kv->key_len : sizeof key - 1;
+    check_inside(g, kv->key, kv->key_len, "a key");
+    check_inside(g, kv->data, kv->data_len, "a value");
+    memcpy(key, kv->key, n);
+    key[n] = '\0';
+    int64_t i;
+    double f;
+    const char *s;
+    uint64_t len;
+    st_meta_value mv;
+    st_gguf_get_int(g, key, &i);
+    st_gguf_get_float(g, key, &f);
+    if (st_gguf_get_string(g, key, &s, &len) == ST_OK)
+        check_inside(g, s, len, "a string value");
+    st_gguf_meta_value(g, key, &mv);
+    if (kv->type != ST_GGUF_ARRAY)
+        return;
+    for (uint64_t k = 0; k < kv->array_len && k < MAX_ELEMS; k++) {
+        st_gguf_array_int(g, key, k, &i);
+        st_gguf_array_float(g, key, k, &f);
+        if (st_gguf_array_string(g, key, k, &s, &len) == ST_OK)
+            check_inside(g, s, len, "an array string");
+    }
+}
+
+static void read_tensor(const st_gguf *g, const st_gguf_tensor *t, float *row)
+{
+    check_inside(g, t->data, t->size, "tensor data");
+    if (st_gguf_tensor_find(g, t->name) == NULL)
+        st_fuzz_fail("tensor '%s' cannot be found by its name", t->name);
+    uint32_t be = st_ggml_block_elems(t->type);
+    uint64_t n = t->ne[0] < ROW_MAX ? t->ne[0] : ROW_MAX;
+    n = be ? n / be * be : 0;
+    if (n && n <= t->size / st_ggml_block_bytes(t->type) * be)
+        st_dequantize(t->type, t->data, row, n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *path = st_fuzz_write(0, "model.gguf", data, size);
+    st_gguf *g = NULL;
+    st_diag diag;
+    st_diag_clear(&diag);
+    if (st_gguf_open(path, &g, &diag) != ST_OK) {
+        if (!diag.message[0])
+            st_fuzz_fail("st_gguf_open failed without a message");
+        return 0;
+    }
+    for (uint64_t k = 0; k < g->n_kv; k++)
+        read_kv(g, &g->kv[k]);
+    static float row[ROW_MAX];
+    for (uint64_t k = 0; k < g->n_tensors; k++)
+        read_tensor(g, &g->tensors[k], row);
+    st_model *m = NULL;
+    if (st_model_load(g, &m, &diag) == ST_OK)
+        st_model_free(m);
+    else if (!diag.message[0])
+        st_fuzz_fail("st_model_load failed without a message");
+    st_gguf_close(g);
+    return 0;
+}
