@@ -23,7 +23,7 @@ static void *create(void)
 {
     void *inst = NULL;
     st_error err = {0};
-    if (stretch_plugin_entry.create(st_test_host_services(), NULL, &inst, &err) != ST_OK)
+    if (st_test_create(&stretch_plugin_entry, NULL, NULL, &inst, &err) != ST_OK)
         st_fuzz_fail("bm25 create: %s", err.message);
     return inst;
 }

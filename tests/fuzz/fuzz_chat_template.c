@@ -5,6 +5,7 @@
  * ST_FUZZ_SEPARATOR, the user's message. A rendered prompt must carry the
  * message verbatim in a user turn and end by opening the assistant's.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,9 +30,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char *out = NULL;
     st_error err = {0};
-    st_status st = st_chat_render(len[0] ? tmpl : NULL, len[0], user, &out, &err);
+    size_t user_at = SIZE_MAX;
+    st_status st = st_chat_render(len[0] ? tmpl : NULL, len[0], user, &out, &user_at, &err);
     if (st == ST_OK) {
         size_t out_len = strlen(out);
+        /* Where the renderer says the user's text is, it is, byte for byte:
+         * the engine tokenizes that span as plain text (role injection). */
+        if (user_at > out_len || out_len - user_at < user_len ||
+            memcmp(out + user_at, user, user_len) != 0)
+            st_fuzz_fail("user_at does not point at the user's text");
         size_t tail = sizeof k_tail - 1;
         if (out_len < tail || strcmp(out + out_len - tail, k_tail) != 0)
             st_fuzz_fail("the prompt does not end by opening the assistant's turn");

@@ -109,7 +109,7 @@ static void bm25_index(void)
     const st_retriever_ops *ops = stretch_plugin_entry.ops;
     void *inst = NULL;
     st_error err = {0};
-    if (stretch_plugin_entry.create(st_test_host_services(), NULL, &inst, &err) != ST_OK)
+    if (st_test_create(&stretch_plugin_entry, NULL, NULL, &inst, &err) != ST_OK)
         die("bm25", err.message);
     static const char *const docs[][2] = {
         {"fox", "The quick brown fox jumps over the lazy dog"},
