@@ -19,7 +19,6 @@
 
 #include "abi_sizes.h"
 #include "chat_template.h"
-#include "engine_kv.h"
 #include "host_features.h"
 
 st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
@@ -413,12 +412,6 @@ void st_engine_close(st_engine *e)
     free(e);
 }
 
-void st_engine_kv_info(const st_engine *e, const char **type, size_t *bytes_per_token)
-{
-    *type = st_kv_type_name(e->kv->type);
-    *bytes_per_token = st_kv_bytes_per_token(e->kv);
-}
-
 static void fill_info(const st_engine *e, st_engine_info *out);
 
 void st_engine_get_info(const st_engine *e, st_engine_info *caller_out)
@@ -462,6 +455,8 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     }
     out->n_samplers = (uint32_t)e->n_samplers;
     out->sampler_names = (const char *const *)e->sampler_names;
+    out->kv_type = st_kv_type_name(e->kv->type);
+    out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

@@ -9,6 +9,7 @@
 
 #include <msgpack.h>
 #include <stretch/common.h>
+#include <stretch/registry.h> /* st_kind_from_name, ST_CONTEXT_MIN, ... */
 #include "diag.h"
 #include "value.h"
 
@@ -53,9 +54,7 @@ st_status st_plugin_manifest_load(const char *path, st_plugin_manifest **out,
 void st_plugin_manifest_free(st_plugin_manifest *m);
 const st_param_schema *st_plugin_manifest_param(const st_plugin_manifest *m,
                                                 const char *name);
-const char *st_param_type_name(st_param_type t);
-/* "tokenizer" -> ST_KIND_TOKENIZER ...; 0 when unknown. */
-st_kind st_kind_from_name(const char *name);
+/* st_param_type_name() and st_kind_from_name() are public: <stretch/registry.h>. */
 
 /* Validate `given` (a MAP from a strategy manifest, or NULL) against the
  * schema: unknown keys, wrong types and out-of-range values are refused
@@ -75,8 +74,8 @@ typedef struct st_plugin_ref {
 
 /* The contexts a strategy's `context:` accepts; an engine option or CLI
  * flag that overrides it is held to the same range. */
-#define ST_STRATEGY_CONTEXT_MIN 16
-#define ST_STRATEGY_CONTEXT_MAX 1048576
+#define ST_STRATEGY_CONTEXT_MIN ST_CONTEXT_MIN
+#define ST_STRATEGY_CONTEXT_MAX ST_CONTEXT_MAX
 
 typedef struct st_strategy {
     char *path;

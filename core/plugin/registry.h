@@ -17,31 +17,12 @@
 #define ST_CORE_REGISTRY_H
 
 #include <stretch/plugin.h>
+#include <stretch/registry.h>
 #include "diag.h"
 #include "manifest.h"
 
-typedef enum st_plugin_state {
-    ST_PLUGIN_OK,        /* manifest parsed; not loaded yet or load passed */
-    ST_PLUGIN_BROKEN,    /* manifest failed to parse: see reason */
-    ST_PLUGIN_SHADOWED,  /* an earlier plugin has the same kind and name */
-    ST_PLUGIN_REFUSED    /* loading failed: see refusal and reason */
-} st_plugin_state;
-
-/* Why a load was refused: every case distinct (DESIGN.md). */
-typedef enum st_refusal {
-    ST_REFUSE_NONE = 0,
-    ST_REFUSE_MISSING_FILE,    /* the library file does not exist */
-    ST_REFUSE_PATH_ESCAPE,     /* library: resolves outside the plugin dir */
-    ST_REFUSE_NOT_A_PLUGIN,    /* dlopen failed: not a shared object / truncated */
-    ST_REFUSE_DEPENDENCY,      /* dlopen failed on a missing dependency */
-    ST_REFUSE_MISSING_SYMBOL,  /* no stretch_plugin_entry */
-    ST_REFUSE_ABI,             /* ABI major differs or minor is newer */
-    ST_REFUSE_MISMATCH,        /* kind or name differs from plugin.yaml */
-    ST_REFUSE_BAD_ENTRY,       /* entry incomplete (NULL create/ops, short struct) */
-    ST_REFUSE_CREATE_FAILED    /* create() returned an error */
-} st_refusal;
-
-const char *st_refusal_name(st_refusal r);
+/* st_plugin_state, st_refusal, st_refusal_name() and
+ * st_builtin_plugin_dir() are public: <stretch/registry.h>. */
 
 typedef struct st_plugin_record {
     char *manifest_path;
@@ -73,7 +54,6 @@ size_t st_registry_notes_dropped(const st_registry *r);
 /* kind 0 = any kind. NULL when not found (diag says what was searched). */
 const st_plugin_record *st_registry_find(const st_registry *r, st_kind kind,
                                          const char *name, st_diag *diag);
-const char *st_builtin_plugin_dir(void);
 
 /* A loaded library (dlopen handle + checked entry). */
 typedef struct st_library {

@@ -4,10 +4,11 @@
     with stretch.Engine("manifests/greedy.yaml") as e:
         print(e.generate("Once upon a time", max_tokens=32).text)
 
-Listing and inspecting plugins waits for a public registry API in the C SDK;
-see docs/python.md.
+Plugins and strategies (list, inspect, load-check, resolve) are in
+stretch.plugins; see docs/python.md.
 """
 
+from . import plugins
 from ._capi import library_path
 from .engine import Engine
 from .errors import Error, Status
@@ -15,5 +16,5 @@ from .results import EngineInfo, GenerateStats, Generation, TokenEvent
 from .stream import GenerationStream
 
 __all__ = ["Engine", "Error", "Status", "EngineInfo", "GenerateStats", "Generation",
-           "TokenEvent", "GenerationStream", "library_path"]
+           "TokenEvent", "GenerationStream", "library_path", "plugins"]
 __version__ = "0.1.0"

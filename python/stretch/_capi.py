@@ -48,7 +48,8 @@ class StEngineInfo(Structure):
                 ("add_bos", c_bool), ("model_path", c_char_p),
                 ("plugin_names", c_char_p * KIND_COUNT),
                 # ABI 1.2
-                ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p))]
+                ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
+                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64)]
 
 
 class StGenerateParams(Structure):

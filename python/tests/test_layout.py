@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from stretch import Status, _capi
+from stretch import Status, _capi, _capi_registry as _reg
 
 STRUCTS = {
     "st_error": _capi.StError,
@@ -19,6 +19,17 @@ STRUCTS = {
     "st_engine_info": _capi.StEngineInfo,
     "st_generate_params": _capi.StGenerateParams,
     "st_generate_stats": _capi.StGenerateStats,
+    "st_param_info": _reg.StParamInfo,
+    "st_plugin_info": _reg.StPluginInfo,
+    "st_check_options": _reg.StCheckOptions,
+    "st_op_result": _reg.StOpResult,
+    "st_conformance_result": _reg.StConformanceResult,
+    "st_check_report": _reg.StCheckReport,
+    "st_resolve_options": _reg.StResolveOptions,
+    "st_problem": _reg.StProblem,
+    "st_resolved_param": _reg.StResolvedParam,
+    "st_resolved_plugin": _reg.StResolvedPlugin,
+    "st_strategy_report": _reg.StStrategyReport,
 }
 
 
@@ -35,7 +46,7 @@ def c_layout(tmp_path) -> dict[str, int]:
                  "ST_ENCODE_PARSE_SPECIAL"):
         lines.append(f'printf("{name} %d\\n", (int){name});')
     src = tmp_path / "layout.c"
-    src.write_text("#include <stddef.h>\n#include <stdio.h>\n#include <stretch/stretch.h>\n"
+    src.write_text("#include <stddef.h>\n#include <stdio.h>\n#include <stretch/registry.h>\n"
                    "int main(void) {\n" + "\n".join(lines) + "\nreturn 0;\n}\n")
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:

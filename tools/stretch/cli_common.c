@@ -9,33 +9,18 @@
 #include <string.h>
 
 #include "commands.h"
-#include "plugin_ops.h"
-#include "text_escape.h"
 
-void st_cli_error(const st_diag *d)
+void st_cli_error(const char *line)
 {
-    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
-    fprintf(stderr, "stretch: %s\n", st_diag_format(d, line, sizeof line));
+    fprintf(stderr, "stretch: %s\n", line);
 }
 
-void st_cli_registry_warnings(const st_registry *r)
+void st_cli_warnings(const char *const *lines, size_t n, size_t dropped)
 {
-    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
-    for (size_t i = 0; i < st_registry_note_count(r); i++)
-        fprintf(stderr, "stretch: warning: %s\n",
-                st_diag_format(st_registry_note_at(r, i), line, sizeof line));
-    if (st_registry_notes_dropped(r))
-        fprintf(stderr, "stretch: warning: (%zu more places skipped)\n",
-                st_registry_notes_dropped(r));
-}
-
-void st_cli_registry_warnings_json(st_json *j, const st_registry *r)
-{
-    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
-    st_json_begin_array(j);
-    for (size_t i = 0; i < st_registry_note_count(r); i++)
-        st_json_string(j, st_diag_format(st_registry_note_at(r, i), line, sizeof line));
-    st_json_end_array(j);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "stretch: warning: %s\n", lines[i]);
+    if (dropped)
+        fprintf(stderr, "stretch: warning: (%zu more places skipped)\n", dropped);
 }
 
 const char *st_cli_safe(const char *s)
@@ -44,7 +29,7 @@ const char *st_cli_safe(const char *s)
     static size_t ring_cap[8];
     static unsigned next;
     unsigned k = next++ % 8;
-    size_t need = st_text_escaped_size(s);
+    size_t need = st_text_safe(s, NULL, 0);
     if (need > ring_cap[k]) {
         char *grown = realloc(ring[k], need);
         if (!grown)
@@ -52,35 +37,29 @@ const char *st_cli_safe(const char *s)
         ring[k] = grown;
         ring_cap[k] = need;
     }
-    return st_text_escape(s, ring[k], ring_cap[k]);
+    st_text_safe(s, ring[k], ring_cap[k]);
+    return ring[k];
 }
 
-st_registry *st_cli_registry(char **dirs, size_t n_dirs, int *exit_code)
+st_plugins *st_cli_registry(char **dirs, size_t n_dirs, int *exit_code)
 {
-    st_diag diag;
-    st_diag_clear(&diag);
-    st_registry *r = st_registry_new();
-    if (!r) {
-        fprintf(stderr, "stretch: out of memory\n");
-        *exit_code = ST_EXIT_RUNTIME;
+    st_error err = {0};
+    st_plugins *p = NULL;
+    st_status st = st_plugins_open((const char *const *)dirs, n_dirs, 0, &p, &err);
+    if (st != ST_OK) {
+        st_cli_error(err.message);
+        /* A --path that is not a directory is the user's; anything else
+         * (out of memory) is ours. */
+        *exit_code = st == ST_E_NOT_FOUND ? ST_EXIT_USAGE : ST_EXIT_RUNTIME;
         return NULL;
     }
-    for (size_t i = 0; i < n_dirs; i++) {
-        if (st_registry_add_dir(r, dirs[i], &diag) != ST_OK) {
-            st_cli_error(&diag);
-            st_registry_free(r);
-            *exit_code = ST_EXIT_USAGE;
-            return NULL;
-        }
-    }
-    if (st_registry_scan(r, &diag) != ST_OK) {
-        st_cli_error(&diag);
-        st_registry_free(r);
-        *exit_code = ST_EXIT_RUNTIME;
-        return NULL;
-    }
-    st_cli_registry_warnings(r);
-    return r;
+    size_t n = st_plugins_warning_count(p);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "stretch: warning: %s\n", st_plugins_warning_at(p, i));
+    if (st_plugins_warnings_dropped(p))
+        fprintf(stderr, "stretch: warning: (%zu more places skipped)\n",
+                st_plugins_warnings_dropped(p));
+    return p;
 }
 
 static size_t append(char *buf, size_t cap, size_t used, const char *fmt, ...)
@@ -96,144 +75,59 @@ static size_t append(char *buf, size_t cap, size_t used, const char *fmt, ...)
     return n < 0 ? used : used + (size_t)n;
 }
 
-static size_t value_text(const st_value *v, char *buf, size_t cap, size_t used)
+/* A default as the manifest would write it in flow style ("0.5", "true"). */
+static const char *default_text(const st_param_info *p, char *buf, size_t cap)
 {
-    if (!v)
-        return append(buf, cap, used, "null");
-    switch (v->type) {
-    case ST_VALUE_NULL: return append(buf, cap, used, "null");
-    case ST_VALUE_BOOL: return append(buf, cap, used, "%s", v->b ? "true" : "false");
-    case ST_VALUE_INT: return append(buf, cap, used, "%" PRId64, v->i);
-    case ST_VALUE_FLOAT: return append(buf, cap, used, "%g", v->f);
-    case ST_VALUE_STRING: return append(buf, cap, used, "%s", st_cli_safe(v->s));
-    case ST_VALUE_LIST:
-        used = append(buf, cap, used, "[");
-        for (size_t i = 0; i < v->n; i++) {
-            if (i)
-                used = append(buf, cap, used, ", ");
-            used = value_text(v->items[i], buf, cap, used);
-        }
-        return append(buf, cap, used, "]");
-    case ST_VALUE_MAP:
-        used = append(buf, cap, used, "{");
-        for (size_t i = 0; i < v->n; i++) {
-            used = append(buf, cap, used, "%s%s: ", i ? ", " : "", st_cli_safe(v->entries[i].key));
-            used = value_text(v->entries[i].value, buf, cap, used);
-        }
-        return append(buf, cap, used, "}");
+    switch (p->type) {
+    case ST_PARAM_INT: snprintf(buf, cap, "%" PRId64, p->default_int); break;
+    case ST_PARAM_FLOAT: snprintf(buf, cap, "%g", p->default_float); break;
+    case ST_PARAM_BOOL: snprintf(buf, cap, "%s", p->default_bool ? "true" : "false"); break;
+    default: snprintf(buf, cap, "%s", st_cli_safe(p->default_string)); break;
     }
-    return used;
-}
-
-const char *st_cli_value_text(const st_value *v, char *buf, size_t cap)
-{
-    if (cap)
-        buf[0] = '\0';
-    value_text(v, buf, cap, 0);
     return buf;
 }
 
-void st_cli_value_json(st_json *j, const st_value *v)
+static void default_json(st_json *j, const st_param_info *p)
 {
-    if (!v) {
-        st_json_null(j);
-        return;
-    }
-    switch (v->type) {
-    case ST_VALUE_NULL: st_json_null(j); break;
-    case ST_VALUE_BOOL: st_json_bool(j, v->b); break;
-    case ST_VALUE_INT: st_json_int(j, v->i); break;
-    case ST_VALUE_FLOAT: st_json_double(j, v->f); break;
-    case ST_VALUE_STRING: st_json_string(j, v->s ? v->s : ""); break;
-    case ST_VALUE_LIST:
-        st_json_begin_array(j);
-        for (size_t i = 0; i < v->n; i++)
-            st_cli_value_json(j, v->items[i]);
-        st_json_end_array(j);
-        break;
-    case ST_VALUE_MAP:
-        st_json_begin_object(j);
-        for (size_t i = 0; i < v->n; i++) {
-            st_json_key(j, v->entries[i].key);
-            st_cli_value_json(j, v->entries[i].value);
-        }
-        st_json_end_object(j);
-        break;
+    switch (p->type) {
+    case ST_PARAM_INT: st_json_int(j, p->default_int); break;
+    case ST_PARAM_FLOAT: st_json_double(j, p->default_float); break;
+    case ST_PARAM_BOOL: st_json_bool(j, p->default_bool); break;
+    default: st_json_string(j, p->default_string ? p->default_string : ""); break;
     }
 }
 
-void st_cli_msgpack_text(FILE *f, const msgpack_object *o)
+void st_cli_params_values_text(FILE *f, const st_resolved_plugin *rp)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: fputs("null", f); break;
-    case MSGPACK_OBJECT_BOOLEAN: fputs(o->via.boolean ? "true" : "false", f); break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: fprintf(f, "%" PRIu64, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: fprintf(f, "%" PRId64, o->via.i64); break;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: fprintf(f, "%g", o->via.f64); break;
-    case MSGPACK_OBJECT_STR: {
-        /* Up to a NUL, which validated params cannot hold anyway. */
-        char *text = strndup(o->via.str.ptr, o->via.str.size);
-        fputs(text ? st_cli_safe(text) : "?", f);
-        free(text);
-        break;
-    }
-    case MSGPACK_OBJECT_ARRAY:
-        fputc('[', f);
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i)
-                fputs(", ", f);
-            st_cli_msgpack_text(f, &o->via.array.ptr[i]);
+    for (size_t i = 0; i < rp->n_params; i++) {
+        const st_resolved_param *p = rp->params[i];
+        fprintf(f, "%s%s=", i ? ", " : "", st_cli_safe(p->name));
+        switch (p->type) {
+        case ST_PARAM_INT: fprintf(f, "%" PRId64, p->i); break;
+        case ST_PARAM_FLOAT: fprintf(f, "%g", p->f); break;
+        case ST_PARAM_BOOL: fputs(p->b ? "true" : "false", f); break;
+        default: fputs(st_cli_safe(p->s), f); break;
         }
-        fputc(']', f);
-        break;
-    case MSGPACK_OBJECT_MAP:
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if (i)
-                fputs(", ", f);
-            st_cli_msgpack_text(f, &o->via.map.ptr[i].key);
-            fputc('=', f);
-            st_cli_msgpack_text(f, &o->via.map.ptr[i].val);
-        }
-        break;
-    default: fputs("?", f); break;
     }
 }
 
-void st_cli_msgpack_json(st_json *j, const msgpack_object *o)
+void st_cli_params_values_json(st_json *j, const st_resolved_plugin *rp)
 {
-    switch (o->type) {
-    case MSGPACK_OBJECT_BOOLEAN: st_json_bool(j, o->via.boolean); break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: st_json_uint(j, o->via.u64); break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: st_json_int(j, o->via.i64); break;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: st_json_double(j, o->via.f64); break;
-    case MSGPACK_OBJECT_STR: st_json_string_n(j, o->via.str.ptr, o->via.str.size); break;
-    case MSGPACK_OBJECT_ARRAY:
-        st_json_begin_array(j);
-        for (uint32_t i = 0; i < o->via.array.size; i++)
-            st_cli_msgpack_json(j, &o->via.array.ptr[i]);
-        st_json_end_array(j);
-        break;
-    case MSGPACK_OBJECT_MAP:
-        st_json_begin_object(j);
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
-            char key[256];
-            if (k->type == MSGPACK_OBJECT_STR)
-                snprintf(key, sizeof key, "%.*s", (int)k->via.str.size, k->via.str.ptr);
-            else
-                snprintf(key, sizeof key, "?");
-            st_json_key(j, key);
-            st_cli_msgpack_json(j, &o->via.map.ptr[i].val);
+    st_json_begin_object(j);
+    for (size_t i = 0; i < rp->n_params; i++) {
+        const st_resolved_param *p = rp->params[i];
+        st_json_key(j, p->name);
+        switch (p->type) {
+        case ST_PARAM_INT: st_json_int(j, p->i); break;
+        case ST_PARAM_FLOAT: st_json_double(j, p->f); break;
+        case ST_PARAM_BOOL: st_json_bool(j, p->b); break;
+        default: st_json_string(j, p->s); break;
         }
-        st_json_end_object(j);
-        break;
-    default: st_json_null(j); break;
     }
+    st_json_end_object(j);
 }
 
-static void range_text(const st_param_schema *p, char *buf, size_t cap)
+static void range_text(const st_param_info *p, char *buf, size_t cap)
 {
     buf[0] = '\0';
     if (p->type == ST_PARAM_ENUM) {
@@ -253,17 +147,17 @@ static void range_text(const st_param_schema *p, char *buf, size_t cap)
     snprintf(buf, cap, "range [%s, %s]", lo, hi);
 }
 
-void st_cli_params_text(FILE *f, const st_plugin_manifest *m, const char *indent)
+void st_cli_params_text(FILE *f, const st_plugin_info *m, const char *indent)
 {
     if (m->n_params == 0) {
         fprintf(f, "%s(none)\n", indent);
         return;
     }
     for (size_t i = 0; i < m->n_params; i++) {
-        const st_param_schema *p = &m->params[i];
+        const st_param_info *p = m->params[i];
         char def[256], range[512];
         if (p->has_default)
-            st_cli_value_text(p->default_value, def, sizeof def);
+            default_text(p, def, sizeof def);
         else
             snprintf(def, sizeof def, "(required)");
         range_text(p, range, sizeof range);
@@ -279,11 +173,11 @@ void st_cli_params_text(FILE *f, const st_plugin_manifest *m, const char *indent
     }
 }
 
-void st_cli_params_json(st_json *j, const st_plugin_manifest *m)
+void st_cli_params_json(st_json *j, const st_plugin_info *m)
 {
     st_json_begin_array(j);
     for (size_t i = 0; i < m->n_params; i++) {
-        const st_param_schema *p = &m->params[i];
+        const st_param_info *p = m->params[i];
         st_json_begin_object(j);
         st_json_key(j, "name");
         st_json_string(j, p->name);
@@ -293,7 +187,7 @@ void st_cli_params_json(st_json *j, const st_plugin_manifest *m)
         st_json_bool(j, p->required);
         st_json_key(j, "default");
         if (p->has_default)
-            st_cli_value_json(j, p->default_value);
+            default_json(j, p);
         else
             st_json_null(j);
         st_json_key(j, "min");
@@ -324,7 +218,7 @@ void st_cli_params_json(st_json *j, const st_plugin_manifest *m)
     st_json_end_array(j);
 }
 
-const char *st_cli_abi_text(const st_load_report *r, char *buf, size_t cap)
+const char *st_cli_abi_text(const st_check_report *r, char *buf, size_t cap)
 {
     if (r && r->has_abi)
         snprintf(buf, cap, "%u.%u", r->abi_major, r->abi_minor);
@@ -333,9 +227,9 @@ const char *st_cli_abi_text(const st_load_report *r, char *buf, size_t cap)
     return buf;
 }
 
-int st_cli_report_exit(const st_load_report *r)
+int st_cli_report_exit(const st_check_report *r)
 {
-    if (st_load_report_ok(r))
+    if (r->ok)
         return ST_EXIT_OK;
     if (r->finished && r->loaded && r->created && r->conformance_ran)
         return ST_EXIT_RUNTIME;
@@ -344,13 +238,12 @@ int st_cli_report_exit(const st_load_report *r)
     return ST_EXIT_LOAD;
 }
 
-void st_cli_report_json(st_json *j, const st_plugin_manifest *m, const st_load_report *r)
+void st_cli_report_json(st_json *j, const st_check_report *r)
 {
-    char buf[2048];
+    char buf[64];
     st_json_begin_object(j);
     st_json_key(j, "status");
-    st_json_string(j, st_cli_report_exit(r) == ST_EXIT_OK ? "ok"
-                      : r->signal ? "crashed" : r->timed_out ? "hung" : "refused");
+    st_json_string(j, r->outcome);
     st_json_key(j, "refusal");
     if (r->refusal != ST_REFUSE_NONE)
         st_json_string(j, st_refusal_name(r->refusal));
@@ -368,12 +261,7 @@ void st_cli_report_json(st_json *j, const st_plugin_manifest *m, const st_load_r
     st_json_key(j, "stage");
     st_json_string(j, r->stage);
     st_json_key(j, "signal");
-    if (r->signal) {
-        snprintf(buf, sizeof buf, "SIG%s", sigabbrev_np(r->signal) ? sigabbrev_np(r->signal) : "?");
-        st_json_string(j, buf);
-    } else {
-        st_json_null(j);
-    }
+    st_json_string(j, r->signal_name);
     st_json_key(j, "loaded");
     st_json_bool(j, r->loaded);
     st_json_key(j, "created");
@@ -381,12 +269,11 @@ void st_cli_report_json(st_json *j, const st_plugin_manifest *m, const st_load_r
     st_json_key(j, "create_skipped");
     st_json_string(j, r->create_skipped ? r->skip_reason : NULL);
     st_json_key(j, "ops");
-    const st_ops_info *info = st_ops_info_of(m->kind);
-    if (r->loaded && info) {
+    if (r->loaded && r->n_ops) {
         st_json_begin_object(j);
-        for (size_t i = 0; i < info->n_ops; i++) {
-            st_json_key(j, info->ops[i].name);
-            st_json_bool(j, (r->ops_present >> i) & 1u);
+        for (size_t i = 0; i < r->n_ops; i++) {
+            st_json_key(j, r->ops[i]->name);
+            st_json_bool(j, r->ops[i]->present);
         }
         st_json_end_object(j);
     } else {
@@ -398,7 +285,7 @@ void st_cli_report_json(st_json *j, const st_plugin_manifest *m, const st_load_r
         st_json_key(j, "ok");
         st_json_bool(j, r->conformance_ok);
         st_json_key(j, "report");
-        st_json_string(j, r->conformance);
+        st_json_string(j, r->conformance_summary);
         st_json_end_object(j);
     } else {
         st_json_null(j);

@@ -3,6 +3,7 @@
  * tokens/s on an N-token prompt, decode tokens/s over M tokens and peak RSS,
  * repeated; tools/bench.py sets these beside llama.cpp's in the same run.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +11,7 @@
 
 #include "commands.h"
 #include "engine_cli.h"
-#include "engine_kv.h"
 #include "json_out.h"
-#include "manifest.h"
 
 static double now_s(void)
 {
@@ -87,8 +86,8 @@ int st_cmd_bench(int argc, char **argv)
             opts.n_threads = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_range(a, next, ST_STRATEGY_CONTEXT_MIN,
-                                        ST_STRATEGY_CONTEXT_MAX)) < 0)
+            if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN,
+                                        ST_CONTEXT_MAX)) < 0)
                 return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
@@ -102,9 +101,9 @@ int st_cmd_bench(int argc, char **argv)
     }
     if (!(manifest = st_cli_default_manifest(manifest)))
         return ST_EXIT_USAGE;
-    if (!opts.context && n_prompt + n_gen + 16 > ST_STRATEGY_CONTEXT_MAX) {
+    if (!opts.context && n_prompt + n_gen + 16 > ST_CONTEXT_MAX) {
         fprintf(stderr, "stretch bench: --prompt-tokens + --gen-tokens + 16 = %lld exceeds the "
-                        "largest context, %d\n", n_prompt + n_gen + 16, ST_STRATEGY_CONTEXT_MAX);
+                        "largest context, %d\n", n_prompt + n_gen + 16, ST_CONTEXT_MAX);
         return ST_EXIT_USAGE;
     }
     if (!opts.context)
@@ -112,8 +111,8 @@ int st_cmd_bench(int argc, char **argv)
 
     double load[64], prefill[64], decode[64];
     uint32_t threads = 0;
-    const char *kv_type = "?";
-    size_t kv_bytes = 0;
+    char kv_type[16] = "?"; /* copied: the engine's string goes with it */
+    uint64_t kv_bytes = 0;
     int rc = 0;
     for (int r = 0; r < reps && !rc; r++) {
         double t0 = now_s();
@@ -124,7 +123,8 @@ int st_cmd_bench(int argc, char **argv)
         st_engine_info info = {.struct_size = sizeof info};
         st_engine_get_info(e, &info);
         threads = info.n_threads;
-        st_engine_kv_info(e, &kv_type, &kv_bytes);
+        snprintf(kv_type, sizeof kv_type, "%s", info.kv_type ? info.kv_type : "?");
+        kv_bytes = info.kv_bytes_per_token;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
         uint64_t x = 0x9E3779B97F4A7C15ull;
         for (long long i = 0; ids && i < n_prompt; i++) {
@@ -174,7 +174,7 @@ int st_cmd_bench(int argc, char **argv)
         st_json_key(&j, "kv_type");
         st_json_string(&j, kv_type);
         st_json_key(&j, "kv_bytes_per_token");
-        st_json_uint(&j, (uint64_t)kv_bytes);
+        st_json_uint(&j, kv_bytes);
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
@@ -184,7 +184,7 @@ int st_cmd_bench(int argc, char **argv)
         print_stat("prefill tok/s", prefill, (int)reps);
         print_stat("decode tok/s", decode, (int)reps);
         printf("%-16s %.1f MB\n", "peak RSS", rss);
-        printf("%-16s %s, %zu bytes per token\n", "kv cache", kv_type, kv_bytes);
+        printf("%-16s %s, %" PRIu64 " bytes per token\n", "kv cache", kv_type, kv_bytes);
     }
     return 0;
 }

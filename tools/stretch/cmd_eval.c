@@ -15,7 +15,6 @@
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
-#include "manifest.h"
 
 static void eval_usage(FILE *f)
 {
@@ -230,7 +229,7 @@ int st_cmd_eval(int argc, char **argv)
             manifest = argv[++i];
         } else if (!strcmp(a, "--length")) {
             /* The window plus the margin below must be a context `context:` takes. */
-            if ((length = st_cli_parse_range(a, next, 2, ST_STRATEGY_CONTEXT_MAX - 16)) < 0)
+            if ((length = st_cli_parse_range(a, next, 2, ST_CONTEXT_MAX - 16)) < 0)
                 return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--windows")) {

@@ -5,14 +5,14 @@
  * TARGET is a plugin name ("greedy" or "sampler/greedy"), a plugin.yaml, or
  * a plugin library (its plugin.yaml is looked for beside it).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "paths.h"
-#include "plugin_ops.h"
 
 static void inspect_usage(FILE *f)
 {
@@ -31,53 +31,67 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Find the record TARGET names; prints one error line and sets *code when
- * there is none usable. */
-static const st_plugin_record *resolve(st_registry *reg, const char *target, int *code)
+static bool is_file(const char *p)
 {
-    st_diag diag;
-    st_diag_clear(&diag);
-    const st_plugin_record *rec = NULL;
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* "<dir of target>/plugin.yaml" (malloc'd), NULL on allocation failure. */
+static char *yaml_beside(const char *target)
+{
+    const char *slash = strrchr(target, '/');
+    int dir_len = slash ? (int)(slash - target) : 1;
+    const char *dir = slash ? target : ".";
+    size_t cap = (size_t)dir_len + sizeof "/plugin.yaml";
+    char *yaml = malloc(cap);
+    if (yaml)
+        snprintf(yaml, cap, "%.*s/plugin.yaml", slash && dir_len == 0 ? 0 : dir_len, dir);
+    return yaml;
+}
+
+/* Find the plugin TARGET names; prints one error line and sets *code when
+ * there is none usable. */
+static const st_plugin_info *resolve(st_plugins *reg, const char *target, int *code)
+{
+    st_error err = {0};
+    const st_plugin_info *rec = NULL;
     if (ends_with(target, ".yaml") || ends_with(target, ".yml")) {
-        if (st_registry_add_manifest(reg, target, &rec, &diag) != ST_OK) {
-            st_cli_error(&diag);
+        if (st_plugins_add_manifest(reg, target, &rec, &err) != ST_OK) {
+            st_cli_error(err.message);
             *code = ST_EXIT_MANIFEST;
             return NULL;
         }
         return rec;
     }
-    if (ends_with(target, ".so") || (strchr(target, '/') && st_path_is_file(target))) {
-        char *dir = st_path_dirname(target);
-        char *yaml = dir ? st_path_join(dir, "plugin.yaml") : NULL;
-        free(dir);
+    if (ends_with(target, ".so") || (strchr(target, '/') && is_file(target))) {
+        char *yaml = yaml_beside(target);
         if (!yaml) {
             fprintf(stderr, "stretch: out of memory\n");
             *code = ST_EXIT_RUNTIME;
             return NULL;
         }
-        if (!st_path_is_file(yaml)) {
+        if (!is_file(yaml)) {
             fprintf(stderr, "stretch: %s: no plugin.yaml beside this library (looked for %s)\n",
                     st_cli_safe(target), st_cli_safe(yaml));
             free(yaml);
             *code = ST_EXIT_MANIFEST;
             return NULL;
         }
-        st_status st = st_registry_add_manifest(reg, yaml, &rec, &diag);
+        st_status st = st_plugins_add_manifest(reg, yaml, &rec, &err);
         free(yaml);
         if (st != ST_OK) {
-            st_cli_error(&diag);
+            st_cli_error(err.message);
             *code = ST_EXIT_MANIFEST;
             return NULL;
         }
-        char *want = st_path_canonical(target);
-        char *have = st_path_canonical(rec->manifest->library_path);
-        bool same = want && have && strcmp(want, have) == 0;
-        free(want);
-        free(have);
+        char want[PATH_MAX], have[PATH_MAX];
+        bool same = realpath(target, want) && realpath(rec->library_path, have) &&
+                    strcmp(want, have) == 0;
         if (!same) {
             fprintf(stderr, "stretch: %s: the plugin.yaml beside it names another "
                             "library (%s)\n", st_cli_safe(target),
-                    st_cli_safe(rec->manifest->library_path));
+                    st_cli_safe(rec->library_path));
             *code = ST_EXIT_MANIFEST;
             return NULL;
         }
@@ -101,15 +115,15 @@ static const st_plugin_record *resolve(st_registry *reg, const char *target, int
         }
         name = slash + 1;
     }
-    rec = st_registry_find(reg, kind, name, &diag);
-    if (!rec) {
-        st_cli_error(&diag);
+    if (st_plugins_find(reg, kind, name, &rec, &err) != ST_OK) {
+        st_cli_error(err.message);
         *code = ST_EXIT_MANIFEST;
+        return NULL;
     }
     return rec;
 }
 
-static void print_list(const char *label, char **items, size_t n)
+static void print_list(const char *label, const char *const *items, size_t n)
 {
     printf("  %-12s ", label);
     if (n == 0)
@@ -119,7 +133,7 @@ static void print_list(const char *label, char **items, size_t n)
     printf("\n");
 }
 
-static void json_list(st_json *j, char **items, size_t n)
+static void json_list(st_json *j, const char *const *items, size_t n)
 {
     st_json_begin_array(j);
     for (size_t i = 0; i < n; i++)
@@ -127,21 +141,19 @@ static void json_list(st_json *j, char **items, size_t n)
     st_json_end_array(j);
 }
 
-static void print_report(const st_plugin_manifest *m, const st_load_report *r)
+static void print_report(const st_check_report *r)
 {
-    char buf[2600];
+    char buf[16];
     printf("\nLoad check (in a child process):\n");
-    printf("  %-12s plugin %s, host %d.%d\n", "ABI:", st_cli_abi_text(r, buf, 16),
+    printf("  %-12s plugin %s, host %d.%d\n", "ABI:", st_cli_abi_text(r, buf, sizeof buf),
            ST_ABI_MAJOR, ST_ABI_MINOR);
     if (r->entry_version[0])
         printf("  %-12s %s\n", "Entry:", st_cli_safe(r->entry_version));
-    const st_ops_info *info = st_ops_info_of(m->kind);
-    if (r->loaded && info) {
+    if (r->loaded && r->n_ops) {
         printf("  %-12s ", "Ops:");
-        for (size_t i = 0; i < info->n_ops; i++)
-            printf("%s%s %s%s", i ? ", " : "", info->ops[i].name,
-                   (r->ops_present >> i) & 1u ? "yes" : "no",
-                   info->ops[i].required ? "" : " (optional)");
+        for (size_t i = 0; i < r->n_ops; i++)
+            printf("%s%s %s%s", i ? ", " : "", r->ops[i]->name, r->ops[i]->present ? "yes" : "no",
+                   r->ops[i]->required ? "" : " (optional)");
         printf("\n");
         printf("  %-12s %s%s\n", "Create:",
                r->created ? "ok (default parameters)"
@@ -151,7 +163,7 @@ static void print_report(const st_plugin_manifest *m, const st_load_report *r)
     }
     if (r->conformance_ran) {
         printf("  %-12s %s\n", "Conformance:", r->conformance_ok ? "passed" : "FAILED");
-        for (const char *line = r->conformance; *line;) {
+        for (const char *line = r->conformance_summary; *line;) {
             size_t n = strcspn(line, "\n");
             char *one = strndup(line, n);
             printf("    %s\n", one ? st_cli_safe(one) : "?");
@@ -159,7 +171,7 @@ static void print_report(const st_plugin_manifest *m, const st_load_report *r)
             line += n + (line[n] == '\n');
         }
     }
-    printf("  %-12s %s\n", "Result:", st_cli_safe(st_load_report_reason(r, buf, sizeof buf)));
+    printf("  %-12s %s\n", "Result:", st_cli_safe(r->result));
 }
 
 int st_cmd_inspect(int argc, char **argv)
@@ -201,29 +213,35 @@ int st_cmd_inspect(int argc, char **argv)
         return code;
     }
     bool by_name = !(ends_with(target, ".yaml") || ends_with(target, ".yml") ||
-                     ends_with(target, ".so") ||
-                     (strchr(target, '/') && st_path_is_file(target)));
-    st_registry *reg;
+                     ends_with(target, ".so") || (strchr(target, '/') && is_file(target)));
+    st_plugins *reg = NULL;
     if (by_name) {
         reg = st_cli_registry(dirs.items, dirs.n, &code);
     } else {
-        reg = st_registry_new();
-        if (!reg)
+        st_error err = {0};
+        if (st_plugins_open(NULL, 0, ST_PLUGINS_NO_SCAN, &reg, &err) != ST_OK) {
+            st_cli_error(err.message);
             code = ST_EXIT_RUNTIME;
+        }
     }
     st_strlist_free(&dirs);
     if (!reg)
         return code;
-    const st_plugin_record *rec = resolve(reg, target, &code);
-    if (!rec) {
-        st_registry_free(reg);
+    const st_plugin_info *m = resolve(reg, target, &code);
+    if (!m) {
+        st_plugins_free(reg);
         return code;
     }
-    const st_plugin_manifest *m = rec->manifest;
-    st_load_report rep;
-    bool ok = true;
-    if (check)
-        ok = st_load_check(m, true, model, NULL, 0, &rep);
+    st_check_report *rep = NULL;
+    if (check) {
+        st_error err = {0};
+        st_check_options o = {.struct_size = sizeof o, .conformance = true, .model = model};
+        if (st_plugin_check(reg, m, &o, &rep, &err) != ST_OK) {
+            st_cli_error(err.message);
+            st_plugins_free(reg);
+            return ST_EXIT_RUNTIME;
+        }
+    }
 
     if (json) {
         st_json j;
@@ -238,11 +256,11 @@ int st_cmd_inspect(int argc, char **argv)
         st_json_key(&j, "summary");
         st_json_string(&j, m->summary);
         st_json_key(&j, "manifest");
-        st_json_string(&j, rec->manifest_path);
+        st_json_string(&j, m->manifest_path);
         st_json_key(&j, "library");
         st_json_string(&j, m->library_path);
         st_json_key(&j, "status");
-        st_json_string(&j, rec->state == ST_PLUGIN_SHADOWED ? "shadowed" : "ok");
+        st_json_string(&j, m->state == ST_PLUGIN_SHADOWED ? "shadowed" : "ok");
         st_json_key(&j, "requires");
         json_list(&j, m->requires, m->n_requires);
         st_json_key(&j, "optional");
@@ -250,8 +268,8 @@ int st_cmd_inspect(int argc, char **argv)
         st_json_key(&j, "params");
         st_cli_params_json(&j, m);
         st_json_key(&j, "load");
-        if (check)
-            st_cli_report_json(&j, m, &rep);
+        if (rep)
+            st_cli_report_json(&j, rep);
         else
             st_json_null(&j);
         st_json_end_object(&j);
@@ -263,32 +281,31 @@ int st_cmd_inspect(int argc, char **argv)
         printf("  %-12s %s\n", "Kind:", st_kind_name(m->kind));
         printf("  %-12s %s\n", "Version:", m->version ? st_cli_safe(m->version) : "-");
         printf("  %-12s %s\n", "Summary:", m->summary ? st_cli_safe(m->summary) : "-");
-        printf("  %-12s %s\n", "Manifest:", st_cli_safe(rec->manifest_path));
+        printf("  %-12s %s\n", "Manifest:", st_cli_safe(m->manifest_path));
         printf("  %-12s %s\n", "Library:", st_cli_safe(m->library_path));
-        if (rec->state == ST_PLUGIN_SHADOWED)
-            printf("  %-12s %s\n", "Note:", rec->diag.message);
+        if (m->state == ST_PLUGIN_SHADOWED)
+            printf("  %-12s %s\n", "Note:", m->reason);
         print_list("Requires:", m->requires, m->n_requires);
         print_list("Optional:", m->optional, m->n_optional);
         printf("\nParameters:\n");
         st_cli_params_text(stdout, m, "  ");
-        if (check)
-            print_report(m, &rep);
+        if (rep)
+            print_report(rep);
     }
-    if (check && !ok) {
-        char buf[2600];
-        if (rep.conformance_ran && rep.created) {
+    if (rep && !rep->ok) {
+        if (rep->conformance_ran && rep->created) {
             /* The first failed check, on the same one line. */
-            size_t n = strcspn(rep.conformance, "\n");
-            char *first = strndup(rep.conformance, n);
+            size_t n = strcspn(rep->conformance_summary, "\n");
+            char *first = strndup(rep->conformance_summary, n);
             fprintf(stderr, "stretch: %s: conformance failed: %s\n",
                     st_cli_safe(m->library_path), first ? st_cli_safe(first) : "?");
             free(first);
         } else {
-            fprintf(stderr, "stretch: %s\n",
-                    st_cli_safe(st_load_report_reason(&rep, buf, sizeof buf)));
+            fprintf(stderr, "stretch: %s\n", st_cli_safe(rep->result));
         }
-        code = st_cli_report_exit(&rep);
+        code = st_cli_report_exit(rep);
     }
-    st_registry_free(reg);
+    st_check_report_free(rep);
+    st_plugins_free(reg);
     return code;
 }

@@ -19,17 +19,6 @@ static void plugins_usage(FILE *f)
                "              then the built-in plugin directory\n");
 }
 
-static const char *state_name(st_plugin_state s)
-{
-    switch (s) {
-    case ST_PLUGIN_OK: return "ok";
-    case ST_PLUGIN_BROKEN: return "broken";
-    case ST_PLUGIN_SHADOWED: return "shadowed";
-    case ST_PLUGIN_REFUSED: return "refused";
-    }
-    return "?";
-}
-
 int st_cmd_plugins(int argc, char **argv)
 {
     bool json = false, check = false;
@@ -56,12 +45,12 @@ int st_cmd_plugins(int argc, char **argv)
             return ST_EXIT_USAGE;
         }
     }
-    st_registry *reg = st_cli_registry(dirs.items, dirs.n, &code);
+    st_plugins *reg = st_cli_registry(dirs.items, dirs.n, &code);
     st_strlist_free(&dirs);
     if (!reg)
         return code;
 
-    size_t n = st_registry_count(reg);
+    size_t n = st_plugins_count(reg);
     st_json j;
     st_json_init(&j, stdout, true);
     if (json) {
@@ -75,67 +64,69 @@ int st_cmd_plugins(int argc, char **argv)
                "STATUS", "MANIFEST");
     }
     for (size_t i = 0; i < n; i++) {
-        const st_plugin_record *rec = st_registry_at(reg, i);
-        const st_plugin_manifest *m = rec->manifest;
-        const char *status = state_name(rec->state);
-        char reason[2400] = "";
+        const st_plugin_info *m = st_plugins_at(reg, i);
+        bool has = m->state != ST_PLUGIN_BROKEN; /* the manifest parsed */
+        const char *status = st_plugin_state_name(m->state);
+        const char *reason = m->reason;
         char abi[16] = "-";
-        st_load_report rep;
-        bool checked = false;
-        if (rec->state != ST_PLUGIN_OK) {
-            char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 8];
-            snprintf(reason, sizeof reason, "%s",
-                     rec->state == ST_PLUGIN_SHADOWED
-                         ? rec->diag.message
-                         : st_diag_format(&rec->diag, line, sizeof line));
-        }
-        if (check && m && rec->state == ST_PLUGIN_OK) {
-            checked = true;
-            if (!st_load_check(m, false, NULL, NULL, 0, &rep)) {
-                status = "refused";
-                st_load_report_reason(&rep, reason, sizeof reason);
+        st_check_report *rep = NULL;
+        if (check && m->state == ST_PLUGIN_OK) {
+            st_error err = {0};
+            if (st_plugin_check(reg, m, &(st_check_options){.struct_size = sizeof(st_check_options)},
+                                &rep, &err) != ST_OK) {
+                fprintf(stderr, "stretch: %s\n", err.message);
+                st_plugins_free(reg);
+                return ST_EXIT_RUNTIME;
             }
-            st_cli_abi_text(&rep, abi, sizeof abi);
+            if (!rep->ok) {
+                status = "refused";
+                reason = rep->result;
+            }
+            st_cli_abi_text(rep, abi, sizeof abi);
         }
         if (json) {
             st_json_begin_object(&j);
             st_json_key(&j, "kind");
-            st_json_string(&j, m ? st_kind_name(m->kind) : NULL);
+            st_json_string(&j, has ? st_kind_name(m->kind) : NULL);
             st_json_key(&j, "name");
-            st_json_string(&j, m ? m->name : NULL);
+            st_json_string(&j, m->name);
             st_json_key(&j, "version");
-            st_json_string(&j, m ? m->version : NULL);
+            st_json_string(&j, m->version);
             st_json_key(&j, "abi");
-            st_json_string(&j, checked && rep.has_abi ? abi : NULL);
+            st_json_string(&j, rep && rep->has_abi ? abi : NULL);
             st_json_key(&j, "summary");
-            st_json_string(&j, m ? m->summary : NULL);
+            st_json_string(&j, m->summary);
             st_json_key(&j, "manifest");
-            st_json_string(&j, rec->manifest_path);
+            st_json_string(&j, m->manifest_path);
             st_json_key(&j, "library");
-            st_json_string(&j, m ? m->library_path : NULL);
+            st_json_string(&j, m->library_path);
             st_json_key(&j, "status");
             st_json_string(&j, status);
             st_json_key(&j, "reason");
-            st_json_string(&j, reason[0] ? reason : NULL);
+            st_json_string(&j, reason && reason[0] ? reason : NULL);
             st_json_key(&j, "refusal");
-            st_json_string(&j, checked && rep.refusal != ST_REFUSE_NONE
-                                   ? st_refusal_name(rep.refusal) : NULL);
+            st_json_string(&j, rep && rep->refusal != ST_REFUSE_NONE
+                                   ? st_refusal_name(rep->refusal) : NULL);
             st_json_end_object(&j);
         } else {
-            printf("%-20s %-24s %-9s %-5s %-9s %s\n", m ? st_kind_name(m->kind) : "-",
-                   m ? st_cli_safe(m->name) : "-", m && m->version ? st_cli_safe(m->version) : "-",
-                   abi, status, st_cli_safe(rec->manifest_path));
-            if (reason[0])
+            printf("%-20s %-24s %-9s %-5s %-9s %s\n", has ? st_kind_name(m->kind) : "-",
+                   has ? st_cli_safe(m->name) : "-", has && m->version ? st_cli_safe(m->version) : "-",
+                   abi, status, st_cli_safe(m->manifest_path));
+            if (reason && reason[0])
                 printf("    %s\n", st_cli_safe(reason));
         }
+        st_check_report_free(rep);
     }
     if (json) {
         st_json_end_array(&j);
         st_json_key(&j, "warnings");
-        st_cli_registry_warnings_json(&j, reg);
+        st_json_begin_array(&j);
+        for (size_t w = 0; w < st_plugins_warning_count(reg); w++)
+            st_json_string(&j, st_plugins_warning_at(reg, w));
+        st_json_end_array(&j);
         st_json_end_object(&j);
         st_json_end(&j);
     }
-    st_registry_free(reg);
+    st_plugins_free(reg);
     return ST_EXIT_OK;
 }

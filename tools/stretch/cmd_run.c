@@ -10,9 +10,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
-#include "engine_kv.h"
 #include "json_out.h"
-#include "manifest.h"
 
 static void run_usage(FILE *f)
 {
@@ -117,8 +115,8 @@ int st_cmd_run(int argc, char **argv)
             opts.n_threads = (uint32_t)v;
             i++;
         } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_range(a, next, ST_STRATEGY_CONTEXT_MIN,
-                                        ST_STRATEGY_CONTEXT_MAX)) < 0)
+            if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN,
+                                        ST_CONTEXT_MAX)) < 0)
                 return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
@@ -277,13 +275,12 @@ int st_cmd_run(int argc, char **argv)
             st_json_end_object(&j);
             st_json_key(&j, "peak_rss_mb");
             st_json_double(&j, st_peak_rss_bytes() / 1048576.0);
-            const char *kv_type;
-            size_t kv_bytes;
-            st_engine_kv_info(e, &kv_type, &kv_bytes);
+            st_engine_info kv = {.struct_size = sizeof kv};
+            st_engine_get_info(e, &kv);
             st_json_key(&j, "kv_type");
-            st_json_string(&j, kv_type);
+            st_json_string(&j, kv.kv_type);
             st_json_key(&j, "kv_bytes_per_token");
-            st_json_uint(&j, (uint64_t)kv_bytes);
+            st_json_uint(&j, kv.kv_bytes_per_token);
             st_json_end_object(&j);
             st_json_end(&j);
         } else {

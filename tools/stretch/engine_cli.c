@@ -10,13 +10,26 @@
 
 #include "cli_common.h"
 #include "commands.h"
-#include "paths.h"
-#include "registry.h"
 
 static bool is_file(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* The directory of the running executable, NULL when /proc cannot say. */
+static const char *exe_dir(void)
+{
+    static char dir[2048]; /* room to append to it in a 4096-byte buffer */
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return NULL;
+    dir[n] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return NULL;
+    *slash = '\0';
+    return dir;
 }
 
 const char *st_cli_default_manifest(const char *given)
@@ -29,7 +42,7 @@ const char *st_cli_default_manifest(const char *given)
         return env;
     if (is_file("manifests/default.yaml"))
         return "manifests/default.yaml";
-    const char *exe = st_exe_dir();
+    const char *exe = exe_dir();
     /* Build tree: <build>/bin/stretch, sources one level above <build>. */
     if (exe) {
         snprintf(buf, sizeof buf, "%s/../../manifests/default.yaml", exe);
@@ -65,7 +78,7 @@ int st_cli_exit_for(st_status st)
  * load-refused code. Only write() and _exit() here: async-signal-safe. */
 static void say_load_died(const char *what)
 {
-    const char *lib = st_library_loading();
+    const char *lib = st_plugin_loading();
     static const char pre[] = "stretch: ";
     static const char post[] = " (a plugin must return an error, never end the process); "
                                "`stretch check` tests it in a child process\n";
@@ -78,7 +91,7 @@ static void say_load_died(const char *what)
 
 static void exit_during_load(void)
 {
-    if (!st_library_loading())
+    if (!st_plugin_loading())
         return;
     say_load_died(": the plugin ended the process (exit) while it was being loaded");
     _exit(ST_EXIT_LOAD);
@@ -86,7 +99,7 @@ static void exit_during_load(void)
 
 static void crash_during_load(int sig)
 {
-    if (st_library_loading()) {
+    if (st_plugin_loading()) {
         say_load_died(sig == SIGABRT ? ": the plugin aborted while it was being loaded"
                                      : ": the plugin crashed while it was being loaded");
         _exit(ST_EXIT_LOAD);

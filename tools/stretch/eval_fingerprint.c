@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manifest.h"
+#include <stretch/registry.h>
 
 #define FNV_PRIME 0x100000001b3ull
 
@@ -45,10 +45,12 @@ bool st_eval_hash_file(const char *path, uint64_t *out)
 bool st_eval_hash_manifest(const char *path, uint64_t *out)
 {
     /* Every file of the extends chain, so a changed parent counts too. */
-    st_strategy *s = NULL;
-    st_diag diag;
-    if (st_strategy_load(path, &s, &diag) != ST_OK)
+    st_resolve_options o = {.struct_size = sizeof o, .flags = ST_RESOLVE_PARSE_ONLY};
+    st_strategy_report *s = NULL;
+    if (st_strategy_resolve(path, &o, &s, NULL) != ST_OK || !s->parsed) {
+        st_strategy_report_free(s);
         return false;
+    }
     uint64_t h = ST_EVAL_HASH_INIT;
     bool ok = true;
     for (size_t i = 0; ok && i < s->n_files; i++) {
@@ -56,7 +58,7 @@ bool st_eval_hash_manifest(const char *path, uint64_t *out)
         ok = st_eval_hash_file(s->files[i], &fh);
         h = st_eval_hash(h, &fh, sizeof fh);
     }
-    st_strategy_free(s);
+    st_strategy_report_free(s);
     *out = h;
     return ok;
 }

@@ -27,6 +27,11 @@ extern "C" {
 
 typedef struct st_engine st_engine;
 
+/* The contexts a strategy's `context:` accepts, in tokens; the
+ * st_engine_options.context override is held to the same range. */
+#define ST_CONTEXT_MIN 16
+#define ST_CONTEXT_MAX 1048576
+
 /* The host honours the caller's struct_size: a program built against older
  * headers passes a shorter struct and gets the defaults of the fields it
  * does not know. Zero-initialise, set struct_size = sizeof, fill in. */
@@ -72,6 +77,11 @@ typedef struct st_engine_info {
     /* -- ABI 1.2 -- */
     uint32_t n_samplers;
     const char *const *sampler_names; /* [n_samplers], the chain in order */
+    /* What the KV cache stores: its element type ("f16", "q8_0", "f32": the
+     * manifest's `kv-type`) and the bytes one token takes, keys and values
+     * of every layer. */
+    const char *kv_type;
+    uint64_t kv_bytes_per_token;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */

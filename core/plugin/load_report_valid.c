@@ -1,5 +1,5 @@
 /*
- * tools/stretch/load_report_valid.c - see load_check.h. The report comes
+ * core/plugin/load_report_valid.c - see load_check.h. The report comes
  * from a process that runs the plugin's code, so it is read as bytes from
  * an untrusted source: a plugin can write into the pipe itself.
  */

@@ -1,5 +1,5 @@
 /*
- * tools/stretch/load_check.c - see load_check.h. The parent keeps the last
+ * core/plugin/load_check.c - see load_check.h. The parent keeps the last
  * report the child wrote, so a crash during create() still shows what had
  * been learned (ABI, ops) and where it stopped.
  */

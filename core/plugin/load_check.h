@@ -1,5 +1,5 @@
 /*
- * tools/stretch/load_check.h - load-check one plugin in a forked child:
+ * core/plugin/load_check.h - load-check one plugin in a forked child:
  * dlopen with every ABI check, note which ops it implements, create and
  * destroy an instance with default parameters (and run the conformance
  * suite when the build has one). A plugin that crashes or hangs yields a
@@ -7,8 +7,8 @@
  * own process group, which is killed when the check ends, so processes a
  * plugin forks neither outlive the check nor keep it waiting.
  */
-#ifndef ST_CLI_LOAD_CHECK_H
-#define ST_CLI_LOAD_CHECK_H
+#ifndef ST_CORE_LOAD_CHECK_H
+#define ST_CORE_LOAD_CHECK_H
 
 #include <stdbool.h>
 #include <stdint.h>
