@@ -1121,6 +1121,13 @@ st_status st_conformance_run(const st_plugin_entry *entry, const st_host_service
     case ST_KIND_SAMPLER: check_sampler(entry->ops, inst, rep); break;
     case ST_KIND_RETRIEVER: check_retriever(entry, host, params, entry->ops, inst, rep); break;
     }
+    /* Optional capabilities are asked for by id; an id no host defines
+     * must get NULL, or a host could take garbage for a capability. */
+    if (entry->get_extension)
+        check(rep, "entry.get_extension",
+              entry->get_extension(inst, "stretch.conformance.unknown/0") == NULL,
+              "get_extension answered an id no host defines (\"stretch.conformance.unknown/0\"): "
+              "answer NULL for ids you do not implement");
     entry->destroy(inst);
     check(rep, "destroy", true, NULL);
     return rep->n_failed ? ST_E_PLUGIN : ST_OK;

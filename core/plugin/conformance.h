@@ -13,6 +13,7 @@
  *   all         entry.abi, entry.struct_size, entry.fields, entry.ops_size,
  *               create (skipped when a service is ST_E_UNAVAILABLE),
  *               params.declared (create read only names plugin.yaml declares),
+ *               entry.get_extension (NULL for an id it does not implement),
  *               destroy
  *   tokenizer   tokenizer.{ops,vocab_size,special,encode,roundtrip_ascii,
  *               encode_range,decode_range,encode_empty,add_bos,piece_all,

@@ -4,6 +4,7 @@
  * been learned (ABI, ops) and where it stopped.
  */
 #include "load_check.h"
+#include "host_features.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -107,14 +108,6 @@ static void run_conformance(const st_plugin_manifest *m, st_library *lib,
     free(rep);
 }
 
-static bool requires_feature(const st_plugin_manifest *m, const char *feature)
-{
-    for (size_t i = 0; i < m->n_requires; i++)
-        if (strcmp(m->requires[i], feature) == 0)
-            return true;
-    return false;
-}
-
 /* The first parameter that has no default, or NULL. */
 static const char *required_param(const st_plugin_manifest *m)
 {
@@ -177,14 +170,24 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
     const char *req = params ? NULL : required_param(m);
     if (req)
         snprintf(need, sizeof need, "parameter '%s' has no default", req);
-    const char *skip = !gguf && requires_feature(m, "model") ? "requires a model (give --model FILE)"
-                     : requires_feature(m, "opencl") ? "requires an OpenCL device"
-                     : req ? need
-                     : NULL;
+    /* The engine's own rule (host_features.c) on what this check can give:
+     * the CPU backend, and a model only when --model named one. */
+    char unmet[160];
+    const char *skip = NULL;
+    for (size_t i = 0; !skip && i < m->n_requires; i++) {
+        const char *why = st_feature_unavailable(m->requires[i], m->kind, "cpu", gguf != NULL);
+        if (why) {
+            snprintf(unmet, sizeof unmet, "requires %s: %s%s", m->requires[i], why,
+                     strcmp(m->requires[i], "model") == 0 ? " (give --model FILE)" : "");
+            skip = unmet;
+        }
+    }
+    if (!skip && req)
+        skip = need;
     st_instance *in = NULL;
     if (skip) {
         r.create_skipped = true;
-        snprintf(r.skip_reason, sizeof r.skip_reason, "%s", skip);
+        snprintf(r.skip_reason, sizeof r.skip_reason, "%.*s", (int)sizeof r.skip_reason - 1, skip);
         st = ST_OK;
     } else {
         st = host ? st_instance_create(lib, st_host_services_of(host), params, &in, &diag)

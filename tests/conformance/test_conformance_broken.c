@@ -426,3 +426,23 @@ Test(broken, reads_an_undeclared_parameter)
     cr_assert(strstr(c->message, "'temperature'") != NULL, "%s", c->message);
     expect_passed(&rep, "sampler.valid");
 }
+
+/* A get_extension that answers every id. */
+static int any_extension;
+static const void *greedy_extension(void *inst, const char *id)
+{
+    (void)inst;
+    (void)id;
+    return &any_extension;
+}
+
+static const st_plugin_entry eager = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry),
+                                      ST_KIND_SAMPLER, "eager", "0.0.1", "broken",
+                                      any_create, any_destroy, &drifted_ops, greedy_extension};
+
+Test(broken, answers_extension_ids_it_does_not_know)
+{
+    cr_assert_eq(run(&eager), ST_E_PLUGIN);
+    expect_failed(&rep, "entry.get_extension");
+    expect_passed(&rep, "sampler.valid");
+}

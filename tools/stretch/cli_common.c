@@ -3,6 +3,8 @@
  */
 #include "cli_common.h"
 
+#include <sys/stat.h>
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -308,4 +310,10 @@ void st_strlist_free(st_strlist *l)
     free(l->items);
     l->items = NULL;
     l->n = 0;
+}
+
+bool st_cli_is_file(const char *p)
+{
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }

@@ -28,6 +28,9 @@ void st_cli_warnings(const char *const *lines, size_t n, size_t dropped);
  * eight buffers: valid until the eighth call after. NULL gives "". */
 const char *st_cli_safe(const char *s);
 
+/* Whether `p` names a regular file (following links). */
+bool st_cli_is_file(const char *p);
+
 /* Validated parameters of a resolved plugin as "k=v, ..." text / a JSON
  * object. */
 void st_cli_params_values_text(FILE *f, const st_resolved_plugin *p);

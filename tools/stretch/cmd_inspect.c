@@ -31,12 +31,6 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static bool is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* "<dir of target>/plugin.yaml" (malloc'd), NULL on allocation failure. */
 static char *yaml_beside(const char *target)
 {
@@ -64,14 +58,14 @@ static const st_plugin_info *resolve(st_plugins *reg, const char *target, int *c
         }
         return rec;
     }
-    if (ends_with(target, ".so") || (strchr(target, '/') && is_file(target))) {
+    if (ends_with(target, ".so") || (strchr(target, '/') && st_cli_is_file(target))) {
         char *yaml = yaml_beside(target);
         if (!yaml) {
             fprintf(stderr, "stretch: out of memory\n");
             *code = ST_EXIT_RUNTIME;
             return NULL;
         }
-        if (!is_file(yaml)) {
+        if (!st_cli_is_file(yaml)) {
             fprintf(stderr, "stretch: %s: no plugin.yaml beside this library (looked for %s)\n",
                     st_cli_safe(target), st_cli_safe(yaml));
             free(yaml);
@@ -213,7 +207,7 @@ int st_cmd_inspect(int argc, char **argv)
         return code;
     }
     bool by_name = !(ends_with(target, ".yaml") || ends_with(target, ".yml") ||
-                     ends_with(target, ".so") || (strchr(target, '/') && is_file(target)));
+                     ends_with(target, ".so") || (strchr(target, '/') && st_cli_is_file(target)));
     st_plugins *reg = NULL;
     if (by_name) {
         reg = st_cli_registry(dirs.items, dirs.n, &code);

@@ -11,12 +11,6 @@
 #include "cli_common.h"
 #include "commands.h"
 
-static bool is_file(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* The directory of the running executable, NULL when /proc cannot say. */
 static const char *exe_dir(void)
 {
@@ -40,16 +34,16 @@ const char *st_cli_default_manifest(const char *given)
     const char *env = getenv("STRETCH_MANIFEST");
     if (env && *env)
         return env;
-    if (is_file("manifests/default.yaml"))
+    if (st_cli_is_file("manifests/default.yaml"))
         return "manifests/default.yaml";
     const char *exe = exe_dir();
     /* Build tree: <build>/bin/stretch, sources one level above <build>. */
     if (exe) {
         snprintf(buf, sizeof buf, "%s/../../manifests/default.yaml", exe);
-        if (is_file(buf))
+        if (st_cli_is_file(buf))
             return buf;
         snprintf(buf, sizeof buf, "%s/../share/stretch/manifests/default.yaml", exe);
-        if (is_file(buf))
+        if (st_cli_is_file(buf))
             return buf;
     }
     fprintf(stderr, "stretch: no strategy manifest given (-m FILE) and no "
