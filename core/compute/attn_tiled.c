@@ -11,6 +11,7 @@
 typedef struct tile_buf {
     float *qt, *ot, *st, *m, *l, *qtmp, *cs, *sn, *kbuf, *vbuf;
     int32_t *rpos;
+    float *rslope;
 } tile_buf;
 
 bool st_attn_tiled_supported(const st_cpu_kernels *kern, uint32_t n_heads, uint32_t n_kv_heads,
@@ -29,7 +30,7 @@ static size_t up16(size_t n)
 size_t st_attn_tiled_scratch_floats(uint32_t head_dim)
 {
     size_t R = ST_ATTN_ROWS;
-    return 2 * up16((size_t)head_dim * R) + up16((size_t)ST_ATTN_KTILE * R) + 3 * R +
+    return 2 * up16((size_t)head_dim * R) + up16((size_t)ST_ATTN_KTILE * R) + 4 * R +
            3 * up16(head_dim) + 2 * up16((size_t)ST_ATTN_KTILE * head_dim);
 }
 
@@ -43,6 +44,7 @@ static tile_buf carve(float *s, uint32_t hd)
     b.m = s; s += R;
     b.l = s; s += R;
     b.rpos = (int32_t *)s; s += R;
+    b.rslope = s; s += R;
     b.qtmp = s; s += up16(hd);
     b.cs = s; s += up16(hd);
     b.sn = s; s += up16(hd);
@@ -177,6 +179,13 @@ static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32
     const st_attn_layer *L = T->L;
     uint32_t hd = L->head_dim, group = T->group;
     st_attn_tile t = tile_start(T, b, q0, nq);
+    if (L->slopes) {
+        /* Row i * group + hh is query head g * group + hh; padding rows
+         * take a finite slope, their scores are never read. */
+        for (uint32_t r = 0; r < ST_ATTN_ROWS; r++)
+            b->rslope[r] = L->slopes[g * group + (r % group)];
+        t.rslope = b->rslope;
+    }
     for (uint32_t e = 0; e < L->n_ranges; e++) {
         uint32_t lo, hi;
         visible(L, &L->ranges[e], &t, &lo, &hi);
@@ -243,6 +252,11 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
         for (uint32_t hh = 0; hh < group; hh++) {
             const float *q = range_query(L, b, r, 0, g * group + hh);
             scores(q, K, Ks->slot_stride, idx, n, hd, L->scale, s);
+            if (L->slopes) {
+                float sl = L->slopes[g * group + hh];
+                for (uint32_t i = 0; i < n; i++)
+                    s[i] += sl * (float)(L->k_pos[idx[i]] - L->q_pos[0]);
+            }
             float mx = b->m[hh];
             for (uint32_t i = 0; i < n; i++)
                 mx = s[i] > mx ? s[i] : mx;

@@ -44,6 +44,10 @@ typedef struct st_attn_layer {
     float rot_scale;
     const float *slot_cs, *slot_sn; /* [slot][n_freq] (ST_POS_SLOT) */
     float scale;             /* attn_temperature / sqrt(hd) */
+    /* [n_heads] ALiBi slopes (ST_POSENC_SLOPES): head h's scores get
+     * -slopes[h] * (q_pos - k_pos); NULL = none. The positions are the
+     * true ones, so the caller takes this path only without a position map. */
+    const float *slopes;
     float *out;              /* [n_q][n_heads][hd] */
     /* st_attn_tiled_part_floats() floats, or NULL: blocks that
      * st_attn_tiled_splits() are then split along the keys. */

@@ -895,15 +895,17 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 #define TILED_MIN_Q 8
 
 /* The tiled path takes a layer whose plan is only contiguous ranges for
- * all heads, with no posenc bias (a per-key callback, or ALiBi's slopes,
- * which only the gather kernels add for now) and no attention weights wanted (the observer needs the normalized weights per key). */
+ * all heads, with no posenc bias callback (per key; ALiBi's slopes are data
+ * the tile kernels add, unless a position map moves the positions they
+ * use) and no attention weights wanted (the observer needs the normalized weights per key). */
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
         (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
         (int32_t)layer == c->weights_layer ||
-        ((c->pe_flags & ST_POSENC_BIAS) && c->bias) || c->slopes ||
+        ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
+        (c->slopes && (c->pe_flags & ST_POSENC_MAP)) ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
         return false;
     for (size_t e = 0; e < c->n_entries; e++)
@@ -934,6 +936,7 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
         .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
         .scale = c->temperature / sqrtf((float)hp->head_dim), .out = c->att,
+        .slopes = c->slopes,
         .part = c->tile_part,
     };
     st_attn_tiled_run(&L, c->pool, c->tile_scr);

@@ -100,6 +100,9 @@ typedef struct st_attn_tile {
     /* [ST_ATTN_KTILE][hd] each: a key tile and a value tile of a compact
      * type converted to float once, then read by all the tile's rows. */
     float *kbuf, *vbuf;
+    /* [rows] each row's linear distance bias slope (ALiBi as data): its
+     * scores get slope * (kpos - rpos). NULL = none. */
+    const float *rslope;
 } st_attn_tile;
 
 /* Add nk keys (k, v: the first key's head row, of types kt and vt, kstride

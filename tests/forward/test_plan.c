@@ -311,6 +311,50 @@ Test(forward_plan, posenc_slopes_as_data)
     fx_close(&f);
 }
 
+/* Without a position map the slopes run on the tile kernels (a 12-query
+ * block) and the split decode path (one query), on every ISA this CPU has:
+ * they must match the reference and the gather path. */
+Test(forward_plan, posenc_slopes_on_the_tiled_path)
+{
+    fwd_fixture f;
+    open_f32(&f);
+    for (int i = 0; i < 8; i++)
+        freqs[i] = (float)pow(500.0, -2.0 * i / 16.0);
+    uint32_t H = f.m->hp.n_heads;
+    float *slopes = malloc(H * sizeof *slopes);
+    for (uint32_t h = 0; h < H; h++)
+        slopes[h] = 0.25f * (float)(h + 1);
+    st_posenc_desc desc = {.struct_size = sizeof desc,
+                           .flags = ST_POSENC_ROTARY | ST_POSENC_SLOPES, .inv_freq = freqs,
+                           .n_freq = 8, .rotary_scale = 1.0f, .attn_temperature = 1.0f,
+                           .slopes = slopes, .n_slopes = H};
+    int32_t tok[N], pos[N];
+    fx_tokens(tok, pos, N, f.V, 5);
+    size_t nl = (size_t)N * f.V;
+    float *ours = malloc(nl * sizeof(float)), *gather = malloc(nl * sizeof(float)),
+          *ref = malloc(nl * sizeof(float));
+    st_ref_opts o = { .quantize_acts = true, .inv_freq = freqs, .n_freq = 8,
+                      .rotary_scale = 1.0f, .attn_temperature = 1.0f, .bias = ref_alibi };
+    st_ref_forward(f.ref, tok, pos, N, &o, ref);
+    const char *isas[] = {"scalar", "avx2", "avx512"};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t block = 1; block <= N; block += N - 1) {
+            fx_run r = { .isa = isas[k], .threads = 2, .block = block, .posenc = &desc };
+            fx_forward(&f, &r, tok, pos, N, ours);
+            setenv("STRETCH_ATTN", "gather", 1);
+            fx_forward(&f, &r, tok, pos, N, gather);
+            unsetenv("STRETCH_ATTN");
+            double d = fx_rel_diff(ours, ref, nl), dg = fx_rel_diff(ours, gather, nl);
+            cr_assert_lt(d, TOL, "%s block %zu: %g", isas[k], block, d);
+            cr_assert_lt(dg, TOL, "%s block %zu against gather: %g", isas[k], block, dg);
+        }
+    free(slopes);
+    free(ours);
+    free(gather);
+    free(ref);
+    fx_close(&f);
+}
+
 /* Dropping slots: the next query attends to what is left, at true positions. */
 static bool rule_dropped(void *u, uint32_t qi, uint32_t ki, const int32_t *pos, double *rq,
                          double *rk)
