@@ -533,9 +533,9 @@ static void conform(const char *name, st_test_params *p)
     st_conformance_report *rep = calloc(1, sizeof *rep);
     cr_assert_not_null(rep);
     st_error err = {0};
-    st_test_params none;
-    st_test_params_init(&none);
-    const msgpack_object *params = st_test_params_validated(e, p ? p : &none, &err);
+    st_test_params none; /* a copy: the validated map is freed below */
+    st_test_params_copy(&none, p);
+    const msgpack_object *params = st_test_params_validated(e, &none, &err);
     cr_assert_not_null(params, "%s: %s", name, err.message);
     st_status st = st_conformance_run(e, st_test_host_services(), params, rep);
     st_test_params_destroy(&none);

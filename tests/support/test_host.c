@@ -269,6 +269,22 @@ const msgpack_object *st_test_params_get(st_test_params *p)
     return &p->obj;
 }
 
+void st_test_params_copy(st_test_params *dst, const st_test_params *src)
+{
+    st_test_params_init(dst);
+    if (!src)
+        return;
+    memcpy(dst->keys, src->keys, sizeof dst->keys);
+    memcpy(dst->strs, src->strs, sizeof dst->strs);
+    memcpy(dst->kv, src->kv, sizeof dst->kv);
+    dst->n = src->n;
+    for (size_t i = 0; i < dst->n; i++) { /* point into the copy */
+        dst->kv[i].key.via.str.ptr = dst->keys[i];
+        if (dst->kv[i].val.type == MSGPACK_OBJECT_STR)
+            dst->kv[i].val.via.str.ptr = dst->strs[i];
+    }
+}
+
 void st_test_params_destroy(st_test_params *p)
 {
     if (p->has_validated) {
@@ -370,14 +386,12 @@ st_status st_test_create(const st_plugin_entry *e, const st_host_services *host,
 {
     if (!host)
         host = st_test_host_services();
-    st_test_params none;
-    if (!p) {
-        st_test_params_init(&none);
-        p = &none;
-    }
-    const msgpack_object *map = st_test_params_validated(e, p, err);
+    /* A copy: the validated map lives only for this create, so nothing
+     * stays behind in `p` (tests need not destroy it). */
+    st_test_params local;
+    st_test_params_copy(&local, p);
+    const msgpack_object *map = st_test_params_validated(e, &local, err);
     st_status st = map ? st_plugin_create(e, host, map, inst, err, NULL) : err->status;
-    if (p == &none)
-        st_test_params_destroy(&none);
+    st_test_params_destroy(&local);
     return st;
 }

@@ -61,6 +61,8 @@ void st_test_params_str(st_test_params *p, const char *key, const char *v);
 /* The map object; valid until st_test_params_destroy. */
 const msgpack_object *st_test_params_get(st_test_params *p);
 void st_test_params_destroy(st_test_params *p);
+/* The values of `src` (NULL = none) into a fresh `dst`, nothing validated. */
+void st_test_params_copy(st_test_params *dst, const st_test_params *src);
 
 /* `p` validated against the plugin's own plugin.yaml under
  * ST_TEST_PLUGIN_DIR, defaults filled: the map the host would hand
