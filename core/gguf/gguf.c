@@ -452,6 +452,17 @@ static st_status check_tensors(cursor *c, const uint64_t *info_at)
         if (t->offset % g->alignment != 0)
             return fail(c, info_at[i], "misaligned data offset for tensor '%s' (expected a multiple of %llu, found %llu)",
                         t->name, (unsigned long long)g->alignment, (unsigned long long)t->offset);
+        /* The mapping starts on a page, so a file offset that is a multiple
+         * of the element's alignment gives an aligned pointer. With a
+         * general.alignment of 1 or 2 nothing else guarantees it, and
+         * reading a float or a half from a misaligned address is undefined
+         * behaviour (found by tests/fuzz). */
+        uint64_t need = t->type == ST_GGML_F32 ? 4 : 2;
+        if ((g->data_offset + t->offset) % need != 0)
+            return fail(c, info_at[i], "misaligned data of tensor '%s' (expected it at a multiple of %llu bytes from the start of the file for its type, found byte %llu; general.alignment is %llu)",
+                        t->name, (unsigned long long)need,
+                        (unsigned long long)(g->data_offset + t->offset),
+                        (unsigned long long)g->alignment);
         if (t->offset > data_len || t->size > data_len - t->offset)
             return fail(c, info_at[i], "data of tensor '%s' runs past the end of the file (expected %llu bytes at data offset %llu, found %llu bytes in the data section)",
                         t->name, (unsigned long long)t->size, (unsigned long long)t->offset,
