@@ -6,6 +6,8 @@
 #               [--no-build] [--list] [TARGET...]
 #   --time S     each target runs S seconds (default 60)
 #   --runs N     each target runs N inputs instead (-runs=N)
+#   --seed S     libFuzzer's random seed (-seed=S); with --runs the run is
+#                the same every time, as CI needs
 #   --jobs J     targets run J at a time (default 2)
 #   --build DIR  the clang build directory (default build-fuzz)
 #   TARGET...    fuzz_gguf fuzz_bpe ... (default: all)
@@ -18,11 +20,12 @@ src=$PWD
 
 all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_chat_template
      fuzz_bm25_index fuzz_squeezed_index)
-budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=()
+budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
   case $1 in
     --time) budget=(-max_total_time="$2"); shift 2 ;;
     --runs) budget=(-runs="$2"); shift 2 ;;
+    --seed) seed_opt=(-seed="$2"); shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
@@ -85,12 +88,12 @@ run_one() {
   local extra=()
   [ -d "$src/tests/fuzz/regressions/$t" ] && extra+=("$src/tests/fuzz/regressions/$t")
   # New inputs go to the first directory; the others are read only.
-  "$bin/$t" "${budget[@]}" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
+  "$bin/$t" "${budget[@]}" "${seed_opt[@]}" -timeout=25 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$art" "${dict[@]}" "$corpus" "$seeds/$t" "${extra[@]}" \
     >"$logs/$t.log" 2>&1 && echo 0 >"$logs/$t.rc" || echo $? >"$logs/$t.rc"
 }
 
-echo "fuzz.sh: ${targets[*]} (${budget[*]}, $jobs at a time)"
+echo "fuzz.sh: ${targets[*]} (${budget[*]} ${seed_opt[*]}, $jobs at a time)"
 declare -A pid_of
 running=0
 for t in "${targets[@]}"; do
