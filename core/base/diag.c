@@ -66,3 +66,22 @@ void st_diag_clear(st_diag *d)
     if (d)
         memset(d, 0, sizeof *d);
 }
+
+st_status st_error_set(st_error *err, st_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+        err->status = status;
+    }
+    return status;
+}
+
+st_status st_error_from_diag(st_error *err, const st_diag *d)
+{
+    char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 32];
+    return st_error_set(err, d->status ? d->status : ST_E_INTERNAL, "%s",
+                        st_diag_format(d, line, sizeof line));
+}

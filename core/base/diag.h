@@ -29,4 +29,16 @@ const char *st_diag_format(const st_diag *d, char *buf, size_t cap);
 
 void st_diag_clear(st_diag *d);
 
+/* Fill `err` (may be NULL) with `status` and a printf message; returns
+ * status, so a failure reads `return st_error_set(err, ST_E_..., ...)`.
+ * The one filler of an st_error for the host, its services table and the
+ * public API. */
+st_status st_error_set(st_error *err, st_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fill `err` (may be NULL) from `d` as one "file:line:col: message" line;
+ * returns d's status, ST_E_INTERNAL when d carries none (a failure is never
+ * reported as success). */
+st_status st_error_from_diag(st_error *err, const st_diag *d);
+
 #endif

@@ -21,18 +21,6 @@
 #include "chat_template.h"
 #include "host_features.h"
 
-st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-        err->status = st;
-    }
-    return st;
-}
-
 st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
 {
     if (!err)
@@ -58,13 +46,6 @@ st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
     return st;
 }
 
-st_status st_engine_fail_diag(st_error *err, const st_diag *d)
-{
-    char buf[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 32];
-    st_diag_format(d, buf, sizeof buf);
-    return st_engine_fail(err, d->status ? d->status : ST_E_INTERNAL, "%s", buf);
-}
-
 static void plugin_release(st_engine_plugin *p)
 {
     st_instance_destroy(p->in);
@@ -84,10 +65,10 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
         st_diag_set(&d, ST_E_NOT_FOUND, ref->file, ref->line, ref->col,
                     "no %s plugin named '%s' was found (%s); `stretch plugins` lists "
                     "what is installed", st_kind_name(kind), ref->plugin, d.message);
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     }
     if (rec->state == ST_PLUGIN_BROKEN)
-        return st_engine_fail_diag(err, &rec->diag);
+        return st_error_from_diag(err, &rec->diag);
     /* Before any of its code runs: a plugin that declared it cannot work
      * without a feature is not created without it. */
     const st_plugin_manifest *m = rec->manifest;
@@ -98,7 +79,7 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
             st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
                         "%s plugin '%s' requires '%s' (%s), which this engine cannot give: %s",
                         st_kind_name(kind), ref->plugin, m->requires[i], m->path, why_not);
-            return st_engine_fail_diag(err, &d);
+            return st_error_from_diag(err, &d);
         }
     }
     /* Bad parameters are the strategy's fault (ST_E_INVALID, as `stretch
@@ -110,19 +91,19 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     st_status st = st_params_validate(rec->manifest, ref->params, &params, &d);
     msgpack_sbuffer_destroy(&params);
     if (st != ST_OK)
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     st_refusal why = ST_REFUSE_NONE;
     st = st_library_open(rec->manifest, &out->lib, &why, &d);
     if (st != ST_OK) {
         d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     }
     st = st_instance_create(out->lib, st_host_services_of(e->host), ref->params, &out->in, &d);
     if (st != ST_OK) {
         st_library_close(out->lib);
         out->lib = NULL;
         d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     }
     return ST_OK;
 }
@@ -138,14 +119,14 @@ static st_status open_model(st_engine *e, st_error *err)
     st_diag d;
     st_diag_clear(&d);
     if (!e->model_path)
-        return st_engine_fail(err, ST_E_INVALID,
+        return st_error_set(err, ST_E_INVALID,
                               "%s: no model: set `model:` in the strategy manifest or pass one",
                               e->strategy->path);
     st_status st = st_gguf_open(e->model_path, &e->gguf, &d);
     if (st == ST_OK)
         st = st_model_load(e->gguf, &e->model, &d);
     if (st != ST_OK)
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     const st_model_hparams *hp = &e->model->hp;
     e->shape = (st_model_shape){
         .struct_size = sizeof(st_model_shape),
@@ -173,7 +154,7 @@ static st_status open_plugins(st_engine *e, st_error *err)
     e->sampler_instances = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(st_instance *));
     e->sampler_names = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(const char *));
     if (!e->samplers || !e->sampler_instances || !e->sampler_names)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     for (size_t i = 0; i < s->n_samplers; i++) {
         if ((st = plugin_open(e, ST_KIND_SAMPLER, &s->samplers[i], &e->samplers[i], err)))
             return st;
@@ -209,28 +190,28 @@ static st_status prepare_pos_table(st_engine *e, st_error *err)
         st_status st = e->pe->stretch_table(e->posenc.in->inst, m->pos_embd, m->n_pos,
                                             m->hp.n_embd, NULL, 0, &need, &perr);
         if (st != ST_OK && st != ST_E_RANGE)
-            return st_engine_fail(err, st, "positional-encoding plugin '%s': stretch_table: %s",
+            return st_error_set(err, st, "positional-encoding plugin '%s': stretch_table: %s",
                                   pe, perr.message);
         if (need == 0)
-            return st_engine_fail(err, ST_E_PLUGIN,
+            return st_error_set(err, ST_E_PLUGIN,
                                   "positional-encoding plugin '%s' stretched the %u-row position "
                                   "table to 0 rows", pe, m->n_pos);
         e->pos_table_owned = malloc((size_t)need * m->hp.n_embd * sizeof(float));
         if (!e->pos_table_owned)
-            return st_engine_fail(err, ST_E_NOMEM, "out of memory for the position table");
+            return st_error_set(err, ST_E_NOMEM, "out of memory for the position table");
         uint32_t got = 0;
         memset(&perr, 0, sizeof perr);
         st = e->pe->stretch_table(e->posenc.in->inst, m->pos_embd, m->n_pos, m->hp.n_embd,
                                   e->pos_table_owned, need, &got, &perr);
         if (st != ST_OK || got == 0 || got > need)
-            return st_engine_fail(err, st != ST_OK ? st : ST_E_PLUGIN,
+            return st_error_set(err, st != ST_OK ? st : ST_E_PLUGIN,
                                   "positional-encoding plugin '%s': stretch_table into %u rows: "
                                   "%s", pe, need, st != ST_OK ? perr.message : "bad row count");
         e->pos_table = e->pos_table_owned;
         e->pos_rows = got;
     }
     if (e->pos_rows < e->n_ctx)
-        return st_engine_fail(err, ST_E_RANGE,
+        return st_error_set(err, ST_E_RANGE,
                               "%s: context %u exceeds the model's learned position table (%u "
                               "rows%s); lower `context:` or use a positional-encoding plugin "
                               "that stretches the table (long-clip)",
@@ -251,11 +232,11 @@ static st_status configure_compute(st_engine *e, st_error *err)
     e->desc.attn_temperature = 1.0f;
     st_status st = e->pe->configure(e->posenc.in->inst, &e->shape, &e->desc, &perr);
     if (st != ST_OK)
-        return st_engine_fail(err, st, "positional-encoding plugin '%s': configure failed: %s",
+        return st_error_set(err, st, "positional-encoding plugin '%s': configure failed: %s",
                               e->posenc.lib->entry->name, perr.message);
     if ((e->desc.flags & ST_POSENC_ROTARY) &&
         (!e->desc.inv_freq || e->desc.n_freq != e->shape.rope_dims / 2))
-        return st_engine_fail(err, ST_E_PLUGIN,
+        return st_error_set(err, ST_E_PLUGIN,
                               "positional-encoding plugin '%s' gave %u rotary frequencies; "
                               "the model rotates %u dims, so %u were expected",
                               e->posenc.lib->entry->name, e->desc.n_freq,
@@ -266,7 +247,7 @@ static st_status configure_compute(st_engine *e, st_error *err)
     st = e->attn->configure(e->attention.in->inst, &e->shape, &e->attn_needs,
                             &e->attn_weights_layer, &perr);
     if (st != ST_OK)
-        return st_engine_fail(err, st, "attention plugin '%s': configure failed: %s",
+        return st_error_set(err, st, "attention plugin '%s': configure failed: %s",
                               e->attention.lib->entry->name, perr.message);
 
     /* A bounded strategy keeps at most `budget` slots between steps; a
@@ -287,10 +268,10 @@ static st_status configure_compute(st_engine *e, st_error *err)
     if (st == ST_OK)
         st = st_engine_forward_init(e, &d);
     if (st != ST_OK)
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     e->logits = malloc(sizeof(float) * hp->n_vocab);
     if (!e->logits)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory for logits");
+        return st_error_set(err, ST_E_NOMEM, "out of memory for logits");
     return st_sampler_chain_init(&e->chain, e->sampler_instances, e->n_samplers,
                                  hp->n_vocab, err);
 }
@@ -306,7 +287,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     const st_engine_options *opts = NULL;
     if (caller_opts) {
         if (caller_opts->struct_size < ST_ENGINE_OPTIONS_SIZE_1_0)
-            return st_engine_fail(err, ST_E_ABI,
+            return st_error_set(err, ST_E_ABI,
                                   "st_engine_options.struct_size is %u, expected at least %zu "
                                   "(set it to sizeof(st_engine_options))",
                                   caller_opts->struct_size, (size_t)ST_ENGINE_OPTIONS_SIZE_1_0);
@@ -317,17 +298,17 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     }
     st_engine *e = calloc(1, sizeof *e);
     if (!e)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     st_diag d;
     st_diag_clear(&d);
     st_status st = st_strategy_load(strategy_path, &e->strategy, &d);
     if (st != ST_OK) {
         st_engine_close(e);
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     }
     const st_strategy *s = e->strategy;
     if (s->backend && strcmp(s->backend, "cpu") != 0) {
-        st_engine_fail(err, ST_E_UNAVAILABLE,
+        st_error_set(err, ST_E_UNAVAILABLE,
                        "%s: backend '%s' is not available in this build (the OpenCL "
                        "backend is not built yet); use `backend: cpu`",
                        strategy_path, s->backend);
@@ -336,7 +317,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     }
     if (opts && opts->context &&
         (opts->context < ST_STRATEGY_CONTEXT_MIN || opts->context > ST_STRATEGY_CONTEXT_MAX)) {
-        st_engine_fail(err, ST_E_INVALID,
+        st_error_set(err, ST_E_INVALID,
                        "%s: a context of %u tokens was asked for; `context:` takes %d to %d",
                        strategy_path, opts->context, ST_STRATEGY_CONTEXT_MIN,
                        ST_STRATEGY_CONTEXT_MAX);
@@ -355,7 +336,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     e->host = st_host_new();
     if (!e->registry || !e->host) {
         st_engine_close(e);
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     }
     if (opts && opts->log) {
         st_host_set_log_sink(e->host, opts->log, opts->log_user);
@@ -370,7 +351,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st = st_registry_scan(e->registry, &d);
     if (st != ST_OK) {
         st_engine_close(e);
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     }
     if ((st = open_model(e, err)) || (st = open_plugins(e, err)) ||
         (st = configure_compute(e, err))) {
@@ -477,14 +458,14 @@ static st_status encode_checked(st_engine *e, const char *text, size_t len, uint
     if (st != ST_OK)
         return st_engine_fail_wrap(err, st, "tokenizer plugin '%s': encode failed", name);
     if (*need > cap)
-        return st_engine_fail(err, ST_E_PLUGIN,
+        return st_error_set(err, ST_E_PLUGIN,
                               "tokenizer plugin '%s' returned %zu ids into room for %zu: it "
                               "must return ST_E_RANGE when the ids do not fit",
                               name, *need, cap);
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     for (size_t i = 0; i < *need; i++)
         if (buf[i] < 0 || buf[i] >= nv)
-            return st_engine_fail(err, ST_E_PLUGIN,
+            return st_error_set(err, ST_E_PLUGIN,
                                   "tokenizer plugin '%s' returned id %d (at %zu), outside its "
                                   "vocabulary of %d", name, buf[i], i, nv);
     return ST_OK;
@@ -496,20 +477,20 @@ st_status st_engine_tokenize(st_engine *e, const char *text, size_t len, uint32_
     size_t cap = len + 16, need = 0;
     int32_t *buf = malloc(cap * sizeof *buf);
     if (!buf)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     st_status st = encode_checked(e, text, len, flags, buf, cap, &need, err);
     if (st == ST_E_RANGE && need > cap) {
         int32_t *grown = need <= SIZE_MAX / sizeof *buf ? realloc(buf, need * sizeof *buf)
                                                         : NULL;
         if (!grown) {
             free(buf);
-            return st_engine_fail(err, ST_E_NOMEM, "out of memory for %zu token ids", need);
+            return st_error_set(err, ST_E_NOMEM, "out of memory for %zu token ids", need);
         }
         buf = grown;
         cap = need;
         st = encode_checked(e, text, len, flags, buf, cap, &need, err);
         if (st == ST_E_RANGE)
-            st = st_engine_fail(err, ST_E_PLUGIN,
+            st = st_error_set(err, ST_E_PLUGIN,
                                 "tokenizer plugin '%s' asked for room for %zu ids twice",
                                 e->tokenizer.lib->entry->name, cap);
     }
@@ -552,7 +533,7 @@ st_status st_engine_chat_tokenize(st_engine *e, const char *user_message, uint32
             break;
         int32_t *grown = realloc(all, (n_all + n_got + 1) * sizeof *all);
         if (!grown) {
-            st = st_engine_fail(err, ST_E_NOMEM, "out of memory");
+            st = st_error_set(err, ST_E_NOMEM, "out of memory");
         } else {
             all = grown;
             memcpy(all + n_all, got, n_got * sizeof *all);
@@ -577,13 +558,13 @@ st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n, char 
     size_t cap = n * 8 + 16, need = 0;
     char *buf = malloc(cap + 1);
     if (!buf)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     st_status st = e->tok->decode(inst, ids, n, buf, cap, &need, err);
     if (st == ST_E_RANGE && need > cap) {
         char *grown = realloc(buf, need + 1);
         if (!grown) {
             free(buf);
-            return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+            return st_error_set(err, ST_E_NOMEM, "out of memory");
         }
         buf = grown;
         cap = need;
@@ -605,7 +586,7 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
     const char *name = e->tokenizer.lib->entry->name;
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     if (id < 0 || id >= nv)
-        return st_engine_fail(err, ST_E_INVALID,
+        return st_error_set(err, ST_E_INVALID,
                               "token %d is outside the vocabulary of tokenizer '%s' (%d tokens)",
                               id, name, nv);
     const char *p = NULL;
@@ -615,11 +596,11 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
         return st_engine_fail_wrap(err, ST_E_PLUGIN, "tokenizer plugin '%s': piece of token %d",
                                    name, id);
     if (!p)
-        return st_engine_fail(err, ST_E_PLUGIN,
+        return st_error_set(err, ST_E_PLUGIN,
                               "tokenizer plugin '%s' returned a NULL piece for token %d", name,
                               id);
     if (n > ST_PIECE_MAX_BYTES)
-        return st_engine_fail(err, ST_E_PLUGIN,
+        return st_error_set(err, ST_E_PLUGIN,
                               "tokenizer plugin '%s' says token %d is %zu bytes long; a piece "
                               "has at most %d", name, id, n, ST_PIECE_MAX_BYTES);
     *bytes = p;
@@ -631,7 +612,7 @@ st_status st_engine_check_vocab(st_engine *e, st_error *err)
 {
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     if (nv < 0 || (uint32_t)nv != e->shape.n_vocab)
-        return st_engine_fail(err, ST_E_INVALID,
+        return st_error_set(err, ST_E_INVALID,
                               "tokenizer plugin '%s' has %d tokens but the model %s has %u: "
                               "they do not belong together (choose the model's tokenizer)",
                               e->tokenizer.lib->entry->name, nv, e->model_path,

@@ -119,7 +119,7 @@ static st_status check_finite(st_engine *e, const float *logits, size_t rows, in
     for (size_t r = 0; r < rows; r++)
         for (uint32_t i = 0; i < nv; i++)
             if (!isfinite(logits[r * nv + i]))
-                return st_engine_fail(err, ST_E_RANGE,
+                return st_error_set(err, ST_E_RANGE,
                                       "%s: the model's logits after position %d are not "
                                       "finite (token %u: %f): a weight or activation is NaN "
                                       "or infinite", e->model_path,
@@ -136,7 +136,7 @@ static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
     st_kv_cache_view(e->kv, e->kv->n_slots, &view);
     uint8_t *keep = malloc(e->kv->n_slots ? e->kv->n_slots : 1);
     if (!keep)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     memset(keep, 1, e->kv->n_slots);
     st_status st = e->attn->retain(e->attention.in->inst, &view, n_new, keep, err);
     if (st == ST_OK)
@@ -154,7 +154,7 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
     if (n == 0)
         return ST_OK;
     if (e->kv->n_slots + n > e->kv->capacity)
-        return st_engine_fail(err, ST_E_RANGE,
+        return st_error_set(err, ST_E_RANGE,
                               "the context is full: %u tokens cached + %zu new > %u; raise "
                               "`context:` in the strategy manifest or use a bounded attention "
                               "strategy (streaming, lm-infinite)",
@@ -169,11 +169,11 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
         st_diag d;
         st_diag_clear(&d);
         if (changed && st_forward_set_posenc(e->fwd, &e->desc, &d) != ST_OK)
-            return st_engine_fail_diag(err, &d);
+            return st_error_from_diag(err, &d);
     }
     int32_t *pos = malloc(sizeof(int32_t) * n);
     if (!pos)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         pos[i] = pos0 + (int32_t)i;
 
@@ -190,7 +190,7 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
     st_status st = st_forward(e->fwd, tokens, pos, n, out, flags, &d);
     free(pos);
     if (st != ST_OK)
-        return st_engine_fail_diag(err, &d);
+        return st_error_from_diag(err, &d);
     if ((st = check_finite(e, out, (flags & ST_FORWARD_ALL_LOGITS) ? n : 1, pos0,
                            (flags & ST_FORWARD_ALL_LOGITS) ? 0 : n - 1, err)) != ST_OK)
         return st;

@@ -36,7 +36,7 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
 {
     for (size_t done = 0; done < n;) {
         if (st_engine_take_cancel(e))
-            return st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+            return st_error_set(err, ST_E_CANCELLED, "cancelled");
         size_t k = n - done < e->block ? n - done : e->block;
         st_status st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
                                          e->logits, false, err);
@@ -61,7 +61,7 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     memset(&params, 0, sizeof params);
     if (caller_params) {
         if (caller_params->struct_size < ST_GENERATE_PARAMS_SIZE_1_0)
-            return st_engine_fail(err, ST_E_ABI,
+            return st_error_set(err, ST_E_ABI,
                                   "st_generate_params.struct_size is %u, expected at least %zu "
                                   "(set it to sizeof(st_generate_params))",
                                   caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
@@ -93,13 +93,13 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                           st_generate_stats *stats, st_error *err)
 {
     if (n_prompt == 0)
-        return st_engine_fail(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+        return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
     st_status st = st_engine_check_vocab(e, err);
     if (st != ST_OK)
         return st;
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
-            return st_engine_fail(err, ST_E_INVALID,
+            return st_error_set(err, ST_E_INVALID,
                                   "prompt token %zu is %d, outside the vocabulary of %u",
                                   i, prompt[i], e->shape.n_vocab);
 
@@ -129,7 +129,7 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
     while (stats->n_generated < max_tokens) {
         if (st_engine_take_cancel(e)) {
             stats->cancelled = true;
-            st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+            st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
         int32_t token;

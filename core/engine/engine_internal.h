@@ -81,12 +81,7 @@ static inline bool st_engine_take_cancel(st_engine *e)
     return atomic_exchange(&e->cancel, 0) != 0;
 }
 
-/* Copy a diag into an st_error as "file:line:col: message". */
-st_status st_engine_fail_diag(st_error *err, const st_diag *d);
-st_status st_engine_fail(st_error *err, st_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Like st_engine_fail, for a plugin's failure reported through the same
+/* Like st_error_set (base/diag.h), for a plugin's failure reported through the same
  * `err`: "<prefix>: <the plugin's reason>", the reason copied out first
  * because it lives in the buffer being written. */
 st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)

@@ -15,13 +15,13 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
     uint32_t nv = e->shape.n_vocab;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= nv)
-            return st_engine_fail(err, ST_E_INVALID, "token %zu is %d, outside the vocabulary",
+            return st_error_set(err, ST_E_INVALID, "token %zu is %d, outside the vocabulary",
                                   i, tokens[i]);
     if (chunk == 0 || chunk > e->block)
         chunk = e->block;
     float *logits = malloc(sizeof(float) * nv * chunk);
     if (!logits)
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory for %zu x %u logits", chunk, nv);
+        return st_error_set(err, ST_E_NOMEM, "out of memory for %zu x %u logits", chunk, nv);
     st_kv_cache_reset(e->kv);
     if (e->attn->reset)
         e->attn->reset(e->attention.in->inst);
@@ -33,11 +33,11 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
     float *carry = malloc(sizeof(float) * nv);
     if (!carry) {
         free(logits);
-        return st_engine_fail(err, ST_E_NOMEM, "out of memory");
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
     }
     for (size_t done = 0; done < n;) {
         if (st_engine_take_cancel(e)) {
-            st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+            st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
         size_t k = n - done < chunk ? n - done : chunk;
@@ -55,7 +55,7 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
         carry_valid = true;
         done += k;
         if (progress && progress(user, done, n) != 0) {
-            st = st_engine_fail(err, ST_E_CANCELLED, "cancelled");
+            st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
     }

@@ -90,18 +90,6 @@ static void *svc_realloc(void *host, void *ptr, size_t size)
     return p + 1;
 }
 
-static st_status svc_error(st_error *err, st_status status, const char *fmt, ...)
-{
-    if (!err)
-        return status;
-    err->status = status;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-    return status;
-}
-
 static void default_sink(void *ctx, st_log_level level, const char *plugin,
                          const char *message)
 {
@@ -136,18 +124,18 @@ static st_status meta_status(st_status st, const char *key, st_error *err)
     switch (st) {
     case ST_OK: return ST_OK;
     case ST_E_NOT_FOUND:
-        return svc_error(err, st, "model has no metadata key '%s'", key);
+        return st_error_set(err, st, "model has no metadata key '%s'", key);
     case ST_E_RANGE:
-        return svc_error(err, st, "metadata '%s': index out of range", key);
+        return st_error_set(err, st, "metadata '%s': index out of range", key);
     default:
-        return svc_error(err, st, "metadata '%s': wrong type for this read", key);
+        return st_error_set(err, st, "metadata '%s': wrong type for this read", key);
     }
 }
 
 #define NEED_MODEL(h, err)                                                     \
     do {                                                                       \
         if (!(h)->model)                                                       \
-            return svc_error((err), ST_E_UNAVAILABLE, "no model loaded");      \
+            return st_error_set((err), ST_E_UNAVAILABLE, "no model loaded");      \
     } while (0)
 
 static st_status svc_model_meta(void *host, const char *key, st_meta_value *out,
@@ -156,7 +144,7 @@ static st_status svc_model_meta(void *host, const char *key, st_meta_value *out,
     st_host *h = host_of(host);
     NEED_MODEL(h, err);
     if (!key || !out)
-        return svc_error(err, ST_E_INVALID, "model_meta: NULL key or out");
+        return st_error_set(err, ST_E_INVALID, "model_meta: NULL key or out");
     return meta_status(st_gguf_meta_value(h->model, key, out), key, err);
 }
 
@@ -166,7 +154,7 @@ static st_status svc_meta_array_string(void *host, const char *key, uint64_t ind
     st_host *h = host_of(host);
     NEED_MODEL(h, err);
     if (!key || !str || !len)
-        return svc_error(err, ST_E_INVALID, "meta_array_string: NULL argument");
+        return st_error_set(err, ST_E_INVALID, "meta_array_string: NULL argument");
     return meta_status(st_gguf_array_string(h->model, key, index, str, len), key, err);
 }
 
@@ -176,7 +164,7 @@ static st_status svc_meta_array_int(void *host, const char *key, uint64_t index,
     st_host *h = host_of(host);
     NEED_MODEL(h, err);
     if (!key || !out)
-        return svc_error(err, ST_E_INVALID, "meta_array_int: NULL argument");
+        return st_error_set(err, ST_E_INVALID, "meta_array_int: NULL argument");
     return meta_status(st_gguf_array_int(h->model, key, index, out), key, err);
 }
 
@@ -186,7 +174,7 @@ static st_status svc_meta_array_float(void *host, const char *key, uint64_t inde
     st_host *h = host_of(host);
     NEED_MODEL(h, err);
     if (!key || !out)
-        return svc_error(err, ST_E_INVALID, "meta_array_float: NULL argument");
+        return st_error_set(err, ST_E_INVALID, "meta_array_float: NULL argument");
     return meta_status(st_gguf_array_float(h->model, key, index, out), key, err);
 }
 
@@ -195,7 +183,7 @@ static st_status svc_kernel_compile(void *host, const char *name, const char *so
 {
     if (out)
         *out = NULL;
-    return svc_error(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
 }
 
 static st_status svc_kernel_launch(void *host, st_kernel *kernel,
@@ -203,7 +191,7 @@ static st_status svc_kernel_launch(void *host, st_kernel *kernel,
                                    const size_t *global, const size_t *local,
                                    uint32_t dims, st_error *err)
 {
-    return svc_error(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
 }
 
 static void svc_kernel_release(void *host, st_kernel *kernel) {}
@@ -212,9 +200,9 @@ static st_status svc_model_score(void *host, st_score_request *req, st_error *er
 {
     st_host *h = host_of(host);
     if (!h->score)
-        return svc_error(err, ST_E_UNAVAILABLE, "no model loaded");
+        return st_error_set(err, ST_E_UNAVAILABLE, "no model loaded");
     if (!req || req->struct_size < sizeof(uint32_t))
-        return svc_error(err, ST_E_INVALID, "model_score: NULL or empty request");
+        return st_error_set(err, ST_E_INVALID, "model_score: NULL or empty request");
     return h->score(h->score_ctx, req, err);
 }
 
@@ -269,7 +257,7 @@ st_host *st_host_new(void)
     s->calloc = svc_calloc;
     s->realloc = svc_realloc;
     s->free = svc_free;
-    s->error = svc_error;
+    s->error = st_error_set;
     s->model_meta = svc_model_meta;
     s->meta_array_string = svc_meta_array_string;
     s->meta_array_int = svc_meta_array_int;

@@ -22,28 +22,6 @@ struct st_plugins {
     size_t n_warnings;
 };
 
-st_status st_error_from_diag(st_error *err, const st_diag *d)
-{
-    if (err) {
-        char line[ST_DIAG_FILE_MAX + ST_DIAG_MESSAGE_MAX + 16];
-        err->status = d->status;
-        snprintf(err->message, sizeof err->message, "%s", st_diag_format(d, line, sizeof line));
-    }
-    return d->status;
-}
-
-st_status st_error_set(st_error *err, st_status status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = status;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 const char *st_plugin_state_name(st_plugin_state s)
 {
     switch (s) {

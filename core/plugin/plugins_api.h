@@ -26,14 +26,8 @@ const st_plugin_record *st_plugins_record_of(const st_plugins *p, const st_plugi
 /* The warnings as an array of st_plugins_warning_count lines. */
 const char *const *st_plugins_warnings(const st_plugins *p);
 
-/* Fill `err` (may be NULL) from `d` as one "file:line:col: message" line;
- * returns d->status. */
-st_status st_error_from_diag(st_error *err, const st_diag *d);
 /* The warnings as an array of st_plugins_warning_count lines. */
 const char *const *st_plugins_warnings(const st_plugins *p);
 
-/* Fill `err` (may be NULL) with `status` and a message; returns status. */
-st_status st_error_set(st_error *err, st_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif
