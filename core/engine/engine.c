@@ -120,8 +120,8 @@ static st_status open_model(st_engine *e, st_error *err)
     st_diag_clear(&d);
     if (!e->model_path)
         return st_error_set(err, ST_E_INVALID,
-                              "%s: no model: set `model:` in the strategy manifest or pass one",
-                              e->strategy->path);
+                            "%s: no model: set `model:` in the strategy manifest or pass one",
+                            e->strategy->path);
     st_status st = st_gguf_open(e->model_path, &e->gguf, &d);
     if (st == ST_OK)
         st = st_model_load(e->gguf, &e->model, &d);
@@ -191,11 +191,11 @@ static st_status prepare_pos_table(st_engine *e, st_error *err)
                                             m->hp.n_embd, NULL, 0, &need, &perr);
         if (st != ST_OK && st != ST_E_RANGE)
             return st_error_set(err, st, "positional-encoding plugin '%s': stretch_table: %s",
-                                  pe, perr.message);
+                                pe, perr.message);
         if (need == 0)
             return st_error_set(err, ST_E_PLUGIN,
-                                  "positional-encoding plugin '%s' stretched the %u-row position "
-                                  "table to 0 rows", pe, m->n_pos);
+                                "positional-encoding plugin '%s' stretched the %u-row position "
+                                "table to 0 rows", pe, m->n_pos);
         e->pos_table_owned = malloc((size_t)need * m->hp.n_embd * sizeof(float));
         if (!e->pos_table_owned)
             return st_error_set(err, ST_E_NOMEM, "out of memory for the position table");
@@ -205,18 +205,18 @@ static st_status prepare_pos_table(st_engine *e, st_error *err)
                                   e->pos_table_owned, need, &got, &perr);
         if (st != ST_OK || got == 0 || got > need)
             return st_error_set(err, st != ST_OK ? st : ST_E_PLUGIN,
-                                  "positional-encoding plugin '%s': stretch_table into %u rows: "
-                                  "%s", pe, need, st != ST_OK ? perr.message : "bad row count");
+                                "positional-encoding plugin '%s': stretch_table into %u rows: "
+                                "%s", pe, need, st != ST_OK ? perr.message : "bad row count");
         e->pos_table = e->pos_table_owned;
         e->pos_rows = got;
     }
     if (e->pos_rows < e->n_ctx)
         return st_error_set(err, ST_E_RANGE,
-                              "%s: context %u exceeds the model's learned position table (%u "
-                              "rows%s); lower `context:` or use a positional-encoding plugin "
-                              "that stretches the table (long-clip)",
-                              e->strategy->path, e->n_ctx, e->pos_rows,
-                              e->pos_table_owned ? ", as stretched by the posenc plugin" : "");
+                            "%s: context %u exceeds the model's learned position table (%u "
+                            "rows%s); lower `context:` or use a positional-encoding plugin "
+                            "that stretches the table (long-clip)",
+                            e->strategy->path, e->n_ctx, e->pos_rows,
+                            e->pos_table_owned ? ", as stretched by the posenc plugin" : "");
     return ST_OK;
 }
 
@@ -233,14 +233,14 @@ static st_status configure_compute(st_engine *e, st_error *err)
     st_status st = e->pe->configure(e->posenc.in->inst, &e->shape, &e->desc, &perr);
     if (st != ST_OK)
         return st_error_set(err, st, "positional-encoding plugin '%s': configure failed: %s",
-                              e->posenc.lib->entry->name, perr.message);
+                            e->posenc.lib->entry->name, perr.message);
     if ((e->desc.flags & ST_POSENC_ROTARY) &&
         (!e->desc.inv_freq || e->desc.n_freq != e->shape.rope_dims / 2))
         return st_error_set(err, ST_E_PLUGIN,
-                              "positional-encoding plugin '%s' gave %u rotary frequencies; "
-                              "the model rotates %u dims, so %u were expected",
-                              e->posenc.lib->entry->name, e->desc.n_freq,
-                              e->shape.rope_dims, e->shape.rope_dims / 2);
+                            "positional-encoding plugin '%s' gave %u rotary frequencies; "
+                            "the model rotates %u dims, so %u were expected",
+                            e->posenc.lib->entry->name, e->desc.n_freq,
+                            e->shape.rope_dims, e->shape.rope_dims / 2);
     if ((st = prepare_pos_table(e, err)) != ST_OK)
         return st;
     e->attn_weights_layer = -1;
@@ -248,7 +248,7 @@ static st_status configure_compute(st_engine *e, st_error *err)
                             &e->attn_weights_layer, &perr);
     if (st != ST_OK)
         return st_error_set(err, st, "attention plugin '%s': configure failed: %s",
-                              e->attention.lib->entry->name, perr.message);
+                            e->attention.lib->entry->name, perr.message);
 
     /* A bounded strategy keeps at most `budget` slots between steps; a
      * step appends up to one block before retention trims it again. */
@@ -283,17 +283,14 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     /* Honour the caller's struct_size: fields it does not know stay zero
      * (their defaults), and nothing past its struct is read. */
     st_engine_options opts_copy;
-    memset(&opts_copy, 0, sizeof opts_copy);
     const st_engine_options *opts = NULL;
     if (caller_opts) {
-        if (caller_opts->struct_size < ST_ENGINE_OPTIONS_SIZE_1_0)
+        if (!st_sized_read(&opts_copy, sizeof opts_copy, caller_opts, caller_opts->struct_size,
+                           ST_ENGINE_OPTIONS_SIZE_1_0))
             return st_error_set(err, ST_E_ABI,
-                                  "st_engine_options.struct_size is %u, expected at least %zu "
-                                  "(set it to sizeof(st_engine_options))",
-                                  caller_opts->struct_size, (size_t)ST_ENGINE_OPTIONS_SIZE_1_0);
-        memcpy(&opts_copy, caller_opts,
-               caller_opts->struct_size < sizeof opts_copy ? caller_opts->struct_size
-                                                           : sizeof opts_copy);
+                                "st_engine_options.struct_size is %u, expected at least %zu "
+                                "(set it to sizeof(st_engine_options))",
+                                caller_opts->struct_size, (size_t)ST_ENGINE_OPTIONS_SIZE_1_0);
         opts = &opts_copy;
     }
     st_engine *e = calloc(1, sizeof *e);
@@ -309,18 +306,18 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     const st_strategy *s = e->strategy;
     if (s->backend && strcmp(s->backend, "cpu") != 0) {
         st_error_set(err, ST_E_UNAVAILABLE,
-                       "%s: backend '%s' is not available in this build (the OpenCL "
-                       "backend is not built yet); use `backend: cpu`",
-                       strategy_path, s->backend);
+                     "%s: backend '%s' is not available in this build (the OpenCL "
+                     "backend is not built yet); use `backend: cpu`",
+                     strategy_path, s->backend);
         st_engine_close(e);
         return ST_E_UNAVAILABLE;
     }
     if (opts && opts->context &&
         (opts->context < ST_STRATEGY_CONTEXT_MIN || opts->context > ST_STRATEGY_CONTEXT_MAX)) {
         st_error_set(err, ST_E_INVALID,
-                       "%s: a context of %u tokens was asked for; `context:` takes %d to %d",
-                       strategy_path, opts->context, ST_STRATEGY_CONTEXT_MIN,
-                       ST_STRATEGY_CONTEXT_MAX);
+                     "%s: a context of %u tokens was asked for; `context:` takes %d to %d",
+                     strategy_path, opts->context, ST_STRATEGY_CONTEXT_MIN,
+                     ST_STRATEGY_CONTEXT_MAX);
         st_engine_close(e);
         return ST_E_INVALID;
     }
@@ -399,13 +396,7 @@ void st_engine_get_info(const st_engine *e, st_engine_info *caller_out)
 {
     st_engine_info info;
     fill_info(e, &info);
-    size_t n = caller_out->struct_size ? caller_out->struct_size : ST_ENGINE_INFO_SIZE_1_0;
-    if (n > sizeof info)
-        n = sizeof info;
-    if (n < sizeof(uint32_t))
-        return;
-    memcpy(caller_out, &info, n);
-    caller_out->struct_size = (uint32_t)n;
+    st_sized_write(caller_out, &info, sizeof info, ST_ENGINE_INFO_SIZE_1_0);
 }
 
 static void fill_info(const st_engine *e, st_engine_info *out)
@@ -459,15 +450,15 @@ static st_status encode_checked(st_engine *e, const char *text, size_t len, uint
         return st_engine_fail_wrap(err, st, "tokenizer plugin '%s': encode failed", name);
     if (*need > cap)
         return st_error_set(err, ST_E_PLUGIN,
-                              "tokenizer plugin '%s' returned %zu ids into room for %zu: it "
-                              "must return ST_E_RANGE when the ids do not fit",
-                              name, *need, cap);
+                            "tokenizer plugin '%s' returned %zu ids into room for %zu: it "
+                            "must return ST_E_RANGE when the ids do not fit",
+                            name, *need, cap);
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     for (size_t i = 0; i < *need; i++)
         if (buf[i] < 0 || buf[i] >= nv)
             return st_error_set(err, ST_E_PLUGIN,
-                                  "tokenizer plugin '%s' returned id %d (at %zu), outside its "
-                                  "vocabulary of %d", name, buf[i], i, nv);
+                                "tokenizer plugin '%s' returned id %d (at %zu), outside its "
+                                "vocabulary of %d", name, buf[i], i, nv);
     return ST_OK;
 }
 
@@ -491,8 +482,8 @@ st_status st_engine_tokenize(st_engine *e, const char *text, size_t len, uint32_
         st = encode_checked(e, text, len, flags, buf, cap, &need, err);
         if (st == ST_E_RANGE)
             st = st_error_set(err, ST_E_PLUGIN,
-                                "tokenizer plugin '%s' asked for room for %zu ids twice",
-                                e->tokenizer.lib->entry->name, cap);
+                              "tokenizer plugin '%s' asked for room for %zu ids twice",
+                              e->tokenizer.lib->entry->name, cap);
     }
     if (st != ST_OK) {
         free(buf);
@@ -587,8 +578,8 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     if (id < 0 || id >= nv)
         return st_error_set(err, ST_E_INVALID,
-                              "token %d is outside the vocabulary of tokenizer '%s' (%d tokens)",
-                              id, name, nv);
+                            "token %d is outside the vocabulary of tokenizer '%s' (%d tokens)",
+                            id, name, nv);
     const char *p = NULL;
     size_t n = 0;
     st_status st = e->tok->piece(e->tokenizer.in->inst, id, &p, &n, err);
@@ -597,12 +588,12 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
                                    name, id);
     if (!p)
         return st_error_set(err, ST_E_PLUGIN,
-                              "tokenizer plugin '%s' returned a NULL piece for token %d", name,
-                              id);
+                            "tokenizer plugin '%s' returned a NULL piece for token %d", name,
+                            id);
     if (n > ST_PIECE_MAX_BYTES)
         return st_error_set(err, ST_E_PLUGIN,
-                              "tokenizer plugin '%s' says token %d is %zu bytes long; a piece "
-                              "has at most %d", name, id, n, ST_PIECE_MAX_BYTES);
+                            "tokenizer plugin '%s' says token %d is %zu bytes long; a piece "
+                            "has at most %d", name, id, n, ST_PIECE_MAX_BYTES);
     *bytes = p;
     *len = n;
     return ST_OK;
@@ -613,10 +604,10 @@ st_status st_engine_check_vocab(st_engine *e, st_error *err)
     int32_t nv = e->tok->vocab_size(e->tokenizer.in->inst);
     if (nv < 0 || (uint32_t)nv != e->shape.n_vocab)
         return st_error_set(err, ST_E_INVALID,
-                              "tokenizer plugin '%s' has %d tokens but the model %s has %u: "
-                              "they do not belong together (choose the model's tokenizer)",
-                              e->tokenizer.lib->entry->name, nv, e->model_path,
-                              e->shape.n_vocab);
+                            "tokenizer plugin '%s' has %d tokens but the model %s has %u: "
+                            "they do not belong together (choose the model's tokenizer)",
+                            e->tokenizer.lib->entry->name, nv, e->model_path,
+                            e->shape.n_vocab);
     return ST_OK;
 }
 

@@ -120,11 +120,11 @@ static st_status check_finite(st_engine *e, const float *logits, size_t rows, in
         for (uint32_t i = 0; i < nv; i++)
             if (!isfinite(logits[r * nv + i]))
                 return st_error_set(err, ST_E_RANGE,
-                                      "%s: the model's logits after position %d are not "
-                                      "finite (token %u: %f): a weight or activation is NaN "
-                                      "or infinite", e->model_path,
-                                      pos0 + (int32_t)(first + r), i,
-                                      (double)logits[r * nv + i]);
+                                    "%s: the model's logits after position %d are not "
+                                    "finite (token %u: %f): a weight or activation is NaN "
+                                    "or infinite", e->model_path,
+                                    pos0 + (int32_t)(first + r), i,
+                                    (double)logits[r * nv + i]);
     return ST_OK;
 }
 
@@ -155,10 +155,10 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
         return ST_OK;
     if (e->kv->n_slots + n > e->kv->capacity)
         return st_error_set(err, ST_E_RANGE,
-                              "the context is full: %u tokens cached + %zu new > %u; raise "
-                              "`context:` in the strategy manifest or use a bounded attention "
-                              "strategy (streaming, lm-infinite)",
-                              e->kv->n_slots, n, e->kv->capacity);
+                            "the context is full: %u tokens cached + %zu new > %u; raise "
+                            "`context:` in the strategy manifest or use a bounded attention "
+                            "strategy (streaming, lm-infinite)",
+                            e->kv->n_slots, n, e->kv->capacity);
     if (e->pe->update) {
         bool changed = false;
         st_status st = e->pe->update(e->posenc.in->inst, (uint32_t)(pos0 + (int32_t)n),

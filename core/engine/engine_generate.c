@@ -58,33 +58,20 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
                              void *user, st_generate_stats *caller_stats, st_error *err)
 {
     st_generate_params params;
-    memset(&params, 0, sizeof params);
-    if (caller_params) {
-        if (caller_params->struct_size < ST_GENERATE_PARAMS_SIZE_1_0)
-            return st_error_set(err, ST_E_ABI,
-                                  "st_generate_params.struct_size is %u, expected at least %zu "
-                                  "(set it to sizeof(st_generate_params))",
-                                  caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
-        memcpy(&params, caller_params,
-               caller_params->struct_size < sizeof params ? caller_params->struct_size
-                                                          : sizeof params);
-    }
+    if (caller_params &&
+        !st_sized_read(&params, sizeof params, caller_params, caller_params->struct_size,
+                       ST_GENERATE_PARAMS_SIZE_1_0))
+        return st_error_set(err, ST_E_ABI,
+                            "st_generate_params.struct_size is %u, expected at least %zu "
+                            "(set it to sizeof(st_generate_params))",
+                            caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.struct_size = sizeof stats;
     st_status st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user,
                             &stats, err);
-    if (caller_stats) {
-        size_t n = caller_stats->struct_size ? caller_stats->struct_size
-                                             : ST_GENERATE_STATS_SIZE_1_0;
-        if (n > sizeof stats)
-            n = sizeof stats;
-        if (n >= sizeof(uint32_t)) {
-            uint32_t keep = (uint32_t)n;
-            memcpy(caller_stats, &stats, n);
-            caller_stats->struct_size = keep;
-        }
-    }
+    if (caller_stats)
+        st_sized_write(caller_stats, &stats, sizeof stats, ST_GENERATE_STATS_SIZE_1_0);
     return st;
 }
 
@@ -100,8 +87,8 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
             return st_error_set(err, ST_E_INVALID,
-                                  "prompt token %zu is %d, outside the vocabulary of %u",
-                                  i, prompt[i], e->shape.n_vocab);
+                                "prompt token %zu is %d, outside the vocabulary of %u",
+                                i, prompt[i], e->shape.n_vocab);
 
     reset_sequence(e, params ? params->seed : 0);
     for (size_t i = 0; i < n_prompt; i++)

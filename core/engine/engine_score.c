@@ -16,7 +16,7 @@ st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n, size_t 
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= nv)
             return st_error_set(err, ST_E_INVALID, "token %zu is %d, outside the vocabulary",
-                                  i, tokens[i]);
+                                i, tokens[i]);
     if (chunk == 0 || chunk > e->block)
         chunk = e->block;
     float *logits = malloc(sizeof(float) * nv * chunk);

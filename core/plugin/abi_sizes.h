@@ -9,6 +9,7 @@
 #ifndef ST_CORE_ABI_SIZES_H
 #define ST_CORE_ABI_SIZES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stretch/plugin.h>
 #include <stretch/stretch.h>
@@ -27,5 +28,17 @@
 /* Host-filled structs: written up to the caller's struct_size (0 = 1.0's). */
 #define ST_GENERATE_STATS_SIZE_1_0 ST_END_OF(st_generate_stats, cancelled)
 #define ST_ENGINE_INFO_SIZE_1_0 ST_END_OF(st_engine_info, plugin_names)
+
+/* A caller's struct of `given` bytes (its struct_size) read into `full`
+ * (full_size bytes, zeroed first): fields the caller does not know keep
+ * their zero defaults and nothing past its struct is read. False, with
+ * nothing copied, when `given` is below the struct's 1.0 size `min`. */
+bool st_sized_read(void *full, size_t full_size, const void *caller, uint32_t given,
+                   size_t min);
+
+/* `full` written to a caller's struct: no more bytes than its struct_size
+ * says it has (0 = the 1.0 size `min_1_0`), and its struct_size set to what
+ * was written. */
+void st_sized_write(void *caller, const void *full, size_t full_size, size_t min_1_0);
 
 #endif
