@@ -106,13 +106,8 @@ static bool ppl_fields(const char *manifest, const char *model, const char *text
                        size_t text_len, long long length, long long buckets, long long chunk,
                        st_points_field f[4])
 {
-    uint64_t hm, hs;
-    if (!st_eval_hash_file(model, &hm) || !st_eval_hash_manifest(manifest, &hs))
+    if (!st_eval_input_fields(model, manifest, f))
         return false;
-    f[0].key = "model";
-    snprintf(f[0].value, sizeof f[0].value, "%016llx", (unsigned long long)hm);
-    f[1].key = "manifest";
-    snprintf(f[1].value, sizeof f[1].value, "%016llx", (unsigned long long)hs);
     f[2].key = "text";
     snprintf(f[2].value, sizeof f[2].value, "%016llx",
              (unsigned long long)st_eval_hash(ST_EVAL_HASH_INIT, text, text_len));

@@ -261,16 +261,11 @@ int st_cmd_eval_passkey(int argc, char **argv)
     }
     /* What every point depends on, for the points file's header. */
     st_points_field fields[3];
-    uint64_t hm, hs;
-    if (!st_eval_hash_file(info.model_path, &hm) || !st_eval_hash_manifest(manifest, &hs)) {
+    if (!st_eval_input_fields(info.model_path, manifest, fields)) {
         fprintf(stderr, "stretch: cannot read the model or manifest to fingerprint the run\n");
         st_engine_close(e);
         return ST_EXIT_RUNTIME;
     }
-    fields[0].key = "model";
-    snprintf(fields[0].value, sizeof fields[0].value, "%016llx", (unsigned long long)hm);
-    fields[1].key = "manifest";
-    snprintf(fields[1].value, sizeof fields[1].value, "%016llx", (unsigned long long)hs);
     fields[2].key = "settings";
     snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 1", seed);
     char *existing = NULL;

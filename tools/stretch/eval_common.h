@@ -57,5 +57,8 @@ uint64_t st_eval_hash(uint64_t h, const void *data, size_t n);
 bool st_eval_hash_file(const char *path, uint64_t *out);
 /* Every manifest file of a strategy's extends chain. */
 bool st_eval_hash_manifest(const char *path, uint64_t *out);
+/* The header fields every evaluation shares: f[0] "model" and f[1]
+ * "manifest", their hashes; false when either cannot be read. */
+bool st_eval_input_fields(const char *model, const char *manifest, st_points_field f[2]);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "eval_common.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,4 +62,16 @@ bool st_eval_hash_manifest(const char *path, uint64_t *out)
     st_strategy_report_free(s);
     *out = h;
     return ok;
+}
+
+bool st_eval_input_fields(const char *model, const char *manifest, st_points_field f[2])
+{
+    uint64_t hm, hs;
+    if (!st_eval_hash_file(model, &hm) || !st_eval_hash_manifest(manifest, &hs))
+        return false;
+    f[0].key = "model";
+    snprintf(f[0].value, sizeof f[0].value, "%016llx", (unsigned long long)hm);
+    f[1].key = "manifest";
+    snprintf(f[1].value, sizeof f[1].value, "%016llx", (unsigned long long)hs);
+    return true;
 }
