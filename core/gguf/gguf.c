@@ -123,7 +123,7 @@ static st_status rd_string(cursor *c, const char **str, uint64_t *len,
     return ST_OK;
 }
 
-static uint64_t scalar_size(uint32_t t)
+uint64_t st_gguf_scalar_size(uint32_t t)
 {
     switch (t) {
     case ST_GGUF_U8: case ST_GGUF_I8: case ST_GGUF_BOOL: return 1;
@@ -150,7 +150,7 @@ static st_status skip_array(cursor *c, const char *key, uint32_t et, uint64_t n,
                             int depth, uint64_t *offs, uint64_t base)
 {
     char w[400];
-    uint64_t sz = scalar_size(et);
+    uint64_t sz = st_gguf_scalar_size(et);
     if (sz) {
         if (n > left(c) / sz)
             return fail(c, c->pos, "array '%s' does not fit in the file (expected %llu elements of %llu bytes, found %llu bytes left)",
@@ -246,7 +246,7 @@ static st_status parse_kv(cursor *c, st_gguf_kv *kv, uint64_t index)
         return ST_OK;
     }
     if (t != ST_GGUF_ARRAY) {
-        uint64_t sz = scalar_size(t);
+        uint64_t sz = st_gguf_scalar_size(t);
         snprintf(w, sizeof w, "%s value of '%s'", vtype_name(t), key);
         s = need(c, sz, w);
         if (s) return s;

@@ -29,6 +29,10 @@ typedef enum st_gguf_vtype {
     ST_GGUF_F64 = 12
 } st_gguf_vtype;
 
+/* Bytes of one scalar of type t (raw value as in the file); 0 for STRING,
+ * ARRAY and unknown types. */
+uint64_t st_gguf_scalar_size(uint32_t t);
+
 typedef struct st_gguf_kv {
     const char *key;          /* points into the mapping; key_len bytes */
     uint64_t key_len;

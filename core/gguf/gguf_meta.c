@@ -28,17 +28,6 @@ const st_gguf_kv *st_gguf_find(const st_gguf *g, const char *key)
     return NULL;
 }
 
-static uint64_t elem_size(st_gguf_vtype t)
-{
-    switch (t) {
-    case ST_GGUF_U8: case ST_GGUF_I8: case ST_GGUF_BOOL: return 1;
-    case ST_GGUF_U16: case ST_GGUF_I16: return 2;
-    case ST_GGUF_U32: case ST_GGUF_I32: case ST_GGUF_F32: return 4;
-    case ST_GGUF_U64: case ST_GGUF_I64: case ST_GGUF_F64: return 8;
-    default: return 0;
-    }
-}
-
 /* Decode one scalar at p as integer; ST_E_FORMAT for non-integer types,
  * ST_E_RANGE for a u64 above INT64_MAX. */
 static st_status scalar_int(st_gguf_vtype t, const uint8_t *p, int64_t *out)
@@ -158,7 +147,7 @@ st_status st_gguf_array_int(const st_gguf *g, const char *key, uint64_t i, int64
     const st_gguf_kv *kv = array_kv(g, key, i, &st);
     if (!kv)
         return st;
-    uint64_t sz = elem_size(kv->array_type);
+    uint64_t sz = st_gguf_scalar_size(kv->array_type);
     if (sz == 0)
         return ST_E_FORMAT;
     return scalar_int(kv->array_type, kv->data + i * sz, out);
@@ -170,7 +159,7 @@ st_status st_gguf_array_float(const st_gguf *g, const char *key, uint64_t i, dou
     const st_gguf_kv *kv = array_kv(g, key, i, &st);
     if (!kv)
         return st;
-    uint64_t sz = elem_size(kv->array_type);
+    uint64_t sz = st_gguf_scalar_size(kv->array_type);
     if (sz == 0 || kv->array_type == ST_GGUF_BOOL)
         return ST_E_FORMAT;
     return scalar_float(kv->array_type, kv->data + i * sz, out);
