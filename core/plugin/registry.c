@@ -443,33 +443,16 @@ static void builtin_init(void)
 {
     Dl_info info;
     if (dladdr((const void *)builtin_try, &info) && info.dli_fname && info.dli_fname[0] == '/') {
-        char *own = strdup(info.dli_fname);
-        if (own) {
-            char *slash = strrchr(own, '/');
-            if (slash)
-                *slash = '\0';
-            bool found = builtin_try(own, "stretch/plugins") ||
-                         builtin_try(own, "../lib/stretch/plugins");
-            free(own);
-            if (found)
-                return;
-        }
+        char *own = st_path_dirname(info.dli_fname);
+        bool found = own && (builtin_try(own, "stretch/plugins") ||
+                             builtin_try(own, "../lib/stretch/plugins"));
+        free(own);
+        if (found)
+            return;
     }
     const char *exe = st_exe_dir();
-    if (exe) {
-        int n = snprintf(st_builtin_dir_buf, sizeof st_builtin_dir_buf,
-                         "%s/../lib/stretch/plugins", exe);
-        if (n > 0 && (size_t)n < sizeof st_builtin_dir_buf) {
-            char *real = st_path_canonical(st_builtin_dir_buf);
-            if (real && st_path_is_dir(real) && strlen(real) < sizeof st_builtin_dir_buf) {
-                memcpy(st_builtin_dir_buf, real, strlen(real) + 1);
-                st_builtin_dir = st_builtin_dir_buf;
-            }
-            free(real);
-            if (st_builtin_dir)
-                return;
-        }
-    }
+    if (exe && builtin_try(exe, "../lib/stretch/plugins"))
+        return;
 #ifdef ST_INSTALL_PLUGIN_DIR
     st_builtin_dir = ST_INSTALL_PLUGIN_DIR;
 #endif
