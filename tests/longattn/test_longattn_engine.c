@@ -23,22 +23,18 @@ static char model_path[300];
 
 static void make_model(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/st_longattn_engine_%d", (int)getpid());
-    mkdir(dir, 0700);
-    snprintf(model_path, sizeof model_path, "%s/tiny.gguf", dir);
     st_tiny_model_spec spec;
     st_tiny_model_spec_default(&spec);
     spec.type = ST_GGML_Q8_0;
     spec.n_ctx = 256;
     st_diag d;
-    cr_assert_eq(st_gen_tiny_model(&spec, model_path, &d), ST_OK, "%s", d.message);
+    cr_assert_eq(st_tiny_model_in_tmp("st_longattn_engine", &spec, dir, sizeof dir, model_path,
+                                      sizeof model_path, &d), ST_OK, "%s", d.message);
 }
 
 static void cleanup(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(st_tiny_model_tmp_remove(dir), 0);
 }
 
 TestSuite(longattn_engine, .init = make_model, .fini = cleanup);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 const char st_tiny_chat_template[] =
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -450,4 +452,20 @@ st_status st_gen_tiny_model(const st_tiny_model_spec *s, const char *path, st_di
     if (st)
         return st_diag_set(diag, st, path, 0, 0, "cannot write the tiny model file");
     return ST_OK;
+}
+
+st_status st_tiny_model_in_tmp(const char *name, const st_tiny_model_spec *spec, char *dir,
+                               size_t dir_cap, char *model, size_t model_cap, st_diag *diag)
+{
+    snprintf(dir, dir_cap, "/tmp/%s_%d", name, (int)getpid());
+    mkdir(dir, 0700);
+    snprintf(model, model_cap, "%s/tiny.gguf", dir);
+    return st_gen_tiny_model(spec, model, diag);
+}
+
+int st_tiny_model_tmp_remove(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
 }

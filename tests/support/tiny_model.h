@@ -47,6 +47,14 @@ void st_tiny_model_spec_default(st_tiny_model_spec *spec);
 
 st_status st_gen_tiny_model(const st_tiny_model_spec *spec, const char *path, st_diag *diag);
 
+/* A scratch directory /tmp/<name>_<pid> (into dir, dir_cap bytes) holding
+ * the spec's model as tiny.gguf (its path into model): the fixture of the
+ * engine tests. st_tiny_model_tmp_remove deletes the directory again;
+ * 0 on success. */
+st_status st_tiny_model_in_tmp(const char *name, const st_tiny_model_spec *spec, char *dir,
+                               size_t dir_cap, char *model, size_t model_cap, st_diag *diag);
+int st_tiny_model_tmp_remove(const char *dir);
+
 /* The GPT-2 byte-level symbol (UTF-8, NUL-terminated, <= 2 bytes) for a
  * byte, and the token id the tiny vocabulary gives it. */
 const char *st_tiny_byte_symbol(uint8_t byte);
