@@ -3,6 +3,7 @@
  */
 #include "test_host.h"
 
+#include "diag.h"
 #include "manifest.h"
 #include "plugin_create.h"
 
@@ -70,21 +71,9 @@ static void th_free(void *host, void *ptr)
     free(ptr);
 }
 
-static st_status th_error(st_error *err, st_status status, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->status = status;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return status;
-}
-
 static st_status th_unavailable(st_error *err, const char *what)
 {
-    return th_error(err, ST_E_UNAVAILABLE, "%s: the test host has no model", what);
+    return st_error_set(err, ST_E_UNAVAILABLE, "%s: the test host has no model", what);
 }
 
 static st_status th_model_meta(void *host, const char *key, st_meta_value *out,
@@ -114,7 +103,7 @@ static st_status th_meta_array_float(void *host, const char *key, uint64_t index
 static st_status th_kernel_compile(void *host, const char *name, const char *source,
                                    const char *options, st_kernel **out, st_error *err)
 {
-    return th_error(err, ST_E_UNAVAILABLE, "kernel_compile: the test host has no device");
+    return st_error_set(err, ST_E_UNAVAILABLE, "kernel_compile: the test host has no device");
 }
 
 static st_status th_kernel_launch(void *host, st_kernel *kernel,
@@ -122,7 +111,7 @@ static st_status th_kernel_launch(void *host, st_kernel *kernel,
                                   const size_t *global, const size_t *local,
                                   uint32_t dims, st_error *err)
 {
-    return th_error(err, ST_E_UNAVAILABLE, "kernel_launch: the test host has no device");
+    return st_error_set(err, ST_E_UNAVAILABLE, "kernel_launch: the test host has no device");
 }
 
 static void th_kernel_release(void *host, st_kernel *kernel) {}
@@ -150,7 +139,7 @@ void st_test_host_init(st_test_host *th)
     s->calloc = th_calloc;
     s->realloc = th_realloc;
     s->free = th_free;
-    s->error = th_error;
+    s->error = st_error_set;
     s->model_meta = th_model_meta;
     s->meta_array_string = th_meta_array_string;
     s->meta_array_int = th_meta_array_int;
