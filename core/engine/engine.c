@@ -54,6 +54,25 @@ static void plugin_release(st_engine_plugin *p)
     p->lib = NULL;
 }
 
+/* Two plugin directories holding a plugin of the same kind and name is
+ * legal (a user's build shadows the installed one) but easy to forget:
+ * say which one runs. */
+static void warn_shadowed(st_engine *e, const st_plugin_record *winner)
+{
+    const st_host_services *svc = st_host_services_of(e->host);
+    for (size_t i = 0; i < st_registry_count(e->registry); i++) {
+        const st_plugin_record *r = st_registry_at(e->registry, i);
+        if (r->state != ST_PLUGIN_SHADOWED || !r->manifest ||
+            r->manifest->kind != winner->manifest->kind ||
+            strcmp(r->manifest->name, winner->manifest->name) != 0)
+            continue;
+        svc->log(svc->host, ST_LOG_WARN, NULL,
+                 "%s plugin '%s' is in two plugin directories: using %s, not %s",
+                 st_kind_name(winner->manifest->kind), winner->manifest->name,
+                 winner->manifest_path, r->manifest_path);
+    }
+}
+
 /* Find, load and create the plugin a strategy names for `kind`. */
 static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *ref,
                              st_engine_plugin *out, st_error *err)
@@ -69,6 +88,7 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     }
     if (rec->state == ST_PLUGIN_BROKEN)
         return st_error_from_diag(err, &rec->diag);
+    warn_shadowed(e, rec);
     /* Before any of its code runs: a plugin that declared it cannot work
      * without a feature is not created without it. */
     const st_plugin_manifest *m = rec->manifest;

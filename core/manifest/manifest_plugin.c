@@ -13,6 +13,7 @@
 #include <stretch/plugin.h>
 
 #include "manifest.h"
+#include "num_text.h"
 #include "paths.h"
 #include "yaml_manifest.h"
 
@@ -294,12 +295,14 @@ static st_status st_parse_default(const st_value *spec, st_param_schema *p, st_d
     if (p->type == ST_PARAM_INT || p->type == ST_PARAM_FLOAT) {
         double x = st_number(v);
         if ((p->has_min && !(x >= p->min)) || (p->has_max && !(x <= p->max))) {
-            char range[96];
+            char range[96], lo[32], hi[32];
+            st_num_text(p->min, lo, sizeof lo);
+            st_num_text(p->max, hi, sizeof hi);
             if (p->has_min && p->has_max)
-                snprintf(range, sizeof range, "in %.17g..%.17g", p->min, p->max);
+                snprintf(range, sizeof range, "in %s..%s", lo, hi);
             else
-                snprintf(range, sizeof range, "%s %.17g", p->has_min ? ">=" : "<=",
-                         p->has_min ? p->min : p->max);
+                snprintf(range, sizeof range, "%s %s", p->has_min ? ">=" : "<=",
+                         p->has_min ? lo : hi);
             return st_yaml_error_at(diag, ST_E_RANGE, v,
                                     "parameter '%s': expected a default %s, found %s", p->name,
                                     range, v->s ? v->s : "?");
@@ -386,8 +389,9 @@ static st_status st_parse_param(const st_value *params, const st_value_entry *e,
         return st;
     if (p->has_min && p->has_max && p->min > p->max)
         return st_yaml_error_at(diag, ST_E_RANGE, st_value_get(spec, "max"),
-                                "parameter '%s': expected min <= max, found min %.17g > max %.17g",
-                                p->name, p->min, p->max);
+                                "parameter '%s': expected min <= max, found min %s > max %s",
+                                p->name, st_num_text(p->min, (char[32]){0}, 32),
+                                st_num_text(p->max, (char[32]){0}, 32));
     if ((st = st_parse_enum(spec, p, diag)) || (st = st_parse_default(spec, p, diag)) ||
         (st = st_take_optional_text(spec, p->name, "unit", &p->unit, diag)) ||
         (st = st_take_optional_text(spec, p->name, "doc", &p->doc, diag)))

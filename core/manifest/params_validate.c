@@ -13,16 +13,20 @@
 #include <stretch/plugin.h>
 
 #include "manifest.h"
+#include "num_text.h"
 #include "yaml_manifest.h"
 
 static void st_params_range(const st_param_schema *p, char *buf, size_t cap)
 {
+    char lo[32], hi[32];
+    st_num_text(p->min, lo, sizeof lo);
+    st_num_text(p->max, hi, sizeof hi);
     if (p->has_min && p->has_max)
-        snprintf(buf, cap, " in %.17g..%.17g", p->min, p->max);
+        snprintf(buf, cap, " in %s..%s", lo, hi);
     else if (p->has_min)
-        snprintf(buf, cap, " >= %.17g", p->min);
+        snprintf(buf, cap, " >= %s", lo);
     else if (p->has_max)
-        snprintf(buf, cap, " <= %.17g", p->max);
+        snprintf(buf, cap, " <= %s", hi);
     else
         buf[0] = '\0';
 }

@@ -69,11 +69,16 @@ st_check_report *st_check_report_build(const st_plugin_manifest *m, const st_loa
         return NULL;
     st_arena *a = &own->arena;
     st_check_report *out = &own->pub;
-    bool ok = st_load_report_ok(r);
+    bool untested = st_load_report_ok(r) && r->create_skipped;
+    bool ok = st_load_report_ok(r) && !untested;
     char buf[2600];
     out->struct_size = sizeof *out;
     out->ok = ok;
-    out->outcome = ok ? "ok" : r->signal ? "crashed" : r->timed_out ? "hung" : "refused";
+    out->untested = untested;
+    out->outcome = ok         ? "ok"
+                   : untested ? "untested"
+                   : r->signal ? "crashed"
+                   : r->timed_out ? "hung" : "refused";
     out->result = st_arena_strdup(a, st_load_report_reason(r, buf, sizeof buf));
     out->finished = r->finished;
     out->loaded = r->loaded;

@@ -415,8 +415,10 @@ bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *mo
                      "%s: checker exited with status %d during %s", m->library_path,
                      WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
                      out->stage[0] ? out->stage : "start");
+        /* `created` stays as the child last reported it: a crash in the
+         * conformance suite came after a good create, and the report says
+         * so (stage names where it died). */
         out->status = ST_E_PLUGIN;
-        out->created = false;
     }
     return st_load_report_ok(out);
 }
@@ -424,7 +426,8 @@ bool st_load_check(const st_plugin_manifest *m, bool conformance, const char *mo
 const char *st_load_report_reason(const st_load_report *r, char *buf, size_t cap)
 {
     if (st_load_report_ok(r) && r->create_skipped)
-        snprintf(buf, cap, "ok (create skipped: %s)", r->skip_reason);
+        snprintf(buf, cap, "untested: loaded, but create and conformance were not run (%s)",
+                 r->skip_reason);
     else if (st_load_report_ok(r))
         snprintf(buf, cap, "ok");
     else if (r->finished && r->created && r->conformance_ran)

@@ -406,11 +406,18 @@ const st_plugin_record *st_registry_find(const st_registry *r, st_kind kind,
     size_t broken = 0;
     for (size_t i = 0; i < r->n_recs; i++)
         broken += r->recs[i]->state == ST_PLUGIN_BROKEN;
+    /* A name under the wrong key ("attention: {plugin: typical}" for a
+     * sampler) is the likeliest slip: say which kind has it. */
+    const st_plugin_record *other = kind ? find_live(r, 0, name) : NULL;
+    char hint[96] = "";
+    if (other)
+        snprintf(hint, sizeof hint, "; a %s plugin named '%s' exists: is it under the right key?",
+                 st_kind_name(other->manifest->kind), name);
     st_diag_set(diag, ST_E_NOT_FOUND, NULL, 0, 0,
-                "no %s%splugin named '%s' (searched: %s)%s",
+                "no %s%splugin named '%s' (searched: %s)%s%s",
                 kind ? st_kind_name(kind) : "", kind ? " " : "", name,
                 r->n_searched ? where : "no plugin directories exist",
-                broken ? "; some manifests are broken: see `stretch plugins`" : "");
+                broken ? "; some manifests are broken: see `stretch plugins`" : "", hint);
     return NULL;
 }
 

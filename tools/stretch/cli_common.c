@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +83,7 @@ static const char *default_text(const st_param_info *p, char *buf, size_t cap)
 {
     switch (p->type) {
     case ST_PARAM_INT: snprintf(buf, cap, "%" PRId64, p->default_int); break;
-    case ST_PARAM_FLOAT: snprintf(buf, cap, "%g", p->default_float); break;
+    case ST_PARAM_FLOAT: st_number_text(p->default_float, buf, cap); break;
     case ST_PARAM_BOOL: snprintf(buf, cap, "%s", p->default_bool ? "true" : "false"); break;
     default: snprintf(buf, cap, "%s", st_cli_safe(p->default_string)); break;
     }
@@ -106,7 +107,7 @@ void st_cli_params_values_text(FILE *f, const st_resolved_plugin *rp)
         fprintf(f, "%s%s=", i ? ", " : "", st_cli_safe(p->name));
         switch (p->type) {
         case ST_PARAM_INT: fprintf(f, "%" PRId64, p->i); break;
-        case ST_PARAM_FLOAT: fprintf(f, "%g", p->f); break;
+        case ST_PARAM_FLOAT: fputs(st_number_text(p->f, (char[32]){0}, 32), f); break;
         case ST_PARAM_BOOL: fputs(p->b ? "true" : "false", f); break;
         default: fputs(st_cli_safe(p->s), f); break;
         }
@@ -142,10 +143,14 @@ static void range_text(const st_param_info *p, char *buf, size_t cap)
         return;
     bool is_int = p->type == ST_PARAM_INT;
     char lo[32] = "-inf", hi[32] = "inf";
-    if (p->has_min)
-        snprintf(lo, sizeof lo, is_int ? "%.0f" : "%g", p->min);
-    if (p->has_max)
-        snprintf(hi, sizeof hi, is_int ? "%.0f" : "%g", p->max);
+    if (p->has_min && is_int)
+        snprintf(lo, sizeof lo, "%.0f", p->min);
+    else if (p->has_min)
+        st_number_text(p->min, lo, sizeof lo);
+    if (p->has_max && is_int)
+        snprintf(hi, sizeof hi, "%.0f", p->max);
+    else if (p->has_max)
+        st_number_text(p->max, hi, sizeof hi);
     snprintf(buf, cap, "range [%s, %s]", lo, hi);
 }
 
@@ -233,6 +238,8 @@ int st_cli_report_exit(const st_check_report *r)
 {
     if (r->ok)
         return ST_EXIT_OK;
+    if (r->struct_size > offsetof(st_check_report, untested) && r->untested)
+        return ST_EXIT_UNTESTED;
     if (r->finished && r->loaded && r->created && r->conformance_ran)
         return ST_EXIT_RUNTIME;
     if (r->model_failed)

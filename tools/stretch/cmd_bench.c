@@ -29,7 +29,8 @@ static st_status prompt_out_of_memory(st_error *err)
 static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: stretch bench [-m MANIFEST] [--prompt-tokens N] [--gen-tokens N]\n"
-               "                     [--threads N] [--reps N] [--context N] [--json]\n\n"
+               "                     [--threads N] [--reps N] [--context N] [--model FILE]\n"
+               "                     [--json]\n\n"
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n");
@@ -72,6 +73,8 @@ int st_cmd_bench(int argc, char **argv)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
+        } else if (!strcmp(a, "--model") && next) {
+            opts.model = argv[++i]; /* as `run --model`: this GGUF, not the manifest's */
         } else if (!strcmp(a, "--prompt-tokens")) {
             if ((n_prompt = st_cli_parse_range(a, next, 1, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;

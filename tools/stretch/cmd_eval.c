@@ -29,6 +29,7 @@ static void eval_usage(FILE *f)
             "  --buckets N      position buckets (default 8)\n"
             "  --chunk N        tokens per forward block (default 512)\n"
             "  --threads N      worker threads\n"
+            "  --model FILE     use this GGUF instead of the manifest's\n"
             "  --out DIR        ppl.csv and points.jsonl (default out/ppl); an\n"
             "                   interrupted run resumes from the windows already scored\n"
             "  --fresh          discard the windows of an earlier run\n"
@@ -222,6 +223,8 @@ int st_cmd_eval(int argc, char **argv)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
+        } else if (!strcmp(a, "--model") && next) {
+            opts.model = argv[++i]; /* as `run --model`: this GGUF, not the manifest's */
         } else if (!strcmp(a, "--length")) {
             /* The window plus the margin below must be a context `context:` takes. */
             if ((length = st_cli_parse_range(a, next, 2, ST_CONTEXT_MAX - 16)) < 0)

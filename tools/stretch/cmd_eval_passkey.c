@@ -37,6 +37,7 @@ static void passkey_usage(FILE *f)
             "  --out DIR          points.jsonl and passkey.csv (default out/passkey)\n"
             "  --fresh            discard the points of an earlier run instead of resuming\n"
             "  --threads N        worker threads\n"
+            "  --model FILE       use this GGUF instead of the manifest's\n"
             "  --json             print the table as JSON\n"
             "  A sample is correct when the first integer of up to 10 generated tokens equals\n"
             "  the key. Use a greedy strategy (manifests/greedy.yaml and its children).\n");
@@ -209,6 +210,8 @@ int st_cmd_eval_passkey(int argc, char **argv)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
+        } else if (!strcmp(a, "--model") && next) {
+            opts.model = argv[++i]; /* as `run --model`: this GGUF, not the manifest's */
         } else if (!strcmp(a, "--lengths") && next) {
             if ((nl = st_parse_list(a, argv[++i], lengths, MAX_AXIS, 64, 1 << 22)) < 0)
                 return ST_EXIT_USAGE;

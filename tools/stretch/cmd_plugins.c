@@ -79,7 +79,7 @@ int st_cmd_plugins(int argc, char **argv)
                 return ST_EXIT_RUNTIME;
             }
             if (!rep->ok) {
-                status = "refused";
+                status = rep->untested ? "untested" : "refused";
                 reason = rep->result;
             }
             st_cli_abi_text(rep, abi, sizeof abi);

@@ -14,7 +14,8 @@ enum {
     ST_EXIT_MANIFEST = 2,  /* a manifest or parameter is wrong, a plugin is not found */
     ST_EXIT_LOAD = 3,      /* a plugin load was refused (or crashed while checked) */
     ST_EXIT_MODEL = 4,     /* a model or other input file is missing or malformed */
-    ST_EXIT_RUNTIME = 5    /* something failed while running */
+    ST_EXIT_RUNTIME = 5,   /* something failed while running */
+    ST_EXIT_UNTESTED = 6   /* a plugin check could not run the plugin (a `requires:` unmet) */
 };
 
 typedef int (*st_cmd_fn)(int argc, char **argv);

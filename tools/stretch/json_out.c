@@ -4,6 +4,7 @@
 #include "json_out.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void st_json_init(st_json *j, FILE *f, bool pretty)
@@ -165,15 +166,20 @@ void st_json_double(st_json *j, double v)
         fputs("null", j->f);
         return;
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.17g", v);
-    /* Shortest form that round-trips reads better: try %.15g first. */
-    char shorter[64];
-    snprintf(shorter, sizeof shorter, "%.15g", v);
-    double back;
-    if (sscanf(shorter, "%lf", &back) == 1 && back == v)
-        memcpy(buf, shorter, sizeof buf);
-    fputs(buf, j->f);
+    char buf[32];
+    fputs(st_number_text(v, buf, sizeof buf), j->f);
+}
+
+const char *st_number_text(double v, char *buf, size_t cap)
+{
+    /* The shortest %g that reads back exactly: 1e-06 as written, not
+     * 9.9999999999999995e-07; 17 digits always round-trip. */
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, v);
+        if (!isfinite(v) || strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
 }
 
 void st_json_bool(st_json *j, bool v)

@@ -33,6 +33,8 @@ void st_json_string_n(st_json *j, const char *s, size_t n);
 void st_json_int(st_json *j, int64_t v);
 void st_json_uint(st_json *j, uint64_t v);
 void st_json_double(st_json *j, double v);
+/* `v` in the shortest %g form that reads back as exactly `v`. Returns buf. */
+const char *st_number_text(double v, char *buf, size_t cap);
 void st_json_bool(st_json *j, bool v);
 void st_json_null(st_json *j);
 /* Finish the document with a newline. */

@@ -227,6 +227,12 @@ typedef struct st_check_report {
      * report is one pipe write, so passing checks are only counted). */
     const st_conformance_result *const *checks;
     size_t n_checks;
+    /* -- ABI 1.3 -- */
+    /* Loaded, but create and the conformance suite were not run because a
+     * `requires:` feature was unavailable (skip_reason says which, and what
+     * to give): outcome "untested", ok false, so a check that proved
+     * nothing never reads as a pass. */
+    bool untested;
 } st_check_report;
 
 /* Load-check `plugin` (from `set`, OK or SHADOWED) in a forked child:
