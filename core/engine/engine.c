@@ -9,6 +9,7 @@
  * plugin's budget -> forward context. Any failure unwinds everything.
  */
 #include "engine_internal.h"
+#include "plugin_call.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -250,7 +251,9 @@ static st_status configure_compute(st_engine *e, st_error *err)
     e->desc.struct_size = sizeof e->desc;
     e->desc.rotary_scale = 1.0f;
     e->desc.attn_temperature = 1.0f;
+    st_plugin_call prev = st_plugin_call_enter(e->posenc.in, "configure");
     st_status st = e->pe->configure(e->posenc.in->inst, &e->shape, &e->desc, &perr);
+    st_plugin_call_leave(prev);
     if (st != ST_OK)
         return st_error_set(err, st, "positional-encoding plugin '%s': configure failed: %s",
                             e->posenc.lib->entry->name, perr.message);
@@ -463,7 +466,9 @@ static st_status encode_checked(st_engine *e, const char *text, size_t len, uint
 {
     const char *name = e->tokenizer.lib->entry->name;
     *need = 0;
+    st_plugin_call prev = st_plugin_call_enter(e->tokenizer.in, "encode");
     st_status st = e->tok->encode(e->tokenizer.in->inst, text, len, flags, buf, cap, need, err);
+    st_plugin_call_leave(prev);
     if (st == ST_E_RANGE && *need > cap)
         return st;
     if (st != ST_OK)
@@ -570,6 +575,7 @@ st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n, char 
     char *buf = malloc(cap + 1);
     if (!buf)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
+    st_plugin_call prev = st_plugin_call_enter(e->tokenizer.in, "decode");
     st_status st = e->tok->decode(inst, ids, n, buf, cap, &need, err);
     if (st == ST_E_RANGE && need > cap) {
         char *grown = realloc(buf, need + 1);
@@ -581,6 +587,7 @@ st_status st_engine_detokenize(st_engine *e, const int32_t *ids, size_t n, char 
         cap = need;
         st = e->tok->decode(inst, ids, n, buf, cap, &need, err);
     }
+    st_plugin_call_leave(prev);
     if (st != ST_OK) {
         free(buf);
         return st;
@@ -602,7 +609,9 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
                             id, name, nv);
     const char *p = NULL;
     size_t n = 0;
+    st_plugin_call prev = st_plugin_call_enter(e->tokenizer.in, "piece");
     st_status st = e->tok->piece(e->tokenizer.in->inst, id, &p, &n, err);
+    st_plugin_call_leave(prev);
     if (st != ST_OK)
         return st_engine_fail_wrap(err, ST_E_PLUGIN, "tokenizer plugin '%s': piece of token %d",
                                    name, id);

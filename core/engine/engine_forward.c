@@ -5,6 +5,7 @@
  * entropy (when it asked) and decides what stays in the cache.
  */
 #include "engine_internal.h"
+#include "plugin_call.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +15,10 @@ static st_status plan_bridge(void *user, const st_attn_query *q,
                              const st_attn_plan_builder *b, st_error *err)
 {
     st_engine *e = user;
-    return e->attn->plan(e->attention.in->inst, q, b, err);
+    st_plugin_call prev = st_plugin_call_enter(e->attention.in, "plan");
+    st_status st = e->attn->plan(e->attention.in->inst, q, b, err);
+    st_plugin_call_leave(prev);
+    return st;
 }
 
 st_status st_engine_forward_init(st_engine *e, st_diag *diag)
@@ -102,7 +106,9 @@ static void observe_entropy(st_engine *e, const int32_t *tokens, size_t n,
     for (size_t t = 0; t < n; t++)
         if (ent[t] < 0.0f)
             ent[t] = max;
+    st_plugin_call prev = st_plugin_call_enter(e->attention.in, "on_entropy");
     e->attn->on_entropy(e->attention.in->inst, slots, ent, n);
+    st_plugin_call_leave(prev);
     memcpy(e->prev_logits, e->block_logits + (n - 1) * nv, sizeof(float) * nv);
     e->have_prev_logits = true;
     free(ent);
@@ -138,7 +144,9 @@ static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
     if (!keep)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     memset(keep, 1, e->kv->n_slots);
+    st_plugin_call prev = st_plugin_call_enter(e->attention.in, "retain");
     st_status st = e->attn->retain(e->attention.in->inst, &view, n_new, keep, err);
+    st_plugin_call_leave(prev);
     if (st == ST_OK)
         st_kv_cache_compact(e->kv, keep);
     free(keep);
@@ -161,8 +169,10 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
                             e->kv->n_slots, n, e->kv->capacity);
     if (e->pe->update) {
         bool changed = false;
+        st_plugin_call prev = st_plugin_call_enter(e->posenc.in, "update");
         st_status st = e->pe->update(e->posenc.in->inst, (uint32_t)(pos0 + (int32_t)n),
                                      &e->desc, &changed, err);
+        st_plugin_call_leave(prev);
         if (st != ST_OK)
             return st_engine_fail_wrap(err, st, "positional-encoding plugin '%s': update failed",
                                        e->posenc.lib->entry->name);
@@ -212,10 +222,12 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
             if (qp) {
                 for (uint32_t i = 0; i < nq; i++)
                     qp[i] = pos0 + (int32_t)(n - nq + i);
+                st_plugin_call prev = st_plugin_call_enter(e->attention.in, "on_attention");
                 e->attn->on_attention(e->attention.in->inst,
                                       e->attn_weights_layer < 0 ? e->shape.n_layers - 1
                                                                 : (uint32_t)e->attn_weights_layer,
                                       qp, nq, w, &view);
+                st_plugin_call_leave(prev);
                 free(qp);
             }
         }

@@ -1,5 +1,7 @@
 #include "sampler_chain.h"
 
+#include "plugin_call.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,8 +45,11 @@ void st_sampler_chain_free(st_sampler_chain *c)
 void st_sampler_chain_reset(st_sampler_chain *c, uint64_t seed)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (ops_of(c->samplers[i])->reset)
+        if (ops_of(c->samplers[i])->reset) {
+            st_plugin_call prev = st_plugin_call_enter(c->samplers[i], "reset");
             ops_of(c->samplers[i])->reset(c->samplers[i]->inst, seed);
+            st_plugin_call_leave(prev);
+        }
 }
 
 st_status st_sampler_chain_accept(st_sampler_chain *c, int32_t token, bool is_prompt,
@@ -54,7 +59,9 @@ st_status st_sampler_chain_accept(st_sampler_chain *c, int32_t token, bool is_pr
         const st_sampler_ops *ops = ops_of(c->samplers[i]);
         if (!ops->accept)
             continue;
+        st_plugin_call prev = st_plugin_call_enter(c->samplers[i], "accept");
         st_status st = ops->accept(c->samplers[i]->inst, token, is_prompt, err);
+        st_plugin_call_leave(prev);
         if (st != ST_OK) {
             char msg[ST_ERROR_MESSAGE_MAX];
             snprintf(msg, sizeof msg, "sampler '%s' refused token %d: %.400s",
@@ -72,7 +79,9 @@ st_status st_sampler_chain_sample(st_sampler_chain *c, const float *logits,
         c->cands[i] = (st_candidate){(int32_t)i, logits[i], 0.0f};
     st_candidates cs = {c->cands, c->n_vocab, false, -1};
     for (size_t i = 0; i < c->n; i++) {
+        st_plugin_call prev = st_plugin_call_enter(c->samplers[i], "apply");
         st_status st = ops_of(c->samplers[i])->apply(c->samplers[i]->inst, &cs, err);
+        st_plugin_call_leave(prev);
         if (st != ST_OK) {
             char msg[ST_ERROR_MESSAGE_MAX];
             snprintf(msg, sizeof msg, "sampler '%s' failed: %.400s",

@@ -159,7 +159,7 @@ static void resolve_one(report_owned *r, const st_strategy *s, st_kind kind,
         r->arena.failed = 1;
         return;
     }
-    st_load_check(m, false, model_ok ? s->model : NULL, it->params_ok ? ref->params : NULL,
+    st_load_check(m, (o->flags & ST_RESOLVE_CONFORMANCE) != 0, model_ok ? s->model : NULL, it->params_ok ? ref->params : NULL,
                   o->timeout_s, rep);
     st_check_report *cr = st_check_report_build(m, rep);
     free(rep);

@@ -328,15 +328,22 @@ Test(cli, json_escaping)
 }
 
 /* Every strategy manifest shipped in manifests/ resolves: its plugins are
- * found, their parameters validate and each library loads. The real model
- * is not needed: a tiny generated GGUF stands in for it. */
+ * found, their parameters validate, each library loads and every plugin's
+ * configure() accepts the model. The real model is not needed: a tiny
+ * generated GGUF stands in for it (with a learned position table for
+ * long-clip, which stretches one and refuses a RoPE model). */
 Test(cli, shipped_manifests_all_check)
 {
-    char model[64], yaml[64], cmd[1024];
-    snprintf(model, sizeof model, "/tmp/st_cli_tiny_%d.gguf", (int)getpid());
+    char rope_model[64], pos_model[64], yaml[64], cmd[1024];
+    snprintf(rope_model, sizeof rope_model, "/tmp/st_cli_tiny_%d.gguf", (int)getpid());
+    snprintf(pos_model, sizeof pos_model, "/tmp/st_cli_tinypos_%d.gguf", (int)getpid());
     snprintf(yaml, sizeof yaml, "/tmp/st_cli_shipped_%d.yaml", (int)getpid());
     snprintf(cmd, sizeof cmd, "%s/bin/st-gen-tiny-model --out %s >/dev/null", ST_TEST_BINARY_DIR,
-             model);
+             rope_model);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd,
+             "%s/bin/st-gen-tiny-model --out %s --pos-table 600 --ctx 600 >/dev/null",
+             ST_TEST_BINARY_DIR, pos_model);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     DIR *d = opendir(ST_TEST_SOURCE_DIR "/manifests");
     cr_assert_not_null(d);
@@ -348,6 +355,7 @@ Test(cli, shipped_manifests_all_check)
             continue;
         FILE *f = fopen(yaml, "w");
         cr_assert_not_null(f);
+        const char *model = strcmp(de->d_name, "long-clip.yaml") == 0 ? pos_model : rope_model;
         fprintf(f, "format: 1\nextends: %s/manifests/%s\nmodel: %s\n", ST_TEST_SOURCE_DIR,
                 de->d_name, model);
         fclose(f);
@@ -360,7 +368,8 @@ Test(cli, shipped_manifests_all_check)
     closedir(d);
     cr_assert_geq(checked, 15, "only %d manifests found", checked);
     unlink(yaml);
-    unlink(model);
+    unlink(rope_model);
+    unlink(pos_model);
 }
 
 /* A scratch directory for one test; removed by the caller with rm_dir. */
@@ -485,5 +494,142 @@ Test(cli, world_writable_plugin_dir_is_skipped_with_a_warning)
     cr_assert(strstr(err, "world-writable") != NULL, "%s", err);
     unlink(path);
     unlink(model);
+    rm_dir(dir);
+}
+
+/* A tiny model and a strategy file in /tmp, removed by the caller. */
+static void tiny_strategy(char *model, size_t mcap, char *yaml, size_t ycap, const char *body)
+{
+    snprintf(model, mcap, "/tmp/st_cli_t_%d.gguf", (int)getpid());
+    snprintf(yaml, ycap, "/tmp/st_cli_t_%d.yaml", (int)getpid());
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s/bin/st-gen-tiny-model --out %s >/dev/null", ST_TEST_BINARY_DIR,
+             model);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    FILE *f = fopen(yaml, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "format: 1\nextends: %s/manifests/greedy.yaml\nmodel: %s\n%s", ST_TEST_SOURCE_DIR,
+            model, body);
+    fclose(f);
+}
+
+/* Issue #12: a name under the wrong kind's key says which kind has it. */
+Test(cli, a_plugin_under_the_wrong_key_names_its_kind)
+{
+    char model[64], yaml[64], args[160];
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, "attention: {plugin: top-p}\n");
+    snprintf(args, sizeof args, "check --no-check %s", yaml);
+    cr_assert_eq(run(args), 2, "%s", err);
+    cr_assert(strstr(err, "no attention plugin named 'top-p'") &&
+              strstr(err, "a sampler plugin named 'top-p' exists"), "%s", err);
+    unlink(yaml);
+    unlink(model);
+}
+
+/* Issue #12: a configure() that refuses the model's shape shows at check,
+ * not first at run. */
+Test(cli, check_calls_configure_with_the_models_shape)
+{
+    char model[64], yaml[64], args[160];
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml,
+                  "positional-encoding: {plugin: rope, params: {dims: 1000}}\n");
+    snprintf(args, sizeof args, "check %s", yaml);
+    cr_assert_eq(run(args), 2, "%s", err);
+    cr_assert(strstr(err, "configure failed") && strstr(err, "head_dim"), "%s", err);
+    cr_assert(strstr(out, "ok:") == NULL, "a refused configure read as ok: %s", out);
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, "");
+    snprintf(args, sizeof args, "check --json --conformance %s", yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(valid_json(out), "%s", out);
+    cr_assert(strstr(out, "\"configure\": {") && strstr(out, "every plugin configured"), "%s", out);
+    cr_assert(strstr(out, "checks, 0 failed"), "the suite did not run: %s", out);
+    unlink(yaml);
+    unlink(model);
+}
+
+/* Issue #12: the same plugin in two directories is legal, but run says
+ * which copy it uses. */
+Test(cli, run_warns_about_a_shadowed_plugin)
+{
+    char dir[] = "/tmp/st_cli_dup_XXXXXX";
+    make_dir(dir);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp -r %s/lib/stretch/plugins/sampler/greedy %s/",
+             ST_TEST_BINARY_DIR, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char model[64], yaml[64], body[200], args[300];
+    snprintf(body, sizeof body, "plugin-dirs: [%s]\n", dir);
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, body);
+    snprintf(args, sizeof args, "run -m %s --max-tokens 2 hello", yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(err, "sampler plugin 'greedy' is in two plugin directories: using") &&
+              strstr(err, dir), "%s", err);
+    unlink(yaml);
+    unlink(model);
+    rm_dir(dir);
+}
+
+/* Issue #12: a plugin crashing mid-run is named with its op, not left as a
+ * bare "Segmentation fault". */
+Test(cli, run_names_a_plugin_that_crashes)
+{
+    char model[64], yaml[64], body[300];
+    snprintf(body, sizeof body, "plugin-dirs: [%s]\nsamplers: [{plugin: bad-apply-crashes}]\n",
+             ST_CRASH_FIXTURE_DIR);
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, body);
+    snprintf(out_path, sizeof out_path, "/tmp/st_cli_out_%d", (int)getpid());
+    snprintf(err_path, sizeof err_path, "/tmp/st_cli_err_%d", (int)getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "STRETCH_PLUGIN_PATH= %s run -m %s --max-tokens 2 hello >%s 2>%s",
+             STRETCH, yaml, out_path, err_path);
+    int st = system(cmd);
+    read_all(err_path, err, sizeof err);
+    unlink(out_path);
+    unlink(err_path);
+    /* system() runs sh, which reports the signal as 128 + SIGSEGV. */
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGSEGV, "status %d: %s", st, err);
+    cr_assert(strstr(err, "the sampler plugin 'bad-apply-crashes' crashed in its apply call "
+                          "(SIGSEGV)"), "%s", err);
+    unlink(yaml);
+    unlink(model);
+}
+
+/* Issue #12: a crash after create() (in destroy, in the conformance suite)
+ * does not read as a failed create. */
+Test(cli, inspect_does_not_blame_create_for_a_later_crash)
+{
+    char args[512];
+    snprintf(args, sizeof args, "inspect %s/bad-destroy-crashes/plugin.yaml", ST_CRASH_FIXTURE_DIR);
+    cr_assert_eq(run(args), 3, "%s", err);
+    cr_assert(strstr(out, "Create:      ok, then destroy failed"), "%s", out);
+    snprintf(args, sizeof args, "inspect --check %s/bad-apply-crashes/plugin.yaml",
+             ST_CRASH_FIXTURE_DIR);
+    cr_assert_eq(run(args), 3, "%s", err);
+    cr_assert(strstr(out, "Create:      ok (default parameters)"), "%s", out);
+    cr_assert(strstr(out, "during conformance"), "%s", out);
+}
+
+/* Issue #12: a requires: that skipped create leaves the plugin untested,
+ * which must not read as ok with exit 0. */
+Test(cli, inspect_reports_untested_when_requires_skipped_create)
+{
+    cr_assert_eq(run("inspect bpe"), 6, "%s%s", out, err);
+    cr_assert(strstr(out, "Result:      untested") && strstr(out, "--model"), "%s", out);
+    cr_assert_eq(run("inspect --json bpe"), 6, "%s", err);
+    cr_assert(strstr(out, "\"status\": \"untested\""), "%s", out);
+}
+
+/* Issue #12: bounds print as the manifest wrote them. */
+Test(cli, bounds_print_as_written)
+{
+    char dir[] = "/tmp/st_cli_bound_XXXXXX";
+    make_dir(dir);
+    write_at(dir, "p/plugin.yaml",
+             "format: 1\nname: p\nkind: sampler\nversion: 1.0.0\nlibrary: p.so\nsummary: s\n"
+             "params:\n  eps: {type: float, default: 0.5, min: 1e-06, max: 0.1}\n");
+    char args[300];
+    snprintf(args, sizeof args, "inspect --no-check %s/p/plugin.yaml", dir);
+    run(args);
+    cr_assert(strstr(err, "in 1e-06..0.1") && !strstr(err, "9.99"), "%s", err);
     rm_dir(dir);
 }

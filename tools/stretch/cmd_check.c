@@ -1,9 +1,11 @@
 /*
  * tools/stretch/cmd_check.c - `stretch check [--json] [--no-check]
- * [--path DIR]... STRATEGY.yaml`: load a strategy (resolving extends), find
- * each plugin it names, validate its parameters, load-check it in a child
- * process, and print the resolved mix. Every problem is reported (one
- * line each, file:line:col first), not just the first.
+ * [--conformance] [--path DIR]... STRATEGY.yaml`: load a strategy
+ * (resolving extends), find each plugin it names, validate its parameters,
+ * load-check it in a child process (optionally with the conformance
+ * suite), then, when the strategy's model is at hand, open the engine so
+ * every plugin's configure() sees the model's shape. Every problem is
+ * reported (one line each, file:line:col first), not just the first.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +13,18 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "engine_cli.h"
 
 static void check_usage(FILE *f)
 {
-    fprintf(f, "usage: stretch check [--json] [--no-check] [--path DIR]... STRATEGY.yaml\n"
-               "  --json      print a JSON document\n"
-               "  --no-check  do not load-check the plugins (never run plugin code)\n"
-               "  --path DIR  search DIR after the strategy's plugin-dirs (repeatable)\n");
+    fprintf(f, "usage: stretch check [--json] [--no-check] [--conformance] [--path DIR]...\n"
+               "                    STRATEGY.yaml\n"
+               "  --json         print a JSON document\n"
+               "  --no-check     do not load-check the plugins (never run plugin code)\n"
+               "  --conformance  run the conformance suite on every plugin the strategy uses\n"
+               "  --path DIR     search DIR after the strategy's plugin-dirs (repeatable)\n"
+               "  With the strategy's model at hand, the engine is opened too, so each\n"
+               "  plugin's configure() is called with the model's shape.\n");
 }
 
 /* The exit code a problem maps to. */
@@ -69,7 +76,40 @@ static void print_text(const st_strategy_report *s)
     }
 }
 
-static void print_json(const st_strategy_report *s, int exit_code)
+/* What opening the engine said: configure() with the model's shape. */
+typedef struct configure_result {
+    bool ran;
+    int exit_code;            /* ST_EXIT_OK when it passed */
+    char message[1024];
+} configure_result;
+
+/* The per-plugin checks run without a model shape, so a configure() that
+ * refuses this model (a budget past the context, a head size it cannot
+ * take) would first show at `run`: open the engine the way `run` does. The
+ * plugins have passed their load checks in a child by now. */
+static void check_configure(const char *path, const st_strlist *dirs, configure_result *out)
+{
+    out->ran = true;
+    st_engine_options opts = {.struct_size = sizeof opts,
+                              .plugin_dirs = (const char *const *)dirs->items,
+                              .n_plugin_dirs = dirs->n};
+    st_engine *e = NULL;
+    st_error err = {0};
+    st_status st = st_engine_open(path, &opts, &e, &err);
+    if (st == ST_OK) {
+        st_engine_info info = {.struct_size = sizeof info};
+        st_engine_get_info(e, &info);
+        snprintf(out->message, sizeof out->message,
+                 "ok (engine opened: %u-token context, every plugin configured)", info.n_ctx);
+        out->exit_code = ST_EXIT_OK;
+        st_engine_close(e);
+        return;
+    }
+    snprintf(out->message, sizeof out->message, "%s", err.message);
+    out->exit_code = st_cli_exit_for(st);
+}
+
+static void print_json(const st_strategy_report *s, const configure_result *cfg, int exit_code)
 {
     st_json j;
     st_json_init(&j, stdout, true);
@@ -125,6 +165,17 @@ static void print_json(const st_strategy_report *s, int exit_code)
             st_json_end_object(&j);
         }
         st_json_end_array(&j);
+        st_json_key(&j, "configure");
+        if (cfg->ran) {
+            st_json_begin_object(&j);
+            st_json_key(&j, "ok");
+            st_json_bool(&j, cfg->exit_code == ST_EXIT_OK);
+            st_json_key(&j, "message");
+            st_json_string(&j, cfg->message);
+            st_json_end_object(&j);
+        } else {
+            st_json_null(&j);
+        }
     }
     st_json_key(&j, "errors");
     st_json_begin_array(&j);
@@ -152,7 +203,7 @@ static void print_json(const st_strategy_report *s, int exit_code)
 
 int st_cmd_check(int argc, char **argv)
 {
-    bool json = false, load = true;
+    bool json = false, load = true, conformance = false;
     const char *path = NULL;
     st_strlist dirs = {0};
     int code = ST_EXIT_OK;
@@ -161,6 +212,8 @@ int st_cmd_check(int argc, char **argv)
             json = true;
         } else if (strcmp(argv[i], "--no-check") == 0) {
             load = false;
+        } else if (strcmp(argv[i], "--conformance") == 0) {
+            conformance = true;
         } else if (strcmp(argv[i], "--path") == 0 && i + 1 < argc) {
             if (st_strlist_push(&dirs, argv[++i]) != 0)
                 code = ST_EXIT_RUNTIME;
@@ -189,28 +242,37 @@ int st_cmd_check(int argc, char **argv)
     st_resolve_options o = {.struct_size = sizeof o,
                             .plugin_dirs = (const char *const *)dirs.items,
                             .n_plugin_dirs = dirs.n,
-                            .flags = load ? ST_RESOLVE_LOAD_CHECK : 0};
+                            .flags = (load ? ST_RESOLVE_LOAD_CHECK : 0) |
+                                     (load && conformance ? ST_RESOLVE_CONFORMANCE : 0)};
     st_strategy_report *s = NULL;
     st_error err = {0};
     st_status st = st_strategy_resolve(path, &o, &s, &err);
-    st_strlist_free(&dirs);
     if (st != ST_OK) {
+        st_strlist_free(&dirs);
         st_cli_error(err.message);
         return ST_EXIT_RUNTIME;
     }
+    configure_result cfg = {0};
+    if (load && s->n_problems == 0 && s->model && st_cli_is_file(s->model))
+        check_configure(path, &dirs, &cfg);
+    st_strlist_free(&dirs);
     /* A skipped place is not an error of this strategy, but it may be why a
      * plugin resolves to another copy than the one expected. */
     st_cli_warnings(s->warnings, s->n_warnings, s->n_warnings_dropped);
-    code = s->n_problems ? problem_exit(s->problems[0]) : ST_EXIT_OK;
+    code = s->n_problems ? problem_exit(s->problems[0]) : cfg.exit_code;
     if (json)
-        print_json(s, code);
+        print_json(s, &cfg, code);
     else if (s->parsed)
         print_text(s);
+    if (!json && cfg.ran && cfg.exit_code == ST_EXIT_OK)
+        printf("\nconfigure: %s\n", cfg.message);
+    else if (cfg.ran && cfg.exit_code != ST_EXIT_OK)
+        fprintf(stderr, "stretch: %s\n", st_cli_safe(cfg.message));
     for (size_t i = 0; i < s->n_problems; i++)
         st_cli_error(s->problems[i]->text);
     if (s->n_problems_dropped)
         fprintf(stderr, "stretch: (%zu more errors not shown)\n", s->n_problems_dropped);
-    if (!json && s->parsed && s->n_problems == 0)
+    if (!json && s->parsed && s->n_problems == 0 && code == ST_EXIT_OK)
         printf("\nok: %zu plugin%s resolved\n", s->n_plugins, s->n_plugins == 1 ? "" : "s");
     st_strategy_report_free(s);
     return code;

@@ -105,6 +105,46 @@ static void crash_during_load(int sig)
 static const int load_signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE};
 #define N_LOAD_SIGNALS (sizeof load_signals / sizeof load_signals[0])
 
+static void put(const char *s)
+{
+    if (write(STDERR_FILENO, s, strlen(s)) < 0)
+        return;
+}
+
+/* Once the engine is open, a crash inside a plugin's call names the plugin
+ * and the call on stderr, then the process dies of the same signal (its
+ * status still says what happened). Only write() and raise() here. */
+static void crash_in_plugin(int sig)
+{
+    st_kind kind = 0;
+    const char *name = NULL, *op = NULL;
+    if (st_plugin_in_call(&kind, &name, &op)) {
+        put("stretch: the ");
+        put(st_kind_name(kind));
+        put(" plugin '");
+        put(name ? name : "?");
+        put(sig == SIGABRT ? "' aborted" : "' crashed");
+        put(" in its ");
+        put(op ? op : "?");
+        put(" call (");
+        put(sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGILL ? "SIGILL"
+            : sig == SIGFPE ? "SIGFPE" : "SIGABRT");
+        put("); `stretch inspect NAME` runs its conformance checks in a child process\n");
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void name_plugin_crashes(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = crash_in_plugin;
+    sa.sa_flags = SA_RESETHAND;
+    for (size_t i = 0; i < N_LOAD_SIGNALS; i++)
+        sigaction(load_signals[i], &sa, NULL);
+}
+
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
 {
     static bool hooked;
@@ -120,8 +160,10 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
     st_status st = st_engine_open(manifest, opts, out, &err);
     for (size_t i = 0; i < N_LOAD_SIGNALS; i++)
         sigaction(load_signals[i], &old[i], NULL);
-    if (st == ST_OK)
+    if (st == ST_OK) {
+        name_plugin_crashes();
         return 0;
+    }
     fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message)); /* may quote a plugin */
     if (strstr(err.message, ".gguf") && (strstr(err.message, "No such file") ||
                                          strstr(err.message, "cannot open")))

@@ -75,6 +75,12 @@ ST_API const char *st_builtin_plugin_dir(void);
  * abort()) leaves it set, so an atexit or signal hook can name it. Reads
  * one pointer: safe in a signal handler. */
 ST_API const char *st_plugin_loading(void);
+/* The plugin call the engine is making on this thread right now (since
+ * 1.3): true with its kind, name and op ("apply", "plan", ...) when a
+ * plugin's code runs, false otherwise. Reads thread-local pointers and
+ * allocates nothing: a SIGSEGV handler uses it to name the plugin that
+ * crashed. Strings are static or live as long as the engine. */
+ST_API bool st_plugin_in_call(st_kind *kind, const char **name, const char **op);
 /* `s` made safe to print on a terminal (a summary or a plugin's message may
  * hold ESC, CR or LF): C0/C1 controls and bytes that are not UTF-8 become
  * \n, \t, \xHH. Writes at most `cap` bytes (always terminated when cap > 0,
@@ -266,6 +272,9 @@ typedef struct st_resolve_options {
 #define ST_RESOLVE_LOAD_CHECK 1u
 /* Only read the strategy and its extends chain: no plugin lookups. */
 #define ST_RESOLVE_PARSE_ONLY 2u
+/* With ST_RESOLVE_LOAD_CHECK: run the conformance suite on each plugin too
+ * (since 1.3). */
+#define ST_RESOLVE_CONFORMANCE 4u
 
 /* Where a problem belongs, for a caller that maps problems to outcomes. */
 typedef enum st_problem_kind {
