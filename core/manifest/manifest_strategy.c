@@ -14,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <stretch/plugin.h>
 
 #include "kv_type.h"
 #include "manifest.h"
 #include "paths.h"
+#include "stock_manifests.h"
 #include "yaml_manifest.h"
 
 #define ST_STRATEGY_DEFAULT_BACKEND "cpu"
@@ -434,14 +436,41 @@ static st_status st_load_parent(st_strategy_loader *L, const st_value *root, con
                                 "extends: expected a chain of at most %d manifests, found a longer one",
                                 ST_STRATEGY_EXTENDS_MAX);
 
-    char *read_path = st_yaml_path_resolve(dir, ext->s);
-    char *label_dir = st_path_dirname(label);
-    char *parent_label = label_dir ? st_yaml_path_resolve(label_dir, ext->s) : NULL;
-    free(label_dir);
+    char *read_path = NULL, *parent_label = NULL;
     st_status st = ST_OK;
-    if (!read_path || !parent_label) {
-        st = st_nomem(L, ext);
-        goto done;
+    /* "stretch:NAME" is always a stock manifest; a bare NAME is one when no
+     * file of that name lies beside the manifest (a local file wins). */
+    bool prefixed = strncmp(ext->s, ST_STOCK_PREFIX, strlen(ST_STOCK_PREFIX)) == 0;
+    const char *stock_name = prefixed ? ext->s + strlen(ST_STOCK_PREFIX) : ext->s;
+    if (!prefixed) {
+        read_path = st_yaml_path_resolve(dir, ext->s);
+        char *label_dir = st_path_dirname(label);
+        parent_label = label_dir ? st_yaml_path_resolve(label_dir, ext->s) : NULL;
+        free(label_dir);
+        if (!read_path || !parent_label) {
+            st = st_nomem(L, ext);
+            goto done;
+        }
+    }
+    if (prefixed || (!strchr(ext->s, '/') && access(read_path, F_OK) != 0)) {
+        char searched[512];
+        char *stock = st_stock_manifest_find(stock_name, searched, sizeof searched);
+        if (stock) {
+            free(read_path);
+            free(parent_label);
+            read_path = stock;
+            parent_label = strdup(stock);
+            if (!parent_label) {
+                st = st_nomem(L, ext);
+                goto done;
+            }
+        } else if (prefixed) {
+            st = st_yaml_error_at(L->diag, ST_E_NOT_FOUND, ext,
+                                  "extends: expected a stock strategy manifest named '%s' "
+                                  "(searched: %s; STRETCH_MANIFEST_PATH adds directories)",
+                                  stock_name, searched);
+            goto done;
+        }
     }
     char *real = realpath(read_path, NULL);
     if (!real) {

@@ -633,3 +633,40 @@ Test(cli, bounds_print_as_written)
     cr_assert(strstr(err, "in 1e-06..0.1") && !strstr(err, "9.99"), "%s", err);
     rm_dir(dir);
 }
+
+/* Issue #12: `extends:` names a stock manifest from anywhere: a bare name
+ * with no such file beside the manifest, or "stretch:NAME" always;
+ * STRETCH_MANIFEST_PATH comes first. */
+Test(cli, extends_finds_stock_manifests_by_name)
+{
+    char dir[] = "/tmp/st_cli_stock_XXXXXX";
+    make_dir(dir);
+    char model[300], args[700], cmd[400];
+    snprintf(model, sizeof model, "%s/tiny.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s/bin/st-gen-tiny-model --out %s >/dev/null", ST_TEST_BINARY_DIR,
+             model);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char body[600];
+    snprintf(body, sizeof body, "format: 1\nextends: greedy\nmodel: %s\n", model);
+    write_at(dir, "a.yaml", body);
+    snprintf(args, sizeof args, "check --no-check %s/a.yaml", dir);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "share/stretch/manifests/greedy.yaml"), "%s", out);
+
+    write_at(dir, "b.yaml", "format: 1\nextends: stretch:no-such-strategy\n");
+    snprintf(args, sizeof args, "check --no-check %s/b.yaml", dir);
+    cr_assert_eq(run(args), 2, "%s", err);
+    cr_assert(strstr(err, "b.yaml:2:10: extends: expected a stock strategy manifest named "
+                          "'no-such-strategy'"), "%s", err);
+
+    snprintf(body, sizeof body, "format: 1\nextends: stretch:mine\nmodel: %s\n", model);
+    write_at(dir, "c.yaml", body);
+    write_at(dir, "lib/mine.yaml", "format: 1\nextends: stretch:greedy\n");
+    snprintf(args, sizeof args, "check --no-check %s/c.yaml", dir);
+    snprintf(cmd, sizeof cmd, "%s/lib", dir);
+    setenv("STRETCH_MANIFEST_PATH", cmd, 1);
+    cr_assert_eq(run(args), 0, "%s", err);
+    unsetenv("STRETCH_MANIFEST_PATH");
+    cr_assert(strstr(out, "/lib/mine.yaml") && strstr(out, "greedy.yaml"), "%s", out);
+    rm_dir(dir);
+}

@@ -1,9 +1,11 @@
 #!/bin/sh
 # tests/sdk/sdk_template_test.sh BUILD_DIR TEMPLATE_DIR CMAKE CC
 # The SDK as a third party sees it: install the build tree into a temporary
-# prefix, build sdk/template out of tree against it (find_package), load-
-# check the result with the installed `stretch inspect --json`, then compile
-# the same source with plain cc and pkg-config and check that too.
+# prefix, build the installed template (share/stretch/template) out of tree
+# against it (find_package), load-check the result with the installed
+# `stretch inspect --json`, use it from a strategy written elsewhere that
+# extends a stock manifest by name, then compile the same source with plain
+# cc and pkg-config and check that too.
 set -eu
 BUILD=$1 TEMPLATE=$2 CMAKE=$3 CC=$4
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/st_sdk_test.XXXXXX")
@@ -14,6 +16,12 @@ fail() { echo "sdk_template_test: $*" >&2; exit 1; }
     { cat "$TMP/install.log" >&2; fail "cmake --install failed"; }
 STRETCH=$TMP/prefix/bin/stretch
 [ -x "$STRETCH" ] || fail "no stretch binary installed"
+# What an author starts from is installed, not only in the source tree.
+[ -f "$TMP/prefix/share/stretch/template/template_sampler.c" ] || fail "template not installed"
+[ -f "$TMP/prefix/share/stretch/manifests/greedy.yaml" ] || fail "stock manifests not installed"
+cmp -s "$TEMPLATE/template_sampler.c" "$TMP/prefix/share/stretch/template/template_sampler.c" ||
+    fail "the installed template differs from sdk/template"
+TEMPLATE=$TMP/prefix/share/stretch/template
 
 "$CMAKE" -S "$TEMPLATE" -B "$TMP/build" -DCMAKE_PREFIX_PATH="$TMP/prefix" \
     >"$TMP/configure.log" 2>&1 || { cat "$TMP/configure.log" >&2; fail "configure failed"; }
@@ -53,6 +61,25 @@ DIR=$(dirname "$(dirname "$(find "$TMP/plugins" -name plugin.yaml | head -n 1)")
 STRETCH_PLUGIN_PATH=$DIR "$STRETCH" inspect --json template-sampler >"$TMP/byname.json" ||
     fail "installed template-sampler not found by name under $DIR"
 check_json "$TMP/byname.json" || fail "bad inspect result (installed)"
+
+# A strategy written anywhere extends the stock greedy by name and puts the
+# new sampler first; `stretch check` resolves it and configures it against a
+# tiny model.
+"$BUILD/bin/st-gen-tiny-model" --out "$TMP/tiny.gguf" >/dev/null || fail "tiny model"
+mkdir "$TMP/strategy"
+cat >"$TMP/strategy/mine.yaml" <<EOF
+format: 1
+extends: greedy
+model: $TMP/tiny.gguf
+plugin-dirs: [$DIR]
+samplers:
+  - plugin: template-sampler
+  - plugin: greedy
+EOF
+(cd / && "$STRETCH" check "$TMP/strategy/mine.yaml") >"$TMP/check.txt" 2>&1 ||
+    { cat "$TMP/check.txt" >&2; fail "a strategy extending the stock 'greedy' did not check"; }
+grep -q "share/stretch/manifests/greedy.yaml" "$TMP/check.txt" ||
+    { cat "$TMP/check.txt" >&2; fail "extends: greedy did not resolve to the installed stock manifest"; }
 
 # pkg-config: plain cc, no CMake.
 PC=$(find "$TMP/prefix" -name stretch-plugin.pc | head -n 1)
