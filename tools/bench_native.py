@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Speed against the native llama.cpp: llama-bench vs `stretch bench`.
+
+The peer is llama.cpp's own llama-bench built for this CPU by
+tools/build_llama_native.sh (-DGGML_NATIVE=ON, from the source vendored in
+llama-cpp-python's sdist), never the pip-built binding. For every prompt
+length P the script measures, interleaved run by run so background load
+hits both alike:
+
+  prefill   llama-bench -p P -n 0 (flash attention on and off) against the
+            prefill rate of `stretch bench --prompt-tokens P`;
+  decode    llama-bench -p 0 -n N -d P: N tokens after P tokens of context,
+            against stretch's decode rate after its P-token prompt.
+
+It prints min/median/max tokens/s of each side and the ratio of the
+medians (stretch / llama.cpp, per flash-attention setting), as a Markdown
+table for docs/RESULTS.md, and writes every raw run to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lib.common import (DEFAULT_MODEL, DEFAULT_STRETCH, REPO_ROOT, ToolError, check_model,  # noqa: E402
+                        check_stretch, last_json_object, run_main)
+
+PROG = "bench_native"
+
+
+def positive_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="tools/bench_native.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="GGUF both sides load (default: %(default)s)")
+    p.add_argument("--stretch", type=Path, default=DEFAULT_STRETCH, help="stretch binary (default: %(default)s)")
+    p.add_argument("--manifest", type=Path, default=REPO_ROOT / "manifests" / "greedy.yaml",
+                   help="strategy for stretch (default: %(default)s)")
+    p.add_argument("--llama-bin", type=Path, default=None,
+                   help="directory holding llama-bench (default: build it with tools/build_llama_native.sh)")
+    p.add_argument("--prompts", type=positive_list, default=[512, 4096],
+                   help="prompt lengths / decode depths, comma-separated (default: 512,4096)")
+    p.add_argument("--gen-tokens", type=int, default=128, help="decode tokens per run (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=5, help="runs per side and setting (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=2, help="threads for both (default: %(default)s)")
+    p.add_argument("--flash", choices=["on", "off", "both"], default="both",
+                   help="llama.cpp flash attention (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_native.json",
+                   help="raw runs as JSON (default: %(default)s)")
+    a = p.parse_args(argv)
+    if a.reps < 1 or a.gen_tokens < 1 or a.threads < 1:
+        p.error("--reps, --gen-tokens and --threads must be positive")
+    return a
+
+
+def llama_bin_dir(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    script = REPO_ROOT / "tools" / "build_llama_native.sh"
+    done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise ToolError("tools/build_llama_native.sh failed (its messages are above)")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def run_json(cmd: list[str], what: str, timeout_s: float) -> Any:
+    try:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{what} took longer than {timeout_s:.0f} s: {' '.join(cmd)}") from None
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-3:]
+        raise ToolError(f"{what} exited {done.returncode}: {' '.join(cmd)}\n  " + "\n  ".join(tail))
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError:
+        return last_json_object(done.stdout, what)
+
+
+def llama_rate(bench: Path, model: Path, threads: int, flash: bool, prompt: int, gen: int,
+               depth: int) -> float:
+    cmd = [str(bench), "-m", str(model), "-t", str(threads), "-fa", "1" if flash else "0",
+           "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-r", "1", "-o", "json"]
+    rows = run_json(cmd, "llama-bench", 3600)
+    if not isinstance(rows, list) or not rows or "avg_ts" not in rows[0]:
+        raise ToolError(f"llama-bench printed no result row: {' '.join(cmd)}")
+    return float(rows[0]["avg_ts"])
+
+
+def stretch_rates(a: argparse.Namespace, prompt: int) -> tuple[float, float]:
+    cmd = [str(a.stretch), "bench", "-m", str(a.manifest), "--model", str(a.model),
+           "--prompt-tokens", str(prompt), "--gen-tokens", str(a.gen_tokens), "--reps", "1",
+           "--threads", str(a.threads), "--json"]
+    d = run_json(cmd, "stretch bench", 3600)
+    return float(d["prefill_tok_s"][0]), float(d["decode_tok_s"][0])
+
+
+def stats(v: list[float]) -> tuple[float, float, float]:
+    return min(v), statistics.median(v), max(v)
+
+
+def fmt(v: list[float]) -> str:
+    lo, med, hi = stats(v)
+    return f"{med:,.1f} ({lo:,.1f}-{hi:,.1f})"
+
+
+def main() -> int:
+    a = parse_args()
+    check_model(a.model)
+    check_stretch(a.stretch)
+    bench = llama_bin_dir(a.llama_bin) / "llama-bench"
+    if not os.access(bench, os.X_OK):
+        raise ToolError(f"no llama-bench at {bench}")
+    flashes = {"on": [True], "off": [False], "both": [True, False]}[a.flash]
+    raw: dict[str, Any] = {"model": str(a.model), "manifest": str(a.manifest), "threads": a.threads,
+                           "gen_tokens": a.gen_tokens, "runs": []}
+    rows = []
+    for prompt in a.prompts:
+        st_pre: list[float] = []
+        st_dec: list[float] = []
+        ll_pre: dict[bool, list[float]] = {f: [] for f in flashes}
+        ll_dec: dict[bool, list[float]] = {f: [] for f in flashes}
+        for rep in range(a.reps):
+            pre, dec = stretch_rates(a, prompt)
+            st_pre.append(pre)
+            st_dec.append(dec)
+            for f in flashes:
+                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0))
+                ll_dec[f].append(llama_rate(bench, a.model, a.threads, f, 0, a.gen_tokens, prompt))
+            print(f"{PROG}: P={prompt} rep {rep + 1}/{a.reps}: stretch {pre:.1f}/{dec:.1f} tok/s", file=sys.stderr)
+        raw["runs"].append({"prompt": prompt, "stretch_prefill": st_pre, "stretch_decode": st_dec,
+                            "llama_prefill": {str(f): ll_pre[f] for f in flashes},
+                            "llama_decode": {str(f): ll_dec[f] for f in flashes}})
+        for f in flashes:
+            rows.append((prompt, f, ll_pre[f], st_pre, ll_dec[f], st_dec))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+    print(f"| prompt / depth | flash attn | llama.cpp prefill | stretch prefill | ratio "
+          f"| llama.cpp decode | stretch decode | ratio |")
+    print("|---:|:-:|---:|---:|---:|---:|---:|---:|")
+    for prompt, f, lp, sp, ld, sd in rows:
+        print(f"| {prompt:,} | {'on' if f else 'off'} | {fmt(lp)} | {fmt(sp)} | "
+              f"{stats(sp)[1] / stats(lp)[1]:.2f}x | {fmt(ld)} | {fmt(sd)} | "
+              f"{stats(sd)[1] / stats(ld)[1]:.2f}x |")
+    print(f"\ntokens/s, median (min-max) of {a.reps} interleaved runs, {a.threads} threads, "
+          f"{a.gen_tokens} decode tokens; raw runs in {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, PROG)
