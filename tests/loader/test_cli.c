@@ -670,3 +670,38 @@ Test(cli, extends_finds_stock_manifests_by_name)
     cr_assert(strstr(out, "/lib/mine.yaml") && strstr(out, "greedy.yaml"), "%s", out);
     rm_dir(dir);
 }
+
+/* Issue #11: bench --roofline measures the ceilings and reports fractions
+ * that follow from them and from the model's costs (checked in Python:
+ * the ceilings are positive, the costs match the tiny model's tensors as
+ * gguf-free arithmetic on its known shape, the fractions divide). */
+Test(cli, bench_roofline_reports_consistent_ceilings)
+{
+    char model[64], yaml[64], args[300];
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, "");
+    snprintf(args, sizeof args,
+             "bench -m %s --reps 1 --prompt-tokens 32 --gen-tokens 8 --threads 1 --roofline --json",
+             yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    char path[64], cmd[1200];
+    snprintf(path, sizeof path, "/tmp/st_cli_roof_%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(out, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import json,sys,math; d=json.load(open(\"%s\")); r=d[\"roofline\"];"
+             "assert r[\"read_bytes_per_s\"]>1e8 and r[\"dot_ops_per_s\"]>1e8, r;"
+             "assert r[\"weight_bytes\"]>0 and r[\"ops_per_token\"]>0, r;"
+             "assert r[\"kv_bytes_per_token\"]==d[\"kv_bytes_per_token\"], r;"
+             "c=r[\"read_bytes_per_s\"]/(r[\"weight_bytes\"]+r[\"decode_context\"]*r[\"kv_bytes_per_token\"]);"
+             "assert math.isclose(c, r[\"decode_ceiling_tok_s\"], rel_tol=1e-9), (c, r);"
+             "assert r[\"decode_context\"]==32+8/2, r;"
+             "assert math.isclose(r[\"decode_fraction\"], d[\"decode_tok_s\"][0]/c, rel_tol=1e-9), r'",
+             path);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", out);
+    unlink(path);
+    unlink(yaml);
+    unlink(model);
+}

@@ -30,10 +30,13 @@ static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: stretch bench [-m MANIFEST] [--prompt-tokens N] [--gen-tokens N]\n"
                "                     [--threads N] [--reps N] [--context N] [--model FILE]\n"
-               "                     [--json]\n\n"
+               "                     [--roofline] [--json]\n\n"
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
-               "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n");
+               "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
+               "  --roofline also measures the machine's read bandwidth and dot-product rate\n"
+               "  with the engine's threads and kernels, and prints the fraction of each\n"
+               "  ceiling that prefill and decode reached, with the costs it assumed.\n");
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -50,6 +53,14 @@ static void print_stat(const char *name, double *v, int n)
     printf("%-16s min %10.2f  median %10.2f  max %10.2f\n", name, s[0], s[n / 2], s[n - 1]);
 }
 
+static double median(const double *v, int n)
+{
+    double s[64];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_double);
+    return s[n / 2];
+}
+
 static void json_list(st_json *j, const char *key, const double *v, int n)
 {
     st_json_key(j, key);
@@ -63,7 +74,7 @@ int st_cmd_bench(int argc, char **argv)
 {
     const char *manifest = NULL;
     long long n_prompt = 512, n_gen = 128, reps = 3, v;
-    bool json = false;
+    bool json = false, roofline = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -96,6 +107,8 @@ int st_cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--roofline")) {
+            roofline = true;
         } else {
             fprintf(stderr, "stretch bench: unknown or incomplete option '%s'\n", a);
             bench_usage(stderr);
@@ -117,6 +130,7 @@ int st_cmd_bench(int argc, char **argv)
     char kv_type[16] = "?"; /* copied: the engine's string goes with it */
     uint64_t kv_bytes = 0;
     int rc = 0;
+    st_roofline rl = {.struct_size = sizeof rl};
     for (int r = 0; r < reps && !rc; r++) {
         double t0 = now_s();
         st_engine *e = NULL;
@@ -152,11 +166,22 @@ int st_cmd_bench(int argc, char **argv)
             prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
             decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;
         }
+        /* After the timed runs, with the same engine: its threads, its kernels. */
+        if (!rc && roofline && r == reps - 1 && st_engine_roofline(e, &rl, &err) != ST_OK) {
+            fprintf(stderr, "stretch: roofline: %s\n", err.message);
+            rc = ST_EXIT_RUNTIME;
+        }
         st_engine_close(e);
     }
     if (rc)
         return rc;
     double rss = st_peak_rss_bytes() / 1048576.0;
+    /* Decode reads the weights and the cache of every token before it; on
+     * average n_prompt + n_gen / 2 are cached during the timed decode. */
+    double ctx = (double)n_prompt + (double)n_gen / 2.0;
+    double dec_ceiling = roofline ? rl.read_bytes_per_s / (rl.weight_bytes + ctx * rl.kv_bytes_per_token) : 0;
+    double pre_ceiling = roofline && rl.ops_per_token > 0 ? rl.dot_ops_per_s / rl.ops_per_token : 0;
+    double pre_med = median(prefill, (int)reps), dec_med = median(decode, (int)reps);
     if (json) {
         st_json j;
         st_json_init(&j, stdout, false);
@@ -178,6 +203,35 @@ int st_cmd_bench(int argc, char **argv)
         st_json_string(&j, kv_type);
         st_json_key(&j, "kv_bytes_per_token");
         st_json_uint(&j, kv_bytes);
+        st_json_key(&j, "roofline");
+        if (roofline) {
+            st_json_begin_object(&j);
+            st_json_key(&j, "read_bytes_per_s");
+            st_json_double(&j, rl.read_bytes_per_s);
+            st_json_key(&j, "dot_ops_per_s");
+            st_json_double(&j, rl.dot_ops_per_s);
+            st_json_key(&j, "weight_type");
+            st_json_string(&j, rl.weight_type);
+            st_json_key(&j, "weight_bytes");
+            st_json_double(&j, rl.weight_bytes);
+            st_json_key(&j, "kv_bytes_per_token");
+            st_json_double(&j, rl.kv_bytes_per_token);
+            st_json_key(&j, "ops_per_token");
+            st_json_double(&j, rl.ops_per_token);
+            st_json_key(&j, "decode_context");
+            st_json_double(&j, ctx);
+            st_json_key(&j, "decode_ceiling_tok_s");
+            st_json_double(&j, dec_ceiling);
+            st_json_key(&j, "decode_fraction");
+            st_json_double(&j, dec_ceiling > 0 ? dec_med / dec_ceiling : 0);
+            st_json_key(&j, "prefill_ceiling_tok_s");
+            st_json_double(&j, pre_ceiling);
+            st_json_key(&j, "prefill_fraction");
+            st_json_double(&j, pre_ceiling > 0 ? pre_med / pre_ceiling : 0);
+            st_json_end_object(&j);
+        } else {
+            st_json_null(&j);
+        }
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
@@ -188,6 +242,18 @@ int st_cmd_bench(int argc, char **argv)
         print_stat("decode tok/s", decode, (int)reps);
         printf("%-16s %.1f MB\n", "peak RSS", rss);
         printf("%-16s %s, %" PRIu64 " bytes per token\n", "kv cache", kv_type, kv_bytes);
+        if (roofline) {
+            printf("%-16s read %.1f GB/s, dot products %.1f Gop/s (%s prefill kernel), %u threads\n",
+                   "roofline", rl.read_bytes_per_s / 1e9, rl.dot_ops_per_s / 1e9,
+                   rl.weight_type ? rl.weight_type : "?", threads);
+            printf("%-16s ceiling %.1f tok/s at %.0f cached tokens (%.1f MB of weights + "
+                   "%.0f x %.0f bytes of cache per token); median %.1f = %.1f%%\n",
+                   "  decode", dec_ceiling, ctx, rl.weight_bytes / 1e6, ctx,
+                   rl.kv_bytes_per_token, dec_med, dec_ceiling > 0 ? 100 * dec_med / dec_ceiling : 0);
+            printf("%-16s ceiling %.1f tok/s (%.1f Mop per token); median %.1f = %.1f%%\n",
+                   "  prefill", pre_ceiling, rl.ops_per_token / 1e6, pre_med,
+                   pre_ceiling > 0 ? 100 * pre_med / pre_ceiling : 0);
+        }
     }
     return 0;
 }

@@ -188,6 +188,25 @@ ST_API uint32_t st_abi_version(void);
 /* Peak resident set size of this process in bytes (for reports). */
 ST_API uint64_t st_peak_rss_bytes(void);
 
+/* The machine's ceilings as the engine sees them (since 1.3), for
+ * `stretch bench --roofline`: measured with the engine's threads and
+ * kernels (about a second), and what a token costs against them. Decode's
+ * ceiling at a context of c cached tokens is read_bytes_per_s /
+ * (weight_bytes + c * kv_bytes_per_token) tokens/s; prefill's is
+ * dot_ops_per_s / ops_per_token. */
+typedef struct st_roofline {
+    uint32_t struct_size;
+    double read_bytes_per_s;   /* streaming reads of a buffer far past the caches */
+    double dot_ops_per_s;      /* multiply-adds x 2 per second of the prefill kernel for the
+                                  model's FFN weight type (int8 dot products when quantized),
+                                  weights in cache */
+    double weight_bytes;       /* weights one decoded token reads */
+    double kv_bytes_per_token; /* cache bytes each cached token adds (keys + values, all layers) */
+    double ops_per_token;      /* ops per token through the weights (2 x rows x cols) */
+    const char *weight_type;   /* "Q4_1", ...: the weight type the dot-product probe ran */
+} st_roofline;
+ST_API st_status st_engine_roofline(st_engine *e, st_roofline *out, st_error *err);
+
 #ifdef __cplusplus
 }
 #endif

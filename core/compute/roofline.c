@@ -1,0 +1,181 @@
+/*
+ * core/compute/roofline.c - see roofline.h.
+ */
+#include "roofline.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gguf.h"
+#include "matmul.h"
+#include "quant.h"
+#include "repack.h"
+
+#define READ_BYTES ((size_t)256 << 20) /* 8x a 32 MiB L3: what reaches memory */
+#define READ_PASSES 5
+#define INT8_ROWS 256                  /* a multiple of the repack group */
+#define INT8_COLS 2048                 /* ~320 KB of Q4 weights: L2-resident (2 MB as F32) */
+#define INT8_CALLS 64
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct read_job {
+    const uint64_t *buf;
+    size_t n_words;
+    uint64_t sink[64];  /* one per thread, so the reads are not optimised away */
+} read_job;
+
+static void read_task(void *arg, uint32_t ith, uint32_t nth)
+{
+    read_job *j = arg;
+    size_t per = j->n_words / nth, lo = per * ith, hi = ith + 1 == nth ? j->n_words : lo + per;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        a += j->buf[i];
+        b ^= j->buf[i + 1];
+        c += j->buf[i + 2];
+        d ^= j->buf[i + 3];
+    }
+    for (; i < hi; i++)
+        a += j->buf[i];
+    j->sink[ith % 64] = a + b + c + d;
+}
+
+static st_status measure_read(st_threadpool *pool, double *out, st_diag *diag)
+{
+    read_job j = {.n_words = READ_BYTES / sizeof(uint64_t)};
+    uint64_t *buf = malloc(READ_BYTES);
+    if (!buf)
+        return st_diag_set(diag, ST_E_NOMEM, NULL, 0, 0, "out of memory for the bandwidth probe");
+    memset(buf, 1, READ_BYTES); /* fault every page in before timing */
+    j.buf = buf;
+    double best = 1e30;
+    for (int p = 0; p < READ_PASSES; p++) {
+        double t0 = now_s();
+        st_threadpool_run(pool, read_task, &j);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    free(buf);
+    *out = best > 0 ? (double)READ_BYTES / best : 0;
+    return ST_OK;
+}
+
+/* A `rows` x `cols` weight of type `t` quantized (or converted, for F32
+ * and F16) from pseudo-random values, repacked as the model's would be. */
+static st_status synthetic_weight(st_ggml_type t, st_weight *w, st_diag *diag)
+{
+    size_t row_bytes = (size_t)st_ggml_row_bytes(t, INT8_COLS);
+    float *src = malloc(sizeof(float) * INT8_COLS * INT8_ROWS);
+    uint8_t *data = malloc(row_bytes * INT8_ROWS);
+    if (!src || !data) {
+        free(src);
+        free(data);
+        return st_diag_set(diag, ST_E_NOMEM, NULL, 0, 0, "out of memory for the dot-product probe");
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < (size_t)INT8_COLS * INT8_ROWS; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        src[i] = (float)(int64_t)(x % 2001) * 1e-3f - 1.0f;
+    }
+    st_status st = st_quantize(t, src, data, (uint64_t)INT8_COLS * INT8_ROWS);
+    free(src);
+    *w = (st_weight){.type = t, .cols = INT8_COLS, .rows = INT8_ROWS, .row_bytes = row_bytes,
+                     .data = data};
+    if (st == ST_OK)
+        st = st_repack_weight(w);
+    if (st != ST_OK) {
+        free(data);
+        return st_diag_set(diag, st, NULL, 0, 0, "the dot-product probe could not build its weights");
+    }
+    return ST_OK;
+}
+
+static st_status measure_dot(st_threadpool *pool, const st_cpu_kernels *kern,
+                              st_ggml_type wtype, double *out, st_diag *diag)
+{
+    st_weight w;
+    st_status st = synthetic_weight(wtype, &w, diag);
+    if (st != ST_OK)
+        return st;
+    float *x = malloc(sizeof(float) * INT8_COLS * ST_TILE_MAX);
+    st_act_block *xq = malloc(sizeof(st_act_block) * (INT8_COLS / ST_ACT_BLOCK) * ST_TILE_MAX);
+    float *y = malloc(sizeof(float) * INT8_ROWS * ST_TILE_MAX);
+    if (!x || !xq || !y) {
+        st = st_diag_set(diag, ST_E_NOMEM, NULL, 0, 0, "out of memory for the dot-product probe");
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)INT8_COLS * ST_TILE_MAX; i++)
+        x[i] = (float)((int)(i * 2654435761u % 2001) - 1000) * 1e-3f;
+    /* Quantized weights multiply int8 activations; float ones floats. */
+    bool quantized = st_ggml_block_elems(wtype) == ST_ACT_BLOCK;
+    for (int t = 0; quantized && t < ST_TILE_MAX; t++)
+        kern->quantize_act(x + (size_t)t * INT8_COLS, INT8_COLS,
+                           xq + (size_t)t * (INT8_COLS / ST_ACT_BLOCK));
+    double best = 1e30;
+    for (int pass = 0; pass < 3; pass++) {
+        double t0 = now_s();
+        for (int call = 0; call < INT8_CALLS; call++) {
+            st_matmul_job job = {.kern = kern, .n_mats = 1, .xq = quantized ? xq : NULL,
+                                 .ldxq = INT8_COLS / ST_ACT_BLOCK, .xf = quantized ? NULL : x,
+                                 .ldxf = INT8_COLS, .nt = ST_TILE_MAX};
+            job.mats[0].w = &w;
+            job.mats[0].y = y;
+            job.mats[0].ldy = INT8_ROWS;
+            st_matmul_job_prepare(&job);
+            st_threadpool_run(pool, st_matmul_task, &job);
+        }
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    double ops = 2.0 * INT8_ROWS * INT8_COLS * ST_TILE_MAX * INT8_CALLS;
+    *out = best > 0 ? ops / best : 0;
+done:
+    free(x);
+    free(xq);
+    free(y);
+    free(w.packed);
+    free((void *)w.data);
+    return st;
+}
+
+st_status st_roofline_measure(st_threadpool *pool, const st_cpu_kernels *kern,
+                              st_ggml_type wtype, st_roofline_ceiling *out, st_diag *diag)
+{
+    memset(out, 0, sizeof *out);
+    st_status st = measure_read(pool, &out->read_bytes_per_s, diag);
+    if (st == ST_OK)
+        st = measure_dot(pool, kern, wtype, &out->dot_ops_per_s, diag);
+    return st;
+}
+
+static void add_weight(const st_weight *w, double *bytes, double *ops)
+{
+    *bytes += (double)w->row_bytes * w->rows;
+    *ops += 2.0 * (double)w->rows * w->cols;
+}
+
+void st_roofline_model_costs(const st_model *m, double *weight_bytes, double *ops)
+{
+    double b = 0, o = 0;
+    for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+        const st_model_layer *L = &m->layers[l];
+        const st_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            add_weight(ws[i], &b, &o);
+        b += 2.0 * sizeof(float) * m->hp.n_embd; /* the two norms */
+    }
+    add_weight(&m->output, &b, &o);
+    b += (double)m->tok_embd.row_bytes; /* one embedding row */
+    *weight_bytes = b;
+    *ops = o;
+}
