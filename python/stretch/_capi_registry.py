@@ -16,6 +16,7 @@ from ._capi import StError, lib
 PLUGINS_NO_SCAN = 1      # ST_PLUGINS_NO_SCAN
 RESOLVE_LOAD_CHECK = 1   # ST_RESOLVE_LOAD_CHECK
 RESOLVE_PARSE_ONLY = 2   # ST_RESOLVE_PARSE_ONLY
+RESOLVE_CONFORMANCE = 4  # ST_RESOLVE_CONFORMANCE (ABI 1.3)
 PARAM_TYPES = ("int", "float", "bool", "string", "enum")  # st_param_type order
 PROBLEM_KINDS = ("manifest", "dir", "model", "load", "runtime")  # st_problem_kind
 
@@ -64,7 +65,8 @@ class StCheckReport(Structure):
                 ("conformance_ran", c_bool), ("conformance_ok", c_bool),
                 ("conformance_summary", c_char_p), ("n_checks_run", c_size_t),
                 ("n_checks_failed", c_size_t), ("n_checks_skipped", c_size_t),
-                ("checks", POINTER(POINTER(StConformanceResult))), ("n_checks", c_size_t)]
+                ("checks", POINTER(POINTER(StConformanceResult))), ("n_checks", c_size_t),
+                ("untested", c_bool)]  # ABI 1.3
 
 
 class StResolveOptions(Structure):

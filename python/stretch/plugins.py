@@ -69,7 +69,7 @@ class Plugin:
 @dataclass
 class CheckReport:
     ok: bool
-    outcome: str                # ok | refused | crashed | hung
+    outcome: str                # ok | untested | refused | crashed | hung
     result: str
     loaded: bool
     created: bool
@@ -228,12 +228,14 @@ def _param_value(p: C.StResolvedParam) -> object:
 
 
 def resolve_strategy(path: str, dirs: Sequence[str] = (),
-                     load_check: bool = False) -> StrategyReport:
+                     load_check: bool = False, conformance: bool = False) -> StrategyReport:
     """What `stretch check` reports: the extends chain, each plugin found,
-    parameters validated, every problem with its file:line:col."""
+    parameters validated, every problem with its file:line:col; with
+    `conformance` (and `load_check`) each plugin's conformance suite too."""
     arr = (ctypes.c_char_p * max(len(dirs), 1))(*[d.encode() for d in dirs])
-    opts = C.StResolveOptions(ctypes.sizeof(C.StResolveOptions), arr, len(dirs),
-                              C.RESOLVE_LOAD_CHECK if load_check else 0, 0)
+    flags = (C.RESOLVE_LOAD_CHECK if load_check else 0) | \
+        (C.RESOLVE_CONFORMANCE if load_check and conformance else 0)
+    opts = C.StResolveOptions(ctypes.sizeof(C.StResolveOptions), arr, len(dirs), flags, 0)
     out = ctypes.POINTER(C.StStrategyReport)()
     err = StError()
     _raise(lib.st_strategy_resolve(path.encode(), ctypes.byref(opts), ctypes.byref(out),

@@ -61,3 +61,14 @@ def test_resolve_strategies(tmp_path):
     assert [(q.line, q.kind) for q in r.problems][0] == (6, "manifest")
     assert len(r.problems) == 2 and r.problems[1].line == 8
     assert r.problems[1].text.startswith(f"{bad}:8:")
+
+
+def test_resolve_with_conformance_runs_each_suite(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("format: 1\ntokenizer: {plugin: bytes}\npositional-encoding: {plugin: nope}\n"
+                    "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n")
+    plain = plugins.resolve_strategy(str(good), [BUILTIN], load_check=True)
+    suite = plugins.resolve_strategy(str(good), [BUILTIN], load_check=True, conformance=True)
+    assert plain.ok and suite.ok, suite.problems
+    assert not any(p.load.conformance_ran for p in plain.plugins)
+    assert all(p.load.conformance_ran and p.load.conformance_ok for p in suite.plugins)
