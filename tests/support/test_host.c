@@ -152,22 +152,35 @@ const char *st_test_vocab_piece(int32_t id, size_t *len)
     return pairs[id];
 }
 
-static int32_t tv_n_tokens(void *host) { return ST_TEST_VOCAB_N; }
+static int32_t tv_n_tokens(void *host)
+{
+    st_test_host *th = host;
+    return th->pieces ? (int32_t)th->n_pieces + 1 : ST_TEST_VOCAB_N;
+}
 
 static st_status tv_token_bytes(void *host, int32_t id, const char **bytes, size_t *len,
                                 bool *special, st_error *err)
 {
-    if (id < 0 || id >= ST_TEST_VOCAB_N)
+    st_test_host *th = host;
+    int32_t n = tv_n_tokens(host);
+    if (id < 0 || id >= n)
         return st_error_set(err, ST_E_RANGE, "token %d is outside the test vocabulary", id);
-    *bytes = st_test_vocab_piece(id, len);
-    *special = id == ST_TEST_VOCAB_EOS;
+    *special = id == n - 1;
+    if (th->pieces && id < n - 1) {
+        *bytes = th->pieces[id];
+        *len = strlen(th->pieces[id]);
+    } else {
+        *bytes = th->pieces ? "<|endoftext|>" : st_test_vocab_piece(id, len);
+        if (th->pieces)
+            *len = 13;
+    }
     return ST_OK;
 }
 
 static size_t tv_eog_tokens(void *host, int32_t *ids, size_t cap)
 {
     if (cap)
-        ids[0] = ST_TEST_VOCAB_EOS;
+        ids[0] = tv_n_tokens(host) - 1;
     return 1;
 }
 

@@ -22,8 +22,12 @@ typedef struct st_test_host {
     size_t n_log;
     /* Allocations made through alloc/calloc/realloc and not yet freed. */
     long live_allocs;
-    /* Offer ST_HOST_VOCAB_V1 with the test vocabulary below. */
+    /* Offer ST_HOST_VOCAB_V1 with the test vocabulary below, or, when
+     * `pieces` is set, with exactly those n_pieces tokens then an
+     * end-of-generation token. */
     bool vocab;
+    const char *const *pieces;
+    size_t n_pieces;
 } st_test_host;
 
 /* The test vocabulary (ST_HOST_VOCAB_V1 of a host with `vocab` set):

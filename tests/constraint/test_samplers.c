@@ -1,0 +1,145 @@
+/*
+ * The gbnf and regex samplers as the engine sees them: the conformance
+ * suite, generation that ends with output a separate validator accepts,
+ * and every refusal at create time with its reason.
+ */
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conformance.h"
+#include "gen_check.h"
+#include "test_host.h"
+
+static const st_plugin_entry *load(const char *name)
+{
+    char why[512];
+    const st_plugin_entry *e =
+        st_test_load_plugin(ST_TEST_PLUGIN_DIR, "sampler", name, why, sizeof why);
+    cr_assert_not_null(e, "%s", why);
+    return e;
+}
+
+static void *create(const st_plugin_entry *e, const st_host_services *host, const char *key,
+                    const char *value, st_status want, char *msg, size_t cap)
+{
+    st_test_params p;
+    st_test_params_init(&p);
+    st_test_params_str(&p, key, value);
+    void *inst = NULL;
+    st_error err = {0};
+    st_status st = st_test_create(e, host, &p, &inst, &err);
+    st_test_params_destroy(&p);
+    cr_assert_eq(st, want, "%s=%s: status %d, expected %d: %s", key, value, (int)st, (int)want,
+                 err.message);
+    if (msg)
+        snprintf(msg, cap, "%s", err.message);
+    return inst;
+}
+
+static void conformance(const char *name, const char *key, const char *value)
+{
+    const st_plugin_entry *e = load(name);
+    st_test_params p;
+    st_test_params_init(&p);
+    st_test_params_str(&p, key, value);
+    st_error err = {0};
+    const msgpack_object *params = st_test_params_validated(e, &p, &err);
+    cr_assert_not_null(params, "%s", err.message);
+    static st_conformance_report rep;
+    st_status st = st_conformance_run(e, st_test_host_vocab_services(), params, &rep);
+    for (size_t i = 0; i < rep.n_checks; i++)
+        cr_expect(rep.checks[i].passed, "%s: %s: %s", name, rep.checks[i].name,
+                  rep.checks[i].message);
+    cr_expect_eq(st, ST_OK);
+    cr_expect_geq(rep.n_checks, 5);
+    st_test_params_destroy(&p);
+}
+
+Test(constraint_samplers, gbnf_passes_conformance)
+{
+    conformance("gbnf", "grammar", ST_TEST_GRAMMARS "/json.gbnf");
+}
+
+Test(constraint_samplers, regex_passes_conformance)
+{
+    conformance("regex", "pattern", "[a-z]+(, [a-z]+)*");
+}
+
+Test(constraint_samplers, gbnf_json_output_always_parses)
+{
+    const st_plugin_entry *e = load("gbnf");
+    void *inst = create(e, st_test_host_vocab_services(), "grammar",
+                        ST_TEST_GRAMMARS "/json.gbnf", ST_OK, NULL, 0);
+    static char out[1 << 16];
+    int ended = 0;
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        if (!gen_run(e, inst, seed, 2000, out, sizeof out))
+            continue;
+        ended++;
+        cr_expect(json_valid(out), "seed %llu: not JSON: %s", (unsigned long long)seed, out);
+        cr_expect_eq(out[0], '{', "seed %llu: root is an object: %s", (unsigned long long)seed,
+                     out);
+    }
+    cr_expect_geq(ended, 20, "only %d of 30 runs ended", ended);
+    e->destroy(inst);
+}
+
+Test(constraint_samplers, regex_output_matches_posix_regex)
+{
+    const char *pattern = "[a-z]{2,5}@[a-z]+\\.(com|org)";
+    const st_plugin_entry *e = load("regex");
+    void *inst = create(e, st_test_host_vocab_services(), "pattern", pattern, ST_OK, NULL, 0);
+    regex_t re;
+    cr_assert_eq(regcomp(&re, "^[a-z]{2,5}@[a-z]+\\.(com|org)$", REG_EXTENDED | REG_NOSUB), 0);
+    static char out[4096];
+    int ended = 0;
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        if (!gen_run(e, inst, seed, 300, out, sizeof out))
+            continue;
+        ended++;
+        cr_expect_eq(regexec(&re, out, 0, NULL, 0), 0, "seed %llu: '%s' does not match",
+                     (unsigned long long)seed, out);
+    }
+    cr_expect_geq(ended, 20, "only %d of 30 runs ended", ended);
+    regfree(&re);
+    e->destroy(inst);
+}
+
+Test(constraint_samplers, refusals_name_their_reason)
+{
+    char msg[ST_ERROR_MESSAGE_MAX];
+    const st_plugin_entry *g = load("gbnf"), *r = load("regex");
+    create(g, st_test_host_services(), "grammar", "root ::= \"a\"", ST_E_UNAVAILABLE, msg,
+           sizeof msg);
+    cr_expect(strstr(msg, "stretch.host.vocab/1"), "%s", msg);
+    create(g, st_test_host_vocab_services(), "grammar", "root ::= \"a\" )", ST_E_INVALID, msg,
+           sizeof msg);
+    cr_expect(strstr(msg, "gbnf: grammar:1:14: unexpected ')'"), "%s", msg);
+    create(g, st_test_host_vocab_services(), "grammar", "/nonexistent/x.gbnf", ST_E_IO, msg,
+           sizeof msg);
+    cr_expect(strstr(msg, "/nonexistent/x.gbnf"), "%s", msg);
+    create(r, st_test_host_vocab_services(), "pattern", "(a*)*b", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "column 5") && strstr(msg, "catastrophic"), "%s", msg);
+    create(r, st_test_host_vocab_services(), "pattern", "(?=a)b", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "lookaround"), "%s", msg);
+    create(r, st_test_host_vocab_services(), "pattern", "a(b", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "not closed"), "%s", msg);
+}
+
+Test(constraint_samplers, a_grammar_no_token_can_start_is_refused)
+{
+    static const char *const letters[] = {"a", "b", "ab", "the"};
+    static st_test_host th;
+    st_test_host_init(&th);
+    th.vocab = true;
+    th.pieces = letters;
+    th.n_pieces = 4;
+    char msg[ST_ERROR_MESSAGE_MAX];
+    create(load("gbnf"), &th.services, "grammar", "root ::= [0-9]+", ST_E_INVALID, msg,
+           sizeof msg);
+    cr_expect(strstr(msg, "no token of the vocabulary can start"), "%s", msg);
+    void *inst = create(load("gbnf"), &th.services, "grammar", "root ::= \"ab\"+", ST_OK, NULL, 0);
+    load("gbnf")->destroy(inst);
+}
