@@ -36,15 +36,44 @@ void cg_grammar_free(cg_grammar *g)
         free(g->rules[i].alts);
     }
     free(g->rules);
+    free(g->name_index);
     free(g->elems);
     free(g->sets);
     memset(g, 0, sizeof *g);
     g->root = -1;
 }
 
+static uint64_t name_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static bool index_rebuild(cg_grammar *g, size_t cap)
+{
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t)
+        return false;
+    memset(t, 0xff, cap * sizeof *t);
+    for (size_t r = 0; r < g->n_rules; r++) {
+        size_t j = name_hash(g->rules[r].name, strlen(g->rules[r].name)) & (cap - 1);
+        while (t[j] >= 0)
+            j = (j + 1) & (cap - 1);
+        t[j] = (int32_t)r;
+    }
+    free(g->name_index);
+    g->name_index = t;
+    g->name_cap = cap;
+    return true;
+}
+
 static int32_t rule_new(cg_grammar *g, char *name)
 {
-    if (!grow((void **)&g->rules, &g->cap_rules, g->n_rules + 1, sizeof *g->rules)) {
+    if (!grow((void **)&g->rules, &g->cap_rules, g->n_rules + 1, sizeof *g->rules) ||
+        ((g->n_rules + 1) * 2 > g->name_cap &&
+         !index_rebuild(g, g->name_cap ? g->name_cap * 2 : 256))) {
         free(name);
         return -1;
     }
@@ -52,14 +81,21 @@ static int32_t rule_new(cg_grammar *g, char *name)
     memset(r, 0, sizeof *r);
     r->name = name;
     r->first_use = -1;
+    size_t j = name_hash(name, strlen(name)) & (g->name_cap - 1);
+    while (g->name_index[j] >= 0)
+        j = (j + 1) & (g->name_cap - 1);
+    g->name_index[j] = (int32_t)g->n_rules;
     return (int32_t)g->n_rules++;
 }
 
 int32_t cg_rule_get(cg_grammar *g, const char *name, size_t len)
 {
-    for (size_t i = 0; i < g->n_rules; i++)
-        if (strlen(g->rules[i].name) == len && memcmp(g->rules[i].name, name, len) == 0)
-            return (int32_t)i;
+    for (size_t j = g->name_cap ? name_hash(name, len) & (g->name_cap - 1) : 0;
+         g->name_cap && g->name_index[j] >= 0; j = (j + 1) & (g->name_cap - 1)) {
+        const char *n = g->rules[g->name_index[j]].name;
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return g->name_index[j];
+    }
     char *copy = malloc(len + 1);
     if (!copy)
         return -1;
@@ -71,7 +107,9 @@ int32_t cg_rule_get(cg_grammar *g, const char *name, size_t len)
 int32_t cg_rule_fresh(cg_grammar *g, const char *base)
 {
     char buf[128];
-    snprintf(buf, sizeof buf, "%.100s-%zu", base, g->n_rules);
+    /* "#" cannot appear in a GBNF name, so a generated rule never meets a
+     * user's. */
+    snprintf(buf, sizeof buf, "%.100s#%zu", base, g->n_rules);
     char *copy = strdup(buf);
     if (!copy)
         return -1;

@@ -40,6 +40,8 @@ typedef struct cg_grammar {
     size_t n_sets, cap_sets;
     cg_rule *rules;
     size_t n_rules, cap_rules;
+    int32_t *name_index;  /* open addressing over rule names, -1 empty */
+    size_t name_cap;
     int32_t root;
 } cg_grammar;
 
@@ -61,7 +63,7 @@ void cg_grammar_free(cg_grammar *g);
 
 /* The rule called `name`, declared (not yet defined) when new; -1 on OOM. */
 int32_t cg_rule_get(cg_grammar *g, const char *name, size_t len);
-/* A fresh rule named "<base>-<n>" for groups and repetitions. */
+/* A fresh rule named "<base>#<n>" for groups and repetitions. */
 int32_t cg_rule_fresh(cg_grammar *g, const char *base);
 /* Append `seq` as one alternative of `rule` (copied); false on OOM. */
 bool cg_rule_add_alt(cg_grammar *g, int32_t rule, const cg_seq *seq);
