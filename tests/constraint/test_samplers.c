@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <regex.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -142,4 +143,104 @@ Test(constraint_samplers, a_grammar_no_token_can_start_is_refused)
     cr_expect(strstr(msg, "no token of the vocabulary can start"), "%s", msg);
     void *inst = create(load("gbnf"), &th.services, "grammar", "root ::= \"ab\"+", ST_OK, NULL, 0);
     load("gbnf")->destroy(inst);
+}
+
+Test(constraint_samplers, json_schema_passes_conformance)
+{
+    conformance("json-schema", "schema", ST_TEST_SCHEMAS "/person.json");
+}
+
+Test(constraint_samplers, json_schema_output_parses_and_keeps_the_schema)
+{
+    const st_plugin_entry *e = load("json-schema");
+    void *inst = create(e, st_test_host_vocab_services(), "schema",
+                        ST_TEST_SCHEMAS "/person.json", ST_OK, NULL, 0);
+    static char out[1 << 16];
+    int ended = 0;
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        if (!gen_run(e, inst, seed, 3000, out, sizeof out))
+            continue;
+        ended++;
+        cr_expect(json_valid(out), "seed %llu: not JSON: %s", (unsigned long long)seed, out);
+        cr_expect(strstr(out, "\"name\"") && strstr(out, "\"age\""),
+                  "seed %llu: a required member is missing: %s", (unsigned long long)seed, out);
+        const char *age = strstr(out, "\"age\"");
+        int v = -1;
+        if (age && sscanf(strchr(age, ':') + 1, " %d", &v) == 1)
+            cr_expect(v >= 0 && v <= 130, "seed %llu: age %d out of range: %s",
+                      (unsigned long long)seed, v, out);
+    }
+    cr_expect_geq(ended, 15, "only %d of 30 runs ended", ended);
+    e->destroy(inst);
+}
+
+Test(constraint_samplers, json_schema_refusals_name_file_line_and_keyword)
+{
+    char msg[ST_ERROR_MESSAGE_MAX];
+    const st_plugin_entry *e = load("json-schema");
+    const st_host_services *h = st_test_host_vocab_services();
+    create(e, h, "schema", ST_TEST_SCHEMAS "/bad_syntax.json", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "bad_syntax.json:5:3: expected a member name"), "%s", msg);
+    create(e, h, "schema", ST_TEST_SCHEMAS "/unsupported.json", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "unsupported.json:4:37: at /properties/a/not: unsupported keyword "
+                          "'not'"), "%s", msg);
+    create(e, h, "schema", ST_TEST_SCHEMAS "/no_base_case.json", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "can never finish"), "%s", msg);
+    create(e, h, "schema", "{\"type\": \"strin\"}", ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "schema:1:1: at /: 'type' names no JSON type"), "%s", msg);
+    create(e, h, "schema", "{\"type\": \"string\", \"pattern\": \"^(a*)*$\"}", ST_E_INVALID, msg,
+           sizeof msg);
+    cr_expect(strstr(msg, "catastrophic"), "%s", msg);
+}
+
+Test(constraint_samplers, json_schema_lenient_mode_warns_by_keyword)
+{
+    const st_plugin_entry *e = load("json-schema");
+    static st_test_host th;
+    st_test_host_init(&th);
+    th.vocab = true;
+    st_test_params p;
+    st_test_params_init(&p);
+    st_test_params_str(&p, "schema", ST_TEST_SCHEMAS "/unsupported.json");
+    st_test_params_bool(&p, "strict", false);
+    void *inst = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_test_create(e, &th.services, &p, &inst, &err), ST_OK, "%s", err.message);
+    bool warned = false;
+    for (size_t i = 0; i < th.n_log; i++)
+        warned = warned || (th.log_level[i] == ST_LOG_WARN && strstr(th.log[i], "'not'"));
+    cr_expect(warned, "no warning naming 'not'");
+    e->destroy(inst);
+    st_test_params_destroy(&p);
+}
+
+/* A 1 MB schema (thousands of properties) compiles, and one nested past
+ * the reader's limit is refused by name, neither crashing. */
+Test(constraint_samplers, json_schema_of_a_megabyte, .timeout = 120)
+{
+    char path[] = "/tmp/st_big_schema_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "{\"type\": \"object\", \"properties\": {");
+    for (int i = 0; i < 27000; i++)
+        fprintf(f, "%s\"property_%05d\": {\"type\": \"string\"}", i ? ", " : "", i);
+    fprintf(f, "}, \"required\": [\"property_00000\"]}");
+    long size = ftell(f);
+    fclose(f);
+    cr_assert_geq(size, 1000000);
+    const st_plugin_entry *e = load("json-schema");
+    void *inst = create(e, st_test_host_vocab_services(), "schema", path, ST_OK, NULL, 0);
+    e->destroy(inst);
+    f = fopen(path, "w");
+    for (int i = 0; i < 600; i++)
+        fprintf(f, "{\"items\": ");
+    fprintf(f, "true");
+    for (int i = 0; i < 600; i++)
+        fprintf(f, "}");
+    fclose(f);
+    char msg[ST_ERROR_MESSAGE_MAX];
+    create(e, st_test_host_vocab_services(), "schema", path, ST_E_INVALID, msg, sizeof msg);
+    cr_expect(strstr(msg, "deeper than"), "%s", msg);
+    remove(path);
 }

@@ -94,8 +94,13 @@ static bool in_list(const char *const *list, const char *k)
 
 static void child_path(char *out, size_t cap, const char *path, const char *key)
 {
-    /* JSON Pointer escapes: ~ -> ~0, / -> ~1 */
-    size_t n = (size_t)snprintf(out, cap, "%s/", path);
+    /* `out` may be `path`: extend in place. JSON Pointer escapes: ~ -> ~0,
+     * / -> ~1. */
+    size_t n = strlen(path);
+    if (out != path)
+        n = (size_t)snprintf(out, cap, "%s", path);
+    if (n + 1 < cap)
+        out[n++] = '/';
     for (const char *k = key; *k && n + 3 < cap; k++) {
         if (*k == '~' || *k == '/') {
             out[n++] = '~';
