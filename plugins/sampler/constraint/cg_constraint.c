@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct vocab_ctx {
     const st_host_services *host;
@@ -19,6 +20,27 @@ static bool host_token_bytes(void *ctx, int32_t id, const char **bytes, size_t *
 {
     vocab_ctx *v = ctx;
     return v->ext->token_bytes(v->host->host, id, bytes, len, special, v->err) == ST_OK;
+}
+
+double cg_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* "mask-us: t t t ..." lines, at most 100 values each (the host's log
+ * line is bounded). */
+static void report_mask_times(cg_constraint *c)
+{
+    for (size_t i = 0; i < c->n_mask; i += 100) {
+        char line[1000];
+        size_t n = (size_t)snprintf(line, sizeof line, "mask-us:");
+        for (size_t j = i; j < c->n_mask && j < i + 100 && n + 12 < sizeof line; j++)
+            n += (size_t)snprintf(line + n, sizeof line - n, " %.1f", c->mask_us[j]);
+        c->host->log(c->host->host, ST_LOG_DEBUG, c->plugin, "%s", line);
+    }
+    c->n_mask = 0;
 }
 
 static bool is_eog(const cg_constraint *c, int32_t token)
@@ -37,6 +59,7 @@ st_status cg_constraint_open(cg_constraint *c, const st_host_services *host, con
     c->host = host;
     c->plugin = plugin;
     cg_grammar_init(&c->grammar);
+    double t0 = cg_now_s();
     cg_error gerr;
     if (!cg_gbnf_parse(&c->grammar, text, len, &gerr)) {
         int line = 0, col = 0;
@@ -59,6 +82,7 @@ st_status cg_constraint_open(cg_constraint *c, const st_host_services *host, con
                            "does not offer: run it in an engine with a tokenizer",
                            plugin, ST_HOST_VOCAB_V1);
     }
+    double t_grammar = cg_now_s() - t0;
     vocab_ctx vc = {host, ext, err};
     c->vocab = cg_vocab_new(ext->n_tokens(host->host), host_token_bytes, &vc);
     c->n_eog = ext->eog_tokens(host->host, c->eog, CG_EOG_MAX);
@@ -78,6 +102,9 @@ st_status cg_constraint_open(cg_constraint *c, const st_host_services *host, con
                            "constrained output could never end", plugin);
     }
     c->state = cg_parser_start(c->parser);
+    double t_trie = cg_now_s() - t0 - t_grammar;
+    host->log(host->host, ST_LOG_DEBUG, plugin, "grammar-ms: %.3f trie-ms: %.3f rules: %zu",
+              t_grammar * 1e3, t_trie * 1e3, c->grammar.n_rules);
     const uint8_t *mask = c->state ? cg_masker_get(c->masker, c->state) : NULL;
     bool any = false;
     for (size_t i = 0; mask && !any && i < ((size_t)cg_vocab_size(c->vocab) + 7) / 8; i++)
@@ -93,6 +120,11 @@ st_status cg_constraint_open(cg_constraint *c, const st_host_services *host, con
 
 void cg_constraint_close(cg_constraint *c)
 {
+    if (c->n_mask)
+        report_mask_times(c);
+    free(c->mask_us);
+    c->mask_us = NULL;
+    c->cap_mask = 0;
     cg_masker_free(c->masker);
     cg_parser_free(c->parser);
     cg_vocab_free(c->vocab);
@@ -102,7 +134,25 @@ void cg_constraint_close(cg_constraint *c)
     c->vocab = NULL;
 }
 
+static st_status apply(cg_constraint *c, st_candidates *cands, st_error *err);
+
 st_status cg_constraint_apply(cg_constraint *c, st_candidates *cands, st_error *err)
+{
+    double t0 = cg_now_s();
+    st_status st = apply(c, cands, err);
+    if (c->n_mask == c->cap_mask) {
+        size_t cap = c->cap_mask ? c->cap_mask * 2 : 256;
+        float *m = realloc(c->mask_us, cap * sizeof *m);
+        if (!m)
+            return st;
+        c->mask_us = m;
+        c->cap_mask = cap;
+    }
+    c->mask_us[c->n_mask++] = (float)((cg_now_s() - t0) * 1e6);
+    return st;
+}
+
+static st_status apply(cg_constraint *c, st_candidates *cands, st_error *err)
 {
     /* After the end only end-of-generation is left (a caller that ignores
      * EOS keeps getting it). */
@@ -169,6 +219,8 @@ st_status cg_constraint_accept(cg_constraint *c, int32_t token, bool is_prompt, 
 
 void cg_constraint_reset(cg_constraint *c)
 {
+    if (c->n_mask)
+        report_mask_times(c);
     c->state = cg_parser_start(c->parser);
     c->ended = false;
 }

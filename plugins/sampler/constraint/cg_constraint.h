@@ -31,6 +31,11 @@ typedef struct cg_constraint {
     size_t n_eog;
     uint32_t state;
     bool ended;                  /* an end-of-generation token was accepted */
+    /* Time of each apply (the mask) of the current sequence, in
+     * microseconds, reported at debug level when the sequence ends (reset
+     * or destroy) so evaluations can read it from the log. */
+    float *mask_us;
+    size_t n_mask, cap_mask;
 } cg_constraint;
 
 /* Compile GBNF `text` (named `source` in messages: a file path, or
@@ -43,6 +48,9 @@ st_status cg_constraint_open(cg_constraint *c, const st_host_services *host, con
                              const char *text, size_t len, const char *source,
                              bool text_is_generated, st_error *err);
 void cg_constraint_close(cg_constraint *c);
+
+/* Seconds on a monotonic clock. */
+double cg_now_s(void);
 
 st_status cg_constraint_apply(cg_constraint *c, st_candidates *cands, st_error *err);
 st_status cg_constraint_accept(cg_constraint *c, int32_t token, bool is_prompt, st_error *err);

@@ -37,7 +37,11 @@ static st_status schema_create(const st_host_services *host, const st_params *pa
     }
     cg_buf gbnf = {0}, warnings = {0};
     cg_error cerr;
-    if (!cg_schema_to_gbnf(text, len, &opt, &gbnf, &warnings, &cerr)) {
+    double t0 = cg_now_s();
+    bool compiled = cg_schema_to_gbnf(text, len, &opt, &gbnf, &warnings, &cerr);
+    host->log(host->host, ST_LOG_DEBUG, "json-schema", "schema-ms: %.3f",
+              (cg_now_s() - t0) * 1e3);
+    if (!compiled) {
         int line = 0, col = 0;
         if (cerr.offset >= 0)
             cg_line_col(text, len, cerr.offset, &line, &col);
