@@ -44,7 +44,8 @@ static const char *const files[] = {
     "type", "properties", "required", "additionalProperties", "patternProperties", "items",
     "prefixItems", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "ref",
     "defs", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "uniqueItems", "boolean_schema", "format"};
+    "exclusiveMaximum", "uniqueItems", "boolean_schema", "format", "minProperties",
+    "maxProperties"};
 
 Test(jsts, supported_keywords_decide_the_suite, .timeout = 120)
 {
@@ -117,4 +118,47 @@ Test(jsts, supported_keywords_decide_the_suite, .timeout = 120)
     printf("jsts: %d schemas, %d refused; %d instances right, %d listed, %d unexpected\n",
            n_groups, n_refused, n_ok, n_listed, n_unexpected);
     cr_expect_eq(n_unexpected, 0);
+}
+
+/* 1 when `instance` is a complete sentence of the schema's grammar. */
+static int schema_accepts(const char *schema, const char *instance)
+{
+    cg_buf gbnf = {0}, warn = {0};
+    cg_error err;
+    cg_schema_options opt = {.strict = true};
+    cr_assert(cg_schema_to_gbnf(schema, strlen(schema), &opt, &gbnf, &warn, &err), "%s: %s",
+              schema, err.message);
+    cg_grammar g;
+    cg_grammar_init(&g);
+    cr_assert(cg_gbnf_parse(&g, gbnf.s, gbnf.n, &err), "%s", err.message);
+    cg_parser *p = cg_parser_new(&g);
+    int r = accepts(p, instance, strlen(instance));
+    cg_parser_free(p);
+    cg_grammar_free(&g);
+    cg_buf_free(&gbnf);
+    cg_buf_free(&warn);
+    return r;
+}
+
+Test(jsts, lengths_narrow_a_repeated_class_pattern)
+{
+    const char *s = "{\"type\": \"string\", \"pattern\": \"^[a-z]+$\", \"maxLength\": 3}";
+    cr_expect(schema_accepts(s, "\"abc\""));
+    cr_expect(!schema_accepts(s, "\"abcd\""));
+    cr_expect(!schema_accepts(s, "\"\""));
+    cr_expect(!schema_accepts(s, "\"aB\""));
+    s = "{\"type\": \"string\", \"pattern\": \"^\\\\d{2,}$\", \"minLength\": 4}";
+    cr_expect(schema_accepts(s, "\"1234\""));
+    cr_expect(!schema_accepts(s, "\"123\""));
+}
+
+Test(jsts, min_properties_one_means_not_empty)
+{
+    const char *s = "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}, "
+                    "\"b\": {\"type\": \"integer\"}}, \"minProperties\": 1, "
+                    "\"additionalProperties\": false}";
+    cr_expect(schema_accepts(s, "{\"a\":1}"));
+    cr_expect(schema_accepts(s, "{\"b\":2}"));
+    cr_expect(schema_accepts(s, "{\"a\":1,\"b\":2}"));
+    cr_expect(!schema_accepts(s, "{}"));
 }

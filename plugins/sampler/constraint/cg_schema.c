@@ -80,7 +80,7 @@ static const char *const annotations[] = {
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
 static const char *const not_enforced[] = {
     "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies",
-    "propertyNames", "minProperties", "maxProperties", "unevaluatedProperties",
+    "propertyNames", "unevaluatedProperties",
     "unevaluatedItems", "contains", "minContains", "maxContains", "multipleOf", "$dynamicRef",
     "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", NULL};
 
@@ -656,6 +656,68 @@ static bool count(sc *s, const cj_value *v, const char *key, const char *path, l
     return true;
 }
 
+/* A pattern that is one repeated character class, "^X*$", "^X+$",
+ * "^X{m,n}$" (X a bracket class, an escape like \w, or "."), intersected
+ * with minLength/maxLength: "^X{lo,hi}$". False for any other pattern. */
+static bool narrow_pattern(const char *p, long min, long max, char *out, size_t cap)
+{
+    size_t n = strlen(p);
+    if (n < 4 || p[0] != '^' || p[n - 1] != '$' || (n >= 2 && p[n - 2] == '\\'))
+        return false;
+    const char *a = p + 1, *q;
+    if (*a == '[') {
+        q = a + 1;
+        if (*q == '^')
+            q++;
+        if (*q == ']')
+            q++;
+        while (*q && *q != ']')
+            q += *q == '\\' && q[1] ? 2 : 1;
+        if (*q != ']')
+            return false;
+        q++;
+    } else if (*a == '\\' && a[1] && strchr("wdsWDS", a[1])) {
+        q = a + 2;
+    } else if (*a == '.') {
+        q = a + 1;
+    } else {
+        return false;
+    }
+    long qmin, qmax;
+    const char *end = p + n - 1;
+    if (q + 1 == end && *q == '*') {
+        qmin = 0;
+        qmax = -1;
+    } else if (q + 1 == end && *q == '+') {
+        qmin = 1;
+        qmax = -1;
+    } else if (*q == '{' && end[-1] == '}') {
+        char *e;
+        qmin = strtol(q + 1, &e, 10);
+        if (e == q + 1)
+            return false;
+        if (*e == '}') {
+            qmax = qmin;
+        } else if (*e == ',') {
+            const char *m = e + 1;
+            qmax = *m == '}' ? -1 : strtol(m, &e, 10);
+            if (*e != '}' || e + 1 != end)
+                return false;
+        } else {
+            return false;
+        }
+    } else {
+        return false;
+    }
+    long lo = qmin > min ? qmin : min;
+    long hi = qmax < 0 ? max : max < 0 ? qmax : (qmax < max ? qmax : max);
+    if (hi >= 0 && lo > hi)
+        return false;
+    int k = hi < 0 ? snprintf(out, cap, "^%.*s{%ld,}$", (int)(q - a), a, lo)
+                   : snprintf(out, cap, "^%.*s{%ld,%ld}$", (int)(q - a), a, lo, hi);
+    return k > 0 && (size_t)k < cap;
+}
+
 static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     const cj_value *fmt = cj_get(v, "format"), *pat = cj_get(v, "pattern");
@@ -689,11 +751,22 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
         if (!unsupported(s, fmt, path, "format", fmt->str))
             return false;
     }
+    char narrowed[600];
+    if (pat && pat->type == CJ_STRING && lengths &&
+        narrow_pattern(pat->str, min, max, narrowed, sizeof narrowed)) {
+        cg_error rerr;
+        cg_buf_puts(e, "\"\\\"\" ");
+        if (cg_regex_to_gbnf(narrowed, strlen(narrowed), true, e, &rerr)) {
+            cg_buf_puts(e, " \"\\\"\"");
+            return true;
+        }
+        return unsupported(s, pat, path, "pattern", rerr.message);
+    }
     if (pat) {
         if (pat->type != CJ_STRING)
             return sc_fail(s, pat, path, "'pattern' must be a string");
-        if (lengths && !unsupported(s, v, path, "minLength", "length limits together with "
-                                                             "pattern"))
+        if (lengths && !unsupported(s, v, path, "minLength", "length limits together with a "
+                                                             "pattern other than ^X{m,n}$"))
             return false;
         cg_error rerr;
         cg_buf_puts(e, "\"\\\"\" ");
@@ -800,6 +873,22 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
                           key.s, r);
         cg_buf_free(&key);
     }
+    /* minProperties: implied by enough required members, or 1 (a
+     * non-empty object); maxProperties and larger minimums are reported. */
+    long min_props = 0, n_required = 0;
+    if (ok)
+        ok = count(s, v, "minProperties", path, &min_props);
+    for (size_t i = 0; i < k; i++)
+        n_required += required[i];
+    if (min_props <= n_required)
+        min_props = 0;
+    if (ok && min_props > 1) {
+        ok = unsupported(s, cj_get(v, "minProperties"), path, "minProperties",
+                         "above 1 and above the number of required members");
+        min_props = 0;
+    }
+    if (ok && cj_get(v, "maxProperties"))
+        ok = unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties", "");
     bool closed = add && add->type == CJ_BOOL && !add->boolean;
     if (ok && !closed) {
         char r[24] = "value";
@@ -843,6 +932,9 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_printf(&extra, " ws \":\" ws %s", r);
         }
     }
+    bool *a_alive = calloc(k + 1, sizeof *a_alive);
+    if (!a_alive)
+        ok = false;
     if (ok) {
         char base[24];
         fresh(s, base);
@@ -853,15 +945,29 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_printf(o, "(ws \",\" ws (%s))*\n", extra.s);
         else
             cg_buf_puts(o, "\"\"\n");
-        cg_buf_printf(o, "%s-a%zu ::= ", base, k);
-        if (n_extra)
-            cg_buf_printf(o, "(%s) %s-b%zu | \"\"\n", extra.s, base, k);
-        else
-            cg_buf_puts(o, "\"\"\n");
+        /* A_k: nothing written yet and no declared member left. With
+         * minProperties 1 it may not be empty; without other members it
+         * then has no alternative at all, and A_{k-1} does not refer to it. */
+        bool a_k_dead = min_props > 0 && !n_extra;
+        if (a_k_dead && k == 0) {
+            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+                                     "none");
+        } else if (!a_k_dead) {
+            cg_buf_printf(o, "%s-a%zu ::= ", base, k);
+            if (n_extra)
+                cg_buf_printf(o, "(%s) %s-b%zu%s\n", extra.s, base, k,
+                              min_props > 0 ? "" : " | \"\"");
+            else
+                cg_buf_puts(o, "\"\"\n");
+        }
         for (size_t i = k; i-- > 0;) {
+            /* Whether A_i may fall through to A_{i+1} (a skipped member). */
+            bool a_next = !(a_k_dead && i + 1 == k) && !(a_k_dead && i + 1 < k && !a_alive[i + 1]);
             if (forbidden[i]) {
-                cg_buf_printf(o, "%s-b%zu ::= %s-b%zu\n%s-a%zu ::= %s-a%zu\n", base, i, base,
-                              i + 1, base, i, base, i + 1);
+                cg_buf_printf(o, "%s-b%zu ::= %s-b%zu\n", base, i, base, i + 1);
+                if (a_next)
+                    cg_buf_printf(o, "%s-a%zu ::= %s-a%zu\n", base, i, base, i + 1);
+                a_alive[i] = a_next;
                 continue;
             }
             cg_buf kv = {0};
@@ -874,16 +980,21 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
                 cg_buf_printf(o, " | %s-b%zu", base, i + 1);
             cg_buf_puts(o, "\n");
             cg_buf_printf(o, "%s-a%zu ::= %s %s-b%zu", base, i, kv.s, base, i + 1);
-            if (!required[i])
+            if (!required[i] && a_next)
                 cg_buf_printf(o, " | %s-a%zu", base, i + 1);
+            a_alive[i] = true;
             cg_buf_puts(o, "\n");
             if (kv.oom || tmp.oom)
                 o->oom = true;
             cg_buf_free(&kv);
             cg_buf_free(&tmp);
         }
+        if (ok && k > 0 && !a_alive[0])
+            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+                                     "none");
         cg_buf_printf(e, "\"{\" ws %s-a0 ws \"}\"", base);
     }
+    free(a_alive);
     cg_buf_free(&extra);
     free(keys);
     free(rules);
