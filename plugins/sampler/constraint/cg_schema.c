@@ -700,7 +700,12 @@ static bool narrow_pattern(const char *p, long min, long max, char *out, size_t 
             qmax = qmin;
         } else if (*e == ',') {
             const char *m = e + 1;
-            qmax = *m == '}' ? -1 : strtol(m, &e, 10);
+            if (*m == '}') {
+                qmax = -1;
+                e = (char *)m;
+            } else {
+                qmax = strtol(m, &e, 10);
+            }
             if (*e != '}' || e + 1 != end)
                 return false;
         } else {
