@@ -659,9 +659,19 @@ static bool count(sc *s, const cj_value *v, const char *key, const char *path, l
 /* A pattern that is one repeated character class, "^X*$", "^X+$",
  * "^X{m,n}$" (X a bracket class, an escape like \w, or "."), intersected
  * with minLength/maxLength: "^X{lo,hi}$". False for any other pattern. */
-static bool narrow_pattern(const char *p, long min, long max, char *out, size_t cap)
+static bool narrow_pattern(const char *pattern, long min, long max, char *out, size_t cap)
 {
+    /* An unanchored "X+" searches: any string containing an X matches.
+     * Strings made only of X are among them, so narrowing it as if it
+     * were anchored generates only valid strings (not every valid one). */
+    char anchored[600];
+    const char *p = pattern;
     size_t n = strlen(p);
+    if (n && p[0] != '^' && p[n - 1] != '$' && n + 3 < sizeof anchored) {
+        snprintf(anchored, sizeof anchored, "^%s$", pattern);
+        p = anchored;
+        n += 2;
+    }
     if (n < 4 || p[0] != '^' || p[n - 1] != '$' || (n >= 2 && p[n - 2] == '\\'))
         return false;
     const char *a = p + 1, *q;
@@ -742,18 +752,34 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             {"uri", P_URI, "uri"},
             {"ipv4", P_IPV4, "ipv4"},
         };
+        /* Formats whose every string has one length: a length limit
+         * either holds for all of them or for none. */
+        static const struct { const char *name; long len; } fixed[] = {{"date", 10},
+                                                                        {"uuid", 36}};
         for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++)
             if (strcmp(fmt->str, formats[i].name) == 0) {
                 s->prims |= formats[i].prim;
                 cg_buf_printf(e, "\"\\\"\" %s \"\\\"\"", formats[i].expr);
                 if (pat && !unsupported(s, pat, path, "pattern", "together with format"))
                     return false;
-                if (lengths && !unsupported(s, v, path, "minLength",
-                                            "length limits together with format"))
+                long len = -1;
+                for (size_t j = 0; j < sizeof fixed / sizeof fixed[0]; j++)
+                    if (strcmp(fmt->str, fixed[j].name) == 0)
+                        len = fixed[j].len;
+                bool implied = len >= 0 && min <= len && (max < 0 || len <= max);
+                if (lengths && !implied &&
+                    !unsupported(s, v, path, "minLength", "length limits together with format"))
                     return false;
                 return true;
             }
-        if (!unsupported(s, fmt, path, "format", fmt->str))
+        /* The formats draft 2020-12 defines and this compiler does not
+         * enforce are reported; any other name is an annotation, which the
+         * specification says a validator ignores. */
+        static const char *const spec_formats[] = {
+            "duration", "idn-email", "hostname", "idn-hostname", "ipv6", "uri-reference", "iri",
+            "iri-reference", "uri-template", "json-pointer", "relative-json-pointer", "regex",
+            NULL};
+        if (in_list(spec_formats, fmt->str) && !unsupported(s, fmt, path, "format", fmt->str))
             return false;
     }
     char narrowed[600];
