@@ -90,8 +90,9 @@ def main():
     if not gen:
         return 0
     print("\n| subset | generated | ended (EOS) | valid by jsonschema (empirical) | "
-          "mask us mean | p50 | p99 | tok/s constrained | tok/s free | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "mask us mean | p50 | p99 | apply us mean | p50 | tok/s constrained | tok/s free | "
+          "ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     gen_by = collections.defaultdict(list)
     for p in gen:
         gen_by[p["subset"]].append(p)
@@ -100,10 +101,13 @@ def main():
         valid = sum(valid_output(data_dir, p) for p in ps)
         ended = sum(p["ended"] for p in ps)
         masks = [m for p in ps for m in p["mask_us"]]
+        applies = [m for p in ps for m in p.get("apply_us", [])]
         tps_c = sum(p["tokens"] for p in ps) / sum(p["decode_s"] for p in ps)
         tps_f = sum(p["free_tokens"] for p in ps) / sum(p["free_decode_s"] for p in ps)
         print(f"| {subset} | {len(ps)} | {ended} | {valid} ({100 * valid / len(ps):.0f}%) | "
               f"{statistics.mean(masks):.0f} | {pct(50, masks):.0f} | {pct(99, masks):.0f} | "
+              f"{statistics.mean(applies) if applies else float('nan'):.0f} | "
+              f"{pct(50, applies):.0f} | "
               f"{tps_c:.1f} | {tps_f:.1f} | {tps_c / tps_f:.2f} |")
     return 0
 

@@ -40,11 +40,36 @@ static void usage(FILE *f)
             "    python3 tools/jsonschema_report.py OUT/points.jsonl\n");
 }
 
+typedef struct times {
+    float *us;
+    size_t n, cap;
+} times;
+
 typedef struct run_log {
     double schema_ms, grammar_ms, trie_ms;
-    float *mask_us;
-    size_t n_mask, cap_mask;
+    times mask, apply;
 } run_log;
+
+static void times_add(times *t, float v)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        float *m = realloc(t->us, cap * sizeof *m);
+        if (!m)
+            return;
+        t->us = m;
+        t->cap = cap;
+    }
+    t->us[t->n++] = v;
+}
+
+static void times_write(FILE *f, const char *key, const times *t)
+{
+    fprintf(f, ",\"%s\":[", key);
+    for (size_t m = 0; m < t->n; m++)
+        fprintf(f, "%s%.1f", m ? "," : "", t->us[m]);
+    fprintf(f, "]");
+}
 
 static void on_log(void *user, st_log_level level, const char *plugin, const char *msg)
 {
@@ -55,21 +80,15 @@ static void on_log(void *user, st_log_level level, const char *plugin, const cha
         return;
     if (sscanf(msg, "grammar-ms: %lf trie-ms: %lf", &r->grammar_ms, &r->trie_ms) == 2)
         return;
-    if (strncmp(msg, "mask-us:", 8) != 0)
+    times *t = strncmp(msg, "mask-us:", 8) == 0    ? &r->mask
+               : strncmp(msg, "apply-us:", 9) == 0 ? &r->apply
+                                                    : NULL;
+    if (!t)
         return;
-    const char *p = msg + 8;
+    const char *p = strchr(msg, ':') + 1;
     char *end;
-    for (double v = strtod(p, &end); end != p; p = end, v = strtod(p, &end)) {
-        if (r->n_mask == r->cap_mask) {
-            size_t cap = r->cap_mask ? r->cap_mask * 2 : 256;
-            float *m = realloc(r->mask_us, cap * sizeof *m);
-            if (!m)
-                return;
-            r->mask_us = m;
-            r->cap_mask = cap;
-        }
-        r->mask_us[r->n_mask++] = (float)v;
-    }
+    for (double v = strtod(p, &end); end != p; p = end, v = strtod(p, &end))
+        times_add(t, (float)v);
 }
 
 typedef struct text_buf {
@@ -356,7 +375,8 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
                     fprintf(stderr, "\nstretch eval jsonschema: %s: %s\n", key, err.message);
                     free(constrained);
                     free(schema);
-                    free(lg.mask_us);
+                    free(lg.mask.us);
+                    free(lg.apply.us);
                     fprintf(points, ",\"status\":\"error\"}\n");
                     rc = st == ST_E_CANCELLED ? 130 : 1;
                     break;
@@ -369,14 +389,14 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
                         cs.stopped_by_eos ? "true" : "false", cs.decode_s, fs.n_generated,
                         fs.decode_s);
                 st_json_write_escaped(points, constrained, strlen(constrained));
-                fprintf(points, ",\"mask_us\":[");
-                for (size_t m = 0; m < lg.n_mask; m++)
-                    fprintf(points, "%s%.1f", m ? "," : "", lg.mask_us[m]);
-                fprintf(points, "]}\n");
+                times_write(points, "mask_us", &lg.mask);
+                times_write(points, "apply_us", &lg.apply);
+                fprintf(points, "}\n");
                 free(constrained);
             }
             fflush(points);
-            free(lg.mask_us);
+            free(lg.mask.us);
+            free(lg.apply.us);
             free(schema);
             st_progress_show(&pr);
         }

@@ -31,15 +31,21 @@ double cg_now_s(void)
 
 /* "mask-us: t t t ..." lines, at most 100 values each (the host's log
  * line is bounded). */
-static void report_mask_times(cg_constraint *c)
+static void report_times(cg_constraint *c, const char *label, const float *us)
 {
     for (size_t i = 0; i < c->n_mask; i += 100) {
         char line[1000];
-        size_t n = (size_t)snprintf(line, sizeof line, "mask-us:");
+        size_t n = (size_t)snprintf(line, sizeof line, "%s:", label);
         for (size_t j = i; j < c->n_mask && j < i + 100 && n + 12 < sizeof line; j++)
-            n += (size_t)snprintf(line + n, sizeof line - n, " %.1f", c->mask_us[j]);
+            n += (size_t)snprintf(line + n, sizeof line - n, " %.1f", us[j]);
         c->host->log(c->host->host, ST_LOG_DEBUG, c->plugin, "%s", line);
     }
+}
+
+static void report_mask_times(cg_constraint *c)
+{
+    report_times(c, "mask-us", c->mask_us);
+    report_times(c, "apply-us", c->apply_us);
     c->n_mask = 0;
 }
 
@@ -123,7 +129,8 @@ void cg_constraint_close(cg_constraint *c)
     if (c->n_mask)
         report_mask_times(c);
     free(c->mask_us);
-    c->mask_us = NULL;
+    free(c->apply_us);
+    c->mask_us = c->apply_us = NULL;
     c->cap_mask = 0;
     cg_masker_free(c->masker);
     cg_parser_free(c->parser);
@@ -139,16 +146,21 @@ static st_status apply(cg_constraint *c, st_candidates *cands, st_error *err);
 st_status cg_constraint_apply(cg_constraint *c, st_candidates *cands, st_error *err)
 {
     double t0 = cg_now_s();
+    c->last_mask_s = 0;
     st_status st = apply(c, cands, err);
     if (c->n_mask == c->cap_mask) {
         size_t cap = c->cap_mask ? c->cap_mask * 2 : 256;
         float *m = realloc(c->mask_us, cap * sizeof *m);
-        if (!m)
+        if (m)
+            c->mask_us = m;
+        float *a = m ? realloc(c->apply_us, cap * sizeof *a) : NULL;
+        if (!a)
             return st;
-        c->mask_us = m;
+        c->apply_us = a;
         c->cap_mask = cap;
     }
-    c->mask_us[c->n_mask++] = (float)((cg_now_s() - t0) * 1e6);
+    c->mask_us[c->n_mask] = (float)(c->last_mask_s * 1e6);
+    c->apply_us[c->n_mask++] = (float)((cg_now_s() - t0) * 1e6);
     return st;
 }
 
@@ -156,7 +168,9 @@ static st_status apply(cg_constraint *c, st_candidates *cands, st_error *err)
 {
     /* After the end only end-of-generation is left (a caller that ignores
      * EOS keeps getting it). */
+    double t0 = cg_now_s();
     const uint8_t *mask = c->ended ? NULL : cg_masker_get(c->masker, c->state);
+    c->last_mask_s = cg_now_s() - t0;
     if (!mask && !c->ended)
         return c->host->error(err, ST_E_NOMEM,
                               "%s: the grammar is too ambiguous: its parser outgrew its budget",

@@ -31,11 +31,13 @@ typedef struct cg_constraint {
     size_t n_eog;
     uint32_t state;
     bool ended;                  /* an end-of-generation token was accepted */
-    /* Time of each apply (the mask) of the current sequence, in
-     * microseconds, reported at debug level when the sequence ends (reset
-     * or destroy) so evaluations can read it from the log. */
-    float *mask_us;
+    /* Per apply of the current sequence, in microseconds: the token mask
+     * alone, and the whole call (the mask plus filtering the candidate
+     * array). Reported at debug level when the sequence ends (reset or
+     * destroy) so evaluations can read them from the log. */
+    float *mask_us, *apply_us;
     size_t n_mask, cap_mask;
+    double last_mask_s;
 } cg_constraint;
 
 /* Compile GBNF `text` (named `source` in messages: a file path, or

@@ -1,39 +1,22 @@
 /*
  * sampler `gbnf`: constrain generation to a llama.cpp GBNF grammar
- * (the .gbnf files of its grammars/ folder work unchanged). The grammar is the `grammar`
- * parameter: inline text (anything containing "::=") or a file path.
+ * (the .gbnf files of its grammars/ folder work unchanged). The grammar
+ * is the `grammar` parameter: inline text (anything containing "::=") or
+ * a file path.
  * Put it before the samplers that truncate or pick.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include <stretch/params.h>
 
-#include "cg_constraint.h"
-
-/* A grammar file larger than this is refused rather than compiled. */
-#define GBNF_FILE_MAX (4u << 20)
+#include "cg_open.h"
 
 static st_status gbnf_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
-    const char *arg = st_param_str(params, "grammar");
     cg_constraint *c = host->calloc(host->host, 1, sizeof *c);
     if (!c)
         return host->error(err, ST_E_NOMEM, "gbnf: out of memory");
-    char *file = NULL;
-    size_t len = strlen(arg);
-    const char *text = arg, *source = "grammar";
-    if (!strstr(arg, "::=")) {
-        if (!(file = cg_read_file(host, "gbnf", arg, GBNF_FILE_MAX, &len, err))) {
-            host->free(host->host, c);
-            return err ? err->status : ST_E_IO;
-        }
-        text = file;
-        source = arg;
-    }
-    st_status st = cg_constraint_open(c, host, "gbnf", text, len, source, false, err);
-    free(file);
+    st_status st =
+        cg_open_spec(c, host, "gbnf", CG_KIND_GBNF, st_param_str(params, "grammar"), NULL, err);
     if (st != ST_OK) {
         host->free(host->host, c);
         return st;

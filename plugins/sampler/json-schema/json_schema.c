@@ -5,69 +5,23 @@
  * naming the keyword and its line:column, or (strict: false) logged as a
  * warning.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include <stretch/params.h>
 
-#include "cg_constraint.h"
-#include "cg_schema.h"
-
-/* Larger schema files are refused before they are read. */
-#define SCHEMA_FILE_MAX (8u << 20)
+#include "cg_open.h"
 
 static st_status schema_create(const st_host_services *host, const st_params *params,
                                void **inst, st_error *err)
 {
-    const char *arg = st_param_str(params, "schema");
     cg_schema_options opt = {
         .strict = st_param_bool(params, "strict"),
         .compact = st_param_is(params, "whitespace", "compact"),
         .open_objects = st_param_bool(params, "open-objects"),
     };
-    const char *text = arg, *source = "schema";
-    size_t len = strlen(arg);
-    size_t skip = strspn(arg, " \t\r\n");
-    char *file = NULL;
-    if (arg[skip] != '{' && strcmp(arg + skip, "true") != 0) {
-        if (!(file = cg_read_file(host, "json-schema", arg, SCHEMA_FILE_MAX, &len, err)))
-            return err ? err->status : ST_E_IO;
-        text = file;
-        source = arg;
-    }
-    cg_buf gbnf = {0}, warnings = {0};
-    cg_error cerr;
-    double t0 = cg_now_s();
-    bool compiled = cg_schema_to_gbnf(text, len, &opt, &gbnf, &warnings, &cerr);
-    host->log(host->host, ST_LOG_DEBUG, "json-schema", "schema-ms: %.3f",
-              (cg_now_s() - t0) * 1e3);
-    if (!compiled) {
-        int line = 0, col = 0;
-        if (cerr.offset >= 0)
-            cg_line_col(text, len, cerr.offset, &line, &col);
-        host->error(err, ST_E_INVALID, "json-schema: %s:%d:%d: %s", source, line, col,
-                    cerr.message);
-        free(file);
-        cg_buf_free(&gbnf);
-        cg_buf_free(&warnings);
-        return ST_E_INVALID;
-    }
-    free(file);
-    for (char *w = warnings.s, *nl; w && *w; w = nl + 1) {
-        nl = strchr(w, '\n');
-        *nl = '\0';
-        host->log(host->host, ST_LOG_WARN, "json-schema", "%s: %s", source, w);
-    }
-    cg_buf_free(&warnings);
     cg_constraint *c = host->calloc(host->host, 1, sizeof *c);
-    if (!c || gbnf.oom) {
-        if (c)
-            host->free(host->host, c);
-        cg_buf_free(&gbnf);
+    if (!c)
         return host->error(err, ST_E_NOMEM, "json-schema: out of memory");
-    }
-    st_status st = cg_constraint_open(c, host, "json-schema", gbnf.s, gbnf.n, source, true, err);
-    cg_buf_free(&gbnf);
+    st_status st = cg_open_spec(c, host, "json-schema", CG_KIND_JSON_SCHEMA,
+                                st_param_str(params, "schema"), &opt, err);
     if (st != ST_OK) {
         host->free(host->host, c);
         return st;

@@ -3,35 +3,18 @@
  * pattern is translated to GBNF (cg_regex.c) and run by the constraint
  * engine; a pattern it cannot enforce is refused with its column.
  */
-#include <string.h>
-
 #include <stretch/params.h>
 
-#include "cg_constraint.h"
-#include "cg_text.h"
+#include "cg_open.h"
 
 static st_status regex_create(const st_host_services *host, const st_params *params,
-                              void **inst, st_error *err)
+                             void **inst, st_error *err)
 {
-    const char *pattern = st_param_str(params, "pattern");
-    cg_buf gbnf = {0};
-    cg_error cerr;
-    cg_buf_puts(&gbnf, "root ::= ");
-    if (!cg_regex_to_gbnf(pattern, strlen(pattern), false, &gbnf, &cerr)) {
-        cg_buf_free(&gbnf);
-        return host->error(err, ST_E_INVALID, "regex: pattern '%.200s': %s", pattern,
-                           cerr.message);
-    }
-    cg_buf_puts(&gbnf, "\n");
     cg_constraint *c = host->calloc(host->host, 1, sizeof *c);
-    if (!c || gbnf.oom) {
-        cg_buf_free(&gbnf);
-        if (c)
-            host->free(host->host, c);
+    if (!c)
         return host->error(err, ST_E_NOMEM, "regex: out of memory");
-    }
-    st_status st = cg_constraint_open(c, host, "regex", gbnf.s, gbnf.n, "pattern", true, err);
-    cg_buf_free(&gbnf);
+    st_status st =
+        cg_open_spec(c, host, "regex", CG_KIND_REGEX, st_param_str(params, "pattern"), NULL, err);
     if (st != ST_OK) {
         host->free(host->host, c);
         return st;
