@@ -4,6 +4,8 @@
  * and every refusal at create time with its reason.
  */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -243,4 +245,116 @@ Test(constraint_samplers, json_schema_of_a_megabyte, .timeout = 120)
     create(e, st_test_host_vocab_services(), "schema", path, ST_E_INVALID, msg, sizeof msg);
     cr_expect(strstr(msg, "deeper than"), "%s", msg);
     remove(path);
+}
+
+Test(constraint_samplers, awrs_passes_conformance)
+{
+    const st_plugin_entry *e = load("awrs");
+    st_test_params p;
+    st_test_params_init(&p);
+    st_test_params_str(&p, "constraint", "regex");
+    st_test_params_str(&p, "spec", "[a-z]+(, [a-z]+)*");
+    st_error err = {0};
+    const msgpack_object *params = st_test_params_validated(e, &p, &err);
+    cr_assert_not_null(params, "%s", err.message);
+    static st_conformance_report rep;
+    st_status st = st_conformance_run(e, st_test_host_vocab_services(), params, &rep);
+    for (size_t i = 0; i < rep.n_checks; i++)
+        cr_expect(rep.checks[i].passed, "awrs: %s: %s", rep.checks[i].name,
+                  rep.checks[i].message);
+    cr_expect_eq(st, ST_OK);
+    st_test_params_destroy(&p);
+}
+
+/* Pearson's chi-square of `count` against n * p, cells with an expected
+ * count below 5 pooled; *df gets the degrees of freedom. */
+static double chi_square(const int *count, const double *p, size_t k, int n, int *df)
+{
+    double stat = 0, pool_o = 0, pool_e = 0;
+    *df = -1;
+    for (size_t i = 0; i < k; i++) {
+        double e = n * p[i];
+        if (e < 5) {
+            pool_o += count[i];
+            pool_e += e;
+            continue;
+        }
+        stat += (count[i] - e) * (count[i] - e) / e;
+        (*df)++;
+    }
+    if (pool_e > 0) {
+        stat += (pool_o - pool_e) * (pool_o - pool_e) / pool_e;
+        (*df)++;
+    }
+    return stat;
+}
+
+/* AWRS and full masking (awrs forced to its fallback after one rejection)
+ * both draw the first token from softmax(logits) restricted to what the
+ * constraint allows: a chi-square test over seeded samples, at the 0.1%
+ * level (Wilson-Hilferty's approximation of the critical value). */
+Test(constraint_samplers, awrs_and_full_masking_sample_the_constrained_distribution,
+     .timeout = 120)
+{
+    const st_plugin_entry *e = load("awrs");
+    static st_candidate logits[ST_TEST_VOCAB_N], work[ST_TEST_VOCAB_N];
+    uint64_t x = 12345;
+    for (int32_t i = 0; i < ST_TEST_VOCAB_N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        logits[i] = (st_candidate){i, (float)((x >> 40) % 600) / 100.0f, 0};
+    }
+    /* The exact constrained distribution, from the regex plugin's mask. */
+    const char *pattern = "[a-h]x|[a-c][a-z]";
+    const st_plugin_entry *r = load("regex");
+    void *ri = create(r, st_test_host_vocab_services(), "pattern", pattern, ST_OK, NULL, 0);
+    memcpy(work, logits, sizeof work);
+    st_candidates c = {work, ST_TEST_VOCAB_N, false, -1};
+    st_error err = {0};
+    cr_assert_eq(((const st_sampler_ops *)r->ops)->apply(ri, &c, &err), ST_OK, "%s", err.message);
+    size_t k = c.size;
+    int32_t ids[ST_TEST_VOCAB_N];
+    double p[ST_TEST_VOCAB_N], z = 0;
+    for (size_t i = 0; i < k; i++) {
+        ids[i] = c.data[i].id;
+        z += exp(c.data[i].logit);
+    }
+    for (size_t i = 0; i < k; i++)
+        p[i] = exp(c.data[i].logit) / z;
+    r->destroy(ri);
+    cr_assert_geq(k, 10, "the pattern should allow several first tokens");
+
+    for (int fallback = 0; fallback < 2; fallback++) {
+        st_test_params tp;
+        st_test_params_init(&tp);
+        st_test_params_str(&tp, "constraint", "regex");
+        st_test_params_str(&tp, "spec", pattern);
+        st_test_params_int(&tp, "max-rejections", fallback ? 1 : 1000000);
+        void *inst = NULL;
+        cr_assert_eq(st_test_create(e, st_test_host_vocab_services(), &tp, &inst, &err), ST_OK,
+                     "%s", err.message);
+        enum { N = 4000 };
+        int count[ST_TEST_VOCAB_N] = {0};
+        const st_sampler_ops *ops = e->ops;
+        for (int s = 0; s < N; s++) {
+            ops->reset(inst, (uint64_t)s + 1);
+            memcpy(work, logits, sizeof work);
+            c = (st_candidates){work, ST_TEST_VOCAB_N, false, -1};
+            cr_assert_eq(ops->apply(inst, &c, &err), ST_OK, "%s", err.message);
+            cr_assert_geq(c.selected, 0);
+            int32_t id = c.data[c.selected].id;
+            size_t j = 0;
+            while (j < k && ids[j] != id)
+                j++;
+            cr_assert_lt(j, k, "picked token %d, which the constraint does not allow", id);
+            count[j]++;
+        }
+        int df;
+        double stat = chi_square(count, p, k, N, &df);
+        double h = 2.0 / (9.0 * df), crit = df * pow(1 - h + 3.09 * sqrt(h), 3);
+        cr_log_info("%s: chi-square %.1f, %d df, critical %.1f", fallback ? "full masking" : "awrs", stat, df, crit);
+        cr_expect_lt(stat, crit, "%s: chi-square %.1f with %d df (critical %.1f at 0.1%%)",
+                     fallback ? "full masking" : "awrs", stat, df, crit);
+        e->destroy(inst);
+        st_test_params_destroy(&tp);
+    }
 }
