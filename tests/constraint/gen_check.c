@@ -18,7 +18,7 @@ static uint64_t next(uint64_t *x)
 }
 
 bool gen_run(const st_plugin_entry *e, void *inst, uint64_t seed, size_t max_tokens,
-             char *out, size_t cap)
+             char *out, size_t cap, size_t *out_len)
 {
     const st_sampler_ops *ops = e->ops;
     static st_candidate data[ST_TEST_VOCAB_N];
@@ -26,6 +26,8 @@ bool gen_run(const st_plugin_entry *e, void *inst, uint64_t seed, size_t max_tok
     size_t n = 0;
     ops->reset(inst, seed);
     out[0] = '\0';
+    if (out_len)
+        *out_len = 0;
     for (size_t t = 0; t < max_tokens; t++) {
         for (int32_t i = 0; i < ST_TEST_VOCAB_N; i++)
             data[i] = (st_candidate){i, (float)(next(&x) % 1000) / 100.0f, 0.0f};
@@ -42,6 +44,8 @@ bool gen_run(const st_plugin_entry *e, void *inst, uint64_t seed, size_t max_tok
         int32_t tok = c.data[best].id;
         cr_assert_eq(ops->accept(inst, tok, false, &err), ST_OK, "accept %d: %s", tok,
                      err.message);
+        if (out_len)
+            *out_len = n;
         if (tok == ST_TEST_VOCAB_EOS)
             return true;
         size_t len;
@@ -50,6 +54,8 @@ bool gen_run(const st_plugin_entry *e, void *inst, uint64_t seed, size_t max_tok
         memcpy(out + n, p, len);
         n += len;
         out[n] = '\0';
+        if (out_len)
+            *out_len = n;
     }
     return false;
 }

@@ -13,11 +13,12 @@
 
 #include <stretch/plugin.h>
 
-/* Generate at most max_tokens with `seed`; the text (NUL-terminated) goes
- * to out (cap bytes). Returns true when the sampler chose end of
- * generation; fails the test on any sampler error. */
+/* Generate at most max_tokens with `seed`; the text goes to out (cap
+ * bytes, NUL-terminated, but it may hold NUL bytes: its length goes to
+ * *out_len when that is not NULL). Returns true when the sampler chose end
+ * of generation; fails the test on any sampler error. */
 bool gen_run(const st_plugin_entry *e, void *inst, uint64_t seed, size_t max_tokens,
-             char *out, size_t cap);
+             char *out, size_t cap, size_t *out_len);
 
 /* A strict JSON (RFC 8259) syntax check, written for the tests. */
 bool json_valid(const char *s);

@@ -78,7 +78,7 @@ Test(constraint_samplers, gbnf_json_output_always_parses)
     static char out[1 << 16];
     int ended = 0;
     for (uint64_t seed = 1; seed <= 30; seed++) {
-        if (!gen_run(e, inst, seed, 2000, out, sizeof out))
+        if (!gen_run(e, inst, seed, 2000, out, sizeof out, NULL))
             continue;
         ended++;
         cr_expect(json_valid(out), "seed %llu: not JSON: %s", (unsigned long long)seed, out);
@@ -99,7 +99,7 @@ Test(constraint_samplers, regex_output_matches_posix_regex)
     static char out[4096];
     int ended = 0;
     for (uint64_t seed = 1; seed <= 30; seed++) {
-        if (!gen_run(e, inst, seed, 300, out, sizeof out))
+        if (!gen_run(e, inst, seed, 300, out, sizeof out, NULL))
             continue;
         ended++;
         cr_expect_eq(regexec(&re, out, 0, NULL, 0), 0, "seed %llu: '%s' does not match",
@@ -160,7 +160,7 @@ Test(constraint_samplers, json_schema_output_parses_and_keeps_the_schema)
     static char out[1 << 16];
     int ended = 0;
     for (uint64_t seed = 1; seed <= 30; seed++) {
-        if (!gen_run(e, inst, seed, 3000, out, sizeof out))
+        if (!gen_run(e, inst, seed, 3000, out, sizeof out, NULL))
             continue;
         ended++;
         cr_expect(json_valid(out), "seed %llu: not JSON: %s", (unsigned long long)seed, out);
@@ -354,6 +354,68 @@ Test(constraint_samplers, awrs_and_full_masking_sample_the_constrained_distribut
         cr_log_info("%s: chi-square %.1f, %d df, critical %.1f", fallback ? "full masking" : "awrs", stat, df, crit);
         cr_expect_lt(stat, crit, "%s: chi-square %.1f with %d df (critical %.1f at 0.1%%)",
                      fallback ? "full masking" : "awrs", stat, df, crit);
+        e->destroy(inst);
+        st_test_params_destroy(&tp);
+    }
+}
+
+Test(constraint_samplers, length_passes_conformance)
+{
+    const st_plugin_entry *e = load("length");
+    st_test_params p;
+    st_test_params_init(&p);
+    st_test_params_int(&p, "target_words", 30);
+    st_error err = {0};
+    const msgpack_object *params = st_test_params_validated(e, &p, &err);
+    cr_assert_not_null(params, "%s", err.message);
+    static st_conformance_report rep;
+    st_status st = st_conformance_run(e, st_test_host_vocab_services(), params, &rep);
+    for (size_t i = 0; i < rep.n_checks; i++)
+        cr_expect(rep.checks[i].passed, "length: %s: %s", rep.checks[i].name,
+                  rep.checks[i].message);
+    cr_expect_eq(st, ST_OK);
+    st_test_params_destroy(&p);
+}
+
+static long count_words(const char *s, size_t len)
+{
+    long n = 0;
+    bool in = false;
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + len;
+         p++) {
+        bool w = (*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= 'a' && *p <= 'z') || *p == '_' || *p >= 0x80;
+        n += w && !in;
+        in = w;
+    }
+    return n;
+}
+
+/* Whatever the logits say, a run that ends lands in Ruler's interval:
+ * 80 words precise is (70, 90], flexible (60, 100]. */
+Test(constraint_samplers, length_lands_in_the_interval)
+{
+    const st_plugin_entry *e = load("length");
+    static const struct { const char *interval; long lo, hi; } cases[] = {
+        {"precise", 70, 90}, {"flexible", 60, 100}};
+    for (int k = 0; k < 2; k++) {
+        st_test_params tp;
+        st_test_params_init(&tp);
+        st_test_params_int(&tp, "target_words", 80);
+        st_test_params_str(&tp, "interval", cases[k].interval);
+        void *inst = NULL;
+        st_error err = {0};
+        cr_assert_eq(st_test_create(e, st_test_host_vocab_services(), &tp, &inst, &err), ST_OK,
+                     "%s", err.message);
+        static char out[1 << 16];
+        for (uint64_t seed = 1; seed <= 10; seed++) {
+            size_t len = 0;
+            cr_assert(gen_run(e, inst, seed, 5000, out, sizeof out, &len),
+                      "seed %llu never ended", (unsigned long long)seed);
+            long w = count_words(out, len);
+            cr_expect(w > cases[k].lo && w <= cases[k].hi, "%s seed %llu: %ld words",
+                      cases[k].interval, (unsigned long long)seed, w);
+        }
         e->destroy(inst);
         st_test_params_destroy(&tp);
     }
