@@ -162,3 +162,24 @@ Test(jsts, min_properties_one_means_not_empty)
     cr_expect(schema_accepts(s, "{\"a\":1,\"b\":2}"));
     cr_expect(!schema_accepts(s, "{}"));
 }
+
+/* Found by fuzz_json_schema: a property name with malformed UTF-8 went
+ * into the GBNF as bytes its reader refuses. The JSON reader refuses it. */
+Test(jsts, malformed_utf8_in_a_schema_is_refused_with_its_position)
+{
+    const char s[] = "{\"type\": \"object\", \"properties\": {\"ne\x93\x9aq\": {}}}";
+    cg_buf gbnf = {0}, warn = {0};
+    cg_error err;
+    cg_schema_options opt = {.strict = true};
+    cr_assert_not(cg_schema_to_gbnf(s, strlen(s), &opt, &gbnf, &warn, &err));
+    cr_expect(strstr(err.message, "malformed UTF-8"), "%s", err.message);
+    cr_expect_eq(err.offset, 37, "offset %ld", err.offset);
+    cg_buf_free(&gbnf);
+    cg_buf_free(&warn);
+    /* The regex and the schema's patterns: the same bytes are refused. */
+    const char p[] = "{\"type\": \"string\", \"pattern\": \"a\xff\"}";
+    cr_assert_not(cg_schema_to_gbnf(p, strlen(p), &opt, &gbnf, &warn, &err));
+    cr_expect(strstr(err.message, "malformed UTF-8"), "%s", err.message);
+    cg_buf_free(&gbnf);
+    cg_buf_free(&warn);
+}

@@ -95,6 +95,29 @@ static bool read_string(jr *r, char **out, size_t *len)
             cg_buf_free(&b);
             return jfail(r, "control character in a string: write it as an escape"), false;
         }
+        if (c >= 0x80) {
+            /* JSON text is UTF-8 (RFC 8259): a malformed sequence would
+             * reach the grammar as bytes no character matches. */
+            int n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+            bool ok = n && r->end - r->p >= n && !(c == 0xC0 || c == 0xC1) && c <= 0xF4;
+            for (int i = 1; ok && i < n; i++)
+                ok = ((unsigned char)r->p[i] & 0xC0) == 0x80;
+            if (ok && n == 3) {
+                unsigned char c1 = (unsigned char)r->p[1];
+                ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+            }
+            if (ok && n == 4) {
+                unsigned char c1 = (unsigned char)r->p[1];
+                ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+            }
+            if (!ok) {
+                cg_buf_free(&b);
+                return jfail(r, "malformed UTF-8 in a string"), false;
+            }
+            cg_buf_put(&b, r->p, (size_t)n);
+            r->p += n;
+            continue;
+        }
         if (c != '\\') {
             cg_buf_put(&b, r->p++, 1);
             continue;
