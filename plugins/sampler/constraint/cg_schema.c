@@ -74,7 +74,7 @@ static void fresh(sc *s, char name[24])
 }
 
 static const char *const annotations[] = {
-    "title", "description", "$comment", "default", "examples", "$schema", "$id", "deprecated",
+    "title", "description", "$comment", "default", "examples", "$schema", "$id", "id", "deprecated",
     "readOnly", "writeOnly", "contentMediaType", "contentEncoding", "$defs", "definitions",
     "$anchor", NULL};
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
@@ -815,10 +815,13 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
         cg_buf_puts(e, "string");
         return true;
     }
-    if (min > SC_COUNT_MAX || max > SC_COUNT_MAX * 10)
-        return unsupported(s, v, path, "minLength", "lengths above 1000 (minimum) or 10000 "
-                                                    "(maximum)") &&
+    if (min > SC_COUNT_MAX)
+        return unsupported(s, v, path, "minLength", "above 1000") &&
                (cg_buf_puts(e, "string"), true);
+    /* A large maxLength (65535 is common) is generated as at most 1000
+     * characters: every output stays valid, and the grammar stays small. */
+    if (max > SC_COUNT_MAX)
+        max = SC_COUNT_MAX > min ? SC_COUNT_MAX : min;
     if (max < 0)
         cg_buf_printf(e, "\"\\\"\" char{%ld,} \"\\\"\"", min);
     else
