@@ -179,8 +179,7 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
         /* The vocabulary comes from the engine's tokenizer plugin, which
          * this check does not open: create runs in an engine only. */
         if (!why && strcmp(m->requires[i], "vocab") == 0)
-            why = "the token bytes come from an engine's tokenizer, which a load check does "
-                  "not open";
+            why = "only an engine has a tokenizer to give it";
         if (why) {
             snprintf(unmet, sizeof unmet, "requires %s: %s%s", m->requires[i], why,
                      strcmp(m->requires[i], "model") == 0 ? " (give --model FILE)" : "");
