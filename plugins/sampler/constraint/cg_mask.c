@@ -20,7 +20,53 @@ struct cg_vocab {
     trie_node *trie;
     size_t n_trie, cap_trie;
     int32_t *tok_next;     /* [n_tokens] */
+    /* Per trie node: the bytes below it (its descendants' edges), and the
+     * tokens of its subtree as a range of `dfs_tokens` (the tokens in
+     * depth-first order), so a subtree the parser cannot leave is taken
+     * whole. */
+    uint8_t (*below)[32];
+    int32_t *sub_begin, *sub_end, *dfs_tokens;
 };
+
+/* Depth-first numbering of the trie: subtree token ranges and byte sets. */
+static bool trie_index(cg_vocab *v)
+{
+    size_t n = v->n_trie;
+    v->below = calloc(n, sizeof *v->below);
+    v->sub_begin = malloc(n * sizeof *v->sub_begin);
+    v->sub_end = malloc(n * sizeof *v->sub_end);
+    v->dfs_tokens = malloc((size_t)v->n_tokens * sizeof *v->dfs_tokens);
+    int32_t *stack = malloc(2 * n * sizeof *stack);
+    if (!v->below || !v->sub_begin || !v->sub_end || !v->dfs_tokens || !stack) {
+        free(stack);
+        return false;
+    }
+    /* Entries: node (enter) or ~node (leave, after its children). */
+    size_t sp = 0;
+    int32_t k = 0;
+    stack[sp++] = 0;
+    while (sp) {
+        int32_t e = stack[--sp];
+        if (e < 0) {
+            int32_t node = ~e;
+            v->sub_end[node] = k;
+            for (int32_t c = v->trie[node].first_child; c >= 0; c = v->trie[c].next_sibling) {
+                cg_set_add(v->below[node], v->trie[c].byte);
+                for (int i = 0; i < 32; i++)
+                    v->below[node][i] |= v->below[c][i];
+            }
+            continue;
+        }
+        v->sub_begin[e] = k;
+        for (int32_t id = v->trie[e].first_token; id >= 0; id = v->tok_next[id])
+            v->dfs_tokens[k++] = id;
+        stack[sp++] = ~e;
+        for (int32_t c = v->trie[e].first_child; c >= 0; c = v->trie[c].next_sibling)
+            stack[sp++] = c;
+    }
+    free(stack);
+    return true;
+}
 
 static int32_t trie_add(cg_vocab *v, uint8_t byte)
 {
@@ -102,6 +148,8 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         v->tok_next[id] = v->trie[at].first_token;
         v->trie[at].first_token = id;
     }
+    if (!trie_index(v))
+        goto fail;
     return v;
 fail:
     cg_vocab_free(v);
@@ -116,6 +164,10 @@ void cg_vocab_free(cg_vocab *v)
     free(v->off);
     free(v->trie);
     free(v->tok_next);
+    free(v->below);
+    free(v->sub_begin);
+    free(v->sub_end);
+    free(v->dfs_tokens);
     free(v);
 }
 
@@ -151,7 +203,51 @@ struct cg_masker {
     size_t next_slot;
     struct { int32_t node; uint32_t state; } *todo;  /* the walk's stack */
     size_t cap_todo;
+    /* Per parser state (by id, grown on demand): the bytes that lead back
+     * to it, and whether that set is computed. */
+    uint8_t (*loops)[32];
+    uint8_t *have_loops;
+    size_t cap_loops;
 };
+
+/* The bytes b with step(state, b) == state; NULL on OOM or budget. */
+static const uint8_t *loop_set(cg_masker *m, uint32_t state)
+{
+    if (state >= m->cap_loops) {
+        size_t cap = m->cap_loops ? m->cap_loops : 256;
+        while (cap <= state)
+            cap *= 2;
+        uint8_t (*l)[32] = realloc(m->loops, cap * sizeof *l);
+        if (l)
+            m->loops = l;
+        uint8_t *h = l ? realloc(m->have_loops, cap) : NULL;
+        if (!h)
+            return NULL;
+        memset(h + m->cap_loops, 0, cap - m->cap_loops);
+        m->have_loops = h;
+        m->cap_loops = cap;
+    }
+    if (!m->have_loops[state]) {
+        memset(m->loops[state], 0, 32);
+        for (int b = 0; b < 256; b++) {
+            uint32_t next = cg_parser_step(m->p, state, (uint8_t)b);
+            if (next == UINT32_MAX)
+                return NULL;
+            if (next == state)
+                cg_set_add(m->loops[state], (uint8_t)b);
+        }
+        m->have_loops[state] = 1;
+    }
+    return m->loops[state];
+}
+
+static bool subset_of(const uint8_t *a, const uint8_t *b)
+{
+    for (int i = 0; i < 32; i++)
+        if (a[i] & ~b[i])
+            return false;
+    return true;
+}
 
 cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
 {
@@ -179,6 +275,8 @@ void cg_masker_free(cg_masker *m)
         return;
     free(m->masks);
     free(m->todo);
+    free(m->loops);
+    free(m->have_loops);
     free(m);
 }
 
@@ -208,6 +306,20 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
                 return NULL;
             if (next == 0)
                 continue;
+            if (t[c].first_child >= 0) {
+                /* A subtree whose bytes all lead back to `next` keeps the
+                 * parser there: every token in it is allowed, unwalked. */
+                const uint8_t *loops = loop_set(m, next);
+                if (!loops)
+                    return NULL;
+                if (subset_of(m->v->below[c], loops)) {
+                    for (int32_t k = m->v->sub_begin[c]; k < m->v->sub_end[c]; k++) {
+                        int32_t id = m->v->dfs_tokens[k];
+                        mask[id >> 3] |= (uint8_t)(1u << (id & 7));
+                    }
+                    continue;
+                }
+            }
             for (int32_t id = t[c].first_token; id >= 0; id = m->v->tok_next[id])
                 mask[id >> 3] |= (uint8_t)(1u << (id & 7));
             if (t[c].first_child >= 0) {
