@@ -171,6 +171,13 @@ static st_status open_plugins(st_engine *e, st_error *err)
     if (s->retriever.plugin &&
         (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)))
         return st;
+    /* Samplers may ask for the vocabulary's bytes in create(). */
+    e->tok = e->tokenizer.in->ops;
+    e->special.struct_size = sizeof e->special;
+    e->special.bos = e->special.eos = e->special.eot = -1;
+    e->special.pad = e->special.unk = e->special.sep = -1;
+    e->tok->special(e->tokenizer.in->inst, &e->special);
+    st_engine_install_vocab(e);
     e->samplers = calloc(s->n_samplers ? s->n_samplers : 1, sizeof *e->samplers);
     e->sampler_instances = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(st_instance *));
     e->sampler_names = calloc(s->n_samplers ? s->n_samplers : 1, sizeof(const char *));
@@ -183,13 +190,8 @@ static st_status open_plugins(st_engine *e, st_error *err)
         e->sampler_instances[i] = e->samplers[i].in;
         e->sampler_names[i] = e->samplers[i].lib->entry->name;
     }
-    e->tok = e->tokenizer.in->ops;
     e->pe = e->posenc.in->ops;
     e->attn = e->attention.in->ops;
-    e->special.struct_size = sizeof e->special;
-    e->special.bos = e->special.eos = e->special.eot = -1;
-    e->special.pad = e->special.unk = e->special.sep = -1;
-    e->tok->special(e->tokenizer.in->inst, &e->special);
     return ST_OK;
 }
 

@@ -100,6 +100,10 @@ st_status st_engine_check_vocab(st_engine *e, st_error *err);
  * tokenizer marks as end). */
 bool st_engine_is_eog(const st_engine *e, int32_t token);
 
+/* Offer the open tokenizer to plugins as ST_HOST_VOCAB_V1
+ * (engine_vocab.c); needs e->tok and e->special set. */
+void st_engine_install_vocab(st_engine *e);
+
 /* Create and free the forward context for the engine's model, cache and
  * plugins (engine_forward.c). */
 st_status st_engine_forward_init(st_engine *e, st_diag *diag);

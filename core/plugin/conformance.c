@@ -779,12 +779,19 @@ static void check_sampler(const st_sampler_ops *ops, void *inst, st_conformance_
     check(rep, "sampler.deterministic", same,
           "reset(42) + apply twice on the same input gave different results");
 
-    /* History: prompt tokens then generated ones. */
+    /* History: prompt tokens (any), then generated ones. A generated token
+     * is one the sampler kept in its own candidates, as the chain would
+     * pick: a constraint sampler rightly refuses a token it masked. */
     if (ops->accept) {
         st_status acc = ST_OK;
         ops->reset(inst, 7);
-        for (int32_t i = 0; i < 32 && acc == ST_OK; i++)
-            acc = ops->accept(inst, (i * 13) % N_CANDS, i < 24, &err);
+        for (int32_t i = 0; i < 32 && acc == ST_OK; i++) {
+            int32_t token = (i * 13) % N_CANDS;
+            if (i >= 24 && apply_copy(ops, inst, orig, N_CANDS, work, &c, &err) == ST_OK &&
+                c.size > 0 && c.size <= N_CANDS)
+                token = work[c.selected >= 0 && (size_t)c.selected < c.size ? c.selected : 0].id;
+            acc = ops->accept(inst, token, i < 24, &err);
+        }
         check(rep, "sampler.accept", acc == ST_OK, "accept failed (%d): %s", (int)acc,
               err.message);
         st = apply_copy(ops, inst, orig, N_CANDS, work, &c, &err);

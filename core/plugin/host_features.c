@@ -18,6 +18,10 @@ const char *st_feature_unavailable(const char *feature, st_kind kind, const char
         return backend && strncmp(backend, "opencl", 6) == 0
                    ? "the OpenCL backend is not built yet"
                    : "the backend is not opencl";
+    /* The engine offers its tokenizer's bytes (ST_HOST_VOCAB_V1) to every
+     * plugin it creates after the tokenizer, which needs a model. */
+    if (strcmp(feature, "vocab") == 0)
+        return has_model ? NULL : "the strategy names no model (model:), so no vocabulary";
     if (strcmp(feature, "model-scoring") == 0)
         return "this host cannot score the model for a plugin yet (model_score is unavailable)";
     if (strcmp(feature, "attention-weights") == 0 || strcmp(feature, "token-entropy") == 0)

@@ -20,6 +20,8 @@ struct st_host {
     const st_gguf *model;
     st_score_fn score;
     void *score_ctx;
+    const st_vocab_source *vocab;
+    void *vocab_ctx;
     atomic_size_t live;
     atomic_size_t peak;
 };
@@ -208,6 +210,36 @@ static st_status svc_model_score(void *host, st_score_request *req, st_error *er
 
 static const st_host_score_v1 score_ext = {sizeof score_ext, svc_model_score};
 
+static int32_t svc_vocab_n_tokens(void *host)
+{
+    st_host *h = host_of(host);
+    return h->vocab ? h->vocab->n_tokens(h->vocab_ctx) : 0;
+}
+
+static st_status svc_vocab_token_bytes(void *host, int32_t id, const char **bytes,
+                                       size_t *len, bool *special, st_error *err)
+{
+    st_host *h = host_of(host);
+    if (!h->vocab)
+        return st_error_set(err, ST_E_UNAVAILABLE, "no tokenizer in this host");
+    if (!bytes || !len || !special)
+        return st_error_set(err, ST_E_INVALID, "token_bytes: NULL argument");
+    int32_t n = h->vocab->n_tokens(h->vocab_ctx);
+    if (id < 0 || id >= n)
+        return st_error_set(err, ST_E_RANGE, "token %d is outside the vocabulary of %d",
+                            id, n);
+    return h->vocab->token_bytes(h->vocab_ctx, id, bytes, len, special, err);
+}
+
+static size_t svc_vocab_eog_tokens(void *host, int32_t *ids, size_t cap)
+{
+    st_host *h = host_of(host);
+    return h->vocab ? h->vocab->eog_tokens(h->vocab_ctx, ids, cap) : 0;
+}
+
+static const st_host_vocab_v1 vocab_ext = {sizeof vocab_ext, svc_vocab_n_tokens,
+                                           svc_vocab_token_bytes, svc_vocab_eog_tokens};
+
 /* Only what this host can serve now is answered: no OpenCL device yet, and
  * scoring once a model (and its scorer) is attached. */
 static const void *svc_get_extension(void *host, const char *id)
@@ -217,6 +249,8 @@ static const void *svc_get_extension(void *host, const char *id)
         return NULL;
     if (strcmp(id, ST_HOST_SCORE_V1) == 0)
         return h->score ? &score_ext : NULL;
+    if (strcmp(id, ST_HOST_VOCAB_V1) == 0)
+        return h->vocab ? &vocab_ext : NULL;
     return NULL;
 }
 
@@ -297,6 +331,12 @@ void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx)
 {
     h->score = fn;
     h->score_ctx = ctx;
+}
+
+void st_host_set_vocab(st_host *h, const st_vocab_source *src, void *ctx)
+{
+    h->vocab = src;
+    h->vocab_ctx = ctx;
 }
 
 size_t st_host_live_bytes(const st_host *h)

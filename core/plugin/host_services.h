@@ -39,6 +39,19 @@ void st_host_set_model(st_host *h, const st_gguf *model);
 /* NULL fn = none (model_score answers ST_E_UNAVAILABLE). */
 void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx);
 
+/* Where the vocabulary extension (ST_HOST_VOCAB_V1) gets its answers:
+ * the engine installs its tokenizer here before it creates the samplers.
+ * The host checks ids and lengths; the source only looks them up. */
+typedef struct st_vocab_source {
+    int32_t (*n_tokens)(void *ctx);
+    st_status (*token_bytes)(void *ctx, int32_t id, const char **bytes, size_t *len,
+                             bool *special, st_error *err);
+    size_t (*eog_tokens)(void *ctx, int32_t *ids, size_t cap);
+} st_vocab_source;
+/* NULL src = none (get_extension answers NULL for the vocabulary). `src`
+ * is not copied and must outlive the instances. */
+void st_host_set_vocab(st_host *h, const st_vocab_source *src, void *ctx);
+
 /* Bytes plugins currently hold through alloc/calloc/realloc, and the peak. */
 size_t st_host_live_bytes(const st_host *h);
 size_t st_host_peak_bytes(const st_host *h);

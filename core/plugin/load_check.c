@@ -176,6 +176,10 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
     const char *skip = NULL;
     for (size_t i = 0; !skip && i < m->n_requires; i++) {
         const char *why = st_feature_unavailable(m->requires[i], m->kind, "cpu", gguf != NULL);
+        /* The vocabulary comes from the engine's tokenizer plugin, which
+         * this check does not open: create runs in an engine only. */
+        if (!why && strcmp(m->requires[i], "vocab") == 0)
+            why = "only an engine has a tokenizer to give it";
         if (why) {
             snprintf(unmet, sizeof unmet, "requires %s: %s%s", m->requires[i], why,
                      strcmp(m->requires[i], "model") == 0 ? " (give --model FILE)" : "");

@@ -297,3 +297,56 @@ Test(eval_cli, kv_type_is_reported)
     cr_assert_neq(run("run -m q8.yaml --max-tokens 2 hi"), 0);
     cr_assert(file_contains("err.txt", "multiple of 32"));
 }
+
+/* `stretch eval jsonschema`: a compiled schema gets a constrained output,
+ * a refused one its reason; a rerun resumes without redoing either. */
+Test(eval_cli, jsonschema_records_compiled_and_refused_and_resumes)
+{
+    shell("mkdir -p bench/Tiny && "
+          "echo '{\"type\": \"object\", \"properties\": {\"ok\": {\"type\": \"boolean\"}}, "
+          "\"required\": [\"ok\"], \"additionalProperties\": false}' > bench/Tiny/a.json && "
+          "echo '{\"type\": \"array\", \"uniqueItems\": true}' > bench/Tiny/b.json");
+    cr_assert_eq(run("eval jsonschema -m s.yaml --max-tokens 24 --out js bench"), 0);
+    cr_expect_eq(count_lines("js/points.jsonl"), 3);
+    cr_expect(file_contains("js/points.jsonl", "\"file\":\"Tiny/a.json\",\"subset\":\"Tiny\","
+                                               "\"status\":\"ok\""));
+    cr_expect(file_contains("js/points.jsonl", "\"output\":\"{\\\"ok\\\":"));
+    cr_expect(file_contains("js/points.jsonl", "\"mask_us\":["));
+    cr_expect(file_contains("js/points.jsonl", "\"status\":\"refused\""));
+    cr_expect(file_contains("js/points.jsonl", "unsupported keyword 'uniqueItems'"));
+    cr_assert_eq(run("eval jsonschema -m s.yaml --max-tokens 24 --out js bench"), 0);
+    cr_expect_eq(count_lines("js/points.jsonl"), 3, "a rerun redid finished schemas");
+    cr_expect(err_has("2 resumed"));
+    cr_expect_eq(run("eval jsonschema -m s.yaml --out js"), 2);
+}
+
+/* `stretch eval length`: the table has each target and the overall row,
+ * and the length sampler's answers land in the precise interval. */
+Test(eval_cli, length_table_and_intervals)
+{
+    cr_assert_eq(run("eval length -m s.yaml --targets 10,30 --prompts 1 --out len"), 0);
+    cr_expect(file_contains("out.txt", "| 10 | (0,20] |"));
+    cr_expect(file_contains("out.txt", "| 30 | (20,40] |"));
+    cr_expect(file_contains("out.txt", "| all |"));
+    cr_expect_eq(count_lines("len/points.jsonl"), 5);
+    /* With the sampler no answer runs past its interval's end (the tiny
+     * random model may write no word at all, so the start is not checked). */
+    char path[256], line[8192];
+    snprintf(path, sizeof path, "%s/len/points.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    int checked = 0;
+    while (fgets(line, sizeof line, f)) {
+        long target, words;
+        int prompt;
+        if (sscanf(line, "{\"target\":%ld,\"prompt\":%d,\"length\":true,\"words\":%ld", &target,
+                   &prompt, &words) == 3) {
+            cr_expect_leq(words, target == 10 ? 20 : 40, "target %ld: %ld words", target, words);
+            checked++;
+        }
+    }
+    fclose(f);
+    cr_expect_eq(checked, 2);
+    cr_expect_eq(run("eval length -m s.yaml --targets 12"), 2);
+    cr_expect(err_has("not a TLG level"));
+}

@@ -121,8 +121,77 @@ static st_status th_model_score(void *host, st_score_request *req, st_error *err
     return th_unavailable(err, "model_score");
 }
 
+/* Multi-byte pieces a BPE vocabulary would have for JSON and text. */
+static const char *const vocab_pieces[] = {
+    "{\"", "\":", "\",", "\"}", "\": ", ", \"", "true", "false", "null", "  ", "\n  ",
+    "[\"", "\"]", "],", "},", "}}", "]]", "123", "00", "the", " the", "ing", "name", "age",
+    "\\n", "\\\"", "é", "\xe2\x82", "\xac", "abc", "-1", "0.5", "e+", "::", "//"};
+enum { N_VOCAB_PIECES = sizeof vocab_pieces / sizeof vocab_pieces[0] };
+
+const char *st_test_vocab_piece(int32_t id, size_t *len)
+{
+    static char bytes[256];
+    static char pairs[ST_TEST_VOCAB_N][2];
+    if (id < 256) {
+        bytes[id] = (char)id;
+        *len = 1;
+        return &bytes[id];
+    }
+    if (id == ST_TEST_VOCAB_EOS) {
+        *len = 13;
+        return "<|endoftext|>";
+    }
+    if (id - 256 < N_VOCAB_PIECES) {
+        *len = strlen(vocab_pieces[id - 256]);
+        return vocab_pieces[id - 256];
+    }
+    int k = id - 256 - N_VOCAB_PIECES;
+    pairs[id][0] = (char)('a' + k % 26);
+    pairs[id][1] = (char)('a' + (k / 26) % 26);
+    *len = 2;
+    return pairs[id];
+}
+
+static int32_t tv_n_tokens(void *host)
+{
+    st_test_host *th = host;
+    return th->pieces ? (int32_t)th->n_pieces + 1 : ST_TEST_VOCAB_N;
+}
+
+static st_status tv_token_bytes(void *host, int32_t id, const char **bytes, size_t *len,
+                                bool *special, st_error *err)
+{
+    st_test_host *th = host;
+    int32_t n = tv_n_tokens(host);
+    if (id < 0 || id >= n)
+        return st_error_set(err, ST_E_RANGE, "token %d is outside the test vocabulary", id);
+    *special = id == n - 1;
+    if (th->pieces && id < n - 1) {
+        *bytes = th->pieces[id];
+        *len = strlen(th->pieces[id]);
+    } else {
+        *bytes = th->pieces ? "<|endoftext|>" : st_test_vocab_piece(id, len);
+        if (th->pieces)
+            *len = 13;
+    }
+    return ST_OK;
+}
+
+static size_t tv_eog_tokens(void *host, int32_t *ids, size_t cap)
+{
+    if (cap)
+        ids[0] = tv_n_tokens(host) - 1;
+    return 1;
+}
+
+static const st_host_vocab_v1 test_vocab = {sizeof test_vocab, tv_n_tokens, tv_token_bytes,
+                                            tv_eog_tokens};
+
 static const void *th_get_extension(void *host, const char *id)
 {
+    st_test_host *th = host;
+    if (th->vocab && id && strcmp(id, ST_HOST_VOCAB_V1) == 0)
+        return &test_vocab;
     return NULL;
 }
 
@@ -166,6 +235,18 @@ st_test_host *st_test_host_default(void)
 const st_host_services *st_test_host_services(void)
 {
     return &st_test_host_default()->services;
+}
+
+const st_host_services *st_test_host_vocab_services(void)
+{
+    static st_test_host vh;
+    static bool ready;
+    if (!ready) {
+        st_test_host_init(&vh);
+        vh.vocab = true;
+        ready = true;
+    }
+    return &vh.services;
 }
 
 const st_plugin_entry *st_test_load_plugin(const char *plugin_dir, const char *kind,

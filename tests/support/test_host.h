@@ -22,7 +22,24 @@ typedef struct st_test_host {
     size_t n_log;
     /* Allocations made through alloc/calloc/realloc and not yet freed. */
     long live_allocs;
+    /* Offer ST_HOST_VOCAB_V1 with the test vocabulary below, or, when
+     * `pieces` is set, with exactly those n_pieces tokens then an
+     * end-of-generation token. */
+    bool vocab;
+    const char *const *pieces;
+    size_t n_pieces;
 } st_test_host;
+
+/* The test vocabulary (ST_HOST_VOCAB_V1 of a host with `vocab` set):
+ * ST_TEST_VOCAB_N tokens; id b < 256 is the single byte b, ids 256.. are
+ * the multi-byte pieces of st_test_vocab_piece (JSON-ish fragments and
+ * letter pairs), and the last id is the end-of-generation control token. */
+#define ST_TEST_VOCAB_N 512
+#define ST_TEST_VOCAB_EOS (ST_TEST_VOCAB_N - 1)
+const char *st_test_vocab_piece(int32_t id, size_t *len);
+
+/* A process-wide test host that offers the test vocabulary. */
+const st_host_services *st_test_host_vocab_services(void);
 
 /* Fill `th` and point its services at it. */
 void st_test_host_init(st_test_host *th);

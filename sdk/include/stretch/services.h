@@ -151,6 +151,27 @@ typedef struct st_host_score_v1 {
     st_status (*model_score)(void *host, st_score_request *req, st_error *err);
 } st_host_score_v1;
 
+/* The vocabulary as bytes, where the engine has a tokenizer (ABI 1.3).
+ * Constraint samplers (grammars, JSON Schema, regex) need each token's
+ * exact bytes to tell which tokens keep the output a valid prefix.
+ *
+ * n_tokens: the vocabulary size (ids are 0..n_tokens-1).
+ * token_bytes: the exact bytes token `id` stands for, byte-level pieces
+ *   already decoded (GPT-2's "\u0120the" is " the"); valid for the life of
+ *   the engine. *special is true for control tokens (BOS, EOS,
+ *   "<|im_start|>"): their bytes are their text, which a constraint must
+ *   not treat as output. ST_E_RANGE for an id outside the vocabulary.
+ * eog_tokens: the ids that end generation (EOS, end-of-turn); writes at
+ *   most `cap` of them and returns how many there are. */
+#define ST_HOST_VOCAB_V1 "stretch.host.vocab/1"
+typedef struct st_host_vocab_v1 {
+    uint32_t struct_size;
+    int32_t (*n_tokens)(void *host);
+    st_status (*token_bytes)(void *host, int32_t id, const char **bytes, size_t *len,
+                             bool *special, st_error *err);
+    size_t (*eog_tokens)(void *host, int32_t *ids, size_t cap);
+} st_host_vocab_v1;
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,35 @@
+/*
+ * plugins/sampler/constraint/cg_parser.h - the incremental parser: a
+ * pushdown automaton run on all its stacks at once (llama.cpp's grammar
+ * sampler works the same way), advanced one byte at a time.
+ *
+ * A stack is a chain of interned nodes (position in the grammar, parent
+ * node), so equal stacks are one id and a state - the set of live stacks,
+ * sorted - is interned too. Transitions (state, byte) -> state are cached:
+ * the parser builds, lazily, the part of the grammar's automaton that
+ * generation actually visits, and the token trie walks it at hash-lookup
+ * speed. State 0 is dead (no stack left).
+ */
+#ifndef ST_CG_PARSER_H
+#define ST_CG_PARSER_H
+
+#include "cg_grammar.h"
+
+typedef struct cg_parser cg_parser;
+
+/* `g` must outlive the parser. NULL on OOM. */
+cg_parser *cg_parser_new(const cg_grammar *g);
+void cg_parser_free(cg_parser *p);
+
+/* The state before any byte; 0 when the grammar matches nothing. */
+uint32_t cg_parser_start(cg_parser *p);
+/* The state after `byte`; 0 when it cannot continue. UINT32_MAX when the
+ * parser ran out of its memory budget (an ambiguous grammar whose stacks
+ * keep multiplying). */
+uint32_t cg_parser_step(cg_parser *p, uint32_t state, uint8_t byte);
+/* Whether the input so far is a complete sentence of the grammar. */
+bool cg_parser_accepting(const cg_parser *p, uint32_t state);
+/* Whether `state` can take no byte at all (complete and nothing may follow). */
+bool cg_parser_finished(cg_parser *p, uint32_t state);
+
+#endif

@@ -1,0 +1,498 @@
+/*
+ * plugins/sampler/constraint/cg_regex.c - regular expressions (the common
+ * subset of ECMA-262 and PCRE that JSON Schema patterns use) translated to
+ * GBNF text (cg_text.h):
+ *
+ *   literals, \-escapes, .  [a-z] [^...]  \d \D \w \W \s \S
+ *   ( ) (?: )  |  * + ? {m} {m,} {m,n} (and their lazy ?-forms)
+ *   ^ at the start and $ at the end
+ *
+ * Lookaround, backreferences, word boundaries and anchors elsewhere are
+ * refused with their column. A repetition without bound of something that
+ * can match the empty string ((a*)*, (a?)+) is refused too: it is the
+ * catastrophic-backtracking form, and as a grammar it is left-recursive.
+ */
+#include "cg_text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RX_DEPTH_MAX 100
+#define RX_RANGES_MAX 1024
+
+typedef struct rx {
+    const char *re, *p, *end;
+    bool json;
+    cg_buf *out;
+    cg_error *err;
+    int depth;
+} rx;
+
+static bool rx_fail(rx *r, const char *at, const char *msg)
+{
+    r->err->offset = (long)(at - r->re);
+    snprintf(r->err->message, sizeof r->err->message, "pattern column %ld: %s",
+             (long)(at - r->re) + 1, msg);
+    return false;
+}
+
+typedef struct ranges {
+    uint32_t v[2 * RX_RANGES_MAX];
+    size_t n;
+} ranges;
+
+static void add_range(ranges *s, uint32_t lo, uint32_t hi)
+{
+    if (s->n < RX_RANGES_MAX) {
+        s->v[2 * s->n] = lo;
+        s->v[2 * s->n + 1] = hi;
+        s->n++;
+    }
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const uint32_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+static void normalise(ranges *s, bool negate)
+{
+    qsort(s->v, s->n, 2 * sizeof *s->v, cmp_pair);
+    size_t m = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (m && s->v[2 * i] <= s->v[2 * m - 1] + 1) {
+            if (s->v[2 * i + 1] > s->v[2 * m - 1])
+                s->v[2 * m - 1] = s->v[2 * i + 1];
+        } else {
+            s->v[2 * m] = s->v[2 * i];
+            s->v[2 * m + 1] = s->v[2 * i + 1];
+            m++;
+        }
+    }
+    s->n = m;
+    if (!negate)
+        return;
+    ranges c = {.n = 0};
+    uint32_t next = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (s->v[2 * i] > next)
+            add_range(&c, next, s->v[2 * i] - 1);
+        next = s->v[2 * i + 1] + 1;
+    }
+    if (next <= 0x10FFFF)
+        add_range(&c, next, 0x10FFFF);
+    *s = c;
+}
+
+static bool contains(const ranges *s, uint32_t cp)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (cp >= s->v[2 * i] && cp <= s->v[2 * i + 1])
+            return true;
+    return false;
+}
+
+/* Write the set as one GBNF symbol. In a JSON string, '"', '\' and
+ * control characters appear as their escapes (in Python's json.dumps
+ * spelling), so they become literal alternatives beside the class. */
+static bool emit_set(rx *r, ranges *s, const char *at)
+{
+    ranges raw = {.n = 0};
+    for (size_t i = 0; i < s->n; i++) {
+        uint32_t lo = s->v[2 * i], hi = s->v[2 * i + 1];
+        if (!r->json) {
+            add_range(&raw, lo, hi);
+            continue;
+        }
+        /* Split around the characters JSON escapes. */
+        for (uint32_t a = lo; a <= hi;) {
+            if (a < 0x20 || a == '"' || a == '\\') {
+                a++;
+                continue;
+            }
+            uint32_t b = a;
+            while (b < hi && !(b + 1 < 0x20 || b + 1 == '"' || b + 1 == '\\'))
+                b++;
+            add_range(&raw, a, b);
+            if (b == 0x10FFFF)
+                break;
+            a = b + 1;
+        }
+    }
+    cg_buf *o = r->out;
+    size_t n_alts = 0;
+    cg_buf_puts(o, "(");
+    if (raw.n) {
+        cg_buf_puts(o, "[");
+        for (size_t i = 0; i < raw.n; i++) {
+            cg_buf_gbnf_char(o, raw.v[2 * i], true);
+            if (raw.v[2 * i + 1] != raw.v[2 * i]) {
+                cg_buf_puts(o, "-");
+                cg_buf_gbnf_char(o, raw.v[2 * i + 1], true);
+            }
+        }
+        cg_buf_puts(o, "]");
+        n_alts++;
+    }
+    if (r->json) {
+        static const char *const short_esc[0x20] = {
+            [0x08] = "\\\\b", [0x09] = "\\\\t", [0x0A] = "\\\\n", [0x0C] = "\\\\f",
+            [0x0D] = "\\\\r"};
+        for (uint32_t c = 0; c < 0x20; c++)
+            if (contains(s, c)) {
+                if (short_esc[c])
+                    cg_buf_printf(o, "%s\"%s\"", n_alts++ ? " | " : "", short_esc[c]);
+                else
+                    cg_buf_printf(o, "%s\"\\\\u%04x\"", n_alts++ ? " | " : "", (unsigned)c);
+            }
+        if (contains(s, '"'))
+            cg_buf_printf(o, "%s\"\\\\\\\"\"", n_alts++ ? " | " : "");
+        if (contains(s, '\\'))
+            cg_buf_printf(o, "%s\"\\\\\\\\\"", n_alts++ ? " | " : "");
+    }
+    cg_buf_puts(o, ")");
+    if (!n_alts)
+        return rx_fail(r, at, "this character class matches no character");
+    return true;
+}
+
+static bool emit_char(rx *r, uint32_t cp, const char *at)
+{
+    ranges s = {.n = 0};
+    add_range(&s, cp, cp);
+    return emit_set(r, &s, at);
+}
+
+static long hex(rx *r, int digits)
+{
+    long v = 0;
+    for (int i = 0; i < digits; i++) {
+        if (r->p >= r->end)
+            return -1;
+        char c = *r->p++;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* A class escape (\d \w \s and negations) into `s`; false if `c` is not one. */
+static bool class_escape(char c, ranges *s)
+{
+    ranges t = {.n = 0};
+    char lower = (char)(c | 0x20);
+    if (lower == 'd') {
+        add_range(&t, '0', '9');
+    } else if (lower == 'w') {
+        add_range(&t, '0', '9');
+        add_range(&t, 'A', 'Z');
+        add_range(&t, '_', '_');
+        add_range(&t, 'a', 'z');
+    } else if (lower == 's') {
+        add_range(&t, '\t', '\r');
+        add_range(&t, ' ', ' ');
+        add_range(&t, 0xA0, 0xA0);
+        add_range(&t, 0x2028, 0x2029);
+        add_range(&t, 0xFEFF, 0xFEFF);
+    } else {
+        return false;
+    }
+    normalise(&t, c != lower);
+    for (size_t i = 0; i < t.n; i++)
+        add_range(s, t.v[2 * i], t.v[2 * i + 1]);
+    return true;
+}
+
+/* A single escaped character after '\' (r->p past the backslash); -1 and
+ * the failure filled when it is not one this translator knows. */
+static long escaped_char(rx *r, const char *at)
+{
+    char c = *r->p++;
+    switch (c) {
+    case 'n': return '\n';
+    case 't': return '\t';
+    case 'r': return '\r';
+    case 'f': return '\f';
+    case 'v': return '\v';
+    case '0': return 0;
+    case 'x': {
+        long v = hex(r, 2);
+        return v < 0 ? (rx_fail(r, at, "\\x needs two hex digits"), -1) : v;
+    }
+    case 'u': {
+        long v = hex(r, 4);
+        return v < 0 ? (rx_fail(r, at, "\\u needs four hex digits"), -1) : v;
+    }
+    case 'b': case 'B':
+        return rx_fail(r, at, "word boundaries (\\b, \\B) are not supported"), -1;
+    default:
+        if (c >= '1' && c <= '9')
+            return rx_fail(r, at, "backreferences are not supported"), -1;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            return rx_fail(r, at, "unknown escape"), -1;
+        return (unsigned char)c;
+    }
+}
+
+static long utf8_char(rx *r)
+{
+    const unsigned char *u = (const unsigned char *)r->p;
+    size_t left = (size_t)(r->end - r->p);
+    int n = u[0] < 0x80 ? 1 : (u[0] >> 5) == 6 ? 2 : (u[0] >> 4) == 14 ? 3 : (u[0] >> 3) == 30 ? 4 : 0;
+    if (!n || (size_t)n > left)
+        return -1;
+    long cp = n == 1 ? u[0] : n == 2 ? (u[0] & 0x1F) : n == 3 ? (u[0] & 0x0F) : (u[0] & 0x07);
+    for (int i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (u[i] & 0x3F);
+    }
+    r->p += n;
+    return cp;
+}
+
+static bool parse_class(rx *r)
+{
+    const char *open = r->p++;
+    bool negate = r->p < r->end && *r->p == '^';
+    if (negate)
+        r->p++;
+    ranges s = {.n = 0};
+    bool first = true;
+    while (r->p < r->end && (*r->p != ']' || first)) {
+        first = false;
+        const char *at = r->p;
+        long lo;
+        if (*r->p == '\\' && r->p + 1 < r->end) {
+            r->p++;
+            if (class_escape(*r->p, &s)) {
+                r->p++;
+                continue;
+            }
+            if (*r->p == 'b') {     /* backspace inside a class */
+                r->p++;
+                lo = 8;
+            } else if ((lo = escaped_char(r, at)) < 0) {
+                return false;
+            }
+        } else if ((lo = utf8_char(r)) < 0) {
+            return rx_fail(r, at, "malformed UTF-8");
+        }
+        long hi = lo;
+        if (r->p + 1 < r->end && *r->p == '-' && r->p[1] != ']') {
+            r->p++;
+            const char *hat = r->p;
+            if (*r->p == '\\') {
+                r->p++;
+                if ((hi = escaped_char(r, hat)) < 0)
+                    return false;
+            } else if ((hi = utf8_char(r)) < 0) {
+                return rx_fail(r, hat, "malformed UTF-8");
+            }
+            if (hi < lo)
+                return rx_fail(r, hat, "range end is below its start");
+        }
+        add_range(&s, (uint32_t)lo, (uint32_t)hi);
+    }
+    if (r->p >= r->end)
+        return rx_fail(r, open, "character class is not closed: expected ']'");
+    r->p++;
+    normalise(&s, negate);
+    return emit_set(r, &s, open);
+}
+
+static bool parse_alt(rx *r, bool *nullable);
+
+/* One atom as one GBNF symbol; *nullable when it can match "". */
+static bool parse_atom(rx *r, bool *nullable)
+{
+    const char *at = r->p;
+    char c = *r->p;
+    *nullable = false;
+    if (c == '(') {
+        r->p++;
+        if (r->p < r->end && *r->p == '?') {
+            if (r->p + 1 < r->end && r->p[1] == ':') {
+                r->p += 2;
+            } else if (r->p + 2 < r->end && r->p[1] == '<' && r->p[2] != '=' && r->p[2] != '!') {
+                /* A named group captures; here it only groups. */
+                const char *close = memchr(r->p, '>', (size_t)(r->end - r->p));
+                if (!close)
+                    return rx_fail(r, at, "named group without '>'");
+                r->p = close + 1;
+            } else {
+                return rx_fail(r, at, "lookaround and (?...) groups are not supported");
+            }
+        }
+        if (++r->depth > RX_DEPTH_MAX)
+            return rx_fail(r, at, "groups nested too deeply");
+        if (!parse_alt(r, nullable))
+            return false;
+        r->depth--;
+        if (r->p >= r->end || *r->p != ')')
+            return rx_fail(r, at, "group is not closed: expected ')'");
+        r->p++;
+        return true;
+    }
+    if (c == '[')
+        return parse_class(r);
+    if (c == '.') {
+        r->p++;
+        ranges s = {.n = 0};
+        add_range(&s, '\n', '\n');
+        add_range(&s, '\r', '\r');
+        add_range(&s, 0x2028, 0x2029);
+        normalise(&s, true);
+        return emit_set(r, &s, at);
+    }
+    if (c == '\\') {
+        if (r->p + 1 >= r->end)
+            return rx_fail(r, at, "'\\' at the end of the pattern");
+        r->p++;
+        ranges s = {.n = 0};
+        if (class_escape(*r->p, &s)) {
+            r->p++;
+            normalise(&s, false);
+            return emit_set(r, &s, at);
+        }
+        long cp = escaped_char(r, at);
+        return cp >= 0 && emit_char(r, (uint32_t)cp, at);
+    }
+    if (c == '^' || c == '$')
+        return rx_fail(r, at, "anchors are supported only at the start (^) and end ($)");
+    if (c == '*' || c == '+' || c == '?' || c == '{')
+        return rx_fail(r, at, "quantifier follows nothing it could repeat");
+    if (c == ')')
+        return rx_fail(r, at, "unmatched ')'");
+    long cp = utf8_char(r);
+    if (cp < 0)
+        return rx_fail(r, at, "malformed UTF-8");
+    return emit_char(r, (uint32_t)cp, at);
+}
+
+static bool parse_count(rx *r, long *v)
+{
+    long x = 0;
+    const char *start = r->p;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        x = x * 10 + (*r->p++ - '0');
+        if (x > 10000)
+            return rx_fail(r, start, "repetition count above 10000");
+    }
+    *v = x;
+    return r->p > start || rx_fail(r, start, "expected a number in { }");
+}
+
+static bool parse_concat(rx *r, bool *nullable)
+{
+    *nullable = true;
+    size_t n_items = 0;
+    while (r->p < r->end && *r->p != '|' && *r->p != ')') {
+        if (*r->p == '$' && r->p + 1 == r->end && r->depth == 0)
+            break;   /* the end anchor, handled by the caller */
+        bool atom_null;
+        if (n_items++)
+            cg_buf_puts(r->out, " ");
+        if (!parse_atom(r, &atom_null))
+            return false;
+        while (r->p < r->end && (*r->p == '*' || *r->p == '+' || *r->p == '?' || *r->p == '{')) {
+            const char *at = r->p;
+            char q = *r->p++;
+            long min = q == '+' ? 1 : 0, max = q == '?' ? 1 : -1;
+            if (q == '{') {
+                /* A '{' that does not open a quantifier is a literal in
+                 * ECMA-262's Annex B; be strict instead. */
+                if (!parse_count(r, &min))
+                    return false;
+                max = min;
+                if (r->p < r->end && *r->p == ',') {
+                    r->p++;
+                    max = -1;
+                    if (r->p < r->end && *r->p != '}' && !parse_count(r, &max))
+                        return false;
+                }
+                if (r->p >= r->end || *r->p != '}')
+                    return rx_fail(r, at, "repetition is not closed: expected '}'");
+                r->p++;
+                if (max >= 0 && max < min)
+                    return rx_fail(r, at, "repetition maximum below its minimum");
+            }
+            if (r->p < r->end && *r->p == '?')
+                r->p++;   /* lazy: the same language */
+            if (r->p < r->end && *r->p == '+')
+                return rx_fail(r, r->p, "possessive quantifiers are not supported");
+            if (atom_null && max < 0)
+                return rx_fail(r, at, "unbounded repetition of something that can match the "
+                                      "empty string (catastrophic, e.g. (a*)*)");
+            if (q == '{') {
+                if (max < 0)
+                    cg_buf_printf(r->out, "{%ld,}", min);
+                else
+                    cg_buf_printf(r->out, "{%ld,%ld}", min, max);
+            } else {
+                cg_buf_put(r->out, &q, 1);
+            }
+            atom_null = atom_null || min == 0;
+        }
+        *nullable = *nullable && atom_null;
+    }
+    if (n_items == 0)
+        cg_buf_puts(r->out, "\"\"");
+    return true;
+}
+
+static bool parse_alt(rx *r, bool *nullable)
+{
+    cg_buf_puts(r->out, "(");
+    *nullable = false;
+    for (;;) {
+        bool n;
+        if (!parse_concat(r, &n))
+            return false;
+        *nullable = *nullable || n;
+        if (r->p < r->end && *r->p == '|') {
+            r->p++;
+            cg_buf_puts(r->out, " | ");
+            continue;
+        }
+        break;
+    }
+    cg_buf_puts(r->out, ")");
+    return true;
+}
+
+bool cg_regex_to_gbnf(const char *re, size_t len, bool json_string, cg_buf *out, cg_error *err)
+{
+    rx r = {re, re, re + len, json_string, out, err, 0};
+    err->offset = -1;
+    err->message[0] = '\0';
+    bool anchored_start = len && re[0] == '^';
+    if (anchored_start)
+        r.p++;
+    /* A JSON Schema pattern searches: an unanchored side may be anything. */
+    const char *any = "([^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}))*";
+    cg_buf_puts(out, "(");
+    if (json_string && !anchored_start)
+        cg_buf_printf(out, "%s ", any);
+    bool nullable;
+    if (!parse_alt(&r, &nullable))
+        return false;
+    bool anchored_end = false;
+    if (r.p < r.end && *r.p == '$' && r.p + 1 == r.end) {
+        anchored_end = true;
+        r.p++;
+    }
+    if (r.p < r.end)
+        return rx_fail(&r, r.p, *r.p == ')' ? "unmatched ')'" : "unexpected character");
+    if (json_string && !anchored_end)
+        cg_buf_printf(out, " %s", any);
+    cg_buf_puts(out, ")");
+    if (out->oom)
+        return rx_fail(&r, r.p, "out of memory");
+    return true;
+}

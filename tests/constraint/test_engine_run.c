@@ -1,0 +1,175 @@
+/*
+ * Constraint samplers in a real engine (tiny generated model, its GPT-2
+ * byte-level BPE vocabulary): the host's ST_HOST_VOCAB_V1, then greedy
+ * constrained runs that stop by end of generation with output that a
+ * separate validator accepts.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stretch/stretch.h>
+
+#include "gen_check.h"
+#include "host_services.h"
+#include "tiny_model.h"
+
+/* ---- the host side of the vocabulary extension ---- */
+
+static const char *const pieces[] = {"a", "bc", "<eos>"};
+
+static int32_t src_n(void *ctx) { return 3; }
+
+static st_status src_bytes(void *ctx, int32_t id, const char **b, size_t *len, bool *special,
+                           st_error *err)
+{
+    *b = pieces[id];
+    *len = strlen(pieces[id]);
+    *special = id == 2;
+    return ST_OK;
+}
+
+static size_t src_eog(void *ctx, int32_t *ids, size_t cap)
+{
+    if (cap)
+        ids[0] = 2;
+    return 1;
+}
+
+Test(vocab_extension, offered_only_with_a_source_and_checked)
+{
+    st_host *h = st_host_new();
+    const st_host_services *s = st_host_services_of(h);
+    cr_assert_null(s->get_extension(s->host, ST_HOST_VOCAB_V1));
+    static const st_vocab_source src = {src_n, src_bytes, src_eog};
+    st_host_set_vocab(h, &src, NULL);
+    const st_host_vocab_v1 *v = s->get_extension(s->host, ST_HOST_VOCAB_V1);
+    cr_assert_not_null(v);
+    cr_assert_eq(v->struct_size, sizeof *v);
+    cr_assert_eq(v->n_tokens(s->host), 3);
+    const char *b;
+    size_t len;
+    bool special;
+    st_error err = {0};
+    cr_assert_eq(v->token_bytes(s->host, 1, &b, &len, &special, &err), ST_OK);
+    cr_assert(len == 2 && memcmp(b, "bc", 2) == 0 && !special);
+    cr_assert_eq(v->token_bytes(s->host, 3, &b, &len, &special, &err), ST_E_RANGE);
+    cr_assert(strstr(err.message, "outside the vocabulary"), "%s", err.message);
+    cr_assert_eq(v->token_bytes(s->host, -1, &b, &len, &special, &err), ST_E_RANGE);
+    int32_t eog[4];
+    cr_assert_eq(v->eog_tokens(s->host, eog, 4), 1);
+    cr_assert_eq(eog[0], 2);
+    st_host_set_vocab(h, NULL, NULL);
+    cr_assert_null(s->get_extension(s->host, ST_HOST_VOCAB_V1));
+    st_host_free(h);
+}
+
+/* ---- in the engine ---- */
+
+static char dir[256], model_path[300];
+
+static void make_model(void)
+{
+    st_tiny_model_spec spec;
+    st_tiny_model_spec_default(&spec);
+    spec.n_ctx = 256;
+    st_diag d;
+    cr_assert_eq(st_tiny_model_in_tmp("st_constraint_engine", &spec, dir, sizeof dir, model_path,
+                                      sizeof model_path, &d), ST_OK, "%s", d.message);
+}
+
+static void cleanup(void) { cr_assert_eq(st_tiny_model_tmp_remove(dir), 0); }
+
+typedef struct text_out {
+    char s[8192];
+    size_t n;
+} text_out;
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    text_out *o = user;
+    if (o->n + len < sizeof o->s) {
+        memcpy(o->s + o->n, text, len);
+        o->n += len;
+        o->s[o->n] = '\0';
+    }
+    return 0;
+}
+
+/* Run `sampler_yaml` (the constraint's entry) then greedy; true when
+ * generation stopped by end of generation. */
+static bool run(const char *sampler_yaml, text_out *out, char *why, size_t cap)
+{
+    char manifest[400];
+    snprintf(manifest, sizeof manifest, "%s/s.yaml", dir);
+    FILE *f = fopen(manifest, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 256\nthreads: 2\n"
+               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+               "attention: {plugin: dense}\nsamplers:\n%s  - plugin: greedy\n",
+            model_path, sampler_yaml);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    st_status st = st_engine_open(manifest, NULL, &e, &err);
+    if (st != ST_OK) {
+        snprintf(why, cap, "%s", err.message);
+        return false;
+    }
+    int32_t *ids;
+    size_t n;
+    cr_assert_eq(st_engine_tokenize(e, "Answer in JSON:", 15, 0, &ids, &n, &err), ST_OK);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 200};
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    memset(out, 0, sizeof *out);
+    st = st_engine_generate(e, ids, n, &gp, on_token, out, &stats, &err);
+    cr_assert_eq(st, ST_OK, "%s", err.message);
+    st_free(ids);
+    st_engine_close(e);
+    return stats.stopped_by_eos;
+}
+
+TestSuite(constraint_engine, .init = make_model, .fini = cleanup);
+
+Test(constraint_engine, json_schema_greedy_run_ends_and_parses)
+{
+    text_out out;
+    char why[ST_ERROR_MESSAGE_MAX] = "";
+    bool eos = run("  - plugin: json-schema\n    params: {schema: " ST_TEST_SCHEMAS
+                   "/closed.json, whitespace: compact}\n", &out, why, sizeof why);
+    cr_assert(eos, "did not end by EOS (%s): %s", why, out.s);
+    cr_expect(json_valid(out.s), "not JSON: %s", out.s);
+    cr_expect(strncmp(out.s, "{\"ok\":", 6) == 0, "members in order: %s", out.s);
+    cr_expect(strstr(out.s, "\"tag\":\"red\"") || strstr(out.s, "\"tag\":\"green\""), "%s", out.s);
+}
+
+Test(constraint_engine, gbnf_and_regex_greedy_runs_end_in_their_language)
+{
+    text_out out;
+    char why[ST_ERROR_MESSAGE_MAX] = "";
+    bool eos = run("  - plugin: regex\n    params: {pattern: '(yes|no), [0-9]{1,3}'}\n", &out,
+                   why, sizeof why);
+    cr_assert(eos, "did not end (%s): %s", why, out.s);
+    cr_expect((strncmp(out.s, "yes, ", 5) == 0 || strncmp(out.s, "no, ", 4) == 0) &&
+                  strlen(out.s) <= 8, "%s", out.s);
+    eos = run("  - plugin: gbnf\n    params: {grammar: " ST_TEST_GRAMMARS "/chess.gbnf}\n", &out,
+              why, sizeof why);
+    /* chess allows ever more moves: greedy may use the whole budget. */
+    cr_expect(strncmp(out.s, "1. ", 3) == 0, "%s (%s)", out.s, why);
+}
+
+Test(constraint_engine, a_constraint_without_a_model_is_refused_early)
+{
+    char manifest[400];
+    snprintf(manifest, sizeof manifest, "%s/nomodel.yaml", dir);
+    FILE *f = fopen(manifest, "w");
+    fprintf(f, "format: 1\ncontext: 256\ntokenizer: {plugin: bpe}\n"
+               "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n"
+               "samplers:\n  - plugin: regex\n    params: {pattern: 'a'}\n  - plugin: greedy\n");
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_neq(st_engine_open(manifest, NULL, &e, &err), ST_OK);
+    cr_expect(strstr(err.message, "model"), "%s", err.message);
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""llguidance (and XGrammar, when importable) on the schemas `stretch eval
+jsonschema` runs, with SmolLM2's tokenizer read from the GGUF file.
+
+    python3 tools/jsonschema_peers.py MODEL.gguf DATA_DIR [--subset NAME]
+        [--limit N] [--points POINTS.jsonl]
+
+For each schema (subset folders of DATA_DIR, files sorted by name, the
+first N, as the stretch command takes them): compile time (schema to a
+matcher ready for masks), declared coverage (compiled or refused, with the
+reason), and, where POINTS (stretch's generation points) has stretch's
+constrained output for that schema, the time of each token mask along that
+output (tokenized by the peer's tokenizer). Prints Markdown tables.
+
+Needs: pip install -r tools/requirements-jsonschema.txt
+"""
+import argparse
+import collections
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def bytes_to_unicode():
+    """GPT-2's byte <-> printable-character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+class GgufTokenizer:
+    """What llguidance's TokenizerWrapper asks of a tokenizer."""
+
+    def __init__(self, path):
+        import gguf
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        r = gguf.GGUFReader(path)
+
+        def field(name):
+            f = r.fields[name]
+            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+
+        def scalar(name):
+            f = r.fields.get(name)
+            return int(f.parts[f.data[0]][0]) if f else None
+
+        strings = field("tokenizer.ggml.tokens")
+        merges = field("tokenizer.ggml.merges")
+        types = r.fields["tokenizer.ggml.token_type"]
+        ttypes = [int(types.parts[i][0]) for i in types.data]
+        dec = bytes_to_unicode()
+        self.special_token_ids = [i for i, t in enumerate(ttypes) if t == 3]
+        self.tokens = [s.encode() if i in self.special_token_ids
+                       else bytes(dec[c] for c in s) for i, s in enumerate(strings)]
+        self.eos_token_id = scalar("tokenizer.ggml.eos_token_id")
+        self.bos_token_id = scalar("tokenizer.ggml.bos_token_id")
+        bpe = models.BPE(vocab={s: i for i, s in enumerate(strings)},
+                         merges=[tuple(m.split(" ", 1)) for m in merges])
+        self.hf = Tokenizer(bpe)
+        self.hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        self.hf.decoder = decoders.ByteLevel()
+
+    def __call__(self, s):
+        if isinstance(s, bytes):
+            s = s.decode("utf-8", errors="replace")
+        return self.hf.encode(s, add_special_tokens=False).ids
+
+
+def schema_files(data_dir, subset, limit):
+    subsets = [subset] if subset else sorted(
+        d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d)))
+    for s in subsets:
+        names = sorted(n for n in os.listdir(os.path.join(data_dir, s)) if n.endswith(".json"))
+        for n in names[:limit]:
+            yield s, f"{s}/{n}"
+
+
+def pct(q, xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else float("nan")
+
+
+def run_llguidance(gtok, data_dir, files, outputs):
+    import llguidance
+    import llguidance.numpy  # noqa: F401  (mask buffers)
+
+    tok = llguidance.LLTokenizer(llguidance.TokenizerWrapper(gtok))
+    rows = []
+    for subset, f in files:
+        with open(os.path.join(data_dir, f), encoding="utf-8") as fh:
+            schema = fh.read()
+        t0 = time.perf_counter()
+        try:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema)
+            err = llguidance.LLMatcher.validate_grammar(grammar, tok)
+            m = None if err else llguidance.LLMatcher(tok, grammar, log_level=0)
+            if m is not None and m.is_error():
+                err = m.get_error()
+        except (ValueError, RuntimeError) as e:
+            err = str(e)
+        compile_ms = (time.perf_counter() - t0) * 1e3
+        masks = []
+        if not err and f in outputs:
+            for t in gtok(outputs[f]) + [tok.eos_token]:
+                t1 = time.perf_counter()
+                m.compute_bitmask()
+                masks.append((time.perf_counter() - t1) * 1e6)
+                if not m.consume_token(t):
+                    break
+        rows.append((subset, not err, compile_ms, masks, err))
+    return rows
+
+
+def run_xgrammar(gtok, data_dir, files, outputs):
+    import numpy as np
+    import xgrammar as xgr
+
+    info = xgr.TokenizerInfo(gtok.tokens, vocab_type=xgr.VocabType.RAW,
+                             stop_token_ids=[gtok.eos_token_id])
+    compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+    rows = []
+    for subset, f in files:
+        with open(os.path.join(data_dir, f), encoding="utf-8") as fh:
+            schema = fh.read()
+        t0 = time.perf_counter()
+        try:
+            compiled = compiler.compile_json_schema(schema)
+            err = ""
+        except Exception as e:  # XGrammar raises its own error types
+            err = str(e)[:100]
+        compile_ms = (time.perf_counter() - t0) * 1e3
+        masks = []
+        if not err and f in outputs:
+            matcher = xgr.GrammarMatcher(compiled)
+            bitmask = np.zeros((1, (len(gtok.tokens) + 31) // 32), dtype=np.int32)
+            for t in gtok(outputs[f]):
+                t1 = time.perf_counter()
+                matcher.fill_next_token_bitmask(bitmask)
+                masks.append((time.perf_counter() - t1) * 1e6)
+                if not matcher.accept_token(t):
+                    break
+        rows.append((subset, not err, compile_ms, masks, err))
+    return rows
+
+
+def table(name, rows):
+    print(f"\n{name}\n")
+    print("| subset | schemas | compiled (declared coverage) | compile ms, mean | "
+          "mask us mean | p50 | p99 | masks |")
+    print("|---|---|---|---|---|---|---|---|")
+    by = collections.defaultdict(list)
+    for r in rows:
+        by[r[0]].append(r)
+    for subset in sorted(by):
+        rs = by[subset]
+        ok = [r for r in rs if r[1]]
+        masks = [m for r in rs for m in r[3]]
+        cm = statistics.mean(r[2] for r in ok) if ok else float("nan")
+        mm = statistics.mean(masks) if masks else float("nan")
+        print(f"| {subset} | {len(rs)} | {len(ok)} ({100 * len(ok) / len(rs):.0f}%) | {cm:.2f} | "
+              f"{mm:.0f} | {pct(50, masks):.0f} | {pct(99, masks):.0f} | {len(masks)} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("data_dir")
+    ap.add_argument("--subset")
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--points", action="append", default=[])
+    a = ap.parse_args()
+    outputs = {}
+    for path in a.points:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f):
+                p = json.loads(line) if n and line.strip() else {}
+                if "output" in p:
+                    outputs[p["file"]] = p["output"]
+    gtok = GgufTokenizer(a.model)
+    files = list(schema_files(a.data_dir, a.subset, a.limit))
+    table(f"llguidance {__import__('llguidance').__version__ if hasattr(__import__('llguidance'), '__version__') else ''}",
+          run_llguidance(gtok, a.data_dir, files, outputs))
+    try:
+        import xgrammar  # noqa: F401
+    except ImportError as e:
+        print(f"\nXGrammar: not run ({e})", file=sys.stderr)
+        return 0
+    table("XGrammar", run_xgrammar(gtok, a.data_dir, files, outputs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
