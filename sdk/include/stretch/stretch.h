@@ -114,10 +114,42 @@ ST_API st_status st_engine_chat_tokenize(st_engine *e, const char *user_message,
                                          uint32_t flags, int32_t **ids, size_t *n_ids,
                                          st_error *err);
 
+/* One turn of a conversation (since 1.3). role: "system", "user" or
+ * "assistant"; content: plain text (UTF-8). */
+typedef struct st_chat_message {
+    const char *role;
+    const char *content;
+} st_chat_message;
+
+/* Render a conversation with the chat template (ChatML; the template's
+ * default system message first when the conversation has no system turn)
+ * and tokenize it, ending with the assistant's opening marker. Only the
+ * template's markers are special tokens: roles and contents are plain text
+ * (a "<|im_end|>" in a message is those characters), unless flags has
+ * ST_ENCODE_PARSE_SPECIAL. An unknown role or an empty list is ST_E_INVALID
+ * naming the message. *ids is allocated; st_free it. Since 1.3. */
+ST_API st_status st_engine_chat_tokenize_messages(st_engine *e, const st_chat_message *msgs,
+                                                  size_t n_msgs, uint32_t flags,
+                                                  int32_t **ids, size_t *n_ids,
+                                                  st_error *err);
+
 /* Called once per generated token with the text it completes: bytes are
  * held back until they form whole UTF-8 characters, so `text` is always
  * valid UTF-8 (possibly empty). Return non-zero to stop. */
 typedef int (*st_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+/* One sampler parameter set for one request only (since 1.3): every
+ * sampler of the chain named `plugin` is created afresh for the request
+ * with `param` = value (validated against its plugin.yaml like a
+ * manifest's value: out of range is ST_E_INVALID naming both). A plugin
+ * the chain does not have is not added: the override has no effect.
+ * This is how a server maps OpenAI's temperature and top_p onto the
+ * manifest's chain. */
+typedef struct st_sampler_override {
+    const char *plugin;      /* "temperature", "top-p", ... */
+    const char *param;       /* "temperature", "p", ... */
+    double value;
+} st_sampler_override;
 
 typedef struct st_generate_params {
     uint32_t struct_size;
@@ -125,6 +157,9 @@ typedef struct st_generate_params {
     uint64_t seed;           /* handed to every sampler's reset() */
     bool ignore_eos;         /* keep going past end-of-generation tokens */
     float *first_logits;     /* optional [n_vocab]: the raw logits after the prompt */
+    /* -- ABI 1.3 -- */
+    const st_sampler_override *sampler_overrides; /* [n_sampler_overrides]; borrowed */
+    size_t n_sampler_overrides;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host

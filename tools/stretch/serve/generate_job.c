@@ -1,0 +1,594 @@
+/*
+ * tools/stretch/serve/generate_job.c - the worker threads: each takes one
+ * queued job at a time, runs it on its own engine for the job's model
+ * (opened on first use, reopened when the manifest file changed), and
+ * writes the HTTP response (whole, or as server-sent events) into the
+ * job's output for the loop thread to send.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <stretch/stretch.h>
+
+double st_serve_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* -- the job's output, shared with the loop thread -- */
+
+static void job_emit(st_job *job, const char *bytes, size_t len)
+{
+    uv_mutex_lock(&job->lock);
+    if (job->out_len + len > job->out_cap) {
+        size_t cap = (job->out_len + len) * 2 + 256;
+        char *grown = realloc(job->out, cap);
+        if (grown) {
+            job->out = grown;
+            job->out_cap = cap;
+        }
+    }
+    if (job->out_len + len <= job->out_cap) {
+        memcpy(job->out + job->out_len, bytes, len);
+        job->out_len += len;
+    }
+    uv_mutex_unlock(&job->lock);
+    uv_async_send(&job->srv->wake);
+}
+
+/* After this the worker never touches the job: the loop frees it. */
+static void job_finish(st_job *job, bool close_after)
+{
+    uv_async_t *wake = &job->srv->wake;
+    uv_mutex_lock(&job->lock);
+    job->close_after = close_after;
+    job->done = true;
+    uv_mutex_unlock(&job->lock);
+    uv_async_send(wake);
+}
+
+static void job_error(st_job *job, int status, const char *message, const char *param)
+{
+    atomic_fetch_add(&job->srv->metrics.errors, 1);
+    size_t len = 0;
+    char *resp = st_http_error(status, message, param, job->keep_alive, NULL, &len);
+    if (resp)
+        job_emit(job, resp, len);
+    free(resp);
+    job_finish(job, !job->keep_alive || !resp);
+}
+
+/* -- engines, one set per worker -- */
+
+typedef struct engine_slot {
+    char *stem;
+    struct timespec mtime;
+    st_engine *engine;
+} engine_slot;
+
+typedef struct st_worker {
+    st_server *srv;
+    engine_slot *slots;
+    size_t n_slots;
+} st_worker;
+
+static void slot_clear(engine_slot *s)
+{
+    st_engine_close(s->engine);
+    free(s->stem);
+    memset(s, 0, sizeof *s);
+}
+
+/* The worker's engine for a served model; a manifest changed on disk since
+ * it was opened is opened again (in-flight requests of other workers finish
+ * on the engine they started with). */
+static st_engine *worker_engine(st_worker *w, const char *stem, char *msg, size_t size)
+{
+    st_server *srv = w->srv;
+    char *path = st_models_resolve(srv->cfg.manifests_dir, stem);
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        snprintf(msg, size, "the model '%.200s' does not exist (any more)", stem);
+        free(path);
+        return NULL;
+    }
+    engine_slot *slot = NULL;
+    for (size_t i = 0; i < w->n_slots && !slot; i++)
+        if (strcmp(w->slots[i].stem, stem) == 0)
+            slot = &w->slots[i];
+    if (slot && (slot->mtime.tv_sec != st.st_mtim.tv_sec ||
+                 slot->mtime.tv_nsec != st.st_mtim.tv_nsec))
+        st_engine_close(slot->engine), slot->engine = NULL;
+    if (slot && slot->engine) {
+        free(path);
+        return slot->engine;
+    }
+    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads};
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_engine *e = NULL;
+    st_status rc = st_engine_open(path, &opts, &e, &err);
+    free(path);
+    if (rc != ST_OK) {
+        snprintf(msg, size, "the model '%.100s' failed to load: %.300s", stem, err.message);
+        fprintf(stderr, "stretch serve: %s\n", msg);
+        return NULL;
+    }
+    if (!slot) {
+        engine_slot *grown = realloc(w->slots, (w->n_slots + 1) * sizeof *grown);
+        char *name = strdup(stem);
+        if (!grown || !name) {
+            if (grown)
+                w->slots = grown;
+            free(name);
+            st_engine_close(e);
+            snprintf(msg, size, "out of memory");
+            return NULL;
+        }
+        w->slots = grown;
+        slot = &w->slots[w->n_slots++];
+        slot->stem = name;
+    }
+    slot->engine = e;
+    slot->mtime = st.st_mtim;
+    return e;
+}
+
+/* -- one generation -- */
+
+typedef struct gen_state {
+    st_job *job;
+    char *text;
+    size_t len, cap;
+    size_t sent;               /* bytes of text already streamed */
+    size_t max_stop;
+    bool stopped_by_string;
+    bool headers_sent;
+    bool first_chunk_sent;
+    bool first_token_seen;
+    uint32_t n_tokens;
+} gen_state;
+
+static json_t *chunk_base(const st_job *job)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", job->id, "object",
+                     job->req.chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)job->created, "model", job->req.model);
+}
+
+static void emit_event(st_job *job, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    char *ev = malloc(n + 9);
+    if (ev) {
+        memcpy(ev, "data: ", 6);
+        memcpy(ev + 6, s, n);
+        memcpy(ev + 6 + n, "\n\n", 2);
+        job_emit(job, ev, n + 8);
+    }
+    free(ev);
+    free(s);
+}
+
+/* One streamed piece of text (possibly empty), or the last chunk with its
+ * finish reason. */
+static void emit_chunk(gen_state *g, const char *text, size_t len, const char *finish)
+{
+    st_job *job = g->job;
+    if (!g->headers_sent) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+        job_emit(job, head, sizeof head - 1);
+        g->headers_sent = true;
+    }
+    json_t *choice;
+    if (job->req.chat) {
+        json_t *delta = json_object();
+        if (!g->first_chunk_sent)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (len || !finish)
+            json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "finish_reason",
+                           finish ? json_string(finish) : json_null(), "logprobs");
+    } else {
+        choice = json_pack("{s:i, s:s%, s:o, s:n}", "index", 0, "text", text, len,
+                           "finish_reason", finish ? json_string(finish) : json_null(),
+                           "logprobs");
+    }
+    json_t *chunk = chunk_base(job);
+    json_object_set_new(chunk, "choices", json_pack("[o]", choice));
+    emit_event(job, chunk);
+    g->first_chunk_sent = true;
+}
+
+/* Where the earliest stop string starts at or after `from`, or -1. */
+static long find_stop(const gen_state *g, size_t from)
+{
+    long best = -1;
+    for (size_t k = 0; k < g->job->req.n_stops; k++) {
+        const char *s = g->job->req.stops[k];
+        size_t n = strlen(s);
+        for (size_t i = from; i + n <= g->len; i++)
+            if (memcmp(g->text + i, s, n) == 0) {
+                if (best < 0 || (long)i < best)
+                    best = (long)i;
+                break;
+            }
+    }
+    return best;
+}
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    gen_state *g = user;
+    st_job *job = g->job;
+    if (token >= 0)
+        g->n_tokens++;
+    if (!g->first_token_seen && token >= 0) {
+        g->first_token_seen = true;
+        atomic_fetch_add(&job->srv->metrics.ttft_us,
+                         (uint64_t)((st_serve_now() - job->t_queued) * 1e6));
+    }
+    if (g->len + len + 1 > g->cap) {
+        size_t cap = (g->len + len + 1) * 2;
+        char *grown = realloc(g->text, cap);
+        if (!grown)
+            return 1;
+        g->text = grown;
+        g->cap = cap;
+    }
+    memcpy(g->text + g->len, text, len);
+    size_t old_len = g->len;
+    g->len += len;
+    g->text[g->len] = '\0';
+
+    size_t safe = g->len;
+    if (g->max_stop) {
+        size_t from = old_len >= g->max_stop ? old_len - g->max_stop + 1 : 0;
+        long at = find_stop(g, from < g->sent ? g->sent : from);
+        if (at >= 0) {
+            g->len = (size_t)at;
+            g->text[g->len] = '\0';
+            g->stopped_by_string = true;
+            safe = g->len;
+        } else {
+            /* Hold back what could still become a stop string, cut at a
+             * character boundary so every chunk is whole UTF-8. */
+            safe = g->len > g->max_stop - 1 ? g->len - (g->max_stop - 1) : 0;
+            while (safe > g->sent && (g->text[safe] & 0xC0) == 0x80)
+                safe--;
+        }
+    }
+    if (job->req.stream && safe > g->sent) {
+        emit_chunk(g, g->text + g->sent, safe - g->sent, NULL);
+        g->sent = safe;
+    }
+    if (g->stopped_by_string || atomic_load(&job->cancel))
+        return 1;
+    return 0;
+}
+
+static void finish_response(gen_state *g, st_job *job, const st_generate_stats *stats,
+                            const char *finish)
+{
+    json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)stats->n_prompt,
+                              "completion_tokens", (int)g->n_tokens, "total_tokens",
+                              (int)(stats->n_prompt + g->n_tokens));
+    if (job->req.stream) {
+        if (g->len > g->sent)
+            emit_chunk(g, g->text + g->sent, g->len - g->sent, NULL);
+        emit_chunk(g, "", 0, finish);
+        if (job->req.include_usage) {
+            json_t *chunk = chunk_base(job);
+            json_object_set_new(chunk, "choices", json_array());
+            json_object_set(chunk, "usage", usage);
+            emit_event(job, chunk);
+        }
+        static const char done[] = "data: [DONE]\n\n";
+        job_emit(job, done, sizeof done - 1);
+        json_decref(usage);
+        job_finish(job, true);
+        return;
+    }
+    json_t *choice;
+    if (job->req.chat)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:n}", "index", 0, "message", "role",
+                           "assistant", "content", g->text ? g->text : "", g->len,
+                           "finish_reason", finish, "logprobs");
+    else
+        choice = json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", g->text ? g->text : "",
+                           g->len, "finish_reason", finish, "logprobs");
+    json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", job->id, "object",
+                             job->req.chat ? "chat.completion" : "text_completion", "created",
+                             (json_int_t)job->created, "model", job->req.model, "choices",
+                             choice, "usage", usage);
+    char *body = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+    json_decref(resp);
+    size_t n = 0;
+    char *http = body ? st_http_response(200, "application/json", body, strlen(body),
+                                         job->keep_alive, NULL, &n)
+                      : NULL;
+    free(body);
+    if (!http) {
+        job_error(job, 500, "out of memory building the response", NULL);
+        return;
+    }
+    job_emit(job, http, n);
+    free(http);
+    job_finish(job, !job->keep_alive);
+}
+
+static void run_job(st_worker *w, st_job *job)
+{
+    char msg[512];
+    st_gen_request *req = &job->req;
+    if (atomic_load(&job->cancel)) {
+        job_error(job, 503, "the request was cancelled before it started", NULL);
+        return;
+    }
+    st_engine *e = worker_engine(w, req->model, msg, sizeof msg);
+    if (!e) {
+        job_error(job, 500, msg, "model");
+        return;
+    }
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    st_status st;
+    if (req->chat) {
+        st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
+        if (!msgs) {
+            job_error(job, 500, "out of memory", NULL);
+            return;
+        }
+        for (size_t i = 0; i < req->n_messages; i++)
+            msgs[i] = (st_chat_message){req->messages[i].role, req->messages[i].content};
+        /* Message text is plain text: no special tokens parsed from it. */
+        st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &ids, &n_ids,
+                                              &err);
+        free(msgs);
+    } else {
+        /* A completion prompt is the client's own formatting, markers
+         * included, as `stretch run` reads a raw prompt. */
+        st = st_engine_tokenize(e, req->prompt, strlen(req->prompt),
+                                bos | ST_ENCODE_PARSE_SPECIAL, &ids, &n_ids, &err);
+    }
+    if (st != ST_OK) {
+        snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
+        job_error(job, st == ST_E_NOMEM ? 500 : 400, msg, req->chat ? "messages" : "prompt");
+        return;
+    }
+    if (n_ids >= info.n_ctx) {
+        snprintf(msg, sizeof msg, "the prompt is %zu tokens, and model '%.100s' has a context "
+                 "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
+                 "is truncated)", n_ids, req->model, info.n_ctx);
+        st_free(ids);
+        job_error(job, 400, msg, req->chat ? "messages" : "prompt");
+        return;
+    }
+    int64_t room = (int64_t)info.n_ctx - (int64_t)n_ids;
+    if (req->max_tokens > room) {
+        snprintf(msg, sizeof msg, "max_tokens is %lld, but the prompt is %zu tokens and the "
+                 "context of model '%.100s' is %u: at most %lld tokens fit",
+                 (long long)req->max_tokens, n_ids, req->model, info.n_ctx, (long long)room);
+        st_free(ids);
+        job_error(job, 400, msg, "max_tokens");
+        return;
+    }
+    st_sampler_override ov[2];
+    size_t n_ov = 0;
+    if (req->has_temperature)
+        ov[n_ov++] = (st_sampler_override){"temperature", "temperature", req->temperature};
+    if (req->has_top_p)
+        ov[n_ov++] = (st_sampler_override){"top-p", "p", req->top_p};
+    static atomic_uint_fast64_t seed_counter;
+    st_generate_params gp = {
+        .struct_size = sizeof gp,
+        .max_tokens = (uint32_t)(req->max_tokens > 0 ? req->max_tokens : room),
+        .seed = req->has_seed ? req->seed
+                              : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
+        .sampler_overrides = ov,
+        .n_sampler_overrides = n_ov,
+    };
+    gen_state g = {.job = job};
+    for (size_t k = 0; k < req->n_stops; k++)
+        if (strlen(req->stops[k]) > g.max_stop)
+            g.max_stop = strlen(req->stops[k]);
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    st = st_engine_generate(e, ids, n_ids, &gp, on_token, &g, &stats, &err);
+    st_free(ids);
+    st_server_metrics *m = &job->srv->metrics;
+    atomic_fetch_add(&m->prompt_tokens, stats.n_prompt);
+    atomic_fetch_add(&m->generated_tokens, g.n_tokens);
+    atomic_fetch_add(&m->prefill_us, (uint64_t)(stats.prefill_s * 1e6));
+    atomic_fetch_add(&m->decode_us, (uint64_t)(stats.decode_s * 1e6));
+    if (g.first_token_seen)
+        atomic_fetch_add(&m->completions, 1);
+    if (st != ST_OK && st != ST_E_CANCELLED) {
+        snprintf(msg, sizeof msg, "generation failed: %.400s", err.message);
+        if (g.headers_sent) {
+            emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
+                                      "server_error"));
+            job_finish(job, true);
+        } else {
+            job_error(job, 500, msg, NULL);
+        }
+    } else {
+        finish_response(&g, job, &stats,
+                        stats.stopped_by_eos || g.stopped_by_string ? "stop" : "length");
+    }
+    free(g.text);
+}
+
+static void worker_main(void *arg)
+{
+    st_worker *w = arg;
+    st_server *srv = w->srv;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        while (!srv->quit && !srv->queue_head)
+            uv_cond_wait(&srv->queue_cond, &srv->queue_lock);
+        st_job *job = srv->queue_head;
+        if (!job) {
+            uv_mutex_unlock(&srv->queue_lock);
+            break;
+        }
+        srv->queue_head = job->queue_next;
+        if (!srv->queue_head)
+            srv->queue_tail = NULL;
+        srv->queue_len--;
+        srv->running++;
+        atomic_store(&job->running, 1);
+        uv_mutex_unlock(&srv->queue_lock);
+        run_job(w, job);
+        uv_mutex_lock(&srv->queue_lock);
+        srv->running--;
+        uv_mutex_unlock(&srv->queue_lock);
+    }
+    for (size_t i = 0; i < w->n_slots; i++)
+        slot_clear(&w->slots[i]);
+    free(w->slots);
+    free(w);
+}
+
+int st_workers_start(st_server *srv)
+{
+    srv->workers = calloc(srv->cfg.parallel, sizeof *srv->workers);
+    if (!srv->workers)
+        return -1;
+    for (uint32_t i = 0; i < srv->cfg.parallel; i++) {
+        st_worker *w = calloc(1, sizeof *w);
+        if (!w)
+            return -1;
+        w->srv = srv;
+        if (uv_thread_create(&srv->workers[i], worker_main, w) != 0) {
+            free(w);
+            return -1;
+        }
+        srv->n_workers++;
+    }
+    return 0;
+}
+
+void st_workers_stop(st_server *srv)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    srv->quit = true;
+    uv_cond_broadcast(&srv->queue_cond);
+    uv_mutex_unlock(&srv->queue_lock);
+    for (uint32_t i = 0; i < srv->n_workers; i++)
+        uv_thread_join(&srv->workers[i]);
+    free(srv->workers);
+    srv->workers = NULL;
+    srv->n_workers = 0;
+}
+
+/* -- the loop thread's side -- */
+
+st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive)
+{
+    static atomic_uint_fast64_t counter;
+    st_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return NULL;
+    if (uv_mutex_init(&job->lock) != 0) {
+        free(job);
+        return NULL;
+    }
+    job->srv = srv;
+    job->conn = conn;
+    job->req = *req;
+    job->keep_alive = keep_alive && !req->stream;
+    job->created = (int64_t)time(NULL);
+    job->t_queued = st_serve_now();
+    snprintf(job->id, sizeof job->id, "%s-%llx%llx", req->chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&counter, 1));
+    return job;
+}
+
+void st_job_free(st_job *job)
+{
+    st_gen_request_free(&job->req);
+    uv_mutex_destroy(&job->lock);
+    free(job->out);
+    free(job);
+}
+
+bool st_job_enqueue(st_server *srv, st_job *job)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    /* Waiting means no worker is free to take it now. */
+    uint32_t free_workers = srv->n_workers > srv->running + srv->queue_len
+                                ? srv->n_workers - srv->running - srv->queue_len
+                                : 0;
+    if (free_workers == 0 && srv->queue_len >= srv->cfg.max_queue) {
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
+    }
+    job->queue_next = NULL;
+    if (srv->queue_tail)
+        srv->queue_tail->queue_next = job;
+    else
+        srv->queue_head = job;
+    srv->queue_tail = job;
+    srv->queue_len++;
+    uv_cond_signal(&srv->queue_cond);
+    uv_mutex_unlock(&srv->queue_lock);
+    job->next = srv->jobs;
+    srv->jobs = job;
+    return true;
+}
+
+void st_job_detach(st_job *job)
+{
+    job->conn = NULL;
+    atomic_store(&job->cancel, 1);
+}
+
+void st_jobs_cancel_all(st_server *srv)
+{
+    for (st_job *j = srv->jobs; j; j = j->next)
+        atomic_store(&j->cancel, 1);
+}
+
+void st_jobs_drain(st_server *srv)
+{
+    for (st_job **pp = &srv->jobs; *pp;) {
+        st_job *job = *pp;
+        uv_mutex_lock(&job->lock);
+        char *out = job->out;
+        size_t len = job->out_len;
+        bool done = job->done, close_after = job->close_after;
+        job->out = NULL;
+        job->out_len = job->out_cap = 0;
+        uv_mutex_unlock(&job->lock);
+        st_conn *c = job->conn;
+        if (c && len)
+            st_conn_write(c, out, len);
+        free(out);
+        if (!done) {
+            pp = &job->next;
+            continue;
+        }
+        *pp = job->next;
+        if (c)
+            st_conn_request_done(c, !close_after && job->keep_alive && !c->refused);
+        st_job_free(job);
+    }
+}

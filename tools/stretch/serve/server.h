@@ -1,0 +1,191 @@
+/*
+ * tools/stretch/serve/server.h - `stretch serve`: the pieces of the
+ * OpenAI-compatible HTTP server and how they share state.
+ *
+ * Threads: one libuv loop thread owns every socket, timer and the
+ * connection structs; `parallel` worker threads each own their engines
+ * and run one generation at a time. A job (one completion request) is the
+ * only thing both touch: the loop creates it and queues it; a worker fills
+ * its output under its lock and wakes the loop (uv_async_send), which
+ * writes what is there to the socket. A client that goes away sets the
+ * job's cancel flag, which the worker sees at the next token.
+ */
+#ifndef ST_CLI_SERVE_SERVER_H
+#define ST_CLI_SERVE_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <http_parser.h>
+#include <uv.h>
+
+typedef struct st_server_config {
+    const char *host;          /* default 127.0.0.1 */
+    int port;                  /* default 8080; 0 = any free port (printed) */
+    const char *manifests_dir; /* each *.yaml is a model named by its stem */
+    uint32_t parallel;         /* worker threads = requests generating at once */
+    const char *api_key;       /* NULL = no authentication */
+    size_t max_body;           /* bytes; a larger body is 413 */
+    uint32_t max_queue;        /* requests waiting for a worker; beyond: 429 */
+    uint32_t header_timeout_ms;/* headers (and idle keep-alive) deadline: 408 */
+    uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
+    uint32_t n_threads;        /* per engine; 0 = the manifest's */
+} st_server_config;
+
+/* One chat message of a request. */
+typedef struct st_req_message {
+    char *role;
+    char *content;
+} st_req_message;
+
+#define ST_SERVE_MAX_STOPS 4
+
+/* A validated completion request (openai_request.c). */
+typedef struct st_gen_request {
+    bool chat;                 /* /v1/chat/completions, else /v1/completions */
+    char *model;               /* a manifest stem */
+    st_req_message *messages;
+    size_t n_messages;
+    char *prompt;
+    int64_t max_tokens;        /* -1 = up to the context */
+    bool has_temperature, has_top_p, has_seed;
+    double temperature, top_p;
+    uint64_t seed;
+    char *stops[ST_SERVE_MAX_STOPS];
+    size_t n_stops;
+    bool stream;
+    bool include_usage;        /* stream_options.include_usage */
+} st_gen_request;
+
+typedef struct st_server st_server;
+typedef struct st_conn st_conn;
+
+/* One completion request between the loop and a worker. */
+typedef struct st_job {
+    st_server *srv;
+    st_conn *conn;             /* loop thread only; NULL once the client left */
+    st_gen_request req;
+    bool keep_alive;
+    char id[40];               /* "chatcmpl-..." / "cmpl-..." */
+    int64_t created;
+    double t_queued;
+    atomic_int cancel;         /* the client left or the server is stopping */
+    atomic_int running;        /* a worker took it */
+    uv_mutex_t lock;           /* guards out*, done */
+    char *out;                 /* HTTP bytes not yet handed to the socket */
+    size_t out_len, out_cap;
+    bool done;                 /* the worker will not touch the job again */
+    bool close_after;          /* the response has no length: close when written */
+    struct st_job *next;       /* the server's list of live jobs (loop thread) */
+    struct st_job *queue_next; /* the wait queue (queue_lock) */
+} st_job;
+
+/* Counters for /metrics; updated from any thread. */
+typedef struct st_server_metrics {
+    atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
+    atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
+} st_server_metrics;
+
+struct st_server {
+    st_server_config cfg;
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_async_t wake;           /* a worker produced output */
+    uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
+    bool stopping;
+    st_conn *conns;            /* every open connection (loop thread) */
+    st_job *jobs;              /* every job not yet freed (loop thread) */
+
+    uv_mutex_t queue_lock;
+    uv_cond_t queue_cond;
+    st_job *queue_head, *queue_tail;
+    uint32_t queue_len;
+    uint32_t running;
+    bool quit;                 /* workers exit */
+    uv_thread_t *workers;
+    uint32_t n_workers;
+
+    st_server_metrics metrics;
+};
+
+/* A connection: one socket and its HTTP parser (loop thread only). */
+struct st_conn {
+    st_server *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;          /* header deadline */
+    http_parser parser;
+    char *url;
+    size_t url_len;
+    char *body;
+    size_t body_len;
+    char header_field[32];     /* the current header's name, lowercased, cut */
+    bool header_field_done;
+    char *authorization;       /* the Authorization header's value */
+    bool expect_continue;
+    bool in_headers;           /* a request started and its headers are not complete */
+    bool refused;              /* a response ended this connection: ignore more input */
+    bool close_after_write;
+    bool closing;
+    int pending_writes;
+    int handles_closed;        /* of tcp and timer; freed at 2 */
+    st_job *job;               /* the request generating for this connection */
+    st_conn *next;
+};
+
+/* http_conn.c */
+int st_http_listen(st_server *srv);
+/* Queue `len` bytes (copied) on the socket. */
+void st_conn_write(st_conn *c, const char *bytes, size_t len);
+/* Close once every queued write is done. */
+void st_conn_end(st_conn *c);
+void st_conn_close(st_conn *c);
+/* The connection is ready for its next request (keep-alive). */
+void st_conn_request_done(st_conn *c, bool keep_alive);
+
+/* http_response.c: whole responses. */
+char *st_http_response(int status, const char *content_type, const char *body,
+                       size_t body_len, bool keep_alive, const char *extra_headers,
+                       size_t *out_len);
+/* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}. */
+char *st_http_error(int status, const char *message, const char *param, bool keep_alive,
+                    const char *extra_headers, size_t *out_len);
+void st_conn_send_error(st_conn *c, int status, const char *message, const char *param,
+                        bool keep_alive);
+const char *st_http_reason(int status);
+
+/* routes.c: a whole request arrived on c. */
+void st_route_request(st_conn *c);
+
+/* openai_request.c: parse and check a body; on failure *status (400) and
+ * msg/param say why. */
+bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
+                          char *msg, size_t msg_size, const char **param);
+void st_gen_request_free(st_gen_request *r);
+
+/* models_dir.c */
+/* Every *.yaml stem in dir, sorted; *n set. NULL with *n = 0 on error. */
+char **st_models_list(const char *dir, size_t *n);
+void st_models_free(char **stems, size_t n);
+/* The manifest path of a served model, or NULL when `stem` is not one. */
+char *st_models_resolve(const char *dir, const char *stem);
+
+/* generate_job.c */
+int st_workers_start(st_server *srv);
+void st_workers_stop(st_server *srv);
+void st_job_free(st_job *job);
+/* Queue a job; false (and nothing queued) when the queue is full. */
+bool st_job_enqueue(st_server *srv, st_job *job);
+st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
+/* Loop thread: hand every job's output to its socket, free finished jobs. */
+void st_jobs_drain(st_server *srv);
+/* Loop thread: the client of c left; its job is cancelled. */
+void st_job_detach(st_job *job);
+/* Cancel every queued or running job (shutdown). */
+void st_jobs_cancel_all(st_server *srv);
+
+double st_serve_now(void);
+
+#endif
