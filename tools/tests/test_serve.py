@@ -203,11 +203,12 @@ def test_typed_role_markers_stay_text(server, models_dir):
     assert r.choices[0].message.content == plain["text"]
     im_start = subprocess.run([str(tool("stretch")), "tokenize", "-m",
                                str(models_dir / "tiny.yaml"), "--json", "<|im_start|>"],
-                              capture_output=True, text=True)
-    if im_start.returncode == 0:
-        ids = json.loads(im_start.stdout).get("ids", [])
-        if len(ids) == 1:
-            assert plain["prompt_ids"].count(ids[0]) == 2  # the template's user and assistant
+                              check=True, capture_output=True, text=True)
+    ids = json.loads(im_start.stdout)["ids"]
+    assert len(ids) == 1
+    # Only the template's two markers (user, assistant): none from the text.
+    assert plain["prompt_ids"].count(ids[0]) == 2
+    assert special["prompt_ids"].count(ids[0]) == 4
 
 
 def error_of(status_body):
