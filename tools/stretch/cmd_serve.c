@@ -28,7 +28,7 @@ static void serve_usage(FILE *f)
             "  --threads N            threads per engine (default: the manifest's)\n"
             "  --max-queue N          requests waiting for a worker before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
-            "  --header-timeout MS    deadline for a request's headers (default 10000)\n"
+            "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
             "  --shutdown-timeout MS  on SIGINT/SIGTERM, let running requests finish this\n"
             "                         long, then cancel them (default 5000)\n\n"
             "  Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for\n"
@@ -88,7 +88,7 @@ static void on_signal(uv_signal_t *s, int signum)
     /* Idle keep-alive connections close now. */
     for (st_conn *c = srv->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->job && !c->in_headers)
+        if (!c->job && !c->in_request)
             st_conn_end(c);
     }
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 50);

@@ -268,6 +268,11 @@ def test_body_limit_and_header_deadline(models_dir):
             reply = sock.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 408"), reply
         with socket.create_connection((s.host, s.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"model\": ")
+            reply = sock.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408"), reply
+        with socket.create_connection((s.host, s.port), timeout=10) as sock:
             sock.sendall(b"GARBAGE / NOT-HTTP\r\n\r\n")
             reply = sock.recv(4096).decode()
         assert reply.startswith("HTTP/1.1 400"), reply

@@ -108,9 +108,10 @@ static void on_header_timeout(uv_timer_t *t)
     st_conn *c = t->data;
     if (c->job)
         return;
-    if (c->in_headers) {
+    if (c->in_request) {
         c->refused = true;
-        st_conn_send_error(c, 408, "the request's headers did not arrive in time", NULL, false);
+        st_conn_send_error(c, 408, "the request did not arrive in time (--header-timeout)",
+                           NULL, false);
     } else {
         st_conn_close(c); /* an idle keep-alive connection */
     }
@@ -150,7 +151,7 @@ static int on_message_begin(http_parser *p)
 {
     st_conn *c = conn_of(p);
     reset_request(c);
-    c->in_headers = true;
+    c->in_request = true;
     return 0;
 }
 
@@ -195,8 +196,6 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 static int on_headers_complete(http_parser *p)
 {
     st_conn *c = conn_of(p);
-    c->in_headers = false;
-    uv_timer_stop(&c->timer);
     if (p->content_length != ULLONG_MAX && p->content_length > c->srv->cfg.max_body) {
         char msg[160];
         snprintf(msg, sizeof msg, "the request body is %llu bytes, over the limit of %zu",
@@ -229,6 +228,10 @@ static int on_body(http_parser *p, const char *at, size_t n)
 static int on_message_complete(http_parser *p)
 {
     st_conn *c = conn_of(p);
+    /* The deadline covers headers and body: a body that trickles in is
+     * as much a held connection as headers that do. */
+    c->in_request = false;
+    uv_timer_stop(&c->timer);
     st_route_request(c);
     /* One request at a time per connection: a pipelined one waits its turn
      * in the socket (the parser stops here and resumes when this is done). */
@@ -314,7 +317,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->parser.data = c;
     c->next = srv->conns;
     srv->conns = c;
-    c->in_headers = true; /* the deadline covers the first request's headers */
+    c->in_request = true; /* the deadline covers the first request's headers */
     arm_header_timer(c);
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
 }

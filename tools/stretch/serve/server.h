@@ -29,7 +29,7 @@ typedef struct st_server_config {
     const char *api_key;       /* NULL = no authentication */
     size_t max_body;           /* bytes; a larger body is 413 */
     uint32_t max_queue;        /* requests waiting for a worker; beyond: 429 */
-    uint32_t header_timeout_ms;/* headers (and idle keep-alive) deadline: 408 */
+    uint32_t header_timeout_ms;/* a request's (and an idle keep-alive) deadline: 408 */
     uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
     uint32_t n_threads;        /* per engine; 0 = the manifest's */
 } st_server_config;
@@ -125,7 +125,7 @@ struct st_conn {
     bool header_field_done;
     char *authorization;       /* the Authorization header's value */
     bool expect_continue;
-    bool in_headers;           /* a request started and its headers are not complete */
+    bool in_request;           /* a request started and has not fully arrived */
     bool refused;              /* a response ended this connection: ignore more input */
     bool close_after_write;
     bool closing;
