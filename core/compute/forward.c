@@ -988,8 +988,11 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
 
 /* ---- the forward pass ------------------------------------------------- */
 
-st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos, size_t n,
-                     float *logits, uint32_t flags, st_diag *diag)
+/* The sequence-specific start of a block: check tokens and positions,
+ * reserve room, write the new slots' positions and the queries' rotation
+ * tables. Nothing is committed: kv->n_slots moves in block_commit. */
+static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos,
+                             size_t n, st_diag *diag)
 {
     const st_model *m = c->m;
     const st_model_hparams *hp = &m->hp;
@@ -1016,10 +1019,7 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         return s;
     c->step_gen++; /* the per-step rotation tables are stale from here */
 
-    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
-    uint32_t QD = hp->n_heads * hd;
-    uint32_t nt = (uint32_t)n, slot0 = kv->n_slots, n_slots = slot0 + nt;
-    size_t row = st_kv_row(kv);
+    uint32_t nt = (uint32_t)n, slot0 = kv->n_slots;
 
     /* The block's slots: true positions, tokens, rotation positions. */
     if ((c->pe_flags & ST_POSENC_MAP) && c->map_positions) {
@@ -1053,6 +1053,104 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     atomic_store(&c->worker_status, ST_OK);
     c->weights_nq = c->weights_nslots = 0;
 
+    return ST_OK;
+}
+
+/* One layer's attention for one sequence's block: rotate q and k, store
+ * k and v in the sequence's cache, ask its plan, attend. Reads the block's
+ * q, kf, vf rows; writes its att rows. */
+static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                              st_diag *diag)
+{
+    st_kv_cache *kv = c->kv;
+    uint32_t slot0 = kv->n_slots, n_slots = slot0 + nt;
+    st_status s;
+    token_task T;
+    T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
+    run_tokens(c, &T);
+
+    c->layer_gen++;
+    if (c->want_qk) {
+        /* The plugin reads unrotated float keys (attention.h). */
+        if ((s = ensure_alt(c, diag)) != ST_OK)
+            return s;
+        T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
+        run_tokens(c, &T);
+    }
+    s = make_plan(c, l, nt, n_slots, pos, diag);
+    if (s != ST_OK)
+        return s;
+    bool has_slot = false, has_fixed = false;
+    for (size_t e = 0; e < c->n_entries; e++) {
+        has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
+        has_fixed |= c->entries[e].r.pos_mode == ST_POS_FIXED;
+    }
+    if ((has_slot || has_fixed) && (s = ensure_alt(c, diag)) != ST_OK)
+        return s;
+    /* Unrotated keys for the FIXED ranges' slots only (LM-Infinite's
+     * few global keys); unrot_slot skips what this layer already has. */
+    for (size_t e = 0; has_fixed && e < c->n_entries; e++) {
+        const plan_entry *P = &c->entries[e];
+        if (P->r.pos_mode != ST_POS_FIXED)
+            continue;
+        if (P->indices) {
+            for (size_t i = 0; i < P->n_idx; i++)
+                unrot_slot(c, l, c->idx_pool[P->idx_off + i], c->scr[0].krow);
+        } else if (P->r.k_begin < P->r.k_end) {
+            T = (token_task){ .op = OP_UNROT, .t_begin = P->r.k_begin, .t_end = P->r.k_end,
+                              .layer = l };
+            run_tokens(c, &T);
+        }
+    }
+    if (has_slot) {
+        extend_slot_table(c, n_slots);
+        T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
+        run_tokens(c, &T);
+    }
+    if (layer_tiled(c, l, nt)) {
+        if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
+            return oom(diag);
+        return ST_OK;
+    }
+
+    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
+    if ((int32_t)l == c->weights_layer) {
+        size_t need = (size_t)nt * n_slots;
+        if (need > c->weights_cap) {
+            float *w = realloc(c->weights, need * sizeof *w);
+            if (!w)
+                return oom(diag);
+            c->weights = w;
+            c->weights_cap = need;
+        }
+        memset(c->weights, 0, need * sizeof *c->weights);
+        A.weights = c->weights;
+        A.per_query = true;
+        c->weights_nq = nt;
+        c->weights_nslots = n_slots;
+    }
+    atomic_init(&A.next, 0);
+    st_threadpool_run(c->pool, attn_task_fn, &A);
+    if (atomic_load(&c->worker_status) != ST_OK)
+        return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
+                           "posenc bias (layer %u): %s", l, c->worker_msg);
+    return ST_OK;
+}
+
+st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos, size_t n,
+                     float *logits, uint32_t flags, st_diag *diag)
+{
+    const st_model *m = c->m;
+    const st_model_hparams *hp = &m->hp;
+    st_kv_cache *kv = c->kv;
+    st_status s = block_begin(c, tokens, pos, n, diag);
+    if (s != ST_OK)
+        return s;
+    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+    uint32_t QD = hp->n_heads * hd;
+    uint32_t nt = (uint32_t)n, n_slots = kv->n_slots + nt;
+    size_t row = st_kv_row(kv);
+
     token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
     run_tokens(c, &T);
 
@@ -1067,75 +1165,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             size_t ldy[3] = { QD, row, row };
             run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
         }
-        T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
-        run_tokens(c, &T);
-
-        c->layer_gen++;
-        if (c->want_qk) {
-            /* The plugin reads unrotated float keys (attention.h). */
-            if ((s = ensure_alt(c, diag)) != ST_OK)
-                return s;
-            T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
-            run_tokens(c, &T);
-        }
-        s = make_plan(c, l, nt, n_slots, pos, diag);
-        if (s != ST_OK)
+        if ((s = attend_layer(c, l, nt, pos, diag)) != ST_OK)
             return s;
-        bool has_slot = false, has_fixed = false;
-        for (size_t e = 0; e < c->n_entries; e++) {
-            has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
-            has_fixed |= c->entries[e].r.pos_mode == ST_POS_FIXED;
-        }
-        if ((has_slot || has_fixed) && (s = ensure_alt(c, diag)) != ST_OK)
-            return s;
-        /* Unrotated keys for the FIXED ranges' slots only (LM-Infinite's
-         * few global keys); unrot_slot skips what this layer already has. */
-        for (size_t e = 0; has_fixed && e < c->n_entries; e++) {
-            const plan_entry *P = &c->entries[e];
-            if (P->r.pos_mode != ST_POS_FIXED)
-                continue;
-            if (P->indices) {
-                for (size_t i = 0; i < P->n_idx; i++)
-                    unrot_slot(c, l, c->idx_pool[P->idx_off + i], c->scr[0].krow);
-            } else if (P->r.k_begin < P->r.k_end) {
-                T = (token_task){ .op = OP_UNROT, .t_begin = P->r.k_begin, .t_end = P->r.k_end,
-                                  .layer = l };
-                run_tokens(c, &T);
-            }
-        }
-        if (has_slot) {
-            extend_slot_table(c, n_slots);
-            T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
-            run_tokens(c, &T);
-        }
-        if (layer_tiled(c, l, nt)) {
-            if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
-                return oom(diag);
-            goto attended;
-        }
-
-        attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
-        if ((int32_t)l == c->weights_layer) {
-            size_t need = (size_t)nt * n_slots;
-            if (need > c->weights_cap) {
-                float *w = realloc(c->weights, need * sizeof *w);
-                if (!w)
-                    return oom(diag);
-                c->weights = w;
-                c->weights_cap = need;
-            }
-            memset(c->weights, 0, need * sizeof *c->weights);
-            A.weights = c->weights;
-            A.per_query = true;
-            c->weights_nq = nt;
-            c->weights_nslots = n_slots;
-        }
-        atomic_init(&A.next, 0);
-        st_threadpool_run(c->pool, attn_task_fn, &A);
-        if (atomic_load(&c->worker_status) != ST_OK)
-            return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
-                               "posenc bias (layer %u): %s", l, c->worker_msg);
-    attended:
 
         T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
         run_tokens(c, &T);
