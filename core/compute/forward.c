@@ -1208,3 +1208,164 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     kv->n_slots = n_slots;
     return ST_OK;
 }
+
+/* ---- several sequences in one pass ------------------------------------ */
+
+/* Rows of the batch whose logits are wanted, ascending. */
+static size_t wanted_rows(const st_forward_seq *seqs, size_t n_seqs, uint32_t *rows)
+{
+    size_t k = 0, r0 = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (seqs[i].logits) {
+            size_t first = (seqs[i].flags & ST_FORWARD_ALL_LOGITS) ? 0 : seqs[i].n - 1;
+            for (size_t t = first; t < seqs[i].n; t++)
+                rows[k++] = (uint32_t)(r0 + t);
+        }
+        r0 += seqs[i].n;
+    }
+    return k;
+}
+
+/* The output head over the wanted rows, moved to the front of the lead's
+ * activations so one matmul serves every sequence, then handed out. */
+static st_status batch_logits(st_forward_ctx *lead, const st_forward_seq *seqs, size_t n_seqs,
+                              size_t total, st_diag *diag)
+{
+    const st_model_hparams *hp = &lead->m->hp;
+    uint32_t E = hp->n_embd, V = hp->n_vocab, XB = E / ST_ACT_BLOCK;
+    uint32_t *rows = malloc(total * sizeof *rows);
+    if (!rows)
+        return oom(diag);
+    size_t R = wanted_rows(seqs, n_seqs, rows);
+    if (R == 0) {
+        free(rows);
+        return ST_OK;
+    }
+    float *out = malloc((size_t)R * V * sizeof *out);
+    if (!out) {
+        free(rows);
+        return oom(diag);
+    }
+    token_task T = { .op = OP_NORM, .t_begin = rows[0], .t_end = (uint32_t)total,
+                     .norm_w = lead->m->out_norm, .residual = true };
+    run_tokens(lead, &T);
+    for (size_t k = 0; k < R; k++)
+        if (rows[k] != k) {
+            memmove(lead->xn + k * E, lead->xn + (size_t)rows[k] * E, E * sizeof(float));
+            memmove(lead->xq + k * XB, lead->xq + (size_t)rows[k] * XB, XB * sizeof(st_act_block));
+        }
+    const st_weight *w[1] = { &lead->m->output };
+    float *y[1] = { out };
+    size_t ldy[1] = { V };
+    run_matmul(lead, 1, w, y, ldy, lead->xn, E, lead->xq, (uint32_t)R);
+    size_t k = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (!seqs[i].logits)
+            continue;
+        size_t m = (seqs[i].flags & ST_FORWARD_ALL_LOGITS) ? seqs[i].n : 1;
+        memcpy(seqs[i].logits, out + k * V, m * V * sizeof(float));
+        k += m;
+    }
+    free(out);
+    free(rows);
+    return ST_OK;
+}
+
+st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
+{
+    if (n_seqs == 0)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty batch");
+    st_forward_ctx *lead = seqs[0].ctx;
+    const st_model *m = lead->m;
+    const st_model_hparams *hp = &m->hp;
+    size_t total = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (seqs[i].ctx->m != m || seqs[i].ctx->pool != lead->pool)
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequence %zu of the "
+                               "batch has another model or thread pool", i);
+        for (size_t j = 0; j < i; j++)
+            if (seqs[j].ctx == seqs[i].ctx || seqs[j].ctx->kv == seqs[i].ctx->kv)
+                return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequences %zu and "
+                                   "%zu of the batch share a cache", j, i);
+        total += seqs[i].n;
+    }
+    /* The lead's activations hold the whole batch; each sequence's own
+     * context holds its rows while they attend. Reserve before the
+     * sequences' starts, which fill per-row tables. */
+    st_status s = reserve_block(lead, total, diag);
+    for (size_t i = 0; i < n_seqs && s == ST_OK; i++)
+        s = block_begin(seqs[i].ctx, seqs[i].tokens, seqs[i].pos, seqs[i].n, diag);
+    int32_t *tokens = s == ST_OK ? malloc(total * sizeof *tokens) : NULL;
+    if (s != ST_OK)
+        return s;
+    if (!tokens)
+        return oom(diag);
+    for (size_t i = 0, r0 = 0; i < n_seqs; r0 += seqs[i].n, i++) {
+        memcpy(tokens + r0, seqs[i].tokens, seqs[i].n * sizeof *tokens);
+        /* Learned positions are added at the embedding, from the lead's rows. */
+        if (i > 0)
+            memcpy(lead->qpos_rot + r0, seqs[i].ctx->qpos_rot, seqs[i].n * sizeof(int32_t));
+    }
+    uint32_t E = hp->n_embd, F = hp->n_ff, QD = hp->n_heads * hp->head_dim;
+    uint32_t nt = (uint32_t)total;
+    size_t row = st_kv_row(lead->kv);
+    token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
+    run_tokens(lead, &T);
+    for (uint32_t l = 0; l < hp->n_layers && s == ST_OK; l++) {
+        const st_model_layer *L = &m->layers[l];
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->attn_norm, .residual = l > 0 };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+            float *y[3] = { lead->q, lead->kf, lead->vf };
+            size_t ldy[3] = { QD, row, row };
+            run_matmul(lead, 3, w, y, ldy, lead->xn, E, lead->xq, nt);
+        }
+        for (size_t i = 0, r0 = 0; i < n_seqs && s == ST_OK; r0 += seqs[i].n, i++) {
+            st_forward_ctx *c = seqs[i].ctx;
+            size_t n = seqs[i].n;
+            if (c != lead) {
+                memcpy(c->q, lead->q + r0 * QD, n * QD * sizeof(float));
+                memcpy(c->kf, lead->kf + r0 * row, n * row * sizeof(float));
+                memcpy(c->vf, lead->vf + r0 * row, n * row * sizeof(float));
+            }
+            s = attend_layer(c, l, (uint32_t)n, seqs[i].pos, diag);
+            if (c != lead)
+                memcpy(lead->att + r0 * QD, c->att, n * QD * sizeof(float));
+        }
+        if (s != ST_OK)
+            break;
+        T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[1] = { &L->wo };
+            float *y[1] = { lead->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(lead, 1, w, y, ldy, lead->att, QD, lead->xq, nt);
+        }
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[2] = { &L->gate, &L->up };
+            float *y[2] = { lead->g, lead->u };
+            size_t ldy[2] = { F, F };
+            run_matmul(lead, 2, w, y, ldy, lead->xn, E, lead->xq, nt);
+        }
+        T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[1] = { &L->down };
+            float *y[1] = { lead->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(lead, 1, w, y, ldy, lead->g, F, lead->hq, nt);
+        }
+    }
+    free(tokens);
+    if (s == ST_OK)
+        s = batch_logits(lead, seqs, n_seqs, total, diag);
+    if (s != ST_OK)
+        return s;
+    for (size_t i = 0; i < n_seqs; i++)
+        seqs[i].ctx->kv->n_slots += (uint32_t)seqs[i].n;
+    return ST_OK;
+}
