@@ -21,7 +21,7 @@ static double now_s(void)
 }
 
 /* Forget everything of the previous request. */
-static void reset_sequence(st_engine *e, uint64_t seed)
+void st_engine_reset(st_engine *e, uint64_t seed)
 {
     st_kv_cache_reset(e->kv);
     st_sampler_chain_reset(&e->chain, seed);
@@ -104,7 +104,7 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                                 "prompt token %zu is %d, outside the vocabulary of %u",
                                 i, prompt[i], e->shape.n_vocab);
 
-    reset_sequence(e, params ? params->seed : 0);
+    st_engine_reset(e, params ? params->seed : 0);
     for (size_t i = 0; i < n_prompt; i++)
         if ((st = st_sampler_chain_accept(&e->chain, prompt[i], true, err)) != ST_OK)
             return st;

@@ -31,6 +31,8 @@ typedef struct st_engine st_engine;
  * st_engine_options.context override is held to the same range. */
 #define ST_CONTEXT_MIN 16
 #define ST_CONTEXT_MAX 1048576
+/* The most sequences one engine runs at once (`parallel:`, since 1.3). */
+#define ST_PARALLEL_MAX 256
 
 /* The host honours the caller's struct_size: a program built against older
  * headers passes a shorter struct and gets the defaults of the fields it
@@ -52,6 +54,10 @@ typedef struct st_engine_options {
      * engine's worker threads, one line at a time. */
     st_log_fn log;
     void *log_user;
+    /* -- ABI 1.3 -- */
+    /* Sequences the engine may run at once (st_sequence_open); 0 = the
+     * manifest's `parallel` (default 1). */
+    uint32_t parallel;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
@@ -185,6 +191,52 @@ ST_API st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t 
                                     const st_generate_params *params,
                                     st_token_fn on_token, void *user,
                                     st_generate_stats *stats, st_error *err);
+
+/* -- Sequences (since 1.3) --
+ * An engine runs up to `parallel` requests at once (the manifest's
+ * `parallel:`, or st_engine_options.parallel). Each sequence has its own
+ * KV cache and its own instances of the tokenizer, positional, attention
+ * and sampler plugins; all share the engine's model and threads.
+ * st_engine_step advances every started sequence by one step in one pass
+ * through the weights: prompts that are waiting are prepacked into that
+ * pass (each at its own positions, attending only to itself: a
+ * block-diagonal causal mask, no padding) together with the next token of
+ * every decoding sequence (continuous batching). A sequence joins at the
+ * step after st_sequence_start and leaves when its request ends, without
+ * stalling the others. st_engine_generate and st_engine_score use the
+ * engine's own state, as before.
+ * Threading: an engine's sequences are opened, started, stepped and closed
+ * from the engine's thread; st_sequence_cancel from any thread. */
+typedef struct st_sequence st_sequence;
+
+/* Open a sequence of the engine: ST_E_RANGE when `parallel` are open
+ * already. Closing the engine closes the sequences still open. */
+ST_API st_status st_sequence_open(st_engine *e, st_sequence **out, st_error *err);
+ST_API void st_sequence_close(st_sequence *s);
+
+/* Start a request on an idle sequence, as st_engine_generate would run it
+ * (params, callbacks and their order alike); its prompt runs at the next
+ * st_engine_step. The prompt is copied. */
+ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
+                                   const st_generate_params *params, st_token_fn on_token,
+                                   void *user, st_error *err);
+
+/* One step of every started sequence (callbacks run from here). *n_active:
+ * the sequences still running after it. An error of the shared pass ends
+ * every request in it with that error (see st_sequence_result); the
+ * engine stays usable. */
+ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err);
+
+/* Whether a request is running on the sequence. */
+ST_API bool st_sequence_busy(const st_sequence *s);
+
+/* The last finished request's status (ST_OK, ST_E_CANCELLED, or its
+ * error, message in err) and stats (struct_size honoured). */
+ST_API st_status st_sequence_result(const st_sequence *s, st_generate_stats *stats,
+                                    st_error *err);
+
+/* Stop the sequence's request at its next step; safe from any thread. */
+ST_API void st_sequence_cancel(st_sequence *s);
 
 /* Ask a running generate/score to stop at the next token boundary; it then
  * returns ST_E_CANCELLED. Safe from any thread or a signal handler. A
