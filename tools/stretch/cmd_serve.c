@@ -1,7 +1,7 @@
 /*
  * tools/stretch/cmd_serve.c - `stretch serve`: an OpenAI-compatible HTTP
  * server on libuv (docs/server.md). This file reads the command line, sets
- * up the loop, the workers and the signals, and shuts down gracefully;
+ * up the loop and the signals, and shuts down gracefully;
  * serve/ has the rest.
  */
 #include <signal.h>
@@ -22,11 +22,12 @@ static void serve_usage(FILE *f)
             "  --port N               TCP port (default 8080; 0 picks a free one)\n"
             "  --manifests DIR        serve each DIR/*.yaml as a model named by its stem\n"
             "                         (default: manifests)\n"
-            "  --parallel N           requests generating at once, one engine each (default 1)\n"
+            "  --parallel N           requests generating at once per model, batched as\n"
+            "                         sequences of one engine (default 1)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY' (default: none;\n"
             "                         also $STRETCH_API_KEY)\n"
             "  --threads N            threads per engine (default: the manifest's)\n"
-            "  --max-queue N          requests waiting for a worker before 429 (default 64)\n"
+            "  --max-queue N          requests waiting for a sequence before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
             "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
             "  --shutdown-timeout MS  on SIGINT/SIGTERM, let running requests finish this\n"
@@ -80,11 +81,10 @@ static void on_signal(uv_signal_t *s, int signum)
                     "flight\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     srv->stopping = true;
     close_handle((uv_handle_t *)&srv->listener);
-    /* Requests still waiting for a worker will not start: answered 503. */
-    uv_mutex_lock(&srv->queue_lock);
-    for (st_job *j = srv->queue_head; j; j = j->queue_next)
-        atomic_store(&j->cancel, 1);
-    uv_mutex_unlock(&srv->queue_lock);
+    /* Requests still waiting for a sequence will not start: answered 503. */
+    for (st_job *j = srv->jobs; j; j = j->next)
+        if (!atomic_load(&j->running))
+            atomic_store(&j->cancel, 1);
     /* Idle keep-alive connections close now. */
     for (st_conn *c = srv->conns, *next; c; c = next) {
         next = c->next;
@@ -177,7 +177,6 @@ int st_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srv->loop = uv_default_loop();
     uv_mutex_init(&srv->queue_lock);
-    uv_cond_init(&srv->queue_cond);
     uv_async_init(srv->loop, &srv->wake, on_wake);
     srv->wake.data = srv;
     uv_signal_init(srv->loop, &srv->sigint);
@@ -188,13 +187,7 @@ int st_cmd_serve(int argc, char **argv)
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
 
-    rc = ST_EXIT_OK;
-    if (st_workers_start(srv) != 0) {
-        fprintf(stderr, "stretch serve: cannot start %u worker threads\n", cfg->parallel);
-        rc = ST_EXIT_RUNTIME;
-    } else if (st_http_listen(srv) != 0) {
-        rc = ST_EXIT_USAGE;
-    }
+    rc = st_http_listen(srv) != 0 ? ST_EXIT_USAGE : ST_EXIT_OK;
     if (rc != ST_EXIT_OK) {
         close_handle((uv_handle_t *)&srv->listener);
         close_handle((uv_handle_t *)&srv->wake);
@@ -203,14 +196,13 @@ int st_cmd_serve(int argc, char **argv)
         close_handle((uv_handle_t *)&srv->shutdown_timer);
     }
     uv_run(srv->loop, UV_RUN_DEFAULT);
-    st_workers_stop(srv);
-    /* Answers that workers finished after the loop stopped have no reader. */
+    st_runners_stop(srv);
+    /* Answers that runners finished after the loop stopped have no reader. */
     for (st_job *j = srv->jobs, *next; j; j = next) {
         next = j->next;
         st_job_free(j);
     }
     uv_loop_close(srv->loop);
-    uv_cond_destroy(&srv->queue_cond);
     uv_mutex_destroy(&srv->queue_lock);
     free(srv);
     if (rc == ST_EXIT_OK)

@@ -320,8 +320,10 @@ def test_queue_full_is_429_and_disconnect_cancels(models_dir):
     s = Server(models_dir, "--parallel", "1", "--max-queue", "0")
     try:
         conn, resp = open_stream(s)
+        # Its model's one sequence is taken and no request may wait.
         status, headers, err = error_of(s.request("POST", "/v1/completions",
-                                                  {"model": "tiny", "prompt": "x"}))
+                                                  {"model": "slow", "prompt": "x",
+                                                   "max_tokens": 2}))
         assert status == 429 and headers.get("Retry-After") == "1", err
         resp.close()  # the client leaves: its generation stops at the next token
         conn.close()
@@ -384,3 +386,28 @@ def test_curl(server):
     health = subprocess.run(["curl", "-sS", server.url + "/health"], check=True,
                             capture_output=True, text=True).stdout
     assert json.loads(health)["status"] == "ok"
+
+
+def test_concurrent_requests_are_batched_and_each_equals_its_solo_run(models_dir):
+    """Eight clients at once on --parallel 4: the requests share one engine's
+    batched steps, and every answer is its own solo greedy run."""
+    from concurrent.futures import ThreadPoolExecutor
+    prompts = [f"Request number {i}: {'abc ' * i}" for i in range(8)]
+    want = [run_cli(models_dir / "tiny.yaml", p, 24)["text"] for p in prompts]
+    s = Server(models_dir, "--parallel", "4")
+    try:
+        c = s.client()
+
+        def ask(i):
+            if i % 2:
+                return "".join(ch.choices[0].text for ch in c.completions.create(
+                    model="tiny", prompt=prompts[i], max_tokens=24, stream=True))
+            return c.completions.create(model="tiny", prompt=prompts[i],
+                                        max_tokens=24).choices[0].text
+
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(ask, range(8)))
+        assert got == want
+        assert metric(s, "stretch_completions_total") == 8
+    finally:
+        assert s.stop() == 0

@@ -1,9 +1,9 @@
 /*
- * tools/stretch/serve/generate_job.c - the worker threads: each takes one
- * queued job at a time, runs it on its own engine for the job's model
- * (opened on first use, reopened when the manifest file changed), and
- * writes the HTTP response (whole, or as server-sent events) into the
- * job's output for the loop thread to send.
+ * tools/stretch/serve/generate_job.c - one completion job: its request
+ * tokenized and checked against the model's engine, its tokens turned into
+ * the HTTP response (whole, or as server-sent events) in the job's output
+ * for the loop thread to send, and the loop thread's side of jobs (drain,
+ * detach, free). model_runner.c decides when a job runs.
  */
 #include "server.h"
 
@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <stretch/stretch.h>
@@ -44,7 +43,7 @@ static void job_emit(st_job *job, const char *bytes, size_t len)
     uv_async_send(&job->srv->wake);
 }
 
-/* After this the worker never touches the job: the loop frees it. */
+/* After this the runner never touches the job: the loop frees it. */
 static void job_finish(st_job *job, bool close_after)
 {
     uv_async_t *wake = &job->srv->wake;
@@ -55,7 +54,7 @@ static void job_finish(st_job *job, bool close_after)
     uv_async_send(wake);
 }
 
-static void job_error(st_job *job, int status, const char *message, const char *param)
+void st_job_fail(st_job *job, int status, const char *message, const char *param)
 {
     atomic_fetch_add(&job->srv->metrics.errors, 1);
     size_t len = 0;
@@ -64,82 +63,6 @@ static void job_error(st_job *job, int status, const char *message, const char *
         job_emit(job, resp, len);
     free(resp);
     job_finish(job, !job->keep_alive || !resp);
-}
-
-/* -- engines, one set per worker -- */
-
-typedef struct engine_slot {
-    char *stem;
-    struct timespec mtime;
-    st_engine *engine;
-} engine_slot;
-
-typedef struct st_worker {
-    st_server *srv;
-    engine_slot *slots;
-    size_t n_slots;
-} st_worker;
-
-static void slot_clear(engine_slot *s)
-{
-    st_engine_close(s->engine);
-    free(s->stem);
-    memset(s, 0, sizeof *s);
-}
-
-/* The worker's engine for a served model; a manifest changed on disk since
- * it was opened is opened again (in-flight requests of other workers finish
- * on the engine they started with). */
-static st_engine *worker_engine(st_worker *w, const char *stem, char *msg, size_t size)
-{
-    st_server *srv = w->srv;
-    char *path = st_models_resolve(srv->cfg.manifests_dir, stem);
-    struct stat st;
-    if (!path || stat(path, &st) != 0) {
-        snprintf(msg, size, "the model '%.200s' does not exist (any more)", stem);
-        free(path);
-        return NULL;
-    }
-    engine_slot *slot = NULL;
-    for (size_t i = 0; i < w->n_slots && !slot; i++)
-        if (strcmp(w->slots[i].stem, stem) == 0)
-            slot = &w->slots[i];
-    if (slot && (slot->mtime.tv_sec != st.st_mtim.tv_sec ||
-                 slot->mtime.tv_nsec != st.st_mtim.tv_nsec))
-        st_engine_close(slot->engine), slot->engine = NULL;
-    if (slot && slot->engine) {
-        free(path);
-        return slot->engine;
-    }
-    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads};
-    st_error err;
-    memset(&err, 0, sizeof err);
-    st_engine *e = NULL;
-    st_status rc = st_engine_open(path, &opts, &e, &err);
-    free(path);
-    if (rc != ST_OK) {
-        snprintf(msg, size, "the model '%.100s' failed to load: %.300s", stem, err.message);
-        fprintf(stderr, "stretch serve: %s\n", msg);
-        return NULL;
-    }
-    if (!slot) {
-        engine_slot *grown = realloc(w->slots, (w->n_slots + 1) * sizeof *grown);
-        char *name = strdup(stem);
-        if (!grown || !name) {
-            if (grown)
-                w->slots = grown;
-            free(name);
-            st_engine_close(e);
-            snprintf(msg, size, "out of memory");
-            return NULL;
-        }
-        w->slots = grown;
-        slot = &w->slots[w->n_slots++];
-        slot->stem = name;
-    }
-    slot->engine = e;
-    slot->mtime = st.st_mtim;
-    return e;
 }
 
 /* -- one generation -- */
@@ -322,7 +245,7 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
                       : NULL;
     free(body);
     if (!http) {
-        job_error(job, 500, "out of memory building the response", NULL);
+        st_job_fail(job, 500, "out of memory building the response", NULL);
         return;
     }
     job_emit(job, http, n);
@@ -330,173 +253,135 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
     job_finish(job, !job->keep_alive);
 }
 
-static void run_job(st_worker *w, st_job *job)
+struct st_job_run {
+    st_job *job;
+    int32_t *ids;
+    size_t n_ids;
+    st_sampler_override ov[2];
+    st_generate_params gp;
+    gen_state g;
+};
+
+st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
 {
     char msg[512];
     st_gen_request *req = &job->req;
-    if (atomic_load(&job->cancel)) {
-        job_error(job, 503, "the request was cancelled before it started", NULL);
-        return;
+    st_job_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        st_job_fail(job, 500, "out of memory", NULL);
+        return NULL;
     }
-    st_engine *e = worker_engine(w, req->model, msg, sizeof msg);
-    if (!e) {
-        job_error(job, 500, msg, "model");
-        return;
-    }
+    r->job = job;
+    r->g.job = job;
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_error err;
     memset(&err, 0, sizeof err);
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
     st_status st;
     if (req->chat) {
         st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
         if (!msgs) {
-            job_error(job, 500, "out of memory", NULL);
-            return;
+            free(r);
+            st_job_fail(job, 500, "out of memory", NULL);
+            return NULL;
         }
         for (size_t i = 0; i < req->n_messages; i++)
             msgs[i] = (st_chat_message){req->messages[i].role, req->messages[i].content};
         /* Message text is plain text: no special tokens parsed from it. */
-        st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &ids, &n_ids,
-                                              &err);
+        st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
+                                              &r->n_ids, &err);
         free(msgs);
     } else {
         /* A completion prompt is the client's own formatting, markers
          * included, as `stretch run` reads a raw prompt. */
         st = st_engine_tokenize(e, req->prompt, strlen(req->prompt),
-                                bos | ST_ENCODE_PARSE_SPECIAL, &ids, &n_ids, &err);
+                                bos | ST_ENCODE_PARSE_SPECIAL, &r->ids, &r->n_ids, &err);
     }
+    int status = 0;
+    const char *param = req->chat ? "messages" : "prompt";
+    int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
     if (st != ST_OK) {
         snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
-        job_error(job, st == ST_E_NOMEM ? 500 : 400, msg, req->chat ? "messages" : "prompt");
-        return;
-    }
-    if (n_ids >= info.n_ctx) {
+        status = st == ST_E_NOMEM ? 500 : 400;
+    } else if (r->n_ids >= info.n_ctx) {
         snprintf(msg, sizeof msg, "the prompt is %zu tokens, and model '%.100s' has a context "
                  "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
-                 "is truncated)", n_ids, req->model, info.n_ctx);
-        st_free(ids);
-        job_error(job, 400, msg, req->chat ? "messages" : "prompt");
-        return;
-    }
-    int64_t room = (int64_t)info.n_ctx - (int64_t)n_ids;
-    if (req->max_tokens > room) {
+                 "is truncated)", r->n_ids, req->model, info.n_ctx);
+        status = 400;
+    } else if (req->max_tokens > room) {
         snprintf(msg, sizeof msg, "max_tokens is %lld, but the prompt is %zu tokens and the "
                  "context of model '%.100s' is %u: at most %lld tokens fit",
-                 (long long)req->max_tokens, n_ids, req->model, info.n_ctx, (long long)room);
-        st_free(ids);
-        job_error(job, 400, msg, "max_tokens");
-        return;
+                 (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);
+        status = 400;
+        param = "max_tokens";
     }
-    st_sampler_override ov[2];
+    if (status) {
+        st_free(r->ids);
+        free(r);
+        st_job_fail(job, status, msg, param);
+        return NULL;
+    }
     size_t n_ov = 0;
     if (req->has_temperature)
-        ov[n_ov++] = (st_sampler_override){"temperature", "temperature", req->temperature};
+        r->ov[n_ov++] = (st_sampler_override){"temperature", "temperature", req->temperature};
     if (req->has_top_p)
-        ov[n_ov++] = (st_sampler_override){"top-p", "p", req->top_p};
+        r->ov[n_ov++] = (st_sampler_override){"top-p", "p", req->top_p};
     static atomic_uint_fast64_t seed_counter;
-    st_generate_params gp = {
-        .struct_size = sizeof gp,
+    r->gp = (st_generate_params){
+        .struct_size = sizeof r->gp,
         .max_tokens = (uint32_t)(req->max_tokens > 0 ? req->max_tokens : room),
         .seed = req->has_seed ? req->seed
                               : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
-        .sampler_overrides = ov,
+        .sampler_overrides = r->ov,
         .n_sampler_overrides = n_ov,
     };
-    gen_state g = {.job = job};
     for (size_t k = 0; k < req->n_stops; k++)
-        if (strlen(req->stops[k]) > g.max_stop)
-            g.max_stop = strlen(req->stops[k]);
-    st_generate_stats stats = {.struct_size = sizeof stats};
-    st = st_engine_generate(e, ids, n_ids, &gp, on_token, &g, &stats, &err);
-    st_free(ids);
+        if (strlen(req->stops[k]) > r->g.max_stop)
+            r->g.max_stop = strlen(req->stops[k]);
+    return r;
+}
+
+void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
+                     const st_generate_params **gp, st_token_fn *on_token_fn, void **user)
+{
+    *ids = r->ids;
+    *n_ids = r->n_ids;
+    *gp = &r->gp;
+    *on_token_fn = on_token;
+    *user = &r->g;
+}
+
+void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
+                    const st_error *err)
+{
+    st_job *job = r->job;
+    gen_state *g = &r->g;
     st_server_metrics *m = &job->srv->metrics;
-    atomic_fetch_add(&m->prompt_tokens, stats.n_prompt);
-    atomic_fetch_add(&m->generated_tokens, g.n_tokens);
-    atomic_fetch_add(&m->prefill_us, (uint64_t)(stats.prefill_s * 1e6));
-    atomic_fetch_add(&m->decode_us, (uint64_t)(stats.decode_s * 1e6));
-    if (g.first_token_seen)
+    atomic_fetch_add(&m->prompt_tokens, stats->n_prompt);
+    atomic_fetch_add(&m->generated_tokens, g->n_tokens);
+    atomic_fetch_add(&m->prefill_us, (uint64_t)(stats->prefill_s * 1e6));
+    atomic_fetch_add(&m->decode_us, (uint64_t)(stats->decode_s * 1e6));
+    if (g->first_token_seen)
         atomic_fetch_add(&m->completions, 1);
     if (st != ST_OK && st != ST_E_CANCELLED) {
-        snprintf(msg, sizeof msg, "generation failed: %.400s", err.message);
-        if (g.headers_sent) {
+        char msg[512];
+        int status = st == ST_E_INVALID ? 400 : 500;
+        snprintf(msg, sizeof msg, "generation failed: %.400s", err ? err->message : "");
+        if (g->headers_sent) {
             emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
                                       "server_error"));
             job_finish(job, true);
         } else {
-            job_error(job, 500, msg, NULL);
+            st_job_fail(job, status, msg, NULL);
         }
     } else {
-        finish_response(&g, job, &stats,
-                        stats.stopped_by_eos || g.stopped_by_string ? "stop" : "length");
+        finish_response(g, job, stats,
+                        stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
     }
-    free(g.text);
-}
-
-static void worker_main(void *arg)
-{
-    st_worker *w = arg;
-    st_server *srv = w->srv;
-    for (;;) {
-        uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !srv->queue_head)
-            uv_cond_wait(&srv->queue_cond, &srv->queue_lock);
-        st_job *job = srv->queue_head;
-        if (!job) {
-            uv_mutex_unlock(&srv->queue_lock);
-            break;
-        }
-        srv->queue_head = job->queue_next;
-        if (!srv->queue_head)
-            srv->queue_tail = NULL;
-        srv->queue_len--;
-        srv->running++;
-        atomic_store(&job->running, 1);
-        uv_mutex_unlock(&srv->queue_lock);
-        run_job(w, job);
-        uv_mutex_lock(&srv->queue_lock);
-        srv->running--;
-        uv_mutex_unlock(&srv->queue_lock);
-    }
-    for (size_t i = 0; i < w->n_slots; i++)
-        slot_clear(&w->slots[i]);
-    free(w->slots);
-    free(w);
-}
-
-int st_workers_start(st_server *srv)
-{
-    srv->workers = calloc(srv->cfg.parallel, sizeof *srv->workers);
-    if (!srv->workers)
-        return -1;
-    for (uint32_t i = 0; i < srv->cfg.parallel; i++) {
-        st_worker *w = calloc(1, sizeof *w);
-        if (!w)
-            return -1;
-        w->srv = srv;
-        if (uv_thread_create(&srv->workers[i], worker_main, w) != 0) {
-            free(w);
-            return -1;
-        }
-        srv->n_workers++;
-    }
-    return 0;
-}
-
-void st_workers_stop(st_server *srv)
-{
-    uv_mutex_lock(&srv->queue_lock);
-    srv->quit = true;
-    uv_cond_broadcast(&srv->queue_cond);
-    uv_mutex_unlock(&srv->queue_lock);
-    for (uint32_t i = 0; i < srv->n_workers; i++)
-        uv_thread_join(&srv->workers[i]);
-    free(srv->workers);
-    srv->workers = NULL;
-    srv->n_workers = 0;
+    free(g->text);
+    st_free(r->ids);
+    free(r);
 }
 
 /* -- the loop thread's side -- */
@@ -528,31 +413,6 @@ void st_job_free(st_job *job)
     uv_mutex_destroy(&job->lock);
     free(job->out);
     free(job);
-}
-
-bool st_job_enqueue(st_server *srv, st_job *job)
-{
-    uv_mutex_lock(&srv->queue_lock);
-    /* Waiting means no worker is free to take it now. */
-    uint32_t free_workers = srv->n_workers > srv->running + srv->queue_len
-                                ? srv->n_workers - srv->running - srv->queue_len
-                                : 0;
-    if (free_workers == 0 && srv->queue_len >= srv->cfg.max_queue) {
-        uv_mutex_unlock(&srv->queue_lock);
-        return false;
-    }
-    job->queue_next = NULL;
-    if (srv->queue_tail)
-        srv->queue_tail->queue_next = job;
-    else
-        srv->queue_head = job;
-    srv->queue_tail = job;
-    srv->queue_len++;
-    uv_cond_signal(&srv->queue_cond);
-    uv_mutex_unlock(&srv->queue_lock);
-    job->next = srv->jobs;
-    srv->jobs = job;
-    return true;
 }
 
 void st_job_detach(st_job *job)

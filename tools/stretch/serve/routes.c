@@ -105,7 +105,7 @@ static void metrics(st_conn *c, bool keep_alive)
         "# HELP stretch_time_to_first_token_seconds Mean time from queueing to the first token.\n"
         "# TYPE stretch_time_to_first_token_seconds gauge\n"
         "stretch_time_to_first_token_seconds %.6f\n"
-        "# HELP stretch_queue_length Requests waiting for a worker.\n"
+        "# HELP stretch_queue_length Requests waiting for a sequence.\n"
         "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
         "# HELP stretch_requests_running Requests generating now.\n"
         "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n",

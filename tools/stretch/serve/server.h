@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include <http_parser.h>
+#include <stretch/stretch.h>
 #include <uv.h>
 
 typedef struct st_server_config {
@@ -79,7 +80,7 @@ typedef struct st_job {
     bool done;                 /* the worker will not touch the job again */
     bool close_after;          /* the response has no length: close when written */
     struct st_job *next;       /* the server's list of live jobs (loop thread) */
-    struct st_job *queue_next; /* the wait queue (queue_lock) */
+    struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
 } st_job;
 
 /* Counters for /metrics; updated from any thread. */
@@ -99,14 +100,13 @@ struct st_server {
     st_conn *conns;            /* every open connection (loop thread) */
     st_job *jobs;              /* every job not yet freed (loop thread) */
 
+    /* The model runners (model_runner.c), one per model asked for, and
+     * their queues; all guarded by queue_lock. */
     uv_mutex_t queue_lock;
-    uv_cond_t queue_cond;
-    st_job *queue_head, *queue_tail;
-    uint32_t queue_len;
-    uint32_t running;
-    bool quit;                 /* workers exit */
-    uv_thread_t *workers;
-    uint32_t n_workers;
+    struct st_runner *runners;
+    uint32_t queue_len;        /* jobs waiting for a sequence, all models */
+    uint32_t running;          /* jobs on a sequence, all models */
+    bool quit;                 /* runners exit */
 
     st_server_metrics metrics;
 };
@@ -172,13 +172,29 @@ void st_models_free(char **stems, size_t n);
 /* The manifest path of a served model, or NULL when `stem` is not one. */
 char *st_models_resolve(const char *dir, const char *stem);
 
-/* generate_job.c */
-int st_workers_start(st_server *srv);
-void st_workers_stop(st_server *srv);
-void st_job_free(st_job *job);
-/* Queue a job; false (and nothing queued) when the queue is full. */
+/* model_runner.c: one thread per served model, running its jobs as
+ * sequences of one engine. */
+/* Queue a job for its model's runner (started on first use); false (and
+ * nothing queued) when the queue is full. */
 bool st_job_enqueue(st_server *srv, st_job *job);
+/* Stop and join every runner (they are idle by then). */
+void st_runners_stop(st_server *srv);
+
+/* generate_job.c: one job's request on an engine and its response. */
 st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
+void st_job_free(st_job *job);
+/* An answer that is an error, written whole; the job is done. */
+void st_job_fail(st_job *job, int status, const char *message, const char *param);
+typedef struct st_job_run st_job_run;
+/* Tokenize and check the job's request against the engine; NULL when it
+ * was refused (its error response is written). */
+st_job_run *st_job_run_prepare(st_job *job, st_engine *e);
+/* What st_sequence_start needs. */
+void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
+                     const st_generate_params **gp, st_token_fn *on_token, void **user);
+/* The generation ended: write the rest of the response; frees r. */
+void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
+                    const st_error *err);
 /* Loop thread: hand every job's output to its socket, free finished jobs. */
 void st_jobs_drain(st_server *srv);
 /* Loop thread: the client of c left; its job is cancelled. */

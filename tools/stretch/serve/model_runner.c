@@ -1,0 +1,279 @@
+/*
+ * tools/stretch/serve/model_runner.c - one thread per served model. It
+ * owns the model's engine with `--parallel` sequences: waiting jobs take
+ * the free sequences, and every st_engine_step advances all running ones
+ * at once (their new prompts prepacked, their next tokens batched), so a
+ * request joins at the next step and leaves without stalling the others.
+ * The engine is opened on first use, and again when the manifest file has
+ * changed, once no request runs on the old one.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct st_runner {
+    st_server *srv;
+    char *stem;
+    uv_thread_t thread;
+    uv_cond_t wake;
+    st_job *head, *tail;       /* waiting jobs (queue_lock) */
+    uint32_t n_waiting;
+    uint32_t n_running;        /* jobs on sequences (queue_lock) */
+    struct st_runner *next;
+
+    /* Runner thread only. */
+    st_engine *engine;
+    struct timespec mtime;
+    st_sequence **seqs;        /* [parallel] */
+    st_job **jobs;             /* [parallel]: the job on each sequence */
+    st_job_run **runs;         /* [parallel] */
+} st_runner;
+
+static void close_engine(st_runner *r)
+{
+    st_engine_close(r->engine); /* closes its sequences */
+    r->engine = NULL;
+    memset(r->seqs, 0, r->srv->cfg.parallel * sizeof *r->seqs);
+}
+
+/* The model's engine and sequences, (re)opened when needed; NULL with
+ * msg set when the manifest does not load. Called with no job running. */
+static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
+{
+    st_server *srv = r->srv;
+    char *path = st_models_resolve(srv->cfg.manifests_dir, r->stem);
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        snprintf(msg, size, "the model '%.200s' does not exist (any more)", r->stem);
+        free(path);
+        close_engine(r);
+        return NULL;
+    }
+    if (r->engine && (r->mtime.tv_sec != st.st_mtim.tv_sec ||
+                      r->mtime.tv_nsec != st.st_mtim.tv_nsec)) {
+        fprintf(stderr, "stretch serve: %s changed: reloading model '%s'\n", path, r->stem);
+        close_engine(r);
+    }
+    if (r->engine) {
+        free(path);
+        return r->engine;
+    }
+    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
+                              .parallel = srv->cfg.parallel};
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_status rc = st_engine_open(path, &opts, &r->engine, &err);
+    for (uint32_t i = 0; rc == ST_OK && i < srv->cfg.parallel; i++)
+        rc = st_sequence_open(r->engine, &r->seqs[i], &err);
+    free(path);
+    if (rc != ST_OK) {
+        snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
+        fprintf(stderr, "stretch serve: %s\n", msg);
+        close_engine(r);
+        return NULL;
+    }
+    r->mtime = st.st_mtim;
+    return r->engine;
+}
+
+/* Give waiting jobs the free sequences (runner thread). */
+static void admit(st_runner *r, uint32_t running)
+{
+    st_server *srv = r->srv;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        st_job *job = NULL;
+        uint32_t slot = 0;
+        while (slot < srv->cfg.parallel && r->jobs[slot])
+            slot++;
+        if (slot < srv->cfg.parallel && r->head) {
+            job = r->head;
+            r->head = job->queue_next;
+            if (!r->head)
+                r->tail = NULL;
+            r->n_waiting--;
+            srv->queue_len--;
+            r->n_running++;
+            srv->running++;
+            atomic_store(&job->running, 1);
+        }
+        uv_mutex_unlock(&srv->queue_lock);
+        if (!job)
+            return;
+        char msg[512];
+        st_engine *e = NULL;
+        if (atomic_load(&job->cancel)) {
+            st_job_fail(job, 503, "the request was cancelled before it started", NULL);
+        } else if (running == 0 && !(e = runner_engine(r, msg, sizeof msg))) {
+            st_job_fail(job, 500, msg, "model");
+        } else {
+            e = r->engine;
+            st_job_run *run = st_job_run_prepare(job, e);
+            if (run) {
+                const int32_t *ids;
+                size_t n_ids;
+                const st_generate_params *gp;
+                st_token_fn fn;
+                void *user;
+                st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+                st_error err;
+                memset(&err, 0, sizeof err);
+                st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);
+                if (st == ST_OK) {
+                    r->jobs[slot] = job;
+                    r->runs[slot] = run;
+                    running++;
+                    continue;
+                }
+                st_generate_stats none = {.struct_size = sizeof none};
+                st_job_run_end(run, st, &none, &err);
+            }
+        }
+        uv_mutex_lock(&srv->queue_lock);
+        r->n_running--;
+        srv->running--;
+        uv_mutex_unlock(&srv->queue_lock);
+    }
+}
+
+/* Answer every job whose sequence has finished (runner thread). */
+static uint32_t collect(st_runner *r)
+{
+    st_server *srv = r->srv;
+    uint32_t running = 0;
+    for (uint32_t i = 0; i < srv->cfg.parallel; i++) {
+        st_job *job = r->jobs[i];
+        if (!job)
+            continue;
+        if (st_sequence_busy(r->seqs[i])) {
+            /* A client that left stops its sequence at the next step. */
+            if (atomic_load(&job->cancel))
+                st_sequence_cancel(r->seqs[i]);
+            running++;
+            continue;
+        }
+        st_generate_stats stats = {.struct_size = sizeof stats};
+        st_error err;
+        memset(&err, 0, sizeof err);
+        st_status st = st_sequence_result(r->seqs[i], &stats, &err);
+        st_job_run_end(r->runs[i], st, &stats, &err);
+        r->jobs[i] = NULL;
+        r->runs[i] = NULL;
+        uv_mutex_lock(&srv->queue_lock);
+        r->n_running--;
+        srv->running--;
+        uv_mutex_unlock(&srv->queue_lock);
+    }
+    return running;
+}
+
+static void runner_main(void *arg)
+{
+    st_runner *r = arg;
+    st_server *srv = r->srv;
+    uint32_t running = 0;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        while (!srv->quit && !r->head && running == 0)
+            uv_cond_wait(&r->wake, &srv->queue_lock);
+        bool quit = srv->quit && !r->head && running == 0;
+        uv_mutex_unlock(&srv->queue_lock);
+        if (quit)
+            break;
+        admit(r, running);
+        running = collect(r);
+        if (running == 0)
+            continue;
+        st_error err;
+        memset(&err, 0, sizeof err);
+        uint32_t active = 0;
+        if (st_engine_step(r->engine, &active, &err) != ST_OK)
+            fprintf(stderr, "stretch serve: model '%s': %s\n", r->stem, err.message);
+        running = collect(r);
+    }
+    close_engine(r);
+}
+
+static st_runner *runner_new(st_server *srv, const char *stem)
+{
+    st_runner *r = calloc(1, sizeof *r);
+    uint32_t P = srv->cfg.parallel;
+    if (!r || !(r->stem = strdup(stem)) || !(r->seqs = calloc(P, sizeof *r->seqs)) ||
+        !(r->jobs = calloc(P, sizeof *r->jobs)) || !(r->runs = calloc(P, sizeof *r->runs)) ||
+        uv_cond_init(&r->wake) != 0)
+        goto fail;
+    r->srv = srv;
+    if (uv_thread_create(&r->thread, runner_main, r) != 0) {
+        uv_cond_destroy(&r->wake);
+        goto fail;
+    }
+    return r;
+fail:
+    if (r) {
+        free(r->stem);
+        free(r->seqs);
+        free(r->jobs);
+        free(r->runs);
+    }
+    free(r);
+    return NULL;
+}
+
+bool st_job_enqueue(st_server *srv, st_job *job)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    st_runner *r = srv->runners;
+    while (r && strcmp(r->stem, job->req.model) != 0)
+        r = r->next;
+    if (!r) {
+        if (!(r = runner_new(srv, job->req.model))) {
+            uv_mutex_unlock(&srv->queue_lock);
+            return false;
+        }
+        r->next = srv->runners;
+        srv->runners = r;
+    }
+    /* A job waits when its model's sequences are all taken; past
+     * --max-queue waiting jobs, it is refused. */
+    bool has_free = r->n_waiting + r->n_running < srv->cfg.parallel;
+    if (!has_free && srv->queue_len >= srv->cfg.max_queue) {
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
+    }
+    job->queue_next = NULL;
+    if (r->tail)
+        r->tail->queue_next = job;
+    else
+        r->head = job;
+    r->tail = job;
+    r->n_waiting++;
+    srv->queue_len++;
+    uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    job->next = srv->jobs;
+    srv->jobs = job;
+    return true;
+}
+
+void st_runners_stop(st_server *srv)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    srv->quit = true;
+    for (st_runner *r = srv->runners; r; r = r->next)
+        uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    for (st_runner *r = srv->runners, *next; r; r = next) {
+        next = r->next;
+        uv_thread_join(&r->thread);
+        uv_cond_destroy(&r->wake);
+        free(r->stem);
+        free(r->seqs);
+        free(r->jobs);
+        free(r->runs);
+        free(r);
+    }
+    srv->runners = NULL;
+}
