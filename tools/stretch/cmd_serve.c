@@ -81,6 +81,7 @@ static void on_signal(uv_signal_t *s, int signum)
                     "flight\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     srv->stopping = true;
     close_handle((uv_handle_t *)&srv->listener);
+    st_watch_stop(srv);
     /* Requests still waiting for a sequence will not start: answered 503. */
     for (st_job *j = srv->jobs; j; j = j->next)
         if (!atomic_load(&j->running))
@@ -186,9 +187,12 @@ int st_cmd_serve(int argc, char **argv)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
+    /* Manifests added, changed or removed are picked up without a restart. */
+    st_watch_start(srv);
 
     rc = st_http_listen(srv) != 0 ? ST_EXIT_USAGE : ST_EXIT_OK;
     if (rc != ST_EXIT_OK) {
+        st_watch_stop(srv);
         close_handle((uv_handle_t *)&srv->listener);
         close_handle((uv_handle_t *)&srv->wake);
         close_handle((uv_handle_t *)&srv->sigint);

@@ -411,3 +411,46 @@ def test_concurrent_requests_are_batched_and_each_equals_its_solo_run(models_dir
         assert metric(s, "stretch_completions_total") == 8
     finally:
         assert s.stop() == 0
+
+
+def wait_for(pred, timeout: float = 20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    return pred()
+
+
+def test_manifest_directory_is_watched(models_dir, tmp_path):
+    """Added, changed and removed manifests are picked up without a restart;
+    one that fails to load is reported in /v1/models' errors while the old
+    version keeps serving."""
+    served = tmp_path / "served"
+    served.mkdir()
+    good = (models_dir / "tiny.yaml").read_text()
+    (served / "a.yaml").write_text(good)
+    s = Server(served)
+    try:
+        c = s.client()
+        before = c.completions.create(model="a", prompt="Hello", max_tokens=8).choices[0].text
+        (served / "b.yaml").write_text(good)
+        assert wait_for(lambda: "b" in [m.id for m in c.models.list().data])
+        assert c.completions.create(model="b", prompt="Hello",
+                                    max_tokens=8).choices[0].text == before
+        # A broken change: reported, and the previous version keeps serving.
+        (served / "a.yaml").write_text(good.replace("plugin: dense", "plugin: no-such-attention"))
+        errors = wait_for(lambda: json.loads(s.request("GET", "/v1/models")[2])["errors"])
+        assert errors and errors[0]["model"] == "a" and "no-such-attention" in errors[0]["message"]
+        assert c.completions.create(model="a", prompt="Hello",
+                                    max_tokens=8).choices[0].text == before
+        # Fixed: the error goes away.
+        (served / "a.yaml").write_text(good.replace("context: 128", "context: 96"))
+        assert wait_for(lambda: not json.loads(s.request("GET", "/v1/models")[2])["errors"])
+        (served / "b.yaml").unlink()
+        assert wait_for(lambda: "b" not in [m.id for m in c.models.list().data])
+        with pytest.raises(openai.NotFoundError):
+            c.completions.create(model="b", prompt="Hello", max_tokens=2)
+    finally:
+        assert s.stop() == 0

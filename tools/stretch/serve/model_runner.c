@@ -9,6 +9,7 @@
  */
 #include "server.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,13 @@ typedef struct st_runner {
     st_job *head, *tail;       /* waiting jobs (queue_lock) */
     uint32_t n_waiting;
     uint32_t n_running;        /* jobs on sequences (queue_lock) */
+    bool reload;               /* the watcher saw the manifest change (queue_lock) */
+    char error[512];           /* why the manifest last failed to load, or "" (queue_lock) */
     struct st_runner *next;
 
     /* Runner thread only. */
     st_engine *engine;
-    struct timespec mtime;
+    struct timespec mtime;     /* of the manifest the engine (or the last failure) read */
     st_sequence **seqs;        /* [parallel] */
     st_job **jobs;             /* [parallel]: the job on each sequence */
     st_job_run **runs;         /* [parallel] */
@@ -39,8 +42,38 @@ static void close_engine(st_runner *r)
     memset(r->seqs, 0, r->srv->cfg.parallel * sizeof *r->seqs);
 }
 
-/* The model's engine and sequences, (re)opened when needed; NULL with
- * msg set when the manifest does not load. Called with no job running. */
+static void set_error(st_runner *r, const char *msg)
+{
+    uv_mutex_lock(&r->srv->queue_lock);
+    snprintf(r->error, sizeof r->error, "%s", msg);
+    uv_mutex_unlock(&r->srv->queue_lock);
+}
+
+/* Open the model's engine and its sequences from `path`; NULL with msg. */
+static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs, char *msg,
+                              size_t size)
+{
+    st_server *srv = r->srv;
+    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
+                              .parallel = srv->cfg.parallel};
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_engine *e = NULL;
+    st_status rc = st_engine_open(path, &opts, &e, &err);
+    for (uint32_t i = 0; rc == ST_OK && i < srv->cfg.parallel; i++)
+        rc = st_sequence_open(e, &seqs[i], &err);
+    if (rc == ST_OK)
+        return e;
+    snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
+    fprintf(stderr, "stretch serve: %s\n", msg);
+    st_engine_close(e);
+    return NULL;
+}
+
+/* The model's engine, (re)opened when the manifest is new or changed;
+ * NULL with msg set when there is none to serve with. A changed manifest
+ * that fails to load leaves the old engine serving (the failure is kept
+ * for /v1/models). Called with no job running. */
 static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
 {
     st_server *srv = r->srv;
@@ -50,33 +83,44 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
         snprintf(msg, size, "the model '%.200s' does not exist (any more)", r->stem);
         free(path);
         close_engine(r);
+        set_error(r, "");
         return NULL;
     }
-    if (r->engine && (r->mtime.tv_sec != st.st_mtim.tv_sec ||
-                      r->mtime.tv_nsec != st.st_mtim.tv_nsec)) {
-        fprintf(stderr, "stretch serve: %s changed: reloading model '%s'\n", path, r->stem);
-        close_engine(r);
-    }
-    if (r->engine) {
+    bool same = r->mtime.tv_sec == st.st_mtim.tv_sec && r->mtime.tv_nsec == st.st_mtim.tv_nsec;
+    if (same && r->engine) {
         free(path);
         return r->engine;
     }
-    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
-                              .parallel = srv->cfg.parallel};
-    st_error err;
-    memset(&err, 0, sizeof err);
-    st_status rc = st_engine_open(path, &opts, &r->engine, &err);
-    for (uint32_t i = 0; rc == ST_OK && i < srv->cfg.parallel; i++)
-        rc = st_sequence_open(r->engine, &r->seqs[i], &err);
-    free(path);
-    if (rc != ST_OK) {
-        snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
-        fprintf(stderr, "stretch serve: %s\n", msg);
-        close_engine(r);
-        return NULL;
+    if (same && !r->engine) {
+        /* This version failed before: say so again without reloading. */
+        uv_mutex_lock(&srv->queue_lock);
+        snprintf(msg, size, "%s", r->error);
+        uv_mutex_unlock(&srv->queue_lock);
+        free(path);
+        if (msg[0])
+            return NULL;
     }
+    st_sequence **seqs = calloc(srv->cfg.parallel, sizeof *seqs);
+    st_engine *e = seqs ? open_engine(r, path, seqs, msg, size) : NULL;
     r->mtime = st.st_mtim;
-    return r->engine;
+    if (!e) {
+        set_error(r, msg);
+        free(seqs);
+        free(path);
+        if (r->engine)
+            fprintf(stderr, "stretch serve: model '%s' keeps serving its previous manifest\n",
+                    r->stem);
+        return r->engine;
+    }
+    if (r->engine)
+        fprintf(stderr, "stretch serve: %s changed: model '%s' reloaded\n", path, r->stem);
+    free(path);
+    close_engine(r);
+    r->engine = e;
+    memcpy(r->seqs, seqs, srv->cfg.parallel * sizeof *seqs);
+    free(seqs);
+    set_error(r, "");
+    return e;
 }
 
 /* Give waiting jobs the free sequences (runner thread). */
@@ -177,12 +221,19 @@ static void runner_main(void *arg)
     uint32_t running = 0;
     for (;;) {
         uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !r->head && running == 0)
+        while (!srv->quit && !r->head && running == 0 && !r->reload)
             uv_cond_wait(&r->wake, &srv->queue_lock);
         bool quit = srv->quit && !r->head && running == 0;
+        bool reload = r->reload && running == 0;
+        if (reload)
+            r->reload = false;
         uv_mutex_unlock(&srv->queue_lock);
         if (quit)
             break;
+        if (reload && !srv->quit) {
+            char msg[512];
+            runner_engine(r, msg, sizeof msg);
+        }
         admit(r, running);
         running = collect(r);
         if (running == 0)
@@ -222,19 +273,47 @@ fail:
     return NULL;
 }
 
+/* The runner of `stem`, started if need be (queue_lock held). */
+static st_runner *runner_of(st_server *srv, const char *stem)
+{
+    st_runner *r = srv->runners;
+    while (r && strcmp(r->stem, stem) != 0)
+        r = r->next;
+    if (!r && (r = runner_new(srv, stem))) {
+        r->next = srv->runners;
+        srv->runners = r;
+    }
+    return r;
+}
+
+void st_runner_manifest_changed(st_server *srv, const char *stem)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    st_runner *r = srv->quit ? NULL : runner_of(srv, stem);
+    if (r) {
+        r->reload = true;
+        uv_cond_signal(&r->wake);
+    }
+    uv_mutex_unlock(&srv->queue_lock);
+}
+
+void st_runners_errors(st_server *srv, void *json_array)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    for (st_runner *r = srv->runners; r; r = r->next)
+        if (r->error[0])
+            json_array_append_new(json_array, json_pack("{s:s, s:s}", "model", r->stem,
+                                                        "message", r->error));
+    uv_mutex_unlock(&srv->queue_lock);
+}
+
 bool st_job_enqueue(st_server *srv, st_job *job)
 {
     uv_mutex_lock(&srv->queue_lock);
-    st_runner *r = srv->runners;
-    while (r && strcmp(r->stem, job->req.model) != 0)
-        r = r->next;
+    st_runner *r = runner_of(srv, job->req.model);
     if (!r) {
-        if (!(r = runner_new(srv, job->req.model))) {
-            uv_mutex_unlock(&srv->queue_lock);
-            return false;
-        }
-        r->next = srv->runners;
-        srv->runners = r;
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
     }
     /* A job waits when its model's sequences are all taken; past
      * --max-queue waiting jobs, it is refused. */

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 /* Stems a URL or a JSON string can carry without ambiguity. */
-static bool stem_ok(const char *s, size_t n)
+static bool stem_ok_n(const char *s, size_t n)
 {
     if (n == 0 || s[0] == '.')
         return false;
@@ -23,6 +23,11 @@ static bool stem_ok(const char *s, size_t n)
             return false;
     }
     return true;
+}
+
+bool st_models_stem_ok(const char *stem)
+{
+    return stem && stem_ok_n(stem, strlen(stem));
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -51,7 +56,7 @@ char **st_models_list(const char *dir, size_t *n)
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
         if (len <= 5 || strcmp(de->d_name + len - 5, ".yaml") != 0 ||
-            !stem_ok(de->d_name, len - 5) || !is_file(dir, de->d_name))
+            !stem_ok_n(de->d_name, len - 5) || !is_file(dir, de->d_name))
             continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -79,7 +84,7 @@ void st_models_free(char **stems, size_t n)
 
 char *st_models_resolve(const char *dir, const char *stem)
 {
-    if (!stem || !stem_ok(stem, strlen(stem)))
+    if (!st_models_stem_ok(stem))
         return NULL;
     size_t n = 0;
     char **stems = st_models_list(dir, &n);

@@ -72,7 +72,11 @@ static void models(st_conn *c, bool keep_alive)
                                               "stretch"));
     }
     st_models_free(stems, n);
-    send_json(c, json_pack("{s:s, s:o}", "object", "list", "data", data), keep_alive);
+    /* Manifests that failed to load (the old version, if any, serves). */
+    json_t *errors = json_array();
+    st_runners_errors(c->srv, errors);
+    send_json(c, json_pack("{s:s, s:o, s:o}", "object", "list", "data", data, "errors", errors),
+              keep_alive);
 }
 
 static void metrics(st_conn *c, bool keep_alive)

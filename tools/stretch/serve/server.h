@@ -108,6 +108,12 @@ struct st_server {
     uint32_t running;          /* jobs on a sequence, all models */
     bool quit;                 /* runners exit */
 
+    /* The manifests directory's watcher (manifest_watch.c, loop thread). */
+    uv_fs_event_t watcher;
+    uv_timer_t watch_timer;
+    char **pending_stems;
+    uint32_t n_pending_stems;
+
     st_server_metrics metrics;
 };
 
@@ -169,6 +175,9 @@ void st_gen_request_free(st_gen_request *r);
 /* Every *.yaml stem in dir, sorted; *n set. NULL with *n = 0 on error. */
 char **st_models_list(const char *dir, size_t *n);
 void st_models_free(char **stems, size_t n);
+/* Whether `stem` is a name a model may have (letters, digits, - _ ., not
+ * starting with a dot). */
+bool st_models_stem_ok(const char *stem);
 /* The manifest path of a served model, or NULL when `stem` is not one. */
 char *st_models_resolve(const char *dir, const char *stem);
 
@@ -179,6 +188,17 @@ char *st_models_resolve(const char *dir, const char *stem);
 bool st_job_enqueue(st_server *srv, st_job *job);
 /* Stop and join every runner (they are idle by then). */
 void st_runners_stop(st_server *srv);
+/* The manifest of `stem` was added, changed or removed: its runner
+ * (started if need be) reloads it as soon as no request runs on it; a
+ * manifest that fails to load leaves the old engine serving. */
+void st_runner_manifest_changed(st_server *srv, const char *stem);
+/* Append {"model", "message"} for every model whose manifest failed to
+ * load last time it was read (a jansson array). */
+void st_runners_errors(st_server *srv, void *json_array);
+
+/* manifest_watch.c */
+void st_watch_start(st_server *srv);
+void st_watch_stop(st_server *srv);
 
 /* generate_job.c: one job's request on an engine and its response. */
 st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
