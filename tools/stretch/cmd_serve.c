@@ -52,10 +52,7 @@ static void close_handle(uv_handle_t *h)
 static void on_shutdown_tick(uv_timer_t *t)
 {
     st_server *srv = t->data;
-    static double started;
-    if (started == 0)
-        started = st_serve_now();
-    if ((st_serve_now() - started) * 1000.0 > srv->cfg.shutdown_timeout_ms)
+    if ((st_serve_now() - srv->stop_started) * 1000.0 > srv->cfg.shutdown_timeout_ms)
         st_jobs_cancel_all(srv);
     st_jobs_drain(srv);
     if (srv->jobs)
@@ -80,6 +77,7 @@ static void on_signal(uv_signal_t *s, int signum)
     fprintf(stderr, "stretch serve: %s: no new connections; finishing the requests in "
                     "flight\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
     srv->stopping = true;
+    srv->stop_started = st_serve_now();
     close_handle((uv_handle_t *)&srv->listener);
     st_watch_stop(srv);
     /* Requests still waiting for a sequence will not start: answered 503. */

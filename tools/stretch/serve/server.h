@@ -97,6 +97,7 @@ struct st_server {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
+    double stop_started;       /* when SIGINT/SIGTERM came (st_serve_now) */
     st_conn *conns;            /* every open connection (loop thread) */
     st_job *jobs;              /* every job not yet freed (loop thread) */
 
