@@ -138,9 +138,6 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
             return st_error_set(err, ST_E_INVALID,
                                 "prompt token %zu is %d, outside the vocabulary of %u", i,
                                 prompt[i], e->shape.n_vocab);
-    if (n_prompt > e->kv->capacity)
-        return st_error_set(err, ST_E_RANGE, "the prompt is %zu tokens; the context holds %u",
-                            n_prompt, e->kv->capacity);
     s->prompt = malloc(n_prompt * sizeof *s->prompt);
     if (!s->prompt)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
