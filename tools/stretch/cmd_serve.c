@@ -24,6 +24,7 @@ static void serve_usage(FILE *f)
             "                         (default: manifests)\n"
             "  --parallel N           requests generating at once per model, batched as\n"
             "                         sequences of one engine (default 1)\n"
+            "  --rpc unix:PATH|tcp:PORT  also serve msgpack-RPC there (docs/server.md)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY' (default: none;\n"
             "                         also $STRETCH_API_KEY)\n"
             "  --threads N            threads per engine (default: the manifest's)\n"
@@ -61,7 +62,7 @@ static void on_shutdown_tick(uv_timer_t *t)
         next = c->next;
         st_conn_end(c);
     }
-    if (srv->conns)
+    if (!st_rpc_stop(srv, true) || srv->conns)
         return;
     close_handle((uv_handle_t *)&srv->wake);
     close_handle((uv_handle_t *)&srv->sigint);
@@ -79,6 +80,7 @@ static void on_signal(uv_signal_t *s, int signum)
     srv->stopping = true;
     srv->stop_started = st_serve_now();
     close_handle((uv_handle_t *)&srv->listener);
+    st_rpc_stop(srv, false);
     st_watch_stop(srv);
     /* Requests still waiting for a sequence will not start: answered 503. */
     for (st_job *j = srv->jobs; j; j = j->next)
@@ -93,7 +95,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 50);
 }
 
-static int parse_args(int argc, char **argv, st_server_config *cfg)
+static int parse_args(int argc, char **argv, st_server_config *cfg, const char **rpc)
 {
     long long v;
     for (int i = 1; i < argc; i++) {
@@ -114,6 +116,8 @@ static int parse_args(int argc, char **argv, st_server_config *cfg)
             if ((v = st_cli_parse_range(a, next, 1, 256)) < 0) return -1;
             cfg->parallel = (uint32_t)v;
             i++;
+        } else if (!strcmp(a, "--rpc") && next) {
+            *rpc = argv[++i];
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
         } else if (!strcmp(a, "--threads")) {
@@ -156,7 +160,8 @@ int st_cmd_serve(int argc, char **argv)
         .api_key = getenv("STRETCH_API_KEY"), .max_body = 1 << 20, .max_queue = 64,
         .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000,
     };
-    int rc = parse_args(argc, argv, cfg);
+    const char *rpc = NULL;
+    int rc = parse_args(argc, argv, cfg, &rpc);
     if (rc) {
         free(srv);
         return rc == -2 ? ST_EXIT_OK : ST_EXIT_USAGE;
@@ -188,9 +193,11 @@ int st_cmd_serve(int argc, char **argv)
     /* Manifests added, changed or removed are picked up without a restart. */
     st_watch_start(srv);
 
-    rc = st_http_listen(srv) != 0 ? ST_EXIT_USAGE : ST_EXIT_OK;
+    rc = st_http_listen(srv) != 0 || (rpc && st_rpc_listen(srv, rpc) != 0) ? ST_EXIT_USAGE
+                                                                           : ST_EXIT_OK;
     if (rc != ST_EXIT_OK) {
         st_watch_stop(srv);
+        st_rpc_stop(srv, true);
         close_handle((uv_handle_t *)&srv->listener);
         close_handle((uv_handle_t *)&srv->wake);
         close_handle((uv_handle_t *)&srv->sigint);

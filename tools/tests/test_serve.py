@@ -454,3 +454,92 @@ def test_manifest_directory_is_watched(models_dir, tmp_path):
             c.completions.create(model="b", prompt="Hello", max_tokens=2)
     finally:
         assert s.stop() == 0
+
+
+class Rpc:
+    """A msgpack-RPC client over the server's unix socket."""
+
+    def __init__(self, path: Path):
+        import msgpack
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect(str(path))
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.packb = msgpack.packb
+        self.next_id = 1
+
+    def send(self, method: str, params: list) -> int:
+        msgid = self.next_id
+        self.next_id += 1
+        self.sock.sendall(self.packb([0, msgid, method, params]))
+        return msgid
+
+    def messages(self):
+        while True:
+            for m in self.unpacker:
+                yield m
+            data = self.sock.recv(65536)
+            if not data:
+                return
+            self.unpacker.feed(data)
+
+    def call(self, method: str, params: list):
+        """The reply's (error, result) and the text of its token notifications."""
+        msgid = self.send(method, params)
+        tokens = []
+        for m in self.messages():
+            if m[0] == 2 and m[1] == "token" and m[2][0] == msgid:
+                tokens.append(m[2][1])
+            elif m[0] == 1 and m[1] == msgid:
+                return m[2], m[3], "".join(tokens)
+        raise AssertionError("connection closed before the reply")
+
+
+def test_msgpack_rpc(models_dir, tmp_path):
+    pytest.importorskip("msgpack")
+    sock = tmp_path / "rpc.sock"
+    s = Server(models_dir, "--rpc", f"unix:{sock}")
+    try:
+        line = s.proc.stdout.readline()
+        assert "msgpack-RPC on unix:" in line, line
+        rpc = Rpc(sock)
+        err, models, _ = rpc.call("models", [])
+        assert err is None and sorted(models) == ["sampled", "slow", "tiny"]
+
+        want = run_cli(models_dir / "tiny.yaml", "The capital of France is", 16)
+        err, res, streamed = rpc.call("generate", [{"model": "tiny", "max_tokens": 16,
+                                                    "prompt": "The capital of France is"}])
+        assert err is None, err
+        assert res["text"] == want["text"] == streamed
+        assert res["usage"]["prompt_tokens"] == len(want["prompt_ids"])
+        assert res["finish_reason"] in ("stop", "length")
+
+        err, ids, _ = rpc.call("tokenize", ["tiny", "<|im_start|>hi", True])
+        assert err is None and ids[0] == 1
+        err, plain, _ = rpc.call("tokenize", ["tiny", "<|im_start|>hi"])
+        assert err is None and 1 not in plain and len(plain) > len(ids)
+
+        err, res, _ = rpc.call("generate", [{"model": "nope", "prompt": "x"}])
+        assert res is None and err["code"] == 404 and err["param"] == "model"
+        err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", "max_tokens": 0}])
+        assert err["code"] == 400 and err["param"] == "max_tokens"
+        err, res, _ = rpc.call("frobnicate", [])
+        assert err["code"] == 404
+
+        # Cancel a long generation from the same connection.
+        gen = rpc.send("generate", [{"model": "slow", "prompt": SLOW_PROMPT,
+                                     "max_tokens": SLOW_TOKENS}])
+        seen = 0
+        for m in rpc.messages():
+            if m[0] == 2 and m[2][0] == gen:
+                seen += 1
+                if seen == 1:
+                    rpc.send("cancel", [gen])
+            elif m[0] == 1 and m[1] == gen:
+                assert m[2] is None and m[3]["usage"]["completion_tokens"] < SLOW_TOKENS
+                break
+        rpc.sock.close()
+        assert s.request("GET", "/health")[0] == 200
+    finally:
+        assert s.stop() == 0
+    assert not sock.exists(), "the socket is removed on exit"

@@ -8,6 +8,7 @@
 #include "server.h"
 
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,113 @@ static void job_finish(st_job *job, bool close_after)
     uv_async_send(wake);
 }
 
+/* -- msgpack-RPC frames (docs/server.md) -- */
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void emit_frame(st_job *job, msgpack_sbuffer *sb)
+{
+    job_emit(job, sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+}
+
+/* [1, msgid, {"code", "message", "param"}, nil] */
+static void rpc_error(st_job *job, int status, const char *message, const char *param)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "code", 4);
+    msgpack_pack_int(&pk, status);
+    pack_str(&pk, "message", 7);
+    pack_str(&pk, message, strlen(message));
+    pack_str(&pk, "param", 5);
+    if (param)
+        pack_str(&pk, param, strlen(param));
+    else
+        msgpack_pack_nil(&pk);
+    msgpack_pack_nil(&pk);
+    emit_frame(job, &sb);
+}
+
+/* [2, "token", [msgid, text]] */
+static void rpc_token(st_job *job, const char *text, size_t len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_int(&pk, 2);
+    pack_str(&pk, "token", 5);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    pack_str(&pk, text, len);
+    emit_frame(job, &sb);
+}
+
+/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}}] */
+static void rpc_result(st_job *job, const char *text, size_t len, const char *finish,
+                       uint32_t n_prompt, uint32_t n_generated)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "text", 4);
+    pack_str(&pk, text, len);
+    pack_str(&pk, "finish_reason", 13);
+    pack_str(&pk, finish, strlen(finish));
+    pack_str(&pk, "usage", 5);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "prompt_tokens", 13);
+    msgpack_pack_uint32(&pk, n_prompt);
+    pack_str(&pk, "completion_tokens", 17);
+    msgpack_pack_uint32(&pk, n_generated);
+    pack_str(&pk, "total_tokens", 12);
+    msgpack_pack_uint32(&pk, n_prompt + n_generated);
+    emit_frame(job, &sb);
+}
+
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_int32(&pk, ids[i]);
+    emit_frame(job, &sb);
+    job_finish(job, false);
+}
+
 void st_job_fail(st_job *job, int status, const char *message, const char *param)
 {
     atomic_fetch_add(&job->srv->metrics.errors, 1);
+    if (job->is_rpc) {
+        rpc_error(job, status, message, param);
+        job_finish(job, false);
+        return;
+    }
     size_t len = 0;
     char *resp = st_http_error(status, message, param, job->keep_alive, NULL, &len);
     if (resp)
@@ -110,6 +215,11 @@ static void emit_event(st_job *job, json_t *v)
 static void emit_chunk(gen_state *g, const char *text, size_t len, const char *finish)
 {
     st_job *job = g->job;
+    if (job->is_rpc) {
+        if (len)
+            rpc_token(job, text, len);
+        return;
+    }
     if (!g->headers_sent) {
         static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                    "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
@@ -206,6 +316,13 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
 static void finish_response(gen_state *g, st_job *job, const st_generate_stats *stats,
                             const char *finish)
 {
+    if (job->is_rpc) {
+        if (g->len > g->sent)
+            rpc_token(job, g->text + g->sent, g->len - g->sent);
+        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens);
+        job_finish(job, false);
+        return;
+    }
     json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)stats->n_prompt,
                               "completion_tokens", (int)g->n_tokens, "total_tokens",
                               (int)(stats->n_prompt + g->n_tokens));
@@ -368,7 +485,7 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
         char msg[512];
         int status = st == ST_E_INVALID ? 400 : 500;
         snprintf(msg, sizeof msg, "generation failed: %.400s", err ? err->message : "");
-        if (g->headers_sent) {
+        if (g->headers_sent && !job->is_rpc) {
             emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
                                       "server_error"));
             job_finish(job, true);
@@ -441,6 +558,8 @@ void st_jobs_drain(st_server *srv)
         st_conn *c = job->conn;
         if (c && len)
             st_conn_write(c, out, len);
+        if (job->rpc && len)
+            st_rpc_write(job->rpc, out, len);
         free(out);
         if (!done) {
             pp = &job->next;

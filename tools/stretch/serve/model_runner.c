@@ -153,6 +153,19 @@ static void admit(st_runner *r, uint32_t running)
             st_job_fail(job, 503, "the request was cancelled before it started", NULL);
         } else if (running == 0 && !(e = runner_engine(r, msg, sizeof msg))) {
             st_job_fail(job, 500, msg, "model");
+        } else if (job->tokenize_only) {
+            /* msgpack-RPC's tokenize: the model's tokenizer, no sequence. */
+            int32_t *ids = NULL;
+            size_t n = 0;
+            st_error err;
+            memset(&err, 0, sizeof err);
+            if (st_engine_tokenize(r->engine, job->req.prompt, strlen(job->req.prompt),
+                                   job->tokenize_special ? ST_ENCODE_PARSE_SPECIAL : 0, &ids,
+                                   &n, &err) == ST_OK)
+                st_job_tokens(job, ids, n);
+            else
+                st_job_fail(job, 400, err.message, "text");
+            st_free(ids);
         } else {
             e = r->engine;
             st_job_run *run = st_job_run_prepare(job, e);

@@ -252,6 +252,24 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
     return parse_stop(root, r, msg, size, param);
 }
 
+bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
+                              size_t msg_size, const char **param)
+{
+    json_t *root = json_root;
+    memset(out, 0, sizeof *out);
+    *param = NULL;
+    bool ok;
+    if (!json_is_object(root))
+        ok = fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                  type_of(root));
+    else
+        ok = parse_fields(root, chat, out, msg, msg_size, param);
+    if (!ok)
+        st_gen_request_free(out);
+    out->chat = chat;
+    return ok;
+}
+
 bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
                           char *msg, size_t msg_size, const char **param)
 {
@@ -262,16 +280,8 @@ bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_reques
     if (!root)
         return fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, "
                     "column %d)", jerr.text, jerr.line, jerr.column);
-    bool ok;
-    if (!json_is_object(root))
-        ok = fail(msg, msg_size, param, NULL, "the body must be a JSON object, found %s",
-                  type_of(root));
-    else
-        ok = parse_fields(root, chat, out, msg, msg_size, param);
+    bool ok = st_gen_request_from_json(root, chat, out, msg, msg_size, param);
     json_decref(root);
-    if (!ok)
-        st_gen_request_free(out);
-    out->chat = chat;
     return ok;
 }
 

@@ -62,11 +62,20 @@ typedef struct st_gen_request {
 
 typedef struct st_server st_server;
 typedef struct st_conn st_conn;
+typedef struct st_rpc_conn st_rpc_conn;
 
 /* One completion request between the loop and a worker. */
 typedef struct st_job {
     st_server *srv;
     st_conn *conn;             /* loop thread only; NULL once the client left */
+    /* A msgpack-RPC job (rpc.c) answers on `rpc` instead, in msgpack
+     * frames for request `rpc_msgid`; tokenize_only asks the runner for the
+     * prompt's ids and nothing else. */
+    st_rpc_conn *rpc;
+    bool is_rpc;
+    uint32_t rpc_msgid;
+    bool tokenize_only;
+    bool tokenize_special;
     st_gen_request req;
     bool keep_alive;
     char id[40];               /* "chatcmpl-..." / "cmpl-..." */
@@ -99,6 +108,14 @@ struct st_server {
     bool stopping;
     double stop_started;       /* when SIGINT/SIGTERM came (st_serve_now) */
     st_conn *conns;            /* every open connection (loop thread) */
+    /* msgpack-RPC (rpc.c, loop thread). */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } rpc_listener;
+    bool rpc_on, rpc_is_pipe;
+    const char *rpc_path;
+    st_rpc_conn *rpc_conns;
     st_job *jobs;              /* every job not yet freed (loop thread) */
 
     /* The model runners (model_runner.c), one per model asked for, and
@@ -171,6 +188,9 @@ void st_route_request(st_conn *c);
 bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
                           char *msg, size_t msg_size, const char **param);
 void st_gen_request_free(st_gen_request *r);
+/* The same from a parsed jansson object (json_t *), for msgpack-RPC. */
+bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
+                              size_t msg_size, const char **param);
 
 /* models_dir.c */
 /* Every *.yaml stem in dir, sorted; *n set. NULL with *n = 0 on error. */
@@ -197,6 +217,13 @@ void st_runner_manifest_changed(st_server *srv, const char *stem);
  * load last time it was read (a jansson array). */
 void st_runners_errors(st_server *srv, void *json_array);
 
+/* rpc.c: the msgpack-RPC listener, `spec` unix:PATH or tcp:PORT. */
+int st_rpc_listen(st_server *srv, const char *spec);
+/* Stop accepting, and with close_conns close every RPC connection whose
+ * writes are done; true when none is left open. */
+bool st_rpc_stop(st_server *srv, bool close_conns);
+void st_rpc_write(st_rpc_conn *c, const char *bytes, size_t len);
+
 /* manifest_watch.c */
 void st_watch_start(st_server *srv);
 void st_watch_stop(st_server *srv);
@@ -204,6 +231,8 @@ void st_watch_stop(st_server *srv);
 /* generate_job.c: one job's request on an engine and its response. */
 st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
 void st_job_free(st_job *job);
+/* A tokenize-only job's answer (msgpack-RPC); the job is done. */
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n);
 /* An answer that is an error, written whole; the job is done. */
 void st_job_fail(st_job *job, int status, const char *message, const char *param);
 typedef struct st_job_run st_job_run;
