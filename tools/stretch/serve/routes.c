@@ -2,7 +2,7 @@
  * tools/stretch/serve/routes.c - what each request means: authentication,
  * the quick endpoints answered on the loop thread (/health, /metrics,
  * /v1/models), and the completion endpoints, which are checked here and
- * queued for a worker.
+ * queued for their model's runner.
  */
 #include "server.h"
 

@@ -1,14 +1,16 @@
 /*
  * tools/stretch/serve/server.h - `stretch serve`: the pieces of the
- * OpenAI-compatible HTTP server and how they share state.
+ * OpenAI-compatible HTTP server (and its msgpack-RPC listener) and how
+ * they share state.
  *
  * Threads: one libuv loop thread owns every socket, timer and the
- * connection structs; `parallel` worker threads each own their engines
- * and run one generation at a time. A job (one completion request) is the
- * only thing both touch: the loop creates it and queues it; a worker fills
- * its output under its lock and wakes the loop (uv_async_send), which
- * writes what is there to the socket. A client that goes away sets the
- * job's cancel flag, which the worker sees at the next token.
+ * connection structs; one runner thread per served model owns that
+ * model's engine and runs up to `parallel` requests as its sequences,
+ * stepped together. A job (one request) is the only thing both touch: the
+ * loop creates it and queues it; the runner fills its output under its
+ * lock and wakes the loop (uv_async_send), which writes what is there to
+ * the socket. A client that goes away sets the job's cancel flag, which
+ * the runner sees at the next step.
  */
 #ifndef ST_CLI_SERVE_SERVER_H
 #define ST_CLI_SERVE_SERVER_H
@@ -26,10 +28,10 @@ typedef struct st_server_config {
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port (printed) */
     const char *manifests_dir; /* each *.yaml is a model named by its stem */
-    uint32_t parallel;         /* worker threads = requests generating at once */
+    uint32_t parallel;         /* requests generating at once per model (sequences) */
     const char *api_key;       /* NULL = no authentication */
     size_t max_body;           /* bytes; a larger body is 413 */
-    uint32_t max_queue;        /* requests waiting for a worker; beyond: 429 */
+    uint32_t max_queue;        /* requests waiting for a sequence; beyond: 429 */
     uint32_t header_timeout_ms;/* a request's (and an idle keep-alive) deadline: 408 */
     uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
     uint32_t n_threads;        /* per engine; 0 = the manifest's */
@@ -64,7 +66,7 @@ typedef struct st_server st_server;
 typedef struct st_conn st_conn;
 typedef struct st_rpc_conn st_rpc_conn;
 
-/* One completion request between the loop and a worker. */
+/* One request between the loop and a model runner. */
 typedef struct st_job {
     st_server *srv;
     st_conn *conn;             /* loop thread only; NULL once the client left */
@@ -82,11 +84,11 @@ typedef struct st_job {
     int64_t created;
     double t_queued;
     atomic_int cancel;         /* the client left or the server is stopping */
-    atomic_int running;        /* a worker took it */
+    atomic_int running;        /* a runner took it */
     uv_mutex_t lock;           /* guards out*, done */
     char *out;                 /* HTTP bytes not yet handed to the socket */
     size_t out_len, out_cap;
-    bool done;                 /* the worker will not touch the job again */
+    bool done;                 /* the runner will not touch the job again */
     bool close_after;          /* the response has no length: close when written */
     struct st_job *next;       /* the server's list of live jobs (loop thread) */
     struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
@@ -102,7 +104,7 @@ struct st_server {
     st_server_config cfg;
     uv_loop_t *loop;
     uv_tcp_t listener;
-    uv_async_t wake;           /* a worker produced output */
+    uv_async_t wake;           /* a runner produced output */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
