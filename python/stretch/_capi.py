@@ -51,7 +51,9 @@ class StEngineInfo(Structure):
                 ("plugin_names", c_char_p * KIND_COUNT),
                 # ABI 1.2
                 ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
-                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64)]
+                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
+                # ABI 1.3
+                ("parallel", c_uint32)]
 
 
 class StGenerateParams(Structure):

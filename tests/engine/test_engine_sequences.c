@@ -165,6 +165,9 @@ Test(engine_sequences, parallel_bounds_the_open_sequences)
 {
     st_engine *e = open_engine("{plugin: dense}", "  - plugin: greedy\n", 2);
     st_error err = {0};
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    cr_assert_eq(info.parallel, 2, "the manifest's parallel");
     st_sequence *a, *b, *c;
     cr_assert_eq(st_sequence_open(e, &a, &err), ST_OK, "%s", err.message);
     cr_assert_eq(st_sequence_open(e, &b, &err), ST_OK, "%s", err.message);
@@ -175,6 +178,18 @@ Test(engine_sequences, parallel_bounds_the_open_sequences)
     st_sequence_close(b);
     st_sequence_close(c);
     st_engine_close(e);
+
+    /* The option overrides the manifest, within ST_PARALLEL_MAX. */
+    char path[300];
+    snprintf(path, sizeof path, "%s/s.yaml", dir);
+    st_engine_options opts = {.struct_size = sizeof opts, .parallel = 5};
+    cr_assert_eq(st_engine_open(path, &opts, &e, &err), ST_OK, "%s", err.message);
+    st_engine_get_info(e, &info);
+    cr_assert_eq(info.parallel, 5);
+    st_engine_close(e);
+    opts.parallel = ST_PARALLEL_MAX + 1;
+    cr_assert_eq(st_engine_open(path, &opts, &e, &err), ST_E_INVALID);
+    cr_assert(strstr(err.message, "parallel"), "%s", err.message);
 }
 
 Test(engine_sequences, cancel_stops_one_and_spares_the_others)

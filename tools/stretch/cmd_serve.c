@@ -23,7 +23,8 @@ static void serve_usage(FILE *f)
             "  --manifests DIR        serve each DIR/*.yaml as a model named by its stem\n"
             "                         (default: manifests)\n"
             "  --parallel N           requests generating at once per model, batched as\n"
-            "                         sequences of one engine (default 1)\n"
+            "                         sequences of one engine (default: the manifest's\n"
+            "                         `parallel:`, 1 when it has none)\n"
             "  --rpc unix:PATH|tcp:PORT  also serve msgpack-RPC there (docs/server.md)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY' (default: none;\n"
             "                         also $STRETCH_API_KEY)\n"
@@ -156,7 +157,7 @@ int st_cmd_serve(int argc, char **argv)
         return ST_EXIT_RUNTIME;
     st_server_config *cfg = &srv->cfg;
     *cfg = (st_server_config){
-        .host = "127.0.0.1", .port = 8080, .manifests_dir = "manifests", .parallel = 1,
+        .host = "127.0.0.1", .port = 8080, .manifests_dir = "manifests", .parallel = 0,
         .api_key = getenv("STRETCH_API_KEY"), .max_body = 1 << 20, .max_queue = 64,
         .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000,
     };

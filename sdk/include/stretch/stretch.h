@@ -88,6 +88,8 @@ typedef struct st_engine_info {
      * of every layer. */
     const char *kv_type;
     uint64_t kv_bytes_per_token;
+    /* -- ABI 1.3 -- */
+    uint32_t parallel;       /* the sequences it may run at once */
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */

@@ -354,8 +354,11 @@ int st_http_listen(st_server *srv)
         port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
     }
     /* One line a supervisor (or a test) can wait for, with the real port. */
-    printf("stretch serve: listening on http://%s:%d (%u parallel, models from %s)\n", name,
-           port, srv->cfg.parallel, srv->cfg.manifests_dir);
+    char parallel[32] = "as each manifest says";
+    if (srv->cfg.parallel)
+        snprintf(parallel, sizeof parallel, "%u", srv->cfg.parallel);
+    printf("stretch serve: listening on http://%s:%d (parallel: %s; models from %s)\n", name,
+           port, parallel, srv->cfg.manifests_dir);
     fflush(stdout);
     return 0;
 }

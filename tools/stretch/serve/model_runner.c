@@ -24,22 +24,23 @@ typedef struct st_runner {
     uint32_t n_waiting;
     uint32_t n_running;        /* jobs on sequences (queue_lock) */
     bool reload;               /* the watcher saw the manifest change (queue_lock) */
+    uint32_t parallel;         /* the engine's sequences; 0 before it opens (queue_lock) */
     char error[512];           /* why the manifest last failed to load, or "" (queue_lock) */
     struct st_runner *next;
 
     /* Runner thread only. */
     st_engine *engine;
     struct timespec mtime;     /* of the manifest the engine (or the last failure) read */
-    st_sequence **seqs;        /* [parallel] */
-    st_job **jobs;             /* [parallel]: the job on each sequence */
-    st_job_run **runs;         /* [parallel] */
+    st_sequence **seqs;        /* [ST_PARALLEL_MAX] */
+    st_job **jobs;             /* [ST_PARALLEL_MAX]: the job on each sequence */
+    st_job_run **runs;         /* [ST_PARALLEL_MAX] */
 } st_runner;
 
 static void close_engine(st_runner *r)
 {
     st_engine_close(r->engine); /* closes its sequences */
     r->engine = NULL;
-    memset(r->seqs, 0, r->srv->cfg.parallel * sizeof *r->seqs);
+    memset(r->seqs, 0, ST_PARALLEL_MAX * sizeof *r->seqs);
 }
 
 static void set_error(st_runner *r, const char *msg)
@@ -49,9 +50,10 @@ static void set_error(st_runner *r, const char *msg)
     uv_mutex_unlock(&r->srv->queue_lock);
 }
 
-/* Open the model's engine and its sequences from `path`; NULL with msg. */
-static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs, char *msg,
-                              size_t size)
+/* Open the model's engine and its sequences from `path` (--parallel of
+ * them, else the manifest's `parallel`); NULL with msg. */
+static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs,
+                              uint32_t *parallel, char *msg, size_t size)
 {
     st_server *srv = r->srv;
     st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
@@ -60,10 +62,15 @@ static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs
     memset(&err, 0, sizeof err);
     st_engine *e = NULL;
     st_status rc = st_engine_open(path, &opts, &e, &err);
-    for (uint32_t i = 0; rc == ST_OK && i < srv->cfg.parallel; i++)
-        rc = st_sequence_open(e, &seqs[i], &err);
+    st_engine_info info = {.struct_size = sizeof info};
     if (rc == ST_OK)
+        st_engine_get_info(e, &info);
+    for (uint32_t i = 0; rc == ST_OK && i < info.parallel; i++)
+        rc = st_sequence_open(e, &seqs[i], &err);
+    if (rc == ST_OK) {
+        *parallel = info.parallel;
         return e;
+    }
     snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
     fprintf(stderr, "stretch serve: %s\n", msg);
     st_engine_close(e);
@@ -100,8 +107,9 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
         if (msg[0])
             return NULL;
     }
-    st_sequence **seqs = calloc(srv->cfg.parallel, sizeof *seqs);
-    st_engine *e = seqs ? open_engine(r, path, seqs, msg, size) : NULL;
+    st_sequence **seqs = calloc(ST_PARALLEL_MAX, sizeof *seqs);
+    uint32_t parallel = 0;
+    st_engine *e = seqs ? open_engine(r, path, seqs, &parallel, msg, size) : NULL;
     r->mtime = st.st_mtim;
     if (!e) {
         set_error(r, msg);
@@ -117,8 +125,11 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
     free(path);
     close_engine(r);
     r->engine = e;
-    memcpy(r->seqs, seqs, srv->cfg.parallel * sizeof *seqs);
+    memcpy(r->seqs, seqs, ST_PARALLEL_MAX * sizeof *seqs);
     free(seqs);
+    uv_mutex_lock(&srv->queue_lock);
+    r->parallel = parallel;
+    uv_mutex_unlock(&srv->queue_lock);
     set_error(r, "");
     return e;
 }
@@ -131,9 +142,11 @@ static void admit(st_runner *r, uint32_t running)
         uv_mutex_lock(&srv->queue_lock);
         st_job *job = NULL;
         uint32_t slot = 0;
-        while (slot < srv->cfg.parallel && r->jobs[slot])
+        /* Before the engine opens, one job goes in to open it. */
+        uint32_t P = r->parallel ? r->parallel : 1;
+        while (slot < P && r->jobs[slot])
             slot++;
-        if (slot < srv->cfg.parallel && r->head) {
+        if (slot < P && r->head) {
             job = r->head;
             r->head = job->queue_next;
             if (!r->head)
@@ -201,7 +214,7 @@ static uint32_t collect(st_runner *r)
 {
     st_server *srv = r->srv;
     uint32_t running = 0;
-    for (uint32_t i = 0; i < srv->cfg.parallel; i++) {
+    for (uint32_t i = 0; i < ST_PARALLEL_MAX; i++) {
         st_job *job = r->jobs[i];
         if (!job)
             continue;
@@ -264,7 +277,7 @@ static void runner_main(void *arg)
 static st_runner *runner_new(st_server *srv, const char *stem)
 {
     st_runner *r = calloc(1, sizeof *r);
-    uint32_t P = srv->cfg.parallel;
+    uint32_t P = ST_PARALLEL_MAX;
     if (!r || !(r->stem = strdup(stem)) || !(r->seqs = calloc(P, sizeof *r->seqs)) ||
         !(r->jobs = calloc(P, sizeof *r->jobs)) || !(r->runs = calloc(P, sizeof *r->runs)) ||
         uv_cond_init(&r->wake) != 0)
@@ -330,7 +343,7 @@ bool st_job_enqueue(st_server *srv, st_job *job)
     }
     /* A job waits when its model's sequences are all taken; past
      * --max-queue waiting jobs, it is refused. */
-    bool has_free = r->n_waiting + r->n_running < srv->cfg.parallel;
+    bool has_free = r->n_waiting + r->n_running < (r->parallel ? r->parallel : 1);
     if (!has_free && srv->queue_len >= srv->cfg.max_queue) {
         uv_mutex_unlock(&srv->queue_lock);
         return false;

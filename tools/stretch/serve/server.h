@@ -28,7 +28,8 @@ typedef struct st_server_config {
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port (printed) */
     const char *manifests_dir; /* each *.yaml is a model named by its stem */
-    uint32_t parallel;         /* requests generating at once per model (sequences) */
+    uint32_t parallel;         /* requests generating at once per model (sequences);
+                                  0 = each manifest's `parallel:` */
     const char *api_key;       /* NULL = no authentication */
     size_t max_body;           /* bytes; a larger body is 413 */
     uint32_t max_queue;        /* requests waiting for a sequence; beyond: 429 */
