@@ -100,8 +100,15 @@ static void check_prepacked(st_ggml_type type, double tol)
     fx_close(&f);
 }
 
-Test(forward_batch, prepacked_prompts_equal_each_alone_f32) { check_prepacked(ST_GGML_F32, 1e-4); }
-Test(forward_batch, prepacked_prompts_equal_each_alone_q8_0) { check_prepacked(ST_GGML_Q8_0, 2e-2); }
+Test(forward_batch, prepacked_prompts_equal_each_alone_f32)
+{
+    check_prepacked(ST_GGML_F32, 1e-4);
+}
+
+Test(forward_batch, prepacked_prompts_equal_each_alone_q8_0)
+{
+    check_prepacked(ST_GGML_Q8_0, 2e-2);
+}
 
 /* Greedy decoding of three sequences, batched step by step, with the third
  * joining at step 4 and the first leaving after step 6: every sequence's

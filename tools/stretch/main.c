@@ -19,7 +19,7 @@ const st_command st_commands[] = {
     {"tokenize", st_cmd_tokenize, "print the token ids (and pieces) of a text"},
     {"eval", st_cmd_eval, "evaluate a strategy (ppl: perplexity by position)"},
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},
-    {"bench-prefill", st_cmd_bench_prefill, "prefill mixed-length prompts: single, prepacked, padded"},
+    {"bench-prefill", st_cmd_bench_prefill, "prefill mixed-length prompts three ways"},
     {"serve", st_cmd_serve, "serve the manifests as models over an OpenAI-compatible HTTP API"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
