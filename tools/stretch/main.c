@@ -30,7 +30,7 @@ static void usage(FILE *f)
                "       stretch <command> --help\n"
                "       stretch --version\n\ncommands:\n");
     for (unsigned i = 0; i < st_n_commands; i++)
-        fprintf(f, "  %-10s %s\n", st_commands[i].name, st_commands[i].summary);
+        fprintf(f, "  %-13s %s\n", st_commands[i].name, st_commands[i].summary);
     fprintf(f, "\nexit codes:\n"
                "  0  success\n"
                "  1  usage error (bad command line)\n"
