@@ -1,12 +1,16 @@
 /*
  * stretch/stretch.h - the host API: open an engine from a strategy
  * manifest, tokenize, generate with a per-token callback, cancel, score.
- * `stretch run`, `stretch eval`, `stretch bench` and any embedding
- * application use this and nothing private (llama.h's role for llama.cpp).
+ * `stretch run`, `stretch eval`, `stretch bench`, `stretch serve` and any
+ * embedding application use this and nothing private (llama.h's role for
+ * llama.cpp).
  *
- * Threading: one engine serves one request at a time; every call on an
- * engine must come from one thread at a time, except st_engine_cancel,
- * which may be called from any thread (or a signal handler) at any time.
+ * Threading: st_engine_generate and st_engine_score serve one request at a
+ * time; several run at once as sequences stepped together (st_sequence_*,
+ * st_engine_step, since 1.3). Every call on an engine and its sequences
+ * must come from one thread at a time, except st_engine_cancel and
+ * st_sequence_cancel, which may be called from any thread (the former
+ * also from a signal handler) at any time.
  * Memory returned through `**out` pointers is the caller's: st_free() it.
  */
 #ifndef STRETCH_STRETCH_H
