@@ -62,7 +62,7 @@ def main() -> int:
                     bad.append(f"{src.relative_to(repo)} ({layer}) includes \"{inc}\" "
                                f"from the higher layer {target}")
     if "--cli" in sys.argv:
-        for src in sorted((repo / "tools" / "stretch").glob("*.[ch]")):
+        for src in sorted((repo / "tools" / "stretch").rglob("*.[ch]")):
             for inc in INCLUDE.findall(src.read_text(errors="replace")):
                 if Path(inc).name in where:
                     bad.append(f"{src.relative_to(repo)}: includes core's \"{inc}\"; the CLI "

@@ -4,8 +4,10 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git python3 python3-pip python3-venv
       libfyaml-dev libmsgpack-dev libuv1-dev libcriterion-dev
+      libhttp-parser-dev libjansson-dev curl
       ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo valgrind
       clang-14 libclang-rt-14-dev)  # the last two: tools/fuzz.sh (libFuzzer, ASan, UBSan)
+pkgs+=(nginx-light)  # tools/serve_scaleout.sh's load balancer (stretch serve replicas)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -37,6 +37,14 @@ if [ "${1:-}" != "--fast" ]; then
   rm -rf build-asan/sanitizer-logs && mkdir -p build-asan/sanitizer-logs
   status=0
   ctest --test-dir build-asan --output-on-failure --no-tests=error -j"$jobs" || status=$?
+  # `stretch serve` under the sanitizers too: its tests drive this build's binary.
+  if [ -d python ]; then
+    STRETCH_BUILD_DIR=build-asan \
+      ASAN_OPTIONS="detect_leaks=1:log_path=$PWD/build-asan/sanitizer-logs/asan" \
+      UBSAN_OPTIONS="print_stacktrace=1:log_path=$PWD/build-asan/sanitizer-logs/ubsan" \
+      build/venv/bin/python -m pytest -q -p no:cacheprovider tools/tests/test_serve.py ||
+      status=$?
+  fi
   # Leaks and UB found after a test reported its result land in these logs.
   if compgen -G "build-asan/sanitizer-logs/*" >/dev/null; then
     cat build-asan/sanitizer-logs/* >&2

@@ -5,6 +5,7 @@
  */
 #include "value.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,4 +96,37 @@ const char *st_value_type_name(st_value_type t)
     case ST_VALUE_MAP: return "map";
     }
     return "unknown";
+}
+
+bool st_value_map_set_float(st_value *map, const char *key, double f)
+{
+    if (!map || map->type != ST_VALUE_MAP || !key)
+        return false;
+    st_value *v = calloc(1, sizeof *v);
+    char text[32];
+    snprintf(text, sizeof text, "%.9g", f);
+    if (!v || !(v->s = strdup(text))) {
+        free(v);
+        return false;
+    }
+    v->type = ST_VALUE_FLOAT;
+    v->f = f;
+    for (size_t k = 0; k < map->n; k++)
+        if (map->entries[k].key && strcmp(map->entries[k].key, key) == 0) {
+            st_value_free(map->entries[k].value);
+            map->entries[k].value = v;
+            return true;
+        }
+    st_value_entry *grown = realloc(map->entries, (map->n + 1) * sizeof *grown);
+    char *k = strdup(key);
+    if (!grown || !k) {
+        if (grown)
+            map->entries = grown;
+        free(k);
+        st_value_free(v);
+        return false;
+    }
+    map->entries = grown;
+    map->entries[map->n++] = (st_value_entry){k, v, 0, 0};
+    return true;
 }

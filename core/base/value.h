@@ -46,5 +46,8 @@ void st_value_free(st_value *v);
 /* MAP lookup; NULL when absent or not a map. */
 const st_value *st_value_get(const st_value *map, const char *key);
 const char *st_value_type_name(st_value_type t);
+/* Set `key` of a MAP to a FLOAT (replacing what was there, else appended);
+ * false when out of memory or `map` is not a map. */
+bool st_value_map_set_float(st_value *map, const char *key, double f);
 
 #endif

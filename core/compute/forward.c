@@ -988,8 +988,11 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
 
 /* ---- the forward pass ------------------------------------------------- */
 
-st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos, size_t n,
-                     float *logits, uint32_t flags, st_diag *diag)
+/* The sequence-specific start of a block: check tokens and positions,
+ * reserve room, write the new slots' positions and the queries' rotation
+ * tables. Nothing is committed: kv->n_slots moves in block_commit. */
+static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos,
+                             size_t n, st_diag *diag)
 {
     const st_model *m = c->m;
     const st_model_hparams *hp = &m->hp;
@@ -1016,10 +1019,7 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         return s;
     c->step_gen++; /* the per-step rotation tables are stale from here */
 
-    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
-    uint32_t QD = hp->n_heads * hd;
-    uint32_t nt = (uint32_t)n, slot0 = kv->n_slots, n_slots = slot0 + nt;
-    size_t row = st_kv_row(kv);
+    uint32_t nt = (uint32_t)n, slot0 = kv->n_slots;
 
     /* The block's slots: true positions, tokens, rotation positions. */
     if ((c->pe_flags & ST_POSENC_MAP) && c->map_positions) {
@@ -1053,6 +1053,104 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     atomic_store(&c->worker_status, ST_OK);
     c->weights_nq = c->weights_nslots = 0;
 
+    return ST_OK;
+}
+
+/* One layer's attention for one sequence's block: rotate q and k, store
+ * k and v in the sequence's cache, ask its plan, attend. Reads the block's
+ * q, kf, vf rows; writes its att rows. */
+static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                              st_diag *diag)
+{
+    st_kv_cache *kv = c->kv;
+    uint32_t slot0 = kv->n_slots, n_slots = slot0 + nt;
+    st_status s;
+    token_task T;
+    T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
+    run_tokens(c, &T);
+
+    c->layer_gen++;
+    if (c->want_qk) {
+        /* The plugin reads unrotated float keys (attention.h). */
+        if ((s = ensure_alt(c, diag)) != ST_OK)
+            return s;
+        T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
+        run_tokens(c, &T);
+    }
+    s = make_plan(c, l, nt, n_slots, pos, diag);
+    if (s != ST_OK)
+        return s;
+    bool has_slot = false, has_fixed = false;
+    for (size_t e = 0; e < c->n_entries; e++) {
+        has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
+        has_fixed |= c->entries[e].r.pos_mode == ST_POS_FIXED;
+    }
+    if ((has_slot || has_fixed) && (s = ensure_alt(c, diag)) != ST_OK)
+        return s;
+    /* Unrotated keys for the FIXED ranges' slots only (LM-Infinite's
+     * few global keys); unrot_slot skips what this layer already has. */
+    for (size_t e = 0; has_fixed && e < c->n_entries; e++) {
+        const plan_entry *P = &c->entries[e];
+        if (P->r.pos_mode != ST_POS_FIXED)
+            continue;
+        if (P->indices) {
+            for (size_t i = 0; i < P->n_idx; i++)
+                unrot_slot(c, l, c->idx_pool[P->idx_off + i], c->scr[0].krow);
+        } else if (P->r.k_begin < P->r.k_end) {
+            T = (token_task){ .op = OP_UNROT, .t_begin = P->r.k_begin, .t_end = P->r.k_end,
+                              .layer = l };
+            run_tokens(c, &T);
+        }
+    }
+    if (has_slot) {
+        extend_slot_table(c, n_slots);
+        T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
+        run_tokens(c, &T);
+    }
+    if (layer_tiled(c, l, nt)) {
+        if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
+            return oom(diag);
+        return ST_OK;
+    }
+
+    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
+    if ((int32_t)l == c->weights_layer) {
+        size_t need = (size_t)nt * n_slots;
+        if (need > c->weights_cap) {
+            float *w = realloc(c->weights, need * sizeof *w);
+            if (!w)
+                return oom(diag);
+            c->weights = w;
+            c->weights_cap = need;
+        }
+        memset(c->weights, 0, need * sizeof *c->weights);
+        A.weights = c->weights;
+        A.per_query = true;
+        c->weights_nq = nt;
+        c->weights_nslots = n_slots;
+    }
+    atomic_init(&A.next, 0);
+    st_threadpool_run(c->pool, attn_task_fn, &A);
+    if (atomic_load(&c->worker_status) != ST_OK)
+        return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
+                           "posenc bias (layer %u): %s", l, c->worker_msg);
+    return ST_OK;
+}
+
+st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *pos, size_t n,
+                     float *logits, uint32_t flags, st_diag *diag)
+{
+    const st_model *m = c->m;
+    const st_model_hparams *hp = &m->hp;
+    st_kv_cache *kv = c->kv;
+    st_status s = block_begin(c, tokens, pos, n, diag);
+    if (s != ST_OK)
+        return s;
+    uint32_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+    uint32_t QD = hp->n_heads * hd;
+    uint32_t nt = (uint32_t)n, n_slots = kv->n_slots + nt;
+    size_t row = st_kv_row(kv);
+
     token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
     run_tokens(c, &T);
 
@@ -1067,75 +1165,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             size_t ldy[3] = { QD, row, row };
             run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
         }
-        T = (token_task){ .op = OP_ROPE, .t_end = nt, .layer = l, .slot0 = slot0 };
-        run_tokens(c, &T);
-
-        c->layer_gen++;
-        if (c->want_qk) {
-            /* The plugin reads unrotated float keys (attention.h). */
-            if ((s = ensure_alt(c, diag)) != ST_OK)
-                return s;
-            T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
-            run_tokens(c, &T);
-        }
-        s = make_plan(c, l, nt, n_slots, pos, diag);
-        if (s != ST_OK)
+        if ((s = attend_layer(c, l, nt, pos, diag)) != ST_OK)
             return s;
-        bool has_slot = false, has_fixed = false;
-        for (size_t e = 0; e < c->n_entries; e++) {
-            has_slot |= c->entries[e].r.pos_mode == ST_POS_SLOT;
-            has_fixed |= c->entries[e].r.pos_mode == ST_POS_FIXED;
-        }
-        if ((has_slot || has_fixed) && (s = ensure_alt(c, diag)) != ST_OK)
-            return s;
-        /* Unrotated keys for the FIXED ranges' slots only (LM-Infinite's
-         * few global keys); unrot_slot skips what this layer already has. */
-        for (size_t e = 0; has_fixed && e < c->n_entries; e++) {
-            const plan_entry *P = &c->entries[e];
-            if (P->r.pos_mode != ST_POS_FIXED)
-                continue;
-            if (P->indices) {
-                for (size_t i = 0; i < P->n_idx; i++)
-                    unrot_slot(c, l, c->idx_pool[P->idx_off + i], c->scr[0].krow);
-            } else if (P->r.k_begin < P->r.k_end) {
-                T = (token_task){ .op = OP_UNROT, .t_begin = P->r.k_begin, .t_end = P->r.k_end,
-                                  .layer = l };
-                run_tokens(c, &T);
-            }
-        }
-        if (has_slot) {
-            extend_slot_table(c, n_slots);
-            T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
-            run_tokens(c, &T);
-        }
-        if (layer_tiled(c, l, nt)) {
-            if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
-                return oom(diag);
-            goto attended;
-        }
-
-        attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
-        if ((int32_t)l == c->weights_layer) {
-            size_t need = (size_t)nt * n_slots;
-            if (need > c->weights_cap) {
-                float *w = realloc(c->weights, need * sizeof *w);
-                if (!w)
-                    return oom(diag);
-                c->weights = w;
-                c->weights_cap = need;
-            }
-            memset(c->weights, 0, need * sizeof *c->weights);
-            A.weights = c->weights;
-            A.per_query = true;
-            c->weights_nq = nt;
-            c->weights_nslots = n_slots;
-        }
-        atomic_init(&A.next, 0);
-        st_threadpool_run(c->pool, attn_task_fn, &A);
-        if (atomic_load(&c->worker_status) != ST_OK)
-            return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
-                               "posenc bias (layer %u): %s", l, c->worker_msg);
-    attended:
 
         T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
         run_tokens(c, &T);
@@ -1175,5 +1206,166 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
                    c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first);
     }
     kv->n_slots = n_slots;
+    return ST_OK;
+}
+
+/* ---- several sequences in one pass ------------------------------------ */
+
+/* Rows of the batch whose logits are wanted, ascending. */
+static size_t wanted_rows(const st_forward_seq *seqs, size_t n_seqs, uint32_t *rows)
+{
+    size_t k = 0, r0 = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (seqs[i].logits) {
+            size_t first = (seqs[i].flags & ST_FORWARD_ALL_LOGITS) ? 0 : seqs[i].n - 1;
+            for (size_t t = first; t < seqs[i].n; t++)
+                rows[k++] = (uint32_t)(r0 + t);
+        }
+        r0 += seqs[i].n;
+    }
+    return k;
+}
+
+/* The output head over the wanted rows, moved to the front of the lead's
+ * activations so one matmul serves every sequence, then handed out. */
+static st_status batch_logits(st_forward_ctx *lead, const st_forward_seq *seqs, size_t n_seqs,
+                              size_t total, st_diag *diag)
+{
+    const st_model_hparams *hp = &lead->m->hp;
+    uint32_t E = hp->n_embd, V = hp->n_vocab, XB = E / ST_ACT_BLOCK;
+    uint32_t *rows = malloc(total * sizeof *rows);
+    if (!rows)
+        return oom(diag);
+    size_t R = wanted_rows(seqs, n_seqs, rows);
+    if (R == 0) {
+        free(rows);
+        return ST_OK;
+    }
+    float *out = malloc((size_t)R * V * sizeof *out);
+    if (!out) {
+        free(rows);
+        return oom(diag);
+    }
+    token_task T = { .op = OP_NORM, .t_begin = rows[0], .t_end = (uint32_t)total,
+                     .norm_w = lead->m->out_norm, .residual = true };
+    run_tokens(lead, &T);
+    for (size_t k = 0; k < R; k++)
+        if (rows[k] != k) {
+            memmove(lead->xn + k * E, lead->xn + (size_t)rows[k] * E, E * sizeof(float));
+            memmove(lead->xq + k * XB, lead->xq + (size_t)rows[k] * XB, XB * sizeof(st_act_block));
+        }
+    const st_weight *w[1] = { &lead->m->output };
+    float *y[1] = { out };
+    size_t ldy[1] = { V };
+    run_matmul(lead, 1, w, y, ldy, lead->xn, E, lead->xq, (uint32_t)R);
+    size_t k = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (!seqs[i].logits)
+            continue;
+        size_t m = (seqs[i].flags & ST_FORWARD_ALL_LOGITS) ? seqs[i].n : 1;
+        memcpy(seqs[i].logits, out + k * V, m * V * sizeof(float));
+        k += m;
+    }
+    free(out);
+    free(rows);
+    return ST_OK;
+}
+
+st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
+{
+    if (n_seqs == 0)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty batch");
+    st_forward_ctx *lead = seqs[0].ctx;
+    const st_model *m = lead->m;
+    const st_model_hparams *hp = &m->hp;
+    size_t total = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        if (seqs[i].ctx->m != m || seqs[i].ctx->pool != lead->pool)
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequence %zu of the "
+                               "batch has another model or thread pool", i);
+        for (size_t j = 0; j < i; j++)
+            if (seqs[j].ctx == seqs[i].ctx || seqs[j].ctx->kv == seqs[i].ctx->kv)
+                return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequences %zu and "
+                                   "%zu of the batch share a cache", j, i);
+        total += seqs[i].n;
+    }
+    /* The lead's activations hold the whole batch; each sequence's own
+     * context holds its rows while they attend. Reserve before the
+     * sequences' starts, which fill per-row tables. */
+    st_status s = reserve_block(lead, total, diag);
+    for (size_t i = 0; i < n_seqs && s == ST_OK; i++)
+        s = block_begin(seqs[i].ctx, seqs[i].tokens, seqs[i].pos, seqs[i].n, diag);
+    int32_t *tokens = s == ST_OK ? malloc(total * sizeof *tokens) : NULL;
+    if (s != ST_OK)
+        return s;
+    if (!tokens)
+        return oom(diag);
+    for (size_t i = 0, r0 = 0; i < n_seqs; r0 += seqs[i].n, i++) {
+        memcpy(tokens + r0, seqs[i].tokens, seqs[i].n * sizeof *tokens);
+        /* Learned positions are added at the embedding, from the lead's rows. */
+        if (i > 0)
+            memcpy(lead->qpos_rot + r0, seqs[i].ctx->qpos_rot, seqs[i].n * sizeof(int32_t));
+    }
+    uint32_t E = hp->n_embd, F = hp->n_ff, QD = hp->n_heads * hp->head_dim;
+    uint32_t nt = (uint32_t)total;
+    size_t row = st_kv_row(lead->kv);
+    token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
+    run_tokens(lead, &T);
+    for (uint32_t l = 0; l < hp->n_layers && s == ST_OK; l++) {
+        const st_model_layer *L = &m->layers[l];
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->attn_norm, .residual = l > 0 };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+            float *y[3] = { lead->q, lead->kf, lead->vf };
+            size_t ldy[3] = { QD, row, row };
+            run_matmul(lead, 3, w, y, ldy, lead->xn, E, lead->xq, nt);
+        }
+        for (size_t i = 0, r0 = 0; i < n_seqs && s == ST_OK; r0 += seqs[i].n, i++) {
+            st_forward_ctx *c = seqs[i].ctx;
+            size_t n = seqs[i].n;
+            if (c != lead) {
+                memcpy(c->q, lead->q + r0 * QD, n * QD * sizeof(float));
+                memcpy(c->kf, lead->kf + r0 * row, n * row * sizeof(float));
+                memcpy(c->vf, lead->vf + r0 * row, n * row * sizeof(float));
+            }
+            s = attend_layer(c, l, (uint32_t)n, seqs[i].pos, diag);
+            if (c != lead)
+                memcpy(lead->att + r0 * QD, c->att, n * QD * sizeof(float));
+        }
+        if (s != ST_OK)
+            break;
+        T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[1] = { &L->wo };
+            float *y[1] = { lead->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(lead, 1, w, y, ldy, lead->att, QD, lead->xq, nt);
+        }
+        T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[2] = { &L->gate, &L->up };
+            float *y[2] = { lead->g, lead->u };
+            size_t ldy[2] = { F, F };
+            run_matmul(lead, 2, w, y, ldy, lead->xn, E, lead->xq, nt);
+        }
+        T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
+        run_tokens(lead, &T);
+        {
+            const st_weight *w[1] = { &L->down };
+            float *y[1] = { lead->tmp };
+            size_t ldy[1] = { E };
+            run_matmul(lead, 1, w, y, ldy, lead->g, F, lead->hq, nt);
+        }
+    }
+    free(tokens);
+    if (s == ST_OK)
+        s = batch_logits(lead, seqs, n_seqs, total, diag);
+    if (s != ST_OK)
+        return s;
+    for (size_t i = 0; i < n_seqs; i++)
+        seqs[i].ctx->kv->n_slots += (uint32_t)seqs[i].n;
     return ST_OK;
 }

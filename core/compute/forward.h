@@ -82,6 +82,30 @@ st_status st_forward_set_posenc(st_forward_ctx *ctx, const st_posenc_desc *desc,
 st_status st_forward(st_forward_ctx *ctx, const int32_t *tokens, const int32_t *pos,
                      size_t n, float *logits, uint32_t flags, st_diag *diag);
 
+/* One sequence's part of a batched step: its context (its own KV cache,
+ * attention plan, positional state), its block and where its logits go
+ * (as st_forward: the last token's, or every token's with
+ * ST_FORWARD_ALL_LOGITS in flags; NULL for none). */
+typedef struct st_forward_seq {
+    st_forward_ctx *ctx;
+    const int32_t *tokens;
+    const int32_t *pos;
+    size_t n;
+    float *logits;
+    uint32_t flags;
+} st_forward_seq;
+
+/* Several sequences' blocks as one batch: every matmul runs over all their
+ * rows at once (one pass over the weights for the whole batch), while
+ * each sequence's rows attend only to its own cache, with its own plan and
+ * positions: continuous batching for decode (one token each), prepacking
+ * for prompts of different lengths (a block-diagonal causal mask without
+ * padding). The same result as st_forward on each in turn, up to the
+ * order of float sums inside a batched matmul. The contexts share the
+ * model and thread pool, one cache each; seqs[0]'s context holds the
+ * batch's activations. On error no cache has moved. */
+st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag);
+
 /* The attention weights of the configured layer from the last st_forward:
  * [n_q][n_slots] summed over heads, slots as they were during that call. */
 const float *st_forward_weights(const st_forward_ctx *ctx, uint32_t *n_q, uint32_t *n_slots);

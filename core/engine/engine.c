@@ -288,7 +288,7 @@ static st_status configure_compute(st_engine *e, st_error *err)
     const st_model_hparams *hp = &e->model->hp;
     st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity,
                             (st_kv_type)e->strategy->kv_type, &e->kv, &d);
-    if (st == ST_OK)
+    if (st == ST_OK && !e->pool)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
         st = st_engine_forward_init(e, &d);
@@ -346,6 +346,12 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_engine_close(e);
         return ST_E_INVALID;
     }
+    if (opts && opts->parallel > ST_PARALLEL_MAX) {
+        st_error_set(err, ST_E_INVALID, "%s: %u parallel sequences were asked for; at most %d",
+                     strategy_path, opts->parallel, ST_PARALLEL_MAX);
+        st_engine_close(e);
+        return ST_E_INVALID;
+    }
     e->n_ctx = (opts && opts->context) ? opts->context : s->context;
     e->n_threads = (opts && opts->n_threads) ? opts->n_threads : s->threads;
     if (!e->n_threads)
@@ -380,6 +386,13 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_engine_close(e);
         return st;
     }
+    e->parallel = (opts && opts->parallel) ? opts->parallel : s->parallel;
+    if (!e->parallel)
+        e->parallel = 1;
+    if (!(e->sequences = calloc(e->parallel, sizeof *e->sequences))) {
+        st_engine_close(e);
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    }
     int64_t add_bos = 0;
     e->add_bos = st_gguf_get_int(e->gguf, "tokenizer.ggml.add_bos_token", &add_bos) == ST_OK
                      ? add_bos != 0 : false;
@@ -391,9 +404,12 @@ void st_engine_close(st_engine *e)
 {
     if (!e)
         return;
+    if (e->sequences)
+        for (uint32_t i = 0; i < e->parallel; i++)
+            st_sequence_close(e->sequences[i]);
+    free(e->sequences);
     st_sampler_chain_free(&e->chain);
     st_engine_forward_free(e);
-    st_threadpool_destroy(e->pool);
     st_kv_cache_free(e->kv);
     free(e->logits);
     free(e->pos_table_owned);
@@ -406,13 +422,45 @@ void st_engine_close(st_engine *e)
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
     plugin_release(&e->tokenizer);
-    st_model_free(e->model);
-    st_gguf_close(e->gguf);
-    st_host_free(e->host);
-    st_registry_free(e->registry);
-    st_strategy_free(e->strategy);
-    free(e->model_path);
+    if (!e->parent) {
+        /* What sequences borrow. */
+        st_threadpool_destroy(e->pool);
+        st_model_free(e->model);
+        st_gguf_close(e->gguf);
+        st_host_free(e->host);
+        st_registry_free(e->registry);
+        st_strategy_free(e->strategy);
+        free(e->model_path);
+    }
     free(e);
+}
+
+st_status st_engine_open_child(st_engine *parent, st_engine **out, st_error *err)
+{
+    *out = NULL;
+    st_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    e->parent = parent;
+    e->strategy = parent->strategy;
+    e->registry = parent->registry;
+    e->host = parent->host;
+    e->model_path = parent->model_path;
+    e->gguf = parent->gguf;
+    e->model = parent->model;
+    e->shape = parent->shape;
+    e->n_ctx = parent->n_ctx;
+    e->n_threads = parent->n_threads;
+    e->numerics = parent->numerics;
+    e->pool = parent->pool;
+    e->add_bos = parent->add_bos;
+    st_status st;
+    if ((st = open_plugins(e, err)) || (st = configure_compute(e, err))) {
+        st_engine_close(e);
+        return st;
+    }
+    *out = e;
+    return ST_OK;
 }
 
 static void fill_info(const st_engine *e, st_engine_info *out);
@@ -454,6 +502,7 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->sampler_names = (const char *const *)e->sampler_names;
     out->kv_type = st_kv_type_name(e->kv->type);
     out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
+    out->parallel = e->parent ? e->parent->parallel : e->parallel;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

@@ -156,11 +156,22 @@ static st_status apply_retention(st_engine *e, uint32_t n_new, st_error *err)
     return ST_OK;
 }
 
-st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
-                            float *logits, bool all_logits, st_error *err)
+/* What one engine's part of a step needs between the model's pass and
+ * the plugins' look at its result. */
+typedef struct fwd_step {
+    int32_t *pos;
+    float *out;
+    uint32_t flags;
+    bool entropy;
+    uint32_t first_slot;
+} fwd_step;
+
+/* Before the pass: room in the cache, the positional plugin's update for
+ * the new length, the block's positions, where its logits go. */
+static st_status step_prepare(st_engine *e, size_t n, int32_t pos0, float *logits,
+                              bool all_logits, fwd_step *fs, st_error *err)
 {
-    if (n == 0)
-        return ST_OK;
+    memset(fs, 0, sizeof *fs);
     if (e->kv->n_slots + n > e->kv->capacity)
         return st_error_set(err, ST_E_RANGE,
                             "the context is full: %u tokens cached + %zu new > %u; raise "
@@ -181,33 +192,36 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
         if (changed && st_forward_set_posenc(e->fwd, &e->desc, &d) != ST_OK)
             return st_error_from_diag(err, &d);
     }
-    int32_t *pos = malloc(sizeof(int32_t) * n);
-    if (!pos)
+    fs->pos = malloc(sizeof(int32_t) * n);
+    if (!fs->pos)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
-        pos[i] = pos0 + (int32_t)i;
-
-    bool entropy = (e->attn_needs & ST_ATTN_NEEDS_ENTROPY) && e->attn->on_entropy;
-    uint32_t first_slot = e->kv->n_slots;
-    float *out = logits;
-    uint32_t flags = all_logits ? ST_FORWARD_ALL_LOGITS : 0;
-    if (entropy && !all_logits) {
-        out = e->block_logits;
-        flags = ST_FORWARD_ALL_LOGITS;
+        fs->pos[i] = pos0 + (int32_t)i;
+    fs->entropy = (e->attn_needs & ST_ATTN_NEEDS_ENTROPY) && e->attn->on_entropy;
+    fs->first_slot = e->kv->n_slots;
+    fs->out = logits;
+    fs->flags = all_logits ? ST_FORWARD_ALL_LOGITS : 0;
+    if (fs->entropy && !all_logits) {
+        fs->out = e->block_logits;
+        fs->flags = ST_FORWARD_ALL_LOGITS;
     }
-    st_diag d;
-    st_diag_clear(&d);
-    st_status st = st_forward(e->fwd, tokens, pos, n, out, flags, &d);
-    free(pos);
-    if (st != ST_OK)
-        return st_error_from_diag(err, &d);
+    return ST_OK;
+}
+
+/* After the pass: finite logits, the observers, retention. */
+static st_status step_finish(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                             float *logits, bool all_logits, fwd_step *fs, st_error *err)
+{
+    float *out = fs->out;
+    uint32_t flags = fs->flags;
+    st_status st;
     if ((st = check_finite(e, out, (flags & ST_FORWARD_ALL_LOGITS) ? n : 1, pos0,
                            (flags & ST_FORWARD_ALL_LOGITS) ? 0 : n - 1, err)) != ST_OK)
         return st;
-    if (entropy) {
+    if (fs->entropy) {
         if (all_logits)
             memcpy(e->block_logits, logits, sizeof(float) * e->shape.n_vocab * n);
-        observe_entropy(e, tokens, n, first_slot);
+        observe_entropy(e, tokens, n, fs->first_slot);
         if (!all_logits && logits)
             memcpy(logits, e->block_logits + (n - 1) * e->shape.n_vocab,
                    sizeof(float) * e->shape.n_vocab);
@@ -233,4 +247,49 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
         }
     }
     return apply_retention(e, (uint32_t)n, err);
+}
+
+st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            float *logits, bool all_logits, st_error *err)
+{
+    if (n == 0)
+        return ST_OK;
+    fwd_step fs;
+    st_status st = step_prepare(e, n, pos0, logits, all_logits, &fs, err);
+    if (st != ST_OK)
+        return st;
+    st_diag d;
+    st_diag_clear(&d);
+    st = st_forward(e->fwd, tokens, fs.pos, n, fs.out, fs.flags, &d);
+    free(fs.pos);
+    if (st != ST_OK)
+        return st_error_from_diag(err, &d);
+    return step_finish(e, tokens, n, pos0, logits, all_logits, &fs, err);
+}
+
+st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *tokens,
+                                  const size_t *n, const int32_t *pos0, size_t n_es,
+                                  st_error *err)
+{
+    fwd_step *fs = calloc(n_es ? n_es : 1, sizeof *fs);
+    st_forward_seq *seqs = calloc(n_es ? n_es : 1, sizeof *seqs);
+    st_status st = fs && seqs ? ST_OK : st_error_set(err, ST_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_es && st == ST_OK; i++) {
+        st = step_prepare(es[i], n[i], pos0[i], es[i]->logits, false, &fs[i], err);
+        seqs[i] = (st_forward_seq){ es[i]->fwd, tokens[i], fs[i].pos, n[i], fs[i].out,
+                                    fs[i].flags };
+    }
+    if (st == ST_OK) {
+        st_diag d;
+        st_diag_clear(&d);
+        if ((st = st_forward_batch(seqs, n_es, &d)) != ST_OK)
+            st_error_from_diag(err, &d);
+    }
+    for (size_t i = 0; i < n_es && st == ST_OK; i++)
+        st = step_finish(es[i], tokens[i], n[i], pos0[i], es[i]->logits, false, &fs[i], err);
+    for (size_t i = 0; fs && i < n_es; i++)
+        free(fs[i].pos);
+    free(fs);
+    free(seqs);
+    return st;
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "abi_sizes.h"
+#include "sampler_override.h"
 #include "utf8_stream.h"
 
 static double now_s(void)
@@ -20,7 +21,7 @@ static double now_s(void)
 }
 
 /* Forget everything of the previous request. */
-static void reset_sequence(st_engine *e, uint64_t seed)
+void st_engine_reset(st_engine *e, uint64_t seed)
 {
     st_kv_cache_reset(e->kv);
     st_sampler_chain_reset(&e->chain, seed);
@@ -68,8 +69,21 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.struct_size = sizeof stats;
-    st_status st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user,
-                            &stats, err);
+    /* A request that overrides sampler parameters samples with its own
+     * chain; the engine's is back in place when it returns. */
+    st_request_samplers rs;
+    st_status st = st_request_samplers_open(e, caller_params ? params.sampler_overrides : NULL,
+                                            caller_params ? params.n_sampler_overrides : 0,
+                                            &rs, err);
+    if (st != ST_OK)
+        return st;
+    st_instance **engine_chain = e->chain.samplers;
+    if (rs.chain)
+        e->chain.samplers = rs.chain;
+    st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user, &stats,
+                  err);
+    e->chain.samplers = engine_chain;
+    st_request_samplers_close(&rs);
     if (caller_stats)
         st_sized_write(caller_stats, &stats, sizeof stats, ST_GENERATE_STATS_SIZE_1_0);
     return st;
@@ -90,7 +104,7 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                                 "prompt token %zu is %d, outside the vocabulary of %u",
                                 i, prompt[i], e->shape.n_vocab);
 
-    reset_sequence(e, params ? params->seed : 0);
+    st_engine_reset(e, params ? params->seed : 0);
     for (size_t i = 0; i < n_prompt; i++)
         if ((st = st_sampler_chain_accept(&e->chain, prompt[i], true, err)) != ST_OK)
             return st;

@@ -70,6 +70,15 @@ struct st_engine {
      * request that stops on it clears it, so a cancel that arrives just
      * before a request starts is not lost. */
     atomic_int cancel;
+
+    /* Sequences (engine_sequence.c). A sequence runs on an engine of its
+     * own plugin instances, cache and forward context over its parent's
+     * strategy, registry, host, model and thread pool, which it borrows
+     * (`parent` set). The root engine lists the open ones, up to
+     * `parallel`, and closes any left when it closes. */
+    st_engine *parent;
+    uint32_t parallel;
+    struct st_sequence **sequences;   /* [parallel] */
 };
 
 /* -log softmax(logits)[token] over n_vocab logits. */
@@ -114,6 +123,23 @@ void st_engine_forward_free(st_engine *e);
  * writes logits for the last token (or every token when all_logits). */
 st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
                             float *logits, bool all_logits, st_error *err);
+
+/* A sequence's engine (engine.c): its own plugins, cache and forward
+ * context over the parent's model. */
+st_status st_engine_open_child(st_engine *parent, st_engine **out, st_error *err);
+
+/* One batched step: each engine's block (tokens[i], n[i] at positions
+ * pos0[i]..) through the model in one pass, with each engine's own
+ * positional update, plan, entropy observers and retention, as
+ * st_engine_forward does for one; logits of each block's last token land
+ * in that engine's e->logits. */
+st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *tokens,
+                                  const size_t *n, const int32_t *pos0, size_t n_es,
+                                  st_error *err);
+
+/* Forget the previous request: empty cache, samplers reset with `seed`,
+ * the attention plugin reset (engine_generate.c). */
+void st_engine_reset(st_engine *e, uint64_t seed);
 
 /* Prefill in blocks (engine_generate.c); the next-token logits of the last
  * token land in e->logits. */

@@ -84,6 +84,7 @@ typedef struct st_strategy {
     uint32_t context;    /* tokens; default 2048 */
     uint32_t kv_type;    /* key "kv-type": an st_kv_type (kv_type.h); default f16 */
     uint32_t threads;    /* 0 = all cores */
+    uint32_t parallel;   /* sequences an engine may run at once; default 1 */
     st_plugin_ref tokenizer;
     st_plugin_ref posenc;      /* key "positional-encoding" */
     st_plugin_ref attention;

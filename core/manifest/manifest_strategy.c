@@ -27,11 +27,13 @@
 #define ST_STRATEGY_DEFAULT_BACKEND "cpu"
 #define ST_STRATEGY_DEFAULT_CONTEXT 2048
 #define ST_STRATEGY_THREADS_MAX 65536
+#define ST_STRATEGY_PARALLEL_MAX ST_PARALLEL_MAX
 /* A chain this deep is a mistake; it also bounds the recursion. */
 #define ST_STRATEGY_EXTENDS_MAX 32
 
 static const char *const st_strategy_keys[] = {
-    "format", "extends", "model", "backend", "context", "kv-type", "threads", "plugin-dirs",
+    "format", "extends", "model", "backend", "context", "kv-type", "threads", "parallel",
+    "plugin-dirs",
     "tokenizer", "positional-encoding", "attention", "samplers", "retriever", NULL};
 
 static const char *const st_block_keys[] = {"plugin", "params", NULL};
@@ -377,6 +379,8 @@ static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, cons
                 s->kv_type = (uint32_t)t;
         } else if (strcmp(key, "threads") == 0) {
             st = st_apply_int(L, v, key, 0, ST_STRATEGY_THREADS_MAX, &s->threads);
+        } else if (strcmp(key, "parallel") == 0) {
+            st = st_apply_int(L, v, key, 1, ST_STRATEGY_PARALLEL_MAX, &s->parallel);
         } else if (strcmp(key, "plugin-dirs") == 0) {
             st = st_apply_plugin_dirs(L, v, dir);
         } else if (strcmp(key, "tokenizer") == 0) {
@@ -600,6 +604,7 @@ st_status st_strategy_load(const char *path, st_strategy **out, st_diag *diag)
     s->context = ST_STRATEGY_DEFAULT_CONTEXT;
     s->kv_type = ST_KV_F16;
     s->threads = 0;
+    s->parallel = 1;
 
     st_status st;
     char *real = realpath(path, NULL);

@@ -9,6 +9,7 @@
 #ifndef ST_CORE_CHAT_TEMPLATE_H
 #define ST_CORE_CHAT_TEMPLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stretch/common.h>
 
@@ -18,5 +19,21 @@
  * ST_E_UNAVAILABLE names the unrecognised template. */
 st_status st_chat_render(const char *tmpl, size_t tmpl_len, const char *user,
                          char **out, size_t *user_at, st_error *err);
+
+/* A rendered conversation is its text cut into parts: the template's
+ * markup (markers, roles: tokenized with special tokens parsed) and the
+ * messages' contents (plain text). */
+typedef struct st_chat_part {
+    size_t at, len;
+    bool markup;
+} st_chat_part;
+
+/* Render n turns (roles already checked by the caller) the way the
+ * template does, ending with the assistant's opening marker; the
+ * template's default system message comes first when no turn is a system
+ * one. *out (NUL-terminated) and *parts are malloc'd. */
+st_status st_chat_render_turns(const char *tmpl, size_t tmpl_len, const char *const *roles,
+                               const char *const *contents, size_t n, char **out,
+                               st_chat_part **parts, size_t *n_parts, st_error *err);
 
 #endif

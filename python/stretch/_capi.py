@@ -37,7 +37,9 @@ class StEngineOptions(Structure):
                 ("model", c_char_p),
                 # ABI 1.2
                 ("numerics", ctypes.c_int), ("plugin_dirs", POINTER(c_char_p)),
-                ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p)]
+                ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p),
+                # ABI 1.3
+                ("parallel", c_uint32)]
 
 
 class StEngineInfo(Structure):
@@ -49,12 +51,16 @@ class StEngineInfo(Structure):
                 ("plugin_names", c_char_p * KIND_COUNT),
                 # ABI 1.2
                 ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
-                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64)]
+                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
+                # ABI 1.3
+                ("parallel", c_uint32)]
 
 
 class StGenerateParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
-                ("ignore_eos", c_bool), ("first_logits", POINTER(c_float))]
+                ("ignore_eos", c_bool), ("first_logits", POINTER(c_float)),
+                # ABI 1.3 (st_sampler_override array, unused from Python)
+                ("sampler_overrides", c_void_p), ("n_sampler_overrides", c_size_t)]
 
 
 class StGenerateStats(Structure):

@@ -37,5 +37,7 @@ int st_cmd_run(int argc, char **argv);
 int st_cmd_tokenize(int argc, char **argv);
 int st_cmd_eval(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);
+int st_cmd_serve(int argc, char **argv);
+int st_cmd_bench_prefill(int argc, char **argv);
 
 #endif

@@ -19,6 +19,8 @@ const st_command st_commands[] = {
     {"tokenize", st_cmd_tokenize, "print the token ids (and pieces) of a text"},
     {"eval", st_cmd_eval, "evaluate a strategy (ppl: perplexity by position)"},
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},
+    {"bench-prefill", st_cmd_bench_prefill, "prefill mixed-length prompts three ways"},
+    {"serve", st_cmd_serve, "serve the manifests as models over an OpenAI-compatible HTTP API"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
 
@@ -28,7 +30,7 @@ static void usage(FILE *f)
                "       stretch <command> --help\n"
                "       stretch --version\n\ncommands:\n");
     for (unsigned i = 0; i < st_n_commands; i++)
-        fprintf(f, "  %-10s %s\n", st_commands[i].name, st_commands[i].summary);
+        fprintf(f, "  %-13s %s\n", st_commands[i].name, st_commands[i].summary);
     fprintf(f, "\nexit codes:\n"
                "  0  success\n"
                "  1  usage error (bad command line)\n"

@@ -1,12 +1,16 @@
 /*
  * stretch/stretch.h - the host API: open an engine from a strategy
  * manifest, tokenize, generate with a per-token callback, cancel, score.
- * `stretch run`, `stretch eval`, `stretch bench` and any embedding
- * application use this and nothing private (llama.h's role for llama.cpp).
+ * `stretch run`, `stretch eval`, `stretch bench`, `stretch serve` and any
+ * embedding application use this and nothing private (llama.h's role for
+ * llama.cpp).
  *
- * Threading: one engine serves one request at a time; every call on an
- * engine must come from one thread at a time, except st_engine_cancel,
- * which may be called from any thread (or a signal handler) at any time.
+ * Threading: st_engine_generate and st_engine_score serve one request at a
+ * time; several run at once as sequences stepped together (st_sequence_*,
+ * st_engine_step, since 1.3). Every call on an engine and its sequences
+ * must come from one thread at a time, except st_engine_cancel and
+ * st_sequence_cancel, which may be called from any thread (the former
+ * also from a signal handler) at any time.
  * Memory returned through `**out` pointers is the caller's: st_free() it.
  */
 #ifndef STRETCH_STRETCH_H
@@ -31,6 +35,8 @@ typedef struct st_engine st_engine;
  * st_engine_options.context override is held to the same range. */
 #define ST_CONTEXT_MIN 16
 #define ST_CONTEXT_MAX 1048576
+/* The most sequences one engine runs at once (`parallel:`, since 1.3). */
+#define ST_PARALLEL_MAX 256
 
 /* The host honours the caller's struct_size: a program built against older
  * headers passes a shorter struct and gets the defaults of the fields it
@@ -52,6 +58,10 @@ typedef struct st_engine_options {
      * engine's worker threads, one line at a time. */
     st_log_fn log;
     void *log_user;
+    /* -- ABI 1.3 -- */
+    /* Sequences the engine may run at once (st_sequence_open); 0 = the
+     * manifest's `parallel` (default 1). */
+    uint32_t parallel;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
@@ -82,6 +92,8 @@ typedef struct st_engine_info {
      * of every layer. */
     const char *kv_type;
     uint64_t kv_bytes_per_token;
+    /* -- ABI 1.3 -- */
+    uint32_t parallel;       /* the sequences it may run at once */
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
@@ -114,10 +126,42 @@ ST_API st_status st_engine_chat_tokenize(st_engine *e, const char *user_message,
                                          uint32_t flags, int32_t **ids, size_t *n_ids,
                                          st_error *err);
 
+/* One turn of a conversation (since 1.3). role: "system", "user" or
+ * "assistant"; content: plain text (UTF-8). */
+typedef struct st_chat_message {
+    const char *role;
+    const char *content;
+} st_chat_message;
+
+/* Render a conversation with the chat template (ChatML; the template's
+ * default system message first when the conversation has no system turn)
+ * and tokenize it, ending with the assistant's opening marker. Only the
+ * template's markers are special tokens: roles and contents are plain text
+ * (a "<|im_end|>" in a message is those characters), unless flags has
+ * ST_ENCODE_PARSE_SPECIAL. An unknown role or an empty list is ST_E_INVALID
+ * naming the message. *ids is allocated; st_free it. Since 1.3. */
+ST_API st_status st_engine_chat_tokenize_messages(st_engine *e, const st_chat_message *msgs,
+                                                  size_t n_msgs, uint32_t flags,
+                                                  int32_t **ids, size_t *n_ids,
+                                                  st_error *err);
+
 /* Called once per generated token with the text it completes: bytes are
  * held back until they form whole UTF-8 characters, so `text` is always
  * valid UTF-8 (possibly empty). Return non-zero to stop. */
 typedef int (*st_token_fn)(void *user, int32_t token, const char *text, size_t len);
+
+/* One sampler parameter set for one request only (since 1.3): every
+ * sampler of the chain named `plugin` is created afresh for the request
+ * with `param` = value (validated against its plugin.yaml like a
+ * manifest's value: out of range is ST_E_INVALID naming both). A plugin
+ * the chain does not have is not added: the override has no effect.
+ * This is how a server maps OpenAI's temperature and top_p onto the
+ * manifest's chain. */
+typedef struct st_sampler_override {
+    const char *plugin;      /* "temperature", "top-p", ... */
+    const char *param;       /* "temperature", "p", ... */
+    double value;
+} st_sampler_override;
 
 typedef struct st_generate_params {
     uint32_t struct_size;
@@ -125,6 +169,9 @@ typedef struct st_generate_params {
     uint64_t seed;           /* handed to every sampler's reset() */
     bool ignore_eos;         /* keep going past end-of-generation tokens */
     float *first_logits;     /* optional [n_vocab]: the raw logits after the prompt */
+    /* -- ABI 1.3 -- */
+    const st_sampler_override *sampler_overrides; /* [n_sampler_overrides]; borrowed */
+    size_t n_sampler_overrides;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host
@@ -150,6 +197,52 @@ ST_API st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t 
                                     const st_generate_params *params,
                                     st_token_fn on_token, void *user,
                                     st_generate_stats *stats, st_error *err);
+
+/* -- Sequences (since 1.3) --
+ * An engine runs up to `parallel` requests at once (the manifest's
+ * `parallel:`, or st_engine_options.parallel). Each sequence has its own
+ * KV cache and its own instances of the tokenizer, positional, attention
+ * and sampler plugins; all share the engine's model and threads.
+ * st_engine_step advances every started sequence by one step in one pass
+ * through the weights: prompts that are waiting are prepacked into that
+ * pass (each at its own positions, attending only to itself: a
+ * block-diagonal causal mask, no padding) together with the next token of
+ * every decoding sequence (continuous batching). A sequence joins at the
+ * step after st_sequence_start and leaves when its request ends, without
+ * stalling the others. st_engine_generate and st_engine_score use the
+ * engine's own state, as before.
+ * Threading: an engine's sequences are opened, started, stepped and closed
+ * from the engine's thread; st_sequence_cancel from any thread. */
+typedef struct st_sequence st_sequence;
+
+/* Open a sequence of the engine: ST_E_RANGE when `parallel` are open
+ * already. Closing the engine closes the sequences still open. */
+ST_API st_status st_sequence_open(st_engine *e, st_sequence **out, st_error *err);
+ST_API void st_sequence_close(st_sequence *s);
+
+/* Start a request on an idle sequence, as st_engine_generate would run it
+ * (params, callbacks and their order alike); its prompt runs at the next
+ * st_engine_step. The prompt is copied. */
+ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
+                                   const st_generate_params *params, st_token_fn on_token,
+                                   void *user, st_error *err);
+
+/* One step of every started sequence (callbacks run from here). *n_active:
+ * the sequences still running after it. An error of the shared pass ends
+ * every request in it with that error (see st_sequence_result); the
+ * engine stays usable. */
+ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err);
+
+/* Whether a request is running on the sequence. */
+ST_API bool st_sequence_busy(const st_sequence *s);
+
+/* The last finished request's status (ST_OK, ST_E_CANCELLED, or its
+ * error, message in err) and stats (struct_size honoured). */
+ST_API st_status st_sequence_result(const st_sequence *s, st_generate_stats *stats,
+                                    st_error *err);
+
+/* Stop the sequence's request at its next step; safe from any thread. */
+ST_API void st_sequence_cancel(st_sequence *s);
 
 /* Ask a running generate/score to stop at the next token boundary; it then
  * returns ST_E_CANCELLED. Safe from any thread or a signal handler. A

@@ -1,0 +1,321 @@
+/*
+ * core/engine/engine_sequence.c - several requests on one engine. Each
+ * sequence runs on a child engine (its own plugins, cache and forward
+ * context over the root's model); st_engine_step gathers one block from
+ * every started sequence (a chunk of a waiting prompt, or the token just
+ * sampled) and runs them as one batch (st_engine_forward_batch). The
+ * per-token logic is st_engine_generate's, cut at the forward call.
+ */
+#include "engine_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "abi_sizes.h"
+#include "sampler_override.h"
+#include "utf8_stream.h"
+
+struct st_sequence {
+    st_engine *root;
+    st_engine *e;
+    uint32_t slot;                 /* in root->sequences */
+    atomic_int cancel;
+
+    /* The running request. */
+    bool busy;
+    int32_t *prompt;
+    size_t n_prompt, n_prefilled;
+    uint32_t max_tokens;
+    bool ignore_eos;
+    float *first_logits;
+    st_token_fn on_token;
+    void *user;
+    st_request_samplers rs;
+    st_instance **engine_chain;
+    st_utf8_stream utf8;
+    int32_t pos;                   /* position of the next token fed */
+    int32_t token;                 /* the token this step feeds */
+    double t_start, t_decode;
+
+    /* The last request's outcome. */
+    st_generate_stats stats;
+    st_status status;
+    st_error err;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+st_status st_sequence_open(st_engine *e, st_sequence **out, st_error *err)
+{
+    *out = NULL;
+    if (e->parent)
+        return st_error_set(err, ST_E_INVALID, "sequences are opened on an engine, not on "
+                            "another sequence");
+    uint32_t slot = 0;
+    while (slot < e->parallel && e->sequences[slot])
+        slot++;
+    if (slot == e->parallel)
+        return st_error_set(err, ST_E_RANGE, "%s: all %u sequences are open; raise "
+                            "`parallel:` in the strategy manifest", e->strategy->path,
+                            e->parallel);
+    st_sequence *s = calloc(1, sizeof *s);
+    if (!s)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    st_status st = st_engine_open_child(e, &s->e, err);
+    if (st != ST_OK) {
+        free(s);
+        return st;
+    }
+    s->root = e;
+    s->slot = slot;
+    e->sequences[slot] = s;
+    *out = s;
+    return ST_OK;
+}
+
+/* The request ends: flush held-back text, restore the chain, keep the
+ * outcome. */
+static void finish(st_sequence *s, st_status st)
+{
+    char text[12];
+    size_t n_tail = st_utf8_stream_flush(&s->utf8, text);
+    if (n_tail && s->on_token)
+        s->on_token(s->user, -1, text, n_tail);
+    if (s->t_decode > 0)
+        s->stats.decode_s = now_s() - s->t_decode;
+    s->stats.cancelled = st == ST_E_CANCELLED;
+    s->status = st;
+    if (st == ST_E_CANCELLED)
+        st_error_set(&s->err, st, "cancelled");
+    s->e->chain.samplers = s->engine_chain;
+    st_request_samplers_close(&s->rs);
+    free(s->prompt);
+    s->prompt = NULL;
+    s->busy = false;
+}
+
+void st_sequence_close(st_sequence *s)
+{
+    if (!s)
+        return;
+    if (s->busy)
+        finish(s, ST_E_CANCELLED);
+    s->root->sequences[s->slot] = NULL;
+    st_engine_close(s->e);
+    free(s);
+}
+
+st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
+                            const st_generate_params *caller_params, st_token_fn on_token,
+                            void *user, st_error *err)
+{
+    st_engine *e = s->e;
+    if (s->busy)
+        return st_error_set(err, ST_E_INVALID, "the sequence is running a request; wait for "
+                            "st_sequence_busy() to be false or cancel it");
+    st_generate_params params;
+    if (caller_params &&
+        !st_sized_read(&params, sizeof params, caller_params, caller_params->struct_size,
+                       ST_GENERATE_PARAMS_SIZE_1_0))
+        return st_error_set(err, ST_E_ABI, "st_generate_params.struct_size is %u, expected at "
+                            "least %zu", caller_params->struct_size,
+                            (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
+    if (!caller_params)
+        memset(&params, 0, sizeof params);
+    if (n_prompt == 0)
+        return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+    st_status st = st_engine_check_vocab(e, err);
+    if (st != ST_OK)
+        return st;
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
+            return st_error_set(err, ST_E_INVALID,
+                                "prompt token %zu is %d, outside the vocabulary of %u", i,
+                                prompt[i], e->shape.n_vocab);
+    s->prompt = malloc(n_prompt * sizeof *s->prompt);
+    if (!s->prompt)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    memcpy(s->prompt, prompt, n_prompt * sizeof *prompt);
+    if ((st = st_request_samplers_open(e, params.sampler_overrides,
+                                       params.n_sampler_overrides, &s->rs, err)) != ST_OK) {
+        free(s->prompt);
+        s->prompt = NULL;
+        return st;
+    }
+    s->engine_chain = e->chain.samplers;
+    if (s->rs.chain)
+        e->chain.samplers = s->rs.chain;
+    st_engine_reset(e, params.seed);
+    for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
+        st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
+    if (st != ST_OK) {
+        e->chain.samplers = s->engine_chain;
+        st_request_samplers_close(&s->rs);
+        free(s->prompt);
+        s->prompt = NULL;
+        return st;
+    }
+    s->n_prompt = n_prompt;
+    s->n_prefilled = 0;
+    s->max_tokens = params.max_tokens;
+    s->ignore_eos = params.ignore_eos;
+    s->first_logits = params.first_logits;
+    s->on_token = on_token;
+    s->user = user;
+    s->pos = 0;
+    s->t_start = now_s();
+    s->t_decode = 0;
+    st_utf8_stream_init(&s->utf8);
+    memset(&s->stats, 0, sizeof s->stats);
+    s->stats.struct_size = sizeof s->stats;
+    memset(&s->err, 0, sizeof s->err);
+    s->status = ST_OK;
+    atomic_store(&s->cancel, 0);
+    s->busy = true;
+    return ST_OK;
+}
+
+/* A decoding sequence picks its next token; true when it goes on (and
+ * s->token is to be fed), false when its request ended here. */
+static bool pick(st_sequence *s)
+{
+    st_engine *e = s->e;
+    if (s->t_decode == 0) {
+        s->stats.n_prompt = (uint32_t)s->n_prompt;
+        s->stats.prefill_s = now_s() - s->t_start;
+        s->t_decode = now_s();
+        if (s->first_logits)
+            memcpy(s->first_logits, e->logits, sizeof(float) * e->shape.n_vocab);
+    }
+    if (s->stats.n_generated >= s->max_tokens) {
+        finish(s, ST_OK);
+        return false;
+    }
+    int32_t token;
+    st_status st;
+    if ((st = st_sampler_chain_sample(&e->chain, e->logits, &token, &s->err)) != ST_OK ||
+        (st = st_sampler_chain_accept(&e->chain, token, false, &s->err)) != ST_OK) {
+        finish(s, st);
+        return false;
+    }
+    s->stats.n_generated++;
+    if (st_engine_is_eog(e, token) && !s->ignore_eos) {
+        s->stats.stopped_by_eos = true;
+        if (s->on_token)
+            s->on_token(s->user, token, "", 0);
+        finish(s, ST_OK);
+        return false;
+    }
+    const char *piece = "";
+    size_t piece_len = 0;
+    if ((st = st_engine_piece(e, token, &piece, &piece_len, &s->err)) != ST_OK) {
+        finish(s, st);
+        return false;
+    }
+    char text[3 * (ST_PIECE_MAX_BYTES + 4)];
+    size_t n_text = 0;
+    if (!(e->tok->is_special && e->tok->is_special(e->tokenizer.in->inst, token)))
+        n_text = st_utf8_stream_feed(&s->utf8, piece, piece_len, text);
+    if ((s->on_token && s->on_token(s->user, token, text, n_text) != 0) ||
+        s->stats.n_generated >= s->max_tokens) {
+        finish(s, ST_OK);
+        return false;
+    }
+    if (e->kv->n_slots + 1 > e->kv->capacity) {
+        s->stats.stopped_by_context = true;
+        finish(s, ST_OK);
+        return false;
+    }
+    s->token = token;
+    return true;
+}
+
+st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
+{
+    uint32_t P = root->parallel, n = 0;
+    st_engine **es = calloc(P, sizeof *es);
+    const int32_t **tokens = calloc(P, sizeof *tokens);
+    size_t *lens = calloc(P, sizeof *lens);
+    int32_t *pos0 = calloc(P, sizeof *pos0);
+    st_sequence **in = calloc(P, sizeof *in);
+    st_status st = ST_OK;
+    if (!es || !tokens || !lens || !pos0 || !in)
+        st = st_error_set(err, ST_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < P && st == ST_OK; i++) {
+        st_sequence *s = root->sequences[i];
+        if (!s || !s->busy)
+            continue;
+        if (atomic_exchange(&s->cancel, 0)) {
+            finish(s, ST_E_CANCELLED);
+            continue;
+        }
+        if (s->n_prefilled < s->n_prompt) {
+            /* A chunk of the prompt, packed beside the others' blocks. */
+            size_t left = s->n_prompt - s->n_prefilled;
+            lens[n] = left < s->e->block ? left : s->e->block;
+            tokens[n] = s->prompt + s->n_prefilled;
+            pos0[n] = (int32_t)s->n_prefilled;
+        } else {
+            if (!pick(s))
+                continue;
+            lens[n] = 1;
+            tokens[n] = &s->token;
+            pos0[n] = s->pos;
+        }
+        es[n] = s->e;
+        in[n++] = s;
+    }
+    if (st == ST_OK && n > 0) {
+        st_error step_err;
+        memset(&step_err, 0, sizeof step_err);
+        st_status fst = st_engine_forward_batch(es, tokens, lens, pos0, n, &step_err);
+        for (uint32_t k = 0; k < n; k++) {
+            st_sequence *s = in[k];
+            if (fst != ST_OK) {
+                s->err = step_err;
+                finish(s, fst);
+            } else if (s->n_prefilled < s->n_prompt) {
+                s->n_prefilled += lens[k];
+                s->pos = (int32_t)s->n_prefilled;
+            } else {
+                s->pos++;
+            }
+        }
+    }
+    uint32_t active = 0;
+    for (uint32_t i = 0; i < P; i++)
+        active += root->sequences[i] && root->sequences[i]->busy;
+    if (n_active)
+        *n_active = active;
+    free(es);
+    free(tokens);
+    free(lens);
+    free(pos0);
+    free(in);
+    return st;
+}
+
+bool st_sequence_busy(const st_sequence *s)
+{
+    return s->busy;
+}
+
+st_status st_sequence_result(const st_sequence *s, st_generate_stats *stats, st_error *err)
+{
+    if (stats)
+        st_sized_write(stats, &s->stats, sizeof s->stats, ST_GENERATE_STATS_SIZE_1_0);
+    if (err && s->status != ST_OK)
+        *err = s->err;
+    return s->status;
+}
+
+void st_sequence_cancel(st_sequence *s)
+{
+    atomic_store(&s->cancel, 1);
+}

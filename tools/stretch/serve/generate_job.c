@@ -1,0 +1,573 @@
+/*
+ * tools/stretch/serve/generate_job.c - one completion job: its request
+ * tokenized and checked against the model's engine, its tokens turned into
+ * the HTTP response (whole, or as server-sent events) in the job's output
+ * for the loop thread to send, and the loop thread's side of jobs (drain,
+ * detach, free). model_runner.c decides when a job runs.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <stretch/stretch.h>
+
+double st_serve_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* -- the job's output, shared with the loop thread -- */
+
+static void job_emit(st_job *job, const char *bytes, size_t len)
+{
+    uv_mutex_lock(&job->lock);
+    if (job->out_len + len > job->out_cap) {
+        size_t cap = (job->out_len + len) * 2 + 256;
+        char *grown = realloc(job->out, cap);
+        if (grown) {
+            job->out = grown;
+            job->out_cap = cap;
+        }
+    }
+    if (job->out_len + len <= job->out_cap) {
+        memcpy(job->out + job->out_len, bytes, len);
+        job->out_len += len;
+    }
+    uv_mutex_unlock(&job->lock);
+    uv_async_send(&job->srv->wake);
+}
+
+/* After this the runner never touches the job: the loop frees it. */
+static void job_finish(st_job *job, bool close_after)
+{
+    uv_async_t *wake = &job->srv->wake;
+    uv_mutex_lock(&job->lock);
+    job->close_after = close_after;
+    job->done = true;
+    uv_mutex_unlock(&job->lock);
+    uv_async_send(wake);
+}
+
+/* -- msgpack-RPC frames (docs/server.md) -- */
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void emit_frame(st_job *job, msgpack_sbuffer *sb)
+{
+    job_emit(job, sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+}
+
+/* [1, msgid, {"code", "message", "param"}, nil] */
+static void rpc_error(st_job *job, int status, const char *message, const char *param)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "code", 4);
+    msgpack_pack_int(&pk, status);
+    pack_str(&pk, "message", 7);
+    pack_str(&pk, message, strlen(message));
+    pack_str(&pk, "param", 5);
+    if (param)
+        pack_str(&pk, param, strlen(param));
+    else
+        msgpack_pack_nil(&pk);
+    msgpack_pack_nil(&pk);
+    emit_frame(job, &sb);
+}
+
+/* [2, "token", [msgid, text]] */
+static void rpc_token(st_job *job, const char *text, size_t len)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_int(&pk, 2);
+    pack_str(&pk, "token", 5);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    pack_str(&pk, text, len);
+    emit_frame(job, &sb);
+}
+
+/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}}] */
+static void rpc_result(st_job *job, const char *text, size_t len, const char *finish,
+                       uint32_t n_prompt, uint32_t n_generated)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "text", 4);
+    pack_str(&pk, text, len);
+    pack_str(&pk, "finish_reason", 13);
+    pack_str(&pk, finish, strlen(finish));
+    pack_str(&pk, "usage", 5);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "prompt_tokens", 13);
+    msgpack_pack_uint32(&pk, n_prompt);
+    pack_str(&pk, "completion_tokens", 17);
+    msgpack_pack_uint32(&pk, n_generated);
+    pack_str(&pk, "total_tokens", 12);
+    msgpack_pack_uint32(&pk, n_prompt + n_generated);
+    emit_frame(job, &sb);
+}
+
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_uint32(&pk, job->rpc_msgid);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++)
+        msgpack_pack_int32(&pk, ids[i]);
+    emit_frame(job, &sb);
+    job_finish(job, false);
+}
+
+void st_job_fail(st_job *job, int status, const char *message, const char *param)
+{
+    atomic_fetch_add(&job->srv->metrics.errors, 1);
+    if (job->is_rpc) {
+        rpc_error(job, status, message, param);
+        job_finish(job, false);
+        return;
+    }
+    size_t len = 0;
+    char *resp = st_http_error(status, message, param, job->keep_alive, NULL, &len);
+    if (resp)
+        job_emit(job, resp, len);
+    free(resp);
+    job_finish(job, !job->keep_alive || !resp);
+}
+
+/* -- one generation -- */
+
+typedef struct gen_state {
+    st_job *job;
+    char *text;
+    size_t len, cap;
+    size_t sent;               /* bytes of text already streamed */
+    size_t max_stop;
+    bool stopped_by_string;
+    bool headers_sent;
+    bool first_chunk_sent;
+    bool first_token_seen;
+    uint32_t n_tokens;
+} gen_state;
+
+static json_t *chunk_base(const st_job *job)
+{
+    return json_pack("{s:s, s:s, s:I, s:s}", "id", job->id, "object",
+                     job->req.chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)job->created, "model", job->req.model);
+}
+
+static void emit_event(st_job *job, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!s)
+        return;
+    size_t n = strlen(s);
+    char *ev = malloc(n + 9);
+    if (ev) {
+        memcpy(ev, "data: ", 6);
+        memcpy(ev + 6, s, n);
+        memcpy(ev + 6 + n, "\n\n", 2);
+        job_emit(job, ev, n + 8);
+    }
+    free(ev);
+    free(s);
+}
+
+/* One streamed piece of text (possibly empty), or the last chunk with its
+ * finish reason. */
+static void emit_chunk(gen_state *g, const char *text, size_t len, const char *finish)
+{
+    st_job *job = g->job;
+    if (job->is_rpc) {
+        if (len)
+            rpc_token(job, text, len);
+        return;
+    }
+    if (!g->headers_sent) {
+        static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+        job_emit(job, head, sizeof head - 1);
+        g->headers_sent = true;
+    }
+    json_t *choice;
+    if (job->req.chat) {
+        json_t *delta = json_object();
+        if (!g->first_chunk_sent)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (len || !finish)
+            json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "finish_reason",
+                           finish ? json_string(finish) : json_null(), "logprobs");
+    } else {
+        choice = json_pack("{s:i, s:s%, s:o, s:n}", "index", 0, "text", text, len,
+                           "finish_reason", finish ? json_string(finish) : json_null(),
+                           "logprobs");
+    }
+    json_t *chunk = chunk_base(job);
+    json_object_set_new(chunk, "choices", json_pack("[o]", choice));
+    emit_event(job, chunk);
+    g->first_chunk_sent = true;
+}
+
+/* Where the earliest stop string starts at or after `from`, or -1. */
+static long find_stop(const gen_state *g, size_t from)
+{
+    long best = -1;
+    for (size_t k = 0; k < g->job->req.n_stops; k++) {
+        const char *s = g->job->req.stops[k];
+        size_t n = strlen(s);
+        for (size_t i = from; i + n <= g->len; i++)
+            if (memcmp(g->text + i, s, n) == 0) {
+                if (best < 0 || (long)i < best)
+                    best = (long)i;
+                break;
+            }
+    }
+    return best;
+}
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    gen_state *g = user;
+    st_job *job = g->job;
+    if (token >= 0)
+        g->n_tokens++;
+    if (!g->first_token_seen && token >= 0) {
+        g->first_token_seen = true;
+        atomic_fetch_add(&job->srv->metrics.ttft_us,
+                         (uint64_t)((st_serve_now() - job->t_queued) * 1e6));
+    }
+    if (g->len + len + 1 > g->cap) {
+        size_t cap = (g->len + len + 1) * 2;
+        char *grown = realloc(g->text, cap);
+        if (!grown)
+            return 1;
+        g->text = grown;
+        g->cap = cap;
+    }
+    memcpy(g->text + g->len, text, len);
+    size_t old_len = g->len;
+    g->len += len;
+    g->text[g->len] = '\0';
+
+    size_t safe = g->len;
+    if (g->max_stop) {
+        size_t from = old_len >= g->max_stop ? old_len - g->max_stop + 1 : 0;
+        long at = find_stop(g, from < g->sent ? g->sent : from);
+        if (at >= 0) {
+            g->len = (size_t)at;
+            g->text[g->len] = '\0';
+            g->stopped_by_string = true;
+            safe = g->len;
+        } else {
+            /* Hold back what could still become a stop string, cut at a
+             * character boundary so every chunk is whole UTF-8. */
+            safe = g->len > g->max_stop - 1 ? g->len - (g->max_stop - 1) : 0;
+            while (safe > g->sent && (g->text[safe] & 0xC0) == 0x80)
+                safe--;
+        }
+    }
+    if (job->req.stream && safe > g->sent) {
+        emit_chunk(g, g->text + g->sent, safe - g->sent, NULL);
+        g->sent = safe;
+    }
+    if (g->stopped_by_string || atomic_load(&job->cancel))
+        return 1;
+    return 0;
+}
+
+static void finish_response(gen_state *g, st_job *job, const st_generate_stats *stats,
+                            const char *finish)
+{
+    if (job->is_rpc) {
+        if (g->len > g->sent)
+            rpc_token(job, g->text + g->sent, g->len - g->sent);
+        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens);
+        job_finish(job, false);
+        return;
+    }
+    json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)stats->n_prompt,
+                              "completion_tokens", (int)g->n_tokens, "total_tokens",
+                              (int)(stats->n_prompt + g->n_tokens));
+    if (job->req.stream) {
+        if (g->len > g->sent)
+            emit_chunk(g, g->text + g->sent, g->len - g->sent, NULL);
+        emit_chunk(g, "", 0, finish);
+        if (job->req.include_usage) {
+            json_t *chunk = chunk_base(job);
+            json_object_set_new(chunk, "choices", json_array());
+            json_object_set(chunk, "usage", usage);
+            emit_event(job, chunk);
+        }
+        static const char done[] = "data: [DONE]\n\n";
+        job_emit(job, done, sizeof done - 1);
+        json_decref(usage);
+        job_finish(job, true);
+        return;
+    }
+    json_t *choice;
+    if (job->req.chat)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:n}", "index", 0, "message", "role",
+                           "assistant", "content", g->text ? g->text : "", g->len,
+                           "finish_reason", finish, "logprobs");
+    else
+        choice = json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", g->text ? g->text : "",
+                           g->len, "finish_reason", finish, "logprobs");
+    json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", job->id, "object",
+                             job->req.chat ? "chat.completion" : "text_completion", "created",
+                             (json_int_t)job->created, "model", job->req.model, "choices",
+                             choice, "usage", usage);
+    char *body = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+    json_decref(resp);
+    size_t n = 0;
+    char *http = body ? st_http_response(200, "application/json", body, strlen(body),
+                                         job->keep_alive, NULL, &n)
+                      : NULL;
+    free(body);
+    if (!http) {
+        st_job_fail(job, 500, "out of memory building the response", NULL);
+        return;
+    }
+    job_emit(job, http, n);
+    free(http);
+    job_finish(job, !job->keep_alive);
+}
+
+struct st_job_run {
+    st_job *job;
+    int32_t *ids;
+    size_t n_ids;
+    st_sampler_override ov[2];
+    st_generate_params gp;
+    gen_state g;
+};
+
+st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
+{
+    char msg[512];
+    st_gen_request *req = &job->req;
+    st_job_run *r = calloc(1, sizeof *r);
+    if (!r) {
+        st_job_fail(job, 500, "out of memory", NULL);
+        return NULL;
+    }
+    r->job = job;
+    r->g.job = job;
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    st_status st;
+    if (req->chat) {
+        st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
+        if (!msgs) {
+            free(r);
+            st_job_fail(job, 500, "out of memory", NULL);
+            return NULL;
+        }
+        for (size_t i = 0; i < req->n_messages; i++)
+            msgs[i] = (st_chat_message){req->messages[i].role, req->messages[i].content};
+        /* Message text is plain text: no special tokens parsed from it. */
+        st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
+                                              &r->n_ids, &err);
+        free(msgs);
+    } else {
+        /* A completion prompt is the client's own formatting, markers
+         * included, as `stretch run` reads a raw prompt. */
+        st = st_engine_tokenize(e, req->prompt, strlen(req->prompt),
+                                bos | ST_ENCODE_PARSE_SPECIAL, &r->ids, &r->n_ids, &err);
+    }
+    int status = 0;
+    const char *param = req->chat ? "messages" : "prompt";
+    int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
+    if (st != ST_OK) {
+        snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
+        status = st == ST_E_NOMEM ? 500 : 400;
+    } else if (r->n_ids >= info.n_ctx) {
+        snprintf(msg, sizeof msg, "the prompt is %zu tokens, and model '%.100s' has a context "
+                 "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
+                 "is truncated)", r->n_ids, req->model, info.n_ctx);
+        status = 400;
+    } else if (req->max_tokens > room) {
+        snprintf(msg, sizeof msg, "max_tokens is %lld, but the prompt is %zu tokens and the "
+                 "context of model '%.100s' is %u: at most %lld tokens fit",
+                 (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);
+        status = 400;
+        param = "max_tokens";
+    }
+    if (status) {
+        st_free(r->ids);
+        free(r);
+        st_job_fail(job, status, msg, param);
+        return NULL;
+    }
+    size_t n_ov = 0;
+    if (req->has_temperature)
+        r->ov[n_ov++] = (st_sampler_override){"temperature", "temperature", req->temperature};
+    if (req->has_top_p)
+        r->ov[n_ov++] = (st_sampler_override){"top-p", "p", req->top_p};
+    static atomic_uint_fast64_t seed_counter;
+    r->gp = (st_generate_params){
+        .struct_size = sizeof r->gp,
+        .max_tokens = (uint32_t)(req->max_tokens > 0 ? req->max_tokens : room),
+        .seed = req->has_seed ? req->seed
+                              : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
+        .sampler_overrides = r->ov,
+        .n_sampler_overrides = n_ov,
+    };
+    for (size_t k = 0; k < req->n_stops; k++)
+        if (strlen(req->stops[k]) > r->g.max_stop)
+            r->g.max_stop = strlen(req->stops[k]);
+    return r;
+}
+
+void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
+                     const st_generate_params **gp, st_token_fn *on_token_fn, void **user)
+{
+    *ids = r->ids;
+    *n_ids = r->n_ids;
+    *gp = &r->gp;
+    *on_token_fn = on_token;
+    *user = &r->g;
+}
+
+void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
+                    const st_error *err)
+{
+    st_job *job = r->job;
+    gen_state *g = &r->g;
+    st_server_metrics *m = &job->srv->metrics;
+    atomic_fetch_add(&m->prompt_tokens, stats->n_prompt);
+    atomic_fetch_add(&m->generated_tokens, g->n_tokens);
+    atomic_fetch_add(&m->prefill_us, (uint64_t)(stats->prefill_s * 1e6));
+    atomic_fetch_add(&m->decode_us, (uint64_t)(stats->decode_s * 1e6));
+    if (g->first_token_seen)
+        atomic_fetch_add(&m->completions, 1);
+    if (st != ST_OK && st != ST_E_CANCELLED) {
+        char msg[512];
+        int status = st == ST_E_INVALID ? 400 : 500;
+        snprintf(msg, sizeof msg, "generation failed: %.400s", err ? err->message : "");
+        if (g->headers_sent && !job->is_rpc) {
+            emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
+                                      "server_error"));
+            job_finish(job, true);
+        } else {
+            st_job_fail(job, status, msg, NULL);
+        }
+    } else {
+        finish_response(g, job, stats,
+                        stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
+    }
+    free(g->text);
+    st_free(r->ids);
+    free(r);
+}
+
+/* -- the loop thread's side -- */
+
+st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive)
+{
+    static atomic_uint_fast64_t counter;
+    st_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return NULL;
+    if (uv_mutex_init(&job->lock) != 0) {
+        free(job);
+        return NULL;
+    }
+    job->srv = srv;
+    job->conn = conn;
+    job->req = *req;
+    job->keep_alive = keep_alive && !req->stream;
+    job->created = (int64_t)time(NULL);
+    job->t_queued = st_serve_now();
+    snprintf(job->id, sizeof job->id, "%s-%llx%llx", req->chat ? "chatcmpl" : "cmpl",
+             (unsigned long long)time(NULL), (unsigned long long)atomic_fetch_add(&counter, 1));
+    return job;
+}
+
+void st_job_free(st_job *job)
+{
+    st_gen_request_free(&job->req);
+    uv_mutex_destroy(&job->lock);
+    free(job->out);
+    free(job);
+}
+
+void st_job_detach(st_job *job)
+{
+    job->conn = NULL;
+    atomic_store(&job->cancel, 1);
+}
+
+void st_jobs_cancel_all(st_server *srv)
+{
+    for (st_job *j = srv->jobs; j; j = j->next)
+        atomic_store(&j->cancel, 1);
+}
+
+void st_jobs_drain(st_server *srv)
+{
+    for (st_job **pp = &srv->jobs; *pp;) {
+        st_job *job = *pp;
+        uv_mutex_lock(&job->lock);
+        char *out = job->out;
+        size_t len = job->out_len;
+        bool done = job->done, close_after = job->close_after;
+        job->out = NULL;
+        job->out_len = job->out_cap = 0;
+        uv_mutex_unlock(&job->lock);
+        st_conn *c = job->conn;
+        if (c && len)
+            st_conn_write(c, out, len);
+        if (job->rpc && len)
+            st_rpc_write(job->rpc, out, len);
+        free(out);
+        if (!done) {
+            pp = &job->next;
+            continue;
+        }
+        *pp = job->next;
+        if (c)
+            st_conn_request_done(c, !close_after && job->keep_alive && !c->refused);
+        st_job_free(job);
+    }
+}

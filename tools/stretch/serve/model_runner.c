@@ -1,0 +1,384 @@
+/*
+ * tools/stretch/serve/model_runner.c - one thread per served model. It
+ * owns the model's engine with `--parallel` sequences: waiting jobs take
+ * the free sequences, and every st_engine_step advances all running ones
+ * at once (their new prompts prepacked, their next tokens batched), so a
+ * request joins at the next step and leaves without stalling the others.
+ * The engine is opened on first use, and again when the manifest file has
+ * changed, once no request runs on the old one.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct st_runner {
+    st_server *srv;
+    char *stem;
+    uv_thread_t thread;
+    uv_cond_t wake;
+    st_job *head, *tail;       /* waiting jobs (queue_lock) */
+    uint32_t n_waiting;
+    uint32_t n_running;        /* jobs on sequences (queue_lock) */
+    bool reload;               /* the watcher saw the manifest change (queue_lock) */
+    uint32_t parallel;         /* the engine's sequences; 0 before it opens (queue_lock) */
+    char error[512];           /* why the manifest last failed to load, or "" (queue_lock) */
+    struct st_runner *next;
+
+    /* Runner thread only. */
+    st_engine *engine;
+    struct timespec mtime;     /* of the manifest the engine (or the last failure) read */
+    st_sequence **seqs;        /* [ST_PARALLEL_MAX] */
+    st_job **jobs;             /* [ST_PARALLEL_MAX]: the job on each sequence */
+    st_job_run **runs;         /* [ST_PARALLEL_MAX] */
+} st_runner;
+
+static void close_engine(st_runner *r)
+{
+    st_engine_close(r->engine); /* closes its sequences */
+    r->engine = NULL;
+    memset(r->seqs, 0, ST_PARALLEL_MAX * sizeof *r->seqs);
+}
+
+static void set_error(st_runner *r, const char *msg)
+{
+    uv_mutex_lock(&r->srv->queue_lock);
+    snprintf(r->error, sizeof r->error, "%s", msg);
+    uv_mutex_unlock(&r->srv->queue_lock);
+}
+
+/* Open the model's engine and its sequences from `path` (--parallel of
+ * them, else the manifest's `parallel`); NULL with msg. */
+static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs,
+                              uint32_t *parallel, char *msg, size_t size)
+{
+    st_server *srv = r->srv;
+    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
+                              .parallel = srv->cfg.parallel};
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_engine *e = NULL;
+    st_status rc = st_engine_open(path, &opts, &e, &err);
+    st_engine_info info = {.struct_size = sizeof info};
+    if (rc == ST_OK)
+        st_engine_get_info(e, &info);
+    for (uint32_t i = 0; rc == ST_OK && i < info.parallel; i++)
+        rc = st_sequence_open(e, &seqs[i], &err);
+    if (rc == ST_OK) {
+        *parallel = info.parallel;
+        return e;
+    }
+    snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
+    fprintf(stderr, "stretch serve: %s\n", msg);
+    st_engine_close(e);
+    return NULL;
+}
+
+/* The model's engine, (re)opened when the manifest is new or changed;
+ * NULL with msg set when there is none to serve with. A changed manifest
+ * that fails to load leaves the old engine serving (the failure is kept
+ * for /v1/models). Called with no job running. */
+static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
+{
+    st_server *srv = r->srv;
+    char *path = st_models_resolve(srv->cfg.manifests_dir, r->stem);
+    struct stat st;
+    if (!path || stat(path, &st) != 0) {
+        snprintf(msg, size, "the model '%.200s' does not exist (any more)", r->stem);
+        free(path);
+        close_engine(r);
+        set_error(r, "");
+        return NULL;
+    }
+    bool same = r->mtime.tv_sec == st.st_mtim.tv_sec && r->mtime.tv_nsec == st.st_mtim.tv_nsec;
+    if (same && r->engine) {
+        free(path);
+        return r->engine;
+    }
+    if (same && !r->engine) {
+        /* This version failed before: say so again without reloading. */
+        uv_mutex_lock(&srv->queue_lock);
+        snprintf(msg, size, "%s", r->error);
+        uv_mutex_unlock(&srv->queue_lock);
+        free(path);
+        if (msg[0])
+            return NULL;
+    }
+    st_sequence **seqs = calloc(ST_PARALLEL_MAX, sizeof *seqs);
+    uint32_t parallel = 0;
+    st_engine *e = seqs ? open_engine(r, path, seqs, &parallel, msg, size) : NULL;
+    r->mtime = st.st_mtim;
+    if (!e) {
+        set_error(r, msg);
+        free(seqs);
+        free(path);
+        if (r->engine)
+            fprintf(stderr, "stretch serve: model '%s' keeps serving its previous manifest\n",
+                    r->stem);
+        return r->engine;
+    }
+    if (r->engine)
+        fprintf(stderr, "stretch serve: %s changed: model '%s' reloaded\n", path, r->stem);
+    free(path);
+    close_engine(r);
+    r->engine = e;
+    memcpy(r->seqs, seqs, ST_PARALLEL_MAX * sizeof *seqs);
+    free(seqs);
+    uv_mutex_lock(&srv->queue_lock);
+    r->parallel = parallel;
+    uv_mutex_unlock(&srv->queue_lock);
+    set_error(r, "");
+    return e;
+}
+
+/* Give waiting jobs the free sequences (runner thread). */
+static void admit(st_runner *r, uint32_t running)
+{
+    st_server *srv = r->srv;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        st_job *job = NULL;
+        uint32_t slot = 0;
+        /* Before the engine opens, one job goes in to open it. */
+        uint32_t P = r->parallel ? r->parallel : 1;
+        while (slot < P && r->jobs[slot])
+            slot++;
+        if (slot < P && r->head) {
+            job = r->head;
+            r->head = job->queue_next;
+            if (!r->head)
+                r->tail = NULL;
+            r->n_waiting--;
+            srv->queue_len--;
+            r->n_running++;
+            srv->running++;
+            atomic_store(&job->running, 1);
+        }
+        uv_mutex_unlock(&srv->queue_lock);
+        if (!job)
+            return;
+        char msg[512];
+        st_engine *e = NULL;
+        if (atomic_load(&job->cancel)) {
+            st_job_fail(job, 503, "the request was cancelled before it started", NULL);
+        } else if (running == 0 && !(e = runner_engine(r, msg, sizeof msg))) {
+            st_job_fail(job, 500, msg, "model");
+        } else if (job->tokenize_only) {
+            /* msgpack-RPC's tokenize: the model's tokenizer, no sequence. */
+            int32_t *ids = NULL;
+            size_t n = 0;
+            st_error err;
+            memset(&err, 0, sizeof err);
+            if (st_engine_tokenize(r->engine, job->req.prompt, strlen(job->req.prompt),
+                                   job->tokenize_special ? ST_ENCODE_PARSE_SPECIAL : 0, &ids,
+                                   &n, &err) == ST_OK)
+                st_job_tokens(job, ids, n);
+            else
+                st_job_fail(job, 400, err.message, "text");
+            st_free(ids);
+        } else {
+            e = r->engine;
+            st_job_run *run = st_job_run_prepare(job, e);
+            if (run) {
+                const int32_t *ids;
+                size_t n_ids;
+                const st_generate_params *gp;
+                st_token_fn fn;
+                void *user;
+                st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+                st_error err;
+                memset(&err, 0, sizeof err);
+                st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);
+                if (st == ST_OK) {
+                    r->jobs[slot] = job;
+                    r->runs[slot] = run;
+                    running++;
+                    continue;
+                }
+                st_generate_stats none = {.struct_size = sizeof none};
+                st_job_run_end(run, st, &none, &err);
+            }
+        }
+        uv_mutex_lock(&srv->queue_lock);
+        r->n_running--;
+        srv->running--;
+        uv_mutex_unlock(&srv->queue_lock);
+    }
+}
+
+/* Answer every job whose sequence has finished (runner thread). */
+static uint32_t collect(st_runner *r)
+{
+    st_server *srv = r->srv;
+    uint32_t running = 0;
+    for (uint32_t i = 0; i < ST_PARALLEL_MAX; i++) {
+        st_job *job = r->jobs[i];
+        if (!job)
+            continue;
+        if (st_sequence_busy(r->seqs[i])) {
+            /* A client that left stops its sequence at the next step. */
+            if (atomic_load(&job->cancel))
+                st_sequence_cancel(r->seqs[i]);
+            running++;
+            continue;
+        }
+        st_generate_stats stats = {.struct_size = sizeof stats};
+        st_error err;
+        memset(&err, 0, sizeof err);
+        st_status st = st_sequence_result(r->seqs[i], &stats, &err);
+        st_job_run_end(r->runs[i], st, &stats, &err);
+        r->jobs[i] = NULL;
+        r->runs[i] = NULL;
+        uv_mutex_lock(&srv->queue_lock);
+        r->n_running--;
+        srv->running--;
+        uv_mutex_unlock(&srv->queue_lock);
+    }
+    return running;
+}
+
+static void runner_main(void *arg)
+{
+    st_runner *r = arg;
+    st_server *srv = r->srv;
+    uint32_t running = 0;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        while (!srv->quit && !r->head && running == 0 && !r->reload)
+            uv_cond_wait(&r->wake, &srv->queue_lock);
+        bool quit = srv->quit && !r->head && running == 0;
+        bool reload = r->reload && running == 0;
+        if (reload)
+            r->reload = false;
+        uv_mutex_unlock(&srv->queue_lock);
+        if (quit)
+            break;
+        if (reload && !srv->quit) {
+            char msg[512];
+            runner_engine(r, msg, sizeof msg);
+        }
+        admit(r, running);
+        running = collect(r);
+        if (running == 0)
+            continue;
+        st_error err;
+        memset(&err, 0, sizeof err);
+        uint32_t active = 0;
+        if (st_engine_step(r->engine, &active, &err) != ST_OK)
+            fprintf(stderr, "stretch serve: model '%s': %s\n", r->stem, err.message);
+        running = collect(r);
+    }
+    close_engine(r);
+}
+
+static st_runner *runner_new(st_server *srv, const char *stem)
+{
+    st_runner *r = calloc(1, sizeof *r);
+    uint32_t P = ST_PARALLEL_MAX;
+    if (!r || !(r->stem = strdup(stem)) || !(r->seqs = calloc(P, sizeof *r->seqs)) ||
+        !(r->jobs = calloc(P, sizeof *r->jobs)) || !(r->runs = calloc(P, sizeof *r->runs)) ||
+        uv_cond_init(&r->wake) != 0)
+        goto fail;
+    r->srv = srv;
+    if (uv_thread_create(&r->thread, runner_main, r) != 0) {
+        uv_cond_destroy(&r->wake);
+        goto fail;
+    }
+    return r;
+fail:
+    if (r) {
+        free(r->stem);
+        free(r->seqs);
+        free(r->jobs);
+        free(r->runs);
+    }
+    free(r);
+    return NULL;
+}
+
+/* The runner of `stem`, started if need be (queue_lock held). */
+static st_runner *runner_of(st_server *srv, const char *stem)
+{
+    st_runner *r = srv->runners;
+    while (r && strcmp(r->stem, stem) != 0)
+        r = r->next;
+    if (!r && (r = runner_new(srv, stem))) {
+        r->next = srv->runners;
+        srv->runners = r;
+    }
+    return r;
+}
+
+void st_runner_manifest_changed(st_server *srv, const char *stem)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    st_runner *r = srv->quit ? NULL : runner_of(srv, stem);
+    if (r) {
+        r->reload = true;
+        uv_cond_signal(&r->wake);
+    }
+    uv_mutex_unlock(&srv->queue_lock);
+}
+
+void st_runners_errors(st_server *srv, void *json_array)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    for (st_runner *r = srv->runners; r; r = r->next)
+        if (r->error[0])
+            json_array_append_new(json_array, json_pack("{s:s, s:s}", "model", r->stem,
+                                                        "message", r->error));
+    uv_mutex_unlock(&srv->queue_lock);
+}
+
+bool st_job_enqueue(st_server *srv, st_job *job)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    st_runner *r = runner_of(srv, job->req.model);
+    if (!r) {
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
+    }
+    /* A job waits when its model's sequences are all taken; past
+     * --max-queue waiting jobs, it is refused. */
+    bool has_free = r->n_waiting + r->n_running < (r->parallel ? r->parallel : 1);
+    if (!has_free && srv->queue_len >= srv->cfg.max_queue) {
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
+    }
+    job->queue_next = NULL;
+    if (r->tail)
+        r->tail->queue_next = job;
+    else
+        r->head = job;
+    r->tail = job;
+    r->n_waiting++;
+    srv->queue_len++;
+    uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    job->next = srv->jobs;
+    srv->jobs = job;
+    return true;
+}
+
+void st_runners_stop(st_server *srv)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    srv->quit = true;
+    for (st_runner *r = srv->runners; r; r = r->next)
+        uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    for (st_runner *r = srv->runners, *next; r; r = next) {
+        next = r->next;
+        uv_thread_join(&r->thread);
+        uv_cond_destroy(&r->wake);
+        free(r->stem);
+        free(r->seqs);
+        free(r->jobs);
+        free(r->runs);
+        free(r);
+    }
+    srv->runners = NULL;
+}

@@ -1,0 +1,300 @@
+/*
+ * tools/stretch/serve/openai_request.c - an OpenAI completion request body
+ * read with jansson and checked field by field. Fields we do not know are
+ * ignored, as OpenAI does; a known field of the wrong type or range is a
+ * 400 that names it. jansson refuses invalid UTF-8 and "\u0000" in
+ * strings, so every string here is valid UTF-8 C text.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool fail(char *msg, size_t size, const char **param, const char *name,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static bool fail(char *msg, size_t size, const char **param, const char *name,
+                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, size, fmt, ap);
+    va_end(ap);
+    *param = name;
+    return false;
+}
+
+static const char *type_of(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE: case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+/* A present, non-null field. */
+static json_t *field(json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    return v && !json_is_null(v) ? v : NULL;
+}
+
+/* Message content: a string, or OpenAI's array of {"type":"text","text":...}
+ * parts, joined. */
+static char *content_text(json_t *v, size_t i, char *msg, size_t size, const char **param)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (!json_is_array(v)) {
+        fail(msg, size, param, "messages", "messages[%zu].content: expected a string or an "
+             "array of text parts, found %s", i, v ? type_of(v) : "nothing");
+        return NULL;
+    }
+    size_t total = 0, k;
+    json_t *part;
+    json_array_foreach(v, k, part) {
+        json_t *text = json_object_get(part, "text");
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (!json_is_object(part) || !type || strcmp(type, "text") != 0 ||
+            !json_is_string(text)) {
+            fail(msg, size, param, "messages", "messages[%zu].content[%zu]: expected "
+                 "{\"type\": \"text\", \"text\": \"...\"} (only text is supported)", i, k);
+            return NULL;
+        }
+        total += json_string_length(text);
+    }
+    char *out = malloc(total + 1), *w = out;
+    if (!out)
+        return NULL;
+    json_array_foreach(v, k, part) {
+        json_t *text = json_object_get(part, "text");
+        memcpy(w, json_string_value(text), json_string_length(text));
+        w += json_string_length(text);
+    }
+    *w = '\0';
+    return out;
+}
+
+static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t size,
+                           const char **param)
+{
+    json_t *ms = json_object_get(root, "messages");
+    if (!ms)
+        return fail(msg, size, param, "messages", "'messages' is required");
+    if (!json_is_array(ms))
+        return fail(msg, size, param, "messages", "'messages': expected an array, found %s",
+                    type_of(ms));
+    if (json_array_size(ms) == 0)
+        return fail(msg, size, param, "messages", "'messages' is empty: give at least one");
+    r->messages = calloc(json_array_size(ms), sizeof *r->messages);
+    if (!r->messages)
+        return fail(msg, size, param, NULL, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(ms, i, m) {
+        if (!json_is_object(m))
+            return fail(msg, size, param, "messages", "messages[%zu]: expected an object, "
+                        "found %s", i, type_of(m));
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!role)
+            return fail(msg, size, param, "messages", "messages[%zu].role: expected a string",
+                        i);
+        /* OpenAI's newer name for the system turn. */
+        if (strcmp(role, "developer") == 0)
+            role = "system";
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant"))
+            return fail(msg, size, param, "messages", "messages[%zu].role: expected system, "
+                        "developer, user or assistant, found '%s'", i, role);
+        char *content = content_text(json_object_get(m, "content"), i, msg, size, param);
+        if (!content)
+            return false;
+        r->messages[i].content = content;
+        r->messages[i].role = strdup(role);
+        r->n_messages = i + 1;
+        if (!r->messages[i].role)
+            return fail(msg, size, param, NULL, "out of memory");
+    }
+    return true;
+}
+
+static bool parse_prompt(json_t *root, st_gen_request *r, char *msg, size_t size,
+                         const char **param)
+{
+    json_t *p = json_object_get(root, "prompt");
+    if (!p)
+        return fail(msg, size, param, "prompt", "'prompt' is required");
+    /* A list of one prompt is what the client sends for n prompts = 1. */
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+        p = json_array_get(p, 0);
+    else if (json_is_array(p))
+        return fail(msg, size, param, "prompt", "'prompt': one prompt per request (a string "
+                    "or a list of one string); token-id prompts are not supported");
+    if (!json_is_string(p))
+        return fail(msg, size, param, "prompt", "'prompt': expected a string, found %s",
+                    type_of(p));
+    if (json_string_length(p) == 0)
+        return fail(msg, size, param, "prompt", "'prompt' is empty");
+    if (!(r->prompt = strdup(json_string_value(p))))
+        return fail(msg, size, param, NULL, "out of memory");
+    return true;
+}
+
+static bool parse_number(json_t *root, const char *name, double lo, double hi, bool *has,
+                         double *out, char *msg, size_t size, const char **param)
+{
+    json_t *v = field(root, name);
+    if (!v)
+        return true;
+    if (!json_is_number(v))
+        return fail(msg, size, param, name, "'%s': expected a number, found %s", name,
+                    type_of(v));
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi))
+        return fail(msg, size, param, name, "'%s' is %g: expected %g to %g", name, x, lo, hi);
+    *has = true;
+    *out = x;
+    return true;
+}
+
+static bool parse_stop(json_t *root, st_gen_request *r, char *msg, size_t size,
+                       const char **param)
+{
+    json_t *v = field(root, "stop");
+    if (!v)
+        return true;
+    json_t *one[1] = {v};
+    json_t **items = one;
+    size_t n = 1;
+    if (json_is_array(v)) {
+        n = json_array_size(v);
+        if (n > ST_SERVE_MAX_STOPS)
+            return fail(msg, size, param, "stop", "'stop': at most %d sequences, found %zu",
+                        ST_SERVE_MAX_STOPS, n);
+        items = NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = items ? items[i] : json_array_get(v, i);
+        if (!json_is_string(s))
+            return fail(msg, size, param, "stop", "'stop': expected a string or a list of "
+                        "strings, found %s", type_of(s));
+        if (json_string_length(s) == 0)
+            continue;
+        if (!(r->stops[r->n_stops] = strdup(json_string_value(s))))
+            return fail(msg, size, param, NULL, "out of memory");
+        r->n_stops++;
+    }
+    return true;
+}
+
+static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, size_t size,
+                         const char **param)
+{
+    json_t *model = json_object_get(root, "model");
+    if (!model)
+        return fail(msg, size, param, "model", "'model' is required (GET /v1/models lists them)");
+    if (!json_is_string(model))
+        return fail(msg, size, param, "model", "'model': expected a string, found %s",
+                    type_of(model));
+    if (!(r->model = strdup(json_string_value(model))))
+        return fail(msg, size, param, NULL, "out of memory");
+    if (chat ? !parse_messages(root, r, msg, size, param)
+             : !parse_prompt(root, r, msg, size, param))
+        return false;
+
+    r->max_tokens = -1;
+    const char *names[2] = {"max_completion_tokens", "max_tokens"};
+    for (int k = 0; k < 2 && r->max_tokens < 0; k++) {
+        json_t *v = field(root, names[k]);
+        if (!v)
+            continue;
+        if (!json_is_integer(v))
+            return fail(msg, size, param, names[k], "'%s': expected an integer, found %s",
+                        names[k], type_of(v));
+        if (json_integer_value(v) <= 0)
+            return fail(msg, size, param, names[k], "'%s' is %lld: expected at least 1",
+                        names[k], (long long)json_integer_value(v));
+        r->max_tokens = json_integer_value(v);
+    }
+    if (!parse_number(root, "temperature", 0.0, 2.0, &r->has_temperature, &r->temperature,
+                      msg, size, param) ||
+        !parse_number(root, "top_p", 0.0, 1.0, &r->has_top_p, &r->top_p, msg, size, param))
+        return false;
+    json_t *seed = field(root, "seed");
+    if (seed) {
+        if (!json_is_integer(seed))
+            return fail(msg, size, param, "seed", "'seed': expected an integer, found %s",
+                        type_of(seed));
+        r->has_seed = true;
+        r->seed = (uint64_t)json_integer_value(seed);
+    }
+    json_t *n = field(root, "n");
+    if (n && (!json_is_integer(n) || json_integer_value(n) != 1))
+        return fail(msg, size, param, "n", "'n': only n = 1 is supported");
+    json_t *stream = field(root, "stream");
+    if (stream) {
+        if (!json_is_boolean(stream))
+            return fail(msg, size, param, "stream", "'stream': expected a boolean, found %s",
+                        type_of(stream));
+        r->stream = json_is_true(stream);
+    }
+    json_t *so = field(root, "stream_options");
+    if (so && json_is_true(json_object_get(so, "include_usage")))
+        r->include_usage = true;
+    return parse_stop(root, r, msg, size, param);
+}
+
+bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
+                              size_t msg_size, const char **param)
+{
+    json_t *root = json_root;
+    memset(out, 0, sizeof *out);
+    *param = NULL;
+    bool ok;
+    if (!json_is_object(root))
+        ok = fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                  type_of(root));
+    else
+        ok = parse_fields(root, chat, out, msg, msg_size, param);
+    if (!ok)
+        st_gen_request_free(out);
+    out->chat = chat;
+    return ok;
+}
+
+bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
+                          char *msg, size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    *param = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, "
+                    "column %d)", jerr.text, jerr.line, jerr.column);
+    bool ok = st_gen_request_from_json(root, chat, out, msg, msg_size, param);
+    json_decref(root);
+    return ok;
+}
+
+void st_gen_request_free(st_gen_request *r)
+{
+    for (size_t i = 0; i < r->n_messages; i++) {
+        free(r->messages[i].role);
+        free(r->messages[i].content);
+    }
+    free(r->messages);
+    free(r->model);
+    free(r->prompt);
+    for (size_t i = 0; i < r->n_stops; i++)
+        free(r->stops[i]);
+    memset(r, 0, sizeof *r);
+}

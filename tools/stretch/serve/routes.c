@@ -1,0 +1,208 @@
+/*
+ * tools/stretch/serve/routes.c - what each request means: authentication,
+ * the quick endpoints answered on the loop thread (/health, /metrics,
+ * /v1/models), and the completion endpoints, which are checked here and
+ * queued for their model's runner.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void send_body(st_conn *c, int status, const char *type, const char *body, size_t len,
+                      bool keep_alive)
+{
+    size_t n = 0;
+    char *resp = st_http_response(status, type, body, len, keep_alive, NULL, &n);
+    if (resp)
+        st_conn_write(c, resp, n);
+    free(resp);
+    st_conn_request_done(c, keep_alive && resp);
+}
+
+static void send_json(st_conn *c, json_t *v, bool keep_alive)
+{
+    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!body) {
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+        return;
+    }
+    send_body(c, 200, "application/json", body, strlen(body), keep_alive);
+    free(body);
+}
+
+/* Compare without stopping at the first difference, so the time taken
+ * says nothing about how much of a guessed key was right. */
+static bool key_matches(const char *given, const char *key)
+{
+    size_t n = strlen(key), m = given ? strlen(given) : 0;
+    unsigned diff = (unsigned)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned)(unsigned char)key[i] ^ (unsigned)(unsigned char)(i < m ? given[i] : 0);
+    return diff == 0;
+}
+
+static bool authorized(st_conn *c)
+{
+    const char *key = c->srv->cfg.api_key;
+    if (!key)
+        return true;
+    const char *h = c->authorization;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    return key_matches(h + 7, key);
+}
+
+static void models(st_conn *c, bool keep_alive)
+{
+    size_t n = 0;
+    char **stems = st_models_list(c->srv->cfg.manifests_dir, &n);
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s.yaml", c->srv->cfg.manifests_dir, stems[i]);
+        json_int_t created = stat(path, &st) == 0 ? (json_int_t)st.st_mtime : 0;
+        json_array_append_new(data, json_pack("{s:s, s:s, s:I, s:s}", "id", stems[i], "object",
+                                              "model", "created", created, "owned_by",
+                                              "stretch"));
+    }
+    st_models_free(stems, n);
+    /* Manifests that failed to load (the old version, if any, serves). */
+    json_t *errors = json_array();
+    st_runners_errors(c->srv, errors);
+    send_json(c, json_pack("{s:s, s:o, s:o}", "object", "list", "data", data, "errors", errors),
+              keep_alive);
+}
+
+static void metrics(st_conn *c, bool keep_alive)
+{
+    st_server *srv = c->srv;
+    st_server_metrics *m = &srv->metrics;
+    uv_mutex_lock(&srv->queue_lock);
+    uint32_t queued = srv->queue_len, running = srv->running;
+    uv_mutex_unlock(&srv->queue_lock);
+    uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
+    double decode_s = atomic_load(&m->decode_us) / 1e6;
+    char body[2048];
+    int n = snprintf(body, sizeof body,
+        "# HELP stretch_requests_total HTTP requests received.\n"
+        "# TYPE stretch_requests_total counter\nstretch_requests_total %llu\n"
+        "# HELP stretch_request_errors_total Requests answered with an error.\n"
+        "# TYPE stretch_request_errors_total counter\nstretch_request_errors_total %llu\n"
+        "# HELP stretch_completions_total Completions generated.\n"
+        "# TYPE stretch_completions_total counter\nstretch_completions_total %llu\n"
+        "# HELP stretch_prompt_tokens_total Prompt tokens processed.\n"
+        "# TYPE stretch_prompt_tokens_total counter\nstretch_prompt_tokens_total %llu\n"
+        "# HELP stretch_generated_tokens_total Tokens generated.\n"
+        "# TYPE stretch_generated_tokens_total counter\nstretch_generated_tokens_total %llu\n"
+        "# HELP stretch_prefill_seconds_total Time spent on prompts.\n"
+        "# TYPE stretch_prefill_seconds_total counter\nstretch_prefill_seconds_total %.6f\n"
+        "# HELP stretch_decode_seconds_total Time spent generating after the first token.\n"
+        "# TYPE stretch_decode_seconds_total counter\nstretch_decode_seconds_total %.6f\n"
+        "# HELP stretch_time_per_token_seconds Mean decode time per generated token.\n"
+        "# TYPE stretch_time_per_token_seconds gauge\nstretch_time_per_token_seconds %.6f\n"
+        "# HELP stretch_time_to_first_token_seconds Mean time from queueing to the first token.\n"
+        "# TYPE stretch_time_to_first_token_seconds gauge\n"
+        "stretch_time_to_first_token_seconds %.6f\n"
+        "# HELP stretch_queue_length Requests waiting for a sequence.\n"
+        "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
+        "# HELP stretch_requests_running Requests generating now.\n"
+        "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n",
+        (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
+        (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
+        (unsigned long long)gen, atomic_load(&m->prefill_us) / 1e6, decode_s,
+        gen > done ? decode_s / (double)(gen - done) : 0.0,
+        done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0, queued, running);
+    send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
+}
+
+static void completion(st_conn *c, bool chat, bool keep_alive)
+{
+    st_gen_request req;
+    char msg[512];
+    const char *param = NULL;
+    if (!st_gen_request_parse(c->body, c->body_len, chat, &req, msg, sizeof msg, &param)) {
+        st_conn_send_error(c, 400, msg, param, keep_alive);
+        return;
+    }
+    char *path = st_models_resolve(c->srv->cfg.manifests_dir, req.model);
+    if (!path) {
+        snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models lists "
+                 "the served ones)", req.model);
+        st_gen_request_free(&req);
+        st_conn_send_error(c, 404, msg, "model", keep_alive);
+        return;
+    }
+    free(path);
+    st_job *job = st_job_new(c->srv, c, &req, keep_alive);
+    if (!job) {
+        st_gen_request_free(&req);
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+        return;
+    }
+    c->job = job;
+    if (!st_job_enqueue(c->srv, job)) {
+        c->job = NULL;
+        st_job_free(job);
+        st_conn_send_error(c, 429, "too many requests are waiting: try again shortly", NULL,
+                           keep_alive);
+    }
+}
+
+void st_route_request(st_conn *c)
+{
+    st_server *srv = c->srv;
+    atomic_fetch_add(&srv->metrics.requests, 1);
+    bool keep_alive = http_should_keep_alive(&c->parser) != 0;
+    const char *method = http_method_str((enum http_method)c->parser.method);
+    /* The path without a query string. */
+    char path[256];
+    size_t n = strcspn(c->url ? c->url : "", "?#");
+    snprintf(path, sizeof path, "%.*s", (int)(n < sizeof path ? n : sizeof path - 1),
+             c->url ? c->url : "");
+    if (srv->stopping) {
+        st_conn_send_error(c, 503, "the server is shutting down", NULL, false);
+        return;
+    }
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(path, "/health") == 0) {
+        if (!get)
+            st_conn_send_error(c, 405, "use GET /health", NULL, keep_alive);
+        else
+            send_body(c, 200, "application/json", "{\"status\":\"ok\"}", 15, keep_alive);
+        return;
+    }
+    if (!authorized(c)) {
+        st_conn_send_error(c, 401, "a valid API key is required: send the header "
+                           "'Authorization: Bearer KEY'", NULL, keep_alive);
+        return;
+    }
+    struct { const char *path; bool post; } routes[] = {
+        {"/metrics", false}, {"/v1/models", false},
+        {"/v1/chat/completions", true}, {"/v1/completions", true},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(path, routes[i].path) != 0)
+            continue;
+        if (routes[i].post ? !post : !get) {
+            char m[160];
+            snprintf(m, sizeof m, "use %s %s", routes[i].post ? "POST" : "GET", routes[i].path);
+            st_conn_send_error(c, 405, m, NULL, keep_alive);
+        } else if (i == 0) {
+            metrics(c, keep_alive);
+        } else if (i == 1) {
+            models(c, keep_alive);
+        } else {
+            completion(c, i == 2, keep_alive);
+        }
+        return;
+    }
+    char m[320];
+    snprintf(m, sizeof m, "no such endpoint: %s %.200s", method, path);
+    st_conn_send_error(c, 404, m, NULL, keep_alive);
+}

@@ -1,0 +1,260 @@
+/*
+ * tools/stretch/serve/server.h - `stretch serve`: the pieces of the
+ * OpenAI-compatible HTTP server (and its msgpack-RPC listener) and how
+ * they share state.
+ *
+ * Threads: one libuv loop thread owns every socket, timer and the
+ * connection structs; one runner thread per served model owns that
+ * model's engine and runs up to `parallel` requests as its sequences,
+ * stepped together. A job (one request) is the only thing both touch: the
+ * loop creates it and queues it; the runner fills its output under its
+ * lock and wakes the loop (uv_async_send), which writes what is there to
+ * the socket. A client that goes away sets the job's cancel flag, which
+ * the runner sees at the next step.
+ */
+#ifndef ST_CLI_SERVE_SERVER_H
+#define ST_CLI_SERVE_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <http_parser.h>
+#include <stretch/stretch.h>
+#include <uv.h>
+
+typedef struct st_server_config {
+    const char *host;          /* default 127.0.0.1 */
+    int port;                  /* default 8080; 0 = any free port (printed) */
+    const char *manifests_dir; /* each *.yaml is a model named by its stem */
+    uint32_t parallel;         /* requests generating at once per model (sequences);
+                                  0 = each manifest's `parallel:` */
+    const char *api_key;       /* NULL = no authentication */
+    size_t max_body;           /* bytes; a larger body is 413 */
+    uint32_t max_queue;        /* requests waiting for a sequence; beyond: 429 */
+    uint32_t header_timeout_ms;/* a request's (and an idle keep-alive) deadline: 408 */
+    uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
+    uint32_t n_threads;        /* per engine; 0 = the manifest's */
+} st_server_config;
+
+/* One chat message of a request. */
+typedef struct st_req_message {
+    char *role;
+    char *content;
+} st_req_message;
+
+#define ST_SERVE_MAX_STOPS 4
+
+/* A validated completion request (openai_request.c). */
+typedef struct st_gen_request {
+    bool chat;                 /* /v1/chat/completions, else /v1/completions */
+    char *model;               /* a manifest stem */
+    st_req_message *messages;
+    size_t n_messages;
+    char *prompt;
+    int64_t max_tokens;        /* -1 = up to the context */
+    bool has_temperature, has_top_p, has_seed;
+    double temperature, top_p;
+    uint64_t seed;
+    char *stops[ST_SERVE_MAX_STOPS];
+    size_t n_stops;
+    bool stream;
+    bool include_usage;        /* stream_options.include_usage */
+} st_gen_request;
+
+typedef struct st_server st_server;
+typedef struct st_conn st_conn;
+typedef struct st_rpc_conn st_rpc_conn;
+
+/* One request between the loop and a model runner. */
+typedef struct st_job {
+    st_server *srv;
+    st_conn *conn;             /* loop thread only; NULL once the client left */
+    /* A msgpack-RPC job (rpc.c) answers on `rpc` instead, in msgpack
+     * frames for request `rpc_msgid`; tokenize_only asks the runner for the
+     * prompt's ids and nothing else. */
+    st_rpc_conn *rpc;
+    bool is_rpc;
+    uint32_t rpc_msgid;
+    bool tokenize_only;
+    bool tokenize_special;
+    st_gen_request req;
+    bool keep_alive;
+    char id[40];               /* "chatcmpl-..." / "cmpl-..." */
+    int64_t created;
+    double t_queued;
+    atomic_int cancel;         /* the client left or the server is stopping */
+    atomic_int running;        /* a runner took it */
+    uv_mutex_t lock;           /* guards out*, done */
+    char *out;                 /* HTTP bytes not yet handed to the socket */
+    size_t out_len, out_cap;
+    bool done;                 /* the runner will not touch the job again */
+    bool close_after;          /* the response has no length: close when written */
+    struct st_job *next;       /* the server's list of live jobs (loop thread) */
+    struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
+} st_job;
+
+/* Counters for /metrics; updated from any thread. */
+typedef struct st_server_metrics {
+    atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
+    atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
+} st_server_metrics;
+
+struct st_server {
+    st_server_config cfg;
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    uv_async_t wake;           /* a runner produced output */
+    uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
+    bool stopping;
+    double stop_started;       /* when SIGINT/SIGTERM came (st_serve_now) */
+    st_conn *conns;            /* every open connection (loop thread) */
+    /* msgpack-RPC (rpc.c, loop thread). */
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } rpc_listener;
+    bool rpc_on, rpc_is_pipe;
+    const char *rpc_path;
+    st_rpc_conn *rpc_conns;
+    st_job *jobs;              /* every job not yet freed (loop thread) */
+
+    /* The model runners (model_runner.c), one per model asked for, and
+     * their queues; all guarded by queue_lock. */
+    uv_mutex_t queue_lock;
+    struct st_runner *runners;
+    uint32_t queue_len;        /* jobs waiting for a sequence, all models */
+    uint32_t running;          /* jobs on a sequence, all models */
+    bool quit;                 /* runners exit */
+
+    /* The manifests directory's watcher (manifest_watch.c, loop thread). */
+    uv_fs_event_t watcher;
+    uv_timer_t watch_timer;
+    char **pending_stems;
+    uint32_t n_pending_stems;
+
+    st_server_metrics metrics;
+};
+
+/* A connection: one socket and its HTTP parser (loop thread only). */
+struct st_conn {
+    st_server *srv;
+    uv_tcp_t tcp;
+    uv_timer_t timer;          /* header deadline */
+    http_parser parser;
+    char *url;
+    size_t url_len;
+    char *body;
+    size_t body_len;
+    char header_field[32];     /* the current header's name, lowercased, cut */
+    bool header_field_done;
+    char *authorization;       /* the Authorization header's value */
+    bool expect_continue;
+    bool in_request;           /* a request started and has not fully arrived */
+    bool refused;              /* a response ended this connection: ignore more input */
+    bool close_after_write;
+    bool closing;
+    int pending_writes;
+    int handles_closed;        /* of tcp and timer; freed at 2 */
+    st_job *job;               /* the request generating for this connection */
+    st_conn *next;
+};
+
+/* http_conn.c */
+int st_http_listen(st_server *srv);
+/* Queue `len` bytes (copied) on the socket. */
+void st_conn_write(st_conn *c, const char *bytes, size_t len);
+/* Close once every queued write is done. */
+void st_conn_end(st_conn *c);
+void st_conn_close(st_conn *c);
+/* The connection is ready for its next request (keep-alive). */
+void st_conn_request_done(st_conn *c, bool keep_alive);
+
+/* http_response.c: whole responses. */
+char *st_http_response(int status, const char *content_type, const char *body,
+                       size_t body_len, bool keep_alive, const char *extra_headers,
+                       size_t *out_len);
+/* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}. */
+char *st_http_error(int status, const char *message, const char *param, bool keep_alive,
+                    const char *extra_headers, size_t *out_len);
+void st_conn_send_error(st_conn *c, int status, const char *message, const char *param,
+                        bool keep_alive);
+const char *st_http_reason(int status);
+
+/* routes.c: a whole request arrived on c. */
+void st_route_request(st_conn *c);
+
+/* openai_request.c: parse and check a body; on failure *status (400) and
+ * msg/param say why. */
+bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
+                          char *msg, size_t msg_size, const char **param);
+void st_gen_request_free(st_gen_request *r);
+/* The same from a parsed jansson object (json_t *), for msgpack-RPC. */
+bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
+                              size_t msg_size, const char **param);
+
+/* models_dir.c */
+/* Every *.yaml stem in dir, sorted; *n set. NULL with *n = 0 on error. */
+char **st_models_list(const char *dir, size_t *n);
+void st_models_free(char **stems, size_t n);
+/* Whether `stem` is a name a model may have (letters, digits, - _ ., not
+ * starting with a dot). */
+bool st_models_stem_ok(const char *stem);
+/* The manifest path of a served model, or NULL when `stem` is not one. */
+char *st_models_resolve(const char *dir, const char *stem);
+
+/* model_runner.c: one thread per served model, running its jobs as
+ * sequences of one engine. */
+/* Queue a job for its model's runner (started on first use); false (and
+ * nothing queued) when the queue is full. */
+bool st_job_enqueue(st_server *srv, st_job *job);
+/* Stop and join every runner (they are idle by then). */
+void st_runners_stop(st_server *srv);
+/* The manifest of `stem` was added, changed or removed: its runner
+ * (started if need be) reloads it as soon as no request runs on it; a
+ * manifest that fails to load leaves the old engine serving. */
+void st_runner_manifest_changed(st_server *srv, const char *stem);
+/* Append {"model", "message"} for every model whose manifest failed to
+ * load last time it was read (a jansson array). */
+void st_runners_errors(st_server *srv, void *json_array);
+
+/* rpc.c: the msgpack-RPC listener, `spec` unix:PATH or tcp:PORT. */
+int st_rpc_listen(st_server *srv, const char *spec);
+/* Stop accepting, and with close_conns close every RPC connection whose
+ * writes are done; true when none is left open. */
+bool st_rpc_stop(st_server *srv, bool close_conns);
+void st_rpc_write(st_rpc_conn *c, const char *bytes, size_t len);
+
+/* manifest_watch.c */
+void st_watch_start(st_server *srv);
+void st_watch_stop(st_server *srv);
+
+/* generate_job.c: one job's request on an engine and its response. */
+st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
+void st_job_free(st_job *job);
+/* A tokenize-only job's answer (msgpack-RPC); the job is done. */
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n);
+/* An answer that is an error, written whole; the job is done. */
+void st_job_fail(st_job *job, int status, const char *message, const char *param);
+typedef struct st_job_run st_job_run;
+/* Tokenize and check the job's request against the engine; NULL when it
+ * was refused (its error response is written). */
+st_job_run *st_job_run_prepare(st_job *job, st_engine *e);
+/* What st_sequence_start needs. */
+void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
+                     const st_generate_params **gp, st_token_fn *on_token, void **user);
+/* The generation ended: write the rest of the response; frees r. */
+void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
+                    const st_error *err);
+/* Loop thread: hand every job's output to its socket, free finished jobs. */
+void st_jobs_drain(st_server *srv);
+/* Loop thread: the client of c left; its job is cancelled. */
+void st_job_detach(st_job *job);
+/* Cancel every queued or running job (shutdown). */
+void st_jobs_cancel_all(st_server *srv);
+
+double st_serve_now(void);
+
+#endif
