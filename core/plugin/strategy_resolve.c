@@ -169,7 +169,10 @@ static void resolve_one(report_owned *r, const st_strategy *s, st_kind kind,
     }
     r->checks[r->n_checks++] = cr;
     it->load = cr;
-    if (!cr->ok) {
+    /* An untested plugin (a `requires:` the checker could not give, such
+     * as a tokenizer's vocabulary) is not a problem of the strategy: the
+     * caller decides, e.g. `stretch check` creates it in the engine. */
+    if (!cr->ok && !cr->untested) {
         st_diag at;
         st_diag_set(&at, ST_E_PLUGIN, NULL, 0, 0, "%s", cr->message);
         add_problem(r, ST_PROBLEM_LOAD, &at, cr);

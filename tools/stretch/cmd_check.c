@@ -40,7 +40,7 @@ static int problem_exit(const st_problem *p)
     return ST_EXIT_RUNTIME;
 }
 
-static void print_text(const st_strategy_report *s)
+static void print_text(const st_strategy_report *s, bool cfg_ok)
 {
     printf("strategy: %s\n", st_cli_safe(s->path));
     if (s->n_files > 1) { /* files[0] is the strategy itself, then its parents */
@@ -72,6 +72,8 @@ static void print_text(const st_strategy_report *s)
             char abi[16];
             printf("    load:     %s (ABI %s)\n", st_cli_safe(it->load->result),
                    st_cli_abi_text(it->load, abi, sizeof abi));
+            if (it->load->untested && cfg_ok)
+                printf("              created and configured by the engine (see configure:)\n");
         }
     }
 }
@@ -256,14 +258,27 @@ int st_cmd_check(int argc, char **argv)
     if (load && s->n_problems == 0 && s->model && st_cli_is_file(s->model))
         check_configure(path, &dirs, &cfg);
     st_strlist_free(&dirs);
+    /* A plugin the child could not create (its `requires:` needs what only
+     * an engine has) was created by the engine open above when it passed;
+     * without it, the check proved nothing about that plugin. */
+    const char *untested = NULL;
+    for (size_t i = 0; i < s->n_plugins && load; i++)
+        if (s->plugins[i]->load && s->plugins[i]->load->untested)
+            untested = s->plugins[i]->name;
     /* A skipped place is not an error of this strategy, but it may be why a
      * plugin resolves to another copy than the one expected. */
     st_cli_warnings(s->warnings, s->n_warnings, s->n_warnings_dropped);
     code = s->n_problems ? problem_exit(s->problems[0]) : cfg.exit_code;
+    if (code == ST_EXIT_OK && untested && !(cfg.ran && cfg.exit_code == ST_EXIT_OK)) {
+        code = ST_EXIT_UNTESTED;
+        fprintf(stderr, "stretch: plugin '%s' is untested: the checker could not create it "
+                        "and no engine was opened (give the strategy a readable model)\n",
+                st_cli_safe(untested));
+    }
     if (json)
         print_json(s, &cfg, code);
     else if (s->parsed)
-        print_text(s);
+        print_text(s, cfg.ran && cfg.exit_code == ST_EXIT_OK);
     if (!json && cfg.ran && cfg.exit_code == ST_EXIT_OK)
         printf("\nconfigure: %s\n", cfg.message);
     else if (cfg.ran && cfg.exit_code != ST_EXIT_OK)
