@@ -3,7 +3,7 @@
 # skips apt entirely when everything is already there.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git python3 python3-pip python3-venv
-      libfyaml-dev libmsgpack-dev libuv1-dev libcriterion-dev
+      libfyaml-dev libmsgpack-dev libuv1-dev libjansson-dev libcriterion-dev
       ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo valgrind
       clang-14 libclang-rt-14-dev)  # the last two: tools/fuzz.sh (libFuzzer, ASan, UBSan)
 missing=()
