@@ -57,8 +57,9 @@ static st_status load_strategy_index(st_retriever *r, st_error *err)
         return ST_OK;
     st_status st = st_retriever_load(r, r->s->retriever_index, err);
     if (st != ST_OK)
-        return st_engine_fail_wrap(err, st, "%s:%d:%d: retriever: index", r->s->retriever.file,
-                                   r->s->retriever.line, r->s->retriever.col);
+        return st_engine_fail_wrap(err, st, "%s:%d:%d: retriever: index",
+                                   r->s->retriever_index_file, r->s->retriever_index_line,
+                                   r->s->retriever_index_col);
     return ST_OK;
 }
 

@@ -95,6 +95,8 @@ typedef struct st_strategy {
      * (hits put into the prompt; 0 = the default) and `template:` (NULL =
      * the default; docs/retrieval.md). Cleared with the block. */
     char *retriever_index;
+    const char *retriever_index_file; /* where `index:` was written */
+    int retriever_index_line, retriever_index_col;
     uint32_t retriever_top_k;
     char *retriever_template;
     char **plugin_dirs;        /* key "plugin-dirs", resolved */

@@ -375,6 +375,9 @@ static st_status st_apply_retriever(st_strategy_loader *L, const st_value_entry 
             return st;
         free(s->retriever_index);
         s->retriever_index = index;
+        s->retriever_index_file = v->file;
+        s->retriever_index_line = v->line;
+        s->retriever_index_col = v->col;
     }
     if ((v = st_value_get(block, "top_k")) &&
         (st = st_apply_int(L, v, "retriever: top_k", 1, ST_RETRIEVER_TOP_K_MAX,

@@ -1,0 +1,199 @@
+/*
+ * `stretch retrieve index|query` and retrieval-augmented `stretch run`
+ * through the real binary: files and JSONL in, hits out (text and JSON),
+ * bad input refused with its file and line, bad index files refused with
+ * the model/file exit code, and the hits reaching the prompt of a run.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tiny_model.h"
+
+#define STRETCH ST_TEST_BINARY_DIR "/bin/stretch"
+
+static char dir[128];
+
+static void write_file(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/st_retrieve_cli_%d", (int)getpid());
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    st_tiny_model_spec spec;
+    st_tiny_model_spec_default(&spec);
+    spec.n_ctx = 512;
+    st_diag d;
+    cr_assert_eq(st_gen_tiny_model(&spec, path, &d), ST_OK, "%s", d.message);
+    write_file("s.yaml", "format: 1\nmodel: tiny.gguf\ncontext: 512\nthreads: 1\n"
+                         "plugin-dirs: [" ST_TEST_PLUGIN_DIR "]\n"
+                         "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: bm25}\n");
+    write_file("rag.yaml", "format: 1\nextends: s.yaml\n"
+                           "retriever: {index: docs.idx, top_k: 2}\n");
+    write_file("a.txt", "Paris is the capital of France.");
+    write_file("b.txt", "Berlin is the capital of Germany.");
+    write_file("c.txt", "Bananas are yellow fruit.");
+    write_file("docs.jsonl", "{\"id\": \"paris\", \"text\": \"Paris is the capital of France.\"}\n"
+                             "\n"
+                             "{\"id\": 7, \"text\": \"Bananas are yellow.\", \"x\": [1]}\n");
+}
+
+static void teardown(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(retrieve_cli, .init = setup, .fini = teardown);
+
+static int run(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && " STRETCH " %s >out.txt 2>err.txt", dir, args);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *slurp(const char *name)
+{
+    static char buf[16384];
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(retrieve_cli, index_files_then_query_text_and_json)
+{
+    cr_assert_eq(run("retrieve index -m s.yaml --out docs.idx a.txt b.txt c.txt"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert(strstr(slurp("err.txt"), "indexed 3 documents with bm25 into docs.idx"), "%s",
+              slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index docs.idx -k 2 'capital of Germany'"), 0);
+    const char *out = slurp("out.txt");
+    cr_assert_eq(strncmp(out, "1\t", 2), 0, "%s", out);
+    cr_assert(strstr(out, "b.txt\tBerlin is the capital of Germany."), "%s", out);
+    cr_assert(strstr(out, "\n2\t"), "two hits: %s", out);
+    cr_assert_eq(run("retrieve query -m s.yaml --index docs.idx --json bananas"), 0);
+    out = slurp("out.txt");
+    cr_assert(strstr(out, "\"retriever\":\"bm25\",\"documents\":3,\"hits\":[{\"rank\":1,"
+                          "\"doc\":2,\"id\":\"c.txt\",\"score\":"), "%s", out);
+    cr_assert(strstr(out, "\"text\":\"Bananas are yellow fruit.\"}]}"), "%s", out);
+    /* The manifest's index and top_k serve when --index and -k are absent. */
+    cr_assert_eq(run("retrieve query -m rag.yaml capital"), 0, "%s", slurp("err.txt"));
+    out = slurp("out.txt");
+    cr_assert(strstr(out, "a.txt") && strstr(out, "b.txt") && !strstr(out, "c.txt"), "%s", out);
+}
+
+Test(retrieve_cli, index_jsonl_with_fields)
+{
+    cr_assert_eq(run("retrieve index -m s.yaml --out j.idx --jsonl docs.jsonl"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert(strstr(slurp("err.txt"), "indexed 2 documents"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index j.idx --json yellow"), 0);
+    cr_assert(strstr(slurp("out.txt"), "\"id\":\"7\""), "a numeric id as text: %s",
+              slurp("out.txt"));
+    write_file("other.jsonl", "{\"name\": \"n1\", \"body\": \"alpha beta\"}\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out o.idx --jsonl other.jsonl "
+                     "--id-field name --text-field body"), 0, "%s", slurp("err.txt"));
+}
+
+Test(retrieve_cli, bad_jsonl_names_file_and_line)
+{
+    write_file("bad1.jsonl", "{\"id\": \"a\", \"text\": \"ok\"}\n{\"id\": \"b\", \"text\": }\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad1.jsonl"), 4);
+    cr_assert(strstr(slurp("err.txt"), "bad1.jsonl:2:"), "%s", slurp("err.txt"));
+    write_file("bad2.jsonl", "{\"id\": \"a\", \"body\": \"ok\"}\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad2.jsonl"), 4);
+    cr_assert(strstr(slurp("err.txt"), "bad2.jsonl:1: field \"text\" is missing"), "%s",
+              slurp("err.txt"));
+    write_file("bad3.jsonl", "[1, 2]\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad3.jsonl"), 4);
+    cr_assert(strstr(slurp("err.txt"), "bad3.jsonl:1: expected a JSON object"), "%s",
+              slurp("err.txt"));
+    write_file("bad4.jsonl", "{\"id\": \"a\", \"text\": 5}\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad4.jsonl"), 4);
+    cr_assert(strstr(slurp("err.txt"), "field \"text\" is not a string"), "%s",
+              slurp("err.txt"));
+    struct stat sb;
+    char path[256];
+    snprintf(path, sizeof path, "%s/x.idx", dir);
+    cr_assert_neq(stat(path, &sb), 0, "nothing is saved after a bad line");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx missing.txt"), 4);
+}
+
+Test(retrieve_cli, bad_index_files_and_usage)
+{
+    cr_assert_eq(run("retrieve index -m s.yaml --out docs.idx a.txt b.txt"), 0);
+    cr_assert_eq(system("true"), 0);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd %s && head -c 30 docs.idx > cut.idx && cp a.txt plain.idx",
+             dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(run("retrieve query -m s.yaml --index cut.idx capital"), 4);
+    cr_assert(strstr(slurp("err.txt"), "cut.idx: "), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index plain.idx capital"), 4);
+    cr_assert(strstr(slurp("err.txt"), "plain.idx"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index docs.idx.texts capital"), 4);
+    cr_assert(strstr(slurp("err.txt"), "not a bm25 index"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index nope.idx capital"), 4);
+    /* The manifest's own index, broken: its file:line:col. */
+    snprintf(cmd, sizeof cmd, "cd %s && cp cut.idx docs.idx", dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(run("retrieve query -m rag.yaml capital"), 4);
+    cr_assert(strstr(slurp("err.txt"), "rag.yaml:3:"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml capital"), 2, "no index anywhere");
+    cr_assert(strstr(slurp("err.txt"), "no index to search"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index docs.idx -k 0 capital"), 1);
+    cr_assert_eq(run("retrieve index -m s.yaml a.txt"), 1, "--out is required");
+    cr_assert_eq(run("retrieve"), 1);
+    write_file("noret.yaml", "format: 1\nextends: s.yaml\nretriever: null\n");
+    cr_assert_eq(run("retrieve index -m noret.yaml --out z.idx a.txt"), 2);
+    cr_assert(strstr(slurp("err.txt"), "no `retriever:` block"), "%s", slurp("err.txt"));
+}
+
+Test(retrieve_cli, run_puts_hits_into_the_prompt)
+{
+    cr_assert_eq(run("retrieve index -m s.yaml --out docs.idx a.txt b.txt c.txt"), 0);
+    cr_assert_eq(run("run -m rag.yaml --max-tokens 2 --json 'capital of France'"), 0, "%s",
+                 slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_assert(strstr(out, "\"retrieved\":[{\"rank\":1,\"doc\":0,\"id\":\"a.txt\""), "%s", out);
+    const char *r2 = strstr(out, "\"rank\":2");
+    cr_assert(r2 && !strstr(out, "\"rank\":3"), "top_k 2: %s", out);
+    /* The prompt grew by the template and the two documents. */
+    int with = 0, without = 0;
+    const char *p = strstr(out, "\"prompt_ids\":[");
+    for (; p && *p != ']'; p++)
+        with += *p == ',';
+    cr_assert_eq(run("run -m rag.yaml --no-retrieval --max-tokens 2 --json "
+                     "'capital of France'"), 0);
+    out = slurp("out.txt");
+    cr_assert_null(strstr(out, "\"retrieved\""), "%s", out);
+    for (p = strstr(out, "\"prompt_ids\":["); p && *p != ']'; p++)
+        without += *p == ',';
+    cr_assert_gt(with, without + 10, "prompt ids with %d, without %d", with, without);
+    cr_assert_eq(run("run -m s.yaml --max-tokens 2 --json 'capital of France'"), 0);
+    cr_assert_null(strstr(slurp("out.txt"), "\"retrieved\""), "no index: plain run");
+}
