@@ -197,3 +197,95 @@ Test(retrieve_cli, run_puts_hits_into_the_prompt)
     cr_assert_eq(run("run -m s.yaml --max-tokens 2 --json 'capital of France'"), 0);
     cr_assert_null(strstr(slurp("out.txt"), "\"retrieved\""), "no index: plain run");
 }
+
+/* A RestBench-shaped data set small enough to score by hand. Tool i's
+ * description is "wi x" padded to 2 + i words, so the query "x" ranks the
+ * tools in list order (BM25 favours the shorter document). */
+static void write_tiny_restbench(const char *gold_name)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/rb", dir);
+    cr_assert_eq(system(cmd), 0);
+    char tools[2048] = "[";
+    for (int i = 0; i < 7; i++) {
+        char desc[128];
+        int w = snprintf(desc, sizeof desc, "w%d x", i);
+        for (int p = 0; p < i; p++)
+            w += snprintf(desc + w, sizeof desc - (size_t)w, " pad");
+        size_t at = strlen(tools);
+        snprintf(tools + at, sizeof tools - at,
+                 "%s{\"ID\": %d, \"tool_usage\": \"GET /t%d\", \"rewrite_description\": "
+                 "\"%s\"}", i ? ", " : "", i + 1, i, desc);
+    }
+    strcat(tools, "]");
+    write_file("rb/tmdb_tool_rewrite.json", tools);
+    char queries[1024];
+    snprintf(queries, sizeof queries,
+             "[{\"query\": \"w0 w1\", \"relevant Tools\": [\"GET /t0\", \"GET /t1\"], "
+             "\"relevant IDs\": [0, 1]},\n"
+             " {\"query\": \"w2\", \"relevant Tools\": [\"GET /t2\", \"GET /t5\"], "
+             "\"relevant IDs\": [2, 5]},\n"
+             " {\"query\": \"nothing\", \"relevant Tools\": [\"GET /t4\"], "
+             "\"relevant IDs\": [4]},\n"
+             " {\"query\": \"x\", \"relevant Tools\": [\"%s\"], \"relevant IDs\": [6]}]",
+             gold_name);
+    write_file("rb/mtr_restbench_test.json", queries);
+}
+
+Test(retrieve_cli, eval_retrieval_scores_by_the_papers_definitions)
+{
+    write_tiny_restbench("GET /t6");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench --json rb"), 0, "%s",
+                 slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    /* S@k: query 0 has both gold tools on top; query 1 misses t5 (no shared
+     * word); query 2 finds nothing; query 3's gold is 7th: only in the top 10.
+     * nDCG: 1; 1 / (1 + 1/log2 3) = 0.61315; 0; at 10, (1/log2 8) / 1 = 1/3. */
+    double s5, s10, n5, n10;
+    const char *p = strstr(out, "\"s@5\":");
+    cr_assert(p, "%s", out);
+    cr_assert_eq(sscanf(p, "\"s@5\":%lf,\"s@10\":%lf,\"ndcg@5\":%lf,\"ndcg@10\":%lf", &s5,
+                        &s10, &n5, &n10), 4, "%s", out);
+    cr_assert_float_eq(s5, 25.0, 1e-9);
+    cr_assert_float_eq(s10, 50.0, 1e-9);
+    cr_assert_float_eq(n5, 100.0 * (1 + 0.6131471927654584) / 4, 1e-6);
+    cr_assert_float_eq(n10, 100.0 * (1 + 0.6131471927654584 + 1.0 / 3) / 4, 1e-6);
+    cr_assert(strstr(out, "\"tools\":7,\"queries\":4"), "%s", out);
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 0);
+    cr_assert(strstr(slurp("out.txt"), "25.00  50.00   40.33   48.66"), "%s", slurp("out.txt"));
+}
+
+Test(retrieve_cli, eval_retrieval_reads_metatool_and_refuses_bad_data)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/mt", dir);
+    cr_assert_eq(system(cmd), 0);
+    write_file("mt/ts_metatool_api_list_rewrite.json",
+               "{\"Weather\": \"forecast and rain\", \"Maps\": \"roads and routes\"}");
+    write_file("mt/mtr_metatool_test.json",
+               "[{\"query\": \"will it rain\", \"relevant Tools\": [\"Weather\"], "
+               "\"relevant IDs\": [0]}, {\"query\": \"quiet routes\", \"relevant Tools\": "
+               "[\"Maps\"], \"relevant IDs\": [1]}]");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset metatool --json mt"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"s@5\":100,\"s@10\":100,\"ndcg@5\":100"), "%s",
+              slurp("out.txt"));
+    /* A gold id that names another tool than the query says. */
+    write_tiny_restbench("GET /t5");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 4);
+    cr_assert(strstr(slurp("err.txt"), "mtr_restbench_test.json: query 3: relevant ID 6 should "
+                                       "be the position of tool 'GET /t5'"), "%s",
+              slurp("err.txt"));
+    write_file("rb/tmdb_tool_rewrite.json", "[{\"tool_usage\": 1}]");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 4);
+    cr_assert(strstr(slurp("err.txt"), "tmdb_tool_rewrite.json: entry 0: expected"), "%s",
+              slurp("err.txt"));
+    write_file("rb/tmdb_tool_rewrite.json", "[{\"tool_usage\": ");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 4);
+    cr_assert(strstr(slurp("err.txt"), "tmdb_tool_rewrite.json:1:"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset toolbench rb"), 4);
+    cr_assert(strstr(slurp("err.txt"), "expected restbench or metatool"), "%s",
+                 slurp("err.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml rb"), 1);
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench missing"), 4);
+}
