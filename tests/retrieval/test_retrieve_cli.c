@@ -106,6 +106,20 @@ Test(retrieve_cli, index_files_then_query_text_and_json)
     cr_assert(strstr(out, "a.txt") && strstr(out, "b.txt") && !strstr(out, "c.txt"), "%s", out);
 }
 
+Test(retrieve_cli, index_files_in_passages)
+{
+    write_file("long.txt", "one two three four five\n\nsix seven  eight nine ten eleven");
+    cr_assert_eq(run("retrieve index -m s.yaml --out sub/p.idx --chunk 4 long.txt"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert(strstr(slurp("err.txt"), "indexed 3 documents"), "%s", slurp("err.txt"));
+    cr_assert_eq(run("retrieve query -m s.yaml --index sub/p.idx --json five"), 0);
+    cr_assert(strstr(slurp("out.txt"), "\"id\":\"long.txt#2\",\"score\":"), "%s",
+              slurp("out.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"text\":\"five\\n\\nsix seven  eight\"}"), "%s",
+              slurp("out.txt"));
+    cr_assert_eq(run("retrieve index -m s.yaml --out p.idx --chunk 0 long.txt"), 1);
+}
+
 Test(retrieve_cli, index_jsonl_with_fields)
 {
     cr_assert_eq(run("retrieve index -m s.yaml --out j.idx --jsonl docs.jsonl"), 0, "%s",

@@ -16,6 +16,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
+#include "eval_common.h"
 #include "json_out.h"
 
 #define RETRIEVE_K_MAX 100000
@@ -23,13 +24,14 @@
 static void retrieve_usage(FILE *f)
 {
     fprintf(f,
-            "usage: stretch retrieve index [-m MANIFEST] --out INDEX FILE...\n"
+            "usage: stretch retrieve index [-m MANIFEST] --out INDEX [--chunk WORDS] FILE...\n"
             "       stretch retrieve index [-m MANIFEST] --out INDEX --jsonl FILE\n"
             "                              [--id-field F] [--text-field F]\n"
             "       stretch retrieve query [-m MANIFEST] [--index INDEX] [-k N] [--json] QUERY\n\n"
             "  The retriever is the strategy's `retriever:` plugin (default manifest:\n"
             "  manifests/default.yaml; manifests/bm25.yaml has one). No model is read.\n\n"
-            "  index   one document per FILE (its path is the id, its content the text),\n"
+            "  index   one document per FILE (its path is the id, its content the text;\n"
+            "          with --chunk, one per passage of WORDS words, id \"PATH#N\"),\n"
             "          or one per line of a JSONL file (--id-field, default \"id\"; a\n"
             "          number is used as its decimal text; --text-field, default \"text\").\n"
             "          Writes INDEX in the plugin's format and INDEX.texts (the texts, so\n"
@@ -70,7 +72,27 @@ static int add_or_fail(st_retriever *r, const char *id, size_t id_len, const cha
     return ST_EXIT_RUNTIME;
 }
 
-static int index_files(st_retriever *r, char **files, size_t n)
+/* The end of the passage starting at `at`: right after its `words`-th word
+ * (a run of non-space bytes), or the end of the text; with 0 words, the
+ * start of the next word. */
+static size_t passage_end(const char *text, size_t len, size_t at, size_t words)
+{
+    size_t i = at, seen = 0;
+    while (i < len) {
+        while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
+            i++;
+        if (i == len || seen == words)
+            break;
+        while (i < len && !(text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
+            i++;
+        if (++seen == words)
+            break;
+    }
+    return i;
+}
+
+/* One document per file, or per passage of `chunk` words ("path#N"). */
+static int index_files(st_retriever *r, char **files, size_t n, size_t chunk)
 {
     progress p = {.tty = isatty(STDERR_FILENO)};
     for (size_t i = 0; i < n; i++) {
@@ -78,7 +100,24 @@ static int index_files(st_retriever *r, char **files, size_t n)
         char *text = st_cli_read_file(files[i], &len);
         if (!text)
             return ST_EXIT_MODEL;
-        int rc = add_or_fail(r, files[i], strlen(files[i]), text, len);
+        int rc = 0;
+        if (!chunk) {
+            rc = add_or_fail(r, files[i], strlen(files[i]), text, len);
+        } else {
+            size_t at = 0, part = 0;
+            while (!rc && at < len) {
+                /* A passage starts at its first word. */
+                at = passage_end(text, len, at, 0);
+                if (at == len)
+                    break;
+                size_t end = passage_end(text, len, at, chunk);
+                char id[4200];
+                int w = snprintf(id, sizeof id, "%s#%zu", files[i], ++part);
+                rc = add_or_fail(r, id, w > 0 && (size_t)w < sizeof id ? (size_t)w : strlen(id),
+                                 text + at, end - at);
+                at = end;
+            }
+        }
         free(text);
         if (rc)
             return rc;
@@ -175,6 +214,7 @@ static int cmd_index(int argc, char **argv)
 {
     const char *manifest = NULL, *out = NULL, *jsonl = NULL;
     const char *id_field = "id", *text_field = "text";
+    long long chunk = 0;
     char **files = calloc((size_t)argc, sizeof *files);
     size_t n_files = 0;
     if (!files)
@@ -191,6 +231,12 @@ static int cmd_index(int argc, char **argv)
             out = argv[++i];
         } else if (!strcmp(a, "--jsonl") && next) {
             jsonl = argv[++i];
+        } else if (!strcmp(a, "--chunk")) {
+            if ((chunk = st_cli_parse_range(a, next, 1, 1 << 20)) < 0) {
+                free(files);
+                return ST_EXIT_USAGE;
+            }
+            i++;
         } else if (!strcmp(a, "--id-field") && next) {
             id_field = argv[++i];
         } else if (!strcmp(a, "--text-field") && next) {
@@ -217,7 +263,18 @@ static int cmd_index(int argc, char **argv)
     st_retriever *r = NULL;
     int rc = st_cli_open_retriever(manifest, ST_RETRIEVER_NO_INDEX, &r);
     if (!rc)
-        rc = jsonl ? index_jsonl(r, jsonl, id_field, text_field) : index_files(r, files, n_files);
+        rc = jsonl ? index_jsonl(r, jsonl, id_field, text_field) : index_files(r, files, n_files, (size_t)chunk);
+    /* Like eval's --out, a fresh checkout's out/ is made on demand. */
+    char *slash = strrchr(out, '/');
+    if (!rc && slash && slash != out) {
+        char *parent = strndup(out, (size_t)(slash - out));
+        if (!parent || st_make_dirs(parent) != 0) {
+            fprintf(stderr, "stretch: %s: cannot create the directory: %s\n",
+                    st_cli_safe(parent ? parent : out), strerror(errno));
+            rc = ST_EXIT_RUNTIME;
+        }
+        free(parent);
+    }
     if (!rc) {
         st_error err;
         memset(&err, 0, sizeof err);
