@@ -303,3 +303,16 @@ Test(retrieve_cli, eval_retrieval_reads_metatool_and_refuses_bad_data)
     cr_assert_eq(run("eval retrieval -m s.yaml rb"), 1);
     cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench missing"), 4);
 }
+
+Test(retrieve_cli, eval_retrieval_on_the_mtrb_fixture)
+{
+    /* The real tool lists with 20 queries each; tools/tests/test_mtrb_reference.py
+     * checks the numbers against an independent implementation. */
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench --json "
+                     ST_TEST_MTRB_DIR "/restbench"), 0, "%s", slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"tools\":54,\"queries\":20"), "%s", slurp("out.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset metatool --text name+description "
+                     ST_TEST_MTRB_DIR "/metatool"), 0, "%s", slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "metatool   bm25       name+description    199      20"),
+              "%s", slurp("out.txt"));
+}
