@@ -20,6 +20,8 @@ struct st_host {
     const st_gguf *model;
     st_score_fn score;
     void *score_ctx;
+    const st_host_encoder_v1 *encoder;
+    void *encoder_ctx;
     atomic_size_t live;
     atomic_size_t peak;
 };
@@ -217,6 +219,8 @@ static const void *svc_get_extension(void *host, const char *id)
         return NULL;
     if (strcmp(id, ST_HOST_SCORE_V1) == 0)
         return h->score ? &score_ext : NULL;
+    if (strcmp(id, ST_HOST_ENCODER_V1) == 0)
+        return h->encoder;
     return NULL;
 }
 
@@ -297,6 +301,17 @@ void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx)
 {
     h->score = fn;
     h->score_ctx = ctx;
+}
+
+void st_host_set_encoder(st_host *h, const st_host_encoder_v1 *ext, void *ctx)
+{
+    h->encoder = ext;
+    h->encoder_ctx = ctx;
+}
+
+void *st_host_encoder_ctx(const st_host *h)
+{
+    return h->encoder_ctx;
 }
 
 size_t st_host_live_bytes(const st_host *h)

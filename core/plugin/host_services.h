@@ -39,6 +39,12 @@ void st_host_set_model(st_host *h, const st_gguf *model);
 /* NULL fn = none (model_score answers ST_E_UNAVAILABLE). */
 void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx);
 
+/* The encoder extension (ST_HOST_ENCODER_V1), answered once installed;
+ * `ctx` is what the implementation reads back with st_host_encoder_ctx.
+ * NULL = none. The engine layer provides it (core/engine/encoder.c). */
+void st_host_set_encoder(st_host *h, const st_host_encoder_v1 *ext, void *ctx);
+void *st_host_encoder_ctx(const st_host *h);
+
 /* Bytes plugins currently hold through alloc/calloc/realloc, and the peak. */
 size_t st_host_live_bytes(const st_host *h);
 size_t st_host_peak_bytes(const st_host *h);

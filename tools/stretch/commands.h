@@ -37,5 +37,6 @@ int st_cmd_tokenize(int argc, char **argv);
 int st_cmd_eval(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);
 int st_cmd_retrieve(int argc, char **argv);
+int st_cmd_embed(int argc, char **argv);
 
 #endif

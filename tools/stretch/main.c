@@ -20,6 +20,7 @@ const st_command st_commands[] = {
     {"eval", st_cmd_eval, "evaluate a strategy (ppl: perplexity by position)"},
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},
     {"retrieve", st_cmd_retrieve, "build a retriever's index from files, or query one"},
+    {"embed", st_cmd_embed, "sentence vectors from a BERT-family encoder (MiniLM)"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
 
