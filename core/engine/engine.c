@@ -19,6 +19,7 @@
 
 #include "abi_sizes.h"
 #include "chat_template.h"
+#include "encoder_internal.h"
 #include "retrieval_internal.h"
 
 st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
@@ -99,7 +100,9 @@ static st_status open_plugins(st_engine *e, st_error *err)
         (st = plugin_open(e, ST_KIND_ATTENTION, &s->attention, &e->attention, err)))
         return st;
     if (s->retriever.plugin &&
-        ((st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)) ||
+        ((st = st_encoder_service_install(e->host, e->registry, s, e->n_threads, &e->encoders,
+                                          err)) ||
+         (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)) ||
          (st = st_retrieval_attach(s, e->retriever.in, &e->retrieval, err))))
         return st;
     e->samplers = calloc(s->n_samplers ? s->n_samplers : 1, sizeof *e->samplers);
@@ -319,6 +322,7 @@ void st_engine_close(st_engine *e)
     free(e->sampler_names);
     st_retriever_close(e->retrieval);
     plugin_release(&e->retriever);
+    st_encoder_service_free(e->encoders);
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
     plugin_release(&e->tokenizer);

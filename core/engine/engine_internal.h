@@ -33,6 +33,7 @@ struct st_engine {
     /* The retriever as st_engine_retriever hands it out (retrieval.c):
      * borrows `retriever`, holds the strategy's index, top_k, template. */
     struct st_retriever *retrieval;
+    struct st_encoder_service *encoders; /* the host's encoder extension */
     st_engine_plugin *samplers;
     size_t n_samplers;
     st_instance **sampler_instances;

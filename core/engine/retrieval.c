@@ -16,6 +16,7 @@
 #include <stretch/retriever.h>
 
 #include "doc_texts.h"
+#include "encoder_internal.h"
 #include "engine_internal.h"
 #include "retrieval_internal.h"
 
@@ -30,6 +31,7 @@ struct st_retriever {
     st_registry *registry;
     st_host *host;
     st_engine_plugin own;
+    st_encoder_service *encoders; /* what the plugin embeds with, if it does */
 
     const st_strategy *s;        /* the strategy in use (own or the engine's) */
     st_instance *in;
@@ -129,7 +131,9 @@ st_status st_retriever_open(const char *strategy_path, const st_engine_options *
         return st_error_from_diag(err, &d);
     }
     const st_plugin_site site = {r->registry, r->host, r->strategy->backend, false};
-    if ((st = st_engine_plugin_open(&site, ST_KIND_RETRIEVER, &r->strategy->retriever, &r->own,
+    if ((st = st_encoder_service_install(r->host, r->registry, r->strategy,
+                                         opts ? opts->n_threads : 0, &r->encoders, err)) ||
+        (st = st_engine_plugin_open(&site, ST_KIND_RETRIEVER, &r->strategy->retriever, &r->own,
                                     err)) != ST_OK) {
         st_retriever_close(r);
         return st;
@@ -149,6 +153,7 @@ void st_retriever_close(st_retriever *r)
         return;
     st_doc_texts_free(&r->texts);
     st_engine_plugin_release(&r->own);
+    st_encoder_service_free(r->encoders);
     st_host_free(r->host);
     st_registry_free(r->registry);
     st_strategy_free(r->strategy);
