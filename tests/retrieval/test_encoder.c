@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stretch/encoder.h>
@@ -300,4 +301,40 @@ Test(encoder, embedding_retriever_without_its_model_says_which)
     st_error err = {0};
     cr_assert_neq(st_retriever_open(path_in("m.yaml"), &o, 0, &r, &err), ST_OK);
     cr_assert(strstr(err.message, "missing.gguf"), "%s", err.message);
+}
+
+static int run_cli(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && " ST_TEST_BINARY_DIR "/bin/stretch %s >out.txt 2>err.txt",
+             dir, args);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *slurp(const char *name)
+{
+    static char buf[8192];
+    FILE *f = fopen(path_in(name), "rb");
+    cr_assert(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(encoder, stretch_embed_prints_ids_and_vectors)
+{
+    cr_assert_eq(run_cli("embed --model bert.gguf 'The cat'"), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(strncmp(slurp("out.txt"), "{\"ids\":[2,5,6,3],\"embedding\":[", 29), 0, "%s",
+                 slurp("out.txt"));
+    write_file("lines.txt", "the cat\ndogs\n");
+    cr_assert_eq(run_cli("embed --model bert.gguf --batch lines.txt"), 0, "%s", slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_assert(strstr(out, "{\"ids\":[2,5,6,3],") && strstr(out, "\n{\"ids\":[2,7,10,3],"), "%s",
+              out);
+    cr_assert_eq(tb_write(path_in("llama.gguf"), SEED, "llama", NULL), ST_OK);
+    cr_assert_eq(run_cli("embed --model llama.gguf x"), 4);
+    cr_assert(strstr(slurp("err.txt"), "expected \"bert\""), "%s", slurp("err.txt"));
+    cr_assert_eq(run_cli("embed --model bert.gguf"), 1);
 }

@@ -267,6 +267,14 @@ Test(retrieve_cli, eval_retrieval_scores_by_the_papers_definitions)
     cr_assert(strstr(out, "\"tools\":7,\"queries\":4"), "%s", out);
     cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 0);
     cr_assert(strstr(slurp("out.txt"), "25.00  50.00   40.33   48.66"), "%s", slurp("out.txt"));
+    /* Fusing a ranking with itself keeps its order, so the same scores. */
+    cr_assert_eq(run("eval retrieval -m s.yaml --fuse s.yaml --dataset restbench --json rb"), 0,
+                 "%s", slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"retriever\":\"bm25+bm25\",\"rrf_k\":60,"), "%s",
+              slurp("out.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"s@5\":25,\"s@10\":50,"), "%s", slurp("out.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml --fuse s.yaml --rrf-k 0 --dataset restbench rb"),
+                 1);
 }
 
 Test(retrieve_cli, eval_retrieval_reads_metatool_and_refuses_bad_data)

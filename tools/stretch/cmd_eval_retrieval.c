@@ -22,6 +22,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: stretch eval retrieval -m MANIFEST --dataset restbench|metatool\n"
             "                              [--text description|name+description] [--json]\n"
+            "                              [--fuse MANIFEST2 [--rrf-k K]]\n"
             "                              DATA_DIR\n\n"
             "  Indexes the dataset's tools with the manifest's retriever (its `index:` is\n"
             "  not used), ranks them for every test query and prints Sufficiency@5/@10\n"
@@ -32,7 +33,10 @@ static void usage(FILE *f)
             "             ts_metatool_api_list_rewrite.json and mtr_metatool_test.json\n"
             "             (docs/datasets.md)\n"
             "  --text     what a tool's document is: its description (default, as in\n"
-            "             the paper) or its name followed by the description\n");
+            "             the paper) or its name followed by the description\n"
+            "  --fuse     also rank with MANIFEST2's retriever and fuse the two rankings\n"
+            "             by reciprocal rank: score = sum of 1 / (K + rank), K = --rrf-k\n"
+            "             (default 60)\n");
 }
 
 typedef struct scores {
@@ -40,11 +44,10 @@ typedef struct scores {
     double index_s, query_s;
 } scores;
 
-static int evaluate(st_retriever *r, const st_mtrb *d, bool with_names, scores *out)
+static int add_tools(st_retriever *r, const st_mtrb *d, bool with_names)
 {
     st_error err;
     memset(&err, 0, sizeof err);
-    double t0 = st_now_s();
     for (size_t i = 0; i < d->n_tools; i++) {
         const st_mtrb_tool *t = &d->tools[i];
         char *text = NULL;
@@ -63,23 +66,80 @@ static int evaluate(st_retriever *r, const st_mtrb *d, bool with_names, scores *
             return ST_EXIT_RUNTIME;
         }
     }
+    return 0;
+}
+
+/* Reciprocal-rank fusion (Cormack et al., 2009): a tool's score is the sum
+ * over the rankings of 1 / (rrf_k + rank), rank from 1; every tool each
+ * retriever returns counts. Both indexes hold the tools in list order, so
+ * document indices agree. */
+typedef struct fused {
+    size_t doc;
+    double score;
+} fused;
+
+static int fused_cmp(const void *a, const void *b)
+{
+    const fused *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->doc > y->doc) - (x->doc < y->doc);
+}
+
+/* The top RANK_DEPTH of `query` by r[0] alone, or fused with r[1]. */
+static int rank_query(st_retriever *const *r, size_t n_r, size_t n_docs, double rrf_k,
+                      const char *query, size_t *ranked, size_t *n_ranked, double *query_s)
+{
+    st_error err;
+    memset(&err, 0, sizeof err);
+    fused *all = calloc(n_docs ? n_docs : 1, sizeof *all);
+    if (!all)
+        return ST_EXIT_RUNTIME;
+    for (size_t i = 0; i < n_docs; i++)
+        all[i].doc = i;
+    size_t depth = n_r > 1 ? n_docs : RANK_DEPTH;
+    for (size_t k = 0; k < n_r; k++) {
+        st_retrieval *hits = NULL;
+        double t0 = st_now_s();
+        st_status st = st_retriever_query(r[k], query, strlen(query), depth, &hits, &err);
+        *query_s += st_now_s() - t0;
+        if (st != ST_OK) {
+            fprintf(stderr, "stretch: %s\n", err.message);
+            free(all);
+            return ST_EXIT_RUNTIME;
+        }
+        for (size_t i = 0; i < st_retrieval_count(hits); i++) {
+            size_t doc = (size_t)st_retrieval_at(hits, i)->doc;
+            all[doc].score += n_r > 1 ? 1.0 / (rrf_k + (double)(i + 1))
+                                      : (double)(RANK_DEPTH - i); /* keeps the order */
+        }
+        st_retrieval_free(hits);
+    }
+    qsort(all, n_docs, sizeof *all, fused_cmp);
+    *n_ranked = 0;
+    for (size_t i = 0; i < n_docs && i < RANK_DEPTH && all[i].score > 0; i++)
+        ranked[(*n_ranked)++] = all[i].doc;
+    free(all);
+    return 0;
+}
+
+static int evaluate(st_retriever *const *r, size_t n_r, double rrf_k, const st_mtrb *d,
+                    bool with_names, scores *out)
+{
+    double t0 = st_now_s();
+    for (size_t k = 0; k < n_r; k++) {
+        int rc = add_tools(r[k], d, with_names);
+        if (rc)
+            return rc;
+    }
     out->index_s = st_now_s() - t0;
-    size_t ranked[RANK_DEPTH];
+    size_t ranked[RANK_DEPTH], n = 0;
     double query_s = 0;
     for (size_t q = 0; q < d->n_queries; q++) {
         const st_mtrb_query *mq = &d->queries[q];
-        st_retrieval *hits = NULL;
-        t0 = st_now_s();
-        st_status st = st_retriever_query(r, mq->text, strlen(mq->text), RANK_DEPTH, &hits, &err);
-        query_s += st_now_s() - t0;
-        if (st != ST_OK) {
-            fprintf(stderr, "stretch: query %zu: %s\n", q, err.message);
-            return ST_EXIT_RUNTIME;
-        }
-        size_t n = st_retrieval_count(hits);
-        for (size_t i = 0; i < n; i++)
-            ranked[i] = (size_t)st_retrieval_at(hits, i)->doc;
-        st_retrieval_free(hits);
+        int rc = rank_query(r, n_r, d->n_tools, rrf_k, mq->text, ranked, &n, &query_s);
+        if (rc)
+            return rc;
         out->s5 += st_mtrb_sufficient(ranked, n, mq->gold, mq->n_gold, 5);
         out->s10 += st_mtrb_sufficient(ranked, n, mq->gold, mq->n_gold, 10);
         out->n5 += st_mtrb_ndcg(ranked, n, mq->gold, mq->n_gold, 5);
@@ -97,6 +157,8 @@ static int evaluate(st_retriever *r, const st_mtrb *d, bool with_names, scores *
 int st_cmd_eval_retrieval(int argc, char **argv)
 {
     const char *manifest = NULL, *dataset = NULL, *dir = NULL, *text = "description";
+    const char *fuse = NULL;
+    long long rrf_k = 60;
     bool json = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -109,6 +171,12 @@ int st_cmd_eval_retrieval(int argc, char **argv)
             dataset = argv[++i];
         } else if (!strcmp(a, "--text") && next) {
             text = argv[++i];
+        } else if (!strcmp(a, "--fuse") && next) {
+            fuse = argv[++i];
+        } else if (!strcmp(a, "--rrf-k")) {
+            if ((rrf_k = st_cli_parse_range(a, next, 1, 100000)) < 0)
+                return ST_EXIT_USAGE;
+            i++;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (a[0] == '-' && a[1]) {
@@ -138,11 +206,17 @@ int st_cmd_eval_retrieval(int argc, char **argv)
     st_mtrb d;
     if (!st_mtrb_load(dataset, dir, &d))
         return ST_EXIT_MODEL;
-    st_retriever *r = NULL;
+    st_retriever *r = NULL, *r2 = NULL;
     int rc = st_cli_open_retriever(manifest, ST_RETRIEVER_NO_INDEX, &r);
+    if (!rc && fuse)
+        rc = st_cli_open_retriever(fuse, ST_RETRIEVER_NO_INDEX, &r2);
+    char name[128];
+    snprintf(name, sizeof name, "%s%s%s", r ? st_retriever_name(r) : "", r2 ? "+" : "",
+             r2 ? st_retriever_name(r2) : "");
     scores s = {0};
+    st_retriever *both[2] = {r, r2};
     if (!rc)
-        rc = evaluate(r, &d, with_names, &s);
+        rc = evaluate(both, r2 ? 2 : 1, (double)rrf_k, &d, with_names, &s);
     if (!rc && json) {
         st_json j;
         st_json_init(&j, stdout, false);
@@ -150,7 +224,11 @@ int st_cmd_eval_retrieval(int argc, char **argv)
         st_json_key(&j, "dataset");
         st_json_string(&j, dataset);
         st_json_key(&j, "retriever");
-        st_json_string(&j, st_retriever_name(r));
+        st_json_string(&j, name);
+        if (r2) {
+            st_json_key(&j, "rrf_k");
+            st_json_int(&j, rrf_k);
+        }
         st_json_key(&j, "text");
         st_json_string(&j, text);
         st_json_key(&j, "tools");
@@ -173,9 +251,10 @@ int st_cmd_eval_retrieval(int argc, char **argv)
         printf("%-10s %-10s %-17s %5s %7s %6s %6s %7s %7s %9s\n", "dataset", "retriever",
                "text", "tools", "queries", "S@5", "S@10", "nDCG@5", "nDCG@10", "ms/query");
         printf("%-10s %-10s %-17s %5zu %7zu %6.2f %6.2f %7.2f %7.2f %9.3f\n", dataset,
-               st_retriever_name(r), text, d.n_tools, d.n_queries, s.s5, s.s10, s.n5, s.n10,
+               name, text, d.n_tools, d.n_queries, s.s5, s.s10, s.n5, s.n10,
                s.query_s * 1e3);
     }
+    st_retriever_close(r2);
     st_retriever_close(r);
     st_mtrb_free(&d);
     return rc;
