@@ -295,10 +295,10 @@ st_status st_retriever_query(st_retriever *r, const char *query, size_t len, siz
         k = (size_t)count;
     st_retrieval *h = calloc(1, sizeof *h);
     st_hit *raw = calloc(k ? k : 1, sizeof *raw);
-    h = h && raw ? h : (free(h), NULL);
-    if (h && !(h->hits = calloc(k ? k : 1, sizeof *h->hits)))
-        h = (free(h), NULL);
-    if (!h) {
+    if (h)
+        h->hits = calloc(k ? k : 1, sizeof *h->hits);
+    if (!h || !raw || !h->hits) {
+        st_retrieval_free(h);
         free(raw);
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     }
