@@ -20,7 +20,8 @@
 
 #include "abi_sizes.h"
 #include "chat_template.h"
-#include "host_features.h"
+#include "encoder_internal.h"
+#include "retrieval_internal.h"
 
 st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -49,84 +50,16 @@ st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
 
 static void plugin_release(st_engine_plugin *p)
 {
-    st_instance_destroy(p->in);
-    st_library_close(p->lib);
-    p->in = NULL;
-    p->lib = NULL;
+    st_engine_plugin_release(p);
 }
 
-/* Two plugin directories holding a plugin of the same kind and name is
- * legal (a user's build shadows the installed one) but easy to forget:
- * say which one runs. */
-static void warn_shadowed(st_engine *e, const st_plugin_record *winner)
-{
-    const st_host_services *svc = st_host_services_of(e->host);
-    for (size_t i = 0; i < st_registry_count(e->registry); i++) {
-        const st_plugin_record *r = st_registry_at(e->registry, i);
-        if (r->state != ST_PLUGIN_SHADOWED || !r->manifest ||
-            r->manifest->kind != winner->manifest->kind ||
-            strcmp(r->manifest->name, winner->manifest->name) != 0)
-            continue;
-        svc->log(svc->host, ST_LOG_WARN, NULL,
-                 "%s plugin '%s' is in two plugin directories: using %s, not %s",
-                 st_kind_name(winner->manifest->kind), winner->manifest->name,
-                 winner->manifest_path, r->manifest_path);
-    }
-}
 
 /* Find, load and create the plugin a strategy names for `kind`. */
 static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *ref,
                              st_engine_plugin *out, st_error *err)
 {
-    st_diag d;
-    st_diag_clear(&d);
-    const st_plugin_record *rec = st_registry_find(e->registry, kind, ref->plugin, &d);
-    if (!rec) {
-        st_diag_set(&d, ST_E_NOT_FOUND, ref->file, ref->line, ref->col,
-                    "no %s plugin named '%s' was found (%s); `stretch plugins` lists "
-                    "what is installed", st_kind_name(kind), ref->plugin, d.message);
-        return st_error_from_diag(err, &d);
-    }
-    if (rec->state == ST_PLUGIN_BROKEN)
-        return st_error_from_diag(err, &rec->diag);
-    warn_shadowed(e, rec);
-    /* Before any of its code runs: a plugin that declared it cannot work
-     * without a feature is not created without it. */
-    const st_plugin_manifest *m = rec->manifest;
-    for (size_t i = 0; i < m->n_requires; i++) {
-        const char *why_not = st_feature_unavailable(m->requires[i], kind, e->strategy->backend,
-                                                     e->gguf != NULL);
-        if (why_not) {
-            st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
-                        "%s plugin '%s' requires '%s' (%s), which this engine cannot give: %s",
-                        st_kind_name(kind), ref->plugin, m->requires[i], m->path, why_not);
-            return st_error_from_diag(err, &d);
-        }
-    }
-    /* Bad parameters are the strategy's fault (ST_E_INVALID, as `stretch
-     * check` says); any refusal of the library or its create() is the
-     * plugin's (ST_E_PLUGIN, whatever status the loader or plugin gave), so
-     * a caller tells a load failure from a manifest error by status. */
-    msgpack_sbuffer params;
-    msgpack_sbuffer_init(&params);
-    st_status st = st_params_validate(rec->manifest, ref->params, &params, &d);
-    msgpack_sbuffer_destroy(&params);
-    if (st != ST_OK)
-        return st_error_from_diag(err, &d);
-    st_refusal why = ST_REFUSE_NONE;
-    st = st_library_open(rec->manifest, &out->lib, &why, &d);
-    if (st != ST_OK) {
-        d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_error_from_diag(err, &d);
-    }
-    st = st_instance_create(out->lib, st_host_services_of(e->host), ref->params, &out->in, &d);
-    if (st != ST_OK) {
-        st_library_close(out->lib);
-        out->lib = NULL;
-        d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_error_from_diag(err, &d);
-    }
-    return ST_OK;
+    const st_plugin_site site = {e->registry, e->host, e->strategy->backend, e->gguf != NULL};
+    return st_engine_plugin_open(&site, kind, ref, out, err);
 }
 
 static uint32_t online_cores(void)
@@ -169,7 +102,10 @@ static st_status open_plugins(st_engine *e, st_error *err)
         (st = plugin_open(e, ST_KIND_ATTENTION, &s->attention, &e->attention, err)))
         return st;
     if (s->retriever.plugin &&
-        (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)))
+        ((st = st_encoder_service_install(e->host, e->registry, s, e->n_threads, &e->encoders,
+                                          err)) ||
+         (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)) ||
+         (st = st_retrieval_attach(s, e->retriever.in, &e->retrieval, err))))
         return st;
     /* Samplers may ask for the vocabulary's bytes in create(). */
     e->tok = e->tokenizer.in->ops;
@@ -309,21 +245,15 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
      * (their defaults), and nothing past its struct is read. */
     st_engine_options opts_copy;
     const st_engine_options *opts = NULL;
-    if (caller_opts) {
-        if (!st_sized_read(&opts_copy, sizeof opts_copy, caller_opts, caller_opts->struct_size,
-                           ST_ENGINE_OPTIONS_SIZE_1_0))
-            return st_error_set(err, ST_E_ABI,
-                                "st_engine_options.struct_size is %u, expected at least %zu "
-                                "(set it to sizeof(st_engine_options))",
-                                caller_opts->struct_size, (size_t)ST_ENGINE_OPTIONS_SIZE_1_0);
-        opts = &opts_copy;
-    }
+    st_status st = st_engine_options_read(caller_opts, &opts_copy, &opts, err);
+    if (st != ST_OK)
+        return st;
     st_engine *e = calloc(1, sizeof *e);
     if (!e)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     st_diag d;
     st_diag_clear(&d);
-    st_status st = st_strategy_load(strategy_path, &e->strategy, &d);
+    st = st_strategy_load(strategy_path, &e->strategy, &d);
     if (st != ST_OK) {
         st_engine_close(e);
         return st_error_from_diag(err, &d);
@@ -370,13 +300,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_host_set_log_sink(e->host, opts->log, opts->log_user);
         st_host_set_log_level(e->host, ST_LOG_DEBUG);
     }
-    for (size_t i = 0; opts && i < opts->n_plugin_dirs && st == ST_OK; i++)
-        if (opts->plugin_dirs[i])
-            st = st_registry_add_dir(e->registry, opts->plugin_dirs[i], &d);
-    for (size_t i = 0; i < s->n_plugin_dirs && st == ST_OK; i++)
-        st = st_registry_add_dir(e->registry, s->plugin_dirs[i], &d);
-    if (st == ST_OK)
-        st = st_registry_scan(e->registry, &d);
+    st = st_engine_registry_fill(e->registry, opts, s, &d);
     if (st != ST_OK) {
         st_engine_close(e);
         return st_error_from_diag(err, &d);
@@ -418,7 +342,9 @@ void st_engine_close(st_engine *e)
     free(e->samplers);
     free(e->sampler_instances);
     free(e->sampler_names);
+    st_retriever_close(e->retrieval);
     plugin_release(&e->retriever);
+    st_encoder_service_free(e->encoders);
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
     plugin_release(&e->tokenizer);

@@ -14,15 +14,11 @@
 #include "kv_cache.h"
 #include "manifest.h"
 #include "model.h"
+#include "plugin_site.h"
 #include "registry.h"
 #include "sampler_chain.h"
 #include "threadpool.h"
 
-/* One plugin the engine holds: its library and its instance. */
-typedef struct st_engine_plugin {
-    st_library *lib;
-    st_instance *in;
-} st_engine_plugin;
 
 struct st_engine {
     st_strategy *strategy;
@@ -34,6 +30,10 @@ struct st_engine {
     st_model_shape shape;
 
     st_engine_plugin tokenizer, posenc, attention, retriever;
+    /* The retriever as st_engine_retriever hands it out (retrieval.c):
+     * borrows `retriever`, holds the strategy's index, top_k, template. */
+    struct st_retriever *retrieval;
+    struct st_encoder_service *encoders; /* the host's encoder extension */
     st_engine_plugin *samplers;
     size_t n_samplers;
     st_instance **sampler_instances;

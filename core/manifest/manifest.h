@@ -91,6 +91,15 @@ typedef struct st_strategy {
     st_plugin_ref *samplers;   /* key "samplers": ordered chain */
     size_t n_samplers;
     st_plugin_ref retriever;   /* optional */
+    /* The retriever block's own keys (retrieval-augmented generation):
+     * `index:` (resolved against its manifest; NULL = none), `top_k:`
+     * (hits put into the prompt; 0 = the default) and `template:` (NULL =
+     * the default; docs/retrieval.md). Cleared with the block. */
+    char *retriever_index;
+    const char *retriever_index_file; /* where `index:` was written */
+    int retriever_index_line, retriever_index_col;
+    uint32_t retriever_top_k;
+    char *retriever_template;
     char **plugin_dirs;        /* key "plugin-dirs", resolved */
     size_t n_plugin_dirs;
     char **files;              /* every manifest read, extends chain first-to-last;

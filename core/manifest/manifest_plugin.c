@@ -25,7 +25,8 @@ static const char *const st_param_keys[] = {
     "type", "default", "min", "max", "enum", "unit", "doc", NULL};
 
 static const char *const st_feature_names[] = {
-    "model", "opencl", "model-scoring", "attention-weights", "token-entropy", "vocab"};
+    "model", "opencl", "model-scoring", "attention-weights", "token-entropy", "vocab",
+    "encoder"};
 #define ST_N_FEATURES (sizeof st_feature_names / sizeof st_feature_names[0])
 
 static const char *const st_param_type_names[] = {"int", "float", "bool", "string", "enum"};

@@ -37,6 +37,11 @@ static const char *const st_strategy_keys[] = {
     "tokenizer", "positional-encoding", "attention", "samplers", "retriever", NULL};
 
 static const char *const st_block_keys[] = {"plugin", "params", NULL};
+/* The retriever block also says which saved index to search and how many
+ * hits reach the prompt, through which template. */
+static const char *const st_retriever_keys[] = {"plugin", "params", "index", "top_k",
+                                                "template", NULL};
+#define ST_RETRIEVER_TOP_K_MAX 100
 
 typedef struct st_strategy_loader {
     st_strategy *s;
@@ -64,6 +69,8 @@ void st_strategy_free(st_strategy *s)
     st_plugin_ref_clear(&s->posenc);
     st_plugin_ref_clear(&s->attention);
     st_plugin_ref_clear(&s->retriever);
+    free(s->retriever_index);
+    free(s->retriever_template);
     for (size_t k = 0; k < s->n_samplers; k++)
         st_plugin_ref_clear(&s->samplers[k]);
     free(s->samplers);
@@ -143,7 +150,8 @@ static st_status st_merge_params(st_strategy_loader *L, st_value *into, const st
 
 /* Read a plugin block ({plugin: name, params: {...}}) and its parts. */
 static st_status st_read_block(st_strategy_loader *L, const char *what, const st_value *block,
-                               const st_value **plugin, const st_value **params)
+                               const char *const *keys, const st_value **plugin,
+                               const st_value **params)
 {
     char where[96], desc[96];
     if (block->type != ST_VALUE_MAP)
@@ -151,7 +159,7 @@ static st_status st_read_block(st_strategy_loader *L, const char *what, const st
                                 "%s: expected a mapping like {plugin: NAME, params: {...}}, found %s",
                                 what, st_yaml_describe(block, desc, sizeof desc));
     snprintf(where, sizeof where, "%s block", what);
-    st_status st = st_yaml_check_keys(block, st_block_keys, where, L->diag);
+    st_status st = st_yaml_check_keys(block, keys, where, L->diag);
     if (st != ST_OK)
         return st;
     *plugin = st_value_get(block, "plugin");
@@ -198,7 +206,9 @@ static st_status st_apply_block(st_strategy_loader *L, const st_value_entry *e,
         return ST_OK;
     }
     const st_value *plugin = NULL, *params = NULL;
-    st_status st = st_read_block(L, e->key, block, &plugin, &params);
+    st_status st = st_read_block(L, e->key, block, ref == &L->s->retriever ? st_retriever_keys
+                                                                         : st_block_keys,
+                                 &plugin, &params);
     if (st != ST_OK)
         return st;
     if (plugin && (!ref->plugin || strcmp(ref->plugin, plugin->s) != 0)) {
@@ -239,7 +249,7 @@ static st_status st_apply_samplers(st_strategy_loader *L, const st_value *list)
     size_t n = 0;
     for (; n < list->n && st == ST_OK; n++) {
         const st_value *block = list->items[n], *plugin = NULL, *params = NULL;
-        st = st_read_block(L, "samplers item", block, &plugin, &params);
+        st = st_read_block(L, "samplers item", block, st_block_keys, &plugin, &params);
         if (st == ST_OK && !plugin)
             st = st_yaml_error_at(L->diag, ST_E_INVALID, block,
                                   "samplers item: missing required key 'plugin' (the sampler's "
@@ -333,6 +343,66 @@ static st_status st_apply_plugin_dirs(st_strategy_loader *L, const st_value *v, 
     return ST_OK;
 }
 
+static void st_retriever_extras_clear(st_strategy *s)
+{
+    free(s->retriever_index);
+    free(s->retriever_template);
+    s->retriever_index = s->retriever_template = NULL;
+    s->retriever_top_k = 0;
+}
+
+/* The retriever block: the plugin as any block, then `index`, `top_k` and
+ * `template`. A child that switches to another retriever plugin starts
+ * without the parent's index (it was saved in the other plugin's format). */
+static st_status st_apply_retriever(st_strategy_loader *L, const st_value_entry *e,
+                                    const char *dir)
+{
+    st_strategy *s = L->s;
+    char *before = s->retriever.plugin ? strdup(s->retriever.plugin) : NULL;
+    if (s->retriever.plugin && !before)
+        return st_nomem(L, e->value);
+    st_status st = st_apply_block(L, e, &s->retriever, true);
+    bool switched = !s->retriever.plugin || !before || strcmp(before, s->retriever.plugin) != 0;
+    free(before);
+    if (st != ST_OK)
+        return st;
+    if (switched)
+        st_retriever_extras_clear(s);
+    const st_value *block = e->value;
+    if (block->type != ST_VALUE_MAP)
+        return ST_OK;
+    char desc[96];
+    const st_value *v;
+    if ((v = st_value_get(block, "index"))) {
+        char *index = NULL;
+        if ((st = st_apply_path(L, v, "retriever: index", dir, &index)) != ST_OK)
+            return st;
+        free(s->retriever_index);
+        s->retriever_index = index;
+        s->retriever_index_file = v->file;
+        s->retriever_index_line = v->line;
+        s->retriever_index_col = v->col;
+    }
+    if ((v = st_value_get(block, "top_k")) &&
+        (st = st_apply_int(L, v, "retriever: top_k", 1, ST_RETRIEVER_TOP_K_MAX,
+                           &s->retriever_top_k)) != ST_OK)
+        return st;
+    if ((v = st_value_get(block, "template"))) {
+        if (v->type != ST_VALUE_STRING || !strstr(v->s, "{documents}") ||
+            !strstr(v->s, "{query}"))
+            return st_yaml_error_at(L->diag, ST_E_INVALID, v,
+                                    "retriever: template: expected a string holding both "
+                                    "{documents} and {query}, found %s",
+                                    st_yaml_describe(v, desc, sizeof desc));
+        char *t = strdup(v->s);
+        if (!t)
+            return st_nomem(L, v);
+        free(s->retriever_template);
+        s->retriever_template = t;
+    }
+    return ST_OK;
+}
+
 /* This file's own keys over what its parents set. `dir` is the canonical
  * directory of the file, which relative paths are resolved against. */
 static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, const char *dir)
@@ -390,7 +460,7 @@ static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, cons
         } else if (strcmp(key, "attention") == 0) {
             st = st_apply_block(L, e, &s->attention, false);
         } else if (strcmp(key, "retriever") == 0) {
-            st = st_apply_block(L, e, &s->retriever, true);
+            st = st_apply_retriever(L, e, dir);
         } else if (strcmp(key, "samplers") == 0) {
             st = st_apply_samplers(L, v);
         } else {

@@ -27,5 +27,8 @@ const char *st_feature_unavailable(const char *feature, st_kind kind, const char
     if (strcmp(feature, "attention-weights") == 0 || strcmp(feature, "token-entropy") == 0)
         return kind == ST_KIND_ATTENTION ? NULL
                                          : "the host gives it to the attention plugin only";
+    if (strcmp(feature, "encoder") == 0)
+        return kind == ST_KIND_RETRIEVER ? NULL
+                                         : "the host gives sentence encoders to retrievers only";
     return "this host does not know the feature";
 }

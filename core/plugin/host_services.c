@@ -22,6 +22,8 @@ struct st_host {
     void *score_ctx;
     const st_vocab_source *vocab;
     void *vocab_ctx;
+    const st_host_encoder_v1 *encoder;
+    void *encoder_ctx;
     atomic_size_t live;
     atomic_size_t peak;
 };
@@ -251,6 +253,8 @@ static const void *svc_get_extension(void *host, const char *id)
         return h->score ? &score_ext : NULL;
     if (strcmp(id, ST_HOST_VOCAB_V1) == 0)
         return h->vocab ? &vocab_ext : NULL;
+    if (strcmp(id, ST_HOST_ENCODER_V1) == 0)
+        return h->encoder;
     return NULL;
 }
 
@@ -337,6 +341,17 @@ void st_host_set_vocab(st_host *h, const st_vocab_source *src, void *ctx)
 {
     h->vocab = src;
     h->vocab_ctx = ctx;
+}
+
+void st_host_set_encoder(st_host *h, const st_host_encoder_v1 *ext, void *ctx)
+{
+    h->encoder = ext;
+    h->encoder_ctx = ctx;
+}
+
+void *st_host_encoder_ctx(const st_host *h)
+{
+    return h->encoder_ctx;
 }
 
 size_t st_host_live_bytes(const st_host *h)

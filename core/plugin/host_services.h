@@ -52,6 +52,12 @@ typedef struct st_vocab_source {
  * is not copied and must outlive the instances. */
 void st_host_set_vocab(st_host *h, const st_vocab_source *src, void *ctx);
 
+/* The encoder extension (ST_HOST_ENCODER_V1), answered once installed;
+ * `ctx` is what the implementation reads back with st_host_encoder_ctx.
+ * NULL = none. The engine layer provides it (core/engine/encoder.c). */
+void st_host_set_encoder(st_host *h, const st_host_encoder_v1 *ext, void *ctx);
+void *st_host_encoder_ctx(const st_host *h);
+
 /* Bytes plugins currently hold through alloc/calloc/realloc, and the peak. */
 size_t st_host_live_bytes(const st_host *h);
 size_t st_host_peak_bytes(const st_host *h);

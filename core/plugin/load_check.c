@@ -186,6 +186,12 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
             skip = unmet;
         }
     }
+    /* The engine and the retriever handle run encoders for a retriever
+     * (core/engine/encoder.c); this check, below them, has none to give. */
+    for (size_t i = 0; !skip && i < m->n_requires; i++)
+        if (strcmp(m->requires[i], "encoder") == 0)
+            skip = "requires encoder: a load check runs no sentence encoder (the engine and "
+                   "`stretch retrieve` do)";
     if (!skip && req)
         skip = need;
     st_instance *in = NULL;

@@ -62,5 +62,21 @@ mk huge-tensor-count.gguf sh -c "head -c 8 '$model'; printf '\\xff\\xff\\xff\\xf
 mk huge-kv-count.gguf sh -c "head -c 16 '$model'; printf '\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x7f'; tail -c +25 '$model'"
 mk empty.gguf true
 
+# Broken retriever indexes and JSONL behind manifests/bm25.yaml.
+bm25="$bad/../../../manifests/bm25.yaml"
+printf 'the cat sat\n' >"$work/doc.txt"
+printf 'dogs bark\n' >"$work/doc2.txt"
+"$stretch" retrieve index -m "$bm25" --out "$work/good.idx" "$work/doc.txt" 2>/dev/null &&
+  "$stretch" retrieve index -m "$bm25" --out "$work/other.idx" "$work/doc2.txt" 2>/dev/null ||
+  { echo "FAIL: cannot build an index"; exit 1; }
+head -c 20 "$work/good.idx" >"$work/cut.idx"
+cp "$work/good.idx.texts" "$work/other.idx.texts"
+printf 'not an index' >"$work/text.idx"
+for idx in cut.idx good.idx.texts other.idx text.idx missing.idx; do
+  check "retrieve query --index $idx" retrieve query -m "$bm25" --index "$work/$idx" cat
+done
+printf '{"id": "a", "text": }\n' >"$work/bad.jsonl"
+check "retrieve index bad.jsonl" retrieve index -m "$bm25" --out "$work/x.idx" --jsonl "$work/bad.jsonl"
+
 echo "$((total - failed)) / $total bad inputs failed cleanly under valgrind"
 [ $failed -eq 0 ]

@@ -22,7 +22,8 @@ static void eval_usage(FILE *f)
             "usage: stretch eval ppl [-m MANIFEST] [options] TEXT_FILE\n"
             "       stretch eval passkey [-m MANIFEST] [options]   (see --help there)\n"
             "       stretch eval jsonschema [-m MANIFEST] [options] DIR   (see --help there)\n"
-            "       stretch eval length [-m MANIFEST] [options]   (see --help there)\n\n"
+            "       stretch eval length [-m MANIFEST] [options]   (see --help there)\n"
+            "       stretch eval retrieval -m MANIFEST --dataset NAME DATA_DIR   (MTRB)\n\n"
             "  Tokenizes the file, cuts it into windows of --length tokens and scores\n"
             "  every token of each window from a fresh cache (token 0 of a window is\n"
             "  not scored). Reports perplexity overall and per position bucket.\n\n"
@@ -137,6 +138,7 @@ static int on_progress(void *user, size_t done, size_t total)
 int st_cmd_eval_passkey(int argc, char **argv);
 int st_cmd_eval_jsonschema(int argc, char **argv);
 int st_cmd_eval_length(int argc, char **argv);
+int st_cmd_eval_retrieval(int argc, char **argv);
 
 static void print_result(const char *file, const char *manifest, long long length,
                          size_t n_win, long long buckets, const double *b_nll,
@@ -210,12 +212,14 @@ int st_cmd_eval(int argc, char **argv)
         return st_cmd_eval_jsonschema(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "length") == 0)
         return st_cmd_eval_length(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "retrieval") == 0)
+        return st_cmd_eval_retrieval(argc, argv);
     if (argc < 2 || strcmp(argv[1], "ppl") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
             eval_usage(stdout);
             return ST_EXIT_OK;
         }
-        fprintf(stderr, "stretch eval: expected a task: ppl, passkey, jsonschema or length\n");
+        fprintf(stderr, "stretch eval: expected a task: ppl, passkey, jsonschema, length or retrieval\n");
         eval_usage(stderr);
         return ST_EXIT_USAGE;
     }

@@ -32,7 +32,12 @@ static void run_usage(FILE *f)
             "  --logits-out FILE    write the first step's logits as float32\n"
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
-            "  --json               print one JSON object (ids, text, timings) at the end\n"
+            "  --json               print one JSON object (ids, text, timings, what was\n"
+            "                       retrieved) at the end\n"
+            "  --no-retrieval       ignore the manifest's retriever index\n"
+            "\n  With a `retriever:` block naming an `index:` in the manifest, the prompt is\n"
+            "  first looked up there and its top_k hits put into the prompt through the\n"
+            "  block's template (docs/retrieval.md).\n"
             "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
             "  (a warning on stderr; the text so far is kept and the exit code is 0).\n");
 }
@@ -95,6 +100,7 @@ int st_cmd_run(int argc, char **argv)
     const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
     long long max_tokens = 256, seed = -1, v;
     bool chat = false, chat_special = false, json = false, ignore_eos = false;
+    bool retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -134,6 +140,8 @@ int st_cmd_run(int argc, char **argv)
             chat = false;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--no-retrieval")) {
+            retrieval = false;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
         } else if (!strcmp(a, "--numerics") && i + 1 < argc) {
@@ -205,12 +213,24 @@ int st_cmd_run(int argc, char **argv)
     run_state rs = {.json = json};
     st_status st;
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    /* Retrieval-augmented: the prompt becomes the template with the hits. */
+    st_retriever *retriever = retrieval ? st_engine_retriever(e) : NULL;
+    st_retrieval *hits = NULL;
+    char *augmented = NULL;
+    st = ST_OK;
+    if (retriever && st_retriever_index_path(retriever)) {
+        st = st_retriever_query(retriever, prompt, strlen(prompt), st_retriever_top_k(retriever),
+                                &hits, &err);
+        if (st == ST_OK && (st = st_retriever_render(retriever, prompt, hits, &augmented,
+                                                     &err)) == ST_OK)
+            prompt = augmented;
+    }
     /* A raw prompt is the user's own formatting, markers included; in a
      * chat only the template's markers are special unless asked. */
-    if (chat)
+    if (st == ST_OK && chat)
         st = st_engine_chat_tokenize(e, prompt, bos | (chat_special ? ST_ENCODE_PARSE_SPECIAL : 0),
                                      &ids, &n_ids, &err);
-    else
+    else if (st == ST_OK)
         st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL, &ids,
                                 &n_ids, &err);
     if (st == ST_OK && logits_out && !(logits = malloc(sizeof(float) * info.n_vocab))) {
@@ -281,6 +301,10 @@ int st_cmd_run(int argc, char **argv)
             st_json_string(&j, kv.kv_type);
             st_json_key(&j, "kv_bytes_per_token");
             st_json_uint(&j, kv.kv_bytes_per_token);
+            if (hits) {
+                st_json_key(&j, "retrieved");
+                st_cli_hits_json(&j, hits);
+            }
             st_json_end_object(&j);
             st_json_end(&j);
         } else {
@@ -295,6 +319,8 @@ int st_cmd_run(int argc, char **argv)
     free(rs.tokens);
     free(rs.text);
     st_free(ids);
+    st_free(augmented);
+    st_retrieval_free(hits);
     st_engine_close(e);
     free(file_text);
     return rc;

@@ -39,5 +39,7 @@ int st_cmd_eval(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);
 int st_cmd_serve(int argc, char **argv);
 int st_cmd_bench_prefill(int argc, char **argv);
+int st_cmd_retrieve(int argc, char **argv);
+int st_cmd_embed(int argc, char **argv);
 
 #endif

@@ -145,7 +145,13 @@ static void name_plugin_crashes(void)
         sigaction(load_signals[i], &sa, NULL);
 }
 
-int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
+/* Run open(manifest, opts, out, err) with the load hooks installed and its
+ * failure printed; returns the exit code. */
+typedef st_status (*open_fn)(const char *manifest, const st_engine_options *opts,
+                             uint32_t flags, void **out, st_error *err);
+
+static int open_guarded(open_fn open, const char *manifest, const st_engine_options *opts,
+                        uint32_t flags, void **out)
 {
     static bool hooked;
     if (!hooked && atexit(exit_during_load) == 0)
@@ -157,7 +163,7 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
         sigaction(load_signals[i], &sa, &old[i]);
     st_error err;
     memset(&err, 0, sizeof err);
-    st_status st = st_engine_open(manifest, opts, out, &err);
+    st_status st = open(manifest, opts, flags, out, &err);
     for (size_t i = 0; i < N_LOAD_SIGNALS; i++)
         sigaction(load_signals[i], &old[i], NULL);
     if (st == ST_OK) {
@@ -169,6 +175,41 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
                                          strstr(err.message, "cannot open")))
         fprintf(stderr, "stretch: hint: tools/fetch_model.sh downloads the default model\n");
     return st_cli_exit_for(st);
+}
+
+static st_status engine_open(const char *manifest, const st_engine_options *opts,
+                             uint32_t flags, void **out, st_error *err)
+{
+    (void)flags;
+    st_engine *e = NULL;
+    st_status st = st_engine_open(manifest, opts, &e, err);
+    *out = e;
+    return st;
+}
+
+static st_status retriever_open(const char *manifest, const st_engine_options *opts,
+                                uint32_t flags, void **out, st_error *err)
+{
+    st_retriever *r = NULL;
+    st_status st = st_retriever_open(manifest, opts, flags, &r, err);
+    *out = r;
+    return st;
+}
+
+int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
+{
+    void *e = NULL;
+    int rc = open_guarded(engine_open, manifest, opts, 0, &e);
+    *out = e;
+    return rc;
+}
+
+int st_cli_open_retriever(const char *manifest, uint32_t flags, st_retriever **out)
+{
+    void *r = NULL;
+    int rc = open_guarded(retriever_open, manifest, NULL, flags, &r);
+    *out = r;
+    return rc;
 }
 
 static st_engine *volatile sigint_engine;

@@ -8,7 +8,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stretch/retrieval.h>
 #include <stretch/stretch.h>
+
+#include "json_out.h"
 
 /* The manifest to use: `given` when set, else $STRETCH_MANIFEST, else
  * manifests/default.yaml in the working directory, the source tree or the
@@ -18,6 +21,13 @@ const char *st_cli_default_manifest(const char *given);
 /* Open an engine, printing "stretch: <message>" on failure. Returns the
  * exit code (0 on success). */
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out);
+
+/* Open only the strategy's retriever (no model), the same way; flags:
+ * ST_RETRIEVER_*. */
+int st_cli_open_retriever(const char *manifest, uint32_t flags, st_retriever **out);
+
+/* Hits as a JSON array of {rank, doc, id, score, text} (cmd_retrieve.c). */
+void st_cli_hits_json(st_json *j, const st_retrieval *hits);
 
 /* Exit code for a status from opening an engine (or checking arguments
  * against it): manifest, load or model error. A failure once the engine is

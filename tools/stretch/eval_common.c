@@ -70,7 +70,7 @@ int st_parse_list(const char *flag, const char *s, long long *out, int cap, long
 }
 
 /* mkdir -p: an --out like out/ppl-32768/yarn works on a fresh checkout. */
-static int make_dirs(const char *dir)
+int st_make_dirs(const char *dir)
 {
     char path[4096];
     size_t n = strlen(dir);
@@ -143,7 +143,7 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *
 {
     *existing = NULL;
     *existing_len = 0;
-    if (make_dirs(dir) != 0) {
+    if (st_make_dirs(dir) != 0) {
         fprintf(stderr, "stretch: cannot create output directory %s: %s\n", dir, strerror(errno));
         return NULL;
     }

@@ -47,6 +47,9 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *
                      const st_points_field *fields, size_t n, char **existing,
                      size_t *existing_len);
 
+/* mkdir -p DIR; 0 on success, -1 with errno set. */
+int st_make_dirs(const char *dir);
+
 /* 1-based line number of `at` within `text`. */
 size_t st_points_line(const char *text, const char *at);
 

@@ -21,6 +21,8 @@ const st_command st_commands[] = {
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},
     {"bench-prefill", st_cmd_bench_prefill, "prefill mixed-length prompts three ways"},
     {"serve", st_cmd_serve, "serve the manifests as models over an OpenAI-compatible HTTP API"},
+    {"retrieve", st_cmd_retrieve, "build a retriever's index from files, or query one"},
+    {"embed", st_cmd_embed, "sentence vectors from a BERT-family encoder (MiniLM)"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
 

@@ -172,6 +172,24 @@ typedef struct st_host_vocab_v1 {
     size_t (*eog_tokens)(void *host, int32_t *ids, size_t cap);
 } st_host_vocab_v1;
 
+/* Sentence encoders (since 1.3): a retriever embeds text with a BERT-family
+ * encoder the host runs (stretch/encoder.h), so the plugin needs no model
+ * code and never links the host. `model` is a GGUF path; a relative one
+ * is taken from the directory of the manifest that wrote it. `embed`
+ * writes `dim` floats (L2-normalised for sentence-transformers models).
+ * An encoder is used by one thread at a time; close it before the
+ * instance that opened it is destroyed. */
+#define ST_HOST_ENCODER_V1 "stretch.host.encoder/1"
+typedef struct st_host_encoder st_host_encoder;
+typedef struct st_host_encoder_v1 {
+    uint32_t struct_size;
+    st_status (*open)(void *host, const char *model, st_host_encoder **out, uint32_t *dim,
+                      st_error *err);
+    st_status (*embed)(void *host, st_host_encoder *enc, const char *text, size_t len,
+                       float *out, st_error *err);
+    void (*close)(void *host, st_host_encoder *enc);
+} st_host_encoder_v1;
+
 #ifdef __cplusplus
 }
 #endif

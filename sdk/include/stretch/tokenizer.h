@@ -57,6 +57,16 @@ typedef struct st_tokenizer_ops {
     bool (*is_special)(void *inst, int32_t id);
 } st_tokenizer_ops;
 
+/* Since 1.3: a tokenizer that normalizes text (case, accents, spacing:
+ * BERT's WordPiece) answers this id from its entry's get_extension, so
+ * decode(encode(x)) gives the normalized text, not x. The conformance
+ * suite then checks that encode(decode(encode(x))) == encode(x) instead
+ * of the byte round trip. The struct carries only its size for now. */
+#define ST_TOKENIZER_NORMALIZES_V1 "stretch.tokenizer.normalizes/1"
+typedef struct st_tokenizer_normalizes_v1 {
+    uint32_t struct_size;
+} st_tokenizer_normalizes_v1;
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,41 @@
+/*
+ * core/model/bert.h - a BERT-family sentence encoder from GGUF (general.
+ * architecture "bert", llama.cpp's tensor names): learned absolute
+ * positions, token types, post-LayerNorm blocks with biases and GELU, and
+ * the pooling the file names (mean). All tensors f32. The forward pass is
+ * core/compute/bert_forward.c.
+ */
+#ifndef ST_CORE_BERT_H
+#define ST_CORE_BERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "diag.h"
+#include "gguf.h"
+#include "matmul.h"
+
+typedef struct st_bert_layer {
+    st_weight q, k, v, out, up, down;     /* [rows = out dim][cols = in dim] */
+    const float *q_b, *k_b, *v_b, *out_b, *up_b, *down_b;
+    const float *attn_norm_w, *attn_norm_b;   /* after attention + residual */
+    const float *out_norm_w, *out_norm_b;     /* after the FFN + residual */
+} st_bert_layer;
+
+typedef struct st_bert_model {
+    uint32_t n_vocab, n_embd, n_ff, n_layers, n_heads, n_pos, n_types;
+    uint32_t max_tokens;   /* longest input, [CLS] and [SEP] included */
+    float eps;
+    bool normalize;        /* L2-normalise the pooled vector */
+    const float *tok_embd, *pos_embd, *type_embd;  /* [n][n_embd] rows */
+    const float *embd_norm_w, *embd_norm_b;
+    st_bert_layer *layers;
+} st_bert_model;
+
+/* Check and map the tensors of `g` (kept open by the caller). Refuses,
+ * naming the tensor or key, anything that is not an f32 BERT of consistent
+ * shapes. */
+st_status st_bert_model_load(const st_gguf *g, st_bert_model **out, st_diag *diag);
+void st_bert_model_free(st_bert_model *m);
+
+#endif

@@ -1,0 +1,401 @@
+/*
+ * retriever `embedding`: dense retrieval. Every document and query is
+ * embedded by a sentence encoder the host runs (the host extension
+ * ST_HOST_ENCODER_V1; all-MiniLM-L6-v2 by default) and documents are ranked
+ * by cosine similarity against the query: the vectors are L2-normalised, so
+ * that is their dot product, computed exactly over every document (a flat
+ * index: 10k documents of 384 floats are 15 MB and a query is one pass).
+ * The saved index (msgpack) is documented in docs/plugins/embedding.md.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stretch/msgpack_bounds.h>
+#include <stretch/msgpack_map.h>
+#include <stretch/params.h>
+#include <stretch/plugin.h>
+
+#define EMB_FORMAT "stretch.embedding"
+#define EMB_VERSION 1
+
+typedef struct emb_doc {
+    char *id;
+    size_t id_len;
+} emb_doc;
+
+typedef struct emb_index {
+    emb_doc *docs;
+    float *vecs;      /* [n][dim] */
+    size_t n, cap;
+} emb_index;
+
+typedef struct embedding {
+    const st_host_services *host;
+    const st_host_encoder_v1 *enc_ops;
+    st_host_encoder *enc;
+    uint32_t dim;
+    emb_index idx;
+    float *query;     /* [dim] scratch */
+} embedding;
+
+static void index_free(const st_host_services *h, emb_index *ix)
+{
+    for (size_t i = 0; i < ix->n; i++)
+        h->free(h->host, ix->docs[i].id);
+    h->free(h->host, ix->docs);
+    h->free(h->host, ix->vecs);
+    memset(ix, 0, sizeof *ix);
+}
+
+static bool index_reserve(const st_host_services *h, emb_index *ix, size_t need, uint32_t dim)
+{
+    if (need <= ix->cap)
+        return true;
+    size_t cap = ix->cap ? ix->cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    emb_doc *d = h->realloc(h->host, ix->docs, cap * sizeof *d);
+    if (!d)
+        return false;
+    ix->docs = d;
+    float *v = h->realloc(h->host, ix->vecs, cap * dim * sizeof *v);
+    if (!v)
+        return false;
+    ix->vecs = v;
+    ix->cap = cap;
+    return true;
+}
+
+/* Append a document whose vector is already at vecs[n]. */
+static bool index_push_id(const st_host_services *h, emb_index *ix, const char *id, size_t n)
+{
+    char *copy = h->alloc(h->host, n ? n : 1);
+    if (!copy)
+        return false;
+    if (n)
+        memcpy(copy, id, n);
+    ix->docs[ix->n].id = copy;
+    ix->docs[ix->n].id_len = n;
+    ix->n++;
+    return true;
+}
+
+static void emb_destroy(void *inst)
+{
+    embedding *r = inst;
+    if (!r)
+        return;
+    const st_host_services *h = r->host;
+    if (r->enc)
+        r->enc_ops->close(h->host, r->enc);
+    index_free(h, &r->idx);
+    h->free(h->host, r->query);
+    h->free(h->host, r);
+}
+
+static st_status emb_create(const st_host_services *host, const st_params *params, void **inst,
+                            st_error *err)
+{
+    const st_host_encoder_v1 *ops = host->get_extension
+                                        ? host->get_extension(host->host, ST_HOST_ENCODER_V1)
+                                        : NULL;
+    if (!ops || ops->struct_size < sizeof *ops)
+        return host->error(err, ST_E_UNAVAILABLE,
+                           "embedding: this host runs no sentence encoder (%s)",
+                           ST_HOST_ENCODER_V1);
+    embedding *r = host->calloc(host->host, 1, sizeof *r);
+    if (!r)
+        return host->error(err, ST_E_NOMEM, "embedding: out of memory");
+    r->host = host;
+    r->enc_ops = ops;
+    const char *model = st_param_str(params, "model");
+    st_status st = ops->open(host->host, model, &r->enc, &r->dim, err);
+    if (st == ST_OK && (r->dim == 0 || r->dim > 65536))
+        st = host->error(err, ST_E_PLUGIN, "embedding: the encoder gives %u dimensions", r->dim);
+    if (st == ST_OK && !(r->query = host->alloc(host->host, r->dim * sizeof *r->query)))
+        st = host->error(err, ST_E_NOMEM, "embedding: out of memory");
+    if (st != ST_OK) {
+        emb_destroy(r);
+        return st;
+    }
+    *inst = r;
+    return ST_OK;
+}
+
+static st_status emb_add(void *inst, const char *id, size_t id_len, const char *text,
+                         size_t text_len, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    if ((!id && id_len) || (!text && text_len))
+        return h->error(err, ST_E_INVALID, "embedding: add given a NULL id or text");
+    if (!index_reserve(h, &r->idx, r->idx.n + 1, r->dim))
+        return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    float *v = r->idx.vecs + r->idx.n * r->dim;
+    st_status st = r->enc_ops->embed(h->host, r->enc, text ? text : "", text_len, v, err);
+    if (st != ST_OK)
+        return st;
+    if (!index_push_id(h, &r->idx, id, id_len))
+        return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    return ST_OK;
+}
+
+typedef struct scored {
+    size_t doc;
+    float score;
+} scored;
+
+/* Better first; ties by ascending document. */
+static bool better(scored a, scored b)
+{
+    return a.score > b.score || (a.score == b.score && a.doc < b.doc);
+}
+
+static st_status emb_query(void *inst, const char *text, size_t len, size_t k, st_hit *hits,
+                           size_t *n_hits, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    *n_hits = 0;
+    if (!text && len)
+        return h->error(err, ST_E_INVALID, "embedding: query given NULL text");
+    if (k == 0 || r->idx.n == 0)
+        return ST_OK;
+    if (k > r->idx.n)
+        k = r->idx.n;
+    st_status st = r->enc_ops->embed(h->host, r->enc, text ? text : "", len, r->query, err);
+    if (st != ST_OK)
+        return st;
+    scored *top = h->alloc(h->host, k * sizeof *top);
+    if (!top)
+        return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    /* Keep the best k in order by insertion: k is small next to n. */
+    size_t m = 0;
+    for (size_t d = 0; d < r->idx.n; d++) {
+        const float *v = r->idx.vecs + d * r->dim;
+        float s = 0;
+        for (uint32_t i = 0; i < r->dim; i++)
+            s += v[i] * r->query[i];
+        scored c = {d, s};
+        if (m == k && !better(c, top[k - 1]))
+            continue;
+        size_t at = m < k ? m++ : k - 1;
+        while (at > 0 && better(c, top[at - 1])) {
+            top[at] = top[at - 1];
+            at--;
+        }
+        top[at] = c;
+    }
+    for (size_t i = 0; i < m; i++) {
+        hits[i].doc = top[i].doc;
+        hits[i].score = top[i].score;
+    }
+    *n_hits = m;
+    h->free(h->host, top);
+    return ST_OK;
+}
+
+static st_status emb_doc_id(void *inst, uint64_t doc, const char **id, size_t *len, st_error *err)
+{
+    embedding *r = inst;
+    if (doc >= r->idx.n)
+        return r->host->error(err, ST_E_RANGE, "embedding: document %llu does not exist (%zu "
+                              "indexed)", (unsigned long long)doc, r->idx.n);
+    *id = r->idx.docs[doc].id;
+    *len = r->idx.docs[doc].id_len;
+    return ST_OK;
+}
+
+static uint64_t emb_count(void *inst)
+{
+    return ((embedding *)inst)->idx.n;
+}
+
+static void emb_clear(void *inst)
+{
+    embedding *r = inst;
+    index_free(r->host, &r->idx);
+}
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static st_status emb_save(void *inst, const char *path, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    pack_str(&pk, "format", 6);
+    pack_str(&pk, EMB_FORMAT, strlen(EMB_FORMAT));
+    pack_str(&pk, "version", 7);
+    msgpack_pack_uint32(&pk, EMB_VERSION);
+    pack_str(&pk, "dim", 3);
+    msgpack_pack_uint32(&pk, r->dim);
+    pack_str(&pk, "docs", 4);
+    msgpack_pack_array(&pk, r->idx.n);
+    size_t bytes = r->dim * sizeof(float);
+    for (size_t i = 0; i < r->idx.n; i++) {
+        msgpack_pack_array(&pk, 2);
+        pack_str(&pk, r->idx.docs[i].id, r->idx.docs[i].id_len);
+        /* Little-endian f32, as every platform stretch builds on stores them. */
+        msgpack_pack_bin(&pk, bytes);
+        msgpack_pack_bin_body(&pk, r->idx.vecs + i * r->dim, bytes);
+    }
+    size_t plen = strlen(path);
+    char *tmp = h->alloc(h->host, plen + 5);
+    if (!sb.data || !tmp) {
+        msgpack_sbuffer_destroy(&sb);
+        h->free(h->host, tmp);
+        return h->error(err, ST_E_NOMEM, "embedding: out of memory saving the index");
+    }
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    st_status st = ST_OK;
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(sb.data, 1, sb.size, f) == sb.size;
+    int saved = errno;
+    if (f && fclose(f) != 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        remove(tmp);
+        st = h->error(err, ST_E_IO, "%s: cannot write: %s", tmp, strerror(saved));
+    } else if (rename(tmp, path) != 0) {
+        saved = errno;
+        remove(tmp);
+        st = h->error(err, ST_E_IO, "%s: cannot replace: %s", path, strerror(saved));
+    }
+    h->free(h->host, tmp);
+    msgpack_sbuffer_destroy(&sb);
+    return st;
+}
+
+static st_status index_from(embedding *r, const msgpack_object *root, const char *path,
+                            emb_index *ix, st_error *err)
+{
+    const st_host_services *h = r->host;
+    if (root->type != MSGPACK_OBJECT_MAP || !st_mp_str_is(root, "format", EMB_FORMAT))
+        return h->error(err, ST_E_FORMAT, "%s: not an embedding index (format is not \"%s\")",
+                        path, EMB_FORMAT);
+    int64_t version = 0, dim = 0;
+    if (st_mp_int(root, "version", &version) != ST_OK || version != EMB_VERSION)
+        return h->error(err, ST_E_FORMAT, "%s: embedding index version is not %d", path,
+                        EMB_VERSION);
+    if (st_mp_int(root, "dim", &dim) != ST_OK || dim != (int64_t)r->dim)
+        return h->error(err, ST_E_FORMAT, "%s: embedding index of %lld dimensions; this "
+                        "encoder gives %u (another model?)", path, (long long)dim, r->dim);
+    const msgpack_object *docs = st_mp_find(root, "docs");
+    if (!docs || docs->type != MSGPACK_OBJECT_ARRAY)
+        return h->error(err, ST_E_FORMAT, "%s: embedding index lacks the docs array", path);
+    size_t bytes = r->dim * sizeof(float);
+    if (!index_reserve(h, ix, docs->via.array.size, r->dim))
+        return h->error(err, ST_E_NOMEM, "%s: out of memory loading", path);
+    for (uint32_t i = 0; i < docs->via.array.size; i++) {
+        const msgpack_object *d = &docs->via.array.ptr[i];
+        if (d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size != 2 ||
+            d->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+            d->via.array.ptr[1].type != MSGPACK_OBJECT_BIN ||
+            d->via.array.ptr[1].via.bin.size != bytes)
+            return h->error(err, ST_E_FORMAT, "%s: document %u is not [id, %zu-byte vector]",
+                            path, i, bytes);
+        float *v = ix->vecs + (size_t)i * r->dim;
+        memcpy(v, d->via.array.ptr[1].via.bin.ptr, bytes);
+        double norm = 0;
+        for (uint32_t j = 0; j < r->dim; j++)
+            norm += (double)v[j] * v[j];
+        /* A unit vector, give or take rounding (this catches most bit flips). */
+        if (!isfinite(norm) || fabs(norm - 1.0) > 1e-3)
+            return h->error(err, ST_E_FORMAT, "%s: document %u's vector is not a unit vector "
+                            "(|v|^2 = %g)", path, i, norm);
+        const msgpack_object *id = &d->via.array.ptr[0];
+        if (!index_push_id(h, ix, id->via.str.ptr, id->via.str.size))
+            return h->error(err, ST_E_NOMEM, "%s: out of memory loading", path);
+    }
+    return ST_OK;
+}
+
+static st_status emb_load(void *inst, const char *path, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return h->error(err, ST_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *data = NULL;
+    size_t size = 0, cap = 0;
+    st_status st = ST_OK;
+    for (;;) {
+        if (size == cap) {
+            size_t nc = cap ? cap * 2 : 65536;
+            char *grown = h->realloc(h->host, data, nc);
+            if (!grown) {
+                st = h->error(err, ST_E_NOMEM, "%s: out of memory reading", path);
+                break;
+            }
+            data = grown;
+            cap = nc;
+        }
+        size_t got = fread(data + size, 1, cap - size, f);
+        size += got;
+        if (got == 0) {
+            if (ferror(f))
+                st = h->error(err, ST_E_IO, "%s: read failed", path);
+            break;
+        }
+    }
+    fclose(f);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    if (st == ST_OK) {
+        msgpack_unpack_return ret = st_msgpack_counts_fit(data, size)
+                                        ? msgpack_unpack_next(&up, data, size, &off)
+                                        : MSGPACK_UNPACK_PARSE_ERROR;
+        if (ret == MSGPACK_UNPACK_CONTINUE)
+            st = h->error(err, ST_E_FORMAT, "%s: truncated embedding index (%zu bytes)", path,
+                          size);
+        else if ((ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES) ||
+                 off != size)
+            st = h->error(err, ST_E_FORMAT, "%s: not an embedding index (not one msgpack map)",
+                          path);
+    }
+    emb_index fresh = {0};
+    if (st == ST_OK)
+        st = index_from(r, &up.data, path, &fresh, err);
+    msgpack_unpacked_destroy(&up);
+    h->free(h->host, data);
+    if (st != ST_OK) {
+        index_free(h, &fresh);
+        return st;
+    }
+    index_free(h, &r->idx);
+    r->idx = fresh;
+    return ST_OK;
+}
+
+static const st_retriever_ops emb_ops = {
+    .struct_size = sizeof(st_retriever_ops),
+    .add = emb_add,
+    .query = emb_query,
+    .doc_id = emb_doc_id,
+    .count = emb_count,
+    .save = emb_save,
+    .load = emb_load,
+    .clear = emb_clear,
+};
+
+ST_PLUGIN(ST_KIND_RETRIEVER, "embedding", "1.0.0",
+          "Dense retrieval with a host-run sentence encoder over an exact flat index, saved as "
+          "msgpack",
+          emb_create, emb_destroy, &emb_ops, NULL);

@@ -1,0 +1,340 @@
+/*
+ * Sentence encoders on a tiny generated BERT: the wordpiece tokenizer's ids
+ * on hand-checked texts, the embedding against a double-precision reference
+ * forward pass, truncation, bad models refused by name, the conformance
+ * suite on the wordpiece and embedding plugins with a real host, and the
+ * embedding retriever end to end (index, query, save, load, bad files).
+ */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <stretch/encoder.h>
+#include <stretch/retrieval.h>
+
+#include "conformance.h"
+#include "encoder_internal.h"
+#include "gguf.h"
+#include "tiny_bert.h"
+#include "tiny_model.h"
+
+#define SEED 7
+
+static char dir[128];
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][256];
+    static int at;
+    char *p = buf[at++ % 4];
+    snprintf(p, 256, "%s/%s", dir, name);
+    return p;
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/st_encoder_%d", (int)getpid());
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_assert_eq(tb_write(path_in("bert.gguf"), SEED, NULL, NULL), ST_OK);
+}
+
+static void teardown(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(encoder, .init = setup, .fini = teardown);
+
+static st_encoder *open_tiny(void)
+{
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o = {.struct_size = sizeof o, .n_threads = 1, .plugin_dirs = dirs,
+                           .n_plugin_dirs = 1};
+    st_encoder *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_encoder_open(path_in("bert.gguf"), &o, &e, &err), ST_OK, "%s", err.message);
+    return e;
+}
+
+static void expect_ids(st_encoder *e, const char *text, const int32_t *want, size_t n_want)
+{
+    float v[TB_EMBD];
+    int32_t *ids = NULL;
+    size_t n = 0;
+    st_error err = {0};
+    cr_assert_eq(st_encoder_embed(e, text, strlen(text), v, &ids, &n, &err), ST_OK, "%s",
+                 err.message);
+    cr_assert_eq(n, n_want, "'%s': %zu ids, expected %zu", text, n, n_want);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(ids[i], want[i], "'%s': id %zu is %d, expected %d", text, i, ids[i],
+                     want[i]);
+    st_free(ids);
+}
+
+#define IDS(...) (const int32_t[]){__VA_ARGS__}, sizeof((const int32_t[]){__VA_ARGS__}) / 4
+
+Test(encoder, wordpiece_tokenizes_as_bert_does)
+{
+    st_encoder *e = open_tiny();
+    cr_assert_eq(st_encoder_dim(e), TB_EMBD);
+    cr_assert_eq(st_encoder_max_tokens(e), 12);
+    expect_ids(e, "The CATs sat.", IDS(2, 5, 6, 10, 8, 14, 3));
+    expect_ids(e, "playing, Caf\xc3\xa9!", IDS(2, 9, 11, 15, 13, 16, 3)); /* accents stripped */
+    expect_ids(e, "dog's \xe7\x8c\xab", IDS(2, 7, 17, 25, 18, 3));        /* CJK a word */
+    expect_ids(e, "abc", IDS(2, 19, 23, 24, 3));                            /* a ##b ##c */
+    expect_ids(e, "zebra aabd", IDS(2, 1, 1, 3));                          /* [UNK] words */
+    expect_ids(e, "NA\xc3\x8f" "VE\x01\tthe\xc2\xa0" "cat", IDS(2, 26, 5, 6, 3));
+    expect_ids(e, "", IDS(2, 3));
+    /* Cut to max_tokens (12), [SEP] kept last. */
+    expect_ids(e, "a b c a b c a b c a b c a b", IDS(2, 19, 20, 21, 19, 20, 21, 19, 20, 21, 19, 3));
+    st_encoder_close(e);
+}
+
+Test(encoder, embedding_matches_the_reference_forward_pass)
+{
+    st_encoder *e = open_tiny();
+    const char *texts[] = {"the cat sat.", "dogs playing!", "a"};
+    for (size_t t = 0; t < 3; t++) {
+        float v[TB_EMBD];
+        int32_t *ids = NULL;
+        size_t n = 0;
+        st_error err = {0};
+        cr_assert_eq(st_encoder_embed(e, texts[t], strlen(texts[t]), v, &ids, &n, &err), ST_OK);
+        double ref[TB_EMBD], norm = 0;
+        tb_reference(SEED, ids, n, ref);
+        for (int i = 0; i < TB_EMBD; i++) {
+            cr_assert(fabs(v[i] - ref[i]) < 1e-5, "'%s' [%d]: %g vs reference %g", texts[t], i,
+                      (double)v[i], ref[i]);
+            norm += (double)v[i] * v[i];
+        }
+        cr_assert(fabs(norm - 1) < 1e-5, "unit length: %g", norm);
+        st_free(ids);
+    }
+    st_encoder_close(e);
+}
+
+static void refused(const char *file, const char *expect)
+{
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o = {.struct_size = sizeof o, .plugin_dirs = dirs, .n_plugin_dirs = 1};
+    st_encoder *e = NULL;
+    st_error err = {0};
+    cr_assert_neq(st_encoder_open(path_in(file), &o, &e, &err), ST_OK, "%s opened", file);
+    cr_assert_null(e);
+    cr_assert(strstr(err.message, expect), "expected '%s' in: %s", expect, err.message);
+}
+
+Test(encoder, bad_models_are_refused_by_name)
+{
+    cr_assert_eq(tb_write(path_in("llama.gguf"), SEED, "llama", NULL), ST_OK);
+    refused("llama.gguf", "general.architecture: expected \"bert\"");
+    cr_assert_eq(tb_write(path_in("holes.gguf"), SEED, NULL, "blk.1.ffn_up.bias"), ST_OK);
+    refused("holes.gguf", "missing tensor blk.1.ffn_up.bias");
+    refused("nothing.gguf", "nothing.gguf");
+}
+
+/* A real host whose services run encoders, as st_retriever_open sets up. */
+typedef struct real_host {
+    st_host *host;
+    st_registry *reg;
+    st_encoder_service *svc;
+    st_gguf *gguf;
+} real_host;
+
+static void real_host_open(real_host *h, bool with_model)
+{
+    memset(h, 0, sizeof *h);
+    h->host = st_host_new();
+    h->reg = st_registry_new();
+    st_diag d = {0};
+    cr_assert_eq(st_registry_add_dir(h->reg, ST_TEST_PLUGIN_DIR, &d), ST_OK);
+    cr_assert_eq(st_registry_scan(h->reg, &d), ST_OK);
+    st_error err = {0};
+    cr_assert_eq(st_encoder_service_install(h->host, h->reg, NULL, 1, &h->svc, &err), ST_OK);
+    if (with_model) {
+        cr_assert_eq(st_gguf_open(path_in("bert.gguf"), &h->gguf, &d), ST_OK);
+        st_host_set_model(h->host, h->gguf);
+    }
+}
+
+static void real_host_close(real_host *h)
+{
+    st_encoder_service_free(h->svc);
+    st_host_free(h->host);
+    st_registry_free(h->reg);
+    st_gguf_close(h->gguf);
+}
+
+static void conformance_of(const char *lib, const char *params_model)
+{
+    char so[512];
+    snprintf(so, sizeof so, "%s/%s", ST_TEST_PLUGIN_DIR, lib);
+    void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    cr_assert_not_null(dl, "%s", dlerror());
+    const st_plugin_entry *entry = dlsym(dl, ST_PLUGIN_ENTRY_SYMBOL);
+    cr_assert_not_null(entry);
+    real_host h;
+    real_host_open(&h, true);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, params_model ? 1 : 0);
+    if (params_model) {
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "model", 5);
+        msgpack_pack_str(&pk, strlen(params_model));
+        msgpack_pack_str_body(&pk, params_model, strlen(params_model));
+    }
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    cr_assert_eq(msgpack_unpack_next(&up, sb.data, sb.size, &off), MSGPACK_UNPACK_SUCCESS);
+    static st_conformance_report rep;
+    st_status st = st_conformance_run(entry, st_host_services_of(h.host), &up.data, &rep);
+    for (size_t i = 0; i < rep.n_checks; i++)
+        cr_expect(rep.checks[i].passed && !rep.checks[i].skipped, "%s: %s: %s", lib,
+                  rep.checks[i].name, rep.checks[i].message);
+    cr_assert_eq(st, ST_OK, "%s failed conformance", lib);
+    cr_assert_geq(rep.n_checks, 10);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    real_host_close(&h);
+}
+
+Test(encoder, wordpiece_passes_conformance_with_a_model)
+{
+    conformance_of("tokenizer/wordpiece/wordpiece.so", NULL);
+}
+
+Test(encoder, embedding_passes_conformance_with_an_encoder)
+{
+    conformance_of("retriever/embedding/embedding.so", path_in("bert.gguf"));
+}
+
+static void write_file(const char *name, const char *text)
+{
+    FILE *f = fopen(path_in(name), "wb");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static st_retriever *open_embedding(const char *yaml_name)
+{
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o = {.struct_size = sizeof o, .n_threads = 1, .plugin_dirs = dirs,
+                           .n_plugin_dirs = 1};
+    st_retriever *r = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_retriever_open(path_in(yaml_name), &o, ST_RETRIEVER_NO_INDEX, &r, &err),
+                 ST_OK, "%s", err.message);
+    return r;
+}
+
+Test(encoder, embedding_retriever_index_query_save_load)
+{
+    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
+    st_retriever *r = open_embedding("e.yaml");
+    const char *docs[][2] = {{"d0", "the cat sat"}, {"d1", "dogs playing"}, {"d2", "a b c"}};
+    st_error err = {0};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(st_retriever_add(r, docs[i][0], 2, docs[i][1], strlen(docs[i][1]), &err),
+                     ST_OK, "%s", err.message);
+    /* A document's own text is its nearest neighbour (cosine 1). */
+    for (int i = 0; i < 3; i++) {
+        st_retrieval *h = NULL;
+        cr_assert_eq(st_retriever_query(r, docs[i][1], strlen(docs[i][1]), 3, &h, &err), ST_OK);
+        cr_assert_eq(st_retrieval_count(h), 3);
+        cr_assert_str_eq(st_retrieval_at(h, 0)->id, docs[i][0]);
+        cr_assert(fabsf(st_retrieval_at(h, 0)->score - 1.0f) < 1e-4f);
+        cr_assert_geq(st_retrieval_at(h, 0)->score, st_retrieval_at(h, 1)->score);
+        st_retrieval_free(h);
+    }
+    cr_assert_eq(st_retriever_save(r, path_in("e.idx"), &err), ST_OK, "%s", err.message);
+    st_retriever_close(r);
+
+    r = open_embedding("e.yaml");
+    cr_assert_eq(st_retriever_load(r, path_in("e.idx"), &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_retriever_count(r), 3);
+    st_retrieval *h = NULL;
+    cr_assert_eq(st_retriever_query(r, "dogs playing", 12, 1, &h, &err), ST_OK);
+    cr_assert_str_eq(st_retrieval_at(h, 0)->id, "d1");
+    cr_assert_str_eq(st_retrieval_at(h, 0)->text, "dogs playing");
+    st_retrieval_free(h);
+
+    /* Truncated, and a bm25 index: refused, the index kept. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd %s && head -c 100 e.idx > cut.idx", dir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_neq(st_retriever_load(r, path_in("cut.idx"), &err), ST_OK);
+    cr_assert(strstr(err.message, "cut.idx"), "%s", err.message);
+    write_file("bm.yaml", "format: 1\nextends: e.yaml\nretriever: {plugin: bm25}\n");
+    st_retriever *bm = open_embedding("bm.yaml");
+    cr_assert_eq(st_retriever_add(bm, "x", 1, "y", 1, &err), ST_OK);
+    cr_assert_eq(st_retriever_save(bm, path_in("bm.idx"), &err), ST_OK);
+    st_retriever_close(bm);
+    cr_assert_neq(st_retriever_load(r, path_in("bm.idx"), &err), ST_OK);
+    cr_assert(strstr(err.message, "not an embedding index"), "%s", err.message);
+    cr_assert_eq(st_retriever_count(r), 3);
+    st_retriever_close(r);
+}
+
+Test(encoder, embedding_retriever_without_its_model_says_which)
+{
+    write_file("m.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: embedding, params: {model: missing.gguf}}\n");
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o = {.struct_size = sizeof o, .plugin_dirs = dirs, .n_plugin_dirs = 1};
+    st_retriever *r = NULL;
+    st_error err = {0};
+    cr_assert_neq(st_retriever_open(path_in("m.yaml"), &o, 0, &r, &err), ST_OK);
+    cr_assert(strstr(err.message, "missing.gguf"), "%s", err.message);
+}
+
+static int run_cli(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s && " ST_TEST_BINARY_DIR "/bin/stretch %s >out.txt 2>err.txt",
+             dir, args);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static const char *slurp(const char *name)
+{
+    static char buf[8192];
+    FILE *f = fopen(path_in(name), "rb");
+    cr_assert(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+Test(encoder, stretch_embed_prints_ids_and_vectors)
+{
+    cr_assert_eq(run_cli("embed --model bert.gguf 'The cat'"), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(strncmp(slurp("out.txt"), "{\"ids\":[2,5,6,3],\"embedding\":[", 29), 0, "%s",
+                 slurp("out.txt"));
+    write_file("lines.txt", "the cat\ndogs\n");
+    cr_assert_eq(run_cli("embed --model bert.gguf --batch lines.txt"), 0, "%s", slurp("err.txt"));
+    const char *out = slurp("out.txt");
+    cr_assert(strstr(out, "{\"ids\":[2,5,6,3],") && strstr(out, "\n{\"ids\":[2,7,10,3],"), "%s",
+              out);
+    cr_assert_eq(tb_write(path_in("llama.gguf"), SEED, "llama", NULL), ST_OK);
+    cr_assert_eq(run_cli("embed --model llama.gguf x"), 4);
+    cr_assert(strstr(slurp("err.txt"), "expected \"bert\""), "%s", slurp("err.txt"));
+    cr_assert_eq(run_cli("embed --model bert.gguf"), 1);
+}
