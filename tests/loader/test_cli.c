@@ -16,6 +16,8 @@
 
 #include <stretch/common.h>
 
+#include "tiny_bert.h"
+
 #define ST_STR_(x) #x
 #define ST_STR(x) ST_STR_(x)
 /* "1.2": the host's ABI as its messages print it */
@@ -345,6 +347,17 @@ Test(cli, shipped_manifests_all_check)
              "%s/bin/st-gen-tiny-model --out %s --pos-table 600 --ctx 600 >/dev/null",
              ST_TEST_BINARY_DIR, pos_model);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
+    /* minilm's embedding retriever opens a sentence encoder: a tiny BERT. */
+    char bert[64];
+    snprintf(bert, sizeof bert, "/tmp/st_cli_tinybert_%d.gguf", (int)getpid());
+    cr_assert_eq(tb_write(bert, 1, NULL, NULL), ST_OK);
+    /* rag's retriever loads an index: a small one of this project's docs. */
+    char index[64];
+    snprintf(index, sizeof index, "/tmp/st_cli_rag_%d.bm25", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s retrieve index -m %s/manifests/bm25.yaml --out %s "
+             "%s/README.md >/dev/null 2>&1", STRETCH, ST_TEST_SOURCE_DIR, index,
+             ST_TEST_SOURCE_DIR);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
     DIR *d = opendir(ST_TEST_SOURCE_DIR "/manifests");
     cr_assert_not_null(d);
     int checked = 0;
@@ -358,6 +371,10 @@ Test(cli, shipped_manifests_all_check)
         const char *model = strcmp(de->d_name, "long-clip.yaml") == 0 ? pos_model : rope_model;
         fprintf(f, "format: 1\nextends: %s/manifests/%s\nmodel: %s\n", ST_TEST_SOURCE_DIR,
                 de->d_name, model);
+        if (strcmp(de->d_name, "minilm.yaml") == 0)
+            fprintf(f, "retriever: {params: {model: %s}}\n", bert);
+        if (strcmp(de->d_name, "rag.yaml") == 0)
+            fprintf(f, "retriever: {index: %s}\n", index);
         fclose(f);
         char args[256];
         snprintf(args, sizeof args, "check %s", yaml);
@@ -370,6 +387,10 @@ Test(cli, shipped_manifests_all_check)
     unlink(yaml);
     unlink(rope_model);
     unlink(pos_model);
+    unlink(bert);
+    unlink(index);
+    snprintf(cmd, sizeof cmd, "%s.texts", index);
+    unlink(cmd);
 }
 
 /* A scratch directory for one test; removed by the caller with rm_dir. */
