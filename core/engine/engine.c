@@ -136,6 +136,10 @@ static st_status open_model(st_engine *e, st_error *err)
         .n_vocab = hp->n_vocab, .n_pos_rows = e->model->n_pos,
     };
     st_host_set_model(e->host, e->gguf);
+    /* Plugins may score from create on: the scorer needs only the model
+     * (it makes its own cache and runs on the caller until the engine's
+     * thread pool exists). */
+    st_host_set_scorer(e->host, st_engine_model_score, e);
     return ST_OK;
 }
 
@@ -367,6 +371,7 @@ void st_engine_close(st_engine *e)
     if (!e)
         return;
     st_sampler_chain_free(&e->chain);
+    st_engine_model_score_free(e);
     st_engine_forward_free(e);
     st_threadpool_destroy(e->pool);
     st_kv_cache_free(e->kv);

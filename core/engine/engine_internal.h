@@ -64,6 +64,14 @@ struct st_engine {
     float *prev_logits;      /* [n_vocab] logits before the current block */
     bool have_prev_logits;
 
+    /* model_score's own cache and forward pass (engine_model_score.c),
+     * made on the first request and grown when one needs more: a plugin
+     * scores text while the engine's sequence stays in `kv`. */
+    st_kv_cache *score_kv;
+    st_forward_ctx *score_fwd;
+    int32_t score_weights_layer;  /* the layer score_fwd records, INT32_MIN = none */
+    st_threadpool *score_pool;    /* the pool score_fwd was made with */
+
     st_special_tokens special;
     bool add_bos;
     /* Set by st_engine_cancel from any thread or a signal handler; the
@@ -110,6 +118,12 @@ void st_engine_forward_free(st_engine *e);
  * writes logits for the last token (or every token when all_logits). */
 st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
                             float *logits, bool all_logits, st_error *err);
+
+/* The host's model_score service (services.h) over this engine's model:
+ * the model as trained (its own RoPE, dense causal attention) in a scratch
+ * cache, never the engine's sequence. Installed with st_host_set_scorer. */
+st_status st_engine_model_score(void *engine, st_score_request *req, st_error *err);
+void st_engine_model_score_free(st_engine *e);
 
 /* Prefill in blocks (engine_generate.c); the next-token logits of the last
  * token land in e->logits. */

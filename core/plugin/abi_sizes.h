@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stretch/plugin.h>
+#include <stretch/services.h>
 #include <stretch/stretch.h>
 
 #define ST_END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
@@ -22,6 +23,8 @@
 #define ST_ATTENTION_OPS_SIZE_1_0 ST_END_OF(st_attention_ops, reset)
 #define ST_SAMPLER_OPS_SIZE_1_0 ST_END_OF(st_sampler_ops, reset)
 #define ST_RETRIEVER_OPS_SIZE_1_0 ST_END_OF(st_retriever_ops, clear)
+/* What a plugin hands the host's model_score (services.h). */
+#define ST_SCORE_REQUEST_SIZE_1_0 ST_END_OF(st_score_request, attn_weights)
 /* Caller-filled structs of the host API (stretch.h). */
 #define ST_ENGINE_OPTIONS_SIZE_1_0 ST_END_OF(st_engine_options, model)
 #define ST_GENERATE_PARAMS_SIZE_1_0 ST_END_OF(st_generate_params, first_logits)
