@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "plain_forward.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -51,50 +52,6 @@ static void some_tokens(int32_t *t, size_t n)
         t[i] = (int32_t)(3 + (i * 37 + 11) % 400);
 }
 
-/* The direct computation: one st_forward over all tokens in a cache of
- * its own, every row's logits and the chosen layer's weights. */
-static void plain_forward(const int32_t *tokens, size_t n, int32_t layer, float *logprob,
-                          float *weights)
-{
-    st_engine *e = engine;
-    const st_model_hparams *hp = &e->model->hp;
-    st_kv_cache *kv = NULL;
-    st_diag d;
-    st_diag_clear(&d);
-    cr_assert_eq(st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, (uint32_t)n,
-                                    ST_KV_F32, &kv, &d), ST_OK, "%s", d.message);
-    st_forward_config cfg = {.model = e->model, .kv = kv, .want_weights = true,
-                             .weights_layer = layer};
-    st_forward_ctx *fwd = NULL;
-    cr_assert_eq(st_forward_ctx_create(&cfg, &fwd, &d), ST_OK, "%s", d.message);
-    uint32_t nv = hp->n_vocab;
-    float *logits = malloc(sizeof(float) * nv * n);
-    int32_t *pos = malloc(sizeof(int32_t) * n);
-    for (size_t i = 0; i < n; i++)
-        pos[i] = (int32_t)i;
-    cr_assert_eq(st_forward(fwd, tokens, pos, n, logits, ST_FORWARD_ALL_LOGITS, &d), ST_OK,
-                 "%s", d.message);
-    logprob[0] = 0.0f;
-    for (size_t t = 1; t < n; t++) {
-        const float *row = logits + (t - 1) * nv;
-        double max = row[0], sum = 0.0;
-        for (uint32_t i = 1; i < nv; i++)
-            max = row[i] > max ? row[i] : max;
-        for (uint32_t i = 0; i < nv; i++)
-            sum += exp(row[i] - max);
-        logprob[t] = (float)(row[tokens[t]] - max - log(sum));
-    }
-    uint32_t nq = 0, ns = 0;
-    const float *w = st_forward_weights(fwd, &nq, &ns);
-    cr_assert_eq(nq, n);
-    cr_assert_eq(ns, n);
-    memcpy(weights, w, sizeof(float) * n * n);
-    free(logits);
-    free(pos);
-    st_forward_ctx_free(fwd);
-    st_kv_cache_free(kv);
-}
-
 Test(model_score, logprobs_and_weights_equal_a_plain_forward)
 {
     const st_host_services *s = st_host_services_of(engine->host);
@@ -109,7 +66,9 @@ Test(model_score, logprobs_and_weights_equal_a_plain_forward)
                             .attn_weights = w};
     st_error err = {0};
     cr_assert_eq(ext->model_score(s->host, &req, &err), ST_OK, "%s", err.message);
-    plain_forward(tokens, N, -1, want_lp, want_w);
+    st_diag d;
+    cr_assert_eq(st_test_plain_forward(engine->model, tokens, N, -1, want_lp, want_w, &d),
+                 ST_OK, "%s", d.message);
     float max_ent = 0.0f;
     for (size_t t = 0; t < N; t++) {
         cr_assert_float_eq(lp[t], want_lp[t], 1e-3, "logprob[%zu] %f vs %f", t, lp[t],
