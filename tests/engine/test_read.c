@@ -12,8 +12,10 @@
 #include <string.h>
 #include <stretch/reader.h>
 
+#include "conformance.h"
 #include "engine_internal.h"
 #include "plain_forward.h"
+#include "test_host.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -316,5 +318,38 @@ Test(read, bad_inputs_are_handled_or_refused_with_a_reason)
     cr_assert_eq(read_text(e, "Some text.", 10, q, 64, &stats, &kept, &n_kept, &err),
                  ST_E_NOT_FOUND);
     cr_assert(strstr(err.message, "offers " ST_READER_V1), "%s", err.message);
+    st_engine_close(e);
+}
+
+/* The conformance suite with a host that can score (the engine's): the
+ * reader checks run for real (`stretch inspect` skips reader.select, its
+ * host has no model to score with). */
+Test(read, readers_pass_conformance_with_a_scoring_host)
+{
+    st_engine *e = open_with("{plugin: dense}");
+    const char *names[] = {"infiniretri", "xl3m"};
+    for (int i = 0; i < 2; i++) {
+        char why[512];
+        const st_plugin_entry *entry =
+            st_test_load_plugin(ST_TEST_PLUGIN_DIR, "attention", names[i], why, sizeof why);
+        cr_assert_not_null(entry, "%s", why);
+        st_test_params p;
+        st_test_params_init(&p);
+        st_error err = {0};
+        const msgpack_object *params = st_test_params_validated(entry, &p, &err);
+        cr_assert_not_null(params, "%s", err.message);
+        static st_conformance_report rep;
+        st_status st = st_conformance_run(entry, st_host_services_of(e->host), params, &rep);
+        st_test_params_destroy(&p);
+        bool ran_select = false;
+        for (size_t c = 0; c < rep.n_checks; c++) {
+            cr_expect(rep.checks[c].passed, "%s: %s: %s", names[i], rep.checks[c].name,
+                      rep.checks[c].message);
+            if (!strcmp(rep.checks[c].name, "reader.select"))
+                ran_select = !strstr(rep.checks[c].message, "skipped");
+        }
+        cr_assert_eq(st, ST_OK, "%s", names[i]);
+        cr_assert(ran_select, "%s: reader.select ran with a scoring host", names[i]);
+    }
     st_engine_close(e);
 }
