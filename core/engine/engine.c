@@ -434,6 +434,7 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->sampler_names = (const char *const *)e->sampler_names;
     out->kv_type = st_kv_type_name(e->kv->type);
     out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
+    out->reader = st_engine_reader_name((st_engine *)e);
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

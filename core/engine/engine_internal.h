@@ -125,6 +125,10 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
 st_status st_engine_model_score(void *engine, st_score_request *req, st_error *err);
 void st_engine_model_score_free(st_engine *e);
 
+/* The name of the plugin that offers stretch.reader/1 (engine_read.c),
+ * NULL when none does. */
+const char *st_engine_reader_name(st_engine *e);
+
 /* Prefill in blocks (engine_generate.c); the next-token logits of the last
  * token land in e->logits. */
 st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,

@@ -60,6 +60,12 @@ static st_status find_reader(st_engine *e, reader_ref *out, st_error *err)
                         e->strategy->path);
 }
 
+const char *st_engine_reader_name(st_engine *e)
+{
+    reader_ref r;
+    return find_reader(e, &r, NULL) == ST_OK ? r.name : NULL;
+}
+
 /* The state of one reading. */
 typedef struct reading {
     st_engine *e;

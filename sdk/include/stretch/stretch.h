@@ -82,6 +82,10 @@ typedef struct st_engine_info {
      * of every layer. */
     const char *kv_type;
     uint64_t kv_bytes_per_token;
+    /* -- ABI 1.3 -- */
+    /* The plugin that reads documents chunk by chunk for st_engine_read
+     * (it offers stretch.reader/1), NULL when the strategy has none. */
+    const char *reader;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
