@@ -20,7 +20,8 @@ static void eval_usage(FILE *f)
 {
     fprintf(f,
             "usage: stretch eval ppl [-m MANIFEST] [options] TEXT_FILE\n"
-            "       stretch eval passkey [-m MANIFEST] [options]   (see --help there)\n\n"
+            "       stretch eval passkey [-m MANIFEST] [options]   (see --help there)\n"
+            "       stretch eval facts [-m MANIFEST] [options] TEXT_FILE   (see --help there)\n\n"
             "  Tokenizes the file, cuts it into windows of --length tokens and scores\n"
             "  every token of each window from a fresh cache (token 0 of a window is\n"
             "  not scored). Reports perplexity overall and per position bucket.\n\n"
@@ -132,6 +133,7 @@ static int on_progress(void *user, size_t done, size_t total)
 }
 
 int st_cmd_eval_passkey(int argc, char **argv);
+int st_cmd_eval_facts(int argc, char **argv);
 
 static void print_result(const char *file, const char *manifest, long long length,
                          size_t n_win, long long buckets, const double *b_nll,
@@ -201,12 +203,14 @@ int st_cmd_eval(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "passkey") == 0)
         return st_cmd_eval_passkey(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "facts") == 0)
+        return st_cmd_eval_facts(argc, argv);
     if (argc < 2 || strcmp(argv[1], "ppl") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
             eval_usage(stdout);
             return ST_EXIT_OK;
         }
-        fprintf(stderr, "stretch eval: expected a task: ppl or passkey\n");
+        fprintf(stderr, "stretch eval: expected a task: ppl, passkey or facts\n");
         eval_usage(stderr);
         return ST_EXIT_USAGE;
     }
