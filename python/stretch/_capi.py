@@ -49,7 +49,9 @@ class StEngineInfo(Structure):
                 ("plugin_names", c_char_p * KIND_COUNT),
                 # ABI 1.2
                 ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
-                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64)]
+                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
+                # ABI 1.3
+                ("reader", c_char_p)]
 
 
 class StGenerateParams(Structure):
