@@ -45,11 +45,11 @@ static st_status find_reader(st_engine *e, reader_ref *out, st_error *err)
         if (!r)
             continue;
         const char *name = p->lib->entry->name;
-        if (r->struct_size < sizeof(st_reader_v1) || !r->kept_max || !r->select)
+        if (r->struct_size < ST_READER_V1_SIZE_1_3 || !r->kept_max || !r->select)
             return st_error_set(err, ST_E_PLUGIN,
                                 "plugin '%s' offers " ST_READER_V1 " with struct_size %u "
-                                "(expected %zu) or a NULL kept_max/select", name,
-                                r->struct_size, sizeof(st_reader_v1));
+                                "(expected at least %zu) or a NULL kept_max/select", name,
+                                r->struct_size, (size_t)ST_READER_V1_SIZE_1_3);
         *out = (reader_ref){r, p->in->inst, name};
         return ST_OK;
     }
@@ -240,16 +240,21 @@ static st_status read_all(reading *r, int32_t **kept, size_t *n_kept, st_error *
     return ST_OK;
 }
 
-st_status st_engine_read(st_engine *e, const st_read_params *params, int32_t **kept,
+st_status st_engine_read(st_engine *e, const st_read_params *caller, int32_t **kept,
                          size_t *n_kept, st_read_stats *stats, st_error *err)
 {
     *kept = NULL;
     *n_kept = 0;
-    if (!params || params->struct_size < sizeof(st_read_params))
+    /* Fields a later minor appends keep their zero defaults for an older
+     * caller; nothing past its struct is read. */
+    st_read_params p;
+    if (!caller || !st_sized_read(&p, sizeof p, caller, caller->struct_size,
+                                  ST_READ_PARAMS_SIZE_1_3))
         return st_error_set(err, ST_E_ABI,
-                            "st_read_params.struct_size is %u, expected %zu (set it to "
-                            "sizeof(st_read_params))", params ? params->struct_size : 0,
-                            sizeof(st_read_params));
+                            "st_read_params.struct_size is %u, expected at least %zu (set it "
+                            "to sizeof(st_read_params))", caller ? caller->struct_size : 0,
+                            (size_t)ST_READ_PARAMS_SIZE_1_3);
+    const st_read_params *params = &p;
     if (!params->read)
         return st_error_set(err, ST_E_INVALID, "st_engine_read: no read function");
     if (!params->question || !has_text(params->question, params->question_len))

@@ -1057,10 +1057,10 @@ static void check_reader(const st_plugin_entry *entry, void *inst, st_conformanc
     const st_reader_v1 *r = entry->get_extension(inst, ST_READER_V1);
     if (!r)
         return;
-    if (!check(rep, "reader.ops", r->struct_size >= sizeof(st_reader_v1) && r->kept_max &&
+    if (!check(rep, "reader.ops", r->struct_size >= ST_READER_V1_SIZE_1_3 && r->kept_max &&
                                       r->select,
                "struct_size %u (expected at least %zu), kept_max %s, select %s",
-               r->struct_size, sizeof(st_reader_v1), r->kept_max ? "set" : "NULL",
+               r->struct_size, (size_t)ST_READER_V1_SIZE_1_3, r->kept_max ? "set" : "NULL",
                r->select ? "set" : "NULL"))
         return;
     uint32_t kept_max = r->kept_max(inst);

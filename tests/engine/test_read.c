@@ -286,6 +286,10 @@ Test(read, bad_inputs_are_handled_or_refused_with_a_reason)
     cr_assert(strstr(err.message, "the document is empty"), "%s", err.message);
     cr_assert_null(kept);
 
+    st_read_params tiny = {.struct_size = 8};
+    cr_assert_eq(st_engine_read(e, &tiny, &kept, &n_kept, NULL, &err), ST_E_ABI);
+    cr_assert(strstr(err.message, "st_read_params.struct_size is 8"), "%s", err.message);
+
     cr_assert_eq(read_text(e, "Some text.", 10, "", 64, &stats, &kept, &n_kept, &err),
                  ST_E_INVALID);
     cr_assert(strstr(err.message, "the question is empty"), "%s", err.message);
