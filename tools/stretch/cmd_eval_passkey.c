@@ -350,6 +350,8 @@ int st_cmd_eval_passkey(int argc, char **argv)
         opts.context = (uint32_t)(max_len + 16);
         if ((rc = st_cli_open_engine(manifest, &opts, &e)))
             return rc;
+        /* info's strings belonged to the engine just closed. */
+        st_engine_get_info(e, &info);
     }
     /* What every point depends on, for the points file's header. */
     st_points_field fields[3];
