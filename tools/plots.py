@@ -33,7 +33,7 @@ TRAINED = 8192  # SmolLM2-135M's trained context, where docs/data comes from
 # The order of docs/RESULTS.md's tables: the baseline first.
 PPL_ORDER = ["greedy", "linear", "dynamic-ntk", "yarn", "lm-infinite", "streaming", "sirllm"]
 PASSKEY_ORDER = ["greedy", "linear", "ntk", "dynamic-ntk", "dynntk2", "yarn", "giraffe",
-                 "lm-infinite", "streaming", "sirllm", "squeezed"]
+                 "lm-infinite", "streaming", "sirllm", "squeezed", "infiniretri", "xl3m"]
 
 
 def ordered_csvs(folder: Path, order: list[str]) -> list[str]:

@@ -90,6 +90,10 @@ static st_status open_model(st_engine *e, st_error *err)
         .n_vocab = hp->n_vocab, .n_pos_rows = e->model->n_pos,
     };
     st_host_set_model(e->host, e->gguf);
+    /* Plugins may score from create on: the scorer needs only the model
+     * (it makes its own cache and runs on the caller until the engine's
+     * thread pool exists). */
+    st_host_set_scorer(e->host, st_engine_model_score, e);
     return ST_OK;
 }
 
@@ -333,6 +337,7 @@ void st_engine_close(st_engine *e)
             st_sequence_close(e->sequences[i]);
     free(e->sequences);
     st_sampler_chain_free(&e->chain);
+    st_engine_model_score_free(e);
     st_engine_forward_free(e);
     st_kv_cache_free(e->kv);
     free(e->logits);
@@ -429,6 +434,7 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->kv_type = st_kv_type_name(e->kv->type);
     out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
     out->parallel = e->parent ? e->parent->parallel : e->parallel;
+    out->reader = st_engine_reader_name((st_engine *)e);
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

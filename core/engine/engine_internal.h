@@ -64,6 +64,14 @@ struct st_engine {
     float *prev_logits;      /* [n_vocab] logits before the current block */
     bool have_prev_logits;
 
+    /* model_score's own cache and forward pass (engine_model_score.c),
+     * made on the first request and grown when one needs more: a plugin
+     * scores text while the engine's sequence stays in `kv`. */
+    st_kv_cache *score_kv;
+    st_forward_ctx *score_fwd;
+    int32_t score_weights_layer;  /* the layer score_fwd records, INT32_MIN = none */
+    st_threadpool *score_pool;    /* the pool score_fwd was made with */
+
     st_special_tokens special;
     bool add_bos;
     /* Set by st_engine_cancel from any thread or a signal handler; the
@@ -140,6 +148,16 @@ st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *to
 /* Forget the previous request: empty cache, samplers reset with `seed`,
  * the attention plugin reset (engine_generate.c). */
 void st_engine_reset(st_engine *e, uint64_t seed);
+
+/* The host's model_score service (services.h) over this engine's model:
+ * the model as trained (its own RoPE, dense causal attention) in a scratch
+ * cache, never the engine's sequence. Installed with st_host_set_scorer. */
+st_status st_engine_model_score(void *engine, st_score_request *req, st_error *err);
+void st_engine_model_score_free(st_engine *e);
+
+/* The name of the plugin that offers stretch.reader/1 (engine_read.c),
+ * NULL when none does. */
+const char *st_engine_reader_name(st_engine *e);
 
 /* Prefill in blocks (engine_generate.c); the next-token logits of the last
  * token land in e->logits. */

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stretch/plugin.h>
+#include <stretch/reader.h>
+#include <stretch/services.h>
 #include <stretch/stretch.h>
 
 #define ST_END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
@@ -22,6 +24,11 @@
 #define ST_ATTENTION_OPS_SIZE_1_0 ST_END_OF(st_attention_ops, reset)
 #define ST_SAMPLER_OPS_SIZE_1_0 ST_END_OF(st_sampler_ops, reset)
 #define ST_RETRIEVER_OPS_SIZE_1_0 ST_END_OF(st_retriever_ops, clear)
+/* ABI 1.3's structs, at the size 1.3 shipped them (reader.h, stretch.h). */
+#define ST_READER_V1_SIZE_1_3 ST_END_OF(st_reader_v1, select)
+#define ST_READ_PARAMS_SIZE_1_3 ST_END_OF(st_read_params, progress_user)
+/* What a plugin hands the host's model_score (services.h). */
+#define ST_SCORE_REQUEST_SIZE_1_0 ST_END_OF(st_score_request, attn_weights)
 /* Caller-filled structs of the host API (stretch.h). */
 #define ST_ENGINE_OPTIONS_SIZE_1_0 ST_END_OF(st_engine_options, model)
 #define ST_GENERATE_PARAMS_SIZE_1_0 ST_END_OF(st_generate_params, first_logits)

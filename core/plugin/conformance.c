@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stretch/reader.h>
 
 /* ---- the report ---- */
 
@@ -1079,6 +1080,61 @@ static void check_retriever(const st_plugin_entry *entry, const st_host_services
           (unsigned long long)ops->count(inst), (int)st, n1);
 }
 
+/* ---- reader (stretch/reader.h, ABI 1.3) ---- */
+
+/* A plugin that offers ST_READER_V1: a complete table, a positive
+ * kept_max, and a select that on a small step either keeps at most
+ * kept_max tokens, marked 0 or 1, with finite scores, or says why it
+ * cannot (a host that cannot score answers ST_E_UNAVAILABLE: skipped). */
+static void check_reader(const st_plugin_entry *entry, void *inst, st_conformance_report *rep)
+{
+    const st_reader_v1 *r = entry->get_extension(inst, ST_READER_V1);
+    if (!r)
+        return;
+    if (!check(rep, "reader.ops", r->struct_size >= ST_READER_V1_SIZE_1_3 && r->kept_max &&
+                                      r->select,
+               "struct_size %u (expected at least %zu), kept_max %s, select %s",
+               r->struct_size, (size_t)ST_READER_V1_SIZE_1_3, r->kept_max ? "set" : "NULL",
+               r->select ? "set" : "NULL"))
+        return;
+    uint32_t kept_max = r->kept_max(inst);
+    check(rep, "reader.kept_max", kept_max > 0, "kept_max() = %u", kept_max);
+    enum { N = 48, NQ = 6 };
+    int32_t tokens[N], question[NQ];
+    uint32_t sentence[N];
+    uint8_t keep[N];
+    float score[N];
+    for (uint32_t i = 0; i < N; i++) {
+        tokens[i] = (int32_t)(10 + (i * 7) % 50);
+        sentence[i] = i / 8;
+    }
+    for (uint32_t i = 0; i < NQ; i++)
+        question[i] = (int32_t)(20 + i);
+    st_read_step step = {.struct_size = sizeof step, .tokens = tokens, .n_tokens = N,
+                         .n_kept = 0, .sentence = sentence, .question = question,
+                         .n_question = NQ, .bos = -1, .chunk = 0, .last = true};
+    memset(keep, 0, sizeof keep);
+    for (uint32_t i = 0; i < N; i++)
+        score[i] = NAN;
+    st_error err = {0};
+    st_status st = r->select(inst, &step, keep, score, &err);
+    if (st == ST_E_UNAVAILABLE) {
+        skip(rep, "reader.select", err.message[0] ? err.message : "the host cannot score");
+        return;
+    }
+    uint32_t kept = 0, bad_mark = 0, bad_score = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        kept += keep[i] != 0;
+        bad_mark += keep[i] > 1;
+        bad_score += !isfinite(score[i]);
+    }
+    check(rep, "reader.select",
+          st == ST_OK && kept <= kept_max && !bad_mark && !bad_score,
+          "select returned %d (%s), kept %u of %u (kept_max %u), %u marks not 0/1, %u "
+          "scores not finite", (int)st, err.message, kept, (uint32_t)N, kept_max, bad_mark,
+          bad_score);
+}
+
 /* ---- entry and lifecycle ---- */
 
 static bool ops_size_ok(st_kind kind, const void *ops, uint32_t *got, size_t *want)
@@ -1155,6 +1211,8 @@ st_status st_conformance_run(const st_plugin_entry *entry, const st_host_service
     case ST_KIND_SAMPLER: check_sampler(entry->ops, inst, rep); break;
     case ST_KIND_RETRIEVER: check_retriever(entry, host, params, entry->ops, inst, rep); break;
     }
+    if (entry->get_extension)
+        check_reader(entry, inst, rep);
     /* Optional capabilities are asked for by id; an id no host defines
      * must get NULL, or a host could take garbage for a capability. */
     if (entry->get_extension)

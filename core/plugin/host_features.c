@@ -1,8 +1,8 @@
 /*
  * core/host_features.c - see host_features.h. The answers follow what the
  * engine does today: the model is mapped before any plugin is created,
- * only the CPU backend is built, the services table's model_score answers
- * ST_E_UNAVAILABLE, and token entropy and attention weights are handed to
+ * only the CPU backend is built, model_score serves every plugin once the
+ * model is mapped (the engine scores in a scratch cache), and token entropy and attention weights are handed to
  * the attention plugin alone (engine_forward.c).
  */
 #include "host_features.h"
@@ -23,7 +23,7 @@ const char *st_feature_unavailable(const char *feature, st_kind kind, const char
     if (strcmp(feature, "vocab") == 0)
         return has_model ? NULL : "the strategy names no model (model:), so no vocabulary";
     if (strcmp(feature, "model-scoring") == 0)
-        return "this host cannot score the model for a plugin yet (model_score is unavailable)";
+        return has_model ? NULL : "the strategy names no model (model:) to score with";
     if (strcmp(feature, "attention-weights") == 0 || strcmp(feature, "token-entropy") == 0)
         return kind == ST_KIND_ATTENTION ? NULL
                                          : "the host gives it to the attention plugin only";

@@ -53,7 +53,8 @@ class StEngineInfo(Structure):
                 ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
                 ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
                 # ABI 1.3
-                ("parallel", c_uint32)]
+                ("parallel", c_uint32),
+                ("reader", c_char_p)]
 
 
 class StGenerateParams(Structure):

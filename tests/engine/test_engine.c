@@ -302,8 +302,8 @@ Test(engine, unbuilt_backend_is_refused_by_name)
 
 /* `requires:` is the plugin's word that it cannot work without a feature;
  * st_engine_open itself refuses to create it without (only the CLI's
- * check looked before). A copy of greedy that requires model scoring,
- * which this host cannot give a plugin yet, found first on the path. */
+ * check looked before). A copy of greedy that requires OpenCL, which a
+ * CPU strategy cannot give, found first on the path. */
 Test(engine, open_refuses_a_plugin_whose_requirement_is_unmet)
 {
     char plugins[300], cmd[1024];
@@ -316,7 +316,7 @@ Test(engine, open_refuses_a_plugin_whose_requirement_is_unmet)
     FILE *f = fopen(yaml, "w");
     cr_assert_not_null(f);
     fputs("format: 1\nname: greedy\nkind: sampler\nversion: 1.0.0\nlibrary: greedy.so\n"
-          "summary: greedy, but it says it needs model scoring\nrequires: [model-scoring]\n", f);
+          "summary: greedy, but it says it needs OpenCL\nrequires: [opencl]\n", f);
     fclose(f);
     char path[400];
     snprintf(path, sizeof path, "%s/needs.yaml", dir);
@@ -332,7 +332,7 @@ Test(engine, open_refuses_a_plugin_whose_requirement_is_unmet)
     cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_E_INVALID, "%s", err.message);
     cr_assert_null(e);
     char where[500];
-    snprintf(where, sizeof where, "%s:10:13: sampler plugin 'greedy' requires 'model-scoring'",
+    snprintf(where, sizeof where, "%s:10:13: sampler plugin 'greedy' requires 'opencl'",
              path);
     cr_assert(strstr(err.message, where) != NULL, "%s", err.message);
     cr_assert(strstr(err.message, "cannot give") != NULL, "%s", err.message);

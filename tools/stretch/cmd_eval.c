@@ -23,7 +23,8 @@ static void eval_usage(FILE *f)
             "       stretch eval passkey [-m MANIFEST] [options]   (see --help there)\n"
             "       stretch eval jsonschema [-m MANIFEST] [options] DIR   (see --help there)\n"
             "       stretch eval length [-m MANIFEST] [options]   (see --help there)\n"
-            "       stretch eval retrieval -m MANIFEST --dataset NAME DATA_DIR   (MTRB)\n\n"
+            "       stretch eval retrieval -m MANIFEST --dataset NAME DATA_DIR   (MTRB)\n"
+            "       stretch eval facts [-m MANIFEST] [options] TEXT_FILE   (see --help there)\n\n"
             "  Tokenizes the file, cuts it into windows of --length tokens and scores\n"
             "  every token of each window from a fresh cache (token 0 of a window is\n"
             "  not scored). Reports perplexity overall and per position bucket.\n\n"
@@ -139,6 +140,7 @@ int st_cmd_eval_passkey(int argc, char **argv);
 int st_cmd_eval_jsonschema(int argc, char **argv);
 int st_cmd_eval_length(int argc, char **argv);
 int st_cmd_eval_retrieval(int argc, char **argv);
+int st_cmd_eval_facts(int argc, char **argv);
 
 static void print_result(const char *file, const char *manifest, long long length,
                          size_t n_win, long long buckets, const double *b_nll,
@@ -214,12 +216,14 @@ int st_cmd_eval(int argc, char **argv)
         return st_cmd_eval_length(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "retrieval") == 0)
         return st_cmd_eval_retrieval(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "facts") == 0)
+        return st_cmd_eval_facts(argc, argv);
     if (argc < 2 || strcmp(argv[1], "ppl") != 0) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
             eval_usage(stdout);
             return ST_EXIT_OK;
         }
-        fprintf(stderr, "stretch eval: expected a task: ppl, passkey, jsonschema, length or retrieval\n");
+        fprintf(stderr, "stretch eval: expected a task: ppl, passkey, facts, jsonschema, length or retrieval\n");
         eval_usage(stderr);
         return ST_EXIT_USAGE;
     }

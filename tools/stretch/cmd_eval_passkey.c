@@ -14,6 +14,7 @@
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
+#include "reading.h"
 
 #define MAX_AXIS 32
 
@@ -39,8 +40,13 @@ static void passkey_usage(FILE *f)
             "  --threads N        worker threads\n"
             "  --model FILE       use this GGUF instead of the manifest's\n"
             "  --json             print the table as JSON\n"
+            "  --chunk N          with a reading strategy (infiniretri, xl3m): tokens per\n"
+            "                     chunk (default 1024)\n"
             "  A sample is correct when the first integer of up to 10 generated tokens equals\n"
-            "  the key. Use a greedy strategy (manifests/greedy.yaml and its children).\n");
+            "  the key. Use a greedy strategy (manifests/greedy.yaml and its children).\n"
+            "  With a reading strategy the haystack is generated as a stream and read chunk\n"
+            "  by chunk with the question (never held whole), so lengths may pass the\n"
+            "  context: 1048576 and beyond.\n");
 }
 
 static uint64_t mix(uint64_t x)
@@ -68,6 +74,86 @@ static char *build_prompt(int n_fill, int depth, int key)
     }
     snprintf(s + w, cap - w, "%s", question_text);
     return s;
+}
+
+/* The haystack of build_prompt without the question, generated piece by
+ * piece for a reading strategy: a million-token document is never held. */
+typedef struct haystack {
+    int n_fill, at, key, i;
+    bool task_done, key_done;
+    char piece[160];
+    size_t len, off;
+} haystack;
+
+static bool haystack_next_piece(haystack *h)
+{
+    if (!h->task_done) {
+        h->len = (size_t)snprintf(h->piece, sizeof h->piece, "%s", task_text);
+        h->task_done = true;
+    } else if (h->i == h->at && !h->key_done) {
+        h->len = (size_t)snprintf(h->piece, sizeof h->piece, key_fmt, h->key, h->key);
+        h->key_done = true;
+    } else if (h->i < h->n_fill) {
+        h->len = (size_t)snprintf(h->piece, sizeof h->piece, "%s", filler_text);
+        h->i++;
+    } else {
+        return false;
+    }
+    h->off = 0;
+    return true;
+}
+
+static size_t haystack_read(void *user, char *buf, size_t cap)
+{
+    haystack *h = user;
+    size_t w = 0;
+    while (w < cap) {
+        if (h->off == h->len && !haystack_next_piece(h))
+            break;
+        size_t n = h->len - h->off < cap - w ? h->len - h->off : cap - w;
+        memcpy(buf + w, h->piece + h->off, n);
+        h->off += n;
+        w += n;
+    }
+    return w;
+}
+
+/* Tokens of a text (no BOS), or -1 with err filled. */
+static long count_tokens(st_engine *e, const char *text, st_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (st_engine_tokenize(e, text, strlen(text), 0, &ids, &n, err) != ST_OK)
+        return -1;
+    st_free(ids);
+    return (long)n;
+}
+
+/* A sample read chunk by chunk: the haystack sized to about `length`
+ * tokens from the template's token counts, then the answer prompt. */
+static st_status reading_prompt(st_engine *e, int length, int depth, int key, uint32_t chunk,
+                                int32_t **ids, size_t *n, size_t *doc_tokens, st_error *err)
+{
+    char key_line[160];
+    snprintf(key_line, sizeof key_line, key_fmt, key, key);
+    long task = count_tokens(e, task_text, err), fill = count_tokens(e, filler_text, err);
+    long kl = count_tokens(e, key_line, err), q = count_tokens(e, question_text, err);
+    if (task < 0 || fill <= 0 || kl < 0 || q < 0)
+        return err->status ? err->status : ST_E_INVALID;
+    long room = (long)length - 10 - task - kl - q;
+    if (room < fill) {
+        snprintf(err->message, sizeof err->message,
+                 "length %d is too short for the passkey template", length);
+        return ST_E_RANGE;
+    }
+    haystack h = {.n_fill = (int)(room / fill), .key = key};
+    h.at = (h.n_fill * depth + 50) / 100;
+    st_cli_document doc = {NULL, NULL, 0, haystack_read, &h};
+    st_read_stats stats = {.struct_size = sizeof stats};
+    st_status st = st_cli_reading_prompt(e, &doc, question_text, chunk, false, ids, n, &stats,
+                                         err);
+    *doc_tokens = (size_t)stats.n_tokens + (size_t)q;
+    return st;
 }
 
 /* Tokenize the largest prompt that fits in `length` tokens. */
@@ -199,7 +285,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
     const char *manifest = NULL, *out_dir = "out/passkey";
     long long lengths[MAX_AXIS], depths[MAX_AXIS] = {0, 25, 50, 75, 100};
     int nl = 0, nd = 5;
-    long long samples = 5, seed = 1, v;
+    long long samples = 5, seed = 1, v, chunk = 0;
     bool json = false, fresh = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 2; i < argc; i++) {
@@ -230,6 +316,9 @@ int st_cmd_eval_passkey(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--out") && next) {
             out_dir = argv[++i];
+        } else if (!strcmp(a, "--chunk")) {
+            if ((chunk = st_cli_parse_range(a, next, 16, 1 << 20)) < 0) return ST_EXIT_USAGE;
+            i++;
         } else if (!strcmp(a, "--fresh")) {
             fresh = true;
         } else if (!strcmp(a, "--json")) {
@@ -256,11 +345,16 @@ int st_cmd_eval_passkey(int argc, char **argv)
     long long max_len = 0;
     for (int l = 0; l < nl; l++)
         max_len = lengths[l] > max_len ? lengths[l] : max_len;
-    if (!opts.context && max_len + 16 > info.n_ctx) {
+    /* A reading strategy reads the prompt in chunks: its context holds a
+     * step, not the prompt. */
+    bool reading = info.reader != NULL;
+    if (!reading && !opts.context && max_len + 16 > info.n_ctx) {
         st_engine_close(e);
         opts.context = (uint32_t)(max_len + 16);
         if ((rc = st_cli_open_engine(manifest, &opts, &e)))
             return rc;
+        /* info's strings belonged to the engine just closed. */
+        st_engine_get_info(e, &info);
     }
     /* What every point depends on, for the points file's header. */
     st_points_field fields[3];
@@ -270,7 +364,12 @@ int st_cmd_eval_passkey(int argc, char **argv)
         return ST_EXIT_RUNTIME;
     }
     fields[2].key = "settings";
-    snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 1", seed);
+    if (reading)
+        snprintf(fields[2].value, sizeof fields[2].value,
+                 "seed %lld, template 1, read by %s in chunks of %lld", seed, info.reader,
+                 chunk ? chunk : ST_READ_CHUNK_DEFAULT);
+    else
+        snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 1", seed);
     char *existing = NULL;
     size_t existing_len = 0;
     FILE *points = st_points_open(out_dir, "points.jsonl", fresh, "passkey", fields, 3,
@@ -312,8 +411,15 @@ int st_cmd_eval_passkey(int argc, char **argv)
                 }
                 int32_t *ids = NULL;
                 size_t n = 0;
-                st = fit_prompt(e, (int)lengths[l] - 10, (int)depths[d], key, flags, &ids, &n,
-                                &err);
+                size_t prompt_tokens = 0;
+                if (reading)
+                    st = reading_prompt(e, (int)lengths[l], (int)depths[d], key, (uint32_t)chunk,
+                                        &ids, &n, &prompt_tokens, &err);
+                else
+                    st = fit_prompt(e, (int)lengths[l] - 10, (int)depths[d], key, flags, &ids,
+                                    &n, &err);
+                if (!reading)
+                    prompt_tokens = n;
                 if (st != ST_OK)
                     break;
                 answer ans = {{0}, 0};
@@ -327,7 +433,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
                 correct += ok;
                 fprintf(points, "{\"length\":%lld,\"depth\":%lld,\"sample\":%lld,\"key\":%d,"
                                 "\"prompt_tokens\":%zu,\"answer\":",
-                        lengths[l], depths[d], s, key, n);
+                        lengths[l], depths[d], s, key, prompt_tokens);
                 st_json_write_escaped(points, ans.text, ans.len);
                 fprintf(points, ",\"correct\":%s}\n", ok ? "true" : "false");
                 fflush(points);

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "json_out.h"
+#include "reading.h"
 
 static void run_usage(FILE *f)
 {
@@ -35,6 +36,11 @@ static void run_usage(FILE *f)
             "  --json               print one JSON object (ids, text, timings, what was\n"
             "                       retrieved) at the end\n"
             "  --no-retrieval       ignore the manifest's retriever index\n"
+            "  --question Q         read the document (PROMPT or --file, streamed) chunk by\n"
+            "                       chunk with a reading strategy (manifests/infiniretri.yaml,\n"
+            "                       xl3m.yaml), keeping what matters to Q, then answer Q\n"
+            "                       from what was kept\n"
+            "  --chunk N            with --question: tokens per chunk (default 1024)\n"
             "\n  With a `retriever:` block naming an `index:` in the manifest, the prompt is\n"
             "  first looked up there and its top_k hits put into the prompt through the\n"
             "  block's template (docs/retrieval.md).\n"
@@ -98,6 +104,8 @@ static int write_logits(const char *path, const float *logits, uint32_t n)
 int st_cmd_run(int argc, char **argv)
 {
     const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
+    const char *question = NULL;
+    long long chunk = 0;
     long long max_tokens = 256, seed = -1, v;
     bool chat = false, chat_special = false, json = false, ignore_eos = false;
     bool retrieval = true;
@@ -130,6 +138,12 @@ int st_cmd_run(int argc, char **argv)
             opts.model = argv[++i];
         } else if (!strcmp(a, "--file") && next) {
             prompt_file = argv[++i];
+        } else if (!strcmp(a, "--question") && next) {
+            question = argv[++i];
+        } else if (!strcmp(a, "--chunk")) {
+            if ((chunk = st_cli_parse_range(a, next, 16, ST_CONTEXT_MAX)) < 0)
+                return ST_EXIT_USAGE;
+            i++;
         } else if (!strcmp(a, "--logits-out") && next) {
             logits_out = argv[++i];
         } else if (!strcmp(a, "--chat")) {
@@ -169,7 +183,8 @@ int st_cmd_run(int argc, char **argv)
         return ST_EXIT_USAGE;
     }
     char *file_text = NULL;
-    if (prompt_file) {
+    /* A document to read with --question is streamed, never loaded whole. */
+    if (prompt_file && !question) {
         size_t n;
         if (!(file_text = st_cli_read_file(prompt_file, &n)))
             return ST_EXIT_MODEL;
@@ -218,7 +233,7 @@ int st_cmd_run(int argc, char **argv)
     st_retrieval *hits = NULL;
     char *augmented = NULL;
     st = ST_OK;
-    if (retriever && st_retriever_index_path(retriever)) {
+    if (retriever && !question && st_retriever_index_path(retriever)) {
         st = st_retriever_query(retriever, prompt, strlen(prompt), st_retriever_top_k(retriever),
                                 &hits, &err);
         if (st == ST_OK && (st = st_retriever_render(retriever, prompt, hits, &augmented,
@@ -227,7 +242,18 @@ int st_cmd_run(int argc, char **argv)
     }
     /* A raw prompt is the user's own formatting, markers included; in a
      * chat only the template's markers are special unless asked. */
-    if (st == ST_OK && chat)
+    st_read_stats read_stats = {.struct_size = sizeof read_stats};
+    if (st == ST_OK && question) {
+        st_cli_document doc = {prompt_file, prompt, prompt ? strlen(prompt) : 0, NULL, NULL};
+        st_cli_cancel_on_sigint(e);
+        st = st_cli_reading_prompt(e, &doc, question, (uint32_t)chunk, chat, &ids, &n_ids,
+                                   &read_stats, &err);
+        st_cli_cancel_on_sigint(NULL);
+        if (st == ST_OK)
+            fprintf(stderr, "stretch: read %llu tokens in %llu chunks, kept %u\n",
+                    (unsigned long long)read_stats.n_tokens,
+                    (unsigned long long)read_stats.n_chunks, read_stats.n_kept);
+    } else if (st == ST_OK && chat)
         st = st_engine_chat_tokenize(e, prompt, bos | (chat_special ? ST_ENCODE_PARSE_SPECIAL : 0),
                                      &ids, &n_ids, &err);
     else if (st == ST_OK)
@@ -293,6 +319,19 @@ int st_cmd_run(int argc, char **argv)
             st_json_double(&j, stats.decode_s > 0 && stats.n_generated > 1
                                    ? (stats.n_generated - 1) / stats.decode_s : 0);
             st_json_end_object(&j);
+            if (question) {
+                st_json_key(&j, "read");
+                st_json_begin_object(&j);
+                st_json_key(&j, "tokens");
+                st_json_uint(&j, read_stats.n_tokens);
+                st_json_key(&j, "chunks");
+                st_json_uint(&j, read_stats.n_chunks);
+                st_json_key(&j, "kept");
+                st_json_uint(&j, read_stats.n_kept);
+                st_json_key(&j, "max_step_tokens");
+                st_json_uint(&j, read_stats.max_step_tokens);
+                st_json_end_object(&j);
+            }
             st_json_key(&j, "peak_rss_mb");
             st_json_double(&j, st_peak_rss_bytes() / 1048576.0);
             st_engine_info kv = {.struct_size = sizeof kv};

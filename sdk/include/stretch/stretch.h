@@ -94,6 +94,9 @@ typedef struct st_engine_info {
     uint64_t kv_bytes_per_token;
     /* -- ABI 1.3 -- */
     uint32_t parallel;       /* the sequences it may run at once */
+    /* The plugin that reads documents chunk by chunk for st_engine_read
+     * (it offers stretch.reader/1), NULL when the strategy has none. */
+    const char *reader;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
@@ -266,6 +269,52 @@ typedef int (*st_progress_fn)(void *user, size_t done, size_t total);
 ST_API st_status st_engine_score(st_engine *e, const int32_t *tokens, size_t n,
                                  size_t chunk, float *nll, st_progress_fn progress,
                                  void *user, st_error *err);
+
+/* -- ABI 1.3: reading a document of any length (stretch/reader.h) --
+ *
+ * st_engine_read streams a document through `read`, splits it at sentence
+ * boundaries into chunks of at most `chunk` tokens and lets the strategy's
+ * reader (the plugin that offers ST_READER_V1) choose, chunk by chunk,
+ * what to carry forward given the question. *kept receives what it kept
+ * after the last chunk: the context to answer from (generate from BOS,
+ * *kept, then the question). Only one chunk and the kept tokens are held,
+ * never the whole document. Refused with a reason: a strategy without a
+ * reader, an empty document or question, a question longer than a chunk,
+ * a chunk that with the kept tokens and the question does not fit the
+ * context. A line without sentence boundaries is cut at a space (or a
+ * character boundary) every `chunk` bytes, so it is read, not refused. */
+
+/* Fill buf with up to cap bytes of the document; return how many, 0 at its
+ * end, or ST_READ_ERROR (the reading stops with ST_E_IO). */
+#define ST_READ_ERROR ((size_t)-1)
+typedef size_t (*st_read_fn)(void *user, char *buf, size_t cap);
+
+#define ST_READ_CHUNK_DEFAULT 1024
+
+typedef struct st_read_params {
+    uint32_t struct_size;      /* sizeof(st_read_params) */
+    st_read_fn read;
+    void *read_user;
+    const char *question;      /* UTF-8, question_len bytes */
+    size_t question_len;
+    uint32_t chunk;            /* tokens per chunk; 0 = ST_READ_CHUNK_DEFAULT */
+    /* Optional, after each chunk: (bytes read so far, 0); non-zero cancels. */
+    st_progress_fn progress;
+    void *progress_user;
+} st_read_params;
+
+typedef struct st_read_stats {
+    uint32_t struct_size;      /* sizeof(st_read_stats) */
+    uint64_t n_bytes;          /* of the document */
+    uint64_t n_tokens;         /* the document's tokens */
+    uint64_t n_chunks;
+    uint64_t n_sentences;      /* after cutting sentences without a boundary */
+    uint32_t max_step_tokens;  /* the longest step: kept + chunk */
+    uint32_t n_kept;           /* what the last step kept */
+} st_read_stats;
+
+ST_API st_status st_engine_read(st_engine *e, const st_read_params *params, int32_t **kept,
+                                size_t *n_kept, st_read_stats *stats, st_error *err);
 
 ST_API void st_free(void *p);
 /* A status as text ("out of range") and as its name ("ST_E_RANGE"). */
