@@ -265,6 +265,12 @@ static st_status configure_compute(st_engine *e, st_error *err)
                             (st_kv_type)e->strategy->kv_type, &e->kv, &d);
     if (st == ST_OK)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
+    if (st == ST_OK && strcmp(e->backend_name, "cpu") != 0) {
+        st_opencl_options o = { .backend = e->backend_name, .device = e->device,
+                                .no_kernel_cache = e->no_kernel_cache };
+        st = st_opencl_backend_open(&o, e->model, &e->backend, &d);
+        st_opencl_backend_report(e->backend, &e->cl_report);
+    }
     if (st == ST_OK)
         st = st_engine_forward_init(e, &d);
     if (st != ST_OK)
@@ -304,13 +310,27 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         return st_error_from_diag(err, &d);
     }
     const st_strategy *s = e->strategy;
-    if (s->backend && strcmp(s->backend, "cpu") != 0) {
+    e->backend_name = strdup(opts && opts->backend ? opts->backend : s->backend);
+    const char *device = opts && opts->device ? opts->device : s->device;
+    e->device = device ? strdup(device) : NULL;
+    e->no_kernel_cache = opts && opts->no_kernel_cache;
+    if (!e->backend_name || (device && !e->device)) {
+        st_engine_close(e);
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    }
+    if (strcmp(e->backend_name, "cpu") != 0 && !st_opencl_built()) {
         st_error_set(err, ST_E_UNAVAILABLE,
-                     "%s: backend '%s' is not available in this build (the OpenCL "
-                     "backend is not built yet); use `backend: cpu`",
-                     strategy_path, s->backend);
+                     "%s: backend '%s': this build has no OpenCL backend: %s", strategy_path,
+                     e->backend_name, ST_OPENCL_HOWTO);
         st_engine_close(e);
         return ST_E_UNAVAILABLE;
+    }
+    if (strcmp(e->backend_name, "cpu") != 0 && strncmp(e->backend_name, "opencl", 6) != 0) {
+        st_error_set(err, ST_E_INVALID,
+                     "backend '%s': expected cpu, opencl or opencl:PLATFORM:DEVICE",
+                     e->backend_name);
+        st_engine_close(e);
+        return ST_E_INVALID;
     }
     if (opts && opts->context &&
         (opts->context < ST_STRATEGY_CONTEXT_MIN || opts->context > ST_STRATEGY_CONTEXT_MAX)) {
@@ -368,6 +388,9 @@ void st_engine_close(st_engine *e)
         return;
     st_sampler_chain_free(&e->chain);
     st_engine_forward_free(e);
+    st_backend_free(e->backend);
+    free(e->backend_name);
+    free(e->device);
     st_threadpool_destroy(e->pool);
     st_kv_cache_free(e->kv);
     free(e->logits);
@@ -429,6 +452,11 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->sampler_names = (const char *const *)e->sampler_names;
     out->kv_type = st_kv_type_name(e->kv->type);
     out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
+    out->backend = e->backend ? e->backend->ops->name : "cpu";
+    out->device_name = e->cl_report.device.name;
+    out->kernel_compile_ms = e->cl_report.compile_ms;
+    out->kernel_cache_hit = e->cl_report.from_cache;
+    out->device_bytes = e->backend ? e->backend->ops->device_bytes(e->backend) : 0;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

@@ -36,5 +36,6 @@ int st_cmd_run(int argc, char **argv);
 int st_cmd_tokenize(int argc, char **argv);
 int st_cmd_eval(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);
+int st_cmd_devices(int argc, char **argv);
 
 #endif

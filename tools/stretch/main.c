@@ -19,6 +19,7 @@ const st_command st_commands[] = {
     {"tokenize", st_cmd_tokenize, "print the token ids (and pieces) of a text"},
     {"eval", st_cmd_eval, "evaluate a strategy (ppl: perplexity by position)"},
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},
+    {"devices", st_cmd_devices, "list the OpenCL platforms and devices a strategy can use"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
 

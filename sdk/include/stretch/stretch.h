@@ -52,6 +52,14 @@ typedef struct st_engine_options {
      * engine's worker threads, one line at a time. */
     st_log_fn log;
     void *log_user;
+    /* -- ABI 1.3 -- */
+    /* Override the manifest's `backend:` ("cpu", "opencl",
+     * "opencl:PLATFORM:DEVICE") and `device:` (an index into
+     * st_devices_list's order or a name substring); NULL = the manifest's. */
+    const char *backend;
+    const char *device;
+    /* Build the OpenCL programs afresh, without the binary cache. */
+    bool no_kernel_cache;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
@@ -82,6 +90,15 @@ typedef struct st_engine_info {
      * of every layer. */
     const char *kv_type;
     uint64_t kv_bytes_per_token;
+    /* -- ABI 1.3 -- */
+    /* The backend that runs the model ("cpu", "opencl") and, on OpenCL,
+     * the device's name ("" on the CPU); the program build or cache load
+     * time and the device memory held. */
+    const char *backend;
+    const char *device_name;
+    double kernel_compile_ms;
+    bool kernel_cache_hit;
+    uint64_t device_bytes;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
