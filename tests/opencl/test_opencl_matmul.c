@@ -1,0 +1,152 @@
+/*
+ * The device's weight products against the CPU's scalar kernels
+ * (core/cpu/kernels_scalar.c), every weight type, random weights and
+ * activations, odd row counts (not a multiple of any work-group), several
+ * token counts and an output stride wider than the rows.
+ *
+ * Tolerance: the device sums each row's blocks in the scalar kernel's
+ * order with contraction off, and the integer block sums are exact, so the
+ * only freedom left is the compiler's float evaluation (PoCL may still
+ * vectorise the block loop). We allow 1e-5 of the row's sum of |w x|, the
+ * error bound of a 4096-term float sum in another order (n * eps ~ 5e-4
+ * worst case, ~1e-5 typical); a wrong block, nibble or scale is off by
+ * orders of magnitude more.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cl_fixture.h"
+#include "quant.h"
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static int kt_of(st_ggml_type t)
+{
+    switch (t) {
+    case ST_GGML_F32: return ST_KT_F32;
+    case ST_GGML_F16: return ST_KT_F16;
+    case ST_GGML_Q4_0: return ST_KT_Q4_0;
+    case ST_GGML_Q4_1: return ST_KT_Q4_1;
+    default: return ST_KT_Q8_0;
+    }
+}
+
+/* The backend knows a weight by its st_weight (the model's live as long as
+ * the backend), so each checked matrix stays alive until the test ends. */
+static st_weight *kept[64];
+static size_t n_kept;
+
+static void release_kept(void)
+{
+    for (size_t i = 0; i < n_kept; i++) {
+        free((void *)kept[i]->data);
+        free(kept[i]);
+    }
+    n_kept = 0;
+}
+
+static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t cols,
+                  uint32_t nt)
+{
+    size_t row_bytes = (size_t)cols / st_ggml_block_elems(type) * st_ggml_block_bytes(type);
+    float *wf = malloc((size_t)rows * cols * sizeof *wf);
+    uint8_t *wq = malloc(rows * row_bytes);
+    float *x = malloc((size_t)nt * cols * sizeof *x);
+    st_act_block *xq = malloc((size_t)nt * (cols / ST_ACT_BLOCK) * sizeof *xq);
+    size_t ldy = rows + 3;
+    float *got = malloc(nt * ldy * sizeof *got), *want = malloc(nt * sizeof *want);
+    cr_assert(wf && wq && x && xq && got && want);
+    for (size_t i = 0; i < (size_t)rows * cols; i++)
+        wf[i] = frand();
+    for (size_t i = 0; i < (size_t)nt * cols; i++)
+        x[i] = frand() * 3.0f;
+    for (uint32_t r = 0; r < rows; r++)
+        cr_assert_eq(st_quantize(type, wf + (size_t)r * cols, wq + r * row_bytes, cols), ST_OK);
+    const st_cpu_kernels *k = st_cpu_kernels_get(ST_ISA_SCALAR);
+    for (uint32_t t = 0; t < nt; t++)
+        k->quantize_act(x + (size_t)t * cols, cols, xq + (size_t)t * (cols / ST_ACT_BLOCK));
+    for (size_t i = 0; i < nt * ldy; i++)
+        got[i] = -12345.0f;   /* the gaps of the stride stay untouched */
+
+    st_weight *w = malloc(sizeof *w);
+    cr_assert(w && n_kept < sizeof kept / sizeof kept[0]);
+    *w = (st_weight){ .type = type, .cols = cols, .rows = rows, .row_bytes = row_bytes,
+                      .data = wq };
+    kept[n_kept++] = w;
+    st_diag d;
+    cr_assert_eq(st_cl_matmul_run(mm, w, got, ldy, x, cols, xq, cols / ST_ACT_BLOCK, nt, &d),
+                 ST_OK, "%s", d.message);
+    bool quant = type != ST_GGML_F32 && type != ST_GGML_F16;
+    for (uint32_t r = 0; r < rows; r++) {
+        const uint8_t *row = wq + r * row_bytes;
+        if (quant)
+            k->dot[kt_of(type)](cols, row, xq, cols / ST_ACT_BLOCK, nt, want);
+        else
+            k->dot[kt_of(type)](cols, row, x, cols, nt, want);
+        for (uint32_t t = 0; t < nt; t++) {
+            float m = 0.0f;
+            for (uint32_t i = 0; i < cols; i++)
+                m += fabsf(wf[(size_t)r * cols + i] * x[(size_t)t * cols + i]);
+            float tol = 1e-5f * m + 1e-6f;
+            cr_assert(fabsf(got[t * ldy + r] - want[t]) <= tol,
+                      "%s %ux%u nt %u: row %u token %u: device %.9g, cpu %.9g (tol %.3g)",
+                      st_ggml_type_name(type), rows, cols, nt, r, t, got[t * ldy + r], want[t],
+                      tol);
+        }
+    }
+    for (uint32_t t = 0; t < nt; t++)
+        for (size_t g = rows; g < ldy; g++)
+            cr_assert_eq(got[t * ldy + g], -12345.0f, "the product wrote past its rows");
+    free(wf); free(x); free(xq); free(got); free(want);
+}
+
+static const st_ggml_type types[] = { ST_GGML_F32, ST_GGML_F16, ST_GGML_Q4_0, ST_GGML_Q4_1,
+                                      ST_GGML_Q8_0 };
+
+Test(opencl_matmul, every_type_matches_the_cpu)
+{
+    st_cl_ctx c;
+    st_cl_test_open(&c, NULL);
+    st_cl_matmul *mm;
+    st_diag d;
+    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    static const uint32_t shapes[][3] = { { 37, 64, 1 }, { 129, 96, 3 }, { 5, 576, 9 },
+                                          { 67, 32, 2 } };
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            check(mm, types[t], shapes[s][0], shapes[s][1], shapes[s][2]);
+    cr_expect_gt(st_cl_matmul_bytes(mm), 0);
+    st_cl_matmul_free(mm);
+    release_kept();
+    st_cl_ctx_close(&c);
+}
+
+Test(opencl_matmul, a_weight_is_uploaded_once)
+{
+    st_cl_ctx c;
+    st_cl_test_open(&c, NULL);
+    st_cl_matmul *mm;
+    st_diag d;
+    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    float wf[64 * 4];
+    for (size_t i = 0; i < 256; i++)
+        wf[i] = frand();
+    st_weight w = { .type = ST_GGML_F32, .cols = 64, .rows = 4, .row_bytes = 256,
+                    .data = (const uint8_t *)wf };
+    cr_assert_eq(st_cl_matmul_upload(mm, &w, &d), ST_OK);
+    uint64_t once = st_cl_matmul_bytes(mm);
+    cr_assert_eq(st_cl_matmul_upload(mm, &w, &d), ST_OK);
+    cr_expect_eq(st_cl_matmul_bytes(mm), once);
+    cr_expect_geq(once, sizeof wf);
+    st_cl_matmul_free(mm);
+    st_cl_ctx_close(&c);
+}
