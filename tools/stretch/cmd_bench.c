@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include <stretch/devices.h>
 #include "engine_cli.h"
 #include "json_out.h"
 
@@ -32,7 +33,10 @@ static void bench_usage(FILE *f)
                "                     [--threads N] [--reps N] [--context N] [--json]\n\n"
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
-               "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n");
+               "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
+               "  On OpenCL the first rep's load includes the kernel build when the binary\n"
+               "  cache is cold (`kernels` says which), and device memory is reported.\n\n");
+    fputs(st_cli_backend_usage, f);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -93,6 +97,9 @@ int st_cmd_bench(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if ((v = st_cli_backend_option("bench", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else {
             fprintf(stderr, "stretch bench: unknown or incomplete option '%s'\n", a);
             bench_usage(stderr);
@@ -109,7 +116,10 @@ int st_cmd_bench(int argc, char **argv)
     if (!opts.context)
         opts.context = (uint32_t)(n_prompt + n_gen + 16);
 
-    double load[64], prefill[64], decode[64];
+    double load[64], prefill[64], decode[64], compile_ms[64];
+    bool cache_hit[64];
+    char backend[16] = "cpu", device[ST_DEVICE_TEXT_MAX] = "";
+    uint64_t device_bytes = 0;
     uint32_t threads = 0;
     char kv_type[16] = "?"; /* copied: the engine's string goes with it */
     uint64_t kv_bytes = 0;
@@ -125,6 +135,10 @@ int st_cmd_bench(int argc, char **argv)
         threads = info.n_threads;
         snprintf(kv_type, sizeof kv_type, "%s", info.kv_type ? info.kv_type : "?");
         kv_bytes = info.kv_bytes_per_token;
+        snprintf(backend, sizeof backend, "%s", info.backend ? info.backend : "cpu");
+        snprintf(device, sizeof device, "%s", info.device_name ? info.device_name : "");
+        compile_ms[r] = info.kernel_compile_ms;
+        cache_hit[r] = info.kernel_cache_hit;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
         uint64_t x = 0x9E3779B97F4A7C15ull;
         for (long long i = 0; ids && i < n_prompt; i++) {
@@ -148,6 +162,8 @@ int st_cmd_bench(int argc, char **argv)
         } else {
             prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
             decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;
+            st_engine_get_info(e, &info);
+            device_bytes = info.device_bytes;   /* weights and buffers after a run */
         }
         st_engine_close(e);
     }
@@ -175,6 +191,18 @@ int st_cmd_bench(int argc, char **argv)
         st_json_string(&j, kv_type);
         st_json_key(&j, "kv_bytes_per_token");
         st_json_uint(&j, kv_bytes);
+        st_json_key(&j, "backend");
+        st_json_string(&j, backend);
+        st_json_key(&j, "device");
+        st_json_string(&j, device[0] ? device : NULL);
+        st_json_key(&j, "device_bytes");
+        st_json_uint(&j, device_bytes);
+        json_list(&j, "kernel_compile_ms", compile_ms, (int)reps);
+        st_json_key(&j, "kernel_cache_hit");
+        st_json_begin_array(&j);
+        for (int r = 0; r < reps; r++)
+            st_json_bool(&j, cache_hit[r]);
+        st_json_end_array(&j);
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
@@ -185,6 +213,13 @@ int st_cmd_bench(int argc, char **argv)
         print_stat("decode tok/s", decode, (int)reps);
         printf("%-16s %.1f MB\n", "peak RSS", rss);
         printf("%-16s %s, %" PRIu64 " bytes per token\n", "kv cache", kv_type, kv_bytes);
+        if (strcmp(backend, "cpu") != 0) {
+            printf("%-16s %s on '%s', %.1f MB of device memory\n", "backend", backend, device,
+                   device_bytes / 1048576.0);
+            for (int r = 0; r < reps; r++)
+                printf("%-16s rep %d: %.1f ms (%s)\n", "kernels", r + 1, compile_ms[r],
+                       cache_hit[r] ? "binary cache" : "built from source");
+        }
     }
     return 0;
 }

@@ -32,9 +32,11 @@ static void run_usage(FILE *f)
             "  --logits-out FILE    write the first step's logits as float32\n"
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
-            "  --json               print one JSON object (ids, text, timings) at the end\n"
+            "  --json               print one JSON object (ids, text, timings, device) at the\n"
+            "                       end\n"
             "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
-            "  (a warning on stderr; the text so far is kept and the exit code is 0).\n");
+            "  (a warning on stderr; the text so far is kept and the exit code is 0).\n\n");
+    fputs(st_cli_backend_usage, f);
 }
 
 typedef struct run_state {
@@ -120,6 +122,9 @@ int st_cmd_run(int argc, char **argv)
                 return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
+        } else if ((v = st_cli_backend_option("run", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--model") && next) {
             opts.model = argv[++i];
         } else if (!strcmp(a, "--file") && next) {
@@ -281,6 +286,10 @@ int st_cmd_run(int argc, char **argv)
             st_json_string(&j, kv.kv_type);
             st_json_key(&j, "kv_bytes_per_token");
             st_json_uint(&j, kv.kv_bytes_per_token);
+            st_json_key(&j, "backend");
+            st_json_string(&j, kv.backend);
+            st_json_key(&j, "device");
+            st_json_string(&j, kv.device_name && kv.device_name[0] ? kv.device_name : NULL);
             st_json_end_object(&j);
             st_json_end(&j);
         } else {
