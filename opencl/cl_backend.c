@@ -9,7 +9,13 @@ typedef struct cl_backend {
     st_backend base;
     st_cl_ctx ctx;
     st_cl_matmul *mm;
+    st_cl_plugin_kernels plugin;
 } cl_backend;
+
+st_cl_plugin_kernels *st_cl_backend_plugin_kernels(void *backend)
+{
+    return &((cl_backend *)backend)->plugin;
+}
 
 static st_status cl_matmul(st_backend *b, uint32_t n_mats, const st_weight *const *w,
                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
@@ -34,6 +40,7 @@ static uint64_t cl_device_bytes(const st_backend *b)
 static void cl_free(st_backend *b)
 {
     cl_backend *c = (cl_backend *)b;
+    st_cl_plugin_kernels_release_all(&c->plugin);
     st_cl_matmul_free(c->mm);
     st_cl_ctx_close(&c->ctx);
     free(c);
@@ -88,6 +95,7 @@ st_status st_opencl_backend_open(const st_opencl_options *opts, const st_model *
         return st_diag_set(diag, ST_E_NOMEM, "", 0, 0, "OpenCL: out of memory");
     }
     c->base.ops = &cl_ops;
+    c->plugin.ctx = &c->ctx;
     s = st_cl_ctx_open(&c->ctx, &devs[pick], opts->no_kernel_cache, opts->cache_dir, diag);
     free(devs);
     if (s != ST_OK) {

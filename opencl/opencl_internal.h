@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "host_services.h"
 #include "opencl_backend.h"
 
 /* One device the ICD loader found. */
@@ -103,5 +104,16 @@ st_status st_cl_matmul_run(st_cl_matmul *mm, const st_weight *w, float *y, size_
                            const float *xf, size_t ldxf, const st_act_block *xq, size_t ldxq,
                            uint32_t nt, st_diag *diag);
 uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm);
+
+/* ---- plugins' kernels (cl_plugin_kernels.c) ---------------------------- */
+
+typedef struct st_cl_plugin_kernels {
+    st_cl_ctx *ctx;
+    st_kernel *live;   /* compiled and not yet released */
+} st_cl_plugin_kernels;
+
+/* The plugin kernel state of an OpenCL st_backend (cl_backend.c). */
+st_cl_plugin_kernels *st_cl_backend_plugin_kernels(void *backend);
+void st_cl_plugin_kernels_release_all(st_cl_plugin_kernels *pk);
 
 #endif

@@ -29,6 +29,11 @@ st_status st_opencl_backend_open(const st_opencl_options *opts, const st_model *
                        opts && opts->backend ? opts->backend : "opencl", ST_OPENCL_HOWTO);
 }
 
+const st_host_kernels *st_opencl_host_kernels(void)
+{
+    return NULL;
+}
+
 void st_opencl_backend_report(const st_backend *b, st_opencl_report *out)
 {
     (void)b;

@@ -9,6 +9,7 @@
 #include <stretch/devices.h>
 
 #include "backend.h"
+#include "host_services.h"
 #include "model.h"
 
 /* How the build was told to find the backend, for refusals. */
@@ -40,6 +41,10 @@ st_status st_opencl_devices(st_device_info **out, size_t *n, st_diag *diag);
  * (or load them from the cache), and upload the model's weights. */
 st_status st_opencl_backend_open(const st_opencl_options *opts, const st_model *m,
                                  st_backend **out, st_diag *diag);
+
+/* The kernels the backend offers plugins (host_services.h), `ctx` being
+ * the st_backend; NULL where there is no OpenCL backend. */
+const st_host_kernels *st_opencl_host_kernels(void);
 
 /* What the last open did, for `stretch bench` and `run --json`. */
 typedef struct st_opencl_report {

@@ -73,7 +73,7 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
      * without a feature is not created without it. */
     const st_plugin_manifest *m = rec->manifest;
     for (size_t i = 0; i < m->n_requires; i++) {
-        const char *why_not = st_feature_unavailable(m->requires[i], kind, e->strategy->backend,
+        const char *why_not = st_feature_unavailable(m->requires[i], kind, e->backend_name,
                                                      e->gguf != NULL);
         if (why_not) {
             st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
@@ -136,6 +136,25 @@ static st_status open_model(st_engine *e, st_error *err)
         .n_vocab = hp->n_vocab, .n_pos_rows = e->model->n_pos,
     };
     st_host_set_model(e->host, e->gguf);
+    return ST_OK;
+}
+
+/* The OpenCL device, before the plugins: a plugin with `requires: [opencl]`
+ * compiles its kernels in create(). The CPU backend is the forward pass's
+ * default and needs nothing here. */
+static st_status open_backend(st_engine *e, st_error *err)
+{
+    if (strcmp(e->backend_name, "cpu") == 0)
+        return ST_OK;
+    st_diag d;
+    st_diag_clear(&d);
+    st_opencl_options o = { .backend = e->backend_name, .device = e->device,
+                            .no_kernel_cache = e->no_kernel_cache };
+    st_status st = st_opencl_backend_open(&o, e->model, &e->backend, &d);
+    if (st != ST_OK)
+        return st_error_from_diag(err, &d);
+    st_opencl_backend_report(e->backend, &e->cl_report);
+    st_host_set_kernels(e->host, st_opencl_host_kernels(), e->backend);
     return ST_OK;
 }
 
@@ -265,12 +284,6 @@ static st_status configure_compute(st_engine *e, st_error *err)
                             (st_kv_type)e->strategy->kv_type, &e->kv, &d);
     if (st == ST_OK)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
-    if (st == ST_OK && strcmp(e->backend_name, "cpu") != 0) {
-        st_opencl_options o = { .backend = e->backend_name, .device = e->device,
-                                .no_kernel_cache = e->no_kernel_cache };
-        st = st_opencl_backend_open(&o, e->model, &e->backend, &d);
-        st_opencl_backend_report(e->backend, &e->cl_report);
-    }
     if (st == ST_OK)
         st = st_engine_forward_init(e, &d);
     if (st != ST_OK)
@@ -370,7 +383,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_engine_close(e);
         return st_error_from_diag(err, &d);
     }
-    if ((st = open_model(e, err)) || (st = open_plugins(e, err)) ||
+    if ((st = open_model(e, err)) || (st = open_backend(e, err)) || (st = open_plugins(e, err)) ||
         (st = configure_compute(e, err))) {
         st_engine_close(e);
         return st;
@@ -388,9 +401,6 @@ void st_engine_close(st_engine *e)
         return;
     st_sampler_chain_free(&e->chain);
     st_engine_forward_free(e);
-    st_backend_free(e->backend);
-    free(e->backend_name);
-    free(e->device);
     st_threadpool_destroy(e->pool);
     st_kv_cache_free(e->kv);
     free(e->logits);
@@ -404,6 +414,10 @@ void st_engine_close(st_engine *e)
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
     plugin_release(&e->tokenizer);
+    /* After the plugins: their kernels live on the device. */
+    st_backend_free(e->backend);
+    free(e->backend_name);
+    free(e->device);
     st_model_free(e->model);
     st_gguf_close(e->gguf);
     st_host_free(e->host);

@@ -1,7 +1,8 @@
 /*
  * core/host_features.c - see host_features.h. The answers follow what the
  * engine does today: the model is mapped before any plugin is created,
- * only the CPU backend is built, the services table's model_score answers
+ * the OpenCL backend serves kernels where the build has it and the
+ * strategy runs on it, the services table's model_score answers
  * ST_E_UNAVAILABLE, and token entropy and attention weights are handed to
  * the attention plugin alone (engine_forward.c).
  */
@@ -14,10 +15,16 @@ const char *st_feature_unavailable(const char *feature, st_kind kind, const char
 {
     if (strcmp(feature, "model") == 0)
         return has_model ? NULL : "the strategy names no model (model:)";
-    if (strcmp(feature, "opencl") == 0)
-        return backend && strncmp(backend, "opencl", 6) == 0
-                   ? "the OpenCL backend is not built yet"
-                   : "the backend is not opencl";
+    if (strcmp(feature, "opencl") == 0) {
+        if (!backend || strncmp(backend, "opencl", 6) != 0)
+            return "the backend is not opencl";
+#ifdef ST_HAVE_OPENCL
+        return NULL;
+#else
+        return "this build has no OpenCL backend (configure with -DST_OPENCL=ON and the "
+               "OpenCL headers and ICD loader installed)";
+#endif
+    }
     if (strcmp(feature, "model-scoring") == 0)
         return "this host cannot score the model for a plugin yet (model_score is unavailable)";
     if (strcmp(feature, "attention-weights") == 0 || strcmp(feature, "token-entropy") == 0)

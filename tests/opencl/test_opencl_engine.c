@@ -171,3 +171,44 @@ Test(opencl_engine, device_key_and_bad_selectors)
               err.message);
     cleanup();
 }
+
+/* A plugin's own kernel through ST_HOST_OPENCL_V1: cl-argmax picks on the
+ * device, and its continuation equals the greedy sampler's. */
+Test(opencl_engine, a_plugin_kernel_runs_on_the_device)
+{
+    make_model(ST_GGML_Q8_0);
+    const char *greedy_m = write_manifest("g.yaml", "backend: opencl\n");
+    char *argmax_m = NULL;
+    {
+        char path[400];
+        snprintf(path, sizeof path, "%s/argmax.yaml", dir);
+        FILE *f = fopen(path, "w");
+        cr_assert(f);
+        fprintf(f,
+                "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\nbackend: opencl\n"
+                "plugin-dirs: [%s]\n"
+                "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                "attention: {plugin: dense}\nsamplers:\n  - plugin: cl-argmax\n",
+                model_path, ST_CL_FIX_DIR);
+        fclose(f);
+        argmax_m = strdup(path);
+    }
+    collected a, b;
+    greedy(greedy_m, NULL, "The quick brown fox", &a, NULL);
+    greedy(argmax_m, NULL, "The quick brown fox", &b, NULL);
+    cr_assert_eq(b.n, a.n);
+    for (size_t i = 0; i < a.n; i++)
+        cr_assert_eq(b.tokens[i], a.tokens[i], "token %zu: device argmax %d, greedy %d", i,
+                     b.tokens[i], a.tokens[i]);
+
+    /* On the CPU backend the plugin's `requires: [opencl]` is refused
+     * before its code runs, naming the reason. */
+    st_engine_options o = { .struct_size = sizeof o, .backend = "cpu" };
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_expect_eq(st_engine_open(argmax_m, &o, &e, &err), ST_E_INVALID);
+    cr_expect(strstr(err.message, "requires 'opencl'") &&
+                  strstr(err.message, "the backend is not opencl"), "%s", err.message);
+    free(argmax_m);
+    cleanup();
+}
