@@ -1,7 +1,16 @@
 /* The weight products: y[t][r] = dot(W row r, x row t), one work-item per
- * (row, token), blocks summed in order exactly as core/cpu's scalar
- * kernels do (kernels_scalar.c), so the device and the CPU differ only by
- * the CPU's SIMD summation order.
+ * (row, token).
+ *
+ * The float arithmetic follows the CPU's SIMD dot kernels step for step
+ * (core/cpu/kernels_x86.inc, shared by its AVX2 and AVX-512 tables): eight
+ * lane accumulators, lane j taking elements 4j..4j+3 of each 32-block
+ * (quantized rows: their exact integer sum, scaled by d_w * d_x with a
+ * fused multiply-add) or elements i = j mod 8 (float rows, fused), then
+ * the same pairwise tree of the eight lanes, the block-offset terms of Q4_0
+ * and Q4_1 summed apart. This forward pass rounds activations to int8 per
+ * block, so one ulp upstream can flip a later rounding; following the
+ * CPU's order makes the device's products bit for bit the CPU's, and with
+ * them the greedy continuations.
  *
  * Quantized rows take activations quantized to int8 per 32 elements
  * (st_act_block: float d, s, s16; char q[32]; ACT_BYTES apart, given by the
@@ -24,6 +33,14 @@ inline float act_f(global const uchar *a, int i)
     return *(global const float *)(a + 4 * i);
 }
 
+/* The CPU's horizontal sum of eight lanes: (0+4, 1+5, 2+6, 3+7), then
+ * (a+c, b+d), then their sum. */
+inline float hsum8(const float *v)
+{
+    float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
+    return (s0 + s2) + (s1 + s3);
+}
+
 kernel void mm_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
                    global const float *x, uint ldx, uint nt, global float *y)
 {
@@ -32,10 +49,15 @@ kernel void mm_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const float *wr = (global const float *)(w + (size_t)r * row_bytes);
     global const float *xt = x + (size_t)t * ldx;
-    float acc = 0.0f;
-    for (uint i = 0; i < cols; i++)
-        acc += wr[i] * xt[i];
-    y[(size_t)t * rows + r] = acc;
+    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    uint i = 0;
+    for (; i + 8 <= cols; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] = fma(wr[i + j], xt[i + j], acc[j]);
+    float s = hsum8(acc);
+    for (; i < cols; i++)
+        s += wr[i] * xt[i];
+    y[(size_t)t * rows + r] = s;
 }
 
 kernel void mm_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
@@ -46,10 +68,48 @@ kernel void mm_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const half *wr = (global const half *)(w + (size_t)r * row_bytes);
     global const float *xt = x + (size_t)t * ldx;
-    float acc = 0.0f;
-    for (uint i = 0; i < cols; i++)
-        acc += vload_half(i, wr) * xt[i];
-    y[(size_t)t * rows + r] = acc;
+    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    uint i = 0;
+    for (; i + 8 <= cols; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] = fma(vload_half(i + j, wr), xt[i + j], acc[j]);
+    float s = hsum8(acc);
+    for (; i < cols; i++)
+        s += vload_half(i, wr) * xt[i];
+    y[(size_t)t * rows + r] = s;
+}
+
+/* Element e of a Q4 block's 32 unsigned nibbles: 0..15 the low nibbles of
+ * qs[0..16), 16..31 the high ones. */
+inline int nib(global const uchar *qs, int e)
+{
+    return e < 16 ? (qs[e] & 15) : (qs[e - 16] >> 4);
+}
+
+/* Q4_0 and Q4_1 share the integer part; Q4_0 subtracts 8 * d * s, Q4_1
+ * adds m * s16, each summed over the blocks apart from the lanes. */
+inline float mm_q4(global const uchar *wr, uint block_bytes, uint qs_off, bool has_min,
+                   global const uchar *xt, uint nb)
+{
+    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    float corr = 0.0f;
+    for (uint b = 0; b < nb; b++) {
+        global const uchar *wb = wr + b * block_bytes, *ab = xt + b * ACT_BYTES;
+        global const char *q = (global const char *)(ab + 12);
+        float d = half_at(wb);
+        float dd = d * act_f(ab, 0);
+        for (int j = 0; j < 8; j++) {
+            int isum = 0;
+            for (int k = 4 * j; k < 4 * j + 4; k++)
+                isum += nib(wb + qs_off, k) * q[k];
+            acc[j] = fma((float)isum, dd, acc[j]);
+        }
+        if (has_min)
+            corr += half_at(wb + 2) * act_f(ab, 2);
+        else
+            corr += d * act_f(ab, 1);
+    }
+    return has_min ? hsum8(acc) + corr : hsum8(acc) - 8.0f * corr;
 }
 
 kernel void mm_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
@@ -58,19 +118,8 @@ kernel void mm_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
     uint r = get_global_id(0), t = get_global_id(1);
     if (r >= rows || t >= nt)
         return;
-    global const uchar *wr = w + (size_t)r * row_bytes;
-    global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
-    float acc = 0.0f;
-    for (uint b = 0; b < cols / 32; b++) {
-        global const uchar *wb = wr + b * 18, *ab = xt + b * ACT_BYTES;
-        global const char *q = (global const char *)(ab + 12);
-        int isum = 0;
-        for (int j = 0; j < 16; j++)
-            isum += (wb[2 + j] & 15) * q[j] + (wb[2 + j] >> 4) * q[j + 16];
-        float d = half_at(wb);
-        acc += d * (act_f(ab, 0) * (float)isum - 8.0f * act_f(ab, 1));
-    }
-    y[(size_t)t * rows + r] = acc;
+    y[(size_t)t * rows + r] = mm_q4(w + (size_t)r * row_bytes, 18, 2, false,
+                                    x + (size_t)t * ldx_blocks * ACT_BYTES, cols / 32);
 }
 
 kernel void mm_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
@@ -79,18 +128,8 @@ kernel void mm_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
     uint r = get_global_id(0), t = get_global_id(1);
     if (r >= rows || t >= nt)
         return;
-    global const uchar *wr = w + (size_t)r * row_bytes;
-    global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
-    float acc = 0.0f;
-    for (uint b = 0; b < cols / 32; b++) {
-        global const uchar *wb = wr + b * 20, *ab = xt + b * ACT_BYTES;
-        global const char *q = (global const char *)(ab + 12);
-        int isum = 0;
-        for (int j = 0; j < 16; j++)
-            isum += (wb[4 + j] & 15) * q[j] + (wb[4 + j] >> 4) * q[j + 16];
-        acc += half_at(wb) * act_f(ab, 0) * (float)isum + half_at(wb + 2) * act_f(ab, 2);
-    }
-    y[(size_t)t * rows + r] = acc;
+    y[(size_t)t * rows + r] = mm_q4(w + (size_t)r * row_bytes, 20, 4, true,
+                                    x + (size_t)t * ldx_blocks * ACT_BYTES, cols / 32);
 }
 
 kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
@@ -101,15 +140,18 @@ kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const uchar *wr = w + (size_t)r * row_bytes;
     global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
-    float acc = 0.0f;
+    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
     for (uint b = 0; b < cols / 32; b++) {
         global const uchar *wb = wr + b * 34, *ab = xt + b * ACT_BYTES;
         global const char *wq = (global const char *)(wb + 2);
         global const char *q = (global const char *)(ab + 12);
-        int isum = 0;
-        for (int j = 0; j < 32; j++)
-            isum += wq[j] * q[j];
-        acc += half_at(wb) * act_f(ab, 0) * (float)isum;
+        float dd = half_at(wb) * act_f(ab, 0);
+        for (int j = 0; j < 8; j++) {
+            int isum = 0;
+            for (int k = 4 * j; k < 4 * j + 4; k++)
+                isum += wq[k] * q[k];
+            acc[j] = fma((float)isum, dd, acc[j]);
+        }
     }
-    y[(size_t)t * rows + r] = acc;
+    y[(size_t)t * rows + r] = hsum8(acc);
 }
