@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stretch/devices.h>
@@ -117,4 +118,42 @@ Test(opencl_devices_none, no_platform_is_a_clear_error, .init = NULL)
     st_error err = {0};
     cr_expect_eq(st_devices_list(&pub, &n, &err), ST_E_UNAVAILABLE);
     cr_expect(strstr(err.message, "no OpenCL platform found"), "%s", err.message);
+}
+
+/* `stretch devices`: the list as text and JSON, and the refusal with no
+ * platform (exit 5, the reason on stderr). */
+static int run_cli(const char *args, const char *env, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s/bin/stretch %s 2>&1", env ? env : "", ST_TEST_BINARY_DIR,
+             args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+Test(opencl_devices, the_cli_lists_them)
+{
+    static char out[65536];
+    cr_assert_eq(run_cli("devices", NULL, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, devs[0].info.name) && strstr(out, "opencl:0:0"), "%s", out);
+    cr_assert_eq(run_cli("devices --json", NULL, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "\"devices\"") && strstr(out, "\"global_mem_bytes\"") &&
+                  strstr(out, "\"backend\": \"opencl:0:0\""), "%s", out);
+    cr_expect_eq(run_cli("devices --bogus", NULL, out, sizeof out), 1, "%s", out);
+}
+
+Test(opencl_devices, the_cli_says_when_there_is_no_platform)
+{
+    static char out[8192];
+    char env[160];
+    snprintf(env, sizeof env, "mkdir -p /tmp/st_cl_nov_%ld && OCL_ICD_VENDORS=/tmp/st_cl_nov_%ld",
+             (long)getpid(), (long)getpid());
+    cr_expect_eq(run_cli("devices", env, out, sizeof out), 5, "%s", out);
+    cr_expect(strstr(out, "stretch devices: no OpenCL platform found"), "%s", out);
+    snprintf(env, sizeof env, "rmdir /tmp/st_cl_nov_%ld", (long)getpid());
+    cr_expect_eq(system(env), 0);
 }
