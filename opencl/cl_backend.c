@@ -24,12 +24,7 @@ static st_status cl_matmul(st_backend *b, uint32_t n_mats, const st_weight *cons
 {
     (void)no_packed;   /* the device sums every row as the scalar kernels do */
     cl_backend *c = (cl_backend *)b;
-    for (uint32_t i = 0; i < n_mats; i++) {
-        st_status s = st_cl_matmul_run(c->mm, w[i], y[i], ldy[i], xf, ldxf, xq, ldxq, nt, diag);
-        if (s != ST_OK)
-            return s;
-    }
-    return ST_OK;
+    return st_cl_matmul_run(c->mm, n_mats, w, y, ldy, xf, ldxf, xq, ldxq, nt, diag);
 }
 
 static uint64_t cl_device_bytes(const st_backend *b)

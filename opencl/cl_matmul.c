@@ -19,8 +19,10 @@ struct st_cl_matmul {
     dev_weight *weights;
     size_t n_weights, cap_weights;
     uint64_t weight_bytes;
-    cl_mem x, y;
-    size_t x_cap, y_cap;   /* bytes */
+    /* Activations (int8 blocks, floats: a call may need both when its
+     * matrices differ in type) and one product buffer per matrix. */
+    cl_mem xq, xf, y[ST_MATMUL_MAX_MATS];
+    size_t xq_cap, xf_cap, y_cap[ST_MATMUL_MAX_MATS];   /* bytes */
 };
 
 static int kt_of(st_ggml_type t)
@@ -89,16 +91,22 @@ void st_cl_matmul_free(st_cl_matmul *mm)
             clReleaseKernel(mm->k[i]);
     if (mm->prog)
         clReleaseProgram(mm->prog);
-    if (mm->x)
-        clReleaseMemObject(mm->x);
-    if (mm->y)
-        clReleaseMemObject(mm->y);
+    if (mm->xq)
+        clReleaseMemObject(mm->xq);
+    if (mm->xf)
+        clReleaseMemObject(mm->xf);
+    for (int i = 0; i < ST_MATMUL_MAX_MATS; i++)
+        if (mm->y[i])
+            clReleaseMemObject(mm->y[i]);
     free(mm);
 }
 
 uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm)
 {
-    return mm->weight_bytes + mm->x_cap + mm->y_cap;
+    uint64_t b = mm->weight_bytes + mm->xq_cap + mm->xf_cap;
+    for (int i = 0; i < ST_MATMUL_MAX_MATS; i++)
+        b += mm->y_cap[i];
+    return b;
 }
 
 static dev_weight *find(st_cl_matmul *mm, const st_weight *w)
@@ -159,49 +167,78 @@ static st_status reserve(st_cl_matmul *mm, cl_mem *buf, size_t *cap, size_t byte
     return ST_OK;
 }
 
-st_status st_cl_matmul_run(st_cl_matmul *mm, const st_weight *w, float *y, size_t ldy,
-                           const float *xf, size_t ldxf, const st_act_block *xq, size_t ldxq,
-                           uint32_t nt, st_diag *diag)
+st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
+                           float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
+                           const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag)
 {
-    st_status s = st_cl_matmul_upload(mm, w, diag);
-    if (s != ST_OK)
-        return s;
-    int kt = kt_of(w->type);
-    bool quant = kt >= ST_KT_Q4_0;
-    size_t xbytes = quant ? (size_t)nt * ldxq * sizeof(st_act_block)
-                          : (size_t)nt * ldxf * sizeof(float);
-    size_t ybytes = (size_t)nt * w->rows * sizeof(float);
-    if ((s = reserve(mm, &mm->x, &mm->x_cap, xbytes, CL_MEM_READ_ONLY, diag)) != ST_OK ||
-        (s = reserve(mm, &mm->y, &mm->y_cap, ybytes, CL_MEM_WRITE_ONLY, diag)) != ST_OK)
-        return s;
+    if (n_mats > ST_MATMUL_MAX_MATS)
+        return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0, "OpenCL: %u matrices in one call",
+                           n_mats);
+    st_status s;
+    bool need_q = false, need_f = false;
+    for (uint32_t i = 0; i < n_mats; i++) {
+        if ((s = st_cl_matmul_upload(mm, w[i], diag)) != ST_OK)
+            return s;
+        if (kt_of(w[i]->type) >= ST_KT_Q4_0)
+            need_q = true;
+        else
+            need_f = true;
+    }
     cl_command_queue q = mm->c->queue;
-    cl_int rc = clEnqueueWriteBuffer(q, mm->x, CL_FALSE, 0, xbytes,
-                                     quant ? (const void *)xq : (const void *)xf, 0, NULL, NULL);
-    if (rc != CL_SUCCESS)
-        return cl_fail(diag, "sending activations", rc);
-    cl_kernel k = mm->k[kt];
-    cl_uint row_bytes = (cl_uint)w->row_bytes, rows = w->rows, cols = w->cols;
-    cl_uint ldx = (cl_uint)(quant ? ldxq : ldxf), n = nt;
-    cl_mem wb = find(mm, w)->buf;
-    clSetKernelArg(k, 0, sizeof wb, &wb);
-    clSetKernelArg(k, 1, sizeof row_bytes, &row_bytes);
-    clSetKernelArg(k, 2, sizeof rows, &rows);
-    clSetKernelArg(k, 3, sizeof cols, &cols);
-    clSetKernelArg(k, 4, sizeof mm->x, &mm->x);
-    clSetKernelArg(k, 5, sizeof ldx, &ldx);
-    clSetKernelArg(k, 6, sizeof n, &n);
-    clSetKernelArg(k, 7, sizeof mm->y, &mm->y);
-    size_t global[2] = { rows, nt };
-    rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, NULL, 0, NULL, NULL);
-    if (rc != CL_SUCCESS)
-        return cl_fail(diag, "launching a weight product", rc);
-    /* Rows of w->rows floats on the device land ldy floats apart. */
-    size_t origin[3] = { 0, 0, 0 };
-    size_t region[3] = { (size_t)w->rows * sizeof(float), nt, 1 };
-    rc = clEnqueueReadBufferRect(q, mm->y, CL_TRUE, origin, origin, region,
-                                 (size_t)w->rows * sizeof(float), 0, ldy * sizeof(float), 0, y, 0,
-                                 NULL, NULL);
-    if (rc != CL_SUCCESS)
-        return cl_fail(diag, "reading products back", rc);
+    cl_int rc;
+    /* The block's activations go up once for all the matrices. */
+    size_t qbytes = (size_t)nt * ldxq * sizeof(st_act_block);
+    size_t fbytes = (size_t)nt * ldxf * sizeof(float);
+    if (need_q) {
+        if ((s = reserve(mm, &mm->xq, &mm->xq_cap, qbytes, CL_MEM_READ_ONLY, diag)) != ST_OK)
+            return s;
+        rc = clEnqueueWriteBuffer(q, mm->xq, CL_FALSE, 0, qbytes, xq, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(diag, "sending activations", rc);
+    }
+    if (need_f) {
+        if ((s = reserve(mm, &mm->xf, &mm->xf_cap, fbytes, CL_MEM_READ_ONLY, diag)) != ST_OK)
+            return s;
+        rc = clEnqueueWriteBuffer(q, mm->xf, CL_FALSE, 0, fbytes, xf, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(diag, "sending activations", rc);
+    }
+    for (uint32_t i = 0; i < n_mats; i++) {
+        int kt = kt_of(w[i]->type);
+        bool quant = kt >= ST_KT_Q4_0;
+        size_t ybytes = (size_t)nt * w[i]->rows * sizeof(float);
+        if ((s = reserve(mm, &mm->y[i], &mm->y_cap[i], ybytes, CL_MEM_WRITE_ONLY, diag)) !=
+            ST_OK)
+            return s;
+        cl_kernel k = mm->k[kt];
+        cl_uint row_bytes = (cl_uint)w[i]->row_bytes, rows = w[i]->rows, cols = w[i]->cols;
+        cl_uint ldx = (cl_uint)(quant ? ldxq : ldxf), n = nt;
+        cl_mem wb = find(mm, w[i])->buf, xb = quant ? mm->xq : mm->xf;
+        clSetKernelArg(k, 0, sizeof wb, &wb);
+        clSetKernelArg(k, 1, sizeof row_bytes, &row_bytes);
+        clSetKernelArg(k, 2, sizeof rows, &rows);
+        clSetKernelArg(k, 3, sizeof cols, &cols);
+        clSetKernelArg(k, 4, sizeof xb, &xb);
+        clSetKernelArg(k, 5, sizeof ldx, &ldx);
+        clSetKernelArg(k, 6, sizeof n, &n);
+        clSetKernelArg(k, 7, sizeof mm->y[i], &mm->y[i]);
+        size_t global[2] = { rows, nt };
+        rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, NULL, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(diag, "launching a weight product", rc);
+    }
+    /* Rows of w->rows floats on the device land ldy floats apart; the last
+     * read waits for everything before it (an in-order queue). */
+    for (uint32_t i = 0; i < n_mats; i++) {
+        size_t origin[3] = { 0, 0, 0 };
+        size_t region[3] = { (size_t)w[i]->rows * sizeof(float), nt, 1 };
+        rc = clEnqueueReadBufferRect(q, mm->y[i], i + 1 == n_mats ? CL_TRUE : CL_FALSE, origin,
+                                     origin, region, (size_t)w[i]->rows * sizeof(float), 0,
+                                     ldy[i] * sizeof(float), 0, y[i], 0, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            clFinish(q);
+            return cl_fail(diag, "reading products back", rc);
+        }
+    }
     return ST_OK;
 }

@@ -99,10 +99,11 @@ st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul **out, st_diag *diag);
 void st_cl_matmul_free(st_cl_matmul *mm);
 /* Upload `w` (kept until free; a weight already uploaded is found again). */
 st_status st_cl_matmul_upload(st_cl_matmul *mm, const st_weight *w, st_diag *diag);
-/* As st_backend_ops.matmul, for one matrix. */
-st_status st_cl_matmul_run(st_cl_matmul *mm, const st_weight *w, float *y, size_t ldy,
-                           const float *xf, size_t ldxf, const st_act_block *xq, size_t ldxq,
-                           uint32_t nt, st_diag *diag);
+/* As st_backend_ops.matmul: up to ST_MATMUL_MAX_MATS matrices sharing
+ * one input, which goes up once. */
+st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
+                           float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
+                           const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag);
 uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm);
 
 /* ---- plugins' kernels (cl_plugin_kernels.c) ---------------------------- */

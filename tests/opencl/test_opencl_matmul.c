@@ -90,7 +90,10 @@ static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t c
                       .data = wq };
     kept[n_kept++] = w;
     st_diag d;
-    cr_assert_eq(st_cl_matmul_run(mm, w, got, ldy, x, cols, xq, cols / ST_ACT_BLOCK, nt, &d),
+    const st_weight *ws[1] = { w };
+    float *ys[1] = { got };
+    size_t ldys[1] = { ldy };
+    cr_assert_eq(st_cl_matmul_run(mm, 1, ws, ys, ldys, x, cols, xq, cols / ST_ACT_BLOCK, nt, &d),
                  ST_OK, "%s", d.message);
     bool quant = type != ST_GGML_F32 && type != ST_GGML_F16;
     for (uint32_t r = 0; r < rows; r++) {
@@ -171,6 +174,65 @@ Test(opencl_matmul, a_weight_is_uploaded_once)
     cr_assert_eq(st_cl_matmul_upload(mm, &w, &d), ST_OK);
     cr_expect_eq(st_cl_matmul_bytes(mm), once);
     cr_expect_geq(once, sizeof wf);
+    st_cl_matmul_free(mm);
+    st_cl_ctx_close(&c);
+}
+
+/* Q/K/V in one call: three matrices of different types and heights share
+ * one block of activations (sent up once) and land in their own rows. */
+Test(opencl_matmul, three_matrices_share_one_input)
+{
+    st_cl_ctx c;
+    st_cl_test_open(&c, NULL);
+    st_cl_matmul *mm;
+    st_diag d;
+    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    enum { COLS = 96, NT = 3 };
+    const st_ggml_type ts[3] = { ST_GGML_Q8_0, ST_GGML_Q4_1, ST_GGML_F16 };
+    const uint32_t rows[3] = { 24, 9, 17 };
+    st_weight w[3];
+    uint8_t *data[3];
+    float x[NT * COLS];
+    st_act_block xq[NT * COLS / ST_ACT_BLOCK];
+    for (size_t i = 0; i < NT * COLS; i++)
+        x[i] = frand();
+    const st_cpu_kernels *k = st_cpu_kernels_get(st_cpu_isa_active());
+    for (int t = 0; t < NT; t++)
+        k->quantize_act(x + t * COLS, COLS, xq + t * (COLS / ST_ACT_BLOCK));
+    float *y[3];
+    size_t ldy[3];
+    for (int m = 0; m < 3; m++) {
+        size_t rb = COLS / st_ggml_block_elems(ts[m]) * st_ggml_block_bytes(ts[m]);
+        float wf[COLS];
+        data[m] = malloc(rows[m] * rb);
+        for (uint32_t r = 0; r < rows[m]; r++) {
+            for (int i = 0; i < COLS; i++)
+                wf[i] = frand();
+            cr_assert_eq(st_quantize(ts[m], wf, data[m] + r * rb, COLS), ST_OK);
+        }
+        w[m] = (st_weight){ .type = ts[m], .cols = COLS, .rows = rows[m], .row_bytes = rb,
+                            .data = data[m] };
+        ldy[m] = rows[m] + 2 * m;
+        y[m] = calloc(NT * ldy[m], sizeof(float));
+    }
+    const st_weight *ws[3] = { &w[0], &w[1], &w[2] };
+    cr_assert_eq(st_cl_matmul_run(mm, 3, ws, y, ldy, x, COLS, xq, COLS / ST_ACT_BLOCK, NT, &d),
+                 ST_OK, "%s", d.message);
+    for (int m = 0; m < 3; m++) {
+        bool quant = ts[m] != ST_GGML_F16;
+        for (uint32_t r = 0; r < rows[m]; r++)
+            for (int t = 0; t < NT; t++) {
+                float want;
+                const void *in = quant ? (const void *)(xq + t * (COLS / ST_ACT_BLOCK))
+                                       : (const void *)(x + t * COLS);
+                k->dot[kt_of(ts[m])](COLS, data[m] + r * w[m].row_bytes, in,
+                                     quant ? COLS / ST_ACT_BLOCK : COLS, 1, &want);
+                cr_assert_float_eq(y[m][t * ldy[m] + r], want, 1e-4f,
+                                   "matrix %d row %u token %d", m, r, t);
+            }
+        free(y[m]);
+        free(data[m]);
+    }
     st_cl_matmul_free(mm);
     st_cl_ctx_close(&c);
 }
