@@ -5,16 +5,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Runs before Criterion's main, so the whole binary reports the skip. */
-__attribute__((constructor)) static void skip_if_sanitized(void)
-{
-#ifdef ST_TEST_OPENCL_SANITIZED
-    fprintf(stderr, "skipped: the sanitizer build cannot run PoCL's JIT cleanly (LeakSanitizer "
-                    "reports the driver's own allocations); these tests run in the plain build\n");
-    exit(77);
-#endif
-}
-
 const char *st_cl_test_cache_dir(const char *tag)
 {
     static char dir[256];

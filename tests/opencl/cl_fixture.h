@@ -7,8 +7,6 @@
 
 #include "opencl_internal.h"
 
-/* Linking this file makes a test binary exit 77 (ctest: skipped, with the
- * reason on stderr) under the sanitizer build; see CMakeLists.txt. */
 
 /* A scratch cache directory /tmp/st_cl_<tag>_<pid>, emptied. */
 const char *st_cl_test_cache_dir(const char *tag);
