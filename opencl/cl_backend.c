@@ -97,7 +97,8 @@ st_status st_opencl_backend_open(const st_opencl_options *opts, const st_model *
         free(c);
         return s;
     }
-    if ((s = st_cl_matmul_new(&c->ctx, &c->mm, diag)) != ST_OK ||
+    if ((s = st_cl_matmul_new(&c->ctx, st_cl_matmul_variant_for(&c->ctx.dev.info), &c->mm,
+                               diag)) != ST_OK ||
         (m && (s = upload_model(c, m, diag)) != ST_OK)) {
         cl_free(&c->base);
         return s;

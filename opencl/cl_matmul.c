@@ -14,6 +14,7 @@ typedef struct dev_weight {
 
 struct st_cl_matmul {
     st_cl_ctx *c;
+    st_cl_matmul_variant variant;
     cl_program prog;
     cl_kernel k[ST_KT_COUNT];
     dev_weight *weights;
@@ -37,10 +38,29 @@ static int kt_of(st_ggml_type t)
     return -1;
 }
 
-static const char *const kernel_names[ST_KT_COUNT] = {
-    [ST_KT_F32] = "mm_f32", [ST_KT_F16] = "mm_f16", [ST_KT_Q4_0] = "mm_q4_0",
-    [ST_KT_Q4_1] = "mm_q4_1", [ST_KT_Q8_0] = "mm_q8_0",
+static const char *const kernel_names[2][ST_KT_COUNT] = {
+    [ST_CL_MATMUL_ROWS] = { [ST_KT_F32] = "mm_f32", [ST_KT_F16] = "mm_f16",
+                            [ST_KT_Q4_0] = "mm_q4_0", [ST_KT_Q4_1] = "mm_q4_1",
+                            [ST_KT_Q8_0] = "mm_q8_0" },
+    [ST_CL_MATMUL_LANES] = { [ST_KT_F32] = "mm8_f32", [ST_KT_F16] = "mm8_f16",
+                             [ST_KT_Q4_0] = "mm8_q4_0", [ST_KT_Q4_1] = "mm8_q4_1",
+                             [ST_KT_Q8_0] = "mm8_q8_0" },
 };
+
+/* Lane-parallel groups: the largest multiple of 8 up to 64 rows' worth
+ * (and the kernels' 256) that divides 8 * rows. */
+static size_t lanes_local(uint32_t rows)
+{
+    for (size_t rows_per_group = 32; rows_per_group > 1; rows_per_group /= 2)
+        if (rows % rows_per_group == 0)
+            return 8 * rows_per_group;
+    return 8;
+}
+
+st_cl_matmul_variant st_cl_matmul_variant_for(const st_device_info *dev)
+{
+    return strcmp(dev->type, "gpu") == 0 ? ST_CL_MATMUL_LANES : ST_CL_MATMUL_ROWS;
+}
 
 static st_status cl_fail(st_diag *diag, const char *what, cl_int rc)
 {
@@ -51,13 +71,15 @@ static st_status cl_fail(st_diag *diag, const char *what, cl_int rc)
                        "", 0, 0, "OpenCL: %s failed (%s, %d)", what, st_cl_status_name(rc), rc);
 }
 
-st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul **out, st_diag *diag)
+st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul_variant variant, st_cl_matmul **out,
+                           st_diag *diag)
 {
     *out = NULL;
     st_cl_matmul *mm = calloc(1, sizeof *mm);
     if (!mm)
         return st_diag_set(diag, ST_E_NOMEM, "", 0, 0, "OpenCL: out of memory");
     mm->c = c;
+    mm->variant = variant;
     char opts[64];
     snprintf(opts, sizeof opts, "-DACT_BYTES=%zu", sizeof(st_act_block));
     st_status s = st_cl_program_embedded(c, "matmul.cl", opts, &mm->prog, diag);
@@ -67,11 +89,12 @@ st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul **out, st_diag *diag)
     }
     for (int i = 0; i < ST_KT_COUNT; i++) {
         cl_int rc;
-        mm->k[i] = clCreateKernel(mm->prog, kernel_names[i], &rc);
+        const char *name = kernel_names[variant][i];
+        mm->k[i] = clCreateKernel(mm->prog, name, &rc);
         if (rc != CL_SUCCESS) {
             st_cl_matmul_free(mm);
             return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0,
-                               "OpenCL: matmul.cl has no kernel '%s' (%s)", kernel_names[i],
+                               "OpenCL: matmul.cl has no kernel '%s' (%s)", name,
                                st_cl_status_name(rc));
         }
     }
@@ -222,8 +245,10 @@ st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *c
         clSetKernelArg(k, 5, sizeof ldx, &ldx);
         clSetKernelArg(k, 6, sizeof n, &n);
         clSetKernelArg(k, 7, sizeof mm->y[i], &mm->y[i]);
-        size_t global[2] = { rows, nt };
-        rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, NULL, 0, NULL, NULL);
+        bool lanes = mm->variant == ST_CL_MATMUL_LANES;
+        size_t global[2] = { lanes ? (size_t)rows * 8 : rows, nt };
+        size_t local[2] = { lanes ? lanes_local(rows) : 1, 1 };
+        rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, lanes ? local : NULL, 0, NULL, NULL);
         if (rc != CL_SUCCESS)
             return cl_fail(diag, "launching a weight product", rc);
     }

@@ -95,7 +95,18 @@ st_status st_cl_program_embedded(st_cl_ctx *c, const char *name, const char *opt
 
 typedef struct st_cl_matmul st_cl_matmul;
 
-st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul **out, st_diag *diag);
+/* Two kernel sets with the same bits (kernels/matmul.cl): one work-item
+ * per row and token (CPU devices), or eight, one per SIMD lane (GPUs). */
+typedef enum st_cl_matmul_variant {
+    ST_CL_MATMUL_ROWS = 0,
+    ST_CL_MATMUL_LANES = 1
+} st_cl_matmul_variant;
+
+/* The variant that suits the device: lanes on a GPU, rows elsewhere. */
+st_cl_matmul_variant st_cl_matmul_variant_for(const st_device_info *dev);
+
+st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul_variant variant, st_cl_matmul **out,
+                           st_diag *diag);
 void st_cl_matmul_free(st_cl_matmul *mm);
 /* Upload `w` (kept until free; a weight already uploaded is found again). */
 st_status st_cl_matmul_upload(st_cl_matmul *mm, const st_weight *w, st_diag *diag);

@@ -155,3 +155,135 @@ kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
     }
     y[(size_t)t * rows + r] = hsum8(acc);
 }
+
+/* ---- the lane-parallel variant (GPUs) ---------------------------------
+ * The same arithmetic with the eight lanes as eight work-items: work-item
+ * (8 r + j, t) accumulates lane j of row r for token t, the group's lane 0
+ * sums the eight in the same tree. Eight times the work-items of the
+ * variants above for the same bits; chosen where the device is a GPU
+ * (a CPU device prefers one work-item per row). Local size: a multiple of
+ * 8 that divides 8 * rows (the host picks it). */
+
+#define LANES_MAX_GROUP 256
+
+/* Lane 0 of each row: the tree over the row's eight lanes in local memory. */
+inline void lanes_finish(local float *part, uint lid, float corr, int mode, global float *out)
+{
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if ((lid & 7) == 0) {
+        float v[8];
+        for (int j = 0; j < 8; j++)
+            v[j] = part[lid + j];
+        float s = hsum8(v);
+        /* mode 1: Q4_0 (s - 8 corr), 2: Q4_1 (s + corr), else s */
+        *out = mode == 1 ? s - 8.0f * corr : mode == 2 ? s + corr : s;
+    }
+}
+
+kernel void mm8_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                    global const float *x, uint ldx, uint nt, global float *y)
+{
+    local float part[LANES_MAX_GROUP];
+    uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
+    uint r = g >> 3, j = g & 7;
+    global const float *wr = (global const float *)(w + (size_t)r * row_bytes);
+    global const float *xt = x + (size_t)t * ldx;
+    float acc = 0.0f;
+    uint n8 = cols & ~7u;
+    for (uint i = 0; i < n8; i += 8)
+        acc = fma(wr[i + j], xt[i + j], acc);
+    part[lid] = acc;
+    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+    /* The tail after the lanes, in order, added to the tree's result as
+     * the CPU adds it. */
+    if (j == 0 && n8 < cols) {
+        float s = y[(size_t)t * rows + r];
+        for (uint i = n8; i < cols; i++)
+            s += wr[i] * xt[i];
+        y[(size_t)t * rows + r] = s;
+    }
+}
+
+kernel void mm8_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                    global const float *x, uint ldx, uint nt, global float *y)
+{
+    local float part[LANES_MAX_GROUP];
+    uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
+    uint r = g >> 3, j = g & 7;
+    global const half *wr = (global const half *)(w + (size_t)r * row_bytes);
+    global const float *xt = x + (size_t)t * ldx;
+    float acc = 0.0f;
+    uint n8 = cols & ~7u;
+    for (uint i = 0; i < n8; i += 8)
+        acc = fma(vload_half(i + j, wr), xt[i + j], acc);
+    part[lid] = acc;
+    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+    if (j == 0 && n8 < cols) {
+        float s = y[(size_t)t * rows + r];
+        for (uint i = n8; i < cols; i++)
+            s += vload_half(i, wr) * xt[i];
+        y[(size_t)t * rows + r] = s;
+    }
+}
+
+/* Local memory is declared in the kernels (OpenCL 1.2 allows it nowhere
+ * else) and handed down. */
+inline void mm8_q4(local float *part, global const uchar *w, uint row_bytes, uint block_bytes,
+                   uint qs_off, bool has_min, uint rows, uint cols, global const uchar *x,
+                   uint ldx_blocks, global float *y)
+{
+    uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
+    uint r = g >> 3, j = g & 7;
+    global const uchar *wr = w + (size_t)r * row_bytes;
+    global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
+    float acc = 0.0f, corr = 0.0f;
+    for (uint b = 0; b < cols / 32; b++) {
+        global const uchar *wb = wr + b * block_bytes, *ab = xt + b * ACT_BYTES;
+        global const char *q = (global const char *)(ab + 12);
+        float d = half_at(wb);
+        int isum = 0;
+        for (uint k = 4 * j; k < 4 * j + 4; k++)
+            isum += nib(wb + qs_off, (int)k) * q[k];
+        acc = fma((float)isum, d * act_f(ab, 0), acc);
+        if (j == 0)
+            corr += has_min ? half_at(wb + 2) * act_f(ab, 2) : d * act_f(ab, 1);
+    }
+    part[lid] = acc;
+    lanes_finish(part, lid, corr, has_min ? 2 : 1, y + (size_t)t * rows + r);
+}
+
+kernel void mm8_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
+{
+    local float part[LANES_MAX_GROUP];
+    mm8_q4(part, w, row_bytes, 18, 2, false, rows, cols, x, ldx_blocks, y);
+}
+
+kernel void mm8_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
+{
+    local float part[LANES_MAX_GROUP];
+    mm8_q4(part, w, row_bytes, 20, 4, true, rows, cols, x, ldx_blocks, y);
+}
+
+kernel void mm8_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
+{
+    local float part[LANES_MAX_GROUP];
+    uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
+    uint r = g >> 3, j = g & 7;
+    global const uchar *wr = w + (size_t)r * row_bytes;
+    global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
+    float acc = 0.0f;
+    for (uint b = 0; b < cols / 32; b++) {
+        global const uchar *wb = wr + b * 34, *ab = xt + b * ACT_BYTES;
+        global const char *wq = (global const char *)(wb + 2);
+        global const char *q = (global const char *)(ab + 12);
+        int isum = 0;
+        for (uint k = 4 * j; k < 4 * j + 4; k++)
+            isum += wq[k] * q[k];
+        acc = fma((float)isum, half_at(wb) * act_f(ab, 0), acc);
+    }
+    part[lid] = acc;
+    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+}

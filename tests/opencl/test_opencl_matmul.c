@@ -133,13 +133,15 @@ static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t c
 static const st_ggml_type types[] = { ST_GGML_F32, ST_GGML_F16, ST_GGML_Q4_0, ST_GGML_Q4_1,
                                       ST_GGML_Q8_0 };
 
-Test(opencl_matmul, every_type_matches_the_cpu)
+/* Both kernel sets, whichever the device would pick: the rows variant (a
+ * CPU device's) and the lanes variant (a GPU's) give the same bits. */
+static void every_type(st_cl_matmul_variant variant)
 {
     st_cl_ctx c;
     st_cl_test_open(&c, NULL);
     st_cl_matmul *mm;
     st_diag d;
-    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    cr_assert_eq(st_cl_matmul_new(&c, variant, &mm, &d), ST_OK, "%s", d.message);
     /* Columns: one block, three, 576 (SmolLM2's width), and 100 for the
      * float types' tail after the eight lanes (quantized types take
      * multiples of 32 only, so they use 96 there). */
@@ -157,13 +159,23 @@ Test(opencl_matmul, every_type_matches_the_cpu)
     st_cl_ctx_close(&c);
 }
 
+Test(opencl_matmul, every_type_matches_the_cpu_rows_variant)
+{
+    every_type(ST_CL_MATMUL_ROWS);
+}
+
+Test(opencl_matmul, every_type_matches_the_cpu_lanes_variant)
+{
+    every_type(ST_CL_MATMUL_LANES);
+}
+
 Test(opencl_matmul, a_weight_is_uploaded_once)
 {
     st_cl_ctx c;
     st_cl_test_open(&c, NULL);
     st_cl_matmul *mm;
     st_diag d;
-    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    cr_assert_eq(st_cl_matmul_new(&c, ST_CL_MATMUL_LANES, &mm, &d), ST_OK, "%s", d.message);
     float wf[64 * 4];
     for (size_t i = 0; i < 256; i++)
         wf[i] = frand();
@@ -186,7 +198,7 @@ Test(opencl_matmul, three_matrices_share_one_input)
     st_cl_test_open(&c, NULL);
     st_cl_matmul *mm;
     st_diag d;
-    cr_assert_eq(st_cl_matmul_new(&c, &mm, &d), ST_OK, "%s", d.message);
+    cr_assert_eq(st_cl_matmul_new(&c, ST_CL_MATMUL_LANES, &mm, &d), ST_OK, "%s", d.message);
     enum { COLS = 96, NT = 3 };
     const st_ggml_type ts[3] = { ST_GGML_Q8_0, ST_GGML_Q4_1, ST_GGML_F16 };
     const uint32_t rows[3] = { 24, 9, 17 };
