@@ -59,6 +59,13 @@ static size_t lanes_local(uint32_t rows)
 
 st_cl_matmul_variant st_cl_matmul_variant_for(const st_device_info *dev)
 {
+    /* $STRETCH_OPENCL_MATMUL=rows|lanes overrides the choice (tuning a
+     * new device; both give the same bits). */
+    const char *env = getenv("STRETCH_OPENCL_MATMUL");
+    if (env && strcmp(env, "lanes") == 0)
+        return ST_CL_MATMUL_LANES;
+    if (env && strcmp(env, "rows") == 0)
+        return ST_CL_MATMUL_ROWS;
     return strcmp(dev->type, "gpu") == 0 ? ST_CL_MATMUL_LANES : ST_CL_MATMUL_ROWS;
 }
 
