@@ -37,7 +37,9 @@ class StEngineOptions(Structure):
                 ("model", c_char_p),
                 # ABI 1.2
                 ("numerics", ctypes.c_int), ("plugin_dirs", POINTER(c_char_p)),
-                ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p)]
+                ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p),
+                # ABI 1.3
+                ("backend", c_char_p), ("device", c_char_p), ("no_kernel_cache", c_bool)]
 
 
 class StEngineInfo(Structure):
@@ -49,7 +51,11 @@ class StEngineInfo(Structure):
                 ("plugin_names", c_char_p * KIND_COUNT),
                 # ABI 1.2
                 ("n_samplers", c_uint32), ("sampler_names", POINTER(c_char_p)),
-                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64)]
+                ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
+                # ABI 1.3
+                ("backend", c_char_p), ("device_name", c_char_p),
+                ("kernel_compile_ms", ctypes.c_double), ("kernel_cache_hit", c_bool),
+                ("device_bytes", c_uint64)]
 
 
 class StGenerateParams(Structure):

@@ -32,6 +32,11 @@ static void make_model(st_ggml_type type)
                                       sizeof model_path, &d), ST_OK, "%s", d.message);
     snprintf(cache, sizeof cache, "%s/cache", dir);
     setenv("XDG_CACHE_HOME", cache, 1);
+    /* The device follows the CPU's 8-lane dot kernels (AVX2, and AVX-512
+     * without its repacked 16-row path), so the CPU reference runs those:
+     * on an AVX-512 machine its repacked kernels would sum in another
+     * order (docs/opencl.md, "Numerics"). A no-op below AVX2. */
+    setenv("STRETCH_ISA", "avx2", 1);
 }
 
 static void cleanup(void)
