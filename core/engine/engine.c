@@ -152,7 +152,8 @@ static st_status open_backend(st_engine *e, st_error *err)
                             .no_kernel_cache = e->no_kernel_cache };
     st_status st = st_opencl_backend_open(&o, e->model, &e->backend, &d);
     if (st != ST_OK)
-        return st_error_from_diag(err, &d);
+        return st_error_set(err, st, "%s: backend '%s': %s", e->strategy->path, e->backend_name,
+                            d.message);
     st_opencl_backend_report(e->backend, &e->cl_report);
     st_host_set_kernels(e->host, st_opencl_host_kernels(), e->backend);
     return ST_OK;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <stretch/stretch.h>
 
@@ -214,5 +215,29 @@ Test(opencl_engine, a_plugin_kernel_runs_on_the_device)
     cr_expect(strstr(err.message, "requires 'opencl'") &&
                   strstr(err.message, "the backend is not opencl"), "%s", err.message);
     free(argmax_m);
+    cleanup();
+}
+
+/* No OpenCL platform: the engine refuses `backend: opencl` with the reason
+ * and leaves nothing behind, and the same process carries on on the CPU. */
+Test(opencl_engine, no_platform_then_the_cpu_carries_on)
+{
+    make_model(ST_GGML_Q8_0);
+    char vendors[320];
+    snprintf(vendors, sizeof vendors, "%s/no-vendors", dir);
+    cr_assert_eq(mkdir(vendors, 0755), 0);
+    setenv("OCL_ICD_VENDORS", vendors, 1);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_expect_eq(st_engine_open(write_manifest("cl.yaml", "backend: opencl\n"), NULL, &e, &err),
+                 ST_E_UNAVAILABLE);
+    cr_expect_null(e);
+    cr_expect(strstr(err.message, "no OpenCL platform found"), "%s", err.message);
+    collected a;
+    st_engine_info info;
+    st_engine_options o = { .struct_size = sizeof o, .backend = "cpu" };
+    greedy(write_manifest("cl.yaml", "backend: opencl\n"), &o, "hello", &a, &info);
+    cr_expect_eq(a.n, 24);
+    cr_expect_str_eq(info.backend, "cpu");
     cleanup();
 }
