@@ -41,6 +41,19 @@ inline float hsum8(const float *v)
     return (s0 + s2) + (s1 + s3);
 }
 
+/* The same tree on a vector of the eight lanes. */
+inline float hsum8v(float8 v)
+{
+    float4 s = v.lo + v.hi;
+    return (s.s0 + s.s2) + (s.s1 + s.s3);
+}
+
+/* The per-row kernels hold the eight lanes in one float8, so a CPU device
+ * runs them as SIMD within the work-item (PoCL vectorises across
+ * work-items poorly here: each reads its own row). Integer lane sums are
+ * exact in any order; the float steps are the CPU's, component by
+ * component. */
+
 kernel void mm_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
                    global const float *x, uint ldx, uint nt, global float *y)
 {
@@ -49,12 +62,11 @@ kernel void mm_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const float *wr = (global const float *)(w + (size_t)r * row_bytes);
     global const float *xt = x + (size_t)t * ldx;
-    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    float8 acc = (float8)(0.0f);
     uint i = 0;
     for (; i + 8 <= cols; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] = fma(wr[i + j], xt[i + j], acc[j]);
-    float s = hsum8(acc);
+        acc = fma(vload8(0, wr + i), vload8(0, xt + i), acc);
+    float s = hsum8v(acc);
     for (; i < cols; i++)
         s += wr[i] * xt[i];
     y[(size_t)t * rows + r] = s;
@@ -68,12 +80,11 @@ kernel void mm_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const half *wr = (global const half *)(w + (size_t)r * row_bytes);
     global const float *xt = x + (size_t)t * ldx;
-    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    float8 acc = (float8)(0.0f);
     uint i = 0;
     for (; i + 8 <= cols; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] = fma(vload_half(i + j, wr), xt[i + j], acc[j]);
-    float s = hsum8(acc);
+        acc = fma(vload_half8(0, wr + i), vload8(0, xt + i), acc);
+    float s = hsum8v(acc);
     for (; i < cols; i++)
         s += vload_half(i, wr) * xt[i];
     y[(size_t)t * rows + r] = s;
@@ -86,30 +97,39 @@ inline int nib(global const uchar *qs, int e)
     return e < 16 ? (qs[e] & 15) : (qs[e - 16] >> 4);
 }
 
+/* Lane j of a block: the integer sum of products 4j..4j+3, from the
+ * products of elements 0..15 (lo) and 16..31 (hi). */
+inline int8 lane_sums(short16 lo, short16 hi)
+{
+    int4 l = convert_int4(lo.s048c) + convert_int4(lo.s159d) + convert_int4(lo.s26ae) +
+             convert_int4(lo.s37bf);
+    int4 h = convert_int4(hi.s048c) + convert_int4(hi.s159d) + convert_int4(hi.s26ae) +
+             convert_int4(hi.s37bf);
+    return (int8)(l, h);
+}
+
 /* Q4_0 and Q4_1 share the integer part; Q4_0 subtracts 8 * d * s, Q4_1
  * adds m * s16, each summed over the blocks apart from the lanes. */
 inline float mm_q4(global const uchar *wr, uint block_bytes, uint qs_off, bool has_min,
                    global const uchar *xt, uint nb)
 {
-    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    float8 acc = (float8)(0.0f);
     float corr = 0.0f;
     for (uint b = 0; b < nb; b++) {
         global const uchar *wb = wr + b * block_bytes, *ab = xt + b * ACT_BYTES;
         global const char *q = (global const char *)(ab + 12);
+        uchar16 qs = vload16(0, wb + qs_off);
+        short16 lo = convert_short16(qs & (uchar16)15) * convert_short16(vload16(0, q));
+        short16 hi = convert_short16(qs >> (uchar16)4) * convert_short16(vload16(1, q));
         float d = half_at(wb);
         float dd = d * act_f(ab, 0);
-        for (int j = 0; j < 8; j++) {
-            int isum = 0;
-            for (int k = 4 * j; k < 4 * j + 4; k++)
-                isum += nib(wb + qs_off, k) * q[k];
-            acc[j] = fma((float)isum, dd, acc[j]);
-        }
+        acc = fma(convert_float8(lane_sums(lo, hi)), (float8)(dd), acc);
         if (has_min)
             corr += half_at(wb + 2) * act_f(ab, 2);
         else
             corr += d * act_f(ab, 1);
     }
-    return has_min ? hsum8(acc) + corr : hsum8(acc) - 8.0f * corr;
+    return has_min ? hsum8v(acc) + corr : hsum8v(acc) - 8.0f * corr;
 }
 
 kernel void mm_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
@@ -140,20 +160,16 @@ kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
         return;
     global const uchar *wr = w + (size_t)r * row_bytes;
     global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
-    float acc[8] = { 0, 0, 0, 0, 0, 0, 0, 0 };
+    float8 acc = (float8)(0.0f);
     for (uint b = 0; b < cols / 32; b++) {
         global const uchar *wb = wr + b * 34, *ab = xt + b * ACT_BYTES;
         global const char *wq = (global const char *)(wb + 2);
         global const char *q = (global const char *)(ab + 12);
-        float dd = half_at(wb) * act_f(ab, 0);
-        for (int j = 0; j < 8; j++) {
-            int isum = 0;
-            for (int k = 4 * j; k < 4 * j + 4; k++)
-                isum += wq[k] * q[k];
-            acc[j] = fma((float)isum, dd, acc[j]);
-        }
+        short16 lo = convert_short16(vload16(0, wq)) * convert_short16(vload16(0, q));
+        short16 hi = convert_short16(vload16(1, wq)) * convert_short16(vload16(1, q));
+        acc = fma(convert_float8(lane_sums(lo, hi)), (float8)(half_at(wb) * act_f(ab, 0)), acc);
     }
-    y[(size_t)t * rows + r] = hsum8(acc);
+    y[(size_t)t * rows + r] = hsum8v(acc);
 }
 
 /* ---- the lane-parallel variant (GPUs) ---------------------------------
