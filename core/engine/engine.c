@@ -339,6 +339,16 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_engine_close(e);
         return ST_E_UNAVAILABLE;
     }
+    /* A device asked for by the caller on the CPU backend would be
+     * ignored; say so instead (a manifest's `device:` may stay when
+     * --backend cpu overrides it). */
+    if (opts && opts->device && strcmp(e->backend_name, "cpu") == 0) {
+        st_error_set(err, ST_E_INVALID,
+                     "%s: device '%s' was asked for, but the backend is cpu; add "
+                     "--backend opencl (or `backend: opencl`)", strategy_path, opts->device);
+        st_engine_close(e);
+        return ST_E_INVALID;
+    }
     if (strcmp(e->backend_name, "cpu") != 0 && strncmp(e->backend_name, "opencl", 6) != 0) {
         st_error_set(err, ST_E_INVALID,
                      "backend '%s': expected cpu, opencl or opencl:PLATFORM:DEVICE",

@@ -45,6 +45,8 @@ static void cleanup(void)
     cr_assert_eq(st_tiny_model_tmp_remove(dir), 0);
 }
 
+/* The path is in a static buffer the next call overwrites: copy it to
+ * keep two. */
 static const char *write_manifest(const char *name, const char *backend_lines)
 {
     static char path[400];
@@ -105,12 +107,13 @@ static void same_as_cpu(st_ggml_type type)
 {
     make_model(type);
     const char *prompts[] = { "The quick brown fox", "Once upon a time, in a land far away," };
-    const char *cpu = write_manifest("cpu.yaml", "backend: cpu\n");
+    char *cpu = strdup(write_manifest("cpu.yaml", "backend: cpu\n"));
     char *cl = strdup(write_manifest("cl.yaml", "backend: opencl\n"));
     for (size_t p = 0; p < sizeof prompts / sizeof prompts[0]; p++) {
         collected a, b;
         st_engine_info info;
-        greedy(cpu, NULL, prompts[p], &a, NULL);
+        greedy(cpu, NULL, prompts[p], &a, &info);
+        cr_assert_str_eq(info.backend, "cpu", "the reference must run on the CPU");
         greedy(cl, NULL, prompts[p], &b, &info);
         cr_assert_eq(a.n, 24);
         cr_assert_eq(b.n, a.n);
@@ -121,6 +124,7 @@ static void same_as_cpu(st_ggml_type type)
         cr_expect_neq(info.device_name[0], '\0');
         cr_expect_gt(info.device_bytes, 0);
     }
+    free(cpu);
     free(cl);
     cleanup();
 }
@@ -134,7 +138,7 @@ Test(opencl_engine, greedy_equals_cpu_f32) { same_as_cpu(ST_GGML_F32); }
 Test(opencl_engine, options_override_the_manifest_and_the_cache_is_used)
 {
     make_model(ST_GGML_Q8_0);
-    const char *cpu = write_manifest("cpu.yaml", "backend: cpu\n");
+    char *cpu = strdup(write_manifest("cpu.yaml", "backend: cpu\n"));
     st_engine_options o = { .struct_size = sizeof o, .backend = "opencl", .device = "0" };
     collected a;
     st_engine_info first, second;
@@ -147,8 +151,18 @@ Test(opencl_engine, options_override_the_manifest_and_the_cache_is_used)
     greedy(cpu, &o, "hello", &a, &second);
     cr_expect_not(second.kernel_cache_hit);
     o.backend = "cpu";
-    greedy(write_manifest("cl.yaml", "backend: opencl\n"), &o, "hello", &a, &second);
-    cr_expect_str_eq(second.backend, "cpu");
+    o.device = NULL;
+    greedy(write_manifest("cl.yaml", "backend: opencl\ndevice: 0\n"), &o, "hello", &a,
+           &second);
+    cr_expect_str_eq(second.backend, "cpu", "--backend cpu over a manifest's device");
+    /* A device asked for on the CPU backend is refused, not ignored. */
+    o.device = "0";
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_expect_eq(st_engine_open(cpu, &o, &e, &err), ST_E_INVALID);
+    cr_expect(strstr(err.message, "device '0'") && strstr(err.message, "--backend opencl"), "%s",
+              err.message);
+    free(cpu);
     cleanup();
 }
 
