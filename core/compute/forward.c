@@ -41,6 +41,8 @@ struct st_forward_ctx {
     st_threadpool *pool;
     uint32_t nth;
     const st_cpu_kernels *kern;
+    st_backend *be;           /* the weight products (backend.h) */
+    st_backend *be_owned;     /* the CPU backend made when none was given */
 
     /* The positional encoding in force. */
     uint32_t pe_flags;
@@ -228,6 +230,15 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->pool = cfg->pool;
     c->nth = st_threadpool_size(cfg->pool);
     c->kern = st_cpu_kernels_get(st_cpu_isa_active());
+    c->be = cfg->backend;
+    if (!c->be) {
+        st_status bs = st_backend_cpu_new(cfg->pool, &c->be_owned, diag);
+        if (bs != ST_OK) {
+            free(c);
+            return bs;
+        }
+        c->be = c->be_owned;
+    }
     c->pe_inst = cfg->posenc_inst;
     c->map_positions = cfg->map_positions;
     c->bias = cfg->bias;
@@ -295,6 +306,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
     if (!c)
         return;
     free_block_buffers(c);
+    st_backend_free(c->be_owned);
     if (c->scr) {
         for (uint32_t i = 0; i < c->nth; i++) {
             thread_scratch *t = &c->scr[i];
@@ -572,20 +584,12 @@ static void run_tokens(st_forward_ctx *c, token_task *T)
 
 /* ---- matmuls ---------------------------------------------------------- */
 
-static void run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
-                       float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
-                       const st_act_block *xq, uint32_t nt)
+static st_status run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
+                            const st_act_block *xq, uint32_t nt, st_diag *diag)
 {
-    st_matmul_job job = { .kern = c->kern, .n_mats = n_mats, .xf = xf, .ldxf = ldxf,
-                          .xq = xq, .ldxq = ldxf / ST_ACT_BLOCK, .nt = nt,
-                          .no_packed = c->ggml };
-    for (uint32_t i = 0; i < n_mats; i++) {
-        job.mats[i].w = w[i];
-        job.mats[i].y = y[i];
-        job.mats[i].ldy = ldy[i];
-    }
-    st_matmul_job_prepare(&job);
-    st_threadpool_run(c->pool, st_matmul_task, &job);
+    return c->be->ops->matmul(c->be, n_mats, w, y, ldy, xf, ldxf, xq, ldxf / ST_ACT_BLOCK, nt,
+                              c->ggml, diag);
 }
 
 /* ---- the attention plan ---------------------------------------------- */
@@ -1163,7 +1167,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
             float *y[3] = { c->q, c->kf, c->vf };
             size_t ldy[3] = { QD, row, row };
-            run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt);
+            if ((s = run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt, diag)) != ST_OK)
+                return s;
         }
         if ((s = attend_layer(c, l, nt, pos, diag)) != ST_OK)
             return s;
@@ -1174,7 +1179,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             const st_weight *w[1] = { &L->wo };
             float *y[1] = { c->tmp };
             size_t ldy[1] = { E };
-            run_matmul(c, 1, w, y, ldy, c->att, QD, c->xq, nt);
+            if ((s = run_matmul(c, 1, w, y, ldy, c->att, QD, c->xq, nt, diag)) != ST_OK)
+                return s;
         }
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
         run_tokens(c, &T);
@@ -1182,7 +1188,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { c->g, c->u };
             size_t ldy[2] = { F, F };
-            run_matmul(c, 2, w, y, ldy, c->xn, E, c->xq, nt);
+            if ((s = run_matmul(c, 2, w, y, ldy, c->xn, E, c->xq, nt, diag)) != ST_OK)
+                return s;
         }
         T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
         run_tokens(c, &T);
@@ -1190,7 +1197,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             const st_weight *w[1] = { &L->down };
             float *y[1] = { c->tmp };
             size_t ldy[1] = { E };
-            run_matmul(c, 1, w, y, ldy, c->g, F, c->hq, nt);
+            if ((s = run_matmul(c, 1, w, y, ldy, c->g, F, c->hq, nt, diag)) != ST_OK)
+                return s;
         }
     }
 
@@ -1202,8 +1210,10 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         const st_weight *w[1] = { &m->output };
         float *y[1] = { logits };
         size_t ldy[1] = { hp->n_vocab };
-        run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
-                   c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first);
+        s = run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
+                       c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first, diag);
+        if (s != ST_OK)
+            return s;
     }
     kv->n_slots = n_slots;
     return ST_OK;

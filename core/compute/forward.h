@@ -18,6 +18,7 @@
 #include <stretch/attention.h>
 #include <stretch/posenc.h>
 
+#include "backend.h"
 #include "cpu/kernels.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -31,6 +32,9 @@ typedef struct st_forward_config {
     const st_model *model;
     st_kv_cache *kv;
     st_threadpool *pool;          /* NULL = run on the caller only */
+    /* Where the weight products run (backend.h); NULL = the CPU backend
+     * over `pool`. Borrowed: it outlives the context. */
+    st_backend *backend;
     /* NULL = the model's own RoPE (rope_base, rope_dims), scale 1. */
     const st_posenc_desc *posenc;
     /* The posenc plugin's callbacks and instance, used when the desc's

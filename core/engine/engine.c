@@ -58,7 +58,7 @@ static void plugin_release(st_engine_plugin *p)
 static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *ref,
                              st_engine_plugin *out, st_error *err)
 {
-    const st_plugin_site site = {e->registry, e->host, e->strategy->backend, e->gguf != NULL};
+    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL};
     return st_engine_plugin_open(&site, kind, ref, out, err);
 }
 
@@ -94,6 +94,26 @@ static st_status open_model(st_engine *e, st_error *err)
      * (it makes its own cache and runs on the caller until the engine's
      * thread pool exists). */
     st_host_set_scorer(e->host, st_engine_model_score, e);
+    return ST_OK;
+}
+
+/* The OpenCL device, before the plugins: a plugin with `requires: [opencl]`
+ * compiles its kernels in create(). The CPU backend is the forward pass's
+ * default and needs nothing here. */
+static st_status open_backend(st_engine *e, st_error *err)
+{
+    if (strcmp(e->backend_name, "cpu") == 0)
+        return ST_OK;
+    st_diag d;
+    st_diag_clear(&d);
+    st_opencl_options o = { .backend = e->backend_name, .device = e->device,
+                            .no_kernel_cache = e->no_kernel_cache };
+    st_status st = st_opencl_backend_open(&o, e->model, &e->backend, &d);
+    if (st != ST_OK)
+        return st_error_set(err, st, "%s: backend '%s': %s", e->strategy->path, e->backend_name,
+                            d.message);
+    st_opencl_backend_report(e->backend, &e->cl_report);
+    st_host_set_kernels(e->host, st_opencl_host_kernels(), e->backend);
     return ST_OK;
 }
 
@@ -263,13 +283,37 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         return st_error_from_diag(err, &d);
     }
     const st_strategy *s = e->strategy;
-    if (s->backend && strcmp(s->backend, "cpu") != 0) {
+    e->backend_name = strdup(opts && opts->backend ? opts->backend : s->backend);
+    const char *device = opts && opts->device ? opts->device : s->device;
+    e->device = device ? strdup(device) : NULL;
+    e->no_kernel_cache = opts && opts->no_kernel_cache;
+    if (!e->backend_name || (device && !e->device)) {
+        st_engine_close(e);
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    }
+    if (strcmp(e->backend_name, "cpu") != 0 && !st_opencl_built()) {
         st_error_set(err, ST_E_UNAVAILABLE,
-                     "%s: backend '%s' is not available in this build (the OpenCL "
-                     "backend is not built yet); use `backend: cpu`",
-                     strategy_path, s->backend);
+                     "%s: backend '%s': this build has no OpenCL backend: %s", strategy_path,
+                     e->backend_name, ST_OPENCL_HOWTO);
         st_engine_close(e);
         return ST_E_UNAVAILABLE;
+    }
+    /* A device asked for by the caller on the CPU backend would be
+     * ignored; say so instead (a manifest's `device:` may stay when
+     * --backend cpu overrides it). */
+    if (opts && opts->device && strcmp(e->backend_name, "cpu") == 0) {
+        st_error_set(err, ST_E_INVALID,
+                     "%s: device '%s' was asked for, but the backend is cpu; add "
+                     "--backend opencl (or `backend: opencl`)", strategy_path, opts->device);
+        st_engine_close(e);
+        return ST_E_INVALID;
+    }
+    if (strcmp(e->backend_name, "cpu") != 0 && strncmp(e->backend_name, "opencl", 6) != 0) {
+        st_error_set(err, ST_E_INVALID,
+                     "backend '%s': expected cpu, opencl or opencl:PLATFORM:DEVICE",
+                     e->backend_name);
+        st_engine_close(e);
+        return ST_E_INVALID;
     }
     if (opts && opts->context &&
         (opts->context < ST_STRATEGY_CONTEXT_MIN || opts->context > ST_STRATEGY_CONTEXT_MAX)) {
@@ -309,7 +353,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
         st_engine_close(e);
         return st_error_from_diag(err, &d);
     }
-    if ((st = open_model(e, err)) || (st = open_plugins(e, err)) ||
+    if ((st = open_model(e, err)) || (st = open_backend(e, err)) || (st = open_plugins(e, err)) ||
         (st = configure_compute(e, err))) {
         st_engine_close(e);
         return st;
@@ -353,8 +397,12 @@ void st_engine_close(st_engine *e)
     plugin_release(&e->attention);
     plugin_release(&e->posenc);
     plugin_release(&e->tokenizer);
+    /* After the plugins: their kernels live on the device. */
     if (!e->parent) {
         /* What sequences borrow. */
+        st_backend_free(e->backend);
+        free(e->backend_name);
+        free(e->device);
         st_threadpool_destroy(e->pool);
         st_model_free(e->model);
         st_gguf_close(e->gguf);
@@ -385,6 +433,11 @@ st_status st_engine_open_child(st_engine *parent, st_engine **out, st_error *err
     e->numerics = parent->numerics;
     e->pool = parent->pool;
     e->add_bos = parent->add_bos;
+    /* The device and its uploaded weights are the parent's too. */
+    e->backend = parent->backend;
+    e->backend_name = parent->backend_name;
+    e->device = parent->device;
+    e->cl_report = parent->cl_report;
     st_status st;
     if ((st = open_plugins(e, err)) || (st = configure_compute(e, err))) {
         st_engine_close(e);
@@ -435,6 +488,11 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->kv_bytes_per_token = st_kv_bytes_per_token(e->kv);
     out->parallel = e->parent ? e->parent->parallel : e->parallel;
     out->reader = st_engine_reader_name((st_engine *)e);
+    out->backend = e->backend ? e->backend->ops->name : "cpu";
+    out->device_name = e->cl_report.device.name;
+    out->kernel_compile_ms = e->cl_report.compile_ms;
+    out->kernel_cache_hit = e->cl_report.from_cache;
+    out->device_bytes = e->backend ? e->backend->ops->device_bytes(e->backend) : 0;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

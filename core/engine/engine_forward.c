@@ -27,6 +27,7 @@ st_status st_engine_forward_init(st_engine *e, st_diag *diag)
         .model = e->model,
         .kv = e->kv,
         .pool = e->pool,
+        .backend = e->backend,
         .posenc = &e->desc,
         .posenc_inst = e->posenc.in->inst,
         .map_positions = e->pe->map_positions,

@@ -15,6 +15,7 @@
 #include "manifest.h"
 #include "model.h"
 #include "plugin_site.h"
+#include "opencl_backend.h"
 #include "registry.h"
 #include "sampler_chain.h"
 #include "threadpool.h"
@@ -55,6 +56,13 @@ struct st_engine {
     uint32_t n_ctx;
     uint32_t n_threads;
     st_numerics numerics;   /* the caller's (st_engine_options)*/
+    /* The backend in force (options over manifest), the OpenCL device
+     * asked for, and the backend itself: NULL = the CPU's threads. */
+    char *backend_name;
+    char *device;
+    bool no_kernel_cache;
+    st_backend *backend;
+    st_opencl_report cl_report;   /* what opening the device did (st_engine_info) */
     uint32_t block;          /* prefill block size */
     st_kv_cache *kv;
     st_threadpool *pool;

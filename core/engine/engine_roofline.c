@@ -16,6 +16,12 @@ st_status st_engine_roofline(st_engine *e, st_roofline *out, st_error *err)
     if (!e || !out || out->struct_size < offsetof(st_roofline, weight_type) + sizeof out->weight_type)
         return st_error_set(err, ST_E_INVALID,
                             "st_engine_roofline: an engine and an st_roofline with struct_size set");
+    /* The probes run the CPU kernels: on a device they would measure the
+     * wrong machine. */
+    if (e->backend)
+        return st_error_set(err, ST_E_UNAVAILABLE,
+                            "the roofline measures the CPU backend; this engine runs on %s",
+                            e->backend_name);
     uint32_t caller_size = out->struct_size;
     memset(out, 0, caller_size < sizeof *out ? caller_size : sizeof *out);
     out->struct_size = caller_size < sizeof *out ? caller_size : (uint32_t)sizeof *out;

@@ -81,6 +81,7 @@ typedef struct st_strategy {
     char *path;
     char *model;         /* resolved against the manifest's directory; may be NULL */
     char *backend;       /* "cpu", "opencl", "opencl:P:D"; default "cpu" */
+    char *device;        /* key "device": an OpenCL device index or name substring; NULL */
     uint32_t context;    /* tokens; default 2048 */
     uint32_t kv_type;    /* key "kv-type": an st_kv_type (kv_type.h); default f16 */
     uint32_t threads;    /* 0 = all cores */

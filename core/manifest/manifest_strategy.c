@@ -32,8 +32,8 @@
 #define ST_STRATEGY_EXTENDS_MAX 32
 
 static const char *const st_strategy_keys[] = {
-    "format", "extends", "model", "backend", "context", "kv-type", "threads", "parallel",
-    "plugin-dirs",
+    "format", "extends", "model", "backend", "device", "context", "kv-type", "threads",
+    "parallel", "plugin-dirs",
     "tokenizer", "positional-encoding", "attention", "samplers", "retriever", NULL};
 
 static const char *const st_block_keys[] = {"plugin", "params", NULL};
@@ -83,6 +83,7 @@ void st_strategy_free(st_strategy *s)
     free(s->path);
     free(s->model);
     free(s->backend);
+    free(s->device);
     free(s);
 }
 
@@ -435,6 +436,24 @@ static st_status st_apply_keys(st_strategy_loader *L, const st_value *root, cons
                 } else {
                     free(s->backend);
                     s->backend = b;
+                }
+            }
+        } else if (strcmp(key, "device") == 0) {
+            /* An index into `stretch devices` or a substring of a name;
+             * the raw scalar text keeps "0" and "gfx" alike. */
+            if ((v->type != ST_VALUE_STRING && !(v->type == ST_VALUE_INT && v->i >= 0)) ||
+                !v->s || !v->s[0]) {
+                st = st_yaml_error_at(L->diag, ST_E_INVALID, v,
+                                      "device: expected a device index (0, 1, ...) or a "
+                                      "substring of a device name (see `stretch devices`), "
+                                      "found %s", st_yaml_describe(v, desc, sizeof desc));
+            } else {
+                char *d = strdup(v->s);
+                if (!d) {
+                    st = st_nomem(L, v);
+                } else {
+                    free(s->device);
+                    s->device = d;
                 }
             }
         } else if (strcmp(key, "context") == 0) {

@@ -24,6 +24,8 @@ struct st_host {
     void *vocab_ctx;
     const st_host_encoder_v1 *encoder;
     void *encoder_ctx;
+    const st_host_kernels *kernels;
+    void *kernels_ctx;
     atomic_size_t live;
     atomic_size_t peak;
 };
@@ -185,9 +187,14 @@ static st_status svc_meta_array_float(void *host, const char *key, uint64_t inde
 static st_status svc_kernel_compile(void *host, const char *name, const char *source,
                                     const char *options, st_kernel **out, st_error *err)
 {
+    st_host *h = host_of(host);
     if (out)
         *out = NULL;
-    return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    if (!h->kernels)
+        return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    if (!name || !source || !out)
+        return st_error_set(err, ST_E_INVALID, "kernel_compile: NULL name, source or out");
+    return h->kernels->compile(h->kernels_ctx, name, source, options, out, err);
 }
 
 static st_status svc_kernel_launch(void *host, st_kernel *kernel,
@@ -195,10 +202,25 @@ static st_status svc_kernel_launch(void *host, st_kernel *kernel,
                                    const size_t *global, const size_t *local,
                                    uint32_t dims, st_error *err)
 {
-    return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    st_host *h = host_of(host);
+    if (!h->kernels)
+        return st_error_set(err, ST_E_UNAVAILABLE, "no OpenCL device in this engine");
+    if (!kernel || !global || (n_args && !args) || dims < 1 || dims > 3)
+        return st_error_set(err, ST_E_INVALID,
+                            "kernel_launch: expected a kernel, args, a global size and 1-3 "
+                            "dims (dims %u)", dims);
+    return h->kernels->launch(h->kernels_ctx, kernel, args, n_args, global, local, dims, err);
 }
 
-static void svc_kernel_release(void *host, st_kernel *kernel) {}
+static void svc_kernel_release(void *host, st_kernel *kernel)
+{
+    st_host *h = host_of(host);
+    if (h->kernels && kernel)
+        h->kernels->release(h->kernels_ctx, kernel);
+}
+
+static const st_host_opencl_v1 opencl_ext = {sizeof opencl_ext, svc_kernel_compile,
+                                             svc_kernel_launch, svc_kernel_release};
 
 static st_status svc_model_score(void *host, st_score_request *req, st_error *err)
 {
@@ -242,8 +264,9 @@ static size_t svc_vocab_eog_tokens(void *host, int32_t *ids, size_t cap)
 static const st_host_vocab_v1 vocab_ext = {sizeof vocab_ext, svc_vocab_n_tokens,
                                            svc_vocab_token_bytes, svc_vocab_eog_tokens};
 
-/* Only what this host can serve now is answered: no OpenCL device yet, and
- * scoring once a model (and its scorer) is attached. */
+/* Only what this host can serve now is answered: kernels where the engine
+ * runs on an OpenCL device, scoring once a model (and its scorer) is
+ * attached. */
 static const void *svc_get_extension(void *host, const char *id)
 {
     st_host *h = host_of(host);
@@ -255,6 +278,8 @@ static const void *svc_get_extension(void *host, const char *id)
         return h->vocab ? &vocab_ext : NULL;
     if (strcmp(id, ST_HOST_ENCODER_V1) == 0)
         return h->encoder;
+    if (strcmp(id, ST_HOST_OPENCL_V1) == 0)
+        return h->kernels ? &opencl_ext : NULL;
     return NULL;
 }
 
@@ -330,6 +355,12 @@ void st_host_set_log_sink(st_host *h, st_log_sink sink, void *ctx)
 void st_host_set_log_level(st_host *h, st_log_level min_level) { h->min_level = min_level; }
 
 void st_host_set_model(st_host *h, const st_gguf *model) { h->model = model; }
+
+void st_host_set_kernels(st_host *h, const st_host_kernels *k, void *ctx)
+{
+    h->kernels = k;
+    h->kernels_ctx = ctx;
+}
 
 void st_host_set_scorer(st_host *h, st_score_fn fn, void *ctx)
 {

@@ -58,6 +58,20 @@ void st_host_set_vocab(st_host *h, const st_vocab_source *src, void *ctx);
 void st_host_set_encoder(st_host *h, const st_host_encoder_v1 *ext, void *ctx);
 void *st_host_encoder_ctx(const st_host *h);
 
+/* The device kernels a backend offers plugins: kernel_compile, _launch
+ * and _release of the table and of ST_HOST_OPENCL_V1 call these with
+ * `ctx`. NULL k = none (ST_E_UNAVAILABLE, and no extension). `ctx` must
+ * outlive every instance. */
+typedef struct st_host_kernels {
+    st_status (*compile)(void *ctx, const char *name, const char *source, const char *options,
+                         st_kernel **out, st_error *err);
+    st_status (*launch)(void *ctx, st_kernel *kernel, const st_kernel_arg *args, size_t n_args,
+                        const size_t *global, const size_t *local, uint32_t dims,
+                        st_error *err);
+    void (*release)(void *ctx, st_kernel *kernel);
+} st_host_kernels;
+void st_host_set_kernels(st_host *h, const st_host_kernels *k, void *ctx);
+
 /* Bytes plugins currently hold through alloc/calloc/realloc, and the peak. */
 size_t st_host_live_bytes(const st_host *h);
 size_t st_host_peak_bytes(const st_host *h);

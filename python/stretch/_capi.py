@@ -39,7 +39,8 @@ class StEngineOptions(Structure):
                 ("numerics", ctypes.c_int), ("plugin_dirs", POINTER(c_char_p)),
                 ("n_plugin_dirs", c_size_t), ("log", LogFn), ("log_user", c_void_p),
                 # ABI 1.3
-                ("parallel", c_uint32)]
+                ("parallel", c_uint32),
+                ("backend", c_char_p), ("device", c_char_p), ("no_kernel_cache", c_bool)]
 
 
 class StEngineInfo(Structure):
@@ -54,7 +55,10 @@ class StEngineInfo(Structure):
                 ("kv_type", c_char_p), ("kv_bytes_per_token", c_uint64),
                 # ABI 1.3
                 ("parallel", c_uint32),
-                ("reader", c_char_p)]
+                ("reader", c_char_p),
+                ("backend", c_char_p), ("device_name", c_char_p),
+                ("kernel_compile_ms", ctypes.c_double), ("kernel_cache_hit", c_bool),
+                ("device_bytes", c_uint64)]
 
 
 class StGenerateParams(Structure):

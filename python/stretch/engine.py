@@ -60,11 +60,16 @@ class Engine:
     def __init__(self, manifest: str | os.PathLike, model: str | os.PathLike | None = None,
                  context: int = 0, threads: int = 0, numerics: str | None = None,
                  plugin_dirs: list[str | os.PathLike] | None = None,
-                 log: Callable[[int, str | None, str], None] | None = None):
+                 log: Callable[[int, str | None, str], None] | None = None,
+                 backend: str | None = None, device: str | int | None = None,
+                 no_kernel_cache: bool = False):
         """numerics: None ($STRETCH_NUMERICS), "fast" or "ggml"; plugin_dirs
         are searched before the manifest's; log(level, source, message)
         receives every log line (level: 0 debug .. 3 error) instead of
-        stderr, possibly from the engine's worker threads."""
+        stderr, possibly from the engine's worker threads. backend ("cpu",
+        "opencl", "opencl:P:D") and device (an index or a name substring,
+        see stretch.devices()) override the manifest's; no_kernel_cache
+        builds the OpenCL kernels afresh."""
         self._handle = None
         if numerics not in _capi.NUMERICS:
             raise ValueError(f"numerics must be None, 'fast' or 'ggml', not {numerics!r}")
@@ -84,7 +89,10 @@ class Engine:
                                      model=os.fsencode(model) if model is not None else None,
                                      numerics=_capi.NUMERICS[numerics],
                                      plugin_dirs=self._dirs if dirs else None,
-                                     n_plugin_dirs=len(dirs), log=self._log)
+                                     n_plugin_dirs=len(dirs), log=self._log,
+                                     backend=backend.encode() if backend else None,
+                                     device=str(device).encode() if device is not None else None,
+                                     no_kernel_cache=no_kernel_cache)
         handle = _capi.EnginePtr()
         err = _capi.StError()
         _check(lib.st_engine_open(os.fsencode(manifest), ctypes.byref(opts),
@@ -130,7 +138,9 @@ class Engine:
                           add_bos=bool(raw.add_bos),
                           model_path=os.fsdecode(raw.model_path or b""), plugins=plugins,
                           samplers=tuple(raw.sampler_names[i].decode()
-                                         for i in range(raw.n_samplers)))
+                                         for i in range(raw.n_samplers)),
+                          backend=(raw.backend or b"cpu").decode(),
+                          device=raw.device_name.decode() if raw.device_name else None)
 
     # -- text -------------------------------------------------------------
 

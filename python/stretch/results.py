@@ -24,6 +24,8 @@ class EngineInfo:
     model_path: str
     plugins: dict[str, str] = field(default_factory=dict)  # kind -> plugin name
     samplers: tuple[str, ...] = ()  # the whole chain, in order
+    backend: str = "cpu"  # "cpu" or "opencl"
+    device: str | None = None  # the OpenCL device's name
 
 
 @dataclass(frozen=True)

@@ -39,3 +39,27 @@ def test_plugin_dirs_and_log(workdir, model):
                         log=lambda level, source, msg: lines.append((level, source, msg))) as e:
         assert e.generate("Hello", max_tokens=2).stats.n_generated >= 1
     assert (1, "logging-sampler", "created with margin 0.5") in lines
+
+
+def test_backend_and_device_options(manifest, tmp_path, monkeypatch):
+    """ABI 1.3: backend/device override the manifest; the info says which ran.
+    On the OpenCL backend the greedy continuation is the CPU backend's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # The device follows the CPU's 8-lane dot kernels, not AVX-512's
+    # repacked ones (docs/opencl.md, "Numerics").
+    monkeypatch.setenv("STRETCH_ISA", "avx2")
+    with stretch.Engine(manifest) as e:
+        assert e.info.backend == "cpu" and e.info.device is None
+        cpu = e.generate("The quick brown fox", max_tokens=8, ignore_eos=True).tokens
+    try:
+        cl = stretch.Engine(manifest, backend="opencl", device=0, no_kernel_cache=True)
+    except stretch.Error as err:
+        if "no OpenCL" in str(err):
+            pytest.skip(f"no OpenCL here: {err}")
+        raise
+    with cl:
+        assert cl.info.backend == "opencl" and cl.info.device
+        assert cl.generate("The quick brown fox", max_tokens=8, ignore_eos=True).tokens == cpu
+    with pytest.raises(stretch.Error) as refused:
+        stretch.Engine(manifest, backend="opencl", device="no-such-device-xyz")
+    assert "no-such-device-xyz" in str(refused.value)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kv_cache.h"
 #include "manifest.h"
@@ -169,4 +170,52 @@ Test(manifest_strategy, different_plugin_replaces_block)
     cr_expect_eq(param(&s->tokenizer, "dropout")->i, 0);
     cr_expect_eq(s->n_samplers, 2, "inherited chain");
     st_strategy_free(s);
+}
+
+/* `device:` picks an OpenCL device by index or name substring; the raw
+ * text is kept (docs/opencl.md), and anything else is refused at its
+ * line:column. */
+static st_status load_text(const char *name, const char *text, st_strategy **s, st_diag *d)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/st_device_key_%ld_%s", (long)getpid(), name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    st_diag_clear(d);
+    st_status st = st_strategy_load(path, s, d);
+    unlink(path);
+    return st;
+}
+
+Test(manifest_strategy, device_key)
+{
+    st_strategy *s = NULL;
+    st_diag d;
+    static const char head[] = "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: "
+                               "{plugin: rope}\nattention: {plugin: dense}\nsamplers: "
+                               "[{plugin: greedy}]\nbackend: opencl\n";
+    char text[512];
+    snprintf(text, sizeof text, "%sdevice: 1\n", head);
+    cr_assert_eq(load_text("idx.yaml", text, &s, &d), ST_OK, "%s", d.message);
+    cr_expect_str_eq(s->device, "1");
+    st_strategy_free(s);
+    snprintf(text, sizeof text, "%sdevice: Radeon RX\n", head);
+    cr_assert_eq(load_text("name.yaml", text, &s, &d), ST_OK, "%s", d.message);
+    cr_expect_str_eq(s->device, "Radeon RX");
+    st_strategy_free(s);
+    snprintf(text, sizeof text, "%s", head);
+    cr_assert_eq(load_text("none.yaml", text, &s, &d), ST_OK, "%s", d.message);
+    cr_expect_null(s->device);
+    st_strategy_free(s);
+    const char *bad[] = { "device: [1]\n", "device: -2\n", "device: ''\n", "device: {a: 1}\n" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "%s%s", head, bad[i]);
+        s = NULL;
+        cr_expect_eq(load_text("bad.yaml", text, &s, &d), ST_E_INVALID, "%s", bad[i]);
+        cr_expect_null(s);
+        cr_expect_eq(d.line, 7, "%s: line %d", bad[i], d.line);
+        cr_expect(strstr(d.message, "device: expected a device index"), "%s", d.message);
+    }
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include <stretch/devices.h>
 #include "engine_cli.h"
 #include "json_out.h"
 
@@ -36,7 +37,10 @@ static void bench_usage(FILE *f)
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
                "  --roofline also measures the machine's read bandwidth and dot-product rate\n"
                "  with the engine's threads and kernels, and prints the fraction of each\n"
-               "  ceiling that prefill and decode reached, with the costs it assumed.\n");
+               "  ceiling that prefill and decode reached, with the costs it assumed.\n"
+               "  On OpenCL the first rep's load includes the kernel build when the binary\n"
+               "  cache is cold (`kernels` says which), and device memory is reported.\n\n");
+    fputs(st_cli_backend_usage, f);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -109,6 +113,9 @@ int st_cmd_bench(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--roofline")) {
             roofline = true;
+        } else if ((v = st_cli_backend_option("bench", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else {
             fprintf(stderr, "stretch bench: unknown or incomplete option '%s'\n", a);
             bench_usage(stderr);
@@ -125,7 +132,10 @@ int st_cmd_bench(int argc, char **argv)
     if (!opts.context)
         opts.context = (uint32_t)(n_prompt + n_gen + 16);
 
-    double load[64], prefill[64], decode[64];
+    double load[64], prefill[64], decode[64], compile_ms[64];
+    bool cache_hit[64];
+    char backend[16] = "cpu", device[ST_DEVICE_TEXT_MAX] = "";
+    uint64_t device_bytes = 0;
     uint32_t threads = 0;
     char kv_type[16] = "?"; /* copied: the engine's string goes with it */
     uint64_t kv_bytes = 0;
@@ -142,6 +152,10 @@ int st_cmd_bench(int argc, char **argv)
         threads = info.n_threads;
         snprintf(kv_type, sizeof kv_type, "%s", info.kv_type ? info.kv_type : "?");
         kv_bytes = info.kv_bytes_per_token;
+        snprintf(backend, sizeof backend, "%s", info.backend ? info.backend : "cpu");
+        snprintf(device, sizeof device, "%s", info.device_name ? info.device_name : "");
+        compile_ms[r] = info.kernel_compile_ms;
+        cache_hit[r] = info.kernel_cache_hit;
         int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
         uint64_t x = 0x9E3779B97F4A7C15ull;
         for (long long i = 0; ids && i < n_prompt; i++) {
@@ -165,6 +179,8 @@ int st_cmd_bench(int argc, char **argv)
         } else {
             prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
             decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;
+            st_engine_get_info(e, &info);
+            device_bytes = info.device_bytes;   /* weights and buffers after a run */
         }
         /* After the timed runs, with the same engine: its threads, its kernels. */
         if (!rc && roofline && r == reps - 1 && st_engine_roofline(e, &rl, &err) != ST_OK) {
@@ -232,6 +248,18 @@ int st_cmd_bench(int argc, char **argv)
         } else {
             st_json_null(&j);
         }
+        st_json_key(&j, "backend");
+        st_json_string(&j, backend);
+        st_json_key(&j, "device");
+        st_json_string(&j, device[0] ? device : NULL);
+        st_json_key(&j, "device_bytes");
+        st_json_uint(&j, device_bytes);
+        json_list(&j, "kernel_compile_ms", compile_ms, (int)reps);
+        st_json_key(&j, "kernel_cache_hit");
+        st_json_begin_array(&j);
+        for (int r = 0; r < reps; r++)
+            st_json_bool(&j, cache_hit[r]);
+        st_json_end_array(&j);
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
@@ -253,6 +281,13 @@ int st_cmd_bench(int argc, char **argv)
             printf("%-16s ceiling %.1f tok/s (%.1f Mop per token); median %.1f = %.1f%%\n",
                    "  prefill", pre_ceiling, rl.ops_per_token / 1e6, pre_med,
                    pre_ceiling > 0 ? 100 * pre_med / pre_ceiling : 0);
+        }
+        if (strcmp(backend, "cpu") != 0) {
+            printf("%-16s %s on '%s', %.1f MB of device memory\n", "backend", backend, device,
+                   device_bytes / 1048576.0);
+            for (int r = 0; r < reps; r++)
+                printf("%-16s rep %d: %.1f ms (%s)\n", "kernels", r + 1, compile_ms[r],
+                       cache_hit[r] ? "binary cache" : "built from source");
         }
     }
     return 0;

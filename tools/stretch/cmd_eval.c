@@ -38,6 +38,7 @@ static void eval_usage(FILE *f)
             "                   interrupted run resumes from the windows already scored\n"
             "  --fresh          discard the windows of an earlier run\n"
             "  --json           print the result as JSON\n");
+    fputs(st_cli_backend_usage, f);
 }
 
 /* Points file line for one scored window: bucket sums, so a resumed run
@@ -259,6 +260,9 @@ int st_cmd_eval(int argc, char **argv)
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
             opts.n_threads = (uint32_t)v;
             i++;
+        } else if ((v = st_cli_backend_option("eval ppl", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--out") && next) {
             out_dir = argv[++i];
         } else if (!strcmp(a, "--fresh")) {

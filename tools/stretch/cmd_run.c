@@ -33,8 +33,8 @@ static void run_usage(FILE *f)
             "  --logits-out FILE    write the first step's logits as float32\n"
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
-            "  --json               print one JSON object (ids, text, timings, what was\n"
-            "                       retrieved) at the end\n"
+            "  --json               print one JSON object (ids, text, timings, device, what\n"
+            "                       was retrieved) at the end\n"
             "  --no-retrieval       ignore the manifest's retriever index\n"
             "  --question Q         read the document (PROMPT or --file, streamed) chunk by\n"
             "                       chunk with a reading strategy (manifests/infiniretri.yaml,\n"
@@ -45,7 +45,8 @@ static void run_usage(FILE *f)
             "  first looked up there and its top_k hits put into the prompt through the\n"
             "  block's template (docs/retrieval.md).\n"
             "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
-            "  (a warning on stderr; the text so far is kept and the exit code is 0).\n");
+            "  (a warning on stderr; the text so far is kept and the exit code is 0).\n\n");
+    fputs(st_cli_backend_usage, f);
 }
 
 typedef struct run_state {
@@ -134,6 +135,9 @@ int st_cmd_run(int argc, char **argv)
                 return ST_EXIT_USAGE;
             opts.context = (uint32_t)v;
             i++;
+        } else if ((v = st_cli_backend_option("run", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--model") && next) {
             opts.model = argv[++i];
         } else if (!strcmp(a, "--file") && next) {
@@ -344,6 +348,10 @@ int st_cmd_run(int argc, char **argv)
                 st_json_key(&j, "retrieved");
                 st_cli_hits_json(&j, hits);
             }
+            st_json_key(&j, "backend");
+            st_json_string(&j, kv.backend);
+            st_json_key(&j, "device");
+            st_json_string(&j, kv.device_name && kv.device_name[0] ? kv.device_name : NULL);
             st_json_end_object(&j);
             st_json_end(&j);
         } else {

@@ -41,5 +41,6 @@ int st_cmd_serve(int argc, char **argv);
 int st_cmd_bench_prefill(int argc, char **argv);
 int st_cmd_retrieve(int argc, char **argv);
 int st_cmd_embed(int argc, char **argv);
+int st_cmd_devices(int argc, char **argv);
 
 #endif

@@ -370,3 +370,32 @@ bad:
     free(out);
     return NULL;
 }
+
+const char st_cli_backend_usage[] =
+    "  --backend B          cpu, opencl or opencl:PLATFORM:DEVICE (overrides the manifest)\n"
+    "  --device D           OpenCL device: an index or a name substring (stretch devices)\n"
+    "  --no-kernel-cache    build the OpenCL kernels afresh, without the binary cache\n";
+
+int st_cli_backend_option(const char *cmd, int argc, char **argv, int *i,
+                          st_engine_options *opts)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--no-kernel-cache")) {
+        opts->no_kernel_cache = true;
+        return 1;
+    }
+    bool backend = !strcmp(a, "--backend"), device = !strcmp(a, "--device");
+    if (!backend && !device)
+        return 0;
+    if (*i + 1 >= argc || !argv[*i + 1][0]) {
+        fprintf(stderr, "stretch %s: %s needs a value (%s)\n", cmd, a,
+                backend ? "cpu, opencl or opencl:PLATFORM:DEVICE"
+                        : "a device index or name substring; see stretch devices");
+        return -1;
+    }
+    if (backend)
+        opts->backend = argv[++*i];
+    else
+        opts->device = argv[++*i];
+    return 1;
+}

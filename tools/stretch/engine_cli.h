@@ -35,6 +35,14 @@ void st_cli_hits_json(st_json *j, const st_retrieval *hits);
  * a plugin failing mid-run is not a refused load. */
 int st_cli_exit_for(st_status st);
 
+/* --backend B, --device D and --no-kernel-cache, shared by the commands
+ * that run a model: 1 when argv[*i] was one of them (its value consumed),
+ * 0 when not, -1 (a message printed) when its value is missing. */
+int st_cli_backend_option(const char *cmd, int argc, char **argv, int *i,
+                          st_engine_options *opts);
+/* Their lines for a command's usage. */
+extern const char st_cli_backend_usage[];
+
 /* Route SIGINT to st_engine_cancel(e) (NULL to restore the default). */
 void st_cli_cancel_on_sigint(st_engine *e);
 

@@ -23,6 +23,7 @@ const st_command st_commands[] = {
     {"serve", st_cmd_serve, "serve the manifests as models over an OpenAI-compatible HTTP API"},
     {"retrieve", st_cmd_retrieve, "build a retriever's index from files, or query one"},
     {"embed", st_cmd_embed, "sentence vectors from a BERT-family encoder (MiniLM)"},
+    {"devices", st_cmd_devices, "list the OpenCL platforms and devices a strategy can use"},
 };
 const unsigned st_n_commands = sizeof st_commands / sizeof st_commands[0];
 

@@ -62,6 +62,13 @@ typedef struct st_engine_options {
     /* Sequences the engine may run at once (st_sequence_open); 0 = the
      * manifest's `parallel` (default 1). */
     uint32_t parallel;
+    /* Override the manifest's `backend:` ("cpu", "opencl",
+     * "opencl:PLATFORM:DEVICE") and `device:` (an index into
+     * st_devices_list's order or a name substring); NULL = the manifest's. */
+    const char *backend;
+    const char *device;
+    /* Build the OpenCL programs afresh, without the binary cache. */
+    bool no_kernel_cache;
 } st_engine_options;
 
 /* Open an engine: load the strategy (extends resolved), find and load each
@@ -97,6 +104,14 @@ typedef struct st_engine_info {
     /* The plugin that reads documents chunk by chunk for st_engine_read
      * (it offers stretch.reader/1), NULL when the strategy has none. */
     const char *reader;
+    /* The backend that runs the model ("cpu", "opencl") and, on OpenCL,
+     * the device's name ("" on the CPU); the program build or cache load
+     * time and the device memory held. */
+    const char *backend;
+    const char *device_name;
+    double kernel_compile_ms;
+    bool kernel_cache_hit;
+    uint64_t device_bytes;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Greedy continuations of every prompt in tools/prompts.txt on two backends
+(default: cpu and opencl), compared token for token.
+
+Usage: compare_backends.py [--stretch build/bin/stretch] [-m manifests/greedy.yaml]
+                           [--tokens 64] [--backends cpu opencl] [--device D]
+                           [--json OUT.json]
+
+Prints one line per prompt (equal, or the first position where they part)
+and the count of equal continuations; exit 1 when any differs. The prompts
+are used raw (no chat template), as tools/compare_llama.py uses them.
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_prompts(path: Path) -> list[str]:
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(json.loads(line))
+    return out
+
+
+def continuation(stretch: str, manifest: str, prompt: str, tokens: int, backend: str,
+                 device: str | None) -> list[int]:
+    cmd = [stretch, "run", "-m", manifest, "--json", "--ignore-eos", "--max-tokens",
+           str(tokens), "--backend", backend]
+    if device is not None and backend != "cpu":
+        cmd += ["--device", device]
+    res = subprocess.run(cmd + [prompt], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"compare_backends: {' '.join(cmd[:8])} failed ({res.returncode}): "
+                 f"{res.stderr.strip()}")
+    return json.loads(res.stdout.strip().splitlines()[-1])["tokens"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stretch", default=str(REPO_ROOT / "build" / "bin" / "stretch"))
+    p.add_argument("-m", "--manifest", default=str(REPO_ROOT / "manifests" / "greedy.yaml"))
+    p.add_argument("--prompts", type=Path, default=REPO_ROOT / "tools" / "prompts.txt")
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--backends", nargs=2, default=["cpu", "opencl"])
+    p.add_argument("--device", default=None)
+    p.add_argument("--limit", type=int, default=0, help="only the first N prompts")
+    p.add_argument("--json", type=Path, default=None, help="write the per-prompt results here")
+    a = p.parse_args()
+    prompts = read_prompts(a.prompts)
+    if a.limit:
+        prompts = prompts[: a.limit]
+    rows, equal = [], 0
+    for i, prompt in enumerate(prompts):
+        x = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[0], a.device)
+        y = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[1], a.device)
+        first = next((k for k in range(min(len(x), len(y))) if x[k] != y[k]),
+                     None if len(x) == len(y) else min(len(x), len(y)))
+        equal += first is None
+        rows.append({"prompt": i, "equal": first is None, "first_difference": first})
+        print(f"{i:2d} {'equal' if first is None else f'differs from token {first}'}",
+              flush=True)
+    print(f"compare_backends: {equal}/{len(prompts)} continuations of {a.tokens} tokens equal "
+          f"({a.backends[0]} vs {a.backends[1]})")
+    if a.json:
+        a.json.write_text(json.dumps({"equal": equal, "prompts": rows}, indent=1) + "\n")
+    return 0 if equal == len(prompts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
