@@ -1267,7 +1267,12 @@ static st_status batch_logits(st_forward_ctx *lead, const st_forward_seq *seqs, 
     const st_weight *w[1] = { &lead->m->output };
     float *y[1] = { out };
     size_t ldy[1] = { V };
-    run_matmul(lead, 1, w, y, ldy, lead->xn, E, lead->xq, (uint32_t)R);
+    st_status s = run_matmul(lead, 1, w, y, ldy, lead->xn, E, lead->xq, (uint32_t)R, diag);
+    if (s != ST_OK) {
+        free(out);
+        free(rows);
+        return s;
+    }
     size_t k = 0;
     for (size_t i = 0; i < n_seqs; i++) {
         if (!seqs[i].logits)
@@ -1329,7 +1334,7 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
             const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
             float *y[3] = { lead->q, lead->kf, lead->vf };
             size_t ldy[3] = { QD, row, row };
-            run_matmul(lead, 3, w, y, ldy, lead->xn, E, lead->xq, nt);
+            s = run_matmul(lead, 3, w, y, ldy, lead->xn, E, lead->xq, nt, diag);
         }
         for (size_t i = 0, r0 = 0; i < n_seqs && s == ST_OK; r0 += seqs[i].n, i++) {
             st_forward_ctx *c = seqs[i].ctx;
@@ -1351,7 +1356,7 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
             const st_weight *w[1] = { &L->wo };
             float *y[1] = { lead->tmp };
             size_t ldy[1] = { E };
-            run_matmul(lead, 1, w, y, ldy, lead->att, QD, lead->xq, nt);
+            s = run_matmul(lead, 1, w, y, ldy, lead->att, QD, lead->xq, nt, diag);
         }
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
         run_tokens(lead, &T);
@@ -1359,7 +1364,7 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { lead->g, lead->u };
             size_t ldy[2] = { F, F };
-            run_matmul(lead, 2, w, y, ldy, lead->xn, E, lead->xq, nt);
+            s = run_matmul(lead, 2, w, y, ldy, lead->xn, E, lead->xq, nt, diag);
         }
         T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
         run_tokens(lead, &T);
@@ -1367,7 +1372,7 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
             const st_weight *w[1] = { &L->down };
             float *y[1] = { lead->tmp };
             size_t ldy[1] = { E };
-            run_matmul(lead, 1, w, y, ldy, lead->g, F, lead->hq, nt);
+            s = run_matmul(lead, 1, w, y, ldy, lead->g, F, lead->hq, nt, diag);
         }
     }
     free(tokens);
