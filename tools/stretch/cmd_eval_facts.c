@@ -22,7 +22,7 @@
 #include "json_out.h"
 #include "reading.h"
 
-#define MAX_AXIS 16
+#define MAX_AXIS ST_EVAL_AXIS_MAX
 #define MAX_FACTS 64
 
 static const char *const colours[] = {"red", "blue", "green", "golden", "silver", "black",
@@ -331,42 +331,11 @@ int st_cmd_eval_facts(int argc, char **argv)
         return ST_EXIT_RUNTIME;
     }
     snprintf(path, sizeof path, "%s/facts.csv", out_dir);
-    FILE *csv = fopen(path, "w");
-    if (csv) {
-        fprintf(csv, "length,facts,samples,accuracy\n");
-        for (int l = 0; l < nl; l++)
-            for (int f = 0; f < nf; f++)
-                fprintf(csv, "%lld,%lld,%lld,%.4f\n", lengths[l], n_facts[f], samples,
-                        acc[l][f]);
-    }
-    if (!csv || (ferror(csv) | fclose(csv))) {
-        fprintf(stderr, "stretch: %s: cannot write\n", path);
+    st_accuracy_grid grid = {"facts", lengths, nl, n_facts, nf, samples, acc};
+    if (!st_accuracy_csv(path, &grid))
         rc = ST_EXIT_RUNTIME;
-    }
     if (json) {
-        st_json j;
-        st_json_init(&j, stdout, false);
-        st_json_begin_object(&j);
-        st_json_key(&j, "manifest");
-        st_json_string(&j, manifest);
-        st_json_key(&j, "samples");
-        st_json_int(&j, samples);
-        st_json_key(&j, "rows");
-        st_json_begin_array(&j);
-        for (int l = 0; l < nl; l++) {
-            st_json_begin_object(&j);
-            st_json_key(&j, "length");
-            st_json_int(&j, lengths[l]);
-            st_json_key(&j, "accuracy");
-            st_json_begin_array(&j);
-            for (int f = 0; f < nf; f++)
-                st_json_double(&j, acc[l][f]);
-            st_json_end_array(&j);
-            st_json_end_object(&j);
-        }
-        st_json_end_array(&j);
-        st_json_end_object(&j);
-        st_json_end(&j);
+        st_accuracy_json(manifest, &grid);
     } else {
         printf("multi-fact accuracy (%%), %s, %lld samples per cell\n%8s", manifest, samples,
                "length");

@@ -16,7 +16,7 @@
 #include "json_out.h"
 #include "reading.h"
 
-#define MAX_AXIS 32
+#define MAX_AXIS ST_EVAL_AXIS_MAX
 
 static const char task_text[] =
     "There is an important info hidden inside a lot of irrelevant text. Find it and "
@@ -462,41 +462,11 @@ int st_cmd_eval_passkey(int argc, char **argv)
     char path[4096];
     snprintf(path, sizeof path, "%s/passkey.csv", out_dir);
     int rc_out = ST_EXIT_OK;
-    FILE *csv = fopen(path, "w");
-    if (csv) {
-        fprintf(csv, "length,depth,samples,accuracy\n");
-        for (int l = 0; l < nl; l++)
-            for (int d = 0; d < nd; d++)
-                fprintf(csv, "%lld,%lld,%lld,%.4f\n", lengths[l], depths[d], samples, acc[l][d]);
-    }
-    if (!csv || (ferror(csv) | fclose(csv))) {
-        fprintf(stderr, "stretch: %s: cannot write\n", path);
+    st_accuracy_grid grid = {"depth", lengths, nl, depths, nd, samples, acc};
+    if (!st_accuracy_csv(path, &grid))
         rc_out = ST_EXIT_RUNTIME;
-    }
     if (json) {
-        st_json j;
-        st_json_init(&j, stdout, false);
-        st_json_begin_object(&j);
-        st_json_key(&j, "manifest");
-        st_json_string(&j, manifest);
-        st_json_key(&j, "samples");
-        st_json_int(&j, samples);
-        st_json_key(&j, "rows");
-        st_json_begin_array(&j);
-        for (int l = 0; l < nl; l++) {
-            st_json_begin_object(&j);
-            st_json_key(&j, "length");
-            st_json_int(&j, lengths[l]);
-            st_json_key(&j, "accuracy");
-            st_json_begin_array(&j);
-            for (int d = 0; d < nd; d++)
-                st_json_double(&j, acc[l][d]);
-            st_json_end_array(&j);
-            st_json_end_object(&j);
-        }
-        st_json_end_array(&j);
-        st_json_end_object(&j);
-        st_json_end(&j);
+        st_accuracy_json(manifest, &grid);
     } else {
         printf("passkey accuracy (%%), %s, %lld samples per cell\n%8s", manifest, samples,
                "length");

@@ -1,5 +1,7 @@
 #include "eval_common.h"
 
+#include "json_out.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,4 +196,48 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *
         fflush(f);
     }
     return f;
+}
+
+bool st_accuracy_csv(const char *path, const st_accuracy_grid *g)
+{
+    FILE *csv = fopen(path, "w");
+    if (csv) {
+        fprintf(csv, "length,%s,samples,accuracy\n", g->column);
+        for (int l = 0; l < g->n_lengths; l++)
+            for (int c = 0; c < g->n_columns; c++)
+                fprintf(csv, "%lld,%lld,%lld,%.4f\n", g->lengths[l], g->columns[c], g->samples,
+                        g->acc[l][c]);
+    }
+    if (!csv || (ferror(csv) | fclose(csv))) {
+        fprintf(stderr, "stretch: %s: cannot write\n", path);
+        return false;
+    }
+    return true;
+}
+
+void st_accuracy_json(const char *manifest, const st_accuracy_grid *g)
+{
+    st_json j;
+    st_json_init(&j, stdout, false);
+    st_json_begin_object(&j);
+    st_json_key(&j, "manifest");
+    st_json_string(&j, manifest);
+    st_json_key(&j, "samples");
+    st_json_int(&j, g->samples);
+    st_json_key(&j, "rows");
+    st_json_begin_array(&j);
+    for (int l = 0; l < g->n_lengths; l++) {
+        st_json_begin_object(&j);
+        st_json_key(&j, "length");
+        st_json_int(&j, g->lengths[l]);
+        st_json_key(&j, "accuracy");
+        st_json_begin_array(&j);
+        for (int c = 0; c < g->n_columns; c++)
+            st_json_double(&j, g->acc[l][c]);
+        st_json_end_array(&j);
+        st_json_end_object(&j);
+    }
+    st_json_end_array(&j);
+    st_json_end_object(&j);
+    st_json_end(&j);
 }

@@ -64,4 +64,22 @@ bool st_eval_hash_manifest(const char *path, uint64_t *out);
  * "manifest", their hashes; false when either cannot be read. */
 bool st_eval_input_fields(const char *model, const char *manifest, st_points_field f[2]);
 
+/* An accuracy table by length (rows) and a second axis (columns: passkey
+ * depth, number of facts), as the retrieval evaluations write it. */
+#define ST_EVAL_AXIS_MAX 32
+typedef struct st_accuracy_grid {
+    const char *column;              /* the second axis's CSV name: "depth", "facts" */
+    const long long *lengths;
+    int n_lengths;
+    const long long *columns;
+    int n_columns;
+    long long samples;               /* per cell */
+    double (*acc)[ST_EVAL_AXIS_MAX]; /* [length][column], 0..1 */
+} st_accuracy_grid;
+/* length,COLUMN,samples,accuracy rows into `path`; false (message printed)
+ * when it cannot be written. */
+bool st_accuracy_csv(const char *path, const st_accuracy_grid *g);
+/* {"manifest", "samples", "rows": [{"length", "accuracy": [...]}]} on stdout. */
+void st_accuracy_json(const char *manifest, const st_accuracy_grid *g);
+
 #endif
