@@ -116,33 +116,10 @@ static char *build_document(const char *text, size_t len, size_t bytes, fact *fa
     return doc;
 }
 
-typedef struct answer {
-    char text[256];
-    size_t len;
-} answer;
-
-static int on_token(void *user, int32_t token, const char *text, size_t len)
-{
-    answer *a = user;
-    (void)token;
-    if (a->len + len < sizeof a->text) {
-        memcpy(a->text + a->len, text, len);
-        a->len += len;
-        a->text[a->len] = '\0';
-    }
-    return 0;
-}
-
-static long first_integer(const char *s)
-{
-    while (*s && !isdigit((unsigned char)*s))
-        s++;
-    return *s ? strtol(s, NULL, 10) : -1;
-}
 
 /* One sample: the prompt (read or whole), the answer, right or wrong. */
 static st_status run_sample(st_engine *e, bool reading, uint32_t chunk, const char *doc,
-                            const char *question, answer *ans, size_t *n_prompt, st_error *err)
+                            const char *question, st_answer *ans, size_t *n_prompt, st_error *err)
 {
     int32_t *ids = NULL;
     size_t n = 0;
@@ -171,7 +148,7 @@ static st_status run_sample(st_engine *e, bool reading, uint32_t chunk, const ch
     if (st != ST_OK)
         return st;
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 10, .seed = 1};
-    st = st_engine_generate(e, ids, n, &gp, on_token, ans, NULL, err);
+    st = st_engine_generate(e, ids, n, &gp, st_answer_on_token, ans, NULL, err);
     st_free(ids);
     return st;
 }
@@ -302,14 +279,14 @@ int st_cmd_eval_facts(int argc, char **argv)
                 snprintf(question, sizeof question,
                          "\nWhat is the secret number of %s? The secret number of %s is",
                          asked->key, asked->key);
-                answer ans = {{0}, 0};
+                st_answer ans = {{0}, 0};
                 size_t n_prompt = 0;
                 st = run_sample(e, reading, (uint32_t)chunk, doc, question, &ans, &n_prompt,
                                 &err);
                 free(doc);
                 if (st != ST_OK)
                     break;
-                bool ok = first_integer(ans.text) == asked->value;
+                bool ok = st_first_integer(ans.text) == asked->value;
                 correct += ok;
                 fprintf(points, "{\"length\":%lld,\"facts\":%lld,\"sample\":%lld,"
                                 "\"key\":\"%s\",\"value\":%d,\"document_tokens\":%zu,"

@@ -200,29 +200,6 @@ static st_status fit_prompt(st_engine *e, int length, int depth, int key, uint32
     return ST_OK;
 }
 
-typedef struct answer {
-    char text[256];
-    size_t len;
-} answer;
-
-static int on_token(void *user, int32_t token, const char *text, size_t len)
-{
-    answer *a = user;
-    (void)token;
-    if (a->len + len < sizeof a->text) {
-        memcpy(a->text + a->len, text, len);
-        a->len += len;
-        a->text[a->len] = '\0';
-    }
-    return 0;
-}
-
-static long first_integer(const char *s)
-{
-    while (*s && !isdigit((unsigned char)*s))
-        s++;
-    return *s ? strtol(s, NULL, 10) : -1;
-}
 
 /* The key hidden in sample s of (length, depth): a function of the seed,
  * so a resumed point can be checked against it. */
@@ -266,7 +243,7 @@ static int find_point(const char *existing, const char *path, long length, long 
         bool said = !bad && strncmp(c + 10, "true}", 5) == 0;
         if (!bad && !said && strncmp(c + 10, "false}", 6) != 0)
             bad = "\"correct\" (expected true or false)";
-        if (!bad && said != (first_integer(answer) == key))
+        if (!bad && said != (st_first_integer(answer) == key))
             bad = "\"correct\" (it does not follow from the answer and the key)";
         free(answer);
         if (bad) {
@@ -422,14 +399,14 @@ int st_cmd_eval_passkey(int argc, char **argv)
                     prompt_tokens = n;
                 if (st != ST_OK)
                     break;
-                answer ans = {{0}, 0};
+                st_answer ans = {{0}, 0};
                 st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 10,
                                          .seed = (uint64_t)seed};
-                st = st_engine_generate(e, ids, n, &gp, on_token, &ans, NULL, &err);
+                st = st_engine_generate(e, ids, n, &gp, st_answer_on_token, &ans, NULL, &err);
                 st_free(ids);
                 if (st != ST_OK)
                     break;
-                ok = first_integer(ans.text) == key;
+                ok = st_first_integer(ans.text) == key;
                 correct += ok;
                 fprintf(points, "{\"length\":%lld,\"depth\":%lld,\"sample\":%lld,\"key\":%d,"
                                 "\"prompt_tokens\":%zu,\"answer\":",

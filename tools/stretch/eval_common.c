@@ -2,6 +2,7 @@
 
 #include "json_out.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,4 +241,23 @@ void st_accuracy_json(const char *manifest, const st_accuracy_grid *g)
     st_json_end_array(&j);
     st_json_end_object(&j);
     st_json_end(&j);
+}
+
+int st_answer_on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    st_answer *a = user;
+    (void)token;
+    if (a->len + len < sizeof a->text) {
+        memcpy(a->text + a->len, text, len);
+        a->len += len;
+        a->text[a->len] = '\0';
+    }
+    return 0;
+}
+
+long st_first_integer(const char *s)
+{
+    while (*s && !isdigit((unsigned char)*s))
+        s++;
+    return *s ? strtol(s, NULL, 10) : -1;
 }

@@ -64,6 +64,16 @@ bool st_eval_hash_manifest(const char *path, uint64_t *out);
  * "manifest", their hashes; false when either cannot be read. */
 bool st_eval_input_fields(const char *model, const char *manifest, st_points_field f[2]);
 
+/* The first 255 bytes of a generated answer, collected by
+ * st_answer_on_token (an st_engine_generate token callback). */
+typedef struct st_answer {
+    char text[256];
+    size_t len;
+} st_answer;
+int st_answer_on_token(void *user, int32_t token, const char *text, size_t len);
+/* The first integer in `s`, -1 when it holds no digit. */
+long st_first_integer(const char *s);
+
 /* An accuracy table by length (rows) and a second axis (columns: passkey
  * depth, number of facts), as the retrieval evaluations write it. */
 #define ST_EVAL_AXIS_MAX 32
