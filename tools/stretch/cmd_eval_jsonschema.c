@@ -91,28 +91,6 @@ static void on_log(void *user, st_log_level level, const char *plugin, const cha
         times_add(t, (float)v);
 }
 
-typedef struct text_buf {
-    char *s;
-    size_t n, cap;
-} text_buf;
-
-static int on_token(void *user, int32_t token, const char *text, size_t len)
-{
-    text_buf *t = user;
-    (void)token;
-    if (t->n + len + 1 > t->cap) {
-        size_t cap = (t->cap + len + 1) * 2;
-        char *s = realloc(t->s, cap);
-        if (!s)
-            return 1;
-        t->s = s;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->n, text, len);
-    t->n += len;
-    t->s[t->n] = '\0';
-    return 0;
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -166,7 +144,7 @@ static void free_list(char **names, size_t n)
 }
 
 /* Greedy generation of `prompt` (chat-wrapped) on `e`. */
-static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens, text_buf *out,
+static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens, st_text_buf *out,
                           st_generate_stats *stats, st_error *err)
 {
     char *chat = NULL;
@@ -185,7 +163,7 @@ static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens,
     out->n = 0;
     if (out->s)
         out->s[0] = '\0';
-    st = st_engine_generate(e, ids, n, &gp, on_token, out, stats, err);
+    st = st_engine_generate(e, ids, n, &gp, st_text_buf_on_token, out, stats, err);
     st_free(ids);
     return st;
 }
@@ -316,7 +294,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     }
     st_progress pr;
     st_progress_start(&pr, "schemas", total);
-    text_buf out = {0};
+    st_text_buf out = {0};
     int n_ok = 0, n_refused = 0;
     st_cli_cancel_on_sigint(base);
     for (size_t s = 0; s < n_subsets && rc == 0; s++) {

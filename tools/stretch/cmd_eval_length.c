@@ -53,28 +53,6 @@ static void usage(FILE *f)
             N_INSTRUCTIONS);
 }
 
-typedef struct text_buf {
-    char *s;
-    size_t n, cap;
-} text_buf;
-
-static int on_token(void *user, int32_t token, const char *text, size_t len)
-{
-    text_buf *t = user;
-    (void)token;
-    if (t->n + len + 1 > t->cap) {
-        size_t cap = (t->cap + len + 1) * 2;
-        char *s = realloc(t->s, cap);
-        if (!s)
-            return 1;
-        t->s = s;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->n, text, len);
-    t->n += len;
-    t->s[t->n] = '\0';
-    return 0;
-}
 
 static long count_words(const char *s, size_t n)
 {
@@ -89,7 +67,7 @@ static long count_words(const char *s, size_t n)
     return words;
 }
 
-static st_status answer(st_engine *e, const char *prompt, uint32_t max_tokens, text_buf *out,
+static st_status answer(st_engine *e, const char *prompt, uint32_t max_tokens, st_text_buf *out,
                         st_error *err)
 {
     char *chat = NULL;
@@ -106,7 +84,7 @@ static st_status answer(st_engine *e, const char *prompt, uint32_t max_tokens, t
     out->n = 0;
     if (out->s)
         out->s[0] = '\0';
-    st = st_engine_generate(e, ids, n, &gp, on_token, out, NULL, err);
+    st = st_engine_generate(e, ids, n, &gp, st_text_buf_on_token, out, NULL, err);
     st_free(ids);
     return st;
 }
@@ -192,7 +170,7 @@ int st_cmd_eval_length(int argc, char **argv)
     st_progress pr;
     st_progress_start(&pr, "answers", (size_t)(n_targets * n_prompts * 2));
     int pm[N_LEVELS][2] = {{0}}, fm[N_LEVELS][2] = {{0}};
-    text_buf out = {0};
+    st_text_buf out = {0};
     st_error err = {0};
     st_cli_cancel_on_sigint(base);
     for (int t = 0; t < n_targets && rc == 0; t++) {

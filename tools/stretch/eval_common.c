@@ -261,3 +261,21 @@ long st_first_integer(const char *s)
         s++;
     return *s ? strtol(s, NULL, 10) : -1;
 }
+
+int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    st_text_buf *t = user;
+    (void)token;
+    if (t->n + len + 1 > t->cap) {
+        size_t cap = (t->cap + len + 1) * 2;
+        char *s = realloc(t->s, cap);
+        if (!s)
+            return 1;
+        t->s = s;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->n, text, len);
+    t->n += len;
+    t->s[t->n] = '\0';
+    return 0;
+}

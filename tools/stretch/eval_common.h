@@ -64,6 +64,15 @@ bool st_eval_hash_manifest(const char *path, uint64_t *out);
  * "manifest", their hashes; false when either cannot be read. */
 bool st_eval_input_fields(const char *model, const char *manifest, st_points_field f[2]);
 
+/* All of a generated text, grown as it comes (st_text_buf_on_token, an
+ * st_engine_generate token callback; it stops generation when memory
+ * runs out). The caller frees s. */
+typedef struct st_text_buf {
+    char *s;
+    size_t n, cap;
+} st_text_buf;
+int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len);
+
 /* The first 255 bytes of a generated answer, collected by
  * st_answer_on_token (an st_engine_generate token callback). */
 typedef struct st_answer {
