@@ -129,7 +129,7 @@ static st_status open_plugins(st_engine *e, st_error *err)
         ((st = st_encoder_service_install(e->host, e->registry, s, e->n_threads, &e->encoders,
                                           err)) ||
          (st = plugin_open(e, ST_KIND_RETRIEVER, &s->retriever, &e->retriever, err)) ||
-         (st = st_retrieval_attach(s, e->retriever.in, &e->retrieval, err))))
+         (st = st_retrieval_attach(e, s, e->retriever.in, &e->retrieval, err))))
         return st;
     /* Samplers may ask for the vocabulary's bytes in create(). */
     e->tok = e->tokenizer.in->ops;

@@ -34,6 +34,7 @@ struct st_retriever {
     st_encoder_service *encoders; /* what the plugin embeds with, if it does */
 
     const st_strategy *s;        /* the strategy in use (own or the engine's) */
+    st_engine *engine;           /* the engine it was borrowed from, else NULL */
     st_instance *in;
     const st_retriever_ops *ops;
     const char *name;
@@ -74,14 +75,15 @@ static void bind_plugin(st_retriever *r, const st_strategy *s, st_instance *in)
     r->texts_complete = true;
 }
 
-st_status st_retrieval_attach(const st_strategy *s, st_instance *in, st_retriever **out,
-                              st_error *err)
+st_status st_retrieval_attach(st_engine *e, const st_strategy *s, st_instance *in,
+                              st_retriever **out, st_error *err)
 {
     *out = NULL;
     st_retriever *r = calloc(1, sizeof *r);
     if (!r)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     bind_plugin(r, s, in);
+    r->engine = e;
     st_status st = load_strategy_index(r, err);
     if (st != ST_OK) {
         st_retriever_close(r);
@@ -173,6 +175,11 @@ const char *st_retriever_name(const st_retriever *r)
 uint32_t st_retriever_top_k(const st_retriever *r)
 {
     return r->s->retriever_top_k ? r->s->retriever_top_k : ST_RETRIEVER_DEFAULT_TOP_K;
+}
+
+uint32_t st_retriever_rerank(const st_retriever *r)
+{
+    return r->s->retriever_rerank;
 }
 
 const char *st_retriever_index_path(const st_retriever *r)
@@ -284,12 +291,11 @@ const st_retrieved *st_retrieval_at(const st_retrieval *h, size_t i)
     return h && i < h->n ? &h->hits[i] : NULL;
 }
 
-st_status st_retriever_query(st_retriever *r, const char *query, size_t len, size_t k,
+/* The plugin's k best, checked, with ids and texts. */
+static st_status first_stage(st_retriever *r, const char *query, size_t len, size_t k,
                              st_retrieval **out, st_error *err)
 {
     *out = NULL;
-    if (!query && len)
-        return st_error_set(err, ST_E_INVALID, "st_retriever_query: NULL query");
     uint64_t count = st_retriever_count(r);
     if (k > count)
         k = (size_t)count;
@@ -346,6 +352,42 @@ st_status st_retriever_query(st_retriever *r, const char *query, size_t len, siz
         st_retrieval_free(h);
         return st;
     }
+    *out = h;
+    return ST_OK;
+}
+
+st_status st_retriever_query(st_retriever *r, const char *query, size_t len, size_t k,
+                             st_retrieval **out, st_error *err)
+{
+    *out = NULL;
+    if (!query && len)
+        return st_error_set(err, ST_E_INVALID, "st_retriever_query: NULL query");
+    uint32_t rerank = r->s->retriever_rerank;
+    if (!rerank || k == 0)
+        return first_stage(r, query, len, k, out, err);
+    if (!r->engine)
+        return st_error_set(err, ST_E_UNAVAILABLE,
+                            "the strategy's retriever block asks for `rerank: %u`, which scores "
+                            "with the strategy's model: open the retriever through an engine "
+                            "(st_engine_retriever)", rerank);
+    /* The best max(k, rerank) of the first stage; its best `rerank` are
+     * re-scored by the model, the rest follow in their order, at the
+     * lowest re-scored score (scores stay non-increasing). */
+    st_retrieval *h = NULL;
+    st_status st = first_stage(r, query ? query : "", len, k > rerank ? k : rerank, &h, err);
+    if (st != ST_OK)
+        return st;
+    size_t n = h->n < rerank ? h->n : rerank;
+    st = st_retrieval_rerank(r->engine, r->s->retriever_rerank_template, query ? query : "",
+                             len, h->hits, n, err);
+    if (st != ST_OK) {
+        st_retrieval_free(h);
+        return st_engine_fail_wrap(err, st, "retriever: rerank");
+    }
+    for (size_t i = n; i < h->n; i++)
+        h->hits[i].score = n ? h->hits[n - 1].score : h->hits[i].score;
+    while (h->n > k)
+        free((char *)h->hits[--h->n].id);
     *out = h;
     return ST_OK;
 }

@@ -101,6 +101,11 @@ typedef struct st_strategy {
     int retriever_index_line, retriever_index_col;
     uint32_t retriever_top_k;
     char *retriever_template;
+    /* `rerank:` (the first stage's best N re-scored by the strategy's
+     * model; 0 = none) and `rerank_template:` (what precedes the query,
+     * NULL = the default; docs/retrieval.md). */
+    uint32_t retriever_rerank;
+    char *retriever_rerank_template;
     char **plugin_dirs;        /* key "plugin-dirs", resolved */
     size_t n_plugin_dirs;
     char **files;              /* every manifest read, extends chain first-to-last;

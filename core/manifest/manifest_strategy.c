@@ -40,7 +40,8 @@ static const char *const st_block_keys[] = {"plugin", "params", NULL};
 /* The retriever block also says which saved index to search and how many
  * hits reach the prompt, through which template. */
 static const char *const st_retriever_keys[] = {"plugin", "params", "index", "top_k",
-                                                "template", NULL};
+                                                "template", "rerank", "rerank_template",
+                                                NULL};
 #define ST_RETRIEVER_TOP_K_MAX 100
 
 typedef struct st_strategy_loader {
@@ -71,6 +72,7 @@ void st_strategy_free(st_strategy *s)
     st_plugin_ref_clear(&s->retriever);
     free(s->retriever_index);
     free(s->retriever_template);
+    free(s->retriever_rerank_template);
     for (size_t k = 0; k < s->n_samplers; k++)
         st_plugin_ref_clear(&s->samplers[k]);
     free(s->samplers);
@@ -348,8 +350,9 @@ static void st_retriever_extras_clear(st_strategy *s)
 {
     free(s->retriever_index);
     free(s->retriever_template);
-    s->retriever_index = s->retriever_template = NULL;
-    s->retriever_top_k = 0;
+    free(s->retriever_rerank_template);
+    s->retriever_index = s->retriever_template = s->retriever_rerank_template = NULL;
+    s->retriever_top_k = s->retriever_rerank = 0;
 }
 
 /* The retriever block: the plugin as any block, then `index`, `top_k` and
@@ -400,6 +403,22 @@ static st_status st_apply_retriever(st_strategy_loader *L, const st_value_entry 
             return st_nomem(L, v);
         free(s->retriever_template);
         s->retriever_template = t;
+    }
+    if ((v = st_value_get(block, "rerank")) &&
+        (st = st_apply_int(L, v, "retriever: rerank", 0, ST_RETRIEVER_TOP_K_MAX,
+                           &s->retriever_rerank)) != ST_OK)
+        return st;
+    if ((v = st_value_get(block, "rerank_template"))) {
+        if (v->type != ST_VALUE_STRING || !strstr(v->s, "{text}"))
+            return st_yaml_error_at(L->diag, ST_E_INVALID, v,
+                                    "retriever: rerank_template: expected a string holding "
+                                    "{text} (and optionally {id}), found %s",
+                                    st_yaml_describe(v, desc, sizeof desc));
+        char *t = strdup(v->s);
+        if (!t)
+            return st_nomem(L, v);
+        free(s->retriever_rerank_template);
+        s->retriever_rerank_template = t;
     }
     return ST_OK;
 }

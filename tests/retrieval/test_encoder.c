@@ -187,12 +187,31 @@ static void conformance_of(const char *lib, const char *params_model)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, params_model ? 1 : 0);
+    /* This test host fills no defaults: the hybrid's other parameters are
+     * given as its plugin.yaml declares them. */
+    bool hybrid = strstr(lib, "hybrid") != NULL;
+    msgpack_pack_map(&pk, (params_model ? 1 : 0) + (hybrid ? 6 : 0));
     if (params_model) {
         msgpack_pack_str(&pk, 5);
         msgpack_pack_str_body(&pk, "model", 5);
         msgpack_pack_str(&pk, strlen(params_model));
         msgpack_pack_str_body(&pk, params_model, strlen(params_model));
+    }
+    if (hybrid) {
+        const char *strs[][2] = {{"fusion", "rrf"}, {"tokenizer", "words"}};
+        for (int i = 0; i < 2; i++) {
+            msgpack_pack_str(&pk, strlen(strs[i][0]));
+            msgpack_pack_str_body(&pk, strs[i][0], strlen(strs[i][0]));
+            msgpack_pack_str(&pk, strlen(strs[i][1]));
+            msgpack_pack_str_body(&pk, strs[i][1], strlen(strs[i][1]));
+        }
+        const char *names[] = {"weight", "rrf_k", "k1", "b"};
+        const double vals[] = {0.7, 60.0, 1.2, 0.75};
+        for (int i = 0; i < 4; i++) {
+            msgpack_pack_str(&pk, strlen(names[i]));
+            msgpack_pack_str_body(&pk, names[i], strlen(names[i]));
+            msgpack_pack_double(&pk, vals[i]);
+        }
     }
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
@@ -218,6 +237,11 @@ Test(encoder, wordpiece_passes_conformance_with_a_model)
 Test(encoder, embedding_passes_conformance_with_an_encoder)
 {
     conformance_of("retriever/embedding/embedding.so", path_in("bert.gguf"));
+}
+
+Test(encoder, hybrid_passes_conformance_with_an_encoder)
+{
+    conformance_of("retriever/hybrid/hybrid.so", path_in("bert.gguf"));
 }
 
 static void write_file(const char *name, const char *text)

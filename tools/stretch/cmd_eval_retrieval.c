@@ -207,9 +207,15 @@ int st_cmd_eval_retrieval(int argc, char **argv)
     if (!st_mtrb_load(dataset, dir, &d))
         return ST_EXIT_MODEL;
     st_retriever *r = NULL, *r2 = NULL;
-    int rc = st_cli_open_retriever(manifest, ST_RETRIEVER_NO_INDEX, &r);
+    st_engine *e = NULL, *e2 = NULL;
+    int rc = st_cli_open_ranker(manifest, ST_RETRIEVER_NO_INDEX, &r, &e);
     if (!rc && fuse)
-        rc = st_cli_open_retriever(fuse, ST_RETRIEVER_NO_INDEX, &r2);
+        rc = st_cli_open_ranker(fuse, ST_RETRIEVER_NO_INDEX, &r2, &e2);
+    if (!rc && (st_retriever_count(r) || (r2 && st_retriever_count(r2)))) {
+        fprintf(stderr, "stretch eval retrieval: a re-ranking strategy opens with its "
+                "`index:`; give one that names none\n");
+        rc = ST_EXIT_USAGE;
+    }
     char name[128];
     snprintf(name, sizeof name, "%s%s%s", r ? st_retriever_name(r) : "", r2 ? "+" : "",
              r2 ? st_retriever_name(r2) : "");
@@ -254,8 +260,8 @@ int st_cmd_eval_retrieval(int argc, char **argv)
                name, text, d.n_tools, d.n_queries, s.s5, s.s10, s.n5, s.n10,
                s.query_s * 1e3);
     }
-    st_retriever_close(r2);
-    st_retriever_close(r);
+    st_cli_close_ranker(r2, e2);
+    st_cli_close_ranker(r, e);
     st_mtrb_free(&d);
     return rc;
 }

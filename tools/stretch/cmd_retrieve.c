@@ -375,7 +375,8 @@ static int cmd_query(int argc, char **argv)
     if (!(manifest = st_cli_default_manifest(manifest)))
         return ST_EXIT_USAGE;
     st_retriever *r = NULL;
-    int rc = st_cli_open_retriever(manifest, index ? ST_RETRIEVER_NO_INDEX : 0, &r);
+    st_engine *e = NULL;
+    int rc = st_cli_open_ranker(manifest, index ? ST_RETRIEVER_NO_INDEX : 0, &r, &e);
     if (rc)
         return rc;
     st_error err;
@@ -414,7 +415,7 @@ static int cmd_query(int argc, char **argv)
         print_hits_text(hits);
     }
     st_retrieval_free(hits);
-    st_retriever_close(r);
+    st_cli_close_ranker(r, e);
     return rc;
 }
 

@@ -212,6 +212,30 @@ int st_cli_open_retriever(const char *manifest, uint32_t flags, st_retriever **o
     return rc;
 }
 
+int st_cli_open_ranker(const char *manifest, uint32_t flags, st_retriever **out,
+                       st_engine **engine)
+{
+    *engine = NULL;
+    int rc = st_cli_open_retriever(manifest, flags, out);
+    if (rc || st_retriever_rerank(*out) == 0)
+        return rc;
+    /* Re-ranking scores with the strategy's model: the engine's retriever. */
+    st_retriever_close(*out);
+    *out = NULL;
+    if ((rc = st_cli_open_engine(manifest, NULL, engine)) != 0)
+        return rc;
+    *out = st_engine_retriever(*engine);
+    return 0;
+}
+
+void st_cli_close_ranker(st_retriever *r, st_engine *engine)
+{
+    if (engine)
+        st_engine_close(engine);
+    else
+        st_retriever_close(r);
+}
+
 static st_engine *volatile sigint_engine;
 
 static void on_sigint(int sig)

@@ -25,6 +25,13 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
 /* Open only the strategy's retriever (no model), the same way; flags:
  * ST_RETRIEVER_*. */
 int st_cli_open_retriever(const char *manifest, uint32_t flags, st_retriever **out);
+/* The same, but when the strategy's retriever block re-ranks (`rerank:`)
+ * the strategy is opened as an engine (the model scores) and *out is its
+ * retriever (with the strategy's `index:` loaded, if it names one);
+ * *engine is then set. Close with st_cli_close_ranker. */
+int st_cli_open_ranker(const char *manifest, uint32_t flags, st_retriever **out,
+                       st_engine **engine);
+void st_cli_close_ranker(st_retriever *r, st_engine *engine);
 
 /* Hits as a JSON array of {rank, doc, id, score, text} (cmd_retrieve.c). */
 void st_cli_hits_json(st_json *j, const st_retrieval *hits);

@@ -22,6 +22,8 @@
 #include <stretch/params.h>
 #include <stretch/plugin.h>
 
+#include "bm25.h"
+
 #define BM25_FORMAT_NAME "stretch.bm25"
 #define BM25_FORMAT_VERSION 1
 
@@ -40,7 +42,7 @@ typedef struct bm25_term {
     uint32_t n, cap;
 } bm25_term;
 
-typedef struct bm25_index {
+struct bm25_index {
     bm25_doc *docs;
     size_t n_docs, cap_docs;
     uint64_t total_len;
@@ -48,7 +50,7 @@ typedef struct bm25_index {
     size_t n_terms, cap_terms;
     int64_t *slots; /* open addressing: term index or -1 */
     size_t n_slots; /* power of two */
-} bm25_index;
+};
 
 typedef struct bm25 {
     const st_host_services *host;
@@ -244,7 +246,7 @@ static size_t next_word(const char *text, size_t len, size_t *pos, char *buf, si
 
 /* ---- ops ---- */
 
-static st_status bm25_create(const st_host_services *host, const st_params *params,
+st_status bm25_create(const st_host_services *host, const st_params *params,
                              void **inst, st_error *err)
 {
     double k1 = st_param_float(params, "k1"), b = st_param_float(params, "b");
@@ -262,7 +264,7 @@ static st_status bm25_create(const st_host_services *host, const st_params *para
     return ST_OK;
 }
 
-static void bm25_destroy(void *inst)
+void bm25_destroy(void *inst)
 {
     bm25 *r = inst;
     if (!r)
@@ -271,7 +273,7 @@ static void bm25_destroy(void *inst)
     r->host->free(r->host->host, r);
 }
 
-static st_status bm25_add(void *inst, const char *id, size_t id_len, const char *text,
+st_status bm25_add(void *inst, const char *id, size_t id_len, const char *text,
                           size_t text_len, st_error *err)
 {
     bm25 *r = inst;
@@ -307,6 +309,74 @@ nomem:
     return h->error(err, ST_E_NOMEM, "bm25: out of memory adding document %u", doc);
 }
 
+st_status bm25_score_all(void *inst, const char *text, size_t len, double *score,
+                         uint8_t *matched, size_t *n_matched, st_error *err)
+{
+    bm25 *r = inst;
+    const st_host_services *h = r->host;
+    const bm25_index *ix = &r->idx;
+    *n_matched = 0;
+    for (size_t d = 0; d < ix->n_docs; d++)
+        score[d] = 0;
+    if (matched)
+        memset(matched, 0, ix->n_docs);
+    if (!text && len)
+        return h->error(err, ST_E_INVALID, "bm25: query given NULL text");
+    if (ix->n_docs == 0)
+        return ST_OK;
+
+    /* Distinct query terms that occur in the index. */
+    size_t n_q = 0, cap_q = 0;
+    int64_t *qterms = NULL;
+    char word[BM25_WORD_MAX];
+    size_t pos = 0, n;
+    while ((n = next_word(text, len, &pos, word, sizeof word)) > 0) {
+        int64_t t = index_find(ix, word, n, hash_bytes(word, n));
+        if (t < 0)
+            continue;
+        bool seen = false;
+        for (size_t i = 0; i < n_q && !seen; i++)
+            seen = qterms[i] == t;
+        if (seen)
+            continue;
+        if (!grow(h, (void **)&qterms, &cap_q, n_q + 1, sizeof *qterms)) {
+            xfree(h, qterms);
+            return h->error(err, ST_E_NOMEM, "bm25: out of memory");
+        }
+        qterms[n_q++] = t;
+    }
+    uint8_t *hit = matched ? matched : h->calloc(h->host, ix->n_docs, 1);
+    if (!hit) {
+        xfree(h, qterms);
+        return h->error(err, ST_E_NOMEM, "bm25: out of memory");
+    }
+    double N = (double)ix->n_docs;
+    double avgdl = ix->total_len ? (double)ix->total_len / N : 1.0;
+    size_t n_hit = 0;
+    for (size_t q = 0; q < n_q; q++) {
+        const bm25_term *t = &ix->terms[qterms[q]];
+        double df = (double)t->n;
+        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
+        for (uint32_t i = 0; i < t->n; i++) {
+            uint32_t d = t->doc[i];
+            double tf = (double)t->tf[i];
+            double dl = (double)ix->docs[d].len;
+            score[d] += idf * tf * (r->k1 + 1.0) /
+                        (tf + r->k1 * (1.0 - r->b + r->b * dl / avgdl));
+            if (!hit[d]) {
+                hit[d] = 1;
+                n_hit++;
+            }
+        }
+    }
+    xfree(h, qterms);
+    if (hit != matched)
+        xfree(h, hit);
+    *n_matched = n_hit;
+    return ST_OK;
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 typedef struct scored {
     uint32_t doc;
     double score;
@@ -333,62 +403,21 @@ static st_status bm25_query(void *inst, const char *text, size_t len, size_t k, 
         return h->error(err, ST_E_INVALID, "bm25: query given NULL text");
     if (k == 0 || ix->n_docs == 0)
         return ST_OK;
-
-    /* Distinct query terms that occur in the index. */
-    size_t n_q = 0, cap_q = 0;
-    int64_t *qterms = NULL;
-    char word[BM25_WORD_MAX];
-    size_t pos = 0, n;
-    while ((n = next_word(text, len, &pos, word, sizeof word)) > 0) {
-        int64_t t = index_find(ix, word, n, hash_bytes(word, n));
-        if (t < 0)
-            continue;
-        bool seen = false;
-        for (size_t i = 0; i < n_q && !seen; i++)
-            seen = qterms[i] == t;
-        if (seen)
-            continue;
-        if (!grow(h, (void **)&qterms, &cap_q, n_q + 1, sizeof *qterms)) {
-            xfree(h, qterms);
-            return h->error(err, ST_E_NOMEM, "bm25: out of memory");
-        }
-        qterms[n_q++] = t;
-    }
-    if (n_q == 0) {
-        xfree(h, qterms);
-        return ST_OK;
-    }
-
     double *score = h->calloc(h->host, ix->n_docs, sizeof *score);
     uint8_t *hit = h->calloc(h->host, ix->n_docs, 1);
     if (!score || !hit) {
-        xfree(h, qterms);
         xfree(h, score);
         xfree(h, hit);
         return h->error(err, ST_E_NOMEM, "bm25: out of memory");
     }
-    double N = (double)ix->n_docs;
-    double avgdl = ix->total_len ? (double)ix->total_len / N : 1.0;
     size_t n_hit = 0;
-    for (size_t q = 0; q < n_q; q++) {
-        const bm25_term *t = &ix->terms[qterms[q]];
-        double df = (double)t->n;
-        double idf = log(1.0 + (N - df + 0.5) / (df + 0.5));
-        for (uint32_t i = 0; i < t->n; i++) {
-            uint32_t d = t->doc[i];
-            double tf = (double)t->tf[i];
-            double dl = (double)ix->docs[d].len;
-            score[d] += idf * tf * (r->k1 + 1.0) /
-                        (tf + r->k1 * (1.0 - r->b + r->b * dl / avgdl));
-            if (!hit[d]) {
-                hit[d] = 1;
-                n_hit++;
-            }
-        }
+    st_status st = bm25_score_all(inst, text, len, score, hit, &n_hit, err);
+    scored *all = st == ST_OK && n_hit ? xalloc(h, n_hit * sizeof *all) : NULL;
+    if (st != ST_OK || n_hit == 0) {
+        xfree(h, score);
+        xfree(h, hit);
+        return st;
     }
-    xfree(h, qterms);
-
-    scored *all = xalloc(h, n_hit * sizeof *all);
     if (!all) {
         xfree(h, score);
         xfree(h, hit);
@@ -410,8 +439,9 @@ static st_status bm25_query(void *inst, const char *text, size_t len, size_t k, 
     xfree(h, hit);
     return ST_OK;
 }
+#endif
 
-static st_status bm25_doc_id(void *inst, uint64_t doc, const char **id, size_t *len,
+st_status bm25_doc_id(void *inst, uint64_t doc, const char **id, size_t *len,
                              st_error *err)
 {
     bm25 *r = inst;
@@ -423,16 +453,34 @@ static st_status bm25_doc_id(void *inst, uint64_t doc, const char **id, size_t *
     return ST_OK;
 }
 
-static uint64_t bm25_count(void *inst)
+uint64_t bm25_count(void *inst)
 {
     bm25 *r = inst;
     return r->idx.n_docs;
 }
 
-static void bm25_clear(void *inst)
+void bm25_clear(void *inst)
 {
     bm25 *r = inst;
     index_free(r->host, &r->idx);
+}
+
+void bm25_drop_last(void *inst)
+{
+    bm25 *r = inst;
+    bm25_index *ix = &r->idx;
+    if (!ix->n_docs)
+        return;
+    uint32_t doc = (uint32_t)(ix->n_docs - 1);
+    /* Postings are ascending, so the newest document is each list's last. */
+    for (size_t i = 0; i < ix->n_terms; i++) {
+        bm25_term *t = &ix->terms[i];
+        if (t->n && t->doc[t->n - 1] == doc)
+            t->n--;
+    }
+    ix->total_len -= ix->docs[doc].len;
+    xfree(r->host, ix->docs[doc].id);
+    ix->n_docs--;
 }
 
 /* ---- persistence ---- */
@@ -443,6 +491,45 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
+void bm25_pack(void *inst, msgpack_packer *pk)
+{
+    const bm25 *r = inst;
+    const bm25_index *ix = &r->idx;
+    msgpack_pack_map(pk, 5);
+    pack_str(pk, "format", 6);
+    pack_str(pk, BM25_FORMAT_NAME, strlen(BM25_FORMAT_NAME));
+    pack_str(pk, "version", 7);
+    msgpack_pack_uint32(pk, BM25_FORMAT_VERSION);
+    pack_str(pk, "tokenizer", 9);
+    pack_str(pk, "words", 5);
+    pack_str(pk, "docs", 4);
+    msgpack_pack_array(pk, ix->n_docs);
+    for (size_t i = 0; i < ix->n_docs; i++) {
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, ix->docs[i].id, ix->docs[i].id_len);
+        msgpack_pack_uint32(pk, ix->docs[i].len);
+    }
+    /* A term left without postings (its only document dropped) is not saved. */
+    size_t n_terms = 0;
+    for (size_t i = 0; i < ix->n_terms; i++)
+        n_terms += ix->terms[i].n > 0;
+    pack_str(pk, "terms", 5);
+    msgpack_pack_array(pk, n_terms);
+    for (size_t i = 0; i < ix->n_terms; i++) {
+        const bm25_term *t = &ix->terms[i];
+        if (!t->n)
+            continue;
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, t->text, t->len);
+        msgpack_pack_array(pk, (size_t)t->n * 2);
+        for (uint32_t j = 0; j < t->n; j++) {
+            msgpack_pack_uint32(pk, t->doc[j]);
+            msgpack_pack_uint32(pk, t->tf[j]);
+        }
+    }
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 static st_status bm25_save(void *inst, const char *path, st_error *err)
 {
     bm25 *r = inst;
@@ -452,33 +539,7 @@ static st_status bm25_save(void *inst, const char *path, st_error *err)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-
-    msgpack_pack_map(&pk, 5);
-    pack_str(&pk, "format", 6);
-    pack_str(&pk, BM25_FORMAT_NAME, strlen(BM25_FORMAT_NAME));
-    pack_str(&pk, "version", 7);
-    msgpack_pack_uint32(&pk, BM25_FORMAT_VERSION);
-    pack_str(&pk, "tokenizer", 9);
-    pack_str(&pk, "words", 5);
-    pack_str(&pk, "docs", 4);
-    msgpack_pack_array(&pk, ix->n_docs);
-    for (size_t i = 0; i < ix->n_docs; i++) {
-        msgpack_pack_array(&pk, 2);
-        pack_str(&pk, ix->docs[i].id, ix->docs[i].id_len);
-        msgpack_pack_uint32(&pk, ix->docs[i].len);
-    }
-    pack_str(&pk, "terms", 5);
-    msgpack_pack_array(&pk, ix->n_terms);
-    for (size_t i = 0; i < ix->n_terms; i++) {
-        const bm25_term *t = &ix->terms[i];
-        msgpack_pack_array(&pk, 2);
-        pack_str(&pk, t->text, t->len);
-        msgpack_pack_array(&pk, (size_t)t->n * 2);
-        for (uint32_t j = 0; j < t->n; j++) {
-            msgpack_pack_uint32(&pk, t->doc[j]);
-            msgpack_pack_uint32(&pk, t->tf[j]);
-        }
-    }
+    bm25_pack(inst, &pk);
     if (!sb.data && ix->n_docs) {
         msgpack_sbuffer_destroy(&sb);
         return h->error(err, ST_E_NOMEM, "bm25: out of memory saving the index");
@@ -518,6 +579,8 @@ static st_status bm25_save(void *inst, const char *path, st_error *err)
     msgpack_sbuffer_destroy(&sb);
     return st;
 }
+
+#endif
 
 static const msgpack_object *map_get(const msgpack_object *map, const char *key)
 {
@@ -624,6 +687,43 @@ static st_status index_from_msgpack(const st_host_services *h, const msgpack_obj
     return st;
 }
 
+st_status bm25_parse(void *inst, const msgpack_object *root, const char *path,
+                     bm25_index **out, st_error *err)
+{
+    bm25 *r = inst;
+    const st_host_services *h = r->host;
+    *out = NULL;
+    bm25_index *fresh = h->calloc(h->host, 1, sizeof *fresh);
+    if (!fresh)
+        return h->error(err, ST_E_NOMEM, "%s: out of memory loading", path);
+    st_status st = index_from_msgpack(h, root, path, fresh, err);
+    if (st != ST_OK) {
+        bm25_discard(inst, fresh);
+        return st;
+    }
+    *out = fresh;
+    return ST_OK;
+}
+
+bm25_index *bm25_swap(void *inst, bm25_index *fresh)
+{
+    bm25 *r = inst;
+    bm25_index old = r->idx;
+    r->idx = *fresh;
+    *fresh = old;
+    return fresh;
+}
+
+void bm25_discard(void *inst, bm25_index *fresh)
+{
+    bm25 *r = inst;
+    if (!fresh)
+        return;
+    index_free(r->host, fresh);
+    xfree(r->host, fresh);
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 static st_status bm25_load(void *inst, const char *path, st_error *err)
 {
     bm25 *r = inst;
@@ -671,17 +771,14 @@ static st_status bm25_load(void *inst, const char *path, st_error *err)
         st = h->error(err, ST_E_FORMAT, "%s: %zu unexpected bytes after the bm25 index", path,
                       size - off);
 
-    bm25_index fresh = {0};
+    bm25_index *fresh = NULL;
     if (st == ST_OK)
-        st = index_from_msgpack(h, &up.data, path, &fresh, err);
+        st = bm25_parse(inst, &up.data, path, &fresh, err);
     msgpack_unpacked_destroy(&up);
     xfree(h, data);
-    if (st != ST_OK) {
-        index_free(h, &fresh);
+    if (st != ST_OK)
         return st; /* the old index stays */
-    }
-    index_free(h, &r->idx);
-    r->idx = fresh;
+    bm25_discard(inst, bm25_swap(inst, fresh));
     return ST_OK;
 }
 
@@ -699,3 +796,4 @@ static const st_retriever_ops bm25_ops = {
 ST_PLUGIN(ST_KIND_RETRIEVER, "bm25", "1.0.0",
           "Okapi BM25 lexical retrieval over an in-memory inverted index, saved as msgpack",
           bm25_create, bm25_destroy, &bm25_ops, NULL);
+#endif

@@ -18,6 +18,8 @@
 #include <stretch/params.h>
 #include <stretch/plugin.h>
 
+#include "embedding.h"
+
 #define EMB_FORMAT "stretch.embedding"
 #define EMB_VERSION 1
 
@@ -26,11 +28,11 @@ typedef struct emb_doc {
     size_t id_len;
 } emb_doc;
 
-typedef struct emb_index {
+struct emb_index {
     emb_doc *docs;
     float *vecs;      /* [n][dim] */
     size_t n, cap;
-} emb_index;
+};
 
 typedef struct embedding {
     const st_host_services *host;
@@ -83,7 +85,7 @@ static bool index_push_id(const st_host_services *h, emb_index *ix, const char *
     return true;
 }
 
-static void emb_destroy(void *inst)
+void emb_destroy(void *inst)
 {
     embedding *r = inst;
     if (!r)
@@ -96,7 +98,7 @@ static void emb_destroy(void *inst)
     h->free(h->host, r);
 }
 
-static st_status emb_create(const st_host_services *host, const st_params *params, void **inst,
+st_status emb_create(const st_host_services *host, const st_params *params, void **inst,
                             st_error *err)
 {
     const st_host_encoder_v1 *ops = host->get_extension
@@ -125,7 +127,7 @@ static st_status emb_create(const st_host_services *host, const st_params *param
     return ST_OK;
 }
 
-static st_status emb_add(void *inst, const char *id, size_t id_len, const char *text,
+st_status emb_add(void *inst, const char *id, size_t id_len, const char *text,
                          size_t text_len, st_error *err)
 {
     embedding *r = inst;
@@ -143,6 +145,28 @@ static st_status emb_add(void *inst, const char *id, size_t id_len, const char *
     return ST_OK;
 }
 
+st_status emb_score_all(void *inst, const char *text, size_t len, float *scores, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    if (!text && len)
+        return h->error(err, ST_E_INVALID, "embedding: query given NULL text");
+    if (r->idx.n == 0)
+        return ST_OK;
+    st_status st = r->enc_ops->embed(h->host, r->enc, text ? text : "", len, r->query, err);
+    if (st != ST_OK)
+        return st;
+    for (size_t d = 0; d < r->idx.n; d++) {
+        const float *v = r->idx.vecs + d * r->dim;
+        float s = 0;
+        for (uint32_t i = 0; i < r->dim; i++)
+            s += v[i] * r->query[i];
+        scores[d] = s;
+    }
+    return ST_OK;
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 typedef struct scored {
     size_t doc;
     float score;
@@ -166,20 +190,18 @@ static st_status emb_query(void *inst, const char *text, size_t len, size_t k, s
         return ST_OK;
     if (k > r->idx.n)
         k = r->idx.n;
-    st_status st = r->enc_ops->embed(h->host, r->enc, text ? text : "", len, r->query, err);
-    if (st != ST_OK)
-        return st;
     scored *top = h->alloc(h->host, k * sizeof *top);
-    if (!top)
+    float *sim = h->alloc(h->host, r->idx.n * sizeof *sim);
+    if (!top || !sim) {
+        h->free(h->host, top);
+        h->free(h->host, sim);
         return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    }
+    st_status st = emb_score_all(inst, text, len, sim, err);
     /* Keep the best k in order by insertion: k is small next to n. */
     size_t m = 0;
-    for (size_t d = 0; d < r->idx.n; d++) {
-        const float *v = r->idx.vecs + d * r->dim;
-        float s = 0;
-        for (uint32_t i = 0; i < r->dim; i++)
-            s += v[i] * r->query[i];
-        scored c = {d, s};
+    for (size_t d = 0; d < r->idx.n && st == ST_OK; d++) {
+        scored c = {d, sim[d]};
         if (m == k && !better(c, top[k - 1]))
             continue;
         size_t at = m < k ? m++ : k - 1;
@@ -189,16 +211,19 @@ static st_status emb_query(void *inst, const char *text, size_t len, size_t k, s
         }
         top[at] = c;
     }
-    for (size_t i = 0; i < m; i++) {
+    for (size_t i = 0; i < m && st == ST_OK; i++) {
         hits[i].doc = top[i].doc;
         hits[i].score = top[i].score;
     }
-    *n_hits = m;
+    if (st == ST_OK)
+        *n_hits = m;
     h->free(h->host, top);
-    return ST_OK;
+    h->free(h->host, sim);
+    return st;
 }
+#endif
 
-static st_status emb_doc_id(void *inst, uint64_t doc, const char **id, size_t *len, st_error *err)
+st_status emb_doc_id(void *inst, uint64_t doc, const char **id, size_t *len, st_error *err)
 {
     embedding *r = inst;
     if (doc >= r->idx.n)
@@ -209,15 +234,24 @@ static st_status emb_doc_id(void *inst, uint64_t doc, const char **id, size_t *l
     return ST_OK;
 }
 
-static uint64_t emb_count(void *inst)
+uint64_t emb_count(void *inst)
 {
     return ((embedding *)inst)->idx.n;
 }
 
-static void emb_clear(void *inst)
+void emb_clear(void *inst)
 {
     embedding *r = inst;
     index_free(r->host, &r->idx);
+}
+
+void emb_drop_last(void *inst)
+{
+    embedding *r = inst;
+    if (!r->idx.n)
+        return;
+    r->idx.n--;
+    r->host->free(r->host->host, r->idx.docs[r->idx.n].id);
 }
 
 static void pack_str(msgpack_packer *pk, const char *s, size_t n)
@@ -226,6 +260,29 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
+void emb_pack(void *inst, msgpack_packer *pk)
+{
+    const embedding *r = inst;
+    msgpack_pack_map(pk, 4);
+    pack_str(pk, "format", 6);
+    pack_str(pk, EMB_FORMAT, strlen(EMB_FORMAT));
+    pack_str(pk, "version", 7);
+    msgpack_pack_uint32(pk, EMB_VERSION);
+    pack_str(pk, "dim", 3);
+    msgpack_pack_uint32(pk, r->dim);
+    pack_str(pk, "docs", 4);
+    msgpack_pack_array(pk, r->idx.n);
+    size_t bytes = r->dim * sizeof(float);
+    for (size_t i = 0; i < r->idx.n; i++) {
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, r->idx.docs[i].id, r->idx.docs[i].id_len);
+        /* Little-endian f32, as every platform stretch builds on stores them. */
+        msgpack_pack_bin(pk, bytes);
+        msgpack_pack_bin_body(pk, r->idx.vecs + i * r->dim, bytes);
+    }
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 static st_status emb_save(void *inst, const char *path, st_error *err)
 {
     embedding *r = inst;
@@ -234,23 +291,7 @@ static st_status emb_save(void *inst, const char *path, st_error *err)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    pack_str(&pk, "format", 6);
-    pack_str(&pk, EMB_FORMAT, strlen(EMB_FORMAT));
-    pack_str(&pk, "version", 7);
-    msgpack_pack_uint32(&pk, EMB_VERSION);
-    pack_str(&pk, "dim", 3);
-    msgpack_pack_uint32(&pk, r->dim);
-    pack_str(&pk, "docs", 4);
-    msgpack_pack_array(&pk, r->idx.n);
-    size_t bytes = r->dim * sizeof(float);
-    for (size_t i = 0; i < r->idx.n; i++) {
-        msgpack_pack_array(&pk, 2);
-        pack_str(&pk, r->idx.docs[i].id, r->idx.docs[i].id_len);
-        /* Little-endian f32, as every platform stretch builds on stores them. */
-        msgpack_pack_bin(&pk, bytes);
-        msgpack_pack_bin_body(&pk, r->idx.vecs + i * r->dim, bytes);
-    }
+    emb_pack(inst, &pk);
     size_t plen = strlen(path);
     char *tmp = h->alloc(h->host, plen + 5);
     if (!sb.data || !tmp) {
@@ -280,6 +321,8 @@ static st_status emb_save(void *inst, const char *path, st_error *err)
     msgpack_sbuffer_destroy(&sb);
     return st;
 }
+
+#endif
 
 static st_status index_from(embedding *r, const msgpack_object *root, const char *path,
                             emb_index *ix, st_error *err)
@@ -325,6 +368,43 @@ static st_status index_from(embedding *r, const msgpack_object *root, const char
     return ST_OK;
 }
 
+st_status emb_parse(void *inst, const msgpack_object *root, const char *path, emb_index **out,
+                    st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    *out = NULL;
+    emb_index *fresh = h->calloc(h->host, 1, sizeof *fresh);
+    if (!fresh)
+        return h->error(err, ST_E_NOMEM, "%s: out of memory loading", path);
+    st_status st = index_from(r, root, path, fresh, err);
+    if (st != ST_OK) {
+        emb_discard(inst, fresh);
+        return st;
+    }
+    *out = fresh;
+    return ST_OK;
+}
+
+emb_index *emb_swap(void *inst, emb_index *fresh)
+{
+    embedding *r = inst;
+    emb_index old = r->idx;
+    r->idx = *fresh;
+    *fresh = old;
+    return fresh;
+}
+
+void emb_discard(void *inst, emb_index *fresh)
+{
+    embedding *r = inst;
+    if (!fresh)
+        return;
+    index_free(r->host, fresh);
+    r->host->free(r->host->host, fresh);
+}
+
+#ifndef ST_RETRIEVER_NO_ENTRY
 static st_status emb_load(void *inst, const char *path, st_error *err)
 {
     embedding *r = inst;
@@ -370,17 +450,14 @@ static st_status emb_load(void *inst, const char *path, st_error *err)
             st = h->error(err, ST_E_FORMAT, "%s: not an embedding index (not one msgpack map)",
                           path);
     }
-    emb_index fresh = {0};
+    emb_index *fresh = NULL;
     if (st == ST_OK)
-        st = index_from(r, &up.data, path, &fresh, err);
+        st = emb_parse(inst, &up.data, path, &fresh, err);
     msgpack_unpacked_destroy(&up);
     h->free(h->host, data);
-    if (st != ST_OK) {
-        index_free(h, &fresh);
+    if (st != ST_OK)
         return st;
-    }
-    index_free(h, &r->idx);
-    r->idx = fresh;
+    emb_discard(inst, emb_swap(inst, fresh));
     return ST_OK;
 }
 
@@ -399,3 +476,4 @@ ST_PLUGIN(ST_KIND_RETRIEVER, "embedding", "1.0.0",
           "Dense retrieval with a host-run sentence encoder over an exact flat index, saved as "
           "msgpack",
           emb_create, emb_destroy, &emb_ops, NULL);
+#endif

@@ -51,6 +51,12 @@ ST_API st_retriever *st_engine_retriever(st_engine *e);
 ST_API const char *st_retriever_name(const st_retriever *r);
 ST_API uint32_t st_retriever_top_k(const st_retriever *r);
 ST_API const char *st_retriever_index_path(const st_retriever *r);
+/* The retriever block's `rerank:` (since 1.4): how many of the plugin's
+ * best hits a query re-scores with the strategy's model, 0 when none.
+ * Re-ranking needs the model: on a handle from st_retriever_open a query
+ * then answers ST_E_UNAVAILABLE; open the strategy with st_engine_open and
+ * query st_engine_retriever. */
+ST_API uint32_t st_retriever_rerank(const st_retriever *r);
 /* Documents in the index. */
 ST_API uint64_t st_retriever_count(const st_retriever *r);
 
@@ -82,7 +88,10 @@ typedef struct st_retrieved {
 
 typedef struct st_retrieval st_retrieval;
 
-/* Up to k hits for `query`, best first. */
+/* Up to k hits for `query`, best first. With `rerank: N` the plugin's best
+ * max(k, N) are fetched, the best N re-ordered by the model's
+ * log-likelihood of the query given each document (their score; the rest
+ * follow at the lowest of those), and the first k returned. */
 ST_API st_status st_retriever_query(st_retriever *r, const char *query, size_t len, size_t k,
                                     st_retrieval **out, st_error *err);
 ST_API size_t st_retrieval_count(const st_retrieval *h);
