@@ -371,7 +371,8 @@ Test(cli, shipped_manifests_all_check)
         const char *model = strcmp(de->d_name, "long-clip.yaml") == 0 ? pos_model : rope_model;
         fprintf(f, "format: 1\nextends: %s/manifests/%s\nmodel: %s\n", ST_TEST_SOURCE_DIR,
                 de->d_name, model);
-        if (strcmp(de->d_name, "minilm.yaml") == 0 || strcmp(de->d_name, "hybrid.yaml") == 0)
+        if (!strcmp(de->d_name, "minilm.yaml") || !strcmp(de->d_name, "hybrid.yaml") ||
+            !strcmp(de->d_name, "rerank.yaml"))
             fprintf(f, "retriever: {params: {model: %s}}\n", bert);
         if (strcmp(de->d_name, "rag.yaml") == 0)
             fprintf(f, "retriever: {index: %s}\n", index);
