@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ typedef struct thread_scratch {
     float *qbuf, *cs, *sn;
     float *krow;      /* [hd] a key row as float */
     float *vrows;     /* STRETCH_NUMERICS=ggml: [capacity][hd] visible values as float */
+    float *stats;     /* [n_heads][capacity] this thread's share of the layer's statistics */
 } thread_scratch;
 
 struct st_forward_ctx {
@@ -105,6 +107,7 @@ struct st_forward_ctx {
     uint32_t *idx_pool;
     size_t n_idx, cap_idx;
     uint32_t plan_n_slots;
+    uint32_t plan_kv_head;    /* ST_ALL_HEADS, or the KV head of a per-head plan */
     char plan_msg[256];
 
     thread_scratch *scr;
@@ -112,6 +115,15 @@ struct st_forward_ctx {
     float *weights;
     size_t weights_cap;
     uint32_t weights_nq, weights_nslots;
+
+    /* Attention statistics (st_forward_stats): [n_layers][n_heads][capacity],
+     * stats_done[l] when layer l's rows are from the last call. */
+    bool want_stats;
+    uint32_t stats_window;
+    uint8_t *stats_layers;     /* [n_layers] */
+    float *stats;
+    uint8_t *stats_done;
+    uint32_t stats_nq;
 
     /* The first error a worker hit (a bias callback). */
     atomic_int worker_status;
@@ -246,6 +258,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->plan_user = cfg->plan_user;
     c->weights_layer = wl;
     c->want_qk = cfg->want_qk;
+    c->want_stats = cfg->want_stats;
+    c->stats_window = cfg->stats_window;
     c->pos_table = cfg->pos_table;
     c->pos_rows = cfg->pos_rows;
     const char *mode = getenv("STRETCH_ATTN");
@@ -259,6 +273,23 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         return s;
     }
     uint32_t cap = kv->capacity, hd = hp->head_dim, nf = hp->head_dim / 2;
+    if (kv->hn && (cfg->want_qk || cfg->want_weights)) {
+        st_forward_ctx_free(c);
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "forward: per-head slot sets do not pass q and k to the plan nor "
+                           "one layer's weights (ST_ATTN_NEEDS_QK, ST_ATTN_NEEDS_WEIGHTS); "
+                           "use the attention statistics");
+    }
+    if (c->want_stats) {
+        size_t rows = (size_t)hp->n_layers * hp->n_heads;
+        c->stats_layers = malloc(hp->n_layers);
+        c->stats_done = calloc(hp->n_layers, 1);
+        c->stats = malloc(rows * cap * sizeof(float));
+        if (!c->stats_layers || !c->stats_done || !c->stats)
+            goto nomem;
+        for (uint32_t l = 0; l < hp->n_layers; l++)
+            c->stats_layers[l] = cfg->stats_layers ? cfg->stats_layers[l] != 0 : 1;
+    }
     c->slot_cs = malloc((size_t)cap * nf * sizeof(float));
     c->slot_sn = malloc((size_t)cap * nf * sizeof(float));
     c->scr = calloc(c->nth, sizeof *c->scr);
@@ -283,8 +314,10 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         t->krow = malloc(hd * sizeof(float));
         if (c->ggml)
             t->vrows = malloc((size_t)cap * hd * sizeof(float));
+        if (c->want_stats)
+            t->stats = malloc((size_t)hp->n_heads * cap * sizeof(float));
         if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->cs ||
-            !t->sn || !t->krow || (c->ggml && !t->vrows))
+            !t->sn || !t->krow || (c->ggml && !t->vrows) || (c->want_stats && !t->stats))
             goto nomem;
     }
     *out = c;
@@ -312,6 +345,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
             thread_scratch *t = &c->scr[i];
             free(t->scores); free(t->idx); free(t->kpos); free(t->bias);
             free(t->qbuf); free(t->cs); free(t->sn); free(t->krow); free(t->vrows);
+            free(t->stats);
         }
         free(c->scr);
     }
@@ -332,7 +366,20 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->entries);
     free(c->idx_pool);
     free(c->weights);
+    free(c->stats);
+    free(c->stats_layers);
+    free(c->stats_done);
     free(c);
+}
+
+const float *st_forward_stats(const st_forward_ctx *c, uint32_t layer, uint32_t head,
+                              uint32_t *n_q)
+{
+    *n_q = c->stats_nq;
+    if (!c->want_stats || layer >= c->m->hp.n_layers || head >= c->m->hp.n_heads ||
+        !c->stats_done[layer])
+        return NULL;
+    return c->stats + ((size_t)layer * c->m->hp.n_heads + head) * c->kv->capacity;
 }
 
 const float *st_forward_weights(const st_forward_ctx *c, uint32_t *n_q, uint32_t *n_slots)
@@ -531,10 +578,12 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     }
                 }
                 for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+                    /* Per-head slot sets: each head's block starts at its count. */
+                    uint32_t s0 = kv->hn ? kv->hn[st_kv_head_index(kv, T->layer, h)] : T->slot0;
                     st_kv_store_row(kv->type, kf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->k[T->layer], h, T->slot0 + t), hd);
+                                    st_kv_at(kv, kv->k[T->layer], h, s0 + t), hd);
                     st_kv_store_row(kv->type, vf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->v[T->layer], h, T->slot0 + t), hd);
+                                    st_kv_at(kv, kv->v[T->layer], h, s0 + t), hd);
                 }
                 break;
             }
@@ -607,11 +656,24 @@ static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
 
 static st_status check_shape(st_forward_ctx *c, const st_attn_range *r)
 {
-    if (r->head != ST_ALL_HEADS && r->head >= c->m->hp.n_heads)
+    const st_model_hparams *hp = &c->m->hp;
+    if (r->head != ST_ALL_HEADS && r->head >= hp->n_heads)
         return plan_fail(c, "range head %u, expected < %u or ST_ALL_HEADS", r->head,
-                         c->m->hp.n_heads);
+                         hp->n_heads);
     if ((unsigned)r->pos_mode > ST_POS_SLOT)
         return plan_fail(c, "range position mode %d is not TRUE, FIXED or SLOT", (int)r->pos_mode);
+    if (c->plan_kv_head != ST_ALL_HEADS) {
+        /* A per-head plan: its KV head's query heads, true positions. */
+        uint32_t gs = hp->n_heads / hp->n_kv_heads;
+        if (r->head != ST_ALL_HEADS && r->head / gs != c->plan_kv_head)
+            return plan_fail(c, "range head %u in the plan of KV head %u, expected one of its "
+                             "query heads %u..%u or ST_ALL_HEADS", r->head, c->plan_kv_head,
+                             c->plan_kv_head * gs, c->plan_kv_head * gs + gs - 1);
+        if (r->pos_mode != ST_POS_TRUE)
+            return plan_fail(c, "range position mode %d with per-head slot sets, expected "
+                             "ST_POS_TRUE (FIXED and SLOT read the shared slots)",
+                             (int)r->pos_mode);
+    }
     return ST_OK;
 }
 
@@ -674,11 +736,12 @@ static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n
 }
 
 static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32_t n_slots,
-                           const int32_t *pos, st_diag *diag)
+                           const int32_t *pos, uint32_t kv_head, st_diag *diag)
 {
     c->n_entries = 0;
     c->n_idx = 0;
     c->plan_n_slots = n_slots;
+    c->plan_kv_head = kv_head;
     c->plan_msg[0] = 0;
     if (!c->plan) {
         plan_entry e = { .r = { ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 } };
@@ -686,16 +749,24 @@ static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     }
     const st_model_hparams *hp = &c->m->hp;
     st_kv_view view;
-    st_kv_cache_view(c->kv, n_slots, &view);
+    if (kv_head == ST_ALL_HEADS)
+        st_kv_cache_view(c->kv, n_slots, &view);
+    else
+        st_kv_cache_head_view(c->kv, layer, kv_head, n, &view);
     st_attn_query q = {
         .struct_size = sizeof q, .layer = layer, .n_heads = hp->n_heads,
         .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .n_q = n,
         .q_pos = pos, .q_slot = c->q_slot, .kv = &view,
         .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->k_unrot : NULL,
+        .kv_head = kv_head,
     };
     st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
     st_error err = { ST_OK, "" };
     st_status s = c->plan(c->plan_user, &q, &b, &err);
+    if (s != ST_OK && kv_head != ST_ALL_HEADS)
+        return st_diag_set(diag, s, "", 0, 0, "attention plan (layer %u, KV head %u): %s", layer,
+                           kv_head, c->plan_msg[0] ? c->plan_msg : err.message[0] ? err.message
+                                                                                 : "failed");
     if (s != ST_OK)
         return st_diag_set(diag, s, "", 0, 0, "attention plan (layer %u): %s", layer,
                            c->plan_msg[0] ? c->plan_msg : err.message[0] ? err.message
@@ -723,6 +794,12 @@ typedef struct attn_task {
     bool per_query;       /* one item = all heads of a query (weights layer) */
     float *weights;       /* [n][n_slots] or NULL */
     uint32_t n_slots;
+    uint32_t h0, nh;      /* the query heads to run (a KV head's with per-head slot sets) */
+    const int32_t *kpos;  /* [n_slots] the keys' true positions */
+    const int32_t *krot;  /* [n_slots] their rotation positions */
+    bool stats;           /* sum the weights into each thread's scratch */
+    uint32_t stats_from;  /* the first query counted */
+    bool serial;          /* one item = everything (weights and statistics both) */
     atomic_uint next;
 } attn_task;
 
@@ -735,17 +812,17 @@ static void worker_error(st_forward_ctx *c, st_status s, const char *msg)
 
 /* Add the positional bias (ALiBi) for query t, head h to the scores of the
  * nv visible keys: the description's slopes, else the plugin's callback. */
-static void add_posenc_bias(st_forward_ctx *c, thread_scratch *S, uint32_t t, uint32_t h,
-                            uint32_t nv)
+static void add_posenc_bias(st_forward_ctx *c, const attn_task *A, thread_scratch *S,
+                            uint32_t t, uint32_t h, uint32_t nv)
 {
     if (c->slopes) {
         double m = c->slopes[h], q = c->qpos_rot[t];
         for (uint32_t i = 0; i < nv; i++)
-            S->scores[i] += (float)(-m * (q - (double)c->kv->rot_pos[S->idx[i]]));
+            S->scores[i] += (float)(-m * (q - (double)A->krot[S->idx[i]]));
         return;
     }
     for (uint32_t i = 0; i < nv; i++)
-        S->kpos[i] = c->kv->rot_pos[S->idx[i]];
+        S->kpos[i] = A->krot[S->idx[i]];
     st_error err = { ST_OK, "" };
     st_status s = c->bias(c->pe_inst, h, &c->qpos_rot[t], 1, S->kpos, nv, S->bias, &err);
     if (s != ST_OK) {
@@ -799,7 +876,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         const uint32_t *list = E->indices ? c->idx_pool + E->idx_off : NULL;
         uint32_t n0 = nv;
         if (!list && r->min_dist <= 0 && r->max_dist == ST_DIST_MAX && r->k_end > 0 &&
-            kv->pos[r->k_end - 1] <= pq) {
+            A->kpos[r->k_end - 1] <= pq) {
             /* Causal and every key in range at or before the query (slot
              * positions ascend): all visible, no per-key test. */
             for (uint32_t j = r->k_begin; j < r->k_end; j++)
@@ -807,7 +884,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         } else {
             for (size_t i = 0; i < cnt; i++) {
                 uint32_t j = list ? list[i] : r->k_begin + (uint32_t)i;
-                int64_t d = pq - kv->pos[j];
+                int64_t d = pq - A->kpos[j];
                 if (d >= r->min_dist && d <= r->max_dist)
                     S->idx[nv++] = j;
             }
@@ -850,7 +927,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
              * (ALiBi's slope times the distance mask). */
             for (uint32_t i = 0; i < nv; i++)
                 S->scores[i] *= scale;
-            add_posenc_bias(c, S, t, h, nv);
+            add_posenc_bias(c, A, S, t, h, nv);
             sm_scale = 1.0f;
         }
         st_gc_attend_row(out, S->scores, S->idx, nv, sm_scale, S->vrows, hd, hd, A->n == 1);
@@ -859,15 +936,27 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             for (uint32_t i = 0; i < nv; i++)
                 w[S->idx[i]] += S->scores[i];
         }
+        if (A->stats && t >= A->stats_from) {
+            float *w = S->stats + (size_t)h * kv->capacity;
+            for (uint32_t i = 0; i < nv; i++)
+                w[S->idx[i]] += S->scores[i];
+        }
         return;
     }
     if (biased)
-        add_posenc_bias(c, S, t, h, nv);
+        add_posenc_bias(c, A, S, t, h, nv);
     st_op_softmax(S->scores, nv);
     float *out = c->att + (size_t)t * QD + (size_t)h * hd;
     c->kern->wsum_kv[V.type](out, S->scores, vbase, V.slot_stride, S->idx, nv, hd);
     if (A->weights) {
         float *w = A->weights + (size_t)t * A->n_slots;
+        for (uint32_t i = 0; i < nv; i++)
+            w[S->idx[i]] += S->scores[i];
+    }
+    /* The statistics: this thread's rows, summed over threads after the
+     * layer, so no score matrix is kept and no two threads share a row. */
+    if (A->stats && t >= A->stats_from) {
+        float *w = S->stats + (size_t)h * kv->capacity;
         for (uint32_t i = 0; i < nv; i++)
             w[S->idx[i]] += S->scores[i];
     }
@@ -877,17 +966,21 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 {
     attn_task *A = arg;
     thread_scratch *S = &A->c->scr[ith];
-    uint32_t nh = A->c->m->hp.n_heads;
-    uint32_t items = A->per_query ? A->n : A->n * nh;
+    uint32_t nh = A->nh, h0 = A->h0;
+    uint32_t items = A->serial ? 1 : A->per_query ? A->n : A->n * nh;
     for (;;) {
         uint32_t it = atomic_fetch_add_explicit(&A->next, 1, memory_order_relaxed);
         if (it >= items)
             break;
-        if (A->per_query) {
+        if (A->serial) {
+            for (uint32_t t = 0; t < A->n; t++)
+                for (uint32_t h = 0; h < nh; h++)
+                    attend(A, S, t, h0 + h);
+        } else if (A->per_query) {
             for (uint32_t h = 0; h < nh; h++)
-                attend(A, S, it, h);
+                attend(A, S, it, h0 + h);
         } else {
-            attend(A, S, it / nh, it % nh);
+            attend(A, S, it / nh, h0 + it % nh);
         }
     }
 }
@@ -907,7 +1000,8 @@ static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
         (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
-        (int32_t)layer == c->weights_layer ||
+        (int32_t)layer == c->weights_layer || c->kv->hn ||
+        (c->want_stats && c->stats_layers[layer]) ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
         (c->slopes && (c->pe_flags & ST_POSENC_MAP)) ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
@@ -970,21 +1064,33 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
      * not rotated nor scaled by it). An f16 or q8_0 cache rounds again. */
     uint32_t nfn = c->n_freq, np = nfo > nfn ? nfo : nfn, hd = kv->head_dim;
     float *cs = c->scr[0].cs, *sn = c->scr[0].sn, *tmp = c->scr[0].krow;
-    for (uint32_t j = 0; j < kv->n_slots; j++) {
-        for (uint32_t i = 0; i < np; i++) {
-            double fn = i < nfn ? (double)c->inv_freq[i] : 0.0, f0 = i < nfo ? (double)fo[i] : 0.0;
-            double sc = (i < nfn ? (double)c->rot_scale : 1.0) / (i < nfo ? (double)so : 1.0);
-            double a = (double)kv->rot_pos[j] * (fn - f0);
-            cs[i] = (float)(cos(a) * sc);
-            sn[i] = (float)(sin(a) * sc);
-        }
+    int64_t last = INT64_MIN;
+    for (uint32_t j = 0; j < kv->capacity; j++) {
+        /* Slot j of every head holding one (per-head slot sets differ in
+         * count and position; one shared set has them all at n_slots). */
         for (uint32_t l = 0; l < kv->n_layers; l++)
             for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+                size_t hi = st_kv_head_index(kv, l, h);
+                if (kv->hn ? j >= kv->hn[hi] : j >= kv->n_slots)
+                    continue;
+                int32_t rp = kv->hn ? kv->hrot[hi * kv->capacity + j] : kv->rot_pos[j];
+                for (uint32_t i = 0; i < np && rp != last; i++) {
+                    double fn = i < nfn ? (double)c->inv_freq[i] : 0.0,
+                           f0 = i < nfo ? (double)fo[i] : 0.0;
+                    double sc = (i < nfn ? (double)c->rot_scale : 1.0) /
+                                (i < nfo ? (double)so : 1.0);
+                    double a = (double)rp * (fn - f0);
+                    cs[i] = (float)(cos(a) * sc);
+                    sn[i] = (float)(sin(a) * sc);
+                }
+                last = rp; /* the table is R(rp): computed once per position */
                 uint8_t *row = st_kv_at(kv, kv->k[l], h, j);
                 st_kv_load_row(kv->type, row, tmp, hd);
                 st_op_rope(tmp, tmp, cs, sn, np, hd);
                 st_kv_store_row(kv->type, tmp, row, hd);
             }
+        if (!kv->hn && j + 1 >= kv->n_slots)
+            break;
     }
     free(fo);
     return ST_OK;
@@ -1012,7 +1118,8 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
             return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
                                "forward: token %d at %zu outside the vocabulary of %u",
                                tokens[t], t, hp->n_vocab);
-        int32_t prev = t ? pos[t - 1] : kv->n_slots ? kv->pos[kv->n_slots - 1] : -1;
+        int32_t prev = t ? pos[t - 1] : kv->hn ? kv->last_pos
+                                      : kv->n_slots ? kv->pos[kv->n_slots - 1] : -1;
         if (pos[t] <= prev)
             return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                                "forward: position %d at %zu: expected >= 0 and after %d (the "
@@ -1056,7 +1163,82 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
     }
     atomic_store(&c->worker_status, ST_OK);
     c->weights_nq = c->weights_nslots = 0;
+    if (c->want_stats)
+        memset(c->stats_done, 0, hp->n_layers);
+    c->stats_nq = 0;
 
+    return ST_OK;
+}
+
+/* ---- attention statistics -------------------------------------------- */
+
+/* Clear the threads' rows of A's heads for layer l when it has statistics;
+ * false when it has none. */
+static bool stats_begin(st_forward_ctx *c, uint32_t l, uint32_t nt, uint32_t n_slots,
+                        attn_task *A)
+{
+    if (!c->want_stats || !c->stats_layers[l])
+        return false;
+    uint32_t w = c->stats_window;
+    A->stats = true;
+    A->stats_from = w && w < nt ? nt - w : 0;
+    c->stats_nq = nt - A->stats_from;
+    size_t cap = c->kv->capacity;
+    for (uint32_t i = 0; i < c->nth; i++)
+        for (uint32_t h = A->h0; h < A->h0 + A->nh; h++)
+            memset(c->scr[i].stats + h * cap, 0, n_slots * sizeof(float));
+    return true;
+}
+
+/* Sum the threads' rows of A's heads into the layer's statistics. */
+static void stats_end(st_forward_ctx *c, uint32_t l, const attn_task *A)
+{
+    size_t cap = c->kv->capacity;
+    for (uint32_t h = A->h0; h < A->h0 + A->nh; h++) {
+        float *dst = c->stats + ((size_t)l * c->m->hp.n_heads + h) * cap;
+        memcpy(dst, c->scr[0].stats + h * cap, A->n_slots * sizeof(float));
+        for (uint32_t i = 1; i < c->nth; i++) {
+            const float *src = c->scr[i].stats + h * cap;
+            for (uint32_t j = 0; j < A->n_slots; j++)
+                dst[j] += src[j];
+        }
+    }
+    c->stats_done[l] = 1;
+}
+
+/* One layer's attention with per-(layer, KV head) slot sets: each KV head
+ * has its own slots, so each gets its own plan (a view of its slots) and
+ * its query heads attend over them. The block's keys were stored at each
+ * head's count (OP_ROPE); their positions are written here. */
+static st_status attend_layer_heads(st_forward_ctx *c, uint32_t l, uint32_t nt,
+                                    const int32_t *pos, st_diag *diag)
+{
+    st_kv_cache *kv = c->kv;
+    const st_model_hparams *hp = &c->m->hp;
+    uint32_t gs = hp->n_heads / hp->n_kv_heads, slot0 = kv->n_slots;
+    for (uint32_t g = 0; g < hp->n_kv_heads; g++) {
+        size_t hi = st_kv_head_index(kv, l, g), o = hi * kv->capacity;
+        uint32_t base = kv->hn[hi];
+        for (uint32_t t = 0; t < nt; t++) {
+            kv->hpos[o + base + t] = pos[t];
+            kv->hrot[o + base + t] = c->qpos_rot[t];
+            kv->htok[o + base + t] = kv->tokens[slot0 + t];
+            c->q_slot[t] = base + t;
+        }
+        st_status s = make_plan(c, l, nt, base + nt, pos, g, diag);
+        if (s != ST_OK)
+            return s;
+        attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = base + nt,
+                        .h0 = g * gs, .nh = gs, .kpos = kv->hpos + o, .krot = kv->hrot + o };
+        bool stats = stats_begin(c, l, nt, base + nt, &A);
+        atomic_init(&A.next, 0);
+        st_threadpool_run(c->pool, attn_task_fn, &A);
+        if (stats)
+            stats_end(c, l, &A);
+        if (atomic_load(&c->worker_status) != ST_OK)
+            return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
+                               "posenc bias (layer %u): %s", l, c->worker_msg);
+    }
     return ST_OK;
 }
 
@@ -1081,7 +1263,9 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
         run_tokens(c, &T);
     }
-    s = make_plan(c, l, nt, n_slots, pos, diag);
+    if (kv->hn)
+        return attend_layer_heads(c, l, nt, pos, diag);
+    s = make_plan(c, l, nt, n_slots, pos, ST_ALL_HEADS, diag);
     if (s != ST_OK)
         return s;
     bool has_slot = false, has_fixed = false;
@@ -1117,7 +1301,9 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         return ST_OK;
     }
 
-    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
+    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots, .h0 = 0,
+                    .nh = c->m->hp.n_heads, .kpos = kv->pos, .krot = kv->rot_pos };
+    bool stats = stats_begin(c, l, nt, n_slots, &A);
     if ((int32_t)l == c->weights_layer) {
         size_t need = (size_t)nt * n_slots;
         if (need > c->weights_cap) {
@@ -1133,8 +1319,11 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         c->weights_nq = nt;
         c->weights_nslots = n_slots;
     }
+    A.serial = stats && A.weights;
     atomic_init(&A.next, 0);
     st_threadpool_run(c->pool, attn_task_fn, &A);
+    if (stats)
+        stats_end(c, l, &A);
     if (atomic_load(&c->worker_status) != ST_OK)
         return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
                            "posenc bias (layer %u): %s", l, c->worker_msg);
@@ -1215,7 +1404,10 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         if (s != ST_OK)
             return s;
     }
-    kv->n_slots = n_slots;
+    if (kv->hn)
+        st_kv_cache_heads_commit(kv, nt, pos[nt - 1]);
+    else
+        kv->n_slots = n_slots;
     return ST_OK;
 }
 
@@ -1380,7 +1572,12 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
         s = batch_logits(lead, seqs, n_seqs, total, diag);
     if (s != ST_OK)
         return s;
-    for (size_t i = 0; i < n_seqs; i++)
-        seqs[i].ctx->kv->n_slots += (uint32_t)seqs[i].n;
+    for (size_t i = 0; i < n_seqs; i++) {
+        st_kv_cache *kv = seqs[i].ctx->kv;
+        if (kv->hn)
+            st_kv_cache_heads_commit(kv, (uint32_t)seqs[i].n, seqs[i].pos[seqs[i].n - 1]);
+        else
+            kv->n_slots += (uint32_t)seqs[i].n;
+    }
     return ST_OK;
 }

@@ -186,7 +186,8 @@ static st_status keep_all_but_first(void *inst, const st_kv_view *kv, uint32_t n
 
 #define ATTENTION(var, plan, budget, retain)                                                \
     static const st_attention_ops var##_ops = {sizeof(st_attention_ops), att_configure,      \
-                                               budget, plan, retain, NULL, NULL, NULL};       \
+                                               budget, plan, retain, NULL, NULL, NULL,        \
+                                               NULL, NULL, NULL};                            \
     static const st_plugin_entry var = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry), \
                                         ST_KIND_ATTENTION, #var, "0.0.1", "broken",           \
                                         any_create, any_destroy, &var##_ops, NULL}

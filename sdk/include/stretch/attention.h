@@ -55,6 +55,12 @@ typedef struct st_attn_query {
      * valid during the call. */
     const float *q;
     const float *k;
+    /* Since 1.4. ST_ALL_HEADS: `kv` is the one slot set every head shares.
+     * A plugin with per-(layer, KV head) slot sets (st_attn_kv_config.
+     * per_head_slots) is asked once per layer and KV head: `kv` is that
+     * head's slots, q_slot index them, and the plan's ranges reach only
+     * that head's query heads (ST_ALL_HEADS = all of them). */
+    uint32_t kv_head;
 } st_attn_query;
 
 /* Plan helpers (header-only; no ABI surface). */
@@ -118,6 +124,66 @@ typedef struct st_attn_plan_builder {
                              const st_attn_range *shape);
 } st_attn_plan_builder;
 
+/* ---- Since 1.4: statistics and per-(layer, KV head) slot sets ---- */
+
+/* How the statistics' rows are split. */
+typedef enum st_attn_stats_heads {
+    ST_STATS_NONE = 0,        /* no statistics */
+    ST_STATS_KV_HEADS = 1,    /* a row per (layer, KV head), summed over its query heads */
+    ST_STATS_QUERY_HEADS = 2  /* a row per (layer, query head) */
+} st_attn_stats_heads;
+
+/* What configure_kv asks the host for. The host fills every field with
+ * its default before the call; the plugin changes what it needs. */
+typedef struct st_attn_kv_config {
+    uint32_t struct_size;
+    st_attn_stats_heads stats;  /* default ST_STATS_NONE */
+    /* 0 (default): sum over every query of each block; w > 0: over the
+     * last w queries of each block only (SnapKV's observation window). */
+    uint32_t stats_window;
+    /* [n_layers], host-owned, all 1 on entry: clear a layer to skip its
+     * statistics (its attention then keeps the fast kernels). */
+    uint8_t *stats_layers;
+    /* 0 (default): one slot set shared by every layer and head (`retain`).
+     * 1: each (layer, KV head) keeps its own slots (`retain_heads`). */
+    uint32_t per_head_slots;
+    /* [n_layers], host-owned, 0 on entry: the most slots one KV head of
+     * the layer keeps between steps (0 = cache_budget). The host checks
+     * every retention against it. */
+    uint32_t *layer_budget;
+} st_attn_kv_config;
+
+/* Attention statistics of one step (one block of queries): for each asked
+ * layer and row (a KV head or a query head), the sum over the counted
+ * queries (and, per KV head, over its query heads) of each key slot's
+ * softmax weight, computed inside the host's kernels. */
+typedef struct st_attn_stats {
+    uint32_t struct_size;
+    uint32_t n_layers;
+    uint32_t n_kv_heads;
+    uint32_t n_rows;          /* rows per layer: n_kv_heads or n_heads */
+    uint32_t n_q;             /* queries counted (the window's, or the block's) */
+    const int32_t *q_pos;     /* [n_q] their positions */
+    /* [n_layers * n_kv_heads]: the slots of (layer, KV head) the rows are
+     * indexed by (one shared view repeated without per_head_slots). */
+    const st_kv_view *kv;
+    /* [n_layers * n_rows]: row (layer, r), kv[layer * n_kv_heads + r's KV
+     * head].n_slots floats; NULL for a layer not asked. */
+    const float *const *sum;
+} st_attn_stats;
+
+/* The per-(layer, KV head) slot sets handed to retain_heads. */
+typedef struct st_kv_heads {
+    uint32_t struct_size;
+    uint32_t n_layers;
+    uint32_t n_kv_heads;
+    uint32_t n_new;           /* slots the step appended to every head */
+    const st_kv_view *kv;     /* [n_layers * n_kv_heads] */
+    /* [n_layers * n_kv_heads] -> [kv[i].n_slots], all 1 on entry: set 0
+     * for the slots that head drops. */
+    uint8_t *const *keep;
+} st_kv_heads;
+
 /* Bits of `needs`. */
 #define ST_ATTN_NEEDS_QK      (1u << 0) /* plan wants q and k values */
 #define ST_ATTN_NEEDS_ENTROPY (1u << 1) /* call on_entropy for each new token */
@@ -157,6 +223,24 @@ typedef struct st_attention_ops {
 
     /* Forget all per-sequence state (a new request). */
     void (*reset)(void *inst);
+
+    /* ---- Since 1.4: per-layer, per-head statistics and retention. ---- */
+
+    /* Optional. Called right after `configure`; the host filled `cfg` with
+     * its defaults (no statistics, one shared slot set). */
+    st_status (*configure_kv)(void *inst, const st_model_shape *shape, st_attn_kv_config *cfg,
+                              st_error *err);
+
+    /* Optional: the statistics asked for in configure_kv, once per step
+     * after the model's pass and before retention. A failure stops the
+     * run with the plugin's message. */
+    st_status (*on_attention_stats)(void *inst, const st_attn_stats *stats, st_error *err);
+
+    /* Required when configure_kv set per_head_slots (then `retain` is not
+     * called): fill one keep mask per (layer, KV head). The host compacts
+     * each head's slots keeping order; each must end at or under its
+     * layer's budget. */
+    st_status (*retain_heads)(void *inst, const st_kv_heads *heads, st_error *err);
 } st_attention_ops;
 
 #ifdef __cplusplus
