@@ -663,34 +663,32 @@ static bool check_configure_kv(const st_attention_ops *o, void *inst, const st_m
                      "can never be asked for");
     st_error err = {0};
     st_status st = o->configure_kv(inst, shape, c, &err);
-    if (!check(rep, "attention.configure_kv", st == ST_OK, "configure_kv failed (%d): %s",
-               (int)st, err.message))
-        return false;
-    bool ok = true;
+    if (st != ST_OK)
+        return check(rep, "attention.configure_kv", false, "configure_kv failed (%d): %s",
+                     (int)st, err.message);
+    char why[ST_CONFORMANCE_MESSAGE_MAX] = "";
     if ((unsigned)c->stats > ST_STATS_QUERY_HEADS)
-        ok = check(rep, "attention.configure_kv", false, "stats %d is not NONE, KV_HEADS or "
-                   "QUERY_HEADS", (int)c->stats);
+        snprintf(why, sizeof why, "stats %d is not NONE, KV_HEADS or QUERY_HEADS",
+                 (int)c->stats);
     else if (c->per_head_slots > 1)
-        ok = check(rep, "attention.configure_kv", false, "per_head_slots %u, expected 0 or 1",
-                   c->per_head_slots);
+        snprintf(why, sizeof why, "per_head_slots %u, expected 0 or 1", c->per_head_slots);
     else if (c->stats_layers != stats_layers || c->layer_budget != layer_budget)
-        ok = check(rep, "attention.configure_kv", false,
-                   "the host's stats_layers or layer_budget arrays were replaced");
+        snprintf(why, sizeof why, "the host's stats_layers or layer_budget arrays were replaced");
     else if (c->stats && !o->on_attention_stats)
-        ok = check(rep, "attention.configure_kv", false,
-                   "statistics asked for but on_attention_stats is NULL");
+        snprintf(why, sizeof why, "statistics asked for but on_attention_stats is NULL");
     else if (c->per_head_slots && !o->retain_heads)
-        ok = check(rep, "attention.configure_kv", false,
-                   "per-head slot sets asked for but retain_heads is NULL");
+        snprintf(why, sizeof why, "per-head slot sets asked for but retain_heads is NULL");
     else if (c->per_head_slots && (needs & (ST_ATTN_NEEDS_QK | ST_ATTN_NEEDS_WEIGHTS)))
-        ok = check(rep, "attention.configure_kv", false, "per-head slot sets with "
-                   "ST_ATTN_NEEDS_QK or ST_ATTN_NEEDS_WEIGHTS (the host refuses the mix)");
-    for (uint32_t l = 0; ok && l < shape->n_layers && l < ST_CONF_MAX_LAYERS; l++)
+        snprintf(why, sizeof why, "per-head slot sets with ST_ATTN_NEEDS_QK or "
+                 "ST_ATTN_NEEDS_WEIGHTS (the host refuses the mix)");
+    for (uint32_t l = 0; !why[0] && l < shape->n_layers && l < ST_CONF_MAX_LAYERS; l++)
         if (budget && layer_budget[l] > budget)
-            ok = check(rep, "attention.configure_kv", false,
-                       "layer_budget[%u] = %u exceeds cache_budget %u", l, layer_budget[l],
-                       budget);
-    return ok;
+            snprintf(why, sizeof why, "layer_budget[%u] = %u exceeds cache_budget %u", l,
+                     layer_budget[l], budget);
+    if (why[0])
+        return check(rep, "attention.configure_kv", false, "%s", why);
+    return check(rep, "attention.configure_kv", true, "stats %d (window %u), per-head slots %u",
+                 (int)c->stats, c->stats_window, c->per_head_slots);
 }
 
 /* Feed synthetic statistics and run retain_heads past the budget, in
