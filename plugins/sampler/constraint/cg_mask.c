@@ -192,61 +192,85 @@ uint32_t cg_advance_token(cg_parser *p, const cg_vocab *v, uint32_t state, int32
 
 /* ---- masks ---- */
 
-#define CG_MASK_SLOTS 64
+/* Masks are cached per parser state up to this many bytes in all; past
+ * it the oldest cached mask makes room (round robin). */
+#define CG_MASK_CACHE_BYTES (64u << 20)
 
 struct cg_masker {
     const cg_vocab *v;
     cg_parser *p;
     size_t mask_bytes;
-    uint8_t *masks;                 /* [CG_MASK_SLOTS][mask_bytes] */
-    uint32_t slot_state[CG_MASK_SLOTS];
-    size_t next_slot;
+    uint8_t *masks;                 /* [n_slots][mask_bytes] */
+    size_t n_slots, cap_slots, max_slots, next_slot;
+    uint32_t *slot_state;           /* [cap_slots] the state a slot holds */
+    /* Per parser state (by id, grown on demand): its mask's slot + 1 (0:
+     * none), and which bytes are known to lead back to the state (loop_in)
+     * among those tried so far (loop_known). */
+    uint32_t *slot_of;
+    uint8_t (*loop_known)[32];
+    uint8_t (*loop_in)[32];
+    size_t cap_states;
     struct { int32_t node; uint32_t state; } *todo;  /* the walk's stack */
     size_t cap_todo;
-    /* Per parser state (by id, grown on demand): the bytes that lead back
-     * to it, and whether that set is computed. */
-    uint8_t (*loops)[32];
-    uint8_t *have_loops;
-    size_t cap_loops;
 };
 
-/* The bytes b with step(state, b) == state; NULL on OOM or budget. */
-static const uint8_t *loop_set(cg_masker *m, uint32_t state)
+/* Room for per-state data of `state`; false on OOM. */
+static bool cover_state(cg_masker *m, uint32_t state)
 {
-    if (state >= m->cap_loops) {
-        size_t cap = m->cap_loops ? m->cap_loops : 256;
-        while (cap <= state)
-            cap *= 2;
-        uint8_t (*l)[32] = realloc(m->loops, cap * sizeof *l);
-        if (l)
-            m->loops = l;
-        uint8_t *h = l ? realloc(m->have_loops, cap) : NULL;
-        if (!h)
-            return NULL;
-        memset(h + m->cap_loops, 0, cap - m->cap_loops);
-        m->have_loops = h;
-        m->cap_loops = cap;
-    }
-    if (!m->have_loops[state]) {
-        memset(m->loops[state], 0, 32);
-        for (int b = 0; b < 256; b++) {
-            uint32_t next = cg_parser_step(m->p, state, (uint8_t)b);
-            if (next == UINT32_MAX)
-                return NULL;
-            if (next == state)
-                cg_set_add(m->loops[state], (uint8_t)b);
-        }
-        m->have_loops[state] = 1;
-    }
-    return m->loops[state];
+    if (state < m->cap_states)
+        return true;
+    size_t cap = m->cap_states ? m->cap_states : 256;
+    while (cap <= state)
+        cap *= 2;
+    uint32_t *so = realloc(m->slot_of, cap * sizeof *so);
+    if (!so)
+        return false;
+    m->slot_of = so;
+    uint8_t (*k)[32] = realloc(m->loop_known, cap * sizeof *k);
+    if (!k)
+        return false;
+    m->loop_known = k;
+    uint8_t (*in)[32] = realloc(m->loop_in, cap * sizeof *in);
+    if (!in)
+        return false;
+    m->loop_in = in;
+    size_t old = m->cap_states;
+    memset(so + old, 0, (cap - old) * sizeof *so);
+    memset(k + old, 0, (cap - old) * sizeof *k);
+    memset(in + old, 0, (cap - old) * sizeof *in);
+    m->cap_states = cap;
+    return true;
 }
 
-static bool subset_of(const uint8_t *a, const uint8_t *b)
+/* Whether every byte of `bytes` leads `state` back to itself: a subtree
+ * below such bytes keeps the parser where it is. The bytes are tried
+ * lazily and the first one that leaves settles it, so a state that is no
+ * loop costs a step or two, not 256. -1 on OOM or budget. */
+static int loops_over(cg_masker *m, uint32_t state, const uint8_t *bytes)
 {
-    for (int i = 0; i < 32; i++)
-        if (a[i] & ~b[i])
-            return false;
-    return true;
+    if (!cover_state(m, state))
+        return -1;
+    uint8_t *known = m->loop_known[state], *in = m->loop_in[state];
+    for (int w = 0; w < 4; w++) {
+        uint64_t want, k, i;
+        memcpy(&want, bytes + 8 * w, 8);
+        memcpy(&k, known + 8 * w, 8);
+        memcpy(&i, in + 8 * w, 8);
+        if (want & k & ~i)
+            return 0;   /* a byte known to leave */
+        for (uint64_t todo = want & ~k; todo; todo &= todo - 1) {
+            int b = 64 * w + __builtin_ctzll(todo);
+            uint32_t next = cg_parser_step(m->p, state, (uint8_t)b);
+            if (next == UINT32_MAX)
+                return -1;
+            /* The parser's arrays may have grown; ours are by state id. */
+            cg_set_add(known, (uint8_t)b);
+            if (next != state)
+                return 0;
+            cg_set_add(in, (uint8_t)b);
+        }
+    }
+    return 1;
 }
 
 cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
@@ -257,15 +281,15 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
     m->v = v;
     m->p = p;
     m->mask_bytes = ((size_t)v->n_tokens + 7) / 8;
-    m->masks = malloc(CG_MASK_SLOTS * m->mask_bytes);
+    m->max_slots = CG_MASK_CACHE_BYTES / m->mask_bytes;
+    if (m->max_slots < 2)
+        m->max_slots = 2;
     m->cap_todo = v->n_trie + 1;
     m->todo = malloc(m->cap_todo * sizeof *m->todo);
-    if (!m->masks || !m->todo) {
+    if (!m->todo) {
         cg_masker_free(m);
         return NULL;
     }
-    for (int i = 0; i < CG_MASK_SLOTS; i++)
-        m->slot_state[i] = UINT32_MAX;
     return m;
 }
 
@@ -274,21 +298,56 @@ void cg_masker_free(cg_masker *m)
     if (!m)
         return;
     free(m->masks);
+    free(m->slot_state);
+    free(m->slot_of);
+    free(m->loop_known);
+    free(m->loop_in);
     free(m->todo);
-    free(m->loops);
-    free(m->have_loops);
     free(m);
+}
+
+/* A slot for `state`'s mask: a new one while the cache may grow, else the
+ * oldest. NULL on OOM. */
+static uint8_t *take_slot(cg_masker *m, uint32_t state)
+{
+    size_t slot;
+    if (m->n_slots < m->max_slots) {
+        if (m->n_slots == m->cap_slots) {
+            size_t cap = m->cap_slots ? m->cap_slots * 2 : 64;
+            if (cap > m->max_slots)
+                cap = m->max_slots;
+            uint8_t *masks = realloc(m->masks, cap * m->mask_bytes);
+            if (!masks)
+                return NULL;
+            m->masks = masks;
+            uint32_t *ss = realloc(m->slot_state, cap * sizeof *ss);
+            if (!ss)
+                return NULL;
+            m->slot_state = ss;
+            m->cap_slots = cap;
+        }
+        slot = m->n_slots++;
+    } else {
+        slot = m->next_slot;
+        m->next_slot = (m->next_slot + 1) % m->n_slots;
+        m->slot_of[m->slot_state[slot]] = 0;
+    }
+    m->slot_state[slot] = state;
+    m->slot_of[state] = (uint32_t)slot + 1;
+    return m->masks + slot * m->mask_bytes;
 }
 
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
 {
-    for (int i = 0; i < CG_MASK_SLOTS; i++)
-        if (m->slot_state[i] == state)
-            return m->masks + (size_t)i * m->mask_bytes;
-    size_t slot = m->next_slot;
-    m->next_slot = (m->next_slot + 1) % CG_MASK_SLOTS;
-    uint8_t *mask = m->masks + slot * m->mask_bytes;
-    m->slot_state[slot] = UINT32_MAX;
+    if (!cover_state(m, state))
+        return NULL;
+    if (m->slot_of[state])
+        return m->masks + (size_t)(m->slot_of[state] - 1) * m->mask_bytes;
+    uint8_t *mask = take_slot(m, state);
+    if (!mask)
+        return NULL;
+    /* Until the walk finishes the slot holds no valid mask. */
+    m->slot_of[state] = 0;
     memset(mask, 0, m->mask_bytes);
     const trie_node *t = m->v->trie;
     /* Each trie node is pushed at most once, so the stack never exceeds
@@ -309,10 +368,10 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
             if (t[c].first_child >= 0) {
                 /* A subtree whose bytes all lead back to `next` keeps the
                  * parser there: every token in it is allowed, unwalked. */
-                const uint8_t *loops = loop_set(m, next);
-                if (!loops)
+                int whole = loops_over(m, next, m->v->below[c]);
+                if (whole < 0)
                     return NULL;
-                if (subset_of(m->v->below[c], loops)) {
+                if (whole) {
                     for (int32_t k = m->v->sub_begin[c]; k < m->v->sub_end[c]; k++) {
                         int32_t id = m->v->dfs_tokens[k];
                         mask[id >> 3] |= (uint8_t)(1u << (id & 7));
@@ -328,6 +387,6 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
             }
         }
     }
-    m->slot_state[slot] = state;
+    m->slot_of[state] = (uint32_t)((size_t)(mask - m->masks) / m->mask_bytes) + 1;
     return mask;
 }
