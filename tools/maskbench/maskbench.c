@@ -4,7 +4,7 @@
  * set beside llguidance's and XGrammar's replay of the same texts
  * (tools/jsonschema_peers.py) in one quiet run.
  *
- *   st-maskbench [-m MANIFEST] DATA_DIR POINTS.jsonl [POINTS.jsonl ...]
+ *   st-maskbench [-m MANIFEST] [--slow US] DATA_DIR POINTS.jsonl [...]
  *
  * POINTS are `stretch eval jsonschema` points: for each point with an
  * output (the greedy one and every sampled one), the schema DATA_DIR/FILE
@@ -13,11 +13,17 @@
  * tokenizer, and the token mask is computed before each token and before
  * the end, on a fresh parser (cold, as in a generation). The token trie is
  * built once. Prints one Markdown row per subset: masks, mean, p50, p99
- * and max in microseconds.
+ * and max in microseconds. --slow US lists each mask slower than US with
+ * its schema and the output before it (for profiling); --cpu-time times
+ * with the thread's CPU clock instead of the wall clock (on a shared
+ * machine, where preemption would count as mask time; the tables in
+ * docs/RESULTS.md use the wall clock, in quiet runs).
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <stretch/stretch.h>
 
@@ -120,6 +126,19 @@ static char *read_all(const char *path, size_t *len)
 
 /* Masks along one output on a fresh parser: -1 when the grammar rejects
  * the output (it was not generated under this schema), else the masks. */
+static double slow_us = -1;
+static const char *slow_file = "";
+static bool cpu_time;
+
+static double now_s(void)
+{
+    if (!cpu_time)
+        return cg_now_s();
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const char *text,
                   series *s)
 {
@@ -133,9 +152,18 @@ static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const ch
     int rc = m ? 0 : -1;
     uint32_t state = p ? cg_parser_start(p) : 0;
     for (size_t i = 0; rc == 0 && i <= n; i++) {
-        double t0 = cg_now_s();
+        double t0 = now_s();
         const uint8_t *mask = cg_masker_get(m, state);
-        series_add(s, (cg_now_s() - t0) * 1e6);
+        double us = (now_s() - t0) * 1e6;
+        series_add(s, us);
+        if (slow_us >= 0 && us > slow_us) {
+            char *before = NULL;
+            size_t blen = 0;
+            st_engine_detokenize(e, ids, i, &before, &blen, &err);
+            fprintf(stderr, "slow: %s: %.0f us after '%.*s'\n", slow_file, us,
+                    (int)(blen > 160 ? 160 : blen), before ? before + (blen > 160 ? blen - 160 : 0) : "");
+            st_free(before);
+        }
         if (!mask || i == n)
             break;
         if (!((mask[ids[i] >> 3] >> (ids[i] & 7)) & 1))
@@ -153,7 +181,7 @@ static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const ch
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] DATA_DIR POINTS.jsonl [...]\n");
+    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] [--slow US] [--cpu-time] DATA_DIR POINTS.jsonl [...]\n");
     return 2;
 }
 
@@ -161,9 +189,16 @@ int main(int argc, char **argv)
 {
     const char *manifest = "manifests/greedy.yaml";
     int a = 1;
-    if (a + 1 < argc && strcmp(argv[a], "-m") == 0) {
-        manifest = argv[a + 1];
-        a += 2;
+    for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
+        if (strcmp(argv[a], "--cpu-time") == 0) {
+            cpu_time = true;
+            a--;
+        } else if (strcmp(argv[a], "-m") == 0)
+            manifest = argv[a + 1];
+        else if (strcmp(argv[a], "--slow") == 0)
+            slow_us = atof(argv[a + 1]);
+        else
+            return usage();
     }
     if (argc - a < 2)
         return usage();
@@ -222,6 +257,7 @@ int main(int argc, char **argv)
             }
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", data_dir, file->str);
+            slow_file = file->str;
             size_t slen = 0;
             char *schema = read_all(path, &slen);
             cg_schema_options opt = {.strict = true, .compact = true};

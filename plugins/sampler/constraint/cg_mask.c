@@ -6,65 +6,104 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Trie node: children are a linked list of siblings, in byte order. */
+/* Trie node while building: children are a linked list of siblings, in
+ * byte order. */
 typedef struct trie_node {
     int32_t first_child, next_sibling;
     int32_t first_token;   /* tokens ending here, chained through tok_next */
     uint8_t byte;
 } trie_node;
 
+/* The trie as the mask walk reads it: nodes in depth-first preorder, so a
+ * node's first child is the next node, its subtree is [node, end) and the
+ * walk goes through memory mostly forwards (the linked build order costs a
+ * cache miss per node on a walk of 200,000 nodes). */
+typedef struct walk_node {
+    int32_t end;           /* one past the last node of the subtree */
+    int32_t first_token;   /* tokens ending here, chained through tok_next */
+    uint8_t byte;
+} walk_node;
+
 struct cg_vocab {
     int32_t n_tokens;
     uint8_t *bytes;        /* every token's bytes, back to back */
     size_t *off;           /* [n_tokens + 1] */
-    trie_node *trie;
+    trie_node *trie;       /* the build; freed once `walk` is laid out */
     size_t n_trie, cap_trie;
     int32_t *tok_next;     /* [n_tokens] */
-    /* Per trie node: the bytes below it (its descendants' edges), and the
-     * tokens of its subtree as a range of `dfs_tokens` (the tokens in
-     * depth-first order), so a subtree the parser cannot leave is taken
-     * whole. */
+    walk_node *walk;       /* [n_trie], node 0 the root */
+    /* Per walk node, read only where a subtree may be taken whole: the
+     * bytes below it (its descendants' edges) and its tokens as a range
+     * of dfs_tokens. Kept apart from `walk` so the walk's nodes stay
+     * small. */
     uint8_t (*below)[32];
-    int32_t *sub_begin, *sub_end, *dfs_tokens;
+    int32_t *sub_begin, *sub_end;
+    uint8_t *height;       /* the subtree's depth below the node (at most 255) */
+    uint16_t *depth;       /* the node's depth (its tokens' length) */
+    int32_t *dfs_tokens;   /* the tokens in preorder */
 };
 
-/* Depth-first numbering of the trie: subtree token ranges and byte sets. */
+/* Lay the trie out in preorder with subtree ends, token ranges and the
+ * byte sets below each node. */
 static bool trie_index(cg_vocab *v)
 {
     size_t n = v->n_trie;
     v->below = calloc(n, sizeof *v->below);
+    v->walk = malloc(n * sizeof *v->walk);
     v->sub_begin = malloc(n * sizeof *v->sub_begin);
     v->sub_end = malloc(n * sizeof *v->sub_end);
+    v->height = calloc(n, 1);
+    v->depth = calloc(n, sizeof *v->depth);
     v->dfs_tokens = malloc((size_t)v->n_tokens * sizeof *v->dfs_tokens);
+    /* Entries: build node (enter) or ~walk index (leave). */
     int32_t *stack = malloc(2 * n * sizeof *stack);
-    if (!v->below || !v->sub_begin || !v->sub_end || !v->dfs_tokens || !stack) {
+    if (!v->below || !v->walk || !v->sub_begin || !v->sub_end || !v->height || !v->depth || !v->dfs_tokens ||
+        !stack) {
         free(stack);
         return false;
     }
-    /* Entries: node (enter) or ~node (leave, after its children). */
     size_t sp = 0;
-    int32_t k = 0;
+    int32_t k = 0, next = 0;
     stack[sp++] = 0;
     while (sp) {
         int32_t e = stack[--sp];
         if (e < 0) {
-            int32_t node = ~e;
-            v->sub_end[node] = k;
-            for (int32_t c = v->trie[node].first_child; c >= 0; c = v->trie[c].next_sibling) {
-                cg_set_add(v->below[node], v->trie[c].byte);
+            int32_t w = ~e;
+            walk_node *wn = &v->walk[w];
+            wn->end = next;
+            v->sub_end[w] = k;
+            for (int32_t c = w + 1; c < wn->end; c = v->walk[c].end) {
+                cg_set_add(v->below[w], v->walk[c].byte);
                 for (int i = 0; i < 32; i++)
-                    v->below[node][i] |= v->below[c][i];
+                    v->below[w][i] |= v->below[c][i];
+                if (v->height[c] + 1 > v->height[w] && v->height[c] < 255)
+                    v->height[w] = (uint8_t)(v->height[c] + 1);
             }
             continue;
         }
-        v->sub_begin[e] = k;
-        for (int32_t id = v->trie[e].first_token; id >= 0; id = v->tok_next[id])
+        int32_t w = next++;
+        const trie_node *t = &v->trie[e];
+        v->walk[w] = (walk_node){0, t->first_token, t->byte};
+        v->sub_begin[w] = k;
+        for (int32_t id = t->first_token; id >= 0; id = v->tok_next[id])
             v->dfs_tokens[k++] = id;
-        stack[sp++] = ~e;
-        for (int32_t c = v->trie[e].first_child; c >= 0; c = v->trie[c].next_sibling)
+        stack[sp++] = ~w;
+        /* Children pushed last-first so they are entered in byte order. */
+        size_t mark = sp;
+        for (int32_t c = t->first_child; c >= 0; c = v->trie[c].next_sibling)
             stack[sp++] = c;
+        for (size_t i = mark, j = sp - 1; i < j; i++, j--) {
+            int32_t x = stack[i];
+            stack[i] = stack[j];
+            stack[j] = x;
+        }
     }
     free(stack);
+    for (size_t w = 0; w < n; w++)
+        for (int32_t c = (int32_t)w + 1; c < v->walk[w].end; c = v->walk[c].end)
+            v->depth[c] = (uint16_t)(v->depth[w] + 1);
+    free(v->trie);
+    v->trie = NULL;
     return true;
 }
 
@@ -164,9 +203,12 @@ void cg_vocab_free(cg_vocab *v)
     free(v->off);
     free(v->trie);
     free(v->tok_next);
+    free(v->walk);
     free(v->below);
     free(v->sub_begin);
     free(v->sub_end);
+    free(v->height);
+    free(v->depth);
     free(v->dfs_tokens);
     free(v);
 }
@@ -192,6 +234,18 @@ uint32_t cg_advance_token(cg_parser *p, const cg_vocab *v, uint32_t state, int32
 
 /* ---- masks ---- */
 
+/* The bytes of a parser state tried so far (known), grouped by the live
+ * state they lead to: up to CG_CLASSES targets (a JSON string's body has
+ * few: ordinary characters, the quote, the backslash, UTF-8 lead bytes).
+ * A known byte in no class leads nowhere or to a target past the limit. */
+#define CG_CLASSES 4
+struct byte_classes {
+    uint8_t known[32];
+    uint8_t dead[32];              /* known to lead nowhere */
+    uint8_t in[CG_CLASSES][32];
+    uint32_t target[CG_CLASSES];   /* 0: class unused */
+};
+
 /* Masks are cached per parser state up to this many bytes in all; past
  * it the oldest cached mask makes room (round robin). */
 #define CG_MASK_CACHE_BYTES (64u << 20)
@@ -204,11 +258,10 @@ struct cg_masker {
     size_t n_slots, cap_slots, max_slots, next_slot;
     uint32_t *slot_state;           /* [cap_slots] the state a slot holds */
     /* Per parser state (by id, grown on demand): its mask's slot + 1 (0:
-     * none), and which bytes are known to lead back to the state (loop_in)
-     * among those tried so far (loop_known). */
+     * none), and its bytes grouped by the state they lead to, as far as
+     * they were tried (byte_classes). */
     uint32_t *slot_of;
-    uint8_t (*loop_known)[32];
-    uint8_t (*loop_in)[32];
+    struct byte_classes *classes;
     size_t cap_states;
     struct { int32_t node; uint32_t state; } *todo;  /* the walk's stack */
     size_t cap_todo;
@@ -226,51 +279,127 @@ static bool cover_state(cg_masker *m, uint32_t state)
     if (!so)
         return false;
     m->slot_of = so;
-    uint8_t (*k)[32] = realloc(m->loop_known, cap * sizeof *k);
-    if (!k)
+    struct byte_classes *bc = realloc(m->classes, cap * sizeof *bc);
+    if (!bc)
         return false;
-    m->loop_known = k;
-    uint8_t (*in)[32] = realloc(m->loop_in, cap * sizeof *in);
-    if (!in)
-        return false;
-    m->loop_in = in;
+    m->classes = bc;
     size_t old = m->cap_states;
     memset(so + old, 0, (cap - old) * sizeof *so);
-    memset(k + old, 0, (cap - old) * sizeof *k);
-    memset(in + old, 0, (cap - old) * sizeof *in);
+    memset(bc + old, 0, (cap - old) * sizeof *bc);
     m->cap_states = cap;
     return true;
 }
 
-/* Whether every byte of `bytes` leads `state` back to itself: a subtree
- * below such bytes keeps the parser where it is. The bytes are tried
- * lazily and the first one that leaves settles it, so a state that is no
- * loop costs a step or two, not 256. -1 on OOM or budget. */
-static int loops_over(cg_masker *m, uint32_t state, const uint8_t *bytes)
+/* Try byte b in `state` and file it under its target's class: the class
+ * index, or -1 when it leads nowhere or no class is left; -2 on OOM or
+ * budget. */
+static int classify(cg_masker *m, uint32_t state, uint8_t b)
 {
-    if (!cover_state(m, state))
+    uint32_t next = cg_parser_step(m->p, state, b);
+    if (next == UINT32_MAX)
+        return -2;
+    /* The parser's arrays may have moved; ours are by state id. */
+    struct byte_classes *bc = &m->classes[state];
+    cg_set_add(bc->known, b);
+    if (next == 0) {
+        cg_set_add(bc->dead, b);
         return -1;
-    uint8_t *known = m->loop_known[state], *in = m->loop_in[state];
-    for (int w = 0; w < 4; w++) {
-        uint64_t want, k, i;
-        memcpy(&want, bytes + 8 * w, 8);
-        memcpy(&k, known + 8 * w, 8);
-        memcpy(&i, in + 8 * w, 8);
-        if (want & k & ~i)
-            return 0;   /* a byte known to leave */
-        for (uint64_t todo = want & ~k; todo; todo &= todo - 1) {
-            int b = 64 * w + __builtin_ctzll(todo);
-            uint32_t next = cg_parser_step(m->p, state, (uint8_t)b);
-            if (next == UINT32_MAX)
-                return -1;
-            /* The parser's arrays may have grown; ours are by state id. */
-            cg_set_add(known, (uint8_t)b);
-            if (next != state)
-                return 0;
-            cg_set_add(in, (uint8_t)b);
+    }
+    for (int i = 0; i < CG_CLASSES; i++) {
+        if (bc->target[i] == 0)
+            bc->target[i] = next;
+        if (bc->target[i] == next) {
+            cg_set_add(bc->in[i], b);
+            return i;
         }
     }
-    return 1;
+    return -1;
+}
+
+/* uniform_step's answers besides a live state. */
+#define CG_MIXED 0u               /* the bytes lead to different places */
+#define CG_ALL_DEAD (UINT32_MAX - 1) /* none of them leads anywhere */
+
+/* The one live state that every byte of `bytes` (not empty) leads `state`
+ * to; CG_ALL_DEAD when none leads anywhere, CG_MIXED otherwise. The bytes
+ * are tried lazily and remembered per state; the first one that goes
+ * elsewhere settles it, so a state that has no such class costs a step or
+ * two, not 256. UINT32_MAX on OOM or budget. */
+static uint32_t uniform_step(cg_masker *m, uint32_t state, const uint8_t *bytes)
+{
+    if (!cover_state(m, state))
+        return UINT32_MAX;
+    uint64_t want[4];
+    memcpy(want, bytes, 32);
+    int lowest = 0;
+    for (int w = 0; w < 4; w++)
+        if (want[w]) {
+            lowest = 64 * w + __builtin_ctzll(want[w]);
+            break;
+        }
+    /* The class of the lowest byte: 0..CG_CLASSES-1, -1 dead, -3 a target
+     * past the class limit. */
+    int cls;
+    if (cg_set_has(m->classes[state].known, (uint8_t)lowest)) {
+        const struct byte_classes *bc = &m->classes[state];
+        cls = cg_set_has(bc->dead, (uint8_t)lowest) ? -1 : -3;
+        for (int i = 0; i < CG_CLASSES && cls == -3; i++)
+            if (cg_set_has(bc->in[i], (uint8_t)lowest))
+                cls = i;
+    } else {
+        cls = classify(m, state, (uint8_t)lowest);
+        if (cls == -2)
+            return UINT32_MAX;
+        if (cls == -1 && !cg_set_has(m->classes[state].dead, (uint8_t)lowest))
+            cls = -3;
+    }
+    if (cls == -3)
+        return CG_MIXED;
+    for (int w = 0; w < 4; w++) {
+        uint64_t k, in;
+        memcpy(&k, m->classes[state].known + 8 * w, 8);
+        memcpy(&in, (cls < 0 ? m->classes[state].dead : m->classes[state].in[cls]) + 8 * w, 8);
+        if (want[w] & k & ~in)
+            return CG_MIXED;   /* a byte known to go elsewhere */
+        for (uint64_t todo = want[w] & ~k; todo; todo &= todo - 1) {
+            int b = 64 * w + __builtin_ctzll(todo);
+            int got = classify(m, state, (uint8_t)b);
+            if (got == -2)
+                return UINT32_MAX;
+            if (cls < 0 ? !cg_set_has(m->classes[state].dead, (uint8_t)b) : got != cls)
+                return CG_MIXED;
+        }
+    }
+    return cls < 0 ? CG_ALL_DEAD : m->classes[state].target[cls];
+}
+
+/* How deep below trie node c (the parser in `state` after c's byte) every
+ * token is allowed: the bytes below c lead, depth after depth, from one
+ * live state to the next (a state that leads back to itself ends the
+ * chain: the body of a JSON string; a chain of counting states is the
+ * body of a string with a maxLength), until they all lead nowhere or the
+ * subtree ends. Tokens down to that depth are allowed, deeper ones not.
+ * -1 when the bytes part ways (the subtree must be walked), -2 on OOM or
+ * budget. */
+static int subtree_depth(cg_masker *m, int32_t c, uint32_t state)
+{
+    const uint8_t *below = m->v->below[c];
+    int h = m->v->height[c];
+    if (h >= 255)
+        return -1;   /* heights are capped there: walk it */
+    for (int d = 0; d < h; d++) {
+        uint32_t next = uniform_step(m, state, below);
+        if (next == UINT32_MAX)
+            return -2;
+        if (next == CG_MIXED)
+            return -1;
+        if (next == CG_ALL_DEAD)
+            return d;
+        if (next == state)
+            return h;
+        state = next;
+    }
+    return h;
 }
 
 cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
@@ -300,8 +429,7 @@ void cg_masker_free(cg_masker *m)
     free(m->masks);
     free(m->slot_state);
     free(m->slot_of);
-    free(m->loop_known);
-    free(m->loop_in);
+    free(m->classes);
     free(m->todo);
     free(m);
 }
@@ -349,7 +477,7 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
     /* Until the walk finishes the slot holds no valid mask. */
     m->slot_of[state] = 0;
     memset(mask, 0, m->mask_bytes);
-    const trie_node *t = m->v->trie;
+    const walk_node *t = m->v->walk;
     /* Each trie node is pushed at most once, so the stack never exceeds
      * the trie's size. */
     size_t n = 0;
@@ -359,29 +487,37 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         n--;
         int32_t node = m->todo[n].node;
         uint32_t st = m->todo[n].state;
-        for (int32_t c = t[node].first_child; c >= 0; c = t[c].next_sibling) {
+        for (int32_t c = node + 1; c < t[node].end; c = t[c].end) {
             uint32_t next = cg_parser_step(m->p, st, t[c].byte);
             if (next == UINT32_MAX)
                 return NULL;
             if (next == 0)
                 continue;
-            if (t[c].first_child >= 0) {
-                /* A subtree whose bytes all lead back to `next` keeps the
-                 * parser there: every token in it is allowed, unwalked. */
-                int whole = loops_over(m, next, m->v->below[c]);
-                if (whole < 0)
+            bool inner = t[c].end > c + 1;
+            /* A subtree whose bytes lead, depth after depth, from one live
+             * state to the next has every token allowed: taken whole,
+             * unwalked. Its first child's byte must lead somewhere for
+             * that, which rules many nodes out at the price of a step the
+             * walk takes anyway. */
+            if (inner && cg_parser_step(m->p, next, t[c + 1].byte) != 0) {
+                int depth = subtree_depth(m, c, next);
+                if (depth == -2)
                     return NULL;
-                if (whole) {
+                if (depth >= 0) {
+                    /* Token lengths: c's depth in the trie plus `depth`. */
+                    size_t max_len = (size_t)m->v->depth[c] + (size_t)depth;
                     for (int32_t k = m->v->sub_begin[c]; k < m->v->sub_end[c]; k++) {
                         int32_t id = m->v->dfs_tokens[k];
-                        mask[id >> 3] |= (uint8_t)(1u << (id & 7));
+                        if (depth == m->v->height[c] ||
+                            m->v->off[id + 1] - m->v->off[id] <= max_len)
+                            mask[id >> 3] |= (uint8_t)(1u << (id & 7));
                     }
                     continue;
                 }
             }
             for (int32_t id = t[c].first_token; id >= 0; id = m->v->tok_next[id])
                 mask[id >> 3] |= (uint8_t)(1u << (id & 7));
-            if (t[c].first_child >= 0) {
+            if (inner) {
                 m->todo[n].node = c;
                 m->todo[n++].state = next;
             }
