@@ -199,17 +199,29 @@ static const char *const counted_pieces[] = {
     "\"", "xyz\"", "\xc3", "zz", "z\"}", "\"}", "12", "1a", " a", "a b", "aaaa\\n"};
 enum { N_COUNTED = sizeof counted_pieces / sizeof *counted_pieces };
 
+/* Then "q" + two letters (676 tokens): a subtree large enough for the
+ * walk's ready bitmaps. */
+enum { N_AXY = 26 * 26 };
+
 static bool counted_bytes(void *ctx, int32_t id, const char **bytes, size_t *len, bool *special)
 {
     static char one[256];
+    static char axy[N_AXY][3];
     (void)ctx;
     if (id < 256) {
         one[id] = (char)id;
         *bytes = &one[id];
         *len = 1;
-    } else {
+    } else if (id < 256 + N_COUNTED) {
         *bytes = counted_pieces[id - 256];
         *len = strlen(counted_pieces[id - 256]);
+    } else {
+        int k = id - 256 - N_COUNTED;
+        axy[k][0] = 'q';
+        axy[k][1] = (char)('a' + k / 26);
+        axy[k][2] = (char)('a' + k % 26);
+        *bytes = axy[k];
+        *len = 3;
     }
     *special = false;
     return true;
@@ -235,9 +247,9 @@ static void masks_along(cg_masker *m, cg_vocab *v, int32_t nv, const char *sente
     cr_expect(cg_parser_accepting(parser, st), "'%s' is not complete", sentence);
 }
 
-Test(grammar, counted_repetitions_mask_like_a_brute_force_check)
+Test(grammar, counted_repetitions_and_whole_subtrees_mask_like_a_brute_force_check)
 {
-    enum { NV = 256 + N_COUNTED };
+    enum { NV = 256 + N_COUNTED + N_AXY };
     cg_vocab *v = cg_vocab_new(NV, counted_bytes, NULL);
     cr_assert_not_null(v);
     /* A JSON string with 2 to 12 characters (as a maxLength compiles),
@@ -245,10 +257,13 @@ Test(grammar, counted_repetitions_mask_like_a_brute_force_check)
     const char *grammars[] = {
         "root ::= \"\\\"\" ch ch ch? ch? ch? ch? ch? ch? ch? ch? ch? ch? \"\\\"}\"\n"
         "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n",
-        "root ::= [a-z]{3,9} \"1\"? [a-z]{0,4} \"!\"\n"};
+        "root ::= [a-z]{3,9} \"1\"? [a-z]{0,4} \"!\"\n",
+        "root ::= \"\\\"\" ch* \"\\\"}\"\n"
+        "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n"};
     const char *sentences[][3] = {
         {"\"ab\"}", "\"abcdefghijkl\"}", "\"aébcdefg\\n\"}"},
-        {"abc!", "abcdefghi1zz!", "abcdefghizzzz!"}};
+        {"abc!", "abcdefghi1zz!", "abcdefghizzzz!"},
+        {"\"\"}", "\"qzz b\"}", "\"é\\\"abcdefghijkabcdefghijk\"}"}};
     for (size_t gi = 0; gi < sizeof grammars / sizeof *grammars; gi++) {
         compile_ok(grammars[gi]);
         for (size_t si = 0; si < 3; si++) {

@@ -6,6 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Masks are written a 64-bit word at a time and read a byte at a time
+ * (bit id & 7 of byte id >> 3): the same bits on a little-endian machine. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "cg_mask.c writes token masks as little-endian words"
+#endif
+
 /* Trie node while building: children are a linked list of siblings, in
  * byte order. */
 typedef struct trie_node {
@@ -40,6 +46,13 @@ struct cg_vocab {
     int32_t *sub_begin, *sub_end;
     uint8_t *height;       /* the subtree's depth below the node (at most 255) */
     uint16_t *depth;       /* the node's depth (its tokens' length) */
+    /* The tokens of the largest subtrees as ready bitmaps (big[node] words
+     * into big_bits, -1 none), so taking one whole is a few hundred word
+     * ORs instead of thousands of scattered bit writes (the body of a
+     * JSON string takes most of the vocabulary that way). */
+    int64_t *big;
+    uint64_t *big_bits;
+    size_t mask_words;
     int32_t *dfs_tokens;   /* the tokens in preorder */
 };
 
@@ -104,6 +117,38 @@ static bool trie_index(cg_vocab *v)
             v->depth[c] = (uint16_t)(v->depth[w] + 1);
     free(v->trie);
     v->trie = NULL;
+    return true;
+}
+
+/* Subtrees with at least this many tokens get a ready bitmap, within a
+ * memory budget (the largest first: they are the shallowest). */
+#define CG_BIG_SUBTREE 256
+#define CG_BIG_BYTES (16u << 20)
+
+static bool big_subtrees(cg_vocab *v)
+{
+    size_t n = v->n_trie;
+    v->mask_words = ((size_t)v->n_tokens + 63) / 64;
+    v->big = malloc(n * sizeof *v->big);
+    if (!v->big)
+        return false;
+    size_t count = 0, max = CG_BIG_BYTES / (v->mask_words * 8);
+    /* Preorder visits parents before children: a budget cut keeps the
+     * shallow (largest) subtrees. */
+    for (size_t w = 0; w < n; w++) {
+        bool want = w > 0 && v->sub_end[w] - v->sub_begin[w] >= CG_BIG_SUBTREE && count < max;
+        v->big[w] = want ? (int64_t)(count++ * v->mask_words) : -1;
+    }
+    v->big_bits = calloc(count ? count * v->mask_words : 1, sizeof *v->big_bits);
+    if (!v->big_bits)
+        return false;
+    for (size_t w = 0; w < n; w++) {
+        if (v->big[w] < 0)
+            continue;
+        uint64_t *bits = v->big_bits + v->big[w];
+        for (int32_t k = v->sub_begin[w]; k < v->sub_end[w]; k++)
+            bits[v->dfs_tokens[k] >> 6] |= 1ull << (v->dfs_tokens[k] & 63);
+    }
     return true;
 }
 
@@ -187,7 +232,7 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         v->tok_next[id] = v->trie[at].first_token;
         v->trie[at].first_token = id;
     }
-    if (!trie_index(v))
+    if (!trie_index(v) || !big_subtrees(v))
         goto fail;
     return v;
 fail:
@@ -209,6 +254,8 @@ void cg_vocab_free(cg_vocab *v)
     free(v->sub_end);
     free(v->height);
     free(v->depth);
+    free(v->big);
+    free(v->big_bits);
     free(v->dfs_tokens);
     free(v);
 }
@@ -409,7 +456,8 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
         return NULL;
     m->v = v;
     m->p = p;
-    m->mask_bytes = ((size_t)v->n_tokens + 7) / 8;
+    /* Whole words, so ready subtree bitmaps are ORed in word by word. */
+    m->mask_bytes = v->mask_words * 8;
     m->max_slots = CG_MASK_CACHE_BYTES / m->mask_bytes;
     if (m->max_slots < 2)
         m->max_slots = 2;
@@ -477,7 +525,10 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
     /* Until the walk finishes the slot holds no valid mask. */
     m->slot_of[state] = 0;
     memset(mask, 0, m->mask_bytes);
-    const walk_node *t = m->v->walk;
+    const cg_vocab *v = m->v;
+    const walk_node *t = v->walk;
+    const int32_t *dfs = v->dfs_tokens, *tok_next = v->tok_next;
+    uint64_t *words = (uint64_t *)(void *)mask;
     /* Each trie node is pushed at most once, so the stack never exceeds
      * the trie's size. */
     size_t n = 0;
@@ -503,20 +554,26 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
                 int depth = subtree_depth(m, c, next);
                 if (depth == -2)
                     return NULL;
+                if (depth == v->height[c] && v->big[c] >= 0) {
+                    const uint64_t *bits = v->big_bits + v->big[c];
+                    for (size_t w = 0; w < v->mask_words; w++)
+                        words[w] |= bits[w];
+                    continue;
+                }
                 if (depth >= 0) {
                     /* Token lengths: c's depth in the trie plus `depth`. */
-                    size_t max_len = (size_t)m->v->depth[c] + (size_t)depth;
-                    for (int32_t k = m->v->sub_begin[c]; k < m->v->sub_end[c]; k++) {
-                        int32_t id = m->v->dfs_tokens[k];
-                        if (depth == m->v->height[c] ||
-                            m->v->off[id + 1] - m->v->off[id] <= max_len)
-                            mask[id >> 3] |= (uint8_t)(1u << (id & 7));
+                    size_t max_len = (size_t)v->depth[c] + (size_t)depth;
+                    bool all = depth == v->height[c];
+                    for (int32_t k = v->sub_begin[c], end = v->sub_end[c]; k < end; k++) {
+                        int32_t id = dfs[k];
+                        if (all || v->off[id + 1] - v->off[id] <= max_len)
+                            words[id >> 6] |= 1ull << (id & 63);
                     }
                     continue;
                 }
             }
-            for (int32_t id = t[c].first_token; id >= 0; id = m->v->tok_next[id])
-                mask[id >> 3] |= (uint8_t)(1u << (id & 7));
+            for (int32_t id = t[c].first_token; id >= 0; id = tok_next[id])
+                words[id >> 6] |= 1ull << (id & 63);
             if (inner) {
                 m->todo[n].node = c;
                 m->todo[n++].state = next;
