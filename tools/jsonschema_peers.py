@@ -19,7 +19,7 @@ dependencies, but its grammar compiler and matcher are its native library
 wrappers import torch (matcher.py, for bitmask tensors) and transformers
 (tokenizer_info.py). So it is installed without dependencies and driven
 through its native binding directly (load_xgrammar_core), with a numpy
-bitmask: `pip install --no-deps xgrammar==0.2.9 apache-tvm-ffi==0.1.15.post2`.
+bitmask: `pip install --no-deps -r tools/requirements-xgrammar.txt`.
 
 Needs: pip install -r tools/requirements-jsonschema.txt
 """

@@ -253,7 +253,8 @@ Test(grammar, counted_repetitions_and_whole_subtrees_mask_like_a_brute_force_che
     cg_vocab *v = cg_vocab_new(NV, counted_bytes, NULL);
     cr_assert_not_null(v);
     /* A JSON string with 2 to 12 characters (as a maxLength compiles),
-     * then a closing brace; and a bounded run of letters with a tail. */
+     * then a closing brace; a bounded run of letters with a tail; a JSON
+     * string of any length. */
     const char *grammars[] = {
         "root ::= \"\\\"\" ch ch ch? ch? ch? ch? ch? ch? ch? ch? ch? ch? \"\\\"}\"\n"
         "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n",

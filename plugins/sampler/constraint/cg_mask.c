@@ -538,8 +538,15 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         n--;
         int32_t node = m->todo[n].node;
         uint32_t st = m->todo[n].state;
+        const int32_t *row = cg_parser_row(m->p, st);
         for (int32_t c = node + 1; c < t[node].end; c = t[c].end) {
-            uint32_t next = cg_parser_step(m->p, st, t[c].byte);
+            uint32_t next;
+            if (row && row[t[c].byte] >= 0) {
+                next = (uint32_t)row[t[c].byte];
+            } else {
+                next = cg_parser_step(m->p, st, t[c].byte);
+                row = cg_parser_row(m->p, st);   /* it may have moved */
+            }
             if (next == UINT32_MAX)
                 return NULL;
             if (next == 0)

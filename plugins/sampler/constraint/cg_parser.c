@@ -301,6 +301,11 @@ uint32_t cg_parser_step(cg_parser *p, uint32_t st, uint8_t byte)
     return next;
 }
 
+const int32_t *cg_parser_row(const cg_parser *p, uint32_t st)
+{
+    return st == 0 || st == UINT32_MAX ? NULL : p->states[st].next;
+}
+
 bool cg_parser_accepting(const cg_parser *p, uint32_t st)
 {
     if (st == 0 || st == UINT32_MAX)
