@@ -122,7 +122,7 @@ static bool trie_index(cg_vocab *v)
 
 /* Subtrees with at least this many tokens get a ready bitmap, within a
  * memory budget (the largest first: they are the shallowest). */
-#define CG_BIG_SUBTREE 256
+#define CG_BIG_SUBTREE 128
 #define CG_BIG_BYTES (16u << 20)
 
 static bool big_subtrees(cg_vocab *v)
