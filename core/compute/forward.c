@@ -60,6 +60,7 @@ struct st_forward_ctx {
     st_plan_fn plan;
     void *plan_user;
     int32_t weights_layer;    /* -1 = none */
+    bool weights_off;         /* st_forward_record_weights(false): not now */
     bool want_qk;             /* pass q and k to the plan (ST_ATTN_NEEDS_QK) */
     bool tiled_off;           /* STRETCH_ATTN=gather: every layer on the gather path */
     /* STRETCH_NUMERICS=ggml: llama.cpp's float operations (cpu/ggml_compat.h). */
@@ -380,6 +381,11 @@ const float *st_forward_stats(const st_forward_ctx *c, uint32_t layer, uint32_t 
         !c->stats_done[layer])
         return NULL;
     return c->stats + ((size_t)layer * c->m->hp.n_heads + head) * c->kv->capacity;
+}
+
+void st_forward_record_weights(st_forward_ctx *c, bool on)
+{
+    c->weights_off = !on;
 }
 
 const float *st_forward_weights(const st_forward_ctx *c, uint32_t *n_q, uint32_t *n_slots)
@@ -995,12 +1001,18 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
  * all heads, with no posenc bias callback (per key; ALiBi's slopes are data
  * the tile kernels add, unless a position map moves the positions they
  * use) and no attention weights wanted (the observer needs the normalized weights per key). */
+/* Whether this block records `layer`'s weights (st_forward_weights). */
+static bool records_weights(const st_forward_ctx *c, uint32_t layer)
+{
+    return (int32_t)layer == c->weights_layer && !c->weights_off;
+}
+
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
         (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
-        (int32_t)layer == c->weights_layer || c->kv->hn ||
+        records_weights(c, layer) || c->kv->hn ||
         (c->want_stats && c->stats_layers[layer]) ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
         (c->slopes && (c->pe_flags & ST_POSENC_MAP)) ||
@@ -1304,7 +1316,7 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
     attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots, .h0 = 0,
                     .nh = c->m->hp.n_heads, .kpos = kv->pos, .krot = kv->rot_pos };
     bool stats = stats_begin(c, l, nt, n_slots, &A);
-    if ((int32_t)l == c->weights_layer) {
+    if (records_weights(c, l)) {
         size_t need = (size_t)nt * n_slots;
         if (need > c->weights_cap) {
             float *w = realloc(c->weights, need * sizeof *w);

@@ -118,6 +118,13 @@ typedef struct st_forward_seq {
  * batch's activations. On error no cache has moved. */
 st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag);
 
+/* Whether the next blocks record the configured layer's weights (on by
+ * default with want_weights). Off, that layer takes the fast tiled path
+ * like every other and st_forward_weights answers NULL: a caller that
+ * wants the weights of a few rows (a question after a long context) runs
+ * the rows before them as a plain prefill. */
+void st_forward_record_weights(st_forward_ctx *ctx, bool on);
+
 /* The attention weights of the configured layer from the last st_forward:
  * [n_q][n_slots] summed over heads, slots as they were during that call. */
 const float *st_forward_weights(const st_forward_ctx *ctx, uint32_t *n_q, uint32_t *n_slots);

@@ -9,7 +9,12 @@
 #define ST_ISA_ID ST_ISA_AVX2
 #define ST_UDOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
 #define ST_ATTN_AVX2
-#define ST_ATTN_X86_KSTEP 2 /* 2 keys x 4 row vectors = 16 ymm accumulators */
+/* Attention tiles in ymm vectors of 8 rows: 1 key (or 1 head dim in P.V)
+ * x up to 8 row vectors = 8 accumulators, the rows read as memory operands
+ * and one broadcast, within the 16 ymm registers. */
+#define ST_ATTN_VL 8
+#define ST_ATTN_X86_KSTEP 1
+#define ST_ATTN_DSTEP 1
 #include "kernels_x86.inc"
 
 const st_cpu_kernels *st_cpu_kernels_avx2(void)
