@@ -254,10 +254,11 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
             (s = find_matrix(g, n[8], F, E, &L->down, diag)))
             goto fail;
     }
-    /* The AVX-512 kernels read quantized matrices in a 16-row interleaved
-     * layout: repack once here (a copy; the mapping is then only read for
-     * embedding rows). Other paths read the mapping as is. */
-    if (st_cpu_isa_active() >= ST_ISA_AVX512) {
+    /* The AVX2 and AVX-512 kernels read quantized matrices in a 16-row
+     * interleaved layout: repack once here (a copy; the mapping is then
+     * only read for embedding rows and by the ggml-numerics row kernels).
+     * The scalar path reads the mapping as is. */
+    if (st_cpu_isa_active() >= ST_ISA_AVX2) {
         st_weight *all[7];
         for (uint32_t i = 0; i <= hp->n_layers; i++) {
             size_t k = 0;
