@@ -3,9 +3,11 @@
  * sizes and every tile width; the threaded matmul against one thread. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/amx_probe.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/repack.h"
@@ -606,5 +608,49 @@ Test(forward_kernels, gemm16_integer_extremes)
             check_gemm16(k, t, COLS, ROWS, data, xq, 2);
             free(data);
         }
+    }
+}
+
+/* The AMX probe's CPUID reading agrees with the kernel's /proc/cpuinfo
+ * flags, and a CPU without the units is reported as such, never probed
+ * further (this machine class has no AMX: the decision must say why). */
+static bool cpuinfo_flag(const char *flags, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = flags; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == flags || p[-1] == ' ' || p[-1] == '\t') &&
+            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+Test(forward_kernels, amx_probe_matches_cpuinfo)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        cr_skip_test("no /proc/cpuinfo to compare with");
+    static char line[8192];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "flags", 5) == 0) {
+            found = true;
+            break;
+        }
+    fclose(f);
+    if (!found)
+        cr_skip_test("/proc/cpuinfo lists no flags");
+    bool tile = cpuinfo_flag(line, "amx_tile"), int8 = cpuinfo_flag(line, "amx_int8");
+    st_amx_probe p;
+    st_amx_probe_run(&p);
+    cr_assert_eq(p.cpu_tile, tile, "probe amx-tile %d, cpuinfo %d", p.cpu_tile, tile);
+    cr_assert_eq(p.cpu_int8, int8, "probe amx-int8 %d, cpuinfo %d", p.cpu_int8, int8);
+    if (!tile || !int8) {
+        cr_assert(!p.os_tile && !p.permitted);
+        cr_assert(strstr(p.reason, "amx: unavailable (cpu lacks amx-") == p.reason, "%s", p.reason);
+    } else if (p.permitted) {
+        cr_assert(p.os_tile);
+        cr_assert(strstr(p.reason, "amx: usable") == p.reason, "%s", p.reason);
+    } else {
+        cr_assert(strstr(p.reason, "amx: unavailable (") == p.reason, "%s", p.reason);
     }
 }
