@@ -39,6 +39,10 @@ typedef struct st_kv_cache {
     int32_t *tokens;       /* [capacity] */
     uint8_t **k;           /* [n_layers] -> [n_kv_heads][capacity] rows, rotated by rot_pos */
     uint8_t **v;           /* [n_layers] -> same layout */
+    /* Changes whenever committed slots may hold other keys than before
+     * (create, reset, compact), unique across caches: copies derived from
+     * the cache (kv_grouped.h) compare it to know they are stale. */
+    uint64_t epoch;
 } st_kv_cache;
 
 /* type ST_KV_Q8_0 needs head_dim a multiple of 32. */
