@@ -410,3 +410,73 @@ Test(self_extend, forward_matches_with_position_gaps_and_odd_group, .timeout = 1
 {
     check_against_reference(3, 6, 2);
 }
+
+/* The grouped key copy is kept across steps; a compaction moves slots, so
+ * it must be made again: prefill 20 tokens, drop the keys at positions 2
+ * and 5 (as a retaining strategy would), then decode the rest one token at
+ * a time, against the reference that hides those two keys from the later
+ * queries. A stale copy would score the moved keys with their old rows. */
+typedef struct dropped_rule {
+    se_rule se;
+    int32_t from;  /* queries at positions >= from no longer see: */
+    int32_t a, b;
+} dropped_rule;
+
+static bool rule_dropped(void *user, uint32_t qi, uint32_t ki, const int32_t *pos, double *rq,
+                         double *rk)
+{
+    const dropped_rule *d = user;
+    if (pos[qi] >= d->from && (pos[ki] == d->a || pos[ki] == d->b))
+        return false;
+    return rule(&((dropped_rule *)user)->se, qi, ki, pos, rq, rk);
+}
+
+Test(self_extend, the_grouped_copy_follows_a_compaction, .timeout = 120)
+{
+    fixture f;
+    open_model(&f);
+    run r = {.e = entry()};
+    r.inst = make(r.e, 2, 4);
+    int32_t tok[N], pos[N];
+    for (size_t i = 0; i < N; i++) {
+        tok[i] = (int32_t)((i * 2654435761u + 5u) % f.V);
+        pos[i] = (int32_t)i;
+    }
+    dropped_rule dr = {{2, 4}, 20, 2, 5};
+    st_ref_opts o = {.quantize_acts = true, .rule = rule_dropped, .user = &dr};
+    float *want = malloc(sizeof(float) * N * f.V), *got = malloc(sizeof(float) * N * f.V);
+    cr_assert(want && got);
+    st_ref_forward(f.ref, tok, pos, N, &o, want);
+
+    st_diag d;
+    st_kv_cache *kv;
+    cr_assert_eq(st_kv_cache_create(f.m->hp.n_layers, f.m->hp.n_kv_heads, f.m->hp.head_dim, N,
+                                    ST_KV_F32, &kv, &d), ST_OK);
+    st_threadpool *pool = NULL;
+    cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
+    st_forward_config cfg = {.model = f.m, .kv = kv, .pool = pool, .plan = plan_bridge,
+                             .plan_user = &r, .weights_layer = INT32_MIN};
+    st_forward_ctx *ctx;
+    cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);
+    cr_assert_eq(st_forward(ctx, tok, pos, 20, got, ST_FORWARD_ALL_LOGITS, &d), ST_OK, "%s",
+                 d.message);
+    uint8_t keep[N];
+    memset(keep, 1, sizeof keep);
+    keep[2] = keep[5] = 0;
+    st_kv_cache_compact(kv, keep);
+    cr_assert_eq(kv->n_slots, 18);
+    for (size_t t = 20; t < N; t++)
+        cr_assert_eq(st_forward(ctx, tok + t, pos + t, 1, got + t * f.V, 0, &d), ST_OK, "%s",
+                     d.message);
+    for (size_t t = 0; t < N; t++) {
+        double diff = rel_diff(got + t * f.V, want + t * f.V, f.V);
+        cr_assert_lt(diff, TOL, "token %zu: relative difference %g", t, diff);
+    }
+    st_forward_ctx_free(ctx);
+    st_threadpool_destroy(pool);
+    st_kv_cache_free(kv);
+    free(want);
+    free(got);
+    r.e->destroy(r.inst);
+    close_model(&f);
+}
