@@ -103,8 +103,9 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
         }
         dst++;
     }
+    if (dst != kv->n_slots)
+        kv->epoch = next_epoch(); /* slots moved: derived copies are stale */
     kv->n_slots = dst;
-    kv->epoch = next_epoch();
 }
 
 void st_kv_cache_view(const st_kv_cache *kv, uint32_t n_slots, st_kv_view *view)
