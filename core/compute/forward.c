@@ -16,10 +16,11 @@
 #include "cpu/ggml_compat.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "kv_grouped.h"
 
 /* One range or index list of the current layer's plan. */
 typedef struct plan_entry {
-    st_attn_range r;
+    st_attn_range2 r; /* add_range's st_attn_range widened (group 0) */
     bool indices;
     size_t idx_off;   /* into idx_pool */
     size_t n_idx;
@@ -94,9 +95,14 @@ struct st_forward_ctx {
     float *sd_cs, *sd_sn, *un_cs, *un_sn;
     uint64_t *sd_gen, *un_gen, *ku_gen;
     uint64_t step_gen, layer_gen;
+    /* Keys at their grouped position for ST_POS_GROUPED, per layer, kept
+     * across steps (kv_grouped.h); plan_group: the current plan's group
+     * size (0 = no GROUPED range). */
+    st_kv_grouped grouped;
+    uint32_t plan_group;
 
     /* The tiled path: the plan's ranges, per-thread scratch. */
-    st_attn_range *tranges;
+    st_attn_range2 *tranges;
     float **tile_scr;
     float *tile_part;         /* split decode blocks' partial softmax states */
     const float *pos_table;   /* learned absolute positions, or NULL */
@@ -269,6 +275,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
               (cfg->numerics == ST_NUMERICS_DEFAULT && st_gc_env_enabled());
     atomic_init(&c->worker_status, ST_OK);
     st_status s = set_posenc(c, cfg->posenc, diag);
+    if (s == ST_OK)
+        s = st_kv_grouped_init(&c->grouped, hp->n_layers, diag);
     if (s != ST_OK) {
         st_forward_ctx_free(c);
         return s;
@@ -356,6 +364,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->tile_scr);
     free(c->tile_part);
     free(c->tranges);
+    st_kv_grouped_free(&c->grouped);
     free(c->k_slot);
     free(c->k_unrot);
     free(c->sd_cs); free(c->sd_sn); free(c->un_cs); free(c->un_sn);
@@ -660,14 +669,23 @@ static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
     return ST_E_INVALID;
 }
 
-static st_status check_shape(st_forward_ctx *c, const st_attn_range *r)
+static st_status check_shape(st_forward_ctx *c, const st_attn_range2 *r)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (r->head != ST_ALL_HEADS && r->head >= hp->n_heads)
         return plan_fail(c, "range head %u, expected < %u or ST_ALL_HEADS", r->head,
                          hp->n_heads);
-    if ((unsigned)r->pos_mode > ST_POS_SLOT)
-        return plan_fail(c, "range position mode %d is not TRUE, FIXED or SLOT", (int)r->pos_mode);
+    if ((unsigned)r->pos_mode > ST_POS_GROUPED)
+        return plan_fail(c, "range position mode %d is not TRUE, FIXED, SLOT or GROUPED",
+                         (int)r->pos_mode);
+    if (r->pos_mode == ST_POS_GROUPED) {
+        if (r->group == 0)
+            return plan_fail(c, "ST_POS_GROUPED range with group size 0, expected >= 1");
+        if (c->plan_group && c->plan_group != r->group)
+            return plan_fail(c, "ST_POS_GROUPED ranges with group sizes %u and %u in one plan, "
+                             "expected one", c->plan_group, r->group);
+        c->plan_group = r->group;
+    }
     if (c->plan_kv_head != ST_ALL_HEADS) {
         /* A per-head plan: its KV head's query heads, true positions. */
         uint32_t gs = hp->n_heads / hp->n_kv_heads;
@@ -680,6 +698,28 @@ static st_status check_shape(st_forward_ctx *c, const st_attn_range *r)
                              "ST_POS_TRUE (FIXED and SLOT read the shared slots)",
                              (int)r->pos_mode);
     }
+    return ST_OK;
+}
+
+/* An add_range / add_indices range as the sized form (no group). */
+static st_attn_range2 widen_range(const st_attn_range *r)
+{
+    st_attn_range2 w = { sizeof w, r->head, r->k_begin, r->k_end, r->min_dist, r->max_dist,
+                         r->pos_mode, r->fixed_dist, 0, 0 };
+    return w;
+}
+
+/* A plugin's st_attn_range2: the fields its struct_size covers (a later
+ * plugin's larger struct is read up to what this host knows). */
+static st_status read_range2(st_forward_ctx *c, const st_attn_range2 *r, st_attn_range2 *out)
+{
+    if (!r)
+        return plan_fail(c, "add_range2 / add_indices2 with a NULL range");
+    if (r->struct_size < sizeof *out)
+        return plan_fail(c, "st_attn_range2.struct_size %u, expected >= %zu (set it to "
+                         "sizeof(st_attn_range2))", r->struct_size, sizeof *out);
+    *out = *r;
+    out->struct_size = sizeof *out;
     return ST_OK;
 }
 
@@ -697,9 +737,8 @@ static st_status push_entry(st_forward_ctx *c, const plan_entry *e)
     return ST_OK;
 }
 
-static st_status builder_add_range(void *host, const st_attn_range *r)
+static st_status add_range_entry(st_forward_ctx *c, const st_attn_range2 *r)
 {
-    st_forward_ctx *c = host;
     st_status s = check_shape(c, r);
     if (s != ST_OK)
         return s;
@@ -710,10 +749,27 @@ static st_status builder_add_range(void *host, const st_attn_range *r)
     return push_entry(c, &e);
 }
 
-static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n,
-                                     const st_attn_range *shape)
+static st_status builder_add_range(void *host, const st_attn_range *r)
 {
     st_forward_ctx *c = host;
+    if (r->pos_mode == ST_POS_GROUPED)
+        return plan_fail(c, "ST_POS_GROUPED through add_range: it needs add_range2 (the "
+                         "group size)");
+    st_attn_range2 w = widen_range(r);
+    return add_range_entry(c, &w);
+}
+
+static st_status builder_add_range2(void *host, const st_attn_range2 *r)
+{
+    st_forward_ctx *c = host;
+    st_attn_range2 w;
+    st_status s = read_range2(c, r, &w);
+    return s != ST_OK ? s : add_range_entry(c, &w);
+}
+
+static st_status add_indices_entry(st_forward_ctx *c, const uint32_t *slots, size_t n,
+                                   const st_attn_range2 *shape)
+{
     st_status s = check_shape(c, shape);
     if (s != ST_OK)
         return s;
@@ -741,6 +797,28 @@ static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n
     return push_entry(c, &e);
 }
 
+static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n,
+                                     const st_attn_range *shape)
+{
+    st_forward_ctx *c = host;
+    if (shape->pos_mode == ST_POS_GROUPED)
+        return plan_fail(c, "ST_POS_GROUPED through add_indices: it needs add_indices2 (the "
+                         "group size)");
+    st_attn_range2 w = widen_range(shape);
+    return add_indices_entry(c, slots, n, &w);
+}
+
+static st_status builder_add_indices2(void *host, const uint32_t *slots, size_t n,
+                                      const st_attn_range2 *shape)
+{
+    st_forward_ctx *c = host;
+    st_attn_range2 w;
+    st_status s = read_range2(c, shape, &w);
+    if (s == ST_OK && n && !slots)
+        s = plan_fail(c, "add_indices2 with NULL slots");
+    return s != ST_OK ? s : add_indices_entry(c, slots, n, &w);
+}
+
 static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32_t n_slots,
                            const int32_t *pos, uint32_t kv_head, st_diag *diag)
 {
@@ -749,8 +827,10 @@ static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     c->plan_n_slots = n_slots;
     c->plan_kv_head = kv_head;
     c->plan_msg[0] = 0;
+    c->plan_group = 0;
     if (!c->plan) {
-        plan_entry e = { .r = { ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 } };
+        plan_entry e = { .r = { sizeof(st_attn_range2), ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX,
+                                ST_POS_TRUE, 0, 0, 0 } };
         return push_entry(c, &e);
     }
     const st_model_hparams *hp = &c->m->hp;
@@ -766,7 +846,8 @@ static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->k_unrot : NULL,
         .kv_head = kv_head,
     };
-    st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
+    st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices,
+                               builder_add_range2, builder_add_indices2 };
     st_error err = { ST_OK, "" };
     st_status s = c->plan(c->plan_user, &q, &b, &err);
     if (s != ST_OK && kv_head != ST_ALL_HEADS)
@@ -851,6 +932,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     size_t frow = st_kv_row(kv) * sizeof(float);
     st_kv_src KF = { c->k_unrot, hd * sizeof(float), frow, ST_KV_F32 };
     st_kv_src KS = { c->k_slot, hd * sizeof(float), frow, ST_KV_F32 };
+    st_kv_src KG = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, A->layer) : KR;
     const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
     const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
     int64_t pq = A->pos[t];
@@ -860,7 +942,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
 
     for (size_t e = 0; e < c->n_entries; e++) {
         const plan_entry *E = &c->entries[e];
-        const st_attn_range *r = &E->r;
+        const st_attn_range2 *r = &E->r;
         if (r->head != ST_ALL_HEADS && r->head != h)
             continue;
         const float *qv = qr;
@@ -875,6 +957,12 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             uint32_t qs = c->q_slot[t];
             st_op_rope(S->qbuf, q, c->slot_cs + (size_t)qs * nf, c->slot_sn + (size_t)qs * nf,
                        nf, hd);
+            qv = S->qbuf;
+        } else if (r->pos_mode == ST_POS_GROUPED) {
+            /* R(floor(pos_q/G) + offset) q against keys at floor(pos_k/G). */
+            double gq = (double)st_grouped_pos(pq, r->group) + (double)r->group_offset;
+            st_op_rope_table(S->cs, S->sn, gq, c->inv_freq, nf, c->rot_scale);
+            st_op_rope(S->qbuf, q, S->cs, S->sn, nf, hd);
             qv = S->qbuf;
         }
         /* Gather the visible slots, then score them in one kernel call. */
@@ -899,7 +987,8 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
          * layer (float copies); ST_POS_TRUE reads the cache. */
         const st_kv_src *Ks = r->pos_mode == ST_POS_TRUE    ? &KR
                               : r->pos_mode == ST_POS_FIXED ? &KF
-                                                            : &KS;
+                              : r->pos_mode == ST_POS_SLOT  ? &KS
+                                                            : &KG;
         const void *base = st_kv_src_head(Ks, kvh);
         if (c->ggml && r->pos_mode == ST_POS_TRUE) {
             /* llama.cpp converts q to f16 (the f16 cache's vec_dot_type);
@@ -1030,7 +1119,7 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     const st_model_hparams *hp = &c->m->hp;
     const st_kv_cache *kv = c->kv;
     uint32_t hd = hp->head_dim;
-    st_attn_range *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
+    st_attn_range2 *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
     if (!r)
         return ST_E_NOMEM;
     c->tranges = r;
@@ -1042,6 +1131,8 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .k_rot = st_kv_keys(kv, layer), .v = st_kv_values(kv, layer),
         .k_fix = { c->k_unrot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
         .k_slot = { c->k_slot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
+        .k_grp = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, layer)
+                               : st_kv_keys(kv, layer),
         .k_pos = kv->pos, .n_slots = n_slots, .ranges = r, .n_ranges = (uint32_t)c->n_entries,
         .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
         .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
@@ -1066,6 +1157,7 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
     memcpy(fo, c->inv_freq, nfo * sizeof *fo);
     st_status s = set_posenc(c, desc, diag);
     c->step_gen++; /* the rotation tables are stale */
+    st_kv_grouped_invalidate(&c->grouped);
     if (s != ST_OK || !kv->n_slots) {
         free(fo);
         return s;
@@ -1306,6 +1398,23 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         extend_slot_table(c, n_slots);
         T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
         run_tokens(c, &T);
+    }
+    if (c->plan_group) {
+        /* Grouped keys up to the last slot a GROUPED range names; the
+         * copy keeps the committed ones from earlier steps. */
+        uint32_t upto = 0;
+        for (size_t e = 0; e < c->n_entries; e++) {
+            const plan_entry *P = &c->entries[e];
+            if (P->r.pos_mode != ST_POS_GROUPED)
+                continue;
+            uint32_t end = P->indices ? (P->n_idx ? c->idx_pool[P->idx_off + P->n_idx - 1] + 1 : 0)
+                                      : P->r.k_end;
+            upto = end > upto ? end : upto;
+        }
+        s = st_kv_grouped_update(&c->grouped, kv, l, c->plan_group, upto, c->inv_freq,
+                                 c->n_freq, c->pool, diag);
+        if (s != ST_OK)
+            return s;
     }
     if (layer_tiled(c, l, nt)) {
         if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)

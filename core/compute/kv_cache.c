@@ -1,8 +1,15 @@
 /* KV cache storage, compaction and reset. */
 #include "kv_cache.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+static uint64_t next_epoch(void)
+{
+    static atomic_uint_fast64_t counter = 1;
+    return (uint64_t)atomic_fetch_add(&counter, 1);
+}
 
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                              uint32_t capacity, st_kv_type type, st_kv_cache **out,
@@ -29,6 +36,7 @@ st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t he
     kv->type = type;
     kv->row_bytes = st_kv_row_bytes(type, head_dim);
     kv->last_pos = -1;
+    kv->epoch = next_epoch();
     kv->pos = malloc(capacity * sizeof *kv->pos);
     kv->rot_pos = malloc(capacity * sizeof *kv->rot_pos);
     kv->tokens = malloc(capacity * sizeof *kv->tokens);
@@ -78,6 +86,7 @@ void st_kv_cache_reset(st_kv_cache *kv)
 {
     kv->n_slots = 0;
     kv->last_pos = -1;
+    kv->epoch = next_epoch();
     if (kv->hn)
         memset(kv->hn, 0, (size_t)kv->n_layers * kv->n_kv_heads * sizeof *kv->hn);
 }
@@ -137,6 +146,7 @@ void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const
         dst++;
     }
     kv->hn[i] = dst;
+    kv->epoch = next_epoch();
 }
 
 void st_kv_cache_heads_settle(st_kv_cache *kv)
@@ -176,6 +186,8 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
         }
         dst++;
     }
+    if (dst != kv->n_slots)
+        kv->epoch = next_epoch(); /* slots moved: derived copies are stale */
     kv->n_slots = dst;
 }
 

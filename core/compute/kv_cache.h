@@ -48,6 +48,10 @@ typedef struct st_kv_cache {
     uint32_t *hn;
     int32_t *hpos, *hrot, *htok;
     int32_t last_pos;      /* per-head mode: the last committed position, -1 when empty */
+    /* Changes whenever committed slots may hold other keys than before
+     * (create, reset, compact), unique across caches: copies derived from
+     * the cache (kv_grouped.h) compare it to know they are stale. */
+    uint64_t epoch;
 } st_kv_cache;
 
 /* type ST_KV_Q8_0 needs head_dim a multiple of 32. */

@@ -386,6 +386,7 @@ typedef struct plan_sink {
     uint32_t h_lo, h_hi;    /* the query heads the plan may reach (a KV head's, per head) */
     uint8_t *seen;          /* [n_heads][n_q][n_slots] */
     bool causal_violation;
+    uint32_t group;         /* the plan's ST_POS_GROUPED group size, 0 = none yet */
     char fault[ST_CONFORMANCE_MESSAGE_MAX];
 } plan_sink;
 
@@ -400,7 +401,7 @@ static void sink_fault(plan_sink *s, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool shape_ok(plan_sink *s, const st_attn_range *r)
+static bool shape_ok(plan_sink *s, const st_attn_range2 *r)
 {
     if (r->head != ST_ALL_HEADS && r->head >= s->n_heads) {
         sink_fault(s, "range for head %u of %u", r->head, s->n_heads);
@@ -415,14 +416,48 @@ static bool shape_ok(plan_sink *s, const st_attn_range *r)
         sink_fault(s, "range with min_dist %d > max_dist %d", r->min_dist, r->max_dist);
         return false;
     }
-    if ((int)r->pos_mode < ST_POS_TRUE || (int)r->pos_mode > ST_POS_SLOT) {
+    if ((int)r->pos_mode < ST_POS_TRUE || (int)r->pos_mode > ST_POS_GROUPED) {
         sink_fault(s, "range with unknown pos_mode %d", (int)r->pos_mode);
+        return false;
+    }
+    if (r->pos_mode == ST_POS_GROUPED) {
+        if (r->group == 0) {
+            sink_fault(s, "ST_POS_GROUPED range with group size 0");
+            return false;
+        }
+        if (s->group && s->group != r->group) {
+            sink_fault(s, "ST_POS_GROUPED ranges with group sizes %u and %u in one plan",
+                       s->group, r->group);
+            return false;
+        }
+        s->group = r->group;
+    }
+    return true;
+}
+
+/* A 1.0 range as the sized form; GROUPED is refused (it needs the group
+ * size, which only add_range2 carries). */
+static bool widen(plan_sink *s, const st_attn_range *r, st_attn_range2 *w, const char *op)
+{
+    if (r->pos_mode == ST_POS_GROUPED) {
+        sink_fault(s, "ST_POS_GROUPED through %s (it needs the sized form, %s2)", op, op);
+        return false;
+    }
+    *w = (st_attn_range2){sizeof *w, r->head, r->k_begin, r->k_end, r->min_dist, r->max_dist,
+                          r->pos_mode, r->fixed_dist, 0, 0};
+    return true;
+}
+
+static bool sized_ok(plan_sink *s, const st_attn_range2 *r)
+{
+    if (r && r->struct_size < sizeof *r) {
+        sink_fault(s, "st_attn_range2.struct_size %u < %zu", r->struct_size, sizeof *r);
         return false;
     }
     return true;
 }
 
-static void mark(plan_sink *s, const st_attn_range *r, uint32_t slot)
+static void mark(plan_sink *s, const st_attn_range2 *r, uint32_t slot)
 {
     const st_attn_query *q = s->q;
     uint32_t n_slots = q->kv->n_slots;
@@ -434,6 +469,16 @@ static void mark(plan_sink *s, const st_attn_range *r, uint32_t slot)
             continue;
         if (d < 0)
             s->causal_violation = true;
+        if (r->pos_mode == ST_POS_GROUPED && r->group) {
+            /* The relative position the model sees must not be negative:
+             * RoPE would score the key as one from the future. */
+            int64_t gd = (int64_t)q->q_pos[i] / r->group - q->kv->pos[slot] / r->group +
+                         r->group_offset;
+            if (gd < 0)
+                sink_fault(s, "ST_POS_GROUPED range: query pos %d, key pos %d at grouped "
+                           "distance %lld < 0 (group %u, offset %d)", q->q_pos[i],
+                           q->kv->pos[slot], (long long)gd, r->group, r->group_offset);
+        }
         for (uint32_t h = h0; h < h1; h++) {
             uint8_t *c = &s->seen[((size_t)h * q->n_q + i) * n_slots + slot];
             if (*c < 255)
@@ -442,9 +487,8 @@ static void mark(plan_sink *s, const st_attn_range *r, uint32_t slot)
     }
 }
 
-static st_status sink_add_range(void *host, const st_attn_range *r)
+static st_status sink_range2(plan_sink *s, const st_attn_range2 *r)
 {
-    plan_sink *s = host;
     if (!r || !shape_ok(s, r))
         return ST_E_INVALID;
     if (r->k_begin > r->k_end || r->k_end > s->q->kv->n_slots) {
@@ -457,10 +501,26 @@ static st_status sink_add_range(void *host, const st_attn_range *r)
     return ST_OK;
 }
 
-static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
-                                  const st_attn_range *r)
+static st_status sink_add_range(void *host, const st_attn_range *r)
 {
     plan_sink *s = host;
+    st_attn_range2 w;
+    if (!r || !widen(s, r, &w, "add_range"))
+        return ST_E_INVALID;
+    return sink_range2(s, &w);
+}
+
+static st_status sink_add_range2(void *host, const st_attn_range2 *r)
+{
+    plan_sink *s = host;
+    if (!sized_ok(s, r))
+        return ST_E_INVALID;
+    return sink_range2(s, r);
+}
+
+static st_status sink_indices2(plan_sink *s, const uint32_t *slots, size_t n,
+                               const st_attn_range2 *r)
+{
     if (!r || !shape_ok(s, r))
         return ST_E_INVALID;
     if (n && !slots) {
@@ -477,6 +537,25 @@ static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
     for (size_t i = 0; i < n; i++)
         mark(s, r, slots[i]);
     return ST_OK;
+}
+
+static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
+                                  const st_attn_range *r)
+{
+    plan_sink *s = host;
+    st_attn_range2 w;
+    if (!r || !widen(s, r, &w, "add_indices"))
+        return ST_E_INVALID;
+    return sink_indices2(s, slots, n, &w);
+}
+
+static st_status sink_add_indices2(void *host, const uint32_t *slots, size_t n,
+                                   const st_attn_range2 *r)
+{
+    plan_sink *s = host;
+    if (!sized_ok(s, r))
+        return ST_E_INVALID;
+    return sink_indices2(s, slots, n, r);
 }
 
 /* Plan one block and check it; `label` names the scenario in messages. */
@@ -529,7 +608,8 @@ static void check_plan(const st_attention_ops *ops, void *inst, const st_model_s
                       .h_hi = kv_head == ST_ALL_HEADS ? shape->n_heads : kv_head * gs + gs};
     st_attn_plan_builder b = {
         .struct_size = sizeof b, .host = &sink,
-        .add_range = sink_add_range, .add_indices = sink_add_indices};
+        .add_range = sink_add_range, .add_indices = sink_add_indices,
+        .add_range2 = sink_add_range2, .add_indices2 = sink_add_indices2};
     st_error err = {0};
     st_status st = ops->plan(inst, &q, &b, &err);
     if (!check(rep, name, st == ST_OK && !sink.fault[0], "%s",

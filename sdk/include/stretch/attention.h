@@ -95,8 +95,14 @@ static inline int32_t st_attn_min_q_pos(const st_attn_query *q)
 typedef enum st_pos_mode {
     ST_POS_TRUE = 0,  /* rotate by the true distance pos(q) - pos(k) */
     ST_POS_FIXED = 1, /* score every key as if at distance `fixed_dist` */
-    ST_POS_SLOT = 2   /* positions are slot indices: slot(q) - slot(k)
+    ST_POS_SLOT = 2,  /* positions are slot indices: slot(q) - slot(k)
                          (streaming's positions re-assigned within the cache) */
+    /* ABI 1.4, through add_range2 / add_indices2 only (it needs the group
+     * size): grouped positions (SelfExtend). With true positions, the
+     * relative position is floor(pos(q)/group) - floor(pos(k)/group) +
+     * group_offset: the query is rotated at floor(pos(q)/group) +
+     * group_offset, the key at floor(pos(k)/group). */
+    ST_POS_GROUPED = 3
 } st_pos_mode;
 
 /* A key in [k_begin, k_end) is visible to a query when, with
@@ -113,6 +119,26 @@ typedef struct st_attn_range {
     int32_t fixed_dist;     /* for ST_POS_FIXED */
 } st_attn_range;
 
+/* ---- ABI 1.4: sized ranges (grouped positions) -------------------------
+ * st_attn_range cannot grow (it has no struct_size); st_attn_range2 can:
+ * set struct_size = sizeof(st_attn_range2), and the host reads only the
+ * fields it knows. Its first fields mean what st_attn_range's do. */
+typedef struct st_attn_range2 {
+    uint32_t struct_size;
+    uint32_t head;          /* query head, or ST_ALL_HEADS */
+    uint32_t k_begin;
+    uint32_t k_end;
+    int32_t min_dist;
+    int32_t max_dist;
+    st_pos_mode pos_mode;
+    int32_t fixed_dist;     /* for ST_POS_FIXED */
+    /* ST_POS_GROUPED: group size (>= 1; 1 with offset 0 is ST_POS_TRUE)
+     * and the offset added to the query's grouped position. All GROUPED
+     * ranges of one plan call must share one group size. */
+    uint32_t group;
+    int32_t group_offset;
+} st_attn_range2;
+
 /* Provided by the host for one `plan` call. */
 typedef struct st_attn_plan_builder {
     uint32_t struct_size;
@@ -122,6 +148,11 @@ typedef struct st_attn_plan_builder {
      * limits and position mode; shape->k_begin/k_end are ignored. */
     st_status (*add_indices)(void *host, const uint32_t *slots, size_t n,
                              const st_attn_range *shape);
+    /* ABI 1.4 (check ST_ATTN_BUILDER_HAS_RANGE2 before calling): the same
+     * with a sized range, which may use ST_POS_GROUPED. */
+    st_status (*add_range2)(void *host, const st_attn_range2 *range);
+    st_status (*add_indices2)(void *host, const uint32_t *slots, size_t n,
+                              const st_attn_range2 *shape);
 } st_attn_plan_builder;
 
 /* ---- Since 1.4: statistics and per-(layer, KV head) slot sets ---- */
@@ -183,6 +214,14 @@ typedef struct st_kv_heads {
      * for the slots that head drops. */
     uint8_t *const *keep;
 } st_kv_heads;
+/* True when the host's builder has add_range2 and add_indices2 (a 1.4 host
+ * or later). Hosts are never older than the plugins they load, but a
+ * plugin that wants to run on an older host checks this and fails its
+ * plan with a clear message (or falls back to add_range). */
+#define ST_ATTN_BUILDER_HAS_RANGE2(b)                                                        \
+    ((b)->struct_size >= offsetof(st_attn_plan_builder, add_indices2) +                     \
+                             sizeof(((st_attn_plan_builder *)0)->add_indices2) &&           \
+     (b)->add_range2 && (b)->add_indices2)
 
 /* Bits of `needs`. */
 #define ST_ATTN_NEEDS_QK      (1u << 0) /* plan wants q and k values */
