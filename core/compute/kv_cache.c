@@ -71,11 +71,15 @@ void st_kv_cache_free(st_kv_cache *kv)
 
 void st_kv_cache_reset(st_kv_cache *kv)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, NULL, 0);
     kv->n_slots = 0;
 }
 
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, keep, kv->n_slots);
     uint32_t dst = 0;
     for (uint32_t src = 0; src < kv->n_slots; src++) {
         if (!keep[src])

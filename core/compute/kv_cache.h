@@ -39,6 +39,11 @@ typedef struct st_kv_cache {
     int32_t *tokens;       /* [capacity] */
     uint8_t **k;           /* [n_layers] -> [n_kv_heads][capacity] rows, rotated by rot_pos */
     uint8_t **v;           /* [n_layers] -> same layout */
+    /* A copy of the keys and values on a device (backend.h's resident
+     * ops), compacted along with this one (keep NULL: reset); NULL when
+     * there is none. */
+    void *mirror;
+    void (*mirror_compact)(void *mirror, const uint8_t *keep, uint32_t n_before);
 } st_kv_cache;
 
 /* type ST_KV_Q8_0 needs head_dim a multiple of 32. */
