@@ -11,10 +11,12 @@
 #include "opencl_internal.h"
 
 enum {
-    K_EMBED, K_QUANT, K_NORM, K_SWIGLU, K_ROPE, K_TABLES, K_GATHER, K_ATTEND, K_COUNT
+    K_EMBED, K_QUANT, K_NORM, K_SWIGLU, K_ROPE, K_TABLES, K_GATHER, K_ATTEND, K_SPLIT, K_MERGE,
+    K_COUNT
 };
 static const char *const kernel_names[K_COUNT] = {
     "embed", "quantize", "rmsnorm", "swiglu", "rope_store", "slot_tables", "kv_gather", "attend",
+    "attend_split", "attend_merge",
 };
 
 typedef struct dev_norm {
@@ -54,8 +56,8 @@ struct st_bres {
     cl_mem sd_cs, sd_sn, un_cs, un_sn, inv_freq;
     uint64_t step, tables_step;
     /* The layer's plan. */
-    cl_mem ents, idx, slopes;
-    size_t ents_cap, idx_cap;
+    cl_mem ents, idx, slopes, part;
+    size_t ents_cap, idx_cap, part_cap;
     int32_t *ents_host;
     size_t ents_host_cap;
     cl_mem logits;
@@ -270,7 +272,7 @@ static void res_close(st_bres *r)
         release(&r->act[i]);
     cl_mem *one[] = { &r->qr, &r->xq, &r->hq, &r->lxq, &r->lxn, &r->tok, &r->qcs, &r->qsn,
                       &r->pos, &r->rot_pos, &r->spare, &r->sd_cs, &r->sd_sn, &r->un_cs,
-                      &r->un_sn, &r->inv_freq, &r->ents, &r->idx, &r->slopes, &r->logits };
+                      &r->un_sn, &r->inv_freq, &r->ents, &r->idx, &r->slopes, &r->part, &r->logits };
     for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
         release(one[i]);
     if (r->k)
@@ -534,6 +536,19 @@ static st_status slot_tables(st_bres *r, const st_bres_attn *a, uint32_t n, st_d
     return s;
 }
 
+/* First slot in [lo, hi) whose position is >= p (attn_tiled.c's). */
+static uint32_t lower_bound(const int32_t *pos, uint32_t lo, uint32_t hi, int64_t p)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (pos[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
 {
     st_status s = check(r, diag);
@@ -587,6 +602,34 @@ static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
     cl_uint ne = (cl_uint)a->n_entries, nf = a->n_freq, has_slopes = a->slopes != NULL;
     cl_uint s0 = a->slot0, nh = hp->n_heads, nkv = hp->n_kv_heads;
     float rs = a->rot_scale, fs = a->rot_scale * a->rot_scale, sc = a->scale;
+    if (a->split && a->nt == 1 && hp->head_dim <= 64 && hp->head_dim % 8 == 0) {
+        /* The CPU's chunking (attn_tiled.c plan_chunks): the query's
+         * visible keys over the ranges, 512 a chunk, at most 64 chunks. */
+        uint64_t n = 0;
+        int64_t pq = kv->pos[a->slot0];
+        for (size_t e = 0; e < a->n_entries; e++) {
+            const st_attn_range *R = &a->entries[e].r;
+            uint32_t lo = lower_bound(kv->pos, R->k_begin, R->k_end, pq - R->max_dist);
+            uint32_t hi = lower_bound(kv->pos, lo, R->k_end, pq - R->min_dist + 1);
+            n += lo < hi ? hi - lo : 0;
+        }
+        uint64_t chunk = n > 512ull * 64 ? (n + 63) / 64 : 512;
+        cl_uint ch = (cl_uint)chunk, nc = n ? (cl_uint)((n + chunk - 1) / chunk) : 1;
+        size_t pb = (size_t)nkv * nc * (hp->head_dim + 2) * (nh / nkv) * sizeof(float);
+        if ((s = grow(r, &r->part, &r->part_cap, pb, diag)) != ST_OK)
+            return s;
+        size_t g2[2] = { nkv, nc };
+        s = launch(r, K_SPLIT, 2, g2, diag, 27, A(r->act[ST_BACT_Q]), A(r->qr), A(r->part),
+                   A(r->k[a->layer]), A(r->v[a->layer]), A(type), A(rb), A(cap), A(r->pos),
+                   A(r->ents), A(ne), A(r->inv_freq), A(nf), A(rs), A(fs), A(sc), A(r->slopes),
+                   A(has_slopes), A(sdc), A(sds), A(unc), A(uns), A(s0), A(nh), A(nkv), A(ch),
+                   A(nc));
+        if (s != ST_OK)
+            return s;
+        size_t g1[1] = { nh };
+        return launch(r, K_MERGE, 1, g1, diag, 5, A(r->part), A(r->act[ST_BACT_ATT]), A(nh),
+                      A(nkv), A(nc));
+    }
     size_t g[2] = { nh, a->nt };
     return launch(r, K_ATTEND, 2, g, diag, 27, A(r->act[ST_BACT_Q]), A(r->qr),
                   A(r->act[ST_BACT_ATT]), A(r->k[a->layer]), A(r->v[a->layer]), A(type), A(rb),

@@ -86,6 +86,10 @@ typedef struct st_bres_attn {
     uint32_t n_freq;
     float rot_scale, scale;             /* scale = temperature / sqrt(head_dim) */
     const float *slopes;                /* [n_heads] ALiBi, or NULL */
+    /* One query the CPU backend would split along the keys (its tiled
+     * decode path, attn_tiled.c): evaluate in that order, so the device
+     * gives the CPU's bits where it can. */
+    bool split;
 } st_bres_attn;
 
 typedef struct st_backend_resident_ops {

@@ -1617,6 +1617,8 @@ static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const i
         .idx = c->idx_pool, .n_idx = c->n_idx, .inv_freq = c->inv_freq, .n_freq = c->n_freq,
         .rot_scale = c->rot_scale,
         .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
+        .split = nt == 1 && layer_tiled(c, l, nt) &&
+                 st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
     };
     return R->attend(c->res, &A, diag);
 }

@@ -475,3 +475,225 @@ kernel void attend(global const float *q, global const float *qr, global float *
     for (uint i = 0; i < HD; i++)
         att[qo + i] = acc[i] * inv;
 }
+
+/* ---- decode in the CPU's split order ----------------------------------
+ *
+ * One query whose layer the CPU backend runs on its tiled path splits the
+ * visible keys into chunks (core/compute/attn_tiled.c: split_keys,
+ * run_chunk, merge_chunks) and scores them with its AVX2 kernels
+ * (core/cpu/kernels_x86.inc). This forward pass rounds activations to
+ * int8, so one ulp of difference can change a greedy continuation; these
+ * two kernels follow that path's float operations step for step (head
+ * sizes up to 64, a multiple of 8: the CPU's vector kernels), so decode
+ * on the device gives the CPU's bits. */
+
+/* The CPU's horizontal sum of eight lanes (as matmul.cl). */
+inline float hsum8p(const float *v)
+{
+    float s0 = v[0] + v[4], s1 = v[1] + v[5], s2 = v[2] + v[6], s3 = v[3] + v[7];
+    return (s0 + s2) + (s1 + s3);
+}
+
+/* scale * dot(q, k): scores_nv / scores16_nv (float keys: two 8-lane
+ * accumulators taking alternate 8-blocks, fused), scores_q8_0 (per block
+ * two products, two fused, times the scale fused). */
+inline float score_x86(const float *qv, const float *kr, global const uchar *row, uint type,
+                       int mode, float scale)
+{
+    float acc[8];
+    if (type == KV_Q8_0 && mode == POS_TRUE) {
+        for (int l = 0; l < 8; l++)
+            acc[l] = 0.0f;
+        for (uint b = 0; b < HD / 32; b++) {
+            global const uchar *blk = row + b * 34;
+            global const char *k = (global const char *)blk + 2;
+            float d = vload_half(0, (global const half *)blk);
+            const float *qb = qv + 32 * b;
+            for (int l = 0; l < 8; l++) {
+                float s0 = qb[l] * (float)k[l];
+                float s1 = qb[8 + l] * (float)k[8 + l];
+                s0 = fma(qb[16 + l], (float)k[16 + l], s0);
+                s1 = fma(qb[24 + l], (float)k[24 + l], s1);
+                acc[l] = fma(d, s0 + s1, acc[l]);
+            }
+        }
+        return scale * hsum8p(acc);
+    }
+    float a0[8], a1[8];
+    for (int l = 0; l < 8; l++)
+        a0[l] = a1[l] = 0.0f;
+    for (uint j = 0; j < HD / 8; j++)
+        for (int l = 0; l < 8; l++) {
+            if (j & 1)
+                a1[l] = fma(qv[8 * j + l], kr[8 * j + l], a1[l]);
+            else
+                a0[l] = fma(qv[8 * j + l], kr[8 * j + l], a0[l]);
+        }
+    for (int l = 0; l < 8; l++)
+        acc[l] = a0[l] + a1[l];
+    return scale * hsum8p(acc);
+}
+
+/* tmp[d] += p * v[d], fused (wsum_nv / wsum16_nv; q8_0: p times the
+ * block's scale first, wsum8_nb). */
+inline void wsum_x86(float *tmp, float p, global const uchar *row, uint type)
+{
+    if (type == KV_Q8_0) {
+        for (uint b = 0; b < HD / 32; b++) {
+            global const uchar *blk = row + b * 34;
+            float pd = p * vload_half(0, (global const half *)blk);
+            for (int i = 0; i < 32; i++)
+                tmp[32 * b + i] =
+                    fma(pd, (float)((global const char *)blk)[2 + i], tmp[32 * b + i]);
+        }
+        return;
+    }
+    for (uint i = 0; i < HD; i++)
+        tmp[i] = fma(p, kv_load(row, type, i), tmp[i]);
+}
+
+inline uint lower_bound(global const int *pos, uint lo, uint hi, long p)
+{
+    while (lo < hi) {
+        uint mid = lo + (hi - lo) / 2;
+        if ((long)pos[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+#define SPLIT_SUB 256
+
+/* Work-item (g, c): chunk c (keys [c * chunk, (c + 1) * chunk) of the
+ * visible keys, in range order) of kv head g, for each of its query heads:
+ * the softmax state m, l and the unnormalised output into part
+ * [g][c][m: group | l: group | out: group x HD]. Every entry is a range
+ * for all heads (the CPU's tiled path takes no other plan). */
+kernel void attend_split(global const float *q, global const float *qr, global float *part,
+                         global const uchar *kc, global const uchar *vc, uint kv_type,
+                         uint row_bytes, uint cap, global const int *pos,
+                         global const int *ents, uint n_ents, global const float *inv_freq,
+                         uint nf, float rot_scale, float fixed_scale, float scale,
+                         global const float *slopes, uint has_slopes,
+                         global const float *sd_cs, global const float *sd_sn,
+                         global const float *un_cs, global const float *un_sn, uint slot0,
+                         uint n_heads, uint n_kv_heads, uint chunk, uint n_chunks)
+{
+    uint g = get_global_id(0), c = get_global_id(1);
+    if (g >= n_kv_heads || c >= n_chunks)
+        return;
+    uint group = n_heads / n_kv_heads;
+    int pq = pos[slot0];
+    float qraw[HD], qv[HD], kr[HD], o[HD], tmp[HD], s[SPLIT_SUB];
+    float cs[HD / 2], sn[HD / 2];
+    global float *p = part + ((size_t)g * n_chunks + c) * (HD + 2) * group;
+    for (uint hh = 0; hh < group; hh++) {
+        uint h = g * group + hh;
+        size_t qo = (size_t)h * HD;
+        for (uint i = 0; i < HD; i++) {
+            qraw[i] = q[qo + i];
+            o[i] = 0.0f;
+        }
+        float m = -INFINITY, l = 0.0f;
+        ulong c_lo = (ulong)c * chunk, c_hi = c_lo + chunk, seen = 0;
+        for (uint e = 0; e < n_ents && seen < c_hi; e++) {
+            global const int *E = ents + e * ENT_WORDS;
+            uint lo = lower_bound(pos, (uint)E[E_KBEGIN], (uint)E[E_KEND],
+                                  (long)pq - (long)E[E_MAX]);
+            uint hi = lower_bound(pos, lo, (uint)E[E_KEND], (long)pq - (long)E[E_MIN] + 1);
+            if (lo >= hi)
+                continue;
+            ulong a = c_lo > seen ? c_lo - seen : 0;
+            ulong z = c_hi - seen < (ulong)(hi - lo) ? c_hi - seen : (ulong)(hi - lo);
+            seen += hi - lo;
+            if (a >= z)
+                continue;
+            int mode = E[E_MODE];
+            global const float *tcs = sd_cs, *tsn = sd_sn;
+            if (mode == POS_TRUE) {
+                for (uint i = 0; i < HD; i++)
+                    qv[i] = qr[qo + i];
+            } else if (mode == POS_FIXED) {
+                rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
+                rope_row_p(qv, qraw, cs, sn, nf, HD);
+                tcs = un_cs;
+                tsn = un_sn;
+            } else {
+                rope_table(cs, sn, (angle_t)slot0, inv_freq, nf, rot_scale);
+                rope_row_p(qv, qraw, cs, sn, nf, HD);
+            }
+            uint x = lo + (uint)a, y = lo + (uint)z;
+            for (uint x0 = x; x0 < y; x0 += SPLIT_SUB) {
+                uint n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
+                for (uint i = 0; i < n; i++) {
+                    uint j = x0 + i;
+                    key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
+                    s[i] = score_x86(qv, kr, kc + ((size_t)g * cap + j) * row_bytes, kv_type,
+                                     mode, scale);
+                    if (has_slopes)
+                        s[i] += slopes[h] * (float)(pos[j] - pq);
+                }
+                float mx = m;
+                for (uint i = 0; i < n; i++)
+                    mx = s[i] > mx ? s[i] : mx;
+                float alpha = m == -INFINITY ? 0.0f : exp(m - mx), sum = 0.0f;
+                for (uint i = 0; i < n; i++) {
+                    s[i] = exp(s[i] - mx);
+                    sum += s[i];
+                }
+                m = mx;
+                l = l * alpha + sum;
+                for (uint i = 0; i < HD; i++)
+                    tmp[i] = 0.0f;
+                for (uint i = 0; i < n; i++)
+                    wsum_x86(tmp, s[i], vc + ((size_t)g * cap + x0 + i) * row_bytes, kv_type);
+                for (uint i = 0; i < HD; i++)
+                    o[i] = o[i] * alpha + tmp[i];
+            }
+        }
+        p[hh] = m;
+        p[group + hh] = l;
+        for (uint i = 0; i < HD; i++)
+            p[2 * group + hh * HD + i] = o[i];
+    }
+}
+
+/* out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c,
+ * per query head (merge_chunks). */
+kernel void attend_merge(global const float *part, global float *att, uint n_heads,
+                         uint n_kv_heads, uint n_chunks)
+{
+    uint h = get_global_id(0);
+    if (h >= n_heads)
+        return;
+    uint group = n_heads / n_kv_heads, g = h / group, hh = h % group;
+    size_t per = (size_t)(HD + 2) * group;
+    global const float *pg = part + (size_t)g * n_chunks * per;
+    global float *out = att + (size_t)h * HD;
+    float acc[HD];
+    for (uint d = 0; d < HD; d++)
+        acc[d] = 0.0f;
+    float M = -INFINITY;
+    for (uint c = 0; c < n_chunks; c++)
+        M = fmax(M, pg[c * per + hh]);
+    if (M != -INFINITY) {
+        float sum = 0.0f;
+        for (uint c = 0; c < n_chunks; c++) {
+            global const float *p = pg + c * per;
+            if (p[hh] == -INFINITY)
+                continue;
+            float w = exp(p[hh] - M);
+            sum += w * p[group + hh];
+            global const float *a = p + 2 * group + (size_t)hh * HD;
+            for (uint d = 0; d < HD; d++)
+                acc[d] += w * a[d];
+        }
+        float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+        for (uint d = 0; d < HD; d++)
+            acc[d] *= inv;
+    }
+    for (uint d = 0; d < HD; d++)
+        out[d] = acc[d];
+}

@@ -311,6 +311,7 @@ static void compare(const model_fx *f, const run_spec *r, double tol, const char
     run(f, r, f->cl, &cl);
     size_t n = (size_t)(N + ND) * f->V;
     double rd = rel_diff(cl.logits, cpu.logits, n);
+    cr_log_info("%s: logits differ by %.3g of the largest", what, rd);
     cr_expect(rd <= tol, "%s: logits differ by %.3g of the largest (bound %.1g)", what, rd, tol);
     /* The same greedy pick on every token, unless the CPU's top two are
      * within the bound. */
