@@ -41,8 +41,9 @@ def prompts(n: int, seed: int, max_words: int) -> list[str]:
 
 
 class Client:
-    def __init__(self, url: str, key: str | None):
+    def __init__(self, url: str, key: str | None, extra: dict | None = None):
         u = urlparse(url)
+        self.extra = extra or {}
         self.host, self.port = u.hostname, u.port or 80
         self.prefix = u.path.rstrip("/")
         self.headers = {"Content-Type": "application/json"}
@@ -54,7 +55,7 @@ class Client:
         each later chunk."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
         body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens,
-                           "temperature": 0, "stream": True})
+                           "temperature": 0, "stream": True, **self.extra})
         t0 = time.perf_counter()
         conn.request("POST", self.prefix + "/v1/completions", body=body, headers=self.headers)
         resp = conn.getresponse()
@@ -99,12 +100,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--api-key")
     ap.add_argument("--label", default="", help="the first column of the table row")
+    ap.add_argument("--no-prompt-cache", action="store_true",
+                    help="send cache_prompt: false (llama-server reuses a slot's cached prefix "
+                         "for a repeated prompt by default; stretch has no prompt cache and "
+                         "ignores the field)")
     ap.add_argument("--expect", help="a JSON file of the solo answers (written when absent)")
     args = ap.parse_args()
     if urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         ap.error("--url: the load test runs on loopback only")
 
-    client = Client(args.url, args.api_key)
+    client = Client(args.url, args.api_key,
+                    {"cache_prompt": False} if args.no_prompt_cache else None)
     texts = prompts(args.distinct, args.seed, args.max_words)
     expect = None
     if args.expect:

@@ -5,8 +5,10 @@
 # through nginx, stops them all (also on failure or Ctrl-C).
 # Usage: tools/serve_scaleout.sh MANIFESTS_DIR MODEL [load_test.py options...]
 #   e.g. tools/serve_scaleout.sh manifests greedy --clients 32 --requests 20
-# Environment: PARALLEL (per replica, default 4), BASE_PORT (default 18400:
-# nginx on it, the replicas on the next two), STRETCH_BIN.
+# Environment: PARALLEL (per replica, default 4), THREADS (per replica,
+# default the manifest's; on one machine give each replica its share of
+# the cores), BASE_PORT (default 18400: nginx on it, the replicas on the
+# next two), STRETCH_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: tools/serve_scaleout.sh MANIFESTS_DIR MODEL [options]" >&2; exit 1; }
@@ -16,6 +18,8 @@ bin=${STRETCH_BIN:-build/bin/stretch}
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx_bin" ] || { echo "serve_scaleout: nginx not found (apt-get install nginx-light)" >&2; exit 1; }
 parallel=${PARALLEL:-4}
+threads=()
+[ -n "${THREADS:-}" ] && threads=(--threads "$THREADS")
 base=${BASE_PORT:-18400}
 work=$(mktemp -d)
 pids=()
@@ -30,7 +34,7 @@ trap cleanup EXIT
 
 for i in 1 2; do
   "$bin" serve --host 127.0.0.1 --port $((base + i)) --manifests "$dir" --parallel "$parallel" \
-    > "$work/replica$i.log" 2>&1 &
+    "${threads[@]}" > "$work/replica$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2; do
