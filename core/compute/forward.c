@@ -135,7 +135,23 @@ struct st_forward_ctx {
     /* The first error a worker hit (a bias callback). */
     atomic_int worker_status;
     char worker_msg[ST_ERROR_MESSAGE_MAX];
+
+    /* The activations and the cache on the device (backend.h's resident
+     * ops), or NULL: every step on the host. */
+    st_bres *res;
+    st_bres_entry *rents;
+    size_t cap_rents;
+    uint32_t *res_hv;         /* [n_layers] the host's copy holds slots [0, res_hv) */
 };
+
+struct token_task;
+static st_status res_open(st_forward_ctx *c, st_diag *diag);
+static void res_close(st_forward_ctx *c);
+static st_status run_step(st_forward_ctx *c, struct token_task *T, st_diag *diag);
+static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                             st_diag *diag);
+static st_status step_logits(st_forward_ctx *c, uint32_t first, uint32_t nt, float *logits,
+                             st_diag *diag);
 
 static st_status oom(st_diag *diag)
 {
@@ -329,6 +345,10 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
             !t->sn || !t->krow || (c->ggml && !t->vrows) || (c->want_stats && !t->stats))
             goto nomem;
     }
+    if ((s = res_open(c, diag)) != ST_OK) {
+        st_forward_ctx_free(c);
+        return s;
+    }
     *out = c;
     return ST_OK;
 nomem:
@@ -347,6 +367,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
 {
     if (!c)
         return;
+    res_close(c);
     free_block_buffers(c);
     st_backend_free(c->be_owned);
     if (c->scr) {
@@ -648,10 +669,15 @@ static void run_tokens(st_forward_ctx *c, token_task *T)
 
 /* ---- matmuls ---------------------------------------------------------- */
 
+static st_status res_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                            float *const *y, const float *xf, uint32_t nt, st_diag *diag);
+
 static st_status run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
                             float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
                             const st_act_block *xq, uint32_t nt, st_diag *diag)
 {
+    if (c->res)
+        return res_matmul(c, n_mats, w, y, xf, nt, diag);
     return c->be->ops->matmul(c->be, n_mats, w, y, ldy, xf, ldxf, xq, ldxf / ST_ACT_BLOCK, nt,
                               c->ggml, diag);
 }
@@ -1162,6 +1188,11 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
         free(fo);
         return s;
     }
+    /* On a device: its keys come down, turn here, and go back up. */
+    if (c->res && (s = c->be->ops->res->kv_pull(c->res, -1, 0, kv->n_slots, diag)) != ST_OK) {
+        free(fo);
+        return s;
+    }
     /* The cache keeps only rotated keys: turn each by the difference of
      * the new and the old rotation, R_new(p) R_old(-p), pair by pair, with
      * the ratio of the scales (a pair outside a rotation's frequencies is
@@ -1197,6 +1228,11 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
             break;
     }
     free(fo);
+    if (c->res) {
+        for (uint32_t l = 0; l < kv->n_layers; l++)
+            c->res_hv[l] = kv->n_slots;
+        return c->be->ops->res->kv_push(c->res, -1, 0, kv->n_slots, diag);
+    }
     return ST_OK;
 }
 
@@ -1271,6 +1307,9 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
         memset(c->stats_done, 0, hp->n_layers);
     c->stats_nq = 0;
 
+    if (c->res)
+        return c->be->ops->res->begin(c->res, tokens, nt, slot0, c->qcs, c->qsn, c->n_freq,
+                                      diag);
     return ST_OK;
 }
 
@@ -1466,12 +1505,14 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     size_t row = st_kv_row(kv);
 
     token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
-    run_tokens(c, &T);
+    if ((s = run_step(c, &T, diag)) != ST_OK)
+        return s;
 
     for (uint32_t l = 0; l < hp->n_layers; l++) {
         const st_model_layer *L = &m->layers[l];
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->attn_norm, .residual = l > 0 };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
 
         {
             const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
@@ -1480,11 +1521,12 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             if ((s = run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt, diag)) != ST_OK)
                 return s;
         }
-        if ((s = attend_layer(c, l, nt, pos, diag)) != ST_OK)
+        if ((s = step_attend(c, l, nt, pos, diag)) != ST_OK)
             return s;
 
         T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[1] = { &L->wo };
             float *y[1] = { c->tmp };
@@ -1493,7 +1535,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
                 return s;
         }
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { c->g, c->u };
@@ -1502,7 +1545,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
                 return s;
         }
         T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[1] = { &L->down };
             float *y[1] = { c->tmp };
@@ -1516,13 +1560,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         uint32_t first = (flags & ST_FORWARD_ALL_LOGITS) ? 0 : nt - 1;
         T = (token_task){ .op = OP_NORM, .t_begin = first, .t_end = nt, .norm_w = m->out_norm,
                           .residual = true };
-        run_tokens(c, &T);
-        const st_weight *w[1] = { &m->output };
-        float *y[1] = { logits };
-        size_t ldy[1] = { hp->n_vocab };
-        s = run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
-                       c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first, diag);
-        if (s != ST_OK)
+        if ((s = run_step(c, &T, diag)) != ST_OK ||
+            (s = step_logits(c, first, nt, logits, diag)) != ST_OK)
             return s;
     }
     if (kv->hn)
@@ -1599,11 +1638,15 @@ static st_status batch_logits(st_forward_ctx *lead, const st_forward_seq *seqs, 
     return ST_OK;
 }
 
+static st_status res_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag);
+
 st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
 {
     if (n_seqs == 0)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty batch");
     st_forward_ctx *lead = seqs[0].ctx;
+    if (lead->res)
+        return res_batch(seqs, n_seqs, diag);
     const st_model *m = lead->m;
     const st_model_hparams *hp = &m->hp;
     size_t total = 0;
@@ -1699,6 +1742,249 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
             st_kv_cache_heads_commit(kv, (uint32_t)seqs[i].n, seqs[i].pos[seqs[i].n - 1]);
         else
             kv->n_slots += (uint32_t)seqs[i].n;
+    }
+    return ST_OK;
+}
+
+/* ---- on a device (backend.h's resident ops) ----------------------------
+ *
+ * When the backend keeps activations and the cache on its device, each
+ * step of st_forward runs there through the ops; the steps below say
+ * which. A layer whose attention needs what only the host does (a posenc
+ * bias callback, the attention weights of ST_ATTN_NEEDS_WEIGHTS, the q/k
+ * of ST_ATTN_NEEDS_QK) runs attend_layer on the host: its q, k, v and the
+ * layer's cache come down, the block's keys and values and the output go
+ * back up. */
+
+/* Whether this context can keep its state on the device: the backend has
+ * the ops, numerics are this project's own (not ggml's), no learned
+ * position table, rows in whole int8 blocks; STRETCH_RESIDENT=off keeps
+ * every step but the products on the host (the comparison the tests and
+ * docs/RESULTS.md make). */
+static bool res_wanted(const st_forward_ctx *c)
+{
+    const st_model_hparams *hp = &c->m->hp;
+    const char *env = getenv("STRETCH_RESIDENT");
+    if (!c->be->ops->res || (env && strcmp(env, "off") == 0) || c->ggml || c->pos_table)
+        return false;
+    /* Per-(layer, KV head) slot sets and attention statistics are the
+     * host's kernels' (1.4): such a context keeps its state on the host and
+     * only its products go to the device. */
+    if (c->kv->hn || c->want_stats)
+        return false;
+    return hp->n_embd % ST_ACT_BLOCK == 0 && hp->n_ff % ST_ACT_BLOCK == 0 &&
+           (hp->n_heads * hp->head_dim) % ST_ACT_BLOCK == 0 && hp->head_dim % 2 == 0;
+}
+
+static void res_mirror_compact(void *user, const uint8_t *keep, uint32_t n_before)
+{
+    st_forward_ctx *c = user;
+    for (uint32_t l = 0; l < c->m->hp.n_layers; l++) {
+        /* Kept slots keep their order: those below the mark come first. */
+        uint32_t k = 0;
+        for (uint32_t j = 0; keep && j < c->res_hv[l] && j < n_before; j++)
+            k += keep[j] != 0;
+        c->res_hv[l] = k;
+    }
+    /* A failure is kept by the device state and reported by its next op. */
+    if (keep)
+        c->be->ops->res->kv_compact(c->res, keep, n_before, NULL);
+}
+
+static st_status res_open(st_forward_ctx *c, st_diag *diag)
+{
+    if (!res_wanted(c))
+        return ST_OK;
+    if (!(c->res_hv = calloc(c->m->hp.n_layers, sizeof *c->res_hv)))
+        return oom(diag);
+    st_status s = c->be->ops->res->open(c->be, c->m, c->kv, &c->res, diag);
+    if (s != ST_OK)
+        return s;
+    c->kv->mirror = c;
+    c->kv->mirror_compact = res_mirror_compact;
+    return ST_OK;
+}
+
+static void res_close(st_forward_ctx *c)
+{
+    free(c->res_hv);
+    c->res_hv = NULL;
+    if (!c->res)
+        return;
+    if (c->kv->mirror == c) {
+        c->kv->mirror = NULL;
+        c->kv->mirror_compact = NULL;
+    }
+    c->be->ops->res->close(c->res);
+    c->res = NULL;
+    free(c->rents);
+}
+
+static st_status run_step(st_forward_ctx *c, struct token_task *T, st_diag *diag)
+{
+    if (!c->res) {
+        run_tokens(c, T);
+        return ST_OK;
+    }
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t nt = T->t_end;
+    switch (T->op) {
+    case OP_EMBED:
+        return R->embed(c->res, &c->m->tok_embd, nt, diag);
+    case OP_NORM:
+        return R->norm(c->res, T->norm_w, T->residual, T->t_begin, T->t_end, c->m->hp.rms_eps,
+                       diag);
+    case OP_QUANT_ATT:
+        return R->quantize_att(c->res, nt, diag);
+    case OP_SWIGLU:
+        return R->swiglu(c->res, nt, diag);
+    default:
+        return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0, "forward: step %d has no device op",
+                           (int)T->op);
+    }
+}
+
+/* The activation a host buffer of this context stands for. */
+static int res_act(const st_forward_ctx *c, const float *p)
+{
+    const float *const map[ST_BACT_COUNT] = {
+        [ST_BACT_X] = c->x, [ST_BACT_XN] = c->xn, [ST_BACT_Q] = c->q, [ST_BACT_K] = c->kf,
+        [ST_BACT_V] = c->vf, [ST_BACT_ATT] = c->att, [ST_BACT_TMP] = c->tmp,
+        [ST_BACT_G] = c->g, [ST_BACT_U] = c->u,
+    };
+    for (int i = 0; i < ST_BACT_COUNT; i++)
+        if (map[i] == p)
+            return i;
+    return -1;
+}
+
+static st_status res_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                            float *const *y, const float *xf, uint32_t nt, st_diag *diag)
+{
+    st_bact out[ST_MATMUL_MAX_MATS];
+    int in = res_act(c, xf);
+    for (uint32_t i = 0; i < n_mats && i < ST_MATMUL_MAX_MATS; i++) {
+        int a = res_act(c, y[i]);
+        if (a < 0 || in < 0)
+            return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0,
+                               "forward: a product outside the device's activations");
+        out[i] = (st_bact)a;
+    }
+    return c->be->ops->res->matmul(c->res, n_mats, w, out, (st_bact)in, nt, diag);
+}
+
+static st_status step_logits(st_forward_ctx *c, uint32_t first, uint32_t nt, float *logits,
+                             st_diag *diag)
+{
+    const st_model *m = c->m;
+    if (c->res)
+        return c->be->ops->res->logits(c->res, &m->output, first, nt - first, logits, diag);
+    uint32_t E = m->hp.n_embd;
+    const st_weight *w[1] = { &m->output };
+    float *y[1] = { logits };
+    size_t ldy[1] = { m->hp.n_vocab };
+    return run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
+                      c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first, diag);
+}
+
+/* Whether layer l's attention runs on the host (see above). */
+static bool res_attend_on_host(const st_forward_ctx *c, uint32_t l)
+{
+    return c->want_qk || records_weights(c, l) ||
+           ((c->pe_flags & ST_POSENC_BIAS) && c->bias && !c->slopes);
+}
+
+/* Whether the plan just made has a range the device's attention kernel
+ * does not evaluate (ST_POS_GROUPED: the host keeps the grouped key copy,
+ * kv_grouped.h). */
+static bool res_plan_on_host(const st_forward_ctx *c)
+{
+    for (size_t e = 0; e < c->n_entries; e++)
+        if (c->entries[e].r.pos_mode == ST_POS_GROUPED)
+            return true;
+    return false;
+}
+
+/* attend_layer on the host, between the device's steps. */
+static st_status res_attend_host(st_forward_ctx *c, uint32_t l, uint32_t nt,
+                                 const int32_t *pos, st_diag *diag)
+{
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t slot0 = c->kv->n_slots, hv = c->res_hv[l];
+    st_status s;
+    if ((s = R->read(c->res, ST_BACT_Q, nt, c->q, diag)) != ST_OK ||
+        (s = R->read(c->res, ST_BACT_K, nt, c->kf, diag)) != ST_OK ||
+        (s = R->read(c->res, ST_BACT_V, nt, c->vf, diag)) != ST_OK ||
+        (hv < slot0 && (s = R->kv_pull(c->res, (int32_t)l, hv, slot0, diag)) != ST_OK) ||
+        (s = attend_layer(c, l, nt, pos, diag)) != ST_OK ||
+        (s = R->kv_push(c->res, (int32_t)l, slot0, slot0 + nt, diag)) != ST_OK)
+        return s;
+    c->res_hv[l] = slot0 + nt;
+    return R->write(c->res, ST_BACT_ATT, nt, c->att, diag);
+}
+
+static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                             st_diag *diag)
+{
+    if (!c->res)
+        return attend_layer(c, l, nt, pos, diag);
+    if (res_attend_on_host(c, l))
+        return res_attend_host(c, l, nt, pos, diag);
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t slot0 = c->kv->n_slots, n_slots = slot0 + nt;
+    /* The plan first (it reads only the host's positions): a plan the
+     * device cannot evaluate runs this layer on the host instead. */
+    st_status s = make_plan(c, l, nt, n_slots, pos, ST_ALL_HEADS, diag);
+    if (s != ST_OK)
+        return s;
+    if (res_plan_on_host(c))
+        return res_attend_host(c, l, nt, pos, diag);
+    if ((s = R->rope_store(c->res, l, nt, slot0, diag)) != ST_OK)
+        return s;
+    if (c->n_entries > c->cap_rents) {
+        st_bres_entry *e = realloc(c->rents, c->n_entries * sizeof *e);
+        if (!e)
+            return oom(diag);
+        c->rents = e;
+        c->cap_rents = c->n_entries;
+    }
+    for (size_t e = 0; e < c->n_entries; e++) {
+        const plan_entry *P = &c->entries[e];
+        /* Never GROUPED here (res_plan_on_host), so the 1.0 range says it all. */
+        st_attn_range r = { P->r.head,     P->r.k_begin,  P->r.k_end,     P->r.min_dist,
+                            P->r.max_dist, P->r.pos_mode, P->r.fixed_dist };
+        c->rents[e] = (st_bres_entry){ r, P->indices, (uint32_t)P->idx_off,
+                                       (uint32_t)P->n_idx };
+    }
+    st_bres_attn A = {
+        .layer = l, .nt = nt, .slot0 = slot0, .entries = c->rents, .n_entries = c->n_entries,
+        .idx = c->idx_pool, .n_idx = c->n_idx, .inv_freq = c->inv_freq, .n_freq = c->n_freq,
+        .rot_scale = c->rot_scale,
+        .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
+        .split = nt == 1 && layer_tiled(c, l, nt) &&
+                 st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
+    };
+    return R->attend(c->res, &A, diag);
+}
+
+/* A batch on the device: each sequence's block in turn (its rows attend
+ * only to its own cache anyway); on an error the caches that moved are
+ * put back, so none has. */
+static st_status res_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
+{
+    for (size_t i = 0; i < n_seqs; i++)
+        for (size_t j = 0; j < i; j++)
+            if (seqs[j].ctx == seqs[i].ctx || seqs[j].ctx->kv == seqs[i].ctx->kv)
+                return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequences %zu and "
+                                   "%zu of the batch share a cache", j, i);
+    for (size_t i = 0; i < n_seqs; i++) {
+        st_status s = st_forward(seqs[i].ctx, seqs[i].tokens, seqs[i].pos, seqs[i].n,
+                                 seqs[i].logits, seqs[i].flags, diag);
+        if (s != ST_OK) {
+            for (size_t j = 0; j < i; j++)
+                seqs[j].ctx->kv->n_slots -= (uint32_t)seqs[j].n;
+            return s;
+        }
     }
     return ST_OK;
 }

@@ -84,6 +84,8 @@ void st_kv_cache_free(st_kv_cache *kv)
 
 void st_kv_cache_reset(st_kv_cache *kv)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, NULL, 0);
     kv->n_slots = 0;
     kv->last_pos = -1;
     kv->epoch = next_epoch();
@@ -168,6 +170,8 @@ void st_kv_cache_heads_commit(st_kv_cache *kv, uint32_t n, int32_t last)
 
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, keep, kv->n_slots);
     uint32_t dst = 0;
     for (uint32_t src = 0; src < kv->n_slots; src++) {
         if (!keep[src])

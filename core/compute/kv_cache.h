@@ -52,6 +52,11 @@ typedef struct st_kv_cache {
      * (create, reset, compact), unique across caches: copies derived from
      * the cache (kv_grouped.h) compare it to know they are stale. */
     uint64_t epoch;
+    /* A copy of the keys and values on a device (backend.h's resident
+     * ops), compacted along with this one (keep NULL: reset); NULL when
+     * there is none. */
+    void *mirror;
+    void (*mirror_compact)(void *mirror, const uint8_t *keep, uint32_t n_before);
 } st_kv_cache;
 
 /* type ST_KV_Q8_0 needs head_dim a multiple of 32. */
