@@ -5,12 +5,6 @@
 
 #include "opencl_internal.h"
 
-typedef struct cl_backend {
-    st_backend base;
-    st_cl_ctx ctx;
-    st_cl_matmul *mm;
-    st_cl_plugin_kernels plugin;
-} cl_backend;
 
 st_cl_plugin_kernels *st_cl_backend_plugin_kernels(void *backend)
 {
@@ -29,13 +23,15 @@ static st_status cl_matmul(st_backend *b, uint32_t n_mats, const st_weight *cons
 
 static uint64_t cl_device_bytes(const st_backend *b)
 {
-    return st_cl_matmul_bytes(((const cl_backend *)b)->mm);
+    const cl_backend *c = (const cl_backend *)b;
+    return st_cl_matmul_bytes(c->mm) + st_cl_fwd_bytes(c->fwd);
 }
 
 static void cl_free(st_backend *b)
 {
     cl_backend *c = (cl_backend *)b;
     st_cl_plugin_kernels_release_all(&c->plugin);
+    st_cl_fwd_free(c->fwd);
     st_cl_matmul_free(c->mm);
     st_cl_ctx_close(&c->ctx);
     free(c);
@@ -43,11 +39,13 @@ static void cl_free(st_backend *b)
 
 static const st_backend_ops cl_ops = {
     .name = "opencl", .matmul = cl_matmul, .device_bytes = cl_device_bytes, .free = cl_free,
+    .res = &st_cl_resident_ops,
 };
 
 static st_status upload_model(cl_backend *c, const st_model *m, st_diag *diag)
 {
-    uint64_t need = (uint64_t)m->output.rows * m->output.row_bytes;
+    uint64_t need = (uint64_t)m->output.rows * m->output.row_bytes +
+                    (uint64_t)m->tok_embd.rows * m->tok_embd.row_bytes;
     for (uint32_t l = 0; l < m->hp.n_layers; l++) {
         const st_model_layer *L = &m->layers[l];
         const st_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
@@ -61,6 +59,8 @@ static st_status upload_model(cl_backend *c, const st_model *m, st_diag *diag)
                            "need %llu", d->name, (unsigned long long)d->global_mem_bytes,
                            (unsigned long long)need);
     st_status s = st_cl_matmul_upload(c->mm, &m->output, diag);
+    if (s == ST_OK)
+        s = st_cl_matmul_upload(c->mm, &m->tok_embd, diag);
     for (uint32_t l = 0; s == ST_OK && l < m->hp.n_layers; l++) {
         const st_model_layer *L = &m->layers[l];
         const st_weight *ws[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
@@ -99,7 +99,8 @@ st_status st_opencl_backend_open(const st_opencl_options *opts, const st_model *
     }
     if ((s = st_cl_matmul_new(&c->ctx, st_cl_matmul_variant_for(&c->ctx.dev.info), &c->mm,
                                diag)) != ST_OK ||
-        (m && (s = upload_model(c, m, diag)) != ST_OK)) {
+        (m && (s = upload_model(c, m, diag)) != ST_OK) ||
+        (m && (s = st_cl_fwd_new(&c->ctx, c->mm, m, &c->fwd, diag)) != ST_OK)) {
         cl_free(&c->base);
         return s;
     }

@@ -142,7 +142,9 @@ uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm)
 static dev_weight *find(st_cl_matmul *mm, const st_weight *w)
 {
     for (size_t i = 0; i < mm->n_weights; i++)
-        if (mm->weights[i].w == w)
+        if (mm->weights[i].w == w || (mm->weights[i].w->data == w->data &&
+                                      mm->weights[i].w->type == w->type &&
+                                      mm->weights[i].w->rows == w->rows))
             return &mm->weights[i];
     return NULL;
 }
@@ -197,6 +199,64 @@ static st_status reserve(st_cl_matmul *mm, cl_mem *buf, size_t *cap, size_t byte
     return ST_OK;
 }
 
+/* Launch y[i] = W_i x for nt rows, x in xf (float rows, ldxf apart) or
+ * xq (int8 blocks, ldxq apart) by each weight's type; y[i] holds nt rows
+ * of w[i]->rows floats. Weights are uploaded already. */
+static st_status enqueue_products(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
+                                  const cl_mem *y, cl_mem xf, size_t ldxf, cl_mem xq,
+                                  size_t ldxq, uint32_t nt, st_diag *diag)
+{
+    cl_command_queue q = mm->c->queue;
+    cl_int rc;
+    for (uint32_t i = 0; i < n_mats; i++) {
+        int kt = kt_of(w[i]->type);
+        if (kt < 0)   /* upload refused it already */
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                               "OpenCL: weight type %d has no device kernel", (int)w[i]->type);
+        bool quant = kt >= ST_KT_Q4_0;
+        cl_kernel k = mm->k[kt];
+        cl_uint row_bytes = (cl_uint)w[i]->row_bytes, rows = w[i]->rows, cols = w[i]->cols;
+        cl_uint ldx = (cl_uint)(quant ? ldxq : ldxf), n = nt;
+        cl_mem wb = find(mm, w[i])->buf, xb = quant ? xq : xf;
+        clSetKernelArg(k, 0, sizeof wb, &wb);
+        clSetKernelArg(k, 1, sizeof row_bytes, &row_bytes);
+        clSetKernelArg(k, 2, sizeof rows, &rows);
+        clSetKernelArg(k, 3, sizeof cols, &cols);
+        clSetKernelArg(k, 4, sizeof xb, &xb);
+        clSetKernelArg(k, 5, sizeof ldx, &ldx);
+        clSetKernelArg(k, 6, sizeof n, &n);
+        clSetKernelArg(k, 7, sizeof y[i], &y[i]);
+        bool lanes = mm->variant == ST_CL_MATMUL_LANES;
+        size_t global[2] = { lanes ? (size_t)rows * 8 : rows, nt };
+        size_t local[2] = { lanes ? lanes_local(rows) : 1, 1 };
+        rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, lanes ? local : NULL, 0, NULL, NULL);
+        if (rc != CL_SUCCESS)
+            return cl_fail(diag, "launching a weight product", rc);
+    }
+    return ST_OK;
+}
+
+st_status st_cl_matmul_run_dev(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
+                               const cl_mem *y, cl_mem xf, size_t ldxf, cl_mem xq, size_t ldxq,
+                               uint32_t nt, st_diag *diag)
+{
+    if (n_mats > ST_MATMUL_MAX_MATS)
+        return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0, "OpenCL: %u matrices in one call",
+                           n_mats);
+    for (uint32_t i = 0; i < n_mats; i++) {
+        st_status s = st_cl_matmul_upload(mm, w[i], diag);
+        if (s != ST_OK)
+            return s;
+    }
+    return enqueue_products(mm, n_mats, w, y, xf, ldxf, xq, ldxq, nt, diag);
+}
+
+cl_mem st_cl_matmul_weight(st_cl_matmul *mm, const st_weight *w)
+{
+    dev_weight *d = find(mm, w);
+    return d ? d->buf : NULL;
+}
+
 st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
                            const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag)
@@ -233,32 +293,17 @@ st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *c
         if (rc != CL_SUCCESS)
             return cl_fail(diag, "sending activations", rc);
     }
+    cl_mem yb[ST_MATMUL_MAX_MATS] = { NULL };
     for (uint32_t i = 0; i < n_mats; i++) {
-        int kt = kt_of(w[i]->type);
-        bool quant = kt >= ST_KT_Q4_0;
         size_t ybytes = (size_t)nt * w[i]->rows * sizeof(float);
         if ((s = reserve(mm, &mm->y[i], &mm->y_cap[i], ybytes, CL_MEM_WRITE_ONLY, diag)) !=
             ST_OK)
             return s;
-        cl_kernel k = mm->k[kt];
-        cl_uint row_bytes = (cl_uint)w[i]->row_bytes, rows = w[i]->rows, cols = w[i]->cols;
-        cl_uint ldx = (cl_uint)(quant ? ldxq : ldxf), n = nt;
-        cl_mem wb = find(mm, w[i])->buf, xb = quant ? mm->xq : mm->xf;
-        clSetKernelArg(k, 0, sizeof wb, &wb);
-        clSetKernelArg(k, 1, sizeof row_bytes, &row_bytes);
-        clSetKernelArg(k, 2, sizeof rows, &rows);
-        clSetKernelArg(k, 3, sizeof cols, &cols);
-        clSetKernelArg(k, 4, sizeof xb, &xb);
-        clSetKernelArg(k, 5, sizeof ldx, &ldx);
-        clSetKernelArg(k, 6, sizeof n, &n);
-        clSetKernelArg(k, 7, sizeof mm->y[i], &mm->y[i]);
-        bool lanes = mm->variant == ST_CL_MATMUL_LANES;
-        size_t global[2] = { lanes ? (size_t)rows * 8 : rows, nt };
-        size_t local[2] = { lanes ? lanes_local(rows) : 1, 1 };
-        rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, lanes ? local : NULL, 0, NULL, NULL);
-        if (rc != CL_SUCCESS)
-            return cl_fail(diag, "launching a weight product", rc);
+        yb[i] = mm->y[i];
     }
+    if ((s = enqueue_products(mm, n_mats, w, yb, mm->xf, ldxf, mm->xq, ldxq, nt, diag)) !=
+        ST_OK)
+        return s;
     /* Rows of w->rows floats on the device land ldy floats apart; the last
      * read waits for everything before it (an in-order queue). */
     for (uint32_t i = 0; i < n_mats; i++) {

@@ -116,6 +116,14 @@ st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *c
                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
                            const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag);
 uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm);
+/* The same with the activations and products in device buffers: y[i]
+ * gets nt rows of w[i]->rows floats; x is xf (floats, ldxf apart) or xq
+ * (int8 blocks, ldxq apart) by each weight's type. Enqueued, not waited. */
+st_status st_cl_matmul_run_dev(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
+                               const cl_mem *y, cl_mem xf, size_t ldxf, cl_mem xq, size_t ldxq,
+                               uint32_t nt, st_diag *diag);
+/* The device copy of an uploaded weight, or NULL. */
+cl_mem st_cl_matmul_weight(st_cl_matmul *mm, const st_weight *w);
 
 /* ---- plugins' kernels (cl_plugin_kernels.c) ---------------------------- */
 
@@ -123,6 +131,29 @@ typedef struct st_cl_plugin_kernels {
     st_cl_ctx *ctx;
     st_kernel *live;   /* compiled and not yet released */
 } st_cl_plugin_kernels;
+
+/* ---- the forward pass's steps on the device (cl_resident.c) ----------- */
+
+/* The forward program (kernels/forward.cl) built for the model's head
+ * size, and what it keeps for every context (norm weights). */
+typedef struct st_cl_fwd st_cl_fwd;
+st_status st_cl_fwd_new(st_cl_ctx *c, st_cl_matmul *mm, const st_model *m, st_cl_fwd **out,
+                        st_diag *diag);
+void st_cl_fwd_free(st_cl_fwd *f);
+uint64_t st_cl_fwd_bytes(const st_cl_fwd *f);
+/* Whether the fast path (cl_khr_fp16: the f16 cache read as half
+ * vectors) is in use; STRETCH_OPENCL_FP16=off forces the baseline. */
+bool st_cl_fwd_fast(const st_cl_fwd *f);
+extern const st_backend_resident_ops st_cl_resident_ops;
+
+/* The OpenCL st_backend (cl_backend.c). */
+typedef struct cl_backend {
+    st_backend base;
+    st_cl_ctx ctx;
+    st_cl_matmul *mm;
+    st_cl_fwd *fwd;
+    st_cl_plugin_kernels plugin;
+} cl_backend;
 
 /* The plugin kernel state of an OpenCL st_backend (cl_backend.c). */
 st_cl_plugin_kernels *st_cl_backend_plugin_kernels(void *backend);

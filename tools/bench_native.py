@@ -63,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="llama.cpp flash attention (default: %(default)s)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_native.json",
                    help="raw runs as JSON (default: %(default)s)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="run nothing: print the table of the runs in these --out files together "
+                        "(several short runs, e.g. one rep each under a time limit)")
     a = p.parse_args(argv)
     if a.reps < 1 or a.gen_tokens < 1 or a.threads < 1:
         p.error("--reps, --gen-tokens and --threads must be positive")
@@ -121,8 +124,58 @@ def fmt(v: list[float]) -> str:
     return f"{med:,.1f} ({lo:,.1f}-{hi:,.1f})"
 
 
+def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int]:
+    """The table rows of several raw files, runs of one prompt length pooled."""
+    pooled: dict[int, dict[str, Any]] = {}
+    threads = gen = None
+    for path in paths:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            runs = raw["runs"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ToolError(f"{path}: not a bench_native --out file ({e})") from None
+        if threads is None:
+            threads, gen = raw.get("threads"), raw.get("gen_tokens")
+        elif (threads, gen) != (raw.get("threads"), raw.get("gen_tokens")):
+            raise ToolError(f"{path}: threads/gen_tokens {raw.get('threads')}/{raw.get('gen_tokens')} "
+                            f"differ from the first file's {threads}/{gen}")
+        for r in runs:
+            p = pooled.setdefault(int(r["prompt"]), {"sp": [], "sd": [], "lp": {}, "ld": {}})
+            p["sp"] += r["stretch_prefill"]
+            p["sd"] += r["stretch_decode"]
+            for f, v in r["llama_prefill"].items():
+                p["lp"].setdefault(f, []).extend(v)
+            for f, v in r["llama_decode"].items():
+                p["ld"].setdefault(f, []).extend(v)
+    rows = []
+    reps = 0
+    for prompt in sorted(pooled):
+        p = pooled[prompt]
+        reps = max(reps, len(p["sp"]))
+        for f in ("True", "False"):
+            if f in p["lp"]:
+                rows.append((prompt, f == "True", p["lp"][f], p["sp"], p["ld"][f], p["sd"]))
+    return rows, reps, int(threads or 0), int(gen or 0)
+
+
+def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str) -> None:
+    print(f"| prompt / depth | flash attn | llama.cpp prefill | stretch prefill | ratio "
+          f"| llama.cpp decode | stretch decode | ratio |")
+    print("|---:|:-:|---:|---:|---:|---:|---:|---:|")
+    for prompt, f, lp, sp, ld, sd in rows:
+        print(f"| {prompt:,} | {'on' if f else 'off'} | {fmt(lp)} | {fmt(sp)} | "
+              f"{stats(sp)[1] / stats(lp)[1]:.2f}x | {fmt(ld)} | {fmt(sd)} | "
+              f"{stats(sd)[1] / stats(ld)[1]:.2f}x |")
+    print(f"\ntokens/s, median (min-max) of {reps} interleaved runs, {threads} threads, "
+          f"{gen} decode tokens; raw runs in {where}")
+
+
 def main() -> int:
     a = parse_args()
+    if a.merge:
+        rows, reps, threads, gen = merge_runs(a.merge)
+        print_table(rows, reps, threads, gen, ", ".join(str(p) for p in a.merge))
+        return 0
     check_model(a.model)
     check_stretch(a.stretch)
     bench = llama_bin_dir(a.llama_bin) / "llama-bench"
@@ -152,15 +205,7 @@ def main() -> int:
             rows.append((prompt, f, ll_pre[f], st_pre, ll_dec[f], st_dec))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
-    print(f"| prompt / depth | flash attn | llama.cpp prefill | stretch prefill | ratio "
-          f"| llama.cpp decode | stretch decode | ratio |")
-    print("|---:|:-:|---:|---:|---:|---:|---:|---:|")
-    for prompt, f, lp, sp, ld, sd in rows:
-        print(f"| {prompt:,} | {'on' if f else 'off'} | {fmt(lp)} | {fmt(sp)} | "
-              f"{stats(sp)[1] / stats(lp)[1]:.2f}x | {fmt(ld)} | {fmt(sd)} | "
-              f"{stats(sd)[1] / stats(ld)[1]:.2f}x |")
-    print(f"\ntokens/s, median (min-max) of {a.reps} interleaved runs, {a.threads} threads, "
-          f"{a.gen_tokens} decode tokens; raw runs in {a.out}")
+    print_table(rows, a.reps, a.threads, a.gen_tokens, str(a.out))
     return 0
 
 

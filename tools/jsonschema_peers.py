@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""llguidance (and XGrammar, when importable) on the schemas `stretch eval
-jsonschema` runs, with SmolLM2's tokenizer read from the GGUF file.
+"""llguidance and XGrammar on the schemas `stretch eval jsonschema` runs,
+with SmolLM2's tokenizer read from the GGUF file.
 
     python3 tools/jsonschema_peers.py MODEL.gguf DATA_DIR [--subset NAME]
         [--limit N] [--points POINTS.jsonl]
@@ -9,13 +9,23 @@ For each schema (subset folders of DATA_DIR, files sorted by name, the
 first N, as the stretch command takes them): compile time (schema to a
 matcher ready for masks), declared coverage (compiled or refused, with the
 reason), and, where POINTS (stretch's generation points) has stretch's
-constrained output for that schema, the time of each token mask along that
-output (tokenized by the peer's tokenizer). Prints Markdown tables.
+constrained outputs for that schema (the greedy one and the sampled ones),
+the time of each token mask along each output (tokenized by the peer's
+tokenizer), the mask before the end included. Prints Markdown tables.
+
+XGrammar's PyPI wheel declares torch, transformers and triton as
+dependencies, but its grammar compiler and matcher are its native library
+(libxgrammar_bindings.so, reached through apache-tvm-ffi); only its Python
+wrappers import torch (matcher.py, for bitmask tensors) and transformers
+(tokenizer_info.py). So it is installed without dependencies and driven
+through its native binding directly (load_xgrammar_core), with a numpy
+bitmask: `pip install --no-deps -r tools/requirements-xgrammar.txt`.
 
 Needs: pip install -r tools/requirements-jsonschema.txt
 """
 import argparse
 import collections
+import functools
 import json
 import os
 import statistics
@@ -110,8 +120,10 @@ def run_llguidance(gtok, data_dir, files, outputs):
             err = str(e)
         compile_ms = (time.perf_counter() - t0) * 1e3
         masks = []
-        if not err and f in outputs:
-            for t in gtok(outputs[f]) + [tok.eos_token]:
+        for n, text in enumerate([] if err else outputs.get(f, [])):
+            if n:
+                m = llguidance.LLMatcher(tok, grammar, log_level=0)
+            for t in gtok(text) + [tok.eos_token]:
                 t1 = time.perf_counter()
                 m.compute_bitmask()
                 masks.append((time.perf_counter() - t1) * 1e6)
@@ -121,33 +133,62 @@ def run_llguidance(gtok, data_dir, files, outputs):
     return rows
 
 
+@functools.lru_cache(maxsize=None)
+def load_xgrammar_core():
+    """XGrammar's native binding without its package __init__, which
+    imports torch (through testing.py and matcher.py) and transformers
+    (through tokenizer_info.py): the package is registered as an empty
+    namespace, then only the binding loader and the FFI API are imported.
+    Returns (core module, version)."""
+    import importlib.metadata
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("xgrammar")
+    if spec is None:
+        raise ImportError("No module named 'xgrammar'")
+    pkg = types.ModuleType("xgrammar")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    sys.modules["xgrammar"] = pkg
+    importlib.import_module("xgrammar.load_binding")
+    core = importlib.import_module("xgrammar.tvm_ffi_binding._ffi_api")
+    return core, importlib.metadata.version("xgrammar")
+
+
 def run_xgrammar(gtok, data_dir, files, outputs):
     import numpy as np
-    import xgrammar as xgr
 
-    info = xgr.TokenizerInfo(gtok.tokens, vocab_type=xgr.VocabType.RAW,
-                             stop_token_ids=[gtok.eos_token_id])
-    compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+    core, _ = load_xgrammar_core()
+    # TokenizerInfo(encoded_vocab, vocab_type RAW=0, vocab_size, stop ids,
+    # add_prefix_space); the tokens are already raw bytes.
+    info = core.TokenizerInfo(gtok.tokens, 0, None, [gtok.eos_token_id], False)
+    # GrammarCompiler(info, max_threads, cache_enabled, cache_limit_bytes,
+    # enable_dynamic_compilation): one thread, no cache, as a fair compile.
+    compiler = core.GrammarCompiler(info, 1, False, -1, True)
     rows = []
     for subset, f in files:
         with open(os.path.join(data_dir, f), encoding="utf-8") as fh:
             schema = fh.read()
         t0 = time.perf_counter()
         try:
-            compiled = compiler.compile_json_schema(schema)
+            # compile_json_schema(schema, any_whitespace, indent, separators,
+            # strict_mode, max_whitespace_cnt, any_order): compact JSON as
+            # stretch's eval writes it; strict_mode is XGrammar's default.
+            compiled = compiler.compile_json_schema(schema, False, None, (",", ":"), True,
+                                                    None, False)
             err = ""
         except Exception as e:  # XGrammar raises its own error types
-            err = str(e)[:100]
+            err = str(e)[:100] or type(e).__name__
         compile_ms = (time.perf_counter() - t0) * 1e3
         masks = []
-        if not err and f in outputs:
-            matcher = xgr.GrammarMatcher(compiled)
+        for text in ([] if err else outputs.get(f, [])):
+            matcher = core.GrammarMatcher(compiled, None, False, -1, None)
             bitmask = np.zeros((1, (len(gtok.tokens) + 31) // 32), dtype=np.int32)
-            for t in gtok(outputs[f]):
+            for t in gtok(text) + [gtok.eos_token_id]:
                 t1 = time.perf_counter()
-                matcher.fill_next_token_bitmask(bitmask)
+                matcher.fill_next_token_bitmask(bitmask, 0, False)
                 masks.append((time.perf_counter() - t1) * 1e6)
-                if not matcher.accept_token(t):
+                if not matcher.accept_token(t, False):
                     break
         rows.append((subset, not err, compile_ms, masks, err))
     return rows
@@ -185,17 +226,19 @@ def main():
             for n, line in enumerate(f):
                 p = json.loads(line) if n and line.strip() else {}
                 if "output" in p:
-                    outputs[p["file"]] = p["output"]
+                    outputs[p["file"]] = [p["output"]] + [
+                        q["output"] for q in p.get("samples", [])]
     gtok = GgufTokenizer(a.model)
     files = list(schema_files(a.data_dir, a.subset, a.limit))
-    table(f"llguidance {__import__('llguidance').__version__ if hasattr(__import__('llguidance'), '__version__') else ''}",
+    import importlib.metadata
+    table(f"llguidance {importlib.metadata.version('llguidance')}",
           run_llguidance(gtok, a.data_dir, files, outputs))
     try:
-        import xgrammar  # noqa: F401
+        _, version = load_xgrammar_core()
     except ImportError as e:
         print(f"\nXGrammar: not run ({e})", file=sys.stderr)
         return 0
-    table("XGrammar", run_xgrammar(gtok, a.data_dir, files, outputs))
+    table(f"XGrammar {version}", run_xgrammar(gtok, a.data_dir, files, outputs))
     return 0
 
 

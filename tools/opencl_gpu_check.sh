@@ -8,8 +8,12 @@
 #   5. `stretch bench` at 512-token prefill and 128-token decode, CPU and
 #      OpenCL in the same run, cold and warm kernel cache;
 #   6. a 32k-token lm-infinite perplexity window on the device.
+# Each step runs with the forward pass's state on the device (the
+# default); step 4 also compares with STRETCH_RESIDENT=off (products only).
 #
-# Usage: tools/opencl_gpu_check.sh MODEL.gguf TEXT.txt [DEVICE]
+# Usage: tools/opencl_gpu_check.sh [--short] MODEL.gguf TEXT.txt [DEVICE]
+#   --short  a quick pass for a slow device (PoCL on a CPU): 4 prompts x 16
+#            tokens, bench at 64 + 16 tokens, a 2k lm-infinite window
 #   MODEL  the GGUF the manifests name (models/SmolLM2-135M-Instruct.Q4_1.gguf)
 #   TEXT   a long plain text, at least 32k tokens (tinyshakespeare.txt, docs/datasets.md)
 #   DEVICE an index or name substring (`stretch devices`); default: the first GPU
@@ -17,6 +21,16 @@
 # step fails. Set BUILD=dir to reuse a build directory (default build-gpu).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+short=0
+if [ "${1:-}" = "--short" ]; then
+  short=1
+  shift
+fi
+if [ $short = 1 ]; then
+  limit=4 tokens=16 prefill=64 decode=16 reps=1 long=2048
+else
+  limit=0 tokens=64 prefill=512 decode=128 reps=3 long=32768
+fi
 model=${1:?usage: $0 MODEL.gguf TEXT.txt [DEVICE]}
 text=${2:?usage: $0 MODEL.gguf TEXT.txt [DEVICE]}
 device=${3:-}
@@ -50,15 +64,18 @@ step "OpenCL tests (kernels vs CPU, greedy equality on tiny models)"
 ctest --test-dir "$build" -R 'opencl' --output-on-failure -j"$(nproc)" | tee "$out/ctest.txt"
 
 step "greedy 64-token continuations, cpu vs opencl"
-python3 tools/compare_backends.py --stretch "$stretch" -m "$m" --tokens 64 \
+python3 tools/compare_backends.py --stretch "$stretch" -m "$m" --tokens $tokens --limit $limit \
         ${device:+--device "$device"} --json "$out/compare.json" | tee "$out/compare.txt" || true
+STRETCH_RESIDENT=off python3 tools/compare_backends.py --stretch "$stretch" -m "$m" \
+        --tokens $tokens --limit $limit ${device:+--device "$device"} \
+        --json "$out/compare-products-only.json" | tee "$out/compare-products-only.txt" || true
 
-step "bench: 512-token prefill, 128-token decode (cold cache first)"
+step "bench: $prefill-token prefill, $decode-token decode (cold cache first)"
 rm -rf "$XDG_CACHE_HOME"
-"$stretch" bench -m "$m" --backend opencl "${dev[@]}" --prompt-tokens 512 --gen-tokens 128 \
-          --reps 3 --json | tee "$out/bench-opencl.json"
-"$stretch" bench -m "$m" --backend cpu --threads 2 --prompt-tokens 512 --gen-tokens 128 \
-          --reps 3 --json | tee "$out/bench-cpu2.json"
+"$stretch" bench -m "$m" --backend opencl "${dev[@]}" --prompt-tokens $prefill --gen-tokens $decode \
+          --reps $reps --json | tee "$out/bench-opencl.json"
+"$stretch" bench -m "$m" --backend cpu --threads 2 --prompt-tokens $prefill --gen-tokens $decode \
+          --reps $reps --json | tee "$out/bench-cpu2.json"
 python3 - "$out/bench-opencl.json" "$out/bench-cpu2.json" <<'PY'
 import json, statistics, sys
 cl, cpu = (json.load(open(p)) for p in sys.argv[1:3])
@@ -70,8 +87,8 @@ for k in ("prefill_tok_s", "decode_tok_s"):
           f"ratio {med(cl, k) / med(cpu, k):.2f}x")
 PY
 
-step "lm-infinite, one 32k-token window on the device"
-"$stretch" eval ppl -m "$lmi" --backend opencl "${dev[@]}" --length 32768 --windows 1 \
-          --out "$out/lm-infinite-32k" --fresh --json "$text" | tee "$out/lm-infinite-32k.json"
+step "lm-infinite, one $long-token window on the device"
+"$stretch" eval ppl -m "$lmi" --backend opencl "${dev[@]}" --length $long --windows 1 \
+          --out "$out/lm-infinite-$long" --fresh --json "$text" | tee "$out/lm-infinite-$long.json"
 
 step "done: results in $out"

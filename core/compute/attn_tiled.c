@@ -6,12 +6,14 @@
 #include <string.h>
 
 #include "cpu/ops.h"
+#include "kv_grouped.h"
 
 /* One thread's buffers, carved out of its scratch. */
 typedef struct tile_buf {
     float *qt, *ot, *st, *m, *l, *qtmp, *cs, *sn, *kbuf, *vbuf;
     int32_t *rpos;
     float *rslope;
+    int64_t *gq_at;  /* the grouped query position b->cs / b->sn hold (ST_POS_GROUPED) */
 } tile_buf;
 
 bool st_attn_tiled_supported(const st_cpu_kernels *kern, uint32_t n_heads, uint32_t n_kv_heads,
@@ -31,7 +33,7 @@ size_t st_attn_tiled_scratch_floats(uint32_t head_dim)
 {
     size_t R = ST_ATTN_ROWS;
     return 2 * up16((size_t)head_dim * R) + up16((size_t)ST_ATTN_KTILE * R) + 4 * R +
-           3 * up16(head_dim) + 2 * up16((size_t)ST_ATTN_KTILE * head_dim);
+           3 * up16(head_dim) + 2 * up16((size_t)ST_ATTN_KTILE * head_dim) + 16;
 }
 
 static tile_buf carve(float *s, uint32_t hd)
@@ -49,7 +51,8 @@ static tile_buf carve(float *s, uint32_t hd)
     b.cs = s; s += up16(hd);
     b.sn = s; s += up16(hd);
     b.kbuf = s; s += up16((size_t)ST_ATTN_KTILE * hd);
-    b.vbuf = s;
+    b.vbuf = s; s += up16((size_t)ST_ATTN_KTILE * hd);
+    b.gq_at = (int64_t *)s;
     return b;
 }
 
@@ -78,10 +81,12 @@ static uint32_t lower_bound(const int32_t *pos, uint32_t lo, uint32_t hi, int64_
 }
 
 /* Before range_query for range r: ST_POS_FIXED's rotation table, which
- * every query of the range shares, into b->cs / b->sn. */
+ * every query of the range shares, into b->cs / b->sn; for ST_POS_GROUPED
+ * the table is made by range_query when the grouped position changes. */
 static void range_query_prepare(const st_attn_layer *L, const tile_buf *b,
-                                const st_attn_range *r)
+                                const st_attn_range2 *r)
 {
+    *b->gq_at = INT64_MIN;
     if (r->pos_mode == ST_POS_FIXED)
         /* (R(d) q) . k: the scale enters twice, as when both sides rotate. */
         st_op_rope_table(b->cs, b->sn, (double)r->fixed_dist, L->inv_freq, L->n_freq,
@@ -91,7 +96,7 @@ static void range_query_prepare(const st_attn_layer *L, const tile_buf *b,
 /* Query t's head h as range r reads it: the rotated q (ST_POS_TRUE), or
  * R(fixed_dist) q (ST_POS_FIXED) or R(slot_q) q (ST_POS_SLOT) in b->qtmp. */
 static const float *range_query(const st_attn_layer *L, const tile_buf *b,
-                                const st_attn_range *r, uint32_t t, uint32_t h)
+                                const st_attn_range2 *r, uint32_t t, uint32_t h)
 {
     uint32_t hd = L->head_dim, nf = L->n_freq;
     size_t o = ((size_t)t * L->n_heads + h) * hd;
@@ -104,11 +109,22 @@ static const float *range_query(const st_attn_layer *L, const tile_buf *b,
         st_op_rope(b->qtmp, L->q + o, L->slot_cs + so, L->slot_sn + so, nf, hd);
         return b->qtmp;
     }
+    if (r->pos_mode == ST_POS_GROUPED) {
+        /* R(floor(pos_q/G) + offset) q: the queries of one group (and the
+         * query heads of one query) share the table. */
+        int64_t gq = st_grouped_pos(L->q_pos[t], r->group) + r->group_offset;
+        if (*b->gq_at != gq) {
+            st_op_rope_table(b->cs, b->sn, (double)gq, L->inv_freq, nf, L->rot_scale);
+            *b->gq_at = gq;
+        }
+        st_op_rope(b->qtmp, L->q + o, b->cs, b->sn, nf, hd);
+        return b->qtmp;
+    }
     return L->qr + o;
 }
 
 /* The tile's queries for range r, transposed and scaled: qt[d][row]. */
-static void load_queries(const st_attn_layer *L, const tile_buf *b, const st_attn_range *r,
+static void load_queries(const st_attn_layer *L, const tile_buf *b, const st_attn_range2 *r,
                          uint32_t q0, uint32_t nq, uint32_t g, uint32_t group)
 {
     range_query_prepare(L, b, r);
@@ -123,7 +139,10 @@ static void load_queries(const st_attn_layer *L, const tile_buf *b, const st_att
 
 static const st_kv_src *range_keys(const st_attn_layer *L, st_pos_mode mode)
 {
-    return mode == ST_POS_TRUE ? &L->k_rot : mode == ST_POS_FIXED ? &L->k_fix : &L->k_slot;
+    return mode == ST_POS_TRUE    ? &L->k_rot
+           : mode == ST_POS_FIXED ? &L->k_fix
+           : mode == ST_POS_SLOT  ? &L->k_slot
+                                  : &L->k_grp;
 }
 
 /* Start a tile for queries q0 .. q0+nq-1 (rows = nq * group): padding
@@ -152,7 +171,7 @@ static st_attn_tile tile_start(const tiled_task *T, const tile_buf *b, uint32_t 
 }
 
 /* The slots [*lo, *hi) of range r that some query of tile t can see. */
-static void visible(const st_attn_layer *L, const st_attn_range *r, const st_attn_tile *t,
+static void visible(const st_attn_layer *L, const st_attn_range2 *r, const st_attn_tile *t,
                     uint32_t *lo, uint32_t *hi)
 {
     *lo = lower_bound(L->k_pos, r->k_begin, r->k_end, (int64_t)t->rpos_min - r->max_dist);
@@ -161,7 +180,7 @@ static void visible(const st_attn_layer *L, const st_attn_range *r, const st_att
 
 /* Add slots [lo, hi) of range r to the tile's softmax. */
 static void add_keys(const tiled_task *T, const tile_buf *b, st_attn_tile *t,
-                     const st_attn_range *r, uint32_t lo, uint32_t hi, uint32_t q0, uint32_t nq,
+                     const st_attn_range2 *r, uint32_t lo, uint32_t hi, uint32_t q0, uint32_t nq,
                      uint32_t g)
 {
     const st_attn_layer *L = T->L;
@@ -233,7 +252,7 @@ size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
 
 /* Slots [x, y) of range r into the softmax states of kv head g's query
  * heads: m[hh], l[hh], acc[hh][hd]. */
-static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_range *r, uint32_t x,
+static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_range2 *r, uint32_t x,
                        uint32_t y, uint32_t g, float *acc)
 {
     const st_attn_layer *L = T->L;

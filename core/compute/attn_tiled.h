@@ -12,7 +12,9 @@
  * queries are rotated as its position mode asks (ST_POS_TRUE: the rotated
  * q against the cache's keys; ST_POS_FIXED: R(fixed_dist) q against
  * unrotated keys; ST_POS_SLOT: R(slot_q) q against keys rotated at their
- * slot; the host makes those two float copies, see forward.c), then the
+ * slot; the host makes those two float copies, see forward.c;
+ * ST_POS_GROUPED: R(floor(pos_q/G) + offset) q against keys rotated at
+ * floor(pos_k/G), a copy kept across steps, see kv_grouped.h), then the
  * range's keys join one online softmax per row. Keys and values may be of
  * any st_kv_type.
  */
@@ -35,9 +37,12 @@ typedef struct st_attn_layer {
      * unrotated keys (read by ST_POS_FIXED ranges only), keys rotated at
      * their slot index (ST_POS_SLOT only), values (the cache). */
     st_kv_src k_rot, k_fix, k_slot, v;
+    /* Keys at their grouped position floor(pos / group) (ST_POS_GROUPED
+     * only; kv_grouped.h), in the cache's type. */
+    st_kv_src k_grp;
     const int32_t *k_pos;    /* [n_slots] true positions, ascending */
     uint32_t n_slots;
-    const st_attn_range *ranges; /* every one ST_ALL_HEADS */
+    const st_attn_range2 *ranges; /* every one ST_ALL_HEADS */
     uint32_t n_ranges;
     const float *inv_freq;
     uint32_t n_freq;

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,10 +16,11 @@
 #include "cpu/ggml_compat.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "kv_grouped.h"
 
 /* One range or index list of the current layer's plan. */
 typedef struct plan_entry {
-    st_attn_range r;
+    st_attn_range2 r; /* add_range's st_attn_range widened (group 0) */
     bool indices;
     size_t idx_off;   /* into idx_pool */
     size_t n_idx;
@@ -33,6 +35,7 @@ typedef struct thread_scratch {
     float *qbuf, *cs, *sn;
     float *krow;      /* [hd] a key row as float */
     float *vrows;     /* STRETCH_NUMERICS=ggml: [capacity][hd] visible values as float */
+    float *stats;     /* [n_heads][capacity] this thread's share of the layer's statistics */
 } thread_scratch;
 
 struct st_forward_ctx {
@@ -58,6 +61,7 @@ struct st_forward_ctx {
     st_plan_fn plan;
     void *plan_user;
     int32_t weights_layer;    /* -1 = none */
+    bool weights_off;         /* st_forward_record_weights(false): not now */
     bool want_qk;             /* pass q and k to the plan (ST_ATTN_NEEDS_QK) */
     bool tiled_off;           /* STRETCH_ATTN=gather: every layer on the gather path */
     /* STRETCH_NUMERICS=ggml: llama.cpp's float operations (cpu/ggml_compat.h). */
@@ -91,9 +95,14 @@ struct st_forward_ctx {
     float *sd_cs, *sd_sn, *un_cs, *un_sn;
     uint64_t *sd_gen, *un_gen, *ku_gen;
     uint64_t step_gen, layer_gen;
+    /* Keys at their grouped position for ST_POS_GROUPED, per layer, kept
+     * across steps (kv_grouped.h); plan_group: the current plan's group
+     * size (0 = no GROUPED range). */
+    st_kv_grouped grouped;
+    uint32_t plan_group;
 
     /* The tiled path: the plan's ranges, per-thread scratch. */
-    st_attn_range *tranges;
+    st_attn_range2 *tranges;
     float **tile_scr;
     float *tile_part;         /* split decode blocks' partial softmax states */
     const float *pos_table;   /* learned absolute positions, or NULL */
@@ -105,6 +114,7 @@ struct st_forward_ctx {
     uint32_t *idx_pool;
     size_t n_idx, cap_idx;
     uint32_t plan_n_slots;
+    uint32_t plan_kv_head;    /* ST_ALL_HEADS, or the KV head of a per-head plan */
     char plan_msg[256];
 
     thread_scratch *scr;
@@ -113,10 +123,35 @@ struct st_forward_ctx {
     size_t weights_cap;
     uint32_t weights_nq, weights_nslots;
 
+    /* Attention statistics (st_forward_stats): [n_layers][n_heads][capacity],
+     * stats_done[l] when layer l's rows are from the last call. */
+    bool want_stats;
+    uint32_t stats_window;
+    uint8_t *stats_layers;     /* [n_layers] */
+    float *stats;
+    uint8_t *stats_done;
+    uint32_t stats_nq;
+
     /* The first error a worker hit (a bias callback). */
     atomic_int worker_status;
     char worker_msg[ST_ERROR_MESSAGE_MAX];
+
+    /* The activations and the cache on the device (backend.h's resident
+     * ops), or NULL: every step on the host. */
+    st_bres *res;
+    st_bres_entry *rents;
+    size_t cap_rents;
+    uint32_t *res_hv;         /* [n_layers] the host's copy holds slots [0, res_hv) */
 };
+
+struct token_task;
+static st_status res_open(st_forward_ctx *c, st_diag *diag);
+static void res_close(st_forward_ctx *c);
+static st_status run_step(st_forward_ctx *c, struct token_task *T, st_diag *diag);
+static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                             st_diag *diag);
+static st_status step_logits(st_forward_ctx *c, uint32_t first, uint32_t nt, float *logits,
+                             st_diag *diag);
 
 static st_status oom(st_diag *diag)
 {
@@ -246,6 +281,8 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
     c->plan_user = cfg->plan_user;
     c->weights_layer = wl;
     c->want_qk = cfg->want_qk;
+    c->want_stats = cfg->want_stats;
+    c->stats_window = cfg->stats_window;
     c->pos_table = cfg->pos_table;
     c->pos_rows = cfg->pos_rows;
     const char *mode = getenv("STRETCH_ATTN");
@@ -254,11 +291,30 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
               (cfg->numerics == ST_NUMERICS_DEFAULT && st_gc_env_enabled());
     atomic_init(&c->worker_status, ST_OK);
     st_status s = set_posenc(c, cfg->posenc, diag);
+    if (s == ST_OK)
+        s = st_kv_grouped_init(&c->grouped, hp->n_layers, diag);
     if (s != ST_OK) {
         st_forward_ctx_free(c);
         return s;
     }
     uint32_t cap = kv->capacity, hd = hp->head_dim, nf = hp->head_dim / 2;
+    if (kv->hn && (cfg->want_qk || cfg->want_weights)) {
+        st_forward_ctx_free(c);
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "forward: per-head slot sets do not pass q and k to the plan nor "
+                           "one layer's weights (ST_ATTN_NEEDS_QK, ST_ATTN_NEEDS_WEIGHTS); "
+                           "use the attention statistics");
+    }
+    if (c->want_stats) {
+        size_t rows = (size_t)hp->n_layers * hp->n_heads;
+        c->stats_layers = malloc(hp->n_layers);
+        c->stats_done = calloc(hp->n_layers, 1);
+        c->stats = malloc(rows * cap * sizeof(float));
+        if (!c->stats_layers || !c->stats_done || !c->stats)
+            goto nomem;
+        for (uint32_t l = 0; l < hp->n_layers; l++)
+            c->stats_layers[l] = cfg->stats_layers ? cfg->stats_layers[l] != 0 : 1;
+    }
     c->slot_cs = malloc((size_t)cap * nf * sizeof(float));
     c->slot_sn = malloc((size_t)cap * nf * sizeof(float));
     c->scr = calloc(c->nth, sizeof *c->scr);
@@ -283,9 +339,15 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         t->krow = malloc(hd * sizeof(float));
         if (c->ggml)
             t->vrows = malloc((size_t)cap * hd * sizeof(float));
+        if (c->want_stats)
+            t->stats = malloc((size_t)hp->n_heads * cap * sizeof(float));
         if (!t->scores || !t->idx || !t->kpos || !t->bias || !t->qbuf || !t->cs ||
-            !t->sn || !t->krow || (c->ggml && !t->vrows))
+            !t->sn || !t->krow || (c->ggml && !t->vrows) || (c->want_stats && !t->stats))
             goto nomem;
+    }
+    if ((s = res_open(c, diag)) != ST_OK) {
+        st_forward_ctx_free(c);
+        return s;
     }
     *out = c;
     return ST_OK;
@@ -305,6 +367,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
 {
     if (!c)
         return;
+    res_close(c);
     free_block_buffers(c);
     st_backend_free(c->be_owned);
     if (c->scr) {
@@ -312,6 +375,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
             thread_scratch *t = &c->scr[i];
             free(t->scores); free(t->idx); free(t->kpos); free(t->bias);
             free(t->qbuf); free(t->cs); free(t->sn); free(t->krow); free(t->vrows);
+            free(t->stats);
         }
         free(c->scr);
     }
@@ -321,6 +385,7 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->tile_scr);
     free(c->tile_part);
     free(c->tranges);
+    st_kv_grouped_free(&c->grouped);
     free(c->k_slot);
     free(c->k_unrot);
     free(c->sd_cs); free(c->sd_sn); free(c->un_cs); free(c->un_sn);
@@ -332,7 +397,25 @@ void st_forward_ctx_free(st_forward_ctx *c)
     free(c->entries);
     free(c->idx_pool);
     free(c->weights);
+    free(c->stats);
+    free(c->stats_layers);
+    free(c->stats_done);
     free(c);
+}
+
+const float *st_forward_stats(const st_forward_ctx *c, uint32_t layer, uint32_t head,
+                              uint32_t *n_q)
+{
+    *n_q = c->stats_nq;
+    if (!c->want_stats || layer >= c->m->hp.n_layers || head >= c->m->hp.n_heads ||
+        !c->stats_done[layer])
+        return NULL;
+    return c->stats + ((size_t)layer * c->m->hp.n_heads + head) * c->kv->capacity;
+}
+
+void st_forward_record_weights(st_forward_ctx *c, bool on)
+{
+    c->weights_off = !on;
 }
 
 const float *st_forward_weights(const st_forward_ctx *c, uint32_t *n_q, uint32_t *n_slots)
@@ -531,10 +614,12 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     }
                 }
                 for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
+                    /* Per-head slot sets: each head's block starts at its count. */
+                    uint32_t s0 = kv->hn ? kv->hn[st_kv_head_index(kv, T->layer, h)] : T->slot0;
                     st_kv_store_row(kv->type, kf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->k[T->layer], h, T->slot0 + t), hd);
+                                    st_kv_at(kv, kv->k[T->layer], h, s0 + t), hd);
                     st_kv_store_row(kv->type, vf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->v[T->layer], h, T->slot0 + t), hd);
+                                    st_kv_at(kv, kv->v[T->layer], h, s0 + t), hd);
                 }
                 break;
             }
@@ -584,10 +669,15 @@ static void run_tokens(st_forward_ctx *c, token_task *T)
 
 /* ---- matmuls ---------------------------------------------------------- */
 
+static st_status res_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                            float *const *y, const float *xf, uint32_t nt, st_diag *diag);
+
 static st_status run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
                             float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
                             const st_act_block *xq, uint32_t nt, st_diag *diag)
 {
+    if (c->res)
+        return res_matmul(c, n_mats, w, y, xf, nt, diag);
     return c->be->ops->matmul(c->be, n_mats, w, y, ldy, xf, ldxf, xq, ldxf / ST_ACT_BLOCK, nt,
                               c->ggml, diag);
 }
@@ -605,13 +695,57 @@ static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
     return ST_E_INVALID;
 }
 
-static st_status check_shape(st_forward_ctx *c, const st_attn_range *r)
+static st_status check_shape(st_forward_ctx *c, const st_attn_range2 *r)
 {
-    if (r->head != ST_ALL_HEADS && r->head >= c->m->hp.n_heads)
+    const st_model_hparams *hp = &c->m->hp;
+    if (r->head != ST_ALL_HEADS && r->head >= hp->n_heads)
         return plan_fail(c, "range head %u, expected < %u or ST_ALL_HEADS", r->head,
-                         c->m->hp.n_heads);
-    if ((unsigned)r->pos_mode > ST_POS_SLOT)
-        return plan_fail(c, "range position mode %d is not TRUE, FIXED or SLOT", (int)r->pos_mode);
+                         hp->n_heads);
+    if ((unsigned)r->pos_mode > ST_POS_GROUPED)
+        return plan_fail(c, "range position mode %d is not TRUE, FIXED, SLOT or GROUPED",
+                         (int)r->pos_mode);
+    if (r->pos_mode == ST_POS_GROUPED) {
+        if (r->group == 0)
+            return plan_fail(c, "ST_POS_GROUPED range with group size 0, expected >= 1");
+        if (c->plan_group && c->plan_group != r->group)
+            return plan_fail(c, "ST_POS_GROUPED ranges with group sizes %u and %u in one plan, "
+                             "expected one", c->plan_group, r->group);
+        c->plan_group = r->group;
+    }
+    if (c->plan_kv_head != ST_ALL_HEADS) {
+        /* A per-head plan: its KV head's query heads, true positions. */
+        uint32_t gs = hp->n_heads / hp->n_kv_heads;
+        if (r->head != ST_ALL_HEADS && r->head / gs != c->plan_kv_head)
+            return plan_fail(c, "range head %u in the plan of KV head %u, expected one of its "
+                             "query heads %u..%u or ST_ALL_HEADS", r->head, c->plan_kv_head,
+                             c->plan_kv_head * gs, c->plan_kv_head * gs + gs - 1);
+        if (r->pos_mode != ST_POS_TRUE)
+            return plan_fail(c, "range position mode %d with per-head slot sets, expected "
+                             "ST_POS_TRUE (FIXED and SLOT read the shared slots)",
+                             (int)r->pos_mode);
+    }
+    return ST_OK;
+}
+
+/* An add_range / add_indices range as the sized form (no group). */
+static st_attn_range2 widen_range(const st_attn_range *r)
+{
+    st_attn_range2 w = { sizeof w, r->head, r->k_begin, r->k_end, r->min_dist, r->max_dist,
+                         r->pos_mode, r->fixed_dist, 0, 0 };
+    return w;
+}
+
+/* A plugin's st_attn_range2: the fields its struct_size covers (a later
+ * plugin's larger struct is read up to what this host knows). */
+static st_status read_range2(st_forward_ctx *c, const st_attn_range2 *r, st_attn_range2 *out)
+{
+    if (!r)
+        return plan_fail(c, "add_range2 / add_indices2 with a NULL range");
+    if (r->struct_size < sizeof *out)
+        return plan_fail(c, "st_attn_range2.struct_size %u, expected >= %zu (set it to "
+                         "sizeof(st_attn_range2))", r->struct_size, sizeof *out);
+    *out = *r;
+    out->struct_size = sizeof *out;
     return ST_OK;
 }
 
@@ -629,9 +763,8 @@ static st_status push_entry(st_forward_ctx *c, const plan_entry *e)
     return ST_OK;
 }
 
-static st_status builder_add_range(void *host, const st_attn_range *r)
+static st_status add_range_entry(st_forward_ctx *c, const st_attn_range2 *r)
 {
-    st_forward_ctx *c = host;
     st_status s = check_shape(c, r);
     if (s != ST_OK)
         return s;
@@ -642,10 +775,27 @@ static st_status builder_add_range(void *host, const st_attn_range *r)
     return push_entry(c, &e);
 }
 
-static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n,
-                                     const st_attn_range *shape)
+static st_status builder_add_range(void *host, const st_attn_range *r)
 {
     st_forward_ctx *c = host;
+    if (r->pos_mode == ST_POS_GROUPED)
+        return plan_fail(c, "ST_POS_GROUPED through add_range: it needs add_range2 (the "
+                         "group size)");
+    st_attn_range2 w = widen_range(r);
+    return add_range_entry(c, &w);
+}
+
+static st_status builder_add_range2(void *host, const st_attn_range2 *r)
+{
+    st_forward_ctx *c = host;
+    st_attn_range2 w;
+    st_status s = read_range2(c, r, &w);
+    return s != ST_OK ? s : add_range_entry(c, &w);
+}
+
+static st_status add_indices_entry(st_forward_ctx *c, const uint32_t *slots, size_t n,
+                                   const st_attn_range2 *shape)
+{
     st_status s = check_shape(c, shape);
     if (s != ST_OK)
         return s;
@@ -673,29 +823,63 @@ static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n
     return push_entry(c, &e);
 }
 
+static st_status builder_add_indices(void *host, const uint32_t *slots, size_t n,
+                                     const st_attn_range *shape)
+{
+    st_forward_ctx *c = host;
+    if (shape->pos_mode == ST_POS_GROUPED)
+        return plan_fail(c, "ST_POS_GROUPED through add_indices: it needs add_indices2 (the "
+                         "group size)");
+    st_attn_range2 w = widen_range(shape);
+    return add_indices_entry(c, slots, n, &w);
+}
+
+static st_status builder_add_indices2(void *host, const uint32_t *slots, size_t n,
+                                      const st_attn_range2 *shape)
+{
+    st_forward_ctx *c = host;
+    st_attn_range2 w;
+    st_status s = read_range2(c, shape, &w);
+    if (s == ST_OK && n && !slots)
+        s = plan_fail(c, "add_indices2 with NULL slots");
+    return s != ST_OK ? s : add_indices_entry(c, slots, n, &w);
+}
+
 static st_status make_plan(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32_t n_slots,
-                           const int32_t *pos, st_diag *diag)
+                           const int32_t *pos, uint32_t kv_head, st_diag *diag)
 {
     c->n_entries = 0;
     c->n_idx = 0;
     c->plan_n_slots = n_slots;
+    c->plan_kv_head = kv_head;
     c->plan_msg[0] = 0;
+    c->plan_group = 0;
     if (!c->plan) {
-        plan_entry e = { .r = { ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 } };
+        plan_entry e = { .r = { sizeof(st_attn_range2), ST_ALL_HEADS, 0, n_slots, 0, ST_DIST_MAX,
+                                ST_POS_TRUE, 0, 0, 0 } };
         return push_entry(c, &e);
     }
     const st_model_hparams *hp = &c->m->hp;
     st_kv_view view;
-    st_kv_cache_view(c->kv, n_slots, &view);
+    if (kv_head == ST_ALL_HEADS)
+        st_kv_cache_view(c->kv, n_slots, &view);
+    else
+        st_kv_cache_head_view(c->kv, layer, kv_head, n, &view);
     st_attn_query q = {
         .struct_size = sizeof q, .layer = layer, .n_heads = hp->n_heads,
         .n_kv_heads = hp->n_kv_heads, .head_dim = hp->head_dim, .n_q = n,
         .q_pos = pos, .q_slot = c->q_slot, .kv = &view,
         .q = c->want_qk ? c->q : NULL, .k = c->want_qk ? c->k_unrot : NULL,
+        .kv_head = kv_head,
     };
-    st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices };
+    st_attn_plan_builder b = { sizeof b, c, builder_add_range, builder_add_indices,
+                               builder_add_range2, builder_add_indices2 };
     st_error err = { ST_OK, "" };
     st_status s = c->plan(c->plan_user, &q, &b, &err);
+    if (s != ST_OK && kv_head != ST_ALL_HEADS)
+        return st_diag_set(diag, s, "", 0, 0, "attention plan (layer %u, KV head %u): %s", layer,
+                           kv_head, c->plan_msg[0] ? c->plan_msg : err.message[0] ? err.message
+                                                                                 : "failed");
     if (s != ST_OK)
         return st_diag_set(diag, s, "", 0, 0, "attention plan (layer %u): %s", layer,
                            c->plan_msg[0] ? c->plan_msg : err.message[0] ? err.message
@@ -723,6 +907,12 @@ typedef struct attn_task {
     bool per_query;       /* one item = all heads of a query (weights layer) */
     float *weights;       /* [n][n_slots] or NULL */
     uint32_t n_slots;
+    uint32_t h0, nh;      /* the query heads to run (a KV head's with per-head slot sets) */
+    const int32_t *kpos;  /* [n_slots] the keys' true positions */
+    const int32_t *krot;  /* [n_slots] their rotation positions */
+    bool stats;           /* sum the weights into each thread's scratch */
+    uint32_t stats_from;  /* the first query counted */
+    bool serial;          /* one item = everything (weights and statistics both) */
     atomic_uint next;
 } attn_task;
 
@@ -735,17 +925,17 @@ static void worker_error(st_forward_ctx *c, st_status s, const char *msg)
 
 /* Add the positional bias (ALiBi) for query t, head h to the scores of the
  * nv visible keys: the description's slopes, else the plugin's callback. */
-static void add_posenc_bias(st_forward_ctx *c, thread_scratch *S, uint32_t t, uint32_t h,
-                            uint32_t nv)
+static void add_posenc_bias(st_forward_ctx *c, const attn_task *A, thread_scratch *S,
+                            uint32_t t, uint32_t h, uint32_t nv)
 {
     if (c->slopes) {
         double m = c->slopes[h], q = c->qpos_rot[t];
         for (uint32_t i = 0; i < nv; i++)
-            S->scores[i] += (float)(-m * (q - (double)c->kv->rot_pos[S->idx[i]]));
+            S->scores[i] += (float)(-m * (q - (double)A->krot[S->idx[i]]));
         return;
     }
     for (uint32_t i = 0; i < nv; i++)
-        S->kpos[i] = c->kv->rot_pos[S->idx[i]];
+        S->kpos[i] = A->krot[S->idx[i]];
     st_error err = { ST_OK, "" };
     st_status s = c->bias(c->pe_inst, h, &c->qpos_rot[t], 1, S->kpos, nv, S->bias, &err);
     if (s != ST_OK) {
@@ -768,6 +958,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     size_t frow = st_kv_row(kv) * sizeof(float);
     st_kv_src KF = { c->k_unrot, hd * sizeof(float), frow, ST_KV_F32 };
     st_kv_src KS = { c->k_slot, hd * sizeof(float), frow, ST_KV_F32 };
+    st_kv_src KG = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, A->layer) : KR;
     const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
     const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
     int64_t pq = A->pos[t];
@@ -777,7 +968,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
 
     for (size_t e = 0; e < c->n_entries; e++) {
         const plan_entry *E = &c->entries[e];
-        const st_attn_range *r = &E->r;
+        const st_attn_range2 *r = &E->r;
         if (r->head != ST_ALL_HEADS && r->head != h)
             continue;
         const float *qv = qr;
@@ -793,13 +984,19 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             st_op_rope(S->qbuf, q, c->slot_cs + (size_t)qs * nf, c->slot_sn + (size_t)qs * nf,
                        nf, hd);
             qv = S->qbuf;
+        } else if (r->pos_mode == ST_POS_GROUPED) {
+            /* R(floor(pos_q/G) + offset) q against keys at floor(pos_k/G). */
+            double gq = (double)st_grouped_pos(pq, r->group) + (double)r->group_offset;
+            st_op_rope_table(S->cs, S->sn, gq, c->inv_freq, nf, c->rot_scale);
+            st_op_rope(S->qbuf, q, S->cs, S->sn, nf, hd);
+            qv = S->qbuf;
         }
         /* Gather the visible slots, then score them in one kernel call. */
         size_t cnt = E->indices ? E->n_idx : (size_t)(r->k_end - r->k_begin);
         const uint32_t *list = E->indices ? c->idx_pool + E->idx_off : NULL;
         uint32_t n0 = nv;
         if (!list && r->min_dist <= 0 && r->max_dist == ST_DIST_MAX && r->k_end > 0 &&
-            kv->pos[r->k_end - 1] <= pq) {
+            A->kpos[r->k_end - 1] <= pq) {
             /* Causal and every key in range at or before the query (slot
              * positions ascend): all visible, no per-key test. */
             for (uint32_t j = r->k_begin; j < r->k_end; j++)
@@ -807,7 +1004,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
         } else {
             for (size_t i = 0; i < cnt; i++) {
                 uint32_t j = list ? list[i] : r->k_begin + (uint32_t)i;
-                int64_t d = pq - kv->pos[j];
+                int64_t d = pq - A->kpos[j];
                 if (d >= r->min_dist && d <= r->max_dist)
                     S->idx[nv++] = j;
             }
@@ -816,7 +1013,8 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
          * layer (float copies); ST_POS_TRUE reads the cache. */
         const st_kv_src *Ks = r->pos_mode == ST_POS_TRUE    ? &KR
                               : r->pos_mode == ST_POS_FIXED ? &KF
-                                                            : &KS;
+                              : r->pos_mode == ST_POS_SLOT  ? &KS
+                                                            : &KG;
         const void *base = st_kv_src_head(Ks, kvh);
         if (c->ggml && r->pos_mode == ST_POS_TRUE) {
             /* llama.cpp converts q to f16 (the f16 cache's vec_dot_type);
@@ -850,7 +1048,7 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
              * (ALiBi's slope times the distance mask). */
             for (uint32_t i = 0; i < nv; i++)
                 S->scores[i] *= scale;
-            add_posenc_bias(c, S, t, h, nv);
+            add_posenc_bias(c, A, S, t, h, nv);
             sm_scale = 1.0f;
         }
         st_gc_attend_row(out, S->scores, S->idx, nv, sm_scale, S->vrows, hd, hd, A->n == 1);
@@ -859,15 +1057,27 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             for (uint32_t i = 0; i < nv; i++)
                 w[S->idx[i]] += S->scores[i];
         }
+        if (A->stats && t >= A->stats_from) {
+            float *w = S->stats + (size_t)h * kv->capacity;
+            for (uint32_t i = 0; i < nv; i++)
+                w[S->idx[i]] += S->scores[i];
+        }
         return;
     }
     if (biased)
-        add_posenc_bias(c, S, t, h, nv);
+        add_posenc_bias(c, A, S, t, h, nv);
     st_op_softmax(S->scores, nv);
     float *out = c->att + (size_t)t * QD + (size_t)h * hd;
     c->kern->wsum_kv[V.type](out, S->scores, vbase, V.slot_stride, S->idx, nv, hd);
     if (A->weights) {
         float *w = A->weights + (size_t)t * A->n_slots;
+        for (uint32_t i = 0; i < nv; i++)
+            w[S->idx[i]] += S->scores[i];
+    }
+    /* The statistics: this thread's rows, summed over threads after the
+     * layer, so no score matrix is kept and no two threads share a row. */
+    if (A->stats && t >= A->stats_from) {
+        float *w = S->stats + (size_t)h * kv->capacity;
         for (uint32_t i = 0; i < nv; i++)
             w[S->idx[i]] += S->scores[i];
     }
@@ -877,17 +1087,21 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 {
     attn_task *A = arg;
     thread_scratch *S = &A->c->scr[ith];
-    uint32_t nh = A->c->m->hp.n_heads;
-    uint32_t items = A->per_query ? A->n : A->n * nh;
+    uint32_t nh = A->nh, h0 = A->h0;
+    uint32_t items = A->serial ? 1 : A->per_query ? A->n : A->n * nh;
     for (;;) {
         uint32_t it = atomic_fetch_add_explicit(&A->next, 1, memory_order_relaxed);
         if (it >= items)
             break;
-        if (A->per_query) {
+        if (A->serial) {
+            for (uint32_t t = 0; t < A->n; t++)
+                for (uint32_t h = 0; h < nh; h++)
+                    attend(A, S, t, h0 + h);
+        } else if (A->per_query) {
             for (uint32_t h = 0; h < nh; h++)
-                attend(A, S, it, h);
+                attend(A, S, it, h0 + h);
         } else {
-            attend(A, S, it / nh, it % nh);
+            attend(A, S, it / nh, h0 + it % nh);
         }
     }
 }
@@ -902,12 +1116,19 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
  * all heads, with no posenc bias callback (per key; ALiBi's slopes are data
  * the tile kernels add, unless a position map moves the positions they
  * use) and no attention weights wanted (the observer needs the normalized weights per key). */
+/* Whether this block records `layer`'s weights (st_forward_weights). */
+static bool records_weights(const st_forward_ctx *c, uint32_t layer)
+{
+    return (int32_t)layer == c->weights_layer && !c->weights_off;
+}
+
 static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
         (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
-        (int32_t)layer == c->weights_layer ||
+        records_weights(c, layer) || c->kv->hn ||
+        (c->want_stats && c->stats_layers[layer]) ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||
         (c->slopes && (c->pe_flags & ST_POSENC_MAP)) ||
         !st_attn_tiled_supported(c->kern, hp->n_heads, hp->n_kv_heads, hp->head_dim))
@@ -924,7 +1145,7 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
     const st_model_hparams *hp = &c->m->hp;
     const st_kv_cache *kv = c->kv;
     uint32_t hd = hp->head_dim;
-    st_attn_range *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
+    st_attn_range2 *r = realloc(c->tranges, (c->n_entries ? c->n_entries : 1) * sizeof *r);
     if (!r)
         return ST_E_NOMEM;
     c->tranges = r;
@@ -936,6 +1157,8 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .k_rot = st_kv_keys(kv, layer), .v = st_kv_values(kv, layer),
         .k_fix = { c->k_unrot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
         .k_slot = { c->k_slot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
+        .k_grp = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, layer)
+                               : st_kv_keys(kv, layer),
         .k_pos = kv->pos, .n_slots = n_slots, .ranges = r, .n_ranges = (uint32_t)c->n_entries,
         .inv_freq = c->inv_freq, .n_freq = c->n_freq, .rot_scale = c->rot_scale,
         .slot_cs = c->slot_cs, .slot_sn = c->slot_sn,
@@ -960,7 +1183,13 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
     memcpy(fo, c->inv_freq, nfo * sizeof *fo);
     st_status s = set_posenc(c, desc, diag);
     c->step_gen++; /* the rotation tables are stale */
+    st_kv_grouped_invalidate(&c->grouped);
     if (s != ST_OK || !kv->n_slots) {
+        free(fo);
+        return s;
+    }
+    /* On a device: its keys come down, turn here, and go back up. */
+    if (c->res && (s = c->be->ops->res->kv_pull(c->res, -1, 0, kv->n_slots, diag)) != ST_OK) {
         free(fo);
         return s;
     }
@@ -970,23 +1199,40 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
      * not rotated nor scaled by it). An f16 or q8_0 cache rounds again. */
     uint32_t nfn = c->n_freq, np = nfo > nfn ? nfo : nfn, hd = kv->head_dim;
     float *cs = c->scr[0].cs, *sn = c->scr[0].sn, *tmp = c->scr[0].krow;
-    for (uint32_t j = 0; j < kv->n_slots; j++) {
-        for (uint32_t i = 0; i < np; i++) {
-            double fn = i < nfn ? (double)c->inv_freq[i] : 0.0, f0 = i < nfo ? (double)fo[i] : 0.0;
-            double sc = (i < nfn ? (double)c->rot_scale : 1.0) / (i < nfo ? (double)so : 1.0);
-            double a = (double)kv->rot_pos[j] * (fn - f0);
-            cs[i] = (float)(cos(a) * sc);
-            sn[i] = (float)(sin(a) * sc);
-        }
+    int64_t last = INT64_MIN;
+    for (uint32_t j = 0; j < kv->capacity; j++) {
+        /* Slot j of every head holding one (per-head slot sets differ in
+         * count and position; one shared set has them all at n_slots). */
         for (uint32_t l = 0; l < kv->n_layers; l++)
             for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+                size_t hi = st_kv_head_index(kv, l, h);
+                if (kv->hn ? j >= kv->hn[hi] : j >= kv->n_slots)
+                    continue;
+                int32_t rp = kv->hn ? kv->hrot[hi * kv->capacity + j] : kv->rot_pos[j];
+                for (uint32_t i = 0; i < np && rp != last; i++) {
+                    double fn = i < nfn ? (double)c->inv_freq[i] : 0.0,
+                           f0 = i < nfo ? (double)fo[i] : 0.0;
+                    double sc = (i < nfn ? (double)c->rot_scale : 1.0) /
+                                (i < nfo ? (double)so : 1.0);
+                    double a = (double)rp * (fn - f0);
+                    cs[i] = (float)(cos(a) * sc);
+                    sn[i] = (float)(sin(a) * sc);
+                }
+                last = rp; /* the table is R(rp): computed once per position */
                 uint8_t *row = st_kv_at(kv, kv->k[l], h, j);
                 st_kv_load_row(kv->type, row, tmp, hd);
                 st_op_rope(tmp, tmp, cs, sn, np, hd);
                 st_kv_store_row(kv->type, tmp, row, hd);
             }
+        if (!kv->hn && j + 1 >= kv->n_slots)
+            break;
     }
     free(fo);
+    if (c->res) {
+        for (uint32_t l = 0; l < kv->n_layers; l++)
+            c->res_hv[l] = kv->n_slots;
+        return c->be->ops->res->kv_push(c->res, -1, 0, kv->n_slots, diag);
+    }
     return ST_OK;
 }
 
@@ -1012,7 +1258,8 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
             return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
                                "forward: token %d at %zu outside the vocabulary of %u",
                                tokens[t], t, hp->n_vocab);
-        int32_t prev = t ? pos[t - 1] : kv->n_slots ? kv->pos[kv->n_slots - 1] : -1;
+        int32_t prev = t ? pos[t - 1] : kv->hn ? kv->last_pos
+                                      : kv->n_slots ? kv->pos[kv->n_slots - 1] : -1;
         if (pos[t] <= prev)
             return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                                "forward: position %d at %zu: expected >= 0 and after %d (the "
@@ -1056,7 +1303,85 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
     }
     atomic_store(&c->worker_status, ST_OK);
     c->weights_nq = c->weights_nslots = 0;
+    if (c->want_stats)
+        memset(c->stats_done, 0, hp->n_layers);
+    c->stats_nq = 0;
 
+    if (c->res)
+        return c->be->ops->res->begin(c->res, tokens, nt, slot0, c->qcs, c->qsn, c->n_freq,
+                                      diag);
+    return ST_OK;
+}
+
+/* ---- attention statistics -------------------------------------------- */
+
+/* Clear the threads' rows of A's heads for layer l when it has statistics;
+ * false when it has none. */
+static bool stats_begin(st_forward_ctx *c, uint32_t l, uint32_t nt, uint32_t n_slots,
+                        attn_task *A)
+{
+    if (!c->want_stats || !c->stats_layers[l])
+        return false;
+    uint32_t w = c->stats_window;
+    A->stats = true;
+    A->stats_from = w && w < nt ? nt - w : 0;
+    c->stats_nq = nt - A->stats_from;
+    size_t cap = c->kv->capacity;
+    for (uint32_t i = 0; i < c->nth; i++)
+        for (uint32_t h = A->h0; h < A->h0 + A->nh; h++)
+            memset(c->scr[i].stats + h * cap, 0, n_slots * sizeof(float));
+    return true;
+}
+
+/* Sum the threads' rows of A's heads into the layer's statistics. */
+static void stats_end(st_forward_ctx *c, uint32_t l, const attn_task *A)
+{
+    size_t cap = c->kv->capacity;
+    for (uint32_t h = A->h0; h < A->h0 + A->nh; h++) {
+        float *dst = c->stats + ((size_t)l * c->m->hp.n_heads + h) * cap;
+        memcpy(dst, c->scr[0].stats + h * cap, A->n_slots * sizeof(float));
+        for (uint32_t i = 1; i < c->nth; i++) {
+            const float *src = c->scr[i].stats + h * cap;
+            for (uint32_t j = 0; j < A->n_slots; j++)
+                dst[j] += src[j];
+        }
+    }
+    c->stats_done[l] = 1;
+}
+
+/* One layer's attention with per-(layer, KV head) slot sets: each KV head
+ * has its own slots, so each gets its own plan (a view of its slots) and
+ * its query heads attend over them. The block's keys were stored at each
+ * head's count (OP_ROPE); their positions are written here. */
+static st_status attend_layer_heads(st_forward_ctx *c, uint32_t l, uint32_t nt,
+                                    const int32_t *pos, st_diag *diag)
+{
+    st_kv_cache *kv = c->kv;
+    const st_model_hparams *hp = &c->m->hp;
+    uint32_t gs = hp->n_heads / hp->n_kv_heads, slot0 = kv->n_slots;
+    for (uint32_t g = 0; g < hp->n_kv_heads; g++) {
+        size_t hi = st_kv_head_index(kv, l, g), o = hi * kv->capacity;
+        uint32_t base = kv->hn[hi];
+        for (uint32_t t = 0; t < nt; t++) {
+            kv->hpos[o + base + t] = pos[t];
+            kv->hrot[o + base + t] = c->qpos_rot[t];
+            kv->htok[o + base + t] = kv->tokens[slot0 + t];
+            c->q_slot[t] = base + t;
+        }
+        st_status s = make_plan(c, l, nt, base + nt, pos, g, diag);
+        if (s != ST_OK)
+            return s;
+        attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = base + nt,
+                        .h0 = g * gs, .nh = gs, .kpos = kv->hpos + o, .krot = kv->hrot + o };
+        bool stats = stats_begin(c, l, nt, base + nt, &A);
+        atomic_init(&A.next, 0);
+        st_threadpool_run(c->pool, attn_task_fn, &A);
+        if (stats)
+            stats_end(c, l, &A);
+        if (atomic_load(&c->worker_status) != ST_OK)
+            return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
+                               "posenc bias (layer %u): %s", l, c->worker_msg);
+    }
     return ST_OK;
 }
 
@@ -1081,7 +1406,9 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         T = (token_task){ .op = OP_UNROT, .t_end = n_slots, .layer = l };
         run_tokens(c, &T);
     }
-    s = make_plan(c, l, nt, n_slots, pos, diag);
+    if (kv->hn)
+        return attend_layer_heads(c, l, nt, pos, diag);
+    s = make_plan(c, l, nt, n_slots, pos, ST_ALL_HEADS, diag);
     if (s != ST_OK)
         return s;
     bool has_slot = false, has_fixed = false;
@@ -1111,14 +1438,33 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         T = (token_task){ .op = OP_SLOT_ROT, .t_end = n_slots, .layer = l };
         run_tokens(c, &T);
     }
+    if (c->plan_group) {
+        /* Grouped keys up to the last slot a GROUPED range names; the
+         * copy keeps the committed ones from earlier steps. */
+        uint32_t upto = 0;
+        for (size_t e = 0; e < c->n_entries; e++) {
+            const plan_entry *P = &c->entries[e];
+            if (P->r.pos_mode != ST_POS_GROUPED)
+                continue;
+            uint32_t end = P->indices ? (P->n_idx ? c->idx_pool[P->idx_off + P->n_idx - 1] + 1 : 0)
+                                      : P->r.k_end;
+            upto = end > upto ? end : upto;
+        }
+        s = st_kv_grouped_update(&c->grouped, kv, l, c->plan_group, upto, c->inv_freq,
+                                 c->n_freq, c->pool, diag);
+        if (s != ST_OK)
+            return s;
+    }
     if (layer_tiled(c, l, nt)) {
         if (run_tiled(c, l, nt, n_slots, pos) != ST_OK)
             return oom(diag);
         return ST_OK;
     }
 
-    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots };
-    if ((int32_t)l == c->weights_layer) {
+    attn_task A = { .c = c, .layer = l, .n = nt, .pos = pos, .n_slots = n_slots, .h0 = 0,
+                    .nh = c->m->hp.n_heads, .kpos = kv->pos, .krot = kv->rot_pos };
+    bool stats = stats_begin(c, l, nt, n_slots, &A);
+    if (records_weights(c, l)) {
         size_t need = (size_t)nt * n_slots;
         if (need > c->weights_cap) {
             float *w = realloc(c->weights, need * sizeof *w);
@@ -1133,8 +1479,11 @@ static st_status attend_layer(st_forward_ctx *c, uint32_t l, uint32_t nt, const 
         c->weights_nq = nt;
         c->weights_nslots = n_slots;
     }
+    A.serial = stats && A.weights;
     atomic_init(&A.next, 0);
     st_threadpool_run(c->pool, attn_task_fn, &A);
+    if (stats)
+        stats_end(c, l, &A);
     if (atomic_load(&c->worker_status) != ST_OK)
         return st_diag_set(diag, (st_status)atomic_load(&c->worker_status), "", 0, 0,
                            "posenc bias (layer %u): %s", l, c->worker_msg);
@@ -1156,12 +1505,14 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
     size_t row = st_kv_row(kv);
 
     token_task T = { .op = OP_EMBED, .t_begin = 0, .t_end = nt, .tokens = tokens };
-    run_tokens(c, &T);
+    if ((s = run_step(c, &T, diag)) != ST_OK)
+        return s;
 
     for (uint32_t l = 0; l < hp->n_layers; l++) {
         const st_model_layer *L = &m->layers[l];
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->attn_norm, .residual = l > 0 };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
 
         {
             const st_weight *w[3] = { &L->wq, &L->wk, &L->wv };
@@ -1170,11 +1521,12 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
             if ((s = run_matmul(c, 3, w, y, ldy, c->xn, E, c->xq, nt, diag)) != ST_OK)
                 return s;
         }
-        if ((s = attend_layer(c, l, nt, pos, diag)) != ST_OK)
+        if ((s = step_attend(c, l, nt, pos, diag)) != ST_OK)
             return s;
 
         T = (token_task){ .op = OP_QUANT_ATT, .t_end = nt };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[1] = { &L->wo };
             float *y[1] = { c->tmp };
@@ -1183,7 +1535,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
                 return s;
         }
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { c->g, c->u };
@@ -1192,7 +1545,8 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
                 return s;
         }
         T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
-        run_tokens(c, &T);
+        if ((s = run_step(c, &T, diag)) != ST_OK)
+            return s;
         {
             const st_weight *w[1] = { &L->down };
             float *y[1] = { c->tmp };
@@ -1206,16 +1560,14 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         uint32_t first = (flags & ST_FORWARD_ALL_LOGITS) ? 0 : nt - 1;
         T = (token_task){ .op = OP_NORM, .t_begin = first, .t_end = nt, .norm_w = m->out_norm,
                           .residual = true };
-        run_tokens(c, &T);
-        const st_weight *w[1] = { &m->output };
-        float *y[1] = { logits };
-        size_t ldy[1] = { hp->n_vocab };
-        s = run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
-                       c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first, diag);
-        if (s != ST_OK)
+        if ((s = run_step(c, &T, diag)) != ST_OK ||
+            (s = step_logits(c, first, nt, logits, diag)) != ST_OK)
             return s;
     }
-    kv->n_slots = n_slots;
+    if (kv->hn)
+        st_kv_cache_heads_commit(kv, nt, pos[nt - 1]);
+    else
+        kv->n_slots = n_slots;
     return ST_OK;
 }
 
@@ -1286,11 +1638,15 @@ static st_status batch_logits(st_forward_ctx *lead, const st_forward_seq *seqs, 
     return ST_OK;
 }
 
+static st_status res_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag);
+
 st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
 {
     if (n_seqs == 0)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty batch");
     st_forward_ctx *lead = seqs[0].ctx;
+    if (lead->res)
+        return res_batch(seqs, n_seqs, diag);
     const st_model *m = lead->m;
     const st_model_hparams *hp = &m->hp;
     size_t total = 0;
@@ -1380,7 +1736,255 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
         s = batch_logits(lead, seqs, n_seqs, total, diag);
     if (s != ST_OK)
         return s;
+    for (size_t i = 0; i < n_seqs; i++) {
+        st_kv_cache *kv = seqs[i].ctx->kv;
+        if (kv->hn)
+            st_kv_cache_heads_commit(kv, (uint32_t)seqs[i].n, seqs[i].pos[seqs[i].n - 1]);
+        else
+            kv->n_slots += (uint32_t)seqs[i].n;
+    }
+    return ST_OK;
+}
+
+/* ---- on a device (backend.h's resident ops) ----------------------------
+ *
+ * When the backend keeps activations and the cache on its device, each
+ * step of st_forward runs there through the ops; the steps below say
+ * which. A layer whose attention needs what only the host does (a posenc
+ * bias callback, the attention weights of ST_ATTN_NEEDS_WEIGHTS, the q/k
+ * of ST_ATTN_NEEDS_QK) runs attend_layer on the host: its q, k, v and the
+ * layer's cache come down, the block's keys and values and the output go
+ * back up. */
+
+/* Whether this context can keep its state on the device: the backend has
+ * the ops, numerics are this project's own (not ggml's), no learned
+ * position table, rows in whole int8 blocks; STRETCH_RESIDENT=off keeps
+ * every step but the products on the host (the comparison the tests and
+ * docs/RESULTS.md make). */
+static bool res_wanted(const st_forward_ctx *c)
+{
+    const st_model_hparams *hp = &c->m->hp;
+    const char *env = getenv("STRETCH_RESIDENT");
+    if (!c->be->ops->res || (env && strcmp(env, "off") == 0) || c->ggml || c->pos_table)
+        return false;
+    /* Per-(layer, KV head) slot sets and attention statistics are the
+     * host's kernels' (1.4): such a context keeps its state on the host and
+     * only its products go to the device. */
+    if (c->kv->hn || c->want_stats)
+        return false;
+    return hp->n_embd % ST_ACT_BLOCK == 0 && hp->n_ff % ST_ACT_BLOCK == 0 &&
+           (hp->n_heads * hp->head_dim) % ST_ACT_BLOCK == 0 && hp->head_dim % 2 == 0;
+}
+
+static void res_mirror_compact(void *user, const uint8_t *keep, uint32_t n_before)
+{
+    st_forward_ctx *c = user;
+    for (uint32_t l = 0; l < c->m->hp.n_layers; l++) {
+        /* Kept slots keep their order: those below the mark come first. */
+        uint32_t k = 0;
+        for (uint32_t j = 0; keep && j < c->res_hv[l] && j < n_before; j++)
+            k += keep[j] != 0;
+        c->res_hv[l] = k;
+    }
+    /* A failure is kept by the device state and reported by its next op. */
+    if (keep)
+        c->be->ops->res->kv_compact(c->res, keep, n_before, NULL);
+}
+
+static st_status res_open(st_forward_ctx *c, st_diag *diag)
+{
+    if (!res_wanted(c))
+        return ST_OK;
+    if (!(c->res_hv = calloc(c->m->hp.n_layers, sizeof *c->res_hv)))
+        return oom(diag);
+    st_status s = c->be->ops->res->open(c->be, c->m, c->kv, &c->res, diag);
+    if (s != ST_OK)
+        return s;
+    c->kv->mirror = c;
+    c->kv->mirror_compact = res_mirror_compact;
+    return ST_OK;
+}
+
+static void res_close(st_forward_ctx *c)
+{
+    free(c->res_hv);
+    c->res_hv = NULL;
+    if (!c->res)
+        return;
+    if (c->kv->mirror == c) {
+        c->kv->mirror = NULL;
+        c->kv->mirror_compact = NULL;
+    }
+    c->be->ops->res->close(c->res);
+    c->res = NULL;
+    free(c->rents);
+}
+
+static st_status run_step(st_forward_ctx *c, struct token_task *T, st_diag *diag)
+{
+    if (!c->res) {
+        run_tokens(c, T);
+        return ST_OK;
+    }
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t nt = T->t_end;
+    switch (T->op) {
+    case OP_EMBED:
+        return R->embed(c->res, &c->m->tok_embd, nt, diag);
+    case OP_NORM:
+        return R->norm(c->res, T->norm_w, T->residual, T->t_begin, T->t_end, c->m->hp.rms_eps,
+                       diag);
+    case OP_QUANT_ATT:
+        return R->quantize_att(c->res, nt, diag);
+    case OP_SWIGLU:
+        return R->swiglu(c->res, nt, diag);
+    default:
+        return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0, "forward: step %d has no device op",
+                           (int)T->op);
+    }
+}
+
+/* The activation a host buffer of this context stands for. */
+static int res_act(const st_forward_ctx *c, const float *p)
+{
+    const float *const map[ST_BACT_COUNT] = {
+        [ST_BACT_X] = c->x, [ST_BACT_XN] = c->xn, [ST_BACT_Q] = c->q, [ST_BACT_K] = c->kf,
+        [ST_BACT_V] = c->vf, [ST_BACT_ATT] = c->att, [ST_BACT_TMP] = c->tmp,
+        [ST_BACT_G] = c->g, [ST_BACT_U] = c->u,
+    };
+    for (int i = 0; i < ST_BACT_COUNT; i++)
+        if (map[i] == p)
+            return i;
+    return -1;
+}
+
+static st_status res_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight *const *w,
+                            float *const *y, const float *xf, uint32_t nt, st_diag *diag)
+{
+    st_bact out[ST_MATMUL_MAX_MATS];
+    int in = res_act(c, xf);
+    for (uint32_t i = 0; i < n_mats && i < ST_MATMUL_MAX_MATS; i++) {
+        int a = res_act(c, y[i]);
+        if (a < 0 || in < 0)
+            return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0,
+                               "forward: a product outside the device's activations");
+        out[i] = (st_bact)a;
+    }
+    return c->be->ops->res->matmul(c->res, n_mats, w, out, (st_bact)in, nt, diag);
+}
+
+static st_status step_logits(st_forward_ctx *c, uint32_t first, uint32_t nt, float *logits,
+                             st_diag *diag)
+{
+    const st_model *m = c->m;
+    if (c->res)
+        return c->be->ops->res->logits(c->res, &m->output, first, nt - first, logits, diag);
+    uint32_t E = m->hp.n_embd;
+    const st_weight *w[1] = { &m->output };
+    float *y[1] = { logits };
+    size_t ldy[1] = { m->hp.n_vocab };
+    return run_matmul(c, 1, w, y, ldy, c->xn + (size_t)first * E, E,
+                      c->xq + (size_t)first * (E / ST_ACT_BLOCK), nt - first, diag);
+}
+
+/* Whether layer l's attention runs on the host (see above). */
+static bool res_attend_on_host(const st_forward_ctx *c, uint32_t l)
+{
+    return c->want_qk || records_weights(c, l) ||
+           ((c->pe_flags & ST_POSENC_BIAS) && c->bias && !c->slopes);
+}
+
+/* Whether the plan just made has a range the device's attention kernel
+ * does not evaluate (ST_POS_GROUPED: the host keeps the grouped key copy,
+ * kv_grouped.h). */
+static bool res_plan_on_host(const st_forward_ctx *c)
+{
+    for (size_t e = 0; e < c->n_entries; e++)
+        if (c->entries[e].r.pos_mode == ST_POS_GROUPED)
+            return true;
+    return false;
+}
+
+/* attend_layer on the host, between the device's steps. */
+static st_status res_attend_host(st_forward_ctx *c, uint32_t l, uint32_t nt,
+                                 const int32_t *pos, st_diag *diag)
+{
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t slot0 = c->kv->n_slots, hv = c->res_hv[l];
+    st_status s;
+    if ((s = R->read(c->res, ST_BACT_Q, nt, c->q, diag)) != ST_OK ||
+        (s = R->read(c->res, ST_BACT_K, nt, c->kf, diag)) != ST_OK ||
+        (s = R->read(c->res, ST_BACT_V, nt, c->vf, diag)) != ST_OK ||
+        (hv < slot0 && (s = R->kv_pull(c->res, (int32_t)l, hv, slot0, diag)) != ST_OK) ||
+        (s = attend_layer(c, l, nt, pos, diag)) != ST_OK ||
+        (s = R->kv_push(c->res, (int32_t)l, slot0, slot0 + nt, diag)) != ST_OK)
+        return s;
+    c->res_hv[l] = slot0 + nt;
+    return R->write(c->res, ST_BACT_ATT, nt, c->att, diag);
+}
+
+static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const int32_t *pos,
+                             st_diag *diag)
+{
+    if (!c->res)
+        return attend_layer(c, l, nt, pos, diag);
+    if (res_attend_on_host(c, l))
+        return res_attend_host(c, l, nt, pos, diag);
+    const st_backend_resident_ops *R = c->be->ops->res;
+    uint32_t slot0 = c->kv->n_slots, n_slots = slot0 + nt;
+    /* The plan first (it reads only the host's positions): a plan the
+     * device cannot evaluate runs this layer on the host instead. */
+    st_status s = make_plan(c, l, nt, n_slots, pos, ST_ALL_HEADS, diag);
+    if (s != ST_OK)
+        return s;
+    if (res_plan_on_host(c))
+        return res_attend_host(c, l, nt, pos, diag);
+    if ((s = R->rope_store(c->res, l, nt, slot0, diag)) != ST_OK)
+        return s;
+    if (c->n_entries > c->cap_rents) {
+        st_bres_entry *e = realloc(c->rents, c->n_entries * sizeof *e);
+        if (!e)
+            return oom(diag);
+        c->rents = e;
+        c->cap_rents = c->n_entries;
+    }
+    for (size_t e = 0; e < c->n_entries; e++) {
+        const plan_entry *P = &c->entries[e];
+        /* Never GROUPED here (res_plan_on_host), so the 1.0 range says it all. */
+        st_attn_range r = { P->r.head,     P->r.k_begin,  P->r.k_end,     P->r.min_dist,
+                            P->r.max_dist, P->r.pos_mode, P->r.fixed_dist };
+        c->rents[e] = (st_bres_entry){ r, P->indices, (uint32_t)P->idx_off,
+                                       (uint32_t)P->n_idx };
+    }
+    st_bres_attn A = {
+        .layer = l, .nt = nt, .slot0 = slot0, .entries = c->rents, .n_entries = c->n_entries,
+        .idx = c->idx_pool, .n_idx = c->n_idx, .inv_freq = c->inv_freq, .n_freq = c->n_freq,
+        .rot_scale = c->rot_scale,
+        .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
+        .split = nt == 1 && layer_tiled(c, l, nt) &&
+                 st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
+    };
+    return R->attend(c->res, &A, diag);
+}
+
+/* A batch on the device: each sequence's block in turn (its rows attend
+ * only to its own cache anyway); on an error the caches that moved are
+ * put back, so none has. */
+static st_status res_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag)
+{
     for (size_t i = 0; i < n_seqs; i++)
-        seqs[i].ctx->kv->n_slots += (uint32_t)seqs[i].n;
+        for (size_t j = 0; j < i; j++)
+            if (seqs[j].ctx == seqs[i].ctx || seqs[j].ctx->kv == seqs[i].ctx->kv)
+                return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: sequences %zu and "
+                                   "%zu of the batch share a cache", j, i);
+    for (size_t i = 0; i < n_seqs; i++) {
+        st_status s = st_forward(seqs[i].ctx, seqs[i].tokens, seqs[i].pos, seqs[i].n,
+                                 seqs[i].logits, seqs[i].flags, diag);
+        if (s != ST_OK) {
+            for (size_t j = 0; j < i; j++)
+                seqs[j].ctx->kv->n_slots -= (uint32_t)seqs[j].n;
+            return s;
+        }
+    }
     return ST_OK;
 }

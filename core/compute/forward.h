@@ -63,6 +63,14 @@ typedef struct st_forward_config {
     /* ST_NUMERICS_GGML: llama.cpp's float operations (cpu/ggml_compat.h);
      * ST_NUMERICS_DEFAULT asks $STRETCH_NUMERICS. */
     st_numerics numerics;
+    /* Attention statistics (attention.h, st_attn_stats): per query head,
+     * the sum over the block's last stats_window queries (0 = all) of
+     * each key slot's softmax weight, for the layers whose stats_layers
+     * entry is nonzero (NULL = every layer). Summed inside the attention
+     * loop; those layers take the gather path. */
+    bool want_stats;
+    uint32_t stats_window;
+    const uint8_t *stats_layers;
 } st_forward_config;
 
 /* Logits for every token of the block, not only the last one. */
@@ -110,10 +118,24 @@ typedef struct st_forward_seq {
  * batch's activations. On error no cache has moved. */
 st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *diag);
 
+/* Whether the next blocks record the configured layer's weights (on by
+ * default with want_weights). Off, that layer takes the fast tiled path
+ * like every other and st_forward_weights answers NULL: a caller that
+ * wants the weights of a few rows (a question after a long context) runs
+ * the rows before them as a plain prefill. */
+void st_forward_record_weights(st_forward_ctx *ctx, bool on);
+
 /* The attention weights of the configured layer from the last st_forward:
  * [n_q][n_slots] summed over heads, slots as they were during that call. */
 const float *st_forward_weights(const st_forward_ctx *ctx, uint32_t *n_q, uint32_t *n_slots);
 
+
+/* The attention statistics of the last st_forward: the row of (layer,
+ * query head), indexed by that head's slots as they were during the call
+ * (the shared slots, or its KV head's with per-head slot sets); NULL for
+ * a layer without statistics. *n_q: the queries counted. */
+const float *st_forward_stats(const st_forward_ctx *ctx, uint32_t layer, uint32_t head,
+                              uint32_t *n_q);
 
 /* The model's own rotary frequencies: inv_freq[i] = base^(-2i/rope_dims),
  * i < rope_dims/2. */

@@ -1,8 +1,15 @@
 /* KV cache storage, compaction and reset. */
 #include "kv_cache.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+static uint64_t next_epoch(void)
+{
+    static atomic_uint_fast64_t counter = 1;
+    return (uint64_t)atomic_fetch_add(&counter, 1);
+}
 
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                              uint32_t capacity, st_kv_type type, st_kv_cache **out,
@@ -28,6 +35,8 @@ st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t he
     kv->capacity = capacity;
     kv->type = type;
     kv->row_bytes = st_kv_row_bytes(type, head_dim);
+    kv->last_pos = -1;
+    kv->epoch = next_epoch();
     kv->pos = malloc(capacity * sizeof *kv->pos);
     kv->rot_pos = malloc(capacity * sizeof *kv->rot_pos);
     kv->tokens = malloc(capacity * sizeof *kv->tokens);
@@ -66,16 +75,103 @@ void st_kv_cache_free(st_kv_cache *kv)
     free(kv->pos);
     free(kv->rot_pos);
     free(kv->tokens);
+    free(kv->hn);
+    free(kv->hpos);
+    free(kv->hrot);
+    free(kv->htok);
     free(kv);
 }
 
 void st_kv_cache_reset(st_kv_cache *kv)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, NULL, 0);
     kv->n_slots = 0;
+    kv->last_pos = -1;
+    kv->epoch = next_epoch();
+    if (kv->hn)
+        memset(kv->hn, 0, (size_t)kv->n_layers * kv->n_kv_heads * sizeof *kv->hn);
+}
+
+st_status st_kv_cache_enable_heads(st_kv_cache *kv, st_diag *diag)
+{
+    if (kv->hn)
+        return ST_OK;
+    if (kv->n_slots)
+        return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                           "kv cache: per-head slot sets need an empty cache (%u slots held)",
+                           kv->n_slots);
+    size_t heads = (size_t)kv->n_layers * kv->n_kv_heads, rows = heads * kv->capacity;
+    kv->hn = calloc(heads, sizeof *kv->hn);
+    kv->hpos = malloc(rows * sizeof *kv->hpos);
+    kv->hrot = malloc(rows * sizeof *kv->hrot);
+    kv->htok = malloc(rows * sizeof *kv->htok);
+    if (!kv->hn || !kv->hpos || !kv->hrot || !kv->htok) {
+        free(kv->hn); free(kv->hpos); free(kv->hrot); free(kv->htok);
+        kv->hn = NULL;
+        kv->hpos = kv->hrot = kv->htok = NULL;
+        return st_diag_set(diag, ST_E_NOMEM, "", 0, 0,
+                           "kv cache: out of memory for per-head slot lists (%zu heads x %u)",
+                           heads, kv->capacity);
+    }
+    kv->last_pos = -1;
+    return ST_OK;
+}
+
+void st_kv_cache_head_view(const st_kv_cache *kv, uint32_t layer, uint32_t h, uint32_t extra,
+                           st_kv_view *view)
+{
+    size_t i = st_kv_head_index(kv, layer, h);
+    view->struct_size = sizeof *view;
+    view->n_slots = kv->hn[i] + extra;
+    view->capacity = kv->capacity;
+    view->pos = kv->hpos + i * kv->capacity;
+    view->tokens = kv->htok + i * kv->capacity;
+}
+
+void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const uint8_t *keep)
+{
+    size_t i = st_kv_head_index(kv, layer, h), o = i * kv->capacity;
+    uint32_t dst = 0;
+    for (uint32_t src = 0; src < kv->hn[i]; src++) {
+        if (!keep[src])
+            continue;
+        if (dst != src) {
+            kv->hpos[o + dst] = kv->hpos[o + src];
+            kv->hrot[o + dst] = kv->hrot[o + src];
+            kv->htok[o + dst] = kv->htok[o + src];
+            memcpy(st_kv_at(kv, kv->k[layer], h, dst), st_kv_at(kv, kv->k[layer], h, src),
+                   kv->row_bytes);
+            memcpy(st_kv_at(kv, kv->v[layer], h, dst), st_kv_at(kv, kv->v[layer], h, src),
+                   kv->row_bytes);
+        }
+        dst++;
+    }
+    kv->hn[i] = dst;
+    kv->epoch = next_epoch();
+}
+
+void st_kv_cache_heads_settle(st_kv_cache *kv)
+{
+    uint32_t mx = 0;
+    for (size_t i = 0; i < (size_t)kv->n_layers * kv->n_kv_heads; i++)
+        if (kv->hn[i] > mx)
+            mx = kv->hn[i];
+    kv->n_slots = mx;
+}
+
+void st_kv_cache_heads_commit(st_kv_cache *kv, uint32_t n, int32_t last)
+{
+    for (size_t i = 0; i < (size_t)kv->n_layers * kv->n_kv_heads; i++)
+        kv->hn[i] += n;
+    kv->last_pos = last;
+    st_kv_cache_heads_settle(kv);
 }
 
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
+    if (kv->mirror_compact)
+        kv->mirror_compact(kv->mirror, keep, kv->n_slots);
     uint32_t dst = 0;
     for (uint32_t src = 0; src < kv->n_slots; src++) {
         if (!keep[src])
@@ -94,6 +190,8 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
         }
         dst++;
     }
+    if (dst != kv->n_slots)
+        kv->epoch = next_epoch(); /* slots moved: derived copies are stale */
     kv->n_slots = dst;
 }
 

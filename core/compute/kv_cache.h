@@ -39,6 +39,24 @@ typedef struct st_kv_cache {
     int32_t *tokens;       /* [capacity] */
     uint8_t **k;           /* [n_layers] -> [n_kv_heads][capacity] rows, rotated by rot_pos */
     uint8_t **v;           /* [n_layers] -> same layout */
+    /* Per-(layer, KV head) slot sets (st_attn_kv_config.per_head_slots),
+     * NULL without: head (l, h) holds hn[l * n_kv_heads + h] slots, rows
+     * [0, hn) of its region of k[l] / v[l], with their positions in
+     * hpos / hrot / htok at [(l * n_kv_heads + h) * capacity + slot].
+     * n_slots is then the largest hn (what a step may add to), and pos /
+     * rot_pos / tokens hold only the current block (slots n_slots..). */
+    uint32_t *hn;
+    int32_t *hpos, *hrot, *htok;
+    int32_t last_pos;      /* per-head mode: the last committed position, -1 when empty */
+    /* Changes whenever committed slots may hold other keys than before
+     * (create, reset, compact), unique across caches: copies derived from
+     * the cache (kv_grouped.h) compare it to know they are stale. */
+    uint64_t epoch;
+    /* A copy of the keys and values on a device (backend.h's resident
+     * ops), compacted along with this one (keep NULL: reset); NULL when
+     * there is none. */
+    void *mirror;
+    void (*mirror_compact)(void *mirror, const uint8_t *keep, uint32_t n_before);
 } st_kv_cache;
 
 /* type ST_KV_Q8_0 needs head_dim a multiple of 32. */
@@ -88,5 +106,30 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep);
 
 /* The plugin-facing view of the first n_slots slots. */
 void st_kv_cache_view(const st_kv_cache *kv, uint32_t n_slots, st_kv_view *view);
+
+/* Switch to per-(layer, KV head) slot sets (empty cache only). */
+st_status st_kv_cache_enable_heads(st_kv_cache *kv, st_diag *diag);
+
+/* Index of (layer, KV head) in the per-head arrays. */
+static inline size_t st_kv_head_index(const st_kv_cache *kv, uint32_t layer, uint32_t h)
+{
+    return (size_t)layer * kv->n_kv_heads + h;
+}
+
+/* The view of (layer, KV head)'s slots, `extra` uncommitted ones past its
+ * count included (the current block's). */
+void st_kv_cache_head_view(const st_kv_cache *kv, uint32_t layer, uint32_t h, uint32_t extra,
+                           st_kv_view *view);
+
+/* Keep (layer, KV head)'s slots whose keep[i] is nonzero (i < its count),
+ * in order; then call st_kv_cache_heads_settle. */
+void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const uint8_t *keep);
+
+/* After per-head changes: n_slots = the largest per-head count. */
+void st_kv_cache_heads_settle(st_kv_cache *kv);
+
+/* Commit a block of n slots to every head (the forward pass wrote them at
+ * each head's count); `last` is the block's last position. */
+void st_kv_cache_heads_commit(st_kv_cache *kv, uint32_t n, int32_t last);
 
 #endif

@@ -152,6 +152,15 @@ const st_cpu_kernels *st_cpu_kernels_scalar(void);
 const st_cpu_kernels *st_cpu_kernels_avx2(void);
 const st_cpu_kernels *st_cpu_kernels_avx512(void);
 
+/* The AVX2 16-row kernels (gemm16_avx2.c), on the same repacked layout
+ * as AVX-512's. */
+void st_avx2_gemm16_q4_0(uint32_t n, const uint8_t *g, const st_act_block *x, size_t xs,
+                         uint32_t nt, float *out);
+void st_avx2_gemm16_q4_1(uint32_t n, const uint8_t *g, const st_act_block *x, size_t xs,
+                         uint32_t nt, float *out);
+void st_avx2_gemm16_q8_0(uint32_t n, const uint8_t *g, const st_act_block *x, size_t xs,
+                         uint32_t nt, float *out);
+
 /* The scalar attention gathers (the SIMD paths fall back to them for head
  * sizes that are not a multiple of 8). */
 void st_cpu_scores_f32_scalar(const float *q, const float *k, size_t stride, const uint32_t *idx,

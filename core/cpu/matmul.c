@@ -10,6 +10,10 @@
  * matrix are 6 KiB, L1-sized; also the repacked group height. */
 #define ST_CHUNK_ROWS ST_PACK_ROWS
 
+/* Tokens whose int8 activations stay in L2 while a chunk's row groups pass
+ * over them: 64 tokens of a 1536-wide input are 132 KB. */
+#define ST_TOKEN_BLOCK 64
+
 void st_matmul_job_prepare(st_matmul_job *job)
 {
     /* Decode streams the weights once: bigger chunks keep each thread's
@@ -45,16 +49,23 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
     if (gemm16 && w->packed && quant && !job->no_packed) {
         /* The repacked path: 16 rows per call, each block unpacked once
          * per tile of tokens; a group's weights stay in L1 while the
-         * tiles pass. (Packed matrices have rows a multiple of 16.) */
+         * tiles pass. Tokens go in blocks of ST_TOKEN_BLOCK so the
+         * block's int8 activations and the chunk's weights both stay in
+         * L2 while every group of the chunk passes over them. (Packed
+         * matrices have rows a multiple of 16.) */
         float o16[ST_TILE_MAX * ST_PACK_ROWS];
-        for (uint32_t g0 = r0; g0 < r1; g0 += ST_PACK_ROWS) {
-            const uint8_t *grp = w->packed + (size_t)(g0 / ST_PACK_ROWS) * w->packed_group_bytes;
-            for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
-                uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
-                gemm16(w->cols, grp, job->xq + t0 * job->ldxq, job->ldxq, tn, o16);
-                for (uint32_t t = 0; t < tn; t++)
-                    memcpy(y + (t0 + t) * ldy + g0, o16 + t * ST_PACK_ROWS,
-                           ST_PACK_ROWS * sizeof(float));
+        for (uint32_t tb = 0; tb < job->nt; tb += ST_TOKEN_BLOCK) {
+            uint32_t te = job->nt - tb < ST_TOKEN_BLOCK ? job->nt : tb + ST_TOKEN_BLOCK;
+            for (uint32_t g0 = r0; g0 < r1; g0 += ST_PACK_ROWS) {
+                const uint8_t *grp =
+                    w->packed + (size_t)(g0 / ST_PACK_ROWS) * w->packed_group_bytes;
+                for (uint32_t t0 = tb; t0 < te; t0 += ST_TILE_MAX) {
+                    uint32_t tn = te - t0 < ST_TILE_MAX ? te - t0 : ST_TILE_MAX;
+                    gemm16(w->cols, grp, job->xq + t0 * job->ldxq, job->ldxq, tn, o16);
+                    for (uint32_t t = 0; t < tn; t++)
+                        memcpy(y + (t0 + t) * ldy + g0, o16 + t * ST_PACK_ROWS,
+                               ST_PACK_ROWS * sizeof(float));
+                }
             }
         }
         return;

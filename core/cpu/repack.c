@@ -1,4 +1,4 @@
-/* Weight repacking for the AVX-512 16-row kernels (layout in repack.h). */
+/* Weight repacking for the 16-row kernels (AVX-512 and AVX2) (layout in repack.h). */
 #include "repack.h"
 
 #include <stdlib.h>

@@ -1,8 +1,9 @@
 /*
  * core/cpu/repack.h - quantized weights rearranged once at load for the
- * AVX-512 VNNI kernels: 16 rows interleaved per 32-column block, so one
- * vpdpbusd multiplies 16 rows by 4 activations (broadcast) at a time and
- * the 16 row scales load as one vector. Per group of 16 rows and block:
+ * AVX-512 VNNI and AVX2 16-row kernels: 16 rows interleaved per 32-column
+ * block, so one vpdpbusd multiplies 16 rows by 4 activations (broadcast)
+ * at a time and the 16 row scales load as one vector; AVX2 reads each
+ * 64-byte vector as two halves of 8 rows. Per group of 16 rows and block:
  *
  *   Q4_0: f16 d[16], then 4 x 64 bytes; byte 4r+c of vector i holds
  *         row r's nibbles for column 4i+c (low) and 16+4i+c (high)

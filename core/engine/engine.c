@@ -234,6 +234,8 @@ static st_status configure_compute(st_engine *e, st_error *err)
     if (st != ST_OK)
         return st_error_set(err, st, "attention plugin '%s': configure failed: %s",
                             e->attention.lib->entry->name, perr.message);
+    if ((st = st_engine_configure_kv(e, err)) != ST_OK)
+        return st;
 
     /* A bounded strategy keeps at most `budget` slots between steps; a
      * step appends up to one block before retention trims it again. */
@@ -248,6 +250,8 @@ static st_status configure_compute(st_engine *e, st_error *err)
     const st_model_hparams *hp = &e->model->hp;
     st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity,
                             (st_kv_type)e->strategy->kv_type, &e->kv, &d);
+    if (st == ST_OK && e->kvcfg.per_head_slots)
+        st = st_kv_cache_enable_heads(e->kv, &d);
     if (st == ST_OK && !e->pool)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
@@ -384,6 +388,8 @@ void st_engine_close(st_engine *e)
     st_engine_model_score_free(e);
     st_engine_forward_free(e);
     st_kv_cache_free(e->kv);
+    free(e->stats_layers);
+    free(e->layer_budget);
     free(e->logits);
     free(e->pos_table_owned);
     for (size_t i = e->n_samplers; i-- > 0;)

@@ -41,6 +41,9 @@ st_status st_engine_forward_init(st_engine *e, st_diag *diag)
         .want_qk = (e->attn_needs & ST_ATTN_NEEDS_QK) != 0,
         .want_weights = (e->attn_needs & ST_ATTN_NEEDS_WEIGHTS) != 0,
         .numerics = e->numerics,
+        .want_stats = e->kvcfg.stats != ST_STATS_NONE,
+        .stats_window = e->kvcfg.stats_window,
+        .stats_layers = e->stats_layers,
     };
     if ((e->desc.flags & ST_POSENC_MAP) && !cfg.map_positions)
         return st_diag_set(diag, ST_E_PLUGIN, e->posenc.lib->manifest->library_path, 0, 0,
@@ -247,6 +250,10 @@ static st_status step_finish(st_engine *e, const int32_t *tokens, size_t n, int3
             }
         }
     }
+    if ((st = st_engine_observe_stats(e, pos0, n, err)) != ST_OK)
+        return st;
+    if (e->kvcfg.per_head_slots)
+        return st_engine_retain_heads(e, (uint32_t)n, err);
     return apply_retention(e, (uint32_t)n, err);
 }
 

@@ -52,6 +52,14 @@ struct st_engine {
     uint32_t pos_rows;
     uint32_t attn_needs;
     int32_t attn_weights_layer;
+    /* The attention plugin's ops read up to its struct_size, later fields
+     * zero (the 1.4 ops of an older plugin are NULL), and what its
+     * configure_kv asked for: statistics, per-head slot sets, per-layer
+     * budgets (stats_layers, layer_budget: [n_layers], owned). */
+    st_attention_ops attn_x;
+    st_attn_kv_config kvcfg;
+    uint8_t *stats_layers;
+    uint32_t *layer_budget;
 
     uint32_t n_ctx;
     uint32_t n_threads;
@@ -131,6 +139,12 @@ void st_engine_install_vocab(st_engine *e);
 
 /* Create and free the forward context for the engine's model, cache and
  * plugins (engine_forward.c). */
+/* engine_kv.c: the attention plugin's 1.4 requests (configure_kv), its
+ * statistics after a step and retention per (layer, KV head). */
+st_status st_engine_configure_kv(st_engine *e, st_error *err);
+st_status st_engine_observe_stats(st_engine *e, int32_t pos0, size_t n, st_error *err);
+st_status st_engine_retain_heads(st_engine *e, uint32_t n_new, st_error *err);
+
 st_status st_engine_forward_init(st_engine *e, st_diag *diag);
 void st_engine_forward_free(st_engine *e);
 

@@ -19,9 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tokens per forward call: rows of logits held at once (n_vocab floats
- * each), so a long request does not hold a [n][n_vocab] block. */
+/* Tokens per forward call where logits are wanted: rows of logits held at
+ * once (n_vocab floats each), so a long request does not hold a
+ * [n][n_vocab] block. */
 #define SCORE_BLOCK 64u
+/* Tokens per forward call otherwise (rows before score_from, and weights
+ * without logits): the engine's prefill block. */
+#define PREFILL_BLOCK 512u
 
 void st_engine_model_score_free(st_engine *e)
 {
@@ -79,7 +83,8 @@ static float logprob_of(const float *logits, uint32_t n_vocab, int32_t token)
     return (float)-st_engine_nll(logits, n_vocab, token);
 }
 
-static st_status check_request(st_engine *e, const st_score_request *req, st_error *err)
+static st_status check_request(st_engine *e, const st_score_request *req, size_t from,
+                               st_error *err)
 {
     if (req->struct_size < ST_SCORE_REQUEST_SIZE_1_0)
         return st_error_set(err, ST_E_ABI,
@@ -102,6 +107,10 @@ static st_status check_request(st_engine *e, const st_score_request *req, st_err
             return st_error_set(err, ST_E_INVALID,
                                 "model_score: token %zu is %d, outside the vocabulary of %u",
                                 i, req->tokens[i], e->shape.n_vocab);
+    if (from >= req->n_tokens)
+        return st_error_set(err, ST_E_RANGE,
+                            "model_score: score_from is %zu, expected below n_tokens (%zu)",
+                            from, req->n_tokens);
     if (req->attn_weights &&
         (req->attn_layer < -1 || req->attn_layer >= (int32_t)e->shape.n_layers))
         return st_error_set(err, ST_E_INVALID,
@@ -113,7 +122,9 @@ static st_status check_request(st_engine *e, const st_score_request *req, st_err
 st_status st_engine_model_score(void *engine, st_score_request *req, st_error *err)
 {
     st_engine *e = engine;
-    st_status st = check_request(e, req, err);
+    /* score_from is read only from a request that has it (ABI 1.4). */
+    size_t from = req->struct_size >= ST_SCORE_REQUEST_SIZE_1_4 ? req->score_from : 0;
+    st_status st = check_request(e, req, from, err);
     if (st != ST_OK)
         return st;
     size_t n = req->n_tokens;
@@ -124,9 +135,13 @@ st_status st_engine_model_score(void *engine, st_score_request *req, st_error *e
     if ((st = scratch_ready(e, (uint32_t)n, layer, err)) != ST_OK)
         return st;
     bool want_logits = req->logprob || req->entropy;
+    /* Rows [0, lead) are a plain prefill: the row before score_from
+     * predicts its token, so it is scored when log-probs are wanted. */
+    size_t lead = want_logits && from > 0 ? from - 1 : from;
+    size_t block = want_logits ? SCORE_BLOCK : PREFILL_BLOCK;
     float *logits = want_logits ? malloc(sizeof(float) * nv * SCORE_BLOCK) : NULL;
     float *carry = want_logits ? malloc(sizeof(float) * nv) : NULL;
-    int32_t *pos = malloc(sizeof(int32_t) * SCORE_BLOCK);
+    int32_t *pos = malloc(sizeof(int32_t) * PREFILL_BLOCK);
     if ((want_logits && (!logits || !carry)) || !pos) {
         free(logits);
         free(carry);
@@ -135,9 +150,27 @@ st_status st_engine_model_score(void *engine, st_score_request *req, st_error *e
     }
     if (req->attn_weights)
         memset(req->attn_weights, 0, sizeof(float) * n * n);
+    for (size_t t = 0; t < from; t++) {
+        if (req->logprob)
+            req->logprob[t] = 0.0f;
+        if (req->entropy)
+            req->entropy[t] = 0.0f;
+    }
     st_kv_cache_reset(e->score_kv);
-    for (size_t done = 0; done < n && st == ST_OK;) {
-        size_t k = n - done < SCORE_BLOCK ? n - done : SCORE_BLOCK;
+    st_forward_record_weights(e->score_fwd, false);
+    for (size_t done = 0; done < lead && st == ST_OK;) {
+        size_t k = lead - done < PREFILL_BLOCK ? lead - done : PREFILL_BLOCK;
+        for (size_t i = 0; i < k; i++)
+            pos[i] = (int32_t)(done + i);
+        st_diag d;
+        st_diag_clear(&d);
+        if (st_forward(e->score_fwd, req->tokens + done, pos, k, NULL, 0, &d) != ST_OK)
+            st = st_error_from_diag(err, &d);
+        done += k;
+    }
+    st_forward_record_weights(e->score_fwd, true);
+    for (size_t done = lead; done < n && st == ST_OK;) {
+        size_t k = n - done < block ? n - done : block;
         for (size_t i = 0; i < k; i++)
             pos[i] = (int32_t)(done + i);
         st_diag d;
@@ -152,6 +185,8 @@ st_status st_engine_model_score(void *engine, st_score_request *req, st_error *e
              * token was predicted by the previous block's last row. */
             for (size_t t = 0; t < k; t++) {
                 size_t at = done + t;
+                if (at < from)
+                    continue;
                 const float *pred = t ? logits + (t - 1) * nv : (at ? carry : NULL);
                 float lp = pred ? logprob_of(pred, nv, req->tokens[at]) : 0.0f;
                 if (!isfinite(lp)) {
@@ -171,14 +206,16 @@ st_status st_engine_model_score(void *engine, st_score_request *req, st_error *e
             uint32_t nq = 0, ns = 0;
             const float *w = st_forward_weights(e->score_fwd, &nq, &ns);
             /* Dense causal attention over a cache that keeps every slot:
-             * slot j is token j, so row done+q takes columns 0..ns. */
+             * slot j is token j, so row done+q takes columns 0..ns. Rows
+             * before score_from stay 0. */
             for (uint32_t q = 0; w && q < nq; q++)
-                memcpy(req->attn_weights + (done + q) * n, w + (size_t)q * ns,
-                       sizeof(float) * ns);
+                if (done + q >= from)
+                    memcpy(req->attn_weights + (done + q) * n, w + (size_t)q * ns,
+                           sizeof(float) * ns);
         }
         done += k;
     }
-    if (st == ST_OK && req->entropy) {
+    if (st == ST_OK && req->entropy && from == 0) {
         /* The first token has no prefix to be predicted from: it gets the
          * largest surprisal of the rest (services.h), as SirLLM does. */
         float max = 0.0f;

@@ -3,8 +3,12 @@
  * codes (stretch.h): version, ABI, status names and texts, peak memory.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "cpu/amx_probe.h"
+#include "cpu/cpu_features.h"
 
 #include <stretch/stretch.h>
 
@@ -79,4 +83,21 @@ uint64_t st_peak_rss_bytes(void)
             break;
     fclose(f);
     return kb * 1024;
+}
+
+static char cpu_summary[160];
+static pthread_once_t cpu_summary_once = PTHREAD_ONCE_INIT;
+
+static void cpu_summary_init(void)
+{
+    st_amx_probe amx;
+    st_amx_probe_run(&amx);
+    snprintf(cpu_summary, sizeof cpu_summary, "kernels %s; %s",
+             st_cpu_isa_name(st_cpu_isa_active()), amx.reason);
+}
+
+const char *st_cpu_summary(void)
+{
+    pthread_once(&cpu_summary_once, cpu_summary_init);
+    return cpu_summary;
 }

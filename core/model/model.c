@@ -8,6 +8,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* A repacked matrix's mapped original is read again only for embedding
+ * rows (tied output) and by the ggml-numerics row kernels: drop its whole
+ * pages from the process now that the repack has read them, so resident
+ * memory holds one copy. The mapping is PROT_READ and MAP_PRIVATE (never
+ * written), so a later read simply faults the page back in from the file
+ * cache. Best effort: a failure only costs memory. */
+static void release_mapped_pages(const st_weight *w)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !w->packed)
+        return;
+    uintptr_t lo = (uintptr_t)w->data, hi = lo + (uintptr_t)w->row_bytes * w->rows;
+    lo = (lo + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    hi &= ~((uintptr_t)page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
 
 static const char *gpath(const st_gguf *g)
 {
@@ -254,10 +274,11 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
             (s = find_matrix(g, n[8], F, E, &L->down, diag)))
             goto fail;
     }
-    /* The AVX-512 kernels read quantized matrices in a 16-row interleaved
-     * layout: repack once here (a copy; the mapping is then only read for
-     * embedding rows). Other paths read the mapping as is. */
-    if (st_cpu_isa_active() >= ST_ISA_AVX512) {
+    /* The AVX2 and AVX-512 kernels read quantized matrices in a 16-row
+     * interleaved layout: repack once here (a copy; the mapping is then
+     * only read for embedding rows and by the ggml-numerics row kernels).
+     * The scalar path reads the mapping as is. */
+    if (st_cpu_isa_active() >= ST_ISA_AVX2) {
         st_weight *all[7];
         for (uint32_t i = 0; i <= hp->n_layers; i++) {
             size_t k = 0;
@@ -268,12 +289,14 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
                 all[k++] = &L->wq; all[k++] = &L->wk; all[k++] = &L->wv; all[k++] = &L->wo;
                 all[k++] = &L->gate; all[k++] = &L->up; all[k++] = &L->down;
             }
-            for (size_t j = 0; j < k; j++)
+            for (size_t j = 0; j < k; j++) {
                 if (st_repack_weight(all[j]) != ST_OK) {
                     s = st_diag_set(diag, ST_E_NOMEM, gpath(g), 0, 0,
                                     "model: out of memory repacking weights");
                     goto fail;
                 }
+                release_mapped_pages(all[j]);
+            }
         }
     }
     *out = m;

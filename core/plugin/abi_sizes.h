@@ -29,6 +29,7 @@
 #define ST_READ_PARAMS_SIZE_1_3 ST_END_OF(st_read_params, progress_user)
 /* What a plugin hands the host's model_score (services.h). */
 #define ST_SCORE_REQUEST_SIZE_1_0 ST_END_OF(st_score_request, attn_weights)
+#define ST_SCORE_REQUEST_SIZE_1_4 ST_END_OF(st_score_request, score_from)
 /* Caller-filled structs of the host API (stretch.h). */
 #define ST_ENGINE_OPTIONS_SIZE_1_0 ST_END_OF(st_engine_options, model)
 #define ST_GENERATE_PARAMS_SIZE_1_0 ST_END_OF(st_generate_params, first_logits)

@@ -383,8 +383,10 @@ static void check_posenc(const st_posenc_ops *ops, void *inst, st_conformance_re
 typedef struct plan_sink {
     const st_attn_query *q;
     uint32_t n_heads;
+    uint32_t h_lo, h_hi;    /* the query heads the plan may reach (a KV head's, per head) */
     uint8_t *seen;          /* [n_heads][n_q][n_slots] */
     bool causal_violation;
+    uint32_t group;         /* the plan's ST_POS_GROUPED group size, 0 = none yet */
     char fault[ST_CONFORMANCE_MESSAGE_MAX];
 } plan_sink;
 
@@ -399,35 +401,84 @@ static void sink_fault(plan_sink *s, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool shape_ok(plan_sink *s, const st_attn_range *r)
+static bool shape_ok(plan_sink *s, const st_attn_range2 *r)
 {
     if (r->head != ST_ALL_HEADS && r->head >= s->n_heads) {
         sink_fault(s, "range for head %u of %u", r->head, s->n_heads);
+        return false;
+    }
+    if (r->head != ST_ALL_HEADS && (r->head < s->h_lo || r->head >= s->h_hi)) {
+        sink_fault(s, "range for head %u in the plan of KV head %u (query heads %u..%u)",
+                   r->head, s->q->kv_head, s->h_lo, s->h_hi - 1);
         return false;
     }
     if (r->min_dist > r->max_dist) {
         sink_fault(s, "range with min_dist %d > max_dist %d", r->min_dist, r->max_dist);
         return false;
     }
-    if ((int)r->pos_mode < ST_POS_TRUE || (int)r->pos_mode > ST_POS_SLOT) {
+    if ((int)r->pos_mode < ST_POS_TRUE || (int)r->pos_mode > ST_POS_GROUPED) {
         sink_fault(s, "range with unknown pos_mode %d", (int)r->pos_mode);
+        return false;
+    }
+    if (r->pos_mode == ST_POS_GROUPED) {
+        if (r->group == 0) {
+            sink_fault(s, "ST_POS_GROUPED range with group size 0");
+            return false;
+        }
+        if (s->group && s->group != r->group) {
+            sink_fault(s, "ST_POS_GROUPED ranges with group sizes %u and %u in one plan",
+                       s->group, r->group);
+            return false;
+        }
+        s->group = r->group;
+    }
+    return true;
+}
+
+/* A 1.0 range as the sized form; GROUPED is refused (it needs the group
+ * size, which only add_range2 carries). */
+static bool widen(plan_sink *s, const st_attn_range *r, st_attn_range2 *w, const char *op)
+{
+    if (r->pos_mode == ST_POS_GROUPED) {
+        sink_fault(s, "ST_POS_GROUPED through %s (it needs the sized form, %s2)", op, op);
+        return false;
+    }
+    *w = (st_attn_range2){sizeof *w, r->head, r->k_begin, r->k_end, r->min_dist, r->max_dist,
+                          r->pos_mode, r->fixed_dist, 0, 0};
+    return true;
+}
+
+static bool sized_ok(plan_sink *s, const st_attn_range2 *r)
+{
+    if (r && r->struct_size < sizeof *r) {
+        sink_fault(s, "st_attn_range2.struct_size %u < %zu", r->struct_size, sizeof *r);
         return false;
     }
     return true;
 }
 
-static void mark(plan_sink *s, const st_attn_range *r, uint32_t slot)
+static void mark(plan_sink *s, const st_attn_range2 *r, uint32_t slot)
 {
     const st_attn_query *q = s->q;
     uint32_t n_slots = q->kv->n_slots;
-    uint32_t h0 = r->head == ST_ALL_HEADS ? 0 : r->head;
-    uint32_t h1 = r->head == ST_ALL_HEADS ? s->n_heads : r->head + 1;
+    uint32_t h0 = r->head == ST_ALL_HEADS ? s->h_lo : r->head;
+    uint32_t h1 = r->head == ST_ALL_HEADS ? s->h_hi : r->head + 1;
     for (uint32_t i = 0; i < q->n_q; i++) {
         int64_t d = (int64_t)q->q_pos[i] - q->kv->pos[slot];
         if (d < r->min_dist || d > r->max_dist)
             continue;
         if (d < 0)
             s->causal_violation = true;
+        if (r->pos_mode == ST_POS_GROUPED && r->group) {
+            /* The relative position the model sees must not be negative:
+             * RoPE would score the key as one from the future. */
+            int64_t gd = (int64_t)q->q_pos[i] / r->group - q->kv->pos[slot] / r->group +
+                         r->group_offset;
+            if (gd < 0)
+                sink_fault(s, "ST_POS_GROUPED range: query pos %d, key pos %d at grouped "
+                           "distance %lld < 0 (group %u, offset %d)", q->q_pos[i],
+                           q->kv->pos[slot], (long long)gd, r->group, r->group_offset);
+        }
         for (uint32_t h = h0; h < h1; h++) {
             uint8_t *c = &s->seen[((size_t)h * q->n_q + i) * n_slots + slot];
             if (*c < 255)
@@ -436,9 +487,8 @@ static void mark(plan_sink *s, const st_attn_range *r, uint32_t slot)
     }
 }
 
-static st_status sink_add_range(void *host, const st_attn_range *r)
+static st_status sink_range2(plan_sink *s, const st_attn_range2 *r)
 {
-    plan_sink *s = host;
     if (!r || !shape_ok(s, r))
         return ST_E_INVALID;
     if (r->k_begin > r->k_end || r->k_end > s->q->kv->n_slots) {
@@ -451,10 +501,26 @@ static st_status sink_add_range(void *host, const st_attn_range *r)
     return ST_OK;
 }
 
-static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
-                                  const st_attn_range *r)
+static st_status sink_add_range(void *host, const st_attn_range *r)
 {
     plan_sink *s = host;
+    st_attn_range2 w;
+    if (!r || !widen(s, r, &w, "add_range"))
+        return ST_E_INVALID;
+    return sink_range2(s, &w);
+}
+
+static st_status sink_add_range2(void *host, const st_attn_range2 *r)
+{
+    plan_sink *s = host;
+    if (!sized_ok(s, r))
+        return ST_E_INVALID;
+    return sink_range2(s, r);
+}
+
+static st_status sink_indices2(plan_sink *s, const uint32_t *slots, size_t n,
+                               const st_attn_range2 *r)
+{
     if (!r || !shape_ok(s, r))
         return ST_E_INVALID;
     if (n && !slots) {
@@ -473,10 +539,29 @@ static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
     return ST_OK;
 }
 
+static st_status sink_add_indices(void *host, const uint32_t *slots, size_t n,
+                                  const st_attn_range *r)
+{
+    plan_sink *s = host;
+    st_attn_range2 w;
+    if (!r || !widen(s, r, &w, "add_indices"))
+        return ST_E_INVALID;
+    return sink_indices2(s, slots, n, &w);
+}
+
+static st_status sink_add_indices2(void *host, const uint32_t *slots, size_t n,
+                                   const st_attn_range2 *r)
+{
+    plan_sink *s = host;
+    if (!sized_ok(s, r))
+        return ST_E_INVALID;
+    return sink_indices2(s, slots, n, r);
+}
+
 /* Plan one block and check it; `label` names the scenario in messages. */
 static void check_plan(const st_attention_ops *ops, void *inst, const st_model_shape *shape,
                        const st_kv_view *kv, uint32_t q_first, uint32_t n_q, bool needs_qk,
-                       const char *label, st_conformance_report *rep)
+                       uint32_t kv_head, const char *label, st_conformance_report *rep)
 {
     char name[ST_CONFORMANCE_NAME_MAX];
     uint32_t *q_slot = calloc(n_q, sizeof *q_slot);
@@ -516,10 +601,15 @@ static void check_plan(const st_attention_ops *ops, void *inst, const st_model_s
     q.kv = kv;
     q.q = qv;
     q.k = kvals;
-    plan_sink sink = {.q = &q, .n_heads = shape->n_heads, .seen = seen};
+    q.kv_head = kv_head;
+    uint32_t gs = shape->n_kv_heads ? shape->n_heads / shape->n_kv_heads : 1;
+    plan_sink sink = {.q = &q, .n_heads = shape->n_heads, .seen = seen,
+                      .h_lo = kv_head == ST_ALL_HEADS ? 0 : kv_head * gs,
+                      .h_hi = kv_head == ST_ALL_HEADS ? shape->n_heads : kv_head * gs + gs};
     st_attn_plan_builder b = {
         .struct_size = sizeof b, .host = &sink,
-        .add_range = sink_add_range, .add_indices = sink_add_indices};
+        .add_range = sink_add_range, .add_indices = sink_add_indices,
+        .add_range2 = sink_add_range2, .add_indices2 = sink_add_indices2};
     st_error err = {0};
     st_status st = ops->plan(inst, &q, &b, &err);
     if (!check(rep, name, st == ST_OK && !sink.fault[0], "%s",
@@ -528,7 +618,7 @@ static void check_plan(const st_attention_ops *ops, void *inst, const st_model_s
 
     size_t twice = 0, own_missing = 0;
     uint32_t tw_h = 0, tw_q = 0, tw_k = 0, om_h = 0, om_q = 0;
-    for (uint32_t h = 0; h < shape->n_heads; h++)
+    for (uint32_t h = sink.h_lo; h < sink.h_hi; h++)
         for (uint32_t i = 0; i < n_q; i++) {
             const uint8_t *row = &seen[((size_t)h * n_q + i) * kv->n_slots];
             for (uint32_t k = 0; k < kv->n_slots; k++)
@@ -621,6 +711,175 @@ static void check_retain(const st_attention_ops *ops, void *inst, uint32_t needs
           worst, budget);
 }
 
+/* ---- attention, ABI 1.4: configure_kv, statistics, per-head retention ---- */
+
+enum { ST_CONF_MAX_LAYERS = 256 };
+
+/* The plugin's ops read up to its struct_size; later ones NULL. */
+static st_attention_ops attn_ops_full(const st_attention_ops *ops)
+{
+    st_attention_ops o;
+    uint32_t size;
+    memcpy(&size, ops, sizeof size);
+    memset(&o, 0, sizeof o);
+    memcpy(&o, ops, size < sizeof o ? size : sizeof o);
+    return o;
+}
+
+/* configure_kv as the engine calls it; false stops the attention checks. */
+static bool check_configure_kv(const st_attention_ops *o, void *inst, const st_model_shape *shape,
+                               uint32_t needs, uint32_t budget, st_attn_kv_config *c,
+                               uint8_t *stats_layers, uint32_t *layer_budget,
+                               st_conformance_report *rep)
+{
+    memset(stats_layers, 1, ST_CONF_MAX_LAYERS);
+    memset(layer_budget, 0, ST_CONF_MAX_LAYERS * sizeof *layer_budget);
+    *c = (st_attn_kv_config){ .struct_size = sizeof *c, .stats_layers = stats_layers,
+                              .layer_budget = layer_budget };
+    if (!o->configure_kv)
+        return !o->retain_heads ||
+               check(rep, "attention.configure_kv", false,
+                     "retain_heads is set but configure_kv is NULL, so per-head slot sets "
+                     "can never be asked for");
+    st_error err = {0};
+    st_status st = o->configure_kv(inst, shape, c, &err);
+    if (st != ST_OK)
+        return check(rep, "attention.configure_kv", false, "configure_kv failed (%d): %s",
+                     (int)st, err.message);
+    char why[ST_CONFORMANCE_MESSAGE_MAX] = "";
+    if ((unsigned)c->stats > ST_STATS_QUERY_HEADS)
+        snprintf(why, sizeof why, "stats %d is not NONE, KV_HEADS or QUERY_HEADS",
+                 (int)c->stats);
+    else if (c->per_head_slots > 1)
+        snprintf(why, sizeof why, "per_head_slots %u, expected 0 or 1", c->per_head_slots);
+    else if (c->stats_layers != stats_layers || c->layer_budget != layer_budget)
+        snprintf(why, sizeof why, "the host's stats_layers or layer_budget arrays were replaced");
+    else if (c->stats && !o->on_attention_stats)
+        snprintf(why, sizeof why, "statistics asked for but on_attention_stats is NULL");
+    else if (c->per_head_slots && !o->retain_heads)
+        snprintf(why, sizeof why, "per-head slot sets asked for but retain_heads is NULL");
+    else if (c->per_head_slots && (needs & (ST_ATTN_NEEDS_QK | ST_ATTN_NEEDS_WEIGHTS)))
+        snprintf(why, sizeof why, "per-head slot sets with ST_ATTN_NEEDS_QK or "
+                 "ST_ATTN_NEEDS_WEIGHTS (the host refuses the mix)");
+    for (uint32_t l = 0; !why[0] && l < shape->n_layers && l < ST_CONF_MAX_LAYERS; l++)
+        if (budget && layer_budget[l] > budget)
+            snprintf(why, sizeof why, "layer_budget[%u] = %u exceeds cache_budget %u", l,
+                     layer_budget[l], budget);
+    if (why[0])
+        return check(rep, "attention.configure_kv", false, "%s", why);
+    return check(rep, "attention.configure_kv", true, "stats %d (window %u), per-head slots %u",
+                 (int)c->stats, c->stats_window, c->per_head_slots);
+}
+
+/* Feed synthetic statistics and run retain_heads past the budget, in
+ * blocks of 16 and then token by token, as the engine would. */
+static void check_retain_heads(const st_attention_ops *o, void *inst, const st_model_shape *sh,
+                               const st_attn_kv_config *c, uint32_t budget,
+                               st_conformance_report *rep)
+{
+    const char *name = "attention.retain_heads";
+    enum { BLOCK = 16 };
+    uint32_t L = sh->n_layers, G = sh->n_kv_heads, H = sh->n_heads;
+    uint32_t rows = c->stats == ST_STATS_QUERY_HEADS ? H : G, gs = H / G;
+    uint32_t T = budget ? budget + 64 : 256, cap = (budget ? budget : T) + BLOCK;
+    if (T > 20000 || L > ST_CONF_MAX_LAYERS) {
+        skip(rep, name, "budget above 20000 slots or more than 256 layers");
+        return;
+    }
+    size_t nh = (size_t)L * G;
+    int32_t *pos = calloc(nh * cap, sizeof *pos), *tok = calloc(nh * cap, sizeof *tok);
+    uint8_t *keepm = calloc(nh * cap, 1);
+    uint8_t **keep = calloc(nh, sizeof *keep);
+    st_kv_view *views = calloc(nh, sizeof *views);
+    float *srows = calloc((size_t)L * rows * cap, sizeof *srows);
+    const float **sums = calloc((size_t)L * rows, sizeof *sums);
+    uint32_t *n = calloc(nh, sizeof *n);
+    int32_t qpos[BLOCK];
+    if (!pos || !tok || !keepm || !keep || !views || !srows || !sums || !n) {
+        check(rep, name, false, "out of memory in the checker");
+        goto done;
+    }
+    uint64_t x = 11;
+    uint32_t worst = 0;
+    for (uint32_t t0 = 0; t0 < T;) {
+        uint32_t nb = t0 + BLOCK + 8 <= T ? BLOCK : 1;
+        for (size_t i = 0; i < nh; i++) {
+            for (uint32_t k = 0; k < nb; k++) {
+                pos[i * cap + n[i] + k] = (int32_t)(t0 + k);
+                tok[i * cap + n[i] + k] = (int32_t)((t0 + k) % 1000);
+            }
+            n[i] += nb;
+            views[i] = (st_kv_view){ .struct_size = sizeof views[i], .n_slots = n[i],
+                                     .capacity = cap, .pos = pos + i * cap,
+                                     .tokens = tok + i * cap };
+            keep[i] = keepm + i * cap;
+            memset(keep[i], 1, n[i]);
+        }
+        if (c->stats) {
+            uint32_t nq = c->stats_window && c->stats_window < nb ? c->stats_window : nb;
+            for (uint32_t k = 0; k < nq; k++)
+                qpos[k] = (int32_t)(t0 + nb - nq + k);
+            for (uint32_t l = 0; l < L; l++)
+                for (uint32_t r = 0; r < rows; r++) {
+                    size_t i = (size_t)l * rows + r;
+                    uint32_t ns = n[(size_t)l * G + (rows == G ? r : r / gs)];
+                    float *w = srows + i * cap;
+                    for (uint32_t j = 0; j < ns; j++)
+                        w[j] = (float)(rng_unit(&x) * nq / ns);
+                    sums[i] = c->stats_layers[l] ? w : NULL;
+                }
+            st_attn_stats st = { .struct_size = sizeof st, .n_layers = L, .n_kv_heads = G,
+                                 .n_rows = rows, .n_q = nq, .q_pos = qpos, .kv = views,
+                                 .sum = sums };
+            st_error err = {0};
+            st_status s = o->on_attention_stats(inst, &st, &err);
+            if (s != ST_OK) {
+                check(rep, "attention.stats", false, "on_attention_stats failed at position "
+                      "%u (%d): %s", t0, (int)s, err.message);
+                goto done;
+            }
+        }
+        st_kv_heads hs = { .struct_size = sizeof hs, .n_layers = L, .n_kv_heads = G,
+                           .n_new = nb, .kv = views, .keep = keep };
+        st_error err = {0};
+        st_status s = o->retain_heads(inst, &hs, &err);
+        if (s != ST_OK) {
+            check(rep, name, false, "retain_heads failed at position %u (%d): %s", t0, (int)s,
+                  err.message);
+            goto done;
+        }
+        for (size_t i = 0; i < nh; i++) {
+            uint32_t l = (uint32_t)(i / G), lb = c->layer_budget[l] ? c->layer_budget[l] : budget;
+            if (!keep[i][n[i] - 1]) {
+                check(rep, name, false, "layer %u KV head %u dropped its newest slot at "
+                      "position %u", l, (uint32_t)(i % G), t0 + nb - 1);
+                goto done;
+            }
+            uint32_t m = 0;
+            for (uint32_t j = 0; j < n[i]; j++)
+                if (keep[i][j]) {
+                    pos[i * cap + m] = pos[i * cap + j];
+                    tok[i * cap + m] = tok[i * cap + j];
+                    m++;
+                }
+            n[i] = m;
+            if (lb && m > lb) {
+                check(rep, name, false, "after position %u layer %u KV head %u holds %u slots, "
+                      "over its budget of %u", t0 + nb - 1, l, (uint32_t)(i % G), m, lb);
+                goto done;
+            }
+            worst = m > worst ? m : worst;
+        }
+        t0 += nb;
+    }
+    if (c->stats)
+        check(rep, "attention.stats", true, "%u positions of statistics accepted", T);
+    check(rep, name, true, "%u positions, %zu heads, at most %u slots per head (budget %u)", T,
+          nh, worst, budget);
+done:
+    free(pos); free(tok); free(keepm); free(keep); free(views); free(srows); free(sums); free(n);
+}
+
 static void check_attention(const st_attention_ops *ops, void *inst,
                             st_conformance_report *rep)
 {
@@ -650,16 +909,31 @@ static void check_attention(const st_attention_ops *ops, void *inst,
         tok[i] = (i * 31) % 1000;
     }
     st_kv_view kv = {.struct_size = sizeof kv, .capacity = N_SLOTS, .pos = pos, .tokens = tok};
-    kv.n_slots = 48;
-    check_plan(ops, inst, &shape, &kv, 0, 48, needs_qk, "prefill", rep);
-    kv.n_slots = N_SLOTS;
-    check_plan(ops, inst, &shape, &kv, N_SLOTS - 1, 1, needs_qk, "decode", rep);
-    check_plan(ops, inst, &shape, &kv, N_SLOTS - 16, 16, needs_qk, "block", rep);
-
     uint32_t budget = ops->cache_budget(inst, shape.n_ctx);
+    st_attention_ops full = attn_ops_full(ops);
+    uint8_t stats_layers[ST_CONF_MAX_LAYERS];
+    uint32_t layer_budget[ST_CONF_MAX_LAYERS];
+    st_attn_kv_config kvc;
+    if (!check_configure_kv(&full, inst, &shape, needs, budget, &kvc, stats_layers,
+                            layer_budget, rep))
+        return;
+    uint32_t all = ST_ALL_HEADS;
+    kv.n_slots = 48;
+    check_plan(ops, inst, &shape, &kv, 0, 48, needs_qk, all, "prefill", rep);
+    kv.n_slots = N_SLOTS;
+    check_plan(ops, inst, &shape, &kv, N_SLOTS - 1, 1, needs_qk, all, "decode", rep);
+    check_plan(ops, inst, &shape, &kv, N_SLOTS - 16, 16, needs_qk, all, "block", rep);
+    if (kvc.per_head_slots) {
+        /* A plan for one KV head's slots reaches only its query heads. */
+        check_plan(ops, inst, &shape, &kv, N_SLOTS - 16, 16, needs_qk, shape.n_kv_heads - 1,
+                   "per_head", rep);
+    }
+
     check(rep, "attention.cache_budget", budget <= shape.n_ctx,
           "cache_budget(%u) = %u, more than the context", shape.n_ctx, budget);
-    if (!ops->retain) {
+    if (kvc.per_head_slots) {
+        check_retain_heads(&full, inst, &shape, &kvc, budget, rep);
+    } else if (!ops->retain) {
         check(rep, "attention.retain", budget == 0,
               "cache_budget is %u but retain is NULL, so nothing bounds the cache", budget);
     } else {
@@ -678,7 +952,7 @@ static void check_attention(const st_attention_ops *ops, void *inst,
                 check_retain(ops, inst, needs, budget, steps, &ckv, p, t, keep, w, rep);
                 /* A decode step on the compacted cache (gaps in positions). */
                 if (ckv.n_slots > 0 && rep->n_checks > 0 && rep->checks[rep->n_checks - 1].passed)
-                    check_plan(ops, inst, &shape, &ckv, ckv.n_slots - 1, 1, needs_qk,
+                    check_plan(ops, inst, &shape, &ckv, ckv.n_slots - 1, 1, needs_qk, all,
                                "compacted", rep);
             }
             free(p);

@@ -37,6 +37,9 @@ static const st_op_info attention_ops[] = {
     OP(st_attention_ops, on_entropy, false),
     OP(st_attention_ops, on_attention, false),
     OP(st_attention_ops, reset, false),
+    OP(st_attention_ops, configure_kv, false),
+    OP(st_attention_ops, on_attention_stats, false),
+    OP(st_attention_ops, retain_heads, false),
 };
 
 static const st_op_info sampler_ops[] = {

@@ -31,3 +31,12 @@ Test(library_info, peak_rss_is_reported)
 {
     cr_assert_gt(st_peak_rss_bytes(), 0u);
 }
+
+Test(library_info, cpu_summary_names_kernels_and_amx)
+{
+    const char *s = st_cpu_summary();
+    cr_assert_not_null(s);
+    cr_assert(strncmp(s, "kernels ", 8) == 0, "%s", s);
+    cr_assert(strstr(s, "; amx: ") != NULL, "%s", s);
+    cr_assert_eq(st_cpu_summary(), s); /* probed once */
+}

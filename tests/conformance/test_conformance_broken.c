@@ -186,7 +186,8 @@ static st_status keep_all_but_first(void *inst, const st_kv_view *kv, uint32_t n
 
 #define ATTENTION(var, plan, budget, retain)                                                \
     static const st_attention_ops var##_ops = {sizeof(st_attention_ops), att_configure,      \
-                                               budget, plan, retain, NULL, NULL, NULL};       \
+                                               budget, plan, retain, NULL, NULL, NULL,        \
+                                               NULL, NULL, NULL};                            \
     static const st_plugin_entry var = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry), \
                                         ST_KIND_ATTENTION, #var, "0.0.1", "broken",           \
                                         any_create, any_destroy, &var##_ops, NULL}
@@ -197,6 +198,108 @@ ATTENTION(unbounded_att, plain_causal, small_budget, NULL);
 ATTENTION(leaky_att, plain_causal, small_budget, keep_all_but_first);
 ATTENTION(oob_att, out_of_bounds, no_budget, NULL);
 ATTENTION(good_att, plain_causal, no_budget, NULL);
+
+/* ABI 1.4: per-head slot sets and statistics. */
+static st_status kv_per_head(void *inst, const st_model_shape *shape, st_attn_kv_config *cfg,
+                             st_error *err)
+{
+    cfg->per_head_slots = 1;
+    cfg->stats = ST_STATS_KV_HEADS;
+    return ST_OK;
+}
+
+static st_status stats_ok(void *inst, const st_attn_stats *st, st_error *err)
+{
+    return ST_OK;
+}
+
+static st_status stats_fail(void *inst, const st_attn_stats *st, st_error *err)
+{
+    err->status = ST_E_INVALID;
+    snprintf(err->message, sizeof err->message, "refuses every statistic");
+    return ST_E_INVALID;
+}
+
+static st_status heads_keep_all(void *inst, const st_kv_heads *hs, st_error *err)
+{
+    return ST_OK; /* never evicts: over the budget of 16 */
+}
+
+static st_status heads_keep_budget(void *inst, const st_kv_heads *hs, st_error *err)
+{
+    for (size_t i = 0; i < (size_t)hs->n_layers * hs->n_kv_heads; i++)
+        for (uint32_t j = 0; j + 16 < hs->kv[i].n_slots; j++)
+            hs->keep[i][j] = 0; /* the 16 newest stay */
+    return ST_OK;
+}
+
+/* A per-head plan that names a query head of another KV head. */
+static st_status foreign_head(void *inst, const st_attn_query *q, const st_attn_plan_builder *b,
+                              st_error *err)
+{
+    st_attn_range r = {ST_ALL_HEADS, 0, q->kv->n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0};
+    st_status s = b->add_range(b->host, &r);
+    if (s != ST_OK || q->kv_head == ST_ALL_HEADS || q->kv_head == 0)
+        return s;
+    r.head = 0; /* KV head 0's query head, in another KV head's plan */
+    b->add_range(b->host, &r);
+    return ST_OK; /* ignores the refusal */
+}
+
+#define ATTENTION_KV(var, plan, stats, retain_heads)                                          \
+    static const st_attention_ops var##_ops = {sizeof(st_attention_ops), att_configure,      \
+                                               small_budget, plan, NULL, NULL, NULL, NULL,    \
+                                               kv_per_head, stats, retain_heads};             \
+    static const st_plugin_entry var = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry), \
+                                        ST_KIND_ATTENTION, #var, "0.0.1", "broken",           \
+                                        any_create, any_destroy, &var##_ops, NULL}
+
+ATTENTION_KV(no_retain_heads_att, plain_causal, stats_ok, NULL);
+ATTENTION_KV(no_stats_att, plain_causal, NULL, heads_keep_budget);
+ATTENTION_KV(heads_over_budget_att, plain_causal, stats_ok, heads_keep_all);
+ATTENTION_KV(stats_refused_att, plain_causal, stats_fail, heads_keep_budget);
+ATTENTION_KV(foreign_head_att, foreign_head, stats_ok, heads_keep_budget);
+ATTENTION_KV(good_heads_att, plain_causal, stats_ok, heads_keep_budget);
+
+Test(broken, attention_per_head_without_retain_heads)
+{
+    cr_assert_eq(run(&no_retain_heads_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.configure_kv");
+}
+
+Test(broken, attention_stats_without_their_op)
+{
+    cr_assert_eq(run(&no_stats_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.configure_kv");
+}
+
+Test(broken, attention_retain_heads_over_budget)
+{
+    cr_assert_eq(run(&heads_over_budget_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.retain_heads");
+}
+
+Test(broken, attention_stats_refused)
+{
+    cr_assert_eq(run(&stats_refused_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.stats");
+}
+
+Test(broken, attention_per_head_plan_reaches_another_kv_head)
+{
+    cr_assert_eq(run(&foreign_head_att), ST_E_PLUGIN);
+    expect_failed(&rep, "attention.plan.per_head");
+    expect_passed(&rep, "attention.plan.block");
+}
+
+Test(broken, per_head_attention_passes)
+{
+    cr_assert_eq(run(&good_heads_att), ST_OK);
+    expect_passed(&rep, "attention.configure_kv");
+    expect_passed(&rep, "attention.plan.per_head");
+    expect_passed(&rep, "attention.stats");
+    expect_passed(&rep, "attention.retain_heads");
+}
 
 Test(broken, attention_pairs_visible_twice)
 {

@@ -186,3 +186,95 @@ Test(grammar, masks_equal_a_brute_force_check)
     cg_masker_free(m);
     cg_vocab_free(v);
 }
+
+/* The mask walk takes whole trie subtrees without walking them when their
+ * bytes lead, depth after depth, from one state to the next: bounded
+ * repetitions (a string's maxLength) count through such states, and near
+ * the bound only the tokens short enough may stay. Every mask along the
+ * sentences equals the brute-force check, on a vocabulary with long runs
+ * of letters, UTF-8 pieces and letters followed by a quote. */
+static const char *const counted_pieces[] = {
+    "a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg", "abcdefgh", "abcdefghi",
+    "abcdefghijk", "bcd", "bb", "bbbbbbbbbbbbbbbb", "é", "éa", "aé", "a\"", "ab\"}",
+    "\"", "xyz\"", "\xc3", "zz", "z\"}", "\"}", "12", "1a", " a", "a b", "aaaa\\n"};
+enum { N_COUNTED = sizeof counted_pieces / sizeof *counted_pieces };
+
+/* Then "q" + two letters (676 tokens): a subtree large enough for the
+ * walk's ready bitmaps. */
+enum { N_AXY = 26 * 26 };
+
+static bool counted_bytes(void *ctx, int32_t id, const char **bytes, size_t *len, bool *special)
+{
+    static char one[256];
+    static char axy[N_AXY][3];
+    (void)ctx;
+    if (id < 256) {
+        one[id] = (char)id;
+        *bytes = &one[id];
+        *len = 1;
+    } else if (id < 256 + N_COUNTED) {
+        *bytes = counted_pieces[id - 256];
+        *len = strlen(counted_pieces[id - 256]);
+    } else {
+        int k = id - 256 - N_COUNTED;
+        axy[k][0] = 'q';
+        axy[k][1] = (char)('a' + k / 26);
+        axy[k][2] = (char)('a' + k % 26);
+        *bytes = axy[k];
+        *len = 3;
+    }
+    *special = false;
+    return true;
+}
+
+static void masks_along(cg_masker *m, cg_vocab *v, int32_t nv, const char *sentence)
+{
+    uint32_t st = cg_parser_start(parser);
+    for (const char *p = sentence;; p++) {
+        const uint8_t *mask = cg_masker_get(m, st);
+        cr_assert_not_null(mask);
+        for (int32_t id = 0; id < nv; id++) {
+            bool brute = cg_advance_token(parser, v, st, id) != 0;
+            bool masked = (mask[id >> 3] >> (id & 7)) & 1;
+            cr_assert_eq(brute, masked, "'%s': token %d at offset %td: brute %d, mask %d",
+                         sentence, id, p - sentence, brute, masked);
+        }
+        if (!*p)
+            break;
+        st = cg_parser_step(parser, st, (uint8_t)*p);
+        cr_assert_neq(st, 0, "'%s' was rejected at %td", sentence, p - sentence);
+    }
+    cr_expect(cg_parser_accepting(parser, st), "'%s' is not complete", sentence);
+}
+
+Test(grammar, counted_repetitions_and_whole_subtrees_mask_like_a_brute_force_check)
+{
+    enum { NV = 256 + N_COUNTED + N_AXY };
+    cg_vocab *v = cg_vocab_new(NV, counted_bytes, NULL);
+    cr_assert_not_null(v);
+    /* A JSON string with 2 to 12 characters (as a maxLength compiles),
+     * then a closing brace; a bounded run of letters with a tail; a JSON
+     * string of any length. */
+    const char *grammars[] = {
+        "root ::= \"\\\"\" ch ch ch? ch? ch? ch? ch? ch? ch? ch? ch? ch? \"\\\"}\"\n"
+        "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n",
+        "root ::= [a-z]{3,9} \"1\"? [a-z]{0,4} \"!\"\n",
+        "root ::= \"\\\"\" ch* \"\\\"}\"\n"
+        "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n"};
+    const char *sentences[][3] = {
+        {"\"ab\"}", "\"abcdefghijkl\"}", "\"aébcdefg\\n\"}"},
+        {"abc!", "abcdefghi1zz!", "abcdefghizzzz!"},
+        {"\"\"}", "\"qzz b\"}", "\"é\\\"abcdefghijkabcdefghijk\"}"}};
+    for (size_t gi = 0; gi < sizeof grammars / sizeof *grammars; gi++) {
+        compile_ok(grammars[gi]);
+        for (size_t si = 0; si < 3; si++) {
+            /* A fresh masker each time, so the cached masks and byte
+             * classes of one sentence do not hide another's walk. */
+            cg_masker *m = cg_masker_new(v, parser);
+            cr_assert_not_null(m);
+            masks_along(m, v, NV, sentences[gi][si]);
+            cg_masker_free(m);
+        }
+    }
+    cg_vocab_free(v);
+}

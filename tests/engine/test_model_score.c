@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,74 @@ Test(model_score, logprobs_and_weights_equal_a_plain_forward)
         }
         cr_assert_float_eq(row, heads, 1e-3, "each head's row sums to 1");
     }
+}
+
+/* score_from (ABI 1.4): the rows before it run as a plain prefill (more
+ * than one of its blocks here) and come back 0; the rows from it on are
+ * what a whole request gives. */
+Test(model_score, score_from_scores_only_the_rows_asked_for)
+{
+    const st_host_services *s = st_host_services_of(engine->host);
+    const st_host_score_v1 *ext = s->get_extension(s->host, ST_HOST_SCORE_V1);
+    enum { N = 190, FROM = 131 };
+    int32_t tokens[N];
+    some_tokens(tokens, N);
+    static float lp[N], ent[N], w[N * N], want_lp[N], want_w[N * N];
+    for (size_t t = 0; t < N; t++)
+        lp[t] = ent[t] = 7.0f; /* must be overwritten with 0 before FROM */
+    st_score_request req = {.struct_size = sizeof req, .tokens = tokens, .n_tokens = N,
+                            .logprob = lp, .entropy = ent, .attn_layer = 0,
+                            .attn_weights = w, .score_from = FROM};
+    st_error err = {0};
+    cr_assert_eq(ext->model_score(s->host, &req, &err), ST_OK, "%s", err.message);
+    st_diag d;
+    cr_assert_eq(st_test_plain_forward(engine->model, tokens, N, 0, want_lp, want_w, &d),
+                 ST_OK, "%s", d.message);
+    for (size_t t = 0; t < N; t++) {
+        if (t < FROM) {
+            cr_assert_eq(lp[t], 0.0f, "logprob[%zu] before score_from", t);
+            cr_assert_eq(ent[t], 0.0f, "entropy[%zu] before score_from", t);
+            for (size_t k = 0; k < N; k++)
+                cr_assert_eq(w[t * N + k], 0.0f, "w[%zu][%zu] before score_from", t, k);
+            continue;
+        }
+        cr_assert_float_eq(lp[t], want_lp[t], 1e-3, "logprob[%zu] %f vs %f", t, lp[t],
+                           want_lp[t]);
+        cr_assert_float_eq(ent[t], -want_lp[t], 1e-3, "entropy[%zu]", t);
+        for (size_t k = 0; k < N; k++)
+            cr_assert_float_eq(w[t * N + k], want_w[t * N + k], 1e-4, "w[%zu][%zu]", t, k);
+    }
+    /* Weights alone (no logits) take the prefill blocks for every row. */
+    req.logprob = req.entropy = NULL;
+    cr_assert_eq(ext->model_score(s->host, &req, &err), ST_OK, "%s", err.message);
+    for (size_t t = FROM; t < N; t++)
+        for (size_t k = 0; k < N; k++)
+            cr_assert_float_eq(w[t * N + k], want_w[t * N + k], 1e-4, "w[%zu][%zu]", t, k);
+    req.score_from = N;
+    cr_assert_eq(ext->model_score(s->host, &req, &err), ST_E_RANGE);
+    cr_assert(strstr(err.message, "score_from is 190"), "%s", err.message);
+}
+
+/* A 1.3 plugin's request ends before score_from: whatever lies past its
+ * struct_size is not read, every row is scored. */
+Test(model_score, a_request_without_score_from_scores_every_row)
+{
+    const st_host_services *s = st_host_services_of(engine->host);
+    enum { N = 40 };
+    int32_t tokens[N];
+    some_tokens(tokens, N);
+    float lp[N], want_lp[N];
+    static float want_w[N * N];
+    st_score_request req = {.struct_size = (uint32_t)offsetof(st_score_request, score_from),
+                            .tokens = tokens, .n_tokens = N, .logprob = lp,
+                            .score_from = 1000 /* past the old struct: never read */};
+    st_error err = {0};
+    cr_assert_eq(s->model_score(s->host, &req, &err), ST_OK, "%s", err.message);
+    st_diag d;
+    cr_assert_eq(st_test_plain_forward(engine->model, tokens, N, -1, want_lp, want_w, &d),
+                 ST_OK, "%s", d.message);
+    for (size_t t = 0; t < N; t++)
+        cr_assert_float_eq(lp[t], want_lp[t], 1e-3, "logprob[%zu]", t);
 }
 
 Test(model_score, leaves_the_engines_sequence_alone)

@@ -320,6 +320,28 @@ Test(eval_cli, jsonschema_records_compiled_and_refused_and_resumes)
     cr_expect_eq(run("eval jsonschema -m s.yaml --out js"), 2);
 }
 
+/* Sampled runs beside the greedy one: seeded, each recorded with its
+ * seed, output and mask times; a point that ended in an error is run
+ * again on resume; a bad temperature is refused before anything runs. */
+Test(eval_cli, jsonschema_sampled_runs_and_error_points_rerun)
+{
+    shell("mkdir -p bench/Tiny && "
+          "echo '{\"type\": \"object\", \"properties\": {\"ok\": {\"type\": \"boolean\"}}, "
+          "\"required\": [\"ok\"], \"additionalProperties\": false}' > bench/Tiny/a.json");
+    const char *cmd = "eval jsonschema -m s.yaml --max-tokens 16 --samples 2 --temperature 0.9 "
+                      "--seed 7 --out jss bench";
+    cr_assert_eq(run(cmd), 0);
+    cr_expect(file_contains("jss/points.jsonl", "\"temperature\":0.9,\"samples\":[{\"seed\":7,"));
+    cr_expect(file_contains("jss/points.jsonl", "{\"seed\":8,"));
+    cr_expect(file_contains("jss/points.jsonl", "\"output\":\"{\\\"ok\\\":"));
+    /* Turn the finished point into an error one: the rerun redoes it. */
+    shell("sed -i 's/\"status\":\"ok\".*/\"status\":\"error\"}/' jss/points.jsonl");
+    cr_assert_eq(run(cmd), 0);
+    cr_expect(err_has("1 compiled"), "an error point was taken as finished");
+    cr_expect_eq(run("eval jsonschema -m s.yaml --temperature 0 --out jst bench"), 2);
+    cr_expect(err_has("--temperature expects a number in (0, 100]"));
+}
+
 /* `stretch eval length`: the table has each target and the overall row,
  * and the length sampler's answers land in the precise interval. */
 Test(eval_cli, length_table_and_intervals)

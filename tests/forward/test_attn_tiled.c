@@ -26,6 +26,10 @@ typedef struct shape {
 typedef struct bufs {
     float *q, *qr, *k, *kr, *ks, *v, *out, *inv_freq, *slot_cs, *slot_sn;
     uint8_t *kt, *vt; /* kr and v in the cache's type, [kv_head][slot] rows */
+    /* ST_POS_GROUPED: k rotated at floor(kpos / group) times rot_scale, as
+     * floats and in the cache's type (NULL when no range is grouped). */
+    float *kg;
+    uint8_t *kgt;
     st_kv_type type;
     size_t rb;        /* bytes per row */
     int32_t *qpos, *kpos;
@@ -89,6 +93,8 @@ static bufs make(const shape *S, uint32_t seed, st_kv_type type)
         b.qslot[t] = S->n_slots - S->n_q + t; /* the block is the cache's tail */
         b.qpos[t] = b.kpos[b.qslot[t]];
     }
+    b.kg = NULL;
+    b.kgt = NULL;
     b.type = type;
     b.rb = st_kv_row_bytes(type, S->hd);
     b.kt = malloc(S->n_slots * S->n_kv_heads * b.rb);
@@ -102,10 +108,32 @@ static void unmake(bufs *b)
 {
     free(b->q); free(b->qr); free(b->k); free(b->kr); free(b->ks); free(b->v); free(b->out);
     free(b->inv_freq); free(b->slot_cs); free(b->slot_sn); free(b->qpos); free(b->kpos);
-    free(b->qslot); free(b->kt); free(b->vt);
+    free(b->qslot); free(b->kt); free(b->vt); free(b->kg); free(b->kgt);
 }
 
-static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range *r, uint32_t nr)
+#define ROT_SCALE 0.9f
+
+/* The keys at their grouped position, computed directly from k: each key
+ * rotated by floor(kpos / group) with its own table (the host builds its
+ * copy from the rotated cache instead; test_self_extend checks that). */
+static void make_grouped(const shape *S, bufs *b, uint32_t group)
+{
+    size_t row = (size_t)S->n_kv_heads * S->hd;
+    uint32_t nf = S->hd / 2;
+    float cs[64], sn[64];
+    b->kg = malloc(S->n_slots * row * sizeof(float));
+    b->kgt = malloc(S->n_slots * S->n_kv_heads * b->rb);
+    for (uint32_t j = 0; j < S->n_slots; j++) {
+        st_op_rope_table(cs, sn, (double)(b->kpos[j] / (int32_t)group), b->inv_freq, nf,
+                         ROT_SCALE);
+        for (uint32_t g = 0; g < S->n_kv_heads; g++)
+            st_op_rope(b->kg + j * row + (size_t)g * S->hd, b->k + j * row + (size_t)g * S->hd,
+                       cs, sn, nf, S->hd);
+    }
+    to_type(S, b, b->kg, b->kgt);
+}
+
+static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range2 *r, uint32_t nr)
 {
     st_attn_layer L = {
         .n_q = S->n_q, .n_heads = S->n_heads, .n_kv_heads = S->n_kv_heads, .head_dim = S->hd,
@@ -115,8 +143,9 @@ static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range
         .k_fix = { b->k, S->hd * sizeof(float), S->n_kv_heads * S->hd * sizeof(float), ST_KV_F32 },
         .k_slot = { b->ks, S->hd * sizeof(float), S->n_kv_heads * S->hd * sizeof(float),
                     ST_KV_F32 },
+        .k_grp = { b->kgt, S->n_slots * b->rb, b->rb, b->type },
         .k_pos = b->kpos, .n_slots = S->n_slots, .ranges = r,
-        .n_ranges = nr, .inv_freq = b->inv_freq, .n_freq = S->hd / 2, .rot_scale = 0.9f,
+        .n_ranges = nr, .inv_freq = b->inv_freq, .n_freq = S->hd / 2, .rot_scale = ROT_SCALE,
         .slot_cs = b->slot_cs, .slot_sn = b->slot_sn, .scale = 1.0f / sqrtf((float)S->hd),
         .out = b->out,
     };
@@ -140,7 +169,7 @@ static void reference(const st_attn_layer *L, const bufs *b, float *out)
             double mx = -INFINITY, sum = 0.0;
             uint32_t n = 0;
             for (uint32_t e = 0; e < L->n_ranges; e++) {
-                const st_attn_range *r = &L->ranges[e];
+                const st_attn_range2 *r = &L->ranges[e];
                 const float *src = L->qr + qo, *K = b->kr;
                 if (r->pos_mode == ST_POS_FIXED) {
                     st_op_rope_table(cs, sn, r->fixed_dist, L->inv_freq, nf,
@@ -153,6 +182,13 @@ static void reference(const st_attn_layer *L, const bufs *b, float *out)
                     st_op_rope(qv, L->q + qo, L->slot_cs + so, L->slot_sn + so, nf, hd);
                     src = qv;
                     K = b->ks;
+                } else if (r->pos_mode == ST_POS_GROUPED) {
+                    /* The query at floor(pos/G) + offset, spelled out. */
+                    int32_t gq = L->q_pos[t] / (int32_t)r->group + r->group_offset;
+                    st_op_rope_table(cs, sn, (double)gq, L->inv_freq, nf, L->rot_scale);
+                    st_op_rope(qv, L->q + qo, cs, sn, nf, hd);
+                    src = qv;
+                    K = b->kg;
                 }
                 for (uint32_t j = r->k_begin; j < r->k_end; j++) {
                     int64_t d = (int64_t)L->q_pos[t] - L->k_pos[j];
@@ -185,10 +221,13 @@ static void reference(const st_attn_layer *L, const bufs *b, float *out)
 }
 
 /* Run every ISA compiled in and supported here against the reference. */
-static void check_type(const shape *S, const st_attn_range *r, uint32_t nr, const char *what,
+static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, const char *what,
                        st_kv_type type)
 {
     bufs b = make(S, 12345u + S->n_q * 7u + nr, type);
+    for (uint32_t e = 0; e < nr; e++)
+        if (r[e].pos_mode == ST_POS_GROUPED && !b.kg)
+            make_grouped(S, &b, r[e].group);
     st_attn_layer L = layer_of(S, &b, r, nr);
     size_t n = (size_t)S->n_q * S->n_heads * S->hd;
     float *want = malloc(n * sizeof(float));
@@ -231,11 +270,23 @@ static void check_type(const shape *S, const st_attn_range *r, uint32_t nr, cons
     unmake(&b);
 }
 
-static void check(const shape *S, const st_attn_range *r, uint32_t nr, const char *what)
+static void check2(const shape *S, const st_attn_range2 *r, uint32_t nr, const char *what)
 {
     for (int t = 0; t < ST_KV_TYPE_COUNT; t++)
         if (t != ST_KV_Q8_0 || S->hd % 32 == 0)
             check_type(S, r, nr, what, (st_kv_type)t);
+}
+
+/* The 1.0 ranges, as the host widens them (group 0). */
+static void check(const shape *S, const st_attn_range *r, uint32_t nr, const char *what)
+{
+    st_attn_range2 w[8];
+    cr_assert(nr <= 8);
+    for (uint32_t e = 0; e < nr; e++)
+        w[e] = (st_attn_range2){ sizeof w[e], r[e].head, r[e].k_begin, r[e].k_end,
+                                 r[e].min_dist, r[e].max_dist, r[e].pos_mode, r[e].fixed_dist,
+                                 0, 0 };
+    check2(S, w, nr, what);
 }
 
 static const shape SMOL = { 9, 3, 64, 300, 70 };
@@ -336,4 +387,51 @@ Test(attn_tiled, split_decode)
     shape none = { 4, 2, 32, 600, 1 };
     st_attn_range far = { ST_ALL_HEADS, 0, none.n_slots, 5000, ST_DIST_MAX, ST_POS_TRUE, 0 };
     check(&none, &far, 1, "split, nothing visible");
+}
+
+/* SelfExtend's plan: keys at distance < W at their true distance, farther
+ * ones at the grouped distance floor(q/G) - floor(k/G) + (W - W/G). True
+ * positions have gaps (2j + j/7), so groups hold 1..G keys and queries of
+ * one tile fall in several groups. */
+static void self_extend_ranges(uint32_t n_slots, int32_t W, uint32_t G, st_attn_range2 *r)
+{
+    r[0] = (st_attn_range2){ sizeof *r, ST_ALL_HEADS, 0, n_slots, 0, W - 1, ST_POS_TRUE, 0, 0, 0 };
+    r[1] = (st_attn_range2){ sizeof *r, ST_ALL_HEADS, 0, n_slots, W, ST_DIST_MAX,
+                             ST_POS_GROUPED, 0, G, W - W / (int32_t)G };
+}
+
+Test(attn_tiled, grouped)
+{
+    st_attn_range2 r[2];
+    self_extend_ranges(SMOL.n_slots, 64, 4, r);
+    check2(&SMOL, r, 2, "grouped, G 4, W 64");
+    shape whole = { 9, 3, 64, 211, 211 }; /* prefill from an empty cache, odd size */
+    self_extend_ranges(whole.n_slots, 40, 8, r);
+    check2(&whole, r, 2, "grouped prefill, G 8, W 40");
+    /* Odd shapes: MHA, 5 heads per kv head, odd head sizes, G not a power
+     * of two, a window wider than the block. */
+    const shape shapes[] = {
+        { 5, 1, 24, 97, 29 }, { 4, 4, 16, 200, 131 }, { 6, 2, 8, 67, 9 }, { 3, 3, 18, 33, 33 },
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        self_extend_ranges(shapes[i].n_slots, 21, 3, r);
+        check2(&shapes[i], r, 2, "grouped odd shape, G 3, W 21");
+    }
+    /* Group 1 with offset 0 is the true distance: the grouped range alone
+     * gives what ST_POS_TRUE would (the reference computes both ways). */
+    st_attn_range2 one = { sizeof one, ST_ALL_HEADS, 0, SMOL.n_slots, 0, ST_DIST_MAX,
+                           ST_POS_GROUPED, 0, 1, 0 };
+    check2(&SMOL, &one, 1, "grouped, G 1");
+}
+
+/* Decode (one query, split along the keys) and a few queries with grouped
+ * ranges, including a cache past one chunk of keys. */
+Test(attn_tiled, grouped_split_decode)
+{
+    for (uint32_t nq = 1; nq <= 3; nq += 2) {
+        shape s = { 9, 3, 64, 1500, nq };
+        st_attn_range2 r[2];
+        self_extend_ranges(s.n_slots, 256, 8, r);
+        check2(&s, r, 2, "grouped split, G 8, W 256");
+    }
 }

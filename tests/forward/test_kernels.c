@@ -3,9 +3,11 @@
  * sizes and every tile width; the threaded matmul against one thread. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/amx_probe.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/repack.h"
@@ -484,4 +486,171 @@ Test(kernels, kv_typed_gathers_match_double)
             }
             free(rows); free(deq); free(x); free(q);
         }
+}
+
+/* The 16-row kernels (repacked weights) of every path that has them,
+ * called directly for every tile width 1..8 with a stride wider than a
+ * row, against the scalar row kernel on the original rows. */
+static void check_gemm16(const st_cpu_kernels *k, st_ggml_type t, uint32_t cols, uint32_t rows,
+                         const uint8_t *data, const st_act_block *xq, size_t stride)
+{
+    int kt = st_cpu_kernel_type(t);
+    size_t rb = st_ggml_row_bytes(t, cols);
+    st_weight w = { .type = t, .cols = cols, .rows = rows, .row_bytes = rb, .data = data };
+    cr_assert_eq(st_repack_weight(&w), ST_OK);
+    cr_assert_not_null(w.packed);
+    const st_cpu_kernels *ks = st_cpu_kernels_scalar();
+    for (uint32_t g = 0; g < rows / ST_PACK_ROWS; g++)
+        for (uint32_t nt = 1; nt <= ST_TILE_MAX; nt++) {
+            float got[ST_TILE_MAX * ST_PACK_ROWS];
+            k->gemm16[kt](cols, w.packed + g * w.packed_group_bytes, xq, stride, nt, got);
+            for (uint32_t r = 0; r < ST_PACK_ROWS; r++) {
+                float want[ST_TILE_MAX];
+                ks->dot[kt](cols, data + (size_t)(g * ST_PACK_ROWS + r) * rb, xq, stride, nt, want);
+                for (uint32_t tt = 0; tt < nt; tt++)
+                    cr_assert_float_eq(got[tt * ST_PACK_ROWS + r], want[tt],
+                                       1e-5 * (1 + fabsf(want[tt])),
+                                       "%s gemm16 type %d cols %u row %u nt %u t %u: %g vs %g",
+                                       st_cpu_isa_name(k->isa), t, cols, g * 16 + r, nt, tt,
+                                       got[tt * ST_PACK_ROWS + r], want[tt]);
+            }
+        }
+    free(w.packed);
+}
+
+Test(forward_kernels, gemm16_paths_match_rows)
+{
+    static const uint32_t qcols[] = { 32, 96, 224, 800 };
+    static const st_ggml_type qtypes[] = { ST_GGML_Q4_0, ST_GGML_Q4_1, ST_GGML_Q8_0 };
+    int tested = 0;
+    for (int isa = ST_ISA_AVX2; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)k->isa != isa)
+            continue; /* this CPU lacks the path */
+        for (size_t ti = 0; ti < 3; ti++) {
+            st_ggml_type t = qtypes[ti];
+            cr_assert_not_null(k->gemm16[st_cpu_kernel_type(t)], "%s has no gemm16 for %d",
+                               st_cpu_isa_name(k->isa), t);
+            for (size_t c = 0; c < 4; c++) {
+                uint32_t cols = qcols[c], rows = 48;
+                size_t rb = st_ggml_row_bytes(t, cols), stride = cols / 32 + 3;
+                uint8_t *data = malloc(rb * rows);
+                float *deq = malloc(cols * sizeof *deq), *x = malloc(cols * sizeof *x);
+                for (uint32_t r = 0; r < rows; r++) {
+                    void *row = make_row(t, cols, deq);
+                    memcpy(data + r * rb, row, rb);
+                    free(row);
+                }
+                st_act_block *xq = calloc(ST_TILE_MAX * stride, sizeof *xq);
+                for (uint32_t tt = 0; tt < ST_TILE_MAX; tt++) {
+                    for (uint32_t i = 0; i < cols; i++)
+                        x[i] = frand() * (1.0f + tt);
+                    st_quantize_act_row(x, cols, xq + tt * stride);
+                }
+                check_gemm16(k, t, cols, rows, data, xq, stride);
+                free(data); free(deq); free(x); free(xq);
+                tested++;
+            }
+        }
+    }
+    if (st_cpu_isa_detect() >= ST_ISA_AVX2)
+        cr_assert_gt(tested, 0);
+}
+
+/* The integer sums at their extremes: every Q4 nibble 15 and Q8 weight
+ * -128 or 127 against activations of +-127, where vpmaddubsw's 16-bit
+ * sums would saturate if a kernel let them (AVX2 adds 8 Q4 steps in 16
+ * bits: 8 x 2 x 15 x 127 = 30480 stays below 2^15). */
+Test(forward_kernels, gemm16_integer_extremes)
+{
+    enum { COLS = 64, ROWS = 16 };
+    static const st_ggml_type qtypes[] = { ST_GGML_Q4_0, ST_GGML_Q4_1, ST_GGML_Q8_0 };
+    st_act_block xq[ST_TILE_MAX * 2];
+    for (int tt = 0; tt < ST_TILE_MAX; tt++)
+        for (int b = 0; b < 2; b++) {
+            st_act_block *a = &xq[tt * 2 + b];
+            int sum = 0;
+            for (int i = 0; i < 32; i++) {
+                a->q[i] = (int8_t)((tt & 1) ? -127 : (i % 3 == 0 && tt > 3 ? -127 : 127));
+                sum += a->q[i];
+            }
+            a->d = 0.5f;
+            a->s = a->d * (float)sum;
+            a->s16 = a->s;
+        }
+    for (int isa = ST_ISA_AVX2; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)k->isa != isa)
+            continue;
+        for (size_t ti = 0; ti < 3; ti++) {
+            st_ggml_type t = qtypes[ti];
+            size_t rb = st_ggml_row_bytes(t, COLS);
+            uint8_t *data = calloc(ROWS, rb);
+            for (uint32_t r = 0; r < ROWS; r++)
+                for (uint32_t b = 0; b < COLS / 32; b++) {
+                    uint8_t *row = data + r * rb;
+                    if (t == ST_GGML_Q4_0) {
+                        st_block_q4_0 *blk = (st_block_q4_0 *)row + b;
+                        blk->d = st_cpu_to_half(1.0f + (float)r);
+                        memset(blk->qs, r % 2 ? 0xff : 0xf0, sizeof blk->qs);
+                    } else if (t == ST_GGML_Q4_1) {
+                        st_block_q4_1 *blk = (st_block_q4_1 *)row + b;
+                        blk->d = st_cpu_to_half(1.0f + (float)r);
+                        blk->m = st_cpu_to_half(-2.0f);
+                        memset(blk->qs, r % 2 ? 0xff : 0x0f, sizeof blk->qs);
+                    } else {
+                        st_block_q8_0 *blk = (st_block_q8_0 *)row + b;
+                        blk->d = st_cpu_to_half(1.0f + (float)r);
+                        for (int i = 0; i < 32; i++)
+                            blk->qs[i] = (int8_t)(r % 2 ? -128 : (i % 2 ? 127 : -128));
+                    }
+                }
+            check_gemm16(k, t, COLS, ROWS, data, xq, 2);
+            free(data);
+        }
+    }
+}
+
+/* The AMX probe's CPUID reading agrees with the kernel's /proc/cpuinfo
+ * flags, and a CPU without the units is reported as such, never probed
+ * further (this machine class has no AMX: the decision must say why). */
+static bool cpuinfo_flag(const char *flags, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = flags; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == flags || p[-1] == ' ' || p[-1] == '\t') &&
+            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+Test(forward_kernels, amx_probe_matches_cpuinfo)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        cr_skip_test("no /proc/cpuinfo to compare with");
+    static char line[8192];
+    bool found = false;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "flags", 5) == 0) {
+            found = true;
+            break;
+        }
+    fclose(f);
+    if (!found)
+        cr_skip_test("/proc/cpuinfo lists no flags");
+    bool tile = cpuinfo_flag(line, "amx_tile"), int8 = cpuinfo_flag(line, "amx_int8");
+    st_amx_probe p;
+    st_amx_probe_run(&p);
+    cr_assert_eq(p.cpu_tile, tile, "probe amx-tile %d, cpuinfo %d", p.cpu_tile, tile);
+    cr_assert_eq(p.cpu_int8, int8, "probe amx-int8 %d, cpuinfo %d", p.cpu_int8, int8);
+    if (!tile || !int8) {
+        cr_assert(!p.os_tile && !p.permitted);
+        cr_assert(strstr(p.reason, "amx: unavailable (cpu lacks amx-") == p.reason, "%s", p.reason);
+    } else if (p.permitted) {
+        cr_assert(p.os_tile);
+        cr_assert(strstr(p.reason, "amx: usable") == p.reason, "%s", p.reason);
+    } else {
+        cr_assert(strstr(p.reason, "amx: unavailable (") == p.reason, "%s", p.reason);
+    }
 }

@@ -149,7 +149,8 @@ Test(host_services, unavailable_without_model_or_device)
 
     int32_t toks[3] = {1, 2, 3};
     float lp[3];
-    st_score_request req = {sizeof req, toks, 3, lp, NULL, -1, NULL};
+    st_score_request req = {.struct_size = sizeof req, .tokens = toks, .n_tokens = 3,
+                            .logprob = lp, .attn_layer = -1};
     memset(&err, 0, sizeof err);
     cr_assert_eq(s->model_score(s->host, &req, &err), ST_E_UNAVAILABLE);
     cr_assert_str_eq(err.message, "no model loaded");

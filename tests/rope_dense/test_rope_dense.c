@@ -208,7 +208,8 @@ Test(dense, one_causal_range_over_everything)
     st_attn_query q = {.struct_size = sizeof q, .layer = 7, .n_heads = 9, .n_kv_heads = 3,
                        .head_dim = 64, .n_q = 2, .q_pos = q_pos, .q_slot = q_slot, .kv = &kv};
     recorder rec = {0};
-    st_attn_plan_builder b = {sizeof b, &rec, rec_add_range, rec_add_indices};
+    st_attn_plan_builder b = {.struct_size = sizeof b, .host = &rec, .add_range = rec_add_range,
+                              .add_indices = rec_add_indices};
     cr_assert_eq(ops->plan(inst, &q, &b, &err), ST_OK, "%s", err.message);
     cr_assert_eq(rec.n, 1);
     st_attn_range r = rec.ranges[0];

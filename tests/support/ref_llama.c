@@ -221,7 +221,7 @@ void st_ref_forward(const st_ref_model *r, const int32_t *tokens, const int32_t 
     float *tmp = malloc((E > F ? E : F) * sizeof *tmp), *g = malloc(F * sizeof *g);
     float *u = malloc(F * sizeof *u), *att_all = malloc(n * QD * sizeof *att_all);
     double *p = malloc(n * sizeof *p), *qrot = malloc(hd * sizeof *qrot);
-    double *krot = malloc(hd * sizeof *krot);
+    double *krot = malloc(hd * sizeof *krot), *probs = malloc(n * sizeof *probs);
     uint8_t *vis = malloc(n);
 
     for (size_t t = 0; t < n; t++)
@@ -242,6 +242,8 @@ void st_ref_forward(const st_ref_model *r, const int32_t *tokens, const int32_t 
                 for (size_t j = 0; j < n; j++) {
                     double rq, rk;
                     vis[j] = rule(user, (uint32_t)i, (uint32_t)j, pos, &rq, &rk);
+                    if (vis[j] && o && o->head_rule)
+                        vis[j] = o->head_rule(user, l, kh, (uint32_t)i, (uint32_t)j);
                     if (!vis[j])
                         continue;
                     rotate(qrot, q + i * QD + h * hd, rq, inv_freq, n_freq, scale, hd);
@@ -261,6 +263,11 @@ void st_ref_forward(const st_ref_model *r, const int32_t *tokens, const int32_t 
                         p[j] = mx == -INFINITY ? 0 : exp(p[j] - mx);
                         sum += p[j];
                     }
+                if (o && o->on_probs) {
+                    for (size_t j = 0; j < n; j++)
+                        probs[j] = vis[j] && sum > 0 ? p[j] / sum : 0.0;
+                    o->on_probs(user, l, h, (uint32_t)i, probs, n);
+                }
                 float *a = att_all + i * QD + h * hd;
                 for (uint32_t d = 0; d < hd; d++) {
                     double acc = 0;
@@ -292,5 +299,5 @@ void st_ref_forward(const st_ref_model *r, const int32_t *tokens, const int32_t 
         matvec(&r->output, xn, out + t * V, qa);
     }
     free(x); free(xn); free(q); free(k); free(v); free(att); free(tmp); free(g); free(u);
-    free(att_all); free(p); free(qrot); free(krot); free(vis); free(own_freq);
+    free(att_all); free(p); free(qrot); free(krot); free(probs); free(vis); free(own_freq);
 }

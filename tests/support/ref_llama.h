@@ -37,6 +37,13 @@ typedef struct st_ref_opts {
     st_ref_rule_fn rule;      /* NULL = causal, rotated at the true positions */
     st_ref_bias_fn bias;
     void *user;
+    /* Optional, on top of `rule`: hide key ki from query qi in (layer, KV
+     * head) - per-head slot sets (attention.h, ABI 1.4). */
+    bool (*head_rule)(void *user, uint32_t layer, uint32_t kv_head, uint32_t qi, uint32_t ki);
+    /* Optional: the softmax weights of query qi, head h of layer l over
+     * the n keys (0 where hidden), for checking attention statistics. */
+    void (*on_probs)(void *user, uint32_t layer, uint32_t head, uint32_t qi, const double *p,
+                     size_t n);
 } st_ref_opts;
 
 /* Dequantize the model's weights (it must stay loaded while this lives). */

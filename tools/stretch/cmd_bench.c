@@ -215,6 +215,8 @@ int st_cmd_bench(int argc, char **argv)
         json_list(&j, "decode_tok_s", decode, (int)reps);
         st_json_key(&j, "peak_rss_mb");
         st_json_double(&j, rss);
+        st_json_key(&j, "cpu");
+        st_json_string(&j, st_cpu_summary());
         st_json_key(&j, "kv_type");
         st_json_string(&j, kv_type);
         st_json_key(&j, "kv_bytes_per_token");
@@ -270,6 +272,7 @@ int st_cmd_bench(int argc, char **argv)
         print_stat("decode tok/s", decode, (int)reps);
         printf("%-16s %.1f MB\n", "peak RSS", rss);
         printf("%-16s %s, %" PRIu64 " bytes per token\n", "kv cache", kv_type, kv_bytes);
+        printf("%-16s %s\n", "cpu", st_cpu_summary());
         if (roofline) {
             printf("%-16s read %.1f GB/s, dot products %.1f Gop/s (%s prefill kernel), %u threads\n",
                    "roofline", rl.read_bytes_per_s / 1e9, rl.dot_ops_per_s / 1e9,

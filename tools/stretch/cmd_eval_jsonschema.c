@@ -5,8 +5,9 @@
  * chain, and record what it costs and what it writes: compile time
  * (schema to grammar, grammar, token trie, from the plugin's debug log),
  * refusal and its reason (declared coverage), a greedy constrained
- * generation (its text, whether it ended, per-token mask times) and the
- * same prompt without the constraint (tokens/s beside it). One JSON line
+ * generation (its text, whether it ended, per-token mask times), the
+ * same prompt without the constraint (tokens/s beside it), and seeded
+ * sampled constrained generations (temperature, then a draw). One JSON line
  * per schema in DIR/points.jsonl, resumable; tools/jsonschema_report.py
  * validates the outputs with Python's jsonschema (empirical coverage) and
  * prints the tables.
@@ -35,6 +36,10 @@ static void usage(FILE *f)
             "  --out DIR         points.jsonl goes here (default out/jsonschema)\n"
             "  --fresh           discard the points of an earlier run instead of resuming\n"
             "  --compile-only    compile (declared coverage, compile time), generate nothing\n"
+            "  --samples N       sampled constrained generations per schema beside the\n"
+            "                    greedy one (default 0), seeds SEED..SEED+N-1\n"
+            "  --temperature T   their temperature (default 1.0)\n"
+            "  --seed S          their first seed (default 1)\n"
             "  The strategy (default manifests/greedy.yaml) gets the json-schema sampler\n"
             "  (compact whitespace) in front of its chain and greedy at the end. Report:\n"
             "    python3 tools/jsonschema_report.py OUT/points.jsonl\n");
@@ -143,9 +148,10 @@ static void free_list(char **names, size_t n)
     free(names);
 }
 
-/* Greedy generation of `prompt` (chat-wrapped) on `e`. */
-static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens, st_text_buf *out,
-                          st_generate_stats *stats, st_error *err)
+/* Generation of `prompt` (chat-wrapped) on `e`, its samplers reset with
+ * `seed`. */
+static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens, uint64_t seed,
+                          st_text_buf *out, st_generate_stats *stats, st_error *err)
 {
     char *chat = NULL;
     st_status st = st_engine_chat_prompt(e, prompt, &chat, err);
@@ -157,7 +163,7 @@ static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens,
     st_free(chat);
     if (st != ST_OK)
         return st;
-    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = max_tokens};
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = max_tokens, .seed = seed};
     memset(stats, 0, sizeof *stats);
     stats->struct_size = sizeof *stats;
     out->n = 0;
@@ -168,8 +174,10 @@ static st_status generate(st_engine *e, const char *prompt, uint32_t max_tokens,
     return st;
 }
 
-/* A strategy that puts the json-schema sampler for `schema` in front. */
-static bool write_manifest(const char *path, const char *base, const char *schema)
+/* A strategy that puts the json-schema sampler for `schema` in front,
+ * then greedy (temperature < 0) or temperature and a seeded draw. */
+static bool write_manifest(const char *path, const char *base, const char *schema,
+                           double temperature)
 {
     char *abs_base = realpath(base, NULL), *abs_schema = realpath(schema, NULL);
     FILE *f = abs_base && abs_schema ? fopen(path, "w") : NULL;
@@ -179,7 +187,11 @@ static bool write_manifest(const char *path, const char *base, const char *schem
                 abs_base);
         for (const char *p = abs_schema; *p; p++)
             fputs(*p == '\'' ? "''" : (char[2]){*p, 0}, f);
-        fprintf(f, "'}\n  - plugin: greedy\n");
+        if (temperature < 0)
+            fprintf(f, "'}\n  - plugin: greedy\n");
+        else
+            fprintf(f, "'}\n  - plugin: temperature\n    params: {temperature: %g}\n"
+                       "  - plugin: dist\n", temperature);
         fclose(f);
     }
     free(abs_base);
@@ -187,18 +199,28 @@ static bool write_manifest(const char *path, const char *base, const char *schem
     return f != NULL;
 }
 
+/* Whether `existing` has a finished point for `key` (a point that ended in
+ * an error or a cancel is run again). */
 static bool already_done(const char *existing, const char *key)
 {
     char needle[1200];
     snprintf(needle, sizeof needle, "{\"file\":\"%s\"", key);
-    return existing && strstr(existing, needle);
+    for (const char *p = existing; p && (p = strstr(p, needle)); p++) {
+        const char *end = strchr(p, '\n');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *err = strstr(p, "\"status\":\"error\"");
+        if (!err || err >= p + len)
+            return true;
+    }
+    return false;
 }
 
 int st_cmd_eval_jsonschema(int argc, char **argv)
 {
     const char *given = "manifests/greedy.yaml", *subset = NULL, *dir = NULL;
     const char *out_dir = "out/jsonschema";
-    long long limit = 20, max_tokens = 256;
+    long long limit = 20, max_tokens = 256, samples = 0, seed = 1;
+    double temperature = 1.0;
     bool fresh = false, compile_only = false;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -223,6 +245,23 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
             fresh = true;
         } else if (!strcmp(a, "--compile-only")) {
             compile_only = true;
+        } else if (!strcmp(a, "--samples")) {
+            if ((samples = st_cli_parse_range(a, next, 0, 1000)) < 0)
+                return 2;
+            i++;
+        } else if (!strcmp(a, "--seed")) {
+            if ((seed = st_cli_parse_range(a, next, 0, 1LL << 53)) < 0)
+                return 2;
+            i++;
+        } else if (!strcmp(a, "--temperature")) {
+            char *end = NULL;
+            temperature = next ? strtod(next, &end) : -1;
+            if (!next || end == next || *end || !(temperature > 0 && temperature <= 100)) {
+                fprintf(stderr, "stretch eval jsonschema: --temperature expects a number in "
+                                "(0, 100], got '%s'\n", next ? next : "");
+                return 2;
+            }
+            i++;
         } else if (a[0] == '-') {
             fprintf(stderr, "stretch eval jsonschema: unknown option '%s'\n", a);
             usage(stderr);
@@ -261,7 +300,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     }
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(base, &info);
-    st_points_field fields[3];
+    st_points_field fields[4];
     if (!st_eval_input_fields(info.model_path, manifest, fields)) {
         fprintf(stderr, "stretch eval jsonschema: cannot read %s or %s\n", info.model_path,
                 manifest);
@@ -271,17 +310,22 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     }
     fields[2].key = "max_tokens";
     snprintf(fields[2].value, sizeof fields[2].value, "%lld", compile_only ? 0 : max_tokens);
+    /* Sampled runs: how many, from which seed, at what temperature. */
+    fields[3].key = "samples";
+    snprintf(fields[3].value, sizeof fields[3].value, "%lld seed %lld temperature %g",
+             compile_only ? 0 : samples, seed, temperature);
     char *existing = NULL;
     size_t existing_len = 0;
-    FILE *points = st_points_open(out_dir, "points.jsonl", fresh, "jsonschema", fields, 3,
+    FILE *points = st_points_open(out_dir, "points.jsonl", fresh, "jsonschema", fields, 4,
                                   &existing, &existing_len);
     if (!points) {
         st_engine_close(base);
         free_list(subsets, n_subsets);
         return 2;
     }
-    char tmp_manifest[4096];
+    char tmp_manifest[4096], tmp_sampled[4096];
     snprintf(tmp_manifest, sizeof tmp_manifest, "%s/constrained.yaml", out_dir);
+    snprintf(tmp_sampled, sizeof tmp_sampled, "%s/constrained-sampled.yaml", out_dir);
 
     size_t total = 0;
     for (size_t s = 0; s < n_subsets; s++) {
@@ -313,7 +357,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
             }
             size_t slen = 0;
             char *schema = st_cli_read_file(path, &slen);
-            if (!schema || !write_manifest(tmp_manifest, manifest, path)) {
+            if (!schema || !write_manifest(tmp_manifest, manifest, path, -1)) {
                 free(schema);
                 rc = 1;
                 break;
@@ -344,14 +388,54 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
                          "Write one JSON value that is valid for this JSON Schema, and nothing "
                          "else.\nSchema: %.*s", SCHEMA_PROMPT_MAX, schema);
                 st_generate_stats cs, fs;
-                st = generate(e, prompt, (uint32_t)max_tokens, &out, &cs, &err);
+                st = generate(e, prompt, (uint32_t)max_tokens, 0, &out, &cs, &err);
                 st_engine_close(e);   /* the plugin logs its mask times here */
                 char *constrained = out.s ? strdup(out.s) : strdup("");
                 if (st == ST_OK)
-                    st = generate(base, prompt, (uint32_t)max_tokens, &out, &fs, &err);
+                    st = generate(base, prompt, (uint32_t)max_tokens, 0, &out, &fs, &err);
+                /* The sampled runs, each on a fresh engine (so each one's
+                 * mask times start cold, as the greedy run's do). */
+                char *sampled = NULL;
+                size_t sampled_len = 0;
+                FILE *sf = st == ST_OK && samples ? open_memstream(&sampled, &sampled_len) : NULL;
+                if (st == ST_OK && samples &&
+                    (!sf || !write_manifest(tmp_sampled, manifest, path, temperature)))
+                {
+                    snprintf(err.message, sizeof err.message, "cannot write %.300s", tmp_sampled);
+                    st = ST_E_IO;
+                }
+                for (long long k = 0; st == ST_OK && k < samples; k++) {
+                    run_log sl = {0};
+                    st_engine_options so = {.struct_size = sizeof so, .log = on_log,
+                                            .log_user = &sl};
+                    st_engine *se = NULL;
+                    st_generate_stats ss;
+                    st = st_engine_open(tmp_sampled, &so, &se, &err);
+                    if (st == ST_OK) {
+                        st_cli_cancel_on_sigint(se);
+                        st = generate(se, prompt, (uint32_t)max_tokens, (uint64_t)(seed + k),
+                                      &out, &ss, &err);
+                        st_cli_cancel_on_sigint(base);
+                        st_engine_close(se);
+                    }
+                    if (st == ST_OK) {
+                        fprintf(sf, "%s{\"seed\":%lld,\"tokens\":%u,\"ended\":%s,"
+                                    "\"decode_s\":%.6f,\"output\":",
+                                k ? "," : "", seed + k, ss.n_generated,
+                                ss.stopped_by_eos ? "true" : "false", ss.decode_s);
+                        st_json_write_escaped(sf, out.s ? out.s : "", out.s ? out.n : 0);
+                        times_write(sf, "mask_us", &sl.mask);
+                        fprintf(sf, "}");
+                    }
+                    free(sl.mask.us);
+                    free(sl.apply.us);
+                }
+                if (sf)
+                    fclose(sf);
                 if (st != ST_OK) {
                     fprintf(stderr, "\nstretch eval jsonschema: %s: %s\n", key, err.message);
                     free(constrained);
+                    free(sampled);
                     free(schema);
                     free(lg.mask.us);
                     free(lg.apply.us);
@@ -369,7 +453,11 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
                 st_json_write_escaped(points, constrained, strlen(constrained));
                 times_write(points, "mask_us", &lg.mask);
                 times_write(points, "apply_us", &lg.apply);
+                if (samples)
+                    fprintf(points, ",\"temperature\":%g,\"samples\":[%s]", temperature,
+                            sampled ? sampled : "");
                 fprintf(points, "}\n");
+                free(sampled);
                 free(constrained);
             }
             fflush(points);
@@ -384,6 +472,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     st_progress_end(&pr);
     fclose(points);
     remove(tmp_manifest);
+    remove(tmp_sampled);
     free(existing);
     free(out.s);
     free_list(subsets, n_subsets);

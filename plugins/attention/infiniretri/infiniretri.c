@@ -174,8 +174,11 @@ static st_status ir_select(void *inst, const st_read_step *step, uint8_t *keep, 
         goto done;
     }
     n_seq = st_reader_sequence(step, step->tokens, n, seq, &first);
+    /* Only the question's rows are read (token_scores): the context before
+     * them is a plain prefill for the host (score_from, ABI 1.4). */
     st_score_request req = {.struct_size = sizeof req, .tokens = seq, .n_tokens = n_seq,
-                            .attn_layer = ir->layer, .attn_weights = A};
+                            .attn_layer = ir->layer, .attn_weights = A,
+                            .score_from = first + n};
     if ((st = scorer->model_score(h->host, &req, err)) != ST_OK)
         goto done;
     float *sc = score ? score : own;

@@ -6,65 +6,149 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Trie node: children are a linked list of siblings, in byte order. */
+/* Masks are written a 64-bit word at a time and read a byte at a time
+ * (bit id & 7 of byte id >> 3): the same bits on a little-endian machine. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "cg_mask.c writes token masks as little-endian words"
+#endif
+
+/* Trie node while building: children are a linked list of siblings, in
+ * byte order. */
 typedef struct trie_node {
     int32_t first_child, next_sibling;
     int32_t first_token;   /* tokens ending here, chained through tok_next */
     uint8_t byte;
 } trie_node;
 
+/* The trie as the mask walk reads it: nodes in depth-first preorder, so a
+ * node's first child is the next node, its subtree is [node, end) and the
+ * walk goes through memory mostly forwards (the linked build order costs a
+ * cache miss per node on a walk of 200,000 nodes). */
+typedef struct walk_node {
+    int32_t end;           /* one past the last node of the subtree */
+    int32_t first_token;   /* tokens ending here, chained through tok_next */
+    uint8_t byte;
+} walk_node;
+
 struct cg_vocab {
     int32_t n_tokens;
     uint8_t *bytes;        /* every token's bytes, back to back */
     size_t *off;           /* [n_tokens + 1] */
-    trie_node *trie;
+    trie_node *trie;       /* the build; freed once `walk` is laid out */
     size_t n_trie, cap_trie;
     int32_t *tok_next;     /* [n_tokens] */
-    /* Per trie node: the bytes below it (its descendants' edges), and the
-     * tokens of its subtree as a range of `dfs_tokens` (the tokens in
-     * depth-first order), so a subtree the parser cannot leave is taken
-     * whole. */
+    walk_node *walk;       /* [n_trie], node 0 the root */
+    /* Per walk node, read only where a subtree may be taken whole: the
+     * bytes below it (its descendants' edges) and its tokens as a range
+     * of dfs_tokens. Kept apart from `walk` so the walk's nodes stay
+     * small. */
     uint8_t (*below)[32];
-    int32_t *sub_begin, *sub_end, *dfs_tokens;
+    int32_t *sub_begin, *sub_end;
+    uint8_t *height;       /* the subtree's depth below the node (at most 255) */
+    uint16_t *depth;       /* the node's depth (its tokens' length) */
+    /* The tokens of the largest subtrees as ready bitmaps (big[node] words
+     * into big_bits, -1 none), so taking one whole is a few hundred word
+     * ORs instead of thousands of scattered bit writes (the body of a
+     * JSON string takes most of the vocabulary that way). */
+    int64_t *big;
+    uint64_t *big_bits;
+    size_t mask_words;
+    int32_t *dfs_tokens;   /* the tokens in preorder */
 };
 
-/* Depth-first numbering of the trie: subtree token ranges and byte sets. */
+/* Lay the trie out in preorder with subtree ends, token ranges and the
+ * byte sets below each node. */
 static bool trie_index(cg_vocab *v)
 {
     size_t n = v->n_trie;
     v->below = calloc(n, sizeof *v->below);
+    v->walk = malloc(n * sizeof *v->walk);
     v->sub_begin = malloc(n * sizeof *v->sub_begin);
     v->sub_end = malloc(n * sizeof *v->sub_end);
+    v->height = calloc(n, 1);
+    v->depth = calloc(n, sizeof *v->depth);
     v->dfs_tokens = malloc((size_t)v->n_tokens * sizeof *v->dfs_tokens);
+    /* Entries: build node (enter) or ~walk index (leave). */
     int32_t *stack = malloc(2 * n * sizeof *stack);
-    if (!v->below || !v->sub_begin || !v->sub_end || !v->dfs_tokens || !stack) {
+    if (!v->below || !v->walk || !v->sub_begin || !v->sub_end || !v->height || !v->depth || !v->dfs_tokens ||
+        !stack) {
         free(stack);
         return false;
     }
-    /* Entries: node (enter) or ~node (leave, after its children). */
     size_t sp = 0;
-    int32_t k = 0;
+    int32_t k = 0, next = 0;
     stack[sp++] = 0;
     while (sp) {
         int32_t e = stack[--sp];
         if (e < 0) {
-            int32_t node = ~e;
-            v->sub_end[node] = k;
-            for (int32_t c = v->trie[node].first_child; c >= 0; c = v->trie[c].next_sibling) {
-                cg_set_add(v->below[node], v->trie[c].byte);
+            int32_t w = ~e;
+            walk_node *wn = &v->walk[w];
+            wn->end = next;
+            v->sub_end[w] = k;
+            for (int32_t c = w + 1; c < wn->end; c = v->walk[c].end) {
+                cg_set_add(v->below[w], v->walk[c].byte);
                 for (int i = 0; i < 32; i++)
-                    v->below[node][i] |= v->below[c][i];
+                    v->below[w][i] |= v->below[c][i];
+                if (v->height[c] + 1 > v->height[w] && v->height[c] < 255)
+                    v->height[w] = (uint8_t)(v->height[c] + 1);
             }
             continue;
         }
-        v->sub_begin[e] = k;
-        for (int32_t id = v->trie[e].first_token; id >= 0; id = v->tok_next[id])
+        int32_t w = next++;
+        const trie_node *t = &v->trie[e];
+        v->walk[w] = (walk_node){0, t->first_token, t->byte};
+        v->sub_begin[w] = k;
+        for (int32_t id = t->first_token; id >= 0; id = v->tok_next[id])
             v->dfs_tokens[k++] = id;
-        stack[sp++] = ~e;
-        for (int32_t c = v->trie[e].first_child; c >= 0; c = v->trie[c].next_sibling)
+        stack[sp++] = ~w;
+        /* Children pushed last-first so they are entered in byte order. */
+        size_t mark = sp;
+        for (int32_t c = t->first_child; c >= 0; c = v->trie[c].next_sibling)
             stack[sp++] = c;
+        for (size_t i = mark, j = sp - 1; i < j; i++, j--) {
+            int32_t x = stack[i];
+            stack[i] = stack[j];
+            stack[j] = x;
+        }
     }
     free(stack);
+    for (size_t w = 0; w < n; w++)
+        for (int32_t c = (int32_t)w + 1; c < v->walk[w].end; c = v->walk[c].end)
+            v->depth[c] = (uint16_t)(v->depth[w] + 1);
+    free(v->trie);
+    v->trie = NULL;
+    return true;
+}
+
+/* Subtrees with at least this many tokens get a ready bitmap, within a
+ * memory budget (the largest first: they are the shallowest). */
+#define CG_BIG_SUBTREE 128
+#define CG_BIG_BYTES (16u << 20)
+
+static bool big_subtrees(cg_vocab *v)
+{
+    size_t n = v->n_trie;
+    v->mask_words = ((size_t)v->n_tokens + 63) / 64;
+    v->big = malloc(n * sizeof *v->big);
+    if (!v->big)
+        return false;
+    size_t count = 0, max = CG_BIG_BYTES / (v->mask_words * 8);
+    /* Preorder visits parents before children: a budget cut keeps the
+     * shallow (largest) subtrees. */
+    for (size_t w = 0; w < n; w++) {
+        bool want = w > 0 && v->sub_end[w] - v->sub_begin[w] >= CG_BIG_SUBTREE && count < max;
+        v->big[w] = want ? (int64_t)(count++ * v->mask_words) : -1;
+    }
+    v->big_bits = calloc(count ? count * v->mask_words : 1, sizeof *v->big_bits);
+    if (!v->big_bits)
+        return false;
+    for (size_t w = 0; w < n; w++) {
+        if (v->big[w] < 0)
+            continue;
+        uint64_t *bits = v->big_bits + v->big[w];
+        for (int32_t k = v->sub_begin[w]; k < v->sub_end[w]; k++)
+            bits[v->dfs_tokens[k] >> 6] |= 1ull << (v->dfs_tokens[k] & 63);
+    }
     return true;
 }
 
@@ -148,7 +232,7 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         v->tok_next[id] = v->trie[at].first_token;
         v->trie[at].first_token = id;
     }
-    if (!trie_index(v))
+    if (!trie_index(v) || !big_subtrees(v))
         goto fail;
     return v;
 fail:
@@ -164,9 +248,14 @@ void cg_vocab_free(cg_vocab *v)
     free(v->off);
     free(v->trie);
     free(v->tok_next);
+    free(v->walk);
     free(v->below);
     free(v->sub_begin);
     free(v->sub_end);
+    free(v->height);
+    free(v->depth);
+    free(v->big);
+    free(v->big_bits);
     free(v->dfs_tokens);
     free(v);
 }
@@ -192,61 +281,172 @@ uint32_t cg_advance_token(cg_parser *p, const cg_vocab *v, uint32_t state, int32
 
 /* ---- masks ---- */
 
-#define CG_MASK_SLOTS 64
+/* The bytes of a parser state tried so far (known), grouped by the live
+ * state they lead to: up to CG_CLASSES targets (a JSON string's body has
+ * few: ordinary characters, the quote, the backslash, UTF-8 lead bytes).
+ * A known byte in no class leads nowhere or to a target past the limit. */
+#define CG_CLASSES 4
+struct byte_classes {
+    uint8_t known[32];
+    uint8_t dead[32];              /* known to lead nowhere */
+    uint8_t in[CG_CLASSES][32];
+    uint32_t target[CG_CLASSES];   /* 0: class unused */
+};
+
+/* Masks are cached per parser state up to this many bytes in all; past
+ * it the oldest cached mask makes room (round robin). */
+#define CG_MASK_CACHE_BYTES (64u << 20)
 
 struct cg_masker {
     const cg_vocab *v;
     cg_parser *p;
     size_t mask_bytes;
-    uint8_t *masks;                 /* [CG_MASK_SLOTS][mask_bytes] */
-    uint32_t slot_state[CG_MASK_SLOTS];
-    size_t next_slot;
+    uint8_t *masks;                 /* [n_slots][mask_bytes] */
+    size_t n_slots, cap_slots, max_slots, next_slot;
+    uint32_t *slot_state;           /* [cap_slots] the state a slot holds */
+    /* Per parser state (by id, grown on demand): its mask's slot + 1 (0:
+     * none), and its bytes grouped by the state they lead to, as far as
+     * they were tried (byte_classes). */
+    uint32_t *slot_of;
+    struct byte_classes *classes;
+    size_t cap_states;
     struct { int32_t node; uint32_t state; } *todo;  /* the walk's stack */
     size_t cap_todo;
-    /* Per parser state (by id, grown on demand): the bytes that lead back
-     * to it, and whether that set is computed. */
-    uint8_t (*loops)[32];
-    uint8_t *have_loops;
-    size_t cap_loops;
 };
 
-/* The bytes b with step(state, b) == state; NULL on OOM or budget. */
-static const uint8_t *loop_set(cg_masker *m, uint32_t state)
+/* Room for per-state data of `state`; false on OOM. */
+static bool cover_state(cg_masker *m, uint32_t state)
 {
-    if (state >= m->cap_loops) {
-        size_t cap = m->cap_loops ? m->cap_loops : 256;
-        while (cap <= state)
-            cap *= 2;
-        uint8_t (*l)[32] = realloc(m->loops, cap * sizeof *l);
-        if (l)
-            m->loops = l;
-        uint8_t *h = l ? realloc(m->have_loops, cap) : NULL;
-        if (!h)
-            return NULL;
-        memset(h + m->cap_loops, 0, cap - m->cap_loops);
-        m->have_loops = h;
-        m->cap_loops = cap;
-    }
-    if (!m->have_loops[state]) {
-        memset(m->loops[state], 0, 32);
-        for (int b = 0; b < 256; b++) {
-            uint32_t next = cg_parser_step(m->p, state, (uint8_t)b);
-            if (next == UINT32_MAX)
-                return NULL;
-            if (next == state)
-                cg_set_add(m->loops[state], (uint8_t)b);
-        }
-        m->have_loops[state] = 1;
-    }
-    return m->loops[state];
+    if (state < m->cap_states)
+        return true;
+    size_t cap = m->cap_states ? m->cap_states : 256;
+    while (cap <= state)
+        cap *= 2;
+    uint32_t *so = realloc(m->slot_of, cap * sizeof *so);
+    if (!so)
+        return false;
+    m->slot_of = so;
+    struct byte_classes *bc = realloc(m->classes, cap * sizeof *bc);
+    if (!bc)
+        return false;
+    m->classes = bc;
+    size_t old = m->cap_states;
+    memset(so + old, 0, (cap - old) * sizeof *so);
+    memset(bc + old, 0, (cap - old) * sizeof *bc);
+    m->cap_states = cap;
+    return true;
 }
 
-static bool subset_of(const uint8_t *a, const uint8_t *b)
+/* Try byte b in `state` and file it under its target's class: the class
+ * index, or -1 when it leads nowhere or no class is left; -2 on OOM or
+ * budget. */
+static int classify(cg_masker *m, uint32_t state, uint8_t b)
 {
-    for (int i = 0; i < 32; i++)
-        if (a[i] & ~b[i])
-            return false;
-    return true;
+    uint32_t next = cg_parser_step(m->p, state, b);
+    if (next == UINT32_MAX)
+        return -2;
+    /* The parser's arrays may have moved; ours are by state id. */
+    struct byte_classes *bc = &m->classes[state];
+    cg_set_add(bc->known, b);
+    if (next == 0) {
+        cg_set_add(bc->dead, b);
+        return -1;
+    }
+    for (int i = 0; i < CG_CLASSES; i++) {
+        if (bc->target[i] == 0)
+            bc->target[i] = next;
+        if (bc->target[i] == next) {
+            cg_set_add(bc->in[i], b);
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* uniform_step's answers besides a live state. */
+#define CG_MIXED 0u               /* the bytes lead to different places */
+#define CG_ALL_DEAD (UINT32_MAX - 1) /* none of them leads anywhere */
+
+/* The one live state that every byte of `bytes` (not empty) leads `state`
+ * to; CG_ALL_DEAD when none leads anywhere, CG_MIXED otherwise. The bytes
+ * are tried lazily and remembered per state; the first one that goes
+ * elsewhere settles it, so a state that has no such class costs a step or
+ * two, not 256. UINT32_MAX on OOM or budget. */
+static uint32_t uniform_step(cg_masker *m, uint32_t state, const uint8_t *bytes)
+{
+    if (!cover_state(m, state))
+        return UINT32_MAX;
+    uint64_t want[4];
+    memcpy(want, bytes, 32);
+    int lowest = 0;
+    for (int w = 0; w < 4; w++)
+        if (want[w]) {
+            lowest = 64 * w + __builtin_ctzll(want[w]);
+            break;
+        }
+    /* The class of the lowest byte: 0..CG_CLASSES-1, -1 dead, -3 a target
+     * past the class limit. */
+    int cls;
+    if (cg_set_has(m->classes[state].known, (uint8_t)lowest)) {
+        const struct byte_classes *bc = &m->classes[state];
+        cls = cg_set_has(bc->dead, (uint8_t)lowest) ? -1 : -3;
+        for (int i = 0; i < CG_CLASSES && cls == -3; i++)
+            if (cg_set_has(bc->in[i], (uint8_t)lowest))
+                cls = i;
+    } else {
+        cls = classify(m, state, (uint8_t)lowest);
+        if (cls == -2)
+            return UINT32_MAX;
+        if (cls == -1 && !cg_set_has(m->classes[state].dead, (uint8_t)lowest))
+            cls = -3;
+    }
+    if (cls == -3)
+        return CG_MIXED;
+    for (int w = 0; w < 4; w++) {
+        uint64_t k, in;
+        memcpy(&k, m->classes[state].known + 8 * w, 8);
+        memcpy(&in, (cls < 0 ? m->classes[state].dead : m->classes[state].in[cls]) + 8 * w, 8);
+        if (want[w] & k & ~in)
+            return CG_MIXED;   /* a byte known to go elsewhere */
+        for (uint64_t todo = want[w] & ~k; todo; todo &= todo - 1) {
+            int b = 64 * w + __builtin_ctzll(todo);
+            int got = classify(m, state, (uint8_t)b);
+            if (got == -2)
+                return UINT32_MAX;
+            if (cls < 0 ? !cg_set_has(m->classes[state].dead, (uint8_t)b) : got != cls)
+                return CG_MIXED;
+        }
+    }
+    return cls < 0 ? CG_ALL_DEAD : m->classes[state].target[cls];
+}
+
+/* How deep below trie node c (the parser in `state` after c's byte) every
+ * token is allowed: the bytes below c lead, depth after depth, from one
+ * live state to the next (a state that leads back to itself ends the
+ * chain: the body of a JSON string; a chain of counting states is the
+ * body of a string with a maxLength), until they all lead nowhere or the
+ * subtree ends. Tokens down to that depth are allowed, deeper ones not.
+ * -1 when the bytes part ways (the subtree must be walked), -2 on OOM or
+ * budget. */
+static int subtree_depth(cg_masker *m, int32_t c, uint32_t state)
+{
+    const uint8_t *below = m->v->below[c];
+    int h = m->v->height[c];
+    if (h >= 255)
+        return -1;   /* heights are capped there: walk it */
+    for (int d = 0; d < h; d++) {
+        uint32_t next = uniform_step(m, state, below);
+        if (next == UINT32_MAX)
+            return -2;
+        if (next == CG_MIXED)
+            return -1;
+        if (next == CG_ALL_DEAD)
+            return d;
+        if (next == state)
+            return h;
+        state = next;
+    }
+    return h;
 }
 
 cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
@@ -256,16 +456,17 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
         return NULL;
     m->v = v;
     m->p = p;
-    m->mask_bytes = ((size_t)v->n_tokens + 7) / 8;
-    m->masks = malloc(CG_MASK_SLOTS * m->mask_bytes);
+    /* Whole words, so ready subtree bitmaps are ORed in word by word. */
+    m->mask_bytes = v->mask_words * 8;
+    m->max_slots = CG_MASK_CACHE_BYTES / m->mask_bytes;
+    if (m->max_slots < 2)
+        m->max_slots = 2;
     m->cap_todo = v->n_trie + 1;
     m->todo = malloc(m->cap_todo * sizeof *m->todo);
-    if (!m->masks || !m->todo) {
+    if (!m->todo) {
         cg_masker_free(m);
         return NULL;
     }
-    for (int i = 0; i < CG_MASK_SLOTS; i++)
-        m->slot_state[i] = UINT32_MAX;
     return m;
 }
 
@@ -274,23 +475,60 @@ void cg_masker_free(cg_masker *m)
     if (!m)
         return;
     free(m->masks);
+    free(m->slot_state);
+    free(m->slot_of);
+    free(m->classes);
     free(m->todo);
-    free(m->loops);
-    free(m->have_loops);
     free(m);
+}
+
+/* A slot for `state`'s mask: a new one while the cache may grow, else the
+ * oldest. NULL on OOM. */
+static uint8_t *take_slot(cg_masker *m, uint32_t state)
+{
+    size_t slot;
+    if (m->n_slots < m->max_slots) {
+        if (m->n_slots == m->cap_slots) {
+            size_t cap = m->cap_slots ? m->cap_slots * 2 : 64;
+            if (cap > m->max_slots)
+                cap = m->max_slots;
+            uint8_t *masks = realloc(m->masks, cap * m->mask_bytes);
+            if (!masks)
+                return NULL;
+            m->masks = masks;
+            uint32_t *ss = realloc(m->slot_state, cap * sizeof *ss);
+            if (!ss)
+                return NULL;
+            m->slot_state = ss;
+            m->cap_slots = cap;
+        }
+        slot = m->n_slots++;
+    } else {
+        slot = m->next_slot;
+        m->next_slot = (m->next_slot + 1) % m->n_slots;
+        m->slot_of[m->slot_state[slot]] = 0;
+    }
+    m->slot_state[slot] = state;
+    m->slot_of[state] = (uint32_t)slot + 1;
+    return m->masks + slot * m->mask_bytes;
 }
 
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
 {
-    for (int i = 0; i < CG_MASK_SLOTS; i++)
-        if (m->slot_state[i] == state)
-            return m->masks + (size_t)i * m->mask_bytes;
-    size_t slot = m->next_slot;
-    m->next_slot = (m->next_slot + 1) % CG_MASK_SLOTS;
-    uint8_t *mask = m->masks + slot * m->mask_bytes;
-    m->slot_state[slot] = UINT32_MAX;
+    if (!cover_state(m, state))
+        return NULL;
+    if (m->slot_of[state])
+        return m->masks + (size_t)(m->slot_of[state] - 1) * m->mask_bytes;
+    uint8_t *mask = take_slot(m, state);
+    if (!mask)
+        return NULL;
+    /* Until the walk finishes the slot holds no valid mask. */
+    m->slot_of[state] = 0;
     memset(mask, 0, m->mask_bytes);
-    const trie_node *t = m->v->trie;
+    const cg_vocab *v = m->v;
+    const walk_node *t = v->walk;
+    const int32_t *dfs = v->dfs_tokens, *tok_next = v->tok_next;
+    uint64_t *words = (uint64_t *)(void *)mask;
     /* Each trie node is pushed at most once, so the stack never exceeds
      * the trie's size. */
     size_t n = 0;
@@ -300,34 +538,55 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         n--;
         int32_t node = m->todo[n].node;
         uint32_t st = m->todo[n].state;
-        for (int32_t c = t[node].first_child; c >= 0; c = t[c].next_sibling) {
-            uint32_t next = cg_parser_step(m->p, st, t[c].byte);
+        const int32_t *row = cg_parser_row(m->p, st);
+        for (int32_t c = node + 1; c < t[node].end; c = t[c].end) {
+            uint32_t next;
+            if (row && row[t[c].byte] >= 0) {
+                next = (uint32_t)row[t[c].byte];
+            } else {
+                next = cg_parser_step(m->p, st, t[c].byte);
+                row = cg_parser_row(m->p, st);   /* it may have moved */
+            }
             if (next == UINT32_MAX)
                 return NULL;
             if (next == 0)
                 continue;
-            if (t[c].first_child >= 0) {
-                /* A subtree whose bytes all lead back to `next` keeps the
-                 * parser there: every token in it is allowed, unwalked. */
-                const uint8_t *loops = loop_set(m, next);
-                if (!loops)
+            bool inner = t[c].end > c + 1;
+            /* A subtree whose bytes lead, depth after depth, from one live
+             * state to the next has every token allowed: taken whole,
+             * unwalked. Its first child's byte must lead somewhere for
+             * that, which rules many nodes out at the price of a step the
+             * walk takes anyway. */
+            if (inner && cg_parser_step(m->p, next, t[c + 1].byte) != 0) {
+                int depth = subtree_depth(m, c, next);
+                if (depth == -2)
                     return NULL;
-                if (subset_of(m->v->below[c], loops)) {
-                    for (int32_t k = m->v->sub_begin[c]; k < m->v->sub_end[c]; k++) {
-                        int32_t id = m->v->dfs_tokens[k];
-                        mask[id >> 3] |= (uint8_t)(1u << (id & 7));
+                if (depth == v->height[c] && v->big[c] >= 0) {
+                    const uint64_t *bits = v->big_bits + v->big[c];
+                    for (size_t w = 0; w < v->mask_words; w++)
+                        words[w] |= bits[w];
+                    continue;
+                }
+                if (depth >= 0) {
+                    /* Token lengths: c's depth in the trie plus `depth`. */
+                    size_t max_len = (size_t)v->depth[c] + (size_t)depth;
+                    bool all = depth == v->height[c];
+                    for (int32_t k = v->sub_begin[c], end = v->sub_end[c]; k < end; k++) {
+                        int32_t id = dfs[k];
+                        if (all || v->off[id + 1] - v->off[id] <= max_len)
+                            words[id >> 6] |= 1ull << (id & 63);
                     }
                     continue;
                 }
             }
-            for (int32_t id = t[c].first_token; id >= 0; id = m->v->tok_next[id])
-                mask[id >> 3] |= (uint8_t)(1u << (id & 7));
-            if (t[c].first_child >= 0) {
+            for (int32_t id = t[c].first_token; id >= 0; id = tok_next[id])
+                words[id >> 6] |= 1ull << (id & 63);
+            if (inner) {
                 m->todo[n].node = c;
                 m->todo[n++].state = next;
             }
         }
     }
-    m->slot_state[slot] = state;
+    m->slot_of[state] = (uint32_t)((size_t)(mask - m->masks) / m->mask_bytes) + 1;
     return mask;
 }

@@ -268,22 +268,42 @@ uint32_t cg_parser_step(cg_parser *p, uint32_t st, uint8_t byte)
             return UINT32_MAX;
         memset(s->next, 0xff, 256 * sizeof *s->next);
     }
+    /* The bytes that every stack top treats as it treats `byte` (in the
+     * same top sets, out of the same others) lead to the same state: one
+     * expansion settles them all (ordinary characters of a JSON string,
+     * digits, the bytes no top takes). */
+    uint64_t same[4] = {~0ull, ~0ull, ~0ull, ~0ull};
     p->n_scratch = 0;
     for (uint32_t i = 0; i < s->n; i++) {
         uint32_t id = p->stacks[s->off + i];
         if (id == 0)
             continue;
         node nd = p->nodes[id];
-        const cg_elem *e = &p->g->elems[nd.pos];
-        if (cg_set_has(p->g->sets[e->arg], byte))
+        const uint8_t *set = p->g->sets[p->g->elems[nd.pos].arg];
+        bool in = cg_set_has(set, byte);
+        for (int w = 0; w < 4; w++) {
+            uint64_t bits;
+            memcpy(&bits, set + 8 * w, 8);
+            same[w] &= in ? bits : ~bits;
+        }
+        if (in)
             expand_at(p, nd.pos + 1, nd.parent);
     }
     uint32_t next = intern_scratch(p);
     if (next == UINT32_MAX)
         return next;
     /* `s` may have moved when the states array grew. */
-    p->states[st].next[byte] = (int32_t)next;
+    int32_t *row = p->states[st].next;
+    for (int w = 0; w < 4; w++)
+        for (uint64_t b = same[w]; b; b &= b - 1)
+            row[64 * w + __builtin_ctzll(b)] = (int32_t)next;
+    row[byte] = (int32_t)next;
     return next;
+}
+
+const int32_t *cg_parser_row(const cg_parser *p, uint32_t st)
+{
+    return st == 0 || st == UINT32_MAX ? NULL : p->states[st].next;
 }
 
 bool cg_parser_accepting(const cg_parser *p, uint32_t st)

@@ -27,6 +27,10 @@ uint32_t cg_parser_start(cg_parser *p);
  * parser ran out of its memory budget (an ambiguous grammar whose stacks
  * keep multiplying). */
 uint32_t cg_parser_step(cg_parser *p, uint32_t state, uint8_t byte);
+/* The cached transitions of `state` ([256], -1 where not computed yet),
+ * or NULL when none is; valid until the next cg_parser_step. Lets a walk
+ * that steps one state over many bytes skip a call per byte. */
+const int32_t *cg_parser_row(const cg_parser *p, uint32_t state);
 /* Whether the input so far is a complete sentence of the grammar. */
 bool cg_parser_accepting(const cg_parser *p, uint32_t state);
 /* Whether `state` can take no byte at all (complete and nothing may follow). */

@@ -55,6 +55,12 @@ typedef struct st_attn_query {
      * valid during the call. */
     const float *q;
     const float *k;
+    /* Since 1.4. ST_ALL_HEADS: `kv` is the one slot set every head shares.
+     * A plugin with per-(layer, KV head) slot sets (st_attn_kv_config.
+     * per_head_slots) is asked once per layer and KV head: `kv` is that
+     * head's slots, q_slot index them, and the plan's ranges reach only
+     * that head's query heads (ST_ALL_HEADS = all of them). */
+    uint32_t kv_head;
 } st_attn_query;
 
 /* Plan helpers (header-only; no ABI surface). */
@@ -89,8 +95,14 @@ static inline int32_t st_attn_min_q_pos(const st_attn_query *q)
 typedef enum st_pos_mode {
     ST_POS_TRUE = 0,  /* rotate by the true distance pos(q) - pos(k) */
     ST_POS_FIXED = 1, /* score every key as if at distance `fixed_dist` */
-    ST_POS_SLOT = 2   /* positions are slot indices: slot(q) - slot(k)
+    ST_POS_SLOT = 2,  /* positions are slot indices: slot(q) - slot(k)
                          (streaming's positions re-assigned within the cache) */
+    /* ABI 1.4, through add_range2 / add_indices2 only (it needs the group
+     * size): grouped positions (SelfExtend). With true positions, the
+     * relative position is floor(pos(q)/group) - floor(pos(k)/group) +
+     * group_offset: the query is rotated at floor(pos(q)/group) +
+     * group_offset, the key at floor(pos(k)/group). */
+    ST_POS_GROUPED = 3
 } st_pos_mode;
 
 /* A key in [k_begin, k_end) is visible to a query when, with
@@ -107,6 +119,26 @@ typedef struct st_attn_range {
     int32_t fixed_dist;     /* for ST_POS_FIXED */
 } st_attn_range;
 
+/* ---- ABI 1.4: sized ranges (grouped positions) -------------------------
+ * st_attn_range cannot grow (it has no struct_size); st_attn_range2 can:
+ * set struct_size = sizeof(st_attn_range2), and the host reads only the
+ * fields it knows. Its first fields mean what st_attn_range's do. */
+typedef struct st_attn_range2 {
+    uint32_t struct_size;
+    uint32_t head;          /* query head, or ST_ALL_HEADS */
+    uint32_t k_begin;
+    uint32_t k_end;
+    int32_t min_dist;
+    int32_t max_dist;
+    st_pos_mode pos_mode;
+    int32_t fixed_dist;     /* for ST_POS_FIXED */
+    /* ST_POS_GROUPED: group size (>= 1; 1 with offset 0 is ST_POS_TRUE)
+     * and the offset added to the query's grouped position. All GROUPED
+     * ranges of one plan call must share one group size. */
+    uint32_t group;
+    int32_t group_offset;
+} st_attn_range2;
+
 /* Provided by the host for one `plan` call. */
 typedef struct st_attn_plan_builder {
     uint32_t struct_size;
@@ -116,7 +148,80 @@ typedef struct st_attn_plan_builder {
      * limits and position mode; shape->k_begin/k_end are ignored. */
     st_status (*add_indices)(void *host, const uint32_t *slots, size_t n,
                              const st_attn_range *shape);
+    /* ABI 1.4 (check ST_ATTN_BUILDER_HAS_RANGE2 before calling): the same
+     * with a sized range, which may use ST_POS_GROUPED. */
+    st_status (*add_range2)(void *host, const st_attn_range2 *range);
+    st_status (*add_indices2)(void *host, const uint32_t *slots, size_t n,
+                              const st_attn_range2 *shape);
 } st_attn_plan_builder;
+
+/* ---- Since 1.4: statistics and per-(layer, KV head) slot sets ---- */
+
+/* How the statistics' rows are split. */
+typedef enum st_attn_stats_heads {
+    ST_STATS_NONE = 0,        /* no statistics */
+    ST_STATS_KV_HEADS = 1,    /* a row per (layer, KV head), summed over its query heads */
+    ST_STATS_QUERY_HEADS = 2  /* a row per (layer, query head) */
+} st_attn_stats_heads;
+
+/* What configure_kv asks the host for. The host fills every field with
+ * its default before the call; the plugin changes what it needs. */
+typedef struct st_attn_kv_config {
+    uint32_t struct_size;
+    st_attn_stats_heads stats;  /* default ST_STATS_NONE */
+    /* 0 (default): sum over every query of each block; w > 0: over the
+     * last w queries of each block only (SnapKV's observation window). */
+    uint32_t stats_window;
+    /* [n_layers], host-owned, all 1 on entry: clear a layer to skip its
+     * statistics (its attention then keeps the fast kernels). */
+    uint8_t *stats_layers;
+    /* 0 (default): one slot set shared by every layer and head (`retain`).
+     * 1: each (layer, KV head) keeps its own slots (`retain_heads`). */
+    uint32_t per_head_slots;
+    /* [n_layers], host-owned, 0 on entry: the most slots one KV head of
+     * the layer keeps between steps (0 = cache_budget). The host checks
+     * every retention against it. */
+    uint32_t *layer_budget;
+} st_attn_kv_config;
+
+/* Attention statistics of one step (one block of queries): for each asked
+ * layer and row (a KV head or a query head), the sum over the counted
+ * queries (and, per KV head, over its query heads) of each key slot's
+ * softmax weight, computed inside the host's kernels. */
+typedef struct st_attn_stats {
+    uint32_t struct_size;
+    uint32_t n_layers;
+    uint32_t n_kv_heads;
+    uint32_t n_rows;          /* rows per layer: n_kv_heads or n_heads */
+    uint32_t n_q;             /* queries counted (the window's, or the block's) */
+    const int32_t *q_pos;     /* [n_q] their positions */
+    /* [n_layers * n_kv_heads]: the slots of (layer, KV head) the rows are
+     * indexed by (one shared view repeated without per_head_slots). */
+    const st_kv_view *kv;
+    /* [n_layers * n_rows]: row (layer, r), kv[layer * n_kv_heads + r's KV
+     * head].n_slots floats; NULL for a layer not asked. */
+    const float *const *sum;
+} st_attn_stats;
+
+/* The per-(layer, KV head) slot sets handed to retain_heads. */
+typedef struct st_kv_heads {
+    uint32_t struct_size;
+    uint32_t n_layers;
+    uint32_t n_kv_heads;
+    uint32_t n_new;           /* slots the step appended to every head */
+    const st_kv_view *kv;     /* [n_layers * n_kv_heads] */
+    /* [n_layers * n_kv_heads] -> [kv[i].n_slots], all 1 on entry: set 0
+     * for the slots that head drops. */
+    uint8_t *const *keep;
+} st_kv_heads;
+/* True when the host's builder has add_range2 and add_indices2 (a 1.4 host
+ * or later). Hosts are never older than the plugins they load, but a
+ * plugin that wants to run on an older host checks this and fails its
+ * plan with a clear message (or falls back to add_range). */
+#define ST_ATTN_BUILDER_HAS_RANGE2(b)                                                        \
+    ((b)->struct_size >= offsetof(st_attn_plan_builder, add_indices2) +                     \
+                             sizeof(((st_attn_plan_builder *)0)->add_indices2) &&           \
+     (b)->add_range2 && (b)->add_indices2)
 
 /* Bits of `needs`. */
 #define ST_ATTN_NEEDS_QK      (1u << 0) /* plan wants q and k values */
@@ -157,6 +262,24 @@ typedef struct st_attention_ops {
 
     /* Forget all per-sequence state (a new request). */
     void (*reset)(void *inst);
+
+    /* ---- Since 1.4: per-layer, per-head statistics and retention. ---- */
+
+    /* Optional. Called right after `configure`; the host filled `cfg` with
+     * its defaults (no statistics, one shared slot set). */
+    st_status (*configure_kv)(void *inst, const st_model_shape *shape, st_attn_kv_config *cfg,
+                              st_error *err);
+
+    /* Optional: the statistics asked for in configure_kv, once per step
+     * after the model's pass and before retention. A failure stops the
+     * run with the plugin's message. */
+    st_status (*on_attention_stats)(void *inst, const st_attn_stats *stats, st_error *err);
+
+    /* Required when configure_kv set per_head_slots (then `retain` is not
+     * called): fill one keep mask per (layer, KV head). The host compacts
+     * each head's slots keeping order; each must end at or under its
+     * layer's budget. */
+    st_status (*retain_heads)(void *inst, const st_kv_heads *heads, st_error *err);
 } st_attention_ops;
 
 #ifdef __cplusplus

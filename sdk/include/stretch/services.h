@@ -66,6 +66,13 @@ typedef struct st_score_request {
     float *entropy;           /* [n_tokens]: -log p(tokens[t] | <t); t=0 gets the max of the rest */
     int32_t attn_layer;       /* layer whose attention is wanted, -1 = last */
     float *attn_weights;      /* [n_tokens * n_tokens]: row q, column k, summed over heads */
+    /* ABI 1.4: the first row wanted (0 = all). Rows before it are context
+     * only: their logprob and entropy are 0 and their weight rows 0, and
+     * the host runs them as a plain prefill (no output head, no weights),
+     * so a question scored after a long context costs the context's
+     * prefill plus the question's rows. Must be below n_tokens. A 1.0-1.3
+     * plugin's request has no such field: every row. */
+    size_t score_from;
 } st_score_request;
 
 struct st_host_services {

@@ -344,6 +344,10 @@ ST_API const char *st_version(void);
 ST_API uint32_t st_abi_version(void);
 /* Peak resident set size of this process in bytes (for reports). */
 ST_API uint64_t st_peak_rss_bytes(void);
+/* The CPU kernels this process runs and the AMX decision, for reports:
+ * "kernels avx2; amx: unavailable (cpu lacks amx-int8)". Probed once
+ * (CPUID, XCR0, arch_prctl: never an AMX instruction); a static string. */
+ST_API const char *st_cpu_summary(void);
 
 /* The machine's ceilings as the engine sees them (since 1.3), for
  * `stretch bench --roofline`: measured with the engine's threads and

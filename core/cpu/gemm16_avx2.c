@@ -1,0 +1,145 @@
+/* The AVX2 16-row kernels: the AVX-512 layout of cpu/repack.h read as two
+ * halves of 8 rows (the first 32 bytes of each 64-byte vector are rows
+ * 0..7, the last 32 rows 8..15), so one repacked copy serves both paths.
+ * Per block and half the weights are unpacked once into 8 registers
+ * (8 rows x 4 columns each) and multiplied with up to 4 tokens while they
+ * sit there: vpmaddubsw against the token's 4 bytes broadcast, then one
+ * vpmaddwd per block (Q4: the 16-bit sums of 8 steps stay below 2^15)
+ * or per step (Q8: vpmaddubsw saturates past 2^15, so the weights go
+ * back to signed and multiply through the sign trick, as ggml's AVX2
+ * kernels do). The per-block float terms are those of the AVX-512
+ * kernel, in the same order. */
+#include "kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#define ST_TGT __attribute__((target("avx2,fma,f16c")))
+#define ST_INLINE ST_TGT static inline __attribute__((always_inline))
+
+#define TOK_STEP 4 /* tokens per pass: 8 weight + 4 accumulator registers */
+
+ST_INLINE __m256i bcast4(const int8_t *q)
+{
+    int32_t v;
+    memcpy(&v, q, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Q4 (kind 0 = Q4_0, 1 = Q4_1): rows 8h..8h+7 of the group, tokens nt. */
+ST_INLINE void q4_half(uint32_t nb, const uint8_t *g, const st_act_block *x, size_t xs,
+                       const int nt, float *out, const int kind, const int h)
+{
+    const size_t bb = kind == 0 ? 288 : 320;
+    const size_t qoff = kind == 1 ? 64 : 32;
+    __m256 acc[TOK_STEP];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
+    const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + b * bb;
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+        __m256 m = kind == 1
+                       ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
+                       : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+        __m256i wv[8];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m256i z = _mm256_loadu_si256((const __m256i *)(blk + qoff + 64 * i + 32 * h));
+            wv[i] = _mm256_and_si256(z, low);
+            wv[i + 4] = _mm256_and_si256(_mm256_srli_epi16(z, 4), low);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) {
+            const st_act_block *a = x + t * xs + b;
+            __m256i s16 = _mm256_maddubs_epi16(wv[0], bcast4(a->q));
+#pragma GCC unroll 7
+            for (int j = 1; j < 8; j++)
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wv[j], bcast4(a->q + 4 * j)));
+            __m256i s = _mm256_madd_epi16(s16, ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(a->d)),
+                                     acc[t]);
+            acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(kind == 1 ? a->s16 : a->s), acc[t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        _mm256_storeu_ps(out + 16 * t + 8 * h, acc[t]);
+}
+
+/* Q8_0: the layout's bytes are the weight plus 128; xor 0x80 gives the
+ * signed weight back, and |w| x sign(a, w) is w x a in vpmaddubsw's
+ * unsigned-by-signed form (|a| <= 127, so no product saturates). The
+ * integer sum is then the exact signed dot product: no offset term. */
+ST_INLINE void q8_half(uint32_t nb, const uint8_t *g, const st_act_block *x, size_t xs,
+                       const int nt, float *out, const int h)
+{
+    const size_t bb = 544;
+    __m256 acc[TOK_STEP];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + b * bb;
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+        __m256i s[TOK_STEP];
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+            s[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i w = _mm256_xor_si256(
+                _mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * j + 32 * h)), flip);
+            __m256i wabs = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+                __m256i av = _mm256_sign_epi8(bcast4(x[t * xs + b].q + 4 * j), w);
+                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, av), ones));
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t]),
+                                     _mm256_mul_ps(d, _mm256_set1_ps(x[t * xs + b].d)), acc[t]);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        _mm256_storeu_ps(out + 16 * t + 8 * h, acc[t]);
+}
+
+/* kind: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0; both halves, tokens in passes of
+ * TOK_STEP with a constant count so the accumulators stay registers. */
+ST_INLINE void group_pass(uint32_t nb, const uint8_t *g, const st_act_block *x, size_t xs,
+                          const int nt, float *out, const int kind)
+{
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        if (kind == 2)
+            q8_half(nb, g, x, xs, nt, out, h);
+        else
+            q4_half(nb, g, x, xs, nt, out, kind, h);
+    }
+}
+
+#define GEMM16_ENTRY(name, kind)                                                              \
+    ST_TGT void name(uint32_t n, const uint8_t *g, const st_act_block *x, size_t xs,          \
+                     uint32_t nt, float *out)                                                 \
+    {                                                                                         \
+        uint32_t t0 = 0;                                                                      \
+        for (; t0 + TOK_STEP <= nt; t0 += TOK_STEP)                                           \
+            group_pass(n / 32, g, x + t0 * xs, xs, TOK_STEP, out + 16 * t0, kind);            \
+        switch (nt - t0) {                                                                    \
+        case 3: group_pass(n / 32, g, x + t0 * xs, xs, 3, out + 16 * t0, kind); break;        \
+        case 2: group_pass(n / 32, g, x + t0 * xs, xs, 2, out + 16 * t0, kind); break;        \
+        case 1: group_pass(n / 32, g, x + t0 * xs, xs, 1, out + 16 * t0, kind); break;        \
+        default: break;                                                                       \
+        }                                                                                     \
+    }
+GEMM16_ENTRY(st_avx2_gemm16_q4_0, 0)
+GEMM16_ENTRY(st_avx2_gemm16_q4_1, 1)
+GEMM16_ENTRY(st_avx2_gemm16_q8_0, 2)
+
+#endif

@@ -1,0 +1,53 @@
+"""tools/bench_native.py --merge pools the runs of several --out files into one table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench_native.py"
+
+
+def raw(path: Path, prompt: int, st_pre: float, st_dec: float, ll: dict, threads: int = 2) -> Path:
+    path.write_text(json.dumps({
+        "model": "m.gguf", "manifest": "g.yaml", "threads": threads, "gen_tokens": 64,
+        "runs": [{"prompt": prompt, "stretch_prefill": [st_pre], "stretch_decode": [st_dec],
+                  "llama_prefill": {f: [v[0]] for f, v in ll.items()},
+                  "llama_decode": {f: [v[1]] for f, v in ll.items()}}]}))
+    return path
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
+def test_merge_pools_reps_and_prompts(tmp_path):
+    files = [raw(tmp_path / "a.json", 512, 600.0, 100.0, {"True": (200.0, 50.0), "False": (190.0, 60.0)}),
+             raw(tmp_path / "b.json", 512, 700.0, 120.0, {"True": (220.0, 70.0), "False": (210.0, 80.0)}),
+             raw(tmp_path / "c.json", 512, 650.0, 110.0, {"True": (210.0, 60.0), "False": (200.0, 70.0)}),
+             raw(tmp_path / "d.json", 4096, 300.0, 90.0, {"True": (100.0, 30.0)})]
+    done = run("--merge", *map(str, files))
+    assert done.returncode == 0, done.stderr
+    lines = [l for l in done.stdout.splitlines() if l.startswith("| 512") or l.startswith("| 4,096")]
+    assert lines == [
+        "| 512 | on | 210.0 (200.0-220.0) | 650.0 (600.0-700.0) | 3.10x | 60.0 (50.0-70.0) "
+        "| 110.0 (100.0-120.0) | 1.83x |",
+        "| 512 | off | 200.0 (190.0-210.0) | 650.0 (600.0-700.0) | 3.25x | 70.0 (60.0-80.0) "
+        "| 110.0 (100.0-120.0) | 1.57x |",
+        "| 4,096 | on | 100.0 (100.0-100.0) | 300.0 (300.0-300.0) | 3.00x | 30.0 (30.0-30.0) "
+        "| 90.0 (90.0-90.0) | 3.00x |",
+    ]
+    assert "median (min-max) of 3 interleaved runs, 2 threads, 64 decode tokens" in done.stdout
+
+
+def test_merge_refuses_mixed_settings_and_bad_files(tmp_path):
+    a = raw(tmp_path / "a.json", 512, 600.0, 100.0, {"True": (200.0, 50.0)})
+    b = raw(tmp_path / "b.json", 512, 600.0, 100.0, {"True": (200.0, 50.0)}, threads=4)
+    done = run("--merge", str(a), str(b))
+    assert done.returncode != 0
+    assert "b.json" in done.stderr and "differ" in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    done = run("--merge", str(bad))
+    assert done.returncode != 0
+    assert "bad.json: not a bench_native --out file" in done.stderr
