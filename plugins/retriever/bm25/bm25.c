@@ -23,6 +23,7 @@
 #include <stretch/plugin.h>
 
 #include "bm25.h"
+#include "../index_file.h"
 
 #define BM25_FORMAT_NAME "stretch.bm25"
 #define BM25_FORMAT_VERSION 1
@@ -544,38 +545,7 @@ static st_status bm25_save(void *inst, const char *path, st_error *err)
         msgpack_sbuffer_destroy(&sb);
         return h->error(err, ST_E_NOMEM, "bm25: out of memory saving the index");
     }
-
-    /* Write a sibling file and rename it over `path`, so a crash never leaves
-     * a half-written index behind. */
-    size_t plen = strlen(path);
-    char *tmp = xalloc(h, plen + 8);
-    if (!tmp) {
-        msgpack_sbuffer_destroy(&sb);
-        return h->error(err, ST_E_NOMEM, "bm25: out of memory");
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    st_status st = ST_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = h->error(err, ST_E_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    } else {
-        bool ok = fwrite(sb.data, 1, sb.size, f) == sb.size;
-        int saved = errno;
-        if (fclose(f) != 0 && ok) {
-            ok = false;
-            saved = errno;
-        }
-        if (!ok) {
-            remove(tmp);
-            st = h->error(err, ST_E_IO, "%s: write failed: %s", tmp, strerror(saved));
-        } else if (rename(tmp, path) != 0) {
-            saved = errno;
-            remove(tmp);
-            st = h->error(err, ST_E_IO, "%s: cannot replace: %s", path, strerror(saved));
-        }
-    }
-    xfree(h, tmp);
+    st_status st = st_index_file_write(h, "bm25", path, &sb, err);
     msgpack_sbuffer_destroy(&sb);
     return st;
 }

@@ -19,6 +19,7 @@
 #include <stretch/plugin.h>
 
 #include "embedding.h"
+#include "../index_file.h"
 
 #define EMB_FORMAT "stretch.embedding"
 #define EMB_VERSION 1
@@ -292,32 +293,11 @@ static st_status emb_save(void *inst, const char *path, st_error *err)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     emb_pack(inst, &pk);
-    size_t plen = strlen(path);
-    char *tmp = h->alloc(h->host, plen + 5);
-    if (!sb.data || !tmp) {
+    if (!sb.data) {
         msgpack_sbuffer_destroy(&sb);
-        h->free(h->host, tmp);
         return h->error(err, ST_E_NOMEM, "embedding: out of memory saving the index");
     }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    st_status st = ST_OK;
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(sb.data, 1, sb.size, f) == sb.size;
-    int saved = errno;
-    if (f && fclose(f) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        remove(tmp);
-        st = h->error(err, ST_E_IO, "%s: cannot write: %s", tmp, strerror(saved));
-    } else if (rename(tmp, path) != 0) {
-        saved = errno;
-        remove(tmp);
-        st = h->error(err, ST_E_IO, "%s: cannot replace: %s", path, strerror(saved));
-    }
-    h->free(h->host, tmp);
+    st_status st = st_index_file_write(h, "embedding", path, &sb, err);
     msgpack_sbuffer_destroy(&sb);
     return st;
 }

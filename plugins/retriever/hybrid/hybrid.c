@@ -28,6 +28,7 @@
 #include <stretch/plugin.h>
 
 #include "bm25.h"
+#include "../index_file.h"
 #include "embedding.h"
 
 #define HYB_FORMAT "stretch.hybrid"
@@ -229,33 +230,11 @@ static st_status hyb_save(void *inst, const char *path, st_error *err)
     bm25_pack(r->lex, &pk);
     pack_str(&pk, "embedding", 9);
     emb_pack(r->dense, &pk);
-    size_t plen = strlen(path);
-    char *tmp = h->alloc(h->host, plen + 5);
-    if (!sb.data || !tmp) {
+    if (!sb.data) {
         msgpack_sbuffer_destroy(&sb);
-        h->free(h->host, tmp);
         return h->error(err, ST_E_NOMEM, "hybrid: out of memory saving the index");
     }
-    /* A sibling file renamed over `path`: a crash never leaves half an index. */
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp", 5);
-    st_status st = ST_OK;
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(sb.data, 1, sb.size, f) == sb.size;
-    int saved = errno;
-    if (f && fclose(f) != 0 && ok) {
-        ok = false;
-        saved = errno;
-    }
-    if (!ok) {
-        remove(tmp);
-        st = h->error(err, ST_E_IO, "%s: cannot write: %s", tmp, strerror(saved));
-    } else if (rename(tmp, path) != 0) {
-        saved = errno;
-        remove(tmp);
-        st = h->error(err, ST_E_IO, "%s: cannot replace: %s", path, strerror(saved));
-    }
-    h->free(h->host, tmp);
+    st_status st = st_index_file_write(h, "hybrid", path, &sb, err);
     msgpack_sbuffer_destroy(&sb);
     return st;
 }
