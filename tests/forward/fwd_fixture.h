@@ -28,18 +28,9 @@ typedef struct fwd_fixture {
 
 static inline void fx_open_spec(fwd_fixture *f, const st_tiny_model_spec *spec)
 {
-    char path[] = "/tmp/st_fwd_test_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    close(fd);
     st_diag d;
-    st_status s = st_gen_tiny_model(spec, path, &d);
-    cr_assert_eq(s, ST_OK, "gen: %s", d.message);
-    s = st_gguf_open(path, &f->g, &d);
-    unlink(path);
-    cr_assert_eq(s, ST_OK, "open: %s", d.message);
-    s = st_model_load(f->g, &f->m, &d);
-    cr_assert_eq(s, ST_OK, "load: %s", d.message);
+    st_status s = st_tiny_model_load(spec, &f->g, &f->m, &d);
+    cr_assert_eq(s, ST_OK, "tiny model: %s", d.message);
     f->ref = st_ref_model_new(f->m);
     f->V = f->m->hp.n_vocab;
 }

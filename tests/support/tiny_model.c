@@ -6,6 +6,7 @@
 #include "gguf_writer.h"
 #include "quant.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,4 +469,26 @@ int st_tiny_model_tmp_remove(const char *dir)
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd);
+}
+
+st_status st_tiny_model_load(const st_tiny_model_spec *spec, st_gguf **g, st_model **m,
+                             st_diag *diag)
+{
+    *g = NULL;
+    *m = NULL;
+    char path[] = "/tmp/st_tiny_model_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return st_diag_set(diag, ST_E_IO, path, 0, 0, "cannot create a temporary model file: %s",
+                           strerror(errno));
+    close(fd);
+    st_status s = st_gen_tiny_model(spec, path, diag);
+    if (s == ST_OK)
+        s = st_gguf_open(path, g, diag);
+    unlink(path);
+    if (s == ST_OK && (s = st_model_load(*g, m, diag)) != ST_OK) {
+        st_gguf_close(*g);
+        *g = NULL;
+    }
+    return s;
 }

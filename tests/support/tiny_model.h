@@ -17,6 +17,7 @@
 #include <stretch/common.h>
 #include "diag.h"
 #include "gguf.h"
+#include "model.h"
 
 #define ST_TINY_N_SPECIAL 3
 #define ST_TINY_FIRST_BYTE_TOKEN 3
@@ -54,6 +55,12 @@ st_status st_gen_tiny_model(const st_tiny_model_spec *spec, const char *path, st
 st_status st_tiny_model_in_tmp(const char *name, const st_tiny_model_spec *spec, char *dir,
                                size_t dir_cap, char *model, size_t model_cap, st_diag *diag);
 int st_tiny_model_tmp_remove(const char *dir);
+
+/* The spec's model written to a temporary file, opened and loaded (*g and
+ * *m for st_model_free / st_gguf_close); the file is removed once opened
+ * (the mapping keeps it): the fixture of the reference-forward tests. */
+st_status st_tiny_model_load(const st_tiny_model_spec *spec, st_gguf **g, st_model **m,
+                             st_diag *diag);
 
 /* The GPT-2 byte-level symbol (UTF-8, NUL-terminated, <= 2 bytes) for a
  * byte, and the token id the tiny vocabulary gives it. */
