@@ -17,4 +17,13 @@
 st_status st_bert_embed(const st_bert_model *m, st_threadpool *pool, const st_cpu_kernels *kern,
                         const int32_t *ids, size_t n, float *out, st_error *err);
 
+/* Embed n_seq sentences at once (ids[s] of n_ids[s] tokens each, the same
+ * rules as st_bert_embed) into out[n_seq][m->n_embd]: their tokens are
+ * packed into one matrix so each product is one GEMM over the batch; every
+ * sentence gets the numbers it would get alone. The caller bounds the
+ * batch (memory is about 40 floats per token per embedding column). */
+st_status st_bert_embed_batch(const st_bert_model *m, st_threadpool *pool,
+                              const st_cpu_kernels *kern, const int32_t *const *ids,
+                              const size_t *n_ids, size_t n_seq, float *out, st_error *err);
+
 #endif

@@ -62,7 +62,7 @@ static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *re
     return st_engine_plugin_open(&site, kind, ref, out, err);
 }
 
-static uint32_t online_cores(void)
+uint32_t st_engine_online_cores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (uint32_t)n : 1;
@@ -337,7 +337,7 @@ st_status st_engine_open(const char *strategy_path, const st_engine_options *cal
     e->n_ctx = (opts && opts->context) ? opts->context : s->context;
     e->n_threads = (opts && opts->n_threads) ? opts->n_threads : s->threads;
     if (!e->n_threads)
-        e->n_threads = online_cores();
+        e->n_threads = st_engine_online_cores();
     const char *model = (opts && opts->model) ? opts->model : s->model;
     e->model_path = model ? strdup(model) : NULL;
     e->numerics = opts ? opts->numerics : ST_NUMERICS_DEFAULT;

@@ -186,4 +186,8 @@ const char *st_engine_reader_name(st_engine *e);
 st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
                             st_error *err);
 
+/* The cores online: the thread count when neither the caller nor the
+ * strategy sets one. */
+uint32_t st_engine_online_cores(void);
+
 #endif

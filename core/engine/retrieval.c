@@ -15,6 +15,7 @@
 #include <stretch/retrieval.h>
 #include <stretch/retriever.h>
 
+#include "abi_sizes.h"
 #include "doc_texts.h"
 #include "encoder_internal.h"
 #include "engine_internal.h"
@@ -134,7 +135,9 @@ st_status st_retriever_open(const char *strategy_path, const st_engine_options *
     }
     const st_plugin_site site = {r->registry, r->host, r->strategy->backend, false};
     if ((st = st_encoder_service_install(r->host, r->registry, r->strategy,
-                                         opts ? opts->n_threads : 0, &r->encoders, err)) ||
+                                         opts && opts->n_threads ? opts->n_threads
+                                                                 : r->strategy->threads,
+                                         &r->encoders, err)) ||
         (st = st_engine_plugin_open(&site, ST_KIND_RETRIEVER, &r->strategy->retriever, &r->own,
                                     err)) != ST_OK) {
         st_retriever_close(r);
@@ -206,6 +209,48 @@ st_status st_retriever_add(st_retriever *r, const char *id, size_t id_len, const
         if (keep)
             st_doc_texts_pop(&r->texts);
         return from_plugin(r, err, st, "add failed");
+    }
+    r->texts_complete = keep;
+    return ST_OK;
+}
+
+st_status st_retriever_add_batch(st_retriever *r, size_t n, const char *const *ids,
+                                 const size_t *id_lens, const char *const *texts,
+                                 const size_t *text_lens, st_error *err)
+{
+    if (n && (!ids || !id_lens || !texts || !text_lens))
+        return st_error_set(err, ST_E_INVALID, "st_retriever_add_batch: NULL argument");
+    bool batched = r->ops->struct_size >= ST_END_OF(st_retriever_ops, add_batch) &&
+                   r->ops->add_batch;
+    if (!batched) {
+        for (size_t i = 0; i < n; i++) {
+            st_status st = st_retriever_add(r, ids[i], id_lens[i], texts[i], text_lens[i], err);
+            if (st != ST_OK)
+                return st;
+        }
+        return ST_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((!ids[i] && id_lens[i]) || (!texts[i] && text_lens[i]))
+            return st_error_set(err, ST_E_INVALID, "st_retriever_add_batch: NULL id or text "
+                                "(document %zu of the batch)", i);
+    /* The texts first, so a failure leaves the plugin and the texts in step. */
+    bool keep = r->texts_complete && r->texts.n == st_retriever_count(r);
+    size_t pushed = 0;
+    while (keep && pushed < n) {
+        if (!st_doc_texts_push(&r->texts, texts[pushed] ? texts[pushed] : "",
+                               text_lens[pushed])) {
+            while (pushed--)
+                st_doc_texts_pop(&r->texts);
+            return st_error_set(err, ST_E_NOMEM, "out of memory keeping a document's text");
+        }
+        pushed++;
+    }
+    st_status st = r->ops->add_batch(r->in->inst, n, ids, id_lens, texts, text_lens, err);
+    if (st != ST_OK) {
+        while (pushed--)
+            st_doc_texts_pop(&r->texts);
+        return from_plugin(r, err, st, "add_batch failed");
     }
     r->texts_complete = keep;
     return ST_OK;

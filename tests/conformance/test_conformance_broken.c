@@ -476,7 +476,7 @@ static void fake_clear(void *inst)
 
 static const st_retriever_ops fake_ops = {sizeof(st_retriever_ops), fake_add, fake_query,
                                           fake_doc_id, fake_count, fake_save, fake_load,
-                                          fake_clear};
+                                          fake_clear, NULL};
 static const st_plugin_entry credulous = {ST_ABI_MAJOR, ST_ABI_MINOR, sizeof(st_plugin_entry),
                                           ST_KIND_RETRIEVER, "credulous", "0.0.1", "broken",
                                           fake_create, any_destroy, &fake_ops, NULL};

@@ -121,6 +121,68 @@ Test(encoder, embedding_matches_the_reference_forward_pass)
     st_encoder_close(e);
 }
 
+/* Many texts through st_encoder_embed_batch, on 2 threads and more tokens
+ * than one forward pass takes (2048): each vector bit-equal to the same
+ * text embedded alone on 1 thread, and to the double-precision reference;
+ * a truncated text and an empty one among them. */
+Test(encoder, batch_embedding_equals_one_by_one_and_the_reference)
+{
+    st_encoder *one = open_tiny();
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o = {.struct_size = sizeof o, .n_threads = 2, .plugin_dirs = dirs,
+                           .n_plugin_dirs = 1};
+    st_encoder *two = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_encoder_open(path_in("bert.gguf"), &o, &two, &err), ST_OK, "%s",
+                 err.message);
+    const char *pool[] = {"the cat sat.", "dogs playing!", "a", "",
+                          "the cat sat the cat sat the cat sat the cat sat the cat sat",
+                          "cat dogs"};
+    enum { N = 600 };
+    const char *texts[N];
+    size_t lens[N];
+    for (size_t i = 0; i < N; i++) {
+        texts[i] = pool[(i * 7) % 6];
+        lens[i] = strlen(texts[i]);
+    }
+    float *batch = malloc(N * TB_EMBD * sizeof *batch);
+    int32_t *ids[N];
+    size_t n_ids[N], total = 0;
+    cr_assert_eq(st_encoder_embed_batch(two, N, texts, lens, batch, ids, n_ids, &err), ST_OK,
+                 "%s", err.message);
+    for (size_t i = 0; i < N; i++) {
+        float alone[TB_EMBD];
+        int32_t *ids1 = NULL;
+        size_t n1 = 0;
+        cr_assert_eq(st_encoder_embed(one, texts[i], lens[i], alone, &ids1, &n1, &err), ST_OK);
+        cr_assert_eq(n_ids[i], n1);
+        cr_assert_eq(memcmp(ids[i], ids1, n1 * sizeof *ids1), 0, "text %zu: other ids", i);
+        cr_assert_eq(memcmp(batch + i * TB_EMBD, alone, sizeof alone), 0,
+                     "text %zu ('%s'): the batch's vector differs from the one alone", i,
+                     texts[i]);
+        double ref[TB_EMBD];
+        tb_reference(SEED, ids[i], n_ids[i], ref);
+        for (int d = 0; d < TB_EMBD; d++)
+            cr_assert(fabs(batch[i * TB_EMBD + d] - ref[d]) < 1e-5, "text %zu [%d]", i, d);
+        total += n_ids[i];
+        st_free(ids1);
+        st_free(ids[i]);
+    }
+    cr_assert_gt(total, 2048, "the batch must take more than one forward pass");
+    cr_assert_eq(n_ids[4], 12, "the long text is cut to the model's bert.max_tokens");
+    /* A NULL text with a length: refused, nothing returned. */
+    texts[1] = NULL;
+    lens[1] = 3;
+    static int32_t sentinel;
+    ids[0] = &sentinel;
+    cr_assert_eq(st_encoder_embed_batch(two, 2, texts, lens, batch, ids, n_ids, &err),
+                 ST_E_INVALID);
+    cr_assert_null(ids[0]);
+    free(batch);
+    st_encoder_close(one);
+    st_encoder_close(two);
+}
+
 static void refused(const char *file, const char *expect)
 {
     const char *dirs[] = {ST_TEST_PLUGIN_DIR};
@@ -312,6 +374,63 @@ Test(encoder, embedding_retriever_index_query_save_load)
     cr_assert(strstr(err.message, "not an embedding index"), "%s", err.message);
     cr_assert_eq(st_retriever_count(r), 3);
     st_retriever_close(r);
+}
+
+/* st_retriever_add_batch gives the index one-by-one adds give: the same
+ * hits with the same scores, for the batching plugins (embedding, hybrid)
+ * and one without add_batch (bm25, one add each); a bad document in a
+ * batch adds none of it to a batching plugin. */
+Test(encoder, add_batch_equals_adding_one_by_one)
+{
+    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
+    write_file("h.yaml", "format: 1\nextends: e.yaml\n"
+                         "retriever: {plugin: hybrid, params: {model: bert.gguf}}\n");
+    write_file("b.yaml", "format: 1\nextends: e.yaml\nretriever: {plugin: bm25}\n");
+    const char *ids[] = {"d0", "d1", "d2", "d3", "d4"};
+    const char *texts[] = {"the cat sat", "dogs playing", "a b c", "cat dogs", ""};
+    size_t id_lens[5], lens[5];
+    for (int i = 0; i < 5; i++) {
+        id_lens[i] = 2;
+        lens[i] = strlen(texts[i]);
+    }
+    const char *yamls[] = {"e.yaml", "h.yaml", "b.yaml"};
+    for (int y = 0; y < 3; y++) {
+        st_retriever *batched = open_embedding(yamls[y]), *single = open_embedding(yamls[y]);
+        st_error err = {0};
+        cr_assert_eq(st_retriever_add_batch(batched, 5, ids, id_lens, texts, lens, &err), ST_OK,
+                     "%s: %s", yamls[y], err.message);
+        for (int i = 0; i < 5; i++)
+            cr_assert_eq(st_retriever_add(single, ids[i], 2, texts[i], lens[i], &err), ST_OK);
+        cr_assert_eq(st_retriever_count(batched), 5);
+        for (int i = 0; i < 4; i++) {
+            st_retrieval *a = NULL, *b = NULL;
+            cr_assert_eq(st_retriever_query(batched, texts[i], lens[i], 5, &a, &err), ST_OK);
+            cr_assert_eq(st_retriever_query(single, texts[i], lens[i], 5, &b, &err), ST_OK);
+            cr_assert_eq(st_retrieval_count(a), st_retrieval_count(b));
+            for (size_t k = 0; k < st_retrieval_count(a); k++) {
+                cr_assert_str_eq(st_retrieval_at(a, k)->id, st_retrieval_at(b, k)->id, "%s",
+                                 yamls[y]);
+                cr_assert_eq(st_retrieval_at(a, k)->score, st_retrieval_at(b, k)->score, "%s",
+                             yamls[y]);
+                cr_assert_str_eq(st_retrieval_at(a, k)->text, st_retrieval_at(b, k)->text);
+            }
+            st_retrieval_free(a);
+            st_retrieval_free(b);
+        }
+        if (y < 2) {
+            const char *bad[] = {"x", NULL};
+            size_t bad_lens[] = {1, 4}, bad_id_lens[] = {2, 2};
+            cr_assert_eq(st_retriever_add_batch(batched, 2, ids, bad_id_lens, bad, bad_lens,
+                                                &err), ST_E_INVALID);
+            cr_assert(strstr(err.message, "document 1"), "%s", err.message);
+            cr_assert_eq(st_retriever_count(batched), 5, "%s: nothing of the batch is added",
+                         yamls[y]);
+        }
+        st_retriever_close(batched);
+        st_retriever_close(single);
+    }
 }
 
 Test(encoder, embedding_retriever_without_its_model_says_which)

@@ -28,16 +28,8 @@ static void usage(FILE *f)
             "  by the wordpiece plugin.\n");
 }
 
-static int embed_one(st_encoder *enc, const char *text, size_t len, float *vec)
+static void print_one(const st_encoder *enc, const int32_t *ids, size_t n, const float *vec)
 {
-    st_error err;
-    memset(&err, 0, sizeof err);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (st_encoder_embed(enc, text, len, vec, &ids, &n, &err) != ST_OK) {
-        fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
-        return ST_EXIT_RUNTIME;
-    }
     st_json j;
     st_json_init(&j, stdout, false);
     st_json_begin_object(&j);
@@ -53,7 +45,27 @@ static int embed_one(st_encoder *enc, const char *text, size_t len, float *vec)
     st_json_end_array(&j);
     st_json_end_object(&j);
     st_json_end(&j);
-    st_free(ids);
+}
+
+/* Lines embedded per st_encoder_embed_batch call. */
+#define EMBED_BATCH 64
+
+/* Embed n texts in one batch and print them in order. */
+static int embed_some(st_encoder *enc, size_t n, const char *const *texts, const size_t *lens,
+                      float *vecs)
+{
+    st_error err;
+    memset(&err, 0, sizeof err);
+    int32_t *ids[EMBED_BATCH];
+    size_t n_ids[EMBED_BATCH];
+    if (st_encoder_embed_batch(enc, n, texts, lens, vecs, ids, n_ids, &err) != ST_OK) {
+        fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
+        return ST_EXIT_RUNTIME;
+    }
+    for (size_t i = 0; i < n; i++) {
+        print_one(enc, ids[i], n_ids[i], vecs + i * st_encoder_dim(enc));
+        st_free(ids[i]);
+    }
     return 0;
 }
 
@@ -105,17 +117,29 @@ int st_cmd_embed(int argc, char **argv)
         free(data);
         return st_cli_exit_for(st);
     }
-    float *vec = malloc(st_encoder_dim(enc) * sizeof *vec);
-    int rc = vec ? 0 : ST_EXIT_RUNTIME;
-    if (!rc && text)
-        rc = embed_one(enc, text, strlen(text), vec);
+    float *vecs = malloc(EMBED_BATCH * st_encoder_dim(enc) * sizeof *vecs);
+    int rc = vecs ? 0 : ST_EXIT_RUNTIME;
+    if (!rc && text) {
+        const char *one = text;
+        size_t len = strlen(text);
+        rc = embed_some(enc, 1, &one, &len, vecs);
+    }
+    const char *texts[EMBED_BATCH];
+    size_t lens[EMBED_BATCH], k = 0;
     for (char *at = data; !rc && at && at < data + size;) {
         char *end = memchr(at, '\n', (size_t)(data + size - at));
         size_t n = end ? (size_t)(end - at) : (size_t)(data + size - at);
-        rc = embed_one(enc, at, n, vec);
+        texts[k] = at;
+        lens[k++] = n;
+        if (k == EMBED_BATCH) {
+            rc = embed_some(enc, k, texts, lens, vecs);
+            k = 0;
+        }
         at += n + 1;
     }
-    free(vec);
+    if (!rc && k)
+        rc = embed_some(enc, k, texts, lens, vecs);
+    free(vecs);
     free(data);
     st_encoder_close(enc);
     return rc;

@@ -46,27 +46,43 @@ typedef struct scores {
 
 static int add_tools(st_retriever *r, const st_mtrb *d, bool with_names)
 {
+    /* All tools in one batch, so an encoder embeds them together. */
     st_error err;
     memset(&err, 0, sizeof err);
-    for (size_t i = 0; i < d->n_tools; i++) {
+    size_t n = d->n_tools;
+    const char **ids = calloc(n ? n : 1, sizeof *ids), **texts = calloc(n ? n : 1, sizeof *texts);
+    size_t *id_lens = calloc(n ? n : 1, sizeof *id_lens);
+    size_t *lens = calloc(n ? n : 1, sizeof *lens);
+    char **owned = calloc(n ? n : 1, sizeof *owned);
+    int rc = ids && texts && id_lens && lens && owned ? 0 : ST_EXIT_RUNTIME;
+    for (size_t i = 0; i < n && !rc; i++) {
         const st_mtrb_tool *t = &d->tools[i];
-        char *text = NULL;
-        size_t len = strlen(t->description);
+        ids[i] = t->name;
+        id_lens[i] = strlen(t->name);
+        texts[i] = t->description;
+        lens[i] = strlen(t->description);
         if (with_names) {
-            len += strlen(t->name) + 2;
-            if (!(text = malloc(len + 1)))
-                return ST_EXIT_RUNTIME;
-            snprintf(text, len + 1, "%s: %s", t->name, t->description);
-        }
-        st_status st = st_retriever_add(r, t->name, strlen(t->name),
-                                        text ? text : t->description, len, &err);
-        free(text);
-        if (st != ST_OK) {
-            fprintf(stderr, "stretch: %s\n", err.message);
-            return ST_EXIT_RUNTIME;
+            lens[i] += strlen(t->name) + 2;
+            if (!(owned[i] = malloc(lens[i] + 1))) {
+                rc = ST_EXIT_RUNTIME;
+                break;
+            }
+            snprintf(owned[i], lens[i] + 1, "%s: %s", t->name, t->description);
+            texts[i] = owned[i];
         }
     }
-    return 0;
+    if (!rc && st_retriever_add_batch(r, n, ids, id_lens, texts, lens, &err) != ST_OK) {
+        fprintf(stderr, "stretch: %s\n", err.message);
+        rc = ST_EXIT_RUNTIME;
+    }
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(ids);
+    free(texts);
+    free(id_lens);
+    free(lens);
+    return rc;
 }
 
 /* Reciprocal-rank fusion (Cormack et al., 2009): a tool's score is the sum

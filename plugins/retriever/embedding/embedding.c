@@ -8,6 +8,7 @@
  * The saved index (msgpack) is documented in docs/plugins/embedding.md.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,12 @@ struct emb_index {
     float *vecs;      /* [n][dim] */
     size_t n, cap;
 };
+
+/* The encoder extension as 1.3 shipped it (through `close`); `embed_batch`
+ * (1.5) is used only when the host's struct reaches it. */
+#define ENCODER_END_OF(field) \
+    (offsetof(st_host_encoder_v1, field) + sizeof(((st_host_encoder_v1 *)0)->field))
+#define ENCODER_SIZE_1_3 ENCODER_END_OF(close)
 
 typedef struct embedding {
     const st_host_services *host;
@@ -105,7 +112,7 @@ st_status emb_create(const st_host_services *host, const st_params *params, void
     const st_host_encoder_v1 *ops = host->get_extension
                                         ? host->get_extension(host->host, ST_HOST_ENCODER_V1)
                                         : NULL;
-    if (!ops || ops->struct_size < sizeof *ops)
+    if (!ops || ops->struct_size < ENCODER_SIZE_1_3)
         return host->error(err, ST_E_UNAVAILABLE,
                            "embedding: this host runs no sentence encoder (%s)",
                            ST_HOST_ENCODER_V1);
@@ -143,6 +150,51 @@ st_status emb_add(void *inst, const char *id, size_t id_len, const char *text,
         return st;
     if (!index_push_id(h, &r->idx, id, id_len))
         return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    return ST_OK;
+}
+
+/* Texts embedded per encoder call: a few thousand tokens of descriptions
+ * or passages, so the encoder's batch is full but its scratch stays small. */
+#define EMBED_CHUNK 64
+
+st_status emb_add_batch(void *inst, size_t n, const char *const *ids, const size_t *id_lens,
+                        const char *const *texts, const size_t *text_lens, st_error *err)
+{
+    embedding *r = inst;
+    const st_host_services *h = r->host;
+    for (size_t i = 0; i < n; i++)
+        if ((!ids[i] && id_lens[i]) || (!texts[i] && text_lens[i]))
+            return h->error(err, ST_E_INVALID, "embedding: add_batch given a NULL id or text "
+                            "(document %zu)", i);
+    if (!index_reserve(h, &r->idx, r->idx.n + n, r->dim))
+        return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+    bool batched = r->enc_ops->struct_size >= ENCODER_END_OF(embed_batch) &&
+                   r->enc_ops->embed_batch;
+    /* Every vector first (the encoder is what fails), then the ids. */
+    st_status st = ST_OK;
+    for (size_t i = 0; i < n && st == ST_OK;) {
+        size_t m = batched ? (n - i < EMBED_CHUNK ? n - i : EMBED_CHUNK) : 1;
+        float *v = r->idx.vecs + (r->idx.n + i) * r->dim;
+        if (batched) {
+            const char *chunk[EMBED_CHUNK];
+            for (size_t j = 0; j < m; j++)
+                chunk[j] = texts[i + j] ? texts[i + j] : "";
+            st = r->enc_ops->embed_batch(h->host, r->enc, m, chunk, text_lens + i, v, err);
+        } else {
+            st = r->enc_ops->embed(h->host, r->enc, texts[i] ? texts[i] : "", text_lens[i], v,
+                                   err);
+        }
+        i += m;
+    }
+    if (st != ST_OK)
+        return st;
+    size_t before = r->idx.n;
+    for (size_t i = 0; i < n; i++)
+        if (!index_push_id(h, &r->idx, ids[i], id_lens[i])) {
+            while (r->idx.n > before)
+                emb_drop_last(r);
+            return h->error(err, ST_E_NOMEM, "embedding: out of memory");
+        }
     return ST_OK;
 }
 
@@ -450,6 +502,7 @@ static const st_retriever_ops emb_ops = {
     .save = emb_save,
     .load = emb_load,
     .clear = emb_clear,
+    .add_batch = emb_add_batch,
 };
 
 ST_PLUGIN(ST_KIND_RETRIEVER, "embedding", "1.0.0",

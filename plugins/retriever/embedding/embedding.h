@@ -18,6 +18,10 @@ st_status emb_create(const st_host_services *host, const st_params *params, void
 void emb_destroy(void *inst);
 st_status emb_add(void *inst, const char *id, size_t id_len, const char *text, size_t text_len,
                   st_error *err);
+/* n documents at once, their texts through the encoder in batches; on
+ * failure none is added. */
+st_status emb_add_batch(void *inst, size_t n, const char *const *ids, const size_t *id_lens,
+                        const char *const *texts, const size_t *text_lens, st_error *err);
 st_status emb_doc_id(void *inst, uint64_t doc, const char **id, size_t *len, st_error *err);
 uint64_t emb_count(void *inst);
 void emb_clear(void *inst);

@@ -104,6 +104,30 @@ static st_status hyb_add(void *inst, const char *id, size_t id_len, const char *
     return st;
 }
 
+static st_status hyb_add_batch(void *inst, size_t n, const char *const *ids,
+                               const size_t *id_lens, const char *const *texts,
+                               const size_t *text_lens, st_error *err)
+{
+    hybrid *r = inst;
+    /* As hyb_add: the embeddings (in batches) first; bm25 can only run out
+     * of memory, and then both parts are taken back to where they were. */
+    st_status st = emb_add_batch(r->dense, n, ids, id_lens, texts, text_lens, err);
+    if (st != ST_OK)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        st = bm25_add(r->lex, ids[i] ? ids[i] : "", id_lens[i], texts[i] ? texts[i] : "",
+                      text_lens[i], err);
+        if (st != ST_OK) {
+            for (size_t j = 0; j < i; j++)
+                bm25_drop_last(r->lex);
+            for (size_t j = 0; j < n; j++)
+                emb_drop_last(r->dense);
+            return st;
+        }
+    }
+    return ST_OK;
+}
+
 /* fused[d] for every document, from the two retrievers' scores. */
 static void fuse(const hybrid *r, size_t n, const double *lex, const uint8_t *matched,
                  const float *dense, ranked *tmp, double *fused)
@@ -369,6 +393,7 @@ static const st_retriever_ops hyb_ops = {
     .save = hyb_save,
     .load = hyb_load,
     .clear = hyb_clear,
+    .add_batch = hyb_add_batch,
 };
 
 ST_PLUGIN(ST_KIND_RETRIEVER, "hybrid", "1.0.0",

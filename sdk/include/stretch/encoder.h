@@ -35,6 +35,16 @@ ST_API uint32_t st_encoder_max_tokens(const st_encoder *e);
 ST_API st_status st_encoder_embed(st_encoder *e, const char *text, size_t len, float *out,
                                   int32_t **ids, size_t *n_ids, st_error *err);
 
+/* Embed n texts at once into out[n][st_encoder_dim] (since 1.5): their
+ * tokens go through the model together, a few thousand at a time, so each
+ * weight row is read once per tile of tokens instead of once per text;
+ * each vector equals the one st_encoder_embed gives for its text. When ids
+ * is not NULL, ids[i] and n_ids[i] get text i's token ids (st_free each);
+ * on failure none are returned. */
+ST_API st_status st_encoder_embed_batch(st_encoder *e, size_t n, const char *const *texts,
+                                        const size_t *lens, float *out, int32_t **ids,
+                                        size_t *n_ids, st_error *err);
+
 #ifdef __cplusplus
 }
 #endif

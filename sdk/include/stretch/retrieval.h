@@ -64,6 +64,14 @@ ST_API uint64_t st_retriever_count(const st_retriever *r);
  * quoted in a prompt) and handed to the plugin. */
 ST_API st_status st_retriever_add(st_retriever *r, const char *id, size_t id_len,
                                   const char *text, size_t text_len, st_error *err);
+/* Add n documents at once (since 1.5), as n calls of st_retriever_add
+ * would. A plugin with `add_batch` (embedding, hybrid) embeds them
+ * together, many times faster than one by one, and on failure adds none;
+ * others get one `add` each, and on failure keep those before the one
+ * that failed. */
+ST_API st_status st_retriever_add_batch(st_retriever *r, size_t n, const char *const *ids,
+                                        const size_t *id_lens, const char *const *texts,
+                                        const size_t *text_lens, st_error *err);
 
 /* Save the index: the plugin writes `path` in its own format; the host
  * writes the documents' texts to `path`.texts (docs/retrieval.md). */

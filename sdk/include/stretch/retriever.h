@@ -42,6 +42,13 @@ typedef struct st_retriever_ops {
     /* Replaces the current index; on failure the old one is kept. */
     st_status (*load)(void *inst, const char *path, st_error *err);
     void (*clear)(void *inst);
+
+    /* Since 1.5, optional (absent or NULL: the host calls `add` once per
+     * document): n documents at once, in order, as n calls of `add` would
+     * add them; on failure none of them is added. Lets a plugin whose
+     * documents go through a model batch them (`embedding`, `hybrid`). */
+    st_status (*add_batch)(void *inst, size_t n, const char *const *ids, const size_t *id_lens,
+                           const char *const *texts, const size_t *text_lens, st_error *err);
 } st_retriever_ops;
 
 #ifdef __cplusplus

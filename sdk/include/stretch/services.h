@@ -195,6 +195,13 @@ typedef struct st_host_encoder_v1 {
     st_status (*embed)(void *host, st_host_encoder *enc, const char *text, size_t len,
                        float *out, st_error *err);
     void (*close)(void *host, st_host_encoder *enc);
+    /* Since 1.5 (present when struct_size covers it): n texts at once into
+     * out[n][dim], each vector equal to what `embed` gives for its text,
+     * but many times faster: their tokens go through the model together,
+     * so each weight row is read once per tile of tokens. */
+    st_status (*embed_batch)(void *host, st_host_encoder *enc, size_t n,
+                             const char *const *texts, const size_t *lens, float *out,
+                             st_error *err);
 } st_host_encoder_v1;
 
 #ifdef __cplusplus
