@@ -20,6 +20,7 @@
 #include "encoder_internal.h"
 #include "engine_internal.h"
 #include "retrieval_internal.h"
+#include "retrieval_prereq.h"
 
 /* Why: a small model answers better when the documents come first and the
  * question last, and the numbered list lets it cite them. */
@@ -41,6 +42,7 @@ struct st_retriever {
     const char *name;
     st_doc_texts texts;
     bool texts_complete;         /* every document has its text */
+    st_prereq_table *prereq;     /* `prerequisites:`; rebuilt when the count changes */
 };
 
 struct st_retrieval {
@@ -157,6 +159,7 @@ void st_retriever_close(st_retriever *r)
     if (!r)
         return;
     st_doc_texts_free(&r->texts);
+    st_prereq_table_free(r->prereq);
     st_engine_plugin_release(&r->own);
     st_encoder_service_free(r->encoders);
     st_host_free(r->host);
@@ -401,8 +404,94 @@ static st_status first_stage(st_retriever *r, const char *query, size_t len, siz
     return ST_OK;
 }
 
+/* Most prerequisites one hit brings in. */
+#define PREREQ_MAX 16
+
+/* `prerequisites:`: rebuild h's list, each hit followed by the documents
+ * its text names (retrieval_prereq.h) that are not in the list yet, at the
+ * hit's score (scores stay non-increasing); a hit already brought in is
+ * not repeated; at most k hits. */
+static st_status complete_prerequisites(st_retriever *r, st_retrieval *h, size_t k,
+                                        st_error *err)
+{
+    uint64_t count = st_retriever_count(r);
+    if (!r->texts_complete || r->texts.n != count)
+        return st_error_set(err, ST_E_INVALID, "retriever: prerequisites: needs every "
+                            "document's text (the INDEX.texts file `stretch retrieve index` "
+                            "writes)");
+    if (r->prereq && st_prereq_table_docs(r->prereq) != count) {
+        st_prereq_table_free(r->prereq);
+        r->prereq = NULL;
+    }
+    st_status st;
+    if (!r->prereq && (st = st_prereq_table_build(count, doc_id_of, r, &r->prereq, err)))
+        return st;
+    st_retrieved *out = calloc(k ? k : 1, sizeof *out);
+    if (!out)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    size_t n = 0, i = 0;
+    st = ST_OK;
+    for (; i < h->n && n < k && st == ST_OK; i++) {
+        st_retrieved hit = h->hits[i];
+        bool seen = false;
+        for (size_t j = 0; j < n && !seen; j++)
+            seen = out[j].doc == hit.doc;
+        if (seen) {
+            free((char *)hit.id);
+            continue;
+        }
+        out[n++] = hit;
+        uint64_t named[PREREQ_MAX];
+        size_t m = st_prereq_named(r->prereq, r->texts.text[hit.doc], r->texts.len[hit.doc],
+                                   hit.doc, named, PREREQ_MAX);
+        for (size_t p = 0; p < m && n < k && st == ST_OK; p++) {
+            seen = false;
+            for (size_t j = 0; j < n && !seen; j++)
+                seen = out[j].doc == named[p];
+            const char *id;
+            size_t id_len;
+            if (seen || (st = doc_id_of(r, named[p], &id, &id_len, err)) != ST_OK)
+                continue;
+            char *copy = malloc(id_len + 1);
+            if (!copy) {
+                st = st_error_set(err, ST_E_NOMEM, "out of memory");
+                break;
+            }
+            memcpy(copy, id, id_len);
+            copy[id_len] = '\0';
+            out[n++] = (st_retrieved){.struct_size = sizeof *out, .doc = named[p],
+                                      .score = hit.score, .id = copy, .id_len = id_len,
+                                      .text = r->texts.text[named[p]],
+                                      .text_len = r->texts.len[named[p]]};
+        }
+    }
+    for (; i < h->n; i++)
+        free((char *)h->hits[i].id);
+    free(h->hits);
+    h->hits = out;
+    h->n = n;
+    return st;
+}
+
+static st_status ranked(st_retriever *r, const char *query, size_t len, size_t k,
+                        st_retrieval **out, st_error *err);
+
 st_status st_retriever_query(st_retriever *r, const char *query, size_t len, size_t k,
                              st_retrieval **out, st_error *err)
+{
+    st_status st = ranked(r, query, len, k, out, err);
+    if (st != ST_OK || !r->s->retriever_prerequisites || k == 0)
+        return st;
+    if ((st = complete_prerequisites(r, *out, k, err)) != ST_OK) {
+        st_retrieval_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* The first stage, re-ranked when the strategy says so. */
+static st_status ranked(st_retriever *r, const char *query, size_t len, size_t k,
+                        st_retrieval **out, st_error *err)
 {
     *out = NULL;
     if (!query && len)

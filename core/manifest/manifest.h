@@ -106,6 +106,9 @@ typedef struct st_strategy {
      * NULL = the default; docs/retrieval.md). */
     uint32_t retriever_rerank;
     char *retriever_rerank_template;
+    /* `prerequisites:` (each hit followed by the documents whose endpoint
+     * path its text names; docs/retrieval.md). */
+    bool retriever_prerequisites;
     char **plugin_dirs;        /* key "plugin-dirs", resolved */
     size_t n_plugin_dirs;
     char **files;              /* every manifest read, extends chain first-to-last;

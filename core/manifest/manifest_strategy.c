@@ -41,7 +41,7 @@ static const char *const st_block_keys[] = {"plugin", "params", NULL};
  * hits reach the prompt, through which template. */
 static const char *const st_retriever_keys[] = {"plugin", "params", "index", "top_k",
                                                 "template", "rerank", "rerank_template",
-                                                NULL};
+                                                "prerequisites", NULL};
 #define ST_RETRIEVER_TOP_K_MAX 100
 
 typedef struct st_strategy_loader {
@@ -353,6 +353,7 @@ static void st_retriever_extras_clear(st_strategy *s)
     free(s->retriever_rerank_template);
     s->retriever_index = s->retriever_template = s->retriever_rerank_template = NULL;
     s->retriever_top_k = s->retriever_rerank = 0;
+    s->retriever_prerequisites = false;
 }
 
 /* The retriever block: the plugin as any block, then `index`, `top_k` and
@@ -419,6 +420,13 @@ static st_status st_apply_retriever(st_strategy_loader *L, const st_value_entry 
             return st_nomem(L, v);
         free(s->retriever_rerank_template);
         s->retriever_rerank_template = t;
+    }
+    if ((v = st_value_get(block, "prerequisites"))) {
+        if (v->type != ST_VALUE_BOOL)
+            return st_yaml_error_at(L->diag, ST_E_INVALID, v,
+                                    "retriever: prerequisites: expected true or false, found %s",
+                                    st_yaml_describe(v, desc, sizeof desc));
+        s->retriever_prerequisites = v->b;
     }
     return ST_OK;
 }

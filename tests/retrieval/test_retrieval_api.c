@@ -238,6 +238,8 @@ Test(retrieval_api, bad_retriever_blocks_name_line_and_column)
     refused_manifest("retriever: {plugin: bm25, template: 'no placeholders'}\n",
                      "{documents} and {query}");
     refused_manifest("retriever: {plugin: bm25, indexes: x}\n", "indexes");
+    refused_manifest("retriever: {plugin: bm25, prerequisites: 3}\n",
+                     "prerequisites: expected true or false");
     refused_manifest("retriever: {plugin: bm25, params: {k1: -1}}\n", "k1");
     refused_manifest("# no retriever\n", "no `retriever:` block");
 }
@@ -285,4 +287,53 @@ Test(retrieval_api, child_manifest_overrides_top_k_and_null_drops_the_retriever)
     write_file("none.yaml", "format: 1\nextends: parent.yaml\nretriever: null\n");
     cr_assert_neq(open_strategy("none.yaml", ST_RETRIEVER_NO_INDEX, &r, &err), ST_OK);
     cr_assert(strstr(err.message, "no `retriever:` block"), "%s", err.message);
+}
+
+/* `prerequisites: true`: a hit is followed by the endpoints its text names
+ * ("/search/movie" in the credits tool's text), at its score; a path that
+ * only starts like a key ("/search/movies") does not name it; a document is never listed twice; k still bounds the list; an
+ * index loaded without its texts is refused by name. */
+Test(retrieval_api, prerequisites_follow_the_hit_that_names_them)
+{
+    st_retriever *r = open_bm25("  prerequisites: true\n", 0);
+    add(r, "GET /search/movie", "Search for movies by their title.");
+    add(r, "GET /movie/{movie_id}/credits",
+        "Cast and crew credits of a movie. Use it after \"/search/movie\".");
+    add(r, "GET /search/movies", "Cast lists, see /search/movies.");
+    add(r, "GET /movie/popular", "Popular movies.");
+    st_retrieval *h = query(r, "credits", 5);
+    cr_assert_eq(st_retrieval_count(h), 2, "bm25 finds only the credits tool; its prerequisite follows");
+    cr_assert_str_eq(st_retrieval_at(h, 0)->id, "GET /movie/{movie_id}/credits");
+    cr_assert_str_eq(st_retrieval_at(h, 1)->id, "GET /search/movie");
+    cr_assert_eq(st_retrieval_at(h, 1)->score, st_retrieval_at(h, 0)->score);
+    cr_assert_str_eq(st_retrieval_at(h, 1)->text, "Search for movies by their title.");
+    for (size_t i = 0; i < st_retrieval_count(h); i++)
+        for (size_t j = 0; j < i; j++)
+            cr_assert_neq(st_retrieval_at(h, i)->doc, st_retrieval_at(h, j)->doc);
+    st_retrieval_free(h);
+    /* k = 1: the hit alone. */
+    h = query(r, "credits", 1);
+    cr_assert_eq(st_retrieval_count(h), 1);
+    st_retrieval_free(h);
+    /* "/search/movies." names /search/movies (the dot ends the sentence),
+     * not /search/movie. */
+    h = query(r, "lists", 5);
+    cr_assert_str_eq(st_retrieval_at(h, 0)->id, "GET /search/movies");
+    cr_assert_eq(st_retrieval_count(h), 1, "a document does not name itself");
+    st_retrieval_free(h);
+    st_error err = {0};
+    cr_assert_eq(st_retriever_save(r, path_in("p.idx"), &err), ST_OK, "%s", err.message);
+    st_retriever_close(r);
+    /* Without the texts the names cannot be found: refused, saying why. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm %s/p.idx.texts", dir);
+    cr_assert_eq(system(cmd), 0);
+    r = open_bm25("  prerequisites: true\n", 0);
+    cr_assert_eq(st_retriever_load(r, path_in("p.idx"), &err), ST_OK, "%s", err.message);
+    st_retrieval *none = NULL;
+    cr_assert_eq(st_retriever_query(r, "crew", 4, 3, &none, &err), ST_E_INVALID);
+    cr_assert_null(none);
+    cr_assert(strstr(err.message, "prerequisites") && strstr(err.message, ".texts"), "%s",
+              err.message);
+    st_retriever_close(r);
 }
