@@ -214,6 +214,14 @@ Test(eval_cli, passkey_resume_refuses_other_inputs_and_edited_verdicts)
     cr_assert_eq(run("eval passkey -m s2.yaml --lengths 300 --depths 0,100 --samples 1 "
                      "--out pk"), 5);
     cr_assert(err_has("another manifest"));
+    /* Points of the first template (the question joined to the document)
+     * are not mixed with the current one's (the question on its own line). */
+    shell("cp pk/points.jsonl pk1.jsonl && sed -i '1s/template 2/template 1/' pk/points.jsonl");
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 5);
+    cr_assert(err_has("pk/points.jsonl:1: cannot resume: it was computed with another "
+                      "settings"));
+    shell("cp pk1.jsonl pk/points.jsonl");
     /* Flip line 2's verdict: it no longer follows from its answer and key. */
     shell("sed -i '2s/\"correct\":false/\"correct\":X/;2s/\"correct\":true/\"correct\":"
           "false/;2s/\"correct\":X/\"correct\":true/' pk/points.jsonl");
