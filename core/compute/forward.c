@@ -1963,6 +1963,8 @@ static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const i
         .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
         .split = nt == 1 && layer_tiled(c, l, nt) &&
                  st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
+        .tiled = nt > 1 && layer_tiled(c, l, nt),
+        .q_per_tile = ST_ATTN_ROWS / (c->m->hp.n_heads / c->m->hp.n_kv_heads),
     };
     return R->attend(c->res, &A, diag);
 }
