@@ -119,6 +119,16 @@ typedef void (*st_scores_kv_fn)(const float *q, const void *k, size_t stride, co
 typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t stride,
                               const uint32_t *idx, uint32_t n, uint32_t dim);
 
+/* Decode attention on f16 keys and values: n cached rows (kstride and
+ * vstride bytes apart) into the online-softmax state of the G query heads
+ * of one KV group: q [G][hd] already times the score scale, m[G] and l[G]
+ * the running max and sum, acc[G][hd] the unnormalised output; s is
+ * scratch of G * n floats. For G <= ST_DEC_MAX_G and hd a multiple of 16. */
+#define ST_DEC_MAX_G 8
+typedef void (*st_attn_decode_fn)(const float *q, uint32_t G, uint32_t hd, const void *k,
+                                  size_t kstride, const void *v, size_t vstride, uint32_t n,
+                                  float *s, float *m, float *l, float *acc);
+
 /* Two orders of float operations for the quantized products, one per
  * numerics mode (the integer sums are exact, so only these steps differ,
  * and this forward pass rounds every product's input to int8 again, so a
@@ -151,6 +161,7 @@ typedef struct st_cpu_kernels {
     void (*wsum_f32)(float *out, const float *p, const float *v, size_t stride,
                      const uint32_t *idx, uint32_t n, uint32_t dim);
     st_attn_keys_fn attn_keys;
+    st_attn_decode_fn attn_decode_f16; /* NULL where this path has none */
     /* The gathers on the cache's own types (index st_kv_type). */
     st_scores_kv_fn scores_kv[ST_KV_TYPE_COUNT];
     st_wsum_kv_fn wsum_kv[ST_KV_TYPE_COUNT];
