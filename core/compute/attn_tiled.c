@@ -236,7 +236,7 @@ static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32
  * its own softmax state (m, l and the unnormalised output), merged after
  * the run. The chunking depends only on the plan, never on the thread
  * count, so the output is the same however many threads run. */
-#define SPLIT_KEYS 512   /* keys per chunk, unless that gives more chunks than: */
+#define SPLIT_KEYS 128   /* keys per chunk, unless that gives more chunks than: */
 #define SPLIT_MAX 64
 #define SPLIT_SUB 256    /* keys scored at a time (their scores fit tile_buf.st) */
 
@@ -248,6 +248,18 @@ bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads)
 size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
 {
     return (size_t)n_heads * SPLIT_MAX * ((size_t)head_dim + 2);
+}
+
+/* Whether the fused kernel takes this split: f16 keys and values, the
+ * whole group in its registers, no per-key slope (ALiBi). Its scratch:
+ * the group's queries after the slot list in tile_buf.qt, its scores
+ * (group x SPLIT_SUB) in tile_buf.st. */
+static bool decode_fused(const st_attn_layer *L, const st_kv_src *K, uint32_t group)
+{
+    return L->kern->attn_decode_f16 && K->type == ST_KV_F16 && L->v.type == ST_KV_F16 &&
+           !L->slopes && group <= ST_DEC_MAX_G && L->head_dim % 16 == 0 &&
+           (size_t)L->head_dim * ST_ATTN_ROWS >= SPLIT_SUB + (size_t)group * L->head_dim &&
+           (size_t)group * SPLIT_SUB <= (size_t)ST_ATTN_KTILE * ST_ATTN_ROWS;
 }
 
 /* Slots [x, y) of range r into the softmax states of kv head g's query
@@ -264,6 +276,23 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
     uint32_t *idx = (uint32_t *)b->qt;
     float *s = b->st, *tmp = acc + (size_t)group * hd;
     range_query_prepare(L, b, r);
+    if (decode_fused(L, Ks, group)) {
+        /* The group's queries, scaled, after the slot list's room. */
+        float *qg = b->qt + SPLIT_SUB;
+        for (uint32_t hh = 0; hh < group; hh++) {
+            const float *q = range_query(L, b, r, 0, g * group + hh);
+            for (uint32_t d = 0; d < hd; d++)
+                qg[(size_t)hh * hd + d] = q[d] * L->scale;
+        }
+        for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
+            uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
+            L->kern->attn_decode_f16(qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride,
+                                     Ks->slot_stride,
+                                     (const uint8_t *)V + x0 * L->v.slot_stride,
+                                     L->v.slot_stride, n, s, b->m, b->l, acc);
+        }
+        return;
+    }
     for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
         uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
         for (uint32_t i = 0; i < n; i++)

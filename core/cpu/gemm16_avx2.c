@@ -18,6 +18,12 @@
 #define ST_TGT __attribute__((target("avx2,fma,f16c")))
 #define ST_INLINE ST_TGT static inline __attribute__((always_inline))
 
+/* Decode (one token) streams each group from memory once: prefetch this
+ * far ahead (the groups of a chunk are contiguous) so the loads meet
+ * lines already on their way; one thread alone read 10-20% faster this
+ * way on the 2-core EPYC. Prefill reads each group for many tokens and
+ * needs none. */
+#define PF_DIST 2048
 #define TOK_STEP 4 /* tokens per pass: 8 weight + 4 accumulator registers */
 
 ST_INLINE __m256i bcast4(const int8_t *q)
@@ -40,6 +46,9 @@ ST_INLINE void q4_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
     const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
+        if (nt == 1 && h == 0)
+            for (size_t o = 0; o < bb; o += 64)
+                _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
         __m256 m = kind == 1
                        ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
@@ -84,6 +93,9 @@ ST_INLINE void q8_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
+        if (nt == 1 && h == 0)
+            for (size_t o = 0; o < bb; o += 64)
+                _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
         __m256i s[TOK_STEP];
 #pragma GCC unroll 4

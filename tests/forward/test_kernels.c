@@ -168,10 +168,16 @@ static void check_kernel(st_cpu_isa isa, st_ggml_type t, uint32_t cols)
             st_quantize_act_row(x + tt * (cols + 3), cols, xq + tt * stride);
     }
     const void *xa = quant ? (const void *)xq : (const void *)x;
+    /* Both orders (kernels.h); the block order of quantized rows is the
+     * scalar kernel's bit for bit on every path, the rest within tol. */
+    for (int order = 0; order < 2; order++)
     for (uint32_t nt = 1; nt <= NT; nt++) {
         float got[NT], want[NT];
-        k->dot[kt](cols, row, xa, stride, nt, got);
-        ks->dot[kt](cols, row, xa, stride, nt, want);
+        (order ? k->dot_ggml : k->dot)[kt](cols, row, xa, stride, nt, got);
+        (order ? ks->dot_ggml : ks->dot)[kt](cols, row, xa, stride, nt, want);
+        for (uint32_t tt = 0; tt < nt && quant && order == 0; tt++)
+            cr_assert(got[tt] == want[tt], "%s type %d cols %u nt %u t %u: block order %.9g vs "
+                      "scalar %.9g", st_cpu_isa_name(isa), t, cols, nt, tt, got[tt], want[tt]);
         for (uint32_t tt = 0; tt < nt; tt++) {
             /* The exact product of what the kernel sees. */
             double ref = 0, mag = 0;
@@ -507,6 +513,14 @@ static void check_gemm16(const st_cpu_kernels *k, st_ggml_type t, uint32_t cols,
             for (uint32_t r = 0; r < ST_PACK_ROWS; r++) {
                 float want[ST_TILE_MAX];
                 ks->dot[kt](cols, data + (size_t)(g * ST_PACK_ROWS + r) * rb, xq, stride, nt, want);
+                /* The block order, bit for bit (kernels.h), except the
+                 * AVX-512 Q8_0 kernel's u8 + 128 form. */
+                bool exact = !(k->isa == ST_ISA_AVX512 && t == ST_GGML_Q8_0);
+                for (uint32_t tt = 0; tt < nt && exact; tt++)
+                    cr_assert(got[tt * ST_PACK_ROWS + r] == want[tt],
+                              "%s gemm16 type %d cols %u row %u nt %u t %u: %.9g vs scalar "
+                              "block order %.9g", st_cpu_isa_name(k->isa), t, cols,
+                              g * 16 + r, nt, tt, got[tt * ST_PACK_ROWS + r], want[tt]);
                 for (uint32_t tt = 0; tt < nt; tt++)
                     cr_assert_float_eq(got[tt * ST_PACK_ROWS + r], want[tt],
                                        1e-5 * (1 + fabsf(want[tt])),
@@ -653,4 +667,82 @@ Test(forward_kernels, amx_probe_matches_cpuinfo)
     } else {
         cr_assert(strstr(p.reason, "amx: unavailable (") == p.reason, "%s", p.reason);
     }
+}
+
+/* The fused decode attention (attn_decode_f16) of every path that has
+ * it: f16 keys and values fed in blocks of uneven sizes (so the online
+ * softmax rescales, and the tails of 8 run), every group size 1..8,
+ * against softmax(q k) v computed directly in double. A block of keys
+ * far below the running max must weigh ~0 (the exp's low clamp). */
+Test(kernels, attn_decode_f16_matches_double)
+{
+    const uint32_t hds[] = { 16, 64, 128 };
+    const uint32_t blocks[] = { 5, 64, 3, 29, 1, 16 }; /* 118 keys */
+    enum { NK = 118, MAXG = ST_DEC_MAX_G };
+    for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++)
+        for (uint32_t G = 1; G <= MAXG; G++) {
+            uint32_t hd = hds[hi];
+            size_t stride = hd * 2 + 48; /* wider than a row, as the cache's heads are */
+            uint8_t *k = calloc(NK, stride), *v = calloc(NK, stride);
+            float *kd = malloc((size_t)NK * hd * sizeof(float));
+            float *vd = malloc((size_t)NK * hd * sizeof(float));
+            float *q = malloc((size_t)G * hd * sizeof(float)), *x = malloc(hd * sizeof(float));
+            for (uint32_t j = 0; j < NK; j++) {
+                /* keys 70..74 score far below the rest for every head */
+                float far = j >= 70 && j < 75 ? -50.0f : 0.0f;
+                for (uint32_t i = 0; i < hd; i++)
+                    x[i] = frand() * 2.0f + (i == 0 ? far : 0.0f);
+                st_kv_store_row(ST_KV_F16, x, k + j * stride, hd);
+                st_kv_load_row(ST_KV_F16, k + j * stride, kd + (size_t)j * hd, hd);
+                for (uint32_t i = 0; i < hd; i++)
+                    x[i] = frand() * 3.0f;
+                st_kv_store_row(ST_KV_F16, x, v + j * stride, hd);
+                st_kv_load_row(ST_KV_F16, v + j * stride, vd + (size_t)j * hd, hd);
+            }
+            for (uint32_t i = 0; i < G * hd; i++)
+                q[i] = frand() * 0.5f;
+            for (uint32_t h = 0; h < G; h++)
+                q[(size_t)h * hd] = 2.0f; /* makes the "far" keys far */
+            for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+                const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
+                if ((int)kn->isa != isa || !kn->attn_decode_f16)
+                    continue;
+                float m[MAXG], l[MAXG], s[MAXG * 64], acc[MAXG * 128];
+                for (uint32_t h = 0; h < G; h++) {
+                    m[h] = -INFINITY;
+                    l[h] = 0.0f;
+                }
+                memset(acc, 0, sizeof acc);
+                uint32_t j0 = 0;
+                for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+                    kn->attn_decode_f16(q, G, hd, k + j0 * stride, stride, v + j0 * stride,
+                                        stride, blocks[b], s, m, l, acc);
+                    j0 += blocks[b];
+                }
+                cr_assert_eq(j0, NK);
+                for (uint32_t h = 0; h < G; h++) {
+                    double sc[NK], mx = -INFINITY, sum = 0;
+                    for (uint32_t j = 0; j < NK; j++) {
+                        sc[j] = 0;
+                        for (uint32_t i = 0; i < hd; i++)
+                            sc[j] += (double)q[(size_t)h * hd + i] * kd[(size_t)j * hd + i];
+                        mx = sc[j] > mx ? sc[j] : mx;
+                    }
+                    for (uint32_t j = 0; j < NK; j++)
+                        sum += (sc[j] = exp(sc[j] - mx));
+                    cr_assert_float_eq(m[h], mx, 1e-4 * (1 + fabs(mx)), "max G %u hd %u", G, hd);
+                    cr_assert_float_eq(l[h], sum, 1e-4 * sum, "sum G %u hd %u", G, hd);
+                    for (uint32_t i = 0; i < hd; i++) {
+                        double o = 0;
+                        for (uint32_t j = 0; j < NK; j++)
+                            o += sc[j] * vd[(size_t)j * hd + i];
+                        cr_assert_float_eq(acc[(size_t)h * hd + i] / l[h], o / sum,
+                                           1e-4 * (1 + fabs(o / sum)),
+                                           "out G %u hd %u head %u dim %u isa %d", G, hd, h, i,
+                                           isa);
+                    }
+                }
+            }
+            free(k); free(v); free(kd); free(vd); free(q); free(x);
+        }
 }
