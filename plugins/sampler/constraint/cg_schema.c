@@ -3,7 +3,7 @@
  * becomes one GBNF rule; a type-less schema is the alternatives of every
  * type with the keywords that apply to it, as JSON Schema reads it.
  */
-#include "cg_schema.h"
+#include "cg_schema_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -20,28 +20,7 @@ enum {
     P_UUID = 1 << 8, P_EMAIL = 1 << 9, P_URI = 1 << 10, P_IPV4 = 1 << 11
 };
 
-typedef struct sc_ref {
-    const cj_value *target;
-    char name[24];
-} sc_ref;
-
-typedef struct sc {
-    cj_value *doc;
-    cg_buf *out, *warn;
-    cg_error *err;
-    cg_schema_options opt;
-    int next_id;
-    unsigned prims;
-    sc_ref *refs;
-    size_t n_refs, cap_refs;
-    cj_value **owned;          /* merge results: shallow, children not owned */
-    size_t n_owned, cap_owned;
-    int depth;
-} sc;
-
-static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
+bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
 {
     s->err->offset = at ? at->offset : -1;
     int n = snprintf(s->err->message, sizeof s->err->message, "at %s: ", *path ? path : "/");
@@ -54,9 +33,43 @@ static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt
     return false;
 }
 
+bool sc_fail_unsat(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
+{
+    char msg[sizeof s->err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sc_fail(s, at, path, "%s", msg);
+    s->unsat = true;
+    return false;
+}
+
+sc_mark sc_mark_now(const sc *s)
+{
+    return (sc_mark){s->out->n, s->n_refs};
+}
+
+bool sc_recover(sc *s, sc_mark m)
+{
+    if (!s->unsat)
+        return false;
+    /* Rules written and references named while compiling the schema that
+     * failed are dropped with it (a reference named but never written
+     * would leave an undefined rule). */
+    s->unsat = false;
+    s->err->message[0] = '\0';
+    s->err->offset = -1;
+    s->out->n = m.out_n;
+    if (s->out->s)
+        s->out->s[m.out_n] = '\0';
+    s->n_refs = m.n_refs;
+    return true;
+}
+
 /* A keyword the compiler cannot enforce: refused under strict, else a
  * warning and the keyword is left out. */
-static bool unsupported(sc *s, const cj_value *at, const char *path, const char *keyword,
+bool sc_unsupported(sc *s, const cj_value *at, const char *path, const char *keyword,
                         const char *why)
 {
     if (s->opt.strict)
@@ -79,12 +92,11 @@ static const char *const annotations[] = {
     "$anchor", NULL};
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
 static const char *const not_enforced[] = {
-    "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies",
-    "propertyNames", "unevaluatedProperties",
+    "not", "if", "then", "else", "propertyNames", "unevaluatedProperties",
     "unevaluatedItems", "contains", "minContains", "maxContains", "multipleOf", "$dynamicRef",
     "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", NULL};
 
-static bool in_list(const char *const *list, const char *k)
+bool sc_in_list(const char *const *list, const char *k)
 {
     for (; *list; list++)
         if (strcmp(*list, k) == 0)
@@ -92,7 +104,7 @@ static bool in_list(const char *const *list, const char *k)
     return false;
 }
 
-static void child_path(char *out, size_t cap, const char *path, const char *key)
+void sc_child_path(char *out, size_t cap, const char *path, const char *key)
 {
     /* `out` may be `path`: extend in place. JSON Pointer escapes: ~ -> ~0,
      * / -> ~1. */
@@ -114,7 +126,7 @@ static void child_path(char *out, size_t cap, const char *path, const char *key)
 
 /* ---- merging (allOf, and siblings of anyOf) ---- */
 
-static cj_value *owned_node(sc *s, cj_type t)
+cj_value *sc_owned_node(sc *s, cj_type t)
 {
     if (s->n_owned == s->cap_owned) {
         size_t cap = s->cap_owned ? s->cap_owned * 2 : 16;
@@ -132,7 +144,7 @@ static cj_value *owned_node(sc *s, cj_type t)
     return v;
 }
 
-static bool node_push(cj_value *v, const char *key, const cj_value *item)
+bool sc_node_push(cj_value *v, const char *key, const cj_value *item)
 {
     cj_value **it = realloc(v->items, (v->n + 1) * sizeof *it);
     if (!it)
@@ -149,27 +161,27 @@ static bool node_push(cj_value *v, const char *key, const cj_value *item)
     return true;
 }
 
-static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path);
+const cj_value *sc_resolve_ref(sc *s, const cj_value *ref, const char *path);
 
-static unsigned type_bits(const cj_value *t);
+unsigned sc_type_bits(const cj_value *t);
 
 /* a AND b as one schema object (shallow). NULL after a failure. */
-static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const char *path)
+const cj_value *sc_merge(sc *s, const cj_value *a, const cj_value *b, const char *path)
 {
     for (int pass = 0; pass < 2; pass++) {
         const cj_value **x = pass ? &b : &a;
         if ((*x)->type == CJ_BOOL) {
             if (!(*x)->boolean)
-                return sc_fail(s, *x, path, "allOf contains false: nothing matches"), NULL;
+                return sc_fail_unsat(s, *x, path, "allOf contains false: nothing matches"), NULL;
             return pass ? a : b;
         }
         const cj_value *ref = cj_get(*x, "$ref");
-        if (ref && !(*x = resolve_ref(s, ref, path)))
+        if (ref && !(*x = sc_resolve_ref(s, ref, path)))
             return NULL;
         if ((*x)->type == CJ_BOOL)
-            return merge(s, a, b, path);
+            return sc_merge(s, a, b, path);
     }
-    cj_value *m = owned_node(s, CJ_OBJECT);
+    cj_value *m = sc_owned_node(s, CJ_OBJECT);
     if (!m)
         return sc_fail(s, a, path, "out of memory"), NULL;
     m->offset = a->offset;
@@ -181,52 +193,57 @@ static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const 
         const cj_value *v = va;
         if (vb && !cj_equal(va, vb)) {
             if (strcmp(k, "properties") == 0 && va->type == CJ_OBJECT && vb->type == CJ_OBJECT) {
-                cj_value *p = owned_node(s, CJ_OBJECT);
+                cj_value *p = sc_owned_node(s, CJ_OBJECT);
                 if (!p)
                     return NULL;
                 for (size_t j = 0; j < va->n; j++) {
                     const cj_value *o = cj_get(vb, va->keys[j]);
-                    const cj_value *pv = o ? merge(s, va->items[j], o, path) : va->items[j];
-                    if (!pv || !node_push(p, va->keys[j], pv))
+                    const cj_value *x = va->items[j];
+                    /* A member forbidden on either side stays forbidden. */
+                    bool no = (x->type == CJ_BOOL && !x->boolean) ||
+                              (o && o->type == CJ_BOOL && !o->boolean);
+                    const cj_value *pv = no ? (x->type == CJ_BOOL ? x : o)
+                                       : o ? sc_merge(s, x, o, path) : x;
+                    if (!pv || !sc_node_push(p, va->keys[j], pv))
                         return NULL;
                 }
                 for (size_t j = 0; j < vb->n; j++)
-                    if (!cj_get(va, vb->keys[j]) && !node_push(p, vb->keys[j], vb->items[j]))
+                    if (!cj_get(va, vb->keys[j]) && !sc_node_push(p, vb->keys[j], vb->items[j]))
                         return NULL;
                 v = p;
             } else if (strcmp(k, "required") == 0 && va->type == CJ_ARRAY &&
                        vb->type == CJ_ARRAY) {
-                cj_value *r = owned_node(s, CJ_ARRAY);
+                cj_value *r = sc_owned_node(s, CJ_ARRAY);
                 if (!r)
                     return NULL;
                 for (size_t j = 0; j < va->n; j++)
-                    if (!node_push(r, NULL, va->items[j]))
+                    if (!sc_node_push(r, NULL, va->items[j]))
                         return NULL;
                 for (size_t j = 0; j < vb->n; j++) {
                     bool dup = false;
                     for (size_t q = 0; q < va->n; q++)
                         dup = dup || cj_equal(va->items[q], vb->items[j]);
-                    if (!dup && !node_push(r, NULL, vb->items[j]))
+                    if (!dup && !sc_node_push(r, NULL, vb->items[j]))
                         return NULL;
                 }
                 v = r;
             } else if (strcmp(k, "type") == 0) {
-                unsigned both = type_bits(va) & type_bits(vb);
+                unsigned both = sc_type_bits(va) & sc_type_bits(vb);
                 static const char *const names[] = {"null", "boolean", "object", "array",
                                                     "string", "number", "integer"};
-                cj_value *t = owned_node(s, CJ_ARRAY);
+                cj_value *t = sc_owned_node(s, CJ_ARRAY);
                 if (!t)
                     return NULL;
                 for (int j = 0; j < 7; j++)
                     if (both & (1u << j)) {
-                        cj_value *n = owned_node(s, CJ_STRING);
-                        if (!n || !node_push(t, NULL, n))
+                        cj_value *n = sc_owned_node(s, CJ_STRING);
+                        if (!n || !sc_node_push(t, NULL, n))
                             return NULL;
                         n->str = (char *)names[j];
                         n->len = strlen(names[j]);
                     }
                 if (!t->n)
-                    return sc_fail(s, va, path, "allOf: the types of its schemas exclude "
+                    return sc_fail_unsat(s, va, path, "allOf: the types of its schemas exclude "
                                                 "each other"), NULL;
                 v = t;
             } else if (va->type == CJ_NUMBER && vb->type == CJ_NUMBER &&
@@ -235,47 +252,47 @@ static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const 
             } else if (va->type == CJ_NUMBER && vb->type == CJ_NUMBER &&
                        (strncmp(k, "max", 3) == 0 || strcmp(k, "exclusiveMaximum") == 0)) {
                 v = va->number <= vb->number ? va : vb;
-            } else if (in_list(annotations, k)) {
+            } else if (sc_in_list(annotations, k)) {
                 v = va;
             } else {
-                if (!unsupported(s, vb, path, "allOf", "its schemas set the same keyword "
+                if (!sc_unsupported(s, vb, path, "allOf", "its schemas set the same keyword "
                                                        "differently"))
                     return NULL;
                 v = va;
             }
         }
-        if (!node_push(m, k, v))
+        if (!sc_node_push(m, k, v))
             return NULL;
     }
     for (size_t i = 0; i < b->n; i++)
         if (strcmp(b->keys[i], "$ref") != 0 && !cj_get(a, b->keys[i]) &&
-            !node_push(m, b->keys[i], b->items[i]))
+            !sc_node_push(m, b->keys[i], b->items[i]))
             return NULL;
     return m;
 }
 
 /* The schema without `skip` (one key), shallow. */
-static const cj_value *without(sc *s, const cj_value *v, const char *skip)
+const cj_value *sc_without(sc *s, const cj_value *v, const char *skip)
 {
-    cj_value *m = owned_node(s, CJ_OBJECT);
+    cj_value *m = sc_owned_node(s, CJ_OBJECT);
     if (!m)
         return NULL;
     m->offset = v->offset;
     for (size_t i = 0; i < v->n; i++)
-        if (strcmp(v->keys[i], skip) != 0 && !node_push(m, v->keys[i], v->items[i]))
+        if (strcmp(v->keys[i], skip) != 0 && !sc_node_push(m, v->keys[i], v->items[i]))
             return NULL;
     return m;
 }
 
 /* ---- references ---- */
 
-static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path)
+const cj_value *sc_resolve_ref(sc *s, const cj_value *ref, const char *path)
 {
     if (ref->type != CJ_STRING)
         return sc_fail(s, ref, path, "$ref must be a string"), NULL;
     const char *p = ref->str;
     if (p[0] != '#' || (p[1] && p[1] != '/')) {
-        if (!unsupported(s, ref, path, "$ref", "only local references (#/...) are resolved"))
+        if (!sc_unsupported(s, ref, path, "$ref", "only local references (#/...) are resolved"))
             return NULL;
         static const cj_value any = {.type = CJ_BOOL, .boolean = true};
         return &any;
@@ -318,8 +335,8 @@ static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path)
 
 /* ---- generation ---- */
 
-static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[24]);
-static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e);
+bool sc_gen_rule(sc *s, const cj_value *schema, const char *path, char name[24]);
+bool sc_gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e);
 
 static unsigned type_bit(const char *t)
 {
@@ -331,10 +348,8 @@ static unsigned type_bit(const char *t)
     return 0;
 }
 
-enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32,
-       T_INTEGER = 64, T_ALL = 127 };
 
-static unsigned type_bits(const cj_value *t)
+unsigned sc_type_bits(const cj_value *t)
 {
     if (!t)
         return T_ALL;
@@ -594,10 +609,10 @@ static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (s->err->message[0])
         return false;
     if ((has_lo && fabs(lo) > 1e17) || (has_hi && fabs(hi) > 1e17))
-        return unsupported(s, v, path, "minimum", "bounds beyond 1e17") &&
+        return sc_unsupported(s, v, path, "minimum", "bounds beyond 1e17") &&
                (cg_buf_puts(e, "integer"), true);
     if (has_lo && has_hi && lo > hi)
-        return sc_fail(s, v, path, "no integer lies between the minimum and the maximum");
+        return sc_fail_unsat(s, v, path, "no integer lies between the minimum and the maximum");
     int_range(e, has_lo, (long long)lo, has_hi, (long long)hi);
     s->prims |= P_INTEGER;
     return true;
@@ -639,7 +654,7 @@ static bool gen_number(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
     }
     cg_buf_puts(e, "number");
-    return unsupported(s, v, path, has_lo ? "minimum" : has_hi ? "maximum"
+    return sc_unsupported(s, v, path, has_lo ? "minimum" : has_hi ? "maximum"
                                    : has_xlo ? "exclusiveMinimum" : "exclusiveMaximum",
                        "bounds on non-integer numbers are enforced only for integer-valued "
                        "minimum >= 0 (with an optional maximum) and exclusiveMinimum 0");
@@ -740,7 +755,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (!count(s, v, "minLength", path, &min) || !count(s, v, "maxLength", path, &max))
         return false;
     if (max >= 0 && min > max)
-        return sc_fail(s, v, path, "minLength is above maxLength");
+        return sc_fail_unsat(s, v, path, "minLength is above maxLength");
     bool lengths = min > 0 || max >= 0;
     if (fmt && fmt->type == CJ_STRING) {
         static const struct { const char *name; unsigned prim; const char *expr; } formats[] = {
@@ -760,7 +775,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             if (strcmp(fmt->str, formats[i].name) == 0) {
                 s->prims |= formats[i].prim;
                 cg_buf_printf(e, "\"\\\"\" %s \"\\\"\"", formats[i].expr);
-                if (pat && !unsupported(s, pat, path, "pattern", "together with format"))
+                if (pat && !sc_unsupported(s, pat, path, "pattern", "together with format"))
                     return false;
                 long len = -1;
                 for (size_t j = 0; j < sizeof fixed / sizeof fixed[0]; j++)
@@ -768,7 +783,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
                         len = fixed[j].len;
                 bool implied = len >= 0 && min <= len && (max < 0 || len <= max);
                 if (lengths && !implied &&
-                    !unsupported(s, v, path, "minLength", "length limits together with format"))
+                    !sc_unsupported(s, v, path, "minLength", "length limits together with format"))
                     return false;
                 return true;
             }
@@ -779,7 +794,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             "duration", "idn-email", "hostname", "idn-hostname", "ipv6", "uri-reference", "iri",
             "iri-reference", "uri-template", "json-pointer", "relative-json-pointer", "regex",
             NULL};
-        if (in_list(spec_formats, fmt->str) && !unsupported(s, fmt, path, "format", fmt->str))
+        if (sc_in_list(spec_formats, fmt->str) && !sc_unsupported(s, fmt, path, "format", fmt->str))
             return false;
     }
     char narrowed[600];
@@ -791,18 +806,18 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_puts(e, " \"\\\"\"");
             return true;
         }
-        return unsupported(s, pat, path, "pattern", rerr.message);
+        return sc_unsupported(s, pat, path, "pattern", rerr.message);
     }
     if (pat) {
         if (pat->type != CJ_STRING)
             return sc_fail(s, pat, path, "'pattern' must be a string");
-        if (lengths && !unsupported(s, v, path, "minLength", "length limits together with a "
+        if (lengths && !sc_unsupported(s, v, path, "minLength", "length limits together with a "
                                                              "pattern other than ^X{m,n}$"))
             return false;
         cg_error rerr;
         cg_buf_puts(e, "\"\\\"\" ");
         if (!cg_regex_to_gbnf(pat->str, pat->len, true, e, &rerr)) {
-            if (!unsupported(s, pat, path, "pattern", rerr.message))
+            if (!sc_unsupported(s, pat, path, "pattern", rerr.message))
                 return false;
             cg_buf_puts(e, "char*");
             s->prims |= P_CHAR;
@@ -816,7 +831,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
         return true;
     }
     if (min > SC_COUNT_MAX)
-        return unsupported(s, v, path, "minLength", "above 1000") &&
+        return sc_unsupported(s, v, path, "minLength", "above 1000") &&
                (cg_buf_puts(e, "string"), true);
     /* A large maxLength (65535 is common) is generated as at most 1000
      * characters: every output stays valid, and the grammar stays small. */
@@ -853,14 +868,19 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     ok = ok && forbidden;
     for (size_t i = 0; ok && props && i < props->n; i++) {
         keys[k] = props->keys[i];
-        child_path(p, sizeof p, path, "properties");
-        child_path(p, sizeof p, p, props->keys[i]);
+        sc_child_path(p, sizeof p, path, "properties");
+        sc_child_path(p, sizeof p, p, props->keys[i]);
         /* A property whose schema is false may not appear at all. */
         const cj_value *ps = props->items[i];
+        bool is_required = false;
+        for (size_t j = 0; req && req->type == CJ_ARRAY && j < req->n; j++)
+            is_required = is_required || (req->items[j]->type == CJ_STRING &&
+                                          strcmp(req->items[j]->str, props->keys[i]) == 0);
+        sc_mark mark = sc_mark_now(s);
         if (ps->type == CJ_BOOL && !ps->boolean)
             forbidden[k] = true;
-        else
-            ok = gen_rule(s, ps, p, rules[k]);
+        else if (!(ok = sc_gen_rule(s, ps, p, rules[k])) && !is_required && sc_recover(s, mark))
+            ok = forbidden[k] = true;   /* matches nothing: the member cannot appear */
         k++;
     }
     for (size_t i = 0; ok && req && i < req->n; i++) {
@@ -879,7 +899,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
         required[j] = true;
         if (forbidden[j])
-            ok = sc_fail(s, req->items[i], path, "property '%s' is required but its schema is "
+            ok = sc_fail_unsat(s, req->items[i], path, "property '%s' is required but its schema is "
                                                   "false", keys[j]);
     }
     /* What may follow the declared properties: pattern-named and other
@@ -888,12 +908,12 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     size_t n_extra = 0;
     for (size_t i = 0; ok && pprops && i < pprops->n; i++) {
         char r[24];
-        child_path(p, sizeof p, path, "patternProperties");
-        child_path(p, sizeof p, p, pprops->keys[i]);
+        sc_child_path(p, sizeof p, path, "patternProperties");
+        sc_child_path(p, sizeof p, p, pprops->keys[i]);
         cg_buf key = {0};
         cg_error rerr;
         if (!cg_regex_to_gbnf(pprops->keys[i], strlen(pprops->keys[i]), true, &key, &rerr)) {
-            ok = unsupported(s, pprops->items[i], p, "patternProperties", rerr.message);
+            ok = sc_unsupported(s, pprops->items[i], p, "patternProperties", rerr.message);
             cg_buf_free(&key);
             continue;
         }
@@ -901,7 +921,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_free(&key);
             continue;   /* such names are simply not generated */
         }
-        ok = gen_rule(s, pprops->items[i], p, r);
+        ok = sc_gen_rule(s, pprops->items[i], p, r);
         if (ok)
             cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
                           key.s, r);
@@ -917,18 +937,18 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (min_props <= n_required)
         min_props = 0;
     if (ok && min_props > 1) {
-        ok = unsupported(s, cj_get(v, "minProperties"), path, "minProperties",
+        ok = sc_unsupported(s, cj_get(v, "minProperties"), path, "minProperties",
                          "above 1 and above the number of required members");
         min_props = 0;
     }
     if (ok && cj_get(v, "maxProperties"))
-        ok = unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties", "");
+        ok = sc_unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties", "");
     bool closed = add && add->type == CJ_BOOL && !add->boolean;
     if (ok && !closed) {
         char r[24] = "value";
         if (add && !(add->type == CJ_BOOL)) {
-            child_path(p, sizeof p, path, "additionalProperties");
-            ok = gen_rule(s, add, p, r);
+            sc_child_path(p, sizeof p, path, "additionalProperties");
+            ok = sc_gen_rule(s, add, p, r);
         } else {
             s->prims |= P_VALUE;
         }
@@ -984,7 +1004,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * then has no alternative at all, and A_{k-1} does not refer to it. */
         bool a_k_dead = min_props > 0 && !n_extra;
         if (a_k_dead && k == 0) {
-            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+            ok = sc_fail_unsat(s, v, path, "minProperties asks for a member but the object allows "
                                      "none");
         } else if (!a_k_dead) {
             cg_buf_printf(o, "%s-a%zu ::= ", base, k);
@@ -1024,7 +1044,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_free(&tmp);
         }
         if (ok && k > 0 && !a_alive[0])
-            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+            ok = sc_fail_unsat(s, v, path, "minProperties asks for a member but the object allows "
                                      "none");
         cg_buf_printf(e, "\"{\" ws %s-a0 ws \"}\"", base);
     }
@@ -1048,9 +1068,9 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (!count(s, v, "minItems", path, &min) || !count(s, v, "maxItems", path, &max))
         return false;
     if (max >= 0 && min > max)
-        return sc_fail(s, v, path, "minItems is above maxItems");
+        return sc_fail_unsat(s, v, path, "minItems is above maxItems");
     if (uniq && uniq->type == CJ_BOOL && uniq->boolean &&
-        !unsupported(s, uniq, path, "uniqueItems", "a grammar cannot compare items"))
+        !sc_unsupported(s, uniq, path, "uniqueItems", "a grammar cannot compare items"))
         return false;
     /* Draft 7's tuple form: items as an array, additionalItems for the rest. */
     if (items && items->type == CJ_ARRAY && !prefix) {
@@ -1067,16 +1087,22 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     for (size_t i = 0; ok && i < k; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%zu", i);
-        child_path(p, sizeof p, path, "prefixItems");
-        child_path(p, sizeof p, p, idx);
-        ok = gen_rule(s, prefix->items[i], p, pr[i]);
+        sc_child_path(p, sizeof p, path, "prefixItems");
+        sc_child_path(p, sizeof p, p, idx);
+        ok = sc_gen_rule(s, prefix->items[i], p, pr[i]);
     }
     char rest[24] = "";
     bool rest_allowed = !(items && items->type == CJ_BOOL && !items->boolean);
     if (ok && rest_allowed) {
         if (items) {
-            child_path(p, sizeof p, path, "items");
-            ok = gen_rule(s, items, p, rest);
+            sc_child_path(p, sizeof p, path, "items");
+            sc_mark mark = sc_mark_now(s);
+            ok = sc_gen_rule(s, items, p, rest);
+            if (!ok && min <= (long)k && sc_recover(s, mark)) {
+                ok = true;   /* no item matches: the array ends after the prefix */
+                rest_allowed = false;
+                rest[0] = '\0';
+            }
         } else {
             snprintf(rest, sizeof rest, "value");
             s->prims |= P_VALUE;
@@ -1085,7 +1111,7 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (ok && (long)k > SC_COUNT_MAX - 1)
         ok = sc_fail(s, v, path, "more than %d prefixItems", SC_COUNT_MAX);
     if (ok && min > SC_COUNT_MAX)
-        ok = unsupported(s, v, path, "minItems", "above 1000") && ((min = 0), true);
+        ok = sc_unsupported(s, v, path, "minItems", "above 1000") && ((min = 0), true);
     if (!ok) {
         free(pr);
         return false;
@@ -1093,7 +1119,7 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     long limit = rest_allowed ? max : (max >= 0 && max < (long)k ? max : (long)k);
     if (!rest_allowed && min > (long)k) {
         free(pr);
-        return sc_fail(s, v, path, "minItems is above the number of prefixItems, and items "
+        return sc_fail_unsat(s, v, path, "minItems is above the number of prefixItems, and items "
                                    "is false");
     }
     /* E_i: the elements from index i on, i >= 1, each after a comma. */
@@ -1186,7 +1212,7 @@ static bool gen_types(sc *s, const cj_value *v, unsigned bits, const char *path,
     return true;
 }
 
-static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
+bool sc_gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     if (++s->depth > SC_DEPTH_MAX)
         return sc_fail(s, v, path, "schemas nested deeper than %d", SC_DEPTH_MAX);
@@ -1194,7 +1220,7 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
     char p[600];
     if (v->type == CJ_BOOL) {
         if (!v->boolean)
-            ok = sc_fail(s, v, path, "the schema false matches nothing");
+            ok = sc_fail_unsat(s, v, path, "the schema false matches nothing");
         else
             cg_buf_puts(e, "value");
         s->prims |= P_VALUE;
@@ -1205,10 +1231,15 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         s->depth--;
         return sc_fail(s, v, path, "a schema must be an object or a boolean");
     }
+    bool deps_ok;
+    if (sc_gen_dependencies(s, v, path, e, &deps_ok)) {
+        s->depth--;
+        return deps_ok;
+    }
     for (size_t i = 0; ok && i < v->n; i++)
-        if (in_list(not_enforced, v->keys[i])) {
-            child_path(p, sizeof p, path, v->keys[i]);
-            ok = unsupported(s, v->items[i], p, v->keys[i], "");
+        if (sc_in_list(not_enforced, v->keys[i])) {
+            sc_child_path(p, sizeof p, path, v->keys[i]);
+            ok = sc_unsupported(s, v->items[i], p, v->keys[i], "");
         }
     const cj_value *ref = cj_get(v, "$ref"), *all = cj_get(v, "allOf");
     const cj_value *any = cj_get(v, "anyOf");
@@ -1216,13 +1247,13 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
     const cj_value *en = cj_get(v, "enum"), *cn = cj_get(v, "const");
     bool siblings = false;
     for (size_t i = 0; i < v->n; i++)
-        if (!in_list(annotations, v->keys[i]) && strcmp(v->keys[i], "$ref") != 0)
+        if (!sc_in_list(annotations, v->keys[i]) && strcmp(v->keys[i], "$ref") != 0)
             siblings = true;
     if (!ok) {
     } else if (ref && !siblings) {
         /* A reference is one rule per target, named before it is built, so
          * recursion refers back to it. */
-        const cj_value *t = resolve_ref(s, ref, path);
+        const cj_value *t = sc_resolve_ref(s, ref, path);
         size_t i = 0;
         while (t && i < s->n_refs && s->refs[i].target != t)
             i++;
@@ -1247,7 +1278,7 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
             char name[24];
             memcpy(name, r->name, sizeof name);
             cg_buf body = {0};
-            ok = gen_schema(s, t, ref->str, &body);
+            ok = sc_gen_schema(s, t, ref->str, &body);
             if (ok)
                 cg_buf_printf(s->out, "%s ::= %s\n", name, body.s);
             cg_buf_free(&body);
@@ -1255,29 +1286,29 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
     } else if (ref || all) {
         /* allOf (and $ref beside other keywords): one merged schema. */
-        const cj_value *m = ref ? without(s, v, "$ref") : without(s, v, "allOf");
+        const cj_value *m = ref ? sc_without(s, v, "$ref") : sc_without(s, v, "allOf");
         if (m && ref) {
-            const cj_value *t = resolve_ref(s, ref, path);
-            m = t ? merge(s, m, t, path) : NULL;
+            const cj_value *t = sc_resolve_ref(s, ref, path);
+            m = t ? sc_merge(s, m, t, path) : NULL;
         }
         for (size_t i = 0; m && !ref && all->type == CJ_ARRAY && i < all->n; i++)
-            m = merge(s, m, all->items[i], path);
+            m = sc_merge(s, m, all->items[i], path);
         if (!ref && all->type != CJ_ARRAY)
             ok = sc_fail(s, all, path, "'allOf' must be an array");
         else
-            ok = m && gen_schema(s, m, path, e);
+            ok = m && sc_gen_schema(s, m, path, e);
     } else if (any || one) {
         const cj_value *alts = any ? any : one;
         const char *key = any ? "anyOf" : "oneOf";
         if (alts->type != CJ_ARRAY || alts->n == 0) {
             ok = sc_fail(s, alts, path, "'%s' must be a non-empty array", key);
         } else if (any && one) {
-            ok = unsupported(s, one, path, "oneOf", "beside anyOf");
+            ok = sc_unsupported(s, one, path, "oneOf", "beside anyOf");
         }
-        const cj_value *rest = ok ? without(s, v, key) : NULL;
+        const cj_value *rest = ok ? sc_without(s, v, key) : NULL;
         bool rest_empty = true;
         for (size_t i = 0; rest && i < rest->n; i++)
-            if (!in_list(annotations, rest->keys[i]) && strcmp(rest->keys[i], "anyOf") &&
+            if (!sc_in_list(annotations, rest->keys[i]) && strcmp(rest->keys[i], "anyOf") &&
                 strcmp(rest->keys[i], "oneOf"))
                 rest_empty = false;
         cg_buf_puts(e, "(");
@@ -1287,19 +1318,22 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
                 continue;   /* false: an alternative nothing takes */
             char idx[24], name[24];
             snprintf(idx, sizeof idx, "%zu", i);
-            child_path(p, sizeof p, path, key);
-            child_path(p, sizeof p, p, idx);
+            sc_child_path(p, sizeof p, path, key);
+            sc_child_path(p, sizeof p, p, idx);
+            sc_mark mark = sc_mark_now(s);
             const cj_value *branch =
-                rest_empty ? alts->items[i] : merge(s, without(s, rest, "oneOf"), alts->items[i], p);
-            ok = branch && gen_rule(s, branch, p, name);
+                rest_empty ? alts->items[i] : sc_merge(s, sc_without(s, rest, "oneOf"), alts->items[i], p);
+            ok = branch && sc_gen_rule(s, branch, p, name);
             if (ok)
                 cg_buf_printf(e, "%s%s", n++ ? " | " : "", name);
+            else if (sc_recover(s, mark))
+                ok = true;   /* an alternative nothing matches */
         }
         cg_buf_puts(e, ")");
         if (ok && !n)
-            ok = sc_fail(s, alts, path, "every alternative of '%s' is false", key);
+            ok = sc_fail_unsat(s, alts, path, "every alternative of '%s' is false", key);
     } else if (en || cn) {
-        unsigned bits = type_bits(cj_get(v, "type"));
+        unsigned bits = sc_type_bits(cj_get(v, "type"));
         size_t n = 0;
         cg_buf_puts(e, "(");
         if (cn) {
@@ -1317,19 +1351,19 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
         cg_buf_puts(e, ")");
         if (ok && !n)
-            ok = sc_fail(s, en ? en : cn, path, "no value of 'enum' has the schema's type");
+            ok = sc_fail_unsat(s, en ? en : cn, path, "no value of 'enum' has the schema's type");
     } else {
         const cj_value *t = cj_get(v, "type");
         if (t && t->type != CJ_STRING && t->type != CJ_ARRAY)
             ok = sc_fail(s, t, path, "'type' must be a string or an array of strings");
         else
-            ok = gen_types(s, v, type_bits(t), path, e);
+            ok = gen_types(s, v, sc_type_bits(t), path, e);
     }
     s->depth--;
     return ok;
 }
 
-static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[24])
+bool sc_gen_rule(sc *s, const cj_value *schema, const char *path, char name[24])
 {
     if (schema->type == CJ_BOOL && schema->boolean) {
         snprintf(name, 24, "value");
@@ -1337,7 +1371,7 @@ static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[
         return true;
     }
     cg_buf body = {0};
-    bool ok = gen_schema(s, schema, path, &body);
+    bool ok = sc_gen_schema(s, schema, path, &body);
     if (ok) {
         fresh(s, name);
         cg_buf_printf(s->out, "%s ::= %s\n", name, body.s);
@@ -1407,7 +1441,7 @@ bool cg_schema_to_gbnf(const char *text, size_t len, const cg_schema_options *op
         return false;
     sc s = {.doc = doc, .out = out, .warn = warnings, .err = err, .opt = *opt};
     cg_buf body = {0};
-    bool ok = gen_schema(&s, doc, "", &body);
+    bool ok = sc_gen_schema(&s, doc, "", &body);
     if (ok) {
         cg_buf_printf(out, "root ::= %s\n", body.s);
         write_primitives(&s);
