@@ -45,7 +45,7 @@ static const char *const files[] = {
     "prefixItems", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "ref",
     "defs", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "uniqueItems", "boolean_schema", "format", "minProperties",
-    "maxProperties", "dependentRequired", "dependentSchemas", "not", "if-then-else"};
+    "maxProperties", "dependentRequired", "dependentSchemas", "not", "if-then-else", "multipleOf"};
 
 Test(jsts, supported_keywords_decide_the_suite, .timeout = 120)
 {

@@ -141,3 +141,54 @@ Test(schema_logic, optional_schemas_that_match_nothing_are_left_out)
     cr_expect(accepts(s, "{\"r\":true}"));
     cr_expect(!accepts(s, "{\"p\":null}"));
 }
+
+/* Numbers between integer bounds of any sign (cg_schema.c gen_number),
+ * and multipleOf as a number of fraction digits. */
+Test(schema_logic, number_bounds_of_any_sign)
+{
+    const char *s = "{\"type\": \"number\", \"minimum\": -90, \"maximum\": 90}";
+    const char *in[] = {"-90", "-89.999", "0", "-0.5", "90", "90.00", "45.25", "-90.0"};
+    const char *out[] = {"-90.01", "90.5", "91", "-91", "100"};
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++)
+        cr_expect(accepts(s, in[i]), "%s rejected", in[i]);
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++)
+        cr_expect(!accepts(s, out[i]), "%s accepted", out[i]);
+    s = "{\"type\": \"number\", \"exclusiveMinimum\": -2, \"exclusiveMaximum\": -1}";
+    cr_expect(accepts(s, "-1.5"));
+    cr_expect(accepts(s, "-1.0001"));
+    cr_expect(!accepts(s, "-1"));
+    cr_expect(!accepts(s, "-2"));
+    cr_expect(!accepts(s, "-2.0"));
+    cr_expect(!accepts(s, "0"));
+    s = "{\"type\": \"number\", \"exclusiveMinimum\": 3}";
+    cr_expect(accepts(s, "3.01"));
+    cr_expect(accepts(s, "400"));
+    cr_expect(!accepts(s, "3"));
+    cr_expect(!accepts(s, "3.000"));
+    cr_expect(!accepts(s, "-4"));
+    expect_refused("{\"type\": \"number\", \"minimum\": 0.5}",
+                   "bounds on numbers are enforced when they are integers");
+    expect_refused("{\"type\": \"number\", \"minimum\": 2, \"exclusiveMaximum\": 2}",
+                   "no number lies between");
+}
+
+Test(schema_logic, multiple_of_a_power_of_ten)
+{
+    const char *s = "{\"type\": \"number\", \"multipleOf\": 0.01, \"minimum\": 0, "
+                    "\"maximum\": 10}";
+    cr_expect(accepts(s, "9.99"));
+    cr_expect(accepts(s, "1.5"));
+    cr_expect(accepts(s, "1.500"));
+    cr_expect(accepts(s, "10.00"));
+    cr_expect(!accepts(s, "1.005"));
+    cr_expect(!accepts(s, "10.01"));
+    s = "{\"type\": \"number\", \"multipleOf\": 1}";
+    cr_expect(accepts(s, "-7"));
+    cr_expect(accepts(s, "7.0"));
+    cr_expect(!accepts(s, "7.5"));
+    /* Every integer is a multiple of 0.1; 3 is not a power of ten. */
+    cr_expect(accepts("{\"type\": \"integer\", \"multipleOf\": 0.1}", "12"));
+    expect_refused("{\"type\": \"number\", \"multipleOf\": 3}",
+                   "unsupported keyword 'multipleOf'");
+    expect_refused("{\"type\": \"number\", \"multipleOf\": 0}", "must be a number above 0");
+}

@@ -93,7 +93,7 @@ static const char *const annotations[] = {
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
 static const char *const not_enforced[] = {
     "not", "if", "then", "else", "propertyNames", "unevaluatedProperties",
-    "unevaluatedItems", "contains", "minContains", "maxContains", "multipleOf", "$dynamicRef",
+    "unevaluatedItems", "contains", "minContains", "maxContains", "$dynamicRef",
     "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", NULL};
 
 bool sc_in_list(const char *const *list, const char *k)
@@ -583,6 +583,8 @@ static bool bound(sc *s, const cj_value *v, const char *key, const char *path, d
     return true;
 }
 
+static int multiple_digits(sc *s, const cj_value *v, const char *path, bool *bad);
+
 static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     double x;
@@ -606,7 +608,13 @@ static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
         hi = has_hi && hi < h ? hi : h;
         has_hi = true;
     }
+    bool bad = false;
+    int k = multiple_digits(s, v, path, &bad);
     if (s->err->message[0])
+        return false;
+    /* Every integer is a multiple of 1, 0.1, 0.01, ... */
+    if (k == -2 && !sc_unsupported(s, cj_get(v, "multipleOf"), path, "multipleOf",
+                                   "for integers, only 1 and the powers of ten below it"))
         return false;
     if ((has_lo && fabs(lo) > 1e17) || (has_hi && fabs(hi) > 1e17))
         return sc_unsupported(s, v, path, "minimum", "bounds beyond 1e17") &&
@@ -618,46 +626,137 @@ static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
     return true;
 }
 
+/* multipleOf as the number of fraction digits it allows: 10^-k -> k
+ * (1 -> 0); -1 when it is absent; -2 when it is not a power of ten at or
+ * below 1 (which a grammar of decimals cannot check digit by digit). */
+static int multiple_digits(sc *s, const cj_value *v, const char *path, bool *bad)
+{
+    const cj_value *m = cj_get(v, "multipleOf");
+    if (!m)
+        return -1;
+    if (m->type != CJ_NUMBER || !(m->number > 0)) {
+        *bad = true;
+        sc_fail(s, m, path, "'multipleOf' must be a number above 0");
+        return -2;
+    }
+    double p = 1;
+    for (int k = 0; k <= 12; k++, p *= 10)
+        if (fabs(m->number * p - 1) < 1e-9)
+            return k;
+    return -2;
+}
+
+/* Fractions: any (k < 0: any digits; else at most k significant ones),
+ * zero-valued, or non-zero. */
+static void frac_any(cg_buf *e, int k)
+{
+    if (k < 0)
+        cg_buf_puts(e, "(\".\" [0-9]+)?");
+    else if (k == 0)
+        cg_buf_puts(e, "(\".\" \"0\"+)?");
+    else
+        cg_buf_printf(e, "(\".\" [0-9]{1,%d} \"0\"*)?", k);
+}
+
+/* Decimals (no sign, no exponent) of y with lo <(=) y <(=) hi, lo >= 0,
+ * lo and hi integers (hi absent: unbounded), at most k fraction digits
+ * that are not 0 (k < 0: any). Alternatives appended to e after " | "
+ * when *n > 0; *n counts them. */
+static void nonneg_decimals(cg_buf *e, size_t *n, const char *sign, long long lo, bool lo_incl,
+                            bool has_hi, long long hi, bool hi_incl, int k)
+{
+#define ALT_D() cg_buf_printf(e, "%s%s", (*n)++ ? " | " : "", sign)
+    long long ilo = lo_incl ? lo : lo + 1;       /* integer parts with any fraction */
+    long long ihi = has_hi ? hi - 1 : -1;
+    if (!has_hi || ilo <= ihi) {
+        ALT_D();
+        cg_buf_puts(e, "(");
+        nonneg_range(e, ilo, ihi);
+        cg_buf_puts(e, " ");
+        frac_any(e, k);
+        cg_buf_puts(e, ")");
+    }
+    /* lo itself with a non-zero fraction, where lo is excluded. */
+    if (!lo_incl && k != 0 && (!has_hi || lo < hi)) {
+        ALT_D();
+        if (k < 0)
+            cg_buf_printf(e, "(\"%lld\" \".\" [0-9]* [1-9] [0-9]*)", lo);
+        else
+            cg_buf_printf(e, "(\"%lld\" \".\" [0-9]{0,%d} [1-9] \"0\"*)", lo, k - 1);
+    }
+    /* hi itself, a zero fraction only, where hi is included. */
+    if (has_hi && hi_incl && (hi > lo || (hi == lo && lo_incl))) {
+        ALT_D();
+        cg_buf_printf(e, "(\"%lld\" (\".\" \"0\"+)?)", hi);
+    }
+#undef ALT_D
+}
+
 static bool gen_number(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
-    double lo = 0, hi = 0, xlo = 0;
+    double lo = 0, hi = 0, xlo = 0, xhi = 0;
     bool has_lo = bound(s, v, "minimum", path, &lo), has_hi = bound(s, v, "maximum", path, &hi);
     bool has_xlo = bound(s, v, "exclusiveMinimum", path, &xlo);
-    double dummy;
-    bool has_xhi = bound(s, v, "exclusiveMaximum", path, &dummy);
+    bool has_xhi = bound(s, v, "exclusiveMaximum", path, &xhi);
+    bool bad = false;
+    int k = multiple_digits(s, v, path, &bad);
     if (s->err->message[0])
         return false;
     s->prims |= P_NUMBER | P_INTEGER;
-    if (!has_lo && !has_hi && !has_xlo && !has_xhi) {
+    if (k == -2) {
+        cg_buf_puts(e, "number");
+        return sc_unsupported(s, cj_get(v, "multipleOf"), path, "multipleOf",
+                              "only powers of ten at or below 1 (1, 0.1, 0.01, ...)");
+    }
+    if (!has_lo && !has_hi && !has_xlo && !has_xhi && k < 0) {
         cg_buf_puts(e, "number");
         return true;
     }
-    const char *frac = "(\".\" [0-9]+)?";
-    /* The integer-valued cases: the integer part carries the bound, no
-     * exponent (an exponent could move the value across it). */
-    if (has_xlo && !has_lo && !has_hi && !has_xhi && xlo == 0) {
-        cg_buf_puts(e, "([1-9] [0-9]* (\".\" [0-9]+)? | \"0.\" [0-9]* [1-9] [0-9]*)");
-        return true;
+    /* The tighter of each pair of bounds. */
+    bool lo_incl = true, hi_incl = true;
+    if (has_xlo && (!has_lo || xlo >= lo)) {
+        lo = xlo;
+        lo_incl = false;
+        has_lo = true;
     }
-    if (has_lo && !has_xlo && !has_xhi && lo >= 0 && lo == floor(lo) && lo < 1e17) {
-        if (!has_hi) {
-            cg_buf_puts(e, "(");
-            nonneg_range(e, (long long)lo, -1);
-            cg_buf_printf(e, " %s)", frac);
-            return true;
-        }
-        if (hi == floor(hi) && hi > lo && hi < 1e17) {
-            cg_buf_puts(e, "(");
-            nonneg_range(e, (long long)lo, (long long)hi - 1);
-            cg_buf_printf(e, " %s | \"%lld\" (\".\" \"0\"+)?)", frac, (long long)hi);
-            return true;
-        }
+    if (has_xhi && (!has_hi || xhi <= hi)) {
+        hi = xhi;
+        hi_incl = false;
+        has_hi = true;
     }
-    cg_buf_puts(e, "number");
-    return sc_unsupported(s, v, path, has_lo ? "minimum" : has_hi ? "maximum"
-                                   : has_xlo ? "exclusiveMinimum" : "exclusiveMaximum",
-                       "bounds on non-integer numbers are enforced only for integer-valued "
-                       "minimum >= 0 (with an optional maximum) and exclusiveMinimum 0");
+    /* Integer-valued bounds below 1e17 are decided on the integer part; a
+     * bound with a fraction would need its digits compared. */
+    if ((has_lo && (lo != floor(lo) || fabs(lo) >= 1e17)) ||
+        (has_hi && (hi != floor(hi) || fabs(hi) >= 1e17))) {
+        cg_buf_puts(e, "number");
+        const char *kw = has_lo && (lo != floor(lo) || fabs(lo) >= 1e17)
+                             ? (lo_incl ? "minimum" : "exclusiveMinimum")
+                             : (hi_incl ? "maximum" : "exclusiveMaximum");
+        return sc_unsupported(s, cj_get(v, kw), path, kw,
+                              "bounds on numbers are enforced when they are integers below 1e17");
+    }
+    if (has_lo && has_hi && (lo > hi || (lo == hi && !(lo_incl && hi_incl))))
+        return sc_fail_unsat(s, v, path, "no number lies between the minimum and the maximum");
+    size_t n = 0;
+    cg_buf_puts(e, "(");
+    /* x >= 0, written without a sign. */
+    if (!has_hi || hi >= 0) {
+        bool from_zero = !has_lo || lo < 0;
+        nonneg_decimals(e, &n, "", from_zero ? 0 : (long long)lo, from_zero || lo_incl, has_hi,
+                        (long long)hi, hi_incl, k);
+    }
+    /* x < 0 as "-" y, y = -x > 0: y's bounds are x's, mirrored. */
+    if (!has_lo || lo < 0) {
+        bool to_zero = !has_hi || hi >= 0;
+        long long ylo = to_zero ? 0 : (long long)-hi;
+        bool ylo_incl = to_zero ? false : hi_incl;
+        nonneg_decimals(e, &n, "\"-\" ", ylo, ylo_incl, has_lo, (long long)-lo, lo_incl, k);
+    }
+    cg_buf_puts(e, ")");
+    if (!n)
+        return sc_fail_unsat(s, v, path, "no number lies between the minimum and the maximum");
+    (void)bad;
+    return true;
 }
 
 static bool count(sc *s, const cj_value *v, const char *key, const char *path, long *out)
