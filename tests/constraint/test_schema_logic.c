@@ -192,3 +192,21 @@ Test(schema_logic, multiple_of_a_power_of_ten)
                    "unsupported keyword 'multipleOf'");
     expect_refused("{\"type\": \"number\", \"multipleOf\": 0}", "must be a number above 0");
 }
+
+/* minLength beside a pattern whose every match is long enough: the
+ * pattern alone enforces it (characters, not bytes, counted). */
+Test(schema_logic, min_length_implied_by_the_pattern)
+{
+    const char *s = "{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"minLength\": 4}";
+    cr_expect(accepts(s, "\"a-12\""));
+    cr_expect(!accepts(s, "\"a-1\""));
+    expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"minLength\": 5}",
+                   "unsupported keyword 'minLength'");
+    expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"maxLength\": 9}",
+                   "unsupported keyword 'maxLength'");
+    /* Two two-byte characters are two characters. */
+    cr_expect(accepts("{\"type\": \"string\", \"pattern\": \"^\xc3\xa9{2}x*$\", \"minLength\": 2}",
+                      "\"\xc3\xa9\xc3\xa9\""));
+    expect_refused("{\"type\": \"string\", \"pattern\": \"^\xc3\xa9{2}x*$\", \"minLength\": 3}",
+                   "unsupported keyword 'minLength'");
+}

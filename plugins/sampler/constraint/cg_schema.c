@@ -847,6 +847,58 @@ static bool narrow_pattern(const char *pattern, long min, long max, char *out, s
     return k > 0 && (size_t)k < cap;
 }
 
+/* The fewest characters any match of `pattern` has (a lower bound: a
+ * byte set that may hold a UTF-8 continuation byte counts as no
+ * character); -1 when the pattern does not compile. A string the pattern
+ * searches contains a match, so it is at least that long: a minLength up
+ * to it holds for every string the pattern allows. */
+static long pattern_min_chars(const char *pattern, size_t len)
+{
+    cg_buf gbnf = {0};
+    cg_error err;
+    cg_grammar g;
+    cg_grammar_init(&g);
+    cg_buf_puts(&gbnf, "root ::= ");
+    long best = -1;
+    if (cg_regex_to_gbnf(pattern, len, false, &gbnf, &err) && !gbnf.oom &&
+        cg_gbnf_parse(&g, gbnf.s, gbnf.n, &err)) {
+        const long inf = 1L << 40;
+        long *min = malloc((g.n_rules ? g.n_rules : 1) * sizeof *min);
+        for (size_t r = 0; min && r < g.n_rules; r++)
+            min[r] = inf;
+        /* Shortest derivations, to a fixed point (a rule's minimum only
+         * falls, and is bounded below by 0). */
+        for (bool changed = min != NULL; changed;) {
+            changed = false;
+            for (size_t r = 0; r < g.n_rules; r++)
+                for (size_t a = 0; a < g.rules[r].n_alts; a++) {
+                    long sum = 0;
+                    for (const cg_elem *el = &g.elems[g.rules[r].alts[a]];
+                         el->kind != CG_END && sum < inf; el++) {
+                        if (el->kind == CG_REF) {
+                            sum += min[el->arg];
+                        } else {
+                            bool cont = false;
+                            for (int b = 0x80; b < 0xC0 && !cont; b++)
+                                cont = cg_set_has(g.sets[el->arg], (uint8_t)b);
+                            sum += cont ? 0 : 1;
+                        }
+                    }
+                    if (sum < min[r]) {
+                        min[r] = sum;
+                        changed = true;
+                    }
+                }
+        }
+        if (min && min[g.root] < inf)
+            best = min[g.root];
+        free(min);
+    }
+    cg_grammar_free(&g);
+    cg_buf_free(&gbnf);
+    return best;
+}
+
 static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     const cj_value *fmt = cj_get(v, "format"), *pat = cj_get(v, "pattern");
@@ -910,8 +962,10 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (pat) {
         if (pat->type != CJ_STRING)
             return sc_fail(s, pat, path, "'pattern' must be a string");
-        if (lengths && !sc_unsupported(s, v, path, "minLength", "length limits together with a "
-                                                             "pattern other than ^X{m,n}$"))
+        if (lengths && !(max < 0 && min <= pattern_min_chars(pat->str, pat->len)) &&
+            !sc_unsupported(s, v, path, max < 0 ? "minLength" : "maxLength",
+                            "length limits together with a pattern other than ^X{m,n}$, "
+                            "unless every match of the pattern is at least minLength long"))
             return false;
         cg_error rerr;
         cg_buf_puts(e, "\"\\\"\" ");
