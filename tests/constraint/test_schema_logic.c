@@ -194,19 +194,40 @@ Test(schema_logic, multiple_of_a_power_of_ten)
 }
 
 /* minLength beside a pattern whose every match is long enough: the
- * pattern alone enforces it (characters, not bytes, counted). */
-Test(schema_logic, min_length_implied_by_the_pattern)
+ * pattern alone enforces it (characters, not bytes, counted). Other
+ * lengths: the product of the pattern with a count (cg_schema_length.c). */
+Test(schema_logic, lengths_beside_a_pattern)
 {
     const char *s = "{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"minLength\": 4}";
     cr_expect(accepts(s, "\"a-12\""));
     cr_expect(!accepts(s, "\"a-1\""));
-    expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"minLength\": 5}",
-                   "unsupported keyword 'minLength'");
-    expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"maxLength\": 9}",
-                   "unsupported keyword 'maxLength'");
     /* Two two-byte characters are two characters. */
     cr_expect(accepts("{\"type\": \"string\", \"pattern\": \"^\xc3\xa9{2}x*$\", \"minLength\": 2}",
                       "\"\xc3\xa9\xc3\xa9\""));
+    s = "{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"minLength\": 5}";
+    cr_expect(accepts(s, "\"ab-12\""));
+    cr_expect(!accepts(s, "\"a-12\""));
+    s = "{\"type\": \"string\", \"pattern\": \"^[a-z]+-[0-9]{2}$\", \"maxLength\": 6}";
+    cr_expect(accepts(s, "\"abc-12\""));
+    cr_expect(accepts(s, "\"a-12\""));
+    cr_expect(!accepts(s, "\"abcd-12\""));
+    /* Searched (unanchored) patterns and both limits. */
+    s = "{\"type\": \"string\", \"pattern\": \"^(\\\\d+\\\\.\\\\d+\\\\.\\\\d+.*)$\", "
+        "\"minLength\": 6, \"maxLength\": 8}";
+    cr_expect(accepts(s, "\"1.2.3-rc\""));
+    cr_expect(accepts(s, "\"10.2.3\""));
+    cr_expect(!accepts(s, "\"1.2.3\""));
+    cr_expect(!accepts(s, "\"1.2.3-rc1\""));
+    cr_expect(!accepts(s, "\"a.2.3-rc\""));
+    s = "{\"type\": \"string\", \"pattern\": \"ab\", \"maxLength\": 4}";
+    cr_expect(accepts(s, "\"xaby\""));
+    cr_expect(!accepts(s, "\"xay\""));
+    cr_expect(!accepts(s, "\"xxaby\""));
+    /* The product runs over printable ASCII: a pattern that needs other
+     * characters is refused by name rather than taken as matching
+     * nothing. */
     expect_refused("{\"type\": \"string\", \"pattern\": \"^\xc3\xa9{2}x*$\", \"minLength\": 3}",
-                   "unsupported keyword 'minLength'");
+                   "unsupported keyword 'minLength': no string of printable ASCII");
+    expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+$|^x{3}-\", \"maxLength\": 3, "
+                   "\"minLength\": 4}", "minLength is above maxLength");
 }

@@ -962,11 +962,11 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (pat) {
         if (pat->type != CJ_STRING)
             return sc_fail(s, pat, path, "'pattern' must be a string");
-        if (lengths && !(max < 0 && min <= pattern_min_chars(pat->str, pat->len)) &&
-            !sc_unsupported(s, v, path, max < 0 ? "minLength" : "maxLength",
-                            "length limits together with a pattern other than ^X{m,n}$, "
-                            "unless every match of the pattern is at least minLength long"))
-            return false;
+        /* Lengths the pattern implies need nothing more; others take the
+         * product of the pattern with a character count. */
+        if (lengths && !(max < 0 && min <= pattern_min_chars(pat->str, pat->len)))
+            return sc_pattern_with_length(s, pat, path, pat->str, pat->len, min,
+                                          max > SC_COUNT_MAX ? SC_COUNT_MAX : max, e);
         cg_error rerr;
         cg_buf_puts(e, "\"\\\"\" ");
         if (!cg_regex_to_gbnf(pat->str, pat->len, true, e, &rerr)) {

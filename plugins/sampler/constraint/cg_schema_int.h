@@ -80,4 +80,10 @@ bool sc_recover(sc *s, sc_mark m);
  * them; else *ok says whether the expression was written to e. */
 bool sc_gen_dependencies(sc *s, const cj_value *v, const char *path, cg_buf *e, bool *ok);
 
+/* cg_schema_length.c: a JSON string matching `pattern` with minLength
+ * min and maxLength max (-1: none), written to e; false with s->err when
+ * it cannot be built (reported by keyword) or matches nothing. */
+bool sc_pattern_with_length(sc *s, const cj_value *at, const char *path, const char *pattern,
+                            size_t len, long min, long max, cg_buf *e);
+
 #endif
