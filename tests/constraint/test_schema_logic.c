@@ -231,3 +231,24 @@ Test(schema_logic, lengths_beside_a_pattern)
     expect_refused("{\"type\": \"string\", \"pattern\": \"^[a-z]+$|^x{3}-\", \"maxLength\": 3, "
                    "\"minLength\": 4}", "minLength is above maxLength");
 }
+
+Test(schema_logic, max_properties_zero_or_implied_and_hostname)
+{
+    const char *s = "{\"type\": \"object\", \"maxProperties\": 0}";
+    cr_expect(accepts(s, "{}"));
+    cr_expect(!accepts(s, "{\"a\":1}"));
+    /* A closed object with two possible members meets maxProperties 2. */
+    s = "{\"type\": \"object\", " AB ", \"additionalProperties\": false, \"maxProperties\": 2}";
+    cr_expect(accepts(s, "{\"a\":1,\"b\":2}"));
+    expect_refused("{\"type\": \"object\", " AB ", \"additionalProperties\": false, "
+                   "\"maxProperties\": 1}", "unsupported keyword 'maxProperties'");
+    expect_refused("{\"type\": \"object\", " AB ", \"maxProperties\": 2}",
+                   "unsupported keyword 'maxProperties'");
+    expect_refused("{\"type\": \"object\", " AB ", \"required\": [\"a\"], \"maxProperties\": 0}",
+                   "maxProperties 0 but the object must have members");
+    s = "{\"type\": \"string\", \"format\": \"hostname\"}";
+    cr_expect(accepts(s, "\"api.example-1.org\""));
+    cr_expect(!accepts(s, "\"-bad.org\""));
+    cr_expect(!accepts(s, "\"a..b\""));
+    cr_expect(!accepts(s, "\"a b\""));
+}

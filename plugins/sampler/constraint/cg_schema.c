@@ -17,7 +17,7 @@
 enum {
     P_WS = 1 << 0, P_VALUE = 1 << 1, P_STRING = 1 << 2, P_NUMBER = 1 << 3,
     P_INTEGER = 1 << 4, P_CHAR = 1 << 5, P_DATE = 1 << 6, P_TIME = 1 << 7,
-    P_UUID = 1 << 8, P_EMAIL = 1 << 9, P_URI = 1 << 10, P_IPV4 = 1 << 11
+    P_UUID = 1 << 8, P_EMAIL = 1 << 9, P_URI = 1 << 10, P_IPV4 = 1 << 11, P_HOSTNAME = 1 << 12
 };
 
 bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
@@ -917,6 +917,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             {"email", P_EMAIL, "email"},
             {"uri", P_URI, "uri"},
             {"ipv4", P_IPV4, "ipv4"},
+            {"hostname", P_HOSTNAME, "hostname"},
         };
         /* Formats whose every string has one length: a length limit
          * either holds for all of them or for none. */
@@ -942,7 +943,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * enforce are reported; any other name is an annotation, which the
          * specification says a validator ignores. */
         static const char *const spec_formats[] = {
-            "duration", "idn-email", "hostname", "idn-hostname", "ipv6", "uri-reference", "iri",
+            "duration", "idn-email", "idn-hostname", "ipv6", "uri-reference", "iri",
             "iri-reference", "uri-template", "json-pointer", "relative-json-pointer", "regex",
             NULL};
         if (sc_in_list(spec_formats, fmt->str) && !sc_unsupported(s, fmt, path, "format", fmt->str))
@@ -1094,9 +1095,28 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
                          "above 1 and above the number of required members");
         min_props = 0;
     }
-    if (ok && cj_get(v, "maxProperties"))
-        ok = sc_unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties", "");
+    /* maxProperties: 0 (the empty object), or at least the members a
+     * closed object can have (nothing to check); other limits are
+     * reported. */
     bool closed = add && add->type == CJ_BOOL && !add->boolean;
+    long max_props = -1;
+    if (ok)
+        ok = count(s, v, "maxProperties", path, &max_props);
+    size_t n_possible = 0;
+    for (size_t i = 0; i < k; i++)
+        n_possible += !forbidden[i];
+    if (ok && max_props == 0) {
+        if (n_required > 0 || min_props > 0)
+            ok = sc_fail_unsat(s, cj_get(v, "maxProperties"), path,
+                               "maxProperties 0 but the object must have members");
+        for (size_t i = 0; i < k; i++)
+            forbidden[i] = true;
+        n_extra = 0;
+        closed = true;
+    } else if (ok && max_props > 0 && !(closed && n_extra == 0 && (size_t)max_props >= n_possible)) {
+        ok = sc_unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties",
+                            "enforced when 0 or when the object cannot have more members");
+    }
     if (ok && !closed) {
         char r[24] = "value";
         if (add && !(add->type == CJ_BOOL)) {
@@ -1578,6 +1598,12 @@ static void write_primitives(sc *s)
                        "[a-zA-Z0-9-]{0,62} (\".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,62})+\n");
     if (p & P_URI)
         cg_buf_puts(o, "uri ::= [a-zA-Z] [a-zA-Z0-9+.-]* \":\" [a-zA-Z0-9._~:/?#@!$&'()*+,;=%-]+\n");
+    /* RFC 1123 labels of at most 62 characters, at most 4 of them: at
+     * most 251 characters, inside the 253 a hostname may have (longer
+     * valid names are not generated; none generated is invalid). */
+    if (p & P_HOSTNAME)
+        cg_buf_puts(o, "hostname ::= hlabel (\".\" hlabel){0,3}\n"
+                       "hlabel ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,60} [a-zA-Z0-9])?\n");
     if (p & P_IPV4)
         cg_buf_puts(o, "ipv4 ::= octet \".\" octet \".\" octet \".\" octet\n"
                        "octet ::= \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] "
