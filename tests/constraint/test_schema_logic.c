@@ -252,3 +252,22 @@ Test(schema_logic, max_properties_zero_or_implied_and_hostname)
     cr_expect(!accepts(s, "\"a..b\""));
     cr_expect(!accepts(s, "\"a b\""));
 }
+
+Test(schema_logic, property_names_pattern_and_decimal_bounds)
+{
+    const char *s = "{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}, "
+                    "\"propertyNames\": {\"pattern\": \"^[a-z_]+$\"}}";
+    cr_expect(accepts(s, "{\"ab_c\":1,\"d\":2}"));
+    cr_expect(!accepts(s, "{\"Ab\":1}"));
+    cr_expect(accepts(s, "{}"));
+    expect_refused("{\"type\": \"object\", " AB ", \"propertyNames\": {\"pattern\": \"^a$\"}}",
+                   "unsupported keyword 'propertyNames'");
+    /* 99.99 with two decimals is "below 100". */
+    s = "{\"type\": \"number\", \"minimum\": -0.99, \"maximum\": 99.99, \"multipleOf\": 0.01}";
+    cr_expect(accepts(s, "99.99"));
+    cr_expect(accepts(s, "-0.99"));
+    cr_expect(accepts(s, "0"));
+    cr_expect(!accepts(s, "100"));
+    cr_expect(!accepts(s, "-1"));
+    cr_expect(!accepts(s, "99.995"));
+}

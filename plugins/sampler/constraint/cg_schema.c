@@ -92,7 +92,7 @@ static const char *const annotations[] = {
     "$anchor", NULL};
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
 static const char *const not_enforced[] = {
-    "not", "if", "then", "else", "propertyNames", "unevaluatedProperties",
+    "not", "if", "then", "else", "unevaluatedProperties",
     "unevaluatedItems", "contains", "minContains", "maxContains", "$dynamicRef",
     "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", NULL};
 
@@ -724,6 +724,21 @@ static bool gen_number(sc *s, const cj_value *v, const char *path, cg_buf *e)
         hi_incl = false;
         has_hi = true;
     }
+    /* With multipleOf 10^-k, a bound with k fraction digits is one step
+     * from an integer: x <= 99.99 is x < 100, x >= -0.99 is x > -1. */
+    double step = 1;
+    for (int i = 0; i < k; i++)
+        step /= 10;
+    if (k > 0 && has_hi && hi != floor(hi) && fabs(hi + step - round(hi + step)) < 1e-9 &&
+        hi_incl) {
+        hi = round(hi + step);
+        hi_incl = false;
+    }
+    if (k > 0 && has_lo && lo != floor(lo) && fabs(lo - step - round(lo - step)) < 1e-9 &&
+        lo_incl) {
+        lo = round(lo - step);
+        lo_incl = false;
+    }
     /* Integer-valued bounds below 1e17 are decided on the integer part; a
      * bound with a fraction would need its digits compared. */
     if ((has_lo && (lo != floor(lo) || fabs(lo) >= 1e17)) ||
@@ -1095,6 +1110,26 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
                          "above 1 and above the number of required members");
         min_props = 0;
     }
+    /* propertyNames: true, or {pattern} on an object whose members are all
+     * "additional" ones (no declared names, no patterns to reconcile with
+     * it); anything else is reported. */
+    const cj_value *pnames = cj_get(v, "propertyNames"), *name_pattern = NULL;
+    if (ok && pnames && !(pnames->type == CJ_BOOL && pnames->boolean)) {
+        bool only_pattern = pnames->type == CJ_OBJECT;
+        for (size_t i = 0; only_pattern && i < pnames->n; i++)
+            only_pattern = strcmp(pnames->keys[i], "pattern") == 0 ||
+                           strcmp(pnames->keys[i], "type") == 0 ||
+                           sc_in_list(annotations, pnames->keys[i]);
+        name_pattern = only_pattern ? cj_get(pnames, "pattern") : NULL;
+        if (name_pattern && name_pattern->type != CJ_STRING)
+            name_pattern = NULL;
+        if (!name_pattern || k > 0 || n_extra > 0)
+            ok = sc_unsupported(s, pnames, path, "propertyNames",
+                                "enforced as {pattern} on objects without declared or "
+                                "pattern-named members");
+        if (add && add->type == CJ_BOOL && !add->boolean)
+            name_pattern = NULL;   /* closed and without members: nothing to name */
+    }
     /* maxProperties: 0 (the empty object), or at least the members a
      * closed object can have (nothing to check); other limits are
      * reported. */
@@ -1131,7 +1166,22 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * set (XGrammar's strict mode does the same): a model writes what
          * the schema names rather than inventing members. */
         bool open = add || (k == 0 && n_extra == 0) || s->opt.open_objects;
-        if (ok && open && k == 0) {
+        if (ok && open && k == 0 && name_pattern) {
+            /* propertyNames {pattern}: every member name matches it. */
+            cg_error rerr;
+            cg_buf name = {0};
+            if (!cg_regex_to_gbnf(name_pattern->str, name_pattern->len, true, &name, &rerr)) {
+                ok = sc_unsupported(s, name_pattern, path, "propertyNames", rerr.message);
+                cg_buf_free(&name);
+                cg_buf_puts(&name, "char*");
+            }
+            s->prims |= P_CHAR;
+            cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
+                          name.s ? name.s : "", r);
+            if (name.oom)
+                s->out->oom = true;
+            cg_buf_free(&name);
+        } else if (ok && open && k == 0) {
             cg_buf_printf(&extra, "%sstring ws \":\" ws %s", n_extra++ ? " | " : "", r);
         } else if (ok && open) {
             /* A declared name is the declared property's, never another. */
