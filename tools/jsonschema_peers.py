@@ -4,7 +4,7 @@ with SmolLM2's tokenizer read from the GGUF file.
 
     python3 tools/jsonschema_peers.py MODEL.gguf DATA_DIR [--subset NAME]
         [--limit N] [--points POINTS.jsonl] [--stretch POINTS.jsonl]
-        [--out PEERS.jsonl]
+        [--out PEERS.jsonl] [--peers-from PEERS.jsonl]
 
 For each schema (subset folders of DATA_DIR, files sorted by name, the
 first N, as the stretch command takes them): compile time (schema to a
@@ -19,7 +19,8 @@ Declared coverage of the whole benchmark beside stretch's, in one run:
 DATA_DIR`, or `stretch eval jsonschema --compile-only`) for the same
 files and adds a table of the three side by side, per subset, with each
 one's most common refusals; --out writes one line per peer and schema
-(compiled or not, the reason, compile ms) for a closer look. Without
+(compiled or not, the reason, compile ms) for a closer look, and
+--peers-from reads such a file back instead of running the peers. Without
 --points no mask is measured (compile only).
 
 XGrammar's PyPI wheel declares torch, transformers and triton as
@@ -232,8 +233,6 @@ def coverage_table(files, stretch, peers):
     print("| subset | schemas | " + " | ".join(names) + " | stretch - llguidance |")
     print("|---|---|" + "---|" * len(names) + "---|")
     subsets = sorted({s for s, _ in files})
-    totals = [0] * len(names)
-    n_all = 0
     for subset in subsets + ["all"]:
         fs = [f for s, f in files if subset in ("all", s)]
         counts = [sum(stretch.get(f, (False, ""))[0] for f in fs)]
@@ -243,9 +242,6 @@ def coverage_table(files, stretch, peers):
         cells = " | ".join(f"{c} ({100 * c / len(fs):.1f}%)" for c in counts)
         diff = counts[0] - counts[1] if len(counts) > 1 else 0
         print(f"| {subset} | {len(fs)} | {cells} | {diff:+d} |")
-        if subset == "all":
-            totals, n_all = counts, len(fs)
-    del totals, n_all
     print("\nMost common refusals\n")
     print("| subset | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
@@ -294,6 +290,8 @@ def main():
     ap.add_argument("--points", action="append", default=[])
     ap.add_argument("--stretch", help="stretch's compile points for the same files")
     ap.add_argument("--out", help="one JSON line per peer and schema")
+    ap.add_argument("--peers-from", help="a previous run's --out file: print the coverage "
+                    "tables against --stretch without running the peers again")
     a = ap.parse_args()
     outputs = {}
     for path in a.points:
@@ -303,8 +301,19 @@ def main():
                 if "output" in p:
                     outputs[p["file"]] = [p["output"]] + [
                         q["output"] for q in p.get("samples", [])]
-    gtok = GgufTokenizer(a.model)
     files = list(schema_files(a.data_dir, a.subset, a.limit))
+    if a.peers_from and a.stretch:
+        runs = collections.OrderedDict()
+        with open(a.peers_from, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                runs.setdefault(r["peer"], []).append(
+                    (r["subset"], r["status"] == "ok", r["compile_ms"], [], r["reason"], r["file"]))
+        wanted = {f for _, f in files}
+        coverage_table(files, load_stretch(a.stretch),
+                       [(k, [r for r in v if r[5] in wanted]) for k, v in runs.items()])
+        return 0
+    gtok = GgufTokenizer(a.model)
     import importlib.metadata
     peers = [(f"llguidance {importlib.metadata.version('llguidance')}",
               run_llguidance(gtok, a.data_dir, files, outputs))]
