@@ -16,9 +16,10 @@ static st_status cl_matmul(st_backend *b, uint32_t n_mats, const st_weight *cons
                            const st_act_block *xq, size_t ldxq, uint32_t nt, bool no_packed,
                            st_diag *diag)
 {
-    (void)no_packed;   /* the device sums every row as the scalar kernels do */
+    /* The device has no repacked layout; no_packed chooses the order the
+     * CPU's kernels sum in (cpu/kernels.h), which is what it must match. */
     cl_backend *c = (cl_backend *)b;
-    return st_cl_matmul_run(c->mm, n_mats, w, y, ldy, xf, ldxf, xq, ldxq, nt, diag);
+    return st_cl_matmul_run(c->mm, n_mats, w, y, ldy, xf, ldxf, xq, ldxq, nt, no_packed, diag);
 }
 
 static uint64_t cl_device_bytes(const st_backend *b)

@@ -17,6 +17,7 @@ struct st_cl_matmul {
     st_cl_matmul_variant variant;
     cl_program prog;
     cl_kernel k[ST_KT_COUNT];
+    cl_kernel k_ggml[ST_KT_COUNT]; /* quantized types only: the ggml order */
     dev_weight *weights;
     size_t n_weights, cap_weights;
     uint64_t weight_bytes;
@@ -45,6 +46,11 @@ static const char *const kernel_names[2][ST_KT_COUNT] = {
     [ST_CL_MATMUL_LANES] = { [ST_KT_F32] = "mm8_f32", [ST_KT_F16] = "mm8_f16",
                              [ST_KT_Q4_0] = "mm8_q4_0", [ST_KT_Q4_1] = "mm8_q4_1",
                              [ST_KT_Q8_0] = "mm8_q8_0" },
+};
+
+/* The ggml order's per-row kernels (either variant uses them). */
+static const char *const ggml_kernel_names[ST_KT_COUNT] = {
+    [ST_KT_Q4_0] = "mmg_q4_0", [ST_KT_Q4_1] = "mmg_q4_1", [ST_KT_Q8_0] = "mmg_q8_0",
 };
 
 /* Lane-parallel groups: the largest multiple of 8 up to 64 rows' worth
@@ -94,11 +100,16 @@ st_status st_cl_matmul_new(st_cl_ctx *c, st_cl_matmul_variant variant, st_cl_mat
         free(mm);
         return s;
     }
-    for (int i = 0; i < ST_KT_COUNT; i++) {
+    for (int i = 0; i < 2 * ST_KT_COUNT; i++) {
         cl_int rc;
-        const char *name = kernel_names[variant][i];
-        mm->k[i] = clCreateKernel(mm->prog, name, &rc);
+        bool ggml = i >= ST_KT_COUNT;
+        const char *name = ggml ? ggml_kernel_names[i - ST_KT_COUNT] : kernel_names[variant][i];
+        if (!name)
+            continue;
+        cl_kernel *slot = ggml ? &mm->k_ggml[i - ST_KT_COUNT] : &mm->k[i];
+        *slot = clCreateKernel(mm->prog, name, &rc);
         if (rc != CL_SUCCESS) {
+            *slot = NULL;
             st_cl_matmul_free(mm);
             return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0,
                                "OpenCL: matmul.cl has no kernel '%s' (%s)", name,
@@ -116,9 +127,12 @@ void st_cl_matmul_free(st_cl_matmul *mm)
     for (size_t i = 0; i < mm->n_weights; i++)
         clReleaseMemObject(mm->weights[i].buf);
     free(mm->weights);
-    for (int i = 0; i < ST_KT_COUNT; i++)
+    for (int i = 0; i < ST_KT_COUNT; i++) {
         if (mm->k[i])
             clReleaseKernel(mm->k[i]);
+        if (mm->k_ggml[i])
+            clReleaseKernel(mm->k_ggml[i]);
+    }
     if (mm->prog)
         clReleaseProgram(mm->prog);
     if (mm->xq)
@@ -204,7 +218,7 @@ static st_status reserve(st_cl_matmul *mm, cl_mem *buf, size_t *cap, size_t byte
  * of w[i]->rows floats. Weights are uploaded already. */
 static st_status enqueue_products(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
                                   const cl_mem *y, cl_mem xf, size_t ldxf, cl_mem xq,
-                                  size_t ldxq, uint32_t nt, st_diag *diag)
+                                  size_t ldxq, uint32_t nt, bool ggml_order, st_diag *diag)
 {
     cl_command_queue q = mm->c->queue;
     cl_int rc;
@@ -214,7 +228,8 @@ static st_status enqueue_products(st_cl_matmul *mm, uint32_t n_mats, const st_we
             return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                                "OpenCL: weight type %d has no device kernel", (int)w[i]->type);
         bool quant = kt >= ST_KT_Q4_0;
-        cl_kernel k = mm->k[kt];
+        bool ggml = ggml_order && quant;
+        cl_kernel k = ggml ? mm->k_ggml[kt] : mm->k[kt];
         cl_uint row_bytes = (cl_uint)w[i]->row_bytes, rows = w[i]->rows, cols = w[i]->cols;
         cl_uint ldx = (cl_uint)(quant ? ldxq : ldxf), n = nt;
         cl_mem wb = find(mm, w[i])->buf, xb = quant ? xq : xf;
@@ -226,7 +241,7 @@ static st_status enqueue_products(st_cl_matmul *mm, uint32_t n_mats, const st_we
         clSetKernelArg(k, 5, sizeof ldx, &ldx);
         clSetKernelArg(k, 6, sizeof n, &n);
         clSetKernelArg(k, 7, sizeof y[i], &y[i]);
-        bool lanes = mm->variant == ST_CL_MATMUL_LANES;
+        bool lanes = mm->variant == ST_CL_MATMUL_LANES && !ggml;
         size_t global[2] = { lanes ? (size_t)rows * 8 : rows, nt };
         size_t local[2] = { lanes ? lanes_local(rows) : 1, 1 };
         rc = clEnqueueNDRangeKernel(q, k, 2, NULL, global, lanes ? local : NULL, 0, NULL, NULL);
@@ -248,7 +263,7 @@ st_status st_cl_matmul_run_dev(st_cl_matmul *mm, uint32_t n_mats, const st_weigh
         if (s != ST_OK)
             return s;
     }
-    return enqueue_products(mm, n_mats, w, y, xf, ldxf, xq, ldxq, nt, diag);
+    return enqueue_products(mm, n_mats, w, y, xf, ldxf, xq, ldxq, nt, false, diag);
 }
 
 cl_mem st_cl_matmul_weight(st_cl_matmul *mm, const st_weight *w)
@@ -259,7 +274,8 @@ cl_mem st_cl_matmul_weight(st_cl_matmul *mm, const st_weight *w)
 
 st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
-                           const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag)
+                           const st_act_block *xq, size_t ldxq, uint32_t nt, bool ggml_order,
+                           st_diag *diag)
 {
     if (n_mats > ST_MATMUL_MAX_MATS)
         return st_diag_set(diag, ST_E_INTERNAL, "", 0, 0, "OpenCL: %u matrices in one call",
@@ -301,8 +317,8 @@ st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *c
             return s;
         yb[i] = mm->y[i];
     }
-    if ((s = enqueue_products(mm, n_mats, w, yb, mm->xf, ldxf, mm->xq, ldxq, nt, diag)) !=
-        ST_OK)
+    if ((s = enqueue_products(mm, n_mats, w, yb, mm->xf, ldxf, mm->xq, ldxq, nt, ggml_order,
+                              diag)) != ST_OK)
         return s;
     /* Rows of w->rows floats on the device land ldy floats apart; the last
      * read waits for everything before it (an in-order queue). */

@@ -12,11 +12,12 @@
 
 enum {
     K_EMBED, K_QUANT, K_NORM, K_SWIGLU, K_ROPE, K_TABLES, K_GATHER, K_ATTEND, K_SPLIT, K_MERGE,
+    K_TILE,
     K_COUNT
 };
 static const char *const kernel_names[K_COUNT] = {
     "embed", "quantize", "rmsnorm", "swiglu", "rope_store", "slot_tables", "kv_gather", "attend",
-    "attend_split", "attend_merge",
+    "attend_split", "attend_merge", "attend_tile",
 };
 
 typedef struct dev_norm {
@@ -631,6 +632,14 @@ static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
                       A(nkv), A(nc));
     }
     size_t g[2] = { nh, a->nt };
+    if (a->tiled && a->q_per_tile > 0) {
+        cl_uint n = a->nt, qpt = a->q_per_tile;
+        return launch(r, K_TILE, 2, g, diag, 27, A(r->act[ST_BACT_Q]), A(r->qr),
+                      A(r->act[ST_BACT_ATT]), A(r->k[a->layer]), A(r->v[a->layer]), A(type),
+                      A(rb), A(cap), A(r->pos), A(r->ents), A(ne), A(r->inv_freq), A(nf), A(rs),
+                      A(fs), A(sc), A(r->slopes), A(has_slopes), A(sdc), A(sds), A(unc), A(uns),
+                      A(s0), A(nh), A(nkv), A(n), A(qpt));
+    }
     return launch(r, K_ATTEND, 2, g, diag, 27, A(r->act[ST_BACT_Q]), A(r->qr),
                   A(r->act[ST_BACT_ATT]), A(r->k[a->layer]), A(r->v[a->layer]), A(type), A(rb),
                   A(cap), A(r->pos), A(r->rot_pos), A(r->ents), A(ne), A(r->idx),

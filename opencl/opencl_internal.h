@@ -96,7 +96,9 @@ st_status st_cl_program_embedded(st_cl_ctx *c, const char *name, const char *opt
 typedef struct st_cl_matmul st_cl_matmul;
 
 /* Two kernel sets with the same bits (kernels/matmul.cl): one work-item
- * per row and token (CPU devices), or eight, one per SIMD lane (GPUs). */
+ * per row and token (CPU devices), or eight, one per SIMD lane (GPUs).
+ * Both sum quantized rows in the CPU's block order; the ggml order
+ * (STRETCH_NUMERICS=ggml) has per-row kernels only. */
 typedef enum st_cl_matmul_variant {
     ST_CL_MATMUL_ROWS = 0,
     ST_CL_MATMUL_LANES = 1
@@ -111,10 +113,12 @@ void st_cl_matmul_free(st_cl_matmul *mm);
 /* Upload `w` (kept until free; a weight already uploaded is found again). */
 st_status st_cl_matmul_upload(st_cl_matmul *mm, const st_weight *w, st_diag *diag);
 /* As st_backend_ops.matmul: up to ST_MATMUL_MAX_MATS matrices sharing
- * one input, which goes up once. */
+ * one input, which goes up once; ggml_order as its no_packed (the
+ * quantized rows summed as the CPU's dot_ggml). */
 st_status st_cl_matmul_run(st_cl_matmul *mm, uint32_t n_mats, const st_weight *const *w,
                            float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
-                           const st_act_block *xq, size_t ldxq, uint32_t nt, st_diag *diag);
+                           const st_act_block *xq, size_t ldxq, uint32_t nt, bool ggml_order,
+                           st_diag *diag);
 uint64_t st_cl_matmul_bytes(const st_cl_matmul *mm);
 /* The same with the activations and products in device buffers: y[i]
  * gets nt rows of w[i]->rows floats; x is xf (floats, ldxf apart) or xq

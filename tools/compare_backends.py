@@ -28,13 +28,50 @@ def read_prompts(path: Path) -> list[str]:
     return out
 
 
+def cpu_ticks(pid: int) -> tuple[int, str] | None:
+    """(utime + stime of every thread, state) of a Linux process, or None."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(f[11]) + int(f[12]), f[0]
+
+
+def run_once(cmd: list[str], stall: float, tries: int) -> subprocess.CompletedProcess:
+    """The run, started again when it stalls: PoCL's pthread device has been
+    seen to hang for good inside a condition-variable broadcast on a heavily
+    loaded machine (every thread asleep in a futex wait, no CPU time used).
+    A run that is only starved of CPU (runnable, state R) is left alone; one
+    asleep without using CPU for `stall` seconds is killed and run anew."""
+    for attempt in range(tries):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        last, idle = None, 0.0
+        while True:
+            try:
+                out, err = proc.communicate(timeout=5)
+                return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                pass
+            now = cpu_ticks(proc.pid)
+            idle = idle + 5 if now and last and now[0] == last[0] and now[1] == "S" else 0.0
+            last = now
+            if idle >= stall:
+                proc.kill()
+                proc.communicate()
+                print(f"compare_backends: asleep without CPU for {stall:.0f} s (attempt "
+                      f"{attempt + 1} of {tries}), started again: {' '.join(cmd[:10])}",
+                      file=sys.stderr, flush=True)
+                break
+    sys.exit(f"compare_backends: {' '.join(cmd[:8])} stalled {tries} times")
+
+
 def continuation(stretch: str, manifest: str, prompt: str, tokens: int, backend: str,
-                 device: str | None) -> list[int]:
+                 device: str | None, stall: float = 120, tries: int = 3) -> list[int]:
     cmd = [stretch, "run", "-m", manifest, "--json", "--ignore-eos", "--max-tokens",
            str(tokens), "--backend", backend]
     if device is not None and backend != "cpu":
         cmd += ["--device", device]
-    res = subprocess.run(cmd + [prompt], capture_output=True, text=True)
+    res = run_once(cmd + [prompt], stall, tries)
     if res.returncode != 0:
         sys.exit(f"compare_backends: {' '.join(cmd[:8])} failed ({res.returncode}): "
                  f"{res.stderr.strip()}")
@@ -51,14 +88,19 @@ def main() -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts")
     p.add_argument("--json", type=Path, default=None, help="write the per-prompt results here")
+    p.add_argument("--stall", type=float, default=120,
+                   help="seconds a run may sleep without using CPU before it is started "
+                        "again (3 tries)")
     a = p.parse_args()
     prompts = read_prompts(a.prompts)
     if a.limit:
         prompts = prompts[: a.limit]
     rows, equal = [], 0
     for i, prompt in enumerate(prompts):
-        x = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[0], a.device)
-        y = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[1], a.device)
+        x = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[0], a.device,
+                         a.stall)
+        y = continuation(a.stretch, a.manifest, prompt, a.tokens, a.backends[1], a.device,
+                         a.stall)
         first = next((k for k in range(min(len(x), len(y))) if x[k] != y[k]),
                      None if len(x) == len(y) else min(len(x), len(y)))
         equal += first is None

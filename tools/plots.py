@@ -35,6 +35,11 @@ PPL_ORDER = ["greedy", "linear", "dynamic-ntk", "yarn", "lm-infinite", "streamin
 PASSKEY_ORDER = ["greedy", "linear", "ntk", "dynamic-ntk", "dynntk2", "yarn", "giraffe",
                  "lm-infinite", "streaming", "sirllm", "squeezed", "infiniretri", "xl3m"]
 
+PASSKEY_TITLES = {
+    "passkey": "Passkey retrieval by prompt length and key depth (template 1)",
+    "passkey-template2": "Passkey retrieval, question on its own line (template 2)",
+}
+
 
 def ordered_csvs(folder: Path, order: list[str]) -> list[str]:
     files = sorted(folder.glob("*.csv"), key=lambda p: (p.stem not in order,
@@ -53,10 +58,14 @@ def plot_all(data: Path, figures: Path) -> list[Path]:
         charts.ppl_by_position([read_ppl(a) for a in ordered_csvs(folder, PPL_ORDER)], out,
                                TRAINED, f"Perplexity by position, one {length}-token window")
         outs.append(out)
-    out = figures / "passkey.png"
-    charts.passkey_grid([read_passkey(a) for a in ordered_csvs(data / "passkey", PASSKEY_ORDER)],
-                        out, "Passkey retrieval by prompt length and key depth")
-    outs.append(out)
+    # passkey/ is the first template (the question joined to the document),
+    # passkey-template2/ the current one (the question on its own line).
+    for folder in sorted(data.glob("passkey*")):
+        out = figures / f"{folder.name}.png"
+        title = PASSKEY_TITLES.get(folder.name, f"Passkey retrieval ({folder.name})")
+        charts.passkey_grid([read_passkey(a) for a in ordered_csvs(folder, PASSKEY_ORDER)],
+                            out, title)
+        outs.append(out)
     out = figures / "scale.png"
     charts.scale_curves(read_scale(str(data / "scale.csv")), out,
                         "Decode time and memory as the context grows")

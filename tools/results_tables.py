@@ -110,6 +110,8 @@ def passkey_grid(roots: list[Path], order: list[str]) -> str:
             for line in f.read_text().splitlines():
                 if line.strip():
                     r = json.loads(line)
+                    if "points" in r:  # the header line: what the points depend on
+                        continue
                     pts[d.name][(r["length"], r["depth"], r["sample"])] = bool(r["correct"])
     if not pts:
         raise SystemExit("error: no */points.jsonl under " + ", ".join(map(str, roots)))

@@ -90,6 +90,11 @@ typedef struct st_bres_attn {
      * decode path, attn_tiled.c): evaluate in that order, so the device
      * gives the CPU's bits where it can. */
     bool split;
+    /* A block of queries the CPU backend runs on its tiled path (prefill,
+     * attn_tiled.c): evaluate tile by tile in that order, q_per_tile
+     * queries a tile. */
+    bool tiled;
+    uint32_t q_per_tile;
 } st_bres_attn;
 
 typedef struct st_backend_resident_ops {

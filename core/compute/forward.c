@@ -512,7 +512,7 @@ static void rerotate_slot(const st_forward_ctx *c, uint32_t layer, uint32_t j, c
     uint32_t hd = kv->head_dim;
     size_t o = (size_t)j * c->n_freq;
     for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-        st_kv_load_row(kv->type, st_kv_at(kv, kv->k[layer], h, j), tmp, hd);
+        st_kv_load_row(kv->type, st_kv_at(kv, layer, kv->k[layer], h, j), tmp, hd);
         st_op_rope(dst + (size_t)j * st_kv_row(kv) + (size_t)h * hd, tmp, cs + o, sn + o,
                    c->n_freq, hd);
     }
@@ -617,9 +617,9 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     /* Per-head slot sets: each head's block starts at its count. */
                     uint32_t s0 = kv->hn ? kv->hn[st_kv_head_index(kv, T->layer, h)] : T->slot0;
                     st_kv_store_row(kv->type, kf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->k[T->layer], h, s0 + t), hd);
+                                    st_kv_at(kv, T->layer, kv->k[T->layer], h, s0 + t), hd);
                     st_kv_store_row(kv->type, vf + (size_t)h * hd,
-                                    st_kv_at(kv, kv->v[T->layer], h, s0 + t), hd);
+                                    st_kv_at(kv, T->layer, kv->v[T->layer], h, s0 + t), hd);
                 }
                 break;
             }
@@ -1208,7 +1208,7 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
                 size_t hi = st_kv_head_index(kv, l, h);
                 if (kv->hn ? j >= kv->hn[hi] : j >= kv->n_slots)
                     continue;
-                int32_t rp = kv->hn ? kv->hrot[hi * kv->capacity + j] : kv->rot_pos[j];
+                int32_t rp = kv->hn ? kv->hrot[kv->hoff[hi] + j] : kv->rot_pos[j];
                 for (uint32_t i = 0; i < np && rp != last; i++) {
                     double fn = i < nfn ? (double)c->inv_freq[i] : 0.0,
                            f0 = i < nfo ? (double)fo[i] : 0.0;
@@ -1219,7 +1219,7 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
                     sn[i] = (float)(sin(a) * sc);
                 }
                 last = rp; /* the table is R(rp): computed once per position */
-                uint8_t *row = st_kv_at(kv, kv->k[l], h, j);
+                uint8_t *row = st_kv_at(kv, l, kv->k[l], h, j);
                 st_kv_load_row(kv->type, row, tmp, hd);
                 st_op_rope(tmp, tmp, cs, sn, np, hd);
                 st_kv_store_row(kv->type, tmp, row, hd);
@@ -1249,10 +1249,10 @@ static st_status block_begin(st_forward_ctx *c, const int32_t *tokens, const int
     st_kv_cache *kv = c->kv;
     if (n == 0)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "forward: empty block");
-    if (kv->n_slots + n > kv->capacity)
+    if (n > st_kv_cache_room(kv))
         return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
-                           "forward: kv cache full: %u slots + %zu new exceed capacity %u",
-                           kv->n_slots, n, kv->capacity);
+                           "forward: kv cache full: %zu new slots exceed the room left (%u of "
+                           "capacity %u)", n, st_kv_cache_room(kv), kv->capacity);
     for (size_t t = 0; t < n; t++) {
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= hp->n_vocab)
             return st_diag_set(diag, ST_E_RANGE, "", 0, 0,
@@ -1360,7 +1360,7 @@ static st_status attend_layer_heads(st_forward_ctx *c, uint32_t l, uint32_t nt,
     const st_model_hparams *hp = &c->m->hp;
     uint32_t gs = hp->n_heads / hp->n_kv_heads, slot0 = kv->n_slots;
     for (uint32_t g = 0; g < hp->n_kv_heads; g++) {
-        size_t hi = st_kv_head_index(kv, l, g), o = hi * kv->capacity;
+        size_t hi = st_kv_head_index(kv, l, g), o = kv->hoff[hi];
         uint32_t base = kv->hn[hi];
         for (uint32_t t = 0; t < nt; t++) {
             kv->hpos[o + base + t] = pos[t];
@@ -1963,6 +1963,8 @@ static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const i
         .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
         .split = nt == 1 && layer_tiled(c, l, nt) &&
                  st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
+        .tiled = nt > 1 && layer_tiled(c, l, nt),
+        .q_per_tile = ST_ATTN_ROWS / (c->m->hp.n_heads / c->m->hp.n_kv_heads),
     };
     return R->attend(c->res, &A, diag);
 }

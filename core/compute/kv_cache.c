@@ -11,6 +11,18 @@ static uint64_t next_epoch(void)
     return (uint64_t)atomic_fetch_add(&counter, 1);
 }
 
+/* Layer l's key and value buffers at layer_cap[l] rows per KV head,
+ * rounded up to 64 bytes for aligned_alloc (and whole cache lines). */
+static st_status alloc_layer(st_kv_cache *kv, uint32_t l)
+{
+    size_t bytes = (st_kv_layer_bytes(kv, l) / 2 + 63) & ~(size_t)63;
+    free(kv->k[l]);
+    free(kv->v[l]);
+    kv->k[l] = aligned_alloc(64, bytes);
+    kv->v[l] = aligned_alloc(64, bytes);
+    return kv->k[l] && kv->v[l] ? ST_OK : ST_E_NOMEM;
+}
+
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                              uint32_t capacity, st_kv_type type, st_kv_cache **out,
                              st_diag *diag)
@@ -42,14 +54,12 @@ st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t he
     kv->tokens = malloc(capacity * sizeof *kv->tokens);
     kv->k = calloc(n_layers, sizeof *kv->k);
     kv->v = calloc(n_layers, sizeof *kv->v);
-    if (!kv->pos || !kv->rot_pos || !kv->tokens || !kv->k || !kv->v)
+    kv->layer_cap = malloc(n_layers * sizeof *kv->layer_cap);
+    if (!kv->pos || !kv->rot_pos || !kv->tokens || !kv->k || !kv->v || !kv->layer_cap)
         goto nomem;
-    /* Rounded up to 64 bytes for aligned_alloc (and whole cache lines). */
-    size_t bytes = ((size_t)n_kv_heads * capacity * kv->row_bytes + 63) & ~(size_t)63;
     for (uint32_t l = 0; l < n_layers; l++) {
-        kv->k[l] = aligned_alloc(64, bytes);
-        kv->v[l] = aligned_alloc(64, bytes);
-        if (!kv->k[l] || !kv->v[l])
+        kv->layer_cap[l] = capacity;
+        if (alloc_layer(kv, l) != ST_OK)
             goto nomem;
     }
     *out = kv;
@@ -72,10 +82,12 @@ void st_kv_cache_free(st_kv_cache *kv)
     }
     free(kv->k);
     free(kv->v);
+    free(kv->layer_cap);
     free(kv->pos);
     free(kv->rot_pos);
     free(kv->tokens);
     free(kv->hn);
+    free(kv->hoff);
     free(kv->hpos);
     free(kv->hrot);
     free(kv->htok);
@@ -93,7 +105,7 @@ void st_kv_cache_reset(st_kv_cache *kv)
         memset(kv->hn, 0, (size_t)kv->n_layers * kv->n_kv_heads * sizeof *kv->hn);
 }
 
-st_status st_kv_cache_enable_heads(st_kv_cache *kv, st_diag *diag)
+st_status st_kv_cache_enable_heads(st_kv_cache *kv, const uint32_t *layer_cap, st_diag *diag)
 {
     if (kv->hn)
         return ST_OK;
@@ -101,37 +113,81 @@ st_status st_kv_cache_enable_heads(st_kv_cache *kv, st_diag *diag)
         return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
                            "kv cache: per-head slot sets need an empty cache (%u slots held)",
                            kv->n_slots);
-    size_t heads = (size_t)kv->n_layers * kv->n_kv_heads, rows = heads * kv->capacity;
+    for (uint32_t l = 0; layer_cap && l < kv->n_layers; l++)
+        if (!layer_cap[l] || layer_cap[l] > kv->capacity)
+            return st_diag_set(diag, ST_E_INVALID, "", 0, 0,
+                               "kv cache: layer %u's capacity %u: expected 1..%u", l,
+                               layer_cap[l], kv->capacity);
+    size_t heads = (size_t)kv->n_layers * kv->n_kv_heads, rows = 0;
     kv->hn = calloc(heads, sizeof *kv->hn);
+    kv->hoff = malloc(heads * sizeof *kv->hoff);
+    if (!kv->hn || !kv->hoff)
+        goto nomem;
+    for (uint32_t l = 0; l < kv->n_layers; l++) {
+        uint32_t cap = layer_cap ? layer_cap[l] : kv->capacity;
+        if (cap != kv->layer_cap[l]) {
+            /* The cache is empty: the smaller buffers replace the old. */
+            kv->layer_cap[l] = cap;
+            if (alloc_layer(kv, l) != ST_OK)
+                goto nomem;
+        }
+        for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+            kv->hoff[st_kv_head_index(kv, l, h)] = rows;
+            rows += cap;
+        }
+    }
     kv->hpos = malloc(rows * sizeof *kv->hpos);
     kv->hrot = malloc(rows * sizeof *kv->hrot);
     kv->htok = malloc(rows * sizeof *kv->htok);
-    if (!kv->hn || !kv->hpos || !kv->hrot || !kv->htok) {
-        free(kv->hn); free(kv->hpos); free(kv->hrot); free(kv->htok);
-        kv->hn = NULL;
-        kv->hpos = kv->hrot = kv->htok = NULL;
-        return st_diag_set(diag, ST_E_NOMEM, "", 0, 0,
-                           "kv cache: out of memory for per-head slot lists (%zu heads x %u)",
-                           heads, kv->capacity);
-    }
+    if (!kv->hpos || !kv->hrot || !kv->htok)
+        goto nomem;
     kv->last_pos = -1;
     return ST_OK;
+nomem:
+    free(kv->hn); free(kv->hoff); free(kv->hpos); free(kv->hrot); free(kv->htok);
+    kv->hn = NULL;
+    kv->hoff = NULL;
+    kv->hpos = kv->hrot = kv->htok = NULL;
+    return st_diag_set(diag, ST_E_NOMEM, "", 0, 0,
+                       "kv cache: out of memory for per-head slot sets (%zu heads, up to %u "
+                       "slots each)", heads, kv->capacity);
+}
+
+size_t st_kv_cache_bytes(const st_kv_cache *kv)
+{
+    size_t b = 0;
+    for (uint32_t l = 0; l < kv->n_layers; l++)
+        b += st_kv_layer_bytes(kv, l);
+    return b;
+}
+
+uint32_t st_kv_cache_room(const st_kv_cache *kv)
+{
+    uint32_t room = kv->n_slots < kv->capacity ? kv->capacity - kv->n_slots : 0;
+    for (uint32_t l = 0; kv->hn && l < kv->n_layers; l++)
+        for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
+            uint32_t n = kv->hn[st_kv_head_index(kv, l, h)];
+            uint32_t r = n < kv->layer_cap[l] ? kv->layer_cap[l] - n : 0;
+            if (r < room)
+                room = r;
+        }
+    return room;
 }
 
 void st_kv_cache_head_view(const st_kv_cache *kv, uint32_t layer, uint32_t h, uint32_t extra,
                            st_kv_view *view)
 {
-    size_t i = st_kv_head_index(kv, layer, h);
+    size_t i = st_kv_head_index(kv, layer, h), o = kv->hoff[i];
     view->struct_size = sizeof *view;
     view->n_slots = kv->hn[i] + extra;
-    view->capacity = kv->capacity;
-    view->pos = kv->hpos + i * kv->capacity;
-    view->tokens = kv->htok + i * kv->capacity;
+    view->capacity = kv->layer_cap[layer];
+    view->pos = kv->hpos + o;
+    view->tokens = kv->htok + o;
 }
 
 void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const uint8_t *keep)
 {
-    size_t i = st_kv_head_index(kv, layer, h), o = i * kv->capacity;
+    size_t i = st_kv_head_index(kv, layer, h), o = kv->hoff[i];
     uint32_t dst = 0;
     for (uint32_t src = 0; src < kv->hn[i]; src++) {
         if (!keep[src])
@@ -140,10 +196,10 @@ void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const
             kv->hpos[o + dst] = kv->hpos[o + src];
             kv->hrot[o + dst] = kv->hrot[o + src];
             kv->htok[o + dst] = kv->htok[o + src];
-            memcpy(st_kv_at(kv, kv->k[layer], h, dst), st_kv_at(kv, kv->k[layer], h, src),
-                   kv->row_bytes);
-            memcpy(st_kv_at(kv, kv->v[layer], h, dst), st_kv_at(kv, kv->v[layer], h, src),
-                   kv->row_bytes);
+            memcpy(st_kv_at(kv, layer, kv->k[layer], h, dst),
+                   st_kv_at(kv, layer, kv->k[layer], h, src), kv->row_bytes);
+            memcpy(st_kv_at(kv, layer, kv->v[layer], h, dst),
+                   st_kv_at(kv, layer, kv->v[layer], h, src), kv->row_bytes);
         }
         dst++;
     }
@@ -182,9 +238,9 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
             kv->tokens[dst] = kv->tokens[src];
             for (uint32_t l = 0; l < kv->n_layers; l++)
                 for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-                    memcpy(st_kv_at(kv, kv->k[l], h, dst), st_kv_at(kv, kv->k[l], h, src),
+                    memcpy(st_kv_at(kv, l, kv->k[l], h, dst), st_kv_at(kv, l, kv->k[l], h, src),
                            kv->row_bytes);
-                    memcpy(st_kv_at(kv, kv->v[l], h, dst), st_kv_at(kv, kv->v[l], h, src),
+                    memcpy(st_kv_at(kv, l, kv->v[l], h, dst), st_kv_at(kv, l, kv->v[l], h, src),
                            kv->row_bytes);
                 }
         }

@@ -16,6 +16,12 @@
  * head's keys are contiguous (decode streams them), a buffer per layer
  * can move to a device as is, and per-head slot sets would only change
  * the per-head slot counts.
+ *
+ * A layer's buffers hold layer_cap[l] rows per KV head: the capacity for
+ * one shared slot set; with per-head slot sets (st_kv_cache_enable_heads)
+ * each layer may have its own, its budget + one block (PyramidKV's budgets
+ * shrink with depth, so its cache is the sum of its budgets, not the
+ * largest one times the layers).
  */
 #ifndef ST_CORE_KV_CACHE_H
 #define ST_CORE_KV_CACHE_H
@@ -30,22 +36,25 @@ typedef struct st_kv_cache {
     uint32_t n_layers;
     uint32_t n_kv_heads;
     uint32_t head_dim;
-    uint32_t capacity;
+    uint32_t capacity;     /* the most slots any layer holds; pos / rot_pos / tokens' size */
     uint32_t n_slots;      /* committed slots */
     st_kv_type type;
     size_t row_bytes;      /* one head's row: head_dim elements of `type` */
     int32_t *pos;          /* [capacity] true sequence position */
     int32_t *rot_pos;      /* [capacity] position used for rotation and bias */
     int32_t *tokens;       /* [capacity] */
-    uint8_t **k;           /* [n_layers] -> [n_kv_heads][capacity] rows, rotated by rot_pos */
+    uint8_t **k;           /* [n_layers] -> [n_kv_heads][layer_cap[l]] rows, rotated by rot_pos */
     uint8_t **v;           /* [n_layers] -> same layout */
+    uint32_t *layer_cap;   /* [n_layers] rows per KV head in layer l's buffers (<= capacity) */
     /* Per-(layer, KV head) slot sets (st_attn_kv_config.per_head_slots),
      * NULL without: head (l, h) holds hn[l * n_kv_heads + h] slots, rows
      * [0, hn) of its region of k[l] / v[l], with their positions in
-     * hpos / hrot / htok at [(l * n_kv_heads + h) * capacity + slot].
+     * hpos / hrot / htok at [hoff[l * n_kv_heads + h] + slot] (each head
+     * has layer_cap[l] entries there).
      * n_slots is then the largest hn (what a step may add to), and pos /
      * rot_pos / tokens hold only the current block (slots n_slots..). */
     uint32_t *hn;
+    size_t *hoff;
     int32_t *hpos, *hrot, *htok;
     int32_t last_pos;      /* per-head mode: the last committed position, -1 when empty */
     /* Changes whenever committed slots may hold other keys than before
@@ -77,25 +86,41 @@ static inline size_t st_kv_bytes_per_token(const st_kv_cache *kv)
     return 2 * (size_t)kv->n_layers * kv->n_kv_heads * kv->row_bytes;
 }
 
-/* The row of (layer buffer `buf`, kv head h, slot j). */
-static inline uint8_t *st_kv_at(const st_kv_cache *kv, uint8_t *buf, uint32_t h, uint32_t j)
+/* The row of (kv head h, slot j) in `buf`, a buffer laid out as `layer`'s
+ * (its k or v, or a copy of them). */
+static inline uint8_t *st_kv_at(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h,
+                                uint32_t j)
 {
-    return buf + ((size_t)h * kv->capacity + j) * kv->row_bytes;
+    return buf + ((size_t)h * kv->layer_cap[layer] + j) * kv->row_bytes;
 }
 
 static inline st_kv_src st_kv_keys(const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { kv->k[layer], (size_t)kv->capacity * kv->row_bytes, kv->row_bytes,
+    st_kv_src s = { kv->k[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
                     kv->type };
     return s;
 }
 
 static inline st_kv_src st_kv_values(const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { kv->v[layer], (size_t)kv->capacity * kv->row_bytes, kv->row_bytes,
+    st_kv_src s = { kv->v[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
                     kv->type };
     return s;
 }
+
+/* Bytes of one layer's key and value buffers (what they were allocated
+ * with, before rounding up to a cache line). */
+static inline size_t st_kv_layer_bytes(const st_kv_cache *kv, uint32_t layer)
+{
+    return 2 * (size_t)kv->n_kv_heads * kv->layer_cap[layer] * kv->row_bytes;
+}
+
+/* Bytes of every layer's key and value buffers. */
+size_t st_kv_cache_bytes(const st_kv_cache *kv);
+
+/* Slots the next block may add: with one shared set, capacity - n_slots;
+ * with per-head sets, the least room of any (layer, KV head). */
+uint32_t st_kv_cache_room(const st_kv_cache *kv);
 
 
 /* Drop every slot (a new sequence). */
@@ -107,13 +132,22 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep);
 /* The plugin-facing view of the first n_slots slots. */
 void st_kv_cache_view(const st_kv_cache *kv, uint32_t n_slots, st_kv_view *view);
 
-/* Switch to per-(layer, KV head) slot sets (empty cache only). */
-st_status st_kv_cache_enable_heads(st_kv_cache *kv, st_diag *diag);
+/* Switch to per-(layer, KV head) slot sets (empty cache only), layer l's
+ * heads holding up to layer_cap[l] slots each (1..capacity; NULL: the
+ * capacity for every layer). Layers smaller than the capacity get smaller
+ * buffers. */
+st_status st_kv_cache_enable_heads(st_kv_cache *kv, const uint32_t *layer_cap, st_diag *diag);
 
 /* Index of (layer, KV head) in the per-head arrays. */
 static inline size_t st_kv_head_index(const st_kv_cache *kv, uint32_t layer, uint32_t h)
 {
     return (size_t)layer * kv->n_kv_heads + h;
+}
+
+/* Where (layer, KV head)'s entries start in hpos / hrot / htok. */
+static inline size_t st_kv_head_base(const st_kv_cache *kv, uint32_t layer, uint32_t h)
+{
+    return kv->hoff[st_kv_head_index(kv, layer, h)];
 }
 
 /* The view of (layer, KV head)'s slots, `extra` uncommitted ones past its

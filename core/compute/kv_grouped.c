@@ -73,9 +73,9 @@ static void grouped_task_fn(void *arg, uint32_t ith, uint32_t nth)
             double a = (double)st_grouped_pos(kv->pos[j], T->group) - (double)kv->rot_pos[j];
             st_op_rope_table(cs, sn, a, T->inv_freq, T->n_freq, 1.0f);
             for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-                st_kv_load_row(kv->type, st_kv_at(kv, kv->k[T->layer], h, j), row, hd);
+                st_kv_load_row(kv->type, st_kv_at(kv, T->layer, kv->k[T->layer], h, j), row, hd);
                 st_op_rope(row, row, cs, sn, T->n_freq, hd);
-                st_kv_store_row(kv->type, row, st_kv_at(kv, T->dst, h, j), hd);
+                st_kv_store_row(kv->type, row, st_kv_at(kv, T->layer, T->dst, h, j), hd);
             }
         }
     }
@@ -88,11 +88,11 @@ st_status st_kv_grouped_update(st_kv_grouped *g, const st_kv_cache *kv, uint32_t
     uint32_t nth = st_threadpool_size(pool);
     size_t per = (size_t)kv->head_dim + 2 * ((size_t)kv->head_dim / 2 + 1);
     if (!g->k[layer]) {
-        size_t bytes = ((size_t)kv->n_kv_heads * kv->capacity * kv->row_bytes + 63) & ~(size_t)63;
+        size_t bytes = (st_kv_layer_bytes(kv, layer) / 2 + 63) & ~(size_t)63;
         if (!(g->k[layer] = aligned_alloc(64, bytes)))
             return st_diag_set(diag, ST_E_NOMEM, "", 0, 0,
                                "grouped keys: out of memory for layer %u (%u slots)", layer,
-                               kv->capacity);
+                               kv->layer_cap[layer]);
         g->n_valid[layer] = 0;
     }
     if (g->scratch_threads < nth) {
@@ -126,6 +126,7 @@ st_status st_kv_grouped_update(st_kv_grouped *g, const st_kv_cache *kv, uint32_t
 
 st_kv_src st_kv_grouped_keys(const st_kv_grouped *g, const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { g->k[layer], (size_t)kv->capacity * kv->row_bytes, kv->row_bytes, kv->type };
+    st_kv_src s = { g->k[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
+                    kv->type };
     return s;
 }

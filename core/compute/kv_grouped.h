@@ -21,7 +21,7 @@
 
 typedef struct st_kv_grouped {
     uint32_t n_layers;
-    uint8_t **k;          /* [n_layers] -> [n_kv_heads][capacity] rows, NULL until used */
+    uint8_t **k;          /* [n_layers] -> [n_kv_heads][layer_cap] rows, NULL until used */
     uint32_t *n_valid;    /* [n_layers] leading slots whose row is current */
     uint32_t *group;      /* [n_layers] the group size the rows were made for */
     uint64_t *epoch;      /* [n_layers] the cache epoch they were made in */

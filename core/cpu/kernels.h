@@ -119,9 +119,24 @@ typedef void (*st_scores_kv_fn)(const float *q, const void *k, size_t stride, co
 typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t stride,
                               const uint32_t *idx, uint32_t n, uint32_t dim);
 
+/* Two orders of float operations for the quantized products, one per
+ * numerics mode (the integer sums are exact, so only these steps differ,
+ * and this forward pass rounds every product's input to int8 again, so a
+ * last-bit difference can move a later quantum):
+ *   block order (default): per 32-block, acc = fma(isum, d_w * d_x, acc),
+ *     then the offset term fused into acc the same way (Q4_0:
+ *     fma(-8 d_w, s, acc); Q4_1: fma(m_w, s16, acc); Q8_0: none). The
+ *     AVX2 16-row kernels (gemm16_avx2.c), every path's `dot` and the
+ *     OpenCL kernels compute exactly this, so they agree bit for bit.
+ *     (The AVX-512 16-row kernels take Q8_0 as u8 + 128 with an offset
+ *     term of their own: they agree to rounding only.)
+ *   ggml order (`dot_ggml`, STRETCH_NUMERICS=ggml): as ggml's vec_dot on
+ *     the same ISA (the x86 paths: eight lanes of 4 products, a tree over
+ *     the lanes, the offsets summed apart; scalar: its generic C). */
 typedef struct st_cpu_kernels {
     st_cpu_isa isa;
-    st_dot_tile_fn dot[ST_KT_COUNT];
+    st_dot_tile_fn dot[ST_KT_COUNT];      /* block order */
+    st_dot_tile_fn dot_ggml[ST_KT_COUNT]; /* ggml order; float types as `dot` */
     st_gemm16_fn gemm16[ST_KT_COUNT]; /* NULL where this path has none */
     /* st_quantize_act_row, bit for bit. */
     void (*quantize_act)(const float *x, uint32_t n, st_act_block *out);

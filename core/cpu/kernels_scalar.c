@@ -133,8 +133,16 @@ static void dot_f16(uint32_t n, const void *w_row, const void *x, size_t xs,
     }
 }
 
-static void dot_q4_0(uint32_t n, const void *w_row, const void *x, size_t xs,
-                     uint32_t nt, float *out)
+#define ST_TGT
+#define ST_PFX(name) st_scalar_##name
+#include "dot_block.inc"
+#undef ST_PFX
+#undef ST_TGT
+
+/* The ggml order (STRETCH_NUMERICS=ggml): as ggml's generic C vec_dot,
+ * (d_w * d_x) * isum plus the offset term, unfused, one sum per row. */
+static void dot_q4_0_ggml(uint32_t n, const void *w_row, const void *x, size_t xs,
+                          uint32_t nt, float *out)
 {
     const st_block_q4_0 *w = w_row;
     for (uint32_t t = 0; t < nt; t++) {
@@ -151,8 +159,8 @@ static void dot_q4_0(uint32_t n, const void *w_row, const void *x, size_t xs,
     }
 }
 
-static void dot_q4_1(uint32_t n, const void *w_row, const void *x, size_t xs,
-                     uint32_t nt, float *out)
+static void dot_q4_1_ggml(uint32_t n, const void *w_row, const void *x, size_t xs,
+                          uint32_t nt, float *out)
 {
     const st_block_q4_1 *w = w_row;
     for (uint32_t t = 0; t < nt; t++) {
@@ -168,8 +176,8 @@ static void dot_q4_1(uint32_t n, const void *w_row, const void *x, size_t xs,
     }
 }
 
-static void dot_q8_0(uint32_t n, const void *w_row, const void *x, size_t xs,
-                     uint32_t nt, float *out)
+static void dot_q8_0_ggml(uint32_t n, const void *w_row, const void *x, size_t xs,
+                          uint32_t nt, float *out)
 {
     const st_block_q8_0 *w = w_row;
     for (uint32_t t = 0; t < nt; t++) {
@@ -240,7 +248,9 @@ ST_KV_SCALAR(q8_0, ST_KV_Q8_0)
 
 static const st_cpu_kernels scalar_kernels = {
     .isa = ST_ISA_SCALAR,
-    .dot = { dot_f32, dot_f16, dot_q4_0, dot_q4_1, dot_q8_0 },
+    .dot = { dot_f32, dot_f16, st_scalar_dot_q4_0_block, st_scalar_dot_q4_1_block,
+             st_scalar_dot_q8_0_block },
+    .dot_ggml = { dot_f32, dot_f16, dot_q4_0_ggml, dot_q4_1_ggml, dot_q8_0_ggml },
     .dot_f32 = vdot_f32,
     .axpy_f32 = vaxpy_f32,
     .scores_f32 = st_cpu_scores_f32_scalar,

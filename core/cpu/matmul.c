@@ -42,7 +42,7 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
     float *y = job->mats[m].y;
     size_t ldy = job->mats[m].ldy;
     int kt = st_cpu_kernel_type(w->type);
-    st_dot_tile_fn dot = job->kern->dot[kt];
+    st_dot_tile_fn dot = job->no_packed ? job->kern->dot_ggml[kt] : job->kern->dot[kt];
     bool quant = st_cpu_type_is_quantized(w->type);
     float out[ST_TILE_MAX];
     st_gemm16_fn gemm16 = job->kern->gemm16[kt];

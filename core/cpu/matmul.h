@@ -45,8 +45,8 @@ typedef struct st_matmul_job {
     const st_act_block *xq; /* int8 input [nt][ldxq blocks], for quantized weights */
     size_t ldxq;
     uint32_t nt;
-    /* Skip the repacked 16-row kernels (the row kernels sum each row as
-     * ggml's vec_dot does; STRETCH_NUMERICS=ggml). */
+    /* Skip the repacked 16-row kernels and sum each row in ggml's order
+     * (`dot_ggml`: as ggml's vec_dot; STRETCH_NUMERICS=ggml). */
     bool no_packed;
     /* Filled by st_matmul_job_prepare. */
     uint32_t chunk_rows;

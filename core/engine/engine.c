@@ -250,8 +250,24 @@ static st_status configure_compute(st_engine *e, st_error *err)
     const st_model_hparams *hp = &e->model->hp;
     st = st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, capacity,
                             (st_kv_type)e->strategy->kv_type, &e->kv, &d);
-    if (st == ST_OK && e->kvcfg.per_head_slots)
-        st = st_kv_cache_enable_heads(e->kv, &d);
+    if (st == ST_OK && e->kvcfg.per_head_slots) {
+        /* Each layer holds its own budget (configure_kv's layer_budget,
+         * 0 = the plugin's cache_budget) + one block, no more: a cache
+         * with per-layer budgets is their sum. */
+        uint32_t *cap = malloc(hp->n_layers * sizeof *cap);
+        if (!cap)
+            return st_error_set(err, ST_E_NOMEM, "out of memory");
+        for (uint32_t l = 0; l < hp->n_layers; l++) {
+            uint32_t b = e->layer_budget[l] ? e->layer_budget[l] : budget;
+            cap[l] = budget && b + e->block < capacity ? b + e->block : capacity;
+        }
+        st = st_kv_cache_enable_heads(e->kv, cap, &d);
+        free(cap);
+    }
+    if (st == ST_OK && !(e->kv_layer_bytes = malloc(hp->n_layers * sizeof *e->kv_layer_bytes)))
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    for (uint32_t l = 0; st == ST_OK && l < hp->n_layers; l++)
+        e->kv_layer_bytes[l] = st_kv_layer_bytes(e->kv, l);
     if (st == ST_OK && !e->pool)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
@@ -390,6 +406,7 @@ void st_engine_close(st_engine *e)
     st_kv_cache_free(e->kv);
     free(e->stats_layers);
     free(e->layer_budget);
+    free(e->kv_layer_bytes);
     free(e->logits);
     free(e->pos_table_owned);
     for (size_t i = e->n_samplers; i-- > 0;)
@@ -499,6 +516,8 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->kernel_compile_ms = e->cl_report.compile_ms;
     out->kernel_cache_hit = e->cl_report.from_cache;
     out->device_bytes = e->backend ? e->backend->ops->device_bytes(e->backend) : 0;
+    out->kv_cache_bytes = st_kv_cache_bytes(e->kv);
+    out->kv_layer_bytes = e->kv_layer_bytes;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

@@ -176,12 +176,12 @@ static st_status step_prepare(st_engine *e, size_t n, int32_t pos0, float *logit
                               bool all_logits, fwd_step *fs, st_error *err)
 {
     memset(fs, 0, sizeof *fs);
-    if (e->kv->n_slots + n > e->kv->capacity)
+    if (n > st_kv_cache_room(e->kv))
         return st_error_set(err, ST_E_RANGE,
                             "the context is full: %u tokens cached + %zu new > %u; raise "
                             "`context:` in the strategy manifest or use a bounded attention "
                             "strategy (streaming, lm-infinite)",
-                            e->kv->n_slots, n, e->kv->capacity);
+                            e->kv->n_slots, n, e->kv->n_slots + st_kv_cache_room(e->kv));
     if (e->pe->update) {
         bool changed = false;
         st_plugin_call prev = st_plugin_call_enter(e->posenc.in, "update");

@@ -158,7 +158,7 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
             break;
         /* A full context ends generation like EOS does: what was generated
          * is the caller's, and a dense cache has no room to continue. */
-        if (e->kv->n_slots + 1 > e->kv->capacity) {
+        if (st_kv_cache_room(e->kv) < 1) {
             stats->stopped_by_context = true;
             break;
         }

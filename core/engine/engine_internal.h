@@ -60,6 +60,7 @@ struct st_engine {
     st_attn_kv_config kvcfg;
     uint8_t *stats_layers;
     uint32_t *layer_budget;
+    uint64_t *kv_layer_bytes; /* [n_layers] the cache's bytes per layer (st_engine_info) */
 
     uint32_t n_ctx;
     uint32_t n_threads;

@@ -227,7 +227,7 @@ static bool pick(st_sequence *s)
         finish(s, ST_OK);
         return false;
     }
-    if (e->kv->n_slots + 1 > e->kv->capacity) {
+    if (st_kv_cache_room(e->kv) < 1) {
         s->stats.stopped_by_context = true;
         finish(s, ST_OK);
         return false;

@@ -660,6 +660,130 @@ kernel void attend_split(global const float *q, global const float *qr, global f
     }
 }
 
+/* ---- prefill in the CPU's tiled order ---------------------------------
+ *
+ * A block of queries whose layer the CPU backend runs on its tiled path
+ * (core/compute/attn_tiled.c with the AVX2 tile, core/cpu/
+ * attn_tile_avx2.inc) is scored tile by tile: the CPU puts q_per_tile
+ * queries (64 rows / the GQA group) in a tile, takes the slots of each
+ * range that any of them can see, and runs its online softmax over those
+ * slots 64 keys at a time with its own exp polynomial. Every step is per
+ * row (the rows are the vector lanes), so one work-item per query head
+ * and query can follow it exactly: the same key tiles (they depend on the
+ * tile's first and last query), the same fused steps. */
+
+#define TILE_KEYS 64   /* ST_ATTN_KTILE */
+
+/* a2_exp: Cody-Waite reduction and the degree-6 polynomial; 0 below -87. */
+inline float exp_tile(float x)
+{
+    bool dead = x < -87.0f;
+    x = fmax(x, -87.0f);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = fma(p, r, 1.3981999507e-3f);
+    p = fma(p, r, 8.3334519073e-3f);
+    p = fma(p, r, 4.1665795894e-2f);
+    p = fma(p, r, 1.6666665459e-1f);
+    p = fma(p, r, 5.0000001201e-1f);
+    p = fma(p * r, r, r) + 1.0f;
+    float e = as_float(((int)n + 127) << 23);
+    return dead ? 0.0f : p * e;
+}
+
+kernel void attend_tile(global const float *q, global const float *qr, global float *att,
+                        global const uchar *kc, global const uchar *vc, uint kv_type,
+                        uint row_bytes, uint cap, global const int *pos,
+                        global const int *ents, uint n_ents, global const float *inv_freq,
+                        uint nf, float rot_scale, float fixed_scale, float scale,
+                        global const float *slopes, uint has_slopes,
+                        global const float *sd_cs, global const float *sd_sn,
+                        global const float *un_cs, global const float *un_sn, uint slot0,
+                        uint n_heads, uint n_kv_heads, uint nt, uint q_per_tile)
+{
+    uint h = get_global_id(0), t = get_global_id(1);
+    if (h >= n_heads || t >= nt)
+        return;
+    uint g = h / (n_heads / n_kv_heads);
+    uint q0 = t / q_per_tile * q_per_tile;
+    uint q1 = min(q0 + q_per_tile, nt) - 1;
+    int pq = pos[slot0 + t];
+    long rmin = pos[slot0 + q0], rmax = pos[slot0 + q1];
+    size_t qo = ((size_t)t * n_heads + h) * HD;
+    float qraw[HD], qv[HD], kr[HD], o[HD], sc[TILE_KEYS];
+    float cs[HD / 2], sn[HD / 2];
+    for (uint i = 0; i < HD; i++) {
+        qraw[i] = q[qo + i];
+        o[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (uint e = 0; e < n_ents; e++) {
+        global const int *E = ents + e * ENT_WORDS;
+        long dlo = E[E_MIN], dhi = E[E_MAX];
+        uint lo = lower_bound(pos, (uint)E[E_KBEGIN], (uint)E[E_KEND], rmin - dhi);
+        uint hi = lower_bound(pos, lo, (uint)E[E_KEND], rmax - dlo + 1);
+        if (lo >= hi)
+            continue;
+        int mode = E[E_MODE];
+        global const float *tcs = sd_cs, *tsn = sd_sn;
+        if (mode == POS_TRUE) {
+            for (uint i = 0; i < HD; i++)
+                qv[i] = qr[qo + i];
+        } else if (mode == POS_FIXED) {
+            rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
+            rope_row_p(qv, qraw, cs, sn, nf, HD);
+            tcs = un_cs;
+            tsn = un_sn;
+        } else {
+            rope_table(cs, sn, (angle_t)(slot0 + t), inv_freq, nf, rot_scale);
+            rope_row_p(qv, qraw, cs, sn, nf, HD);
+        }
+        for (uint i = 0; i < HD; i++)
+            qv[i] = qv[i] * scale;
+        for (uint j0 = lo; j0 < hi; j0 += TILE_KEYS) {
+            uint n = min((uint)TILE_KEYS, hi - j0);
+            /* A tile no query of the CPU's tile can see is skipped there;
+             * for this row masked keys are the same no-op. */
+            if (rmax - pos[j0] < dlo || rmin - pos[j0 + n - 1] > dhi)
+                continue;
+            for (uint i = 0; i < n; i++) {
+                uint j = j0 + i;
+                key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
+                float a = 0.0f;
+                for (uint d = 0; d < HD; d++)
+                    a = fma(qv[d], kr[d], a);
+                if (has_slopes)
+                    a = a + slopes[h] * (float)(pos[j] - pq);
+                long dist = (long)pq - (long)pos[j];
+                sc[i] = dist < dlo || dist > dhi ? -INFINITY : a;
+            }
+            float mn = m;
+            for (uint i = 0; i < n; i++)
+                mn = mn > sc[i] ? mn : sc[i];
+            float ms = mn == -INFINITY ? 0.0f : mn;
+            float c = exp_tile(m - ms), sum = 0.0f;
+            for (uint i = 0; i < n; i++) {
+                sc[i] = exp_tile(sc[i] - ms);
+                sum = sum + sc[i];
+            }
+            l = fma(l, c, sum);
+            m = mn;
+            for (uint d = 0; d < HD; d++) {
+                float od = o[d] * c;
+                for (uint i = 0; i < n; i++)
+                    od = fma(sc[i], kv_load(vc + ((size_t)g * cap + j0 + i) * row_bytes,
+                                            kv_type, d), od);
+                o[d] = od;
+            }
+        }
+    }
+    float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (uint d = 0; d < HD; d++)
+        att[qo + d] = o[d] * inv;
+}
+
 /* out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c, M = max_c m_c,
  * per query head (merge_chunks). */
 kernel void attend_merge(global const float *part, global float *att, uint n_heads,

@@ -1,16 +1,16 @@
 /* The weight products: y[t][r] = dot(W row r, x row t), one work-item per
  * (row, token).
  *
- * The float arithmetic follows the CPU's SIMD dot kernels step for step
- * (core/cpu/kernels_x86.inc, shared by its AVX2 and AVX-512 tables): eight
- * lane accumulators, lane j taking elements 4j..4j+3 of each 32-block
- * (quantized rows: their exact integer sum, scaled by d_w * d_x with a
- * fused multiply-add) or elements i = j mod 8 (float rows, fused), then
- * the same pairwise tree of the eight lanes, the block-offset terms of Q4_0
- * and Q4_1 summed apart. This forward pass rounds activations to int8 per
- * block, so one ulp upstream can flip a later rounding; following the
- * CPU's order makes the device's products bit for bit the CPU's, and with
- * them the greedy continuations.
+ * The float arithmetic follows the CPU backend's kernels step for step
+ * (core/cpu/kernels.h explains the two orders). Quantized rows: in the
+ * default numerics the block order of the CPU's repacked 16-row and `dot`
+ * kernels (mm_q*, mm8_q*); under STRETCH_NUMERICS=ggml the lane order of
+ * its `dot_ggml` (mmg_q*). Float rows: eight lanes, lane j taking elements
+ * i = j mod 8 (fused), then the CPU's pairwise tree of the eight lanes.
+ * This forward pass rounds activations to int8 per block, so one ulp
+ * upstream can flip a later rounding; following the CPU's order makes the
+ * device's products bit for bit the CPU's, and with them the greedy
+ * continuations.
  *
  * Quantized rows take activations quantized to int8 per 32 elements
  * (st_act_block: float d, s, s16; char q[32]; ACT_BYTES apart, given by the
@@ -90,13 +90,6 @@ kernel void mm_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
     y[(size_t)t * rows + r] = s;
 }
 
-/* Element e of a Q4 block's 32 unsigned nibbles: 0..15 the low nibbles of
- * qs[0..16), 16..31 the high ones. */
-inline int nib(global const uchar *qs, int e)
-{
-    return e < 16 ? (qs[e] & 15) : (qs[e - 16] >> 4);
-}
-
 /* Lane j of a block: the integer sum of products 4j..4j+3, from the
  * products of elements 0..15 (lo) and 16..31 (hi). */
 inline int8 lane_sums(short16 lo, short16 hi)
@@ -108,9 +101,83 @@ inline int8 lane_sums(short16 lo, short16 hi)
     return (int8)(l, h);
 }
 
+/* ---- the block order (the default numerics) ----------------------------
+ * Per 32-block: the exact integer sum of its products, acc = fma(isum,
+ * d_w * d_x, acc), then the offset term fused into acc (Q4_0: -8 d_w times
+ * the activations' s; Q4_1: m_w times s16; Q8_0: none): the float steps of
+ * the CPU's repacked 16-row kernels and of its `dot` kernels
+ * (core/cpu/kernels.h, gemm16_avx2.c, dot_block.inc), so the products are
+ * the CPU backend's bit for bit. kind: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0. */
+
+inline int hsum_int8(int8 v)
+{
+    int4 s = v.lo + v.hi;
+    return (s.s0 + s.s1) + (s.s2 + s.s3);
+}
+
+/* The integer sum of one block's 32 products (exact in any order). */
+inline int block_isum(global const uchar *wb, global const char *q, int kind)
+{
+    short16 lo, hi;
+    if (kind == 2) {
+        global const char *wq = (global const char *)(wb + 2);
+        lo = convert_short16(vload16(0, wq)) * convert_short16(vload16(0, q));
+        hi = convert_short16(vload16(1, wq)) * convert_short16(vload16(1, q));
+    } else {
+        uchar16 qs = vload16(0, wb + (kind == 1 ? 4 : 2));
+        lo = convert_short16(qs & (uchar16)15) * convert_short16(vload16(0, q));
+        hi = convert_short16(qs >> (uchar16)4) * convert_short16(vload16(1, q));
+    }
+    return hsum_int8(lane_sums(lo, hi));
+}
+
+/* One block's float steps on the running sum. */
+inline float block_step(float acc, int isum, global const uchar *wb, global const uchar *ab,
+                        int kind)
+{
+    float d = half_at(wb);
+    acc = fma((float)isum, d * act_f(ab, 0), acc);
+    if (kind == 0)
+        acc = fma(d * -8.0f, act_f(ab, 1), acc);
+    else if (kind == 1)
+        acc = fma(half_at(wb + 2), act_f(ab, 2), acc);
+    return acc;
+}
+
+inline float mm_block_row(global const uchar *wr, int kind, global const uchar *xt, uint nb)
+{
+    uint block_bytes = kind == 0 ? 18 : kind == 1 ? 20 : 34;
+    float acc = 0.0f;
+    for (uint b = 0; b < nb; b++) {
+        global const uchar *wb = wr + b * block_bytes, *ab = xt + b * ACT_BYTES;
+        acc = block_step(acc, block_isum(wb, (global const char *)(ab + 12), kind), wb, ab, kind);
+    }
+    return acc;
+}
+
+#define MM_BLOCK_KERNEL(name, kind)                                                          \
+    kernel void name(global const uchar *w, uint row_bytes, uint rows, uint cols,            \
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)       \
+    {                                                                                        \
+        uint r = get_global_id(0), t = get_global_id(1);                                     \
+        if (r >= rows || t >= nt)                                                            \
+            return;                                                                          \
+        y[(size_t)t * rows + r] = mm_block_row(w + (size_t)r * row_bytes, kind,               \
+                                               x + (size_t)t * ldx_blocks * ACT_BYTES,       \
+                                               cols / 32);                                   \
+    }
+MM_BLOCK_KERNEL(mm_q4_0, 0)
+MM_BLOCK_KERNEL(mm_q4_1, 1)
+MM_BLOCK_KERNEL(mm_q8_0, 2)
+
+/* ---- the ggml order (STRETCH_NUMERICS=ggml: the CPU's `dot_ggml`) -------
+ * Eight lane accumulators, lane j taking elements 4j..4j+3 of each block,
+ * the tree over the lanes, the offset terms summed apart, as ggml's AVX2
+ * vec_dot and the CPU's kernels_x86.inc. Per row only. */
+
 /* Q4_0 and Q4_1 share the integer part; Q4_0 subtracts 8 * d * s, Q4_1
  * adds m * s16, each summed over the blocks apart from the lanes. */
-inline float mm_q4(global const uchar *wr, uint block_bytes, uint qs_off, bool has_min,
+inline float mmg_q4(global const uchar *wr, uint block_bytes, uint qs_off, bool has_min,
                    global const uchar *xt, uint nb)
 {
     float8 acc = (float8)(0.0f);
@@ -132,27 +199,27 @@ inline float mm_q4(global const uchar *wr, uint block_bytes, uint qs_off, bool h
     return has_min ? hsum8v(acc) + corr : hsum8v(acc) - 8.0f * corr;
 }
 
-kernel void mm_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
-                    global const uchar *x, uint ldx_blocks, uint nt, global float *y)
+kernel void mmg_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
 {
     uint r = get_global_id(0), t = get_global_id(1);
     if (r >= rows || t >= nt)
         return;
-    y[(size_t)t * rows + r] = mm_q4(w + (size_t)r * row_bytes, 18, 2, false,
+    y[(size_t)t * rows + r] = mmg_q4(w + (size_t)r * row_bytes, 18, 2, false,
                                     x + (size_t)t * ldx_blocks * ACT_BYTES, cols / 32);
 }
 
-kernel void mm_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
-                    global const uchar *x, uint ldx_blocks, uint nt, global float *y)
+kernel void mmg_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
 {
     uint r = get_global_id(0), t = get_global_id(1);
     if (r >= rows || t >= nt)
         return;
-    y[(size_t)t * rows + r] = mm_q4(w + (size_t)r * row_bytes, 20, 4, true,
+    y[(size_t)t * rows + r] = mmg_q4(w + (size_t)r * row_bytes, 20, 4, true,
                                     x + (size_t)t * ldx_blocks * ACT_BYTES, cols / 32);
 }
 
-kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
+kernel void mmg_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
 {
     uint r = get_global_id(0), t = get_global_id(1);
@@ -183,16 +250,14 @@ kernel void mm_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
 #define LANES_MAX_GROUP 256
 
 /* Lane 0 of each row: the tree over the row's eight lanes in local memory. */
-inline void lanes_finish(local float *part, uint lid, float corr, int mode, global float *out)
+inline void lanes_finish(local float *part, uint lid, global float *out)
 {
     barrier(CLK_LOCAL_MEM_FENCE);
     if ((lid & 7) == 0) {
         float v[8];
         for (int j = 0; j < 8; j++)
             v[j] = part[lid + j];
-        float s = hsum8(v);
-        /* mode 1: Q4_0 (s - 8 corr), 2: Q4_1 (s + corr), else s */
-        *out = mode == 1 ? s - 8.0f * corr : mode == 2 ? s + corr : s;
+        *out = hsum8(v);
     }
 }
 
@@ -209,7 +274,7 @@ kernel void mm8_f32(global const uchar *w, uint row_bytes, uint rows, uint cols,
     for (uint i = 0; i < n8; i += 8)
         acc = fma(wr[i + j], xt[i + j], acc);
     part[lid] = acc;
-    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+    lanes_finish(part, lid, y + (size_t)t * rows + r);
     /* The tail after the lanes, in order, added to the tree's result as
      * the CPU adds it. */
     if (j == 0 && n8 < cols) {
@@ -233,7 +298,7 @@ kernel void mm8_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
     for (uint i = 0; i < n8; i += 8)
         acc = fma(vload_half(i + j, wr), xt[i + j], acc);
     part[lid] = acc;
-    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+    lanes_finish(part, lid, y + (size_t)t * rows + r);
     if (j == 0 && n8 < cols) {
         float s = y[(size_t)t * rows + r];
         for (uint i = n8; i < cols; i++)
@@ -242,64 +307,44 @@ kernel void mm8_f16(global const uchar *w, uint row_bytes, uint rows, uint cols,
     }
 }
 
-/* Local memory is declared in the kernels (OpenCL 1.2 allows it nowhere
+/* Quantized rows in the block order: the eight work-items of a row take
+ * the integer sums of eight blocks at once (the bulk of the work), then
+ * the row's first work-item runs the float steps over them in block order.
+ * Local memory is declared in the kernels (OpenCL 1.2 allows it nowhere
  * else) and handed down. */
-inline void mm8_q4(local float *part, global const uchar *w, uint row_bytes, uint block_bytes,
-                   uint qs_off, bool has_min, uint rows, uint cols, global const uchar *x,
-                   uint ldx_blocks, global float *y)
+inline void mm8_block(local int *isum, global const uchar *w, uint row_bytes, int kind,
+                      uint rows, uint cols, global const uchar *x, uint ldx_blocks,
+                      global float *y)
 {
     uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
-    uint r = g >> 3, j = g & 7;
-    global const uchar *wr = w + (size_t)r * row_bytes;
-    global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
-    float acc = 0.0f, corr = 0.0f;
-    for (uint b = 0; b < cols / 32; b++) {
-        global const uchar *wb = wr + b * block_bytes, *ab = xt + b * ACT_BYTES;
-        global const char *q = (global const char *)(ab + 12);
-        float d = half_at(wb);
-        int isum = 0;
-        for (uint k = 4 * j; k < 4 * j + 4; k++)
-            isum += nib(wb + qs_off, (int)k) * q[k];
-        acc = fma((float)isum, d * act_f(ab, 0), acc);
-        if (j == 0)
-            corr += has_min ? half_at(wb + 2) * act_f(ab, 2) : d * act_f(ab, 1);
-    }
-    part[lid] = acc;
-    lanes_finish(part, lid, corr, has_min ? 2 : 1, y + (size_t)t * rows + r);
-}
-
-kernel void mm8_q4_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
-                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
-{
-    local float part[LANES_MAX_GROUP];
-    mm8_q4(part, w, row_bytes, 18, 2, false, rows, cols, x, ldx_blocks, y);
-}
-
-kernel void mm8_q4_1(global const uchar *w, uint row_bytes, uint rows, uint cols,
-                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
-{
-    local float part[LANES_MAX_GROUP];
-    mm8_q4(part, w, row_bytes, 20, 4, true, rows, cols, x, ldx_blocks, y);
-}
-
-kernel void mm8_q8_0(global const uchar *w, uint row_bytes, uint rows, uint cols,
-                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)
-{
-    local float part[LANES_MAX_GROUP];
-    uint g = get_global_id(0), t = get_global_id(1), lid = get_local_id(0);
-    uint r = g >> 3, j = g & 7;
+    uint r = g >> 3, j = g & 7, nb = cols / 32;
+    uint block_bytes = kind == 0 ? 18 : kind == 1 ? 20 : 34;
     global const uchar *wr = w + (size_t)r * row_bytes;
     global const uchar *xt = x + (size_t)t * ldx_blocks * ACT_BYTES;
     float acc = 0.0f;
-    for (uint b = 0; b < cols / 32; b++) {
-        global const uchar *wb = wr + b * 34, *ab = xt + b * ACT_BYTES;
-        global const char *wq = (global const char *)(wb + 2);
-        global const char *q = (global const char *)(ab + 12);
-        int isum = 0;
-        for (uint k = 4 * j; k < 4 * j + 4; k++)
-            isum += wq[k] * q[k];
-        acc = fma((float)isum, half_at(wb) * act_f(ab, 0), acc);
+    for (uint b0 = 0; b0 < nb; b0 += 8) {
+        uint b = b0 + j;
+        if (b < nb)
+            isum[lid] = block_isum(wr + b * block_bytes,
+                                   (global const char *)(xt + b * ACT_BYTES + 12), kind);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (j == 0)
+            for (uint k = 0; k < 8 && b0 + k < nb; k++)
+                acc = block_step(acc, isum[lid + k], wr + (b0 + k) * block_bytes,
+                                 xt + (b0 + k) * ACT_BYTES, kind);
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    part[lid] = acc;
-    lanes_finish(part, lid, 0.0f, 3, y + (size_t)t * rows + r);
+    if (j == 0)
+        y[(size_t)t * rows + r] = acc;
 }
+
+#define MM8_BLOCK_KERNEL(name, kind)                                                         \
+    kernel void name(global const uchar *w, uint row_bytes, uint rows, uint cols,            \
+                     global const uchar *x, uint ldx_blocks, uint nt, global float *y)       \
+    {                                                                                        \
+        local int isum[LANES_MAX_GROUP];                                                     \
+        mm8_block(isum, w, row_bytes, kind, rows, cols, x, ldx_blocks, y);                   \
+    }
+MM8_BLOCK_KERNEL(mm8_q4_0, 0)
+MM8_BLOCK_KERNEL(mm8_q4_1, 1)
+MM8_BLOCK_KERNEL(mm8_q8_0, 2)

@@ -214,6 +214,14 @@ Test(eval_cli, passkey_resume_refuses_other_inputs_and_edited_verdicts)
     cr_assert_eq(run("eval passkey -m s2.yaml --lengths 300 --depths 0,100 --samples 1 "
                      "--out pk"), 5);
     cr_assert(err_has("another manifest"));
+    /* Points of the first template (the question joined to the document)
+     * are not mixed with the current one's (the question on its own line). */
+    shell("cp pk/points.jsonl pk1.jsonl && sed -i '1s/template 2/template 1/' pk/points.jsonl");
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 5);
+    cr_assert(err_has("pk/points.jsonl:1: cannot resume: it was computed with another "
+                      "settings"));
+    shell("cp pk1.jsonl pk/points.jsonl");
     /* Flip line 2's verdict: it no longer follows from its answer and key. */
     shell("sed -i '2s/\"correct\":false/\"correct\":X/;2s/\"correct\":true/\"correct\":"
           "false/;2s/\"correct\":X/\"correct\":true/' pk/points.jsonl");
@@ -273,7 +281,8 @@ static bool file_contains(const char *name, const char *needle)
 
 /* The KV cache's type: `check` prints the manifest's, bench and run --json
  * report it with the bytes a token takes (the tiny model: 2 layers x 2 kv
- * heads x 16 dims, keys and values: 256 bytes in f16, 512 in f32), and a
+ * heads x 16 dims, keys and values: 256 bytes in f16, 512 in f32) and the
+ * cache's allocated bytes, and a
  * type the model's head size cannot hold (q8_0 needs 32) is refused. */
 Test(eval_cli, kv_type_is_reported)
 {
@@ -282,6 +291,8 @@ Test(eval_cli, kv_type_is_reported)
     cr_assert_eq(run("run -m s.yaml --json --max-tokens 2 hi"), 0);
     cr_assert(file_contains("out.txt", "\"kv_type\":\"f16\""));
     cr_assert(file_contains("out.txt", "\"kv_bytes_per_token\":256"));
+    /* The cache allocated: 512 slots (the context) x 256 bytes. */
+    cr_assert(file_contains("out.txt", "\"kv_cache_bytes\":131072"));
     char path[256];
     snprintf(path, sizeof path, "%s/f32.yaml", dir);
     FILE *f = fopen(path, "w");

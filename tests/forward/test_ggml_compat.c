@@ -108,9 +108,9 @@ Test(ggml_compat, row_kernels_match_the_emulated_dots)
                 isas[k] == ST_ISA_SCALAR)
                 continue; /* not compiled in / not this CPU; scalar sums differently */
             float o;
-            K->dot[ST_KT_Q4_1](N, w, xa, N / 32, 1, &o);
+            K->dot_ggml[ST_KT_Q4_1](N, w, xa, N / 32, 1, &o);
             cr_assert(same_bits(o, e41), "isa %d q4_1: %.9g vs %.9g", (int)isas[k], o, e41);
-            K->dot[ST_KT_Q8_0](N, w8, xa, N / 32, 1, &o);
+            K->dot_ggml[ST_KT_Q8_0](N, w8, xa, N / 32, 1, &o);
             cr_assert(same_bits(o, e80), "isa %d q8_0: %.9g vs %.9g", (int)isas[k], o, e80);
         }
     }

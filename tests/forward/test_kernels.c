@@ -168,10 +168,16 @@ static void check_kernel(st_cpu_isa isa, st_ggml_type t, uint32_t cols)
             st_quantize_act_row(x + tt * (cols + 3), cols, xq + tt * stride);
     }
     const void *xa = quant ? (const void *)xq : (const void *)x;
+    /* Both orders (kernels.h); the block order of quantized rows is the
+     * scalar kernel's bit for bit on every path, the rest within tol. */
+    for (int order = 0; order < 2; order++)
     for (uint32_t nt = 1; nt <= NT; nt++) {
         float got[NT], want[NT];
-        k->dot[kt](cols, row, xa, stride, nt, got);
-        ks->dot[kt](cols, row, xa, stride, nt, want);
+        (order ? k->dot_ggml : k->dot)[kt](cols, row, xa, stride, nt, got);
+        (order ? ks->dot_ggml : ks->dot)[kt](cols, row, xa, stride, nt, want);
+        for (uint32_t tt = 0; tt < nt && quant && order == 0; tt++)
+            cr_assert(got[tt] == want[tt], "%s type %d cols %u nt %u t %u: block order %.9g vs "
+                      "scalar %.9g", st_cpu_isa_name(isa), t, cols, nt, tt, got[tt], want[tt]);
         for (uint32_t tt = 0; tt < nt; tt++) {
             /* The exact product of what the kernel sees. */
             double ref = 0, mag = 0;
@@ -507,6 +513,14 @@ static void check_gemm16(const st_cpu_kernels *k, st_ggml_type t, uint32_t cols,
             for (uint32_t r = 0; r < ST_PACK_ROWS; r++) {
                 float want[ST_TILE_MAX];
                 ks->dot[kt](cols, data + (size_t)(g * ST_PACK_ROWS + r) * rb, xq, stride, nt, want);
+                /* The block order, bit for bit (kernels.h), except the
+                 * AVX-512 Q8_0 kernel's u8 + 128 form. */
+                bool exact = !(k->isa == ST_ISA_AVX512 && t == ST_GGML_Q8_0);
+                for (uint32_t tt = 0; tt < nt && exact; tt++)
+                    cr_assert(got[tt * ST_PACK_ROWS + r] == want[tt],
+                              "%s gemm16 type %d cols %u row %u nt %u t %u: %.9g vs scalar "
+                              "block order %.9g", st_cpu_isa_name(k->isa), t, cols,
+                              g * 16 + r, nt, tt, got[tt * ST_PACK_ROWS + r], want[tt]);
                 for (uint32_t tt = 0; tt < nt; tt++)
                     cr_assert_float_eq(got[tt * ST_PACK_ROWS + r], want[tt],
                                        1e-5 * (1 + fabsf(want[tt])),

@@ -45,9 +45,9 @@ Test(kv_cache, compaction_moves_every_heads_rows)
             for (uint32_t h = 0; h < 3; h++) {
                 for (int i = 0; i < 32; i++)
                     row[i] = (float)(100 * j + 10 * h + l) + (float)i / 64.0f;
-                st_kv_store_row(kv->type, row, st_kv_at(kv, kv->k[l], h, j), 32);
+                st_kv_store_row(kv->type, row, st_kv_at(kv, l, kv->k[l], h, j), 32);
                 row[0] = -row[0];
-                st_kv_store_row(kv->type, row, st_kv_at(kv, kv->v[l], h, j), 32);
+                st_kv_store_row(kv->type, row, st_kv_at(kv, l, kv->v[l], h, j), 32);
             }
     }
     kv->n_slots = 8;
@@ -60,9 +60,9 @@ Test(kv_cache, compaction_moves_every_heads_rows)
         for (uint32_t l = 0; l < 2; l++)
             for (uint32_t h = 0; h < 3; h++) {
                 float want = (float)(100 * src[j] + 10 * h + l);
-                st_kv_load_row(kv->type, st_kv_at(kv, kv->k[l], h, j), back, 32);
+                st_kv_load_row(kv->type, st_kv_at(kv, l, kv->k[l], h, j), back, 32);
                 cr_assert_float_eq(back[0], want, 0.01f * want + 0.01f);
-                st_kv_load_row(kv->type, st_kv_at(kv, kv->v[l], h, j), back, 32);
+                st_kv_load_row(kv->type, st_kv_at(kv, l, kv->v[l], h, j), back, 32);
                 cr_assert_float_eq(back[0], -want, 0.01f * want + 0.01f);
             }
     }
@@ -170,7 +170,7 @@ static st_status plan_qk(void *user, const st_attn_query *q, const st_attn_plan_
         st_op_rope_table(cs, sn, (double)c->kv->rot_pos[j], inv, nf, 1.0f);
         for (uint32_t h = 0; h < q->n_kv_heads; h++) {
             st_op_rope(rot, q->k + ((size_t)j * q->n_kv_heads + h) * hd, cs, sn, nf, hd);
-            st_kv_load_row(c->kv->type, st_kv_at(c->kv, c->kv->k[q->layer], h, j), cached, hd);
+            st_kv_load_row(c->kv->type, st_kv_at(c->kv, q->layer, c->kv->k[q->layer], h, j), cached, hd);
             for (uint32_t i = 0; i < hd; i++) {
                 double e = fabs((double)rot[i] - cached[i]) / (fabs(cached[i]) + 0.1);
                 c->worst = e > c->worst ? e : c->worst;

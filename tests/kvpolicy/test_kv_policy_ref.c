@@ -281,7 +281,14 @@ static void drive_plugin(const fixture *f, const policy *p, const size_t *blocks
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f->L, f->G, f->m->hp.head_dim, budget + maxb, ST_KV_F32,
                                     &kv, &d), ST_OK);
-    cr_assert_eq(st_kv_cache_enable_heads(kv, &d), ST_OK, "%s", d.message);
+    /* Each layer sized as the engine sizes it: its budget + the largest
+     * block (PyramidKV's layers differ, so their strides do). */
+    uint32_t lcap[L_MAX];
+    for (uint32_t l = 0; l < f->L; l++)
+        lcap[l] = layer_budget(p, l, f->L) + maxb;
+    cr_assert_eq(st_kv_cache_enable_heads(kv, lcap, &d), ST_OK, "%s", d.message);
+    for (uint32_t l = 0; l < f->L; l++)
+        cr_assert_eq(st_kv_layer_bytes(kv, l), 2 * (size_t)f->G * lcap[l] * kv->row_bytes);
     st_threadpool *pool = NULL;
     cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
     st_forward_config cfg = {.model = f->m, .kv = kv, .pool = pool, .plan = plan_bridge,
@@ -348,7 +355,7 @@ static void drive_plugin(const fixture *f, const policy *p, const size_t *blocks
                 cr_assert_leq(kv->hn[i], layer_budget(p, l, f->L));
                 memset(hist->held[b][l][g], 0, N);
                 for (uint32_t j = 0; j < kv->hn[i]; j++)
-                    hist->held[b][l][g][kv->hpos[i * cap + j]] = 1;
+                    hist->held[b][l][g][kv->hpos[st_kv_head_base(kv, l, g) + j]] = 1;
             }
         st_kv_cache_heads_settle(kv);
         hist->t0[b] = t0;

@@ -2,18 +2,22 @@
  * The device's weight products against the CPU's kernels, every weight
  * type, random weights and activations, odd row counts (not a multiple of
  * any work-group), several token counts and an output stride wider than
- * the rows.
+ * the rows, in both orders of the quantized products (cpu/kernels.h).
  *
- * Two references. (1) The CPU's SIMD dot kernels (the AVX2 or AVX-512
- * table, whichever this machine runs): the device follows their order of
- * float operations step for step (opencl/kernels/matmul.cl), so the
- * products must be bit for bit equal; this is what makes greedy
- * continuations equal on a forward pass that rounds activations to int8.
- * (2) The scalar kernels, which sum in another order: within 1e-5 of the
- * row's sum of |w x| (a float sum of <= 576 terms in another order is off
- * by at most n * eps ~ 7e-5 of that, typically far less; a wrong block,
- * nibble, scale or offset is off by orders of magnitude more). On a
- * machine without AVX2 only (2) applies.
+ * Bit for bit, since this forward pass rounds activations to int8 again
+ * after every product and one ulp can move a later quantum (the greedy
+ * continuations of the two backends are equal only because of this):
+ *   quantized, block order (the default): the CPU's `dot` of every path
+ *     (scalar included) and the AVX2 16-row kernels on the repacked rows;
+ *   quantized, ggml order, and float rows: the CPU's SIMD table (AVX2 or
+ *     AVX-512, whichever this machine runs), whose lane order the device
+ *     follows step for step.
+ * Float rows and the ggml order also against the scalar kernels, which
+ * sum in another order: within 1e-5 of the row's sum of |w x| (a float sum
+ * of <= 576 terms in another order is off by at most n * eps ~ 7e-5 of
+ * that, typically far less; a wrong block, nibble, scale or offset is off
+ * by orders of magnitude more). On a machine without AVX2 only that
+ * applies to them.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -22,6 +26,7 @@
 
 #include "cl_fixture.h"
 #include "quant.h"
+#include "repack.h"
 
 static uint64_t rng = 88172645463325252ull;
 static float frand(void)
@@ -57,8 +62,47 @@ static void release_kept(void)
     n_kept = 0;
 }
 
+/* The block order: the scalar `dot` and, on rows a multiple of 16 where
+ * this CPU runs AVX2, the repacked 16-row kernels, both bit for bit. */
+static void check_block_order(st_ggml_type type, const st_weight *w, const st_act_block *xq,
+                              uint32_t nt, const float *got, size_t ldy)
+{
+    const st_cpu_kernels *ks = st_cpu_kernels_scalar();
+    size_t nb = w->cols / ST_ACT_BLOCK;
+    for (uint32_t r = 0; r < w->rows; r++)
+        for (uint32_t t = 0; t < nt; t++) {
+            float want;
+            ks->dot[kt_of(type)](w->cols, w->data + r * w->row_bytes, xq + t * nb, nb, 1, &want);
+            cr_assert(got[t * ldy + r] == want,
+                      "%s %ux%u: row %u token %u: device %.9g, scalar block order %.9g",
+                      st_ggml_type_name(type), w->rows, w->cols, r, t, got[t * ldy + r], want);
+        }
+    const st_cpu_kernels *avx2 = st_cpu_kernels_get(ST_ISA_AVX2);
+    if (avx2->isa != ST_ISA_AVX2 || w->rows % ST_PACK_ROWS)
+        return; /* this CPU lacks the path, or the matrix would not be repacked */
+    st_weight p = *w;
+    cr_assert_eq(st_repack_weight(&p), ST_OK);
+    cr_assert_not_null(p.packed);
+    float o16[ST_TILE_MAX * ST_PACK_ROWS];
+    for (uint32_t g = 0; g < w->rows / ST_PACK_ROWS; g++)
+        for (uint32_t t0 = 0; t0 < nt; t0 += ST_TILE_MAX) {
+            uint32_t tn = nt - t0 < ST_TILE_MAX ? nt - t0 : ST_TILE_MAX;
+            avx2->gemm16[kt_of(type)](w->cols, p.packed + g * p.packed_group_bytes,
+                                      xq + t0 * nb, nb, tn, o16);
+            for (uint32_t t = 0; t < tn; t++)
+                for (uint32_t r = 0; r < ST_PACK_ROWS; r++)
+                    cr_assert(got[(t0 + t) * ldy + g * ST_PACK_ROWS + r] ==
+                                  o16[t * ST_PACK_ROWS + r],
+                              "%s %ux%u: row %u token %u: device %.9g, AVX2 16-row %.9g",
+                              st_ggml_type_name(type), w->rows, w->cols, g * ST_PACK_ROWS + r,
+                              t0 + t, got[(t0 + t) * ldy + g * ST_PACK_ROWS + r],
+                              o16[t * ST_PACK_ROWS + r]);
+        }
+    free(p.packed);
+}
+
 static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t cols,
-                  uint32_t nt)
+                  uint32_t nt, bool ggml)
 {
     size_t row_bytes = (size_t)cols / st_ggml_block_elems(type) * st_ggml_block_bytes(type);
     float *wf = malloc((size_t)rows * cols * sizeof *wf);
@@ -93,9 +137,12 @@ static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t c
     const st_weight *ws[1] = { w };
     float *ys[1] = { got };
     size_t ldys[1] = { ldy };
-    cr_assert_eq(st_cl_matmul_run(mm, 1, ws, ys, ldys, x, cols, xq, cols / ST_ACT_BLOCK, nt, &d),
+    cr_assert_eq(st_cl_matmul_run(mm, 1, ws, ys, ldys, x, cols, xq, cols / ST_ACT_BLOCK, nt,
+                                  ggml, &d),
                  ST_OK, "%s", d.message);
     bool quant = type != ST_GGML_F32 && type != ST_GGML_F16;
+    if (quant && !ggml)
+        check_block_order(type, w, xq, nt, got, ldy);
     for (uint32_t r = 0; r < rows; r++) {
         const uint8_t *row = wq + r * row_bytes;
         size_t in_stride = quant ? cols / ST_ACT_BLOCK : cols;
@@ -103,15 +150,17 @@ static void check(st_cl_matmul *mm, st_ggml_type type, uint32_t rows, uint32_t c
         for (uint32_t t = 0; t < nt; t++) {
             const void *in_t = quant ? (const void *)(xq + (size_t)t * in_stride)
                                      : (const void *)(x + (size_t)t * in_stride);
-            k->dot[kt_of(type)](cols, row, in_t, in_stride, 1, want + t);
+            (ggml ? k->dot_ggml : k->dot)[kt_of(type)](cols, row, in_t, in_stride, 1, want + t);
             if (simd)
-                simd->dot[kt_of(type)](cols, row, in_t, in_stride, 1, exact + t);
+                (ggml ? simd->dot_ggml : simd->dot)[kt_of(type)](cols, row, in_t, in_stride, 1,
+                                                                 exact + t);
         }
         for (uint32_t t = 0; simd && t < nt; t++)
             cr_assert(got[t * ldy + r] == exact[t],
-                      "%s %ux%u nt %u: row %u token %u: device %.9g, cpu (isa %d) %.9g: not the "
-                      "CPU's order of operations", st_ggml_type_name(type), rows, cols, nt, r,
-                      t, got[t * ldy + r], (int)isa, exact[t]);
+                      "%s %ux%u nt %u %s order: row %u token %u: device %.9g, cpu (isa %d) "
+                      "%.9g: not the CPU's order of operations", st_ggml_type_name(type), rows,
+                      cols, nt, ggml ? "ggml" : "block", r, t, got[t * ldy + r], (int)isa,
+                      exact[t]);
         for (uint32_t t = 0; t < nt; t++) {
             float m = 0.0f;
             for (uint32_t i = 0; i < cols; i++)
@@ -135,7 +184,7 @@ static const st_ggml_type types[] = { ST_GGML_F32, ST_GGML_F16, ST_GGML_Q4_0, ST
 
 /* Both kernel sets, whichever the device would pick: the rows variant (a
  * CPU device's) and the lanes variant (a GPU's) give the same bits. */
-static void every_type(st_cl_matmul_variant variant)
+static void every_type(st_cl_matmul_variant variant, bool ggml)
 {
     st_cl_ctx c;
     st_cl_test_open(&c, NULL);
@@ -145,14 +194,16 @@ static void every_type(st_cl_matmul_variant variant)
     /* Columns: one block, three, 576 (SmolLM2's width), and 100 for the
      * float types' tail after the eight lanes (quantized types take
      * multiples of 32 only, so they use 96 there). */
+    /* 48 x 576 with 11 tokens: three repacked groups, a full tile and a
+     * partial one (the CPU's 16-row kernels). */
     static const uint32_t shapes[][3] = { { 37, 64, 1 }, { 129, 96, 3 }, { 5, 576, 9 },
-                                          { 67, 32, 2 }, { 3, 100, 2 } };
+                                          { 67, 32, 2 }, { 3, 100, 2 }, { 48, 576, 11 } };
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             check(mm, types[t], shapes[s][0],
                   shapes[s][1] % 32 && types[t] != ST_GGML_F32 && types[t] != ST_GGML_F16
                       ? 96 : shapes[s][1],
-                  shapes[s][2]);
+                  shapes[s][2], ggml);
     cr_expect_gt(st_cl_matmul_bytes(mm), 0);
     st_cl_matmul_free(mm);
     release_kept();
@@ -161,12 +212,20 @@ static void every_type(st_cl_matmul_variant variant)
 
 Test(opencl_matmul, every_type_matches_the_cpu_rows_variant)
 {
-    every_type(ST_CL_MATMUL_ROWS);
+    every_type(ST_CL_MATMUL_ROWS, false);
 }
 
 Test(opencl_matmul, every_type_matches_the_cpu_lanes_variant)
 {
-    every_type(ST_CL_MATMUL_LANES);
+    every_type(ST_CL_MATMUL_LANES, false);
+}
+
+/* STRETCH_NUMERICS=ggml: the per-row kernels in the CPU's dot_ggml order,
+ * whichever variant the device runs. */
+Test(opencl_matmul, every_type_matches_the_cpu_ggml_order)
+{
+    every_type(ST_CL_MATMUL_ROWS, true);
+    every_type(ST_CL_MATMUL_LANES, true);
 }
 
 Test(opencl_matmul, a_weight_is_uploaded_once)
@@ -228,7 +287,8 @@ Test(opencl_matmul, three_matrices_share_one_input)
         y[m] = calloc(NT * ldy[m], sizeof(float));
     }
     const st_weight *ws[3] = { &w[0], &w[1], &w[2] };
-    cr_assert_eq(st_cl_matmul_run(mm, 3, ws, y, ldy, x, COLS, xq, COLS / ST_ACT_BLOCK, NT, &d),
+    cr_assert_eq(st_cl_matmul_run(mm, 3, ws, y, ldy, x, COLS, xq, COLS / ST_ACT_BLOCK, NT, false,
+                                  &d),
                  ST_OK, "%s", d.message);
     for (int m = 0; m < 3; m++) {
         bool quant = ts[m] != ST_GGML_F16;

@@ -7,6 +7,7 @@
  * every plugin's configure() sees the model's shape. Every problem is
  * reported (one line each, file:line:col first), not just the first.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,10 @@ typedef struct configure_result {
     bool ran;
     int exit_code;            /* ST_EXIT_OK when it passed */
     char message[1024];
+    /* The KV cache the engine allocated: in all, and per layer. */
+    uint64_t kv_bytes;
+    uint64_t *kv_layer_bytes;
+    uint32_t n_layers;
 } configure_result;
 
 /* The per-plugin checks run without a model shape, so a configure() that
@@ -101,8 +106,24 @@ static void check_configure(const char *path, const st_strlist *dirs, configure_
     if (st == ST_OK) {
         st_engine_info info = {.struct_size = sizeof info};
         st_engine_get_info(e, &info);
+        uint64_t lo = UINT64_MAX, hi = 0;
+        out->kv_bytes = info.kv_cache_bytes;
+        out->kv_layer_bytes = malloc(info.n_layers * sizeof *out->kv_layer_bytes);
+        for (uint32_t l = 0; out->kv_layer_bytes && l < info.n_layers; l++) {
+            uint64_t b = info.kv_layer_bytes[l];
+            out->kv_layer_bytes[l] = b;
+            lo = b < lo ? b : lo;
+            hi = b > hi ? b : hi;
+        }
+        out->n_layers = out->kv_layer_bytes ? info.n_layers : 0;
+        /* Per-layer budgets (pyramidkv) size each layer by its own. */
+        char layers[96] = "";
+        if (out->n_layers && lo != hi)
+            snprintf(layers, sizeof layers, ", %" PRIu64 " to %" PRIu64 " bytes per layer", lo,
+                     hi);
         snprintf(out->message, sizeof out->message,
-                 "ok (engine opened: %u-token context, every plugin configured)", info.n_ctx);
+                 "ok (engine opened: %u-token context, every plugin configured; KV cache %.1f "
+                 "MiB%s)", info.n_ctx, (double)info.kv_cache_bytes / 1048576.0, layers);
         out->exit_code = ST_EXIT_OK;
         st_engine_close(e);
         return;
@@ -174,6 +195,15 @@ static void print_json(const st_strategy_report *s, const configure_result *cfg,
             st_json_bool(&j, cfg->exit_code == ST_EXIT_OK);
             st_json_key(&j, "message");
             st_json_string(&j, cfg->message);
+            if (cfg->exit_code == ST_EXIT_OK) {
+                st_json_key(&j, "kv_cache_bytes");
+                st_json_uint(&j, cfg->kv_bytes);
+                st_json_key(&j, "kv_layer_bytes");
+                st_json_begin_array(&j);
+                for (uint32_t l = 0; l < cfg->n_layers; l++)
+                    st_json_uint(&j, cfg->kv_layer_bytes[l]);
+                st_json_end_array(&j);
+            }
             st_json_end_object(&j);
         } else {
             st_json_null(&j);
@@ -290,5 +320,6 @@ int st_cmd_check(int argc, char **argv)
     if (!json && s->parsed && s->n_problems == 0 && code == ST_EXIT_OK)
         printf("\nok: %zu plugin%s resolved\n", s->n_plugins, s->n_plugins == 1 ? "" : "s");
     st_strategy_report_free(s);
+    free(cfg.kv_layer_bytes);
     return code;
 }

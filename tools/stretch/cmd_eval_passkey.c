@@ -24,7 +24,13 @@ static const char task_text[] =
 static const char filler_text[] =
     " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.";
 static const char key_fmt[] = " The pass key is %d. Remember it. %d is the pass key.";
-static const char question_text[] = " What is the pass key? The pass key is";
+/* The question starts on its own line. Joined directly to the document, a
+ * key line at depth 100% ("... 48213 is the pass key. What is the pass
+ * key? The pass key is") makes SmolLM2-135M continue the phrase ("the pass
+ * key.") instead of answering; with the line break it answers. Every
+ * strategy gets this same text: dense prompts end with it, and a reading
+ * strategy reads with it as the question and appends it to what it kept. */
+static const char question_text[] = "\n What is the pass key? The pass key is";
 
 static void passkey_usage(FILE *f)
 {
@@ -343,10 +349,10 @@ int st_cmd_eval_passkey(int argc, char **argv)
     fields[2].key = "settings";
     if (reading)
         snprintf(fields[2].value, sizeof fields[2].value,
-                 "seed %lld, template 1, read by %s in chunks of %lld", seed, info.reader,
+                 "seed %lld, template 2, read by %s in chunks of %lld", seed, info.reader,
                  chunk ? chunk : ST_READ_CHUNK_DEFAULT);
     else
-        snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 1", seed);
+        snprintf(fields[2].value, sizeof fields[2].value, "seed %lld, template 2", seed);
     char *existing = NULL;
     size_t existing_len = 0;
     FILE *points = st_points_open(out_dir, "points.jsonl", fresh, "passkey", fields, 3,

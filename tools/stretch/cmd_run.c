@@ -344,6 +344,8 @@ int st_cmd_run(int argc, char **argv)
             st_json_string(&j, kv.kv_type);
             st_json_key(&j, "kv_bytes_per_token");
             st_json_uint(&j, kv.kv_bytes_per_token);
+            st_json_key(&j, "kv_cache_bytes");
+            st_json_uint(&j, kv.kv_cache_bytes);
             if (hits) {
                 st_json_key(&j, "retrieved");
                 st_cli_hits_json(&j, hits);

@@ -48,3 +48,33 @@ def test_a_difference_is_named(tmp_path):
     assert " 1 differs from token 2" in res.stdout
     assert "2/3 continuations" in res.stdout
     assert rep["prompts"][1] == {"prompt": 1, "equal": False, "first_difference": 2}
+
+
+# A stand-in whose first opencl run sleeps without using CPU (as PoCL's
+# pthread device does when it hangs): the script must kill it and run it
+# again, and the second run answers.
+HANGS_ONCE = """#!/usr/bin/env python3
+import json, sys, time
+from pathlib import Path
+a = sys.argv
+backend = a[a.index("--backend") + 1]
+mark = Path(__file__).with_name("hung")
+if backend == "opencl" and not mark.exists():
+    mark.write_text("")
+    time.sleep(600)
+print(json.dumps({"tokens": [1, 2, 3], "backend": backend}))
+"""
+
+
+def test_a_run_asleep_is_started_again(tmp_path):
+    fake = tmp_path / "stretch"
+    fake.write_text(HANGS_ONCE)
+    fake.chmod(0o755)
+    pf = tmp_path / "prompts.txt"
+    pf.write_text(json.dumps("a") + "\n")
+    res = subprocess.run([sys.executable, str(SCRIPT), "--stretch", str(fake), "--prompts",
+                          str(pf), "--tokens", "3", "--stall", "10"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "asleep without CPU for 10 s (attempt 1 of 3)" in res.stderr
+    assert "1/1 continuations of 3 tokens equal" in res.stdout

@@ -86,7 +86,7 @@ def test_missing_input_and_out_of_range_accuracy(tmp_path, capsys):
 
 def test_all_regenerates_the_docs_figures(tmp_path):
     assert plots.main(["all", "--figures", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["passkey.png", "ppl-32768.png",
-                                                          "scale.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passkey-template2.png", "passkey.png",
+                                                          "ppl-32768.png", "scale.png"]
     for png in tmp_path.iterdir():
         png_size(png)

@@ -112,6 +112,13 @@ typedef struct st_engine_info {
     double kernel_compile_ms;
     bool kernel_cache_hit;
     uint64_t device_bytes;
+    /* -- ABI 1.5 -- */
+    /* The KV cache's allocated bytes, keys and values: every layer, and per
+     * layer ([n_layers], the engine's). An attention plugin with per-layer
+     * budgets (pyramidkv) gets each layer sized by its own budget + one
+     * 512-token block, so the layers differ. */
+    uint64_t kv_cache_bytes;
+    const uint64_t *kv_layer_bytes;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
