@@ -3,7 +3,8 @@
 with SmolLM2's tokenizer read from the GGUF file.
 
     python3 tools/jsonschema_peers.py MODEL.gguf DATA_DIR [--subset NAME]
-        [--limit N] [--points POINTS.jsonl]
+        [--limit N] [--points POINTS.jsonl] [--stretch POINTS.jsonl]
+        [--out PEERS.jsonl] [--peers-from PEERS.jsonl]
 
 For each schema (subset folders of DATA_DIR, files sorted by name, the
 first N, as the stretch command takes them): compile time (schema to a
@@ -12,6 +13,15 @@ reason), and, where POINTS (stretch's generation points) has stretch's
 constrained outputs for that schema (the greedy one and the sampled ones),
 the time of each token mask along each output (tokenized by the peer's
 tokenizer), the mask before the end included. Prints Markdown tables.
+
+Declared coverage of the whole benchmark beside stretch's, in one run:
+--stretch takes stretch's compile points (`st-maskbench --compile-only
+DATA_DIR`, or `stretch eval jsonschema --compile-only`) for the same
+files and adds a table of the three side by side, per subset, with each
+one's most common refusals; --out writes one line per peer and schema
+(compiled or not, the reason, compile ms) for a closer look, and
+--peers-from reads such a file back instead of running the peers. Without
+--points no mask is measured (compile only).
 
 XGrammar's PyPI wheel declares torch, transformers and triton as
 dependencies, but its grammar compiler and matcher are its native library
@@ -28,6 +38,7 @@ import collections
 import functools
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -129,7 +140,7 @@ def run_llguidance(gtok, data_dir, files, outputs):
                 masks.append((time.perf_counter() - t1) * 1e6)
                 if not m.consume_token(t):
                     break
-        rows.append((subset, not err, compile_ms, masks, err))
+        rows.append((subset, not err, compile_ms, masks, err, f))
     return rows
 
 
@@ -190,8 +201,66 @@ def run_xgrammar(gtok, data_dir, files, outputs):
                 masks.append((time.perf_counter() - t1) * 1e6)
                 if not matcher.accept_token(t, False):
                     break
-        rows.append((subset, not err, compile_ms, masks, err))
+        rows.append((subset, not err, compile_ms, masks, err, f))
     return rows
+
+
+def refusal_key(reason):
+    """A short name for a refusal: stretch's keyword, else the first words."""
+    if "unsupported keyword '" in reason:
+        return "'" + reason.split("unsupported keyword '")[1].split("'")[0] + "'"
+    reason = reason.split(": at ")[-1]
+    # XGrammar's messages start with "[hh:mm:ss] /path/file.cc:line: ".
+    reason = re.sub(r"^\[[0-9:]+\] \S+:[0-9]+: ", "", reason)
+    return reason[:48]
+
+
+def load_stretch(path):
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            if n == 0 or not line.strip():
+                continue
+            p = json.loads(line)
+            rows[p["file"]] = (p["status"] == "ok", p.get("reason", ""))
+    return rows
+
+
+def coverage_table(files, stretch, peers):
+    """Declared coverage per subset: stretch beside each peer."""
+    names = ["stretch"] + [n for n, _ in peers]
+    print("\nDeclared coverage (schemas compiled), " + ", ".join(names) + "\n")
+    print("| subset | schemas | " + " | ".join(names) + " | stretch - llguidance |")
+    print("|---|---|" + "---|" * len(names) + "---|")
+    subsets = sorted({s for s, _ in files})
+    for subset in subsets + ["all"]:
+        fs = [f for s, f in files if subset in ("all", s)]
+        counts = [sum(stretch.get(f, (False, ""))[0] for f in fs)]
+        for _, rows in peers:
+            ok = {r[5]: r[1] for r in rows}
+            counts.append(sum(ok.get(f, False) for f in fs))
+        cells = " | ".join(f"{c} ({100 * c / len(fs):.1f}%)" for c in counts)
+        diff = counts[0] - counts[1] if len(counts) > 1 else 0
+        print(f"| {subset} | {len(fs)} | {cells} | {diff:+d} |")
+    print("\nMost common refusals\n")
+    print("| subset | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for subset in subsets:
+        fs = [f for s, f in files if s == subset]
+        cells = []
+        for k, name in enumerate(names):
+            c = collections.Counter()
+            if k == 0:
+                for f in fs:
+                    ok, why = stretch.get(f, (False, "not compiled"))
+                    if not ok:
+                        c[refusal_key(why)] += 1
+            else:
+                for r in peers[k - 1][1]:
+                    if r[0] == subset and not r[1]:
+                        c[refusal_key(r[4])] += 1
+            cells.append(", ".join(f"{key} ({v})" for key, v in c.most_common(3)) or "-")
+        print(f"| {subset} | " + " | ".join(cells) + " |")
 
 
 def table(name, rows):
@@ -219,6 +288,10 @@ def main():
     ap.add_argument("--subset")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--points", action="append", default=[])
+    ap.add_argument("--stretch", help="stretch's compile points for the same files")
+    ap.add_argument("--out", help="one JSON line per peer and schema")
+    ap.add_argument("--peers-from", help="a previous run's --out file: print the coverage "
+                    "tables against --stretch without running the peers again")
     a = ap.parse_args()
     outputs = {}
     for path in a.points:
@@ -228,17 +301,38 @@ def main():
                 if "output" in p:
                     outputs[p["file"]] = [p["output"]] + [
                         q["output"] for q in p.get("samples", [])]
-    gtok = GgufTokenizer(a.model)
     files = list(schema_files(a.data_dir, a.subset, a.limit))
+    if a.peers_from and a.stretch:
+        runs = collections.OrderedDict()
+        with open(a.peers_from, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                runs.setdefault(r["peer"], []).append(
+                    (r["subset"], r["status"] == "ok", r["compile_ms"], [], r["reason"], r["file"]))
+        wanted = {f for _, f in files}
+        coverage_table(files, load_stretch(a.stretch),
+                       [(k, [r for r in v if r[5] in wanted]) for k, v in runs.items()])
+        return 0
+    gtok = GgufTokenizer(a.model)
     import importlib.metadata
-    table(f"llguidance {importlib.metadata.version('llguidance')}",
-          run_llguidance(gtok, a.data_dir, files, outputs))
+    peers = [(f"llguidance {importlib.metadata.version('llguidance')}",
+              run_llguidance(gtok, a.data_dir, files, outputs))]
+    table(*peers[0])
     try:
         _, version = load_xgrammar_core()
+        peers.append((f"XGrammar {version}", run_xgrammar(gtok, a.data_dir, files, outputs)))
+        table(*peers[1])
     except ImportError as e:
         print(f"\nXGrammar: not run ({e})", file=sys.stderr)
-        return 0
-    table(f"XGrammar {version}", run_xgrammar(gtok, a.data_dir, files, outputs))
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            for name, rows in peers:
+                for r in rows:
+                    f.write(json.dumps({"peer": name, "file": r[5], "subset": r[0],
+                                        "status": "ok" if r[1] else "refused",
+                                        "compile_ms": round(r[2], 3), "reason": r[4]}) + "\n")
+    if a.stretch:
+        coverage_table(files, load_stretch(a.stretch), peers)
     return 0
 
 

@@ -58,7 +58,9 @@ class StEngineInfo(Structure):
                 ("reader", c_char_p),
                 ("backend", c_char_p), ("device_name", c_char_p),
                 ("kernel_compile_ms", ctypes.c_double), ("kernel_cache_hit", c_bool),
-                ("device_bytes", c_uint64)]
+                ("device_bytes", c_uint64),
+                # ABI 1.5
+                ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64))]
 
 
 class StGenerateParams(Structure):

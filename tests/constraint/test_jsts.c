@@ -45,7 +45,7 @@ static const char *const files[] = {
     "prefixItems", "minItems", "maxItems", "enum", "const", "anyOf", "oneOf", "allOf", "ref",
     "defs", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "uniqueItems", "boolean_schema", "format", "minProperties",
-    "maxProperties"};
+    "maxProperties", "dependentRequired", "dependentSchemas", "not", "if-then-else", "multipleOf", "propertyNames"};
 
 Test(jsts, supported_keywords_decide_the_suite, .timeout = 120)
 {

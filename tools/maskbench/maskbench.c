@@ -29,6 +29,7 @@
 
 #include "cg_constraint.h"
 #include "cg_schema.h"
+#include "compile_all.h"
 
 typedef struct bench_vocab {
     st_engine *e;
@@ -181,18 +182,32 @@ static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const ch
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] [--slow US] [--cpu-time] DATA_DIR POINTS.jsonl [...]\n");
+    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] [--slow US] [--cpu-time] DATA_DIR POINTS.jsonl [...]\n"
+                    "       st-maskbench [-m MANIFEST] --compile-only [--subset NAME] [--limit N] "
+                    "DATA_DIR > POINTS.jsonl\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    const char *manifest = "manifests/greedy.yaml";
+    const char *manifest = "manifests/greedy.yaml", *only_subset = NULL;
+    bool compile_only = false;
+    long limit = -1;
     int a = 1;
     for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
         if (strcmp(argv[a], "--cpu-time") == 0) {
             cpu_time = true;
             a--;
+        } else if (strcmp(argv[a], "--compile-only") == 0) {
+            compile_only = true;
+            a--;
+        } else if (strcmp(argv[a], "--subset") == 0) {
+            only_subset = argv[a + 1];
+        } else if (strcmp(argv[a], "--limit") == 0) {
+            char *end;
+            limit = strtol(argv[a + 1], &end, 10);
+            if (*end || limit < 1)
+                return usage();
         } else if (strcmp(argv[a], "-m") == 0)
             manifest = argv[a + 1];
         else if (strcmp(argv[a], "--slow") == 0)
@@ -200,7 +215,7 @@ int main(int argc, char **argv)
         else
             return usage();
     }
-    if (argc - a < 2)
+    if (argc - a < (compile_only ? 1 : 2))
         return usage();
     const char *data_dir = argv[a++];
     st_engine *e = NULL;
@@ -221,6 +236,12 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "st-maskbench: token trie of %d tokens in %.0f ms\n", info.n_vocab,
             (cg_now_s() - t0) * 1e3);
+    if (compile_only) {
+        int crc = mb_compile_all(v, data_dir, only_subset, limit, stdout);
+        cg_vocab_free(v);
+        st_engine_close(e);
+        return crc;
+    }
     printf("| subset | outputs | masks | mask us mean | p50 | p99 | max |\n");
     printf("|---|---|---|---|---|---|---|\n");
     char subset[256] = "";

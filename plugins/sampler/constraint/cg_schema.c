@@ -3,7 +3,7 @@
  * becomes one GBNF rule; a type-less schema is the alternatives of every
  * type with the keywords that apply to it, as JSON Schema reads it.
  */
-#include "cg_schema.h"
+#include "cg_schema_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -17,31 +17,10 @@
 enum {
     P_WS = 1 << 0, P_VALUE = 1 << 1, P_STRING = 1 << 2, P_NUMBER = 1 << 3,
     P_INTEGER = 1 << 4, P_CHAR = 1 << 5, P_DATE = 1 << 6, P_TIME = 1 << 7,
-    P_UUID = 1 << 8, P_EMAIL = 1 << 9, P_URI = 1 << 10, P_IPV4 = 1 << 11
+    P_UUID = 1 << 8, P_EMAIL = 1 << 9, P_URI = 1 << 10, P_IPV4 = 1 << 11, P_HOSTNAME = 1 << 12
 };
 
-typedef struct sc_ref {
-    const cj_value *target;
-    char name[24];
-} sc_ref;
-
-typedef struct sc {
-    cj_value *doc;
-    cg_buf *out, *warn;
-    cg_error *err;
-    cg_schema_options opt;
-    int next_id;
-    unsigned prims;
-    sc_ref *refs;
-    size_t n_refs, cap_refs;
-    cj_value **owned;          /* merge results: shallow, children not owned */
-    size_t n_owned, cap_owned;
-    int depth;
-} sc;
-
-static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
+bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
 {
     s->err->offset = at ? at->offset : -1;
     int n = snprintf(s->err->message, sizeof s->err->message, "at %s: ", *path ? path : "/");
@@ -54,9 +33,43 @@ static bool sc_fail(sc *s, const cj_value *at, const char *path, const char *fmt
     return false;
 }
 
+bool sc_fail_unsat(sc *s, const cj_value *at, const char *path, const char *fmt, ...)
+{
+    char msg[sizeof s->err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sc_fail(s, at, path, "%s", msg);
+    s->unsat = true;
+    return false;
+}
+
+sc_mark sc_mark_now(const sc *s)
+{
+    return (sc_mark){s->out->n, s->n_refs};
+}
+
+bool sc_recover(sc *s, sc_mark m)
+{
+    if (!s->unsat)
+        return false;
+    /* Rules written and references named while compiling the schema that
+     * failed are dropped with it (a reference named but never written
+     * would leave an undefined rule). */
+    s->unsat = false;
+    s->err->message[0] = '\0';
+    s->err->offset = -1;
+    s->out->n = m.out_n;
+    if (s->out->s)
+        s->out->s[m.out_n] = '\0';
+    s->n_refs = m.n_refs;
+    return true;
+}
+
 /* A keyword the compiler cannot enforce: refused under strict, else a
  * warning and the keyword is left out. */
-static bool unsupported(sc *s, const cj_value *at, const char *path, const char *keyword,
+bool sc_unsupported(sc *s, const cj_value *at, const char *path, const char *keyword,
                         const char *why)
 {
     if (s->opt.strict)
@@ -79,12 +92,11 @@ static const char *const annotations[] = {
     "$anchor", NULL};
 /* Validation keywords of draft 2020-12 (and older drafts) not enforced. */
 static const char *const not_enforced[] = {
-    "not", "if", "then", "else", "dependentSchemas", "dependentRequired", "dependencies",
-    "propertyNames", "unevaluatedProperties",
-    "unevaluatedItems", "contains", "minContains", "maxContains", "multipleOf", "$dynamicRef",
+    "not", "if", "then", "else", "unevaluatedProperties",
+    "unevaluatedItems", "contains", "minContains", "maxContains", "$dynamicRef",
     "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", NULL};
 
-static bool in_list(const char *const *list, const char *k)
+bool sc_in_list(const char *const *list, const char *k)
 {
     for (; *list; list++)
         if (strcmp(*list, k) == 0)
@@ -92,7 +104,7 @@ static bool in_list(const char *const *list, const char *k)
     return false;
 }
 
-static void child_path(char *out, size_t cap, const char *path, const char *key)
+void sc_child_path(char *out, size_t cap, const char *path, const char *key)
 {
     /* `out` may be `path`: extend in place. JSON Pointer escapes: ~ -> ~0,
      * / -> ~1. */
@@ -114,7 +126,7 @@ static void child_path(char *out, size_t cap, const char *path, const char *key)
 
 /* ---- merging (allOf, and siblings of anyOf) ---- */
 
-static cj_value *owned_node(sc *s, cj_type t)
+cj_value *sc_owned_node(sc *s, cj_type t)
 {
     if (s->n_owned == s->cap_owned) {
         size_t cap = s->cap_owned ? s->cap_owned * 2 : 16;
@@ -132,7 +144,7 @@ static cj_value *owned_node(sc *s, cj_type t)
     return v;
 }
 
-static bool node_push(cj_value *v, const char *key, const cj_value *item)
+bool sc_node_push(cj_value *v, const char *key, const cj_value *item)
 {
     cj_value **it = realloc(v->items, (v->n + 1) * sizeof *it);
     if (!it)
@@ -149,27 +161,27 @@ static bool node_push(cj_value *v, const char *key, const cj_value *item)
     return true;
 }
 
-static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path);
+const cj_value *sc_resolve_ref(sc *s, const cj_value *ref, const char *path);
 
-static unsigned type_bits(const cj_value *t);
+unsigned sc_type_bits(const cj_value *t);
 
 /* a AND b as one schema object (shallow). NULL after a failure. */
-static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const char *path)
+const cj_value *sc_merge(sc *s, const cj_value *a, const cj_value *b, const char *path)
 {
     for (int pass = 0; pass < 2; pass++) {
         const cj_value **x = pass ? &b : &a;
         if ((*x)->type == CJ_BOOL) {
             if (!(*x)->boolean)
-                return sc_fail(s, *x, path, "allOf contains false: nothing matches"), NULL;
+                return sc_fail_unsat(s, *x, path, "allOf contains false: nothing matches"), NULL;
             return pass ? a : b;
         }
         const cj_value *ref = cj_get(*x, "$ref");
-        if (ref && !(*x = resolve_ref(s, ref, path)))
+        if (ref && !(*x = sc_resolve_ref(s, ref, path)))
             return NULL;
         if ((*x)->type == CJ_BOOL)
-            return merge(s, a, b, path);
+            return sc_merge(s, a, b, path);
     }
-    cj_value *m = owned_node(s, CJ_OBJECT);
+    cj_value *m = sc_owned_node(s, CJ_OBJECT);
     if (!m)
         return sc_fail(s, a, path, "out of memory"), NULL;
     m->offset = a->offset;
@@ -181,52 +193,57 @@ static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const 
         const cj_value *v = va;
         if (vb && !cj_equal(va, vb)) {
             if (strcmp(k, "properties") == 0 && va->type == CJ_OBJECT && vb->type == CJ_OBJECT) {
-                cj_value *p = owned_node(s, CJ_OBJECT);
+                cj_value *p = sc_owned_node(s, CJ_OBJECT);
                 if (!p)
                     return NULL;
                 for (size_t j = 0; j < va->n; j++) {
                     const cj_value *o = cj_get(vb, va->keys[j]);
-                    const cj_value *pv = o ? merge(s, va->items[j], o, path) : va->items[j];
-                    if (!pv || !node_push(p, va->keys[j], pv))
+                    const cj_value *x = va->items[j];
+                    /* A member forbidden on either side stays forbidden. */
+                    bool no = (x->type == CJ_BOOL && !x->boolean) ||
+                              (o && o->type == CJ_BOOL && !o->boolean);
+                    const cj_value *pv = no ? (x->type == CJ_BOOL ? x : o)
+                                       : o ? sc_merge(s, x, o, path) : x;
+                    if (!pv || !sc_node_push(p, va->keys[j], pv))
                         return NULL;
                 }
                 for (size_t j = 0; j < vb->n; j++)
-                    if (!cj_get(va, vb->keys[j]) && !node_push(p, vb->keys[j], vb->items[j]))
+                    if (!cj_get(va, vb->keys[j]) && !sc_node_push(p, vb->keys[j], vb->items[j]))
                         return NULL;
                 v = p;
             } else if (strcmp(k, "required") == 0 && va->type == CJ_ARRAY &&
                        vb->type == CJ_ARRAY) {
-                cj_value *r = owned_node(s, CJ_ARRAY);
+                cj_value *r = sc_owned_node(s, CJ_ARRAY);
                 if (!r)
                     return NULL;
                 for (size_t j = 0; j < va->n; j++)
-                    if (!node_push(r, NULL, va->items[j]))
+                    if (!sc_node_push(r, NULL, va->items[j]))
                         return NULL;
                 for (size_t j = 0; j < vb->n; j++) {
                     bool dup = false;
                     for (size_t q = 0; q < va->n; q++)
                         dup = dup || cj_equal(va->items[q], vb->items[j]);
-                    if (!dup && !node_push(r, NULL, vb->items[j]))
+                    if (!dup && !sc_node_push(r, NULL, vb->items[j]))
                         return NULL;
                 }
                 v = r;
             } else if (strcmp(k, "type") == 0) {
-                unsigned both = type_bits(va) & type_bits(vb);
+                unsigned both = sc_type_bits(va) & sc_type_bits(vb);
                 static const char *const names[] = {"null", "boolean", "object", "array",
                                                     "string", "number", "integer"};
-                cj_value *t = owned_node(s, CJ_ARRAY);
+                cj_value *t = sc_owned_node(s, CJ_ARRAY);
                 if (!t)
                     return NULL;
                 for (int j = 0; j < 7; j++)
                     if (both & (1u << j)) {
-                        cj_value *n = owned_node(s, CJ_STRING);
-                        if (!n || !node_push(t, NULL, n))
+                        cj_value *n = sc_owned_node(s, CJ_STRING);
+                        if (!n || !sc_node_push(t, NULL, n))
                             return NULL;
                         n->str = (char *)names[j];
                         n->len = strlen(names[j]);
                     }
                 if (!t->n)
-                    return sc_fail(s, va, path, "allOf: the types of its schemas exclude "
+                    return sc_fail_unsat(s, va, path, "allOf: the types of its schemas exclude "
                                                 "each other"), NULL;
                 v = t;
             } else if (va->type == CJ_NUMBER && vb->type == CJ_NUMBER &&
@@ -235,47 +252,47 @@ static const cj_value *merge(sc *s, const cj_value *a, const cj_value *b, const 
             } else if (va->type == CJ_NUMBER && vb->type == CJ_NUMBER &&
                        (strncmp(k, "max", 3) == 0 || strcmp(k, "exclusiveMaximum") == 0)) {
                 v = va->number <= vb->number ? va : vb;
-            } else if (in_list(annotations, k)) {
+            } else if (sc_in_list(annotations, k)) {
                 v = va;
             } else {
-                if (!unsupported(s, vb, path, "allOf", "its schemas set the same keyword "
+                if (!sc_unsupported(s, vb, path, "allOf", "its schemas set the same keyword "
                                                        "differently"))
                     return NULL;
                 v = va;
             }
         }
-        if (!node_push(m, k, v))
+        if (!sc_node_push(m, k, v))
             return NULL;
     }
     for (size_t i = 0; i < b->n; i++)
         if (strcmp(b->keys[i], "$ref") != 0 && !cj_get(a, b->keys[i]) &&
-            !node_push(m, b->keys[i], b->items[i]))
+            !sc_node_push(m, b->keys[i], b->items[i]))
             return NULL;
     return m;
 }
 
 /* The schema without `skip` (one key), shallow. */
-static const cj_value *without(sc *s, const cj_value *v, const char *skip)
+const cj_value *sc_without(sc *s, const cj_value *v, const char *skip)
 {
-    cj_value *m = owned_node(s, CJ_OBJECT);
+    cj_value *m = sc_owned_node(s, CJ_OBJECT);
     if (!m)
         return NULL;
     m->offset = v->offset;
     for (size_t i = 0; i < v->n; i++)
-        if (strcmp(v->keys[i], skip) != 0 && !node_push(m, v->keys[i], v->items[i]))
+        if (strcmp(v->keys[i], skip) != 0 && !sc_node_push(m, v->keys[i], v->items[i]))
             return NULL;
     return m;
 }
 
 /* ---- references ---- */
 
-static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path)
+const cj_value *sc_resolve_ref(sc *s, const cj_value *ref, const char *path)
 {
     if (ref->type != CJ_STRING)
         return sc_fail(s, ref, path, "$ref must be a string"), NULL;
     const char *p = ref->str;
     if (p[0] != '#' || (p[1] && p[1] != '/')) {
-        if (!unsupported(s, ref, path, "$ref", "only local references (#/...) are resolved"))
+        if (!sc_unsupported(s, ref, path, "$ref", "only local references (#/...) are resolved"))
             return NULL;
         static const cj_value any = {.type = CJ_BOOL, .boolean = true};
         return &any;
@@ -318,8 +335,8 @@ static const cj_value *resolve_ref(sc *s, const cj_value *ref, const char *path)
 
 /* ---- generation ---- */
 
-static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[24]);
-static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e);
+bool sc_gen_rule(sc *s, const cj_value *schema, const char *path, char name[24]);
+bool sc_gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e);
 
 static unsigned type_bit(const char *t)
 {
@@ -331,10 +348,8 @@ static unsigned type_bit(const char *t)
     return 0;
 }
 
-enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32,
-       T_INTEGER = 64, T_ALL = 127 };
 
-static unsigned type_bits(const cj_value *t)
+unsigned sc_type_bits(const cj_value *t)
 {
     if (!t)
         return T_ALL;
@@ -568,6 +583,8 @@ static bool bound(sc *s, const cj_value *v, const char *key, const char *path, d
     return true;
 }
 
+static int multiple_digits(sc *s, const cj_value *v, const char *path, bool *bad);
+
 static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     double x;
@@ -591,58 +608,170 @@ static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
         hi = has_hi && hi < h ? hi : h;
         has_hi = true;
     }
+    bool bad = false;
+    int k = multiple_digits(s, v, path, &bad);
     if (s->err->message[0])
         return false;
+    /* Every integer is a multiple of 1, 0.1, 0.01, ... */
+    if (k == -2 && !sc_unsupported(s, cj_get(v, "multipleOf"), path, "multipleOf",
+                                   "for integers, only 1 and the powers of ten below it"))
+        return false;
     if ((has_lo && fabs(lo) > 1e17) || (has_hi && fabs(hi) > 1e17))
-        return unsupported(s, v, path, "minimum", "bounds beyond 1e17") &&
+        return sc_unsupported(s, v, path, "minimum", "bounds beyond 1e17") &&
                (cg_buf_puts(e, "integer"), true);
     if (has_lo && has_hi && lo > hi)
-        return sc_fail(s, v, path, "no integer lies between the minimum and the maximum");
+        return sc_fail_unsat(s, v, path, "no integer lies between the minimum and the maximum");
     int_range(e, has_lo, (long long)lo, has_hi, (long long)hi);
     s->prims |= P_INTEGER;
     return true;
 }
 
+/* multipleOf as the number of fraction digits it allows: 10^-k -> k
+ * (1 -> 0); -1 when it is absent; -2 when it is not a power of ten at or
+ * below 1 (which a grammar of decimals cannot check digit by digit). */
+static int multiple_digits(sc *s, const cj_value *v, const char *path, bool *bad)
+{
+    const cj_value *m = cj_get(v, "multipleOf");
+    if (!m)
+        return -1;
+    if (m->type != CJ_NUMBER || !(m->number > 0)) {
+        *bad = true;
+        sc_fail(s, m, path, "'multipleOf' must be a number above 0");
+        return -2;
+    }
+    double p = 1;
+    for (int k = 0; k <= 12; k++, p *= 10)
+        if (fabs(m->number * p - 1) < 1e-9)
+            return k;
+    return -2;
+}
+
+/* Fractions: any (k < 0: any digits; else at most k significant ones),
+ * zero-valued, or non-zero. */
+static void frac_any(cg_buf *e, int k)
+{
+    if (k < 0)
+        cg_buf_puts(e, "(\".\" [0-9]+)?");
+    else if (k == 0)
+        cg_buf_puts(e, "(\".\" \"0\"+)?");
+    else
+        cg_buf_printf(e, "(\".\" [0-9]{1,%d} \"0\"*)?", k);
+}
+
+/* Decimals (no sign, no exponent) of y with lo <(=) y <(=) hi, lo >= 0,
+ * lo and hi integers (hi absent: unbounded), at most k fraction digits
+ * that are not 0 (k < 0: any). Alternatives appended to e after " | "
+ * when *n > 0; *n counts them. */
+static void nonneg_decimals(cg_buf *e, size_t *n, const char *sign, long long lo, bool lo_incl,
+                            bool has_hi, long long hi, bool hi_incl, int k)
+{
+#define ALT_D() cg_buf_printf(e, "%s%s", (*n)++ ? " | " : "", sign)
+    long long ilo = lo_incl ? lo : lo + 1;       /* integer parts with any fraction */
+    long long ihi = has_hi ? hi - 1 : -1;
+    if (!has_hi || ilo <= ihi) {
+        ALT_D();
+        cg_buf_puts(e, "(");
+        nonneg_range(e, ilo, ihi);
+        cg_buf_puts(e, " ");
+        frac_any(e, k);
+        cg_buf_puts(e, ")");
+    }
+    /* lo itself with a non-zero fraction, where lo is excluded. */
+    if (!lo_incl && k != 0 && (!has_hi || lo < hi)) {
+        ALT_D();
+        if (k < 0)
+            cg_buf_printf(e, "(\"%lld\" \".\" [0-9]* [1-9] [0-9]*)", lo);
+        else
+            cg_buf_printf(e, "(\"%lld\" \".\" [0-9]{0,%d} [1-9] \"0\"*)", lo, k - 1);
+    }
+    /* hi itself, a zero fraction only, where hi is included. */
+    if (has_hi && hi_incl && (hi > lo || (hi == lo && lo_incl))) {
+        ALT_D();
+        cg_buf_printf(e, "(\"%lld\" (\".\" \"0\"+)?)", hi);
+    }
+#undef ALT_D
+}
+
 static bool gen_number(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
-    double lo = 0, hi = 0, xlo = 0;
+    double lo = 0, hi = 0, xlo = 0, xhi = 0;
     bool has_lo = bound(s, v, "minimum", path, &lo), has_hi = bound(s, v, "maximum", path, &hi);
     bool has_xlo = bound(s, v, "exclusiveMinimum", path, &xlo);
-    double dummy;
-    bool has_xhi = bound(s, v, "exclusiveMaximum", path, &dummy);
+    bool has_xhi = bound(s, v, "exclusiveMaximum", path, &xhi);
+    bool bad = false;
+    int k = multiple_digits(s, v, path, &bad);
     if (s->err->message[0])
         return false;
     s->prims |= P_NUMBER | P_INTEGER;
-    if (!has_lo && !has_hi && !has_xlo && !has_xhi) {
+    if (k == -2) {
+        cg_buf_puts(e, "number");
+        return sc_unsupported(s, cj_get(v, "multipleOf"), path, "multipleOf",
+                              "only powers of ten at or below 1 (1, 0.1, 0.01, ...)");
+    }
+    if (!has_lo && !has_hi && !has_xlo && !has_xhi && k < 0) {
         cg_buf_puts(e, "number");
         return true;
     }
-    const char *frac = "(\".\" [0-9]+)?";
-    /* The integer-valued cases: the integer part carries the bound, no
-     * exponent (an exponent could move the value across it). */
-    if (has_xlo && !has_lo && !has_hi && !has_xhi && xlo == 0) {
-        cg_buf_puts(e, "([1-9] [0-9]* (\".\" [0-9]+)? | \"0.\" [0-9]* [1-9] [0-9]*)");
-        return true;
+    /* The tighter of each pair of bounds. */
+    bool lo_incl = true, hi_incl = true;
+    if (has_xlo && (!has_lo || xlo >= lo)) {
+        lo = xlo;
+        lo_incl = false;
+        has_lo = true;
     }
-    if (has_lo && !has_xlo && !has_xhi && lo >= 0 && lo == floor(lo) && lo < 1e17) {
-        if (!has_hi) {
-            cg_buf_puts(e, "(");
-            nonneg_range(e, (long long)lo, -1);
-            cg_buf_printf(e, " %s)", frac);
-            return true;
-        }
-        if (hi == floor(hi) && hi > lo && hi < 1e17) {
-            cg_buf_puts(e, "(");
-            nonneg_range(e, (long long)lo, (long long)hi - 1);
-            cg_buf_printf(e, " %s | \"%lld\" (\".\" \"0\"+)?)", frac, (long long)hi);
-            return true;
-        }
+    if (has_xhi && (!has_hi || xhi <= hi)) {
+        hi = xhi;
+        hi_incl = false;
+        has_hi = true;
     }
-    cg_buf_puts(e, "number");
-    return unsupported(s, v, path, has_lo ? "minimum" : has_hi ? "maximum"
-                                   : has_xlo ? "exclusiveMinimum" : "exclusiveMaximum",
-                       "bounds on non-integer numbers are enforced only for integer-valued "
-                       "minimum >= 0 (with an optional maximum) and exclusiveMinimum 0");
+    /* With multipleOf 10^-k, a bound with k fraction digits is one step
+     * from an integer: x <= 99.99 is x < 100, x >= -0.99 is x > -1. */
+    double step = 1;
+    for (int i = 0; i < k; i++)
+        step /= 10;
+    if (k > 0 && has_hi && hi != floor(hi) && fabs(hi + step - round(hi + step)) < 1e-9 &&
+        hi_incl) {
+        hi = round(hi + step);
+        hi_incl = false;
+    }
+    if (k > 0 && has_lo && lo != floor(lo) && fabs(lo - step - round(lo - step)) < 1e-9 &&
+        lo_incl) {
+        lo = round(lo - step);
+        lo_incl = false;
+    }
+    /* Integer-valued bounds below 1e17 are decided on the integer part; a
+     * bound with a fraction would need its digits compared. */
+    if ((has_lo && (lo != floor(lo) || fabs(lo) >= 1e17)) ||
+        (has_hi && (hi != floor(hi) || fabs(hi) >= 1e17))) {
+        cg_buf_puts(e, "number");
+        const char *kw = has_lo && (lo != floor(lo) || fabs(lo) >= 1e17)
+                             ? (lo_incl ? "minimum" : "exclusiveMinimum")
+                             : (hi_incl ? "maximum" : "exclusiveMaximum");
+        return sc_unsupported(s, cj_get(v, kw), path, kw,
+                              "bounds on numbers are enforced when they are integers below 1e17");
+    }
+    if (has_lo && has_hi && (lo > hi || (lo == hi && !(lo_incl && hi_incl))))
+        return sc_fail_unsat(s, v, path, "no number lies between the minimum and the maximum");
+    size_t n = 0;
+    cg_buf_puts(e, "(");
+    /* x >= 0, written without a sign. */
+    if (!has_hi || hi >= 0) {
+        bool from_zero = !has_lo || lo < 0;
+        nonneg_decimals(e, &n, "", from_zero ? 0 : (long long)lo, from_zero || lo_incl, has_hi,
+                        (long long)hi, hi_incl, k);
+    }
+    /* x < 0 as "-" y, y = -x > 0: y's bounds are x's, mirrored. */
+    if (!has_lo || lo < 0) {
+        bool to_zero = !has_hi || hi >= 0;
+        long long ylo = to_zero ? 0 : (long long)-hi;
+        bool ylo_incl = to_zero ? false : hi_incl;
+        nonneg_decimals(e, &n, "\"-\" ", ylo, ylo_incl, has_lo, (long long)-lo, lo_incl, k);
+    }
+    cg_buf_puts(e, ")");
+    if (!n)
+        return sc_fail_unsat(s, v, path, "no number lies between the minimum and the maximum");
+    (void)bad;
+    return true;
 }
 
 static bool count(sc *s, const cj_value *v, const char *key, const char *path, long *out)
@@ -733,6 +862,58 @@ static bool narrow_pattern(const char *pattern, long min, long max, char *out, s
     return k > 0 && (size_t)k < cap;
 }
 
+/* The fewest characters any match of `pattern` has (a lower bound: a
+ * byte set that may hold a UTF-8 continuation byte counts as no
+ * character); -1 when the pattern does not compile. A string the pattern
+ * searches contains a match, so it is at least that long: a minLength up
+ * to it holds for every string the pattern allows. */
+static long pattern_min_chars(const char *pattern, size_t len)
+{
+    cg_buf gbnf = {0};
+    cg_error err;
+    cg_grammar g;
+    cg_grammar_init(&g);
+    cg_buf_puts(&gbnf, "root ::= ");
+    long best = -1;
+    if (cg_regex_to_gbnf(pattern, len, false, &gbnf, &err) && !gbnf.oom &&
+        cg_gbnf_parse(&g, gbnf.s, gbnf.n, &err)) {
+        const long inf = 1L << 40;
+        long *min = malloc((g.n_rules ? g.n_rules : 1) * sizeof *min);
+        for (size_t r = 0; min && r < g.n_rules; r++)
+            min[r] = inf;
+        /* Shortest derivations, to a fixed point (a rule's minimum only
+         * falls, and is bounded below by 0). */
+        for (bool changed = min != NULL; changed;) {
+            changed = false;
+            for (size_t r = 0; r < g.n_rules; r++)
+                for (size_t a = 0; a < g.rules[r].n_alts; a++) {
+                    long sum = 0;
+                    for (const cg_elem *el = &g.elems[g.rules[r].alts[a]];
+                         el->kind != CG_END && sum < inf; el++) {
+                        if (el->kind == CG_REF) {
+                            sum += min[el->arg];
+                        } else {
+                            bool cont = false;
+                            for (int b = 0x80; b < 0xC0 && !cont; b++)
+                                cont = cg_set_has(g.sets[el->arg], (uint8_t)b);
+                            sum += cont ? 0 : 1;
+                        }
+                    }
+                    if (sum < min[r]) {
+                        min[r] = sum;
+                        changed = true;
+                    }
+                }
+        }
+        if (min && min[g.root] < inf)
+            best = min[g.root];
+        free(min);
+    }
+    cg_grammar_free(&g);
+    cg_buf_free(&gbnf);
+    return best;
+}
+
 static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     const cj_value *fmt = cj_get(v, "format"), *pat = cj_get(v, "pattern");
@@ -740,7 +921,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (!count(s, v, "minLength", path, &min) || !count(s, v, "maxLength", path, &max))
         return false;
     if (max >= 0 && min > max)
-        return sc_fail(s, v, path, "minLength is above maxLength");
+        return sc_fail_unsat(s, v, path, "minLength is above maxLength");
     bool lengths = min > 0 || max >= 0;
     if (fmt && fmt->type == CJ_STRING) {
         static const struct { const char *name; unsigned prim; const char *expr; } formats[] = {
@@ -751,6 +932,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             {"email", P_EMAIL, "email"},
             {"uri", P_URI, "uri"},
             {"ipv4", P_IPV4, "ipv4"},
+            {"hostname", P_HOSTNAME, "hostname"},
         };
         /* Formats whose every string has one length: a length limit
          * either holds for all of them or for none. */
@@ -760,7 +942,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             if (strcmp(fmt->str, formats[i].name) == 0) {
                 s->prims |= formats[i].prim;
                 cg_buf_printf(e, "\"\\\"\" %s \"\\\"\"", formats[i].expr);
-                if (pat && !unsupported(s, pat, path, "pattern", "together with format"))
+                if (pat && !sc_unsupported(s, pat, path, "pattern", "together with format"))
                     return false;
                 long len = -1;
                 for (size_t j = 0; j < sizeof fixed / sizeof fixed[0]; j++)
@@ -768,7 +950,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
                         len = fixed[j].len;
                 bool implied = len >= 0 && min <= len && (max < 0 || len <= max);
                 if (lengths && !implied &&
-                    !unsupported(s, v, path, "minLength", "length limits together with format"))
+                    !sc_unsupported(s, v, path, "minLength", "length limits together with format"))
                     return false;
                 return true;
             }
@@ -776,10 +958,10 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * enforce are reported; any other name is an annotation, which the
          * specification says a validator ignores. */
         static const char *const spec_formats[] = {
-            "duration", "idn-email", "hostname", "idn-hostname", "ipv6", "uri-reference", "iri",
+            "duration", "idn-email", "idn-hostname", "ipv6", "uri-reference", "iri",
             "iri-reference", "uri-template", "json-pointer", "relative-json-pointer", "regex",
             NULL};
-        if (in_list(spec_formats, fmt->str) && !unsupported(s, fmt, path, "format", fmt->str))
+        if (sc_in_list(spec_formats, fmt->str) && !sc_unsupported(s, fmt, path, "format", fmt->str))
             return false;
     }
     char narrowed[600];
@@ -791,18 +973,20 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_puts(e, " \"\\\"\"");
             return true;
         }
-        return unsupported(s, pat, path, "pattern", rerr.message);
+        return sc_unsupported(s, pat, path, "pattern", rerr.message);
     }
     if (pat) {
         if (pat->type != CJ_STRING)
             return sc_fail(s, pat, path, "'pattern' must be a string");
-        if (lengths && !unsupported(s, v, path, "minLength", "length limits together with a "
-                                                             "pattern other than ^X{m,n}$"))
-            return false;
+        /* Lengths the pattern implies need nothing more; others take the
+         * product of the pattern with a character count. */
+        if (lengths && !(max < 0 && min <= pattern_min_chars(pat->str, pat->len)))
+            return sc_pattern_with_length(s, pat, path, pat->str, pat->len, min,
+                                          max > SC_COUNT_MAX ? SC_COUNT_MAX : max, e);
         cg_error rerr;
         cg_buf_puts(e, "\"\\\"\" ");
         if (!cg_regex_to_gbnf(pat->str, pat->len, true, e, &rerr)) {
-            if (!unsupported(s, pat, path, "pattern", rerr.message))
+            if (!sc_unsupported(s, pat, path, "pattern", rerr.message))
                 return false;
             cg_buf_puts(e, "char*");
             s->prims |= P_CHAR;
@@ -816,7 +1000,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
         return true;
     }
     if (min > SC_COUNT_MAX)
-        return unsupported(s, v, path, "minLength", "above 1000") &&
+        return sc_unsupported(s, v, path, "minLength", "above 1000") &&
                (cg_buf_puts(e, "string"), true);
     /* A large maxLength (65535 is common) is generated as at most 1000
      * characters: every output stays valid, and the grammar stays small. */
@@ -853,14 +1037,19 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     ok = ok && forbidden;
     for (size_t i = 0; ok && props && i < props->n; i++) {
         keys[k] = props->keys[i];
-        child_path(p, sizeof p, path, "properties");
-        child_path(p, sizeof p, p, props->keys[i]);
+        sc_child_path(p, sizeof p, path, "properties");
+        sc_child_path(p, sizeof p, p, props->keys[i]);
         /* A property whose schema is false may not appear at all. */
         const cj_value *ps = props->items[i];
+        bool is_required = false;
+        for (size_t j = 0; req && req->type == CJ_ARRAY && j < req->n; j++)
+            is_required = is_required || (req->items[j]->type == CJ_STRING &&
+                                          strcmp(req->items[j]->str, props->keys[i]) == 0);
+        sc_mark mark = sc_mark_now(s);
         if (ps->type == CJ_BOOL && !ps->boolean)
             forbidden[k] = true;
-        else
-            ok = gen_rule(s, ps, p, rules[k]);
+        else if (!(ok = sc_gen_rule(s, ps, p, rules[k])) && !is_required && sc_recover(s, mark))
+            ok = forbidden[k] = true;   /* matches nothing: the member cannot appear */
         k++;
     }
     for (size_t i = 0; ok && req && i < req->n; i++) {
@@ -879,7 +1068,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
         required[j] = true;
         if (forbidden[j])
-            ok = sc_fail(s, req->items[i], path, "property '%s' is required but its schema is "
+            ok = sc_fail_unsat(s, req->items[i], path, "property '%s' is required but its schema is "
                                                   "false", keys[j]);
     }
     /* What may follow the declared properties: pattern-named and other
@@ -888,12 +1077,12 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     size_t n_extra = 0;
     for (size_t i = 0; ok && pprops && i < pprops->n; i++) {
         char r[24];
-        child_path(p, sizeof p, path, "patternProperties");
-        child_path(p, sizeof p, p, pprops->keys[i]);
+        sc_child_path(p, sizeof p, path, "patternProperties");
+        sc_child_path(p, sizeof p, p, pprops->keys[i]);
         cg_buf key = {0};
         cg_error rerr;
         if (!cg_regex_to_gbnf(pprops->keys[i], strlen(pprops->keys[i]), true, &key, &rerr)) {
-            ok = unsupported(s, pprops->items[i], p, "patternProperties", rerr.message);
+            ok = sc_unsupported(s, pprops->items[i], p, "patternProperties", rerr.message);
             cg_buf_free(&key);
             continue;
         }
@@ -901,7 +1090,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_free(&key);
             continue;   /* such names are simply not generated */
         }
-        ok = gen_rule(s, pprops->items[i], p, r);
+        ok = sc_gen_rule(s, pprops->items[i], p, r);
         if (ok)
             cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
                           key.s, r);
@@ -917,18 +1106,57 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (min_props <= n_required)
         min_props = 0;
     if (ok && min_props > 1) {
-        ok = unsupported(s, cj_get(v, "minProperties"), path, "minProperties",
+        ok = sc_unsupported(s, cj_get(v, "minProperties"), path, "minProperties",
                          "above 1 and above the number of required members");
         min_props = 0;
     }
-    if (ok && cj_get(v, "maxProperties"))
-        ok = unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties", "");
+    /* propertyNames: true, or {pattern} on an object whose members are all
+     * "additional" ones (no declared names, no patterns to reconcile with
+     * it); anything else is reported. */
+    const cj_value *pnames = cj_get(v, "propertyNames"), *name_pattern = NULL;
+    if (ok && pnames && !(pnames->type == CJ_BOOL && pnames->boolean)) {
+        bool only_pattern = pnames->type == CJ_OBJECT;
+        for (size_t i = 0; only_pattern && i < pnames->n; i++)
+            only_pattern = strcmp(pnames->keys[i], "pattern") == 0 ||
+                           strcmp(pnames->keys[i], "type") == 0 ||
+                           sc_in_list(annotations, pnames->keys[i]);
+        name_pattern = only_pattern ? cj_get(pnames, "pattern") : NULL;
+        if (name_pattern && name_pattern->type != CJ_STRING)
+            name_pattern = NULL;
+        if (!name_pattern || k > 0 || n_extra > 0)
+            ok = sc_unsupported(s, pnames, path, "propertyNames",
+                                "enforced as {pattern} on objects without declared or "
+                                "pattern-named members");
+        if (add && add->type == CJ_BOOL && !add->boolean)
+            name_pattern = NULL;   /* closed and without members: nothing to name */
+    }
+    /* maxProperties: 0 (the empty object), or at least the members a
+     * closed object can have (nothing to check); other limits are
+     * reported. */
     bool closed = add && add->type == CJ_BOOL && !add->boolean;
+    long max_props = -1;
+    if (ok)
+        ok = count(s, v, "maxProperties", path, &max_props);
+    size_t n_possible = 0;
+    for (size_t i = 0; i < k; i++)
+        n_possible += !forbidden[i];
+    if (ok && max_props == 0) {
+        if (n_required > 0 || min_props > 0)
+            ok = sc_fail_unsat(s, cj_get(v, "maxProperties"), path,
+                               "maxProperties 0 but the object must have members");
+        for (size_t i = 0; i < k; i++)
+            forbidden[i] = true;
+        n_extra = 0;
+        closed = true;
+    } else if (ok && max_props > 0 && !(closed && n_extra == 0 && (size_t)max_props >= n_possible)) {
+        ok = sc_unsupported(s, cj_get(v, "maxProperties"), path, "maxProperties",
+                            "enforced when 0 or when the object cannot have more members");
+    }
     if (ok && !closed) {
         char r[24] = "value";
         if (add && !(add->type == CJ_BOOL)) {
-            child_path(p, sizeof p, path, "additionalProperties");
-            ok = gen_rule(s, add, p, r);
+            sc_child_path(p, sizeof p, path, "additionalProperties");
+            ok = sc_gen_rule(s, add, p, r);
         } else {
             s->prims |= P_VALUE;
         }
@@ -938,7 +1166,22 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * set (XGrammar's strict mode does the same): a model writes what
          * the schema names rather than inventing members. */
         bool open = add || (k == 0 && n_extra == 0) || s->opt.open_objects;
-        if (ok && open && k == 0) {
+        if (ok && open && k == 0 && name_pattern) {
+            /* propertyNames {pattern}: every member name matches it. */
+            cg_error rerr;
+            cg_buf name = {0};
+            if (!cg_regex_to_gbnf(name_pattern->str, name_pattern->len, true, &name, &rerr)) {
+                ok = sc_unsupported(s, name_pattern, path, "propertyNames", rerr.message);
+                cg_buf_free(&name);
+                cg_buf_puts(&name, "char*");
+            }
+            s->prims |= P_CHAR;
+            cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
+                          name.s ? name.s : "", r);
+            if (name.oom)
+                s->out->oom = true;
+            cg_buf_free(&name);
+        } else if (ok && open && k == 0) {
             cg_buf_printf(&extra, "%sstring ws \":\" ws %s", n_extra++ ? " | " : "", r);
         } else if (ok && open) {
             /* A declared name is the declared property's, never another. */
@@ -984,7 +1227,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * then has no alternative at all, and A_{k-1} does not refer to it. */
         bool a_k_dead = min_props > 0 && !n_extra;
         if (a_k_dead && k == 0) {
-            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+            ok = sc_fail_unsat(s, v, path, "minProperties asks for a member but the object allows "
                                      "none");
         } else if (!a_k_dead) {
             cg_buf_printf(o, "%s-a%zu ::= ", base, k);
@@ -1024,7 +1267,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             cg_buf_free(&tmp);
         }
         if (ok && k > 0 && !a_alive[0])
-            ok = sc_fail(s, v, path, "minProperties asks for a member but the object allows "
+            ok = sc_fail_unsat(s, v, path, "minProperties asks for a member but the object allows "
                                      "none");
         cg_buf_printf(e, "\"{\" ws %s-a0 ws \"}\"", base);
     }
@@ -1048,9 +1291,9 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (!count(s, v, "minItems", path, &min) || !count(s, v, "maxItems", path, &max))
         return false;
     if (max >= 0 && min > max)
-        return sc_fail(s, v, path, "minItems is above maxItems");
+        return sc_fail_unsat(s, v, path, "minItems is above maxItems");
     if (uniq && uniq->type == CJ_BOOL && uniq->boolean &&
-        !unsupported(s, uniq, path, "uniqueItems", "a grammar cannot compare items"))
+        !sc_unsupported(s, uniq, path, "uniqueItems", "a grammar cannot compare items"))
         return false;
     /* Draft 7's tuple form: items as an array, additionalItems for the rest. */
     if (items && items->type == CJ_ARRAY && !prefix) {
@@ -1067,16 +1310,22 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     for (size_t i = 0; ok && i < k; i++) {
         char idx[24];
         snprintf(idx, sizeof idx, "%zu", i);
-        child_path(p, sizeof p, path, "prefixItems");
-        child_path(p, sizeof p, p, idx);
-        ok = gen_rule(s, prefix->items[i], p, pr[i]);
+        sc_child_path(p, sizeof p, path, "prefixItems");
+        sc_child_path(p, sizeof p, p, idx);
+        ok = sc_gen_rule(s, prefix->items[i], p, pr[i]);
     }
     char rest[24] = "";
     bool rest_allowed = !(items && items->type == CJ_BOOL && !items->boolean);
     if (ok && rest_allowed) {
         if (items) {
-            child_path(p, sizeof p, path, "items");
-            ok = gen_rule(s, items, p, rest);
+            sc_child_path(p, sizeof p, path, "items");
+            sc_mark mark = sc_mark_now(s);
+            ok = sc_gen_rule(s, items, p, rest);
+            if (!ok && min <= (long)k && sc_recover(s, mark)) {
+                ok = true;   /* no item matches: the array ends after the prefix */
+                rest_allowed = false;
+                rest[0] = '\0';
+            }
         } else {
             snprintf(rest, sizeof rest, "value");
             s->prims |= P_VALUE;
@@ -1085,7 +1334,7 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (ok && (long)k > SC_COUNT_MAX - 1)
         ok = sc_fail(s, v, path, "more than %d prefixItems", SC_COUNT_MAX);
     if (ok && min > SC_COUNT_MAX)
-        ok = unsupported(s, v, path, "minItems", "above 1000") && ((min = 0), true);
+        ok = sc_unsupported(s, v, path, "minItems", "above 1000") && ((min = 0), true);
     if (!ok) {
         free(pr);
         return false;
@@ -1093,7 +1342,7 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     long limit = rest_allowed ? max : (max >= 0 && max < (long)k ? max : (long)k);
     if (!rest_allowed && min > (long)k) {
         free(pr);
-        return sc_fail(s, v, path, "minItems is above the number of prefixItems, and items "
+        return sc_fail_unsat(s, v, path, "minItems is above the number of prefixItems, and items "
                                    "is false");
     }
     /* E_i: the elements from index i on, i >= 1, each after a comma. */
@@ -1186,7 +1435,7 @@ static bool gen_types(sc *s, const cj_value *v, unsigned bits, const char *path,
     return true;
 }
 
-static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
+bool sc_gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     if (++s->depth > SC_DEPTH_MAX)
         return sc_fail(s, v, path, "schemas nested deeper than %d", SC_DEPTH_MAX);
@@ -1194,7 +1443,7 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
     char p[600];
     if (v->type == CJ_BOOL) {
         if (!v->boolean)
-            ok = sc_fail(s, v, path, "the schema false matches nothing");
+            ok = sc_fail_unsat(s, v, path, "the schema false matches nothing");
         else
             cg_buf_puts(e, "value");
         s->prims |= P_VALUE;
@@ -1205,10 +1454,15 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         s->depth--;
         return sc_fail(s, v, path, "a schema must be an object or a boolean");
     }
+    bool deps_ok;
+    if (sc_gen_dependencies(s, v, path, e, &deps_ok)) {
+        s->depth--;
+        return deps_ok;
+    }
     for (size_t i = 0; ok && i < v->n; i++)
-        if (in_list(not_enforced, v->keys[i])) {
-            child_path(p, sizeof p, path, v->keys[i]);
-            ok = unsupported(s, v->items[i], p, v->keys[i], "");
+        if (sc_in_list(not_enforced, v->keys[i])) {
+            sc_child_path(p, sizeof p, path, v->keys[i]);
+            ok = sc_unsupported(s, v->items[i], p, v->keys[i], "");
         }
     const cj_value *ref = cj_get(v, "$ref"), *all = cj_get(v, "allOf");
     const cj_value *any = cj_get(v, "anyOf");
@@ -1216,13 +1470,13 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
     const cj_value *en = cj_get(v, "enum"), *cn = cj_get(v, "const");
     bool siblings = false;
     for (size_t i = 0; i < v->n; i++)
-        if (!in_list(annotations, v->keys[i]) && strcmp(v->keys[i], "$ref") != 0)
+        if (!sc_in_list(annotations, v->keys[i]) && strcmp(v->keys[i], "$ref") != 0)
             siblings = true;
     if (!ok) {
     } else if (ref && !siblings) {
         /* A reference is one rule per target, named before it is built, so
          * recursion refers back to it. */
-        const cj_value *t = resolve_ref(s, ref, path);
+        const cj_value *t = sc_resolve_ref(s, ref, path);
         size_t i = 0;
         while (t && i < s->n_refs && s->refs[i].target != t)
             i++;
@@ -1247,7 +1501,7 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
             char name[24];
             memcpy(name, r->name, sizeof name);
             cg_buf body = {0};
-            ok = gen_schema(s, t, ref->str, &body);
+            ok = sc_gen_schema(s, t, ref->str, &body);
             if (ok)
                 cg_buf_printf(s->out, "%s ::= %s\n", name, body.s);
             cg_buf_free(&body);
@@ -1255,29 +1509,29 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
     } else if (ref || all) {
         /* allOf (and $ref beside other keywords): one merged schema. */
-        const cj_value *m = ref ? without(s, v, "$ref") : without(s, v, "allOf");
+        const cj_value *m = ref ? sc_without(s, v, "$ref") : sc_without(s, v, "allOf");
         if (m && ref) {
-            const cj_value *t = resolve_ref(s, ref, path);
-            m = t ? merge(s, m, t, path) : NULL;
+            const cj_value *t = sc_resolve_ref(s, ref, path);
+            m = t ? sc_merge(s, m, t, path) : NULL;
         }
         for (size_t i = 0; m && !ref && all->type == CJ_ARRAY && i < all->n; i++)
-            m = merge(s, m, all->items[i], path);
+            m = sc_merge(s, m, all->items[i], path);
         if (!ref && all->type != CJ_ARRAY)
             ok = sc_fail(s, all, path, "'allOf' must be an array");
         else
-            ok = m && gen_schema(s, m, path, e);
+            ok = m && sc_gen_schema(s, m, path, e);
     } else if (any || one) {
         const cj_value *alts = any ? any : one;
         const char *key = any ? "anyOf" : "oneOf";
         if (alts->type != CJ_ARRAY || alts->n == 0) {
             ok = sc_fail(s, alts, path, "'%s' must be a non-empty array", key);
         } else if (any && one) {
-            ok = unsupported(s, one, path, "oneOf", "beside anyOf");
+            ok = sc_unsupported(s, one, path, "oneOf", "beside anyOf");
         }
-        const cj_value *rest = ok ? without(s, v, key) : NULL;
+        const cj_value *rest = ok ? sc_without(s, v, key) : NULL;
         bool rest_empty = true;
         for (size_t i = 0; rest && i < rest->n; i++)
-            if (!in_list(annotations, rest->keys[i]) && strcmp(rest->keys[i], "anyOf") &&
+            if (!sc_in_list(annotations, rest->keys[i]) && strcmp(rest->keys[i], "anyOf") &&
                 strcmp(rest->keys[i], "oneOf"))
                 rest_empty = false;
         cg_buf_puts(e, "(");
@@ -1287,19 +1541,22 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
                 continue;   /* false: an alternative nothing takes */
             char idx[24], name[24];
             snprintf(idx, sizeof idx, "%zu", i);
-            child_path(p, sizeof p, path, key);
-            child_path(p, sizeof p, p, idx);
+            sc_child_path(p, sizeof p, path, key);
+            sc_child_path(p, sizeof p, p, idx);
+            sc_mark mark = sc_mark_now(s);
             const cj_value *branch =
-                rest_empty ? alts->items[i] : merge(s, without(s, rest, "oneOf"), alts->items[i], p);
-            ok = branch && gen_rule(s, branch, p, name);
+                rest_empty ? alts->items[i] : sc_merge(s, sc_without(s, rest, "oneOf"), alts->items[i], p);
+            ok = branch && sc_gen_rule(s, branch, p, name);
             if (ok)
                 cg_buf_printf(e, "%s%s", n++ ? " | " : "", name);
+            else if (sc_recover(s, mark))
+                ok = true;   /* an alternative nothing matches */
         }
         cg_buf_puts(e, ")");
         if (ok && !n)
-            ok = sc_fail(s, alts, path, "every alternative of '%s' is false", key);
+            ok = sc_fail_unsat(s, alts, path, "every alternative of '%s' is false", key);
     } else if (en || cn) {
-        unsigned bits = type_bits(cj_get(v, "type"));
+        unsigned bits = sc_type_bits(cj_get(v, "type"));
         size_t n = 0;
         cg_buf_puts(e, "(");
         if (cn) {
@@ -1317,19 +1574,19 @@ static bool gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
         }
         cg_buf_puts(e, ")");
         if (ok && !n)
-            ok = sc_fail(s, en ? en : cn, path, "no value of 'enum' has the schema's type");
+            ok = sc_fail_unsat(s, en ? en : cn, path, "no value of 'enum' has the schema's type");
     } else {
         const cj_value *t = cj_get(v, "type");
         if (t && t->type != CJ_STRING && t->type != CJ_ARRAY)
             ok = sc_fail(s, t, path, "'type' must be a string or an array of strings");
         else
-            ok = gen_types(s, v, type_bits(t), path, e);
+            ok = gen_types(s, v, sc_type_bits(t), path, e);
     }
     s->depth--;
     return ok;
 }
 
-static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[24])
+bool sc_gen_rule(sc *s, const cj_value *schema, const char *path, char name[24])
 {
     if (schema->type == CJ_BOOL && schema->boolean) {
         snprintf(name, 24, "value");
@@ -1337,7 +1594,7 @@ static bool gen_rule(sc *s, const cj_value *schema, const char *path, char name[
         return true;
     }
     cg_buf body = {0};
-    bool ok = gen_schema(s, schema, path, &body);
+    bool ok = sc_gen_schema(s, schema, path, &body);
     if (ok) {
         fresh(s, name);
         cg_buf_printf(s->out, "%s ::= %s\n", name, body.s);
@@ -1391,6 +1648,12 @@ static void write_primitives(sc *s)
                        "[a-zA-Z0-9-]{0,62} (\".\" [a-zA-Z0-9] [a-zA-Z0-9-]{0,62})+\n");
     if (p & P_URI)
         cg_buf_puts(o, "uri ::= [a-zA-Z] [a-zA-Z0-9+.-]* \":\" [a-zA-Z0-9._~:/?#@!$&'()*+,;=%-]+\n");
+    /* RFC 1123 labels of at most 62 characters, at most 4 of them: at
+     * most 251 characters, inside the 253 a hostname may have (longer
+     * valid names are not generated; none generated is invalid). */
+    if (p & P_HOSTNAME)
+        cg_buf_puts(o, "hostname ::= hlabel (\".\" hlabel){0,3}\n"
+                       "hlabel ::= [a-zA-Z0-9] ([a-zA-Z0-9-]{0,60} [a-zA-Z0-9])?\n");
     if (p & P_IPV4)
         cg_buf_puts(o, "ipv4 ::= octet \".\" octet \".\" octet \".\" octet\n"
                        "octet ::= \"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] "
@@ -1407,7 +1670,7 @@ bool cg_schema_to_gbnf(const char *text, size_t len, const cg_schema_options *op
         return false;
     sc s = {.doc = doc, .out = out, .warn = warnings, .err = err, .opt = *opt};
     cg_buf body = {0};
-    bool ok = gen_schema(&s, doc, "", &body);
+    bool ok = sc_gen_schema(&s, doc, "", &body);
     if (ok) {
         cg_buf_printf(out, "root ::= %s\n", body.s);
         write_primitives(&s);

@@ -7,12 +7,15 @@
  * items with additionalItems), minItems, maxItems, enum, const, anyOf and
  * oneOf (as alternatives: oneOf's exclusivity is not), allOf (merged),
  * $ref/$defs/definitions (local, recursion included), minLength,
- * maxLength, pattern, format (date-time, date, time, email, uuid, uri,
- * ipv4), minimum/maximum/exclusiveMinimum/exclusiveMaximum for integers
- * (and for numbers in the common integer-valued cases). Annotations
- * (title, description, default, examples, ...) are ignored. Every other
- * validation keyword is reported by name: refused, or with strict off
- * accepted with a warning and not enforced.
+ * maxLength (beside a pattern too: cg_schema_length.c), pattern, format
+ * (date-time, date, time, email, uuid, uri, ipv4, hostname),
+ * minimum/maximum/exclusiveMinimum/exclusiveMaximum for integers and for
+ * numbers with integer bounds, multipleOf a power of ten at or below 1,
+ * dependentRequired/dependentSchemas/dependencies (cg_schema_logic.c),
+ * maxProperties 0, propertyNames {pattern} on objects of additional
+ * members. Annotations (title, description, default, examples, ...) are
+ * ignored. Every other validation keyword is reported by name: refused,
+ * or with strict off accepted with a warning and not enforced.
  */
 #ifndef ST_CG_SCHEMA_H
 #define ST_CG_SCHEMA_H
