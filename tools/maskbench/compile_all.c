@@ -90,7 +90,7 @@ static void write_json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static char *read_file(const char *path, size_t *len)
+char *mb_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -190,7 +190,7 @@ int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, 
             char path[8200], why[600];
             snprintf(path, sizeof path, "%s/%s", dir, files[i]);
             size_t len = 0;
-            char *text = read_file(path, &len);
+            char *text = mb_read_file(path, &len);
             double sms = 0, gms = 0;
             bool ok = false;
             if (!text)

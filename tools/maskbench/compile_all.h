@@ -16,4 +16,8 @@
 int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, long limit,
                    FILE *out);
 
+/* The whole file at `path`, NUL-terminated, its length in *len; NULL when
+ * it cannot be read. The caller frees it. */
+char *mb_read_file(const char *path, size_t *len);
+
 #endif

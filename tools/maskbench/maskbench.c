@@ -104,27 +104,6 @@ static void print_row(const char *subset, size_t outputs, series *s)
            sum / (double)s->n, s->us[p50], s->us[p99], s->us[s->n - 1]);
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 /* Masks along one output on a fresh parser: -1 when the grammar rejects
  * the output (it was not generated under this schema), else the masks. */
 static double slow_us = -1;
@@ -250,7 +229,7 @@ int main(int argc, char **argv)
     int rc = 0;
     for (; a < argc && rc == 0; a++) {
         size_t len = 0;
-        char *text = read_all(argv[a], &len);
+        char *text = mb_read_file(argv[a], &len);
         if (!text) {
             fprintf(stderr, "st-maskbench: cannot read %s\n", argv[a]);
             rc = 1;
@@ -280,7 +259,7 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s/%s", data_dir, file->str);
             slow_file = file->str;
             size_t slen = 0;
-            char *schema = read_all(path, &slen);
+            char *schema = mb_read_file(path, &slen);
             cg_schema_options opt = {.strict = true, .compact = true};
             cg_buf gbnf = {0}, warn = {0};
             cg_grammar g;
