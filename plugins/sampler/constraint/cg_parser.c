@@ -318,3 +318,74 @@ bool cg_parser_finished(cg_parser *p, uint32_t st)
 {
     return cg_parser_accepting(p, st) && p->states[st].n == 1;
 }
+
+/* Beyond these a state is not split (the search is quadratic in depth). */
+#define CG_SPLIT_STACKS 512u
+#define CG_SPLIT_DEPTH 64u
+
+int cg_parser_split(cg_parser *p, uint32_t st, uint32_t *inner, uint32_t *outer)
+{
+    if (st == 0 || st == UINT32_MAX || p->over_budget)
+        return 0;
+    const state s = p->states[st];
+    if (s.n > CG_SPLIT_STACKS || p->stacks[s.off] == 0)
+        return 0;
+    /* The first stack's nodes, top first: R is one of them. */
+    uint32_t chain[CG_SPLIT_DEPTH];
+    size_t depth = 0;
+    for (uint32_t id = p->stacks[s.off]; id; id = p->nodes[id].parent) {
+        if (depth == CG_SPLIT_DEPTH)
+            return 0;
+        chain[depth++] = id;
+    }
+    /* Below the first node another stack shares, the chains are one; R
+     * must be at or below every such node, and strictly below a stack
+     * that is itself in the chain (R replaced by the empty stack must
+     * leave no stack empty: inner is not accepting). */
+    size_t r = 1;
+    for (uint32_t i = 1; i < s.n && r < depth; i++) {
+        size_t hit = depth, steps = 0;
+        bool self = true;
+        for (uint32_t id = p->stacks[s.off + i]; id && hit == depth; id = p->nodes[id].parent) {
+            if (steps++ == CG_SPLIT_DEPTH)
+                return 0;
+            for (size_t k = 0; k < depth; k++)
+                if (chain[k] == id) {
+                    hit = k + (self ? 1 : 0);
+                    break;
+                }
+            self = false;
+        }
+        if (hit > r)
+            r = hit;
+    }
+    if (r >= depth)
+        return 0;
+    uint32_t root = chain[r];
+    /* Inner: every stack rebuilt above R on the empty stack. */
+    p->n_scratch = 0;
+    for (uint32_t i = 0; i < s.n; i++) {
+        uint32_t above[2 * CG_SPLIT_DEPTH];
+        size_t n = 0;
+        for (uint32_t id = p->stacks[s.off + i]; id != root; id = p->nodes[id].parent)
+            above[n++] = id;   /* R is within CG_SPLIT_DEPTH of the shared node, itself as near */
+        uint32_t id = 0;
+        while (n) {
+            const node nd = p->nodes[above[--n]];
+            if (!(id = intern_node(p, nd.pos, id)))
+                return -1;
+        }
+        add_scratch(p, id);
+    }
+    uint32_t in = intern_scratch(p);
+    if (in == UINT32_MAX)
+        return -1;
+    p->n_scratch = 0;
+    expand_node(p, root);
+    uint32_t out = intern_scratch(p);
+    if (out == UINT32_MAX)
+        return -1;
+    *inner = in;
+    *outer = out;
+    return 1;
+}
