@@ -76,7 +76,7 @@ static walk_counts check_walks(const cg_grammar *g, const cg_vocab *v, int walks
     cr_assert_not_null(p);
     cg_masker *split = cg_masker_new(v, p), *whole = cg_masker_new(v, p);
     cr_assert(split && whole);
-    cg_masker_set_split(whole, false);
+    cg_masker_set_shared(whole, false);
     walk_counts wc = {0};
     uint32_t last_inner = 0;
     int32_t allowed[NV];

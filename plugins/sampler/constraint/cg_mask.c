@@ -54,6 +54,7 @@ struct cg_vocab {
     uint64_t *big_bits;
     size_t mask_words;
     int32_t *dfs_tokens;   /* the tokens in preorder */
+    size_t max_len;        /* the longest token's bytes */
     /* The string slice (llguidance's "slices" do the same): the tokens
      * made only of the bytes of `slice_set` (printable ASCII but the quote
      * and the backslash: the ordinary characters of a JSON string) as a
@@ -267,6 +268,8 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         total += len;
         v->off[id + 1] = total;
         v->tok_next[id] = -1;
+        if (len > v->max_len)
+            v->max_len = len;
         if (!len)
             continue;
         int32_t at = 0;
@@ -366,6 +369,7 @@ struct cg_masker {
      * (CG_EXITS_MANY: too many to be worth it). */
     bool split;
     uint32_t *exits_at, *exits_n;
+    uint32_t *canon_of;             /* cg_parser_horizon of a state + 1, 0 unknown */
     int32_t *exit_pool;
     size_t n_exit_pool, cap_exit_pool;
     bool recording;                 /* the walk in progress records exits */
@@ -401,11 +405,16 @@ static bool cover_state(cg_masker *m, uint32_t state)
     if (!en)
         return false;
     m->exits_n = en;
+    uint32_t *co = realloc(m->canon_of, cap * sizeof *co);
+    if (!co)
+        return false;
+    m->canon_of = co;
     size_t old = m->cap_states;
     memset(so + old, 0, (cap - old) * sizeof *so);
     memset(bc + old, 0, (cap - old) * sizeof *bc);
     memset(ea + old, 0, (cap - old) * sizeof *ea);
     memset(en + old, 0, (cap - old) * sizeof *en);
+    memset(co + old, 0, (cap - old) * sizeof *co);
     m->cap_states = cap;
     return true;
 }
@@ -559,12 +568,13 @@ void cg_masker_free(cg_masker *m)
     free(m->todo);
     free(m->exits_at);
     free(m->exits_n);
+    free(m->canon_of);
     free(m->exit_pool);
     free(m->inner_bits);
     free(m);
 }
 
-void cg_masker_set_split(cg_masker *m, bool on) { m->split = on; }
+void cg_masker_set_shared(cg_masker *m, bool on) { m->split = on; }
 
 /* A slot for `state`'s mask: a new one while the cache may grow, else the
  * oldest. NULL on OOM. */
@@ -818,6 +828,20 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         return NULL;
     if (m->slot_of[state])
         return m->masks + (size_t)(m->slot_of[state] - 1) * m->mask_bytes;
+    /* Counts that no token can use up do not change the mask: the body of
+     * a string with a large maxLength shares one state's mask (and its
+     * split below) until its last characters. */
+    if (m->split && m->v->max_len > 0) {
+        if (!m->canon_of[state]) {
+            uint32_t c = cg_parser_horizon(m->p, state, (uint32_t)m->v->max_len);
+            if (c == UINT32_MAX || !cover_state(m, c))
+                return NULL;
+            m->canon_of[state] = c + 1;
+        }
+        uint32_t c = m->canon_of[state] - 1;
+        if (c != state)
+            return cg_masker_get(m, c);
+    }
     /* A state inside a free string (or number, or any rule) in a new
      * context shares its inner state with every other such context: the
      * inner mask is walked once, and each context adds only the tokens

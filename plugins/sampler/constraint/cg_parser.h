@@ -49,4 +49,14 @@ bool cg_parser_finished(cg_parser *p, uint32_t state);
  * -1 when the parser ran out of its budget. */
 int cg_parser_split(cg_parser *p, uint32_t state, uint32_t *inner, uint32_t *outer);
 
+/* `state` with every position inside a bounded repetition that can still
+ * take more than `horizon` + 1 copies moved to the repetition's unbounded
+ * twin (each copy is at least one byte): the two accept the same byte
+ * strings of up to `horizon` bytes, so with `horizon` the longest token
+ * they have the same token mask. The body of a string with a maxLength of
+ * 1000 is then one state for masks, a free string's, until its last
+ * characters. `state` itself when nothing moves; UINT32_MAX when the
+ * parser ran out of its budget. */
+uint32_t cg_parser_horizon(cg_parser *p, uint32_t state, uint32_t horizon);
+
 #endif
