@@ -64,10 +64,17 @@ struct cg_vocab {
      * back to itself allows the whole slice; its walk only goes on from
      * those nodes. */
     uint8_t slice_set[32];
-    uint64_t *slice_bits;
     int32_t *slice_exits;
     size_t n_slice_exits;
+    /* slice_upto + (l - 1) * mask_words: the slice's tokens of at most l
+     * bytes, l = 1..slice_len (the longest token, at most
+     * CG_SLICE_LEN_MAX), for a string whose count runs out in fewer
+     * characters than a token may have. */
+    uint64_t *slice_upto;
+    size_t slice_len;
 };
+
+#define CG_SLICE_LEN_MAX 512
 
 /* Lay the trie out in preorder with subtree ends, token ranges and the
  * byte sets below each node. */
@@ -171,10 +178,11 @@ static bool string_slice(cg_vocab *v)
     for (int b = 0x20; b < 0x7f; b++)
         if (b != '"' && b != '\\')
             cg_set_add(v->slice_set, (uint8_t)b);
-    v->slice_bits = calloc(v->mask_words, sizeof *v->slice_bits);
+    v->slice_len = v->max_len < CG_SLICE_LEN_MAX ? v->max_len : CG_SLICE_LEN_MAX;
+    v->slice_upto = calloc((v->slice_len ? v->slice_len : 1) * v->mask_words, sizeof *v->slice_upto);
     int32_t *stack = malloc(v->n_trie * sizeof *stack);
     v->slice_exits = malloc(v->n_trie * sizeof *v->slice_exits);
-    if (!v->slice_bits || !stack || !v->slice_exits) {
+    if (!v->slice_upto || !stack || !v->slice_exits) {
         free(stack);
         return false;
     }
@@ -188,13 +196,24 @@ static bool string_slice(cg_vocab *v)
                 v->slice_exits[v->n_slice_exits++] = c;
                 continue;
             }
+            /* Tokens longer than slice_len are in no slice bitmap: the
+             * walk goes on from their node like from an exit. */
+            if (v->depth[c] > v->slice_len) {
+                v->slice_exits[v->n_slice_exits++] = c;
+                continue;
+            }
+            uint64_t *upto = v->slice_upto + (size_t)(v->depth[c] - 1) * v->mask_words;
             for (int32_t id = v->walk[c].first_token; id >= 0; id = v->tok_next[id])
-                v->slice_bits[id >> 6] |= 1ull << (id & 63);
+                upto[id >> 6] |= 1ull << (id & 63);
             if (v->walk[c].end > c + 1)
                 stack[sp++] = c;
         }
     }
     free(stack);
+    /* Tokens of exactly l bytes so far; make each bitmap cumulative. */
+    for (size_t l = 1; l < v->slice_len; l++)
+        for (size_t w = 0; w < v->mask_words; w++)
+            v->slice_upto[l * v->mask_words + w] |= v->slice_upto[(l - 1) * v->mask_words + w];
     return true;
 }
 
@@ -305,7 +324,7 @@ void cg_vocab_free(cg_vocab *v)
     free(v->big);
     free(v->big_bits);
     free(v->dfs_tokens);
-    free(v->slice_bits);
+    free(v->slice_upto);
     free(v->slice_exits);
     free(v);
 }
@@ -374,6 +393,8 @@ struct cg_masker {
     size_t n_exit_pool, cap_exit_pool;
     bool recording;                 /* the walk in progress records exits */
     uint64_t *inner_bits;           /* [mask_words] the inner mask being copied */
+    uint32_t *chain;                /* [slice_len + 1] slice_chain's states */
+    uint64_t *part_bits;            /* [mask_words] a partitioned state's mask */
 };
 
 /* An inner state with more exits than this is not used: a walk per exit
@@ -549,8 +570,10 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
     m->cap_todo = v->n_trie + 1;
     m->todo = malloc(m->cap_todo * sizeof *m->todo);
     m->inner_bits = malloc(m->mask_bytes);
+    m->chain = malloc((v->slice_len + 1) * sizeof *m->chain);
+    m->part_bits = malloc(m->mask_bytes);
     m->split = true;
-    if (!m->todo || !m->inner_bits) {
+    if (!m->todo || !m->inner_bits || !m->chain || !m->part_bits) {
         cg_masker_free(m);
         return NULL;
     }
@@ -571,6 +594,8 @@ void cg_masker_free(cg_masker *m)
     free(m->canon_of);
     free(m->exit_pool);
     free(m->inner_bits);
+    free(m->chain);
+    free(m->part_bits);
     free(m);
 }
 
@@ -691,27 +716,36 @@ static inline bool visit(cg_masker *m, uint64_t *words, int32_t c, uint32_t st,
     return true;
 }
 
-/* Whether every byte of the string slice leads `state` back to itself.
- * -1 on OOM or budget. */
-static int loops_on_slice(cg_masker *m, uint32_t state)
+/* The states the string slice's bytes lead `state` through, depth after
+ * depth (the ordinary characters of a string all go the same way):
+ * m->chain[d] after d of them, d = 0..slice_len. The depth up to which
+ * they stay live (slice_len when they never die: a state they lead back
+ * to itself is the body of a free string, a chain of counting states a
+ * string with a count), or -1 when they part ways somewhere (no slice
+ * here), or when recording and one is accepting. -2 on OOM or budget. */
+static int slice_chain(cg_masker *m, uint32_t state)
 {
-    const int32_t *row = cg_parser_row(m->p, state);
-    for (int b = 0; b < 256; b++) {
-        if (!cg_set_has(m->v->slice_set, (uint8_t)b))
-            continue;
-        uint32_t next;
-        if (row && row[b] >= 0) {
-            next = (uint32_t)row[b];
-        } else {
-            next = cg_parser_step(m->p, state, (uint8_t)b);
-            row = cg_parser_row(m->p, state);
-        }
+    const cg_vocab *v = m->v;
+    uint32_t *chain = m->chain;
+    chain[0] = state;
+    for (size_t d = 1; d <= v->slice_len; d++) {
+        uint32_t next = uniform_step(m, chain[d - 1], v->slice_set);
         if (next == UINT32_MAX)
+            return -2;
+        if (next == CG_MIXED)
             return -1;
-        if (next != state)
-            return 0;
+        if (next == CG_ALL_DEAD)
+            return (int)d - 1;
+        if (m->recording && cg_parser_accepting(m->p, next))
+            return -1;
+        chain[d] = next;
+        if (next == chain[d - 1]) {
+            for (size_t k = d + 1; k <= v->slice_len; k++)
+                chain[k] = next;
+            break;
+        }
     }
-    return 1;
+    return (int)v->slice_len;
 }
 
 /* OR into `words` the tokens below trie node `from` (not its own) whose
@@ -723,22 +757,32 @@ static bool walk(cg_masker *m, uint64_t *words, int32_t from, uint32_t state, ui
     /* Each trie node is pushed at most once, so the stack never exceeds
      * the trie's size. */
     size_t n = 0;
-    /* From the root, a state that the ordinary characters of a string
-     * lead back to itself (a string's body) takes the string slice whole
-     * and walks on only where paths leave it. Not while recording exits
-     * of an accepting state: the slice's paths would hold exits. */
-    int sliced = 0;
-    if (from == 0 && !(m->recording && cg_parser_accepting(m->p, state)) &&
-        (sliced = loops_on_slice(m, state)) < 0)
+    /* From the root, a state inside a string (its ordinary characters
+     * lead, depth after depth, from one live state to the next) takes the
+     * string slice's tokens as long as the chain stays live, and walks on
+     * only where paths leave the slice. Not while recording exits of an
+     * accepting state: the slice's paths would hold exits. */
+    int live = -1;
+    const cg_vocab *v = m->v;
+    if (from == 0 && v->slice_len && !(m->recording && cg_parser_accepting(m->p, state)) &&
+        (live = slice_chain(m, state)) == -2)
         return false;
-    if (sliced) {
-        const cg_vocab *v = m->v;
-        for (size_t w = 0; w < v->mask_words; w++)
-            words[w] |= v->slice_bits[w];
-        const int32_t *row = cg_parser_row(m->p, state);
-        for (size_t k = 0; k < v->n_slice_exits; k++)
-            if (!visit(m, words, v->slice_exits[k], state, &row, &n, rec))
+    if (live >= 0) {
+        if (live > 0) {
+            const uint64_t *upto = v->slice_upto + (size_t)(live - 1) * v->mask_words;
+            for (size_t w = 0; w < v->mask_words; w++)
+                words[w] |= upto[w];
+        }
+        for (size_t k = 0; k < v->n_slice_exits; k++) {
+            int32_t c = v->slice_exits[k];
+            /* Its parent's path is in the slice: live when short enough. */
+            size_t parent_len = (size_t)v->depth[c] - 1;
+            if (parent_len > (size_t)live)
+                continue;
+            const int32_t *row = cg_parser_row(m->p, m->chain[parent_len]);
+            if (!visit(m, words, c, m->chain[parent_len], &row, &n, rec))
                 return false;
+        }
     } else {
         m->todo[n].node = from;
         m->todo[n++].state = state;
@@ -822,6 +866,29 @@ static const uint8_t *split_mask(cg_masker *m, uint32_t state, uint32_t in, uint
     return mask;
 }
 
+/* The mask of a state partitioned into the stacks inside a string and
+ * the others: the union of theirs. NULL on OOM or budget. */
+static const uint8_t *union_mask(cg_masker *m, uint32_t state, uint32_t with, uint32_t without)
+{
+    /* Neither part partitions again (each has one kind of top), so the
+     * accumulator is not in use below. */
+    const uint8_t *a = cg_masker_get(m, with);
+    if (!a)
+        return NULL;
+    memcpy(m->part_bits, a, m->mask_bytes);
+    const uint8_t *b = cg_masker_get(m, without);
+    if (!b)
+        return NULL;
+    const uint64_t *bw = (const uint64_t *)(const void *)b;
+    for (size_t w = 0; w < m->v->mask_words; w++)
+        m->part_bits[w] |= bw[w];
+    uint8_t *mask = take_slot(m, state);
+    if (!mask)
+        return NULL;
+    memcpy(mask, m->part_bits, m->mask_bytes);
+    return mask;
+}
+
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
 {
     if (!cover_state(m, state))
@@ -841,6 +908,18 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         uint32_t c = m->canon_of[state] - 1;
         if (c != state)
             return cg_masker_get(m, c);
+    }
+    /* An object's key where any name may come beside the declared ones
+     * (additionalProperties) has stacks inside a string and stacks on
+     * the declared names: the string's part is the mask every string
+     * shares, the names' a walk that prunes early. */
+    if (m->split) {
+        uint32_t with = 0, without = 0;
+        int r = cg_parser_partition(m->p, state, m->v->slice_set, &with, &without);
+        if (r < 0)
+            return NULL;
+        if (r == 1)
+            return union_mask(m, state, with, without);
     }
     /* A state inside a free string (or number, or any rule) in a new
      * context shares its inner state with every other such context: the

@@ -456,3 +456,43 @@ uint32_t cg_parser_horizon(cg_parser *p, uint32_t st, uint32_t horizon)
     }
     return moved ? intern_scratch(p) : st;
 }
+
+/* Whether stack `id`'s top byte set holds all of `set`. */
+static bool top_holds(const cg_parser *p, uint32_t id, const uint8_t set[32])
+{
+    const uint8_t *top = p->g->sets[p->g->elems[p->nodes[id].pos].arg];
+    for (int i = 0; i < 32; i++)
+        if (set[i] & ~top[i])
+            return false;
+    return true;
+}
+
+int cg_parser_partition(cg_parser *p, uint32_t st, const uint8_t set[32], uint32_t *with,
+                        uint32_t *without)
+{
+    if (st == 0 || st == UINT32_MAX || p->over_budget)
+        return 0;
+    const state s = p->states[st];
+    size_t n_with = 0, n_without = 0;
+    for (uint32_t i = 0; i < s.n; i++) {
+        uint32_t id = p->stacks[s.off + i];
+        if (id != 0)
+            top_holds(p, id, set) ? n_with++ : n_without++;
+    }
+    if (!n_with || !n_without)
+        return 0;
+    uint32_t got[2];
+    for (int part = 0; part < 2; part++) {
+        p->n_scratch = 0;
+        for (uint32_t i = 0; i < s.n; i++) {
+            uint32_t id = p->stacks[s.off + i];
+            if (id != 0 && top_holds(p, id, set) == (part == 0))
+                add_scratch(p, id);
+        }
+        if ((got[part] = intern_scratch(p)) == UINT32_MAX)
+            return -1;
+    }
+    *with = got[0];
+    *without = got[1];
+    return 1;
+}
