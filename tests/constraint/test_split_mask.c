@@ -63,7 +63,7 @@ static uint64_t rng_next(uint64_t *s)
 static bool has(const uint8_t *mask, int32_t id) { return (mask[id >> 3] >> (id & 7)) & 1; }
 
 typedef struct walk_counts {
-    size_t states, split, inner_shared;
+    size_t states, split, inner_shared, moved;
 } walk_counts;
 
 /* `walks` random walks of at most `steps` tokens from the start: in each
@@ -110,6 +110,10 @@ static walk_counts check_walks(const cg_grammar *g, const cg_vocab *v, int walks
                 wc.inner_shared += in == last_inner;
                 last_inner = in;
             }
+            /* The longest token of this vocabulary is 10 bytes. */
+            uint32_t h = cg_parser_horizon(p, st, 10);
+            cr_assert_neq(h, UINT32_MAX);
+            wc.moved += h != st;
             if (n_allowed == 0)
                 break;
             st = cg_advance_token(p, v, st, allowed[rng_next(&seed) % n_allowed]);
@@ -243,6 +247,27 @@ Test(split_mask, exits_inside_a_counted_run_are_recorded)
     cr_assert_not_null(v);
     walk_counts wc = check_walks(&g, v, 40, 6, 3);
     cr_expect_gt(wc.split, 10, "%zu of %zu states split", wc.split, wc.states);
+    cg_vocab_free(v);
+    cg_grammar_free(&g);
+}
+
+Test(split_mask, long_counts_share_their_unbounded_twin)
+{
+    /* Counts far past the longest token (10 bytes here) mask like no
+     * count at all; near their end they do not. Strings of up to 40
+     * characters in two members, a run of 3 to 30 letters. */
+    const char *text = "root ::= \"{\\\"a\\\":\" s \",\\\"b\\\":[\" s (\",\" s)* \"],\\\"c\\\":\" w \"}\"\n"
+                       "s ::= \"\\\"\" ch{0,40} \"\\\"\"\n"
+                       "ch ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt]\n"
+                       "w ::= [a-z]{3,30}\n";
+    cg_grammar g;
+    cg_grammar_init(&g);
+    cg_error err;
+    cr_assert(cg_gbnf_parse(&g, text, strlen(text), &err), "%s", err.message);
+    cg_vocab *v = cg_vocab_new(NV, vocab_bytes, NULL);
+    cr_assert_not_null(v);
+    walk_counts wc = check_walks(&g, v, 60, 120, 11);
+    cr_expect_gt(wc.moved, wc.states / 4, "%zu of %zu states moved", wc.moved, wc.states);
     cg_vocab_free(v);
     cg_grammar_free(&g);
 }

@@ -394,7 +394,6 @@ struct cg_masker {
     bool recording;                 /* the walk in progress records exits */
     uint64_t *inner_bits;           /* [mask_words] the inner mask being copied */
     uint32_t *chain;                /* [slice_len + 1] slice_chain's states */
-    uint64_t *part_bits;            /* [mask_words] a partitioned state's mask */
 };
 
 /* An inner state with more exits than this is not used: a walk per exit
@@ -571,9 +570,8 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
     m->todo = malloc(m->cap_todo * sizeof *m->todo);
     m->inner_bits = malloc(m->mask_bytes);
     m->chain = malloc((v->slice_len + 1) * sizeof *m->chain);
-    m->part_bits = malloc(m->mask_bytes);
     m->split = true;
-    if (!m->todo || !m->inner_bits || !m->chain || !m->part_bits) {
+    if (!m->todo || !m->inner_bits || !m->chain) {
         cg_masker_free(m);
         return NULL;
     }
@@ -595,7 +593,6 @@ void cg_masker_free(cg_masker *m)
     free(m->exit_pool);
     free(m->inner_bits);
     free(m->chain);
-    free(m->part_bits);
     free(m);
 }
 
@@ -866,29 +863,6 @@ static const uint8_t *split_mask(cg_masker *m, uint32_t state, uint32_t in, uint
     return mask;
 }
 
-/* The mask of a state partitioned into the stacks inside a string and
- * the others: the union of theirs. NULL on OOM or budget. */
-static const uint8_t *union_mask(cg_masker *m, uint32_t state, uint32_t with, uint32_t without)
-{
-    /* Neither part partitions again (each has one kind of top), so the
-     * accumulator is not in use below. */
-    const uint8_t *a = cg_masker_get(m, with);
-    if (!a)
-        return NULL;
-    memcpy(m->part_bits, a, m->mask_bytes);
-    const uint8_t *b = cg_masker_get(m, without);
-    if (!b)
-        return NULL;
-    const uint64_t *bw = (const uint64_t *)(const void *)b;
-    for (size_t w = 0; w < m->v->mask_words; w++)
-        m->part_bits[w] |= bw[w];
-    uint8_t *mask = take_slot(m, state);
-    if (!mask)
-        return NULL;
-    memcpy(mask, m->part_bits, m->mask_bytes);
-    return mask;
-}
-
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
 {
     if (!cover_state(m, state))
@@ -908,18 +882,6 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         uint32_t c = m->canon_of[state] - 1;
         if (c != state)
             return cg_masker_get(m, c);
-    }
-    /* An object's key where any name may come beside the declared ones
-     * (additionalProperties) has stacks inside a string and stacks on
-     * the declared names: the string's part is the mask every string
-     * shares, the names' a walk that prunes early. */
-    if (m->split) {
-        uint32_t with = 0, without = 0;
-        int r = cg_parser_partition(m->p, state, m->v->slice_set, &with, &without);
-        if (r < 0)
-            return NULL;
-        if (r == 1)
-            return union_mask(m, state, with, without);
     }
     /* A state inside a free string (or number, or any rule) in a new
      * context shares its inner state with every other such context: the

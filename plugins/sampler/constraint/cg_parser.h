@@ -49,15 +49,6 @@ bool cg_parser_finished(cg_parser *p, uint32_t state);
  * -1 when the parser ran out of its budget. */
 int cg_parser_split(cg_parser *p, uint32_t state, uint32_t *inner, uint32_t *outer);
 
-/* Split `state`'s stacks by their tops: *with gets those whose top byte
- * set holds all of `set`, *without the others (the empty stack, which
- * takes no byte, goes to neither). Stacks run independently, so a byte
- * string leads `state` somewhere live exactly when it leads *with or
- * *without somewhere live. 1 when both are non-empty, 0 when not (no
- * partition), -1 when the parser ran out of its budget. */
-int cg_parser_partition(cg_parser *p, uint32_t state, const uint8_t set[32], uint32_t *with,
-                        uint32_t *without);
-
 /* `state` with every position inside a bounded repetition that can still
  * take more than `horizon` + 1 copies moved to the repetition's unbounded
  * twin (each copy is at least one byte): the two accept the same byte
