@@ -389,6 +389,7 @@ struct cg_masker {
     bool split;
     uint32_t *exits_at, *exits_n;
     uint32_t *canon_of;             /* cg_parser_horizon of a state + 1, 0 unknown */
+    uint8_t *inner_seen;            /* the state was some split state's inner one */
     int32_t *exit_pool;
     size_t n_exit_pool, cap_exit_pool;
     bool recording;                 /* the walk in progress records exits */
@@ -396,9 +397,12 @@ struct cg_masker {
     uint32_t *chain;                /* [slice_len + 1] slice_chain's states */
 };
 
-/* An inner state with more exits than this is not used: a walk per exit
- * would cost about what the whole walk does. */
-#define CG_EXITS_MAX 2048u
+/* An inner state with more exits than this is not used: a string's body
+ * has a few dozen (`",`, `"}`, `abc":` ...), while an inner state that
+ * ends after every character (one character of a fixed-length run) has
+ * one per first byte, and the walks below them cost more than the whole
+ * walk from the state itself. */
+#define CG_EXITS_MAX 64u
 #define CG_EXITS_MANY UINT32_MAX
 
 /* Room for per-state data of `state`; false on OOM. */
@@ -429,6 +433,11 @@ static bool cover_state(cg_masker *m, uint32_t state)
     if (!co)
         return false;
     m->canon_of = co;
+    uint8_t *seen = realloc(m->inner_seen, cap);
+    if (!seen)
+        return false;
+    m->inner_seen = seen;
+    memset(seen + m->cap_states, 0, cap - m->cap_states);
     size_t old = m->cap_states;
     memset(so + old, 0, (cap - old) * sizeof *so);
     memset(bc + old, 0, (cap - old) * sizeof *bc);
@@ -590,6 +599,7 @@ void cg_masker_free(cg_masker *m)
     free(m->exits_at);
     free(m->exits_n);
     free(m->canon_of);
+    free(m->inner_seen);
     free(m->exit_pool);
     free(m->inner_bits);
     free(m->chain);
@@ -892,6 +902,15 @@ const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
         int r = cg_parser_split(m->p, state, &in, &out);
         if (r < 0)
             return NULL;
+        /* An inner state met for the first time is only noted: its mask
+         * pays off from the second context on (a string's body), and most
+         * states' inner ones never recur (a key's letters, a number). */
+        if (r == 1 && (!cover_state(m, in) || !cover_state(m, state)))
+            return NULL;
+        if (r == 1 && !m->inner_seen[in]) {
+            m->inner_seen[in] = 1;
+            r = 0;
+        }
         if (r == 1) {
             bool failed;
             const uint8_t *mask = split_mask(m, state, in, out, &failed);
