@@ -19,7 +19,8 @@ typedef struct st_threadpool st_threadpool;
 /* A task body, called by thread `ith` (unique, < nth) for `arg`. The
  * caller (ith 0) always runs it; a worker runs it only if it wakes while
  * the task is open, so a body must take its work from shared counters
- * (whoever runs takes what is left), never a fixed share per ith. */
+ * (whoever runs takes what is left), never a fixed share per ith
+ * (work_split.h: a range per ith first, then the others' leftovers). */
 typedef void (*st_task_fn)(void *arg, uint32_t ith, uint32_t nth);
 
 /* n_threads >= 1 (1 = no workers; the caller does everything). */

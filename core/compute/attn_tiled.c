@@ -7,6 +7,7 @@
 
 #include "cpu/ops.h"
 #include "kv_grouped.h"
+#include "work_split.h"
 
 /* One thread's buffers, carved out of its scratch. */
 typedef struct tile_buf {
@@ -64,7 +65,7 @@ typedef struct tiled_task {
     uint32_t n_items;
     uint32_t n_chunks;    /* > 0: split along the keys (run_chunk) */
     uint32_t chunk;       /* keys per chunk */
-    atomic_uint next;
+    st_work_split split;
 } tiled_task;
 
 /* First slot in [lo, hi) whose position is >= p (positions ascend). */
@@ -395,12 +396,15 @@ static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
     tiled_task *T = arg;
     const st_attn_layer *L = T->L;
     tile_buf b = carve(T->scratch[ith], L->head_dim);
+    uint32_t home = UINT32_MAX;
     for (;;) {
-        uint32_t it = atomic_fetch_add_explicit(&T->next, 1, memory_order_relaxed);
-        if (it >= T->n_items)
+        uint32_t it = st_work_split_next(&T->split, ith, &home);
+        if (it == UINT32_MAX)
             break;
         if (T->n_chunks) {
-            run_chunk(T, &b, it / L->n_kv_heads, it % L->n_kv_heads);
+            /* A kv head's chunks in key order: consecutive items read on
+             * along the head's cache (one stream per thread). */
+            run_chunk(T, &b, it % T->n_chunks, it / T->n_chunks);
             continue;
         }
         uint32_t qt = it / L->n_kv_heads, g = it % L->n_kv_heads;
@@ -441,7 +445,7 @@ void st_attn_tiled_run(const st_attn_layer *L, st_threadpool *pool, float *const
         plan_chunks(&T);
     else
         T.n_items = (L->n_q + T.q_per_tile - 1) / T.q_per_tile * L->n_kv_heads;
-    atomic_init(&T.next, 0);
+    st_work_split_init(&T.split, T.n_items, st_threadpool_size(pool));
     st_threadpool_run(pool, tiled_task_fn, &T);
     if (T.n_chunks)
         merge_chunks(&T);

@@ -32,6 +32,15 @@ typedef struct st_backend_ops {
                         float *const *y, const size_t *ldy, const float *xf, size_t ldxf,
                         const st_act_block *xq, size_t ldxq, uint32_t nt, bool no_packed,
                         st_diag *diag);
+    /* Optional (NULL: matmul, then the forward pass's own SwiGLU): the
+     * FFN's gate and up products (ldy apart, rows a multiple of
+     * ST_ACT_BLOCK) with g = silu(gate) * up and its int8 blocks gq
+     * (ldgq blocks a token) computed as each chunk of rows is done; u is
+     * scratch for the up product. ggml: ggml's silu and vec_dot order. */
+    st_status (*matmul_glu)(st_backend *b, const st_weight *gate, const st_weight *up,
+                            float *g, float *u, size_t ldy, const st_act_block *xq,
+                            size_t ldxq, uint32_t nt, bool ggml, st_act_block *gq, size_t ldgq,
+                            st_diag *diag);
     /* Bytes of device memory the backend holds (weights, buffers); 0 for
      * the host's own memory. */
     uint64_t (*device_bytes)(const st_backend *b);

@@ -180,7 +180,7 @@ static void matmul(st_threadpool *pool, const st_cpu_kernels *kern, const float 
         job.mats[i].y = y[i];
         job.mats[i].ldy = w[i]->rows;
     }
-    st_matmul_job_prepare(&job);
+    st_matmul_job_prepare(&job, st_threadpool_size(pool));
     st_threadpool_run(pool, st_matmul_task, &job);
 }
 

@@ -682,6 +682,15 @@ static st_status run_matmul(st_forward_ctx *c, uint32_t n_mats, const st_weight 
                               c->ggml, diag);
 }
 
+/* Whether the backend runs this layer's gate/up products with the SwiGLU
+ * fused (quantized weights: the int8 input is the norm's xq). */
+static bool glu_fused(const st_forward_ctx *c, const st_model_layer *L)
+{
+    return !c->res && c->be->ops->matmul_glu && st_cpu_type_is_quantized(L->gate.type) &&
+           st_cpu_type_is_quantized(L->up.type) && st_matmul_glu_fits(&L->gate, &L->up) &&
+           c->m->hp.n_embd % ST_ACT_BLOCK == 0;
+}
+
 /* ---- the attention plan ---------------------------------------------- */
 
 static st_status plan_fail(st_forward_ctx *c, const char *fmt, ...)
@@ -1537,16 +1546,22 @@ st_status st_forward(st_forward_ctx *c, const int32_t *tokens, const int32_t *po
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
         if ((s = run_step(c, &T, diag)) != ST_OK)
             return s;
-        {
+        if (glu_fused(c, L)) {
+            /* SwiGLU and its quantization run per chunk inside the task. */
+            if ((s = c->be->ops->matmul_glu(c->be, &L->gate, &L->up, c->g, c->u, F, c->xq,
+                                            E / ST_ACT_BLOCK, nt, c->ggml, c->hq,
+                                            F / ST_ACT_BLOCK, diag)) != ST_OK)
+                return s;
+        } else {
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { c->g, c->u };
             size_t ldy[2] = { F, F };
             if ((s = run_matmul(c, 2, w, y, ldy, c->xn, E, c->xq, nt, diag)) != ST_OK)
                 return s;
+            T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
+            if ((s = run_step(c, &T, diag)) != ST_OK)
+                return s;
         }
-        T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
-        if ((s = run_step(c, &T, diag)) != ST_OK)
-            return s;
         {
             const st_weight *w[1] = { &L->down };
             float *y[1] = { c->tmp };
@@ -1716,14 +1731,18 @@ st_status st_forward_batch(const st_forward_seq *seqs, size_t n_seqs, st_diag *d
         }
         T = (token_task){ .op = OP_NORM, .t_end = nt, .norm_w = L->ffn_norm, .residual = true };
         run_tokens(lead, &T);
-        {
+        if (glu_fused(lead, L)) {
+            s = lead->be->ops->matmul_glu(lead->be, &L->gate, &L->up, lead->g, lead->u, F,
+                                          lead->xq, E / ST_ACT_BLOCK, nt, lead->ggml, lead->hq,
+                                          F / ST_ACT_BLOCK, diag);
+        } else {
             const st_weight *w[2] = { &L->gate, &L->up };
             float *y[2] = { lead->g, lead->u };
             size_t ldy[2] = { F, F };
             s = run_matmul(lead, 2, w, y, ldy, lead->xn, E, lead->xq, nt, diag);
+            T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
+            run_tokens(lead, &T);
         }
-        T = (token_task){ .op = OP_SWIGLU, .t_end = nt };
-        run_tokens(lead, &T);
         {
             const st_weight *w[1] = { &L->down };
             float *y[1] = { lead->tmp };

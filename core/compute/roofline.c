@@ -130,7 +130,7 @@ static st_status measure_dot(st_threadpool *pool, const st_cpu_kernels *kern,
             job.mats[0].w = &w;
             job.mats[0].y = y;
             job.mats[0].ldy = INT8_ROWS;
-            st_matmul_job_prepare(&job);
+            st_matmul_job_prepare(&job, st_threadpool_size(pool));
             st_threadpool_run(pool, st_matmul_task, &job);
         }
         double dt = now_s() - t0;

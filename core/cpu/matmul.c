@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ggml_compat.h"
+#include "ops.h"
 #include "repack.h"
 
 /* Rows per chunk are a multiple of this: 16 rows of a 576-wide Q4_1
@@ -14,7 +16,7 @@
  * over them: 64 tokens of a 1536-wide input are 132 KB. */
 #define ST_TOKEN_BLOCK 64
 
-void st_matmul_job_prepare(st_matmul_job *job)
+void st_matmul_job_prepare(st_matmul_job *job, uint32_t nth)
 {
     /* Decode streams the weights once: bigger chunks keep each thread's
      * reads sequential for the hardware prefetcher, while ~8 chunks per
@@ -27,13 +29,22 @@ void st_matmul_job_prepare(st_matmul_job *job)
         groups = 1;
     if (groups > 8)
         groups = 8;
-    job->chunk_rows = ST_CHUNK_ROWS * groups;
     uint32_t total = 0;
+    if (job->glu) {
+        /* A chunk is the same rows of gate and up, whole int8 blocks. */
+        groups = (groups + 1) & ~1u;
+        job->chunk_rows = ST_CHUNK_ROWS * groups;
+        total = (job->mats[0].w->rows + job->chunk_rows - 1) / job->chunk_rows;
+        job->chunk_end[0] = job->chunk_end[1] = total;
+        st_work_split_init(&job->split, total, nth);
+        return;
+    }
+    job->chunk_rows = ST_CHUNK_ROWS * groups;
     for (uint32_t m = 0; m < job->n_mats; m++) {
         total += (job->mats[m].w->rows + job->chunk_rows - 1) / job->chunk_rows;
         job->chunk_end[m] = total;
     }
-    atomic_init(&job->next, 0);
+    st_work_split_init(&job->split, total, nth);
 }
 
 static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_t r1)
@@ -89,14 +100,46 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
     }
 }
 
+bool st_matmul_glu_fits(const st_weight *gate, const st_weight *up)
+{
+    return gate->rows == up->rows && gate->rows % ST_ACT_BLOCK == 0 &&
+           ST_CHUNK_ROWS * 2 % ST_ACT_BLOCK == 0;
+}
+
+/* Rows [r0, r1) of every token: g = silu(g) * u, then their int8 blocks. */
+static void glu_chunk(const st_matmul_job *job, uint32_t r0, uint32_t r1)
+{
+    float *g = job->mats[0].y;
+    const float *u = job->mats[1].y;
+    for (uint32_t t = 0; t < job->nt; t++) {
+        float *gt = g + t * job->mats[0].ldy + r0;
+        const float *ut = u + t * job->mats[1].ldy + r0;
+        if (job->glu_ggml)
+            st_gc_swiglu(gt, gt, ut, r1 - r0);
+        else
+            st_op_silu_mul(gt, gt, ut, r1 - r0);
+        job->kern->quantize_act(gt, r1 - r0, job->glu_q + t * job->glu_ldq + r0 / ST_ACT_BLOCK);
+    }
+}
+
 void st_matmul_task(void *arg, uint32_t ith, uint32_t nth)
 {
+    (void)nth;
     st_matmul_job *job = arg;
-    uint32_t total = job->chunk_end[job->n_mats - 1];
+    uint32_t home = UINT32_MAX;
     for (;;) {
-        uint32_t c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
-        if (c >= total)
+        uint32_t c = st_work_split_next(&job->split, ith, &home);
+        if (c == UINT32_MAX)
             break;
+        if (job->glu) {
+            uint32_t r0 = c * job->chunk_rows, r1 = r0 + job->chunk_rows;
+            if (r1 > job->mats[0].w->rows)
+                r1 = job->mats[0].w->rows;
+            run_chunk(job, 0, r0, r1);
+            run_chunk(job, 1, r0, r1);
+            glu_chunk(job, r0, r1);
+            continue;
+        }
         uint32_t m = 0, first = 0;
         while (c >= job->chunk_end[m]) {
             first = job->chunk_end[m];
@@ -129,7 +172,7 @@ st_status st_matmul(st_threadpool *pool, const st_cpu_kernels *kern, const st_we
         .mats = { { w, y, w->rows } },
         .xf = x, .ldxf = w->cols, .xq = xq, .ldxq = nb, .nt = nt,
     };
-    st_matmul_job_prepare(&job);
+    st_matmul_job_prepare(&job, st_threadpool_size(pool));
     st_threadpool_run(pool, st_matmul_task, &job);
     free(xq);
     return ST_OK;

@@ -1,7 +1,9 @@
 /*
  * core/cpu/matmul.h - y = W x for a batch of tokens, parallel over output
- * rows. Threads take chunks of rows from a shared counter (balanced even
- * when a core is busy elsewhere); within a chunk the tokens go in tiles of
+ * rows. Each thread takes chunks of rows from a contiguous range of its
+ * own, then steals what is left of the others' (base/work_split.h: one
+ * stream per thread, balanced even when a core is busy elsewhere); within
+ * a chunk the tokens go in tiles of
  * ST_TILE_MAX, so each weight block is read once per tile (prefill) and the
  * chunk's rows stay in L1 while the tiles pass over them.
  */
@@ -14,6 +16,7 @@
 #include <stdint.h>
 
 #include "threadpool.h"
+#include "work_split.h"
 #include "kernels.h"
 
 /* A weight matrix in the GGUF mapping: `rows` rows of `cols` elements. */
@@ -48,14 +51,28 @@ typedef struct st_matmul_job {
     /* Skip the repacked 16-row kernels and sum each row in ggml's order
      * (`dot_ggml`: as ggml's vec_dot; STRETCH_NUMERICS=ggml). */
     bool no_packed;
+    /* SwiGLU fused in (st_matmul_job_glu): mats[0] is the gate, mats[1]
+     * the up product with the same rows, a multiple of ST_ACT_BLOCK. A
+     * chunk is the same rows of both; once they are done its gate rows
+     * become silu(gate) * up (st_op_silu_mul, or st_gc_swiglu when
+     * glu_ggml) and their int8 blocks go to glu_q (glu_ldq blocks a
+     * token), so the task ends with the next product's input ready and the
+     * SwiGLU runs on every thread instead of after the meeting. */
+    bool glu;
+    bool glu_ggml;
+    st_act_block *glu_q;
+    size_t glu_ldq;
     /* Filled by st_matmul_job_prepare. */
     uint32_t chunk_rows;
     uint32_t chunk_end[ST_MATMUL_MAX_MATS]; /* cumulative chunk counts */
-    atomic_uint next;
+    st_work_split split; /* the chunks of all matrices, in order */
 } st_matmul_job;
 
-/* Set the chunking; call after filling the fields above. */
-void st_matmul_job_prepare(st_matmul_job *job);
+/* Set the chunking for a pool of nth threads (st_threadpool_size); call
+ * after filling the fields above. */
+void st_matmul_job_prepare(st_matmul_job *job, uint32_t nth);
+/* Whether a gate and an up matrix can run fused (glu above). */
+bool st_matmul_glu_fits(const st_weight *gate, const st_weight *up);
 /* The task body for st_threadpool_run. */
 void st_matmul_task(void *job, uint32_t ith, uint32_t nth);
 

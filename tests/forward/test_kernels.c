@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "cpu/amx_probe.h"
+#include "cpu/ggml_compat.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "work_split.h"
 #include "cpu/repack.h"
 #include "gguf.h"
 #include "quant.h"
@@ -353,6 +356,106 @@ Test(forward_kernels, matmul_threads_and_tiles)
     }
 }
 
+/* A quantized weight of rows x cols, repacked when `repack`. */
+static st_weight make_weight(st_ggml_type t, uint32_t cols, uint32_t rows, bool repack)
+{
+    size_t rb = st_ggml_row_bytes(t, cols);
+    uint8_t *data = malloc(rb * rows);
+    float *deq = malloc(cols * sizeof *deq);
+    for (uint32_t r = 0; r < rows; r++) {
+        void *row = make_row(t, cols, deq);
+        memcpy(data + r * rb, row, rb);
+        free(row);
+    }
+    free(deq);
+    st_weight w = { .type = t, .cols = cols, .rows = rows, .row_bytes = rb, .data = data };
+    if (repack)
+        cr_assert_eq(st_repack_weight(&w), ST_OK);
+    return w;
+}
+
+/* The gate/up product with the SwiGLU fused into its chunks (matmul.h
+ * `glu`) gives, bit for bit, the two products run apart followed by
+ * silu(gate) * up and its int8 blocks: in both numerics, on every path
+ * and thread count, for one token (decode) and a block. */
+Test(forward_kernels, matmul_glu_equals_products_then_swiglu)
+{
+    const uint32_t cols = 96, rows = 224, nt = 11, nb = rows / ST_ACT_BLOCK;
+    const st_ggml_type types[] = { ST_GGML_Q4_0, ST_GGML_Q4_1, ST_GGML_Q8_0 };
+    for (size_t k = 0; k < sizeof types / sizeof *types; k++)
+        for (int packed = 0; packed <= 1; packed++) {
+            st_weight gate = make_weight(types[k], cols, rows, packed);
+            st_weight up = make_weight(types[k], cols, rows, packed);
+            cr_assert(st_matmul_glu_fits(&gate, &up));
+            float *x = malloc(nt * cols * sizeof *x);
+            for (uint32_t i = 0; i < nt * cols; i++)
+                x[i] = frand() * 2.0f;
+            st_act_block *xq = malloc(nt * (cols / ST_ACT_BLOCK) * sizeof *xq);
+            for (uint32_t t = 0; t < nt; t++)
+                st_quantize_act_row(x + t * cols, cols, xq + t * (cols / ST_ACT_BLOCK));
+            float *g1 = malloc(nt * rows * sizeof(float)), *u1 = malloc(nt * rows * sizeof(float));
+            float *g2 = malloc(nt * rows * sizeof(float)), *u2 = malloc(nt * rows * sizeof(float));
+            st_act_block *q1 = malloc(nt * nb * sizeof *q1), *q2 = malloc(nt * nb * sizeof *q2);
+            for (uint32_t th = 1; th <= 3; th += 2) {
+                st_threadpool *pool;
+                st_diag d;
+                cr_assert_eq(st_threadpool_create(th, &pool, &d), ST_OK);
+                for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+                    const st_cpu_kernels *kb = st_cpu_kernels_get((st_cpu_isa)isa);
+                    if ((int)kb->isa != isa)
+                        continue;
+                    for (int ggml = 0; ggml <= 1; ggml++)
+                        for (uint32_t n = 1; n <= nt; n += nt - 1) {
+                            st_matmul_job a = { .kern = kb, .n_mats = 2, .xq = xq,
+                                                .ldxq = cols / ST_ACT_BLOCK, .nt = n,
+                                                .no_packed = ggml };
+                            a.mats[0].w = &gate; a.mats[0].y = g1; a.mats[0].ldy = rows;
+                            a.mats[1].w = &up; a.mats[1].y = u1; a.mats[1].ldy = rows;
+                            st_matmul_job_prepare(&a, th);
+                            st_threadpool_run(pool, st_matmul_task, &a);
+                            for (uint32_t t = 0; t < n; t++) {
+                                float *gt = g1 + t * rows;
+                                if (ggml)
+                                    st_gc_swiglu(gt, gt, u1 + t * rows, rows);
+                                else
+                                    st_op_silu_mul(gt, gt, u1 + t * rows, rows);
+                                kb->quantize_act(gt, rows, q1 + t * nb);
+                            }
+                            st_matmul_job b = { .kern = kb, .n_mats = 2, .xq = xq,
+                                                .ldxq = cols / ST_ACT_BLOCK, .nt = n,
+                                                .no_packed = ggml, .glu = true,
+                                                .glu_ggml = ggml, .glu_q = q2, .glu_ldq = nb };
+                            b.mats[0] = a.mats[0];
+                            b.mats[0].y = g2;
+                            b.mats[1] = a.mats[1];
+                            b.mats[1].y = u2;
+                            st_matmul_job_prepare(&b, th);
+                            st_threadpool_run(pool, st_matmul_task, &b);
+                            cr_assert(memcmp(g1, g2, n * rows * sizeof(float)) == 0,
+                                      "type %d packed %d %s ggml %d threads %u nt %u", types[k],
+                                      packed, st_cpu_isa_name(kb->isa), ggml, th, n);
+                            for (uint32_t i = 0; i < n * nb; i++) {
+                                cr_assert(q1[i].d == q2[i].d && q1[i].s == q2[i].s &&
+                                          q1[i].s16 == q2[i].s16 &&
+                                          memcmp(q1[i].q, q2[i].q, ST_ACT_BLOCK) == 0,
+                                          "block %u type %d nt %u", i, types[k], n);
+                            }
+                        }
+                }
+                st_threadpool_destroy(pool);
+            }
+            free(gate.packed); free((void *)gate.data); free(up.packed); free((void *)up.data);
+            free(x); free(xq); free(g1); free(u1); free(g2); free(u2); free(q1); free(q2);
+        }
+    /* Rows that are not whole int8 blocks, or differ, do not fuse. */
+    st_weight a = { .type = ST_GGML_Q4_0, .cols = 32, .rows = 48 }, b = a;
+    cr_assert(!st_matmul_glu_fits(&a, &b));
+    a.rows = b.rows = 64;
+    cr_assert(st_matmul_glu_fits(&a, &b));
+    b.rows = 96;
+    cr_assert(!st_matmul_glu_fits(&a, &b));
+}
+
 /* Work handed out from a shared counter is done exactly once per run,
  * whichever threads join. */
 typedef struct count_arg {
@@ -389,6 +492,83 @@ Test(forward_kernels, threadpool_runs_all_work_once)
             cr_assert_eq(atomic_load(&c.bad_ith), 0);
             for (int i = 0; i < 100; i++)
                 cr_assert_eq(atomic_load(&c.done[i]), 1, "run %d item %d", r, i);
+        }
+        st_threadpool_destroy(pool);
+    }
+}
+
+/* work_split.h: each of n items is handed out exactly once, whichever
+ * threads run and however many the split was made for (a worker that never
+ * joins leaves its range to the others); a thread alone first takes its own
+ * range in order, then the others' leftovers. */
+typedef struct split_arg {
+    st_work_split split;
+    uint32_t n;
+    atomic_uint done[300];
+    atomic_uint order_bad;
+} split_arg;
+
+static void split_task(void *arg, uint32_t ith, uint32_t nth)
+{
+    (void)nth;
+    split_arg *a = arg;
+    uint32_t home = UINT32_MAX, it, prev = UINT32_MAX;
+    while ((it = st_work_split_next(&a->split, ith, &home)) != UINT32_MAX) {
+        if (it >= a->n)
+            atomic_fetch_add(&a->order_bad, 1);
+        else
+            atomic_fetch_add(&a->done[it], 1);
+        /* within one range the items come in ascending order */
+        if (prev != UINT32_MAX && it < prev && home == ith % a->split.n_ranges)
+            atomic_fetch_add(&a->order_bad, 1);
+        prev = it;
+    }
+}
+
+Test(forward_kernels, work_split_hands_out_every_item_once)
+{
+    static split_arg a;
+    const uint32_t ns[] = { 0, 1, 2, 3, 7, 64, 299 };
+    /* One thread runs a split made for several: it must steal them all. */
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
+        for (uint32_t nth = 1; nth <= 20; nth++) {
+            a.n = ns[k];
+            st_work_split_init(&a.split, a.n, nth);
+            cr_assert_eq(a.split.n_ranges, nth < ST_SPLIT_MAX_RANGES ? nth : ST_SPLIT_MAX_RANGES);
+            atomic_init(&a.order_bad, 0);
+            for (uint32_t i = 0; i < 300; i++)
+                atomic_init(&a.done[i], 0);
+            uint32_t home = UINT32_MAX, it, count = 0, first = UINT32_MAX;
+            uint32_t ith = nth - 1;
+            while ((it = st_work_split_next(&a.split, ith, &home)) != UINT32_MAX) {
+                cr_assert_lt(it, a.n);
+                atomic_fetch_add(&a.done[it], 1);
+                if (count++ == 0)
+                    first = it;
+            }
+            for (uint32_t i = 0; i < a.n; i++)
+                cr_assert_eq(atomic_load(&a.done[i]), 1, "n %u nth %u item %u", a.n, nth, i);
+            /* its own range comes first: it starts at that range's start */
+            uint32_t r = ith % a.split.n_ranges;
+            if (a.n >= a.split.n_ranges)
+                cr_assert_eq(first, (uint32_t)((uint64_t)a.n * r / a.split.n_ranges),
+                             "n %u nth %u", a.n, nth);
+        }
+    /* Threads of a pool, run many times. */
+    st_diag d;
+    for (uint32_t th = 1; th <= 3; th++) {
+        st_threadpool *pool;
+        cr_assert_eq(st_threadpool_create(th, &pool, &d), ST_OK);
+        for (int rep = 0; rep < 300; rep++) {
+            a.n = (uint32_t)(rep % 300);
+            st_work_split_init(&a.split, a.n, th);
+            atomic_init(&a.order_bad, 0);
+            for (uint32_t i = 0; i < 300; i++)
+                atomic_init(&a.done[i], 0);
+            st_threadpool_run(pool, split_task, &a);
+            cr_assert_eq(atomic_load(&a.order_bad), 0);
+            for (uint32_t i = 0; i < a.n; i++)
+                cr_assert_eq(atomic_load(&a.done[i]), 1, "rep %d item %u", rep, i);
         }
         st_threadpool_destroy(pool);
     }
