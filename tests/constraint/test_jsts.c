@@ -5,7 +5,8 @@
  * unsupported keyword is counted as refused. For the rest, every valid
  * instance, written compactly, must be a complete sentence of the grammar
  * and every invalid one must not, except the cases listed with a reason in
- * jsts/expected_mismatches.txt (what a grammar cannot decide).
+ * jsts/expected_mismatches.txt (what a grammar cannot decide, and what this
+ * compiler chooses not to: member order, merged allOf, pattern complements).
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>

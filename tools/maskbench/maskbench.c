@@ -17,7 +17,9 @@
  * its schema and the output before it (for profiling); --cpu-time times
  * with the thread's CPU clock instead of the wall clock (on a shared
  * machine, where preemption would count as mask time; the tables in
- * docs/RESULTS.md use the wall clock, in quiet runs).
+ * docs/RESULTS.md use the wall clock, in quiet runs). --no-share walks
+ * every mask from its own state instead of sharing masks between states
+ * (cg_masker_set_shared), to measure what the sharing saves.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -108,7 +110,7 @@ static void print_row(const char *subset, size_t outputs, series *s)
  * the output (it was not generated under this schema), else the masks. */
 static double slow_us = -1;
 static const char *slow_file = "";
-static bool cpu_time;
+static bool cpu_time, no_share;
 
 static double now_s(void)
 {
@@ -130,6 +132,8 @@ static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const ch
     cg_parser *p = cg_parser_new(g);
     cg_masker *m = p ? cg_masker_new(v, p) : NULL;
     int rc = m ? 0 : -1;
+    if (m && no_share)
+        cg_masker_set_shared(m, false);
     uint32_t state = p ? cg_parser_start(p) : 0;
     for (size_t i = 0; rc == 0 && i <= n; i++) {
         double t0 = now_s();
@@ -161,7 +165,7 @@ static int replay(st_engine *e, const cg_vocab *v, const cg_grammar *g, const ch
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] [--slow US] [--cpu-time] DATA_DIR POINTS.jsonl [...]\n"
+    fprintf(stderr, "usage: st-maskbench [-m MANIFEST] [--slow US] [--cpu-time] [--no-share] DATA_DIR POINTS.jsonl [...]\n"
                     "       st-maskbench [-m MANIFEST] --compile-only [--subset NAME] [--limit N] "
                     "DATA_DIR > POINTS.jsonl\n");
     return 2;
@@ -176,6 +180,9 @@ int main(int argc, char **argv)
     for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
         if (strcmp(argv[a], "--cpu-time") == 0) {
             cpu_time = true;
+            a--;
+        } else if (strcmp(argv[a], "--no-share") == 0) {
+            no_share = true;
             a--;
         } else if (strcmp(argv[a], "--compile-only") == 0) {
             compile_only = true;

@@ -250,11 +250,26 @@ static bool repeat(gbnf *s, cg_seq *seq, size_t start, long min, long max, const
         ok = ok && cg_seq_push(&alt, CG_REF, tail) && cg_rule_add_alt(s->g, tail, &alt) &&
              cg_rule_add_alt(s->g, tail, &empty);
     } else {
+        /* The chain's unbounded twin (see cg_rule.count_star), when the
+         * count is more than a couple. */
+        int32_t star = -1;
+        if (ok && max - min > 2) {
+            star = cg_rule_fresh(s->g, "twin");
+            ok = star >= 0;
+            for (size_t j = 0; ok && j < sym.n; j++)
+                ok = cg_seq_push(&alt, sym.e[j].kind, sym.e[j].arg);
+            ok = ok && cg_seq_push(&alt, CG_REF, star) && cg_rule_add_alt(s->g, star, &alt) &&
+                 cg_rule_add_alt(s->g, star, &empty);
+        }
         /* opt_k ::= sym opt_{k-1} | (empty); opt_1 ::= sym | (empty). */
         for (long k = 0; ok && k < max - min; k++) {
             int32_t r = cg_rule_fresh(s->g, "opt");
             alt.n = 0;
             ok = r >= 0;
+            if (ok && star >= 0) {
+                s->g->rules[r].count_left = (int32_t)(k + 1);
+                s->g->rules[r].count_star = star;
+            }
             for (size_t j = 0; ok && j < sym.n; j++)
                 ok = cg_seq_push(&alt, sym.e[j].kind, sym.e[j].arg);
             if (ok && tail >= 0)

@@ -31,6 +31,12 @@ typedef struct cg_rule {
     size_t n_alts, cap_alts;
     bool defined;
     int32_t first_use;    /* offset in the source of the first reference, -1 none */
+    /* A bounded repetition x{m,n} is a chain of rules opt_k ::= x opt_{k-1}
+     * | (empty), k = 1..n-m: count_left is k (0 for any other rule) and
+     * count_star the id of its unbounded twin star ::= x star | (empty),
+     * which the grammar never references: for one token, a count larger
+     * than the token is long is no count at all (cg_parser_horizon). */
+    int32_t count_left, count_star;
 } cg_rule;
 
 typedef struct cg_grammar {

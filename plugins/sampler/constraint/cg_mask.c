@@ -54,7 +54,27 @@ struct cg_vocab {
     uint64_t *big_bits;
     size_t mask_words;
     int32_t *dfs_tokens;   /* the tokens in preorder */
+    size_t max_len;        /* the longest token's bytes */
+    /* The string slice (llguidance's "slices" do the same): the tokens
+     * made only of the bytes of `slice_set` (printable ASCII but the quote
+     * and the backslash: the ordinary characters of a JSON string) as a
+     * ready bitmap, and the trie nodes where a path leaves the set for
+     * the first time (a quote, an escape, a UTF-8 byte after ordinary
+     * characters), in preorder. A state that every byte of the set leads
+     * back to itself allows the whole slice; its walk only goes on from
+     * those nodes. */
+    uint8_t slice_set[32];
+    int32_t *slice_exits;
+    size_t n_slice_exits;
+    /* slice_upto + (l - 1) * mask_words: the slice's tokens of at most l
+     * bytes, l = 1..slice_len (the longest token, at most
+     * CG_SLICE_LEN_MAX), for a string whose count runs out in fewer
+     * characters than a token may have. */
+    uint64_t *slice_upto;
+    size_t slice_len;
 };
+
+#define CG_SLICE_LEN_MAX 512
 
 /* Lay the trie out in preorder with subtree ends, token ranges and the
  * byte sets below each node. */
@@ -152,6 +172,51 @@ static bool big_subtrees(cg_vocab *v)
     return true;
 }
 
+/* The string slice: its bitmap and the nodes where paths leave it. */
+static bool string_slice(cg_vocab *v)
+{
+    for (int b = 0x20; b < 0x7f; b++)
+        if (b != '"' && b != '\\')
+            cg_set_add(v->slice_set, (uint8_t)b);
+    v->slice_len = v->max_len < CG_SLICE_LEN_MAX ? v->max_len : CG_SLICE_LEN_MAX;
+    v->slice_upto = calloc((v->slice_len ? v->slice_len : 1) * v->mask_words, sizeof *v->slice_upto);
+    int32_t *stack = malloc(v->n_trie * sizeof *stack);
+    v->slice_exits = malloc(v->n_trie * sizeof *v->slice_exits);
+    if (!v->slice_upto || !stack || !v->slice_exits) {
+        free(stack);
+        return false;
+    }
+    /* Depth first from the root through the nodes inside the set. */
+    size_t sp = 0;
+    stack[sp++] = 0;
+    while (sp) {
+        int32_t w = stack[--sp];
+        for (int32_t c = w + 1; c < v->walk[w].end; c = v->walk[c].end) {
+            if (!cg_set_has(v->slice_set, v->walk[c].byte)) {
+                v->slice_exits[v->n_slice_exits++] = c;
+                continue;
+            }
+            /* Tokens longer than slice_len are in no slice bitmap: the
+             * walk goes on from their node like from an exit. */
+            if (v->depth[c] > v->slice_len) {
+                v->slice_exits[v->n_slice_exits++] = c;
+                continue;
+            }
+            uint64_t *upto = v->slice_upto + (size_t)(v->depth[c] - 1) * v->mask_words;
+            for (int32_t id = v->walk[c].first_token; id >= 0; id = v->tok_next[id])
+                upto[id >> 6] |= 1ull << (id & 63);
+            if (v->walk[c].end > c + 1)
+                stack[sp++] = c;
+        }
+    }
+    free(stack);
+    /* Tokens of exactly l bytes so far; make each bitmap cumulative. */
+    for (size_t l = 1; l < v->slice_len; l++)
+        for (size_t w = 0; w < v->mask_words; w++)
+            v->slice_upto[l * v->mask_words + w] |= v->slice_upto[(l - 1) * v->mask_words + w];
+    return true;
+}
+
 static int32_t trie_add(cg_vocab *v, uint8_t byte)
 {
     if (v->n_trie == v->cap_trie) {
@@ -222,6 +287,8 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         total += len;
         v->off[id + 1] = total;
         v->tok_next[id] = -1;
+        if (len > v->max_len)
+            v->max_len = len;
         if (!len)
             continue;
         int32_t at = 0;
@@ -232,7 +299,7 @@ cg_vocab *cg_vocab_new(int32_t n_tokens, cg_token_bytes_fn token_bytes, void *ct
         v->tok_next[id] = v->trie[at].first_token;
         v->trie[at].first_token = id;
     }
-    if (!trie_index(v) || !big_subtrees(v))
+    if (!trie_index(v) || !big_subtrees(v) || !string_slice(v))
         goto fail;
     return v;
 fail:
@@ -257,6 +324,8 @@ void cg_vocab_free(cg_vocab *v)
     free(v->big);
     free(v->big_bits);
     free(v->dfs_tokens);
+    free(v->slice_upto);
+    free(v->slice_exits);
     free(v);
 }
 
@@ -312,7 +381,29 @@ struct cg_masker {
     size_t cap_states;
     struct { int32_t node; uint32_t state; } *todo;  /* the walk's stack */
     size_t cap_todo;
+    /* States split for their context-free part (cg_parser_split): per
+     * inner state, the trie nodes with children where its walk reaches an
+     * accepting state (the closing quote of a string), as a range of
+     * exit_pool: exits_at + 1 (0: not recorded yet) and exits_n
+     * (CG_EXITS_MANY: too many to be worth it). */
+    bool split;
+    uint32_t *exits_at, *exits_n;
+    uint32_t *canon_of;             /* cg_parser_horizon of a state + 1, 0 unknown */
+    uint8_t *inner_seen;            /* the state was some split state's inner one */
+    int32_t *exit_pool;
+    size_t n_exit_pool, cap_exit_pool;
+    bool recording;                 /* the walk in progress records exits */
+    uint64_t *inner_bits;           /* [mask_words] the inner mask being copied */
+    uint32_t *chain;                /* [slice_len + 1] slice_chain's states */
 };
+
+/* An inner state with more exits than this is not used: a string's body
+ * has a few dozen (`",`, `"}`, `abc":` ...), while an inner state that
+ * ends after every character (one character of a fixed-length run) has
+ * one per first byte, and the walks below them cost more than the whole
+ * walk from the state itself. */
+#define CG_EXITS_MAX 64u
+#define CG_EXITS_MANY UINT32_MAX
 
 /* Room for per-state data of `state`; false on OOM. */
 static bool cover_state(cg_masker *m, uint32_t state)
@@ -330,9 +421,29 @@ static bool cover_state(cg_masker *m, uint32_t state)
     if (!bc)
         return false;
     m->classes = bc;
+    uint32_t *ea = realloc(m->exits_at, cap * sizeof *ea);
+    if (!ea)
+        return false;
+    m->exits_at = ea;
+    uint32_t *en = realloc(m->exits_n, cap * sizeof *en);
+    if (!en)
+        return false;
+    m->exits_n = en;
+    uint32_t *co = realloc(m->canon_of, cap * sizeof *co);
+    if (!co)
+        return false;
+    m->canon_of = co;
+    uint8_t *seen = realloc(m->inner_seen, cap);
+    if (!seen)
+        return false;
+    m->inner_seen = seen;
+    memset(seen + m->cap_states, 0, cap - m->cap_states);
     size_t old = m->cap_states;
     memset(so + old, 0, (cap - old) * sizeof *so);
     memset(bc + old, 0, (cap - old) * sizeof *bc);
+    memset(ea + old, 0, (cap - old) * sizeof *ea);
+    memset(en + old, 0, (cap - old) * sizeof *en);
+    memset(co + old, 0, (cap - old) * sizeof *co);
     m->cap_states = cap;
     return true;
 }
@@ -442,6 +553,9 @@ static int subtree_depth(cg_masker *m, int32_t c, uint32_t state)
             return -1;
         if (next == CG_ALL_DEAD)
             return d;
+        /* A walk that records exits must see every accepting state. */
+        if (m->recording && cg_parser_accepting(m->p, next))
+            return -1;
         if (next == state)
             return h;
         state = next;
@@ -463,7 +577,10 @@ cg_masker *cg_masker_new(const cg_vocab *v, cg_parser *p)
         m->max_slots = 2;
     m->cap_todo = v->n_trie + 1;
     m->todo = malloc(m->cap_todo * sizeof *m->todo);
-    if (!m->todo) {
+    m->inner_bits = malloc(m->mask_bytes);
+    m->chain = malloc((v->slice_len + 1) * sizeof *m->chain);
+    m->split = true;
+    if (!m->todo || !m->inner_bits || !m->chain) {
         cg_masker_free(m);
         return NULL;
     }
@@ -479,8 +596,17 @@ void cg_masker_free(cg_masker *m)
     free(m->slot_of);
     free(m->classes);
     free(m->todo);
+    free(m->exits_at);
+    free(m->exits_n);
+    free(m->canon_of);
+    free(m->inner_seen);
+    free(m->exit_pool);
+    free(m->inner_bits);
+    free(m->chain);
     free(m);
 }
+
+void cg_masker_set_shared(cg_masker *m, bool on) { m->split = on; }
 
 /* A slot for `state`'s mask: a new one while the cache may grow, else the
  * oldest. NULL on OOM. */
@@ -513,80 +639,284 @@ static uint8_t *take_slot(cg_masker *m, uint32_t state)
     return m->masks + slot * m->mask_bytes;
 }
 
+/* Note trie node c (it has children; its bytes led the walk to an
+ * accepting state) as an exit of the state being recorded; past
+ * CG_EXITS_MAX the recording stops and the state is marked as having too
+ * many. False on OOM. */
+static bool record_exit(cg_masker *m, uint32_t state, int32_t c)
+{
+    if (m->exits_n[state] == CG_EXITS_MANY)
+        return true;
+    if (m->exits_n[state] == CG_EXITS_MAX) {
+        m->n_exit_pool -= CG_EXITS_MAX;
+        m->exits_n[state] = CG_EXITS_MANY;
+        return true;
+    }
+    if (m->n_exit_pool == m->cap_exit_pool) {
+        size_t cap = m->cap_exit_pool ? m->cap_exit_pool * 2 : 1024;
+        int32_t *pool = realloc(m->exit_pool, cap * sizeof *pool);
+        if (!pool)
+            return false;
+        m->exit_pool = pool;
+        m->cap_exit_pool = cap;
+    }
+    m->exit_pool[m->n_exit_pool++] = c;
+    m->exits_n[state]++;
+    return true;
+}
+
+/* The walk's step to trie node c from `st` (the state at c's parent),
+ * `row` st's cached transitions (may be NULL or move): c's tokens into
+ * `words` when c's bytes lead somewhere, its subtree taken whole or
+ * pushed onto the walk's stack (*n entries). False on OOM or budget. */
+static inline bool visit(cg_masker *m, uint64_t *words, int32_t c, uint32_t st,
+                         const int32_t **row, size_t *n, uint32_t rec)
+{
+    const cg_vocab *v = m->v;
+    const walk_node *t = v->walk;
+    uint32_t next;
+    if (*row && (*row)[t[c].byte] >= 0) {
+        next = (uint32_t)(*row)[t[c].byte];
+    } else {
+        next = cg_parser_step(m->p, st, t[c].byte);
+        *row = cg_parser_row(m->p, st);   /* it may have moved */
+    }
+    if (next == UINT32_MAX)
+        return false;
+    if (next == 0)
+        return true;
+    bool inner = t[c].end > c + 1;
+    if (inner && m->recording && cg_parser_accepting(m->p, next) && !record_exit(m, rec, c))
+        return false;
+    /* A subtree whose bytes lead, depth after depth, from one live state
+     * to the next has every token allowed: taken whole, unwalked. Its
+     * first child's byte must lead somewhere for that, which rules many
+     * nodes out at the price of a step the walk takes anyway. */
+    if (inner && cg_parser_step(m->p, next, t[c + 1].byte) != 0) {
+        int depth = subtree_depth(m, c, next);
+        if (depth == -2)
+            return false;
+        if (depth == v->height[c] && v->big[c] >= 0) {
+            const uint64_t *bits = v->big_bits + v->big[c];
+            for (size_t w = 0; w < v->mask_words; w++)
+                words[w] |= bits[w];
+            return true;
+        }
+        if (depth >= 0) {
+            /* Token lengths: c's depth in the trie plus `depth`. */
+            size_t max_len = (size_t)v->depth[c] + (size_t)depth;
+            bool all = depth == v->height[c];
+            for (int32_t k = v->sub_begin[c], end = v->sub_end[c]; k < end; k++) {
+                int32_t id = v->dfs_tokens[k];
+                if (all || v->off[id + 1] - v->off[id] <= max_len)
+                    words[id >> 6] |= 1ull << (id & 63);
+            }
+            return true;
+        }
+    }
+    for (int32_t id = t[c].first_token; id >= 0; id = v->tok_next[id])
+        words[id >> 6] |= 1ull << (id & 63);
+    if (inner) {
+        m->todo[*n].node = c;
+        m->todo[(*n)++].state = next;
+    }
+    return true;
+}
+
+/* The states the string slice's bytes lead `state` through, depth after
+ * depth (the ordinary characters of a string all go the same way):
+ * m->chain[d] after d of them, d = 0..slice_len. The depth up to which
+ * they stay live (slice_len when they never die: a state they lead back
+ * to itself is the body of a free string, a chain of counting states a
+ * string with a count), or -1 when they part ways somewhere (no slice
+ * here), or when recording and one is accepting. -2 on OOM or budget. */
+static int slice_chain(cg_masker *m, uint32_t state)
+{
+    const cg_vocab *v = m->v;
+    uint32_t *chain = m->chain;
+    chain[0] = state;
+    for (size_t d = 1; d <= v->slice_len; d++) {
+        uint32_t next = uniform_step(m, chain[d - 1], v->slice_set);
+        if (next == UINT32_MAX)
+            return -2;
+        if (next == CG_MIXED)
+            return -1;
+        if (next == CG_ALL_DEAD)
+            return (int)d - 1;
+        if (m->recording && cg_parser_accepting(m->p, next))
+            return -1;
+        chain[d] = next;
+        if (next == chain[d - 1]) {
+            for (size_t k = d + 1; k <= v->slice_len; k++)
+                chain[k] = next;
+            break;
+        }
+    }
+    return (int)v->slice_len;
+}
+
+/* OR into `words` the tokens below trie node `from` (not its own) whose
+ * bytes, after from's, lead `state` somewhere live. With m->recording,
+ * the exits met are recorded for `rec`. False on OOM or budget. */
+static bool walk(cg_masker *m, uint64_t *words, int32_t from, uint32_t state, uint32_t rec)
+{
+    const walk_node *t = m->v->walk;
+    /* Each trie node is pushed at most once, so the stack never exceeds
+     * the trie's size. */
+    size_t n = 0;
+    /* From the root, a state inside a string (its ordinary characters
+     * lead, depth after depth, from one live state to the next) takes the
+     * string slice's tokens as long as the chain stays live, and walks on
+     * only where paths leave the slice. Not while recording exits of an
+     * accepting state: the slice's paths would hold exits. */
+    int live = -1;
+    const cg_vocab *v = m->v;
+    if (from == 0 && v->slice_len && !(m->recording && cg_parser_accepting(m->p, state)) &&
+        (live = slice_chain(m, state)) == -2)
+        return false;
+    if (live >= 0) {
+        if (live > 0) {
+            const uint64_t *upto = v->slice_upto + (size_t)(live - 1) * v->mask_words;
+            for (size_t w = 0; w < v->mask_words; w++)
+                words[w] |= upto[w];
+        }
+        for (size_t k = 0; k < v->n_slice_exits; k++) {
+            int32_t c = v->slice_exits[k];
+            /* Its parent's path is in the slice: live when short enough. */
+            size_t parent_len = (size_t)v->depth[c] - 1;
+            if (parent_len > (size_t)live)
+                continue;
+            const int32_t *row = cg_parser_row(m->p, m->chain[parent_len]);
+            if (!visit(m, words, c, m->chain[parent_len], &row, &n, rec))
+                return false;
+        }
+    } else {
+        m->todo[n].node = from;
+        m->todo[n++].state = state;
+    }
+    while (n) {
+        n--;
+        int32_t node = m->todo[n].node;
+        uint32_t st = m->todo[n].state;
+        const int32_t *row = cg_parser_row(m->p, st);
+        for (int32_t c = node + 1; c < t[node].end; c = t[c].end)
+            if (!visit(m, words, c, st, &row, &n, rec))
+                return false;
+    }
+    return true;
+}
+
+/* `state`'s mask walked from the trie's root into a cache slot; with
+ * `record`, its exits are recorded on the way. NULL on OOM or budget. */
+static const uint8_t *walked_mask(cg_masker *m, uint32_t state, bool record)
+{
+    /* A cached mask walked again to record its exits keeps its slot. */
+    uint8_t *mask = m->slot_of[state] ? m->masks + (size_t)(m->slot_of[state] - 1) * m->mask_bytes
+                                      : take_slot(m, state);
+    if (!mask)
+        return NULL;
+    /* Until the walk finishes the slot holds no valid mask. */
+    m->slot_of[state] = 0;
+    memset(mask, 0, m->mask_bytes);
+    size_t slot = (size_t)(mask - m->masks) / m->mask_bytes;
+    if (record) {
+        m->exits_at[state] = (uint32_t)m->n_exit_pool + 1;
+        m->exits_n[state] = 0;
+    }
+    m->recording = record;
+    bool ok = walk(m, (uint64_t *)(void *)mask, 0, state, state);
+    m->recording = false;
+    if (!ok) {
+        if (record)
+            m->exits_at[state] = 0;
+        return NULL;
+    }
+    m->slot_of[state] = (uint32_t)slot + 1;
+    return mask;
+}
+
+/* The mask of a split state: its inner state's mask (cached, exits
+ * recorded the first time), then for each exit the walk of the tokens
+ * below it from the outer state. NULL when the inner state has too many
+ * exits (the caller walks instead), or on OOM or budget (*failed). */
+static const uint8_t *split_mask(cg_masker *m, uint32_t state, uint32_t in, uint32_t out,
+                                 bool *failed)
+{
+    *failed = true;
+    if (!cover_state(m, in) || !cover_state(m, out))
+        return NULL;
+    const uint8_t *inner = NULL;
+    if (m->exits_at[in] && m->slot_of[in])
+        inner = m->masks + (size_t)(m->slot_of[in] - 1) * m->mask_bytes;
+    else
+        inner = walked_mask(m, in, m->exits_at[in] == 0);
+    if (!inner)
+        return NULL;
+    *failed = false;
+    if (m->exits_n[in] == CG_EXITS_MANY)
+        return NULL;
+    /* The slot for `state` may be the inner mask's own: copy it first. */
+    memcpy(m->inner_bits, inner, m->mask_bytes);
+    *failed = true;
+    uint8_t *mask = take_slot(m, state);
+    if (!mask)
+        return NULL;
+    m->slot_of[state] = 0;
+    size_t slot = (size_t)(mask - m->masks) / m->mask_bytes;
+    memcpy(mask, m->inner_bits, m->mask_bytes);
+    uint64_t *words = (uint64_t *)(void *)mask;
+    for (uint32_t i = 0, at = m->exits_at[in] - 1; i < m->exits_n[in]; i++)
+        if (!walk(m, words, m->exit_pool[at + i], out, 0))
+            return NULL;
+    m->slot_of[state] = (uint32_t)slot + 1;
+    *failed = false;
+    return mask;
+}
+
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state)
 {
     if (!cover_state(m, state))
         return NULL;
     if (m->slot_of[state])
         return m->masks + (size_t)(m->slot_of[state] - 1) * m->mask_bytes;
-    uint8_t *mask = take_slot(m, state);
-    if (!mask)
-        return NULL;
-    /* Until the walk finishes the slot holds no valid mask. */
-    m->slot_of[state] = 0;
-    memset(mask, 0, m->mask_bytes);
-    const cg_vocab *v = m->v;
-    const walk_node *t = v->walk;
-    const int32_t *dfs = v->dfs_tokens, *tok_next = v->tok_next;
-    uint64_t *words = (uint64_t *)(void *)mask;
-    /* Each trie node is pushed at most once, so the stack never exceeds
-     * the trie's size. */
-    size_t n = 0;
-    m->todo[n].node = 0;
-    m->todo[n++].state = state;
-    while (n) {
-        n--;
-        int32_t node = m->todo[n].node;
-        uint32_t st = m->todo[n].state;
-        const int32_t *row = cg_parser_row(m->p, st);
-        for (int32_t c = node + 1; c < t[node].end; c = t[c].end) {
-            uint32_t next;
-            if (row && row[t[c].byte] >= 0) {
-                next = (uint32_t)row[t[c].byte];
-            } else {
-                next = cg_parser_step(m->p, st, t[c].byte);
-                row = cg_parser_row(m->p, st);   /* it may have moved */
-            }
-            if (next == UINT32_MAX)
+    /* Counts that no token can use up do not change the mask: the body of
+     * a string with a large maxLength shares one state's mask (and its
+     * split below) until its last characters. */
+    if (m->split && m->v->max_len > 0) {
+        if (!m->canon_of[state]) {
+            uint32_t c = cg_parser_horizon(m->p, state, (uint32_t)m->v->max_len);
+            if (c == UINT32_MAX || !cover_state(m, c))
                 return NULL;
-            if (next == 0)
-                continue;
-            bool inner = t[c].end > c + 1;
-            /* A subtree whose bytes lead, depth after depth, from one live
-             * state to the next has every token allowed: taken whole,
-             * unwalked. Its first child's byte must lead somewhere for
-             * that, which rules many nodes out at the price of a step the
-             * walk takes anyway. */
-            if (inner && cg_parser_step(m->p, next, t[c + 1].byte) != 0) {
-                int depth = subtree_depth(m, c, next);
-                if (depth == -2)
-                    return NULL;
-                if (depth == v->height[c] && v->big[c] >= 0) {
-                    const uint64_t *bits = v->big_bits + v->big[c];
-                    for (size_t w = 0; w < v->mask_words; w++)
-                        words[w] |= bits[w];
-                    continue;
-                }
-                if (depth >= 0) {
-                    /* Token lengths: c's depth in the trie plus `depth`. */
-                    size_t max_len = (size_t)v->depth[c] + (size_t)depth;
-                    bool all = depth == v->height[c];
-                    for (int32_t k = v->sub_begin[c], end = v->sub_end[c]; k < end; k++) {
-                        int32_t id = dfs[k];
-                        if (all || v->off[id + 1] - v->off[id] <= max_len)
-                            words[id >> 6] |= 1ull << (id & 63);
-                    }
-                    continue;
-                }
-            }
-            for (int32_t id = t[c].first_token; id >= 0; id = tok_next[id])
-                words[id >> 6] |= 1ull << (id & 63);
-            if (inner) {
-                m->todo[n].node = c;
-                m->todo[n++].state = next;
-            }
+            m->canon_of[state] = c + 1;
+        }
+        uint32_t c = m->canon_of[state] - 1;
+        if (c != state)
+            return cg_masker_get(m, c);
+    }
+    /* A state inside a free string (or number, or any rule) in a new
+     * context shares its inner state with every other such context: the
+     * inner mask is walked once, and each context adds only the tokens
+     * that run past the inner part's end. */
+    if (m->split) {
+        uint32_t in = 0, out = 0;
+        int r = cg_parser_split(m->p, state, &in, &out);
+        if (r < 0)
+            return NULL;
+        /* An inner state met for the first time is only noted: its mask
+         * pays off from the second context on (a string's body), and most
+         * states' inner ones never recur (a key's letters, a number). */
+        if (r == 1 && (!cover_state(m, in) || !cover_state(m, state)))
+            return NULL;
+        if (r == 1 && !m->inner_seen[in]) {
+            m->inner_seen[in] = 1;
+            r = 0;
+        }
+        if (r == 1) {
+            bool failed;
+            const uint8_t *mask = split_mask(m, state, in, out, &failed);
+            if (mask || failed)
+                return mask;
         }
     }
-    m->slot_of[state] = (uint32_t)((size_t)(mask - m->masks) / m->mask_bytes) + 1;
-    return mask;
+    return walked_mask(m, state, false);
 }

@@ -38,6 +38,14 @@ void cg_masker_free(cg_masker *m);
  * NULL when the parser ran out of budget. */
 const uint8_t *cg_masker_get(cg_masker *m, uint32_t state);
 
+/* Masks shared between states (the default): a state whose counts no
+ * token can use up takes the mask of its cg_parser_horizon state, and a
+ * state split at its context-free part (cg_parser_split) is the inner
+ * state's cached mask plus the tokens that run past its end. Off, every
+ * mask is one walk of the trie from its own state. For tests that
+ * compare the two, and for benchmarks. */
+void cg_masker_set_shared(cg_masker *m, bool on);
+
 /* Advance `state` by a token's bytes; 0 when the grammar rejects them,
  * UINT32_MAX when the parser ran out of budget. */
 uint32_t cg_advance_token(cg_parser *p, const cg_vocab *v, uint32_t state, int32_t id);

@@ -36,6 +36,7 @@ struct cg_parser {
     size_t n_scratch, cap_scratch;
     uint32_t start;
     bool over_budget;
+    int32_t *elem_rule;       /* [n_elems] the rule each grammar position is in */
 };
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -227,6 +228,17 @@ cg_parser *cg_parser_new(const cg_grammar *g)
         return NULL;
     }
     p->states[0] = (state){0, 0, NULL};
+    if (!(p->elem_rule = malloc((g->n_elems ? g->n_elems : 1) * sizeof *p->elem_rule))) {
+        cg_parser_free(p);
+        return NULL;
+    }
+    for (size_t r = 0; r < g->n_rules; r++)
+        for (size_t a = 0; a < g->rules[r].n_alts; a++)
+            for (int32_t pos = g->rules[r].alts[a];; pos++) {
+                p->elem_rule[pos] = (int32_t)r;
+                if (g->elems[pos].kind == CG_END)
+                    break;
+            }
     const cg_rule *root = &g->rules[g->root];
     p->n_scratch = 0;
     for (size_t a = 0; a < root->n_alts; a++)
@@ -251,6 +263,7 @@ void cg_parser_free(cg_parser *p)
     free(p->node_hash);
     free(p->stacks);
     free(p->scratch);
+    free(p->elem_rule);
     free(p);
 }
 
@@ -317,4 +330,129 @@ bool cg_parser_accepting(const cg_parser *p, uint32_t st)
 bool cg_parser_finished(cg_parser *p, uint32_t st)
 {
     return cg_parser_accepting(p, st) && p->states[st].n == 1;
+}
+
+/* Beyond these a state is not split (the search is quadratic in depth). */
+#define CG_SPLIT_STACKS 512u
+#define CG_SPLIT_DEPTH 64u
+
+int cg_parser_split(cg_parser *p, uint32_t st, uint32_t *inner, uint32_t *outer)
+{
+    if (st == 0 || st == UINT32_MAX || p->over_budget)
+        return 0;
+    const state s = p->states[st];
+    if (s.n > CG_SPLIT_STACKS || p->stacks[s.off] == 0)
+        return 0;
+    /* The first stack's nodes, top first: R is one of them. */
+    uint32_t chain[CG_SPLIT_DEPTH];
+    size_t depth = 0;
+    for (uint32_t id = p->stacks[s.off]; id; id = p->nodes[id].parent) {
+        if (depth == CG_SPLIT_DEPTH)
+            return 0;
+        chain[depth++] = id;
+    }
+    /* Below the first node another stack shares, the chains are one; R
+     * must be at or below every such node, and strictly below a stack
+     * that is itself in the chain (R replaced by the empty stack must
+     * leave no stack empty: inner is not accepting). */
+    size_t r = 1;
+    for (uint32_t i = 1; i < s.n && r < depth; i++) {
+        size_t hit = depth, steps = 0;
+        bool self = true;
+        for (uint32_t id = p->stacks[s.off + i]; id && hit == depth; id = p->nodes[id].parent) {
+            if (steps++ == CG_SPLIT_DEPTH)
+                return 0;
+            for (size_t k = 0; k < depth; k++)
+                if (chain[k] == id) {
+                    hit = k + (self ? 1 : 0);
+                    break;
+                }
+            self = false;
+        }
+        if (hit > r)
+            r = hit;
+    }
+    if (r >= depth)
+        return 0;
+    uint32_t root = chain[r];
+    /* Inner: every stack rebuilt above R on the empty stack. */
+    p->n_scratch = 0;
+    for (uint32_t i = 0; i < s.n; i++) {
+        uint32_t above[2 * CG_SPLIT_DEPTH];
+        size_t n = 0;
+        for (uint32_t id = p->stacks[s.off + i]; id != root; id = p->nodes[id].parent)
+            above[n++] = id;   /* R is within CG_SPLIT_DEPTH of the shared node, itself as near */
+        uint32_t id = 0;
+        while (n) {
+            const node nd = p->nodes[above[--n]];
+            if (!(id = intern_node(p, nd.pos, id)))
+                return -1;
+        }
+        add_scratch(p, id);
+    }
+    uint32_t in = intern_scratch(p);
+    if (in == UINT32_MAX)
+        return -1;
+    p->n_scratch = 0;
+    expand_node(p, root);
+    uint32_t out = intern_scratch(p);
+    if (out == UINT32_MAX)
+        return -1;
+    *inner = in;
+    *outer = out;
+    return 1;
+}
+
+/* Position `pos` moved to its repetition's unbounded twin when its own
+ * copy can take more than `keep` copies; else pos. */
+static int32_t horizon_pos(const cg_parser *p, int32_t pos, int32_t keep)
+{
+    const cg_grammar *g = p->g;
+    const cg_rule *r = &g->rules[p->elem_rule[pos]];
+    if (r->count_left <= keep || r->n_alts == 0)
+        return pos;
+    const cg_rule *t = &g->rules[r->count_star];
+    /* Only the first alternative (x opt_{k-1}) holds stack nodes; the
+     * twin's (x star) is the same sequence up to the reference. */
+    int32_t off = pos - r->alts[0];
+    int32_t len = r->n_alts > 1 ? r->alts[1] - r->alts[0] : off + 1;
+    if (off < 0 || off >= len || t->n_alts == 0)
+        return pos;
+    return t->alts[0] + off;
+}
+
+uint32_t cg_parser_horizon(cg_parser *p, uint32_t st, uint32_t horizon)
+{
+    if (st == 0 || st == UINT32_MAX || p->over_budget || horizon >= INT32_MAX - 1)
+        return st;
+    const state s = p->states[st];
+    if (s.n > CG_SPLIT_STACKS)
+        return st;
+    int32_t keep = (int32_t)horizon + 1;
+    bool moved = false;
+    p->n_scratch = 0;
+    for (uint32_t i = 0; i < s.n; i++) {
+        uint32_t chain[CG_SPLIT_DEPTH];
+        size_t n = 0;
+        bool any = false;
+        for (uint32_t id = p->stacks[s.off + i]; id; id = p->nodes[id].parent) {
+            if (n == CG_SPLIT_DEPTH)
+                return st;   /* too deep to rebuild here: unchanged */
+            chain[n++] = id;
+            any = any || horizon_pos(p, p->nodes[id].pos, keep) != p->nodes[id].pos;
+        }
+        if (!any) {
+            add_scratch(p, p->stacks[s.off + i]);
+            continue;
+        }
+        moved = true;
+        uint32_t id = 0;
+        while (n) {
+            const node nd = p->nodes[chain[--n]];
+            if (!(id = intern_node(p, horizon_pos(p, nd.pos, keep), id)))
+                return UINT32_MAX;
+        }
+        add_scratch(p, id);
+    }
+    return moved ? intern_scratch(p) : st;
 }

@@ -914,6 +914,32 @@ static long pattern_min_chars(const char *pattern, size_t len)
     return best;
 }
 
+/* A reference to the rule of strings of min..max characters (max -1: no
+ * bound), added to the list write_primitives writes out when new. */
+static bool counted_string(sc *s, long min, long max, cg_buf *e)
+{
+    size_t i = 0;
+    while (i < s->n_counted && !(s->counted[i].min == min && s->counted[i].max == max))
+        i++;
+    if (i == s->n_counted) {
+        if (s->n_counted == s->cap_counted) {
+            size_t cap = s->cap_counted ? s->cap_counted * 2 : 8;
+            void *c = realloc(s->counted, cap * sizeof *s->counted);
+            if (!c)
+                return sc_fail(s, NULL, "", "out of memory");
+            s->counted = c;
+            s->cap_counted = cap;
+        }
+        s->counted[s->n_counted].min = min;
+        s->counted[s->n_counted++].max = max;
+    }
+    if (max < 0)
+        cg_buf_printf(e, "string-%ld-up", min);
+    else
+        cg_buf_printf(e, "string-%ld-%ld", min, max);
+    return true;
+}
+
 static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
 {
     const cj_value *fmt = cj_get(v, "format"), *pat = cj_get(v, "pattern");
@@ -1006,11 +1032,7 @@ static bool gen_string(sc *s, const cj_value *v, const char *path, cg_buf *e)
      * characters: every output stays valid, and the grammar stays small. */
     if (max > SC_COUNT_MAX)
         max = SC_COUNT_MAX > min ? SC_COUNT_MAX : min;
-    if (max < 0)
-        cg_buf_printf(e, "\"\\\"\" char{%ld,} \"\\\"\"", min);
-    else
-        cg_buf_printf(e, "\"\\\"\" char{%ld,%ld} \"\\\"\"", min, max);
-    return true;
+    return counted_string(s, min, max, e);
 }
 
 static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
@@ -1626,6 +1648,15 @@ static void write_primitives(sc *s)
     }
     if (p & P_STRING)
         cg_buf_puts(o, "string ::= \"\\\"\" char* \"\\\"\"\n");
+    for (size_t i = 0; i < s->n_counted; i++) {
+        if (s->counted[i].max < 0)
+            cg_buf_printf(o, "string-%ld-up ::= \"\\\"\" char{%ld,} \"\\\"\"\n",
+                          s->counted[i].min, s->counted[i].min);
+        else
+            cg_buf_printf(o, "string-%ld-%ld ::= \"\\\"\" char{%ld,%ld} \"\\\"\"\n",
+                          s->counted[i].min, s->counted[i].max, s->counted[i].min,
+                          s->counted[i].max);
+    }
     if (p & P_CHAR)
         cg_buf_puts(o, "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" "
                        "[0-9a-fA-F]{4})\n");
@@ -1685,6 +1716,7 @@ bool cg_schema_to_gbnf(const char *text, size_t len, const cg_schema_options *op
     }
     free(s.owned);
     free(s.refs);
+    free(s.counted);
     cj_free(doc);
     return ok;
 }

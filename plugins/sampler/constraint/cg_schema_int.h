@@ -35,6 +35,12 @@ typedef struct sc {
      * optional (a member not required, one alternative) it is left out
      * instead of failing the whole compile. */
     bool unsat;
+    /* The character counts of the counted strings written so far, each
+     * once as a rule "string-MIN-MAX" (max -1: "string-MIN-up") that
+     * every string of those lengths references: the same parser states
+     * for all of them, so their masks are shared (cg_mask.c). */
+    struct { long min, max; } *counted;
+    size_t n_counted, cap_counted;
 } sc;
 
 /* Fill s->err ("at PATH: ...") and return false. */
