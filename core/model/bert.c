@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant.h"
+#include "repack.h"
+
 static st_status need_int(const st_gguf *g, const char *key, int64_t min, int64_t max,
                           uint32_t *out, st_diag *d)
 {
@@ -47,10 +50,38 @@ static const float *tensor(const st_gguf *g, const char *name, uint64_t ne0, uin
     return t->data;
 }
 
-static st_weight weight(const float *data, uint32_t cols, uint32_t rows)
+/* A layer's matrix [rows][cols] (GGUF ne0 = cols, ne1 = rows): f32, or
+ * Q8_0 (quant.h; e.g. tools/convert_minilm.py --type q8_0), which the
+ * matmul multiplies with int8 activations through the repacked 16-row
+ * kernels (the copy in w->packed is made here; st_bert_model_free frees
+ * it). */
+static st_weight matrix(const st_gguf *g, const char *name, uint32_t cols, uint32_t rows,
+                        st_status *st, st_diag *d)
 {
-    st_weight w = {.type = ST_GGML_F32, .cols = cols, .rows = rows,
-                   .row_bytes = (size_t)cols * sizeof(float), .data = (const uint8_t *)data};
+    st_weight w = {.type = ST_GGML_F32, .cols = cols, .rows = rows};
+    if (*st != ST_OK)
+        return w;
+    const st_gguf_tensor *t = st_gguf_tensor_find(g, name);
+    if (!t) {
+        *st = st_diag_set(d, ST_E_FORMAT, g->path, 0, 0, "missing tensor %s", name);
+        return w;
+    }
+    bool shape = t->n_dims == 2 && t->ne[0] == cols && t->ne[1] == rows;
+    bool q8 = t->type == ST_GGML_Q8_0 && cols % ST_ACT_BLOCK == 0;
+    if ((t->type != ST_GGML_F32 && !q8) || !shape) {
+        *st = st_diag_set(d, ST_E_FORMAT, g->path, 0, 0,
+                          "tensor %s: expected f32 or q8_0 (with %u a multiple of 32) "
+                          "[%u x %u], found %s with %u dims [%llu, %llu]", name, cols, cols,
+                          rows, st_ggml_type_name(t->type), t->n_dims,
+                          (unsigned long long)t->ne[0],
+                          (unsigned long long)(t->n_dims > 1 ? t->ne[1] : 0));
+        return w;
+    }
+    w.type = t->type;
+    w.row_bytes = (size_t)st_ggml_row_bytes(t->type, cols);
+    w.data = t->data;
+    if (q8 && st_repack_weight(&w) != ST_OK)
+        *st = st_diag_set(d, ST_E_NOMEM, g->path, 0, 0, "out of memory repacking %s", name);
     return w;
 }
 
@@ -111,26 +142,29 @@ st_status st_bert_model_load(const st_gguf *g, st_bert_model **out, st_diag *d)
     char name[96];
 #define T(field, suffix, ne0, ne1)                                                   \
     (snprintf(name, sizeof name, "blk.%u.%s", l, suffix), tensor(g, name, ne0, ne1, &st, d))
+#define W(suffix, cols, rows)                                                        \
+    (snprintf(name, sizeof name, "blk.%u.%s", l, suffix), matrix(g, name, cols, rows, &st, d))
     for (uint32_t l = 0; l < m->n_layers && st == ST_OK; l++) {
         st_bert_layer *L = &m->layers[l];
-        L->q = weight(T(q, "attn_q.weight", e, e), e, e);
+        L->q = W("attn_q.weight", e, e);
         L->q_b = T(q_b, "attn_q.bias", e, 0);
-        L->k = weight(T(k, "attn_k.weight", e, e), e, e);
+        L->k = W("attn_k.weight", e, e);
         L->k_b = T(k_b, "attn_k.bias", e, 0);
-        L->v = weight(T(v, "attn_v.weight", e, e), e, e);
+        L->v = W("attn_v.weight", e, e);
         L->v_b = T(v_b, "attn_v.bias", e, 0);
-        L->out = weight(T(out, "attn_output.weight", e, e), e, e);
+        L->out = W("attn_output.weight", e, e);
         L->out_b = T(out_b, "attn_output.bias", e, 0);
         L->attn_norm_w = T(n, "attn_output_norm.weight", e, 0);
         L->attn_norm_b = T(n, "attn_output_norm.bias", e, 0);
-        L->up = weight(T(up, "ffn_up.weight", e, f), e, f);
+        L->up = W("ffn_up.weight", e, f);
         L->up_b = T(up_b, "ffn_up.bias", f, 0);
-        L->down = weight(T(down, "ffn_down.weight", f, e), f, e);
+        L->down = W("ffn_down.weight", f, e);
         L->down_b = T(down_b, "ffn_down.bias", e, 0);
         L->out_norm_w = T(n, "layer_output_norm.weight", e, 0);
         L->out_norm_b = T(n, "layer_output_norm.bias", e, 0);
     }
 #undef T
+#undef W
     if (st != ST_OK) {
         st_bert_model_free(m);
         return st;
@@ -143,6 +177,12 @@ void st_bert_model_free(st_bert_model *m)
 {
     if (!m)
         return;
+    for (uint32_t l = 0; m->layers && l < m->n_layers; l++) {
+        st_bert_layer *L = &m->layers[l];
+        st_weight *ws[] = {&L->q, &L->k, &L->v, &L->out, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            free(ws[i]->packed);
+    }
     free(m->layers);
     free(m);
 }

@@ -2,8 +2,9 @@
  * core/model/bert.h - a BERT-family sentence encoder from GGUF (general.
  * architecture "bert", llama.cpp's tensor names): learned absolute
  * positions, token types, post-LayerNorm blocks with biases and GELU, and
- * the pooling the file names (mean). All tensors f32. The forward pass is
- * core/compute/bert_forward.c.
+ * the pooling the file names (mean). All tensors f32, except that the six
+ * matrices of each layer may be Q8_0 (products then in int8 through the
+ * repacked kernels). The forward pass is core/compute/bert_forward.c.
  */
 #ifndef ST_CORE_BERT_H
 #define ST_CORE_BERT_H
@@ -33,8 +34,8 @@ typedef struct st_bert_model {
 } st_bert_model;
 
 /* Check and map the tensors of `g` (kept open by the caller). Refuses,
- * naming the tensor or key, anything that is not an f32 BERT of consistent
- * shapes. */
+ * naming the tensor or key, anything that is not a BERT of consistent
+ * shapes with f32 tensors (or Q8_0 layer matrices). */
 st_status st_bert_model_load(const st_gguf *g, st_bert_model **out, st_diag *diag);
 void st_bert_model_free(st_bert_model *m);
 

@@ -347,8 +347,8 @@ Test(cli, shipped_manifests_all_check)
              "%s/bin/st-gen-tiny-model --out %s --pos-table 600 --ctx 600 >/dev/null",
              ST_TEST_BINARY_DIR, pos_model);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    /* The embedding retrievers (minilm, hybrid, rerank, prerequisites) open a
-     * sentence encoder: a tiny BERT. */
+    /* The embedding retrievers (minilm, minilm-q8, hybrid, hybrid-prerequisites,
+     * rerank, prerequisites) open a sentence encoder: a tiny BERT. */
     char bert[64];
     snprintf(bert, sizeof bert, "/tmp/st_cli_tinybert_%d.gguf", (int)getpid());
     cr_assert_eq(tb_write(bert, 1, NULL, NULL), ST_OK);
@@ -373,7 +373,9 @@ Test(cli, shipped_manifests_all_check)
         fprintf(f, "format: 1\nextends: %s/manifests/%s\nmodel: %s\n", ST_TEST_SOURCE_DIR,
                 de->d_name, model);
         if (!strcmp(de->d_name, "minilm.yaml") || !strcmp(de->d_name, "hybrid.yaml") ||
-            !strcmp(de->d_name, "rerank.yaml") || !strcmp(de->d_name, "prerequisites.yaml"))
+            !strcmp(de->d_name, "rerank.yaml") || !strcmp(de->d_name, "prerequisites.yaml") ||
+            !strcmp(de->d_name, "minilm-q8.yaml") ||
+            !strcmp(de->d_name, "hybrid-prerequisites.yaml"))
             fprintf(f, "retriever: {params: {model: %s}}\n", bert);
         if (strcmp(de->d_name, "rag.yaml") == 0)
             fprintf(f, "retriever: {index: %s}\n", index);

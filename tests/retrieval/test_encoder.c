@@ -201,6 +201,63 @@ Test(encoder, bad_models_are_refused_by_name)
     cr_assert_eq(tb_write(path_in("holes.gguf"), SEED, NULL, "blk.1.ffn_up.bias"), ST_OK);
     refused("holes.gguf", "missing tensor blk.1.ffn_up.bias");
     refused("nothing.gguf", "nothing.gguf");
+    /* Matrices of a type the encoder does not multiply. */
+    cr_assert_eq(tb_write_typed(path_in("q4.gguf"), SEED, NULL, NULL, ST_GGML_Q4_0), ST_OK);
+    refused("q4.gguf", "tensor blk.0.attn_q.weight: expected f32 or q8_0");
+}
+
+/* Q8_0 layer matrices (tools/convert_minilm.py --type q8_0): the products
+ * run in int8 through the repacked 16-row kernels. Each vector stays within
+ * 1e-3 cosine of the double-precision f32 reference (the bound the issue
+ * sets for MiniLM), is not the f32 model's vector (the int8 path ran), and a
+ * batch on 2 threads gives every text the vector it gets alone. */
+Test(encoder, q8_0_matrices_embed_within_1e_3_cosine_of_the_reference)
+{
+    cr_assert_eq(tb_write_typed(path_in("q8.gguf"), SEED, NULL, NULL, ST_GGML_Q8_0), ST_OK);
+    const char *dirs[] = {ST_TEST_PLUGIN_DIR};
+    st_engine_options o1 = {.struct_size = sizeof o1, .n_threads = 1, .plugin_dirs = dirs,
+                            .n_plugin_dirs = 1};
+    st_engine_options o2 = o1;
+    o2.n_threads = 2;
+    st_encoder *q1 = NULL, *q2 = NULL, *f32 = open_tiny();
+    st_error err = {0};
+    cr_assert_eq(st_encoder_open(path_in("q8.gguf"), &o1, &q1, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_encoder_open(path_in("q8.gguf"), &o2, &q2, &err), ST_OK, "%s", err.message);
+    const char *texts[] = {"the cat sat.", "dogs playing!", "a", "",
+                           "the cat sat the cat sat the cat sat", "cat dogs", "naive cafe"};
+    enum { N = sizeof texts / sizeof texts[0] };
+    size_t lens[N];
+    for (size_t i = 0; i < N; i++)
+        lens[i] = strlen(texts[i]);
+    float batch[N * TB_EMBD];
+    int32_t *ids[N];
+    size_t n_ids[N];
+    cr_assert_eq(st_encoder_embed_batch(q2, N, texts, lens, batch, ids, n_ids, &err), ST_OK,
+                 "%s", err.message);
+    size_t differ = 0;
+    for (size_t i = 0; i < N; i++) {
+        float alone[TB_EMBD], full[TB_EMBD];
+        cr_assert_eq(st_encoder_embed(q1, texts[i], lens[i], alone, NULL, NULL, &err), ST_OK);
+        cr_assert_eq(memcmp(batch + i * TB_EMBD, alone, sizeof alone), 0,
+                     "text %zu: the batch's vector differs from the one alone", i);
+        cr_assert_eq(st_encoder_embed(f32, texts[i], lens[i], full, NULL, NULL, &err), ST_OK);
+        differ += memcmp(alone, full, sizeof full) != 0;
+        double ref[TB_EMBD], dot = 0, nv = 0, nr = 0;
+        tb_reference(SEED, ids[i], n_ids[i], ref);
+        for (int d = 0; d < TB_EMBD; d++) {
+            dot += alone[d] * ref[d];
+            nv += (double)alone[d] * alone[d];
+            nr += ref[d] * ref[d];
+        }
+        double cosine = dot / sqrt(nv * nr);
+        cr_assert(cosine > 1 - 1e-3, "text %zu ('%s'): cosine %.6f to the reference", i,
+                  texts[i], cosine);
+        st_free(ids[i]);
+    }
+    cr_assert_eq(differ, N, "every Q8_0 vector differs from the f32 one (int8 products)");
+    st_encoder_close(q1);
+    st_encoder_close(q2);
+    st_encoder_close(f32);
 }
 
 /* A real host whose services run encoders, as st_retriever_open sets up. */

@@ -321,6 +321,42 @@ Test(retrieve_cli, eval_retrieval_on_the_mtrb_fixture)
     cr_assert(strstr(slurp("out.txt"), "\"tools\":54,\"queries\":20"), "%s", slurp("out.txt"));
     cr_assert_eq(run("eval retrieval -m s.yaml --dataset metatool --text name+description "
                      ST_TEST_MTRB_DIR "/metatool"), 0, "%s", slurp("err.txt"));
-    cr_assert(strstr(slurp("out.txt"), "metatool   bm25       name+description    199      20"),
+    cr_assert(strstr(slurp("out.txt"), "metatool   bm25       name+description           199      20"),
               "%s", slurp("out.txt"));
+}
+
+/* --text ...+example appends the tool list's usage example (RestBench's
+ * Example.Scenario): a query worded like a tool's example finds it only
+ * with it; MetaTool's list has none, so there it changes nothing. */
+Test(retrieve_cli, eval_retrieval_text_with_examples)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/ex", dir);
+    cr_assert_eq(system(cmd), 0);
+    write_file("ex/tmdb_tool_rewrite.json",
+               "[{\"tool_usage\": \"GET /a\", \"rewrite_description\": \"alpha things\", "
+               "\"Example\": {\"Scenario\": \"zebra stripes\"}},"
+               " {\"tool_usage\": \"GET /b\", \"rewrite_description\": \"beta things\"}]");
+    write_file("ex/mtr_restbench_test.json",
+               "[{\"query\": \"zebra\", \"relevant Tools\": [\"GET /a\"], "
+               "\"relevant IDs\": [0]}]");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench --json ex"), 0, "%s",
+                 slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"s@5\":0,"), "%s", slurp("out.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench --json "
+                     "--text description+example ex"), 0, "%s", slurp("err.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"s@5\":100,"), "%s", slurp("out.txt"));
+    cr_assert(strstr(slurp("out.txt"), "\"text\":\"description+example\""), "%s",
+              slurp("out.txt"));
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench --text name+example ex"), 1);
+    cr_assert(strstr(slurp("err.txt"), "--text: expected description, name+description, "
+                                       "description+example or name+description+example"),
+              "%s", slurp("err.txt"));
+    /* An Example that is not an object with a string Scenario. */
+    write_file("ex/tmdb_tool_rewrite.json",
+               "[{\"tool_usage\": \"GET /a\", \"rewrite_description\": \"alpha\", "
+               "\"Example\": {\"Scenario\": 3}}]");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench ex"), 4);
+    cr_assert(strstr(slurp("err.txt"), "tmdb_tool_rewrite.json: entry 0: expected \"Example\""),
+              "%s", slurp("err.txt"));
 }

@@ -88,6 +88,23 @@ static void tb_free(float **v, size_t n)
 
 st_status tb_write(const char *path, uint32_t seed, const char *arch, const char *drop)
 {
+    return tb_write_typed(path, seed, arch, drop, ST_GGML_F32);
+}
+
+static bool tb_is_matrix(const char *name)
+{
+    static const char *const m[] = {"attn_q.weight", "attn_k.weight", "attn_v.weight",
+                                    "attn_output.weight", "ffn_up.weight", "ffn_down.weight"};
+    const char *dot = strncmp(name, "blk.", 4) ? NULL : strchr(name + 4, '.');
+    for (size_t i = 0; dot && i < sizeof m / sizeof m[0]; i++)
+        if (!strcmp(dot + 1, m[i]))
+            return true;
+    return false;
+}
+
+st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, const char *drop,
+                         st_ggml_type matrix_type)
+{
     tb_tensor t[64];
     size_t n = tb_tensors(t);
     float **v = tb_values(seed, t, n);
@@ -112,7 +129,8 @@ st_status tb_write(const char *path, uint32_t seed, const char *arch, const char
         if (drop && !strcmp(drop, t[i].name))
             continue;
         uint64_t ne[2] = {t[i].cols ? t[i].cols : t[i].rows, t[i].rows};
-        st_gw_tensor_f32(w, t[i].name, ST_GGML_F32, t[i].cols ? 2 : 1, ne, v[i]);
+        st_gw_tensor_f32(w, t[i].name, tb_is_matrix(t[i].name) ? matrix_type : ST_GGML_F32,
+                         t[i].cols ? 2 : 1, ne, v[i]);
     }
     st_status st = st_gw_write(w, path, NULL);
     st_gw_free(w);

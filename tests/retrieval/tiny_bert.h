@@ -10,9 +10,12 @@
 #include <stdint.h>
 #include <stretch/common.h>
 
-#define TB_EMBD 8
+#include "gguf.h"
+
+/* 32 and 64: whole Q8_0 blocks, so the matrices can be written in Q8_0. */
+#define TB_EMBD 32
 #define TB_HEADS 2
-#define TB_FF 16
+#define TB_FF 64
 #define TB_LAYERS 2
 #define TB_POS 16
 
@@ -23,6 +26,10 @@ extern const size_t tb_n_vocab;
 /* Write the model to `path`. `arch`
  * NULL = "bert"; `drop` names a tensor to leave out (NULL = none). */
 st_status tb_write(const char *path, uint32_t seed, const char *arch, const char *drop);
+/* The same with the six matrices of each layer (Q, K, V, attention output,
+ * FFN up and down) quantized to `matrix_type` (ST_GGML_F32 = tb_write). */
+st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, const char *drop,
+                         st_ggml_type matrix_type);
 
 /* The reference: mean-pooled, L2-normalised embedding of ids[n]. */
 void tb_reference(uint32_t seed, const int32_t *ids, size_t n, double *out);

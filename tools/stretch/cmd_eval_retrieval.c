@@ -21,7 +21,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: stretch eval retrieval -m MANIFEST --dataset restbench|metatool\n"
-            "                              [--text description|name+description] [--json]\n"
+            "                              [--text [name+]description[+example]] [--json]\n"
             "                              [--fuse MANIFEST2 [--rrf-k K]]\n"
             "                              DATA_DIR\n\n"
             "  Indexes the dataset's tools with the manifest's retriever (its `index:` is\n"
@@ -33,7 +33,11 @@ static void usage(FILE *f)
             "             ts_metatool_api_list_rewrite.json and mtr_metatool_test.json\n"
             "             (docs/datasets.md)\n"
             "  --text     what a tool's document is: its description (default, as in\n"
-            "             the paper) or its name followed by the description\n"
+            "             the paper), with name+ its name first (\"NAME: ...\"), with\n"
+            "             +example the usage example the tool list gives after it\n"
+            "             (\" Example: ...\"; RestBench's Example.Scenario, MetaTool has\n"
+            "             none): description, name+description, description+example\n"
+            "             or name+description+example\n"
             "  --fuse     also rank with MANIFEST2's retriever and fuse the two rankings\n"
             "             by reciprocal rank: score = sum of 1 / (K + rank), K = --rrf-k\n"
             "             (default 60)\n");
@@ -44,7 +48,42 @@ typedef struct scores {
     double index_s, query_s;
 } scores;
 
-static int add_tools(st_retriever *r, const st_mtrb *d, bool with_names)
+/* What a tool's document is made of (--text). */
+typedef struct text_shape {
+    bool names;    /* "NAME: " first */
+    bool examples; /* " Example: SCENARIO" last, where the tool list has one */
+} text_shape;
+
+static const char *const text_choices[] = {"description", "name+description",
+                                           "description+example",
+                                           "name+description+example"};
+
+static bool parse_text(const char *text, text_shape *out)
+{
+    for (size_t i = 0; i < sizeof text_choices / sizeof text_choices[0]; i++)
+        if (!strcmp(text, text_choices[i])) {
+            out->names = i & 1;
+            out->examples = i >= 2;
+            return true;
+        }
+    return false;
+}
+
+/* The tool's document: [NAME ": "] DESCRIPTION [" Example: " SCENARIO]. */
+static char *tool_text(const st_mtrb_tool *t, text_shape shape)
+{
+    const char *name = shape.names ? t->name : "", *sep = shape.names ? ": " : "";
+    const char *ex = shape.examples && t->example ? t->example : "";
+    const char *ex_sep = *ex ? " Example: " : "";
+    size_t n = strlen(name) + strlen(sep) + strlen(t->description) + strlen(ex_sep) +
+               strlen(ex) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s%s%s%s%s", name, sep, t->description, ex_sep, ex);
+    return out;
+}
+
+static int add_tools(st_retriever *r, const st_mtrb *d, text_shape shape)
 {
     /* All tools in one batch, so an encoder embeds them together. */
     st_error err;
@@ -59,17 +98,12 @@ static int add_tools(st_retriever *r, const st_mtrb *d, bool with_names)
         const st_mtrb_tool *t = &d->tools[i];
         ids[i] = t->name;
         id_lens[i] = strlen(t->name);
-        texts[i] = t->description;
-        lens[i] = strlen(t->description);
-        if (with_names) {
-            lens[i] += strlen(t->name) + 2;
-            if (!(owned[i] = malloc(lens[i] + 1))) {
-                rc = ST_EXIT_RUNTIME;
-                break;
-            }
-            snprintf(owned[i], lens[i] + 1, "%s: %s", t->name, t->description);
-            texts[i] = owned[i];
+        if (!(owned[i] = tool_text(t, shape))) {
+            rc = ST_EXIT_RUNTIME;
+            break;
         }
+        texts[i] = owned[i];
+        lens[i] = strlen(owned[i]);
     }
     if (!rc && st_retriever_add_batch(r, n, ids, id_lens, texts, lens, &err) != ST_OK) {
         fprintf(stderr, "stretch: %s\n", err.message);
@@ -140,11 +174,11 @@ static int rank_query(st_retriever *const *r, size_t n_r, size_t n_docs, double 
 }
 
 static int evaluate(st_retriever *const *r, size_t n_r, double rrf_k, const st_mtrb *d,
-                    bool with_names, scores *out)
+                    text_shape shape, scores *out)
 {
     double t0 = st_now_s();
     for (size_t k = 0; k < n_r; k++) {
-        int rc = add_tools(r[k], d, with_names);
+        int rc = add_tools(r[k], d, shape);
         if (rc)
             return rc;
     }
@@ -206,11 +240,12 @@ int st_cmd_eval_retrieval(int argc, char **argv)
             return ST_EXIT_USAGE;
         }
     }
-    bool with_names = !strcmp(text, "name+description");
+    text_shape shape = {0};
     const char *problem = !dataset ? "--dataset restbench|metatool is required"
                           : !dir   ? "give the dataset's DATA_DIR"
-                          : (!with_names && strcmp(text, "description"))
-                              ? "--text: expected description or name+description"
+                          : !parse_text(text, &shape)
+                              ? "--text: expected description, name+description, "
+                                "description+example or name+description+example"
                               : NULL;
     if (problem) {
         fprintf(stderr, "stretch eval retrieval: %s\n", problem);
@@ -238,7 +273,7 @@ int st_cmd_eval_retrieval(int argc, char **argv)
     scores s = {0};
     st_retriever *both[2] = {r, r2};
     if (!rc)
-        rc = evaluate(both, r2 ? 2 : 1, (double)rrf_k, &d, with_names, &s);
+        rc = evaluate(both, r2 ? 2 : 1, (double)rrf_k, &d, shape, &s);
     if (!rc && json) {
         st_json j;
         st_json_init(&j, stdout, false);
@@ -270,9 +305,9 @@ int st_cmd_eval_retrieval(int argc, char **argv)
         st_json_end_object(&j);
         st_json_end(&j);
     } else if (!rc) {
-        printf("%-10s %-10s %-17s %5s %7s %6s %6s %7s %7s %9s\n", "dataset", "retriever",
+        printf("%-10s %-10s %-24s %5s %7s %6s %6s %7s %7s %9s\n", "dataset", "retriever",
                "text", "tools", "queries", "S@5", "S@10", "nDCG@5", "nDCG@10", "ms/query");
-        printf("%-10s %-10s %-17s %5zu %7zu %6.2f %6.2f %7.2f %7.2f %9.3f\n", dataset,
+        printf("%-10s %-10s %-24s %5zu %7zu %6.2f %6.2f %7.2f %7.2f %9.3f\n", dataset,
                name, text, d.n_tools, d.n_queries, s.s5, s.s10, s.n5, s.n10,
                s.query_s * 1e3);
     }

@@ -30,6 +30,7 @@ void st_mtrb_free(st_mtrb *d)
     for (size_t i = 0; i < d->n_tools; i++) {
         free(d->tools[i].name);
         free(d->tools[i].description);
+        free(d->tools[i].example);
     }
     for (size_t i = 0; i < d->n_queries; i++) {
         free(d->queries[i].text);
@@ -57,21 +58,26 @@ static bool bad(const char *path, size_t i, const char *what)
     return false;
 }
 
-static bool add_tool(st_mtrb *d, const char *name, const char *description)
+static bool add_tool(st_mtrb *d, const char *name, const char *description,
+                     const char *example)
 {
     st_mtrb_tool *t = &d->tools[d->n_tools];
     t->name = strdup(name);
     t->description = strdup(description);
-    if (!t->name || !t->description) {
+    t->example = example ? strdup(example) : NULL;
+    if (!t->name || !t->description || (example && !t->example)) {
         free(t->name);
         free(t->description);
+        free(t->example);
         return false;
     }
     d->n_tools++;
     return true;
 }
 
-/* RestBench: a list of {"tool_usage", "rewrite_description", ...}. */
+/* RestBench: a list of {"tool_usage", "rewrite_description", ...}; an
+ * entry's "Example": {"Scenario": TEXT} is the tool's usage example (a
+ * sentence of the tool documentation, not a test query), optional. */
 static bool restbench_tools(json_t *root, const char *path, st_mtrb *d)
 {
     if (!json_is_array(root))
@@ -83,10 +89,15 @@ static bool restbench_tools(json_t *root, const char *path, st_mtrb *d)
         json_t *t = json_array_get(root, i);
         const char *usage = json_string_value(json_object_get(t, "tool_usage"));
         const char *desc = json_string_value(json_object_get(t, "rewrite_description"));
+        json_t *example = json_object_get(t, "Example");
+        json_t *scenario = json_object_get(example, "Scenario");
         if (!usage || !desc)
             return bad(path, i, "an object with strings \"tool_usage\" and "
                                 "\"rewrite_description\"");
-        if (!add_tool(d, usage, desc))
+        if ((example && !json_is_object(example)) || (scenario && !json_is_string(scenario)))
+            return bad(path, i, "\"Example\", where present, to be an object whose "
+                                "\"Scenario\" is a string");
+        if (!add_tool(d, usage, desc, json_string_value(scenario)))
             return false;
     }
     return true;
@@ -106,7 +117,7 @@ static bool metatool_tools(json_t *root, const char *path, st_mtrb *d)
     json_object_foreach(root, name, v) {
         if (!json_is_string(v))
             return bad(path, i, "a string description");
-        if (!add_tool(d, name, json_string_value(v)))
+        if (!add_tool(d, name, json_string_value(v), NULL))
             return false;
         i++;
     }

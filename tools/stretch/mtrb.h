@@ -14,6 +14,8 @@
 typedef struct st_mtrb_tool {
     char *name;          /* RestBench: "GET /search/movie"; MetaTool: the key */
     char *description;   /* the benchmark's (rewritten) description */
+    char *example;       /* the tool list's usage example (RestBench's
+                            Example.Scenario), NULL where it gives none */
 } st_mtrb_tool;
 
 typedef struct st_mtrb_query {
