@@ -8,10 +8,12 @@
  * Each follows the CPU's float operations (core/cpu/ops.c, kv_rows.c,
  * core/compute/forward.c) in the same order where that is cheap (norms,
  * rotations, dot products, quantization, the exponentials: glibc's expf
- * and the CPU kernels' polynomials), so the results are the CPU's bits;
- * the general `attend` kernel's single-pass (online) softmax, for plans
- * the CPU runs on its gather path, differs by float rounding
- * (tests/opencl/test_opencl_forward.c states the bounds).
+ * and the CPU kernels' polynomials), and attention follows whichever of
+ * the CPU's paths the block takes (gather, tiled prefill, split decode),
+ * so with the CPU's AVX2 kernels and head sizes up to 64 the results are
+ * its bits (tests/opencl/test_opencl_forward.c states the bounds where
+ * they are not: larger heads, where the CPU mixes scalar and vector
+ * kernels).
  *
  * Given by the host: ACT_BYTES (sizeof(st_act_block)), HD (the head size,
  * for the private rows), FP16_KV when the fast path reads the f16 cache
@@ -499,77 +501,6 @@ inline float score_dot(const float *qv, const float *kr, global const uchar *row
     return acc;
 }
 
-/* Query t, head h: the plan's visible keys (ranges and index lists, head
- * filter, min/max distance, each position mode), scores times `scale`,
- * ALiBi slopes when given, softmax and the weighted values, in one pass
- * (a running maximum and sum). GQA: kv head h / (n_heads / n_kv_heads). */
-kernel void attend(global const float *q, global const float *qr, global float *att,
-                   global const uchar *kc, global const uchar *vc, uint kv_type,
-                   uint row_bytes, uint cap, global const int *pos, global const int *rot_pos,
-                   global const int *ents, uint n_ents, global const uint *idx,
-                   global const float *inv_freq, uint nf, float rot_scale, float fixed_scale,
-                   float scale, global const float *slopes, uint has_slopes,
-                   global const float *sd_cs, global const float *sd_sn,
-                   global const float *un_cs, global const float *un_sn, uint slot0,
-                   uint n_heads, uint n_kv_heads)
-{
-    uint h = get_global_id(0), t = get_global_id(1);
-    if (h >= n_heads)
-        return;
-    uint g = h / (n_heads / n_kv_heads);
-    uint qs = slot0 + t;
-    int pq = pos[qs];
-    size_t qo = ((size_t)t * n_heads + h) * HD;
-    float qraw[HD], qv[HD], kr[HD], acc[HD];
-    for (uint i = 0; i < HD; i++) {
-        qraw[i] = q[qo + i];
-        acc[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (uint e = 0; e < n_ents; e++) {
-        global const int *E = ents + e * ENT_WORDS;
-        if ((uint)E[E_HEAD] != ALL_HEADS && (uint)E[E_HEAD] != h)
-            continue;
-        int mode = E[E_MODE];
-        global const float *tcs, *tsn;
-        entry_query(qv, qraw, qr, qo, E, qs, inv_freq, nf, rot_scale, fixed_scale, sd_cs, sd_sn,
-                    un_cs, un_sn, &tcs, &tsn);
-        bool list = E[E_INDICES] != 0;
-        uint cnt = list ? (uint)E[E_NIDX] : (uint)(E[E_KEND] - E[E_KBEGIN]);
-        for (uint c = 0; c < cnt; c++) {
-            uint j = list ? idx[E[E_IDXOFF] + c] : (uint)E[E_KBEGIN] + c;
-            long d = (long)pq - (long)pos[j];
-            if (d < (long)E[E_MIN] || d > (long)E[E_MAX])
-                continue;
-            key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
-            float s = scale * score_dot(qv, kr, kc + ((size_t)g * cap + j) * row_bytes,
-                                        kv_type, mode);
-            if (has_slopes) {
-#ifdef cl_khr_fp64
-                s += (float)(-(double)slopes[h] * ((double)rot_pos[qs] - (double)rot_pos[j]));
-#else
-                s += -slopes[h] * ((float)rot_pos[qs] - (float)rot_pos[j]);
-#endif
-            }
-            if (s > m) {
-                float c0 = exp(m - s);
-                l *= c0;
-                for (uint i = 0; i < HD; i++)
-                    acc[i] *= c0;
-                m = s;
-            }
-            float p = exp(s - m);
-            l += p;
-            global const uchar *vrow = vc + ((size_t)g * cap + j) * row_bytes;
-            for (uint i = 0; i < HD; i++)
-                acc[i] += p * kv_load(vrow, kv_type, i);
-        }
-    }
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (uint i = 0; i < HD; i++)
-        att[qo + i] = acc[i] * inv;
-}
-
 /* ---- decode in the CPU's split order ----------------------------------
  *
  * One query whose layer the CPU backend runs on its tiled path splits the
@@ -659,6 +590,115 @@ inline uint lower_bound(global const int *pos, uint lo, uint hi, long p)
 }
 
 #define SPLIT_SUB 256
+
+/* ---- the CPU's gather path ---------------------------------------------
+ *
+ * Blocks the CPU does not tile (2 to 7 queries, index lists, per-head
+ * ranges; core/compute/forward.c attend) gather each query head's visible
+ * keys in plan order, score them (scores_kv: the per-row kernels of
+ * score_x86 for head sizes up to 64, a multiple of 8, else the scalar
+ * dot), add the ALiBi bias, take st_op_softmax (the maximum, expf of each
+ * score less it summed in key order, times 1 / sum) and add the weighted
+ * value rows in key order (wsum_kv, fused). `attend` takes the same steps
+ * in three passes over the keys, scoring them again in each (the same
+ * operations give the same bits) rather than keeping a row of scores. */
+
+/* Score of key j as the CPU's gather path computes it. */
+inline float gather_score(const float *qv, float *kr, global const uchar *kc, uint kv_type,
+                          uint row_bytes, uint cap, uint g, uint j, int mode,
+                          global const float *tcs, global const float *tsn, uint nf,
+                          float scale, global const float *slopes, uint has_slopes, uint h,
+                          global const int *rot_pos, uint qs)
+{
+    global const uchar *row = kc + ((size_t)g * cap + j) * row_bytes;
+    key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
+#if HD <= 64 && HD % 8 == 0
+    float s = score_x86(qv, kr, row, kv_type, mode, scale);
+#else
+    float s = kv_type == KV_Q8_0 && mode == POS_TRUE ? score_x86(qv, kr, row, kv_type, mode, scale)
+                                                      : scale * score_dot(qv, kr, row, kv_type,
+                                                                          mode);
+#endif
+    if (has_slopes) {
+#ifdef cl_khr_fp64
+        s += (float)(-(double)slopes[h] * ((double)rot_pos[qs] - (double)rot_pos[j]));
+#else
+        s += -slopes[h] * ((float)rot_pos[qs] - (float)rot_pos[j]);
+#endif
+    }
+    return s;
+}
+
+/* Query t, head h: the plan's visible keys (ranges and index lists, head
+ * filter, min/max distance, each position mode), in the gather path's
+ * order. GQA: kv head h / (n_heads / n_kv_heads). */
+kernel void attend(global const float *q, global const float *qr, global float *att,
+                   global const uchar *kc, global const uchar *vc, uint kv_type,
+                   uint row_bytes, uint cap, global const int *pos, global const int *rot_pos,
+                   global const int *ents, uint n_ents, global const uint *idx,
+                   global const float *inv_freq, uint nf, float rot_scale, float fixed_scale,
+                   float scale, global const float *slopes, uint has_slopes,
+                   global const float *sd_cs, global const float *sd_sn,
+                   global const float *un_cs, global const float *un_sn, uint slot0,
+                   uint n_heads, uint n_kv_heads)
+{
+    uint h = get_global_id(0), t = get_global_id(1);
+    if (h >= n_heads)
+        return;
+    uint g = h / (n_heads / n_kv_heads);
+    uint qs = slot0 + t;
+    int pq = pos[qs];
+    size_t qo = ((size_t)t * n_heads + h) * HD;
+    float qraw[HD], qv[HD], kr[HD], acc[HD];
+    for (uint i = 0; i < HD; i++) {
+        qraw[i] = q[qo + i];
+        acc[i] = 0.0f;
+    }
+    /* Pass 0: the maximum; 1: the sum of the exponentials; 2: the values. */
+    float mx = -INFINITY, sum = 0.0f, inv = 0.0f;
+    uint nv = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (uint e = 0; e < n_ents; e++) {
+            global const int *E = ents + e * ENT_WORDS;
+            if ((uint)E[E_HEAD] != ALL_HEADS && (uint)E[E_HEAD] != h)
+                continue;
+            int mode = E[E_MODE];
+            global const float *tcs, *tsn;
+            entry_query(qv, qraw, qr, qo, E, qs, inv_freq, nf, rot_scale, fixed_scale, sd_cs,
+                        sd_sn, un_cs, un_sn, &tcs, &tsn);
+            bool list = E[E_INDICES] != 0;
+            uint cnt = list ? (uint)E[E_NIDX] : (uint)(E[E_KEND] - E[E_KBEGIN]);
+            for (uint c = 0; c < cnt; c++) {
+                uint j = list ? idx[E[E_IDXOFF] + c] : (uint)E[E_KBEGIN] + c;
+                long d = (long)pq - (long)pos[j];
+                if (d < (long)E[E_MIN] || d > (long)E[E_MAX])
+                    continue;
+                float s = gather_score(qv, kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs,
+                                       tsn, nf, scale, slopes, has_slopes, h, rot_pos, qs);
+                if (pass == 0) {
+                    mx = nv++ == 0 || s > mx ? s : mx;
+                } else if (pass == 1) {
+                    sum += cpu_expf(s - mx);
+                } else {
+                    float p = cpu_expf(s - mx) * inv;
+                    global const uchar *vrow = vc + ((size_t)g * cap + j) * row_bytes;
+#if HD % 8 == 0
+                    wsum_x86(acc, p, vrow, kv_type);
+#else
+                    for (uint i = 0; i < HD; i++)
+                        acc[i] += p * kv_load(vrow, kv_type, i);
+#endif
+                }
+            }
+        }
+        if (pass == 0 && (nv == 0 || mx == -INFINITY))
+            break; /* nothing visible: zeros, as the CPU's */
+        if (pass == 1)
+            inv = 1.0f / sum;
+    }
+    for (uint i = 0; i < HD; i++)
+        att[qo + i] = acc[i];
+}
 
 /* Keys [x0, x0 + n) of kv head g for one query head in the CPU's fused
  * f16 decode (attn_decode_f16, core/cpu/attn_decode_x86.inc): scores of
