@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_tiled.h"
 #include "opencl_internal.h"
 
 enum {
@@ -603,9 +604,16 @@ static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
     cl_uint ne = (cl_uint)a->n_entries, nf = a->n_freq, has_slopes = a->slopes != NULL;
     cl_uint s0 = a->slot0, nh = hp->n_heads, nkv = hp->n_kv_heads;
     float rs = a->rot_scale, fs = a->rot_scale * a->rot_scale, sc = a->scale;
-    if (a->split && a->nt == 1 && hp->head_dim <= 64 && hp->head_dim % 8 == 0) {
+    /* The CPU's per-row decode kernels follow its vector order for head
+     * sizes up to 64 (a multiple of 8); its fused f16 kernel for any
+     * multiple of 16. forward.cl's split kernel follows both. */
+    bool all_fused = a->split_fused;
+    for (size_t e = 0; e < a->n_entries; e++)
+        all_fused &= a->entries[e].r.pos_mode == ST_POS_TRUE;
+    if (a->split && a->nt == 1 &&
+        ((hp->head_dim <= 64 && hp->head_dim % 8 == 0) || all_fused)) {
         /* The CPU's chunking (attn_tiled.c plan_chunks): the query's
-         * visible keys over the ranges, 512 a chunk, at most 64 chunks. */
+         * visible keys over the ranges. */
         uint64_t n = 0;
         int64_t pq = kv->pos[a->slot0];
         for (size_t e = 0; e < a->n_entries; e++) {
@@ -614,17 +622,17 @@ static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
             uint32_t hi = lower_bound(kv->pos, lo, R->k_end, pq - R->min_dist + 1);
             n += lo < hi ? hi - lo : 0;
         }
-        uint64_t chunk = n > 512ull * 64 ? (n + 63) / 64 : 512;
-        cl_uint ch = (cl_uint)chunk, nc = n ? (cl_uint)((n + chunk - 1) / chunk) : 1;
+        cl_uint ch, nc, fused = a->split_fused;
+        st_attn_tiled_chunks(n, &ch, &nc);
         size_t pb = (size_t)nkv * nc * (hp->head_dim + 2) * (nh / nkv) * sizeof(float);
         if ((s = grow(r, &r->part, &r->part_cap, pb, diag)) != ST_OK)
             return s;
         size_t g2[2] = { nkv, nc };
-        s = launch(r, K_SPLIT, 2, g2, diag, 27, A(r->act[ST_BACT_Q]), A(r->qr), A(r->part),
+        s = launch(r, K_SPLIT, 2, g2, diag, 28, A(r->act[ST_BACT_Q]), A(r->qr), A(r->part),
                    A(r->k[a->layer]), A(r->v[a->layer]), A(type), A(rb), A(cap), A(r->pos),
                    A(r->ents), A(ne), A(r->inv_freq), A(nf), A(rs), A(fs), A(sc), A(r->slopes),
                    A(has_slopes), A(sdc), A(sds), A(unc), A(uns), A(s0), A(nh), A(nkv), A(ch),
-                   A(nc));
+                   A(nc), A(fused));
         if (s != ST_OK)
             return s;
         size_t g1[1] = { nh };

@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Greedy continuations of every prompt in tools/prompts.txt on two backends
-(default: cpu and opencl), compared token for token.
+(default: cpu and opencl), compared token for token; or, with --ppl, the
+perplexity of a text under each manifest on both.
 
 Usage: compare_backends.py [--stretch build/bin/stretch] [-m manifests/greedy.yaml]
                            [--tokens 64] [--backends cpu opencl] [--device D]
                            [--json OUT.json]
+       compare_backends.py --ppl TEXT [--length 2048] [--max-rel 0.005]
+                           -m MANIFEST [MANIFEST ...] [--json OUT.json]
 
 Prints one line per prompt (equal, or the first position where they part)
 and the count of equal continuations; exit 1 when any differs. The prompts
 are used raw (no chat template), as tools/compare_llama.py uses them.
+With --ppl: one line per manifest (`stretch eval ppl` of one window of
+--length tokens on each backend, and their relative difference); exit 1
+when one differs by more than --max-rel.
 """
 import argparse
 import json
@@ -78,10 +84,46 @@ def continuation(stretch: str, manifest: str, prompt: str, tokens: int, backend:
     return json.loads(res.stdout.strip().splitlines()[-1])["tokens"]
 
 
+def perplexity(stretch: str, manifest: str, text: str, length: int, backend: str,
+               device: str | None, out_dir: Path, stall: float) -> float:
+    """`stretch eval ppl` of one window of `length` tokens (a fresh run)."""
+    cmd = [stretch, "eval", "ppl", "-m", manifest, "--backend", backend, "--length",
+           str(length), "--windows", "1", "--json", "--fresh", "--out", str(out_dir)]
+    if device is not None and backend != "cpu":
+        cmd += ["--device", device]
+    res = run_once(cmd + [text], stall, 3)
+    if res.returncode != 0:
+        sys.exit(f"compare_backends: {' '.join(cmd)} failed ({res.returncode}): "
+                 f"{res.stderr.strip()}")
+    return float(json.loads(res.stdout.strip().splitlines()[-1])["ppl"])
+
+
+def compare_ppl(a: argparse.Namespace) -> int:
+    rows, worst = [], 0.0
+    for m in a.manifest:
+        ppl = []
+        for b in a.backends:
+            out = Path(a.work) / f"{Path(m).stem}-{b.replace(':', '_')}"
+            ppl.append(perplexity(a.stretch, m, a.ppl, a.length, b, a.device, out, a.stall))
+        rel = abs(ppl[1] - ppl[0]) / ppl[0]
+        worst = max(worst, rel)
+        rows.append({"manifest": m, a.backends[0]: ppl[0], a.backends[1]: ppl[1],
+                     "relative_difference": rel})
+        print(f"{m} {a.length} {a.backends[0]} {ppl[0]:.6f} {a.backends[1]} {ppl[1]:.6f} "
+              f"rel {rel:.3e}", flush=True)
+    if a.json:
+        a.json.write_text(json.dumps({"length": a.length, "manifests": rows}, indent=1) + "\n")
+    print(f"compare_backends: largest relative difference {worst:.3e} over {len(rows)} "
+          f"manifests (bound {a.max_rel:g})")
+    return 0 if worst <= a.max_rel else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stretch", default=str(REPO_ROOT / "build" / "bin" / "stretch"))
-    p.add_argument("-m", "--manifest", default=str(REPO_ROOT / "manifests" / "greedy.yaml"))
+    p.add_argument("-m", "--manifest", nargs="+",
+                   default=[str(REPO_ROOT / "manifests" / "greedy.yaml")],
+                   help="the manifest (with --ppl: one or more)")
     p.add_argument("--prompts", type=Path, default=REPO_ROOT / "tools" / "prompts.txt")
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--backends", nargs=2, default=["cpu", "opencl"])
@@ -91,7 +133,19 @@ def main() -> int:
     p.add_argument("--stall", type=float, default=120,
                    help="seconds a run may sleep without using CPU before it is started "
                         "again (3 tries)")
+    p.add_argument("--ppl", default=None, metavar="TEXT",
+                   help="compare the perplexity of this text instead")
+    p.add_argument("--length", type=int, default=2048, help="--ppl: tokens in the window")
+    p.add_argument("--max-rel", type=float, default=0.005,
+                   help="--ppl: the largest relative difference that passes")
+    p.add_argument("--work", default=str(REPO_ROOT / "out" / "compare_ppl"),
+                   help="--ppl: where `stretch eval ppl` keeps its runs")
     a = p.parse_args()
+    if a.ppl:
+        return compare_ppl(a)
+    if len(a.manifest) != 1:
+        p.error("one manifest compares continuations (several only with --ppl)")
+    a.manifest = a.manifest[0]
     prompts = read_prompts(a.prompts)
     if a.limit:
         prompts = prompts[: a.limit]

@@ -237,8 +237,8 @@ static void run_item(const tiled_task *T, const tile_buf *b, uint32_t q0, uint32
  * its own softmax state (m, l and the unnormalised output), merged after
  * the run. The chunking depends only on the plan, never on the thread
  * count, so the output is the same however many threads run. */
-#define SPLIT_KEYS 128   /* keys per chunk, unless that gives more chunks than: */
-#define SPLIT_MAX 64
+#define SPLIT_KEYS ST_ATTN_SPLIT_KEYS /* keys per chunk, unless that gives more chunks than: */
+#define SPLIT_MAX ST_ATTN_SPLIT_MAX
 #define SPLIT_SUB 256    /* keys scored at a time (their scores fit tile_buf.st) */
 
 bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads)
@@ -255,12 +255,20 @@ size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
  * whole group in its registers, no per-key slope (ALiBi). Its scratch:
  * the group's queries after the slot list in tile_buf.qt, its scores
  * (group x SPLIT_SUB) in tile_buf.st. */
+bool st_attn_tiled_decode_fused(const st_cpu_kernels *kern, st_kv_type k_type,
+                                st_kv_type v_type, bool slopes, uint32_t group,
+                                uint32_t head_dim)
+{
+    return kern->attn_decode_f16 && k_type == ST_KV_F16 && v_type == ST_KV_F16 && !slopes &&
+           group <= ST_DEC_MAX_G && head_dim % 16 == 0 &&
+           (size_t)head_dim * ST_ATTN_ROWS >= SPLIT_SUB + (size_t)group * head_dim &&
+           (size_t)group * SPLIT_SUB <= (size_t)ST_ATTN_KTILE * ST_ATTN_ROWS;
+}
+
 static bool decode_fused(const st_attn_layer *L, const st_kv_src *K, uint32_t group)
 {
-    return L->kern->attn_decode_f16 && K->type == ST_KV_F16 && L->v.type == ST_KV_F16 &&
-           !L->slopes && group <= ST_DEC_MAX_G && L->head_dim % 16 == 0 &&
-           (size_t)L->head_dim * ST_ATTN_ROWS >= SPLIT_SUB + (size_t)group * L->head_dim &&
-           (size_t)group * SPLIT_SUB <= (size_t)ST_ATTN_KTILE * ST_ATTN_ROWS;
+    return st_attn_tiled_decode_fused(L->kern, K->type, L->v.type, L->slopes != NULL, group,
+                                      L->head_dim);
 }
 
 /* Slots [x, y) of range r into the softmax states of kv head g's query
@@ -414,6 +422,15 @@ static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
     }
 }
 
+void st_attn_tiled_chunks(uint64_t n_visible, uint32_t *chunk, uint32_t *n_chunks)
+{
+    uint64_t c = SPLIT_KEYS;
+    if (n_visible > (uint64_t)SPLIT_KEYS * SPLIT_MAX)
+        c = (n_visible + SPLIT_MAX - 1) / SPLIT_MAX;
+    *chunk = (uint32_t)c;
+    *n_chunks = n_visible ? (uint32_t)((n_visible + c - 1) / c) : 1;
+}
+
 /* The chunking of a split block: visible keys over all ranges (they are
  * the same for every kv head), SPLIT_KEYS per chunk, at most SPLIT_MAX. */
 static void plan_chunks(tiled_task *T)
@@ -426,11 +443,7 @@ static void plan_chunks(tiled_task *T)
         visible(L, &L->ranges[e], &t, &lo, &hi);
         n += lo < hi ? hi - lo : 0;
     }
-    uint64_t chunk = SPLIT_KEYS;
-    if (n > (uint64_t)SPLIT_KEYS * SPLIT_MAX)
-        chunk = (n + SPLIT_MAX - 1) / SPLIT_MAX;
-    T->chunk = (uint32_t)chunk;
-    T->n_chunks = n ? (uint32_t)((n + chunk - 1) / chunk) : 1;
+    st_attn_tiled_chunks(n, &T->chunk, &T->n_chunks);
     T->n_items = T->n_chunks * L->n_kv_heads;
 }
 

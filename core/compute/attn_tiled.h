@@ -71,6 +71,22 @@ size_t st_attn_tiled_scratch_floats(uint32_t head_dim);
  * and make too few items to share among threads. */
 bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads);
 
+/* The chunks a split block's keys fall into: the visible keys of all
+ * ranges, in range order, ST_ATTN_SPLIT_KEYS a chunk unless that makes
+ * more than ST_ATTN_SPLIT_MAX chunks. They depend only on the plan, so a
+ * backend that follows the split (opencl/) takes the same chunks. */
+#define ST_ATTN_SPLIT_KEYS 128
+#define ST_ATTN_SPLIT_MAX 64
+void st_attn_tiled_chunks(uint64_t n_visible, uint32_t *chunk, uint32_t *n_chunks);
+
+/* Whether a split block scores a range whose keys are of type k_type with
+ * the kernels' fused decode (st_cpu_kernels.attn_decode_f16: f16 keys and
+ * values, no ALiBi slopes, the whole GQA group in registers) rather than
+ * the per-row scores_kv / wsum_kv with expf. */
+bool st_attn_tiled_decode_fused(const st_cpu_kernels *kern, st_kv_type k_type,
+                                st_kv_type v_type, bool slopes, uint32_t group,
+                                uint32_t head_dim);
+
 /* Floats of the part buffer for this head shape. */
 size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim);
 

@@ -1982,6 +1982,9 @@ static st_status step_attend(st_forward_ctx *c, uint32_t l, uint32_t nt, const i
         .scale = c->temperature / sqrtf((float)c->m->hp.head_dim), .slopes = c->slopes,
         .split = nt == 1 && layer_tiled(c, l, nt) &&
                  st_attn_tiled_splits(nt, c->m->hp.n_heads, c->m->hp.n_kv_heads),
+        .split_fused = st_attn_tiled_decode_fused(
+            c->kern, c->kv->type, c->kv->type, c->slopes != NULL,
+            c->m->hp.n_heads / c->m->hp.n_kv_heads, c->m->hp.head_dim),
         .tiled = nt > 1 && layer_tiled(c, l, nt),
         .q_per_tile = ST_ATTN_ROWS / (c->m->hp.n_heads / c->m->hp.n_kv_heads),
     };

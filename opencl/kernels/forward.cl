@@ -7,9 +7,13 @@
  *
  * Each follows the CPU's float operations (core/cpu/ops.c, kv_rows.c,
  * core/compute/forward.c) in the same order where that is cheap (norms,
- * rotations, dot products, quantization), so most results are the CPU's
- * bits; exp, and the attention's single-pass (online) softmax, differ by
- * float rounding (tests/opencl/test_opencl_forward.c states the bounds).
+ * rotations, dot products, quantization, the exponentials: glibc's expf
+ * and the CPU kernels' polynomials), and attention follows whichever of
+ * the CPU's paths the block takes (gather, tiled prefill, split decode),
+ * so with the CPU's AVX2 kernels and head sizes up to 64 the results are
+ * its bits (tests/opencl/test_opencl_forward.c states the bounds where
+ * they are not: larger heads, where the CPU mixes scalar and vector
+ * kernels).
  *
  * Given by the host: ACT_BYTES (sizeof(st_act_block)), HD (the head size,
  * for the private rows), FP16_KV when the fast path reads the f16 cache
@@ -176,9 +180,85 @@ kernel void rmsnorm(global float *x, global const float *tmp, global const float
         quant_block(o + b * 32, xq + ((size_t)t * (E / 32) + b) * ACT_BYTES);
 }
 
+/* ---- the CPU's exponentials ------------------------------------------- */
+
+/* expf of glibc 2.28 and later as the x86-64 machines with FMA run it
+ * (sysdeps/ieee754/flt-32/e_expf.c, its FMA build): x * 32 / ln 2 = k + r
+ * in double, 2^(k/32) from a table, a cubic in r, rounded to float once.
+ * gcc fuses two of its steps there (kd = fma(InvLn2N, x, shift), r =
+ * fma(InvLn2N, x, -kd)) and three of the cubic's; these are those steps.
+ * The CPU's split decode (core/compute/attn_tiled.c) calls expf for each
+ * chunk's rescale, for the merge of the chunks, and for every score off
+ * its fused f16 kernel, so this gives its bits where it runs glibc (within
+ * 0.502 ulp of e^x elsewhere). Without doubles: OpenCL's exp (3 ulp). */
+#ifdef cl_khr_fp64
+/* The bits of 2^(i/32) rounded to a double, less i << 47. */
+constant ulong EXP2F_TAB[32] = {
+    0x3ff0000000000000UL, 0x3fefd9b0d3158574UL, 0x3fefb5586cf9890fUL, 0x3fef9301d0125b51UL,
+    0x3fef72b83c7d517bUL, 0x3fef54873168b9aaUL, 0x3fef387a6e756238UL, 0x3fef1e9df51fdee1UL,
+    0x3fef06fe0a31b715UL, 0x3feef1a7373aa9cbUL, 0x3feedea64c123422UL, 0x3feece086061892dUL,
+    0x3feebfdad5362a27UL, 0x3feeb42b569d4f82UL, 0x3feeab07dd485429UL, 0x3feea47eb03a5585UL,
+    0x3feea09e667f3bcdUL, 0x3fee9f75e8ec5f74UL, 0x3feea11473eb0187UL, 0x3feea589994cce13UL,
+    0x3feeace5422aa0dbUL, 0x3feeb737b0cdc5e5UL, 0x3feec49182a3f090UL, 0x3feed503b23e255dUL,
+    0x3feee89f995ad3adUL, 0x3feeff76f2fb5e47UL, 0x3fef199bdd85529cUL, 0x3fef3720dcef9069UL,
+    0x3fef5818dcfba487UL, 0x3fef7c97337b9b5fUL, 0x3fefa4afa2a490daUL, 0x3fefd0765b6e4540UL,
+};
+
+inline float cpu_expf(float x)
+{
+    uint ix = as_uint(x), abstop = (ix >> 20) & 0x7ff;
+    if (abstop >= 0x42a) { /* |x| >= 88, an infinity or a NaN */
+        if (ix == 0xff800000u)
+            return 0.0f;
+        if (abstop >= 0x7f8)
+            return x + x;
+        if (x > 0x1.62e42ep6f)
+            return INFINITY;
+        if (x < -0x1.9fe368p6f)
+            return 0.0f;
+        if (x < -0x1.9d1d9ep6f)
+            return 0x1p-149f;
+    }
+    double xd = (double)x;
+    double z = fma(0x1.71547652b82fep+5, xd, 0x1.8p+52);
+    ulong ki = as_ulong(z);
+    double kd = z - 0x1.8p+52;
+    double r = fma(0x1.71547652b82fep+5, xd, -kd);
+    double sc = as_double(EXP2F_TAB[ki % 32] + (ki << 47));
+    double p = fma(r, 0x1.c6af84b912394p-20, 0x1.ebfce50fac4f3p-13);
+    double r2 = r * r;
+    double y = fma(r, 0x1.62e42ff0c52d6p-6, 1.0);
+    y = fma(p, r2, y);
+    return (float)(y * sc);
+}
+#else
+inline float cpu_expf(float x)
+{
+    return exp(x);
+}
+#endif
+
+/* exp8_neg of the CPU's fused decode (core/cpu/attn_decode_x86.inc) on one
+ * lane: Cephes' expf polynomial for x <= 0, x clamped at -88 (0 below). */
+inline float exp_dec(float x)
+{
+    x = -88.0f > x ? -88.0f : x; /* _mm256_max_ps(-88, x): a NaN stays */
+    float n = rint(x * 1.44269504088896341f);
+    float r = fma(-n, 0.693359375f, x);
+    r = fma(-n, -2.12194440e-4f, r);
+    float y = 1.9875691500e-4f;
+    y = fma(y, r, 1.3981999507e-3f);
+    y = fma(y, r, 8.3334519073e-3f);
+    y = fma(y, r, 4.1665795894e-2f);
+    y = fma(y, r, 1.6666665459e-1f);
+    y = fma(y, r, 5.0000001201e-1f);
+    y = fma(y, r * r, r + 1.0f);
+    return y * as_float(((int)n + 127) << 23);
+}
+
 /* ---- SwiGLU ----------------------------------------------------------- */
 
-/* g = silu(g) * u (st_op_silu_mul). */
+/* g = silu(g) * u (st_op_silu_mul, with glibc's expf). */
 kernel void swiglu(global float *g, global const float *u, uint F)
 {
     uint i = get_global_id(0), t = get_global_id(1);
@@ -186,7 +266,7 @@ kernel void swiglu(global float *g, global const float *u, uint F)
         return;
     size_t o = (size_t)t * F + i;
     float a = g[o];
-    g[o] = a / (1.0f + exp(-a)) * u[o];
+    g[o] = a / (1.0f + cpu_expf(-a)) * u[o];
 }
 
 /* ---- the KV cache ----------------------------------------------------- */
@@ -344,6 +424,35 @@ kernel void kv_gather(global const uchar *src, global uchar *dst, global const u
 
 /* ---- attention over the plan ------------------------------------------ */
 
+/* The query as plan entry E reads it, into qv (qraw: the query head
+ * unrotated; qr + qo: rotated), and the tables that turn the entry's keys
+ * (key_row) into *tcs, *tsn: ST_POS_TRUE the rotated query; ST_POS_FIXED
+ * R(fixed_dist) q against unrotated keys (the scale enters twice, as when
+ * both sides are rotated); ST_POS_SLOT R(slot) q against keys at their
+ * slot. attend, attend_split and attend_tile all read their queries here. */
+inline void entry_query(float *qv, const float *qraw, global const float *qr, size_t qo,
+                        global const int *E, uint slot, global const float *inv_freq, uint nf,
+                        float rot_scale, float fixed_scale, global const float *sd_cs,
+                        global const float *sd_sn, global const float *un_cs,
+                        global const float *un_sn, global const float **tcs,
+                        global const float **tsn)
+{
+    float cs[HD / 2], sn[HD / 2];
+    int mode = E[E_MODE];
+    *tcs = mode == POS_FIXED ? un_cs : sd_cs;
+    *tsn = mode == POS_FIXED ? un_sn : sd_sn;
+    if (mode == POS_TRUE) {
+        for (uint i = 0; i < HD; i++)
+            qv[i] = qr[qo + i];
+        return;
+    }
+    if (mode == POS_FIXED)
+        rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
+    else
+        rope_table(cs, sn, (angle_t)slot, inv_freq, nf, rot_scale);
+    rope_row_p(qv, qraw, cs, sn, nf, HD);
+}
+
 /* Key row j of kv head g as floats: the cache's (ST_POS_TRUE), or turned
  * by table row j (ST_POS_FIXED: unrotated; ST_POS_SLOT: at its slot). */
 inline void key_row(float *kr, global const uchar *kc, uint kv_type, uint row_bytes, uint cap,
@@ -390,90 +499,6 @@ inline float score_dot(const float *qv, const float *kr, global const uchar *row
     for (uint i = 0; i < HD; i++)
         acc += qv[i] * kr[i];
     return acc;
-}
-
-/* Query t, head h: the plan's visible keys (ranges and index lists, head
- * filter, min/max distance, each position mode), scores times `scale`,
- * ALiBi slopes when given, softmax and the weighted values, in one pass
- * (a running maximum and sum). GQA: kv head h / (n_heads / n_kv_heads). */
-kernel void attend(global const float *q, global const float *qr, global float *att,
-                   global const uchar *kc, global const uchar *vc, uint kv_type,
-                   uint row_bytes, uint cap, global const int *pos, global const int *rot_pos,
-                   global const int *ents, uint n_ents, global const uint *idx,
-                   global const float *inv_freq, uint nf, float rot_scale, float fixed_scale,
-                   float scale, global const float *slopes, uint has_slopes,
-                   global const float *sd_cs, global const float *sd_sn,
-                   global const float *un_cs, global const float *un_sn, uint slot0,
-                   uint n_heads, uint n_kv_heads)
-{
-    uint h = get_global_id(0), t = get_global_id(1);
-    if (h >= n_heads)
-        return;
-    uint g = h / (n_heads / n_kv_heads);
-    uint qs = slot0 + t;
-    int pq = pos[qs];
-    size_t qo = ((size_t)t * n_heads + h) * HD;
-    float qraw[HD], qv[HD], kr[HD], acc[HD];
-    float cs[HD / 2], sn[HD / 2];
-    for (uint i = 0; i < HD; i++) {
-        qraw[i] = q[qo + i];
-        acc[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (uint e = 0; e < n_ents; e++) {
-        global const int *E = ents + e * ENT_WORDS;
-        if ((uint)E[E_HEAD] != ALL_HEADS && (uint)E[E_HEAD] != h)
-            continue;
-        int mode = E[E_MODE];
-        global const float *tcs = sd_cs, *tsn = sd_sn;
-        if (mode == POS_TRUE) {
-            for (uint i = 0; i < HD; i++)
-                qv[i] = qr[qo + i];
-        } else if (mode == POS_FIXED) {
-            /* (R(d) q) . k: the scale enters twice, as when both sides
-             * are rotated. */
-            rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
-            rope_row_p(qv, qraw, cs, sn, nf, HD);
-            tcs = un_cs;
-            tsn = un_sn;
-        } else {
-            rope_table(cs, sn, (angle_t)qs, inv_freq, nf, rot_scale);
-            rope_row_p(qv, qraw, cs, sn, nf, HD);
-        }
-        bool list = E[E_INDICES] != 0;
-        uint cnt = list ? (uint)E[E_NIDX] : (uint)(E[E_KEND] - E[E_KBEGIN]);
-        for (uint c = 0; c < cnt; c++) {
-            uint j = list ? idx[E[E_IDXOFF] + c] : (uint)E[E_KBEGIN] + c;
-            long d = (long)pq - (long)pos[j];
-            if (d < (long)E[E_MIN] || d > (long)E[E_MAX])
-                continue;
-            key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
-            float s = scale * score_dot(qv, kr, kc + ((size_t)g * cap + j) * row_bytes,
-                                        kv_type, mode);
-            if (has_slopes) {
-#ifdef cl_khr_fp64
-                s += (float)(-(double)slopes[h] * ((double)rot_pos[qs] - (double)rot_pos[j]));
-#else
-                s += -slopes[h] * ((float)rot_pos[qs] - (float)rot_pos[j]);
-#endif
-            }
-            if (s > m) {
-                float c0 = exp(m - s);
-                l *= c0;
-                for (uint i = 0; i < HD; i++)
-                    acc[i] *= c0;
-                m = s;
-            }
-            float p = exp(s - m);
-            l += p;
-            global const uchar *vrow = vc + ((size_t)g * cap + j) * row_bytes;
-            for (uint i = 0; i < HD; i++)
-                acc[i] += p * kv_load(vrow, kv_type, i);
-        }
-    }
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    for (uint i = 0; i < HD; i++)
-        att[qo + i] = acc[i] * inv;
 }
 
 /* ---- decode in the CPU's split order ----------------------------------
@@ -566,11 +591,158 @@ inline uint lower_bound(global const int *pos, uint lo, uint hi, long p)
 
 #define SPLIT_SUB 256
 
+/* ---- the CPU's gather path ---------------------------------------------
+ *
+ * Blocks the CPU does not tile (2 to 7 queries, index lists, per-head
+ * ranges; core/compute/forward.c attend) gather each query head's visible
+ * keys in plan order, score them (scores_kv: the per-row kernels of
+ * score_x86 for head sizes up to 64, a multiple of 8, else the scalar
+ * dot), add the ALiBi bias, take st_op_softmax (the maximum, expf of each
+ * score less it summed in key order, times 1 / sum) and add the weighted
+ * value rows in key order (wsum_kv, fused). `attend` takes the same steps
+ * in three passes over the keys, scoring them again in each (the same
+ * operations give the same bits) rather than keeping a row of scores. */
+
+/* Score of key j as the CPU's gather path computes it. */
+inline float gather_score(const float *qv, float *kr, global const uchar *kc, uint kv_type,
+                          uint row_bytes, uint cap, uint g, uint j, int mode,
+                          global const float *tcs, global const float *tsn, uint nf,
+                          float scale, global const float *slopes, uint has_slopes, uint h,
+                          global const int *rot_pos, uint qs)
+{
+    global const uchar *row = kc + ((size_t)g * cap + j) * row_bytes;
+    key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
+#if HD <= 64 && HD % 8 == 0
+    float s = score_x86(qv, kr, row, kv_type, mode, scale);
+#else
+    float s = kv_type == KV_Q8_0 && mode == POS_TRUE ? score_x86(qv, kr, row, kv_type, mode, scale)
+                                                      : scale * score_dot(qv, kr, row, kv_type,
+                                                                          mode);
+#endif
+    if (has_slopes) {
+#ifdef cl_khr_fp64
+        s += (float)(-(double)slopes[h] * ((double)rot_pos[qs] - (double)rot_pos[j]));
+#else
+        s += -slopes[h] * ((float)rot_pos[qs] - (float)rot_pos[j]);
+#endif
+    }
+    return s;
+}
+
+/* Query t, head h: the plan's visible keys (ranges and index lists, head
+ * filter, min/max distance, each position mode), in the gather path's
+ * order. GQA: kv head h / (n_heads / n_kv_heads). */
+kernel void attend(global const float *q, global const float *qr, global float *att,
+                   global const uchar *kc, global const uchar *vc, uint kv_type,
+                   uint row_bytes, uint cap, global const int *pos, global const int *rot_pos,
+                   global const int *ents, uint n_ents, global const uint *idx,
+                   global const float *inv_freq, uint nf, float rot_scale, float fixed_scale,
+                   float scale, global const float *slopes, uint has_slopes,
+                   global const float *sd_cs, global const float *sd_sn,
+                   global const float *un_cs, global const float *un_sn, uint slot0,
+                   uint n_heads, uint n_kv_heads)
+{
+    uint h = get_global_id(0), t = get_global_id(1);
+    if (h >= n_heads)
+        return;
+    uint g = h / (n_heads / n_kv_heads);
+    uint qs = slot0 + t;
+    int pq = pos[qs];
+    size_t qo = ((size_t)t * n_heads + h) * HD;
+    float qraw[HD], qv[HD], kr[HD], acc[HD];
+    for (uint i = 0; i < HD; i++) {
+        qraw[i] = q[qo + i];
+        acc[i] = 0.0f;
+    }
+    /* Pass 0: the maximum; 1: the sum of the exponentials; 2: the values. */
+    float mx = -INFINITY, sum = 0.0f, inv = 0.0f;
+    uint nv = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (uint e = 0; e < n_ents; e++) {
+            global const int *E = ents + e * ENT_WORDS;
+            if ((uint)E[E_HEAD] != ALL_HEADS && (uint)E[E_HEAD] != h)
+                continue;
+            int mode = E[E_MODE];
+            global const float *tcs, *tsn;
+            entry_query(qv, qraw, qr, qo, E, qs, inv_freq, nf, rot_scale, fixed_scale, sd_cs,
+                        sd_sn, un_cs, un_sn, &tcs, &tsn);
+            bool list = E[E_INDICES] != 0;
+            uint cnt = list ? (uint)E[E_NIDX] : (uint)(E[E_KEND] - E[E_KBEGIN]);
+            for (uint c = 0; c < cnt; c++) {
+                uint j = list ? idx[E[E_IDXOFF] + c] : (uint)E[E_KBEGIN] + c;
+                long d = (long)pq - (long)pos[j];
+                if (d < (long)E[E_MIN] || d > (long)E[E_MAX])
+                    continue;
+                float s = gather_score(qv, kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs,
+                                       tsn, nf, scale, slopes, has_slopes, h, rot_pos, qs);
+                if (pass == 0) {
+                    mx = nv++ == 0 || s > mx ? s : mx;
+                } else if (pass == 1) {
+                    sum += cpu_expf(s - mx);
+                } else {
+                    float p = cpu_expf(s - mx) * inv;
+                    global const uchar *vrow = vc + ((size_t)g * cap + j) * row_bytes;
+#if HD % 8 == 0
+                    wsum_x86(acc, p, vrow, kv_type);
+#else
+                    for (uint i = 0; i < HD; i++)
+                        acc[i] += p * kv_load(vrow, kv_type, i);
+#endif
+                }
+            }
+        }
+        if (pass == 0 && (nv == 0 || mx == -INFINITY))
+            break; /* nothing visible: zeros, as the CPU's */
+        if (pass == 1)
+            inv = 1.0f / sum;
+    }
+    for (uint i = 0; i < HD; i++)
+        att[qo + i] = acc[i];
+}
+
+/* Keys [x0, x0 + n) of kv head g for one query head in the CPU's fused
+ * f16 decode (attn_decode_f16, core/cpu/attn_decode_x86.inc): scores of
+ * the query scaled first, two 8-lane accumulators; the block's maximum;
+ * exp_dec of each score less it, summed in 8 lanes; the old state
+ * rescaled by expf of the old maximum less the new; each value row added
+ * in key order, fused, into the rescaled output. */
+inline void split_fused(const float *qs, float *s, float *m, float *l, float *o,
+                        global const uchar *kc, global const uchar *vc, uint kv_type,
+                        uint row_bytes, uint cap, uint g, uint x0, uint n)
+{
+    float kr[HD], lane[8];
+    for (uint i = 0; i < n; i++) {
+        global const uchar *row = kc + ((size_t)g * cap + x0 + i) * row_bytes;
+        key_row(kr, kc, kv_type, row_bytes, cap, g, x0 + i, POS_TRUE, 0, 0, 0);
+        s[i] = score_x86(qs, kr, row, kv_type, POS_TRUE, 1.0f);
+    }
+    float mx = *m;
+    for (uint i = 0; i < n; i++)
+        mx = s[i] > mx ? s[i] : mx;
+    for (int r = 0; r < 8; r++)
+        lane[r] = 0.0f;
+    for (uint i = 0; i < n; i++) {
+        s[i] = exp_dec(s[i] - mx);
+        lane[i % 8] = lane[i % 8] + s[i];
+    }
+    float alpha = *m == -INFINITY ? 0.0f : cpu_expf(*m - mx);
+    *m = mx;
+    *l = *l * alpha + hsum8p(lane);
+    for (uint d = 0; d < HD; d++) {
+        float od = o[d] * alpha;
+        for (uint i = 0; i < n; i++)
+            od = fma(s[i], kv_load(vc + ((size_t)g * cap + x0 + i) * row_bytes, kv_type, d), od);
+        o[d] = od;
+    }
+}
+
 /* Work-item (g, c): chunk c (keys [c * chunk, (c + 1) * chunk) of the
  * visible keys, in range order) of kv head g, for each of its query heads:
  * the softmax state m, l and the unnormalised output into part
  * [g][c][m: group | l: group | out: group x HD]. Every entry is a range
- * for all heads (the CPU's tiled path takes no other plan). */
+ * for all heads (the CPU's tiled path takes no other plan). `fused`: the
+ * CPU scores ST_POS_TRUE ranges with its fused f16 kernel (split_fused),
+ * the rest with its per-row kernels (score_x86, wsum_x86) and expf. */
 kernel void attend_split(global const float *q, global const float *qr, global float *part,
                          global const uchar *kc, global const uchar *vc, uint kv_type,
                          uint row_bytes, uint cap, global const int *pos,
@@ -579,7 +751,7 @@ kernel void attend_split(global const float *q, global const float *qr, global f
                          global const float *slopes, uint has_slopes,
                          global const float *sd_cs, global const float *sd_sn,
                          global const float *un_cs, global const float *un_sn, uint slot0,
-                         uint n_heads, uint n_kv_heads, uint chunk, uint n_chunks)
+                         uint n_heads, uint n_kv_heads, uint chunk, uint n_chunks, uint fused)
 {
     uint g = get_global_id(0), c = get_global_id(1);
     if (g >= n_kv_heads || c >= n_chunks)
@@ -587,7 +759,6 @@ kernel void attend_split(global const float *q, global const float *qr, global f
     uint group = n_heads / n_kv_heads;
     int pq = pos[slot0];
     float qraw[HD], qv[HD], kr[HD], o[HD], tmp[HD], s[SPLIT_SUB];
-    float cs[HD / 2], sn[HD / 2];
     global float *p = part + ((size_t)g * n_chunks + c) * (HD + 2) * group;
     for (uint hh = 0; hh < group; hh++) {
         uint h = g * group + hh;
@@ -611,22 +782,20 @@ kernel void attend_split(global const float *q, global const float *qr, global f
             if (a >= z)
                 continue;
             int mode = E[E_MODE];
-            global const float *tcs = sd_cs, *tsn = sd_sn;
-            if (mode == POS_TRUE) {
+            global const float *tcs, *tsn;
+            entry_query(qv, qraw, qr, qo, E, slot0, inv_freq, nf, rot_scale, fixed_scale, sd_cs,
+                        sd_sn, un_cs, un_sn, &tcs, &tsn);
+            bool fuse = fused && mode == POS_TRUE;
+            if (fuse)
                 for (uint i = 0; i < HD; i++)
-                    qv[i] = qr[qo + i];
-            } else if (mode == POS_FIXED) {
-                rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
-                rope_row_p(qv, qraw, cs, sn, nf, HD);
-                tcs = un_cs;
-                tsn = un_sn;
-            } else {
-                rope_table(cs, sn, (angle_t)slot0, inv_freq, nf, rot_scale);
-                rope_row_p(qv, qraw, cs, sn, nf, HD);
-            }
+                    qv[i] = qv[i] * scale;
             uint x = lo + (uint)a, y = lo + (uint)z;
             for (uint x0 = x; x0 < y; x0 += SPLIT_SUB) {
                 uint n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
+                if (fuse) {
+                    split_fused(qv, s, &m, &l, o, kc, vc, kv_type, row_bytes, cap, g, x0, n);
+                    continue;
+                }
                 for (uint i = 0; i < n; i++) {
                     uint j = x0 + i;
                     key_row(kr, kc, kv_type, row_bytes, cap, g, j, mode, tcs, tsn, nf);
@@ -638,9 +807,9 @@ kernel void attend_split(global const float *q, global const float *qr, global f
                 float mx = m;
                 for (uint i = 0; i < n; i++)
                     mx = s[i] > mx ? s[i] : mx;
-                float alpha = m == -INFINITY ? 0.0f : exp(m - mx), sum = 0.0f;
+                float alpha = m == -INFINITY ? 0.0f : cpu_expf(m - mx), sum = 0.0f;
                 for (uint i = 0; i < n; i++) {
-                    s[i] = exp(s[i] - mx);
+                    s[i] = cpu_expf(s[i] - mx);
                     sum += s[i];
                 }
                 m = mx;
@@ -713,7 +882,6 @@ kernel void attend_tile(global const float *q, global const float *qr, global fl
     long rmin = pos[slot0 + q0], rmax = pos[slot0 + q1];
     size_t qo = ((size_t)t * n_heads + h) * HD;
     float qraw[HD], qv[HD], kr[HD], o[HD], sc[TILE_KEYS];
-    float cs[HD / 2], sn[HD / 2];
     for (uint i = 0; i < HD; i++) {
         qraw[i] = q[qo + i];
         o[i] = 0.0f;
@@ -727,19 +895,9 @@ kernel void attend_tile(global const float *q, global const float *qr, global fl
         if (lo >= hi)
             continue;
         int mode = E[E_MODE];
-        global const float *tcs = sd_cs, *tsn = sd_sn;
-        if (mode == POS_TRUE) {
-            for (uint i = 0; i < HD; i++)
-                qv[i] = qr[qo + i];
-        } else if (mode == POS_FIXED) {
-            rope_table(cs, sn, (angle_t)E[E_FIXED], inv_freq, nf, fixed_scale);
-            rope_row_p(qv, qraw, cs, sn, nf, HD);
-            tcs = un_cs;
-            tsn = un_sn;
-        } else {
-            rope_table(cs, sn, (angle_t)(slot0 + t), inv_freq, nf, rot_scale);
-            rope_row_p(qv, qraw, cs, sn, nf, HD);
-        }
+        global const float *tcs, *tsn;
+        entry_query(qv, qraw, qr, qo, E, slot0 + t, inv_freq, nf, rot_scale, fixed_scale, sd_cs,
+                    sd_sn, un_cs, un_sn, &tcs, &tsn);
         for (uint i = 0; i < HD; i++)
             qv[i] = qv[i] * scale;
         for (uint j0 = lo; j0 < hi; j0 += TILE_KEYS) {
@@ -808,7 +966,7 @@ kernel void attend_merge(global const float *part, global float *att, uint n_hea
             global const float *p = pg + c * per;
             if (p[hh] == -INFINITY)
                 continue;
-            float w = exp(p[hh] - M);
+            float w = cpu_expf(p[hh] - M);
             sum += w * p[group + hh];
             global const float *a = p + 2 * group + (size_t)hh * HD;
             for (uint d = 0; d < HD; d++)

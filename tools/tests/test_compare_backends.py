@@ -78,3 +78,43 @@ def test_a_run_asleep_is_started_again(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "asleep without CPU for 10 s (attempt 1 of 3)" in res.stderr
     assert "1/1 continuations of 3 tokens equal" in res.stdout
+
+
+# A stand-in for `stretch eval ppl ... --backend B ... TEXT`: one JSON line
+# whose perplexity depends on the backend and the manifest.
+FAKE_PPL = """#!/usr/bin/env python3
+import json, sys
+a = sys.argv
+assert a[1:3] == ["eval", "ppl"], a
+backend = a[a.index("--backend") + 1]
+manifest = a[a.index("-m") + 1]
+ppl = 40.0
+if backend == "opencl" and manifest.endswith("far.yaml"):
+    ppl = 40.4
+print(json.dumps({"ppl": ppl, "length": int(a[a.index("--length") + 1])}))
+"""
+
+
+def run_ppl(tmp_path: Path, manifests: list[str], max_rel: str):
+    fake = tmp_path / "stretch"
+    fake.write_text(FAKE_PPL)
+    fake.chmod(0o755)
+    text = tmp_path / "t.txt"
+    text.write_text("some text")
+    out = tmp_path / "ppl.json"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--stretch", str(fake), "--ppl",
+                          str(text), "--length", "64", "--max-rel", max_rel, "--work",
+                          str(tmp_path / "work"), "--json", str(out), "-m", *manifests],
+                         capture_output=True, text=True)
+    return res, json.loads(out.read_text())
+
+
+def test_ppl_rows_and_bound(tmp_path):
+    res, rep = run_ppl(tmp_path, ["a/near.yaml", "a/far.yaml"], "0.005")
+    assert res.returncode == 1, res.stderr
+    assert "a/near.yaml 64 cpu 40.000000 opencl 40.000000 rel 0.000e+00" in res.stdout
+    assert "a/far.yaml 64 cpu 40.000000 opencl 40.400000 rel 1.000e-02" in res.stdout
+    assert rep["length"] == 64
+    assert abs(rep["manifests"][1]["relative_difference"] - 0.01) < 1e-12
+    res, _ = run_ppl(tmp_path, ["a/near.yaml", "a/far.yaml"], "0.011")
+    assert res.returncode == 0, res.stderr
