@@ -700,9 +700,24 @@ kernel void attend(global const float *q, global const float *qr, global float *
         att[qo + i] = acc[i];
 }
 
+/* q . k as the CPU's fused f16 decode scores a key (dec_scores_nk): one
+ * 8-lane accumulator over the whole row, then the horizontal-add tree
+ * that reduces four keys together, which for one key's lanes is
+ * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). */
+inline float score_fused(const float *qs, const float *kr)
+{
+    float a[8];
+    for (int l = 0; l < 8; l++)
+        a[l] = 0.0f;
+    for (uint j = 0; j < HD / 8; j++)
+        for (int l = 0; l < 8; l++)
+            a[l] = fma(qs[8 * j + l], kr[8 * j + l], a[l]);
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* Keys [x0, x0 + n) of kv head g for one query head in the CPU's fused
  * f16 decode (attn_decode_f16, core/cpu/attn_decode_x86.inc): scores of
- * the query scaled first, two 8-lane accumulators; the block's maximum;
+ * the query scaled first (score_fused); the block's maximum;
  * exp_dec of each score less it, summed in 8 lanes; the old state
  * rescaled by expf of the old maximum less the new; each value row added
  * in key order, fused, into the rescaled output. */
@@ -712,9 +727,8 @@ inline void split_fused(const float *qs, float *s, float *m, float *l, float *o,
 {
     float kr[HD], lane[8];
     for (uint i = 0; i < n; i++) {
-        global const uchar *row = kc + ((size_t)g * cap + x0 + i) * row_bytes;
         key_row(kr, kc, kv_type, row_bytes, cap, g, x0 + i, POS_TRUE, 0, 0, 0);
-        s[i] = score_x86(qs, kr, row, kv_type, POS_TRUE, 1.0f);
+        s[i] = score_fused(qs, kr);
     }
     float mx = *m;
     for (uint i = 0; i < n; i++)
