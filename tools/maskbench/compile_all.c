@@ -14,66 +14,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "compile_all.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cg_schema.h"
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names in `dir`: folders (want_dirs) or files ending in .json. */
-static char **list_sorted(const char *dir, bool want_dirs, size_t *n)
-{
-    DIR *d = opendir(dir);
-    *n = 0;
-    if (!d)
-        return NULL;
-    char **names = NULL;
-    size_t cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        size_t len = strlen(e->d_name);
-        if (stat(path, &st) != 0)
-            continue;
-        bool want = want_dirs ? S_ISDIR(st.st_mode)
-                              : S_ISREG(st.st_mode) && len > 5 &&
-                                    strcmp(e->d_name + len - 5, ".json") == 0;
-        if (!want)
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **g = realloc(names, cap * sizeof *g);
-            if (!g)
-                break;
-            names = g;
-        }
-        if (!(names[*n] = strdup(e->d_name)))
-            break;
-        (*n)++;
-    }
-    closedir(d);
-    if (names)
-        qsort(names, *n, sizeof *names, cmp_str);
-    return names;
-}
-
-static void free_list(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
+#include "dir_list.h"
 
 static void write_json_string(FILE *out, const char *s)
 {
@@ -165,7 +111,7 @@ int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, 
                    FILE *out)
 {
     size_t n_sub = 0;
-    char **subs = subset ? NULL : list_sorted(data_dir, true, &n_sub);
+    char **subs = subset ? NULL : st_cli_dir_list(data_dir, NULL, &n_sub);
     if (subset) {
         subs = malloc(sizeof *subs);
         if (!subs || !(subs[0] = strdup(subset))) {
@@ -176,7 +122,7 @@ int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, 
     }
     if (!n_sub) {
         fprintf(stderr, "st-maskbench: %s has no subset folders\n", data_dir);
-        free_list(subs, n_sub);
+        st_cli_dir_list_free(subs, n_sub);
         return 2;
     }
     fprintf(out, "{\"points\":\"jsonschema\",\"version\":1,\"compile_only\":\"st-maskbench\"}\n");
@@ -185,7 +131,7 @@ int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, 
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/%s", data_dir, subs[s]);
         size_t n = 0;
-        char **files = list_sorted(dir, false, &n);
+        char **files = st_cli_dir_list(dir, ".json", &n);
         for (size_t i = 0; i < n && (limit < 0 || (long)i < limit); i++) {
             char path[8200], why[600];
             snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -215,10 +161,10 @@ int mb_compile_all(const cg_vocab *v, const char *data_dir, const char *subset, 
                 fprintf(out, "}\n");
             }
         }
-        free_list(files, n);
+        st_cli_dir_list_free(files, n);
         fprintf(stderr, "st-maskbench: %s done (%zu compiled, %zu refused so far)\n", subs[s],
                 n_ok, n_refused);
     }
-    free_list(subs, n_sub);
+    st_cli_dir_list_free(subs, n_sub);
     return 0;
 }

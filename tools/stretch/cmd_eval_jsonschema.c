@@ -12,13 +12,12 @@
  * validates the outputs with Python's jsonschema (empirical coverage) and
  * prints the tables.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "commands.h"
+#include "dir_list.h"
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
@@ -96,57 +95,6 @@ static void on_log(void *user, st_log_level level, const char *plugin, const cha
         times_add(t, (float)v);
 }
 
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names in `dir` ending in `suffix` (NULL: sub-folders). */
-static char **list_dir(const char *dir, const char *suffix, size_t *n)
-{
-    DIR *d = opendir(dir);
-    *n = 0;
-    if (!d)
-        return NULL;
-    char **names = NULL;
-    size_t cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) != 0)
-            continue;
-        size_t len = strlen(e->d_name);
-        bool want = suffix ? S_ISREG(st.st_mode) && len > strlen(suffix) &&
-                                 strcmp(e->d_name + len - strlen(suffix), suffix) == 0
-                           : S_ISDIR(st.st_mode);
-        if (!want)
-            continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **g = realloc(names, cap * sizeof *g);
-            if (!g)
-                break;
-            names = g;
-        }
-        names[(*n)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (names)
-        qsort(names, *n, sizeof *names, cmp_str);
-    return names;
-}
-
-static void free_list(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-}
 
 /* Generation of `prompt` (chat-wrapped) on `e`, its samplers reset with
  * `seed`. */
@@ -281,7 +229,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     if (!manifest)
         return 2;
     size_t n_subsets = 0;
-    char **subsets = subset ? NULL : list_dir(dir, NULL, &n_subsets);
+    char **subsets = subset ? NULL : st_cli_dir_list(dir, NULL, &n_subsets);
     if (subset) {
         subsets = malloc(sizeof *subsets);
         subsets[0] = strdup(subset);
@@ -289,13 +237,13 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     }
     if (!n_subsets) {
         fprintf(stderr, "stretch eval jsonschema: %s has no subset folders\n", dir);
-        free_list(subsets, n_subsets);
+        st_cli_dir_list_free(subsets, n_subsets);
         return 2;
     }
     st_engine *base = NULL;
     int rc = st_cli_open_engine(manifest, NULL, &base);
     if (rc) {
-        free_list(subsets, n_subsets);
+        st_cli_dir_list_free(subsets, n_subsets);
         return rc;
     }
     st_engine_info info = {.struct_size = sizeof info};
@@ -305,7 +253,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
         fprintf(stderr, "stretch eval jsonschema: cannot read %s or %s\n", info.model_path,
                 manifest);
         st_engine_close(base);
-        free_list(subsets, n_subsets);
+        st_cli_dir_list_free(subsets, n_subsets);
         return 2;
     }
     fields[2].key = "max_tokens";
@@ -320,7 +268,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
                                   &existing, &existing_len);
     if (!points) {
         st_engine_close(base);
-        free_list(subsets, n_subsets);
+        st_cli_dir_list_free(subsets, n_subsets);
         return 2;
     }
     char tmp_manifest[4096], tmp_sampled[4096];
@@ -332,9 +280,9 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
         char sdir[4096];
         snprintf(sdir, sizeof sdir, "%s/%s", dir, subsets[s]);
         size_t n;
-        char **files = list_dir(sdir, ".json", &n);
+        char **files = st_cli_dir_list(sdir, ".json", &n);
         total += n < (size_t)limit ? n : (size_t)limit;
-        free_list(files, n);
+        st_cli_dir_list_free(files, n);
     }
     st_progress pr;
     st_progress_start(&pr, "schemas", total);
@@ -345,7 +293,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
         char sdir[4096];
         snprintf(sdir, sizeof sdir, "%s/%s", dir, subsets[s]);
         size_t n;
-        char **files = list_dir(sdir, ".json", &n);
+        char **files = st_cli_dir_list(sdir, ".json", &n);
         for (size_t i = 0; i < n && i < (size_t)limit && rc == 0; i++) {
             char key[1024], path[8200];
             snprintf(key, sizeof key, "%s/%s", subsets[s], files[i]);
@@ -466,7 +414,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
             free(schema);
             st_progress_show(&pr);
         }
-        free_list(files, n);
+        st_cli_dir_list_free(files, n);
     }
     st_cli_cancel_on_sigint(NULL);
     st_progress_end(&pr);
@@ -475,7 +423,7 @@ int st_cmd_eval_jsonschema(int argc, char **argv)
     remove(tmp_sampled);
     free(existing);
     free(out.s);
-    free_list(subsets, n_subsets);
+    st_cli_dir_list_free(subsets, n_subsets);
     st_engine_close(base);
     fprintf(stderr, "stretch eval jsonschema: %d compiled, %d refused this run (%zu resumed); "
                     "points in %s/points.jsonl\n", n_ok, n_refused, pr.skipped, out_dir);
