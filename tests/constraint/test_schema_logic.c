@@ -271,3 +271,19 @@ Test(schema_logic, property_names_pattern_and_decimal_bounds)
     cr_expect(!accepts(s, "-1"));
     cr_expect(!accepts(s, "99.995"));
 }
+
+/* Declared names with characters outside ASCII are excluded from the
+ * additional members character by character, not byte by byte: the fuzz
+ * run found the byte trie writing half a character into the grammar. */
+Test(schema_logic, additional_members_exclude_non_ascii_names)
+{
+    const char *s = "{\"type\": \"object\", \"properties\": {\"\xc3\xa9t\xc3\xa9\": {\"type\": \"integer\"}, "
+                    "\"\xc3\xa9\": {\"type\": \"integer\"}}, "
+                    "\"additionalProperties\": {\"type\": \"string\"}}";
+    cr_expect(accepts(s, "{\"\xc3\xa9t\xc3\xa9\":1}"));
+    cr_expect(!accepts(s, "{\"\xc3\xa9t\xc3\xa9\":\"x\"}"));
+    cr_expect(!accepts(s, "{\"\xc3\xa9\":\"x\"}"));
+    cr_expect(accepts(s, "{\"\xc3\xa9t\":\"x\"}"));
+    cr_expect(accepts(s, "{\"\xc3\xaa\":\"x\"}"));
+    cr_expect(accepts(s, "{\"\xc3\xa9t\xc3\xa9s\":\"x\"}"));
+}

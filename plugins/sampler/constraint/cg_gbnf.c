@@ -11,6 +11,7 @@
  * matched as their UTF-8 bytes. The start rule is `root`.
  */
 #include "cg_grammar.h"
+#include "cg_text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,17 +67,10 @@ static void skip_space(gbnf *s, bool newlines)
 /* One UTF-8 code point from the source; -1 when malformed. */
 static long decode_utf8(gbnf *s)
 {
-    const unsigned char *u = (const unsigned char *)s->p;
-    size_t left = (size_t)(s->end - s->p);
-    int n = u[0] < 0x80 ? 1 : (u[0] >> 5) == 6 ? 2 : (u[0] >> 4) == 14 ? 3 : (u[0] >> 3) == 30 ? 4 : 0;
-    if (!n || (size_t)n > left)
+    uint32_t cp;
+    int n = cg_utf8_decode(s->p, (size_t)(s->end - s->p), &cp);
+    if (!n)
         return -1;
-    long cp = n == 1 ? u[0] : n == 2 ? (u[0] & 0x1F) : n == 3 ? (u[0] & 0x0F) : (u[0] & 0x07);
-    for (int i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (u[i] & 0x3F);
-    }
     s->p += n;
     return cp;
 }

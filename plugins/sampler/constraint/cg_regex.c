@@ -241,17 +241,10 @@ static long escaped_char(rx *r, const char *at)
 
 static long utf8_char(rx *r)
 {
-    const unsigned char *u = (const unsigned char *)r->p;
-    size_t left = (size_t)(r->end - r->p);
-    int n = u[0] < 0x80 ? 1 : (u[0] >> 5) == 6 ? 2 : (u[0] >> 4) == 14 ? 3 : (u[0] >> 3) == 30 ? 4 : 0;
-    if (!n || (size_t)n > left)
+    uint32_t cp;
+    int n = cg_utf8_decode(r->p, (size_t)(r->end - r->p), &cp);
+    if (!n)
         return -1;
-    long cp = n == 1 ? u[0] : n == 2 ? (u[0] & 0x1F) : n == 3 ? (u[0] & 0x0F) : (u[0] & 0x07);
-    for (int i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (u[i] & 0x3F);
-    }
     r->p += n;
     return cp;
 }

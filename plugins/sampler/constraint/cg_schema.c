@@ -378,10 +378,20 @@ static bool value_has_type(const cj_value *v, unsigned bits)
     return false;
 }
 
+/* The code point a name continues with at byte `depth`; 0 bytes when the
+ * name ends there or its bytes are not UTF-8 (no model can write such a
+ * name, so it needs no excluding). */
+static int key_next(const char *key, size_t depth, uint32_t *cp)
+{
+    size_t len = strlen(key);
+    return len > depth ? cg_utf8_decode(key + depth, len - depth, cp) : 0;
+}
+
 /* A JSON string (with its quotes) whose name is none of keys[0..n): a
- * trie over the names' bytes, one rule per trie node, each allowing the
- * closing quote unless the path so far is a whole name, a byte that
- * continues some name, or any other character and then anything. */
+ * trie over the names' characters (code points, as the grammar matches
+ * them), one rule per trie node, each allowing the closing quote unless
+ * the path so far is a whole name, a character that continues some name,
+ * or any other character and then anything. */
 static void key_not_in(sc *s, const char **keys, size_t n, size_t depth, cg_buf *e)
 {
     char name[24];
@@ -389,51 +399,69 @@ static void key_not_in(sc *s, const char **keys, size_t n, size_t depth, cg_buf 
     cg_buf_printf(e, "%s", name);
     cg_buf body = {0};
     bool whole = false;
-    uint8_t next[256] = {0};
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(keys[i]);
-        if (len == depth)
-            whole = true;
-        else if (len > depth)
-            next[(uint8_t)keys[i][depth]] = 1;
+    /* The distinct continuing characters, ascending. */
+    uint32_t *next = malloc((n ? n : 1) * sizeof *next);
+    size_t n_next = 0;
+    if (!next) {
+        s->out->oom = true;
+        return;
     }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t cp;
+        if (strlen(keys[i]) == depth) {
+            whole = true;
+        } else if (key_next(keys[i], depth, &cp)) {
+            size_t j = 0;
+            while (j < n_next && next[j] < cp)
+                j++;
+            if (j < n_next && next[j] == cp)
+                continue;
+            memmove(next + j + 1, next + j, (n_next - j) * sizeof *next);
+            next[j] = cp;
+            n_next++;
+        }
+    }
+    bool next_backslash = false;
+    for (size_t j = 0; j < n_next; j++)
+        next_backslash = next_backslash || next[j] == '\\';
     size_t alts = 0;
     if (!whole) {
         cg_buf_puts(&body, "\"\\\"\"");
         alts++;
     }
     /* Any character that is not where a name continues: a plain one
-     * (an ASCII byte outside the continuation set, or any non-ASCII
-     * character), or an escape. */
+     * outside the continuation set, or an escape. */
     cg_buf_printf(&body, "%s([^\"\\\\\\x00-\\x1F", alts++ ? " | " : "");
-    for (int b = 0x20; b < 0x80; b++)
-        if (next[b] && b != '"' && b != '\\')
-            cg_buf_gbnf_char(&body, (uint32_t)b, true);
+    for (size_t j = 0; j < n_next; j++)
+        if (next[j] >= 0x20 && next[j] != '"' && next[j] != '\\')
+            cg_buf_gbnf_char(&body, next[j], true);
     cg_buf_puts(&body, "]");
     /* An escape is "another character" only where no name continues
      * with a backslash (else it would let an excluded name through). */
-    if (!next['\\'])
+    if (!next_backslash)
         cg_buf_puts(&body, " | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})");
     cg_buf_puts(&body, ") char* \"\\\"\"");
-    for (int b = 0; b < 256; b++) {
-        if (!next[b])
-            continue;
-        const char **sub = malloc(n * sizeof *sub);
+    const char **sub = malloc(n * sizeof *sub);
+    if (!sub && n_next)
+        s->out->oom = true;
+    for (size_t j = 0; sub && j < n_next; j++) {
         size_t m = 0;
-        if (!sub) {
-            s->out->oom = true;
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (strlen(keys[i]) > depth && (uint8_t)keys[i][depth] == b)
+        int width = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t cp;
+            int w = key_next(keys[i], depth, &cp);
+            if (w && cp == next[j]) {
                 sub[m++] = keys[i];
-        char lit[2] = {(char)b, 0};
+                width = w;
+            }
+        }
         cg_buf_puts(&body, " | ");
-        cg_buf_gbnf_literal(&body, lit, 1);
+        cg_buf_gbnf_literal(&body, sub[0] + depth, (size_t)width);
         cg_buf_puts(&body, " ");
-        key_not_in(s, sub, m, depth + 1, &body);
-        free(sub);
+        key_not_in(s, sub, m, depth + (size_t)width, &body);
     }
+    free(sub);
+    free(next);
     cg_buf_printf(s->out, "%s ::= %s\n", name, body.s ? body.s : "\"\"");
     if (body.oom)
         s->out->oom = true;

@@ -61,6 +61,24 @@ void cg_buf_printf(cg_buf *b, const char *fmt, ...)
     free(big);
 }
 
+int cg_utf8_decode(const char *s, size_t left, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (!left)
+        return 0;
+    int n = u[0] < 0x80 ? 1 : (u[0] >> 5) == 6 ? 2 : (u[0] >> 4) == 14 ? 3 : (u[0] >> 3) == 30 ? 4 : 0;
+    if (!n || (size_t)n > left)
+        return 0;
+    uint32_t v = n == 1 ? u[0] : n == 2 ? (u[0] & 0x1Fu) : n == 3 ? (u[0] & 0x0Fu) : (u[0] & 0x07u);
+    for (int i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (u[i] & 0x3Fu);
+    }
+    *cp = v;
+    return n;
+}
+
 void cg_buf_gbnf_char(cg_buf *b, uint32_t cp, bool in_class)
 {
     if (cp == '"' && !in_class)
