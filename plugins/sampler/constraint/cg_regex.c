@@ -1,7 +1,7 @@
 /*
  * plugins/sampler/constraint/cg_regex.c - regular expressions (the common
- * subset of ECMA-262 and PCRE that JSON Schema patterns use) translated to
- * GBNF text (cg_text.h):
+ * subset of ECMA-262 and PCRE that JSON Schema patterns use) parsed into a
+ * tree (cg_regex.h) and translated to GBNF text (cg_text.h):
  *
  *   literals, \-escapes, .  [a-z] [^...]  \d \D \w \W \s \S
  *   ( ) (?: )  |  * + ? {m} {m,} {m,n} (and their lazy ?-forms)
@@ -12,7 +12,7 @@
  * can match the empty string ((a*)*, (a?)+) is refused too: it is the
  * catastrophic-backtracking form, and as a grammar it is left-recursive.
  */
-#include "cg_text.h"
+#include "cg_regex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +23,7 @@
 
 typedef struct rx {
     const char *re, *p, *end;
-    bool json;
-    cg_buf *out;
+    cg_rx *tree;
     cg_error *err;
     int depth;
 } rx;
@@ -94,15 +93,73 @@ static bool contains(const ranges *s, uint32_t cp)
     return false;
 }
 
+static cg_rx_node *new_node(rx *r, cg_rx_kind kind, const char *at)
+{
+    cg_rx *t = r->tree;
+    if (t->n_all == t->cap_all) {
+        size_t cap = t->cap_all ? 2 * t->cap_all : 16;
+        cg_rx_node **all = realloc(t->all, cap * sizeof *all);
+        if (!all)
+            return rx_fail(r, at, "out of memory"), NULL;
+        t->all = all;
+        t->cap_all = cap;
+    }
+    cg_rx_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return rx_fail(r, at, "out of memory"), NULL;
+    n->kind = kind;
+    t->all[t->n_all++] = n;
+    return n;
+}
+
+static bool add_kid(rx *r, cg_rx_node *parent, cg_rx_node *kid, const char *at)
+{
+    if (parent->n_kids == parent->cap_kids) {
+        size_t cap = parent->cap_kids ? 2 * parent->cap_kids : 4;
+        cg_rx_node **kids = realloc(parent->kids, cap * sizeof *kids);
+        if (!kids)
+            return rx_fail(r, at, "out of memory");
+        parent->kids = kids;
+        parent->cap_kids = cap;
+    }
+    parent->kids[parent->n_kids++] = kid;
+    return true;
+}
+
+/* A SET node of `s` (normalised). */
+static cg_rx_node *set_node(rx *r, const ranges *s, const char *at)
+{
+    if (!s->n)
+        return rx_fail(r, at, "this character class matches no character"), NULL;
+    cg_rx_node *n = new_node(r, CG_RX_SET, at);
+    if (!n)
+        return NULL;
+    n->ranges = malloc(2 * s->n * sizeof *n->ranges);
+    if (!n->ranges)
+        return rx_fail(r, at, "out of memory"), NULL;
+    memcpy(n->ranges, s->v, 2 * s->n * sizeof *n->ranges);
+    n->n_ranges = s->n;
+    return n;
+}
+
+static cg_rx_node *char_node(rx *r, uint32_t cp, const char *at)
+{
+    ranges s = {.n = 0};
+    add_range(&s, cp, cp);
+    return set_node(r, &s, at);
+}
+
 /* Write the set as one GBNF symbol. In a JSON string, '"', '\' and
  * control characters appear as their escapes (in Python's json.dumps
  * spelling), so they become literal alternatives beside the class. */
-static bool emit_set(rx *r, ranges *s, const char *at)
+void cg_rx_emit_set(cg_buf *o, const uint32_t *v, size_t n, bool json)
 {
-    ranges raw = {.n = 0};
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t lo = s->v[2 * i], hi = s->v[2 * i + 1];
-        if (!r->json) {
+    ranges raw = {.n = 0}, s = {.n = 0};
+    for (size_t i = 0; i < n; i++)
+        add_range(&s, v[2 * i], v[2 * i + 1]);
+    for (size_t i = 0; i < s.n; i++) {
+        uint32_t lo = s.v[2 * i], hi = s.v[2 * i + 1];
+        if (!json) {
             add_range(&raw, lo, hi);
             continue;
         }
@@ -121,7 +178,6 @@ static bool emit_set(rx *r, ranges *s, const char *at)
             a = b + 1;
         }
     }
-    cg_buf *o = r->out;
     size_t n_alts = 0;
     cg_buf_puts(o, "(");
     if (raw.n) {
@@ -136,33 +192,23 @@ static bool emit_set(rx *r, ranges *s, const char *at)
         cg_buf_puts(o, "]");
         n_alts++;
     }
-    if (r->json) {
+    if (json) {
         static const char *const short_esc[0x20] = {
             [0x08] = "\\\\b", [0x09] = "\\\\t", [0x0A] = "\\\\n", [0x0C] = "\\\\f",
             [0x0D] = "\\\\r"};
         for (uint32_t c = 0; c < 0x20; c++)
-            if (contains(s, c)) {
+            if (contains(&s, c)) {
                 if (short_esc[c])
                     cg_buf_printf(o, "%s\"%s\"", n_alts++ ? " | " : "", short_esc[c]);
                 else
                     cg_buf_printf(o, "%s\"\\\\u%04x\"", n_alts++ ? " | " : "", (unsigned)c);
             }
-        if (contains(s, '"'))
+        if (contains(&s, '"'))
             cg_buf_printf(o, "%s\"\\\\\\\"\"", n_alts++ ? " | " : "");
-        if (contains(s, '\\'))
+        if (contains(&s, '\\'))
             cg_buf_printf(o, "%s\"\\\\\\\\\"", n_alts++ ? " | " : "");
     }
     cg_buf_puts(o, ")");
-    if (!n_alts)
-        return rx_fail(r, at, "this character class matches no character");
-    return true;
-}
-
-static bool emit_char(rx *r, uint32_t cp, const char *at)
-{
-    ranges s = {.n = 0};
-    add_range(&s, cp, cp);
-    return emit_set(r, &s, at);
 }
 
 static long hex(rx *r, int digits)
@@ -249,7 +295,7 @@ static long utf8_char(rx *r)
     return cp;
 }
 
-static bool parse_class(rx *r)
+static cg_rx_node *parse_class(rx *r)
 {
     const char *open = r->p++;
     bool negate = r->p < r->end && *r->p == '^';
@@ -271,10 +317,10 @@ static bool parse_class(rx *r)
                 r->p++;
                 lo = 8;
             } else if ((lo = escaped_char(r, at)) < 0) {
-                return false;
+                return NULL;
             }
         } else if ((lo = utf8_char(r)) < 0) {
-            return rx_fail(r, at, "malformed UTF-8");
+            return rx_fail(r, at, "malformed UTF-8"), NULL;
         }
         long hi = lo;
         if (r->p + 1 < r->end && *r->p == '-' && r->p[1] != ']') {
@@ -283,26 +329,26 @@ static bool parse_class(rx *r)
             if (*r->p == '\\') {
                 r->p++;
                 if ((hi = escaped_char(r, hat)) < 0)
-                    return false;
+                    return NULL;
             } else if ((hi = utf8_char(r)) < 0) {
-                return rx_fail(r, hat, "malformed UTF-8");
+                return rx_fail(r, hat, "malformed UTF-8"), NULL;
             }
             if (hi < lo)
-                return rx_fail(r, hat, "range end is below its start");
+                return rx_fail(r, hat, "range end is below its start"), NULL;
         }
         add_range(&s, (uint32_t)lo, (uint32_t)hi);
     }
     if (r->p >= r->end)
-        return rx_fail(r, open, "character class is not closed: expected ']'");
+        return rx_fail(r, open, "character class is not closed: expected ']'"), NULL;
     r->p++;
     normalise(&s, negate);
-    return emit_set(r, &s, open);
+    return set_node(r, &s, open);
 }
 
-static bool parse_alt(rx *r, bool *nullable);
+static cg_rx_node *parse_alt(rx *r, bool *nullable);
 
-/* One atom as one GBNF symbol; *nullable when it can match "". */
-static bool parse_atom(rx *r, bool *nullable)
+/* One atom; *nullable when it can match "". */
+static cg_rx_node *parse_atom(rx *r, bool *nullable)
 {
     const char *at = r->p;
     char c = *r->p;
@@ -316,21 +362,22 @@ static bool parse_atom(rx *r, bool *nullable)
                 /* A named group captures; here it only groups. */
                 const char *close = memchr(r->p, '>', (size_t)(r->end - r->p));
                 if (!close)
-                    return rx_fail(r, at, "named group without '>'");
+                    return rx_fail(r, at, "named group without '>'"), NULL;
                 r->p = close + 1;
             } else {
-                return rx_fail(r, at, "lookaround and (?...) groups are not supported");
+                return rx_fail(r, at, "lookaround and (?...) groups are not supported"), NULL;
             }
         }
         if (++r->depth > RX_DEPTH_MAX)
-            return rx_fail(r, at, "groups nested too deeply");
-        if (!parse_alt(r, nullable))
-            return false;
+            return rx_fail(r, at, "groups nested too deeply"), NULL;
+        cg_rx_node *g = parse_alt(r, nullable);
+        if (!g)
+            return NULL;
         r->depth--;
         if (r->p >= r->end || *r->p != ')')
-            return rx_fail(r, at, "group is not closed: expected ')'");
+            return rx_fail(r, at, "group is not closed: expected ')'"), NULL;
         r->p++;
-        return true;
+        return g;
     }
     if (c == '[')
         return parse_class(r);
@@ -341,31 +388,31 @@ static bool parse_atom(rx *r, bool *nullable)
         add_range(&s, '\r', '\r');
         add_range(&s, 0x2028, 0x2029);
         normalise(&s, true);
-        return emit_set(r, &s, at);
+        return set_node(r, &s, at);
     }
     if (c == '\\') {
         if (r->p + 1 >= r->end)
-            return rx_fail(r, at, "'\\' at the end of the pattern");
+            return rx_fail(r, at, "'\\' at the end of the pattern"), NULL;
         r->p++;
         ranges s = {.n = 0};
         if (class_escape(*r->p, &s)) {
             r->p++;
             normalise(&s, false);
-            return emit_set(r, &s, at);
+            return set_node(r, &s, at);
         }
         long cp = escaped_char(r, at);
-        return cp >= 0 && emit_char(r, (uint32_t)cp, at);
+        return cp >= 0 ? char_node(r, (uint32_t)cp, at) : NULL;
     }
     if (c == '^' || c == '$')
-        return rx_fail(r, at, "anchors are supported only at the start (^) and end ($)");
+        return rx_fail(r, at, "anchors are supported only at the start (^) and end ($)"), NULL;
     if (c == '*' || c == '+' || c == '?' || c == '{')
-        return rx_fail(r, at, "quantifier follows nothing it could repeat");
+        return rx_fail(r, at, "quantifier follows nothing it could repeat"), NULL;
     if (c == ')')
-        return rx_fail(r, at, "unmatched ')'");
+        return rx_fail(r, at, "unmatched ')'"), NULL;
     long cp = utf8_char(r);
     if (cp < 0)
-        return rx_fail(r, at, "malformed UTF-8");
-    return emit_char(r, (uint32_t)cp, at);
+        return rx_fail(r, at, "malformed UTF-8"), NULL;
+    return char_node(r, (uint32_t)cp, at);
 }
 
 static bool parse_count(rx *r, long *v)
@@ -381,18 +428,20 @@ static bool parse_count(rx *r, long *v)
     return r->p > start || rx_fail(r, start, "expected a number in { }");
 }
 
-static bool parse_concat(rx *r, bool *nullable)
+static cg_rx_node *parse_concat(rx *r, bool *nullable)
 {
     *nullable = true;
-    size_t n_items = 0;
+    cg_rx_node *cat = new_node(r, CG_RX_CAT, r->p);
+    if (!cat)
+        return NULL;
     while (r->p < r->end && *r->p != '|' && *r->p != ')') {
         if (*r->p == '$' && r->p + 1 == r->end && r->depth == 0)
             break;   /* the end anchor, handled by the caller */
         bool atom_null;
-        if (n_items++)
-            cg_buf_puts(r->out, " ");
-        if (!parse_atom(r, &atom_null))
-            return false;
+        const char *atom_at = r->p;
+        cg_rx_node *item = parse_atom(r, &atom_null);
+        if (!item)
+            return NULL;
         while (r->p < r->end && (*r->p == '*' || *r->p == '+' || *r->p == '?' || *r->p == '{')) {
             const char *at = r->p;
             char q = *r->p++;
@@ -401,91 +450,152 @@ static bool parse_concat(rx *r, bool *nullable)
                 /* A '{' that does not open a quantifier is a literal in
                  * ECMA-262's Annex B; be strict instead. */
                 if (!parse_count(r, &min))
-                    return false;
+                    return NULL;
                 max = min;
                 if (r->p < r->end && *r->p == ',') {
                     r->p++;
                     max = -1;
                     if (r->p < r->end && *r->p != '}' && !parse_count(r, &max))
-                        return false;
+                        return NULL;
                 }
                 if (r->p >= r->end || *r->p != '}')
-                    return rx_fail(r, at, "repetition is not closed: expected '}'");
+                    return rx_fail(r, at, "repetition is not closed: expected '}'"), NULL;
                 r->p++;
                 if (max >= 0 && max < min)
-                    return rx_fail(r, at, "repetition maximum below its minimum");
+                    return rx_fail(r, at, "repetition maximum below its minimum"), NULL;
             }
             if (r->p < r->end && *r->p == '?')
                 r->p++;   /* lazy: the same language */
             if (r->p < r->end && *r->p == '+')
-                return rx_fail(r, r->p, "possessive quantifiers are not supported");
+                return rx_fail(r, r->p, "possessive quantifiers are not supported"), NULL;
             if (atom_null && max < 0)
                 return rx_fail(r, at, "unbounded repetition of something that can match the "
-                                      "empty string (catastrophic, e.g. (a*)*)");
-            if (q == '{') {
-                if (max < 0)
-                    cg_buf_printf(r->out, "{%ld,}", min);
-                else
-                    cg_buf_printf(r->out, "{%ld,%ld}", min, max);
-            } else {
-                cg_buf_put(r->out, &q, 1);
-            }
+                                      "empty string (catastrophic, e.g. (a*)*)"), NULL;
+            cg_rx_node *rep = new_node(r, CG_RX_REP, atom_at);
+            if (!rep || !add_kid(r, rep, item, at))
+                return NULL;
+            rep->min = min;
+            rep->max = max;
+            rep->q = q;
+            item = rep;
             atom_null = atom_null || min == 0;
         }
+        if (!add_kid(r, cat, item, atom_at))
+            return NULL;
         *nullable = *nullable && atom_null;
     }
-    if (n_items == 0)
-        cg_buf_puts(r->out, "\"\"");
-    return true;
+    return cat;
 }
 
-static bool parse_alt(rx *r, bool *nullable)
+static cg_rx_node *parse_alt(rx *r, bool *nullable)
 {
-    cg_buf_puts(r->out, "(");
+    cg_rx_node *alt = new_node(r, CG_RX_ALT, r->p);
+    if (!alt)
+        return NULL;
     *nullable = false;
     for (;;) {
         bool n;
-        if (!parse_concat(r, &n))
-            return false;
+        const char *at = r->p;
+        cg_rx_node *cat = parse_concat(r, &n);
+        if (!cat || !add_kid(r, alt, cat, at))
+            return NULL;
         *nullable = *nullable || n;
         if (r->p < r->end && *r->p == '|') {
             r->p++;
-            cg_buf_puts(r->out, " | ");
             continue;
         }
         break;
     }
-    cg_buf_puts(r->out, ")");
-    return true;
+    return alt;
 }
 
-bool cg_regex_to_gbnf(const char *re, size_t len, bool json_string, cg_buf *out, cg_error *err)
+void cg_rx_free(cg_rx *t)
 {
-    rx r = {re, re, re + len, json_string, out, err, 0};
+    for (size_t i = 0; i < t->n_all; i++) {
+        free(t->all[i]->ranges);
+        free(t->all[i]->kids);
+        free(t->all[i]);
+    }
+    free(t->all);
+    memset(t, 0, sizeof *t);
+}
+
+bool cg_rx_parse(const char *re, size_t len, cg_rx *out, cg_error *err)
+{
+    memset(out, 0, sizeof *out);
+    rx r = {re, re, re + len, out, err, 0};
     err->offset = -1;
     err->message[0] = '\0';
-    bool anchored_start = len && re[0] == '^';
-    if (anchored_start)
+    out->anchored_start = len && re[0] == '^';
+    if (out->anchored_start)
         r.p++;
-    /* A JSON Schema pattern searches: an unanchored side may be anything. */
-    const char *any = "([^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4}))*";
-    cg_buf_puts(out, "(");
-    if (json_string && !anchored_start)
-        cg_buf_printf(out, "%s ", any);
     bool nullable;
-    if (!parse_alt(&r, &nullable))
+    if (!(out->root = parse_alt(&r, &nullable)))
         return false;
-    bool anchored_end = false;
     if (r.p < r.end && *r.p == '$' && r.p + 1 == r.end) {
-        anchored_end = true;
+        out->anchored_end = true;
         r.p++;
     }
     if (r.p < r.end)
         return rx_fail(&r, r.p, *r.p == ')' ? "unmatched ')'" : "unexpected character");
-    if (json_string && !anchored_end)
-        cg_buf_printf(out, " %s", any);
-    cg_buf_puts(out, ")");
-    if (out->oom)
-        return rx_fail(&r, r.p, "out of memory");
     return true;
+}
+
+static void emit_node(const cg_rx_node *n, bool json, cg_buf *o)
+{
+    switch (n->kind) {
+    case CG_RX_SET:
+        cg_rx_emit_set(o, n->ranges, n->n_ranges, json);
+        break;
+    case CG_RX_ALT:
+        cg_buf_puts(o, "(");
+        for (size_t i = 0; i < n->n_kids; i++) {
+            if (i)
+                cg_buf_puts(o, " | ");
+            emit_node(n->kids[i], json, o);
+        }
+        cg_buf_puts(o, ")");
+        break;
+    case CG_RX_CAT:
+        if (!n->n_kids)
+            cg_buf_puts(o, "\"\"");
+        for (size_t i = 0; i < n->n_kids; i++) {
+            if (i)
+                cg_buf_puts(o, " ");
+            emit_node(n->kids[i], json, o);
+        }
+        break;
+    case CG_RX_REP:
+        emit_node(n->kids[0], json, o);
+        if (n->q != '{')
+            cg_buf_put(o, &n->q, 1);
+        else if (n->max < 0)
+            cg_buf_printf(o, "{%ld,}", n->min);
+        else
+            cg_buf_printf(o, "{%ld,%ld}", n->min, n->max);
+        break;
+    }
+}
+
+bool cg_regex_to_gbnf(const char *re, size_t len, bool json_string, cg_buf *out, cg_error *err)
+{
+    cg_rx t;
+    bool ok = cg_rx_parse(re, len, &t, err);
+    if (ok) {
+        /* A JSON Schema pattern searches: an unanchored side may be anything. */
+        cg_buf_puts(out, "(");
+        if (json_string && !t.anchored_start)
+            cg_buf_puts(out, CG_RX_ANY_JSON_CHARS " ");
+        emit_node(t.root, json_string, out);
+        if (json_string && !t.anchored_end)
+            cg_buf_puts(out, " " CG_RX_ANY_JSON_CHARS);
+        cg_buf_puts(out, ")");
+        if (out->oom) {
+            err->offset = (long)len;
+            snprintf(err->message, sizeof err->message, "out of memory");
+            ok = false;
+        }
+    }
+    cg_rx_free(&t);
+    return ok;
 }
