@@ -81,7 +81,7 @@ bool sc_unsupported(sc *s, const cj_value *at, const char *path, const char *key
     return true;
 }
 
-static void fresh(sc *s, char name[24])
+void sc_fresh(sc *s, char name[24])
 {
     snprintf(name, 24, "s%d", s->next_id++);
 }
@@ -395,7 +395,7 @@ static int key_next(const char *key, size_t depth, uint32_t *cp)
 static void key_not_in(sc *s, const char **keys, size_t n, size_t depth, cg_buf *e)
 {
     char name[24];
-    fresh(s, name);
+    sc_fresh(s, name);
     cg_buf_printf(e, "%s", name);
     cg_buf body = {0};
     bool whole = false;
@@ -1076,6 +1076,11 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         return sc_fail(s, req, path, "'required' must be an array");
     if (pprops && pprops->type != CJ_OBJECT)
         return sc_fail(s, pprops, path, "'patternProperties' must be an object");
+    sc_patterns pats;
+    if (!sc_patterns_open(s, v, path, (props && props->n) || (req && req->n), &pats)) {
+        sc_patterns_close(&pats);
+        return false;
+    }
     /* Property list: declared ones, then required names not declared. */
     size_t n = (props ? props->n : 0) + (req ? req->n : 0);
     const char **keys = calloc(n ? n : 1, sizeof *keys);
@@ -1091,6 +1096,9 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         sc_child_path(p, sizeof p, p, props->keys[i]);
         /* A property whose schema is false may not appear at all. */
         const cj_value *ps = props->items[i];
+        if (!(ps->type == CJ_BOOL && !ps->boolean) &&
+            !(ok = sc_patterns_declared(s, &pats, props->keys[i], p, &ps)))
+            break;
         bool is_required = false;
         for (size_t j = 0; req && req->type == CJ_ARRAY && j < req->n; j++)
             is_required = is_required || (req->items[j]->type == CJ_STRING &&
@@ -1112,40 +1120,34 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             j++;
         if (j == k) {
             keys[k] = req->items[i]->str;
-            snprintf(rules[k], 24, "value");
-            s->prims |= P_VALUE;
+            /* Any value, or what the patterns it matches allow. */
+            const cj_value *rs = NULL;
+            sc_child_path(p, sizeof p, path, "required");
+            ok = sc_patterns_declared(s, &pats, keys[k], p, &rs);
+            if (ok && rs && rs->type == CJ_BOOL && !rs->boolean) {
+                forbidden[k] = true;
+            } else if (ok && rs) {
+                ok = sc_gen_rule(s, rs, p, rules[k]);
+            } else {
+                snprintf(rules[k], 24, "value");
+                s->prims |= P_VALUE;
+            }
             k++;
+            if (!ok)
+                break;
         }
         required[j] = true;
         if (forbidden[j])
             ok = sc_fail_unsat(s, req->items[i], path, "property '%s' is required but its schema is "
                                                   "false", keys[j]);
     }
-    /* What may follow the declared properties: pattern-named and other
-     * members (any name: a name equal to a declared one is not excluded). */
+    /* What may follow the declared properties: pattern-named members (a
+     * name equal to a declared one is not excluded) and other members. */
     cg_buf extra = {0};
     size_t n_extra = 0;
-    for (size_t i = 0; ok && pprops && i < pprops->n; i++) {
-        char r[24];
-        sc_child_path(p, sizeof p, path, "patternProperties");
-        sc_child_path(p, sizeof p, p, pprops->keys[i]);
-        cg_buf key = {0};
-        cg_error rerr;
-        if (!cg_regex_to_gbnf(pprops->keys[i], strlen(pprops->keys[i]), true, &key, &rerr)) {
-            ok = sc_unsupported(s, pprops->items[i], p, "patternProperties", rerr.message);
-            cg_buf_free(&key);
-            continue;
-        }
-        if (pprops->items[i]->type == CJ_BOOL && !pprops->items[i]->boolean) {
-            cg_buf_free(&key);
-            continue;   /* such names are simply not generated */
-        }
-        ok = sc_gen_rule(s, pprops->items[i], p, r);
-        if (ok)
-            cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
-                          key.s, r);
-        cg_buf_free(&key);
-    }
+    sc_other_names others = {0};
+    if (ok)
+        ok = sc_patterns_gen(s, &pats, keys, k, &extra, &n_extra, &others);
     /* minProperties: implied by enough required members, or 1 (a
      * non-empty object); maxProperties and larger minimums are reported. */
     long min_props = 0, n_required = 0;
@@ -1215,7 +1217,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
          * additionalProperties closes the object unless open_objects is
          * set (XGrammar's strict mode does the same): a model writes what
          * the schema names rather than inventing members. */
-        bool open = add || (k == 0 && n_extra == 0) || s->opt.open_objects;
+        bool open = add || (k == 0 && n_extra == 0 && !others.named) || s->opt.open_objects;
         if (ok && open && k == 0 && name_pattern) {
             /* propertyNames {pattern}: every member name matches it. */
             cg_error rerr;
@@ -1228,6 +1230,16 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
             s->prims |= P_CHAR;
             cg_buf_printf(&extra, "%s\"\\\"\" %s \"\\\"\" ws \":\" ws %s", n_extra++ ? " | " : "",
                           name.s ? name.s : "", r);
+            if (name.oom)
+                s->out->oom = true;
+            cg_buf_free(&name);
+        } else if (ok && open && others.decided) {
+            /* Beside patterns: a name no pattern matches, no declared one. */
+            cg_buf name = {0};
+            bool written = false;
+            ok = sc_gen_other_name(s, &others, keys, k, path, &name, &written);
+            if (ok && written)
+                cg_buf_printf(&extra, "%s%s ws \":\" ws %s", n_extra++ ? " | " : "", name.s, r);
             if (name.oom)
                 s->out->oom = true;
             cg_buf_free(&name);
@@ -1264,7 +1276,7 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         ok = false;
     if (ok) {
         char base[24];
-        fresh(s, base);
+        sc_fresh(s, base);
         /* B_i: after something was written; A_i: nothing written yet. */
         cg_buf *o = s->out;
         cg_buf_printf(o, "%s-b%zu ::= ", base, k);
@@ -1322,6 +1334,8 @@ static bool gen_object(sc *s, const cj_value *v, const char *path, cg_buf *e)
         cg_buf_printf(e, "\"{\" ws %s-a0 ws \"}\"", base);
     }
     free(a_alive);
+    cg_dfa_free(&others.names);
+    sc_patterns_close(&pats);
     cg_buf_free(&extra);
     free(keys);
     free(rules);
@@ -1397,7 +1411,7 @@ static bool gen_array(sc *s, const cj_value *v, const char *path, cg_buf *e)
     }
     /* E_i: the elements from index i on, i >= 1, each after a comma. */
     char base[24];
-    fresh(s, base);
+    sc_fresh(s, base);
     long fixed_upto = (long)k > min ? (long)k : min;
     if (limit >= 0 && fixed_upto > limit)
         fixed_upto = limit;
@@ -1547,7 +1561,7 @@ bool sc_gen_schema(sc *s, const cj_value *v, const char *path, cg_buf *e)
             }
             sc_ref *r = &s->refs[s->n_refs++];
             r->target = t;
-            fresh(s, r->name);
+            sc_fresh(s, r->name);
             char name[24];
             memcpy(name, r->name, sizeof name);
             cg_buf body = {0};
@@ -1646,7 +1660,7 @@ bool sc_gen_rule(sc *s, const cj_value *schema, const char *path, char name[24])
     cg_buf body = {0};
     bool ok = sc_gen_schema(s, schema, path, &body);
     if (ok) {
-        fresh(s, name);
+        sc_fresh(s, name);
         cg_buf_printf(s->out, "%s ::= %s\n", name, body.s);
     }
     if (body.oom)
@@ -1727,7 +1741,8 @@ bool cg_schema_to_gbnf(const char *text, size_t len, const cg_schema_options *op
     cj_value *doc = cj_parse(text, len, err);
     if (!doc)
         return false;
-    sc s = {.doc = doc, .out = out, .warn = warnings, .err = err, .opt = *opt};
+    sc s = {.doc = doc, .out = out, .warn = warnings, .err = err, .opt = *opt,
+            .dfa = {CG_DFA_WORK_MAX}};
     cg_buf body = {0};
     bool ok = sc_gen_schema(&s, doc, "", &body);
     if (ok) {

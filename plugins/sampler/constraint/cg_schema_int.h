@@ -8,6 +8,7 @@
 #ifndef ST_CG_SCHEMA_INT_H
 #define ST_CG_SCHEMA_INT_H
 
+#include "cg_regex_dfa.h"
 #include "cg_schema.h"
 
 enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_STRING = 16, T_NUMBER = 32,
@@ -41,6 +42,8 @@ typedef struct sc {
      * for all of them, so their masks are shared (cg_mask.c). */
     struct { long min, max; } *counted;
     size_t n_counted, cap_counted;
+    /* What the automata of member-name patterns may still spend. */
+    cg_dfa_budget dfa;
 } sc;
 
 /* Fill s->err ("at PATH: ...") and return false. */
@@ -91,5 +94,44 @@ bool sc_gen_dependencies(sc *s, const cj_value *v, const char *path, cg_buf *e, 
  * it cannot be built (reported by keyword) or matches nothing. */
 bool sc_pattern_with_length(sc *s, const cj_value *at, const char *path, const char *pattern,
                             size_t len, long min, long max, cg_buf *e);
+
+/* cg_schema_patterns.c: the members patternProperties names, decided
+ * name by name by automata (a name in two patterns takes both schemas, a
+ * name in a false pattern none, a declared name its property's schema
+ * merged with its patterns'), and the names left to other members. */
+typedef struct sc_patterns {
+    struct sc_pat *P;
+    size_t n;
+    const cj_value *v;
+    char path[600];
+    bool named;        /* some pattern names members (its schema is not false) */
+    bool other_path;   /* other members may appear */
+    bool need;         /* the automata are built */
+} sc_patterns;
+typedef struct sc_other_names {
+    bool named;     /* as sc_patterns's */
+    bool decided;   /* names holds them; else they are not known */
+    cg_dfa names;
+} sc_other_names;
+/* Read v's patternProperties; `declared`: v declares members by name. */
+bool sc_patterns_open(sc *s, const cj_value *v, const char *path, bool declared,
+                      sc_patterns *ps);
+/* The schema of the declared member `name` (*schema; NULL: any value)
+ * with every pattern it matches merged in (false when no value fits). */
+bool sc_patterns_declared(sc *s, sc_patterns *ps, const char *name, const char *path,
+                          const cj_value **schema);
+/* The pattern-named members appended to `extra` as alternatives ("\""
+ * NAME "\"" ws ":" ws VALUE, n_extra counting them), none of them named
+ * keys[0..k); in *others the names no pattern matches. */
+bool sc_patterns_gen(sc *s, sc_patterns *ps, const char *const *keys, size_t k, cg_buf *extra,
+                     size_t *n_extra, sc_other_names *others);
+void sc_patterns_close(sc_patterns *ps);
+/* A JSON string (with its quotes) naming an other member: in
+ * others->names and none of keys[0..k); appended to e, *written false
+ * (nothing appended) when no such name is left. False after a failure. */
+bool sc_gen_other_name(sc *s, sc_other_names *others, const char *const *keys, size_t k,
+                       const char *path, cg_buf *e, bool *written);
+/* A fresh rule name. */
+void sc_fresh(sc *s, char name[24]);
 
 #endif
