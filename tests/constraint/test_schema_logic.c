@@ -287,3 +287,51 @@ Test(schema_logic, additional_members_exclude_non_ascii_names)
     cr_expect(accepts(s, "{\"\xc3\xaa\":\"x\"}"));
     cr_expect(accepts(s, "{\"\xc3\xa9t\xc3\xa9s\":\"x\"}"));
 }
+
+/* patternProperties decided name by name (cg_schema_patterns.c): other
+ * members' names match no pattern, a name in two patterns satisfies both
+ * schemas, a false pattern's names never appear, a declared name takes
+ * its patterns' schemas too; names are matched on their decoded
+ * characters. */
+Test(schema_logic, pattern_members_decided_by_automata)
+{
+    const char *s = "{\"type\": \"object\", \"patternProperties\": {\"^a\": {\"type\": \"integer\"}, "
+                    "\"b$\": {\"minimum\": 5}, \"x\": false}, "
+                    "\"additionalProperties\": {\"type\": \"string\"}}";
+    cr_expect(accepts(s, "{\"a1\":1,\"zb\":7,\"q\":\"s\"}"));
+    cr_expect(!accepts(s, "{\"a1\":\"s\"}"));       /* a pattern's name, not an other member's */
+    cr_expect(!accepts(s, "{\"zb\":3}"));
+    cr_expect(accepts(s, "{\"ab\":6}"));            /* both patterns: integer and >= 5 */
+    cr_expect(!accepts(s, "{\"ab\":4}"));
+    cr_expect(!accepts(s, "{\"ab\":6.5}"));
+    cr_expect(!accepts(s, "{\"x\":1}"));            /* a false pattern: never */
+    cr_expect(!accepts(s, "{\"ax\":1}"));
+    cr_expect(!accepts(s, "{\"yxy\":\"s\"}"));
+    cr_expect(accepts(s, "{\"y\\\"y\":\"s\"}"));   /* an escaped name no pattern matches */
+    cr_expect(!accepts(s, "{\"\\\"x\":\"s\"}"));   /* decoded, it contains x */
+    /* Schemas no value satisfies together: such names cannot appear. */
+    s = "{\"type\": \"object\", \"patternProperties\": {\"^a\": {\"type\": \"integer\"}, "
+        "\"b$\": {\"type\": \"string\"}}}";
+    cr_expect(accepts(s, "{\"a\":1,\"b\":\"s\"}"));
+    cr_expect(!accepts(s, "{\"ab\":1}"));
+    cr_expect(!accepts(s, "{\"ab\":\"s\"}"));
+    /* A declared name matching a pattern satisfies both schemas, and the
+     * pattern's path does not take it. */
+    s = "{\"type\": \"object\", \"properties\": {\"foo\": {\"type\": \"array\", \"maxItems\": 2}}, "
+        "\"patternProperties\": {\"^f\": {\"minItems\": 1}}, \"additionalProperties\": false}";
+    cr_expect(accepts(s, "{\"foo\":[1]}"));
+    cr_expect(!accepts(s, "{\"foo\":[]}"));
+    cr_expect(!accepts(s, "{\"foo\":[1,2,3]}"));
+    cr_expect(accepts(s, "{\"fa\":[1]}"));
+    cr_expect(!accepts(s, "{\"fa\":[]}"));
+    cr_expect(!accepts(s, "{\"g\":[]}"));
+}
+
+/* An automaton above its bound is refused by the pattern's name. */
+Test(schema_logic, pattern_automaton_bound_refused_by_name)
+{
+    expect_refused("{\"type\": \"object\", \"patternProperties\": {\"a[ab]{12}$\": true, \"b\": true}}",
+                   "a[ab]{12}$");
+    expect_refused("{\"type\": \"object\", \"patternProperties\": {\"a[ab]{12}$\": true, \"b\": true}}",
+                   "more than 4096 states");
+}
