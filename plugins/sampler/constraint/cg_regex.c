@@ -19,6 +19,7 @@
 #include <string.h>
 
 #define RX_DEPTH_MAX 100
+#define RX_QUANTIFIERS_MAX 8   /* stacked on one atom, as in a{2}{3} */
 #define RX_RANGES_MAX 1024
 
 typedef struct rx {
@@ -163,19 +164,14 @@ void cg_rx_emit_set(cg_buf *o, const uint32_t *v, size_t n, bool json)
             add_range(&raw, lo, hi);
             continue;
         }
-        /* Split around the characters JSON escapes. */
-        for (uint32_t a = lo; a <= hi;) {
-            if (a < 0x20 || a == '"' || a == '\\') {
-                a++;
-                continue;
-            }
-            uint32_t b = a;
-            while (b < hi && !(b + 1 < 0x20 || b + 1 == '"' || b + 1 == '\\'))
-                b++;
-            add_range(&raw, a, b);
-            if (b == 0x10FFFF)
-                break;
-            a = b + 1;
+        /* Split around the characters JSON escapes: what is left of
+         * [lo, hi] in the three spans between them. */
+        static const uint32_t plain[3][2] = {{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x10FFFF}};
+        for (int k = 0; k < 3; k++) {
+            uint32_t a = lo > plain[k][0] ? lo : plain[k][0];
+            uint32_t b = hi < plain[k][1] ? hi : plain[k][1];
+            if (a <= b)
+                add_range(&raw, a, b);
         }
     }
     size_t n_alts = 0;
@@ -438,12 +434,17 @@ static cg_rx_node *parse_concat(rx *r, bool *nullable)
         if (*r->p == '$' && r->p + 1 == r->end && r->depth == 0)
             break;   /* the end anchor, handled by the caller */
         bool atom_null;
+        int n_quantifiers = 0;
         const char *atom_at = r->p;
         cg_rx_node *item = parse_atom(r, &atom_null);
         if (!item)
             return NULL;
         while (r->p < r->end && (*r->p == '*' || *r->p == '+' || *r->p == '?' || *r->p == '{')) {
             const char *at = r->p;
+            /* Each quantifier wraps the last: bounded, so the tree's
+             * readers never recurse deeper than groups and this allow. */
+            if (++n_quantifiers > RX_QUANTIFIERS_MAX)
+                return rx_fail(r, at, "too many quantifiers on one atom"), NULL;
             char q = *r->p++;
             long min = q == '+' ? 1 : 0, max = q == '?' ? 1 : -1;
             if (q == '{') {

@@ -560,12 +560,6 @@ bool cg_dfa_universe(cg_dfa *out)
 
 /* ---- a finite set of names: a trie ---- */
 
-typedef struct trie_node {
-    uint32_t cp;
-    size_t parent;
-    bool accept;
-} trie_node;
-
 static int cmp_trie_edge(const void *x, const void *y)
 {
     const uint32_t *a = x, *b = y;   /* {parent, cp, child} */
@@ -577,11 +571,11 @@ static int cmp_trie_edge(const void *x, const void *y)
 bool cg_dfa_names(const char *const *names, size_t n, cg_dfa *out, cg_error *err)
 {
     memset(out, 0, sizeof *out);
-    /* Trie edges {parent, cp, child}; a name's path is found by a linear
-     * search of the edges so far (names are few and short). */
-    size_t n_nodes = 1, n_e = 0, cap_e = 0;
+    /* Trie edges {parent, cp, child}, found by (parent, cp) in a map. */
+    size_t n_nodes = 1, cap_e = 0;
     uint32_t *e = NULL;
     bool *acc = calloc(1, sizeof *acc);
+    keymap map = {0};
     bool ok = acc != NULL;
     for (size_t i = 0; ok && i < n; i++) {
         size_t len = strlen(names[i]);
@@ -598,14 +592,18 @@ bool cg_dfa_names(const char *const *names, size_t n, cg_dfa *out, cg_error *err
         for (size_t at = 0; ok && at < len;) {
             uint32_t cp;
             at += (size_t)cg_utf8_decode(names[i] + at, len - at, &cp);
-            size_t j = 0;
-            while (j < n_e && !(e[3 * j] == node && e[3 * j + 1] == cp))
-                j++;
-            if (j < n_e) {
-                node = e[3 * j + 2];
+            int32_t key[2] = {(int32_t)node, (int32_t)cp};
+            bool added;
+            long id = keymap_id(&map, key, 2, &added);
+            if (id < 0) {
+                ok = false;
+                break;
+            }
+            if (!added) {
+                node = e[3 * id + 2];
                 continue;
             }
-            if (n_e == cap_e) {
+            if ((size_t)id >= cap_e) {
                 cap_e = cap_e ? 2 * cap_e : 64;
                 uint32_t *ne = realloc(e, 3 * cap_e * sizeof *ne);
                 bool *na = realloc(acc, (cap_e + 1) * sizeof *na);
@@ -618,16 +616,17 @@ bool cg_dfa_names(const char *const *names, size_t n, cg_dfa *out, cg_error *err
                     break;
                 }
             }
-            e[3 * n_e] = (uint32_t)node;
-            e[3 * n_e + 1] = cp;
-            e[3 * n_e + 2] = (uint32_t)n_nodes;
+            e[3 * id] = (uint32_t)node;
+            e[3 * id + 1] = cp;
+            e[3 * id + 2] = (uint32_t)n_nodes;
             acc[n_nodes] = false;
             node = n_nodes++;
-            n_e++;
         }
         if (ok)
             acc[node] = true;
     }
+    size_t n_e = map.n;
+    keymap_free(&map);
     builder b = {.limit = n_nodes};
     if (ok)
         qsort(e, n_e, 3 * sizeof *e, cmp_trie_edge);

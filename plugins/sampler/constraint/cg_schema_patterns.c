@@ -78,8 +78,8 @@ static bool meets(sc *s, const cg_dfa *a, const cg_dfa *b, bool *meet, cg_error 
 
 /* The names of pattern i and of no other pattern: appended as an
  * alternative with `rule` (nothing when none is left). */
-static bool only_names(sc *s, pat *P, size_t n, size_t i, const char *rule, cg_buf *extra,
-                       size_t *n_extra)
+static bool only_names(sc *s, pat *P, size_t n, size_t i, const cg_dfa *declared,
+                       const char *rule, cg_buf *extra, size_t *n_extra)
 {
     cg_error err;
     if (!P[i].built) {
@@ -101,6 +101,9 @@ static bool only_names(sc *s, pat *P, size_t n, size_t i, const char *rule, cg_b
     cg_dfa only = {0};
     if (ok && !own_text)
         ok = cg_dfa_product(&P[i].d, &rest, CG_DFA_MINUS, &only, &s->dfa, &err);
+    /* A declared name is its property's, patterns merged into it. */
+    if (ok && P[i].has_declared)
+        ok = combine(s, &only, declared, CG_DFA_MINUS, &err);
     cg_dfa_free(&rest);
     if (!ok) {
         cg_dfa_free(&only);
@@ -121,8 +124,8 @@ static bool only_names(sc *s, pat *P, size_t n, size_t i, const char *rule, cg_b
 
 /* The names of patterns i and j and of no third: their members satisfy
  * both schemas (sc_merge); none when no value does. */
-static bool pair_names(sc *s, const cj_value *pprops, const char *path, pat *P, size_t n,
-                       size_t i, size_t j, cg_buf *extra, size_t *n_extra)
+static bool pair_names(sc *s, const char *path, pat *P, size_t n, size_t i, size_t j,
+                       const cg_dfa *declared, cg_buf *extra, size_t *n_extra)
 {
     cg_error err;
     cg_dfa both;
@@ -136,6 +139,8 @@ static bool pair_names(sc *s, const cj_value *pprops, const char *path, pat *P, 
         ok = meets(s, &both, &P[q].d, &meet, &err) &&
              (!meet || combine(s, &both, &P[q].d, CG_DFA_MINUS, &err));
     }
+    if (ok && (P[i].has_declared || P[j].has_declared))
+        ok = combine(s, &both, declared, CG_DFA_MINUS, &err);
     if (!ok) {
         cg_dfa_free(&both);
         return pat_unsupported(s, &P[i], "against a third pattern", &err);
@@ -161,7 +166,6 @@ static bool pair_names(sc *s, const cj_value *pprops, const char *path, pat *P, 
     }
     /* else: no value satisfies both schemas, so no such member may appear. */
     cg_dfa_free(&both);
-    (void)pprops;
     return ok;
 }
 
@@ -274,16 +278,12 @@ bool sc_patterns_gen(sc *s, sc_patterns *ps, const char *const *keys, size_t k, 
     cg_error err;
     if (k && !(ok = cg_dfa_names(keys, k, &declared, &err)))
         return sc_fail(s, NULL, path, "%s", err.message);
-    /* A declared name is its property's, patterns merged into it. */
-    for (size_t i = 0; ok && i < n; i++)
-        if (P[i].has_declared && !combine(s, &P[i].d, &declared, CG_DFA_MINUS, &err))
-            ok = pat_unsupported(s, &P[i], "without the declared names", &err);
     for (size_t i = 0; ok && i < n; i++) {
         char rule[24];
         if (!P[i].parsed || P[i].is_false)
             continue;
         ok = sc_gen_rule(s, P[i].schema, P[i].path, rule) &&
-             only_names(s, P, n, i, rule, extra, n_extra);
+             only_names(s, P, n, i, &declared, rule, extra, n_extra);
     }
     for (size_t i = 0; ok && i < n; i++)
         for (size_t j = i + 1; ok && j < n; j++) {
@@ -293,7 +293,7 @@ bool sc_patterns_gen(sc *s, sc_patterns *ps, const char *const *keys, size_t k, 
             if (!meets(s, &P[i].d, &P[j].d, &meet, &err))
                 ok = pat_unsupported(s, &P[i], "against another pattern", &err);
             else if (meet)
-                ok = pair_names(s, pprops, path, P, n, i, j, extra, n_extra);
+                ok = pair_names(s, path, P, n, i, j, &declared, extra, n_extra);
         }
     if (ok && ps->other_path && ps->need) {
         /* Other names: no pattern's (those not built were reported). */
