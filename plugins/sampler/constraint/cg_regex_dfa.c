@@ -465,7 +465,8 @@ static bool subset_construct(nfa *a, int32_t start, int32_t final, cg_dfa *out)
         }
         if (!ok)
             break;
-        qsort(points, n_points, sizeof *points, cmp_u32);
+        if (n_points)
+            qsort(points, n_points, sizeof *points, cmp_u32);
         size_t u = 0;
         for (size_t i = 0; i < n_points; i++)
             if (!u || points[u - 1] != points[i])
@@ -628,7 +629,7 @@ bool cg_dfa_names(const char *const *names, size_t n, cg_dfa *out, cg_error *err
     size_t n_e = map.n;
     keymap_free(&map);
     builder b = {.limit = n_nodes};
-    if (ok)
+    if (ok && n_e)
         qsort(e, n_e, 3 * sizeof *e, cmp_trie_edge);
     for (size_t s = 0, j = 0; ok && s < n_nodes; s++) {
         ok = b_state(&b, acc[s], err);
