@@ -122,13 +122,8 @@ static void rows_item(batch *b, size_t r0, size_t r1)
         }
         break;
     case STEP_BIAS_GELU:
-        for (size_t t = r0; t < r1; t++) {
-            float *row = b->ff + t * f;
-            for (uint32_t i = 0; i < f; i++) {
-                float y = row[i] + b->layer->up_b[i];
-                row[i] = 0.5f * y * (1.0f + erff(y * (float)M_SQRT1_2));
-            }
-        }
+        for (size_t t = r0; t < r1; t++)
+            b->kern->gelu_bias(b->ff + t * f, b->layer->up_b, f);
         break;
     case STEP_ATTENTION:
         break;

@@ -168,6 +168,9 @@ typedef struct st_cpu_kernels {
     /* dst[i][dim] = row i as float, n rows stride bytes apart. */
     void (*kv_rows)(st_kv_type t, const void *src, size_t stride, uint32_t n, uint32_t dim,
                     float *dst);
+    /* x[i] = GELU(x[i] + bias[i]) = y (1 + erf(y / sqrt 2)) / 2, erf as
+     * st_erf_approx (erf_approx.h): the encoders' feed-forward. */
+    void (*gelu_bias)(float *x, const float *bias, uint32_t n);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */

@@ -6,6 +6,7 @@
 
 #include <math.h>
 
+#include "erf_approx.h"
 #include "quant.h"
 
 int st_cpu_kernel_type(st_ggml_type t)
@@ -246,6 +247,14 @@ ST_KV_SCALAR(f32, ST_KV_F32)
 ST_KV_SCALAR(f16, ST_KV_F16)
 ST_KV_SCALAR(q8_0, ST_KV_Q8_0)
 
+static void gelu_bias(float *x, const float *bias, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        float y = x[i] + bias[i];
+        x[i] = 0.5f * y * (1.0f + st_erf_approx(y * 0.70710678118654752f));
+    }
+}
+
 static const st_cpu_kernels scalar_kernels = {
     .isa = ST_ISA_SCALAR,
     .dot = { dot_f32, dot_f16, st_scalar_dot_q4_0_block, st_scalar_dot_q4_1_block,
@@ -260,6 +269,7 @@ static const st_cpu_kernels scalar_kernels = {
     .wsum_kv = { wsum_f32, wsum_f16, wsum_q8_0 },
     .kv_rows = st_cpu_kv_rows_scalar,
     .quantize_act = st_quantize_act_row,
+    .gelu_bias = gelu_bias,
 };
 
 const st_cpu_kernels *st_cpu_kernels_scalar(void)

@@ -18,7 +18,7 @@
 #include "diag.h"
 
 #define TEXTS_FORMAT "stretch.texts"
-#define TEXTS_VERSION 1
+#define TEXTS_VERSION 2
 
 void st_doc_texts_free(st_doc_texts *t)
 {
@@ -107,14 +107,82 @@ static char *read_all(const char *path, size_t *size)
     return data;
 }
 
-static uint64_t fnv1a64(const char *s, size_t n)
+/* Version 1 tied the texts to the index by FNV-1a 64 over its bytes, one
+ * byte per multiply: 0.2 s for a 155 MB index (100k vectors) on every
+ * load, a quarter of a query. Version 2 takes FNV's constants over 8-byte
+ * little-endian words (the tail zero-padded), the state rotated before
+ * each word so that every bit of a word reaches every bit of the hash:
+ * eight times fewer dependent multiplies. Both are computed streaming the
+ * file through a small buffer, never holding the index. */
+typedef struct index_hash {
+    uint64_t fnv1a;  /* version 1 */
+    uint64_t words;  /* version 2 */
+    uint64_t size;
+} index_hash;
+
+static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static uint64_t le64(const unsigned char *p)
 {
-    uint64_t x = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        x ^= (unsigned char)s[i];
-        x *= 1099511628211ULL;
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+static uint64_t words_step(uint64_t x, const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        x = (rotl64(x, 31) ^ le64(p + i)) * 1099511628211ULL;
+    if (i < n) {
+        unsigned char tail[8] = {0};
+        memcpy(tail, p + i, n - i);
+        x = (rotl64(x, 31) ^ le64(tail)) * 1099511628211ULL;
     }
     return x;
+}
+
+/* Hash the file at `path` the way `version` of the texts file names it.
+ * False with errno set when it cannot be read. */
+static bool hash_index(const char *path, int version, index_hash *out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return false;
+    enum { CHUNK = 1 << 20 }; /* a multiple of 8: words never straddle two reads */
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) {
+        fclose(f);
+        errno = ENOMEM;
+        return false;
+    }
+    uint64_t fnv = 1469598103934665603ULL, words = 1469598103934665603ULL, size = 0;
+    size_t got;
+    while ((got = fread(buf, 1, CHUNK, f)) > 0) {
+        if (version == 1) {
+            for (size_t i = 0; i < got; i++) {
+                fnv ^= buf[i];
+                fnv *= 1099511628211ULL;
+            }
+        } else {
+            words = words_step(words, buf, got);
+        }
+        size += got;
+    }
+    int bad = ferror(f);
+    free(buf);
+    fclose(f);
+    if (bad) {
+        errno = EIO;
+        return false;
+    }
+    out->fnv1a = fnv;
+    out->words = words ^ size;
+    out->size = size;
+    return true;
 }
 
 static void pack_str(msgpack_packer *pk, const char *s, size_t n)
@@ -126,13 +194,10 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 st_status st_doc_texts_save(const st_doc_texts *t, const char *path, st_doc_id_fn ids,
                             void *ctx, st_error *err)
 {
-    size_t index_size = 0;
-    char *index = read_all(path, &index_size);
-    if (!index)
+    index_hash ih;
+    if (!hash_index(path, TEXTS_VERSION, &ih))
         return st_error_set(err, ST_E_IO, "%s: cannot read the index just saved: %s", path,
                             strerror(errno));
-    uint64_t hash = fnv1a64(index, index_size);
-    free(index);
 
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -144,9 +209,9 @@ st_status st_doc_texts_save(const st_doc_texts *t, const char *path, st_doc_id_f
     pack_str(&pk, "version", 7);
     msgpack_pack_uint32(&pk, TEXTS_VERSION);
     pack_str(&pk, "index_bytes", 11);
-    msgpack_pack_uint64(&pk, index_size);
-    pack_str(&pk, "index_fnv1a64", 13);
-    msgpack_pack_uint64(&pk, hash);
+    msgpack_pack_uint64(&pk, ih.size);
+    pack_str(&pk, "index_hash64", 12);
+    msgpack_pack_uint64(&pk, ih.words);
     pack_str(&pk, "docs", 4);
     msgpack_pack_array(&pk, t->n);
     st_status st = ST_OK;
@@ -185,26 +250,31 @@ static bool is_str(const msgpack_object *o)
     return o->type == MSGPACK_OBJECT_STR;
 }
 
-static st_status texts_from(const msgpack_object *root, const char *file, uint64_t index_size,
-                            uint64_t index_hash, st_doc_texts *out, st_error *err)
+static st_status texts_from(const msgpack_object *root, const char *file, const char *index,
+                            st_doc_texts *out, st_error *err)
 {
     if (root->type != MSGPACK_OBJECT_MAP || !st_mp_str_is(root, "format", TEXTS_FORMAT))
         return st_error_set(err, ST_E_FORMAT, "%s: not a stretch texts file (format is not "
                             "\"%s\")", file, TEXTS_FORMAT);
     int64_t version = 0, bytes = 0;
-    const msgpack_object *hv = st_mp_find(root, "index_fnv1a64");
-    if (st_mp_int(root, "version", &version) != ST_OK || version != TEXTS_VERSION)
-        return st_error_set(err, ST_E_FORMAT, "%s: expected texts file version %d", file,
+    if (st_mp_int(root, "version", &version) != ST_OK || version < 1 || version > TEXTS_VERSION)
+        return st_error_set(err, ST_E_FORMAT, "%s: expected texts file version 1 to %d", file,
                             TEXTS_VERSION);
+    const char *key = version == 1 ? "index_fnv1a64" : "index_hash64";
+    const msgpack_object *hv = st_mp_find(root, key);
     if (st_mp_int(root, "index_bytes", &bytes) != ST_OK || !hv ||
         hv->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return st_error_set(err, ST_E_FORMAT, "%s: lacks index_bytes or index_fnv1a64", file);
-    if ((uint64_t)bytes != index_size || hv->via.u64 != index_hash)
+        return st_error_set(err, ST_E_FORMAT, "%s: lacks index_bytes or %s", file, key);
+    index_hash ih;
+    if (!hash_index(index, (int)version, &ih))
+        return st_error_set(err, ST_E_IO, "%s: cannot open: %s", index, strerror(errno));
+    uint64_t index_hash = version == 1 ? ih.fnv1a : ih.words;
+    if ((uint64_t)bytes != ih.size || hv->via.u64 != index_hash)
         return st_error_set(err, ST_E_FORMAT,
                             "%s: belongs to another index (it was saved with a %lld-byte index; "
                             "this one has %llu bytes%s): save the index again",
-                            file, (long long)bytes, (unsigned long long)index_size,
-                            (uint64_t)bytes == index_size ? " and other content" : "");
+                            file, (long long)bytes, (unsigned long long)ih.size,
+                            (uint64_t)bytes == ih.size ? " and other content" : "");
     const msgpack_object *docs = st_mp_find(root, "docs");
     if (!docs || docs->type != MSGPACK_OBJECT_ARRAY)
         return st_error_set(err, ST_E_FORMAT, "%s: lacks the docs array", file);
@@ -227,7 +297,7 @@ st_status st_doc_texts_load(const char *path, st_doc_texts *out, bool *found, st
     char *file = texts_path(path);
     if (!file)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
-    size_t size = 0, index_size = 0;
+    size_t size = 0;
     char *data = read_all(file, &size);
     if (!data) {
         int e = errno;
@@ -237,12 +307,6 @@ st_status st_doc_texts_load(const char *path, st_doc_texts *out, bool *found, st
     }
     *found = true;
     st_status st = ST_OK;
-    char *index = read_all(path, &index_size);
-    if (!index)
-        st = st_error_set(err, ST_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    uint64_t index_hash = index ? fnv1a64(index, index_size) : 0;
-    free(index);
-
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;
@@ -256,7 +320,7 @@ st_status st_doc_texts_load(const char *path, st_doc_texts *out, bool *found, st
                  off != size)
             st = st_error_set(err, ST_E_FORMAT, "%s: corrupt (not one msgpack map)", file);
         else
-            st = texts_from(&up.data, file, index_size, index_hash, out, err);
+            st = texts_from(&up.data, file, path, out, err);
     }
     msgpack_unpacked_destroy(&up);
     free(data);

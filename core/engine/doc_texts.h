@@ -2,7 +2,7 @@
  * core/engine/doc_texts.h - the documents' texts, kept by the host beside a
  * retriever's index (the plugin keeps only what it ranks with), so hits can
  * be quoted in a prompt. Saved as INDEX.texts (msgpack; docs/retrieval.md),
- * tied to the exact index file by its size and FNV-1a hash.
+ * tied to the exact index file by its size and a 64-bit hash of its bytes.
  */
 #ifndef ST_CORE_DOC_TEXTS_H
 #define ST_CORE_DOC_TEXTS_H

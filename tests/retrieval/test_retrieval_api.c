@@ -197,6 +197,100 @@ Test(retrieval_api, bad_index_files_are_refused)
     st_retriever_close(r);
 }
 
+static unsigned char *slurp(const char *name, size_t *n)
+{
+    FILE *f = fopen(path_in(name), "rb");
+    cr_assert(f, "%s", name);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n ? *n : 1);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void put_u64_be(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
+/* A texts file of version 1 (FNV-1a over the index's bytes, written by
+ * earlier releases) still loads; a same-size index with other content is
+ * refused under version 2's hash. */
+Test(retrieval_api, texts_version_1_loads_and_same_size_stale_is_refused)
+{
+    st_retriever *r = open_bm25("", 0);
+    corpus(r);
+    st_error err = {0};
+    cr_assert_eq(st_retriever_save(r, path_in("v"), &err), ST_OK, "%s", err.message);
+    st_retriever_close(r);
+
+    size_t n_index, n_texts;
+    unsigned char *index = slurp("v", &n_index), *texts = slurp("v.texts", &n_texts);
+    uint64_t fnv = 1469598103934665603ULL;
+    for (size_t i = 0; i < n_index; i++) {
+        fnv ^= index[i];
+        fnv *= 1099511628211ULL;
+    }
+    const unsigned char *docs = memmem(texts, n_texts, "\xa4" "docs", 5);
+    cr_assert(docs, "the texts file has its docs array");
+    /* {format, version: 1, index_bytes, index_fnv1a64, docs: ...} */
+    FILE *f = fopen(path_in("v.texts"), "wb");
+    cr_assert(f);
+    unsigned char head[128];
+    size_t k = 0;
+    head[k++] = 0x85;
+    head[k++] = 0xa6;
+    memcpy(head + k, "format", 6), k += 6;
+    head[k++] = 0xad;
+    memcpy(head + k, "stretch.texts", 13), k += 13;
+    head[k++] = 0xa7;
+    memcpy(head + k, "version", 7), k += 7;
+    head[k++] = 0x01;
+    head[k++] = 0xab;
+    memcpy(head + k, "index_bytes", 11), k += 11;
+    head[k++] = 0xcf;
+    put_u64_be(head + k, n_index), k += 8;
+    head[k++] = 0xad;
+    memcpy(head + k, "index_fnv1a64", 13), k += 13;
+    head[k++] = 0xcf;
+    put_u64_be(head + k, fnv), k += 8;
+    fwrite(head, 1, k, f);
+    fwrite(docs, 1, n_texts - (size_t)(docs - texts), f);
+    fclose(f);
+    free(index);
+    free(texts);
+
+    r = open_bm25("  index: v\n", 0);
+    st_retrieval *h = query(r, "mailman", 1);
+    cr_assert_str_eq(st_retrieval_at(h, 0)->text, "Dogs bark at the mailman.",
+                     "version 1's texts are quoted");
+    st_retrieval_free(h);
+    st_retriever_close(r);
+
+    /* Two indexes of the same size that differ in one letter. */
+    st_retriever *a = open_bm25("", 0), *b = open_bm25("", 0);
+    add(a, "x", "the cat");
+    add(b, "x", "the cot");
+    cr_assert_eq(st_retriever_save(a, path_in("a"), &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_retriever_save(b, path_in("b"), &err), ST_OK, "%s", err.message);
+    st_retriever_close(a);
+    st_retriever_close(b);
+    size_t na, nb;
+    free(slurp("a", &na));
+    free(slurp("b", &nb));
+    cr_assert_eq(na, nb, "the two indexes have one size");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd %s && cp a.texts b.texts", dir);
+    cr_assert_eq(system(cmd), 0);
+    r = open_bm25("", 0);
+    corpus(r);
+    refused_and_kept(r, "b", "and other content");
+    st_retriever_close(r);
+}
+
 Test(retrieval_api, strategy_index_that_fails_names_the_manifest)
 {
     write_file("bad.idx", "garbage");

@@ -698,54 +698,19 @@ static st_status bm25_load(void *inst, const char *path, st_error *err)
 {
     bm25 *r = inst;
     const st_host_services *h = r->host;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return h->error(err, ST_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *data = NULL;
-    size_t size = 0, cap = 0;
-    st_status st = ST_OK;
-    for (;;) {
-        if (!grow(h, (void **)&data, &cap, size + 65536, 1)) {
-            st = h->error(err, ST_E_NOMEM, "%s: out of memory reading", path);
-            break;
-        }
-        size_t got = fread(data + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = h->error(err, ST_E_IO, "%s: read failed: %s", path, strerror(errno));
-            break;
-        }
-    }
-    fclose(f);
-    if (st != ST_OK) {
-        xfree(h, data);
-        return st;
-    }
-
+    st_index_bytes file;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
-    bool fits = st_msgpack_counts_fit(data, size);
-    msgpack_unpack_return ret = fits ? msgpack_unpack_next(&up, data, size, &off)
-                                     : MSGPACK_UNPACK_PARSE_ERROR;
-    if (!fits)
-        st = h->error(err, ST_E_FORMAT,
-                      "%s: corrupt bm25 index (a list or map declares more elements than the "
-                      "file holds)", path);
-    else if (ret == MSGPACK_UNPACK_CONTINUE)
-        st = h->error(err, ST_E_FORMAT, "%s: truncated bm25 index (%zu bytes)", path, size);
-    else if (ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES)
-        st = h->error(err, ST_E_FORMAT, "%s: not a msgpack file (bm25 index)", path);
-    else if (off != size)
-        st = h->error(err, ST_E_FORMAT, "%s: %zu unexpected bytes after the bm25 index", path,
-                      size - off);
-
+    st_status st = st_index_file_unpack(h, path, "bm25 index", &file, &up, err);
+    if (st != ST_OK) {
+        msgpack_unpacked_destroy(&up);
+        return st;
+    }
     bm25_index *fresh = NULL;
     if (st == ST_OK)
         st = bm25_parse(inst, &up.data, path, &fresh, err);
     msgpack_unpacked_destroy(&up);
-    xfree(h, data);
+    st_index_file_release(h, &file);
     if (st != ST_OK)
         return st; /* the old index stays */
     bm25_discard(inst, bm25_swap(inst, fresh));

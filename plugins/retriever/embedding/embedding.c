@@ -441,52 +441,19 @@ static st_status emb_load(void *inst, const char *path, st_error *err)
 {
     embedding *r = inst;
     const st_host_services *h = r->host;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return h->error(err, ST_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *data = NULL;
-    size_t size = 0, cap = 0;
-    st_status st = ST_OK;
-    for (;;) {
-        if (size == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            char *grown = h->realloc(h->host, data, nc);
-            if (!grown) {
-                st = h->error(err, ST_E_NOMEM, "%s: out of memory reading", path);
-                break;
-            }
-            data = grown;
-            cap = nc;
-        }
-        size_t got = fread(data + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = h->error(err, ST_E_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(f);
+    st_index_bytes file;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
-    if (st == ST_OK) {
-        msgpack_unpack_return ret = st_msgpack_counts_fit(data, size)
-                                        ? msgpack_unpack_next(&up, data, size, &off)
-                                        : MSGPACK_UNPACK_PARSE_ERROR;
-        if (ret == MSGPACK_UNPACK_CONTINUE)
-            st = h->error(err, ST_E_FORMAT, "%s: truncated embedding index (%zu bytes)", path,
-                          size);
-        else if ((ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES) ||
-                 off != size)
-            st = h->error(err, ST_E_FORMAT, "%s: not an embedding index (not one msgpack map)",
-                          path);
+    st_status st = st_index_file_unpack(h, path, "embedding index", &file, &up, err);
+    if (st != ST_OK) {
+        msgpack_unpacked_destroy(&up);
+        return st;
     }
     emb_index *fresh = NULL;
     if (st == ST_OK)
         st = emb_parse(inst, &up.data, path, &fresh, err);
     msgpack_unpacked_destroy(&up);
-    h->free(h->host, data);
+    st_index_file_release(h, &file);
     if (st != ST_OK)
         return st;
     emb_discard(inst, emb_swap(inst, fresh));

@@ -263,44 +263,6 @@ static st_status hyb_save(void *inst, const char *path, st_error *err)
     return st;
 }
 
-static st_status read_all(const st_host_services *h, const char *path, char **out, size_t *n,
-                          st_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return h->error(err, ST_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *data = NULL;
-    size_t size = 0, cap = 0;
-    st_status st = ST_OK;
-    for (;;) {
-        if (size == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            char *grown = h->realloc(h->host, data, nc);
-            if (!grown) {
-                st = h->error(err, ST_E_NOMEM, "%s: out of memory reading", path);
-                break;
-            }
-            data = grown;
-            cap = nc;
-        }
-        size_t got = fread(data + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) {
-            if (ferror(f))
-                st = h->error(err, ST_E_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (st != ST_OK) {
-        h->free(h->host, data);
-        return st;
-    }
-    *out = data;
-    *n = size;
-    return ST_OK;
-}
-
 /* Both sub-indexes must list the same documents in the same order. */
 static st_status same_docs(hybrid *r, const char *path, st_error *err)
 {
@@ -325,24 +287,14 @@ static st_status hyb_load(void *inst, const char *path, st_error *err)
 {
     hybrid *r = inst;
     const st_host_services *h = r->host;
-    char *data = NULL;
-    size_t size = 0;
-    st_status st = read_all(h, path, &data, &size, err);
-    if (st != ST_OK)
-        return st;
+    st_index_bytes file;
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
-    size_t off = 0;
-    bool fits = st_msgpack_counts_fit(data, size);
-    msgpack_unpack_return ret = fits ? msgpack_unpack_next(&up, data, size, &off)
-                                     : MSGPACK_UNPACK_PARSE_ERROR;
-    if (!fits)
-        st = h->error(err, ST_E_FORMAT, "%s: truncated or corrupt hybrid index (a list or map "
-                      "declares more elements than the file holds)", path);
-    else if (ret == MSGPACK_UNPACK_CONTINUE)
-        st = h->error(err, ST_E_FORMAT, "%s: truncated hybrid index (%zu bytes)", path, size);
-    else if ((ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES) || off != size)
-        st = h->error(err, ST_E_FORMAT, "%s: not a hybrid index (not one msgpack map)", path);
+    st_status st = st_index_file_unpack(h, path, "hybrid index", &file, &up, err);
+    if (st != ST_OK) {
+        msgpack_unpacked_destroy(&up);
+        return st;
+    }
     const msgpack_object *root = &up.data;
     int64_t version = 0;
     if (st == ST_OK && (root->type != MSGPACK_OBJECT_MAP ||
@@ -364,7 +316,7 @@ static st_status hyb_load(void *inst, const char *path, st_error *err)
     if (st == ST_OK)
         st = emb_parse(r->dense, dense, path, &fresh_dense, err);
     msgpack_unpacked_destroy(&up);
-    h->free(h->host, data);
+    st_index_file_release(h, &file);
     if (st != ST_OK) {
         bm25_discard(r->lex, fresh_lex);
         emb_discard(r->dense, fresh_dense);
