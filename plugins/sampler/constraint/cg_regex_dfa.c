@@ -507,6 +507,18 @@ static bool subset_construct(nfa *a, int32_t start, int32_t final, cg_dfa *out)
     return false;
 }
 
+/* A new state that reads any character and stays; -1 past the budget. */
+static int32_t n_any_loop(nfa *a)
+{
+    int32_t loop = n_new(a);
+    if (loop >= 0) {
+        a->s[loop].ranges = any_char;
+        a->s[loop].n_ranges = 1;
+        a->s[loop].to = loop;
+    }
+    return loop;
+}
+
 bool cg_dfa_from_regex(const char *re, size_t len, bool search, cg_dfa *out,
                        cg_dfa_budget *b, cg_error *err)
 {
@@ -521,21 +533,15 @@ bool cg_dfa_from_regex(const char *re, size_t len, bool search, cg_dfa *out,
     bool ok = n_build(&a, t.root, &start, &end);
     /* An unanchored side may hold anything: a loop over every character. */
     if (ok && search && !t.anchored_start) {
-        int32_t loop = n_new(&a);
+        int32_t loop = n_any_loop(&a);
         if ((ok = loop >= 0)) {
-            a.s[loop].ranges = any_char;
-            a.s[loop].n_ranges = 1;
-            a.s[loop].to = loop;
             n_eps(&a, loop, start);
             start = loop;
         }
     }
     if (ok && search && !t.anchored_end) {
-        int32_t loop = n_new(&a);
+        int32_t loop = n_any_loop(&a);
         if ((ok = loop >= 0)) {
-            a.s[loop].ranges = any_char;
-            a.s[loop].n_ranges = 1;
-            a.s[loop].to = loop;
             n_eps(&a, end, loop);
             end = loop;
         }
