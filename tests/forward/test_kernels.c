@@ -334,12 +334,9 @@ Test(forward_kernels, isa_override)
     cr_assert_eq(st_cpu_isa_active(), st_cpu_isa_detect());
 }
 
-/* The threaded, chunked, tiled matmul equals row-by-row scalar dots, with
- * and without the repacked 16-row layout (rows 48 and 784 repack, 77 do
- * not). */
-static void check_matmul(st_ggml_type t, uint32_t rows, bool repack)
+/* A quantized weight of rows x cols, repacked when `repack`. */
+static st_weight make_weight(st_ggml_type t, uint32_t cols, uint32_t rows, bool repack)
 {
-    uint32_t cols = 160, nt = 19;
     size_t rb = st_ggml_row_bytes(t, cols);
     uint8_t *data = malloc(rb * rows);
     float *deq = malloc(cols * sizeof *deq);
@@ -348,11 +345,22 @@ static void check_matmul(st_ggml_type t, uint32_t rows, bool repack)
         memcpy(data + r * rb, row, rb);
         free(row);
     }
+    free(deq);
     st_weight w = { .type = t, .cols = cols, .rows = rows, .row_bytes = rb, .data = data };
-    if (repack) {
+    if (repack)
         cr_assert_eq(st_repack_weight(&w), ST_OK);
+    return w;
+}
+
+/* The threaded, chunked, tiled matmul equals row-by-row scalar dots, with
+ * and without the repacked 16-row layout (rows 48 and 784 repack, 77 do
+ * not). */
+static void check_matmul(st_ggml_type t, uint32_t rows, bool repack)
+{
+    uint32_t cols = 160, nt = 19;
+    st_weight w = make_weight(t, cols, rows, repack);
+    if (repack)
         cr_assert_eq(w.packed != NULL, st_cpu_type_is_quantized(t) && rows % 16 == 0);
-    }
     float *x = malloc(nt * cols * sizeof *x);
     for (uint32_t i = 0; i < nt * cols; i++)
         x[i] = frand();
@@ -376,7 +384,7 @@ static void check_matmul(st_ggml_type t, uint32_t rows, bool repack)
         st_threadpool_destroy(pool);
     }
     free(w.packed);
-    free(data); free(deq); free(x); free(y1); free(y2);
+    free((void *)w.data); free(x); free(y1); free(y2);
 }
 
 Test(forward_kernels, matmul_threads_and_tiles)
@@ -387,24 +395,6 @@ Test(forward_kernels, matmul_threads_and_tiles)
         check_matmul(all_types[k], 64, false);
         check_matmul(all_types[k], 784, true); /* chunks of several 16-row groups */
     }
-}
-
-/* A quantized weight of rows x cols, repacked when `repack`. */
-static st_weight make_weight(st_ggml_type t, uint32_t cols, uint32_t rows, bool repack)
-{
-    size_t rb = st_ggml_row_bytes(t, cols);
-    uint8_t *data = malloc(rb * rows);
-    float *deq = malloc(cols * sizeof *deq);
-    for (uint32_t r = 0; r < rows; r++) {
-        void *row = make_row(t, cols, deq);
-        memcpy(data + r * rb, row, rb);
-        free(row);
-    }
-    free(deq);
-    st_weight w = { .type = t, .cols = cols, .rows = rows, .row_bytes = rb, .data = data };
-    if (repack)
-        cr_assert_eq(st_repack_weight(&w), ST_OK);
-    return w;
 }
 
 /* The gate/up product with the SwiGLU fused into its chunks (matmul.h
