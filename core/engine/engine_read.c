@@ -213,6 +213,9 @@ static st_status read_all(reading *r, int32_t **kept, size_t *n_kept, st_error *
         if ((st = st_sentence_next(&sr, &s, &n, err)) != ST_OK || n == 0)
             break;
         text = text || has_text(s, n);
+        /* What the progress callback reports: the bytes taken into
+         * sentences so far, not those buffered ahead of them. */
+        r->stats.n_bytes = sr.n_bytes - sr.len;
         int32_t *ids = NULL;
         size_t m = 0;
         if ((st = st_engine_tokenize(e, s, n, 0, &ids, &m, err)) != ST_OK)

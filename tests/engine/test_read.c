@@ -271,6 +271,59 @@ Test(read, steps_stay_flat_and_chunks_grow_linearly)
     }
 }
 
+/* Records the bytes each progress call reports; cancels at call `stop`. */
+typedef struct progress_log {
+    size_t calls, stop, last, first;
+    bool increasing;
+} progress_log;
+
+static int log_progress(void *user, size_t bytes, size_t unused)
+{
+    progress_log *l = user;
+    (void)unused;
+    if (l->calls == 0)
+        l->first = bytes;
+    l->increasing = l->increasing && bytes > l->last;
+    l->last = bytes;
+    return ++l->calls == l->stop;
+}
+
+Test(read, progress_reports_the_bytes_read_and_can_cancel)
+{
+    st_engine *e = open_with("{plugin: xl3m, params: {segment: 16, budget: 32}}");
+    char *doc = filler(80, " The pass key is 4242. Remember it.");
+    size_t len = strlen(doc);
+    for (int cancel = 0; cancel < 2; cancel++) {
+        source src = {doc, len, 0};
+        progress_log log = {.stop = cancel ? 2 : 0, .increasing = true};
+        st_read_params p = {.struct_size = sizeof p, .read = read_source, .read_user = &src,
+                            .question = " What is the pass key?", .question_len = 22,
+                            .chunk = 64, .progress = log_progress, .progress_user = &log};
+        st_read_stats stats = {.struct_size = sizeof stats};
+        int32_t *kept = NULL;
+        size_t n_kept = 0;
+        st_error err = {0};
+        st_status st = st_engine_read(e, &p, &kept, &n_kept, &stats, &err);
+        if (cancel) {
+            cr_assert_eq(st, ST_E_CANCELLED, "%s", err.message);
+            cr_assert_eq(log.calls, 2);
+        } else {
+            cr_assert_eq(st, ST_OK, "%s", err.message);
+            /* One call per chunk but the last, each further into the
+             * document and never past the bytes taken into sentences. */
+            cr_assert_eq(log.calls + 1, stats.n_chunks);
+            cr_assert(log.increasing);
+            cr_assert_gt(log.first, 0);
+            cr_assert_lt(log.last, len);
+            /* A chunk is 64 tokens of at least a byte each. */
+            cr_assert_geq(log.first, 64);
+        }
+        st_free(kept);
+    }
+    free(doc);
+    st_engine_close(e);
+}
+
 Test(read, bad_inputs_are_handled_or_refused_with_a_reason)
 {
     st_engine *e = open_with("{plugin: infiniretri, params: {top_k: 16, budget: 32}}");

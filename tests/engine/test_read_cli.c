@@ -5,6 +5,7 @@
  * reason.
  */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,4 +150,45 @@ Test(read_cli, passkey_and_facts_read_chunk_by_chunk)
     cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
     cr_assert_eq(run("eval facts -m dense.yaml --facts 99 text.txt"), 1, "%s", err);
     cr_assert(strstr(err, "--facts"), "%s", err);
+}
+
+/* The first progress line of `label` with done/total strictly inside the
+ * run (its first chunk), and whether one reached the total. */
+static void progress_seen(const char *label, bool *partial, bool *full)
+{
+    *partial = *full = false;
+    char want[64];
+    snprintf(want, sizeof want, "] %s ", label);
+    for (const char *at = strstr(err, want); at; at = strstr(at + 1, want)) {
+        double done = 0, total = 0;
+        if (sscanf(at + strlen(want), "%lf/%lf", &done, &total) != 2 || total <= 0)
+            continue;
+        *partial |= done > 0 && done < total;
+        *full |= done == total;
+    }
+}
+
+Test(read_cli, progress_lines_while_reading)
+{
+    /* Not a terminal here: --progress prints lines, the first after the
+     * first chunk of the one sample, the last at the end. */
+    int rc = run("eval passkey -m xl.yaml --lengths 2000 --depths 50 --samples 1 --chunk 64 "
+                 "--progress --out pkp");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    bool partial, full;
+    progress_seen("passkey", &partial, &full);
+    cr_assert(partial && full, "%s", err);
+    cr_assert_null(strchr(err, '\r'), "a bar was drawn off a terminal: %s", err);
+
+    rc = run("run -m xl.yaml --file text.txt --question ' Which fox?' --chunk 64 "
+             "--max-tokens 2 --progress");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    progress_seen("read", &partial, &full);
+    cr_assert(partial && full, "%s", err);
+    cr_assert(strstr(err, " kB/s"), "%s", err); /* text.txt is 5.6 kB */
+
+    /* Without --progress nothing of the kind is printed off a terminal. */
+    rc = run("run -m xl.yaml --file text.txt --question ' Which fox?' --chunk 64 --max-tokens 2");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert_null(strstr(err, "] read "), "%s", err);
 }

@@ -37,6 +37,8 @@ static void eval_usage(FILE *f)
             "  --out DIR        ppl.csv and points.jsonl (default out/ppl); an\n"
             "                   interrupted run resumes from the windows already scored\n"
             "  --fresh          discard the windows of an earlier run\n"
+            "  --progress       when stderr is not a terminal, print the progress as a\n"
+            "                   line at most every second (a terminal gets the bar)\n"
             "  --json           print the result as JSON\n");
     fputs(st_cli_backend_usage, f);
 }
@@ -230,7 +232,7 @@ int st_cmd_eval(int argc, char **argv)
     }
     const char *manifest = NULL, *file = NULL, *out_dir = "out/ppl";
     long long length = 0, windows = 4, buckets = 8, chunk = 512, v;
-    bool json = false, fresh = false;
+    bool json = false, fresh = false, progress_lines = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -267,6 +269,8 @@ int st_cmd_eval(int argc, char **argv)
             out_dir = argv[++i];
         } else if (!strcmp(a, "--fresh")) {
             fresh = true;
+        } else if (!strcmp(a, "--progress")) {
+            progress_lines = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (a[0] == '-' && a[1]) {
@@ -350,6 +354,7 @@ int st_cmd_eval(int argc, char **argv)
     snprintf(points_path, sizeof points_path, "%s/points.jsonl", out_dir);
     st_progress pr;
     st_progress_start(&pr, "ppl", n_win * (size_t)length);
+    pr.lines = progress_lines;
     st_cli_cancel_on_sigint(e);
     for (size_t w = 0; st == ST_OK && w < n_win; w++) {
         int got = read_point(existing, points_path, w, length, buckets, b_nll, b_n);

@@ -125,7 +125,7 @@ static st_status run_sample(st_engine *e, bool reading, uint32_t chunk, const ch
     size_t n = 0;
     st_status st;
     if (reading) {
-        st_cli_document d = {NULL, doc, strlen(doc), NULL, NULL};
+        st_cli_document d = {NULL, doc, strlen(doc), NULL, NULL, NULL, NULL};
         st_read_stats stats = {.struct_size = sizeof stats};
         st = st_cli_reading_prompt(e, &d, question, chunk, false, &ids, &n, &stats, err);
         *n_prompt = (size_t)stats.n_tokens;

@@ -48,6 +48,8 @@ static void passkey_usage(FILE *f)
             "  --json             print the table as JSON\n"
             "  --chunk N          with a reading strategy (infiniretri, xl3m): tokens per\n"
             "                     chunk (default 1024)\n"
+            "  --progress         when stderr is not a terminal, print the progress as a\n"
+            "                     line at most every second (a terminal gets the bar)\n"
             "  A sample is correct when the first integer of up to 10 generated tokens equals\n"
             "  the key. Use a greedy strategy (manifests/greedy.yaml and its children).\n"
             "  With a reading strategy the haystack is generated as a stream and read chunk\n"
@@ -138,7 +140,8 @@ static long count_tokens(st_engine *e, const char *text, st_error *err)
 /* A sample read chunk by chunk: the haystack sized to about `length`
  * tokens from the template's token counts, then the answer prompt. */
 static st_status reading_prompt(st_engine *e, int length, int depth, int key, uint32_t chunk,
-                                int32_t **ids, size_t *n, size_t *doc_tokens, st_error *err)
+                                st_progress *pr, int32_t **ids, size_t *n, size_t *doc_tokens,
+                                st_error *err)
 {
     char key_line[160];
     snprintf(key_line, sizeof key_line, key_fmt, key, key);
@@ -154,10 +157,16 @@ static st_status reading_prompt(st_engine *e, int length, int depth, int key, ui
     }
     haystack h = {.n_fill = (int)(room / fill), .key = key};
     h.at = (h.n_fill * depth + 50) / 100;
-    st_cli_document doc = {NULL, NULL, 0, haystack_read, &h};
+    /* A million-token sample reads for many minutes: the bar moves with
+     * each chunk, by the share of the haystack's bytes read. */
+    st_progress_read rp = {pr, pr->done, (size_t)length,
+                           strlen(task_text) + strlen(key_line) +
+                               (uint64_t)h.n_fill * strlen(filler_text)};
+    st_cli_document doc = {NULL, NULL, 0, haystack_read, &h, st_progress_on_read, &rp};
     st_read_stats stats = {.struct_size = sizeof stats};
     st_status st = st_cli_reading_prompt(e, &doc, question_text, chunk, false, ids, n, &stats,
                                          err);
+    pr->done = rp.base;
     *doc_tokens = (size_t)stats.n_tokens + (size_t)q;
     return st;
 }
@@ -269,7 +278,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
     long long lengths[MAX_AXIS], depths[MAX_AXIS] = {0, 25, 50, 75, 100};
     int nl = 0, nd = 5;
     long long samples = 5, seed = 1, v, chunk = 0;
-    bool json = false, fresh = false;
+    bool json = false, fresh = false, progress_lines = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -304,6 +313,8 @@ int st_cmd_eval_passkey(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--fresh")) {
             fresh = true;
+        } else if (!strcmp(a, "--progress")) {
+            progress_lines = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else {
@@ -370,6 +381,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
         total += (size_t)(lengths[l] * nd * samples);
     st_progress pr;
     st_progress_start(&pr, "passkey", total);
+    pr.lines = progress_lines;
     st_error err;
     memset(&err, 0, sizeof err);
     st_status st = ST_OK;
@@ -397,7 +409,7 @@ int st_cmd_eval_passkey(int argc, char **argv)
                 size_t prompt_tokens = 0;
                 if (reading)
                     st = reading_prompt(e, (int)lengths[l], (int)depths[d], key, (uint32_t)chunk,
-                                        &ids, &n, &prompt_tokens, &err);
+                                        &pr, &ids, &n, &prompt_tokens, &err);
                 else
                     st = fit_prompt(e, (int)lengths[l] - 10, (int)depths[d], key, flags, &ids,
                                     &n, &err);

@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
+#include "eval_common.h"
 #include "json_out.h"
 #include "reading.h"
 
@@ -41,6 +43,9 @@ static void run_usage(FILE *f)
             "                       xl3m.yaml), keeping what matters to Q, then answer Q\n"
             "                       from what was kept\n"
             "  --chunk N            with --question: tokens per chunk (default 1024)\n"
+            "  --progress           with --question, when stderr is not a terminal: the\n"
+            "                       reading's progress as a line at most every second (a\n"
+            "                       terminal gets a bar)\n"
             "\n  With a `retriever:` block naming an `index:` in the manifest, the prompt is\n"
             "  first looked up there and its top_k hits put into the prompt through the\n"
             "  block's template (docs/retrieval.md).\n"
@@ -109,6 +114,7 @@ int st_cmd_run(int argc, char **argv)
     long long chunk = 0;
     long long max_tokens = 256, seed = -1, v;
     bool chat = false, chat_special = false, json = false, ignore_eos = false;
+    bool progress_lines = false;
     bool retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
@@ -160,6 +166,8 @@ int st_cmd_run(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--no-retrieval")) {
             retrieval = false;
+        } else if (!strcmp(a, "--progress")) {
+            progress_lines = true;
         } else if (!strcmp(a, "--ignore-eos")) {
             ignore_eos = true;
         } else if (!strcmp(a, "--numerics") && i + 1 < argc) {
@@ -248,11 +256,27 @@ int st_cmd_run(int argc, char **argv)
      * chat only the template's markers are special unless asked. */
     st_read_stats read_stats = {.struct_size = sizeof read_stats};
     if (st == ST_OK && question) {
-        st_cli_document doc = {prompt_file, prompt, prompt ? strlen(prompt) : 0, NULL, NULL};
+        /* Reading a long document takes minutes: a bar by bytes read. */
+        struct stat fs;
+        uint64_t bytes = prompt_file ? (stat(prompt_file, &fs) == 0 ? (uint64_t)fs.st_size : 0)
+                                     : strlen(prompt);
+        st_progress pr;
+        st_progress_start(&pr, "read", (size_t)bytes);
+        pr.lines = progress_lines;
+        pr.unit = "B";
+        st_progress_read rp = {&pr, 0, (size_t)bytes, bytes};
+        st_cli_document doc = {prompt_file, prompt, prompt ? strlen(prompt) : 0, NULL, NULL,
+                               st_progress_on_read, &rp};
         st_cli_cancel_on_sigint(e);
         st = st_cli_reading_prompt(e, &doc, question, (uint32_t)chunk, chat, &ids, &n_ids,
                                    &read_stats, &err);
         st_cli_cancel_on_sigint(NULL);
+        if (pr.done && st == ST_OK) {
+            pr.done = pr.total;
+            st_progress_show(&pr);
+        }
+        if (pr.done)
+            st_progress_end(&pr);
         if (st == ST_OK)
             fprintf(stderr, "stretch: read %llu tokens in %llu chunks, kept %u\n",
                     (unsigned long long)read_stats.n_tokens,

@@ -24,23 +24,41 @@ void st_progress_start(st_progress *p, const char *label, size_t total)
     p->skipped = 0;
     p->total = total;
     p->tty = isatty(2);
+    p->lines = false;
+    p->last_line = -1.0;
     p->label = label;
+    p->unit = "tok";
 }
 
-void st_progress_show(const st_progress *p)
+void st_progress_show(st_progress *p)
 {
-    if (!p->tty || p->total == 0)
+    if ((!p->tty && !p->lines) || p->total == 0)
         return;
-    double dt = st_now_s() - p->t0;
+    double now = st_now_s(), dt = now - p->t0;
+    if (!p->tty) {
+        if (p->last_line >= 0 && now - p->last_line < 1.0 && p->done < p->total)
+            return;
+        p->last_line = now;
+    }
     size_t fresh = p->done > p->skipped ? p->done - p->skipped : 0;
     double rate = dt > 0 ? fresh / dt : 0;
     double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
     int width = 24, fill = (int)(width * (double)p->done / (double)p->total);
     if (fill > width)
         fill = width;
-    fprintf(stderr, "\r[%.*s%*s] %s %zu/%zu  %.0f tok/s  ETA %dm%02ds ", fill,
-            "########################", width - fill, "", p->label, p->done, p->total, rate,
-            (int)eta / 60, (int)eta % 60);
+    char amount[96];
+    if (strcmp(p->unit, "B") == 0) {
+        bool mb = p->total >= 1000000;
+        double scale = mb ? 1e6 : 1e3;
+        snprintf(amount, sizeof amount, "%.1f/%.1f %s  %.1f %s/s", p->done / scale,
+                 p->total / scale, mb ? "MB" : "kB", rate / scale, mb ? "MB" : "kB");
+    } else {
+        snprintf(amount, sizeof amount, "%zu/%zu  %.0f %s/s", p->done, p->total, rate,
+                 p->unit);
+    }
+    fprintf(stderr, "%s[%.*s%*s] %s %s  ETA %dm%02ds%s", p->tty ? "\r" : "", fill,
+            "########################", width - fill, "", p->label, amount, (int)eta / 60,
+            (int)eta % 60, p->tty ? " " : "\n");
     fflush(stderr);
 }
 
@@ -48,6 +66,18 @@ void st_progress_end(const st_progress *p)
 {
     if (p->tty)
         fputc('\n', stderr);
+}
+
+int st_progress_on_read(void *user, size_t bytes_done, size_t unused)
+{
+    st_progress_read *r = user;
+    (void)unused;
+    double part = r->bytes ? (double)bytes_done / (double)r->bytes : 1.0;
+    if (part > 1.0)
+        part = 1.0;
+    r->p->done = r->base + (size_t)((double)r->units * part);
+    st_progress_show(r->p);
+    return 0;
 }
 
 int st_parse_list(const char *flag, const char *s, long long *out, int cap, long long min,

@@ -14,16 +14,32 @@
 
 typedef struct st_progress {
     double t0;
-    size_t done, total;   /* work units (tokens) */
+    size_t done, total;   /* work units (tokens, unless `unit` says otherwise) */
     size_t skipped;       /* units resumed from a previous run */
     bool tty;
+    bool lines;           /* not a tty: print a line at most every second (--progress) */
+    double last_line;     /* when the last such line was printed */
     const char *label;
+    const char *unit;     /* "tok" (the default) or "B" (shown in kB or MB) */
 } st_progress;
 
 double st_now_s(void);
 void st_progress_start(st_progress *p, const char *label, size_t total);
-/* Print "\r[####   ] label done/total  rate/s  ETA" to stderr when a tty. */
-void st_progress_show(const st_progress *p);
+/* Print "\r[####   ] label done/total  rate/s  ETA" to stderr when a tty;
+ * otherwise, with p->lines set, the same as a line of its own, at most one
+ * a second (a long run's log shows it is alive and how far it got). */
+void st_progress_show(st_progress *p);
+
+/* Progress inside one document read chunk by chunk (st_read_params's
+ * callback, bytes read so far): `units` work units spread over `bytes`
+ * bytes, counted from `base`. The caller adds the document's units when
+ * it is done, so p->done is back at `base` after the read. */
+typedef struct st_progress_read {
+    st_progress *p;
+    size_t base, units;
+    uint64_t bytes;
+} st_progress_read;
+int st_progress_on_read(void *user, size_t bytes_done, size_t unused);
 void st_progress_end(const st_progress *p);
 
 /* "1024,2048,4096" -> values; returns the count, or -1 (message printed). */

@@ -91,7 +91,8 @@ st_status st_cli_reading_prompt(st_engine *e, const st_cli_document *doc, const 
     st_read_params p = {.struct_size = sizeof p, .read = own ? read_doc : doc->read,
                         .read_user = own ? (void *)&src : doc->read_user,
                         .question = question, .question_len = strlen(question),
-                        .chunk = chunk};
+                        .chunk = chunk, .progress = doc->progress,
+                        .progress_user = doc->progress_user};
     int32_t *kept = NULL;
     size_t n_kept = 0;
     stats->struct_size = sizeof *stats;

@@ -19,6 +19,8 @@ typedef struct st_cli_document {
     size_t len;
     st_read_fn read;    /* else from this stream */
     void *read_user;
+    st_progress_fn progress; /* optional: after each chunk, bytes read so far */
+    void *progress_user;
 } st_cli_document;
 
 /* Read `doc` with `question` in chunks of `chunk` tokens (0 = default) and
