@@ -78,6 +78,8 @@ seed_dir fuzz_gbnf "$src"/tests/constraint/grammars/*.gbnf
 seed_dir fuzz_json_schema "$src"/tests/constraint/schemas/*.json
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+# libfyaml's own leak on '' escapes (tools/lsan-libfyaml.supp), not ours.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "$0")" && pwd)/lsan-libfyaml.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logs=$build/fuzz-logs
 rm -rf "$logs" && mkdir -p "$logs"
