@@ -29,18 +29,19 @@ void st_progress_start(st_progress *p, const char *label, size_t total);
  * otherwise, with p->lines set, the same as a line of its own, at most one
  * a second (a long run's log shows it is alive and how far it got). */
 void st_progress_show(st_progress *p);
+void st_progress_end(const st_progress *p);
 
 /* Progress inside one document read chunk by chunk (st_read_params's
  * callback, bytes read so far): `units` work units spread over `bytes`
- * bytes, counted from `base`. The caller adds the document's units when
- * it is done, so p->done is back at `base` after the read. */
+ * bytes, counted from `base`. p->done is left inside the document: the
+ * caller sets it back to `base` (then adds the document's units) or to the
+ * total when the read ends. */
 typedef struct st_progress_read {
     st_progress *p;
     size_t base, units;
     uint64_t bytes;
 } st_progress_read;
 int st_progress_on_read(void *user, size_t bytes_done, size_t unused);
-void st_progress_end(const st_progress *p);
 
 /* "1024,2048,4096" -> values; returns the count, or -1 (message printed). */
 int st_parse_list(const char *flag, const char *s, long long *out, int cap, long long min,
