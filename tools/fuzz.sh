@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 src=$PWD
 
 all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_chat_template
-     fuzz_bm25_index fuzz_squeezed_index fuzz_gbnf fuzz_json_schema)
+     fuzz_bm25_index fuzz_squeezed_index fuzz_gbnf fuzz_json_schema fuzz_serve_request)
 budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -76,6 +76,8 @@ seed_dir fuzz_bm25_index "$seeds"/generated/bm25_index/*
 seed_dir fuzz_squeezed_index "$seeds"/generated/squeezed_index/*
 seed_dir fuzz_gbnf "$src"/tests/constraint/grammars/*.gbnf
 seed_dir fuzz_json_schema "$src"/tests/constraint/schemas/*.json
+# A path byte (0 completion, 1 chat, 2 msgpack-RPC map), then the body.
+seed_dir fuzz_serve_request
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 # libfyaml's own leak on '' escapes (tools/lsan-libfyaml.supp), not ours.

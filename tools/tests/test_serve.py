@@ -525,6 +525,21 @@ def test_msgpack_rpc(models_dir, tmp_path):
         assert err["code"] == 400 and err["param"] == "max_tokens"
         err, res, _ = rpc.call("frobnicate", [])
         assert err["code"] == 404
+        # What msgpack can say and JSON cannot is refused by name (these
+        # two once answered with an unwritten message buffer).
+        err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x",
+                                             "temperature": float("nan")}])
+        assert res is None and err["code"] == 400, err
+        assert err["message"] == "a number is not finite (NaN or infinity)", err
+        msgid = rpc.next_id
+        rpc.next_id += 1
+        import msgpack
+        rpc.sock.sendall(msgpack.packb([0, msgid, "generate",
+                                        [{b"model": b"tiny", b"prompt": b"x", b"\xff": 1}]],
+                                       use_bin_type=False))
+        reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == msgid)
+        assert reply[3] is None and reply[2]["code"] == 400, reply
+        assert reply[2]["message"] == "a map key is not valid UTF-8", reply
 
         # Cancel a long generation from the same connection.
         gen = rpc.send("generate", [{"model": "slow", "prompt": SLOW_PROMPT,
@@ -543,3 +558,27 @@ def test_msgpack_rpc(models_dir, tmp_path):
     finally:
         assert s.stop() == 0
     assert not sock.exists(), "the socket is removed on exit"
+
+
+def test_msgpack_rpc_refuses_containers_larger_than_the_body_limit(models_dir, tmp_path):
+    """A few bytes can declare an array of 2^32 - 1 elements, for which
+    msgpack-c would allocate ~100 GB before reading one: the connection is
+    closed instead, and the server goes on serving."""
+    pytest.importorskip("msgpack")
+    sock = tmp_path / "rpc.sock"
+    s = Server(models_dir, "--rpc", f"unix:{sock}", "--max-body", "65536")
+    try:
+        assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
+        for huge in (b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff",
+                     b"\xdd\x00\x01\x00\x01"):
+            rpc = Rpc(sock)
+            # [0, 1, "generate", [HUGE ...]]: the message never completes.
+            rpc.sock.sendall(b"\x94\x00\x01\xa8generate\x91" + huge)
+            assert list(rpc.messages()) == [], "the connection is closed, nothing answered"
+            rpc.sock.close()
+        rpc = Rpc(sock)
+        err, models, _ = rpc.call("models", [])
+        assert err is None and "tiny" in models
+        rpc.sock.close()
+    finally:
+        assert s.stop() == 0

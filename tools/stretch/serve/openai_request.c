@@ -5,7 +5,7 @@
  * 400 that names it. jansson refuses invalid UTF-8 and "\u0000" in
  * strings, so every string here is valid UTF-8 C text.
  */
-#include "server.h"
+#include "openai_request.h"
 
 #include <jansson.h>
 #include <stdarg.h>

@@ -7,6 +7,8 @@
  * requests; their answers come back through the job's output.
  */
 #include "server.h"
+#include "msgpack_frame.h"
+#include "msgpack_json.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -21,7 +23,10 @@ struct st_rpc_conn {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    msgpack_unpacker unpacker;
+    /* Bytes read and not yet a whole message (msgpack_frame.h): at most
+     * one request body's limit plus one read. */
+    uint8_t *in;
+    size_t in_len, in_cap;
     int pending_writes;
     bool closing;
     st_rpc_conn *next;
@@ -36,7 +41,7 @@ typedef struct rpc_write {
 static void on_closed(uv_handle_t *h)
 {
     st_rpc_conn *c = h->data;
-    msgpack_unpacker_destroy(&c->unpacker);
+    free(c->in);
     free(c);
 }
 
@@ -134,69 +139,6 @@ static void reply_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t msgid)
     msgpack_pack_nil(pk);
 }
 
-/* A msgpack value as JSON, so a generate request is read by the same code
- * as an HTTP body; NULL (msg set) for what JSON cannot say. */
-static json_t *to_json(const msgpack_object *o, int depth, char *msg, size_t size)
-{
-    if (depth > 32) {
-        snprintf(msg, size, "the request nests deeper than 32 levels");
-        return NULL;
-    }
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return json_null();
-    case MSGPACK_OBJECT_BOOLEAN: return json_boolean(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > INT64_MAX) {
-            snprintf(msg, size, "an integer is too large");
-            return NULL;
-        }
-        return json_integer((json_int_t)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer((json_int_t)o->via.i64);
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return json_real(o->via.f64);
-    case MSGPACK_OBJECT_STR: {
-        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
-        if (!s)
-            snprintf(msg, size, "a string is not valid UTF-8 (or holds a NUL)");
-        return s;
-    }
-    case MSGPACK_OBJECT_ARRAY: {
-        json_t *a = json_array();
-        for (uint32_t i = 0; a && i < o->via.array.size; i++) {
-            json_t *v = to_json(&o->via.array.ptr[i], depth + 1, msg, size);
-            if (!v || json_array_append_new(a, v)) {
-                json_decref(a);
-                return NULL;
-            }
-        }
-        return a;
-    }
-    case MSGPACK_OBJECT_MAP: {
-        json_t *m = json_object();
-        for (uint32_t i = 0; m && i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
-            char key[128];
-            if (k->type != MSGPACK_OBJECT_STR || k->via.str.size >= sizeof key) {
-                snprintf(msg, size, "a map key is not a string (of under 128 bytes)");
-                json_decref(m);
-                return NULL;
-            }
-            memcpy(key, k->via.str.ptr, k->via.str.size);
-            key[k->via.str.size] = '\0';
-            json_t *v = to_json(&o->via.map.ptr[i].val, depth + 1, msg, size);
-            if (!v || json_object_set_new(m, key, v)) {
-                json_decref(m);
-                return NULL;
-            }
-        }
-        return m;
-    }
-    default:
-        snprintf(msg, size, "binary and extension values are not accepted");
-        return NULL;
-    }
-}
-
 static bool str_eq(const msgpack_object *o, const char *s)
 {
     return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
@@ -243,14 +185,14 @@ static void queue_job(st_rpc_conn *c, uint32_t msgid, st_gen_request *req, bool 
 
 static void on_generate(st_rpc_conn *c, uint32_t msgid, const msgpack_object *params)
 {
-    char msg[512];
+    char msg[512] = "the request could not be read";
     const char *param = NULL;
     if (params->via.array.size != 1 || params->via.array.ptr[0].type != MSGPACK_OBJECT_MAP) {
         reply_error(c, msgid, 400, "generate takes one parameter: a map of the OpenAI "
                     "request fields (model, prompt or messages, max_tokens, ...)", NULL);
         return;
     }
-    json_t *root = to_json(&params->via.array.ptr[0], 0, msg, sizeof msg);
+    json_t *root = st_msgpack_to_json(&params->via.array.ptr[0], msg, sizeof msg);
     if (!root) {
         reply_error(c, msgid, 400, msg, NULL);
         return;
@@ -368,6 +310,55 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf->base ? suggested : 0;
 }
 
+static bool take_bytes(st_rpc_conn *c, const char *bytes, size_t n)
+{
+    if (c->in_cap - c->in_len < n) {
+        size_t cap = c->in_cap ? c->in_cap : 64 * 1024;
+        while (cap - c->in_len < n)
+            cap *= 2;
+        uint8_t *in = realloc(c->in, cap);
+        if (!in)
+            return false;
+        c->in = in;
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, bytes, n);
+    c->in_len += n;
+    return true;
+}
+
+/* Answer every whole message read so far; a message that cannot be one
+ * (not msgpack, nested deeper than msgpack-c reads, or larger than a
+ * request body may be, by its own counts) ends the connection. */
+static void answer_messages(st_rpc_conn *c)
+{
+    size_t done = 0;
+    while (!c->closing) {
+        size_t len = 0;
+        st_msgpack_frame f = st_msgpack_frame_scan(c->in + done, c->in_len - done,
+                                                   c->srv->cfg.max_body, &len);
+        if (f == ST_FRAME_INCOMPLETE)
+            break;
+        msgpack_unpacked msg;
+        msgpack_unpacked_init(&msg);
+        size_t used = 0;
+        if (f == ST_FRAME_INVALID ||
+            msgpack_unpack_next(&msg, (const char *)c->in + done, len, &used) !=
+                MSGPACK_UNPACK_SUCCESS || used != len) {
+            msgpack_unpacked_destroy(&msg);
+            rpc_close(c);
+            break;
+        }
+        on_message(c, &msg.data);
+        msgpack_unpacked_destroy(&msg);
+        done += len;
+    }
+    if (!c->closing && done > 0) {
+        memmove(c->in, c->in + done, c->in_len - done);
+        c->in_len -= done;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     st_rpc_conn *c = s->data;
@@ -380,25 +371,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         free(buf->base);
         return;
     }
-    if (!msgpack_unpacker_reserve_buffer(&c->unpacker, (size_t)nread)) {
-        free(buf->base);
+    bool ok = take_bytes(c, buf->base, (size_t)nread);
+    free(buf->base);
+    if (!ok) {
         rpc_close(c);
         return;
     }
-    memcpy(msgpack_unpacker_buffer(&c->unpacker), buf->base, (size_t)nread);
-    msgpack_unpacker_buffer_consumed(&c->unpacker, (size_t)nread);
-    free(buf->base);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    msgpack_unpack_return ret;
-    while (!c->closing &&
-           (ret = msgpack_unpacker_next(&c->unpacker, &msg)) == MSGPACK_UNPACK_SUCCESS)
-        on_message(c, &msg.data);
-    msgpack_unpacked_destroy(&msg);
-    /* A message larger than a request body may be is not waited for. */
-    if (!c->closing && (ret == MSGPACK_UNPACK_PARSE_ERROR ||
-                        msgpack_unpacker_message_size(&c->unpacker) > c->srv->cfg.max_body))
-        rpc_close(c);
+    answer_messages(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -407,10 +386,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (status < 0 || srv->stopping)
         return;
     st_rpc_conn *c = calloc(1, sizeof *c);
-    if (!c || !msgpack_unpacker_init(&c->unpacker, 64 * 1024)) {
-        free(c);
+    if (!c)
         return;
-    }
     c->srv = srv;
     if (srv->rpc_is_pipe)
         uv_pipe_init(srv->loop, &c->h.pipe, 0);

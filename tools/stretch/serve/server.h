@@ -24,6 +24,8 @@
 #include <stretch/stretch.h>
 #include <uv.h>
 
+#include "openai_request.h"
+
 typedef struct st_server_config {
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port (printed) */
@@ -37,31 +39,6 @@ typedef struct st_server_config {
     uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
     uint32_t n_threads;        /* per engine; 0 = the manifest's */
 } st_server_config;
-
-/* One chat message of a request. */
-typedef struct st_req_message {
-    char *role;
-    char *content;
-} st_req_message;
-
-#define ST_SERVE_MAX_STOPS 4
-
-/* A validated completion request (openai_request.c). */
-typedef struct st_gen_request {
-    bool chat;                 /* /v1/chat/completions, else /v1/completions */
-    char *model;               /* a manifest stem */
-    st_req_message *messages;
-    size_t n_messages;
-    char *prompt;
-    int64_t max_tokens;        /* -1 = up to the context */
-    bool has_temperature, has_top_p, has_seed;
-    double temperature, top_p;
-    uint64_t seed;
-    char *stops[ST_SERVE_MAX_STOPS];
-    size_t n_stops;
-    bool stream;
-    bool include_usage;        /* stream_options.include_usage */
-} st_gen_request;
 
 typedef struct st_server st_server;
 typedef struct st_conn st_conn;
@@ -185,15 +162,6 @@ const char *st_http_reason(int status);
 
 /* routes.c: a whole request arrived on c. */
 void st_route_request(st_conn *c);
-
-/* openai_request.c: parse and check a body; on failure *status (400) and
- * msg/param say why. */
-bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
-                          char *msg, size_t msg_size, const char **param);
-void st_gen_request_free(st_gen_request *r);
-/* The same from a parsed jansson object (json_t *), for msgpack-RPC. */
-bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
-                              size_t msg_size, const char **param);
 
 /* models_dir.c */
 /* Every *.yaml stem in dir, sorted; *n set. NULL with *n = 0 on error. */

@@ -1,0 +1,143 @@
+/*
+ * tests/fuzz/fuzz_serve_request.c - what `stretch serve` reads from a
+ * client before any model runs: an OpenAI request body (JSON, over HTTP)
+ * or a msgpack-RPC generate map (msgpack -> JSON -> the same checks). The
+ * first byte picks the path and the endpoint; the rest is the body (for
+ * msgpack, framed first as the RPC listener frames it).
+ *
+ * Oracles: a refusal always leaves a message (NUL-terminated, not empty,
+ * in a buffer poisoned before the call: a path that forgot to write one
+ * would send the client uninitialised stack bytes), and an accepted
+ * request holds what the runners rely on (a model, messages or a prompt,
+ * every field in its documented range).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_util.h"
+#include "msgpack_frame.h"
+#include "msgpack_json.h"
+#include "openai_request.h"
+
+#define MSG_SIZE 512
+#define POISON 'P'
+/* A request body limit for the framing scan (libFuzzer's inputs are
+ * shorter by default, so every limit check is reached). */
+#define FRAME_LIMIT 1024
+
+static void check_refusal(const char *where, const char *msg)
+{
+    if (!memchr(msg, '\0', MSG_SIZE))
+        st_fuzz_fail("%s: refused without writing a message", where);
+    if (msg[0] == '\0' || msg[0] == POISON)
+        st_fuzz_fail("%s: refused with an empty message", where);
+}
+
+static void check_request(const st_gen_request *r, bool chat)
+{
+    if (!r->model)
+        st_fuzz_fail("accepted without a model");
+    if (chat) {
+        if (r->n_messages == 0 || !r->messages)
+            st_fuzz_fail("chat accepted without messages");
+        for (size_t i = 0; i < r->n_messages; i++)
+            if (!r->messages[i].role || !r->messages[i].content)
+                st_fuzz_fail("message %zu lacks a role or content", i);
+    } else if (!r->prompt) {
+        st_fuzz_fail("completion accepted without a prompt");
+    }
+    if (r->max_tokens != -1 && r->max_tokens < 1)
+        st_fuzz_fail("max_tokens %lld accepted", (long long)r->max_tokens);
+    if (r->has_temperature && !(r->temperature >= 0.0 && r->temperature <= 2.0))
+        st_fuzz_fail("temperature %g accepted", r->temperature);
+    if (r->has_top_p && !(r->top_p >= 0.0 && r->top_p <= 1.0))
+        st_fuzz_fail("top_p %g accepted", r->top_p);
+    if (r->n_stops > ST_SERVE_MAX_STOPS)
+        st_fuzz_fail("%zu stop sequences accepted", r->n_stops);
+    for (size_t i = 0; i < r->n_stops; i++)
+        if (!r->stops[i] || !r->stops[i][0])
+            st_fuzz_fail("stop sequence %zu is empty", i);
+}
+
+static void from_http(const uint8_t *body, size_t len, bool chat)
+{
+    /* A copy of exactly len bytes: a read past the body is ASan's to see. */
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    char msg[MSG_SIZE];
+    memset(msg, POISON, sizeof msg);
+    const char *param = NULL;
+    st_gen_request r;
+    if (st_gen_request_parse(copy, len, chat, &r, msg, sizeof msg, &param)) {
+        check_request(&r, chat);
+        st_gen_request_free(&r);
+    } else {
+        check_refusal("http body", msg);
+    }
+    free(copy);
+}
+
+/* The RPC listener's framing (msgpack_frame.h), differentially against
+ * msgpack-c: a message the scan calls complete msgpack-c parses to the
+ * same length; a prefix it calls incomplete msgpack-c waits on. Only what
+ * the scan lets through reaches msgpack-c, as in the server. */
+static bool frame(const uint8_t *data, size_t len, msgpack_unpacked *up)
+{
+    size_t n = 0, off = 0;
+    st_msgpack_frame f = st_msgpack_frame_scan(data, len, FRAME_LIMIT, &n);
+    if (f == ST_FRAME_INVALID)
+        return false;
+    msgpack_unpack_return ret =
+        msgpack_unpack_next(up, (const char *)data, f == ST_FRAME_COMPLETE ? n : len, &off);
+    if (f == ST_FRAME_INCOMPLETE) {
+        if (ret != MSGPACK_UNPACK_CONTINUE)
+            st_fuzz_fail("the scan waits for more bytes, msgpack-c says %d", (int)ret);
+        return false;
+    }
+    if (ret != MSGPACK_UNPACK_SUCCESS || off != n)
+        st_fuzz_fail("the scan found a %zu-byte message, msgpack-c says %d after %zu", n,
+                     (int)ret, off);
+    return true;
+}
+
+static void from_rpc(const uint8_t *data, size_t len)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    if (frame(data, len, &up) && up.data.type == MSGPACK_OBJECT_MAP) {
+        char msg[MSG_SIZE];
+        memset(msg, POISON, sizeof msg);
+        json_t *root = st_msgpack_to_json(&up.data, msg, sizeof msg);
+        if (!root) {
+            check_refusal("msgpack map", msg);
+        } else {
+            /* As rpc.c decides: a map with messages is a chat request. */
+            bool chat = json_object_get(root, "messages") != NULL;
+            memset(msg, POISON, sizeof msg);
+            const char *param = NULL;
+            st_gen_request r;
+            if (st_gen_request_from_json(root, chat, &r, msg, sizeof msg, &param)) {
+                check_request(&r, chat);
+                st_gen_request_free(&r);
+            } else {
+                check_refusal("msgpack request", msg);
+            }
+            json_decref(root);
+        }
+    }
+    msgpack_unpacked_destroy(&up);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    switch (data[0] % 3) {
+    case 0: from_http(data + 1, size - 1, false); break;
+    case 1: from_http(data + 1, size - 1, true); break;
+    default: from_rpc(data + 1, size - 1); break;
+    }
+    return 0;
+}

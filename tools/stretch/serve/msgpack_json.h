@@ -1,0 +1,23 @@
+/*
+ * tools/stretch/serve/msgpack_json.h - a msgpack-RPC request's parameters
+ * as a jansson value, so that a generate call is checked by the same code
+ * as an HTTP body (openai_request.c).
+ */
+#ifndef ST_CLI_SERVE_MSGPACK_JSON_H
+#define ST_CLI_SERVE_MSGPACK_JSON_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+
+/* The deepest nesting accepted (the request itself is level 0). */
+#define ST_MSGPACK_JSON_MAX_DEPTH 32
+
+/* o as a new JSON value, or NULL with msg (NUL-terminated) saying what JSON
+ * cannot hold: binary and extension values, a non-finite float, an
+ * unsigned integer past INT64_MAX, a string that is not UTF-8 or holds a
+ * NUL, a map key that is not a string of under 128 bytes, deeper nesting. */
+json_t *st_msgpack_to_json(const msgpack_object *o, char *msg, size_t msg_size);
+
+#endif

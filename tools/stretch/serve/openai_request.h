@@ -1,0 +1,48 @@
+/*
+ * tools/stretch/serve/openai_request.h - an OpenAI completion or chat
+ * request, validated: what the HTTP routes and the msgpack-RPC listener
+ * hand a model runner. Kept apart from server.h so that the parser can be
+ * built (and fuzzed, tests/fuzz/fuzz_serve_request.c) without libuv.
+ */
+#ifndef ST_CLI_SERVE_OPENAI_REQUEST_H
+#define ST_CLI_SERVE_OPENAI_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One chat message of a request. */
+typedef struct st_req_message {
+    char *role;
+    char *content;
+} st_req_message;
+
+#define ST_SERVE_MAX_STOPS 4
+
+/* A validated completion request (openai_request.c). */
+typedef struct st_gen_request {
+    bool chat;                 /* /v1/chat/completions, else /v1/completions */
+    char *model;               /* a manifest stem */
+    st_req_message *messages;
+    size_t n_messages;
+    char *prompt;
+    int64_t max_tokens;        /* -1 = up to the context */
+    bool has_temperature, has_top_p, has_seed;
+    double temperature, top_p;
+    uint64_t seed;
+    char *stops[ST_SERVE_MAX_STOPS];
+    size_t n_stops;
+    bool stream;
+    bool include_usage;        /* stream_options.include_usage */
+} st_gen_request;
+
+/* Parse and check a body (len bytes of JSON). On failure msg (always
+ * NUL-terminated) says why and *param names the field, or is NULL. */
+bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
+                          char *msg, size_t msg_size, const char **param);
+void st_gen_request_free(st_gen_request *r);
+/* The same from a parsed jansson object (json_t *), for msgpack-RPC. */
+bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
+                              size_t msg_size, const char **param);
+
+#endif
