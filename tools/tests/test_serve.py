@@ -257,6 +257,39 @@ def test_bad_requests_get_openai_errors(server):
     assert server.request("GET", "/health")[0] == 200
 
 
+def raw_http(s: Server, request: bytes) -> tuple[int, dict]:
+    """One request as raw bytes (http.client will not send every path)."""
+    with socket.create_connection((s.host, s.port), timeout=60) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body.decode("utf-8"))
+
+
+def test_refusals_quoting_the_client_stay_utf8(server):
+    """A 404 quotes the path (cut to 200 bytes) and the model name: bytes
+    that are not UTF-8, or a cut through a character, once made the JSON
+    body fail, and the client got a closed connection instead of a 404."""
+    status, body = raw_http(server, b"GET /v1/\xff\xfeabc HTTP/1.1\r\nHost: x\r\n"
+                                    b"Connection: close\r\n\r\n")
+    assert status == 404 and body["error"]["message"] == "no such endpoint: GET /v1/??abc"
+    path = "/" + "a" * 198 + "\u00e9"  # the 200-byte cut falls inside the e-acute
+    status, body = raw_http(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                                    f"Connection: close\r\n\r\n".encode())
+    # The lead byte the cut left alone is a '?', like any byte that is not UTF-8.
+    assert status == 404
+    assert body["error"]["message"] == "no such endpoint: GET /" + "a" * 198 + "?"
+    model = "m" * 199 + "\u00e9"
+    status, _, raw = server.request("POST", "/v1/completions", {"model": model, "prompt": "x"})
+    msg = json.loads(raw)["error"]["message"]
+    assert status == 404 and msg.startswith("the model '" + "m" * 199 + "?' does not exist"), msg
+
+
 def test_body_limit_and_header_deadline(models_dir):
     s = Server(models_dir, "--max-body", "2048", "--header-timeout", "300")
     try:
@@ -540,6 +573,9 @@ def test_msgpack_rpc(models_dir, tmp_path):
         reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == msgid)
         assert reply[3] is None and reply[2]["code"] == 400, reply
         assert reply[2]["message"] == "a map key is not valid UTF-8", reply
+        # A model name cut to 200 bytes inside a character is quoted as UTF-8.
+        err, res, _ = rpc.call("generate", [{"model": "m" * 199 + "\u00e9", "prompt": "x"}])
+        assert err["code"] == 404 and err["message"].startswith("the model '" + "m" * 199 + "?'")
 
         # Cancel a long generation from the same connection.
         gen = rpc.send("generate", [{"model": "slow", "prompt": SLOW_PROMPT,

@@ -6,6 +6,7 @@
  * detach, free). model_runner.c decides when a job runs.
  */
 #include "server.h"
+#include "utf8_text.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -83,7 +84,10 @@ static void rpc_error(st_job *job, int status, const char *message, const char *
     pack_str(&pk, "code", 4);
     msgpack_pack_int(&pk, status);
     pack_str(&pk, "message", 7);
-    pack_str(&pk, message, strlen(message));
+    /* The message may quote a name cut to a length: clients decode str as UTF-8. */
+    char clean[1024];
+    st_utf8_clean(message, clean, sizeof clean);
+    pack_str(&pk, clean, strlen(clean));
     pack_str(&pk, "param", 5);
     if (param)
         pack_str(&pk, param, strlen(param));

@@ -3,6 +3,7 @@
  * OpenAI-style error body every refusal carries.
  */
 #include "server.h"
+#include "utf8_text.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -61,9 +62,17 @@ static const char *error_type(int status)
 char *st_http_error(int status, const char *message, const char *param, bool keep_alive,
                     const char *extra_headers, size_t *out_len)
 {
-    json_t *err = json_pack("{s:{s:s, s:s, s:o, s:i}}", "error", "message", message, "type",
+    /* A message may quote the client (a path, cut to a length): jansson
+     * refuses what is not UTF-8, and the refusal would go unanswered. */
+    size_t size = strlen(message) + 1;
+    char *clean = malloc(size);
+    if (!clean)
+        return NULL;
+    st_utf8_clean(message, clean, size);
+    json_t *err = json_pack("{s:{s:s, s:s, s:o, s:i}}", "error", "message", clean, "type",
                             error_type(status), "param",
                             param ? json_string(param) : json_null(), "code", status);
+    free(clean);
     char *body = err ? json_dumps(err, JSON_COMPACT) : NULL;
     json_decref(err);
     if (!body)

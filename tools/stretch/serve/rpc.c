@@ -9,6 +9,7 @@
 #include "server.h"
 #include "msgpack_frame.h"
 #include "msgpack_json.h"
+#include "utf8_text.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -118,7 +119,9 @@ static void reply_error(st_rpc_conn *c, uint32_t msgid, int code, const char *me
     pack_str(&pk, "code");
     msgpack_pack_int(&pk, code);
     pack_str(&pk, "message");
-    pack_str(&pk, message);
+    /* msgpack-RPC clients decode str as UTF-8; the message may quote a cut name. */
+    char clean[600];
+    pack_str(&pk, st_utf8_clean(message, clean, sizeof clean));
     pack_str(&pk, "param");
     if (param)
         pack_str(&pk, param);
