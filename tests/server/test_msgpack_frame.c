@@ -231,3 +231,24 @@ Test(msgpack_json, what_json_cannot_hold_is_refused_by_name)
     free(text);
     json_decref(j);
 }
+
+Test(msgpack_json, empty_strings_with_a_null_pointer_are_empty_strings)
+{
+    /* msgpack-c leaves an empty string's pointer NULL when no payload came
+     * before it in the message: as a key and as a value it is "". */
+    msgpack_object_kv kv;
+    kv.key.type = MSGPACK_OBJECT_STR;
+    kv.key.via.str.ptr = NULL;
+    kv.key.via.str.size = 0;
+    kv.val = kv.key;
+    msgpack_object map = {.type = MSGPACK_OBJECT_MAP};
+    map.via.map.size = 1;
+    map.via.map.ptr = &kv;
+    char msg[128];
+    json_t *j = st_msgpack_to_json(&map, msg, sizeof msg);
+    cr_assert_not_null(j, "%s", msg);
+    char *text = json_dumps(j, JSON_COMPACT);
+    cr_assert_str_eq(text, "{\"\":\"\"}");
+    free(text);
+    json_decref(j);
+}

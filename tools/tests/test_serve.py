@@ -573,6 +573,13 @@ def test_msgpack_rpc(models_dir, tmp_path):
         reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == msgid)
         assert reply[3] is None and reply[2]["code"] == 400, reply
         assert reply[2]["message"] == "a map key is not valid UTF-8", reply
+        # Empty strings are strings (msgpack-c can leave their pointer NULL,
+        # which jansson's json_stringn refuses).
+        err, res, _ = rpc.call("generate", [{"model": "tiny", "max_tokens": 4, "messages": [
+            {"role": "system", "content": ""}, {"role": "user", "content": "hi"}]}])
+        assert err is None, err
+        err, ids, _ = rpc.call("tokenize", ["tiny", ""])
+        assert err is None and isinstance(ids, list), (err, ids)
         # A model name cut to 200 bytes inside a character is quoted as UTF-8.
         err, res, _ = rpc.call("generate", [{"model": "m" * 199 + "\u00e9", "prompt": "x"}])
         assert err["code"] == 404 and err["message"].startswith("the model '" + "m" * 199 + "?'")

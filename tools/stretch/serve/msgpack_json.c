@@ -50,11 +50,13 @@ static json_t *convert_map(const msgpack_object_map *m, int depth, char *msg, si
         const msgpack_object *k = &m->ptr[i].key;
         char key[128];
         if (k->type != MSGPACK_OBJECT_STR || k->via.str.size >= sizeof key ||
-            memchr(k->via.str.ptr, 0, k->via.str.size)) {
+            (k->via.str.size && memchr(k->via.str.ptr, 0, k->via.str.size))) {
             json_decref(out);
             return refuse(msg, size, "a map key is not a string (of under 128 bytes, no NUL)");
         }
-        memcpy(key, k->via.str.ptr, k->via.str.size);
+        /* msgpack-c leaves an empty string's pointer NULL. */
+        if (k->via.str.size)
+            memcpy(key, k->via.str.ptr, k->via.str.size);
         key[k->via.str.size] = '\0';
         json_t *v = convert(&m->ptr[i].val, depth + 1, msg, size);
         if (!v) {
@@ -91,7 +93,8 @@ static json_t *convert(const msgpack_object *o, int depth, char *msg, size_t siz
             return refuse(msg, size, "a number is not finite (NaN or infinity)");
         return made(json_real(o->via.f64), msg, size);
     case MSGPACK_OBJECT_STR: {
-        json_t *s = json_stringn(o->via.str.ptr, o->via.str.size);
+        /* An empty string's pointer is NULL, which json_stringn refuses. */
+        json_t *s = json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
         return s ? s : refuse(msg, size, "a string is not valid UTF-8 (or holds a NUL)");
     }
     case MSGPACK_OBJECT_ARRAY: return convert_array(&o->via.array, depth, msg, size);

@@ -52,8 +52,12 @@ static json_t *field(json_t *obj, const char *name)
  * parts, joined. */
 static char *content_text(json_t *v, size_t i, char *msg, size_t size, const char **param)
 {
-    if (json_is_string(v))
-        return strdup(json_string_value(v));
+    if (json_is_string(v)) {
+        char *text = strdup(json_string_value(v));
+        if (!text)
+            fail(msg, size, param, NULL, "out of memory");
+        return text;
+    }
     if (!json_is_array(v)) {
         fail(msg, size, param, "messages", "messages[%zu].content: expected a string or an "
              "array of text parts, found %s", i, v ? type_of(v) : "nothing");
@@ -73,8 +77,10 @@ static char *content_text(json_t *v, size_t i, char *msg, size_t size, const cha
         total += json_string_length(text);
     }
     char *out = malloc(total + 1), *w = out;
-    if (!out)
+    if (!out) {
+        fail(msg, size, param, NULL, "out of memory");
         return NULL;
+    }
     json_array_foreach(v, k, part) {
         json_t *text = json_object_get(part, "text");
         memcpy(w, json_string_value(text), json_string_length(text));

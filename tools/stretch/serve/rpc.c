@@ -150,7 +150,11 @@ static bool str_eq(const msgpack_object *o, const char *s)
 
 static char *str_dup(const msgpack_object *o)
 {
-    if (o->type != MSGPACK_OBJECT_STR || memchr(o->via.str.ptr, 0, o->via.str.size))
+    if (o->type != MSGPACK_OBJECT_STR)
+        return NULL;
+    if (o->via.str.size == 0) /* msgpack-c leaves its pointer NULL */
+        return strdup("");
+    if (memchr(o->via.str.ptr, 0, o->via.str.size))
         return NULL;
     return strndup(o->via.str.ptr, o->via.str.size);
 }
