@@ -109,22 +109,14 @@ static void from_rpc(const uint8_t *data, size_t len)
     if (frame(data, len, &up) && up.data.type == MSGPACK_OBJECT_MAP) {
         char msg[MSG_SIZE];
         memset(msg, POISON, sizeof msg);
-        json_t *root = st_msgpack_to_json(&up.data, msg, sizeof msg);
-        if (!root) {
-            check_refusal("msgpack map", msg);
+        const char *param = NULL;
+        st_gen_request r;
+        /* As rpc.c reads a generate call: a map with messages is a chat request. */
+        if (st_gen_request_from_msgpack(&up.data, &r, msg, sizeof msg, &param)) {
+            check_request(&r, r.chat);
+            st_gen_request_free(&r);
         } else {
-            /* As rpc.c decides: a map with messages is a chat request. */
-            bool chat = json_object_get(root, "messages") != NULL;
-            memset(msg, POISON, sizeof msg);
-            const char *param = NULL;
-            st_gen_request r;
-            if (st_gen_request_from_json(root, chat, &r, msg, sizeof msg, &param)) {
-                check_request(&r, chat);
-                st_gen_request_free(&r);
-            } else {
-                check_refusal("msgpack request", msg);
-            }
-            json_decref(root);
+            check_refusal("msgpack request", msg);
         }
     }
     msgpack_unpacked_destroy(&up);

@@ -6,7 +6,6 @@
  * detach, free). model_runner.c decides when a job runs.
  */
 #include "server.h"
-#include "utf8_text.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -70,31 +69,13 @@ static void emit_frame(st_job *job, msgpack_sbuffer *sb)
     msgpack_sbuffer_destroy(sb);
 }
 
-/* [1, msgid, {"code", "message", "param"}, nil] */
 static void rpc_error(st_job *job, int status, const char *message, const char *param)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 1);
-    msgpack_pack_uint32(&pk, job->rpc_msgid);
-    msgpack_pack_map(&pk, 3);
-    pack_str(&pk, "code", 4);
-    msgpack_pack_int(&pk, status);
-    pack_str(&pk, "message", 7);
-    /* The message may quote a name cut to a length: clients decode str as UTF-8. */
-    char clean[1024];
-    st_utf8_clean(message, clean, sizeof clean);
-    pack_str(&pk, clean, strlen(clean));
-    pack_str(&pk, "param", 5);
-    if (param)
-        pack_str(&pk, param, strlen(param));
-    else
-        msgpack_pack_nil(&pk);
-    msgpack_pack_nil(&pk);
-    emit_frame(job, &sb);
+    size_t len = 0;
+    char *frame = st_rpc_error_frame(job->rpc_msgid, status, message, param, &len);
+    if (frame)
+        job_emit(job, frame, len);
+    free(frame);
 }
 
 /* [2, "token", [msgid, text]] */

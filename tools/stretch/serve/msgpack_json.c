@@ -107,3 +107,17 @@ json_t *st_msgpack_to_json(const msgpack_object *o, char *msg, size_t msg_size)
 {
     return convert(o, 0, msg, msg_size);
 }
+
+bool st_gen_request_from_msgpack(const msgpack_object *map, st_gen_request *out, char *msg,
+                                 size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    *param = NULL;
+    json_t *root = st_msgpack_to_json(map, msg, msg_size);
+    if (!root)
+        return false;
+    bool chat = json_object_get(root, "messages") != NULL;
+    bool ok = st_gen_request_from_json(root, chat, out, msg, msg_size, param);
+    json_decref(root);
+    return ok;
+}

@@ -6,10 +6,13 @@
 #ifndef ST_CLI_SERVE_MSGPACK_JSON_H
 #define ST_CLI_SERVE_MSGPACK_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
 #include <msgpack.h>
+
+#include "openai_request.h"
 
 /* The deepest nesting accepted (the request itself is level 0). */
 #define ST_MSGPACK_JSON_MAX_DEPTH 32
@@ -19,5 +22,11 @@
  * unsigned integer past INT64_MAX, a string that is not UTF-8 or holds a
  * NUL, a map key that is not a string of under 128 bytes, deeper nesting. */
 json_t *st_msgpack_to_json(const msgpack_object *o, char *msg, size_t msg_size);
+
+/* A generate call's map as a checked request (openai_request.h): a chat
+ * request when it has "messages", a completion otherwise. On failure msg
+ * says why and *param names the field, or is NULL. */
+bool st_gen_request_from_msgpack(const msgpack_object *map, st_gen_request *out, char *msg,
+                                 size_t msg_size, const char **param);
 
 #endif

@@ -103,11 +103,9 @@ static void pack_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s, n);
 }
 
-/* [1, msgid, error, nil] or the start of [1, msgid, nil, result]. */
-static void reply_error(st_rpc_conn *c, uint32_t msgid, int code, const char *message,
-                        const char *param)
+char *st_rpc_error_frame(uint32_t msgid, int code, const char *message, const char *param,
+                         size_t *len)
 {
-    atomic_fetch_add(&c->srv->metrics.errors, 1);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
@@ -120,7 +118,7 @@ static void reply_error(st_rpc_conn *c, uint32_t msgid, int code, const char *me
     msgpack_pack_int(&pk, code);
     pack_str(&pk, "message");
     /* msgpack-RPC clients decode str as UTF-8; the message may quote a cut name. */
-    char clean[600];
+    char clean[1024];
     pack_str(&pk, st_utf8_clean(message, clean, sizeof clean));
     pack_str(&pk, "param");
     if (param)
@@ -128,10 +126,22 @@ static void reply_error(st_rpc_conn *c, uint32_t msgid, int code, const char *me
     else
         msgpack_pack_nil(&pk);
     msgpack_pack_nil(&pk);
-    st_rpc_write(c, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
+    *len = sb.size;
+    return msgpack_sbuffer_release(&sb);
 }
 
+static void reply_error(st_rpc_conn *c, uint32_t msgid, int code, const char *message,
+                        const char *param)
+{
+    atomic_fetch_add(&c->srv->metrics.errors, 1);
+    size_t len = 0;
+    char *frame = st_rpc_error_frame(msgid, code, message, param, &len);
+    if (frame)
+        st_rpc_write(c, frame, len);
+    free(frame);
+}
+
+/* The start of [1, msgid, nil, result]. */
 static void reply_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t msgid)
 {
     msgpack_sbuffer_init(sb);
@@ -199,16 +209,9 @@ static void on_generate(st_rpc_conn *c, uint32_t msgid, const msgpack_object *pa
                     "request fields (model, prompt or messages, max_tokens, ...)", NULL);
         return;
     }
-    json_t *root = st_msgpack_to_json(&params->via.array.ptr[0], msg, sizeof msg);
-    if (!root) {
-        reply_error(c, msgid, 400, msg, NULL);
-        return;
-    }
-    bool chat = json_object_get(root, "messages") != NULL;
     st_gen_request req;
-    bool ok = st_gen_request_from_json(root, chat, &req, msg, sizeof msg, &param);
-    json_decref(root);
-    if (!ok) {
+    if (!st_gen_request_from_msgpack(&params->via.array.ptr[0], &req, msg, sizeof msg,
+                                     &param)) {
         reply_error(c, msgid, 400, msg, param);
         return;
     }

@@ -194,6 +194,10 @@ int st_rpc_listen(st_server *srv, const char *spec);
  * writes are done; true when none is left open. */
 bool st_rpc_stop(st_server *srv, bool close_conns);
 void st_rpc_write(st_rpc_conn *c, const char *bytes, size_t len);
+/* [1, msgid, {"code", "message", "param"}, nil] (message cleaned to UTF-8),
+ * malloc'd, *len bytes; NULL when out of memory. */
+char *st_rpc_error_frame(uint32_t msgid, int code, const char *message, const char *param,
+                         size_t *len);
 
 /* manifest_watch.c */
 void st_watch_start(st_server *srv);
