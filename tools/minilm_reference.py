@@ -59,13 +59,17 @@ def gelu(x):
     return 0.5 * x * (1 + erf(x / np.sqrt(2)))
 
 
-def embed(ids, config, t):
-    e = "embeddings."
-    n = len(ids)
+# Where a post-LayerNorm encoder layer keeps its tensors, under "encoder.layer.N.".
+BERT_NAMES = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+              "o": "attention.output.dense", "ln1": "attention.output.LayerNorm"}
+
+
+def post_ln_layers(x, config, t, names, bias=0.0):
+    """The encoder layers of BERT-family models: attention (plus an optional
+    additive score bias, [heads][n][n]), residual, LayerNorm, GELU feed-forward,
+    residual, LayerNorm."""
+    n = x.shape[0]
     eps = config["layer_norm_eps"]
-    x = (t[e + "word_embeddings.weight"][ids] + t[e + "position_embeddings.weight"][:n]
-         + t[e + "token_type_embeddings.weight"][0]).astype(np.float64)
-    x = layer_norm(x, t[e + "LayerNorm.weight"], t[e + "LayerNorm.bias"], eps)
     heads = config["num_attention_heads"]
     hd = x.shape[1] // heads
     for layer in range(config["num_hidden_layers"]):
@@ -73,17 +77,27 @@ def embed(ids, config, t):
 
         def lin(name, v):
             return v @ t[p + name + ".weight"].T + t[p + name + ".bias"]
-        q, k, v = (lin("attention.self." + s, x).reshape(n, heads, hd).transpose(1, 0, 2)
-                   for s in ("query", "key", "value"))
-        s = q @ k.transpose(0, 2, 1) / np.sqrt(hd)
+        q, k, v = (lin(names[s], x).reshape(n, heads, hd).transpose(1, 0, 2) for s in "qkv")
+        s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + bias
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         a = (s @ v).transpose(1, 0, 2).reshape(n, -1)
-        x = layer_norm(x + lin("attention.output.dense", a), t[p + "attention.output.LayerNorm.weight"],
-                       t[p + "attention.output.LayerNorm.bias"], eps)
+        x = layer_norm(x + lin(names["o"], a), t[p + names["ln1"] + ".weight"],
+                       t[p + names["ln1"] + ".bias"], eps)
         h = gelu(lin("intermediate.dense", x))
         x = layer_norm(x + lin("output.dense", h), t[p + "output.LayerNorm.weight"],
                        t[p + "output.LayerNorm.bias"], eps)
+    return x
+
+
+def embed(ids, config, t):
+    e = "embeddings."
+    n = len(ids)
+    eps = config["layer_norm_eps"]
+    x = (t[e + "word_embeddings.weight"][ids] + t[e + "position_embeddings.weight"][:n]
+         + t[e + "token_type_embeddings.weight"][0]).astype(np.float64)
+    x = layer_norm(x, t[e + "LayerNorm.weight"], t[e + "LayerNorm.bias"], eps)
+    x = post_ln_layers(x, config, t, BERT_NAMES)
     out = x.mean(0)
     return out / np.linalg.norm(out)
 

@@ -27,8 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert_minilm import read_safetensors  # noqa: E402
-from minilm_reference import gelu, layer_norm  # noqa: E402
+from minilm_reference import layer_norm, post_ln_layers  # noqa: E402
 from mtrb_reference import FILES, load, scores  # noqa: E402
+
+
+MPNET_NAMES = {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v",
+               "o": "attention.attn.o", "ln1": "attention.LayerNorm"}
 
 
 def position_buckets(n, buckets=32, max_distance=128):
@@ -66,24 +70,7 @@ class MPNet:
         x = layer_norm(x, t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"], eps)
         bias = t["encoder.relative_attention_bias.weight"][
             position_buckets(n, cfg["relative_attention_num_buckets"])].transpose(2, 0, 1)
-        heads = cfg["num_attention_heads"]
-        hd = x.shape[1] // heads
-        for layer in range(cfg["num_hidden_layers"]):
-            p = f"encoder.layer.{layer}."
-
-            def lin(name, v):
-                return v @ t[p + name + ".weight"].T + t[p + name + ".bias"]
-            q, k, v = (lin("attention.attn." + s, x).reshape(n, heads, hd).transpose(1, 0, 2)
-                       for s in "qkv")
-            s = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + bias
-            s = np.exp(s - s.max(-1, keepdims=True))
-            s /= s.sum(-1, keepdims=True)
-            a = (s @ v).transpose(1, 0, 2).reshape(n, -1)
-            x = layer_norm(x + lin("attention.attn.o", a), t[p + "attention.LayerNorm.weight"],
-                           t[p + "attention.LayerNorm.bias"], eps)
-            h = gelu(lin("intermediate.dense", x))
-            x = layer_norm(x + lin("output.dense", h), t[p + "output.LayerNorm.weight"],
-                           t[p + "output.LayerNorm.bias"], eps)
+        x = post_ln_layers(x, cfg, t, MPNET_NAMES, bias)
         out = x.mean(0)
         return out / np.linalg.norm(out)
 
