@@ -38,6 +38,7 @@ PASSKEY_ORDER = ["greedy", "linear", "ntk", "dynamic-ntk", "dynntk2", "yarn", "g
 PASSKEY_TITLES = {
     "passkey": "Passkey retrieval by prompt length and key depth (template 1)",
     "passkey-template2": "Passkey retrieval, question on its own line (template 2)",
+    "passkey-readers": "Passkey retrieval by the readers, 8k to 1M tokens (template 2)",
 }
 
 

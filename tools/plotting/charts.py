@@ -21,6 +21,9 @@ DPI = 120
 
 
 def tokens_label(n: float, _pos=None) -> str:
+    # 1,048,576 reads "1M", not "1024k": the passkey grids reach a million tokens.
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):g}M"
     return f"{n / 1024:g}k" if n >= 1024 else f"{n:g}"
 
 

@@ -86,7 +86,14 @@ def test_missing_input_and_out_of_range_accuracy(tmp_path, capsys):
 
 def test_all_regenerates_the_docs_figures(tmp_path):
     assert plots.main(["all", "--figures", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["passkey-template2.png", "passkey.png",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["passkey-readers.png",
+                                                          "passkey-template2.png", "passkey.png",
                                                           "ppl-32768.png", "scale.png"]
     for png in tmp_path.iterdir():
         png_size(png)
+
+
+def test_token_counts_read_as_k_and_m():
+    from plotting.charts import tokens_label
+    assert [tokens_label(n) for n in (512, 8192, 131072, 1048576, 1536)] == \
+        ["512", "8k", "128k", "1M", "1.5k"]
