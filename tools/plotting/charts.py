@@ -94,8 +94,9 @@ def passkey_grid(series: list[Series], out: Path, title: str) -> None:
         ax.set_ylabel("prompt length")
     for ax in axes[-1, :]:
         ax.set_xlabel("key depth")
-    fig.colorbar(image, ax=axes, label="accuracy (correct / samples; grey: not run)",
-                 shrink=0.8)
+    # A short label: a one-row-of-panels figure is shorter than the long one
+    # was, which cut it at both ends. The cells already say correct / samples.
+    fig.colorbar(image, ax=axes, label="accuracy (grey: not run)", shrink=0.8)
     fig.suptitle(title)
     save(fig, out)
 
