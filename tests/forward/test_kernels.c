@@ -876,10 +876,12 @@ Test(forward_kernels, amx_probe_matches_cpuinfo)
  * it: f16 keys and values fed in blocks of uneven sizes (so the online
  * softmax rescales, and the tails of 8 run), every group size 1..8,
  * against softmax(q k) v computed directly in double. A block of keys
- * far below the running max must weigh ~0 (the exp's low clamp). */
+ * far below the running max must weigh ~0 (the exp's low clamp). On
+ * AVX-512, head dims 16..64 with up to 3 heads run the 512-bit kernel
+ * (one per dims count), the rest the 256-bit one. */
 Test(kernels, attn_decode_f16_matches_double)
 {
-    const uint32_t hds[] = { 16, 64, 128 };
+    const uint32_t hds[] = { 16, 32, 48, 64, 128 };
     const uint32_t blocks[] = { 5, 64, 3, 29, 1, 16 }; /* 118 keys */
     enum { NK = 118, MAXG = ST_DEC_MAX_G };
     for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++)
