@@ -288,10 +288,12 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
     if (decode_fused(L, Ks, group)) {
         /* The group's queries, scaled, after the slot list's room. */
         float *qg = b->qt + SPLIT_SUB;
+        const float scale = L->scale; /* (read once: the stores may alias L) */
         for (uint32_t hh = 0; hh < group; hh++) {
             const float *q = range_query(L, b, r, 0, g * group + hh);
+            float *o = qg + (size_t)hh * hd;
             for (uint32_t d = 0; d < hd; d++)
-                qg[(size_t)hh * hd + d] = q[d] * L->scale;
+                o[d] = q[d] * scale;
         }
         for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
             uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
@@ -425,8 +427,10 @@ static void tiled_task_fn(void *arg, uint32_t ith, uint32_t nth)
 void st_attn_tiled_chunks(uint64_t n_visible, uint32_t *chunk, uint32_t *n_chunks)
 {
     uint64_t c = SPLIT_KEYS;
+    /* Past SPLIT_MAX chunks, longer chunks of whole SPLIT_KEYS: a chunk
+     * of 257 keys would be a fused-kernel call of 256 keys and one of 1. */
     if (n_visible > (uint64_t)SPLIT_KEYS * SPLIT_MAX)
-        c = (n_visible + SPLIT_MAX - 1) / SPLIT_MAX;
+        c = ((n_visible + SPLIT_MAX - 1) / SPLIT_MAX + SPLIT_KEYS - 1) / SPLIT_KEYS * SPLIT_KEYS;
     *chunk = (uint32_t)c;
     *n_chunks = n_visible ? (uint32_t)((n_visible + c - 1) / c) : 1;
 }

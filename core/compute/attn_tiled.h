@@ -74,8 +74,12 @@ bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads);
 /* The chunks a split block's keys fall into: the visible keys of all
  * ranges, in range order, ST_ATTN_SPLIT_KEYS a chunk unless that makes
  * more than ST_ATTN_SPLIT_MAX chunks. They depend only on the plan, so a
- * backend that follows the split (opencl/) takes the same chunks. */
-#define ST_ATTN_SPLIT_KEYS 128
+ * backend that follows the split (opencl/) takes the same chunks. 256 is
+ * one call of the fused decode kernel (attn_tiled.c's SPLIT_SUB): half the
+ * work around the calls of 128 (walking the ranges, copying the queries
+ * and each chunk's softmax state), with still 16 items per kv head at a
+ * 4k context, enough for the threads the split serves. */
+#define ST_ATTN_SPLIT_KEYS 256
 #define ST_ATTN_SPLIT_MAX 64
 void st_attn_tiled_chunks(uint64_t n_visible, uint32_t *chunk, uint32_t *n_chunks);
 

@@ -360,7 +360,7 @@ Test(attn_tiled, odd_shapes)
 
 /* One-query blocks split along the keys (st_attn_tiled_splits): chunks
  * and sub-blocks that cut through ranges, a chunk count at the cap (over
- * 64 x 512 visible keys), ranges the query does not see; blocks of a few
+ * 64 x 256 visible keys), ranges the query does not see; blocks of a few
  * queries take the tile path whether or not a part buffer is given. */
 Test(attn_tiled, split_decode)
 {
@@ -378,7 +378,7 @@ Test(attn_tiled, split_decode)
         };
         check(&s, lambda, 3, "split global + local");
     }
-    shape many = { 2, 1, 16, 40000, 1 }; /* 40,000 keys: 64 chunks of 625 */
+    shape many = { 2, 1, 16, 40000, 1 }; /* 40,000 keys: 53 chunks of 768 */
     st_attn_range r[2] = {
         { ST_ALL_HEADS, 0, 20000, 0, ST_DIST_MAX, ST_POS_SLOT, 0 },
         { ST_ALL_HEADS, 20000, many.n_slots, 0, ST_DIST_MAX, ST_POS_TRUE, 0 },
@@ -387,6 +387,31 @@ Test(attn_tiled, split_decode)
     shape none = { 4, 2, 32, 600, 1 };
     st_attn_range far = { ST_ALL_HEADS, 0, none.n_slots, 5000, ST_DIST_MAX, ST_POS_TRUE, 0 };
     check(&none, &far, 1, "split, nothing visible");
+}
+
+/* The split's chunks: 256 keys, or past 64 of those the fewest whole
+ * multiples of 256 that keep the count at 64 or under; they cover every
+ * visible key, and no chunk is empty. */
+Test(attn_tiled, split_chunks)
+{
+    uint32_t c, n;
+    st_attn_tiled_chunks(0, &c, &n);
+    cr_assert_eq(n, 1);
+    const uint64_t cases[] = { 1, 255, 256, 257, 4096, 4160, 16384, 16385, 16400, 40000,
+                               1048576, 1048577 };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint64_t v = cases[i];
+        st_attn_tiled_chunks(v, &c, &n);
+        cr_assert(c % ST_ATTN_SPLIT_KEYS == 0 && n >= 1 && n <= ST_ATTN_SPLIT_MAX,
+                  "%llu keys: %u chunks of %u", (unsigned long long)v, n, c);
+        cr_assert((uint64_t)c * n >= v && (uint64_t)c * (n - 1) < v, "%llu keys: %u x %u",
+                  (unsigned long long)v, n, c);
+        if (c > ST_ATTN_SPLIT_KEYS) /* a smaller multiple would make too many */
+            cr_assert((v + c - ST_ATTN_SPLIT_KEYS - 1) / (c - ST_ATTN_SPLIT_KEYS) >
+                      ST_ATTN_SPLIT_MAX);
+    }
+    st_attn_tiled_chunks(16400, &c, &n);
+    cr_assert(c == 512 && n == 33, "%u x %u", n, c);
 }
 
 /* SelfExtend's plan: keys at distance < W at their true distance, farther

@@ -509,12 +509,12 @@ Test(opencl_forward, baseline_without_fp16)
 /* ---- decode in the CPU's split order ------------------------------------
  *
  * A decode step (one query) on the CPU's tiled path is split along the
- * keys (attn_tiled.c: 128-key chunks, merged after with expf); ST_POS_TRUE
+ * keys (attn_tiled.c: 256-key chunks, merged after with expf); ST_POS_TRUE
  * ranges of an f16 cache go through the fused f16 kernel (attn_decode_f16:
  * scaled query, 8-lane sums, its own exp polynomial, expf for the rescale,
  * values added in key order), the rest through the per-row kernels with
  * expf. The device follows each step (forward.cl attend_split), so after a
- * 300-token prefill (three chunks per decoded query) the decoded tokens'
+ * 300-token prefill (two chunks per decoded query) the decoded tokens'
  * logits must be the CPU's bits. The weights are float: nothing between
  * the layers rounds to int8, so an ulp of the attention reaches the logits
  * (with quantized weights the int8 rounding hides most: a device that
