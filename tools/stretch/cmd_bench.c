@@ -37,7 +37,10 @@ static void bench_usage(FILE *f)
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
                "  --roofline also measures the machine's read bandwidth and dot-product rate\n"
                "  with the engine's threads and kernels, and prints the fraction of each\n"
-               "  ceiling that prefill and decode reached, with the costs it assumed.\n"
+               "  ceiling that prefill and decode reached, with the costs it assumed. The\n"
+               "  probes run after every rep, so each rep's speed is set against the\n"
+               "  bandwidth read beside it (a shared machine's moves from minute to minute);\n"
+               "  the fractions printed are the medians of the reps'.\n"
                "  On OpenCL the first rep's load includes the kernel build when the binary\n"
                "  cache is cold (`kernels` says which), and device memory is reported.\n\n");
     fputs(st_cli_backend_usage, f);
@@ -133,6 +136,8 @@ int st_cmd_bench(int argc, char **argv)
         opts.context = (uint32_t)(n_prompt + n_gen + 16);
 
     double load[64], prefill[64], decode[64], compile_ms[64];
+    /* Per rep with --roofline: the probes' ceilings read after that rep. */
+    double read_bw[64], dot_rate[64], dec_frac[64], pre_frac[64];
     bool cache_hit[64];
     char backend[16] = "cpu", device[ST_DEVICE_TEXT_MAX] = "";
     uint64_t device_bytes = 0;
@@ -182,10 +187,16 @@ int st_cmd_bench(int argc, char **argv)
             st_engine_get_info(e, &info);
             device_bytes = info.device_bytes;   /* weights and buffers after a run */
         }
-        /* After the timed runs, with the same engine: its threads, its kernels. */
-        if (!rc && roofline && r == reps - 1 && st_engine_roofline(e, &rl, &err) != ST_OK) {
-            fprintf(stderr, "stretch: roofline: %s\n", err.message);
-            rc = ST_EXIT_RUNTIME;
+        /* After each timed run, with the same engine: its threads, its
+         * kernels, and the machine as it was during that run. */
+        if (!rc && roofline) {
+            if (st_engine_roofline(e, &rl, &err) != ST_OK) {
+                fprintf(stderr, "stretch: roofline: %s\n", err.message);
+                rc = ST_EXIT_RUNTIME;
+            } else {
+                read_bw[r] = rl.read_bytes_per_s;
+                dot_rate[r] = rl.dot_ops_per_s;
+            }
         }
         st_engine_close(e);
     }
@@ -195,8 +206,20 @@ int st_cmd_bench(int argc, char **argv)
     /* Decode reads the weights and the cache of every token before it; on
      * average n_prompt + n_gen / 2 are cached during the timed decode. */
     double ctx = (double)n_prompt + (double)n_gen / 2.0;
-    double dec_ceiling = roofline ? rl.read_bytes_per_s / (rl.weight_bytes + ctx * rl.kv_bytes_per_token) : 0;
-    double pre_ceiling = roofline && rl.ops_per_token > 0 ? rl.dot_ops_per_s / rl.ops_per_token : 0;
+    double dec_bytes = roofline ? rl.weight_bytes + ctx * rl.kv_bytes_per_token : 0;
+    for (int r = 0; roofline && r < reps; r++) {
+        dec_frac[r] = dec_bytes > 0 && read_bw[r] > 0 ? decode[r] * dec_bytes / read_bw[r] : 0;
+        pre_frac[r] = rl.ops_per_token > 0 && dot_rate[r] > 0
+                          ? prefill[r] * rl.ops_per_token / dot_rate[r] : 0;
+    }
+    /* The ceilings of the median probe readings; the fractions are the
+     * medians of each rep's own. */
+    double bw_med = roofline ? median(read_bw, (int)reps) : 0;
+    double dot_med = roofline ? median(dot_rate, (int)reps) : 0;
+    double dec_ceiling = dec_bytes > 0 ? bw_med / dec_bytes : 0;
+    double pre_ceiling = roofline && rl.ops_per_token > 0 ? dot_med / rl.ops_per_token : 0;
+    double dec_frac_med = roofline ? median(dec_frac, (int)reps) : 0;
+    double pre_frac_med = roofline ? median(pre_frac, (int)reps) : 0;
     double pre_med = median(prefill, (int)reps), dec_med = median(decode, (int)reps);
     if (json) {
         st_json j;
@@ -225,9 +248,13 @@ int st_cmd_bench(int argc, char **argv)
         if (roofline) {
             st_json_begin_object(&j);
             st_json_key(&j, "read_bytes_per_s");
-            st_json_double(&j, rl.read_bytes_per_s);
+            st_json_double(&j, bw_med);
             st_json_key(&j, "dot_ops_per_s");
-            st_json_double(&j, rl.dot_ops_per_s);
+            st_json_double(&j, dot_med);
+            json_list(&j, "read_bytes_per_s_reps", read_bw, (int)reps);
+            json_list(&j, "dot_ops_per_s_reps", dot_rate, (int)reps);
+            json_list(&j, "decode_fraction_reps", dec_frac, (int)reps);
+            json_list(&j, "prefill_fraction_reps", pre_frac, (int)reps);
             st_json_key(&j, "weight_type");
             st_json_string(&j, rl.weight_type);
             st_json_key(&j, "weight_bytes");
@@ -241,11 +268,11 @@ int st_cmd_bench(int argc, char **argv)
             st_json_key(&j, "decode_ceiling_tok_s");
             st_json_double(&j, dec_ceiling);
             st_json_key(&j, "decode_fraction");
-            st_json_double(&j, dec_ceiling > 0 ? dec_med / dec_ceiling : 0);
+            st_json_double(&j, dec_frac_med);
             st_json_key(&j, "prefill_ceiling_tok_s");
             st_json_double(&j, pre_ceiling);
             st_json_key(&j, "prefill_fraction");
-            st_json_double(&j, pre_ceiling > 0 ? pre_med / pre_ceiling : 0);
+            st_json_double(&j, pre_frac_med);
             st_json_end_object(&j);
         } else {
             st_json_null(&j);
@@ -274,16 +301,22 @@ int st_cmd_bench(int argc, char **argv)
         printf("%-16s %s, %" PRIu64 " bytes per token\n", "kv cache", kv_type, kv_bytes);
         printf("%-16s %s\n", "cpu", st_cpu_summary());
         if (roofline) {
-            printf("%-16s read %.1f GB/s, dot products %.1f Gop/s (%s prefill kernel), %u threads\n",
-                   "roofline", rl.read_bytes_per_s / 1e9, rl.dot_ops_per_s / 1e9,
-                   rl.weight_type ? rl.weight_type : "?", threads);
+            printf("%-16s read %.1f GB/s, dot products %.1f Gop/s (%s prefill kernel), %u threads"
+                   " (medians of the reps' probes)\n",
+                   "roofline", bw_med / 1e9, dot_med / 1e9, rl.weight_type ? rl.weight_type : "?",
+                   threads);
             printf("%-16s ceiling %.1f tok/s at %.0f cached tokens (%.1f MB of weights + "
-                   "%.0f x %.0f bytes of cache per token); median %.1f = %.1f%%\n",
+                   "%.0f x %.0f bytes of cache per token); median %.1f tok/s\n",
                    "  decode", dec_ceiling, ctx, rl.weight_bytes / 1e6, ctx,
-                   rl.kv_bytes_per_token, dec_med, dec_ceiling > 0 ? 100 * dec_med / dec_ceiling : 0);
-            printf("%-16s ceiling %.1f tok/s (%.1f Mop per token); median %.1f = %.1f%%\n",
-                   "  prefill", pre_ceiling, rl.ops_per_token / 1e6, pre_med,
-                   pre_ceiling > 0 ? 100 * pre_med / pre_ceiling : 0);
+                   rl.kv_bytes_per_token, dec_med);
+            printf("%-16s ceiling %.1f tok/s (%.1f Mop per token); median %.1f tok/s\n",
+                   "  prefill", pre_ceiling, rl.ops_per_token / 1e6, pre_med);
+            for (int r = 0; r < reps; r++)
+                printf("%-16s rep %d: read %.1f GB/s, decode %.1f tok/s = %.1f%%, prefill "
+                       "%.1f%%\n", "  per rep", r + 1, read_bw[r] / 1e9, decode[r],
+                       100 * dec_frac[r], 100 * pre_frac[r]);
+            printf("%-16s decode %.1f%%, prefill %.1f%% of the ceiling (medians of the reps)\n",
+                   "  fraction", 100 * dec_frac_med, 100 * pre_frac_med);
         }
         if (strcmp(backend, "cpu") != 0) {
             printf("%-16s %s on '%s', %.1f MB of device memory\n", "backend", backend, device,
