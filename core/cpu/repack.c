@@ -45,17 +45,35 @@ static void unpack_block(const st_weight *w, uint32_t r, uint32_t b, int *q, uin
     }
 }
 
+size_t st_repack_bytes(const st_weight *w)
+{
+    uint32_t bb = st_repack_block_bytes(w->type);
+    if (!bb || w->rows % ST_PACK_ROWS || w->cols % 32)
+        return 0;
+    return (size_t)(w->cols / 32) * bb * (w->rows / ST_PACK_ROWS);
+}
+
 st_status st_repack_weight(st_weight *w)
 {
     w->packed = NULL;
-    uint32_t bb = st_repack_block_bytes(w->type);
-    if (!bb || w->rows % ST_PACK_ROWS || w->cols % 32)
+    size_t bytes = st_repack_bytes(w);
+    if (!bytes)
         return ST_OK;
-    uint32_t nb = w->cols / 32;
-    size_t group = (size_t)nb * bb;
-    uint8_t *p = malloc(group * (w->rows / ST_PACK_ROWS));
+    uint8_t *p = malloc(bytes);
     if (!p)
         return ST_E_NOMEM;
+    st_repack_weight_into(w, p);
+    return ST_OK;
+}
+
+void st_repack_weight_into(st_weight *w, uint8_t *p)
+{
+    w->packed = NULL;
+    uint32_t bb = st_repack_block_bytes(w->type);
+    if (!st_repack_bytes(w))
+        return;
+    uint32_t nb = w->cols / 32;
+    size_t group = (size_t)nb * bb;
     int q[32];
     for (uint32_t g = 0; g < w->rows / ST_PACK_ROWS; g++)
         for (uint32_t b = 0; b < nb; b++) {
@@ -82,5 +100,4 @@ st_status st_repack_weight(st_weight *w)
         }
     w->packed = p;
     w->packed_group_bytes = group;
-    return ST_OK;
 }

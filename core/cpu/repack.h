@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "matmul.h"
 
@@ -25,8 +26,17 @@
 /* Bytes per 16-row group per 32-column block; 0 when t is not packable. */
 uint32_t st_repack_block_bytes(st_ggml_type t);
 
-/* Fill w->packed (malloc'd, caller frees) when the type is packable and
- * rows is a multiple of 16; else leave it NULL. ST_E_NOMEM on failure. */
+/* Bytes of w's repacked copy: 0 when the type is not packable or rows is
+ * not a multiple of 16 (or cols of 32). */
+size_t st_repack_bytes(const st_weight *w);
+
+/* Fill w->packed (malloc'd, caller frees) when st_repack_bytes(w) > 0;
+ * else leave it NULL. ST_E_NOMEM on failure. */
 st_status st_repack_weight(st_weight *w);
+
+/* The same into dst (st_repack_bytes(w) bytes, owned by the caller): the
+ * model puts all its matrices in one huge-page arena (base/big_alloc.h).
+ * Leaves w->packed NULL when there is nothing to pack. */
+void st_repack_weight_into(st_weight *w, uint8_t *dst);
 
 #endif

@@ -3,6 +3,8 @@
  * with the tensor named instead of misbehaving in the forward pass. */
 #include "model.h"
 
+#include "big_alloc.h"
+
 #include "cpu/repack.h"
 
 #include <stdio.h>
@@ -279,23 +281,41 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
      * only read for embedding rows and by the ggml-numerics row kernels).
      * The scalar path reads the mapping as is. */
     if (st_cpu_isa_active() >= ST_ISA_AVX2) {
-        st_weight *all[7];
-        for (uint32_t i = 0; i <= hp->n_layers; i++) {
-            size_t k = 0;
-            if (i == hp->n_layers) {
-                all[k++] = &m->output;
-            } else {
-                st_model_layer *L = &m->layers[i];
-                all[k++] = &L->wq; all[k++] = &L->wk; all[k++] = &L->wv; all[k++] = &L->wo;
-                all[k++] = &L->gate; all[k++] = &L->up; all[k++] = &L->down;
+        /* Two passes over the matrices, in the order decode reads them:
+         * their sizes (each start 64-byte aligned), then the copies. */
+        for (int pass = 0; pass < 2; pass++) {
+            size_t at = 0;
+            for (uint32_t i = 0; i <= hp->n_layers; i++) {
+                st_weight *all[7];
+                size_t k = 0;
+                if (i == hp->n_layers) {
+                    all[k++] = &m->output;
+                } else {
+                    st_model_layer *L = &m->layers[i];
+                    all[k++] = &L->wq; all[k++] = &L->wk; all[k++] = &L->wv; all[k++] = &L->wo;
+                    all[k++] = &L->gate; all[k++] = &L->up; all[k++] = &L->down;
+                }
+                for (size_t j = 0; j < k; j++) {
+                    size_t bytes = st_repack_bytes(all[j]);
+                    if (!bytes)
+                        continue;
+                    if (pass == 1) {
+                        st_repack_weight_into(all[j], m->packed_arena + at);
+                        release_mapped_pages(all[j]);
+                    }
+                    at += (bytes + 63) & ~(size_t)63;
+                }
             }
-            for (size_t j = 0; j < k; j++) {
-                if (st_repack_weight(all[j]) != ST_OK) {
+            if (pass == 0) {
+                if (!at)
+                    break;
+                m->packed_arena = st_big_alloc(at);
+                m->packed_arena_bytes = at;
+                if (!m->packed_arena) {
                     s = st_diag_set(diag, ST_E_NOMEM, gpath(g), 0, 0,
-                                    "model: out of memory repacking weights");
+                                    "model: out of memory repacking weights (%zu bytes)", at);
                     goto fail;
                 }
-                release_mapped_pages(all[j]);
             }
         }
     }
@@ -315,13 +335,11 @@ void st_model_free(st_model *m)
             st_model_layer *L = &m->layers[i];
             free(L->attn_norm);
             free(L->ffn_norm);
-            free(L->wq.packed); free(L->wk.packed); free(L->wv.packed); free(L->wo.packed);
-            free(L->gate.packed); free(L->up.packed); free(L->down.packed);
         }
         free(m->layers);
     }
     free(m->out_norm);
-    free(m->output.packed);
+    st_big_free(m->packed_arena, m->packed_arena_bytes);
     free(m->pos_embd);
     free(m);
 }

@@ -47,6 +47,11 @@ typedef struct st_model {
     float *pos_embd;       /* [n_pos][n_embd], owned */
     uint32_t n_pos;
     st_model_layer *layers;
+    /* Every repacked matrix (weights' `packed`), in the order decode reads
+     * them, in one buffer on huge pages (base/big_alloc.h); NULL when the
+     * path reads the mapping as is. */
+    uint8_t *packed_arena;
+    size_t packed_arena_bytes;
 } st_model;
 
 /* Read the llama hyperparameters and find and shape-check every tensor

@@ -2,7 +2,9 @@
  * type, every ISA path, 1 and 2 threads, prefill and token-by-token. */
 #include "fwd_fixture.h"
 
+#include "cpu_features.h"
 #include "gguf_writer.h"
+#include "repack.h"
 
 /* Relative logit error bounds. Against a reference that rounds activations
  * through int8 the same way, only float summation order (and the odd
@@ -149,6 +151,51 @@ Test(forward_model, huge_block_count_is_a_format_error)
     cr_assert_null(m);
     cr_assert_eq(s, ST_E_FORMAT, "%s", d.message);
     cr_assert(strstr(d.message, "'llama.block_count' is 4294967280"), "%s", d.message);
+}
+
+/* The repacked matrices share one buffer (the model's packed_arena, on
+ * huge pages: base/big_alloc.h), each 64-byte aligned, in the order decode
+ * reads them, without overlap. The forward tests check their contents. */
+Test(forward_model, packed_matrices_share_one_arena)
+{
+    st_tiny_model_spec spec;
+    st_tiny_model_spec_default(&spec);
+    spec.type = ST_GGML_Q4_1;
+    spec.embd_type = ST_GGML_Q8_0;
+    spec.n_vocab = 304; /* a multiple of 16: the output is packed too */
+    spec.tied = false;
+    fwd_fixture f;
+    fx_open_spec(&f, &spec);
+    const st_model *m = f.m;
+    if (st_cpu_isa_active() < ST_ISA_AVX2) {
+        cr_assert_null(m->packed_arena, "the scalar path reads the mapping as is");
+        fx_close(&f);
+        return;
+    }
+    cr_assert_not_null(m->packed_arena);
+    const uint8_t *lo = m->packed_arena, *hi = lo + m->packed_arena_bytes, *end = lo;
+    size_t n = 0;
+    for (uint32_t l = 0; l <= m->hp.n_layers; l++) {
+        const st_model_layer *L = l < m->hp.n_layers ? &m->layers[l] : NULL;
+        const st_weight *ws[7] = {&m->output};
+        size_t k = 1;
+        if (L) {
+            const st_weight *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+            memcpy(ws, lw, sizeof lw);
+            k = 7;
+        }
+        for (size_t j = 0; j < k; j++) {
+            const st_weight *w = ws[j];
+            cr_assert_not_null(w->packed, "layer %u matrix %zu is not packed", l, j);
+            cr_assert_geq(w->packed, end, "layer %u matrix %zu overlaps the one before", l, j);
+            cr_assert_eq((uintptr_t)(w->packed - lo) % 64, 0, "layer %u matrix %zu unaligned", l, j);
+            end = w->packed + st_repack_bytes(w);
+            cr_assert_leq(end, hi, "layer %u matrix %zu runs past the arena", l, j);
+            n++;
+        }
+    }
+    cr_assert_eq(n, 7 * (size_t)m->hp.n_layers + 1);
+    fx_close(&f);
 }
 
 static void check_type(st_ggml_type type, const char *tname)
