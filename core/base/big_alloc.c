@@ -17,6 +17,15 @@
 
 #define ST_HUGE_BYTES ((size_t)2 << 20)
 
+#if defined(ST_HAVE_MMAP)
+/* The mapped length of a buffer of `bytes`: whole huge pages, so the last
+ * partial one is advised too (0 when the rounding overflows). */
+static size_t huge_len(size_t bytes)
+{
+    return ((bytes ? bytes : 1) + ST_HUGE_BYTES - 1) & ~(ST_HUGE_BYTES - 1);
+}
+#endif
+
 bool st_big_alloc_huge(void)
 {
 #if defined(ST_HAVE_MMAP) && defined(MADV_HUGEPAGE)
@@ -28,15 +37,12 @@ bool st_big_alloc_huge(void)
 }
 
 /* mmap with MAP_ANONYMOUS gives zeroed pages; calloc does the same for the
- * fallback. Sizes are rounded up to whole huge pages so the last partial
- * one is advised too. */
+ * fallback. */
 void *st_big_alloc(size_t bytes)
 {
-    if (!bytes)
-        bytes = 1;
 #if defined(ST_HAVE_MMAP)
-    size_t len = (bytes + ST_HUGE_BYTES - 1) & ~(ST_HUGE_BYTES - 1);
-    if (len < bytes)
+    size_t len = huge_len(bytes);
+    if (len < bytes || !len)
         return NULL;
     /* Map one huge page more and trim both ends to a 2 MiB boundary: THP
      * backs only aligned 2 MiB ranges. */
@@ -57,7 +63,7 @@ void *st_big_alloc(size_t bytes)
 #endif
     return p;
 #else
-    return calloc(1, bytes);
+    return calloc(1, bytes ? bytes : 1);
 #endif
 }
 
@@ -66,10 +72,7 @@ void st_big_free(void *p, size_t bytes)
     if (!p)
         return;
 #if defined(ST_HAVE_MMAP)
-    if (!bytes)
-        bytes = 1;
-    size_t len = (bytes + ST_HUGE_BYTES - 1) & ~(ST_HUGE_BYTES - 1);
-    munmap(p, len);
+    munmap(p, huge_len(bytes));
 #else
     (void)bytes;
     free(p);

@@ -1,7 +1,8 @@
 /*
  * core/base/big_alloc.h - large buffers that the kernels stream (the
- * repacked weights, the KV cache), on transparent huge pages where the
- * kernel offers them.
+ * repacked weights, the roofline's read probe), on transparent huge pages
+ * where the kernel offers them. The KV cache stays in per-layer malloc'd
+ * buffers (docs/forward.md, "Model loading", says why).
  *
  * Why: decode reads every weight byte and the whole cache once per token,
  * so it runs at the read rate of the memory they sit in. On the 2-core
