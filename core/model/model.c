@@ -286,15 +286,8 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
         for (int pass = 0; pass < 2; pass++) {
             size_t at = 0;
             for (uint32_t i = 0; i <= hp->n_layers; i++) {
-                st_weight *all[7];
-                size_t k = 0;
-                if (i == hp->n_layers) {
-                    all[k++] = &m->output;
-                } else {
-                    st_model_layer *L = &m->layers[i];
-                    all[k++] = &L->wq; all[k++] = &L->wk; all[k++] = &L->wv; all[k++] = &L->wo;
-                    all[k++] = &L->gate; all[k++] = &L->up; all[k++] = &L->down;
-                }
+                st_weight *all[ST_MODEL_STEP_MATS];
+                size_t k = st_model_step_matrices(m, i, all);
                 for (size_t j = 0; j < k; j++) {
                     size_t bytes = st_repack_bytes(all[j]);
                     if (!bytes)
@@ -324,6 +317,19 @@ st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag)
 fail:
     st_model_free(m);
     return s;
+}
+
+size_t st_model_step_matrices(st_model *m, uint32_t l, st_weight *out[ST_MODEL_STEP_MATS])
+{
+    if (l >= m->hp.n_layers) {
+        out[0] = &m->output;
+        return 1;
+    }
+    st_model_layer *L = &m->layers[l];
+    st_weight *w[ST_MODEL_STEP_MATS] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up,
+                                         &L->down };
+    memcpy(out, w, sizeof w);
+    return ST_MODEL_STEP_MATS;
 }
 
 void st_model_free(st_model *m)

@@ -54,6 +54,12 @@ typedef struct st_model {
     size_t packed_arena_bytes;
 } st_model;
 
+/* The matrices a decoded token reads in step l, in the order it reads
+ * them: layer l's wq, wk, wv, wo, gate, up, down, or (l == n_layers) the
+ * output matrix alone. Returns how many (7 or 1). */
+#define ST_MODEL_STEP_MATS 7
+size_t st_model_step_matrices(st_model *m, uint32_t l, st_weight *out[ST_MODEL_STEP_MATS]);
+
 /* Read the llama hyperparameters and find and shape-check every tensor
  * (position_embd.weight is optional: [n_embd, rows]). */
 st_status st_model_load(const st_gguf *g, st_model **out, st_diag *diag);

@@ -176,13 +176,17 @@ Test(forward_model, packed_matrices_share_one_arena)
     const uint8_t *lo = m->packed_arena, *hi = lo + m->packed_arena_bytes, *end = lo;
     size_t n = 0;
     for (uint32_t l = 0; l <= m->hp.n_layers; l++) {
-        const st_model_layer *L = l < m->hp.n_layers ? &m->layers[l] : NULL;
-        const st_weight *ws[7] = {&m->output};
-        size_t k = 1;
-        if (L) {
+        st_weight *ws[ST_MODEL_STEP_MATS];
+        size_t k = st_model_step_matrices(f.m, l, ws);
+        cr_assert_eq(k, l < m->hp.n_layers ? 7u : 1u);
+        if (l < m->hp.n_layers) {
+            /* The order itself: a decoded token's reads, one layer. */
+            const st_model_layer *L = &m->layers[l];
             const st_weight *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
-            memcpy(ws, lw, sizeof lw);
-            k = 7;
+            for (size_t j = 0; j < k; j++)
+                cr_assert_eq(ws[j], lw[j], "layer %u: matrix %zu out of decode order", l, j);
+        } else {
+            cr_assert_eq(ws[0], &m->output);
         }
         for (size_t j = 0; j < k; j++) {
             const st_weight *w = ws[j];
