@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mtrb_postprocess_probe import Ranked, all_but_the_top, center, rocchio, unit  # noqa: E402
+from mtrb_postprocess_probe import (  # noqa: E402
+    Ranked, all_but_the_top, center, csls_tools, rocchio, unit)
 
 
 def vectors(n, dim=16, seed=0):
@@ -46,3 +47,17 @@ def test_ranked_breaks_ties_by_tool_order():
     r = Ranked(docs, unit(np.array([[1.0, 0]])))
     r.row = {"q": 0}
     assert r.rank("q", 3) == [0, 1, 2]
+
+
+def test_csls_tools_lowers_a_crowded_tool():
+    # Tools 0-2 crowd together, tool 3 stands alone; a query equally near
+    # tool 0 and tool 3 ranks the lone tool first once crowding counts.
+    docs = unit(np.array([[1.0, 0, 0], [0.99, 0, 0.1], [0.99, 0, -0.1], [0, 1.0, 0]]))
+    query = unit(np.array([[1.0, 1.0, 0]]))
+    _, _, pen = csls_tools(docs, query, 2)
+    assert pen[0] > pen[3]
+    plain = Ranked(docs, query)
+    plain.row = {"q": 0}
+    fixed = Ranked(docs, query, pen)
+    fixed.row = {"q": 0}
+    assert plain.rank("q", 1) == [0] and fixed.rank("q", 1) == [3]
