@@ -4,6 +4,7 @@
  * character.
  */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8_text.h"
@@ -30,4 +31,19 @@ Test(utf8_text, a_character_that_does_not_fit_is_left_out_whole)
     cr_assert_str_eq(st_utf8_clean("a\xc3\xa9z", out, sizeof out), "a\xc3\xa9z");
     char one[1];
     cr_assert_str_eq(st_utf8_clean("abc", one, sizeof one), "");
+}
+
+Test(utf8_text, clean_dup_keeps_the_length_and_replaces_bad_bytes_and_nul)
+{
+    /* A stored document: invalid bytes, an embedded NUL, a character cut
+     * by the end of the text; every valid character is kept. */
+    const char in[] = "ok \xc3\xa9\xff\0x\xe2\x82";
+    char *out = st_utf8_clean_dup(in, sizeof in - 1);
+    cr_assert_not_null(out);
+    cr_assert_eq(strlen(out), sizeof in - 1);
+    cr_assert_str_eq(out, "ok \xc3\xa9??x??");
+    free(out);
+    out = st_utf8_clean_dup("", 0);
+    cr_assert_str_eq(out, "");
+    free(out);
 }

@@ -625,3 +625,113 @@ def test_msgpack_rpc_refuses_containers_larger_than_the_body_limit(models_dir, t
         rpc.sock.close()
     finally:
         assert s.stop() == 0
+
+
+# -- retrieval-augmented requests --
+
+RAG_DOCS = [
+    ("otters", "Otters hold hands while they sleep."),
+    ("kiln", "A kiln fires clay pots overnight."),
+    ("comet", "A comet grows a tail near the sun."),
+]
+
+
+@pytest.fixture(scope="module")
+def rag_server(tmp_path_factory, models_dir):
+    """A model whose manifest names a bm25 index of three documents."""
+    d = tmp_path_factory.mktemp("rag")
+    tiny = models_dir.parent / "tiny.gguf"
+    base = manifest_text(tiny, 256, 1, "  - plugin: greedy\n")
+    retriever = "retriever:\n  plugin: bm25\n  params: {tokenizer: words}\n"
+    (d / "build.yaml").write_text(base + retriever)
+    docs = d / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in RAG_DOCS))
+    subprocess.run([str(tool("stretch")), "retrieve", "index", "-m", str(d / "build.yaml"),
+                    "--out", str(d / "docs.bm25"), "--jsonl", str(docs), "--id-field", "id",
+                    "--text-field", "text"], check=True, capture_output=True)
+    served = d / "manifests"
+    served.mkdir()
+    (served / "rag.yaml").write_text(base + retriever + "  index: ../docs.bm25\n  top_k: 2\n")
+    s = Server(served, "--rpc", f"unix:{d / 'rpc.sock'}")
+    line = s.proc.stdout.readline()
+    assert "msgpack-RPC on unix:" in line, line
+    s.rpc_sock = d / "rpc.sock"
+    yield s, served / "rag.yaml"
+    assert s.stop() == 0
+
+
+def test_rag_completion_equals_stretch_run(rag_server):
+    s, manifest = rag_server
+    prompt = "Why do otters hold hands?"
+    want = run_cli(manifest, prompt, 8)
+    assert [h["id"] for h in want["retrieved"]][0] == "otters"
+    r = s.client().completions.create(model="rag", prompt=prompt, max_tokens=8)
+    assert r.choices[0].text == want["text"]
+    # The augmented prompt is what was read: the template and both hits.
+    assert r.usage.prompt_tokens == len(want["prompt_ids"])
+    got = r.model_extra["retrieved"]
+    assert [(h["rank"], h["id"], h["doc"]) for h in got] == \
+        [(h["rank"], h["id"], h["doc"]) for h in want["retrieved"]]
+    assert got[0]["text"] == RAG_DOCS[0][1]
+    assert got[0]["score"] == pytest.approx(want["retrieved"][0]["score"], rel=1e-6)
+
+
+def test_rag_chat_augments_the_last_user_message(rag_server):
+    s, manifest = rag_server
+    question = "What does a kiln fire?"
+    want = run_cli(manifest, question, 8, "--chat")
+    r = s.client().chat.completions.create(
+        model="rag", max_tokens=8,
+        messages=[{"role": "user", "content": "Hello"},
+                  {"role": "assistant", "content": "Hi."},
+                  {"role": "user", "content": question}])
+    assert r.model_extra["retrieved"][0]["id"] == "kiln"
+    alone = s.client().chat.completions.create(
+        model="rag", max_tokens=8, messages=[{"role": "user", "content": question}])
+    assert alone.choices[0].message.content == want["text"]
+    assert alone.usage.prompt_tokens == len(want["prompt_ids"])
+    assert [h["id"] for h in alone.model_extra["retrieved"]] == \
+        [h["id"] for h in want["retrieved"]]
+
+
+def test_rag_can_be_turned_off_per_request(rag_server):
+    s, manifest = rag_server
+    prompt = "Why do otters hold hands?"
+    want = run_cli(manifest, prompt, 8, "--no-retrieval")
+    r = s.client().completions.create(model="rag", prompt=prompt, max_tokens=8,
+                                      extra_body={"retrieval": False})
+    assert r.choices[0].text == want["text"]
+    assert r.usage.prompt_tokens == len(want["prompt_ids"])
+    assert "retrieved" not in (r.model_extra or {})
+    status, _, body = s.request("POST", "/v1/completions",
+                                {"model": "rag", "prompt": "x", "retrieval": "no"})
+    err = json.loads(body)["error"]
+    assert status == 400 and err["param"] == "retrieval" and "boolean" in err["message"]
+
+
+def test_rag_streaming_names_the_hits_first(rag_server):
+    s, _ = rag_server
+    c = s.client()
+    whole = c.completions.create(model="rag", prompt="A comet near the sun", max_tokens=8)
+    chunks = list(c.completions.create(model="rag", prompt="A comet near the sun",
+                                       max_tokens=8, stream=True))
+    assert chunks[0].model_extra["retrieved"] == whole.model_extra["retrieved"]
+    assert all("retrieved" not in (ch.model_extra or {}) for ch in chunks[1:])
+    assert "".join(ch.choices[0].text for ch in chunks) == whole.choices[0].text
+
+
+def test_rag_over_msgpack_rpc(rag_server):
+    pytest.importorskip("msgpack")
+    s, manifest = rag_server
+    want = run_cli(manifest, "Why do otters hold hands?", 8)
+    rpc = Rpc(s.rpc_sock)
+    err, res, streamed = rpc.call("generate", [{"model": "rag", "max_tokens": 8,
+                                                "prompt": "Why do otters hold hands?"}])
+    assert err is None, err
+    assert res["text"] == want["text"] == streamed
+    assert [h["id"] for h in res["retrieved"]] == [h["id"] for h in want["retrieved"]]
+    assert res["retrieved"][0]["text"] == RAG_DOCS[0][1]
+    err, res, _ = rpc.call("generate", [{"model": "rag", "max_tokens": 8, "retrieval": False,
+                                         "prompt": "Why do otters hold hands?"}])
+    assert err is None and "retrieved" not in res
+    rpc.sock.close()

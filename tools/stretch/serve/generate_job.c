@@ -6,6 +6,7 @@
  * detach, free). model_runner.c decides when a job runs.
  */
 #include "server.h"
+#include "utf8_text.h"
 
 #include <jansson.h>
 #include <msgpack.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <stretch/retrieval.h>
 #include <stretch/stretch.h>
 
 double st_serve_now(void)
@@ -94,9 +96,77 @@ static void rpc_token(st_job *job, const char *text, size_t len)
     emit_frame(job, &sb);
 }
 
-/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}}] */
+/* A stored id or text as a reply's string: JSON and the RPC clients'
+ * decoders take UTF-8 only, and an index holds whatever files it read. */
+static void pack_clean(msgpack_packer *pk, const char *s, size_t n)
+{
+    char *c = st_utf8_clean_dup(s, n);
+    pack_str(pk, c ? c : "", c ? n : 0);
+    free(c);
+}
+
+static json_t *json_clean(const char *s, size_t n)
+{
+    char *c = st_utf8_clean_dup(s, n);
+    json_t *v = c ? json_stringn(c, n) : NULL;
+    free(c);
+    return v;
+}
+
+/* The hits as `stretch run --json` lists them: [{rank, doc, id, score,
+ * text}], text null when the index keeps none. */
+static void pack_hits(msgpack_packer *pk, const st_retrieval *hits)
+{
+    size_t n = st_retrieval_count(hits);
+    msgpack_pack_array(pk, n);
+    for (size_t i = 0; i < n; i++) {
+        const st_retrieved *h = st_retrieval_at(hits, i);
+        msgpack_pack_map(pk, 5);
+        pack_str(pk, "rank", 4);
+        msgpack_pack_uint64(pk, i + 1);
+        pack_str(pk, "doc", 3);
+        msgpack_pack_uint64(pk, h->doc);
+        pack_str(pk, "id", 2);
+        pack_clean(pk, h->id, h->id_len);
+        pack_str(pk, "score", 5);
+        msgpack_pack_double(pk, h->score);
+        pack_str(pk, "text", 4);
+        if (h->text)
+            pack_clean(pk, h->text, h->text_len);
+        else
+            msgpack_pack_nil(pk);
+    }
+}
+
+static json_t *hits_json(const st_retrieval *hits)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < st_retrieval_count(hits); i++) {
+        const st_retrieved *h = st_retrieval_at(hits, i);
+        json_t *o = json_object();
+        /* json_object_set_new takes each value's reference even when it
+         * fails, so a NULL from an allocation only leaves a key out. */
+        if (!o || json_object_set_new(o, "rank", json_integer((json_int_t)(i + 1))) ||
+            json_object_set_new(o, "doc", json_integer((json_int_t)h->doc)) ||
+            json_object_set_new(o, "id", json_clean(h->id, h->id_len)) ||
+            json_object_set_new(o, "score", json_real(h->score)) ||
+            json_object_set_new(o, "text", h->text ? json_clean(h->text, h->text_len)
+                                                   : json_null())) {
+            json_decref(o);
+            json_decref(a);
+            return NULL;
+        }
+        if (json_array_append_new(a, o)) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}[, "retrieved": [...]]}] */
 static void rpc_result(st_job *job, const char *text, size_t len, const char *finish,
-                       uint32_t n_prompt, uint32_t n_generated)
+                       uint32_t n_prompt, uint32_t n_generated, const st_retrieval *hits)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -106,7 +176,7 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
     msgpack_pack_int(&pk, 1);
     msgpack_pack_uint32(&pk, job->rpc_msgid);
     msgpack_pack_nil(&pk);
-    msgpack_pack_map(&pk, 3);
+    msgpack_pack_map(&pk, hits ? 4 : 3);
     pack_str(&pk, "text", 4);
     pack_str(&pk, text, len);
     pack_str(&pk, "finish_reason", 13);
@@ -119,6 +189,10 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
     msgpack_pack_uint32(&pk, n_generated);
     pack_str(&pk, "total_tokens", 12);
     msgpack_pack_uint32(&pk, n_prompt + n_generated);
+    if (hits) {
+        pack_str(&pk, "retrieved", 9);
+        pack_hits(&pk, hits);
+    }
     emit_frame(job, &sb);
 }
 
@@ -159,6 +233,7 @@ void st_job_fail(st_job *job, int status, const char *message, const char *param
 
 typedef struct gen_state {
     st_job *job;
+    const st_retrieval *hits;  /* what the prompt was augmented with, or NULL */
     char *text;
     size_t len, cap;
     size_t sent;               /* bytes of text already streamed */
@@ -227,6 +302,8 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
     }
     json_t *chunk = chunk_base(job);
     json_object_set_new(chunk, "choices", json_pack("[o]", choice));
+    if (!g->first_chunk_sent && g->hits)
+        json_object_set_new(chunk, "retrieved", hits_json(g->hits));
     emit_event(job, chunk);
     g->first_chunk_sent = true;
 }
@@ -304,7 +381,8 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
     if (job->is_rpc) {
         if (g->len > g->sent)
             rpc_token(job, g->text + g->sent, g->len - g->sent);
-        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens);
+        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens,
+                   g->hits);
         job_finish(job, false);
         return;
     }
@@ -339,6 +417,8 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
                              job->req.chat ? "chat.completion" : "text_completion", "created",
                              (json_int_t)job->created, "model", job->req.model, "choices",
                              choice, "usage", usage);
+    if (resp && g->hits)
+        json_object_set_new(resp, "retrieved", hits_json(g->hits));
     char *body = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     size_t n = 0;
@@ -357,12 +437,51 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
 
 struct st_job_run {
     st_job *job;
+    st_retrieval *hits;
+    char *augmented;           /* the prompt or user message with the hits */
     int32_t *ids;
     size_t n_ids;
     st_sampler_override ov[2];
     st_generate_params gp;
     gen_state g;
 };
+
+static void st_job_run_free(st_job_run *r)
+{
+    st_free(r->ids);
+    st_free(r->augmented);
+    st_retrieval_free(r->hits);
+    free(r);
+}
+
+/* Retrieval-augmented requests (docs/server.md): when the model's manifest
+ * names a retriever index, the prompt (a completion) or the last user
+ * message (a chat) is looked up and replaced by the manifest's template
+ * with the best hits, as `stretch run` and `run --chat` do. This runs on
+ * the model's runner thread, which owns the engine and its retriever. */
+static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
+                         size_t *user_at, st_error *err)
+{
+    st_retriever *ret = req->no_retrieval ? NULL : st_engine_retriever(e);
+    if (!ret || !st_retriever_index_path(ret))
+        return ST_OK;
+    const char *query = req->chat ? NULL : req->prompt;
+    for (size_t i = req->n_messages; req->chat && i-- > 0;)
+        if (!strcmp(req->messages[i].role, "user")) {
+            *user_at = i;
+            query = req->messages[i].content;
+            break;
+        }
+    if (!query)
+        return ST_OK; /* a chat without a user message: nothing to look up */
+    st_status st = st_retriever_query(ret, query, strlen(query), st_retriever_top_k(ret),
+                                      &r->hits, err);
+    if (st == ST_OK)
+        st = st_retriever_render(ret, query, r->hits, &r->augmented, err);
+    if (st != ST_OK)
+        *user_at = SIZE_MAX;
+    return st;
+}
 
 st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
 {
@@ -380,16 +499,25 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
     st_error err;
     memset(&err, 0, sizeof err);
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
-    st_status st;
+    size_t user_at = SIZE_MAX;
+    st_status st = augment(r, e, req, &user_at, &err);
+    if (st != ST_OK) {
+        snprintf(msg, sizeof msg, "retrieval failed: %.400s", err.message);
+        st_job_run_free(r);
+        st_job_fail(job, st == ST_E_INVALID ? 400 : 500, msg, NULL);
+        return NULL;
+    }
+    r->g.hits = r->hits;
     if (req->chat) {
         st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
         if (!msgs) {
-            free(r);
+            st_job_run_free(r);
             st_job_fail(job, 500, "out of memory", NULL);
             return NULL;
         }
         for (size_t i = 0; i < req->n_messages; i++)
-            msgs[i] = (st_chat_message){req->messages[i].role, req->messages[i].content};
+            msgs[i] = (st_chat_message){req->messages[i].role,
+                                        i == user_at ? r->augmented : req->messages[i].content};
         /* Message text is plain text: no special tokens parsed from it. */
         st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
                                               &r->n_ids, &err);
@@ -397,8 +525,9 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
     } else {
         /* A completion prompt is the client's own formatting, markers
          * included, as `stretch run` reads a raw prompt. */
-        st = st_engine_tokenize(e, req->prompt, strlen(req->prompt),
-                                bos | ST_ENCODE_PARSE_SPECIAL, &r->ids, &r->n_ids, &err);
+        const char *prompt = r->augmented ? r->augmented : req->prompt;
+        st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL,
+                                &r->ids, &r->n_ids, &err);
     }
     int status = 0;
     const char *param = req->chat ? "messages" : "prompt";
@@ -419,8 +548,7 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         param = "max_tokens";
     }
     if (status) {
-        st_free(r->ids);
-        free(r);
+        st_job_run_free(r);
         st_job_fail(job, status, msg, param);
         return NULL;
     }
@@ -482,8 +610,7 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
                         stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
     }
     free(g->text);
-    st_free(r->ids);
-    free(r);
+    st_job_run_free(r);
 }
 
 /* -- the loop thread's side -- */

@@ -255,6 +255,15 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
     json_t *so = field(root, "stream_options");
     if (so && json_is_true(json_object_get(so, "include_usage")))
         r->include_usage = true;
+    /* stretch's own: a model whose manifest names a retriever index
+     * augments the prompt unless the request turns that off. */
+    json_t *retrieval = field(root, "retrieval");
+    if (retrieval) {
+        if (!json_is_boolean(retrieval))
+            return fail(msg, size, param, "retrieval", "'retrieval': expected a boolean, "
+                        "found %s", type_of(retrieval));
+        r->no_retrieval = json_is_false(retrieval);
+    }
     return parse_stop(root, r, msg, size, param);
 }
 

@@ -34,6 +34,7 @@ typedef struct st_gen_request {
     size_t n_stops;
     bool stream;
     bool include_usage;        /* stream_options.include_usage */
+    bool no_retrieval;         /* "retrieval": false: skip the manifest's index */
 } st_gen_request;
 
 /* Parse and check a body (len bytes of JSON). On failure msg (always

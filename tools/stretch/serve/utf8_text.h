@@ -14,4 +14,10 @@
  * does not fit is left out whole. Returns out. */
 char *st_utf8_clean(const char *in, char *out, size_t cap);
 
+/* The len bytes at `in` as a new NUL-terminated string (free it), whole:
+ * each byte that does not start a valid UTF-8 character, or that is NUL,
+ * becomes '?'. For stored text (a retrieved document) put into a reply.
+ * NULL when out of memory. */
+char *st_utf8_clean_dup(const char *in, size_t len);
+
 #endif
