@@ -616,10 +616,17 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                 for (uint32_t h = 0; h < hp->n_kv_heads; h++) {
                     /* Per-head slot sets: each head's block starts at its count. */
                     uint32_t s0 = kv->hn ? kv->hn[st_kv_head_index(kv, T->layer, h)] : T->slot0;
-                    st_kv_store_row(kv->type, kf + (size_t)h * hd,
-                                    st_kv_at(kv, T->layer, kv->k[T->layer], h, s0 + t), hd);
-                    st_kv_store_row(kv->type, vf + (size_t)h * hd,
-                                    st_kv_at(kv, T->layer, kv->v[T->layer], h, s0 + t), hd);
+                    uint8_t *kd = st_kv_at(kv, T->layer, kv->k[T->layer], h, s0 + t);
+                    uint8_t *vd = st_kv_at(kv, T->layer, kv->v[T->layer], h, s0 + t);
+                    if (kv->type == ST_KV_F16) {
+                        /* The common cache, on the caller between two tasks
+                         * of every layer: the ISA's conversion, not a loop. */
+                        c->kern->to_f16(kf + (size_t)h * hd, (uint16_t *)kd, hd);
+                        c->kern->to_f16(vf + (size_t)h * hd, (uint16_t *)vd, hd);
+                    } else {
+                        st_kv_store_row(kv->type, kf + (size_t)h * hd, kd, hd);
+                        st_kv_store_row(kv->type, vf + (size_t)h * hd, vd, hd);
+                    }
                 }
                 break;
             }

@@ -171,6 +171,10 @@ typedef struct st_cpu_kernels {
     /* x[i] = GELU(x[i] + bias[i]) = y (1 + erf(y / sqrt 2)) / 2, erf as
      * st_erf_approx (erf_approx.h): the encoders' feed-forward. */
     void (*gelu_bias)(float *x, const float *bias, uint32_t n);
+    /* dst[i] = st_cpu_to_half(src[i]), bit for bit but for a NaN's payload
+     * (any NaN stays a NaN): a decode step's new keys and values into an
+     * f16 cache, eight at a time where the ISA converts them. */
+    void (*to_f16)(const float *src, uint16_t *dst, uint32_t n);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */

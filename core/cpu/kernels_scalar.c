@@ -247,6 +247,12 @@ ST_KV_SCALAR(f32, ST_KV_F32)
 ST_KV_SCALAR(f16, ST_KV_F16)
 ST_KV_SCALAR(q8_0, ST_KV_Q8_0)
 
+static void to_f16(const float *src, uint16_t *dst, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        dst[i] = st_cpu_to_half(src[i]);
+}
+
 static void gelu_bias(float *x, const float *bias, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
@@ -270,6 +276,7 @@ static const st_cpu_kernels scalar_kernels = {
     .kv_rows = st_cpu_kv_rows_scalar,
     .quantize_act = st_quantize_act_row,
     .gelu_bias = gelu_bias,
+    .to_f16 = to_f16,
 };
 
 const st_cpu_kernels *st_cpu_kernels_scalar(void)

@@ -951,3 +951,42 @@ Test(kernels, attn_decode_f16_matches_double)
             free(k); free(v); free(kd); free(vd); free(q); free(x);
         }
 }
+
+/* Every path's to_f16 (the decode step's stores into an f16 cache) gives
+ * st_cpu_to_half's bits: every 4,099th float bit pattern (normals,
+ * subnormal halves, values that round to infinity, infinities), lengths
+ * with and without a tail of 8; a NaN stays a NaN. */
+Test(kernels, to_f16_matches_the_scalar_conversion)
+{
+    enum { N = 1027 };
+    float src[N];
+    uint16_t want[N], got[N];
+    for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+        const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)kn->isa != isa)
+            continue;
+        cr_assert_not_null(kn->to_f16, "isa %d has no to_f16", isa);
+        for (uint64_t u0 = 0; u0 < (1ull << 32); u0 += (uint64_t)N * 4099u) {
+            for (uint32_t i = 0; i < N; i++) {
+                uint32_t u = (uint32_t)(u0 + (uint64_t)i * 4099u);
+                memcpy(&src[i], &u, sizeof u);
+                want[i] = st_cpu_to_half(src[i]);
+            }
+            uint32_t n = (uint32_t)(u0 / ((uint64_t)N * 4099u)) % 2 ? N : N - 3;
+            memset(got, 0xAA, sizeof got);
+            kn->to_f16(src, got, n);
+            for (uint32_t i = 0; i < n; i++) {
+                bool nan = isnan(src[i]);
+                if (nan)
+                    cr_assert((got[i] & 0x7c00u) == 0x7c00u && (got[i] & 0x3ffu),
+                              "isa %d: NaN %08x gave %04x", isa, (unsigned)(u0 + i * 4099u),
+                              got[i]);
+                else
+                    cr_assert_eq(got[i], want[i], "isa %d: %a gave %04x, want %04x", isa,
+                                 (double)src[i], got[i], want[i]);
+            }
+            cr_assert_eq(got[n < N ? n : N - 1], n < N ? 0xAAAA : got[N - 1],
+                         "isa %d wrote past n", isa);
+        }
+    }
+}
