@@ -652,6 +652,8 @@ def rag_server(tmp_path_factory, models_dir):
     served = d / "manifests"
     served.mkdir()
     (served / "rag.yaml").write_text(base + retriever + "  index: ../docs.bm25\n  top_k: 2\n")
+    (served / "reranked.yaml").write_text(
+        base + retriever + "  index: ../docs.bm25\n  top_k: 2\n  rerank: 3\n")
     s = Server(served, "--rpc", f"unix:{d / 'rpc.sock'}")
     line = s.proc.stdout.readline()
     assert "msgpack-RPC on unix:" in line, line
@@ -735,3 +737,19 @@ def test_rag_over_msgpack_rpc(rag_server):
                                          "prompt": "Why do otters hold hands?"}])
     assert err is None and "retrieved" not in res
     rpc.sock.close()
+
+
+def test_rag_rerank_in_the_server_equals_stretch_run(rag_server):
+    # `rerank:` scores with the served model itself (model_score's scratch
+    # cache): the same hits, scores and answer as `stretch run`.
+    s, manifest = rag_server
+    reranked = manifest.parent / "reranked.yaml"
+    prompt = "Why do otters hold hands?"
+    want = run_cli(reranked, prompt, 6)
+    r = s.client().completions.create(model="reranked", prompt=prompt, max_tokens=6)
+    got = r.model_extra["retrieved"]
+    assert [h["id"] for h in got] == [h["id"] for h in want["retrieved"]]
+    assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want["retrieved"]],
+                                                      rel=1e-5)
+    assert got[0]["score"] < 0  # a log-likelihood now, not a bm25 score
+    assert r.choices[0].text == want["text"]
