@@ -682,9 +682,21 @@ static st_status res_logits(st_bres *r, const st_weight *out, uint32_t first, ui
     return rc == CL_SUCCESS ? ST_OK : cl_fail(diag, "reading the logits", rc);
 }
 
+/* A named activation buffer, or an error: the callers pass constants,
+ * but a Release build's bounds analysis (GCC 12, -O3) cannot see that. */
+static st_status act_known(st_bact a, st_diag *diag)
+{
+    if ((unsigned)a < ST_BACT_COUNT)
+        return ST_OK;
+    return st_diag_set(diag, ST_E_INVALID, "", 0, 0, "opencl: activation buffer %d of %d",
+                       (int)a, (int)ST_BACT_COUNT);
+}
+
 static st_status res_read(st_bres *r, st_bact a, uint32_t nt, float *dst, st_diag *diag)
 {
     st_status s = check(r, diag);
+    if (s == ST_OK)
+        s = act_known(a, diag);
     if (s != ST_OK)
         return s;
     cl_int rc = clEnqueueReadBuffer(r->f->c->queue, r->act[a], CL_TRUE, 0,
@@ -696,6 +708,8 @@ static st_status res_read(st_bres *r, st_bact a, uint32_t nt, float *dst, st_dia
 static st_status res_write(st_bres *r, st_bact a, uint32_t nt, const float *src, st_diag *diag)
 {
     st_status s = check(r, diag);
+    if (s == ST_OK)
+        s = act_known(a, diag);
     return s != ST_OK ? s
                       : write_buf(r, r->act[a], 0, (size_t)nt * act_width(r, a) * sizeof(float),
                                   src, diag);
