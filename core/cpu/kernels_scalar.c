@@ -249,8 +249,7 @@ ST_KV_SCALAR(q8_0, ST_KV_Q8_0)
 
 static void to_f16(const float *src, uint16_t *dst, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++)
-        dst[i] = st_cpu_to_half(src[i]);
+    st_kv_store_row(ST_KV_F16, src, dst, n);
 }
 
 static void gelu_bias(float *x, const float *bias, uint32_t n)
