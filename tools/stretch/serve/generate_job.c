@@ -233,7 +233,7 @@ void st_job_fail(st_job *job, int status, const char *message, const char *param
 
 typedef struct gen_state {
     st_job *job;
-    const st_retrieval *hits;  /* what the prompt was augmented with, or NULL */
+    st_retrieval *hits;        /* what the prompt was augmented with, or NULL (owned) */
     char *text;
     size_t len, cap;
     size_t sent;               /* bytes of text already streamed */
@@ -437,8 +437,7 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
 
 struct st_job_run {
     st_job *job;
-    st_retrieval *hits;
-    char *augmented;           /* the prompt or user message with the hits */
+    char *augmented;           /* the prompt or user message with g.hits */
     int32_t *ids;
     size_t n_ids;
     st_sampler_override ov[2];
@@ -450,7 +449,7 @@ static void st_job_run_free(st_job_run *r)
 {
     st_free(r->ids);
     st_free(r->augmented);
-    st_retrieval_free(r->hits);
+    st_retrieval_free(r->g.hits);
     free(r);
 }
 
@@ -475,9 +474,9 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     if (!query)
         return ST_OK; /* a chat without a user message: nothing to look up */
     st_status st = st_retriever_query(ret, query, strlen(query), st_retriever_top_k(ret),
-                                      &r->hits, err);
+                                      &r->g.hits, err);
     if (st == ST_OK)
-        st = st_retriever_render(ret, query, r->hits, &r->augmented, err);
+        st = st_retriever_render(ret, query, r->g.hits, &r->augmented, err);
     if (st != ST_OK)
         *user_at = SIZE_MAX;
     return st;
@@ -507,7 +506,6 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         st_job_fail(job, st == ST_E_INVALID ? 400 : 500, msg, NULL);
         return NULL;
     }
-    r->g.hits = r->hits;
     if (req->chat) {
         st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
         if (!msgs) {
