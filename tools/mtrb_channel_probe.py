@@ -24,7 +24,6 @@ before the first run.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -35,11 +34,6 @@ from mtrb_reference import FILES, load, scores  # noqa: E402
 ASK = "A user asks: {query}\nA software tool that serves this request: "
 PRIOR = "A software tool: "
 RRF_K = 60
-
-
-def tool_names(dataset, folder):
-    raw = json.loads((Path(folder) / FILES[dataset][0]).read_text())
-    return [t["tool_usage"] for t in raw] if dataset == "restbench" else list(raw)
 
 
 def reorder(candidates, score):
@@ -76,7 +70,7 @@ def main():
     import stretch  # noqa: E402  (the binding over build/lib/libstretch.so)
 
     docs, queries = load(a.dataset, a.data_dir, False)
-    names = tool_names(a.dataset, a.data_dir)
+    named, _ = load(a.dataset, a.data_dir, True)  # "NAME: DESCRIPTION", what is scored
     d = embed(a.stretch, docs)
     q = embed(a.stretch, [text for text, _ in queries])
     sim = q @ d.T
@@ -93,7 +87,7 @@ def main():
         top, rest = full[:a.depth], full[a.depth:]
         direct, pmi = {}, {}
         for j in top:
-            tail = f"{names[j]}: {docs[j]}"
+            tail = named[j]
             if j not in prior:
                 prior[j] = -nll(PRIOR, tail)
             direct[j] = -nll(ASK.format(query=text), tail)
