@@ -650,7 +650,7 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                 if (c->ggml)
                     st_gc_swiglu(g, g, c->u + (size_t)t * F, F);
                 else
-                    st_op_silu_mul(g, g, c->u + (size_t)t * F, F);
+                    c->kern->silu_mul(g, g, c->u + (size_t)t * F, F);
                 if (F % ST_ACT_BLOCK == 0)
                     c->kern->quantize_act(g, F, c->hq + (size_t)t * (F / ST_ACT_BLOCK));
                 break;

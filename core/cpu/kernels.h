@@ -175,6 +175,10 @@ typedef struct st_cpu_kernels {
      * (any NaN stays a NaN): a decode step's new keys and values into an
      * f16 cache, eight at a time where the ISA converts them. */
     void (*to_f16)(const float *src, uint16_t *dst, uint32_t n);
+    /* h = silu(g) * u (h may equal g), the default numerics' SwiGLU; the
+     * SIMD paths take e^x from exp_poly.h's polynomial, within a few ulp
+     * of the scalar path's expf (the ggml mode has st_gc_swiglu). */
+    void (*silu_mul)(float *h, const float *g, const float *u, uint32_t n);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */

@@ -8,6 +8,7 @@
 
 #include "erf_approx.h"
 #include "quant.h"
+#include "ops.h"
 
 int st_cpu_kernel_type(st_ggml_type t)
 {
@@ -276,6 +277,7 @@ static const st_cpu_kernels scalar_kernels = {
     .quantize_act = st_quantize_act_row,
     .gelu_bias = gelu_bias,
     .to_f16 = to_f16,
+    .silu_mul = st_op_silu_mul,
 };
 
 const st_cpu_kernels *st_cpu_kernels_scalar(void)

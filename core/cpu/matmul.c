@@ -117,7 +117,7 @@ static void glu_chunk(const st_matmul_job *job, uint32_t r0, uint32_t r1)
         if (job->glu_ggml)
             st_gc_swiglu(gt, gt, ut, r1 - r0);
         else
-            st_op_silu_mul(gt, gt, ut, r1 - r0);
+            job->kern->silu_mul(gt, gt, ut, r1 - r0);
         job->kern->quantize_act(gt, r1 - r0, job->glu_q + t * job->glu_ldq + r0 / ST_ACT_BLOCK);
     }
 }

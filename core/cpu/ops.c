@@ -5,11 +5,31 @@
 
 void st_op_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
-    float ss = 0.0f;
-    for (uint32_t i = 0; i < n; i++)
-        ss += x[i] * x[i];
-    float r = 1.0f / sqrtf(ss / (float)n + eps);
-    for (uint32_t i = 0; i < n; i++)
+    /* Sixteen running sums, then a fixed tree. One sum is a chain of n
+     * dependent adds (the compiler may not reorder float adds), and this
+     * runs on the caller between two tasks of every layer while the pool
+     * waits; the order is the same whatever the ISA vectorizes it to. */
+    float lane[16] = {0};
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (uint32_t j = 0; j < 16; j++)
+            lane[j] += x[i + j] * x[i + j];
+    for (uint32_t j = 0; i + j < n; j++)
+        lane[j] += x[i + j] * x[i + j];
+    for (uint32_t half = 8; half; half /= 2)
+        for (uint32_t j = 0; j < half; j++)
+            lane[j] += lane[j + half];
+    float r = 1.0f / sqrtf(lane[0] / (float)n + eps);
+    /* Through a local block: out may be x, so the compiler vectorizes a
+     * store to out only when it cannot overlap what is still to read. */
+    for (i = 0; i + 16 <= n; i += 16) {
+        float t[16];
+        for (uint32_t j = 0; j < 16; j++)
+            t[j] = x[i + j] * r * w[i + j];
+        for (uint32_t j = 0; j < 16; j++)
+            out[i + j] = t[j];
+    }
+    for (; i < n; i++)
         out[i] = x[i] * r * w[i];
 }
 

@@ -1,7 +1,8 @@
 /*
  * core/cpu/ops.h - the small per-token operations of the forward pass.
- * They are a few percent of the time, so they are plain C the compiler
- * vectorizes; the matmul kernels are where SIMD is hand-written.
+ * They are a few percent of the time, so they are plain C written so that
+ * the compiler can vectorize it; the matmul kernels, and the SwiGLU's
+ * exponentials (kernels.h silu_mul), are where SIMD is hand-written.
  */
 #ifndef ST_CORE_CPU_OPS_H
 #define ST_CORE_CPU_OPS_H
@@ -25,7 +26,8 @@ void st_op_rope(float *out, const float *x, const float *cs, const float *sn,
 /* In place softmax of n scores; n may be 0; all -inf gives all 0. */
 void st_op_softmax(float *x, uint32_t n);
 
-/* h = silu(g) * u. */
+/* h = silu(g) * u with glibc's expf: the scalar kernel table's silu_mul
+ * (the SIMD tables have their own, kernels.h). */
 void st_op_silu_mul(float *h, const float *g, const float *u, uint32_t n);
 
 #endif

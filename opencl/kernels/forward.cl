@@ -170,10 +170,15 @@ kernel void rmsnorm(global float *x, global const float *tmp, global const float
         for (uint i = 0; i < E; i++)
             xr[i] = xr[i] + r[i];
     }
-    float ss = 0.0f;
+    float lane[16];
+    for (uint j = 0; j < 16; j++)
+        lane[j] = 0.0f;
     for (uint i = 0; i < E; i++)
-        ss += xr[i] * xr[i];
-    float rs = 1.0f / sqrt(ss / (float)E + eps);
+        lane[i % 16] += xr[i] * xr[i];
+    for (uint width = 8; width; width /= 2)
+        for (uint j = 0; j < width; j++)
+            lane[j] += lane[j + width];
+    float rs = 1.0f / sqrt(lane[0] / (float)E + eps);
     for (uint i = 0; i < E; i++)
         o[i] = xr[i] * rs * w[i];
     for (uint b = 0; b < E / 32; b++)
@@ -258,7 +263,9 @@ inline float exp_dec(float x)
 
 /* ---- SwiGLU ----------------------------------------------------------- */
 
-/* g = silu(g) * u (st_op_silu_mul, with glibc's expf). */
+/* g = silu(g) * u as the x86 kernels' silu_mul (core/cpu/kernels_x86.inc)
+ * does it on one lane: e = e^-|g| through exp_dec, the sigmoid 1 / (1 + e)
+ * for g >= 0 and e / (1 + e) below. */
 kernel void swiglu(global float *g, global const float *u, uint F)
 {
     uint i = get_global_id(0), t = get_global_id(1);
@@ -266,7 +273,9 @@ kernel void swiglu(global float *g, global const float *u, uint F)
         return;
     size_t o = (size_t)t * F + i;
     float a = g[o];
-    g[o] = a / (1.0f + cpu_expf(-a)) * u[o];
+    float e = exp_dec(-fabs(a));
+    float sig = (signbit(a) ? e : 1.0f) / (1.0f + e);
+    g[o] = a * sig * u[o];
 }
 
 /* ---- the KV cache ----------------------------------------------------- */

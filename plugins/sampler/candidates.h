@@ -118,12 +118,20 @@ static inline bool st_cand_softmax(st_candidates *c)
 /* Index of the largest logit; the lowest id wins ties. -1 when empty. */
 static inline int64_t st_cand_argmax(const st_candidates *c)
 {
-    int64_t best = -1;
-    for (size_t i = 0; i < c->size; i++) {
-        const st_candidate *x = &c->data[i];
-        if (best < 0 || x->logit > c->data[best].logit ||
-            (x->logit == c->data[best].logit && x->id < c->data[best].id))
+    /* The best so far in registers: the loop runs over the whole
+     * vocabulary on every greedy step, between two forward passes. */
+    if (c->size == 0)
+        return -1;
+    int64_t best = 0;
+    float bl = c->data[0].logit;
+    int32_t bid = c->data[0].id;
+    for (size_t i = 1; i < c->size; i++) {
+        float l = c->data[i].logit;
+        if (l > bl || (l == bl && c->data[i].id < bid)) {
             best = (int64_t)i;
+            bl = l;
+            bid = c->data[i].id;
+        }
     }
     return best;
 }

@@ -2,6 +2,7 @@
  * against a double-precision dequantized product, on random data of odd
  * sizes and every tile width; the threaded matmul against one thread. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,7 +442,7 @@ Test(forward_kernels, matmul_glu_equals_products_then_swiglu)
                                 if (ggml)
                                     st_gc_swiglu(gt, gt, u1 + t * rows, rows);
                                 else
-                                    st_op_silu_mul(gt, gt, u1 + t * rows, rows);
+                                    kb->silu_mul(gt, gt, u1 + t * rows, rows);
                                 kb->quantize_act(gt, rows, q1 + t * nb);
                             }
                             st_matmul_job b = { .kern = kb, .n_mats = 2, .xq = xq,
@@ -988,5 +989,79 @@ Test(kernels, to_f16_matches_the_scalar_conversion)
             cr_assert_eq(got[n < N ? n : N - 1], n < N ? 0xAAAA : got[N - 1],
                          "isa %d wrote past n", isa);
         }
+    }
+}
+
+/* |got - want| within a few ulp of want (a float), or both the same
+ * non-finite value; near zero an absolute floor, for the subnormals the
+ * exp polynomial makes below e^-87. */
+static bool close_float(float got, double want, double rel)
+{
+    float wf = (float)want;
+    if (isnan(wf))
+        return isnan(got);
+    if (isinf(wf) || isinf(got))
+        return got == wf || fabs(want) > FLT_MAX * (1.0 - rel);
+    return fabs((double)got - want) <= rel * fabs(want) + 1e-35;
+}
+
+Test(kernels, silu_mul_is_silu_times_u_on_every_path)
+{
+    enum { N = 1027 };
+    float g[N], u[N], h[N + 1];
+    for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+        const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)kn->isa != isa)
+            continue;
+        cr_assert_not_null(kn->silu_mul, "isa %d has no silu_mul", isa);
+        uint32_t round = 0;
+        /* Every 4099th float bit pattern as g: both signs, zeros,
+         * subnormals, e^-g past the float range, infinities, NaNs. */
+        for (uint64_t u0 = 0; u0 < (1ull << 32); u0 += (uint64_t)N * 4099u, round++) {
+            for (uint32_t i = 0; i < N; i++) {
+                uint32_t b = (uint32_t)(u0 + (uint64_t)i * 4099u);
+                memcpy(&g[i], &b, sizeof b);
+                u[i] = (float)((int)(b % 4001u) - 2000) / 1000.0f;
+            }
+            uint32_t n = round % 2 ? N : N - 3;
+            float *out = round % 4 < 2 ? h : g; /* in place half the time */
+            float g0[N];
+            memcpy(g0, g, sizeof g0);
+            h[n] = 12345.0f;
+            if (out == g)
+                g[n] = 12345.0f;
+            kn->silu_mul(out, g, u, n);
+            for (uint32_t i = 0; i < n; i++) {
+                double x = g0[i];
+                double want = x / (1.0 + exp(-x)) * (double)u[i];
+                cr_assert(close_float(out[i], want, 4e-7), "isa %d: silu(%a) * %a = %a, want %a",
+                          isa, x, (double)u[i], (double)out[i], want);
+            }
+            cr_assert_eq(out[n], 12345.0f, "isa %d wrote past n", isa);
+        }
+    }
+}
+
+Test(kernels, rmsnorm_matches_double_at_every_length)
+{
+    enum { N = 1100 };
+    float x[N], w[N], out[N + 1];
+    for (uint32_t i = 0; i < N; i++) {
+        x[i] = (float)sin(0.37 * i) * (i % 7 ? 1.0f : 30.0f);
+        w[i] = 0.5f + (float)(i % 13) / 13.0f;
+    }
+    const uint32_t lengths[] = {1, 7, 15, 16, 17, 31, 64, 576, 1000, N};
+    for (size_t k = 0; k < sizeof lengths / sizeof *lengths; k++) {
+        uint32_t n = lengths[k];
+        double ss = 0.0;
+        for (uint32_t i = 0; i < n; i++)
+            ss += (double)x[i] * x[i];
+        double r = 1.0 / sqrt(ss / n + 1e-5);
+        out[n] = 777.0f;
+        st_op_rmsnorm(out, x, w, n, 1e-5f);
+        for (uint32_t i = 0; i < n; i++)
+            cr_assert(close_float(out[i], x[i] * r * w[i], 2e-6), "n %u: [%u] %a, want %a", n,
+                      i, (double)out[i], x[i] * r * w[i]);
+        cr_assert_eq(out[n], 777.0f, "n %u wrote past n", n);
     }
 }
