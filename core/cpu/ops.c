@@ -2,32 +2,38 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stddef.h>
 
 void st_op_rmsnorm(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
     /* Sixteen running sums, then a fixed tree. One sum is a chain of n
      * dependent adds (the compiler may not reorder float adds), and this
      * runs on the caller between two tasks of every layer while the pool
-     * waits; the order is the same whatever the ISA vectorizes it to. */
+     * waits; the order is the same whatever the ISA vectorizes it to.
+     * Blocks are read through a pointer: with x[i + j] on uint32_t the
+     * compiler must allow for i + j wrapping, and it gathered lanes. */
     float lane[16] = {0};
-    uint32_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (uint32_t j = 0; j < 16; j++)
-            lane[j] += x[i + j] * x[i + j];
-    for (uint32_t j = 0; i + j < n; j++)
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const float *xb = x + i;
+        for (size_t j = 0; j < 16; j++)
+            lane[j] += xb[j] * xb[j];
+    }
+    for (size_t j = 0; i + j < n; j++)
         lane[j] += x[i + j] * x[i + j];
-    for (uint32_t half = 8; half; half /= 2)
-        for (uint32_t j = 0; j < half; j++)
+    for (size_t half = 8; half; half /= 2)
+        for (size_t j = 0; j < half; j++)
             lane[j] += lane[j + half];
     float r = 1.0f / sqrtf(lane[0] / (float)n + eps);
     /* Through a local block: out may be x, so the compiler vectorizes a
      * store to out only when it cannot overlap what is still to read. */
     for (i = 0; i + 16 <= n; i += 16) {
-        float t[16];
-        for (uint32_t j = 0; j < 16; j++)
-            t[j] = x[i + j] * r * w[i + j];
-        for (uint32_t j = 0; j < 16; j++)
-            out[i + j] = t[j];
+        const float *xb = x + i, *wb = w + i;
+        float t[16], *ob = out + i;
+        for (size_t j = 0; j < 16; j++)
+            t[j] = xb[j] * r * wb[j];
+        for (size_t j = 0; j < 16; j++)
+            ob[j] = t[j];
     }
     for (; i < n; i++)
         out[i] = x[i] * r * w[i];
@@ -48,7 +54,22 @@ void st_op_rope_table(float *cs, float *sn, double pos, const float *inv_freq,
 void st_op_rope(float *out, const float *x, const float *cs, const float *sn,
                 uint32_t n_freq, uint32_t head_dim)
 {
-    for (uint32_t i = 0; i < n_freq; i++) {
+    /* Eight pairs a block, through a local copy (out may be x) and
+     * pointers (see st_op_rmsnorm), so that the compiler vectorizes it:
+     * this runs for every head of every layer on the caller. Each value
+     * is the same expression as in the tail. */
+    size_t i = 0;
+    for (; i + 8 <= n_freq; i += 8) {
+        const float *xb = x + 2 * i, *cb = cs + i, *sb = sn + i;
+        float t[16], *ob = out + 2 * i;
+        for (size_t j = 0; j < 8; j++) {
+            t[2 * j] = xb[2 * j] * cb[j] - xb[2 * j + 1] * sb[j];
+            t[2 * j + 1] = xb[2 * j] * sb[j] + xb[2 * j + 1] * cb[j];
+        }
+        for (size_t j = 0; j < 16; j++)
+            ob[j] = t[j];
+    }
+    for (; i < n_freq; i++) {
         float x0 = x[2 * i], x1 = x[2 * i + 1];
         out[2 * i] = x0 * cs[i] - x1 * sn[i];
         out[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
