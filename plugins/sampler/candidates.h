@@ -127,7 +127,8 @@ static inline int64_t st_cand_argmax(const st_candidates *c)
     int32_t bid = c->data[0].id;
     for (size_t i = 1; i < c->size; i++) {
         float l = c->data[i].logit;
-        if (l > bl || (l == bl && c->data[i].id < bid)) {
+        /* One compare for the many below the best; ties looked at after. */
+        if (l >= bl && (l > bl || c->data[i].id < bid)) {
             best = (int64_t)i;
             bl = l;
             bid = c->data[i].id;
