@@ -126,21 +126,21 @@ static st_status check_finite(st_engine *e, const float *logits, size_t rows, in
                               size_t first, st_error *err)
 {
     uint32_t nv = e->shape.n_vocab;
-    /* One pass without a branch a value (it vectorizes; the check runs
-     * on every decode step), and only a bad row looks for its token. */
+    /* It runs after every decode step, on the caller: one pass without a
+     * branch a value, 16 values a step so that it vectorizes, and only a
+     * bad row looks for its token. An exponent of all ones (an infinity
+     * or a NaN) carries into bit 31 when 1 is added to it. */
     for (size_t r = 0; r < rows; r++) {
-        /* An exponent of all ones (an infinity or a NaN) carries into bit
-         * 31 when 1 is added to it; 16 values a step so that it vectorizes. */
         const float *row = logits + r * nv;
-        uint32_t bad = 0, i = 0;
-        for (; i + 16 <= nv; i += 16) {
+        uint32_t bad = 0, k = 0;
+        for (; k + 16 <= nv; k += 16) {
             uint32_t bits[16];
-            memcpy(bits, row + i, sizeof bits);
+            memcpy(bits, row + k, sizeof bits);
             for (uint32_t j = 0; j < 16; j++)
                 bad |= (bits[j] & 0x7f800000u) + 0x00800000u;
         }
-        for (; i < nv; i++)
-            bad |= !isfinite(row[i]) ? 0x80000000u : 0u;
+        for (; k < nv; k++)
+            bad |= !isfinite(row[k]) ? 0x80000000u : 0u;
         if (!(bad & 0x80000000u))
             continue;
         for (uint32_t i = 0; i < nv; i++)
