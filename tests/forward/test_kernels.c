@@ -1008,7 +1008,7 @@ static bool close_float(float got, double want, double rel)
 Test(kernels, silu_mul_is_silu_times_u_on_every_path)
 {
     enum { N = 1027 };
-    float g[N], u[N], h[N + 1];
+    float g[N + 1], u[N], h[N + 1]; /* [n] holds a sentinel */
     for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
         const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
         if ((int)kn->isa != isa)
