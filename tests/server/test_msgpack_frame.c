@@ -176,6 +176,21 @@ static void pack_inf(msgpack_packer *pk) { msgpack_pack_float(pk, -INFINITY); }
 static void pack_big(msgpack_packer *pk) { msgpack_pack_uint64(pk, (uint64_t)INT64_MAX + 1); }
 static void pack_bin(msgpack_packer *pk) { msgpack_pack_bin_with_body(pk, "ab", 2); }
 static void pack_bad_utf8(msgpack_packer *pk) { msgpack_pack_str_with_body(pk, "\xff", 1); }
+static void pack_nul(msgpack_packer *pk) { msgpack_pack_str_with_body(pk, "x\0y", 3); }
+static void pack_only_nul(msgpack_packer *pk) { msgpack_pack_str_with_body(pk, "", 1); }
+static void pack_nul_in_message(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_str_with_body(pk, "messages", 8);
+    msgpack_pack_array(pk, 2);
+    for (int i = 0; i < 2; i++) {
+        msgpack_pack_map(pk, 2);
+        msgpack_pack_str_with_body(pk, "role", 4);
+        msgpack_pack_str_with_body(pk, "user", 4);
+        msgpack_pack_str_with_body(pk, "content", 7);
+        msgpack_pack_str_with_body(pk, i ? "a\0b" : "ab", 3 - (i == 0));
+    }
+}
 static void pack_bad_key(msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 1);
@@ -196,12 +211,17 @@ Test(msgpack_json, what_json_cannot_hold_is_refused_by_name)
         void (*pack)(msgpack_packer *);
         const char *msg;
     } cases[] = {
-        {pack_nan, "a number is not finite (NaN or infinity)"},
-        {pack_inf, "a number is not finite (NaN or infinity)"},
-        {pack_big, "an integer is too large (more than 2^63 - 1)"},
-        {pack_bin, "binary and extension values are not accepted"},
-        {pack_bad_utf8, "a string is not valid UTF-8 (or holds a NUL)"},
-        {pack_bad_key, "a map key is not valid UTF-8"},
+        /* Each refusal names where the value is: here the key "v". */
+        {pack_nan, "v: a number is not finite (NaN or infinity)"},
+        {pack_inf, "v: a number is not finite (NaN or infinity)"},
+        {pack_big, "v: an integer is too large (more than 2^63 - 1)"},
+        {pack_bin, "v: binary and extension values are not accepted"},
+        {pack_bad_utf8, "v: a string is not valid UTF-8"},
+        /* (C strings downstream: "x\0y" would be read as "x".) */
+        {pack_nul, "v: a string holds a NUL byte"},
+        {pack_only_nul, "v: a string holds a NUL byte"},
+        {pack_bad_key, "v: a map key is not valid UTF-8"},
+        {pack_nul_in_message, "v.messages[1].content: a string holds a NUL byte"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char msg[128];
@@ -217,9 +237,13 @@ Test(msgpack_json, what_json_cannot_hold_is_refused_by_name)
         deep[i].via.array.size = i + 1 < ST_MSGPACK_JSON_MAX_DEPTH + 2 ? 1 : 0;
         deep[i].via.array.ptr = i + 1 < ST_MSGPACK_JSON_MAX_DEPTH + 2 ? &deep[i + 1] : NULL;
     }
-    char msg[128];
+    char msg[256];
     cr_assert_null(st_msgpack_to_json(&deep[0], msg, sizeof msg));
-    cr_assert_str_eq(msg, "the request nests deeper than 32 levels");
+    char want[160] = "";
+    for (int i = 0; i <= ST_MSGPACK_JSON_MAX_DEPTH; i++)
+        strcat(want, "[0]");
+    strcat(want, ": the request nests deeper than 32 levels");
+    cr_assert_str_eq(msg, want);
     json_t *j = st_msgpack_to_json(&deep[2], msg, sizeof msg);
     cr_assert_not_null(j, "%s", msg);
     json_decref(j);

@@ -563,7 +563,13 @@ def test_msgpack_rpc(models_dir, tmp_path):
         err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x",
                                              "temperature": float("nan")}])
         assert res is None and err["code"] == 400, err
-        assert err["message"] == "a number is not finite (NaN or infinity)", err
+        assert err["message"] == "temperature: a number is not finite (NaN or infinity)", err
+        # A NUL in a string would cut it short as a C string downstream: a
+        # stop sequence "\0" was accepted as an empty one (found by fuzzing).
+        err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x",
+                                             "stop": ["\x00"]}])
+        assert res is None and err["code"] == 400, err
+        assert err["message"] == "stop[0]: a string holds a NUL byte", err
         msgid = rpc.next_id
         rpc.next_id += 1
         import msgpack

@@ -17,10 +17,11 @@
 /* The deepest nesting accepted (the request itself is level 0). */
 #define ST_MSGPACK_JSON_MAX_DEPTH 32
 
-/* o as a new JSON value, or NULL with msg (NUL-terminated) saying what JSON
- * cannot hold: binary and extension values, a non-finite float, an
- * unsigned integer past INT64_MAX, a string that is not UTF-8 or holds a
- * NUL, a map key that is not a string of under 128 bytes, deeper nesting. */
+/* o as a new JSON value, or NULL with msg (NUL-terminated) saying where
+ * ("stop[0]: ...", "messages[1].content: ...") and what JSON cannot hold:
+ * binary and extension values, a non-finite float, an unsigned integer
+ * past INT64_MAX, a string that is not UTF-8 or holds a NUL, a map key
+ * that is not a string of under 128 bytes, deeper nesting. */
 json_t *st_msgpack_to_json(const msgpack_object *o, char *msg, size_t msg_size);
 
 /* A generate call's map as a checked request (openai_request.h): a chat
