@@ -22,7 +22,10 @@
 #include "openai_request.h"
 
 #define MSG_SIZE 512
-#define POISON 'P'
+/* What the message buffer holds before a call: a byte no message starts
+ * with. (Refusals name where a value is, so they may start with any
+ * character of a request's key; keys are UTF-8, so never with 0xff.) */
+#define POISON '\xff'
 /* A request body limit for the framing scan (libFuzzer's inputs are
  * shorter by default, so every limit check is reached). */
 #define FRAME_LIMIT 1024
