@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mtrb_postprocess_probe import embed  # noqa: E402
-from mtrb_reference import FILES, load, scores  # noqa: E402
+from mtrb_reference import FILES, best_first, load, metrics_row, scores  # noqa: E402
 
 ASK = "A user asks: {query}\nA software tool that serves this request: "
 PRIOR = "A software tool: "
@@ -83,7 +83,7 @@ def main():
     prior, orders = {}, {"MiniLM": [], "direct": [], "pmi": [], "MiniLM + direct (RRF)": [],
                          "MiniLM + pmi (RRF)": []}
     for i, (text, _) in enumerate(queries):
-        full = sorted(range(len(docs)), key=lambda j: (-sim[i, j], j))
+        full = best_first(sim[i])
         top, rest = full[:a.depth], full[a.depth:]
         direct, pmi = {}, {}
         for j in top:
@@ -102,8 +102,7 @@ def main():
           f"re-ranked by {a.manifest}")
     for name, o in orders.items():
         m, _ = scores(Ranking(o, queries), queries)
-        print(f"{name:22s} S@5 {m[0]:6.2f}  S@10 {m[1]:6.2f}  nDCG@5 {m[2]:6.2f}  "
-              f"nDCG@10 {m[3]:6.2f}")
+        print(f"{name:22s} {metrics_row(m)}")
     return 0
 
 

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convert_minilm import read_safetensors  # noqa: E402
 from minilm_reference import layer_norm, post_ln_layers  # noqa: E402
-from mtrb_reference import FILES, load, scores  # noqa: E402
+from mtrb_reference import FILES, best_first, load, metrics_row, scores  # noqa: E402
 from mtrb_channel_probe import RRF_K, Ranking, fuse  # noqa: E402
 from mtrb_postprocess_probe import embed  # noqa: E402
 
@@ -91,19 +91,14 @@ class Dense:
         return np.stack([self.model.embed(t) for t in texts]) @ self.docs.T
 
     def rank(self, query, k):
-        s = self.docs @ self.model.embed(query)
-        return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
-
-
-def order(row):
-    """Tool indexes by score, higher first, ties by tool order."""
-    return sorted(range(len(row)), key=lambda j: (-row[j], j))
+        return best_first(self.docs @ self.model.embed(query))[:k]
 
 
 def ensembles(mpnet_cos, minilm_cos):
     """(name, per-query orders) of the two fusions --fuse-minilm prints."""
-    yield f"rrf-{RRF_K}", [fuse(order(a), order(b)) for a, b in zip(minilm_cos, mpnet_cos)]
-    yield "cosine-sum", [order(a + b) for a, b in zip(minilm_cos, mpnet_cos)]
+    yield f"rrf-{RRF_K}", [fuse(best_first(a), best_first(b))
+                           for a, b in zip(minilm_cos, mpnet_cos)]
+    yield "cosine-sum", [best_first(a + b) for a, b in zip(minilm_cos, mpnet_cos)]
 
 
 def main():
@@ -125,8 +120,7 @@ def main():
         mini = embed(a.fuse_minilm, texts) @ embed(a.fuse_minilm, docs).T
         for name, orders in ensembles(dense.cosines(texts), mini):
             m, _ = scores(Ranking(orders, queries), queries)
-            print(f"with MiniLM, {name:10s} S@5 {m[0]:6.2f}  S@10 {m[1]:6.2f}  "
-                  f"nDCG@5 {m[2]:6.2f}  nDCG@10 {m[3]:6.2f}")
+            print(f"with MiniLM, {name:10s} {metrics_row(m)}")
     return 0
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mtrb_reference import FILES, load, scores  # noqa: E402
+from mtrb_reference import FILES, best_first, load, metrics_row, scores  # noqa: E402
 
 ABTT_DIMS = (1, 2, 3)
 ROCCHIO = ((3, 0.5), (5, 0.5), (3, 0.75))
@@ -82,7 +82,7 @@ class Ranked:
 
     def rank(self, query, k):
         i = self.row[query]
-        return sorted(range(self.s.shape[1]), key=lambda j: (-self.s[i, j], j))[:k]
+        return best_first(self.s[i])[:k]
 
 
 def embed(stretch, texts):
@@ -121,7 +121,7 @@ def main():
         r = Ranked(dv, qv, pen[0] if pen else None)
         r.row = {text: i for i, (text, _) in enumerate(queries)}
         m, _ = scores(r, queries)
-        print(f"{name:16s} S@5 {m[0]:6.2f}  S@10 {m[1]:6.2f}  nDCG@5 {m[2]:6.2f}  nDCG@10 {m[3]:6.2f}")
+        print(f"{name:16s} {metrics_row(m)}")
     return 0
 
 

@@ -81,6 +81,16 @@ class WordsBM25:
         return sorted(scores, key=lambda i: (-scores[i], i))[:k]
 
 
+def best_first(score):
+    """The indexes of score, higher first, ties by index: every ranking here."""
+    return sorted(range(len(score)), key=lambda i: (-score[i], i))
+
+
+def metrics_row(m):
+    """Sufficiency@5/@10 and nDCG@5/@10 (scores()' list) as the probes print them."""
+    return f"S@5 {m[0]:6.2f}  S@10 {m[1]:6.2f}  nDCG@5 {m[2]:6.2f}  nDCG@10 {m[3]:6.2f}"
+
+
 class PaperBM25:
     """rank_bm25.BM25Okapi over str.split(): every document ranked."""
 
@@ -89,8 +99,7 @@ class PaperBM25:
         self.bm25 = BM25Okapi([d.split() for d in docs])
 
     def rank(self, query, k):
-        s = self.bm25.get_scores(query.split())
-        return sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+        return best_first(self.bm25.get_scores(query.split()))[:k]
 
 
 def scores(retriever, queries):

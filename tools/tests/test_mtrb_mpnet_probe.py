@@ -41,12 +41,13 @@ def test_known_values():
 
 def test_ensembles_fuse_the_two_encoders():
     import numpy as np
-    from mtrb_mpnet_probe import ensembles, order
+    from mtrb_mpnet_probe import ensembles
+    from mtrb_reference import best_first
 
     # Three tools. MiniLM: 0 > 1 > 2; MPNet: 2 > 1 > 0, 2 by far.
     mini = np.array([[0.9, 0.8, 0.1]])
     mp = np.array([[0.1, 0.5, 0.95]])
-    assert order(mini[0]) == [0, 1, 2]
+    assert best_first(mini[0]) == [0, 1, 2]
     got = dict(ensembles(mp, mini))
     # RRF: tool 1, second in both, has 2/62 = 0.032258; tools 0 and 2,
     # first in one order and last in the other, have 1/61 + 1/63 =
