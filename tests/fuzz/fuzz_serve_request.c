@@ -82,6 +82,29 @@ static void from_http(const uint8_t *body, size_t len, bool chat)
     free(copy);
 }
 
+static void from_embeddings(const uint8_t *body, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    char msg[MSG_SIZE];
+    memset(msg, POISON, sizeof msg);
+    const char *param = NULL;
+    st_embed_request r;
+    if (st_embed_request_parse(copy, len, &r, msg, sizeof msg, &param)) {
+        if (!r.model || r.n == 0 || r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
+            st_fuzz_fail("embeddings accepted with %zu texts or no model", r.n);
+        for (size_t i = 0; i < r.n; i++)
+            if (!r.texts[i] || r.lens[i] == 0 || strlen(r.texts[i]) != r.lens[i])
+                st_fuzz_fail("embeddings text %zu is empty or its length is wrong", i);
+        if (r.dimensions != -1 && r.dimensions < 1)
+            st_fuzz_fail("dimensions %lld accepted", (long long)r.dimensions);
+        st_embed_request_free(&r);
+    } else {
+        check_refusal("embeddings body", msg);
+    }
+    free(copy);
+}
+
 /* The RPC listener's framing (msgpack_frame.h), differentially against
  * msgpack-c: a message the scan calls complete msgpack-c parses to the
  * same length; a prefix it calls incomplete msgpack-c waits on. Only what
@@ -129,10 +152,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0: from_http(data + 1, size - 1, false); break;
     case 1: from_http(data + 1, size - 1, true); break;
-    default: from_rpc(data + 1, size - 1); break;
+    case 2: from_rpc(data + 1, size - 1); break;
+    default: from_embeddings(data + 1, size - 1); break;
     }
     return 0;
 }

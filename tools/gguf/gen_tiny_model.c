@@ -1,7 +1,9 @@
 /*
  * st-gen-tiny-model - write a tiny random-weight llama GGUF shaped like
- * SmolLM2's (see tests/support/tiny_model.h and docs/gguf.md).
+ * SmolLM2's (see tests/support/tiny_model.h and docs/gguf.md), or with
+ * --bert the tiny BERT sentence encoder of tests/support/tiny_bert.h.
  */
+#include "tiny_bert.h"
 #include "tiny_model.h"
 
 #include <errno.h>
@@ -22,7 +24,9 @@ static void usage(FILE *f)
             "  --vocab N       259 + BPE merges wanted (default 459)\n"
             "  --tied          no output.weight (default)\n"
             "  --untied        write an output.weight\n"
-            "  --pos-table N   write a learned position table of N rows (default 0: none)\n");
+            "  --pos-table N   write a learned position table of N rows (default 0: none)\n"
+            "  --bert          a tiny BERT sentence encoder instead (a WordPiece vocabulary\n"
+            "                  of English words; --seed, and --type f32 or q8_0, apply)\n");
 }
 
 static int parse_type(const char *s, st_ggml_type *t)
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
     st_tiny_model_spec spec;
     st_tiny_model_spec_default(&spec);
     const char *out = NULL;
+    bool bert = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -62,6 +67,7 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--tied") == 0) { spec.tied = true; continue; }
         if (strcmp(a, "--untied") == 0) { spec.tied = false; continue; }
+        if (strcmp(a, "--bert") == 0) { bert = true; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "st-gen-tiny-model: %s: missing value (expected an argument after it)\n", a);
             return 2;
@@ -96,6 +102,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "st-gen-tiny-model: --out FILE is required\n");
         usage(stderr);
         return 2;
+    }
+    if (bert) {
+        if (spec.type != ST_GGML_F32 && spec.type != ST_GGML_Q8_0) {
+            fprintf(stderr, "st-gen-tiny-model: --bert: --type must be f32 or q8_0\n");
+            return 2;
+        }
+        if (tb_write_typed(out, (uint32_t)spec.seed, NULL, NULL, spec.type) != ST_OK) {
+            fprintf(stderr, "st-gen-tiny-model: cannot write %s\n", out);
+            return 1;
+        }
+        return 0;
     }
     st_diag d;
     st_diag_clear(&d);

@@ -4,6 +4,7 @@
  * up the loop and the signals, and shuts down gracefully;
  * serve/ has the rest.
  */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +30,18 @@ static void serve_usage(FILE *f)
             "  --api-key KEY          require 'Authorization: Bearer KEY' (default: none;\n"
             "                         also $STRETCH_API_KEY)\n"
             "  --threads N            threads per engine (default: the manifest's)\n"
+            "  --embedding-model [NAME=]GGUF  serve this sentence encoder (a BERT-family\n"
+            "                         GGUF, e.g. models/all-MiniLM-L6-v2.gguf) on\n"
+            "                         /v1/embeddings, named NAME or by the file's stem;\n"
+            "                         may be given several times\n"
             "  --max-queue N          requests waiting for a sequence before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
             "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
             "  --shutdown-timeout MS  on SIGINT/SIGTERM, let running requests finish this\n"
             "                         long, then cancel them (default 5000)\n\n"
             "  Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for\n"
-            "  server-sent events), GET /v1/models, GET /health, GET /metrics.\n");
+            "  server-sent events), POST /v1/embeddings, GET /v1/models, GET /health,\n"
+            "  GET /metrics.\n");
 }
 
 static void on_wake(uv_async_t *a)
@@ -96,6 +102,9 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 50);
 }
 
+/* --embedding-model may be given this many times. */
+#define ST_SERVE_MAX_ENCODERS 16
+
 static int parse_args(int argc, char **argv, st_server_config *cfg, const char **rpc)
 {
     long long v;
@@ -119,6 +128,13 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
             i++;
         } else if (!strcmp(a, "--rpc") && next) {
             *rpc = argv[++i];
+        } else if (!strcmp(a, "--embedding-model") && next) {
+            if (cfg->n_embedding_models == ST_SERVE_MAX_ENCODERS) {
+                fprintf(stderr, "stretch serve: --embedding-model: at most %d encoders\n",
+                        ST_SERVE_MAX_ENCODERS);
+                return -1;
+            }
+            cfg->embedding_models[cfg->n_embedding_models++] = argv[++i];
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
         } else if (!strcmp(a, "--threads")) {
@@ -162,6 +178,8 @@ int st_cmd_serve(int argc, char **argv)
         .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000,
     };
     const char *rpc = NULL;
+    const char *encoders[ST_SERVE_MAX_ENCODERS];
+    cfg->embedding_models = encoders;
     int rc = parse_args(argc, argv, cfg, &rpc);
     if (rc) {
         free(srv);
@@ -172,9 +190,19 @@ int st_cmd_serve(int argc, char **argv)
     size_t n_models = 0;
     char **stems = st_models_list(cfg->manifests_dir, &n_models);
     st_models_free(stems, n_models);
-    if (!stems && n_models == 0) {
-        fprintf(stderr, "stretch serve: --manifests %s: not a readable directory of strategy "
-                        "manifests (*.yaml)\n", st_cli_safe(cfg->manifests_dir));
+    /* Sentence encoders alone may be served from a directory with no
+     * manifest yet (one added later is picked up); it must still be one. */
+    DIR *dir = opendir(cfg->manifests_dir);
+    if (dir)
+        closedir(dir);
+    if (!dir || (n_models == 0 && cfg->n_embedding_models == 0)) {
+        if (!dir)
+            fprintf(stderr, "stretch serve: --manifests %s: not a readable directory of "
+                            "strategy manifests (*.yaml)\n", st_cli_safe(cfg->manifests_dir));
+        else
+            fprintf(stderr, "stretch serve: --manifests %s: no strategy manifest (*.yaml) in "
+                            "it, and no --embedding-model: nothing to serve\n",
+                    st_cli_safe(cfg->manifests_dir));
         free(srv);
         return ST_EXIT_USAGE;
     }
@@ -182,6 +210,13 @@ int st_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srv->loop = uv_default_loop();
     uv_mutex_init(&srv->queue_lock);
+    /* The encoders open before anything listens: a wrong file stops here. */
+    if (!st_embedders_open(srv)) {
+        st_embedders_stop(srv);
+        uv_mutex_destroy(&srv->queue_lock);
+        free(srv);
+        return ST_EXIT_USAGE;
+    }
     uv_async_init(srv->loop, &srv->wake, on_wake);
     srv->wake.data = srv;
     uv_signal_init(srv->loop, &srv->sigint);
@@ -207,6 +242,7 @@ int st_cmd_serve(int argc, char **argv)
     }
     uv_run(srv->loop, UV_RUN_DEFAULT);
     st_runners_stop(srv);
+    st_embedders_stop(srv);
     /* Answers that runners finished after the loop stopped have no reader. */
     for (st_job *j = srv->jobs, *next; j; j = next) {
         next = j->next;

@@ -759,3 +759,172 @@ def test_rag_rerank_in_the_server_equals_stretch_run(rag_server):
                                                       rel=1e-5)
     assert got[0]["score"] < 0  # a log-likelihood now, not a bm25 score
     assert r.choices[0].text == want["text"]
+
+
+# -- /v1/embeddings: sentence encoders given with --embedding-model --------
+
+EMBED_TEXTS = ["the cat sat.", "the dogs playing!", "naive cafe, a b c", "\u732b",
+               "the cat sat on the mat " * 6, "cats"]
+
+
+def stretch_embed(model: Path, text: str) -> dict:
+    out = subprocess.run([str(tool("stretch")), "embed", "--model", str(model), text],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def embed_server(tmp_path_factory, models_dir):
+    """The chat models plus a tiny generated BERT twice: by its file's stem
+    and by a name given on the command line."""
+    d = tmp_path_factory.mktemp("embed")
+    subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(d / "enc.gguf")],
+                   check=True)
+    s = Server(models_dir, "--embedding-model", str(d / "enc.gguf"),
+               "--embedding-model", f"minilm={d / 'enc.gguf'}", "--rpc", f"unix:{d / 'rpc.sock'}")
+    assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
+    s.rpc_sock = d / "rpc.sock"
+    yield s, d / "enc.gguf"
+    assert s.stop() == 0
+
+
+def test_embeddings_equal_stretch_embed(embed_server):
+    np = pytest.importorskip("numpy")
+    s, enc = embed_server
+    want = [stretch_embed(enc, t) for t in EMBED_TEXTS]
+    c = s.client()
+    # The client asks for base64 unless told otherwise; both must give the
+    # very float32 values `stretch embed` prints.
+    for fmt in ({}, {"encoding_format": "float"}):
+        r = c.embeddings.create(model="enc", input=EMBED_TEXTS, **fmt)
+        assert [d.index for d in r.data] == list(range(len(EMBED_TEXTS)))
+        for d, w in zip(r.data, want):
+            assert np.array_equal(np.float32(d.embedding), np.float32(w["embedding"]))
+        assert r.model == "enc"
+        n_tokens = sum(len(w["ids"]) for w in want)
+        assert r.usage.prompt_tokens == r.usage.total_tokens == n_tokens
+    one = c.embeddings.create(model="minilm", input=EMBED_TEXTS[1], encoding_format="float")
+    assert len(one.data) == 1 and one.model == "minilm"
+    assert np.array_equal(np.float32(one.data[0].embedding), np.float32(want[1]["embedding"]))
+    # 150 texts go through the encoder 64 at a time: each vector is the one
+    # its text gets alone.
+    many = [EMBED_TEXTS[i % len(EMBED_TEXTS)] for i in range(150)]
+    r = c.embeddings.create(model="enc", input=many, encoding_format="float")
+    for i, d in enumerate(r.data):
+        assert d.index == i
+        assert np.array_equal(np.float32(d.embedding),
+                              np.float32(want[i % len(EMBED_TEXTS)]["embedding"]))
+
+
+def test_embedding_models_are_listed_and_counted(embed_server):
+    s, _ = embed_server
+    status, _, body = s.request("GET", "/v1/models")
+    models = {m["id"]: m for m in json.loads(body)["data"]}
+    assert {"tiny", "slow", "sampled", "enc", "minilm"} <= set(models)
+    assert models["enc"]["dimensions"] == models["minilm"]["dimensions"] == 32
+    assert "dimensions" not in models["tiny"]
+    s.client().embeddings.create(model="enc", input=["the cat", "a dog"])
+    metrics = s.request("GET", "/metrics")[2].decode()
+    texts = int(re.search(r"^stretch_embedded_texts_total (\d+)$", metrics, re.M).group(1))
+    tokens = int(re.search(r"^stretch_embedded_tokens_total (\d+)$", metrics, re.M).group(1))
+    assert texts >= 2 and tokens >= 2 * 3
+
+
+def test_embeddings_bad_requests_name_the_field(embed_server):
+    s, _ = embed_server
+    post = lambda path, body: error_of(s.request("POST", path, body))
+    cases = [
+        (b'{"model": "enc", "input": ', 400, None, "not valid JSON"),
+        (b'[1]', 400, None, "must be an object"),
+        ({"input": "x"}, 400, "model", "required"),
+        ({"model": "enc"}, 400, "input", "required"),
+        ({"model": "enc", "input": 3}, 400, "input", "expected a string or an array"),
+        ({"model": "enc", "input": []}, 400, "input", "empty array"),
+        ({"model": "enc", "input": ["the cat", ""]}, 400, "input", "input[1] is empty"),
+        ({"model": "enc", "input": ["the cat", {"t": 1}]}, 400, "input",
+         "input[1]: expected a string, found an object"),
+        ({"model": "enc", "input": [5, 6]}, 400, "input", "token ids are not accepted"),
+        ({"model": "enc", "input": [[5, 6]]}, 400, "input", "token ids are not accepted"),
+        ({"model": "enc", "input": ["a"] * 2049}, 400, "input", "at most 2048"),
+        ({"model": "enc", "input": "x", "encoding_format": "hex"}, 400, "encoding_format",
+         "\"float\" or \"base64\""),
+        ({"model": "enc", "input": "x", "dimensions": 0}, 400, "dimensions", "positive"),
+        ({"model": "enc", "input": "x", "dimensions": 16}, 400, "dimensions",
+         "32-dimensional"),
+        ({"model": "nope", "input": "x"}, 404, "model", "does not exist"),
+        ({"model": "tiny", "input": "x"}, 400, "model", "generates text"),
+    ]
+    for body, status, param, text in cases:
+        got, _, err = post("/v1/embeddings", body)
+        assert got == status, (body, err)
+        assert err["param"] == param and text in err["message"], (body, err)
+    got, _, err = post("/v1/completions", {"model": "enc", "prompt": "x"})
+    assert got == 404 and "/v1/embeddings" in err["message"]
+    assert s.request("GET", "/v1/embeddings")[0] == 405
+    # dimensions equal to the model's, and unknown fields, are fine.
+    status, _, body = s.request("POST", "/v1/embeddings", {"model": "enc", "input": "the cat",
+                                                           "dimensions": 32, "user": "me"})
+    assert status == 200 and len(json.loads(body)["data"][0]["embedding"]) == 32
+    with pytest.raises(openai.BadRequestError):
+        s.client().embeddings.create(model="enc", input="")
+
+
+def test_an_embedding_model_that_cannot_serve_stops_the_start(models_dir, tmp_path):
+    tiny = models_dir.parent / "tiny.gguf"
+    enc = tmp_path / "enc.gguf"
+    subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(enc)], check=True)
+    cases = [
+        ([f"llama={tiny}"], "expected \"bert\""),
+        ([str(tmp_path / "missing.gguf")], "missing.gguf"),
+        ([f"tiny={enc}"], "a manifest in --manifests has this name"),
+        ([str(enc), f"enc={enc}"], "another --embedding-model has this name"),
+        ([f"bad/name={enc}"], "letters, digits"),
+    ]
+    for specs, text in cases:
+        args = [a for spec in specs for a in ("--embedding-model", spec)]
+        p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
+                            str(models_dir), *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1, (specs, p.stderr)
+        assert "--embedding-model" in p.stderr and text in p.stderr, (specs, p.stderr)
+        assert "listening" not in p.stdout
+
+
+def test_embeddings_over_msgpack_rpc(embed_server):
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("msgpack")
+    s, enc = embed_server
+    rpc = Rpc(s.rpc_sock)
+    err, models, _ = rpc.call("models", [])
+    assert err is None and models == ["sampled", "slow", "tiny", "enc", "minilm"]
+    want = [stretch_embed(enc, t) for t in EMBED_TEXTS[:3]]
+    err, res, _ = rpc.call("embed", ["enc", EMBED_TEXTS[:3]])
+    assert err is None, err
+    for got, w in zip(res["embeddings"], want):
+        assert np.array_equal(np.float32(got), np.float32(w["embedding"]))
+    assert res["usage"]["prompt_tokens"] == sum(len(w["ids"]) for w in want)
+    err, res, _ = rpc.call("embed", ["minilm", EMBED_TEXTS[0]])
+    assert err is None and len(res["embeddings"]) == 1
+    assert np.array_equal(np.float32(res["embeddings"][0]), np.float32(want[0]["embedding"]))
+    for params, code in ((["enc", ""], 400), (["enc", []], 400), (["enc", ["a", "\x00"]], 400),
+                         (["enc", [1]], 400), (["enc"], 400), (["tiny", "x"], 404),
+                         (["nope", "x"], 404)):
+        err, res, _ = rpc.call("embed", params)
+        assert res is None and err["code"] == code, (params, err)
+    rpc.sock.close()
+
+
+def test_an_encoder_alone_needs_no_manifest(tmp_path):
+    enc = tmp_path / "enc.gguf"
+    subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(enc)], check=True)
+    empty = tmp_path / "manifests"
+    empty.mkdir()
+    p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests", str(empty)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "nothing to serve" in p.stderr, p.stderr
+    s = Server(empty, "--embedding-model", str(enc))
+    try:
+        r = s.client().embeddings.create(model="enc", input="the cat")
+        assert len(r.data[0].embedding) == 32
+        assert [m.id for m in s.client().models.list().data] == ["enc"]
+    finally:
+        assert s.stop() == 0

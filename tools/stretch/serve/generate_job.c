@@ -80,6 +80,17 @@ static void rpc_error(st_job *job, int status, const char *message, const char *
     free(frame);
 }
 
+/* The start of the job's reply, [1, msgid, nil, result]: the result next. */
+static void reply_begin(st_job *job, msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_array(pk, 4);
+    msgpack_pack_int(pk, 1);
+    msgpack_pack_uint32(pk, job->rpc_msgid);
+    msgpack_pack_nil(pk);
+}
+
 /* [2, "token", [msgid, text]] */
 static void rpc_token(st_job *job, const char *text, size_t len)
 {
@@ -169,13 +180,8 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
                        uint32_t n_prompt, uint32_t n_generated, const st_retrieval *hits)
 {
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 1);
-    msgpack_pack_uint32(&pk, job->rpc_msgid);
-    msgpack_pack_nil(&pk);
+    reply_begin(job, &sb, &pk);
     msgpack_pack_map(&pk, hits ? 4 : 3);
     pack_str(&pk, "text", 4);
     pack_str(&pk, text, len);
@@ -199,16 +205,46 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
 void st_job_tokens(st_job *job, const int32_t *ids, size_t n)
 {
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 4);
-    msgpack_pack_int(&pk, 1);
-    msgpack_pack_uint32(&pk, job->rpc_msgid);
-    msgpack_pack_nil(&pk);
+    reply_begin(job, &sb, &pk);
     msgpack_pack_array(&pk, n);
     for (size_t i = 0; i < n; i++)
         msgpack_pack_int32(&pk, ids[i]);
+    emit_frame(job, &sb);
+    job_finish(job, false);
+}
+
+void st_job_respond_json(st_job *job, const char *body, size_t len)
+{
+    size_t n = 0;
+    char *resp = st_http_response(200, "application/json", body, len, job->keep_alive, NULL,
+                                  &n);
+    if (resp)
+        job_emit(job, resp, n);
+    free(resp);
+    job_finish(job, !job->keep_alive || !resp);
+}
+
+void st_job_embeddings_rpc(st_job *job, const float *vecs, size_t n, uint32_t dim,
+                           size_t tokens)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    reply_begin(job, &sb, &pk);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "embeddings", 10);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, dim);
+        for (uint32_t d = 0; d < dim; d++)
+            msgpack_pack_float(&pk, vecs[i * dim + d]);
+    }
+    pack_str(&pk, "usage", 5);
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "prompt_tokens", 13);
+    msgpack_pack_uint64(&pk, tokens);
+    pack_str(&pk, "total_tokens", 12);
+    msgpack_pack_uint64(&pk, tokens);
     emit_frame(job, &sb);
     job_finish(job, false);
 }
@@ -637,6 +673,9 @@ st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep
 void st_job_free(st_job *job)
 {
     st_gen_request_free(&job->req);
+    if (job->embed)
+        st_embed_request_free(job->embed);
+    free(job->embed);
     uv_mutex_destroy(&job->lock);
     free(job->out);
     free(job);

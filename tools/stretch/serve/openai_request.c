@@ -3,7 +3,8 @@
  * read with jansson and checked field by field. Fields we do not know are
  * ignored, as OpenAI does; a known field of the wrong type or range is a
  * 400 that names it. jansson refuses invalid UTF-8 and "\u0000" in
- * strings, so every string here is valid UTF-8 C text.
+ * strings, so every string here is valid UTF-8 C text. The embeddings
+ * request is read the same way, at the end.
  */
 #include "openai_request.h"
 
@@ -201,8 +202,8 @@ static bool parse_stop(json_t *root, st_gen_request *r, char *msg, size_t size,
     return true;
 }
 
-static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, size_t size,
-                         const char **param)
+/* `model`: required, a string. */
+static bool parse_model(json_t *root, char **out, char *msg, size_t size, const char **param)
 {
     json_t *model = json_object_get(root, "model");
     if (!model)
@@ -210,8 +211,16 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
     if (!json_is_string(model))
         return fail(msg, size, param, "model", "'model': expected a string, found %s",
                     type_of(model));
-    if (!(r->model = strdup(json_string_value(model))))
+    if (!(*out = strdup(json_string_value(model))))
         return fail(msg, size, param, NULL, "out of memory");
+    return true;
+}
+
+static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, size_t size,
+                         const char **param)
+{
+    if (!parse_model(root, &r->model, msg, size, param))
+        return false;
     if (chat ? !parse_messages(root, r, msg, size, param)
              : !parse_prompt(root, r, msg, size, param))
         return false;
@@ -311,5 +320,104 @@ void st_gen_request_free(st_gen_request *r)
     free(r->prompt);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* -- /v1/embeddings -- */
+
+static bool parse_inputs(json_t *root, st_embed_request *r, char *msg, size_t size,
+                         const char **param)
+{
+    json_t *in = json_object_get(root, "input");
+    if (!in || json_is_null(in))
+        return fail(msg, size, param, "input", "'input' is required: a string or an array "
+                    "of strings");
+    bool one = json_is_string(in);
+    if (!one && !json_is_array(in))
+        return fail(msg, size, param, "input", "'input': expected a string or an array of "
+                    "strings, found %s", type_of(in));
+    size_t n = one ? 1 : json_array_size(in);
+    if (n == 0)
+        return fail(msg, size, param, "input", "'input' is an empty array: give at least one "
+                    "text");
+    if (n > ST_SERVE_MAX_EMBED_INPUTS)
+        return fail(msg, size, param, "input", "'input' has %zu texts: at most %d a request",
+                    n, ST_SERVE_MAX_EMBED_INPUTS);
+    r->texts = calloc(n, sizeof *r->texts);
+    r->lens = calloc(n, sizeof *r->lens);
+    if (!r->texts || !r->lens)
+        return fail(msg, size, param, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = one ? in : json_array_get(in, i);
+        if (json_is_integer(v) || json_is_array(v))
+            return fail(msg, size, param, "input", "input[%zu]: token ids are not accepted: "
+                        "send the texts (the encoder has its own tokenizer)", i);
+        if (!json_is_string(v))
+            return fail(msg, size, param, "input", "input[%zu]: expected a string, found %s",
+                        i, type_of(v));
+        if (json_string_length(v) == 0)
+            return fail(msg, size, param, "input", "input[%zu] is empty: an empty text has "
+                        "no embedding", i);
+        if (!(r->texts[i] = strdup(json_string_value(v))))
+            return fail(msg, size, param, NULL, "out of memory");
+        r->lens[i] = json_string_length(v);
+        r->n = i + 1;
+    }
+    return true;
+}
+
+static bool parse_embed_fields(json_t *root, st_embed_request *r, char *msg, size_t size,
+                               const char **param)
+{
+    if (!parse_model(root, &r->model, msg, size, param))
+        return false;
+    if (!parse_inputs(root, r, msg, size, param))
+        return false;
+    json_t *format = field(root, "encoding_format");
+    if (format) {
+        const char *f = json_string_value(format);
+        if (!f || (strcmp(f, "float") && strcmp(f, "base64")))
+            return fail(msg, size, param, "encoding_format", "'encoding_format': expected "
+                        "\"float\" or \"base64\"");
+        r->base64 = strcmp(f, "base64") == 0;
+    }
+    r->dimensions = -1;
+    json_t *dims = field(root, "dimensions");
+    if (dims) {
+        if (!json_is_integer(dims) || json_integer_value(dims) < 1)
+            return fail(msg, size, param, "dimensions", "'dimensions': expected a positive "
+                        "integer");
+        r->dimensions = json_integer_value(dims);
+    }
+    return true;
+}
+
+bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                            size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    *param = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, "
+                    "column %d)", jerr.text, jerr.line, jerr.column);
+    bool ok = json_is_object(root)
+                  ? parse_embed_fields(root, out, msg, msg_size, param)
+                  : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                         type_of(root));
+    json_decref(root);
+    if (!ok)
+        st_embed_request_free(out);
+    return ok;
+}
+
+void st_embed_request_free(st_embed_request *r)
+{
+    for (size_t i = 0; r->texts && i < r->n; i++)
+        free(r->texts[i]);
+    free(r->texts);
+    free(r->lens);
+    free(r->model);
     memset(r, 0, sizeof *r);
 }

@@ -46,4 +46,21 @@ void st_gen_request_free(st_gen_request *r);
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
                               size_t msg_size, const char **param);
 
+/* The most inputs one embeddings request may carry (OpenAI's limit). */
+#define ST_SERVE_MAX_EMBED_INPUTS 2048
+
+/* A validated /v1/embeddings request (openai_request.c). */
+typedef struct st_embed_request {
+    char *model;               /* an encoder's name (stretch serve --embedding-model) */
+    char **texts;              /* n non-empty UTF-8 texts */
+    size_t *lens;
+    size_t n;
+    bool base64;               /* encoding_format "base64": little-endian float32 */
+    int64_t dimensions;        /* the length asked for, -1 when not given */
+} st_embed_request;
+
+bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                            size_t msg_size, const char **param);
+void st_embed_request_free(st_embed_request *r);
+
 #endif

@@ -1,8 +1,8 @@
 /*
  * tools/stretch/serve/routes.c - what each request means: authentication,
  * the quick endpoints answered on the loop thread (/health, /metrics,
- * /v1/models), and the completion endpoints, which are checked here and
- * queued for their model's runner.
+ * /v1/models), and the completion and embeddings endpoints, which are
+ * checked here and queued for their model's runner or encoder.
  */
 #include "server.h"
 
@@ -72,6 +72,7 @@ static void models(st_conn *c, bool keep_alive)
                                               "stretch"));
     }
     st_models_free(stems, n);
+    st_embedders_list(c->srv, data);
     /* Manifests that failed to load (the old version, if any, serves). */
     json_t *errors = json_array();
     st_runners_errors(c->srv, errors);
@@ -88,7 +89,7 @@ static void metrics(st_conn *c, bool keep_alive)
     uv_mutex_unlock(&srv->queue_lock);
     uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
     double decode_s = atomic_load(&m->decode_us) / 1e6;
-    char body[2048];
+    char body[2560];
     int n = snprintf(body, sizeof body,
         "# HELP stretch_requests_total HTTP requests received.\n"
         "# TYPE stretch_requests_total counter\nstretch_requests_total %llu\n"
@@ -109,6 +110,10 @@ static void metrics(st_conn *c, bool keep_alive)
         "# HELP stretch_time_to_first_token_seconds Mean time from queueing to the first token.\n"
         "# TYPE stretch_time_to_first_token_seconds gauge\n"
         "stretch_time_to_first_token_seconds %.6f\n"
+        "# HELP stretch_embedded_texts_total Texts embedded on /v1/embeddings.\n"
+        "# TYPE stretch_embedded_texts_total counter\nstretch_embedded_texts_total %llu\n"
+        "# HELP stretch_embedded_tokens_total Tokens of the texts embedded.\n"
+        "# TYPE stretch_embedded_tokens_total counter\nstretch_embedded_tokens_total %llu\n"
         "# HELP stretch_queue_length Requests waiting for a sequence.\n"
         "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
         "# HELP stretch_requests_running Requests generating now.\n"
@@ -117,7 +122,9 @@ static void metrics(st_conn *c, bool keep_alive)
         (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
         (unsigned long long)gen, atomic_load(&m->prefill_us) / 1e6, decode_s,
         gen > done ? decode_s / (double)(gen - done) : 0.0,
-        done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0, queued, running);
+        done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
+        (unsigned long long)atomic_load(&m->embedded_texts),
+        (unsigned long long)atomic_load(&m->embedded_tokens), queued, running);
     send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
 }
 
@@ -132,8 +139,12 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
     }
     char *path = st_models_resolve(c->srv->cfg.manifests_dir, req.model);
     if (!path) {
-        snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models lists "
-                 "the served ones)", req.model);
+        if (st_embedder_exists(c->srv, req.model))
+            snprintf(msg, sizeof msg, "the model '%.200s' is a sentence encoder: it answers "
+                     "POST /v1/embeddings, not completions", req.model);
+        else
+            snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models "
+                     "lists the served ones)", req.model);
         st_gen_request_free(&req);
         st_conn_send_error(c, 404, msg, "model", keep_alive);
         return;
@@ -147,6 +158,55 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
     }
     c->job = job;
     if (!st_job_enqueue(c->srv, job)) {
+        c->job = NULL;
+        st_job_free(job);
+        st_conn_send_error(c, 429, "too many requests are waiting: try again shortly", NULL,
+                           keep_alive);
+    }
+}
+
+static void embeddings(st_conn *c, bool keep_alive)
+{
+    st_embed_request *req = calloc(1, sizeof *req);
+    char msg[512];
+    const char *param = NULL;
+    if (!req) {
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+        return;
+    }
+    if (!st_embed_request_parse(c->body, c->body_len, req, msg, sizeof msg, &param)) {
+        free(req);
+        st_conn_send_error(c, 400, msg, param, keep_alive);
+        return;
+    }
+    if (!st_embedder_exists(c->srv, req->model)) {
+        char *path = st_models_resolve(c->srv->cfg.manifests_dir, req->model);
+        int status = path ? 400 : 404;
+        if (path)
+            snprintf(msg, sizeof msg, "the model '%.200s' generates text: /v1/embeddings "
+                     "serves the sentence encoders given with 'stretch serve "
+                     "--embedding-model' (GET /v1/models lists them)", req->model);
+        else
+            snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models "
+                     "lists the served ones)", req->model);
+        free(path);
+        st_embed_request_free(req);
+        free(req);
+        st_conn_send_error(c, status, msg, "model", keep_alive);
+        return;
+    }
+    st_gen_request none;
+    memset(&none, 0, sizeof none);
+    st_job *job = st_job_new(c->srv, c, &none, keep_alive);
+    if (!job) {
+        st_embed_request_free(req);
+        free(req);
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+        return;
+    }
+    job->embed = req;
+    c->job = job;
+    if (!st_embed_enqueue(c->srv, job)) {
         c->job = NULL;
         st_job_free(job);
         st_conn_send_error(c, 429, "too many requests are waiting: try again shortly", NULL,
@@ -184,7 +244,7 @@ void st_route_request(st_conn *c)
     }
     struct { const char *path; bool post; } routes[] = {
         {"/metrics", false}, {"/v1/models", false},
-        {"/v1/chat/completions", true}, {"/v1/completions", true},
+        {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/embeddings", true},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -197,6 +257,8 @@ void st_route_request(st_conn *c)
             metrics(c, keep_alive);
         } else if (i == 1) {
             models(c, keep_alive);
+        } else if (i == 4) {
+            embeddings(c, keep_alive);
         } else {
             completion(c, i == 2, keep_alive);
         }

@@ -241,16 +241,82 @@ static void on_tokenize(st_rpc_conn *c, uint32_t msgid, const msgpack_object *pa
     queue_job(c, msgid, &req, true, n == 3 && p[2].via.boolean);
 }
 
+/* [model, text] or [model, [text, ...]]: the texts' sentence vectors. */
+static void on_embed(st_rpc_conn *c, uint32_t msgid, const msgpack_object *params)
+{
+    const msgpack_object *p = params->via.array.ptr;
+    const char *usage = "embed takes [model, text] or [model, [text, ...]]: non-empty UTF-8 "
+                        "strings without NUL bytes, at most 2048 of them";
+    bool one = params->via.array.size == 2 && p[1].type == MSGPACK_OBJECT_STR;
+    if (params->via.array.size != 2 || (!one && p[1].type != MSGPACK_OBJECT_ARRAY)) {
+        reply_error(c, msgid, 400, usage, NULL);
+        return;
+    }
+    uint32_t n = one ? 1 : p[1].via.array.size;
+    st_embed_request *req = calloc(1, sizeof *req);
+    bool ok = req && n >= 1 && n <= ST_SERVE_MAX_EMBED_INPUTS &&
+              (req->model = str_dup(&p[0])) && (req->texts = calloc(n, sizeof *req->texts)) &&
+              (req->lens = calloc(n, sizeof *req->lens));
+    for (uint32_t i = 0; ok && i < n; i++) {
+        const msgpack_object *t = one ? &p[1] : &p[1].via.array.ptr[i];
+        json_t *check = NULL;
+        ok = (req->texts[i] = str_dup(t)) && req->texts[i][0] &&
+             (check = json_string(req->texts[i])) != NULL;
+        json_decref(check);
+        req->n = i + 1;
+        if (ok)
+            req->lens[i] = strlen(req->texts[i]);
+    }
+    if (!ok) {
+        if (req)
+            st_embed_request_free(req);
+        free(req);
+        reply_error(c, msgid, 400, usage, "input");
+        return;
+    }
+    req->dimensions = -1;
+    if (!st_embedder_exists(c->srv, req->model)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "'%.200s' is not a served sentence encoder (\"models\" "
+                 "lists the served models)", req->model);
+        st_embed_request_free(req);
+        free(req);
+        reply_error(c, msgid, 404, msg, "model");
+        return;
+    }
+    st_gen_request none;
+    memset(&none, 0, sizeof none);
+    st_job *job = st_job_new(c->srv, NULL, &none, false);
+    if (!job) {
+        st_embed_request_free(req);
+        free(req);
+        reply_error(c, msgid, 500, "out of memory", NULL);
+        return;
+    }
+    job->embed = req;
+    job->rpc = c;
+    job->is_rpc = true;
+    job->rpc_msgid = msgid;
+    if (!st_embed_enqueue(c->srv, job)) {
+        st_job_free(job);
+        reply_error(c, msgid, 429, "too many requests are waiting: try again shortly", NULL);
+    }
+}
+
 static void on_models(st_rpc_conn *c, uint32_t msgid)
 {
-    size_t n = 0;
+    size_t n = 0, n_enc = 0;
     char **stems = st_models_list(c->srv->cfg.manifests_dir, &n);
+    while (st_embedder_name_at(c->srv, n_enc))
+        n_enc++;
     msgpack_sbuffer sb;
     msgpack_packer pk;
     reply_begin(&sb, &pk, msgid);
-    msgpack_pack_array(&pk, n);
+    msgpack_pack_array(&pk, n + n_enc);
     for (size_t i = 0; i < n; i++)
         pack_str(&pk, stems[i]);
+    for (size_t i = 0; i < n_enc; i++)
+        pack_str(&pk, st_embedder_name_at(c->srv, i));
     st_models_free(stems, n);
     st_rpc_write(c, sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
@@ -303,13 +369,15 @@ static void on_message(st_rpc_conn *c, const msgpack_object *o)
         on_generate(c, msgid, &a[3]);
     } else if (str_eq(&a[2], "tokenize")) {
         on_tokenize(c, msgid, &a[3]);
+    } else if (str_eq(&a[2], "embed")) {
+        on_embed(c, msgid, &a[3]);
     } else if (str_eq(&a[2], "models")) {
         on_models(c, msgid);
     } else if (str_eq(&a[2], "cancel")) {
         on_cancel(c, msgid, &a[3]);
     } else {
-        reply_error(c, msgid, 404, "no such method: expected generate, tokenize, models or "
-                    "cancel", NULL);
+        reply_error(c, msgid, 404, "no such method: expected generate, tokenize, embed, "
+                    "models or cancel", NULL);
     }
 }
 

@@ -38,6 +38,10 @@ typedef struct st_server_config {
     uint32_t header_timeout_ms;/* a request's (and an idle keep-alive) deadline: 408 */
     uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
     uint32_t n_threads;        /* per engine; 0 = the manifest's */
+    /* Sentence encoders served on /v1/embeddings: "NAME=GGUF" or "GGUF"
+     * (named by the file's stem). */
+    const char **embedding_models;
+    uint32_t n_embedding_models;
 } st_server_config;
 
 typedef struct st_server st_server;
@@ -57,6 +61,7 @@ typedef struct st_job {
     bool tokenize_only;
     bool tokenize_special;
     st_gen_request req;
+    st_embed_request *embed;   /* a /v1/embeddings job (embed_runner.c), else NULL */
     bool keep_alive;
     char id[40];               /* "chatcmpl-..." / "cmpl-..." */
     int64_t created;
@@ -76,6 +81,7 @@ typedef struct st_job {
 typedef struct st_server_metrics {
     atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
     atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
+    atomic_uint_fast64_t embedded_texts, embedded_tokens;
 } st_server_metrics;
 
 struct st_server {
@@ -102,6 +108,7 @@ struct st_server {
      * their queues; all guarded by queue_lock. */
     uv_mutex_t queue_lock;
     struct st_runner *runners;
+    struct st_embedder *embedders; /* embed_runner.c: fixed after start-up */
     uint32_t queue_len;        /* jobs waiting for a sequence, all models */
     uint32_t running;          /* jobs on a sequence, all models */
     bool quit;                 /* runners exit */
@@ -199,6 +206,23 @@ void st_rpc_write(st_rpc_conn *c, const char *bytes, size_t len);
 char *st_rpc_error_frame(uint32_t msgid, int code, const char *message, const char *param,
                          size_t *len);
 
+/* embed_runner.c: one thread per sentence encoder, answering
+ * /v1/embeddings jobs in order. */
+/* Open every --embedding-model (before the loop runs); false after
+ * printing why one cannot be served. */
+bool st_embedders_open(st_server *srv);
+/* Whether `name` is a served encoder. */
+bool st_embedder_exists(const st_server *srv, const char *name);
+/* The name of encoder i (in the order given), NULL past the last. */
+const char *st_embedder_name_at(const st_server *srv, size_t i);
+/* Queue an embeddings job; false (nothing queued) when --max-queue jobs
+ * already wait for that encoder. */
+bool st_embed_enqueue(st_server *srv, st_job *job);
+/* Append the encoders to /v1/models' data (a jansson array). */
+void st_embedders_list(const st_server *srv, void *json_array);
+/* Stop and join the encoders' threads and close the encoders. */
+void st_embedders_stop(st_server *srv);
+
 /* manifest_watch.c */
 void st_watch_start(st_server *srv);
 void st_watch_stop(st_server *srv);
@@ -208,6 +232,12 @@ st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep
 void st_job_free(st_job *job);
 /* A tokenize-only job's answer (msgpack-RPC); the job is done. */
 void st_job_tokens(st_job *job, const int32_t *ids, size_t n);
+/* A whole 200 answer with a JSON body (len bytes); the job is done. */
+void st_job_respond_json(st_job *job, const char *body, size_t len);
+/* An embed job's msgpack-RPC answer, {"embeddings": [[float32 ...], ...],
+ * "usage": {...}}, for n vectors of dim; the job is done. */
+void st_job_embeddings_rpc(st_job *job, const float *vecs, size_t n, uint32_t dim,
+                           size_t tokens);
 /* An answer that is an error, written whole; the job is done. */
 void st_job_fail(st_job *job, int status, const char *message, const char *param);
 typedef struct st_job_run st_job_run;

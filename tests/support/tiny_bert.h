@@ -1,5 +1,5 @@
 /*
- * tests/retrieval/tiny_bert.h - a tiny BERT sentence encoder GGUF with a
+ * tests/support/tiny_bert.h - a tiny BERT sentence encoder GGUF with a
  * hand-made WordPiece vocabulary and seeded random weights, and a plain
  * double-precision forward pass to check the host's against.
  */

@@ -1,5 +1,5 @@
 /*
- * tests/retrieval/tiny_bert.c - the tiny BERT of tiny_bert.h. Weights come
+ * tests/support/tiny_bert.c - the tiny BERT of tiny_bert.h. Weights come
  * from a seeded generator in the order written, so the reference rebuilds
  * them without reading the file.
  */

@@ -1,0 +1,392 @@
+/*
+ * tools/stretch/serve/embed_runner.c - /v1/embeddings: the sentence
+ * encoders given with --embedding-model, each owned by one thread that
+ * answers its jobs in order (an encoder runs one batch at a time, on the
+ * engine's threads, so a second thread per encoder would only queue).
+ * The encoders open before the server listens: a file that is not a
+ * sentence encoder stops the start-up with a message naming it, instead
+ * of failing every request later.
+ */
+#include "server.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <stretch/encoder.h>
+
+/* Texts per st_encoder_embed_batch call: its tokens go through the model
+ * together, and a client that leaves is noticed between batches. */
+#define EMBED_BATCH 64
+
+typedef struct st_embedder {
+    st_server *srv;
+    char *name;
+    char *path;
+    st_encoder *enc;
+    uint32_t dim;
+    int64_t created;           /* the file's mtime, for /v1/models */
+    uv_thread_t thread;
+    bool started;
+    uv_cond_t wake;
+    st_job *head, *tail;       /* waiting jobs (queue_lock) */
+    uint32_t n_waiting;
+    struct st_embedder *next;
+} st_embedder;
+
+/* -- the response -- */
+
+typedef struct out_buf {
+    char *p;
+    size_t len, cap;
+    bool failed;
+} out_buf;
+
+static void put(out_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *grown = realloc(b->p, cap);
+        if (!grown) {
+            b->failed = true;
+            return;
+        }
+        b->p = grown;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void puts_(out_buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* The vector's float32 bytes, little-endian, in standard base64 (what
+ * OpenAI's clients ask for by default and decode themselves). */
+static void put_base64(out_buf *b, const float *v, uint32_t n)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nb = (size_t)n * 4;
+    uint8_t tri[3];
+    size_t k = 0;
+    char quad[4];
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i / 4], 4);
+        tri[k++] = (uint8_t)(bits >> (8 * (i % 4)));
+        if (k == 3 || i + 1 == nb) {
+            uint32_t w = (uint32_t)tri[0] << 16 | (k > 1 ? (uint32_t)tri[1] << 8 : 0) |
+                         (k > 2 ? tri[2] : 0);
+            quad[0] = A[w >> 18 & 63];
+            quad[1] = A[w >> 12 & 63];
+            quad[2] = k > 1 ? A[w >> 6 & 63] : '=';
+            quad[3] = k > 2 ? A[w & 63] : '=';
+            put(b, quad, 4);
+            k = 0;
+        }
+    }
+}
+
+/* {"object":"list","data":[...],"model":...,"usage":{...}}. Nine
+ * significant digits give back each float32 exactly. */
+static bool respond(st_job *job, const st_embedder *e, const float *vecs, size_t tokens)
+{
+    const st_embed_request *q = job->embed;
+    out_buf b = {0};
+    char num[96];
+    puts_(&b, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < q->n; i++) {
+        const float *v = vecs + i * e->dim;
+        snprintf(num, sizeof num, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+                 i ? "," : "", i);
+        puts_(&b, num);
+        if (q->base64) {
+            puts_(&b, "\"");
+            put_base64(&b, v, e->dim);
+            puts_(&b, "\"}");
+            continue;
+        }
+        puts_(&b, "[");
+        for (uint32_t d = 0; d < e->dim; d++) {
+            int n = snprintf(num, sizeof num, "%s%.9g", d ? "," : "", (double)v[d]);
+            put(&b, num, (size_t)n);
+        }
+        puts_(&b, "]}");
+    }
+    /* The name passed st_models_stem_ok: nothing in it needs escaping. */
+    puts_(&b, "],\"model\":\"");
+    puts_(&b, e->name);
+    snprintf(num, sizeof num, "\",\"usage\":{\"prompt_tokens\":%zu,", tokens);
+    puts_(&b, num);
+    snprintf(num, sizeof num, "\"total_tokens\":%zu}}", tokens);
+    puts_(&b, num);
+    if (b.failed) {
+        free(b.p);
+        return false;
+    }
+    st_job_respond_json(job, b.p, b.len);
+    free(b.p);
+    return true;
+}
+
+/* -- one job (the encoder's thread) -- */
+
+static void run_job(st_embedder *e, st_job *job)
+{
+    st_embed_request *q = job->embed;
+    if (atomic_load(&job->cancel)) {
+        st_job_fail(job, 503, "the request was cancelled before it started", NULL);
+        return;
+    }
+    if (q->dimensions >= 0 && (uint64_t)q->dimensions != e->dim) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "'dimensions' is %lld: the model '%s' gives %u-dimensional "
+                 "vectors and cannot shorten them", (long long)q->dimensions, e->name, e->dim);
+        st_job_fail(job, 400, msg, "dimensions");
+        return;
+    }
+    float *vecs = malloc(q->n * e->dim * sizeof *vecs);
+    if (!vecs) {
+        st_job_fail(job, 500, "out of memory", NULL);
+        return;
+    }
+    size_t tokens = 0;
+    for (size_t i = 0; i < q->n; i += EMBED_BATCH) {
+        if (atomic_load(&job->cancel)) {
+            st_job_fail(job, 503, "the request was cancelled", NULL);
+            free(vecs);
+            return;
+        }
+        size_t m = q->n - i < EMBED_BATCH ? q->n - i : EMBED_BATCH;
+        int32_t *ids[EMBED_BATCH];
+        size_t n_ids[EMBED_BATCH];
+        st_error err;
+        memset(&err, 0, sizeof err);
+        st_status st = st_encoder_embed_batch(e->enc, m, (const char *const *)q->texts + i,
+                                              q->lens + i, vecs + i * e->dim, ids, n_ids, &err);
+        if (st != ST_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "input[%zu..%zu]: %.400s", i, i + m - 1, err.message);
+            st_job_fail(job, st == ST_E_INVALID ? 400 : 500, msg, "input");
+            free(vecs);
+            return;
+        }
+        for (size_t k = 0; k < m; k++) {
+            tokens += n_ids[k];
+            st_free(ids[k]);
+        }
+    }
+    /* A model whose weights make NaN has no JSON for it. */
+    for (size_t i = 0; i < q->n * e->dim; i++)
+        if (!isfinite(vecs[i])) {
+            st_job_fail(job, 500, "the encoder gave a value that is not a finite number "
+                        "(its weights are broken)", "model");
+            free(vecs);
+            return;
+        }
+    if (job->is_rpc) {
+        st_job_embeddings_rpc(job, vecs, q->n, e->dim, tokens);
+        atomic_fetch_add(&job->srv->metrics.embedded_texts, q->n);
+        atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
+    } else if (respond(job, e, vecs, tokens)) {
+        atomic_fetch_add(&job->srv->metrics.embedded_texts, q->n);
+        atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
+    } else {
+        st_job_fail(job, 500, "out of memory", NULL);
+    }
+    free(vecs);
+}
+
+static void embedder_main(void *arg)
+{
+    st_embedder *e = arg;
+    st_server *srv = e->srv;
+    for (;;) {
+        uv_mutex_lock(&srv->queue_lock);
+        while (!srv->quit && !e->head)
+            uv_cond_wait(&e->wake, &srv->queue_lock);
+        st_job *job = e->head;
+        if (job) {
+            e->head = job->queue_next;
+            if (!e->head)
+                e->tail = NULL;
+            e->n_waiting--;
+            atomic_store(&job->running, 1);
+        }
+        uv_mutex_unlock(&srv->queue_lock);
+        if (!job)
+            return; /* quit with nothing queued */
+        run_job(e, job);
+    }
+}
+
+/* -- start-up, lookup, shutdown -- */
+
+static void embedder_free(st_embedder *e)
+{
+    st_encoder_close(e->enc);
+    free(e->name);
+    free(e->path);
+    free(e);
+}
+
+/* "NAME=PATH", or "PATH" named by its file name without .gguf. */
+static st_embedder *embedder_new(st_server *srv, const char *spec)
+{
+    st_embedder *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->srv = srv;
+    const char *eq = strchr(spec, '='), *path = eq ? eq + 1 : spec;
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t n = eq ? (size_t)(eq - spec) : strlen(base);
+    const char *from = eq ? spec : base;
+    if (!eq && n > 5 && strcmp(base + n - 5, ".gguf") == 0)
+        n -= 5;
+    e->name = strndup(from, n);
+    e->path = strdup(path);
+    if (!e->name || !e->path) {
+        embedder_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static bool open_one(st_server *srv, const char *spec)
+{
+    st_embedder *e = embedder_new(srv, spec);
+    if (!e) {
+        fprintf(stderr, "stretch serve: out of memory\n");
+        return false;
+    }
+    const char *why = NULL;
+    char msg[600];
+    char *manifest = st_models_resolve(srv->cfg.manifests_dir, e->name);
+    if (!st_models_stem_ok(e->name))
+        why = "the name may hold only letters, digits, '-', '_' and '.' (give NAME=GGUF)";
+    else if (st_embedder_exists(srv, e->name))
+        why = "another --embedding-model has this name (give NAME=GGUF)";
+    else if (manifest)
+        why = "a manifest in --manifests has this name (give NAME=GGUF)";
+    free(manifest);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads};
+    if (!why && st_encoder_open(e->path, &opts, &e->enc, &err) != ST_OK) {
+        snprintf(msg, sizeof msg, "%.500s", err.message);
+        why = msg;
+    }
+    if (why) {
+        fprintf(stderr, "stretch serve: --embedding-model %s: %s\n", spec, why);
+        embedder_free(e);
+        return false;
+    }
+    e->dim = st_encoder_dim(e->enc);
+    struct stat st;
+    e->created = stat(e->path, &st) == 0 ? (int64_t)st.st_mtime : 0;
+    if (uv_cond_init(&e->wake) != 0) {
+        embedder_free(e);
+        return false;
+    }
+    if (uv_thread_create(&e->thread, embedder_main, e) != 0) {
+        fprintf(stderr, "stretch serve: --embedding-model %s: cannot start its thread\n", spec);
+        uv_cond_destroy(&e->wake);
+        embedder_free(e);
+        return false;
+    }
+    e->started = true;
+    st_embedder **end = &srv->embedders; /* in the order given */
+    while (*end)
+        end = &(*end)->next;
+    *end = e;
+    fprintf(stderr, "stretch serve: embedding model '%s' (%u dimensions, at most %u tokens a "
+                    "text) from %s\n", e->name, e->dim, st_encoder_max_tokens(e->enc), e->path);
+    return true;
+}
+
+bool st_embedders_open(st_server *srv)
+{
+    for (uint32_t i = 0; i < srv->cfg.n_embedding_models; i++)
+        if (!open_one(srv, srv->cfg.embedding_models[i]))
+            return false;
+    return true;
+}
+
+static st_embedder *find(const st_server *srv, const char *name)
+{
+    st_embedder *e = srv->embedders;
+    while (e && strcmp(e->name, name) != 0)
+        e = e->next;
+    return e;
+}
+
+const char *st_embedder_name_at(const st_server *srv, size_t i)
+{
+    const st_embedder *e = srv->embedders;
+    while (e && i--)
+        e = e->next;
+    return e ? e->name : NULL;
+}
+
+bool st_embedder_exists(const st_server *srv, const char *name)
+{
+    return name && find(srv, name) != NULL;
+}
+
+bool st_embed_enqueue(st_server *srv, st_job *job)
+{
+    st_embedder *e = find(srv, job->embed->model);
+    if (!e)
+        return false;
+    uv_mutex_lock(&srv->queue_lock);
+    if (e->n_waiting >= srv->cfg.max_queue) {
+        uv_mutex_unlock(&srv->queue_lock);
+        return false;
+    }
+    job->queue_next = NULL;
+    if (e->tail)
+        e->tail->queue_next = job;
+    else
+        e->head = job;
+    e->tail = job;
+    e->n_waiting++;
+    uv_cond_signal(&e->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    job->next = srv->jobs;
+    srv->jobs = job;
+    return true;
+}
+
+void st_embedders_list(const st_server *srv, void *json_array)
+{
+    for (const st_embedder *e = srv->embedders; e; e = e->next)
+        json_array_append_new(json_array,
+                              json_pack("{s:s, s:s, s:I, s:s, s:i}", "id", e->name, "object",
+                                        "model", "created", (json_int_t)e->created, "owned_by",
+                                        "stretch", "dimensions", (int)e->dim));
+}
+
+void st_embedders_stop(st_server *srv)
+{
+    uv_mutex_lock(&srv->queue_lock);
+    srv->quit = true;
+    for (st_embedder *e = srv->embedders; e; e = e->next)
+        uv_cond_signal(&e->wake);
+    uv_mutex_unlock(&srv->queue_lock);
+    for (st_embedder *e = srv->embedders, *next; e; e = next) {
+        next = e->next;
+        if (e->started) {
+            uv_thread_join(&e->thread);
+            uv_cond_destroy(&e->wake);
+        }
+        embedder_free(e);
+    }
+    srv->embedders = NULL;
+}
