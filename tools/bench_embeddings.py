@@ -3,7 +3,9 @@
 built `llama-server --embedding` on the same GGUF, in one run.
 
 Both servers get the same texts in the same requests (--batch texts each),
-alternating rep by rep, 2 threads each by default. Reported: texts/s over
+alternating rep by rep, 2 threads each by default. llama-server gets as
+many slots as a request has texts (-np), so that it can put a whole
+request in one batch (with its default slots it measured the same here). Reported: texts/s over
 the whole set (median, min, max of --reps), the latency of one short text
 (median of --single requests), and how far the two servers' vectors are
 apart (lowest cosine over every text) and whether they count the same
@@ -169,7 +171,8 @@ def main() -> int:
         exe = llama_bin(a.llama_bin) / "llama-server"
         p = subprocess.Popen([str(exe), "-m", str(peer), "--embedding", "--pooling", "mean",
                               "-t", str(a.threads), "-tb", str(a.threads), "-c", "8192",
-                              "-b", "8192", "-ub", "8192", "--port", str(port),
+                              "-b", "8192", "-ub", "8192", "-np", str(a.batch),
+                              "--port", str(port),
                               "--host", "127.0.0.1"],
                              stdout=subprocess.DEVNULL, stderr=open(tmp / "llama.log", "w"))
         procs.append(p)

@@ -152,6 +152,11 @@ typedef struct st_cpu_kernels {
     void (*quantize_act)(const float *x, uint32_t n, st_act_block *out);
     /* Attention's float vector ops. */
     float (*dot_f32)(const float *a, const float *b, uint32_t n);
+    /* y[t * ldy + r] = w_r . x_t for rows r < rows (ldw floats apart) and
+     * tokens t < nt (xs apart): each value bit for bit what dot[F32]
+     * gives, in register blocks of rows and tokens (NULL: use dot). */
+    void (*gemm_f32)(uint32_t n, const float *w, size_t ldw, uint32_t rows, const float *x,
+                     size_t xs, uint32_t nt, float *y, size_t ldy);
     void (*axpy_f32)(float *y, float a, const float *x, uint32_t n); /* y += a*x */
     /* out[i] = scale * dot(q, k + idx[i] * stride), i < n: one query
      * against a gathered list of cached keys. */

@@ -28,6 +28,8 @@ ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_blo
     { NULL, NULL, st_avx512_gemm16_q4_0, st_avx512_gemm16_q4_1, st_avx512_gemm16_q8_0 }
 
 #define ST_ATTN_AVX512
+#define ST_GEMM_F32_R 4 /* 4 x 6 accumulators + 4 rows + 1 token: 29 of 32 registers */
+#define ST_GEMM_F32_T 6
 #define ST_ATTN_X86_KSTEP 4 /* 4 keys x 4 row vectors = 16 zmm accumulators */
 #include "kernels_x86.inc"
 

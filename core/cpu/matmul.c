@@ -81,6 +81,14 @@ static void run_chunk(const st_matmul_job *job, uint32_t m, uint32_t r0, uint32_
         }
         return;
     }
+    if (w->type == ST_GGML_F32 && job->kern->gemm_f32) {
+        /* Float weights (the encoders'): blocks of rows and tokens, the
+         * same sums as dot[F32]. */
+        job->kern->gemm_f32(w->cols, (const float *)(w->data + (size_t)r0 * w->row_bytes),
+                            w->row_bytes / sizeof(float), r1 - r0, job->xf, job->ldxf, job->nt,
+                            y + r0, ldy);
+        return;
+    }
     for (uint32_t t0 = 0; t0 < job->nt; t0 += ST_TILE_MAX) {
         uint32_t tn = job->nt - t0 < ST_TILE_MAX ? job->nt - t0 : ST_TILE_MAX;
         const void *x;

@@ -1065,3 +1065,49 @@ Test(kernels, rmsnorm_matches_double_at_every_length)
         cr_assert_eq(out[n], 777.0f, "n %u wrote past n", n);
     }
 }
+
+/* gemm_f32 blocks rows and tokens; every value must be the one the row
+ * kernel dot[F32] gives, bit for bit, for whole blocks and every tail of
+ * rows, tokens and columns (the encoders' vectors do not depend on how a
+ * batch falls into blocks). */
+Test(kernels, gemm_f32_is_the_row_kernel_bit_for_bit)
+{
+    static const uint32_t cols_list[] = { 1, 7, 8, 9, 24, 40, 385 };
+    int tested = 0;
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)k->isa != isa || !k->gemm_f32)
+            continue;
+        st_dot_tile_fn dot = k->dot[st_cpu_kernel_type(ST_GGML_F32)];
+        for (size_t c = 0; c < sizeof cols_list / sizeof cols_list[0]; c++) {
+            uint32_t n = cols_list[c], ldw = n + 3, xs = n + 5;
+            for (uint32_t rows = 1; rows <= 13; rows += 3)
+                for (uint32_t nt = 1; nt <= 15; nt += 2) {
+                    float *w = malloc(rows * ldw * sizeof *w), *x = malloc(nt * xs * sizeof *x);
+                    for (uint32_t i = 0; i < rows * ldw; i++)
+                        w[i] = frand();
+                    for (uint32_t i = 0; i < nt * xs; i++)
+                        x[i] = frand() * 3.0f;
+                    size_t ldy = rows + 2;
+                    float *y = malloc(nt * ldy * sizeof *y), out[ST_TILE_MAX];
+                    k->gemm_f32(n, w, ldw, rows, x, xs, nt, y, ldy);
+                    for (uint32_t t0 = 0; t0 < nt; t0 += ST_TILE_MAX) {
+                        uint32_t tn = nt - t0 < ST_TILE_MAX ? nt - t0 : ST_TILE_MAX;
+                        for (uint32_t r = 0; r < rows; r++) {
+                            dot(n, w + r * ldw, x + t0 * xs, xs, tn, out);
+                            for (uint32_t t = 0; t < tn; t++)
+                                cr_assert(memcmp(&out[t], &y[(t0 + t) * ldy + r], 4) == 0,
+                                          "%s: cols %u rows %u tokens %u: row %u token %u: "
+                                          "%.9g, the row kernel %.9g",
+                                          st_cpu_isa_name(k->isa), n, rows, nt, r, t0 + t,
+                                          y[(t0 + t) * ldy + r], out[t]);
+                        }
+                    }
+                    free(w); free(x); free(y);
+                    tested++;
+                }
+        }
+    }
+    if (st_cpu_isa_detect() >= ST_ISA_AVX2)
+        cr_assert_gt(tested, 0);
+}
