@@ -15,10 +15,11 @@ llama.cpp reads a copy of the same file in the form its own converter
 writes (peer_gguf below: the vocabulary's word-start marking and token types,
 and one more key), made in a temporary directory; the tensors are the same.
 
-    python3 tools/bench_embeddings.py --texts TEXTS.txt [--model GGUF] [--batch 32]
-        [--reps 5] [--threads 2] [--llama-bin DIR] [--out FILE.json]
+    python3 tools/bench_embeddings.py --texts TEXTS.txt|DOCS.jsonl | --mtrb DIR
+        [--model GGUF] [--batch 32] [--reps 5] [--threads 2] [--llama-bin DIR] [--out FILE.json]
 
-TEXTS.txt holds one text per line (docs/RESULTS.md says which were used).
+TEXTS.txt holds one text per line; DOCS.jsonl a "text" field a line
+(tools/make_docs.py); --mtrb the benchmark's 180 test queries.
 """
 from __future__ import annotations
 
@@ -119,6 +120,19 @@ def single_latency(url: str, model: str, texts: list[str], n: int) -> float:
     return statistics.median(times)
 
 
+def read_texts(texts: str | None, mtrb: str | None) -> list[str]:
+    if mtrb:
+        out = []
+        for sub, name in (("restbench", "mtr_restbench_test.json"),
+                          ("metatool", "mtr_metatool_test.json")):
+            out += [q["query"] for q in json.loads((Path(mtrb) / sub / name).read_text())]
+        return out
+    lines = [t for t in Path(texts).read_text().splitlines() if t.strip()]
+    if texts.endswith(".jsonl"):
+        return [json.loads(t)["text"] for t in lines]
+    return lines
+
+
 def llama_bin(arg: str | None) -> Path:
     if arg:
         return Path(arg)
@@ -129,7 +143,11 @@ def llama_bin(arg: str | None) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--texts", required=True, help="one text per line")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--texts", help="one text per line, or a .jsonl with a \"text\" field "
+                     "(tools/make_docs.py writes one)")
+    src.add_argument("--mtrb", help="the MTRB directory: its 180 test queries "
+                     "(restbench/ and metatool/)")
     ap.add_argument("--model", default=str(REPO / "models" / "all-MiniLM-L6-v2.gguf"))
     ap.add_argument("--batch", type=int, default=32, help="texts per request")
     ap.add_argument("--reps", type=int, default=5)
@@ -140,9 +158,9 @@ def main() -> int:
     ap.add_argument("--stretch", default=str(REPO / "build" / "bin" / "stretch"))
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
-    texts = [t for t in Path(a.texts).read_text().splitlines() if t.strip()]
+    texts = read_texts(a.texts, a.mtrb)
     if not texts:
-        sys.exit(f"bench_embeddings: {a.texts}: no text in it")
+        sys.exit(f"bench_embeddings: {a.texts or a.mtrb}: no text in it")
     model = Path(a.model)
     if not model.is_file():
         sys.exit(f"bench_embeddings: {model}: not found (python3 tools/convert_minilm.py "

@@ -1,7 +1,9 @@
-"""tools/bench_embeddings.py's peer file: the same tensors, and the vocabulary
-in the form llama.cpp's converter writes for a BERT (word starts marked with
-U+2581, "##" continuations bare, special tokens typed as control)."""
+"""tools/bench_embeddings.py: its peer file (the same tensors, and the
+vocabulary in the form llama.cpp's converter writes for a BERT: word starts
+marked with U+2581, "##" continuations bare, special tokens typed as
+control), and the texts it reads."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_embeddings import peer_gguf  # noqa: E402
+from bench_embeddings import peer_gguf, read_texts  # noqa: E402
 
 gguf = pytest.importorskip("gguf")
 REPO = Path(__file__).resolve().parents[2]
@@ -43,3 +45,14 @@ def test_peer_gguf_rewrites_the_vocabulary_and_keeps_the_tensors(tmp_path):
     for x, y in zip(a.tensors, b.tensors):
         assert x.tensor_type == y.tensor_type and list(x.shape) == list(y.shape)
         assert np.array_equal(x.data, y.data), x.name
+
+
+def test_texts_from_lines_jsonl_and_mtrb(tmp_path):
+    (tmp_path / "t.txt").write_text("one\n\ntwo words\n")
+    assert read_texts(str(tmp_path / "t.txt"), None) == ["one", "two words"]
+    (tmp_path / "d.jsonl").write_text(json.dumps({"id": 1, "text": "a\nb"}) + "\n")
+    assert read_texts(str(tmp_path / "d.jsonl"), None) == ["a\nb"]
+    mtrb = REPO / "tests" / "retrieval" / "mtrb"
+    want = [q["query"] for sub in ("restbench", "metatool")
+            for q in json.loads(next((mtrb / sub).glob("mtr_*_test.json")).read_text())]
+    assert read_texts(None, str(mtrb)) == want and len(want) > 0
