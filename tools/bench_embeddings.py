@@ -6,7 +6,8 @@ Both servers get the same texts in the same requests (--batch texts each),
 alternating rep by rep, 2 threads each by default. llama-server gets as
 many slots as a request has texts (-np), so that it can put a whole
 request in one batch (with its default slots it measured the same here). Reported: texts/s over
-the whole set (median, min, max of --reps), the latency of one short text
+the whole set (median, min, max of --reps), the same rate when --clients
+clients send one text per request at once, the latency of one short text
 (median of --single requests), and how far the two servers' vectors are
 apart (lowest cosine over every text) and whether they count the same
 tokens.
@@ -111,6 +112,16 @@ def embed_all(url: str, model: str, texts: list[str], batch: int):
     return time.perf_counter() - t, vecs, tokens
 
 
+def embed_concurrent(url: str, model: str, texts: list[str], clients: int) -> float:
+    """Seconds for `clients` clients to send every text as its own request."""
+    from concurrent.futures import ThreadPoolExecutor
+    t = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda x: post(url + "/v1/embeddings", {"model": model, "input": x}),
+                      texts))
+    return time.perf_counter() - t
+
+
 def single_latency(url: str, model: str, texts: list[str], n: int) -> float:
     times = []
     for i in range(n):
@@ -152,6 +163,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32, help="texts per request")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--single", type=int, default=50, help="one-text requests for latency")
+    ap.add_argument("--clients", type=int, default=16, help="clients sending one text per "
+                    "request at once, for the concurrent rate (0: skip it)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llama-bin", help="llama-server's directory (default: "
                     "tools/build_llama_native.sh's build)")
@@ -200,13 +213,18 @@ def main() -> int:
         wait_ready(servers["llama.cpp"], p, "llama-server", tmp / "llama.log")
 
         rates = {k: [] for k in servers}
+        crates = {k: [] for k in servers}
         vecs, tokens = {}, {}
         for rep in range(a.reps):
             for k, url in servers.items():
                 dt, v, n = embed_all(url, name, texts, a.batch)
                 rates[k].append(len(texts) / dt)
                 vecs[k], tokens[k] = v, n
-                print(f"rep {rep + 1}: {k}: {len(texts) / dt:.1f} texts/s", flush=True)
+                line = f"rep {rep + 1}: {k}: {len(texts) / dt:.1f} texts/s"
+                if a.clients:
+                    crates[k].append(len(texts) / embed_concurrent(url, name, texts, a.clients))
+                    line += f", {crates[k][-1]:.1f} with {a.clients} one-text clients"
+                print(line, flush=True)
         single = {k: single_latency(url, name, texts, a.single) for k, url in servers.items()}
         cos = []
         for x, y in zip(vecs["stretch"], vecs["llama.cpp"]):
@@ -220,6 +238,9 @@ def main() -> int:
             "texts_per_s": {k: {"median": statistics.median(v), "min": min(v), "max": max(v)}
                             for k, v in rates.items()},
             "single_text_latency_ms": {k: v * 1000 for k, v in single.items()},
+            "clients": a.clients,
+            "concurrent_texts_per_s": {k: {"median": statistics.median(v), "min": min(v),
+                                           "max": max(v)} for k, v in crates.items() if v},
             "ratio_texts_per_s": statistics.median(rates["stretch"]) /
             statistics.median(rates["llama.cpp"]),
             "lowest_cosine": min(cos), "tokens": tokens,

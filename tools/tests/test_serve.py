@@ -928,3 +928,29 @@ def test_an_encoder_alone_needs_no_manifest(tmp_path):
         assert [m.id for m in s.client().models.list().data] == ["enc"]
     finally:
         assert s.stop() == 0
+
+
+def test_concurrent_embeddings_share_batches_and_each_equals_its_solo_vector(embed_server):
+    # Requests that wait together go through the encoder as one batch;
+    # each answer must still be exactly its texts' own vectors.
+    np = pytest.importorskip("numpy")
+    from concurrent.futures import ThreadPoolExecutor
+    s, enc = embed_server
+    want = {t: np.float32(stretch_embed(enc, t)["embedding"]) for t in EMBED_TEXTS}
+    batches = lambda: int(re.search(r"^stretch_embedding_batches_total (\d+)$",
+                                    s.request("GET", "/metrics")[2].decode(), re.M).group(1))
+    before = batches()
+    asks = [[EMBED_TEXTS[(i + k) % len(EMBED_TEXTS)] for k in range(1 + i % 3)]
+            for i in range(64)]
+
+    def ask(texts):
+        return s.client().embeddings.create(model="enc", input=texts, encoding_format="float")
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, asks))
+    for texts, r in zip(asks, answers):
+        assert [d.index for d in r.data] == list(range(len(texts)))
+        for t, d in zip(texts, r.data):
+            assert np.array_equal(np.float32(d.embedding), want[t]), t
+    # Never more batches than requests (fewer when they waited together).
+    assert 0 < batches() - before <= len(asks)

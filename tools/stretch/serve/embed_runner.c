@@ -3,6 +3,8 @@
  * encoders given with --embedding-model, each owned by one thread that
  * answers its jobs in order (an encoder runs one batch at a time, on the
  * engine's threads, so a second thread per encoder would only queue).
+ * Requests that wait together share a batch: many clients sending a text
+ * each cost one pass through the model, not one each.
  * The encoders open before the server listens: a file that is not a
  * sentence encoder stops the start-up with a message naming it, instead
  * of failing every request later.
@@ -138,20 +140,66 @@ static bool respond(st_job *job, const st_embedder *e, const float *vecs, size_t
 
 /* -- one job (the encoder's thread) -- */
 
-static void run_job(st_embedder *e, st_job *job)
+/* Whether the job can run: a cancelled one, or one asking for another
+ * vector length, is answered here. */
+static bool job_ready(st_embedder *e, st_job *job)
 {
     st_embed_request *q = job->embed;
     if (atomic_load(&job->cancel)) {
         st_job_fail(job, 503, "the request was cancelled before it started", NULL);
-        return;
+        return false;
     }
     if (q->dimensions >= 0 && (uint64_t)q->dimensions != e->dim) {
         char msg[256];
         snprintf(msg, sizeof msg, "'dimensions' is %lld: the model '%s' gives %u-dimensional "
                  "vectors and cannot shorten them", (long long)q->dimensions, e->name, e->dim);
         st_job_fail(job, 400, msg, "dimensions");
+        return false;
+    }
+    return true;
+}
+
+/* The job's answer from its n vectors. */
+static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t tokens)
+{
+    size_t n = job->embed->n;
+    /* A model whose weights make NaN has no JSON for it. */
+    for (size_t i = 0; i < n * e->dim; i++)
+        if (!isfinite(vecs[i])) {
+            st_job_fail(job, 500, "the encoder gave a value that is not a finite number "
+                        "(its weights are broken)", "model");
+            return;
+        }
+    if (job->is_rpc)
+        st_job_embeddings_rpc(job, vecs, n, e->dim, tokens);
+    else if (!respond(job, e, vecs, tokens)) {
+        st_job_fail(job, 500, "out of memory", NULL);
         return;
     }
+    atomic_fetch_add(&job->srv->metrics.embedded_texts, n);
+    atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
+}
+
+/* texts[n] (n <= EMBED_BATCH) through the encoder in one batch; the
+ * tokens of each in n_tokens. */
+static st_status embed_batch(st_embedder *e, size_t n, const char *const *texts,
+                             const size_t *lens, float *vecs, size_t *n_tokens, st_error *err)
+{
+    int32_t *ids[EMBED_BATCH];
+    memset(err, 0, sizeof *err);
+    st_status st = st_encoder_embed_batch(e->enc, n, texts, lens, vecs, ids, n_tokens, err);
+    if (st == ST_OK) {
+        atomic_fetch_add(&e->srv->metrics.embedding_batches, 1);
+        for (size_t k = 0; k < n; k++)
+            st_free(ids[k]);
+    }
+    return st;
+}
+
+/* One job on its own, EMBED_BATCH texts at a time. */
+static void run_alone(st_embedder *e, st_job *job)
+{
+    st_embed_request *q = job->embed;
     float *vecs = malloc(q->n * e->dim * sizeof *vecs);
     if (!vecs) {
         st_job_fail(job, 500, "out of memory", NULL);
@@ -164,13 +212,10 @@ static void run_job(st_embedder *e, st_job *job)
             free(vecs);
             return;
         }
-        size_t m = q->n - i < EMBED_BATCH ? q->n - i : EMBED_BATCH;
-        int32_t *ids[EMBED_BATCH];
-        size_t n_ids[EMBED_BATCH];
+        size_t m = q->n - i < EMBED_BATCH ? q->n - i : EMBED_BATCH, n_tok[EMBED_BATCH];
         st_error err;
-        memset(&err, 0, sizeof err);
-        st_status st = st_encoder_embed_batch(e->enc, m, (const char *const *)q->texts + i,
-                                              q->lens + i, vecs + i * e->dim, ids, n_ids, &err);
+        st_status st = embed_batch(e, m, (const char *const *)q->texts + i, q->lens + i,
+                                   vecs + i * e->dim, n_tok, &err);
         if (st != ST_OK) {
             char msg[512];
             snprintf(msg, sizeof msg, "input[%zu..%zu]: %.400s", i, i + m - 1, err.message);
@@ -178,28 +223,50 @@ static void run_job(st_embedder *e, st_job *job)
             free(vecs);
             return;
         }
-        for (size_t k = 0; k < m; k++) {
-            tokens += n_ids[k];
-            st_free(ids[k]);
+        for (size_t k = 0; k < m; k++)
+            tokens += n_tok[k];
+    }
+    finish_job(e, job, vecs, tokens);
+    free(vecs);
+}
+
+/* Jobs that waited together, their texts at most EMBED_BATCH in all: one
+ * batch through the encoder for all of them (each vector is the one its
+ * text gets alone, so a request's answer does not depend on its company).
+ * Should the batch fail, each job runs alone, so only its own input can
+ * fail it. */
+static void run_group(st_embedder *e, st_job **jobs, size_t n_jobs)
+{
+    const char *texts[EMBED_BATCH];
+    size_t lens[EMBED_BATCH], n_tok[EMBED_BATCH], first[EMBED_BATCH + 1], n = 0, n_live = 0;
+    st_job *live[EMBED_BATCH];
+    for (size_t j = 0; j < n_jobs; j++) {
+        st_embed_request *q = jobs[j]->embed;
+        if (!job_ready(e, jobs[j]))
+            continue;
+        first[n_live] = n;
+        live[n_live++] = jobs[j];
+        for (size_t i = 0; i < q->n; i++, n++) {
+            texts[n] = q->texts[i];
+            lens[n] = q->lens[i];
         }
     }
-    /* A model whose weights make NaN has no JSON for it. */
-    for (size_t i = 0; i < q->n * e->dim; i++)
-        if (!isfinite(vecs[i])) {
-            st_job_fail(job, 500, "the encoder gave a value that is not a finite number "
-                        "(its weights are broken)", "model");
-            free(vecs);
-            return;
-        }
-    if (job->is_rpc) {
-        st_job_embeddings_rpc(job, vecs, q->n, e->dim, tokens);
-        atomic_fetch_add(&job->srv->metrics.embedded_texts, q->n);
-        atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
-    } else if (respond(job, e, vecs, tokens)) {
-        atomic_fetch_add(&job->srv->metrics.embedded_texts, q->n);
-        atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
-    } else {
-        st_job_fail(job, 500, "out of memory", NULL);
+    first[n_live] = n;
+    if (n_live == 0)
+        return;
+    float *vecs = malloc(n * e->dim * sizeof *vecs);
+    st_error err;
+    if (!vecs || embed_batch(e, n, texts, lens, vecs, n_tok, &err) != ST_OK) {
+        free(vecs);
+        for (size_t j = 0; j < n_live; j++)
+            run_alone(e, live[j]);
+        return;
+    }
+    for (size_t j = 0; j < n_live; j++) {
+        size_t tokens = 0;
+        for (size_t i = first[j]; i < first[j + 1]; i++)
+            tokens += n_tok[i];
+        finish_job(e, live[j], vecs + first[j] * e->dim, tokens);
     }
     free(vecs);
 }
@@ -212,18 +279,30 @@ static void embedder_main(void *arg)
         uv_mutex_lock(&srv->queue_lock);
         while (!srv->quit && !e->head)
             uv_cond_wait(&e->wake, &srv->queue_lock);
-        st_job *job = e->head;
-        if (job) {
+        /* The first waiting job, and those after it whose texts still fit
+         * one batch with it. */
+        st_job *group[EMBED_BATCH];
+        size_t n_jobs = 0, n_texts = 0;
+        while (e->head && n_jobs < EMBED_BATCH &&
+               (n_jobs == 0 || n_texts + e->head->embed->n <= EMBED_BATCH)) {
+            st_job *job = e->head;
             e->head = job->queue_next;
             if (!e->head)
                 e->tail = NULL;
             e->n_waiting--;
             atomic_store(&job->running, 1);
+            group[n_jobs++] = job;
+            n_texts += job->embed->n;
         }
         uv_mutex_unlock(&srv->queue_lock);
-        if (!job)
+        if (n_jobs == 0)
             return; /* quit with nothing queued */
-        run_job(e, job);
+        if (n_jobs == 1 && n_texts > EMBED_BATCH) {
+            if (job_ready(e, group[0]))
+                run_alone(e, group[0]);
+        } else {
+            run_group(e, group, n_jobs);
+        }
     }
 }
 

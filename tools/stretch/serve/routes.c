@@ -89,7 +89,7 @@ static void metrics(st_conn *c, bool keep_alive)
     uv_mutex_unlock(&srv->queue_lock);
     uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
     double decode_s = atomic_load(&m->decode_us) / 1e6;
-    char body[2560];
+    char body[3072];
     int n = snprintf(body, sizeof body,
         "# HELP stretch_requests_total HTTP requests received.\n"
         "# TYPE stretch_requests_total counter\nstretch_requests_total %llu\n"
@@ -114,6 +114,9 @@ static void metrics(st_conn *c, bool keep_alive)
         "# TYPE stretch_embedded_texts_total counter\nstretch_embedded_texts_total %llu\n"
         "# HELP stretch_embedded_tokens_total Tokens of the texts embedded.\n"
         "# TYPE stretch_embedded_tokens_total counter\nstretch_embedded_tokens_total %llu\n"
+        "# HELP stretch_embedding_batches_total Batches the sentence encoders ran.\n"
+        "# TYPE stretch_embedding_batches_total counter\n"
+        "stretch_embedding_batches_total %llu\n"
         "# HELP stretch_queue_length Requests waiting for a sequence.\n"
         "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
         "# HELP stretch_requests_running Requests generating now.\n"
@@ -124,7 +127,8 @@ static void metrics(st_conn *c, bool keep_alive)
         gen > done ? decode_s / (double)(gen - done) : 0.0,
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
         (unsigned long long)atomic_load(&m->embedded_texts),
-        (unsigned long long)atomic_load(&m->embedded_tokens), queued, running);
+        (unsigned long long)atomic_load(&m->embedded_tokens),
+        (unsigned long long)atomic_load(&m->embedding_batches), queued, running);
     send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
 }
 

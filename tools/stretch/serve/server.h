@@ -81,7 +81,7 @@ typedef struct st_job {
 typedef struct st_server_metrics {
     atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
     atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
-    atomic_uint_fast64_t embedded_texts, embedded_tokens;
+    atomic_uint_fast64_t embedded_texts, embedded_tokens, embedding_batches;
 } st_server_metrics;
 
 struct st_server {
