@@ -98,19 +98,9 @@ const char *st_value_type_name(st_value_type t)
     return "unknown";
 }
 
-bool st_value_map_set_float(st_value *map, const char *key, double f)
+/* Put v (owned) under `key` of a MAP, replacing what was there. */
+static bool map_put(st_value *map, const char *key, st_value *v)
 {
-    if (!map || map->type != ST_VALUE_MAP || !key)
-        return false;
-    st_value *v = calloc(1, sizeof *v);
-    char text[32];
-    snprintf(text, sizeof text, "%.9g", f);
-    if (!v || !(v->s = strdup(text))) {
-        free(v);
-        return false;
-    }
-    v->type = ST_VALUE_FLOAT;
-    v->f = f;
     for (size_t k = 0; k < map->n; k++)
         if (map->entries[k].key && strcmp(map->entries[k].key, key) == 0) {
             st_value_free(map->entries[k].value);
@@ -129,4 +119,33 @@ bool st_value_map_set_float(st_value *map, const char *key, double f)
     map->entries = grown;
     map->entries[map->n++] = (st_value_entry){k, v, 0, 0};
     return true;
+}
+
+bool st_value_map_set_float(st_value *map, const char *key, double f)
+{
+    if (!map || map->type != ST_VALUE_MAP || !key)
+        return false;
+    st_value *v = calloc(1, sizeof *v);
+    char text[32];
+    snprintf(text, sizeof text, "%.9g", f);
+    if (!v || !(v->s = strdup(text))) {
+        free(v);
+        return false;
+    }
+    v->type = ST_VALUE_FLOAT;
+    v->f = f;
+    return map_put(map, key, v);
+}
+
+bool st_value_map_set_string(st_value *map, const char *key, const char *text)
+{
+    if (!map || map->type != ST_VALUE_MAP || !key || !text)
+        return false;
+    st_value *v = calloc(1, sizeof *v);
+    if (!v || !(v->s = strdup(text))) {
+        free(v);
+        return false;
+    }
+    v->type = ST_VALUE_STRING;
+    return map_put(map, key, v);
 }

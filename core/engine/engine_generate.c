@@ -72,17 +72,19 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     /* A request that overrides sampler parameters samples with its own
      * chain; the engine's is back in place when it returns. */
     st_request_samplers rs;
-    st_status st = st_request_samplers_open(e, caller_params ? params.sampler_overrides : NULL,
-                                            caller_params ? params.n_sampler_overrides : 0,
-                                            &rs, err);
+    st_status st = st_request_samplers_open(e, caller_params ? &params : NULL, &rs, err);
     if (st != ST_OK)
         return st;
     st_instance **engine_chain = e->chain.samplers;
-    if (rs.chain)
+    size_t engine_n = e->chain.n;
+    if (rs.chain) {
         e->chain.samplers = rs.chain;
+        e->chain.n = rs.n;
+    }
     st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user, &stats,
                   err);
     e->chain.samplers = engine_chain;
+    e->chain.n = engine_n;
     st_request_samplers_close(&rs);
     if (caller_stats)
         st_sized_write(caller_stats, &stats, sizeof stats, ST_GENERATE_STATS_SIZE_1_0);

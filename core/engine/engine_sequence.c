@@ -33,6 +33,7 @@ struct st_sequence {
     void *user;
     st_request_samplers rs;
     st_instance **engine_chain;
+    size_t engine_chain_n;
     st_utf8_stream utf8;
     int32_t pos;                   /* position of the next token fed */
     int32_t token;                 /* the token this step feeds */
@@ -94,6 +95,7 @@ static void finish(st_sequence *s, st_status st)
     if (st == ST_E_CANCELLED)
         st_error_set(&s->err, st, "cancelled");
     s->e->chain.samplers = s->engine_chain;
+    s->e->chain.n = s->engine_chain_n;
     st_request_samplers_close(&s->rs);
     free(s->prompt);
     s->prompt = NULL;
@@ -142,20 +144,23 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     if (!s->prompt)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     memcpy(s->prompt, prompt, n_prompt * sizeof *prompt);
-    if ((st = st_request_samplers_open(e, params.sampler_overrides,
-                                       params.n_sampler_overrides, &s->rs, err)) != ST_OK) {
+    if ((st = st_request_samplers_open(e, &params, &s->rs, err)) != ST_OK) {
         free(s->prompt);
         s->prompt = NULL;
         return st;
     }
     s->engine_chain = e->chain.samplers;
-    if (s->rs.chain)
+    s->engine_chain_n = e->chain.n;
+    if (s->rs.chain) {
         e->chain.samplers = s->rs.chain;
+        e->chain.n = s->rs.n;
+    }
     st_engine_reset(e, params.seed);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
         e->chain.samplers = s->engine_chain;
+        e->chain.n = s->engine_chain_n;
         st_request_samplers_close(&s->rs);
         free(s->prompt);
         s->prompt = NULL;

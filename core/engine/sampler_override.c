@@ -1,8 +1,10 @@
 /*
- * core/engine/sampler_override.c - per-request sampler parameters. The
- * manifest's parameters are cloned, the overridden keys set, and the
- * plugin's create() runs through the same validation as a manifest's
- * values, so a request can never hand a plugin what its schema refuses.
+ * core/engine/sampler_override.c - per-request sampler parameters and
+ * constraints. For an override the manifest's parameters are cloned and
+ * the overridden keys set; a constraint sampler is found by name and
+ * created from the request's text parameters. Either way the plugin's
+ * create() runs through the same validation as a manifest's values, so a
+ * request can never hand a plugin what its schema refuses.
  */
 #include "sampler_override.h"
 
@@ -14,9 +16,41 @@ void st_request_samplers_close(st_request_samplers *rs)
     if (rs->owned)
         for (size_t i = 0; i < rs->n; i++)
             st_instance_destroy(rs->owned[i]);
+    st_engine_plugin_release(&rs->constraint);
     free(rs->owned);
     free(rs->chain);
     memset(rs, 0, sizeof *rs);
+}
+
+/* The request's constraint sampler, created with its text parameters. */
+static st_status open_constraint(st_engine *e, const st_generate_params *p,
+                                 st_engine_plugin *out, st_error *err)
+{
+    st_value *params = calloc(1, sizeof *params);
+    if (!params)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    params->type = ST_VALUE_MAP;
+    for (size_t k = 0; k < p->n_constraint_params; k++) {
+        const st_param_text *t = &p->constraint_params[k];
+        if (!t->name || !t->value) {
+            st_value_free(params);
+            return st_error_set(err, ST_E_INVALID, "constraint '%s': parameter %zu: name and "
+                                "value must both be set", p->constraint, k);
+        }
+        if (!st_value_map_set_string(params, t->name, t->value)) {
+            st_value_free(params);
+            return st_error_set(err, ST_E_NOMEM, "out of memory");
+        }
+    }
+    st_plugin_ref ref = {.plugin = (char *)p->constraint, .params = params,
+                         .file = "the request's constraint"};
+    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL};
+    st_status st = st_engine_plugin_open(&site, ST_KIND_SAMPLER, &ref, out, err);
+    st_value_free(params);
+    if (st != ST_OK)
+        return st_engine_fail_wrap(err, st == ST_E_NOMEM ? st : ST_E_INVALID,
+                                   "constraint '%s': refused", p->constraint);
+    return ST_OK;
 }
 
 /* A fresh instance of chain sampler i with every override that names it. */
@@ -48,36 +82,54 @@ static st_status override_one(st_engine *e, size_t i, const st_sampler_override 
     return ST_OK;
 }
 
-st_status st_request_samplers_open(st_engine *e, const st_sampler_override *ov, size_t n_ov,
+st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
                                    st_request_samplers *out, st_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (!ov || n_ov == 0)
+    const st_sampler_override *ov = p ? p->sampler_overrides : NULL;
+    size_t n_ov = ov ? p->n_sampler_overrides : 0;
+    const char *constraint = p ? p->constraint : NULL;
+    if (n_ov == 0 && !constraint)
         return ST_OK;
     for (size_t k = 0; k < n_ov; k++)
         if (!ov[k].plugin || !ov[k].param)
             return st_error_set(err, ST_E_INVALID,
                                 "sampler override %zu: plugin and param must both be set", k);
-    out->n = e->n_samplers;
-    out->chain = calloc(out->n ? out->n : 1, sizeof *out->chain);
-    out->owned = calloc(out->n ? out->n : 1, sizeof *out->owned);
+    if (constraint && p->n_constraint_params && !p->constraint_params)
+        return st_error_set(err, ST_E_INVALID, "constraint '%s': %zu parameters announced, "
+                            "none given", constraint, p->n_constraint_params);
+    size_t cap = e->n_samplers + 1;
+    out->chain = calloc(cap, sizeof *out->chain);
+    out->owned = calloc(cap, sizeof *out->owned);
     if (!out->chain || !out->owned) {
         st_request_samplers_close(out);
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     }
-    for (size_t i = 0; i < out->n; i++) {
-        out->chain[i] = e->sampler_instances[i];
-        bool named = false;
-        for (size_t k = 0; k < n_ov; k++)
-            named |= strcmp(ov[k].plugin, e->samplers[i].lib->entry->name) == 0;
-        if (!named)
-            continue;
-        st_status st = override_one(e, i, ov, n_ov, &out->owned[i], err);
-        if (st != ST_OK) {
+    st_status st;
+    if (constraint) {
+        if ((st = open_constraint(e, p, &out->constraint, err)) != ST_OK) {
             st_request_samplers_close(out);
             return st;
         }
-        out->chain[i] = out->owned[i];
+        out->chain[out->n++] = out->constraint.in;
+    }
+    for (size_t i = 0; i < e->n_samplers; i++) {
+        const char *name = e->samplers[i].lib->entry->name;
+        /* The request's constraint replaces the manifest's of its kind. */
+        if (constraint && strcmp(name, constraint) == 0)
+            continue;
+        size_t at = out->n++;
+        out->chain[at] = e->sampler_instances[i];
+        bool named = false;
+        for (size_t k = 0; k < n_ov; k++)
+            named |= strcmp(ov[k].plugin, name) == 0;
+        if (!named)
+            continue;
+        if ((st = override_one(e, i, ov, n_ov, &out->owned[at], err)) != ST_OK) {
+            st_request_samplers_close(out);
+            return st;
+        }
+        out->chain[at] = out->owned[at];
     }
     return ST_OK;
 }

@@ -173,3 +173,143 @@ Test(constraint_engine, a_constraint_without_a_model_is_refused_early)
     cr_assert_neq(st_engine_open(manifest, NULL, &e, &err), ST_OK);
     cr_expect(strstr(err.message, "model"), "%s", err.message);
 }
+
+/* ---- a constraint for one request (st_generate_params.constraint, 1.6) ---- */
+
+static st_engine *open_plain(void)
+{
+    char manifest[400];
+    snprintf(manifest, sizeof manifest, "%s/plain.yaml", dir);
+    FILE *f = fopen(manifest, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 256\nthreads: 2\n"
+               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+               "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(manifest, NULL, &e, &err), ST_OK, "%s", err.message);
+    return e;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s", path);
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* A request on the plain engine with `plugin` and its text parameters. */
+static st_status request(st_engine *e, const char *plugin, const st_param_text *p, size_t n_p,
+                         text_out *out, bool *eos, st_error *err)
+{
+    int32_t *ids;
+    size_t n;
+    cr_assert_eq(st_engine_tokenize(e, "Answer in JSON:", 15, 0, &ids, &n, err), ST_OK);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 200, .constraint = plugin,
+                             .constraint_params = p, .n_constraint_params = n_p};
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    memset(out, 0, sizeof *out);
+    st_status st = st_engine_generate(e, ids, n, &gp, on_token, out, &stats, err);
+    st_free(ids);
+    *eos = stats.stopped_by_eos;
+    return st;
+}
+
+Test(constraint_engine, a_request_constraint_answers_as_the_manifests_does)
+{
+    text_out want, got, plain_before, plain_after;
+    char why[ST_ERROR_MESSAGE_MAX] = "";
+    bool want_eos = run("  - plugin: json-schema\n    params: {schema: " ST_TEST_SCHEMAS
+                        "/closed.json, whitespace: compact}\n", &want, why, sizeof why);
+    cr_assert(want_eos, "%s", why);
+    st_engine *e = open_plain();
+    st_error err = {0};
+    bool eos;
+    cr_assert_eq(request(e, NULL, NULL, 0, &plain_before, &eos, &err), ST_OK, "%s", err.message);
+    st_param_text p[2] = {{"schema", read_text(ST_TEST_SCHEMAS "/closed.json")},
+                          {"whitespace", "compact"}};
+    cr_assert_eq(request(e, "json-schema", p, 2, &got, &eos, &err), ST_OK, "%s", err.message);
+    cr_expect(eos && strcmp(got.s, want.s) == 0, "request: %s\nmanifest: %s", got.s, want.s);
+    cr_expect(json_valid(got.s), "%s", got.s);
+    /* The engine's own chain is back for the next request. */
+    cr_assert_eq(request(e, NULL, NULL, 0, &plain_after, &eos, &err), ST_OK, "%s", err.message);
+    cr_expect(strcmp(plain_before.s, plain_after.s) == 0 && strcmp(plain_before.s, got.s) != 0,
+              "%s / %s", plain_before.s, plain_after.s);
+
+    /* On a sequence, the same answer. */
+    st_sequence *s = NULL;
+    cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+    int32_t *ids;
+    size_t n;
+    cr_assert_eq(st_engine_tokenize(e, "Answer in JSON:", 15, 0, &ids, &n, &err), ST_OK);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 200,
+                             .constraint = "json-schema", .constraint_params = p,
+                             .n_constraint_params = 2};
+    text_out seq = {0};
+    cr_assert_eq(st_sequence_start(s, ids, n, &gp, on_token, &seq, &err), ST_OK, "%s",
+                 err.message);
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect(strcmp(seq.s, want.s) == 0, "sequence: %s\nmanifest: %s", seq.s, want.s);
+    st_free(ids);
+    st_sequence_close(s);
+    st_engine_close(e);
+
+    /* A manifest that has a constraint of the same plugin: the request's
+     * replaces it; a regex one answers as a manifest's regex. */
+    st_param_text re[1] = {{"pattern", "(yes|no), [0-9]{1,3}"}};
+    want_eos = run("  - plugin: regex\n    params: {pattern: '(yes|no), [0-9]{1,3}'}\n", &want,
+                   why, sizeof why);
+    char manifest[400];
+    snprintf(manifest, sizeof manifest, "%s/other.yaml", dir);
+    FILE *f = fopen(manifest, "w");
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 256\nthreads: 2\n"
+               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+               "attention: {plugin: dense}\nsamplers:\n  - plugin: regex\n"
+               "    params: {pattern: 'z+'}\n  - plugin: greedy\n", model_path);
+    fclose(f);
+    cr_assert_eq(st_engine_open(manifest, NULL, &e, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(request(e, "regex", re, 1, &got, &eos, &err), ST_OK, "%s", err.message);
+    cr_expect(want_eos && eos && strcmp(got.s, want.s) == 0, "%s / %s", got.s, want.s);
+    st_engine_close(e);
+}
+
+Test(constraint_engine, a_bad_request_constraint_is_refused_by_name)
+{
+    st_engine *e = open_plain();
+    st_error err = {0};
+    text_out out;
+    bool eos;
+    st_param_text bad_schema[1] = {{"schema", "{\"type\": \"object\", \"maxProperties\": -1"}};
+    st_param_text no_such_param[1] = {{"grammar", "root ::= \"a\""}};
+    st_param_text not_a_string[1] = {{"strict", "false"}};
+    st_param_text unset[1] = {{"schema", NULL}};
+    struct {
+        const char *plugin;
+        const st_param_text *p;
+        size_t n;
+        const char *says;
+    } cases[] = {
+        {"no-such-sampler", NULL, 0, "no sampler plugin named 'no-such-sampler'"},
+        {"json-schema", bad_schema, 1, "constraint 'json-schema': refused"},
+        {"json-schema", no_such_param, 1, "grammar"},
+        {"json-schema", not_a_string, 1, "strict"},
+        {"json-schema", unset, 1, "name and value must both be set"},
+        {"json-schema", NULL, 1, "1 parameters announced, none given"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&err, 0, sizeof err);
+        st_status st = request(e, cases[i].plugin, cases[i].p, cases[i].n, &out, &eos, &err);
+        cr_expect_eq(st, ST_E_INVALID, "case %zu: %s", i, err.message);
+        cr_expect(strstr(err.message, cases[i].says), "case %zu: %s", i, err.message);
+    }
+    /* The engine still answers. */
+    cr_assert_eq(request(e, NULL, NULL, 0, &out, &eos, &err), ST_OK, "%s", err.message);
+    st_engine_close(e);
+}

@@ -62,6 +62,22 @@ static void check_request(const st_gen_request *r, bool chat)
     for (size_t i = 0; i < r->n_stops; i++)
         if (!r->stops[i] || !r->stops[i][0])
             st_fuzz_fail("stop sequence %zu is empty", i);
+    /* A constraint's schema or grammar is inline text, never something the
+     * plugin would read as a path. */
+    if (r->constraint && (r->n_constraint_params == 0 || r->n_constraint_params > 2))
+        st_fuzz_fail("constraint '%s' with %zu parameters", r->constraint,
+                     r->n_constraint_params);
+    for (size_t i = 0; r->constraint && i < r->n_constraint_params; i++) {
+        const char *name = r->constraint_names[i], *value = r->constraint_values[i];
+        if (!name || !value)
+            st_fuzz_fail("constraint parameter %zu unset", i);
+        if (!strcmp(name, "schema") && value[0] != '{')
+            st_fuzz_fail("a schema that does not start with '{': %.40s", value);
+        if (!strcmp(name, "grammar") && !strstr(value, "::="))
+            st_fuzz_fail("a grammar without rules: %.40s", value);
+    }
+    if (!r->constraint && r->n_constraint_params)
+        st_fuzz_fail("constraint parameters without a constraint");
 }
 
 static void from_http(const uint8_t *body, size_t len, bool chat)

@@ -905,6 +905,10 @@ def test_embeddings_over_msgpack_rpc(embed_server):
     err, res, _ = rpc.call("embed", ["minilm", EMBED_TEXTS[0]])
     assert err is None and len(res["embeddings"]) == 1
     assert np.array_equal(np.float32(res["embeddings"][0]), np.float32(want[0]["embedding"]))
+    # Structured outputs reach the RPC's generate too.
+    err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", "max_tokens": 40,
+                                         "response_format": {"type": "json_object"}}])
+    assert err is None and isinstance(json.loads(res["text"]), dict), (err, res)
     for params, code in ((["enc", ""], 400), (["enc", []], 400), (["enc", ["a", "\x00"]], 400),
                          (["enc", [1]], 400), (["enc"], 400), (["tiny", "x"], 404),
                          (["nope", "x"], 404)):
@@ -954,3 +958,87 @@ def test_concurrent_embeddings_share_batches_and_each_equals_its_solo_vector(emb
             assert np.array_equal(np.float32(d.embedding), want[t]), t
     # Never more batches than requests (fewer when they waited together).
     assert 0 < batches() - before <= len(asks)
+
+
+# -- structured outputs: response_format and grammar ----------------------
+
+SCHEMA = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0,
+                                                 "maximum": 99},
+                                           "ok": {"type": "boolean"}},
+          "required": ["n", "ok"]}
+
+
+def test_response_format_answers_as_a_json_schema_manifest(server, models_dir, tmp_path):
+    # The request's constraint runs first in the model's chain, as a
+    # manifest's json-schema sampler would: the same answer, token for token.
+    manifest = tmp_path / "schema.yaml"
+    manifest.write_text(manifest_text(
+        models_dir.parent / "tiny.gguf", 128, 1,
+        "  - plugin: json-schema\n    params:\n      whitespace: compact\n"
+        f"      schema: '{json.dumps(SCHEMA)}'\n  - plugin: greedy\n"))
+    want = run_cli(manifest, "Give me a number.", 40, "--chat")
+    c = server.client()
+    msgs = [{"role": "user", "content": "Give me a number."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "number", "schema": SCHEMA}}
+    r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=40,
+                                  response_format=fmt)
+    text = r.choices[0].message.content
+    assert text == want["text"] and r.choices[0].finish_reason == "stop", (text, want["text"])
+    value = json.loads(text)
+    assert set(value) == {"n", "ok"} and 0 <= value["n"] <= 99 and isinstance(value["ok"], bool)
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+        model="tiny", messages=msgs, max_tokens=40, response_format=fmt, stream=True)
+        if ch.choices)
+    assert streamed == text
+    # The model's own chain is back for the next request.
+    plain = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12)
+    assert plain.choices[0].message.content == run_cli(
+        models_dir / "tiny.yaml", "Give me a number.", 12, "--chat")["text"]
+    obj = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=40,
+                                    response_format={"type": "json_object"})
+    assert isinstance(json.loads(obj.choices[0].message.content), dict)
+    text_fmt = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12,
+                                         response_format={"type": "text"})
+    assert text_fmt.choices[0].message.content == plain.choices[0].message.content
+
+
+def test_grammar_answers_as_a_gbnf_manifest(server, models_dir, tmp_path):
+    grammar = 'root ::= ("yes" | "no") ", " [0-9] [0-9]?'
+    manifest = tmp_path / "gbnf.yaml"
+    manifest.write_text(manifest_text(
+        models_dir.parent / "tiny.gguf", 128, 1,
+        f"  - plugin: gbnf\n    params:\n      grammar: '{grammar}'\n  - plugin: greedy\n"))
+    want = run_cli(manifest, "Is it?", 20)
+    status, _, body = server.request("POST", "/v1/completions",
+                                     {"model": "tiny", "prompt": "Is it?", "max_tokens": 20,
+                                      "grammar": grammar})
+    text = json.loads(body)["choices"][0]["text"]
+    assert status == 200 and text == want["text"]
+    assert re.fullmatch(r"(yes|no), [0-9][0-9]?", text), text
+
+
+def test_structured_output_refusals_name_the_field(server):
+    post = lambda body: error_of(server.request("POST", "/v1/completions", body))
+    base = {"model": "tiny", "prompt": "x", "max_tokens": 4}
+    cases = [
+        ({"response_format": "json"}, "response_format", "expected an object"),
+        ({"response_format": {"type": "yaml"}}, "response_format", "'yaml'"),
+        ({"response_format": {"type": "json_schema"}}, "response_format", "schema"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": "{}"}}},
+         "response_format", "an object"),
+        # Refused by the plugin: its own words, not the server's paths.
+        ({"response_format": {"type": "json_schema",
+                              "json_schema": {"schema": {"maxProperties": -1}}}},
+         "response_format", "maxProperties"),
+        # Never a path: the plugin would read the file.
+        ({"grammar": "/etc/passwd"}, "grammar", "GBNF rules"),
+        ({"grammar": 3}, "grammar", "GBNF rules"),
+        ({"grammar": "root ::= [", }, "grammar", "refused"),
+        ({"grammar": "root ::= \"a\"", "response_format": {"type": "json_object"}}, "grammar",
+         "not both"),
+    ]
+    for extra, param, text in cases:
+        status, _, err = post({**base, **extra})
+        assert status == 400, (extra, err)
+        assert err["param"] == param and text in err["message"], (extra, err)
+        assert "/lib/" not in err["message"] and ".so" not in err["message"], err

@@ -188,6 +188,12 @@ typedef struct st_sampler_override {
     double value;
 } st_sampler_override;
 
+/* One parameter of a request's constraint sampler, as text (since 1.6). */
+typedef struct st_param_text {
+    const char *name;        /* "schema", "grammar", "pattern", ... */
+    const char *value;       /* read as a manifest's scalar would be */
+} st_param_text;
+
 typedef struct st_generate_params {
     uint32_t struct_size;
     uint32_t max_tokens;     /* stop after this many generated tokens */
@@ -197,6 +203,18 @@ typedef struct st_generate_params {
     /* -- ABI 1.3 -- */
     const st_sampler_override *sampler_overrides; /* [n_sampler_overrides]; borrowed */
     size_t n_sampler_overrides;
+    /* -- ABI 1.6 -- */
+    /* A constraint sampler for this request only: the sampler plugin
+     * `constraint` ("json-schema", "gbnf", "regex", ...) created with
+     * `constraint_params`, validated against the plugin's schema as a
+     * manifest's parameters are, and put first in the chain; a sampler of
+     * the same plugin in the manifest's chain is left out for the request.
+     * This is how a server maps OpenAI's response_format onto any strategy.
+     * The plugins may read a file a parameter names (json-schema's schema,
+     * gbnf's grammar): a server passes only inline text. NULL: none. */
+    const char *constraint;
+    const st_param_text *constraint_params; /* [n_constraint_params]; borrowed */
+    size_t n_constraint_params;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host

@@ -477,6 +477,7 @@ struct st_job_run {
     int32_t *ids;
     size_t n_ids;
     st_sampler_override ov[2];
+    st_param_text constraint[2]; /* the request's response_format or grammar */
     st_generate_params gp;
     gen_state g;
 };
@@ -599,7 +600,12 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
                               : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
         .sampler_overrides = r->ov,
         .n_sampler_overrides = n_ov,
+        .constraint = req->constraint,
+        .constraint_params = r->constraint,
+        .n_constraint_params = req->n_constraint_params,
     };
+    for (size_t k = 0; k < req->n_constraint_params; k++)
+        r->constraint[k] = (st_param_text){req->constraint_names[k], req->constraint_values[k]};
     for (size_t k = 0; k < req->n_stops; k++)
         if (strlen(req->stops[k]) > r->g.max_stop)
             r->g.max_stop = strlen(req->stops[k]);
@@ -631,13 +637,25 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
     if (st != ST_OK && st != ST_E_CANCELLED) {
         char msg[512];
         int status = st == ST_E_INVALID ? 400 : 500;
-        snprintf(msg, sizeof msg, "generation failed: %.400s", err ? err->message : "");
+        /* A constraint the plugin refused is the request's field; the
+         * client gets the plugin's own words, not the server's paths. */
+        const char *param = NULL;
+        const char *why = err ? err->message : "";
+        if (job->req.constraint && strstr(why, "constraint '")) {
+            param = job->req.constraint_field;
+            const char *own = strstr(why, "create() failed with status ");
+            if (own && (own = strstr(own, ": ")))
+                why = own + 2;
+            snprintf(msg, sizeof msg, "%s: refused: %.400s", param, why);
+        } else {
+            snprintf(msg, sizeof msg, "generation failed: %.400s", why);
+        }
         if (g->headers_sent && !job->is_rpc) {
             emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
                                       "server_error"));
             job_finish(job, true);
         } else {
-            st_job_fail(job, status, msg, NULL);
+            st_job_fail(job, status, msg, param);
         }
     } else {
         finish_response(g, job, stats,

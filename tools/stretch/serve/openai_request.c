@@ -202,6 +202,67 @@ static bool parse_stop(json_t *root, st_gen_request *r, char *msg, size_t size,
     return true;
 }
 
+static bool add_constraint_param(st_gen_request *r, const char *name, const char *value,
+                                 char *msg, size_t size, const char **param)
+{
+    size_t k = r->n_constraint_params;
+    if (k == 2 || !(r->constraint_values[k] = strdup(value)))
+        return fail(msg, size, param, NULL, "out of memory");
+    r->constraint_names[k] = name;
+    r->n_constraint_params = k + 1;
+    return true;
+}
+
+/* response_format (OpenAI's structured outputs) or grammar (llama-server's
+ * GBNF): a constraint sampler for this request. The text handed on is
+ * always inline, never a path: the plugins would read a file a parameter
+ * names, and a request must not make the server read its files. */
+static bool parse_constraint(json_t *root, st_gen_request *r, char *msg, size_t size,
+                             const char **param)
+{
+    json_t *rf = field(root, "response_format"), *grammar = field(root, "grammar");
+    const char *type = rf ? json_string_value(json_object_get(rf, "type")) : NULL;
+    if (rf && (!json_is_object(rf) || !type))
+        return fail(msg, size, param, "response_format", "'response_format': expected an "
+                    "object with a \"type\": \"text\", \"json_object\" or \"json_schema\"");
+    if (rf && strcmp(type, "text") && strcmp(type, "json_object") && strcmp(type, "json_schema"))
+        return fail(msg, size, param, "response_format", "response_format.type is '%.40s': "
+                    "expected \"text\", \"json_object\" or \"json_schema\"", type);
+    bool structured = rf && strcmp(type, "text") != 0;
+    if (structured && grammar)
+        return fail(msg, size, param, "grammar", "give 'response_format' or 'grammar', not "
+                    "both");
+    if (grammar) {
+        const char *g = json_string_value(grammar);
+        if (!g || !strstr(g, "::="))
+            return fail(msg, size, param, "grammar", "'grammar': expected GBNF rules as text "
+                        "(root ::= ...)");
+        r->constraint = "gbnf";
+        r->constraint_field = "grammar";
+        return add_constraint_param(r, "grammar", g, msg, size, param);
+    }
+    if (!structured)
+        return true;
+    r->constraint = "json-schema";
+    r->constraint_field = "response_format";
+    /* No whitespace between JSON tokens: the answer is the value alone,
+     * and no token of the budget goes to padding. */
+    if (!add_constraint_param(r, "whitespace", "compact", msg, size, param))
+        return false;
+    if (strcmp(type, "json_object") == 0)
+        return add_constraint_param(r, "schema", "{\"type\": \"object\"}", msg, size, param);
+    json_t *js = json_object_get(rf, "json_schema");
+    json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
+    if (!json_is_object(schema))
+        return fail(msg, size, param, "response_format", "response_format.json_schema.schema: "
+                    "expected the JSON Schema, an object");
+    /* An object's text starts with '{': the plugin reads it as the schema. */
+    char *text = json_dumps(schema, JSON_COMPACT | JSON_ENSURE_ASCII);
+    bool ok = text && add_constraint_param(r, "schema", text, msg, size, param);
+    free(text);
+    return ok || fail(msg, size, param, NULL, "out of memory");
+}
+
 /* `model`: required, a string. */
 static bool parse_model(json_t *root, char **out, char *msg, size_t size, const char **param)
 {
@@ -273,7 +334,7 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
                         "found %s", type_of(retrieval));
         r->no_retrieval = json_is_false(retrieval);
     }
-    return parse_stop(root, r, msg, size, param);
+    return parse_stop(root, r, msg, size, param) && parse_constraint(root, r, msg, size, param);
 }
 
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
@@ -320,6 +381,8 @@ void st_gen_request_free(st_gen_request *r)
     free(r->prompt);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
+    for (size_t i = 0; i < r->n_constraint_params; i++)
+        free(r->constraint_values[i]);
     memset(r, 0, sizeof *r);
 }
 

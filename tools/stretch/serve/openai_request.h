@@ -35,6 +35,15 @@ typedef struct st_gen_request {
     bool stream;
     bool include_usage;        /* stream_options.include_usage */
     bool no_retrieval;         /* "retrieval": false: skip the manifest's index */
+    /* A constraint sampler for this request (response_format, or
+     * llama-server's grammar): the plugin, its parameters as text (the
+     * schema or grammar always inline, a JSON object or GBNF rules, never
+     * a path), and the request field it came from; NULL when none. */
+    const char *constraint;
+    const char *constraint_names[2];
+    char *constraint_values[2];
+    size_t n_constraint_params;
+    const char *constraint_field;
 } st_gen_request;
 
 /* Parse and check a body (len bytes of JSON). On failure msg (always
