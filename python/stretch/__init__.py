@@ -12,9 +12,9 @@ from . import plugins
 from ._capi import library_path
 from .engine import Engine
 from .errors import Error, Status
-from .results import EngineInfo, GenerateStats, Generation, TokenEvent
+from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenEvent
 from .stream import GenerationStream
 
-__all__ = ["Engine", "Error", "Status", "EngineInfo", "GenerateStats", "Generation",
+__all__ = ["Engine", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats", "Generation",
            "TokenEvent", "GenerationStream", "library_path", "plugins"]
 __version__ = "0.1.0"

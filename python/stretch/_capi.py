@@ -63,11 +63,18 @@ class StEngineInfo(Structure):
                 ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64))]
 
 
+class StParamText(Structure):
+    _fields_ = [("name", c_char_p), ("value", c_char_p)]
+
+
 class StGenerateParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
                 ("ignore_eos", c_bool), ("first_logits", POINTER(c_float)),
                 # ABI 1.3 (st_sampler_override array, unused from Python)
-                ("sampler_overrides", c_void_p), ("n_sampler_overrides", c_size_t)]
+                ("sampler_overrides", c_void_p), ("n_sampler_overrides", c_size_t),
+                # ABI 1.6
+                ("constraint", c_char_p), ("constraint_params", POINTER(StParamText)),
+                ("n_constraint_params", c_size_t)]
 
 
 class StGenerateStats(Structure):

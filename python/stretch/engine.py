@@ -15,7 +15,7 @@ import numpy as np
 from . import _capi
 from ._capi import lib
 from .errors import Error, Status
-from .results import EngineInfo, GenerateStats, Generation
+from .results import Constraint, EngineInfo, GenerateStats, Generation
 
 Prompt = Union[str, Sequence[int], np.ndarray]
 # on_token(token, text) -> truthy to stop. token is -1 for text held back
@@ -200,13 +200,16 @@ class Engine:
     # -- generation -------------------------------------------------------
 
     def generate(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
-                 on_token: TokenCallback | None = None, ignore_eos: bool = False) -> Generation:
+                 on_token: TokenCallback | None = None, ignore_eos: bool = False,
+                 constraint: Constraint | None = None) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
         return a truthy value to stop. A cancel() ends the generation early
         with stats.cancelled set (the tokens so far are returned). An
         exception raised by on_token stops the generation and is re-raised.
+        constraint: a constraint sampler for this call only, e.g.
+        Constraint.json_schema({...}); a refused one raises Error(INVALID).
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -226,6 +229,13 @@ class Engine:
 
         params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
                                         max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+        if constraint is not None:
+            texts = (_capi.StParamText * max(1, len(constraint.params)))(
+                *[_capi.StParamText(k.encode(), v.encode())
+                  for k, v in constraint.params.items()])
+            params.constraint = constraint.plugin.encode()
+            params.constraint_params = texts  # kept alive by `texts` for the call
+            params.n_constraint_params = len(constraint.params)
         stats = _capi.StGenerateStats(struct_size=ctypes.sizeof(_capi.StGenerateStats))
         err = _capi.StError()
         callback = _capi.TOKEN_FN(forward)  # kept alive for the call
@@ -241,10 +251,10 @@ class Engine:
             cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context)))
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
-               ignore_eos: bool = False):
+               ignore_eos: bool = False, constraint: Constraint | None = None):
         """generate() as an iterator of TokenEvent; see stretch.stream."""
         from .stream import GenerationStream
-        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos)
+        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint)
 
     def cancel(self) -> None:
         """Stop a running generate() or score() at the next token boundary.

@@ -54,3 +54,29 @@ class TokenEvent:
     incomplete UTF-8 sequence and flushed at the end."""
     token: int
     text: str
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A constraint sampler for one generation (ABI 1.6): the sampler plugin
+    and its parameters as text, checked against the plugin's schema as a
+    manifest's are; it runs first in the engine's chain for that call."""
+    plugin: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def json_schema(schema: dict | str, whitespace: str = "flexible") -> "Constraint":
+        """Output valid JSON for `schema` (a dict, or its JSON text)."""
+        import json
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        return Constraint("json-schema", {"schema": text, "whitespace": whitespace})
+
+    @staticmethod
+    def gbnf(grammar: str) -> "Constraint":
+        """Output in a llama.cpp GBNF grammar (its text, start rule `root`)."""
+        return Constraint("gbnf", {"grammar": grammar})
+
+    @staticmethod
+    def regex(pattern: str) -> "Constraint":
+        """Output that matches `pattern` whole."""
+        return Constraint("regex", {"pattern": pattern})

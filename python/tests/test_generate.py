@@ -98,3 +98,29 @@ def test_leaving_a_stream_early_frees_the_engine(engine):
 def test_stream_errors_raise_in_the_consumer(engine):
     with pytest.raises(stretch.Error, match="outside the vocabulary"):
         list(engine.stream([3, 10**6], max_tokens=3))
+
+
+def test_a_constraint_for_one_call_answers_as_the_manifests(engine, workdir, model,
+                                                             stretch_cli):
+    import re
+
+    from conftest import write_manifest
+    pattern = "(yes|no), [0-9]{1,3}"
+    g = engine.generate(PROMPT, max_tokens=20, constraint=stretch.Constraint.regex(pattern))
+    assert re.fullmatch(pattern, g.text) and g.stats.stopped_by_eos, g.text
+    m = write_manifest(workdir / "regex.yaml", model,
+                       samplers=f"  - plugin: regex\n    params: {{pattern: '{pattern}'}}\n"
+                                "  - plugin: greedy\n")
+    assert g.text == cli_run(stretch_cli, m, PROMPT, 20)["text"]
+    streamed = engine.stream(PROMPT, max_tokens=20, constraint=stretch.Constraint.regex(pattern))
+    assert "".join(ev.text for ev in streamed) == g.text
+    schema = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
+    j = engine.generate(PROMPT, max_tokens=60,
+                        constraint=stretch.Constraint.json_schema(schema, whitespace="compact"))
+    assert set(json.loads(j.text)) == {"a"}, j.text
+    # Without one, the engine's own chain again.
+    assert engine.generate(PROMPT, max_tokens=8).text == engine.generate(PROMPT, max_tokens=8).text
+    with pytest.raises(stretch.Error) as e:
+        engine.generate(PROMPT, max_tokens=4, constraint=stretch.Constraint("regex",
+                                                                            {"pattern": "("}))
+    assert e.value.status == stretch.Status.INVALID and "regex" in str(e.value)
