@@ -355,16 +355,26 @@ bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, c
     return ok;
 }
 
-bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
-                          char *msg, size_t msg_size, const char **param)
+/* The body as JSON, duplicate keys refused; NULL with msg set. */
+static json_t *load_body(const char *body, size_t len, char *msg, size_t msg_size,
+                         const char **param)
 {
-    memset(out, 0, sizeof *out);
     *param = NULL;
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, "
-                    "column %d)", jerr.text, jerr.line, jerr.column);
+        fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, column %d)",
+             jerr.text, jerr.line, jerr.column);
+    return root;
+}
+
+bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
+                          char *msg, size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load_body(body, len, msg, msg_size, param);
+    if (!root)
+        return false;
     bool ok = st_gen_request_from_json(root, chat, out, msg, msg_size, param);
     json_decref(root);
     return ok;
@@ -459,12 +469,9 @@ bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out,
                             size_t msg_size, const char **param)
 {
     memset(out, 0, sizeof *out);
-    *param = NULL;
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = load_body(body, len, msg, msg_size, param);
     if (!root)
-        return fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, "
-                    "column %d)", jerr.text, jerr.line, jerr.column);
+        return false;
     bool ok = json_is_object(root)
                   ? parse_embed_fields(root, out, msg, msg_size, param)
                   : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
