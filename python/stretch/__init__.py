@@ -10,11 +10,14 @@ stretch.plugins; see docs/python.md.
 
 from . import plugins
 from ._capi import library_path
+from .encoder import Encoder
 from .engine import Engine
 from .errors import Error, Status
+from .retriever import Hit, Retriever
 from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenEvent
 from .stream import GenerationStream
 
-__all__ = ["Engine", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats", "Generation",
-           "TokenEvent", "GenerationStream", "library_path", "plugins"]
+__all__ = ["Engine", "Encoder", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats",
+           "Generation", "TokenEvent", "GenerationStream", "Hit", "Retriever", "library_path",
+           "plugins"]
 __version__ = "0.1.0"

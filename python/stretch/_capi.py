@@ -63,6 +63,12 @@ class StEngineInfo(Structure):
                 ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64))]
 
 
+class StRetrieved(Structure):
+    _fields_ = [("struct_size", c_uint32), ("doc", c_uint64), ("score", c_float),
+                ("id", c_void_p), ("id_len", c_size_t), ("text", c_void_p),
+                ("text_len", c_size_t)]
+
+
 class StParamText(Structure):
     _fields_ = [("name", c_char_p), ("value", c_char_p)]
 
@@ -117,6 +123,31 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_engine_cancel", None, EnginePtr)
     fn("st_engine_score", status, EnginePtr, IdsPtr, c_size_t, c_size_t, POINTER(c_float),
        PROGRESS_FN, c_void_p, POINTER(StError))
+    fn("st_encoder_open", status, c_char_p, POINTER(StEngineOptions), POINTER(c_void_p),
+       POINTER(StError))
+    fn("st_encoder_close", None, c_void_p)
+    fn("st_encoder_dim", c_uint32, c_void_p)
+    fn("st_encoder_max_tokens", c_uint32, c_void_p)
+    fn("st_encoder_embed_batch", status, c_void_p, c_size_t, POINTER(c_char_p),
+       POINTER(c_size_t), POINTER(c_float), POINTER(IdsPtr), POINTER(c_size_t),
+       POINTER(StError))
+    fn("st_retriever_open", status, c_char_p, POINTER(StEngineOptions), c_uint32,
+       POINTER(c_void_p), POINTER(StError))
+    fn("st_retriever_close", None, c_void_p)
+    fn("st_retriever_name", c_char_p, c_void_p)
+    fn("st_retriever_top_k", c_uint32, c_void_p)
+    fn("st_retriever_count", c_uint64, c_void_p)
+    fn("st_retriever_add_batch", status, c_void_p, c_size_t, POINTER(c_char_p),
+       POINTER(c_size_t), POINTER(c_char_p), POINTER(c_size_t), POINTER(StError))
+    fn("st_retriever_save", status, c_void_p, c_char_p, POINTER(StError))
+    fn("st_retriever_load", status, c_void_p, c_char_p, POINTER(StError))
+    fn("st_retriever_query", status, c_void_p, c_char_p, c_size_t, c_size_t,
+       POINTER(c_void_p), POINTER(StError))
+    fn("st_retrieval_count", c_size_t, c_void_p)
+    fn("st_retrieval_at", POINTER(StRetrieved), c_void_p, c_size_t)
+    fn("st_retrieval_free", None, c_void_p)
+    fn("st_retriever_render", status, c_void_p, c_char_p, c_void_p, POINTER(c_void_p),
+       POINTER(StError))
     fn("st_free", None, c_void_p)
     fn("st_strerror", c_char_p, c_int)
     fn("st_peak_rss_bytes", c_uint64)
