@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "abi_sizes.h"
+#include "logprobs.h"
 #include "sampler_override.h"
 #include "utf8_stream.h"
 
@@ -66,6 +67,9 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
                             "st_generate_params.struct_size is %u, expected at least %zu "
                             "(set it to sizeof(st_generate_params))",
                             caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
+    if (caller_params && params.n_top_logprobs > ST_TOP_LOGPROBS_MAX)
+        return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
+                            params.n_top_logprobs, ST_TOP_LOGPROBS_MAX);
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.struct_size = sizeof stats;
@@ -147,6 +151,9 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                 on_token(user, token, "", 0);
             break;
         }
+        if (params && params->on_logprobs)
+            st_logprobs_report(e->logits, e->shape.n_vocab, token, params->n_top_logprobs,
+                               params->on_logprobs, user);
         const char *piece = "";
         size_t piece_len = 0;
         if ((st = st_engine_piece(e, token, &piece, &piece_len, err)) != ST_OK)

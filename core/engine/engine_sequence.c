@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "abi_sizes.h"
+#include "logprobs.h"
 #include "sampler_override.h"
 #include "utf8_stream.h"
 
@@ -30,6 +31,8 @@ struct st_sequence {
     bool ignore_eos;
     float *first_logits;
     st_token_fn on_token;
+    st_logprobs_fn on_logprobs;
+    uint32_t n_top_logprobs;
     void *user;
     st_request_samplers rs;
     st_instance **engine_chain;
@@ -132,6 +135,9 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         memset(&params, 0, sizeof params);
     if (n_prompt == 0)
         return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+    if (params.n_top_logprobs > ST_TOP_LOGPROBS_MAX)
+        return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
+                            params.n_top_logprobs, ST_TOP_LOGPROBS_MAX);
     st_status st = st_engine_check_vocab(e, err);
     if (st != ST_OK)
         return st;
@@ -172,6 +178,8 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     s->ignore_eos = params.ignore_eos;
     s->first_logits = params.first_logits;
     s->on_token = on_token;
+    s->on_logprobs = params.on_logprobs;
+    s->n_top_logprobs = params.n_top_logprobs;
     s->user = user;
     s->pos = 0;
     s->t_start = now_s();
@@ -217,6 +225,9 @@ static bool pick(st_sequence *s)
         finish(s, ST_OK);
         return false;
     }
+    if (s->on_logprobs)
+        st_logprobs_report(e->logits, e->shape.n_vocab, token, s->n_top_logprobs,
+                           s->on_logprobs, s->user);
     const char *piece = "";
     size_t piece_len = 0;
     if ((st = st_engine_piece(e, token, &piece, &piece_len, &s->err)) != ST_OK) {

@@ -189,3 +189,93 @@ Test(engine_requests, a_bad_conversation_is_refused_by_message)
     cr_assert(strstr(err.message, "no messages"), "%s", err.message);
     st_engine_close(e);
 }
+
+/* ---- log-probabilities of the generated tokens (ABI 1.6) ---- */
+
+#include <math.h>
+
+typedef struct lp_log {
+    int32_t token[32], top_ids[32][ST_TOP_LOGPROBS_MAX];
+    float lp[32], top[32][ST_TOP_LOGPROBS_MAX];
+    size_t n_top[32], n;
+} lp_log;
+
+/* picks and its log side by side: the callbacks share one `user`, which
+ * points at the first member, so at the whole. */
+typedef struct picks_lp {
+    picks p;
+    lp_log l;
+} picks_lp;
+
+static void on_lp(void *user, int32_t token, float logprob, const int32_t *ids,
+                  const float *top, size_t n_top)
+{
+    lp_log *l = &((picks_lp *)user)->l;
+    if (l->n >= 32)
+        return;
+    l->token[l->n] = token;
+    l->lp[l->n] = logprob;
+    l->n_top[l->n] = n_top;
+    memcpy(l->top_ids[l->n], ids, n_top * sizeof *ids);
+    memcpy(l->top[l->n], top, n_top * sizeof *top);
+    l->n++;
+}
+
+Test(engine_requests, logprobs_are_the_models_log_softmax_and_its_top_tokens)
+{
+    st_engine *e = open_engine("lp.yaml", "  - plugin: greedy\n");
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    static const int32_t prompt[] = {72, 101, 108, 108, 111, 32, 119};
+    float *first = malloc(info.n_vocab * sizeof *first);
+    picks_lp out;
+    memset(&out, 0, sizeof out);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 12, .ignore_eos = true,
+                             .first_logits = first, .on_logprobs = on_lp, .n_top_logprobs = 5};
+    st_error err = {0};
+    cr_assert_eq(st_engine_generate(e, prompt, 7, &gp, collect, &out.p, NULL, &err), ST_OK, "%s",
+                 err.message);
+    cr_assert_eq(out.l.n, out.p.n, "one entry a generated token");
+    /* The first step against a log-softmax in double over the raw logits. */
+    double mx = -INFINITY, sum = 0.0;
+    for (uint32_t i = 0; i < info.n_vocab; i++)
+        mx = first[i] > mx ? first[i] : mx;
+    for (uint32_t i = 0; i < info.n_vocab; i++)
+        sum += exp((double)first[i] - mx);
+    double want = first[out.l.token[0]] - mx - log(sum);
+    cr_expect(fabs(out.l.lp[0] - want) < 1e-5, "%.8f against %.8f", out.l.lp[0], want);
+    for (size_t t = 0; t < out.l.n; t++) {
+        cr_expect_eq(out.l.token[t], out.p.ids[t]);
+        cr_expect_eq(out.l.n_top[t], 5);
+        /* Greedy takes the likeliest: the first alternative, same value. */
+        cr_expect_eq(out.l.top_ids[t][0], out.l.token[t], "step %zu", t);
+        cr_expect(out.l.top[t][0] == out.l.lp[t] && out.l.lp[t] <= 0.0f, "step %zu", t);
+        double mass = 0.0;
+        for (size_t k = 0; k < 5; k++) {
+            mass += exp(out.l.top[t][k]);
+            if (k)
+                cr_expect(out.l.top[t][k] <= out.l.top[t][k - 1], "step %zu: not best first", t);
+        }
+        cr_expect(mass <= 1.0 + 1e-5, "step %zu: the top 5 hold %f", t, mass);
+    }
+    /* On a sequence, the same entries. */
+    st_sequence *s = NULL;
+    cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+    picks_lp seq;
+    memset(&seq, 0, sizeof seq);
+    gp.first_logits = NULL;
+    cr_assert_eq(st_sequence_start(s, prompt, 7, &gp, collect, &seq.p, &err), ST_OK, "%s",
+                 err.message);
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect(seq.l.n == out.l.n && memcmp(seq.l.lp, out.l.lp, out.l.n * sizeof(float)) == 0 &&
+              memcmp(seq.l.top, out.l.top, sizeof seq.l.top) == 0, "the sequence differs");
+    st_sequence_close(s);
+    gp.n_top_logprobs = ST_TOP_LOGPROBS_MAX + 1;
+    cr_expect_eq(st_engine_generate(e, prompt, 7, &gp, collect, &out.p, NULL, &err),
+                 ST_E_INVALID);
+    cr_expect(strstr(err.message, "n_top_logprobs"), "%s", err.message);
+    free(first);
+    st_engine_close(e);
+}

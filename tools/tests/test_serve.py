@@ -1042,3 +1042,65 @@ def test_structured_output_refusals_name_the_field(server):
         assert status == 400, (extra, err)
         assert err["param"] == param and text in err["message"], (extra, err)
         assert "/lib/" not in err["message"] and ".so" not in err["message"], err
+
+
+# -- log-probabilities ----------------------------------------------------
+
+def test_chat_logprobs_streamed_and_whole(server):
+    c = server.client()
+    msgs = [{"role": "user", "content": "Tell me a story."}]
+    r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=16, logprobs=True,
+                                  top_logprobs=3)
+    entries = r.choices[0].logprobs.content
+    assert len(entries) == r.usage.completion_tokens == 16
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3 and e.bytes is not None
+        tops = [t.logprob for t in e.top_logprobs]
+        assert tops == sorted(tops, reverse=True)
+        # Greedy takes the likeliest token: the first alternative.
+        assert e.top_logprobs[0].logprob == e.logprob and e.top_logprobs[0].bytes == e.bytes
+    streamed = []
+    for ch in c.chat.completions.create(model="tiny", messages=msgs, max_tokens=16,
+                                        logprobs=True, top_logprobs=3, stream=True):
+        if ch.choices and ch.choices[0].logprobs:
+            streamed += ch.choices[0].logprobs.content
+    assert [(e.bytes, e.logprob) for e in streamed] == [(e.bytes, e.logprob) for e in entries]
+    # Without them: null, as before.
+    plain = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=4)
+    assert plain.choices[0].logprobs is None
+    none_top = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=4,
+                                         logprobs=True)
+    assert all(e.top_logprobs == [] for e in none_top.choices[0].logprobs.content)
+
+
+def test_completion_logprobs_in_the_legacy_form(server):
+    status, _, body = server.request("POST", "/v1/completions",
+                                     {"model": "tiny", "prompt": "Once upon a time",
+                                      "max_tokens": 12, "logprobs": 2})
+    choice = json.loads(body)["choices"][0]
+    lp = choice["logprobs"]
+    assert status == 200 and len(lp["tokens"]) == len(lp["token_logprobs"]) == 12
+    assert len(lp["top_logprobs"]) == len(lp["text_offset"]) == 12
+    assert lp["text_offset"][0] == 0 and lp["text_offset"] == sorted(lp["text_offset"])
+    for tok, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+        assert value <= 0 and 1 <= len(top) <= 2 and max(top.values()) == value
+
+
+def test_logprob_refusals_name_the_field(server):
+    post = lambda path, body: error_of(server.request("POST", path, body))
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+    comp = {"model": "tiny", "prompt": "x", "max_tokens": 2}
+    cases = [
+        ("/v1/chat/completions", {**chat, "logprobs": "yes"}, "logprobs", "boolean"),
+        ("/v1/chat/completions", {**chat, "top_logprobs": 2}, "top_logprobs", "needs"),
+        ("/v1/chat/completions", {**chat, "logprobs": True, "top_logprobs": 21},
+         "top_logprobs", "0 to 20"),
+        ("/v1/completions", {**comp, "logprobs": True}, "logprobs", "0 to 20"),
+        ("/v1/completions", {**comp, "logprobs": -1}, "logprobs", "0 to 20"),
+        ("/v1/completions", {**comp, "echo": True}, "echo", "not supported"),
+    ]
+    for path, body, param, text in cases:
+        status, _, err = post(path, body)
+        assert status == 400 and err["param"] == param and text in err["message"], (body, err)
+    status, _, _ = server.request("POST", "/v1/completions", {**comp, "echo": False})
+    assert status == 200

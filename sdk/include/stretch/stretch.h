@@ -194,6 +194,18 @@ typedef struct st_param_text {
     const char *value;       /* read as a manifest's scalar would be */
 } st_param_text;
 
+/* At most this many alternatives per generated token (since 1.6). */
+#define ST_TOP_LOGPROBS_MAX 20
+
+/* One generated token's log-probability under the model (the log-softmax
+ * of the raw logits, before any sampler changed them), and the n_top
+ * likeliest tokens at that step with theirs, best first (equal logits:
+ * the lower id first). Called before the token's text reaches on_token,
+ * for every generated token but an end of generation that ends it (since
+ * 1.6). */
+typedef void (*st_logprobs_fn)(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                               const float *top_logprobs, size_t n_top);
+
 typedef struct st_generate_params {
     uint32_t struct_size;
     uint32_t max_tokens;     /* stop after this many generated tokens */
@@ -215,6 +227,11 @@ typedef struct st_generate_params {
     const char *constraint;
     const st_param_text *constraint_params; /* [n_constraint_params]; borrowed */
     size_t n_constraint_params;
+    /* Log-probabilities of the generated tokens, given to on_logprobs with
+     * the `user` of on_token; n_top_logprobs alternatives each (0 ..
+     * ST_TOP_LOGPROBS_MAX). NULL: none computed. */
+    st_logprobs_fn on_logprobs;
+    uint32_t n_top_logprobs;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host

@@ -5,6 +5,7 @@
  * for the loop thread to send, and the loop thread's side of jobs (drain,
  * detach, free). model_runner.c decides when a job runs.
  */
+#include "logprobs_json.h"
 #include "server.h"
 #include "utf8_text.h"
 
@@ -279,7 +280,26 @@ typedef struct gen_state {
     bool first_chunk_sent;
     bool first_token_seen;
     uint32_t n_tokens;
+    st_engine *engine;         /* for the pieces of log-probability entries */
+    st_lp_log lp;              /* the answer's log-probabilities, when asked for */
 } gen_state;
+
+/* A choice's "logprobs": what is new since the last chunk, or null. */
+static json_t *lp_value(gen_state *g)
+{
+    if (!g->job->req.logprobs)
+        return json_null();
+    json_t *v = st_lp_json(g->engine, &g->lp, g->job->req.chat);
+    return v ? v : json_null();
+}
+
+static void on_logprobs(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                        const float *top, size_t n_top)
+{
+    gen_state *g = user;
+    /* Out of memory loses the entry; the answer itself goes on. */
+    (void)st_lp_add(&g->lp, token, logprob, top_ids, top, n_top);
+}
 
 static json_t *chunk_base(const st_job *job)
 {
@@ -329,12 +349,12 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
             json_object_set_new(delta, "role", json_string("assistant"));
         if (len || !finish)
             json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:o, s:n}", "index", 0, "delta", delta, "finish_reason",
-                           finish ? json_string(finish) : json_null(), "logprobs");
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "finish_reason",
+                           finish ? json_string(finish) : json_null(), "logprobs", lp_value(g));
     } else {
-        choice = json_pack("{s:i, s:s%, s:o, s:n}", "index", 0, "text", text, len,
+        choice = json_pack("{s:i, s:s%, s:o, s:o}", "index", 0, "text", text, len,
                            "finish_reason", finish ? json_string(finish) : json_null(),
-                           "logprobs");
+                           "logprobs", lp_value(g));
     }
     json_t *chunk = chunk_base(job);
     json_object_set_new(chunk, "choices", json_pack("[o]", choice));
@@ -443,12 +463,12 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
     }
     json_t *choice;
     if (job->req.chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:n}", "index", 0, "message", "role",
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:o}", "index", 0, "message", "role",
                            "assistant", "content", g->text ? g->text : "", g->len,
-                           "finish_reason", finish, "logprobs");
+                           "finish_reason", finish, "logprobs", lp_value(g));
     else
-        choice = json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", g->text ? g->text : "",
-                           g->len, "finish_reason", finish, "logprobs");
+        choice = json_pack("{s:i, s:s%, s:s, s:o}", "index", 0, "text", g->text ? g->text : "",
+                           g->len, "finish_reason", finish, "logprobs", lp_value(g));
     json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", job->id, "object",
                              job->req.chat ? "chat.completion" : "text_completion", "created",
                              (json_int_t)job->created, "model", job->req.model, "choices",
@@ -603,7 +623,10 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         .constraint = req->constraint,
         .constraint_params = r->constraint,
         .n_constraint_params = req->n_constraint_params,
+        .on_logprobs = req->logprobs && !job->is_rpc ? on_logprobs : NULL,
+        .n_top_logprobs = req->top_logprobs,
     };
+    r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
         r->constraint[k] = (st_param_text){req->constraint_names[k], req->constraint_values[k]};
     for (size_t k = 0; k < req->n_stops; k++)
@@ -662,6 +685,7 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
                         stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
     }
     free(g->text);
+    st_lp_free(&g->lp);
     st_job_run_free(r);
 }
 

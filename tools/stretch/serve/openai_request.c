@@ -8,6 +8,8 @@
  */
 #include "openai_request.h"
 
+#include <stretch/stretch.h>
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -202,6 +204,46 @@ static bool parse_stop(json_t *root, st_gen_request *r, char *msg, size_t size,
     return true;
 }
 
+/* How many alternatives a top_logprobs (chat) or logprobs (completions)
+ * value asks for. */
+static bool count_field(json_t *v, const char *name, uint32_t *out, char *msg, size_t size,
+                        const char **param)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > ST_TOP_LOGPROBS_MAX)
+        return fail(msg, size, param, name, "'%s': expected an integer from 0 to %d", name,
+                    ST_TOP_LOGPROBS_MAX);
+    *out = (uint32_t)json_integer_value(v);
+    return true;
+}
+
+/* Chat: logprobs (a boolean) and top_logprobs; completions: logprobs (the
+ * number of alternatives). echo (the prompt's own log-probabilities) is
+ * refused rather than ignored: a client asking for it would read the
+ * answer as if it held them. */
+static bool parse_logprobs(json_t *root, bool chat, st_gen_request *r, char *msg, size_t size,
+                           const char **param)
+{
+    json_t *lp = field(root, "logprobs"), *top = field(root, "top_logprobs");
+    json_t *echo = field(root, "echo");
+    if (echo && !json_is_false(echo))
+        return fail(msg, size, param, "echo", "'echo' is not supported: the answer never "
+                    "repeats the prompt");
+    if (!chat) {
+        r->logprobs = lp != NULL;
+        return !lp || count_field(lp, "logprobs", &r->top_logprobs, msg, size, param);
+    }
+    if (lp && !json_is_boolean(lp))
+        return fail(msg, size, param, "logprobs", "'logprobs': expected a boolean, found %s",
+                    type_of(lp));
+    r->logprobs = lp && json_is_true(lp);
+    if (!top)
+        return true;
+    if (!r->logprobs)
+        return fail(msg, size, param, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    return count_field(top, "top_logprobs", &r->top_logprobs, msg, size, param);
+}
+
 static bool add_constraint_param(st_gen_request *r, const char *name, const char *value,
                                  char *msg, size_t size, const char **param)
 {
@@ -334,7 +376,8 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
                         "found %s", type_of(retrieval));
         r->no_retrieval = json_is_false(retrieval);
     }
-    return parse_stop(root, r, msg, size, param) && parse_constraint(root, r, msg, size, param);
+    return parse_stop(root, r, msg, size, param) && parse_constraint(root, r, msg, size, param) &&
+           parse_logprobs(root, chat, r, msg, size, param);
 }
 
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,

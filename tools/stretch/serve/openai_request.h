@@ -44,6 +44,11 @@ typedef struct st_gen_request {
     char *constraint_values[2];
     size_t n_constraint_params;
     const char *constraint_field;
+    /* Log-probabilities of the answer's tokens (chat: logprobs true and
+     * top_logprobs; completions: logprobs N), each with top_logprobs
+     * alternatives (0..20). */
+    bool logprobs;
+    uint32_t top_logprobs;
 } st_gen_request;
 
 /* Parse and check a body (len bytes of JSON). On failure msg (always

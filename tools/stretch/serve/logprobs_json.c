@@ -1,0 +1,124 @@
+/*
+ * tools/stretch/serve/logprobs_json.c - see logprobs_json.h. A token's
+ * text is its piece: the bytes it adds, which need not be whole UTF-8 (a
+ * byte-level BPE splits characters), so "token" is the piece made valid
+ * UTF-8 and "bytes" the exact bytes, as OpenAI gives them.
+ */
+#include "logprobs_json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "utf8_text.h"
+
+bool st_lp_add(st_lp_log *log, int32_t token, float logprob, const int32_t *top_ids,
+               const float *top, size_t n_top)
+{
+    if (log->n == log->cap) {
+        size_t cap = log->cap ? log->cap * 2 : 64;
+        st_lp_entry *grown = realloc(log->entries, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        log->entries = grown;
+        log->cap = cap;
+    }
+    st_lp_entry *e = &log->entries[log->n++];
+    e->token = token;
+    e->logprob = logprob;
+    e->n_top = n_top > ST_TOP_LOGPROBS_MAX ? ST_TOP_LOGPROBS_MAX : (uint32_t)n_top;
+    memcpy(e->top_ids, top_ids, e->n_top * sizeof *top_ids);
+    memcpy(e->top, top, e->n_top * sizeof *top);
+    return true;
+}
+
+void st_lp_free(st_lp_log *log)
+{
+    free(log->entries);
+    memset(log, 0, sizeof *log);
+}
+
+/* The piece of `id` as text (valid UTF-8) and, when bytes is not NULL, as
+ * its bytes. */
+static json_t *piece_text(st_engine *e, int32_t id, json_t **bytes)
+{
+    const char *p = "";
+    size_t n = 0;
+    st_error err;
+    memset(&err, 0, sizeof err);
+    if (st_engine_token_piece(e, id, &p, &n, &err) != ST_OK) {
+        p = "";
+        n = 0;
+    }
+    if (bytes) {
+        *bytes = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(*bytes, json_integer((unsigned char)p[i]));
+    }
+    char *clean = st_utf8_clean_dup(p, n);
+    json_t *v = clean ? json_string(clean) : NULL;
+    free(clean);
+    return v;
+}
+
+/* Characters the piece adds (for text_offset): bytes that start one. */
+static size_t piece_chars(st_engine *e, int32_t id)
+{
+    const char *p = "";
+    size_t n = 0, chars = 0;
+    st_error err;
+    memset(&err, 0, sizeof err);
+    if (st_engine_token_piece(e, id, &p, &n, &err) != ST_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        chars += ((unsigned char)p[i] & 0xC0) != 0x80;
+    return chars;
+}
+
+static json_t *chat_entry(st_engine *e, int32_t id, float logprob)
+{
+    json_t *bytes = NULL, *token = piece_text(e, id, &bytes);
+    return json_pack("{s:o, s:f, s:o}", "token", token ? token : json_string(""), "logprob",
+                     (double)logprob, "bytes", bytes ? bytes : json_array());
+}
+
+json_t *st_lp_json(st_engine *e, st_lp_log *log, bool chat)
+{
+    json_t *out;
+    if (chat) {
+        json_t *content = json_array();
+        for (size_t i = log->sent; i < log->n; i++) {
+            const st_lp_entry *en = &log->entries[i];
+            json_t *item = chat_entry(e, en->token, en->logprob), *top = json_array();
+            for (uint32_t k = 0; k < en->n_top; k++)
+                json_array_append_new(top, chat_entry(e, en->top_ids[k], en->top[k]));
+            json_object_set_new(item, "top_logprobs", top);
+            json_array_append_new(content, item);
+        }
+        out = json_pack("{s:o, s:n}", "content", content, "refusal");
+    } else {
+        json_t *tokens = json_array(), *lps = json_array(), *tops = json_array();
+        json_t *offsets = json_array();
+        for (size_t i = log->sent; i < log->n; i++) {
+            const st_lp_entry *en = &log->entries[i];
+            json_t *t = piece_text(e, en->token, NULL);
+            json_array_append_new(tokens, t ? t : json_string(""));
+            json_array_append_new(lps, json_real(en->logprob));
+            json_t *top = json_object();
+            for (uint32_t k = 0; k < en->n_top; k++) {
+                json_t *alt = piece_text(e, en->top_ids[k], NULL);
+                const char *key = alt ? json_string_value(alt) : "";
+                /* Two pieces that clean to the same text keep the likelier. */
+                if (!json_object_get(top, key))
+                    json_object_set_new(top, key, json_real(en->top[k]));
+                json_decref(alt);
+            }
+            json_array_append_new(tops, top);
+            json_array_append_new(offsets, json_integer((json_int_t)log->chars));
+            log->chars += piece_chars(e, en->token);
+        }
+        out = json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps,
+                        "top_logprobs", tops, "text_offset", offsets);
+    }
+    log->sent = log->n;
+    return out;
+}
