@@ -14,10 +14,11 @@ from .encoder import Encoder
 from .engine import Engine
 from .errors import Error, Status
 from .retriever import Hit, Retriever
-from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenEvent
+from .results import (Constraint, EngineInfo, GenerateStats, Generation, TokenEvent,
+                      TokenLogprob)
 from .stream import GenerationStream
 
 __all__ = ["Engine", "Encoder", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats",
-           "Generation", "TokenEvent", "GenerationStream", "Hit", "Retriever", "library_path",
-           "plugins"]
+           "Generation", "TokenEvent", "TokenLogprob", "GenerationStream", "Hit", "Retriever",
+           "library_path", "plugins"]
 __version__ = "0.1.0"

@@ -80,7 +80,8 @@ class StGenerateParams(Structure):
                 ("sampler_overrides", c_void_p), ("n_sampler_overrides", c_size_t),
                 # ABI 1.6
                 ("constraint", c_char_p), ("constraint_params", POINTER(StParamText)),
-                ("n_constraint_params", c_size_t)]
+                ("n_constraint_params", c_size_t),
+                ("on_logprobs", c_void_p), ("n_top_logprobs", c_uint32)]
 
 
 class StGenerateStats(Structure):
@@ -94,6 +95,8 @@ class StGenerateStats(Structure):
 # text is c_void_p, not c_char_p: it is not NUL-terminated and may be empty.
 TOKEN_FN = CFUNCTYPE(c_int, c_void_p, c_int32, c_void_p, c_size_t)
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_size_t, c_size_t)
+LOGPROBS_FN = CFUNCTYPE(None, c_void_p, c_int32, c_float, POINTER(c_int32), POINTER(c_float),
+                        c_size_t)
 
 EnginePtr = c_void_p
 IdsPtr = POINTER(c_int32)

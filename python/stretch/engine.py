@@ -15,7 +15,7 @@ import numpy as np
 from . import _capi
 from ._capi import lib
 from .errors import Error, Status
-from .results import Constraint, EngineInfo, GenerateStats, Generation
+from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenLogprob
 
 Prompt = Union[str, Sequence[int], np.ndarray]
 # on_token(token, text) -> truthy to stop. token is -1 for text held back
@@ -201,7 +201,8 @@ class Engine:
 
     def generate(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                  on_token: TokenCallback | None = None, ignore_eos: bool = False,
-                 constraint: Constraint | None = None) -> Generation:
+                 constraint: Constraint | None = None,
+                 logprobs: int | None = None) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -210,6 +211,8 @@ class Engine:
         exception raised by on_token stops the generation and is re-raised.
         constraint: a constraint sampler for this call only, e.g.
         Constraint.json_schema({...}); a refused one raises Error(INVALID).
+        logprobs: fill Generation.logprobs, with this many alternatives a
+        token (0-20).
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -229,6 +232,16 @@ class Engine:
 
         params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
                                         max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+        entries: list[TokenLogprob] = []
+
+        def on_lp(_user, token, logprob, top_ids, top, n_top):
+            entries.append(TokenLogprob(token, logprob, tuple(
+                (top_ids[k], top[k]) for k in range(n_top))))
+
+        lp_callback = _capi.LOGPROBS_FN(on_lp)  # kept alive for the call
+        if logprobs is not None:
+            params.on_logprobs = ctypes.cast(lp_callback, ctypes.c_void_p)
+            params.n_top_logprobs = logprobs
         if constraint is not None:
             texts = (_capi.StParamText * max(1, len(constraint.params)))(
                 *[_capi.StParamText(k.encode(), v.encode())
@@ -245,7 +258,9 @@ class Engine:
             raise raised[0]
         if status != Status.CANCELLED:
             _check(status, err)
-        return Generation(text="".join(pieces), tokens=tokens, stats=GenerateStats(
+        return Generation(text="".join(pieces), tokens=tokens,
+                          logprobs=entries if logprobs is not None else None,
+                          stats=GenerateStats(
             n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
             decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),
             cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context)))

@@ -41,11 +41,23 @@ class GenerateStats:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability under the model (log-softmax of
+    the raw logits, before the samplers) and its step's likeliest tokens,
+    best first, as (id, log-probability) pairs."""
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Generation:
-    """One generate() call: generated ids, their text, the stats."""
+    """One generate() call: generated ids, their text, the stats, and with
+    logprobs= each token's log-probability (None when not asked for)."""
     text: str
     tokens: list[int]
     stats: GenerateStats
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,20 @@ def test_a_constraint_for_one_call_answers_as_the_manifests(engine, workdir, mod
         engine.generate(PROMPT, max_tokens=4, constraint=stretch.Constraint("regex",
                                                                             {"pattern": "("}))
     assert e.value.status == stretch.Status.INVALID and "regex" in str(e.value)
+
+
+def test_logprobs_are_the_models_and_score_agrees(engine):
+    import numpy as np
+    g = engine.generate(PROMPT, max_tokens=10, logprobs=3, ignore_eos=True)
+    assert len(g.logprobs) == len(g.tokens) == 10
+    for e, t in zip(g.logprobs, g.tokens):
+        assert e.token == t and e.logprob <= 0 and len(e.top) == 3
+        assert e.top[0] == (t, e.logprob)  # greedy takes the likeliest
+        assert [p for _, p in e.top] == sorted((p for _, p in e.top), reverse=True)
+    # The same probabilities through score(): the whole text in one pass.
+    ids = np.concatenate([engine.prompt_ids(PROMPT), np.array(g.tokens, dtype=np.int32)])
+    nll = engine.score(ids)
+    np.testing.assert_allclose([-e.logprob for e in g.logprobs], nll[-10:], rtol=0, atol=2e-3)
+    assert engine.generate(PROMPT, max_tokens=2).logprobs is None
+    with pytest.raises(stretch.Error):
+        engine.generate(PROMPT, max_tokens=2, logprobs=21)
