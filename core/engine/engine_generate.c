@@ -67,9 +67,6 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
                             "st_generate_params.struct_size is %u, expected at least %zu "
                             "(set it to sizeof(st_generate_params))",
                             caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
-    if (caller_params && params.n_top_logprobs > ST_TOP_LOGPROBS_MAX)
-        return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
-                            params.n_top_logprobs, ST_TOP_LOGPROBS_MAX);
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.struct_size = sizeof stats;
@@ -79,16 +76,8 @@ st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_promp
     st_status st = st_request_samplers_open(e, caller_params ? &params : NULL, &rs, err);
     if (st != ST_OK)
         return st;
-    st_instance **engine_chain = e->chain.samplers;
-    size_t engine_n = e->chain.n;
-    if (rs.chain) {
-        e->chain.samplers = rs.chain;
-        e->chain.n = rs.n;
-    }
     st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user, &stats,
                   err);
-    e->chain.samplers = engine_chain;
-    e->chain.n = engine_n;
     st_request_samplers_close(&rs);
     if (caller_stats)
         st_sized_write(caller_stats, &stats, sizeof stats, ST_GENERATE_STATS_SIZE_1_0);

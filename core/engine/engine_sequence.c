@@ -35,8 +35,6 @@ struct st_sequence {
     uint32_t n_top_logprobs;
     void *user;
     st_request_samplers rs;
-    st_instance **engine_chain;
-    size_t engine_chain_n;
     st_utf8_stream utf8;
     int32_t pos;                   /* position of the next token fed */
     int32_t token;                 /* the token this step feeds */
@@ -97,8 +95,6 @@ static void finish(st_sequence *s, st_status st)
     s->status = st;
     if (st == ST_E_CANCELLED)
         st_error_set(&s->err, st, "cancelled");
-    s->e->chain.samplers = s->engine_chain;
-    s->e->chain.n = s->engine_chain_n;
     st_request_samplers_close(&s->rs);
     free(s->prompt);
     s->prompt = NULL;
@@ -135,9 +131,6 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         memset(&params, 0, sizeof params);
     if (n_prompt == 0)
         return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
-    if (params.n_top_logprobs > ST_TOP_LOGPROBS_MAX)
-        return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
-                            params.n_top_logprobs, ST_TOP_LOGPROBS_MAX);
     st_status st = st_engine_check_vocab(e, err);
     if (st != ST_OK)
         return st;
@@ -155,18 +148,10 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         s->prompt = NULL;
         return st;
     }
-    s->engine_chain = e->chain.samplers;
-    s->engine_chain_n = e->chain.n;
-    if (s->rs.chain) {
-        e->chain.samplers = s->rs.chain;
-        e->chain.n = s->rs.n;
-    }
     st_engine_reset(e, params.seed);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
-        e->chain.samplers = s->engine_chain;
-        e->chain.n = s->engine_chain_n;
         st_request_samplers_close(&s->rs);
         free(s->prompt);
         s->prompt = NULL;

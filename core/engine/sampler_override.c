@@ -13,6 +13,10 @@
 
 void st_request_samplers_close(st_request_samplers *rs)
 {
+    if (rs->e) {
+        rs->e->chain.samplers = rs->engine_chain;
+        rs->e->chain.n = rs->engine_n;
+    }
     if (rs->owned)
         for (size_t i = 0; i < rs->n; i++)
             st_instance_destroy(rs->owned[i]);
@@ -86,6 +90,9 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
                                    st_request_samplers *out, st_error *err)
 {
     memset(out, 0, sizeof *out);
+    if (p && p->n_top_logprobs > ST_TOP_LOGPROBS_MAX)
+        return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
+                            p->n_top_logprobs, ST_TOP_LOGPROBS_MAX);
     const st_sampler_override *ov = p ? p->sampler_overrides : NULL;
     size_t n_ov = ov ? p->n_sampler_overrides : 0;
     const char *constraint = p ? p->constraint : NULL;
@@ -131,5 +138,10 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
         }
         out->chain[at] = out->owned[at];
     }
+    out->e = e;
+    out->engine_chain = e->chain.samplers;
+    out->engine_n = e->chain.n;
+    e->chain.samplers = out->chain;
+    e->chain.n = out->n;
     return ST_OK;
 }

@@ -2,7 +2,10 @@
  * core/engine/sampler_override.h - the sampler chain of one request whose
  * st_generate_params override some samplers' parameters, or add a
  * constraint sampler: those samplers are created afresh for the request,
- * the others are the engine's own instances.
+ * the others are the engine's own instances. The request's chain is put in
+ * the engine while the request runs and the engine's own is put back when
+ * it is closed, so st_engine_generate and a sequence share one way of
+ * doing it.
  */
 #ifndef ST_CORE_SAMPLER_OVERRIDE_H
 #define ST_CORE_SAMPLER_OVERRIDE_H
@@ -15,12 +18,18 @@ typedef struct st_request_samplers {
     st_instance **owned;   /* [n]: the fresh ones (NULL where the engine's) */
     size_t n;
     st_engine_plugin constraint; /* the request's constraint sampler's library */
+    st_engine *e;          /* whose chain holds `chain` (NULL: none was put in) */
+    st_instance **engine_chain; /* e's own chain and length, put back on close */
+    size_t engine_n;
 } st_request_samplers;
 
-/* With no override and no constraint, out->chain is NULL: the engine's
- * chain serves. Otherwise the caller samples with out->chain[out->n]. */
+/* Check the request's sampling parameters (overrides, constraint, the
+ * number of top log-probabilities) and, when it overrides or constrains,
+ * put its chain in e->chain. With neither, out->chain is NULL and the
+ * engine's chain serves. */
 st_status st_request_samplers_open(st_engine *e, const st_generate_params *params,
                                    st_request_samplers *out, st_error *err);
+/* Put the engine's own chain back and free the request's samplers. */
 void st_request_samplers_close(st_request_samplers *rs);
 
 #endif
