@@ -77,7 +77,7 @@ st_status st_encoder_open_in(st_registry *registry, const char *model, uint32_t 
      * the plugin's defaults, pointing at the model file for messages. */
     st_value params = {.type = ST_VALUE_MAP, .file = model};
     st_plugin_ref ref = {.plugin = (char *)ENCODER_TOKENIZER, .params = &params, .file = model};
-    const st_plugin_site site = {registry, e->host, "cpu", true};
+    const st_plugin_site site = {registry, e->host, "cpu", true, false};
     if ((st = st_engine_plugin_open(&site, ST_KIND_TOKENIZER, &ref, &e->tok, err)) != ST_OK) {
         st_encoder_close(e);
         return st_engine_fail_wrap(err, st, "%s: the encoder's tokenizer", model);

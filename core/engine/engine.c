@@ -58,7 +58,7 @@ static void plugin_release(st_engine_plugin *p)
 static st_status plugin_open(st_engine *e, st_kind kind, const st_plugin_ref *ref,
                              st_engine_plugin *out, st_error *err)
 {
-    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL};
+    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL, false};
     return st_engine_plugin_open(&site, kind, ref, out, err);
 }
 

@@ -67,6 +67,14 @@ static void warn_shadowed(const st_plugin_site *site, const st_plugin_record *wi
     }
 }
 
+/* A failure in d as the caller's error (see st_plugin_site.for_request). */
+static st_status refused(const st_plugin_site *site, st_diag *d, st_error *err)
+{
+    if (site->for_request)
+        d->file[0] = '\0';
+    return st_error_from_diag(err, d);
+}
+
 /* Find, load and create the plugin a strategy names for `kind`. */
 st_status st_engine_plugin_open(const st_plugin_site *site, st_kind kind,
                                 const st_plugin_ref *ref, st_engine_plugin *out,
@@ -79,10 +87,12 @@ st_status st_engine_plugin_open(const st_plugin_site *site, st_kind kind,
         st_diag_set(&d, ST_E_NOT_FOUND, ref->file, ref->line, ref->col,
                     "no %s plugin named '%s' was found (%s); `stretch plugins` lists "
                     "what is installed", st_kind_name(kind), ref->plugin, d.message);
-        return st_error_from_diag(err, &d);
+        return refused(site, &d, err);
     }
-    if (rec->state == ST_PLUGIN_BROKEN)
-        return st_error_from_diag(err, &rec->diag);
+    if (rec->state == ST_PLUGIN_BROKEN) {
+        d = rec->diag;
+        return refused(site, &d, err);
+    }
     warn_shadowed(site, rec);
     /* Before any of its code runs: a plugin that declared it cannot work
      * without a feature is not created without it. */
@@ -94,7 +104,7 @@ st_status st_engine_plugin_open(const st_plugin_site *site, st_kind kind,
             st_diag_set(&d, ST_E_INVALID, ref->file, ref->line, ref->col,
                         "%s plugin '%s' requires '%s' (%s), which this engine cannot give: %s",
                         st_kind_name(kind), ref->plugin, m->requires[i], m->path, why_not);
-            return st_error_from_diag(err, &d);
+            return refused(site, &d, err);
         }
     }
     /* Bad parameters are the strategy's fault (ST_E_INVALID, as `stretch
@@ -106,19 +116,19 @@ st_status st_engine_plugin_open(const st_plugin_site *site, st_kind kind,
     st_status st = st_params_validate(rec->manifest, ref->params, &params, &d);
     msgpack_sbuffer_destroy(&params);
     if (st != ST_OK)
-        return st_error_from_diag(err, &d);
+        return refused(site, &d, err);
     st_refusal why = ST_REFUSE_NONE;
     st = st_library_open(rec->manifest, &out->lib, &why, &d);
     if (st != ST_OK) {
         d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_error_from_diag(err, &d);
+        return refused(site, &d, err);
     }
     st = st_instance_create(out->lib, st_host_services_of(site->host), ref->params, &out->in, &d);
     if (st != ST_OK) {
         st_library_close(out->lib);
         out->lib = NULL;
         d.status = st == ST_E_NOMEM ? st : ST_E_PLUGIN;
-        return st_error_from_diag(err, &d);
+        return refused(site, &d, err);
     }
     return ST_OK;
 }

@@ -25,6 +25,9 @@ typedef struct st_plugin_site {
     st_host *host;
     const char *backend;
     bool has_model;
+    /* For one request (a server's client): failures do not name the
+     * plugin's files, which are the host's, only what went wrong. */
+    bool for_request;
 } st_plugin_site;
 
 /* The caller's options read by their struct_size into *copy (fields it does

@@ -135,7 +135,7 @@ st_status st_retriever_open(const char *strategy_path, const st_engine_options *
         st_retriever_close(r);
         return st_error_from_diag(err, &d);
     }
-    const st_plugin_site site = {r->registry, r->host, r->strategy->backend, false};
+    const st_plugin_site site = {r->registry, r->host, r->strategy->backend, false, false};
     if ((st = st_encoder_service_install(r->host, r->registry, r->strategy,
                                          opts && opts->n_threads ? opts->n_threads
                                                                  : r->strategy->threads,

@@ -48,12 +48,13 @@ static st_status open_constraint(st_engine *e, const st_generate_params *p,
     }
     st_plugin_ref ref = {.plugin = (char *)p->constraint, .params = params,
                          .file = "the request's constraint"};
-    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL};
+    const st_plugin_site site = {e->registry, e->host, e->backend_name, e->gguf != NULL,
+                                 true};
     st_status st = st_engine_plugin_open(&site, ST_KIND_SAMPLER, &ref, out, err);
     st_value_free(params);
     if (st != ST_OK)
         return st_engine_fail_wrap(err, st == ST_E_NOMEM ? st : ST_E_INVALID,
-                                   "constraint '%s': refused", p->constraint);
+                                   "constraint '%s'", p->constraint);
     return ST_OK;
 }
 

@@ -660,19 +660,13 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
     if (st != ST_OK && st != ST_E_CANCELLED) {
         char msg[512];
         int status = st == ST_E_INVALID ? 400 : 500;
-        /* A constraint the plugin refused is the request's field; the
-         * client gets the plugin's own words, not the server's paths. */
-        const char *param = NULL;
+        /* A constraint the plugin refused is the request's field (the
+         * engine names no plugin file for a request's constraint). */
         const char *why = err ? err->message : "";
-        if (job->req.constraint && strstr(why, "constraint '")) {
-            param = job->req.constraint_field;
-            const char *own = strstr(why, "create() failed with status ");
-            if (own && (own = strstr(own, ": ")))
-                why = own + 2;
-            snprintf(msg, sizeof msg, "%s: refused: %.400s", param, why);
-        } else {
-            snprintf(msg, sizeof msg, "generation failed: %.400s", why);
-        }
+        const char *param = job->req.constraint && !strncmp(why, "constraint '", 12)
+                                ? job->req.constraint_field
+                                : NULL;
+        snprintf(msg, sizeof msg, "%s: %.400s", param ? param : "generation failed", why);
         if (g->headers_sent && !job->is_rpc) {
             emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
                                       "server_error"));
