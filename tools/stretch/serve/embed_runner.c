@@ -34,8 +34,7 @@ typedef struct st_embedder {
     uv_thread_t thread;
     bool started;
     uv_cond_t wake;
-    st_job *head, *tail;       /* waiting jobs (queue_lock) */
-    uint32_t n_waiting;
+    st_job_queue waiting;      /* queue_lock */
     struct st_embedder *next;
 } st_embedder;
 
@@ -277,20 +276,15 @@ static void embedder_main(void *arg)
     st_server *srv = e->srv;
     for (;;) {
         uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !e->head)
+        while (!srv->quit && !e->waiting.head)
             uv_cond_wait(&e->wake, &srv->queue_lock);
         /* The first waiting job, and those after it whose texts still fit
          * one batch with it. */
         st_job *group[EMBED_BATCH];
         size_t n_jobs = 0, n_texts = 0;
-        while (e->head && n_jobs < EMBED_BATCH &&
-               (n_jobs == 0 || n_texts + e->head->embed->n <= EMBED_BATCH)) {
-            st_job *job = e->head;
-            e->head = job->queue_next;
-            if (!e->head)
-                e->tail = NULL;
-            e->n_waiting--;
-            atomic_store(&job->running, 1);
+        while (e->waiting.head && n_jobs < EMBED_BATCH &&
+               (n_jobs == 0 || n_texts + e->waiting.head->embed->n <= EMBED_BATCH)) {
+            st_job *job = st_job_queue_pop(&e->waiting);
             group[n_jobs++] = job;
             n_texts += job->embed->n;
         }
@@ -425,21 +419,14 @@ bool st_embed_enqueue(st_server *srv, st_job *job)
     if (!e)
         return false;
     uv_mutex_lock(&srv->queue_lock);
-    if (e->n_waiting >= srv->cfg.max_queue) {
+    if (e->waiting.n >= srv->cfg.max_queue) {
         uv_mutex_unlock(&srv->queue_lock);
         return false;
     }
-    job->queue_next = NULL;
-    if (e->tail)
-        e->tail->queue_next = job;
-    else
-        e->head = job;
-    e->tail = job;
-    e->n_waiting++;
+    st_job_queue_push(&e->waiting, job);
     uv_cond_signal(&e->wake);
     uv_mutex_unlock(&srv->queue_lock);
-    job->next = srv->jobs;
-    srv->jobs = job;
+    st_jobs_track(srv, job);
     return true;
 }
 

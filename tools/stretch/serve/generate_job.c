@@ -706,6 +706,22 @@ st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep
     return job;
 }
 
+st_job *st_job_new_embed(st_server *srv, st_conn *conn, st_embed_request *req, bool keep_alive)
+{
+    st_gen_request none;
+    memset(&none, 0, sizeof none);
+    st_job *job = st_job_new(srv, conn, &none, keep_alive);
+    if (job)
+        job->embed = req;
+    return job;
+}
+
+void st_jobs_track(st_server *srv, st_job *job)
+{
+    job->next = srv->jobs;
+    srv->jobs = job;
+}
+
 void st_job_free(st_job *job)
 {
     st_gen_request_free(&job->req);

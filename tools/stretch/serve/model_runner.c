@@ -20,8 +20,7 @@ typedef struct st_runner {
     char *stem;
     uv_thread_t thread;
     uv_cond_t wake;
-    st_job *head, *tail;       /* waiting jobs (queue_lock) */
-    uint32_t n_waiting;
+    st_job_queue waiting;      /* queue_lock */
     uint32_t n_running;        /* jobs on sequences (queue_lock) */
     bool reload;               /* the watcher saw the manifest change (queue_lock) */
     uint32_t parallel;         /* the engine's sequences; 0 before it opens (queue_lock) */
@@ -146,16 +145,10 @@ static void admit(st_runner *r, uint32_t running)
         uint32_t P = r->parallel ? r->parallel : 1;
         while (slot < P && r->jobs[slot])
             slot++;
-        if (slot < P && r->head) {
-            job = r->head;
-            r->head = job->queue_next;
-            if (!r->head)
-                r->tail = NULL;
-            r->n_waiting--;
+        if (slot < P && (job = st_job_queue_pop(&r->waiting))) {
             srv->queue_len--;
             r->n_running++;
             srv->running++;
-            atomic_store(&job->running, 1);
         }
         uv_mutex_unlock(&srv->queue_lock);
         if (!job)
@@ -247,9 +240,9 @@ static void runner_main(void *arg)
     uint32_t running = 0;
     for (;;) {
         uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !r->head && running == 0 && !r->reload)
+        while (!srv->quit && !r->waiting.head && running == 0 && !r->reload)
             uv_cond_wait(&r->wake, &srv->queue_lock);
-        bool quit = srv->quit && !r->head && running == 0;
+        bool quit = srv->quit && !r->waiting.head && running == 0;
         bool reload = r->reload && running == 0;
         if (reload)
             r->reload = false;
@@ -343,23 +336,16 @@ bool st_job_enqueue(st_server *srv, st_job *job)
     }
     /* A job waits when its model's sequences are all taken; past
      * --max-queue waiting jobs, it is refused. */
-    bool has_free = r->n_waiting + r->n_running < (r->parallel ? r->parallel : 1);
+    bool has_free = r->waiting.n + r->n_running < (r->parallel ? r->parallel : 1);
     if (!has_free && srv->queue_len >= srv->cfg.max_queue) {
         uv_mutex_unlock(&srv->queue_lock);
         return false;
     }
-    job->queue_next = NULL;
-    if (r->tail)
-        r->tail->queue_next = job;
-    else
-        r->head = job;
-    r->tail = job;
-    r->n_waiting++;
+    st_job_queue_push(&r->waiting, job);
     srv->queue_len++;
     uv_cond_signal(&r->wake);
     uv_mutex_unlock(&srv->queue_lock);
-    job->next = srv->jobs;
-    srv->jobs = job;
+    st_jobs_track(srv, job);
     return true;
 }
 

@@ -199,16 +199,13 @@ static void embeddings(st_conn *c, bool keep_alive)
         st_conn_send_error(c, status, msg, "model", keep_alive);
         return;
     }
-    st_gen_request none;
-    memset(&none, 0, sizeof none);
-    st_job *job = st_job_new(c->srv, c, &none, keep_alive);
+    st_job *job = st_job_new_embed(c->srv, c, req, keep_alive);
     if (!job) {
         st_embed_request_free(req);
         free(req);
         st_conn_send_error(c, 500, "out of memory", NULL, false);
         return;
     }
-    job->embed = req;
     c->job = job;
     if (!st_embed_enqueue(c->srv, job)) {
         c->job = NULL;

@@ -284,16 +284,13 @@ static void on_embed(st_rpc_conn *c, uint32_t msgid, const msgpack_object *param
         reply_error(c, msgid, 404, msg, "model");
         return;
     }
-    st_gen_request none;
-    memset(&none, 0, sizeof none);
-    st_job *job = st_job_new(c->srv, NULL, &none, false);
+    st_job *job = st_job_new_embed(c->srv, NULL, req, false);
     if (!job) {
         st_embed_request_free(req);
         free(req);
         reply_error(c, msgid, 500, "out of memory", NULL);
         return;
     }
-    job->embed = req;
     job->rpc = c;
     job->is_rpc = true;
     job->rpc_msgid = msgid;

@@ -77,6 +77,17 @@ typedef struct st_job {
     struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
 } st_job;
 
+/* The jobs waiting for one model runner or encoder, first come first
+ * served (guarded by the server's queue_lock; job_queue.c). */
+typedef struct st_job_queue {
+    st_job *head, *tail;
+    uint32_t n;
+} st_job_queue;
+
+void st_job_queue_push(st_job_queue *q, st_job *job);
+/* The first job, marked running; NULL when none waits. */
+st_job *st_job_queue_pop(st_job_queue *q);
+
 /* Counters for /metrics; updated from any thread. */
 typedef struct st_server_metrics {
     atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
@@ -229,6 +240,11 @@ void st_watch_stop(st_server *srv);
 
 /* generate_job.c: one job's request on an engine and its response. */
 st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep_alive);
+/* An embeddings job for `req` (which it owns from then on); NULL when out
+ * of memory (req is then the caller's still). */
+st_job *st_job_new_embed(st_server *srv, st_conn *conn, st_embed_request *req, bool keep_alive);
+/* Loop thread: a queued job joins the server's list of live jobs. */
+void st_jobs_track(st_server *srv, st_job *job);
 void st_job_free(st_job *job);
 /* A tokenize-only job's answer (msgpack-RPC); the job is done. */
 void st_job_tokens(st_job *job, const int32_t *ids, size_t n);
