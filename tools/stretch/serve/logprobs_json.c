@@ -37,48 +37,36 @@ void st_lp_free(st_lp_log *log)
     memset(log, 0, sizeof *log);
 }
 
-/* The piece of `id` as text (valid UTF-8) and, when bytes is not NULL, as
- * its bytes. */
-static json_t *piece_text(st_engine *e, int32_t id, json_t **bytes)
+/* The bytes token `id` adds ("" when the engine has none for it). */
+static void piece_of(st_engine *e, int32_t id, const char **p, size_t *n)
 {
-    const char *p = "";
-    size_t n = 0;
     st_error err;
     memset(&err, 0, sizeof err);
-    if (st_engine_token_piece(e, id, &p, &n, &err) != ST_OK) {
-        p = "";
-        n = 0;
+    if (st_engine_token_piece(e, id, p, n, &err) != ST_OK) {
+        *p = "";
+        *n = 0;
     }
-    if (bytes) {
-        *bytes = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(*bytes, json_integer((unsigned char)p[i]));
-    }
+}
+
+/* A piece as text: valid UTF-8. */
+static json_t *piece_text(const char *p, size_t n)
+{
     char *clean = st_utf8_clean_dup(p, n);
-    json_t *v = clean ? json_string(clean) : NULL;
+    json_t *v = json_string(clean ? clean : "");
     free(clean);
     return v;
 }
 
-/* Characters the piece adds (for text_offset): bytes that start one. */
-static size_t piece_chars(st_engine *e, int32_t id)
-{
-    const char *p = "";
-    size_t n = 0, chars = 0;
-    st_error err;
-    memset(&err, 0, sizeof err);
-    if (st_engine_token_piece(e, id, &p, &n, &err) != ST_OK)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        chars += ((unsigned char)p[i] & 0xC0) != 0x80;
-    return chars;
-}
-
 static json_t *chat_entry(st_engine *e, int32_t id, float logprob)
 {
-    json_t *bytes = NULL, *token = piece_text(e, id, &bytes);
-    return json_pack("{s:o, s:f, s:o}", "token", token ? token : json_string(""), "logprob",
-                     (double)logprob, "bytes", bytes ? bytes : json_array());
+    const char *p;
+    size_t n;
+    piece_of(e, id, &p, &n);
+    json_t *bytes = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(bytes, json_integer((unsigned char)p[i]));
+    return json_pack("{s:o, s:f, s:o}", "token", piece_text(p, n), "logprob", (double)logprob,
+                     "bytes", bytes);
 }
 
 json_t *st_lp_json(st_engine *e, st_lp_log *log, bool chat)
@@ -100,12 +88,19 @@ json_t *st_lp_json(st_engine *e, st_lp_log *log, bool chat)
         json_t *offsets = json_array();
         for (size_t i = log->sent; i < log->n; i++) {
             const st_lp_entry *en = &log->entries[i];
-            json_t *t = piece_text(e, en->token, NULL);
-            json_array_append_new(tokens, t ? t : json_string(""));
+            const char *p;
+            size_t n;
+            piece_of(e, en->token, &p, &n);
+            json_array_append_new(tokens, piece_text(p, n));
             json_array_append_new(lps, json_real(en->logprob));
+            json_array_append_new(offsets, json_integer((json_int_t)log->chars));
+            /* text_offset counts characters: the bytes that start one. */
+            for (size_t b = 0; b < n; b++)
+                log->chars += ((unsigned char)p[b] & 0xC0) != 0x80;
             json_t *top = json_object();
             for (uint32_t k = 0; k < en->n_top; k++) {
-                json_t *alt = piece_text(e, en->top_ids[k], NULL);
+                piece_of(e, en->top_ids[k], &p, &n);
+                json_t *alt = piece_text(p, n);
                 const char *key = alt ? json_string_value(alt) : "";
                 /* Two pieces that clean to the same text keep the likelier. */
                 if (!json_object_get(top, key))
@@ -113,8 +108,6 @@ json_t *st_lp_json(st_engine *e, st_lp_log *log, bool chat)
                 json_decref(alt);
             }
             json_array_append_new(tops, top);
-            json_array_append_new(offsets, json_integer((json_int_t)log->chars));
-            log->chars += piece_chars(e, en->token);
         }
         out = json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps,
                         "top_logprobs", tops, "text_offset", offsets);

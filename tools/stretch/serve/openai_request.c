@@ -300,9 +300,11 @@ static bool parse_constraint(json_t *root, st_gen_request *r, char *msg, size_t 
                     "expected the JSON Schema, an object");
     /* An object's text starts with '{': the plugin reads it as the schema. */
     char *text = json_dumps(schema, JSON_COMPACT | JSON_ENSURE_ASCII);
-    bool ok = text && add_constraint_param(r, "schema", text, msg, size, param);
+    if (!text)
+        return fail(msg, size, param, NULL, "out of memory");
+    bool ok = add_constraint_param(r, "schema", text, msg, size, param);
     free(text);
-    return ok || fail(msg, size, param, NULL, "out of memory");
+    return ok;
 }
 
 /* `model`: required, a string. */
