@@ -14,23 +14,24 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib
+from ._handle import Handle, plugin_dir_array
 from .engine import _check
-from .errors import Error, Status
 
 
-class Encoder:
+class Encoder(Handle):
     """Open `model`. threads: 0 = every core; plugin_dirs are searched for
     the tokenizer plugin before the built-in ones. One thread at a time."""
 
+    _close_fn = "st_encoder_close"
+    _what = "encoder"
+
     def __init__(self, model: str | os.PathLike, threads: int = 0,
                  plugin_dirs: list[str | os.PathLike] | None = None):
-        self._handle = None
-        dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
-        self._dirs = (ctypes.c_char_p * max(1, len(dirs)))(*dirs)
+        self._dirs, n_dirs = plugin_dir_array(plugin_dirs)
         opts = _capi.StEngineOptions(struct_size=ctypes.sizeof(_capi.StEngineOptions),
                                      n_threads=threads,
-                                     plugin_dirs=self._dirs if dirs else None,
-                                     n_plugin_dirs=len(dirs))
+                                     plugin_dirs=self._dirs if n_dirs else None,
+                                     n_plugin_dirs=n_dirs)
         handle = ctypes.c_void_p()
         err = _capi.StError()
         _check(lib.st_encoder_open(os.fsencode(model), ctypes.byref(opts), ctypes.byref(handle),
@@ -40,27 +41,12 @@ class Encoder:
         self.dim = int(lib.st_encoder_dim(handle))
         self.max_tokens = int(lib.st_encoder_max_tokens(handle))
 
-    def close(self) -> None:
-        if self._handle is not None:
-            lib.st_encoder_close(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Encoder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        self.close()
-
     def embed(self, texts: str | Sequence[str], batch: int = 64, return_ids: bool = False):
         """The vectors of `texts`: float32 [len(texts), dim], or [dim] for one
         string. Texts go through the model `batch` at a time; a text's vector
         does not depend on the batch. return_ids: also the token ids each
         text became ([CLS] ... [SEP], cut at max_tokens)."""
-        if self._handle is None:
-            raise Error(Status.STATE, "the encoder is closed")
+        handle = self._h()
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         one = isinstance(texts, str)
@@ -76,7 +62,7 @@ class Encoder:
             ids = (_capi.IdsPtr * m)()
             n_ids = (ctypes.c_size_t * m)()
             _check(lib.st_encoder_embed_batch(
-                self._handle, m, ptrs, lens,
+                handle, m, ptrs, lens,
                 out[i:i + m].ctypes.data_as(ctypes.POINTER(ctypes.c_float)), ids, n_ids,
                 ctypes.byref(err)), err)
             for k in range(m):

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib
+from ._handle import Handle, plugin_dir_array
 from .errors import Error, Status
 from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenLogprob
 
@@ -53,9 +54,12 @@ def _ids_ptr(arr: np.ndarray):
     return arr.ctypes.data_as(_capi.IdsPtr)
 
 
-class Engine:
+class Engine(Handle):
     """Open `manifest` (a strategy YAML). `model`, `context` and `threads`
     override the manifest's (0 / None = the manifest's)."""
+
+    _close_fn = "st_engine_close"
+    _what = "engine"
 
     def __init__(self, manifest: str | os.PathLike, model: str | os.PathLike | None = None,
                  context: int = 0, threads: int = 0, numerics: str | None = None,
@@ -70,11 +74,9 @@ class Engine:
         "opencl", "opencl:P:D") and device (an index or a name substring,
         see stretch.devices()) override the manifest's; no_kernel_cache
         builds the OpenCL kernels afresh."""
-        self._handle = None
         if numerics not in _capi.NUMERICS:
             raise ValueError(f"numerics must be None, 'fast' or 'ggml', not {numerics!r}")
-        dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
-        self._dirs = (ctypes.c_char_p * max(1, len(dirs)))(*dirs)
+        self._dirs, n_dirs = plugin_dir_array(plugin_dirs)
         self._log = _capi.LogFn(0)
         if log is not None:
             def on_log(_user, level, source, message):
@@ -88,8 +90,8 @@ class Engine:
                                      n_threads=threads, context=context,
                                      model=os.fsencode(model) if model is not None else None,
                                      numerics=_capi.NUMERICS[numerics],
-                                     plugin_dirs=self._dirs if dirs else None,
-                                     n_plugin_dirs=len(dirs), log=self._log,
+                                     plugin_dirs=self._dirs if n_dirs else None,
+                                     n_plugin_dirs=n_dirs, log=self._log,
                                      backend=backend.encode() if backend else None,
                                      device=str(device).encode() if device is not None else None,
                                      no_kernel_cache=no_kernel_cache)
@@ -100,27 +102,6 @@ class Engine:
         self._handle = handle
         self.manifest = os.fspath(manifest)
         self.info = self._read_info()
-
-    # -- lifetime ---------------------------------------------------------
-
-    def close(self) -> None:
-        if self._handle is not None:
-            lib.st_engine_close(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-    def _h(self):
-        if self._handle is None:
-            raise Error(Status.STATE, "the engine is closed")
-        return self._handle
 
     def _read_info(self) -> EngineInfo:
         raw = _capi.StEngineInfo(struct_size=ctypes.sizeof(_capi.StEngineInfo))

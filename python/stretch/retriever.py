@@ -12,8 +12,8 @@ from typing import Iterable
 
 from . import _capi
 from ._capi import lib
+from ._handle import Handle, plugin_dir_array
 from .engine import _check
-from .errors import Error, Status
 
 #: st_retriever_open's flag: do not load the strategy's `index:`.
 NO_INDEX = 1
@@ -29,18 +29,19 @@ class Hit:
     text: str | None
 
 
-class Retriever:
+class Retriever(Handle):
     """Open the retriever of `manifest`, with its `index:` loaded unless
     no_index (to build a new one). One thread at a time."""
 
+    _close_fn = "st_retriever_close"
+    _what = "retriever"
+
     def __init__(self, manifest: str | os.PathLike, no_index: bool = False,
                  plugin_dirs: list[str | os.PathLike] | None = None):
-        self._handle = None
-        dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
-        self._dirs = (ctypes.c_char_p * max(1, len(dirs)))(*dirs)
+        self._dirs, n_dirs = plugin_dir_array(plugin_dirs)
         opts = _capi.StEngineOptions(struct_size=ctypes.sizeof(_capi.StEngineOptions),
-                                     plugin_dirs=self._dirs if dirs else None,
-                                     n_plugin_dirs=len(dirs))
+                                     plugin_dirs=self._dirs if n_dirs else None,
+                                     n_plugin_dirs=n_dirs)
         handle = ctypes.c_void_p()
         err = _capi.StError()
         _check(lib.st_retriever_open(os.fsencode(manifest), ctypes.byref(opts),
@@ -48,25 +49,6 @@ class Retriever:
                                      ctypes.byref(err)), err)
         self._handle = handle
         self.manifest = os.fspath(manifest)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            lib.st_retriever_close(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Retriever":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-    def _h(self):
-        if self._handle is None:
-            raise Error(Status.STATE, "the retriever is closed")
-        return self._handle
 
     @property
     def name(self) -> str:

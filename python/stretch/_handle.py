@@ -1,0 +1,46 @@
+"""What the classes over a C handle share: the handle closed once (by
+close(), a `with` block or the collector) and refused afterwards, and the
+plugin directories every open call takes in st_engine_options."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from ._capi import lib
+from .errors import Error, Status
+
+
+class Handle:
+    """Set `_handle` once the C open succeeded; subclasses name the C
+    function that frees it (`_close_fn`) and what they are (`_what`)."""
+
+    _handle = None
+    _close_fn = ""
+    _what = "handle"
+
+    def close(self) -> None:
+        if self._handle is not None:
+            getattr(lib, self._close_fn)(self._handle)
+            self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    def _h(self):
+        if self._handle is None:
+            raise Error(Status.STATE, f"the {self._what} is closed")
+        return self._handle
+
+
+def plugin_dir_array(plugin_dirs) -> tuple[ctypes.Array, int]:
+    """The directories as st_engine_options.plugin_dirs wants them (keep the
+    array alive while C may read it) and their number."""
+    dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
+    return (ctypes.c_char_p * max(1, len(dirs)))(*dirs), len(dirs)
