@@ -191,7 +191,8 @@ typedef struct st_sampler_override {
 /* One parameter of a request's constraint sampler, as text (since 1.6). */
 typedef struct st_param_text {
     const char *name;        /* "schema", "grammar", "pattern", ... */
-    const char *value;       /* read as a manifest's scalar would be */
+    const char *value;       /* a string value: for the plugin's string and
+                                enum parameters (a bool or number is refused) */
 } st_param_text;
 
 /* At most this many alternatives per generated token (since 1.6). */
