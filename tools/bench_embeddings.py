@@ -35,6 +35,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lib.common import ToolError, llama_bin_dir  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -144,14 +147,6 @@ def read_texts(texts: str | None, mtrb: str | None) -> list[str]:
     return lines
 
 
-def llama_bin(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    out = subprocess.run([str(REPO / "tools" / "build_llama_native.sh")], check=True,
-                         capture_output=True, text=True).stdout.strip().splitlines()
-    return Path(out[-1])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
@@ -199,7 +194,10 @@ def main() -> int:
         servers["stretch"] = f"http://{m.group(1)}:{m.group(2)}"
         # Ports: stretch's is free now; llama-server takes the next one up.
         port = int(m.group(2)) + 1
-        exe = llama_bin(a.llama_bin) / "llama-server"
+        try:
+            exe = llama_bin_dir(Path(a.llama_bin) if a.llama_bin else None) / "llama-server"
+        except ToolError as e:
+            sys.exit(f"bench_embeddings: {e}")
         p = subprocess.Popen([str(exe), "-m", str(peer), "--embedding", "--pooling", "mean",
                               "-t", str(a.threads), "-tb", str(a.threads), "-c", "8192",
                               "-b", "8192", "-ub", "8192", "-np", str(a.batch),

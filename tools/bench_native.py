@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lib.common import (DEFAULT_MODEL, DEFAULT_STRETCH, REPO_ROOT, ToolError, check_model,  # noqa: E402
-                        check_stretch, last_json_object, run_main)
+                        check_stretch, last_json_object, llama_bin_dir, run_main)
 
 PROG = "bench_native"
 
@@ -70,16 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.reps < 1 or a.gen_tokens < 1 or a.threads < 1:
         p.error("--reps, --gen-tokens and --threads must be positive")
     return a
-
-
-def llama_bin_dir(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    script = REPO_ROOT / "tools" / "build_llama_native.sh"
-    done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise ToolError("tools/build_llama_native.sh failed (its messages are above)")
-    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def run_json(cmd: list[str], what: str, timeout_s: float) -> Any:

@@ -34,6 +34,19 @@ class ToolError(Exception):
     """An expected failure: reported as one line, never as a traceback."""
 
 
+def llama_bin_dir(given: Path | None) -> Path:
+    """The natively built llama.cpp tools: `given`, or the build of
+    tools/build_llama_native.sh (made on first use; its messages pass
+    through)."""
+    if given is not None:
+        return given
+    script = REPO_ROOT / "tools" / "build_llama_native.sh"
+    done = subprocess.run([str(script)], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise ToolError("tools/build_llama_native.sh failed (its messages are above)")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
 def run_main(main: Callable[[], int], prog: str) -> None:
     """Runs main() and maps ToolError / Ctrl-C to a message and an exit code."""
     try:
