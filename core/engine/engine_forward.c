@@ -293,14 +293,16 @@ st_status st_engine_forward(st_engine *e, const int32_t *tokens, size_t n, int32
 }
 
 st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *tokens,
-                                  const size_t *n, const int32_t *pos0, size_t n_es,
-                                  st_error *err)
+                                  const size_t *n, const int32_t *pos0, float *const *rows,
+                                  size_t n_es, st_error *err)
 {
     fwd_step *fs = calloc(n_es ? n_es : 1, sizeof *fs);
     st_forward_seq *seqs = calloc(n_es ? n_es : 1, sizeof *seqs);
     st_status st = fs && seqs ? ST_OK : st_error_set(err, ST_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n_es && st == ST_OK; i++) {
-        st = step_prepare(es[i], n[i], pos0[i], es[i]->logits, false, &fs[i], err);
+        bool all = rows && rows[i];
+        st = step_prepare(es[i], n[i], pos0[i], all ? rows[i] : es[i]->logits, all, &fs[i],
+                          err);
         seqs[i] = (st_forward_seq){ es[i]->fwd, tokens[i], fs[i].pos, n[i], fs[i].out,
                                     fs[i].flags };
     }
@@ -310,8 +312,14 @@ st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *to
         if ((st = st_forward_batch(seqs, n_es, &d)) != ST_OK)
             st_error_from_diag(err, &d);
     }
-    for (size_t i = 0; i < n_es && st == ST_OK; i++)
-        st = step_finish(es[i], tokens[i], n[i], pos0[i], es[i]->logits, false, &fs[i], err);
+    for (size_t i = 0; i < n_es && st == ST_OK; i++) {
+        bool all = rows && rows[i];
+        st = step_finish(es[i], tokens[i], n[i], pos0[i], all ? rows[i] : es[i]->logits, all,
+                         &fs[i], err);
+        if (st == ST_OK && all)
+            memcpy(es[i]->logits, rows[i] + (n[i] - 1) * es[i]->shape.n_vocab,
+                   sizeof(float) * es[i]->shape.n_vocab);
+    }
     for (size_t i = 0; fs && i < n_es; i++)
         free(fs[i].pos);
     free(fs);

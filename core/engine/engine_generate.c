@@ -34,19 +34,35 @@ void st_engine_reset(st_engine *e, uint64_t seed)
 /* Prefill `n` tokens starting at position pos0, in blocks; the last
  * block's last logits land in e->logits. */
 st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            st_logprobs_fn on_prompt, uint32_t n_top, void *user,
                             st_error *err)
 {
-    for (size_t done = 0; done < n;) {
-        if (st_engine_take_cancel(e))
-            return st_error_set(err, ST_E_CANCELLED, "cancelled");
-        size_t k = n - done < e->block ? n - done : e->block;
-        st_status st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
-                                         e->logits, false, err);
-        if (st != ST_OK)
-            return st;
+    uint32_t nv = e->shape.n_vocab;
+    size_t block = e->block;
+    float *rows = NULL;
+    if (on_prompt) {
+        block = block < ST_PROMPT_LOGPROBS_BLOCK ? block : ST_PROMPT_LOGPROBS_BLOCK;
+        if (!(rows = malloc(sizeof(float) * nv * block)))
+            return st_error_set(err, ST_E_NOMEM, "out of memory for %zu x %u logits", block,
+                                nv);
+    }
+    st_status st = ST_OK;
+    for (size_t done = 0; done < n && st == ST_OK;) {
+        if (st_engine_take_cancel(e)) {
+            st = st_error_set(err, ST_E_CANCELLED, "cancelled");
+            break;
+        }
+        size_t k = n - done < block ? n - done : block;
+        st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
+                               rows ? rows : e->logits, rows != NULL, err);
+        if (st == ST_OK && rows) {
+            st_prompt_logprobs_report(rows, k, tokens, n, done, nv, n_top, on_prompt, user);
+            memcpy(e->logits, rows + (k - 1) * nv, sizeof(float) * nv);
+        }
         done += k;
     }
-    return ST_OK;
+    free(rows);
+    return st;
 }
 
 static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
@@ -105,7 +121,9 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
             return st;
 
     double t0 = now_s();
-    if ((st = st_engine_prefill(e, prompt, n_prompt, 0, err)) != ST_OK) {
+    if ((st = st_engine_prefill(e, prompt, n_prompt, 0,
+                                params ? params->on_prompt_logprobs : NULL,
+                                params ? params->n_top_logprobs : 0, user, err)) != ST_OK) {
         stats->cancelled = st == ST_E_CANCELLED;
         return st;
     }

@@ -163,10 +163,11 @@ st_status st_engine_open_child(st_engine *parent, st_engine **out, st_error *err
  * pos0[i]..) through the model in one pass, with each engine's own
  * positional update, plan, entropy observers and retention, as
  * st_engine_forward does for one; logits of each block's last token land
- * in that engine's e->logits. */
+ * in that engine's e->logits. rows (NULL, or NULL entries: none) takes
+ * every token's logits of a block ([n[i]][n_vocab]) as well. */
 st_status st_engine_forward_batch(st_engine *const *es, const int32_t *const *tokens,
-                                  const size_t *n, const int32_t *pos0, size_t n_es,
-                                  st_error *err);
+                                  const size_t *n, const int32_t *pos0, float *const *rows,
+                                  size_t n_es, st_error *err);
 
 /* Forget the previous request: empty cache, samplers reset with `seed`,
  * the attention plugin reset (engine_generate.c). */
@@ -183,8 +184,10 @@ void st_engine_model_score_free(st_engine *e);
 const char *st_engine_reader_name(st_engine *e);
 
 /* Prefill in blocks (engine_generate.c); the next-token logits of the last
- * token land in e->logits. */
+ * token land in e->logits. on_prompt (NULL: none) gets the tokens' own
+ * log-probabilities as st_generate_params.on_prompt_logprobs says. */
 st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+                            st_logprobs_fn on_prompt, uint32_t n_top, void *user,
                             st_error *err);
 
 /* The cores online: the thread count when neither the caller nor the

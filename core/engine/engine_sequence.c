@@ -32,6 +32,8 @@ struct st_sequence {
     float *first_logits;
     st_token_fn on_token;
     st_logprobs_fn on_logprobs;
+    st_logprobs_fn on_prompt_logprobs;
+    float *prompt_rows;            /* [ST_PROMPT_LOGPROBS_BLOCK][n_vocab] with it */
     uint32_t n_top_logprobs;
     void *user;
     st_request_samplers rs;
@@ -98,6 +100,8 @@ static void finish(st_sequence *s, st_status st)
     st_request_samplers_close(&s->rs);
     free(s->prompt);
     s->prompt = NULL;
+    free(s->prompt_rows);
+    s->prompt_rows = NULL;
     s->busy = false;
 }
 
@@ -140,12 +144,21 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
                                 "prompt token %zu is %d, outside the vocabulary of %u", i,
                                 prompt[i], e->shape.n_vocab);
     s->prompt = malloc(n_prompt * sizeof *s->prompt);
-    if (!s->prompt)
+    if (params.on_prompt_logprobs)
+        s->prompt_rows = malloc(sizeof(float) * e->shape.n_vocab * ST_PROMPT_LOGPROBS_BLOCK);
+    if (!s->prompt || (params.on_prompt_logprobs && !s->prompt_rows)) {
+        free(s->prompt);
+        free(s->prompt_rows);
+        s->prompt = NULL;
+        s->prompt_rows = NULL;
         return st_error_set(err, ST_E_NOMEM, "out of memory");
+    }
     memcpy(s->prompt, prompt, n_prompt * sizeof *prompt);
     if ((st = st_request_samplers_open(e, &params, &s->rs, err)) != ST_OK) {
         free(s->prompt);
+        free(s->prompt_rows);
         s->prompt = NULL;
+        s->prompt_rows = NULL;
         return st;
     }
     st_engine_reset(e, params.seed);
@@ -154,7 +167,9 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     if (st != ST_OK) {
         st_request_samplers_close(&s->rs);
         free(s->prompt);
+        free(s->prompt_rows);
         s->prompt = NULL;
+        s->prompt_rows = NULL;
         return st;
     }
     s->n_prompt = n_prompt;
@@ -164,6 +179,7 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     s->first_logits = params.first_logits;
     s->on_token = on_token;
     s->on_logprobs = params.on_logprobs;
+    s->on_prompt_logprobs = params.on_prompt_logprobs;
     s->n_top_logprobs = params.n_top_logprobs;
     s->user = user;
     s->pos = 0;
@@ -244,9 +260,10 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
     const int32_t **tokens = calloc(P, sizeof *tokens);
     size_t *lens = calloc(P, sizeof *lens);
     int32_t *pos0 = calloc(P, sizeof *pos0);
+    float **rows = calloc(P, sizeof *rows);
     st_sequence **in = calloc(P, sizeof *in);
     st_status st = ST_OK;
-    if (!es || !tokens || !lens || !pos0 || !in)
+    if (!es || !tokens || !lens || !pos0 || !rows || !in)
         st = st_error_set(err, ST_E_NOMEM, "out of memory");
     for (uint32_t i = 0; i < P && st == ST_OK; i++) {
         st_sequence *s = root->sequences[i];
@@ -259,7 +276,11 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         if (s->n_prefilled < s->n_prompt) {
             /* A chunk of the prompt, packed beside the others' blocks. */
             size_t left = s->n_prompt - s->n_prefilled;
-            lens[n] = left < s->e->block ? left : s->e->block;
+            size_t block = s->prompt_rows && s->e->block > ST_PROMPT_LOGPROBS_BLOCK
+                               ? ST_PROMPT_LOGPROBS_BLOCK
+                               : s->e->block;
+            lens[n] = left < block ? left : block;
+            rows[n] = s->prompt_rows;
             tokens[n] = s->prompt + s->n_prefilled;
             pos0[n] = (int32_t)s->n_prefilled;
         } else {
@@ -275,13 +296,18 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
     if (st == ST_OK && n > 0) {
         st_error step_err;
         memset(&step_err, 0, sizeof step_err);
-        st_status fst = st_engine_forward_batch(es, tokens, lens, pos0, n, &step_err);
+        st_status fst = st_engine_forward_batch(es, tokens, lens, pos0, rows, n, &step_err);
         for (uint32_t k = 0; k < n; k++) {
             st_sequence *s = in[k];
             if (fst != ST_OK) {
                 s->err = step_err;
                 finish(s, fst);
             } else if (s->n_prefilled < s->n_prompt) {
+                if (rows[k])
+                    st_prompt_logprobs_report(rows[k], lens[k], s->prompt, s->n_prompt,
+                                              s->n_prefilled, s->e->shape.n_vocab,
+                                              s->n_top_logprobs, s->on_prompt_logprobs,
+                                              s->user);
                 s->n_prefilled += lens[k];
                 s->pos = (int32_t)s->n_prefilled;
             } else {
@@ -298,6 +324,7 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
     free(tokens);
     free(lens);
     free(pos0);
+    free(rows);
     free(in);
     return st;
 }

@@ -43,3 +43,11 @@ void st_logprobs_report(const float *logits, uint32_t n_vocab, int32_t token, ui
         top[k] -= lse;
     fn(user, token, logits[token] - lse, ids, top, have);
 }
+
+void st_prompt_logprobs_report(const float *rows, size_t k, const int32_t *prompt,
+                               size_t n_prompt, size_t first, uint32_t n_vocab, uint32_t n_top,
+                               st_logprobs_fn fn, void *user)
+{
+    for (size_t r = 0; r < k && first + r + 1 < n_prompt; r++)
+        st_logprobs_report(rows + r * n_vocab, n_vocab, prompt[first + r + 1], n_top, fn, user);
+}

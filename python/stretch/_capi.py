@@ -81,7 +81,9 @@ class StGenerateParams(Structure):
                 # ABI 1.6
                 ("constraint", c_char_p), ("constraint_params", POINTER(StParamText)),
                 ("n_constraint_params", c_size_t),
-                ("on_logprobs", c_void_p), ("n_top_logprobs", c_uint32)]
+                ("on_logprobs", c_void_p), ("n_top_logprobs", c_uint32),
+                # ABI 1.7
+                ("on_prompt_logprobs", c_void_p)]
 
 
 class StGenerateStats(Structure):

@@ -183,7 +183,8 @@ class Engine(Handle):
     def generate(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                  on_token: TokenCallback | None = None, ignore_eos: bool = False,
                  constraint: Constraint | None = None,
-                 logprobs: int | None = None) -> Generation:
+                 logprobs: int | None = None,
+                 prompt_logprobs: bool = False) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -194,6 +195,9 @@ class Engine(Handle):
         Constraint.json_schema({...}); a refused one raises Error(INVALID).
         logprobs: fill Generation.logprobs, with this many alternatives a
         token (0-20).
+        prompt_logprobs: fill Generation.prompt_logprobs, the prompt's own
+        (OpenAI's echo), with `logprobs` alternatives (none when it is
+        None); max_tokens=0 then scores the prompt alone.
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -214,15 +218,21 @@ class Engine(Handle):
         params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
                                         max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
         entries: list[TokenLogprob] = []
+        prompt_entries: list[TokenLogprob] = []
 
-        def on_lp(_user, token, logprob, top_ids, top, n_top):
-            entries.append(TokenLogprob(token, logprob, tuple(
-                (top_ids[k], top[k]) for k in range(n_top))))
+        def logger(into):
+            def on_lp(_user, token, logprob, top_ids, top, n_top):
+                into.append(TokenLogprob(token, logprob, tuple(
+                    (top_ids[k], top[k]) for k in range(n_top))))
+            return _capi.LOGPROBS_FN(on_lp)
 
-        lp_callback = _capi.LOGPROBS_FN(on_lp)  # kept alive for the call
+        lp_callback = logger(entries)  # kept alive for the call
+        prompt_callback = logger(prompt_entries)
         if logprobs is not None:
             params.on_logprobs = ctypes.cast(lp_callback, ctypes.c_void_p)
             params.n_top_logprobs = logprobs
+        if prompt_logprobs:
+            params.on_prompt_logprobs = ctypes.cast(prompt_callback, ctypes.c_void_p)
         if constraint is not None:
             texts = (_capi.StParamText * max(1, len(constraint.params)))(
                 *[_capi.StParamText(k.encode(), v.encode())
@@ -241,6 +251,7 @@ class Engine(Handle):
             _check(status, err)
         return Generation(text="".join(pieces), tokens=tokens,
                           logprobs=entries if logprobs is not None else None,
+                          prompt_logprobs=prompt_entries if prompt_logprobs else None,
                           stats=GenerateStats(
             n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
             decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),

@@ -53,11 +53,14 @@ class TokenLogprob:
 @dataclass(frozen=True)
 class Generation:
     """One generate() call: generated ids, their text, the stats, and with
-    logprobs= each token's log-probability (None when not asked for)."""
+    logprobs= each token's log-probability (None when not asked for); with
+    prompt_logprobs=True the prompt's tokens after the first, each given
+    the tokens before it."""
     text: str
     tokens: list[int]
     stats: GenerateStats
     logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True)

@@ -141,3 +141,21 @@ def test_logprobs_are_the_models_and_score_agrees(engine):
     assert engine.generate(PROMPT, max_tokens=2).logprobs is None
     with pytest.raises(stretch.Error):
         engine.generate(PROMPT, max_tokens=2, logprobs=21)
+
+
+def test_prompt_logprobs_are_the_prompts_scores(engine):
+    import numpy as np
+    ids = engine.prompt_ids(PROMPT)
+    g = engine.generate(PROMPT, max_tokens=4, logprobs=2, prompt_logprobs=True, ignore_eos=True)
+    assert [e.token for e in g.prompt_logprobs] == list(ids[1:])
+    nll = engine.score(ids)
+    np.testing.assert_allclose([-e.logprob for e in g.prompt_logprobs], nll[1:], rtol=0,
+                               atol=2e-3)
+    for e in g.prompt_logprobs:
+        assert len(e.top) == 2 and e.top[0][1] >= e.logprob
+    # The answer is the one without them; max_tokens=0 scores the prompt alone.
+    assert g.tokens == engine.generate(PROMPT, max_tokens=4, ignore_eos=True).tokens
+    only = engine.generate(PROMPT, max_tokens=0, prompt_logprobs=True)
+    assert only.tokens == [] and [e.logprob for e in only.prompt_logprobs] == [
+        e.logprob for e in g.prompt_logprobs]
+    assert engine.generate(PROMPT, max_tokens=1).prompt_logprobs is None

@@ -279,3 +279,113 @@ Test(engine_requests, logprobs_are_the_models_log_softmax_and_its_top_tokens)
     free(first);
     st_engine_close(e);
 }
+
+/* ---- the prompt's own log-probabilities (ABI 1.7, OpenAI's echo) ---- */
+
+typedef struct prompt_log {
+    picks p;                      /* first: the callbacks share `user` */
+    int32_t token[128], top_ids[128][3];
+    float lp[128], top[128][3];
+    size_t n, n_after_generated;  /* entries that came after a generated token */
+} prompt_log;
+
+static int collect_after(void *user, int32_t token, const char *text, size_t len)
+{
+    return collect(user, token, text, len);
+}
+
+static void on_prompt_lp(void *user, int32_t token, float logprob, const int32_t *ids,
+                         const float *top, size_t n_top)
+{
+    prompt_log *l = user;
+    if (l->p.n)
+        l->n_after_generated++;
+    if (l->n >= 128 || n_top != 3)
+        return;
+    l->token[l->n] = token;
+    l->lp[l->n] = logprob;
+    memcpy(l->top_ids[l->n], ids, sizeof l->top_ids[0]);
+    memcpy(l->top[l->n], top, sizeof l->top[0]);
+    l->n++;
+}
+
+Test(engine_requests, prompt_logprobs_are_the_scores_of_the_prompt_on_both_paths)
+{
+    st_engine *e = open_engine("echo.yaml", "  - plugin: greedy\nparallel: 2\n");
+    /* 100 tokens: two blocks of the 64 an echoed prefill runs in. */
+    int32_t prompt[100];
+    uint32_t x = 7;
+    for (size_t i = 0; i < 100; i++) {
+        x = x * 1103515245u + 12345u;
+        prompt[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+    st_error err = {0};
+    float nll[100];
+    cr_assert_eq(st_engine_score(e, prompt, 100, 0, nll, NULL, NULL, &err), ST_OK, "%s",
+                 err.message);
+    picks plain;
+    memset(&plain, 0, sizeof plain);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true};
+    cr_assert_eq(st_engine_generate(e, prompt, 100, &gp, collect, &plain, NULL, &err), ST_OK,
+                 "%s", err.message);
+
+    prompt_log *out = calloc(1, sizeof *out);
+    gp.on_prompt_logprobs = on_prompt_lp;
+    gp.n_top_logprobs = 3;
+    cr_assert_eq(st_engine_generate(e, prompt, 100, &gp, collect_after, out, NULL, &err), ST_OK,
+                 "%s", err.message);
+    cr_assert_eq(out->n, 99, "one entry a prompt token after the first, found %zu", out->n);
+    cr_expect_eq(out->n_after_generated, 0, "all before the first generated token");
+    for (size_t t = 0; t < 99; t++) {
+        cr_expect_eq(out->token[t], prompt[t + 1], "entry %zu", t);
+        cr_expect(fabsf(out->lp[t] + nll[t + 1]) < 1e-4f * (1.0f + nll[t + 1]),
+                  "token %zu: %.6f against the score's %.6f", t + 1, out->lp[t], -nll[t + 1]);
+        cr_expect(out->top[t][0] >= out->lp[t] && out->top[t][0] >= out->top[t][1] &&
+                  out->top[t][1] >= out->top[t][2], "entry %zu: not best first", t);
+    }
+    /* The continuation is the one without them. */
+    cr_expect(out->p.n == plain.n && memcmp(out->p.ids, plain.ids, plain.n * 4) == 0,
+              "generation changed");
+
+    /* max_tokens 0 scores the prompt alone. */
+    prompt_log *only = calloc(1, sizeof *only);
+    gp.max_tokens = 0;
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    cr_assert_eq(st_engine_generate(e, prompt, 100, &gp, collect_after, only, &stats, &err),
+                 ST_OK, "%s", err.message);
+    cr_expect(only->n == 99 && only->p.n == 0 && stats.n_generated == 0);
+    cr_expect(memcmp(only->lp, out->lp, sizeof out->lp) == 0);
+
+    /* On a sequence beside one that does not ask: the same entries, and
+     * the other's answer as it is alone. */
+    st_sequence *a = NULL, *b = NULL;
+    cr_assert_eq(st_sequence_open(e, &a, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_sequence_open(e, &b, &err), ST_OK, "%s", err.message);
+    prompt_log *seq = calloc(1, sizeof *seq);
+    picks other;
+    memset(&other, 0, sizeof other);
+    gp.max_tokens = 6;
+    cr_assert_eq(st_sequence_start(a, prompt, 100, &gp, collect_after, seq, &err), ST_OK, "%s",
+                 err.message);
+    st_generate_params plain_gp = {.struct_size = sizeof plain_gp, .max_tokens = 6,
+                                   .ignore_eos = true};
+    cr_assert_eq(st_sequence_start(b, prompt, 100, &plain_gp, collect, &other, &err), ST_OK,
+                 "%s", err.message);
+    uint32_t active = 2;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(seq->n, 99);
+    cr_expect_eq(seq->n_after_generated, 0);
+    for (size_t t = 0; t < 99; t++)
+        cr_expect(fabsf(seq->lp[t] - out->lp[t]) < 1e-4f * (1.0f - out->lp[t]) &&
+                  seq->top_ids[t][0] == out->top_ids[t][0], "entry %zu: %.6f against %.6f", t,
+                  seq->lp[t], out->lp[t]);
+    cr_expect(seq->p.n == plain.n && memcmp(seq->p.ids, plain.ids, plain.n * 4) == 0);
+    cr_expect(other.n == plain.n && memcmp(other.ids, plain.ids, plain.n * 4) == 0);
+    st_sequence_close(a);
+    st_sequence_close(b);
+    free(seq);
+    free(only);
+    free(out);
+    st_engine_close(e);
+}

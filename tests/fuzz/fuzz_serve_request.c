@@ -48,10 +48,18 @@ static void check_request(const st_gen_request *r, bool chat)
         for (size_t i = 0; i < r->n_messages; i++)
             if (!r->messages[i].role || !r->messages[i].content)
                 st_fuzz_fail("message %zu lacks a role or content", i);
-    } else if (!r->prompt) {
-        st_fuzz_fail("completion accepted without a prompt");
+    } else if (!r->prompt == !r->prompt_ids) {
+        st_fuzz_fail("completion accepted with %s", r->prompt ? "a text and token ids"
+                                                              : "no prompt");
     }
-    if (r->max_tokens != -1 && r->max_tokens < 1)
+    if (r->prompt_ids && r->n_prompt_ids == 0)
+        st_fuzz_fail("an empty token-id prompt accepted");
+    for (size_t i = 0; r->prompt_ids && i < r->n_prompt_ids; i++)
+        if (r->prompt_ids[i] < 0)
+            st_fuzz_fail("token id %d accepted", r->prompt_ids[i]);
+    if (r->echo && chat)
+        st_fuzz_fail("echo accepted on a chat");
+    if (r->max_tokens != -1 && r->max_tokens < (r->echo ? 0 : 1))
         st_fuzz_fail("max_tokens %lld accepted", (long long)r->max_tokens);
     if (r->has_temperature && !(r->temperature >= 0.0 && r->temperature <= 2.0))
         st_fuzz_fail("temperature %g accepted", r->temperature);
@@ -156,6 +164,8 @@ static void from_rpc(const uint8_t *data, size_t len)
         /* As rpc.c reads a generate call: a map with messages is a chat request. */
         if (st_gen_request_from_msgpack(&up.data, &r, msg, sizeof msg, &param)) {
             check_request(&r, r.chat);
+            if (r.logprobs || r.echo)
+                st_fuzz_fail("msgpack-RPC accepted logprobs or echo, which it cannot return");
             st_gen_request_free(&r);
         } else {
             check_refusal("msgpack request", msg);

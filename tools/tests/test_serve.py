@@ -556,6 +556,11 @@ def test_msgpack_rpc(models_dir, tmp_path):
         assert res is None and err["code"] == 404 and err["param"] == "model"
         err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", "max_tokens": 0}])
         assert err["code"] == 400 and err["param"] == "max_tokens"
+        # What generate cannot return is refused, not left out.
+        for field, value in (("logprobs", 2), ("echo", True)):
+            err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", field: value}])
+            assert err["code"] == 400 and err["param"] == field, err
+            assert "HTTP API" in err["message"], err
         err, res, _ = rpc.call("frobnicate", [])
         assert err["code"] == 404
         # What msgpack can say and JSON cannot is refused by name (these
@@ -1097,10 +1102,104 @@ def test_logprob_refusals_name_the_field(server):
          "top_logprobs", "0 to 20"),
         ("/v1/completions", {**comp, "logprobs": True}, "logprobs", "0 to 20"),
         ("/v1/completions", {**comp, "logprobs": -1}, "logprobs", "0 to 20"),
-        ("/v1/completions", {**comp, "echo": True}, "echo", "not supported"),
+        ("/v1/chat/completions", {**chat, "echo": True}, "echo", "/v1/completions field"),
+        ("/v1/completions", {**comp, "echo": 1}, "echo", "boolean"),
+        ("/v1/completions", {**comp, "max_tokens": 0}, "max_tokens", "only with"),
+        ("/v1/completions", {**comp, "prompt": ["a", "b"]}, "prompt", "one prompt"),
+        ("/v1/completions", {**comp, "prompt": [[1, 2], [3]]}, "prompt", "one prompt"),
+        ("/v1/completions", {**comp, "prompt": []}, "prompt", "empty"),
+        ("/v1/completions", {**comp, "prompt": [1, -2]}, "prompt", "prompt[1]"),
+        ("/v1/completions", {**comp, "prompt": [1, 2.5]}, "prompt", "prompt[1]"),
+        ("/v1/completions", {**comp, "prompt": [5, 10 ** 6]}, "prompt", "outside the vocab"),
     ]
     for path, body, param, text in cases:
         status, _, err = post(path, body)
         assert status == 400 and err["param"] == param and text in err["message"], (body, err)
     status, _, _ = server.request("POST", "/v1/completions", {**comp, "echo": False})
     assert status == 200
+
+
+# -- echo: the prompt's own log-probabilities (lm-eval's log-likelihood) ---
+
+def completion(server, body) -> dict:
+    status, _, raw = server.request("POST", "/v1/completions", body)
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def test_echo_scores_tokens_as_generation_scored_them(server, models_dir):
+    """The answer's tokens, scored one decode step at a time while they were
+    generated, are scored again as part of an echoed token-id prompt (one
+    prefill pass): the same log-probabilities and alternatives."""
+    want = run_cli(models_dir / "tiny.yaml", "Once upon a time", 10)
+    gen = completion(server, {"model": "tiny", "prompt": "Once upon a time", "max_tokens": 10,
+                              "logprobs": 3})["choices"][0]["logprobs"]
+    ids = want["prompt_ids"] + want["tokens"]
+    assert len(gen["tokens"]) == len(want["tokens"]) == 10
+    # The lm-eval request: token ids, echo, one token generated, logprobs 1.
+    r = completion(server, {"model": "tiny", "prompt": [ids], "max_tokens": 1, "echo": True,
+                            "logprobs": 3, "temperature": 0})
+    lp = r["choices"][0]["logprobs"]
+    assert r["usage"]["prompt_tokens"] == len(ids) and r["usage"]["completion_tokens"] == 1
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(ids) + 1
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    ctx = len(want["prompt_ids"])
+    for k in range(10):
+        got, ref = lp["token_logprobs"][ctx + k], gen["token_logprobs"][k]
+        assert abs(got - ref) <= 1e-4 * (1 + abs(ref)), (k, got, ref)
+        assert lp["tokens"][ctx + k] == gen["tokens"][k]
+        assert list(lp["top_logprobs"][ctx + k]) == list(gen["top_logprobs"][k]), k
+    # lm-eval's reading: the continuation's sum, and greedy (each token the
+    # likeliest at its step), which a greedy answer is.
+    cont = lp["token_logprobs"][ctx:-1]
+    assert all(v == max(t.values()) for v, t in zip(cont, lp["top_logprobs"][ctx:-1]))
+    # The text is the prompt's pieces, then the answer; offsets index it.
+    text = r["choices"][0]["text"]
+    assert text.startswith("Once upon a time" + want["text"])
+    for tok, off in zip(lp["tokens"], lp["text_offset"]):
+        assert text[off:off + len(tok)] == tok, (tok, off)
+
+
+def test_echo_of_a_text_prompt_streamed_and_with_max_tokens_zero(server):
+    body = {"model": "tiny", "prompt": "The capital of France is", "echo": True,
+            "logprobs": 2, "max_tokens": 6}
+    whole = completion(server, body)["choices"][0]
+    assert whole["text"].startswith("The capital of France is")
+    lp = whole["logprobs"]
+    n_prompt = len(lp["tokens"]) - 6
+    assert n_prompt > 1 and "".join(lp["tokens"]).startswith("The capital")
+    # A BOS the server adds is not echoed: the first echoed token has a
+    # value then; without one it has none.
+    assert all(v is not None for v in lp["token_logprobs"][1:])
+    # Streamed: the prompt comes in the first chunk; all of it is the same.
+    text, entries = "", {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                         "text_offset": []}
+    for ch in server.client().completions.create(stream=True, **body):
+        text += ch.choices[0].text
+        if ch.choices[0].logprobs:
+            for k in entries:
+                entries[k] += getattr(ch.choices[0].logprobs, k) or []
+    assert text == whole["text"]
+    assert entries == lp
+    # max_tokens 0 scores the prompt alone: the same entries.
+    only = completion(server, {**body, "max_tokens": 0})
+    assert only["choices"][0]["text"] == "The capital of France is"
+    assert only["usage"]["completion_tokens"] == 0
+    assert only["choices"][0]["finish_reason"] == "length"
+    assert only["choices"][0]["logprobs"]["token_logprobs"] == lp["token_logprobs"][:n_prompt]
+    # echo without logprobs: the text alone; and a stop string in the
+    # prompt does not end the answer.
+    plain = completion(server, {"model": "tiny", "prompt": "a. b", "echo": True,
+                                "max_tokens": 4, "stop": ["."]})["choices"][0]
+    assert plain["text"].startswith("a. b") and plain["logprobs"] is None
+    assert "." not in plain["text"][4:]
+
+
+def test_openai_client_echo_and_token_prompt(server):
+    c = server.client()
+    r = c.completions.create(model="tiny", prompt=[5, 6, 7, 8], max_tokens=0, echo=True,
+                             logprobs=0)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == 4 and lp.token_logprobs[0] is None
+    assert all(v < 0 for v in lp.token_logprobs[1:])
+    assert lp.top_logprobs[1:] == [{}, {}, {}]

@@ -233,6 +233,16 @@ typedef struct st_generate_params {
      * ST_TOP_LOGPROBS_MAX). NULL: none computed. */
     st_logprobs_fn on_logprobs;
     uint32_t n_top_logprobs;
+    /* -- ABI 1.7 -- */
+    /* The prompt's own log-probabilities (OpenAI's `echo` with logprobs,
+     * what lm-eval's log-likelihood tasks read): on_prompt_logprobs gets,
+     * in order, each prompt token after the first with log p(token | the
+     * tokens before it) and that position's n_top_logprobs likeliest
+     * tokens, all before the first generated token; with the `user` of
+     * on_token. The prefill then computes every position's logits (a
+     * pass over the output matrix per prompt token, as scoring does).
+     * NULL: none. max_tokens 0 with it scores a prompt. */
+    st_logprobs_fn on_prompt_logprobs;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host

@@ -274,6 +274,7 @@ typedef struct gen_state {
     char *text;
     size_t len, cap;
     size_t sent;               /* bytes of text already streamed */
+    size_t echo_len;           /* bytes of echoed prompt that start the text */
     size_t max_stop;
     bool stopped_by_string;
     bool headers_sent;
@@ -299,6 +300,13 @@ static void on_logprobs(void *user, int32_t token, float logprob, const int32_t 
     gen_state *g = user;
     /* Out of memory loses the entry; the answer itself goes on. */
     (void)st_lp_add(&g->lp, token, logprob, top_ids, top, n_top);
+}
+
+/* The engine's on_prompt_logprobs: an echoed prompt's tokens. */
+static void on_prompt_logprobs(void *user, int32_t token, float logprob, const int32_t *top_ids,
+                               const float *top, size_t n_top)
+{
+    on_logprobs(user, token, logprob, top_ids, top, n_top);
 }
 
 static json_t *chunk_base(const st_job *job)
@@ -408,6 +416,9 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
     size_t safe = g->len;
     if (g->max_stop) {
         size_t from = old_len >= g->max_stop ? old_len - g->max_stop + 1 : 0;
+        /* Stop strings end the answer; an echoed prompt holds none. */
+        if (from < g->echo_len)
+            from = g->echo_len;
         long at = find_stop(g, from < g->sent ? g->sent : from);
         if (at >= 0) {
             g->len = (size_t)at;
@@ -494,7 +505,8 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
 struct st_job_run {
     st_job *job;
     char *augmented;           /* the prompt or user message with g.hits */
-    int32_t *ids;
+    int32_t *ids;              /* the tokenized prompt (st_free) */
+    const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
     size_t n_ids;
     st_sampler_override ov[2];
     st_param_text constraint[2]; /* the request's response_format or grammar */
@@ -504,6 +516,8 @@ struct st_job_run {
 
 static void st_job_run_free(st_job_run *r)
 {
+    free(r->g.text);
+    st_lp_free(&r->g.lp);
     st_free(r->ids);
     st_free(r->augmented);
     st_retrieval_free(r->g.hits);
@@ -537,6 +551,56 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     if (st != ST_OK)
         *user_at = SIZE_MAX;
     return st;
+}
+
+/* echo: the prompt starts the answer's text (the text the client sent,
+ * or what retrieval made of it; a token-id prompt's pieces), and with
+ * logprobs its first token's entry, which nothing predicts, is null. A
+ * BOS the server added is in neither: the client did not send it, and
+ * the engine scores the first token after it. */
+static bool echo_prompt(st_job_run *r, st_engine *e, bool bos_added)
+{
+    gen_state *g = &r->g;
+    const st_gen_request *req = &r->job->req;
+    char *text = NULL;
+    size_t len = 0;
+    if (!req->prompt_ids) {
+        const char *p = r->augmented ? r->augmented : req->prompt;
+        len = strlen(p);
+        text = malloc(len + 1);
+        if (text)
+            memcpy(text, p, len + 1);
+    } else {
+        for (size_t i = 0; i < r->n_ids; i++) {
+            const char *piece = "";
+            size_t n = 0;
+            st_error err;
+            memset(&err, 0, sizeof err);
+            if (st_engine_token_piece(e, r->run_ids[i], &piece, &n, &err) != ST_OK)
+                n = 0;
+            char *grown = realloc(text, len + n + 1);
+            if (!grown) {
+                free(text);
+                return false;
+            }
+            text = grown;
+            memcpy(text + len, piece, n);
+            len += n;
+            text[len] = '\0';
+        }
+        /* Pieces may split a character: the text sent is valid UTF-8. */
+        char *clean = text ? st_utf8_clean_dup(text, len) : NULL;
+        free(text);
+        text = clean;
+    }
+    if (!text)
+        return false;
+    g->text = text;
+    g->len = g->echo_len = len;
+    g->cap = len + 1;
+    if (req->logprobs && !bos_added && !st_lp_add_none(&g->lp, r->run_ids[0]))
+        return false;
+    return true;
 }
 
 st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
@@ -577,6 +641,11 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
                                               &r->n_ids, &err);
         free(msgs);
+    } else if (req->prompt_ids) {
+        /* Token ids run as given: no BOS added, nothing looked up. */
+        r->run_ids = req->prompt_ids;
+        r->n_ids = req->n_prompt_ids;
+        bos = 0;
     } else {
         /* A completion prompt is the client's own formatting, markers
          * included, as `stretch run` reads a raw prompt. */
@@ -584,12 +653,22 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL,
                                 &r->ids, &r->n_ids, &err);
     }
+    if (!r->run_ids)
+        r->run_ids = r->ids;
     int status = 0;
     const char *param = req->chat ? "messages" : "prompt";
     int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
+    size_t bad_id = SIZE_MAX;
+    for (size_t i = 0; req->prompt_ids && i < r->n_ids && bad_id == SIZE_MAX; i++)
+        if ((uint32_t)r->run_ids[i] >= info.n_vocab)
+            bad_id = i;
     if (st != ST_OK) {
         snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
         status = st == ST_E_NOMEM ? 500 : 400;
+    } else if (bad_id != SIZE_MAX) {
+        snprintf(msg, sizeof msg, "prompt[%zu] is token %d, outside the vocabulary of model "
+                 "'%.100s' (%u tokens)", bad_id, r->run_ids[bad_id], req->model, info.n_vocab);
+        status = 400;
     } else if (r->n_ids >= info.n_ctx) {
         snprintf(msg, sizeof msg, "the prompt is %zu tokens, and model '%.100s' has a context "
                  "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
@@ -601,6 +680,9 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
                  (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);
         status = 400;
         param = "max_tokens";
+    } else if (req->echo && !echo_prompt(r, e, bos != 0)) {
+        snprintf(msg, sizeof msg, "out of memory echoing the prompt");
+        status = 500;
     }
     if (status) {
         st_job_run_free(r);
@@ -615,7 +697,7 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
     static atomic_uint_fast64_t seed_counter;
     r->gp = (st_generate_params){
         .struct_size = sizeof r->gp,
-        .max_tokens = (uint32_t)(req->max_tokens > 0 ? req->max_tokens : room),
+        .max_tokens = (uint32_t)(req->max_tokens >= 0 ? req->max_tokens : room),
         .seed = req->has_seed ? req->seed
                               : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
         .sampler_overrides = r->ov,
@@ -625,6 +707,7 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         .n_constraint_params = req->n_constraint_params,
         .on_logprobs = req->logprobs && !job->is_rpc ? on_logprobs : NULL,
         .n_top_logprobs = req->top_logprobs,
+        .on_prompt_logprobs = req->echo && req->logprobs ? on_prompt_logprobs : NULL,
     };
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
@@ -638,7 +721,7 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
 void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
                      const st_generate_params **gp, st_token_fn *on_token_fn, void **user)
 {
-    *ids = r->ids;
+    *ids = r->run_ids;
     *n_ids = r->n_ids;
     *gp = &r->gp;
     *on_token_fn = on_token;
@@ -678,8 +761,6 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
         finish_response(g, job, stats,
                         stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
     }
-    free(g->text);
-    st_lp_free(&g->lp);
     st_job_run_free(r);
 }
 

@@ -24,10 +24,21 @@ bool st_lp_add(st_lp_log *log, int32_t token, float logprob, const int32_t *top_
     }
     st_lp_entry *e = &log->entries[log->n++];
     e->token = token;
+    e->none = false;
     e->logprob = logprob;
     e->n_top = n_top > ST_TOP_LOGPROBS_MAX ? ST_TOP_LOGPROBS_MAX : (uint32_t)n_top;
-    memcpy(e->top_ids, top_ids, e->n_top * sizeof *top_ids);
-    memcpy(e->top, top, e->n_top * sizeof *top);
+    if (e->n_top) {
+        memcpy(e->top_ids, top_ids, e->n_top * sizeof *top_ids);
+        memcpy(e->top, top, e->n_top * sizeof *top);
+    }
+    return true;
+}
+
+bool st_lp_add_none(st_lp_log *log, int32_t token)
+{
+    if (!st_lp_add(log, token, 0.0f, NULL, NULL, 0))
+        return false;
+    log->entries[log->n - 1].none = true;
     return true;
 }
 
@@ -92,12 +103,12 @@ json_t *st_lp_json(st_engine *e, st_lp_log *log, bool chat)
             size_t n;
             piece_of(e, en->token, &p, &n);
             json_array_append_new(tokens, piece_text(p, n));
-            json_array_append_new(lps, json_real(en->logprob));
+            json_array_append_new(lps, en->none ? json_null() : json_real(en->logprob));
             json_array_append_new(offsets, json_integer((json_int_t)log->chars));
             /* text_offset counts characters: the bytes that start one. */
             for (size_t b = 0; b < n; b++)
                 log->chars += ((unsigned char)p[b] & 0xC0) != 0x80;
-            json_t *top = json_object();
+            json_t *top = en->none ? json_null() : json_object();
             for (uint32_t k = 0; k < en->n_top; k++) {
                 piece_of(e, en->top_ids[k], &p, &n);
                 json_t *alt = piece_text(p, n);

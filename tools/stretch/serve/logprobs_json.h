@@ -16,6 +16,7 @@
 
 typedef struct st_lp_entry {
     int32_t token;
+    bool none;                 /* no log-probability: an echoed prompt's first token */
     float logprob;
     uint32_t n_top;
     int32_t top_ids[ST_TOP_LOGPROBS_MAX];
@@ -32,6 +33,8 @@ typedef struct st_lp_log {
 /* Keep one token's; false when out of memory. */
 bool st_lp_add(st_lp_log *log, int32_t token, float logprob, const int32_t *top_ids,
                const float *top, size_t n_top);
+/* Keep a token that has none (null in the legacy lists). */
+bool st_lp_add_none(st_lp_log *log, int32_t token);
 void st_lp_free(st_lp_log *log);
 
 /* Entries [log->sent, log->n) as a choice's "logprobs" value (chat: true

@@ -169,5 +169,14 @@ bool st_gen_request_from_msgpack(const msgpack_object *map, st_gen_request *out,
     bool chat = json_object_get(root, "messages") != NULL;
     bool ok = st_gen_request_from_json(root, chat, out, msg, msg_size, param);
     json_decref(root);
+    /* generate's result map has no place for them: refused, never
+     * silently left out. */
+    if (ok && (out->logprobs || out->echo)) {
+        *param = out->echo ? "echo" : "logprobs";
+        snprintf(msg, msg_size, "'%s' is not supported over msgpack-RPC: generate returns the "
+                 "text alone; ask the HTTP API (/v1/completions) for it", *param);
+        st_gen_request_free(out);
+        return false;
+    }
     return ok;
 }

@@ -135,21 +135,50 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
     return true;
 }
 
+/* A token-id prompt: a non-empty list of integers (the vocabulary is
+ * checked against the model later, when the job meets its engine). */
+static bool parse_prompt_ids(json_t *p, st_gen_request *r, char *msg, size_t size,
+                             const char **param)
+{
+    size_t n = json_array_size(p);
+    if (n == 0)
+        return fail(msg, size, param, "prompt", "'prompt' is an empty list of token ids");
+    if (!(r->prompt_ids = malloc(n * sizeof *r->prompt_ids)))
+        return fail(msg, size, param, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(p, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > INT32_MAX)
+            return fail(msg, size, param, "prompt", "prompt[%zu]: expected a token id (an "
+                        "integer from 0), found %s", i, type_of(v));
+        r->prompt_ids[i] = (int32_t)json_integer_value(v);
+    }
+    r->n_prompt_ids = n;
+    return true;
+}
+
+/* One prompt: a string, a list of token ids, or a list of one of either
+ * (what clients send for a batch of one). */
 static bool parse_prompt(json_t *root, st_gen_request *r, char *msg, size_t size,
                          const char **param)
 {
     json_t *p = json_object_get(root, "prompt");
     if (!p)
         return fail(msg, size, param, "prompt", "'prompt' is required");
-    /* A list of one prompt is what the client sends for n prompts = 1. */
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
+    if (json_is_array(p) && json_array_size(p) == 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
         p = json_array_get(p, 0);
-    else if (json_is_array(p))
-        return fail(msg, size, param, "prompt", "'prompt': one prompt per request (a string "
-                    "or a list of one string); token-id prompts are not supported");
+    if (json_is_array(p) && json_array_size(p) > 0 &&
+        !json_is_integer(json_array_get(p, 0)))
+        return fail(msg, size, param, "prompt", "'prompt': one prompt per request (a string, "
+                    "a list of token ids, or a list of one of them), found a list of %zu %s",
+                    json_array_size(p), json_is_array(json_array_get(p, 0)) ? "token lists"
+                                                                            : "strings");
+    if (json_is_array(p))
+        return parse_prompt_ids(p, r, msg, size, param);
     if (!json_is_string(p))
-        return fail(msg, size, param, "prompt", "'prompt': expected a string, found %s",
-                    type_of(p));
+        return fail(msg, size, param, "prompt", "'prompt': expected a string or a list of "
+                    "token ids, found %s", type_of(p));
     if (json_string_length(p) == 0)
         return fail(msg, size, param, "prompt", "'prompt' is empty");
     if (!(r->prompt = strdup(json_string_value(p))))
@@ -218,17 +247,22 @@ static bool count_field(json_t *v, const char *name, uint32_t *out, char *msg, s
 }
 
 /* Chat: logprobs (a boolean) and top_logprobs; completions: logprobs (the
- * number of alternatives). echo (the prompt's own log-probabilities) is
- * refused rather than ignored: a client asking for it would read the
- * answer as if it held them. */
+ * number of alternatives), and echo, which puts the prompt before the
+ * answer (with logprobs, the prompt's own log-probabilities too). */
 static bool parse_logprobs(json_t *root, bool chat, st_gen_request *r, char *msg, size_t size,
                            const char **param)
 {
     json_t *lp = field(root, "logprobs"), *top = field(root, "top_logprobs");
     json_t *echo = field(root, "echo");
-    if (echo && !json_is_false(echo))
-        return fail(msg, size, param, "echo", "'echo' is not supported: the answer never "
-                    "repeats the prompt");
+    if (echo && !json_is_boolean(echo))
+        return fail(msg, size, param, "echo", "'echo': expected a boolean, found %s",
+                    type_of(echo));
+    /* Refused rather than ignored: a client asking for it would read the
+     * answer as if it held the prompt. */
+    if (echo && chat && json_is_true(echo))
+        return fail(msg, size, param, "echo", "'echo' is a /v1/completions field: a chat "
+                    "answer never repeats the messages");
+    r->echo = echo && json_is_true(echo);
     if (!chat) {
         r->logprobs = lp != NULL;
         return !lp || count_field(lp, "logprobs", &r->top_logprobs, msg, size, param);
@@ -339,9 +373,13 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
         if (!json_is_integer(v))
             return fail(msg, size, param, names[k], "'%s': expected an integer, found %s",
                         names[k], type_of(v));
-        if (json_integer_value(v) <= 0)
-            return fail(msg, size, param, names[k], "'%s' is %lld: expected at least 1",
-                        names[k], (long long)json_integer_value(v));
+        /* 0 scores a prompt without continuing it: only with echo. */
+        json_t *echo = chat ? NULL : field(root, "echo");
+        long long min = echo && json_is_true(echo) ? 0 : 1;
+        if (json_integer_value(v) < min)
+            return fail(msg, size, param, names[k], "'%s' is %lld: expected at least %lld%s",
+                        names[k], (long long)json_integer_value(v), min,
+                        min ? " (0 only with \"echo\": true)" : "");
         r->max_tokens = json_integer_value(v);
     }
     if (!parse_number(root, "temperature", 0.0, 2.0, &r->has_temperature, &r->temperature,
@@ -434,6 +472,7 @@ void st_gen_request_free(st_gen_request *r)
     free(r->messages);
     free(r->model);
     free(r->prompt);
+    free(r->prompt_ids);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     for (size_t i = 0; i < r->n_constraint_params; i++)

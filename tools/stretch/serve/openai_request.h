@@ -25,8 +25,11 @@ typedef struct st_gen_request {
     char *model;               /* a manifest stem */
     st_req_message *messages;
     size_t n_messages;
-    char *prompt;
-    int64_t max_tokens;        /* -1 = up to the context */
+    char *prompt;              /* a text prompt, or NULL for prompt_ids */
+    int32_t *prompt_ids;       /* a token-id prompt, run as given (no BOS added) */
+    size_t n_prompt_ids;
+    bool echo;                 /* completions: the prompt comes back before the answer */
+    int64_t max_tokens;        /* -1 = up to the context; 0 only with echo */
     bool has_temperature, has_top_p, has_seed;
     double temperature, top_p;
     uint64_t seed;
@@ -56,7 +59,7 @@ typedef struct st_gen_request {
 bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
                           char *msg, size_t msg_size, const char **param);
 void st_gen_request_free(st_gen_request *r);
-/* The same from a parsed jansson object (json_t *), for msgpack-RPC. */
+/* The same from a parsed jansson object (json_t *). */
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
                               size_t msg_size, const char **param);
 
