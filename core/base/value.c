@@ -137,6 +137,25 @@ bool st_value_map_set_float(st_value *map, const char *key, double f)
     return map_put(map, key, v);
 }
 
+bool st_value_map_set_number(st_value *map, const char *key, double f)
+{
+    /* An integral value is an INT, which a float parameter accepts too. */
+    if (!(f >= -9.0e15 && f <= 9.0e15) || f != (double)(int64_t)f)
+        return st_value_map_set_float(map, key, f);
+    if (!map || map->type != ST_VALUE_MAP || !key)
+        return false;
+    st_value *v = calloc(1, sizeof *v);
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)f);
+    if (!v || !(v->s = strdup(text))) {
+        free(v);
+        return false;
+    }
+    v->type = ST_VALUE_INT;
+    v->i = (int64_t)f;
+    return map_put(map, key, v);
+}
+
 bool st_value_map_set_string(st_value *map, const char *key, const char *text)
 {
     if (!map || map->type != ST_VALUE_MAP || !key || !text)

@@ -49,6 +49,9 @@ const char *st_value_type_name(st_value_type t);
 /* Set `key` of a MAP to a FLOAT (replacing what was there, else appended);
  * false when out of memory or `map` is not a map. */
 bool st_value_map_set_float(st_value *map, const char *key, double f);
+/* The same with a number: an INT when it is integral (what an int
+ * parameter needs; a float parameter takes an INT too), else a FLOAT. */
+bool st_value_map_set_number(st_value *map, const char *key, double f);
 /* The same with a STRING (copied). */
 bool st_value_map_set_string(st_value *map, const char *key, const char *text);
 

@@ -77,6 +77,8 @@ st_status st_sampler_chain_sample(st_sampler_chain *c, const float *logits,
 {
     for (uint32_t i = 0; i < c->n_vocab; i++)
         c->cands[i] = (st_candidate){(int32_t)i, logits[i], 0.0f};
+    for (size_t k = 0; k < c->n_bias; k++)
+        c->cands[c->bias[k].token].logit += c->bias[k].bias;
     st_candidates cs = {c->cands, c->n_vocab, false, -1};
     for (size_t i = 0; i < c->n; i++) {
         st_plugin_call prev = st_plugin_call_enter(c->samplers[i], "apply");

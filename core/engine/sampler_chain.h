@@ -14,6 +14,8 @@ typedef struct st_sampler_chain {
     size_t n;
     st_candidate *cands;     /* [n_vocab] */
     uint32_t n_vocab;
+    const st_logit_bias *bias; /* [n_bias], the request's (not owned), or NULL */
+    size_t n_bias;
 } st_sampler_chain;
 
 st_status st_sampler_chain_init(st_sampler_chain *c, st_instance **samplers, size_t n,
@@ -23,7 +25,8 @@ void st_sampler_chain_reset(st_sampler_chain *c, uint64_t seed);
 /* Tell every sampler about a token (prompt or chosen). */
 st_status st_sampler_chain_accept(st_sampler_chain *c, int32_t token, bool is_prompt,
                                   st_error *err);
-/* Build candidates from logits, run the chain, return the pick. A chain
+/* Build candidates from logits (plus the request's biases), run the
+ * chain, return the pick. A chain
  * whose samplers all leave `selected` unset is an error naming the last
  * sampler (the manifest should end with a picking sampler). */
 st_status st_sampler_chain_sample(st_sampler_chain *c, const float *logits,

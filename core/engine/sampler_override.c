@@ -17,10 +17,15 @@ void st_request_samplers_close(st_request_samplers *rs)
         rs->e->chain.samplers = rs->engine_chain;
         rs->e->chain.n = rs->engine_n;
     }
+    if (rs->biased) {
+        rs->biased->chain.bias = NULL;
+        rs->biased->chain.n_bias = 0;
+    }
     if (rs->owned)
         for (size_t i = 0; i < rs->n; i++)
             st_instance_destroy(rs->owned[i]);
     st_engine_plugin_release(&rs->constraint);
+    free(rs->bias);
     free(rs->owned);
     free(rs->chain);
     memset(rs, 0, sizeof *rs);
@@ -69,8 +74,8 @@ static st_status override_one(st_engine *e, size_t i, const st_sampler_override 
     params->type = ST_VALUE_MAP;
     const char *name = e->samplers[i].lib->entry->name;
     for (size_t k = 0; k < n_ov; k++)
-        if (strcmp(ov[k].plugin, name) == 0 && !st_value_map_set_float(params, ov[k].param,
-                                                                        ov[k].value)) {
+        if (strcmp(ov[k].plugin, name) == 0 && !st_value_map_set_number(params, ov[k].param,
+                                                                         ov[k].value)) {
             st_value_free(params);
             return st_error_set(err, ST_E_NOMEM, "out of memory");
         }
@@ -87,6 +92,25 @@ static st_status override_one(st_engine *e, size_t i, const st_sampler_override 
     return ST_OK;
 }
 
+/* Once the request is known to be good: its biases on the chain until
+ * close. */
+static st_status install_bias(st_engine *e, const st_generate_params *p, size_t n_bias,
+                              st_request_samplers *out, st_error *err)
+{
+    if (!n_bias)
+        return ST_OK;
+    /* Copied: a sequence's request outlives the call that started it. */
+    if (!(out->bias = malloc(n_bias * sizeof *out->bias))) {
+        st_request_samplers_close(out);
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    }
+    memcpy(out->bias, p->logit_bias, n_bias * sizeof *out->bias);
+    e->chain.bias = out->bias;
+    e->chain.n_bias = n_bias;
+    out->biased = e;
+    return ST_OK;
+}
+
 st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
                                    st_request_samplers *out, st_error *err)
 {
@@ -94,11 +118,21 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
     if (p && p->n_top_logprobs > ST_TOP_LOGPROBS_MAX)
         return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
                             p->n_top_logprobs, ST_TOP_LOGPROBS_MAX);
+    size_t n_bias = p && p->logit_bias ? p->n_logit_bias : 0;
+    for (size_t k = 0; k < n_bias; k++) {
+        const st_logit_bias *b = &p->logit_bias[k];
+        if (b->token < 0 || (uint32_t)b->token >= e->shape.n_vocab)
+            return st_error_set(err, ST_E_INVALID, "logit_bias %zu: token %d is outside the "
+                                "vocabulary of %u", k, b->token, e->shape.n_vocab);
+        if (!(b->bias >= -ST_LOGIT_BIAS_MAX && b->bias <= ST_LOGIT_BIAS_MAX))
+            return st_error_set(err, ST_E_INVALID, "logit_bias %zu: the bias of token %d is "
+                                "%g: expected -100 to 100", k, b->token, (double)b->bias);
+    }
     const st_sampler_override *ov = p ? p->sampler_overrides : NULL;
     size_t n_ov = ov ? p->n_sampler_overrides : 0;
     const char *constraint = p ? p->constraint : NULL;
     if (n_ov == 0 && !constraint)
-        return ST_OK;
+        return install_bias(e, p, n_bias, out, err);
     for (size_t k = 0; k < n_ov; k++)
         if (!ov[k].plugin || !ov[k].param)
             return st_error_set(err, ST_E_INVALID,
@@ -144,5 +178,5 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
     out->engine_n = e->chain.n;
     e->chain.samplers = out->chain;
     e->chain.n = out->n;
-    return ST_OK;
+    return install_bias(e, p, n_bias, out, err);
 }

@@ -21,11 +21,13 @@ typedef struct st_request_samplers {
     st_engine *e;          /* whose chain holds `chain` (NULL: none was put in) */
     st_instance **engine_chain; /* e's own chain and length, put back on close */
     size_t engine_n;
+    st_logit_bias *bias;   /* the request's logit biases, copied */
+    st_engine *biased;     /* whose chain holds them */
 } st_request_samplers;
 
-/* Check the request's sampling parameters (overrides, constraint, the
- * number of top log-probabilities) and, when it overrides or constrains,
- * put its chain in e->chain. With neither, out->chain is NULL and the
+/* Check the request's sampling parameters (overrides, constraint, logit
+ * biases, the number of top log-probabilities) and, when it overrides or
+ * constrains, put its chain in e->chain (its biases in any case). With neither, out->chain is NULL and the
  * engine's chain serves. */
 st_status st_request_samplers_open(st_engine *e, const st_generate_params *params,
                                    st_request_samplers *out, st_error *err);

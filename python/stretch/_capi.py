@@ -73,6 +73,10 @@ class StParamText(Structure):
     _fields_ = [("name", c_char_p), ("value", c_char_p)]
 
 
+class StLogitBias(Structure):
+    _fields_ = [("token", c_int32), ("bias", c_float)]
+
+
 class StGenerateParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
                 ("ignore_eos", c_bool), ("first_logits", POINTER(c_float)),
@@ -83,7 +87,8 @@ class StGenerateParams(Structure):
                 ("n_constraint_params", c_size_t),
                 ("on_logprobs", c_void_p), ("n_top_logprobs", c_uint32),
                 # ABI 1.7
-                ("on_prompt_logprobs", c_void_p)]
+                ("on_prompt_logprobs", c_void_p),
+                ("logit_bias", POINTER(StLogitBias)), ("n_logit_bias", c_size_t)]
 
 
 class StGenerateStats(Structure):

@@ -184,7 +184,8 @@ class Engine(Handle):
                  on_token: TokenCallback | None = None, ignore_eos: bool = False,
                  constraint: Constraint | None = None,
                  logprobs: int | None = None,
-                 prompt_logprobs: bool = False) -> Generation:
+                 prompt_logprobs: bool = False,
+                 logit_bias: dict[int, float] | None = None) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -198,6 +199,8 @@ class Engine(Handle):
         prompt_logprobs: fill Generation.prompt_logprobs, the prompt's own
         (OpenAI's echo), with `logprobs` alternatives (none when it is
         None); max_tokens=0 then scores the prompt alone.
+        logit_bias: {token id: bias (-100..100)} added to the logits before
+        the samplers for this call (-100 keeps a token out).
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -233,6 +236,11 @@ class Engine(Handle):
             params.n_top_logprobs = logprobs
         if prompt_logprobs:
             params.on_prompt_logprobs = ctypes.cast(prompt_callback, ctypes.c_void_p)
+        if logit_bias:
+            biases = (_capi.StLogitBias * len(logit_bias))(
+                *[_capi.StLogitBias(int(t), float(b)) for t, b in logit_bias.items()])
+            params.logit_bias = biases  # kept alive by `biases` for the call
+            params.n_logit_bias = len(logit_bias)
         if constraint is not None:
             texts = (_capi.StParamText * max(1, len(constraint.params)))(
                 *[_capi.StParamText(k.encode(), v.encode())

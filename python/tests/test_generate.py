@@ -159,3 +159,15 @@ def test_prompt_logprobs_are_the_prompts_scores(engine):
     assert only.tokens == [] and [e.logprob for e in only.prompt_logprobs] == [
         e.logprob for e in g.prompt_logprobs]
     assert engine.generate(PROMPT, max_tokens=1).prompt_logprobs is None
+
+
+def test_logit_bias_for_one_call(engine):
+    plain = engine.generate(PROMPT, max_tokens=6, ignore_eos=True)
+    banned = engine.generate(PROMPT, max_tokens=6, ignore_eos=True,
+                             logit_bias={plain.tokens[0]: -100})
+    assert banned.tokens[0] != plain.tokens[0] and plain.tokens[0] not in banned.tokens
+    forced = engine.generate(PROMPT, max_tokens=4, ignore_eos=True, logit_bias={300: 100.0})
+    assert forced.tokens == [300] * 4
+    assert engine.generate(PROMPT, max_tokens=6, ignore_eos=True).tokens == plain.tokens
+    with pytest.raises(stretch.Error, match="-100 to 100"):
+        engine.generate(PROMPT, max_tokens=2, logit_bias={5: 200})

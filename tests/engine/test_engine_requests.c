@@ -389,3 +389,77 @@ Test(engine_requests, prompt_logprobs_are_the_scores_of_the_prompt_on_both_paths
     free(out);
     st_engine_close(e);
 }
+
+/* ---- logit biases for one request (ABI 1.7, OpenAI's logit_bias) ---- */
+
+Test(engine_requests, logit_bias_steers_one_request_and_leaves_the_next)
+{
+    st_engine *e = open_engine("bias.yaml", "  - plugin: greedy\nparallel: 1\n");
+    static const int32_t prompt[] = {72, 101, 108, 108, 111, 32, 119};
+    st_error err = {0};
+    picks_lp plain, banned, forced, after;
+    memset(&plain, 0, sizeof plain);
+    memset(&banned, 0, sizeof banned);
+    memset(&forced, 0, sizeof forced);
+    memset(&after, 0, sizeof after);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 8, .ignore_eos = true,
+                             .on_logprobs = on_lp, .n_top_logprobs = 3};
+    cr_assert_eq(st_engine_generate(e, prompt, 7, &gp, collect, &plain.p, NULL, &err), ST_OK,
+                 "%s", err.message);
+    /* -100 on the first answer token: greedy takes another. */
+    st_logit_bias ban = {plain.p.ids[0], -100.0f};
+    gp.logit_bias = &ban;
+    gp.n_logit_bias = 1;
+    cr_assert_eq(st_engine_generate(e, prompt, 7, &gp, collect, &banned.p, NULL, &err), ST_OK,
+                 "%s", err.message);
+    cr_expect_neq(banned.p.ids[0], plain.p.ids[0]);
+    for (size_t t = 0; t < banned.p.n; t++)
+        cr_expect_neq(banned.p.ids[t], plain.p.ids[0], "step %zu took the banned token", t);
+    /* The log-probabilities stay the model's: step 0 saw the same logits. */
+    cr_expect(memcmp(banned.l.top[0], plain.l.top[0], sizeof plain.l.top[0]) == 0 &&
+              banned.l.top_ids[0][0] == plain.p.ids[0]);
+    /* +100 on one token: greedy takes it every step. */
+    st_logit_bias force[2] = {{300, 100.0f}, {301, -3.5f}};
+    gp.logit_bias = force;
+    gp.n_logit_bias = 2;
+    cr_assert_eq(st_engine_generate(e, prompt, 7, &gp, collect, &forced.p, NULL, &err), ST_OK,
+                 "%s", err.message);
+    for (size_t t = 0; t < forced.p.n; t++)
+        cr_expect_eq(forced.p.ids[t], 300, "step %zu", t);
+    /* The same on a sequence. */
+    st_sequence *s = NULL;
+    cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+    picks seq;
+    memset(&seq, 0, sizeof seq);
+    gp.on_logprobs = NULL;
+    gp.logit_bias = &ban;
+    gp.n_logit_bias = 1;
+    cr_assert_eq(st_sequence_start(s, prompt, 7, &gp, collect, &seq, &err), ST_OK, "%s",
+                 err.message);
+    ban.bias = 0.0f; /* copied at the start: a later change is not seen */
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect(seq.n == banned.p.n && memcmp(seq.ids, banned.p.ids, seq.n * 4) == 0);
+    st_sequence_close(s);
+    /* Refusals name the entry; the next request has no bias left. */
+    st_logit_bias bad[3] = {{-1, 1.0f}, {1 << 20, 1.0f}, {5, 100.5f}};
+    const char *why[3] = {"outside the vocabulary", "outside the vocabulary", "-100 to 100"};
+    for (int k = 0; k < 3; k++) {
+        gp.logit_bias = &bad[k];
+        cr_expect_eq(st_engine_generate(e, prompt, 7, &gp, collect, &after.p, NULL, &err),
+                     ST_E_INVALID, "case %d", k);
+        cr_expect(strstr(err.message, why[k]), "%s", err.message);
+    }
+    st_logit_bias nan_bias = {5, NAN};
+    gp.logit_bias = &nan_bias;
+    cr_expect_eq(st_engine_generate(e, prompt, 7, &gp, collect, &after.p, NULL, &err),
+                 ST_E_INVALID);
+    memset(&after, 0, sizeof after);
+    gp.logit_bias = NULL;
+    gp.n_logit_bias = 0;
+    cr_assert_eq(st_engine_generate(e, prompt, 7, &gp, collect, &after.p, NULL, &err), ST_OK,
+                 "%s", err.message);
+    cr_expect(after.p.n == plain.p.n && memcmp(after.p.ids, plain.p.ids, plain.p.n * 4) == 0);
+    st_engine_close(e);
+}

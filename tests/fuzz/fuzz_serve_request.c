@@ -61,10 +61,26 @@ static void check_request(const st_gen_request *r, bool chat)
         st_fuzz_fail("echo accepted on a chat");
     if (r->max_tokens != -1 && r->max_tokens < (r->echo ? 0 : 1))
         st_fuzz_fail("max_tokens %lld accepted", (long long)r->max_tokens);
-    if (r->has_temperature && !(r->temperature >= 0.0 && r->temperature <= 2.0))
-        st_fuzz_fail("temperature %g accepted", r->temperature);
-    if (r->has_top_p && !(r->top_p >= 0.0 && r->top_p <= 1.0))
-        st_fuzz_fail("top_p %g accepted", r->top_p);
+    for (size_t i = 0; i < r->n_sampling; i++) {
+        const st_req_sampling *f = &r->sampling[i];
+        bool unit = !strcmp(f->field, "top_p") || !strcmp(f->field, "min_p");
+        bool penalty = !strcmp(f->param, "presence") || !strcmp(f->param, "frequency");
+        if (!(f->value == f->value) || (!strcmp(f->field, "temperature") &&
+                                        !(f->value >= 0.0 && f->value <= 2.0)) ||
+            (unit && !(f->value >= 0.0 && f->value <= 1.0)) ||
+            (penalty && !(f->value >= -2.0 && f->value <= 2.0)) ||
+            (!strcmp(f->param, "repeat") && !(f->value > 0.0 && f->value <= 100.0)) ||
+            (!strcmp(f->field, "top_k") && (f->value < 0.0 || f->value != (double)(long)f->value)))
+            st_fuzz_fail("%s %g accepted", f->field, f->value);
+    }
+    if (r->n_sampling > ST_SERVE_MAX_SAMPLING || r->n_logit_bias > ST_SERVE_MAX_LOGIT_BIAS)
+        st_fuzz_fail("%zu sampling fields or %zu logit biases", r->n_sampling,
+                     r->n_logit_bias);
+    for (size_t i = 0; i < r->n_logit_bias; i++)
+        if (r->logit_bias[i].token < 0 || !(r->logit_bias[i].bias >= -100.0f &&
+                                            r->logit_bias[i].bias <= 100.0f))
+            st_fuzz_fail("logit_bias %d: %g accepted", r->logit_bias[i].token,
+                         (double)r->logit_bias[i].bias);
     if (r->n_stops > ST_SERVE_MAX_STOPS)
         st_fuzz_fail("%zu stop sequences accepted", r->n_stops);
     for (size_t i = 0; i < r->n_stops; i++)

@@ -1203,3 +1203,87 @@ def test_openai_client_echo_and_token_prompt(server):
     assert len(lp.tokens) == 4 and lp.token_logprobs[0] is None
     assert all(v < 0 for v in lp.token_logprobs[1:])
     assert lp.top_logprobs[1:] == [{}, {}, {}]
+
+
+# -- the other sampling fields and logit_bias ------------------------------
+
+def test_penalties_top_k_min_p_and_logit_bias(models_dir, tmp_path):
+    tiny = models_dir.parent / "tiny.gguf"
+    served = tmp_path / "served"
+    served.mkdir()
+    # Every sampler off by its parameters: what a request turns on.
+    (served / "pen.yaml").write_text(manifest_text(
+        tiny, 128, 1, "  - {plugin: penalties, params: {last_n: 64}}\n"
+        "  - {plugin: top-k, params: {k: 0}}\n  - {plugin: min-p, params: {p: 0.0}}\n"
+        "  - plugin: greedy\n"))
+    (served / "hot.yaml").write_text(manifest_text(
+        tiny, 128, 1, "  - {plugin: top-k, params: {k: 0}}\n  - {plugin: min-p, params: {p: 0.0}}\n"
+        "  - {plugin: temperature, params: {temperature: 1.5}}\n  - plugin: dist\n"))
+    baked = tmp_path / "baked.yaml"
+    baked.write_text(manifest_text(
+        tiny, 128, 1, "  - {plugin: penalties, params: {last_n: 64, presence: 1.5, "
+        "frequency: 0.5, repeat: 1.3}}\n  - plugin: greedy\n"))
+    s = Server(served)
+    try:
+        c = s.client()
+        prompt = "Once upon a time"
+        plain = c.completions.create(model="pen", prompt=prompt, max_tokens=24).choices[0].text
+        pen = c.completions.create(model="pen", prompt=prompt, max_tokens=24,
+                                   presence_penalty=1.5, frequency_penalty=0.5,
+                                   extra_body={"repetition_penalty": 1.3}).choices[0].text
+        assert pen == run_cli(baked, prompt, 24)["text"] and pen != plain
+        # llama-server's name for the last one.
+        again = c.completions.create(model="pen", prompt=prompt, max_tokens=24,
+                                     presence_penalty=1.5, frequency_penalty=0.5,
+                                     extra_body={"repeat_penalty": 1.3}).choices[0].text
+        assert again == pen
+        # top_k 1 and min_p 1 each leave only the likeliest token: greedy.
+        for extra in ({"top_k": 1}, {"min_p": 1.0}):
+            hot = c.completions.create(model="hot", prompt=prompt, max_tokens=24, seed=3,
+                                       extra_body=extra).choices[0].text
+            assert hot == plain, extra
+        sample = c.completions.create(model="hot", prompt=prompt, max_tokens=24, seed=3)
+        off = c.completions.create(model="hot", prompt=prompt, max_tokens=24, seed=3,
+                                   extra_body={"top_k": -1})
+        assert off.choices[0].text == sample.choices[0].text != plain
+
+        # logit_bias: +100 makes greedy take one token at every step ...
+        forced = c.completions.create(model="pen", prompt=prompt, max_tokens=6, logprobs=1,
+                                      logit_bias={"300": 100}).choices[0]
+        toks = forced.logprobs.tokens
+        assert len(toks) == 6 and len(set(toks)) == 1
+        # ... -100 keeps it out, and the log-probabilities stay the model's.
+        first = c.completions.create(model="pen", prompt=prompt, max_tokens=1,
+                                     logprobs=2).choices[0].logprobs
+        ids = run_cli(served / "pen.yaml", prompt, 1)["tokens"]
+        banned = c.completions.create(model="pen", prompt=prompt, max_tokens=1, logprobs=2,
+                                      logit_bias={str(ids[0]): -100}).choices[0].logprobs
+        assert banned.tokens[0] != first.tokens[0]
+        assert banned.top_logprobs[0] == first.top_logprobs[0]
+        # The next request has no bias left.
+        assert c.completions.create(model="pen", prompt=prompt,
+                                    max_tokens=24).choices[0].text == plain
+
+        post = lambda body: error_of(s.request("POST", "/v1/completions", body))
+        base = {"model": "pen", "prompt": "x", "max_tokens": 2}
+        cases = [
+            ({"logit_bias": [1]}, "logit_bias", "expected an object"),
+            ({"logit_bias": {"abc": 1}}, "logit_bias", "not a token id"),
+            ({"logit_bias": {"-1": 1}}, "logit_bias", "not a token id"),
+            ({"logit_bias": {"5": 101}}, "logit_bias", "-100 to 100"),
+            ({"logit_bias": {"5": "1"}}, "logit_bias", "-100 to 100"),
+            ({"logit_bias": {"1000000": 1}}, "logit_bias", "outside the vocabulary"),
+            ({"top_k": 1.5}, "top_k", "integer"),
+            ({"top_k": -2}, "top_k", "-1 to"),
+            ({"min_p": 1.5}, "min_p", "0 to 1"),
+            ({"presence_penalty": 3}, "presence_penalty", "-2 to 2"),
+            ({"frequency_penalty": "a"}, "frequency_penalty", "number"),
+            ({"repetition_penalty": 0}, "repetition_penalty", "0.0001 to 100"),
+            ({"repetition_penalty": 1.1, "repeat_penalty": 1.2}, "repeat_penalty", "not both"),
+        ]
+        for extra, param, text in cases:
+            status, _, err = post({**base, **extra})
+            assert status == 400 and err["param"] == param and text in err["message"], (
+                extra, err)
+    finally:
+        assert s.stop() == 0

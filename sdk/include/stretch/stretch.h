@@ -180,7 +180,9 @@ typedef int (*st_token_fn)(void *user, int32_t token, const char *text, size_t l
  * with `param` = value (validated against its plugin.yaml like a
  * manifest's value: out of range is ST_E_INVALID naming both). A plugin
  * the chain does not have is not added: the override has no effect.
- * This is how a server maps OpenAI's temperature and top_p onto the
+ * An integral value is given as an integer (so an int parameter such as
+ * top-k's k takes it; a float parameter takes an integer too). This is
+ * how a server maps OpenAI's temperature, top_p and penalties onto the
  * manifest's chain. */
 typedef struct st_sampler_override {
     const char *plugin;      /* "temperature", "top-p", ... */
@@ -194,6 +196,13 @@ typedef struct st_param_text {
     const char *value;       /* a string value: for the plugin's string and
                                 enum parameters (a bool or number is refused) */
 } st_param_text;
+
+/* A bias added to one token's logit for a request (since 1.7). */
+typedef struct st_logit_bias {
+    int32_t token;
+    float bias;              /* -100 .. 100: -100 in effect bans the token */
+} st_logit_bias;
+#define ST_LOGIT_BIAS_MAX 100.0f
 
 /* At most this many alternatives per generated token (since 1.6). */
 #define ST_TOP_LOGPROBS_MAX 20
@@ -243,6 +252,12 @@ typedef struct st_generate_params {
      * pass over the output matrix per prompt token, as scoring does).
      * NULL: none. max_tokens 0 with it scores a prompt. */
     st_logprobs_fn on_prompt_logprobs;
+    /* Biases added to the logits before the first sampler, for this
+     * request (OpenAI's logit_bias); the log-probabilities reported stay
+     * the model's own. A token id outside the vocabulary, or a bias not in
+     * -100 .. 100, is refused. NULL: none. */
+    const st_logit_bias *logit_bias; /* [n_logit_bias]; borrowed */
+    size_t n_logit_bias;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host

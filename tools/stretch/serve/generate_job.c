@@ -508,7 +508,7 @@ struct st_job_run {
     int32_t *ids;              /* the tokenized prompt (st_free) */
     const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
     size_t n_ids;
-    st_sampler_override ov[2];
+    st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
     st_param_text constraint[2]; /* the request's response_format or grammar */
     st_generate_params gp;
     gen_state g;
@@ -662,9 +662,19 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
     for (size_t i = 0; req->prompt_ids && i < r->n_ids && bad_id == SIZE_MAX; i++)
         if ((uint32_t)r->run_ids[i] >= info.n_vocab)
             bad_id = i;
+    size_t bad_bias = SIZE_MAX;
+    for (size_t k = 0; k < req->n_logit_bias && bad_bias == SIZE_MAX; k++)
+        if ((uint32_t)req->logit_bias[k].token >= info.n_vocab)
+            bad_bias = k;
     if (st != ST_OK) {
         snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
         status = st == ST_E_NOMEM ? 500 : 400;
+    } else if (bad_bias != SIZE_MAX) {
+        snprintf(msg, sizeof msg, "logit_bias: token %d is outside the vocabulary of model "
+                 "'%.100s' (%u tokens)", req->logit_bias[bad_bias].token, req->model,
+                 info.n_vocab);
+        status = 400;
+        param = "logit_bias";
     } else if (bad_id != SIZE_MAX) {
         snprintf(msg, sizeof msg, "prompt[%zu] is token %d, outside the vocabulary of model "
                  "'%.100s' (%u tokens)", bad_id, r->run_ids[bad_id], req->model, info.n_vocab);
@@ -689,11 +699,10 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         st_job_fail(job, status, msg, param);
         return NULL;
     }
-    size_t n_ov = 0;
-    if (req->has_temperature)
-        r->ov[n_ov++] = (st_sampler_override){"temperature", "temperature", req->temperature};
-    if (req->has_top_p)
-        r->ov[n_ov++] = (st_sampler_override){"top-p", "p", req->top_p};
+    size_t n_ov = req->n_sampling;
+    for (size_t k = 0; k < n_ov; k++)
+        r->ov[k] = (st_sampler_override){req->sampling[k].plugin, req->sampling[k].param,
+                                         req->sampling[k].value};
     static atomic_uint_fast64_t seed_counter;
     r->gp = (st_generate_params){
         .struct_size = sizeof r->gp,
@@ -708,6 +717,8 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         .on_logprobs = req->logprobs && !job->is_rpc ? on_logprobs : NULL,
         .n_top_logprobs = req->top_logprobs,
         .on_prompt_logprobs = req->echo && req->logprobs ? on_prompt_logprobs : NULL,
+        .logit_bias = req->logit_bias,
+        .n_logit_bias = req->n_logit_bias,
     };
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)

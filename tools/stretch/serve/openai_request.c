@@ -203,6 +203,87 @@ static bool parse_number(json_t *root, const char *name, double lo, double hi, b
     return true;
 }
 
+/* The sampling fields: OpenAI's, and the top_k, min_p and repetition
+ * penalty that vLLM and llama-server take (two names for the last). Each
+ * sets its sampler's parameter when the manifest's chain has that sampler;
+ * the plugin's schema checks the value again. */
+static const struct sampling_field {
+    const char *field, *plugin, *param;
+    double lo, hi;
+    bool integer;
+} sampling_fields[] = {
+    {"temperature", "temperature", "temperature", 0.0, 2.0, false},
+    {"top_p", "top-p", "p", 0.0, 1.0, false},
+    {"top_k", "top-k", "k", -1.0, 16777216.0, true}, /* vLLM's -1 and 0: off */
+    {"min_p", "min-p", "p", 0.0, 1.0, false},
+    {"presence_penalty", "penalties", "presence", -2.0, 2.0, false},
+    {"frequency_penalty", "penalties", "frequency", -2.0, 2.0, false},
+    {"repetition_penalty", "penalties", "repeat", 0.0001, 100.0, false},
+    {"repeat_penalty", "penalties", "repeat", 0.0001, 100.0, false},
+};
+
+static bool parse_sampling(json_t *root, st_gen_request *r, char *msg, size_t size,
+                           const char **param)
+{
+    size_t n = sizeof sampling_fields / sizeof sampling_fields[0];
+    for (size_t i = 0; i < n; i++) {
+        const struct sampling_field *f = &sampling_fields[i];
+        bool has = false;
+        double x = 0.0;
+        if (!parse_number(root, f->field, f->lo, f->hi, &has, &x, msg, size, param))
+            return false;
+        if (!has)
+            continue;
+        if (f->integer && !json_is_integer(field(root, f->field)))
+            return fail(msg, size, param, f->field, "'%s': expected an integer, found %g",
+                        f->field, x);
+        for (size_t k = 0; k < r->n_sampling; k++)
+            if (!strcmp(r->sampling[k].param, f->param) &&
+                !strcmp(r->sampling[k].plugin, f->plugin))
+                return fail(msg, size, param, f->field, "give '%s' or '%s', not both",
+                            r->sampling[k].field, f->field);
+        if (r->n_sampling == ST_SERVE_MAX_SAMPLING)
+            return fail(msg, size, param, f->field, "too many sampling fields");
+        r->sampling[r->n_sampling++] =
+            (st_req_sampling){f->field, f->plugin, f->param, x < 0.0 && f->integer ? 0.0 : x};
+    }
+    return true;
+}
+
+/* logit_bias: an object of token id (a decimal string) -> -100 .. 100. */
+static bool parse_logit_bias(json_t *root, st_gen_request *r, char *msg, size_t size,
+                             const char **param)
+{
+    json_t *lb = field(root, "logit_bias");
+    if (!lb)
+        return true;
+    if (!json_is_object(lb))
+        return fail(msg, size, param, "logit_bias", "'logit_bias': expected an object of "
+                    "token id -> bias, found %s", type_of(lb));
+    size_t n = json_object_size(lb);
+    if (n > ST_SERVE_MAX_LOGIT_BIAS)
+        return fail(msg, size, param, "logit_bias", "'logit_bias': at most %d tokens, found "
+                    "%zu", ST_SERVE_MAX_LOGIT_BIAS, n);
+    if (n && !(r->logit_bias = calloc(n, sizeof *r->logit_bias)))
+        return fail(msg, size, param, NULL, "out of memory");
+    const char *key;
+    json_t *v;
+    json_object_foreach(lb, key, v) {
+        char *end = NULL;
+        long long id = strtoll(key, &end, 10);
+        if (!*key || *end || key[0] == '-' || key[0] == '+' || key[0] == ' ' || id > INT32_MAX)
+            return fail(msg, size, param, "logit_bias", "logit_bias: key '%.40s' is not a "
+                        "token id (a decimal integer from 0)", key);
+        if (!json_is_number(v) || !(json_number_value(v) >= -ST_LOGIT_BIAS_MAX &&
+                                    json_number_value(v) <= ST_LOGIT_BIAS_MAX))
+            return fail(msg, size, param, "logit_bias", "logit_bias[\"%s\"]: expected a "
+                        "number from -100 to 100", key);
+        r->logit_bias[r->n_logit_bias++] =
+            (st_logit_bias){(int32_t)id, (float)json_number_value(v)};
+    }
+    return true;
+}
+
 static bool parse_stop(json_t *root, st_gen_request *r, char *msg, size_t size,
                        const char **param)
 {
@@ -382,9 +463,7 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
                         min ? " (0 only with \"echo\": true)" : "");
         r->max_tokens = json_integer_value(v);
     }
-    if (!parse_number(root, "temperature", 0.0, 2.0, &r->has_temperature, &r->temperature,
-                      msg, size, param) ||
-        !parse_number(root, "top_p", 0.0, 1.0, &r->has_top_p, &r->top_p, msg, size, param))
+    if (!parse_sampling(root, r, msg, size, param) || !parse_logit_bias(root, r, msg, size, param))
         return false;
     json_t *seed = field(root, "seed");
     if (seed) {
@@ -473,6 +552,7 @@ void st_gen_request_free(st_gen_request *r)
     free(r->model);
     free(r->prompt);
     free(r->prompt_ids);
+    free(r->logit_bias);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
     for (size_t i = 0; i < r->n_constraint_params; i++)

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stretch/stretch.h>
+
 /* One chat message of a request. */
 typedef struct st_req_message {
     char *role;
@@ -18,6 +20,16 @@ typedef struct st_req_message {
 } st_req_message;
 
 #define ST_SERVE_MAX_STOPS 4
+#define ST_SERVE_MAX_SAMPLING 8
+#define ST_SERVE_MAX_LOGIT_BIAS 1024
+
+/* A request field that sets a sampler parameter (openai_request.c's table). */
+typedef struct st_req_sampling {
+    const char *field;         /* "temperature", "presence_penalty", ... */
+    const char *plugin;        /* the sampler plugin it sets: "penalties" */
+    const char *param;         /* and its parameter: "presence" */
+    double value;
+} st_req_sampling;
 
 /* A validated completion request (openai_request.c). */
 typedef struct st_gen_request {
@@ -30,8 +42,15 @@ typedef struct st_gen_request {
     size_t n_prompt_ids;
     bool echo;                 /* completions: the prompt comes back before the answer */
     int64_t max_tokens;        /* -1 = up to the context; 0 only with echo */
-    bool has_temperature, has_top_p, has_seed;
-    double temperature, top_p;
+    /* Sampling fields, each setting one parameter of the manifest's
+     * sampler of that plugin for this request (temperature, top_p, top_k,
+     * min_p, the penalties). */
+    st_req_sampling sampling[ST_SERVE_MAX_SAMPLING];
+    size_t n_sampling;
+    /* logit_bias: {token id: bias}, ids checked against the model later. */
+    st_logit_bias *logit_bias;
+    size_t n_logit_bias;
+    bool has_seed;
     uint64_t seed;
     char *stops[ST_SERVE_MAX_STOPS];
     size_t n_stops;
