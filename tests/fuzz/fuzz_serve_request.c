@@ -145,6 +145,34 @@ static void from_embeddings(const uint8_t *body, size_t len)
     free(copy);
 }
 
+/* /tokenize and /detokenize: what is accepted is one text or a non-empty
+ * list of non-negative ids, with a model. */
+static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    char msg[MSG_SIZE];
+    memset(msg, POISON, sizeof msg);
+    const char *param = NULL;
+    st_gen_request r;
+    bool add_special = false;
+    if (st_tokenize_request_parse(copy, len, detokenize, &r, &add_special, msg, sizeof msg,
+                                  &param)) {
+        if (!r.model)
+            st_fuzz_fail("tokenize accepted without a model");
+        if (detokenize ? (!r.prompt_ids || r.n_prompt_ids == 0 || r.prompt) : !r.prompt)
+            st_fuzz_fail("%s accepted without its input", detokenize ? "detokenize"
+                                                                     : "tokenize");
+        for (size_t i = 0; r.prompt_ids && i < r.n_prompt_ids; i++)
+            if (r.prompt_ids[i] < 0)
+                st_fuzz_fail("token id %d accepted", r.prompt_ids[i]);
+        st_gen_request_free(&r);
+    } else {
+        check_refusal(detokenize ? "detokenize body" : "tokenize body", msg);
+    }
+    free(copy);
+}
+
 /* The RPC listener's framing (msgpack_frame.h), differentially against
  * msgpack-c: a message the scan calls complete msgpack-c parses to the
  * same length; a prefix it calls incomplete msgpack-c waits on. Only what
@@ -198,7 +226,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 0: from_http(data + 1, size - 1, false); break;
     case 1: from_http(data + 1, size - 1, true); break;
     case 2: from_rpc(data + 1, size - 1); break;
-    default: from_embeddings(data + 1, size - 1); break;
+    default:
+        /* The other small bodies share the branch (the corpus keeps its
+         * first bytes' meaning). */
+        from_embeddings(data + 1, size - 1);
+        from_tokenize(data + 1, size - 1, false);
+        from_tokenize(data + 1, size - 1, true);
+        break;
     }
     return 0;
 }

@@ -1287,3 +1287,51 @@ def test_penalties_top_k_min_p_and_logit_bias(models_dir, tmp_path):
                 extra, err)
     finally:
         assert s.stop() == 0
+
+
+# -- /tokenize and /detokenize ---------------------------------------------
+
+def test_tokenize_and_detokenize(server, models_dir):
+    def post(path, body):
+        status, _, raw = server.request("POST", path, body)
+        return status, json.loads(raw)
+
+    prompt = "The capital of France is"
+    want = run_cli(models_dir / "tiny.yaml", prompt, 8)
+    status, t = post("/tokenize", {"model": "tiny", "prompt": prompt})
+    # The ids a text completion runs: usage.prompt_tokens counts them.
+    assert status == 200 and t["tokens"] == want["prompt_ids"], t
+    assert t["count"] == len(t["tokens"]) and t["max_model_len"] == 128
+    status, same = post("/tokenize", {"model": "tiny", "content": prompt})
+    assert status == 200 and same["tokens"] == t["tokens"]
+    status, bare = post("/tokenize", {"model": "tiny", "prompt": prompt,
+                                      "add_special_tokens": False})
+    assert status == 200 and bare["tokens"] == [i for i in t["tokens"]][-len(bare["tokens"]):]
+    # Special-token text is parsed, as in a text completion's prompt.
+    status, sp = post("/tokenize", {"model": "tiny", "prompt": "<|im_start|>hi",
+                                    "add_special_tokens": False})
+    assert status == 200 and sp["tokens"][0] == 1
+    # The ids as a token-id prompt give the text prompt's answer.
+    status, by_ids = post("/v1/completions", {"model": "tiny", "prompt": t["tokens"],
+                                              "max_tokens": 8})
+    assert status == 200 and by_ids["choices"][0]["text"] == want["text"]
+    status, d = post("/detokenize", {"model": "tiny", "tokens": bare["tokens"]})
+    assert status == 200 and d["prompt"] == prompt
+
+    cases = [
+        ("/tokenize", {"model": "nope", "prompt": "x"}, 404, "model"),
+        ("/tokenize", {"model": "tiny"}, 400, "content"),
+        ("/tokenize", {"model": "tiny", "prompt": 5}, 400, "prompt"),
+        ("/tokenize", {"model": "tiny", "prompt": "x", "add_special_tokens": "no"}, 400,
+         "add_special_tokens"),
+        ("/detokenize", {"model": "tiny", "tokens": "12"}, 400, "tokens"),
+        ("/detokenize", {"model": "tiny", "tokens": []}, 400, "tokens"),
+        ("/detokenize", {"model": "tiny", "tokens": [1, -4]}, 400, "tokens"),
+        ("/detokenize", {"model": "tiny", "tokens": [1, 10 ** 6]}, 400, "tokens"),
+    ]
+    for path, body, code, param in cases:
+        status, _, raw = server.request("POST", path, body)
+        err = json.loads(raw)["error"]
+        assert status == code and err["param"] == param, (body, err)
+    status, _, _ = server.request("GET", "/tokenize")
+    assert status == 405

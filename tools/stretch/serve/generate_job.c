@@ -203,8 +203,30 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
     emit_frame(job, &sb);
 }
 
-void st_job_tokens(st_job *job, const int32_t *ids, size_t n)
+static void respond_json_value(st_job *job, json_t *v)
 {
+    char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!body) {
+        st_job_fail(job, 500, "out of memory building the response", NULL);
+        return;
+    }
+    st_job_respond_json(job, body, strlen(body));
+    free(body);
+}
+
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx)
+{
+    if (!job->is_rpc) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+            json_array_append_new(a, json_integer(ids[i]));
+        respond_json_value(job, a ? json_pack("{s:o, s:I, s:I}", "tokens", a, "count",
+                                              (json_int_t)n, "max_model_len",
+                                              (json_int_t)n_ctx)
+                                  : NULL);
+        return;
+    }
     msgpack_sbuffer sb;
     msgpack_packer pk;
     reply_begin(job, &sb, &pk);
@@ -213,6 +235,11 @@ void st_job_tokens(st_job *job, const int32_t *ids, size_t n)
         msgpack_pack_int32(&pk, ids[i]);
     emit_frame(job, &sb);
     job_finish(job, false);
+}
+
+void st_job_detokenized(st_job *job, const char *text, size_t len)
+{
+    respond_json_value(job, json_pack("{s:o}", "prompt", json_clean(text, len)));
 }
 
 void st_job_respond_json(st_job *job, const char *body, size_t len)

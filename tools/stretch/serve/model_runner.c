@@ -134,6 +134,47 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
 }
 
 /* Give waiting jobs the free sequences (runner thread). */
+/* The model's tokenizer for a job that wants nothing else: ids for
+ * /tokenize (as a text completion would run them, or without the BOS) and
+ * msgpack-RPC's tokenize, text for /detokenize. */
+static void tokenizer_job(st_runner *r, st_job *job)
+{
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(r->engine, &info);
+    st_error err;
+    memset(&err, 0, sizeof err);
+    if (job->detokenize_only) {
+        for (size_t i = 0; i < job->req.n_prompt_ids; i++)
+            if ((uint32_t)job->req.prompt_ids[i] >= info.n_vocab) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "tokens[%zu] is %d, outside the vocabulary of model "
+                         "'%.100s' (%u tokens)", i, job->req.prompt_ids[i], job->req.model,
+                         info.n_vocab);
+                st_job_fail(job, 400, msg, "tokens");
+                return;
+            }
+        char *text = NULL;
+        size_t len = 0;
+        if (st_engine_detokenize(r->engine, job->req.prompt_ids, job->req.n_prompt_ids, &text,
+                                 &len, &err) == ST_OK)
+            st_job_detokenized(job, text, len);
+        else
+            st_job_fail(job, 400, err.message, "tokens");
+        st_free(text);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    uint32_t flags = (job->tokenize_special ? ST_ENCODE_PARSE_SPECIAL : 0) |
+                     (job->tokenize_bos && info.add_bos ? ST_ENCODE_ADD_BOS : 0);
+    if (st_engine_tokenize(r->engine, job->req.prompt, strlen(job->req.prompt), flags, &ids,
+                           &n, &err) == ST_OK)
+        st_job_tokens(job, ids, n, info.n_ctx);
+    else
+        st_job_fail(job, 400, err.message, job->is_rpc ? "text" : "prompt");
+    st_free(ids);
+}
+
 static void admit(st_runner *r, uint32_t running)
 {
     st_server *srv = r->srv;
@@ -159,19 +200,10 @@ static void admit(st_runner *r, uint32_t running)
             st_job_fail(job, 503, "the request was cancelled before it started", NULL);
         } else if (running == 0 && !(e = runner_engine(r, msg, sizeof msg))) {
             st_job_fail(job, 500, msg, "model");
-        } else if (job->tokenize_only) {
-            /* msgpack-RPC's tokenize: the model's tokenizer, no sequence. */
-            int32_t *ids = NULL;
-            size_t n = 0;
-            st_error err;
-            memset(&err, 0, sizeof err);
-            if (st_engine_tokenize(r->engine, job->req.prompt, strlen(job->req.prompt),
-                                   job->tokenize_special ? ST_ENCODE_PARSE_SPECIAL : 0, &ids,
-                                   &n, &err) == ST_OK)
-                st_job_tokens(job, ids, n);
-            else
-                st_job_fail(job, 400, err.message, "text");
-            st_free(ids);
+        } else if (job->tokenize_only || job->detokenize_only) {
+            /* /tokenize, /detokenize and msgpack-RPC's tokenize: the
+             * model's tokenizer, no sequence. */
+            tokenizer_job(r, job);
         } else {
             e = r->engine;
             st_job_run *run = st_job_run_prepare(job, e);

@@ -655,3 +655,70 @@ void st_embed_request_free(st_embed_request *r)
     free(r->model);
     memset(r, 0, sizeof *r);
 }
+
+/* -- /tokenize and /detokenize -- */
+
+static bool parse_tokenize_fields(json_t *root, bool detokenize, st_gen_request *r,
+                                  bool *add_special, char *msg, size_t size, const char **param)
+{
+    if (!parse_model(root, &r->model, msg, size, param))
+        return false;
+    if (detokenize) {
+        json_t *t = json_object_get(root, "tokens");
+        if (!json_is_array(t))
+            return fail(msg, size, param, "tokens", "'tokens': expected a list of token ids, "
+                        "found %s", t ? type_of(t) : "nothing");
+        if (json_array_size(t) == 0)
+            return fail(msg, size, param, "tokens", "'tokens' is empty");
+        if (!parse_prompt_ids(t, r, msg, size, param)) {
+            if (*param)
+                *param = "tokens";
+            return false;
+        }
+        return true;
+    }
+    /* vLLM's "prompt", or llama-server's "content". */
+    json_t *p = json_object_get(root, "prompt");
+    const char *name = "prompt";
+    if (!p) {
+        p = json_object_get(root, "content");
+        name = "content";
+    }
+    if (!json_is_string(p))
+        return fail(msg, size, param, name, "'%s': expected a string, found %s", name,
+                    p ? type_of(p) : "nothing");
+    if (!(r->prompt = strdup(json_string_value(p))))
+        return fail(msg, size, param, NULL, "out of memory");
+    json_t *add = field(root, "add_special_tokens");
+    if (!add) {
+        add = field(root, "add_special");
+        name = "add_special";
+    } else {
+        name = "add_special_tokens";
+    }
+    if (add && !json_is_boolean(add))
+        return fail(msg, size, param, name, "'%s': expected a boolean, found %s", name,
+                    type_of(add));
+    *add_special = !add || json_is_true(add);
+    return true;
+}
+
+bool st_tokenize_request_parse(const char *body, size_t len, bool detokenize,
+                               st_gen_request *out, bool *add_special, char *msg,
+                               size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    *add_special = true;
+    json_t *root = load_body(body, len, msg, msg_size, param);
+    if (!root)
+        return false;
+    bool ok = json_is_object(root)
+                  ? parse_tokenize_fields(root, detokenize, out, add_special, msg, msg_size,
+                                          param)
+                  : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                         type_of(root));
+    json_decref(root);
+    if (!ok)
+        st_gen_request_free(out);
+    return ok;
+}

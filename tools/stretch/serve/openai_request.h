@@ -82,6 +82,14 @@ void st_gen_request_free(st_gen_request *r);
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
                               size_t msg_size, const char **param);
 
+/* POST /tokenize (detokenize false: out->prompt, and *add_special: add
+ * the model's BOS as a text completion does; default true) or /detokenize
+ * (out->prompt_ids), in vLLM's shape: {"model", "prompt" (or
+ * llama-server's "content"), "add_special_tokens"} and {"model", "tokens"}. */
+bool st_tokenize_request_parse(const char *body, size_t len, bool detokenize,
+                               st_gen_request *out, bool *add_special, char *msg,
+                               size_t msg_size, const char **param);
+
 /* The most inputs one embeddings request may carry (OpenAI's limit). */
 #define ST_SERVE_MAX_EMBED_INPUTS 2048
 

@@ -132,6 +132,43 @@ static void metrics(st_conn *c, bool keep_alive)
     send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
 }
 
+/* A job for a model runner that exists, or the 404 naming the model
+ * (and, for an encoder, what it answers); NULL when answered already. */
+static st_job *model_job(st_conn *c, st_gen_request *req, const char *what, bool keep_alive)
+{
+    char msg[512];
+    char *path = st_models_resolve(c->srv->cfg.manifests_dir, req->model);
+    if (!path) {
+        if (st_embedder_exists(c->srv, req->model))
+            snprintf(msg, sizeof msg, "the model '%.200s' is a sentence encoder: it answers "
+                     "POST /v1/embeddings, not %s", req->model, what);
+        else
+            snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models "
+                     "lists the served ones)", req->model);
+        st_gen_request_free(req);
+        st_conn_send_error(c, 404, msg, "model", keep_alive);
+        return NULL;
+    }
+    free(path);
+    st_job *job = st_job_new(c->srv, c, req, keep_alive);
+    if (!job) {
+        st_gen_request_free(req);
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+    }
+    return job;
+}
+
+static void enqueue(st_conn *c, st_job *job, bool keep_alive)
+{
+    c->job = job;
+    if (!st_job_enqueue(c->srv, job)) {
+        c->job = NULL;
+        st_job_free(job);
+        st_conn_send_error(c, 429, "too many requests are waiting: try again shortly", NULL,
+                           keep_alive);
+    }
+}
+
 static void completion(st_conn *c, bool chat, bool keep_alive)
 {
     st_gen_request req;
@@ -141,32 +178,32 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
         st_conn_send_error(c, 400, msg, param, keep_alive);
         return;
     }
-    char *path = st_models_resolve(c->srv->cfg.manifests_dir, req.model);
-    if (!path) {
-        if (st_embedder_exists(c->srv, req.model))
-            snprintf(msg, sizeof msg, "the model '%.200s' is a sentence encoder: it answers "
-                     "POST /v1/embeddings, not completions", req.model);
-        else
-            snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models "
-                     "lists the served ones)", req.model);
-        st_gen_request_free(&req);
-        st_conn_send_error(c, 404, msg, "model", keep_alive);
+    st_job *job = model_job(c, &req, "completions", keep_alive);
+    if (job)
+        enqueue(c, job, keep_alive);
+}
+
+/* POST /tokenize and /detokenize: the model's own tokenizer, run by its
+ * runner (which owns the engine) without a sequence. */
+static void tokenizer(st_conn *c, bool detokenize, bool keep_alive)
+{
+    st_gen_request req;
+    char msg[512];
+    const char *param = NULL;
+    bool add_special = true;
+    if (!st_tokenize_request_parse(c->body, c->body_len, detokenize, &req, &add_special, msg,
+                                   sizeof msg, &param)) {
+        st_conn_send_error(c, 400, msg, param, keep_alive);
         return;
     }
-    free(path);
-    st_job *job = st_job_new(c->srv, c, &req, keep_alive);
-    if (!job) {
-        st_gen_request_free(&req);
-        st_conn_send_error(c, 500, "out of memory", NULL, false);
+    st_job *job = model_job(c, &req, detokenize ? "/detokenize" : "/tokenize", keep_alive);
+    if (!job)
         return;
-    }
-    c->job = job;
-    if (!st_job_enqueue(c->srv, job)) {
-        c->job = NULL;
-        st_job_free(job);
-        st_conn_send_error(c, 429, "too many requests are waiting: try again shortly", NULL,
-                           keep_alive);
-    }
+    job->tokenize_only = !detokenize;
+    job->detokenize_only = detokenize;
+    job->tokenize_special = true; /* as a text completion's prompt */
+    job->tokenize_bos = add_special;
+    enqueue(c, job, keep_alive);
 }
 
 static void embeddings(st_conn *c, bool keep_alive)
@@ -246,6 +283,7 @@ void st_route_request(st_conn *c)
     struct { const char *path; bool post; } routes[] = {
         {"/metrics", false}, {"/v1/models", false},
         {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/embeddings", true},
+        {"/tokenize", true}, {"/detokenize", true},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -260,6 +298,8 @@ void st_route_request(st_conn *c)
             models(c, keep_alive);
         } else if (i == 4) {
             embeddings(c, keep_alive);
+        } else if (i >= 5) {
+            tokenizer(c, i == 6, keep_alive);
         } else {
             completion(c, i == 2, keep_alive);
         }

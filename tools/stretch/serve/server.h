@@ -60,6 +60,8 @@ typedef struct st_job {
     uint32_t rpc_msgid;
     bool tokenize_only;
     bool tokenize_special;
+    bool tokenize_bos;         /* /tokenize: the BOS a text completion gets */
+    bool detokenize_only;      /* /detokenize: req.prompt_ids as text */
     st_gen_request req;
     st_embed_request *embed;   /* a /v1/embeddings job (embed_runner.c), else NULL */
     bool keep_alive;
@@ -247,7 +249,11 @@ st_job *st_job_new_embed(st_server *srv, st_conn *conn, st_embed_request *req, b
 void st_jobs_track(st_server *srv, st_job *job);
 void st_job_free(st_job *job);
 /* A tokenize-only job's answer (msgpack-RPC); the job is done. */
-void st_job_tokens(st_job *job, const int32_t *ids, size_t n);
+/* A tokenize job's answer: msgpack-RPC's ids, or /tokenize's JSON (with the
+ * model's context). */
+void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx);
+/* /detokenize's answer. */
+void st_job_detokenized(st_job *job, const char *text, size_t len);
 /* A whole 200 answer with a JSON body (len bytes); the job is done. */
 void st_job_respond_json(st_job *job, const char *body, size_t len);
 /* An embed job's msgpack-RPC answer, {"embeddings": [[float32 ...], ...],
