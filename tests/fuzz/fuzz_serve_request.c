@@ -48,15 +48,22 @@ static void check_request(const st_gen_request *r, bool chat)
         for (size_t i = 0; i < r->n_messages; i++)
             if (!r->messages[i].role || !r->messages[i].content)
                 st_fuzz_fail("message %zu lacks a role or content", i);
-    } else if (!r->prompt == !r->prompt_ids) {
-        st_fuzz_fail("completion accepted with %s", r->prompt ? "a text and token ids"
-                                                              : "no prompt");
+    } else if (r->n_prompts == 0 || !r->prompts) {
+        st_fuzz_fail("completion accepted without a prompt");
     }
-    if (r->prompt_ids && r->n_prompt_ids == 0)
-        st_fuzz_fail("an empty token-id prompt accepted");
-    for (size_t i = 0; r->prompt_ids && i < r->n_prompt_ids; i++)
-        if (r->prompt_ids[i] < 0)
-            st_fuzz_fail("token id %d accepted", r->prompt_ids[i]);
+    for (size_t k = 0; !chat && k < r->n_prompts; k++) {
+        const st_req_prompt *p = &r->prompts[k];
+        if (!p->text == !p->ids)
+            st_fuzz_fail("prompt %zu accepted with %s", k, p->text ? "a text and token ids"
+                                                                  : "neither");
+        if (p->ids && p->n_ids == 0)
+            st_fuzz_fail("prompt %zu: an empty token-id prompt accepted", k);
+        for (size_t i = 0; p->ids && i < p->n_ids; i++)
+            if (p->ids[i] < 0)
+                st_fuzz_fail("prompt %zu: token id %d accepted", k, p->ids[i]);
+    }
+    if (r->n < 1 || (r->n_prompts ? r->n_prompts : 1) * r->n > ST_SERVE_MAX_CHOICES)
+        st_fuzz_fail("%zu prompts x n = %u accepted", r->n_prompts, r->n);
     if (r->echo && chat)
         st_fuzz_fail("echo accepted on a chat");
     if (r->max_tokens != -1 && r->max_tokens < (r->echo ? 0 : 1))
@@ -160,12 +167,13 @@ static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
                                   &param)) {
         if (!r.model)
             st_fuzz_fail("tokenize accepted without a model");
-        if (detokenize ? (!r.prompt_ids || r.n_prompt_ids == 0 || r.prompt) : !r.prompt)
+        const st_req_prompt *p = r.n_prompts == 1 ? r.prompts : NULL;
+        if (!p || (detokenize ? (!p->ids || p->n_ids == 0 || p->text) : !p->text))
             st_fuzz_fail("%s accepted without its input", detokenize ? "detokenize"
                                                                      : "tokenize");
-        for (size_t i = 0; r.prompt_ids && i < r.n_prompt_ids; i++)
-            if (r.prompt_ids[i] < 0)
-                st_fuzz_fail("token id %d accepted", r.prompt_ids[i]);
+        for (size_t i = 0; p->ids && i < p->n_ids; i++)
+            if (p->ids[i] < 0)
+                st_fuzz_fail("token id %d accepted", p->ids[i]);
         st_gen_request_free(&r);
     } else {
         check_refusal(detokenize ? "detokenize body" : "tokenize body", msg);

@@ -226,7 +226,11 @@ def test_bad_requests_get_openai_errors(server):
         ({"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, "max_tokens", "at least 1"),
         ({"model": "tiny", "prompt": "x", "max_tokens": 1000}, 400, "max_tokens", "context"),
         ({"model": "tiny", "prompt": "word " * 200}, 400, "prompt", "context"),
-        ({"model": "tiny", "prompt": "x", "n": 2}, 400, "n", "n = 1"),
+        ({"model": "tiny", "prompt": "x", "n": 0}, 400, "n", "1 to 64"),
+        ({"model": "tiny", "prompt": ["x"] * 9, "n": 8}, 400, "n", "at most 64"),
+        ({"model": "tiny", "prompt": ["x", 3]}, 400, "prompt", "prompt[1]: expected a string"),
+        ({"model": "tiny", "prompt": ["x", "word " * 200]}, 400, "prompt",
+         "prompt[1]: the prompt is"),
         ({"prompt": "x"}, 400, "model", "required"),
         ({"model": "nope", "prompt": "x"}, 404, "model", "does not exist"),
         ({"model": "../outside", "prompt": "x"}, 404, "model", "does not exist"),
@@ -557,10 +561,12 @@ def test_msgpack_rpc(models_dir, tmp_path):
         err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", "max_tokens": 0}])
         assert err["code"] == 400 and err["param"] == "max_tokens"
         # What generate cannot return is refused, not left out.
-        for field, value in (("logprobs", 2), ("echo", True)):
+        for field, value in (("logprobs", 2), ("echo", True), ("n", 2)):
             err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": "x", field: value}])
             assert err["code"] == 400 and err["param"] == field, err
-            assert "HTTP API" in err["message"], err
+            assert "HTTP API" in err["message"] or "n = 1" in err["message"], err
+        err, res, _ = rpc.call("generate", [{"model": "tiny", "prompt": ["a", "b"]}])
+        assert err["code"] == 400 and err["param"] == "prompt", err
         err, res, _ = rpc.call("frobnicate", [])
         assert err["code"] == 404
         # What msgpack can say and JSON cannot is refused by name (these
@@ -1105,9 +1111,8 @@ def test_logprob_refusals_name_the_field(server):
         ("/v1/chat/completions", {**chat, "echo": True}, "echo", "/v1/completions field"),
         ("/v1/completions", {**comp, "echo": 1}, "echo", "boolean"),
         ("/v1/completions", {**comp, "max_tokens": 0}, "max_tokens", "only with"),
-        ("/v1/completions", {**comp, "prompt": ["a", "b"]}, "prompt", "one prompt"),
-        ("/v1/completions", {**comp, "prompt": [[1, 2], [3]]}, "prompt", "one prompt"),
         ("/v1/completions", {**comp, "prompt": []}, "prompt", "empty"),
+        ("/v1/completions", {**comp, "prompt": [[1, 2], []]}, "prompt", "prompt[1] is an empty list"),
         ("/v1/completions", {**comp, "prompt": [1, -2]}, "prompt", "prompt[1]"),
         ("/v1/completions", {**comp, "prompt": [1, 2.5]}, "prompt", "prompt[1]"),
         ("/v1/completions", {**comp, "prompt": [5, 10 ** 6]}, "prompt", "outside the vocab"),
@@ -1335,3 +1340,79 @@ def test_tokenize_and_detokenize(server, models_dir):
         assert status == code and err["param"] == param, (body, err)
     status, _, _ = server.request("GET", "/tokenize")
     assert status == 405
+
+
+# -- several answers: a list of prompts, n ----------------------------------
+
+def test_n_answers_each_as_its_own_seed_gives(server):
+    c = server.client()
+    prompt = "Once upon a time"
+    r = c.completions.create(model="sampled", prompt=prompt, max_tokens=12, n=3, seed=5)
+    assert [ch.index for ch in r.choices] == [0, 1, 2]
+    alone = [c.completions.create(model="sampled", prompt=prompt, max_tokens=12, seed=5 + j)
+             for j in range(3)]
+    assert [ch.text for ch in r.choices] == [a.choices[0].text for a in alone]
+    assert len({ch.text for ch in r.choices}) > 1
+    assert r.usage.prompt_tokens == alone[0].usage.prompt_tokens
+    assert r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    chat = c.chat.completions.create(model="sampled", n=2, seed=9, max_tokens=8,
+                                     messages=[{"role": "user", "content": "Hi"}])
+    assert [ch.index for ch in chat.choices] == [0, 1]
+    one = c.chat.completions.create(model="sampled", seed=10, max_tokens=8,
+                                    messages=[{"role": "user", "content": "Hi"}])
+    assert chat.choices[1].message.content == one.choices[0].message.content
+
+
+def test_a_list_of_prompts_streamed_and_whole(server, models_dir):
+    prompts = ["Once upon a time", "The capital of France is", "Hello"]
+    ids = run_cli(models_dir / "tiny.yaml", "Hello", 10)["prompt_ids"]
+    body = {"model": "tiny", "prompt": prompts[:2] + [ids], "max_tokens": 10, "n": 2}
+    status, _, raw = server.request("POST", "/v1/completions", body)
+    r = json.loads(raw)
+    assert status == 200 and [ch["index"] for ch in r["choices"]] == list(range(6))
+    wants = [run_cli(models_dir / "tiny.yaml", p, 10) for p in prompts]
+    for k, want in enumerate(wants):
+        # Greedy: both answers to a prompt are its one answer.
+        assert r["choices"][2 * k]["text"] == r["choices"][2 * k + 1]["text"] == want["text"]
+    assert r["usage"]["prompt_tokens"] == sum(len(w["prompt_ids"]) for w in wants)
+    # Streamed: each index's chunks make its answer, each ends once, then
+    # one usage chunk and [DONE].
+    texts, finishes, usage = {}, {}, None
+    stream = server.client().completions.create(stream=True, stream_options={
+        "include_usage": True}, **body)
+    for ch in stream:
+        if ch.usage:
+            usage = ch.usage
+        for c in ch.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+            if c.finish_reason:
+                assert c.index not in finishes
+                finishes[c.index] = c.finish_reason
+    assert texts == {ch["index"]: ch["text"] for ch in r["choices"]}
+    assert set(finishes) == set(range(6))
+    assert usage.prompt_tokens == r["usage"]["prompt_tokens"]
+    assert usage.completion_tokens == r["usage"]["completion_tokens"]
+
+
+def test_several_answers_on_one_sequence_and_a_client_that_leaves(models_dir):
+    """--parallel 1: the answers take the one sequence in turn; a client
+    that leaves mid-way stops its answers, and the server serves on."""
+    s = Server(models_dir, "--parallel", "1")
+    try:
+        c = s.client()
+        r = c.completions.create(model="tiny", prompt=["Hello", "Once upon a time"], n=2,
+                                 max_tokens=6)
+        assert [ch.index for ch in r.choices] == [0, 1, 2, 3]
+        assert r.choices[0].text == r.choices[1].text != r.choices[2].text
+        conn = http.client.HTTPConnection(s.host, s.port, timeout=60)
+        conn.request("POST", "/v1/completions", body=json.dumps(
+            {"model": "slow", "prompt": [SLOW_PROMPT] * 3, "max_tokens": SLOW_TOKENS,
+             "stream": True}))
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read(64)
+        conn.close()
+        wait_for(lambda: metric(s, "stretch_requests_running") == 0)
+        again = c.completions.create(model="tiny", prompt="Hello", max_tokens=6)
+        assert again.choices[0].text == r.choices[0].text
+    finally:
+        assert s.stop() == 0

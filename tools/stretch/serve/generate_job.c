@@ -304,8 +304,8 @@ typedef struct gen_state {
     size_t echo_len;           /* bytes of echoed prompt that start the text */
     size_t max_stop;
     bool stopped_by_string;
-    bool headers_sent;
     bool first_chunk_sent;
+    uint32_t index;            /* the answer's place among the job's choices */
     bool first_token_seen;
     uint32_t n_tokens;
     st_engine *engine;         /* for the pieces of log-probability entries */
@@ -371,11 +371,11 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
             rpc_token(job, text, len);
         return;
     }
-    if (!g->headers_sent) {
+    if (!job->headers_sent) {
         static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                    "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
         job_emit(job, head, sizeof head - 1);
-        g->headers_sent = true;
+        job->headers_sent = true;
     }
     json_t *choice;
     if (job->req.chat) {
@@ -384,10 +384,11 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
             json_object_set_new(delta, "role", json_string("assistant"));
         if (len || !finish)
             json_object_set_new(delta, "content", json_stringn(text, len));
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "finish_reason",
-                           finish ? json_string(finish) : json_null(), "logprobs", lp_value(g));
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", (int)g->index, "delta", delta,
+                           "finish_reason", finish ? json_string(finish) : json_null(),
+                           "logprobs", lp_value(g));
     } else {
-        choice = json_pack("{s:i, s:s%, s:o, s:o}", "index", 0, "text", text, len,
+        choice = json_pack("{s:i, s:s%, s:o, s:o}", "index", (int)g->index, "text", text, len,
                            "finish_reason", finish ? json_string(finish) : json_null(),
                            "logprobs", lp_value(g));
     }
@@ -469,24 +470,49 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
     return 0;
 }
 
-static void finish_response(gen_state *g, st_job *job, const st_generate_stats *stats,
-                            const char *finish)
+/* The first failure is the response's. */
+static void fail_once(st_job *job, int status, const char *msg, const char *param)
 {
+    if (job->fail_status)
+        return;
+    job->fail_status = status;
+    job->fail_param = param;
+    snprintf(job->fail_msg, sizeof job->fail_msg, "%s", msg);
+}
+
+/* Every answer of the job has ended: the response's end, or the first
+ * failure's error (an error event once the stream has begun). */
+static void job_respond(st_job *job)
+{
+    json_t *choices = job->choices;
+    job->choices = NULL;
+    json_t *retrieved = job->retrieved;
+    job->retrieved = NULL;
+    if (job->fail_status) {
+        json_decref(choices);
+        json_decref(retrieved);
+        if (job->headers_sent && !job->is_rpc) {
+            emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", job->fail_msg,
+                                      "type", "server_error"));
+            job_finish(job, true);
+        } else {
+            st_job_fail(job, job->fail_status, job->fail_msg, job->fail_param);
+        }
+        return;
+    }
     if (job->is_rpc) {
-        if (g->len > g->sent)
-            rpc_token(job, g->text + g->sent, g->len - g->sent);
-        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens,
-                   g->hits);
+        json_decref(choices);
+        json_decref(retrieved);
         job_finish(job, false);
         return;
     }
-    json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (int)stats->n_prompt,
-                              "completion_tokens", (int)g->n_tokens, "total_tokens",
-                              (int)(stats->n_prompt + g->n_tokens));
+    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)job->usage_prompt,
+                              "completion_tokens", (json_int_t)job->usage_completion,
+                              "total_tokens",
+                              (json_int_t)(job->usage_prompt + job->usage_completion));
     if (job->req.stream) {
-        if (g->len > g->sent)
-            emit_chunk(g, g->text + g->sent, g->len - g->sent, NULL);
-        emit_chunk(g, "", 0, finish);
+        json_decref(choices);
+        json_decref(retrieved);
         if (job->req.include_usage) {
             json_t *chunk = chunk_base(job);
             json_object_set_new(chunk, "choices", json_array());
@@ -499,20 +525,13 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
         job_finish(job, true);
         return;
     }
-    json_t *choice;
-    if (job->req.chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:o}", "index", 0, "message", "role",
-                           "assistant", "content", g->text ? g->text : "", g->len,
-                           "finish_reason", finish, "logprobs", lp_value(g));
-    else
-        choice = json_pack("{s:i, s:s%, s:s, s:o}", "index", 0, "text", g->text ? g->text : "",
-                           g->len, "finish_reason", finish, "logprobs", lp_value(g));
-    json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:[o], s:o}", "id", job->id, "object",
+    json_t *resp = json_pack("{s:s, s:s, s:I, s:s, s:o, s:o}", "id", job->id, "object",
                              job->req.chat ? "chat.completion" : "text_completion", "created",
                              (json_int_t)job->created, "model", job->req.model, "choices",
-                             choice, "usage", usage);
-    if (resp && g->hits)
-        json_object_set_new(resp, "retrieved", hits_json(g->hits));
+                             choices ? choices : json_array(), "usage", usage);
+    if (resp && retrieved)
+        json_object_set(resp, "retrieved", retrieved);
+    json_decref(retrieved);
     char *body = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
     size_t n = 0;
@@ -529,8 +548,64 @@ static void finish_response(gen_state *g, st_job *job, const st_generate_stats *
     job_finish(job, !job->keep_alive);
 }
 
+/* One more of the job's answers has ended (or was never started). */
+static void answer_ended(st_job *job)
+{
+    if (++job->choices_ended == job->n_choices)
+        job_respond(job);
+}
+
+/* An answer is complete: its last streamed chunk, or its choice kept for
+ * the response; its tokens counted (a prompt's once, however many answers
+ * it has). */
+static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stats,
+                        const char *finish)
+{
+    if (job->is_rpc) {
+        if (g->len > g->sent)
+            rpc_token(job, g->text + g->sent, g->len - g->sent);
+        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens,
+                   g->hits);
+        answer_ended(job);
+        return;
+    }
+    if (g->index % job->req.n == 0)
+        job->usage_prompt += stats->n_prompt;
+    job->usage_completion += g->n_tokens;
+    if (job->req.stream) {
+        if (g->len > g->sent)
+            emit_chunk(g, g->text + g->sent, g->len - g->sent, NULL);
+        emit_chunk(g, "", 0, finish);
+        answer_ended(job);
+        return;
+    }
+    json_t *choice;
+    if (job->req.chat)
+        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:o}", "index", (int)g->index, "message",
+                           "role", "assistant", "content", g->text ? g->text : "", g->len,
+                           "finish_reason", finish, "logprobs", lp_value(g));
+    else
+        choice = json_pack("{s:i, s:s%, s:s, s:o}", "index", (int)g->index, "text",
+                           g->text ? g->text : "", g->len, "finish_reason", finish,
+                           "logprobs", lp_value(g));
+    /* One answer's hits go beside the choices, as they always have; with
+     * several, each choice carries its own. */
+    if (g->hits && choice && job->n_choices > 1)
+        json_object_set_new(choice, "retrieved", hits_json(g->hits));
+    else if (g->hits)
+        job->retrieved = hits_json(g->hits);
+    if (choice && job->choices)
+        json_array_set_new(job->choices, g->index, choice);
+    else
+        fail_once(job, 500, "out of memory building the response", NULL);
+    if (!job->choices || !choice)
+        json_decref(choice);
+    answer_ended(job);
+}
+
 struct st_job_run {
     st_job *job;
+    const st_req_prompt *prompt; /* a completion's prompt for this answer, NULL for a chat */
     char *augmented;           /* the prompt or user message with g.hits */
     int32_t *ids;              /* the tokenized prompt (st_free) */
     const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
@@ -562,7 +637,8 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     st_retriever *ret = req->no_retrieval ? NULL : st_engine_retriever(e);
     if (!ret || !st_retriever_index_path(ret))
         return ST_OK;
-    const char *query = req->chat ? NULL : req->prompt;
+    /* A token-id prompt has no text to look up: it runs as given. */
+    const char *query = req->chat ? NULL : r->prompt->text;
     for (size_t i = req->n_messages; req->chat && i-- > 0;)
         if (!strcmp(req->messages[i].role, "user")) {
             *user_at = i;
@@ -591,8 +667,8 @@ static bool echo_prompt(st_job_run *r, st_engine *e, bool bos_added)
     const st_gen_request *req = &r->job->req;
     char *text = NULL;
     size_t len = 0;
-    if (!req->prompt_ids) {
-        const char *p = r->augmented ? r->augmented : req->prompt;
+    if (!r->prompt->ids) {
+        const char *p = r->augmented ? r->augmented : r->prompt->text;
         len = strlen(p);
         text = malloc(len + 1);
         if (text)
@@ -630,17 +706,24 @@ static bool echo_prompt(st_job_run *r, st_engine *e, bool bos_added)
     return true;
 }
 
-st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
+/* One answer (choice `choice`) of the job: its prompt tokenized (after
+ * retrieval) and checked, its generation parameters. NULL with *status,
+ * msg and *param when the request is refused. */
+static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *status,
+                               char *msg, size_t msg_size, const char **param)
 {
-    char msg[512];
     st_gen_request *req = &job->req;
+    *param = NULL;
     st_job_run *r = calloc(1, sizeof *r);
     if (!r) {
-        st_job_fail(job, 500, "out of memory", NULL);
+        *status = 500;
+        snprintf(msg, msg_size, "out of memory");
         return NULL;
     }
     r->job = job;
     r->g.job = job;
+    r->g.index = choice;
+    r->prompt = req->chat ? NULL : &req->prompts[choice / req->n];
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_error err;
@@ -649,16 +732,17 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
     size_t user_at = SIZE_MAX;
     st_status st = augment(r, e, req, &user_at, &err);
     if (st != ST_OK) {
-        snprintf(msg, sizeof msg, "retrieval failed: %.400s", err.message);
+        snprintf(msg, msg_size, "retrieval failed: %.400s", err.message);
         st_job_run_free(r);
-        st_job_fail(job, st == ST_E_INVALID ? 400 : 500, msg, NULL);
+        *status = st == ST_E_INVALID ? 400 : 500;
         return NULL;
     }
     if (req->chat) {
         st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
         if (!msgs) {
             st_job_run_free(r);
-            st_job_fail(job, 500, "out of memory", NULL);
+            *status = 500;
+            snprintf(msg, msg_size, "out of memory");
             return NULL;
         }
         for (size_t i = 0; i < req->n_messages; i++)
@@ -668,25 +752,25 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
                                               &r->n_ids, &err);
         free(msgs);
-    } else if (req->prompt_ids) {
+    } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
-        r->run_ids = req->prompt_ids;
-        r->n_ids = req->n_prompt_ids;
+        r->run_ids = r->prompt->ids;
+        r->n_ids = r->prompt->n_ids;
         bos = 0;
     } else {
         /* A completion prompt is the client's own formatting, markers
          * included, as `stretch run` reads a raw prompt. */
-        const char *prompt = r->augmented ? r->augmented : req->prompt;
+        const char *prompt = r->augmented ? r->augmented : r->prompt->text;
         st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL,
                                 &r->ids, &r->n_ids, &err);
     }
     if (!r->run_ids)
         r->run_ids = r->ids;
-    int status = 0;
-    const char *param = req->chat ? "messages" : "prompt";
+    *status = 0;
+    *param = req->chat ? "messages" : "prompt";
     int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
     size_t bad_id = SIZE_MAX;
-    for (size_t i = 0; req->prompt_ids && i < r->n_ids && bad_id == SIZE_MAX; i++)
+    for (size_t i = 0; r->prompt && r->prompt->ids && i < r->n_ids && bad_id == SIZE_MAX; i++)
         if ((uint32_t)r->run_ids[i] >= info.n_vocab)
             bad_id = i;
     size_t bad_bias = SIZE_MAX;
@@ -694,48 +778,52 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         if ((uint32_t)req->logit_bias[k].token >= info.n_vocab)
             bad_bias = k;
     if (st != ST_OK) {
-        snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %.400s", err.message);
-        status = st == ST_E_NOMEM ? 500 : 400;
+        snprintf(msg, msg_size, "the prompt cannot be tokenized: %.400s", err.message);
+        *status = st == ST_E_NOMEM ? 500 : 400;
     } else if (bad_bias != SIZE_MAX) {
-        snprintf(msg, sizeof msg, "logit_bias: token %d is outside the vocabulary of model "
+        snprintf(msg, msg_size, "logit_bias: token %d is outside the vocabulary of model "
                  "'%.100s' (%u tokens)", req->logit_bias[bad_bias].token, req->model,
                  info.n_vocab);
-        status = 400;
-        param = "logit_bias";
+        *status = 400;
+        *param = "logit_bias";
     } else if (bad_id != SIZE_MAX) {
-        snprintf(msg, sizeof msg, "prompt[%zu] is token %d, outside the vocabulary of model "
-                 "'%.100s' (%u tokens)", bad_id, r->run_ids[bad_id], req->model, info.n_vocab);
-        status = 400;
+        snprintf(msg, msg_size, "token %zu is %d, outside the vocabulary of model '%.100s' "
+                 "(%u tokens)", bad_id, r->run_ids[bad_id], req->model, info.n_vocab);
+        *status = 400;
     } else if (r->n_ids >= info.n_ctx) {
-        snprintf(msg, sizeof msg, "the prompt is %zu tokens, and model '%.100s' has a context "
+        snprintf(msg, msg_size, "the prompt is %zu tokens, and model '%.100s' has a context "
                  "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
                  "is truncated)", r->n_ids, req->model, info.n_ctx);
-        status = 400;
+        *status = 400;
     } else if (req->max_tokens > room) {
-        snprintf(msg, sizeof msg, "max_tokens is %lld, but the prompt is %zu tokens and the "
+        snprintf(msg, msg_size, "max_tokens is %lld, but the prompt is %zu tokens and the "
                  "context of model '%.100s' is %u: at most %lld tokens fit",
                  (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);
-        status = 400;
-        param = "max_tokens";
+        *status = 400;
+        *param = "max_tokens";
     } else if (req->echo && !echo_prompt(r, e, bos != 0)) {
-        snprintf(msg, sizeof msg, "out of memory echoing the prompt");
-        status = 500;
+        snprintf(msg, msg_size, "out of memory echoing the prompt");
+        *status = 500;
     }
-    if (status) {
+    if (*status) {
         st_job_run_free(r);
-        st_job_fail(job, status, msg, param);
         return NULL;
     }
+    *param = NULL;
     size_t n_ov = req->n_sampling;
     for (size_t k = 0; k < n_ov; k++)
         r->ov[k] = (st_sampler_override){req->sampling[k].plugin, req->sampling[k].param,
                                          req->sampling[k].value};
     static atomic_uint_fast64_t seed_counter;
+    /* Each answer to a prompt draws its own stream: with a seed, seed + j
+     * for its j-th answer, so n answers differ and each is reproducible. */
+    uint64_t seed = req->has_seed
+                        ? req->seed + choice % req->n
+                        : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32);
     r->gp = (st_generate_params){
         .struct_size = sizeof r->gp,
         .max_tokens = (uint32_t)(req->max_tokens >= 0 ? req->max_tokens : room),
-        .seed = req->has_seed ? req->seed
-                              : (uint64_t)time(NULL) ^ (atomic_fetch_add(&seed_counter, 1) << 32),
+        .seed = seed,
         .sampler_overrides = r->ov,
         .n_sampler_overrides = n_ov,
         .constraint = req->constraint,
@@ -754,6 +842,66 @@ st_job_run *st_job_run_prepare(st_job *job, st_engine *e)
         if (strlen(req->stops[k]) > r->g.max_stop)
             r->g.max_stop = strlen(req->stops[k]);
     return r;
+}
+
+bool st_job_prepare(st_job *job, st_engine *e)
+{
+    st_gen_request *req = &job->req;
+    uint32_t n = req->chat ? req->n : (uint32_t)(req->n_prompts * req->n);
+    job->pending = calloc(n, sizeof *job->pending);
+    if (!job->req.stream && !job->is_rpc) {
+        job->choices = json_array();
+        for (uint32_t i = 0; job->choices && i < n; i++)
+            json_array_append_new(job->choices, json_null());
+    }
+    if (!job->pending || (!job->req.stream && !job->is_rpc && !job->choices)) {
+        st_job_fail(job, 500, "out of memory", NULL);
+        return false;
+    }
+    for (uint32_t c = 0; c < n; c++) {
+        char msg[512];
+        int status = 0;
+        const char *param = NULL;
+        job->pending[c] = run_prepare(job, e, c, &status, msg, sizeof msg, &param);
+        if (job->pending[c])
+            continue;
+        /* Refused whole, before any answer starts: say which prompt. */
+        for (uint32_t k = 0; k < c; k++)
+            st_job_run_free(job->pending[k]);
+        free(job->pending);
+        job->pending = NULL;
+        json_decref(job->choices);
+        job->choices = NULL;
+        if (req->n_prompts > 1) {
+            char which[600];
+            snprintf(which, sizeof which, "prompt[%u]: %s", c / req->n, msg);
+            st_job_fail(job, status, which, param);
+        } else {
+            st_job_fail(job, status, msg, param);
+        }
+        return false;
+    }
+    job->n_choices = n;
+    return true;
+}
+
+st_job_run *st_job_next_run(st_job *job)
+{
+    if (!job->pending || job->next_choice >= job->n_choices)
+        return NULL;
+    st_job_run *r = job->pending[job->next_choice];
+    job->pending[job->next_choice++] = NULL;
+    return r;
+}
+
+void st_job_abandon(st_job *job)
+{
+    st_job_run *r;
+    while ((r = st_job_next_run(job))) {
+        st_job_run_free(r);
+        fail_once(job, 503, "the request was cancelled before it started", NULL);
+        answer_ended(job);
+    }
 }
 
 void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
@@ -780,7 +928,6 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
         atomic_fetch_add(&m->completions, 1);
     if (st != ST_OK && st != ST_E_CANCELLED) {
         char msg[512];
-        int status = st == ST_E_INVALID ? 400 : 500;
         /* A constraint the plugin refused is the request's field (the
          * engine names no plugin file for a request's constraint). */
         const char *why = err ? err->message : "";
@@ -788,16 +935,15 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
                                 ? job->req.constraint_field
                                 : NULL;
         snprintf(msg, sizeof msg, "%s: %.400s", param ? param : "generation failed", why);
-        if (g->headers_sent && !job->is_rpc) {
-            emit_event(job, json_pack("{s:{s:s, s:s}}", "error", "message", msg, "type",
-                                      "server_error"));
-            job_finish(job, true);
-        } else {
-            st_job_fail(job, status, msg, param);
-        }
+        fail_once(job, st == ST_E_INVALID ? 400 : 500, msg, param);
+        /* The job's other answers stop: the response is this error. */
+        atomic_store(&job->cancel, 1);
+        answer_ended(job);
+    } else if (job->fail_status) {
+        answer_ended(job);
     } else {
-        finish_response(g, job, stats,
-                        stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
+        choice_done(g, job, stats,
+                    stats->stopped_by_eos || g->stopped_by_string ? "stop" : "length");
     }
     st_job_run_free(r);
 }
@@ -843,6 +989,12 @@ void st_jobs_track(st_server *srv, st_job *job)
 
 void st_job_free(st_job *job)
 {
+    for (uint32_t i = 0; job->pending && i < job->n_choices; i++)
+        if (job->pending[i])
+            st_job_run_free(job->pending[i]);
+    free(job->pending);
+    json_decref(job->choices);
+    json_decref(job->retrieved);
     st_gen_request_free(&job->req);
     if (job->embed)
         st_embed_request_free(job->embed);

@@ -33,6 +33,7 @@ typedef struct st_runner {
     st_sequence **seqs;        /* [ST_PARALLEL_MAX] */
     st_job **jobs;             /* [ST_PARALLEL_MAX]: the job on each sequence */
     st_job_run **runs;         /* [ST_PARALLEL_MAX] */
+    st_job *partial;           /* a job with answers still to start (queue_lock to write) */
 } st_runner;
 
 static void close_engine(st_runner *r)
@@ -144,18 +145,19 @@ static void tokenizer_job(st_runner *r, st_job *job)
     st_error err;
     memset(&err, 0, sizeof err);
     if (job->detokenize_only) {
-        for (size_t i = 0; i < job->req.n_prompt_ids; i++)
-            if ((uint32_t)job->req.prompt_ids[i] >= info.n_vocab) {
+        const st_req_prompt *t = &job->req.prompts[0];
+        for (size_t i = 0; i < t->n_ids; i++)
+            if ((uint32_t)t->ids[i] >= info.n_vocab) {
                 char msg[256];
                 snprintf(msg, sizeof msg, "tokens[%zu] is %d, outside the vocabulary of model "
-                         "'%.100s' (%u tokens)", i, job->req.prompt_ids[i], job->req.model,
+                         "'%.100s' (%u tokens)", i, t->ids[i], job->req.model,
                          info.n_vocab);
                 st_job_fail(job, 400, msg, "tokens");
                 return;
             }
         char *text = NULL;
         size_t len = 0;
-        if (st_engine_detokenize(r->engine, job->req.prompt_ids, job->req.n_prompt_ids, &text,
+        if (st_engine_detokenize(r->engine, t->ids, t->n_ids, &text,
                                  &len, &err) == ST_OK)
             st_job_detokenized(job, text, len);
         else
@@ -167,7 +169,8 @@ static void tokenizer_job(st_runner *r, st_job *job)
     size_t n = 0;
     uint32_t flags = (job->tokenize_special ? ST_ENCODE_PARSE_SPECIAL : 0) |
                      (job->tokenize_bos && info.add_bos ? ST_ENCODE_ADD_BOS : 0);
-    if (st_engine_tokenize(r->engine, job->req.prompt, strlen(job->req.prompt), flags, &ids,
+    const char *text = job->req.prompts[0].text;
+    if (st_engine_tokenize(r->engine, text, strlen(text), flags, &ids,
                            &n, &err) == ST_OK)
         st_job_tokens(job, ids, n, info.n_ctx);
     else
@@ -186,17 +189,26 @@ static void admit(st_runner *r, uint32_t running)
         uint32_t P = r->parallel ? r->parallel : 1;
         while (slot < P && r->jobs[slot])
             slot++;
-        if (slot < P && (job = st_job_queue_pop(&r->waiting))) {
+        /* A job whose answers did not all find a sequence goes first. */
+        if (slot < P && r->partial)
+            job = r->partial;
+        else if (slot < P && (job = st_job_queue_pop(&r->waiting)))
             srv->queue_len--;
+        if (job) {
             r->n_running++;
             srv->running++;
         }
         uv_mutex_unlock(&srv->queue_lock);
         if (!job)
             return;
+        /* A job answered here (refused, tokenized) is done: the loop may
+         * free it at once, so it is not read again. */
+        bool fresh = job != r->partial, started = false, prepared = !fresh;
         char msg[512];
         st_engine *e = NULL;
-        if (atomic_load(&job->cancel)) {
+        if (!fresh) {
+            /* its answers were prepared against the engine, which stays */
+        } else if (atomic_load(&job->cancel)) {
             st_job_fail(job, 503, "the request was cancelled before it started", NULL);
         } else if (running == 0 && !(e = runner_engine(r, msg, sizeof msg))) {
             st_job_fail(job, 500, msg, "model");
@@ -205,31 +217,44 @@ static void admit(st_runner *r, uint32_t running)
              * model's tokenizer, no sequence. */
             tokenizer_job(r, job);
         } else {
-            e = r->engine;
-            st_job_run *run = st_job_run_prepare(job, e);
-            if (run) {
-                const int32_t *ids;
-                size_t n_ids;
-                const st_generate_params *gp;
-                st_token_fn fn;
-                void *user;
-                st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
-                st_error err;
-                memset(&err, 0, sizeof err);
-                st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);
-                if (st == ST_OK) {
-                    r->jobs[slot] = job;
-                    r->runs[slot] = run;
-                    running++;
-                    continue;
-                }
+            prepared = st_job_prepare(job, r->engine);
+        }
+        st_job_run *run = NULL;
+        bool more = false;
+        if (prepared && atomic_load(&job->cancel)) {
+            st_job_abandon(job); /* ends the job when none of its answers runs */
+        } else if (prepared) {
+            run = st_job_next_run(job);
+            more = job->next_choice < job->n_choices;
+        }
+        if (run) {
+            const int32_t *ids;
+            size_t n_ids;
+            const st_generate_params *gp;
+            st_token_fn fn;
+            void *user;
+            st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+            st_error err;
+            memset(&err, 0, sizeof err);
+            st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);
+            if (st == ST_OK) {
+                r->jobs[slot] = job;
+                r->runs[slot] = run;
+                running++;
+                started = true;
+            } else {
                 st_generate_stats none = {.struct_size = sizeof none};
                 st_job_run_end(run, st, &none, &err);
             }
         }
+        /* The job's next answers wait for the next free sequence (while
+         * some wait, the job is not done, whatever ended above). */
         uv_mutex_lock(&srv->queue_lock);
-        r->n_running--;
-        srv->running--;
+        r->partial = more ? job : NULL;
+        if (!started) {
+            r->n_running--;
+            srv->running--;
+        }
         uv_mutex_unlock(&srv->queue_lock);
     }
 }
@@ -272,10 +297,11 @@ static void runner_main(void *arg)
     uint32_t running = 0;
     for (;;) {
         uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !r->waiting.head && running == 0 && !r->reload)
+        while (!srv->quit && !r->waiting.head && !r->partial && running == 0 && !r->reload)
             uv_cond_wait(&r->wake, &srv->queue_lock);
-        bool quit = srv->quit && !r->waiting.head && running == 0;
-        bool reload = r->reload && running == 0;
+        bool quit = srv->quit && !r->waiting.head && !r->partial && running == 0;
+        /* Not while a job's answers wait: they were prepared on this engine. */
+        bool reload = r->reload && running == 0 && !r->partial;
         if (reload)
             r->reload = false;
         uv_mutex_unlock(&srv->queue_lock);

@@ -171,6 +171,13 @@ bool st_gen_request_from_msgpack(const msgpack_object *map, st_gen_request *out,
     json_decref(root);
     /* generate's result map has no place for them: refused, never
      * silently left out. */
+    if (ok && (out->n > 1 || out->n_prompts > 1)) {
+        *param = out->n > 1 ? "n" : "prompt";
+        snprintf(msg, msg_size, "msgpack-RPC's generate answers one prompt once (n = 1): "
+                 "send several calls, they run side by side");
+        st_gen_request_free(out);
+        return false;
+    }
     if (ok && (out->logprobs || out->echo)) {
         *param = out->echo ? "echo" : "logprobs";
         snprintf(msg, msg_size, "'%s' is not supported over msgpack-RPC: generate returns the "

@@ -136,53 +136,74 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
 }
 
 /* A token-id prompt: a non-empty list of integers (the vocabulary is
- * checked against the model later, when the job meets its engine). */
-static bool parse_prompt_ids(json_t *p, st_gen_request *r, char *msg, size_t size,
-                             const char **param)
+ * checked against the model later, when the job meets its engine). `name`
+ * is how a refusal calls the list. */
+static bool parse_prompt_ids(json_t *p, const char *name, st_req_prompt *out, char *msg,
+                             size_t size, const char **param)
 {
     size_t n = json_array_size(p);
     if (n == 0)
-        return fail(msg, size, param, "prompt", "'prompt' is an empty list of token ids");
-    if (!(r->prompt_ids = malloc(n * sizeof *r->prompt_ids)))
+        return fail(msg, size, param, "prompt", "%s is an empty list of token ids", name);
+    if (!(out->ids = malloc(n * sizeof *out->ids)))
         return fail(msg, size, param, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(p, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > INT32_MAX)
-            return fail(msg, size, param, "prompt", "prompt[%zu]: expected a token id (an "
-                        "integer from 0), found %s", i, type_of(v));
-        r->prompt_ids[i] = (int32_t)json_integer_value(v);
+        if (json_is_integer(v) && (json_integer_value(v) < 0 ||
+                                   json_integer_value(v) > INT32_MAX))
+            return fail(msg, size, param, "prompt", "%s[%zu] is %lld: a token id is an "
+                        "integer from 0", name, i, (long long)json_integer_value(v));
+        if (!json_is_integer(v))
+            return fail(msg, size, param, "prompt", "%s[%zu]: expected a token id (an "
+                        "integer from 0), found %s", name, i, type_of(v));
+        out->ids[i] = (int32_t)json_integer_value(v);
     }
-    r->n_prompt_ids = n;
+    out->n_ids = n;
     return true;
 }
 
-/* One prompt: a string, a list of token ids, or a list of one of either
- * (what clients send for a batch of one). */
+/* One prompt: a text or a list of token ids. */
+static bool parse_one_prompt(json_t *p, const char *name, st_req_prompt *out, char *msg,
+                             size_t size, const char **param)
+{
+    if (json_is_array(p))
+        return parse_prompt_ids(p, name, out, msg, size, param);
+    if (!json_is_string(p))
+        return fail(msg, size, param, "prompt", "%s: expected a string or a list of token "
+                    "ids, found %s", name, type_of(p));
+    if (json_string_length(p) == 0)
+        return fail(msg, size, param, "prompt", "%s is empty", name);
+    if (!(out->text = strdup(json_string_value(p))))
+        return fail(msg, size, param, NULL, "out of memory");
+    return true;
+}
+
+/* `prompt`: a string, a list of token ids, or a list of several of
+ * either (each answered by its own choices). */
 static bool parse_prompt(json_t *root, st_gen_request *r, char *msg, size_t size,
                          const char **param)
 {
     json_t *p = json_object_get(root, "prompt");
     if (!p)
         return fail(msg, size, param, "prompt", "'prompt' is required");
-    if (json_is_array(p) && json_array_size(p) == 1 &&
-        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
-        p = json_array_get(p, 0);
-    if (json_is_array(p) && json_array_size(p) > 0 &&
-        !json_is_integer(json_array_get(p, 0)))
-        return fail(msg, size, param, "prompt", "'prompt': one prompt per request (a string, "
-                    "a list of token ids, or a list of one of them), found a list of %zu %s",
-                    json_array_size(p), json_is_array(json_array_get(p, 0)) ? "token lists"
-                                                                            : "strings");
-    if (json_is_array(p))
-        return parse_prompt_ids(p, r, msg, size, param);
-    if (!json_is_string(p))
-        return fail(msg, size, param, "prompt", "'prompt': expected a string or a list of "
-                    "token ids, found %s", type_of(p));
-    if (json_string_length(p) == 0)
-        return fail(msg, size, param, "prompt", "'prompt' is empty");
-    if (!(r->prompt = strdup(json_string_value(p))))
+    bool many = json_is_array(p) && json_array_size(p) > 0 &&
+                !json_is_integer(json_array_get(p, 0));
+    size_t n = many ? json_array_size(p) : 1;
+    if (n > ST_SERVE_MAX_CHOICES)
+        return fail(msg, size, param, "prompt", "'prompt': at most %d prompts a request, "
+                    "found %zu", ST_SERVE_MAX_CHOICES, n);
+    if (!(r->prompts = calloc(n, sizeof *r->prompts)))
         return fail(msg, size, param, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        if (many)
+            snprintf(name, sizeof name, "prompt[%zu]", i);
+        else
+            snprintf(name, sizeof name, "prompt");
+        r->n_prompts = i + 1; /* what is freed on a refusal */
+        if (!parse_one_prompt(many ? json_array_get(p, i) : p, name, &r->prompts[i], msg, size,
+                              param))
+            return false;
+    }
     return true;
 }
 
@@ -474,8 +495,17 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
         r->seed = (uint64_t)json_integer_value(seed);
     }
     json_t *n = field(root, "n");
-    if (n && (!json_is_integer(n) || json_integer_value(n) != 1))
-        return fail(msg, size, param, "n", "'n': only n = 1 is supported");
+    r->n = 1;
+    size_t n_prompts = r->n_prompts ? r->n_prompts : 1;
+    if (n && (!json_is_integer(n) || json_integer_value(n) < 1 ||
+              json_integer_value(n) > ST_SERVE_MAX_CHOICES))
+        return fail(msg, size, param, "n", "'n': expected an integer from 1 to %d",
+                    ST_SERVE_MAX_CHOICES);
+    if (n)
+        r->n = (uint32_t)json_integer_value(n);
+    if (r->n * n_prompts > ST_SERVE_MAX_CHOICES)
+        return fail(msg, size, param, "n", "%zu prompts x n = %u is %zu answers: at most %d a "
+                    "request", n_prompts, r->n, r->n * n_prompts, ST_SERVE_MAX_CHOICES);
     json_t *stream = field(root, "stream");
     if (stream) {
         if (!json_is_boolean(stream))
@@ -550,8 +580,11 @@ void st_gen_request_free(st_gen_request *r)
     }
     free(r->messages);
     free(r->model);
-    free(r->prompt);
-    free(r->prompt_ids);
+    for (size_t i = 0; i < r->n_prompts; i++) {
+        free(r->prompts[i].text);
+        free(r->prompts[i].ids);
+    }
+    free(r->prompts);
     free(r->logit_bias);
     for (size_t i = 0; i < r->n_stops; i++)
         free(r->stops[i]);
@@ -670,7 +703,10 @@ static bool parse_tokenize_fields(json_t *root, bool detokenize, st_gen_request 
                         "found %s", t ? type_of(t) : "nothing");
         if (json_array_size(t) == 0)
             return fail(msg, size, param, "tokens", "'tokens' is empty");
-        if (!parse_prompt_ids(t, r, msg, size, param)) {
+        if (!(r->prompts = calloc(1, sizeof *r->prompts)))
+            return fail(msg, size, param, NULL, "out of memory");
+        r->n_prompts = 1;
+        if (!parse_prompt_ids(t, "tokens", &r->prompts[0], msg, size, param)) {
             if (*param)
                 *param = "tokens";
             return false;
@@ -687,7 +723,10 @@ static bool parse_tokenize_fields(json_t *root, bool detokenize, st_gen_request 
     if (!json_is_string(p))
         return fail(msg, size, param, name, "'%s': expected a string, found %s", name,
                     p ? type_of(p) : "nothing");
-    if (!(r->prompt = strdup(json_string_value(p))))
+    if (!(r->prompts = calloc(1, sizeof *r->prompts)))
+        return fail(msg, size, param, NULL, "out of memory");
+    r->n_prompts = 1;
+    if (!(r->prompts[0].text = strdup(json_string_value(p))))
         return fail(msg, size, param, NULL, "out of memory");
     json_t *add = field(root, "add_special_tokens");
     if (!add) {

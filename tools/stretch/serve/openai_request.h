@@ -31,15 +31,27 @@ typedef struct st_req_sampling {
     double value;
 } st_req_sampling;
 
+/* Choices one request may ask for: prompts x n (OpenAI allows n up to
+ * 128; a model's sequences run them a few at a time). */
+#define ST_SERVE_MAX_CHOICES 64
+
+/* One prompt of a completion (or the text of /tokenize, the ids of
+ * /detokenize): a text, or token ids run as given (no BOS added). */
+typedef struct st_req_prompt {
+    char *text;
+    int32_t *ids;
+    size_t n_ids;
+} st_req_prompt;
+
 /* A validated completion request (openai_request.c). */
 typedef struct st_gen_request {
     bool chat;                 /* /v1/chat/completions, else /v1/completions */
     char *model;               /* a manifest stem */
     st_req_message *messages;
     size_t n_messages;
-    char *prompt;              /* a text prompt, or NULL for prompt_ids */
-    int32_t *prompt_ids;       /* a token-id prompt, run as given (no BOS added) */
-    size_t n_prompt_ids;
+    st_req_prompt *prompts;    /* completions: one or more (a list of them) */
+    size_t n_prompts;
+    uint32_t n;                /* answers to each prompt (chat: to the messages) */
     bool echo;                 /* completions: the prompt comes back before the answer */
     int64_t max_tokens;        /* -1 = up to the context; 0 only with echo */
     /* Sampling fields, each setting one parameter of the manifest's

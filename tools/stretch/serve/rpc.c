@@ -224,14 +224,17 @@ static void on_tokenize(st_rpc_conn *c, uint32_t msgid, const msgpack_object *pa
     uint32_t n = params->via.array.size;
     st_gen_request req;
     memset(&req, 0, sizeof req);
-    if ((n != 2 && n != 3) || !(req.model = str_dup(&p[0])) || !(req.prompt = str_dup(&p[1])) ||
-        (n == 3 && p[2].type != MSGPACK_OBJECT_BOOLEAN)) {
+    st_req_prompt *text = calloc(1, sizeof *text);
+    req.prompts = text;
+    req.n_prompts = text ? 1 : 0;
+    if (!text || (n != 2 && n != 3) || !(req.model = str_dup(&p[0])) ||
+        !(text->text = str_dup(&p[1])) || (n == 3 && p[2].type != MSGPACK_OBJECT_BOOLEAN)) {
         st_gen_request_free(&req);
         reply_error(c, msgid, 400, "tokenize takes [model, text] or [model, text, "
                     "parse_special]: two strings (no NUL) and a boolean", NULL);
         return;
     }
-    json_t *check = json_stringn(req.prompt, strlen(req.prompt));
+    json_t *check = json_stringn(text->text, strlen(text->text));
     if (!check) {
         st_gen_request_free(&req);
         reply_error(c, msgid, 400, "the text is not valid UTF-8", "text");

@@ -74,6 +74,19 @@ typedef struct st_job {
     char *out;                 /* HTTP bytes not yet handed to the socket */
     size_t out_len, out_cap;
     bool done;                 /* the runner will not touch the job again */
+    /* A completion's answers, its prompts x n (generate_job.c). Once the
+     * job is admitted only its model's runner thread touches these. */
+    uint32_t n_choices;        /* 0 until st_job_prepare */
+    uint32_t next_choice;      /* the next to hand out */
+    uint32_t choices_ended;
+    struct st_job_run **pending; /* [n_choices]: prepared, not yet handed out */
+    void *choices;             /* json_t array of the finished answers (not streamed) */
+    void *retrieved;           /* json_t: one answer's retrieval hits, or NULL */
+    uint64_t usage_prompt, usage_completion;
+    bool headers_sent;         /* streamed: the HTTP head is out */
+    int fail_status;           /* the first answer that failed, 0 when none */
+    const char *fail_param;
+    char fail_msg[512];
     bool close_after;          /* the response has no length: close when written */
     struct st_job *next;       /* the server's list of live jobs (loop thread) */
     struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
@@ -263,13 +276,19 @@ void st_job_embeddings_rpc(st_job *job, const float *vecs, size_t n, uint32_t di
 /* An answer that is an error, written whole; the job is done. */
 void st_job_fail(st_job *job, int status, const char *message, const char *param);
 typedef struct st_job_run st_job_run;
-/* Tokenize and check the job's request against the engine; NULL when it
- * was refused (its error response is written). */
-st_job_run *st_job_run_prepare(st_job *job, st_engine *e);
+/* Tokenize and check each of the job's answers (its prompts x n) against
+ * the engine; false when the request was refused (its error response is
+ * written). Then st_job_next_run hands them out one by one (NULL when all
+ * are out); st_job_abandon ends those never started (a cancel). */
+bool st_job_prepare(st_job *job, st_engine *e);
+st_job_run *st_job_next_run(st_job *job);
+void st_job_abandon(st_job *job);
 /* What st_sequence_start needs. */
 void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
                      const st_generate_params **gp, st_token_fn *on_token, void **user);
-/* The generation ended: write the rest of the response; frees r. */
+/* One answer's generation ended: write its end (streamed) or keep it,
+ * and once every answer of the job has ended, the response's end; frees
+ * r. */
 void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
                     const st_error *err);
 /* Loop thread: hand every job's output to its socket, free finished jobs. */
