@@ -56,7 +56,8 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
         st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
                                rows ? rows : e->logits, rows != NULL, err);
         if (st == ST_OK && rows) {
-            st_prompt_logprobs_report(rows, k, tokens, n, done, nv, n_top, on_prompt, user);
+            st_prompt_logprobs_report(rows, k, tokens, n, done, nv, n_top, e->pool, on_prompt,
+                                      user);
             memcpy(e->logits, rows + (k - 1) * nv, sizeof(float) * nv);
         }
         done += k;

@@ -306,8 +306,8 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                 if (rows[k])
                     st_prompt_logprobs_report(rows[k], lens[k], s->prompt, s->n_prompt,
                                               s->n_prefilled, s->e->shape.n_vocab,
-                                              s->n_top_logprobs, s->on_prompt_logprobs,
-                                              s->user);
+                                              s->n_top_logprobs, s->e->pool,
+                                              s->on_prompt_logprobs, s->user);
                 s->n_prefilled += lens[k];
                 s->pos = (int32_t)s->n_prefilled;
             } else {

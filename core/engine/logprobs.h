@@ -8,6 +8,8 @@
 
 #include <stretch/stretch.h>
 
+#include "threadpool.h"
+
 /* Compute them over logits[n_vocab] and call fn(user, ...). */
 void st_logprobs_report(const float *logits, uint32_t n_vocab, int32_t token, uint32_t n_top,
                         st_logprobs_fn fn, void *user);
@@ -16,10 +18,11 @@ void st_logprobs_report(const float *logits, uint32_t n_vocab, int32_t token, ui
  * from one prefill block's logits: rows[r] (k rows) follows prompt token
  * first + r and predicts the next one, reported while that is a prompt
  * token (the last prompt token's row predicts the first generated token:
- * not reported). */
+ * not reported). The rows are computed on `pool`'s threads (NULL: the
+ * caller's alone) and reported in order on the caller. */
 void st_prompt_logprobs_report(const float *rows, size_t k, const int32_t *prompt,
                                size_t n_prompt, size_t first, uint32_t n_vocab, uint32_t n_top,
-                               st_logprobs_fn fn, void *user);
+                               st_threadpool *pool, st_logprobs_fn fn, void *user);
 
 /* The prefill block of a request that wants them: each block's rows of
  * logits are held at once, so it is kept smaller than the engine's. */

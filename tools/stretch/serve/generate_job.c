@@ -329,13 +329,6 @@ static void on_logprobs(void *user, int32_t token, float logprob, const int32_t 
     (void)st_lp_add(&g->lp, token, logprob, top_ids, top, n_top);
 }
 
-/* The engine's on_prompt_logprobs: an echoed prompt's tokens. */
-static void on_prompt_logprobs(void *user, int32_t token, float logprob, const int32_t *top_ids,
-                               const float *top, size_t n_top)
-{
-    on_logprobs(user, token, logprob, top_ids, top, n_top);
-}
-
 static json_t *chunk_base(const st_job *job)
 {
     return json_pack("{s:s, s:s, s:I, s:s}", "id", job->id, "object",
@@ -831,7 +824,8 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         .n_constraint_params = req->n_constraint_params,
         .on_logprobs = req->logprobs && !job->is_rpc ? on_logprobs : NULL,
         .n_top_logprobs = req->top_logprobs,
-        .on_prompt_logprobs = req->echo && req->logprobs ? on_prompt_logprobs : NULL,
+        /* An echoed prompt's entries come first, in the same list. */
+        .on_prompt_logprobs = req->echo && req->logprobs ? on_logprobs : NULL,
         .logit_bias = req->logit_bias,
         .n_logit_bias = req->n_logit_bias,
     };
