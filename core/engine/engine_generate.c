@@ -52,7 +52,8 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
             st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
-        size_t k = n - done < block ? n - done : block;
+        size_t k = rows ? st_prompt_logprobs_piece(done, n, e->block)
+                        : (n - done < block ? n - done : block);
         st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
                                rows ? rows : e->logits, rows != NULL, err);
         if (st == ST_OK && rows) {

@@ -276,10 +276,9 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         if (s->n_prefilled < s->n_prompt) {
             /* A chunk of the prompt, packed beside the others' blocks. */
             size_t left = s->n_prompt - s->n_prefilled;
-            size_t block = s->prompt_rows && s->e->block > ST_PROMPT_LOGPROBS_BLOCK
-                               ? ST_PROMPT_LOGPROBS_BLOCK
-                               : s->e->block;
-            lens[n] = left < block ? left : block;
+            lens[n] = s->prompt_rows ? st_prompt_logprobs_piece(s->n_prefilled, s->n_prompt,
+                                                                s->e->block)
+                                     : (left < s->e->block ? left : s->e->block);
             rows[n] = s->prompt_rows;
             tokens[n] = s->prompt + s->n_prefilled;
             pos0[n] = (int32_t)s->n_prefilled;

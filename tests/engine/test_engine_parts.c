@@ -1,10 +1,11 @@
 /* The host pieces the engine is built from: UTF-8 streaming of token
- * pieces and the chat template renderer. */
+ * pieces, the chat template renderer, and how an echoed prompt is cut. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat_template.h"
+#include "logprobs.h"
 #include "utf8_stream.h"
 
 static size_t feed_all(const char *const *pieces, size_t n, char *out)
@@ -92,4 +93,34 @@ Test(chat_template, unknown_or_missing_templates_are_refused)
     cr_assert_eq(st_chat_render(NULL, 0, "hi", &out, NULL, &err), ST_E_UNAVAILABLE);
     cr_assert(strstr(err.message, "chat_template"));
     cr_assert_null(out);
+}
+
+/* ---- the pieces an echoed prompt is prefilled in (logprobs.h) ---- */
+
+/* Every prompt length and engine block: the pieces cover the prompt in
+ * order, stay inside the engine's blocks, hold at most
+ * ST_PROMPT_LOGPROBS_BLOCK rows, and none has under 8 rows unless the
+ * engine's own block has (a piece that short would take the other
+ * attention path and change the logits). */
+Test(engine_parts, prompt_logprobs_pieces_keep_the_blocks_attention_path)
+{
+    static const size_t blocks[] = {16, 64, 100, 128, 512};
+    for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+        for (size_t n = 1; n <= 1100; n++) {
+            size_t block = blocks[b];
+            for (size_t done = 0; done < n;) {
+                size_t piece = st_prompt_logprobs_piece(done, n, block);
+                size_t start = done - done % block;
+                size_t block_rows = n - start < block ? n - start : block;
+                cr_assert(piece >= 1 && piece <= ST_PROMPT_LOGPROBS_BLOCK,
+                          "n %zu block %zu at %zu: a piece of %zu", n, block, done, piece);
+                cr_assert((done + piece - 1) / block == done / block,
+                          "n %zu block %zu at %zu: %zu rows cross a block", n, block, done,
+                          piece);
+                cr_assert(piece >= 8 || piece == block_rows,
+                          "n %zu block %zu at %zu: %zu rows in a block of %zu", n, block,
+                          done, piece, block_rows);
+                done += piece;
+            }
+        }
 }

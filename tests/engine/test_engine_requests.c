@@ -463,3 +463,83 @@ Test(engine_requests, logit_bias_steers_one_request_and_leaves_the_next)
     cr_expect(after.p.n == plain.p.n && memcmp(after.p.ids, plain.p.ids, plain.p.n * 4) == 0);
     st_engine_close(e);
 }
+
+/* An echoed prompt is prefilled in smaller pieces; the logits after it are
+ * the plain prefill's, bit for bit, whatever the length (a piece of under
+ * 8 rows would take another attention path). On these tiny models the two
+ * paths happen to agree, so test_engine_parts checks the cutting rule
+ * itself; with SmolLM2 a 66-token prompt tells them apart (RESULTS §2). */
+Test(engine_requests, prompt_logprobs_leave_the_first_logits_unchanged)
+{
+    /* Heads of 64 dimensions, as SmolLM2's: there the two attention paths
+     * sum in different orders (at the suite's 16 they agree). */
+    st_tiny_model_spec spec;
+    st_tiny_model_spec_default(&spec);
+    spec.type = ST_GGML_Q8_0;
+    spec.n_embd = 256;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 2;
+    spec.n_ctx = 256;
+    spec.tied = false;
+    char wide[320], path[340];
+    snprintf(wide, sizeof wide, "%s/wide.gguf", dir);
+    st_diag d;
+    cr_assert_eq(st_gen_tiny_model(&spec, wide, &d), ST_OK, "%s", d.message);
+    snprintf(path, sizeof path, "%s/echo_bits.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
+               "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n"
+               "samplers:\n  - plugin: greedy\n", wide);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error open_err = {0};
+    cr_assert_eq(st_engine_open(path, NULL, &e, &open_err), ST_OK, "%s", open_err.message);
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    float *plain = malloc(info.n_vocab * sizeof *plain);
+    float *echoed = malloc(info.n_vocab * sizeof *echoed);
+    static const size_t lengths[] = {5, 9, 66, 71, 72, 100, 120};
+    int32_t prompt[120];
+    uint32_t x = 11;
+    for (size_t i = 0; i < 120; i++) {
+        x = x * 1103515245u + 12345u;
+        prompt[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+    st_error err = {0};
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        size_t n = lengths[k];
+        st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 0,
+                                 .first_logits = plain};
+        picks none;
+        memset(&none, 0, sizeof none);
+        cr_assert_eq(st_engine_generate(e, prompt, n, &gp, collect, &none, NULL, &err), ST_OK,
+                     "%s", err.message);
+        prompt_log *lp = calloc(1, sizeof *lp);
+        gp.first_logits = echoed;
+        gp.on_prompt_logprobs = on_prompt_lp;
+        gp.n_top_logprobs = 3;
+        cr_assert_eq(st_engine_generate(e, prompt, n, &gp, collect_after, lp, NULL, &err), ST_OK,
+                     "%s", err.message);
+        cr_expect_eq(lp->n, n - 1, "length %zu", n);
+        cr_expect(memcmp(plain, echoed, info.n_vocab * sizeof *plain) == 0,
+                  "length %zu: the logits after the prompt changed", n);
+        /* And on a sequence. */
+        st_sequence *s = NULL;
+        cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+        memset(lp, 0, sizeof *lp);
+        memset(echoed, 0, info.n_vocab * sizeof *echoed);
+        cr_assert_eq(st_sequence_start(s, prompt, n, &gp, collect_after, lp, &err), ST_OK,
+                     "%s", err.message);
+        uint32_t active = 1;
+        while (active)
+            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        cr_expect(lp->n == n - 1 && memcmp(plain, echoed, info.n_vocab * sizeof *plain) == 0,
+                  "length %zu: the sequence's logits after the prompt changed", n);
+        st_sequence_close(s);
+        free(lp);
+    }
+    free(plain);
+    free(echoed);
+    st_engine_close(e);
+}
