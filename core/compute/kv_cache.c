@@ -224,6 +224,20 @@ void st_kv_cache_heads_commit(st_kv_cache *kv, uint32_t n, int32_t last)
     st_kv_cache_heads_settle(kv);
 }
 
+bool st_kv_cache_truncate(st_kv_cache *kv, uint32_t n)
+{
+    if (n >= kv->n_slots)
+        return true;
+    uint8_t *keep = malloc(kv->n_slots);
+    if (!keep)
+        return false;
+    memset(keep, 1, n);
+    memset(keep + n, 0, kv->n_slots - n);
+    st_kv_cache_compact(kv, keep);
+    free(keep);
+    return true;
+}
+
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
     if (kv->mirror_compact)

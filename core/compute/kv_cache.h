@@ -26,6 +26,7 @@
 #ifndef ST_CORE_KV_CACHE_H
 #define ST_CORE_KV_CACHE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stretch/attention.h>
 
@@ -125,6 +126,10 @@ uint32_t st_kv_cache_room(const st_kv_cache *kv);
 
 /* Drop every slot (a new sequence). */
 void st_kv_cache_reset(st_kv_cache *kv);
+
+/* Keep the first n slots (a prompt prefix the next request shares);
+ * false when out of memory (the cache is then unchanged). */
+bool st_kv_cache_truncate(st_kv_cache *kv, uint32_t n);
 
 /* Keep the slots whose keep[i] is nonzero (i < n_slots), in order. */
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep);

@@ -277,6 +277,17 @@ static st_status configure_compute(st_engine *e, st_error *err)
     e->logits = malloc(sizeof(float) * hp->n_vocab);
     if (!e->logits)
         return st_error_set(err, ST_E_NOMEM, "out of memory for logits");
+    /* A request may start from the previous one's prompt only where that
+     * gives the fresh request's answer bit for bit: an attention plugin
+     * that promises a stateless plan, a cache that stays in position order
+     * (no retention, no per-head sets), no observer that expects every
+     * token, positions that do not depend on the length, and the CPU's
+     * paths (whose rounding the prefill's cutting rule is made for). */
+    e->prefix_ok = (e->attn_needs & ST_ATTN_PREFIX_REUSE) &&
+                   !(e->attn_needs & (ST_ATTN_NEEDS_QK | ST_ATTN_NEEDS_ENTROPY |
+                                      ST_ATTN_NEEDS_WEIGHTS)) &&
+                   !e->attn->retain && !e->kvcfg.per_head_slots &&
+                   e->kvcfg.stats == ST_STATS_NONE && !e->pe->update && !e->backend;
     return st_sampler_chain_init(&e->chain, e->sampler_instances, e->n_samplers,
                                  hp->n_vocab, err);
 }

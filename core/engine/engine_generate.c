@@ -29,33 +29,84 @@ void st_engine_reset(st_engine *e, uint64_t seed)
     if (e->attn->reset)
         e->attn->reset(e->attention.in->inst);
     e->have_prev_logits = false;
+    e->reuse_slots = 0;
+}
+
+/* Below 8 rows a block takes the gather attention path, whose rounding
+ * differs from the tiled path's (forward.c's TILED_MIN_Q). */
+enum { TILED_ROWS = 8 };
+
+uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n)
+{
+    if (!e->prefix_ok || e->kv->epoch != e->reuse_epoch || n < 2)
+        return 0;
+    size_t have = e->reuse_slots < e->kv->n_slots ? e->reuse_slots : e->kv->n_slots;
+    size_t L = 0;
+    while (L < have && L + 1 < n && e->kv->tokens[L] == prompt[L] && e->kv->pos[L] == (int32_t)L)
+        L++;
+    /* The rest is prefilled from L, cut where a whole prefill cuts: the
+     * first piece, [L, the end of L's block), must be that whole block or
+     * hold 8 rows or more, so that it takes the path the whole block takes
+     * and every logit is the fresh request's, bit for bit. */
+    size_t start = L - L % e->block;
+    size_t end = n - start < e->block ? n : start + e->block;
+    if (L > start && end - L < TILED_ROWS)
+        L = end - start >= TILED_ROWS ? end - TILED_ROWS : start;
+    return (uint32_t)L;
+}
+
+uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t seed,
+                         bool reuse)
+{
+    uint32_t keep = reuse ? st_engine_cached_prefix(e, prompt, n) : 0;
+    if (keep == 0 || !st_kv_cache_truncate(e->kv, keep)) {
+        st_engine_reset(e, seed);
+        return 0;
+    }
+    st_sampler_chain_reset(&e->chain, seed);
+    if (e->attn->reset)
+        e->attn->reset(e->attention.in->inst);
+    e->have_prev_logits = false;
+    e->reuse_slots = 0;
+    return keep;
+}
+
+void st_engine_prefilled(st_engine *e, size_t n)
+{
+    e->reuse_slots = (uint32_t)n;
+    e->reuse_epoch = e->kv->epoch;
+}
+
+size_t st_engine_prefill_piece(const st_engine *e, size_t done, size_t n)
+{
+    size_t to_block_end = e->block - done % e->block;
+    return n - done < to_block_end ? n - done : to_block_end;
 }
 
 /* Prefill `n` tokens starting at position pos0, in blocks; the last
  * block's last logits land in e->logits. */
-st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_t from,
                             st_logprobs_fn on_prompt, uint32_t n_top, void *user,
                             st_error *err)
 {
     uint32_t nv = e->shape.n_vocab;
-    size_t block = e->block;
     float *rows = NULL;
     if (on_prompt) {
-        block = block < ST_PROMPT_LOGPROBS_BLOCK ? block : ST_PROMPT_LOGPROBS_BLOCK;
+        size_t block = e->block < ST_PROMPT_LOGPROBS_BLOCK ? e->block : ST_PROMPT_LOGPROBS_BLOCK;
         if (!(rows = malloc(sizeof(float) * nv * block)))
             return st_error_set(err, ST_E_NOMEM, "out of memory for %zu x %u logits", block,
                                 nv);
     }
     st_status st = ST_OK;
-    for (size_t done = 0; done < n && st == ST_OK;) {
+    for (size_t done = from; done < n && st == ST_OK;) {
         if (st_engine_take_cancel(e)) {
             st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
         size_t k = rows ? st_prompt_logprobs_piece(done, n, e->block)
-                        : (n - done < block ? n - done : block);
-        st = st_engine_forward(e, tokens + done, k, pos0 + (int32_t)done,
-                               rows ? rows : e->logits, rows != NULL, err);
+                        : st_engine_prefill_piece(e, done, n);
+        st = st_engine_forward(e, tokens + done, k, (int32_t)done, rows ? rows : e->logits,
+                               rows != NULL, err);
         if (st == ST_OK && rows) {
             st_prompt_logprobs_report(rows, k, tokens, n, done, nv, n_top, e->pool, on_prompt,
                                       user);
@@ -64,6 +115,8 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32
         done += k;
     }
     free(rows);
+    if (st == ST_OK)
+        st_engine_prefilled(e, n);
     return st;
 }
 
@@ -117,13 +170,17 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                                 "prompt token %zu is %d, outside the vocabulary of %u",
                                 i, prompt[i], e->shape.n_vocab);
 
-    st_engine_reset(e, params ? params->seed : 0);
+    /* The prompt's own log-probabilities need every position's logits,
+     * so such a request prefills it all. */
+    bool reuse = params && !params->fresh_cache && !params->on_prompt_logprobs;
+    uint32_t cached = st_engine_begin(e, prompt, n_prompt, params ? params->seed : 0, reuse);
+    stats->n_cached = cached;
     for (size_t i = 0; i < n_prompt; i++)
         if ((st = st_sampler_chain_accept(&e->chain, prompt[i], true, err)) != ST_OK)
             return st;
 
     double t0 = now_s();
-    if ((st = st_engine_prefill(e, prompt, n_prompt, 0,
+    if ((st = st_engine_prefill(e, prompt, n_prompt, cached,
                                 params ? params->on_prompt_logprobs : NULL,
                                 params ? params->n_top_logprobs : 0, user, err)) != ST_OK) {
         stats->cancelled = st == ST_E_CANCELLED;

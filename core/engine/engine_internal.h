@@ -80,6 +80,13 @@ struct st_engine {
     float *block_logits;     /* [block][n_vocab] when entropy is observed */
     float *prev_logits;      /* [n_vocab] logits before the current block */
     bool have_prev_logits;
+    /* The prompt-prefix cache (ST_ATTN_PREFIX_REUSE, engine_generate.c):
+     * the first reuse_slots slots of kv were written by the last request's
+     * prompt prefill, and still are while kv->epoch == reuse_epoch.
+     * prefix_ok: this strategy and backend allow taking them. */
+    bool prefix_ok;
+    uint32_t reuse_slots;
+    uint64_t reuse_epoch;
 
     /* model_score's own cache and forward pass (engine_model_score.c),
      * made on the first request and grown when one needs more: a plugin
@@ -183,12 +190,29 @@ void st_engine_model_score_free(st_engine *e);
  * NULL when none does. */
 const char *st_engine_reader_name(st_engine *e);
 
-/* Prefill in blocks (engine_generate.c); the next-token logits of the last
- * token land in e->logits. on_prompt (NULL: none) gets the tokens' own
- * log-probabilities as st_generate_params.on_prompt_logprobs says. */
-st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, int32_t pos0,
+/* Prefill tokens[from..n) at positions from.. in blocks (engine_generate.c),
+ * cut where a whole prefill from 0 cuts them; the next-token logits of the
+ * last token land in e->logits. on_prompt (NULL: none; then from is 0)
+ * gets the tokens' own log-probabilities as
+ * st_generate_params.on_prompt_logprobs says. */
+st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_t from,
                             st_logprobs_fn on_prompt, uint32_t n_top, void *user,
                             st_error *err);
+
+/* Start a request on e (engine_generate.c): samplers reset with seed, the
+ * attention plugin reset, and the cache emptied, or, when `reuse` and the
+ * strategy allows it, cut to the leading prompt tokens the previous
+ * request's prefill left there (st_engine_cached_prefix). Returns how many
+ * prompt tokens are in the cache already: the prefill starts there. */
+uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t seed,
+                         bool reuse);
+/* How many leading tokens of `prompt` st_engine_begin would keep. */
+uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n);
+/* The prompt's prefill is complete: its n slots may serve the next request. */
+void st_engine_prefilled(st_engine *e, size_t n);
+/* The size of the prefill piece at `done` of n: up to the end of the
+ * engine's block, as a whole prefill from 0 cuts. */
+size_t st_engine_prefill_piece(const st_engine *e, size_t done, size_t n);
 
 /* The cores online: the thread count when neither the caller nor the
  * strategy sets one. */

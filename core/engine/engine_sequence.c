@@ -161,7 +161,8 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         s->prompt_rows = NULL;
         return st;
     }
-    st_engine_reset(e, params.seed);
+    uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed,
+                                      !params.fresh_cache && !params.on_prompt_logprobs);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
@@ -173,7 +174,7 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         return st;
     }
     s->n_prompt = n_prompt;
-    s->n_prefilled = 0;
+    s->n_prefilled = cached;
     s->max_tokens = params.max_tokens;
     s->ignore_eos = params.ignore_eos;
     s->first_logits = params.first_logits;
@@ -182,12 +183,13 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     s->on_prompt_logprobs = params.on_prompt_logprobs;
     s->n_top_logprobs = params.n_top_logprobs;
     s->user = user;
-    s->pos = 0;
+    s->pos = (int32_t)cached;
     s->t_start = now_s();
     s->t_decode = 0;
     st_utf8_stream_init(&s->utf8);
     memset(&s->stats, 0, sizeof s->stats);
     s->stats.struct_size = sizeof s->stats;
+    s->stats.n_cached = cached;
     memset(&s->err, 0, sizeof s->err);
     s->status = ST_OK;
     atomic_store(&s->cancel, 0);
@@ -275,10 +277,10 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         }
         if (s->n_prefilled < s->n_prompt) {
             /* A chunk of the prompt, packed beside the others' blocks. */
-            size_t left = s->n_prompt - s->n_prefilled;
             lens[n] = s->prompt_rows ? st_prompt_logprobs_piece(s->n_prefilled, s->n_prompt,
                                                                 s->e->block)
-                                     : (left < s->e->block ? left : s->e->block);
+                                     : st_engine_prefill_piece(s->e, s->n_prefilled,
+                                                               s->n_prompt);
             rows[n] = s->prompt_rows;
             tokens[n] = s->prompt + s->n_prefilled;
             pos0[n] = (int32_t)s->n_prefilled;
@@ -309,6 +311,8 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                                               s->on_prompt_logprobs, s->user);
                 s->n_prefilled += lens[k];
                 s->pos = (int32_t)s->n_prefilled;
+                if (s->n_prefilled == s->n_prompt)
+                    st_engine_prefilled(s->e, s->n_prompt);
             } else {
                 s->pos++;
             }
@@ -326,6 +330,11 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
     free(rows);
     free(in);
     return st;
+}
+
+size_t st_sequence_cached_prefix(const st_sequence *s, const int32_t *prompt, size_t n)
+{
+    return s->busy ? 0 : st_engine_cached_prefix(s->e, prompt, n);
 }
 
 bool st_sequence_busy(const st_sequence *s)

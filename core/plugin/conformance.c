@@ -898,7 +898,10 @@ static void check_attention(const st_attention_ops *ops, void *inst,
     if (!check(rep, "attention.configure", st == ST_OK, "configure failed (%d): %s", (int)st,
                err.message))
         return;
-    check(rep, "attention.needs", (needs & ~7u) == 0, "unknown needs bits 0x%x", needs & ~7u);
+    const uint32_t known = ST_ATTN_NEEDS_QK | ST_ATTN_NEEDS_ENTROPY | ST_ATTN_NEEDS_WEIGHTS |
+                           ST_ATTN_PREFIX_REUSE;
+    check(rep, "attention.needs", (needs & ~known) == 0, "unknown needs bits 0x%x",
+          needs & ~known);
     bool needs_qk = needs & ST_ATTN_NEEDS_QK;
 
     /* Scenarios on an uncompacted cache: slot i holds position i. */

@@ -88,7 +88,8 @@ class StGenerateParams(Structure):
                 ("on_logprobs", c_void_p), ("n_top_logprobs", c_uint32),
                 # ABI 1.7
                 ("on_prompt_logprobs", c_void_p),
-                ("logit_bias", POINTER(StLogitBias)), ("n_logit_bias", c_size_t)]
+                ("logit_bias", POINTER(StLogitBias)), ("n_logit_bias", c_size_t),
+                ("fresh_cache", c_bool)]
 
 
 class StGenerateStats(Structure):
@@ -96,7 +97,9 @@ class StGenerateStats(Structure):
                 ("prefill_s", c_double), ("decode_s", c_double), ("stopped_by_eos", c_bool),
                 ("cancelled", c_bool),
                 # ABI 1.2
-                ("stopped_by_context", c_bool)]
+                ("stopped_by_context", c_bool),
+                # ABI 1.7
+                ("n_cached", c_uint32)]
 
 
 # text is c_void_p, not c_char_p: it is not NUL-terminated and may be empty.

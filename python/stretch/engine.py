@@ -185,7 +185,8 @@ class Engine(Handle):
                  constraint: Constraint | None = None,
                  logprobs: int | None = None,
                  prompt_logprobs: bool = False,
-                 logit_bias: dict[int, float] | None = None) -> Generation:
+                 logit_bias: dict[int, float] | None = None,
+                 fresh_cache: bool = False) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -201,6 +202,9 @@ class Engine(Handle):
         None); max_tokens=0 then scores the prompt alone.
         logit_bias: {token id: bias (-100..100)} added to the logits before
         the samplers for this call (-100 keeps a token out).
+        A prompt that begins as the previous call's did takes those tokens
+        from the cache where the strategy allows it (stats.n_cached), with
+        the same answer bit for bit; fresh_cache=True starts empty.
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -219,7 +223,8 @@ class Engine(Handle):
                 return 1
 
         params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
-                                        max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos)
+                                        max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos,
+                                        fresh_cache=fresh_cache)
         entries: list[TokenLogprob] = []
         prompt_entries: list[TokenLogprob] = []
 
@@ -263,7 +268,8 @@ class Engine(Handle):
                           stats=GenerateStats(
             n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
             decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),
-            cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context)))
+            cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context),
+            n_cached=stats.n_cached))
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                ignore_eos: bool = False, constraint: Constraint | None = None):

@@ -38,6 +38,7 @@ class GenerateStats:
     stopped_by_eos: bool
     cancelled: bool
     stopped_by_context: bool = False  # the context filled; the tokens so far are kept
+    n_cached: int = 0  # prompt tokens taken from the previous call's cache
 
 
 @dataclass(frozen=True)

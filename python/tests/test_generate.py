@@ -171,3 +171,13 @@ def test_logit_bias_for_one_call(engine):
     assert engine.generate(PROMPT, max_tokens=6, ignore_eos=True).tokens == plain.tokens
     with pytest.raises(stretch.Error, match="-100 to 100"):
         engine.generate(PROMPT, max_tokens=2, logit_bias={5: 200})
+
+
+def test_a_repeated_prompt_comes_from_the_cache(engine):
+    ids = list(engine.prompt_ids(PROMPT))
+    first = engine.generate(ids, max_tokens=5, ignore_eos=True, fresh_cache=True)
+    assert first.stats.n_cached == 0
+    again = engine.generate(ids, max_tokens=5, ignore_eos=True)
+    assert 0 < again.stats.n_cached < len(ids) and again.tokens == first.tokens
+    fresh = engine.generate(ids, max_tokens=5, ignore_eos=True, fresh_cache=True)
+    assert fresh.stats.n_cached == 0 and fresh.tokens == first.tokens

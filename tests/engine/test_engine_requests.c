@@ -543,3 +543,120 @@ Test(engine_requests, prompt_logprobs_leave_the_first_logits_unchanged)
     free(echoed);
     st_engine_close(e);
 }
+
+/* ---- the prompt-prefix cache (ABI 1.7) ---- */
+
+typedef struct reuse_run {
+    picks p;
+    uint32_t cached;
+} reuse_run;
+
+static reuse_run run_prompt(st_engine *e, const int32_t *prompt, size_t n, bool fresh,
+                            float *first)
+{
+    reuse_run r;
+    memset(&r, 0, sizeof r);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true,
+                             .first_logits = first, .fresh_cache = fresh};
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    st_error err = {0};
+    cr_assert_eq(st_engine_generate(e, prompt, n, &gp, collect, &r.p, &stats, &err), ST_OK, "%s",
+                 err.message);
+    r.cached = stats.n_cached;
+    return r;
+}
+
+Test(engine_requests, a_shared_prompt_prefix_is_taken_from_the_cache_and_changes_nothing)
+{
+    st_engine *e = open_engine("reuse.yaml", "  - plugin: greedy\nparallel: 1\n");
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    float *a = malloc(info.n_vocab * sizeof *a), *b = malloc(info.n_vocab * sizeof *b);
+    int32_t p1[116], p2[100];
+    uint32_t x = 5;
+    for (size_t i = 0; i < 116; i++) {
+        x = x * 1103515245u + 12345u;
+        p1[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+    memcpy(p2, p1, 70 * sizeof *p2);
+    for (size_t i = 70; i < 100; i++)
+        p2[i] = 40 + (int32_t)(i % 50);
+    /* Each prompt against an empty cache, then after the one before. */
+    struct {
+        const int32_t *prompt;
+        size_t n;
+        uint32_t cached; /* what the cache should give */
+    } steps[] = {
+        {p1, 100, 0},
+        {p2, 100, 70},  /* 70 shared */
+        {p1, 100, 70},
+        {p1, 100, 92},  /* all but the last is shared; the rest keeps 8 rows */
+        {p1, 116, 100}, /* the previous prompt, not the tokens it generated */
+    };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        reuse_run fresh = run_prompt(e, steps[k].prompt, steps[k].n, true, a);
+        cr_expect_eq(fresh.cached, 0);
+        /* Put the previous prompt back in the cache (before the first, one
+         * that shares nothing). */
+        static const int32_t other[8] = {50, 50, 50, 50, 50, 50, 50, 50};
+        if (k > 0)
+            run_prompt(e, steps[k - 1].prompt, steps[k - 1].n, true, b);
+        else
+            run_prompt(e, other, 8, true, b);
+        reuse_run got = run_prompt(e, steps[k].prompt, steps[k].n, false, b);
+        cr_expect_eq(got.cached, steps[k].cached, "step %zu: %u cached", k, got.cached);
+        cr_expect(memcmp(a, b, info.n_vocab * sizeof *a) == 0, "step %zu: the logits differ", k);
+        cr_expect(got.p.n == fresh.p.n && memcmp(got.p.ids, fresh.p.ids, 6 * 4) == 0,
+                  "step %zu: the answer differs", k);
+    }
+    /* Scoring uses the cache for itself: nothing is kept after it. */
+    float nll[100];
+    st_error err = {0};
+    cr_assert_eq(st_engine_score(e, p1, 100, 0, nll, NULL, NULL, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(run_prompt(e, p1, 100, false, b).cached, 0);
+    /* On a sequence: the same, and the prefix it would take is told. */
+    st_sequence *s = NULL;
+    cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true,
+                             .first_logits = b};
+    for (int round = 0; round < 2; round++) {
+        picks out;
+        memset(&out, 0, sizeof out);
+        size_t told = st_sequence_cached_prefix(s, p2, 100);
+        cr_expect_eq(told, round == 0 ? 0 : 70, "round %d: %zu", round, told);
+        cr_assert_eq(st_sequence_start(s, round ? p2 : p1, 100, &gp, collect, &out, &err), ST_OK,
+                     "%s", err.message);
+        uint32_t active = 1;
+        while (active)
+            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        st_generate_stats stats = {.struct_size = sizeof stats};
+        cr_assert_eq(st_sequence_result(s, &stats, &err), ST_OK, "%s", err.message);
+        cr_expect_eq(stats.n_cached, round == 0 ? 0 : 70);
+        run_prompt(e, round ? p2 : p1, 100, true, a);
+        cr_expect(memcmp(a, b, info.n_vocab * sizeof *a) == 0, "round %d: logits differ", round);
+    }
+    st_sequence_close(s);
+    free(a);
+    free(b);
+    st_engine_close(e);
+}
+
+Test(engine_requests, a_strategy_that_drops_slots_keeps_no_prefix)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/window.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
+               "positional-encoding: {plugin: rope}\n"
+               "attention: {plugin: sliding-window, params: {window: 32}}\n"
+               "samplers:\n  - plugin: greedy\n", model_path);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
+    static const int32_t prompt[] = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33};
+    run_prompt(e, prompt, 12, false, NULL);
+    cr_expect_eq(run_prompt(e, prompt, 12, false, NULL).cached, 0);
+    st_engine_close(e);
+}

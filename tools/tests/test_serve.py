@@ -1416,3 +1416,34 @@ def test_several_answers_on_one_sequence_and_a_client_that_leaves(models_dir):
         assert again.choices[0].text == r.choices[0].text
     finally:
         assert s.stop() == 0
+
+
+# -- the prompt-prefix cache --------------------------------------------------
+
+def test_a_repeated_prompt_comes_from_a_sequences_cache(server):
+    def complete(prompt, **extra):
+        status, _, raw = server.request("POST", "/v1/completions", {
+            "model": "tiny", "prompt": prompt, "max_tokens": 8, **extra})
+        assert status == 200, raw
+        r = json.loads(raw)
+        return r["choices"][0]["text"], r["usage"]
+    x = "Once upon a time there was a king who ruled a land of rivers and hills"
+    y = "The capital of France is a city of bridges, museums and cafes by the river"
+    before = metric(server, "stretch_prompt_tokens_cached_total")
+    text_x, usage = complete(x, cache_prompt=False)
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 0
+    complete(y)
+    # Two sequences: x's cache is still on the one y did not take.
+    again, usage = complete(x)
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    assert again == text_x and 0 < cached < usage["prompt_tokens"], usage
+    assert metric(server, "stretch_prompt_tokens_cached_total") >= before + cached
+    # A longer prompt that begins as x: x's tokens but the last (at least
+    # one is always prefilled, and the cut keeps whole paths).
+    longer, usage = complete(x + " and forests")
+    assert usage["prompt_tokens_details"]["cached_tokens"] > 0
+    fresh, usage = complete(x + " and forests", cache_prompt=False)
+    assert fresh == longer and usage["prompt_tokens_details"]["cached_tokens"] == 0
+    status, _, raw = server.request("POST", "/v1/completions",
+                                    {"model": "tiny", "prompt": x, "cache_prompt": "no"})
+    assert status == 400 and json.loads(raw)["error"]["param"] == "cache_prompt"

@@ -31,7 +31,9 @@ static void dense_destroy(void *inst)
 static st_status dense_configure(void *inst, const st_model_shape *shape, uint32_t *needs,
                                  int32_t *weights_layer, st_error *err)
 {
-    *needs = 0;
+    /* Full causal attention keeps no state: a request may start from the
+     * previous one's cached prompt. */
+    *needs = ST_ATTN_PREFIX_REUSE;
     *weights_layer = -1;
     return ST_OK;
 }

@@ -227,6 +227,11 @@ typedef struct st_kv_heads {
 #define ST_ATTN_NEEDS_QK      (1u << 0) /* plan wants q and k values */
 #define ST_ATTN_NEEDS_ENTROPY (1u << 1) /* call on_entropy for each new token */
 #define ST_ATTN_NEEDS_WEIGHTS (1u << 2) /* call on_attention for `weights_layer` */
+/* Since 1.7, not a need but a promise: plan() depends only on its query
+ * and the cache (reset() forgets nothing that matters), so the host may
+ * start a request from the previous request's cached prompt tokens that it
+ * shares (a prompt-prefix cache). Without it every request starts empty. */
+#define ST_ATTN_PREFIX_REUSE  (1u << 3)
 
 typedef struct st_attention_ops {
     uint32_t struct_size;

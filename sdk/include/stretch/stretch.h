@@ -258,6 +258,15 @@ typedef struct st_generate_params {
      * -100 .. 100, is refused. NULL: none. */
     const st_logit_bias *logit_bias; /* [n_logit_bias]; borrowed */
     size_t n_logit_bias;
+    /* Start from an empty cache. Otherwise, where the strategy allows it
+     * (an attention plugin with ST_ATTN_PREFIX_REUSE, no retention, the CPU
+     * backend), a request whose prompt begins as the previous request's
+     * prompt on this engine or sequence did takes those tokens' keys and
+     * values from the cache instead of computing them again
+     * (st_generate_stats.n_cached says how many). The answer is the one an
+     * empty cache gives, bit for bit. A request with on_prompt_logprobs
+     * always starts empty. */
+    bool fresh_cache;
 } st_generate_params;
 
 /* Set struct_size = sizeof(st_generate_stats) before the call: the host
@@ -272,6 +281,8 @@ typedef struct st_generate_stats {
     bool cancelled;
     /* -- ABI 1.2 -- */
     bool stopped_by_context; /* the context filled: the tokens so far are kept */
+    /* -- ABI 1.7 -- */
+    uint32_t n_cached;       /* prompt tokens taken from the cache (fresh_cache) */
 } st_generate_stats;
 
 /* Run the prompt (all tokens, prepacked into blocks) and generate. The KV
@@ -318,6 +329,12 @@ ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t
  * every request in it with that error (see st_sequence_result); the
  * engine stays usable. */
 ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err);
+
+/* How many leading tokens of `prompt` a request started now on the
+ * sequence would take from its cache (st_generate_params.fresh_cache):
+ * for choosing, among free sequences, the one that holds the most of a
+ * prompt (since 1.7). */
+ST_API size_t st_sequence_cached_prefix(const st_sequence *s, const int32_t *prompt, size_t n);
 
 /* Whether a request is running on the sequence. */
 ST_API bool st_sequence_busy(const st_sequence *s);

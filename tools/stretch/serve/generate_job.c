@@ -499,10 +499,12 @@ static void job_respond(st_job *job)
         job_finish(job, false);
         return;
     }
-    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)job->usage_prompt,
-                              "completion_tokens", (json_int_t)job->usage_completion,
-                              "total_tokens",
-                              (json_int_t)(job->usage_prompt + job->usage_completion));
+    json_t *usage = json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens",
+                              (json_int_t)job->usage_prompt, "completion_tokens",
+                              (json_int_t)job->usage_completion, "total_tokens",
+                              (json_int_t)(job->usage_prompt + job->usage_completion),
+                              "prompt_tokens_details", "cached_tokens",
+                              (json_int_t)job->usage_cached);
     if (job->req.stream) {
         json_decref(choices);
         json_decref(retrieved);
@@ -562,8 +564,10 @@ static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stat
         answer_ended(job);
         return;
     }
-    if (g->index % job->req.n == 0)
+    if (g->index % job->req.n == 0) {
         job->usage_prompt += stats->n_prompt;
+        job->usage_cached += stats->n_cached;
+    }
     job->usage_completion += g->n_tokens;
     if (job->req.stream) {
         if (g->len > g->sent)
@@ -828,6 +832,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         .on_prompt_logprobs = req->echo && req->logprobs ? on_logprobs : NULL,
         .logit_bias = req->logit_bias,
         .n_logit_bias = req->n_logit_bias,
+        .fresh_cache = req->fresh_cache,
     };
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
@@ -915,6 +920,7 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
     gen_state *g = &r->g;
     st_server_metrics *m = &job->srv->metrics;
     atomic_fetch_add(&m->prompt_tokens, stats->n_prompt);
+    atomic_fetch_add(&m->cached_prompt_tokens, stats->n_cached);
     atomic_fetch_add(&m->generated_tokens, g->n_tokens);
     atomic_fetch_add(&m->prefill_us, (uint64_t)(stats->prefill_s * 1e6));
     atomic_fetch_add(&m->decode_us, (uint64_t)(stats->decode_s * 1e6));

@@ -34,6 +34,8 @@ typedef struct st_runner {
     st_job **jobs;             /* [ST_PARALLEL_MAX]: the job on each sequence */
     st_job_run **runs;         /* [ST_PARALLEL_MAX] */
     st_job *partial;           /* a job with answers still to start (queue_lock to write) */
+    uint64_t used[ST_PARALLEL_MAX]; /* when each sequence last took an answer */
+    uint64_t uses;
 } st_runner;
 
 static void close_engine(st_runner *r)
@@ -234,6 +236,26 @@ static void admit(st_runner *r, uint32_t running)
             st_token_fn fn;
             void *user;
             st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+            /* Of the free sequences, the one whose cache holds the most of
+             * this prompt (a conversation's next turn, a shared system
+             * prompt) saves the most prefill. */
+            /* Of the free sequences, the one whose cache holds the most of
+             * this prompt (a conversation's next turn, a shared system
+             * prompt) saves the most prefill; among equals, the one used
+             * least recently, so that other prompts' caches live longer. */
+            size_t best = gp->fresh_cache ? 0 : st_sequence_cached_prefix(r->seqs[slot], ids,
+                                                                          n_ids);
+            for (uint32_t i = slot + 1; i < r->parallel; i++) {
+                if (r->jobs[i])
+                    continue;
+                size_t have = gp->fresh_cache ? 0 : st_sequence_cached_prefix(r->seqs[i], ids,
+                                                                              n_ids);
+                if (have > best || (have == best && r->used[i] < r->used[slot])) {
+                    best = have;
+                    slot = i;
+                }
+            }
+            r->used[slot] = ++r->uses;
             st_error err;
             memset(&err, 0, sizeof err);
             st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);

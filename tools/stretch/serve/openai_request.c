@@ -518,6 +518,12 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
         r->include_usage = true;
     /* stretch's own: a model whose manifest names a retriever index
      * augments the prompt unless the request turns that off. */
+    /* llama-server's: false starts the request from an empty cache. */
+    json_t *cache = field(root, "cache_prompt");
+    if (cache && !json_is_boolean(cache))
+        return fail(msg, size, param, "cache_prompt", "'cache_prompt': expected a boolean, "
+                    "found %s", type_of(cache));
+    r->fresh_cache = cache && json_is_false(cache);
     json_t *retrieval = field(root, "retrieval");
     if (retrieval) {
         if (!json_is_boolean(retrieval))

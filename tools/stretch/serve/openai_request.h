@@ -69,6 +69,7 @@ typedef struct st_gen_request {
     bool stream;
     bool include_usage;        /* stream_options.include_usage */
     bool no_retrieval;         /* "retrieval": false: skip the manifest's index */
+    bool fresh_cache;          /* llama-server's "cache_prompt": false */
     /* A constraint sampler for this request (response_format, or
      * llama-server's grammar): the plugin, its parameters as text (the
      * schema or grammar always inline, a JSON object or GBNF rules, never

@@ -89,7 +89,7 @@ static void metrics(st_conn *c, bool keep_alive)
     uv_mutex_unlock(&srv->queue_lock);
     uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
     double decode_s = atomic_load(&m->decode_us) / 1e6;
-    char body[3072];
+    char body[3584];
     int n = snprintf(body, sizeof body,
         "# HELP stretch_requests_total HTTP requests received.\n"
         "# TYPE stretch_requests_total counter\nstretch_requests_total %llu\n"
@@ -99,6 +99,9 @@ static void metrics(st_conn *c, bool keep_alive)
         "# TYPE stretch_completions_total counter\nstretch_completions_total %llu\n"
         "# HELP stretch_prompt_tokens_total Prompt tokens processed.\n"
         "# TYPE stretch_prompt_tokens_total counter\nstretch_prompt_tokens_total %llu\n"
+        "# HELP stretch_prompt_tokens_cached_total Prompt tokens taken from a sequence's cache.\n"
+        "# TYPE stretch_prompt_tokens_cached_total counter\n"
+        "stretch_prompt_tokens_cached_total %llu\n"
         "# HELP stretch_generated_tokens_total Tokens generated.\n"
         "# TYPE stretch_generated_tokens_total counter\nstretch_generated_tokens_total %llu\n"
         "# HELP stretch_prefill_seconds_total Time spent on prompts.\n"
@@ -123,7 +126,7 @@ static void metrics(st_conn *c, bool keep_alive)
         "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n",
         (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
         (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
-        (unsigned long long)gen, atomic_load(&m->prefill_us) / 1e6, decode_s,
+        (unsigned long long)atomic_load(&m->cached_prompt_tokens), (unsigned long long)gen, atomic_load(&m->prefill_us) / 1e6, decode_s,
         gen > done ? decode_s / (double)(gen - done) : 0.0,
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
         (unsigned long long)atomic_load(&m->embedded_texts),

@@ -82,7 +82,7 @@ typedef struct st_job {
     struct st_job_run **pending; /* [n_choices]: prepared, not yet handed out */
     void *choices;             /* json_t array of the finished answers (not streamed) */
     void *retrieved;           /* json_t: one answer's retrieval hits, or NULL */
-    uint64_t usage_prompt, usage_completion;
+    uint64_t usage_prompt, usage_completion, usage_cached;
     bool headers_sent;         /* streamed: the HTTP head is out */
     int fail_status;           /* the first answer that failed, 0 when none */
     const char *fail_param;
@@ -108,6 +108,7 @@ typedef struct st_server_metrics {
     atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
     atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
     atomic_uint_fast64_t embedded_texts, embedded_tokens, embedding_batches;
+    atomic_uint_fast64_t cached_prompt_tokens; /* taken from a sequence's cache */
 } st_server_metrics;
 
 struct st_server {
