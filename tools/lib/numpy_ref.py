@@ -93,6 +93,20 @@ class NumpyReference:
 
     def last_logits(self, ids: list[int]):
         """float64[n_vocab] logits after the last of ids (causal, from position 0)."""
+        return self.logits(ids)[-1]
+
+    def nll(self, ids: list[int]):
+        """float64[len(ids)]: -log p(ids[t] | ids[<t]) for t >= 1 (index 0 is 0)."""
+        np = self.np
+        z = self.logits(ids)[:-1]
+        mx = z.max(axis=1, keepdims=True)
+        lse = (mx + np.log(np.exp(z - mx).sum(axis=1, keepdims=True)))[:, 0]
+        out = np.zeros(len(ids))
+        out[1:] = lse - z[np.arange(len(ids) - 1), np.asarray(ids[1:])]
+        return out
+
+    def logits(self, ids: list[int]):
+        """float64[len(ids), n_vocab]: the logits after each of ids."""
         np = self.np
         T, H, KV, D = len(ids), self.n_head, self.n_head_kv, self.head_dim
         pos = np.arange(T, dtype=np.float64)
@@ -114,5 +128,5 @@ class NumpyReference:
             h = self._rms_norm(x, L["ffn_norm"])
             g = h @ L["ffn_gate"].T
             x = x + ((g / (1.0 + np.exp(-g))) * (h @ L["ffn_up"].T)) @ L["ffn_down"].T
-        x = self._rms_norm(x[-1], self.output_norm)
-        return self.output @ x
+        x = self._rms_norm(x, self.output_norm)
+        return x @ self.output.T

@@ -50,4 +50,4 @@ def test_another_architecture_is_refused(tmp_path):
     subprocess.run([str(gen), "--bert", "--out", str(tmp_path / "enc.gguf")], check=True)
     out = subprocess.run([sys.executable, str(TOOL), "--model", str(tmp_path / "enc.gguf"),
                           "--ids", "[1, 2, 3]"], capture_output=True, text=True)
-    assert out.returncode == 2 and "llama only" in out.stderr, out.stderr
+    assert out.returncode == 2 and "knows only 'llama'" in out.stderr, out.stderr
