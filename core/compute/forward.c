@@ -1124,9 +1124,8 @@ static void attn_task_fn(void *arg, uint32_t ith, uint32_t nth)
 
 /* ---- tiled attention -------------------------------------------------- */
 
-/* Blocks of 2..7 queries stay on the gather path: a tile's rows would be
- * mostly padding. One query (decode) is split along the keys. */
-#define TILED_MIN_Q 8
+/* Blocks of 2..ST_FORWARD_TILED_MIN_ROWS-1 queries stay on the gather
+ * path (forward.h). One query (decode) is split along the keys. */
 
 /* The tiled path takes a layer whose plan is only contiguous ranges for
  * all heads, with no posenc bias callback (per key; ALiBi's slopes are data
@@ -1142,7 +1141,7 @@ static bool layer_tiled(const st_forward_ctx *c, uint32_t layer, uint32_t n)
 {
     const st_model_hparams *hp = &c->m->hp;
     if (c->tiled_off || c->ggml ||
-        (n < TILED_MIN_Q && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
+        (n < ST_FORWARD_TILED_MIN_ROWS && !st_attn_tiled_splits(n, hp->n_heads, hp->n_kv_heads)) ||
         records_weights(c, layer) || c->kv->hn ||
         (c->want_stats && c->stats_layers[layer]) ||
         ((c->pe_flags & ST_POSENC_BIAS) && c->bias) ||

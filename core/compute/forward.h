@@ -76,6 +76,13 @@ typedef struct st_forward_config {
 /* Logits for every token of the block, not only the last one. */
 #define ST_FORWARD_ALL_LOGITS (1u << 0)
 
+/* Blocks of fewer rows take the gather attention path (a tile's rows
+ * would be mostly padding), whose rounding differs from the tiled path's;
+ * blocks of this many or more give the same logits however a prompt is
+ * cut. A caller that cuts a prompt otherwise than a whole prefill does
+ * (echo, a cached prefix) keeps its pieces at or above it. */
+#define ST_FORWARD_TILED_MIN_ROWS 8
+
 typedef struct st_forward_ctx st_forward_ctx;
 
 st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **out,

@@ -32,10 +32,6 @@ void st_engine_reset(st_engine *e, uint64_t seed)
     e->reuse_slots = 0;
 }
 
-/* Below 8 rows a block takes the gather attention path, whose rounding
- * differs from the tiled path's (forward.c's TILED_MIN_Q). */
-enum { TILED_ROWS = 8 };
-
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n)
 {
     if (!e->prefix_ok || e->kv->epoch != e->reuse_epoch || n < 2)
@@ -46,12 +42,14 @@ uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size
         L++;
     /* The rest is prefilled from L, cut where a whole prefill cuts: the
      * first piece, [L, the end of L's block), must be that whole block or
-     * hold 8 rows or more, so that it takes the path the whole block takes
-     * and every logit is the fresh request's, bit for bit. */
+     * hold ST_FORWARD_TILED_MIN_ROWS rows or more, so that it takes the
+     * path the whole block takes and every logit is the fresh request's,
+     * bit for bit (st_prefill_piece's rule, from the other side). */
+    const size_t min_rows = ST_FORWARD_TILED_MIN_ROWS;
     size_t start = L - L % e->block;
     size_t end = n - start < e->block ? n : start + e->block;
-    if (L > start && end - L < TILED_ROWS)
-        L = end - start >= TILED_ROWS ? end - TILED_ROWS : start;
+    if (L > start && end - L < min_rows)
+        L = end - start >= min_rows ? end - min_rows : start;
     return (uint32_t)L;
 }
 
@@ -77,10 +75,15 @@ void st_engine_prefilled(st_engine *e, size_t n)
     e->reuse_epoch = e->kv->epoch;
 }
 
-size_t st_engine_prefill_piece(const st_engine *e, size_t done, size_t n)
+size_t st_prefill_piece(size_t done, size_t n, size_t block, size_t cap)
 {
-    size_t to_block_end = e->block - done % e->block;
-    return n - done < to_block_end ? n - done : to_block_end;
+    size_t start = done - done % block;
+    size_t end = n - start < block ? n : start + block;
+    size_t left = end - done;
+    size_t piece = left < cap ? left : cap;
+    if (left > piece && left - piece < ST_FORWARD_TILED_MIN_ROWS)
+        piece = left - ST_FORWARD_TILED_MIN_ROWS;
+    return piece;
 }
 
 /* Prefill `n` tokens starting at position pos0, in blocks; the last
@@ -91,11 +94,11 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_
 {
     uint32_t nv = e->shape.n_vocab;
     float *rows = NULL;
+    size_t cap = e->block;
     if (on_prompt) {
-        size_t block = e->block < ST_PROMPT_LOGPROBS_BLOCK ? e->block : ST_PROMPT_LOGPROBS_BLOCK;
-        if (!(rows = malloc(sizeof(float) * nv * block)))
-            return st_error_set(err, ST_E_NOMEM, "out of memory for %zu x %u logits", block,
-                                nv);
+        cap = e->block < ST_PROMPT_LOGPROBS_BLOCK ? e->block : ST_PROMPT_LOGPROBS_BLOCK;
+        if (!(rows = malloc(sizeof(float) * nv * cap)))
+            return st_error_set(err, ST_E_NOMEM, "out of memory for %zu x %u logits", cap, nv);
     }
     st_status st = ST_OK;
     for (size_t done = from; done < n && st == ST_OK;) {
@@ -103,8 +106,7 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_
             st = st_error_set(err, ST_E_CANCELLED, "cancelled");
             break;
         }
-        size_t k = rows ? st_prompt_logprobs_piece(done, n, e->block)
-                        : st_engine_prefill_piece(e, done, n);
+        size_t k = st_prefill_piece(done, n, e->block, cap);
         st = st_engine_forward(e, tokens + done, k, (int32_t)done, rows ? rows : e->logits,
                                rows != NULL, err);
         if (st == ST_OK && rows) {

@@ -210,9 +210,12 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n);
 /* The prompt's prefill is complete: its n slots may serve the next request. */
 void st_engine_prefilled(st_engine *e, size_t n);
-/* The size of the prefill piece at `done` of n: up to the end of the
- * engine's block, as a whole prefill from 0 cuts. */
-size_t st_engine_prefill_piece(const st_engine *e, size_t done, size_t n);
+/* The size of the prefill piece at `done` of n tokens: up to the end of
+ * the engine's `block` (where a whole prefill from 0 cuts), at most `cap`
+ * rows (echo holds a piece's logits at once), and never leaving fewer
+ * than ST_FORWARD_TILED_MIN_ROWS rows of a block that has more, so that
+ * every row takes the attention path the whole prefill gives it. */
+size_t st_prefill_piece(size_t done, size_t n, size_t block, size_t cap);
 
 /* The cores online: the thread count when neither the caller nor the
  * strategy sets one. */

@@ -277,10 +277,8 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         }
         if (s->n_prefilled < s->n_prompt) {
             /* A chunk of the prompt, packed beside the others' blocks. */
-            lens[n] = s->prompt_rows ? st_prompt_logprobs_piece(s->n_prefilled, s->n_prompt,
-                                                                s->e->block)
-                                     : st_engine_prefill_piece(s->e, s->n_prefilled,
-                                                               s->n_prompt);
+            lens[n] = st_prefill_piece(s->n_prefilled, s->n_prompt, s->e->block,
+                                       s->prompt_rows ? ST_PROMPT_LOGPROBS_BLOCK : s->e->block);
             rows[n] = s->prompt_rows;
             tokens[n] = s->prompt + s->n_prefilled;
             pos0[n] = (int32_t)s->n_prefilled;

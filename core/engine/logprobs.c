@@ -121,15 +121,3 @@ void st_prompt_logprobs_report(const float *rows, size_t k, const int32_t *promp
     free(out);
     free(t);
 }
-
-size_t st_prompt_logprobs_piece(size_t done, size_t n, size_t block)
-{
-    enum { MIN_ROWS = 8 };
-    size_t start = done - done % block;               /* the engine's block */
-    size_t end = n - start < block ? n : start + block;
-    size_t left = end - done;
-    size_t piece = left < ST_PROMPT_LOGPROBS_BLOCK ? left : ST_PROMPT_LOGPROBS_BLOCK;
-    if (left > piece && left - piece < MIN_ROWS)
-        piece = left - MIN_ROWS;
-    return piece;
-}

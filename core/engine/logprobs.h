@@ -28,14 +28,4 @@ void st_prompt_logprobs_report(const float *rows, size_t k, const int32_t *promp
  * logits are held at once, so it is kept smaller than the engine's. */
 #define ST_PROMPT_LOGPROBS_BLOCK 64
 
-/* The next piece of a prompt prefilled for its log-probabilities, `done`
- * of n tokens in: at most ST_PROMPT_LOGPROBS_BLOCK, within the engine's
- * own block (`block`), and never leaving a piece of under 8 rows where the
- * engine's block has 8 or more. A block of 8 rows or more takes the tiled
- * attention (forward.c's TILED_MIN_Q) and gives the same logits however
- * it is cut; fewer take the gather path, whose rounding differs. So the
- * pieces give the logits the plain prefill gives, and the answer after an
- * echoed prompt is the answer without echo. */
-size_t st_prompt_logprobs_piece(size_t done, size_t n, size_t block);
-
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "chat_template.h"
+#include "engine_internal.h"
 #include "logprobs.h"
 #include "utf8_stream.h"
 
@@ -95,7 +96,7 @@ Test(chat_template, unknown_or_missing_templates_are_refused)
     cr_assert_null(out);
 }
 
-/* ---- the pieces an echoed prompt is prefilled in (logprobs.h) ---- */
+/* ---- the pieces an echoed prompt is prefilled in (st_prefill_piece) ---- */
 
 /* Every prompt length and engine block: the pieces cover the prompt in
  * order, stay inside the engine's blocks, hold at most
@@ -109,7 +110,7 @@ Test(engine_parts, prompt_logprobs_pieces_keep_the_blocks_attention_path)
         for (size_t n = 1; n <= 1100; n++) {
             size_t block = blocks[b];
             for (size_t done = 0; done < n;) {
-                size_t piece = st_prompt_logprobs_piece(done, n, block);
+                size_t piece = st_prefill_piece(done, n, block, ST_PROMPT_LOGPROBS_BLOCK);
                 size_t start = done - done % block;
                 size_t block_rows = n - start < block ? n - start : block;
                 cr_assert(piece >= 1 && piece <= ST_PROMPT_LOGPROBS_BLOCK,
