@@ -71,7 +71,11 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
 
 void st_engine_prefilled(st_engine *e, size_t n)
 {
-    e->reuse_slots = (uint32_t)n;
+    /* A last block of fewer than ST_FORWARD_TILED_MIN_ROWS rows took the
+     * gather path; a longer prompt computes those rows in a larger block
+     * on the tiled path, so they are not offered to it. */
+    size_t tail = n % e->block;
+    e->reuse_slots = (uint32_t)(tail && tail < ST_FORWARD_TILED_MIN_ROWS ? n - tail : n);
     e->reuse_epoch = e->kv->epoch;
 }
 

@@ -592,6 +592,8 @@ Test(engine_requests, a_shared_prompt_prefix_is_taken_from_the_cache_and_changes
         {p1, 100, 70},
         {p1, 100, 92},  /* all but the last is shared; the rest keeps 8 rows */
         {p1, 116, 100}, /* the previous prompt, not the tokens it generated */
+        {p1, 5, 0},     /* too short to keep any: it would be a block of 4 */
+        {p1, 100, 0},   /* 5 rows took the gather path; in 100 they are tiled */
     };
     for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
         reuse_run fresh = run_prompt(e, steps[k].prompt, steps[k].n, true, a);
