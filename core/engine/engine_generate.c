@@ -21,15 +21,22 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Forget everything of the previous request. */
-void st_engine_reset(st_engine *e, uint64_t seed)
+/* A new request's samplers and attention plugin; the cache is the
+ * caller's to empty or cut. */
+static void begin_request(st_engine *e, uint64_t seed)
 {
-    st_kv_cache_reset(e->kv);
     st_sampler_chain_reset(&e->chain, seed);
     if (e->attn->reset)
         e->attn->reset(e->attention.in->inst);
     e->have_prev_logits = false;
     e->reuse_slots = 0;
+}
+
+/* Forget everything of the previous request. */
+void st_engine_reset(st_engine *e, uint64_t seed)
+{
+    st_kv_cache_reset(e->kv);
+    begin_request(e, seed);
 }
 
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n)
@@ -58,14 +65,10 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
 {
     uint32_t keep = reuse ? st_engine_cached_prefix(e, prompt, n) : 0;
     if (keep == 0 || !st_kv_cache_truncate(e->kv, keep)) {
-        st_engine_reset(e, seed);
-        return 0;
+        st_kv_cache_reset(e->kv);
+        keep = 0;
     }
-    st_sampler_chain_reset(&e->chain, seed);
-    if (e->attn->reset)
-        e->attn->reset(e->attention.in->inst);
-    e->have_prev_logits = false;
-    e->reuse_slots = 0;
+    begin_request(e, seed);
     return keep;
 }
 

@@ -83,6 +83,16 @@ st_status st_sequence_open(st_engine *e, st_sequence **out, st_error *err)
     return ST_OK;
 }
 
+/* The request's own copies: its prompt and, with prompt
+ * log-probabilities, the rows of a piece's logits. */
+static void free_request_buffers(st_sequence *s)
+{
+    free(s->prompt);
+    free(s->prompt_rows);
+    s->prompt = NULL;
+    s->prompt_rows = NULL;
+}
+
 /* The request ends: flush held-back text, restore the chain, keep the
  * outcome. */
 static void finish(st_sequence *s, st_status st)
@@ -98,10 +108,7 @@ static void finish(st_sequence *s, st_status st)
     if (st == ST_E_CANCELLED)
         st_error_set(&s->err, st, "cancelled");
     st_request_samplers_close(&s->rs);
-    free(s->prompt);
-    s->prompt = NULL;
-    free(s->prompt_rows);
-    s->prompt_rows = NULL;
+    free_request_buffers(s);
     s->busy = false;
 }
 
@@ -147,18 +154,12 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     if (params.on_prompt_logprobs)
         s->prompt_rows = malloc(sizeof(float) * e->shape.n_vocab * ST_PROMPT_LOGPROBS_BLOCK);
     if (!s->prompt || (params.on_prompt_logprobs && !s->prompt_rows)) {
-        free(s->prompt);
-        free(s->prompt_rows);
-        s->prompt = NULL;
-        s->prompt_rows = NULL;
+        free_request_buffers(s);
         return st_error_set(err, ST_E_NOMEM, "out of memory");
     }
     memcpy(s->prompt, prompt, n_prompt * sizeof *prompt);
     if ((st = st_request_samplers_open(e, &params, &s->rs, err)) != ST_OK) {
-        free(s->prompt);
-        free(s->prompt_rows);
-        s->prompt = NULL;
-        s->prompt_rows = NULL;
+        free_request_buffers(s);
         return st;
     }
     uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed,
@@ -167,10 +168,7 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
         st_request_samplers_close(&s->rs);
-        free(s->prompt);
-        free(s->prompt_rows);
-        s->prompt = NULL;
-        s->prompt_rows = NULL;
+        free_request_buffers(s);
         return st;
     }
     s->n_prompt = n_prompt;
