@@ -121,18 +121,28 @@ static bool map_put(st_value *map, const char *key, st_value *v)
     return true;
 }
 
+/* A scalar of type t whose text is `text` (copied); NULL when out of
+ * memory. */
+static st_value *scalar(st_value_type t, const char *text)
+{
+    st_value *v = calloc(1, sizeof *v);
+    if (!v || !(v->s = strdup(text))) {
+        free(v);
+        return NULL;
+    }
+    v->type = t;
+    return v;
+}
+
 bool st_value_map_set_float(st_value *map, const char *key, double f)
 {
     if (!map || map->type != ST_VALUE_MAP || !key)
         return false;
-    st_value *v = calloc(1, sizeof *v);
     char text[32];
     snprintf(text, sizeof text, "%.9g", f);
-    if (!v || !(v->s = strdup(text))) {
-        free(v);
+    st_value *v = scalar(ST_VALUE_FLOAT, text);
+    if (!v)
         return false;
-    }
-    v->type = ST_VALUE_FLOAT;
     v->f = f;
     return map_put(map, key, v);
 }
@@ -144,14 +154,11 @@ bool st_value_map_set_number(st_value *map, const char *key, double f)
         return st_value_map_set_float(map, key, f);
     if (!map || map->type != ST_VALUE_MAP || !key)
         return false;
-    st_value *v = calloc(1, sizeof *v);
     char text[32];
     snprintf(text, sizeof text, "%lld", (long long)f);
-    if (!v || !(v->s = strdup(text))) {
-        free(v);
+    st_value *v = scalar(ST_VALUE_INT, text);
+    if (!v)
         return false;
-    }
-    v->type = ST_VALUE_INT;
     v->i = (int64_t)f;
     return map_put(map, key, v);
 }
@@ -160,11 +167,6 @@ bool st_value_map_set_string(st_value *map, const char *key, const char *text)
 {
     if (!map || map->type != ST_VALUE_MAP || !key || !text)
         return false;
-    st_value *v = calloc(1, sizeof *v);
-    if (!v || !(v->s = strdup(text))) {
-        free(v);
-        return false;
-    }
-    v->type = ST_VALUE_STRING;
-    return map_put(map, key, v);
+    st_value *v = scalar(ST_VALUE_STRING, text);
+    return v && map_put(map, key, v);
 }
