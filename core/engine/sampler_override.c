@@ -16,10 +16,10 @@ void st_request_samplers_close(st_request_samplers *rs)
     if (rs->e) {
         rs->e->chain.samplers = rs->engine_chain;
         rs->e->chain.n = rs->engine_n;
-    }
-    if (rs->biased) {
-        rs->biased->chain.bias = NULL;
-        rs->biased->chain.n_bias = 0;
+        if (rs->bias) {
+            rs->e->chain.bias = NULL;
+            rs->e->chain.n_bias = 0;
+        }
     }
     if (rs->owned)
         for (size_t i = 0; i < rs->n; i++)
@@ -107,7 +107,6 @@ static st_status install_bias(st_engine *e, const st_generate_params *p, size_t 
     memcpy(out->bias, p->logit_bias, n_bias * sizeof *out->bias);
     e->chain.bias = out->bias;
     e->chain.n_bias = n_bias;
-    out->biased = e;
     return ST_OK;
 }
 
@@ -115,6 +114,10 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
                                    st_request_samplers *out, st_error *err)
 {
     memset(out, 0, sizeof *out);
+    /* What close puts back, whatever the request changes of it. */
+    out->e = e;
+    out->engine_chain = e->chain.samplers;
+    out->engine_n = e->chain.n;
     if (p && p->n_top_logprobs > ST_TOP_LOGPROBS_MAX)
         return st_error_set(err, ST_E_INVALID, "n_top_logprobs is %u: at most %d",
                             p->n_top_logprobs, ST_TOP_LOGPROBS_MAX);
@@ -173,9 +176,6 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
         }
         out->chain[at] = out->owned[at];
     }
-    out->e = e;
-    out->engine_chain = e->chain.samplers;
-    out->engine_n = e->chain.n;
     e->chain.samplers = out->chain;
     e->chain.n = out->n;
     return install_bias(e, p, n_bias, out, err);

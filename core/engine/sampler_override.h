@@ -18,11 +18,10 @@ typedef struct st_request_samplers {
     st_instance **owned;   /* [n]: the fresh ones (NULL where the engine's) */
     size_t n;
     st_engine_plugin constraint; /* the request's constraint sampler's library */
-    st_engine *e;          /* whose chain holds `chain` (NULL: none was put in) */
+    st_engine *e;          /* the engine whose chain the request changes */
     st_instance **engine_chain; /* e's own chain and length, put back on close */
     size_t engine_n;
-    st_logit_bias *bias;   /* the request's logit biases, copied */
-    st_engine *biased;     /* whose chain holds them */
+    st_logit_bias *bias;   /* the request's logit biases, copied, on e's chain */
 } st_request_samplers;
 
 /* Check the request's sampling parameters (overrides, constraint, logit
