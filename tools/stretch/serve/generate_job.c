@@ -237,6 +237,14 @@ void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx)
     job_finish(job, false);
 }
 
+size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((uint32_t)ids[i] >= n_vocab)
+            return i;
+    return SIZE_MAX;
+}
+
 void st_job_detokenized(st_job *job, const char *text, size_t len)
 {
     respond_json_value(job, json_pack("{s:o}", "prompt", json_clean(text, len)));
@@ -766,10 +774,10 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     *status = 0;
     *param = req->chat ? "messages" : "prompt";
     int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
-    size_t bad_id = SIZE_MAX;
-    for (size_t i = 0; r->prompt && r->prompt->ids && i < r->n_ids && bad_id == SIZE_MAX; i++)
-        if ((uint32_t)r->run_ids[i] >= info.n_vocab)
-            bad_id = i;
+    /* Ids the tokenizer made are in the vocabulary; a client's may not be. */
+    size_t bad_id = r->prompt && r->prompt->ids
+                        ? st_first_bad_token(r->run_ids, r->n_ids, info.n_vocab)
+                        : SIZE_MAX;
     size_t bad_bias = SIZE_MAX;
     for (size_t k = 0; k < req->n_logit_bias && bad_bias == SIZE_MAX; k++)
         if ((uint32_t)req->logit_bias[k].token >= info.n_vocab)

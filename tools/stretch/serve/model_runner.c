@@ -148,15 +148,14 @@ static void tokenizer_job(st_runner *r, st_job *job)
     memset(&err, 0, sizeof err);
     if (job->detokenize_only) {
         const st_req_prompt *t = &job->req.prompts[0];
-        for (size_t i = 0; i < t->n_ids; i++)
-            if ((uint32_t)t->ids[i] >= info.n_vocab) {
-                char msg[256];
-                snprintf(msg, sizeof msg, "tokens[%zu] is %d, outside the vocabulary of model "
-                         "'%.100s' (%u tokens)", i, t->ids[i], job->req.model,
-                         info.n_vocab);
-                st_job_fail(job, 400, msg, "tokens");
-                return;
-            }
+        size_t i = st_first_bad_token(t->ids, t->n_ids, info.n_vocab);
+        if (i != SIZE_MAX) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "tokens[%zu] is %d, outside the vocabulary of model "
+                     "'%.100s' (%u tokens)", i, t->ids[i], job->req.model, info.n_vocab);
+            st_job_fail(job, 400, msg, "tokens");
+            return;
+        }
         char *text = NULL;
         size_t len = 0;
         if (st_engine_detokenize(r->engine, t->ids, t->n_ids, &text,

@@ -266,6 +266,8 @@ void st_job_free(st_job *job);
 /* A tokenize job's answer: msgpack-RPC's ids, or /tokenize's JSON (with the
  * model's context). */
 void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx);
+/* The first of n token ids outside a vocabulary of n_vocab, or SIZE_MAX. */
+size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab);
 /* /detokenize's answer. */
 void st_job_detokenized(st_job *job, const char *text, size_t len);
 /* A whole 200 answer with a JSON body (len bytes); the job is done. */
