@@ -31,12 +31,16 @@ WORDS = ("the quick brown fox jumps over the lazy dog while a river runs past ol
          "home").split()
 
 
-def prompts(n: int, seed: int, max_words: int) -> list[str]:
+def prompts(n: int, seed: int, max_words: int, system_words: int = 0) -> list[str]:
     rng = random.Random(seed)
+    # A system prompt every request starts with (a chat application's
+    # instructions), drawn apart from the questions.
+    system = " ".join(random.Random(seed + 1).choice(WORDS) for _ in range(system_words))
     out = []
     for i in range(n):
         words = rng.randint(4, max_words)  # mixed lengths
-        out.append(f"Story {i}: " + " ".join(rng.choice(WORDS) for _ in range(words)))
+        text = f"Story {i}: " + " ".join(rng.choice(WORDS) for _ in range(words))
+        out.append(f"Instructions: {system}\n{text}" if system_words else text)
     return out
 
 
@@ -97,13 +101,15 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--distinct", type=int, default=16, help="distinct prompts (solo runs)")
     ap.add_argument("--max-words", type=int, default=200, help="longest prompt, in words")
+    ap.add_argument("--system-words", type=int, default=0,
+                    help="start every prompt with the same text of this many words (a shared "
+                         "system prompt)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--api-key")
     ap.add_argument("--label", default="", help="the first column of the table row")
     ap.add_argument("--no-prompt-cache", action="store_true",
-                    help="send cache_prompt: false (llama-server reuses a slot's cached prefix "
-                         "for a repeated prompt by default; stretch has no prompt cache and "
-                         "ignores the field)")
+                    help="send cache_prompt: false (both servers otherwise reuse the keys and "
+                         "values of a prompt prefix they hold)")
     ap.add_argument("--expect", help="a JSON file of the solo answers (written when absent)")
     args = ap.parse_args()
     if urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -111,7 +117,7 @@ def main() -> int:
 
     client = Client(args.url, args.api_key,
                     {"cache_prompt": False} if args.no_prompt_cache else None)
-    texts = prompts(args.distinct, args.seed, args.max_words)
+    texts = prompts(args.distinct, args.seed, args.max_words, args.system_words)
     expect = None
     if args.expect:
         try:

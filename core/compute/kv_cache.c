@@ -238,6 +238,33 @@ bool st_kv_cache_truncate(st_kv_cache *kv, uint32_t n)
     return true;
 }
 
+bool st_kv_cache_append_from(st_kv_cache *dst, const st_kv_cache *src, uint32_t n)
+{
+    uint32_t from = dst->n_slots;
+    if (dst == src || n <= from || n > src->n_slots || n > dst->capacity || dst->hn || src->hn ||
+        dst->mirror || src->mirror || dst->type != src->type ||
+        dst->n_layers != src->n_layers || dst->n_kv_heads != src->n_kv_heads ||
+        dst->row_bytes != src->row_bytes)
+        return false;
+    for (uint32_t l = 0; l < dst->n_layers; l++)
+        if (dst->layer_cap[l] < n)
+            return false;
+    size_t count = n - from;
+    memcpy(dst->pos + from, src->pos + from, count * sizeof *dst->pos);
+    memcpy(dst->rot_pos + from, src->rot_pos + from, count * sizeof *dst->rot_pos);
+    memcpy(dst->tokens + from, src->tokens + from, count * sizeof *dst->tokens);
+    /* A head's rows are contiguous in both buffers: one copy per head. */
+    for (uint32_t l = 0; l < dst->n_layers; l++)
+        for (uint32_t h = 0; h < dst->n_kv_heads; h++) {
+            memcpy(st_kv_at(dst, l, dst->k[l], h, from),
+                   st_kv_at(src, l, src->k[l], h, from), count * dst->row_bytes);
+            memcpy(st_kv_at(dst, l, dst->v[l], h, from),
+                   st_kv_at(src, l, src->v[l], h, from), count * dst->row_bytes);
+        }
+    dst->n_slots = n;
+    return true;
+}
+
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
 {
     if (kv->mirror_compact)

@@ -131,6 +131,13 @@ void st_kv_cache_reset(st_kv_cache *kv);
  * false when out of memory (the cache is then unchanged). */
 bool st_kv_cache_truncate(st_kv_cache *kv, uint32_t n);
 
+/* Append src's slots [dst->n_slots, n) to dst, which holds the same first
+ * dst->n_slots slots (another sequence's copy of a shared prompt prefix):
+ * keys, values, positions and tokens. False, with dst unchanged, when the
+ * two caches differ in shape or type, either has per-head slot sets or a
+ * device mirror, src holds fewer than n slots or dst has no room. */
+bool st_kv_cache_append_from(st_kv_cache *dst, const st_kv_cache *src, uint32_t n);
+
 /* Keep the slots whose keep[i] is nonzero (i < n_slots), in order. */
 void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep);
 

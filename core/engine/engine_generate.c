@@ -69,6 +69,8 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
         keep = 0;
     }
     begin_request(e, seed);
+    if (keep)
+        st_engine_prefilled(e, keep); /* still prompt slots: offered to other sequences */
     return keep;
 }
 

@@ -208,7 +208,9 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
                          bool reuse);
 /* How many leading tokens of `prompt` st_engine_begin would keep. */
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n);
-/* The prompt's prefill is complete: its n slots may serve the next request. */
+/* The prompt's first n tokens are prefilled (all of it, or the part done
+ * so far): those slots may serve the next request, and, on a sequence,
+ * the other sequences (st_kv_cache_append_from). */
 void st_engine_prefilled(st_engine *e, size_t n);
 /* The size of the prefill piece at `done` of n tokens: up to the end of
  * the engine's `block` (where a whole prefill from 0 cuts), at most `cap`

@@ -27,6 +27,7 @@ struct st_sequence {
     bool busy;
     int32_t *prompt;
     size_t n_prompt, n_prefilled;
+    bool share;                    /* may take its prompt's prefix from other sequences */
     uint32_t max_tokens;
     bool ignore_eos;
     float *first_logits;
@@ -162,8 +163,8 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         free_request_buffers(s);
         return st;
     }
-    uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed,
-                                      !params.fresh_cache && !params.on_prompt_logprobs);
+    bool reuse = !params.fresh_cache && !params.on_prompt_logprobs;
+    uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed, reuse);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
@@ -173,6 +174,7 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     }
     s->n_prompt = n_prompt;
     s->n_prefilled = cached;
+    s->share = reuse && e->prefix_ok;
     s->max_tokens = params.max_tokens;
     s->ignore_eos = params.ignore_eos;
     s->first_logits = params.first_logits;
@@ -253,6 +255,64 @@ static bool pick(st_sequence *s)
     return true;
 }
 
+/* How many leading tokens two prompts share. */
+static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    size_t n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* Another sequence's cache may hold more of s's prompt than s has
+ * prefilled: its last prompt (idle or decoding) or the part of its
+ * current prompt prefilled so far. Those slots are copied rather than
+ * computed again. st_engine_cached_prefix applies the same rules as to
+ * s's own cache (prompt-prefill slots only, the rest cut where a whole
+ * prefill cuts), so the answer is an empty cache's, bit for bit. */
+static void take_shared_prefix(st_engine *root, st_sequence *s)
+{
+    st_sequence *from = NULL;
+    uint32_t best = (uint32_t)s->n_prefilled;
+    if (!s->share || s->e->kv->n_slots != s->n_prefilled)
+        return;
+    for (uint32_t i = 0; i < root->parallel; i++) {
+        st_sequence *t = root->sequences[i];
+        if (!t || t == s)
+            continue;
+        uint32_t have = st_engine_cached_prefix(t->e, s->prompt, s->n_prompt);
+        if (have > best) {
+            best = have;
+            from = t;
+        }
+    }
+    if (!from || !st_kv_cache_append_from(s->e->kv, from->e->kv, best))
+        return;
+    s->stats.n_cached += best - (uint32_t)s->n_prefilled;
+    s->n_prefilled = best;
+    s->pos = (int32_t)best;
+    st_engine_prefilled(s->e, best);
+}
+
+/* Whether s should let `lead`, which prefills the same spot of a prompt
+ * that shares most of s's next piece in this step, compute it, and copy
+ * it at the next step instead (several answers to one prompt, clients
+ * sharing a system prompt). Worth a step's wait when the copy would save
+ * at least half of the piece and at least a tiled block's worth of rows. */
+static bool waits_for(const st_sequence *s, size_t piece, const st_sequence *lead,
+                      size_t lead_piece)
+{
+    if (!s->share || lead->n_prefilled != s->n_prefilled)
+        return false;
+    size_t shared = common_prefix(s->prompt, s->n_prompt, lead->prompt, lead->n_prompt);
+    size_t lead_end = lead->n_prefilled + lead_piece;
+    size_t upto = shared < lead_end ? shared : lead_end;
+    if (upto <= s->n_prefilled)
+        return false;
+    size_t gain = upto - s->n_prefilled;
+    return gain >= ST_FORWARD_TILED_MIN_ROWS && 2 * gain >= piece;
+}
+
 st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
 {
     uint32_t P = root->parallel, n = 0;
@@ -274,9 +334,16 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
             continue;
         }
         if (s->n_prefilled < s->n_prompt) {
+            take_shared_prefix(root, s);
             /* A chunk of the prompt, packed beside the others' blocks. */
             lens[n] = st_prefill_piece(s->n_prefilled, s->n_prompt, s->e->block,
                                        s->prompt_rows ? ST_PROMPT_LOGPROBS_BLOCK : s->e->block);
+            bool wait = false;
+            for (uint32_t k = 0; k < n && !wait; k++)
+                wait = in[k]->n_prefilled < in[k]->n_prompt &&
+                       waits_for(s, lens[n], in[k], lens[k]);
+            if (wait)
+                continue;
             rows[n] = s->prompt_rows;
             tokens[n] = s->prompt + s->n_prefilled;
             pos0[n] = (int32_t)s->n_prefilled;
@@ -307,8 +374,9 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                                               s->on_prompt_logprobs, s->user);
                 s->n_prefilled += lens[k];
                 s->pos = (int32_t)s->n_prefilled;
-                if (s->n_prefilled == s->n_prompt)
-                    st_engine_prefilled(s->e, s->n_prompt);
+                /* What is prefilled so far is offered to the other
+                 * sequences (take_shared_prefix) as it grows. */
+                st_engine_prefilled(s->e, s->n_prefilled);
             } else {
                 s->pos++;
             }

@@ -643,6 +643,158 @@ Test(engine_requests, a_shared_prompt_prefix_is_taken_from_the_cache_and_changes
     st_engine_close(e);
 }
 
+/* Prompt slots another sequence holds, whether it is idle, decoding or
+ * still prefilling, are copied, not computed again: several answers to one
+ * prompt, or clients sharing a system prompt, prefill it once. */
+typedef struct share_run {
+    st_sequence *s;
+    picks p;
+    float *first;
+} share_run;
+
+static void run_together(st_engine *e, share_run *runs, const int32_t *const *prompts,
+                         const size_t *lens, size_t n_runs, const st_generate_params *base)
+{
+    st_error err = {0};
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    for (size_t i = 0; i < n_runs; i++) {
+        st_generate_params gp = *base;
+        gp.first_logits = runs[i].first;
+        memset(&runs[i].p, 0, sizeof runs[i].p);
+        cr_assert_eq(st_sequence_start(runs[i].s, prompts[i], lens[i], &gp, collect, &runs[i].p,
+                                       &err), ST_OK, "%s", err.message);
+    }
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+}
+
+static uint32_t cached_of(st_sequence *s)
+{
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    st_error err = {0};
+    cr_assert_eq(st_sequence_result(s, &stats, &err), ST_OK, "%s", err.message);
+    return stats.n_cached;
+}
+
+static void prompt_lp_ignore(void *user, int32_t token, float logprob, const int32_t *ids,
+                             const float *lps, size_t n)
+{
+    (void)user;
+    (void)token;
+    (void)logprob;
+    (void)ids;
+    (void)lps;
+    (void)n;
+}
+
+Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
+{
+    st_engine *e = open_engine("share.yaml", "  - plugin: greedy\nparallel: 3\n");
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    size_t nv = info.n_vocab;
+    int32_t p1[100], p2[100];
+    uint32_t x = 11;
+    for (size_t i = 0; i < 100; i++) {
+        x = x * 1103515245u + 12345u;
+        p1[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+    memcpy(p2, p1, 70 * sizeof *p2);
+    for (size_t i = 70; i < 100; i++)
+        p2[i] = 40 + (int32_t)(i % 50);
+    /* The answers and first logits of an empty cache, on the engine. */
+    float *want1 = malloc(nv * sizeof *want1), *want2 = malloc(nv * sizeof *want2);
+    reuse_run solo1 = run_prompt(e, p1, 100, true, want1);
+    reuse_run solo2 = run_prompt(e, p2, 100, true, want2);
+    share_run runs[3];
+    st_error err = {0};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
+        runs[i].first = malloc(nv * sizeof(float));
+    }
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true};
+    struct {
+        const char *what;
+        const int32_t *prompts[3];
+        size_t lens[3];
+        uint32_t cached[3];
+    } cases[] = {
+        /* The same prompt on three empty sequences at once: the first
+         * prefills it, the others wait a step and copy all but the last 8
+         * rows (a block of fewer would round differently). */
+        {"one prompt, three answers", {p1, p1, p1}, {100, 100, 100}, {0, 92, 92}},
+        /* Prompts sharing 70 tokens: the second copies those 70, the third
+         * all but 8 rows of its own prompt. */
+        {"a shared part", {p2, p1, p2}, {100, 100, 100}, {0, 70, 92}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (size_t i = 0; i < 3; i++) /* empty every cache first */
+            run_together(e, &runs[i], (const int32_t *const[]){(const int32_t[]){9, 9, 9}},
+                         (const size_t[]){3}, 1, &gp);
+        run_together(e, runs, cases[c].prompts, cases[c].lens, 3, &gp);
+        for (size_t i = 0; i < 3; i++) {
+            bool one = cases[c].prompts[i] == p1;
+            reuse_run *solo = one ? &solo1 : &solo2;
+            cr_expect_eq(cached_of(runs[i].s), cases[c].cached[i], "%s, sequence %zu: %u cached",
+                         cases[c].what, i, cached_of(runs[i].s));
+            cr_expect(memcmp(runs[i].first, one ? want1 : want2, nv * sizeof(float)) == 0,
+                      "%s, sequence %zu: the logits differ from an empty cache's",
+                      cases[c].what, i);
+            cr_expect(runs[i].p.n == solo->p.n &&
+                          memcmp(runs[i].p.ids, solo->p.ids, 6 * sizeof(int32_t)) == 0,
+                      "%s, sequence %zu: the answer differs", cases[c].what, i);
+        }
+    }
+    /* The first sequence's cache is empty; the second holds p1 (idle): a
+     * request on the first copies it from there. */
+    run_together(e, &runs[0], (const int32_t *const[]){(const int32_t[]){9, 9, 9}},
+                 (const size_t[]){3}, 1, &gp);
+    run_together(e, &runs[2], (const int32_t *const[]){(const int32_t[]){9, 9, 9}},
+                 (const size_t[]){3}, 1, &gp);
+    run_together(e, &runs[0], (const int32_t *const[]){p1}, (const size_t[]){100}, 1, &gp);
+    cr_expect_eq(cached_of(runs[0].s), 92);
+    cr_expect(memcmp(runs[0].first, want1, nv * sizeof(float)) == 0);
+    /* A fresh_cache request takes nothing, from itself or the others. */
+    st_generate_params fresh = gp;
+    fresh.fresh_cache = true;
+    run_together(e, &runs[2], (const int32_t *const[]){p1}, (const size_t[]){100}, 1, &fresh);
+    cr_expect_eq(cached_of(runs[2].s), 0);
+    cr_expect(memcmp(runs[2].first, want1, nv * sizeof(float)) == 0);
+    /* A sequence scoring its prompt in 64-row pieces offers what it has
+     * done so far: the other copies 64 rows, then 92. */
+    for (size_t i = 0; i < 3; i++)
+        run_together(e, &runs[i], (const int32_t *const[]){(const int32_t[]){9, 9, 9}},
+                     (const size_t[]){3}, 1, &gp);
+    st_generate_params scored = gp;
+    scored.on_prompt_logprobs = prompt_lp_ignore;
+    st_generate_params gps[2] = {scored, gp};
+    for (size_t i = 0; i < 2; i++) {
+        gps[i].first_logits = runs[i].first;
+        memset(&runs[i].p, 0, sizeof runs[i].p);
+        cr_assert_eq(st_sequence_start(runs[i].s, p1, 100, &gps[i], collect, &runs[i].p, &err),
+                     ST_OK, "%s", err.message);
+    }
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(cached_of(runs[0].s), 0);
+    cr_expect_eq(cached_of(runs[1].s), 92);
+    for (size_t i = 0; i < 2; i++)
+        cr_expect(memcmp(runs[i].first, want1, nv * sizeof(float)) == 0 &&
+                      runs[i].p.n == solo1.p.n &&
+                      memcmp(runs[i].p.ids, solo1.p.ids, 6 * sizeof(int32_t)) == 0,
+                  "scored alongside, sequence %zu: differs from an empty cache", i);
+    for (size_t i = 0; i < 3; i++) {
+        st_sequence_close(runs[i].s);
+        free(runs[i].first);
+    }
+    free(want1);
+    free(want2);
+    st_engine_close(e);
+}
+
 Test(engine_requests, a_strategy_that_drops_slots_keeps_no_prefix)
 {
     char path[300];

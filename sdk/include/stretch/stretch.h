@@ -263,9 +263,15 @@ typedef struct st_generate_params {
      * backend), a request whose prompt begins as the previous request's
      * prompt on this engine or sequence did takes those tokens' keys and
      * values from the cache instead of computing them again
-     * (st_generate_stats.n_cached says how many). The answer is the one an
-     * empty cache gives, bit for bit. A request with on_prompt_logprobs
-     * always starts empty. */
+     * (st_generate_stats.n_cached says how many). On a sequence, the
+     * prompt slots the engine's other sequences hold count too: the last
+     * prompt of an idle or decoding one, and what one still prefilling
+     * has done so far, are copied (a sequence about to prefill what
+     * another computes in the same step waits a step for it), so several
+     * answers to one prompt, or requests sharing a system prompt, prefill
+     * it once. The answer is the one an empty cache gives, bit for bit. A
+     * request with on_prompt_logprobs always starts empty (its own slots
+     * are still offered to the others). */
     bool fresh_cache;
 } st_generate_params;
 

@@ -237,11 +237,10 @@ static void admit(st_runner *r, uint32_t running)
             st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
             /* Of the free sequences, the one whose cache holds the most of
              * this prompt (a conversation's next turn, a shared system
-             * prompt) saves the most prefill. */
-            /* Of the free sequences, the one whose cache holds the most of
-             * this prompt (a conversation's next turn, a shared system
              * prompt) saves the most prefill; among equals, the one used
-             * least recently, so that other prompts' caches live longer. */
+             * least recently, so that other prompts' caches live longer.
+             * (A prefix another sequence holds is copied from there when
+             * the request starts: st_generate_params.fresh_cache.) */
             size_t best = gp->fresh_cache ? 0 : st_sequence_cached_prefix(r->seqs[slot], ids,
                                                                           n_ids);
             for (uint32_t i = slot + 1; i < r->parallel; i++) {
