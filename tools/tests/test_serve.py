@@ -1447,3 +1447,22 @@ def test_a_repeated_prompt_comes_from_a_sequences_cache(server):
     status, _, raw = server.request("POST", "/v1/completions",
                                     {"model": "tiny", "prompt": x, "cache_prompt": "no"})
     assert status == 400 and json.loads(raw)["error"]["param"] == "cache_prompt"
+
+
+def test_n_answers_prefill_their_prompt_once(server, models_dir):
+    """The answers to a prompt no sequence holds start together on two
+    sequences: one prefills the prompt, the other waits a step and copies
+    all of it but the last 8 rows, and both answers are `stretch run`'s."""
+    prompt = ("A prompt no other test sends: the lighthouse keeper counted ships, "
+              "gulls and storms through a long winter by the northern sea")
+    want = run_cli(models_dir / "tiny.yaml", prompt, 8)
+    n_prompt = len(want["prompt_ids"])
+    assert n_prompt > 16
+    before = metric(server, "stretch_prompt_tokens_cached_total")
+    status, _, raw = server.request("POST", "/v1/completions", {
+        "model": "tiny", "prompt": prompt, "max_tokens": 8, "n": 2})
+    assert status == 200, raw
+    r = json.loads(raw)
+    assert [ch["text"] for ch in r["choices"]] == [want["text"]] * 2
+    # (the first answer may also find a few leading tokens in its own cache)
+    assert metric(server, "stretch_prompt_tokens_cached_total") - before >= n_prompt - 8
