@@ -695,6 +695,27 @@ def test_rag_completion_equals_stretch_run(rag_server):
     assert got[0]["score"] == pytest.approx(want["retrieved"][0]["score"], rel=1e-6)
 
 
+def test_rag_looks_up_each_prompt_once_for_all_its_answers(rag_server):
+    s, manifest = rag_server
+    prompts = ["Why do otters hold hands?", "What does a kiln fire?"]
+    wants = [run_cli(manifest, p, 8) for p in prompts]
+    before = metric(s, "stretch_retrieval_queries_total")
+    status, _, raw = s.request("POST", "/v1/completions", {
+        "model": "rag", "prompt": prompts, "max_tokens": 8, "n": 3})
+    assert status == 200, raw
+    r = json.loads(raw)
+    assert metric(s, "stretch_retrieval_queries_total") - before == 2
+    for k, want in enumerate(wants):
+        for ch in r["choices"][3 * k:3 * k + 3]:
+            assert ch["text"] == want["text"]
+            assert [h["id"] for h in ch["retrieved"]] == [h["id"] for h in want["retrieved"]]
+    assert r["usage"]["prompt_tokens"] == sum(len(w["prompt_ids"]) for w in wants)
+    chat = s.client().chat.completions.create(
+        model="rag", max_tokens=8, n=2, messages=[{"role": "user", "content": prompts[1]}])
+    assert metric(s, "stretch_retrieval_queries_total") - before == 3
+    assert chat.choices[0].message.content == chat.choices[1].message.content
+
+
 def test_rag_chat_augments_the_last_user_message(rag_server):
     s, manifest = rag_server
     question = "What does a kiln fire?"

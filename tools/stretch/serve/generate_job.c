@@ -305,7 +305,7 @@ void st_job_fail(st_job *job, int status, const char *message, const char *param
 
 typedef struct gen_state {
     st_job *job;
-    st_retrieval *hits;        /* what the prompt was augmented with, or NULL (owned) */
+    const st_retrieval *hits;  /* what the prompt was augmented with, or NULL (the job's) */
     char *text;
     size_t len, cap;
     size_t sent;               /* bytes of text already streamed */
@@ -613,6 +613,8 @@ struct st_job_run {
     const st_req_prompt *prompt; /* a completion's prompt for this answer, NULL for a chat */
     char *augmented;           /* the prompt or user message with g.hits */
     int32_t *ids;              /* the tokenized prompt (st_free) */
+    int32_t *ids_copy;         /* or its first answer's, copied (free) */
+    bool bos_added;            /* the server put a BOS before the prompt */
     const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
     size_t n_ids;
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
@@ -627,7 +629,7 @@ static void st_job_run_free(st_job_run *r)
     st_lp_free(&r->g.lp);
     st_free(r->ids);
     st_free(r->augmented);
-    st_retrieval_free(r->g.hits);
+    free(r->ids_copy);
     free(r);
 }
 
@@ -637,7 +639,7 @@ static void st_job_run_free(st_job_run *r)
  * with the best hits, as `stretch run` and `run --chat` do. This runs on
  * the model's runner thread, which owns the engine and its retriever. */
 static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
-                         size_t *user_at, st_error *err)
+                         st_retrieval **hits, size_t *user_at, st_error *err)
 {
     st_retriever *ret = req->no_retrieval ? NULL : st_engine_retriever(e);
     if (!ret || !st_retriever_index_path(ret))
@@ -652,8 +654,10 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
         }
     if (!query)
         return ST_OK; /* a chat without a user message: nothing to look up */
-    st_status st = st_retriever_query(ret, query, strlen(query), st_retriever_top_k(ret),
-                                      &r->g.hits, err);
+    atomic_fetch_add(&r->job->srv->metrics.retrieval_queries, 1);
+    st_status st = st_retriever_query(ret, query, strlen(query), st_retriever_top_k(ret), hits,
+                                      err);
+    r->g.hits = *hits;
     if (st == ST_OK)
         st = st_retriever_render(ret, query, r->g.hits, &r->augmented, err);
     if (st != ST_OK)
@@ -666,14 +670,14 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
  * logprobs its first token's entry, which nothing predicts, is null. A
  * BOS the server added is in neither: the client did not send it, and
  * the engine scores the first token after it. */
-static bool echo_prompt(st_job_run *r, st_engine *e, bool bos_added)
+static bool echo_prompt(st_job_run *r, st_engine *e, const char *augmented, bool bos_added)
 {
     gen_state *g = &r->g;
     const st_gen_request *req = &r->job->req;
     char *text = NULL;
     size_t len = 0;
     if (!r->prompt->ids) {
-        const char *p = r->augmented ? r->augmented : r->prompt->text;
+        const char *p = augmented ? augmented : r->prompt->text;
         len = strlen(p);
         text = malloc(len + 1);
         if (text)
@@ -711,6 +715,27 @@ static bool echo_prompt(st_job_run *r, st_engine *e, bool bos_added)
     return true;
 }
 
+/* Answer j > 0 of a prompt runs its first answer's tokens, with its
+ * retrieval hits: retrieval (which may re-rank with the model) and
+ * tokenization are not done again. */
+static st_status same_as_first(st_job_run *r, const st_job_run *first, st_error *err)
+{
+    r->g.hits = first->g.hits;
+    r->n_ids = first->n_ids;
+    r->bos_added = first->bos_added;
+    if (first->run_ids != first->ids) {
+        r->run_ids = first->run_ids; /* the request's token ids: the job's */
+        return ST_OK;
+    }
+    if (!(r->ids_copy = malloc(r->n_ids * sizeof *r->ids_copy))) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return ST_E_NOMEM;
+    }
+    memcpy(r->ids_copy, first->run_ids, r->n_ids * sizeof *r->ids_copy);
+    r->run_ids = r->ids_copy;
+    return ST_OK;
+}
+
 /* One answer (choice `choice`) of the job: its prompt tokenized (after
  * retrieval) and checked, its generation parameters. NULL with *status,
  * msg and *param when the request is refused. */
@@ -735,14 +760,22 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     memset(&err, 0, sizeof err);
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
     size_t user_at = SIZE_MAX;
-    st_status st = augment(r, e, req, &user_at, &err);
-    if (st != ST_OK) {
+    st_status st = ST_OK;
+    /* The prompt's other answers run what its first one runs (still
+     * pending: every answer is prepared before any starts). */
+    uint32_t j = choice % req->n;
+    const st_job_run *first = j ? job->pending[choice - j] : NULL;
+    const char *augmented = first ? first->augmented : NULL;
+    if (!first && (st = augment(r, e, req, &job->prompt_hits[choice / req->n], &user_at,
+                                &err)) != ST_OK) {
         snprintf(msg, msg_size, "retrieval failed: %.400s", err.message);
         st_job_run_free(r);
         *status = st == ST_E_INVALID ? 400 : 500;
         return NULL;
     }
-    if (req->chat) {
+    if (first) {
+        st = same_as_first(r, first, &err);
+    } else if (req->chat) {
         st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
         if (!msgs) {
             st_job_run_free(r);
@@ -768,6 +801,10 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         const char *prompt = r->augmented ? r->augmented : r->prompt->text;
         st = st_engine_tokenize(e, prompt, strlen(prompt), bos | ST_ENCODE_PARSE_SPECIAL,
                                 &r->ids, &r->n_ids, &err);
+    }
+    if (!first) {
+        augmented = r->augmented;
+        r->bos_added = bos != 0;
     }
     if (!r->run_ids)
         r->run_ids = r->ids;
@@ -806,7 +843,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
                  (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);
         *status = 400;
         *param = "max_tokens";
-    } else if (req->echo && !echo_prompt(r, e, bos != 0)) {
+    } else if (req->echo && !echo_prompt(r, e, augmented, r->bos_added)) {
         snprintf(msg, msg_size, "out of memory echoing the prompt");
         *status = 500;
     }
@@ -856,12 +893,15 @@ bool st_job_prepare(st_job *job, st_engine *e)
     st_gen_request *req = &job->req;
     uint32_t n = req->chat ? req->n : (uint32_t)(req->n_prompts * req->n);
     job->pending = calloc(n, sizeof *job->pending);
+    job->n_prompt_hits = n / req->n;
+    job->prompt_hits = calloc(job->n_prompt_hits, sizeof *job->prompt_hits);
     if (!job->req.stream && !job->is_rpc) {
         job->choices = json_array();
         for (uint32_t i = 0; job->choices && i < n; i++)
             json_array_append_new(job->choices, json_null());
     }
-    if (!job->pending || (!job->req.stream && !job->is_rpc && !job->choices)) {
+    if (!job->pending || !job->prompt_hits ||
+        (!job->req.stream && !job->is_rpc && !job->choices)) {
         st_job_fail(job, 500, "out of memory", NULL);
         return false;
     }
@@ -1001,6 +1041,9 @@ void st_job_free(st_job *job)
         if (job->pending[i])
             st_job_run_free(job->pending[i]);
     free(job->pending);
+    for (uint32_t i = 0; job->prompt_hits && i < job->n_prompt_hits; i++)
+        st_retrieval_free(job->prompt_hits[i]);
+    free(job->prompt_hits);
     json_decref(job->choices);
     json_decref(job->retrieved);
     st_gen_request_free(&job->req);

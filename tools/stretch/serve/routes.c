@@ -102,6 +102,10 @@ static void metrics(st_conn *c, bool keep_alive)
         "# HELP stretch_prompt_tokens_cached_total Prompt tokens taken from a sequence's cache.\n"
         "# TYPE stretch_prompt_tokens_cached_total counter\n"
         "stretch_prompt_tokens_cached_total %llu\n"
+        "# HELP stretch_retrieval_queries_total Retriever lookups for retrieval-augmented "
+        "prompts.\n"
+        "# TYPE stretch_retrieval_queries_total counter\n"
+        "stretch_retrieval_queries_total %llu\n"
         "# HELP stretch_generated_tokens_total Tokens generated.\n"
         "# TYPE stretch_generated_tokens_total counter\nstretch_generated_tokens_total %llu\n"
         "# HELP stretch_prefill_seconds_total Time spent on prompts.\n"
@@ -126,7 +130,9 @@ static void metrics(st_conn *c, bool keep_alive)
         "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n",
         (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
         (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
-        (unsigned long long)atomic_load(&m->cached_prompt_tokens), (unsigned long long)gen, atomic_load(&m->prefill_us) / 1e6, decode_s,
+        (unsigned long long)atomic_load(&m->cached_prompt_tokens),
+        (unsigned long long)atomic_load(&m->retrieval_queries), (unsigned long long)gen,
+        atomic_load(&m->prefill_us) / 1e6, decode_s,
         gen > done ? decode_s / (double)(gen - done) : 0.0,
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
         (unsigned long long)atomic_load(&m->embedded_texts),

@@ -80,6 +80,10 @@ typedef struct st_job {
     uint32_t next_choice;      /* the next to hand out */
     uint32_t choices_ended;
     struct st_job_run **pending; /* [n_choices]: prepared, not yet handed out */
+    /* Each prompt's retrieval hits (a chat's: [0]), shared by its answers;
+     * owned, NULL where nothing was retrieved. */
+    struct st_retrieval **prompt_hits;
+    uint32_t n_prompt_hits;
     void *choices;             /* json_t array of the finished answers (not streamed) */
     void *retrieved;           /* json_t: one answer's retrieval hits, or NULL */
     uint64_t usage_prompt, usage_completion, usage_cached;
@@ -109,6 +113,7 @@ typedef struct st_server_metrics {
     atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
     atomic_uint_fast64_t embedded_texts, embedded_tokens, embedding_batches;
     atomic_uint_fast64_t cached_prompt_tokens; /* taken from a sequence's cache */
+    atomic_uint_fast64_t retrieval_queries;    /* lookups of retrieval-augmented prompts */
 } st_server_metrics;
 
 struct st_server {
