@@ -8,12 +8,17 @@
   bench: seconds for one request with n answers to a prompt no sequence
          holds, with prefix sharing (the default) and with `cache_prompt:
          false`, alternated.
+  turns: a chat of several turns, each after a pause (the user reading,
+         the server prefilling the answer again while idle): each turn's
+         answer must equal an empty cache's; prints the prompt tokens taken
+         from the cache and the seconds to the next turn's first token.
 
 Prompts are excerpts of TEXT (any long plain text, e.g. tinyshakespeare.txt;
 docs/datasets.md says where it comes from).
 
   python3 tools/prefill_share.py check --url http://127.0.0.1:8080 --model greedy TEXT
   python3 tools/prefill_share.py bench --url http://127.0.0.1:8080 --model greedy TEXT --words 800
+  python3 tools/prefill_share.py turns --url http://127.0.0.1:8080 --model greedy TEXT
 """
 import argparse
 import json
@@ -24,8 +29,8 @@ import time
 import urllib.request
 
 
-def post(url, body):
-    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
+def post(url, body, path="/v1/completions"):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=600) as r:
         return json.load(r)
@@ -102,16 +107,50 @@ def bench(args, words):
     return 0
 
 
+def turns(args, words):
+    rng = random.Random(args.seed)
+    msgs = [{"role": "system", "content": "You are a helpful assistant. Answer at length."},
+            {"role": "user", "content": "Explain this passage: " + excerpt(words, rng, 60)}]
+    body = {"model": args.model, "temperature": 0, "logprobs": True}
+    bad = 0
+    rows = []
+    for turn in range(args.reps):
+        r = post(args.url, dict(body, messages=msgs, max_tokens=args.max_tokens),
+                 "/v1/chat/completions")
+        fresh = post(args.url, dict(body, messages=msgs, max_tokens=args.max_tokens,
+                                    cache_prompt=False), "/v1/chat/completions")
+        a, b = r["choices"][0], fresh["choices"][0]
+        if (a["message"]["content"] != b["message"]["content"] or
+                [c["logprob"] for c in a["logprobs"]["content"]] !=
+                [c["logprob"] for c in b["logprobs"]["content"]]):
+            bad += 1
+            print(f"differs: turn {turn}")
+        msgs += [{"role": "assistant", "content": a["message"]["content"]},
+                 {"role": "user", "content": "Go on: " + excerpt(words, rng, 20)}]
+        time.sleep(args.pause)
+        # The next turn's first token: a one-token answer's time.
+        t = time.perf_counter()
+        first = post(args.url, dict(body, messages=msgs, max_tokens=1), "/v1/chat/completions")
+        rows.append({"turn": turn + 1, "prompt_tokens": first["usage"]["prompt_tokens"],
+                     "cached_tokens": first["usage"]["prompt_tokens_details"]["cached_tokens"],
+                     "answer_tokens": a.get("logprobs") and len(a["logprobs"]["content"]),
+                     "first_token_s": time.perf_counter() - t})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(json.dumps({"turns": rows, "differ": bad}))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=("check", "bench"))
+    ap.add_argument("mode", choices=("check", "bench", "turns"))
     ap.add_argument("text", help="a long plain-text file to take prompts from")
     ap.add_argument("--url", default="http://127.0.0.1:8080")
     ap.add_argument("--model", default="greedy")
     ap.add_argument("--n", type=int, default=4, help="answers per request")
     ap.add_argument("--words", type=int, default=800, help="bench: prompt length in words")
-    ap.add_argument("--max-tokens", type=int, default=32, help="bench: tokens per answer")
-    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=32, help="bench, turns: tokens per answer")
+    ap.add_argument("--reps", type=int, default=4, help="bench: requests; turns: turns")
+    ap.add_argument("--pause", type=float, default=2.0, help="turns: seconds between turns")
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
     try:
@@ -120,7 +159,7 @@ def main():
         ap.error(f"{args.text}: {e.strerror}")
     if len(words) < 2000:
         ap.error(f"{args.text}: {len(words)} words; at least 2,000 are needed")
-    return check(args, words) if args.mode == "check" else bench(args, words)
+    return {"check": check, "bench": bench, "turns": turns}[args.mode](args, words)
 
 
 if __name__ == "__main__":

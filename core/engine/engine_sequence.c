@@ -28,6 +28,12 @@ struct st_sequence {
     int32_t *prompt;
     size_t n_prompt, n_prefilled;
     bool share;                    /* may take its prompt's prefix from other sequences */
+
+    /* Idle work (st_engine_idle_step): the tokens of slots
+     * [refill_from, refill_to) that the last request's decode steps wrote,
+     * to be prefilled again; [refill_from, refill_done) are. NULL: none. */
+    int32_t *refill;
+    uint32_t refill_from, refill_done, refill_to;
     uint32_t max_tokens;
     bool ignore_eos;
     float *first_logits;
@@ -94,6 +100,40 @@ static void free_request_buffers(st_sequence *s)
     s->prompt_rows = NULL;
 }
 
+static void drop_refill(st_sequence *s)
+{
+    free(s->refill);
+    s->refill = NULL;
+}
+
+/* A decode step computes its token's keys and values in a block of one
+ * row, which rounds differently from the prefill a longer prompt would
+ * put it in, so the slots a request's decode steps wrote (and a prompt
+ * tail too short for the tiled path) are never offered to the next
+ * prompt. Note them, to be prefilled again while the engine is idle:
+ * then a conversation's next turn takes the previous answer from the
+ * cache as well. */
+static void plan_refill(st_sequence *s)
+{
+    st_engine *e = s->e;
+    st_kv_cache *kv = e->kv;
+    drop_refill(s);
+    if (!e->prefix_ok || kv->epoch != e->reuse_epoch)
+        return;
+    uint32_t from = e->reuse_slots < kv->n_slots ? e->reuse_slots : kv->n_slots;
+    uint32_t to = kv->n_slots;
+    if (to - from < ST_FORWARD_TILED_MIN_ROWS)
+        return;
+    for (uint32_t i = from; i < to; i++)
+        if (kv->pos[i] != (int32_t)i)
+            return;
+    if (!(s->refill = malloc((to - from) * sizeof *s->refill)))
+        return; /* only a cache that could have been fuller */
+    memcpy(s->refill, kv->tokens + from, (to - from) * sizeof *s->refill);
+    s->refill_from = s->refill_done = from;
+    s->refill_to = to;
+}
+
 /* The request ends: flush held-back text, restore the chain, keep the
  * outcome. */
 static void finish(st_sequence *s, st_status st)
@@ -111,6 +151,7 @@ static void finish(st_sequence *s, st_status st)
     st_request_samplers_close(&s->rs);
     free_request_buffers(s);
     s->busy = false;
+    plan_refill(s);
 }
 
 void st_sequence_close(st_sequence *s)
@@ -119,6 +160,7 @@ void st_sequence_close(st_sequence *s)
         return;
     if (s->busy)
         finish(s, ST_E_CANCELLED);
+    drop_refill(s);
     s->root->sequences[s->slot] = NULL;
     st_engine_close(s->e);
     free(s);
@@ -163,6 +205,7 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         free_request_buffers(s);
         return st;
     }
+    drop_refill(s); /* the cache holds what it holds; a new request uses it */
     bool reuse = !params.fresh_cache && !params.on_prompt_logprobs;
     uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed, reuse);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
@@ -392,6 +435,78 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
     free(lens);
     free(pos0);
     free(rows);
+    free(in);
+    return st;
+}
+
+st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
+{
+    uint32_t P = root->parallel, n = 0;
+    bool busy = false, left = false;
+    if (more)
+        *more = false;
+    if (root->parent)
+        return st_error_set(err, ST_E_INVALID, "st_engine_idle_step is called on the engine, "
+                            "not on one of its sequences");
+    for (uint32_t i = 0; i < P; i++) {
+        st_sequence *s = root->sequences[i];
+        busy |= s && s->busy;
+        left |= s && s->refill;
+    }
+    if (busy || !left) {
+        if (more)
+            *more = left;
+        return ST_OK;
+    }
+    st_engine **es = calloc(P, sizeof *es);
+    const int32_t **tokens = calloc(P, sizeof *tokens);
+    size_t *lens = calloc(P, sizeof *lens);
+    int32_t *pos0 = calloc(P, sizeof *pos0);
+    st_sequence **in = calloc(P, sizeof *in);
+    st_status st = ST_OK;
+    if (!es || !tokens || !lens || !pos0 || !in)
+        st = st_error_set(err, ST_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < P && st == ST_OK; i++) {
+        st_sequence *s = root->sequences[i];
+        if (!s || !s->refill)
+            continue;
+        st_kv_cache *kv = s->e->kv;
+        if (s->refill_done == s->refill_from && kv->n_slots > s->refill_from) {
+            /* The decode-written slots go; the prefix before them stays
+             * offered (truncating renews the cache's epoch). */
+            if (!st_kv_cache_truncate(kv, s->refill_from)) {
+                drop_refill(s);
+                continue;
+            }
+            st_engine_prefilled(s->e, s->refill_from);
+        }
+        /* Cut as a whole prefill of these tokens would cut them. */
+        lens[n] = st_prefill_piece(s->refill_done, s->refill_to, s->e->block, s->e->block);
+        tokens[n] = s->refill + (s->refill_done - s->refill_from);
+        pos0[n] = (int32_t)s->refill_done;
+        es[n] = s->e;
+        in[n++] = s;
+    }
+    if (st == ST_OK && n > 0) {
+        st = st_engine_forward_batch(es, tokens, lens, pos0, NULL, n, err);
+        for (uint32_t k = 0; k < n; k++) {
+            st_sequence *s = in[k];
+            if (st != ST_OK) {
+                drop_refill(s); /* what was done so far stays offered */
+                continue;
+            }
+            s->refill_done += (uint32_t)lens[k];
+            st_engine_prefilled(s->e, s->refill_done);
+            if (s->refill_done == s->refill_to)
+                drop_refill(s);
+        }
+    }
+    for (uint32_t i = 0; more && i < P; i++)
+        *more |= root->sequences[i] && root->sequences[i]->refill;
+    free(es);
+    free(tokens);
+    free(lens);
+    free(pos0);
     free(in);
     return st;
 }

@@ -795,6 +795,81 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
     st_engine_close(e);
 }
 
+/* A request's decode steps write slots a next prompt cannot take (they
+ * round as one-row steps); st_engine_idle_step prefills them again while
+ * the engine is idle, and a conversation's next turn takes the answer from
+ * the cache too, with an empty cache's logits. */
+Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
+{
+    st_engine *e = open_engine("refill.yaml", "  - plugin: greedy\nparallel: 2\n");
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    size_t nv = info.n_vocab;
+    int32_t turn1[60], turn2[89];
+    uint32_t x = 23;
+    for (size_t i = 0; i < 60; i++) {
+        x = x * 1103515245u + 12345u;
+        turn1[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+    share_run runs[2];
+    st_error err = {0};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
+        runs[i].first = malloc(nv * sizeof(float));
+    }
+    float *want = malloc(nv * sizeof *want);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 20, .ignore_eos = true};
+    bool more = true;
+    cr_expect_eq(st_engine_idle_step(e, &more, &err), ST_OK);
+    cr_expect(!more, "nothing to do before any request");
+    for (int refill = 0; refill < 2; refill++) {
+        run_together(e, &runs[0], (const int32_t *const[]){turn1}, (const size_t[]){60}, 1,
+                     &gp);
+        cr_assert_eq(runs[0].p.n, 20);
+        /* The next turn: the prompt, the 19 answer tokens fed back, and more. */
+        memcpy(turn2, turn1, sizeof turn1);
+        memcpy(turn2 + 60, runs[0].p.ids, 19 * sizeof *turn2);
+        for (size_t i = 79; i < 89; i++)
+            turn2[i] = 33 + (int32_t)(i % 40);
+        if (refill) {
+            /* Nothing happens while a sequence runs. */
+            st_generate_params one = gp;
+            one.max_tokens = 2;
+            cr_assert_eq(st_sequence_start(runs[1].s, (const int32_t[]){7, 8, 9}, 3, &one,
+                                           collect, &runs[1].p, &err), ST_OK, "%s", err.message);
+            cr_expect_eq(st_engine_idle_step(e, &more, &err), ST_OK);
+            cr_expect(more);
+            uint32_t active = 1;
+            while (active)
+                cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+            int steps = 0;
+            do
+                cr_assert_eq(st_engine_idle_step(e, &more, &err), ST_OK, "%s", err.message);
+            while (more && ++steps < 100);
+            cr_expect(!more);
+        }
+        reuse_run solo = run_prompt(e, turn2, 89, true, want);
+        st_generate_params next = gp;
+        next.max_tokens = 6;
+        run_together(e, &runs[0], (const int32_t *const[]){turn2}, (const size_t[]){89}, 1,
+                     &next);
+        /* Without the refill only the first prompt is taken; with it the
+         * answer too (all 79 slots: 10 rows are left to prefill). */
+        cr_expect_eq(cached_of(runs[0].s), refill ? 79 : 60, "refill %d: %u cached", refill,
+                     cached_of(runs[0].s));
+        cr_expect(memcmp(runs[0].first, want, nv * sizeof *want) == 0,
+                  "refill %d: the logits differ from an empty cache's", refill);
+        cr_expect(runs[0].p.n == 6 && memcmp(runs[0].p.ids, solo.p.ids, 6 * sizeof(int32_t)) == 0,
+                  "refill %d: the answer differs", refill);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        st_sequence_close(runs[i].s);
+        free(runs[i].first);
+    }
+    free(want);
+    st_engine_close(e);
+}
+
 Test(engine_requests, a_strategy_that_drops_slots_keeps_no_prefix)
 {
     char path[300];

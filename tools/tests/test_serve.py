@@ -1470,6 +1470,30 @@ def test_a_repeated_prompt_comes_from_a_sequences_cache(server):
     assert status == 400 and json.loads(raw)["error"]["param"] == "cache_prompt"
 
 
+def test_a_conversations_next_turn_takes_the_answer_from_the_cache(server, models_dir):
+    """While the server is idle it prefills an answer's tokens again (its
+    decode steps wrote them, rounded as one-row steps), so a next prompt
+    that carries the answer takes it from the cache as well."""
+    want = run_cli(models_dir / "tiny.yaml", "The river ran past the old stone walls", 16)
+    ids, answer = want["prompt_ids"], want["tokens"]
+    assert len(answer) == 16
+    status, _, raw = server.request("POST", "/v1/completions", {
+        "model": "tiny", "prompt": ids, "max_tokens": 16})
+    assert status == 200 and json.loads(raw)["choices"][0]["text"] == want["text"], raw
+    wait_for(lambda: metric(server, "stretch_models_refilling") == 0)
+    # The next turn: the prompt, the 15 answer tokens that were fed back,
+    # and 10 more; all but those 10 come from the cache.
+    turn2 = ids + answer[:15] + [ids[-1]] * 10
+    status, _, raw = server.request("POST", "/v1/completions", {
+        "model": "tiny", "prompt": turn2, "max_tokens": 4})
+    r = json.loads(raw)
+    assert status == 200, raw
+    assert r["usage"]["prompt_tokens_details"]["cached_tokens"] == len(ids) + 15
+    status, _, raw = server.request("POST", "/v1/completions", {
+        "model": "tiny", "prompt": turn2, "max_tokens": 4, "cache_prompt": False})
+    assert json.loads(raw)["choices"][0]["text"] == r["choices"][0]["text"]
+
+
 def test_n_answers_prefill_their_prompt_once(server, models_dir):
     """The answers to a prompt no sequence holds start together on two
     sequences: one prefills the prompt, the other waits a step and copies

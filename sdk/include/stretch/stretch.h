@@ -336,6 +336,20 @@ ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t
  * engine stays usable. */
 ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err);
 
+/* Work for an idle engine (since 1.8). The keys and values a request's
+ * decode steps wrote round as a one-row step rounds, not as the prefill of
+ * a longer prompt, so the prefix cache (st_generate_params.fresh_cache)
+ * does not offer them. When no sequence is running, this prefills them
+ * again, one block per call, as a prefill of those tokens writes them:
+ * then a prompt that continues a conversation (the previous prompt, its
+ * answer, and more) takes the answer from the cache too, and its answer is
+ * still the one an empty cache gives, bit for bit. It does nothing while
+ * a sequence runs; a request started on a sequence drops what is left of
+ * that sequence's work. *more (may be NULL): whether work is left. An
+ * error is the background work's only (it is then dropped): nothing a
+ * request sees. */
+ST_API st_status st_engine_idle_step(st_engine *e, bool *more, st_error *err);
+
 /* How many leading tokens of `prompt` a request started now on the
  * sequence would take from its cache (st_generate_params.fresh_cache):
  * for choosing, among free sequences, the one that holds the most of a

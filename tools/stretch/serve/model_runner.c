@@ -36,6 +36,7 @@ typedef struct st_runner {
     st_job *partial;           /* a job with answers still to start (queue_lock to write) */
     uint64_t used[ST_PARALLEL_MAX]; /* when each sequence last took an answer */
     uint64_t uses;
+    bool idle_work;            /* st_engine_idle_step has work (queue_lock to read) */
 } st_runner;
 
 static void close_engine(st_runner *r)
@@ -299,6 +300,12 @@ static uint32_t collect(st_runner *r)
         st_error err;
         memset(&err, 0, sizeof err);
         st_status st = st_sequence_result(r->seqs[i], &stats, &err);
+        /* Its answer may be prefilled again (st_engine_idle_step); said
+         * before the answer goes out, so /metrics never shows a client
+         * that has its answer an engine with nothing left to do. */
+        uv_mutex_lock(&srv->queue_lock);
+        r->idle_work = true;
+        uv_mutex_unlock(&srv->queue_lock);
         st_job_run_end(r->runs[i], st, &stats, &err);
         r->jobs[i] = NULL;
         r->runs[i] = NULL;
@@ -317,7 +324,8 @@ static void runner_main(void *arg)
     uint32_t running = 0;
     for (;;) {
         uv_mutex_lock(&srv->queue_lock);
-        while (!srv->quit && !r->waiting.head && !r->partial && running == 0 && !r->reload)
+        while (!srv->quit && !r->waiting.head && !r->partial && running == 0 && !r->reload &&
+               !r->idle_work)
             uv_cond_wait(&r->wake, &srv->queue_lock);
         bool quit = srv->quit && !r->waiting.head && !r->partial && running == 0;
         /* Not while a job's answers wait: they were prepared on this engine. */
@@ -333,8 +341,22 @@ static void runner_main(void *arg)
         }
         admit(r, running);
         running = collect(r);
-        if (running == 0)
+        if (running == 0) {
+            /* Idle: prefill the answers just given again, a block at a
+             * time, so that a conversation's next turn finds them in the
+             * cache; a request that arrives meanwhile goes first. */
+            bool more = false;
+            st_error err;
+            memset(&err, 0, sizeof err);
+            if (r->engine && r->idle_work &&
+                st_engine_idle_step(r->engine, &more, &err) != ST_OK)
+                fprintf(stderr, "stretch serve: model '%s': refreshing the cache: %s\n", r->stem,
+                        err.message);
+            uv_mutex_lock(&srv->queue_lock);
+            r->idle_work = more;
+            uv_mutex_unlock(&srv->queue_lock);
             continue;
+        }
         st_error err;
         memset(&err, 0, sizeof err);
         uint32_t active = 0;
@@ -402,6 +424,16 @@ void st_runners_errors(st_server *srv, void *json_array)
             json_array_append_new(json_array, json_pack("{s:s, s:s}", "model", r->stem,
                                                         "message", r->error));
     uv_mutex_unlock(&srv->queue_lock);
+}
+
+uint32_t st_runners_idle_work(st_server *srv)
+{
+    uint32_t n = 0;
+    uv_mutex_lock(&srv->queue_lock);
+    for (st_runner *r = srv->runners; r; r = r->next)
+        n += r->idle_work;
+    uv_mutex_unlock(&srv->queue_lock);
+    return n;
 }
 
 bool st_job_enqueue(st_server *srv, st_job *job)

@@ -87,6 +87,7 @@ static void metrics(st_conn *c, bool keep_alive)
     uv_mutex_lock(&srv->queue_lock);
     uint32_t queued = srv->queue_len, running = srv->running;
     uv_mutex_unlock(&srv->queue_lock);
+    uint32_t refilling = st_runners_idle_work(srv);
     uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
     double decode_s = atomic_load(&m->decode_us) / 1e6;
     char body[3584];
@@ -127,7 +128,10 @@ static void metrics(st_conn *c, bool keep_alive)
         "# HELP stretch_queue_length Requests waiting for a sequence.\n"
         "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
         "# HELP stretch_requests_running Requests generating now.\n"
-        "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n",
+        "# TYPE stretch_requests_running gauge\nstretch_requests_running %u\n"
+        "# HELP stretch_models_refilling Models whose idle engine is prefilling answers again "
+        "for the prefix cache.\n"
+        "# TYPE stretch_models_refilling gauge\nstretch_models_refilling %u\n",
         (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
         (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
         (unsigned long long)atomic_load(&m->cached_prompt_tokens),
@@ -137,7 +141,7 @@ static void metrics(st_conn *c, bool keep_alive)
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
         (unsigned long long)atomic_load(&m->embedded_texts),
         (unsigned long long)atomic_load(&m->embedded_tokens),
-        (unsigned long long)atomic_load(&m->embedding_batches), queued, running);
+        (unsigned long long)atomic_load(&m->embedding_batches), queued, running, refilling);
     send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
 }
 

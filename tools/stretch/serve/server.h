@@ -226,6 +226,9 @@ void st_runner_manifest_changed(st_server *srv, const char *stem);
 /* Append {"model", "message"} for every model whose manifest failed to
  * load last time it was read (a jansson array). */
 void st_runners_errors(st_server *srv, void *json_array);
+/* How many models' engines have idle work left (st_engine_idle_step:
+ * answers being prefilled again for the prefix cache). */
+uint32_t st_runners_idle_work(st_server *srv);
 
 /* rpc.c: the msgpack-RPC listener, `spec` unix:PATH or tcp:PORT. */
 int st_rpc_listen(st_server *srv, const char *spec);
