@@ -67,6 +67,16 @@ static int collect(void *user, int32_t token, const char *text, size_t len)
     return 0;
 }
 
+/* n pseudo-random printable-byte tokens, the same for the same seed. */
+static void random_prompt(int32_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = 32 + (int32_t)((x >> 16) % 90);
+    }
+}
+
 static st_status generate(st_engine *e, const st_sampler_override *ov, size_t n_ov,
                           picks *out, st_error *err)
 {
@@ -314,11 +324,7 @@ Test(engine_requests, prompt_logprobs_are_the_scores_of_the_prompt_on_both_paths
     st_engine *e = open_engine("echo.yaml", "  - plugin: greedy\nparallel: 2\n");
     /* 100 tokens: two blocks of the 64 an echoed prefill runs in. */
     int32_t prompt[100];
-    uint32_t x = 7;
-    for (size_t i = 0; i < 100; i++) {
-        x = x * 1103515245u + 12345u;
-        prompt[i] = 32 + (int32_t)((x >> 16) % 90);
-    }
+    random_prompt(prompt, 100, 7);
     st_error err = {0};
     float nll[100];
     cr_assert_eq(st_engine_score(e, prompt, 100, 0, nll, NULL, NULL, &err), ST_OK, "%s",
@@ -501,11 +507,7 @@ Test(engine_requests, prompt_logprobs_leave_the_first_logits_unchanged)
     float *echoed = malloc(info.n_vocab * sizeof *echoed);
     static const size_t lengths[] = {5, 9, 66, 71, 72, 100, 120};
     int32_t prompt[120];
-    uint32_t x = 11;
-    for (size_t i = 0; i < 120; i++) {
-        x = x * 1103515245u + 12345u;
-        prompt[i] = 32 + (int32_t)((x >> 16) % 90);
-    }
+    random_prompt(prompt, 120, 11);
     st_error err = {0};
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         size_t n = lengths[k];
@@ -573,11 +575,7 @@ Test(engine_requests, a_shared_prompt_prefix_is_taken_from_the_cache_and_changes
     st_engine_get_info(e, &info);
     float *a = malloc(info.n_vocab * sizeof *a), *b = malloc(info.n_vocab * sizeof *b);
     int32_t p1[116], p2[100];
-    uint32_t x = 5;
-    for (size_t i = 0; i < 116; i++) {
-        x = x * 1103515245u + 12345u;
-        p1[i] = 32 + (int32_t)((x >> 16) % 90);
-    }
+    random_prompt(p1, 116, 5);
     memcpy(p2, p1, 70 * sizeof *p2);
     for (size_t i = 70; i < 100; i++)
         p2[i] = 40 + (int32_t)(i % 50);
@@ -696,11 +694,7 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
     st_engine_get_info(e, &info);
     size_t nv = info.n_vocab;
     int32_t p1[100], p2[100];
-    uint32_t x = 11;
-    for (size_t i = 0; i < 100; i++) {
-        x = x * 1103515245u + 12345u;
-        p1[i] = 32 + (int32_t)((x >> 16) % 90);
-    }
+    random_prompt(p1, 100, 11);
     memcpy(p2, p1, 70 * sizeof *p2);
     for (size_t i = 70; i < 100; i++)
         p2[i] = 40 + (int32_t)(i % 50);
@@ -806,11 +800,7 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
     st_engine_get_info(e, &info);
     size_t nv = info.n_vocab;
     int32_t turn1[60], turn2[89];
-    uint32_t x = 23;
-    for (size_t i = 0; i < 60; i++) {
-        x = x * 1103515245u + 12345u;
-        turn1[i] = 32 + (int32_t)((x >> 16) % 90);
-    }
+    random_prompt(turn1, 60, 23);
     share_run runs[2];
     st_error err = {0};
     for (size_t i = 0; i < 2; i++) {
