@@ -860,6 +860,76 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
     st_engine_close(e);
 }
 
+/* Requests of random lengths over two shared prefixes, started in random
+ * groups on three sequences, with idle refills in between or cut short:
+ * every answer and its first logits are the empty cache's, whatever was
+ * copied, waited for or refilled. */
+Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answers)
+{
+    st_engine *e = open_engine("mixed.yaml", "  - plugin: greedy\nparallel: 3\n");
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    size_t nv = info.n_vocab;
+    int32_t base[2][120];
+    random_prompt(base[0], 120, 31);
+    random_prompt(base[1], 120, 37);
+    share_run runs[3];
+    st_error err = {0};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
+        runs[i].first = malloc(nv * sizeof(float));
+    }
+    float *want = malloc(nv * sizeof *want);
+    uint32_t x = 99, n_cached = 0;
+#define NEXT(m) ((x = x * 1103515245u + 12345u), (x >> 16) % (m))
+    for (int round = 0; round < 40; round++) {
+        size_t group = 1 + NEXT(3);
+        int32_t prompts[3][120];
+        size_t lens[3];
+        st_generate_params gps[3];
+        for (size_t i = 0; i < group; i++) {
+            /* A prefix of one base, sometimes with its own tail. */
+            lens[i] = 9 + NEXT(100);
+            memcpy(prompts[i], base[NEXT(2)], lens[i] * sizeof(int32_t));
+            if (NEXT(3) == 0)
+                for (size_t t = lens[i] - NEXT(8); t < lens[i]; t++)
+                    prompts[i][t] = 35 + (int32_t)NEXT(50);
+            gps[i] = (st_generate_params){.struct_size = sizeof gps[i],
+                                          .max_tokens = 1 + NEXT(9), .ignore_eos = true,
+                                          .fresh_cache = NEXT(6) == 0,
+                                          .first_logits = runs[i].first};
+            memset(&runs[i].p, 0, sizeof runs[i].p);
+            cr_assert_eq(st_sequence_start(runs[i].s, prompts[i], lens[i], &gps[i], collect,
+                                           &runs[i].p, &err), ST_OK, "%s", err.message);
+        }
+        uint32_t active = 1;
+        while (active)
+            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        for (size_t i = 0; i < group; i++) {
+            reuse_run solo = run_prompt(e, prompts[i], lens[i], true, want);
+            n_cached += cached_of(runs[i].s);
+            cr_expect(memcmp(runs[i].first, want, nv * sizeof *want) == 0,
+                      "round %d, sequence %zu: the logits differ from an empty cache's", round,
+                      i);
+            size_t n = runs[i].p.n < solo.p.n ? runs[i].p.n : solo.p.n;
+            cr_expect(n > 0 && memcmp(runs[i].p.ids, solo.p.ids, n * sizeof(int32_t)) == 0,
+                      "round %d, sequence %zu: the answer differs", round, i);
+        }
+        /* Refill all, part or none of the answers before the next round. */
+        bool more = true;
+        for (size_t k = NEXT(4); k > 0 && more; k--)
+            cr_assert_eq(st_engine_idle_step(e, &more, &err), ST_OK, "%s", err.message);
+    }
+#undef NEXT
+    cr_expect(n_cached > 0, "no round took anything from a cache");
+    for (size_t i = 0; i < 3; i++) {
+        st_sequence_close(runs[i].s);
+        free(runs[i].first);
+    }
+    free(want);
+    st_engine_close(e);
+}
+
 Test(engine_requests, a_strategy_that_drops_slots_keeps_no_prefix)
 {
     char path[300];
