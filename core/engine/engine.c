@@ -717,6 +717,21 @@ st_status st_engine_check_vocab(st_engine *e, st_error *err)
     return ST_OK;
 }
 
+st_status st_engine_check_prompt(st_engine *e, const int32_t *prompt, size_t n, st_error *err)
+{
+    if (n == 0)
+        return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
+    st_status st = st_engine_check_vocab(e, err);
+    if (st != ST_OK)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
+            return st_error_set(err, ST_E_INVALID,
+                                "prompt token %zu is %d, outside the vocabulary of %u", i,
+                                prompt[i], e->shape.n_vocab);
+    return ST_OK;
+}
+
 st_status st_engine_token_piece(st_engine *e, int32_t id, const char **bytes, size_t *len,
                                 st_error *err)
 {

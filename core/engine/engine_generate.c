@@ -170,16 +170,9 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                           const st_generate_params *params, st_token_fn on_token, void *user,
                           st_generate_stats *stats, st_error *err)
 {
-    if (n_prompt == 0)
-        return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
-    st_status st = st_engine_check_vocab(e, err);
+    st_status st = st_engine_check_prompt(e, prompt, n_prompt, err);
     if (st != ST_OK)
         return st;
-    for (size_t i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
-            return st_error_set(err, ST_E_INVALID,
-                                "prompt token %zu is %d, outside the vocabulary of %u",
-                                i, prompt[i], e->shape.n_vocab);
 
     /* The prompt's own log-probabilities need every position's logits,
      * so such a request prefills it all. */

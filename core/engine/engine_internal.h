@@ -137,6 +137,10 @@ st_status st_engine_piece(st_engine *e, int32_t id, const char **bytes, size_t *
  * the model can pick must have a piece. */
 st_status st_engine_check_vocab(st_engine *e, st_error *err);
 
+/* A prompt to continue: not empty, every id in the vocabulary, and a
+ * tokenizer that can spell whatever comes next (st_engine_check_vocab). */
+st_status st_engine_check_prompt(st_engine *e, const int32_t *prompt, size_t n, st_error *err);
+
 /* Whether `token` ends generation (EOS, EOT, or a control token the
  * tokenizer marks as end). */
 bool st_engine_is_eog(const st_engine *e, int32_t token);

@@ -183,16 +183,9 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
                             (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
     if (!caller_params)
         memset(&params, 0, sizeof params);
-    if (n_prompt == 0)
-        return st_error_set(err, ST_E_INVALID, "the prompt is empty: nothing to continue");
-    st_status st = st_engine_check_vocab(e, err);
+    st_status st = st_engine_check_prompt(e, prompt, n_prompt, err);
     if (st != ST_OK)
         return st;
-    for (size_t i = 0; i < n_prompt; i++)
-        if (prompt[i] < 0 || (uint32_t)prompt[i] >= e->shape.n_vocab)
-            return st_error_set(err, ST_E_INVALID,
-                                "prompt token %zu is %d, outside the vocabulary of %u", i,
-                                prompt[i], e->shape.n_vocab);
     s->prompt = malloc(n_prompt * sizeof *s->prompt);
     if (params.on_prompt_logprobs)
         s->prompt_rows = malloc(sizeof(float) * e->shape.n_vocab * ST_PROMPT_LOGPROBS_BLOCK);
