@@ -336,11 +336,13 @@ ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t
  * engine stays usable. */
 ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err);
 
-/* Work for an idle engine (since 1.8). The keys and values a request's
- * decode steps wrote round as a one-row step rounds, not as the prefill of
- * a longer prompt, so the prefix cache (st_generate_params.fresh_cache)
- * does not offer them. When no sequence is running, this prefills them
- * again, one block per call, as a prefill of those tokens writes them:
+/* Work for an idle engine (since 1.8). The keys and values a sequence's
+ * request's decode steps wrote round as a one-row step rounds, not as the
+ * prefill of a longer prompt, so the prefix cache
+ * (st_generate_params.fresh_cache) does not offer them. When no sequence
+ * is running, this prefills them again, one block per call, as a prefill
+ * of those tokens writes them (the engine's own st_engine_generate cache
+ * is not refilled):
  * then a prompt that continues a conversation (the previous prompt, its
  * answer, and more) takes the answer from the cache too, and its answer is
  * still the one an empty cache gives, bit for bit. It does nothing while
