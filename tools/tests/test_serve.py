@@ -13,6 +13,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,14 +71,18 @@ def models_dir(tmp_path_factory) -> Path:
 
 class Server:
     def __init__(self, models: Path, *args: str):
+        # The server's stderr goes to a file, read when something fails: a
+        # pipe nobody reads would block the server once it filled.
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [str(tool("stretch")), "serve", "--port", "0", "--manifests", str(models), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on http://([\d.]+):(\d+)", line)
         if not m:
             self.proc.kill()
-            raise AssertionError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+            self.proc.wait()
+            raise AssertionError(f"server did not start: {line!r} {self.stderr()}")
         self.host, self.port = m.group(1), int(m.group(2))
         self.url = f"http://{self.host}:{self.port}"
 
@@ -92,12 +98,22 @@ class Server:
         conn.close()
         return out
 
+    def stderr(self) -> str:
+        """What the server wrote to stderr so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
     def stop(self, sig=signal.SIGINT, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout=timeout)
         self.proc.stdout.close()
-        self.proc.stderr.close()
+        if rc != 0:
+            # Shown with the failing test: why the server ended as it did.
+            print(f"stretch serve exited with {rc}; its stderr:\n{self.stderr()}",
+                  file=sys.stderr)
+        self.log.close()
         return rc
 
 
