@@ -349,18 +349,62 @@ static bool waits_for(const st_sequence *s, size_t piece, const st_sequence *lea
     return gain >= ST_FORWARD_TILED_MIN_ROWS && 2 * gain >= piece;
 }
 
+/* One pass's blocks, a block per sequence (st_engine_forward_batch's
+ * arrays), for st_engine_step and st_engine_idle_step alike. */
+typedef struct step_batch {
+    uint32_t n;
+    st_engine **es;
+    const int32_t **tokens;
+    size_t *lens;
+    int32_t *pos0;
+    float **rows;
+    st_sequence **in;
+} step_batch;
+
+static void batch_free(step_batch *b)
+{
+    free(b->es);
+    free(b->tokens);
+    free(b->lens);
+    free(b->pos0);
+    free(b->rows);
+    free(b->in);
+    memset(b, 0, sizeof *b);
+}
+
+static st_status batch_alloc(step_batch *b, uint32_t cap, st_error *err)
+{
+    b->n = 0;
+    b->es = calloc(cap, sizeof *b->es);
+    b->tokens = calloc(cap, sizeof *b->tokens);
+    b->lens = calloc(cap, sizeof *b->lens);
+    b->pos0 = calloc(cap, sizeof *b->pos0);
+    b->rows = calloc(cap, sizeof *b->rows);
+    b->in = calloc(cap, sizeof *b->in);
+    if (b->es && b->tokens && b->lens && b->pos0 && b->rows && b->in)
+        return ST_OK;
+    batch_free(b);
+    return st_error_set(err, ST_E_NOMEM, "out of memory");
+}
+
+/* s's block: tokens[0, len) at positions pos0.., its logits into rows
+ * (all of them) or its engine's last-logits buffer (NULL). */
+static void batch_add(step_batch *b, st_sequence *s, const int32_t *tokens, size_t len,
+                      int32_t pos0, float *rows)
+{
+    b->es[b->n] = s->e;
+    b->tokens[b->n] = tokens;
+    b->lens[b->n] = len;
+    b->pos0[b->n] = pos0;
+    b->rows[b->n] = rows;
+    b->in[b->n++] = s;
+}
+
 st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
 {
-    uint32_t P = root->parallel, n = 0;
-    st_engine **es = calloc(P, sizeof *es);
-    const int32_t **tokens = calloc(P, sizeof *tokens);
-    size_t *lens = calloc(P, sizeof *lens);
-    int32_t *pos0 = calloc(P, sizeof *pos0);
-    float **rows = calloc(P, sizeof *rows);
-    st_sequence **in = calloc(P, sizeof *in);
-    st_status st = ST_OK;
-    if (!es || !tokens || !lens || !pos0 || !rows || !in)
-        st = st_error_set(err, ST_E_NOMEM, "out of memory");
+    uint32_t P = root->parallel;
+    step_batch b;
+    st_status st = batch_alloc(&b, P, err);
     for (uint32_t i = 0; i < P && st == ST_OK; i++) {
         st_sequence *s = root->sequences[i];
         if (!s || !s->busy)
@@ -372,43 +416,37 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         if (s->n_prefilled < s->n_prompt) {
             take_shared_prefix(root, s);
             /* A chunk of the prompt, packed beside the others' blocks. */
-            lens[n] = st_prefill_piece(s->n_prefilled, s->n_prompt, s->e->block,
-                                       s->prompt_rows ? ST_PROMPT_LOGPROBS_BLOCK : s->e->block);
+            size_t len = st_prefill_piece(s->n_prefilled, s->n_prompt, s->e->block,
+                                          s->prompt_rows ? ST_PROMPT_LOGPROBS_BLOCK
+                                                         : s->e->block);
             bool wait = false;
-            for (uint32_t k = 0; k < n && !wait; k++)
-                wait = in[k]->n_prefilled < in[k]->n_prompt &&
-                       waits_for(s, lens[n], in[k], lens[k]);
-            if (wait)
-                continue;
-            rows[n] = s->prompt_rows;
-            tokens[n] = s->prompt + s->n_prefilled;
-            pos0[n] = (int32_t)s->n_prefilled;
-        } else {
-            if (!pick(s))
-                continue;
-            lens[n] = 1;
-            tokens[n] = &s->token;
-            pos0[n] = s->pos;
+            for (uint32_t k = 0; k < b.n && !wait; k++)
+                wait = b.in[k]->n_prefilled < b.in[k]->n_prompt &&
+                       waits_for(s, len, b.in[k], b.lens[k]);
+            if (!wait)
+                batch_add(&b, s, s->prompt + s->n_prefilled, len, (int32_t)s->n_prefilled,
+                          s->prompt_rows);
+        } else if (pick(s)) {
+            batch_add(&b, s, &s->token, 1, s->pos, NULL);
         }
-        es[n] = s->e;
-        in[n++] = s;
     }
-    if (st == ST_OK && n > 0) {
+    if (st == ST_OK && b.n > 0) {
         st_error step_err;
         memset(&step_err, 0, sizeof step_err);
-        st_status fst = st_engine_forward_batch(es, tokens, lens, pos0, rows, n, &step_err);
-        for (uint32_t k = 0; k < n; k++) {
-            st_sequence *s = in[k];
+        st_status fst = st_engine_forward_batch(b.es, b.tokens, b.lens, b.pos0, b.rows, b.n,
+                                                &step_err);
+        for (uint32_t k = 0; k < b.n; k++) {
+            st_sequence *s = b.in[k];
             if (fst != ST_OK) {
                 s->err = step_err;
                 finish(s, fst);
             } else if (s->n_prefilled < s->n_prompt) {
-                if (rows[k])
-                    st_prompt_logprobs_report(rows[k], lens[k], s->prompt, s->n_prompt,
+                if (b.rows[k])
+                    st_prompt_logprobs_report(b.rows[k], b.lens[k], s->prompt, s->n_prompt,
                                               s->n_prefilled, s->e->shape.n_vocab,
                                               s->n_top_logprobs, s->e->pool,
                                               s->on_prompt_logprobs, s->user);
-                s->n_prefilled += lens[k];
+                s->n_prefilled += b.lens[k];
                 s->pos = (int32_t)s->n_prefilled;
                 /* What is prefilled so far is offered to the other
                  * sequences (take_shared_prefix) as it grows. */
@@ -423,18 +461,13 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
         active += root->sequences[i] && root->sequences[i]->busy;
     if (n_active)
         *n_active = active;
-    free(es);
-    free(tokens);
-    free(lens);
-    free(pos0);
-    free(rows);
-    free(in);
+    batch_free(&b);
     return st;
 }
 
 st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
 {
-    uint32_t P = root->parallel, n = 0;
+    uint32_t P = root->parallel;
     bool busy = false, left = false;
     if (more)
         *more = false;
@@ -451,14 +484,8 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
             *more = left;
         return ST_OK;
     }
-    st_engine **es = calloc(P, sizeof *es);
-    const int32_t **tokens = calloc(P, sizeof *tokens);
-    size_t *lens = calloc(P, sizeof *lens);
-    int32_t *pos0 = calloc(P, sizeof *pos0);
-    st_sequence **in = calloc(P, sizeof *in);
-    st_status st = ST_OK;
-    if (!es || !tokens || !lens || !pos0 || !in)
-        st = st_error_set(err, ST_E_NOMEM, "out of memory");
+    step_batch b;
+    st_status st = batch_alloc(&b, P, err);
     for (uint32_t i = 0; i < P && st == ST_OK; i++) {
         st_sequence *s = root->sequences[i];
         if (!s || !s->refill)
@@ -474,21 +501,19 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
             st_engine_prefilled(s->e, s->refill_from);
         }
         /* Cut as a whole prefill of these tokens would cut them. */
-        lens[n] = st_prefill_piece(s->refill_done, s->refill_to, s->e->block, s->e->block);
-        tokens[n] = s->refill + (s->refill_done - s->refill_from);
-        pos0[n] = (int32_t)s->refill_done;
-        es[n] = s->e;
-        in[n++] = s;
+        batch_add(&b, s, s->refill + (s->refill_done - s->refill_from),
+                  st_prefill_piece(s->refill_done, s->refill_to, s->e->block, s->e->block),
+                  (int32_t)s->refill_done, NULL);
     }
-    if (st == ST_OK && n > 0) {
-        st = st_engine_forward_batch(es, tokens, lens, pos0, NULL, n, err);
-        for (uint32_t k = 0; k < n; k++) {
-            st_sequence *s = in[k];
+    if (st == ST_OK && b.n > 0) {
+        st = st_engine_forward_batch(b.es, b.tokens, b.lens, b.pos0, NULL, b.n, err);
+        for (uint32_t k = 0; k < b.n; k++) {
+            st_sequence *s = b.in[k];
             if (st != ST_OK) {
                 drop_refill(s); /* what was done so far stays offered */
                 continue;
             }
-            s->refill_done += (uint32_t)lens[k];
+            s->refill_done += (uint32_t)b.lens[k];
             st_engine_prefilled(s->e, s->refill_done);
             if (s->refill_done == s->refill_to)
                 drop_refill(s);
@@ -496,11 +521,7 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
     }
     for (uint32_t i = 0; more && i < P; i++)
         *more |= root->sequences[i] && root->sequences[i]->refill;
-    free(es);
-    free(tokens);
-    free(lens);
-    free(pos0);
-    free(in);
+    batch_free(&b);
     return st;
 }
 
