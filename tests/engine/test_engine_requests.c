@@ -77,6 +77,15 @@ static void random_prompt(int32_t *p, size_t n, uint32_t seed)
     }
 }
 
+/* Step the engine's sequences until none runs. */
+static void step_until_idle(st_engine *e)
+{
+    st_error err = {0};
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+}
+
 static st_status generate(st_engine *e, const st_sampler_override *ov, size_t n_ov,
                           picks *out, st_error *err)
 {
@@ -276,9 +285,7 @@ Test(engine_requests, logprobs_are_the_models_log_softmax_and_its_top_tokens)
     gp.first_logits = NULL;
     cr_assert_eq(st_sequence_start(s, prompt, 7, &gp, collect, &seq.p, &err), ST_OK, "%s",
                  err.message);
-    uint32_t active = 1;
-    while (active)
-        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    step_until_idle(e);
     cr_expect(seq.l.n == out.l.n && memcmp(seq.l.lp, out.l.lp, out.l.n * sizeof(float)) == 0 &&
               memcmp(seq.l.top, out.l.top, sizeof seq.l.top) == 0, "the sequence differs");
     st_sequence_close(s);
@@ -377,9 +384,7 @@ Test(engine_requests, prompt_logprobs_are_the_scores_of_the_prompt_on_both_paths
                                    .ignore_eos = true};
     cr_assert_eq(st_sequence_start(b, prompt, 100, &plain_gp, collect, &other, &err), ST_OK,
                  "%s", err.message);
-    uint32_t active = 2;
-    while (active)
-        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    step_until_idle(e);
     cr_expect_eq(seq->n, 99);
     cr_expect_eq(seq->n_after_generated, 0);
     for (size_t t = 0; t < 99; t++)
@@ -443,9 +448,7 @@ Test(engine_requests, logit_bias_steers_one_request_and_leaves_the_next)
     cr_assert_eq(st_sequence_start(s, prompt, 7, &gp, collect, &seq, &err), ST_OK, "%s",
                  err.message);
     ban.bias = 0.0f; /* copied at the start: a later change is not seen */
-    uint32_t active = 1;
-    while (active)
-        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    step_until_idle(e);
     cr_expect(seq.n == banned.p.n && memcmp(seq.ids, banned.p.ids, seq.n * 4) == 0);
     st_sequence_close(s);
     /* Refusals name the entry; the next request has no bias left. */
@@ -533,9 +536,7 @@ Test(engine_requests, prompt_logprobs_leave_the_first_logits_unchanged)
         memset(echoed, 0, info.n_vocab * sizeof *echoed);
         cr_assert_eq(st_sequence_start(s, prompt, n, &gp, collect_after, lp, &err), ST_OK,
                      "%s", err.message);
-        uint32_t active = 1;
-        while (active)
-            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        step_until_idle(e);
         cr_expect(lp->n == n - 1 && memcmp(plain, echoed, info.n_vocab * sizeof *plain) == 0,
                   "length %zu: the sequence's logits after the prompt changed", n);
         st_sequence_close(s);
@@ -626,9 +627,7 @@ Test(engine_requests, a_shared_prompt_prefix_is_taken_from_the_cache_and_changes
         cr_expect_eq(told, round == 0 ? 0 : 70, "round %d: %zu", round, told);
         cr_assert_eq(st_sequence_start(s, round ? p2 : p1, 100, &gp, collect, &out, &err), ST_OK,
                      "%s", err.message);
-        uint32_t active = 1;
-        while (active)
-            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        step_until_idle(e);
         st_generate_stats stats = {.struct_size = sizeof stats};
         cr_assert_eq(st_sequence_result(s, &stats, &err), ST_OK, "%s", err.message);
         cr_expect_eq(stats.n_cached, round == 0 ? 0 : 70);
@@ -650,22 +649,43 @@ typedef struct share_run {
     float *first;
 } share_run;
 
+/* Start s's run of `prompt` with `base`'s parameters, its first logits
+ * into runs' buffer and its tokens into its picks. */
+static void start_run(share_run *r, const int32_t *prompt, size_t n,
+                      const st_generate_params *base)
+{
+    st_error err = {0};
+    st_generate_params gp = *base;
+    gp.first_logits = r->first;
+    memset(&r->p, 0, sizeof r->p);
+    cr_assert_eq(st_sequence_start(r->s, prompt, n, &gp, collect, &r->p, &err), ST_OK, "%s",
+                 err.message);
+}
+
 static void run_together(st_engine *e, share_run *runs, const int32_t *const *prompts,
                          const size_t *lens, size_t n_runs, const st_generate_params *base)
 {
+    for (size_t i = 0; i < n_runs; i++)
+        start_run(&runs[i], prompts[i], lens[i], base);
+    step_until_idle(e);
+}
+
+/* n sequences of e, each with room for a row of first logits. */
+static void open_runs(st_engine *e, share_run *runs, size_t n, size_t n_vocab)
+{
     st_error err = {0};
-    st_engine_info info = {.struct_size = sizeof info};
-    st_engine_get_info(e, &info);
-    for (size_t i = 0; i < n_runs; i++) {
-        st_generate_params gp = *base;
-        gp.first_logits = runs[i].first;
-        memset(&runs[i].p, 0, sizeof runs[i].p);
-        cr_assert_eq(st_sequence_start(runs[i].s, prompts[i], lens[i], &gp, collect, &runs[i].p,
-                                       &err), ST_OK, "%s", err.message);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
+        runs[i].first = malloc(n_vocab * sizeof(float));
     }
-    uint32_t active = 1;
-    while (active)
-        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+}
+
+static void close_runs(share_run *runs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        st_sequence_close(runs[i].s);
+        free(runs[i].first);
+    }
 }
 
 static uint32_t cached_of(st_sequence *s)
@@ -703,11 +723,7 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
     reuse_run solo1 = run_prompt(e, p1, 100, true, want1);
     reuse_run solo2 = run_prompt(e, p2, 100, true, want2);
     share_run runs[3];
-    st_error err = {0};
-    for (size_t i = 0; i < 3; i++) {
-        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
-        runs[i].first = malloc(nv * sizeof(float));
-    }
+    open_runs(e, runs, 3, nv);
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true};
     struct {
         const char *what;
@@ -763,16 +779,9 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
                      (const size_t[]){3}, 1, &gp);
     st_generate_params scored = gp;
     scored.on_prompt_logprobs = prompt_lp_ignore;
-    st_generate_params gps[2] = {scored, gp};
-    for (size_t i = 0; i < 2; i++) {
-        gps[i].first_logits = runs[i].first;
-        memset(&runs[i].p, 0, sizeof runs[i].p);
-        cr_assert_eq(st_sequence_start(runs[i].s, p1, 100, &gps[i], collect, &runs[i].p, &err),
-                     ST_OK, "%s", err.message);
-    }
-    uint32_t active = 1;
-    while (active)
-        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    start_run(&runs[0], p1, 100, &scored);
+    start_run(&runs[1], p1, 100, &gp);
+    step_until_idle(e);
     cr_expect_eq(cached_of(runs[0].s), 0);
     cr_expect_eq(cached_of(runs[1].s), 92);
     for (size_t i = 0; i < 2; i++)
@@ -780,10 +789,7 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
                       runs[i].p.n == solo1.p.n &&
                       memcmp(runs[i].p.ids, solo1.p.ids, 6 * sizeof(int32_t)) == 0,
                   "scored alongside, sequence %zu: differs from an empty cache", i);
-    for (size_t i = 0; i < 3; i++) {
-        st_sequence_close(runs[i].s);
-        free(runs[i].first);
-    }
+    close_runs(runs, 3);
     free(want1);
     free(want2);
     st_engine_close(e);
@@ -803,10 +809,7 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
     random_prompt(turn1, 60, 23);
     share_run runs[2];
     st_error err = {0};
-    for (size_t i = 0; i < 2; i++) {
-        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
-        runs[i].first = malloc(nv * sizeof(float));
-    }
+    open_runs(e, runs, 2, nv);
     float *want = malloc(nv * sizeof *want);
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 20, .ignore_eos = true};
     bool more = true;
@@ -825,13 +828,10 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
             /* Nothing happens while a sequence runs. */
             st_generate_params one = gp;
             one.max_tokens = 2;
-            cr_assert_eq(st_sequence_start(runs[1].s, (const int32_t[]){7, 8, 9}, 3, &one,
-                                           collect, &runs[1].p, &err), ST_OK, "%s", err.message);
+            start_run(&runs[1], (const int32_t[]){7, 8, 9}, 3, &one);
             cr_expect_eq(st_engine_idle_step(e, &more, &err), ST_OK);
             cr_expect(more);
-            uint32_t active = 1;
-            while (active)
-                cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+            step_until_idle(e);
             int steps = 0;
             do
                 cr_assert_eq(st_engine_idle_step(e, &more, &err), ST_OK, "%s", err.message);
@@ -852,10 +852,7 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
         cr_expect(runs[0].p.n == 6 && memcmp(runs[0].p.ids, solo.p.ids, 6 * sizeof(int32_t)) == 0,
                   "refill %d: the answer differs", refill);
     }
-    for (size_t i = 0; i < 2; i++) {
-        st_sequence_close(runs[i].s);
-        free(runs[i].first);
-    }
+    close_runs(runs, 2);
     free(want);
     st_engine_close(e);
 }
@@ -875,10 +872,7 @@ Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answer
     random_prompt(base[1], 120, 37);
     share_run runs[3];
     st_error err = {0};
-    for (size_t i = 0; i < 3; i++) {
-        cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
-        runs[i].first = malloc(nv * sizeof(float));
-    }
+    open_runs(e, runs, 3, nv);
     float *want = malloc(nv * sizeof *want);
     uint32_t x = 99, n_cached = 0;
 #define NEXT(m) ((x = x * 1103515245u + 12345u), (x >> 16) % (m))
@@ -886,7 +880,6 @@ Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answer
         size_t group = 1 + NEXT(3);
         int32_t prompts[3][120];
         size_t lens[3];
-        st_generate_params gps[3];
         for (size_t i = 0; i < group; i++) {
             /* A prefix of one base, sometimes with its own tail. */
             lens[i] = 9 + NEXT(100);
@@ -894,17 +887,11 @@ Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answer
             if (NEXT(3) == 0)
                 for (size_t t = lens[i] - NEXT(8); t < lens[i]; t++)
                     prompts[i][t] = 35 + (int32_t)NEXT(50);
-            gps[i] = (st_generate_params){.struct_size = sizeof gps[i],
-                                          .max_tokens = 1 + NEXT(9), .ignore_eos = true,
-                                          .fresh_cache = NEXT(6) == 0,
-                                          .first_logits = runs[i].first};
-            memset(&runs[i].p, 0, sizeof runs[i].p);
-            cr_assert_eq(st_sequence_start(runs[i].s, prompts[i], lens[i], &gps[i], collect,
-                                           &runs[i].p, &err), ST_OK, "%s", err.message);
+            st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 1 + NEXT(9),
+                                     .ignore_eos = true, .fresh_cache = NEXT(6) == 0};
+            start_run(&runs[i], prompts[i], lens[i], &gp);
         }
-        uint32_t active = 1;
-        while (active)
-            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+        step_until_idle(e);
         for (size_t i = 0; i < group; i++) {
             reuse_run solo = run_prompt(e, prompts[i], lens[i], true, want);
             n_cached += cached_of(runs[i].s);
@@ -922,10 +909,7 @@ Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answer
     }
 #undef NEXT
     cr_expect(n_cached > 0, "no round took anything from a cache");
-    for (size_t i = 0; i < 3; i++) {
-        st_sequence_close(runs[i].s);
-        free(runs[i].first);
-    }
+    close_runs(runs, 3);
     free(want);
     st_engine_close(e);
 }
