@@ -36,20 +36,29 @@ static void cleanup(void)
 
 TestSuite(engine_requests, .init = make_model, .fini = cleanup);
 
-static st_engine *open_engine(const char *name, const char *samplers)
+/* An engine of `model` through a manifest `name` in the test's folder:
+ * BPE, RoPE, `attention` and `samplers` (YAML list lines), context 128. */
+static st_engine *open_manifest(const char *name, const char *model, const char *attention,
+                                const char *samplers)
 {
-    char path[300];
+    char path[340];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     cr_assert(f);
     fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
-               "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n"
-               "samplers:\n%s", model_path, samplers);
+               "positional-encoding: {plugin: rope}\nattention: %s\n"
+               "samplers:\n%s", model, attention, samplers);
     fclose(f);
     st_engine *e = NULL;
     st_error err = {0};
     cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
     return e;
+}
+
+/* The suite's model with dense attention. */
+static st_engine *open_engine(const char *name, const char *samplers)
+{
+    return open_manifest(name, model_path, "{plugin: dense}", samplers);
 }
 
 typedef struct picks {
@@ -490,20 +499,12 @@ Test(engine_requests, prompt_logprobs_leave_the_first_logits_unchanged)
     spec.n_kv_heads = 2;
     spec.n_ctx = 256;
     spec.tied = false;
-    char wide[320], path[340];
+    char wide[320];
     snprintf(wide, sizeof wide, "%s/wide.gguf", dir);
     st_diag d;
     cr_assert_eq(st_gen_tiny_model(&spec, wide, &d), ST_OK, "%s", d.message);
-    snprintf(path, sizeof path, "%s/echo_bits.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
-               "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n"
-               "samplers:\n  - plugin: greedy\n", wide);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error open_err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &open_err), ST_OK, "%s", open_err.message);
+    st_engine *e = open_manifest("echo_bits.yaml", wide, "{plugin: dense}",
+                                 "  - plugin: greedy\n");
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     float *plain = malloc(info.n_vocab * sizeof *plain);
@@ -916,18 +917,9 @@ Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answer
 
 Test(engine_requests, a_strategy_that_drops_slots_keeps_no_prefix)
 {
-    char path[300];
-    snprintf(path, sizeof path, "%s/window.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
-               "positional-encoding: {plugin: rope}\n"
-               "attention: {plugin: sliding-window, params: {window: 32}}\n"
-               "samplers:\n  - plugin: greedy\n", model_path);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
+    st_engine *e = open_manifest("window.yaml", model_path,
+                                 "{plugin: sliding-window, params: {window: 32}}",
+                                 "  - plugin: greedy\n");
     static const int32_t prompt[] = {72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100, 33};
     run_prompt(e, prompt, 12, false, NULL);
     cr_expect_eq(run_prompt(e, prompt, 12, false, NULL).cached, 0);
