@@ -20,6 +20,7 @@
 #include "msgpack_frame.h"
 #include "msgpack_json.h"
 #include "openai_request.h"
+#include "tool_calls.h"
 
 #define MSG_SIZE 512
 /* What the message buffer holds before a call: a byte no message starts
@@ -109,6 +110,15 @@ static void check_request(const st_gen_request *r, bool chat)
     }
     if (!r->constraint && r->n_constraint_params)
         st_fuzz_fail("constraint parameters without a constraint");
+    /* Function calling: a forced call is generated under its schema. */
+    if (r->tool_mode != ST_TOOLS_OFF && (!chat || r->n_tools == 0))
+        st_fuzz_fail("tool mode %d with %zu tools", r->tool_mode, r->n_tools);
+    if (r->tool_mode == ST_TOOLS_FORCED && (!r->constraint || strcmp(r->constraint,
+                                                                     "json-schema")))
+        st_fuzz_fail("a forced tool call without its schema");
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (!r->tool_names[i] || !r->tool_names[i][0])
+            st_fuzz_fail("tool %zu has no name", i);
 }
 
 static void from_http(const uint8_t *body, size_t len, bool chat)

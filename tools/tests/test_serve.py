@@ -1092,6 +1092,145 @@ def test_structured_output_refusals_name_the_field(server):
         assert "/lib/" not in err["message"] and ".so" not in err["message"], err
 
 
+# -- function calling: tools and tool_choice -----------------------------
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "The weather in a city now",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "add", "description": "Add two integers",
+        "parameters": {"type": "object", "properties": {
+            "a": {"type": "integer", "minimum": 0, "maximum": 99},
+            "b": {"type": "integer", "minimum": 0, "maximum": 99}},
+            "required": ["a", "b"]}}},
+]
+ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def check_call(call, names):
+    """One tool call: a given function's name and arguments its schema accepts."""
+    import jsonschema  # python/requirements-test.txt: a failure, never a skip
+    assert call.type == "function" and call.id.startswith("call_"), call
+    tool = {t["function"]["name"]: t["function"] for t in TOOLS}[call.function.name]
+    assert call.function.name in names
+    jsonschema.validate(json.loads(call.function.arguments), tool["parameters"])
+
+
+def test_a_forced_tool_call_is_a_valid_call_whole_and_streamed(server):
+    # The tools' prompt needs more than the tiny model's 128 tokens: "slow".
+    c = server.client()
+    for choice, names in (({"type": "function", "function": {"name": "add"}}, {"add"}),
+                          ("required", {"add", "get_weather"})):
+        r = c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                      tool_choice=choice, max_tokens=60)
+        m = r.choices[0].message
+        assert r.choices[0].finish_reason == "tool_calls" and m.content is None, r
+        assert len(m.tool_calls) == 1
+        check_call(m.tool_calls[0], names)
+        chunks = list(c.chat.completions.create(model="slow", messages=ASK_WEATHER,
+                                                tools=TOOLS, tool_choice=choice,
+                                                max_tokens=60, stream=True))
+        deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+        calls = [tc for d in deltas for tc in (d.tool_calls or [])]
+        assert deltas[0].role == "assistant" and not any(d.content for d in deltas)
+        assert [(tc.index, tc.function.name, tc.function.arguments) for tc in calls] == \
+            [(0, m.tool_calls[0].function.name, m.tool_calls[0].function.arguments)]
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_tool_turns_are_the_documented_text(server):
+    """A conversation's calls and results reach the model as the text
+    docs/server.md gives: the same prompt as those turns written out by
+    hand, and a forced call's prompt is that plus its opening tag."""
+    c = server.client()
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    turns = ASK_WEATHER + [{"role": "assistant", "content": None, "tool_calls": [call]},
+                           {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+                           {"role": "tool", "tool_call_id": "call_2", "content": "sunny"}]
+    by_hand = ASK_WEATHER + [
+        {"role": "assistant",
+         "content": '<tool_call>\n{"name":"get_weather","arguments":{"city":"Paris"}}\n'
+                    '</tool_call>'},
+        {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>\n"
+                                    "<tool_response>\nsunny\n</tool_response>"}]
+    a = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
+                                  tool_choice="none", max_tokens=8)
+    b = c.chat.completions.create(model="slow", messages=by_hand, max_tokens=8)
+    assert a.usage.prompt_tokens == b.usage.prompt_tokens
+    assert a.choices[0].message.content == b.choices[0].message.content
+    auto = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS, max_tokens=1)
+    forced = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
+                                       tool_choice="required", max_tokens=40)
+    _, _, raw = server.request("POST", "/tokenize", {"model": "slow", "prompt": "<tool_call>\n",
+                                                     "add_special_tokens": False})
+    tag = len(json.loads(raw)["tokens"])
+    # The tools' block is in the system turn: more than the turns alone.
+    assert auto.usage.prompt_tokens > a.usage.prompt_tokens + 100
+    assert forced.usage.prompt_tokens == auto.usage.prompt_tokens + tag
+
+
+def test_calls_in_a_free_answer_are_read_back(server):
+    """tool_choice "auto": the answer is free text, and `<tool_call>` blocks
+    in it become tool_calls. The tiny models write none of their own, so a
+    grammar writes the answer."""
+    c = server.client()
+    def ask(grammar, **kw):
+        return c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                         max_tokens=200, extra_body={"grammar": grammar}, **kw)
+    call = '<tool_call>\\n{\\"name\\": \\"add\\", \\"arguments\\": {\\"a\\": 2, \\"b\\": 3}}' \
+           '\\n</tool_call>'
+    r = ask(f'root ::= "Let me add.\\n{call}"')
+    m = r.choices[0].message
+    assert r.choices[0].finish_reason == "tool_calls" and m.content == "Let me add.", r
+    assert [(t.function.name, json.loads(t.function.arguments)) for t in m.tool_calls] == \
+        [("add", {"a": 2, "b": 3})]
+    chunks = [ch for ch in ask(f'root ::= "Let me add.\\n{call}"', stream=True) if ch.choices]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "Let me add."
+    streamed = [tc for ch in chunks for tc in (ch.choices[0].delta.tool_calls or [])]
+    assert [(t.index, t.function.name, t.function.arguments) for t in streamed] == \
+        [(0, "add", m.tool_calls[0].function.arguments)]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # Two calls; with parallel_tool_calls false, the first alone.
+    two = ask(f'root ::= "{call}\\n{call}"')
+    assert len(two.choices[0].message.tool_calls) == 2
+    one = ask(f'root ::= "{call}\\n{call}"', parallel_tool_calls=False)
+    assert len(one.choices[0].message.tool_calls) == 1
+    # A call to no given tool is not a call: the answer is its text.
+    bad = ask('root ::= "<tool_call>\\n{\\"name\\": \\"sub\\"}\\n</tool_call>"')
+    assert bad.choices[0].finish_reason == "stop"
+    assert bad.choices[0].message.tool_calls is None
+    assert bad.choices[0].message.content == '<tool_call>\n{"name": "sub"}\n</tool_call>'
+
+
+def test_tool_refusals_name_the_field(server):
+    post = lambda body: error_of(server.request("POST", "/v1/chat/completions", body))
+    base = {"model": "slow", "messages": ASK_WEATHER, "max_tokens": 4}
+    cases = [
+        ({"tools": {"name": "add"}}, "tools", "expected an array"),
+        ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools",
+         "tools[0].function.name"),
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "sub"}}},
+         "tool_choice", "'sub' is not a function"),
+        ({"tool_choice": "required"}, "tool_choice", "needs 'tools'"),
+        ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}},
+         "tool_choice", "not both"),
+        # A parameter schema the constraint cannot run: the plugin's words.
+        ({"tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "object", "maxProperties": -1}}}],
+          "tool_choice": "required"}, "tools", "maxProperties"),
+        ({"messages": [{"role": "tool", "content": None}]}, "messages", "messages[0].content"),
+    ]
+    for extra, param, text in cases:
+        status, _, err = post({**base, **extra})
+        assert status == 400, (extra, err)
+        assert err["param"] == param and text in err["message"], (extra, err)
+
+
 # -- log-probabilities ----------------------------------------------------
 
 def test_chat_logprobs_streamed_and_whole(server):

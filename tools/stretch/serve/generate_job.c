@@ -7,6 +7,7 @@
  */
 #include "logprobs_json.h"
 #include "server.h"
+#include "tool_calls.h"
 #include "utf8_text.h"
 
 #include <jansson.h>
@@ -362,12 +363,14 @@ static void emit_event(st_job *job, json_t *v)
     free(s);
 }
 
-/* One streamed piece of text (possibly empty), or the last chunk with its
- * finish reason. */
-static void emit_chunk(gen_state *g, const char *text, size_t len, const char *finish)
+/* One streamed piece of text (possibly empty), the answer's tool calls
+ * (calls, taken), or the last chunk with its finish reason. */
+static void emit_chunk(gen_state *g, const char *text, size_t len, const char *finish,
+                       json_t *calls)
 {
     st_job *job = g->job;
     if (job->is_rpc) {
+        json_decref(calls);
         if (len)
             rpc_token(job, text, len);
         return;
@@ -383,7 +386,9 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
         json_t *delta = json_object();
         if (!g->first_chunk_sent)
             json_object_set_new(delta, "role", json_string("assistant"));
-        if (len || !finish)
+        if (calls)
+            json_object_set_new(delta, "tool_calls", calls);
+        else if (len || !finish)
             json_object_set_new(delta, "content", json_stringn(text, len));
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", (int)g->index, "delta", delta,
                            "finish_reason", finish ? json_string(finish) : json_null(),
@@ -462,8 +467,22 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
                 safe--;
         }
     }
+    /* What may be a tool call waits for the answer's end (a forced
+     * answer is one, all of it). No call starts in what was sent. */
+    if (job->req.stream && !job->is_rpc && safe > g->sent) {
+        if (job->req.tool_mode == ST_TOOLS_FORCED)
+            safe = g->sent;
+        else if (job->req.tool_mode == ST_TOOLS_AUTO)
+            safe = g->sent + st_tools_text_safe(g->text + g->sent, safe - g->sent);
+        /* White space before a call is not the content's (as in the
+         * whole answer): it goes out once something else follows it. */
+        while (job->req.tool_mode != ST_TOOLS_OFF && safe > g->sent &&
+               (g->text[safe - 1] == ' ' || g->text[safe - 1] == '\n' ||
+                g->text[safe - 1] == '\t' || g->text[safe - 1] == '\r'))
+            safe--;
+    }
     if (job->req.stream && safe > g->sent) {
-        emit_chunk(g, g->text + g->sent, safe - g->sent, NULL);
+        emit_chunk(g, g->text + g->sent, safe - g->sent, NULL, NULL);
         g->sent = safe;
     }
     if (g->stopped_by_string || atomic_load(&job->cancel))
@@ -577,19 +596,44 @@ static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stat
         job->usage_cached += stats->n_cached;
     }
     job->usage_completion += g->n_tokens;
+    /* A chat answer that calls the request's tools (tool_calls.c). */
+    size_t content_len = g->len;
+    json_t *calls = NULL;
+    if (job->req.chat && job->req.tool_mode != ST_TOOLS_OFF) {
+        char id_base[64];
+        const char *dash = strchr(job->id, '-');
+        snprintf(id_base, sizeof id_base, "%s_%u", dash ? dash + 1 : job->id, g->index);
+        if ((calls = st_tools_answer_calls(&job->req, g->text, g->len, id_base, &content_len)))
+            finish = "tool_calls";
+    }
     if (job->req.stream) {
-        if (g->len > g->sent)
-            emit_chunk(g, g->text + g->sent, g->len - g->sent, NULL);
-        emit_chunk(g, "", 0, finish);
+        if (content_len > g->sent)
+            emit_chunk(g, g->text + g->sent, content_len - g->sent, NULL, NULL);
+        if (calls) {
+            size_t k;
+            json_t *c;
+            json_array_foreach(calls, k, c)
+                json_object_set_new(c, "index", json_integer((json_int_t)k));
+            emit_chunk(g, "", 0, NULL, calls);
+        }
+        emit_chunk(g, "", 0, finish, NULL);
         answer_ended(job);
         return;
     }
     json_t *choice;
-    if (job->req.chat)
-        choice = json_pack("{s:i, s:{s:s, s:s%}, s:s, s:o}", "index", (int)g->index, "message",
-                           "role", "assistant", "content", g->text ? g->text : "", g->len,
-                           "finish_reason", finish, "logprobs", lp_value(g));
-    else
+    if (job->req.chat) {
+        /* Content is null when the answer is calls alone, as OpenAI's. */
+        json_t *content = calls && !content_len ? json_null()
+                                                : json_stringn(g->text ? g->text : "",
+                                                               content_len);
+        choice = json_pack("{s:i, s:{s:s, s:o}, s:s, s:o}", "index", (int)g->index, "message",
+                           "role", "assistant", "content", content, "finish_reason", finish,
+                           "logprobs", lp_value(g));
+        if (choice && calls)
+            json_object_set_new(json_object_get(choice, "message"), "tool_calls", calls);
+        else
+            json_decref(calls);
+    } else
         choice = json_pack("{s:i, s:s%, s:s, s:o}", "index", (int)g->index, "text",
                            g->text ? g->text : "", g->len, "finish_reason", finish,
                            "logprobs", lp_value(g));
@@ -647,7 +691,7 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     /* A token-id prompt has no text to look up: it runs as given. */
     const char *query = req->chat ? NULL : r->prompt->text;
     for (size_t i = req->n_messages; req->chat && i-- > 0;)
-        if (!strcmp(req->messages[i].role, "user")) {
+        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result) {
             *user_at = i;
             query = req->messages[i].content;
             break;
@@ -723,7 +767,7 @@ static st_status same_as_first(st_job_run *r, const st_job_run *first, st_error 
     r->g.hits = first->g.hits;
     r->n_ids = first->n_ids;
     r->bos_added = first->bos_added;
-    if (first->run_ids != first->ids) {
+    if (first->prompt && first->run_ids == first->prompt->ids) {
         r->run_ids = first->run_ids; /* the request's token ids: the job's */
         return ST_OK;
     }
@@ -733,6 +777,32 @@ static st_status same_as_first(st_job_run *r, const st_job_run *first, st_error 
     }
     memcpy(r->ids_copy, first->run_ids, r->n_ids * sizeof *r->ids_copy);
     r->run_ids = r->ids_copy;
+    return ST_OK;
+}
+
+/* A forced tool call's answer starts inside its tags: the opening tag is
+ * the prompt's last text, so the model writes the call as it was shown
+ * one, and the constraint holds only its JSON. */
+static st_status open_forced_call(st_job_run *r, st_engine *e, st_error *err)
+{
+    int32_t *tag = NULL;
+    size_t n_tag = 0;
+    st_status st = st_engine_tokenize(e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), 0, &tag,
+                                      &n_tag, err);
+    if (st != ST_OK)
+        return st;
+    r->ids_copy = malloc((r->n_ids + n_tag) * sizeof *r->ids_copy);
+    if (r->ids_copy) {
+        memcpy(r->ids_copy, r->ids, r->n_ids * sizeof *r->ids);
+        memcpy(r->ids_copy + r->n_ids, tag, n_tag * sizeof *tag);
+        r->n_ids += n_tag;
+        r->run_ids = r->ids_copy;
+    }
+    st_free(tag);
+    if (!r->ids_copy) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return ST_E_NOMEM;
+    }
     return ST_OK;
 }
 
@@ -790,6 +860,8 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
                                               &r->n_ids, &err);
         free(msgs);
+        if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
+            st = open_forced_call(r, e, &err);
     } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
         r->run_ids = r->prompt->ids;

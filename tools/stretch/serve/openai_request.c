@@ -7,6 +7,7 @@
  * request is read the same way, at the end.
  */
 #include "openai_request.h"
+#include "tool_calls.h"
 
 #include <stretch/stretch.h>
 
@@ -107,7 +108,7 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
     r->messages = calloc(json_array_size(ms), sizeof *r->messages);
     if (!r->messages)
         return fail(msg, size, param, NULL, "out of memory");
-    size_t i;
+    size_t i, out = 0;
     json_t *m;
     json_array_foreach(ms, i, m) {
         if (!json_is_object(m))
@@ -120,16 +121,44 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
         /* OpenAI's newer name for the system turn. */
         if (strcmp(role, "developer") == 0)
             role = "system";
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant"))
+        bool tool = strcmp(role, "tool") == 0;
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && !tool)
             return fail(msg, size, param, "messages", "messages[%zu].role: expected system, "
-                        "developer, user or assistant, found '%s'", i, role);
-        char *content = content_text(json_object_get(m, "content"), i, msg, size, param);
+                        "developer, user, assistant or tool, found '%s'", i, role);
+        /* An assistant turn that only calls tools has no content. */
+        json_t *c = json_object_get(m, "content");
+        bool calls_only = !strcmp(role, "assistant") && (!c || json_is_null(c)) &&
+                          field(m, "tool_calls");
+        char *content = calls_only ? strdup("") : content_text(c, i, msg, size, param);
         if (!content)
-            return false;
-        r->messages[i].content = content;
-        r->messages[i].role = strdup(role);
-        r->n_messages = i + 1;
-        if (!r->messages[i].role)
+            return calls_only ? fail(msg, size, param, NULL, "out of memory") : false;
+        /* Calls and results are text in the turns (tool_calls.c). */
+        if (tool || field(m, "tool_calls")) {
+            char *text = st_tools_message_text(m, role, content, i, msg, size, param);
+            free(content);
+            if (!(content = text))
+                return false;
+        }
+        /* Results of one round of calls share a user turn. */
+        st_req_message *prev = out ? &r->messages[out - 1] : NULL;
+        if (tool && prev && prev->tool_result) {
+            size_t a = strlen(prev->content), b = strlen(content);
+            char *joined = realloc(prev->content, a + b + 2);
+            if (joined) {
+                joined[a] = '\n';
+                memcpy(joined + a + 1, content, b + 1);
+                prev->content = joined;
+            }
+            free(content);
+            if (!joined)
+                return fail(msg, size, param, NULL, "out of memory");
+            continue;
+        }
+        r->messages[out].content = content;
+        r->messages[out].role = strdup(tool ? "user" : role);
+        r->messages[out].tool_result = tool;
+        r->n_messages = ++out;
+        if (!r->messages[out - 1].role)
             return fail(msg, size, param, NULL, "out of memory");
     }
     return true;
@@ -532,7 +561,8 @@ static bool parse_fields(json_t *root, bool chat, st_gen_request *r, char *msg, 
         r->no_retrieval = json_is_false(retrieval);
     }
     return parse_stop(root, r, msg, size, param) && parse_constraint(root, r, msg, size, param) &&
-           parse_logprobs(root, chat, r, msg, size, param);
+           parse_logprobs(root, chat, r, msg, size, param) &&
+           (!chat || st_tools_parse(root, r, msg, size, param));
 }
 
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
@@ -596,6 +626,9 @@ void st_gen_request_free(st_gen_request *r)
         free(r->stops[i]);
     for (size_t i = 0; i < r->n_constraint_params; i++)
         free(r->constraint_values[i]);
+    for (size_t i = 0; i < r->n_tools; i++)
+        free(r->tool_names[i]);
+    free(r->tool_names);
     memset(r, 0, sizeof *r);
 }
 

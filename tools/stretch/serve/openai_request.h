@@ -17,6 +17,8 @@
 typedef struct st_req_message {
     char *role;
     char *content;
+    bool tool_result;          /* a user turn made of tool results (role "tool"):
+                                  retrieval does not look it up */
 } st_req_message;
 
 #define ST_SERVE_MAX_STOPS 4
@@ -84,6 +86,12 @@ typedef struct st_gen_request {
      * alternatives (0..20). */
     bool logprobs;
     uint32_t top_logprobs;
+    /* Function calling (tool_calls.c): the names of the request's tools
+     * and how an answer may call them (ST_TOOLS_OFF, _AUTO, _FORCED). */
+    char **tool_names;
+    size_t n_tools;
+    int tool_mode;
+    bool tool_parallel;        /* parallel_tool_calls: more than one call an answer */
 } st_gen_request;
 
 /* Parse and check a body (len bytes of JSON). On failure msg (always

@@ -1,0 +1,236 @@
+/*
+ * tests/server/test_tool_calls.c - function calling in `stretch serve`
+ * (tool_calls.h): a chat request's tools and earlier calls as the prompt's
+ * text, the refusals that name their field, the schema a forced call runs
+ * under, and the calls read back out of answers.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "openai_request.h"
+#include "tool_calls.h"
+
+#define WEATHER                                                                            \
+    "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": " \
+    "\"The weather now\", \"parameters\": {\"type\": \"object\", \"properties\": "        \
+    "{\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}}}"
+#define ADD "{\"type\": \"function\", \"function\": {\"name\": \"add\"}}"
+#define ASK "{\"role\": \"user\", \"content\": \"Weather in Paris?\"}"
+
+static st_gen_request parse_ok(const char *body)
+{
+    st_gen_request r;
+    char msg[512];
+    const char *param = NULL;
+    bool ok = st_gen_request_parse(body, strlen(body), true, &r, msg, sizeof msg, &param);
+    cr_assert(ok, "refused: %s (%s)", msg, param ? param : "-");
+    return r;
+}
+
+static void refused(const char *body, const char *want_param, const char *want_text)
+{
+    st_gen_request r;
+    char msg[512] = "";
+    const char *param = NULL;
+    cr_assert_not(st_gen_request_parse(body, strlen(body), true, &r, msg, sizeof msg, &param),
+                  "accepted: %s", body);
+    cr_assert(param && strcmp(param, want_param) == 0, "param %s, want %s (%s)",
+              param ? param : "NULL", want_param, msg);
+    cr_assert(strstr(msg, want_text), "message '%s' lacks '%s'", msg, want_text);
+}
+
+Test(tool_calls, the_conversation_s_calls_and_results_are_text_in_its_turns)
+{
+    st_gen_request r = parse_ok(
+        "{\"model\": \"m\", \"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, "
+        ASK ", {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", "
+        "\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
+        "\"{\\\"city\\\": \\\"Paris\\\"}\"}}]}, {\"role\": \"tool\", \"tool_call_id\": \"c1\", "
+        "\"content\": \"18 C\"}, {\"role\": \"tool\", \"content\": \"sunny\"}], \"tools\": ["
+        WEATHER ", " ADD "]}");
+    cr_assert_eq(r.n_messages, 4);
+    cr_assert_eq(r.tool_mode, ST_TOOLS_AUTO);
+    cr_assert_eq(r.n_tools, 2);
+    cr_assert_str_eq(r.tool_names[1], "add");
+    /* The tools follow the system text, one JSON object a line. */
+    const char *sys = r.messages[0].content;
+    cr_assert(strncmp(sys, "Be brief.\n\n# Tools\n", 19) == 0, "%s", sys);
+    cr_assert(strstr(sys, "\n<tools>\n{\"type\":\"function\",\"function\":{\"name\":"
+                          "\"get_weather\""), "%s", sys);
+    cr_assert(strstr(sys, "\n{\"type\":\"function\",\"function\":{\"name\":\"add\"}}\n"
+                          "</tools>\n"), "%s", sys);
+    cr_assert_str_eq(r.messages[2].role, "assistant");
+    cr_assert_str_eq(r.messages[2].content, "<tool_call>\n{\"name\":\"get_weather\","
+                                            "\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>");
+    /* Both results in one user turn, which retrieval does not look up. */
+    cr_assert_str_eq(r.messages[3].role, "user");
+    cr_assert(r.messages[3].tool_result);
+    cr_assert_not(r.messages[1].tool_result);
+    cr_assert_str_eq(r.messages[3].content, "<tool_response>\n18 C\n</tool_response>\n"
+                                            "<tool_response>\nsunny\n</tool_response>");
+    cr_assert_null(r.constraint);
+    st_gen_request_free(&r);
+}
+
+Test(tool_calls, without_a_system_turn_the_tools_are_one_and_none_shows_none)
+{
+    st_gen_request r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": ["
+                                WEATHER "]}");
+    cr_assert_eq(r.n_messages, 2);
+    cr_assert_str_eq(r.messages[0].role, "system");
+    cr_assert(strncmp(r.messages[0].content, "# Tools\n", 8) == 0);
+    cr_assert_str_eq(r.messages[1].content, "Weather in Paris?");
+    st_gen_request_free(&r);
+
+    r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": [" WEATHER
+                 "], \"tool_choice\": \"none\"}");
+    cr_assert_eq(r.tool_mode, ST_TOOLS_OFF);
+    cr_assert_eq(r.n_messages, 1);
+    st_gen_request_free(&r);
+}
+
+Test(tool_calls, a_forced_call_runs_under_its_tools_schemas)
+{
+    st_gen_request r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": ["
+                                WEATHER ", " ADD "], \"tool_choice\": {\"type\": \"function\", "
+                                "\"function\": {\"name\": \"get_weather\"}}}");
+    cr_assert_eq(r.tool_mode, ST_TOOLS_FORCED);
+    cr_assert_str_eq(r.constraint, "json-schema");
+    cr_assert_str_eq(r.constraint_field, "tools");
+    cr_assert_str_eq(r.constraint_names[1], "schema");
+    json_t *s = json_loads(r.constraint_values[1], 0, NULL);
+    cr_assert_not_null(s);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(s, "properties"), "name"), "const")),
+                     "get_weather");
+    json_decref(s);
+    st_gen_request_free(&r);
+
+    /* "required" with two tools: either, each with its own arguments. */
+    r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": [" WEATHER ", " ADD
+                 "], \"tool_choice\": \"required\"}");
+    s = json_loads(r.constraint_values[1], 0, NULL);
+    json_t *alts = json_object_get(s, "anyOf");
+    cr_assert_eq(json_array_size(alts), 2);
+    json_t *add_args = json_object_get(json_object_get(json_array_get(alts, 1), "properties"),
+                                       "arguments");
+    cr_assert_str_eq(json_string_value(json_object_get(add_args, "type")), "object");
+    json_decref(s);
+    st_gen_request_free(&r);
+}
+
+Test(tool_calls, bad_tools_and_choices_are_refused_by_name)
+{
+    const char *head = "{\"model\": \"m\", \"messages\": [" ASK "], ";
+    struct { const char *rest, *param, *text; } cases[] = {
+        {"\"tools\": {}}", "tools", "expected an array of 1 to"},
+        {"\"tools\": []}", "tools", "expected an array of 1 to"},
+        {"\"tools\": [{\"function\": {\"name\": \"x\"}}]}", "tools", "tools[0]: expected"},
+        {"\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"a b\"}}]}", "tools",
+         "tools[0].function.name: expected 1 to 64"},
+        {"\"tools\": [" ADD ", " ADD "]}", "tools", "'add' is tools[0]'s name too"},
+        {"\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"x\", "
+         "\"parameters\": 3}}]}", "tools", "parameters: expected a JSON Schema"},
+        {"\"tool_choice\": \"required\"}", "tool_choice", "needs 'tools'"},
+        {"\"tools\": [" ADD "], \"tool_choice\": \"always\"}", "tool_choice", "expected \"none\""},
+        {"\"tools\": [" ADD "], \"tool_choice\": {\"type\": \"function\", \"function\": "
+         "{\"name\": \"sub\"}}}", "tool_choice", "'sub' is not a function of 'tools'"},
+        {"\"tools\": [" ADD "], \"tool_choice\": \"required\", \"response_format\": "
+         "{\"type\": \"json_object\"}}", "tool_choice", "or 'response_format', not both"},
+        {"\"tools\": [" ADD "], \"parallel_tool_calls\": 1}", "parallel_tool_calls",
+         "expected a boolean"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body, "%s%s", head, cases[i].rest);
+        refused(body, cases[i].param, cases[i].text);
+    }
+    refused("{\"model\": \"m\", \"messages\": [{\"role\": \"assistant\", \"content\": null, "
+            "\"tool_calls\": [{\"function\": {\"name\": \"add\", \"arguments\": \"{oops\"}}]}]}",
+            "messages", "messages[0].tool_calls[0]: expected");
+    refused("{\"model\": \"m\", \"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}",
+            "messages", "expected system, developer, user, assistant or tool");
+}
+
+/* The answer's calls as "name(arguments)" lines, or "none". */
+static void calls_of(const st_gen_request *r, const char *text, char *out, size_t size,
+                     size_t *content_len)
+{
+    json_t *calls = st_tools_answer_calls(r, text, strlen(text), "x_0", content_len);
+    size_t k, n = 0;
+    json_t *c;
+    out[0] = '\0';
+    if (!calls) {
+        snprintf(out, size, "none");
+        return;
+    }
+    json_array_foreach(calls, k, c) {
+        json_t *fn = json_object_get(c, "function");
+        char id[32];
+        snprintf(id, sizeof id, "call_x_0_%zu", k);
+        cr_assert_str_eq(json_string_value(json_object_get(c, "id")), id);
+        cr_assert_str_eq(json_string_value(json_object_get(c, "type")), "function");
+        n += (size_t)snprintf(out + n, size - n, "%s(%s);",
+                              json_string_value(json_object_get(fn, "name")),
+                              json_string_value(json_object_get(fn, "arguments")));
+    }
+    json_decref(calls);
+}
+
+Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
+{
+    st_gen_request r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": ["
+                                WEATHER ", " ADD "]}");
+    /* content: the bytes before the calls (all of the text when none). */
+    struct { const char *text, *want; size_t content; } cases[] = {
+        {"It is sunny.", "none", 0},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1}}\n</tool_call>",
+         "add({\"a\":1});", 0},
+        {"Let me look.\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":"
+         "\"Paris\"}}\n</tool_call>\n<tool_call>{\"name\":\"add\"}</tool_call>\n",
+         "get_weather({\"city\":\"Paris\"});add({});", 12},
+        /* The answer ended before its closing tag: the call is whole. */
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {}}", "add({});", 0},
+        /* Arguments given as a JSON text, as the API carries them. */
+        {"<tool_call>{\"name\": \"add\", \"arguments\": \"{\\\"b\\\": 2}\"}</tool_call>",
+         "add({\"b\":2});", 0},
+        {"<tool_call>\n{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>", "none", 0},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": [1]}\n</tool_call>", "none", 0},
+        {"<tool_call>\n{\"name\": \"add\", \"argu\n</tool_call>", "none", 0},
+        {"<tool_call>{\"name\": \"add\"}</tool_call> and then some", "none", 0},
+    };
+    char got[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t content = 0;
+        calls_of(&r, cases[i].text, got, sizeof got, &content);
+        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
+        cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
+                                                      : cases[i].content, "case %zu", i);
+    }
+    /* parallel_tool_calls false: the first call only. */
+    r.tool_parallel = false;
+    calls_of(&r, cases[2].text, got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "get_weather({\"city\":\"Paris\"});");
+    /* A forced answer is the call's JSON alone. */
+    r.tool_mode = ST_TOOLS_FORCED;
+    calls_of(&r, "{\"name\":\"add\",\"arguments\":{\"a\":3}}", got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "add({\"a\":3});");
+    calls_of(&r, "{\"name\":\"add\",\"argum", got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "none");
+    r.tool_mode = ST_TOOLS_OFF;
+    calls_of(&r, cases[1].text, got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "none");
+    st_gen_request_free(&r);
+}
+
+Test(tool_calls, a_stream_holds_back_only_what_may_open_a_call)
+{
+    struct { const char *text; size_t safe; } cases[] = {
+        {"plain text", 10}, {"text <", 5}, {"text <tool_c", 5}, {"text <tool_call>{", 5},
+        {"<tool_call>", 0}, {"a < b <t", 6}, {"<tool_cal", 0}, {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_assert_eq(st_tools_text_safe(cases[i].text, strlen(cases[i].text)), cases[i].safe,
+                     "'%s'", cases[i].text);
+}

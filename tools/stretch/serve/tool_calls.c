@@ -1,0 +1,466 @@
+/*
+ * tools/stretch/serve/tool_calls.c - OpenAI function calling (see
+ * tool_calls.h). The prompt side turns `tools` and the conversation's
+ * calls and results into text in the system, assistant and user turns;
+ * the answer side reads `<tool_call>` blocks back into tool_calls. A
+ * forced call (tool_choice "required" or a named function) runs under the
+ * json-schema constraint, built here from the tools' parameter schemas,
+ * so its arguments are valid by construction; an "auto" answer is free
+ * text, read as calls only when every block in it is a well-formed call
+ * to one of the request's tools.
+ */
+#include "tool_calls.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* More than a benchmark's largest tool list (MTRB's MetaTool has 199);
+ * the body limit bounds the text in any case. */
+#define ST_SERVE_MAX_TOOLS 4096
+
+static bool refuse(char *msg, size_t size, const char **param, const char *name,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static bool refuse(char *msg, size_t size, const char **param, const char *name,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, size, fmt, ap);
+    va_end(ap);
+    *param = name;
+    return false;
+}
+
+/* OpenAI's rule for a function name. */
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* -- the prompt side -- */
+
+/* {"name":NAME,"arguments":ARGS}, compact: the form a forced call is
+ * generated in, so the conversation's earlier calls look the same. */
+static char *call_json(const char *name, json_t *args)
+{
+    json_t *call = json_pack("{s:s, s:O}", "name", name, "arguments", args);
+    char *s = call ? json_dumps(call, JSON_COMPACT) : NULL;
+    json_decref(call);
+    return s;
+}
+
+/* An assistant turn's tool_calls after its content, each in its tags. */
+static char *assistant_calls(json_t *calls, const char *content, size_t i, char *msg,
+                             size_t size, const char **param)
+{
+    if (!json_is_array(calls)) {
+        refuse(msg, size, param, "messages", "messages[%zu].tool_calls: expected an array",
+               i);
+        return NULL;
+    }
+    size_t len = strlen(content), cap = len + 64, k;
+    char *out = malloc(cap);
+    if (!out) {
+        refuse(msg, size, param, NULL, "out of memory");
+        return NULL;
+    }
+    memcpy(out, content, len + 1);
+    json_t *c;
+    json_array_foreach(calls, k, c) {
+        json_t *fn = json_object_get(c, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        json_t *raw = json_object_get(fn, "arguments");
+        json_t *args = NULL;
+        if (json_is_string(raw))
+            args = json_loads(json_string_value(raw), JSON_REJECT_DUPLICATES, NULL);
+        else if (json_is_object(raw))
+            args = json_incref(raw);
+        if (!json_is_object(c) || !name || !args) {
+            json_decref(args);
+            free(out);
+            refuse(msg, size, param, "messages", "messages[%zu].tool_calls[%zu]: expected "
+                   "{\"type\": \"function\", \"function\": {\"name\": ..., \"arguments\": "
+                   "a JSON text}}", i, k);
+            return NULL;
+        }
+        char *text = call_json(name, args);
+        json_decref(args);
+        size_t n = text ? strlen(text) : 0, need = len + n + 64;
+        char *grown = text && need > cap ? realloc(out, cap = need * 2) : out;
+        if (!text || !grown) {
+            free(text);
+            free(grown ? grown : out);
+            refuse(msg, size, param, NULL, "out of memory");
+            return NULL;
+        }
+        out = grown;
+        len += (size_t)sprintf(out + len, "%s" ST_TOOL_CALL_OPEN "%s\n</tool_call>",
+                               len ? "\n" : "", text);
+        free(text);
+    }
+    return out;
+}
+
+char *st_tools_message_text(void *json_message, const char *role, const char *content,
+                            size_t i, char *msg, size_t size, const char **param)
+{
+    json_t *m = json_message;
+    if (strcmp(role, "tool") == 0) {
+        static const char open[] = "<tool_response>\n", close[] = "\n</tool_response>";
+        size_t n = strlen(content);
+        char *out = malloc(sizeof open + n + sizeof close);
+        if (!out) {
+            refuse(msg, size, param, NULL, "out of memory");
+            return NULL;
+        }
+        sprintf(out, "%s%s%s", open, content, close);
+        return out;
+    }
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (strcmp(role, "assistant") != 0 || !calls || json_is_null(calls)) {
+        char *out = strdup(content);
+        if (!out)
+            refuse(msg, size, param, NULL, "out of memory");
+        return out;
+    }
+    return assistant_calls(calls, content, i, msg, size, param);
+}
+
+/* One tool of `tools`, checked; its name kept. */
+static bool read_tool(json_t *t, size_t i, st_gen_request *r, char *msg, size_t size,
+                      const char **param)
+{
+    json_t *fn = json_object_get(t, "function");
+    const char *type = json_string_value(json_object_get(t, "type"));
+    if (!json_is_object(t) || !type || strcmp(type, "function") || !json_is_object(fn))
+        return refuse(msg, size, param, "tools", "tools[%zu]: expected {\"type\": "
+                      "\"function\", \"function\": {\"name\": ..., \"parameters\": ...}}", i);
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    if (!name || !name_ok(name))
+        return refuse(msg, size, param, "tools", "tools[%zu].function.name: expected 1 to 64 "
+                      "letters, digits, '_' or '-'", i);
+    json_t *desc = json_object_get(fn, "description"), *params = json_object_get(fn, "parameters");
+    if (desc && !json_is_string(desc))
+        return refuse(msg, size, param, "tools", "tools[%zu].function.description: expected a "
+                      "string", i);
+    if (params && !json_is_object(params))
+        return refuse(msg, size, param, "tools", "tools[%zu].function.parameters: expected a "
+                      "JSON Schema, an object", i);
+    for (size_t k = 0; k < r->n_tools; k++)
+        if (strcmp(r->tool_names[k], name) == 0)
+            return refuse(msg, size, param, "tools", "tools[%zu].function.name: '%s' is "
+                          "tools[%zu]'s name too", i, name, k);
+    if (!(r->tool_names[r->n_tools] = strdup(name)))
+        return refuse(msg, size, param, NULL, "out of memory");
+    r->n_tools++;
+    return true;
+}
+
+/* tool_choice: "none", "auto", "required" or {"type": "function",
+ * "function": {"name": ...}}; *forced_name set for the last. */
+static bool read_choice(json_t *root, st_gen_request *r, const char **forced_name, char *msg,
+                        size_t size, const char **param)
+{
+    json_t *c = json_object_get(root, "tool_choice");
+    r->tool_mode = r->n_tools ? ST_TOOLS_AUTO : ST_TOOLS_OFF;
+    if (!c || json_is_null(c))
+        return true;
+    const char *s = json_string_value(c);
+    if (s && strcmp(s, "none") == 0) {
+        r->tool_mode = ST_TOOLS_OFF;
+        return true;
+    }
+    if (!r->n_tools)
+        return refuse(msg, size, param, "tool_choice", "'tool_choice' needs 'tools': give the "
+                      "functions the answer may call");
+    if (s && (strcmp(s, "auto") == 0 || strcmp(s, "required") == 0)) {
+        r->tool_mode = s[0] == 'a' ? ST_TOOLS_AUTO : ST_TOOLS_FORCED;
+        return true;
+    }
+    const char *type = json_string_value(json_object_get(c, "type"));
+    const char *name = json_string_value(json_object_get(json_object_get(c, "function"),
+                                                         "name"));
+    if (!json_is_object(c) || !type || strcmp(type, "function") || !name)
+        return refuse(msg, size, param, "tool_choice", "'tool_choice': expected \"none\", "
+                      "\"auto\", \"required\" or {\"type\": \"function\", \"function\": "
+                      "{\"name\": ...}}");
+    for (size_t k = 0; k < r->n_tools; k++)
+        if (strcmp(r->tool_names[k], name) == 0) {
+            r->tool_mode = ST_TOOLS_FORCED;
+            *forced_name = r->tool_names[k];
+            return true;
+        }
+    return refuse(msg, size, param, "tool_choice", "tool_choice.function.name: '%.64s' is not "
+                  "a function of 'tools'", name);
+}
+
+/* The tools as the model reads them in its system turn: one JSON object a
+ * line between <tools> tags, and how to call one. */
+static char *tools_block(json_t *tools)
+{
+    static const char head[] =
+        "# Tools\n\nYou may call one or more of the functions below to answer the user. "
+        "Their signatures, one JSON object a line:\n<tools>\n";
+    static const char tail[] =
+        "</tools>\n\nTo call a function, answer with a JSON object of its name and its "
+        "arguments between tags, one call each:\n" ST_TOOL_CALL_OPEN
+        "{\"name\": <function name>, \"arguments\": <the arguments, a JSON object>}\n"
+        "</tool_call>";
+    size_t cap = sizeof head + sizeof tail, len = sizeof head - 1, k;
+    json_t *t;
+    char **lines = calloc(json_array_size(tools), sizeof *lines);
+    bool ok = lines != NULL;
+    json_array_foreach(tools, k, t) {
+        if (ok && !(lines[k] = json_dumps(t, JSON_COMPACT)))
+            ok = false;
+        cap += ok ? strlen(lines[k]) + 1 : 0;
+    }
+    char *out = ok ? malloc(cap) : NULL;
+    if (out) {
+        memcpy(out, head, len + 1);
+        for (k = 0; k < json_array_size(tools); k++)
+            len += (size_t)sprintf(out + len, "%s\n", lines[k]);
+        memcpy(out + len, tail, sizeof tail);
+    }
+    for (k = 0; lines && k < json_array_size(tools); k++)
+        free(lines[k]);
+    free(lines);
+    return out;
+}
+
+/* The block after the system turn's text, or as a system turn of its own
+ * at the start when the conversation has none. */
+static bool add_to_system(st_gen_request *r, const char *block)
+{
+    st_req_message *sys = NULL;
+    for (size_t i = 0; i < r->n_messages && !sys; i++)
+        if (strcmp(r->messages[i].role, "system") == 0)
+            sys = &r->messages[i];
+    if (!sys) {
+        st_req_message *grown = realloc(r->messages, (r->n_messages + 1) * sizeof *grown);
+        if (!grown)
+            return false;
+        r->messages = grown;
+        memmove(grown + 1, grown, r->n_messages * sizeof *grown);
+        grown[0] = (st_req_message){strdup("system"), strdup(""), false};
+        r->n_messages++;
+        sys = &grown[0];
+        if (!sys->role || !sys->content)
+            return false;
+    }
+    size_t a = strlen(sys->content), b = strlen(block);
+    char *joined = realloc(sys->content, a + b + 3);
+    if (!joined)
+        return false;
+    sys->content = joined;
+    sprintf(joined + a, "%s%s", a ? "\n\n" : "", block);
+    return true;
+}
+
+/* The schema a forced call is generated under: {"name": one of the
+ * allowed names, "arguments": that function's parameters}. */
+static char *forced_schema(json_t *tools, const char *only)
+{
+    json_t *alts = json_array();
+    size_t k;
+    json_t *t;
+    json_array_foreach(tools, k, t) {
+        json_t *fn = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (only && strcmp(name, only) != 0)
+            continue;
+        json_t *params = json_object_get(fn, "parameters");
+        json_t *args = params ? json_incref(params)
+                              : json_pack("{s:s, s:{}}", "type", "object", "properties");
+        json_array_append_new(alts, json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s, s]}", "type",
+                                              "object", "properties", "name", "const", name,
+                                              "arguments", args, "required", "name",
+                                              "arguments"));
+    }
+    json_t *schema = json_array_size(alts) == 1 ? json_incref(json_array_get(alts, 0))
+                                                : json_pack("{s:O}", "anyOf", alts);
+    json_decref(alts);
+    char *s = schema ? json_dumps(schema, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(schema);
+    return s;
+}
+
+bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
+                    const char **param)
+{
+    json_t *root = json_root;
+    json_t *tools = json_object_get(root, "tools"), *par = json_object_get(root,
+                                                                          "parallel_tool_calls");
+    r->tool_parallel = true;
+    if (par && !json_is_null(par)) {
+        if (!json_is_boolean(par))
+            return refuse(msg, size, param, "parallel_tool_calls", "'parallel_tool_calls': "
+                          "expected a boolean");
+        r->tool_parallel = json_is_true(par);
+    }
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools) || json_array_size(tools) == 0 ||
+            json_array_size(tools) > ST_SERVE_MAX_TOOLS)
+            return refuse(msg, size, param, "tools", "'tools': expected an array of 1 to %d "
+                          "functions", ST_SERVE_MAX_TOOLS);
+        if (!(r->tool_names = calloc(json_array_size(tools), sizeof *r->tool_names)))
+            return refuse(msg, size, param, NULL, "out of memory");
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t) {
+            if (!read_tool(t, i, r, msg, size, param))
+                return false;
+        }
+    }
+    const char *forced_name = NULL;
+    if (!read_choice(root, r, &forced_name, msg, size, param))
+        return false;
+    if (r->tool_mode == ST_TOOLS_OFF)
+        return true;
+    if (r->tool_mode == ST_TOOLS_FORCED && r->constraint)
+        return refuse(msg, size, param, "tool_choice", "a forced tool call is generated as its "
+                      "tool's JSON: give 'tool_choice' \"required\" or a function, or '%s', "
+                      "not both", r->constraint_field);
+    char *block = tools_block(tools);
+    bool ok = block && add_to_system(r, block);
+    free(block);
+    if (!ok)
+        return refuse(msg, size, param, NULL, "out of memory");
+    if (r->tool_mode != ST_TOOLS_FORCED)
+        return true;
+    char *schema = forced_schema(tools, forced_name);
+    char *compact = strdup("compact");
+    if (!schema || !compact) {
+        free(schema);
+        free(compact);
+        return refuse(msg, size, param, NULL, "out of memory");
+    }
+    r->constraint = "json-schema";
+    r->constraint_field = "tools";
+    r->constraint_names[0] = "whitespace";
+    r->constraint_values[0] = compact;
+    r->constraint_names[1] = "schema";
+    r->constraint_values[1] = schema;
+    r->n_constraint_params = 2;
+    return true;
+}
+
+/* -- the answer side -- */
+
+size_t st_tools_text_safe(const char *text, size_t len)
+{
+    static const char tag[] = "<tool_call>";
+    const size_t n = sizeof tag - 1;
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(text + i, tag, n) == 0)
+            return i;
+    for (size_t k = n - 1; k > 0; k--)
+        if (len >= k && memcmp(text + len - k, tag, k) == 0)
+            return len - k;
+    return len;
+}
+
+static bool known_tool(const st_gen_request *r, const char *name)
+{
+    for (size_t k = 0; k < r->n_tools; k++)
+        if (strcmp(r->tool_names[k], name) == 0)
+            return true;
+    return false;
+}
+
+/* One call's JSON (n bytes at s) as an OpenAI tool call, or NULL. */
+static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const char *id_base,
+                         size_t k)
+{
+    json_t *v = json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL);
+    const char *name = json_string_value(json_object_get(v, "name"));
+    json_t *args = json_object_get(v, "arguments");
+    /* Some models write the arguments as a JSON text, as the API does. */
+    json_t *parsed = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
+    if (parsed)
+        args = parsed;
+    json_t *call = NULL;
+    if (name && known_tool(r, name) && (!args || json_is_object(args))) {
+        char *text = args ? json_dumps(args, JSON_COMPACT) : strdup("{}");
+        char id[96];
+        snprintf(id, sizeof id, "call_%s_%zu", id_base, k);
+        if (text)
+            call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function",
+                             "function", "name", name, "arguments", text);
+        free(text);
+    }
+    json_decref(parsed);
+    json_decref(v);
+    return call;
+}
+
+void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
+                            const char *id_base, size_t *content_len)
+{
+    static const char open[] = "<tool_call>", close[] = "</tool_call>";
+    *content_len = len;
+    if (r->tool_mode == ST_TOOLS_OFF || !text)
+        return NULL;
+    json_t *calls = json_array();
+    if (!calls)
+        return NULL;
+    /* A forced answer is the call's JSON (its opening tag was the prompt's). */
+    size_t at = r->tool_mode == ST_TOOLS_FORCED ? 0 : st_tools_text_safe(text, len);
+    size_t i = at;
+    bool forced = r->tool_mode == ST_TOOLS_FORCED, ok = at < len;
+    while (ok && i < len) {
+        if (!forced) {
+            if (len - i < sizeof open - 1 || memcmp(text + i, open, sizeof open - 1) != 0) {
+                ok = false;
+                break;
+            }
+            i += sizeof open - 1;
+        }
+        /* The call runs to its closing tag, or to the end of the answer. */
+        size_t end = i;
+        while (end < len && (len - end < sizeof close - 1 ||
+                             memcmp(text + end, close, sizeof close - 1) != 0))
+            end++;
+        json_t *call = read_call(r, text + i, end - i, id_base, json_array_size(calls));
+        if (!call) {
+            ok = false;
+            break;
+        }
+        json_array_append_new(calls, call);
+        /* parallel_tool_calls false: the first call is the answer's. */
+        if (!r->tool_parallel)
+            break;
+        i = end < len ? end + sizeof close - 1 : len;
+        while (i < len && is_blank(text[i]))
+            i++;
+        forced = false; /* a forced answer holds one call */
+        if (r->tool_mode == ST_TOOLS_FORCED && i < len)
+            ok = false;
+    }
+    if (!ok || json_array_size(calls) == 0) {
+        json_decref(calls);
+        return NULL;
+    }
+    while (at > 0 && is_blank(text[at - 1]))
+        at--;
+    *content_len = at;
+    return calls;
+}

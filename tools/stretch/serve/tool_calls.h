@@ -1,0 +1,60 @@
+/*
+ * tools/stretch/serve/tool_calls.h - OpenAI function calling for chat
+ * requests: the request's `tools` and `tool_choice` read and checked, the
+ * conversation's earlier calls and results written into its messages, the
+ * tools shown to the model in its system turn, and the calls read back
+ * out of an answer. The format the model sees (docs/server.md, "Function
+ * calling") is the `<tools>` / `<tool_call>` / `<tool_response>` markup
+ * that ChatML models trained for function calling use. Built without
+ * libuv, like openai_request.c, so the request side is fuzzed with it.
+ */
+#ifndef ST_CLI_SERVE_TOOL_CALLS_H
+#define ST_CLI_SERVE_TOOL_CALLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "openai_request.h"
+
+/* What the opening tag of a call looks like in an answer. A forced call
+ * has it in the prompt already, so the answer is the JSON object alone. */
+#define ST_TOOL_CALL_OPEN "<tool_call>\n"
+
+/* How an answer may call the request's tools (st_gen_request.tool_mode). */
+enum {
+    ST_TOOLS_OFF = 0,          /* no tools, or tool_choice "none" */
+    ST_TOOLS_AUTO,             /* the model chooses: text, calls, or both */
+    ST_TOOLS_FORCED            /* "required" or one named function: exactly one call,
+                                  its JSON constrained to the tools' schemas */
+};
+
+/* `tools`, `tool_choice` and `parallel_tool_calls` of a chat request whose
+ * messages are already read (json_root is the request object): sets the
+ * request's tool fields, adds the tools to its system turn and, when a
+ * call is forced, the json-schema constraint. False with msg and *param
+ * when a field is wrong. */
+bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
+                    const char **param);
+
+/* One message's text for the prompt: an assistant turn's content followed
+ * by its tool_calls, or a tool result wrapped as the model expects it.
+ * NULL with msg and *param when the message is malformed. `i` is its
+ * index, for the message. */
+char *st_tools_message_text(void *json_message, const char *role, const char *content,
+                            size_t i, char *msg, size_t size, const char **param);
+
+/* How many bytes at the start of an answer are surely not part of a tool
+ * call: all of it, or up to where a call starts or may be starting (a
+ * tail that is a prefix of the opening tag). A streamed answer sends no
+ * further than this until it ends. */
+size_t st_tools_text_safe(const char *text, size_t len);
+
+/* The calls an answer makes, as OpenAI's tool_calls array (ids made from
+ * id_base), or NULL when it makes none, or when what follows the first
+ * opening tag is not a well-formed call to a tool of the request (the
+ * whole answer is then its content). *content_len: the bytes of text
+ * before the first call, trailing white space left out. */
+void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
+                            const char *id_base, size_t *content_len);
+
+#endif
