@@ -110,12 +110,13 @@ static void check_request(const st_gen_request *r, bool chat)
     }
     if (!r->constraint && r->n_constraint_params)
         st_fuzz_fail("constraint parameters without a constraint");
-    /* Function calling: a forced call is generated under its schema. */
+    /* Function calling. */
     if (r->tool_mode != ST_TOOLS_OFF && (!chat || r->n_tools == 0))
         st_fuzz_fail("tool mode %d with %zu tools", r->tool_mode, r->n_tools);
-    if (r->tool_mode == ST_TOOLS_FORCED && (!r->constraint || strcmp(r->constraint,
-                                                                     "json-schema")))
-        st_fuzz_fail("a forced tool call without its schema");
+    /* A forced call's schema is made when the tools are shown: the
+     * request has no other constraint. */
+    if (r->tool_mode == ST_TOOLS_FORCED && (r->constraint || !r->tool_forced == !r->n_tools))
+        st_fuzz_fail("a forced tool call with '%s'", r->constraint ? r->constraint : "?");
     for (size_t i = 0; i < r->n_tools; i++)
         if (!r->tool_names[i] || !r->tool_names[i][0])
             st_fuzz_fail("tool %zu has no name", i);

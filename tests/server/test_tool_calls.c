@@ -53,13 +53,9 @@ Test(tool_calls, the_conversation_s_calls_and_results_are_text_in_its_turns)
     cr_assert_eq(r.tool_mode, ST_TOOLS_AUTO);
     cr_assert_eq(r.n_tools, 2);
     cr_assert_str_eq(r.tool_names[1], "add");
-    /* The tools follow the system text, one JSON object a line. */
-    const char *sys = r.messages[0].content;
-    cr_assert(strncmp(sys, "Be brief.\n\n# Tools\n", 19) == 0, "%s", sys);
-    cr_assert(strstr(sys, "\n<tools>\n{\"type\":\"function\",\"function\":{\"name\":"
-                          "\"get_weather\""), "%s", sys);
-    cr_assert(strstr(sys, "\n{\"type\":\"function\",\"function\":{\"name\":\"add\"}}\n"
-                          "</tools>\n"), "%s", sys);
+    cr_assert_eq(r.tool_top_k, -1);
+    /* The system turn is the client's: the tools join it when shown. */
+    cr_assert_str_eq(r.messages[0].content, "Be brief.");
     cr_assert_str_eq(r.messages[2].role, "assistant");
     cr_assert_str_eq(r.messages[2].content, "<tool_call>\n{\"name\":\"get_weather\","
                                             "\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>");
@@ -73,21 +69,46 @@ Test(tool_calls, the_conversation_s_calls_and_results_are_text_in_its_turns)
     st_gen_request_free(&r);
 }
 
-Test(tool_calls, without_a_system_turn_the_tools_are_one_and_none_shows_none)
+Test(tool_calls, the_tools_shown_are_one_json_object_a_line_and_none_shows_none)
 {
     st_gen_request r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": ["
-                                WEATHER "]}");
-    cr_assert_eq(r.n_messages, 2);
-    cr_assert_str_eq(r.messages[0].role, "system");
-    cr_assert(strncmp(r.messages[0].content, "# Tools\n", 8) == 0);
-    cr_assert_str_eq(r.messages[1].content, "Weather in Paris?");
+                                WEATHER ", " ADD "], \"tool_top_k\": 1}");
+    cr_assert_eq(r.tool_top_k, 1);
+    char *block = NULL, *schema = NULL;
+    cr_assert(st_tools_render(&r, (size_t[]){1, 0}, 2, &block, &schema));
+    cr_assert_null(schema);
+    cr_assert(strncmp(block, "# Tools\n", 8) == 0, "%s", block);
+    /* In the order given: the retriever's, best first. */
+    cr_assert(strstr(block, "\n<tools>\n{\"type\":\"function\",\"function\":{\"name\":\"add\"}}\n"
+                            "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","),
+              "%s", block);
+    cr_assert(strstr(block, "}}\n</tools>\n"), "%s", block);
+    cr_assert(strstr(block, "\n<tool_call>\n{\"name\": <function name>"), "%s", block);
+    free(block);
+    cr_assert(st_tools_render(&r, (size_t[]){0}, 1, &block, &schema));
+    cr_assert_null(strstr(block, "\"add\""));
+    free(block);
+    cr_assert_str_eq(st_tools_description(&r, 0), "The weather now");
+    cr_assert_str_eq(st_tools_description(&r, 1), "");
     st_gen_request_free(&r);
 
     r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": [" WEATHER
                  "], \"tool_choice\": \"none\"}");
     cr_assert_eq(r.tool_mode, ST_TOOLS_OFF);
-    cr_assert_eq(r.n_messages, 1);
     st_gen_request_free(&r);
+}
+
+/* The forced schema for the tools keep[0..n). */
+static json_t *forced(const st_gen_request *r, const size_t *keep, size_t n)
+{
+    char *block = NULL, *schema = NULL;
+    cr_assert(st_tools_render(r, keep, n, &block, &schema));
+    cr_assert_not_null(schema);
+    json_t *s = json_loads(schema, 0, NULL);
+    cr_assert_not_null(s);
+    free(block);
+    free(schema);
+    return s;
 }
 
 Test(tool_calls, a_forced_call_runs_under_its_tools_schemas)
@@ -96,26 +117,33 @@ Test(tool_calls, a_forced_call_runs_under_its_tools_schemas)
                                 WEATHER ", " ADD "], \"tool_choice\": {\"type\": \"function\", "
                                 "\"function\": {\"name\": \"get_weather\"}}}");
     cr_assert_eq(r.tool_mode, ST_TOOLS_FORCED);
-    cr_assert_str_eq(r.constraint, "json-schema");
-    cr_assert_str_eq(r.constraint_field, "tools");
-    cr_assert_str_eq(r.constraint_names[1], "schema");
-    json_t *s = json_loads(r.constraint_values[1], 0, NULL);
-    cr_assert_not_null(s);
+    cr_assert_str_eq(r.tool_forced, "get_weather");
+    cr_assert_null(r.constraint);
+    json_t *s = forced(&r, (size_t[]){0, 1}, 2);
     cr_assert_str_eq(json_string_value(json_object_get(
                          json_object_get(json_object_get(s, "properties"), "name"), "const")),
                      "get_weather");
+    json_t *args = json_object_get(json_object_get(s, "properties"), "arguments");
+    json_t *city = json_object_get(json_object_get(args, "properties"), "city");
+    cr_assert_str_eq(json_string_value(json_object_get(city, "type")), "string");
     json_decref(s);
     st_gen_request_free(&r);
 
-    /* "required" with two tools: either, each with its own arguments. */
+    /* "required" with two tools: either, each with its own arguments;
+     * with one shown, that one. */
     r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": [" WEATHER ", " ADD
                  "], \"tool_choice\": \"required\"}");
-    s = json_loads(r.constraint_values[1], 0, NULL);
+    s = forced(&r, (size_t[]){0, 1}, 2);
     json_t *alts = json_object_get(s, "anyOf");
     cr_assert_eq(json_array_size(alts), 2);
     json_t *add_args = json_object_get(json_object_get(json_array_get(alts, 1), "properties"),
                                        "arguments");
     cr_assert_str_eq(json_string_value(json_object_get(add_args, "type")), "object");
+    json_decref(s);
+    s = forced(&r, (size_t[]){1}, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(s, "properties"), "name"), "const")),
+                     "add");
     json_decref(s);
     st_gen_request_free(&r);
 }
@@ -140,6 +168,7 @@ Test(tool_calls, bad_tools_and_choices_are_refused_by_name)
          "{\"type\": \"json_object\"}}", "tool_choice", "or 'response_format', not both"},
         {"\"tools\": [" ADD "], \"parallel_tool_calls\": 1}", "parallel_tool_calls",
          "expected a boolean"},
+        {"\"tools\": [" ADD "], \"tool_top_k\": -1}", "tool_top_k", "from 0 (every tool)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[1024];

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "serve/server.h"
+#include "serve/tool_ranker.h"
 
 static void serve_usage(FILE *f)
 {
@@ -34,6 +35,13 @@ static void serve_usage(FILE *f)
             "                         GGUF, e.g. models/all-MiniLM-L6-v2.gguf) on\n"
             "                         /v1/embeddings, named NAME or by the file's stem;\n"
             "                         may be given several times\n"
+            "  --tool-retriever MANIFEST  choose which of a chat request's `tools` the model\n"
+            "                         is shown: this strategy's retriever (bm25, embedding,\n"
+            "                         hybrid) ranks them for the last user message\n"
+            "  --tool-top-k N         show the best N of them (default 8; a request's\n"
+            "                         \"tool_top_k\" overrides, 0 shows all)\n"
+            "  --tool-text name+description|description  what a tool is found by\n"
+            "                         (default name+description)\n"
             "  --max-queue N          requests waiting for a sequence before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
             "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
@@ -135,6 +143,20 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
                 return -1;
             }
             cfg->embedding_models[cfg->n_embedding_models++] = argv[++i];
+        } else if (!strcmp(a, "--tool-retriever") && next) {
+            cfg->tool_retriever = argv[++i];
+        } else if (!strcmp(a, "--tool-top-k")) {
+            if ((v = st_cli_parse_range(a, next, 0, 4096)) < 0) return -1;
+            cfg->tool_top_k = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--tool-text") && next) {
+            const char *t = argv[++i];
+            if (strcmp(t, "name+description") && strcmp(t, "description")) {
+                fprintf(stderr, "stretch serve: --tool-text '%s': expected name+description "
+                                "or description\n", st_cli_safe(t));
+                return -1;
+            }
+            cfg->tool_text_names = strcmp(t, "description") != 0;
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
         } else if (!strcmp(a, "--threads")) {
@@ -175,7 +197,8 @@ int st_cmd_serve(int argc, char **argv)
     *cfg = (st_server_config){
         .host = "127.0.0.1", .port = 8080, .manifests_dir = "manifests", .parallel = 0,
         .api_key = getenv("STRETCH_API_KEY"), .max_body = 1 << 20, .max_queue = 64,
-        .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000,
+        .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000, .tool_top_k = 8,
+        .tool_text_names = true,
     };
     const char *rpc = NULL;
     const char *encoders[ST_SERVE_MAX_ENCODERS];
@@ -210,8 +233,16 @@ int st_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     srv->loop = uv_default_loop();
     uv_mutex_init(&srv->queue_lock);
-    /* The encoders open before anything listens: a wrong file stops here. */
-    if (!st_embedders_open(srv)) {
+    /* The encoders and the tool retriever open before anything listens: a
+     * wrong file stops here. */
+    char why[512];
+    if (cfg->tool_retriever &&
+        !(srv->tool_ranker = st_tool_ranker_open(cfg->tool_retriever, cfg->tool_text_names,
+                                                 cfg->n_threads, why, sizeof why)))
+        fprintf(stderr, "stretch serve: --tool-retriever %s: %s\n",
+                st_cli_safe(cfg->tool_retriever), why);
+    if ((cfg->tool_retriever && !srv->tool_ranker) || !st_embedders_open(srv)) {
+        st_tool_ranker_close(srv->tool_ranker);
         st_embedders_stop(srv);
         uv_mutex_destroy(&srv->queue_lock);
         free(srv);
@@ -243,6 +274,7 @@ int st_cmd_serve(int argc, char **argv)
     uv_run(srv->loop, UV_RUN_DEFAULT);
     st_runners_stop(srv);
     st_embedders_stop(srv);
+    st_tool_ranker_close(srv->tool_ranker);
     /* Answers that runners finished after the loop stopped have no reader. */
     for (st_job *j = srv->jobs, *next; j; j = next) {
         next = j->next;

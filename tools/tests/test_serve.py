@@ -1207,6 +1207,111 @@ def test_calls_in_a_free_answer_are_read_back(server):
     assert bad.choices[0].message.content == '<tool_call>\n{"name": "sub"}\n</tool_call>'
 
 
+# Many tools: a retriever chooses the ones the model is shown.
+MANY_TOOLS = [{"type": "function", "function": {"name": n, "description": d}} for n, d in [
+    ("convert_currency", "Convert an amount between euros, dollars and pounds"),
+    ("book_flight", "Book a flight ticket to a city on a date"),
+    ("translate", "Translate a text into French, German or Spanish"),
+    ("add", "Add two integers"),
+    ("forecast", "The weather forecast for a city, day by day"),
+    ("play_song", "Play a song by an artist"),
+]]
+
+
+@pytest.fixture(scope="module")
+def tool_server(models_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tools")
+    bm25 = d / "bm25.yaml"
+    bm25.write_text(f"format: 1\nextends: {models_dir / 'tiny.yaml'}\nretriever:\n"
+                    "  plugin: bm25\n  params: {k1: 1.2, b: 0.75, tokenizer: words}\n")
+    s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(bm25), "--tool-top-k", "2")
+    yield s, bm25
+    assert s.stop() == 0
+
+
+def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(tool_server,
+                                                                            tmp_path):
+    s, bm25 = tool_server
+    post = lambda body: json.loads(s.request("POST", "/v1/chat/completions", body)[2])
+    question = "Will I need an umbrella? Give me the weather forecast for Rome"
+    body = {"model": "slow", "messages": [{"role": "user", "content": question}],
+            "tools": MANY_TOOLS, "max_tokens": 1}
+    r = post(body)
+    # The ranking `stretch retrieve` gives the same texts ("name: description").
+    docs = tmp_path / "tools.jsonl"
+    docs.write_text("".join(json.dumps({"id": t["function"]["name"], "text":
+                                        f'{t["function"]["name"]}: {t["function"]["description"]}'})
+                            + "\n" for t in MANY_TOOLS))
+    subprocess.run([str(tool("stretch")), "retrieve", "index", "-m", str(bm25), "--out",
+                    str(tmp_path / "t.idx"), "--jsonl", str(docs), "--id-field", "id",
+                    "--text-field", "text"], check=True, capture_output=True)
+    want = json.loads(subprocess.run(
+        [str(tool("stretch")), "retrieve", "query", "-m", str(bm25), "--index",
+         str(tmp_path / "t.idx"), "-k", "2", "--json", question],
+        check=True, capture_output=True, text=True).stdout)["hits"]
+    got = r["retrieved_tools"]
+    # ("an" in the question and in play_song's "an artist")
+    assert [t["name"] for t in got] == [h["id"] for h in want] == ["forecast", "play_song"]
+    assert all(abs(t["score"] - h["score"]) < 1e-6 for t, h in zip(got, want))
+    # Two tools' prompt is shorter than all six's, by what four of them take.
+    every = post({**body, "tool_top_k": 0})
+    assert "retrieved_tools" not in every
+    assert every["usage"]["prompt_tokens"] > r["usage"]["prompt_tokens"] + 40
+    # A named tool_choice's function is shown even when it ranks low.
+    named = post({**body, "max_tokens": 40,
+                  "tool_choice": {"type": "function", "function": {"name": "add"}}})
+    assert [t["name"] for t in named["retrieved_tools"]] == ["forecast", "add"]
+    assert named["retrieved_tools"][1]["score"] is None
+    assert named["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "add"
+    # Streamed: the first chunk says which tools were shown.
+    status, _, raw = s.request("POST", "/v1/chat/completions", {**body, "stream": True})
+    first = json.loads(raw.decode().split("\n\n")[0][len("data: "):])
+    assert status == 200 and first["retrieved_tools"] == got
+    # The list was indexed once; a new list is indexed once more.
+    metric = lambda name: int(re.search(rf"^{name} (\d+)$",
+                                        s.request("GET", "/metrics")[2].decode(), re.M).group(1))
+    assert metric("stretch_tool_lists_indexed_total") == 1
+    assert metric("stretch_tool_retrievals_total") == 3
+    post({**body, "tools": MANY_TOOLS[1:]})
+    assert metric("stretch_tool_lists_indexed_total") == 2
+
+
+def test_mtrb_through_the_server_shows_bm25s_best_tools(tool_server, tmp_path):
+    """tools/mtrb_serve_tools.py on the MTRB fixture: the tools shown for each
+    query are those tools/mtrb_reference.py's bm25 ranks best (then the
+    list's order), and every forced call is to one of them."""
+    s, _ = tool_server
+    sys.path.insert(0, str(REPO / "tools"))
+    from mtrb_reference import WordsBM25, load
+    folder = REPO / "tests" / "retrieval" / "mtrb" / "metatool"
+    out = tmp_path / "rows.json"
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "mtrb_serve_tools.py"), "--url",
+                        s.url, "--model", "slow", "--dataset", "metatool", str(folder),
+                        "--top-k", "2", "--limit", "3", "--max-tokens", "80", "--json",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "gold tools all shown" in r.stdout, r.stdout + r.stderr
+    docs, queries = load("metatool", folder, True)
+    bm25 = WordsBM25(docs)
+    rows = json.loads(out.read_text())
+    assert len(rows) == 3
+    for row, (q, _) in zip(rows, queries):
+        hits = bm25.rank(q, 2)
+        want = (hits + [i for i in range(len(docs)) if i not in hits])[:2]
+        assert row["shown"] == want, (q, row)
+        assert len(row["called"]) == 1 and row["called"][0] in want, row
+
+
+def test_a_tool_retriever_that_cannot_serve_stops_the_start(models_dir, tmp_path):
+    bad = tmp_path / "none.yaml"
+    bad.write_text("format: 1\n")
+    for manifest, text in ((tmp_path / "missing.yaml", "missing.yaml"), (bad, "retriever")):
+        p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
+                            str(models_dir), "--tool-retriever", str(manifest)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "--tool-retriever" in p.stderr and text in p.stderr, \
+            p.stderr
+
+
 def test_tool_refusals_name_the_field(server):
     post = lambda body: error_of(server.request("POST", "/v1/chat/completions", body))
     base = {"model": "slow", "messages": ASK_WEATHER, "max_tokens": 4}
@@ -1224,6 +1329,7 @@ def test_tool_refusals_name_the_field(server):
             "name": "f", "parameters": {"type": "object", "maxProperties": -1}}}],
           "tool_choice": "required"}, "tools", "maxProperties"),
         ({"messages": [{"role": "tool", "content": None}]}, "messages", "messages[0].content"),
+        ({"tools": TOOLS, "tool_top_k": "all"}, "tool_top_k", "expected an integer"),
     ]
     for extra, param, text in cases:
         status, _, err = post({**base, **extra})

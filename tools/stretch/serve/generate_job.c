@@ -8,9 +8,11 @@
 #include "logprobs_json.h"
 #include "server.h"
 #include "tool_calls.h"
+#include "tool_ranker.h"
 #include "utf8_text.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -402,6 +404,8 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
     json_object_set_new(chunk, "choices", json_pack("[o]", choice));
     if (!g->first_chunk_sent && g->hits)
         json_object_set_new(chunk, "retrieved", hits_json(g->hits));
+    if (!g->first_chunk_sent && job->tool_hits)
+        json_object_set(chunk, "retrieved_tools", job->tool_hits);
     emit_event(job, chunk);
     g->first_chunk_sent = true;
 }
@@ -553,6 +557,8 @@ static void job_respond(st_job *job)
                              choices ? choices : json_array(), "usage", usage);
     if (resp && retrieved)
         json_object_set(resp, "retrieved", retrieved);
+    if (resp && job->tool_hits)
+        json_object_set(resp, "retrieved_tools", job->tool_hits);
     json_decref(retrieved);
     char *body = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
     json_decref(resp);
@@ -663,6 +669,7 @@ struct st_job_run {
     size_t n_ids;
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
     st_param_text constraint[2]; /* the request's response_format or grammar */
+    char *tool_schema;         /* a forced tool call's schema (tool_calls.c), or NULL */
     st_generate_params gp;
     gen_state g;
 };
@@ -674,6 +681,7 @@ static void st_job_run_free(st_job_run *r)
     st_free(r->ids);
     st_free(r->augmented);
     free(r->ids_copy);
+    free(r->tool_schema);
     free(r);
 }
 
@@ -780,6 +788,80 @@ static st_status same_as_first(st_job_run *r, const st_job_run *first, st_error 
     return ST_OK;
 }
 
+/* The tools the model is shown, at the end of the system turn of msgs
+ * (a system turn of their own at the start when there is none; *text is
+ * that turn's text, to free): every one, or with --tool-retriever the
+ * best tool_top_k for the last user message, a named tool_choice's
+ * function always among them. A forced call's schema: r->tool_schema. */
+static st_status show_tools(st_job_run *r, const st_gen_request *req, st_chat_message *msgs,
+                            size_t *n_msgs, char **text, st_error *err)
+{
+    st_job *job = r->job;
+    size_t n = req->n_tools, n_keep = n;
+    size_t *keep = malloc(n * sizeof *keep);
+    float *scores = malloc(n * sizeof *scores);
+    st_status st = keep && scores ? ST_OK : ST_E_NOMEM;
+    uint64_t k = req->tool_top_k >= 0 ? (uint64_t)req->tool_top_k : job->srv->cfg.tool_top_k;
+    const char *query = NULL;
+    for (size_t i = req->n_messages; i-- > 0 && !query;)
+        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result)
+            query = req->messages[i].content;
+    bool pick = st == ST_OK && job->srv->tool_ranker && k > 0 && k < n && query;
+    if (pick)
+        st = st_tool_ranker_pick(job->srv->tool_ranker, req, query, k, keep, scores, &n_keep,
+                                 err);
+    for (size_t i = 0; !pick && keep && i < n; i++)
+        keep[i] = i;
+    if (st == ST_OK && pick && req->tool_forced) {
+        size_t f = 0, j = 0;
+        while (strcmp(req->tool_names[f], req->tool_forced) != 0)
+            f++;
+        while (j < n_keep && keep[j] != f)
+            j++;
+        if (j == n_keep) { /* the last place goes to the function asked for */
+            keep[n_keep - 1] = f;
+            scores[n_keep - 1] = NAN;
+        }
+    }
+    if (st == ST_OK && pick) {
+        json_t *hits = json_array();
+        for (size_t j = 0; hits && j < n_keep; j++)
+            json_array_append_new(hits, json_pack("{s:s, s:o}", "name",
+                                                  req->tool_names[keep[j]], "score",
+                                                  isnan(scores[j]) ? json_null()
+                                                                   : json_real(scores[j])));
+        json_decref(job->tool_hits);
+        job->tool_hits = hits;
+        atomic_fetch_add(&job->srv->metrics.tool_retrievals, 1);
+    }
+    char *block = NULL;
+    if (st == ST_OK && !st_tools_render(req, keep, n_keep, &block, &r->tool_schema))
+        st = ST_E_NOMEM;
+    free(keep);
+    free(scores);
+    size_t sys = 0;
+    while (sys < *n_msgs && strcmp(msgs[sys].role, "system") != 0)
+        sys++;
+    if (st == ST_OK && sys == *n_msgs) {
+        memmove(msgs + 1, msgs, *n_msgs * sizeof *msgs);
+        msgs[0] = (st_chat_message){"system", block};
+        (*n_msgs)++;
+        *text = block;
+        return ST_OK;
+    }
+    const char *was = st == ST_OK ? msgs[sys].content : "";
+    if (st == ST_OK && (*text = malloc(strlen(was) + strlen(block) + 3)))
+        sprintf(*text, "%s%s%s", was, was[0] ? "\n\n" : "", block);
+    else if (st == ST_OK)
+        st = ST_E_NOMEM;
+    free(block);
+    if (st == ST_E_NOMEM)
+        snprintf(err->message, sizeof err->message, "out of memory");
+    if (st == ST_OK)
+        msgs[sys].content = *text;
+    return st;
+}
+
 /* A forced tool call's answer starts inside its tags: the opening tag is
  * the prompt's last text, so the model writes the call as it was shown
  * one, and the constraint holds only its JSON. */
@@ -845,8 +927,11 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     }
     if (first) {
         st = same_as_first(r, first, &err);
+        if (st == ST_OK && first->tool_schema && !(r->tool_schema = strdup(first->tool_schema)))
+            st = ST_E_NOMEM;
     } else if (req->chat) {
-        st_chat_message *msgs = calloc(req->n_messages, sizeof *msgs);
+        /* One more place: a system turn for the tools, when there is none. */
+        st_chat_message *msgs = calloc(req->n_messages + 1, sizeof *msgs);
         if (!msgs) {
             st_job_run_free(r);
             *status = 500;
@@ -856,9 +941,20 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         for (size_t i = 0; i < req->n_messages; i++)
             msgs[i] = (st_chat_message){req->messages[i].role,
                                         i == user_at ? r->augmented : req->messages[i].content};
+        size_t n_msgs = req->n_messages;
+        char *system_text = NULL;
+        if (req->tool_mode != ST_TOOLS_OFF &&
+            (st = show_tools(r, req, msgs, &n_msgs, &system_text, &err)) != ST_OK) {
+            free(msgs);
+            snprintf(msg, msg_size, "choosing the tools to show failed: %.400s", err.message);
+            st_job_run_free(r);
+            *status = st == ST_E_INVALID ? 400 : 500;
+            *param = "tools";
+            return NULL;
+        }
         /* Message text is plain text: no special tokens parsed from it. */
-        st = st_engine_chat_tokenize_messages(e, msgs, req->n_messages, bos, &r->ids,
-                                              &r->n_ids, &err);
+        st = st_engine_chat_tokenize_messages(e, msgs, n_msgs, bos, &r->ids, &r->n_ids, &err);
+        free(system_text);
         free(msgs);
         if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
             st = open_forced_call(r, e, &err);
@@ -954,6 +1050,14 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
         r->constraint[k] = (st_param_text){req->constraint_names[k], req->constraint_values[k]};
+    if (r->tool_schema) {
+        /* A forced call: its JSON under the tools' schemas, as compact as
+         * the calls the prompt shows. */
+        r->constraint[0] = (st_param_text){"whitespace", "compact"};
+        r->constraint[1] = (st_param_text){"schema", r->tool_schema};
+        r->gp.constraint = "json-schema";
+        r->gp.n_constraint_params = 2;
+    }
     for (size_t k = 0; k < req->n_stops; k++)
         if (strlen(req->stops[k]) > r->g.max_stop)
             r->g.max_stop = strlen(req->stops[k]);
@@ -1051,9 +1155,10 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
         /* A constraint the plugin refused is the request's field (the
          * engine names no plugin file for a request's constraint). */
         const char *why = err ? err->message : "";
-        const char *param = job->req.constraint && !strncmp(why, "constraint '", 12)
-                                ? job->req.constraint_field
-                                : NULL;
+        const char *field = job->req.constraint                  ? job->req.constraint_field
+                            : job->req.tool_mode == ST_TOOLS_FORCED ? "tools"
+                                                                     : NULL;
+        const char *param = !strncmp(why, "constraint '", 12) ? field : NULL;
         snprintf(msg, sizeof msg, "%s: %.400s", param ? param : "generation failed", why);
         fail_once(job, st == ST_E_INVALID ? 400 : 500, msg, param);
         /* The job's other answers stop: the response is this error. */
@@ -1118,6 +1223,7 @@ void st_job_free(st_job *job)
     free(job->prompt_hits);
     json_decref(job->choices);
     json_decref(job->retrieved);
+    json_decref(job->tool_hits);
     st_gen_request_free(&job->req);
     if (job->embed)
         st_embed_request_free(job->embed);

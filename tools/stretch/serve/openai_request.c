@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool fail(char *msg, size_t size, const char **param, const char *name,
-                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The many refusals below call it by its short name. */
+#define fail st_req_refuse
 
-static bool fail(char *msg, size_t size, const char **param, const char *name,
-                 const char *fmt, ...)
+bool st_req_refuse(char *msg, size_t size, const char **param, const char *name,
+                   const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -629,6 +629,7 @@ void st_gen_request_free(st_gen_request *r)
     for (size_t i = 0; i < r->n_tools; i++)
         free(r->tool_names[i]);
     free(r->tool_names);
+    json_decref(r->tools);
     memset(r, 0, sizeof *r);
 }
 

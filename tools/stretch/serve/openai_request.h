@@ -86,13 +86,26 @@ typedef struct st_gen_request {
      * alternatives (0..20). */
     bool logprobs;
     uint32_t top_logprobs;
-    /* Function calling (tool_calls.c): the names of the request's tools
-     * and how an answer may call them (ST_TOOLS_OFF, _AUTO, _FORCED). */
+    /* Function calling (tool_calls.c): the request's tools (a jansson
+     * array, NULL when none) and their names, how an answer may call them
+     * (ST_TOOLS_OFF, _AUTO, _FORCED), the function tool_choice names (one
+     * of tool_names) or NULL, and stretch's own tool_top_k: how many of
+     * the tools the model is shown, chosen by `serve --tool-retriever`
+     * (-1: the server's --tool-top-k; 0: all of them). */
+    void *tools;
     char **tool_names;
     size_t n_tools;
     int tool_mode;
+    const char *tool_forced;
     bool tool_parallel;        /* parallel_tool_calls: more than one call an answer */
+    int64_t tool_top_k;
 } st_gen_request;
+
+/* A refusal, for every reader of requests: msg (always NUL-terminated)
+ * says why, printf-style, and *param names the field (or is NULL).
+ * Returns false, so a reader can return it. */
+bool st_req_refuse(char *msg, size_t size, const char **param, const char *name,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Parse and check a body (len bytes of JSON). On failure msg (always
  * NUL-terminated) says why and *param names the field, or is NULL. */

@@ -5,6 +5,7 @@
  * checked here and queued for their model's runner or encoder.
  */
 #include "server.h"
+#include "tool_ranker.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -90,7 +91,8 @@ static void metrics(st_conn *c, bool keep_alive)
     uint32_t refilling = st_runners_idle_work(srv);
     uint64_t gen = atomic_load(&m->generated_tokens), done = atomic_load(&m->completions);
     double decode_s = atomic_load(&m->decode_us) / 1e6;
-    char body[3584];
+    uint64_t tool_lists = st_tool_ranker_lists_indexed(srv->tool_ranker);
+    char body[4608];
     int n = snprintf(body, sizeof body,
         "# HELP stretch_requests_total HTTP requests received.\n"
         "# TYPE stretch_requests_total counter\nstretch_requests_total %llu\n"
@@ -107,6 +109,13 @@ static void metrics(st_conn *c, bool keep_alive)
         "prompts.\n"
         "# TYPE stretch_retrieval_queries_total counter\n"
         "stretch_retrieval_queries_total %llu\n"
+        "# HELP stretch_tool_retrievals_total Chat requests whose tools --tool-retriever "
+        "chose.\n"
+        "# TYPE stretch_tool_retrievals_total counter\nstretch_tool_retrievals_total %llu\n"
+        "# HELP stretch_tool_lists_indexed_total Tool lists --tool-retriever indexed (a list "
+        "seen again is not).\n"
+        "# TYPE stretch_tool_lists_indexed_total counter\n"
+        "stretch_tool_lists_indexed_total %llu\n"
         "# HELP stretch_generated_tokens_total Tokens generated.\n"
         "# TYPE stretch_generated_tokens_total counter\nstretch_generated_tokens_total %llu\n"
         "# HELP stretch_prefill_seconds_total Time spent on prompts.\n"
@@ -135,7 +144,9 @@ static void metrics(st_conn *c, bool keep_alive)
         (unsigned long long)atomic_load(&m->requests), (unsigned long long)atomic_load(&m->errors),
         (unsigned long long)done, (unsigned long long)atomic_load(&m->prompt_tokens),
         (unsigned long long)atomic_load(&m->cached_prompt_tokens),
-        (unsigned long long)atomic_load(&m->retrieval_queries), (unsigned long long)gen,
+        (unsigned long long)atomic_load(&m->retrieval_queries),
+        (unsigned long long)atomic_load(&m->tool_retrievals), (unsigned long long)tool_lists,
+        (unsigned long long)gen,
         atomic_load(&m->prefill_us) / 1e6, decode_s,
         gen > done ? decode_s / (double)(gen - done) : 0.0,
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,

@@ -42,6 +42,13 @@ typedef struct st_server_config {
      * (named by the file's stem). */
     const char **embedding_models;
     uint32_t n_embedding_models;
+    /* Function calling: the strategy manifest whose retriever chooses the
+     * tools a chat request's model is shown (NULL: all of them), how many
+     * (a request's tool_top_k overrides), found by name and description
+     * or by description alone. */
+    const char *tool_retriever;
+    uint32_t tool_top_k;
+    bool tool_text_names;
 } st_server_config;
 
 typedef struct st_server st_server;
@@ -86,6 +93,7 @@ typedef struct st_job {
     uint32_t n_prompt_hits;
     void *choices;             /* json_t array of the finished answers (not streamed) */
     void *retrieved;           /* json_t: one answer's retrieval hits, or NULL */
+    void *tool_hits;           /* json_t: the tools --tool-retriever chose, or NULL */
     uint64_t usage_prompt, usage_completion, usage_cached;
     bool headers_sent;         /* streamed: the HTTP head is out */
     int fail_status;           /* the first answer that failed, 0 when none */
@@ -114,6 +122,7 @@ typedef struct st_server_metrics {
     atomic_uint_fast64_t embedded_texts, embedded_tokens, embedding_batches;
     atomic_uint_fast64_t cached_prompt_tokens; /* taken from a sequence's cache */
     atomic_uint_fast64_t retrieval_queries;    /* lookups of retrieval-augmented prompts */
+    atomic_uint_fast64_t tool_retrievals;      /* requests whose tools --tool-retriever chose */
 } st_server_metrics;
 
 struct st_server {
@@ -141,6 +150,7 @@ struct st_server {
     uv_mutex_t queue_lock;
     struct st_runner *runners;
     struct st_embedder *embedders; /* embed_runner.c: fixed after start-up */
+    struct st_tool_ranker *tool_ranker; /* --tool-retriever (tool_ranker.c), or NULL */
     uint32_t queue_len;        /* jobs waiting for a sequence, all models */
     uint32_t running;          /* jobs on a sequence, all models */
     bool quit;                 /* runners exit */

@@ -12,7 +12,6 @@
 #include "tool_calls.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +20,8 @@
  * the body limit bounds the text in any case. */
 #define ST_SERVE_MAX_TOOLS 4096
 
-static bool refuse(char *msg, size_t size, const char **param, const char *name,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static bool refuse(char *msg, size_t size, const char **param, const char *name,
-                   const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, size, fmt, ap);
-    va_end(ap);
-    *param = name;
-    return false;
-}
+/* openai_request.c's, by a short name. */
+#define refuse st_req_refuse
 
 /* OpenAI's rule for a function name. */
 static bool name_ok(const char *s)
@@ -214,7 +202,7 @@ static bool read_choice(json_t *root, st_gen_request *r, const char **forced_nam
 
 /* The tools as the model reads them in its system turn: one JSON object a
  * line between <tools> tags, and how to call one. */
-static char *tools_block(json_t *tools)
+static char *tools_block(json_t *tools, const size_t *keep, size_t n_keep)
 {
     static const char head[] =
         "# Tools\n\nYou may call one or more of the functions below to answer the user. "
@@ -224,72 +212,42 @@ static char *tools_block(json_t *tools)
         "arguments between tags, one call each:\n" ST_TOOL_CALL_OPEN
         "{\"name\": <function name>, \"arguments\": <the arguments, a JSON object>}\n"
         "</tool_call>";
-    size_t cap = sizeof head + sizeof tail, len = sizeof head - 1, k;
-    json_t *t;
-    char **lines = calloc(json_array_size(tools), sizeof *lines);
+    size_t cap = sizeof head + sizeof tail, len = sizeof head - 1;
+    char **lines = calloc(n_keep ? n_keep : 1, sizeof *lines);
     bool ok = lines != NULL;
-    json_array_foreach(tools, k, t) {
-        if (ok && !(lines[k] = json_dumps(t, JSON_COMPACT)))
-            ok = false;
+    for (size_t k = 0; ok && k < n_keep; k++) {
+        ok = (lines[k] = json_dumps(json_array_get(tools, keep[k]), JSON_COMPACT)) != NULL;
         cap += ok ? strlen(lines[k]) + 1 : 0;
     }
     char *out = ok ? malloc(cap) : NULL;
     if (out) {
         memcpy(out, head, len + 1);
-        for (k = 0; k < json_array_size(tools); k++)
+        for (size_t k = 0; k < n_keep; k++)
             len += (size_t)sprintf(out + len, "%s\n", lines[k]);
         memcpy(out + len, tail, sizeof tail);
     }
-    for (k = 0; lines && k < json_array_size(tools); k++)
+    for (size_t k = 0; lines && k < n_keep; k++)
         free(lines[k]);
     free(lines);
     return out;
 }
 
-/* The block after the system turn's text, or as a system turn of its own
- * at the start when the conversation has none. */
-static bool add_to_system(st_gen_request *r, const char *block)
-{
-    st_req_message *sys = NULL;
-    for (size_t i = 0; i < r->n_messages && !sys; i++)
-        if (strcmp(r->messages[i].role, "system") == 0)
-            sys = &r->messages[i];
-    if (!sys) {
-        st_req_message *grown = realloc(r->messages, (r->n_messages + 1) * sizeof *grown);
-        if (!grown)
-            return false;
-        r->messages = grown;
-        memmove(grown + 1, grown, r->n_messages * sizeof *grown);
-        grown[0] = (st_req_message){strdup("system"), strdup(""), false};
-        r->n_messages++;
-        sys = &grown[0];
-        if (!sys->role || !sys->content)
-            return false;
-    }
-    size_t a = strlen(sys->content), b = strlen(block);
-    char *joined = realloc(sys->content, a + b + 3);
-    if (!joined)
-        return false;
-    sys->content = joined;
-    sprintf(joined + a, "%s%s", a ? "\n\n" : "", block);
-    return true;
-}
-
 /* The schema a forced call is generated under: {"name": one of the
  * allowed names, "arguments": that function's parameters}. */
-static char *forced_schema(json_t *tools, const char *only)
+static char *forced_schema(json_t *tools, const size_t *keep, size_t n_keep, const char *only)
 {
     json_t *alts = json_array();
-    size_t k;
-    json_t *t;
-    json_array_foreach(tools, k, t) {
-        json_t *fn = json_object_get(t, "function");
+    for (size_t k = 0; alts && k < n_keep; k++) {
+        json_t *fn = json_object_get(json_array_get(tools, keep[k]), "function");
         const char *name = json_string_value(json_object_get(fn, "name"));
         if (only && strcmp(name, only) != 0)
             continue;
         json_t *params = json_object_get(fn, "parameters");
+        /* No parameters: no arguments, {} (an empty `properties` alone
+         * would let the constraint write any members). */
         json_t *args = params ? json_incref(params)
-                              : json_pack("{s:s, s:{}}", "type", "object", "properties");
+                              : json_pack("{s:s, s:{}, s:b}", "type", "object", "properties",
+                                          "additionalProperties", 0);
         json_array_append_new(alts, json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s, s]}", "type",
                                               "object", "properties", "name", "const", name,
                                               "arguments", args, "required", "name",
@@ -303,18 +261,49 @@ static char *forced_schema(json_t *tools, const char *only)
     return s;
 }
 
+bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep, char **block,
+                     char **schema)
+{
+    *schema = NULL;
+    if (!(*block = tools_block(r->tools, keep, n_keep)))
+        return false;
+    if (r->tool_mode == ST_TOOLS_FORCED &&
+        !(*schema = forced_schema(r->tools, keep, n_keep, r->tool_forced))) {
+        free(*block);
+        *block = NULL;
+        return false;
+    }
+    return true;
+}
+
+const char *st_tools_description(const st_gen_request *r, size_t i)
+{
+    json_t *fn = json_object_get(json_array_get(r->tools, i), "function");
+    const char *d = json_string_value(json_object_get(fn, "description"));
+    return d ? d : "";
+}
+
 bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
                     const char **param)
 {
     json_t *root = json_root;
     json_t *tools = json_object_get(root, "tools"), *par = json_object_get(root,
                                                                           "parallel_tool_calls");
+    json_t *top = json_object_get(root, "tool_top_k");
     r->tool_parallel = true;
+    r->tool_top_k = -1;
     if (par && !json_is_null(par)) {
         if (!json_is_boolean(par))
             return refuse(msg, size, param, "parallel_tool_calls", "'parallel_tool_calls': "
                           "expected a boolean");
         r->tool_parallel = json_is_true(par);
+    }
+    if (top && !json_is_null(top)) {
+        if (!json_is_integer(top) || json_integer_value(top) < 0 ||
+            json_integer_value(top) > ST_SERVE_MAX_TOOLS)
+            return refuse(msg, size, param, "tool_top_k", "'tool_top_k': expected an integer "
+                          "from 0 (every tool) to %d", ST_SERVE_MAX_TOOLS);
+        r->tool_top_k = json_integer_value(top);
     }
     if (tools && !json_is_null(tools)) {
         if (!json_is_array(tools) || json_array_size(tools) == 0 ||
@@ -329,37 +318,14 @@ bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
             if (!read_tool(t, i, r, msg, size, param))
                 return false;
         }
+        r->tools = json_incref(tools);
     }
-    const char *forced_name = NULL;
-    if (!read_choice(root, r, &forced_name, msg, size, param))
+    if (!read_choice(root, r, &r->tool_forced, msg, size, param))
         return false;
-    if (r->tool_mode == ST_TOOLS_OFF)
-        return true;
     if (r->tool_mode == ST_TOOLS_FORCED && r->constraint)
         return refuse(msg, size, param, "tool_choice", "a forced tool call is generated as its "
                       "tool's JSON: give 'tool_choice' \"required\" or a function, or '%s', "
                       "not both", r->constraint_field);
-    char *block = tools_block(tools);
-    bool ok = block && add_to_system(r, block);
-    free(block);
-    if (!ok)
-        return refuse(msg, size, param, NULL, "out of memory");
-    if (r->tool_mode != ST_TOOLS_FORCED)
-        return true;
-    char *schema = forced_schema(tools, forced_name);
-    char *compact = strdup("compact");
-    if (!schema || !compact) {
-        free(schema);
-        free(compact);
-        return refuse(msg, size, param, NULL, "out of memory");
-    }
-    r->constraint = "json-schema";
-    r->constraint_field = "tools";
-    r->constraint_names[0] = "whitespace";
-    r->constraint_values[0] = compact;
-    r->constraint_names[1] = "schema";
-    r->constraint_values[1] = schema;
-    r->n_constraint_params = 2;
     return true;
 }
 

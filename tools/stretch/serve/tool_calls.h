@@ -28,13 +28,22 @@ enum {
                                   its JSON constrained to the tools' schemas */
 };
 
-/* `tools`, `tool_choice` and `parallel_tool_calls` of a chat request whose
- * messages are already read (json_root is the request object): sets the
- * request's tool fields, adds the tools to its system turn and, when a
- * call is forced, the json-schema constraint. False with msg and *param
- * when a field is wrong. */
+/* `tools`, `tool_choice`, `parallel_tool_calls` and `tool_top_k` of a chat
+ * request (json_root is the request object): sets the request's tool
+ * fields. False with msg and *param when a field is wrong. */
 bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
                     const char **param);
+
+/* What the model is shown of the tools keep[0..n_keep) (indices into the
+ * request's tools, in that order): *block, the text that ends the system
+ * turn, and for a forced call *schema, the JSON Schema its answer is
+ * generated under (NULL otherwise; free both). False when out of memory. */
+bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep, char **block,
+                     char **schema);
+
+/* The description tool i gives ("" when none): with its name, what a
+ * retriever finds it by. */
+const char *st_tools_description(const st_gen_request *r, size_t i);
 
 /* One message's text for the prompt: an assistant turn's content followed
  * by its tool_calls, or a tool result wrapped as the model expects it.
