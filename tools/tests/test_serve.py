@@ -1140,6 +1140,12 @@ def test_a_forced_tool_call_is_a_valid_call_whole_and_streamed(server):
         assert [(tc.index, tc.function.name, tc.function.arguments) for tc in calls] == \
             [(0, m.tool_calls[0].function.name, m.tool_calls[0].function.arguments)]
         assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # n answers each carry their own call (greedy: the same one), under the
+    # schema the first answer's prompt was given.
+    two = c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                    tool_choice="required", max_tokens=60, n=2)
+    assert [ch.message.tool_calls[0].function.arguments for ch in two.choices] == \
+        [m.tool_calls[0].function.arguments] * 2
 
 
 def test_tool_turns_are_the_documented_text(server):
