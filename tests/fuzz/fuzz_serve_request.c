@@ -5,12 +5,16 @@
  * first byte picks the path and the endpoint; the rest is the body (for
  * msgpack, framed first as the RPC listener frames it).
  *
+ * The same branch as the small bodies also reads the bytes as a model's
+ * answer for tool calls (from_answer).
+ *
  * Oracles: a refusal always leaves a message (NUL-terminated, not empty,
  * in a buffer poisoned before the call: a path that forgot to write one
  * would send the client uninitialised stack bytes), and an accepted
  * request holds what the runners rely on (a model, messages or a prompt,
  * every field in its documented range).
  */
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -192,6 +196,55 @@ static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
     free(copy);
 }
 
+/* A model's answer read for tool calls (tool_calls.h): the bytes as the
+ * answer to a request with two tools, free ("auto"), forced, and with
+ * one call allowed. Whatever the text, the held-back prefix ends before
+ * any opening tag, the content is a prefix of the text, and every call
+ * names a given tool with arguments that are a JSON object. */
+static void from_answer(const uint8_t *data, size_t len)
+{
+    static const char body[] =
+        "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+        "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"add\"}}, "
+        "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+        "\"parameters\": {\"type\": \"object\"}}}]}";
+    char msg[MSG_SIZE];
+    const char *param = NULL;
+    st_gen_request r;
+    if (!st_gen_request_parse(body, sizeof body - 1, true, &r, msg, sizeof msg, &param))
+        st_fuzz_fail("the tools request was refused: %s", msg);
+    char *text = malloc(len ? len : 1);
+    memcpy(text, data, len);
+    size_t safe = st_tools_text_safe(text, len);
+    for (size_t i = 0; i + 11 <= safe; i++)
+        if (memcmp(text + i, "<tool_call>", 11) == 0)
+            st_fuzz_fail("an opening tag at %zu, before the held-back text at %zu", i, safe);
+    int modes[3] = {ST_TOOLS_AUTO, ST_TOOLS_FORCED, ST_TOOLS_AUTO};
+    for (int m = 0; m < 3; m++) {
+        r.tool_mode = modes[m];
+        r.tool_parallel = m != 2;
+        size_t content = 0;
+        json_t *calls = st_tools_answer_calls(&r, text, len, "x", &content);
+        if (content > len || (!calls && content != len))
+            st_fuzz_fail("content of %zu bytes from %zu", content, len);
+        for (size_t k = 0; k < json_array_size(calls); k++) {
+            json_t *fn = json_object_get(json_array_get(calls, k), "function");
+            const char *name = json_string_value(json_object_get(fn, "name"));
+            json_t *args = json_loads(json_string_value(json_object_get(fn, "arguments")), 0,
+                                      NULL);
+            if (!name || (strcmp(name, "add") && strcmp(name, "get_weather")) ||
+                !json_is_object(args))
+                st_fuzz_fail("call %zu: %s", k, name ? name : "no name");
+            json_decref(args);
+        }
+        if ((m == 1 || m == 2) && json_array_size(calls) > 1)
+            st_fuzz_fail("%zu calls where one is allowed", json_array_size(calls));
+        json_decref(calls);
+    }
+    free(text);
+    st_gen_request_free(&r);
+}
+
 /* The RPC listener's framing (msgpack_frame.h), differentially against
  * msgpack-c: a message the scan calls complete msgpack-c parses to the
  * same length; a prefix it calls incomplete msgpack-c waits on. Only what
@@ -251,6 +304,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         from_embeddings(data + 1, size - 1);
         from_tokenize(data + 1, size - 1, false);
         from_tokenize(data + 1, size - 1, true);
+        from_answer(data + 1, size - 1);
         break;
     }
     return 0;
