@@ -1280,6 +1280,9 @@ def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(to
     assert metric("stretch_tool_retrievals_total") == 3
     post({**body, "tools": MANY_TOOLS[1:]})
     assert metric("stretch_tool_lists_indexed_total") == 2
+    # Back to the first list: its index is loaded again, not rebuilt.
+    assert post(body)["retrieved_tools"] == got
+    assert metric("stretch_tool_lists_indexed_total") == 2
 
 
 def test_mtrb_through_the_server_shows_bm25s_best_tools(tool_server, tmp_path):

@@ -8,10 +8,12 @@
  * are shown, as `stretch eval retrieval` ranks MTRB's tools.
  *
  * Clients send the same tool list with every request, so each list is
- * indexed once: the last few lists' retrievers stay open, found by a hash
- * of the tools' texts, and a request with a known list only queries. One
- * lock guards them (a retriever serves one thread at a time); runners of
- * different models wait for each other only while one indexes.
+ * indexed once: the last few lists' indexes are kept as files (in a
+ * folder of their own, removed at exit), found by a hash of the tools'
+ * texts, and a request with a known list loads its index (when another
+ * is loaded) and queries. One retriever, and so one encoder, serves them
+ * all, under one lock (a retriever serves one thread at a time): runners
+ * of different models wait for each other only while a list is indexed.
  */
 #include "tool_ranker.h"
 
@@ -19,28 +21,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <stretch/retrieval.h>
 
 #include "tool_calls.h"
 
-/* Tool lists kept indexed. Each holds its own retriever, and an embedding
- * retriever its own encoder (MiniLM: 90 MB), so only a few. */
-#define RANKER_SLOTS 4
+/* Tool lists kept indexed, as index files: one retriever (and so one
+ * encoder) serves them all, loading the list a request names. */
+#define RANKER_SLOTS 8
 
 typedef struct ranked_list {
     uint64_t hash;             /* of the tools' texts, in order */
     size_t n;
-    st_retriever *ret;
+    bool used;
     uint64_t last_used;
 } ranked_list;
 
 struct st_tool_ranker {
-    char *manifest;
+    st_retriever *ret;
     bool with_names;
-    st_engine_options opts;
     uv_mutex_t lock;
+    char dir[64];              /* the index files: mkdtemp, removed at close */
     ranked_list slots[RANKER_SLOTS];
+    int loaded;                /* the slot whose index ret holds; -1 empty, -2 unknown */
     uint64_t clock;
     atomic_uint_fast64_t lists_indexed;
 };
@@ -69,47 +73,69 @@ static uint64_t hash_texts(char *const *texts, size_t n)
     return h;
 }
 
+/* Slot k's index file (k = RANKER_SLOTS: the empty index). */
+static void slot_path(const st_tool_ranker *t, int k, char *out, size_t size)
+{
+    if (k == RANKER_SLOTS)
+        snprintf(out, size, "%s/empty.idx", t->dir);
+    else
+        snprintf(out, size, "%s/list%d.idx", t->dir, k);
+}
+
 st_tool_ranker *st_tool_ranker_open(const char *manifest, bool with_names, uint32_t n_threads,
                                     char *msg, size_t size)
 {
     st_engine_options opts = {.struct_size = sizeof opts, .n_threads = n_threads};
-    st_retriever *probe = NULL;
     st_error err;
     memset(&err, 0, sizeof err);
-    /* Opened once now, so a wrong manifest stops the start-up. */
-    if (st_retriever_open(manifest, &opts, ST_RETRIEVER_NO_INDEX, &probe, &err) != ST_OK) {
-        snprintf(msg, size, "%.400s", err.message);
-        return NULL;
-    }
-    bool rerank = st_retriever_rerank(probe) > 0;
-    st_retriever_close(probe);
-    if (rerank) {
-        snprintf(msg, size, "%.300s: its retriever re-ranks with a model (rerank:), which "
-                 "choosing tools does not run; leave rerank out", manifest);
-        return NULL;
-    }
     st_tool_ranker *t = calloc(1, sizeof *t);
-    if (!t || !(t->manifest = strdup(manifest)) || uv_mutex_init(&t->lock) != 0) {
-        if (t)
-            free(t->manifest);
+    if (!t || uv_mutex_init(&t->lock) != 0) {
         free(t);
         snprintf(msg, size, "out of memory");
         return NULL;
     }
     t->with_names = with_names;
-    t->opts = opts;
-    return t;
+    t->loaded = -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(t->dir, sizeof t->dir, "%s/stretch-tools-XXXXXX",
+             tmp && tmp[0] && strlen(tmp) < 32 ? tmp : "/tmp");
+    char empty[96];
+    bool made = mkdtemp(t->dir) != NULL;
+    if (!made)
+        snprintf(msg, size, "cannot make a folder for the tool indexes under %s", t->dir);
+    else if (st_retriever_open(manifest, &opts, ST_RETRIEVER_NO_INDEX, &t->ret, &err) != ST_OK)
+        snprintf(msg, size, "%.400s", err.message);
+    else if (st_retriever_rerank(t->ret) > 0)
+        snprintf(msg, size, "%.300s: its retriever re-ranks with a model (rerank:), which "
+                 "choosing tools does not run; leave rerank out", manifest);
+    else if (slot_path(t, RANKER_SLOTS, empty, sizeof empty),
+             st_retriever_save(t->ret, empty, &err) != ST_OK)
+        snprintf(msg, size, "%.400s", err.message);
+    else
+        return t;
+    if (!made)
+        t->dir[0] = '\0';
+    st_tool_ranker_close(t);
+    return NULL;
 }
 
 void st_tool_ranker_close(st_tool_ranker *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < RANKER_SLOTS; i++)
-        if (t->slots[i].ret)
-            st_retriever_close(t->slots[i].ret);
+    st_retriever_close(t->ret);
+    if (t->dir[0]) {
+        /* The index files and their .texts, then the folder. */
+        for (int k = 0; k <= RANKER_SLOTS; k++) {
+            char path[112];
+            slot_path(t, k, path, sizeof path - 6);
+            unlink(path);
+            strcat(path, ".texts");
+            unlink(path);
+        }
+        rmdir(t->dir);
+    }
     uv_mutex_destroy(&t->lock);
-    free(t->manifest);
     free(t);
 }
 
@@ -118,30 +144,39 @@ uint64_t st_tool_ranker_lists_indexed(st_tool_ranker *t)
     return t ? atomic_load(&t->lists_indexed) : 0;
 }
 
-/* The retriever holding these texts: a kept one, or a new one in the
- * least recently used slot. Under the lock. */
-static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_retriever **out,
-                          st_error *err)
+/* Load slot k's index into the retriever, unless it holds it already. */
+static st_status load_slot(st_tool_ranker *t, int k, st_error *err)
+{
+    if (t->loaded == k)
+        return ST_OK;
+    char path[96];
+    slot_path(t, k, path, sizeof path);
+    t->loaded = -2;
+    st_status st = st_retriever_load(t->ret, path, err);
+    if (st == ST_OK)
+        t->loaded = k == RANKER_SLOTS ? -1 : k;
+    return st;
+}
+
+/* The retriever with these texts' index loaded: a list seen before, or a
+ * new one indexed into the least recently used slot. Under the lock. */
+static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_error *err)
 {
     uint64_t h = hash_texts(texts, n);
-    ranked_list *victim = &t->slots[0];
-    for (size_t i = 0; i < RANKER_SLOTS; i++) {
-        ranked_list *s = &t->slots[i];
-        if (s->ret && s->hash == h && s->n == n) {
+    int victim = 0;
+    for (int k = 0; k < RANKER_SLOTS; k++) {
+        ranked_list *s = &t->slots[k];
+        if (s->used && s->hash == h && s->n == n) {
             s->last_used = ++t->clock;
-            *out = s->ret;
-            return ST_OK;
+            return load_slot(t, k, err);
         }
-        if (!s->ret || (victim->ret && s->last_used < victim->last_used))
-            victim = s;
+        if (!s->used || (t->slots[victim].used && s->last_used < t->slots[victim].last_used))
+            victim = k;
     }
-    st_retriever *ret = NULL;
-    st_status st = st_retriever_open(t->manifest, &t->opts, ST_RETRIEVER_NO_INDEX, &ret, err);
-    char **ids = st == ST_OK ? calloc(n, sizeof *ids) : NULL;
+    char **ids = calloc(n, sizeof *ids);
     size_t *id_lens = ids ? calloc(n, sizeof *id_lens) : NULL;
     size_t *lens = id_lens ? calloc(n, sizeof *lens) : NULL;
-    if (st == ST_OK && !lens)
-        st = ST_E_NOMEM;
+    st_status st = lens ? ST_OK : ST_E_NOMEM;
     for (size_t i = 0; st == ST_OK && i < n; i++) {
         char id[24];
         id_lens[i] = (size_t)snprintf(id, sizeof id, "%zu", i);
@@ -149,26 +184,29 @@ static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_re
             st = ST_E_NOMEM;
         lens[i] = strlen(texts[i]);
     }
+    t->slots[victim].used = false;
     if (st == ST_OK)
-        st = st_retriever_add_batch(ret, n, (const char *const *)ids, id_lens,
+        st = load_slot(t, RANKER_SLOTS, err);
+    if (st == ST_OK) {
+        t->loaded = -2; /* the empty index is gaining documents */
+        st = st_retriever_add_batch(t->ret, n, (const char *const *)ids, id_lens,
                                     (const char *const *)texts, lens, err);
+    }
+    char path[96];
+    slot_path(t, victim, path, sizeof path);
+    if (st == ST_OK && (st = st_retriever_save(t->ret, path, err)) == ST_OK) {
+        t->slots[victim] = (ranked_list){h, n, true, ++t->clock};
+        t->loaded = victim;
+        atomic_fetch_add(&t->lists_indexed, 1);
+    }
     for (size_t i = 0; ids && i < n; i++)
         free(ids[i]);
     free(ids);
     free(id_lens);
     free(lens);
-    if (st != ST_OK) {
-        if (st == ST_E_NOMEM)
-            snprintf(err->message, sizeof err->message, "out of memory indexing the tools");
-        st_retriever_close(ret);
-        return st;
-    }
-    if (victim->ret)
-        st_retriever_close(victim->ret);
-    *victim = (ranked_list){h, n, ret, ++t->clock};
-    atomic_fetch_add(&t->lists_indexed, 1);
-    *out = ret;
-    return ST_OK;
+    if (st == ST_E_NOMEM)
+        snprintf(err->message, sizeof err->message, "out of memory indexing the tools");
+    return st;
 }
 
 st_status st_tool_ranker_pick(st_tool_ranker *t, const st_gen_request *req, const char *query,
@@ -185,10 +223,9 @@ st_status st_tool_ranker_pick(st_tool_ranker *t, const st_gen_request *req, cons
     st_retrieval *hits = NULL;
     if (st == ST_OK) {
         uv_mutex_lock(&t->lock);
-        st_retriever *ret = NULL;
-        st = list_for(t, texts, n, &ret, err);
+        st = list_for(t, texts, n, err);
         if (st == ST_OK)
-            st = st_retriever_query(ret, query, strlen(query), k, &hits, err);
+            st = st_retriever_query(t->ret, query, strlen(query), k, &hits, err);
         uv_mutex_unlock(&t->lock);
     } else {
         snprintf(err->message, sizeof err->message, "out of memory");
