@@ -119,8 +119,15 @@ static void check_request(const st_gen_request *r, bool chat)
         st_fuzz_fail("tool mode %d with %zu tools", r->tool_mode, r->n_tools);
     /* A forced call's schema is made when the tools are shown: the
      * request has no other constraint. */
-    if (r->tool_mode == ST_TOOLS_FORCED && (r->constraint || !r->tool_forced == !r->n_tools))
-        st_fuzz_fail("a forced tool call with '%s'", r->constraint ? r->constraint : "?");
+    if (r->tool_mode == ST_TOOLS_FORCED && (r->constraint || r->n_tools == 0))
+        st_fuzz_fail("a forced tool call with '%s' and %zu tools",
+                     r->constraint ? r->constraint : "no constraint", r->n_tools);
+    bool named = !r->tool_forced;
+    for (size_t i = 0; i < r->n_tools && !named; i++)
+        named = r->tool_names[i] == r->tool_forced;
+    if (!named || (r->tool_forced && r->tool_mode != ST_TOOLS_FORCED))
+        st_fuzz_fail("tool_choice names '%s', which is not one of the tools",
+                     r->tool_forced);
     for (size_t i = 0; i < r->n_tools; i++)
         if (!r->tool_names[i] || !r->tool_names[i][0])
             st_fuzz_fail("tool %zu has no name", i);
