@@ -1180,37 +1180,39 @@ def test_tool_turns_are_the_documented_text(server):
     assert forced.usage.prompt_tokens == auto.usage.prompt_tokens + tag
 
 
-def test_calls_in_a_free_answer_are_read_back(server):
-    """tool_choice "auto": the answer is free text, and `<tool_call>` blocks
-    in it become tool_calls. The tiny models write none of their own, so a
-    grammar writes the answer."""
+def test_a_free_answer_that_opens_a_call_goes_on_as_a_forced_one(server):
+    """tool_choice "auto": the answer is free text until it writes
+    `<tool_call>`; from there it goes on, on the same sequence, under the
+    tools' schemas (the tiny models open no call of their own, so a
+    grammar writes the first part)."""
     c = server.client()
     def ask(grammar, **kw):
         return c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
-                                         max_tokens=200, extra_body={"grammar": grammar}, **kw)
-    call = '<tool_call>\\n{\\"name\\": \\"add\\", \\"arguments\\": {\\"a\\": 2, \\"b\\": 3}}' \
-           '\\n</tool_call>'
-    r = ask(f'root ::= "Let me add.\\n{call}"')
+                                         max_tokens=120, extra_body={"grammar": grammar}, **kw)
+    r = ask('root ::= "Let me look.\\n<tool_call>"')
     m = r.choices[0].message
-    assert r.choices[0].finish_reason == "tool_calls" and m.content == "Let me add.", r
-    assert [(t.function.name, json.loads(t.function.arguments)) for t in m.tool_calls] == \
-        [("add", {"a": 2, "b": 3})]
-    chunks = [ch for ch in ask(f'root ::= "Let me add.\\n{call}"', stream=True) if ch.choices]
-    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "Let me add."
+    assert r.choices[0].finish_reason == "tool_calls" and m.content == "Let me look.", r
+    assert len(m.tool_calls) == 1
+    check_call(m.tool_calls[0], {"add", "get_weather"})
+    # The answer's tokens are counted once, its prompt once.
+    plain = c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                      max_tokens=1)
+    assert r.usage.prompt_tokens == plain.usage.prompt_tokens
+    chunks = [ch for ch in ask('root ::= "Let me look.\\n<tool_call>"', stream=True)
+              if ch.choices]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "Let me look."
     streamed = [tc for ch in chunks for tc in (ch.choices[0].delta.tool_calls or [])]
     assert [(t.index, t.function.name, t.function.arguments) for t in streamed] == \
-        [(0, "add", m.tool_calls[0].function.arguments)]
+        [(0, m.tool_calls[0].function.name, m.tool_calls[0].function.arguments)]
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    # Two calls; with parallel_tool_calls false, the first alone.
-    two = ask(f'root ::= "{call}\\n{call}"')
-    assert len(two.choices[0].message.tool_calls) == 2
-    one = ask(f'root ::= "{call}\\n{call}"', parallel_tool_calls=False)
-    assert len(one.choices[0].message.tool_calls) == 1
-    # A call to no given tool is not a call: the answer is its text.
-    bad = ask('root ::= "<tool_call>\\n{\\"name\\": \\"sub\\"}\\n</tool_call>"')
-    assert bad.choices[0].finish_reason == "stop"
-    assert bad.choices[0].message.tool_calls is None
-    assert bad.choices[0].message.content == '<tool_call>\n{"name": "sub"}\n</tool_call>'
+    # No room left for the call: the answer is its text, cut.
+    short = c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                      max_tokens=25,
+                                      extra_body={"grammar": 'root ::= "Let me look.\\n'
+                                                             '<tool_call>"'})
+    assert short.choices[0].message.tool_calls is None
+    assert short.choices[0].finish_reason == "length"
+    assert short.choices[0].message.content.startswith("Let me look.\n<tool_call>")
 
 
 # Many tools: a retriever chooses the ones the model is shown.

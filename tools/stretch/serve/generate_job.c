@@ -319,6 +319,7 @@ typedef struct gen_state {
     uint32_t index;            /* the answer's place among the job's choices */
     bool first_token_seen;
     uint32_t n_tokens;
+    size_t tool_at;            /* "auto": where the answer opened a tool call, or SIZE_MAX */
     st_engine *engine;         /* for the pieces of log-probability entries */
     st_lp_log lp;              /* the answer's log-probabilities, when asked for */
 } gen_state;
@@ -450,6 +451,17 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
     size_t old_len = g->len;
     g->len += len;
     g->text[g->len] = '\0';
+    /* An "auto" answer that opens a tool call stops here and goes on as a
+     * forced call (st_job_run_continues): its JSON is then generated under
+     * the tools' schemas, as llama.cpp's lazy grammars do. */
+    if (job->req.tool_mode == ST_TOOLS_AUTO && g->tool_at == SIZE_MAX && token >= 0) {
+        size_t from = old_len > 16 ? old_len - 16 : 0;
+        size_t at = from + st_tools_text_safe(g->text + from, g->len - from);
+        if (at + 11 <= g->len && memcmp(g->text + at, "<tool_call>", 11) == 0) {
+            g->tool_at = at;
+            return 1;
+        }
+    }
 
     size_t safe = g->len;
     if (g->max_stop) {
@@ -669,7 +681,9 @@ struct st_job_run {
     size_t n_ids;
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
     st_param_text constraint[2]; /* the request's response_format or grammar */
-    char *tool_schema;         /* a forced tool call's schema (tool_calls.c), or NULL */
+    char *tool_schema;         /* the schema a tool call is generated under, or NULL */
+    bool continued;            /* an "auto" answer went on as a forced call */
+    uint32_t n_prompt, n_cached; /* the answer's own prompt, before it went on */
     st_generate_params gp;
     gen_state g;
 };
@@ -905,6 +919,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     r->job = job;
     r->g.job = job;
     r->g.index = choice;
+    r->g.tool_at = SIZE_MAX;
     r->prompt = req->chat ? NULL : &req->prompts[choice / req->n];
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
@@ -1050,7 +1065,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
         r->constraint[k] = (st_param_text){req->constraint_names[k], req->constraint_values[k]};
-    if (r->tool_schema) {
+    if (r->tool_schema && req->tool_mode == ST_TOOLS_FORCED) {
         /* A forced call: its JSON under the tools' schemas, as compact as
          * the calls the prompt shows. */
         r->constraint[0] = (st_param_text){"whitespace", "compact"};
@@ -1062,6 +1077,63 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         if (strlen(req->stops[k]) > r->g.max_stop)
             r->g.max_stop = strlen(req->stops[k]);
     return r;
+}
+
+bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *stats)
+{
+    gen_state *g = &r->g;
+    uint32_t max = r->gp.max_tokens;
+    if (g->tool_at == SIZE_MAX || r->continued || !r->tool_schema || g->n_tokens >= max ||
+        atomic_load(&r->job->cancel))
+        return false;
+    /* The prompt goes on with the answer's text before the tag, then the
+     * tag as a forced call's prompt ends: tokenized anew (the tag may
+     * have ended inside a token), and prefilled after the prompt the
+     * sequence's cache still holds. */
+    st_error err;
+    memset(&err, 0, sizeof err);
+    int32_t *before = NULL, *tag = NULL;
+    size_t n_before = 0, n_tag = 0;
+    st_status st = g->tool_at ? st_engine_tokenize(e, g->text, g->tool_at, 0, &before,
+                                                   &n_before, &err)
+                              : ST_OK;
+    if (st == ST_OK)
+        st = st_engine_tokenize(e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), 0, &tag,
+                                &n_tag, &err);
+    int32_t *ids = st == ST_OK ? malloc((r->n_ids + n_before + n_tag) * sizeof *ids) : NULL;
+    size_t need = g->tool_at + strlen(ST_TOOL_CALL_OPEN) + 1;
+    char *text = ids && need > g->cap ? realloc(g->text, need) : g->text;
+    if (ids && text) {
+        memcpy(ids, r->run_ids, r->n_ids * sizeof *ids);
+        memcpy(ids + r->n_ids, before, n_before * sizeof *ids);
+        memcpy(ids + r->n_ids + n_before, tag, n_tag * sizeof *ids);
+        if (text != g->text) {
+            g->text = text;
+            g->cap = need;
+        }
+        memcpy(g->text + g->tool_at, ST_TOOL_CALL_OPEN, need - g->tool_at);
+        g->len = need - 1;
+    }
+    st_free(before);
+    st_free(tag);
+    if (!ids || !text) {
+        free(ids);
+        return false; /* the answer ends as it is: its text, the tag unclosed */
+    }
+    free(r->ids_copy);
+    r->ids_copy = ids;
+    r->run_ids = ids;
+    r->n_ids += n_before + n_tag;
+    r->continued = true;
+    r->n_prompt = stats->n_prompt;
+    r->n_cached = stats->n_cached;
+    r->gp.max_tokens = max - g->n_tokens;
+    r->constraint[0] = (st_param_text){"whitespace", "compact"};
+    r->constraint[1] = (st_param_text){"schema", r->tool_schema};
+    r->gp.constraint = "json-schema";
+    r->gp.constraint_params = r->constraint;
+    r->gp.n_constraint_params = 2;
+    return true;
 }
 
 bool st_job_prepare(st_job *job, st_engine *e)
@@ -1137,14 +1209,23 @@ void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
     *user = &r->g;
 }
 
-void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats,
+void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats_in,
                     const st_error *err)
 {
     st_job *job = r->job;
     gen_state *g = &r->g;
+    /* An answer that went on as a forced call counts its own prompt once
+     * (its continuation's prompt held the answer's first part). */
+    st_generate_stats cont = *stats_in;
+    const st_generate_stats *stats = stats_in;
+    if (r->continued) {
+        cont.n_prompt = r->n_prompt;
+        cont.n_cached = r->n_cached;
+        stats = &cont;
+    }
     st_server_metrics *m = &job->srv->metrics;
-    atomic_fetch_add(&m->prompt_tokens, stats->n_prompt);
-    atomic_fetch_add(&m->cached_prompt_tokens, stats->n_cached);
+    atomic_fetch_add(&m->prompt_tokens, stats_in->n_prompt);
+    atomic_fetch_add(&m->cached_prompt_tokens, stats_in->n_cached);
     atomic_fetch_add(&m->generated_tokens, g->n_tokens);
     atomic_fetch_add(&m->prefill_us, (uint64_t)(stats->prefill_s * 1e6));
     atomic_fetch_add(&m->decode_us, (uint64_t)(stats->decode_s * 1e6));

@@ -300,6 +300,21 @@ static uint32_t collect(st_runner *r)
         st_error err;
         memset(&err, 0, sizeof err);
         st_status st = st_sequence_result(r->seqs[i], &stats, &err);
+        /* An "auto" answer that opened a tool call goes on, on the same
+         * sequence, as a forced call. */
+        if (st == ST_OK && st_job_run_continues(r->runs[i], r->engine, &stats)) {
+            const int32_t *ids;
+            size_t n_ids;
+            const st_generate_params *gp;
+            st_token_fn fn;
+            void *user;
+            st_job_run_args(r->runs[i], &ids, &n_ids, &gp, &fn, &user);
+            st = st_sequence_start(r->seqs[i], ids, n_ids, gp, fn, user, &err);
+            if (st == ST_OK) {
+                running++;
+                continue;
+            }
+        }
         /* Its answer may be prefilled again (st_engine_idle_step); said
          * before the answer goes out, so /metrics never shows a client
          * that has its answer an engine with nothing left to do. */

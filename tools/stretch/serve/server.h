@@ -307,6 +307,10 @@ void st_job_abandon(st_job *job);
 /* What st_sequence_start needs. */
 void st_job_run_args(st_job_run *r, const int32_t **ids, size_t *n_ids,
                      const st_generate_params **gp, st_token_fn *on_token, void **user);
+/* An "auto" answer that opened a tool call goes on as a forced call:
+ * true when r was set up to continue on its sequence (st_job_run_args
+ * again, then st_sequence_start); false when its generation has ended. */
+bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *stats);
 /* One answer's generation ended: write its end (streamed) or keep it,
  * and once every answer of the job has ended, the response's end; frees
  * r. */

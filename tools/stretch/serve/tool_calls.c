@@ -267,7 +267,7 @@ bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep,
     *schema = NULL;
     if (!(*block = tools_block(r->tools, keep, n_keep)))
         return false;
-    if (r->tool_mode == ST_TOOLS_FORCED &&
+    if (r->tool_mode != ST_TOOLS_OFF &&
         !(*schema = forced_schema(r->tools, keep, n_keep, r->tool_forced))) {
         free(*block);
         *block = NULL;

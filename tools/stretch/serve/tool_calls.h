@@ -36,8 +36,9 @@ bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
 
 /* What the model is shown of the tools keep[0..n_keep) (indices into the
  * request's tools, in that order): *block, the text that ends the system
- * turn, and for a forced call *schema, the JSON Schema its answer is
- * generated under (NULL otherwise; free both). False when out of memory. */
+ * turn, and *schema, the JSON Schema a call to them is generated under
+ * (a forced call's whole answer, an "auto" answer's after it opens a
+ * call; NULL with ST_TOOLS_OFF; free both). False when out of memory. */
 bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep, char **block,
                      char **schema);
 
