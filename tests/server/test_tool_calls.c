@@ -57,8 +57,10 @@ Test(tool_calls, the_conversation_s_calls_and_results_are_text_in_its_turns)
     /* The system turn is the client's: the tools join it when shown. */
     cr_assert_str_eq(r.messages[0].content, "Be brief.");
     cr_assert_str_eq(r.messages[2].role, "assistant");
+    /* The arguments as the client sent them. */
     cr_assert_str_eq(r.messages[2].content, "<tool_call>\n{\"name\":\"get_weather\","
-                                            "\"arguments\":{\"city\":\"Paris\"}}\n</tool_call>");
+                                            "\"arguments\":{\"city\": \"Paris\"}}\n"
+                                            "</tool_call>");
     /* Both results in one user turn, which retrieval does not look up. */
     cr_assert_str_eq(r.messages[3].role, "user");
     cr_assert(r.messages[3].tool_result);
@@ -218,7 +220,7 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
     struct { const char *text, *want; size_t content; } cases[] = {
         {"It is sunny.", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1}}\n</tool_call>",
-         "add({\"a\":1});", 0},
+         "add({\"a\": 1});", 0},
         {"Let me look.\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":"
          "\"Paris\"}}\n</tool_call>\n<tool_call>{\"name\":\"add\"}</tool_call>\n",
          "get_weather({\"city\":\"Paris\"});add({});", 12},
@@ -226,7 +228,11 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {}}", "add({});", 0},
         /* Arguments given as a JSON text, as the API carries them. */
         {"<tool_call>{\"name\": \"add\", \"arguments\": \"{\\\"b\\\": 2}\"}</tool_call>",
-         "add({\"b\":2});", 0},
+         "add({\"b\": 2});", 0},
+        /* The arguments as the model wrote them, digits and all (jansson
+         * would write 9.99 back as 9.9900000000000002). */
+        {"<tool_call>{\"arguments\": {\"p\": 9.99, \"s\": \"}{\\\"\"}, \"name\": \"add\"}",
+         "add({\"p\": 9.99, \"s\": \"}{\\\"\"});", 0},
         {"<tool_call>\n{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": [1]}\n</tool_call>", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"argu\n</tool_call>", "none", 0},

@@ -1160,7 +1160,7 @@ def test_tool_turns_are_the_documented_text(server):
                            {"role": "tool", "tool_call_id": "call_2", "content": "sunny"}]
     by_hand = ASK_WEATHER + [
         {"role": "assistant",
-         "content": '<tool_call>\n{"name":"get_weather","arguments":{"city":"Paris"}}\n'
+         "content": '<tool_call>\n{"name":"get_weather","arguments":{"city": "Paris"}}\n'
                     '</tool_call>'},
         {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>\n"
                                     "<tool_response>\nsunny\n</tool_response>"}]

@@ -45,13 +45,20 @@ static bool is_blank(char c)
 
 /* -- the prompt side -- */
 
-/* {"name":NAME,"arguments":ARGS}, compact: the form a forced call is
- * generated in, so the conversation's earlier calls look the same. */
-static char *call_json(const char *name, json_t *args)
+/* {"name":NAME,"arguments":ARGS}: the compact form a forced call is
+ * generated in, so the conversation's earlier calls look the same. ARGS
+ * is the client's text as it came (its digits kept: jansson would write
+ * 9.99 back as 9.9900000000000002). */
+static char *call_json(const char *name, const char *args)
 {
-    json_t *call = json_pack("{s:s, s:O}", "name", name, "arguments", args);
-    char *s = call ? json_dumps(call, JSON_COMPACT) : NULL;
-    json_decref(call);
+    json_t *jname = json_string(name);
+    char *quoted = jname ? json_dumps(jname, JSON_ENCODE_ANY) : NULL;
+    json_decref(jname);
+    size_t n = quoted ? strlen(quoted) + strlen(args) + 32 : 0;
+    char *s = quoted ? malloc(n) : NULL;
+    if (s)
+        snprintf(s, n, "{\"name\":%s,\"arguments\":%s}", quoted, args);
+    free(quoted);
     return s;
 }
 
@@ -81,16 +88,21 @@ static char *assistant_calls(json_t *calls, const char *content, size_t i, char 
             args = json_loads(json_string_value(raw), JSON_REJECT_DUPLICATES, NULL);
         else if (json_is_object(raw))
             args = json_incref(raw);
-        if (!json_is_object(c) || !name || !args) {
+        /* The API carries arguments as JSON text; an object is taken too. */
+        char *dumped = json_is_object(raw) ? json_dumps(raw, JSON_COMPACT) : NULL;
+        const char *args_text = json_is_string(raw) ? json_string_value(raw) : dumped;
+        if (!json_is_object(c) || !name || !args || !args_text) {
             json_decref(args);
+            free(dumped);
             free(out);
             refuse(msg, size, param, "messages", "messages[%zu].tool_calls[%zu]: expected "
                    "{\"type\": \"function\", \"function\": {\"name\": ..., \"arguments\": "
                    "a JSON text}}", i, k);
             return NULL;
         }
-        char *text = call_json(name, args);
+        char *text = call_json(name, args_text);
         json_decref(args);
+        free(dumped);
         size_t n = text ? strlen(text) : 0, need = len + n + 64;
         char *grown = text && need > cap ? realloc(out, cap = need * 2) : out;
         if (!text || !grown) {
@@ -352,6 +364,62 @@ static bool known_tool(const st_gen_request *r, const char *name)
     return false;
 }
 
+/* Past the JSON value at s[i] (valid JSON, checked by the caller): a
+ * string, an object or array (brackets counted outside strings), or a
+ * scalar. */
+static size_t skip_value(const char *s, size_t n, size_t i)
+{
+    int depth = 0;
+    bool in_string = false;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"' && (in_string = false, depth == 0))
+                return i + 1;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth <= 0)
+                return depth < 0 ? i : i + 1;
+        } else if (depth == 0 && (c == ',' || is_blank(c))) {
+            return i;
+        }
+    }
+    return n;
+}
+
+/* Where the value of the object's member `key` is in the object's text
+ * s[0..n) (valid JSON), as it was written: the model's own digits, not
+ * jansson's (which writes 9.99 back as 9.9900000000000002). */
+static bool member_text(const char *s, size_t n, const char *key, size_t *at, size_t *len)
+{
+    size_t i = 0, klen = strlen(key);
+    while (i < n && s[i] != '{')
+        i++;
+    for (i++; i < n;) {
+        while (i < n && (is_blank(s[i]) || s[i] == ','))
+            i++;
+        if (i >= n || s[i] != '"')
+            return false;
+        size_t k0 = i + 1, k1 = skip_value(s, n, i) - 1;
+        i = k1 + 1;
+        while (i < n && (is_blank(s[i]) || s[i] == ':'))
+            i++;
+        size_t end = skip_value(s, n, i);
+        if (k1 - k0 == klen && memcmp(s + k0, key, klen) == 0) {
+            *at = i;
+            *len = end - i;
+            return true;
+        }
+        i = end;
+    }
+    return false;
+}
+
 /* One call's JSON (n bytes at s) as an OpenAI tool call, or NULL. */
 static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const char *id_base,
                          size_t k)
@@ -361,11 +429,14 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
     json_t *args = json_object_get(v, "arguments");
     /* Some models write the arguments as a JSON text, as the API does. */
     json_t *parsed = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
-    if (parsed)
-        args = parsed;
+    size_t at = 0, len = 0;
     json_t *call = NULL;
-    if (name && known_tool(r, name) && (!args || json_is_object(args))) {
-        char *text = args ? json_dumps(args, JSON_COMPACT) : strdup("{}");
+    if (name && known_tool(r, name) && (!args || json_is_object(args) ||
+                                         json_is_object(parsed))) {
+        char *text = !args                   ? strdup("{}")
+                     : parsed                ? strdup(json_string_value(args))
+                     : member_text(s, n, "arguments", &at, &len) ? strndup(s + at, len)
+                                                                  : NULL;
         char id[96];
         snprintf(id, sizeof id, "call_%s_%zu", id_base, k);
         if (text)
