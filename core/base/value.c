@@ -170,3 +170,14 @@ bool st_value_map_set_string(st_value *map, const char *key, const char *text)
     st_value *v = scalar(ST_VALUE_STRING, text);
     return v && map_put(map, key, v);
 }
+
+bool st_value_map_set_bool(st_value *map, const char *key, bool b)
+{
+    if (!map || map->type != ST_VALUE_MAP || !key)
+        return false;
+    st_value *v = scalar(ST_VALUE_BOOL, b ? "true" : "false");
+    if (!v)
+        return false;
+    v->b = b;
+    return map_put(map, key, v);
+}

@@ -54,5 +54,7 @@ bool st_value_map_set_float(st_value *map, const char *key, double f);
 bool st_value_map_set_number(st_value *map, const char *key, double f);
 /* The same with a STRING (copied). */
 bool st_value_map_set_string(st_value *map, const char *key, const char *text);
+/* The same with a BOOL. */
+bool st_value_map_set_bool(st_value *map, const char *key, bool b);
 
 #endif

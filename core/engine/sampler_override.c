@@ -8,6 +8,9 @@
  */
 #include "sampler_override.h"
 
+#include "manifest.h"
+#include "registry.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,10 +34,41 @@ void st_request_samplers_close(st_request_samplers *rs)
     memset(rs, 0, sizeof *rs);
 }
 
+/* A request's parameter text as the plugin's schema types it: "16" for
+ * an int parameter is 16, "true" for a bool one true. Text that does not
+ * read as its type stays a string, which validation refuses by name; a
+ * string parameter is always the text ("42" stays a regex). */
+static bool set_param_text(st_value *params, const st_plugin_manifest *m, const char *name,
+                           const char *text)
+{
+    const st_param_schema *ps = m ? st_plugin_manifest_param(m, name) : NULL;
+    char *end = NULL;
+    if (ps && ps->type == ST_PARAM_INT) {
+        long long v = strtoll(text, &end, 10);
+        if (text[0] && !*end && v > -9000000000000000LL && v < 9000000000000000LL)
+            return st_value_map_set_number(params, name, (double)v);
+    } else if (ps && ps->type == ST_PARAM_FLOAT) {
+        double v = strtod(text, &end);
+        if (text[0] && !*end)
+            return st_value_map_set_number(params, name, v);
+    } else if (ps && ps->type == ST_PARAM_BOOL && (!strcmp(text, "true") ||
+                                                  !strcmp(text, "false"))) {
+        return st_value_map_set_bool(params, name, text[0] == 't');
+    }
+    return st_value_map_set_string(params, name, text);
+}
+
 /* The request's constraint sampler, created with its text parameters. */
 static st_status open_constraint(st_engine *e, const st_generate_params *p,
                                  st_engine_plugin *out, st_error *err)
 {
+    st_diag d;
+    st_diag_clear(&d);
+    /* The plugin's schema types the text (a missing plugin is refused by
+     * name when it is opened). */
+    const st_plugin_record *rec = st_registry_find(e->registry, ST_KIND_SAMPLER,
+                                                   p->constraint, &d);
+    const st_plugin_manifest *m = rec ? rec->manifest : NULL;
     st_value *params = calloc(1, sizeof *params);
     if (!params)
         return st_error_set(err, ST_E_NOMEM, "out of memory");
@@ -46,7 +80,7 @@ static st_status open_constraint(st_engine *e, const st_generate_params *p,
             return st_error_set(err, ST_E_INVALID, "constraint '%s': parameter %zu: name and "
                                 "value must both be set", p->constraint, k);
         }
-        if (!st_value_map_set_string(params, t->name, t->value)) {
+        if (!set_param_text(params, m, t->name, t->value)) {
             st_value_free(params);
             return st_error_set(err, ST_E_NOMEM, "out of memory");
         }

@@ -236,6 +236,18 @@ Test(constraint_engine, a_request_constraint_answers_as_the_manifests_does)
     cr_assert_eq(request(e, "json-schema", p, 2, &got, &eos, &err), ST_OK, "%s", err.message);
     cr_expect(eos && strcmp(got.s, want.s) == 0, "request: %s\nmanifest: %s", got.s, want.s);
     cr_expect(json_valid(got.s), "%s", got.s);
+    /* Parameters of other types come as text too: "true" is a bool and
+     * "0" an int, as in a manifest (the defaults: the same answer). */
+    text_out typed;
+    st_param_text p4[4] = {p[0], p[1], {"strict", "true"}, {"max-digits", "0"}};
+    cr_assert_eq(request(e, "json-schema", p4, 4, &typed, &eos, &err), ST_OK, "%s",
+                 err.message);
+    cr_expect(strcmp(typed.s, got.s) == 0, "%s / %s", typed.s, got.s);
+    /* A string parameter stays text, digits and all. */
+    st_param_text digits[1] = {{"pattern", "42"}};
+    cr_assert_eq(request(e, "regex", digits, 1, &typed, &eos, &err), ST_OK, "%s",
+                 err.message);
+    cr_expect(eos && strcmp(typed.s, "42") == 0, "%s", typed.s);
     /* The engine's own chain is back for the next request. */
     cr_assert_eq(request(e, NULL, NULL, 0, &plain_after, &eos, &err), ST_OK, "%s", err.message);
     cr_expect(strcmp(plain_before.s, plain_after.s) == 0 && strcmp(plain_before.s, got.s) != 0,
@@ -288,7 +300,8 @@ Test(constraint_engine, a_bad_request_constraint_is_refused_by_name)
     bool eos;
     st_param_text bad_schema[1] = {{"schema", "{\"type\": \"object\", \"maxProperties\": -1"}};
     st_param_text no_such_param[1] = {{"grammar", "root ::= \"a\""}};
-    st_param_text not_a_string[1] = {{"strict", "false"}};
+    /* Text reads as a manifest's scalar: "16" is an int, not an enum's. */
+    st_param_text not_a_string[1] = {{"whitespace", "16"}};
     st_param_text unset[1] = {{"schema", NULL}};
     struct {
         const char *plugin;
@@ -299,7 +312,7 @@ Test(constraint_engine, a_bad_request_constraint_is_refused_by_name)
         {"no-such-sampler", NULL, 0, "no sampler plugin named 'no-such-sampler'"},
         {"json-schema", bad_schema, 1, "constraint 'json-schema': refused"},
         {"json-schema", no_such_param, 1, "grammar"},
-        {"json-schema", not_a_string, 1, "strict"},
+        {"json-schema", not_a_string, 1, "whitespace"},
         {"json-schema", unset, 1, "name and value must both be set"},
         {"json-schema", NULL, 1, "1 parameters announced, none given"},
     };

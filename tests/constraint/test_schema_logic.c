@@ -12,21 +12,27 @@
 #include "cg_parser.h"
 #include "cg_schema.h"
 
-static bool compiles(const char *schema, cg_buf *gbnf, cg_error *err)
+static bool compiles_with(const char *schema, int max_digits, cg_buf *gbnf, cg_error *err)
 {
     cg_buf warn = {0};
-    cg_schema_options opt = {.strict = true, .compact = true};
+    cg_schema_options opt = {.strict = true, .compact = true, .max_digits = max_digits};
     bool ok = cg_schema_to_gbnf(schema, strlen(schema), &opt, gbnf, &warn, err);
     cg_buf_free(&warn);
     return ok;
 }
 
-/* 1 when `instance` is a complete sentence of the schema's grammar. */
-static int accepts(const char *schema, const char *instance)
+static bool compiles(const char *schema, cg_buf *gbnf, cg_error *err)
+{
+    return compiles_with(schema, 0, gbnf, err);
+}
+
+/* 1 when `instance` is a complete sentence of the schema's grammar, with
+ * numbers capped at max_digits digits a run (0: none). */
+static int accepts_capped(const char *schema, int max_digits, const char *instance)
 {
     cg_buf gbnf = {0};
     cg_error err;
-    cr_assert(compiles(schema, &gbnf, &err), "%s: %s", schema, err.message);
+    cr_assert(compiles_with(schema, max_digits, &gbnf, &err), "%s: %s", schema, err.message);
     cg_grammar g;
     cg_grammar_init(&g);
     cr_assert(cg_gbnf_parse(&g, gbnf.s, gbnf.n, &err), "%s\n%s", err.message, gbnf.s);
@@ -39,6 +45,11 @@ static int accepts(const char *schema, const char *instance)
     cg_grammar_free(&g);
     cg_buf_free(&gbnf);
     return r;
+}
+
+static int accepts(const char *schema, const char *instance)
+{
+    return accepts_capped(schema, 0, instance);
 }
 
 static void expect_refused(const char *schema, const char *what)
@@ -334,4 +345,39 @@ Test(schema_logic, pattern_automaton_bound_refused_by_name)
                    "a[ab]{12}$");
     expect_refused("{\"type\": \"object\", \"patternProperties\": {\"a[ab]{12}$\": true, \"b\": true}}",
                    "more than 4096 states");
+}
+
+/* max-digits: a number the schema leaves unbounded has at most D digits
+ * in its integer part, fraction and exponent; bounds the schema gives
+ * still decide, and 0 caps nothing. */
+Test(schema_logic, max_digits_caps_each_digit_run_of_an_unbounded_number)
+{
+    const char *i = "{\"type\": \"integer\"}", *n = "{\"type\": \"number\"}";
+    cr_expect(accepts_capped(i, 3, "999"));
+    cr_expect(accepts_capped(i, 3, "-120"));
+    cr_expect(accepts_capped(i, 3, "0"));
+    cr_expect(!accepts_capped(i, 3, "1000"));
+    cr_expect(accepts_capped(i, 0, "12345678901234567890123"));
+    cr_expect(accepts_capped(i, 1, "7"));
+    cr_expect(!accepts_capped(i, 1, "10"));
+    cr_expect(accepts_capped(n, 3, "123.456e789"));
+    cr_expect(!accepts_capped(n, 3, "1234.5"));
+    cr_expect(!accepts_capped(n, 3, "1.2345"));
+    cr_expect(!accepts_capped(n, 3, "1e1234"));
+    /* A lower bound alone: the integers from it, up to the cap. */
+    const char *lo = "{\"type\": \"integer\", \"minimum\": 5}";
+    cr_expect(accepts_capped(lo, 2, "99"));
+    cr_expect(!accepts_capped(lo, 2, "100"));
+    cr_expect(!accepts_capped(lo, 2, "4"));
+    cr_expect(accepts_capped(lo, 0, "123456789012345678901"));
+    /* Past 18 digits (where ranges stop being spelt out). */
+    cr_expect(accepts_capped(lo, 20, "12345678901234567890"));
+    cr_expect(!accepts_capped(lo, 20, "123456789012345678901"));
+    /* Bounds decide where the schema gives them. */
+    const char *both = "{\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100000}";
+    cr_expect(accepts_capped(both, 2, "100000"));
+    const char *x = "{\"type\": \"number\", \"minimum\": 0}";
+    cr_expect(accepts_capped(x, 2, "99.25"));
+    cr_expect(!accepts_capped(x, 2, "99.125"));
+    cr_expect(!accepts_capped(x, 2, "123.5"));
 }

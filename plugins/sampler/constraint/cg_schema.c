@@ -543,18 +543,21 @@ static void fixed_range(cg_buf *e, const char *lo, const char *hi, size_t n)
     cg_buf_puts(e, "))");
 }
 
-/* Decimal numerals (no leading zeros) of a..b, b < 0 meaning unbounded. */
-static void nonneg_range(cg_buf *e, long long a, long long b)
+/* Decimal numerals (no leading zeros) of a..b, b < 0 meaning unbounded;
+ * unbounded ones have at most cap digits when cap > 0 (and a has no more). */
+static void nonneg_range(cg_buf *e, long long a, long long b, int cap)
 {
     char la[24], lb[24];
     int na = snprintf(la, sizeof la, "%lld", a);
     int nb = b < 0 ? 19 : snprintf(lb, sizeof lb, "%lld", b);
+    bool capped = b < 0 && cap > 0 && cap >= na;
+    int upto = capped && cap < 18 ? cap : 18;
     cg_buf_puts(e, "(");
     bool first = true;
     long long p10 = 1;
     for (int i = 1; i < na; i++)
         p10 *= 10;
-    for (int len = na; len <= nb && len <= 18; len++, p10 *= 10) {
+    for (int len = na; len <= nb && len <= upto; len++, p10 *= 10) {
         long long lo = len == na ? a : p10;
         long long top = p10 * 10 - 1;
         long long hi = b >= 0 && b < top ? b : top;
@@ -570,14 +573,16 @@ static void nonneg_range(cg_buf *e, long long a, long long b)
         fixed_range(e, slo, shi, (size_t)len);
         cg_buf_puts(e, ")");
     }
-    if (b < 0) {
+    if (b < 0 && capped && cap > 18)
+        cg_buf_printf(e, "%s[1-9] [0-9]{18,%d}", first ? "" : " | ", cap - 1);
+    else if (b < 0 && !capped) {
         int from = na > 18 ? na : 18;
         cg_buf_printf(e, "%s[1-9] [0-9]{%d,}", first ? "" : " | ", na > 18 ? from : 18);
     }
     cg_buf_puts(e, ")");
 }
 
-static void int_range(cg_buf *e, bool has_lo, long long lo, bool has_hi, long long hi)
+static void int_range(cg_buf *e, bool has_lo, long long lo, bool has_hi, long long hi, int cap)
 {
     if (!has_lo && !has_hi) {
         cg_buf_puts(e, "integer");
@@ -585,15 +590,15 @@ static void int_range(cg_buf *e, bool has_lo, long long lo, bool has_hi, long lo
     }
     cg_buf_puts(e, "(");
     if (has_lo && lo >= 0) {
-        nonneg_range(e, lo, has_hi ? hi : -1);
+        nonneg_range(e, lo, has_hi ? hi : -1, cap);
     } else if (has_hi && hi < 0) {
         cg_buf_puts(e, "\"-\" ");
-        nonneg_range(e, -hi, has_lo ? -lo : -1);
+        nonneg_range(e, -hi, has_lo ? -lo : -1, cap);
     } else {
         cg_buf_puts(e, "\"-\" ");
-        nonneg_range(e, 1, has_lo ? -lo : -1);
+        nonneg_range(e, 1, has_lo ? -lo : -1, cap);
         cg_buf_puts(e, " | ");
-        nonneg_range(e, 0, has_hi ? hi : -1);
+        nonneg_range(e, 0, has_hi ? hi : -1, cap);
     }
     cg_buf_puts(e, ")");
 }
@@ -649,7 +654,7 @@ static bool gen_integer(sc *s, const cj_value *v, const char *path, cg_buf *e)
                (cg_buf_puts(e, "integer"), true);
     if (has_lo && has_hi && lo > hi)
         return sc_fail_unsat(s, v, path, "no integer lies between the minimum and the maximum");
-    int_range(e, has_lo, (long long)lo, has_hi, (long long)hi);
+    int_range(e, has_lo, (long long)lo, has_hi, (long long)hi, s->opt.max_digits);
     s->prims |= P_INTEGER;
     return true;
 }
@@ -674,11 +679,13 @@ static int multiple_digits(sc *s, const cj_value *v, const char *path, bool *bad
     return -2;
 }
 
-/* Fractions: any (k < 0: any digits; else at most k significant ones),
- * zero-valued, or non-zero. */
-static void frac_any(cg_buf *e, int k)
+/* Fractions: any (k < 0: any digits, at most cap when cap > 0; else at
+ * most k significant ones), zero-valued, or non-zero. */
+static void frac_any(cg_buf *e, int k, int cap)
 {
-    if (k < 0)
+    if (k < 0 && cap > 0)
+        cg_buf_printf(e, "(\".\" [0-9]{1,%d})?", cap);
+    else if (k < 0)
         cg_buf_puts(e, "(\".\" [0-9]+)?");
     else if (k == 0)
         cg_buf_puts(e, "(\".\" \"0\"+)?");
@@ -691,7 +698,7 @@ static void frac_any(cg_buf *e, int k)
  * that are not 0 (k < 0: any). Alternatives appended to e after " | "
  * when *n > 0; *n counts them. */
 static void nonneg_decimals(cg_buf *e, size_t *n, const char *sign, long long lo, bool lo_incl,
-                            bool has_hi, long long hi, bool hi_incl, int k)
+                            bool has_hi, long long hi, bool hi_incl, int k, int cap)
 {
 #define ALT_D() cg_buf_printf(e, "%s%s", (*n)++ ? " | " : "", sign)
     long long ilo = lo_incl ? lo : lo + 1;       /* integer parts with any fraction */
@@ -699,9 +706,9 @@ static void nonneg_decimals(cg_buf *e, size_t *n, const char *sign, long long lo
     if (!has_hi || ilo <= ihi) {
         ALT_D();
         cg_buf_puts(e, "(");
-        nonneg_range(e, ilo, ihi);
+        nonneg_range(e, ilo, ihi, cap);
         cg_buf_puts(e, " ");
-        frac_any(e, k);
+        frac_any(e, k, cap);
         cg_buf_puts(e, ")");
     }
     /* lo itself with a non-zero fraction, where lo is excluded. */
@@ -786,14 +793,15 @@ static bool gen_number(sc *s, const cj_value *v, const char *path, cg_buf *e)
     if (!has_hi || hi >= 0) {
         bool from_zero = !has_lo || lo < 0;
         nonneg_decimals(e, &n, "", from_zero ? 0 : (long long)lo, from_zero || lo_incl, has_hi,
-                        (long long)hi, hi_incl, k);
+                        (long long)hi, hi_incl, k, s->opt.max_digits);
     }
     /* x < 0 as "-" y, y = -x > 0: y's bounds are x's, mirrored. */
     if (!has_lo || lo < 0) {
         bool to_zero = !has_hi || hi >= 0;
         long long ylo = to_zero ? 0 : (long long)-hi;
         bool ylo_incl = to_zero ? false : hi_incl;
-        nonneg_decimals(e, &n, "\"-\" ", ylo, ylo_incl, has_lo, (long long)-lo, lo_incl, k);
+        nonneg_decimals(e, &n, "\"-\" ", ylo, ylo_incl, has_lo, (long long)-lo, lo_incl, k,
+                        s->opt.max_digits);
     }
     cg_buf_puts(e, ")");
     if (!n)
@@ -1702,9 +1710,20 @@ static void write_primitives(sc *s)
     if (p & P_CHAR)
         cg_buf_puts(o, "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" "
                        "[0-9a-fA-F]{4})\n");
-    if (p & P_NUMBER)
+    /* With max-digits D, each digit run has at most D (llama.cpp's JSON
+     * grammars have 16): a model cannot write one digit after another
+     * until its budget runs out. */
+    int d = s->opt.max_digits;
+    if ((p & P_NUMBER) && d > 0)
+        cg_buf_printf(o, "number ::= integer (\".\" [0-9]{1,%d})? ([eE] [-+]? [0-9]{1,%d})?\n",
+                      d, d);
+    else if (p & P_NUMBER)
         cg_buf_puts(o, "number ::= integer (\".\" [0-9]+)? ([eE] [-+]? [0-9]+)?\n");
-    if (p & P_INTEGER)
+    if ((p & P_INTEGER) && d > 1)
+        cg_buf_printf(o, "integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,%d})\n", d - 1);
+    else if ((p & P_INTEGER) && d == 1)
+        cg_buf_puts(o, "integer ::= \"-\"? [0-9]\n");
+    else if (p & P_INTEGER)
         cg_buf_puts(o, "integer ::= \"-\"? (\"0\" | [1-9] [0-9]*)\n");
     if (p & P_DATE)
         cg_buf_puts(o, "date ::= [0-9]{4} \"-\" (\"0\" [1-9] | \"1\" [0-2]) \"-\" (\"0\" [1-9] | "

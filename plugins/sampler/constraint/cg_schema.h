@@ -28,6 +28,9 @@ typedef struct cg_schema_options {
     bool open_objects;  /* absent additionalProperties allows other members
                            beside declared ones (the spec's reading); off,
                            such an object has only what the schema names */
+    int max_digits;     /* > 0: at most this many digits in a number's
+                           integer part, fraction and exponent where the
+                           schema bounds none of them; 0: any */
 } cg_schema_options;
 
 /* Compile `text` (a JSON Schema document) into GBNF with start rule

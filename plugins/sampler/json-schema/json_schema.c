@@ -16,6 +16,7 @@ static st_status schema_create(const st_host_services *host, const st_params *pa
         .strict = st_param_bool(params, "strict"),
         .compact = st_param_is(params, "whitespace", "compact"),
         .open_objects = st_param_bool(params, "open-objects"),
+        .max_digits = (int)st_param_int(params, "max-digits"),
     };
     return cg_sampler_create(host, "json-schema", CG_KIND_JSON_SCHEMA,
                              st_param_str(params, "schema"), &opt, inst, err);

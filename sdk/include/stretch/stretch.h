@@ -229,7 +229,10 @@ typedef struct st_generate_params {
     /* A constraint sampler for this request only: the sampler plugin
      * `constraint` ("json-schema", "gbnf", "regex", ...) created with
      * `constraint_params`, validated against the plugin's schema as a
-     * manifest's parameters are, and put first in the chain; a sampler of
+     * manifest's parameters are (each value is text, typed by the
+     * plugin's schema since 1.8: "16" for an int parameter is 16, "true"
+     * for a bool one true, a string parameter's text as it is), and put
+     * first in the chain; a sampler of
      * the same plugin in the manifest's chain is left out for the request.
      * This is how a server maps OpenAI's response_format onto any strategy.
      * The plugins may read a file a parameter names (json-schema's schema,
