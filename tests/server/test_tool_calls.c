@@ -233,6 +233,9 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
          * would write 9.99 back as 9.9900000000000002). */
         {"<tool_call>{\"arguments\": {\"p\": 9.99, \"s\": \"}{\\\"\"}, \"name\": \"add\"}",
          "add({\"p\": 9.99, \"s\": \"}{\\\"\"});", 0},
+        /* An integer past 64 bits is still a number. */
+        {"<tool_call>{\"name\": \"add\", \"arguments\": {\"a\": 123456789012345678901234}}",
+         "add({\"a\": 123456789012345678901234});", 0},
         {"<tool_call>\n{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": [1]}\n</tool_call>", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"argu\n</tool_call>", "none", 0},

@@ -680,7 +680,7 @@ struct st_job_run {
     const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
     size_t n_ids;
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
-    st_param_text constraint[2]; /* the request's response_format or grammar */
+    st_param_text constraint[3]; /* the request's response_format or grammar, or a call's */
     char *tool_schema;         /* the schema a tool call is generated under, or NULL */
     bool continued;            /* an "auto" answer went on as a forced call */
     uint32_t n_prompt, n_cached; /* the answer's own prompt, before it went on */
@@ -800,6 +800,20 @@ static st_status same_as_first(st_job_run *r, const st_job_run *first, st_error 
     memcpy(r->ids_copy, first->run_ids, r->n_ids * sizeof *r->ids_copy);
     r->run_ids = r->ids_copy;
     return ST_OK;
+}
+
+/* A tool call's JSON under its tools' schemas: compact, as the calls
+ * the prompt shows, and at most 16 digits a run in a number (as
+ * llama.cpp's JSON grammars), which SmolLM2 otherwise writes on and on
+ * ("n":1000000000000...) until max_tokens cuts the call. */
+static void set_call_constraint(st_job_run *r)
+{
+    r->constraint[0] = (st_param_text){"whitespace", "compact"};
+    r->constraint[1] = (st_param_text){"schema", r->tool_schema};
+    r->constraint[2] = (st_param_text){"max-digits", "16"};
+    r->gp.constraint = "json-schema";
+    r->gp.constraint_params = r->constraint;
+    r->gp.n_constraint_params = 3;
 }
 
 /* The tools the model is shown, at the end of the system turn of msgs
@@ -1068,10 +1082,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     if (r->tool_schema && req->tool_mode == ST_TOOLS_FORCED) {
         /* A forced call: its JSON under the tools' schemas, as compact as
          * the calls the prompt shows. */
-        r->constraint[0] = (st_param_text){"whitespace", "compact"};
-        r->constraint[1] = (st_param_text){"schema", r->tool_schema};
-        r->gp.constraint = "json-schema";
-        r->gp.n_constraint_params = 2;
+        set_call_constraint(r);
     }
     for (size_t k = 0; k < req->n_stops; k++)
         if (strlen(req->stops[k]) > r->g.max_stop)
@@ -1128,11 +1139,7 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
     r->n_prompt = stats->n_prompt;
     r->n_cached = stats->n_cached;
     r->gp.max_tokens = max - g->n_tokens;
-    r->constraint[0] = (st_param_text){"whitespace", "compact"};
-    r->constraint[1] = (st_param_text){"schema", r->tool_schema};
-    r->gp.constraint = "json-schema";
-    r->gp.constraint_params = r->constraint;
-    r->gp.n_constraint_params = 2;
+    set_call_constraint(r);
     return true;
 }
 

@@ -85,7 +85,8 @@ static char *assistant_calls(json_t *calls, const char *content, size_t i, char 
         json_t *raw = json_object_get(fn, "arguments");
         json_t *args = NULL;
         if (json_is_string(raw))
-            args = json_loads(json_string_value(raw), JSON_REJECT_DUPLICATES, NULL);
+            args = json_loads(json_string_value(raw),
+                              JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
         else if (json_is_object(raw))
             args = json_incref(raw);
         /* The API carries arguments as JSON text; an object is taken too. */
@@ -424,11 +425,14 @@ static bool member_text(const char *s, size_t n, const char *key, size_t *at, si
 static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const char *id_base,
                          size_t k)
 {
-    json_t *v = json_loadb(s, n, JSON_REJECT_DUPLICATES, NULL);
+    /* Integers past 64 bits are numbers too (the text is what is kept). */
+    json_t *v = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
     const char *name = json_string_value(json_object_get(v, "name"));
     json_t *args = json_object_get(v, "arguments");
     /* Some models write the arguments as a JSON text, as the API does. */
-    json_t *parsed = json_is_string(args) ? json_loads(json_string_value(args), 0, NULL) : NULL;
+    json_t *parsed = json_is_string(args) ? json_loads(json_string_value(args),
+                                                       JSON_DECODE_INT_AS_REAL, NULL)
+                                          : NULL;
     size_t at = 0, len = 0;
     json_t *call = NULL;
     if (name && known_tool(r, name) && (!args || json_is_object(args) ||
