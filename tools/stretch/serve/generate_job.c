@@ -455,9 +455,10 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
      * forced call (st_job_run_continues): its JSON is then generated under
      * the tools' schemas, as llama.cpp's lazy grammars do. */
     if (job->req.tool_mode == ST_TOOLS_AUTO && g->tool_at == SIZE_MAX && token >= 0) {
+        /* A tag this token completes starts after old_len - its length. */
         size_t from = old_len > 16 ? old_len - 16 : 0;
-        size_t at = from + st_tools_text_safe(g->text + from, g->len - from);
-        if (at + 11 <= g->len && memcmp(g->text + at, "<tool_call>", 11) == 0) {
+        size_t at = from + st_tools_call_start(g->text + from, g->len - from);
+        if (at < g->len) {
             g->tool_at = at;
             return 1;
         }
@@ -699,6 +700,18 @@ static void st_job_run_free(st_job_run *r)
     free(r);
 }
 
+/* A chat's last user message (tool results are user turns too, not
+ * looked up), its index in *at; NULL when there is none. */
+static const char *last_user_message(const st_gen_request *req, size_t *at)
+{
+    for (size_t i = req->n_messages; i-- > 0;)
+        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result) {
+            *at = i;
+            return req->messages[i].content;
+        }
+    return NULL;
+}
+
 /* Retrieval-augmented requests (docs/server.md): when the model's manifest
  * names a retriever index, the prompt (a completion) or the last user
  * message (a chat) is looked up and replaced by the manifest's template
@@ -711,13 +724,7 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     if (!ret || !st_retriever_index_path(ret))
         return ST_OK;
     /* A token-id prompt has no text to look up: it runs as given. */
-    const char *query = req->chat ? NULL : r->prompt->text;
-    for (size_t i = req->n_messages; req->chat && i-- > 0;)
-        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result) {
-            *user_at = i;
-            query = req->messages[i].content;
-            break;
-        }
+    const char *query = req->chat ? last_user_message(req, user_at) : r->prompt->text;
     if (!query)
         return ST_OK; /* a chat without a user message: nothing to look up */
     atomic_fetch_add(&r->job->srv->metrics.retrieval_queries, 1);
@@ -830,10 +837,8 @@ static st_status show_tools(st_job_run *r, const st_gen_request *req, st_chat_me
     float *scores = malloc(n * sizeof *scores);
     st_status st = keep && scores ? ST_OK : ST_E_NOMEM;
     uint64_t k = req->tool_top_k >= 0 ? (uint64_t)req->tool_top_k : job->srv->cfg.tool_top_k;
-    const char *query = NULL;
-    for (size_t i = req->n_messages; i-- > 0 && !query;)
-        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result)
-            query = req->messages[i].content;
+    size_t at;
+    const char *query = last_user_message(req, &at);
     bool pick = st == ST_OK && job->srv->tool_ranker && k > 0 && k < n && query;
     if (pick)
         st = st_tool_ranker_pick(job->srv->tool_ranker, req, query, k, keep, scores, &n_keep,
@@ -841,9 +846,7 @@ static st_status show_tools(st_job_run *r, const st_gen_request *req, st_chat_me
     for (size_t i = 0; !pick && keep && i < n; i++)
         keep[i] = i;
     if (st == ST_OK && pick && req->tool_forced) {
-        size_t f = 0, j = 0;
-        while (strcmp(req->tool_names[f], req->tool_forced) != 0)
-            f++;
+        size_t f = st_tools_index(req, req->tool_forced), j = 0;
         while (j < n_keep && keep[j] != f)
             j++;
         if (j == n_keep) { /* the last place goes to the function asked for */
@@ -890,26 +893,30 @@ static st_status show_tools(st_job_run *r, const st_gen_request *req, st_chat_me
     return st;
 }
 
-/* A forced tool call's answer starts inside its tags: the opening tag is
- * the prompt's last text, so the model writes the call as it was shown
- * one, and the constraint holds only its JSON. */
-static st_status open_forced_call(st_job_run *r, st_engine *e, st_error *err)
+/* The prompt r runs with the tokens of text[0, len) after it (no BOS, no
+ * special tokens parsed): a forced call's opening tag, or what an "auto"
+ * answer wrote before the call it goes on with. */
+static st_status extend_prompt(st_job_run *r, st_engine *e, const char *text, size_t len,
+                               st_error *err)
 {
-    int32_t *tag = NULL;
-    size_t n_tag = 0;
-    st_status st = st_engine_tokenize(e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), 0, &tag,
-                                      &n_tag, err);
+    int32_t *add = NULL;
+    size_t n_add = 0;
+    st_status st = len ? st_engine_tokenize(e, text, len, 0, &add, &n_add, err) : ST_OK;
     if (st != ST_OK)
         return st;
-    r->ids_copy = malloc((r->n_ids + n_tag) * sizeof *r->ids_copy);
-    if (r->ids_copy) {
-        memcpy(r->ids_copy, r->ids, r->n_ids * sizeof *r->ids);
-        memcpy(r->ids_copy + r->n_ids, tag, n_tag * sizeof *tag);
-        r->n_ids += n_tag;
-        r->run_ids = r->ids_copy;
+    const int32_t *from = r->run_ids ? r->run_ids : r->ids;
+    int32_t *ids = malloc((r->n_ids + n_add) * sizeof *ids);
+    if (ids) {
+        memcpy(ids, from, r->n_ids * sizeof *ids);
+        if (n_add)
+            memcpy(ids + r->n_ids, add, n_add * sizeof *ids);
+        free(r->ids_copy); /* after the copy: `from` may be it */
+        r->ids_copy = ids;
+        r->run_ids = ids;
+        r->n_ids += n_add;
     }
-    st_free(tag);
-    if (!r->ids_copy) {
+    st_free(add);
+    if (!ids) {
         snprintf(err->message, sizeof err->message, "out of memory");
         return ST_E_NOMEM;
     }
@@ -985,8 +992,11 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         st = st_engine_chat_tokenize_messages(e, msgs, n_msgs, bos, &r->ids, &r->n_ids, &err);
         free(system_text);
         free(msgs);
+        /* A forced call's answer starts inside its tags: the opening tag
+         * ends the prompt, so the model writes the call as it was shown
+         * one, and the constraint holds only its JSON. */
         if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
-            st = open_forced_call(r, e, &err);
+            st = extend_prompt(r, e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), &err);
     } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
         r->run_ids = r->prompt->ids;
@@ -1100,41 +1110,24 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
     /* The prompt goes on with the answer's text before the tag, then the
      * tag as a forced call's prompt ends: tokenized anew (the tag may
      * have ended inside a token), and prefilled after the prompt the
-     * sequence's cache still holds. */
+     * sequence's cache still holds. The answer's text ends with the tag
+     * line too. On failure the answer ends as it is: its text, the tag
+     * unclosed. */
+    size_t need = g->tool_at + strlen(ST_TOOL_CALL_OPEN) + 1;
+    char *text = need > g->cap ? realloc(g->text, need) : g->text;
+    if (!text)
+        return false;
+    if (text != g->text) {
+        g->text = text;
+        g->cap = need;
+    }
     st_error err;
     memset(&err, 0, sizeof err);
-    int32_t *before = NULL, *tag = NULL;
-    size_t n_before = 0, n_tag = 0;
-    st_status st = g->tool_at ? st_engine_tokenize(e, g->text, g->tool_at, 0, &before,
-                                                   &n_before, &err)
-                              : ST_OK;
-    if (st == ST_OK)
-        st = st_engine_tokenize(e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), 0, &tag,
-                                &n_tag, &err);
-    int32_t *ids = st == ST_OK ? malloc((r->n_ids + n_before + n_tag) * sizeof *ids) : NULL;
-    size_t need = g->tool_at + strlen(ST_TOOL_CALL_OPEN) + 1;
-    char *text = ids && need > g->cap ? realloc(g->text, need) : g->text;
-    if (ids && text) {
-        memcpy(ids, r->run_ids, r->n_ids * sizeof *ids);
-        memcpy(ids + r->n_ids, before, n_before * sizeof *ids);
-        memcpy(ids + r->n_ids + n_before, tag, n_tag * sizeof *ids);
-        if (text != g->text) {
-            g->text = text;
-            g->cap = need;
-        }
-        memcpy(g->text + g->tool_at, ST_TOOL_CALL_OPEN, need - g->tool_at);
-        g->len = need - 1;
-    }
-    st_free(before);
-    st_free(tag);
-    if (!ids || !text) {
-        free(ids);
-        return false; /* the answer ends as it is: its text, the tag unclosed */
-    }
-    free(r->ids_copy);
-    r->ids_copy = ids;
-    r->run_ids = ids;
-    r->n_ids += n_before + n_tag;
+    if (extend_prompt(r, e, g->text, g->tool_at, &err) != ST_OK ||
+        extend_prompt(r, e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), &err) != ST_OK)
+        return false;
+    memcpy(g->text + g->tool_at, ST_TOOL_CALL_OPEN, need - g->tool_at);
+    g->len = need - 1;
     r->continued = true;
     r->n_prompt = stats->n_prompt;
     r->n_cached = stats->n_cached;

@@ -165,10 +165,10 @@ static bool read_tool(json_t *t, size_t i, st_gen_request *r, char *msg, size_t 
     if (params && !json_is_object(params))
         return refuse(msg, size, param, "tools", "tools[%zu].function.parameters: expected a "
                       "JSON Schema, an object", i);
-    for (size_t k = 0; k < r->n_tools; k++)
-        if (strcmp(r->tool_names[k], name) == 0)
-            return refuse(msg, size, param, "tools", "tools[%zu].function.name: '%s' is "
-                          "tools[%zu]'s name too", i, name, k);
+    size_t twin = st_tools_index(r, name);
+    if (twin != SIZE_MAX)
+        return refuse(msg, size, param, "tools", "tools[%zu].function.name: '%s' is "
+                      "tools[%zu]'s name too", i, name, twin);
     if (!(r->tool_names[r->n_tools] = strdup(name)))
         return refuse(msg, size, param, NULL, "out of memory");
     r->n_tools++;
@@ -203,14 +203,13 @@ static bool read_choice(json_t *root, st_gen_request *r, const char **forced_nam
         return refuse(msg, size, param, "tool_choice", "'tool_choice': expected \"none\", "
                       "\"auto\", \"required\" or {\"type\": \"function\", \"function\": "
                       "{\"name\": ...}}");
-    for (size_t k = 0; k < r->n_tools; k++)
-        if (strcmp(r->tool_names[k], name) == 0) {
-            r->tool_mode = ST_TOOLS_FORCED;
-            *forced_name = r->tool_names[k];
-            return true;
-        }
-    return refuse(msg, size, param, "tool_choice", "tool_choice.function.name: '%.64s' is not "
-                  "a function of 'tools'", name);
+    size_t k = st_tools_index(r, name);
+    if (k == SIZE_MAX)
+        return refuse(msg, size, param, "tool_choice", "tool_choice.function.name: '%.64s' is "
+                      "not a function of 'tools'", name);
+    r->tool_mode = ST_TOOLS_FORCED;
+    *forced_name = r->tool_names[k];
+    return true;
 }
 
 /* The tools as the model reads them in its system turn: one JSON object a
@@ -344,25 +343,39 @@ bool st_tools_parse(void *json_root, st_gen_request *r, char *msg, size_t size,
 
 /* -- the answer side -- */
 
+/* Where `needle` first starts in text[from, len), or len. */
+static size_t find_text(const char *text, size_t len, size_t from, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = from; i + n <= len; i++)
+        if (memcmp(text + i, needle, n) == 0)
+            return i;
+    return len;
+}
+
+size_t st_tools_call_start(const char *text, size_t len)
+{
+    return find_text(text, len, 0, ST_TOOL_CALL_TAG);
+}
+
 size_t st_tools_text_safe(const char *text, size_t len)
 {
-    static const char tag[] = "<tool_call>";
-    const size_t n = sizeof tag - 1;
-    for (size_t i = 0; i + n <= len; i++)
-        if (memcmp(text + i, tag, n) == 0)
-            return i;
+    const size_t n = strlen(ST_TOOL_CALL_TAG);
+    size_t at = st_tools_call_start(text, len);
+    if (at < len)
+        return at;
     for (size_t k = n - 1; k > 0; k--)
-        if (len >= k && memcmp(text + len - k, tag, k) == 0)
+        if (len >= k && memcmp(text + len - k, ST_TOOL_CALL_TAG, k) == 0)
             return len - k;
     return len;
 }
 
-static bool known_tool(const st_gen_request *r, const char *name)
+size_t st_tools_index(const st_gen_request *r, const char *name)
 {
     for (size_t k = 0; k < r->n_tools; k++)
         if (strcmp(r->tool_names[k], name) == 0)
-            return true;
-    return false;
+            return k;
+    return SIZE_MAX;
 }
 
 /* Past the JSON value at s[i] (valid JSON, checked by the caller): a
@@ -435,7 +448,7 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
                                           : NULL;
     size_t at = 0, len = 0;
     json_t *call = NULL;
-    if (name && known_tool(r, name) && (!args || json_is_object(args) ||
+    if (name && st_tools_index(r, name) != SIZE_MAX && (!args || json_is_object(args) ||
                                          json_is_object(parsed))) {
         char *text = !args                   ? strdup("{}")
                      : parsed                ? strdup(json_string_value(args))
@@ -456,7 +469,7 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
 void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
                             const char *id_base, size_t *content_len)
 {
-    static const char open[] = "<tool_call>", close[] = "</tool_call>";
+    static const char open[] = ST_TOOL_CALL_TAG, close[] = "</tool_call>";
     *content_len = len;
     if (r->tool_mode == ST_TOOLS_OFF || !text)
         return NULL;
@@ -464,7 +477,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
     if (!calls)
         return NULL;
     /* A forced answer is the call's JSON (its opening tag was the prompt's). */
-    size_t at = r->tool_mode == ST_TOOLS_FORCED ? 0 : st_tools_text_safe(text, len);
+    size_t at = r->tool_mode == ST_TOOLS_FORCED ? 0 : st_tools_call_start(text, len);
     size_t i = at;
     bool forced = r->tool_mode == ST_TOOLS_FORCED, ok = at < len;
     while (ok && i < len) {
@@ -476,10 +489,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
             i += sizeof open - 1;
         }
         /* The call runs to its closing tag, or to the end of the answer. */
-        size_t end = i;
-        while (end < len && (len - end < sizeof close - 1 ||
-                             memcmp(text + end, close, sizeof close - 1) != 0))
-            end++;
+        size_t end = find_text(text, len, i, close);
         json_t *call = read_call(r, text + i, end - i, id_base, json_array_size(calls));
         if (!call) {
             ok = false;

@@ -16,9 +16,11 @@
 
 #include "openai_request.h"
 
-/* What the opening tag of a call looks like in an answer. A forced call
- * has it in the prompt already, so the answer is the JSON object alone. */
-#define ST_TOOL_CALL_OPEN "<tool_call>\n"
+/* What the opening tag of a call looks like in an answer, and the line it
+ * opens. A forced call has that in the prompt already, so the answer is
+ * the JSON object alone. */
+#define ST_TOOL_CALL_TAG "<tool_call>"
+#define ST_TOOL_CALL_OPEN ST_TOOL_CALL_TAG "\n"
 
 /* How an answer may call the request's tools (st_gen_request.tool_mode). */
 enum {
@@ -52,6 +54,12 @@ const char *st_tools_description(const st_gen_request *r, size_t i);
  * index, for the message. */
 char *st_tools_message_text(void *json_message, const char *role, const char *content,
                             size_t i, char *msg, size_t size, const char **param);
+
+/* Where the request's tool `name` is among its tools, or SIZE_MAX. */
+size_t st_tools_index(const st_gen_request *r, const char *name);
+
+/* Where the first whole opening tag starts in an answer, or len. */
+size_t st_tools_call_start(const char *text, size_t len);
 
 /* How many bytes at the start of an answer are surely not part of a tool
  * call: all of it, or up to where a call starts or may be starting (a
