@@ -137,7 +137,18 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
     return e;
 }
 
-/* Give waiting jobs the free sequences (runner thread). */
+/* run's generation on sequence slot (a new answer, or one going on). */
+static st_status start_on(st_runner *r, uint32_t slot, st_job_run *run, st_error *err)
+{
+    const int32_t *ids;
+    size_t n_ids;
+    const st_generate_params *gp;
+    st_token_fn fn;
+    void *user;
+    st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+    return st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, err);
+}
+
 /* The model's tokenizer for a job that wants nothing else: ids for
  * /tokenize (as a text completion would run them, or without the BOS) and
  * msgpack-RPC's tokenize, text for /detokenize. */
@@ -180,6 +191,7 @@ static void tokenizer_job(st_runner *r, st_job *job)
     st_free(ids);
 }
 
+/* Give waiting jobs the free sequences (runner thread). */
 static void admit(st_runner *r, uint32_t running)
 {
     st_server *srv = r->srv;
@@ -257,7 +269,7 @@ static void admit(st_runner *r, uint32_t running)
             r->used[slot] = ++r->uses;
             st_error err;
             memset(&err, 0, sizeof err);
-            st_status st = st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, &err);
+            st_status st = start_on(r, slot, run, &err);
             if (st == ST_OK) {
                 r->jobs[slot] = job;
                 r->runs[slot] = run;
@@ -303,13 +315,7 @@ static uint32_t collect(st_runner *r)
         /* An "auto" answer that opened a tool call goes on, on the same
          * sequence, as a forced call. */
         if (st == ST_OK && st_job_run_continues(r->runs[i], r->engine, &stats)) {
-            const int32_t *ids;
-            size_t n_ids;
-            const st_generate_params *gp;
-            st_token_fn fn;
-            void *user;
-            st_job_run_args(r->runs[i], &ids, &n_ids, &gp, &fn, &user);
-            st = st_sequence_start(r->seqs[i], ids, n_ids, gp, fn, user, &err);
+            st = start_on(r, i, r->runs[i], &err);
             if (st == ST_OK) {
                 running++;
                 continue;
