@@ -672,8 +672,16 @@ static void run_together(st_engine *e, share_run *runs, const int32_t *const *pr
 }
 
 /* n sequences of e, each with room for a row of first logits. */
-static void open_runs(st_engine *e, share_run *runs, size_t n, size_t n_vocab)
+static size_t vocab_of(st_engine *e)
 {
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    return info.n_vocab;
+}
+
+static void open_runs(st_engine *e, share_run *runs, size_t n)
+{
+    size_t n_vocab = vocab_of(e);
     st_error err = {0};
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(st_sequence_open(e, &runs[i].s, &err), ST_OK, "%s", err.message);
@@ -711,9 +719,7 @@ static void prompt_lp_ignore(void *user, int32_t token, float logprob, const int
 Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
 {
     st_engine *e = open_engine("share.yaml", "  - plugin: greedy\nparallel: 3\n");
-    st_engine_info info = {.struct_size = sizeof info};
-    st_engine_get_info(e, &info);
-    size_t nv = info.n_vocab;
+    size_t nv = vocab_of(e);
     int32_t p1[100], p2[100];
     random_prompt(p1, 100, 11);
     memcpy(p2, p1, 70 * sizeof *p2);
@@ -724,7 +730,7 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
     reuse_run solo1 = run_prompt(e, p1, 100, true, want1);
     reuse_run solo2 = run_prompt(e, p2, 100, true, want2);
     share_run runs[3];
-    open_runs(e, runs, 3, nv);
+    open_runs(e, runs, 3);
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 6, .ignore_eos = true};
     struct {
         const char *what;
@@ -803,14 +809,12 @@ Test(engine_requests, sequences_copy_the_prompt_prefix_another_sequence_holds)
 Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
 {
     st_engine *e = open_engine("refill.yaml", "  - plugin: greedy\nparallel: 2\n");
-    st_engine_info info = {.struct_size = sizeof info};
-    st_engine_get_info(e, &info);
-    size_t nv = info.n_vocab;
+    size_t nv = vocab_of(e);
     int32_t turn1[60], turn2[89];
     random_prompt(turn1, 60, 23);
     share_run runs[2];
     st_error err = {0};
-    open_runs(e, runs, 2, nv);
+    open_runs(e, runs, 2);
     float *want = malloc(nv * sizeof *want);
     st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 20, .ignore_eos = true};
     bool more = true;
@@ -865,15 +869,13 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
 Test(engine_requests, shared_prefixes_and_refills_in_any_order_give_fresh_answers)
 {
     st_engine *e = open_engine("mixed.yaml", "  - plugin: greedy\nparallel: 3\n");
-    st_engine_info info = {.struct_size = sizeof info};
-    st_engine_get_info(e, &info);
-    size_t nv = info.n_vocab;
+    size_t nv = vocab_of(e);
     int32_t base[2][120];
     random_prompt(base[0], 120, 31);
     random_prompt(base[1], 120, 37);
     share_run runs[3];
     st_error err = {0};
-    open_runs(e, runs, 3, nv);
+    open_runs(e, runs, 3);
     float *want = malloc(nv * sizeof *want);
     uint32_t x = 99, n_cached = 0;
 #define NEXT(m) ((x = x * 1103515245u + 12345u), (x >> 16) % (m))
