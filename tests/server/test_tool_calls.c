@@ -259,6 +259,20 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
     cr_assert_str_eq(got, "add({\"a\":3});");
     calls_of(&r, "{\"name\":\"add\",\"argum", got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "none");
+    /* The calls after it (parallel_tool_calls) open with their tags, as
+     * the server goes on after a call: ST_TOOL_CALL_END, ST_TOOL_CALL_OPEN. */
+    r.tool_parallel = true;
+    static const char two[] = "{\"name\":\"add\",\"arguments\":{\"a\":3}}" ST_TOOL_CALL_END
+                              "\n" ST_TOOL_CALL_OPEN "{\"name\":\"get_weather\",\"arguments\":{}}"
+                              ST_TOOL_CALL_END;
+    calls_of(&r, two, got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "add({\"a\":3});get_weather({});");
+    calls_of(&r, "{\"name\":\"add\",\"arguments\":{}}\n</tool_call>\nmore", got, sizeof got,
+             &(size_t){0});
+    cr_assert_str_eq(got, "none");
+    r.tool_parallel = false;
+    calls_of(&r, two, got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "add({\"a\":3});");
     r.tool_mode = ST_TOOLS_OFF;
     calls_of(&r, cases[1].text, got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "none");

@@ -1215,6 +1215,77 @@ def test_a_free_answer_that_opens_a_call_goes_on_as_a_forced_one(server):
     assert short.choices[0].message.content.startswith("Let me look.\n<tool_call>")
 
 
+NO_END = {"2": -100}  # <|im_end|>, the tiny vocabulary's end of a turn, biased away
+
+
+def test_a_call_the_answer_made_already_ends_it(server):
+    """parallel_tool_calls (the default): after a whole call the answer
+    chooses, under a pattern, a line with the next opening tag or its end.
+    The greedy tiny model, kept from ending, writes its call again; the
+    repeat ends the answer and is left out."""
+    c = server.client()
+    ask = lambda **kw: c.chat.completions.create(model="slow", messages=ASK_WEATHER, tools=TOOLS,
+                                                 tool_choice="required", max_tokens=200,
+                                                 logit_bias=NO_END, **kw)
+    r, one = ask(), ask(parallel_tool_calls=False)
+    made = [(t.function.name, t.function.arguments) for t in r.choices[0].message.tool_calls]
+    assert made == [(t.function.name, t.function.arguments)
+                    for t in one.choices[0].message.tool_calls]
+    assert len(made) == 1 and r.choices[0].finish_reason == "tool_calls"
+    # The repeat was generated (and counted), the prompt counted once.
+    assert r.usage.completion_tokens > 2 * one.usage.completion_tokens - 4
+    assert r.usage.prompt_tokens == one.usage.prompt_tokens
+
+
+def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_path):
+    """Sampled, kept from ending: each next call is generated under the
+    schemas too, from a seed of its own; streamed the same; a call cut by
+    max_tokens is left out and the ones before it stay."""
+    (tmp_path / "hot.yaml").write_text(manifest_text(
+        models_dir.parent / "slow.gguf", 2048, 1,
+        "  - {plugin: temperature, params: {temperature: 1.0}}\n  - plugin: dist\n"))
+    s = Server(tmp_path, "--parallel", "1")
+    try:
+        c = s.client()
+        ask = lambda **kw: c.chat.completions.create(model="hot", messages=ASK_WEATHER,
+                                                     tools=TOOLS, logit_bias=NO_END, seed=3,
+                                                     **{"max_tokens": 200,
+                                                        "tool_choice": "required", **kw})
+        r = ask()
+        calls = r.choices[0].message.tool_calls
+        assert r.choices[0].finish_reason == "tool_calls" and len(calls) >= 2, r
+        for call in calls:
+            check_call(call, {"add", "get_weather"})
+        made = [(t.function.name, t.function.arguments) for t in calls]
+        assert len(set(made)) == len(made) and len({t.id for t in calls}) == len(calls)
+        one = ask(parallel_tool_calls=False)
+        assert [(t.function.name, t.function.arguments)
+                for t in one.choices[0].message.tool_calls] == made[:1]
+        assert r.usage.prompt_tokens == one.usage.prompt_tokens
+        chunks = [ch for ch in ask(stream=True) if ch.choices]
+        streamed = [tc for ch in chunks for tc in (ch.choices[0].delta.tool_calls or [])]
+        assert [(t.index, t.function.name, t.function.arguments) for t in streamed] == \
+            [(k, n, a) for k, (n, a) in enumerate(made)]
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        cut = ask(max_tokens=r.usage.completion_tokens - 3)
+        got = [(t.function.name, t.function.arguments)
+               for t in cut.choices[0].message.tool_calls]
+        assert cut.choices[0].finish_reason == "tool_calls"
+        assert got == made[:len(got)] and len(got) >= len(made) - 1, (got, made)
+        # A named function is one call, whatever the bias.
+        named = ask(tool_choice={"type": "function", "function": {"name": "add"}})
+        assert len(named.choices[0].message.tool_calls) == 1
+        # "auto": the text, then the calls.
+        free = ask(tool_choice="auto",
+                   extra_body={"grammar": 'root ::= "Let me look.\\n<tool_call>"'})
+        m = free.choices[0].message
+        assert m.content == "Let me look." and len(m.tool_calls) >= 2, free
+        for call in m.tool_calls:
+            check_call(call, {"add", "get_weather"})
+    finally:
+        assert s.stop() == 0
+
+
 # Many tools: a retriever chooses the ones the model is shown.
 MANY_TOOLS = [{"type": "function", "function": {"name": n, "description": d}} for n, d in [
     ("convert_currency", "Convert an amount between euros, dollars and pounds"),
@@ -1285,6 +1356,38 @@ def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(to
     # Back to the first list: its index is loaded again, not rebuilt.
     assert post(body)["retrieved_tools"] == got
     assert metric("stretch_tool_lists_indexed_total") == 2
+
+
+def test_a_new_tool_list_is_indexed_while_the_model_generates(tool_server):
+    """The tools of a request are chosen before its model's runner takes
+    it (tool_pick.h): while a long answer streams on the slow model
+    (--parallel 1), a request to the same model with a list the server has
+    not seen has that list indexed, and the answer is still running. On
+    the runner, the list would wait for the answer's end."""
+    import threading
+    s, _ = tool_server
+    lists = metric(s, "stretch_tool_lists_indexed_total")
+    ended = metric(s, "stretch_completions_total")
+    conn, _ = open_stream(s)
+    tools = [{"type": "function", "function": {"name": f"tool_{i}",
+                                               "description": f"Look up {w} for a city"}}
+             for i, w in enumerate(["the weather", "hotels", "flights", "museums"])]
+    got = {}
+    body = {"model": "slow", "messages": ASK_WEATHER, "tools": tools,
+            "tool_choice": "required", "max_tokens": 40}
+    asker = threading.Thread(target=lambda: got.update(
+        r=s.request("POST", "/v1/chat/completions", body)))
+    asker.start()
+    try:
+        assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == lists + 1)
+        assert metric(s, "stretch_completions_total") == ended, "the stream had ended"
+    finally:
+        conn.close()  # the stream is cancelled; the request runs next
+        asker.join(60)
+    status, _, raw = got["r"]
+    r = json.loads(raw)
+    assert status == 200 and [t["name"] for t in r["retrieved_tools"]][0] == "tool_0", r
+    assert r["choices"][0]["finish_reason"] == "tool_calls"
 
 
 def test_mtrb_through_the_server_shows_bm25s_best_tools(tool_server, tmp_path):

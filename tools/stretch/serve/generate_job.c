@@ -8,7 +8,7 @@
 #include "logprobs_json.h"
 #include "server.h"
 #include "tool_calls.h"
-#include "tool_ranker.h"
+#include "tool_pick.h"
 #include "utf8_text.h"
 
 #include <jansson.h>
@@ -319,7 +319,9 @@ typedef struct gen_state {
     uint32_t index;            /* the answer's place among the job's choices */
     bool first_token_seen;
     uint32_t n_tokens;
-    size_t tool_at;            /* "auto": where the answer opened a tool call, or SIZE_MAX */
+    size_t watch_from;         /* where an opening tag may start a tool call, or SIZE_MAX
+                                  (text that is not watched: a call's JSON, no tools) */
+    size_t tool_at;            /* where the answer opened a tool call, or SIZE_MAX */
     st_engine *engine;         /* for the pieces of log-probability entries */
     st_lp_log lp;              /* the answer's log-probabilities, when asked for */
 } gen_state;
@@ -451,12 +453,16 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
     size_t old_len = g->len;
     g->len += len;
     g->text[g->len] = '\0';
-    /* An "auto" answer that opens a tool call stops here and goes on as a
-     * forced call (st_job_run_continues): its JSON is then generated under
-     * the tools' schemas, as llama.cpp's lazy grammars do. */
-    if (job->req.tool_mode == ST_TOOLS_AUTO && g->tool_at == SIZE_MAX && token >= 0) {
-        /* A tag this token completes starts after old_len - its length. */
+    /* An "auto" answer (or the choice after a call) that opens a tool
+     * call stops here and goes on as a forced call (st_job_run_continues):
+     * its JSON is then generated under the tools' schemas, as llama.cpp's
+     * lazy grammars do. */
+    if (g->watch_from != SIZE_MAX && g->tool_at == SIZE_MAX && token >= 0) {
+        /* A tag this token completes starts after old_len - its length;
+         * none starts in the calls before watch_from. */
         size_t from = old_len > 16 ? old_len - 16 : 0;
+        if (from < g->watch_from)
+            from = g->watch_from;
         size_t at = from + st_tools_call_start(g->text + from, g->len - from);
         if (at < g->len) {
             g->tool_at = at;
@@ -671,6 +677,8 @@ static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stat
     answer_ended(job);
 }
 
+enum { PART_TEXT, PART_CALL, PART_AFTER_CALL };
+
 struct st_job_run {
     st_job *job;
     const st_req_prompt *prompt; /* a completion's prompt for this answer, NULL for a chat */
@@ -683,7 +691,18 @@ struct st_job_run {
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
     st_param_text constraint[3]; /* the request's response_format or grammar, or a call's */
     char *tool_schema;         /* the schema a tool call is generated under, or NULL */
-    bool continued;            /* an "auto" answer went on as a forced call */
+    /* Function calling: an answer is free text, a call's JSON, or after a
+     * call the choice of another or the end; each next part goes on, on
+     * the same sequence, from a prompt that holds the parts before it
+     * (st_job_run_continues). */
+    int part;                  /* PART_TEXT, PART_CALL or PART_AFTER_CALL */
+    size_t in_prompt;          /* bytes of the answer's text its prompt holds */
+    size_t calls_end;          /* the text's end after its last whole call, or SIZE_MAX */
+    size_t call_from;          /* where the current call's JSON starts in the text */
+    size_t *calls;             /* [2 * n_calls]: each whole call's JSON, start and end */
+    size_t n_calls;
+    uint32_t max_total;        /* the answer's max_tokens, every part together */
+    bool continued;            /* the answer went on at least once */
     uint32_t n_prompt, n_cached; /* the answer's own prompt, before it went on */
     st_generate_params gp;
     gen_state g;
@@ -697,19 +716,8 @@ static void st_job_run_free(st_job_run *r)
     st_free(r->augmented);
     free(r->ids_copy);
     free(r->tool_schema);
+    free(r->calls);
     free(r);
-}
-
-/* A chat's last user message (tool results are user turns too, not
- * looked up), its index in *at; NULL when there is none. */
-static const char *last_user_message(const st_gen_request *req, size_t *at)
-{
-    for (size_t i = req->n_messages; i-- > 0;)
-        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result) {
-            *at = i;
-            return req->messages[i].content;
-        }
-    return NULL;
 }
 
 /* Retrieval-augmented requests (docs/server.md): when the model's manifest
@@ -724,7 +732,7 @@ static st_status augment(st_job_run *r, st_engine *e, const st_gen_request *req,
     if (!ret || !st_retriever_index_path(ret))
         return ST_OK;
     /* A token-id prompt has no text to look up: it runs as given. */
-    const char *query = req->chat ? last_user_message(req, user_at) : r->prompt->text;
+    const char *query = req->chat ? st_gen_request_last_user(req, user_at) : r->prompt->text;
     if (!query)
         return ST_OK; /* a chat without a user message: nothing to look up */
     atomic_fetch_add(&r->job->srv->metrics.retrieval_queries, 1);
@@ -836,13 +844,11 @@ static st_status show_tools(st_job_run *r, const st_gen_request *req, st_chat_me
     size_t *keep = malloc(n * sizeof *keep);
     float *scores = malloc(n * sizeof *scores);
     st_status st = keep && scores ? ST_OK : ST_E_NOMEM;
-    uint64_t k = req->tool_top_k >= 0 ? (uint64_t)req->tool_top_k : job->srv->cfg.tool_top_k;
-    size_t at;
-    const char *query = last_user_message(req, &at);
-    bool pick = st == ST_OK && job->srv->tool_ranker && k > 0 && k < n && query;
+    size_t k;
+    const char *query;
+    bool pick = st == ST_OK && st_tool_pick_wanted(job->srv, req, &query, &k);
     if (pick)
-        st = st_tool_ranker_pick(job->srv->tool_ranker, req, query, k, keep, scores, &n_keep,
-                                 err);
+        st = st_tool_pick_take(job, query, k, keep, scores, &n_keep, err);
     for (size_t i = 0; !pick && keep && i < n; i++)
         keep[i] = i;
     if (st == ST_OK && pick && req->tool_forced) {
@@ -941,6 +947,9 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     r->g.job = job;
     r->g.index = choice;
     r->g.tool_at = SIZE_MAX;
+    r->g.watch_from = req->tool_mode == ST_TOOLS_AUTO ? 0 : SIZE_MAX;
+    r->part = req->tool_mode == ST_TOOLS_FORCED ? PART_CALL : PART_TEXT;
+    r->calls_end = SIZE_MAX;
     r->prompt = req->chat ? NULL : &req->prompts[choice / req->n];
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
@@ -1086,6 +1095,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         .n_logit_bias = req->n_logit_bias,
         .fresh_cache = req->fresh_cache,
     };
+    r->max_total = r->gp.max_tokens;
     r->g.engine = e;
     for (size_t k = 0; k < req->n_constraint_params; k++)
         r->constraint[k] = (st_param_text){req->constraint_names[k], req->constraint_values[k]};
@@ -1100,20 +1110,15 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     return r;
 }
 
-bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *stats)
+/* The answer goes on from the first `upto` bytes of its text, then
+ * `add`: the prompt gets the text it does not hold yet and `add`, each
+ * tokenized anew (a tag may have ended inside a token) and prefilled
+ * after the prompt the sequence's cache still holds; the text ends with
+ * `add`. False when out of memory: the answer then ends as it is. */
+static bool go_on(st_job_run *r, st_engine *e, size_t upto, const char *add)
 {
     gen_state *g = &r->g;
-    uint32_t max = r->gp.max_tokens;
-    if (g->tool_at == SIZE_MAX || r->continued || !r->tool_schema || g->n_tokens >= max ||
-        atomic_load(&r->job->cancel))
-        return false;
-    /* The prompt goes on with the answer's text before the tag, then the
-     * tag as a forced call's prompt ends: tokenized anew (the tag may
-     * have ended inside a token), and prefilled after the prompt the
-     * sequence's cache still holds. The answer's text ends with the tag
-     * line too. On failure the answer ends as it is: its text, the tag
-     * unclosed. */
-    size_t need = g->tool_at + strlen(ST_TOOL_CALL_OPEN) + 1;
+    size_t n_add = strlen(add), need = upto + n_add + 1;
     char *text = need > g->cap ? realloc(g->text, need) : g->text;
     if (!text)
         return false;
@@ -1123,16 +1128,91 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
     }
     st_error err;
     memset(&err, 0, sizeof err);
-    if (extend_prompt(r, e, g->text, g->tool_at, &err) != ST_OK ||
-        extend_prompt(r, e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), &err) != ST_OK)
+    if (extend_prompt(r, e, g->text + r->in_prompt, upto - r->in_prompt, &err) != ST_OK ||
+        extend_prompt(r, e, add, n_add, &err) != ST_OK)
         return false;
-    memcpy(g->text + g->tool_at, ST_TOOL_CALL_OPEN, need - g->tool_at);
-    g->len = need - 1;
-    r->continued = true;
-    r->n_prompt = stats->n_prompt;
-    r->n_cached = stats->n_cached;
-    r->gp.max_tokens = max - g->n_tokens;
-    set_call_constraint(r);
+    memcpy(g->text + upto, add, n_add + 1);
+    g->len = r->in_prompt = upto + n_add;
+    g->tool_at = SIZE_MAX;
+    return true;
+}
+
+/* After a call, another call or the end: the opening tag or nothing. */
+static void set_after_call_constraint(st_job_run *r)
+{
+    r->constraint[0] = (st_param_text){"pattern", "(\\n<tool_call>\\n)?"};
+    r->gp.constraint = "regex";
+    r->gp.constraint_params = r->constraint;
+    r->gp.n_constraint_params = 1;
+}
+
+/* Whether the whole call that ends the text is new: one the answer made
+ * already ends it, left out. Small models given several calls write the
+ * same ones over and over (SmolLM2-135M, asked for Tokyo's time and
+ * weather, calls get_time and get_weather, then both again until
+ * max_tokens); a repeated call returns what the first one does. False,
+ * the call left out too, when out of memory. */
+static bool new_call(st_job_run *r)
+{
+    gen_state *g = &r->g;
+    size_t from = r->call_from, n = g->len - from;
+    for (size_t k = 0; k < r->n_calls; k++)
+        if (r->calls[2 * k + 1] - r->calls[2 * k] == n &&
+            memcmp(g->text + r->calls[2 * k], g->text + from, n) == 0) {
+            g->len = r->calls_end;
+            g->text[g->len] = '\0';
+            return false;
+        }
+    size_t *grown = realloc(r->calls, 2 * (r->n_calls + 1) * sizeof *grown);
+    if (!grown) {
+        g->len = r->calls_end != SIZE_MAX ? r->calls_end : g->len;
+        g->text[g->len] = '\0';
+        return false;
+    }
+    r->calls = grown;
+    r->calls[2 * r->n_calls] = from;
+    r->calls[2 * r->n_calls + 1] = g->len;
+    r->n_calls++;
+    return true;
+}
+
+bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *stats)
+{
+    gen_state *g = &r->g;
+    const st_gen_request *req = &r->job->req;
+    if (!r->tool_schema || g->n_tokens >= r->max_total || atomic_load(&r->job->cancel))
+        return false;
+    if (r->part == PART_CALL) {
+        /* A whole call (its JSON ended the run) may be followed by more
+         * when the request allows several: its closing tag, then the
+         * choice of another opening tag or the end. */
+        if (!stats->stopped_by_eos || !req->tool_parallel || req->tool_forced ||
+            !new_call(r) || !go_on(r, e, g->len, ST_TOOL_CALL_END))
+            return false;
+        r->calls_end = g->len;
+        r->part = PART_AFTER_CALL;
+        g->watch_from = g->len;
+        set_after_call_constraint(r);
+    } else {
+        /* The text, or the choice after a call, opened a call: the tag as
+         * a forced call's prompt ends, then its JSON under the schemas. */
+        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, ST_TOOL_CALL_OPEN))
+            return false;
+        r->part = PART_CALL;
+        r->call_from = g->len;
+        g->watch_from = SIZE_MAX;
+        set_call_constraint(r);
+    }
+    if (!r->continued) {
+        r->continued = true;
+        r->n_prompt = stats->n_prompt;
+        r->n_cached = stats->n_cached;
+    }
+    r->gp.max_tokens = r->max_total - g->n_tokens;
+    /* Each part draws on from a seed of its own (the sequence's chain
+     * is seeded again at every start): with the part before's, a sampled
+     * answer would write its calls' first choices over again. */
+    r->gp.seed = r->gp.seed * 6364136223846793005ull + 1442695040888963407ull;
     return true;
 }
 
@@ -1223,6 +1303,13 @@ void st_job_run_end(st_job_run *r, st_status st, const st_generate_stats *stats_
         cont.n_cached = r->n_cached;
         stats = &cont;
     }
+    /* After whole calls, a call cut short (max_tokens, a cancel) or the
+     * choice that ended the answer is not part of it: the answer is its
+     * whole calls. */
+    if (r->calls_end != SIZE_MAX && (r->part == PART_AFTER_CALL || !stats_in->stopped_by_eos)) {
+        g->len = r->calls_end;
+        g->text[g->len] = '\0';
+    }
     st_server_metrics *m = &job->srv->metrics;
     atomic_fetch_add(&m->prompt_tokens, stats_in->n_prompt);
     atomic_fetch_add(&m->cached_prompt_tokens, stats_in->n_cached);
@@ -1270,6 +1357,7 @@ st_job *st_job_new(st_server *srv, st_conn *conn, st_gen_request *req, bool keep
     job->conn = conn;
     job->req = *req;
     job->keep_alive = keep_alive && !req->stream;
+    job->keep_alive_asked = keep_alive;
     job->created = (int64_t)time(NULL);
     job->t_queued = st_serve_now();
     snprintf(job->id, sizeof job->id, "%s-%llx%llx", req->chat ? "chatcmpl" : "cmpl",
@@ -1305,6 +1393,7 @@ void st_job_free(st_job *job)
     json_decref(job->choices);
     json_decref(job->retrieved);
     json_decref(job->tool_hits);
+    st_tool_pick_free(job->tool_pick);
     st_gen_request_free(&job->req);
     if (job->embed)
         st_embed_request_free(job->embed);

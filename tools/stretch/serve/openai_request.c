@@ -801,3 +801,13 @@ bool st_tokenize_request_parse(const char *body, size_t len, bool detokenize,
         st_gen_request_free(out);
     return ok;
 }
+
+const char *st_gen_request_last_user(const st_gen_request *req, size_t *at)
+{
+    for (size_t i = req->n_messages; i-- > 0;)
+        if (!strcmp(req->messages[i].role, "user") && !req->messages[i].tool_result) {
+            *at = i;
+            return req->messages[i].content;
+        }
+    return NULL;
+}

@@ -112,6 +112,10 @@ bool st_req_refuse(char *msg, size_t size, const char **param, const char *name,
 bool st_gen_request_parse(const char *body, size_t len, bool chat, st_gen_request *out,
                           char *msg, size_t msg_size, const char **param);
 void st_gen_request_free(st_gen_request *r);
+
+/* A chat's last user message (tool results are user turns too, not
+ * looked up), its index in *at; NULL when there is none. */
+const char *st_gen_request_last_user(const st_gen_request *req, size_t *at);
 /* The same from a parsed jansson object (json_t *). */
 bool st_gen_request_from_json(void *json_root, bool chat, st_gen_request *out, char *msg,
                               size_t msg_size, const char **param);

@@ -5,6 +5,7 @@
  * checked here and queued for their model's runner or encoder.
  */
 #include "server.h"
+#include "tool_pick.h"
 #include "tool_ranker.h"
 
 #include <jansson.h>
@@ -193,6 +194,21 @@ static void enqueue(st_conn *c, st_job *job, bool keep_alive)
     }
 }
 
+/* A request whose tools --tool-retriever chose: queued for its model now,
+ * unless its client left meanwhile (or the server is stopping: it is
+ * then answered as a request that had not started). */
+static void tools_picked(st_job *job)
+{
+    st_conn *c = job->conn;
+    if (!c) {
+        st_job_free(job);
+        return;
+    }
+    if (c->srv->stopping)
+        atomic_store(&job->cancel, 1);
+    enqueue(c, job, job->keep_alive_asked);
+}
+
 static void completion(st_conn *c, bool chat, bool keep_alive)
 {
     st_gen_request req;
@@ -203,6 +219,13 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
         return;
     }
     st_job *job = model_job(c, &req, "completions", keep_alive);
+    const char *query;
+    size_t k;
+    if (job && st_tool_pick_wanted(c->srv, &job->req, &query, &k)) {
+        c->job = job; /* the client leaving detaches it meanwhile */
+        if (st_tool_pick_start(job, tools_picked))
+            return;
+    }
     if (job)
         enqueue(c, job, keep_alive);
 }

@@ -72,6 +72,7 @@ typedef struct st_job {
     st_gen_request req;
     st_embed_request *embed;   /* a /v1/embeddings job (embed_runner.c), else NULL */
     bool keep_alive;
+    bool keep_alive_asked;     /* the request's own (keep_alive is false for a stream) */
     char id[40];               /* "chatcmpl-..." / "cmpl-..." */
     int64_t created;
     double t_queued;
@@ -94,6 +95,8 @@ typedef struct st_job {
     void *choices;             /* json_t array of the finished answers (not streamed) */
     void *retrieved;           /* json_t: one answer's retrieval hits, or NULL */
     void *tool_hits;           /* json_t: the tools --tool-retriever chose, or NULL */
+    struct st_tool_pick *tool_pick; /* that choice, made before a runner took the job
+                                       (tool_pick.h), or NULL */
     uint64_t usage_prompt, usage_completion, usage_cached;
     bool headers_sent;         /* streamed: the HTTP head is out */
     int fail_status;           /* the first answer that failed, 0 when none */

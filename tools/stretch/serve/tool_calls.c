@@ -502,9 +502,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
         i = end < len ? end + sizeof close - 1 : len;
         while (i < len && is_blank(text[i]))
             i++;
-        forced = false; /* a forced answer holds one call */
-        if (r->tool_mode == ST_TOOLS_FORCED && i < len)
-            ok = false;
+        forced = false; /* the calls after a forced one open with their tags */
     }
     if (!ok || json_array_size(calls) == 0) {
         json_decref(calls);

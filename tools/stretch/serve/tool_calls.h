@@ -21,13 +21,19 @@
  * the JSON object alone. */
 #define ST_TOOL_CALL_TAG "<tool_call>"
 #define ST_TOOL_CALL_OPEN ST_TOOL_CALL_TAG "\n"
+/* What follows a call's JSON, as the conversation's earlier calls are
+ * written: the closing tag; then the turn's end, or a line break and the
+ * next call's opening tag. */
+#define ST_TOOL_CALL_END "\n</tool_call>"
 
 /* How an answer may call the request's tools (st_gen_request.tool_mode). */
 enum {
     ST_TOOLS_OFF = 0,          /* no tools, or tool_choice "none" */
     ST_TOOLS_AUTO,             /* the model chooses: text, calls, or both */
-    ST_TOOLS_FORCED            /* "required" or one named function: exactly one call,
-                                  its JSON constrained to the tools' schemas */
+    ST_TOOLS_FORCED            /* "required" or one named function: at least one call
+                                  (one for a named function or without
+                                  parallel_tool_calls), its JSON constrained to the
+                                  tools' schemas */
 };
 
 /* `tools`, `tool_choice`, `parallel_tool_calls` and `tool_top_k` of a chat
