@@ -205,9 +205,10 @@ static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
 
 /* A model's answer read for tool calls (tool_calls.h): the bytes as the
  * answer to a request with two tools, free ("auto"), forced, and with
- * one call allowed (parallel_tool_calls false). Whatever the text, the held-back prefix ends before
- * any opening tag, the content is a prefix of the text, and every call
- * names a given tool with arguments that are a JSON object. */
+ * one call allowed (parallel_tool_calls false), in both formats. Whatever
+ * the text, the held-back prefix ends before any opening tag, the content
+ * is a prefix of the text, and every call names a given tool with
+ * arguments that are a JSON object. */
 static void from_answer(const uint8_t *data, size_t len)
 {
     static const char body[] =
@@ -227,9 +228,11 @@ static void from_answer(const uint8_t *data, size_t len)
         if (memcmp(text + i, "<tool_call>", 11) == 0)
             st_fuzz_fail("an opening tag at %zu, before the held-back text at %zu", i, safe);
     int modes[3] = {ST_TOOLS_AUTO, ST_TOOLS_FORCED, ST_TOOLS_AUTO};
-    for (int m = 0; m < 3; m++) {
-        r.tool_mode = modes[m];
-        r.tool_parallel = m != 2;
+    for (int m = 0; m < 6; m++) {
+        /* Both formats: one block a call, and one block with a list. */
+        st_tools_set_format(m < 3 ? ST_TOOL_FORMAT_TAGS : ST_TOOL_FORMAT_LIST);
+        r.tool_mode = modes[m % 3];
+        r.tool_parallel = m % 3 != 2;
         size_t content = 0;
         json_t *calls = st_tools_answer_calls(&r, text, len, "x", &content);
         if (content > len || (!calls && content != len))
@@ -244,10 +247,11 @@ static void from_answer(const uint8_t *data, size_t len)
                 st_fuzz_fail("call %zu: %s", k, name ? name : "no name");
             json_decref(args);
         }
-        if (m == 2 && json_array_size(calls) > 1)
+        if (m % 3 == 2 && json_array_size(calls) > 1)
             st_fuzz_fail("%zu calls where one is allowed", json_array_size(calls));
         json_decref(calls);
     }
+    st_tools_set_format(ST_TOOL_FORMAT_TAGS);
     free(text);
     st_gen_request_free(&r);
 }

@@ -260,11 +260,11 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
     calls_of(&r, "{\"name\":\"add\",\"argum", got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "none");
     /* The calls after it (parallel_tool_calls) open with their tags, as
-     * the server goes on after a call: ST_TOOL_CALL_END, ST_TOOL_CALL_OPEN. */
+     * the server goes on after a call (st_tools_syntax). */
     r.tool_parallel = true;
-    static const char two[] = "{\"name\":\"add\",\"arguments\":{\"a\":3}}" ST_TOOL_CALL_END
-                              "\n" ST_TOOL_CALL_OPEN "{\"name\":\"get_weather\",\"arguments\":{}}"
-                              ST_TOOL_CALL_END;
+    static const char two[] = "{\"name\":\"add\",\"arguments\":{\"a\":3}}\n</tool_call>\n"
+                              "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}\n"
+                              "</tool_call>";
     calls_of(&r, two, got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "add({\"a\":3});get_weather({});");
     calls_of(&r, "{\"name\":\"add\",\"arguments\":{}}\n</tool_call>\nmore", got, sizeof got,
@@ -288,4 +288,61 @@ Test(tool_calls, a_stream_holds_back_only_what_may_open_a_call)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(st_tools_text_safe(cases[i].text, strlen(cases[i].text)), cases[i].safe,
                      "'%s'", cases[i].text);
+}
+
+/* --tool-format list: one <tool_call> block holding a JSON list of calls,
+ * under the system prompt SmolLM2 was trained with. */
+Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
+{
+    st_tools_set_format(ST_TOOL_FORMAT_LIST);
+    st_gen_request r = parse_ok(
+        "{\"model\": \"m\", \"messages\": [" ASK ", {\"role\": \"assistant\", \"content\": "
+        "\"Both.\", \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": "
+        "{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}, "
+        "{\"id\": \"c2\", \"type\": \"function\", \"function\": {\"name\": \"add\", "
+        "\"arguments\": \"{}\"}}]}], \"tools\": [" WEATHER ", " ADD "]}");
+    cr_assert_str_eq(r.messages[1].content,
+                     "Both.\n<tool_call>[\n{\"name\":\"get_weather\",\"arguments\":{\"city\": "
+                     "\"Paris\"}},\n{\"name\":\"add\",\"arguments\":{}}\n]</tool_call>");
+    char *block = NULL, *schema = NULL;
+    cr_assert(st_tools_render(&r, (size_t[]){1}, 1, &block, &schema));
+    cr_assert(strncmp(block, "You are an expert in composing functions.", 41) == 0, "%s", block);
+    cr_assert(strstr(block, "<tools>[{\"type\":\"function\",\"function\":{\"name\":\"add\"}}]"
+                            "</tools>"), "%s", block);
+    cr_assert_null(strstr(block, "get_weather"));
+    free(block);
+    free(schema);
+    const st_tool_syntax *syn = st_tools_syntax();
+    cr_assert_str_eq(syn->open, "<tool_call>[\n");
+    cr_assert_str_eq(syn->next_tag, ",");
+    struct { const char *text; const char *want; size_t content; } cases[] = {
+        {"Sure. <tool_call>[\n{\"name\": \"add\", \"arguments\": {\"a\": 1}},\n"
+         "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n]</tool_call>",
+         "add({\"a\": 1});get_weather({\"city\": \"Oslo\"});", 5},
+        /* Cut before the list closes: the whole calls. */
+        {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}", "add({});", 0},
+        {"<tool_call>[]</tool_call>", "none", 0},
+        {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}, {\"name\": \"sub\"}]", "none", 0},
+        {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}] and more", "none", 0},
+        {"<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>", "none", 0},
+    };
+    char got[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t content = 0;
+        calls_of(&r, cases[i].text, got, sizeof got, &content);
+        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
+        cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
+                                                      : cases[i].content, "case %zu", i);
+    }
+    /* A forced answer: its prompt ends with the list's opening. */
+    r.tool_mode = ST_TOOLS_FORCED;
+    calls_of(&r, "{\"name\":\"add\",\"arguments\":{}},\n{\"name\":\"add\",\"arguments\":{\"b\":2}}",
+             got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "add({});add({\"b\":2});");
+    r.tool_parallel = false;
+    calls_of(&r, "{\"name\":\"add\",\"arguments\":{}},\n{\"name\":\"add\",\"arguments\":{\"b\":2}}",
+             got, sizeof got, &(size_t){0});
+    cr_assert_str_eq(got, "add({});");
+    st_gen_request_free(&r);
+    st_tools_set_format(ST_TOOL_FORMAT_TAGS);
 }

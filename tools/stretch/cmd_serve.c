@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "serve/server.h"
+#include "serve/tool_calls.h"
 #include "serve/tool_ranker.h"
 
 static void serve_usage(FILE *f)
@@ -42,6 +43,10 @@ static void serve_usage(FILE *f)
             "                         \"tool_top_k\" overrides, 0 shows all)\n"
             "  --tool-text name+description|description  what a tool is found by\n"
             "                         (default name+description)\n"
+            "  --tool-format tags|list  how calls are written: one <tool_call> block a\n"
+            "                         call (tags, the default: Hermes, Qwen), or one block\n"
+            "                         with a JSON list of calls under the system prompt\n"
+            "                         SmolLM2 was trained with (list)\n"
             "  --max-queue N          requests waiting for a sequence before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
             "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
@@ -157,6 +162,15 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
                 return -1;
             }
             cfg->tool_text_names = strcmp(t, "description") != 0;
+        } else if (!strcmp(a, "--tool-format") && next) {
+            const char *t = argv[++i];
+            if (strcmp(t, "tags") && strcmp(t, "list")) {
+                fprintf(stderr, "stretch serve: --tool-format '%s': expected tags or list\n",
+                        st_cli_safe(t));
+                return -1;
+            }
+            /* Process-wide: the conversation's calls are written as requests are read. */
+            st_tools_set_format(t[0] == 'l' ? ST_TOOL_FORMAT_LIST : ST_TOOL_FORMAT_TAGS);
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
         } else if (!strcmp(a, "--threads")) {

@@ -1237,14 +1237,16 @@ def test_a_call_the_answer_made_already_ends_it(server):
     assert r.usage.prompt_tokens == one.usage.prompt_tokens
 
 
-def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_path):
+@pytest.mark.parametrize("fmt", ["tags", "list"])
+def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_path, fmt):
     """Sampled, kept from ending: each next call is generated under the
     schemas too, from a seed of its own; streamed the same; a call cut by
-    max_tokens is left out and the ones before it stay."""
+    max_tokens is left out and the ones before it stay. In both formats:
+    a block a call, or one block with a list (--tool-format list)."""
     (tmp_path / "hot.yaml").write_text(manifest_text(
         models_dir.parent / "slow.gguf", 2048, 1,
         "  - {plugin: temperature, params: {temperature: 1.0}}\n  - plugin: dist\n"))
-    s = Server(tmp_path, "--parallel", "1")
+    s = Server(tmp_path, "--parallel", "1", "--tool-format", fmt)
     try:
         c = s.client()
         ask = lambda **kw: c.chat.completions.create(model="hot", messages=ASK_WEATHER,
@@ -1282,6 +1284,46 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
         assert m.content == "Let me look." and len(m.tool_calls) >= 2, free
         for call in m.tool_calls:
             check_call(call, {"add", "get_weather"})
+    finally:
+        assert s.stop() == 0
+
+
+def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
+    """--tool-format list: a conversation's calls are one block with a JSON
+    list (docs/server.md), the tools a system turn of their own, and a
+    forced call's prompt ends with the list's opening."""
+    (tmp_path / "slow.yaml").write_text(manifest_text(models_dir.parent / "slow.gguf", 2048, 1,
+                                                      "  - plugin: greedy\n"))
+    s = Server(tmp_path, "--parallel", "1", "--tool-format", "list")
+    try:
+        c = s.client()
+        calls = [{"id": f"call_{k}", "type": "function",
+                  "function": {"name": n, "arguments": a}}
+                 for k, (n, a) in enumerate([("get_weather", '{"city": "Paris"}'),
+                                             ("add", '{"a": 1, "b": 2}')])]
+        turns = ASK_WEATHER + [{"role": "assistant", "content": "Both.", "tool_calls": calls},
+                               {"role": "tool", "tool_call_id": "call_0", "content": "18 C"}]
+        by_hand = ASK_WEATHER + [
+            {"role": "assistant",
+             "content": 'Both.\n<tool_call>[\n{"name":"get_weather","arguments":{"city": '
+                        '"Paris"}},\n{"name":"add","arguments":{"a": 1, "b": 2}}\n]</tool_call>'},
+            {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>"}]
+        a = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
+                                      tool_choice="none", max_tokens=8)
+        b = c.chat.completions.create(model="slow", messages=by_hand, max_tokens=8)
+        assert a.usage.prompt_tokens == b.usage.prompt_tokens
+        assert a.choices[0].message.content == b.choices[0].message.content
+        auto = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
+                                         max_tokens=1)
+        forced = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
+                                           tool_choice="required", max_tokens=60,
+                                           parallel_tool_calls=False)
+        _, _, raw = s.request("POST", "/tokenize", {"model": "slow", "prompt": "<tool_call>[\n",
+                                                    "add_special_tokens": False})
+        assert forced.usage.prompt_tokens == auto.usage.prompt_tokens + len(
+            json.loads(raw)["tokens"])
+        assert auto.usage.prompt_tokens > a.usage.prompt_tokens + 100
+        check_call(forced.choices[0].message.tool_calls[0], {"add", "get_weather"})
     finally:
         assert s.stop() == 0
 
@@ -1424,6 +1466,11 @@ def test_a_tool_retriever_that_cannot_serve_stops_the_start(models_dir, tmp_path
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 1 and "--tool-retriever" in p.stderr and text in p.stderr, \
             p.stderr
+    p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
+                        str(models_dir), "--tool-format", "xml"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "--tool-format 'xml': expected tags or list" in p.stderr, \
+        p.stderr
 
 
 def test_tool_refusals_name_the_field(server):

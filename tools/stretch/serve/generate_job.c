@@ -321,6 +321,7 @@ typedef struct gen_state {
     uint32_t n_tokens;
     size_t watch_from;         /* where an opening tag may start a tool call, or SIZE_MAX
                                   (text that is not watched: a call's JSON, no tools) */
+    const char *watch_tag;     /* what opens it there (tool_calls.h's syntax) */
     size_t tool_at;            /* where the answer opened a tool call, or SIZE_MAX */
     st_engine *engine;         /* for the pieces of log-probability entries */
     st_lp_log lp;              /* the answer's log-probabilities, when asked for */
@@ -463,7 +464,7 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         size_t from = old_len > 16 ? old_len - 16 : 0;
         if (from < g->watch_from)
             from = g->watch_from;
-        size_t at = from + st_tools_call_start(g->text + from, g->len - from);
+        size_t at = from + st_tools_find(g->text + from, g->len - from, g->watch_tag);
         if (at < g->len) {
             g->tool_at = at;
             return 1;
@@ -948,6 +949,7 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
     r->g.index = choice;
     r->g.tool_at = SIZE_MAX;
     r->g.watch_from = req->tool_mode == ST_TOOLS_AUTO ? 0 : SIZE_MAX;
+    r->g.watch_tag = ST_TOOL_CALL_TAG;
     r->part = req->tool_mode == ST_TOOLS_FORCED ? PART_CALL : PART_TEXT;
     r->calls_end = SIZE_MAX;
     r->prompt = req->chat ? NULL : &req->prompts[choice / req->n];
@@ -1005,7 +1007,8 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
          * ends the prompt, so the model writes the call as it was shown
          * one, and the constraint holds only its JSON. */
         if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
-            st = extend_prompt(r, e, ST_TOOL_CALL_OPEN, strlen(ST_TOOL_CALL_OPEN), &err);
+            st = extend_prompt(r, e, st_tools_syntax()->open, strlen(st_tools_syntax()->open),
+                               &err);
     } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
         r->run_ids = r->prompt->ids;
@@ -1137,10 +1140,10 @@ static bool go_on(st_job_run *r, st_engine *e, size_t upto, const char *add)
     return true;
 }
 
-/* After a call, another call or the end: the opening tag or nothing. */
+/* After a call, another call or the end: what opens the next or nothing. */
 static void set_after_call_constraint(st_job_run *r)
 {
-    r->constraint[0] = (st_param_text){"pattern", "(\\n<tool_call>\\n)?"};
+    r->constraint[0] = (st_param_text){"pattern", st_tools_syntax()->next_pattern};
     r->gp.constraint = "regex";
     r->gp.constraint_params = r->constraint;
     r->gp.n_constraint_params = 1;
@@ -1180,6 +1183,7 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
 {
     gen_state *g = &r->g;
     const st_gen_request *req = &r->job->req;
+    const st_tool_syntax *syn = st_tools_syntax();
     if (!r->tool_schema || g->n_tokens >= r->max_total || atomic_load(&r->job->cancel))
         return false;
     if (r->part == PART_CALL) {
@@ -1187,16 +1191,18 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
          * when the request allows several: its closing tag, then the
          * choice of another opening tag or the end. */
         if (!stats->stopped_by_eos || !req->tool_parallel || req->tool_forced ||
-            !new_call(r) || !go_on(r, e, g->len, ST_TOOL_CALL_END))
+            !new_call(r) || !go_on(r, e, g->len, syn->after))
             return false;
         r->calls_end = g->len;
         r->part = PART_AFTER_CALL;
         g->watch_from = g->len;
+        g->watch_tag = syn->next_tag;
         set_after_call_constraint(r);
     } else {
         /* The text, or the choice after a call, opened a call: the tag as
          * a forced call's prompt ends, then its JSON under the schemas. */
-        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, ST_TOOL_CALL_OPEN))
+        const char *open = r->part == PART_AFTER_CALL ? syn->next_open : syn->open;
+        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, open))
             return false;
         r->part = PART_CALL;
         r->call_from = g->len;

@@ -43,6 +43,33 @@ static bool is_blank(char c)
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
+/* -- the format -- */
+
+static const st_tool_syntax syntaxes[2] = {
+    [ST_TOOL_FORMAT_TAGS] = {ST_TOOL_CALL_TAG "\n", "\n</tool_call>", "(\\n<tool_call>\\n)?",
+                             ST_TOOL_CALL_TAG, ST_TOOL_CALL_TAG "\n"},
+    [ST_TOOL_FORMAT_LIST] = {ST_TOOL_CALL_TAG "[\n", "", "(,\\n)?", ",", ",\n"},
+};
+
+/* One for the process: the server's --tool-format, set before it reads a
+ * request (the conversation's calls are written while it is read). */
+static int format = ST_TOOL_FORMAT_TAGS;
+
+void st_tools_set_format(int f)
+{
+    format = f == ST_TOOL_FORMAT_LIST ? ST_TOOL_FORMAT_LIST : ST_TOOL_FORMAT_TAGS;
+}
+
+int st_tools_format(void)
+{
+    return format;
+}
+
+const st_tool_syntax *st_tools_syntax(void)
+{
+    return &syntaxes[format];
+}
+
 /* -- the prompt side -- */
 
 /* {"name":NAME,"arguments":ARGS}: the compact form a forced call is
@@ -62,7 +89,8 @@ static char *call_json(const char *name, const char *args)
     return s;
 }
 
-/* An assistant turn's tool_calls after its content, each in its tags. */
+/* An assistant turn's tool_calls after its content: each in its tags, or
+ * all in one list (the format's). */
 static char *assistant_calls(json_t *calls, const char *content, size_t i, char *msg,
                              size_t size, const char **param)
 {
@@ -113,10 +141,17 @@ static char *assistant_calls(json_t *calls, const char *content, size_t i, char 
             return NULL;
         }
         out = grown;
-        len += (size_t)sprintf(out + len, "%s" ST_TOOL_CALL_OPEN "%s\n</tool_call>",
-                               len ? "\n" : "", text);
+        if (format == ST_TOOL_FORMAT_LIST)
+            len += (size_t)sprintf(out + len, "%s%s", k ? ",\n" : len ? "\n" ST_TOOL_CALL_TAG "[\n"
+                                                                  : ST_TOOL_CALL_TAG "[\n",
+                                   text);
+        else
+            len += (size_t)sprintf(out + len, "%s" ST_TOOL_CALL_TAG "\n%s\n</tool_call>",
+                                   len ? "\n" : "", text);
         free(text);
     }
+    if (format == ST_TOOL_FORMAT_LIST && json_array_size(calls) > 0)
+        strcpy(out + len, "\n]</tool_call>"); /* the 64 bytes of slack hold it */
     return out;
 }
 
@@ -212,16 +247,50 @@ static bool read_choice(json_t *root, st_gen_request *r, const char **forced_nam
     return true;
 }
 
+/* The "list" format's system prompt: the one of the APIGen function-calling
+ * data (as Ollama's SmolLM2 template gives it), which SmolLM2-135M-Instruct
+ * follows far better than the tags' (docs/RESULTS.md 7.5); the tools a JSON
+ * list between <tools> tags. */
+static char *tools_block_list(json_t *tools, const size_t *keep, size_t n_keep)
+{
+    static const char head[] =
+        "You are an expert in composing functions. You are given a question and a set of "
+        "possible functions.\nBased on the question, you will need to make one or more "
+        "function/tool calls to achieve the purpose.\nIf none of the functions can be used, "
+        "point it out and refuse to answer.\nIf the given question lacks the parameters "
+        "required by the function, also point it out.\nYou have access to the following "
+        "tools:\n<tools>";
+    static const char tail[] =
+        "</tools>\nThe output MUST strictly adhere to the following format, and NO other text "
+        "MUST be included.\nThe example format is as follows. Please make sure the parameter "
+        "type is correct. If no function call is needed, please make the tool calls an empty "
+        "list '[]'.\n" ST_TOOL_CALL_TAG "[\n{\"name\": \"func_name1\", \"arguments\": "
+        "{\"argument1\": \"value1\", \"argument2\": \"value2\"}},\n(more tool calls as "
+        "required)\n]</tool_call>";
+    json_t *shown = json_array();
+    for (size_t k = 0; shown && k < n_keep; k++)
+        json_array_append(shown, json_array_get(tools, keep[k]));
+    char *list = shown ? json_dumps(shown, JSON_COMPACT) : NULL;
+    json_decref(shown);
+    char *out = list ? malloc(sizeof head + strlen(list) + sizeof tail) : NULL;
+    if (out)
+        sprintf(out, "%s%s%s", head, list, tail);
+    free(list);
+    return out;
+}
+
 /* The tools as the model reads them in its system turn: one JSON object a
  * line between <tools> tags, and how to call one. */
 static char *tools_block(json_t *tools, const size_t *keep, size_t n_keep)
 {
+    if (format == ST_TOOL_FORMAT_LIST)
+        return tools_block_list(tools, keep, n_keep);
     static const char head[] =
         "# Tools\n\nYou may call one or more of the functions below to answer the user. "
         "Their signatures, one JSON object a line:\n<tools>\n";
     static const char tail[] =
         "</tools>\n\nTo call a function, answer with a JSON object of its name and its "
-        "arguments between tags, one call each:\n" ST_TOOL_CALL_OPEN
+        "arguments between tags, one call each:\n" ST_TOOL_CALL_TAG "\n"
         "{\"name\": <function name>, \"arguments\": <the arguments, a JSON object>}\n"
         "</tool_call>";
     size_t cap = sizeof head + sizeof tail, len = sizeof head - 1;
@@ -353,6 +422,11 @@ static size_t find_text(const char *text, size_t len, size_t from, const char *n
     return len;
 }
 
+size_t st_tools_find(const char *text, size_t len, const char *tag)
+{
+    return find_text(text, len, 0, tag);
+}
+
 size_t st_tools_call_start(const char *text, size_t len)
 {
     return find_text(text, len, 0, ST_TOOL_CALL_TAG);
@@ -466,6 +540,45 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
     return call;
 }
 
+/* The "list" format's calls from text[i, len) (past the opening tag, or
+ * a forced answer's start): an optional '[', objects between commas, an
+ * optional ']' and closing tag. False when it is anything else. */
+static bool list_calls(const st_gen_request *r, const char *text, size_t len, size_t i,
+                       const char *id_base, json_t *calls)
+{
+    while (i < len && is_blank(text[i]))
+        i++;
+    if (i < len && text[i] == '[')
+        i++;
+    for (;;) {
+        while (i < len && is_blank(text[i]))
+            i++;
+        if (i >= len || text[i] != '{')
+            break;
+        json_error_t err;
+        json_t *one = json_loadb(text + i, len - i, JSON_DISABLE_EOF_CHECK, &err);
+        json_decref(one);
+        json_t *call = one ? read_call(r, text + i, (size_t)err.position, id_base,
+                                       json_array_size(calls))
+                           : NULL;
+        if (!call)
+            return false;
+        json_array_append_new(calls, call);
+        i += (size_t)err.position;
+        while (i < len && is_blank(text[i]))
+            i++;
+        if (i >= len || text[i] != ',')
+            break;
+        i++;
+    }
+    static const char close[] = "]</tool_call>";
+    if (i < len && text[i] == ']')
+        i += strncmp(text + i, close, sizeof close - 1) == 0 ? sizeof close - 1 : 1;
+    while (i < len && is_blank(text[i]))
+        i++;
+    return i == len && json_array_size(calls) > 0;
+}
+
 void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
                             const char *id_base, size_t *content_len)
 {
@@ -480,6 +593,10 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
     size_t at = r->tool_mode == ST_TOOLS_FORCED ? 0 : st_tools_call_start(text, len);
     size_t i = at;
     bool forced = r->tool_mode == ST_TOOLS_FORCED, ok = at < len;
+    if (ok && format == ST_TOOL_FORMAT_LIST) {
+        ok = list_calls(r, text, len, forced ? 0 : at + sizeof open - 1, id_base, calls);
+        i = len;
+    }
     while (ok && i < len) {
         if (!forced) {
             if (len - i < sizeof open - 1 || memcmp(text + i, open, sizeof open - 1) != 0) {
@@ -504,6 +621,8 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
             i++;
         forced = false; /* the calls after a forced one open with their tags */
     }
+    while (ok && !r->tool_parallel && json_array_size(calls) > 1)
+        json_array_remove(calls, json_array_size(calls) - 1);
     if (!ok || json_array_size(calls) == 0) {
         json_decref(calls);
         return NULL;

@@ -16,15 +16,36 @@
 
 #include "openai_request.h"
 
-/* What the opening tag of a call looks like in an answer, and the line it
- * opens. A forced call has that in the prompt already, so the answer is
- * the JSON object alone. */
+/* What the opening tag of a call looks like in an answer. */
 #define ST_TOOL_CALL_TAG "<tool_call>"
-#define ST_TOOL_CALL_OPEN ST_TOOL_CALL_TAG "\n"
-/* What follows a call's JSON, as the conversation's earlier calls are
- * written: the closing tag; then the turn's end, or a line break and the
- * next call's opening tag. */
-#define ST_TOOL_CALL_END "\n</tool_call>"
+
+/* How calls are written, in the prompt and in an answer (`serve
+ * --tool-format`, one for the process, set before any request is read):
+ * - ST_TOOL_FORMAT_TAGS, "tags": one block a call,
+ *   <tool_call>\n{"name":...,"arguments":...}\n</tool_call> (Hermes, Qwen);
+ * - ST_TOOL_FORMAT_LIST, "list": one block, a JSON list of calls,
+ *   <tool_call>[\n{...},\n{...}\n]</tool_call>, under the system prompt of
+ *   the APIGen function-calling data SmolLM2 was trained on. */
+enum { ST_TOOL_FORMAT_TAGS = 0, ST_TOOL_FORMAT_LIST };
+void st_tools_set_format(int format);
+int st_tools_format(void);
+
+/* What the format writes around an answer's calls. A forced call's prompt
+ * ends with `open`, so the answer is the JSON object alone; after a whole
+ * call comes `after`, then the choice (the regex `next_pattern`) of the
+ * end of the turn or `next_tag`, which opens the next call and is
+ * written out as `next_open` from where it starts. */
+typedef struct st_tool_syntax {
+    const char *open;          /* "<tool_call>\n" / "<tool_call>[\n" */
+    const char *after;         /* "\n</tool_call>" / "" */
+    const char *next_pattern;  /* "(\\n<tool_call>\\n)?" / "(,\\n)?" */
+    const char *next_tag;      /* "<tool_call>" / "," */
+    const char *next_open;     /* "<tool_call>\n" / ",\n" */
+} st_tool_syntax;
+const st_tool_syntax *st_tools_syntax(void);
+
+/* Where `tag` first starts in text[0, len), or len. */
+size_t st_tools_find(const char *text, size_t len, const char *tag);
 
 /* How an answer may call the request's tools (st_gen_request.tool_mode). */
 enum {
