@@ -230,7 +230,7 @@ static void from_answer(const uint8_t *data, size_t len)
     int modes[3] = {ST_TOOLS_AUTO, ST_TOOLS_FORCED, ST_TOOLS_AUTO};
     for (int m = 0; m < 6; m++) {
         /* Both formats: one block a call, and one block with a list. */
-        st_tools_set_format(m < 3 ? ST_TOOL_FORMAT_TAGS : ST_TOOL_FORMAT_LIST);
+        r.tool_format = m < 3 ? ST_TOOL_FORMAT_TAGS : ST_TOOL_FORMAT_LIST;
         r.tool_mode = modes[m % 3];
         r.tool_parallel = m % 3 != 2;
         size_t content = 0;
@@ -251,7 +251,6 @@ static void from_answer(const uint8_t *data, size_t len)
             st_fuzz_fail("%zu calls where one is allowed", json_array_size(calls));
         json_decref(calls);
     }
-    st_tools_set_format(ST_TOOL_FORMAT_TAGS);
     free(text);
     st_gen_request_free(&r);
 }

@@ -294,16 +294,22 @@ Test(tool_calls, a_stream_holds_back_only_what_may_open_a_call)
  * under the system prompt SmolLM2 was trained with. */
 Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
 {
-    st_tools_set_format(ST_TOOL_FORMAT_LIST);
     st_gen_request r = parse_ok(
         "{\"model\": \"m\", \"messages\": [" ASK ", {\"role\": \"assistant\", \"content\": "
         "\"Both.\", \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\", \"function\": "
         "{\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}, "
         "{\"id\": \"c2\", \"type\": \"function\", \"function\": {\"name\": \"add\", "
         "\"arguments\": \"{}\"}}]}], \"tools\": [" WEATHER ", " ADD "]}");
+    /* Both formats' text is kept: the model, which says which, comes later. */
     cr_assert_str_eq(r.messages[1].content,
+                     "Both.\n<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\": "
+                     "\"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\":\"add\",\"arguments\":{}}"
+                     "\n</tool_call>");
+    cr_assert_null(r.messages[0].list_content);
+    cr_assert_str_eq(r.messages[1].list_content,
                      "Both.\n<tool_call>[\n{\"name\":\"get_weather\",\"arguments\":{\"city\": "
                      "\"Paris\"}},\n{\"name\":\"add\",\"arguments\":{}}\n]</tool_call>");
+    r.tool_format = ST_TOOL_FORMAT_LIST;
     char *block = NULL, *schema = NULL;
     cr_assert(st_tools_render(&r, (size_t[]){1}, 1, &block, &schema));
     cr_assert(strncmp(block, "You are an expert in composing functions.", 41) == 0, "%s", block);
@@ -312,7 +318,7 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
     cr_assert_null(strstr(block, "get_weather"));
     free(block);
     free(schema);
-    const st_tool_syntax *syn = st_tools_syntax();
+    const st_tool_syntax *syn = st_tools_syntax(ST_TOOL_FORMAT_LIST);
     cr_assert_str_eq(syn->open, "<tool_call>[\n");
     cr_assert_str_eq(syn->next_tag, ",");
     struct { const char *text; const char *want; size_t content; } cases[] = {
@@ -344,5 +350,4 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
              got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "add({});");
     st_gen_request_free(&r);
-    st_tools_set_format(ST_TOOL_FORMAT_TAGS);
 }

@@ -43,10 +43,11 @@ static void serve_usage(FILE *f)
             "                         \"tool_top_k\" overrides, 0 shows all)\n"
             "  --tool-text name+description|description  what a tool is found by\n"
             "                         (default name+description)\n"
-            "  --tool-format tags|list  how calls are written: one <tool_call> block a\n"
-            "                         call (tags, the default: Hermes, Qwen), or one block\n"
-            "                         with a JSON list of calls under the system prompt\n"
-            "                         SmolLM2 was trained with (list)\n"
+            "  --tool-format [MODEL=]tags|list  how tools and calls are written for every\n"
+            "                         model, or for MODEL: one <tool_call> block a call\n"
+            "                         (tags, the default: Hermes, Qwen), or one block with\n"
+            "                         a JSON list of calls under the system prompt SmolLM2\n"
+            "                         was trained with (list); may be given several times\n"
             "  --max-queue N          requests waiting for a sequence before 429 (default 64)\n"
             "  --max-body BYTES       largest request body (default 1048576)\n"
             "  --header-timeout MS    deadline for a request's headers and body (default 10000)\n"
@@ -115,6 +116,35 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&srv->shutdown_timer, on_shutdown_tick, 0, 50);
 }
 
+/* --tool-format [MODEL=]tags|list: every model's format, or MODEL's. */
+static bool parse_tool_format(const char *arg, st_server_config *cfg)
+{
+    const char *eq = strrchr(arg, '=');
+    const char *t = eq ? eq + 1 : arg;
+    int format = !strcmp(t, "list") ? ST_TOOL_FORMAT_LIST
+                 : !strcmp(t, "tags") ? ST_TOOL_FORMAT_TAGS
+                                      : -1;
+    if (format < 0 || eq == arg) {
+        fprintf(stderr, "stretch serve: --tool-format '%s': expected tags, list, or "
+                        "MODEL=tags|list\n", st_cli_safe(arg));
+        return false;
+    }
+    if (!eq) {
+        cfg->tool_format = format;
+        return true;
+    }
+    if (cfg->n_tool_formats == ST_SERVE_MAX_TOOL_FORMATS) {
+        fprintf(stderr, "stretch serve: --tool-format MODEL=...: at most %d models\n",
+                ST_SERVE_MAX_TOOL_FORMATS);
+        return false;
+    }
+    /* The whole "MODEL=FORMAT" (argv outlives the server): the name is
+     * what comes before its last '='. */
+    cfg->tool_format_models[cfg->n_tool_formats] = arg;
+    cfg->tool_format_of[cfg->n_tool_formats++] = format;
+    return true;
+}
+
 /* --embedding-model may be given this many times. */
 #define ST_SERVE_MAX_ENCODERS 16
 
@@ -163,14 +193,8 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
             }
             cfg->tool_text_names = strcmp(t, "description") != 0;
         } else if (!strcmp(a, "--tool-format") && next) {
-            const char *t = argv[++i];
-            if (strcmp(t, "tags") && strcmp(t, "list")) {
-                fprintf(stderr, "stretch serve: --tool-format '%s': expected tags or list\n",
-                        st_cli_safe(t));
+            if (!parse_tool_format(argv[++i], cfg))
                 return -1;
-            }
-            /* Process-wide: the conversation's calls are written as requests are read. */
-            st_tools_set_format(t[0] == 'l' ? ST_TOOL_FORMAT_LIST : ST_TOOL_FORMAT_TAGS);
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
         } else if (!strcmp(a, "--threads")) {

@@ -1289,12 +1289,14 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
 
 
 def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
-    """--tool-format list: a conversation's calls are one block with a JSON
-    list (docs/server.md), the tools a system turn of their own, and a
-    forced call's prompt ends with the list's opening."""
-    (tmp_path / "slow.yaml").write_text(manifest_text(models_dir.parent / "slow.gguf", 2048, 1,
-                                                      "  - plugin: greedy\n"))
-    s = Server(tmp_path, "--parallel", "1", "--tool-format", "list")
+    """--tool-format slow=list: that model's conversation's calls are one
+    block with a JSON list (docs/server.md), the tools a system turn of
+    their own, and a forced call's prompt ends with the list's opening;
+    another model served beside it keeps the tags."""
+    for name in ("slow", "plain"):
+        (tmp_path / f"{name}.yaml").write_text(manifest_text(
+            models_dir.parent / "slow.gguf", 2048, 1, "  - plugin: greedy\n"))
+    s = Server(tmp_path, "--parallel", "1", "--tool-format", "slow=list")
     try:
         c = s.client()
         calls = [{"id": f"call_{k}", "type": "function",
@@ -1324,6 +1326,16 @@ def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
             json.loads(raw)["tokens"])
         assert auto.usage.prompt_tokens > a.usage.prompt_tokens + 100
         check_call(forced.choices[0].message.tool_calls[0], {"add", "get_weather"})
+        # The other model: its calls in tags, its forced prompt the tags' opening.
+        ask = lambda **kw: c.chat.completions.create(model="plain", messages=turns, tools=TOOLS,
+                                                     **kw)
+        tags_auto, tags_forced = ask(max_tokens=1), ask(tool_choice="required", max_tokens=60,
+                                                        parallel_tool_calls=False)
+        _, _, raw = s.request("POST", "/tokenize", {"model": "plain", "prompt": "<tool_call>\n",
+                                                    "add_special_tokens": False})
+        assert tags_forced.usage.prompt_tokens == tags_auto.usage.prompt_tokens + len(
+            json.loads(raw)["tokens"])
+        assert tags_auto.usage.prompt_tokens != auto.usage.prompt_tokens
     finally:
         assert s.stop() == 0
 
@@ -1469,7 +1481,7 @@ def test_a_tool_retriever_that_cannot_serve_stops_the_start(models_dir, tmp_path
     p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
                         str(models_dir), "--tool-format", "xml"],
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode != 0 and "--tool-format 'xml': expected tags or list" in p.stderr, \
+    assert p.returncode != 0 and "--tool-format 'xml': expected tags, list" in p.stderr, \
         p.stderr
 
 

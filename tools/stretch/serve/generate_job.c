@@ -985,9 +985,13 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
             snprintf(msg, msg_size, "out of memory");
             return NULL;
         }
-        for (size_t i = 0; i < req->n_messages; i++)
-            msgs[i] = (st_chat_message){req->messages[i].role,
-                                        i == user_at ? r->augmented : req->messages[i].content};
+        for (size_t i = 0; i < req->n_messages; i++) {
+            const st_req_message *m = &req->messages[i];
+            bool list = req->tool_format == ST_TOOL_FORMAT_LIST && m->list_content;
+            msgs[i] = (st_chat_message){m->role, i == user_at ? r->augmented
+                                                 : list      ? m->list_content
+                                                             : m->content};
+        }
         size_t n_msgs = req->n_messages;
         char *system_text = NULL;
         if (req->tool_mode != ST_TOOLS_OFF &&
@@ -1007,8 +1011,8 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
          * ends the prompt, so the model writes the call as it was shown
          * one, and the constraint holds only its JSON. */
         if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
-            st = extend_prompt(r, e, st_tools_syntax()->open, strlen(st_tools_syntax()->open),
-                               &err);
+            st = extend_prompt(r, e, st_tools_syntax(req->tool_format)->open,
+                               strlen(st_tools_syntax(req->tool_format)->open), &err);
     } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
         r->run_ids = r->prompt->ids;
@@ -1143,7 +1147,8 @@ static bool go_on(st_job_run *r, st_engine *e, size_t upto, const char *add)
 /* After a call, another call or the end: what opens the next or nothing. */
 static void set_after_call_constraint(st_job_run *r)
 {
-    r->constraint[0] = (st_param_text){"pattern", st_tools_syntax()->next_pattern};
+    r->constraint[0] = (st_param_text){"pattern",
+                                       st_tools_syntax(r->job->req.tool_format)->next_pattern};
     r->gp.constraint = "regex";
     r->gp.constraint_params = r->constraint;
     r->gp.n_constraint_params = 1;
@@ -1183,7 +1188,7 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
 {
     gen_state *g = &r->g;
     const st_gen_request *req = &r->job->req;
-    const st_tool_syntax *syn = st_tools_syntax();
+    const st_tool_syntax *syn = st_tools_syntax(req->tool_format);
     if (!r->tool_schema || g->n_tokens >= r->max_total || atomic_load(&r->job->cancel))
         return false;
     if (r->part == PART_CALL) {
@@ -1225,6 +1230,8 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
 bool st_job_prepare(st_job *job, st_engine *e)
 {
     st_gen_request *req = &job->req;
+    /* The job has met its model: its calls are written the model's way. */
+    req->tool_format = st_serve_tool_format(&job->srv->cfg, req->model);
     uint32_t n = req->chat ? req->n : (uint32_t)(req->n_prompts * req->n);
     job->pending = calloc(n, sizeof *job->pending);
     job->n_prompt_hits = n / req->n;

@@ -132,12 +132,23 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
         char *content = calls_only ? strdup("") : content_text(c, i, msg, size, param);
         if (!content)
             return calls_only ? fail(msg, size, param, NULL, "out of memory") : false;
-        /* Calls and results are text in the turns (tool_calls.c). */
-        if (tool || field(m, "tool_calls")) {
-            char *text = st_tools_message_text(m, role, content, i, msg, size, param);
+        /* Calls and results are text in the turns (tool_calls.c), in
+         * both formats: the model, which says which, is not known yet. */
+        char *list_content = NULL;
+        if (!tool && field(m, "tool_calls") &&
+            !(list_content = st_tools_message_text(m, role, content, i, ST_TOOL_FORMAT_LIST,
+                                                   msg, size, param))) {
             free(content);
-            if (!(content = text))
+            return false;
+        }
+        if (tool || field(m, "tool_calls")) {
+            char *text = st_tools_message_text(m, role, content, i, ST_TOOL_FORMAT_TAGS, msg,
+                                               size, param);
+            free(content);
+            if (!(content = text)) {
+                free(list_content);
                 return false;
+            }
         }
         /* Results of one round of calls share a user turn. */
         st_req_message *prev = out ? &r->messages[out - 1] : NULL;
@@ -155,6 +166,7 @@ static bool parse_messages(json_t *root, st_gen_request *r, char *msg, size_t si
             continue;
         }
         r->messages[out].content = content;
+        r->messages[out].list_content = list_content;
         r->messages[out].role = strdup(tool ? "user" : role);
         r->messages[out].tool_result = tool;
         r->n_messages = ++out;
@@ -613,6 +625,7 @@ void st_gen_request_free(st_gen_request *r)
     for (size_t i = 0; i < r->n_messages; i++) {
         free(r->messages[i].role);
         free(r->messages[i].content);
+        free(r->messages[i].list_content);
     }
     free(r->messages);
     free(r->model);

@@ -19,6 +19,8 @@ typedef struct st_req_message {
     char *content;
     bool tool_result;          /* a user turn made of tool results (role "tool"):
                                   retrieval does not look it up */
+    char *list_content;        /* an assistant turn with tool_calls: its text in the
+                                  "list" format (content is the "tags" one), else NULL */
 } st_req_message;
 
 #define ST_SERVE_MAX_STOPS 4
@@ -98,6 +100,8 @@ typedef struct st_gen_request {
     int tool_mode;
     const char *tool_forced;
     bool tool_parallel;        /* parallel_tool_calls: more than one call an answer */
+    int tool_format;           /* ST_TOOL_FORMAT_*: the model's (serve --tool-format),
+                                  set when the job meets its model; tags until then */
     int64_t tool_top_k;
 } st_gen_request;
 

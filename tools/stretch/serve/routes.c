@@ -356,3 +356,15 @@ void st_route_request(st_conn *c)
     snprintf(m, sizeof m, "no such endpoint: %s %.200s", method, path);
     st_conn_send_error(c, 404, m, NULL, keep_alive);
 }
+
+int st_serve_tool_format(const st_server_config *cfg, const char *model)
+{
+    size_t n = strlen(model);
+    /* The last given for a model wins, as with any repeated option. */
+    for (uint32_t k = cfg->n_tool_formats; k-- > 0;) {
+        const char *e = cfg->tool_format_models[k];
+        if (strncmp(e, model, n) == 0 && e[n] == '=' && !strchr(e + n + 1, '='))
+            return cfg->tool_format_of[k];
+    }
+    return cfg->tool_format;
+}

@@ -26,6 +26,9 @@
 
 #include "openai_request.h"
 
+/* --tool-format MODEL=FORMAT may be given this many times. */
+#define ST_SERVE_MAX_TOOL_FORMATS 16
+
 typedef struct st_server_config {
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port (printed) */
@@ -49,10 +52,21 @@ typedef struct st_server_config {
     const char *tool_retriever;
     uint32_t tool_top_k;
     bool tool_text_names;
+    /* How tools and calls are written for the model (tool_calls.h's
+     * ST_TOOL_FORMAT_*): tool_format, or for a model that one of
+     * tool_format_models ("MODEL=FORMAT", --tool-format) names, its own. */
+    int tool_format;
+    const char *tool_format_models[ST_SERVE_MAX_TOOL_FORMATS];
+    int tool_format_of[ST_SERVE_MAX_TOOL_FORMATS];
+    uint32_t n_tool_formats;
 } st_server_config;
+
+/* The tool format of the served model `model` (its manifest's stem). */
+int st_serve_tool_format(const st_server_config *cfg, const char *model);
 
 typedef struct st_server st_server;
 typedef struct st_conn st_conn;
+
 typedef struct st_rpc_conn st_rpc_conn;
 
 /* One request between the loop and a model runner. */

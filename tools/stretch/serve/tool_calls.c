@@ -51,23 +51,9 @@ static const st_tool_syntax syntaxes[2] = {
     [ST_TOOL_FORMAT_LIST] = {ST_TOOL_CALL_TAG "[\n", "", "(,\\n)?", ",", ",\n"},
 };
 
-/* One for the process: the server's --tool-format, set before it reads a
- * request (the conversation's calls are written while it is read). */
-static int format = ST_TOOL_FORMAT_TAGS;
-
-void st_tools_set_format(int f)
+const st_tool_syntax *st_tools_syntax(int format)
 {
-    format = f == ST_TOOL_FORMAT_LIST ? ST_TOOL_FORMAT_LIST : ST_TOOL_FORMAT_TAGS;
-}
-
-int st_tools_format(void)
-{
-    return format;
-}
-
-const st_tool_syntax *st_tools_syntax(void)
-{
-    return &syntaxes[format];
+    return &syntaxes[format == ST_TOOL_FORMAT_LIST ? ST_TOOL_FORMAT_LIST : ST_TOOL_FORMAT_TAGS];
 }
 
 /* -- the prompt side -- */
@@ -91,8 +77,8 @@ static char *call_json(const char *name, const char *args)
 
 /* An assistant turn's tool_calls after its content: each in its tags, or
  * all in one list (the format's). */
-static char *assistant_calls(json_t *calls, const char *content, size_t i, char *msg,
-                             size_t size, const char **param)
+static char *assistant_calls(json_t *calls, const char *content, size_t i, int format,
+                             char *msg, size_t size, const char **param)
 {
     if (!json_is_array(calls)) {
         refuse(msg, size, param, "messages", "messages[%zu].tool_calls: expected an array",
@@ -156,7 +142,7 @@ static char *assistant_calls(json_t *calls, const char *content, size_t i, char 
 }
 
 char *st_tools_message_text(void *json_message, const char *role, const char *content,
-                            size_t i, char *msg, size_t size, const char **param)
+                            size_t i, int format, char *msg, size_t size, const char **param)
 {
     json_t *m = json_message;
     if (strcmp(role, "tool") == 0) {
@@ -177,7 +163,7 @@ char *st_tools_message_text(void *json_message, const char *role, const char *co
             refuse(msg, size, param, NULL, "out of memory");
         return out;
     }
-    return assistant_calls(calls, content, i, msg, size, param);
+    return assistant_calls(calls, content, i, format, msg, size, param);
 }
 
 /* One tool of `tools`, checked; its name kept. */
@@ -281,7 +267,7 @@ static char *tools_block_list(json_t *tools, const size_t *keep, size_t n_keep)
 
 /* The tools as the model reads them in its system turn: one JSON object a
  * line between <tools> tags, and how to call one. */
-static char *tools_block(json_t *tools, const size_t *keep, size_t n_keep)
+static char *tools_block(json_t *tools, const size_t *keep, size_t n_keep, int format)
 {
     if (format == ST_TOOL_FORMAT_LIST)
         return tools_block_list(tools, keep, n_keep);
@@ -346,7 +332,7 @@ bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep,
                      char **schema)
 {
     *schema = NULL;
-    if (!(*block = tools_block(r->tools, keep, n_keep)))
+    if (!(*block = tools_block(r->tools, keep, n_keep, r->tool_format)))
         return false;
     if (r->tool_mode != ST_TOOLS_OFF &&
         !(*schema = forced_schema(r->tools, keep, n_keep, r->tool_forced))) {
@@ -593,7 +579,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
     size_t at = r->tool_mode == ST_TOOLS_FORCED ? 0 : st_tools_call_start(text, len);
     size_t i = at;
     bool forced = r->tool_mode == ST_TOOLS_FORCED, ok = at < len;
-    if (ok && format == ST_TOOL_FORMAT_LIST) {
+    if (ok && r->tool_format == ST_TOOL_FORMAT_LIST) {
         ok = list_calls(r, text, len, forced ? 0 : at + sizeof open - 1, id_base, calls);
         i = len;
     }

@@ -20,15 +20,13 @@
 #define ST_TOOL_CALL_TAG "<tool_call>"
 
 /* How calls are written, in the prompt and in an answer (`serve
- * --tool-format`, one for the process, set before any request is read):
+ * --tool-format`, per model; st_gen_request.tool_format):
  * - ST_TOOL_FORMAT_TAGS, "tags": one block a call,
  *   <tool_call>\n{"name":...,"arguments":...}\n</tool_call> (Hermes, Qwen);
  * - ST_TOOL_FORMAT_LIST, "list": one block, a JSON list of calls,
  *   <tool_call>[\n{...},\n{...}\n]</tool_call>, under the system prompt of
  *   the APIGen function-calling data SmolLM2 was trained on. */
 enum { ST_TOOL_FORMAT_TAGS = 0, ST_TOOL_FORMAT_LIST };
-void st_tools_set_format(int format);
-int st_tools_format(void);
 
 /* What the format writes around an answer's calls. A forced call's prompt
  * ends with `open`, so the answer is the JSON object alone; after a whole
@@ -42,7 +40,7 @@ typedef struct st_tool_syntax {
     const char *next_tag;      /* "<tool_call>" / "," */
     const char *next_open;     /* "<tool_call>\n" / ",\n" */
 } st_tool_syntax;
-const st_tool_syntax *st_tools_syntax(void);
+const st_tool_syntax *st_tools_syntax(int format);
 
 /* Where `tag` first starts in text[0, len), or len. */
 size_t st_tools_find(const char *text, size_t len, const char *tag);
@@ -75,12 +73,12 @@ bool st_tools_render(const st_gen_request *r, const size_t *keep, size_t n_keep,
  * retriever finds it by. */
 const char *st_tools_description(const st_gen_request *r, size_t i);
 
-/* One message's text for the prompt: an assistant turn's content followed
- * by its tool_calls, or a tool result wrapped as the model expects it.
- * NULL with msg and *param when the message is malformed. `i` is its
- * index, for the message. */
+/* One message's text for the prompt in `format`: an assistant turn's
+ * content followed by its tool_calls, or a tool result wrapped as the
+ * model expects it. NULL with msg and *param when the message is
+ * malformed. `i` is its index, for the message. */
 char *st_tools_message_text(void *json_message, const char *role, const char *content,
-                            size_t i, char *msg, size_t size, const char **param);
+                            size_t i, int format, char *msg, size_t size, const char **param);
 
 /* Where the request's tool `name` is among its tools, or SIZE_MAX. */
 size_t st_tools_index(const st_gen_request *r, const char *name);
