@@ -212,12 +212,32 @@ static void calls_of(const st_gen_request *r, const char *text, char *out, size_
     json_decref(calls);
 }
 
+/* An answer, the calls read from it ("none": the whole text is content)
+ * and where its content ends. */
+typedef struct answer_case {
+    const char *text;
+    const char *want;
+    size_t content;
+} answer_case;
+
+static void check_answers(const st_gen_request *r, const answer_case *cases, size_t n)
+{
+    char got[512];
+    for (size_t i = 0; i < n; i++) {
+        size_t content = 0;
+        calls_of(r, cases[i].text, got, sizeof got, &content);
+        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
+        cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
+                                                      : cases[i].content, "case %zu", i);
+    }
+}
+
 Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
 {
     st_gen_request r = parse_ok("{\"model\": \"m\", \"messages\": [" ASK "], \"tools\": ["
                                 WEATHER ", " ADD "]}");
     /* content: the bytes before the calls (all of the text when none). */
-    struct { const char *text, *want; size_t content; } cases[] = {
+    answer_case cases[] = {
         {"It is sunny.", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1}}\n</tool_call>",
          "add({\"a\": 1});", 0},
@@ -241,14 +261,8 @@ Test(tool_calls, an_answer_s_calls_are_read_back_only_when_well_formed)
         {"<tool_call>\n{\"name\": \"add\", \"argu\n</tool_call>", "none", 0},
         {"<tool_call>{\"name\": \"add\"}</tool_call> and then some", "none", 0},
     };
+    check_answers(&r, cases, sizeof cases / sizeof cases[0]);
     char got[512];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t content = 0;
-        calls_of(&r, cases[i].text, got, sizeof got, &content);
-        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
-        cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
-                                                      : cases[i].content, "case %zu", i);
-    }
     /* parallel_tool_calls false: the first call only. */
     r.tool_parallel = false;
     calls_of(&r, cases[2].text, got, sizeof got, &(size_t){0});
@@ -321,7 +335,7 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
     const st_tool_syntax *syn = st_tools_syntax(ST_TOOL_FORMAT_LIST);
     cr_assert_str_eq(syn->open, "<tool_call>[\n");
     cr_assert_str_eq(syn->next_tag, ",");
-    struct { const char *text; const char *want; size_t content; } cases[] = {
+    answer_case cases[] = {
         {"Sure. <tool_call>[\n{\"name\": \"add\", \"arguments\": {\"a\": 1}},\n"
          "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n]</tool_call>",
          "add({\"a\": 1});get_weather({\"city\": \"Oslo\"});", 5},
@@ -332,14 +346,8 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
         {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}] and more", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>", "none", 0},
     };
+    check_answers(&r, cases, sizeof cases / sizeof cases[0]);
     char got[512];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t content = 0;
-        calls_of(&r, cases[i].text, got, sizeof got, &content);
-        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
-        cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
-                                                      : cases[i].content, "case %zu", i);
-    }
     /* A forced answer: its prompt ends with the list's opening. */
     r.tool_mode = ST_TOOLS_FORCED;
     calls_of(&r, "{\"name\":\"add\",\"arguments\":{}},\n{\"name\":\"add\",\"arguments\":{\"b\":2}}",
