@@ -1444,6 +1444,51 @@ def test_a_new_tool_list_is_indexed_while_the_model_generates(tool_server):
     assert r["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_msgpack_rpc_requests_have_their_tools_chosen_too(models_dir, tmp_path):
+    """msgpack-RPC's generate: the tools are chosen before the job is
+    queued, as over HTTP (the same prompt), and a connection that closes
+    while they are chosen leaves a server that goes on."""
+    pytest.importorskip("msgpack")
+    bm25 = tmp_path / "bm25.yaml"
+    bm25.write_text(f"format: 1\nextends: {models_dir / 'tiny.yaml'}\nretriever:\n"
+                    "  plugin: bm25\n  params: {k1: 1.2, b: 0.75, tokenizer: words}\n")
+    sock = tmp_path / "rpc.sock"
+    s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(bm25), "--tool-top-k", "2",
+               "--rpc", f"unix:{sock}")
+    try:
+        body = {"model": "slow", "messages": [{"role": "user", "content":
+                                               "What is the weather forecast in Paris?"}],
+                "tools": MANY_TOOLS, "tool_choice": "required", "max_tokens": 40}
+        rpc = Rpc(sock)
+        err, res, _ = rpc.call("generate", [body])
+        assert err is None, err
+        status, _, raw = s.request("POST", "/v1/chat/completions", body)
+        http = json.loads(raw)
+        assert status == 200 and [t["name"] for t in http["retrieved_tools"]][0] == "forecast"
+        assert res["usage"]["prompt_tokens"] == http["usage"]["prompt_tokens"]
+        assert metric(s, "stretch_tool_retrievals_total") == 2
+        # A new list is indexed while an answer on the same model streams.
+        ended = metric(s, "stretch_completions_total")
+        conn, _ = open_stream(s)
+        try:
+            msgid = rpc.send("generate", [{**body, "tools": MANY_TOOLS[1:]}])
+            assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == 2)
+            assert metric(s, "stretch_completions_total") == ended, "the stream had ended"
+        finally:
+            conn.close()
+        reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == msgid)
+        assert reply[2] is None, reply
+        # Gone while its new list is indexed: nothing answers, nothing breaks.
+        gone = Rpc(sock)
+        gone.send("generate", [{**body, "tools": MANY_TOOLS[::-1]}])
+        gone.sock.close()
+        assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == 3)
+        err, res, _ = rpc.call("generate", [body])
+        assert err is None and res["usage"]["prompt_tokens"] == http["usage"]["prompt_tokens"]
+    finally:
+        assert s.stop() == 0
+
+
 def test_mtrb_through_the_server_shows_bm25s_best_tools(tool_server, tmp_path):
     """tools/mtrb_serve_tools.py on the MTRB fixture: the tools shown for each
     query are those tools/mtrb_reference.py's bm25 ranks best (then the

@@ -1390,6 +1390,9 @@ st_job *st_job_new_embed(st_server *srv, st_conn *conn, st_embed_request *req, b
 
 void st_jobs_track(st_server *srv, st_job *job)
 {
+    if (job->tracked)
+        return;
+    job->tracked = true;
     job->next = srv->jobs;
     srv->jobs = job;
 }

@@ -9,6 +9,7 @@
 #include "server.h"
 #include "msgpack_frame.h"
 #include "msgpack_json.h"
+#include "tool_pick.h"
 #include "utf8_text.h"
 
 #include <jansson.h>
@@ -169,6 +170,38 @@ static char *str_dup(const msgpack_object *o)
     return strndup(o->via.str.ptr, o->via.str.size);
 }
 
+/* A job queued for its model; refused when too many wait. A tracked job
+ * answers through its own output (the drain frees it), another is freed
+ * here. */
+static void enqueue(st_job *job)
+{
+    if (st_job_enqueue(job->srv, job))
+        return;
+    static const char busy[] = "too many requests are waiting: try again shortly";
+    if (job->tracked) {
+        st_job_fail(job, 429, busy, NULL);
+        return;
+    }
+    reply_error(job->rpc, job->rpc_msgid, 429, busy, NULL);
+    st_job_free(job);
+}
+
+/* Its tools chosen (tool_pick.h): queued, unless its connection closed
+ * meanwhile (the drain frees it then). */
+static void tools_picked(st_job *job)
+{
+    if (!job->rpc) {
+        uv_mutex_lock(&job->lock);
+        job->done = true;
+        uv_mutex_unlock(&job->lock);
+        uv_async_send(&job->srv->wake);
+        return;
+    }
+    if (job->srv->stopping)
+        atomic_store(&job->cancel, 1);
+    enqueue(job);
+}
+
 static void queue_job(st_rpc_conn *c, uint32_t msgid, st_gen_request *req, bool tokenize,
                       bool special)
 {
@@ -194,10 +227,16 @@ static void queue_job(st_rpc_conn *c, uint32_t msgid, st_gen_request *req, bool 
     job->tokenize_only = tokenize;
     job->tokenize_special = special;
     job->req.stream = true; /* tokens as notifications */
-    if (!st_job_enqueue(c->srv, job)) {
-        st_job_free(job);
-        reply_error(c, msgid, 429, "too many requests are waiting: try again shortly", NULL);
+    const char *query;
+    size_t k;
+    if (!tokenize && st_tool_pick_wanted(c->srv, &job->req, &query, &k)) {
+        /* Tracked from now on, so that the connection closing, a cancel or
+         * the server stopping finds it while its tools are chosen. */
+        st_jobs_track(c->srv, job);
+        if (st_tool_pick_start(job, tools_picked))
+            return;
     }
+    enqueue(job);
 }
 
 static void on_generate(st_rpc_conn *c, uint32_t msgid, const msgpack_object *params)

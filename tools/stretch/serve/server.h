@@ -118,6 +118,7 @@ typedef struct st_job {
     char fail_msg[512];
     bool close_after;          /* the response has no length: close when written */
     struct st_job *next;       /* the server's list of live jobs (loop thread) */
+    bool tracked;              /* in that list */
     struct st_job *queue_next; /* its runner's wait queue (queue_lock) */
 } st_job;
 

@@ -5,10 +5,10 @@
  * Why not on the runner: ranking a tool list the server has not seen
  * indexes it first (about a second for MetaTool's 199 tools with MiniLM),
  * and the runner thread steps every answer its model is generating, so
- * each of them would stop for that second. An HTTP request's tools are
- * chosen on libuv's thread pool instead, and the job is queued for its
- * model once they are; the runner then only reads the choice. Requests
- * that come another way (msgpack-RPC) are chosen for on the runner.
+ * each of them would stop for that second. A request's tools (HTTP in
+ * routes.c, msgpack-RPC in rpc.c) are chosen on libuv's thread pool
+ * instead, and the job is queued for its model once they are; the runner
+ * then only reads the choice, or makes it when it could not be started.
  */
 #ifndef ST_CLI_SERVE_TOOL_PICK_H
 #define ST_CLI_SERVE_TOOL_PICK_H
