@@ -1456,6 +1456,7 @@ def test_msgpack_rpc_requests_have_their_tools_chosen_too(models_dir, tmp_path):
     s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(bm25), "--tool-top-k", "2",
                "--rpc", f"unix:{sock}")
     try:
+        assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
         body = {"model": "slow", "messages": [{"role": "user", "content":
                                                "What is the weather forecast in Paris?"}],
                 "tools": MANY_TOOLS, "tool_choice": "required", "max_tokens": 40}
