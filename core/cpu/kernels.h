@@ -184,6 +184,11 @@ typedef struct st_cpu_kernels {
      * SIMD paths take e^x from exp_poly.h's polynomial, within a few ulp
      * of the scalar path's expf (the ggml mode has st_gc_swiglu). */
     void (*silu_mul)(float *h, const float *g, const float *u, uint32_t n);
+    /* The sum over i < n of e^(x[i] - mx), mx no less than any x[i], in
+     * double: a log-softmax's denominator over the vocabulary (logprobs.c).
+     * The SIMD paths take e^x from exp_poly.h's polynomial and add lanes of
+     * doubles; the scalar path adds glibc's expf in order. */
+    double (*sum_exp)(const float *x, uint32_t n, float mx);
 } st_cpu_kernels;
 
 /* The table for `isa` (clamped to what was compiled in). */

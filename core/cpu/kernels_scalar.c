@@ -278,6 +278,7 @@ static const st_cpu_kernels scalar_kernels = {
     .gelu_bias = gelu_bias,
     .to_f16 = to_f16,
     .silu_mul = st_op_silu_mul,
+    .sum_exp = st_op_sum_exp,
 };
 
 const st_cpu_kernels *st_cpu_kernels_scalar(void)

@@ -101,6 +101,14 @@ void st_op_softmax(float *x, uint32_t n)
         x[i] *= inv;
 }
 
+double st_op_sum_exp(const float *x, uint32_t n, float mx)
+{
+    double sum = 0.0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += (double)expf(x[i] - mx);
+    return sum;
+}
+
 void st_op_silu_mul(float *h, const float *g, const float *u, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)

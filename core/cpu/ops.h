@@ -29,5 +29,7 @@ void st_op_softmax(float *x, uint32_t n);
 /* h = silu(g) * u with glibc's expf: the scalar kernel table's silu_mul
  * (the SIMD tables have their own, kernels.h). */
 void st_op_silu_mul(float *h, const float *g, const float *u, uint32_t n);
+/* The scalar kernel table's sum_exp: expf a value, added in order. */
+double st_op_sum_exp(const float *x, uint32_t n, float mx);
 
 #endif

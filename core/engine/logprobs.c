@@ -1,14 +1,18 @@
 /*
  * core/engine/logprobs.c - log-softmax at one token and the top n, in one
- * pass for the maximum and the top n and one for the sum. The sum of the
- * exponentials is kept in double: 50k terms in float would lose the last
- * digits that a caller comparing two tokens' log-probabilities sees.
+ * pass for the maximum and the top n and one for the sum (the kernel
+ * table's sum_exp). The sum of the exponentials is kept in double: 50k
+ * terms in float would lose the last digits that a caller comparing two
+ * tokens' log-probabilities sees.
  */
 #include "logprobs.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
+#include "cpu_features.h"
+#include "kernels.h"
 #include "work_split.h"
 
 /* One position's result, computed before it is reported. */
@@ -19,6 +23,19 @@ typedef struct lp_result {
     int32_t ids[ST_TOP_LOGPROBS_MAX];
     float top[ST_TOP_LOGPROBS_MAX];
 } lp_result;
+
+/* The kernel table, looked up once: st_cpu_isa_active asks the CPU and
+ * the environment, which a token's log-probabilities should not pay for. */
+static const st_cpu_kernels *kernels(void)
+{
+    static _Atomic(const st_cpu_kernels *) table;
+    const st_cpu_kernels *k = atomic_load_explicit(&table, memory_order_acquire);
+    if (!k) {
+        k = st_cpu_kernels_get(st_cpu_isa_active());
+        atomic_store_explicit(&table, k, memory_order_release);
+    }
+    return k;
+}
 
 static void lp_compute(const float *logits, uint32_t n_vocab, int32_t token, uint32_t n_top,
                        lp_result *out)
@@ -47,9 +64,7 @@ static void lp_compute(const float *logits, uint32_t n_vocab, int32_t token, uin
         top[at] = l;
         ids[at] = (int32_t)i;
     }
-    double sum = 0.0;
-    for (uint32_t i = 0; i < n_vocab; i++)
-        sum += (double)expf(logits[i] - mx);
+    double sum = kernels()->sum_exp(logits, n_vocab, mx);
     float lse = mx + (float)log(sum);
     for (uint32_t k = 0; k < have; k++)
         top[k] -= lse;

@@ -1042,6 +1042,37 @@ Test(kernels, silu_mul_is_silu_times_u_on_every_path)
     }
 }
 
+Test(kernels, sum_exp_is_the_softmax_denominator_on_every_path)
+{
+    /* A vocabulary's logits: a spread of 30 (e^-30 still counts a little),
+     * lengths around the lanes' multiples, the maximum anywhere. */
+    enum { N = 49157 };
+    static float x[N];
+    for (uint32_t i = 0; i < N; i++)
+        x[i] = (float)(sin(0.001 * i * i) * 15.0 - 10.0 + (i % 11) * 0.3);
+    const uint32_t lengths[] = {1, 7, 8, 9, 15, 16, 17, 1000, 49152, N};
+    for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+        const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
+        if ((int)kn->isa != isa)
+            continue;
+        cr_assert_not_null(kn->sum_exp, "isa %d has no sum_exp", isa);
+        for (size_t k = 0; k < sizeof lengths / sizeof *lengths; k++) {
+            uint32_t n = lengths[k];
+            float mx = -INFINITY;
+            for (uint32_t i = 0; i < n; i++)
+                mx = x[i] > mx ? x[i] : mx;
+            double want = 0.0;
+            for (uint32_t i = 0; i < n; i++)
+                want += exp((double)x[i] - mx);
+            double got = kn->sum_exp(x, n, mx);
+            /* A few ulp of float a term: far below what a log-probability
+             * printed to 6 digits shows. */
+            cr_assert(fabs(got - want) <= 1e-6 * want, "isa %d, n %u: %.17g, want %.17g", isa,
+                      n, got, want);
+        }
+    }
+}
+
 Test(kernels, rmsnorm_matches_double_at_every_length)
 {
     enum { N = 1100 };
