@@ -1351,12 +1351,34 @@ MANY_TOOLS = [{"type": "function", "function": {"name": n, "description": d}} fo
 ]]
 
 
-@pytest.fixture(scope="module")
-def tool_server(models_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tools")
+def bm25_manifest(models_dir: Path, d: Path) -> Path:
+    """A strategy manifest whose bm25 retriever chooses a request's tools."""
     bm25 = d / "bm25.yaml"
     bm25.write_text(f"format: 1\nextends: {models_dir / 'tiny.yaml'}\nretriever:\n"
                     "  plugin: bm25\n  params: {k1: 1.2, b: 0.75, tokenizer: words}\n")
+    return bm25
+
+
+def indexed_while_streaming(s: Server, send):
+    """send() brings a tool list the server has not seen to the slow model
+    while a long answer streams on it (--parallel 1): the list is indexed
+    while the answer still runs, because the tools are chosen before the
+    runner takes the request (tool_pick.h); on the runner, the list would
+    wait for the answer's end. The stream is cancelled afterwards."""
+    lists = metric(s, "stretch_tool_lists_indexed_total")
+    ended = metric(s, "stretch_completions_total")
+    conn, _ = open_stream(s)
+    try:
+        send()
+        assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == lists + 1)
+        assert metric(s, "stretch_completions_total") == ended, "the stream had ended"
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def tool_server(models_dir, tmp_path_factory):
+    bm25 = bm25_manifest(models_dir, tmp_path_factory.mktemp("tools"))
     s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(bm25), "--tool-top-k", "2")
     yield s, bm25
     assert s.stop() == 0
@@ -1401,28 +1423,20 @@ def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(to
     first = json.loads(raw.decode().split("\n\n")[0][len("data: "):])
     assert status == 200 and first["retrieved_tools"] == got
     # The list was indexed once; a new list is indexed once more.
-    metric = lambda name: int(re.search(rf"^{name} (\d+)$",
-                                        s.request("GET", "/metrics")[2].decode(), re.M).group(1))
-    assert metric("stretch_tool_lists_indexed_total") == 1
-    assert metric("stretch_tool_retrievals_total") == 3
+    assert metric(s, "stretch_tool_lists_indexed_total") == 1
+    assert metric(s, "stretch_tool_retrievals_total") == 3
     post({**body, "tools": MANY_TOOLS[1:]})
-    assert metric("stretch_tool_lists_indexed_total") == 2
+    assert metric(s, "stretch_tool_lists_indexed_total") == 2
     # Back to the first list: its index is loaded again, not rebuilt.
     assert post(body)["retrieved_tools"] == got
-    assert metric("stretch_tool_lists_indexed_total") == 2
+    assert metric(s, "stretch_tool_lists_indexed_total") == 2
 
 
 def test_a_new_tool_list_is_indexed_while_the_model_generates(tool_server):
     """The tools of a request are chosen before its model's runner takes
-    it (tool_pick.h): while a long answer streams on the slow model
-    (--parallel 1), a request to the same model with a list the server has
-    not seen has that list indexed, and the answer is still running. On
-    the runner, the list would wait for the answer's end."""
+    it (indexed_while_streaming), and it runs once the stream is gone."""
     import threading
     s, _ = tool_server
-    lists = metric(s, "stretch_tool_lists_indexed_total")
-    ended = metric(s, "stretch_completions_total")
-    conn, _ = open_stream(s)
     tools = [{"type": "function", "function": {"name": f"tool_{i}",
                                                "description": f"Look up {w} for a city"}}
              for i, w in enumerate(["the weather", "hotels", "flights", "museums"])]
@@ -1431,13 +1445,11 @@ def test_a_new_tool_list_is_indexed_while_the_model_generates(tool_server):
             "tool_choice": "required", "max_tokens": 40}
     asker = threading.Thread(target=lambda: got.update(
         r=s.request("POST", "/v1/chat/completions", body)))
-    asker.start()
     try:
-        assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == lists + 1)
-        assert metric(s, "stretch_completions_total") == ended, "the stream had ended"
+        indexed_while_streaming(s, asker.start)
     finally:
-        conn.close()  # the stream is cancelled; the request runs next
-        asker.join(60)
+        if asker.ident:  # started: the stream was cancelled, the request ran next
+            asker.join(60)
     status, _, raw = got["r"]
     r = json.loads(raw)
     assert status == 200 and [t["name"] for t in r["retrieved_tools"]][0] == "tool_0", r
@@ -1449,9 +1461,7 @@ def test_msgpack_rpc_requests_have_their_tools_chosen_too(models_dir, tmp_path):
     queued, as over HTTP (the same prompt), and a connection that closes
     while they are chosen leaves a server that goes on."""
     pytest.importorskip("msgpack")
-    bm25 = tmp_path / "bm25.yaml"
-    bm25.write_text(f"format: 1\nextends: {models_dir / 'tiny.yaml'}\nretriever:\n"
-                    "  plugin: bm25\n  params: {k1: 1.2, b: 0.75, tokenizer: words}\n")
+    bm25 = bm25_manifest(models_dir, tmp_path)
     sock = tmp_path / "rpc.sock"
     s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(bm25), "--tool-top-k", "2",
                "--rpc", f"unix:{sock}")
@@ -1469,15 +1479,11 @@ def test_msgpack_rpc_requests_have_their_tools_chosen_too(models_dir, tmp_path):
         assert res["usage"]["prompt_tokens"] == http["usage"]["prompt_tokens"]
         assert metric(s, "stretch_tool_retrievals_total") == 2
         # A new list is indexed while an answer on the same model streams.
-        ended = metric(s, "stretch_completions_total")
-        conn, _ = open_stream(s)
-        try:
-            msgid = rpc.send("generate", [{**body, "tools": MANY_TOOLS[1:]}])
-            assert wait_for(lambda: metric(s, "stretch_tool_lists_indexed_total") == 2)
-            assert metric(s, "stretch_completions_total") == ended, "the stream had ended"
-        finally:
-            conn.close()
-        reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == msgid)
+        sent = []
+        indexed_while_streaming(s, lambda: sent.append(
+            rpc.send("generate", [{**body, "tools": MANY_TOOLS[1:]}])))
+        assert metric(s, "stretch_tool_lists_indexed_total") == 2
+        reply = next(m for m in rpc.messages() if m[0] == 1 and m[1] == sent[0])
         assert reply[2] is None, reply
         # Gone while its new list is indexed: nothing answers, nothing breaks.
         gone = Rpc(sock)

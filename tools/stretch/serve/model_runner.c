@@ -312,8 +312,9 @@ static uint32_t collect(st_runner *r)
         st_error err;
         memset(&err, 0, sizeof err);
         st_status st = st_sequence_result(r->seqs[i], &stats, &err);
-        /* An "auto" answer that opened a tool call goes on, on the same
-         * sequence, as a forced call. */
+        /* An answer with tool calls goes on, on the same sequence: text
+         * that opened a call, a call's JSON, the choice of another call
+         * (st_job_run_continues). */
         if (st == ST_OK && st_job_run_continues(r->runs[i], r->engine, &stats)) {
             st = start_on(r, i, r->runs[i], &err);
             if (st == ST_OK) {
