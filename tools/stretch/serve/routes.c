@@ -219,12 +219,9 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
         return;
     }
     st_job *job = model_job(c, &req, "completions", keep_alive);
-    const char *query;
-    size_t k;
-    if (job && st_tool_pick_wanted(c->srv, &job->req, &query, &k)) {
+    if (job && st_tool_pick_start(job, tools_picked)) {
         c->job = job; /* the client leaving detaches it meanwhile */
-        if (st_tool_pick_start(job, tools_picked))
-            return;
+        return;
     }
     if (job)
         enqueue(c, job, keep_alive);

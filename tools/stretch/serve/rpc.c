@@ -227,14 +227,11 @@ static void queue_job(st_rpc_conn *c, uint32_t msgid, st_gen_request *req, bool 
     job->tokenize_only = tokenize;
     job->tokenize_special = special;
     job->req.stream = true; /* tokens as notifications */
-    const char *query;
-    size_t k;
-    if (!tokenize && st_tool_pick_wanted(c->srv, &job->req, &query, &k)) {
+    if (st_tool_pick_start(job, tools_picked)) {
         /* Tracked from now on, so that the connection closing, a cancel or
          * the server stopping finds it while its tools are chosen. */
         st_jobs_track(c->srv, job);
-        if (st_tool_pick_start(job, tools_picked))
-            return;
+        return;
     }
     enqueue(job);
 }

@@ -13,6 +13,8 @@
 struct st_tool_pick {
     uv_work_t work;
     st_job *job;
+    const char *query;         /* st_tool_pick_wanted's, in the job's request */
+    size_t k;
     void (*then)(st_job *job);
     size_t *keep;
     float *scores;
@@ -35,10 +37,7 @@ static void pick_work(uv_work_t *w)
 {
     st_tool_pick *p = w->data;
     st_job *job = p->job;
-    const char *query;
-    size_t k;
-    (void)st_tool_pick_wanted(job->srv, &job->req, &query, &k);
-    p->status = st_tool_ranker_pick(job->srv->tool_ranker, &job->req, query, k, p->keep,
+    p->status = st_tool_ranker_pick(job->srv->tool_ranker, &job->req, p->query, p->k, p->keep,
                                     p->scores, &p->n_keep, &p->err);
 }
 
@@ -54,6 +53,10 @@ static void pick_done(uv_work_t *w, int status)
 
 bool st_tool_pick_start(st_job *job, void (*then)(st_job *job))
 {
+    const char *query;
+    size_t k;
+    if (!st_tool_pick_wanted(job->srv, &job->req, &query, &k))
+        return false;
     st_tool_pick *p = calloc(1, sizeof *p);
     size_t n = job->req.n_tools;
     if (p) {
@@ -65,6 +68,8 @@ bool st_tool_pick_start(st_job *job, void (*then)(st_job *job))
         return false;
     }
     p->job = job;
+    p->query = query;
+    p->k = k;
     p->then = then;
     p->work.data = p;
     job->tool_pick = p;

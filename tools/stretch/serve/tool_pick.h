@@ -25,9 +25,11 @@ typedef struct st_tool_pick st_tool_pick;
 bool st_tool_pick_wanted(const st_server *srv, const st_gen_request *req, const char **query,
                          size_t *k);
 
-/* Choose job's tools on the thread pool, then call then(job) on the loop
- * thread (the client may have left: job->conn is NULL then). False when
- * the choice could not start (out of memory): the runner makes it. */
+/* Choose job's tools on the thread pool when they are to be chosen
+ * (st_tool_pick_wanted), then call then(job) on the loop thread (the
+ * client may have left: job->conn or job->rpc is NULL then). False when
+ * there is nothing to choose, or the choice could not start (out of
+ * memory: the runner makes it). */
 bool st_tool_pick_start(st_job *job, void (*then)(st_job *job));
 
 /* On the runner: the k tools for query (st_tool_ranker_pick's contract),
