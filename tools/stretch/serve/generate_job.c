@@ -501,8 +501,7 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         /* White space before a call is not the content's (as in the
          * whole answer): it goes out once something else follows it. */
         while (job->req.tool_mode != ST_TOOLS_OFF && safe > g->sent &&
-               (g->text[safe - 1] == ' ' || g->text[safe - 1] == '\n' ||
-                g->text[safe - 1] == '\t' || g->text[safe - 1] == '\r'))
+               st_tools_is_blank(g->text[safe - 1]))
             safe--;
     }
     if (job->req.stream && safe > g->sent) {
@@ -1010,9 +1009,9 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         /* A forced call's answer starts inside its tags: the opening tag
          * ends the prompt, so the model writes the call as it was shown
          * one, and the constraint holds only its JSON. */
+        const char *opening = st_tools_syntax(req->tool_format)->open;
         if (st == ST_OK && req->tool_mode == ST_TOOLS_FORCED)
-            st = extend_prompt(r, e, st_tools_syntax(req->tool_format)->open,
-                               strlen(st_tools_syntax(req->tool_format)->open), &err);
+            st = extend_prompt(r, e, opening, strlen(opening), &err);
     } else if (r->prompt->ids) {
         /* Token ids run as given: no BOS added, nothing looked up. */
         r->run_ids = r->prompt->ids;
@@ -1206,8 +1205,8 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
     } else {
         /* The text, or the choice after a call, opened a call: the tag as
          * a forced call's prompt ends, then its JSON under the schemas. */
-        const char *open = r->part == PART_AFTER_CALL ? syn->next_open : syn->open;
-        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, open))
+        const char *opening = r->part == PART_AFTER_CALL ? syn->next_open : syn->open;
+        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, opening))
             return false;
         r->part = PART_CALL;
         r->call_from = g->len;

@@ -38,7 +38,7 @@ static bool name_ok(const char *s)
     return true;
 }
 
-static bool is_blank(char c)
+bool st_tools_is_blank(char c)
 {
     return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
@@ -459,7 +459,7 @@ static size_t skip_value(const char *s, size_t n, size_t i)
         } else if (c == '}' || c == ']') {
             if (--depth <= 0)
                 return depth < 0 ? i : i + 1;
-        } else if (depth == 0 && (c == ',' || is_blank(c))) {
+        } else if (depth == 0 && (c == ',' || st_tools_is_blank(c))) {
             return i;
         }
     }
@@ -475,13 +475,13 @@ static bool member_text(const char *s, size_t n, const char *key, size_t *at, si
     while (i < n && s[i] != '{')
         i++;
     for (i++; i < n;) {
-        while (i < n && (is_blank(s[i]) || s[i] == ','))
+        while (i < n && (st_tools_is_blank(s[i]) || s[i] == ','))
             i++;
         if (i >= n || s[i] != '"')
             return false;
         size_t k0 = i + 1, k1 = skip_value(s, n, i) - 1;
         i = k1 + 1;
-        while (i < n && (is_blank(s[i]) || s[i] == ':'))
+        while (i < n && (st_tools_is_blank(s[i]) || s[i] == ':'))
             i++;
         size_t end = skip_value(s, n, i);
         if (k1 - k0 == klen && memcmp(s + k0, key, klen) == 0) {
@@ -532,12 +532,12 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
 static bool list_calls(const st_gen_request *r, const char *text, size_t len, size_t i,
                        const char *id_base, json_t *calls)
 {
-    while (i < len && is_blank(text[i]))
+    while (i < len && st_tools_is_blank(text[i]))
         i++;
     if (i < len && text[i] == '[')
         i++;
     for (;;) {
-        while (i < len && is_blank(text[i]))
+        while (i < len && st_tools_is_blank(text[i]))
             i++;
         if (i >= len || text[i] != '{')
             break;
@@ -551,7 +551,7 @@ static bool list_calls(const st_gen_request *r, const char *text, size_t len, si
             return false;
         json_array_append_new(calls, call);
         i += (size_t)err.position;
-        while (i < len && is_blank(text[i]))
+        while (i < len && st_tools_is_blank(text[i]))
             i++;
         if (i >= len || text[i] != ',')
             break;
@@ -560,7 +560,7 @@ static bool list_calls(const st_gen_request *r, const char *text, size_t len, si
     static const char close[] = "]</tool_call>";
     if (i < len && text[i] == ']')
         i += strncmp(text + i, close, sizeof close - 1) == 0 ? sizeof close - 1 : 1;
-    while (i < len && is_blank(text[i]))
+    while (i < len && st_tools_is_blank(text[i]))
         i++;
     return i == len && json_array_size(calls) > 0;
 }
@@ -603,7 +603,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
         if (!r->tool_parallel)
             break;
         i = end < len ? end + sizeof close - 1 : len;
-        while (i < len && is_blank(text[i]))
+        while (i < len && st_tools_is_blank(text[i]))
             i++;
         forced = false; /* the calls after a forced one open with their tags */
     }
@@ -613,7 +613,7 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
         json_decref(calls);
         return NULL;
     }
-    while (at > 0 && is_blank(text[at - 1]))
+    while (at > 0 && st_tools_is_blank(text[at - 1]))
         at--;
     *content_len = at;
     return calls;

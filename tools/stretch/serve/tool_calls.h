@@ -83,6 +83,10 @@ char *st_tools_message_text(void *json_message, const char *role, const char *co
 /* Where the request's tool `name` is among its tools, or SIZE_MAX. */
 size_t st_tools_index(const st_gen_request *r, const char *name);
 
+/* White space between an answer's content and its calls: ' ', '\n',
+ * '\r', '\t' (the content ends before it). */
+bool st_tools_is_blank(char c);
+
 /* Where the first whole opening tag starts in an answer, or len. */
 size_t st_tools_call_start(const char *text, size_t len);
 
