@@ -558,8 +558,11 @@ static bool list_calls(const st_gen_request *r, const char *text, size_t len, si
         i++;
     }
     static const char close[] = "]</tool_call>";
+    /* The answer is len bytes, not a C string: compare within them. */
     if (i < len && text[i] == ']')
-        i += strncmp(text + i, close, sizeof close - 1) == 0 ? sizeof close - 1 : 1;
+        i += len - i >= sizeof close - 1 && memcmp(text + i, close, sizeof close - 1) == 0
+                 ? sizeof close - 1
+                 : 1;
     while (i < len && st_tools_is_blank(text[i]))
         i++;
     return i == len && json_array_size(calls) > 0;
