@@ -1246,8 +1246,10 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
     (tmp_path / "hot.yaml").write_text(manifest_text(
         models_dir.parent / "slow.gguf", 2048, 1,
         "  - {plugin: temperature, params: {temperature: 1.0}}\n  - plugin: dist\n"))
-    s = Server(tmp_path, "--parallel", "1", "--tool-format", fmt)
+    sock = tmp_path / "rpc.sock"
+    s = Server(tmp_path, "--parallel", "1", "--tool-format", fmt, "--rpc", f"unix:{sock}")
     try:
+        assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
         c = s.client()
         ask = lambda **kw: c.chat.completions.create(model="hot", messages=ASK_WEATHER,
                                                      tools=TOOLS, logit_bias=NO_END, seed=3,
@@ -1284,6 +1286,28 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
         assert m.content == "Let me look." and len(m.tool_calls) >= 2, free
         for call in m.tool_calls:
             check_call(call, {"add", "get_weather"})
+        # msgpack-RPC: the same calls in the result, as HTTP gives them;
+        # the token notifications carry the content alone, never a call.
+        rpc = Rpc(sock)
+        body = {"model": "hot", "messages": ASK_WEATHER, "tools": TOOLS, "logit_bias": NO_END,
+                "seed": 3, "max_tokens": 200, "tool_choice": "required"}
+        err, res, streamed = rpc.call("generate", [body])
+        assert err is None and res["finish_reason"] == "tool_calls", (err, res)
+        assert res["text"] == "" and streamed == ""
+        assert [(t["function"]["name"], t["function"]["arguments"])
+                for t in res["tool_calls"]] == made
+        assert all(t["type"] == "function" and t["id"].startswith("call_")
+                   for t in res["tool_calls"])
+        assert res["usage"]["completion_tokens"] == r.usage.completion_tokens
+        err, res, streamed = rpc.call("generate", [{
+            **body, "tool_choice": "auto", "grammar": 'root ::= "Let me look.\\n<tool_call>"'}])
+        assert err is None and res["text"] == streamed == "Let me look.", (err, res, streamed)
+        assert [(t["function"]["name"], t["function"]["arguments"]) for t in res["tool_calls"]] \
+            == [(t.function.name, t.function.arguments) for t in m.tool_calls]
+        err, res, streamed = rpc.call("generate", [{**body, "tool_choice": "none",
+                                                    "max_tokens": 8}])
+        assert err is None and "tool_calls" not in res and res["text"] == streamed
+        rpc.sock.close()
     finally:
         assert s.stop() == 0
 

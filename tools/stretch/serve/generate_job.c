@@ -6,6 +6,7 @@
  * detach, free). model_runner.c decides when a job runs.
  */
 #include "logprobs_json.h"
+#include "msgpack_json.h"
 #include "server.h"
 #include "tool_calls.h"
 #include "tool_pick.h"
@@ -179,14 +180,18 @@ static json_t *hits_json(const st_retrieval *hits)
     return a;
 }
 
-/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}[, "retrieved": [...]]}] */
+/* [1, msgid, nil, {"text", "finish_reason", "usage": {...}[, "retrieved":
+ * [...]][, "tool_calls": [...]]}]: an answer that calls tools has them
+ * as the HTTP API's message does, and its content (the text before the
+ * calls) as text. */
 static void rpc_result(st_job *job, const char *text, size_t len, const char *finish,
-                       uint32_t n_prompt, uint32_t n_generated, const st_retrieval *hits)
+                       uint32_t n_prompt, uint32_t n_generated, const st_retrieval *hits,
+                       const json_t *calls)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     reply_begin(job, &sb, &pk);
-    msgpack_pack_map(&pk, hits ? 4 : 3);
+    msgpack_pack_map(&pk, 3 + (hits != NULL) + (calls != NULL));
     pack_str(&pk, "text", 4);
     pack_str(&pk, text, len);
     pack_str(&pk, "finish_reason", 13);
@@ -202,6 +207,10 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
     if (hits) {
         pack_str(&pk, "retrieved", 9);
         pack_hits(&pk, hits);
+    }
+    if (calls) {
+        pack_str(&pk, "tool_calls", 10);
+        st_json_pack_msgpack(&pk, calls);
     }
     emit_frame(job, &sb);
 }
@@ -493,7 +502,7 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
     }
     /* What may be a tool call waits for the answer's end (a forced
      * answer is one, all of it). No call starts in what was sent. */
-    if (job->req.stream && !job->is_rpc && safe > g->sent) {
+    if (job->req.stream && safe > g->sent) {
         if (job->req.tool_mode == ST_TOOLS_FORCED)
             safe = g->sent;
         else if (job->req.tool_mode == ST_TOOLS_AUTO)
@@ -608,19 +617,6 @@ static void answer_ended(st_job *job)
 static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stats,
                         const char *finish)
 {
-    if (job->is_rpc) {
-        if (g->len > g->sent)
-            rpc_token(job, g->text + g->sent, g->len - g->sent);
-        rpc_result(job, g->text ? g->text : "", g->len, finish, stats->n_prompt, g->n_tokens,
-                   g->hits);
-        answer_ended(job);
-        return;
-    }
-    if (g->index % job->req.n == 0) {
-        job->usage_prompt += stats->n_prompt;
-        job->usage_cached += stats->n_cached;
-    }
-    job->usage_completion += g->n_tokens;
     /* A chat answer that calls the request's tools (tool_calls.c). */
     size_t content_len = g->len;
     json_t *calls = NULL;
@@ -631,6 +627,22 @@ static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stat
         if ((calls = st_tools_answer_calls(&job->req, g->text, g->len, id_base, &content_len)))
             finish = "tool_calls";
     }
+    if (job->is_rpc) {
+        /* The notifications held back what might be a call (on_token):
+         * the rest of the content goes now, the calls with the result. */
+        if (content_len > g->sent)
+            rpc_token(job, g->text + g->sent, content_len - g->sent);
+        rpc_result(job, g->text ? g->text : "", content_len, finish, stats->n_prompt,
+                   g->n_tokens, g->hits, calls);
+        json_decref(calls);
+        answer_ended(job);
+        return;
+    }
+    if (g->index % job->req.n == 0) {
+        job->usage_prompt += stats->n_prompt;
+        job->usage_cached += stats->n_cached;
+    }
+    job->usage_completion += g->n_tokens;
     if (job->req.stream) {
         if (content_len > g->sent)
             emit_chunk(g, g->text + g->sent, content_len - g->sent, NULL, NULL);

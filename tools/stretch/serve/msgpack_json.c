@@ -158,6 +158,38 @@ json_t *st_msgpack_to_json(const msgpack_object *o, char *msg, size_t msg_size)
     return convert(o, 0, &at, msg, msg_size);
 }
 
+void st_json_pack_msgpack(msgpack_packer *pk, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        msgpack_pack_map(pk, json_object_size(v));
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)v, key, member) {
+            size_t n = strlen(key);
+            msgpack_pack_str(pk, n);
+            msgpack_pack_str_body(pk, key, n);
+            st_json_pack_msgpack(pk, member);
+        }
+        break;
+    }
+    case JSON_ARRAY:
+        msgpack_pack_array(pk, json_array_size(v));
+        for (size_t i = 0; i < json_array_size(v); i++)
+            st_json_pack_msgpack(pk, json_array_get(v, i));
+        break;
+    case JSON_STRING:
+        msgpack_pack_str(pk, json_string_length(v));
+        msgpack_pack_str_body(pk, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER: msgpack_pack_int64(pk, json_integer_value(v)); break;
+    case JSON_REAL: msgpack_pack_double(pk, json_real_value(v)); break;
+    case JSON_TRUE: msgpack_pack_true(pk); break;
+    case JSON_FALSE: msgpack_pack_false(pk); break;
+    default: msgpack_pack_nil(pk); break;
+    }
+}
+
 bool st_gen_request_from_msgpack(const msgpack_object *map, st_gen_request *out, char *msg,
                                  size_t msg_size, const char **param)
 {
