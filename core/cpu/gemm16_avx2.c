@@ -8,7 +8,8 @@
  * or per step (Q8: vpmaddubsw saturates past 2^15, so the weights go
  * back to signed and multiply through the sign trick, as ggml's AVX2
  * kernels do). The per-block float terms are those of the AVX-512
- * kernel, in the same order. */
+ * kernel, in the same order. One token (decode) has kernels of its own
+ * that run both halves in one pass over the group. */
 #include "kernels.h"
 
 #if defined(__x86_64__)
@@ -46,9 +47,6 @@ ST_INLINE void q4_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
     const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
-        if (nt == 1 && h == 0)
-            for (size_t o = 0; o < bb; o += 64)
-                _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
         __m256 m = kind == 1
                        ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
@@ -93,9 +91,6 @@ ST_INLINE void q8_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
-        if (nt == 1 && h == 0)
-            for (size_t o = 0; o < bb; o += 64)
-                _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
         __m256i s[TOK_STEP];
 #pragma GCC unroll 4
@@ -122,6 +117,83 @@ ST_INLINE void q8_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
         _mm256_storeu_ps(out + 16 * t + 8 * h, acc[t]);
 }
 
+/* One token (decode): both halves of each block in one pass, so the two
+ * halves' accumulator chains overlap and each block is read in one go
+ * (group_pass ran the whole group once per half, each half one chain of
+ * two dependent multiply-adds a block). Over 66 MB of Q4_1 weights on 2
+ * threads of an AVX2 EPYC this read 33-34 GB/s against 28 before, as fast
+ * as a plain read of the same bytes. The float terms are group_pass's, in
+ * its order, so a token decoded gets the bits a prefill tile gives it. */
+ST_INLINE void q4_decode(uint32_t nb, const uint8_t *g, const st_act_block *x, float *out,
+                         const int kind)
+{
+    const size_t bb = kind == 0 ? 288 : 320;
+    const size_t qoff = kind == 1 ? 64 : 32;
+    const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + b * bb;
+        for (size_t o = 0; o < bb; o += 64)
+            _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
+        const st_act_block *a = x + b;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i s16 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m256i z = _mm256_loadu_si256((const __m256i *)(blk + qoff + 64 * i + 32 * h));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(z, low),
+                                                                 bcast4(a->q + 4 * i)));
+                s16 = _mm256_add_epi16(
+                    s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(z, 4), low),
+                                              bcast4(a->q + 4 * (i + 4))));
+            }
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+            __m256 m = kind == 1
+                           ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
+                           : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)),
+                                     _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc[h]);
+            acc[h] = _mm256_fmadd_ps(m, _mm256_set1_ps(kind == 1 ? a->s16 : a->s), acc[h]);
+        }
+    }
+    _mm256_storeu_ps(out, acc[0]);
+    _mm256_storeu_ps(out + 8, acc[1]);
+}
+
+/* Q8_0 for one token, as q4_decode: both halves a block, q8_half's terms
+ * in its order (the output matrix: 25-28 GB/s before, 29-30 after, with
+ * a plain read at 28-30). */
+ST_INLINE void q8_decode(uint32_t nb, const uint8_t *g, const st_act_block *x, float *out)
+{
+    const size_t bb = 544;
+    const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (uint32_t b = 0; b < nb; b++) {
+        const uint8_t *blk = g + b * bb;
+        for (size_t o = 0; o < bb; o += 64)
+            _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
+        const st_act_block *a = x + b;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m256i w = _mm256_xor_si256(
+                    _mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * j + 32 * h)), flip);
+                __m256i av = _mm256_sign_epi8(bcast4(a->q + 4 * j), w);
+                s = _mm256_add_epi32(
+                    s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), av), ones));
+            }
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(a->d)),
+                                     acc[h]);
+        }
+    }
+    _mm256_storeu_ps(out, acc[0]);
+    _mm256_storeu_ps(out + 8, acc[1]);
+}
+
 /* kind: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0; both halves, tokens in passes of
  * TOK_STEP with a constant count so the accumulators stay registers. */
 ST_INLINE void group_pass(uint32_t nb, const uint8_t *g, const st_act_block *x, size_t xs,
@@ -146,7 +218,12 @@ ST_INLINE void group_pass(uint32_t nb, const uint8_t *g, const st_act_block *x, 
         switch (nt - t0) {                                                                    \
         case 3: group_pass(n / 32, g, x + t0 * xs, xs, 3, out + 16 * t0, kind); break;        \
         case 2: group_pass(n / 32, g, x + t0 * xs, xs, 2, out + 16 * t0, kind); break;        \
-        case 1: group_pass(n / 32, g, x + t0 * xs, xs, 1, out + 16 * t0, kind); break;        \
+        case 1:                                                                               \
+            if (kind == 2)                                                                    \
+                q8_decode(n / 32, g, x + t0 * xs, out + 16 * t0);                             \
+            else                                                                              \
+                q4_decode(n / 32, g, x + t0 * xs, out + 16 * t0, kind);                       \
+            break;                                                                            \
         default: break;                                                                       \
         }                                                                                     \
     }
