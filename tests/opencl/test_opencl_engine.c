@@ -32,6 +32,14 @@ static void make_model(st_ggml_type type)
     cr_assert_eq(st_tiny_model_in_tmp("st_cl_engine", &spec, dir, sizeof dir, model_path,
                                       sizeof model_path, &d), ST_OK, "%s", d.message);
     snprintf(cache, sizeof cache, "%s/cache", dir);
+    /* PoCL keeps its compiled kernels under XDG_CACHE_HOME too, so with
+     * the test's own folder there each test compiled every kernel again
+     * (10-15 s a test on 2 cores). A folder of the build's keeps PoCL's
+     * between tests; stretch's own cache stays the test's. */
+    static char pocl[400];
+    snprintf(pocl, sizeof pocl, "%s/pocl-kcache", ST_TEST_BINARY_DIR);
+    mkdir(pocl, 0700);
+    setenv("POCL_CACHE_DIR", pocl, 0);
     setenv("XDG_CACHE_HOME", cache, 1);
     /* The device follows the CPU's 8-lane dot kernels (AVX2, and AVX-512
      * without its repacked 16-row path), so the CPU reference runs those:
