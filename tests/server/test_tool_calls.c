@@ -212,8 +212,9 @@ static void calls_of(const st_gen_request *r, const char *text, char *out, size_
     json_decref(calls);
 }
 
-/* An answer, the calls read from it ("none": the whole text is content)
- * and where its content ends. */
+/* An answer, the calls read from it ("none": the whole text is content;
+ * "empty": no call, an empty list after the content) and where its
+ * content ends. */
 typedef struct answer_case {
     const char *text;
     const char *want;
@@ -226,7 +227,8 @@ static void check_answers(const st_gen_request *r, const answer_case *cases, siz
     for (size_t i = 0; i < n; i++) {
         size_t content = 0;
         calls_of(r, cases[i].text, got, sizeof got, &content);
-        cr_assert_str_eq(got, cases[i].want, "case %zu", i);
+        bool empty = strcmp(cases[i].want, "empty") == 0;
+        cr_assert_str_eq(got, empty ? "none" : cases[i].want, "case %zu", i);
         cr_assert_eq(content, cases[i].want[0] == 'n' ? strlen(cases[i].text)
                                                       : cases[i].content, "case %zu", i);
     }
@@ -335,13 +337,21 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
     const st_tool_syntax *syn = st_tools_syntax(ST_TOOL_FORMAT_LIST);
     cr_assert_str_eq(syn->open, "<tool_call>[\n");
     cr_assert_str_eq(syn->next_tag, ",");
+    cr_assert_str_eq(syn->open_choice, "\\[(\\]|\\n)");
+    cr_assert_null(st_tools_syntax(ST_TOOL_FORMAT_TAGS)->open_choice);
     answer_case cases[] = {
         {"Sure. <tool_call>[\n{\"name\": \"add\", \"arguments\": {\"a\": 1}},\n"
          "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n]</tool_call>",
          "add({\"a\": 1});get_weather({\"city\": \"Oslo\"});", 5},
         /* Cut before the list closes: the whole calls. */
         {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}", "add({});", 0},
-        {"<tool_call>[]</tool_call>", "none", 0},
+        /* The format's "no call needed": no calls, the content before it. */
+        {"<tool_call>[]</tool_call>", "empty", 0},
+        {"I cannot help with that. <tool_call>[ ]", "empty", 24},
+        /* Opened and cut, or never opened: the whole answer is content. */
+        {"Hm. <tool_call>[", "none", 0},
+        {"Hm. <tool_call>", "none", 0},
+        {"<tool_call>]", "none", 0},
         {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}, {\"name\": \"sub\"}]", "none", 0},
         {"<tool_call>[{\"name\": \"add\", \"arguments\": {}}] and more", "none", 0},
         {"<tool_call>\n{\"name\": \"add\", \"arguments\": {}}\n</tool_call>", "none", 0},
@@ -353,6 +363,11 @@ Test(tool_calls, the_list_format_writes_and_reads_calls_as_one_json_list)
     calls_of(&r, "{\"name\":\"add\",\"arguments\":{}},\n{\"name\":\"add\",\"arguments\":{\"b\":2}}",
              got, sizeof got, &(size_t){0});
     cr_assert_str_eq(got, "add({});add({\"b\":2});");
+    /* A forced answer is a call: an empty list there is not one. */
+    size_t content = 0;
+    calls_of(&r, "]", got, sizeof got, &content);
+    cr_assert_str_eq(got, "none");
+    cr_assert_eq(content, 1);
     r.tool_parallel = false;
     calls_of(&r, "{\"name\":\"add\",\"arguments\":{}},\n{\"name\":\"add\",\"arguments\":{\"b\":2}}",
              got, sizeof got, &(size_t){0});

@@ -1218,6 +1218,17 @@ def test_a_free_answer_that_opens_a_call_goes_on_as_a_forced_one(server):
 NO_END = {"2": -100}  # <|im_end|>, the tiny vocabulary's end of a turn, biased away
 
 
+def list_end_tokens(server, model):
+    """The tokens that close an empty list in the list format's opening:
+    "]", and "[]" where it is one token of its own."""
+    def ids(text):
+        _, _, raw = server.request("POST", "/tokenize", {"model": model, "prompt": text,
+                                                         "add_special_tokens": False})
+        return json.loads(raw)["tokens"]
+    pair = ids("[]")
+    return ids("]") + (pair if len(pair) == 1 else [])
+
+
 def test_a_call_the_answer_made_already_ends_it(server):
     """parallel_tool_calls (the default): after a whole call the answer
     chooses, under a pattern, a line with the next opening tag or its end.
@@ -1252,8 +1263,8 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
         assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
         c = s.client()
         ask = lambda **kw: c.chat.completions.create(model="hot", messages=ASK_WEATHER,
-                                                     tools=TOOLS, logit_bias=NO_END, seed=3,
-                                                     **{"max_tokens": 200,
+                                                     tools=TOOLS, seed=3,
+                                                     **{"max_tokens": 200, "logit_bias": NO_END,
                                                         "tool_choice": "required", **kw})
         r = ask()
         calls = r.choices[0].message.tool_calls
@@ -1279,8 +1290,9 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
         # A named function is one call, whatever the bias.
         named = ask(tool_choice={"type": "function", "function": {"name": "add"}})
         assert len(named.choices[0].message.tool_calls) == 1
-        # "auto": the text, then the calls.
-        free = ask(tool_choice="auto",
+        # "auto": the text, then the calls (a list kept from being empty).
+        calls_bias = {**NO_END, **{str(t): -100 for t in list_end_tokens(s, "hot")}}
+        free = ask(tool_choice="auto", logit_bias=calls_bias,
                    extra_body={"grammar": 'root ::= "Let me look.\\n<tool_call>"'})
         m = free.choices[0].message
         assert m.content == "Let me look." and len(m.tool_calls) >= 2, free
@@ -1300,7 +1312,8 @@ def test_an_answer_makes_several_calls_with_parallel_tool_calls(models_dir, tmp_
                    for t in res["tool_calls"])
         assert res["usage"]["completion_tokens"] == r.usage.completion_tokens
         err, res, streamed = rpc.call("generate", [{
-            **body, "tool_choice": "auto", "grammar": 'root ::= "Let me look.\\n<tool_call>"'}])
+            **body, "tool_choice": "auto", "logit_bias": calls_bias,
+            "grammar": 'root ::= "Let me look.\\n<tool_call>"'}])
         assert err is None and res["text"] == streamed == "Let me look.", (err, res, streamed)
         assert [(t["function"]["name"], t["function"]["arguments"]) for t in res["tool_calls"]] \
             == [(t.function.name, t.function.arguments) for t in m.tool_calls]
@@ -1360,6 +1373,46 @@ def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
         assert tags_forced.usage.prompt_tokens == tags_auto.usage.prompt_tokens + len(
             json.loads(raw)["tokens"])
         assert tags_auto.usage.prompt_tokens != auto.usage.prompt_tokens
+    finally:
+        assert s.stop() == 0
+
+
+def test_an_auto_list_answer_may_open_an_empty_list(models_dir, tmp_path):
+    """--tool-format list, tool_choice "auto": an answer that opens the
+    list chooses, under a pattern, between its empty list ("no call
+    needed", as the APIGen data writes it) and the line a call starts on.
+    The greedy tiny model, pushed towards "]", calls nothing, whole,
+    streamed and over msgpack-RPC; pushed away from it, it calls a tool."""
+    (tmp_path / "slow.yaml").write_text(manifest_text(
+        models_dir.parent / "slow.gguf", 2048, 1, "  - plugin: greedy\n"))
+    sock = tmp_path / "rpc.sock"
+    s = Server(tmp_path, "--parallel", "1", "--tool-format", "list", "--rpc", f"unix:{sock}")
+    try:
+        assert "msgpack-RPC on unix:" in s.proc.stdout.readline()
+        c = s.client()
+        ends = list_end_tokens(s, "slow")
+        text = "I have no tool for that."
+        body = {"model": "slow", "messages": ASK_WEATHER, "tools": TOOLS, "max_tokens": 200,
+                "grammar": f'root ::= "{text}\\n<tool_call>"'}
+        ask = lambda bias, **kw: c.chat.completions.create(
+            model="slow", messages=ASK_WEATHER, tools=TOOLS, max_tokens=200,
+            logit_bias={str(t): bias for t in ends}, extra_body={"grammar": body["grammar"]}, **kw)
+        none = ask(100).choices[0]
+        assert none.message.tool_calls is None and none.message.content == text, none
+        assert none.finish_reason == "stop"
+        chunks = [ch for ch in ask(100, stream=True) if ch.choices]
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == text
+        assert not any(ch.choices[0].delta.tool_calls for ch in chunks)
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        rpc = Rpc(sock)
+        err, res, streamed = rpc.call("generate", [{
+            **body, "logit_bias": {str(t): 100 for t in ends}}])
+        assert err is None and res["text"] == streamed == text and "tool_calls" not in res, res
+        rpc.sock.close()
+        call = ask(-100).choices[0]
+        assert call.finish_reason == "tool_calls" and call.message.content == text, call
+        for tc in call.message.tool_calls:
+            check_call(tc, {"add", "get_weather"})
     finally:
         assert s.stop() == 0
 

@@ -689,7 +689,7 @@ static void choice_done(gen_state *g, st_job *job, const st_generate_stats *stat
     answer_ended(job);
 }
 
-enum { PART_TEXT, PART_CALL, PART_AFTER_CALL };
+enum { PART_TEXT, PART_OPEN_CHOICE, PART_CALL, PART_AFTER_CALL };
 
 struct st_job_run {
     st_job *job;
@@ -707,7 +707,7 @@ struct st_job_run {
      * call the choice of another or the end; each next part goes on, on
      * the same sequence, from a prompt that holds the parts before it
      * (st_job_run_continues). */
-    int part;                  /* PART_TEXT, PART_CALL or PART_AFTER_CALL */
+    int part;                  /* PART_TEXT, PART_OPEN_CHOICE, PART_CALL or PART_AFTER_CALL */
     size_t in_prompt;          /* bytes of the answer's text its prompt holds */
     size_t calls_end;          /* the text's end after its last whole call, or SIZE_MAX */
     size_t call_from;          /* where the current call's JSON starts in the text */
@@ -1155,11 +1155,12 @@ static bool go_on(st_job_run *r, st_engine *e, size_t upto, const char *add)
     return true;
 }
 
-/* After a call, another call or the end: what opens the next or nothing. */
-static void set_after_call_constraint(st_job_run *r)
+/* The part that follows generated under the regex `pattern`: after a
+ * call, what opens the next or nothing; after an "auto" list's opening
+ * tag, its empty list or the line a call starts on. */
+static void set_pattern_constraint(st_job_run *r, const char *pattern)
 {
-    r->constraint[0] = (st_param_text){"pattern",
-                                       st_tools_syntax(r->job->req.tool_format)->next_pattern};
+    r->constraint[0] = (st_param_text){"pattern", pattern};
     r->gp.constraint = "regex";
     r->gp.constraint_params = r->constraint;
     r->gp.n_constraint_params = 1;
@@ -1200,6 +1201,7 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
     gen_state *g = &r->g;
     const st_gen_request *req = &r->job->req;
     const st_tool_syntax *syn = st_tools_syntax(req->tool_format);
+    const char *open_rest = syn->open + strlen(ST_TOOL_CALL_TAG); /* past the tag: "[\n" */
     if (!r->tool_schema || g->n_tokens >= r->max_total || atomic_load(&r->job->cancel))
         return false;
     if (r->part == PART_CALL) {
@@ -1213,11 +1215,24 @@ bool st_job_run_continues(st_job_run *r, st_engine *e, const st_generate_stats *
         r->part = PART_AFTER_CALL;
         g->watch_from = g->len;
         g->watch_tag = syn->next_tag;
-        set_after_call_constraint(r);
+        set_pattern_constraint(r, syn->next_pattern);
+    } else if (r->part == PART_TEXT && syn->open_choice) {
+        /* The text opened the list: it may be empty ("no call needed",
+         * which the format's own data writes), so the answer chooses
+         * that or the line its first call starts on. */
+        if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, ST_TOOL_CALL_TAG))
+            return false;
+        r->part = PART_OPEN_CHOICE;
+        g->watch_from = g->len;
+        g->watch_tag = open_rest;
+        set_pattern_constraint(r, syn->open_choice);
     } else {
-        /* The text, or the choice after a call, opened a call: the tag as
-         * a forced call's prompt ends, then its JSON under the schemas. */
-        const char *opening = r->part == PART_AFTER_CALL ? syn->next_open : syn->open;
+        /* The text, or the choice after a call or in a list's opening,
+         * opened a call: the opening as a forced call's prompt ends, then
+         * its JSON under the schemas. */
+        const char *opening = r->part == PART_AFTER_CALL    ? syn->next_open
+                              : r->part == PART_OPEN_CHOICE ? open_rest
+                                                            : syn->open;
         if (g->tool_at == SIZE_MAX || !go_on(r, e, g->tool_at, opening))
             return false;
         r->part = PART_CALL;

@@ -47,8 +47,9 @@ bool st_tools_is_blank(char c)
 
 static const st_tool_syntax syntaxes[2] = {
     [ST_TOOL_FORMAT_TAGS] = {ST_TOOL_CALL_TAG "\n", "\n</tool_call>", "(\\n<tool_call>\\n)?",
-                             ST_TOOL_CALL_TAG, ST_TOOL_CALL_TAG "\n"},
-    [ST_TOOL_FORMAT_LIST] = {ST_TOOL_CALL_TAG "[\n", "", "(,\\n)?", ",", ",\n"},
+                             ST_TOOL_CALL_TAG, ST_TOOL_CALL_TAG "\n", NULL},
+    [ST_TOOL_FORMAT_LIST] = {ST_TOOL_CALL_TAG "[\n", "", "(,\\n)?", ",", ",\n",
+                             "\\[(\\]|\\n)"},
 };
 
 const st_tool_syntax *st_tools_syntax(int format)
@@ -528,13 +529,15 @@ static json_t *read_call(const st_gen_request *r, const char *s, size_t n, const
 
 /* The "list" format's calls from text[i, len) (past the opening tag, or
  * a forced answer's start): an optional '[', objects between commas, an
- * optional ']' and closing tag. False when it is anything else. */
+ * optional ']' and closing tag, or an empty list with both brackets.
+ * False when it is anything else. */
 static bool list_calls(const st_gen_request *r, const char *text, size_t len, size_t i,
                        const char *id_base, json_t *calls)
 {
     while (i < len && st_tools_is_blank(text[i]))
         i++;
-    if (i < len && text[i] == '[')
+    bool opened = i < len && text[i] == '[', closed = false;
+    if (opened)
         i++;
     for (;;) {
         while (i < len && st_tools_is_blank(text[i]))
@@ -559,13 +562,16 @@ static bool list_calls(const st_gen_request *r, const char *text, size_t len, si
     }
     static const char close[] = "]</tool_call>";
     /* The answer is len bytes, not a C string: compare within them. */
-    if (i < len && text[i] == ']')
+    if (i < len && text[i] == ']') {
+        closed = true;
         i += len - i >= sizeof close - 1 && memcmp(text + i, close, sizeof close - 1) == 0
                  ? sizeof close - 1
                  : 1;
+    }
     while (i < len && st_tools_is_blank(text[i]))
         i++;
-    return i == len && json_array_size(calls) > 0;
+    /* An empty list ("[]") is whole too: the caller tells it by its calls. */
+    return i == len && (json_array_size(calls) > 0 || (opened && closed));
 }
 
 void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
@@ -612,10 +618,14 @@ void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t le
     }
     while (ok && !r->tool_parallel && json_array_size(calls) > 1)
         json_array_remove(calls, json_array_size(calls) - 1);
-    if (!ok || json_array_size(calls) == 0) {
+    bool none = ok && json_array_size(calls) == 0;
+    if (!ok || none) {
         json_decref(calls);
-        return NULL;
+        calls = NULL;
     }
+    /* A forced answer is a call: its empty list is not well-formed. */
+    if (!ok || (none && r->tool_mode == ST_TOOLS_FORCED))
+        return NULL;
     while (at > 0 && st_tools_is_blank(text[at - 1]))
         at--;
     *content_len = at;

@@ -32,13 +32,17 @@ enum { ST_TOOL_FORMAT_TAGS = 0, ST_TOOL_FORMAT_LIST };
  * ends with `open`, so the answer is the JSON object alone; after a whole
  * call comes `after`, then the choice (the regex `next_pattern`) of the
  * end of the turn or `next_tag`, which opens the next call and is
- * written out as `next_open` from where it starts. */
+ * written out as `next_open` from where it starts. In "auto" an answer
+ * that writes the opening tag goes on with the rest of `open`; where the
+ * format has an empty list ("no call needed"), it first chooses, under
+ * `open_choice`, between that list and a call. */
 typedef struct st_tool_syntax {
     const char *open;          /* "<tool_call>\n" / "<tool_call>[\n" */
     const char *after;         /* "\n</tool_call>" / "" */
     const char *next_pattern;  /* "(\\n<tool_call>\\n)?" / "(,\\n)?" */
     const char *next_tag;      /* "<tool_call>" / "," */
     const char *next_open;     /* "<tool_call>\n" / ",\n" */
+    const char *open_choice;   /* NULL / "\\[(\\]|\\n)": "[]" or "[\n" */
 } st_tool_syntax;
 const st_tool_syntax *st_tools_syntax(int format);
 
@@ -100,7 +104,9 @@ size_t st_tools_text_safe(const char *text, size_t len);
  * id_base), or NULL when it makes none, or when what follows the first
  * opening tag is not a well-formed call to a tool of the request (the
  * whole answer is then its content). *content_len: the bytes of text
- * before the first call, trailing white space left out. */
+ * before the first call, trailing white space left out. An "auto" list
+ * answer's empty list (`<tool_call>[]`, "no call needed") makes no call:
+ * NULL, its content the text before it. */
 void *st_tools_answer_calls(const st_gen_request *r, const char *text, size_t len,
                             const char *id_base, size_t *content_len);
 
