@@ -1111,6 +1111,13 @@ TOOLS = [
 ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
+def token_ids(server, model, text):
+    """text's tokens in model's vocabulary, no special tokens added."""
+    _, _, raw = server.request("POST", "/tokenize", {"model": model, "prompt": text,
+                                                     "add_special_tokens": False})
+    return json.loads(raw)["tokens"]
+
+
 def check_call(call, names):
     """One tool call: a given function's name and arguments its schema accepts."""
     import jsonschema  # python/requirements-test.txt: a failure, never a skip
@@ -1172,9 +1179,7 @@ def test_tool_turns_are_the_documented_text(server):
     auto = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS, max_tokens=1)
     forced = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
                                        tool_choice="required", max_tokens=40)
-    _, _, raw = server.request("POST", "/tokenize", {"model": "slow", "prompt": "<tool_call>\n",
-                                                     "add_special_tokens": False})
-    tag = len(json.loads(raw)["tokens"])
+    tag = len(token_ids(server, "slow", "<tool_call>\n"))
     # The tools' block is in the system turn: more than the turns alone.
     assert auto.usage.prompt_tokens > a.usage.prompt_tokens + 100
     assert forced.usage.prompt_tokens == auto.usage.prompt_tokens + tag
@@ -1221,12 +1226,8 @@ NO_END = {"2": -100}  # <|im_end|>, the tiny vocabulary's end of a turn, biased 
 def list_end_tokens(server, model):
     """The tokens that close an empty list in the list format's opening:
     "]", and "[]" where it is one token of its own."""
-    def ids(text):
-        _, _, raw = server.request("POST", "/tokenize", {"model": model, "prompt": text,
-                                                         "add_special_tokens": False})
-        return json.loads(raw)["tokens"]
-    pair = ids("[]")
-    return ids("]") + (pair if len(pair) == 1 else [])
+    pair = token_ids(server, model, "[]")
+    return token_ids(server, model, "]") + (pair if len(pair) == 1 else [])
 
 
 def test_a_call_the_answer_made_already_ends_it(server):
@@ -1357,10 +1358,8 @@ def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
         forced = c.chat.completions.create(model="slow", messages=turns, tools=TOOLS,
                                            tool_choice="required", max_tokens=60,
                                            parallel_tool_calls=False)
-        _, _, raw = s.request("POST", "/tokenize", {"model": "slow", "prompt": "<tool_call>[\n",
-                                                    "add_special_tokens": False})
         assert forced.usage.prompt_tokens == auto.usage.prompt_tokens + len(
-            json.loads(raw)["tokens"])
+            token_ids(s, "slow", "<tool_call>[\n"))
         assert auto.usage.prompt_tokens > a.usage.prompt_tokens + 100
         check_call(forced.choices[0].message.tool_calls[0], {"add", "get_weather"})
         # The other model: its calls in tags, its forced prompt the tags' opening.
@@ -1368,10 +1367,8 @@ def test_the_list_format_is_the_documented_text(models_dir, tmp_path):
                                                      **kw)
         tags_auto, tags_forced = ask(max_tokens=1), ask(tool_choice="required", max_tokens=60,
                                                         parallel_tool_calls=False)
-        _, _, raw = s.request("POST", "/tokenize", {"model": "plain", "prompt": "<tool_call>\n",
-                                                    "add_special_tokens": False})
         assert tags_forced.usage.prompt_tokens == tags_auto.usage.prompt_tokens + len(
-            json.loads(raw)["tokens"])
+            token_ids(s, "plain", "<tool_call>\n"))
         assert tags_auto.usage.prompt_tokens != auto.usage.prompt_tokens
     finally:
         assert s.stop() == 0
