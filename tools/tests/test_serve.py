@@ -1450,6 +1450,22 @@ def indexed_while_streaming(s: Server, send):
         conn.close()
 
 
+def retrieve_ranks(manifest: Path, question: str, k: int, d: Path) -> list:
+    """The k hits `stretch retrieve` gives for MANY_TOOLS, indexed under
+    the names and texts ("name: description") the server gives them."""
+    docs = d / "tools.jsonl"
+    docs.write_text("".join(json.dumps({"id": t["function"]["name"], "text":
+                                        f'{t["function"]["name"]}: {t["function"]["description"]}'})
+                            + "\n" for t in MANY_TOOLS))
+    subprocess.run([str(tool("stretch")), "retrieve", "index", "-m", str(manifest), "--out",
+                    str(d / "t.idx"), "--jsonl", str(docs), "--id-field", "id",
+                    "--text-field", "text"], check=True, capture_output=True)
+    return json.loads(subprocess.run(
+        [str(tool("stretch")), "retrieve", "query", "-m", str(manifest), "--index",
+         str(d / "t.idx"), "-k", str(k), "--json", question],
+        check=True, capture_output=True, text=True).stdout)["hits"]
+
+
 @pytest.fixture(scope="module")
 def tool_server(models_dir, tmp_path_factory):
     bm25 = bm25_manifest(models_dir, tmp_path_factory.mktemp("tools"))
@@ -1466,18 +1482,7 @@ def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(to
     body = {"model": "slow", "messages": [{"role": "user", "content": question}],
             "tools": MANY_TOOLS, "max_tokens": 1}
     r = post(body)
-    # The ranking `stretch retrieve` gives the same texts ("name: description").
-    docs = tmp_path / "tools.jsonl"
-    docs.write_text("".join(json.dumps({"id": t["function"]["name"], "text":
-                                        f'{t["function"]["name"]}: {t["function"]["description"]}'})
-                            + "\n" for t in MANY_TOOLS))
-    subprocess.run([str(tool("stretch")), "retrieve", "index", "-m", str(bm25), "--out",
-                    str(tmp_path / "t.idx"), "--jsonl", str(docs), "--id-field", "id",
-                    "--text-field", "text"], check=True, capture_output=True)
-    want = json.loads(subprocess.run(
-        [str(tool("stretch")), "retrieve", "query", "-m", str(bm25), "--index",
-         str(tmp_path / "t.idx"), "-k", "2", "--json", question],
-        check=True, capture_output=True, text=True).stdout)["hits"]
+    want = retrieve_ranks(bm25, question, 2, tmp_path)
     got = r["retrieved_tools"]
     # ("an" in the question and in play_song's "an artist")
     assert [t["name"] for t in got] == [h["id"] for h in want] == ["forecast", "play_song"]
@@ -1504,6 +1509,38 @@ def test_a_tool_retriever_shows_the_best_tools_as_stretch_retrieve_ranks_them(to
     # Back to the first list: its index is loaded again, not rebuilt.
     assert post(body)["retrieved_tools"] == got
     assert metric(s, "stretch_tool_lists_indexed_total") == 2
+
+
+def test_a_tool_retriever_that_reranks_scores_with_its_manifests_model(models_dir, tmp_path):
+    """`rerank:` in the --tool-retriever manifest: the manifest's model
+    re-scores the retriever's best by log p(query | tool), and the server
+    shows the tools `stretch retrieve query` ranks with that manifest, by
+    the same scores (log-likelihoods, below 0, where bm25's are above)."""
+    rerank = tmp_path / "rerank.yaml"
+    # (A context the template, a description and the question fit in.)
+    rerank.write_text(f"format: 1\nextends: {bm25_manifest(models_dir, tmp_path)}\n"
+                      "context: 512\nretriever:\n  rerank: 4\n")
+    question = "What is the forecast for a city? Book a flight to a city and play a song"
+    want = retrieve_ranks(rerank, question, 3, tmp_path)
+    bm25_only = retrieve_ranks(tmp_path / "bm25.yaml", question, 4, tmp_path)
+    assert len(bm25_only) == 4 and all(h["score"] > 0 for h in bm25_only)
+    # On this model the re-ranking changes the order.
+    assert [h["id"] for h in want] != [h["id"] for h in bm25_only[:3]]
+    s = Server(models_dir, "--parallel", "1", "--tool-retriever", str(rerank), "--tool-top-k", "3")
+    try:
+        body = {"model": "slow", "messages": [{"role": "user", "content": question}],
+                "tools": MANY_TOOLS, "max_tokens": 1}
+        status, _, raw = s.request("POST", "/v1/chat/completions", body)
+        got = json.loads(raw)["retrieved_tools"]
+        assert status == 200 and [t["name"] for t in got] == [h["id"] for h in want], (got, want)
+        assert all(t["score"] < 0 and abs(t["score"] - h["score"]) < 1e-3 * abs(h["score"])
+                   for t, h in zip(got, want)), (got, want)
+        # The same list again: loaded, not indexed again, and scored the same.
+        status, _, raw = s.request("POST", "/v1/chat/completions", body)
+        assert status == 200 and json.loads(raw)["retrieved_tools"] == got
+        assert metric(s, "stretch_tool_lists_indexed_total") == 1
+    finally:
+        assert s.stop() == 0
 
 
 def test_a_new_tool_list_is_indexed_while_the_model_generates(tool_server):
@@ -1598,7 +1635,12 @@ def test_mtrb_through_the_server_shows_bm25s_best_tools(tool_server, tmp_path):
 def test_a_tool_retriever_that_cannot_serve_stops_the_start(models_dir, tmp_path):
     bad = tmp_path / "none.yaml"
     bad.write_text("format: 1\n")
-    for manifest, text in ((tmp_path / "missing.yaml", "missing.yaml"), (bad, "retriever")):
+    # `rerank:` opens the manifest's model, which is not there.
+    no_model = tmp_path / "no_model.yaml"
+    no_model.write_text(f"format: 1\nextends: {models_dir / 'tiny.yaml'}\nmodel: gone.gguf\n"
+                        "retriever:\n  plugin: bm25\n  rerank: 3\n")
+    for manifest, text in ((tmp_path / "missing.yaml", "missing.yaml"), (bad, "retriever"),
+                           (no_model, "gone.gguf")):
         p = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
                             str(models_dir), "--tool-retriever", str(manifest)],
                            capture_output=True, text=True, timeout=60)

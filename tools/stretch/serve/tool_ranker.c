@@ -5,7 +5,11 @@
  * has 199), far more than a small model's prompt should hold; the
  * retriever a strategy manifest names (bm25, embedding, hybrid) ranks
  * them for the conversation's last user message and the best tool_top_k
- * are shown, as `stretch eval retrieval` ranks MTRB's tools.
+ * are shown, as `stretch eval retrieval` ranks MTRB's tools. A retriever
+ * block with `rerank:` re-scores its best with the manifest's language
+ * model: the ranker then opens that manifest as an engine of its own
+ * (as `stretch retrieve query` does), used under the ranker's lock only,
+ * so the runners' sequences never wait on its scratch cache.
  *
  * Clients send the same tool list with every request, so each list is
  * indexed once: the last few lists' indexes are kept as files (in a
@@ -32,7 +36,7 @@
 #define RANKER_SLOTS 8
 
 typedef struct ranked_list {
-    uint64_t hash;             /* of the tools' texts, in order */
+    uint64_t hash;             /* of the tools' names and texts, in order */
     size_t n;
     bool used;
     uint64_t last_used;
@@ -40,6 +44,7 @@ typedef struct ranked_list {
 
 struct st_tool_ranker {
     st_retriever *ret;
+    st_engine *engine;         /* re-ranking: the engine ret belongs to; else NULL */
     bool with_names;
     uv_mutex_t lock;
     char dir[64];              /* the index files: mkdtemp, removed at close */
@@ -60,10 +65,9 @@ static char *tool_text(const st_gen_request *req, size_t i, bool with_names)
     return s;
 }
 
-/* FNV-1a over every text and its terminating NUL. */
-static uint64_t hash_texts(char *const *texts, size_t n)
+/* FNV-1a over every text and its terminating NUL, continuing from h. */
+static uint64_t hash_texts(uint64_t h, const char *const *texts, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     for (size_t i = 0; i < n; i++)
         for (const char *p = texts[i];; p++) {
             h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
@@ -80,6 +84,19 @@ static void slot_path(const st_tool_ranker *t, int k, char *out, size_t size)
         snprintf(out, size, "%s/empty.idx", t->dir);
     else
         snprintf(out, size, "%s/list%d.idx", t->dir, k);
+}
+
+/* `rerank:` scores with the manifest's model: the retriever becomes the
+ * one an engine of that manifest holds. */
+static bool open_reranking(st_tool_ranker *t, const char *manifest,
+                           const st_engine_options *opts, st_error *err)
+{
+    st_retriever_close(t->ret);
+    t->ret = NULL;
+    if (st_engine_open(manifest, opts, &t->engine, err) != ST_OK)
+        return false;
+    t->ret = st_engine_retriever(t->engine);
+    return true;
 }
 
 st_tool_ranker *st_tool_ranker_open(const char *manifest, bool with_names, uint32_t n_threads,
@@ -105,9 +122,8 @@ st_tool_ranker *st_tool_ranker_open(const char *manifest, bool with_names, uint3
         snprintf(msg, size, "cannot make a folder for the tool indexes under %s", t->dir);
     else if (st_retriever_open(manifest, &opts, ST_RETRIEVER_NO_INDEX, &t->ret, &err) != ST_OK)
         snprintf(msg, size, "%.400s", err.message);
-    else if (st_retriever_rerank(t->ret) > 0)
-        snprintf(msg, size, "%.300s: its retriever re-ranks with a model (rerank:), which "
-                 "choosing tools does not run; leave rerank out", manifest);
+    else if (st_retriever_rerank(t->ret) > 0 && !open_reranking(t, manifest, &opts, &err))
+        snprintf(msg, size, "%.400s", err.message);
     else if (slot_path(t, RANKER_SLOTS, empty, sizeof empty),
              st_retriever_save(t->ret, empty, &err) != ST_OK)
         snprintf(msg, size, "%.400s", err.message);
@@ -123,7 +139,10 @@ void st_tool_ranker_close(st_tool_ranker *t)
 {
     if (!t)
         return;
-    st_retriever_close(t->ret);
+    if (t->engine)
+        st_engine_close(t->engine); /* and its retriever */
+    else
+        st_retriever_close(t->ret);
     if (t->dir[0]) {
         /* The index files and their .texts, then the folder. */
         for (int k = 0; k <= RANKER_SLOTS; k++) {
@@ -158,11 +177,15 @@ static st_status load_slot(st_tool_ranker *t, int k, st_error *err)
     return st;
 }
 
-/* The retriever with these texts' index loaded: a list seen before, or a
- * new one indexed into the least recently used slot. Under the lock. */
-static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_error *err)
+/* The retriever with this list's index loaded: a list seen before, or a
+ * new one indexed into the least recently used slot. A tool's id is its
+ * name (what a rerank template's {id} puts in); a hit is mapped back by
+ * its document number. Under the lock. */
+static st_status list_for(st_tool_ranker *t, char *const *names, char *const *texts, size_t n,
+                          st_error *err)
 {
-    uint64_t h = hash_texts(texts, n);
+    uint64_t h = hash_texts(hash_texts(0xcbf29ce484222325ull, (const char *const *)names, n),
+                            (const char *const *)texts, n);
     int victim = 0;
     for (int k = 0; k < RANKER_SLOTS; k++) {
         ranked_list *s = &t->slots[k];
@@ -173,15 +196,11 @@ static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_er
         if (!s->used || (t->slots[victim].used && s->last_used < t->slots[victim].last_used))
             victim = k;
     }
-    char **ids = calloc(n, sizeof *ids);
-    size_t *id_lens = ids ? calloc(n, sizeof *id_lens) : NULL;
+    size_t *id_lens = calloc(n, sizeof *id_lens);
     size_t *lens = id_lens ? calloc(n, sizeof *lens) : NULL;
     st_status st = lens ? ST_OK : ST_E_NOMEM;
     for (size_t i = 0; st == ST_OK && i < n; i++) {
-        char id[24];
-        id_lens[i] = (size_t)snprintf(id, sizeof id, "%zu", i);
-        if (!(ids[i] = strdup(id)))
-            st = ST_E_NOMEM;
+        id_lens[i] = strlen(names[i]);
         lens[i] = strlen(texts[i]);
     }
     t->slots[victim].used = false;
@@ -189,7 +208,7 @@ static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_er
         st = load_slot(t, RANKER_SLOTS, err);
     if (st == ST_OK) {
         t->loaded = -2; /* the empty index is gaining documents */
-        st = st_retriever_add_batch(t->ret, n, (const char *const *)ids, id_lens,
+        st = st_retriever_add_batch(t->ret, n, (const char *const *)names, id_lens,
                                     (const char *const *)texts, lens, err);
     }
     char path[96];
@@ -199,9 +218,6 @@ static st_status list_for(st_tool_ranker *t, char *const *texts, size_t n, st_er
         t->loaded = victim;
         atomic_fetch_add(&t->lists_indexed, 1);
     }
-    for (size_t i = 0; ids && i < n; i++)
-        free(ids[i]);
-    free(ids);
     free(id_lens);
     free(lens);
     if (st == ST_E_NOMEM)
@@ -223,7 +239,7 @@ st_status st_tool_ranker_pick(st_tool_ranker *t, const st_gen_request *req, cons
     st_retrieval *hits = NULL;
     if (st == ST_OK) {
         uv_mutex_lock(&t->lock);
-        st = list_for(t, texts, n, err);
+        st = list_for(t, req->tool_names, texts, n, err);
         if (st == ST_OK)
             st = st_retriever_query(t->ret, query, strlen(query), k, &hits, err);
         uv_mutex_unlock(&t->lock);

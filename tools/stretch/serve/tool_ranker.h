@@ -19,7 +19,9 @@
 typedef struct st_tool_ranker st_tool_ranker;
 
 /* The retriever of a strategy manifest (its `retriever:` block; an
- * `index:` in it is not read), checked by opening it once. with_names:
+ * `index:` in it is not used), checked by opening it once; with
+ * `rerank:`, the manifest opened as an engine (its model re-scores, and
+ * that engine reads the manifest whole, `index:` included). with_names:
  * a tool is found by "name: description", else by its description.
  * NULL with msg when the manifest cannot serve. */
 st_tool_ranker *st_tool_ranker_open(const char *manifest, bool with_names, uint32_t n_threads,
