@@ -1539,6 +1539,13 @@ def test_a_tool_retriever_that_reranks_scores_with_its_manifests_model(models_di
         status, _, raw = s.request("POST", "/v1/chat/completions", body)
         assert status == 200 and json.loads(raw)["retrieved_tools"] == got
         assert metric(s, "stretch_tool_lists_indexed_total") == 1
+        # A question too long for the re-ranker's context: the request
+        # fails and says why, and the server goes on.
+        long = {**body, "messages": [{"role": "user", "content": question * 16}]}
+        status, _, err = error_of(s.request("POST", "/v1/chat/completions", long))
+        assert status == 500 and "rerank" in err["message"] and "context" in err["message"], err
+        status, _, raw = s.request("POST", "/v1/chat/completions", body)
+        assert status == 200 and json.loads(raw)["retrieved_tools"] == got
     finally:
         assert s.stop() == 0
 
