@@ -1517,9 +1517,11 @@ def test_a_tool_retriever_that_reranks_scores_with_its_manifests_model(models_di
     shows the tools `stretch retrieve query` ranks with that manifest, by
     the same scores (log-likelihoods, below 0, where bm25's are above)."""
     rerank = tmp_path / "rerank.yaml"
-    # (A context the template, a description and the question fit in.)
+    # (A context the template, a description and the question fit in; an
+    # `index:`, built below, that choosing tools must not search: a
+    # request's documents are its tools alone.)
     rerank.write_text(f"format: 1\nextends: {bm25_manifest(models_dir, tmp_path)}\n"
-                      "context: 512\nretriever:\n  rerank: 4\n")
+                      f"context: 512\nretriever:\n  rerank: 4\n  index: {tmp_path / 't.idx'}\n")
     question = "What is the forecast for a city? Book a flight to a city and play a song"
     want = retrieve_ranks(rerank, question, 3, tmp_path)
     bm25_only = retrieve_ranks(tmp_path / "bm25.yaml", question, 4, tmp_path)

@@ -122,10 +122,14 @@ st_tool_ranker *st_tool_ranker_open(const char *manifest, bool with_names, uint3
         snprintf(msg, size, "cannot make a folder for the tool indexes under %s", t->dir);
     else if (st_retriever_open(manifest, &opts, ST_RETRIEVER_NO_INDEX, &t->ret, &err) != ST_OK)
         snprintf(msg, size, "%.400s", err.message);
-    else if (st_retriever_rerank(t->ret) > 0 && !open_reranking(t, manifest, &opts, &err))
-        snprintf(msg, size, "%.400s", err.message);
+    /* The empty index every list is added to, saved before an engine
+     * opens: that engine loads the manifest's `index:` when it names one,
+     * and a list's documents must be its tools alone (their numbers map
+     * hits back to the request's tools). */
     else if (slot_path(t, RANKER_SLOTS, empty, sizeof empty),
              st_retriever_save(t->ret, empty, &err) != ST_OK)
+        snprintf(msg, size, "%.400s", err.message);
+    else if (st_retriever_rerank(t->ret) > 0 && !open_reranking(t, manifest, &opts, &err))
         snprintf(msg, size, "%.400s", err.message);
     else
         return t;
@@ -253,6 +257,8 @@ st_status st_tool_ranker_pick(st_tool_ranker *t, const st_gen_request *req, cons
         return st;
     for (size_t i = 0; i < st_retrieval_count(hits) && *n_keep < k; i++) {
         const st_retrieved *h = st_retrieval_at(hits, i);
+        if (h->doc >= n) /* not one of this list's tools: never the case, never trusted */
+            continue;
         keep[*n_keep] = (size_t)h->doc;
         scores[(*n_keep)++] = h->score;
     }
