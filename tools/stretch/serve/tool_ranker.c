@@ -65,6 +65,9 @@ static char *tool_text(const st_gen_request *req, size_t i, bool with_names)
     return s;
 }
 
+/* FNV-1a's starting value (its 64-bit offset basis). */
+#define FNV1A_START 0xcbf29ce484222325ull
+
 /* FNV-1a over every text and its terminating NUL, continuing from h. */
 static uint64_t hash_texts(uint64_t h, const char *const *texts, size_t n)
 {
@@ -188,7 +191,7 @@ static st_status load_slot(st_tool_ranker *t, int k, st_error *err)
 static st_status list_for(st_tool_ranker *t, char *const *names, char *const *texts, size_t n,
                           st_error *err)
 {
-    uint64_t h = hash_texts(hash_texts(0xcbf29ce484222325ull, (const char *const *)names, n),
+    uint64_t h = hash_texts(hash_texts(FNV1A_START, (const char *const *)names, n),
                             (const char *const *)texts, n);
     int victim = 0;
     for (int k = 0; k < RANKER_SLOTS; k++) {
