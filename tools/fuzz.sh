@@ -19,7 +19,8 @@ cd "$(dirname "$0")/.."
 src=$PWD
 
 all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_chat_template
-     fuzz_bm25_index fuzz_squeezed_index fuzz_gbnf fuzz_json_schema fuzz_serve_request)
+     fuzz_bm25_index fuzz_embedding_index fuzz_hybrid_index fuzz_squeezed_index fuzz_gbnf
+     fuzz_json_schema fuzz_serve_request)
 budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -73,6 +74,8 @@ awk -v d="$seeds/fuzz_bpe" 'NF { printf "@%s", $0 > (d "/line-" NR); close(d "/l
   "$src/tools/tokenizer_corpus.txt" "$src/tools/prompts.txt"
 seed_dir fuzz_chat_template
 seed_dir fuzz_bm25_index "$seeds"/generated/bm25_index/*
+seed_dir fuzz_embedding_index "$seeds"/generated/embedding_index/*
+seed_dir fuzz_hybrid_index "$seeds"/generated/hybrid_index/*
 seed_dir fuzz_squeezed_index "$seeds"/generated/squeezed_index/*
 seed_dir fuzz_gbnf "$src"/tests/constraint/grammars/*.gbnf
 seed_dir fuzz_json_schema "$src"/tests/constraint/schemas/*.json

@@ -3,9 +3,12 @@
  * corpora with the project's own writers, so no binary seed is committed
  * and each stays valid as the formats change: tiny GGUF models
  * (OUTDIR/gguf), a GGUF with metadata of every type, a saved bm25 index
- * (OUTDIR/bm25_index; bm25.c is compiled in) and saved squeezed clusterings
- * without their checksum, as fuzz_squeezed_index takes them
- * (OUTDIR/squeezed_index).
+ * (OUTDIR/bm25_index; bm25.c is compiled in), embedding and hybrid indexes
+ * of the same documents on the test encoder's vectors (OUTDIR/
+ * embedding_index, OUTDIR/hybrid_index; packed here in the layout
+ * docs/retrieval.md gives, the hybrid's bm25 part copied from the bm25
+ * seed) and saved squeezed clusterings without their checksum, as
+ * fuzz_squeezed_index takes them (OUTDIR/squeezed_index).
  */
 #include <errno.h>
 #include <msgpack.h>
@@ -104,6 +107,103 @@ static void every_meta_type(void)
     st_gw_free(w);
 }
 
+static const char *const seed_docs[][2] = {
+    {"fox", "The quick brown fox jumps over the lazy dog"},
+    {"caf\xc3\xa9", "caf\xc3\xa9 au lait, 42 cups"},
+    {"empty", ""},
+};
+#define N_SEED_DOCS (sizeof seed_docs / sizeof seed_docs[0])
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+/* An embedding index's map of the first n seed documents. */
+static void pack_embedding(msgpack_packer *pk, size_t n)
+{
+    msgpack_pack_map(pk, 4);
+    pack_str(pk, "format");
+    pack_str(pk, "stretch.embedding");
+    pack_str(pk, "version");
+    msgpack_pack_uint32(pk, 1);
+    pack_str(pk, "dim");
+    msgpack_pack_uint32(pk, ST_TEST_ENCODER_DIM);
+    pack_str(pk, "docs");
+    msgpack_pack_array(pk, n);
+    for (size_t k = 0; k < n; k++) {
+        float v[ST_TEST_ENCODER_DIM];
+        st_test_encode(seed_docs[k][1], strlen(seed_docs[k][1]), v);
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, seed_docs[k][0]);
+        msgpack_pack_bin(pk, sizeof v);
+        msgpack_pack_bin_body(pk, v, sizeof v);
+    }
+}
+
+static void write_file(const char *path, const void *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, size, f) != size || fclose(f) != 0)
+        die(path, "cannot write");
+}
+
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die(path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    do {
+        if (n == cap && !(buf = realloc(buf, cap = cap ? 2 * cap : 4096)))
+            die(path, "out of memory");
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+    } while (got > 0);
+    fclose(f);
+    *size = n;
+    return buf;
+}
+
+/* The embedding seeds, and the hybrid seeds: {format, version, bm25: the
+ * bm25 seed's map as written, embedding: the same documents' map}. */
+static void dense_indexes(void)
+{
+    static const struct {
+        const char *bm25, *name;
+        size_t n;
+    } sets[] = {{"three-docs.bm25", "three-docs", N_SEED_DOCS}, {"empty.bm25", "empty", 0}};
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
+        char name[64];
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        pack_embedding(&pk, sets[s].n);
+        snprintf(name, sizeof name, "%s.emb", sets[s].name);
+        write_file(path_in("embedding_index", name), sb.data, sb.size);
+        msgpack_sbuffer_clear(&sb);
+
+        size_t lex_size;
+        void *lex = read_file(path_in("bm25_index", sets[s].bm25), &lex_size);
+        msgpack_pack_map(&pk, 4);
+        pack_str(&pk, "format");
+        pack_str(&pk, "stretch.hybrid");
+        pack_str(&pk, "version");
+        msgpack_pack_uint32(&pk, 1);
+        pack_str(&pk, "bm25");
+        msgpack_sbuffer_write(&sb, lex, lex_size);
+        pack_str(&pk, "embedding");
+        pack_embedding(&pk, sets[s].n);
+        snprintf(name, sizeof name, "%s.hyb", sets[s].name);
+        write_file(path_in("hybrid_index", name), sb.data, sb.size);
+        free(lex);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
 static void bm25_index(void)
 {
     const st_retriever_ops *ops = stretch_plugin_entry.ops;
@@ -111,13 +211,9 @@ static void bm25_index(void)
     st_error err = {0};
     if (st_test_create(&stretch_plugin_entry, NULL, NULL, &inst, &err) != ST_OK)
         die("bm25", err.message);
-    static const char *const docs[][2] = {
-        {"fox", "The quick brown fox jumps over the lazy dog"},
-        {"caf\xc3\xa9", "caf\xc3\xa9 au lait, 42 cups"},
-        {"empty", ""},
-    };
-    for (size_t k = 0; k < sizeof docs / sizeof docs[0]; k++)
-        if (ops->add(inst, docs[k][0], strlen(docs[k][0]), docs[k][1], strlen(docs[k][1]), &err) != ST_OK)
+    for (size_t k = 0; k < N_SEED_DOCS; k++)
+        if (ops->add(inst, seed_docs[k][0], strlen(seed_docs[k][0]), seed_docs[k][1],
+                     strlen(seed_docs[k][1]), &err) != ST_OK)
             die("bm25 add", err.message);
     if (ops->save(inst, path_in("bm25_index", "three-docs.bm25"), &err) != ST_OK)
         die("bm25 save", err.message);
@@ -197,6 +293,7 @@ int main(int argc, char **argv)
     tiny_models();
     every_meta_type();
     bm25_index();
+    dense_indexes();
     for (int which = 0; which < ST_FUZZ_SQ_N_KEYS; which++)
         squeezed_index(which);
     return 0;

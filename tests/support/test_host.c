@@ -8,6 +8,7 @@
 #include "plugin_create.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,11 +188,68 @@ static size_t tv_eog_tokens(void *host, int32_t *ids, size_t cap)
 static const st_host_vocab_v1 test_vocab = {sizeof test_vocab, tv_n_tokens, tv_token_bytes,
                                             tv_eog_tokens};
 
+void st_test_encode(const char *text, size_t len, float *out)
+{
+    /* Byte b adds to dimension (b + position) mod dim a weight that also
+     * depends on b, so anagrams and repeats differ; the sum is normalised. */
+    double v[ST_TEST_ENCODER_DIM] = {0}, norm = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)text[i];
+        v[(b + i) % ST_TEST_ENCODER_DIM] += 1.0 + (b % 7);
+    }
+    for (int j = 0; j < ST_TEST_ENCODER_DIM; j++)
+        norm += v[j] * v[j];
+    if (norm == 0) {
+        v[0] = 1;
+        norm = 1;
+    }
+    for (int j = 0; j < ST_TEST_ENCODER_DIM; j++)
+        out[j] = (float)(v[j] / sqrt(norm));
+}
+
+/* The encoder handle is a dummy: the test encoder keeps no state. */
+static st_status te_open(void *host, const char *model, st_host_encoder **out, uint32_t *dim,
+                         st_error *err)
+{
+    (void)host, (void)model, (void)err;
+    static char handle;
+    *out = (st_host_encoder *)&handle;
+    *dim = ST_TEST_ENCODER_DIM;
+    return ST_OK;
+}
+
+static st_status te_embed(void *host, st_host_encoder *enc, const char *text, size_t len,
+                          float *out, st_error *err)
+{
+    (void)host, (void)enc, (void)err;
+    st_test_encode(text, len, out);
+    return ST_OK;
+}
+
+static void te_close(void *host, st_host_encoder *enc)
+{
+    (void)host, (void)enc;
+}
+
+static st_status te_embed_batch(void *host, st_host_encoder *enc, size_t n,
+                                const char *const *texts, const size_t *lens, float *out,
+                                st_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        te_embed(host, enc, texts[i], lens[i], out + i * ST_TEST_ENCODER_DIM, err);
+    return ST_OK;
+}
+
+static const st_host_encoder_v1 test_encoder = {sizeof test_encoder, te_open, te_embed,
+                                                te_close, te_embed_batch};
+
 static const void *th_get_extension(void *host, const char *id)
 {
     st_test_host *th = host;
     if (th->vocab && id && strcmp(id, ST_HOST_VOCAB_V1) == 0)
         return &test_vocab;
+    if (th->encoder && id && strcmp(id, ST_HOST_ENCODER_V1) == 0)
+        return &test_encoder;
     return NULL;
 }
 

@@ -28,7 +28,16 @@ typedef struct st_test_host {
     bool vocab;
     const char *const *pieces;
     size_t n_pieces;
+    /* Offer ST_HOST_ENCODER_V1 with the test encoder below. */
+    bool encoder;
 } st_test_host;
+
+/* The test encoder (ST_HOST_ENCODER_V1 of a host with `encoder` set): any
+ * model name opens it; a text's vector has ST_TEST_ENCODER_DIM dimensions,
+ * a unit vector that depends only on the text's bytes (so a retriever's
+ * index can be built, saved and queried without a model). */
+#define ST_TEST_ENCODER_DIM 8
+void st_test_encode(const char *text, size_t len, float *out);
 
 /* The test vocabulary (ST_HOST_VOCAB_V1 of a host with `vocab` set):
  * ST_TEST_VOCAB_N tokens; id b < 256 is the single byte b, ids 256.. are

@@ -1,8 +1,12 @@
 /*
- * tests/fuzz/fuzz_bm25_index.c - the `bm25` retriever's saved index (its
- * source compiled in). The input is loaded as an index file; an index that
- * loads must answer count, doc_id and queries, and survive a save and a
- * load into a fresh instance unchanged (same documents, same hits).
+ * tests/fuzz/fuzz_retriever_index.c - a retriever's saved index, its
+ * source compiled in: fuzz_bm25_index (bm25), fuzz_embedding_index
+ * (embedding) and fuzz_hybrid_index (hybrid, both parts in one file), the
+ * last two on the test host's encoder (ST_FUZZ_ENCODER; test_host.h). The
+ * input is loaded as an index file; an index that loads must answer count,
+ * doc_id and queries, and survive a save and a load into a fresh instance
+ * unchanged (same documents, same hits). A refused file leaves the
+ * instance empty and says why.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +23,29 @@ extern const st_plugin_entry stretch_plugin_entry;
 
 static const st_retriever_ops *g_ops;
 
+/* The host: the default one, or one that offers the test encoder. */
+static const st_host_services *host(void)
+{
+#ifdef ST_FUZZ_ENCODER
+    static st_test_host th;
+    static bool ready;
+    if (!ready) {
+        st_test_host_init(&th);
+        th.encoder = true;
+        ready = true;
+    }
+    return &th.services;
+#else
+    return NULL;
+#endif
+}
+
 static void *create(void)
 {
     void *inst = NULL;
     st_error err = {0};
-    if (st_test_create(&stretch_plugin_entry, NULL, NULL, &inst, &err) != ST_OK)
-        st_fuzz_fail("bm25 create: %s", err.message);
+    if (st_test_create(&stretch_plugin_entry, host(), NULL, &inst, &err) != ST_OK)
+        st_fuzz_fail("%s create: %s", stretch_plugin_entry.name, err.message);
     return inst;
 }
 
@@ -46,7 +67,7 @@ static size_t query(void *inst, const char *text, size_t len, st_hit *hits)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     g_ops = stretch_plugin_entry.ops;
-    const char *path = st_fuzz_write(0, "index.bm25", data, size);
+    const char *path = st_fuzz_write(0, "index", data, size);
     void *inst = create();
     st_error err = {0};
     if (g_ops->load(inst, path, &err) != ST_OK) {
@@ -70,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     na[0] = query(inst, fixed, sizeof fixed - 1, hits_a[0]);
     na[1] = query(inst, (const char *)data, size < 256 ? size : 256, hits_a[1]);
 
-    const char *saved = st_fuzz_write(1, "saved.bm25", "", 0);
+    const char *saved = st_fuzz_write(1, "saved", "", 0);
     if (g_ops->save(inst, saved, &err) != ST_OK)
         st_fuzz_fail("a loaded index cannot be saved: %s", err.message);
     void *again = create();
