@@ -27,14 +27,7 @@ static const st_retriever_ops *g_ops;
 static const st_host_services *host(void)
 {
 #ifdef ST_FUZZ_ENCODER
-    static st_test_host th;
-    static bool ready;
-    if (!ready) {
-        st_test_host_init(&th);
-        th.encoder = true;
-        ready = true;
-    }
-    return &th.services;
+    return st_test_host_encoder_services();
 #else
     return NULL;
 #endif

@@ -5,10 +5,10 @@
  * (OUTDIR/gguf), a GGUF with metadata of every type, a saved bm25 index
  * (OUTDIR/bm25_index; bm25.c is compiled in), embedding and hybrid indexes
  * of the same documents on the test encoder's vectors (OUTDIR/
- * embedding_index, OUTDIR/hybrid_index; packed here in the layout
- * docs/retrieval.md gives, the hybrid's bm25 part copied from the bm25
- * seed) and saved squeezed clusterings without their checksum, as
- * fuzz_squeezed_index takes them (OUTDIR/squeezed_index).
+ * embedding_index, OUTDIR/hybrid_index; embedding.c is compiled in without
+ * its entry, as the hybrid plugin has it) and saved squeezed clusterings
+ * without their checksum, as fuzz_squeezed_index takes them
+ * (OUTDIR/squeezed_index).
  */
 #include <errno.h>
 #include <msgpack.h>
@@ -20,6 +20,8 @@
 #include <stretch/plugin.h>
 #include <stretch/retriever.h>
 
+#include "bm25.h"
+#include "embedding.h"
 #include "gguf_writer.h"
 #include "squeezed_keys.h"
 #include "test_host.h"
@@ -120,28 +122,6 @@ static void pack_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s, strlen(s));
 }
 
-/* An embedding index's map of the first n seed documents. */
-static void pack_embedding(msgpack_packer *pk, size_t n)
-{
-    msgpack_pack_map(pk, 4);
-    pack_str(pk, "format");
-    pack_str(pk, "stretch.embedding");
-    pack_str(pk, "version");
-    msgpack_pack_uint32(pk, 1);
-    pack_str(pk, "dim");
-    msgpack_pack_uint32(pk, ST_TEST_ENCODER_DIM);
-    pack_str(pk, "docs");
-    msgpack_pack_array(pk, n);
-    for (size_t k = 0; k < n; k++) {
-        float v[ST_TEST_ENCODER_DIM];
-        st_test_encode(seed_docs[k][1], strlen(seed_docs[k][1]), v);
-        msgpack_pack_array(pk, 2);
-        pack_str(pk, seed_docs[k][0]);
-        msgpack_pack_bin(pk, sizeof v);
-        msgpack_pack_bin_body(pk, v, sizeof v);
-    }
-}
-
 static void write_file(const char *path, const void *data, size_t size)
 {
     FILE *f = fopen(path, "wb");
@@ -149,77 +129,59 @@ static void write_file(const char *path, const void *data, size_t size)
         die(path, "cannot write");
 }
 
-static void *read_file(const char *path, size_t *size)
+/* The embedding and hybrid seeds of the documents `lex` and `dense` hold,
+ * packed by the plugins' own writers: emb_pack's map, and the map hybrid
+ * saves, {format, version, bm25, embedding}. */
+static void dense_indexes(void *lex, void *dense, const char *name)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        die(path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    do {
-        if (n == cap && !(buf = realloc(buf, cap = cap ? 2 * cap : 4096)))
-            die(path, "out of memory");
-        got = fread(buf + n, 1, cap - n, f);
-        n += got;
-    } while (got > 0);
-    fclose(f);
-    *size = n;
-    return buf;
+    char file[64];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    emb_pack(dense, &pk);
+    snprintf(file, sizeof file, "%s.emb", name);
+    write_file(path_in("embedding_index", file), sb.data, sb.size);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_pack_map(&pk, 4);
+    pack_str(&pk, "format");
+    pack_str(&pk, "stretch.hybrid");
+    pack_str(&pk, "version");
+    msgpack_pack_uint32(&pk, 1);
+    pack_str(&pk, "bm25");
+    bm25_pack(lex, &pk);
+    pack_str(&pk, "embedding");
+    emb_pack(dense, &pk);
+    snprintf(file, sizeof file, "%s.hyb", name);
+    write_file(path_in("hybrid_index", file), sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
 }
 
-/* The embedding seeds, and the hybrid seeds: {format, version, bm25: the
- * bm25 seed's map as written, embedding: the same documents' map}. */
-static void dense_indexes(void)
-{
-    static const struct {
-        const char *bm25, *name;
-        size_t n;
-    } sets[] = {{"three-docs.bm25", "three-docs", N_SEED_DOCS}, {"empty.bm25", "empty", 0}};
-    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++) {
-        char name[64];
-        msgpack_sbuffer sb;
-        msgpack_packer pk;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        pack_embedding(&pk, sets[s].n);
-        snprintf(name, sizeof name, "%s.emb", sets[s].name);
-        write_file(path_in("embedding_index", name), sb.data, sb.size);
-        msgpack_sbuffer_clear(&sb);
-
-        size_t lex_size;
-        void *lex = read_file(path_in("bm25_index", sets[s].bm25), &lex_size);
-        msgpack_pack_map(&pk, 4);
-        pack_str(&pk, "format");
-        pack_str(&pk, "stretch.hybrid");
-        pack_str(&pk, "version");
-        msgpack_pack_uint32(&pk, 1);
-        pack_str(&pk, "bm25");
-        msgpack_sbuffer_write(&sb, lex, lex_size);
-        pack_str(&pk, "embedding");
-        pack_embedding(&pk, sets[s].n);
-        snprintf(name, sizeof name, "%s.hyb", sets[s].name);
-        write_file(path_in("hybrid_index", name), sb.data, sb.size);
-        free(lex);
-        msgpack_sbuffer_destroy(&sb);
-    }
-}
-
-static void bm25_index(void)
+/* bm25, embedding and hybrid indexes of the seed documents, and empty ones. */
+static void retriever_indexes(void)
 {
     const st_retriever_ops *ops = stretch_plugin_entry.ops;
-    void *inst = NULL;
+    void *inst = NULL, *dense = NULL;
     st_error err = {0};
     if (st_test_create(&stretch_plugin_entry, NULL, NULL, &inst, &err) != ST_OK)
         die("bm25", err.message);
+    if (emb_create(st_test_host_encoder_services(), NULL, &dense, &err) != ST_OK)
+        die("embedding", err.message);
     for (size_t k = 0; k < N_SEED_DOCS; k++)
         if (ops->add(inst, seed_docs[k][0], strlen(seed_docs[k][0]), seed_docs[k][1],
-                     strlen(seed_docs[k][1]), &err) != ST_OK)
-            die("bm25 add", err.message);
+                     strlen(seed_docs[k][1]), &err) != ST_OK ||
+            emb_add(dense, seed_docs[k][0], strlen(seed_docs[k][0]), seed_docs[k][1],
+                    strlen(seed_docs[k][1]), &err) != ST_OK)
+            die("seed add", err.message);
     if (ops->save(inst, path_in("bm25_index", "three-docs.bm25"), &err) != ST_OK)
         die("bm25 save", err.message);
+    dense_indexes(inst, dense, "three-docs");
     ops->clear(inst);
+    emb_clear(dense);
     if (ops->save(inst, path_in("bm25_index", "empty.bm25"), &err) != ST_OK)
         die("bm25 save", err.message);
+    dense_indexes(inst, dense, "empty");
+    emb_destroy(dense);
     stretch_plugin_entry.destroy(inst);
 }
 
@@ -276,9 +238,7 @@ static void squeezed_index(int which)
     if (msgpack_unpack_next(&up, buf, n, &off) != MSGPACK_UNPACK_SUCCESS)
         die(path, "does not unpack");
     msgpack_unpacked_destroy(&up);
-    f = fopen(path, "wb");
-    if (!f || fwrite(buf, 1, off, f) != off || fclose(f) != 0)
-        die(path, "cannot rewrite");
+    write_file(path, buf, off);
 }
 
 int main(int argc, char **argv)
@@ -292,8 +252,7 @@ int main(int argc, char **argv)
         die(g_out, strerror(errno));
     tiny_models();
     every_meta_type();
-    bm25_index();
-    dense_indexes();
+    retriever_indexes();
     for (int which = 0; which < ST_FUZZ_SQ_N_KEYS; which++)
         squeezed_index(which);
     return 0;

@@ -295,16 +295,29 @@ const st_host_services *st_test_host_services(void)
     return &st_test_host_default()->services;
 }
 
+/* A process-wide host with one extension turned on by `on`. */
+static const st_host_services *host_with(st_test_host *th, bool *ready, bool *on)
+{
+    if (!*ready) {
+        st_test_host_init(th);
+        *on = true;
+        *ready = true;
+    }
+    return &th->services;
+}
+
 const st_host_services *st_test_host_vocab_services(void)
 {
     static st_test_host vh;
     static bool ready;
-    if (!ready) {
-        st_test_host_init(&vh);
-        vh.vocab = true;
-        ready = true;
-    }
-    return &vh.services;
+    return host_with(&vh, &ready, &vh.vocab);
+}
+
+const st_host_services *st_test_host_encoder_services(void)
+{
+    static st_test_host eh;
+    static bool ready;
+    return host_with(&eh, &ready, &eh.encoder);
 }
 
 const st_plugin_entry *st_test_load_plugin(const char *plugin_dir, const char *kind,

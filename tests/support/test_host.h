@@ -50,6 +50,9 @@ const char *st_test_vocab_piece(int32_t id, size_t *len);
 /* A process-wide test host that offers the test vocabulary. */
 const st_host_services *st_test_host_vocab_services(void);
 
+/* A process-wide test host that offers the test encoder. */
+const st_host_services *st_test_host_encoder_services(void);
+
 /* Fill `th` and point its services at it. */
 void st_test_host_init(st_test_host *th);
 
