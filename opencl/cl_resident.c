@@ -605,8 +605,9 @@ static st_status res_attend(st_bres *r, const st_bres_attn *a, st_diag *diag)
     cl_uint s0 = a->slot0, nh = hp->n_heads, nkv = hp->n_kv_heads;
     float rs = a->rot_scale, fs = a->rot_scale * a->rot_scale, sc = a->scale;
     /* The CPU's per-row decode kernels follow its vector order for head
-     * sizes up to 64 (a multiple of 8); its fused f16 kernel for any
-     * multiple of 16. forward.cl's split kernel follows both. */
+     * sizes up to 64 (a multiple of 8); its fused f16 and Q8_0 kernel for
+     * any multiple of 16 (Q8_0: of 32). forward.cl's split kernel follows
+     * both. */
     bool all_fused = a->split_fused;
     for (size_t e = 0; e < a->n_entries; e++)
         all_fused &= a->entries[e].r.pos_mode == ST_POS_TRUE;

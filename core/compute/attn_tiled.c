@@ -251,16 +251,28 @@ size_t st_attn_tiled_part_floats(uint32_t n_heads, uint32_t head_dim)
     return (size_t)n_heads * SPLIT_MAX * ((size_t)head_dim + 2);
 }
 
-/* Whether the fused kernel takes this split: f16 keys and values, the
- * whole group in its registers, no per-key slope (ALiBi). Its scratch:
- * the group's queries after the slot list in tile_buf.qt, its scores
- * (group x SPLIT_SUB) in tile_buf.st. */
+/* The fused decode kernel for keys and values of these types, or NULL. */
+static st_attn_decode_fn decode_kernel(const st_cpu_kernels *kern, st_kv_type k_type,
+                                       st_kv_type v_type)
+{
+    if (k_type != v_type)
+        return NULL;
+    return k_type == ST_KV_F16 ? kern->attn_decode_f16
+           : k_type == ST_KV_Q8_0 ? kern->attn_decode_q8_0
+                                  : NULL;
+}
+
+/* Whether the fused kernel takes this split: f16 (or Q8_0) keys and
+ * values, the whole group in its registers, no per-key slope (ALiBi). Its
+ * scratch: the group's queries after the slot list in tile_buf.qt, its
+ * scores (group x SPLIT_SUB) in tile_buf.st. */
 bool st_attn_tiled_decode_fused(const st_cpu_kernels *kern, st_kv_type k_type,
                                 st_kv_type v_type, bool slopes, uint32_t group,
                                 uint32_t head_dim)
 {
-    return kern->attn_decode_f16 && k_type == ST_KV_F16 && v_type == ST_KV_F16 && !slopes &&
-           group <= ST_DEC_MAX_G && head_dim % 16 == 0 &&
+    return decode_kernel(kern, k_type, v_type) && !slopes && group <= ST_DEC_MAX_G &&
+           head_dim % 16 == 0 &&
+           (k_type != ST_KV_Q8_0 || (head_dim % 32 == 0 && head_dim <= ST_DEC_Q8_MAX_HD)) &&
            (size_t)head_dim * ST_ATTN_ROWS >= SPLIT_SUB + (size_t)group * head_dim &&
            (size_t)group * SPLIT_SUB <= (size_t)ST_ATTN_KTILE * ST_ATTN_ROWS;
 }
@@ -297,10 +309,10 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
         }
         for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
             uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
-            L->kern->attn_decode_f16(qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride,
-                                     Ks->slot_stride,
-                                     (const uint8_t *)V + x0 * L->v.slot_stride,
-                                     L->v.slot_stride, n, s, b->m, b->l, acc);
+            decode_kernel(L->kern, Ks->type, L->v.type)(
+                qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride, Ks->slot_stride,
+                (const uint8_t *)V + x0 * L->v.slot_stride, L->v.slot_stride, n, s, b->m, b->l,
+                acc);
         }
         return;
     }

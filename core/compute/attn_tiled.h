@@ -84,9 +84,10 @@ bool st_attn_tiled_splits(uint32_t n_q, uint32_t n_heads, uint32_t n_kv_heads);
 void st_attn_tiled_chunks(uint64_t n_visible, uint32_t *chunk, uint32_t *n_chunks);
 
 /* Whether a split block scores a range whose keys are of type k_type with
- * the kernels' fused decode (st_cpu_kernels.attn_decode_f16: f16 keys and
- * values, no ALiBi slopes, the whole GQA group in registers) rather than
- * the per-row scores_kv / wsum_kv with expf. */
+ * the kernels' fused decode (st_cpu_kernels.attn_decode_f16 or
+ * attn_decode_q8_0: f16 or Q8_0 keys and values, no ALiBi slopes, the
+ * whole GQA group in registers) rather than the per-row scores_kv /
+ * wsum_kv with expf. */
 bool st_attn_tiled_decode_fused(const st_cpu_kernels *kern, st_kv_type k_type,
                                 st_kv_type v_type, bool slopes, uint32_t group,
                                 uint32_t head_dim);

@@ -100,8 +100,8 @@ typedef struct st_bres_attn {
      * gives the CPU's bits where it can. */
     bool split;
     /* With split: the CPU scores the ST_POS_TRUE ranges with its fused
-     * f16 decode kernel (attn_tiled.c st_attn_tiled_decode_fused), the
-     * others with its per-row kernels and expf. */
+     * f16 or Q8_0 decode kernel (attn_tiled.c st_attn_tiled_decode_fused),
+     * the others with its per-row kernels and expf. */
     bool split_fused;
     /* A block of queries the CPU backend runs on its tiled path (prefill,
      * attn_tiled.c): evaluate tile by tile in that order, q_per_tile

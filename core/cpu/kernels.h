@@ -119,12 +119,14 @@ typedef void (*st_scores_kv_fn)(const float *q, const void *k, size_t stride, co
 typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t stride,
                               const uint32_t *idx, uint32_t n, uint32_t dim);
 
-/* Decode attention on f16 keys and values: n cached rows (kstride and
- * vstride bytes apart) into the online-softmax state of the G query heads
- * of one KV group: q [G][hd] already times the score scale, m[G] and l[G]
- * the running max and sum, acc[G][hd] the unnormalised output; s is
- * scratch of G * n floats. For G <= ST_DEC_MAX_G and hd a multiple of 16. */
+/* Decode attention on f16 (or Q8_0) keys and values: n cached rows
+ * (kstride and vstride bytes apart) into the online-softmax state of the G
+ * query heads of one KV group: q [G][hd] already times the score scale,
+ * m[G] and l[G] the running max and sum, acc[G][hd] the unnormalised
+ * output; s is scratch of G * n floats. For G <= ST_DEC_MAX_G and hd a
+ * multiple of 16 (Q8_0: of 32, at most ST_DEC_Q8_MAX_HD). */
 #define ST_DEC_MAX_G 8
+#define ST_DEC_Q8_MAX_HD 256
 typedef void (*st_attn_decode_fn)(const float *q, uint32_t G, uint32_t hd, const void *k,
                                   size_t kstride, const void *v, size_t vstride, uint32_t n,
                                   float *s, float *m, float *l, float *acc);
@@ -167,6 +169,7 @@ typedef struct st_cpu_kernels {
                      const uint32_t *idx, uint32_t n, uint32_t dim);
     st_attn_keys_fn attn_keys;
     st_attn_decode_fn attn_decode_f16; /* NULL where this path has none */
+    st_attn_decode_fn attn_decode_q8_0; /* the same on Q8_0 rows; NULL where none */
     /* The gathers on the cache's own types (index st_kv_type). */
     st_scores_kv_fn scores_kv[ST_KV_TYPE_COUNT];
     st_wsum_kv_fn wsum_kv[ST_KV_TYPE_COUNT];

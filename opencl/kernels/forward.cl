@@ -709,7 +709,7 @@ kernel void attend(global const float *q, global const float *qr, global float *
         att[qo + i] = acc[i];
 }
 
-/* q . k as the CPU's fused f16 decode scores a key (dec_scores_nk): one
+/* q . k as the CPU's fused decode scores a key (dec_scores_nk): one
  * 8-lane accumulator over the whole row, then the horizontal-add tree
  * that reduces four keys together, which for one key's lanes is
  * ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). */
@@ -725,7 +725,9 @@ inline float score_fused(const float *qs, const float *kr)
 }
 
 /* Keys [x0, x0 + n) of kv head g for one query head in the CPU's fused
- * f16 decode (attn_decode_f16, core/cpu/attn_decode_x86.inc): scores of
+ * decode (attn_decode_f16 and attn_decode_q8_0, core/cpu/
+ * attn_decode_x86.inc; a Q8_0 row is read as kv_load reads it, d x q,
+ * exact in float, as the CPU's kernel reads it): scores of
  * the query scaled first (score_fused); the block's maximum;
  * exp_dec of each score less it, summed in 8 lanes; the old state
  * rescaled by expf of the old maximum less the new; each value row added
@@ -764,7 +766,7 @@ inline void split_fused(const float *qs, float *s, float *m, float *l, float *o,
  * the softmax state m, l and the unnormalised output into part
  * [g][c][m: group | l: group | out: group x HD]. Every entry is a range
  * for all heads (the CPU's tiled path takes no other plan). `fused`: the
- * CPU scores ST_POS_TRUE ranges with its fused f16 kernel (split_fused),
+ * CPU scores ST_POS_TRUE ranges with its fused f16 / Q8_0 kernel (split_fused),
  * the rest with its per-row kernels (score_x86, wsum_x86) and expf. */
 kernel void attend_split(global const float *q, global const float *qr, global float *part,
                          global const uchar *kc, global const uchar *vc, uint kv_type,

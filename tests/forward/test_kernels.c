@@ -873,84 +873,109 @@ Test(forward_kernels, amx_probe_matches_cpuinfo)
     }
 }
 
-/* The fused decode attention (attn_decode_f16) of every path that has
- * it: f16 keys and values fed in blocks of uneven sizes (so the online
- * softmax rescales, and the tails of 8 run), every group size 1..8,
- * against softmax(q k) v computed directly in double. A block of keys
- * far below the running max must weigh ~0 (the exp's low clamp). On
- * AVX-512, head dims 16..64 with up to 3 heads run the 512-bit kernel
- * (one per dims count), the rest the 256-bit one. */
+/* The fused decode attention of every path that has it, on one KV type:
+ * keys and values fed in blocks of uneven sizes (so the online softmax
+ * rescales, and the tails of 8 run), against softmax(q k) v computed
+ * directly in double over the stored values. A block of keys far below
+ * the running max must weigh ~0 (the exp's low clamp). */
+static void decode_matches_double(st_kv_type kt, uint32_t hd, uint32_t G)
+{
+    const uint32_t blocks[] = { 5, 64, 3, 29, 1, 16 }; /* 118 keys */
+    enum { NK = 118, MAXG = ST_DEC_MAX_G, MAXHD = 256 };
+    /* wider than a row, as the cache's heads are */
+    size_t stride = (kt == ST_KV_Q8_0 ? hd / 32 * sizeof(st_block_q8_0) : hd * 2) + 48;
+    uint8_t *k = calloc(NK, stride), *v = calloc(NK, stride);
+    float *kd = malloc((size_t)NK * hd * sizeof(float));
+    float *vd = malloc((size_t)NK * hd * sizeof(float));
+    float *q = malloc((size_t)G * hd * sizeof(float)), *x = malloc(hd * sizeof(float));
+    for (uint32_t j = 0; j < NK; j++) {
+        /* keys 70..74 score far below the rest for every head */
+        float far = j >= 70 && j < 75 ? -50.0f : 0.0f;
+        for (uint32_t i = 0; i < hd; i++)
+            x[i] = frand() * 2.0f + (i == 0 ? far : 0.0f);
+        st_kv_store_row(kt, x, k + j * stride, hd);
+        st_kv_load_row(kt, k + j * stride, kd + (size_t)j * hd, hd);
+        for (uint32_t i = 0; i < hd; i++)
+            x[i] = frand() * 3.0f;
+        st_kv_store_row(kt, x, v + j * stride, hd);
+        st_kv_load_row(kt, v + j * stride, vd + (size_t)j * hd, hd);
+    }
+    for (uint32_t i = 0; i < G * hd; i++)
+        q[i] = frand() * 0.5f;
+    for (uint32_t h = 0; h < G; h++)
+        q[(size_t)h * hd] = 2.0f; /* makes the "far" keys far */
+    int ran = 0;
+    for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
+        const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
+        st_attn_decode_fn fn = kt == ST_KV_Q8_0 ? kn->attn_decode_q8_0 : kn->attn_decode_f16;
+        if ((int)kn->isa != isa || !fn)
+            continue;
+        ran++;
+        static float m[MAXG], l[MAXG], s[MAXG * 64], acc[MAXG * MAXHD];
+        for (uint32_t h = 0; h < G; h++) {
+            m[h] = -INFINITY;
+            l[h] = 0.0f;
+        }
+        memset(acc, 0, sizeof acc);
+        uint32_t j0 = 0;
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
+            fn(q, G, hd, k + j0 * stride, stride, v + j0 * stride, stride, blocks[b], s, m, l,
+               acc);
+            j0 += blocks[b];
+        }
+        cr_assert_eq(j0, NK);
+        for (uint32_t h = 0; h < G; h++) {
+            double sc[NK], mx = -INFINITY, sum = 0;
+            for (uint32_t j = 0; j < NK; j++) {
+                sc[j] = 0;
+                for (uint32_t i = 0; i < hd; i++)
+                    sc[j] += (double)q[(size_t)h * hd + i] * kd[(size_t)j * hd + i];
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (uint32_t j = 0; j < NK; j++)
+                sum += (sc[j] = exp(sc[j] - mx));
+            cr_assert_float_eq(m[h], mx, 1e-4 * (1 + fabs(mx)), "max G %u hd %u type %d", G, hd,
+                               (int)kt);
+            cr_assert_float_eq(l[h], sum, 1e-4 * sum, "sum G %u hd %u type %d", G, hd, (int)kt);
+            for (uint32_t i = 0; i < hd; i++) {
+                double o = 0;
+                for (uint32_t j = 0; j < NK; j++)
+                    o += sc[j] * vd[(size_t)j * hd + i];
+                cr_assert_float_eq(acc[(size_t)h * hd + i] / l[h], o / sum,
+                                   1e-4 * (1 + fabs(o / sum)),
+                                   "out G %u hd %u head %u dim %u isa %d type %d", G, hd, h, i,
+                                   isa, (int)kt);
+            }
+        }
+    }
+    /* x86-64 always has an AVX2 table here, so some path must have run
+     * (the scalar table has no fused kernel). */
+#if defined(__x86_64__)
+    if (st_cpu_isa_detect() >= ST_ISA_AVX2)
+        cr_assert(ran > 0, "no path ran the fused decode for type %d", (int)kt);
+#endif
+    free(k); free(v); free(kd); free(vd); free(q); free(x);
+}
+
+/* f16: every group size 1..8 and head dims 16..128. On AVX-512, head dims
+ * 16..64 with up to 3 heads run the 512-bit kernel (one per dims count),
+ * the rest the 256-bit one. */
 Test(kernels, attn_decode_f16_matches_double)
 {
     const uint32_t hds[] = { 16, 32, 48, 64, 128 };
-    const uint32_t blocks[] = { 5, 64, 3, 29, 1, 16 }; /* 118 keys */
-    enum { NK = 118, MAXG = ST_DEC_MAX_G };
     for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++)
-        for (uint32_t G = 1; G <= MAXG; G++) {
-            uint32_t hd = hds[hi];
-            size_t stride = hd * 2 + 48; /* wider than a row, as the cache's heads are */
-            uint8_t *k = calloc(NK, stride), *v = calloc(NK, stride);
-            float *kd = malloc((size_t)NK * hd * sizeof(float));
-            float *vd = malloc((size_t)NK * hd * sizeof(float));
-            float *q = malloc((size_t)G * hd * sizeof(float)), *x = malloc(hd * sizeof(float));
-            for (uint32_t j = 0; j < NK; j++) {
-                /* keys 70..74 score far below the rest for every head */
-                float far = j >= 70 && j < 75 ? -50.0f : 0.0f;
-                for (uint32_t i = 0; i < hd; i++)
-                    x[i] = frand() * 2.0f + (i == 0 ? far : 0.0f);
-                st_kv_store_row(ST_KV_F16, x, k + j * stride, hd);
-                st_kv_load_row(ST_KV_F16, k + j * stride, kd + (size_t)j * hd, hd);
-                for (uint32_t i = 0; i < hd; i++)
-                    x[i] = frand() * 3.0f;
-                st_kv_store_row(ST_KV_F16, x, v + j * stride, hd);
-                st_kv_load_row(ST_KV_F16, v + j * stride, vd + (size_t)j * hd, hd);
-            }
-            for (uint32_t i = 0; i < G * hd; i++)
-                q[i] = frand() * 0.5f;
-            for (uint32_t h = 0; h < G; h++)
-                q[(size_t)h * hd] = 2.0f; /* makes the "far" keys far */
-            for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
-                const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
-                if ((int)kn->isa != isa || !kn->attn_decode_f16)
-                    continue;
-                float m[MAXG], l[MAXG], s[MAXG * 64], acc[MAXG * 128];
-                for (uint32_t h = 0; h < G; h++) {
-                    m[h] = -INFINITY;
-                    l[h] = 0.0f;
-                }
-                memset(acc, 0, sizeof acc);
-                uint32_t j0 = 0;
-                for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) {
-                    kn->attn_decode_f16(q, G, hd, k + j0 * stride, stride, v + j0 * stride,
-                                        stride, blocks[b], s, m, l, acc);
-                    j0 += blocks[b];
-                }
-                cr_assert_eq(j0, NK);
-                for (uint32_t h = 0; h < G; h++) {
-                    double sc[NK], mx = -INFINITY, sum = 0;
-                    for (uint32_t j = 0; j < NK; j++) {
-                        sc[j] = 0;
-                        for (uint32_t i = 0; i < hd; i++)
-                            sc[j] += (double)q[(size_t)h * hd + i] * kd[(size_t)j * hd + i];
-                        mx = sc[j] > mx ? sc[j] : mx;
-                    }
-                    for (uint32_t j = 0; j < NK; j++)
-                        sum += (sc[j] = exp(sc[j] - mx));
-                    cr_assert_float_eq(m[h], mx, 1e-4 * (1 + fabs(mx)), "max G %u hd %u", G, hd);
-                    cr_assert_float_eq(l[h], sum, 1e-4 * sum, "sum G %u hd %u", G, hd);
-                    for (uint32_t i = 0; i < hd; i++) {
-                        double o = 0;
-                        for (uint32_t j = 0; j < NK; j++)
-                            o += sc[j] * vd[(size_t)j * hd + i];
-                        cr_assert_float_eq(acc[(size_t)h * hd + i] / l[h], o / sum,
-                                           1e-4 * (1 + fabs(o / sum)),
-                                           "out G %u hd %u head %u dim %u isa %d", G, hd, h, i,
-                                           isa);
-                    }
-                }
-            }
-            free(k); free(v); free(kd); free(vd); free(q); free(x);
-        }
+        for (uint32_t G = 1; G <= ST_DEC_MAX_G; G++)
+            decode_matches_double(ST_KV_F16, hds[hi], G);
+}
+
+/* Q8_0 (attn_decode_q8_0): whole blocks of 32 up to ST_DEC_Q8_MAX_HD,
+ * every group size, through the 256-bit kernel on every x86 path. */
+Test(kernels, attn_decode_q8_0_matches_double)
+{
+    const uint32_t hds[] = { 32, 64, 96, 128, ST_DEC_Q8_MAX_HD };
+    for (size_t hi = 0; hi < sizeof hds / sizeof *hds; hi++)
+        for (uint32_t G = 1; G <= ST_DEC_MAX_G; G++)
+            decode_matches_double(ST_KV_Q8_0, hds[hi], G);
 }
 
 /* Every path's to_f16 (the decode step's stores into an f16 cache) gives

@@ -510,7 +510,8 @@ Test(opencl_forward, baseline_without_fp16)
  *
  * A decode step (one query) on the CPU's tiled path is split along the
  * keys (attn_tiled.c: 256-key chunks, merged after with expf); ST_POS_TRUE
- * ranges of an f16 cache go through the fused f16 kernel (attn_decode_f16:
+ * ranges of an f16 cache go through the fused f16 kernel (attn_decode_f16,
+ * and a q8_0 cache's through the same kernel as attn_decode_q8_0:
  * scaled query, 8-lane sums, its own exp polynomial, expf for the rescale,
  * values added in key order), the rest through the per-row kernels with
  * expf. The device follows each step (forward.cl attend_split), so after a
@@ -530,8 +531,8 @@ static void decode_case(const model_fx *f, st_kv_type kv, int plan, const st_pos
     compare(f, &r, exact_bound(), what);
 }
 
-/* GQA 3, head size 64 (SmolLM2's shape): the fused kernel on an f16
- * cache; the per-row kernels on f32 and q8_0 caches, for a FIXED range
+/* GQA 3, head size 64 (SmolLM2's shape): the fused kernel on f16 and
+ * q8_0 caches; the per-row kernels on an f32 cache, for a FIXED range
  * (unrotated f32 keys), and with ALiBi slopes. */
 Test(opencl_forward, decode_split_exact_hd64)
 {
@@ -542,7 +543,9 @@ Test(opencl_forward, decode_split_exact_hd64)
     decode_case(&f, ST_KV_F16, PLAN_FIXED_BEYOND, NULL,
                 "decode, f16 cache, true near + fixed far (fused + per-row)");
     decode_case(&f, ST_KV_F32, PLAN_DENSE, NULL, "decode, f32 cache (per-row)");
-    decode_case(&f, ST_KV_Q8_0, PLAN_DENSE, NULL, "decode, q8_0 cache (per-row)");
+    decode_case(&f, ST_KV_Q8_0, PLAN_DENSE, NULL, "decode, q8_0 cache (fused)");
+    decode_case(&f, ST_KV_Q8_0, PLAN_FIXED_BEYOND, NULL,
+                "decode, q8_0 cache, true near + fixed far (fused + per-row)");
     float slopes[3] = { 0.5f, 0.25f, 0.125f };
     st_posenc_desc alibi = { .struct_size = sizeof alibi, .flags = ST_POSENC_SLOPES,
                              .rotary_scale = 1.0f, .attn_temperature = 1.0f, .slopes = slopes,
