@@ -433,6 +433,49 @@ Test(encoder, embedding_retriever_index_query_save_load)
     st_retriever_close(r);
 }
 
+/* Each hit's score is the dot product of the query's and the document's
+ * encoder vectors (the flat search sums in lanes; here in double). */
+Test(encoder, embedding_scores_are_the_encoders_dot_products)
+{
+    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
+    st_retriever *r = open_embedding("e.yaml");
+    st_encoder *e = open_tiny();
+    const char *docs[] = {"the cat sat", "dogs playing", "a b c", "cat and dog", "sat down"};
+    enum { N = sizeof docs / sizeof *docs };
+    float dv[N][TB_EMBD], qv[TB_EMBD];
+    st_error err = {0};
+    for (int i = 0; i < N; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "d%d", i);
+        cr_assert_eq(st_retriever_add(r, id, strlen(id), docs[i], strlen(docs[i]), &err), ST_OK,
+                     "%s", err.message);
+        cr_assert_eq(st_encoder_embed(e, docs[i], strlen(docs[i]), dv[i], NULL, NULL, &err),
+                     ST_OK, "%s", err.message);
+    }
+    const char *queries[] = {"a cat", "playing dogs sat", "c"};
+    for (size_t t = 0; t < sizeof queries / sizeof *queries; t++) {
+        cr_assert_eq(st_encoder_embed(e, queries[t], strlen(queries[t]), qv, NULL, NULL, &err),
+                     ST_OK, "%s", err.message);
+        st_retrieval *h = NULL;
+        cr_assert_eq(st_retriever_query(r, queries[t], strlen(queries[t]), N, &h, &err), ST_OK);
+        cr_assert_eq(st_retrieval_count(h), N);
+        for (size_t k = 0; k < N; k++) {
+            const st_retrieved *x = st_retrieval_at(h, k);
+            uint64_t d = x->doc;
+            double want = 0;
+            for (int i = 0; i < TB_EMBD; i++)
+                want += (double)qv[i] * dv[d][i];
+            cr_assert(fabs(x->score - want) < 1e-6, "'%s' %s: %.9f, directly %.9f", queries[t],
+                      x->id, (double)x->score, want);
+        }
+        st_retrieval_free(h);
+    }
+    st_encoder_close(e);
+    st_retriever_close(r);
+}
+
 /* st_retriever_add_batch gives the index one-by-one adds give: the same
  * hits with the same scores, for the batching plugins (embedding, hybrid)
  * and one without add_batch (bm25, one add each); a bad document in a
