@@ -476,6 +476,55 @@ Test(encoder, embedding_scores_are_the_encoders_dot_products)
     st_retriever_close(r);
 }
 
+/* An index whose stored vector is no longer of unit length (a flipped
+ * bit, a foreign writer) is refused, naming the document, and the loaded
+ * index stays as it was. */
+Test(encoder, a_vector_off_the_unit_sphere_is_refused)
+{
+    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
+                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
+    st_retriever *r = open_embedding("e.yaml");
+    st_encoder *e = open_tiny();
+    const char *docs[] = {"the cat sat", "dogs playing"};
+    float v[TB_EMBD];
+    st_error err = {0};
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(st_retriever_add(r, i ? "d1" : "d0", 2, docs[i], strlen(docs[i]), &err),
+                     ST_OK, "%s", err.message);
+    cr_assert_eq(st_encoder_embed(e, docs[1], strlen(docs[1]), v, NULL, NULL, &err), ST_OK);
+    st_encoder_close(e);
+    cr_assert_eq(st_retriever_save(r, path_in("u.idx"), &err), ST_OK, "%s", err.message);
+    /* Find d1's vector in the file and stretch its first value. */
+    FILE *f = fopen(path_in("u.idx"), "rb");
+    cr_assert(f);
+    static unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    unsigned char *at = NULL;
+    for (size_t i = 0; i + sizeof v <= n && !at; i++)
+        if (memcmp(buf + i, v, sizeof v) == 0)
+            at = buf + i;
+    cr_assert(at, "d1's vector is not in the saved index");
+    float x0;
+    memcpy(&x0, at, sizeof x0);
+    x0 = x0 * 2.0f + 0.5f;
+    memcpy(at, &x0, sizeof x0);
+    f = fopen(path_in("u.idx"), "wb");
+    cr_assert(f);
+    cr_assert_eq(fwrite(buf, 1, n, f), n);
+    fclose(f);
+    /* (The texts file is tied to the index's bytes and would refuse it
+     * first: the plugin's own check is what this tests.) */
+    cr_assert_eq(remove(path_in("u.idx.texts")), 0);
+    cr_assert_neq(st_retriever_load(r, path_in("u.idx"), &err), ST_OK);
+    cr_assert(strstr(err.message, "document 1's vector is not a unit vector"), "%s",
+              err.message);
+    cr_assert(strstr(err.message, "u.idx"), "%s", err.message);
+    cr_assert_eq(st_retriever_count(r), 2);
+    st_retriever_close(r);
+}
+
 /* st_retriever_add_batch gives the index one-by-one adds give: the same
  * hits with the same scores, for the batching plugins (embedding, hybrid)
  * and one without add_batch (bm25, one add each); a bad document in a
