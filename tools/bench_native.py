@@ -12,6 +12,11 @@ hits both alike:
   decode    llama-bench -p 0 -n N -d P: N tokens after P tokens of context,
             against stretch's decode rate after its P-token prompt.
 
+--cache-type q8_0 puts both KV caches in Q8_0 (llama-bench -ctk q8_0 -ctv
+q8_0; stretch through a child of --manifest with `kv-type: q8_0`).
+llama.cpp quantizes its V cache only with flash attention, so q8_0 runs
+with --flash on.
+
 It prints min/median/max tokens/s of each side and the ratio of the
 medians (stretch / llama.cpp, per flash-attention setting), as a Markdown
 table for docs/RESULTS.md, and writes every raw run to --out as JSON.
@@ -25,6 +30,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="threads for both (default: %(default)s)")
     p.add_argument("--flash", choices=["on", "off", "both"], default="both",
                    help="llama.cpp flash attention (default: %(default)s)")
+    p.add_argument("--cache-type", choices=["f16", "q8_0"], default="f16",
+                   help="both sides' KV cache type (default: %(default)s; q8_0 needs --flash on)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_native.json",
                    help="raw runs as JSON (default: %(default)s)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
@@ -69,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.reps < 1 or a.gen_tokens < 1 or a.threads < 1:
         p.error("--reps, --gen-tokens and --threads must be positive")
+    if a.cache_type != "f16" and a.flash != "on" and not a.merge:
+        p.error(f"--cache-type {a.cache_type} needs --flash on: llama.cpp quantizes its V cache "
+                "only with flash attention")
     return a
 
 
@@ -88,8 +99,9 @@ def run_json(cmd: list[str], what: str, timeout_s: float) -> Any:
 
 
 def llama_rate(bench: Path, model: Path, threads: int, flash: bool, prompt: int, gen: int,
-               depth: int) -> float:
+               depth: int, cache_type: str = "f16") -> float:
     cmd = [str(bench), "-m", str(model), "-t", str(threads), "-fa", "1" if flash else "0",
+           "-ctk", cache_type, "-ctv", cache_type,
            "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-r", "1", "-o", "json"]
     rows = run_json(cmd, "llama-bench", 3600)
     if not isinstance(rows, list) or not rows or "avg_ts" not in rows[0]:
@@ -97,8 +109,8 @@ def llama_rate(bench: Path, model: Path, threads: int, flash: bool, prompt: int,
     return float(rows[0]["avg_ts"])
 
 
-def stretch_rates(a: argparse.Namespace, prompt: int) -> tuple[float, float]:
-    cmd = [str(a.stretch), "bench", "-m", str(a.manifest), "--model", str(a.model),
+def stretch_rates(a: argparse.Namespace, prompt: int, manifest: Path) -> tuple[float, float]:
+    cmd = [str(a.stretch), "bench", "-m", str(manifest), "--model", str(a.model),
            "--prompt-tokens", str(prompt), "--gen-tokens", str(a.gen_tokens), "--reps", "1",
            "--threads", str(a.threads), "--json"]
     d = run_json(cmd, "stretch bench", 3600)
@@ -114,21 +126,35 @@ def fmt(v: list[float]) -> str:
     return f"{med:,.1f} ({lo:,.1f}-{hi:,.1f})"
 
 
-def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int]:
+def cache_manifest(manifest: Path, cache_type: str, tmp: Path) -> Path:
+    """The manifest stretch runs: --manifest itself for f16 (the default
+    `kv-type`, unless the manifest sets another), else a child of it."""
+    if cache_type == "f16":
+        return manifest
+    child = tmp / f"kv-{cache_type}.yaml"
+    child.write_text(f"format: 1\nextends: {manifest.resolve()}\nkv-type: {cache_type}\n",
+                     encoding="utf-8")
+    return child
+
+
+def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str]:
     """The table rows of several raw files, runs of one prompt length pooled."""
     pooled: dict[int, dict[str, Any]] = {}
-    threads = gen = None
+    threads = gen = cache = None
     for path in paths:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             runs = raw["runs"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ToolError(f"{path}: not a bench_native --out file ({e})") from None
+        # (Files from before --cache-type measured f16 caches.)
+        kv = raw.get("cache_type", "f16")
         if threads is None:
-            threads, gen = raw.get("threads"), raw.get("gen_tokens")
-        elif (threads, gen) != (raw.get("threads"), raw.get("gen_tokens")):
-            raise ToolError(f"{path}: threads/gen_tokens {raw.get('threads')}/{raw.get('gen_tokens')} "
-                            f"differ from the first file's {threads}/{gen}")
+            threads, gen, cache = raw.get("threads"), raw.get("gen_tokens"), kv
+        elif (threads, gen, cache) != (raw.get("threads"), raw.get("gen_tokens"), kv):
+            raise ToolError(f"{path}: threads/gen_tokens/cache {raw.get('threads')}/"
+                            f"{raw.get('gen_tokens')}/{kv} differ from the first file's "
+                            f"{threads}/{gen}/{cache}")
         for r in runs:
             p = pooled.setdefault(int(r["prompt"]), {"sp": [], "sd": [], "lp": {}, "ld": {}})
             p["sp"] += r["stretch_prefill"]
@@ -145,10 +171,11 @@ def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int]:
         for f in ("True", "False"):
             if f in p["lp"]:
                 rows.append((prompt, f == "True", p["lp"][f], p["sp"], p["ld"][f], p["sd"]))
-    return rows, reps, int(threads or 0), int(gen or 0)
+    return rows, reps, int(threads or 0), int(gen or 0), cache or "f16"
 
 
-def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str) -> None:
+def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str,
+                cache_type: str = "f16") -> None:
     print(f"| prompt / depth | flash attn | llama.cpp prefill | stretch prefill | ratio "
           f"| llama.cpp decode | stretch decode | ratio |")
     print("|---:|:-:|---:|---:|---:|---:|---:|---:|")
@@ -157,14 +184,14 @@ def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str
               f"{stats(sp)[1] / stats(lp)[1]:.2f}x | {fmt(ld)} | {fmt(sd)} | "
               f"{stats(sd)[1] / stats(ld)[1]:.2f}x |")
     print(f"\ntokens/s, median (min-max) of {reps} interleaved runs, {threads} threads, "
-          f"{gen} decode tokens; raw runs in {where}")
+          f"{gen} decode tokens, {cache_type} KV caches; raw runs in {where}")
 
 
 def main() -> int:
     a = parse_args()
     if a.merge:
-        rows, reps, threads, gen = merge_runs(a.merge)
-        print_table(rows, reps, threads, gen, ", ".join(str(p) for p in a.merge))
+        rows, reps, threads, gen, cache = merge_runs(a.merge)
+        print_table(rows, reps, threads, gen, ", ".join(str(p) for p in a.merge), cache)
         return 0
     check_model(a.model)
     check_stretch(a.stretch)
@@ -173,7 +200,9 @@ def main() -> int:
         raise ToolError(f"no llama-bench at {bench}")
     flashes = {"on": [True], "off": [False], "both": [True, False]}[a.flash]
     raw: dict[str, Any] = {"model": str(a.model), "manifest": str(a.manifest), "threads": a.threads,
-                           "gen_tokens": a.gen_tokens, "runs": []}
+                           "gen_tokens": a.gen_tokens, "cache_type": a.cache_type, "runs": []}
+    tmp = tempfile.TemporaryDirectory(prefix="bench_native-")
+    manifest = cache_manifest(a.manifest, a.cache_type, Path(tmp.name))
     rows = []
     for prompt in a.prompts:
         st_pre: list[float] = []
@@ -181,12 +210,13 @@ def main() -> int:
         ll_pre: dict[bool, list[float]] = {f: [] for f in flashes}
         ll_dec: dict[bool, list[float]] = {f: [] for f in flashes}
         for rep in range(a.reps):
-            pre, dec = stretch_rates(a, prompt)
+            pre, dec = stretch_rates(a, prompt, manifest)
             st_pre.append(pre)
             st_dec.append(dec)
             for f in flashes:
-                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0))
-                ll_dec[f].append(llama_rate(bench, a.model, a.threads, f, 0, a.gen_tokens, prompt))
+                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0, a.cache_type))
+                ll_dec[f].append(llama_rate(bench, a.model, a.threads, f, 0, a.gen_tokens, prompt,
+                                            a.cache_type))
             print(f"{PROG}: P={prompt} rep {rep + 1}/{a.reps}: stretch {pre:.1f}/{dec:.1f} tok/s", file=sys.stderr)
         raw["runs"].append({"prompt": prompt, "stretch_prefill": st_pre, "stretch_decode": st_dec,
                             "llama_prefill": {str(f): ll_pre[f] for f in flashes},
@@ -195,7 +225,8 @@ def main() -> int:
             rows.append((prompt, f, ll_pre[f], st_pre, ll_dec[f], st_dec))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
-    print_table(rows, a.reps, a.threads, a.gen_tokens, str(a.out))
+    tmp.cleanup()
+    print_table(rows, a.reps, a.threads, a.gen_tokens, str(a.out), a.cache_type)
     return 0
 
 

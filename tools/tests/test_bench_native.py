@@ -51,3 +51,31 @@ def test_merge_refuses_mixed_settings_and_bad_files(tmp_path):
     done = run("--merge", str(bad))
     assert done.returncode != 0
     assert "bad.json: not a bench_native --out file" in done.stderr
+
+
+def test_cache_type_is_carried_and_checked(tmp_path):
+    f16 = raw(tmp_path / "f16.json", 4096, 400.0, 100.0, {"True": (150.0, 30.0)})
+    q8 = raw(tmp_path / "q8.json", 4096, 400.0, 110.0, {"True": (140.0, 28.0)})
+    doc = json.loads(q8.read_text())
+    doc["cache_type"] = "q8_0"
+    q8.write_text(json.dumps(doc))
+    done = run("--merge", str(q8))
+    assert done.returncode == 0, done.stderr
+    assert "1 interleaved runs, 2 threads, 64 decode tokens, q8_0 KV caches" in done.stdout
+    # A file from before --cache-type measured f16: it does not pool with q8_0.
+    done = run("--merge", str(f16), str(q8))
+    assert done.returncode != 0
+    assert "q8.json" in done.stderr and "q8_0 differ" in done.stderr
+
+
+def test_q8_0_needs_flash_attention_and_a_child_manifest(tmp_path):
+    done = run("--cache-type", "q8_0", "--flash", "both", "--llama-bin", str(tmp_path))
+    assert done.returncode == 2
+    assert "--cache-type q8_0 needs --flash on" in done.stderr
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_native
+    parent = tmp_path / "greedy.yaml"
+    parent.write_text("format: 1\n")
+    assert bench_native.cache_manifest(parent, "f16", tmp_path) == parent
+    child = bench_native.cache_manifest(parent, "q8_0", tmp_path)
+    assert child.read_text() == f"format: 1\nextends: {parent.resolve()}\nkv-type: q8_0\n"
