@@ -383,12 +383,19 @@ static st_retriever *open_embedding(const char *yaml_name)
     return r;
 }
 
-Test(encoder, embedding_retriever_index_query_save_load)
+/* An `embedding` retriever on the tiny BERT, through e.yaml (which the
+ * tests' other manifests extend). */
+static st_retriever *open_tiny_embedding(void)
 {
     write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
                          "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
                          "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
-    st_retriever *r = open_embedding("e.yaml");
+    return open_embedding("e.yaml");
+}
+
+Test(encoder, embedding_retriever_index_query_save_load)
+{
+    st_retriever *r = open_tiny_embedding();
     const char *docs[][2] = {{"d0", "the cat sat"}, {"d1", "dogs playing"}, {"d2", "a b c"}};
     st_error err = {0};
     for (int i = 0; i < 3; i++)
@@ -437,10 +444,7 @@ Test(encoder, embedding_retriever_index_query_save_load)
  * encoder vectors (the flat search sums in lanes; here in double). */
 Test(encoder, embedding_scores_are_the_encoders_dot_products)
 {
-    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
-                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
-    st_retriever *r = open_embedding("e.yaml");
+    st_retriever *r = open_tiny_embedding();
     st_encoder *e = open_tiny();
     const char *docs[] = {"the cat sat", "dogs playing", "a b c", "cat and dog", "sat down"};
     enum { N = sizeof docs / sizeof *docs };
@@ -481,10 +485,7 @@ Test(encoder, embedding_scores_are_the_encoders_dot_products)
  * index stays as it was. */
 Test(encoder, a_vector_off_the_unit_sphere_is_refused)
 {
-    write_file("e.yaml", "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-                         "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n"
-                         "retriever: {plugin: embedding, params: {model: bert.gguf}}\n");
-    st_retriever *r = open_embedding("e.yaml");
+    st_retriever *r = open_tiny_embedding();
     st_encoder *e = open_tiny();
     const char *docs[] = {"the cat sat", "dogs playing"};
     float v[TB_EMBD];
