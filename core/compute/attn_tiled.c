@@ -297,7 +297,9 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
     uint32_t *idx = (uint32_t *)b->qt;
     float *s = b->st, *tmp = acc + (size_t)group * hd;
     range_query_prepare(L, b, r);
-    if (decode_fused(L, Ks, group)) {
+    st_attn_decode_fn fused =
+        decode_fused(L, Ks, group) ? decode_kernel(L->kern, Ks->type, L->v.type) : NULL;
+    if (fused) {
         /* The group's queries, scaled, after the slot list's room. */
         float *qg = b->qt + SPLIT_SUB;
         const float scale = L->scale; /* (read once: the stores may alias L) */
@@ -309,10 +311,9 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
         }
         for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
             uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
-            decode_kernel(L->kern, Ks->type, L->v.type)(
-                qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride, Ks->slot_stride,
-                (const uint8_t *)V + x0 * L->v.slot_stride, L->v.slot_stride, n, s, b->m, b->l,
-                acc);
+            fused(qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride, Ks->slot_stride,
+                  (const uint8_t *)V + x0 * L->v.slot_stride, L->v.slot_stride, n, s, b->m, b->l,
+                  acc);
         }
         return;
     }
