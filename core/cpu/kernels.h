@@ -124,7 +124,9 @@ typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t 
  * query heads of one KV group: q [G][hd] already times the score scale,
  * m[G] and l[G] the running max and sum, acc[G][hd] the unnormalised
  * output; s is scratch of G * n floats. For G <= ST_DEC_MAX_G and hd a
- * multiple of 16 (Q8_0: of 32, at most ST_DEC_Q8_MAX_HD). */
+ * multiple of 16 (Q8_0: of 32, at most ST_DEC_Q8_MAX_HD). Q8_0 keys are
+ * scored against q quantized per 32 dims (st_quantize_act_row), in exact
+ * integer block products, as llama.cpp scores a Q8_0 cache. */
 #define ST_DEC_MAX_G 8
 #define ST_DEC_Q8_MAX_HD 256
 typedef void (*st_attn_decode_fn)(const float *q, uint32_t G, uint32_t hd, const void *k,

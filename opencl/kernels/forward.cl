@@ -113,8 +113,10 @@ kernel void embed(global const uchar *w, uint type, uint row_bytes, uint E,
 
 /* ---- int8 activation blocks ------------------------------------------- */
 
-/* st_quantize_act_row for one 32-block (core/cpu/kernels_scalar.c). */
-inline void quant_block(global const float *x, global uchar *out)
+/* One 32-block of x in int8 as st_quantize_act_row (core/cpu/
+ * kernels_scalar.c) makes it: q, and the scale d before it is rounded to
+ * a half; false for a block holding an infinity or a NaN. */
+inline bool quant32(const float *x, char *q, float *d)
 {
     float amax = 0.0f;
     bool finite = true;
@@ -123,21 +125,34 @@ inline void quant_block(global const float *x, global uchar *out)
         amax = a > amax ? a : amax;
         finite = finite && isfinite(a);
     }
+    if (!finite)
+        return false;
+    *d = amax / 127.0f;
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    for (int i = 0; i < 32; i++)
+        q[i] = (char)(int)rint(x[i] * id);
+    return true;
+}
+
+/* st_quantize_act_row for one 32-block into an st_act_block. */
+inline void quant_block(global const float *x, global uchar *out)
+{
+    float xb[32], d;
+    char qb[32];
+    for (int i = 0; i < 32; i++)
+        xb[i] = x[i];
     global float *f = (global float *)out;
     global char *q = (global char *)(out + 12);
-    if (!finite) {
+    if (!quant32(xb, qb, &d)) {
         for (int i = 0; i < 32; i++)
             q[i] = 0;
         f[0] = f[1] = f[2] = NAN;
         return;
     }
-    float d = amax / 127.0f;
-    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     int sum = 0;
     for (int i = 0; i < 32; i++) {
-        int v = (int)rint(x[i] * id);
-        q[i] = (char)v;
-        sum += v;
+        q[i] = qb[i];
+        sum += qb[i];
     }
     float dh = round_half(d);
     f[0] = dh;
@@ -724,20 +739,60 @@ inline float score_fused(const float *qs, const float *kr)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+/* A query row in int8 blocks as the CPU's fused decode quantizes it for
+ * a Q8_0 cache (st_quantize_act_row): qq and each block's scale qd,
+ * rounded to a half; a block with an infinity or a NaN gets q = 0 and a
+ * NaN scale. */
+inline void quant_query(const float *qv, char *qq, float *qd)
+{
+    for (uint b = 0; b < HD / 32; b++) {
+        float d;
+        if (quant32(qv + 32 * b, qq + 32 * b, &d)) {
+            qd[b] = round_half(d);
+        } else {
+            for (int i = 0; i < 32; i++)
+                qq[32 * b + i] = 0;
+            qd[b] = NAN;
+        }
+    }
+}
+
+/* q . k for a Q8_0 key as the CPU's fused decode scores it
+ * (dec_scores_q8_nk): each block's exact integer dot product of the
+ * query's and the key's int8, times dk x dq, added by one fma in block
+ * order. */
+inline float score_fused_q8(const char *qq, const float *qd, global const uchar *row)
+{
+    float acc = 0.0f;
+    for (uint b = 0; b < HD / 32; b++) {
+        global const uchar *blk = row + b * 34;
+        int isum = 0;
+        for (int i = 0; i < 32; i++)
+            isum += (int)qq[32 * b + i] * (int)((global const char *)blk)[2 + i];
+        acc = fma((float)isum, vload_half(0, (global const half *)blk) * qd[b], acc);
+    }
+    return acc;
+}
+
 /* Keys [x0, x0 + n) of kv head g for one query head in the CPU's fused
  * decode (attn_decode_f16 and attn_decode_q8_0, core/cpu/
- * attn_decode_x86.inc; a Q8_0 row is read as kv_load reads it, d x q,
- * exact in float, as the CPU's kernel reads it): scores of
- * the query scaled first (score_fused); the block's maximum;
- * exp_dec of each score less it, summed in 8 lanes; the old state
- * rescaled by expf of the old maximum less the new; each value row added
- * in key order, fused, into the rescaled output. */
-inline void split_fused(const float *qs, float *s, float *m, float *l, float *o,
-                        global const uchar *kc, global const uchar *vc, uint kv_type,
-                        uint row_bytes, uint cap, uint g, uint x0, uint n)
+ * attn_decode_x86.inc): scores of the query scaled first (f16:
+ * score_fused; Q8_0: score_fused_q8 on the query's int8 blocks qq, qd);
+ * the block's maximum; exp_dec of each score less it, summed in 8 lanes;
+ * the old state rescaled by expf of the old maximum less the new; each
+ * value row added in key order, fused, into the rescaled output (a Q8_0
+ * value is read as kv_load reads it, d x q, exact in float, as the CPU's
+ * kernel reads it). */
+inline void split_fused(const float *qs, const char *qq, const float *qd, float *s, float *m,
+                        float *l, float *o, global const uchar *kc, global const uchar *vc,
+                        uint kv_type, uint row_bytes, uint cap, uint g, uint x0, uint n)
 {
     float kr[HD], lane[8];
     for (uint i = 0; i < n; i++) {
+        if (kv_type == KV_Q8_0) {
+            s[i] = score_fused_q8(qq, qd, kc + ((size_t)g * cap + x0 + i) * row_bytes);
+            continue;
+        }
         key_row(kr, kc, kv_type, row_bytes, cap, g, x0 + i, POS_TRUE, 0, 0, 0);
         s[i] = score_fused(qs, kr);
     }
@@ -783,7 +838,8 @@ kernel void attend_split(global const float *q, global const float *qr, global f
         return;
     uint group = n_heads / n_kv_heads;
     int pq = pos[slot0];
-    float qraw[HD], qv[HD], kr[HD], o[HD], tmp[HD], s[SPLIT_SUB];
+    float qraw[HD], qv[HD], kr[HD], o[HD], tmp[HD], s[SPLIT_SUB], qd[HD / 32];
+    char qq[HD];
     global float *p = part + ((size_t)g * n_chunks + c) * (HD + 2) * group;
     for (uint hh = 0; hh < group; hh++) {
         uint h = g * group + hh;
@@ -811,14 +867,18 @@ kernel void attend_split(global const float *q, global const float *qr, global f
             entry_query(qv, qraw, qr, qo, E, slot0, inv_freq, nf, rot_scale, fixed_scale, sd_cs,
                         sd_sn, un_cs, un_sn, &tcs, &tsn);
             bool fuse = fused && mode == POS_TRUE;
-            if (fuse)
+            if (fuse) {
                 for (uint i = 0; i < HD; i++)
                     qv[i] = qv[i] * scale;
+                if (kv_type == KV_Q8_0)
+                    quant_query(qv, qq, qd);
+            }
             uint x = lo + (uint)a, y = lo + (uint)z;
             for (uint x0 = x; x0 < y; x0 += SPLIT_SUB) {
                 uint n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
                 if (fuse) {
-                    split_fused(qv, s, &m, &l, o, kc, vc, kv_type, row_bytes, cap, g, x0, n);
+                    split_fused(qv, qq, qd, s, &m, &l, o, kc, vc, kv_type, row_bytes, cap, g,
+                                x0, n);
                     continue;
                 }
                 for (uint i = 0; i < n; i++) {

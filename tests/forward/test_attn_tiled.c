@@ -153,13 +153,18 @@ static st_attn_layer layer_of(const shape *S, const bufs *b, const st_attn_range
 }
 
 /* The plan's meaning, spelled out: every visible (range, key) pair scored
- * with the range's query rotation, one softmax per query and head. */
-static void reference(const st_attn_layer *L, const bufs *b, float *out)
+ * with the range's query rotation, one softmax per query and head.
+ * int8_query: as the fused decode scores a Q8_0 cache's ST_POS_TRUE and
+ * grouped ranges (attn_decode_q8_0), against the query times the scale
+ * in int8 blocks (st_quantize_act_row). */
+static void reference(const st_attn_layer *L, const bufs *b, float *out, bool int8_query)
 {
     uint32_t hd = L->head_dim, QD = L->n_heads * hd, G = L->n_heads / L->n_kv_heads;
     size_t row = (size_t)L->n_kv_heads * hd;
     uint32_t nf = L->n_freq;
     float *qv = malloc(hd * sizeof(float)), *cs = malloc(nf * sizeof(float));
+    float *qv8 = malloc(hd * sizeof(float));
+    st_act_block *qa = malloc((hd / ST_ACT_BLOCK + 1) * sizeof *qa);
     float *sn = malloc(nf * sizeof(float));
     double *sc = malloc(L->n_ranges * L->n_slots * sizeof(double));
     double *acc = malloc(hd * sizeof(double));
@@ -190,14 +195,26 @@ static void reference(const st_attn_layer *L, const bufs *b, float *out)
                     src = qv;
                     K = b->kg;
                 }
+                bool q8 = int8_query &&
+                          (r->pos_mode == ST_POS_TRUE || r->pos_mode == ST_POS_GROUPED);
+                if (q8) {
+                    for (uint32_t i = 0; i < hd; i++)
+                        qv8[i] = src[i] * L->scale;
+                    st_quantize_act_row(qv8, hd, qa);
+                    for (uint32_t i = 0; i < hd; i++) {
+                        const st_act_block *a = &qa[i / ST_ACT_BLOCK];
+                        qv8[i] = a->d * (float)a->q[i % ST_ACT_BLOCK];
+                    }
+                }
                 for (uint32_t j = r->k_begin; j < r->k_end; j++) {
                     int64_t d = (int64_t)L->q_pos[t] - L->k_pos[j];
                     double s = -INFINITY;
                     if (d >= r->min_dist && d <= r->max_dist) {
                         s = 0.0;
                         for (uint32_t i = 0; i < hd; i++)
-                            s += (double)src[i] * K[j * row + ko + i];
-                        s *= L->scale;
+                            s += (double)(q8 ? qv8 : src)[i] * K[j * row + ko + i];
+                        if (!q8)
+                            s *= L->scale;
                         mx = s > mx ? s : mx;
                     }
                     sc[n++] = s;
@@ -217,7 +234,7 @@ static void reference(const st_attn_layer *L, const bufs *b, float *out)
             for (uint32_t i = 0; i < hd; i++)
                 out[qo + i] = sum > 0 ? (float)(acc[i] / sum) : 0.0f;
         }
-    free(qv); free(cs); free(sn); free(sc); free(acc);
+    free(qv); free(qv8); free(qa); free(cs); free(sn); free(sc); free(acc);
 }
 
 /* Run every ISA compiled in and supported here against the reference. */
@@ -230,8 +247,9 @@ static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, con
             make_grouped(S, &b, r[e].group);
     st_attn_layer L = layer_of(S, &b, r, nr);
     size_t n = (size_t)S->n_q * S->n_heads * S->hd;
-    float *want = malloc(n * sizeof(float));
-    reference(&L, &b, want);
+    float *want = malloc(n * sizeof(float)), *want8 = malloc(n * sizeof(float));
+    reference(&L, &b, want, false);
+    reference(&L, &b, want8, type == ST_KV_Q8_0);
     size_t sf = st_attn_tiled_scratch_floats(S->hd);
     float *scr[2];
     for (int i = 0; i < 2; i++)
@@ -251,11 +269,19 @@ static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, con
             L.part = split ? part : NULL; /* with a part buffer, few queries split */
             memset(b.out, 0xff, n * sizeof(float)); /* NaN: every output must be written */
             st_attn_tiled_run(&L, threaded ? pool : NULL, scr);
+            /* A split decode through the fused kernel scores a Q8_0
+             * cache against the query in int8 blocks. */
+            uint32_t G = S->n_heads / S->n_kv_heads;
+            const float *ref =
+                split && st_attn_tiled_splits(S->n_q, S->n_heads, S->n_kv_heads) &&
+                        st_attn_tiled_decode_fused(L.kern, type, type, L.slopes != NULL, G, S->hd)
+                    ? want8
+                    : want;
             double num = 0, den = 0;
             for (size_t i = 0; i < n; i++) {
-                double e = (double)b.out[i] - want[i];
+                double e = (double)b.out[i] - ref[i];
                 num += e * e;
-                den += (double)want[i] * want[i];
+                den += (double)ref[i] * ref[i];
             }
             double rel = sqrt(num / (den > 0 ? den : 1));
             cr_assert(rel < TOL, "%s, kv %s, isa %d, threaded %d, split %d: relative error %g",
@@ -267,6 +293,7 @@ static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, con
     free(scr[0]);
     free(scr[1]);
     free(want);
+    free(want8);
     unmake(&b);
 }
 

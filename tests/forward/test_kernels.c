@@ -904,6 +904,16 @@ static void decode_matches_double(st_kv_type kt, uint32_t hd, uint32_t G)
         q[i] = frand() * 0.5f;
     for (uint32_t h = 0; h < G; h++)
         q[(size_t)h * hd] = 2.0f; /* makes the "far" keys far */
+    /* The query the scores are exact for: a Q8_0 cache is scored with the
+     * query in int8 blocks (d x q, as st_quantize_act_row makes them). */
+    float *qref = malloc((size_t)G * hd * sizeof(float));
+    memcpy(qref, q, (size_t)G * hd * sizeof(float));
+    if (kt == ST_KV_Q8_0) {
+        st_act_block qa[MAXG * MAXHD / 32];
+        st_quantize_act_row(q, G * hd, qa);
+        for (uint32_t i = 0; i < G * hd; i++)
+            qref[i] = qa[i / 32].d * (float)qa[i / 32].q[i % 32];
+    }
     int ran = 0;
     for (int isa = ST_ISA_SCALAR; isa <= (int)st_cpu_isa_detect(); isa++) {
         const st_cpu_kernels *kn = st_cpu_kernels_get((st_cpu_isa)isa);
@@ -929,7 +939,7 @@ static void decode_matches_double(st_kv_type kt, uint32_t hd, uint32_t G)
             for (uint32_t j = 0; j < NK; j++) {
                 sc[j] = 0;
                 for (uint32_t i = 0; i < hd; i++)
-                    sc[j] += (double)q[(size_t)h * hd + i] * kd[(size_t)j * hd + i];
+                    sc[j] += (double)qref[(size_t)h * hd + i] * kd[(size_t)j * hd + i];
                 mx = sc[j] > mx ? sc[j] : mx;
             }
             for (uint32_t j = 0; j < NK; j++)
@@ -954,7 +964,7 @@ static void decode_matches_double(st_kv_type kt, uint32_t hd, uint32_t G)
     if (st_cpu_isa_detect() >= ST_ISA_AVX2)
         cr_assert(ran > 0, "no path ran the fused decode for type %d", (int)kt);
 #endif
-    free(k); free(v); free(kd); free(vd); free(q); free(x);
+    free(k); free(v); free(kd); free(vd); free(q); free(qref); free(x);
 }
 
 /* f16: every group size 1..8 and head dims 16..128. On AVX-512, head dims

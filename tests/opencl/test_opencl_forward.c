@@ -512,8 +512,9 @@ Test(opencl_forward, baseline_without_fp16)
  * keys (attn_tiled.c: 256-key chunks, merged after with expf); ST_POS_TRUE
  * ranges of an f16 cache go through the fused f16 kernel (attn_decode_f16,
  * and a q8_0 cache's through the same kernel as attn_decode_q8_0:
- * scaled query, 8-lane sums, its own exp polynomial, expf for the rescale,
- * values added in key order), the rest through the per-row kernels with
+ * scaled query, 8-lane sums (q8_0: integer block products against the
+ * query in int8), its own exp polynomial, expf for the rescale, values
+ * added in key order), the rest through the per-row kernels with
  * expf. The device follows each step (forward.cl attend_split), so after a
  * 300-token prefill (two chunks per decoded query) the decoded tokens'
  * logits must be the CPU's bits. The weights are float: nothing between
