@@ -13,7 +13,8 @@ hits both alike:
             against stretch's decode rate after its P-token prompt.
 
 --cache-type q8_0 puts both KV caches in Q8_0 (llama-bench -ctk q8_0 -ctv
-q8_0; stretch through a child of --manifest with `kv-type: q8_0`).
+q8_0); stretch always runs through a child of --manifest that sets
+`kv-type` to the same type (f16 by default), whatever the manifest sets.
 llama.cpp quantizes its V cache only with flash attention, so q8_0 runs
 with --flash on.
 
@@ -127,10 +128,9 @@ def fmt(v: list[float]) -> str:
 
 
 def cache_manifest(manifest: Path, cache_type: str, tmp: Path) -> Path:
-    """The manifest stretch runs: --manifest itself for f16 (the default
-    `kv-type`, unless the manifest sets another), else a child of it."""
-    if cache_type == "f16":
-        return manifest
+    """The manifest stretch runs: a child of --manifest that sets `kv-type`
+    to llama-bench's cache type, f16 included, so that a manifest setting
+    another type cannot set stretch's cache against llama.cpp's f16."""
     child = tmp / f"kv-{cache_type}.yaml"
     child.write_text(f"format: 1\nextends: {manifest.resolve()}\nkv-type: {cache_type}\n",
                      encoding="utf-8")

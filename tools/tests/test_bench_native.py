@@ -76,6 +76,9 @@ def test_q8_0_needs_flash_attention_and_a_child_manifest(tmp_path):
     import bench_native
     parent = tmp_path / "greedy.yaml"
     parent.write_text("format: 1\n")
-    assert bench_native.cache_manifest(parent, "f16", tmp_path) == parent
-    child = bench_native.cache_manifest(parent, "q8_0", tmp_path)
-    assert child.read_text() == f"format: 1\nextends: {parent.resolve()}\nkv-type: q8_0\n"
+    # Both types run through a child that sets the type, f16 too: a
+    # manifest with `kv-type: q8_0` must not meet llama.cpp's f16 cache.
+    for kv in ("f16", "q8_0"):
+        child = bench_native.cache_manifest(parent, kv, tmp_path)
+        assert child != parent
+        assert child.read_text() == f"format: 1\nextends: {parent.resolve()}\nkv-type: {kv}\n"
