@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
 
-all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_chat_template
-     fuzz_bm25_index fuzz_embedding_index fuzz_hybrid_index fuzz_squeezed_index fuzz_gbnf
+all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_wordpiece
+     fuzz_chat_template fuzz_bm25_index fuzz_embedding_index fuzz_hybrid_index fuzz_squeezed_index fuzz_gbnf
      fuzz_json_schema fuzz_serve_request)
 budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
@@ -72,6 +72,9 @@ seed_dir fuzz_gguf "$seeds"/generated/gguf/*
 seed_dir fuzz_bpe
 awk -v d="$seeds/fuzz_bpe" 'NF { printf "@%s", $0 > (d "/line-" NR); close(d "/line-" NR) }' \
   "$src/tools/tokenizer_corpus.txt" "$src/tools/prompts.txt"
+# The same lines for wordpiece ('@': the uncased instance, plain encoding).
+seed_dir fuzz_wordpiece
+cp "$seeds"/fuzz_bpe/line-* "$seeds/fuzz_wordpiece/"
 seed_dir fuzz_chat_template
 seed_dir fuzz_bm25_index "$seeds"/generated/bm25_index/*
 seed_dir fuzz_embedding_index "$seeds"/generated/embedding_index/*

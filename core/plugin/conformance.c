@@ -210,17 +210,21 @@ static void check_tokenizer(const st_plugin_entry *entry, const st_tokenizer_ops
 
     const char *bytes = NULL;
     size_t pl = 0;
+    /* An id outside the vocabulary is ST_E_INVALID: ST_E_RANGE would tell
+     * a caller sizing its buffer to retry with *n_bytes, which no size
+     * fixes (and which a refused id does not set). */
     st_status lo = ops->piece(inst, -1, &bytes, &pl, &err);
     st_status hi = ops->piece(inst, vocab, &bytes, &pl, &err);
-    check(rep, "tokenizer.piece_out_of_range", lo != ST_OK && hi != ST_OK,
-          "piece(-1) returned %d and piece(vocab=%d) returned %d; both must fail", (int)lo,
-          (int)vocab, (int)hi);
+    check(rep, "tokenizer.piece_out_of_range", lo == ST_E_INVALID && hi == ST_E_INVALID,
+          "piece(-1) returned %d and piece(vocab=%d) returned %d; both must be ST_E_INVALID "
+          "(%d)", (int)lo, (int)vocab, (int)hi, (int)ST_E_INVALID);
 
     int32_t bad_id = vocab;
     size_t nb = 0;
     st = ops->decode(inst, &bad_id, 1, out, len, &nb, &err);
-    check(rep, "tokenizer.decode_out_of_range", st != ST_OK,
-          "decode of id %d (= vocab size) returned OK", (int)bad_id);
+    check(rep, "tokenizer.decode_out_of_range", st == ST_E_INVALID,
+          "decode of id %d (= vocab size) returned %d, not ST_E_INVALID (%d)", (int)bad_id,
+          (int)st, (int)ST_E_INVALID);
     free(ids);
     free(out);
 }

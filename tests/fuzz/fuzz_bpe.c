@@ -14,6 +14,7 @@
 
 #include "bpe_fixture.h"
 #include "fake_meta.h"
+#include "fuzz_tokenizer.h"
 #include "fuzz_util.h"
 
 extern const st_plugin_entry stretch_plugin_entry;
@@ -67,20 +68,6 @@ static bool valid_utf8(const uint8_t *s, size_t n)
     return true;
 }
 
-static char *decode_all(const int32_t *ids, size_t n, size_t *len, st_status *st)
-{
-    st_error err = {0};
-    size_t need = 0;
-    *st = g_ops->decode(g_inst, ids, n, NULL, 0, &need, &err);
-    if (*st != ST_OK && *st != ST_E_RANGE)
-        return NULL;
-    char *out = malloc(need ? need : 1);
-    *st = g_ops->decode(g_inst, ids, n, out, need, len, &err);
-    if (*st != ST_OK || *len != need)
-        st_fuzz_fail("decode: sized %zu bytes, then %s (%zu bytes)", need, err.message, *len);
-    return out;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -88,23 +75,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t flags = data[0] & (ST_ENCODE_ADD_BOS | ST_ENCODE_PARSE_SPECIAL);
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
-    st_error err = {0};
-    size_t need = 0, n = 0;
-    st_status st = g_ops->encode(g_inst, text, len, flags, NULL, 0, &need, &err);
-    if (st != ST_OK && st != ST_E_RANGE)
-        st_fuzz_fail("encode refused %zu bytes: %s", len, err.message);
-    int32_t *ids = malloc((need ? need : 1) * sizeof *ids);
-    if (g_ops->encode(g_inst, text, len, flags, ids, need, &n, &err) != ST_OK || n != need)
-        st_fuzz_fail("encode: sized %zu ids, then %s (%zu ids)", need, err.message, n);
-    int32_t vocab = g_ops->vocab_size(g_inst);
-    for (size_t k = 0; k < n; k++) {
-        const char *piece;
-        size_t plen;
-        if (ids[k] < 0 || ids[k] >= vocab || g_ops->piece(g_inst, ids[k], &piece, &plen, &err) != ST_OK)
-            st_fuzz_fail("encode produced id %d, which has no piece", ids[k]);
-    }
+    size_t n = 0;
+    int32_t *ids = st_fuzz_encode(g_ops, g_inst, text, len, flags, &n);
+    st_fuzz_check_pieces(g_ops, g_inst, ids, n);
     size_t back_len = 0;
-    char *back = decode_all(ids, n, &back_len, &st);
+    char *back = st_fuzz_decode(g_ops, g_inst, ids, n, &back_len);
     if (!back)
         st_fuzz_fail("the ids encode produced do not decode");
     if (!(flags & ST_ENCODE_ADD_BOS) && !(flags & ST_ENCODE_PARSE_SPECIAL) &&
@@ -115,16 +90,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(ids);
 
     /* The same bytes as ids: out-of-range ones must be refused, not read. */
-    size_t n_raw = len / sizeof(int32_t);
-    int32_t *raw = malloc((n_raw ? n_raw : 1) * sizeof *raw);
-    memcpy(raw, text, n_raw * sizeof *raw);
-    back = decode_all(raw, n_raw, &back_len, &st);
-    bool in_range = true;
-    for (size_t k = 0; k < n_raw; k++)
-        in_range = in_range && raw[k] >= 0 && raw[k] < vocab;
-    if (!back && in_range)
-        st_fuzz_fail("ids inside the vocabulary were refused");
-    free(back);
-    free(raw);
+    st_fuzz_decode_raw_ids(g_ops, g_inst, (const uint8_t *)text, len);
     return 0;
 }

@@ -109,7 +109,7 @@ st_status st_bpe_merge_word(const st_bpe *b, st_bpe_scratch *s, const uint8_t *w
     if (len == 0)
         return ST_OK;
     if (len > INT32_MAX / 4)
-        return b->host->error(err, ST_E_RANGE, "bpe: a word of %zu bytes is too long", len);
+        return b->host->error(err, ST_E_INVALID, "bpe: a word of %zu bytes is too long", len);
     st_status st = reserve(s, len, err);
     if (st != ST_OK)
         return st;

@@ -105,7 +105,7 @@ static st_status bytes_piece(void *inst, int32_t id, const char **bytes, size_t 
         *len = strlen(*bytes);
         return ST_OK;
     }
-    return t->host->error(err, ST_E_RANGE, "bytes: token id %d is outside the vocabulary [0, %d)",
+    return t->host->error(err, ST_E_INVALID, "bytes: token id %d is outside the vocabulary [0, %d)",
                           (int)id, BYTES_VOCAB);
 }
 

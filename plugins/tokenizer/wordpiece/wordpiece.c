@@ -467,7 +467,8 @@ static st_status wp_decode(void *inst, const int32_t *ids, size_t n_ids, char *o
     size_t need = 0;
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= w->n_vocab)
-            return w->host->error(err, ST_E_RANGE, "wordpiece: id %d outside [0, %d)",
+            return w->host->error(err, ST_E_INVALID,
+                                  "wordpiece: token id %d is outside the vocabulary [0, %d)",
                                   (int)ids[i], (int)w->n_vocab);
         const wp_token *t = &w->vocab[ids[i]];
         bool cont = is_continuation(w, t);
@@ -490,7 +491,8 @@ static st_status wp_piece(void *inst, int32_t id, const char **bytes, size_t *le
 {
     wordpiece *w = inst;
     if (id < 0 || id >= w->n_vocab)
-        return w->host->error(err, ST_E_RANGE, "wordpiece: id %d outside [0, %d)", (int)id,
+        return w->host->error(err, ST_E_INVALID,
+                              "wordpiece: token id %d is outside the vocabulary [0, %d)", (int)id,
                               (int)w->n_vocab);
     const wp_token *t = &w->vocab[id];
     bool cont = is_continuation(w, t);

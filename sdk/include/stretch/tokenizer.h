@@ -38,7 +38,9 @@ typedef struct st_tokenizer_ops {
                         int32_t *ids, size_t cap, size_t *n_ids, st_error *err);
 
     /* Decode ids into bytes (not NUL-terminated). Same sizing contract as
-     * encode on `cap`/`*n_bytes`. Special tokens decode to their text. */
+     * encode on `cap`/`*n_bytes`. Special tokens decode to their text. An
+     * id outside [0, vocab_size) is refused with ST_E_INVALID (ST_E_RANGE
+     * says only that `cap` is too small; piece() likewise). */
     st_status (*decode)(void *inst, const int32_t *ids, size_t n_ids,
                         char *out, size_t cap, size_t *n_bytes, st_error *err);
 
