@@ -117,78 +117,72 @@ ST_INLINE void q8_half(uint32_t nb, const uint8_t *g, const st_act_block *x, siz
         _mm256_storeu_ps(out + 16 * t + 8 * h, acc[t]);
 }
 
-/* One token (decode): both halves of each block in one pass, so the two
- * halves' accumulator chains overlap and each block is read in one go
- * (group_pass ran the whole group once per half, each half one chain of
- * two dependent multiply-adds a block). Over 66 MB of Q4_1 weights on 2
- * threads of an AVX2 EPYC this read 33-34 GB/s against 28 before, as fast
- * as a plain read of the same bytes. The float terms are group_pass's, in
- * its order, so a token decoded gets the bits a prefill tile gives it. */
-ST_INLINE void q4_decode(uint32_t nb, const uint8_t *g, const st_act_block *x, float *out,
-                         const int kind)
+/* Half h of a Q4_0 / Q4_1 block (kind 0 / 1) times one token's block a,
+ * added to acc: q4_half's terms in its order. */
+ST_INLINE __m256 q4_block_half(const uint8_t *blk, const st_act_block *a, const int h,
+                               const int kind, __m256 acc)
 {
-    const size_t bb = kind == 0 ? 288 : 320;
     const size_t qoff = kind == 1 ? 64 : 32;
     const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (uint32_t b = 0; b < nb; b++) {
-        const uint8_t *blk = g + b * bb;
-        for (size_t o = 0; o < bb; o += 64)
-            _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
-        const st_act_block *a = x + b;
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i s16 = _mm256_setzero_si256();
+    __m256i s16 = _mm256_setzero_si256();
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) {
-                __m256i z = _mm256_loadu_si256((const __m256i *)(blk + qoff + 64 * i + 32 * h));
-                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(z, low),
-                                                                 bcast4(a->q + 4 * i)));
-                s16 = _mm256_add_epi16(
-                    s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(z, 4), low),
-                                              bcast4(a->q + 4 * (i + 4))));
-            }
-            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
-            __m256 m = kind == 1
-                           ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
-                           : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
-            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)),
-                                     _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc[h]);
-            acc[h] = _mm256_fmadd_ps(m, _mm256_set1_ps(kind == 1 ? a->s16 : a->s), acc[h]);
-        }
+    for (int i = 0; i < 4; i++) {
+        __m256i z = _mm256_loadu_si256((const __m256i *)(blk + qoff + 64 * i + 32 * h));
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(z, low),
+                                                         bcast4(a->q + 4 * i)));
+        s16 = _mm256_add_epi16(
+            s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(z, 4), low),
+                                      bcast4(a->q + 4 * (i + 4))));
     }
-    _mm256_storeu_ps(out, acc[0]);
-    _mm256_storeu_ps(out + 8, acc[1]);
+    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+    __m256 m = kind == 1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * h)))
+                         : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones)),
+                          _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
+    return _mm256_fmadd_ps(m, _mm256_set1_ps(kind == 1 ? a->s16 : a->s), acc);
 }
 
-/* Q8_0 for one token, as q4_decode: both halves a block, q8_half's terms
- * in its order (the output matrix: 25-28 GB/s before, 29-30 after, with
- * a plain read at 28-30). */
-ST_INLINE void q8_decode(uint32_t nb, const uint8_t *g, const st_act_block *x, float *out)
+/* Half h of a Q8_0 block times one token's block a, added to acc:
+ * q8_half's terms in its order. */
+ST_INLINE __m256 q8_block_half(const uint8_t *blk, const st_act_block *a, const int h,
+                               __m256 acc)
 {
-    const size_t bb = 544;
     const __m256i flip = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m256i w = _mm256_xor_si256(
+            _mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * j + 32 * h)), flip);
+        __m256i av = _mm256_sign_epi8(bcast4(a->q + 4 * j), w);
+        s = _mm256_add_epi32(
+            s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), av), ones));
+    }
+    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(a->d)), acc);
+}
+
+/* One token (decode; kind 0 = Q4_0, 1 = Q4_1, 2 = Q8_0): both halves of
+ * each block in one pass, so the two halves' accumulator chains overlap
+ * and each block is read in one go (group_pass ran the whole group once
+ * per half, each half one chain of two dependent multiply-adds a block).
+ * Over 66 MB of Q4_1 weights on 2 threads of an AVX2 EPYC this read 33-34
+ * GB/s against 28 before, as fast as a plain read of the same bytes (the
+ * Q8_0 output matrix: 29-30 against 25-28, a plain read 28-30). The float
+ * terms are group_pass's, in its order, so a token decoded gets the bits
+ * a prefill tile gives it. */
+ST_INLINE void one_token(uint32_t nb, const uint8_t *g, const st_act_block *x, float *out,
+                         const int kind)
+{
+    const size_t bb = kind == 0 ? 288 : kind == 1 ? 320 : 544;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
         for (size_t o = 0; o < bb; o += 64)
             _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
-        const st_act_block *a = x + b;
 #pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256i s = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) {
-                __m256i w = _mm256_xor_si256(
-                    _mm256_loadu_si256((const __m256i *)(blk + 32 + 64 * j + 32 * h)), flip);
-                __m256i av = _mm256_sign_epi8(bcast4(a->q + 4 * j), w);
-                s = _mm256_add_epi32(
-                    s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), av), ones));
-            }
-            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 16 * h)));
-            acc[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d, _mm256_set1_ps(a->d)),
-                                     acc[h]);
-        }
+        for (int h = 0; h < 2; h++)
+            acc[h] = kind == 2 ? q8_block_half(blk, x + b, h, acc[h])
+                               : q4_block_half(blk, x + b, h, kind, acc[h]);
     }
     _mm256_storeu_ps(out, acc[0]);
     _mm256_storeu_ps(out + 8, acc[1]);
@@ -218,12 +212,7 @@ ST_INLINE void group_pass(uint32_t nb, const uint8_t *g, const st_act_block *x, 
         switch (nt - t0) {                                                                    \
         case 3: group_pass(n / 32, g, x + t0 * xs, xs, 3, out + 16 * t0, kind); break;        \
         case 2: group_pass(n / 32, g, x + t0 * xs, xs, 2, out + 16 * t0, kind); break;        \
-        case 1:                                                                               \
-            if (kind == 2)                                                                    \
-                q8_decode(n / 32, g, x + t0 * xs, out + 16 * t0);                             \
-            else                                                                              \
-                q4_decode(n / 32, g, x + t0 * xs, out + 16 * t0, kind);                       \
-            break;                                                                            \
+        case 1: one_token(n / 32, g, x + t0 * xs, out + 16 * t0, kind); break;                \
         default: break;                                                                       \
         }                                                                                     \
     }
