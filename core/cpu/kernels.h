@@ -51,6 +51,17 @@ static inline void st_act_block_non_finite(st_act_block *blk)
     blk->d = blk->s = blk->s16 = NAN;
 }
 
+/* A block's multiplier 127 / amax: 0 for amax 0, and 0 for amax under
+ * 127 / FLT_MAX, where it would be infinite. d = amax / 127 is then 0 as a
+ * half, so the block is 0 whatever q is, while x times an infinity (0
+ * times one: NaN) has no integer to convert to (undefined in C; vcvtps2dq
+ * gives INT_MIN). Every quantizer of activations uses it. */
+static inline float st_act_block_multiplier(float amax)
+{
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    return isinf(id) ? 0.0f : id;
+}
+
 /* The five weight types, as indexes of st_cpu_kernels.dot. */
 enum { ST_KT_F32 = 0, ST_KT_F16, ST_KT_Q4_0, ST_KT_Q4_1, ST_KT_Q8_0, ST_KT_COUNT };
 

@@ -44,7 +44,7 @@ ST_TGT static void st_avx2_quantize_act(const float *x, uint32_t n, st_act_block
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         float am = _mm_cvtss_f32(m4);
         float d = am / 127.0f;
-        float id = am != 0.0f ? 127.0f / am : 0.0f;
+        float id = st_act_block_multiplier(am);
         __m256 idv = _mm256_set1_ps(id);
         __m256i q[4];
         for (int i = 0; i < 4; i++)

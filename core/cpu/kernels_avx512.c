@@ -118,7 +118,7 @@ ST_TGT static void st_avx512_quantize_act(const float *x, uint32_t n, st_act_blo
         }
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         float d = amax / 127.0f;
-        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        float id = st_act_block_multiplier(amax);
         __m512 idv = _mm512_set1_ps(id);
         /* vcvtps2dq rounds to nearest even (MXCSR default), as ggml. */
         __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, idv));

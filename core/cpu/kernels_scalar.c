@@ -46,7 +46,7 @@ void st_quantize_act_row(const float *x, uint32_t n, st_act_block *out)
          * (not 1 / d), rounding is to nearest even, and d and the Q8_1
          * sum are stored as fp16. */
         float d = amax / 127.0f;
-        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        float id = st_act_block_multiplier(amax);
         int sum = 0;
         for (int i = 0; i < ST_ACT_BLOCK; i++) {
             int q = (int)rintf(xb[i] * id);

@@ -48,17 +48,26 @@ void st_kv_store_row(st_kv_type t, const float *src, void *dst, uint32_t dim)
     case ST_KV_TYPE_COUNT:
         break;
     }
-    /* ggml's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d). */
+    /* ggml's quantize_row_q8_0_ref: d = amax / 127, q = round(x / d).
+     * Where that has no int8 (converting it would be undefined): a block
+     * holding an infinity or a NaN stores a NaN scale and zeros, so it
+     * reads back NaN; a scale under 1 / FLT_MAX, 0 as a half, takes
+     * multiplier 0 instead of an infinite 1 / d. */
     st_block_q8_0 *b = dst;
     for (uint32_t k = 0; k < dim / 32; k++) {
         const float *x = src + k * 32;
         float amax = 0.0f;
-        for (int i = 0; i < 32; i++)
+        bool finite = true;
+        for (int i = 0; i < 32; i++) {
             amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            finite = finite && isfinite(x[i]);
+        }
+        float d = finite ? amax / 127.0f : NAN;
+        float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
+        id = isinf(id) ? 0.0f : id;
         b[k].d = st_cpu_to_half(d);
         for (int i = 0; i < 32; i++)
-            b[k].qs[i] = (int8_t)roundf(x[i] * id);
+            b[k].qs[i] = finite ? (int8_t)roundf(x[i] * id) : 0;
     }
 }
 

@@ -162,6 +162,15 @@ st_status st_bert_model_load(const st_gguf *g, st_bert_model **out, st_diag *d)
         L->down_b = T(down_b, "ffn_down.bias", e, 0);
         L->out_norm_w = T(n, "layer_output_norm.weight", e, 0);
         L->out_norm_b = T(n, "layer_output_norm.bias", e, 0);
+        /* Q, K and V are one product over one input (bert_forward.c),
+         * quantized to int8 or not by the type of the first: mixed, a
+         * Q8_0 matrix would read int8 blocks that were never made. */
+        if (st == ST_OK && (L->k.type != L->q.type || L->v.type != L->q.type))
+            st = st_diag_set(d, ST_E_FORMAT, g->path, 0, 0,
+                             "blk.%u.attn_q, attn_k and attn_v are %s, %s and %s; they must "
+                             "share one type (f32 or q8_0)",
+                             l, st_ggml_type_name(L->q.type), st_ggml_type_name(L->k.type),
+                             st_ggml_type_name(L->v.type));
     }
 #undef T
 #undef W

@@ -128,7 +128,9 @@ inline bool quant32(const float *x, char *q, float *d)
     if (!finite)
         return false;
     *d = amax / 127.0f;
+    /* st_act_block_multiplier: 0 where 127 / amax is infinite. */
     float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    id = isinf(id) ? 0.0f : id;
     for (int i = 0; i < 32; i++)
         q[i] = (char)(int)rint(x[i] * id);
     return true;
@@ -324,12 +326,19 @@ inline void kv_store(const float *x, global uchar *row, uint type, uint n)
         global uchar *blk = row + b * 34;
         const float *xb = x + b * 32;
         float amax = 0.0f;
-        for (int i = 0; i < 32; i++)
+        bool finite = true;
+        for (int i = 0; i < 32; i++) {
             amax = fabs(xb[i]) > amax ? fabs(xb[i]) : amax;
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            finite = finite && isfinite(xb[i]);
+        }
+        /* As st_kv_store_row: a non-finite block is a NaN scale and zeros;
+         * a scale under 1 / FLT_MAX (0 as a half) takes multiplier 0. */
+        float d = finite ? amax / 127.0f : NAN;
+        float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
+        id = isinf(id) ? 0.0f : id;
         vstore_half_rte(d, 0, (global half *)blk);
         for (int i = 0; i < 32; i++)
-            ((global char *)blk)[2 + i] = (char)round(xb[i] * id);
+            ((global char *)blk)[2 + i] = finite ? (char)round(xb[i] * id) : 0;
     }
 }
 

@@ -637,6 +637,52 @@ Test(forward_kernels, act_quantization_non_finite)
     }
 }
 
+/* A block whose largest |x| is under 127 / FLT_MAX: 127 / amax is
+ * infinite, and x times it (0 times it: NaN) was converted to int, which
+ * C leaves undefined (UBSan, found by fuzz_gguf through a BERT whose
+ * activations were that small) and vcvtps2dq makes INT_MIN. Its scale is
+ * 0 as a half either way, so every path now gives q = 0, d = s = s16 = 0;
+ * the KV cache's Q8_0 store the same (1 / d infinite), and a block with a
+ * NaN or an infinity there stores a NaN scale and zeros. */
+Test(forward_kernels, act_quantization_tiny_blocks)
+{
+    enum { N = 32 * 3 };
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = frand() * 2.0f;
+    for (int i = 32; i < 64; i++)
+        x[i] = i % 3 ? 0.0f : 1e-38f * (i % 2 ? 1 : -1); /* amax < 127 / FLT_MAX */
+    x[40] = 1e-44f; /* a subnormal too */
+    st_act_block clean[2];
+    float cx[64];
+    memcpy(cx, x, 32 * sizeof *x);
+    memcpy(cx + 32, x + 64, 32 * sizeof *x);
+    st_quantize_act_row(cx, 64, clean);
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        st_act_block got[N / 32];
+        memset(got, 0x55, sizeof got);
+        k->quantize_act(x, N, got);
+        const char *nm = st_cpu_isa_name(k->isa);
+        cr_assert(got[1].d == 0.0f && got[1].s == 0.0f && got[1].s16 == 0.0f, "%s", nm);
+        for (int i = 0; i < 32; i++)
+            cr_assert_eq(got[1].q[i], 0, "%s q[%d]", nm, i);
+        cr_assert_eq(memcmp(&got[0], &clean[0], sizeof clean[0]), 0, "%s", nm);
+        cr_assert_eq(memcmp(&got[2], &clean[1], sizeof clean[1]), 0, "%s", nm);
+    }
+    st_block_q8_0 row[3];
+    float back[N];
+    x[64 + 5] = NAN;
+    st_kv_store_row(ST_KV_Q8_0, x, row, N);
+    st_kv_load_row(ST_KV_Q8_0, row, back, N);
+    for (int i = 0; i < 32; i++) {
+        cr_assert(fabsf(back[i] - x[i]) <= st_cpu_half(row[0].d) * 0.5f + 1e-6f, "%d", i);
+        cr_assert_eq(row[1].qs[i], 0, "tiny block q[%d]", i);
+        cr_assert_eq(back[32 + i], 0.0f, "tiny block %d", i);
+        cr_assert(isnan(back[64 + i]), "non-finite block %d", i);
+    }
+}
+
 /* The KV cache's typed gathers (scores_kv, wsum_kv) and row conversion
  * (kv_rows) of every ISA against double sums over the rows read back as
  * floats: each type, head sizes the registers hold and ones they do not,

@@ -4,12 +4,17 @@
  * cannot see a read past a value inside the mapping: the reader's promise
  * that every value, string and tensor lies inside the file is checked
  * here, then every metadata value is read through each typed reader, the
- * first row of every tensor is dequantized, and the model loaded.
+ * first row of every tensor is dequantized, and the model loaded: as a
+ * Llama, and as a BERT sentence encoder, which, when it loads, embeds a
+ * few tokens (everything its forward pass reads the loader must have
+ * checked).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bert.h"
+#include "bert_forward.h"
 #include "fuzz_util.h"
 #include "gguf.h"
 #include "model.h"
@@ -64,6 +69,33 @@ static void read_tensor(const st_gguf *g, const st_gguf_tensor *t, float *row)
         st_dequantize(t->type, t->data, row, n);
 }
 
+/* As an encoder: a loaded model embeds [first, last, middle] ids of its
+ * vocabulary (up to max_tokens of them) on the scalar kernels, without a
+ * pool, to a finite vector or a refusal with a message. */
+static void load_bert(const st_gguf *g)
+{
+    st_bert_model *b = NULL;
+    st_diag diag;
+    st_diag_clear(&diag);
+    if (st_bert_model_load(g, &b, &diag) != ST_OK) {
+        if (!diag.message[0])
+            st_fuzz_fail("st_bert_model_load failed without a message");
+        return;
+    }
+    if (b->n_vocab && b->max_tokens && b->n_embd <= 4096) {
+        int32_t ids[3] = {0, (int32_t)(b->n_vocab - 1), (int32_t)(b->n_vocab / 2)};
+        size_t n = b->max_tokens < 3 ? b->max_tokens : 3;
+        float *out = malloc(b->n_embd * sizeof *out);
+        st_error err = {0};
+        if (out && st_bert_embed(b, NULL, st_cpu_kernels_get(ST_ISA_SCALAR), ids, n, out, &err) !=
+                       ST_OK &&
+            !err.message[0])
+            st_fuzz_fail("st_bert_embed failed without a message");
+        free(out);
+    }
+    st_bert_model_free(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = st_fuzz_write(0, "model.gguf", data, size);
@@ -85,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         st_model_free(m);
     else if (!diag.message[0])
         st_fuzz_fail("st_model_load failed without a message");
+    load_bert(g);
     st_gguf_close(g);
     return 0;
 }

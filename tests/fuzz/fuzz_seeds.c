@@ -2,7 +2,8 @@
  * tests/fuzz/fuzz_seeds.c - st-fuzz-seeds OUTDIR: writes the binary seed
  * corpora with the project's own writers, so no binary seed is committed
  * and each stays valid as the formats change: tiny GGUF models
- * (OUTDIR/gguf), a GGUF with metadata of every type, a saved bm25 index
+ * and the tiny BERT encoder in f32 and Q8_0 (OUTDIR/gguf), a GGUF with
+ * metadata of every type, a saved bm25 index
  * (OUTDIR/bm25_index; bm25.c is compiled in), embedding and hybrid indexes
  * of the same documents on the test encoder's vectors (OUTDIR/
  * embedding_index, OUTDIR/hybrid_index; embedding.c is compiled in without
@@ -25,6 +26,7 @@
 #include "gguf_writer.h"
 #include "squeezed_keys.h"
 #include "test_host.h"
+#include "tiny_bert.h"
 #include "tiny_model.h"
 
 extern const st_plugin_entry stretch_plugin_entry;
@@ -78,6 +80,17 @@ static void tiny_models(void)
         if (st_gen_tiny_model(&s, path_in("gguf", specs[k].name), &diag) != ST_OK)
             die(specs[k].name, diag.message);
     }
+}
+
+/* The tiny BERT encoder of the retrieval tests, f32 and with Q8_0 layer
+ * matrices: seeds for st_bert_model_load (fuzz_gguf). */
+static void tiny_berts(void)
+{
+    if (tb_write(path_in("gguf", "tiny-bert-f32.gguf"), 7, NULL, NULL) != ST_OK)
+        die("tiny-bert-f32.gguf", "cannot write");
+    if (tb_write_typed(path_in("gguf", "tiny-bert-q8_0.gguf"), 7, NULL, NULL, ST_GGML_Q8_0) !=
+        ST_OK)
+        die("tiny-bert-q8_0.gguf", "cannot write");
 }
 
 static void every_meta_type(void)
@@ -251,6 +264,7 @@ int main(int argc, char **argv)
     if (mkdir(g_out, 0755) != 0 && errno != EEXIST)
         die(g_out, strerror(errno));
     tiny_models();
+    tiny_berts();
     every_meta_type();
     retriever_indexes();
     for (int which = 0; which < ST_FUZZ_SQ_N_KEYS; which++)

@@ -204,6 +204,11 @@ Test(encoder, bad_models_are_refused_by_name)
     /* Matrices of a type the encoder does not multiply. */
     cr_assert_eq(tb_write_typed(path_in("q4.gguf"), SEED, NULL, NULL, ST_GGML_Q4_0), ST_OK);
     refused("q4.gguf", "tensor blk.0.attn_q.weight: expected f32 or q8_0");
+    /* Q, K and V in one product of two types (found by fuzz_gguf: the
+     * Q8_0 one read int8 input that was never made). */
+    cr_assert_eq(tb_write_odd(path_in("mixed.gguf"), SEED, "blk.1.attn_k.weight", ST_GGML_Q8_0),
+                 ST_OK);
+    refused("mixed.gguf", "blk.1.attn_q, attn_k and attn_v are F32, Q8_0 and F32");
 }
 
 /* Q8_0 layer matrices (tools/convert_minilm.py --type q8_0): the products

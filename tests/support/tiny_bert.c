@@ -102,8 +102,11 @@ static bool tb_is_matrix(const char *name)
     return false;
 }
 
-st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, const char *drop,
-                         st_ggml_type matrix_type)
+/* The model with the layer matrices in matrix_type, except the tensor
+ * `odd` (NULL: none), which is written in odd_type. */
+static st_status tb_write_spec(const char *path, uint32_t seed, const char *arch,
+                               const char *drop, st_ggml_type matrix_type, const char *odd,
+                               st_ggml_type odd_type)
 {
     tb_tensor t[64];
     size_t n = tb_tensors(t);
@@ -129,13 +132,26 @@ st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, cons
         if (drop && !strcmp(drop, t[i].name))
             continue;
         uint64_t ne[2] = {t[i].cols ? t[i].cols : t[i].rows, t[i].rows};
-        st_gw_tensor_f32(w, t[i].name, tb_is_matrix(t[i].name) ? matrix_type : ST_GGML_F32,
-                         t[i].cols ? 2 : 1, ne, v[i]);
+        st_ggml_type type = odd && !strcmp(odd, t[i].name) ? odd_type
+                            : tb_is_matrix(t[i].name)       ? matrix_type
+                                                            : ST_GGML_F32;
+        st_gw_tensor_f32(w, t[i].name, type, t[i].cols ? 2 : 1, ne, v[i]);
     }
     st_status st = st_gw_write(w, path, NULL);
     st_gw_free(w);
     tb_free(v, n);
     return st;
+}
+
+st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, const char *drop,
+                         st_ggml_type matrix_type)
+{
+    return tb_write_spec(path, seed, arch, drop, matrix_type, NULL, ST_GGML_F32);
+}
+
+st_status tb_write_odd(const char *path, uint32_t seed, const char *odd, st_ggml_type odd_type)
+{
+    return tb_write_spec(path, seed, NULL, NULL, ST_GGML_F32, odd, odd_type);
 }
 
 static void ln(double *x, const float *w, const float *b)

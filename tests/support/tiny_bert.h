@@ -31,6 +31,9 @@ st_status tb_write(const char *path, uint32_t seed, const char *arch, const char
 st_status tb_write_typed(const char *path, uint32_t seed, const char *arch, const char *drop,
                          st_ggml_type matrix_type);
 
+/* The f32 model with the one tensor `odd` written in odd_type. */
+st_status tb_write_odd(const char *path, uint32_t seed, const char *odd, st_ggml_type odd_type);
+
 /* The reference: mean-pooled, L2-normalised embedding of ids[n]. */
 void tb_reference(uint32_t seed, const int32_t *ids, size_t n, double *out);
 
