@@ -5,9 +5,9 @@
  * that every value, string and tensor lies inside the file is checked
  * here, then every metadata value is read through each typed reader, the
  * first row of every tensor is dequantized, and the model loaded: as a
- * Llama, and as a BERT sentence encoder, which, when it loads, embeds a
- * few tokens (everything its forward pass reads the loader must have
- * checked).
+ * Llama, which, when it loads, prefills three tokens and decodes one, and
+ * as a BERT sentence encoder, which, when it loads, embeds three tokens
+ * (everything a forward pass reads, its loader must have checked).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 
 #include "bert.h"
 #include "bert_forward.h"
+#include "forward.h"
 #include "fuzz_util.h"
 #include "gguf.h"
 #include "model.h"
@@ -69,6 +70,53 @@ static void read_tensor(const st_gguf *g, const st_gguf_tensor *t, float *row)
         st_dequantize(t->type, t->data, row, n);
 }
 
+/* A loaded Llama, on the CPU without a pool: three tokens (first, last
+ * and middle of its vocabulary) prefilled into a 16-slot cache, Q8_0 where
+ * the head size allows it, then one decoded; each step gives logits or a
+ * refusal with a message. Models too large to run quickly are skipped
+ * (the file bounds the weights, not the dimensions' products). */
+static void run_llama(const st_model *m)
+{
+    const st_model_hparams *hp = &m->hp;
+    if (!hp->n_vocab || hp->n_vocab > (1u << 16) || hp->n_embd > 1024 || hp->n_ff > 4096 ||
+        hp->n_layers > 8)
+        return;
+    st_diag diag;
+    st_diag_clear(&diag);
+    st_kv_cache *kv = NULL;
+    st_kv_type type = hp->head_dim % 32 == 0 ? ST_KV_Q8_0 : ST_KV_F16;
+    if (st_kv_cache_create(hp->n_layers, hp->n_kv_heads, hp->head_dim, 16, type, &kv, &diag) !=
+        ST_OK) {
+        if (!diag.message[0])
+            st_fuzz_fail("st_kv_cache_create failed without a message");
+        return;
+    }
+    st_forward_config cfg = {.model = m, .kv = kv, .weights_layer = -1};
+    st_forward_ctx *ctx = NULL;
+    if (st_forward_ctx_create(&cfg, &ctx, &diag) != ST_OK) {
+        if (!diag.message[0])
+            st_fuzz_fail("st_forward_ctx_create failed without a message");
+        st_kv_cache_free(kv);
+        return;
+    }
+    float *logits = malloc((size_t)hp->n_vocab * sizeof *logits);
+    int32_t tok[4] = {0, (int32_t)hp->n_vocab - 1, (int32_t)(hp->n_vocab / 2), 1 % hp->n_vocab};
+    int32_t pos[4] = {0, 1, 2, 3};
+    for (int step = 0; logits && step < 2; step++) {
+        st_diag_clear(&diag);
+        st_status st = step == 0 ? st_forward(ctx, tok, pos, 3, logits, 0, &diag)
+                                 : st_forward(ctx, tok + 3, pos + 3, 1, logits, 0, &diag);
+        if (st != ST_OK) {
+            if (!diag.message[0])
+                st_fuzz_fail("st_forward failed without a message");
+            break;
+        }
+    }
+    free(logits);
+    st_forward_ctx_free(ctx);
+    st_kv_cache_free(kv);
+}
+
 /* As an encoder: a loaded model embeds [first, last, middle] ids of its
  * vocabulary (up to max_tokens of them) on the scalar kernels, without a
  * pool, to a finite vector or a refusal with a message. */
@@ -113,9 +161,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint64_t k = 0; k < g->n_tensors; k++)
         read_tensor(g, &g->tensors[k], row);
     st_model *m = NULL;
-    if (st_model_load(g, &m, &diag) == ST_OK)
+    if (st_model_load(g, &m, &diag) == ST_OK) {
+        run_llama(m);
         st_model_free(m);
-    else if (!diag.message[0])
+    } else if (!diag.message[0])
         st_fuzz_fail("st_model_load failed without a message");
     load_bert(g);
     st_gguf_close(g);
