@@ -598,6 +598,34 @@ Test(forward_kernels, work_split_hands_out_every_item_once)
     }
 }
 
+/* Every path's quantize_act on n_blocks blocks of x: blocks odd0..odd1
+ * must have q = 0 and d, s and s16 equal to want (NaN: all NaN), and the
+ * others the scalar quantizer's bits for their values alone (an odd block
+ * disturbs nothing around it). */
+static void odd_blocks_quantize_to(const float *x, int n_blocks, int odd0, int odd1, float want)
+{
+    st_act_block got[8], alone;
+    cr_assert_leq(n_blocks, 8);
+    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
+        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
+        const char *nm = st_cpu_isa_name(k->isa);
+        memset(got, 0x55, sizeof got);
+        k->quantize_act(x, (uint32_t)n_blocks * 32, got);
+        for (int b = 0; b < n_blocks; b++) {
+            if (b < odd0 || b > odd1) {
+                st_quantize_act_row(x + 32 * b, 32, &alone);
+                cr_assert_eq(memcmp(&got[b], &alone, sizeof alone), 0, "%s block %d", nm, b);
+                continue;
+            }
+            bool ok = isnan(want) ? isnan(got[b].d) && isnan(got[b].s) && isnan(got[b].s16)
+                                  : got[b].d == want && got[b].s == want && got[b].s16 == want;
+            cr_assert(ok, "%s block %d: d %g s %g s16 %g", nm, b, got[b].d, got[b].s, got[b].s16);
+            for (int i = 0; i < 32; i++)
+                cr_assert_eq(got[b].q[i], 0, "%s block %d q[%d]", nm, b, i);
+        }
+    }
+}
+
 /* Issue #8 item 5: a block with a NaN or an infinity converted NaN to int
  * (INT_MIN on x86) and summed it into a signed int: undefined behaviour
  * (UBSan: signed overflow) and a finite scale for garbage. Every path this
@@ -614,27 +642,7 @@ Test(forward_kernels, act_quantization_non_finite)
     x[96 + 31] = -INFINITY;
     for (int i = 128; i < 160; i++)
         x[i] = NAN; /* 32 x INT_MIN overflowed the sum */
-    st_act_block finite[2];
-    float clean[64];
-    memcpy(clean, x, 32 * sizeof *x);
-    memcpy(clean + 32, x + 160, 32 * sizeof *x);
-    st_quantize_act_row(clean, 64, finite);
-    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
-        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
-        st_act_block got[N / 32];
-        memset(got, 0x55, sizeof got);
-        k->quantize_act(x, N, got);
-        for (int b = 1; b <= 4; b++) {
-            cr_assert(isnan(got[b].d) && isnan(got[b].s) && isnan(got[b].s16), "%s block %d",
-                      st_cpu_isa_name(k->isa), b);
-            for (int i = 0; i < 32; i++)
-                cr_assert_eq(got[b].q[i], 0, "%s block %d q[%d]", st_cpu_isa_name(k->isa), b, i);
-        }
-        cr_assert_eq(memcmp(&got[0], &finite[0], sizeof finite[0]), 0, "%s",
-                     st_cpu_isa_name(k->isa));
-        cr_assert_eq(memcmp(&got[5], &finite[1], sizeof finite[1]), 0, "%s",
-                     st_cpu_isa_name(k->isa));
-    }
+    odd_blocks_quantize_to(x, N / 32, 1, 4, NAN);
 }
 
 /* A block whose largest |x| is under 127 / FLT_MAX: 127 / amax is
@@ -653,23 +661,7 @@ Test(forward_kernels, act_quantization_tiny_blocks)
     for (int i = 32; i < 64; i++)
         x[i] = i % 3 ? 0.0f : 1e-38f * (i % 2 ? 1 : -1); /* amax < 127 / FLT_MAX */
     x[40] = 1e-44f; /* a subnormal too */
-    st_act_block clean[2];
-    float cx[64];
-    memcpy(cx, x, 32 * sizeof *x);
-    memcpy(cx + 32, x + 64, 32 * sizeof *x);
-    st_quantize_act_row(cx, 64, clean);
-    for (int isa = ST_ISA_SCALAR; isa <= ST_ISA_AVX512; isa++) {
-        const st_cpu_kernels *k = st_cpu_kernels_get((st_cpu_isa)isa);
-        st_act_block got[N / 32];
-        memset(got, 0x55, sizeof got);
-        k->quantize_act(x, N, got);
-        const char *nm = st_cpu_isa_name(k->isa);
-        cr_assert(got[1].d == 0.0f && got[1].s == 0.0f && got[1].s16 == 0.0f, "%s", nm);
-        for (int i = 0; i < 32; i++)
-            cr_assert_eq(got[1].q[i], 0, "%s q[%d]", nm, i);
-        cr_assert_eq(memcmp(&got[0], &clean[0], sizeof clean[0]), 0, "%s", nm);
-        cr_assert_eq(memcmp(&got[2], &clean[1], sizeof clean[1]), 0, "%s", nm);
-    }
+    odd_blocks_quantize_to(x, N / 32, 1, 1, 0.0f);
     st_block_q8_0 row[3];
     float back[N];
     x[64 + 5] = NAN;

@@ -119,7 +119,7 @@ static void run_llama(const st_model *m)
 
 /* As an encoder: a loaded model embeds [first, last, middle] ids of its
  * vocabulary (up to max_tokens of them) on the scalar kernels, without a
- * pool, to a finite vector or a refusal with a message. */
+ * pool, to a vector or a refusal with a message. */
 static void load_bert(const st_gguf *g)
 {
     st_bert_model *b = NULL;
