@@ -247,9 +247,12 @@ static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, con
             make_grouped(S, &b, r[e].group);
     st_attn_layer L = layer_of(S, &b, r, nr);
     size_t n = (size_t)S->n_q * S->n_heads * S->hd;
-    float *want = malloc(n * sizeof(float)), *want8 = malloc(n * sizeof(float));
+    float *want = malloc(n * sizeof(float)), *want8 = want;
     reference(&L, &b, want, false);
-    reference(&L, &b, want8, type == ST_KV_Q8_0);
+    if (type == ST_KV_Q8_0) {
+        want8 = malloc(n * sizeof(float));
+        reference(&L, &b, want8, true);
+    }
     size_t sf = st_attn_tiled_scratch_floats(S->hd);
     float *scr[2];
     for (int i = 0; i < 2; i++)
@@ -292,8 +295,9 @@ static void check_type(const shape *S, const st_attn_range2 *r, uint32_t nr, con
     free(part);
     free(scr[0]);
     free(scr[1]);
+    if (want8 != want)
+        free(want8);
     free(want);
-    free(want8);
     unmake(&b);
 }
 
