@@ -115,7 +115,8 @@ kernel void embed(global const uchar *w, uint type, uint row_bytes, uint E,
 
 /* One 32-block of x in int8 as st_quantize_act_row (core/cpu/
  * kernels_scalar.c) makes it: q, and the scale d before it is rounded to
- * a half; false for a block holding an infinity or a NaN. */
+ * a half. A block holding an infinity or a NaN gets q = 0 and d NaN, as
+ * st_act_block_non_finite, and false. */
 inline bool quant32(const float *x, char *q, float *d)
 {
     float amax = 0.0f;
@@ -125,8 +126,12 @@ inline bool quant32(const float *x, char *q, float *d)
         amax = a > amax ? a : amax;
         finite = finite && isfinite(a);
     }
-    if (!finite)
+    if (!finite) {
+        for (int i = 0; i < 32; i++)
+            q[i] = 0;
+        *d = NAN;
         return false;
+    }
     *d = amax / 127.0f;
     /* st_act_block_multiplier: 0 where 127 / amax is infinite. */
     float id = amax != 0.0f ? 127.0f / amax : 0.0f;
@@ -145,16 +150,15 @@ inline void quant_block(global const float *x, global uchar *out)
         xb[i] = x[i];
     global float *f = (global float *)out;
     global char *q = (global char *)(out + 12);
-    if (!quant32(xb, qb, &d)) {
-        for (int i = 0; i < 32; i++)
-            q[i] = 0;
-        f[0] = f[1] = f[2] = NAN;
-        return;
-    }
+    bool finite = quant32(xb, qb, &d);
     int sum = 0;
     for (int i = 0; i < 32; i++) {
         q[i] = qb[i];
         sum += qb[i];
+    }
+    if (!finite) {
+        f[0] = f[1] = f[2] = NAN;
+        return;
     }
     float dh = round_half(d);
     f[0] = dh;
@@ -750,19 +754,13 @@ inline float score_fused(const float *qs, const float *kr)
 
 /* A query row in int8 blocks as the CPU's fused decode quantizes it for
  * a Q8_0 cache (st_quantize_act_row): qq and each block's scale qd,
- * rounded to a half; a block with an infinity or a NaN gets q = 0 and a
- * NaN scale. */
+ * rounded to a half (a non-finite block: q = 0, its NaN scale). */
 inline void quant_query(const float *qv, char *qq, float *qd)
 {
     for (uint b = 0; b < HD / 32; b++) {
         float d;
-        if (quant32(qv + 32 * b, qq + 32 * b, &d)) {
-            qd[b] = round_half(d);
-        } else {
-            for (int i = 0; i < 32; i++)
-                qq[32 * b + i] = 0;
-            qd[b] = NAN;
-        }
+        quant32(qv + 32 * b, qq + 32 * b, &d);
+        qd[b] = round_half(d);
     }
 }
 
