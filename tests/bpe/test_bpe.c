@@ -462,7 +462,7 @@ Test(bpe, random_bytes_give_valid_ids)
 
 Test(bpe, many_control_tokens_load_and_longest_wins, .timeout = 120)
 {
-    static char texts[MANY_SPECIALS][10];
+    static char texts[MANY_SPECIALS][16];
     static const char *strs[MANY_SPECIALS];
     static int types[MANY_SPECIALS];
     const int half = MANY_SPECIALS / 2;

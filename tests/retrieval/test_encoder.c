@@ -456,7 +456,7 @@ Test(encoder, embedding_scores_are_the_encoders_dot_products)
     float dv[N][TB_EMBD], qv[TB_EMBD];
     st_error err = {0};
     for (int i = 0; i < N; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "d%d", i);
         cr_assert_eq(st_retriever_add(r, id, strlen(id), docs[i], strlen(docs[i]), &err), ST_OK,
                      "%s", err.message);

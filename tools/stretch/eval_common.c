@@ -206,7 +206,7 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *
     }
     /* Points of another model, strategy, input or settings must not be
      * mixed into this run's totals: refuse, keeping the file as it is. */
-    char why[512];
+    char why[sizeof header + 128]; /* the reason quotes the whole header */
     if (*existing_len && !header_matches(*existing, header, task, fields, n, why, sizeof why)) {
         fprintf(stderr, "stretch: %s:1: cannot resume: %s; rerun with --fresh to discard "
                         "its points, or choose another --out\n", path, why);
