@@ -20,7 +20,7 @@ src=$PWD
 
 all=(fuzz_strategy fuzz_plugin_manifest fuzz_params fuzz_gguf fuzz_bpe fuzz_wordpiece
      fuzz_chat_template fuzz_bm25_index fuzz_embedding_index fuzz_hybrid_index fuzz_squeezed_index fuzz_gbnf
-     fuzz_json_schema fuzz_serve_request)
+     fuzz_json_schema fuzz_regex fuzz_serve_request)
 budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -82,6 +82,8 @@ seed_dir fuzz_hybrid_index "$seeds"/generated/hybrid_index/*
 seed_dir fuzz_squeezed_index "$seeds"/generated/squeezed_index/*
 seed_dir fuzz_gbnf "$src"/tests/constraint/grammars/*.gbnf
 seed_dir fuzz_json_schema "$src"/tests/constraint/schemas/*.json
+# Pattern A, pattern B, text (tests/fuzz/corpus/fuzz_regex).
+seed_dir fuzz_regex
 # A path byte (0 completion, 1 chat, 2 msgpack-RPC map), then the body.
 seed_dir fuzz_serve_request
 

@@ -12,12 +12,16 @@
 #include <string.h>
 
 #include "cg_mask.h"
+#include "cg_regex.h"
 #include "cg_regex_dfa.h"
 
 static const char *const patterns[] = {
     "a", "^a", "b$", "^ab*c$", "a|bc", "[a-c]{2,3}", "^[^a]*$", "\\d+", ".", "^.$", "\"",
     "\\\\", "^(a|b)*c", "\u00e9", "^\\n?$", "x?y?", "^$", "", "a{0,2}b", "(?:ab)+", "[\\s]",
     "^[a-c\"]{1,3}$", "1\\\\?2", "^\\x01", "[^\\d\\s]$", "^\\w+$", "^\U0001F600|c$",
+    /* Quantifiers on a quantifier (fuzz_regex found the translation of
+     * these refused by the GBNF reader). */
+    "^ab\\w+*c", "^(?:ab){1}{2}$", "a?{2}b$",
 };
 #define N_PATTERNS (sizeof patterns / sizeof *patterns)
 
@@ -255,4 +259,34 @@ Test(regex_dfa, bounds_are_refused_by_name)
     cr_assert(cg_dfa_from_regex("a[ab]{10}$", 10, true, &d, &b, &err), "%s", err.message);
     cr_expect_leq(d.n_states, CG_DFA_STATES_MAX);
     cg_dfa_free(&d);
+}
+
+/* Bad patterns, each in a buffer of exactly its length (no terminating
+ * NUL to stop a read past the end, which ASan reports): refused by the
+ * parser with a message and a column inside the pattern, and by both back
+ * ends. fuzz_regex found `[^\<-\` read one byte past its end. */
+Test(regex_dfa, bad_patterns_are_refused_inside_their_bytes)
+{
+    static const char *const bad[] = {"[a-\\", "[^\\<-\\", "\\", "[\\", "a{2", "a{3,2}",
+                                      "(?=a)", "\\x4", "[z-a]", "(a", "a)", "\\1", "a**",
+                                      "[", "\\u12"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        size_t len = strlen(bad[i]);
+        char *re = malloc(len);
+        memcpy(re, bad[i], len);
+        cg_rx t;
+        cg_error err = {0};
+        cr_expect_not(cg_rx_parse(re, len, &t, &err), "/%s/ parsed", bad[i]);
+        cg_rx_free(&t);
+        cr_expect(err.message[0], "/%s/: no message", bad[i]);
+        cr_expect(err.offset >= 0 && err.offset <= (long)len, "/%s/: column %ld", bad[i],
+                  err.offset);
+        cg_buf gbnf = {0};
+        cr_expect_not(cg_regex_to_gbnf(re, len, true, &gbnf, &err), "/%s/ translated", bad[i]);
+        cg_buf_free(&gbnf);
+        cg_dfa d;
+        cg_dfa_budget b = {CG_DFA_WORK_MAX};
+        cr_expect_not(cg_dfa_from_regex(re, len, true, &d, &b, &err), "/%s/ built", bad[i]);
+        free(re);
+    }
 }

@@ -254,6 +254,9 @@ static bool class_escape(char c, ranges *s)
  * the failure filled when it is not one this translator knows. */
 static long escaped_char(rx *r, const char *at)
 {
+    /* (A class's range end, `[a-\`, reaches here with nothing left.) */
+    if (r->p >= r->end)
+        return rx_fail(r, at, "'\\' at the end of the pattern"), -1;
     char c = *r->p++;
     switch (c) {
     case 'n': return '\n';
@@ -566,8 +569,16 @@ static void emit_node(const cg_rx_node *n, bool json, cg_buf *o)
             emit_node(n->kids[i], json, o);
         }
         break;
-    case CG_RX_REP:
+    case CG_RX_REP: {
+        /* A repeated repetition (a+*, a{2}{3}: the parser allows a few
+         * quantifiers on one atom) is grouped: GBNF takes one quantifier
+         * per symbol, and read the bare `x+*` as a syntax error. */
+        bool group = n->kids[0]->kind == CG_RX_REP || n->kids[0]->kind == CG_RX_CAT;
+        if (group)
+            cg_buf_puts(o, "(");
         emit_node(n->kids[0], json, o);
+        if (group)
+            cg_buf_puts(o, ")");
         if (n->q != '{')
             cg_buf_put(o, &n->q, 1);
         else if (n->max < 0)
@@ -575,6 +586,7 @@ static void emit_node(const cg_rx_node *n, bool json, cg_buf *o)
         else
             cg_buf_printf(o, "{%ld,%ld}", n->min, n->max);
         break;
+    }
     }
 }
 
