@@ -228,6 +228,13 @@ Test(eval_cli, passkey_resume_refuses_other_inputs_and_edited_verdicts)
     cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
                      "--out pk"), 5);
     cr_assert(err_has("pk/points.jsonl:2: bad \"correct\" (it does not follow"));
+    /* An answer cut out of line 2: "correct" right after "answer" (read
+     * as a string of length -1, whose decoding wrote past a 0-byte copy). */
+    shell("cp pk1.jsonl pk/points.jsonl && "
+          "sed -i '2s/\"answer\":.*,\"correct\":/\"answer\":\"correct\":/' pk/points.jsonl");
+    cr_assert_eq(run("eval passkey -m s.yaml --lengths 300 --depths 0,100 --samples 1 "
+                     "--out pk"), 5);
+    cr_assert(err_has("pk/points.jsonl:2: bad \"answer\" and \"correct\""));
 }
 
 Test(eval_cli, csv_write_failure_is_an_error)

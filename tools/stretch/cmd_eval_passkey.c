@@ -248,8 +248,10 @@ static int find_point(const char *existing, const char *path, long length, long 
         const char *c = strstr(p, "\"correct\":");
         if (!k || k > line_end || strtol(k + 6, &end, 10) != key || *end != ',')
             bad = "\"key\" (expected the key this seed hides there)";
-        else if (!a || a > line_end || !c || c > line_end || a > c)
-            bad = "\"answer\" and \"correct\" (expected both)";
+        /* The answer is the JSON string between `"answer":` and
+         * `,"correct":` (at least its two quotes). */
+        else if (!a || a > line_end || !c || c > line_end || c < a + 9 + 3 || c[-1] != ',')
+            bad = "\"answer\" and \"correct\" (expected both, in that order)";
         size_t alen = 0;
         char *answer = bad ? NULL : st_cli_json_string_decode(a + 9, (size_t)(c - 1 - (a + 9)),
                                                               &alen);
