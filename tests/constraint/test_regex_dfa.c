@@ -20,8 +20,11 @@ static const char *const patterns[] = {
     "\\\\", "^(a|b)*c", "\u00e9", "^\\n?$", "x?y?", "^$", "", "a{0,2}b", "(?:ab)+", "[\\s]",
     "^[a-c\"]{1,3}$", "1\\\\?2", "^\\x01", "[^\\d\\s]$", "^\\w+$", "^\U0001F600|c$",
     /* Quantifiers on a quantifier (fuzz_regex found the translation of
-     * these refused by the GBNF reader). */
+     * these, and of the next three, refused by the GBNF reader). */
     "^ab\\w+*c", "^(?:ab){1}{2}$", "a?{2}b$",
+    /* A bounded count of something that can match nothing (refused as
+     * left-recursive). */
+    "^(?:a*){0,3}b$", "(?:b?){2,5}c", "^/*{0,3}x",
 };
 #define N_PATTERNS (sizeof patterns / sizeof *patterns)
 
@@ -264,12 +267,15 @@ Test(regex_dfa, bounds_are_refused_by_name)
 /* Bad patterns, each in a buffer of exactly its length (no terminating
  * NUL to stop a read past the end, which ASan reports): refused by the
  * parser with a message and a column inside the pattern, and by both back
- * ends. fuzz_regex found `[^\<-\` read one byte past its end. */
+ * ends. fuzz_regex found `[^\<-\` read one byte past its end, and bytes
+ * past U+10FFFF taken for a character GBNF cannot write. */
 Test(regex_dfa, bad_patterns_are_refused_inside_their_bytes)
 {
     static const char *const bad[] = {"[a-\\", "[^\\<-\\", "\\", "[\\", "a{2", "a{3,2}",
                                       "(?=a)", "\\x4", "[z-a]", "(a", "a)", "\\1", "a**",
-                                      "[", "\\u12"};
+                                      "[", "\\u12",
+                                      /* Not UTF-8: past U+10FFFF, overlong, a surrogate. */
+                                      "a\xf6\xa6\x9e\x95", "\xc0\xaf", "[\xed\xa0\x80]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         size_t len = strlen(bad[i]);
         char *re = malloc(len);

@@ -303,6 +303,32 @@ static int32_t left_cycle(const cg_grammar *g, const bool *nullable, uint8_t *st
     return -1;
 }
 
+/* A bounded repetition of something that can match the empty string,
+ * ("a"*){0,3}, is no left recursion, but its chain's unbounded twin
+ * (star ::= x star | (empty)) would be: such a chain counts without one,
+ * and the twin, which nothing references, is left matching the empty
+ * string only. */
+static void drop_nullable_twins(cg_grammar *g, const bool *nullable)
+{
+    for (size_t r = 0; r < g->n_rules; r++) {
+        cg_rule *c = &g->rules[r];
+        if (c->count_left <= 0)
+            continue;
+        cg_rule *t = &g->rules[c->count_star];
+        bool x_nullable = t->n_alts > 0;
+        for (int32_t p = t->n_alts ? t->alts[0] : 0;
+             x_nullable && g->elems[p].kind != CG_END && g->elems[p + 1].kind != CG_END; p++)
+            x_nullable = g->elems[p].kind == CG_REF && nullable[g->elems[p].arg];
+        if (!x_nullable)
+            continue;
+        c->count_left = 0;
+        if (t->n_alts == 2) {   /* (x star, then the empty alternative) */
+            t->alts[0] = t->alts[1];
+            t->n_alts = 1;
+        }
+    }
+}
+
 bool cg_grammar_finish(cg_grammar *g, const char *root_name, cg_error *err)
 {
     for (size_t r = 0; r < g->n_rules; r++)
@@ -326,6 +352,7 @@ bool cg_grammar_finish(cg_grammar *g, const char *root_name, cg_error *err)
         fail(err, -1, "out of memory checking the grammar%s%s", "", "");
     if (ok) {
         fixpoint(g, nullable, productive);
+        drop_nullable_twins(g, nullable);
         for (size_t r = 0; ok && r < g->n_rules; r++)
             if (!productive[r]) {
                 fail(err, g->rules[r].first_use,

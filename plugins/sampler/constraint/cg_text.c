@@ -75,6 +75,11 @@ int cg_utf8_decode(const char *s, size_t left, uint32_t *cp)
             return 0;
         v = (v << 6) | (u[i] & 0x3Fu);
     }
+    /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8
+     * (a pattern's F6 A6 9E 95 became U+1A6795, which GBNF cannot write). */
+    static const uint32_t least[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < least[n] || (v >= 0xD800 && v <= 0xDFFF) || v > 0x10FFFF)
+        return 0;
     *cp = v;
     return n;
 }

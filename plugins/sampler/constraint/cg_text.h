@@ -22,9 +22,10 @@ void cg_buf_puts(cg_buf *b, const char *s);
 void cg_buf_printf(cg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The length (1-4) of the UTF-8 sequence at s[0..left), its code point in
- * *cp; 0 when the bytes are not a well-formed sequence. Lenient as the
- * GBNF reader is: overlong forms and surrogates pass (they only ever come
- * from text the JSON reader already checked). */
+ * *cp; 0 when the bytes are not well-formed UTF-8: a broken sequence, an
+ * overlong form, a surrogate or a value past U+10FFFF. (Patterns and
+ * names come checked from JSON and manifests, but a GBNF file or a
+ * pattern handed over as bytes does not.) */
 int cg_utf8_decode(const char *s, size_t left, uint32_t *cp);
 
 /* One code point as GBNF inside "..." or [...] (escaped as needed). */
