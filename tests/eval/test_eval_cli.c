@@ -335,6 +335,12 @@ Test(eval_cli, jsonschema_records_compiled_and_refused_and_resumes)
     cr_assert_eq(run("eval jsonschema -m s.yaml --max-tokens 24 --out js bench"), 0);
     cr_expect_eq(count_lines("js/points.jsonl"), 3, "a rerun redid finished schemas");
     cr_expect(err_has("2 resumed"));
+    /* A last line a kill tore is no finished schema: cut, and run again. */
+    shell("truncate -s -2 js/points.jsonl");
+    cr_assert_eq(run("eval jsonschema -m s.yaml --max-tokens 24 --out js bench"), 0);
+    cr_expect(err_has("1 resumed"));
+    cr_expect_eq(count_lines("js/points.jsonl"), 3);
+    shell("test $(grep -o '{\"file\"' js/points.jsonl | wc -l) -eq 2");
     cr_expect_eq(run("eval jsonschema -m s.yaml --out js"), 2);
 }
 
@@ -387,6 +393,16 @@ Test(eval_cli, length_table_and_intervals)
     }
     fclose(f);
     cr_expect_eq(checked, 2);
+    /* A last line a kill tore is cut and its point answered again, on a
+     * line of its own (it was taken as finished, its count cut short). */
+    shell("truncate -s -3 len/points.jsonl");
+    cr_assert_eq(run("eval length -m s.yaml --targets 10,30 --prompts 1 --out len"), 0);
+    cr_expect_eq(count_lines("len/points.jsonl"), 5);
+    shell("test $(grep -o '{\"target\"' len/points.jsonl | wc -l) -eq 4");
+    /* A word count that is not one is refused by its line. */
+    shell("sed -i '2s/\"words\":[0-9]*/\"words\":-3/' len/points.jsonl");
+    cr_expect_eq(run("eval length -m s.yaml --targets 10,30 --prompts 1 --out len"), 5);
+    cr_expect(err_has("len/points.jsonl:2: bad \"words\""));
     cr_expect_eq(run("eval length -m s.yaml --targets 12"), 2);
     cr_expect(err_has("not a TLG level"));
 }

@@ -148,16 +148,17 @@ static bool write_manifest(const char *path, const char *base, const char *schem
 }
 
 /* Whether `existing` has a finished point for `key` (a point that ended in
- * an error or a cancel is run again). */
+ * an error or a cancel is run again, and so is a last line a kill tore). */
 static bool already_done(const char *existing, const char *key)
 {
     char needle[1200];
     snprintf(needle, sizeof needle, "{\"file\":\"%s\"", key);
     for (const char *p = existing; p && (p = strstr(p, needle)); p++) {
         const char *end = strchr(p, '\n');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (!end)
+            break;
         const char *err = strstr(p, "\"status\":\"error\"");
-        if (!err || err >= p + len)
+        if (!err || err >= end)
             return true;
     }
     return false;

@@ -89,14 +89,28 @@ static st_status answer(st_engine *e, const char *prompt, uint32_t max_tokens, s
     return st;
 }
 
-/* A point already in the file: its word count, or -1. */
-static long find_point(const char *existing, long target, int prompt, bool with)
+/* A point already in the file: its word count, or -1 when absent or torn
+ * by a kill (no line end yet: it is answered again). A count that is not
+ * a number >= 0 followed by the answer is refused: -2, message printed. */
+static long find_point(const char *existing, const char *path, long target, int prompt,
+                       bool with)
 {
     char needle[128];
     snprintf(needle, sizeof needle, "{\"target\":%ld,\"prompt\":%d,\"length\":%s,\"words\":",
              target, prompt, with ? "true" : "false");
     const char *p = existing ? strstr(existing, needle) : NULL;
-    return p ? strtol(p + strlen(needle), NULL, 10) : -1;
+    if (!p || !strchr(p, '\n'))
+        return -1;
+    const char *digits = p + strlen(needle);
+    char *end;
+    long words = strtol(digits, &end, 10);
+    if (end == digits || *digits == '-' || strncmp(end, ",\"answer\":", 10) != 0) {
+        fprintf(stderr, "stretch: %s:%zu: bad \"words\" (expected a count >= 0, then "
+                        "\"answer\"); rerun with --fresh to answer again\n",
+                path, st_points_line(existing, p));
+        return -2;
+    }
+    return words;
 }
 
 int st_cmd_eval_length(int argc, char **argv)
@@ -164,6 +178,8 @@ int st_cmd_eval_length(int argc, char **argv)
         st_engine_close(base);
         return 2;
     }
+    char points_path[4096];
+    snprintf(points_path, sizeof points_path, "%s/points.jsonl", out_dir);
     char *abs_base = realpath(manifest, NULL);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/with-length.yaml", out_dir);
@@ -193,7 +209,11 @@ int st_cmd_eval_length(int argc, char **argv)
             snprintf(prompt, sizeof prompt, "%s The response should have a word count of %lld "
                      "words.", instructions[p], targets[t]);
             for (int w = 0; w < 2 && rc == 0; w++) {
-                long words = find_point(existing, targets[t], p, w);
+                long words = find_point(existing, points_path, targets[t], p, w);
+                if (words == -2) {
+                    rc = ST_EXIT_RUNTIME;
+                    break;
+                }
                 if (words >= 0) {
                     pr.skipped++;
                 } else {

@@ -214,6 +214,24 @@ FILE *st_points_open(const char *dir, const char *name, bool fresh, const char *
         *existing = NULL;
         return NULL;
     }
+    /* A last line a kill tore (no line end) is cut off: its point is
+     * computed again, and the new line must not run into it. (The header
+     * matched, so the file is this evaluation's own; a torn header alone
+     * is written again.) */
+    size_t keep = *existing_len;
+    while (keep && (*existing)[keep - 1] != '\n')
+        keep--;
+    if (keep < *existing_len) {
+        if (keep && truncate(path, (off_t)keep) != 0) {
+            fprintf(stderr, "stretch: %s: cannot cut its torn last line: %s\n", path,
+                    strerror(errno));
+            free(*existing);
+            *existing = NULL;
+            return NULL;
+        }
+        (*existing)[keep] = '\0';
+        *existing_len = keep;
+    }
     bool start = !*existing_len;
     FILE *f = fopen(path, start ? "w" : "a");
     if (!f) {
