@@ -3,14 +3,13 @@
 # for a budget, a few at a time. See docs/fuzzing.md.
 #
 # tools/fuzz.sh [--time SECONDS | --runs N] [--jobs J] [--build DIR]
-#               [--no-build | --build-only] [--list] [TARGET...]
+#               [--no-build] [--list] [TARGET...]
 #   --time S     each target runs S seconds (default 60)
 #   --runs N     each target runs N inputs instead (-runs=N)
 #   --seed S     libFuzzer's random seed (-seed=S); with --runs the run is
 #                the same every time, as CI needs
 #   --jobs J     targets run J at a time (default 2)
 #   --build DIR  the clang build directory (default build-fuzz)
-#   --build-only build the targets, run none (with --jobs J: J compilers)
 #   TARGET...    fuzz_gguf fuzz_bpe ... (default: all)
 # Exits 1 when a target finds a crash, a leak, a timeout or an oracle
 # failure; the input is saved as DIR/fuzz-artifacts/TARGET/crash-* (or
@@ -24,7 +23,7 @@ src=$PWD
 all=(fuzz_json_schema fuzz_gguf fuzz_hybrid_index fuzz_regex fuzz_bm25_index fuzz_embedding_index
      fuzz_strategy fuzz_params fuzz_plugin_manifest fuzz_squeezed_index fuzz_bpe fuzz_wordpiece
      fuzz_gbnf fuzz_serve_request fuzz_chat_template)
-budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=() run=1
+budget=(-max_total_time=60) jobs=2 build=build-fuzz do_build=1 targets=() seed_opt=()
 while [ $# -gt 0 ]; do
   case $1 in
     --time) budget=(-max_total_time="$2"); shift 2 ;;
@@ -33,9 +32,8 @@ while [ $# -gt 0 ]; do
     --jobs) jobs=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
-    --build-only) run=0; shift ;;
     --list) printf '%s\n' "${all[@]}"; exit 0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -50,7 +48,6 @@ if [ $do_build = 1 ]; then
     -DST_BUILD_TESTS=OFF -DST_OPENCL=OFF -DST_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j"$jobs" --target fuzz
 fi
-[ $run = 1 ] || exit 0
 bin=$build/fuzz
 
 # Seeds: the repository's manifests and fixtures, small committed seeds

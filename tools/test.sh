@@ -80,11 +80,6 @@ if [ "${1:-}" != "--fast" ]; then
     fi
   done
   stage_done "sanitizer ctest"
-  # The fuzz targets' build (below) goes on the core the server tests leave
-  # idle (they drive one server process at a time, about one core).
-  fuzz_log=$PWD/build-asan/fuzz-build.log
-  tools/fuzz.sh --build-only --jobs 1 >"$fuzz_log" 2>&1 &
-  fuzz_build=$!
   # `stretch serve` under the sanitizers too: its tests drive this build's binary.
   if [ -d python ]; then
     STRETCH_BUILD_DIR=build-asan \
@@ -99,21 +94,19 @@ if [ "${1:-}" != "--fast" ]; then
     echo "test.sh: the sanitizers reported problems (above)" >&2
     status=1
   fi
-  [ $status -eq 0 ] || { kill "$fuzz_build" 2>/dev/null; exit $status; }
+  [ $status -eq 0 ] || exit $status
   stage_done "sanitizer server tests"
 fi
 
 # Fuzzing (docs/fuzzing.md): every libFuzzer target in tests/fuzz, built
 # with clang under ASan+UBSan in build-fuzz, replays tests/fuzz/regressions
 # and then runs 30,000 inputs from a fixed seed, two targets at a time
-# (about two and a half minutes; the build ran beside the server tests,
-# above); a crash, leak, hang or oracle failure
+# (about two and a half minutes, plus the build); a crash, leak, hang or
+# oracle failure
 # fails the run. Fixed runs and seed make the stage the same every time, so
 # a test run cannot fail by luck; new exploration is the campaign's job
 # (tools/fuzz.sh --time or --runs without --seed).
 if [ "${1:-}" != "--fast" ]; then
-  wait "$fuzz_build" || { cat "$fuzz_log" >&2; echo "test.sh: the fuzz build failed" >&2; exit 1; }
-  stage_done "fuzz build"
-  tools/fuzz.sh --no-build --runs 30000 --seed 1 --jobs 2
+  tools/fuzz.sh --runs 30000 --seed 1 --jobs 2
   stage_done "fuzzing"
 fi

@@ -48,20 +48,6 @@ static size_t random_cps(uint32_t *cps)
     return n;
 }
 
-static void put_utf8(cg_buf *b, uint32_t cp)
-{
-    char u[4];
-    int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (n == 1) {
-        u[0] = (char)cp;
-    } else {
-        for (int i = n - 1; i > 0; i--, cp >>= 6)
-            u[i] = (char)(0x80 | (cp & 0x3F));
-        u[0] = (char)((n == 2 ? 0xC0 : n == 3 ? 0xE0 : 0xF0) | cp);
-    }
-    cg_buf_put(b, u, (size_t)n);
-}
-
 /* The characters as the body of a JSON string, json.dumps's spelling. */
 static void json_body(const uint32_t *cps, size_t n, cg_buf *b)
 {
@@ -74,7 +60,7 @@ static void json_body(const uint32_t *cps, size_t n, cg_buf *b)
         else if (c < 0x20)
             cg_buf_printf(b, "\\u%04x", (unsigned)c);
         else
-            put_utf8(b, c);
+            cg_buf_put_utf8(b, c);
     }
     cg_buf_puts(b, "");
 }
@@ -82,7 +68,7 @@ static void json_body(const uint32_t *cps, size_t n, cg_buf *b)
 static void raw_text(const uint32_t *cps, size_t n, cg_buf *b)
 {
     for (size_t i = 0; i < n; i++)
-        put_utf8(b, cps[i]);
+        cg_buf_put_utf8(b, cps[i]);
     cg_buf_puts(b, "");
 }
 

@@ -64,20 +64,6 @@ static int accepts(checker *c, const cg_buf *text)
     return st && cg_parser_accepting(c->p, st);
 }
 
-static void put_utf8(cg_buf *b, uint32_t cp)
-{
-    char u[4];
-    int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (n == 1) {
-        u[0] = (char)cp;
-    } else {
-        for (int i = n - 1; i > 0; i--, cp >>= 6)
-            u[i] = (char)(0x80 | (cp & 0x3F));
-        u[0] = (char)((n == 2 ? 0xC0 : n == 3 ? 0xE0 : 0xF0) | cp);
-    }
-    cg_buf_put(b, u, (size_t)n);
-}
-
 /* The letter json.dumps escapes control character c with, or 0. */
 static char short_escape(uint32_t c)
 {
@@ -105,7 +91,7 @@ static void spell(const uint32_t *cps, size_t n, bool json, cg_buf *b)
         else if (json && c < 0x20)
             cg_buf_printf(b, "\\u%04x", (unsigned)c);
         else
-            put_utf8(b, c);
+            cg_buf_put_utf8(b, c);
     }
     cg_buf_puts(b, "");
 }

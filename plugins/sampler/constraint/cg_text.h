@@ -27,6 +27,8 @@ void cg_buf_printf(cg_buf *b, const char *fmt, ...) __attribute__((format(printf
  * names come checked from JSON and manifests, but a GBNF file or a
  * pattern handed over as bytes does not.) */
 int cg_utf8_decode(const char *s, size_t left, uint32_t *cp);
+/* One code point (at most U+10FFFF) appended as UTF-8. */
+void cg_buf_put_utf8(cg_buf *b, uint32_t cp);
 
 /* One code point as GBNF inside "..." or [...] (escaped as needed). */
 void cg_buf_gbnf_char(cg_buf *b, uint32_t cp, bool in_class);
