@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
 
-# The longest runs first (CI's 30,000 inputs: fuzz_json_schema about 100 s,
-# the last few a second or two), so two at a time end together.
+# The longest runs first (CI's 30,000 inputs: fuzz_json_schema about a
+# minute, the last few a second or two), so two at a time end together.
 all=(fuzz_json_schema fuzz_gguf fuzz_hybrid_index fuzz_regex fuzz_bm25_index fuzz_embedding_index
      fuzz_strategy fuzz_params fuzz_plugin_manifest fuzz_squeezed_index fuzz_bpe fuzz_wordpiece
      fuzz_gbnf fuzz_serve_request fuzz_chat_template)

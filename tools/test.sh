@@ -101,11 +101,10 @@ fi
 # Fuzzing (docs/fuzzing.md): every libFuzzer target in tests/fuzz, built
 # with clang under ASan+UBSan in build-fuzz, replays tests/fuzz/regressions
 # and then runs 30,000 inputs from a fixed seed, two targets at a time
-# (about two and a half minutes, plus the build); a crash, leak, hang or
-# oracle failure
-# fails the run. Fixed runs and seed make the stage the same every time, so
-# a test run cannot fail by luck; new exploration is the campaign's job
-# (tools/fuzz.sh --time or --runs without --seed).
+# (about two minutes, plus the build); a crash, leak, hang or oracle
+# failure fails the run. Fixed runs and seed make the stage the same every
+# time, so a test run cannot fail by luck; new exploration is the
+# campaign's job (tools/fuzz.sh --time or --runs without --seed).
 if [ "${1:-}" != "--fast" ]; then
   tools/fuzz.sh --runs 30000 --seed 1 --jobs 2
   stage_done "fuzzing"

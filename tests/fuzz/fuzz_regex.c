@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cg_json.h"
 #include "cg_parser.h"
 #include "cg_regex.h"
 #include "cg_regex_dfa.h"
@@ -64,36 +65,25 @@ static int accepts(checker *c, const cg_buf *text)
     return st && cg_parser_accepting(c->p, st);
 }
 
-/* The letter json.dumps escapes control character c with, or 0. */
-static char short_escape(uint32_t c)
-{
-    switch (c) {
-    case '\b': return 'b';
-    case '\t': return 't';
-    case '\n': return 'n';
-    case '\f': return 'f';
-    case '\r': return 'r';
-    default: return 0;
-    }
-}
-
 /* The characters as raw text, or as a JSON string body in json.dumps's
- * spelling (what the searching mode's grammars read). */
+ * spelling (what the searching mode's grammars read: cj_write_string's,
+ * without its quotes). */
 static void spell(const uint32_t *cps, size_t n, bool json, cg_buf *b)
 {
+    cg_buf raw = {0};
+    for (size_t i = 0; i < n; i++)
+        cg_buf_put_utf8(&raw, cps[i]);
+    cg_buf_puts(&raw, "");
     b->n = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = cps[i];
-        if (json && (c == '"' || c == '\\'))
-            cg_buf_printf(b, "\\%c", (char)c);
-        else if (json && short_escape(c))
-            cg_buf_printf(b, "\\%c", short_escape(c));
-        else if (json && c < 0x20)
-            cg_buf_printf(b, "\\u%04x", (unsigned)c);
-        else
-            cg_buf_put_utf8(b, c);
+    if (json) {
+        cj_write_string(raw.s, raw.n, b);
+        memmove(b->s, b->s + 1, b->n - 2);
+        b->n -= 2;
+        cg_buf_puts(b, "");
+    } else {
+        cg_buf_put(b, raw.s, raw.n);
     }
-    cg_buf_puts(b, "");
+    cg_buf_free(&raw);
 }
 
 /* The automaton of a pattern the parser accepted, or false when the

@@ -162,9 +162,10 @@ int32_t cg_set_intern(cg_grammar *g, const uint8_t bits[32])
 
 static int utf8_len(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
 
-static void utf8_encode(uint32_t cp, uint8_t *b)
+int cg_utf8_encode(uint32_t cp, uint8_t b[4])
 {
-    switch (utf8_len(cp)) {
+    int n = utf8_len(cp);
+    switch (n) {
     case 1: b[0] = (uint8_t)cp; break;
     case 2: b[0] = (uint8_t)(0xC0 | cp >> 6); b[1] = (uint8_t)(0x80 | (cp & 0x3F)); break;
     case 3:
@@ -178,16 +179,17 @@ static void utf8_encode(uint32_t cp, uint8_t *b)
         b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
         b[3] = (uint8_t)(0x80 | (cp & 0x3F));
     }
+    return n;
 }
 
 static bool range_seq(cg_grammar *g, int32_t rule, uint32_t lo, uint32_t hi)
 {
     uint8_t a[4], b[4];
-    utf8_encode(lo, a);
-    utf8_encode(hi, b);
+    int n = cg_utf8_encode(lo, a);
+    cg_utf8_encode(hi, b);
     cg_seq s = {0};
     bool ok = true;
-    for (int i = 0; ok && i < utf8_len(lo); i++) {
+    for (int i = 0; ok && i < n; i++) {
         uint8_t bits[32] = {0};
         for (unsigned x = a[i]; x <= b[i]; x++)
             cg_set_add(bits, (uint8_t)x);

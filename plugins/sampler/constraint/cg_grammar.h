@@ -86,6 +86,8 @@ static inline bool cg_set_has(const uint8_t *bits, uint8_t b)
 }
 static inline void cg_set_add(uint8_t *bits, uint8_t b) { bits[b >> 3] |= (uint8_t)(1u << (b & 7)); }
 
+/* Code point cp (at most U+10FFFF) as UTF-8 in b; its length, 1-4. */
+int cg_utf8_encode(uint32_t cp, uint8_t b[4]);
 /* Code points: append to `seq` the elements matching any code point in the
  * sorted, disjoint, inclusive ranges (pairs lo,hi), as UTF-8 bytes. One
  * byte set when every range is ASCII, else a fresh rule whose alternatives

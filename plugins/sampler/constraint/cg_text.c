@@ -86,16 +86,9 @@ int cg_utf8_decode(const char *s, size_t left, uint32_t *cp)
 
 void cg_buf_put_utf8(cg_buf *b, uint32_t cp)
 {
-    char u[4];
-    int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (n == 1) {
-        u[0] = (char)cp;
-    } else {
-        for (int i = n - 1; i > 0; i--, cp >>= 6)
-            u[i] = (char)(0x80 | (cp & 0x3F));
-        u[0] = (char)((n == 2 ? 0xC0 : n == 3 ? 0xE0 : 0xF0) | cp);
-    }
-    cg_buf_put(b, u, (size_t)n);
+    uint8_t u[4];
+    int n = cg_utf8_encode(cp, u);
+    cg_buf_put(b, (const char *)u, (size_t)n);
 }
 
 void cg_buf_gbnf_char(cg_buf *b, uint32_t cp, bool in_class)
