@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cg_json.h"
 #include "cg_mask.h"
 #include "cg_regex.h"
 #include "cg_regex_dfa.h"
@@ -48,28 +49,25 @@ static size_t random_cps(uint32_t *cps)
     return n;
 }
 
-/* The characters as the body of a JSON string, json.dumps's spelling. */
-static void json_body(const uint32_t *cps, size_t n, cg_buf *b)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c = cps[i];
-        if (c == '"' || c == '\\')
-            cg_buf_printf(b, "\\%c", (char)c);
-        else if (c == '\n')
-            cg_buf_puts(b, "\\n");
-        else if (c < 0x20)
-            cg_buf_printf(b, "\\u%04x", (unsigned)c);
-        else
-            cg_buf_put_utf8(b, c);
-    }
-    cg_buf_puts(b, "");
-}
-
+/* The characters as UTF-8 text. */
 static void raw_text(const uint32_t *cps, size_t n, cg_buf *b)
 {
     for (size_t i = 0; i < n; i++)
         cg_buf_put_utf8(b, cps[i]);
     cg_buf_puts(b, "");
+}
+
+/* The characters as a JSON string body in json.dumps's spelling, what the
+ * searching mode's grammars read: cj_write_string's, without its quotes. */
+static void json_body(const uint32_t *cps, size_t n, cg_buf *b)
+{
+    cg_buf raw = {0};
+    raw_text(cps, n, &raw);
+    cj_write_string(raw.s, raw.n, b);
+    memmove(b->s, b->s + 1, b->n - 2);
+    b->n -= 2;
+    cg_buf_puts(b, "");
+    cg_buf_free(&raw);
 }
 
 typedef struct checker {
