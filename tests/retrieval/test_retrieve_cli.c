@@ -150,6 +150,11 @@ Test(retrieve_cli, bad_jsonl_names_file_and_line)
     cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad4.jsonl"), 4);
     cr_assert(strstr(slurp("err.txt"), "field \"text\" is not a string"), "%s",
               slurp("err.txt"));
+    /* Columns count from 1, also where jansson has read nothing of the
+     * line (it says column 0 there). */
+    write_file("bad5.jsonl", "{\"id\": \"a\", \"text\": \"ok\"}\n\xff\n");
+    cr_assert_eq(run("retrieve index -m s.yaml --out x.idx --jsonl bad5.jsonl"), 4);
+    cr_assert(strstr(slurp("err.txt"), "bad5.jsonl:2:1: "), "%s", slurp("err.txt"));
     struct stat sb;
     char path[256];
     snprintf(path, sizeof path, "%s/x.idx", dir);

@@ -47,8 +47,8 @@ static json_t *load_json(const char *dir, const char *name, char *path, size_t c
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        fprintf(stderr, "stretch: %s:%d:%d: %s\n", st_cli_safe(path), jerr.line, jerr.column,
-                st_cli_safe(jerr.text));
+        fprintf(stderr, "stretch: %s:%d:%d: %s\n", st_cli_safe(path), jerr.line,
+                jerr.column > 0 ? jerr.column : 1, st_cli_safe(jerr.text));
     return root;
 }
 

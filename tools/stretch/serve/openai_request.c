@@ -604,7 +604,7 @@ static json_t *load_body(const char *body, size_t len, char *msg, size_t msg_siz
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, column %d)",
-             jerr.text, jerr.line, jerr.column);
+             jerr.text, jerr.line, jerr.column > 0 ? jerr.column : 1);
     return root;
 }
 
