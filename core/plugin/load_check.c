@@ -180,9 +180,15 @@ static void child_check(const st_plugin_manifest *m, bool conformance, const cha
          * this check does not open: create runs in an engine only. */
         if (!why && strcmp(m->requires[i], "vocab") == 0)
             why = "only an engine has a tokenizer to give it";
+        /* The engine's words ("the strategy names no model") are not this
+         * check's: it gets a model only where one was given and readable. */
+        if (why && strcmp(m->requires[i], "model") == 0)
+            why = "no readable model was given";
         if (why) {
             snprintf(unmet, sizeof unmet, "requires %s: %s%s", m->requires[i], why,
-                     strcmp(m->requires[i], "model") == 0 ? " (give --model FILE)" : "");
+                     strcmp(m->requires[i], "model") == 0
+                         ? " (inspect --model FILE; check: the strategy's)"
+                         : "");
             skip = unmet;
         }
     }

@@ -693,6 +693,19 @@ Test(cli, extends_finds_stock_manifests_by_name)
     cr_assert_eq(run(args), 0, "%s", err);
     unsetenv("STRETCH_MANIFEST_PATH");
     cr_assert(strstr(out, "/lib/mine.yaml") && strstr(out, "greedy.yaml"), "%s", out);
+
+    /* The stock manifests' model (../models/NAME beside them) is, in the
+     * build tree, the checkout's models/, where tools/fetch_model.sh puts
+     * it: so a strategy anywhere that extends a stock one finds it. */
+    write_at(dir, "d.yaml", "format: 1\nextends: greedy\n");
+    snprintf(args, sizeof args, "check --no-check %s/d.yaml", dir);
+    run(args);
+    cr_assert(strstr(out, "/share/stretch/models/SmolLM2-135M-Instruct.Q4_1.gguf"), "%s", out);
+    char link[400];
+    ssize_t n = readlink(ST_TEST_BINARY_DIR "/share/stretch/models", link, sizeof link - 1);
+    cr_assert_gt(n, 0, "share/stretch/models is not a link");
+    link[n] = '\0';
+    cr_assert_str_eq(link, ST_TEST_SOURCE_DIR "/models");
     rm_dir(dir);
 }
 

@@ -173,7 +173,10 @@ static int open_guarded(open_fn open, const char *manifest, const st_engine_opti
     fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message)); /* may quote a plugin */
     if (strstr(err.message, ".gguf") && (strstr(err.message, "No such file") ||
                                          strstr(err.message, "cannot open")))
-        fprintf(stderr, "stretch: hint: tools/fetch_model.sh downloads the default model\n");
+        fprintf(stderr, "stretch: hint: tools/fetch_model.sh downloads the default model into "
+                        "the checkout's models/ (where the stock strategies look, also from the "
+                        "build tree); --dest DIR puts it elsewhere, such as an installed "
+                        "share/stretch/models; --model FILE runs another GGUF\n");
     return st_cli_exit_for(st);
 }
 
