@@ -111,6 +111,29 @@ Test(engine_cli, full_context_keeps_the_output)
     cr_assert(strstr(out, "\"stopped_by\":\"max_tokens\""), "%s", out);
 }
 
+/* `--file -` is standard input, as for most Unix tools; a directory is
+ * named as one (fopen opens it, and the read said only "read error"). */
+Test(engine_cli, file_dash_reads_standard_input)
+{
+    write_file("short.txt", "The quick brown fox jumps over the lazy dog.\n");
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 3 --file short.txt"), 0, "%s", err);
+    char from_file[sizeof out];
+    snprintf(from_file, sizeof from_file, "%s", out);
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 3 --file - < short.txt"), 0, "%s", err);
+    /* The prompt's ids, the answer's and its text: all before "seed". */
+    const char *a = strstr(from_file, "\"prompt_ids\":"), *b = strstr(out, "\"prompt_ids\":");
+    cr_assert(a && b && strstr(a, ",\"seed\""), "%s", out);
+    size_t n = (size_t)(strstr(a, ",\"seed\"") - a);
+    cr_assert(n > 20 && strncmp(a, b, n) == 0, "%s\n%s", out, from_file);
+    char sub[160];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    cr_assert_eq(run("run -m s.yaml --file sub"), 4);
+    cr_assert(strstr(err, "sub: expected a file, found a directory"), "%s", err);
+    cr_assert_eq(run("eval ppl -m s.yaml --length 32 sub"), 4);
+    cr_assert(strstr(err, "sub: expected a file, found a directory"), "%s", err);
+}
+
 /* Issue #8 item 14: NaN weights are a runtime error (exit 5), not token 0
  * forever with exit 0. */
 Test(engine_cli, nan_weights_exit_with_the_runtime_code)

@@ -106,6 +106,18 @@ Test(read_cli, run_reads_a_file_with_a_question)
         cr_assert(strstr(out, "\"read\":{\"tokens\":"), "%s", out);
         cr_assert(strstr(err, "chunks, kept"), "%s", err);
     }
+    /* `--file -` reads the document from standard input: the same answer. */
+    char from_file[sizeof out];
+    cr_assert_eq(run("run -m ir.yaml --file text.txt --question ' Which fox?' --chunk 64 "
+                     "--max-tokens 3 --json"), 0, "%s", err);
+    snprintf(from_file, sizeof from_file, "%s", out);
+    cr_assert_eq(run("run -m ir.yaml --file - --question ' Which fox?' --chunk 64 "
+                     "--max-tokens 3 --json < text.txt"), 0, "%s", err);
+    /* The prompt's ids, the answer's and its text: all before "seed". */
+    const char *a = strstr(from_file, "\"prompt_ids\":"), *b = strstr(out, "\"prompt_ids\":");
+    cr_assert(a && b && strstr(a, ",\"seed\""), "%s", out);
+    size_t n = (size_t)(strstr(a, ",\"seed\"") - a);
+    cr_assert(n > 20 && strncmp(a, b, n) == 0, "%s\n%s", out, from_file);
     /* The PROMPT is the document when there is no --file. */
     cr_assert_eq(run("run -m ir.yaml --question ' Which fox?' --chunk 64 --max-tokens 2 "
                      "'The red fox ran. The blue fox sat.'"), 0, "%s", err);

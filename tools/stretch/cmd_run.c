@@ -19,7 +19,7 @@ static void run_usage(FILE *f)
 {
     fprintf(f,
             "usage: stretch run [-m MANIFEST] [options] PROMPT\n"
-            "       stretch run [-m MANIFEST] [options] --file PROMPT_FILE\n\n"
+            "       stretch run [-m MANIFEST] [options] --file PROMPT_FILE   (- : standard input)\n\n"
             "  -m, --manifest FILE  strategy manifest (default: manifests/default.yaml)\n"
             "  --max-tokens N       generate at most N tokens (default 256)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"

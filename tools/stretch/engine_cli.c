@@ -280,15 +280,35 @@ long long st_cli_parse_range(const char *flag, const char *value, long long min,
     return v;
 }
 
+FILE *st_cli_input_open(const char *path)
+{
+    return strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+}
+
+void st_cli_input_close(FILE *f)
+{
+    if (f && f != stdin)
+        fclose(f);
+}
+
 char *st_cli_read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
+    const char *name = strcmp(path, "-") == 0 ? "standard input" : st_cli_safe(path);
+    FILE *f = st_cli_input_open(path);
     if (!f) {
-        fprintf(stderr, "stretch: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "stretch: %s: %s\n", name, strerror(errno));
+        return NULL;
+    }
+    /* fopen opens a directory; its first read fails with EISDIR. */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "stretch: %s: expected a file, found a directory\n", name);
+        st_cli_input_close(f);
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
+    errno = 0;
     while (buf) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
@@ -303,11 +323,13 @@ char *st_cli_read_file(const char *path, size_t *len)
         buf = grown;
         cap *= 2;
     }
+    int read_errno = errno;
     bool failed = ferror(f);
-    fclose(f);
+    st_cli_input_close(f);
     if (!buf || failed) {
         free(buf);
-        fprintf(stderr, "stretch: %s: %s\n", path, failed ? "read error" : "out of memory");
+        fprintf(stderr, "stretch: %s: %s\n", name,
+                !failed ? "out of memory" : read_errno ? strerror(read_errno) : "read error");
         return NULL;
     }
     buf[n] = '\0';

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stretch/retrieval.h>
 #include <stretch/stretch.h>
 
@@ -61,9 +62,15 @@ long long st_cli_parse_count(const char *flag, const char *value, long long max)
 long long st_cli_parse_range(const char *flag, const char *value, long long min,
                              long long max);
 
-/* Read a whole file into a NUL-terminated malloc'd buffer. NULL with a
- * message printed on failure. */
+/* Read a whole file into a NUL-terminated malloc'd buffer; "-" reads
+ * standard input. NULL with a message printed on failure. */
 char *st_cli_read_file(const char *path, size_t *len);
+
+/* The stream a document argument names: standard input for "-", else the
+ * file opened for reading (NULL with errno set). Close it with
+ * st_cli_input_close, which leaves standard input open. */
+FILE *st_cli_input_open(const char *path);
+void st_cli_input_close(FILE *f);
 
 /* Decode one JSON string literal (with its quotes) from `s` into a malloc'd
  * UTF-8 buffer; NULL when `s` is not a valid JSON string. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_cli.h"
+
 typedef struct doc_source {
     FILE *f;
     const char *text;
@@ -82,7 +84,7 @@ st_status st_cli_reading_prompt(st_engine *e, const st_cli_document *doc, const 
                                 st_read_stats *stats, st_error *err)
 {
     doc_source src = {NULL, doc->text, doc->len, 0};
-    if (doc->path && !(src.f = fopen(doc->path, "rb"))) {
+    if (doc->path && !(src.f = st_cli_input_open(doc->path))) {
         snprintf(err->message, sizeof err->message, "%.300s: cannot open: %s", doc->path,
                  strerror(errno));
         return ST_E_IO;
@@ -97,8 +99,7 @@ st_status st_cli_reading_prompt(st_engine *e, const st_cli_document *doc, const 
     size_t n_kept = 0;
     stats->struct_size = sizeof *stats;
     st_status st = st_engine_read(e, &p, &kept, &n_kept, stats, err);
-    if (src.f)
-        fclose(src.f);
+    st_cli_input_close(src.f);
     if (st == ST_E_IO && doc->path) {
         char why[sizeof err->message];
         snprintf(why, sizeof why, "%s", err->message);
