@@ -238,6 +238,18 @@ Test(cli, inspect_good_plugin_json)
     cr_assert_eq(run(args), 2);
     cr_assert_eq(lines(err), 1, "%s", err);
     cr_assert(strstr(err, "no-such-plugin") != NULL, "%s", err);
+
+    /* By the plugin's directory; a directory without a plugin.yaml, and a
+     * path that is neither a file nor KIND/NAME, are named as such. */
+    snprintf(args, sizeof args, "inspect %s/fixture-good", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "margin") && strstr(out, "range [0, 100]"), "%s", out);
+    snprintf(args, sizeof args, "inspect %s", ST_FIXTURE_DIR);
+    cr_assert_eq(run(args), 2, "%s", err);
+    cr_assert(strstr(err, ": a directory with no plugin.yaml; give a plugin's name"), "%s", err);
+    cr_assert_eq(run("inspect no-such-dir/top-k"), 1, "%s", err);
+    cr_assert(strstr(err, "no-such-dir/top-k: no such file or directory, and 'no-such-dir' is "
+                          "not a plugin kind"), "%s", err);
 }
 
 Test(cli, plugins_lists_everything)

@@ -32,6 +32,23 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* Whether TARGET is a path rather than NAME or KIND/NAME: it starts with
+ * '/' or '.', or has a '/' after something that is not a plugin kind. */
+static bool looks_like_path(const char *target)
+{
+    if (target[0] == '/' || target[0] == '.')
+        return true;
+    const char *slash = strchr(target, '/');
+    if (!slash)
+        return false;
+    char kind[64];
+    if ((size_t)(slash - target) >= sizeof kind || strchr(slash + 1, '/'))
+        return true;
+    memcpy(kind, target, (size_t)(slash - target));
+    kind[slash - target] = '\0';
+    return st_kind_from_name(kind) == 0;
+}
+
 /* "<dir of target>/plugin.yaml" (malloc'd), NULL on allocation failure. */
 static char *yaml_beside(const char *target)
 {
@@ -102,9 +119,10 @@ static const st_plugin_info *resolve(st_plugins *reg, const char *target, int *c
         kind_buf[slash - target] = '\0';
         kind = st_kind_from_name(kind_buf);
         if (!kind) {
-            fprintf(stderr, "stretch: '%s' is not a plugin kind (tokenizer, "
-                            "positional-encoding, attention, sampler, retriever)\n",
-                    st_cli_safe(kind_buf));
+            fprintf(stderr, "stretch: %s: no such file or directory, and '%s' is not a "
+                            "plugin kind (tokenizer, positional-encoding, attention, "
+                            "sampler, retriever)\n",
+                    st_cli_safe(target), st_cli_safe(kind_buf));
             *code = ST_EXIT_USAGE;
             return NULL;
         }
@@ -222,6 +240,22 @@ int st_cmd_inspect(int argc, char **argv)
             inspect_usage(stderr);
         st_strlist_free(&dirs);
         return code;
+    }
+    /* A plugin's directory (plugins/sampler/top-k, ., /opt/p) stands for
+     * its plugin.yaml; without one it is named as a directory. NAME and
+     * KIND/NAME stay names even where such a directory is at hand. */
+    char dir_yaml[PATH_MAX];
+    struct stat sb;
+    if (looks_like_path(target) && stat(target, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        int w = snprintf(dir_yaml, sizeof dir_yaml, "%s/plugin.yaml", target);
+        if (w < 0 || (size_t)w >= sizeof dir_yaml || !st_cli_is_file(dir_yaml)) {
+            fprintf(stderr, "stretch: %s: a directory with no plugin.yaml; give a plugin's "
+                            "name (NAME or KIND/NAME), its plugin.yaml or its library\n",
+                    st_cli_safe(target));
+            st_strlist_free(&dirs);
+            return ST_EXIT_MANIFEST;
+        }
+        target = dir_yaml;
     }
     bool by_name = !(ends_with(target, ".yaml") || ends_with(target, ".yml") ||
                      ends_with(target, ".so") || (strchr(target, '/') && st_cli_is_file(target)));
