@@ -132,6 +132,17 @@ Test(engine_cli, file_dash_reads_standard_input)
     cr_assert(strstr(err, "sub: expected a file, found a directory"), "%s", err);
     cr_assert_eq(run("eval ppl -m s.yaml --length 32 sub"), 4);
     cr_assert(strstr(err, "sub: expected a file, found a directory"), "%s", err);
+    /* tokenize --batch read a directory as an empty batch and exited 0. */
+    cr_assert_eq(run("tokenize -m s.yaml --batch sub"), 4, "%s", err);
+    cr_assert(strstr(err, "sub: expected a file, found a directory"), "%s", err);
+    write_file("batch.jsonl", "\"The quick brown fox\"\n\"jumps\"\n");
+    cr_assert_eq(run("tokenize -m s.yaml --batch batch.jsonl"), 0, "%s", err);
+    snprintf(from_file, sizeof from_file, "%s", out);
+    cr_assert_eq(run("tokenize -m s.yaml --batch - < batch.jsonl"), 0, "%s", err);
+    cr_assert(strstr(out, "{\"ids\":[") && !strcmp(out, from_file), "%s\n%s", out, from_file);
+    write_file("bad.jsonl", "\"ok\"\nnot json\n");
+    cr_assert_eq(run("tokenize -m s.yaml --batch - < bad.jsonl"), 1, "%s", err);
+    cr_assert(strstr(err, "standard input:2:1: expected one JSON string"), "%s", err);
 }
 
 /* Issue #8 item 14: NaN weights are a runtime error (exit 5), not token 0

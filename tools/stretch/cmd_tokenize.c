@@ -3,6 +3,7 @@
  * tokenizer on one text, or on a JSON-lines batch (one JSON string a line,
  * the form tools/compare_llama.py feeds it).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +62,10 @@ static void print_one(st_engine *e, const int32_t *ids, size_t n, bool json, boo
 
 static int run_batch(st_engine *e, const char *path, uint32_t flags)
 {
-    FILE *f = fopen(path, "r");
+    char why[128];
+    FILE *f = st_cli_input_open(path, why, sizeof why);
     if (!f) {
-        perror(path);
+        fprintf(stderr, "stretch: %s: %s\n", st_cli_input_name(path), why);
         return ST_EXIT_MODEL;
     }
     char *line = NULL;
@@ -78,8 +80,8 @@ static int run_batch(st_engine *e, const char *path, uint32_t flags)
         size_t n_text = 0;
         char *text = st_cli_json_string_decode(line, (size_t)len, &n_text);
         if (!text) {
-            fprintf(stderr, "stretch: %s:%ld:1: expected one JSON string on the line\n", path,
-                    lineno);
+            fprintf(stderr, "stretch: %s:%ld:1: expected one JSON string on the line\n",
+                    st_cli_input_name(path), lineno);
             rc = ST_EXIT_USAGE;
             break;
         }
@@ -90,15 +92,21 @@ static int run_batch(st_engine *e, const char *path, uint32_t flags)
         st_status st = st_engine_tokenize(e, text, n_text, flags, &ids, &n_ids, &err);
         free(text);
         if (st != ST_OK) {
-            fprintf(stderr, "stretch: %s:%ld: %s\n", path, lineno, err.message);
+            fprintf(stderr, "stretch: %s:%ld: %s\n", st_cli_input_name(path), lineno,
+                    err.message);
             rc = st_cli_exit_for(st);
             break;
         }
         print_one(e, ids, n_ids, true, false);
         st_free(ids);
     }
+    /* getline's -1 is the end or a failed read: a failure is not the end. */
+    if (rc == ST_EXIT_OK && ferror(f)) {
+        fprintf(stderr, "stretch: %s: %s\n", st_cli_input_name(path), strerror(errno));
+        rc = ST_EXIT_MODEL;
+    }
     free(line);
-    fclose(f);
+    st_cli_input_close(f);
     return rc;
 }
 

@@ -280,9 +280,18 @@ long long st_cli_parse_range(const char *flag, const char *value, long long min,
     return v;
 }
 
-FILE *st_cli_input_open(const char *path)
+FILE *st_cli_input_open(const char *path, char *why, size_t why_size)
 {
-    return strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    struct stat sb;
+    if (!f)
+        snprintf(why, why_size, "%s", strerror(errno));
+    else if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(why, why_size, "expected a file, found a directory");
+        st_cli_input_close(f);
+        f = NULL;
+    }
+    return f;
 }
 
 void st_cli_input_close(FILE *f)
@@ -291,19 +300,18 @@ void st_cli_input_close(FILE *f)
         fclose(f);
 }
 
+const char *st_cli_input_name(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "standard input" : st_cli_safe(path);
+}
+
 char *st_cli_read_file(const char *path, size_t *len)
 {
-    const char *name = strcmp(path, "-") == 0 ? "standard input" : st_cli_safe(path);
-    FILE *f = st_cli_input_open(path);
+    const char *name = st_cli_input_name(path);
+    char why[128];
+    FILE *f = st_cli_input_open(path, why, sizeof why);
     if (!f) {
-        fprintf(stderr, "stretch: %s: %s\n", name, strerror(errno));
-        return NULL;
-    }
-    /* fopen opens a directory; its first read fails with EISDIR. */
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "stretch: %s: expected a file, found a directory\n", name);
-        st_cli_input_close(f);
+        fprintf(stderr, "stretch: %s: %s\n", name, why);
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;

@@ -66,11 +66,14 @@ long long st_cli_parse_range(const char *flag, const char *value, long long min,
  * standard input. NULL with a message printed on failure. */
 char *st_cli_read_file(const char *path, size_t *len);
 
-/* The stream a document argument names: standard input for "-", else the
- * file opened for reading (NULL with errno set). Close it with
- * st_cli_input_close, which leaves standard input open. */
-FILE *st_cli_input_open(const char *path);
+/* The stream a text argument names: standard input for "-", else the file
+ * opened for reading. NULL with the reason in why (strerror's, or that it
+ * is a directory, which fopen opens and the first read refuses). Close it
+ * with st_cli_input_close, which leaves standard input open. */
+FILE *st_cli_input_open(const char *path, char *why, size_t why_size);
 void st_cli_input_close(FILE *f);
+/* The name messages give such an argument: "standard input" for "-". */
+const char *st_cli_input_name(const char *path);
 
 /* Decode one JSON string literal (with its quotes) from `s` into a malloc'd
  * UTF-8 buffer; NULL when `s` is not a valid JSON string. */

@@ -84,9 +84,10 @@ st_status st_cli_reading_prompt(st_engine *e, const st_cli_document *doc, const 
                                 st_read_stats *stats, st_error *err)
 {
     doc_source src = {NULL, doc->text, doc->len, 0};
-    if (doc->path && !(src.f = st_cli_input_open(doc->path))) {
-        snprintf(err->message, sizeof err->message, "%.300s: cannot open: %s", doc->path,
-                 strerror(errno));
+    char why[128];
+    if (doc->path && !(src.f = st_cli_input_open(doc->path, why, sizeof why))) {
+        snprintf(err->message, sizeof err->message, "%.300s: cannot open: %s",
+                 st_cli_input_name(doc->path), why);
         return ST_E_IO;
     }
     bool own = doc->path || doc->text;
