@@ -315,6 +315,12 @@ Test(retrieve_cli, eval_retrieval_reads_metatool_and_refuses_bad_data)
                  slurp("err.txt"));
     cr_assert_eq(run("eval retrieval -m s.yaml rb"), 1);
     cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench missing"), 4);
+    /* jansson's line -1 (the file could not be read) is not a place. */
+    cr_assert(strstr(slurp("err.txt"), "stretch: unable to open missing/") &&
+              !strstr(slurp("err.txt"), ":-1:"), "%s", slurp("err.txt"));
+    write_file("rb/tmdb_tool_rewrite.json", "\xff");
+    cr_assert_eq(run("eval retrieval -m s.yaml --dataset restbench rb"), 4);
+    cr_assert(strstr(slurp("err.txt"), "tmdb_tool_rewrite.json:1:1: "), "%s", slurp("err.txt"));
 }
 
 Test(retrieve_cli, eval_retrieval_on_the_mtrb_fixture)

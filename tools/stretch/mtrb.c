@@ -46,7 +46,13 @@ static json_t *load_json(const char *dir, const char *name, char *path, size_t c
     snprintf(path, cap, "%s/%s", dir, name);
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
+    /* jansson's line is -1 where the file could not be read at all (its
+     * text names the file and says why), and its column 0 before a line's
+     * first character. */
+    if (!root && jerr.line < 1)
+        fprintf(stderr, "stretch: %s (docs/datasets.md says where the MTRB files come "
+                        "from)\n", st_cli_safe(jerr.text));
+    else if (!root)
         fprintf(stderr, "stretch: %s:%d:%d: %s\n", st_cli_safe(path), jerr.line,
                 jerr.column > 0 ? jerr.column : 1, st_cli_safe(jerr.text));
     return root;
