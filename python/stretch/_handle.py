@@ -44,3 +44,18 @@ def plugin_dir_array(plugin_dirs) -> tuple[ctypes.Array, int]:
     array alive while C may read it) and their number."""
     dirs = [os.fsencode(d) for d in (plugin_dirs or [])]
     return (ctypes.c_char_p * max(1, len(dirs)))(*dirs), len(dirs)
+
+
+def utf8(text, what: str, c_string: bool = False) -> bytes:
+    """`text` (a str) as UTF-8 for the C API. A wrong type is a TypeError
+    naming the argument; where the C call takes a NUL-terminated string
+    (c_string), a NUL in the text is a ValueError, since it would cut the
+    text there without a word."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what}: expected str, found {type(text).__name__}")
+    data = text.encode("utf-8")
+    if c_string and b"\0" in data:
+        raise ValueError(f"{what}: a NUL character at {text.index(chr(0))} would cut the text "
+                         "there")
+    return data
+

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib
-from ._handle import Handle, plugin_dir_array
+from ._handle import Handle, plugin_dir_array, utf8
 from .engine import _check
 
 
@@ -50,7 +50,7 @@ class Encoder(Handle):
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         one = isinstance(texts, str)
-        encoded = [t.encode("utf-8") for t in ([texts] if one else list(texts))]
+        encoded = [utf8(t, "texts") for t in ([texts] if one else list(texts))]
         out = np.zeros((len(encoded), self.dim), dtype=np.float32)
         all_ids: list[np.ndarray] = []
         err = _capi.StError()

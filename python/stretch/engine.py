@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib
-from ._handle import Handle, plugin_dir_array
+from ._handle import Handle, plugin_dir_array, utf8
 from .errors import Error, Status
 from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenLogprob
 
@@ -128,7 +128,7 @@ class Engine(Handle):
     def tokenize(self, text: str, special: bool = False, add_bos: bool = False) -> list[int]:
         """Token ids of `text`. special: parse "<|im_start|>"-like text as
         special tokens; add_bos: prepend BOS when the vocabulary has one."""
-        data = text.encode("utf-8")
+        data = utf8(text, "text")
         flags = (_capi.ENCODE_PARSE_SPECIAL if special else 0) | \
                 (_capi.ENCODE_ADD_BOS if add_bos else 0)
         ids = _capi.IdsPtr()
@@ -164,7 +164,7 @@ class Engine(Handle):
         """`user_message` rendered with the model's chat template."""
         out = ctypes.c_void_p()
         err = _capi.StError()
-        _check(lib.st_engine_chat_prompt(self._h(), user_message.encode("utf-8"),
+        _check(lib.st_engine_chat_prompt(self._h(), utf8(user_message, "user_message", True),
                                          ctypes.byref(out), ctypes.byref(err)), err)
         try:
             return ctypes.string_at(out).decode("utf-8")

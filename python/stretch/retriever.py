@@ -12,7 +12,7 @@ from typing import Iterable
 
 from . import _capi
 from ._capi import lib
-from ._handle import Handle, plugin_dir_array
+from ._handle import Handle, plugin_dir_array, utf8
 from .engine import _check
 
 #: st_retriever_open's flag: do not load the strategy's `index:`.
@@ -63,7 +63,7 @@ class Retriever(Handle):
 
     def add(self, docs: Iterable[tuple[str, str]], batch: int = 64) -> None:
         """Add (id, text) pairs, `batch` at a time (all of a batch or none)."""
-        docs = [(i.encode("utf-8"), t.encode("utf-8")) for i, t in docs]
+        docs = [(utf8(i, "document id"), utf8(t, "document text")) for i, t in docs]
         err = _capi.StError()
         for s in range(0, len(docs), batch):
             chunk = docs[s:s + batch]
@@ -86,7 +86,7 @@ class Retriever(Handle):
         _check(lib.st_retriever_load(self._h(), os.fsencode(path), ctypes.byref(err)), err)
 
     def _query(self, query: str, k: int | None):
-        data = query.encode("utf-8")
+        data = utf8(query, "query")
         out = ctypes.c_void_p()
         err = _capi.StError()
         _check(lib.st_retriever_query(self._h(), data, len(data),
@@ -115,7 +115,7 @@ class Retriever(Handle):
         text = ctypes.c_void_p()
         try:
             err = _capi.StError()
-            _check(lib.st_retriever_render(self._h(), query.encode("utf-8"), h,
+            _check(lib.st_retriever_render(self._h(), utf8(query, "query", True), h,
                                            ctypes.byref(text), ctypes.byref(err)), err)
             return ctypes.string_at(text).decode("utf-8", "replace")
         finally:

@@ -51,3 +51,16 @@ def test_a_closed_engine_refuses_calls(manifest):
 def test_unknown_status_codes_keep_their_number():
     err = stretch.Error(-99, "from a newer library")
     assert err.status == -99 and "-99" in str(err) and "from a newer library" in str(err)
+
+
+def test_text_arguments_are_checked_before_the_c_call(engine):
+    """A str is required (TypeError names the argument); where the C call
+    takes a NUL-terminated string, a NUL would cut the text: ValueError."""
+    with pytest.raises(TypeError, match="text: expected str, found bytes"):
+        engine.tokenize(b"abc")
+    with pytest.raises(TypeError, match="user_message: expected str, found NoneType"):
+        engine.chat_prompt(None)
+    with pytest.raises(ValueError, match="user_message: a NUL character at 2"):
+        engine.chat_prompt("hi\0there")
+    # Calls that pass a length take the NUL as a byte of the text.
+    assert engine.detokenize(engine.tokenize("a\0b")) == "a\0b"

@@ -65,3 +65,12 @@ def test_refusals(manifest, model, tmp_path):
     with pytest.raises(stretch.Error) as e:
         r.query("x")
     assert e.value.status == stretch.Status.STATE
+    with stretch.Retriever(manifest, no_index=True) as r:
+        r.add(DOCS)
+        with pytest.raises(TypeError, match="query: expected str, found int"):
+            r.query(3)
+        with pytest.raises(TypeError, match="document text: expected str, found bytes"):
+            r.add([("x", b"y")])
+        assert len(r) == 3  # nothing of a refused batch is added
+        with pytest.raises(ValueError, match="query: a NUL character at 3"):
+            r.prompt("why\0 otters")

@@ -240,6 +240,8 @@ def test_bad_requests_get_openai_errors(server):
         (b'{"model": "tiny", "prompt": "\xff\xfe"}', 400, None, "not valid JSON"),
         # Columns count from 1, also where jansson has read nothing of the line.
         (b'\xff', 400, None, "(line 1, column 1)"),
+        (b'{"model": "tiny", "prompt": "a\\u0000b"}', 400, None,
+         "a string holds \\u0000 (line 1, column 38): text with a NUL"),
         ({"model": "tiny", "prompt": 3}, 400, "prompt", "expected a string"),
         ({"model": "tiny", "prompt": "x", "temperature": "hot"}, 400, "temperature", "number"),
         ({"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, "max_tokens", "at least 1"),

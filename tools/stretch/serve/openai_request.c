@@ -602,7 +602,13 @@ static json_t *load_body(const char *body, size_t len, char *msg, size_t msg_siz
     *param = NULL;
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
+    /* jansson names its own flag for \u0000; the client needs the reason:
+     * the engine takes text as C strings, which a NUL would cut short. */
+    if (!root && strstr(jerr.text, "JSON_ALLOW_NUL"))
+        fail(msg, msg_size, param, NULL, "a string holds \\u0000 (line %d, column %d): text "
+             "with a NUL character is not accepted", jerr.line,
+             jerr.column > 0 ? jerr.column : 1);
+    else if (!root)
         fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, column %d)",
              jerr.text, jerr.line, jerr.column > 0 ? jerr.column : 1);
     return root;
