@@ -111,6 +111,50 @@ Test(engine_cli, full_context_keeps_the_output)
     cr_assert(strstr(out, "\"stopped_by\":\"max_tokens\""), "%s", out);
 }
 
+/* `stretch chat`: each line read is a turn through the chat template; the
+ * next turn's prompt takes the last one's from the cache; /reset forgets;
+ * a conversation past the context drops its oldest exchange; a message
+ * that does not fit alone is refused and the conversation goes on. */
+Test(engine_cli, chat_keeps_the_conversation)
+{
+    write_file("turns.txt", "hello there\nhow are you\n/reset\nhello there\n");
+    int rc = run("chat -m s.yaml --max-tokens 4 --seed 1 --stats < turns.txt");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    unsigned p[3], cached[3], g[3];
+    int t = 0;
+    char copy[sizeof err], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", err);
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        if (t < 3 && sscanf(l, "stretch: %u prompt tokens (%u from the cache) at %*f tok/s, "
+                               "%u answer", &p[t], &cached[t], &g[t]) == 3)
+            t++;
+    cr_assert_eq(t, 3, "three answers: %s", err);
+    cr_assert(strstr(err, "the conversation is forgotten"), "%s", err);
+    cr_assert_eq(cached[0], 0);
+    cr_assert(p[1] > p[0] + g[0] && cached[1] >= p[0] - 1,
+              "turn 2 holds turn 1 and its answer, and reuses turn 1's prompt: %s", err);
+    cr_assert_eq(p[2], p[0], "after /reset the same message is the same prompt: %s", err);
+
+    /* A context that holds one exchange and the next message, not two. */
+    write_file("more.txt", "hello there\nhow are you\nwhat now\n");
+    rc = run("chat -m s.yaml --context 64 --max-tokens 4 --seed 1 < more.txt");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "the conversation outgrew the context of 64 tokens: the oldest 2 "
+                          "messages are dropped"), "%s", err);
+
+    /* Too long alone: refused (exit 5 from a pipe), the next turn answered. */
+    char big[2048] = "";
+    for (int k = 0; k < 60; k++)
+        strcat(big, "words and more ");
+    strcat(big, "\nhello there\n");
+    write_file("big.txt", big);
+    rc = run("chat -m s.yaml --context 64 --max-tokens 4 --stats < big.txt");
+    cr_assert_eq(rc, 5, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "the message does not fit: in the chat template it is"), "%s", err);
+    cr_assert(strstr(err, "answer tokens"), "the conversation went on: %s", err);
+    cr_assert_eq(run("chat -m s.yaml --max-tokens 0"), 1);
+}
+
 /* `--file -` is standard input, as for most Unix tools; a directory is
  * named as one (fopen opens it, and the read said only "read error"). */
 Test(engine_cli, file_dash_reads_standard_input)

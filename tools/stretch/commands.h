@@ -34,6 +34,7 @@ int st_cmd_plugins(int argc, char **argv);
 int st_cmd_inspect(int argc, char **argv);
 int st_cmd_check(int argc, char **argv);
 int st_cmd_run(int argc, char **argv);
+int st_cmd_chat(int argc, char **argv);
 int st_cmd_tokenize(int argc, char **argv);
 int st_cmd_eval(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);

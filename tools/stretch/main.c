@@ -16,6 +16,7 @@ const st_command st_commands[] = {
     {"inspect", st_cmd_inspect, "show a plugin's metadata and parameters, and load-check it"},
     {"check", st_cmd_check, "validate a strategy manifest and load-check its plugins"},
     {"run", st_cmd_run, "generate text from a prompt with a strategy"},
+    {"chat", st_cmd_chat, "a conversation with the model at the terminal"},
     {"tokenize", st_cmd_tokenize, "print the token ids (and pieces) of a text"},
     {"eval", st_cmd_eval, "evaluate a strategy (ppl: perplexity by position)"},
     {"bench", st_cmd_bench, "measure load time, prefill and decode speed, peak memory"},

@@ -1,0 +1,353 @@
+/*
+ * tools/stretch/cmd_chat.c - `stretch chat [-m MANIFEST] [options]`: a
+ * conversation at the terminal, llama-cli's conversation mode. Each line
+ * read is a user turn; the whole conversation goes through the model's
+ * chat template every turn, so the engine's prefix cache serves what the
+ * last turn's prompt already held, and the answer streams as it is made.
+ * When the conversation outgrows the context, its oldest exchanges are
+ * dropped (a system message stays), and the user is told.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "engine_cli.h"
+
+static void chat_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: stretch chat [-m MANIFEST] [options]\n\n"
+            "  A conversation with the model through its chat template: each line read\n"
+            "  is your turn (end a line with \\ to go on to the next), the answer streams\n"
+            "  back. /reset forgets the conversation, /exit (or end of input) ends it.\n"
+            "  Ctrl-C stops an answer where it is. Read from a pipe, each line is a turn\n"
+            "  and no prompt is shown.\n\n"
+            "  -m, --manifest FILE  strategy manifest (default: manifests/default.yaml)\n"
+            "  --system TEXT        the system message (default: the template's own)\n"
+            "  --max-tokens N       at most N tokens an answer (default 1024)\n"
+            "  --seed N             seed for the samplers (default: from the clock)\n"
+            "  --stats              after each answer, its tokens, the prompt tokens taken\n"
+            "                       from the cache and the speeds, on stderr\n"
+            "  --threads N          worker threads (default: the manifest's, else all cores)\n"
+            "  --context N          context size in tokens, 16 to 1048576 (default: the\n"
+            "                       manifest's)\n"
+            "  --model FILE         use this GGUF instead of the manifest's\n");
+    fputs(st_cli_backend_usage, f);
+}
+
+/* A growable byte string. */
+typedef struct text_buf {
+    char *s;
+    size_t n, cap;
+} text_buf;
+
+static int text_put(text_buf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *grown = realloc(b->s, cap);
+        if (!grown)
+            return -1;
+        b->s = grown;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+    return 0;
+}
+
+/* The conversation: messages[0] may be the system message; then user and
+ * assistant turns in order. The strings are owned. */
+typedef struct conversation {
+    st_chat_message *m;
+    size_t n, cap;
+    size_t first_turn; /* 1 with a system message, else 0 */
+} conversation;
+
+static int conv_push(conversation *c, const char *role, const char *content, size_t len)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        st_chat_message *grown = realloc(c->m, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        c->m = grown;
+        c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, content, len);
+    copy[len] = '\0';
+    c->m[c->n].role = role;
+    c->m[c->n].content = copy;
+    c->n++;
+    return 0;
+}
+
+/* Drop messages [from, from + k). */
+static void conv_drop(conversation *c, size_t from, size_t k)
+{
+    for (size_t i = from; i < from + k; i++)
+        free((char *)c->m[i].content);
+    memmove(c->m + from, c->m + from + k, (c->n - from - k) * sizeof *c->m);
+    c->n -= k;
+}
+
+static void conv_free(conversation *c)
+{
+    conv_drop(c, 0, c->n);
+    free(c->m);
+}
+
+/* One line of input, without its newline; a line ending in a backslash
+ * goes on to the next (the backslash becomes a newline). 0 at the end of
+ * the input with nothing read, -1 when out of memory. */
+static int read_turn(FILE *in, text_buf *line)
+{
+    line->n = 0;
+    if (line->s)
+        line->s[0] = '\0';
+    bool any = false;
+    char chunk[4096];
+    while (fgets(chunk, sizeof chunk, in)) {
+        any = true;
+        size_t n = strlen(chunk);
+        bool end = n > 0 && chunk[n - 1] == '\n';
+        if (end)
+            chunk[--n] = '\0';
+        if (end && n > 0 && chunk[n - 1] == '\r')
+            chunk[--n] = '\0';
+        if (end && n > 0 && chunk[n - 1] == '\\') {
+            chunk[n - 1] = '\n';
+            if (text_put(line, chunk, n) != 0)
+                return -1;
+            continue;
+        }
+        if (text_put(line, chunk, n) != 0)
+            return -1;
+        if (end)
+            break;
+    }
+    return any || line->n ? 1 : 0;
+}
+
+typedef struct answer_state {
+    text_buf text;
+} answer_state;
+
+static int on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    (void)token;
+    answer_state *a = user;
+    if (len) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        if (text_put(&a->text, text, len) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The conversation's prompt, after dropping the oldest exchanges until it
+ * leaves `room` tokens of the context for the answer. ST_E_RANGE, with
+ * nothing dropped, when the last user turn does not fit even alone. */
+static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint32_t n_ctx,
+                            uint32_t room, int32_t **ids, size_t *n_ids, st_error *err)
+{
+    st_chat_message alone[2];
+    size_t k = 0;
+    if (c->first_turn)
+        alone[k++] = c->m[0];
+    alone[k++] = c->m[c->n - 1];
+    st_status st = st_engine_chat_tokenize_messages(e, alone, k, flags, ids, n_ids, err);
+    if (st != ST_OK)
+        return st;
+    st_free(*ids);
+    *ids = NULL;
+    if (*n_ids + room > n_ctx) {
+        snprintf(err->message, sizeof err->message,
+                 "the message does not fit: in the chat template it is %zu tokens, and the "
+                 "context of %u keeps %u for the answer; write less, or raise --context",
+                 *n_ids, n_ctx, room);
+        return ST_E_RANGE;
+    }
+    size_t dropped = 0;
+    for (;;) {
+        st = st_engine_chat_tokenize_messages(e, c->m, c->n, flags, ids, n_ids, err);
+        if (st != ST_OK || *n_ids + room <= n_ctx)
+            break;
+        st_free(*ids);
+        *ids = NULL;
+        /* The oldest user-assistant pair; the last user turn fits alone. */
+        conv_drop(c, c->first_turn, 2);
+        dropped += 2;
+    }
+    if (st == ST_OK && dropped)
+        fprintf(stderr, "stretch: the conversation outgrew the context of %u tokens: the "
+                        "oldest %zu messages are dropped\n",
+                n_ctx, dropped);
+    return st;
+}
+
+int st_cmd_chat(int argc, char **argv)
+{
+    const char *manifest = NULL, *system = NULL;
+    long long max_tokens = 1024, seed = -1, v;
+    bool stats_lines = false;
+    st_engine_options opts = {.struct_size = sizeof opts};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            chat_usage(stdout);
+            return ST_EXIT_OK;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
+            manifest = argv[++i];
+        } else if (!strcmp(a, "--system") && next) {
+            system = argv[++i];
+        } else if (!strcmp(a, "--max-tokens")) {
+            if ((max_tokens = st_cli_parse_range(a, next, 1, 1 << 24)) < 0)
+                return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--seed")) {
+            if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0)
+                return ST_EXIT_USAGE;
+            i++;
+        } else if (!strcmp(a, "--stats")) {
+            stats_lines = true;
+        } else if (!strcmp(a, "--threads")) {
+            if ((v = st_cli_parse_count(a, next, 1024)) < 0)
+                return ST_EXIT_USAGE;
+            opts.n_threads = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--context")) {
+            if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN, ST_CONTEXT_MAX)) < 0)
+                return ST_EXIT_USAGE;
+            opts.context = (uint32_t)v;
+            i++;
+        } else if (!strcmp(a, "--model") && next) {
+            opts.model = argv[++i];
+        } else if ((v = st_cli_backend_option("chat", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
+        } else {
+            fprintf(stderr, "stretch chat: unknown or incomplete option '%s'\n", a);
+            chat_usage(stderr);
+            return ST_EXIT_USAGE;
+        }
+    }
+    if (!(manifest = st_cli_default_manifest(manifest)))
+        return ST_EXIT_USAGE;
+    if (seed < 0)
+        seed = (long long)time(NULL);
+    st_engine *e = NULL;
+    int rc = st_cli_open_engine(manifest, &opts, &e);
+    if (rc)
+        return rc;
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    /* Room kept for an answer: its cap, but never more than half the
+     * context, so a long conversation is not cut to nothing for it. */
+    uint32_t room = (uint32_t)max_tokens < info.n_ctx / 2 ? (uint32_t)max_tokens : info.n_ctx / 2;
+    bool tty = isatty(STDIN_FILENO);
+    conversation c = {0};
+    if (system) {
+        if (conv_push(&c, "system", system, strlen(system)) != 0) {
+            st_engine_close(e);
+            return ST_EXIT_RUNTIME;
+        }
+        c.first_turn = 1;
+    }
+    if (tty)
+        fprintf(stderr, "stretch: chatting with %s; /exit or Ctrl-D ends, /reset forgets, "
+                        "Ctrl-C stops an answer\n",
+                st_cli_safe(info.model_path ? info.model_path : manifest));
+    text_buf line = {0};
+    int failures = 0;
+    for (uint64_t turn = 0;; turn++) {
+        if (tty) {
+            fputs("> ", stdout);
+            fflush(stdout);
+        }
+        int got = read_turn(stdin, &line);
+        if (got < 0) {
+            rc = ST_EXIT_RUNTIME;
+            break;
+        }
+        if (got == 0) {
+            if (tty)
+                fputc('\n', stdout);
+            break;
+        }
+        if (!strcmp(line.s, "/exit") || !strcmp(line.s, "/quit") || !strcmp(line.s, "/bye"))
+            break;
+        if (!strcmp(line.s, "/reset")) {
+            conv_drop(&c, c.first_turn, c.n - c.first_turn);
+            fprintf(stderr, "stretch: the conversation is forgotten\n");
+            continue;
+        }
+        if (line.n == 0)
+            continue;
+        if (conv_push(&c, "user", line.s, line.n) != 0) {
+            rc = ST_EXIT_RUNTIME;
+            break;
+        }
+        st_error err = {0};
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        st_status st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
+        answer_state a = {{0}};
+        st_generate_stats stats = {.struct_size = sizeof stats};
+        if (st == ST_OK) {
+            st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
+                                     .seed = (uint64_t)seed + turn};
+            st_cli_cancel_on_sigint(e);
+            st = st_engine_generate(e, ids, n_ids, &gp, on_token, &a, &stats, &err);
+            st_cli_cancel_on_sigint(NULL);
+            fputc('\n', stdout);
+            fflush(stdout);
+        }
+        st_free(ids);
+        if (st == ST_OK || st == ST_E_CANCELLED) {
+            /* A stopped answer is kept as far as it went, as it was shown. */
+            if (conv_push(&c, "assistant", a.text.s ? a.text.s : "", a.text.n) != 0) {
+                free(a.text.s);
+                rc = ST_EXIT_RUNTIME;
+                break;
+            }
+            if (stats.stopped_by_context)
+                fprintf(stderr, "stretch: warning: the context of %u tokens filled during the "
+                                "answer; the next turn drops the oldest messages\n",
+                        info.n_ctx);
+            if (stats_lines)
+                fprintf(stderr, "stretch: %u prompt tokens (%u from the cache) at %.1f tok/s, "
+                                "%u answer tokens at %.1f tok/s%s\n",
+                        stats.n_prompt, stats.n_cached,
+                        stats.prefill_s > 0 ? (stats.n_prompt - stats.n_cached) / stats.prefill_s
+                                            : 0.0,
+                        stats.n_generated,
+                        stats.decode_s > 0 && stats.n_generated > 1
+                            ? (stats.n_generated - 1) / stats.decode_s
+                            : 0.0,
+                        st == ST_E_CANCELLED ? ", stopped" : "");
+        } else {
+            /* The turn did not happen: the conversation goes on without it. */
+            fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
+            conv_drop(&c, c.n - 1, 1);
+            failures++;
+        }
+        free(a.text.s);
+    }
+    free(line.s);
+    conv_free(&c);
+    st_engine_close(e);
+    /* Read from a pipe, a turn that failed is the run's failure. */
+    return rc ? rc : failures && !tty ? ST_EXIT_RUNTIME : ST_EXIT_OK;
+}
