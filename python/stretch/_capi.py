@@ -73,6 +73,10 @@ class StParamText(Structure):
     _fields_ = [("name", c_char_p), ("value", c_char_p)]
 
 
+class StChatMessage(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
 class StLogitBias(Structure):
     _fields_ = [("token", c_int32), ("bias", c_float)]
 
@@ -131,6 +135,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_engine_token_piece", status, EnginePtr, c_int32, POINTER(c_void_p),
        POINTER(c_size_t), POINTER(StError))
     fn("st_engine_chat_prompt", status, EnginePtr, c_char_p, POINTER(c_void_p), POINTER(StError))
+    fn("st_engine_chat_tokenize_messages", status, EnginePtr, POINTER(StChatMessage), c_size_t,
+       c_uint32, POINTER(IdsPtr), POINTER(c_size_t), POINTER(StError))
     fn("st_engine_generate", status, EnginePtr, IdsPtr, c_size_t, POINTER(StGenerateParams),
        TOKEN_FN, c_void_p, POINTER(StGenerateStats), POINTER(StError))
     fn("st_engine_cancel", None, EnginePtr)

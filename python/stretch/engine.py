@@ -171,6 +171,34 @@ class Engine(Handle):
         finally:
             lib.st_free(out)
 
+    def chat_ids(self, messages: Sequence, special: bool = False) -> np.ndarray:
+        """A conversation rendered with the model's chat template and
+        tokenized, ending with the assistant's opening marker: generate()
+        on it writes the next answer. messages: {"role", "content"} dicts
+        (or (role, content) pairs), roles "system", "user" or "assistant";
+        the template's default system message comes first when there is
+        none. Only the template's markers are special tokens unless
+        special. A later call whose conversation begins as this one did
+        takes that prompt from the cache (see generate)."""
+        turns = [(m["role"], m["content"]) if isinstance(m, dict) else tuple(m)
+                 for m in messages]
+        arr = (_capi.StChatMessage * max(len(turns), 1))(
+            *[_capi.StChatMessage(utf8(r, f"messages[{i}].role", True),
+                                  utf8(c, f"messages[{i}].content", True))
+              for i, (r, c) in enumerate(turns)])
+        flags = (_capi.ENCODE_PARSE_SPECIAL if special else 0) | \
+                (_capi.ENCODE_ADD_BOS if self.info.add_bos else 0)
+        ids = _capi.IdsPtr()
+        n = ctypes.c_size_t()
+        err = _capi.StError()
+        _check(lib.st_engine_chat_tokenize_messages(self._h(), arr, len(turns), flags,
+                                                    ctypes.byref(ids), ctypes.byref(n),
+                                                    ctypes.byref(err)), err)
+        try:
+            return _ids_array(ids[:n.value] if n.value else [])
+        finally:
+            lib.st_free(ids)
+
     def prompt_ids(self, prompt: Prompt) -> np.ndarray:
         """A text prompt tokenized as `stretch run` does (special tokens
         parsed, BOS when the model asks for it); ids pass through."""

@@ -62,6 +62,25 @@ def test_token_piece_and_chat_prompt(engine):
     assert "<|im_start|>user\nWhat is 2+2?<|im_end|>" in chat
 
 
+def test_chat_ids_render_a_conversation(engine):
+    one = engine.chat_ids([{"role": "user", "content": "What is 2+2?"}])
+    # One user turn is the chat prompt, its markers special tokens.
+    assert list(one) == engine.tokenize(engine.chat_prompt("What is 2+2?"), special=True,
+                                        add_bos=engine.info.add_bos)
+    first = engine.generate(one, max_tokens=3, fresh_cache=True)
+    conv = [("user", "What is 2+2?"), ("assistant", first.text), ("user", "And 3+3?")]
+    two = engine.chat_ids(conv)
+    assert len(two) > len(one) and "And 3+3?" in engine.detokenize(two)
+    second = engine.generate(two, max_tokens=3)
+    assert second.stats.n_cached >= len(one) - 1  # the first turn's prompt, from the cache
+    # A role outside the template's, and a NUL that would cut the text.
+    with pytest.raises(stretch.Error) as e:
+        engine.chat_ids([("wizard", "x")])
+    assert e.value.status == stretch.Status.INVALID and "wizard" in e.value.message
+    with pytest.raises(ValueError, match=r"messages\[0\].content: a NUL"):
+        engine.chat_ids([("user", "a\0b")])
+
+
 def test_detokenize_accepts_numpy_ids(engine):
     import numpy as np
     ids = engine.tokenize("numpy ids")
