@@ -111,6 +111,38 @@ Test(engine_cli, full_context_keeps_the_output)
     cr_assert(strstr(out, "\"stopped_by\":\"max_tokens\""), "%s", out);
 }
 
+/* llama-cli's sampling flags set the chain's samplers for the run: top-k 1
+ * before temperature and dist is greedy decoding; a flag whose sampler the
+ * chain lacks is warned about; a value the schema refuses is exit 2. */
+Test(engine_cli, sampling_flags_set_the_chain)
+{
+    write_strategy("t.yaml", "tiny.gguf", 256, "dense",
+                   "top-k, params: {k: 40}}, {plugin: temperature}, {plugin: dist");
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 8 --ignore-eos 'The quick'"), 0, "%s",
+                 err);
+    char greedy[sizeof out];
+    snprintf(greedy, sizeof greedy, "%s", strstr(out, "\"tokens\":"));
+    *strstr(greedy, "]") = '\0';
+    /* At temperature 100 the chain samples nearly evenly from its 40. */
+    cr_assert_eq(run("run -m t.yaml --json --max-tokens 8 --ignore-eos --seed 5 --temp 100 "
+                     "'The quick'"), 0, "%s", err);
+    cr_assert(!strstr(out, greedy), "the flags change the chain: %s", out);
+    cr_assert_eq(run("run -m t.yaml --json --max-tokens 8 --ignore-eos --seed 5 --top-k 1 "
+                     "--temp 100 'The quick'"), 0, "%s", err);
+    cr_assert(strstr(out, greedy), "top-k 1 is greedy: %s against %s", out, greedy);
+    cr_assert(!strstr(err, "warning"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml --max-tokens 2 --temp 0.5 'The quick'"), 0, "%s", err);
+    cr_assert(strstr(err, "warning: --temp has no effect: the strategy's sampler chain has no "
+                          "'temperature' sampler"), "%s", err);
+    cr_assert_eq(run("run -m t.yaml --max-tokens 2 --top-k -1 'The quick'"), 2, "%s", err);
+    cr_assert(strstr(err, "'top-k'") && strstr(err, "found -1"), "%s", err);
+    write_file("one.txt", "hello there\n");
+    cr_assert_eq(run("chat -m t.yaml --max-tokens 2 --top-k -1 < one.txt"), 2, "%s", err);
+    cr_assert_eq(run("run -m t.yaml --top-k 1.5 'x'"), 1, "%s", err);
+    cr_assert_eq(run("run -m t.yaml --temp 1 --temp 2 'x'"), 1, "%s", err);
+    cr_assert(strstr(err, "--temp is given twice"), "%s", err);
+}
+
 /* `stretch chat`: each line read is a turn through the chat template; the
  * next turn's prompt takes the last one's from the cache; /reset forgets;
  * a conversation past the context drops its oldest exchange; a message

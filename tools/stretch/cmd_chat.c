@@ -16,6 +16,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
+#include "sampling_flags.h"
 
 static void chat_usage(FILE *f)
 {
@@ -36,6 +37,7 @@ static void chat_usage(FILE *f)
             "  --context N          context size in tokens, 16 to 1048576 (default: the\n"
             "                       manifest's)\n"
             "  --model FILE         use this GGUF instead of the manifest's\n");
+    fputs(st_cli_sampling_usage, f);
     fputs(st_cli_backend_usage, f);
 }
 
@@ -201,6 +203,7 @@ int st_cmd_chat(int argc, char **argv)
     long long max_tokens = 1024, seed = -1, v;
     bool stats_lines = false;
     st_engine_options opts = {.struct_size = sizeof opts};
+    st_cli_sampling sampling = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -236,6 +239,9 @@ int st_cmd_chat(int argc, char **argv)
         } else if ((v = st_cli_backend_option("chat", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
+        } else if ((v = st_cli_sampling_option("chat", argc, argv, &i, &sampling)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
         } else {
             fprintf(stderr, "stretch chat: unknown or incomplete option '%s'\n", a);
             chat_usage(stderr);
@@ -250,6 +256,7 @@ int st_cmd_chat(int argc, char **argv)
     int rc = st_cli_open_engine(manifest, &opts, &e);
     if (rc)
         return rc;
+    st_cli_sampling_check(e, &sampling);
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
@@ -307,10 +314,21 @@ int st_cmd_chat(int argc, char **argv)
         st_generate_stats stats = {.struct_size = sizeof stats};
         if (st == ST_OK) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
-                                     .seed = (uint64_t)seed + turn};
+                                     .seed = (uint64_t)seed + turn,
+                                     .sampler_overrides = sampling.o,
+                                     .n_sampler_overrides = sampling.n};
             st_cli_cancel_on_sigint(e);
             st = st_engine_generate(e, ids, n_ids, &gp, on_token, &a, &stats, &err);
             st_cli_cancel_on_sigint(NULL);
+            /* A sampling flag's value outside its sampler's schema, the one
+             * refusal of a generate call here, would refuse every turn. */
+            if (st == ST_E_INVALID && sampling.n) {
+                fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
+                st_free(ids);
+                free(a.text.s);
+                rc = ST_EXIT_MANIFEST;
+                break;
+            }
             fputc('\n', stdout);
             fflush(stdout);
         }

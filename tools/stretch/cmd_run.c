@@ -11,6 +11,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
+#include "sampling_flags.h"
 #include "eval_common.h"
 #include "json_out.h"
 #include "reading.h"
@@ -51,6 +52,7 @@ static void run_usage(FILE *f)
             "  block's template (docs/retrieval.md).\n"
             "\n  Generation stops at --max-tokens, an end-of-text token, or a full context\n"
             "  (a warning on stderr; the text so far is kept and the exit code is 0).\n\n");
+    fputs(st_cli_sampling_usage, f);
     fputs(st_cli_backend_usage, f);
 }
 
@@ -117,6 +119,7 @@ int st_cmd_run(int argc, char **argv)
     bool progress_lines = false;
     bool retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
+    st_cli_sampling sampling = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -142,6 +145,9 @@ int st_cmd_run(int argc, char **argv)
             opts.context = (uint32_t)v;
             i++;
         } else if ((v = st_cli_backend_option("run", argc, argv, &i, &opts)) != 0) {
+            if (v < 0)
+                return ST_EXIT_USAGE;
+        } else if ((v = st_cli_sampling_option("run", argc, argv, &i, &sampling)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--model") && next) {
@@ -230,6 +236,7 @@ int st_cmd_run(int argc, char **argv)
         free(file_text);
         return rc;
     }
+    st_cli_sampling_check(e, &sampling);
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_error err;
@@ -292,12 +299,17 @@ int st_cmd_run(int argc, char **argv)
         snprintf(err.message, sizeof err.message, "out of memory for the logits");
     }
     st_generate_stats stats = {.struct_size = sizeof stats};
+    bool refused_params = false;
     if (st == ST_OK) {
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                  .seed = (uint64_t)seed, .ignore_eos = ignore_eos,
-                                 .first_logits = logits};
+                                 .first_logits = logits, .sampler_overrides = sampling.o,
+                                 .n_sampler_overrides = sampling.n};
         st_cli_cancel_on_sigint(e);
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
+        /* The one refusal of a generate call here: a sampling flag's value
+         * outside its sampler's schema (a parameter error, exit 2). */
+        refused_params = st == ST_E_INVALID && sampling.n;
         st_cli_cancel_on_sigint(NULL);
     }
     if (stats.stopped_by_context)
@@ -386,7 +398,7 @@ int st_cmd_run(int argc, char **argv)
     }
     if (st != ST_OK) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : st_cli_safe(err.message));
-        rc = ST_EXIT_RUNTIME;
+        rc = refused_params ? ST_EXIT_MANIFEST : ST_EXIT_RUNTIME;
     }
     free(logits);
     free(rs.tokens);
