@@ -16,6 +16,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
+#include "eval_common.h"
 #include "sampling_flags.h"
 
 static void chat_usage(FILE *f)
@@ -39,28 +40,6 @@ static void chat_usage(FILE *f)
             "  --model FILE         use this GGUF instead of the manifest's\n");
     fputs(st_cli_sampling_usage, f);
     fputs(st_cli_backend_usage, f);
-}
-
-/* A growable byte string. */
-typedef struct text_buf {
-    char *s;
-    size_t n, cap;
-} text_buf;
-
-static int text_put(text_buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *grown = realloc(b->s, cap);
-        if (!grown)
-            return -1;
-        b->s = grown;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-    return 0;
 }
 
 /* The conversation: messages[0] may be the system message; then user and
@@ -110,7 +89,7 @@ static void conv_free(conversation *c)
 /* One line of input, without its newline; a line ending in a backslash
  * goes on to the next (the backslash becomes a newline). 0 at the end of
  * the input with nothing read, -1 when out of memory. */
-static int read_turn(FILE *in, text_buf *line)
+static int read_turn(FILE *in, st_text_buf *line)
 {
     line->n = 0;
     if (line->s)
@@ -127,11 +106,11 @@ static int read_turn(FILE *in, text_buf *line)
             chunk[--n] = '\0';
         if (end && n > 0 && chunk[n - 1] == '\\') {
             chunk[n - 1] = '\n';
-            if (text_put(line, chunk, n) != 0)
+            if (st_text_buf_put(line, chunk, n) != 0)
                 return -1;
             continue;
         }
-        if (text_put(line, chunk, n) != 0)
+        if (st_text_buf_put(line, chunk, n) != 0)
             return -1;
         if (end)
             break;
@@ -139,21 +118,14 @@ static int read_turn(FILE *in, text_buf *line)
     return any || line->n ? 1 : 0;
 }
 
-typedef struct answer_state {
-    text_buf text;
-} answer_state;
-
+/* The answer, shown as it comes and kept for the conversation. */
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
-    (void)token;
-    answer_state *a = user;
     if (len) {
         fwrite(text, 1, len, stdout);
         fflush(stdout);
-        if (text_put(&a->text, text, len) != 0)
-            return 1;
     }
-    return 0;
+    return st_text_buf_on_token(user, token, text, len);
 }
 
 /* The conversation's prompt, after dropping the oldest exchanges until it
@@ -276,7 +248,7 @@ int st_cmd_chat(int argc, char **argv)
         fprintf(stderr, "stretch: chatting with %s; /exit or Ctrl-D ends, /reset forgets, "
                         "Ctrl-C stops an answer\n",
                 st_cli_safe(info.model_path ? info.model_path : manifest));
-    text_buf line = {0};
+    st_text_buf line = {0};
     int failures = 0;
     for (uint64_t turn = 0;; turn++) {
         if (tty) {
@@ -310,7 +282,7 @@ int st_cmd_chat(int argc, char **argv)
         int32_t *ids = NULL;
         size_t n_ids = 0;
         st_status st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
-        answer_state a = {{0}};
+        st_text_buf a = {0};
         st_generate_stats stats = {.struct_size = sizeof stats};
         if (st == ST_OK) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
@@ -325,7 +297,7 @@ int st_cmd_chat(int argc, char **argv)
             if (st == ST_E_INVALID && sampling.n) {
                 fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
                 st_free(ids);
-                free(a.text.s);
+                free(a.s);
                 rc = ST_EXIT_MANIFEST;
                 break;
             }
@@ -335,8 +307,8 @@ int st_cmd_chat(int argc, char **argv)
         st_free(ids);
         if (st == ST_OK || st == ST_E_CANCELLED) {
             /* A stopped answer is kept as far as it went, as it was shown. */
-            if (conv_push(&c, "assistant", a.text.s ? a.text.s : "", a.text.n) != 0) {
-                free(a.text.s);
+            if (conv_push(&c, "assistant", a.s ? a.s : "", a.n) != 0) {
+                free(a.s);
                 rc = ST_EXIT_RUNTIME;
                 break;
             }
@@ -361,7 +333,7 @@ int st_cmd_chat(int argc, char **argv)
             conv_drop(&c, c.n - 1, 1);
             failures++;
         }
-        free(a.text.s);
+        free(a.s);
     }
     free(line.s);
     conv_free(&c);

@@ -310,15 +310,13 @@ long st_first_integer(const char *s)
     return *s ? strtol(s, NULL, 10) : -1;
 }
 
-int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len)
+int st_text_buf_put(st_text_buf *t, const char *text, size_t len)
 {
-    st_text_buf *t = user;
-    (void)token;
     if (t->n + len + 1 > t->cap) {
         size_t cap = (t->cap + len + 1) * 2;
         char *s = realloc(t->s, cap);
         if (!s)
-            return 1;
+            return -1;
         t->s = s;
         t->cap = cap;
     }
@@ -326,4 +324,10 @@ int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len
     t->n += len;
     t->s[t->n] = '\0';
     return 0;
+}
+
+int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len)
+{
+    (void)token;
+    return st_text_buf_put(user, text, len) != 0;
 }

@@ -89,6 +89,8 @@ typedef struct st_text_buf {
     size_t n, cap;
 } st_text_buf;
 int st_text_buf_on_token(void *user, int32_t token, const char *text, size_t len);
+/* Append len bytes (kept NUL-terminated); -1 when out of memory. */
+int st_text_buf_put(st_text_buf *t, const char *text, size_t len);
 
 /* The first 255 bytes of a generated answer, collected by
  * st_answer_on_token (an st_engine_generate token callback). */
