@@ -149,6 +149,11 @@ Test(engine_cli, sampling_flags_set_the_chain)
  * that does not fit alone is refused and the conversation goes on. */
 Test(engine_cli, chat_keeps_the_conversation)
 {
+    /* run --stats: the same line, once. */
+    cr_assert_eq(run("run -m s.yaml --stats --ignore-eos --max-tokens 3 'hello there'"), 0, "%s",
+                 err);
+    cr_assert(strstr(err, "stretch: 5 prompt tokens (0 from the cache) at ") &&
+              strstr(err, "3 generated at "), "%s", err);
     write_file("turns.txt", "hello there\nhow are you\n/reset\nhello there\n");
     int rc = run("chat -m s.yaml --max-tokens 4 --seed 1 --stats < turns.txt");
     cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
@@ -158,7 +163,7 @@ Test(engine_cli, chat_keeps_the_conversation)
     snprintf(copy, sizeof copy, "%s", err);
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
         if (t < 3 && sscanf(l, "stretch: %u prompt tokens (%u from the cache) at %*f tok/s, "
-                               "%u answer", &p[t], &cached[t], &g[t]) == 3)
+                               "%u generated", &p[t], &cached[t], &g[t]) == 3)
             t++;
     cr_assert_eq(t, 3, "three answers: %s", err);
     cr_assert(strstr(err, "the conversation is forgotten"), "%s", err);
@@ -183,7 +188,7 @@ Test(engine_cli, chat_keeps_the_conversation)
     rc = run("chat -m s.yaml --context 64 --max-tokens 4 --stats < big.txt");
     cr_assert_eq(rc, 5, "exit %d: %s", rc, err);
     cr_assert(strstr(err, "the message does not fit: in the chat template it is"), "%s", err);
-    cr_assert(strstr(err, "answer tokens"), "the conversation went on: %s", err);
+    cr_assert(strstr(err, " generated at "), "the conversation went on: %s", err);
     cr_assert_eq(run("chat -m s.yaml --max-tokens 0"), 1);
 }
 

@@ -32,8 +32,8 @@ static void chat_usage(FILE *f)
             "  --system TEXT        the system message (default: the template's own)\n"
             "  --max-tokens N       at most N tokens an answer (default 1024)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
-            "  --stats              after each answer, its tokens, the prompt tokens taken\n"
-            "                       from the cache and the speeds, on stderr\n"
+            "  --stats              after each answer, the prompt's tokens (how many from\n"
+            "                       the cache), the answer's and their speeds, on stderr\n"
             "  --threads N          worker threads (default: the manifest's, else all cores)\n"
             "  --context N          context size in tokens, 16 to 1048576 (default: the\n"
             "                       manifest's)\n"
@@ -317,16 +317,7 @@ int st_cmd_chat(int argc, char **argv)
                                 "answer; the next turn drops the oldest messages\n",
                         info.n_ctx);
             if (stats_lines)
-                fprintf(stderr, "stretch: %u prompt tokens (%u from the cache) at %.1f tok/s, "
-                                "%u answer tokens at %.1f tok/s%s\n",
-                        stats.n_prompt, stats.n_cached,
-                        stats.prefill_s > 0 ? (stats.n_prompt - stats.n_cached) / stats.prefill_s
-                                            : 0.0,
-                        stats.n_generated,
-                        stats.decode_s > 0 && stats.n_generated > 1
-                            ? (stats.n_generated - 1) / stats.decode_s
-                            : 0.0,
-                        st == ST_E_CANCELLED ? ", stopped" : "");
+                st_cli_print_stats(&stats, st == ST_E_CANCELLED);
         } else {
             /* The turn did not happen: the conversation goes on without it. */
             fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));

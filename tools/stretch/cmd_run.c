@@ -37,7 +37,8 @@ static void run_usage(FILE *f)
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
             "  --json               print one JSON object (ids, text, timings, device, what\n"
-            "                       was retrieved) at the end\n"
+            "                       was retrieved) at the end\n"            "  --stats              the prompt's tokens (how many from the cache), the\n"
+            "                       generated ones and their speeds, on stderr at the end\n"
             "  --no-retrieval       ignore the manifest's retriever index\n"
             "  --question Q         read the document (PROMPT or --file, streamed) chunk by\n"
             "                       chunk with a reading strategy (manifests/infiniretri.yaml,\n"
@@ -117,6 +118,7 @@ int st_cmd_run(int argc, char **argv)
     long long max_tokens = 256, seed = -1, v;
     bool chat = false, chat_special = false, json = false, ignore_eos = false;
     bool progress_lines = false;
+    bool stats_line = false;
     bool retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
     st_cli_sampling sampling = {0};
@@ -168,6 +170,8 @@ int st_cmd_run(int argc, char **argv)
             chat_special = true;
         } else if (!strcmp(a, "--raw")) {
             chat = false;
+        } else if (!strcmp(a, "--stats")) {
+            stats_line = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--no-retrieval")) {
@@ -395,6 +399,10 @@ int st_cmd_run(int argc, char **argv)
         } else {
             fputc('\n', stdout);
         }
+    }
+    if (stats_line && (st == ST_OK || st == ST_E_CANCELLED)) {
+        fflush(stdout); /* after the text's last line on a terminal */
+        st_cli_print_stats(&stats, st == ST_E_CANCELLED);
     }
     if (st != ST_OK) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : st_cli_safe(err.message));

@@ -248,6 +248,16 @@ static void on_sigint(int sig)
         st_engine_cancel(sigint_engine);
 }
 
+void st_cli_print_stats(const st_generate_stats *s, bool cancelled)
+{
+    fprintf(stderr, "stretch: %u prompt tokens (%u from the cache) at %.1f tok/s, %u generated "
+                    "at %.1f tok/s%s\n",
+            s->n_prompt, s->n_cached,
+            s->prefill_s > 0 ? (s->n_prompt - s->n_cached) / s->prefill_s : 0.0, s->n_generated,
+            s->decode_s > 0 && s->n_generated > 1 ? (s->n_generated - 1) / s->decode_s : 0.0,
+            cancelled ? ", stopped" : "");
+}
+
 void st_cli_cancel_on_sigint(st_engine *e)
 {
     sigint_engine = e;

@@ -51,6 +51,12 @@ int st_cli_backend_option(const char *cmd, int argc, char **argv, int *i,
 /* Their lines for a command's usage. */
 extern const char st_cli_backend_usage[];
 
+/* One line on stderr for `--stats`: the prompt's tokens (how many came from
+ * the cache) and the rate of the rest, the generated tokens and their
+ * rate (the first comes from the prefill's logits, so the decode rate
+ * counts the steps after it). */
+void st_cli_print_stats(const st_generate_stats *s, bool cancelled);
+
 /* Route SIGINT to st_engine_cancel(e) (NULL to restore the default). */
 void st_cli_cancel_on_sigint(st_engine *e);
 
