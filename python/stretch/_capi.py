@@ -77,6 +77,10 @@ class StChatMessage(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
+class StSamplerOverride(Structure):
+    _fields_ = [("plugin", c_char_p), ("param", c_char_p), ("value", c_double)]
+
+
 class StLogitBias(Structure):
     _fields_ = [("token", c_int32), ("bias", c_float)]
 
@@ -84,8 +88,9 @@ class StLogitBias(Structure):
 class StGenerateParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
                 ("ignore_eos", c_bool), ("first_logits", POINTER(c_float)),
-                # ABI 1.3 (st_sampler_override array, unused from Python)
-                ("sampler_overrides", c_void_p), ("n_sampler_overrides", c_size_t),
+                # ABI 1.3
+                ("sampler_overrides", POINTER(StSamplerOverride)),
+                ("n_sampler_overrides", c_size_t),
                 # ABI 1.6
                 ("constraint", c_char_p), ("constraint_params", POINTER(StParamText)),
                 ("n_constraint_params", c_size_t),

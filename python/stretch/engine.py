@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from typing import Callable, Iterable, Sequence, Union
 
 import numpy as np
@@ -23,6 +24,39 @@ Prompt = Union[str, Sequence[int], np.ndarray]
 # as an incomplete UTF-8 sequence and flushed after the last token.
 TokenCallback = Callable[[int, str], object]
 ProgressCallback = Callable[[int, int], object]
+
+
+# generate(sampling=...): OpenAI's and vLLM's names for the samplers'
+# parameters (as `stretch serve` maps a request's fields), and the plugin
+# and parameter each sets. "PLUGIN.PARAM" names any other.
+SAMPLING_KEYS = {
+    "temperature": ("temperature", "temperature"),
+    "top_k": ("top-k", "k"),
+    "top_p": ("top-p", "p"),
+    "min_p": ("min-p", "p"),
+    "repeat_penalty": ("penalties", "repeat"),
+    "presence_penalty": ("penalties", "presence"),
+    "frequency_penalty": ("penalties", "frequency"),
+}
+
+
+def _sampling_overrides(sampling, chain) -> list[tuple[str, str, float]]:
+    out = []
+    for key, value in sampling.items():
+        if key in SAMPLING_KEYS:
+            plugin, param = SAMPLING_KEYS[key]
+        elif isinstance(key, str) and key.count(".") == 1 and all(key.split(".")):
+            plugin, param = key.split(".")
+        else:
+            raise ValueError(f"sampling: unknown key {key!r}: expected one of "
+                             f"{', '.join(SAMPLING_KEYS)} or 'PLUGIN.PARAM'")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"sampling[{key!r}]: expected a number, found {type(value).__name__}")
+        if plugin not in chain:
+            warnings.warn(f"sampling[{key!r}] has no effect: the strategy's sampler chain has "
+                          f"no {plugin!r} sampler", stacklevel=3)
+        out.append((plugin, param, float(value)))
+    return out
 
 
 def _check(status: int, err: _capi.StError) -> None:
@@ -214,7 +248,8 @@ class Engine(Handle):
                  logprobs: int | None = None,
                  prompt_logprobs: bool = False,
                  logit_bias: dict[int, float] | None = None,
-                 fresh_cache: bool = False) -> Generation:
+                 fresh_cache: bool = False,
+                 sampling: dict[str, float] | None = None) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -233,6 +268,11 @@ class Engine(Handle):
         A prompt that begins as the previous call's did takes those tokens
         from the cache where the strategy allows it (stats.n_cached), with
         the same answer bit for bit; fresh_cache=True starts empty.
+        sampling: sampler parameters for this call, e.g. {"temperature":
+        0.7, "top_k": 40} (keys: SAMPLING_KEYS, or "PLUGIN.PARAM"); each
+        sets its sampler where the manifest's chain has it (a warning where
+        it does not); a value the plugin's schema refuses raises
+        Error(INVALID).
         """
         ids = self.prompt_ids(prompt)
         tokens: list[int] = []
@@ -269,6 +309,12 @@ class Engine(Handle):
             params.n_top_logprobs = logprobs
         if prompt_logprobs:
             params.on_prompt_logprobs = ctypes.cast(prompt_callback, ctypes.c_void_p)
+        if sampling:
+            chosen = _sampling_overrides(sampling, self.info.samplers)
+            overrides = (_capi.StSamplerOverride * len(chosen))(
+                *[_capi.StSamplerOverride(p.encode(), q.encode(), v) for p, q, v in chosen])
+            params.sampler_overrides = overrides  # kept alive by `overrides` for the call
+            params.n_sampler_overrides = len(chosen)
         if logit_bias:
             biases = (_capi.StLogitBias * len(logit_bias))(
                 *[_capi.StLogitBias(int(t), float(b)) for t, b in logit_bias.items()])
@@ -300,10 +346,11 @@ class Engine(Handle):
             n_cached=stats.n_cached))
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
-               ignore_eos: bool = False, constraint: Constraint | None = None):
+               ignore_eos: bool = False, constraint: Constraint | None = None,
+               sampling: dict[str, float] | None = None):
         """generate() as an iterator of TokenEvent; see stretch.stream."""
         from .stream import GenerationStream
-        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint)
+        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint, sampling)
 
     def cancel(self) -> None:
         """Stop a running generate() or score() at the next token boundary.

@@ -24,18 +24,18 @@ class GenerationStream:
     the iteration has ended (None before)."""
 
     def __init__(self, engine, prompt, max_tokens: int, seed: int, ignore_eos: bool,
-                 constraint=None):
+                 constraint=None, sampling=None):
         self.result: Generation | None = None
         self._events: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._engine = engine
         ids = engine.prompt_ids(prompt)  # tokenize on the caller's thread: errors raise here
         self._worker = threading.Thread(
-            target=self._run, args=(ids, max_tokens, seed, ignore_eos, constraint),
+            target=self._run, args=(ids, max_tokens, seed, ignore_eos, constraint, sampling),
             name="stretch-generate", daemon=True)
         self._worker.start()
 
-    def _run(self, ids, max_tokens, seed, ignore_eos, constraint):
+    def _run(self, ids, max_tokens, seed, ignore_eos, constraint, sampling):
         def hand_over(token, text):
             if self._stop.is_set():
                 return True
@@ -45,7 +45,7 @@ class GenerationStream:
         try:
             outcome = self._engine.generate(ids, max_tokens=max_tokens, seed=seed,
                                             on_token=hand_over, ignore_eos=ignore_eos,
-                                            constraint=constraint)
+                                            constraint=constraint, sampling=sampling)
         except BaseException as e:
             outcome = e
         self._events.put((_DONE, outcome))

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 import stretch
+from conftest import write_manifest
 
 PROMPT = "It was the best of times, it was"
 
@@ -181,3 +182,31 @@ def test_a_repeated_prompt_comes_from_the_cache(engine):
     assert 0 < again.stats.n_cached < len(ids) and again.tokens == first.tokens
     fresh = engine.generate(ids, max_tokens=5, ignore_eos=True, fresh_cache=True)
     assert fresh.stats.n_cached == 0 and fresh.tokens == first.tokens
+
+
+def test_sampling_sets_the_chains_samplers_for_one_call(engine, workdir, model):
+    """sampling={...} sets the manifest's samplers for one call: top_k 1
+    ahead of a temperature of 100 is the greedy answer, the temperature
+    alone is not; a sampler the chain lacks is warned about; a value the
+    plugin refuses, or a key nobody knows, raises."""
+    chain = "  - plugin: top-k\n  - plugin: temperature\n  - plugin: dist\n"
+    greedy = engine.generate("The quick", max_tokens=8, ignore_eos=True).tokens
+    with stretch.Engine(write_manifest(workdir / "sampled.yaml", model, samplers=chain)) as e:
+        hot = e.generate("The quick", max_tokens=8, ignore_eos=True, seed=5,
+                         sampling={"temperature": 100})
+        assert hot.tokens != greedy
+        pinned = e.generate("The quick", max_tokens=8, ignore_eos=True, seed=5,
+                            sampling={"temperature": 100, "top_k": 1})
+        assert pinned.tokens == greedy
+        streamed = e.stream("The quick", max_tokens=8, ignore_eos=True, seed=5,
+                            sampling={"top-k.k": 1})
+        assert [ev.token for ev in streamed if ev.token >= 0] == greedy
+        with pytest.warns(UserWarning, match="no 'top-p' sampler"):
+            e.generate("The quick", max_tokens=1, sampling={"top_p": 0.5})
+        with pytest.raises(stretch.Error) as err:
+            e.generate("The quick", max_tokens=1, sampling={"top_k": -1})
+        assert err.value.status == stretch.Status.INVALID and "top-k" in err.value.message
+        with pytest.raises(ValueError, match="unknown key 'temp'"):
+            e.generate("The quick", max_tokens=1, sampling={"temp": 1.0})
+        with pytest.raises(TypeError, match="expected a number, found str"):
+            e.generate("The quick", max_tokens=1, sampling={"temperature": "hot"})
