@@ -217,6 +217,30 @@ Test(retrieve_cli, run_puts_hits_into_the_prompt)
     cr_assert_null(strstr(slurp("out.txt"), "\"retrieved\""), "no index: plain run");
 }
 
+/* stretch chat looks each turn up as run does (the template and the hits
+ * in the turn's prompt), and not with --no-retrieval. */
+Test(retrieve_cli, chat_looks_each_turn_up)
+{
+    cr_assert_eq(run("retrieve index -m s.yaml --out docs.idx a.txt b.txt c.txt"), 0);
+    write_file("turns.txt", "capital of France\nyellow fruit\n");
+    unsigned first[2];
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(run(r ? "chat -m rag.yaml --no-retrieval --max-tokens 2 --stats < turns.txt"
+                           : "chat -m rag.yaml --max-tokens 2 --stats < turns.txt"),
+                     0, "%s", slurp("err.txt"));
+        const char *err = slurp("err.txt");
+        cr_assert(r ? !strstr(err, "retrieved")
+                    : strstr(err, "stretch: retrieved a.txt (") &&
+                          strstr(err, "stretch: retrieved c.txt ("), "%s", err);
+        const char *l = strstr(err, "stretch: ");
+        while (l && sscanf(l, "stretch: %u prompt tokens", &first[r]) != 1)
+            l = strstr(l + 1, "stretch: ");
+        cr_assert(l, "%s", err);
+    }
+    cr_assert_gt(first[0], first[1] + 10, "the first turn's prompt with the hits: %u, without %u",
+                 first[0], first[1]);
+}
+
 /* A RestBench-shaped data set small enough to score by hand. Tool i's
  * description is "wi x" padded to 2 + i words, so the query "x" ranks the
  * tools in list order (BM25 favours the shorter document). */

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stretch/retrieval.h>
+
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
@@ -33,7 +35,9 @@ static void chat_usage(FILE *f)
             "  --max-tokens N       at most N tokens an answer (default 1024)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
             "  --stats              after each answer, the prompt's tokens (how many from\n"
-            "                       the cache), the answer's and their speeds, on stderr\n"
+            "                       the cache), the answer's and their speeds, on stderr\n"            "  --no-retrieval       ignore the manifest's retriever index (with one, each\n"
+            "                       turn is looked up and shown to the model through the\n"
+            "                       template; --stats lists what was retrieved)\n"
             "  --threads N          worker threads (default: the manifest's, else all cores)\n"
             "  --context N          context size in tokens, 16 to 1048576 (default: the\n"
             "                       manifest's)\n"
@@ -169,11 +173,33 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
     return st;
 }
 
+/* The turn `text` looked up in the retriever and put into its template:
+ * *out (st_free it). With `show`, the hits on stderr. */
+static st_status augment(st_retriever *ret, const char *text, bool show, char **out,
+                         st_error *err)
+{
+    st_retrieval *hits = NULL;
+    st_status st = st_retriever_query(ret, text, strlen(text), st_retriever_top_k(ret), &hits,
+                                      err);
+    if (st == ST_OK)
+        st = st_retriever_render(ret, text, hits, out, err);
+    if (st == ST_OK && show) {
+        fprintf(stderr, "stretch: retrieved");
+        for (size_t i = 0; i < st_retrieval_count(hits); i++) {
+            const st_retrieved *h = st_retrieval_at(hits, i);
+            fprintf(stderr, "%s %s (%.3f)", i ? "," : "", st_cli_safe(h->id), h->score);
+        }
+        fprintf(stderr, "%s\n", st_retrieval_count(hits) ? "" : " nothing");
+    }
+    st_retrieval_free(hits);
+    return st;
+}
+
 int st_cmd_chat(int argc, char **argv)
 {
     const char *manifest = NULL, *system = NULL;
     long long max_tokens = 1024, seed = -1, v;
-    bool stats_lines = false;
+    bool stats_lines = false, retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
     st_cli_sampling sampling = {0};
     for (int i = 1; i < argc; i++) {
@@ -196,6 +222,8 @@ int st_cmd_chat(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--stats")) {
             stats_lines = true;
+        } else if (!strcmp(a, "--no-retrieval")) {
+            retrieval = false;
         } else if (!strcmp(a, "--threads")) {
             if ((v = st_cli_parse_count(a, next, 1024)) < 0)
                 return ST_EXIT_USAGE;
@@ -232,6 +260,9 @@ int st_cmd_chat(int argc, char **argv)
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
+    st_retriever *retriever = retrieval ? st_engine_retriever(e) : NULL;
+    if (retriever && !st_retriever_index_path(retriever))
+        retriever = NULL;
     /* Room kept for an answer: its cap, but never more than half the
      * context, so a long conversation is not cut to nothing for it. */
     uint32_t room = (uint32_t)max_tokens < info.n_ctx / 2 ? (uint32_t)max_tokens : info.n_ctx / 2;
@@ -281,7 +312,20 @@ int st_cmd_chat(int argc, char **argv)
         st_error err = {0};
         int32_t *ids = NULL;
         size_t n_ids = 0;
-        st_status st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
+        /* With the manifest's retriever index, the new turn is looked up
+         * and shown to the model through the template, as the server does
+         * with a chat's last user message; the conversation keeps what was
+         * typed, so later turns are not weighed down by old documents. */
+        char *augmented = NULL;
+        st_status st = retriever ? augment(retriever, line.s, stats_lines, &augmented, &err)
+                                 : ST_OK;
+        const char *typed = c.m[c.n - 1].content;
+        if (augmented)
+            c.m[c.n - 1].content = augmented;
+        if (st == ST_OK)
+            st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
+        c.m[c.n - 1].content = typed;
+        st_free(augmented);
         st_text_buf a = {0};
         st_generate_stats stats = {.struct_size = sizeof stats};
         if (st == ST_OK) {
