@@ -5,7 +5,8 @@
  * chat template every turn, so the engine's prefix cache serves what the
  * last turn's prompt already held, and the answer streams as it is made.
  * When the conversation outgrows the context, its oldest exchanges are
- * dropped (a system message stays), and the user is told.
+ * dropped (a system message stays), and the user is told. With the
+ * manifest's retriever index, each turn is looked up as `run` does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ static void chat_usage(FILE *f)
             "  --max-tokens N       at most N tokens an answer (default 1024)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
             "  --stats              after each answer, the prompt's tokens (how many from\n"
-            "                       the cache), the answer's and their speeds, on stderr\n"            "  --no-retrieval       ignore the manifest's retriever index (with one, each\n"
+            "                       the cache), the answer's and their speeds, on stderr\n"
+            "  --no-retrieval       ignore the manifest's retriever index (with one, each\n"
             "                       turn is looked up and shown to the model through the\n"
             "                       template; --stats lists what was retrieved)\n"
             "  --threads N          worker threads (default: the manifest's, else all cores)\n"
