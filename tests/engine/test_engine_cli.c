@@ -168,7 +168,11 @@ Test(engine_cli, chat_keeps_the_conversation)
     cr_assert_eq(t, 3, "three answers: %s", err);
     cr_assert(strstr(err, "the conversation is forgotten"), "%s", err);
     cr_assert_eq(cached[0], 0);
-    cr_assert(p[1] > p[0] + g[0] && cached[1] >= p[0] - 1,
+    /* Turn 2 takes turn 1's prompt from the cache. (The answer, prefilled
+     * again between the turns, is taken too where its text tokenizes back
+     * to the tokens generated, as the real model's do; the tiny model's
+     * random tokens need not.) */
+    cr_assert(p[1] > p[0] + g[0] && cached[1] >= p[0],
               "turn 2 holds turn 1 and its answer, and reuses turn 1's prompt: %s", err);
     cr_assert_eq(p[2], p[0], "after /reset the same message is the same prompt: %s", err);
 

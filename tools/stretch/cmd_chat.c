@@ -2,12 +2,16 @@
  * tools/stretch/cmd_chat.c - `stretch chat [-m MANIFEST] [options]`: a
  * conversation at the terminal, llama-cli's conversation mode. Each line
  * read is a user turn; the whole conversation goes through the model's
- * chat template every turn, so the engine's prefix cache serves what the
- * last turn's prompt already held, and the answer streams as it is made.
+ * chat template every turn, and the answer streams as it is made. The
+ * answer runs on a sequence, whose decoded keys and values the engine
+ * prefills again between turns (st_engine_idle_step), so the next turn
+ * takes the last prompt and its answer from the prefix cache.
  * When the conversation outgrows the context, its oldest exchanges are
  * dropped (a system message stays), and the user is told. With the
  * manifest's retriever index, each turn is looked up as `run` does.
  */
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +201,67 @@ static st_status augment(st_retriever *ret, const char *text, bool show, char **
     return st;
 }
 
+/* Ctrl-C during an answer: the loop below cancels the sequence at its
+ * next step (st_sequence_cancel is for threads, not signal handlers). */
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void catch_interrupt(bool on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_interrupt : SIG_DFL;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* One answer, run on the sequence as st_engine_generate would run it and
+ * stepped here: the engine then has the answer's keys and values to
+ * prefill again between turns (refill). */
+static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size_t n_ids,
+                        const st_generate_params *gp, st_text_buf *a, st_generate_stats *stats,
+                        st_error *err)
+{
+    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, a, err);
+    if (st != ST_OK)
+        return st;
+    interrupted = 0;
+    catch_interrupt(true);
+    for (uint32_t active = 1; active;) {
+        if (interrupted) {
+            st_sequence_cancel(seq);
+            interrupted = 0;
+        }
+        /* An error of the step ends the request with it: the result says. */
+        if (st_engine_step(e, &active, err) != ST_OK)
+            break;
+    }
+    catch_interrupt(false);
+    return st_sequence_result(seq, stats, err);
+}
+
+/* Between turns, the last answer's keys and values are prefilled again as
+ * a prompt's are (st_engine_idle_step), so the next turn takes the answer
+ * from the cache as well as the prompt before it. At a terminal this runs
+ * while the user types and stops when a line is entered; from a pipe it
+ * runs to its end. A failure only loses that head start. */
+static void refill(st_engine *e, bool tty)
+{
+    bool more = true;
+    st_error err;
+    while (more) {
+        struct pollfd in = {.fd = STDIN_FILENO, .events = POLLIN};
+        if (tty && poll(&in, 1, 0) > 0)
+            break;
+        if (st_engine_idle_step(e, &more, &err) != ST_OK)
+            break;
+    }
+}
+
 int st_cmd_chat(int argc, char **argv)
 {
     const char *manifest = NULL, *system = NULL;
@@ -269,6 +334,13 @@ int st_cmd_chat(int argc, char **argv)
      * context, so a long conversation is not cut to nothing for it. */
     uint32_t room = (uint32_t)max_tokens < info.n_ctx / 2 ? (uint32_t)max_tokens : info.n_ctx / 2;
     bool tty = isatty(STDIN_FILENO);
+    st_sequence *seq = NULL;
+    st_error open_err = {0};
+    if (st_sequence_open(e, &seq, &open_err) != ST_OK) {
+        fprintf(stderr, "stretch: %s\n", st_cli_safe(open_err.message));
+        st_engine_close(e);
+        return ST_EXIT_RUNTIME;
+    }
     conversation c = {0};
     if (system) {
         if (conv_push(&c, "system", system, strlen(system)) != 0) {
@@ -288,6 +360,8 @@ int st_cmd_chat(int argc, char **argv)
             fputs("> ", stdout);
             fflush(stdout);
         }
+        if (turn)
+            refill(e, tty);
         int got = read_turn(stdin, &line);
         if (got < 0) {
             rc = ST_EXIT_RUNTIME;
@@ -335,9 +409,7 @@ int st_cmd_chat(int argc, char **argv)
                                      .seed = (uint64_t)seed + turn,
                                      .sampler_overrides = sampling.o,
                                      .n_sampler_overrides = sampling.n};
-            st_cli_cancel_on_sigint(e);
-            st = st_engine_generate(e, ids, n_ids, &gp, on_token, &a, &stats, &err);
-            st_cli_cancel_on_sigint(NULL);
+            st = answer(e, seq, ids, n_ids, &gp, &a, &stats, &err);
             /* A sampling flag's value outside its sampler's schema, the one
              * refusal of a generate call here, would refuse every turn. */
             if (st == ST_E_INVALID && sampling.n) {
@@ -374,6 +446,7 @@ int st_cmd_chat(int argc, char **argv)
     }
     free(line.s);
     conv_free(&c);
+    st_sequence_close(seq);
     st_engine_close(e);
     /* Read from a pipe, a turn that failed is the run's failure. */
     return rc ? rc : failures && !tty ? ST_EXIT_RUNTIME : ST_EXIT_OK;
