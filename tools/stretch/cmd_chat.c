@@ -144,13 +144,18 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
 static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint32_t n_ctx,
                             uint32_t room, int32_t **ids, size_t *n_ids, st_error *err)
 {
+    st_status st = st_engine_chat_tokenize_messages(e, c->m, c->n, flags, ids, n_ids, err);
+    if (st != ST_OK || *n_ids + room <= n_ctx)
+        return st; /* most turns: the conversation fits as it is */
+    st_free(*ids);
+    *ids = NULL;
+    /* Before anything is dropped: the last user turn alone must fit. */
     st_chat_message alone[2];
     size_t k = 0;
     if (c->first_turn)
         alone[k++] = c->m[0];
     alone[k++] = c->m[c->n - 1];
-    st_status st = st_engine_chat_tokenize_messages(e, alone, k, flags, ids, n_ids, err);
-    if (st != ST_OK)
+    if ((st = st_engine_chat_tokenize_messages(e, alone, k, flags, ids, n_ids, err)) != ST_OK)
         return st;
     st_free(*ids);
     *ids = NULL;
@@ -162,17 +167,15 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
         return ST_E_RANGE;
     }
     size_t dropped = 0;
-    for (;;) {
-        st = st_engine_chat_tokenize_messages(e, c->m, c->n, flags, ids, n_ids, err);
-        if (st != ST_OK || *n_ids + room <= n_ctx)
-            break;
-        st_free(*ids);
-        *ids = NULL;
+    do {
         /* The oldest user-assistant pair; the last user turn fits alone. */
         conv_drop(c, c->first_turn, 2);
         dropped += 2;
-    }
-    if (st == ST_OK && dropped)
+        st_free(*ids);
+        *ids = NULL;
+        st = st_engine_chat_tokenize_messages(e, c->m, c->n, flags, ids, n_ids, err);
+    } while (st == ST_OK && *n_ids + room > n_ctx);
+    if (st == ST_OK)
         fprintf(stderr, "stretch: the conversation outgrew the context of %u tokens: the "
                         "oldest %zu messages are dropped\n",
                 n_ctx, dropped);
