@@ -91,8 +91,6 @@ int st_cmd_bench(int argc, char **argv)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
-        } else if (!strcmp(a, "--model") && next) {
-            opts.model = argv[++i]; /* as `run --model`: this GGUF, not the manifest's */
         } else if (!strcmp(a, "--prompt-tokens")) {
             if ((n_prompt = st_cli_parse_range(a, next, 1, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;
@@ -102,21 +100,11 @@ int st_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--reps")) {
             if ((reps = st_cli_parse_range(a, next, 1, 64)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--threads")) {
-            if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
-            opts.n_threads = (uint32_t)v;
-            i++;
-        } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN,
-                                        ST_CONTEXT_MAX)) < 0)
-                return ST_EXIT_USAGE;
-            opts.context = (uint32_t)v;
-            i++;
         } else if (!strcmp(a, "--json")) {
             json = true;
         } else if (!strcmp(a, "--roofline")) {
             roofline = true;
-        } else if ((v = st_cli_backend_option("bench", argc, argv, &i, &opts)) != 0) {
+        } else if ((v = st_cli_engine_option("bench", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
         } else {

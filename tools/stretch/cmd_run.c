@@ -136,24 +136,12 @@ int st_cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--seed")) {
             if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--threads")) {
-            if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
-            opts.n_threads = (uint32_t)v;
-            i++;
-        } else if (!strcmp(a, "--context")) {
-            if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN,
-                                        ST_CONTEXT_MAX)) < 0)
-                return ST_EXIT_USAGE;
-            opts.context = (uint32_t)v;
-            i++;
-        } else if ((v = st_cli_backend_option("run", argc, argv, &i, &opts)) != 0) {
+        } else if ((v = st_cli_engine_option("run", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
         } else if ((v = st_cli_sampling_option("run", argc, argv, &i, &sampling)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
-        } else if (!strcmp(a, "--model") && next) {
-            opts.model = argv[++i];
         } else if (!strcmp(a, "--file") && next) {
             prompt_file = argv[++i];
         } else if (!strcmp(a, "--question") && next) {

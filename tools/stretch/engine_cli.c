@@ -290,6 +290,28 @@ long long st_cli_parse_range(const char *flag, const char *value, long long min,
     return v;
 }
 
+int st_cli_engine_option(const char *cmd, int argc, char **argv, int *i,
+                         st_engine_options *opts)
+{
+    const char *a = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long long v;
+    if (!strcmp(a, "--threads")) {
+        if ((v = st_cli_parse_count(a, next, 1024)) < 0)
+            return -1;
+        opts->n_threads = (uint32_t)v;
+    } else if (!strcmp(a, "--context")) {
+        if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN, ST_CONTEXT_MAX)) < 0)
+            return -1;
+        opts->context = (uint32_t)v;
+    } else if (!strcmp(a, "--model") && next) {
+        opts->model = next; /* this GGUF, not the manifest's */
+    } else {
+        return st_cli_backend_option(cmd, argc, argv, i, opts);
+    }
+    ++*i;
+    return 1;
+}
+
 FILE *st_cli_input_open(const char *path, char *why, size_t why_size)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");

@@ -51,6 +51,13 @@ int st_cli_backend_option(const char *cmd, int argc, char **argv, int *i,
 /* Their lines for a command's usage. */
 extern const char st_cli_backend_usage[];
 
+/* --threads N, --context N and --model FILE, the engine options of the
+ * commands that generate (run, chat, bench), then the backend options
+ * above: as st_cli_backend_option (a --model without its value is 0, left
+ * to the command's "incomplete option" message). */
+int st_cli_engine_option(const char *cmd, int argc, char **argv, int *i,
+                         st_engine_options *opts);
+
 /* One line on stderr for `--stats`: the prompt's tokens (how many came from
  * the cache) and the rate of the rest, the generated tokens and their
  * rate (the first comes from the prefill's logits, so the decode rate
