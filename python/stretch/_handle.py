@@ -58,4 +58,3 @@ def utf8(text, what: str, c_string: bool = False) -> bytes:
         raise ValueError(f"{what}: a NUL character at {text.index(chr(0))} would cut the text "
                          "there")
     return data
-

@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "eval_common.h"
+#include "json_error_place.h"
 #include "json_out.h"
 
 #define RETRIEVE_K_MAX 100000
@@ -219,10 +220,8 @@ static int index_jsonl(batcher *r, const char *path, const char *id_field,
             const char *why = NULL, *bad = NULL;
             const char *id = NULL, *text = NULL;
             if (!obj) {
-                /* jansson says column 0 before it has read a character of
-                 * the line (an undecodable first byte); columns count from 1. */
                 fprintf(stderr, "stretch: %s:%zu:%d: expected one JSON object per line: %s\n",
-                        st_cli_safe(path), line, jerr.column > 0 ? jerr.column : 1,
+                        st_cli_safe(path), line, st_json_error_column(&jerr),
                         st_cli_safe(jerr.text));
                 rc = ST_EXIT_MODEL;
             } else if (!json_is_object(obj)) {

@@ -11,10 +11,10 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
-#include "sampling_flags.h"
 #include "eval_common.h"
 #include "json_out.h"
 #include "reading.h"
+#include "sampling_flags.h"
 
 static void run_usage(FILE *f)
 {
@@ -37,7 +37,8 @@ static void run_usage(FILE *f)
             "  --numerics MODE      fast (default) or ggml: llama.cpp's CPU float operations,\n"
             "                       bit for bit (slower; overrides STRETCH_NUMERICS)\n"
             "  --json               print one JSON object (ids, text, timings, device, what\n"
-            "                       was retrieved) at the end\n"            "  --stats              the prompt's tokens (how many from the cache), the\n"
+            "                       was retrieved) at the end\n"
+            "  --stats              the prompt's tokens (how many from the cache), the\n"
             "                       generated ones and their speeds, on stderr at the end\n"
             "  --no-retrieval       ignore the manifest's retriever index\n"
             "  --question Q         read the document (PROMPT or --file, streamed) chunk by\n"

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli_common.h"
+#include "json_error_place.h"
 
 typedef struct mtrb_files {
     const char *name;
@@ -47,14 +48,13 @@ static json_t *load_json(const char *dir, const char *name, char *path, size_t c
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     /* jansson's line is -1 where the file could not be read at all (its
-     * text names the file and says why), and its column 0 before a line's
-     * first character. */
+     * text names the file and says why). */
     if (!root && jerr.line < 1)
         fprintf(stderr, "stretch: %s (docs/datasets.md says where the MTRB files come "
                         "from)\n", st_cli_safe(jerr.text));
     else if (!root)
         fprintf(stderr, "stretch: %s:%d:%d: %s\n", st_cli_safe(path), jerr.line,
-                jerr.column > 0 ? jerr.column : 1, st_cli_safe(jerr.text));
+                st_json_error_column(&jerr), st_cli_safe(jerr.text));
     return root;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "openai_request.h"
 #include "tool_calls.h"
+#include "../json_error_place.h"
 
 #include <stretch/stretch.h>
 
@@ -606,11 +607,10 @@ static json_t *load_body(const char *body, size_t len, char *msg, size_t msg_siz
      * the engine takes text as C strings, which a NUL would cut short. */
     if (!root && strstr(jerr.text, "JSON_ALLOW_NUL"))
         fail(msg, msg_size, param, NULL, "a string holds \\u0000 (line %d, column %d): text "
-             "with a NUL character is not accepted", jerr.line,
-             jerr.column > 0 ? jerr.column : 1);
+             "with a NUL character is not accepted", jerr.line, st_json_error_column(&jerr));
     else if (!root)
         fail(msg, msg_size, param, NULL, "the body is not valid JSON: %s (line %d, column %d)",
-             jerr.text, jerr.line, jerr.column > 0 ? jerr.column : 1);
+             jerr.text, jerr.line, st_json_error_column(&jerr));
     return root;
 }
 
