@@ -11,21 +11,7 @@
 #include <string.h>
 
 #include "cli_common.h"
-
-/* The flags, with llama-cli's names, and the sampler parameter each sets
- * (the plugins under plugins/sampler/, as the server's table names them). */
-static const struct sampling_flag {
-    const char *flag, *plugin, *param;
-    bool integer;
-} flags[] = {
-    {"--temp", "temperature", "temperature", false},
-    {"--top-k", "top-k", "k", true},
-    {"--top-p", "top-p", "p", false},
-    {"--min-p", "min-p", "p", false},
-    {"--repeat-penalty", "penalties", "repeat", false},
-    {"--presence-penalty", "penalties", "presence", false},
-    {"--frequency-penalty", "penalties", "frequency", false},
-};
+#include "sampling_names.h"
 
 const char st_cli_sampling_usage[] =
     "  --temp X, --top-k N, --top-p P, --min-p P, --repeat-penalty X,\n"
@@ -36,10 +22,11 @@ const char st_cli_sampling_usage[] =
 int st_cli_sampling_option(const char *cmd, int argc, char **argv, int *i, st_cli_sampling *s)
 {
     const char *a = argv[*i];
-    const struct sampling_flag *f = NULL;
-    for (size_t k = 0; k < sizeof flags / sizeof flags[0] && !f; k++)
-        if (!strcmp(a, flags[k].flag))
-            f = &flags[k];
+    /* llama-cli's names, and the parameters the server's fields set. */
+    const st_sampling_name *f = NULL;
+    for (size_t k = 0; k < ST_N_SAMPLING_NAMES && !f; k++)
+        if (st_sampling_names[k].flag && !strcmp(a, st_sampling_names[k].flag))
+            f = &st_sampling_names[k];
     if (!f)
         return 0;
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;

@@ -9,6 +9,7 @@
 #include "openai_request.h"
 #include "tool_calls.h"
 #include "../json_error_place.h"
+#include "../sampling_names.h"
 
 #include <stretch/stretch.h>
 
@@ -266,31 +267,15 @@ static bool parse_number(json_t *root, const char *name, double lo, double hi, b
     return true;
 }
 
-/* The sampling fields: OpenAI's, and the top_k, min_p and repetition
- * penalty that vLLM and llama-server take (two names for the last). Each
- * sets its sampler's parameter when the manifest's chain has that sampler;
- * the plugin's schema checks the value again. */
-static const struct sampling_field {
-    const char *field, *plugin, *param;
-    double lo, hi;
-    bool integer;
-} sampling_fields[] = {
-    {"temperature", "temperature", "temperature", 0.0, 2.0, false},
-    {"top_p", "top-p", "p", 0.0, 1.0, false},
-    {"top_k", "top-k", "k", -1.0, 16777216.0, true}, /* vLLM's -1 and 0: off */
-    {"min_p", "min-p", "p", 0.0, 1.0, false},
-    {"presence_penalty", "penalties", "presence", -2.0, 2.0, false},
-    {"frequency_penalty", "penalties", "frequency", -2.0, 2.0, false},
-    {"repetition_penalty", "penalties", "repeat", 0.0001, 100.0, false},
-    {"repeat_penalty", "penalties", "repeat", 0.0001, 100.0, false},
-};
-
+/* The sampling fields (sampling_names.h): OpenAI's, and the top_k, min_p
+ * and repetition penalty that vLLM and llama-server take (two names for
+ * the last). Each sets its sampler's parameter when the manifest's chain
+ * has that sampler; the plugin's schema checks the value again. */
 static bool parse_sampling(json_t *root, st_gen_request *r, char *msg, size_t size,
                            const char **param)
 {
-    size_t n = sizeof sampling_fields / sizeof sampling_fields[0];
-    for (size_t i = 0; i < n; i++) {
-        const struct sampling_field *f = &sampling_fields[i];
+    for (size_t i = 0; i < ST_N_SAMPLING_NAMES; i++) {
+        const st_sampling_name *f = &st_sampling_names[i];
         bool has = false;
         double x = 0.0;
         if (!parse_number(root, f->field, f->lo, f->hi, &has, &x, msg, size, param))
