@@ -75,6 +75,14 @@ def _take_bytes(ptr: ctypes.c_void_p, length: int) -> bytes:
         lib.st_free(ptr)
 
 
+def _take_ids(ids: _capi.IdsPtr, n: int) -> list[int]:
+    """Copy token ids the caller owns, then st_free them."""
+    try:
+        return ids[:n] if n else []
+    finally:
+        lib.st_free(ids)
+
+
 def _ids_array(ids: Iterable[int] | np.ndarray) -> np.ndarray:
     arr = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
     if arr.ndim != 1:
@@ -170,10 +178,7 @@ class Engine(Handle):
         err = _capi.StError()
         _check(lib.st_engine_tokenize(self._h(), data, len(data), flags, ctypes.byref(ids),
                                       ctypes.byref(n), ctypes.byref(err)), err)
-        try:
-            return ids[:n.value] if n.value else []
-        finally:
-            lib.st_free(ids)
+        return _take_ids(ids, n.value)
 
     def detokenize(self, ids: Iterable[int]) -> str:
         arr = _ids_array(list(ids) if not isinstance(ids, np.ndarray) else ids)
@@ -228,10 +233,7 @@ class Engine(Handle):
         _check(lib.st_engine_chat_tokenize_messages(self._h(), arr, len(turns), flags,
                                                     ctypes.byref(ids), ctypes.byref(n),
                                                     ctypes.byref(err)), err)
-        try:
-            return _ids_array(ids[:n.value] if n.value else [])
-        finally:
-            lib.st_free(ids)
+        return _ids_array(_take_ids(ids, n.value))
 
     def prompt_ids(self, prompt: Prompt) -> np.ndarray:
         """A text prompt tokenized as `stretch run` does (special tokens
