@@ -136,26 +136,51 @@ static st_status generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                           st_generate_stats *stats, st_error *err);
 
 /* The caller's structs may be older (shorter) than this library's: read and
- * write only the bytes its struct_size says it has (stretch.h). */
+ * write only the bytes its struct_size says it has (stretch.h); the rest of
+ * the host's struct is zero. */
+static st_status read_params(const st_generate_params *caller, st_generate_params *out,
+                             st_error *err)
+{
+    if (caller && !st_sized_read(out, sizeof *out, caller, caller->struct_size,
+                                 ST_GENERATE_PARAMS_SIZE_1_0))
+        return st_error_set(err, ST_E_ABI,
+                            "st_generate_params.struct_size is %u, expected at least %zu "
+                            "(set it to sizeof(st_generate_params))",
+                            caller->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
+    return ST_OK;
+}
+
+st_status st_engine_check_request(st_engine *e, const st_generate_params *caller_params,
+                                  st_error *err)
+{
+    st_generate_params params;
+    st_status st = read_params(caller_params, &params, err);
+    if (st != ST_OK)
+        return st;
+    /* The request's chain is made as generate makes it, and put away:
+     * close puts the engine's own chain back. */
+    st_request_samplers rs;
+    st = st_request_samplers_open(e, caller_params ? &params : NULL, &rs, err);
+    if (st == ST_OK)
+        st_request_samplers_close(&rs);
+    return st;
+}
+
 st_status st_engine_generate(st_engine *e, const int32_t *prompt, size_t n_prompt,
                              const st_generate_params *caller_params, st_token_fn on_token,
                              void *user, st_generate_stats *caller_stats, st_error *err)
 {
     st_generate_params params;
-    if (caller_params &&
-        !st_sized_read(&params, sizeof params, caller_params, caller_params->struct_size,
-                       ST_GENERATE_PARAMS_SIZE_1_0))
-        return st_error_set(err, ST_E_ABI,
-                            "st_generate_params.struct_size is %u, expected at least %zu "
-                            "(set it to sizeof(st_generate_params))",
-                            caller_params->struct_size, (size_t)ST_GENERATE_PARAMS_SIZE_1_0);
+    st_status st = read_params(caller_params, &params, err);
+    if (st != ST_OK)
+        return st;
     st_generate_stats stats;
     memset(&stats, 0, sizeof stats);
     stats.struct_size = sizeof stats;
     /* A request that overrides sampler parameters samples with its own
      * chain; the engine's is back in place when it returns. */
     st_request_samplers rs;
-    st_status st = st_request_samplers_open(e, caller_params ? &params : NULL, &rs, err);
+    st = st_request_samplers_open(e, caller_params ? &params : NULL, &rs, err);
     if (st != ST_OK)
         return st;
     st = generate(e, prompt, n_prompt, caller_params ? &params : NULL, on_token, user, &stats,

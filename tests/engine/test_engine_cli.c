@@ -143,6 +143,56 @@ Test(engine_cli, sampling_flags_set_the_chain)
     cr_assert(strstr(err, "--temp is given twice"), "%s", err);
 }
 
+/* llama-cli's constraint and bias flags: --grammar, --json-schema(-file)
+ * and --regex shape every answer of run and chat; --logit-bias TOKEN+inf
+ * forces a token. The engine checks them before any prompt runs: a bad
+ * grammar or an unknown token is exit 2, a malformed flag 1, a file that
+ * cannot be read or is not a grammar or schema 4. */
+Test(engine_cli, constraint_and_bias_flags_shape_the_answer)
+{
+    cr_assert_eq(run("run -m s.yaml --max-tokens 20 --regex '[0-9]{3}' 'The quick'"), 0, "%s",
+                 err);
+    cr_assert(strlen(out) == 4 && out[0] >= '0' && out[0] <= '9' && out[1] >= '0' &&
+              out[1] <= '9' && out[2] >= '0' && out[2] <= '9' && out[3] == '\n', "%s", out);
+    cr_assert_eq(run("run -m s.yaml --max-tokens 20 --grammar 'root ::= \"yes\" | \"no\"' "
+                     "'The quick'"), 0, "%s", err);
+    cr_assert(!strcmp(out, "yes\n") || !strcmp(out, "no\n"), "%s", out);
+    write_file("schema.json", "\n  {\"type\": \"object\", \"properties\": {\"a\": {\"enum\": "
+                              "[\"x\", \"y\"]}}, \"required\": [\"a\"]}\n");
+    cr_assert_eq(run("run -m s.yaml --max-tokens 200 --json-schema-file schema.json "
+                     "'The quick'"), 0, "%s", err);
+    char packed[sizeof out];
+    size_t n = 0;
+    for (const char *p = out; *p; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r')
+            packed[n++] = *p;
+    packed[n] = '\0';
+    cr_assert(!strcmp(packed, "{\"a\":\"x\"}") || !strcmp(packed, "{\"a\":\"y\"}"), "%s", out);
+    write_file("two.txt", "hello\nagain\n");
+    cr_assert_eq(run("chat -m s.yaml --max-tokens 20 -j '{\"enum\": [\"one\", \"two\"]}' "
+                     "< two.txt"), 0, "%s", err);
+    cr_assert(strstr(out, "\"one\"\n") || strstr(out, "\"two\"\n"), "%s", out);
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 4 --ignore-eos --logit-bias 65+inf "
+                     "'The quick'"), 0, "%s", err);
+    cr_assert(strstr(out, "\"tokens\":[65,65,65,65]"), "%s", out);
+    /* Refused before anything is generated. */
+    cr_assert_eq(run("run -m s.yaml --grammar 'root ::= missing' 'The quick'"), 2, "%s", err);
+    cr_assert(strstr(err, "rule 'missing' is used but never defined") && !out[0], "%s|%s",
+              err, out);
+    cr_assert_eq(run("chat -m s.yaml --logit-bias 999999-1 < two.txt"), 2, "%s", err);
+    cr_assert(strstr(err, "token 999999 is outside the vocabulary") && !out[0], "%s", err);
+    cr_assert_eq(run("run -m s.yaml --logit-bias 5+101 'x'"), 1, "%s", err);
+    cr_assert(strstr(err, "expected TOKEN+BIAS or TOKEN-BIAS"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml --regex a --grammar 'root ::= \"a\"' 'x'"), 1, "%s", err);
+    cr_assert(strstr(err, "--regex and --grammar: one constraint at a time"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml --grammar-file absent.gbnf 'x'"), 4, "%s", err);
+    cr_assert(strstr(err, "absent.gbnf"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml --grammar-file two.txt 'x'"), 4, "%s", err);
+    cr_assert(strstr(err, "two.txt: expected a GBNF grammar"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml --json-schema-file two.txt 'x'"), 4, "%s", err);
+    cr_assert(strstr(err, "expected a JSON Schema object"), "%s", err);
+}
+
 /* `stretch chat`: each line read is a turn through the chat template; the
  * next turn's prompt takes the last one's from the cache; /reset forgets;
  * a conversation past the context drops its oldest exchange; a message

@@ -153,6 +153,48 @@ Test(engine_requests, an_override_outside_the_schema_is_refused_by_name)
     st_engine_close(e);
 }
 
+/* st_engine_check_request (1.9) refuses what a generate call would, with
+ * its message, and leaves the engine as it was: the next requests sample
+ * as before. */
+Test(engine_requests, a_request_is_checked_without_running)
+{
+    st_engine *e = open_engine("sampled.yaml", sampled_chain);
+    st_error err = {0};
+    picks plain, after;
+    cr_assert_eq(generate(e, NULL, 0, &plain, &err), ST_OK, "%s", err.message);
+    st_sampler_override bad = {"temperature", "temperature", 500.0};
+    st_generate_params gp = {.struct_size = sizeof gp, .sampler_overrides = &bad,
+                             .n_sampler_overrides = 1};
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_E_INVALID);
+    cr_assert(strstr(err.message, "temperature") && strstr(err.message, "500"), "%s",
+              err.message);
+    st_param_text rule = {"grammar", "root ::= undefined"};
+    gp = (st_generate_params){.struct_size = sizeof gp, .constraint = "gbnf",
+                              .constraint_params = &rule, .n_constraint_params = 1};
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_E_INVALID);
+    cr_assert(strstr(err.message, "undefined"), "%s", err.message);
+    st_logit_bias far = {1 << 20, 1.0f};
+    gp = (st_generate_params){.struct_size = sizeof gp, .logit_bias = &far, .n_logit_bias = 1};
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_E_INVALID);
+    cr_assert(strstr(err.message, "outside the vocabulary"), "%s", err.message);
+    /* Good ones pass, and nothing of them stays on the engine. */
+    st_sampler_override t0 = {"temperature", "temperature", 0.0};
+    st_logit_bias ban = {plain.ids[0], -100.0f};
+    rule.value = "root ::= [a-z]+";
+    gp = (st_generate_params){.struct_size = sizeof gp, .sampler_overrides = &t0,
+                              .n_sampler_overrides = 1, .constraint = "gbnf",
+                              .constraint_params = &rule, .n_constraint_params = 1,
+                              .logit_bias = &ban, .n_logit_bias = 1};
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_engine_check_request(e, NULL, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(generate(e, NULL, 0, &after, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(after.n, plain.n);
+    cr_assert_arr_eq(after.ids, plain.ids, plain.n * sizeof plain.ids[0]);
+    gp.struct_size = 4;
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_E_ABI);
+    st_engine_close(e);
+}
+
 static size_t count_id(const int32_t *ids, size_t n, int32_t id)
 {
     size_t k = 0;

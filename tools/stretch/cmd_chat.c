@@ -265,13 +265,23 @@ static void refill(st_engine *e, bool tty)
     }
 }
 
+static int chat(int argc, char **argv, st_cli_sampling *sampling);
+
 int st_cmd_chat(int argc, char **argv)
+{
+    /* The flags own what they read (a grammar file, the biases). */
+    st_cli_sampling sampling = {0};
+    int rc = chat(argc, argv, &sampling);
+    st_cli_sampling_free(&sampling);
+    return rc;
+}
+
+static int chat(int argc, char **argv, st_cli_sampling *sampling)
 {
     const char *manifest = NULL, *system = NULL;
     long long max_tokens = 1024, seed = -1, v;
     bool stats_lines = false, retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
-    st_cli_sampling sampling = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -297,9 +307,9 @@ int st_cmd_chat(int argc, char **argv)
         } else if ((v = st_cli_engine_option("chat", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
-        } else if ((v = st_cli_sampling_option("chat", argc, argv, &i, &sampling)) != 0) {
+        } else if ((v = st_cli_sampling_option("chat", argc, argv, &i, sampling)) != 0) {
             if (v < 0)
-                return ST_EXIT_USAGE;
+                return (int)-v;
         } else {
             fprintf(stderr, "stretch chat: unknown or incomplete option '%s'\n", a);
             chat_usage(stderr);
@@ -314,7 +324,10 @@ int st_cmd_chat(int argc, char **argv)
     int rc = st_cli_open_engine(manifest, &opts, &e);
     if (rc)
         return rc;
-    st_cli_sampling_check(e, &sampling);
+    if ((rc = st_cli_sampling_check(e, sampling)) != 0) {
+        st_engine_close(e);
+        return rc;
+    }
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     uint32_t flags = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
@@ -397,19 +410,9 @@ int st_cmd_chat(int argc, char **argv)
         st_generate_stats stats = {.struct_size = sizeof stats};
         if (st == ST_OK) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
-                                     .seed = (uint64_t)seed + turn,
-                                     .sampler_overrides = sampling.o,
-                                     .n_sampler_overrides = sampling.n};
+                                     .seed = (uint64_t)seed + turn};
+            st_cli_sampling_apply(sampling, &gp);
             st = answer(e, seq, ids, n_ids, &gp, &a, &stats, &err);
-            /* A sampling flag's value outside its sampler's schema, the one
-             * refusal of a generate call here, would refuse every turn. */
-            if (st == ST_E_INVALID && sampling.n) {
-                fprintf(stderr, "stretch: %s\n", st_cli_safe(err.message));
-                st_free(ids);
-                free(a.s);
-                rc = ST_EXIT_MANIFEST;
-                break;
-            }
             fputc('\n', stdout);
             fflush(stdout);
         }

@@ -111,7 +111,18 @@ static int write_logits(const char *path, const float *logits, uint32_t n)
     return 0;
 }
 
+static int run(int argc, char **argv, st_cli_sampling *sampling);
+
 int st_cmd_run(int argc, char **argv)
+{
+    /* The flags own what they read (a grammar file, the biases). */
+    st_cli_sampling sampling = {0};
+    int rc = run(argc, argv, &sampling);
+    st_cli_sampling_free(&sampling);
+    return rc;
+}
+
+static int run(int argc, char **argv, st_cli_sampling *sampling)
 {
     const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
     const char *question = NULL;
@@ -122,7 +133,6 @@ int st_cmd_run(int argc, char **argv)
     bool stats_line = false;
     bool retrieval = true;
     st_engine_options opts = {.struct_size = sizeof opts};
-    st_cli_sampling sampling = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -140,9 +150,9 @@ int st_cmd_run(int argc, char **argv)
         } else if ((v = st_cli_engine_option("run", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
-        } else if ((v = st_cli_sampling_option("run", argc, argv, &i, &sampling)) != 0) {
+        } else if ((v = st_cli_sampling_option("run", argc, argv, &i, sampling)) != 0) {
             if (v < 0)
-                return ST_EXIT_USAGE;
+                return (int)-v;
         } else if (!strcmp(a, "--file") && next) {
             prompt_file = argv[++i];
         } else if (!strcmp(a, "--question") && next) {
@@ -229,7 +239,11 @@ int st_cmd_run(int argc, char **argv)
         free(file_text);
         return rc;
     }
-    st_cli_sampling_check(e, &sampling);
+    if ((rc = st_cli_sampling_check(e, sampling)) != 0) {
+        st_engine_close(e);
+        free(file_text);
+        return rc;
+    }
     st_engine_info info = {.struct_size = sizeof info};
     st_engine_get_info(e, &info);
     st_error err;
@@ -292,17 +306,13 @@ int st_cmd_run(int argc, char **argv)
         snprintf(err.message, sizeof err.message, "out of memory for the logits");
     }
     st_generate_stats stats = {.struct_size = sizeof stats};
-    bool refused_params = false;
     if (st == ST_OK) {
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                  .seed = (uint64_t)seed, .ignore_eos = ignore_eos,
-                                 .first_logits = logits, .sampler_overrides = sampling.o,
-                                 .n_sampler_overrides = sampling.n};
+                                 .first_logits = logits};
+        st_cli_sampling_apply(sampling, &gp);
         st_cli_cancel_on_sigint(e);
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
-        /* The one refusal of a generate call here: a sampling flag's value
-         * outside its sampler's schema (a parameter error, exit 2). */
-        refused_params = st == ST_E_INVALID && sampling.n;
         st_cli_cancel_on_sigint(NULL);
     }
     if (stats.stopped_by_context)
@@ -395,7 +405,7 @@ int st_cmd_run(int argc, char **argv)
     }
     if (st != ST_OK) {
         fprintf(stderr, "stretch: %s\n", st == ST_E_CANCELLED ? "cancelled" : st_cli_safe(err.message));
-        rc = refused_params ? ST_EXIT_MANIFEST : ST_EXIT_RUNTIME;
+        rc = ST_EXIT_RUNTIME;
     }
     free(logits);
     free(rs.tokens);

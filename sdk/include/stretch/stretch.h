@@ -294,6 +294,18 @@ typedef struct st_generate_stats {
     uint32_t n_cached;       /* prompt tokens taken from the cache (fresh_cache) */
 } st_generate_stats;
 
+/* Check a request's parameters as st_engine_generate and
+ * st_sequence_start check them before they start (since 1.9): the
+ * sampler overrides against their plugins' schemas, the constraint (its
+ * plugin created with its parameters: a grammar or schema is compiled),
+ * the logit biases and n_top_logprobs; nothing runs and the engine is
+ * left as it was. ST_OK, or the status and message the request would get
+ * (ST_E_INVALID for what the caller gave). For a command line that takes
+ * these from flags: a bad value is refused before any prompt runs, and a
+ * later refusal of a generate call is then the run's, not the flag's. */
+ST_API st_status st_engine_check_request(st_engine *e, const st_generate_params *params,
+                                         st_error *err);
+
 /* Run the prompt (all tokens, prepacked into blocks) and generate. The KV
  * cache starts empty for each call. Generation ends at max_tokens, an
  * end-of-generation token, a full context (ST_OK with stopped_by_context)
