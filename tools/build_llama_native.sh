@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the speed peer: llama.cpp's own tools (llama-bench, llama-perplexity,
-# llama-server), natively for this CPU (-DGGML_NATIVE=ON), from the
+# llama-server, llama-completion), natively for this CPU (-DGGML_NATIVE=ON), from the
 # llama.cpp source vendored in llama-cpp-python's sdist on PyPI. This is
 # the peer docs/RESULTS.md quotes; the pip-built binding (generic flags,
 # no AMX) is not.
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 readonly VERSION="0.3.36"
-readonly TARGETS=(llama-bench llama-perplexity llama-server)
+readonly TARGETS=(llama-bench llama-perplexity llama-server llama-completion)
 
 die() { echo "build_llama_native: error: $*" >&2; exit 1; }
 note() { echo "build_llama_native: $*" >&2; }

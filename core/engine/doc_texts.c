@@ -16,6 +16,7 @@
 #include <stretch/msgpack_map.h>
 
 #include "diag.h"
+#include "word_hash.h"
 
 #define TEXTS_FORMAT "stretch.texts"
 #define TEXTS_VERSION 2
@@ -120,31 +121,6 @@ typedef struct index_hash {
     uint64_t size;
 } index_hash;
 
-static uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static uint64_t le64(const unsigned char *p)
-{
-    uint64_t w;
-    memcpy(&w, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
-static uint64_t words_step(uint64_t x, const unsigned char *p, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        x = (rotl64(x, 31) ^ le64(p + i)) * 1099511628211ULL;
-    if (i < n) {
-        unsigned char tail[8] = {0};
-        memcpy(tail, p + i, n - i);
-        x = (rotl64(x, 31) ^ le64(tail)) * 1099511628211ULL;
-    }
-    return x;
-}
-
 /* Hash the file at `path` the way `version` of the texts file names it.
  * False with errno set when it cannot be read. */
 static bool hash_index(const char *path, int version, index_hash *out)
@@ -168,7 +144,7 @@ static bool hash_index(const char *path, int version, index_hash *out)
                 fnv *= 1099511628211ULL;
             }
         } else {
-            words = words_step(words, buf, got);
+            words = st_word_hash(words, buf, got);
         }
         size += got;
     }

@@ -145,6 +145,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_engine_generate", status, EnginePtr, IdsPtr, c_size_t, POINTER(StGenerateParams),
        TOKEN_FN, c_void_p, POINTER(StGenerateStats), POINTER(StError))
     fn("st_engine_cancel", None, EnginePtr)
+    fn("st_engine_save_prompt", status, EnginePtr, c_char_p, POINTER(c_uint32), POINTER(StError))
+    fn("st_engine_load_prompt", status, EnginePtr, c_char_p, POINTER(c_uint32), POINTER(StError))
     fn("st_engine_score", status, EnginePtr, IdsPtr, c_size_t, c_size_t, POINTER(c_float),
        PROGRESS_FN, c_void_p, POINTER(StError))
     fn("st_encoder_open", status, c_char_p, POINTER(StEngineOptions), POINTER(c_void_p),

@@ -364,6 +364,28 @@ class Engine(Handle):
         """Withdraw a cancel no request consumed (st_engine_uncancel)."""
         return bool(self._handle is not None and lib.st_engine_uncancel(self._handle))
 
+    # -- the prompt cache in a file ---------------------------------------
+
+    def save_prompt(self, path: str | os.PathLike) -> int:
+        """Write the keys and values of the last generate() prompt, as far as
+        the next call could take them from the cache, to `path` (llama-cli's
+        --prompt-cache; st_engine_save_prompt). Returns how many tokens."""
+        return self._prompt_file(lib.st_engine_save_prompt, path)
+
+    def load_prompt(self, path: str | os.PathLike) -> int:
+        """Put a save_prompt() file in the cache: the next generate() whose
+        prompt starts with its tokens takes them (GenerateResult.n_cached),
+        its answer unchanged. A file of another model, strategy, context or
+        numerics raises Error(INVALID) saying what differs; a missing one
+        Error(NOT_FOUND). Returns how many tokens it offers."""
+        return self._prompt_file(lib.st_engine_load_prompt, path)
+
+    def _prompt_file(self, call, path) -> int:
+        n = ctypes.c_uint32(0)
+        err = _capi.StError()
+        _check(call(self._h(), os.fsencode(path), ctypes.byref(n), ctypes.byref(err)), err)
+        return n.value
+
     # -- scoring ----------------------------------------------------------
 
     def score(self, ids: Iterable[int] | np.ndarray, chunk: int = 0,

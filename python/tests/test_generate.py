@@ -184,6 +184,22 @@ def test_a_repeated_prompt_comes_from_the_cache(engine):
     assert fresh.stats.n_cached == 0 and fresh.tokens == first.tokens
 
 
+def test_a_saved_prompt_is_taken_by_another_engine(engine, manifest, workdir):
+    ids = list(engine.prompt_ids(PROMPT * 3))
+    first = engine.generate(ids, max_tokens=5, ignore_eos=True)
+    path = workdir / "prompt.cache"
+    assert engine.save_prompt(path) == len(ids)
+    with stretch.Engine(manifest) as other:
+        assert other.load_prompt(path) == len(ids)
+        again = other.generate(ids, max_tokens=5, ignore_eos=True)
+        assert again.stats.n_cached > 0 and again.tokens == first.tokens
+        with pytest.raises(stretch.Error, match="not a stretch prompt cache"):
+            other.load_prompt(manifest)
+        with pytest.raises(stretch.Error) as missing:
+            other.load_prompt(workdir / "absent.cache")
+        assert missing.value.status == stretch.Status.NOT_FOUND
+
+
 def test_sampling_sets_the_chains_samplers_for_one_call(engine, workdir, model):
     """sampling={...} sets the manifest's samplers for one call: top_k 1
     ahead of a temperature of 100 is the greedy answer, the temperature

@@ -193,6 +193,53 @@ Test(engine_cli, constraint_and_bias_flags_shape_the_answer)
     cr_assert(strstr(err, "expected a JSON Schema object"), "%s", err);
 }
 
+/* llama-cli's --prompt-cache: the first run writes the prompt's keys and
+ * values, the next takes them (cached_tokens) and answers as a run
+ * without the file; a damaged file is warned about and written anew;
+ * --prompt-cache-ro never writes. */
+Test(engine_cli, prompt_cache_file_is_taken_by_the_next_run)
+{
+    const char *args = "--json --max-tokens 6 --ignore-eos --file mid.txt";
+    write_file("mid.txt", "The quick brown fox 1 jumps over the lazy dog. The quick brown fox 2 "
+                          "jumps over the lazy dog. The quick brown fox 3 jumps over the lazy "
+                          "dog. The quick brown fox 4 jumps over the lazy dog.");
+    char cmd[512], plain[sizeof out], path[256];
+    snprintf(path, sizeof path, "%s/pc.bin", dir);
+    write_strategy("long.yaml", "tiny.gguf", 1024, "dense", "greedy");
+    snprintf(cmd, sizeof cmd, "run -m long.yaml %s", args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    snprintf(plain, sizeof plain, "%s", strstr(out, "\"tokens\":"));
+    *strstr(plain, "]") = '\0';
+    snprintf(cmd, sizeof cmd, "run -m long.yaml --prompt-cache-ro --prompt-cache pc.bin %s", args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert_neq(access(path, F_OK), 0, "--prompt-cache-ro wrote the file");
+    snprintf(cmd, sizeof cmd, "run -m long.yaml --prompt-cache pc.bin %s", args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(strstr(out, "\"cached_tokens\":0,") && strstr(out, plain), "%s", out);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(!strstr(out, "\"cached_tokens\":0,") && strstr(out, plain), "%s", out);
+    cr_assert(!err[0], "%s", err);
+    /* Damaged: refused with a warning, the run goes on and writes it anew. */
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f);
+    fseek(f, 4000, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(strstr(err, "pc.bin: the prompt cache is damaged") &&
+              strstr(out, "\"cached_tokens\":0,") && strstr(out, plain), "%s%s", err, out);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(!strstr(out, "\"cached_tokens\":0,") && !err[0], "%s%s", err, out);
+    /* Another context: refused by name. */
+    snprintf(cmd, sizeof cmd, "run -m long.yaml --context 512 --prompt-cache pc.bin "
+                              "--prompt-cache-ro %s", args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    cr_assert(strstr(err, "a context of 1024 tokens, this engine has 512"), "%s", err);
+    cr_assert_eq(run("run -m long.yaml --prompt-cache-ro 'x'"), 1, "%s", err);
+    cr_assert_eq(run("run -m long.yaml --prompt-cache pc.bin --question q --file mid.txt"), 1,
+                 "%s", err);
+}
+
 /* `stretch chat`: each line read is a turn through the chat template; the
  * next turn's prompt takes the last one's from the cache; /reset forgets;
  * a conversation past the context drops its oldest exchange; a message

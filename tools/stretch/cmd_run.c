@@ -41,6 +41,11 @@ static void run_usage(FILE *f)
             "  --stats              the prompt's tokens (how many from the cache), the\n"
             "                       generated ones and their speeds, on stderr at the end\n"
             "  --no-retrieval       ignore the manifest's retriever index\n"
+            "  --prompt-cache FILE  take the prompt's start from FILE's cached keys and\n"
+            "                       values where it matches, and write the prompt's there\n"
+            "                       (a file of another model or strategy is refused with a\n"
+            "                       warning and written anew)\n"
+            "  --prompt-cache-ro    with --prompt-cache: read the file, never write it\n"
             "  --question Q         read the document (PROMPT or --file, streamed) chunk by\n"
             "                       chunk with a reading strategy (manifests/infiniretri.yaml,\n"
             "                       xl3m.yaml), keeping what matters to Q, then answer Q\n"
@@ -113,6 +118,32 @@ static int write_logits(const char *path, const float *logits, uint32_t n)
 
 static int run(int argc, char **argv, st_cli_sampling *sampling);
 
+/* --prompt-cache: false when the strategy cannot keep a prompt (nothing
+ * to write then). A missing file is the first run's; a refused one is
+ * warned about and written anew. */
+static bool load_prompt_cache(st_engine *e, const char *path)
+{
+    st_error err = {0};
+    uint32_t n = 0;
+    st_status st = st_engine_load_prompt(e, path, &n, &err);
+    if (st == ST_E_UNAVAILABLE) {
+        fprintf(stderr, "stretch: warning: --prompt-cache is ignored: %s\n",
+                st_cli_safe(err.message));
+        return false;
+    }
+    if (st != ST_OK && st != ST_E_NOT_FOUND)
+        fprintf(stderr, "stretch: warning: %s; the prompt is prefilled in full\n",
+                st_cli_safe(err.message));
+    return true;
+}
+
+static void save_prompt_cache(st_engine *e, const char *path)
+{
+    st_error err = {0};
+    if (st_engine_save_prompt(e, path, NULL, &err) != ST_OK)
+        fprintf(stderr, "stretch: warning: %s\n", st_cli_safe(err.message));
+}
+
 int st_cmd_run(int argc, char **argv)
 {
     /* The flags own what they read (a grammar file, the biases). */
@@ -125,7 +156,8 @@ int st_cmd_run(int argc, char **argv)
 static int run(int argc, char **argv, st_cli_sampling *sampling)
 {
     const char *manifest = NULL, *prompt = NULL, *prompt_file = NULL, *logits_out = NULL;
-    const char *question = NULL;
+    const char *question = NULL, *prompt_cache = NULL;
+    bool prompt_cache_ro = false;
     long long chunk = 0;
     long long max_tokens = 256, seed = -1, v;
     bool chat = false, chat_special = false, json = false, ignore_eos = false;
@@ -155,6 +187,10 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
                 return (int)-v;
         } else if (!strcmp(a, "--file") && next) {
             prompt_file = argv[++i];
+        } else if (!strcmp(a, "--prompt-cache") && next) {
+            prompt_cache = argv[++i];
+        } else if (!strcmp(a, "--prompt-cache-ro")) {
+            prompt_cache_ro = true;
         } else if (!strcmp(a, "--question") && next) {
             question = argv[++i];
         } else if (!strcmp(a, "--chunk")) {
@@ -201,6 +237,12 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
     if (!prompt == !prompt_file) {
         fprintf(stderr, "stretch run: give a PROMPT or --file FILE\n");
         run_usage(stderr);
+        return ST_EXIT_USAGE;
+    }
+    if ((prompt_cache_ro && !prompt_cache) || (prompt_cache && question)) {
+        fprintf(stderr, "stretch run: %s\n", question ? "--prompt-cache keeps a prompt; "
+                "--question reads a document through the cache, which it cannot keep"
+                : "--prompt-cache-ro needs --prompt-cache FILE");
         return ST_EXIT_USAGE;
     }
     char *file_text = NULL;
@@ -306,6 +348,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
         snprintf(err.message, sizeof err.message, "out of memory for the logits");
     }
     st_generate_stats stats = {.struct_size = sizeof stats};
+    bool cache_usable = prompt_cache && st == ST_OK && load_prompt_cache(e, prompt_cache);
     if (st == ST_OK) {
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                  .seed = (uint64_t)seed, .ignore_eos = ignore_eos,
@@ -315,6 +358,10 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
         st_cli_cancel_on_sigint(NULL);
     }
+    /* Written once the prompt is in the cache, whatever came of the
+     * answer; only when it holds more than the file gave. */
+    if (cache_usable && !prompt_cache_ro && stats.n_prompt > stats.n_cached)
+        save_prompt_cache(e, prompt_cache);
     if (stats.stopped_by_context)
         fprintf(stderr, "stretch: warning: the context of %u tokens is full: generation stopped "
                         "after %u tokens; raise --context or `context:` in the strategy manifest, "
@@ -341,6 +388,8 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
             st_json_string_n(&j, rs.text ? rs.text : "", rs.text_len);
             st_json_key(&j, "seed");
             st_json_int(&j, seed);
+            st_json_key(&j, "cached_tokens");
+            st_json_uint(&j, stats.n_cached);
             st_json_key(&j, "stopped_by_eos");
             st_json_bool(&j, stats.stopped_by_eos);
             st_json_key(&j, "stopped_by");

@@ -306,6 +306,29 @@ typedef struct st_generate_stats {
 ST_API st_status st_engine_check_request(st_engine *e, const st_generate_params *params,
                                          st_error *err);
 
+/* The prompt-prefix cache in a file (since 1.9; llama-cli's
+ * --prompt-cache). st_engine_save_prompt writes the slots the engine's
+ * next request could take from its cache (the last st_engine_generate
+ * prompt's; see st_generate_params.fresh_cache) to `path`: written beside
+ * it and renamed over it, so a failed write keeps the old file.
+ * st_engine_load_prompt puts a file's slots in the engine's cache, so that
+ * the next request whose prompt begins with those tokens takes them
+ * instead of prefilling them, its answer still the one an empty cache
+ * gives, bit for bit. The file names what made those bits: the model file,
+ * the positional-encoding and attention plugins and their parameters, the
+ * context, kv-type, numerics, and the library's version and kernels; a
+ * file made under anything else is refused (ST_E_INVALID) saying what
+ * differs, a foreign, cut or damaged file too (ST_E_FORMAT), a missing
+ * one is ST_E_NOT_FOUND; a refused file leaves the cache as it was. A
+ * strategy whose cache a later prompt cannot take up (retention, per-head
+ * slots, statistics, the OpenCL backend: where fresh_cache has no effect)
+ * gets ST_E_UNAVAILABLE. *n_saved / *n_loaded (may be NULL): the slots
+ * written / offered to the next request. */
+ST_API st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_saved,
+                                       st_error *err);
+ST_API st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_loaded,
+                                       st_error *err);
+
 /* Run the prompt (all tokens, prepacked into blocks) and generate. The KV
  * cache starts empty for each call. Generation ends at max_tokens, an
  * end-of-generation token, a full context (ST_OK with stopped_by_context)
