@@ -27,45 +27,6 @@ static inline uint64_t st_word_hash_le64(const unsigned char *p)
     memcpy(&w, p, 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     w = __builtin_bswap64(w);
-/* The same hash over a stream fed in pieces of any length: equal to
- * st_word_hash over the pieces joined. */
-typedef struct st_word_hasher {
-    uint64_t h;
-    unsigned char part[8];
-    size_t n_part;
-} st_word_hasher;
-
-static inline void st_word_hasher_init(st_word_hasher *w)
-{
-    w->h = ST_WORD_HASH_INIT;
-    w->n_part = 0;
-}
-
-static inline void st_word_hasher_feed(st_word_hasher *w, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    if (w->n_part) {
-        size_t take = 8 - w->n_part < n ? 8 - w->n_part : n;
-        memcpy(w->part + w->n_part, p, take);
-        w->n_part += take;
-        p += take;
-        n -= take;
-        if (w->n_part < 8)
-            return;
-        w->h = st_word_hash(w->h, w->part, 8);
-        w->n_part = 0;
-    }
-    size_t whole = n - n % 8;
-    w->h = st_word_hash(w->h, p, whole);
-    memcpy(w->part, p + whole, n - whole);
-    w->n_part = n - whole;
-}
-
-static inline uint64_t st_word_hasher_end(const st_word_hasher *w)
-{
-    return w->n_part ? st_word_hash(w->h, w->part, w->n_part) : w->h;
-}
-
 #endif
     return w;
 }

@@ -163,12 +163,21 @@ static const char *mismatch(const prompt_header *f, const prompt_header *e, char
     return NULL;
 }
 
-static st_status unavailable(const st_engine *e, st_error *err)
+/* What save and load both ask first: *n = 0, a path, a strategy whose
+ * prompt slots a later request can take. */
+static st_status usable(const st_engine *e, const char *path, uint32_t *n, st_error *err)
 {
-    return st_error_set(err, ST_E_UNAVAILABLE, "the strategy's cache cannot be taken up by a "
-                        "later prompt (attention plugin '%s'%s): a prompt cache needs a plugin "
-                        "that allows prefix reuse (dense), no retention and the CPU backend",
-                        e->attention.lib->entry->name, e->backend ? ", OpenCL" : "");
+    if (n)
+        *n = 0;
+    if (!path || !*path)
+        return st_error_set(err, ST_E_INVALID, "the prompt cache needs a file path");
+    if (!e->prefix_ok)
+        return st_error_set(err, ST_E_UNAVAILABLE, "the strategy's cache cannot be taken up "
+                            "by a later prompt (attention plugin '%s'%s): a prompt cache needs "
+                            "a plugin that allows prefix reuse (dense), no retention and the "
+                            "CPU backend", e->attention.lib->entry->name,
+                            e->backend ? ", OpenCL" : "");
+    return ST_OK;
 }
 
 /* The size of the payload after the header: positions and rows. */
@@ -186,12 +195,9 @@ static bool put(FILE *f, const void *p, size_t n, st_word_hasher *h)
 st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_saved,
                                 st_error *err)
 {
-    if (n_saved)
-        *n_saved = 0;
-    if (!path || !*path)
-        return st_error_set(err, ST_E_INVALID, "the prompt cache needs a file path");
-    if (!e->prefix_ok)
-        return unavailable(e, err);
+    st_status st = usable(e, path, n_saved, err);
+    if (st != ST_OK)
+        return st;
     const st_kv_cache *kv = e->kv;
     uint32_t n = kv->epoch == e->reuse_epoch ? e->reuse_slots : 0;
     if (n > kv->n_slots)
@@ -323,16 +329,13 @@ static st_status read_checked(const char *path, const st_kv_cache *kv, prompt_he
 st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_loaded,
                                 st_error *err)
 {
-    if (n_loaded)
-        *n_loaded = 0;
-    if (!path || !*path)
-        return st_error_set(err, ST_E_INVALID, "the prompt cache needs a file path");
-    if (!e->prefix_ok)
-        return unavailable(e, err);
+    st_status st = usable(e, path, n_loaded, err);
+    if (st != ST_OK)
+        return st;
     st_kv_cache *kv = e->kv;
     prompt_header file, mine;
     uint8_t *body = NULL;
-    st_status st = read_checked(path, kv, &file, &body, err);
+    st = read_checked(path, kv, &file, &body, err);
     if (st != ST_OK)
         return st;
     describe(e, &mine);

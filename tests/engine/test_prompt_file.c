@@ -190,17 +190,23 @@ static void refused(st_engine *e, const char *path, st_status status, const char
     cr_assert_eq(generate(e, prompt, 100, NULL).cached, 92, "the engine's own cache was lost");
 }
 
-Test(prompt_file, another_model_or_strategy_is_refused_by_what_differs)
+/* A 100-token prompt of e's saved to p.bin: the file's path. */
+static const char *save_100(st_engine *e)
 {
     int32_t prompt[100];
     prompt_of(prompt, 100);
-    st_engine *writer = open_with("w.yaml", model_path, dense);
+    generate(e, prompt, 100, NULL);
     st_error err = {0};
-    generate(writer, prompt, 100, NULL);
-    cr_assert_eq(st_engine_save_prompt(writer, cache_file("p.bin"), NULL, &err), ST_OK, "%s",
+    cr_assert_eq(st_engine_save_prompt(e, cache_file("p.bin"), NULL, &err), ST_OK, "%s",
                  err.message);
+    return file_path;
+}
+
+Test(prompt_file, another_model_or_strategy_is_refused_by_what_differs)
+{
+    st_engine *writer = open_with("w.yaml", model_path, dense);
+    const char *p = save_100(writer);
     st_engine_close(writer);
-    const char *p = cache_file("p.bin");
 
     st_engine *e = open_with("o.yaml", other_model, dense);
     refused(e, p, ST_E_INVALID, "another model file");
@@ -222,15 +228,10 @@ Test(prompt_file, another_model_or_strategy_is_refused_by_what_differs)
 
 Test(prompt_file, a_cut_damaged_or_foreign_file_is_refused)
 {
-    int32_t prompt[100];
-    prompt_of(prompt, 100);
     st_engine *e = open_with("w.yaml", model_path, dense);
     st_error err = {0};
-    generate(e, prompt, 100, NULL);
-    cr_assert_eq(st_engine_save_prompt(e, cache_file("p.bin"), NULL, &err), ST_OK, "%s",
-                 err.message);
     size_t n = 0;
-    unsigned char *bytes = read_bytes(cache_file("p.bin"), &n);
+    unsigned char *bytes = read_bytes(save_100(e), &n);
     char path[400];
     snprintf(path, sizeof path, "%s/cut.bin", dir);
     write_bytes(path, bytes, n - 100);
