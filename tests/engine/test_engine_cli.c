@@ -240,6 +240,34 @@ Test(engine_cli, prompt_cache_file_is_taken_by_the_next_run)
                  "%s", err);
 }
 
+/* llama.cpp's spellings: -m MODEL.gguf runs that model with the default
+ * strategy (here the folder's manifests/default.yaml), -p, -n, -s, -t, -c
+ * for run, -sys for chat, -p, -n, -r for bench. */
+Test(engine_cli, llama_cpp_spellings_work)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/manifests", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    write_strategy("manifests/default.yaml", "absent.gguf", 256, "dense", "greedy");
+    cr_assert_eq(run("run -m s.yaml --json --max-tokens 4 --ignore-eos --seed 1 'The quick'"), 0,
+                 "%s", err);
+    char want[sizeof out];
+    snprintf(want, sizeof want, "%s", strstr(out, "\"tokens\":"));
+    *strstr(want, "]") = '\0';
+    cr_assert_eq(run("run -m tiny.gguf --json -n 4 --ignore-eos -s 1 -t 1 -c 128 -p 'The quick'"),
+                 0, "%s", err);
+    cr_assert(strstr(out, want), "%s against %s", out, want);
+    cr_assert_eq(run("run -m tiny.gguf --model tiny.gguf 'x'"), 1, "%s", err);
+    cr_assert(strstr(err, "tiny.gguf is a GGUF model, and --model gives another"), "%s", err);
+    cr_assert_eq(run("run -m s.yaml -p"), 1, "%s", err);
+    cr_assert_eq(run("run -m s.yaml -p one two"), 1, "%s", err);
+    write_file("one.txt", "hello there\n");
+    cr_assert_eq(run("chat -m tiny.gguf -n 2 -sys 'Be brief.' < one.txt"), 0, "%s", err);
+    cr_assert_eq(run("bench -m tiny.gguf -p 16 -n 2 -r 1 --json"), 0, "%s", err);
+    cr_assert(strstr(out, "\"prompt_tokens\":16,\"gen_tokens\":2,") &&
+              strstr(out, "\"load_s\":[") && !strstr(out, "\"load_s\":[]"), "%s", out);
+}
+
 /* `stretch chat`: each line read is a turn through the chat template; the
  * next turn's prompt takes the last one's from the cache; /reset forgets;
  * a conversation past the context drops its oldest exchange; a message

@@ -35,6 +35,8 @@ static void bench_usage(FILE *f)
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
+               "  llama-bench's spellings work too: -p N, -n N, -r N, -t N, and -m MODEL.gguf\n"
+               "  (that model with the default strategy).\n"
                "  --roofline also measures the machine's read bandwidth and dot-product rate\n"
                "  with the engine's threads and kernels, and prints the fraction of each\n"
                "  ceiling that prefill and decode reached, with the costs it assumed. The\n"
@@ -91,13 +93,13 @@ int st_cmd_bench(int argc, char **argv)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
-        } else if (!strcmp(a, "--prompt-tokens")) {
+        } else if (!strcmp(a, "--prompt-tokens") || !strcmp(a, "-p")) {
             if ((n_prompt = st_cli_parse_range(a, next, 1, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--gen-tokens")) {
+        } else if (!strcmp(a, "--gen-tokens") || !strcmp(a, "-n")) {
             if ((n_gen = st_cli_parse_count(a, next, 1 << 22)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--reps")) {
+        } else if (!strcmp(a, "--reps") || !strcmp(a, "-r")) {
             if ((reps = st_cli_parse_range(a, next, 1, 64)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--json")) {

@@ -39,6 +39,8 @@ static void chat_usage(FILE *f)
             "  --system TEXT        the system message (default: the template's own)\n"
             "  --max-tokens N       at most N tokens an answer (default 1024)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
+            "  (llama-cli's spellings work too: -sys TEXT, -n N, -s N, -t N, -c N, and\n"
+            "   -m MODEL.gguf runs that model with the default strategy)\n"
             "  --stats              after each answer, the prompt's tokens (how many from\n"
             "                       the cache), the answer's and their speeds, on stderr\n"
             "  --no-retrieval       ignore the manifest's retriever index (with one, each\n"
@@ -290,13 +292,14 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
-        } else if (!strcmp(a, "--system") && next) {
+        } else if ((!strcmp(a, "--system") || !strcmp(a, "-sys") ||
+                    !strcmp(a, "--system-prompt")) && next) {
             system = argv[++i];
-        } else if (!strcmp(a, "--max-tokens")) {
+        } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if ((max_tokens = st_cli_parse_range(a, next, 1, 1 << 24)) < 0)
                 return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--seed")) {
+        } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
             if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0)
                 return ST_EXIT_USAGE;
             i++;

@@ -24,6 +24,8 @@ static void run_usage(FILE *f)
             "  -m, --manifest FILE  strategy manifest (default: manifests/default.yaml)\n"
             "  --max-tokens N       generate at most N tokens (default 256)\n"
             "  --seed N             seed for the samplers (default: from the clock)\n"
+            "  (llama-cli's spellings work too: -p PROMPT, -f FILE, -n N, -s N, -t N, -c N,\n"
+            "   and -m MODEL.gguf runs that model with the default strategy)\n"
             "  --chat               wrap the prompt in the model's chat template; the\n"
             "                       prompt is plain text (\"<|im_end|>\" in it is not a marker)\n"
             "  --chat-special       with --chat, parse special tokens in the prompt too\n"
@@ -173,10 +175,10 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
             return ST_EXIT_OK;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--manifest")) && next) {
             manifest = argv[++i];
-        } else if (!strcmp(a, "--max-tokens")) {
+        } else if (!strcmp(a, "--max-tokens") || !strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if ((max_tokens = st_cli_parse_count(a, next, 1 << 24)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--seed")) {
+        } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
             if ((seed = st_cli_parse_count(a, next, INT64_MAX)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if ((v = st_cli_engine_option("run", argc, argv, &i, &opts)) != 0) {
@@ -185,7 +187,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
         } else if ((v = st_cli_sampling_option("run", argc, argv, &i, sampling)) != 0) {
             if (v < 0)
                 return (int)-v;
-        } else if (!strcmp(a, "--file") && next) {
+        } else if ((!strcmp(a, "--file") || !strcmp(a, "-f")) && next) {
             prompt_file = argv[++i];
         } else if (!strcmp(a, "--prompt-cache") && next) {
             prompt_cache = argv[++i];
@@ -223,12 +225,15 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
                 return ST_EXIT_USAGE;
             }
             opts.numerics = strcmp(mode, "ggml") ? ST_NUMERICS_FAST : ST_NUMERICS_GGML;
-        } else if (a[0] == '-' && a[1]) {
+        } else if (a[0] == '-' && a[1] && strcmp(a, "-p") && strcmp(a, "--prompt")) {
             fprintf(stderr, "stretch run: unknown or incomplete option '%s'\n", a);
             run_usage(stderr);
             return ST_EXIT_USAGE;
+        } else if (a[0] == '-' && a[1] && !next) {
+            fprintf(stderr, "stretch run: %s needs the prompt\n", a);
+            return ST_EXIT_USAGE;
         } else if (!prompt) {
-            prompt = a;
+            prompt = a[0] == '-' && a[1] ? argv[++i] : a; /* -p PROMPT, llama-cli's */
         } else {
             fprintf(stderr, "stretch run: one prompt only (quote it)\n");
             return ST_EXIT_USAGE;

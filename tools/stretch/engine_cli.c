@@ -199,8 +199,41 @@ static st_status retriever_open(const char *manifest, const st_engine_options *o
     return st;
 }
 
+/* Whether the file at path begins as a GGUF model does. */
+static bool is_gguf(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    bool yes = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f)
+        fclose(f);
+    return yes;
+}
+
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out)
 {
+    *out = NULL;
+    /* llama.cpp's -m names the model: a GGUF given for the manifest runs
+     * with the default strategy, as if given to --model. */
+    st_engine_options with_model;
+    if (is_gguf(manifest)) {
+        if (opts && opts->model) {
+            fprintf(stderr, "stretch: %s is a GGUF model, and --model gives another (%s): -m "
+                            "takes a strategy manifest, or a model to run with the default "
+                            "strategy\n", st_cli_safe(manifest), st_cli_safe(opts->model));
+            return ST_EXIT_USAGE;
+        }
+        const char *strategy = st_cli_default_manifest(NULL);
+        if (!strategy)
+            return ST_EXIT_USAGE;
+        if (opts)
+            with_model = *opts;
+        else
+            with_model = (st_engine_options){.struct_size = sizeof with_model};
+        with_model.model = manifest;
+        manifest = strategy;
+        opts = &with_model;
+    }
     void *e = NULL;
     int rc = open_guarded(engine_open, manifest, opts, 0, &e);
     *out = e;
@@ -295,11 +328,12 @@ int st_cli_engine_option(const char *cmd, int argc, char **argv, int *i,
 {
     const char *a = argv[*i], *next = *i + 1 < argc ? argv[*i + 1] : NULL;
     long long v;
-    if (!strcmp(a, "--threads")) {
+    /* With llama.cpp's spellings: -t, -c and --ctx-size. */
+    if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
         if ((v = st_cli_parse_count(a, next, 1024)) < 0)
             return -1;
         opts->n_threads = (uint32_t)v;
-    } else if (!strcmp(a, "--context")) {
+    } else if (!strcmp(a, "--context") || !strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
         if ((v = st_cli_parse_range(a, next, ST_CONTEXT_MIN, ST_CONTEXT_MAX)) < 0)
             return -1;
         opts->context = (uint32_t)v;

@@ -20,7 +20,8 @@
 const char *st_cli_default_manifest(const char *given);
 
 /* Open an engine, printing "stretch: <message>" on failure. Returns the
- * exit code (0 on success). */
+ * exit code (0 on success). A GGUF model given for the manifest (what
+ * llama.cpp's -m takes) runs with the default strategy, as --model. */
 int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_engine **out);
 
 /* Open only the strategy's retriever (no model), the same way; flags:
