@@ -240,6 +240,43 @@ Test(engine_cli, prompt_cache_file_is_taken_by_the_next_run)
                  "%s", err);
 }
 
+/* --stop (and llama-cli's -r): the answer ends where the text first
+ * appears, without it, "stopped_by":"stop"; the same in plain output and
+ * in chat. */
+Test(engine_cli, stop_texts_end_the_answer)
+{
+    /* Sampled hot, the tiny model writes varied bytes after "The quick" (a
+     * tied random model's greedy answer repeats a token); the answer's 5th
+     * to 7th bytes are the stop. */
+    write_strategy("v.yaml", "tiny.gguf", 256, "dense",
+                   "top-k, params: {k: 40}}, {plugin: temperature}, {plugin: dist");
+    const char *args = "--max-tokens 24 --ignore-eos --seed 5 --temp 100 'The quick'";
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "run -m v.yaml --json %s", args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    const char *t = strstr(out, "\"text\":\"");
+    cr_assert(t);
+    t += 8;
+    char stop[4] = {t[4], t[5], t[6], 0}, want[8];
+    cr_assert(strlen(stop) == 3 && !strpbrk(stop, "\"\\'") && (stop[0] & 0x80) == 0, "%s", out);
+    /* The text before the stop's first appearance (at most at 4). */
+    snprintf(want, sizeof want, "%.*s", (int)(strstr(t, stop) - t), t);
+    cr_assert(want[0], "%s", out);
+    snprintf(cmd, sizeof cmd, "run -m v.yaml --json --stop '%s' --stop 'never there' %s", stop,
+             args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    char expect[64];
+    snprintf(expect, sizeof expect, "\"text\":\"%s\"", want);
+    cr_assert(strstr(out, expect) && strstr(out, "\"stopped_by\":\"stop\""), "%s, want %s", out,
+              expect);
+    snprintf(cmd, sizeof cmd, "run -m v.yaml -r '%s' %s", stop, args);
+    cr_assert_eq(run(cmd), 0, "%s", err);
+    snprintf(expect, sizeof expect, "%s\n", want);
+    cr_assert_str_eq(out, expect);
+    cr_assert_eq(run("run -m s.yaml --stop '' 'x'"), 1, "%s", err);
+    cr_assert(strstr(err, "--stop: expected the text to stop at"), "%s", err);
+}
+
 /* llama.cpp's spellings: -m MODEL.gguf runs that model with the default
  * strategy (here the folder's manifests/default.yaml), -p, -n, -s, -t, -c
  * for run, -sys for chat, -p, -n, -r for bench. */

@@ -25,6 +25,7 @@
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "sampling_flags.h"
+#include "stop_strings.h"
 
 static void chat_usage(FILE *f)
 {
@@ -130,14 +131,29 @@ static int read_turn(FILE *in, st_text_buf *line)
     return any || line->n ? 1 : 0;
 }
 
-/* The answer, shown as it comes and kept for the conversation. */
+/* One answer: what is shown, through the --stop texts. */
+typedef struct answer_text {
+    st_text_buf *kept;
+    st_stop_text stop;
+    bool out_of_memory;
+} answer_text;
+
+/* Shown as it comes and kept for the conversation. */
+static void show(void *user, const char *text, size_t len)
+{
+    answer_text *t = user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    t->out_of_memory |= st_text_buf_put(t->kept, text, len) != 0;
+}
+
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
-    if (len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-    }
-    return st_text_buf_on_token(user, token, text, len);
+    (void)token;
+    answer_text *t = user;
+    int stop = st_stop_text_feed(&t->stop, text, len, show, t);
+    t->out_of_memory |= stop < 0;
+    return stop != 0 || t->out_of_memory;
 }
 
 /* The conversation's prompt, after dropping the oldest exchanges until it
@@ -228,12 +244,16 @@ static void catch_interrupt(bool on)
  * stepped here: the engine then has the answer's keys and values to
  * prefill again between turns (refill). */
 static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size_t n_ids,
-                        const st_generate_params *gp, st_text_buf *a, st_generate_stats *stats,
-                        st_error *err)
+                        const st_generate_params *gp, const st_cli_sampling *sampling,
+                        st_text_buf *a, st_generate_stats *stats, st_error *err)
 {
-    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, a, err);
-    if (st != ST_OK)
+    answer_text t = {.kept = a};
+    st_stop_text_init(&t.stop, sampling->stops, sampling->n_stops);
+    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, &t, err);
+    if (st != ST_OK) {
+        st_stop_text_end(&t.stop, show, &t);
         return st;
+    }
     interrupted = 0;
     catch_interrupt(true);
     for (uint32_t active = 1; active;) {
@@ -246,7 +266,13 @@ static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size
             break;
     }
     catch_interrupt(false);
-    return st_sequence_result(seq, stats, err);
+    st_stop_text_end(&t.stop, show, &t);
+    st = st_sequence_result(seq, stats, err);
+    if (st == ST_OK && t.out_of_memory) {
+        st = ST_E_NOMEM;
+        snprintf(err->message, sizeof err->message, "out of memory for the answer's text");
+    }
+    return st;
 }
 
 /* Between turns, the last answer's keys and values are prefilled again as
@@ -415,7 +441,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                      .seed = (uint64_t)seed + turn};
             st_cli_sampling_apply(sampling, &gp);
-            st = answer(e, seq, ids, n_ids, &gp, &a, &stats, &err);
+            st = answer(e, seq, ids, n_ids, &gp, sampling, &a, &stats, &err);
             fputc('\n', stdout);
             fflush(stdout);
         }

@@ -15,6 +15,7 @@
 #include "json_out.h"
 #include "reading.h"
 #include "sampling_flags.h"
+#include "stop_strings.h"
 
 static void run_usage(FILE *f)
 {
@@ -71,7 +72,33 @@ typedef struct run_state {
     size_t n, cap;
     char *text;
     size_t text_len, text_cap;
+    bool out_of_memory;
+    st_stop_text stop;       /* --stop: what is shown goes through it */
+    bool stopped_by_string;
 } run_state;
+
+/* Text that may be shown: printed as it comes, or kept for --json. */
+static void show(void *user, const char *text, size_t len)
+{
+    run_state *rs = user;
+    if (!rs->json) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        return;
+    }
+    if (rs->text_len + len + 1 > rs->text_cap) {
+        size_t cap = (rs->text_len + len + 1) * 2;
+        char *grown = realloc(rs->text, cap);
+        if (!grown) {
+            rs->out_of_memory = true;
+            return;
+        }
+        rs->text = grown;
+        rs->text_cap = cap;
+    }
+    memcpy(rs->text + rs->text_len, text, len);
+    rs->text_len += len;
+}
 
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
@@ -87,22 +114,10 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         }
         rs->tokens[rs->n++] = token;
     }
-    if (rs->json) {
-        if (rs->text_len + len + 1 > rs->text_cap) {
-            size_t cap = (rs->text_len + len + 1) * 2;
-            char *grown = realloc(rs->text, cap);
-            if (!grown)
-                return 1;
-            rs->text = grown;
-            rs->text_cap = cap;
-        }
-        memcpy(rs->text + rs->text_len, text, len);
-        rs->text_len += len;
-    } else if (len) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-    }
-    return 0;
+    int stop = st_stop_text_feed(&rs->stop, text, len, show, rs);
+    rs->stopped_by_string |= stop > 0;
+    rs->out_of_memory |= stop < 0;
+    return stop != 0 || rs->out_of_memory;
 }
 
 static int write_logits(const char *path, const float *logits, uint32_t n)
@@ -299,6 +314,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
     size_t n_ids = 0;
     float *logits = NULL;
     run_state rs = {.json = json};
+    st_stop_text_init(&rs.stop, sampling->stops, sampling->n_stops);
     st_status st;
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
     /* Retrieval-augmented: the prompt becomes the template with the hits. */
@@ -362,7 +378,12 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
         st_cli_cancel_on_sigint(e);
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
         st_cli_cancel_on_sigint(NULL);
+        if (st == ST_OK && rs.out_of_memory) {
+            st = ST_E_NOMEM;
+            snprintf(err.message, sizeof err.message, "out of memory for the answer's text");
+        }
     }
+    st_stop_text_end(&rs.stop, show, &rs);
     /* Written once the prompt is in the cache, whatever came of the
      * answer; only when it holds more than the file gave. */
     if (cache_usable && !prompt_cache_ro && stats.n_prompt > stats.n_cached)
@@ -398,7 +419,8 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
             st_json_key(&j, "stopped_by_eos");
             st_json_bool(&j, stats.stopped_by_eos);
             st_json_key(&j, "stopped_by");
-            st_json_string(&j, stats.stopped_by_eos       ? "eos"
+            st_json_string(&j, rs.stopped_by_string      ? "stop"
+                               : stats.stopped_by_eos     ? "eos"
                                : stats.stopped_by_context ? "context"
                                : st == ST_E_CANCELLED      ? "cancelled"
                                                            : "max_tokens");

@@ -29,7 +29,9 @@ const char st_cli_sampling_usage[] =
     "                       sampler of the same plugin; FILE may be - for stdin)\n"
     "  --logit-bias ID+B, --logit-bias ID-B\n"
     "                       add B (up to 100, or inf) to token ID's logit, or\n"
-    "                       subtract it (-inf bans the token); repeatable\n";
+    "                       subtract it (-inf bans the token); repeatable\n"
+    "  --stop TEXT, -r TEXT end the answer where TEXT first appears (not shown);\n"
+    "                       repeatable, up to 16\n";
 
 /* The constraint flags: the plugin each names, its parameter, and whether
  * the value is a file holding the text. */
@@ -148,11 +150,34 @@ static int bias_option(const char *cmd, int argc, char **argv, int *i, st_cli_sa
     return 1;
 }
 
+/* --stop TEXT, and llama-cli's -r / --reverse-prompt. */
+static int stop_option(const char *cmd, int argc, char **argv, int *i, st_cli_sampling *s)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--stop") && strcmp(a, "-r") && strcmp(a, "--reverse-prompt"))
+        return 0;
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!v || !*v) {
+        fprintf(stderr, "stretch %s: %s: expected the text to stop at, found %s\n", cmd, a,
+                v ? "an empty argument" : "nothing");
+        return -ST_EXIT_USAGE;
+    }
+    if (s->n_stops == ST_CLI_MAX_STOPS) {
+        fprintf(stderr, "stretch %s: %s: at most %d stop texts\n", cmd, a, ST_CLI_MAX_STOPS);
+        return -ST_EXIT_USAGE;
+    }
+    s->stops[s->n_stops++] = v;
+    ++*i;
+    return 1;
+}
+
 int st_cli_sampling_option(const char *cmd, int argc, char **argv, int *i, st_cli_sampling *s)
 {
     int taken = constraint_option(cmd, argc, argv, i, s);
     if (!taken)
         taken = bias_option(cmd, argc, argv, i, s);
+    if (!taken)
+        taken = stop_option(cmd, argc, argv, i, s);
     if (taken)
         return taken;
     const char *a = argv[*i];

@@ -11,6 +11,8 @@
  *   --regex constrain every answer (st_generate_params.constraint), as the
  *   server's `grammar` and `response_format` do.
  * - --logit-bias TOKEN+BIAS (or -BIAS), repeated, biases tokens.
+ * - --stop TEXT (-r, --reverse-prompt), repeated, ends the answer where
+ *   TEXT first appears (stop_strings.h), as OpenAI's `stop` does.
  * The engine checks them all once the strategy is open
  * (st_engine_check_request), before any prompt runs.
  */
@@ -21,6 +23,7 @@
 #include <stretch/stretch.h>
 
 #define ST_CLI_MAX_SAMPLING 8
+#define ST_CLI_MAX_STOPS 16
 
 typedef struct st_cli_sampling {
     st_sampler_override o[ST_CLI_MAX_SAMPLING];
@@ -34,6 +37,8 @@ typedef struct st_cli_sampling {
     char *constraint_text;
     st_logit_bias *bias; /* [n_bias], owned */
     size_t n_bias;
+    const char *stops[ST_CLI_MAX_STOPS]; /* --stop's texts (argv's) */
+    size_t n_stops;
 } st_cli_sampling;
 
 /* 1 when argv[*i] is one of the flags (its value consumed), 0 when not;

@@ -5,6 +5,7 @@
  * for the loop thread to send, and the loop thread's side of jobs (drain,
  * detach, free). model_runner.c decides when a job runs.
  */
+#include "../stop_strings.h"
 #include "logprobs_json.h"
 #include "msgpack_json.h"
 #include "server.h"
@@ -423,23 +424,6 @@ static void emit_chunk(gen_state *g, const char *text, size_t len, const char *f
     g->first_chunk_sent = true;
 }
 
-/* Where the earliest stop string starts at or after `from`, or -1. */
-static long find_stop(const gen_state *g, size_t from)
-{
-    long best = -1;
-    for (size_t k = 0; k < g->job->req.n_stops; k++) {
-        const char *s = g->job->req.stops[k];
-        size_t n = strlen(s);
-        for (size_t i = from; i + n <= g->len; i++)
-            if (memcmp(g->text + i, s, n) == 0) {
-                if (best < 0 || (long)i < best)
-                    best = (long)i;
-                break;
-            }
-    }
-    return best;
-}
-
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
     gen_state *g = user;
@@ -486,7 +470,8 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         /* Stop strings end the answer; an echoed prompt holds none. */
         if (from < g->echo_len)
             from = g->echo_len;
-        long at = find_stop(g, from < g->sent ? g->sent : from);
+        long at = st_stop_find((const char *const *)g->job->req.stops, g->job->req.n_stops,
+                               g->text, g->len, from < g->sent ? g->sent : from);
         if (at >= 0) {
             g->len = (size_t)at;
             g->text[g->len] = '\0';
@@ -495,9 +480,7 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         } else {
             /* Hold back what could still become a stop string, cut at a
              * character boundary so every chunk is whole UTF-8. */
-            safe = g->len > g->max_stop - 1 ? g->len - (g->max_stop - 1) : 0;
-            while (safe > g->sent && (g->text[safe] & 0xC0) == 0x80)
-                safe--;
+            safe = st_stop_safe_end(g->text, g->len, g->max_stop, g->sent);
         }
     }
     /* What may be a tool call waits for the answer's end (a forced
