@@ -70,8 +70,7 @@ typedef struct run_state {
     bool json;
     int32_t *tokens;
     size_t n, cap;
-    char *text;
-    size_t text_len, text_cap;
+    st_text_buf text;        /* --json: the answer's text */
     bool out_of_memory;
     st_stop_text stop;       /* --stop: what is shown goes through it */
     bool stopped_by_string;
@@ -86,18 +85,7 @@ static void show(void *user, const char *text, size_t len)
         fflush(stdout);
         return;
     }
-    if (rs->text_len + len + 1 > rs->text_cap) {
-        size_t cap = (rs->text_len + len + 1) * 2;
-        char *grown = realloc(rs->text, cap);
-        if (!grown) {
-            rs->out_of_memory = true;
-            return;
-        }
-        rs->text = grown;
-        rs->text_cap = cap;
-    }
-    memcpy(rs->text + rs->text_len, text, len);
-    rs->text_len += len;
+    rs->out_of_memory |= st_text_buf_put(&rs->text, text, len) != 0;
 }
 
 static int on_token(void *user, int32_t token, const char *text, size_t len)
@@ -411,7 +399,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
                 st_json_int(&j, rs.tokens[i]);
             st_json_end_array(&j);
             st_json_key(&j, "text");
-            st_json_string_n(&j, rs.text ? rs.text : "", rs.text_len);
+            st_json_string_n(&j, rs.text.s ? rs.text.s : "", rs.text.n);
             st_json_key(&j, "seed");
             st_json_int(&j, seed);
             st_json_key(&j, "cached_tokens");
@@ -485,7 +473,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
     }
     free(logits);
     free(rs.tokens);
-    free(rs.text);
+    free(rs.text.s);
     st_free(ids);
     st_free(augmented);
     st_retrieval_free(hits);
