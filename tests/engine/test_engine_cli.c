@@ -279,7 +279,8 @@ Test(engine_cli, stop_texts_end_the_answer)
 
 /* llama.cpp's spellings: -m MODEL.gguf runs that model with the default
  * strategy (here the folder's manifests/default.yaml), -p, -n, -s, -t, -c
- * for run, -sys for chat, -p, -n, -r for bench. */
+ * for run, -sys for chat, -p, -n, -r for bench, -f, -c, --chunks for eval
+ * ppl. */
 Test(engine_cli, llama_cpp_spellings_work)
 {
     char path[256];
@@ -300,6 +301,13 @@ Test(engine_cli, llama_cpp_spellings_work)
     cr_assert_eq(run("run -m s.yaml -p one two"), 1, "%s", err);
     write_file("one.txt", "hello there\n");
     cr_assert_eq(run("chat -m tiny.gguf -n 2 -sys 'Be brief.' < one.txt"), 0, "%s", err);
+    /* llama-perplexity's: the same windows as the long spellings. */
+    cr_assert_eq(run("eval ppl -m s.yaml --length 32 --windows 1 --json --out p1 text.txt"), 0,
+                 "%s", err);
+    snprintf(want, sizeof want, "%s", strstr(out, "\"ppl\""));
+    cr_assert_eq(run("eval ppl -m tiny.gguf -c 32 --chunks 1 -t 1 --json --out p2 -f text.txt"),
+                 0, "%s", err);
+    cr_assert(strstr(out, want), "%s against %s", out, want);
     cr_assert_eq(run("bench -m tiny.gguf -p 16 -n 2 -r 1 --json"), 0, "%s", err);
     cr_assert(strstr(out, "\"prompt_tokens\":16,\"gen_tokens\":2,") &&
               strstr(out, "\"load_s\":[") && !strstr(out, "\"load_s\":[]"), "%s", out);

@@ -39,7 +39,9 @@ static void eval_usage(FILE *f)
             "  --fresh          discard the windows of an earlier run\n"
             "  --progress       when stderr is not a terminal, print the progress as a\n"
             "                   line at most every second (a terminal gets the bar)\n"
-            "  --json           print the result as JSON\n");
+            "  --json           print the result as JSON\n"
+            "  (llama-perplexity's spellings work too: -f FILE, -c N for --length,\n"
+            "   --chunks N for --windows, -b N for --chunk, -t N, -m MODEL.gguf)\n");
     fputs(st_cli_backend_usage, f);
 }
 
@@ -244,21 +246,21 @@ int st_cmd_eval(int argc, char **argv)
             manifest = argv[++i];
         } else if (!strcmp(a, "--model") && next) {
             opts.model = argv[++i]; /* as `run --model`: this GGUF, not the manifest's */
-        } else if (!strcmp(a, "--length")) {
+        } else if (!strcmp(a, "--length") || !strcmp(a, "-c")) { /* llama-perplexity's -c */
             /* The window plus the margin below must be a context `context:` takes. */
             if ((length = st_cli_parse_range(a, next, 2, ST_CONTEXT_MAX - 16)) < 0)
                 return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--windows")) {
+        } else if (!strcmp(a, "--windows") || !strcmp(a, "--chunks")) {
             if ((windows = st_cli_parse_range(a, next, 1, 1 << 20)) < 0) return ST_EXIT_USAGE;
             i++;
         } else if (!strcmp(a, "--buckets")) {
             if ((buckets = st_cli_parse_range(a, next, 1, 1024)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--chunk")) {
+        } else if (!strcmp(a, "--chunk") || !strcmp(a, "-b")) {
             if ((chunk = st_cli_parse_range(a, next, 1, 1 << 16)) < 0) return ST_EXIT_USAGE;
             i++;
-        } else if (!strcmp(a, "--threads")) {
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return ST_EXIT_USAGE;
             opts.n_threads = (uint32_t)v;
             i++;
@@ -267,6 +269,8 @@ int st_cmd_eval(int argc, char **argv)
                 return ST_EXIT_USAGE;
         } else if (!strcmp(a, "--out") && next) {
             out_dir = argv[++i];
+        } else if (!strcmp(a, "-f") && next && !file) {
+            file = argv[++i];
         } else if (!strcmp(a, "--fresh")) {
             fresh = true;
         } else if (!strcmp(a, "--progress")) {

@@ -199,8 +199,7 @@ static st_status retriever_open(const char *manifest, const st_engine_options *o
     return st;
 }
 
-/* Whether the file at path begins as a GGUF model does. */
-static bool is_gguf(const char *path)
+bool st_cli_is_gguf(const char *path)
 {
     FILE *f = fopen(path, "rb");
     char magic[4] = {0};
@@ -216,7 +215,7 @@ int st_cli_open_engine(const char *manifest, const st_engine_options *opts, st_e
     /* llama.cpp's -m names the model: a GGUF given for the manifest runs
      * with the default strategy, as if given to --model. */
     st_engine_options with_model;
-    if (is_gguf(manifest)) {
+    if (st_cli_is_gguf(manifest)) {
         if (opts && opts->model) {
             fprintf(stderr, "stretch: %s is a GGUF model, and --model gives another (%s): -m "
                             "takes a strategy manifest, or a model to run with the default "

@@ -19,6 +19,11 @@
  * install prefix. NULL (with a message printed) when none exists. */
 const char *st_cli_default_manifest(const char *given);
 
+/* Whether the file at path begins as a GGUF model does: given for a
+ * manifest (llama.cpp's -m), it is the model to run with the default
+ * strategy. */
+bool st_cli_is_gguf(const char *path);
+
 /* Open an engine, printing "stretch: <message>" on failure. Returns the
  * exit code (0 on success). A GGUF model given for the manifest (what
  * llama.cpp's -m takes) runs with the default strategy, as --model. */

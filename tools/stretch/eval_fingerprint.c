@@ -11,6 +11,8 @@
 
 #include <stretch/registry.h>
 
+#include "engine_cli.h"
+
 #define FNV_PRIME 0x100000001b3ull
 
 uint64_t st_eval_hash(uint64_t h, const void *data, size_t n)
@@ -45,6 +47,10 @@ bool st_eval_hash_file(const char *path, uint64_t *out)
 
 bool st_eval_hash_manifest(const char *path, uint64_t *out)
 {
+    /* A model given for the manifest runs with the default strategy
+     * (st_cli_open_engine): that is the strategy to fingerprint. */
+    if (st_cli_is_gguf(path) && !(path = st_cli_default_manifest(NULL)))
+        return false;
     /* Every file of the extends chain, so a changed parent counts too. */
     st_resolve_options o = {.struct_size = sizeof o, .flags = ST_RESOLVE_PARSE_ONLY};
     st_strategy_report *s = NULL;
