@@ -530,6 +530,47 @@ size_t st_sequence_cached_prefix(const st_sequence *s, const int32_t *prompt, si
     return s->busy ? 0 : st_engine_cached_prefix(s->e, prompt, n);
 }
 
+static st_status idle_or_refuse(const st_sequence *s, st_error *err)
+{
+    return s->busy ? st_error_set(err, ST_E_STATE, "the sequence is running a request; wait "
+                                  "for st_sequence_busy() to be false or cancel it")
+                   : ST_OK;
+}
+
+st_status st_sequence_save_prompt(st_sequence *s, const char *path, uint32_t *n_saved,
+                                  st_error *err)
+{
+    if (n_saved)
+        *n_saved = 0;
+    st_status st = idle_or_refuse(s, err);
+    return st != ST_OK ? st : st_engine_save_prompt(s->e, path, n_saved, err);
+}
+
+st_status st_sequence_load_prompt(st_sequence *s, const char *path, uint32_t *n_loaded,
+                                  st_error *err)
+{
+    if (n_loaded)
+        *n_loaded = 0;
+    st_status st = idle_or_refuse(s, err);
+    if (st == ST_OK && (st = st_engine_load_prompt(s->e, path, n_loaded, err)) == ST_OK)
+        drop_refill(s); /* the answer it would prefill again is gone */
+    return st;
+}
+
+st_status st_sequence_forget(st_sequence *s, uint32_t *n_forgotten, st_error *err)
+{
+    if (n_forgotten)
+        *n_forgotten = 0;
+    st_status st = idle_or_refuse(s, err);
+    if (st != ST_OK)
+        return st;
+    if (n_forgotten)
+        *n_forgotten = s->e->kv->n_slots;
+    drop_refill(s);
+    st_engine_reset(s->e, 0);
+    return ST_OK;
+}
+
 bool st_sequence_busy(const st_sequence *s)
 {
     return s->busy;

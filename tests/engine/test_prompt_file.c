@@ -267,3 +267,55 @@ Test(prompt_file, a_strategy_that_drops_slots_has_no_prompt_to_keep)
     cr_assert_eq(st_engine_load_prompt(e, cache_file("sw.bin"), NULL, &err), ST_E_UNAVAILABLE);
     st_engine_close(e);
 }
+
+/* The same for a sequence (llama-server's slot save, restore and erase):
+ * one sequence's prompt, saved, is offered to another's next request. */
+static answer on_sequence(st_engine *e, st_sequence *s, const int32_t *prompt, size_t n)
+{
+    answer a;
+    memset(&a, 0, sizeof a);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 12, .ignore_eos = true};
+    st_error err = {0};
+    cr_assert_eq(st_sequence_start(s, prompt, n, &gp, collect, &a, &err), ST_OK, "%s",
+                 err.message);
+    cr_assert_eq(st_sequence_save_prompt(s, cache_file("busy.bin"), NULL, &err), ST_E_STATE);
+    uint32_t active = 1;
+    while (active)
+        cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    st_generate_stats stats = {.struct_size = sizeof stats};
+    cr_assert_eq(st_sequence_result(s, &stats, &err), ST_OK, "%s", err.message);
+    a.cached = stats.n_cached;
+    return a;
+}
+
+Test(prompt_file, a_sequence_saves_restores_and_forgets_its_prompt)
+{
+    int32_t prompt[120];
+    prompt_of(prompt, 120);
+    st_engine *e = open_with("seq.yaml", model_path, "context: 256\nparallel: 2\n"
+                             "positional-encoding: {plugin: rope}\nattention: {plugin: dense}\n");
+    st_error err = {0};
+    answer fresh = generate(e, prompt, 120, NULL);
+    st_sequence *a = NULL, *b = NULL;
+    cr_assert_eq(st_sequence_open(e, &a, &err), ST_OK, "%s", err.message);
+    on_sequence(e, a, prompt, 100);
+    uint32_t n = 0;
+    cr_assert_eq(st_sequence_save_prompt(a, cache_file("slot.bin"), &n, &err), ST_OK, "%s",
+                 err.message);
+    cr_assert_eq(n, 100);
+    cr_assert_eq(st_sequence_forget(a, &n, &err), ST_OK, "%s", err.message);
+    cr_assert(n >= 100, "it held %u slots", n);
+    cr_assert_eq(st_sequence_cached_prefix(a, prompt, 120), 0);
+    st_sequence_close(a);
+    cr_assert_eq(st_sequence_open(e, &b, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(st_sequence_load_prompt(b, cache_file("slot.bin"), &n, &err), ST_OK, "%s",
+                 err.message);
+    cr_assert_eq(n, 100);
+    cr_assert_eq(st_sequence_cached_prefix(b, prompt, 120), 100);
+    answer got = on_sequence(e, b, prompt, 120);
+    cr_assert_eq(got.cached, 100);
+    cr_assert_eq(got.n, fresh.n);
+    cr_assert_arr_eq(got.ids, fresh.ids, fresh.n * sizeof fresh.ids[0]);
+    st_sequence_close(b);
+    st_engine_close(e);
+}

@@ -396,6 +396,21 @@ ST_API st_status st_engine_idle_step(st_engine *e, bool *more, st_error *err);
  * prompt (since 1.7). */
 ST_API size_t st_sequence_cached_prefix(const st_sequence *s, const int32_t *prompt, size_t n);
 
+/* A sequence's cached prompt in a file, as st_engine_save_prompt and
+ * st_engine_load_prompt do for the engine's own cache (since 1.9; what
+ * llama-server's slot save and restore do): the save holds the slots the
+ * sequence's next request could take (its last prompt, and its answer
+ * once st_engine_idle_step has prefilled it again); a loaded file is
+ * offered to the sequence's next request (st_sequence_cached_prefix
+ * counts it). ST_E_STATE while a request runs on the sequence.
+ * st_sequence_forget empties the sequence's cache (llama-server's erase);
+ * *n_forgotten (may be NULL): the slots it held. */
+ST_API st_status st_sequence_save_prompt(st_sequence *s, const char *path, uint32_t *n_saved,
+                                         st_error *err);
+ST_API st_status st_sequence_load_prompt(st_sequence *s, const char *path, uint32_t *n_loaded,
+                                         st_error *err);
+ST_API st_status st_sequence_forget(st_sequence *s, uint32_t *n_forgotten, st_error *err);
+
 /* Whether a request is running on the sequence. */
 ST_API bool st_sequence_busy(const st_sequence *s);
 
