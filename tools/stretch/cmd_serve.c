@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -32,6 +34,9 @@ static void serve_usage(FILE *f)
             "  --api-key KEY          require 'Authorization: Bearer KEY' (default: none;\n"
             "                         also $STRETCH_API_KEY)\n"
             "  --threads N            threads per engine (default: the manifest's)\n"
+            "  --slot-save-path DIR   POST /slots/ID?action=save|restore writes and reads a\n"
+            "                         slot's cached prompt as a file in DIR (llama-server's;\n"
+            "                         erase works without it)\n"
             "  --embedding-model [NAME=]GGUF  serve this sentence encoder (a BERT-family\n"
             "                         GGUF, e.g. models/all-MiniLM-L6-v2.gguf) on\n"
             "                         /v1/embeddings, named NAME or by the file's stem;\n"
@@ -198,6 +203,8 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
                 return -1;
         } else if (!strcmp(a, "--api-key") && next) {
             cfg->api_key = argv[++i];
+        } else if (!strcmp(a, "--slot-save-path") && next) {
+            cfg->slot_save_path = argv[++i];
         } else if (!strcmp(a, "--threads")) {
             if ((v = st_cli_parse_count(a, next, 1024)) < 0) return -1;
             cfg->n_threads = (uint32_t)v;
@@ -265,6 +272,15 @@ int st_cmd_serve(int argc, char **argv)
             fprintf(stderr, "stretch serve: --manifests %s: no strategy manifest (*.yaml) in "
                             "it, and no --embedding-model: nothing to serve\n",
                     st_cli_safe(cfg->manifests_dir));
+        free(srv);
+        return ST_EXIT_USAGE;
+    }
+    struct stat slot_dir;
+    if (cfg->slot_save_path && (stat(cfg->slot_save_path, &slot_dir) != 0 ||
+                                !S_ISDIR(slot_dir.st_mode) ||
+                                access(cfg->slot_save_path, W_OK | X_OK) != 0)) {
+        fprintf(stderr, "stretch serve: --slot-save-path %s: expected a directory the server "
+                        "can write to\n", st_cli_safe(cfg->slot_save_path));
         free(srv);
         return ST_EXIT_USAGE;
     }

@@ -2129,3 +2129,78 @@ def test_n_answers_prefill_their_prompt_once(server, models_dir):
     assert [ch["text"] for ch in r["choices"]] == [want["text"]] * 2
     # (the first answer may also find a few leading tokens in its own cache)
     assert metric(server, "stretch_prompt_tokens_cached_total") - before >= n_prompt - 8
+
+
+def test_slot_files_save_restore_and_erase_a_slots_prompt(models_dir, tmp_path):
+    """llama-server's POST /slots/ID?action=save|restore|erase: a slot's
+    cached prompt goes to a file in --slot-save-path and comes back, and
+    the next request takes it (usage's cached_tokens) with the same answer;
+    bad slots, names, files and actions are refused by what is wrong."""
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    s = Server(models_dir, "--parallel", "1", "--slot-save-path", str(slots))
+    try:
+        c = s.client()
+        prompt = "The quick brown fox jumps over the lazy dog. " * 2
+        first = c.completions.create(model="tiny", prompt=prompt, max_tokens=8)
+        assert first.usage.prompt_tokens_details.cached_tokens == 0
+
+        def slot(action, body, n=0):
+            status, _, raw = s.request("POST", f"/slots/{n}?action={action}", body)
+            return status, json.loads(raw)
+
+        status, saved = slot("save", {"model": "tiny", "filename": "fox.bin"})
+        assert status == 200, saved
+        assert saved["id_slot"] == 0 and saved["filename"] == "fox.bin"
+        assert saved["n_saved"] == first.usage.prompt_tokens
+        assert saved["n_written"] == (slots / "fox.bin").stat().st_size > 0
+        assert saved["timings"]["save_ms"] >= 0
+        status, erased = slot("erase", {"model": "tiny"})
+        assert status == 200 and erased["n_erased"] >= saved["n_saved"]
+        c.completions.create(model="tiny", prompt="Something else entirely.", max_tokens=2)
+        status, restored = slot("restore", {"model": "tiny", "filename": "fox.bin"})
+        assert status == 200, restored
+        assert restored["n_restored"] == saved["n_saved"]
+        assert restored["n_read"] == saved["n_written"]
+        again = c.completions.create(model="tiny", prompt=prompt, max_tokens=8)
+        assert again.usage.prompt_tokens_details.cached_tokens > 0
+        assert again.choices[0].text == first.choices[0].text
+
+        assert slot("save", {"model": "tiny", "filename": "x.bin"}, n=1)[0] == 404
+        status, err = slot("restore", {"model": "tiny", "filename": "absent.bin"})
+        assert status == 404 and "slot file 'absent.bin'" in err["error"]["message"]
+        status, err = slot("save", {"model": "tiny", "filename": "../escape.bin"})
+        assert status == 400 and err["error"]["param"] == "filename"
+        assert not (tmp_path / "escape.bin").exists()
+        (slots / "junk.bin").write_bytes(b"not a cache")
+        status, err = slot("restore", {"model": "tiny", "filename": "junk.bin"})
+        assert status == 400 and "not a stretch prompt cache" in err["error"]["message"]
+        status, err = slot("fly", {"model": "tiny"})
+        assert status == 400 and err["error"]["param"] == "action"
+        status, err = slot("save", {"model": "nobody", "filename": "a.bin"})
+        assert status == 404 and err["error"]["param"] == "model"
+        assert s.request("GET", "/slots/0?action=save")[0] == 405
+        # A slot file from another model is refused, saying so.
+        status, err = slot("save", {"model": "slow", "filename": "slow.bin"})
+        assert status == 200, err
+        status, err = slot("restore", {"model": "tiny", "filename": "slow.bin"})
+        assert status == 400 and "does not fit this engine" in err["error"]["message"]
+    finally:
+        assert s.stop() == 0
+
+
+def test_slot_files_need_a_save_path(models_dir, tmp_path):
+    s = Server(models_dir, "--parallel", "1")
+    try:
+        status, _, raw = s.request("POST", "/slots/0?action=save",
+                                   {"model": "tiny", "filename": "a.bin"})
+        assert status == 501 and "--slot-save-path" in json.loads(raw)["error"]["message"]
+        status, _, raw = s.request("POST", "/slots/0?action=erase", {"model": "tiny"})
+        assert status == 200 and json.loads(raw)["id_slot"] == 0
+    finally:
+        assert s.stop() == 0
+    done = subprocess.run([str(tool("stretch")), "serve", "--port", "0", "--manifests",
+                           str(models_dir), "--slot-save-path", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "expected a directory the server can write to" in done.stderr

@@ -1420,6 +1420,7 @@ void st_job_free(st_job *job)
     json_decref(job->tool_hits);
     st_tool_pick_free(job->tool_pick);
     st_gen_request_free(&job->req);
+    free(job->slot_file);
     if (job->embed)
         st_embed_request_free(job->embed);
     free(job->embed);

@@ -191,6 +191,71 @@ static void tokenizer_job(st_runner *r, st_job *job)
     st_free(ids);
 }
 
+/* POST /slots/ID: save, restore or erase sequence ID's cached prompt,
+ * answered as llama-server answers (its id_slot, counts and timings). */
+static void slot_job(st_runner *r, st_job *job)
+{
+    uint32_t id = job->slot_id;
+    char msg[640];
+    if (id >= r->parallel) {
+        snprintf(msg, sizeof msg, "slot %u does not exist: model '%.100s' has %u (0 to %u)", id,
+                 job->req.model, r->parallel, r->parallel - 1);
+        st_job_fail(job, 404, msg, NULL);
+        return;
+    }
+    if (r->jobs[id]) {
+        snprintf(msg, sizeof msg, "slot %u is running a request: try again when it has ended",
+                 id);
+        st_job_fail(job, 409, msg, NULL);
+        return;
+    }
+    st_sequence *seq = r->seqs[id];
+    st_error err;
+    memset(&err, 0, sizeof err);
+    uint32_t n = 0;
+    double t0 = st_serve_now();
+    st_status st = job->slot_action == ST_SLOT_SAVE
+                       ? st_sequence_save_prompt(seq, job->slot_file, &n, &err)
+                   : job->slot_action == ST_SLOT_RESTORE
+                       ? st_sequence_load_prompt(seq, job->slot_file, &n, &err)
+                       : st_sequence_forget(seq, &n, &err);
+    double ms = (st_serve_now() - t0) * 1e3;
+    if (st != ST_OK) {
+        int status = st == ST_E_NOT_FOUND ? 404 : st == ST_E_STATE ? 409
+                     : st == ST_E_INVALID || st == ST_E_FORMAT || st == ST_E_UNAVAILABLE ? 400
+                                                                                          : 500;
+        /* The message names the file by the name the client gave. */
+        const char *name = job->slot_file ? strrchr(job->slot_file, '/') + 1 : NULL;
+        const char *text = err.message;
+        if (name && !strncmp(text, job->slot_file, strlen(job->slot_file)))
+            snprintf(msg, sizeof msg, "slot file '%s'%s", name, text + strlen(job->slot_file));
+        else
+            snprintf(msg, sizeof msg, "%s", text);
+        st_job_fail(job, status, msg, st == ST_E_NOT_FOUND ? "filename" : NULL);
+        return;
+    }
+    json_t *out = json_pack("{s:I}", "id_slot", (json_int_t)id);
+    if (out && job->slot_action == ST_SLOT_ERASE) {
+        json_object_set_new(out, "n_erased", json_integer(n));
+    } else if (out) {
+        struct stat sb;
+        json_int_t bytes = stat(job->slot_file, &sb) == 0 ? (json_int_t)sb.st_size : 0;
+        bool save = job->slot_action == ST_SLOT_SAVE;
+        json_object_set_new(out, "filename", json_string(strrchr(job->slot_file, '/') + 1));
+        json_object_set_new(out, save ? "n_saved" : "n_restored", json_integer(n));
+        json_object_set_new(out, save ? "n_written" : "n_read", json_integer(bytes));
+        json_object_set_new(out, "timings", json_pack("{s:f}", save ? "save_ms" : "restore_ms",
+                                                      ms));
+    }
+    char *body = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
+    if (body)
+        st_job_respond_json(job, body, strlen(body));
+    else
+        st_job_fail(job, 500, "out of memory building the response", NULL);
+    free(body);
+}
+
 /* Give waiting jobs the free sequences (runner thread). */
 static void admit(st_runner *r, uint32_t running)
 {
@@ -230,6 +295,8 @@ static void admit(st_runner *r, uint32_t running)
             /* /tokenize, /detokenize and msgpack-RPC's tokenize: the
              * model's tokenizer, no sequence. */
             tokenizer_job(r, job);
+        } else if (job->slot_action) {
+            slot_job(r, job);
         } else {
             prepared = st_job_prepare(job, r->engine);
         }

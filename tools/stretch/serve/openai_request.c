@@ -806,6 +806,50 @@ bool st_tokenize_request_parse(const char *body, size_t len, bool detokenize,
     return ok;
 }
 
+static bool parse_slot_fields(json_t *root, bool need_file, st_gen_request *r,
+                              char **filename, char *msg, size_t size, const char **param)
+{
+    if (!parse_model(root, &r->model, msg, size, param))
+        return false;
+    json_t *f = json_object_get(root, "filename");
+    if (!need_file)
+        return true;
+    if (!json_is_string(f))
+        return fail(msg, size, param, "filename", "'filename': expected the slot file's name, "
+                    "found %s", f ? type_of(f) : "nothing");
+    const char *name = json_string_value(f);
+    size_t n = strlen(name);
+    /* A name in --slot-save-path, never a path that leaves it. */
+    if (!n || n > 200 || name[0] == '.' || strchr(name, '/') || strchr(name, '\\'))
+        return fail(msg, size, param, "filename", "'filename': expected a plain file name "
+                    "(1 to 200 bytes, no '/' or '\\', not starting with '.'), found '%.200s'",
+                    name);
+    if (!(*filename = strdup(name)))
+        return fail(msg, size, param, NULL, "out of memory");
+    return true;
+}
+
+bool st_slot_request_parse(const char *body, size_t len, bool need_file, st_gen_request *out,
+                           char **filename, char *msg, size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    *filename = NULL;
+    json_t *root = load_body(body, len, msg, msg_size, param);
+    if (!root)
+        return false;
+    bool ok = json_is_object(root)
+                  ? parse_slot_fields(root, need_file, out, filename, msg, msg_size, param)
+                  : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                         type_of(root));
+    json_decref(root);
+    if (!ok) {
+        st_gen_request_free(out);
+        free(*filename);
+        *filename = NULL;
+    }
+    return ok;
+}
+
 const char *st_gen_request_last_user(const st_gen_request *req, size_t *at)
 {
     for (size_t i = req->n_messages; i-- > 0;)

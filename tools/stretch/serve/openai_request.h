@@ -132,6 +132,13 @@ bool st_tokenize_request_parse(const char *body, size_t len, bool detokenize,
                                st_gen_request *out, bool *add_special, char *msg,
                                size_t msg_size, const char **param);
 
+/* POST /slots/ID?action=save|restore|erase (llama-server's slot files):
+ * {"model", "filename"}; the file name (need_file: save and restore) is a
+ * plain name of at most 200 bytes, no folder, not starting with '.', into
+ * *filename (malloc'd). */
+bool st_slot_request_parse(const char *body, size_t len, bool need_file, st_gen_request *out,
+                           char **filename, char *msg, size_t msg_size, const char **param);
+
 /* The most inputs one embeddings request may carry (OpenAI's limit). */
 #define ST_SERVE_MAX_EMBED_INPUTS 2048
 

@@ -250,6 +250,82 @@ static void tokenizer(st_conn *c, bool detokenize, bool keep_alive)
     enqueue(c, job, keep_alive);
 }
 
+/* The value of `key` in the URL's query string, into out; false when absent. */
+static bool query_value(const char *url, const char *key, char *out, size_t cap)
+{
+    const char *q = url ? strchr(url, '?') : NULL;
+    size_t k = strlen(key);
+    for (const char *p = q; p && *p;) {
+        p++;
+        size_t n = strcspn(p, "&#");
+        if (n > k && !strncmp(p, key, k) && p[k] == '=') {
+            snprintf(out, cap, "%.*s", (int)(n - k - 1), p + k + 1);
+            return true;
+        }
+        p += n;
+        if (*p != '&')
+            break;
+    }
+    return false;
+}
+
+/* POST /slots/ID?action=save|restore|erase: llama-server's slot files. A
+ * slot is one of a model's sequences (0 .. parallel - 1); its runner does
+ * the work when the sequence is free. */
+static void slots(st_conn *c, const char *path, bool keep_alive)
+{
+    char msg[512], action[16] = "";
+    const char *param = NULL;
+    const char *digits = path + strlen("/slots/");
+    char *end = NULL;
+    unsigned long id = strtoul(digits, &end, 10);
+    if (!*digits || *digits < '0' || *digits > '9' || *end || id >= ST_PARALLEL_MAX) {
+        snprintf(msg, sizeof msg, "no such slot: '%.100s' (slots are numbered from 0)", digits);
+        st_conn_send_error(c, 404, msg, NULL, keep_alive);
+        return;
+    }
+    query_value(c->url, "action", action, sizeof action);
+    int what = !strcmp(action, "save") ? ST_SLOT_SAVE : !strcmp(action, "restore")
+               ? ST_SLOT_RESTORE : !strcmp(action, "erase") ? ST_SLOT_ERASE : 0;
+    if (!what) {
+        snprintf(msg, sizeof msg, "?action=%.16s: expected save, restore or erase", action);
+        st_conn_send_error(c, 400, msg, "action", keep_alive);
+        return;
+    }
+    const char *dir = c->srv->cfg.slot_save_path;
+    if (what != ST_SLOT_ERASE && !dir) {
+        st_conn_send_error(c, 501, "slot files are off: start the server with "
+                           "--slot-save-path DIR", NULL, keep_alive);
+        return;
+    }
+    st_gen_request req;
+    char *name = NULL;
+    if (!st_slot_request_parse(c->body, c->body_len, what != ST_SLOT_ERASE, &req, &name, msg,
+                               sizeof msg, &param)) {
+        st_conn_send_error(c, 400, msg, param, keep_alive);
+        return;
+    }
+    st_job *job = model_job(c, &req, "/slots", keep_alive);
+    if (!job) {
+        free(name);
+        return;
+    }
+    job->slot_action = what;
+    job->slot_id = (uint32_t)id;
+    if (name) {
+        size_t n = strlen(dir) + strlen(name) + 2;
+        if ((job->slot_file = malloc(n)))
+            snprintf(job->slot_file, n, "%s/%s", dir, name);
+        free(name);
+        if (!job->slot_file) {
+            st_job_free(job);
+            st_conn_send_error(c, 500, "out of memory", NULL, false);
+            return;
+        }
+    }
+    enqueue(c, job, keep_alive);
+}
+
 static void embeddings(st_conn *c, bool keep_alive)
 {
     st_embed_request *req = calloc(1, sizeof *req);
@@ -347,6 +423,14 @@ void st_route_request(st_conn *c)
         } else {
             completion(c, i == 2, keep_alive);
         }
+        return;
+    }
+    if (!strncmp(path, "/slots/", 7)) {
+        if (!post)
+            st_conn_send_error(c, 405, "use POST /slots/ID?action=save|restore|erase", NULL,
+                               keep_alive);
+        else
+            slots(c, path, keep_alive);
         return;
     }
     char m[320];

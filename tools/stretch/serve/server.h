@@ -29,6 +29,9 @@
 /* --tool-format MODEL=FORMAT may be given this many times. */
 #define ST_SERVE_MAX_TOOL_FORMATS 16
 
+/* What POST /slots/ID?action= asks (st_job.slot_action). */
+enum { ST_SLOT_SAVE = 1, ST_SLOT_RESTORE, ST_SLOT_ERASE };
+
 typedef struct st_server_config {
     const char *host;          /* default 127.0.0.1 */
     int port;                  /* default 8080; 0 = any free port (printed) */
@@ -41,6 +44,7 @@ typedef struct st_server_config {
     uint32_t header_timeout_ms;/* a request's (and an idle keep-alive) deadline: 408 */
     uint32_t shutdown_timeout_ms; /* after SIGINT/SIGTERM, then running jobs are cancelled */
     uint32_t n_threads;        /* per engine; 0 = the manifest's */
+    const char *slot_save_path; /* --slot-save-path: where slot files go; NULL = none */
     /* Sentence encoders served on /v1/embeddings: "NAME=GGUF" or "GGUF"
      * (named by the file's stem). */
     const char **embedding_models;
@@ -83,6 +87,11 @@ typedef struct st_job {
     bool tokenize_special;
     bool tokenize_bos;         /* /tokenize: the BOS a text completion gets */
     bool detokenize_only;      /* /detokenize: req.prompt_ids as text */
+    /* POST /slots/ID: save, restore or erase sequence slot_id's cached
+     * prompt (slot_file: the file's path in --slot-save-path, owned). */
+    int slot_action;           /* ST_SLOT_*; 0: not a slot job */
+    uint32_t slot_id;
+    char *slot_file;
     st_gen_request req;
     st_embed_request *embed;   /* a /v1/embeddings job (embed_runner.c), else NULL */
     bool keep_alive;
