@@ -5,8 +5,8 @@
  * first byte picks the path and the endpoint; the rest is the body (for
  * msgpack, framed first as the RPC listener frames it).
  *
- * The same branch as the small bodies also reads the bytes as a model's
- * answer for tool calls (from_answer).
+ * The same branch as the small bodies (embeddings, tokenize, slot files)
+ * also reads the bytes as a model's answer for tool calls (from_answer).
  *
  * Oracles: a refusal always leaves a message (NUL-terminated, not empty,
  * in a buffer poisoned before the call: a path that forgot to write one
@@ -203,6 +203,35 @@ static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
     free(copy);
 }
 
+/* POST /slots/ID: what is accepted names a model and, for save and
+ * restore, a file name that stays in --slot-save-path. */
+static void from_slot(const uint8_t *body, size_t len, bool need_file)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    char msg[MSG_SIZE];
+    memset(msg, POISON, sizeof msg);
+    const char *param = NULL;
+    st_gen_request r;
+    char *name = NULL;
+    if (st_slot_request_parse(copy, len, need_file, &r, &name, msg, sizeof msg, &param)) {
+        if (!r.model)
+            st_fuzz_fail("a slot request accepted without a model");
+        if (need_file && (!name || !name[0] || name[0] == '.' || strchr(name, '/') ||
+                          strlen(name) > 200))
+            st_fuzz_fail("slot file name '%s' accepted", name ? name : "(none)");
+        if (!need_file && name)
+            st_fuzz_fail("erase kept a file name");
+        st_gen_request_free(&r);
+        free(name);
+    } else {
+        if (name)
+            st_fuzz_fail("a refused slot request kept its file name");
+        check_refusal("slot body", msg);
+    }
+    free(copy);
+}
+
 /* Whether text[at, len) is the list format's "no call needed": white
  * space, the opening tag, "[", "]" (white space around them) and an
  * optional closing tag; an "auto" list answer's content ends there. */
@@ -347,6 +376,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         from_embeddings(data + 1, size - 1);
         from_tokenize(data + 1, size - 1, false);
         from_tokenize(data + 1, size - 1, true);
+        from_slot(data + 1, size - 1, true);
+        from_slot(data + 1, size - 1, false);
         from_answer(data + 1, size - 1);
         break;
     }
