@@ -18,10 +18,12 @@ from ._capi import lib
 from ._handle import Handle, plugin_dir_array, utf8
 from .errors import Error, Status
 from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenLogprob
+from .stop import StopText, stop_list
 
 Prompt = Union[str, Sequence[int], np.ndarray]
 # on_token(token, text) -> truthy to stop. token is -1 for text held back
-# as an incomplete UTF-8 sequence and flushed after the last token.
+# (an incomplete UTF-8 sequence, or what might have begun a stop string)
+# and handed on after the last token.
 TokenCallback = Callable[[int, str], object]
 ProgressCallback = Callable[[int, int], object]
 
@@ -251,7 +253,8 @@ class Engine(Handle):
                  prompt_logprobs: bool = False,
                  logit_bias: dict[int, float] | None = None,
                  fresh_cache: bool = False,
-                 sampling: dict[str, float] | None = None) -> Generation:
+                 sampling: dict[str, float] | None = None,
+                 stop: str | Sequence[str] | None = None) -> Generation:
         """Continue `prompt` (text or ids) by up to max_tokens tokens.
 
         on_token(token, text) is called for each token as it is produced;
@@ -275,19 +278,26 @@ class Engine(Handle):
         sets its sampler where the manifest's chain has it (a warning where
         it does not); a value the plugin's schema refuses raises
         Error(INVALID).
+        stop: a string or a list of them; the answer ends where one first
+        appears, without it (Generation.stopped_by_stop), and on_token sees
+        the text as it may be shown: what could still begin a stop string
+        is held back (its token's text is then "") and handed on later.
         """
         ids = self.prompt_ids(prompt)
+        stopper = StopText(stop_list(stop))
         tokens: list[int] = []
         pieces: list[str] = []
         raised: list[BaseException] = []
 
         def forward(_user, token, text, length):
             try:
-                piece = ctypes.string_at(text, length).decode("utf-8") if length else ""
+                piece = stopper.feed(ctypes.string_at(text, length).decode("utf-8")
+                                     if length else "")
                 if token >= 0:
                     tokens.append(token)
                 pieces.append(piece)
-                return 1 if on_token is not None and on_token(token, piece) else 0
+                wants_stop = on_token is not None and on_token(token, piece)
+                return 1 if wants_stop or stopper.hit else 0
             except BaseException as e:  # ctypes would print and drop it
                 raised.append(e)
                 return 1
@@ -338,7 +348,12 @@ class Engine(Handle):
             raise raised[0]
         if status != Status.CANCELLED:
             _check(status, err)
-        return Generation(text="".join(pieces), tokens=tokens,
+        rest = stopper.end()
+        if rest:
+            pieces.append(rest)
+            if on_token is not None:
+                on_token(-1, rest)
+        return Generation(text="".join(pieces), tokens=tokens, stopped_by_stop=stopper.hit,
                           logprobs=entries if logprobs is not None else None,
                           prompt_logprobs=prompt_entries if prompt_logprobs else None,
                           stats=GenerateStats(
@@ -349,10 +364,13 @@ class Engine(Handle):
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                ignore_eos: bool = False, constraint: Constraint | None = None,
-               sampling: dict[str, float] | None = None):
+               sampling: dict[str, float] | None = None,
+               stop: str | Sequence[str] | None = None):
         """generate() as an iterator of TokenEvent; see stretch.stream."""
         from .stream import GenerationStream
-        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint, sampling)
+        stop_list(stop)  # a bad stop raises here, on the caller's thread
+        return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint, sampling,
+                                stop)
 
     def cancel(self) -> None:
         """Stop a running generate() or score() at the next token boundary.

@@ -62,12 +62,14 @@ class Generation:
     stats: GenerateStats
     logprobs: list[TokenLogprob] | None = None
     prompt_logprobs: list[TokenLogprob] | None = None
+    stopped_by_stop: bool = False  # a stop string ended it (generate(stop=...))
 
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One step of Engine.stream(): token is -1 for the text held back as an
-    incomplete UTF-8 sequence and flushed at the end."""
+    """One step of Engine.stream(): token is -1 for the text held back (an
+    incomplete UTF-8 sequence, or what might have begun a stop string) and
+    handed on at the end."""
     token: int
     text: str
 

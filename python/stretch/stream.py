@@ -24,18 +24,19 @@ class GenerationStream:
     the iteration has ended (None before)."""
 
     def __init__(self, engine, prompt, max_tokens: int, seed: int, ignore_eos: bool,
-                 constraint=None, sampling=None):
+                 constraint=None, sampling=None, stop=None):
         self.result: Generation | None = None
         self._events: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._engine = engine
         ids = engine.prompt_ids(prompt)  # tokenize on the caller's thread: errors raise here
         self._worker = threading.Thread(
-            target=self._run, args=(ids, max_tokens, seed, ignore_eos, constraint, sampling),
+            target=self._run,
+            args=(ids, max_tokens, seed, ignore_eos, constraint, sampling, stop),
             name="stretch-generate", daemon=True)
         self._worker.start()
 
-    def _run(self, ids, max_tokens, seed, ignore_eos, constraint, sampling):
+    def _run(self, ids, max_tokens, seed, ignore_eos, constraint, sampling, stop):
         def hand_over(token, text):
             if self._stop.is_set():
                 return True
@@ -45,7 +46,8 @@ class GenerationStream:
         try:
             outcome = self._engine.generate(ids, max_tokens=max_tokens, seed=seed,
                                             on_token=hand_over, ignore_eos=ignore_eos,
-                                            constraint=constraint, sampling=sampling)
+                                            constraint=constraint, sampling=sampling,
+                                            stop=stop)
         except BaseException as e:
             outcome = e
         self._events.put((_DONE, outcome))

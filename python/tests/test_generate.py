@@ -200,6 +200,27 @@ def test_a_saved_prompt_is_taken_by_another_engine(engine, manifest, workdir):
         assert missing.value.status == stretch.Status.NOT_FOUND
 
 
+def test_stop_strings_end_the_answer_where_one_first_appears(engine):
+    full = engine.generate(PROMPT, max_tokens=24, ignore_eos=True)
+    assert len(full.text) > 6 and not full.stopped_by_stop
+    stop = full.text[3:6]
+    seen = []
+    cut = engine.generate(PROMPT, max_tokens=24, ignore_eos=True, stop=[stop, "never here"],
+                          on_token=lambda token, text: seen.append(text))
+    assert cut.text == full.text[:full.text.index(stop)]
+    assert cut.stopped_by_stop and len(cut.tokens) <= len(full.tokens)
+    assert "".join(seen) == cut.text  # what on_token saw never ran ahead of the cut
+    streamed = list(engine.stream(PROMPT, max_tokens=24, ignore_eos=True, stop=stop))
+    assert "".join(e.text for e in streamed) == cut.text
+    # Held back, then handed on: a stop that never completes changes nothing.
+    whole = engine.generate(PROMPT, max_tokens=24, ignore_eos=True, stop=full.text[-3:] + "#")
+    assert whole.text == full.text and not whole.stopped_by_stop
+    with pytest.raises(ValueError, match="empty"):
+        engine.generate(PROMPT, max_tokens=2, stop="")
+    with pytest.raises(TypeError, match="stop"):
+        engine.stream(PROMPT, max_tokens=2, stop=[3])
+
+
 def test_sampling_sets_the_chains_samplers_for_one_call(engine, workdir, model):
     """sampling={...} sets the manifest's samplers for one call: top_k 1
     ahead of a temperature of 100 is the greedy answer, the temperature
