@@ -364,6 +364,18 @@ Test(engine_cli, chat_keeps_the_conversation)
     cr_assert(strstr(err, "the message does not fit: in the chat template it is"), "%s", err);
     cr_assert(strstr(err, " generated at "), "the conversation went on: %s", err);
     cr_assert_eq(run("chat -m s.yaml --max-tokens 0"), 1);
+
+    /* --json: one line a turn, numbered by the user's turns, nothing
+     * streamed beside them; a refused turn is a line with its error. */
+    rc = run("chat -m s.yaml --context 64 --max-tokens 4 --json < big.txt");
+    cr_assert_eq(rc, 5, "exit %d: %s", rc, err);
+    const char *second = strchr(out, '\n');
+    static const char refused[] = "{\"turn\":1,\"error\":\"the message does not fit",
+                      answered[] = "{\"turn\":2,\"text\":\"";
+    cr_assert(!strncmp(out, refused, strlen(refused)) && second &&
+              !strncmp(second + 1, answered, strlen(answered)) &&
+              strstr(second, "\"stopped_by\":\"") && strstr(second, "\"generated_tokens\":") &&
+              !strchr(second + 1, '\n')[1], "%s", out);
 }
 
 /* `--file -` is standard input, as for most Unix tools; a directory is

@@ -24,6 +24,7 @@
 #include "commands.h"
 #include "engine_cli.h"
 #include "eval_common.h"
+#include "json_out.h"
 #include "sampling_flags.h"
 #include "stop_strings.h"
 
@@ -42,6 +43,10 @@ static void chat_usage(FILE *f)
             "  --seed N             seed for the samplers (default: from the clock)\n"
             "  (llama-cli's spellings work too: -sys TEXT, -n N, -s N, -t N, -c N, and\n"
             "   -m MODEL.gguf runs that model with the default strategy)\n"
+            "  --json               print each answer as one JSON line (text, why it\n"
+            "                       stopped, token counts, timings, what was retrieved)\n"
+            "                       instead of streaming it; a refused turn is a line\n"
+            "                       with \"error\"\n"
             "  --stats              after each answer, the prompt's tokens (how many from\n"
             "                       the cache), the answer's and their speeds, on stderr\n"
             "  --no-retrieval       ignore the manifest's retriever index (with one, each\n"
@@ -135,6 +140,7 @@ static int read_turn(FILE *in, st_text_buf *line)
 typedef struct answer_text {
     st_text_buf *kept;
     st_stop_text stop;
+    bool quiet;               /* --json: the answer is printed whole at its end */
     bool out_of_memory;
 } answer_text;
 
@@ -142,8 +148,10 @@ typedef struct answer_text {
 static void show(void *user, const char *text, size_t len)
 {
     answer_text *t = user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
+    if (!t->quiet) {
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+    }
     t->out_of_memory |= st_text_buf_put(t->kept, text, len) != 0;
 }
 
@@ -201,9 +209,10 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
 }
 
 /* The turn `text` looked up in the retriever and put into its template:
- * *out (st_free it). With `show`, the hits on stderr. */
+ * *out (st_free it); the hits in *kept when asked for (the caller frees
+ * them). With `show`, the hits on stderr. */
 static st_status augment(st_retriever *ret, const char *text, bool show, char **out,
-                         st_error *err)
+                         st_retrieval **kept, st_error *err)
 {
     st_retrieval *hits = NULL;
     st_status st = st_retriever_query(ret, text, strlen(text), st_retriever_top_k(ret), &hits,
@@ -218,8 +227,52 @@ static st_status augment(st_retriever *ret, const char *text, bool show, char **
         }
         fprintf(stderr, "%s\n", st_retrieval_count(hits) ? "" : " nothing");
     }
-    st_retrieval_free(hits);
+    if (kept && st == ST_OK)
+        *kept = hits;
+    else
+        st_retrieval_free(hits);
     return st;
+}
+
+/* --json: one line for a turn, its answer or why it was refused. */
+static void print_turn_json(uint64_t turn, st_status st, const st_text_buf *a,
+                            const st_generate_stats *stats, bool by_stop_text,
+                            const st_retrieval *hits, const char *error)
+{
+    st_json j;
+    st_json_init(&j, stdout, false);
+    st_json_begin_object(&j);
+    st_json_key(&j, "turn");
+    st_json_uint(&j, turn);
+    if (error) {
+        st_json_key(&j, "error");
+        st_json_string(&j, error);
+    } else {
+        st_json_key(&j, "text");
+        st_json_string_n(&j, a->s ? a->s : "", a->n);
+        st_json_key(&j, "stopped_by");
+        st_json_string(&j, st_cli_stopped_by(stats, by_stop_text, st == ST_E_CANCELLED));
+        st_json_key(&j, "prompt_tokens");
+        st_json_uint(&j, stats->n_prompt);
+        st_json_key(&j, "cached_tokens");
+        st_json_uint(&j, stats->n_cached);
+        st_json_key(&j, "generated_tokens");
+        st_json_uint(&j, stats->n_generated);
+        st_json_key(&j, "timings");
+        st_json_begin_object(&j);
+        st_json_key(&j, "prefill_s");
+        st_json_double(&j, stats->prefill_s);
+        st_json_key(&j, "decode_s");
+        st_json_double(&j, stats->decode_s);
+        st_json_end_object(&j);
+    }
+    if (hits) {
+        st_json_key(&j, "retrieved");
+        st_cli_hits_json(&j, hits);
+    }
+    st_json_end_object(&j);
+    st_json_end(&j);
+    fflush(stdout);
 }
 
 /* Ctrl-C during an answer: the loop below cancels the sequence at its
@@ -245,9 +298,10 @@ static void catch_interrupt(bool on)
  * prefill again between turns (refill). */
 static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size_t n_ids,
                         const st_generate_params *gp, const st_cli_sampling *sampling,
-                        st_text_buf *a, st_generate_stats *stats, st_error *err)
+                        bool quiet, st_text_buf *a, bool *by_stop_text,
+                        st_generate_stats *stats, st_error *err)
 {
-    answer_text t = {.kept = a};
+    answer_text t = {.kept = a, .quiet = quiet};
     st_stop_text_init(&t.stop, sampling->stops, sampling->n_stops);
     st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, &t, err);
     if (st != ST_OK) {
@@ -266,6 +320,7 @@ static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size
             break;
     }
     catch_interrupt(false);
+    *by_stop_text = t.stop.hit;
     st_stop_text_end(&t.stop, show, &t);
     st = st_sequence_result(seq, stats, err);
     if (st == ST_OK && t.out_of_memory) {
@@ -308,7 +363,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
 {
     const char *manifest = NULL, *system = NULL;
     long long max_tokens = 1024, seed = -1, v;
-    bool stats_lines = false, retrieval = true;
+    bool stats_lines = false, retrieval = true, json = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -331,6 +386,8 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             i++;
         } else if (!strcmp(a, "--stats")) {
             stats_lines = true;
+        } else if (!strcmp(a, "--json")) {
+            json = true;
         } else if (!strcmp(a, "--no-retrieval")) {
             retrieval = false;
         } else if ((v = st_cli_engine_option("chat", argc, argv, &i, &opts)) != 0) {
@@ -388,6 +445,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
                 st_cli_safe(info.model_path ? info.model_path : manifest));
     st_text_buf line = {0};
     int failures = 0;
+    uint64_t asked = 0; /* user turns so far, numbering --json's lines */
     for (uint64_t turn = 0;; turn++) {
         if (tty) {
             fputs("> ", stdout);
@@ -418,6 +476,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             rc = ST_EXIT_RUNTIME;
             break;
         }
+        asked++;
         st_error err = {0};
         int32_t *ids = NULL;
         size_t n_ids = 0;
@@ -426,7 +485,9 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
          * with a chat's last user message; the conversation keeps what was
          * typed, so later turns are not weighed down by old documents. */
         char *augmented = NULL;
-        st_status st = retriever ? augment(retriever, line.s, stats_lines, &augmented, &err)
+        st_retrieval *hits = NULL;
+        st_status st = retriever ? augment(retriever, line.s, stats_lines, &augmented,
+                                           json ? &hits : NULL, &err)
                                  : ST_OK;
         const char *typed = c.m[c.n - 1].content;
         if (augmented)
@@ -437,14 +498,22 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
         st_free(augmented);
         st_text_buf a = {0};
         st_generate_stats stats = {.struct_size = sizeof stats};
+        bool by_stop_text = false;
         if (st == ST_OK) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                      .seed = (uint64_t)seed + turn};
             st_cli_sampling_apply(sampling, &gp);
-            st = answer(e, seq, ids, n_ids, &gp, sampling, &a, &stats, &err);
-            fputc('\n', stdout);
-            fflush(stdout);
+            st = answer(e, seq, ids, n_ids, &gp, sampling, json, &a, &by_stop_text, &stats,
+                        &err);
+            if (!json) {
+                fputc('\n', stdout);
+                fflush(stdout);
+            }
         }
+        if (json)
+            print_turn_json(asked, st, &a, &stats, by_stop_text, hits,
+                            st == ST_OK || st == ST_E_CANCELLED ? NULL : err.message);
+        st_retrieval_free(hits);
         st_free(ids);
         if (st == ST_OK || st == ST_E_CANCELLED) {
             /* A stopped answer is kept as far as it went, as it was shown. */

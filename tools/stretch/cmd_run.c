@@ -407,11 +407,8 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
             st_json_key(&j, "stopped_by_eos");
             st_json_bool(&j, stats.stopped_by_eos);
             st_json_key(&j, "stopped_by");
-            st_json_string(&j, rs.stopped_by_string      ? "stop"
-                               : stats.stopped_by_eos     ? "eos"
-                               : stats.stopped_by_context ? "context"
-                               : st == ST_E_CANCELLED      ? "cancelled"
-                                                           : "max_tokens");
+            st_json_string(&j, st_cli_stopped_by(&stats, rs.stopped_by_string,
+                                                  st == ST_E_CANCELLED));
             st_json_key(&j, "timings");
             st_json_begin_object(&j);
             st_json_key(&j, "prefill_s");

@@ -280,6 +280,15 @@ static void on_sigint(int sig)
         st_engine_cancel(sigint_engine);
 }
 
+const char *st_cli_stopped_by(const st_generate_stats *s, bool by_stop_text, bool cancelled)
+{
+    return by_stop_text            ? "stop"
+           : s->stopped_by_eos     ? "eos"
+           : s->stopped_by_context ? "context"
+           : cancelled             ? "cancelled"
+                                   : "max_tokens";
+}
+
 void st_cli_print_stats(const st_generate_stats *s, bool cancelled)
 {
     fprintf(stderr, "stretch: %u prompt tokens (%u from the cache) at %.1f tok/s, %u generated "

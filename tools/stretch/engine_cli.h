@@ -69,6 +69,9 @@ int st_cli_engine_option(const char *cmd, int argc, char **argv, int *i,
  * rate (the first comes from the prefill's logits, so the decode rate
  * counts the steps after it). */
 void st_cli_print_stats(const st_generate_stats *s, bool cancelled);
+/* Why an answer ended, as --json says it: "stop" (a --stop text), "eos",
+ * "context", "cancelled" or "max_tokens". */
+const char *st_cli_stopped_by(const st_generate_stats *s, bool by_stop_text, bool cancelled);
 
 /* Route SIGINT to st_engine_cancel(e) (NULL to restore the default). */
 void st_cli_cancel_on_sigint(st_engine *e);
