@@ -15,15 +15,18 @@
  *
  * Little-endian, as the cache is in memory (x86-64 and aarch64). The file
  * is written beside its path and renamed over it, so a failed write keeps
- * the old file; a load reads and checks the whole file before it touches
- * the cache, so a refused file leaves the engine's cache as it was.
+ * the old file; a load maps the file and checks all of it before it
+ * touches the cache, so a refused file leaves the engine's cache as it was.
  */
 #include "engine_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cpu/cpu_features.h"
@@ -133,7 +136,7 @@ static void describe(const st_engine *e, prompt_header *h)
 }
 
 /* Why a file's header does not describe this engine; NULL when it does.
- * (Its cache's shape and kv-type read_checked has compared already.) */
+ * (Its cache's shape and kv-type map_checked has compared already.) */
 static const char *mismatch(const prompt_header *f, const prompt_header *e, char *buf,
                             size_t cap)
 {
@@ -253,36 +256,70 @@ st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_save
     return ST_OK;
 }
 
-/* The file's header and the bytes after it, checked against the file's
- * checksum and this cache's shape: ST_OK with *out (malloc'd), or why not. */
-static st_status read_checked(const char *path, const st_kv_cache *kv, prompt_header *h,
-                              uint8_t **out, st_error *err)
+/* A prompt cache file mapped for reading (no copy of tens of megabytes
+ * before the one into the cache). */
+typedef struct prompt_map {
+    void *base;
+    size_t len;
+} prompt_map;
+
+static void unmap(prompt_map *m)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    if (m->base)
+        munmap(m->base, m->len);
+    m->base = NULL;
+}
+
+/* The file mapped, its header in *h and the bytes after it in *body,
+ * checked against its checksum and this cache's shape: ST_OK, or why not
+ * (nothing mapped then). */
+static st_status map_checked(const char *path, const st_kv_cache *kv, prompt_header *h,
+                             prompt_map *m, const uint8_t **body, st_error *err)
+{
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return st_error_set(err, errno == ENOENT ? ST_E_NOT_FOUND : ST_E_IO, "%s: %s", path,
                             strerror(errno));
-    char magic[8];
-    uint32_t head[2];
-    size_t got = fread(magic, 1, 8, f);
-    if (got != 8 || memcmp(magic, PROMPT_MAGIC, 8) != 0) {
-        fclose(f);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st_status st = st_error_set(err, ST_E_IO, "%s: %s", path, strerror(errno));
+        close(fd);
+        return st;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return st_error_set(err, ST_E_IO, "%s: expected a prompt cache file, found %s", path,
+                            S_ISDIR(sb.st_mode) ? "a directory" : "something else");
+    }
+    size_t len = (size_t)sb.st_size, head_len = 8 + 2 * sizeof(uint32_t) + sizeof *h;
+    void *base = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    int map_errno = errno;
+    close(fd);
+    if (len && base == MAP_FAILED)
+        return st_error_set(err, ST_E_IO, "%s: cannot map it: %s", path, strerror(map_errno));
+    const uint8_t *p = len ? base : NULL;
+    prompt_map got = {len ? base : NULL, len};
+    if (len < 8 || memcmp(p, PROMPT_MAGIC, 8) != 0) {
+        unmap(&got);
         return st_error_set(err, ST_E_FORMAT, "%s: not a stretch prompt cache (expected the "
                             "magic STPROMPT at its start)", path);
     }
-    if (fread(head, 1, sizeof head, f) != sizeof head || head[0] != PROMPT_VERSION ||
-        head[1] != sizeof *h || fread(h, 1, sizeof *h, f) != sizeof *h) {
-        fclose(f);
+    uint32_t head[2] = {0, 0};
+    if (len >= 8 + sizeof head)
+        memcpy(head, p + 8, sizeof head);
+    if (len < head_len || head[0] != PROMPT_VERSION || head[1] != sizeof *h) {
+        unmap(&got);
         return st_error_set(err, ST_E_FORMAT, "%s: a prompt cache of another version or cut "
                             "short in its header (expected version %u)", path, PROMPT_VERSION);
     }
-    /* Bounded before anything is allocated: a file claims at most the
-     * slots this engine's cache holds. */
+    memcpy(h, p + 8 + sizeof head, sizeof *h);
+    /* Bounded before the body is read: a file claims at most the slots
+     * this engine's cache holds. */
     if (h->n_layers != kv->n_layers || h->n_kv_heads != kv->n_kv_heads ||
         h->head_dim != kv->head_dim || h->kv_type != (uint32_t)kv->type ||
         h->n_slots > kv->capacity) {
-        fclose(f);
+        unmap(&got);
         return st_error_set(err, ST_E_INVALID, "%s: the prompt cache does not fit this engine "
                             "(%u layers x %u KV heads x %u dims, %s, %u slots; this engine: "
                             "%u x %u x %u, %s, room for %u)", path, h->n_layers,
@@ -292,37 +329,31 @@ static st_status read_checked(const char *path, const st_kv_cache *kv, prompt_he
                             st_kv_type_name(kv->type), kv->capacity);
     }
     uint64_t bytes = payload_bytes(kv, h->n_slots) + sizeof(uint64_t);
-    uint8_t *body = malloc(bytes ? bytes : 1);
-    if (!body) {
-        fclose(f);
-        return st_error_set(err, ST_E_NOMEM, "out of memory for a prompt cache of %llu bytes",
-                            (unsigned long long)bytes);
+    uint64_t have = len - head_len;
+    if (have != bytes) {
+        unmap(&got);
+        if (have < bytes)
+            return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is cut short: %llu of "
+                                "its %llu bytes after the header", path,
+                                (unsigned long long)have, (unsigned long long)bytes);
+        return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is damaged (bytes past "
+                            "its end)", path);
     }
-    got = fread(body, 1, bytes, f);
-    bool longer = got == bytes && fgetc(f) != EOF;
-    bool read_error = ferror(f);
-    fclose(f);
+    const uint8_t *b = p + head_len;
     st_word_hasher w;
     st_word_hasher_init(&w);
     st_word_hasher_feed(&w, head, sizeof head);
     st_word_hasher_feed(&w, h, sizeof *h);
-    st_word_hasher_feed(&w, body, bytes - sizeof(uint64_t));
-    uint64_t sum = st_word_hasher_end(&w);
-    uint64_t stored = 0;
-    if (got == bytes)
-        memcpy(&stored, body + bytes - sizeof stored, sizeof stored);
-    if (read_error || got != bytes || longer || stored != sum) {
-        free(body);
-        if (read_error)
-            return st_error_set(err, ST_E_IO, "%s: read error", path);
-        if (got != bytes)
-            return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is cut short: %llu of "
-                                "its %llu bytes after the header", path,
-                                (unsigned long long)got, (unsigned long long)bytes);
-        return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is damaged (%s)", path,
-                            longer ? "bytes past its end" : "its checksum does not match");
+    st_word_hasher_feed(&w, b, bytes - sizeof(uint64_t));
+    uint64_t stored;
+    memcpy(&stored, b + bytes - sizeof stored, sizeof stored);
+    if (stored != st_word_hasher_end(&w)) {
+        unmap(&got);
+        return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is damaged (its checksum "
+                            "does not match)", path);
     }
-    *out = body;
+    *m = got;
+    *body = b;
     return ST_OK;
 }
 
@@ -334,8 +365,9 @@ st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_load
         return st;
     st_kv_cache *kv = e->kv;
     prompt_header file, mine;
-    uint8_t *body = NULL;
-    st = read_checked(path, kv, &file, &body, err);
+    prompt_map map;
+    const uint8_t *body = NULL;
+    st = map_checked(path, kv, &file, &map, &body, err);
     if (st != ST_OK)
         return st;
     describe(e, &mine);
@@ -349,7 +381,7 @@ st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_load
         if (pos[i] != (int32_t)i || tokens[i] < 0 || (uint32_t)tokens[i] >= e->shape.n_vocab)
             why = "its slots are not a prompt's, token by token from position 0";
     if (why) {
-        free(body);
+        unmap(&map);
         return st_error_set(err, ST_E_INVALID, "%s: the prompt cache does not match: %s", path,
                             why);
     }
@@ -366,7 +398,7 @@ st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_load
     kv->n_slots = n;
     kv->last_pos = n ? (int32_t)n - 1 : -1;
     st_engine_prefilled(e, n);
-    free(body);
+    unmap(&map);
     if (n_loaded)
         *n_loaded = e->reuse_slots;
     return ST_OK;

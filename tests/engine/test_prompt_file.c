@@ -248,6 +248,7 @@ Test(prompt_file, a_cut_damaged_or_foreign_file_is_refused)
     refused(e, path, ST_E_FORMAT, "not a stretch prompt cache");
     snprintf(path, sizeof path, "%s/none.bin", dir);
     refused(e, path, ST_E_NOT_FOUND, "none.bin");
+    refused(e, dir, ST_E_IO, "expected a prompt cache file, found a directory");
     /* A write that fails names the file and keeps the one there. */
     snprintf(path, sizeof path, "%s/p.bin/under", dir);
     cr_assert_eq(st_engine_save_prompt(e, path, NULL, &err), ST_E_IO);
