@@ -529,6 +529,7 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->device_bytes = e->backend ? e->backend->ops->device_bytes(e->backend) : 0;
     out->kv_cache_bytes = st_kv_cache_bytes(e->kv);
     out->kv_layer_bytes = e->kv_layer_bytes;
+    out->prefix_cache = e->prefix_ok;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

@@ -60,7 +60,9 @@ class StEngineInfo(Structure):
                 ("kernel_compile_ms", ctypes.c_double), ("kernel_cache_hit", c_bool),
                 ("device_bytes", c_uint64),
                 # ABI 1.5
-                ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64))]
+                ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64)),
+                # ABI 1.9
+                ("prefix_cache", c_bool)]
 
 
 class StRetrieved(Structure):

@@ -165,7 +165,8 @@ class Engine(Handle):
                           samplers=tuple(raw.sampler_names[i].decode()
                                          for i in range(raw.n_samplers)),
                           backend=(raw.backend or b"cpu").decode(),
-                          device=raw.device_name.decode() if raw.device_name else None)
+                          device=raw.device_name.decode() if raw.device_name else None,
+                          prefix_cache=bool(raw.prefix_cache))
 
     # -- text -------------------------------------------------------------
 

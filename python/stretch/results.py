@@ -26,6 +26,8 @@ class EngineInfo:
     samplers: tuple[str, ...] = ()  # the whole chain, in order
     backend: str = "cpu"  # "cpu" or "opencl"
     device: str | None = None  # the OpenCL device's name
+    # A prompt's start may come from the cache (and go to a file: save_prompt)
+    prefix_cache: bool = False
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ def test_a_repeated_prompt_comes_from_the_cache(engine):
 
 
 def test_a_saved_prompt_is_taken_by_another_engine(engine, manifest, workdir):
+    assert engine.info.prefix_cache
     ids = list(engine.prompt_ids(PROMPT * 3))
     first = engine.generate(ids, max_tokens=5, ignore_eos=True)
     path = workdir / "prompt.cache"

@@ -122,6 +122,7 @@ Test(prompt_file, a_saved_prompt_is_taken_by_another_engine_bit_for_bit)
     st_engine_info info = {.struct_size = sizeof info};
     st_engine *fresh = open_with("f.yaml", model_path, dense);
     st_engine_get_info(fresh, &info);
+    cr_assert(info.prefix_cache);
     float *want = malloc(info.n_vocab * sizeof *want), *got = malloc(info.n_vocab * sizeof *got);
     /* The saved prompt and more: the file gives its 120 tokens. */
     answer a = generate(fresh, prompt, 150, want);
@@ -263,6 +264,9 @@ Test(prompt_file, a_strategy_that_drops_slots_has_no_prompt_to_keep)
                              "context: 256\npositional-encoding: {plugin: rope}\n"
                              "attention: {plugin: sliding-window, params: {window: 32}}\n");
     st_error err = {0};
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(e, &info);
+    cr_assert(!info.prefix_cache, "st_engine_info says whether a prompt can be kept");
     cr_assert_eq(st_engine_save_prompt(e, cache_file("sw.bin"), NULL, &err), ST_E_UNAVAILABLE);
     cr_assert(strstr(err.message, "sliding-window"), "%s", err.message);
     cr_assert_eq(st_engine_load_prompt(e, cache_file("sw.bin"), NULL, &err), ST_E_UNAVAILABLE);

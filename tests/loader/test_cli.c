@@ -579,6 +579,7 @@ Test(cli, check_calls_configure_with_the_models_shape)
     cr_assert_eq(run(args), 0, "%s", err);
     cr_assert(valid_json(out), "%s", out);
     cr_assert(strstr(out, "\"configure\": {") && strstr(out, "every plugin configured"), "%s", out);
+    cr_assert(strstr(out, "\"prompt_cache\": true"), "dense keeps prompts: %s", out);
     cr_assert(strstr(out, "checks, 0 failed"), "the suite did not run: %s", out);
     unlink(yaml);
     unlink(model);

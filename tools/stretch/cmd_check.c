@@ -88,6 +88,7 @@ typedef struct configure_result {
     uint64_t kv_bytes;
     uint64_t *kv_layer_bytes;
     uint32_t n_layers;
+    bool prompt_cache;        /* a prompt's start may come from the cache or a file */
 } configure_result;
 
 /* The per-plugin checks run without a model shape, so a configure() that
@@ -108,6 +109,7 @@ static void check_configure(const char *path, const st_strlist *dirs, configure_
         st_engine_get_info(e, &info);
         uint64_t lo = UINT64_MAX, hi = 0;
         out->kv_bytes = info.kv_cache_bytes;
+        out->prompt_cache = info.prefix_cache;
         out->kv_layer_bytes = malloc(info.n_layers * sizeof *out->kv_layer_bytes);
         for (uint32_t l = 0; out->kv_layer_bytes && l < info.n_layers; l++) {
             uint64_t b = info.kv_layer_bytes[l];
@@ -123,7 +125,8 @@ static void check_configure(const char *path, const st_strlist *dirs, configure_
                      hi);
         snprintf(out->message, sizeof out->message,
                  "ok (engine opened: %u-token context, every plugin configured; KV cache %.1f "
-                 "MiB%s)", info.n_ctx, (double)info.kv_cache_bytes / 1048576.0, layers);
+                 "MiB%s; prompt cache: %s)", info.n_ctx, (double)info.kv_cache_bytes / 1048576.0,
+                 layers, info.prefix_cache ? "yes" : "no, the cache does not keep prompts");
         out->exit_code = ST_EXIT_OK;
         st_engine_close(e);
         return;
@@ -203,6 +206,8 @@ static void print_json(const st_strategy_report *s, const configure_result *cfg,
                 for (uint32_t l = 0; l < cfg->n_layers; l++)
                     st_json_uint(&j, cfg->kv_layer_bytes[l]);
                 st_json_end_array(&j);
+                st_json_key(&j, "prompt_cache");
+                st_json_bool(&j, cfg->prompt_cache);
             }
             st_json_end_object(&j);
         } else {

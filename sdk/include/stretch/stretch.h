@@ -119,6 +119,13 @@ typedef struct st_engine_info {
      * 512-token block, so the layers differ. */
     uint64_t kv_cache_bytes;
     const uint64_t *kv_layer_bytes;
+    /* -- ABI 1.9 -- */
+    /* Whether a request may take its prompt's start from the cache
+     * (st_generate_params.fresh_cache: an attention plugin with
+     * ST_ATTN_PREFIX_REUSE, no retention, per-head slots or statistics,
+     * the CPU backend), and so whether the prompt can go to a file
+     * (st_engine_save_prompt). */
+    bool prefix_cache;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
