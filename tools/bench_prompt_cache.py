@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import (DEFAULT_MODEL, DEFAULT_STRETCH, REPO_ROOT, ToolError, check_model,  # noqa: E402
-                        check_stretch, last_json_object, llama_bin_dir, run_main)
+from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
+                        check_stretch, last_json_object, peer_tool, run_main)
 
 PROG = "bench_prompt_cache"
 WAYS = ("none", "write", "read")
@@ -42,20 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tools/bench_prompt_cache.py",
                                 description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="GGUF both sides load (default: %(default)s)")
-    p.add_argument("--stretch", type=Path, default=DEFAULT_STRETCH,
-                   help="stretch binary (default: %(default)s)")
+    add_long_prompt_args(p, "llama-completion")
     p.add_argument("--manifest", type=Path, default=REPO_ROOT / "manifests" / "greedy.yaml",
                    help="strategy for stretch (default: %(default)s)")
-    p.add_argument("--llama-bin", type=Path, default=None,
-                   help="directory holding llama-completion (default: build it with "
-                        "tools/build_llama_native.sh)")
-    p.add_argument("--prompt-file", type=Path, default=REPO_ROOT / "tools" / "tokenizer_corpus.txt",
-                   help="text the prompt is taken from (default: %(default)s)")
-    p.add_argument("--prompt-chars", type=int, default=3000,
-                   help="characters of it in the prompt (default: %(default)s)")
-    p.add_argument("--context", type=int, default=2048, help="both sides' context (default: %(default)s)")
     p.add_argument("--gen-tokens", type=int, default=16, help="tokens generated (default: %(default)s)")
     p.add_argument("--reps", type=int, default=5, help="runs of each way and side (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="threads for both (default: %(default)s)")
@@ -101,9 +90,7 @@ def main() -> int:
     a = parse_args()
     check_stretch(a.stretch)
     check_model(a.model)
-    completion = llama_bin_dir(a.llama_bin) / "llama-completion"
-    if not completion.exists():
-        raise ToolError(f"{completion} is missing: tools/build_llama_native.sh builds it")
+    completion = peer_tool(a.llama_bin, "llama-completion")
     text = a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
     runs: dict[str, dict[str, list[float]]] = {s: {w: [] for w in WAYS} for s in ("stretch", "llama")}
     sizes: dict[str, int] = {}

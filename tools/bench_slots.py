@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import (DEFAULT_MODEL, DEFAULT_STRETCH, REPO_ROOT, ToolError, check_model,  # noqa: E402
-                        check_stretch, llama_bin_dir, run_main)
+from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
+                        check_stretch, peer_tool, run_main)
 
 PROG = "bench_slots"
 STEPS = ("fresh", "save", "erase", "restore", "cached")
@@ -42,18 +42,7 @@ STEPS = ("fresh", "save", "erase", "restore", "cached")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tools/bench_slots.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="GGUF both servers load (default: %(default)s)")
-    p.add_argument("--stretch", type=Path, default=DEFAULT_STRETCH,
-                   help="stretch binary (default: %(default)s)")
-    p.add_argument("--llama-bin", type=Path, default=None,
-                   help="directory holding llama-server (default: build it with "
-                        "tools/build_llama_native.sh)")
-    p.add_argument("--prompt-file", type=Path, default=REPO_ROOT / "tools" / "tokenizer_corpus.txt",
-                   help="text the prompt is taken from (default: %(default)s)")
-    p.add_argument("--prompt-chars", type=int, default=3000,
-                   help="characters of it in the prompt (default: %(default)s)")
-    p.add_argument("--context", type=int, default=2048, help="both servers' context (default: %(default)s)")
+    add_long_prompt_args(p, "llama-server")
     p.add_argument("--reps", type=int, default=5, help="rounds on each server (default: %(default)s)")
     p.add_argument("--port", type=int, default=18530, help="first port to use (default: %(default)s)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_slots.json",
@@ -136,9 +125,7 @@ def main() -> int:
     a = parse_args()
     check_stretch(a.stretch)
     check_model(a.model)
-    server_bin = llama_bin_dir(a.llama_bin) / "llama-server"
-    if not server_bin.exists():
-        raise ToolError(f"{server_bin} is missing: tools/build_llama_native.sh builds it")
+    server_bin = peer_tool(a.llama_bin, "llama-server")
     prompt = a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
     runs = {side: {step: [] for step in STEPS} for side in ("stretch", "llama")}
     sizes = {}

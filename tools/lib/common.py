@@ -47,6 +47,33 @@ def llama_bin_dir(given: Path | None) -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+def add_long_prompt_args(p, peer_tool: str) -> None:
+    """The options of a benchmark that sends one long prompt to stretch and
+    to a natively built llama.cpp tool: the model, both binaries, the
+    prompt's text and the context."""
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="GGUF both sides load (default: %(default)s)")
+    p.add_argument("--stretch", type=Path, default=DEFAULT_STRETCH,
+                   help="stretch binary (default: %(default)s)")
+    p.add_argument("--llama-bin", type=Path, default=None,
+                   help=f"directory holding {peer_tool} (default: build it with "
+                        "tools/build_llama_native.sh)")
+    p.add_argument("--prompt-file", type=Path, default=REPO_ROOT / "tools" / "tokenizer_corpus.txt",
+                   help="text the prompt is taken from (default: %(default)s)")
+    p.add_argument("--prompt-chars", type=int, default=3000,
+                   help="characters of it in the prompt: 1,874 SmolLM2 tokens by default "
+                        "(default: %(default)s)")
+    p.add_argument("--context", type=int, default=2048, help="both sides' context (default: %(default)s)")
+
+
+def peer_tool(given: Path | None, name: str) -> Path:
+    """A natively built llama.cpp tool, or ToolError saying how to get it."""
+    path = llama_bin_dir(given) / name
+    if not path.exists():
+        raise ToolError(f"{path} is missing: tools/build_llama_native.sh builds it")
+    return path
+
+
 def run_main(main: Callable[[], int], prog: str) -> None:
     """Runs main() and maps ToolError / Ctrl-C to a message and an exit code."""
     try:
