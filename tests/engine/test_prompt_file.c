@@ -244,6 +244,22 @@ Test(prompt_file, a_cut_damaged_or_foreign_file_is_refused)
     write_bytes(path, bytes, n);
     refused(e, path, ST_E_FORMAT, "checksum does not match");
     bytes[n / 2] ^= 0x10;
+    /* Header fields read before the checksum: the version (at byte 8) and
+     * the slot count (at 120), which bounds what is read. */
+    uint32_t field, kept;
+    memcpy(&kept, bytes + 8, 4);
+    field = 2;
+    memcpy(bytes + 8, &field, 4);
+    write_bytes(path, bytes, n);
+    refused(e, path, ST_E_FORMAT, "another version");
+    memcpy(bytes + 8, &kept, 4);
+    memcpy(&kept, bytes + 120, 4);
+    cr_assert_eq(kept, 100, "the slot count is where the test expects it");
+    field = 0x7fffffff;
+    memcpy(bytes + 120, &field, 4);
+    write_bytes(path, bytes, n);
+    refused(e, path, ST_E_INVALID, "2147483647 slots");
+    memcpy(bytes + 120, &kept, 4);
     bytes[0] = 'X';
     write_bytes(path, bytes, n);
     refused(e, path, ST_E_FORMAT, "not a stretch prompt cache");
