@@ -11,7 +11,8 @@
  *   "STPROMPT" | u32 version | u32 header bytes | the fields of
  *   prompt_header below | i32 tokens[n] | i32 pos[n] | i32 rot_pos[n] |
  *   for each layer: keys then values, each KV head's n rows in turn |
- *   u64 st_word_hash of everything after the magic and before it.
+ *   u64 four-lane word hash (st_word_hasher4) of everything after the
+ *   magic and before it.
  *
  * Little-endian, as the cache is in memory (x86-64 and aarch64). The file
  * is written beside its path and renamed over it, so a failed write keeps
@@ -189,9 +190,9 @@ static uint64_t payload_bytes(const st_kv_cache *kv, uint32_t n)
     return 3 * (uint64_t)n * sizeof(int32_t) + (uint64_t)n * st_kv_bytes_per_token(kv);
 }
 
-static bool put(FILE *f, const void *p, size_t n, st_word_hasher *h)
+static bool put(FILE *f, const void *p, size_t n, st_word_hasher4 *h)
 {
-    st_word_hasher_feed(h, p, n);
+    st_word_hasher4_feed(h, p, n);
     return fwrite(p, 1, n, f) == n;
 }
 
@@ -221,8 +222,8 @@ st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_save
         return st;
     }
     uint32_t version = PROMPT_VERSION, hb = (uint32_t)sizeof h;
-    st_word_hasher sum;
-    st_word_hasher_init(&sum);
+    st_word_hasher4 sum;
+    st_word_hasher4_init(&sum);
     bool ok = fwrite(PROMPT_MAGIC, 1, 8, f) == 8 && put(f, &version, 4, &sum) &&
               put(f, &hb, 4, &sum) && put(f, &h, sizeof h, &sum) &&
               put(f, kv->tokens, n * sizeof(int32_t), &sum) &&
@@ -233,7 +234,7 @@ st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_save
             for (uint32_t hd = 0; ok && hd < kv->n_kv_heads; hd++)
                 ok = put(f, st_kv_at(kv, l, which ? kv->v[l] : kv->k[l], hd, 0),
                          (size_t)n * kv->row_bytes, &sum);
-    uint64_t check = st_word_hasher_end(&sum);
+    uint64_t check = st_word_hasher4_end(&sum);
     ok = ok && fwrite(&check, 1, sizeof check, f) == sizeof check;
     int saved_errno = errno;
     if (fclose(f) != 0 && ok) {
@@ -340,14 +341,14 @@ static st_status map_checked(const char *path, const st_kv_cache *kv, prompt_hea
                             "its end)", path);
     }
     const uint8_t *b = p + head_len;
-    st_word_hasher w;
-    st_word_hasher_init(&w);
-    st_word_hasher_feed(&w, head, sizeof head);
-    st_word_hasher_feed(&w, h, sizeof *h);
-    st_word_hasher_feed(&w, b, bytes - sizeof(uint64_t));
+    st_word_hasher4 w;
+    st_word_hasher4_init(&w);
+    st_word_hasher4_feed(&w, head, sizeof head);
+    st_word_hasher4_feed(&w, h, sizeof *h);
+    st_word_hasher4_feed(&w, b, bytes - sizeof(uint64_t));
     uint64_t stored;
     memcpy(&stored, b + bytes - sizeof stored, sizeof stored);
-    if (stored != st_word_hasher_end(&w)) {
+    if (stored != st_word_hasher4_end(&w)) {
         unmap(&got);
         return st_error_set(err, ST_E_FORMAT, "%s: the prompt cache is damaged (its checksum "
                             "does not match)", path);
