@@ -33,7 +33,8 @@ static inline uint64_t st_word_hash_le64(const unsigned char *p)
 
 /* x continued over n bytes; a tail shorter than a word is zero-padded, so
  * a stream hashed in pieces gives the whole's hash only when every piece
- * but the last is a multiple of 8 bytes. */
+ * but the last is a multiple of 8 bytes (st_word_hasher4 takes any
+ * pieces). */
 static inline uint64_t st_word_hash(uint64_t x, const void *data, size_t n)
 {
     const unsigned char *p = data;
@@ -46,45 +47,6 @@ static inline uint64_t st_word_hash(uint64_t x, const void *data, size_t n)
         x = (st_word_hash_rotl(x, 31) ^ st_word_hash_le64(tail)) * 1099511628211ULL;
     }
     return x;
-}
-
-/* The same hash over a stream fed in pieces of any length: equal to
- * st_word_hash over the pieces joined. */
-typedef struct st_word_hasher {
-    uint64_t h;
-    unsigned char part[8];
-    size_t n_part;
-} st_word_hasher;
-
-static inline void st_word_hasher_init(st_word_hasher *w)
-{
-    w->h = ST_WORD_HASH_INIT;
-    w->n_part = 0;
-}
-
-static inline void st_word_hasher_feed(st_word_hasher *w, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    if (w->n_part) {
-        size_t take = 8 - w->n_part < n ? 8 - w->n_part : n;
-        memcpy(w->part + w->n_part, p, take);
-        w->n_part += take;
-        p += take;
-        n -= take;
-        if (w->n_part < 8)
-            return;
-        w->h = st_word_hash(w->h, w->part, 8);
-        w->n_part = 0;
-    }
-    size_t whole = n - n % 8;
-    w->h = st_word_hash(w->h, p, whole);
-    memcpy(w->part, p + whole, n - whole);
-    w->n_part = n - whole;
-}
-
-static inline uint64_t st_word_hasher_end(const st_word_hasher *w)
-{
-    return w->n_part ? st_word_hash(w->h, w->part, w->n_part) : w->h;
 }
 
 /* Four word hashes side by side: word k of the stream goes to lane k mod
