@@ -39,11 +39,16 @@ void st_engine_reset(st_engine *e, uint64_t seed)
     begin_request(e, seed);
 }
 
+uint32_t st_engine_offered_slots(const st_engine *e)
+{
+    if (!e->prefix_ok || e->kv->epoch != e->reuse_epoch)
+        return 0;
+    return e->reuse_slots < e->kv->n_slots ? e->reuse_slots : e->kv->n_slots;
+}
+
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n)
 {
-    if (!e->prefix_ok || e->kv->epoch != e->reuse_epoch || n < 2)
-        return 0;
-    size_t have = e->reuse_slots < e->kv->n_slots ? e->reuse_slots : e->kv->n_slots;
+    size_t have = n < 2 ? 0 : st_engine_offered_slots(e);
     size_t L = 0;
     while (L < have && L + 1 < n && e->kv->tokens[L] == prompt[L] && e->kv->pos[L] == (int32_t)L)
         L++;

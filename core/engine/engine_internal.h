@@ -210,6 +210,10 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_
  * prompt tokens are in the cache already: the prefill starts there. */
 uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t seed,
                          bool reuse);
+/* The leading slots the prefix cache offers the next request: those a
+ * prefill wrote (st_engine_prefilled) and the cache still holds; 0 where
+ * the strategy allows no reuse or the cache changed since. */
+uint32_t st_engine_offered_slots(const st_engine *e);
 /* How many leading tokens of `prompt` st_engine_begin would keep. */
 uint32_t st_engine_cached_prefix(const st_engine *e, const int32_t *prompt, size_t n);
 /* The prompt's first n tokens are prefilled (all of it, or the part done

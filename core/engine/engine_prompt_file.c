@@ -203,9 +203,7 @@ st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_save
     if (st != ST_OK)
         return st;
     const st_kv_cache *kv = e->kv;
-    uint32_t n = kv->epoch == e->reuse_epoch ? e->reuse_slots : 0;
-    if (n > kv->n_slots)
-        n = kv->n_slots;
+    uint32_t n = st_engine_offered_slots(e);
     prompt_header h;
     describe(e, &h);
     h.n_slots = n;
