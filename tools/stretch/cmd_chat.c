@@ -20,13 +20,13 @@
 
 #include <stretch/retrieval.h>
 
+#include "answer_text.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
 #include "eval_common.h"
 #include "json_out.h"
 #include "sampling_flags.h"
-#include "stop_strings.h"
 
 static void chat_usage(FILE *f)
 {
@@ -136,32 +136,12 @@ static int read_turn(FILE *in, st_text_buf *line)
     return any || line->n ? 1 : 0;
 }
 
-/* One answer: what is shown, through the --stop texts. */
-typedef struct answer_text {
-    st_text_buf *kept;
-    st_stop_text stop;
-    bool quiet;               /* --json: the answer is printed whole at its end */
-    bool out_of_memory;
-} answer_text;
-
-/* Shown as it comes and kept for the conversation. */
-static void show(void *user, const char *text, size_t len)
-{
-    answer_text *t = user;
-    if (!t->quiet) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-    }
-    t->out_of_memory |= st_text_buf_put(t->kept, text, len) != 0;
-}
-
+/* The answer, through the --stop texts: shown as it comes (not with
+ * --json) and kept for the conversation. */
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
     (void)token;
-    answer_text *t = user;
-    int stop = st_stop_text_feed(&t->stop, text, len, show, t);
-    t->out_of_memory |= stop < 0;
-    return stop != 0 || t->out_of_memory;
+    return st_cli_answer_feed(user, text, len);
 }
 
 /* The conversation's prompt, after dropping the oldest exchanges until it
@@ -235,9 +215,9 @@ static st_status augment(st_retriever *ret, const char *text, bool show, char **
 }
 
 /* --json: one line for a turn, its answer or why it was refused. */
-static void print_turn_json(uint64_t turn, st_status st, const st_text_buf *a,
-                            const st_generate_stats *stats, bool by_stop_text,
-                            const st_retrieval *hits, const char *error)
+static void print_turn_json(uint64_t turn, st_status st, const st_cli_answer *a,
+                            const st_generate_stats *stats, const st_retrieval *hits,
+                            const char *error)
 {
     st_json j;
     st_json_init(&j, stdout, false);
@@ -249,9 +229,9 @@ static void print_turn_json(uint64_t turn, st_status st, const st_text_buf *a,
         st_json_string(&j, error);
     } else {
         st_json_key(&j, "text");
-        st_json_string_n(&j, a->s ? a->s : "", a->n);
+        st_json_string_n(&j, a->text.s ? a->text.s : "", a->text.n);
         st_json_key(&j, "stopped_by");
-        st_json_string(&j, st_cli_stopped_by(stats, by_stop_text, st == ST_E_CANCELLED));
+        st_json_string(&j, st_cli_stopped_by(stats, a->by_stop_text, st == ST_E_CANCELLED));
         st_json_key(&j, "prompt_tokens");
         st_json_uint(&j, stats->n_prompt);
         st_json_key(&j, "cached_tokens");
@@ -297,15 +277,12 @@ static void catch_interrupt(bool on)
  * stepped here: the engine then has the answer's keys and values to
  * prefill again between turns (refill). */
 static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size_t n_ids,
-                        const st_generate_params *gp, const st_cli_sampling *sampling,
-                        bool quiet, st_text_buf *a, bool *by_stop_text,
+                        const st_generate_params *gp, st_cli_answer *a,
                         st_generate_stats *stats, st_error *err)
 {
-    answer_text t = {.kept = a, .quiet = quiet};
-    st_stop_text_init(&t.stop, sampling->stops, sampling->n_stops);
-    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, &t, err);
+    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, a, err);
     if (st != ST_OK) {
-        st_stop_text_end(&t.stop, show, &t);
+        st_cli_answer_end(a);
         return st;
     }
     interrupted = 0;
@@ -320,10 +297,9 @@ static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size
             break;
     }
     catch_interrupt(false);
-    *by_stop_text = t.stop.hit;
-    st_stop_text_end(&t.stop, show, &t);
+    st_cli_answer_end(a);
     st = st_sequence_result(seq, stats, err);
-    if (st == ST_OK && t.out_of_memory) {
+    if (st == ST_OK && a->out_of_memory) {
         st = ST_E_NOMEM;
         snprintf(err->message, sizeof err->message, "out of memory for the answer's text");
     }
@@ -496,29 +472,28 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
         c.m[c.n - 1].content = typed;
         st_free(augmented);
-        st_text_buf a = {0};
+        st_cli_answer a;
+        st_cli_answer_init(&a, sampling->stops, sampling->n_stops, !json, true);
         st_generate_stats stats = {.struct_size = sizeof stats};
-        bool by_stop_text = false;
         if (st == ST_OK) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                      .seed = (uint64_t)seed + turn};
             st_cli_sampling_apply(sampling, &gp);
-            st = answer(e, seq, ids, n_ids, &gp, sampling, json, &a, &by_stop_text, &stats,
-                        &err);
+            st = answer(e, seq, ids, n_ids, &gp, &a, &stats, &err);
             if (!json) {
                 fputc('\n', stdout);
                 fflush(stdout);
             }
         }
         if (json)
-            print_turn_json(asked, st, &a, &stats, by_stop_text, hits,
+            print_turn_json(asked, st, &a, &stats, hits,
                             st == ST_OK || st == ST_E_CANCELLED ? NULL : err.message);
         st_retrieval_free(hits);
         st_free(ids);
         if (st == ST_OK || st == ST_E_CANCELLED) {
             /* A stopped answer is kept as far as it went, as it was shown. */
-            if (conv_push(&c, "assistant", a.s ? a.s : "", a.n) != 0) {
-                free(a.s);
+            if (conv_push(&c, "assistant", a.text.s ? a.text.s : "", a.text.n) != 0) {
+                free(a.text.s);
                 rc = ST_EXIT_RUNTIME;
                 break;
             }
@@ -534,7 +509,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             conv_drop(&c, c.n - 1, 1);
             failures++;
         }
-        free(a.s);
+        free(a.text.s);
     }
     free(line.s);
     conv_free(&c);

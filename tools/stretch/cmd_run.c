@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "answer_text.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
@@ -15,7 +16,6 @@
 #include "json_out.h"
 #include "reading.h"
 #include "sampling_flags.h"
-#include "stop_strings.h"
 
 static void run_usage(FILE *f)
 {
@@ -67,26 +67,10 @@ static void run_usage(FILE *f)
 }
 
 typedef struct run_state {
-    bool json;
     int32_t *tokens;
     size_t n, cap;
-    st_text_buf text;        /* --json: the answer's text */
-    bool out_of_memory;
-    st_stop_text stop;       /* --stop: what is shown goes through it */
-    bool stopped_by_string;
+    st_cli_answer answer;    /* printed as it comes, or kept for --json */
 } run_state;
-
-/* Text that may be shown: printed as it comes, or kept for --json. */
-static void show(void *user, const char *text, size_t len)
-{
-    run_state *rs = user;
-    if (!rs->json) {
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        return;
-    }
-    rs->out_of_memory |= st_text_buf_put(&rs->text, text, len) != 0;
-}
 
 static int on_token(void *user, int32_t token, const char *text, size_t len)
 {
@@ -102,10 +86,7 @@ static int on_token(void *user, int32_t token, const char *text, size_t len)
         }
         rs->tokens[rs->n++] = token;
     }
-    int stop = st_stop_text_feed(&rs->stop, text, len, show, rs);
-    rs->stopped_by_string |= stop > 0;
-    rs->out_of_memory |= stop < 0;
-    return stop != 0 || rs->out_of_memory;
+    return st_cli_answer_feed(&rs->answer, text, len);
 }
 
 static int write_logits(const char *path, const float *logits, uint32_t n)
@@ -301,8 +282,8 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
     int32_t *ids = NULL;
     size_t n_ids = 0;
     float *logits = NULL;
-    run_state rs = {.json = json};
-    st_stop_text_init(&rs.stop, sampling->stops, sampling->n_stops);
+    run_state rs = {0};
+    st_cli_answer_init(&rs.answer, sampling->stops, sampling->n_stops, !json, json);
     st_status st;
     uint32_t bos = info.add_bos ? ST_ENCODE_ADD_BOS : 0;
     /* Retrieval-augmented: the prompt becomes the template with the hits. */
@@ -366,12 +347,12 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
         st_cli_cancel_on_sigint(e);
         st = st_engine_generate(e, ids, n_ids, &gp, on_token, &rs, &stats, &err);
         st_cli_cancel_on_sigint(NULL);
-        if (st == ST_OK && rs.out_of_memory) {
+        if (st == ST_OK && rs.answer.out_of_memory) {
             st = ST_E_NOMEM;
             snprintf(err.message, sizeof err.message, "out of memory for the answer's text");
         }
     }
-    st_stop_text_end(&rs.stop, show, &rs);
+    st_cli_answer_end(&rs.answer);
     /* Written once the prompt is in the cache, whatever came of the
      * answer; only when it holds more than the file gave. */
     if (cache_usable && !prompt_cache_ro && stats.n_prompt > stats.n_cached)
@@ -399,7 +380,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
                 st_json_int(&j, rs.tokens[i]);
             st_json_end_array(&j);
             st_json_key(&j, "text");
-            st_json_string_n(&j, rs.text.s ? rs.text.s : "", rs.text.n);
+            st_json_string_n(&j, rs.answer.text.s ? rs.answer.text.s : "", rs.answer.text.n);
             st_json_key(&j, "seed");
             st_json_int(&j, seed);
             st_json_key(&j, "cached_tokens");
@@ -407,7 +388,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
             st_json_key(&j, "stopped_by_eos");
             st_json_bool(&j, stats.stopped_by_eos);
             st_json_key(&j, "stopped_by");
-            st_json_string(&j, st_cli_stopped_by(&stats, rs.stopped_by_string,
+            st_json_string(&j, st_cli_stopped_by(&stats, rs.answer.by_stop_text,
                                                   st == ST_E_CANCELLED));
             st_json_key(&j, "timings");
             st_json_begin_object(&j);
@@ -470,7 +451,7 @@ static int run(int argc, char **argv, st_cli_sampling *sampling)
     }
     free(logits);
     free(rs.tokens);
-    free(rs.text.s);
+    free(rs.answer.text.s);
     st_free(ids);
     st_free(augmented);
     st_retrieval_free(hits);
