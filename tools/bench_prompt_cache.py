@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
-                        check_stretch, last_json_object, peer_tool, run_main)
+                        check_stretch, last_json_object, peer_table, peer_tool, run_main)
 
 PROG = "bench_prompt_cache"
 WAYS = ("none", "write", "read")
@@ -82,10 +81,6 @@ def llama_cmd(a, binary: Path, prompt: Path, cache: Path | None) -> list[str]:
     return cmd + (["--prompt-cache", str(cache)] if cache else [])
 
 
-def fmt(v: list[float]) -> str:
-    return f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
-
-
 def main() -> int:
     a = parse_args()
     check_stretch(a.stretch)
@@ -125,13 +120,9 @@ def main() -> int:
     print(f"\n{n_tokens} prompt tokens (stretch took {min(cached)}-{max(cached)} from the file), "
           f"{a.gen_tokens} generated, {a.threads} threads, {a.reps} runs each; wall seconds of "
           f"the whole command, median (min-max)\n")
-    print("| prompt cache | llama.cpp (llama-completion) | stretch run | llama.cpp / stretch |")
-    print("|---|---:|---:|---:|")
-    for way in WAYS:
-        lm, sm = statistics.median(runs["llama"][way]), statistics.median(runs["stretch"][way])
-        print(f"| {way} | {fmt(runs['llama'][way])} | {fmt(runs['stretch'][way])} | "
-              f"**{lm / sm:.2f}x** |")
-    print(f"| file size | {sizes['llama'] / 1e6:.1f} MB | {sizes['stretch'] / 1e6:.1f} MB | |")
+    print("\n".join(peer_table(
+        runs, WAYS, sizes,
+        "| prompt cache | llama.cpp (llama-completion) | stretch run | llama.cpp / stretch |", 2)))
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
-                        check_stretch, peer_tool, run_main)
+                        check_stretch, peer_table, peer_tool, run_main)
 
 PROG = "bench_slots"
 STEPS = ("fresh", "save", "erase", "restore", "cached")
@@ -109,16 +108,8 @@ def rep(server: Served, prompt: str, model: str) -> dict[str, float]:
 
 def table(runs: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> list[str]:
     """The Markdown rows: each step's median (min-max) ms on both, and the ratio."""
-    def fmt(v: list[float]) -> str:
-        return f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
-
-    rows = ["| step | llama-server | stretch serve | llama.cpp / stretch |", "|---|---:|---:|---:|"]
-    for step in STEPS:
-        lm, sm = statistics.median(runs["llama"][step]), statistics.median(runs["stretch"][step])
-        rows.append(f"| {step} | {fmt(runs['llama'][step])} | {fmt(runs['stretch'][step])} | "
-                    f"**{lm / sm:.2f}x** |")
-    rows.append(f"| file size | {sizes['llama'] / 1e6:.1f} MB | {sizes['stretch'] / 1e6:.1f} MB | |")
-    return rows
+    return peer_table(runs, STEPS, sizes,
+                      "| step | llama-server | stretch serve | llama.cpp / stretch |", 0)
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,24 @@ def peer_tool(given: Path | None, name: str) -> Path:
     if not path.exists():
         raise ToolError(f"{path} is missing: tools/build_llama_native.sh builds it")
     return path
+
+
+def peer_table(runs: dict, rows: Sequence[str], sizes: dict, header: str, digits: int) -> list[str]:
+    """A Markdown table of a benchmark against llama.cpp: for each of `rows`,
+    runs["llama"][row] and runs["stretch"][row] as median (min-max) with
+    `digits` decimals and the ratio of the medians (llama.cpp / stretch:
+    above 1, stretch is faster); then both files' sizes. `header` is the
+    first row, naming the columns."""
+    def fmt(v: list[float]) -> str:
+        return f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}-{max(v):.{digits}f})"
+
+    out = [header, "|---|---:|---:|---:|"]
+    for row in rows:
+        lm, sm = statistics.median(runs["llama"][row]), statistics.median(runs["stretch"][row])
+        out.append(f"| {row} | {fmt(runs['llama'][row])} | {fmt(runs['stretch'][row])} | "
+                   f"**{lm / sm:.2f}x** |")
+    out.append(f"| file size | {sizes['llama'] / 1e6:.1f} MB | {sizes['stretch'] / 1e6:.1f} MB | |")
+    return out
 
 
 def run_main(main: Callable[[], int], prog: str) -> None:
