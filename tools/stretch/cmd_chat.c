@@ -328,11 +328,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling);
 
 int st_cmd_chat(int argc, char **argv)
 {
-    /* The flags own what they read (a grammar file, the biases). */
-    st_cli_sampling sampling = {0};
-    int rc = chat(argc, argv, &sampling);
-    st_cli_sampling_free(&sampling);
-    return rc;
+    return st_cli_with_sampling(argc, argv, chat);
 }
 
 static int chat(int argc, char **argv, st_cli_sampling *sampling)

@@ -132,11 +132,7 @@ static void save_prompt_cache(st_engine *e, const char *path)
 
 int st_cmd_run(int argc, char **argv)
 {
-    /* The flags own what they read (a grammar file, the biases). */
-    st_cli_sampling sampling = {0};
-    int rc = run(argc, argv, &sampling);
-    st_cli_sampling_free(&sampling);
-    return rc;
+    return st_cli_with_sampling(argc, argv, run);
 }
 
 static int run(int argc, char **argv, st_cli_sampling *sampling)

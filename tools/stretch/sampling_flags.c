@@ -251,3 +251,12 @@ void st_cli_sampling_free(st_cli_sampling *s)
     free(s->bias);
     memset(s, 0, sizeof *s);
 }
+
+int st_cli_with_sampling(int argc, char **argv,
+                         int (*command)(int argc, char **argv, st_cli_sampling *s))
+{
+    st_cli_sampling sampling = {0};
+    int rc = command(argc, argv, &sampling);
+    st_cli_sampling_free(&sampling);
+    return rc;
+}

@@ -59,6 +59,12 @@ void st_cli_sampling_apply(const st_cli_sampling *s, st_generate_params *gp);
 
 void st_cli_sampling_free(st_cli_sampling *s);
 
+/* A command whose flags fill an st_cli_sampling: run `command` with
+ * empty flags and free what they read (a grammar file, the biases) once
+ * it returns, whichever way it returns. */
+int st_cli_with_sampling(int argc, char **argv,
+                         int (*command)(int argc, char **argv, st_cli_sampling *s));
+
 /* Their lines for a command's usage. */
 extern const char st_cli_sampling_usage[];
 
