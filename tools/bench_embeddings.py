@@ -25,6 +25,7 @@ TEXTS.txt holds one text per line; DOCS.jsonl a "text" field a line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
@@ -34,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lib.common import ToolError, llama_bin_dir  # noqa: E402
@@ -94,7 +96,7 @@ def wait_ready(url: str, proc: subprocess.Popen, name: str, log: Path) -> None:
     # Logs go to files: an unread pipe fills up and stops the server.
     for _ in range(600):
         if proc.poll() is not None:
-            sys.exit(f"bench_embeddings: {name} exited: {log.read_text()[-2000:]}")
+            sys.exit(f"{name} exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -102,7 +104,64 @@ def wait_ready(url: str, proc: subprocess.Popen, name: str, log: Path) -> None:
         except OSError:
             pass
         time.sleep(0.1)
-    sys.exit(f"bench_embeddings: {name} did not become ready")
+    sys.exit(f"{name} did not become ready")
+
+
+@contextlib.contextmanager
+def serve_pair(model: Path, threads: int, slots: int, stretch: str, llama_bin: str | None,
+               prog: str) -> Iterator[dict[str, str]]:
+    """`stretch serve --embedding-model MODEL` and a natively built
+    `llama-server --embedding --pooling mean` on its peer copy, both ready:
+    {"stretch": URL, "llama.cpp": URL}. llama-server gets `slots` slots (a
+    power of two at least that) of
+    at least 256 tokens each (a context of 8,192 at the least) and batches
+    of 8,192 tokens, so a request of `slots` texts goes through together.
+    Both are stopped on leaving."""
+    # llama-server 0.3.36 fails an assertion at start-up with 65 or 200
+    # slots and starts with 64, 128 or 256: a power of two.
+    slots = 1 << max(0, slots - 1).bit_length()
+    tmp = Path(tempfile.mkdtemp(prefix=prog + "."))
+    peer = tmp / model.name
+    peer_gguf(model, peer)
+    (tmp / "manifests").mkdir()
+    servers, procs = {}, []
+    try:
+        p = subprocess.Popen([stretch, "serve", "--port", "0", "--manifests",
+                              str(tmp / "manifests"), "--threads", str(threads),
+                              "--embedding-model", str(model)],
+                             stdout=subprocess.PIPE, stderr=open(tmp / "stretch.log", "w"),
+                             text=True)
+        procs.append(p)
+        m = re.search(r"http://([\d.]+):(\d+)", p.stdout.readline())
+        if not m:
+            sys.exit(f"{prog}: stretch serve did not start: "
+                     f"{(tmp / 'stretch.log').read_text()}")
+        servers["stretch"] = f"http://{m.group(1)}:{m.group(2)}"
+        # Ports: stretch's is free now; llama-server takes the next one up.
+        port = int(m.group(2)) + 1
+        try:
+            exe = llama_bin_dir(Path(llama_bin) if llama_bin else None) / "llama-server"
+        except ToolError as e:
+            sys.exit(f"{prog}: {e}")
+        p = subprocess.Popen([str(exe), "-m", str(peer), "--embedding", "--pooling", "mean",
+                              "-t", str(threads), "-tb", str(threads),
+                              "-c", str(max(8192, slots * 256)),
+                              "-b", "8192", "-ub", "8192", "-np", str(slots),
+                              "--port", str(port), "--host", "127.0.0.1"],
+                             stdout=subprocess.DEVNULL, stderr=open(tmp / "llama.log", "w"))
+        procs.append(p)
+        servers["llama.cpp"] = f"http://127.0.0.1:{port}"
+        print(f"{prog}: logs in {tmp}", flush=True)
+        wait_ready(servers["stretch"], procs[0], "stretch serve", tmp / "stretch.log")
+        wait_ready(servers["llama.cpp"], p, "llama-server", tmp / "llama.log")
+        yield servers
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def embed_all(url: str, model: str, texts: list[str], batch: int):
@@ -174,42 +233,8 @@ def main() -> int:
         sys.exit(f"bench_embeddings: {model}: not found (python3 tools/convert_minilm.py "
                  "writes it)")
     name = model.name.removesuffix(".gguf")
-    tmp = Path(tempfile.mkdtemp(prefix="bench_embeddings."))
-    peer = tmp / model.name
-    peer_gguf(model, peer)
-    (tmp / "manifests").mkdir()
-    servers = {}
-    procs = []
-    try:
-        p = subprocess.Popen([a.stretch, "serve", "--port", "0", "--manifests",
-                              str(tmp / "manifests"), "--threads", str(a.threads),
-                              "--embedding-model", str(model)],
-                             stdout=subprocess.PIPE, stderr=open(tmp / "stretch.log", "w"),
-                             text=True)
-        procs.append(p)
-        m = re.search(r"http://([\d.]+):(\d+)", p.stdout.readline())
-        if not m:
-            sys.exit(f"bench_embeddings: stretch serve did not start: "
-                     f"{(tmp / 'stretch.log').read_text()}")
-        servers["stretch"] = f"http://{m.group(1)}:{m.group(2)}"
-        # Ports: stretch's is free now; llama-server takes the next one up.
-        port = int(m.group(2)) + 1
-        try:
-            exe = llama_bin_dir(Path(a.llama_bin) if a.llama_bin else None) / "llama-server"
-        except ToolError as e:
-            sys.exit(f"bench_embeddings: {e}")
-        p = subprocess.Popen([str(exe), "-m", str(peer), "--embedding", "--pooling", "mean",
-                              "-t", str(a.threads), "-tb", str(a.threads), "-c", "8192",
-                              "-b", "8192", "-ub", "8192", "-np", str(a.batch),
-                              "--port", str(port),
-                              "--host", "127.0.0.1"],
-                             stdout=subprocess.DEVNULL, stderr=open(tmp / "llama.log", "w"))
-        procs.append(p)
-        servers["llama.cpp"] = f"http://127.0.0.1:{port}"
-        print(f"bench_embeddings: logs in {tmp}", flush=True)
-        wait_ready(servers["stretch"], procs[0], "stretch serve", tmp / "stretch.log")
-        wait_ready(servers["llama.cpp"], p, "llama-server", tmp / "llama.log")
-
+    with serve_pair(model, a.threads, a.batch, a.stretch, a.llama_bin, "bench_embeddings") \
+            as servers:
         rates = {k: [] for k in servers}
         crates = {k: [] for k in servers}
         vecs, tokens = {}, {}
@@ -243,13 +268,6 @@ def main() -> int:
             statistics.median(rates["llama.cpp"]),
             "lowest_cosine": min(cos), "tokens": tokens,
         }
-    finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
     print(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=2) + "\n")

@@ -5,7 +5,7 @@
  * first byte picks the path and the endpoint; the rest is the body (for
  * msgpack, framed first as the RPC listener frames it).
  *
- * The same branch as the small bodies (embeddings, tokenize, slot files)
+ * The same branch as the small bodies (embeddings, rerank, tokenize, slot files)
  * also reads the bytes as a model's answer for tool calls (from_answer).
  *
  * Oracles: a refusal always leaves a message (NUL-terminated, not empty,
@@ -170,6 +170,33 @@ static void from_embeddings(const uint8_t *body, size_t len)
         st_embed_request_free(&r);
     } else {
         check_refusal("embeddings body", msg);
+    }
+    free(copy);
+}
+
+/* /v1/rerank: what is accepted is a query and one document or more
+ * (texts[0] and the rest), none empty, and a top_n within them. */
+static void from_rerank(const uint8_t *body, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    char msg[MSG_SIZE];
+    memset(msg, POISON, sizeof msg);
+    const char *param = NULL;
+    st_embed_request r;
+    if (st_rerank_request_parse(copy, len, &r, msg, sizeof msg, &param)) {
+        if (!r.rerank || r.n < 2 || r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
+            st_fuzz_fail("rerank accepted with %zu texts", r.n);
+        for (size_t i = 0; i < r.n; i++)
+            if (!r.texts[i] || r.lens[i] == 0 || strlen(r.texts[i]) != r.lens[i])
+                st_fuzz_fail("rerank text %zu is empty or its length is wrong", i);
+        if (r.top_n < 1 || r.top_n > r.n - 1)
+            st_fuzz_fail("top_n %zu of %zu documents", r.top_n, r.n - 1);
+        if (r.dimensions != -1 || r.base64)
+            st_fuzz_fail("rerank accepted with an embeddings field set");
+        st_embed_request_free(&r);
+    } else {
+        check_refusal("rerank body", msg);
     }
     free(copy);
 }
@@ -374,6 +401,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* The other small bodies share the branch (the corpus keeps its
          * first bytes' meaning). */
         from_embeddings(data + 1, size - 1);
+        from_rerank(data + 1, size - 1);
         from_tokenize(data + 1, size - 1, false);
         from_tokenize(data + 1, size - 1, true);
         from_slot(data + 1, size - 1, true);

@@ -924,6 +924,116 @@ def test_embeddings_bad_requests_name_the_field(embed_server):
         s.client().embeddings.create(model="enc", input="")
 
 
+# -- /v1/rerank: documents ranked by a sentence encoder --------------------
+
+def cosine_order(enc: Path, query: str, docs: list) -> list:
+    """(index, cosine) best first, from `stretch embed`'s vectors in float64."""
+    np = pytest.importorskip("numpy")
+    q = np.float64(stretch_embed(enc, query)["embedding"])
+    scored = []
+    for i, d in enumerate(docs):
+        v = np.float64(stretch_embed(enc, d)["embedding"])
+        scored.append((i, float(q @ v / np.sqrt((q @ q) * (v @ v)))))
+    return sorted(scored, key=lambda p: (-p[1], p[0]))
+
+
+def test_rerank_orders_documents_by_their_vectors_cosine(embed_server):
+    s, enc = embed_server
+    query, docs = EMBED_TEXTS[0], EMBED_TEXTS[1:]
+    want = cosine_order(enc, query, docs)
+    assert len({round(v, 6) for _, v in want}) == len(docs)  # an order to test
+    n_tokens = sum(len(stretch_embed(enc, t)["ids"]) for t in EMBED_TEXTS)
+    # llama-server's four paths (vLLM's is /v1/rerank), Jina's shape.
+    for path in ("/v1/rerank", "/rerank", "/v1/reranking", "/reranking"):
+        status, _, body = s.request("POST", path, {"model": "enc", "query": query,
+                                                   "documents": docs})
+        assert status == 200, body
+        r = json.loads(body)
+        assert r["model"] == "enc" and r["object"] == "list"
+        assert r["usage"]["prompt_tokens"] == r["usage"]["total_tokens"] == n_tokens
+        assert [x["index"] for x in r["results"]] == [i for i, _ in want]
+        assert [x["relevance_score"] for x in r["results"]] == \
+            pytest.approx([v for _, v in want], rel=1e-9)
+        assert all("document" not in x for x in r["results"])
+    # top_n keeps the best; documents may be {"text"} objects; the texts
+    # come back when asked for.
+    status, _, body = s.request("POST", "/v1/rerank", {
+        "model": "minilm", "query": query, "top_n": 3, "return_documents": True,
+        "documents": [{"text": d} if i % 2 else d for i, d in enumerate(docs)]})
+    r = json.loads(body)
+    assert status == 200 and r["model"] == "minilm"
+    assert [(x["index"], x["document"]["text"]) for x in r["results"]] == \
+        [(i, docs[i]) for i, _ in want[:3]]
+    # A top_n past the documents gives them all.
+    r = json.loads(s.request("POST", "/v1/rerank", {"model": "enc", "query": query,
+                                                    "documents": docs[:2], "top_n": 9})[2])
+    assert len(r["results"]) == 2
+    # TEI's shape: "texts", a bare array, "score" and "text".
+    status, _, body = s.request("POST", "/rerank", {"model": "enc", "query": query,
+                                                    "texts": docs, "return_text": True})
+    r = json.loads(body)
+    assert status == 200 and isinstance(r, list)
+    assert [(x["index"], x["text"]) for x in r] == [(i, docs[i]) for i, _ in want]
+    assert [x["score"] for x in r] == pytest.approx([v for _, v in want], rel=1e-9)
+
+
+def test_rerank_bad_requests_name_the_field(embed_server):
+    s, _ = embed_server
+    ok = {"model": "enc", "query": "the cat", "documents": ["a dog", "cats"]}
+    cases = [
+        (b'{"query": ', 400, None, "not valid JSON"),
+        (b'["x"]', 400, None, "must be an object"),
+        ({**ok, "query": None}, 400, "query", "expected a string, found null"),
+        ({k: v for k, v in ok.items() if k != "query"}, 400, "query", "required"),
+        ({**ok, "query": ""}, 400, "query", "empty"),
+        ({**ok, "query": ["a"]}, 400, "query", "expected a string, found an array"),
+        ({k: v for k, v in ok.items() if k != "documents"}, 400, "documents", "required"),
+        ({**ok, "documents": "a dog"}, 400, "documents", "expected an array"),
+        ({**ok, "documents": []}, 400, "documents", "empty array"),
+        ({**ok, "documents": ["a", 7]}, 400, "documents", "documents[1]: expected a string"),
+        ({**ok, "documents": ["a", {"txt": "b"}]}, 400, "documents",
+         "documents[1]: expected a string or an object"),
+        ({**ok, "documents": ["a", ""]}, 400, "documents", "documents[1] is empty"),
+        ({**ok, "documents": ["a"] * 2048}, 400, "documents", "at most 2047"),
+        ({"model": "enc", "query": "x", "texts": [3]}, 400, "texts", "texts[0]: expected"),
+        ({**ok, "top_n": 0}, 400, "top_n", "positive integer"),
+        ({**ok, "top_n": "2"}, 400, "top_n", "positive integer"),
+        ({**ok, "return_documents": "yes"}, 400, "return_documents", "true or false"),
+        ({k: v for k, v in ok.items() if k != "model"}, 400, "model",
+         "this server has several sentence encoders"),
+        ({**ok, "model": 3}, 400, "model", "expected a string"),
+        ({**ok, "model": "nope"}, 404, "model", "does not exist"),
+        ({**ok, "model": "tiny"}, 400, "model", "generates text: /v1/rerank serves"),
+    ]
+    for body, status, param, text in cases:
+        got, _, err = error_of(s.request("POST", "/v1/rerank", body))
+        assert got == status, (body, err)
+        assert err["param"] == param and text in err["message"], (body, err)
+    assert s.request("GET", "/v1/rerank")[0] == 405
+    assert s.request("GET", "/rerank")[0] == 405
+
+
+def test_rerank_without_a_model_takes_the_only_encoder(models_dir, tmp_path):
+    enc = tmp_path / "enc.gguf"
+    subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(enc)], check=True)
+    s = Server(models_dir, "--embedding-model", f"only={enc}")
+    try:
+        status, _, body = s.request("POST", "/rerank", {"query": EMBED_TEXTS[0],
+                                                        "documents": EMBED_TEXTS[1:]})
+        r = json.loads(body)
+        assert status == 200 and r["model"] == "only"
+        assert [x["index"] for x in r["results"]] == \
+            [i for i, _ in cosine_order(enc, EMBED_TEXTS[0], EMBED_TEXTS[1:])]
+    finally:
+        assert s.stop() == 0
+    s = Server(models_dir)
+    try:
+        got, _, err = error_of(s.request("POST", "/rerank", {"query": "x", "documents": ["y"]}))
+        assert got == 400 and err["param"] == "model" and "no sentence encoders" in err["message"]
+    finally:
+        assert s.stop() == 0
+
+
 def test_an_embedding_model_that_cannot_serve_stops_the_start(models_dir, tmp_path):
     tiny = models_dir.parent / "tiny.gguf"
     enc = tmp_path / "enc.gguf"

@@ -1,5 +1,5 @@
 /*
- * tools/stretch/serve/embed_runner.c - /v1/embeddings: the sentence
+ * tools/stretch/serve/embed_runner.c - /v1/embeddings and /v1/rerank: the sentence
  * encoders given with --embedding-model, each owned by one thread that
  * answers its jobs in order (an encoder runs one batch at a time, on the
  * engine's threads, so a second thread per encoder would only queue).
@@ -171,7 +171,8 @@ static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t to
         }
     if (job->is_rpc)
         st_job_embeddings_rpc(job, vecs, n, e->dim, tokens);
-    else if (!respond(job, e, vecs, tokens)) {
+    else if (job->embed->rerank ? !st_rerank_respond(job, e->name, vecs, e->dim, tokens)
+                                : !respond(job, e, vecs, tokens)) {
         st_job_fail(job, 500, "out of memory", NULL);
         return;
     }

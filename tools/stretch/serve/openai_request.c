@@ -723,6 +723,113 @@ bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out,
     return ok;
 }
 
+/* -- /v1/rerank -- */
+
+/* The query into texts[0], then the documents: Jina's (and vLLM's) strings
+ * or {"text": ...} objects under `list` ("documents" or TEI's "texts"). */
+static bool parse_rerank_texts(json_t *root, const char *list, st_embed_request *r, char *msg,
+                               size_t size, const char **param)
+{
+    json_t *query = json_object_get(root, "query");
+    if (!query)
+        return fail(msg, size, param, "query", "'query' is required: the text the documents "
+                    "are ranked against");
+    if (!json_is_string(query))
+        return fail(msg, size, param, "query", "'query': expected a string, found %s",
+                    type_of(query));
+    if (json_string_length(query) == 0)
+        return fail(msg, size, param, "query", "'query' is empty: an empty text has no "
+                    "embedding to rank by");
+    json_t *docs = json_object_get(root, list);
+    if (!docs)
+        return fail(msg, size, param, list, "'%s' is required: an array of the texts to rank",
+                    list);
+    if (!json_is_array(docs))
+        return fail(msg, size, param, list, "'%s': expected an array of strings, found %s",
+                    list, type_of(docs));
+    size_t n = json_array_size(docs);
+    if (n == 0)
+        return fail(msg, size, param, list, "'%s' is an empty array: give at least one "
+                    "document", list);
+    if (n >= ST_SERVE_MAX_EMBED_INPUTS)
+        return fail(msg, size, param, list, "'%s' has %zu documents: at most %d a request",
+                    list, n, ST_SERVE_MAX_EMBED_INPUTS - 1);
+    r->texts = calloc(n + 1, sizeof *r->texts);
+    r->lens = calloc(n + 1, sizeof *r->lens);
+    if (!r->texts || !r->lens)
+        return fail(msg, size, param, NULL, "out of memory");
+    for (size_t i = 0; i <= n; i++) {
+        json_t *v = i ? json_array_get(docs, i - 1) : query;
+        if (json_is_object(v) && json_is_string(json_object_get(v, "text")))
+            v = json_object_get(v, "text");
+        else if (!json_is_string(v))
+            return fail(msg, size, param, list, "%s[%zu]: expected a string or an object "
+                        "with a string \"text\", found %s", list, i - 1, type_of(v));
+        if (json_string_length(v) == 0)
+            return fail(msg, size, param, list, "%s[%zu] is empty: an empty text has no "
+                        "embedding", list, i - 1);
+        if (!(r->texts[i] = strdup(json_string_value(v))))
+            return fail(msg, size, param, NULL, "out of memory");
+        r->lens[i] = json_string_length(v);
+        r->n = i + 1;
+    }
+    return true;
+}
+
+static bool parse_flag(json_t *root, const char *name, bool *out, char *msg, size_t size,
+                       const char **param)
+{
+    json_t *v = field(root, name);
+    if (v && !json_is_boolean(v))
+        return fail(msg, size, param, name, "'%s': expected true or false, found %s", name,
+                    type_of(v));
+    *out = v ? json_is_true(v) : false;
+    return true;
+}
+
+static bool parse_rerank_fields(json_t *root, st_embed_request *r, char *msg, size_t size,
+                                const char **param)
+{
+    r->rerank = true;
+    r->dimensions = -1;
+    if (field(root, "model") && !parse_model(root, &r->model, msg, size, param))
+        return false;
+    bool jina = json_object_get(root, "documents") != NULL;
+    r->tei = !jina && json_object_get(root, "texts") != NULL;
+    if (!parse_rerank_texts(root, r->tei ? "texts" : "documents", r, msg, size, param))
+        return false;
+    if (!parse_flag(root, r->tei ? "return_text" : "return_documents", &r->return_documents,
+                    msg, size, param))
+        return false;
+    r->top_n = r->n - 1;
+    json_t *top = field(root, "top_n");
+    if (top) {
+        if (!json_is_integer(top) || json_integer_value(top) < 1)
+            return fail(msg, size, param, "top_n", "'top_n': expected a positive integer "
+                        "(the results to return, best first)");
+        if ((uint64_t)json_integer_value(top) < r->top_n)
+            r->top_n = (size_t)json_integer_value(top);
+    }
+    return true;
+}
+
+bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                             size_t msg_size, const char **param)
+{
+    memset(out, 0, sizeof *out);
+    json_t *root = load_body(body, len, msg, msg_size, param);
+    if (!root)
+        return false;
+    bool ok = json_is_object(root)
+                  ? parse_rerank_fields(root, out, msg, msg_size, param)
+                  : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
+                         type_of(root));
+    json_decref(root);
+    if (!ok)
+        st_embed_request_free(out);
+    return ok;
+}
+
 void st_embed_request_free(st_embed_request *r)
 {
     for (size_t i = 0; r->texts && i < r->n; i++)

@@ -150,10 +150,25 @@ typedef struct st_embed_request {
     size_t n;
     bool base64;               /* encoding_format "base64": little-endian float32 */
     int64_t dimensions;        /* the length asked for, -1 when not given */
+    /* A /v1/rerank request (st_rerank_request_parse) instead: texts[0] is
+     * the query and texts[1..n-1] the documents, ranked by the cosine of
+     * their vectors to the query's. */
+    bool rerank;
+    bool tei;                  /* TEI's shape ("texts"): a bare array of {index, score} */
+    bool return_documents;     /* each result carries its text */
+    size_t top_n;              /* results kept, best first (at most the documents) */
 } st_embed_request;
 
 bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
                             size_t msg_size, const char **param);
 void st_embed_request_free(st_embed_request *r);
+
+/* POST /v1/rerank (and /rerank, /v1/reranking, /reranking), in the shape
+ * llama-server and vLLM take: Jina's {"model", "query", "documents" (strings
+ * or {"text"} objects), "top_n", "return_documents"}, or TEI's {"query",
+ * "texts", "return_text"}. "model" may be left out (out->model NULL): the
+ * server then uses its only sentence encoder. */
+bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                             size_t msg_size, const char **param);
 
 #endif

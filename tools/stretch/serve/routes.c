@@ -1,8 +1,8 @@
 /*
  * tools/stretch/serve/routes.c - what each request means: authentication,
  * the quick endpoints answered on the loop thread (/health, /metrics,
- * /v1/models), and the completion and embeddings endpoints, which are
- * checked here and queued for their model's runner or encoder.
+ * /v1/models), and the completion, embeddings and rerank endpoints,
+ * which are checked here and queued for their model's runner or encoder.
  */
 #include "server.h"
 #include "tool_pick.h"
@@ -326,31 +326,61 @@ static void slots(st_conn *c, const char *path, bool keep_alive)
     enqueue(c, job, keep_alive);
 }
 
-static void embeddings(st_conn *c, bool keep_alive)
+/* A rerank request that names no model takes the server's only encoder
+ * (llama-server's clients often leave it out); false, with the refusal in
+ * msg, when there is none or more than one to choose from. */
+static bool default_encoder(st_conn *c, st_embed_request *req, char *msg, size_t size)
+{
+    const char *only = st_embedder_name_at(c->srv, 0);
+    if (!only || st_embedder_name_at(c->srv, 1)) {
+        snprintf(msg, size, "'model' is required: this server has %s sentence encoders (GET "
+                 "/v1/models lists them)", only ? "several" : "no");
+        return false;
+    }
+    if (!(req->model = strdup(only))) {
+        snprintf(msg, size, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* POST /v1/embeddings, or /v1/rerank (rerank true): both run on a sentence
+ * encoder's thread. */
+static void encoder_request(st_conn *c, bool rerank, bool keep_alive)
 {
     st_embed_request *req = calloc(1, sizeof *req);
     char msg[512];
     const char *param = NULL;
+    const char *path = rerank ? "/v1/rerank" : "/v1/embeddings";
     if (!req) {
         st_conn_send_error(c, 500, "out of memory", NULL, false);
         return;
     }
-    if (!st_embed_request_parse(c->body, c->body_len, req, msg, sizeof msg, &param)) {
+    bool parsed = rerank ? st_rerank_request_parse(c->body, c->body_len, req, msg, sizeof msg,
+                                                   &param)
+                         : st_embed_request_parse(c->body, c->body_len, req, msg, sizeof msg,
+                                                  &param);
+    if (parsed && !req->model && !default_encoder(c, req, msg, sizeof msg)) {
+        st_embed_request_free(req);
+        parsed = false;
+        param = "model";
+    }
+    if (!parsed) {
         free(req);
         st_conn_send_error(c, 400, msg, param, keep_alive);
         return;
     }
     if (!st_embedder_exists(c->srv, req->model)) {
-        char *path = st_models_resolve(c->srv->cfg.manifests_dir, req->model);
-        int status = path ? 400 : 404;
-        if (path)
-            snprintf(msg, sizeof msg, "the model '%.200s' generates text: /v1/embeddings "
-                     "serves the sentence encoders given with 'stretch serve "
-                     "--embedding-model' (GET /v1/models lists them)", req->model);
+        char *manifest = st_models_resolve(c->srv->cfg.manifests_dir, req->model);
+        int status = manifest ? 400 : 404;
+        if (manifest)
+            snprintf(msg, sizeof msg, "the model '%.200s' generates text: %s serves the "
+                     "sentence encoders given with 'stretch serve --embedding-model' (GET "
+                     "/v1/models lists them)", req->model, path);
         else
             snprintf(msg, sizeof msg, "the model '%.200s' does not exist (GET /v1/models "
                      "lists the served ones)", req->model);
-        free(path);
+        free(manifest);
         st_embed_request_free(req);
         free(req);
         st_conn_send_error(c, status, msg, "model", keep_alive);
@@ -404,6 +434,8 @@ void st_route_request(st_conn *c)
         {"/metrics", false}, {"/v1/models", false},
         {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/embeddings", true},
         {"/tokenize", true}, {"/detokenize", true},
+        /* llama-server's four spellings of one endpoint (vLLM's is the third) */
+        {"/rerank", true}, {"/reranking", true}, {"/v1/rerank", true}, {"/v1/reranking", true},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -416,8 +448,8 @@ void st_route_request(st_conn *c)
             metrics(c, keep_alive);
         } else if (i == 1) {
             models(c, keep_alive);
-        } else if (i == 4) {
-            embeddings(c, keep_alive);
+        } else if (i == 4 || i >= 7) {
+            encoder_request(c, i >= 7, keep_alive);
         } else if (i >= 5) {
             tokenizer(c, i == 6, keep_alive);
         } else {

@@ -93,7 +93,8 @@ typedef struct st_job {
     uint32_t slot_id;
     char *slot_file;
     st_gen_request req;
-    st_embed_request *embed;   /* a /v1/embeddings job (embed_runner.c), else NULL */
+    st_embed_request *embed;   /* a /v1/embeddings or /v1/rerank job (embed_runner.c),
+                                  else NULL */
     bool keep_alive;
     bool keep_alive_asked;     /* the request's own (keep_alive is false for a stream) */
     char id[40];               /* "chatcmpl-..." / "cmpl-..." */
@@ -279,7 +280,7 @@ char *st_rpc_error_frame(uint32_t msgid, int code, const char *message, const ch
                          size_t *len);
 
 /* embed_runner.c: one thread per sentence encoder, answering
- * /v1/embeddings jobs in order. */
+ * /v1/embeddings and /v1/rerank jobs in order. */
 /* Open every --embedding-model (before the loop runs); false after
  * printing why one cannot be served. */
 bool st_embedders_open(st_server *srv);
@@ -294,6 +295,12 @@ bool st_embed_enqueue(st_server *srv, st_job *job);
 void st_embedders_list(const st_server *srv, void *json_array);
 /* Stop and join the encoders' threads and close the encoders. */
 void st_embedders_stop(st_server *srv);
+
+/* rerank_json.c: a /v1/rerank job's answer from its n vectors of dim (the
+ * query's first), named `model`; the job is done. False when out of memory
+ * (nothing written). */
+bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+                       size_t tokens);
 
 /* manifest_watch.c */
 void st_watch_start(st_server *srv);
