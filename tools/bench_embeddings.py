@@ -109,14 +109,14 @@ def wait_ready(url: str, proc: subprocess.Popen, name: str, log: Path) -> None:
 
 @contextlib.contextmanager
 def serve_pair(model: Path, threads: int, slots: int, stretch: str, llama_bin: str | None,
-               prog: str) -> Iterator[dict[str, str]]:
+               prog: str, stretch_args: list[str] | None = None) -> Iterator[dict[str, str]]:
     """`stretch serve --embedding-model MODEL` and a natively built
     `llama-server --embedding --pooling mean` on its peer copy, both ready:
     {"stretch": URL, "llama.cpp": URL}. llama-server gets `slots` slots (a
     power of two at least that) of
     at least 256 tokens each (a context of 8,192 at the least) and batches
     of 8,192 tokens, so a request of `slots` texts goes through together.
-    Both are stopped on leaving."""
+    stretch_args go to stretch serve. Both are stopped on leaving."""
     # llama-server 0.3.36 fails an assertion at start-up with 65 or 200
     # slots and starts with 64, 128 or 256: a power of two.
     slots = 1 << max(0, slots - 1).bit_length()
@@ -128,7 +128,7 @@ def serve_pair(model: Path, threads: int, slots: int, stretch: str, llama_bin: s
     try:
         p = subprocess.Popen([stretch, "serve", "--port", "0", "--manifests",
                               str(tmp / "manifests"), "--threads", str(threads),
-                              "--embedding-model", str(model)],
+                              "--embedding-model", str(model), *(stretch_args or [])],
                              stdout=subprocess.PIPE, stderr=open(tmp / "stretch.log", "w"),
                              text=True)
         procs.append(p)
@@ -233,8 +233,11 @@ def main() -> int:
         sys.exit(f"bench_embeddings: {model}: not found (python3 tools/convert_minilm.py "
                  "writes it)")
     name = model.name.removesuffix(".gguf")
-    with serve_pair(model, a.threads, a.batch, a.stretch, a.llama_bin, "bench_embeddings") \
-            as servers:
+    # Every rep sends the same texts: stretch's cache of recent vectors
+    # would answer all but the first from memory, so it is off here; this
+    # measures the encoder (tools/bench_rerank.py measures the cache).
+    with serve_pair(model, a.threads, a.batch, a.stretch, a.llama_bin, "bench_embeddings",
+                    ["--embedding-cache", "0"]) as servers:
         rates = {k: [] for k in servers}
         crates = {k: [] for k in servers}
         vecs, tokens = {}, {}

@@ -14,6 +14,12 @@ manifests/minilm.yaml`, which --eval checks), and the time per query,
 HTTP included (median, min, max over --reps, the servers alternating).
 
     python3 tools/bench_rerank.py --mtrb DATA/mtrb [--model GGUF] [--reps 5] [--eval]
+        [--embedding-cache MB]
+
+stretch keeps the documents' vectors between queries (serve's
+--embedding-cache, 64 MB by default), so after the first query of a
+subset only the query goes through the model; `--embedding-cache 0`
+measures it running every document every time, as llama-server does.
 """
 from __future__ import annotations
 
@@ -83,6 +89,9 @@ def main() -> int:
     ap.add_argument("--model", default=str(REPO / "models" / "all-MiniLM-L6-v2.gguf"))
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--embedding-cache", type=int, default=64, metavar="MB",
+                    help="stretch serve's --embedding-cache (0: every document through "
+                    "the model on every query, as llama-server does)")
     ap.add_argument("--eval", action="store_true", help="also run `stretch eval retrieval` "
                     "and exit 1 when /v1/rerank's numbers differ from it")
     ap.add_argument("--llama-bin", help="llama-server's directory (default: "
@@ -96,9 +105,14 @@ def main() -> int:
                  "writes it)")
     name = model.name.removesuffix(".gguf")
     data = {d: load(d, Path(a.mtrb) / d, False) for d in SUBSETS}
-    most = max(len(docs) for docs, _ in data.values()) + 1
-    res = {"model": str(model), "threads": a.threads, "reps": a.reps, "subsets": {}}
-    with serve_pair(model, a.threads, most, a.stretch, a.llama_bin, "bench_rerank") as servers:
+    # llama-server's slots: 32, as bench_embeddings.py gives it. With one
+    # slot a document (256) it took 1.8 s a MetaTool query here, with 32
+    # 0.97 s and with 64 1.04 s: its fastest.
+    slots = 32
+    res = {"model": str(model), "threads": a.threads, "reps": a.reps,
+           "embedding_cache_mb": a.embedding_cache, "subsets": {}}
+    with serve_pair(model, a.threads, slots, a.stretch, a.llama_bin, "bench_rerank",
+                    ["--embedding-cache", str(a.embedding_cache)]) as servers:
         kinds = {"stretch": StretchRerank, "llama.cpp": EmbedThenCosine}
         for dataset, (docs, queries) in data.items():
             times = {k: [] for k in servers}

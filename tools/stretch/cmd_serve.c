@@ -41,6 +41,9 @@ static void serve_usage(FILE *f)
             "                         GGUF, e.g. models/all-MiniLM-L6-v2.gguf) on\n"
             "                         /v1/embeddings, named NAME or by the file's stem;\n"
             "                         may be given several times\n"
+            "  --embedding-cache MB   each encoder keeps the vectors of the texts it saw\n"
+            "                         last, up to MB megabytes, and serves a text sent\n"
+            "                         again from there (default 64; 0: no cache)\n"
             "  --tool-retriever MANIFEST  choose which of a chat request's `tools` the model\n"
             "                         is shown: this strategy's retriever (bm25, embedding,\n"
             "                         hybrid; `rerank:` re-scores with its model) ranks\n"
@@ -60,7 +63,8 @@ static void serve_usage(FILE *f)
             "  --shutdown-timeout MS  on SIGINT/SIGTERM, let running requests finish this\n"
             "                         long, then cancel them (default 5000)\n\n"
             "  Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for\n"
-            "  server-sent events), POST /v1/embeddings, GET /v1/models, GET /health,\n"
+            "  server-sent events), POST /v1/embeddings, POST /v1/rerank, GET /v1/models,\n"
+            "  GET /health,\n"
             "  GET /metrics.\n");
 }
 
@@ -184,6 +188,10 @@ static int parse_args(int argc, char **argv, st_server_config *cfg, const char *
                 return -1;
             }
             cfg->embedding_models[cfg->n_embedding_models++] = argv[++i];
+        } else if (!strcmp(a, "--embedding-cache")) {
+            if ((v = st_cli_parse_range(a, next, 0, 1 << 20)) < 0) return -1;
+            cfg->embedding_cache_bytes = (size_t)v << 20;
+            i++;
         } else if (!strcmp(a, "--tool-retriever") && next) {
             cfg->tool_retriever = argv[++i];
         } else if (!strcmp(a, "--tool-top-k")) {
@@ -244,7 +252,7 @@ int st_cmd_serve(int argc, char **argv)
         .host = "127.0.0.1", .port = 8080, .manifests_dir = "manifests", .parallel = 0,
         .api_key = getenv("STRETCH_API_KEY"), .max_body = 1 << 20, .max_queue = 64,
         .header_timeout_ms = 10000, .shutdown_timeout_ms = 5000, .tool_top_k = 8,
-        .tool_text_names = true,
+        .tool_text_names = true, .embedding_cache_bytes = (size_t)64 << 20,
     };
     const char *rpc = NULL;
     const char *encoders[ST_SERVE_MAX_ENCODERS];

@@ -1105,12 +1105,11 @@ def test_concurrent_embeddings_share_batches_and_each_equals_its_solo_vector(emb
     np = pytest.importorskip("numpy")
     from concurrent.futures import ThreadPoolExecutor
     s, enc = embed_server
-    want = {t: np.float32(stretch_embed(enc, t)["embedding"]) for t in EMBED_TEXTS}
-    batches = lambda: int(re.search(r"^stretch_embedding_batches_total (\d+)$",
-                                    s.request("GET", "/metrics")[2].decode(), re.M).group(1))
-    before = batches()
-    asks = [[EMBED_TEXTS[(i + k) % len(EMBED_TEXTS)] for k in range(1 + i % 3)]
-            for i in range(64)]
+    # Texts no other test sent: the encoder's cache holds none of them.
+    texts = [t + " (together)" for t in EMBED_TEXTS]
+    want = {t: np.float32(stretch_embed(enc, t)["embedding"]) for t in texts}
+    before = metric(s, "stretch_embedding_batches_total")
+    asks = [[texts[(i + k) % len(texts)] for k in range(1 + i % 3)] for i in range(64)]
 
     def ask(texts):
         return s.client().embeddings.create(model="enc", input=texts, encoding_format="float")
@@ -1121,8 +1120,59 @@ def test_concurrent_embeddings_share_batches_and_each_equals_its_solo_vector(emb
         assert [d.index for d in r.data] == list(range(len(texts)))
         for t, d in zip(texts, r.data):
             assert np.array_equal(np.float32(d.embedding), want[t]), t
-    # Never more batches than requests (fewer when they waited together).
-    assert 0 < batches() - before <= len(asks)
+    # Never more batches than requests (fewer when they waited together,
+    # or when the cache held their texts).
+    assert 0 < metric(s, "stretch_embedding_batches_total") - before <= len(asks)
+
+
+def metric(s, name: str) -> int:
+    return int(re.search(rf"^{name} (\d+)$", s.request("GET", "/metrics")[2].decode(),
+                         re.M).group(1))
+
+
+def test_a_text_sent_again_comes_from_the_encoders_cache(embed_server):
+    np = pytest.importorskip("numpy")
+    s, enc = embed_server
+    texts = [t + " (again)" for t in EMBED_TEXTS]
+    want = [np.float32(stretch_embed(enc, t)["embedding"]) for t in texts]
+    c = s.client()
+    hits, batches = (metric(s, "stretch_embedding_cache_hits_total"),
+                     metric(s, "stretch_embedding_batches_total"))
+    first = c.embeddings.create(model="enc", input=texts, encoding_format="float")
+    assert metric(s, "stretch_embedding_cache_hits_total") == hits
+    assert metric(s, "stretch_embedding_batches_total") == batches + 1
+    # Again, in another order and with one new text: the new one alone
+    # goes through the model; every vector and the token count are the same.
+    again = c.embeddings.create(model="enc", input=texts[::-1] + ["a new one"],
+                                encoding_format="float")
+    assert metric(s, "stretch_embedding_cache_hits_total") == hits + len(texts)
+    assert metric(s, "stretch_embedding_batches_total") == batches + 2
+    for d, w in zip(again.data, want[::-1]):
+        assert np.array_equal(np.float32(d.embedding), w)
+    assert again.usage.prompt_tokens == first.usage.prompt_tokens + \
+        len(stretch_embed(enc, "a new one")["ids"])
+    # A rerank of the same texts takes every vector from the cache.
+    status, _, body = s.request("POST", "/v1/rerank", {"model": "enc", "query": texts[0],
+                                                       "documents": texts[1:]})
+    assert status == 200
+    assert metric(s, "stretch_embedding_cache_hits_total") == hits + 2 * len(texts)
+    assert metric(s, "stretch_embedding_batches_total") == batches + 2
+    # Each encoder has its own cache: "minilm" has not seen them.
+    c.embeddings.create(model="minilm", input=texts[:1])
+    assert metric(s, "stretch_embedding_batches_total") == batches + 3
+
+
+def test_no_embedding_cache_runs_every_text(models_dir, tmp_path):
+    enc = tmp_path / "enc.gguf"
+    subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(enc)], check=True)
+    s = Server(models_dir, "--embedding-model", str(enc), "--embedding-cache", "0")
+    try:
+        for _ in range(2):
+            s.client().embeddings.create(model="enc", input=EMBED_TEXTS)
+        assert metric(s, "stretch_embedding_cache_hits_total") == 0
+        assert metric(s, "stretch_embedding_batches_total") == 2
+    finally:
+        assert s.stop() == 0
 
 
 # -- structured outputs: response_format and grammar ----------------------

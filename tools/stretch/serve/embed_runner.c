@@ -9,6 +9,7 @@
  * sentence encoder stops the start-up with a message naming it, instead
  * of failing every request later.
  */
+#include "embed_cache.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -30,6 +31,7 @@ typedef struct st_embedder {
     char *path;
     st_encoder *enc;
     uint32_t dim;
+    st_embed_cache *cache;     /* the recent vectors by text; NULL: none */
     int64_t created;           /* the file's mtime, for /v1/models */
     uv_thread_t thread;
     bool started;
@@ -180,19 +182,45 @@ static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t to
     atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
 }
 
-/* texts[n] (n <= EMBED_BATCH) through the encoder in one batch; the
- * tokens of each in n_tokens. */
+/* texts[n] (n <= EMBED_BATCH) into vecs and their tokens into n_tokens:
+ * what the cache holds from there, the rest through the encoder in one
+ * batch, then kept. */
 static st_status embed_batch(st_embedder *e, size_t n, const char *const *texts,
                              const size_t *lens, float *vecs, size_t *n_tokens, st_error *err)
 {
-    int32_t *ids[EMBED_BATCH];
+    const char *miss_texts[EMBED_BATCH];
+    size_t miss_lens[EMBED_BATCH], miss_at[EMBED_BATCH], miss_tokens[EMBED_BATCH], n_miss = 0;
     memset(err, 0, sizeof *err);
-    st_status st = st_encoder_embed_batch(e->enc, n, texts, lens, vecs, ids, n_tokens, err);
+    for (size_t k = 0; k < n; k++)
+        if (!st_embed_cache_get(e->cache, texts[k], lens[k], vecs + k * e->dim, &n_tokens[k])) {
+            miss_texts[n_miss] = texts[k];
+            miss_lens[n_miss] = lens[k];
+            miss_at[n_miss++] = k;
+        }
+    atomic_fetch_add(&e->srv->metrics.embedding_cache_hits, n - n_miss);
+    if (n_miss == 0)
+        return ST_OK;
+    float *got = n_miss == n ? vecs : malloc(n_miss * e->dim * sizeof *got);
+    if (!got) {
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return ST_E_NOMEM;
+    }
+    int32_t *ids[EMBED_BATCH];
+    st_status st = st_encoder_embed_batch(e->enc, n_miss, miss_texts, miss_lens, got, ids,
+                                          miss_tokens, err);
     if (st == ST_OK) {
         atomic_fetch_add(&e->srv->metrics.embedding_batches, 1);
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < n_miss; k++) {
             st_free(ids[k]);
+            const float *v = got + k * e->dim;
+            if (got != vecs)
+                memcpy(vecs + miss_at[k] * e->dim, v, e->dim * sizeof *v);
+            n_tokens[miss_at[k]] = miss_tokens[k];
+            st_embed_cache_put(e->cache, miss_texts[k], miss_lens[k], v, miss_tokens[k]);
+        }
     }
+    if (got != vecs)
+        free(got);
     return st;
 }
 
@@ -305,6 +333,7 @@ static void embedder_main(void *arg)
 
 static void embedder_free(st_embedder *e)
 {
+    st_embed_cache_free(e->cache);
     st_encoder_close(e->enc);
     free(e->name);
     free(e->path);
@@ -363,6 +392,8 @@ static bool open_one(st_server *srv, const char *spec)
         return false;
     }
     e->dim = st_encoder_dim(e->enc);
+    /* Without memory for it the encoder serves all the same, uncached. */
+    e->cache = st_embed_cache_new(srv->cfg.embedding_cache_bytes, e->dim);
     struct stat st;
     e->created = stat(e->path, &st) == 0 ? (int64_t)st.st_mtime : 0;
     if (uv_cond_init(&e->wake) != 0) {

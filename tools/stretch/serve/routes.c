@@ -128,13 +128,18 @@ static void metrics(st_conn *c, bool keep_alive)
         "# HELP stretch_time_to_first_token_seconds Mean time from queueing to the first token.\n"
         "# TYPE stretch_time_to_first_token_seconds gauge\n"
         "stretch_time_to_first_token_seconds %.6f\n"
-        "# HELP stretch_embedded_texts_total Texts embedded on /v1/embeddings.\n"
+        "# HELP stretch_embedded_texts_total Texts embedded on /v1/embeddings and "
+        "/v1/rerank.\n"
         "# TYPE stretch_embedded_texts_total counter\nstretch_embedded_texts_total %llu\n"
         "# HELP stretch_embedded_tokens_total Tokens of the texts embedded.\n"
         "# TYPE stretch_embedded_tokens_total counter\nstretch_embedded_tokens_total %llu\n"
         "# HELP stretch_embedding_batches_total Batches the sentence encoders ran.\n"
         "# TYPE stretch_embedding_batches_total counter\n"
         "stretch_embedding_batches_total %llu\n"
+        "# HELP stretch_embedding_cache_hits_total Texts whose vector came from the "
+        "encoder's cache (--embedding-cache).\n"
+        "# TYPE stretch_embedding_cache_hits_total counter\n"
+        "stretch_embedding_cache_hits_total %llu\n"
         "# HELP stretch_queue_length Requests waiting for a sequence.\n"
         "# TYPE stretch_queue_length gauge\nstretch_queue_length %u\n"
         "# HELP stretch_requests_running Requests generating now.\n"
@@ -153,7 +158,8 @@ static void metrics(st_conn *c, bool keep_alive)
         done ? atomic_load(&m->ttft_us) / 1e6 / (double)done : 0.0,
         (unsigned long long)atomic_load(&m->embedded_texts),
         (unsigned long long)atomic_load(&m->embedded_tokens),
-        (unsigned long long)atomic_load(&m->embedding_batches), queued, running, refilling);
+        (unsigned long long)atomic_load(&m->embedding_batches),
+        (unsigned long long)atomic_load(&m->embedding_cache_hits), queued, running, refilling);
     send_body(c, 200, "text/plain; version=0.0.4", body, (size_t)n, keep_alive);
 }
 

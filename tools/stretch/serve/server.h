@@ -49,6 +49,9 @@ typedef struct st_server_config {
      * (named by the file's stem). */
     const char **embedding_models;
     uint32_t n_embedding_models;
+    /* Each encoder's cache of recent vectors by text (embed_cache.h), in
+     * bytes; 0: none. */
+    size_t embedding_cache_bytes;
     /* Function calling: the strategy manifest whose retriever chooses the
      * tools a chat request's model is shown (NULL: all of them), how many
      * (a request's tool_top_k overrides), found by name and description
@@ -148,6 +151,7 @@ typedef struct st_server_metrics {
     atomic_uint_fast64_t requests, errors, prompt_tokens, generated_tokens;
     atomic_uint_fast64_t decode_us, prefill_us, ttft_us, completions;
     atomic_uint_fast64_t embedded_texts, embedded_tokens, embedding_batches;
+    atomic_uint_fast64_t embedding_cache_hits;
     atomic_uint_fast64_t cached_prompt_tokens; /* taken from a sequence's cache */
     atomic_uint_fast64_t retrieval_queries;    /* lookups of retrieval-augmented prompts */
     atomic_uint_fast64_t tool_retrievals;      /* requests whose tools --tool-retriever chose */
