@@ -151,52 +151,35 @@ static void from_http(const uint8_t *body, size_t len, bool chat)
     free(copy);
 }
 
-static void from_embeddings(const uint8_t *body, size_t len)
+/* /v1/embeddings (rerank false): at most ST_SERVE_MAX_EMBED_INPUTS
+ * non-empty texts with a model. /v1/rerank: a query and one document or
+ * more (texts[0] and the rest), none empty, a top_n within them, and no
+ * model only where the server is to choose it. */
+static void from_encoder_body(const uint8_t *body, size_t len, bool rerank)
 {
     char *copy = malloc(len ? len : 1);
     memcpy(copy, body, len);
     char msg[MSG_SIZE];
     memset(msg, POISON, sizeof msg);
     const char *param = NULL;
+    const char *what = rerank ? "rerank" : "embeddings";
     st_embed_request r;
-    if (st_embed_request_parse(copy, len, &r, msg, sizeof msg, &param)) {
-        if (!r.model || r.n == 0 || r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
-            st_fuzz_fail("embeddings accepted with %zu texts or no model", r.n);
+    bool ok = rerank ? st_rerank_request_parse(copy, len, &r, msg, sizeof msg, &param)
+                     : st_embed_request_parse(copy, len, &r, msg, sizeof msg, &param);
+    if (ok) {
+        if ((!rerank && !r.model) || r.rerank != rerank || r.n < (rerank ? 2u : 1u) ||
+            r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
+            st_fuzz_fail("%s accepted with %zu texts or no model", what, r.n);
         for (size_t i = 0; i < r.n; i++)
             if (!r.texts[i] || r.lens[i] == 0 || strlen(r.texts[i]) != r.lens[i])
-                st_fuzz_fail("embeddings text %zu is empty or its length is wrong", i);
-        if (r.dimensions != -1 && r.dimensions < 1)
+                st_fuzz_fail("%s text %zu is empty or its length is wrong", what, i);
+        if (r.dimensions != -1 && (rerank || r.dimensions < 1))
             st_fuzz_fail("dimensions %lld accepted", (long long)r.dimensions);
+        if (rerank && (r.top_n < 1 || r.top_n > r.n - 1 || r.base64))
+            st_fuzz_fail("top_n %zu of %zu documents, or base64", r.top_n, r.n - 1);
         st_embed_request_free(&r);
     } else {
-        check_refusal("embeddings body", msg);
-    }
-    free(copy);
-}
-
-/* /v1/rerank: what is accepted is a query and one document or more
- * (texts[0] and the rest), none empty, and a top_n within them. */
-static void from_rerank(const uint8_t *body, size_t len)
-{
-    char *copy = malloc(len ? len : 1);
-    memcpy(copy, body, len);
-    char msg[MSG_SIZE];
-    memset(msg, POISON, sizeof msg);
-    const char *param = NULL;
-    st_embed_request r;
-    if (st_rerank_request_parse(copy, len, &r, msg, sizeof msg, &param)) {
-        if (!r.rerank || r.n < 2 || r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
-            st_fuzz_fail("rerank accepted with %zu texts", r.n);
-        for (size_t i = 0; i < r.n; i++)
-            if (!r.texts[i] || r.lens[i] == 0 || strlen(r.texts[i]) != r.lens[i])
-                st_fuzz_fail("rerank text %zu is empty or its length is wrong", i);
-        if (r.top_n < 1 || r.top_n > r.n - 1)
-            st_fuzz_fail("top_n %zu of %zu documents", r.top_n, r.n - 1);
-        if (r.dimensions != -1 || r.base64)
-            st_fuzz_fail("rerank accepted with an embeddings field set");
-        st_embed_request_free(&r);
-    } else {
-        check_refusal("rerank body", msg);
+        check_refusal(rerank ? "rerank body" : "embeddings body", msg);
     }
     free(copy);
 }
@@ -400,8 +383,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         /* The other small bodies share the branch (the corpus keeps its
          * first bytes' meaning). */
-        from_embeddings(data + 1, size - 1);
-        from_rerank(data + 1, size - 1);
+        from_encoder_body(data + 1, size - 1, false);
+        from_encoder_body(data + 1, size - 1, true);
         from_tokenize(data + 1, size - 1, false);
         from_tokenize(data + 1, size - 1, true);
         from_slot(data + 1, size - 1, true);

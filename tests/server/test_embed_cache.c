@@ -58,7 +58,7 @@ Test(embed_cache, the_least_recently_used_leave_first_within_the_bound)
     size_t one = st_embed_cache_bytes(probe);
     st_embed_cache_free(probe);
     st_embed_cache *c = st_embed_cache_new(4 * one, DIM);
-    char text[8];
+    char text[24];
     for (int i = 0; i < 4; i++) {
         snprintf(text, sizeof text, "text %02d", i);
         vec_of(i, v);

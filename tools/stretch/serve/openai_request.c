@@ -706,21 +706,33 @@ static bool parse_embed_fields(json_t *root, st_embed_request *r, char *msg, siz
     return true;
 }
 
-bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
-                            size_t msg_size, const char **param)
+typedef bool (*encoder_fields_fn)(json_t *root, st_embed_request *r, char *msg, size_t size,
+                                  const char **param);
+
+/* An encoder request's body (embeddings or rerank): a JSON object whose
+ * fields `read` takes; on a refusal nothing is left allocated in out. */
+static bool parse_encoder_body(const char *body, size_t len, encoder_fields_fn read,
+                               st_embed_request *out, char *msg, size_t msg_size,
+                               const char **param)
 {
     memset(out, 0, sizeof *out);
     json_t *root = load_body(body, len, msg, msg_size, param);
     if (!root)
         return false;
     bool ok = json_is_object(root)
-                  ? parse_embed_fields(root, out, msg, msg_size, param)
+                  ? read(root, out, msg, msg_size, param)
                   : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
                          type_of(root));
     json_decref(root);
     if (!ok)
         st_embed_request_free(out);
     return ok;
+}
+
+bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                            size_t msg_size, const char **param)
+{
+    return parse_encoder_body(body, len, parse_embed_fields, out, msg, msg_size, param);
 }
 
 /* -- /v1/rerank -- */
@@ -816,18 +828,7 @@ static bool parse_rerank_fields(json_t *root, st_embed_request *r, char *msg, si
 bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
                              size_t msg_size, const char **param)
 {
-    memset(out, 0, sizeof *out);
-    json_t *root = load_body(body, len, msg, msg_size, param);
-    if (!root)
-        return false;
-    bool ok = json_is_object(root)
-                  ? parse_rerank_fields(root, out, msg, msg_size, param)
-                  : fail(msg, msg_size, param, NULL, "the request must be an object, found %s",
-                         type_of(root));
-    json_decref(root);
-    if (!ok)
-        st_embed_request_free(out);
-    return ok;
+    return parse_encoder_body(body, len, parse_rerank_fields, out, msg, msg_size, param);
 }
 
 void st_embed_request_free(st_embed_request *r)
