@@ -55,3 +55,24 @@ def test_a_file_that_is_not_an_encoder_is_refused_by_name(model, tmp_path):
     with pytest.raises(stretch.Error) as e:
         stretch.Encoder(tmp_path / "missing.gguf")
     assert "missing.gguf" in str(e.value)
+
+
+def test_rank_orders_documents_by_cosine(bert):
+    docs = ["the dogs playing!", "naive cafe, a b c", "\u732b", "the cat sat on the mat", "cats"]
+    want = [np.float64(cli_embed(bert, t)["embedding"]) for t in ["the cat sat.", *docs]]
+    q = want[0]
+    cos = [float(q @ v / np.sqrt((q @ q) * (v @ v))) for v in want[1:]]
+    with stretch.Encoder(bert, threads=2) as enc:
+        got = enc.rank("the cat sat.", docs)
+        assert [i for i, _ in got] == sorted(range(len(docs)), key=lambda i: (-cos[i], i))
+        assert [s for _, s in got] == pytest.approx(sorted(cos, reverse=True), abs=1e-12)
+        assert enc.rank("the cat sat.", docs, top_n=2) == got[:2]
+        assert enc.rank("the cat sat.", docs, top_n=99) == got
+        # Equal documents tie, and keep their order.
+        tied = enc.rank("x", ["same", "other", "same"])
+        assert [i for i, _ in tied].index(0) < [i for i, _ in tied].index(2)
+        with pytest.raises(ValueError):
+            enc.rank("x", docs, top_n=0)
+        with pytest.raises(TypeError):
+            enc.rank("x", "one string")
+        assert enc.rank("x", []) == []
