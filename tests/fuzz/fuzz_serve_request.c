@@ -5,8 +5,9 @@
  * first byte picks the path and the endpoint; the rest is the body (for
  * msgpack, framed first as the RPC listener frames it).
  *
- * The same branch as the small bodies (embeddings, rerank, tokenize, slot files)
- * also reads the bytes as a model's answer for tool calls (from_answer).
+ * The same branch as the small bodies (embeddings, rerank, score, tokenize,
+ * slot files) also reads the bytes as a model's answer for tool calls
+ * (from_answer).
  *
  * Oracles: a refusal always leaves a message (NUL-terminated, not empty,
  * in a buffer poisoned before the call: a path that forgot to write one
@@ -151,35 +152,46 @@ static void from_http(const uint8_t *body, size_t len, bool chat)
     free(copy);
 }
 
-/* /v1/embeddings (rerank false): at most ST_SERVE_MAX_EMBED_INPUTS
- * non-empty texts with a model. /v1/rerank: a query and one document or
- * more (texts[0] and the rest), none empty, a top_n within them, and no
- * model only where the server is to choose it. */
-static void from_encoder_body(const uint8_t *body, size_t len, bool rerank)
+/* /v1/embeddings: at most ST_SERVE_MAX_EMBED_INPUTS non-empty texts with
+ * a model. /v1/rerank: a query and one document or more (texts[0] and
+ * the rest), a top_n within them. /v1/score: text_1 and text_2, one text
+ * against a list or two lists of one length. None empty; rerank and score
+ * may leave the model to the server. */
+static void from_encoder_body(const uint8_t *body, size_t len, int task)
 {
+    static const char *const what[] = {"embeddings", "rerank", "score"};
     char *copy = malloc(len ? len : 1);
     memcpy(copy, body, len);
     char msg[MSG_SIZE];
     memset(msg, POISON, sizeof msg);
     const char *param = NULL;
-    const char *what = rerank ? "rerank" : "embeddings";
     st_embed_request r;
-    bool ok = rerank ? st_rerank_request_parse(copy, len, &r, msg, sizeof msg, &param)
-                     : st_embed_request_parse(copy, len, &r, msg, sizeof msg, &param);
+    bool ok = task == ST_ENCODE_RERANK  ? st_rerank_request_parse(copy, len, &r, msg, sizeof msg,
+                                                                  &param)
+              : task == ST_ENCODE_SCORE ? st_score_request_parse(copy, len, &r, msg, sizeof msg,
+                                                                 &param)
+                                        : st_embed_request_parse(copy, len, &r, msg, sizeof msg,
+                                                                 &param);
     if (ok) {
-        if ((!rerank && !r.model) || r.rerank != rerank || r.n < (rerank ? 2u : 1u) ||
-            r.n > ST_SERVE_MAX_EMBED_INPUTS || !r.texts || !r.lens)
-            st_fuzz_fail("%s accepted with %zu texts or no model", what, r.n);
+        if ((task == ST_ENCODE_VECTORS && !r.model) || (int)r.task != task ||
+            r.n < (task == ST_ENCODE_VECTORS ? 1u : 2u) || r.n > ST_SERVE_MAX_EMBED_INPUTS ||
+            !r.texts || !r.lens)
+            st_fuzz_fail("%s accepted with %zu texts or no model", what[task], r.n);
         for (size_t i = 0; i < r.n; i++)
             if (!r.texts[i] || r.lens[i] == 0 || strlen(r.texts[i]) != r.lens[i])
-                st_fuzz_fail("%s text %zu is empty or its length is wrong", what, i);
-        if (r.dimensions != -1 && (rerank || r.dimensions < 1))
+                st_fuzz_fail("%s text %zu is empty or its length is wrong", what[task], i);
+        if (r.dimensions != -1 && (task != ST_ENCODE_VECTORS || r.dimensions < 1))
             st_fuzz_fail("dimensions %lld accepted", (long long)r.dimensions);
-        if (rerank && (r.top_n < 1 || r.top_n > r.n - 1 || r.base64))
+        if (task == ST_ENCODE_RERANK && (r.top_n < 1 || r.top_n > r.n - 1 || r.base64))
             st_fuzz_fail("top_n %zu of %zu documents, or base64", r.top_n, r.n - 1);
+        size_t second = r.n - r.n_first;
+        if (task == ST_ENCODE_SCORE &&
+            (r.n_first < 1 || second < 1 ||
+             (r.n_first > 1 && second > 1 && r.n_first != second)))
+            st_fuzz_fail("score accepted with %zu and %zu texts", r.n_first, second);
         st_embed_request_free(&r);
     } else {
-        check_refusal(rerank ? "rerank body" : "embeddings body", msg);
+        check_refusal(what[task], msg);
     }
     free(copy);
 }
@@ -383,8 +395,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         /* The other small bodies share the branch (the corpus keeps its
          * first bytes' meaning). */
-        from_encoder_body(data + 1, size - 1, false);
-        from_encoder_body(data + 1, size - 1, true);
+        from_encoder_body(data + 1, size - 1, ST_ENCODE_VECTORS);
+        from_encoder_body(data + 1, size - 1, ST_ENCODE_RERANK);
+        from_encoder_body(data + 1, size - 1, ST_ENCODE_SCORE);
         from_tokenize(data + 1, size - 1, false);
         from_tokenize(data + 1, size - 1, true);
         from_slot(data + 1, size - 1, true);

@@ -63,9 +63,8 @@ static void serve_usage(FILE *f)
             "  --shutdown-timeout MS  on SIGINT/SIGTERM, let running requests finish this\n"
             "                         long, then cancel them (default 5000)\n\n"
             "  Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for\n"
-            "  server-sent events), POST /v1/embeddings, POST /v1/rerank, GET /v1/models,\n"
-            "  GET /health,\n"
-            "  GET /metrics.\n");
+            "  server-sent events), POST /v1/embeddings, POST /v1/rerank, POST /v1/score,\n"
+            "  GET /v1/models, GET /health, GET /metrics.\n");
 }
 
 static void on_wake(uv_async_t *a)

@@ -1013,6 +1013,54 @@ def test_rerank_bad_requests_name_the_field(embed_server):
     assert s.request("GET", "/rerank")[0] == 405
 
 
+def test_score_gives_each_pairs_cosine(embed_server):
+    np = pytest.importorskip("numpy")
+    s, enc = embed_server
+    vec = {t: np.float64(stretch_embed(enc, t)["embedding"]) for t in EMBED_TEXTS}
+    cos = lambda a, b: float(vec[a] @ vec[b] / np.sqrt((vec[a] @ vec[a]) * (vec[b] @ vec[b])))
+    a, rest = EMBED_TEXTS[0], EMBED_TEXTS[1:]
+    cases = [
+        ({"text_1": a, "text_2": rest[0]}, [cos(a, rest[0])]),                   # 1:1
+        ({"text_1": a, "text_2": rest}, [cos(a, b) for b in rest]),              # 1:N
+        ({"text_1": [a], "text_2": rest}, [cos(a, b) for b in rest]),
+        ({"text_1": rest, "text_2": a}, [cos(b, a) for b in rest]),              # N:1
+        ({"text_1": rest[:3], "text_2": rest[2:5]},                              # N:N
+         [cos(x, y) for x, y in zip(rest[:3], rest[2:5])]),
+    ]
+    for path in ("/v1/score", "/score"):
+        for body, want in cases:
+            status, _, raw = s.request("POST", path, {"model": "enc", **body})
+            assert status == 200, raw
+            r = json.loads(raw)
+            assert r["object"] == "list" and r["model"] == "enc"
+            assert r["id"].startswith("score-") and isinstance(r["created"], int)
+            assert [d["index"] for d in r["data"]] == list(range(len(want))), body
+            assert all(d["object"] == "score" for d in r["data"])
+            assert [d["score"] for d in r["data"]] == pytest.approx(want, rel=1e-9), body
+            side = lambda v: [v] if isinstance(v, str) else list(v)
+            texts = side(body["text_1"]) + side(body["text_2"])
+            assert r["usage"]["prompt_tokens"] == sum(len(stretch_embed(enc, t)["ids"])
+                                                      for t in texts)
+    bad = [
+        ({"text_2": "x"}, "text_1", "required"),
+        ({"text_1": "x"}, "text_2", "required"),
+        ({"text_1": 3, "text_2": "x"}, "text_1", "expected a string or an array"),
+        ({"text_1": [], "text_2": "x"}, "text_1", "empty array"),
+        ({"text_1": "", "text_2": "x"}, "text_1", "'text_1' is empty"),
+        ({"text_1": "x", "text_2": ["y", ""]}, "text_2", "text_2[1] is empty"),
+        ({"text_1": "x", "text_2": ["y", 4]}, "text_2", "text_2[1]: expected a string"),
+        ({"text_1": ["a", "b"], "text_2": ["c", "d", "e"]}, "text_2",
+         "'text_1' has 2 texts and 'text_2' 3"),
+        ({"text_1": ["a"] * 1024, "text_2": ["b"] * 1025}, "text_2", "at most 2048"),
+        ({"model": "tiny", "text_1": "x", "text_2": "y"}, "model",
+         "generates text: /v1/score serves"),
+    ]
+    for body, param, text in bad:
+        got, _, err = error_of(s.request("POST", "/v1/score", {"model": "enc", **body}))
+        assert got == 400 and err["param"] == param and text in err["message"], (body, err)
+    assert s.request("GET", "/v1/score")[0] == 405
+
+
 def test_rerank_without_a_model_takes_the_only_encoder(models_dir, tmp_path):
     enc = tmp_path / "enc.gguf"
     subprocess.run([str(tool("st-gen-tiny-model")), "--bert", "--out", str(enc)], check=True)

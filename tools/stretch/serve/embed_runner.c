@@ -1,8 +1,9 @@
 /*
- * tools/stretch/serve/embed_runner.c - /v1/embeddings and /v1/rerank: the sentence
- * encoders given with --embedding-model, each owned by one thread that
- * answers its jobs in order (an encoder runs one batch at a time, on the
- * engine's threads, so a second thread per encoder would only queue).
+ * tools/stretch/serve/embed_runner.c - /v1/embeddings, /v1/rerank and
+ * /v1/score: the sentence encoders given with --embedding-model, each
+ * owned by one thread that answers its jobs in order (an encoder runs one
+ * batch at a time, on the engine's threads, so a second thread per
+ * encoder would only queue).
  * Requests that wait together share a batch: many clients sending a text
  * each cost one pass through the model, not one each.
  * The encoders open before the server listens: a file that is not a
@@ -173,8 +174,11 @@ static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t to
         }
     if (job->is_rpc)
         st_job_embeddings_rpc(job, vecs, n, e->dim, tokens);
-    else if (job->embed->rerank ? !st_rerank_respond(job, e->name, vecs, e->dim, tokens)
-                                : !respond(job, e, vecs, tokens)) {
+    else if (job->embed->task == ST_ENCODE_RERANK
+                 ? !st_rerank_respond(job, e->name, vecs, e->dim, tokens)
+             : job->embed->task == ST_ENCODE_SCORE
+                 ? !st_score_respond(job, e->name, vecs, e->dim, tokens)
+                 : !respond(job, e, vecs, tokens)) {
         st_job_fail(job, 500, "out of memory", NULL);
         return;
     }

@@ -802,7 +802,7 @@ static bool parse_flag(json_t *root, const char *name, bool *out, char *msg, siz
 static bool parse_rerank_fields(json_t *root, st_embed_request *r, char *msg, size_t size,
                                 const char **param)
 {
-    r->rerank = true;
+    r->task = ST_ENCODE_RERANK;
     r->dimensions = -1;
     if (field(root, "model") && !parse_model(root, &r->model, msg, size, param))
         return false;
@@ -829,6 +829,79 @@ bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out
                              size_t msg_size, const char **param)
 {
     return parse_encoder_body(body, len, parse_rerank_fields, out, msg, msg_size, param);
+}
+
+/* -- /v1/score -- */
+
+/* `name`'s texts (a string or a non-empty list of them) appended to r. */
+static bool parse_score_side(json_t *root, const char *name, st_embed_request *r, char *msg,
+                             size_t size, const char **param)
+{
+    json_t *v = json_object_get(root, name);
+    if (!v)
+        return fail(msg, size, param, name, "'%s' is required: a string or an array of "
+                    "strings", name);
+    bool one = json_is_string(v);
+    if (!one && !json_is_array(v))
+        return fail(msg, size, param, name, "'%s': expected a string or an array of strings, "
+                    "found %s", name, type_of(v));
+    size_t n = one ? 1 : json_array_size(v);
+    if (n == 0)
+        return fail(msg, size, param, name, "'%s' is an empty array: give at least one text",
+                    name);
+    if (r->n + n > ST_SERVE_MAX_EMBED_INPUTS)
+        return fail(msg, size, param, name, "'text_1' and 'text_2' have %zu texts: at most "
+                    "%d a request", r->n + n, ST_SERVE_MAX_EMBED_INPUTS);
+    char **texts = realloc(r->texts, (r->n + n) * sizeof *texts);
+    if (texts)
+        r->texts = texts;
+    size_t *lens = texts ? realloc(r->lens, (r->n + n) * sizeof *lens) : NULL;
+    if (lens)
+        r->lens = lens;
+    if (!texts || !lens)
+        return fail(msg, size, param, NULL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = one ? v : json_array_get(v, i);
+        if (!json_is_string(t))
+            return fail(msg, size, param, name, "%s[%zu]: expected a string, found %s", name,
+                        i, type_of(t));
+        if (json_string_length(t) == 0 && one)
+            return fail(msg, size, param, name, "'%s' is empty: an empty text has no "
+                        "embedding", name);
+        if (json_string_length(t) == 0)
+            return fail(msg, size, param, name, "%s[%zu] is empty: an empty text has no "
+                        "embedding", name, i);
+        if (!(r->texts[r->n] = strdup(json_string_value(t))))
+            return fail(msg, size, param, NULL, "out of memory");
+        r->lens[r->n++] = json_string_length(t);
+    }
+    return true;
+}
+
+static bool parse_score_fields(json_t *root, st_embed_request *r, char *msg, size_t size,
+                               const char **param)
+{
+    r->task = ST_ENCODE_SCORE;
+    r->dimensions = -1;
+    if (field(root, "model") && !parse_model(root, &r->model, msg, size, param))
+        return false;
+    if (!parse_score_side(root, "text_1", r, msg, size, param))
+        return false;
+    r->n_first = r->n;
+    if (!parse_score_side(root, "text_2", r, msg, size, param))
+        return false;
+    size_t n_second = r->n - r->n_first;
+    if (r->n_first > 1 && n_second > 1 && r->n_first != n_second)
+        return fail(msg, size, param, "text_2", "'text_1' has %zu texts and 'text_2' %zu: "
+                    "give one text against a list, or two lists of one length", r->n_first,
+                    n_second);
+    return true;
+}
+
+bool st_score_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                            size_t msg_size, const char **param)
+{
+    return parse_encoder_body(body, len, parse_score_fields, out, msg, msg_size, param);
 }
 
 void st_embed_request_free(st_embed_request *r)

@@ -150,13 +150,16 @@ typedef struct st_embed_request {
     size_t n;
     bool base64;               /* encoding_format "base64": little-endian float32 */
     int64_t dimensions;        /* the length asked for, -1 when not given */
-    /* A /v1/rerank request (st_rerank_request_parse) instead: texts[0] is
-     * the query and texts[1..n-1] the documents, ranked by the cosine of
-     * their vectors to the query's. */
-    bool rerank;
-    bool tei;                  /* TEI's shape ("texts"): a bare array of {index, score} */
-    bool return_documents;     /* each result carries its text */
-    size_t top_n;              /* results kept, best first (at most the documents) */
+    /* What the vectors are for: /v1/embeddings answers them; /v1/rerank
+     * (st_rerank_request_parse) ranks texts[1..n-1], the documents, by the
+     * cosine of their vectors to texts[0]'s, the query's; /v1/score
+     * (st_score_request_parse) gives the cosine of each pair of
+     * texts[0..n_first-1] (text_1) and texts[n_first..n-1] (text_2). */
+    enum { ST_ENCODE_VECTORS, ST_ENCODE_RERANK, ST_ENCODE_SCORE } task;
+    bool tei;                  /* rerank in TEI's shape ("texts"): a bare array */
+    bool return_documents;     /* rerank: each result carries its text */
+    size_t top_n;              /* rerank: results kept, best first (at most the documents) */
+    size_t n_first;            /* score: how many texts text_1 has (1 or n - n_first) */
 } st_embed_request;
 
 bool st_embed_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
@@ -170,5 +173,11 @@ void st_embed_request_free(st_embed_request *r);
  * server then uses its only sentence encoder. */
 bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
                              size_t msg_size, const char **param);
+
+/* POST /v1/score (vLLM's): {"model", "text_1", "text_2"}, each a string or
+ * a non-empty list of strings: one text against each of a list, or two
+ * lists of one length pair by pair. "model" may be left out as above. */
+bool st_score_request_parse(const char *body, size_t len, st_embed_request *out, char *msg,
+                            size_t msg_size, const char **param);
 
 #endif

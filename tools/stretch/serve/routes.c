@@ -1,8 +1,9 @@
 /*
  * tools/stretch/serve/routes.c - what each request means: authentication,
  * the quick endpoints answered on the loop thread (/health, /metrics,
- * /v1/models), and the completion, embeddings and rerank endpoints,
- * which are checked here and queued for their model's runner or encoder.
+ * /v1/models), and the completion, embeddings, rerank and score
+ * endpoints, which are checked here and queued for their model's runner
+ * or encoder.
  */
 #include "server.h"
 #include "tool_pick.h"
@@ -332,9 +333,9 @@ static void slots(st_conn *c, const char *path, bool keep_alive)
     enqueue(c, job, keep_alive);
 }
 
-/* A rerank request that names no model takes the server's only encoder
- * (llama-server's clients often leave it out); false, with the refusal in
- * msg, when there is none or more than one to choose from. */
+/* A rerank or score request that names no model takes the server's only
+ * encoder (llama-server's clients often leave it out); false, with the
+ * refusal in msg, when there is none or more than one to choose from. */
 static bool default_encoder(st_conn *c, st_embed_request *req, char *msg, size_t size)
 {
     const char *only = st_embedder_name_at(c->srv, 0);
@@ -350,22 +351,25 @@ static bool default_encoder(st_conn *c, st_embed_request *req, char *msg, size_t
     return true;
 }
 
-/* POST /v1/embeddings, or /v1/rerank (rerank true): both run on a sentence
- * encoder's thread. */
-static void encoder_request(st_conn *c, bool rerank, bool keep_alive)
+/* POST /v1/embeddings, /v1/rerank or /v1/score (task: ST_ENCODE_*): all
+ * run on a sentence encoder's thread. */
+static void encoder_request(st_conn *c, int task, bool keep_alive)
 {
     st_embed_request *req = calloc(1, sizeof *req);
     char msg[512];
     const char *param = NULL;
-    const char *path = rerank ? "/v1/rerank" : "/v1/embeddings";
+    const char *path = task == ST_ENCODE_RERANK  ? "/v1/rerank"
+                       : task == ST_ENCODE_SCORE ? "/v1/score"
+                                                 : "/v1/embeddings";
     if (!req) {
         st_conn_send_error(c, 500, "out of memory", NULL, false);
         return;
     }
-    bool parsed = rerank ? st_rerank_request_parse(c->body, c->body_len, req, msg, sizeof msg,
-                                                   &param)
-                         : st_embed_request_parse(c->body, c->body_len, req, msg, sizeof msg,
-                                                  &param);
+    bool (*parse)(const char *, size_t, st_embed_request *, char *, size_t, const char **) =
+        task == ST_ENCODE_RERANK  ? st_rerank_request_parse
+        : task == ST_ENCODE_SCORE ? st_score_request_parse
+                                  : st_embed_request_parse;
+    bool parsed = parse(c->body, c->body_len, req, msg, sizeof msg, &param);
     if (parsed && !req->model && !default_encoder(c, req, msg, sizeof msg)) {
         st_embed_request_free(req);
         parsed = false;
@@ -442,6 +446,7 @@ void st_route_request(st_conn *c)
         {"/tokenize", true}, {"/detokenize", true},
         /* llama-server's four spellings of one endpoint (vLLM's is the third) */
         {"/rerank", true}, {"/reranking", true}, {"/v1/rerank", true}, {"/v1/reranking", true},
+        {"/v1/score", true}, {"/score", true}, /* vLLM's */
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -455,7 +460,9 @@ void st_route_request(st_conn *c)
         } else if (i == 1) {
             models(c, keep_alive);
         } else if (i == 4 || i >= 7) {
-            encoder_request(c, i >= 7, keep_alive);
+            encoder_request(c, i >= 11 ? ST_ENCODE_SCORE
+                               : i >= 7 ? ST_ENCODE_RERANK
+                                        : ST_ENCODE_VECTORS, keep_alive);
         } else if (i >= 5) {
             tokenizer(c, i == 6, keep_alive);
         } else {

@@ -300,11 +300,14 @@ void st_embedders_list(const st_server *srv, void *json_array);
 /* Stop and join the encoders' threads and close the encoders. */
 void st_embedders_stop(st_server *srv);
 
-/* rerank_json.c: a /v1/rerank job's answer from its n vectors of dim (the
- * query's first), named `model`; the job is done. False when out of memory
- * (nothing written). */
+/* similarity_json.c: a /v1/rerank job's answer from its n vectors of dim
+ * (the query's first), named `model`; the job is done. False when out of
+ * memory (nothing written). */
 bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                        size_t tokens);
+/* The same for a /v1/score job (text_1's vectors, then text_2's). */
+bool st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+                      size_t tokens);
 
 /* manifest_watch.c */
 void st_watch_start(st_server *srv);

@@ -1,7 +1,8 @@
 /*
- * tools/stretch/serve/rerank_json.c - the answer to POST /v1/rerank: the
- * documents ranked by the cosine of their sentence vectors to the query's,
- * best first, in Jina's shape (what llama-server and vLLM answer) or TEI's.
+ * tools/stretch/serve/similarity_json.c - the answers to POST /v1/rerank
+ * and POST /v1/score: cosines of a sentence encoder's vectors. Rerank
+ * gives the documents best first, in Jina's shape (what llama-server and
+ * vLLM answer) or TEI's; score gives each pair's cosine in vLLM's shape.
  * A bi-encoder's score is that cosine, in [-1, 1]; a cross-encoder's (what
  * llama-server reranks with) is another scale, so clients compare scores
  * within one answer, never across models.
@@ -10,6 +11,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +59,18 @@ static json_t *result(const st_embed_request *q, const ranked *r)
     return o;
 }
 
+/* root (NULL: out of memory) as the job's whole answer; root is taken. */
+static bool respond(st_job *job, json_t *root)
+{
+    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!body)
+        return false;
+    st_job_respond_json(job, body, strlen(body));
+    free(body);
+    return true;
+}
+
 bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                        size_t tokens)
 {
@@ -80,11 +94,34 @@ bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32
                          "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens",
                          (json_int_t)tokens, "results", results);
     json_decref(results);
-    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (!body)
-        return false;
-    st_job_respond_json(job, body, strlen(body));
-    free(body);
-    return true;
+    return respond(job, root);
+}
+
+bool st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+                      size_t tokens)
+{
+    const st_embed_request *q = job->embed;
+    size_t n_first = q->n_first, n_second = q->n - q->n_first;
+    size_t pairs = n_first > n_second ? n_first : n_second;
+    json_t *data = json_array();
+    for (size_t i = 0; data && i < pairs; i++) {
+        /* A single text on either side stands against each of the other's. */
+        const float *a = vecs + (n_first == 1 ? 0 : i) * dim;
+        const float *b = vecs + (n_first + (n_second == 1 ? 0 : i)) * dim;
+        if (json_array_append_new(data, json_pack("{s:I, s:s, s:f}", "index", (json_int_t)i,
+                                                  "object", "score", "score",
+                                                  cosine(a, b, dim))) != 0) {
+            json_decref(data);
+            data = NULL;
+        }
+    }
+    const char *dash = strchr(job->id, '-');
+    char id[48];
+    snprintf(id, sizeof id, "score-%s", dash ? dash + 1 : job->id);
+    json_t *root = data ? json_pack("{s:s, s:s, s:I, s:s, s:o, s:{s:I, s:I}}", "id", id,
+                                    "object", "list", "created", (json_int_t)job->created,
+                                    "model", model, "data", data, "usage", "prompt_tokens",
+                                    (json_int_t)tokens, "total_tokens", (json_int_t)tokens)
+                        : NULL;
+    return respond(job, root);
 }
