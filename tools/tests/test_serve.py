@@ -2189,6 +2189,48 @@ def test_tokenize_and_detokenize(server, models_dir):
     assert status == 405
 
 
+def test_apply_template_gives_the_prompt_a_chat_runs(server):
+    def post(path, body):
+        status, _, raw = server.request("POST", path, body)
+        return status, json.loads(raw)
+
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "The capital of France is"}]
+    status, t = post("/apply-template", {"model": "tiny", "messages": messages,
+                                         "stream": True, "n": 3})
+    assert status == 200 and set(t) == {"prompt"}, t
+    assert t["prompt"].startswith("<|im_start|>system\nBe brief.<|im_end|>")
+    assert t["prompt"].endswith("<|im_start|>assistant\n")
+    # Tokenized as a text completion's prompt, it is the chat's prompt: the
+    # same tokens, and the same answer.
+    status, ids = post("/tokenize", {"model": "tiny", "prompt": t["prompt"],
+                                     "add_special_tokens": False})
+    chat = server.client().chat.completions.create(model="tiny", messages=messages,
+                                                   max_tokens=6)
+    assert ids["count"] == chat.usage.prompt_tokens
+    status, text = post("/v1/completions", {"model": "tiny", "prompt": ids["tokens"],
+                                            "max_tokens": 6})
+    assert text["choices"][0]["text"] == chat.choices[0].message.content
+    # A forced call's prompt shows the tools and ends inside the call's tag
+    # (367 tokens: past the tiny model's context, which does not stop it
+    # being shown).
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    status, f = post("/apply-template", {"model": "tiny", "messages": messages[1:],
+                                         "tools": tools, "tool_choice": "required"})
+    assert status == 200 and "get_weather" in f["prompt"], f
+    assert f["prompt"].endswith("<|im_start|>assistant\n<tool_call>\n")
+    cases = [
+        ({"model": "tiny"}, 400, "messages"),
+        ({"model": "nope", "messages": messages}, 404, "model"),
+        ({"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, 400, "messages"),
+    ]
+    for body, code, param in cases:
+        status, err = post("/apply-template", body)
+        assert status == code and err["error"]["param"] == param, (body, err)
+    assert server.request("GET", "/apply-template")[0] == 405
+
+
 # -- several answers: a list of prompts, n ----------------------------------
 
 def test_n_answers_each_as_its_own_seed_gives(server):

@@ -1049,6 +1049,8 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         snprintf(msg, msg_size, "token %zu is %d, outside the vocabulary of model '%.100s' "
                  "(%u tokens)", bad_id, r->run_ids[bad_id], req->model, info.n_vocab);
         *status = 400;
+    } else if (job->template_only) {
+        /* /apply-template shows the prompt, which need not fit to be seen */
     } else if (r->n_ids >= info.n_ctx) {
         snprintf(msg, msg_size, "the prompt is %zu tokens, and model '%.100s' has a context "
                  "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
@@ -1280,6 +1282,24 @@ bool st_job_prepare(st_job *job, st_engine *e)
     }
     job->n_choices = n;
     return true;
+}
+
+void st_job_template(st_job *job, st_engine *e)
+{
+    job->req.n = 1;
+    if (!st_job_prepare(job, e))
+        return; /* refused: the answer is written */
+    st_job_run *r = st_job_next_run(job);
+    char *text = NULL;
+    size_t len = 0;
+    st_error err;
+    memset(&err, 0, sizeof err);
+    if (st_engine_detokenize(e, r->run_ids, r->n_ids, &text, &len, &err) == ST_OK)
+        st_job_detokenized(job, text, len);
+    else
+        st_job_fail(job, 500, err.message, NULL);
+    st_free(text);
+    st_job_run_free(r);
 }
 
 st_job_run *st_job_next_run(st_job *job)

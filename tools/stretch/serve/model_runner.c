@@ -297,6 +297,8 @@ static void admit(st_runner *r, uint32_t running)
             tokenizer_job(r, job);
         } else if (job->slot_action) {
             slot_job(r, job);
+        } else if (job->template_only) {
+            st_job_template(job, r->engine);
         } else {
             prepared = st_job_prepare(job, r->engine);
         }

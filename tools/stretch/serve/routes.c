@@ -216,7 +216,10 @@ static void tools_picked(st_job *job)
     enqueue(c, job, job->keep_alive_asked);
 }
 
-static void completion(st_conn *c, bool chat, bool keep_alive)
+/* POST /v1/chat/completions (chat), /v1/completions, or /apply-template
+ * (template_only: a chat request whose prompt is answered as text, not
+ * run; its tools are chosen as the chat's would be). */
+static void completion(st_conn *c, bool chat, bool template_only, bool keep_alive)
 {
     st_gen_request req;
     char msg[512];
@@ -225,7 +228,12 @@ static void completion(st_conn *c, bool chat, bool keep_alive)
         st_conn_send_error(c, 400, msg, param, keep_alive);
         return;
     }
-    st_job *job = model_job(c, &req, "completions", keep_alive);
+    if (template_only)
+        req.stream = false; /* the answer is one object */
+    st_job *job = model_job(c, &req, template_only ? "/apply-template" : "completions",
+                            keep_alive);
+    if (job)
+        job->template_only = template_only;
     if (job && st_tool_pick_start(job, tools_picked)) {
         c->job = job; /* the client leaving detaches it meanwhile */
         return;
@@ -447,6 +455,7 @@ void st_route_request(st_conn *c)
         /* llama-server's four spellings of one endpoint (vLLM's is the third) */
         {"/rerank", true}, {"/reranking", true}, {"/v1/rerank", true}, {"/v1/reranking", true},
         {"/v1/score", true}, {"/score", true}, /* vLLM's */
+        {"/apply-template", true},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -459,6 +468,8 @@ void st_route_request(st_conn *c)
             metrics(c, keep_alive);
         } else if (i == 1) {
             models(c, keep_alive);
+        } else if (i == 13) {
+            completion(c, true, true, keep_alive);
         } else if (i == 4 || i >= 7) {
             encoder_request(c, i >= 11 ? ST_ENCODE_SCORE
                                : i >= 7 ? ST_ENCODE_RERANK
@@ -466,7 +477,7 @@ void st_route_request(st_conn *c)
         } else if (i >= 5) {
             tokenizer(c, i == 6, keep_alive);
         } else {
-            completion(c, i == 2, keep_alive);
+            completion(c, i == 2, false, keep_alive);
         }
         return;
     }

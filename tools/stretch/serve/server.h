@@ -90,6 +90,7 @@ typedef struct st_job {
     bool tokenize_special;
     bool tokenize_bos;         /* /tokenize: the BOS a text completion gets */
     bool detokenize_only;      /* /detokenize: req.prompt_ids as text */
+    bool template_only;        /* /apply-template: the chat's prompt as text */
     /* POST /slots/ID: save, restore or erase sequence slot_id's cached
      * prompt (slot_file: the file's path in --slot-save-path, owned). */
     int slot_action;           /* ST_SLOT_*; 0: not a slot job */
@@ -321,6 +322,10 @@ st_job *st_job_new_embed(st_server *srv, st_conn *conn, st_embed_request *req, b
 /* Loop thread: a queued job joins the server's list of live jobs. */
 void st_jobs_track(st_server *srv, st_job *job);
 void st_job_free(st_job *job);
+/* POST /apply-template (llama-server's): the prompt the job's chat request
+ * would run, prepared as it would be (retrieval, the tools shown, a forced
+ * call's opening tag) and answered as text, {"prompt"}; the job is done. */
+void st_job_template(st_job *job, st_engine *e);
 /* A tokenize-only job's answer (msgpack-RPC); the job is done. */
 /* A tokenize job's answer: msgpack-RPC's ids, or /tokenize's JSON (with the
  * model's context). */
