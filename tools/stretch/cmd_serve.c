@@ -64,8 +64,8 @@ static void serve_usage(FILE *f)
             "                         long, then cancel them (default 5000)\n\n"
             "  Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: true for\n"
             "  server-sent events), POST /v1/embeddings, POST /v1/rerank, POST /v1/score,\n"
-            "  POST /apply-template, POST /tokenize, POST /detokenize, GET /v1/models,\n"
-            "  GET /health, GET /metrics.\n");
+            "  POST /apply-template, POST /tokenize, POST /detokenize, GET /props,\n"
+            "  GET /v1/models, GET /health, GET /metrics.\n");
 }
 
 static void on_wake(uv_async_t *a)

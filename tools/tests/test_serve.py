@@ -2231,6 +2231,36 @@ def test_apply_template_gives_the_prompt_a_chat_runs(server):
     assert server.request("GET", "/apply-template")[0] == 405
 
 
+def test_props_describes_a_model(server, models_dir, tmp_path):
+    status, _, raw = server.request("GET", "/props?model=tiny")
+    p = json.loads(raw)
+    assert status == 200, p
+    assert p["model"] == "tiny" and p["total_slots"] == 2  # --parallel 2
+    assert p["default_generation_settings"]["n_ctx"] == 128 and p["n_ctx_train"] == 256
+    assert p["model_path"] == str(models_dir.parent / "tiny.gguf")
+    assert p["modalities"] == {"vision": False, "audio": False}
+    assert p["strategy"]["samplers"] == ["greedy"] and p["strategy"]["attention"] == "dense"
+    assert p["strategy"]["kv_type"] == "f16" and p["strategy"]["retriever"] is None
+    info = server.request("GET", "/props?model=sampled")[2]
+    assert json.loads(info)["strategy"]["samplers"] == ["temperature", "dist"]
+    for path, code in [("/props", 400), ("/props?model=nope", 404),
+                       ("/props?model=..%2Fetc", 404)]:
+        status, _, raw = server.request("GET", path)
+        err = json.loads(raw)["error"]
+        assert status == code and err["param"] == "model", (path, err)
+    assert server.request("POST", "/props?model=tiny")[0] == 405
+    # A server of one model needs no ?model=.
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "only.yaml").write_text((models_dir / "tiny.yaml").read_text())
+    s = Server(one)
+    try:
+        status, _, raw = s.request("GET", "/props")
+        assert status == 200 and json.loads(raw)["model"] == "only"
+    finally:
+        assert s.stop() == 0
+
+
 # -- several answers: a list of prompts, n ----------------------------------
 
 def test_n_answers_each_as_its_own_seed_gives(server):

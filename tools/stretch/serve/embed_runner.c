@@ -174,11 +174,11 @@ static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t to
         }
     if (job->is_rpc)
         st_job_embeddings_rpc(job, vecs, n, e->dim, tokens);
-    else if (job->embed->task == ST_ENCODE_RERANK
-                 ? !st_rerank_respond(job, e->name, vecs, e->dim, tokens)
-             : job->embed->task == ST_ENCODE_SCORE
-                 ? !st_score_respond(job, e->name, vecs, e->dim, tokens)
-                 : !respond(job, e, vecs, tokens)) {
+    else if (job->embed->task == ST_ENCODE_RERANK)
+        st_rerank_respond(job, e->name, vecs, e->dim, tokens);
+    else if (job->embed->task == ST_ENCODE_SCORE)
+        st_score_respond(job, e->name, vecs, e->dim, tokens);
+    else if (!respond(job, e, vecs, tokens)) {
         st_job_fail(job, 500, "out of memory", NULL);
         return;
     }

@@ -216,8 +216,9 @@ static void rpc_result(st_job *job, const char *text, size_t len, const char *fi
     emit_frame(job, &sb);
 }
 
-static void respond_json_value(st_job *job, json_t *v)
+void st_job_respond_value(st_job *job, void *value)
 {
+    json_t *v = value;
     char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     if (!body) {
@@ -234,7 +235,7 @@ void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx)
         json_t *a = json_array();
         for (size_t i = 0; a && i < n; i++)
             json_array_append_new(a, json_integer(ids[i]));
-        respond_json_value(job, a ? json_pack("{s:o, s:I, s:I}", "tokens", a, "count",
+        st_job_respond_value(job, a ? json_pack("{s:o, s:I, s:I}", "tokens", a, "count",
                                               (json_int_t)n, "max_model_len",
                                               (json_int_t)n_ctx)
                                   : NULL);
@@ -260,7 +261,7 @@ size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab)
 
 void st_job_detokenized(st_job *job, const char *text, size_t len)
 {
-    respond_json_value(job, json_pack("{s:o}", "prompt", json_clean(text, len)));
+    st_job_respond_value(job, json_pack("{s:o}", "prompt", json_clean(text, len)));
 }
 
 void st_job_respond_json(st_job *job, const char *body, size_t len)

@@ -8,6 +8,7 @@
  * changed, once no request runs on the old one.
  */
 #include "server.h"
+#include "utf8_text.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -191,6 +192,50 @@ static void tokenizer_job(st_runner *r, st_job *job)
     st_free(ids);
 }
 
+/* A token's piece as JSON text (made valid UTF-8), or null for -1. */
+static json_t *piece_json(st_engine *e, int32_t id)
+{
+    const char *bytes = NULL;
+    size_t len = 0;
+    st_error err;
+    memset(&err, 0, sizeof err);
+    if (id < 0 || st_engine_token_piece(e, id, &bytes, &len, &err) != ST_OK)
+        return json_null();
+    char *text = st_utf8_clean_dup(bytes, len);
+    json_t *v = text ? json_stringn(text, len) : NULL;
+    free(text);
+    return v;
+}
+
+/* GET /props (llama-server's): what a client needs to know of the model
+ * before it sends a request, in llama-server's fields where it has them
+ * (the context, the slots, the special tokens), and the strategy. */
+static void props_job(st_runner *r, st_job *job)
+{
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(r->engine, &info);
+    json_t *samplers = json_array();
+    for (uint32_t i = 0; samplers && i < info.n_samplers; i++)
+        json_array_append_new(samplers, json_string(info.sampler_names[i]));
+    const char *const *k = info.plugin_names;
+    json_t *strategy = json_pack(
+        "{s:s?, s:s?, s:s?, s:s?, s:o?, s:s?, s:b, s:s?, s:i}", "tokenizer",
+        k[ST_KIND_TOKENIZER - 1], "posenc", k[ST_KIND_POSENC - 1], "attention",
+        k[ST_KIND_ATTENTION - 1], "retriever", k[ST_KIND_RETRIEVER - 1], "samplers", samplers,
+        "kv_type", info.kv_type, "prefix_cache", info.prefix_cache, "backend", info.backend,
+        "threads", (int)info.n_threads);
+    json_t *root = json_pack(
+        "{s:s, s:s?, s:i, s:{s:i}, s:i, s:i, s:o?, s:o?, s:o?, s:{s:b, s:b}, s:s, s:i, s:o?}",
+        "model", job->req.model, "model_path", info.model_path, "total_slots",
+        (int)r->parallel, "default_generation_settings", "n_ctx", (int)info.n_ctx,
+        "n_ctx_train", (int)info.n_ctx_train, "n_vocab", (int)info.n_vocab, "bos_token",
+        piece_json(r->engine, info.bos), "eos_token", piece_json(r->engine, info.eos),
+        "eot_token", piece_json(r->engine, info.eot), "modalities", "vision", false, "audio",
+        false, "build_info", st_version(), "abi", (int)st_abi_version(), "strategy",
+        strategy);
+    st_job_respond_value(job, root);
+}
+
 /* POST /slots/ID: save, restore or erase sequence ID's cached prompt,
  * answered as llama-server answers (its id_slot, counts and timings). */
 static void slot_job(st_runner *r, st_job *job)
@@ -299,6 +344,8 @@ static void admit(st_runner *r, uint32_t running)
             slot_job(r, job);
         } else if (job->template_only) {
             st_job_template(job, r->engine);
+        } else if (job->props_only) {
+            props_job(r, job);
         } else {
             prepared = st_job_prepare(job, r->engine);
         }

@@ -287,6 +287,38 @@ static bool query_value(const char *url, const char *key, char *out, size_t cap)
 /* POST /slots/ID?action=save|restore|erase: llama-server's slot files. A
  * slot is one of a model's sequences (0 .. parallel - 1); its runner does
  * the work when the sequence is free. */
+/* GET /props[?model=NAME] (llama-server's): a model's context, slots,
+ * special tokens and strategy, from its runner (which opens the engine).
+ * Without ?model= the server's only manifest is meant. */
+static void props(st_conn *c, bool keep_alive)
+{
+    char name[256], msg[512];
+    if (!query_value(c->url, "model", name, sizeof name)) {
+        size_t n = 0;
+        char **stems = st_models_list(c->srv->cfg.manifests_dir, &n);
+        if (n == 1)
+            snprintf(name, sizeof name, "%s", stems[0]);
+        st_models_free(stems, n);
+        if (n != 1) {
+            snprintf(msg, sizeof msg, "this server has %zu models: name one, GET "
+                     "/props?model=NAME (GET /v1/models lists them)", n);
+            st_conn_send_error(c, 400, msg, "model", keep_alive);
+            return;
+        }
+    }
+    st_gen_request req;
+    memset(&req, 0, sizeof req);
+    if (!(req.model = strdup(name))) {
+        st_conn_send_error(c, 500, "out of memory", NULL, false);
+        return;
+    }
+    st_job *job = model_job(c, &req, "GET /props", keep_alive);
+    if (!job)
+        return;
+    job->props_only = true;
+    enqueue(c, job, keep_alive);
+}
+
 static void slots(st_conn *c, const char *path, bool keep_alive)
 {
     char msg[512], action[16] = "";
@@ -455,7 +487,7 @@ void st_route_request(st_conn *c)
         /* llama-server's four spellings of one endpoint (vLLM's is the third) */
         {"/rerank", true}, {"/reranking", true}, {"/v1/rerank", true}, {"/v1/reranking", true},
         {"/v1/score", true}, {"/score", true}, /* vLLM's */
-        {"/apply-template", true},
+        {"/apply-template", true}, {"/props", false},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -470,6 +502,8 @@ void st_route_request(st_conn *c)
             models(c, keep_alive);
         } else if (i == 13) {
             completion(c, true, true, keep_alive);
+        } else if (i == 14) {
+            props(c, keep_alive);
         } else if (i == 4 || i >= 7) {
             encoder_request(c, i >= 11 ? ST_ENCODE_SCORE
                                : i >= 7 ? ST_ENCODE_RERANK

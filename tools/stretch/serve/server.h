@@ -91,6 +91,7 @@ typedef struct st_job {
     bool tokenize_bos;         /* /tokenize: the BOS a text completion gets */
     bool detokenize_only;      /* /detokenize: req.prompt_ids as text */
     bool template_only;        /* /apply-template: the chat's prompt as text */
+    bool props_only;           /* GET /props: the model's properties */
     /* POST /slots/ID: save, restore or erase sequence slot_id's cached
      * prompt (slot_file: the file's path in --slot-save-path, owned). */
     int slot_action;           /* ST_SLOT_*; 0: not a slot job */
@@ -302,12 +303,11 @@ void st_embedders_list(const st_server *srv, void *json_array);
 void st_embedders_stop(st_server *srv);
 
 /* similarity_json.c: a /v1/rerank job's answer from its n vectors of dim
- * (the query's first), named `model`; the job is done. False when out of
- * memory (nothing written). */
-bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+ * (the query's first), named `model`; the job is done. */
+void st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                        size_t tokens);
 /* The same for a /v1/score job (text_1's vectors, then text_2's). */
-bool st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+void st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                       size_t tokens);
 
 /* manifest_watch.c */
@@ -334,6 +334,10 @@ void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx);
 size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab);
 /* /detokenize's answer. */
 void st_job_detokenized(st_job *job, const char *text, size_t len);
+/* A whole 200 answer whose body is the jansson value `value` (taken; NULL,
+ * or one that cannot be written, is a 500 "out of memory"); the job is
+ * done. */
+void st_job_respond_value(st_job *job, void *value);
 /* A whole 200 answer with a JSON body (len bytes); the job is done. */
 void st_job_respond_json(st_job *job, const char *body, size_t len);
 /* An embed job's msgpack-RPC answer, {"embeddings": [[float32 ...], ...],

@@ -59,19 +59,7 @@ static json_t *result(const st_embed_request *q, const ranked *r)
     return o;
 }
 
-/* root (NULL: out of memory) as the job's whole answer; root is taken. */
-static bool respond(st_job *job, json_t *root)
-{
-    char *body = root ? json_dumps(root, JSON_COMPACT) : NULL;
-    json_decref(root);
-    if (!body)
-        return false;
-    st_job_respond_json(job, body, strlen(body));
-    free(body);
-    return true;
-}
-
-bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+void st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                        size_t tokens)
 {
     const st_embed_request *q = job->embed;
@@ -94,10 +82,10 @@ bool st_rerank_respond(st_job *job, const char *model, const float *vecs, uint32
                          "usage", "prompt_tokens", (json_int_t)tokens, "total_tokens",
                          (json_int_t)tokens, "results", results);
     json_decref(results);
-    return respond(job, root);
+    st_job_respond_value(job, root);
 }
 
-bool st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
+void st_score_respond(st_job *job, const char *model, const float *vecs, uint32_t dim,
                       size_t tokens)
 {
     const st_embed_request *q = job->embed;
@@ -123,5 +111,5 @@ bool st_score_respond(st_job *job, const char *model, const float *vecs, uint32_
                                     "model", model, "data", data, "usage", "prompt_tokens",
                                     (json_int_t)tokens, "total_tokens", (json_int_t)tokens)
                         : NULL;
-    return respond(job, root);
+    st_job_respond_value(job, root);
 }
