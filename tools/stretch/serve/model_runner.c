@@ -292,13 +292,7 @@ static void slot_job(st_runner *r, st_job *job)
         json_object_set_new(out, "timings", json_pack("{s:f}", save ? "save_ms" : "restore_ms",
                                                       ms));
     }
-    char *body = out ? json_dumps(out, JSON_COMPACT) : NULL;
-    json_decref(out);
-    if (body)
-        st_job_respond_json(job, body, strlen(body));
-    else
-        st_job_fail(job, 500, "out of memory building the response", NULL);
-    free(body);
+    st_job_respond_value(job, out);
 }
 
 /* Give waiting jobs the free sequences (runner thread). */
