@@ -639,43 +639,53 @@ void st_gen_request_free(st_gen_request *r)
 
 /* -- /v1/embeddings -- */
 
-static bool parse_inputs(json_t *root, st_embed_request *r, char *msg, size_t size,
-                         const char **param)
+/* `name`'s texts (a string or a non-empty array of non-empty strings)
+ * appended to r: /v1/embeddings' "input", /v1/score's "text_1" and
+ * "text_2". ids_hint: a number or an array where a text should be is
+ * answered as token ids, which the encoder does not take. */
+static bool append_texts(json_t *root, const char *name, bool ids_hint, st_embed_request *r,
+                         char *msg, size_t size, const char **param)
 {
-    json_t *in = json_object_get(root, "input");
-    if (!in || json_is_null(in))
-        return fail(msg, size, param, "input", "'input' is required: a string or an array "
-                    "of strings");
-    bool one = json_is_string(in);
-    if (!one && !json_is_array(in))
-        return fail(msg, size, param, "input", "'input': expected a string or an array of "
-                    "strings, found %s", type_of(in));
-    size_t n = one ? 1 : json_array_size(in);
+    json_t *v = field(root, name);
+    if (!v)
+        return fail(msg, size, param, name, "'%s' is required: a string or an array of "
+                    "strings", name);
+    bool one = json_is_string(v);
+    if (!one && !json_is_array(v))
+        return fail(msg, size, param, name, "'%s': expected a string or an array of strings, "
+                    "found %s", name, type_of(v));
+    size_t n = one ? 1 : json_array_size(v);
     if (n == 0)
-        return fail(msg, size, param, "input", "'input' is an empty array: give at least one "
-                    "text");
-    if (n > ST_SERVE_MAX_EMBED_INPUTS)
-        return fail(msg, size, param, "input", "'input' has %zu texts: at most %d a request",
-                    n, ST_SERVE_MAX_EMBED_INPUTS);
-    r->texts = calloc(n, sizeof *r->texts);
-    r->lens = calloc(n, sizeof *r->lens);
-    if (!r->texts || !r->lens)
+        return fail(msg, size, param, name, "'%s' is an empty array: give at least one text",
+                    name);
+    if (r->n + n > ST_SERVE_MAX_EMBED_INPUTS)
+        return fail(msg, size, param, name, "%zu texts with '%s': at most %d a request",
+                    r->n + n, name, ST_SERVE_MAX_EMBED_INPUTS);
+    char **texts = realloc(r->texts, (r->n + n) * sizeof *texts);
+    if (texts)
+        r->texts = texts;
+    size_t *lens = texts ? realloc(r->lens, (r->n + n) * sizeof *lens) : NULL;
+    if (lens)
+        r->lens = lens;
+    if (!texts || !lens)
         return fail(msg, size, param, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        json_t *v = one ? in : json_array_get(in, i);
-        if (json_is_integer(v) || json_is_array(v))
-            return fail(msg, size, param, "input", "input[%zu]: token ids are not accepted: "
-                        "send the texts (the encoder has its own tokenizer)", i);
-        if (!json_is_string(v))
-            return fail(msg, size, param, "input", "input[%zu]: expected a string, found %s",
-                        i, type_of(v));
-        if (json_string_length(v) == 0)
-            return fail(msg, size, param, "input", "input[%zu] is empty: an empty text has "
-                        "no embedding", i);
-        if (!(r->texts[i] = strdup(json_string_value(v))))
+        json_t *t = one ? v : json_array_get(v, i);
+        if (ids_hint && (json_is_integer(t) || json_is_array(t)))
+            return fail(msg, size, param, name, "%s[%zu]: token ids are not accepted: send "
+                        "the texts (the encoder has its own tokenizer)", name, i);
+        if (!json_is_string(t))
+            return fail(msg, size, param, name, "%s[%zu]: expected a string, found %s", name,
+                        i, type_of(t));
+        if (json_string_length(t) == 0 && one)
+            return fail(msg, size, param, name, "'%s' is empty: an empty text has no "
+                        "embedding", name);
+        if (json_string_length(t) == 0)
+            return fail(msg, size, param, name, "%s[%zu] is empty: an empty text has no "
+                        "embedding", name, i);
+        if (!(r->texts[r->n] = strdup(json_string_value(t))))
             return fail(msg, size, param, NULL, "out of memory");
-        r->lens[i] = json_string_length(v);
-        r->n = i + 1;
+        r->lens[r->n++] = json_string_length(t);
     }
     return true;
 }
@@ -685,7 +695,7 @@ static bool parse_embed_fields(json_t *root, st_embed_request *r, char *msg, siz
 {
     if (!parse_model(root, &r->model, msg, size, param))
         return false;
-    if (!parse_inputs(root, r, msg, size, param))
+    if (!append_texts(root, "input", true, r, msg, size, param))
         return false;
     json_t *format = field(root, "encoding_format");
     if (format) {
@@ -833,51 +843,6 @@ bool st_rerank_request_parse(const char *body, size_t len, st_embed_request *out
 
 /* -- /v1/score -- */
 
-/* `name`'s texts (a string or a non-empty list of them) appended to r. */
-static bool parse_score_side(json_t *root, const char *name, st_embed_request *r, char *msg,
-                             size_t size, const char **param)
-{
-    json_t *v = json_object_get(root, name);
-    if (!v)
-        return fail(msg, size, param, name, "'%s' is required: a string or an array of "
-                    "strings", name);
-    bool one = json_is_string(v);
-    if (!one && !json_is_array(v))
-        return fail(msg, size, param, name, "'%s': expected a string or an array of strings, "
-                    "found %s", name, type_of(v));
-    size_t n = one ? 1 : json_array_size(v);
-    if (n == 0)
-        return fail(msg, size, param, name, "'%s' is an empty array: give at least one text",
-                    name);
-    if (r->n + n > ST_SERVE_MAX_EMBED_INPUTS)
-        return fail(msg, size, param, name, "'text_1' and 'text_2' have %zu texts: at most "
-                    "%d a request", r->n + n, ST_SERVE_MAX_EMBED_INPUTS);
-    char **texts = realloc(r->texts, (r->n + n) * sizeof *texts);
-    if (texts)
-        r->texts = texts;
-    size_t *lens = texts ? realloc(r->lens, (r->n + n) * sizeof *lens) : NULL;
-    if (lens)
-        r->lens = lens;
-    if (!texts || !lens)
-        return fail(msg, size, param, NULL, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = one ? v : json_array_get(v, i);
-        if (!json_is_string(t))
-            return fail(msg, size, param, name, "%s[%zu]: expected a string, found %s", name,
-                        i, type_of(t));
-        if (json_string_length(t) == 0 && one)
-            return fail(msg, size, param, name, "'%s' is empty: an empty text has no "
-                        "embedding", name);
-        if (json_string_length(t) == 0)
-            return fail(msg, size, param, name, "%s[%zu] is empty: an empty text has no "
-                        "embedding", name, i);
-        if (!(r->texts[r->n] = strdup(json_string_value(t))))
-            return fail(msg, size, param, NULL, "out of memory");
-        r->lens[r->n++] = json_string_length(t);
-    }
-    return true;
-}
-
 static bool parse_score_fields(json_t *root, st_embed_request *r, char *msg, size_t size,
                                const char **param)
 {
@@ -885,10 +850,10 @@ static bool parse_score_fields(json_t *root, st_embed_request *r, char *msg, siz
     r->dimensions = -1;
     if (field(root, "model") && !parse_model(root, &r->model, msg, size, param))
         return false;
-    if (!parse_score_side(root, "text_1", r, msg, size, param))
+    if (!append_texts(root, "text_1", false, r, msg, size, param))
         return false;
     r->n_first = r->n;
-    if (!parse_score_side(root, "text_2", r, msg, size, param))
+    if (!append_texts(root, "text_2", false, r, msg, size, param))
         return false;
     size_t n_second = r->n - r->n_first;
     if (r->n_first > 1 && n_second > 1 && r->n_first != n_second)
