@@ -134,13 +134,20 @@ static void check_request(const st_gen_request *r, bool chat)
             st_fuzz_fail("tool %zu has no name", i);
 }
 
-static void from_http(const uint8_t *body, size_t len, bool chat)
+/* A copy of exactly len bytes of a request body (a read past it is
+ * ASan's to see), and msg poisoned, as every parser below is called. */
+static char *body_copy(const uint8_t *body, size_t len, char msg[MSG_SIZE])
 {
-    /* A copy of exactly len bytes: a read past the body is ASan's to see. */
     char *copy = malloc(len ? len : 1);
     memcpy(copy, body, len);
+    memset(msg, POISON, MSG_SIZE);
+    return copy;
+}
+
+static void from_http(const uint8_t *body, size_t len, bool chat)
+{
     char msg[MSG_SIZE];
-    memset(msg, POISON, sizeof msg);
+    char *copy = body_copy(body, len, msg);
     const char *param = NULL;
     st_gen_request r;
     if (st_gen_request_parse(copy, len, chat, &r, msg, sizeof msg, &param)) {
@@ -160,10 +167,8 @@ static void from_http(const uint8_t *body, size_t len, bool chat)
 static void from_encoder_body(const uint8_t *body, size_t len, int task)
 {
     static const char *const what[] = {"embeddings", "rerank", "score"};
-    char *copy = malloc(len ? len : 1);
-    memcpy(copy, body, len);
     char msg[MSG_SIZE];
-    memset(msg, POISON, sizeof msg);
+    char *copy = body_copy(body, len, msg);
     const char *param = NULL;
     st_embed_request r;
     bool ok = task == ST_ENCODE_RERANK  ? st_rerank_request_parse(copy, len, &r, msg, sizeof msg,
@@ -200,10 +205,8 @@ static void from_encoder_body(const uint8_t *body, size_t len, int task)
  * list of non-negative ids, with a model. */
 static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
 {
-    char *copy = malloc(len ? len : 1);
-    memcpy(copy, body, len);
     char msg[MSG_SIZE];
-    memset(msg, POISON, sizeof msg);
+    char *copy = body_copy(body, len, msg);
     const char *param = NULL;
     st_gen_request r;
     bool add_special = false;
@@ -229,10 +232,8 @@ static void from_tokenize(const uint8_t *body, size_t len, bool detokenize)
  * restore, a file name that stays in --slot-save-path. */
 static void from_slot(const uint8_t *body, size_t len, bool need_file)
 {
-    char *copy = malloc(len ? len : 1);
-    memcpy(copy, body, len);
     char msg[MSG_SIZE];
-    memset(msg, POISON, sizeof msg);
+    char *copy = body_copy(body, len, msg);
     const char *param = NULL;
     st_gen_request r;
     char *name = NULL;
