@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
-                        check_stretch, last_json_object, peer_table, peer_tool, run_main)
+from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, last_json_object,  # noqa: E402
+                        long_prompt_inputs, peer_table, run_main)
 
 PROG = "bench_prompt_cache"
 WAYS = ("none", "write", "read")
@@ -83,10 +83,7 @@ def llama_cmd(a, binary: Path, prompt: Path, cache: Path | None) -> list[str]:
 
 def main() -> int:
     a = parse_args()
-    check_stretch(a.stretch)
-    check_model(a.model)
-    completion = peer_tool(a.llama_bin, "llama-completion")
-    text = a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
+    completion, text = long_prompt_inputs(a, "llama-completion")
     runs: dict[str, dict[str, list[float]]] = {s: {w: [] for w in WAYS} for s in ("stretch", "llama")}
     sizes: dict[str, int] = {}
     cached: list[int] = []  # stretch's cached_tokens in the `read` runs

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args, check_model,  # noqa: E402
-                        check_stretch, peer_table, peer_tool, run_main)
+from lib.common import (REPO_ROOT, ToolError, add_long_prompt_args,  # noqa: E402
+                        long_prompt_inputs, peer_table, run_main)
 
 PROG = "bench_slots"
 STEPS = ("fresh", "save", "erase", "restore", "cached")
@@ -114,10 +114,7 @@ def table(runs: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> lis
 
 def main() -> int:
     a = parse_args()
-    check_stretch(a.stretch)
-    check_model(a.model)
-    server_bin = peer_tool(a.llama_bin, "llama-server")
-    prompt = a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
+    server_bin, prompt = long_prompt_inputs(a, "llama-server")
     runs = {side: {step: [] for step in STEPS} for side in ("stretch", "llama")}
     sizes = {}
     with tempfile.TemporaryDirectory(prefix="stretch-slots-") as tmp:

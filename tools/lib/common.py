@@ -67,6 +67,15 @@ def add_long_prompt_args(p, peer_tool: str) -> None:
     p.add_argument("--context", type=int, default=2048, help="both sides' context (default: %(default)s)")
 
 
+def long_prompt_inputs(a, peer: str) -> tuple[Path, str]:
+    """What add_long_prompt_args' options name, checked: the peer tool's
+    path (ToolError when missing) and the prompt's text."""
+    check_stretch(a.stretch)
+    check_model(a.model)
+    tool = peer_tool(a.llama_bin, peer)
+    return tool, a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
+
+
 def peer_tool(given: Path | None, name: str) -> Path:
     """A natively built llama.cpp tool, or ToolError saying how to get it."""
     path = llama_bin_dir(given) / name
