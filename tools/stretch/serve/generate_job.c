@@ -122,7 +122,7 @@ static void pack_clean(msgpack_packer *pk, const char *s, size_t n)
     free(c);
 }
 
-static json_t *json_clean(const char *s, size_t n)
+void *st_json_clean(const char *s, size_t n)
 {
     char *c = st_utf8_clean_dup(s, n);
     json_t *v = c ? json_stringn(c, n) : NULL;
@@ -165,9 +165,9 @@ static json_t *hits_json(const st_retrieval *hits)
          * fails, so a NULL from an allocation only leaves a key out. */
         if (!o || json_object_set_new(o, "rank", json_integer((json_int_t)(i + 1))) ||
             json_object_set_new(o, "doc", json_integer((json_int_t)h->doc)) ||
-            json_object_set_new(o, "id", json_clean(h->id, h->id_len)) ||
+            json_object_set_new(o, "id", st_json_clean(h->id, h->id_len)) ||
             json_object_set_new(o, "score", json_real(h->score)) ||
-            json_object_set_new(o, "text", h->text ? json_clean(h->text, h->text_len)
+            json_object_set_new(o, "text", h->text ? st_json_clean(h->text, h->text_len)
                                                    : json_null())) {
             json_decref(o);
             json_decref(a);
@@ -261,7 +261,7 @@ size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab)
 
 void st_job_detokenized(st_job *job, const char *text, size_t len)
 {
-    st_job_respond_value(job, json_pack("{s:o}", "prompt", json_clean(text, len)));
+    st_job_respond_value(job, json_pack("{s:o}", "prompt", st_json_clean(text, len)));
 }
 
 void st_job_respond_json(st_job *job, const char *body, size_t len)

@@ -8,7 +8,6 @@
  * changed, once no request runs on the old one.
  */
 #include "server.h"
-#include "utf8_text.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -201,10 +200,7 @@ static json_t *piece_json(st_engine *e, int32_t id)
     memset(&err, 0, sizeof err);
     if (id < 0 || st_engine_token_piece(e, id, &bytes, &len, &err) != ST_OK)
         return json_null();
-    char *text = st_utf8_clean_dup(bytes, len);
-    json_t *v = text ? json_stringn(text, len) : NULL;
-    free(text);
-    return v;
+    return st_json_clean(bytes, len);
 }
 
 /* GET /props (llama-server's): what a client needs to know of the model

@@ -334,6 +334,10 @@ void st_job_tokens(st_job *job, const int32_t *ids, size_t n, uint32_t n_ctx);
 size_t st_first_bad_token(const int32_t *ids, size_t n, uint32_t n_vocab);
 /* /detokenize's answer. */
 void st_job_detokenized(st_job *job, const char *text, size_t len);
+/* The n bytes at s as a jansson string, each byte that does not start a
+ * valid UTF-8 character (or is NUL) made '?' (st_utf8_clean_dup); NULL
+ * when out of memory. */
+void *st_json_clean(const char *s, size_t n);
 /* A whole 200 answer whose body is the jansson value `value` (taken; NULL,
  * or one that cannot be written, is a 500 "out of memory"); the job is
  * done. */
