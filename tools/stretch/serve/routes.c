@@ -480,14 +480,18 @@ void st_route_request(st_conn *c)
                            "'Authorization: Bearer KEY'", NULL, keep_alive);
         return;
     }
-    struct { const char *path; bool post; } routes[] = {
-        {"/metrics", false}, {"/v1/models", false},
-        {"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/embeddings", true},
-        {"/tokenize", true}, {"/detokenize", true},
+    /* What each path runs; the index into the table is never the meaning. */
+    enum route { METRICS, MODELS, PROPS, CHAT, COMPLETION, TEMPLATE, EMBED, RERANK, SCORE,
+                 TOKENIZE, DETOKENIZE };
+    static const struct { const char *path; bool post; enum route what; } routes[] = {
+        {"/metrics", false, METRICS}, {"/v1/models", false, MODELS}, {"/props", false, PROPS},
+        {"/v1/chat/completions", true, CHAT}, {"/v1/completions", true, COMPLETION},
+        {"/apply-template", true, TEMPLATE}, {"/v1/embeddings", true, EMBED},
         /* llama-server's four spellings of one endpoint (vLLM's is the third) */
-        {"/rerank", true}, {"/reranking", true}, {"/v1/rerank", true}, {"/v1/reranking", true},
-        {"/v1/score", true}, {"/score", true}, /* vLLM's */
-        {"/apply-template", true}, {"/props", false},
+        {"/rerank", true, RERANK}, {"/reranking", true, RERANK}, {"/v1/rerank", true, RERANK},
+        {"/v1/reranking", true, RERANK},
+        {"/v1/score", true, SCORE}, {"/score", true, SCORE}, /* vLLM's */
+        {"/tokenize", true, TOKENIZE}, {"/detokenize", true, DETOKENIZE},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -496,22 +500,20 @@ void st_route_request(st_conn *c)
             char m[160];
             snprintf(m, sizeof m, "use %s %s", routes[i].post ? "POST" : "GET", routes[i].path);
             st_conn_send_error(c, 405, m, NULL, keep_alive);
-        } else if (i == 0) {
-            metrics(c, keep_alive);
-        } else if (i == 1) {
-            models(c, keep_alive);
-        } else if (i == 13) {
-            completion(c, true, true, keep_alive);
-        } else if (i == 14) {
-            props(c, keep_alive);
-        } else if (i == 4 || i >= 7) {
-            encoder_request(c, i >= 11 ? ST_ENCODE_SCORE
-                               : i >= 7 ? ST_ENCODE_RERANK
-                                        : ST_ENCODE_VECTORS, keep_alive);
-        } else if (i >= 5) {
-            tokenizer(c, i == 6, keep_alive);
-        } else {
-            completion(c, i == 2, false, keep_alive);
+            return;
+        }
+        switch (routes[i].what) {
+        case METRICS: metrics(c, keep_alive); break;
+        case MODELS: models(c, keep_alive); break;
+        case PROPS: props(c, keep_alive); break;
+        case CHAT: completion(c, true, false, keep_alive); break;
+        case COMPLETION: completion(c, false, false, keep_alive); break;
+        case TEMPLATE: completion(c, true, true, keep_alive); break;
+        case EMBED: encoder_request(c, ST_ENCODE_VECTORS, keep_alive); break;
+        case RERANK: encoder_request(c, ST_ENCODE_RERANK, keep_alive); break;
+        case SCORE: encoder_request(c, ST_ENCODE_SCORE, keep_alive); break;
+        case TOKENIZE: tokenizer(c, false, keep_alive); break;
+        case DETOKENIZE: tokenizer(c, true, keep_alive); break;
         }
         return;
     }
