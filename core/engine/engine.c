@@ -530,6 +530,7 @@ static void fill_info(const st_engine *e, st_engine_info *out)
     out->kv_cache_bytes = st_kv_cache_bytes(e->kv);
     out->kv_layer_bytes = e->kv_layer_bytes;
     out->prefix_cache = e->prefix_ok;
+    out->bounded_cache = e->attn->retain != NULL || e->attn->retain_heads != NULL;
 }
 
 bool st_engine_is_eog(const st_engine *e, int32_t token)

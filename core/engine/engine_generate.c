@@ -79,6 +79,11 @@ uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t
     return keep;
 }
 
+void st_engine_begin_continued(st_engine *e, uint64_t seed)
+{
+    st_sampler_chain_reset(&e->chain, seed);
+}
+
 void st_engine_prefilled(st_engine *e, size_t n)
 {
     /* A last block of fewer than ST_FORWARD_TILED_MIN_ROWS rows took the

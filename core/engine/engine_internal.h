@@ -210,6 +210,10 @@ st_status st_engine_prefill(st_engine *e, const int32_t *tokens, size_t n, size_
  * prompt tokens are in the cache already: the prefill starts there. */
 uint32_t st_engine_begin(st_engine *e, const int32_t *prompt, size_t n, uint64_t seed,
                          bool reuse);
+/* Start a request that continues the previous one on e
+ * (st_sequence_continue): samplers reset with seed; the cache, the
+ * attention plugin's state and the last logits stay as they are. */
+void st_engine_begin_continued(st_engine *e, uint64_t seed);
 /* The leading slots the prefix cache offers the next request: those a
  * prefill wrote (st_engine_prefilled) and the cache still holds; 0 where
  * the strategy allows no reuse or the cache changed since. */

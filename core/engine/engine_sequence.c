@@ -5,6 +5,10 @@
  * every started sequence (a chunk of a waiting prompt, or the token just
  * sampled) and runs them as one batch (st_engine_forward_batch). The
  * per-token logic is st_engine_generate's, cut at the forward call.
+ * st_sequence_continue starts a request after everything the sequence
+ * has fed, keeping its cache: a conversation that goes on turn by turn
+ * without computing its past again, past the context where the attention
+ * plugin evicts.
  */
 #include "engine_internal.h"
 
@@ -28,6 +32,15 @@ struct st_sequence {
     int32_t *prompt;
     size_t n_prompt, n_prefilled;
     bool share;                    /* may take its prompt's prefix from other sequences */
+    bool continued;                /* started by st_sequence_continue */
+    int32_t base;                  /* the position of the prompt's first token */
+
+    /* What st_sequence_continue goes on from: whether the cache holds
+     * everything the sequence fed (false after an error, a forget, a
+     * load, or before any request), and the last answer's final token
+     * when it was sampled and shown but never fed (-1: none). */
+    bool continuable;
+    int32_t unfed;
 
     /* Idle work (st_engine_idle_step): the tokens of slots
      * [refill_from, refill_to) that the last request's decode steps wrote,
@@ -151,6 +164,11 @@ static void finish(st_sequence *s, st_status st)
     st_request_samplers_close(&s->rs);
     free_request_buffers(s);
     s->busy = false;
+    /* A cancel stops between steps, with the cache whole; an error may
+     * have stopped a pass half way. */
+    s->continuable = st == ST_OK || st == ST_E_CANCELLED;
+    if (!s->continuable)
+        s->unfed = -1;
     plan_refill(s);
 }
 
@@ -166,9 +184,11 @@ void st_sequence_close(st_sequence *s)
     free(s);
 }
 
-st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
-                            const st_generate_params *caller_params, st_token_fn on_token,
-                            void *user, st_error *err)
+/* Start a request: from an empty cache or the prefix it shares (st_sequence_start),
+ * or, with `cont`, at position `base` after what the cache holds. */
+static st_status start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
+                       const st_generate_params *caller_params, st_token_fn on_token,
+                       void *user, bool cont, int32_t base, st_error *err)
 {
     st_engine *e = s->e;
     if (s->busy)
@@ -199,8 +219,12 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
         return st;
     }
     drop_refill(s); /* the cache holds what it holds; a new request uses it */
-    bool reuse = !params.fresh_cache && !params.on_prompt_logprobs;
-    uint32_t cached = st_engine_begin(e, prompt, n_prompt, params.seed, reuse);
+    bool reuse = !cont && !params.fresh_cache && !params.on_prompt_logprobs;
+    uint32_t cached = 0;
+    if (cont)
+        st_engine_begin_continued(e, params.seed);
+    else
+        cached = st_engine_begin(e, prompt, n_prompt, params.seed, reuse);
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
@@ -211,6 +235,9 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     s->n_prompt = n_prompt;
     s->n_prefilled = cached;
     s->share = reuse && e->prefix_ok;
+    s->continued = cont;
+    s->base = base;
+    s->unfed = -1;
     s->max_tokens = params.max_tokens;
     s->ignore_eos = params.ignore_eos;
     s->first_logits = params.first_logits;
@@ -219,18 +246,69 @@ st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prom
     s->on_prompt_logprobs = params.on_prompt_logprobs;
     s->n_top_logprobs = params.n_top_logprobs;
     s->user = user;
-    s->pos = (int32_t)cached;
+    s->pos = base + (int32_t)cached;
     s->t_start = now_s();
     s->t_decode = 0;
     st_utf8_stream_init(&s->utf8);
     memset(&s->stats, 0, sizeof s->stats);
     s->stats.struct_size = sizeof s->stats;
-    s->stats.n_cached = cached;
+    s->stats.n_cached = cont ? (uint32_t)base : cached;
     memset(&s->err, 0, sizeof s->err);
     s->status = ST_OK;
     atomic_store(&s->cancel, 0);
     s->busy = true;
     return ST_OK;
+}
+
+st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
+                            const st_generate_params *params, st_token_fn on_token, void *user,
+                            st_error *err)
+{
+    return start(s, prompt, n_prompt, params, on_token, user, false, 0, err);
+}
+
+st_status st_sequence_continue(st_sequence *s, const int32_t *tokens, size_t n_tokens,
+                               const st_generate_params *params, st_token_fn on_token,
+                               void *user, st_error *err)
+{
+    if (s->busy)
+        return st_error_set(err, ST_E_INVALID, "the sequence is running a request; wait for "
+                            "st_sequence_busy() to be false or cancel it");
+    st_status st = st_engine_check_prompt(s->e, tokens, n_tokens, err);
+    if (st != ST_OK)
+        return st;
+    if (!s->continuable)
+        return st_error_set(err, ST_E_STATE, "the sequence has nothing to continue: no request "
+                            "has ended on it since it was opened, emptied, loaded from a "
+                            "file or stopped by an error; start one with st_sequence_start");
+    /* What the cache lacks of the sequence's past: the answer's slots an
+     * idle refill cut and has not computed again yet, then the answer's
+     * final token. */
+    int32_t base = s->pos;
+    const int32_t *rest = NULL;
+    size_t n_rest = 0;
+    if (s->refill) {
+        uint32_t held = s->e->kv->n_slots;
+        if (held < s->refill_from || held > s->refill_to)
+            return st_error_set(err, ST_E_STATE, "the sequence's cache holds %u slots, outside "
+                                "its refill [%u, %u]", held, s->refill_from, s->refill_to);
+        rest = s->refill + (held - s->refill_from);
+        n_rest = s->refill_to - held;
+        base = (int32_t)held;
+    }
+    size_t n_unfed = s->unfed >= 0 ? 1 : 0;
+    size_t n = n_rest + n_unfed + n_tokens;
+    int32_t *all = malloc(n * sizeof *all);
+    if (!all)
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    if (n_rest)
+        memcpy(all, rest, n_rest * sizeof *all);
+    if (n_unfed)
+        all[n_rest] = s->unfed;
+    memcpy(all + n_rest + n_unfed, tokens, n_tokens * sizeof *all);
+    st = start(s, all, n, params, on_token, user, true, base, err);
+    free(all);
+    return st;
 }
 
 /* A decoding sequence picks its next token; true when it goes on (and
@@ -239,7 +317,7 @@ static bool pick(st_sequence *s)
 {
     st_engine *e = s->e;
     if (s->t_decode == 0) {
-        s->stats.n_prompt = (uint32_t)s->n_prompt;
+        s->stats.n_prompt = (uint32_t)(s->base + (int32_t)s->n_prompt);
         s->stats.prefill_s = now_s() - s->t_start;
         s->t_decode = now_s();
         if (s->first_logits)
@@ -277,13 +355,17 @@ static bool pick(st_sequence *s)
     size_t n_text = 0;
     if (!(e->tok->is_special && e->tok->is_special(e->tokenizer.in->inst, token)))
         n_text = st_utf8_stream_feed(&s->utf8, piece, piece_len, text);
+    /* A token that ends the request here was shown but is not fed: a
+     * continuation feeds it first. */
     if ((s->on_token && s->on_token(s->user, token, text, n_text) != 0) ||
         s->stats.n_generated >= s->max_tokens) {
+        s->unfed = token;
         finish(s, ST_OK);
         return false;
     }
     if (st_kv_cache_room(e->kv) < 1) {
         s->stats.stopped_by_context = true;
+        s->unfed = token;
         finish(s, ST_OK);
         return false;
     }
@@ -424,8 +506,8 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                 wait = b.in[k]->n_prefilled < b.in[k]->n_prompt &&
                        waits_for(s, len, b.in[k], b.lens[k]);
             if (!wait)
-                batch_add(&b, s, s->prompt + s->n_prefilled, len, (int32_t)s->n_prefilled,
-                          s->prompt_rows);
+                batch_add(&b, s, s->prompt + s->n_prefilled, len,
+                          s->base + (int32_t)s->n_prefilled, s->prompt_rows);
         } else if (pick(s)) {
             batch_add(&b, s, &s->token, 1, s->pos, NULL);
         }
@@ -447,10 +529,14 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                                               s->n_top_logprobs, s->e->pool,
                                               s->on_prompt_logprobs, s->user);
                 s->n_prefilled += b.lens[k];
-                s->pos = (int32_t)s->n_prefilled;
+                s->pos = s->base + (int32_t)s->n_prefilled;
                 /* What is prefilled so far is offered to the other
-                 * sequences (take_shared_prefix) as it grows. */
-                st_engine_prefilled(s->e, s->n_prefilled);
+                 * sequences (take_shared_prefix) as it grows. A
+                 * continuation's pieces are cut where its own start
+                 * falls, not where a whole prompt's would: they wait for
+                 * the refill (plan_refill) to be offered. */
+                if (!s->continued)
+                    st_engine_prefilled(s->e, s->n_prefilled);
             } else {
                 s->pos++;
             }
@@ -510,7 +596,11 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
         for (uint32_t k = 0; k < b.n; k++) {
             st_sequence *s = b.in[k];
             if (st != ST_OK) {
-                drop_refill(s); /* what was done so far stays offered */
+                /* What was done so far stays offered; the rest of the
+                 * answer is gone from the cache, so there is no going on
+                 * from it. */
+                drop_refill(s);
+                s->continuable = false;
                 continue;
             }
             s->refill_done += (uint32_t)b.lens[k];
@@ -552,8 +642,13 @@ st_status st_sequence_load_prompt(st_sequence *s, const char *path, uint32_t *n_
     if (n_loaded)
         *n_loaded = 0;
     st_status st = idle_or_refuse(s, err);
-    if (st == ST_OK && (st = st_engine_load_prompt(s->e, path, n_loaded, err)) == ST_OK)
-        drop_refill(s); /* the answer it would prefill again is gone */
+    if (st == ST_OK && (st = st_engine_load_prompt(s->e, path, n_loaded, err)) == ST_OK) {
+        /* The cache is the file's prompt now (a refused file leaves it
+         * as it was): the answer to prefill again and the past to go on
+         * from are gone. */
+        drop_refill(s);
+        s->continuable = false;
+    }
     return st;
 }
 
@@ -568,6 +663,7 @@ st_status st_sequence_forget(st_sequence *s, uint32_t *n_forgotten, st_error *er
         *n_forgotten = s->e->kv->n_slots;
     drop_refill(s);
     st_engine_reset(s->e, 0);
+    s->continuable = false;
     return ST_OK;
 }
 

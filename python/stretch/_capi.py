@@ -62,7 +62,9 @@ class StEngineInfo(Structure):
                 # ABI 1.5
                 ("kv_cache_bytes", c_uint64), ("kv_layer_bytes", POINTER(c_uint64)),
                 # ABI 1.9
-                ("prefix_cache", c_bool)]
+                ("prefix_cache", c_bool),
+                # ABI 1.10
+                ("bounded_cache", c_bool)]
 
 
 class StRetrieved(Structure):

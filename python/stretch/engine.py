@@ -166,7 +166,8 @@ class Engine(Handle):
                                          for i in range(raw.n_samplers)),
                           backend=(raw.backend or b"cpu").decode(),
                           device=raw.device_name.decode() if raw.device_name else None,
-                          prefix_cache=bool(raw.prefix_cache))
+                          prefix_cache=bool(raw.prefix_cache),
+                          bounded_cache=bool(raw.bounded_cache))
 
     # -- text -------------------------------------------------------------
 

@@ -28,6 +28,9 @@ class EngineInfo:
     device: str | None = None  # the OpenCL device's name
     # A prompt's start may come from the cache (and go to a file: save_prompt)
     prefix_cache: bool = False
+    # The attention plugin evicts: the cache stays within the context however
+    # long a sequence grows (score past the context)
+    bounded_cache: bool = False
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ def test_a_repeated_prompt_comes_from_the_cache(engine):
 
 
 def test_a_saved_prompt_is_taken_by_another_engine(engine, manifest, workdir):
-    assert engine.info.prefix_cache
+    assert engine.info.prefix_cache and not engine.info.bounded_cache
     ids = list(engine.prompt_ids(PROMPT * 3))
     first = engine.generate(ids, max_tokens=5, ignore_eos=True)
     path = workdir / "prompt.cache"
@@ -248,3 +248,9 @@ def test_sampling_sets_the_chains_samplers_for_one_call(engine, workdir, model):
             e.generate("The quick", max_tokens=1, sampling={"temp": 1.0})
         with pytest.raises(TypeError, match="expected a number, found str"):
             e.generate("The quick", max_tokens=1, sampling={"temperature": "hot"})
+
+
+def test_info_says_whether_the_attention_evicts(workdir, model):
+    path = write_manifest(workdir / "window.yaml", model, attention="sliding-window")
+    with stretch.Engine(path) as bounded:
+        assert bounded.info.bounded_cache and not bounded.info.prefix_cache

@@ -378,6 +378,56 @@ Test(engine_cli, chat_keeps_the_conversation)
               !strchr(second + 1, '\n')[1], "%s", out);
 }
 
+/* On a strategy whose attention evicts (here sliding-window), chat drops
+ * nothing: each turn goes on from the last on the same sequence
+ * (st_sequence_continue), so the conversation runs past the context and a
+ * turn computes only its own tokens; the past counts as cached. */
+Test(engine_cli, chat_on_a_bounded_cache_goes_on_past_the_context)
+{
+    write_strategy("w.yaml", "tiny.gguf", 64, "sliding-window, params: {window: 24, sinks: 4}",
+                   "greedy");
+    cr_assert_eq(run("check --json w.yaml"), 0, "%s", err);
+    cr_assert(strstr(out, "\"bounded\": true"), "%s", out);
+    char turns[1024] = "";
+    for (int k = 0; k < 12; k++)
+        strcat(turns, "tell me more about the quick brown fox\n");
+    write_file("turns.txt", turns);
+    int rc = run("chat -m w.yaml --max-tokens 8 --json < turns.txt");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert_null(strstr(err, "outgrew"), "%s", err);
+    unsigned prompt[12], cached[12], gen[12];
+    int t = 0;
+    for (const char *l = out; l && *l && t < 12; t++) {
+        const char *p = strstr(l, "\"prompt_tokens\":"), *c = strstr(l, "\"cached_tokens\":"),
+                   *g = strstr(l, "\"generated_tokens\":");
+        cr_assert(p && c && g, "%s", l);
+        cr_assert_eq(sscanf(p, "\"prompt_tokens\":%u", &prompt[t]), 1);
+        cr_assert_eq(sscanf(c, "\"cached_tokens\":%u", &cached[t]), 1);
+        cr_assert_eq(sscanf(g, "\"generated_tokens\":%u", &gen[t]), 1);
+        l = strchr(l, '\n');
+        l = l ? l + 1 : NULL;
+    }
+    cr_assert_eq(t, 12, "%s", out);
+    cr_assert_eq(cached[0], 0);
+    for (int k = 1; k < 12; k++) {
+        /* The last answer: its tokens but the last were fed while it was
+         * made; that one goes first now, or, an end-of-generation token,
+         * gives way to the template's closing marker. */
+        cr_assert_eq(cached[k], prompt[k - 1] + gen[k - 1] - 1, "turn %d: %s", k + 1, out);
+        /* The same message as turn 1, with the closing markers of the
+         * answer before it: a few tokens more than turn 1's prompt. */
+        cr_assert(prompt[k] - cached[k] <= prompt[0] + 4, "turn %d computes its own tokens: %s",
+                  k + 1, out);
+    }
+    cr_assert(prompt[11] > 4 * 64, "the conversation runs past the context: %s", out);
+
+    /* The same turns on a dense cache of the same size drop old ones. */
+    write_strategy("d.yaml", "tiny.gguf", 64, "dense", "greedy");
+    rc = run("chat -m d.yaml --max-tokens 8 --json < turns.txt");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(strstr(err, "the conversation outgrew the context of 64 tokens"), "%s", err);
+}
+
 /* `--file -` is standard input, as for most Unix tools; a directory is
  * named as one (fopen opens it, and the read said only "read error"). */
 Test(engine_cli, file_dash_reads_standard_input)

@@ -580,6 +580,7 @@ Test(cli, check_calls_configure_with_the_models_shape)
     cr_assert(valid_json(out), "%s", out);
     cr_assert(strstr(out, "\"configure\": {") && strstr(out, "every plugin configured"), "%s", out);
     cr_assert(strstr(out, "\"prompt_cache\": true"), "dense keeps prompts: %s", out);
+    cr_assert(strstr(out, "\"bounded\": false"), "dense is bounded by its context: %s", out);
     cr_assert(strstr(out, "checks, 0 failed"), "the suite did not run: %s", out);
     unlink(yaml);
     unlink(model);

@@ -7,8 +7,12 @@
  * prefills again between turns (st_engine_idle_step), so the next turn
  * takes the last prompt and its answer from the prefix cache.
  * When the conversation outgrows the context, its oldest exchanges are
- * dropped (a system message stays), and the user is told. With the
- * manifest's retriever index, each turn is looked up as `run` does.
+ * dropped (a system message stays), and the user is told. A strategy
+ * whose attention evicts (lm-infinite, streaming, sliding-window, ...)
+ * drops nothing: each turn goes on from the last on the same sequence
+ * (st_sequence_continue), so the conversation runs past the context and
+ * the strategy chooses what the model still sees. With the manifest's
+ * retriever index, each turn is looked up as `run` does.
  */
 #include <poll.h>
 #include <signal.h>
@@ -188,6 +192,56 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
     return st;
 }
 
+/* On a bounded cache the sequence holds the conversation as it went:
+ * its prompts and the answers' tokens as the model wrote them. The next
+ * turn feeds only what the template puts after the last answer (its
+ * closing marker, the new user message, the assistant's opening): the
+ * tail of [last user turn, answer, new turn] past [last user turn] and the
+ * answer's text, rendered with the system message as the whole
+ * conversation is. false when the template does not render that way
+ * (the answer's text is not where it should be): then the turn starts
+ * afresh. */
+static bool next_turn_ids(st_engine *e, const conversation *c, uint32_t flags, int32_t **ids,
+                          size_t *n_ids)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    size_t n = c->n;
+    if (n < c->first_turn + 3 || strcmp(c->m[n - 2].role, "assistant") != 0)
+        return false;
+    st_chat_message window[4];
+    size_t k = 0;
+    if (c->first_turn)
+        window[k++] = c->m[0];
+    window[k++] = c->m[n - 3];
+    size_t k_before = k;
+    window[k++] = c->m[n - 2];
+    window[k++] = c->m[n - 1];
+    st_error err;
+    int32_t *all = NULL, *before = NULL, *answer_ids = NULL;
+    size_t n_all = 0, n_before = 0, n_answer = 0;
+    const char *answer = c->m[n - 2].content;
+    bool ok = st_engine_chat_tokenize_messages(e, window, k, flags, &all, &n_all, &err) ==
+                  ST_OK &&
+              st_engine_chat_tokenize_messages(e, window, k_before, flags, &before, &n_before,
+                                               &err) == ST_OK &&
+              st_engine_tokenize(e, answer, strlen(answer), 0, &answer_ids, &n_answer, &err) ==
+                  ST_OK;
+    ok = ok && n_before + n_answer < n_all &&
+         !memcmp(all, before, n_before * sizeof *all) &&
+         !memcmp(all + n_before, answer_ids, n_answer * sizeof *all);
+    if (ok) {
+        *n_ids = n_all - n_before - n_answer;
+        memmove(all, all + n_before + n_answer, *n_ids * sizeof *all);
+        *ids = all;
+    } else {
+        st_free(all);
+    }
+    st_free(before);
+    st_free(answer_ids);
+    return ok;
+}
+
 /* The turn `text` looked up in the retriever and put into its template:
  * *out (st_free it); the hits in *kept when asked for (the caller frees
  * them). With `show`, the hits on stderr. */
@@ -274,13 +328,15 @@ static void catch_interrupt(bool on)
 }
 
 /* One answer, run on the sequence as st_engine_generate would run it and
- * stepped here: the engine then has the answer's keys and values to
- * prefill again between turns (refill). */
-static st_status answer(st_engine *e, st_sequence *seq, const int32_t *ids, size_t n_ids,
-                        const st_generate_params *gp, st_cli_answer *a,
+ * stepped here (or, with go_on, after what the sequence holds): the
+ * engine then has the answer's keys and values to prefill again between
+ * turns (refill). */
+static st_status answer(st_engine *e, st_sequence *seq, bool go_on, const int32_t *ids,
+                        size_t n_ids, const st_generate_params *gp, st_cli_answer *a,
                         st_generate_stats *stats, st_error *err)
 {
-    st_status st = st_sequence_start(seq, ids, n_ids, gp, on_token, a, err);
+    st_status st = go_on ? st_sequence_continue(seq, ids, n_ids, gp, on_token, a, err)
+                         : st_sequence_start(seq, ids, n_ids, gp, on_token, a, err);
     if (st != ST_OK) {
         st_cli_answer_end(a);
         return st;
@@ -396,6 +452,9 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
      * context, so a long conversation is not cut to nothing for it. */
     uint32_t room = (uint32_t)max_tokens < info.n_ctx / 2 ? (uint32_t)max_tokens : info.n_ctx / 2;
     bool tty = isatty(STDIN_FILENO);
+    /* Whether turns go on from the last on the sequence (a bounded cache)
+     * and whether the sequence holds the conversation so far. */
+    bool bounded = info.bounded_cache, held = false;
     st_sequence *seq = NULL;
     st_error open_err = {0};
     if (st_sequence_open(e, &seq, &open_err) != ST_OK) {
@@ -439,6 +498,7 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
             break;
         if (!strcmp(line.s, "/reset")) {
             conv_drop(&c, c.first_turn, c.n - c.first_turn);
+            held = false;
             fprintf(stderr, "stretch: the conversation is forgotten\n");
             continue;
         }
@@ -464,18 +524,20 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
         const char *typed = c.m[c.n - 1].content;
         if (augmented)
             c.m[c.n - 1].content = augmented;
-        if (st == ST_OK)
+        bool go_on = st == ST_OK && bounded && held && next_turn_ids(e, &c, flags, &ids, &n_ids);
+        if (st == ST_OK && !go_on)
             st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
         c.m[c.n - 1].content = typed;
         st_free(augmented);
         st_cli_answer a;
         st_cli_answer_init(&a, sampling->stops, sampling->n_stops, !json, true);
         st_generate_stats stats = {.struct_size = sizeof stats};
-        if (st == ST_OK) {
+        bool ran = st == ST_OK;
+        if (ran) {
             st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)max_tokens,
                                      .seed = (uint64_t)seed + turn};
             st_cli_sampling_apply(sampling, &gp);
-            st = answer(e, seq, ids, n_ids, &gp, &a, &stats, &err);
+            st = answer(e, seq, go_on, ids, n_ids, &gp, &a, &stats, &err);
             if (!json) {
                 fputc('\n', stdout);
                 fflush(stdout);
@@ -486,6 +548,9 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
                             st == ST_OK || st == ST_E_CANCELLED ? NULL : err.message);
         st_retrieval_free(hits);
         st_free(ids);
+        /* A turn refused before it ran leaves the sequence as it was. */
+        if (ran)
+            held = st == ST_OK || st == ST_E_CANCELLED;
         if (st == ST_OK || st == ST_E_CANCELLED) {
             /* A stopped answer is kept as far as it went, as it was shown. */
             if (conv_push(&c, "assistant", a.text.s ? a.text.s : "", a.text.n) != 0) {

@@ -89,6 +89,7 @@ typedef struct configure_result {
     uint64_t *kv_layer_bytes;
     uint32_t n_layers;
     bool prompt_cache;        /* a prompt's start may come from the cache or a file */
+    bool bounded;             /* the attention plugin evicts: no end to a sequence */
 } configure_result;
 
 /* The per-plugin checks run without a model shape, so a configure() that
@@ -110,6 +111,7 @@ static void check_configure(const char *path, const st_strlist *dirs, configure_
         uint64_t lo = UINT64_MAX, hi = 0;
         out->kv_bytes = info.kv_cache_bytes;
         out->prompt_cache = info.prefix_cache;
+        out->bounded = info.bounded_cache;
         out->kv_layer_bytes = malloc(info.n_layers * sizeof *out->kv_layer_bytes);
         for (uint32_t l = 0; out->kv_layer_bytes && l < info.n_layers; l++) {
             uint64_t b = info.kv_layer_bytes[l];
@@ -125,8 +127,12 @@ static void check_configure(const char *path, const st_strlist *dirs, configure_
                      hi);
         snprintf(out->message, sizeof out->message,
                  "ok (engine opened: %u-token context, every plugin configured; KV cache %.1f "
-                 "MiB%s; prompt cache: %s)", info.n_ctx, (double)info.kv_cache_bytes / 1048576.0,
-                 layers, info.prefix_cache ? "yes" : "no, the cache does not keep prompts");
+                 "MiB%s; prompt cache: %s; bounded: %s)", info.n_ctx,
+                 (double)info.kv_cache_bytes / 1048576.0, layers,
+                 info.prefix_cache ? "yes" : "no, the cache does not keep prompts",
+                 info.bounded_cache ? "yes, the attention evicts: sequences and chats go past "
+                                      "the context"
+                                    : "no, the context is the limit");
         out->exit_code = ST_EXIT_OK;
         st_engine_close(e);
         return;
@@ -208,6 +214,8 @@ static void print_json(const st_strategy_report *s, const configure_result *cfg,
                 st_json_end_array(&j);
                 st_json_key(&j, "prompt_cache");
                 st_json_bool(&j, cfg->prompt_cache);
+                st_json_key(&j, "bounded");
+                st_json_bool(&j, cfg->bounded);
             }
             st_json_end_object(&j);
         } else {

@@ -126,6 +126,12 @@ typedef struct st_engine_info {
      * the CPU backend), and so whether the prompt can go to a file
      * (st_engine_save_prompt). */
     bool prefix_cache;
+    /* -- ABI 1.10 -- */
+    /* Whether the attention plugin evicts (it has retain or
+     * retain_heads), so that the cache stays within the context however
+     * long a sequence grows: st_engine_score past n_ctx, and a sequence
+     * continued turn after turn (st_sequence_continue) without end. */
+    bool bounded_cache;
 } st_engine_info;
 /* Set out->struct_size = sizeof(st_engine_info) first: the host writes no
  * more than that (0 is read as the 1.0 size). Strings are the engine's. */
@@ -374,6 +380,27 @@ ST_API void st_sequence_close(st_sequence *s);
 ST_API st_status st_sequence_start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
                                    const st_generate_params *params, st_token_fn on_token,
                                    void *user, st_error *err);
+
+/* Start a request that goes on from the sequence's last one (since
+ * 1.10): its cache, attention state and positions are kept, and `tokens`
+ * run at the positions after everything it has fed (its prompts and
+ * answers), as a conversation's next turn. The last answer's final token,
+ * when it was sampled and shown but not fed (an answer ended by
+ * max_tokens, the token callback or a full context), is fed first; an
+ * end-of-generation token that ended it is not (the caller closes the
+ * turn as its format does). Nothing before is computed again, so a turn
+ * costs its own tokens; with a bounded cache (st_engine_info.
+ * bounded_cache) the sequence may grow past the context without end, the
+ * attention plugin choosing what stays. With a dense cache a
+ * continuation that does not fit ends with the context-full error.
+ * Params and callbacks as for st_sequence_start (fresh_cache is
+ * ignored); the stats count the whole past in n_prompt and n_cached.
+ * ST_E_STATE when there is nothing to go on from: no request has ended
+ * on the sequence since it was opened, emptied (st_sequence_forget),
+ * loaded from a file, or since a request ended with an error. */
+ST_API st_status st_sequence_continue(st_sequence *s, const int32_t *tokens, size_t n_tokens,
+                                      const st_generate_params *params, st_token_fn on_token,
+                                      void *user, st_error *err);
 
 /* One step of every started sequence (callbacks run from here). *n_active:
  * the sequences still running after it. An error of the shared pass ends

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""A long conversation through `stretch chat`: what each turn computes and
+how long it takes, as the conversation outgrows the context.
+
+Pipes --turns user turns (the lines of --questions, cycled) into
+`stretch chat --json` for each manifest given, and reads the per-turn JSON
+lines back. For each run it prints, as a Markdown table for
+docs/RESULTS.md: the turns answered, the tokens prefilled (a turn's prompt
+less what came from the cache, summed), the length of the conversation the
+model has been fed by the last turn, how many times old turns were dropped
+(stderr's "outgrew" notes), the median prefill seconds of the last ten
+turns, and the whole command's wall seconds. --stretch may be given twice
+or more (BIN or LABEL=BIN) to set builds side by side; --out keeps every
+turn's JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lib.common import REPO_ROOT, ToolError, run_main  # noqa: E402
+
+PROG = "bench_chat"
+QUESTIONS = [
+    "My name is Ada and I live in Lisbon. Tell me one fact about the sea.",
+    "What is the capital of France? Answer in one sentence.",
+    "Write two sentences about autumn.",
+    "Name three fruits and say what colour each one is.",
+    "Give me a short tip for learning to cook.",
+    "Explain in two sentences what a compiler does.",
+    "Describe a quiet morning in a small village.",
+    "What should I pack for a weekend of hiking?",
+]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("-m", "--manifest", action="append", required=True,
+                   help="strategy manifest (repeatable)")
+    p.add_argument("--stretch", action="append", default=None,
+                   help="the stretch binary, BIN or LABEL=BIN (repeatable; "
+                        "default build/bin/stretch)")
+    p.add_argument("--turns", type=int, default=40, help="user turns (default 40)")
+    p.add_argument("--questions", type=Path,
+                   help="a file of user turns, one a line, cycled (default: eight built in)")
+    p.add_argument("--context", type=int, help="--context for chat (default: the manifest's)")
+    p.add_argument("--max-tokens", type=int, default=64, help="answer cap (default 64)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, help="every turn's JSON, per run")
+    a = p.parse_args(argv)
+    if a.turns < 1:
+        p.error("--turns must be at least 1")
+    return a
+
+
+def binaries(given: list[str] | None) -> list[tuple[str, Path]]:
+    out = []
+    for item in given or [str(REPO_ROOT / "build" / "bin" / "stretch")]:
+        label, _, path = item.rpartition("=")
+        binary = Path(path)
+        if not binary.is_file():
+            raise ToolError(f"{binary}: no such stretch binary (build it, or give --stretch)")
+        out.append((label or "stretch", binary))
+    return out
+
+
+def questions(path: Path | None) -> list[str]:
+    if path is None:
+        return QUESTIONS
+    try:
+        lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines()]
+    except OSError as e:
+        raise ToolError(f"{path}: {e.strerror}") from e
+    lines = [l for l in lines if l and not l.startswith("/")]
+    if not lines:
+        raise ToolError(f"{path}: no questions in it (one a line)")
+    return lines
+
+
+def run_chat(binary: Path, manifest: str, a: argparse.Namespace, text: str) -> dict:
+    cmd = [str(binary), "chat", "-m", manifest, "--json", "--seed", "1",
+           "--max-tokens", str(a.max_tokens), "--threads", str(a.threads)]
+    if a.context:
+        cmd += ["--context", str(a.context)]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, input=text, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if done.returncode != 0:
+        raise ToolError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
+    turns = []
+    for line in done.stdout.splitlines():
+        try:
+            turns.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ToolError(f"chat printed a line that is not JSON: {line[:120]!r}") from e
+    return {"wall_s": wall, "turns": turns, "dropped": done.stderr.count("outgrew the context")}
+
+
+def summary(run: dict) -> dict:
+    turns = [t for t in run["turns"] if "error" not in t]
+    if not turns:
+        raise ToolError("no turn was answered")
+    last = turns[-1]
+    tail = [t["timings"]["prefill_s"] for t in turns[-10:]]
+    return {"answered": len(turns),
+            "prefilled": sum(t["prompt_tokens"] - t["cached_tokens"] for t in turns),
+            "fed": last["prompt_tokens"] + last["generated_tokens"],
+            "dropped": run["dropped"],
+            "prefill_tail_s": statistics.median(tail),
+            "wall_s": run["wall_s"]}
+
+
+def main() -> int:
+    a = parse_args()
+    bins = binaries(a.stretch)
+    qs = questions(a.questions)
+    text = "".join(qs[i % len(qs)].replace("\\", " ") + "\n" for i in range(a.turns))
+    rows, raw = [], {}
+    for manifest in a.manifest:
+        for label, binary in bins:
+            run = run_chat(binary, manifest, a, text)
+            s = summary(run)
+            raw[f"{label} {manifest}"] = run
+            rows.append(f"| {label} | {manifest} | {s['answered']}/{a.turns} | {s['prefilled']:,} "
+                        f"| {s['fed']:,} | {s['dropped']} | {s['prefill_tail_s'] * 1000:.1f} "
+                        f"| {s['wall_s']:.1f} |")
+    print(f"{a.turns} turns, --max-tokens {a.max_tokens}"
+          + (f", --context {a.context}" if a.context else "") + f", {a.threads} threads\n")
+    print("| build | manifest | turns answered | tokens prefilled | conversation fed by the "
+          "last turn | turns dropped | prefill ms, last 10 turns (median) | wall s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    if a.out:
+        a.out.write_text(json.dumps(raw, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, PROG)

@@ -1,0 +1,67 @@
+"""tools/bench_chat.py pipes the turns into `stretch chat --json` and sums
+what each run prefilled, against stand-ins that answer as a chat that
+continues (a turn computes its own tokens) and one that drops old turns
+(it computes the whole conversation again and says so on stderr)."""
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench_chat.py"
+
+# Each line read is a turn of 10 tokens answered with 4; "drop" re-feeds
+# everything after turn 2 and reports a dropped exchange each turn.
+FAKE = """#!/usr/bin/env python3
+import json, sys
+drop = "drop" in sys.argv[0]
+past = 0
+for k, line in enumerate(sys.stdin, 1):
+    prompt = past + 10
+    cached = 0 if drop and k > 2 else past
+    if drop and k > 2:
+        print("stretch: the conversation outgrew the context of 20 tokens", file=sys.stderr)
+    print(json.dumps({"turn": k, "text": "ok", "stopped_by": "max_tokens",
+                      "prompt_tokens": prompt, "cached_tokens": cached, "generated_tokens": 4,
+                      "timings": {"prefill_s": 0.001 * (prompt - cached), "decode_s": 0.01}}))
+    past = prompt + 3
+"""
+
+
+def fake(path: Path) -> Path:
+    path.write_text(FAKE)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def run(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), "-m", "m.yaml", *extra],
+                          capture_output=True, text=True, cwd=tmp)
+
+
+def test_each_build_is_a_row_with_what_it_prefilled(tmp_path):
+    go = fake(tmp_path / "go")
+    drop = fake(tmp_path / "drop")
+    done = run(tmp_path, "--stretch", f"cont={go}", "--stretch", f"old={drop}", "--turns", "5",
+               "--out", str(tmp_path / "raw.json"))
+    assert done.returncode == 0, done.stderr
+    rows = {l.split("|")[1].strip(): [c.strip() for c in l.split("|")[2:-1]]
+            for l in done.stdout.splitlines() if l.startswith("| ") and "m.yaml" in l}
+    # Continuing: 10 tokens a turn. Dropping: turns 3-5 prefill all of it
+    # (23 + 36 + 49 + 10 each).
+    assert rows["cont"] == ["m.yaml", "5/5", "50", "66", "0", "10.0", rows["cont"][-1]]
+    assert rows["old"][:5] == ["m.yaml", "5/5", str(10 + 10 + 36 + 49 + 62), "66", "3"]
+    raw = json.loads((tmp_path / "raw.json").read_text())
+    assert len(raw["cont m.yaml"]["turns"]) == 5
+
+
+def test_bad_inputs_are_named(tmp_path):
+    done = run(tmp_path, "--stretch", str(tmp_path / "missing"))
+    assert done.returncode == 2 and "no such stretch binary" in done.stderr
+    empty = tmp_path / "q.txt"
+    empty.write_text("\n/reset\n")
+    done = run(tmp_path, "--stretch", str(fake(tmp_path / "go")), "--questions", str(empty))
+    assert done.returncode == 2 and "q.txt: no questions in it" in done.stderr
+    done = run(tmp_path, "--turns", "0")
+    assert done.returncode == 2 and "--turns must be at least 1" in done.stderr
