@@ -41,6 +41,13 @@ struct st_sequence {
      * when it was sampled and shown but never fed (-1: none). */
     bool continuable;
     int32_t unfed;
+    /* The sequence's past: every token fed since its cache was last
+     * emptied, in order (as many as the positions used: pos), and the
+     * end-of-generation token that ended the last answer (-1: none). */
+    int32_t *past;
+    size_t n_past, cap_past;
+    bool past_lost;                /* out of memory noting it */
+    int32_t ended_by;
 
     /* Idle work (st_engine_idle_step): the tokens of slots
      * [refill_from, refill_to) that the last request's decode steps wrote,
@@ -73,6 +80,29 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Note tokens fed; false when out of memory (the past is then lost: the
+ * sequence has nothing to go on from). */
+static bool note_fed(st_sequence *s, const int32_t *tokens, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (s->n_past + n > s->cap_past) {
+        size_t cap = s->cap_past ? s->cap_past : 256;
+        while (cap < s->n_past + n)
+            cap *= 2;
+        int32_t *grown = realloc(s->past, cap * sizeof *grown);
+        if (!grown) {
+            s->past_lost = true;
+            return false;
+        }
+        s->past = grown;
+        s->cap_past = cap;
+    }
+    memcpy(s->past + s->n_past, tokens, n * sizeof *tokens);
+    s->n_past += n;
+    return true;
 }
 
 st_status st_sequence_open(st_engine *e, st_sequence **out, st_error *err)
@@ -166,7 +196,7 @@ static void finish(st_sequence *s, st_status st)
     s->busy = false;
     /* A cancel stops between steps, with the cache whole; an error may
      * have stopped a pass half way. */
-    s->continuable = st == ST_OK || st == ST_E_CANCELLED;
+    s->continuable = (st == ST_OK || st == ST_E_CANCELLED) && !s->past_lost;
     if (!s->continuable)
         s->unfed = -1;
     plan_refill(s);
@@ -179,6 +209,7 @@ void st_sequence_close(st_sequence *s)
     if (s->busy)
         finish(s, ST_E_CANCELLED);
     drop_refill(s);
+    free(s->past);
     s->root->sequences[s->slot] = NULL;
     st_engine_close(s->e);
     free(s);
@@ -238,6 +269,13 @@ static st_status start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
     s->continued = cont;
     s->base = base;
     s->unfed = -1;
+    s->ended_by = -1;
+    if (!cont) {
+        /* The past is the prompt's start the cache kept. */
+        s->n_past = 0;
+        s->past_lost = false;
+        note_fed(s, prompt, cached);
+    }
     s->max_tokens = params.max_tokens;
     s->ignore_eos = params.ignore_eos;
     s->first_logits = params.first_logits;
@@ -306,7 +344,11 @@ st_status st_sequence_continue(st_sequence *s, const int32_t *tokens, size_t n_t
     if (n_unfed)
         all[n_rest] = s->unfed;
     memcpy(all + n_rest + n_unfed, tokens, n_tokens * sizeof *all);
+    size_t had = s->n_past;
+    s->n_past -= n_rest; /* the rest is noted again as it is fed */
     st = start(s, all, n, params, on_token, user, true, base, err);
+    if (st != ST_OK)
+        s->n_past = had;
     free(all);
     return st;
 }
@@ -337,6 +379,7 @@ static bool pick(st_sequence *s)
     s->stats.n_generated++;
     if (st_engine_is_eog(e, token) && !s->ignore_eos) {
         s->stats.stopped_by_eos = true;
+        s->ended_by = token;
         if (s->on_token)
             s->on_token(s->user, token, "", 0);
         finish(s, ST_OK);
@@ -407,6 +450,7 @@ static void take_shared_prefix(st_engine *root, st_sequence *s)
     if (!from || !st_kv_cache_append_from(s->e->kv, from->e->kv, best))
         return;
     s->stats.n_cached += best - (uint32_t)s->n_prefilled;
+    note_fed(s, s->prompt + s->n_prefilled, best - s->n_prefilled);
     s->n_prefilled = best;
     s->pos = (int32_t)best;
     st_engine_prefilled(s->e, best);
@@ -528,6 +572,7 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                                               s->n_prefilled, s->e->shape.n_vocab,
                                               s->n_top_logprobs, s->e->pool,
                                               s->on_prompt_logprobs, s->user);
+                note_fed(s, s->prompt + s->n_prefilled, b.lens[k]);
                 s->n_prefilled += b.lens[k];
                 s->pos = s->base + (int32_t)s->n_prefilled;
                 /* What is prefilled so far is offered to the other
@@ -538,6 +583,7 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                 if (!s->continued)
                     st_engine_prefilled(s->e, s->n_prefilled);
             } else {
+                note_fed(s, &s->token, 1);
                 s->pos++;
             }
         }
@@ -613,6 +659,19 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
         *more |= root->sequences[i] && root->sequences[i]->refill;
     batch_free(&b);
     return st;
+}
+
+size_t st_sequence_continued_prefix(const st_sequence *s, const int32_t *prompt, size_t n)
+{
+    size_t have = s->n_past;
+    if (s->busy || !s->continuable || have == 0 || n <= have ||
+        memcmp(prompt, s->past, have * sizeof *prompt) != 0)
+        return 0;
+    if (s->unfed < 0)
+        return have; /* an end-of-generation token, if one ended it, was never fed */
+    /* st_sequence_continue feeds the unfed token first: the prompt must
+     * have it there, and more after it. */
+    return prompt[have] == s->unfed && n > have + 1 ? have + 1 : 0;
 }
 
 size_t st_sequence_cached_prefix(const st_sequence *s, const int32_t *prompt, size_t n)

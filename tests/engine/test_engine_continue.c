@@ -136,6 +136,17 @@ static void check_continuation(const char *attention, int context, size_t na, si
         cr_assert(st_sequence_cached_prefix(s, all, na + ng + nb) > na,
                   "the idle steps prefilled some of the answer again");
 
+    /* A caller with the whole prompt finds where the past ends: the
+     * prompt, the answer (its last token not fed yet, but in the past). */
+    cr_assert_eq(st_sequence_continued_prefix(s, all, na + ng + nb), na + ng);
+    cr_assert_eq(st_sequence_continued_prefix(s, all, na + ng), 0, "nothing new to run");
+    all[na + ng - 1]++;
+    cr_assert_eq(st_sequence_continued_prefix(s, all, na + ng + nb), 0, "another answer");
+    all[na + ng - 1]--;
+    all[0]++;
+    cr_assert_eq(st_sequence_continued_prefix(s, all, na + ng + nb), 0, "another prompt");
+    all[0]--;
+
     float *cont = malloc(sizeof(float) * info.n_vocab), *want = malloc(sizeof(float) * info.n_vocab),
           *alone = malloc(sizeof(float) * info.n_vocab);
     gp.first_logits = cont;
@@ -149,6 +160,11 @@ static void check_continuation(const char *attention, int context, size_t na, si
         cr_assert_eq(st2.n_cached, na + ng - 1, "%u", st2.n_cached);
     cr_assert_eq(st2.n_prompt, na + ng + nb, "%u", st2.n_prompt);
     cr_assert_eq(st2.n_generated, ng);
+
+    /* The past now holds both turns, the refill's rest noted once. */
+    memcpy(all + na + ng + nb, second.ids, ng * sizeof *all);
+    all[na + 2 * ng + nb] = 7;
+    cr_assert_eq(st_sequence_continued_prefix(s, all, na + 2 * ng + nb + 1), na + 2 * ng + nb);
 
     fresh_logits(e, all, na + ng + nb, want);
     fresh_logits(e, b, nb, alone);
@@ -216,6 +232,15 @@ Test(engine_continue, an_end_of_generation_token_is_not_fed)
     cr_assert(stats.stopped_by_eos && stats.n_generated == 1);
     gp.logit_bias = NULL;
     gp.n_logit_bias = 0;
+    /* The past is the prompt: the end-of-generation token may follow it
+     * in the next prompt or not. */
+    int32_t with_eos[26];
+    memcpy(with_eos, a, sizeof a);
+    with_eos[20] = info.eos;
+    memcpy(with_eos + 21, b, sizeof b);
+    cr_assert_eq(st_sequence_continued_prefix(s, with_eos, 26), 20);
+    memcpy(with_eos + 20, b, sizeof b);
+    cr_assert_eq(st_sequence_continued_prefix(s, with_eos, 25), 20);
     answer second = {0};
     cr_assert_eq(st_sequence_continue(s, b, 5, &gp, collect, &second, &err), ST_OK, "%s",
                  err.message);
@@ -241,6 +266,7 @@ Test(engine_continue, states_with_nothing_to_continue_are_refused)
     answer got = {0};
     cr_assert_eq(st_sequence_continue(s, a, 4, &gp, collect, &got, &err), ST_E_STATE);
     cr_assert(strstr(err.message, "nothing to continue"), "%s", err.message);
+    cr_assert_eq(st_sequence_continued_prefix(s, a, 40), 0);
 
     cr_assert_eq(st_sequence_start(s, a, 10, &gp, collect, &got, &err), ST_OK, "%s",
                  err.message);
@@ -265,6 +291,7 @@ Test(engine_continue, states_with_nothing_to_continue_are_refused)
     cr_assert_eq(run_out(e, s, &stats, &err), ST_E_RANGE);
     cr_assert(strstr(err.message, "the context is full"), "%s", err.message);
     cr_assert_eq(st_sequence_continue(s, a, 4, &gp, collect, &got, &err), ST_E_STATE);
+    cr_assert_eq(st_sequence_continued_prefix(s, a, 40), 0);
     st_sequence_close(s);
     st_engine_close(e);
 }

@@ -2484,3 +2484,54 @@ def test_slot_files_need_a_save_path(models_dir, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "expected a directory the server can write to" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def bounded_dir(tmp_path_factory, models_dir) -> Path:
+    d = tmp_path_factory.mktemp("bounded")
+    tiny = models_dir.parent / "tiny.gguf"
+    dense = manifest_text(tiny, 64, 1, "  - plugin: greedy\n")
+    (d / "dense64.yaml").write_text(dense)
+    (d / "window.yaml").write_text(dense.replace(
+        "{plugin: dense}", "{plugin: sliding-window, params: {window: 24, sinks: 4}}"))
+    return d
+
+
+def test_a_bounded_strategy_goes_past_the_context_and_on_from_the_last_turn(bounded_dir):
+    """Where the attention evicts, the context bounds what the model sees,
+    not the prompt or the answer; a request that continues a slot's
+    conversation (sent whole, as clients do) runs only its new tokens."""
+    s = Server(bounded_dir, "--parallel", "2")
+    try:
+        c = s.client()
+        long_message = "the quick brown fox jumps over the lazy dog " * 12
+        with pytest.raises(openai.BadRequestError) as refused:
+            c.chat.completions.create(model="dense64", max_tokens=4, messages=[
+                {"role": "user", "content": long_message}])
+        assert "context of 64 tokens" in str(refused.value)
+        past = c.chat.completions.create(model="window", max_tokens=100, messages=[
+            {"role": "user", "content": long_message}], logit_bias={"2": -100})
+        assert past.usage.prompt_tokens > 64 and past.usage.completion_tokens == 100
+        assert past.choices[0].finish_reason == "length"
+
+        # Turn 1 ends at once on <|im_end|> (id 2, never fed); turn 2 sends
+        # the conversation whole and goes on after turn 1's prompt.
+        first = [{"role": "user", "content": "tell me about the fox"}]
+        one = c.chat.completions.create(model="window", max_tokens=8, messages=first,
+                                        logit_bias={"2": 100})
+        assert one.choices[0].message.content == "" and one.usage.prompt_tokens_details.cached_tokens == 0
+        second = first + [{"role": "assistant", "content": ""},
+                          {"role": "user", "content": "and the dog?"}]
+        two = c.chat.completions.create(model="window", max_tokens=8, messages=second)
+        assert two.usage.prompt_tokens_details.cached_tokens == one.usage.prompt_tokens
+        assert two.usage.prompt_tokens > one.usage.prompt_tokens
+        # cache_prompt false runs it all; so does a prompt that is not a
+        # continuation of any slot's.
+        fresh = c.chat.completions.create(model="window", max_tokens=8, messages=second,
+                                          extra_body={"cache_prompt": False})
+        assert fresh.usage.prompt_tokens_details.cached_tokens == 0
+        other = c.chat.completions.create(model="window", max_tokens=8, messages=[
+            {"role": "user", "content": "something else"}])
+        assert other.usage.prompt_tokens_details.cached_tokens == 0
+    finally:
+        assert s.stop() == 0

@@ -402,6 +402,17 @@ ST_API st_status st_sequence_continue(st_sequence *s, const int32_t *tokens, siz
                                       const st_generate_params *params, st_token_fn on_token,
                                       void *user, st_error *err);
 
+/* For a caller that gets whole prompts (a server whose clients send the
+ * conversation each turn): k > 0 when `prompt` begins with the sequence's
+ * past, every token it has fed since its cache was emptied and, when the
+ * last answer's final token was not fed, that token; then
+ * st_sequence_continue(s, prompt + k, n - k, ...) runs the rest (an
+ * end-of-generation token that ended the answer, never fed, may be in the
+ * rest or not). 0 when the prompt does not begin so, leaves nothing to
+ * run, or there is nothing to go on from (since 1.10). */
+ST_API size_t st_sequence_continued_prefix(const st_sequence *s, const int32_t *prompt,
+                                           size_t n);
+
 /* One step of every started sequence (callbacks run from here). *n_active:
  * the sequences still running after it. An error of the shared pass ends
  * every request in it with that error (see st_sequence_result); the

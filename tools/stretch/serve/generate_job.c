@@ -1028,7 +1028,11 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         r->run_ids = r->ids;
     *status = 0;
     *param = req->chat ? "messages" : "prompt";
-    int64_t room = (int64_t)info.n_ctx - (int64_t)r->n_ids;
+    /* Where the attention evicts, the context bounds what the model sees,
+     * not how long the prompt or the answer may be: a default answer is
+     * then capped at a context's worth. */
+    bool bounded = info.bounded_cache;
+    int64_t room = bounded ? (int64_t)info.n_ctx : (int64_t)info.n_ctx - (int64_t)r->n_ids;
     /* Ids the tokenizer made are in the vocabulary; a client's may not be. */
     size_t bad_id = r->prompt && r->prompt->ids
                         ? st_first_bad_token(r->run_ids, r->n_ids, info.n_vocab)
@@ -1052,12 +1056,12 @@ static st_job_run *run_prepare(st_job *job, st_engine *e, uint32_t choice, int *
         *status = 400;
     } else if (job->template_only) {
         /* /apply-template shows the prompt, which need not fit to be seen */
-    } else if (r->n_ids >= info.n_ctx) {
+    } else if (!bounded && r->n_ids >= info.n_ctx) {
         snprintf(msg, msg_size, "the prompt is %zu tokens, and model '%.100s' has a context "
                  "of %u tokens, which must also hold the answer; shorten the prompt (nothing "
                  "is truncated)", r->n_ids, req->model, info.n_ctx);
         *status = 400;
-    } else if (req->max_tokens > room) {
+    } else if (!bounded && req->max_tokens > room) {
         snprintf(msg, msg_size, "max_tokens is %lld, but the prompt is %zu tokens and the "
                  "context of model '%.100s' is %u: at most %lld tokens fit",
                  (long long)req->max_tokens, r->n_ids, req->model, info.n_ctx, (long long)room);

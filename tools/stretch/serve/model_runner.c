@@ -137,7 +137,29 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
     return e;
 }
 
-/* run's generation on sequence slot (a new answer, or one going on). */
+/* How many of a prompt's leading tokens sequence `slot` saves computing:
+ * what its cache holds of the prompt (st_generate_params.fresh_cache),
+ * or, where the attention evicts and so keeps no prompts, its past when
+ * the prompt goes on from it (a conversation's next turn, which the
+ * client sends whole): *go_on then. A request that wants its prompt's
+ * log-probabilities runs it all. */
+static size_t slot_saves(st_runner *r, uint32_t slot, const int32_t *ids, size_t n_ids,
+                         const st_generate_params *gp, bool *go_on)
+{
+    *go_on = false;
+    if (gp->fresh_cache)
+        return 0;
+    st_engine_info info = {.struct_size = sizeof info};
+    st_engine_get_info(r->engine, &info);
+    size_t k = info.bounded_cache && !gp->on_prompt_logprobs
+                   ? st_sequence_continued_prefix(r->seqs[slot], ids, n_ids)
+                   : 0;
+    *go_on = k > 0;
+    return k ? k : st_sequence_cached_prefix(r->seqs[slot], ids, n_ids);
+}
+
+/* run's generation on sequence slot (a new answer, or one going on):
+ * after the slot's past where the prompt continues it (slot_saves). */
 static st_status start_on(st_runner *r, uint32_t slot, st_job_run *run, st_error *err)
 {
     const int32_t *ids;
@@ -146,6 +168,10 @@ static st_status start_on(st_runner *r, uint32_t slot, st_job_run *run, st_error
     st_token_fn fn;
     void *user;
     st_job_run_args(run, &ids, &n_ids, &gp, &fn, &user);
+    bool go_on;
+    size_t k = slot_saves(r, slot, ids, n_ids, gp, &go_on);
+    if (go_on)
+        return st_sequence_continue(r->seqs[slot], ids + k, n_ids - k, gp, fn, user, err);
     return st_sequence_start(r->seqs[slot], ids, n_ids, gp, fn, user, err);
 }
 
@@ -360,13 +386,12 @@ static void admit(st_runner *r, uint32_t running)
              * least recently, so that other prompts' caches live longer.
              * (A prefix another sequence holds is copied from there when
              * the request starts: st_generate_params.fresh_cache.) */
-            size_t best = gp->fresh_cache ? 0 : st_sequence_cached_prefix(r->seqs[slot], ids,
-                                                                          n_ids);
+            bool go_on;
+            size_t best = slot_saves(r, slot, ids, n_ids, gp, &go_on);
             for (uint32_t i = slot + 1; i < r->parallel; i++) {
                 if (r->jobs[i])
                     continue;
-                size_t have = gp->fresh_cache ? 0 : st_sequence_cached_prefix(r->seqs[i], ids,
-                                                                              n_ids);
+                size_t have = slot_saves(r, i, ids, n_ids, gp, &go_on);
                 if (have > best || (have == best && r->used[i] < r->used[slot])) {
                     best = have;
                     slot = i;
