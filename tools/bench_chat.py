@@ -134,7 +134,7 @@ def main() -> int:
     print(f"{a.turns} turns, --max-tokens {a.max_tokens}"
           + (f", --context {a.context}" if a.context else "") + f", {a.threads} threads\n")
     print("| build | manifest | turns answered | tokens prefilled | conversation fed by the "
-          "last turn | turns dropped | prefill ms, last 10 turns (median) | wall s |")
+          "last turn | drops | prefill ms, last 10 turns (median) | wall s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     if a.out:

@@ -346,12 +346,23 @@ Test(engine_cli, chat_keeps_the_conversation)
               "turn 2 holds turn 1 and its answer, and reuses turn 1's prompt: %s", err);
     cr_assert_eq(p[2], p[0], "after /reset the same message is the same prompt: %s", err);
 
-    /* A context that holds one exchange and the next message, not two. */
-    write_file("more.txt", "hello there\nhow are you\nwhat now\n");
-    rc = run("chat -m s.yaml --context 64 --max-tokens 4 --seed 1 < more.txt");
+    /* A context that holds one exchange and the next message, not two:
+     * turn 3 drops down to half of what the prompt may take (60 / 2
+     * tokens), here both exchanges, so that turn 4 adds to turn 3's
+     * prompt and takes it from the cache. */
+    write_file("more.txt", "hello there\nhow are you\nwhat now\nok then\n");
+    rc = run("chat -m s.yaml --context 64 --max-tokens 4 --seed 1 --stats < more.txt");
     cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
-    cr_assert(strstr(err, "the conversation outgrew the context of 64 tokens: the oldest 2 "
+    cr_assert(strstr(err, "the conversation outgrew the context of 64 tokens: the oldest 4 "
                           "messages are dropped"), "%s", err);
+    snprintf(copy, sizeof copy, "%s", err);
+    t = 0;
+    unsigned p4[4], c4[4];
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+        if (t < 4 && sscanf(l, "stretch: %u prompt tokens (%u from the cache)", &p4[t], &c4[t]) == 2)
+            t++;
+    cr_assert_eq(t, 4, "%s", err);
+    cr_assert(p4[2] <= 30 && c4[3] >= p4[2], "turn 4 goes on from turn 3's prompt: %s", err);
 
     /* Too long alone: refused (exit 5 from a pipe), the next turn answered. */
     char big[2048] = "";

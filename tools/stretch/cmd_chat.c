@@ -7,7 +7,8 @@
  * prefills again between turns (st_engine_idle_step), so the next turn
  * takes the last prompt and its answer from the prefix cache.
  * When the conversation outgrows the context, its oldest exchanges are
- * dropped (a system message stays), and the user is told. A strategy
+ * dropped (a system message stays), down to half of what the prompt may
+ * take, and the user is told. A strategy
  * whose attention evicts (lm-infinite, streaming, sliding-window, ...)
  * drops nothing: each turn goes on from the last on the same sequence
  * (st_sequence_continue), so the conversation runs past the context and
@@ -176,7 +177,12 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
                  *n_ids, n_ctx, room);
         return ST_E_RANGE;
     }
-    size_t dropped = 0;
+    /* Drop down to half the room the prompt has, not just under it (as
+     * llama-cli's context shift discards half): the turns after a drop
+     * then add to a prompt the cache holds, where dropping one exchange
+     * at a time would make every later turn drop one more and so prefill
+     * the whole conversation again. */
+    size_t half = (n_ctx - room) / 2, dropped = 0;
     do {
         /* The oldest user-assistant pair; the last user turn fits alone. */
         conv_drop(c, c->first_turn, 2);
@@ -184,7 +190,7 @@ static st_status fit_prompt(st_engine *e, conversation *c, uint32_t flags, uint3
         st_free(*ids);
         *ids = NULL;
         st = st_engine_chat_tokenize_messages(e, c->m, c->n, flags, ids, n_ids, err);
-    } while (st == ST_OK && *n_ids + room > n_ctx);
+    } while (st == ST_OK && c->n > c->first_turn + 1 && *n_ids > half);
     if (st == ST_OK)
         fprintf(stderr, "stretch: the conversation outgrew the context of %u tokens: the "
                         "oldest %zu messages are dropped\n",
