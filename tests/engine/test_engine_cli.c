@@ -431,6 +431,17 @@ Test(engine_cli, chat_on_a_bounded_cache_goes_on_past_the_context)
                   k + 1, out);
     }
     cr_assert(prompt[11] > 4 * 64, "the conversation runs past the context: %s", out);
+    /* A message longer than the context is taken, first or later. */
+    char big[2048] = "";
+    for (int line = 0; line < 2; line++) {
+        for (int k = 0; k < 30; k++)
+            strcat(big, "words and more ");
+        strcat(big, "\n");
+    }
+    write_file("big.txt", big);
+    rc = run("chat -m w.yaml --max-tokens 4 --stats < big.txt");
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(!strstr(err, "does not fit"), "%s", err);
 
     /* The same turns on a dense cache of the same size drop old ones. */
     write_strategy("d.yaml", "tiny.gguf", 64, "dense", "greedy");

@@ -531,8 +531,11 @@ static int chat(int argc, char **argv, st_cli_sampling *sampling)
         if (augmented)
             c.m[c.n - 1].content = augmented;
         bool go_on = st == ST_OK && bounded && held && next_turn_ids(e, &c, flags, &ids, &n_ids);
+        /* A bounded cache takes a conversation of any length, a message
+         * longer than the context too: nothing is dropped. */
         if (st == ST_OK && !go_on)
-            st = fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
+            st = bounded ? st_engine_chat_tokenize_messages(e, c.m, c.n, flags, &ids, &n_ids, &err)
+                         : fit_prompt(e, &c, flags, info.n_ctx, room, &ids, &n_ids, &err);
         c.m[c.n - 1].content = typed;
         st_free(augmented);
         st_cli_answer a;
