@@ -12,12 +12,24 @@ model has been fed by the last turn, how many times old turns were dropped
 turns, and the whole command's wall seconds. --stretch may be given twice
 or more (BIN or LABEL=BIN) to set builds side by side; --out keeps every
 turn's JSON.
+
+--llama adds the peer: the natively built llama.cpp's
+`llama-completion -cnv --context-shift` (tools/build_llama_native.sh), fed
+the same turns with the same context, answer cap, greedy sampling and
+threads, flash attention on and off (a row each). It also goes on from
+each turn without rendering the conversation again, and when its context
+fills it discards half of it.
+Its row takes the tokens prefilled and generated from its own timing
+lines; it prints no per-turn times. The two sides' answers differ (each
+renders the template its own way), so set the wall seconds a generated
+token beside each other, not the wall seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -25,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import REPO_ROOT, ToolError, run_main  # noqa: E402
+from lib.common import DEFAULT_MODEL, REPO_ROOT, ToolError, peer_tool, run_main  # noqa: E402
 
 PROG = "bench_chat"
 QUESTIONS = [
@@ -54,9 +66,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=64, help="answer cap (default 64)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="every turn's JSON, per run")
+    p.add_argument("--llama", action="store_true",
+                   help="add llama.cpp's llama-completion -cnv as the peer")
+    p.add_argument("--llama-bin", type=Path, default=None,
+                   help="directory holding llama-completion (default: build it with "
+                        "tools/build_llama_native.sh)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                   help="the GGUF llama.cpp loads (default: %(default)s; give the one the "
+                        "manifests name)")
     a = p.parse_args(argv)
     if a.turns < 1:
         p.error("--turns must be at least 1")
+    if a.llama and not a.context:
+        p.error("--llama needs --context, so that both sides have the same")
     return a
 
 
@@ -103,6 +125,24 @@ def run_chat(binary: Path, manifest: str, a: argparse.Namespace, text: str) -> d
     return {"wall_s": wall, "turns": turns, "dropped": done.stderr.count("outgrew the context")}
 
 
+def run_llama(tool: Path, a: argparse.Namespace, text: str, flash: str) -> dict:
+    if not a.model.is_file():
+        raise ToolError(f"{a.model}: no such model (tools/fetch_model.sh, or give --model)")
+    cmd = [str(tool), "-m", str(a.model), "-cnv", "--context-shift", "--temp", "0", "-s", "1",
+           "-c", str(a.context), "-n", str(a.max_tokens), "-t", str(a.threads), "-fa", flash]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, input=text, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if done.returncode != 0:
+        raise ToolError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-400:]}")
+    prompt = re.search(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens", done.stderr)
+    gen = re.search(r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", done.stderr)
+    if not prompt or not gen:
+        raise ToolError("llama-completion printed no timing lines (prompt eval, eval)")
+    return {"wall_s": wall, "prefilled": int(prompt.group(2)), "generated": int(gen.group(2)),
+            "prefill_s": float(prompt.group(1)) / 1000, "decode_s": float(gen.group(1)) / 1000}
+
+
 def summary(run: dict) -> dict:
     turns = [t for t in run["turns"] if "error" not in t]
     if not turns:
@@ -111,10 +151,19 @@ def summary(run: dict) -> dict:
     tail = [t["timings"]["prefill_s"] for t in turns[-10:]]
     return {"answered": len(turns),
             "prefilled": sum(t["prompt_tokens"] - t["cached_tokens"] for t in turns),
+            "generated": sum(t["generated_tokens"] for t in turns),
+            "prefill_s": sum(t["timings"]["prefill_s"] for t in turns),
+            # the first token of an answer comes with the prefill
+            "decoded": sum(max(t["generated_tokens"] - 1, 0) for t in turns),
+            "decode_s": sum(t["timings"]["decode_s"] for t in turns),
             "fed": last["prompt_tokens"] + last["generated_tokens"],
             "dropped": run["dropped"],
             "prefill_tail_s": statistics.median(tail),
             "wall_s": run["wall_s"]}
+
+
+def rate(tokens: int, seconds: float) -> str:
+    return f"{tokens / seconds:,.0f}" if seconds > 0 else ""
 
 
 def main() -> int:
@@ -129,13 +178,27 @@ def main() -> int:
             s = summary(run)
             raw[f"{label} {manifest}"] = run
             rows.append(f"| {label} | {manifest} | {s['answered']}/{a.turns} | {s['prefilled']:,} "
-                        f"| {s['fed']:,} | {s['dropped']} | {s['prefill_tail_s'] * 1000:.1f} "
-                        f"| {s['wall_s']:.1f} |")
+                        f"| {s['generated']:,} | {s['fed']:,} | {s['dropped']} "
+                        f"| {s['prefill_tail_s'] * 1000:.1f} "
+                        f"| {rate(s['prefilled'], s['prefill_s'])} "
+                        f"| {rate(s['decoded'], s['decode_s'])} | {s['wall_s']:.1f} "
+                        f"| {s['wall_s'] * 1000 / max(s['generated'], 1):.1f} |")
+    tool = peer_tool(a.llama_bin, "llama-completion") if a.llama else None
+    for flash in ("on", "off") if tool else ():
+        run = run_llama(tool, a, text, flash)
+        raw[f"llama.cpp -fa {flash}"] = run
+        rows.append(f"| llama.cpp | llama-completion -cnv --context-shift -fa {flash} | "
+                    f"| {run['prefilled']:,} "
+                    f"| {run['generated']:,} | {run['prefilled'] + run['generated']:,} | | "
+                    f"| {rate(run['prefilled'], run['prefill_s'])} "
+                    f"| {rate(run['generated'], run['decode_s'])} | {run['wall_s']:.1f} "
+                    f"| {run['wall_s'] * 1000 / max(run['generated'], 1):.1f} |")
     print(f"{a.turns} turns, --max-tokens {a.max_tokens}"
           + (f", --context {a.context}" if a.context else "") + f", {a.threads} threads\n")
-    print("| build | manifest | turns answered | tokens prefilled | conversation fed by the "
-          "last turn | drops | prefill ms, last 10 turns (median) | wall s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| build | manifest | turns answered | tokens prefilled | tokens generated | "
+          "conversation fed by the last turn | drops | prefill ms, last 10 turns (median) "
+          "| prefill tok/s | decode tok/s | wall s | wall ms a generated token |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     if a.out:
         a.out.write_text(json.dumps(raw, indent=1))

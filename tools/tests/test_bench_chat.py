@@ -50,8 +50,8 @@ def test_each_build_is_a_row_with_what_it_prefilled(tmp_path):
             for l in done.stdout.splitlines() if l.startswith("| ") and "m.yaml" in l}
     # Continuing: 10 tokens a turn. Dropping: turns 3-5 prefill all of it
     # (23 + 36 + 49 + 10 each).
-    assert rows["cont"] == ["m.yaml", "5/5", "50", "66", "0", "10.0", rows["cont"][-1]]
-    assert rows["old"][:5] == ["m.yaml", "5/5", str(10 + 10 + 36 + 49 + 62), "66", "3"]
+    assert rows["cont"][:7] == ["m.yaml", "5/5", "50", "20", "66", "0", "10.0"]
+    assert rows["old"][:6] == ["m.yaml", "5/5", str(10 + 10 + 36 + 49 + 62), "20", "66", "3"]
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert len(raw["cont m.yaml"]["turns"]) == 5
 
@@ -65,3 +65,38 @@ def test_bad_inputs_are_named(tmp_path):
     assert done.returncode == 2 and "q.txt: no questions in it" in done.stderr
     done = run(tmp_path, "--turns", "0")
     assert done.returncode == 2 and "--turns must be at least 1" in done.stderr
+
+
+FAKE_LLAMA = """#!/usr/bin/env python3
+import sys
+a = sys.argv
+assert "-cnv" in a and "--context-shift" in a and a[a.index("-c") + 1] == "512"
+turns = sys.stdin.read().splitlines()
+print("> ok\\n" * len(turns))
+print("common_perf_print: prompt eval time =     260.85 ms /    53 tokens (    4.92 ms per token)",
+      file=sys.stderr)
+print("common_perf_print:        eval time =    1311.46 ms /   133 runs   (    9.86 ms per token)",
+      file=sys.stderr)
+"""
+
+
+def test_the_llama_row_reads_its_timing_lines(tmp_path):
+    go = fake(tmp_path / "go")
+    bin_dir = tmp_path / "llama"
+    bin_dir.mkdir()
+    (bin_dir / "llama-completion").write_text(FAKE_LLAMA)
+    (bin_dir / "llama-completion").chmod(0o755)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    done = run(tmp_path, "--stretch", str(go), "--turns", "3", "--context", "512", "--llama",
+               "--llama-bin", str(bin_dir), "--model", str(model))
+    assert done.returncode == 0, done.stderr
+    row = [l for l in done.stdout.splitlines() if l.startswith("| llama.cpp")]
+    cells = [c.strip() for c in row[0].split("|")[1:-1]]
+    assert cells[3:6] == ["53", "133", "186"], cells
+    assert cells[8:10] == ["203", "101"], cells  # its tokens over its timing lines' times
+    done = run(tmp_path, "--stretch", str(go), "--llama", "--llama-bin", str(bin_dir),
+               "--context", "512", "--model", str(tmp_path / "none.gguf"))
+    assert done.returncode == 2 and "none.gguf: no such model" in done.stderr
+    done = run(tmp_path, "--stretch", str(go), "--llama", "--llama-bin", str(bin_dir))
+    assert done.returncode == 2 and "--llama needs --context" in done.stderr
