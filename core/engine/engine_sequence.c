@@ -252,10 +252,14 @@ static st_status start(st_sequence *s, const int32_t *prompt, size_t n_prompt,
     drop_refill(s); /* the cache holds what it holds; a new request uses it */
     bool reuse = !cont && !params.fresh_cache && !params.on_prompt_logprobs;
     uint32_t cached = 0;
-    if (cont)
+    if (cont) {
         st_engine_begin_continued(e, params.seed);
-    else
+    } else {
+        /* The cache is emptied or cut here: until this request ends it
+         * holds no past to go on from. */
+        s->continuable = false;
         cached = st_engine_begin(e, prompt, n_prompt, params.seed, reuse);
+    }
     for (size_t i = 0; i < n_prompt && st == ST_OK; i++)
         st = st_sampler_chain_accept(&e->chain, prompt[i], true, err);
     if (st != ST_OK) {
