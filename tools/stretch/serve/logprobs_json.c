@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8_text.h"
+#include "server.h"
 
 bool st_lp_add(st_lp_log *log, int32_t token, float logprob, const int32_t *top_ids,
                const float *top, size_t n_top)
@@ -59,13 +59,13 @@ static void piece_of(st_engine *e, int32_t id, const char **p, size_t *n)
     }
 }
 
-/* A piece as text: valid UTF-8. */
+/* A piece as text, cleaned as the answer's text is (st_json_clean: a
+ * byte that is not valid UTF-8, or NUL, becomes '?'); "" when out of
+ * memory. */
 static json_t *piece_text(const char *p, size_t n)
 {
-    char *clean = st_utf8_clean_dup(p, n);
-    json_t *v = json_string(clean ? clean : "");
-    free(clean);
-    return v;
+    json_t *v = st_json_clean(p, n);
+    return v ? v : json_string("");
 }
 
 static json_t *chat_entry(st_engine *e, int32_t id, float logprob)
