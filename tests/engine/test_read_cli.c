@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_dir.h"
 #include "tiny_model.h"
 
 #define STRETCH ST_TEST_BINARY_DIR "/bin/stretch"
@@ -22,12 +23,7 @@ static char out[65536], err[16384];
 
 static void write_file(const char *name, const char *text)
 {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    st_test_write(dir, name, text);
 }
 
 static void write_strategy(const char *name, const char *attention)

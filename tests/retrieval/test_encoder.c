@@ -21,6 +21,7 @@
 #include "conformance.h"
 #include "encoder_internal.h"
 #include "gguf.h"
+#include "test_dir.h"
 #include "tiny_bert.h"
 #include "tiny_model.h"
 
@@ -30,11 +31,7 @@ static char dir[128];
 
 static const char *path_in(const char *name)
 {
-    static char buf[4][256];
-    static int at;
-    char *p = buf[at++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
-    return p;
+    return st_test_path(dir, name);
 }
 
 static void setup(void)
@@ -370,10 +367,7 @@ Test(encoder, hybrid_passes_conformance_with_an_encoder)
 
 static void write_file(const char *name, const char *text)
 {
-    FILE *f = fopen(path_in(name), "wb");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    st_test_write(dir, name, text);
 }
 
 static st_retriever *open_embedding(const char *yaml_name)

@@ -15,25 +15,19 @@
 
 #include <stretch/retrieval.h>
 
+#include "test_dir.h"
 #include "tiny_bert.h"
 
 static char dir[128];
 
 static const char *path_in(const char *name)
 {
-    static char buf[4][256];
-    static int at;
-    char *p = buf[at++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
-    return p;
+    return st_test_path(dir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-    FILE *f = fopen(path_in(name), "wb");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    st_test_write(dir, name, text);
 }
 
 #define BASE "format: 1\ntokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n" \

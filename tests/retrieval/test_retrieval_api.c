@@ -5,6 +5,7 @@
  * prompt template.
  */
 #include <criterion/criterion.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include <stretch/retrieval.h>
+
+#include "test_dir.h"
 
 static char dir[128];
 
@@ -32,19 +35,12 @@ TestSuite(retrieval_api, .init = setup, .fini = teardown);
 
 static const char *path_in(const char *name)
 {
-    static char buf[4][256];
-    static int at;
-    char *p = buf[at++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
-    return p;
+    return st_test_path(dir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-    FILE *f = fopen(path_in(name), "wb");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
+    st_test_write(dir, name, text);
 }
 
 static st_status open_strategy(const char *name, uint32_t flags, st_retriever **r,
