@@ -530,6 +530,41 @@ static void batch_add(step_batch *b, st_sequence *s, const int32_t *tokens, size
     b->in[b->n++] = s;
 }
 
+/* The next piece of s's refill into the batch, at most `cap` rows, cut as
+ * a whole prefill of those tokens would cut them; before the first, the
+ * decode-written slots go (the prefix before them stays offered:
+ * truncating renews the cache's epoch). */
+static void refill_add(step_batch *b, st_sequence *s, size_t cap)
+{
+    st_kv_cache *kv = s->e->kv;
+    if (s->refill_done == s->refill_from && kv->n_slots > s->refill_from) {
+        if (!st_kv_cache_truncate(kv, s->refill_from)) {
+            drop_refill(s); /* the cache is as it was */
+            return;
+        }
+        st_engine_prefilled(s->e, s->refill_from);
+    }
+    batch_add(b, s, s->refill + (s->refill_done - s->refill_from),
+              st_prefill_piece(s->refill_done, s->refill_to, s->e->block, cap),
+              (int32_t)s->refill_done, NULL);
+}
+
+/* After the pass: the piece is in the cache and offered; or the pass
+ * failed, and what was done so far stays offered while the rest of the
+ * answer is gone from the cache, so there is no going on from it. */
+static void refill_advance(st_sequence *s, size_t len, st_status st)
+{
+    if (st != ST_OK) {
+        drop_refill(s);
+        s->continuable = false;
+        return;
+    }
+    s->refill_done += (uint32_t)len;
+    st_engine_prefilled(s->e, s->refill_done);
+    if (s->refill_done == s->refill_to)
+        drop_refill(s);
+}
+
 st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
 {
     uint32_t P = root->parallel;
@@ -560,6 +595,16 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
             batch_add(&b, s, &s->token, 1, s->pos, NULL);
         }
     }
+    /* The sequences idle beside running ones prefill their last answer
+     * again in the same pass (st_engine_idle_step's work, which would
+     * wait for the whole engine to be idle, and under steady load never
+     * ran), a piece of at most an echoed prompt's rows at a time so that
+     * the others' steps stay short. */
+    for (uint32_t i = 0; i < P && st == ST_OK && b.n > 0; i++) {
+        st_sequence *s = root->sequences[i];
+        if (s && !s->busy && s->refill)
+            refill_add(&b, s, ST_PROMPT_LOGPROBS_BLOCK);
+    }
     if (st == ST_OK && b.n > 0) {
         st_error step_err;
         memset(&step_err, 0, sizeof step_err);
@@ -567,7 +612,9 @@ st_status st_engine_step(st_engine *root, uint32_t *n_active, st_error *err)
                                                 &step_err);
         for (uint32_t k = 0; k < b.n; k++) {
             st_sequence *s = b.in[k];
-            if (fst != ST_OK) {
+            if (!s->busy) {
+                refill_advance(s, b.lens[k], fst);
+            } else if (fst != ST_OK) {
                 s->err = step_err;
                 finish(s, fst);
             } else if (s->n_prefilled < s->n_prompt) {
@@ -624,40 +671,13 @@ st_status st_engine_idle_step(st_engine *root, bool *more, st_error *err)
     st_status st = batch_alloc(&b, P, err);
     for (uint32_t i = 0; i < P && st == ST_OK; i++) {
         st_sequence *s = root->sequences[i];
-        if (!s || !s->refill)
-            continue;
-        st_kv_cache *kv = s->e->kv;
-        if (s->refill_done == s->refill_from && kv->n_slots > s->refill_from) {
-            /* The decode-written slots go; the prefix before them stays
-             * offered (truncating renews the cache's epoch). */
-            if (!st_kv_cache_truncate(kv, s->refill_from)) {
-                drop_refill(s);
-                continue;
-            }
-            st_engine_prefilled(s->e, s->refill_from);
-        }
-        /* Cut as a whole prefill of these tokens would cut them. */
-        batch_add(&b, s, s->refill + (s->refill_done - s->refill_from),
-                  st_prefill_piece(s->refill_done, s->refill_to, s->e->block, s->e->block),
-                  (int32_t)s->refill_done, NULL);
+        if (s && s->refill)
+            refill_add(&b, s, s->e->block);
     }
     if (st == ST_OK && b.n > 0) {
         st = st_engine_forward_batch(b.es, b.tokens, b.lens, b.pos0, NULL, b.n, err);
-        for (uint32_t k = 0; k < b.n; k++) {
-            st_sequence *s = b.in[k];
-            if (st != ST_OK) {
-                /* What was done so far stays offered; the rest of the
-                 * answer is gone from the cache, so there is no going on
-                 * from it. */
-                drop_refill(s);
-                s->continuable = false;
-                continue;
-            }
-            s->refill_done += (uint32_t)b.lens[k];
-            st_engine_prefilled(s->e, s->refill_done);
-            if (s->refill_done == s->refill_to)
-                drop_refill(s);
-        }
+        for (uint32_t k = 0; k < b.n; k++)
+            refill_advance(b.in[k], b.lens[k], st);
     }
     for (uint32_t i = 0; more && i < P; i++)
         *more |= root->sequences[i] && root->sequences[i]->refill;

@@ -904,6 +904,69 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
     st_engine_close(e);
 }
 
+/* Under load the engine is never idle: a finished answer is prefilled
+ * again beside the sequences that run, a piece at a time (here two: the
+ * answer's slots 500..529 cross the 512-token block), without any idle
+ * step; the next turn takes it from the cache with an empty cache's
+ * logits, and the sequence that ran beside it answers as it does alone. */
+Test(engine_requests, a_busy_engine_refills_the_answer_beside_the_running_ones)
+{
+    char path[340];
+    snprintf(path, sizeof path, "%s/busy.yaml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "format: 1\nmodel: %s\ncontext: 640\nthreads: 2\nparallel: 2\n"
+               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+               "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n", model_path);
+    fclose(f);
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
+    size_t nv = vocab_of(e);
+    static int32_t turn1[500], turn2[539];
+    int32_t other[5] = {40, 41, 42, 43, 44};
+    random_prompt(turn1, 500, 41);
+    share_run runs[2];
+    open_runs(e, runs, 2);
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 30, .ignore_eos = true};
+    run_together(e, &runs[0], (const int32_t *const[]){turn1}, (const size_t[]){500}, 1, &gp);
+    cr_assert_eq(runs[0].p.n, 30);
+    memcpy(turn2, turn1, sizeof turn1);
+    memcpy(turn2 + 500, runs[0].p.ids, 29 * sizeof *turn2);
+    for (size_t i = 529; i < 539; i++)
+        turn2[i] = 33 + (int32_t)(i % 40);
+    cr_expect_eq(st_sequence_cached_prefix(runs[0].s, turn2, 539), 500);
+
+    st_generate_params beside = gp;
+    beside.max_tokens = 20;
+    start_run(&runs[1], other, 5, &beside);
+    uint32_t active = 0;
+    cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect_eq(st_sequence_cached_prefix(runs[0].s, turn2, 539), 512, "the first piece");
+    cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    cr_expect(active == 1 && st_sequence_busy(runs[1].s));
+    cr_expect_eq(st_sequence_cached_prefix(runs[0].s, turn2, 539), 529, "the whole answer");
+    step_until_idle(e);
+    float *want = malloc(nv * sizeof *want);
+    reuse_run alone = run_prompt(e, other, 5, true, want);
+    cr_expect(runs[1].p.n == 20 && memcmp(runs[1].p.ids, alone.p.ids, 6 * sizeof(int32_t)) == 0 &&
+                  memcmp(runs[1].first, want, nv * sizeof *want) == 0,
+              "the sequence beside the refill answers as it does alone");
+
+    reuse_run solo = run_prompt(e, turn2, 539, true, want);
+    st_generate_params next = gp;
+    next.max_tokens = 6;
+    run_together(e, &runs[0], (const int32_t *const[]){turn2}, (const size_t[]){539}, 1, &next);
+    cr_expect_eq(cached_of(runs[0].s), 529, "%u cached", cached_of(runs[0].s));
+    cr_expect(memcmp(runs[0].first, want, nv * sizeof *want) == 0,
+              "the logits differ from an empty cache's");
+    cr_expect(runs[0].p.n == 6 && memcmp(runs[0].p.ids, solo.p.ids, 6 * sizeof(int32_t)) == 0,
+              "the answer differs");
+    close_runs(runs, 2);
+    free(want);
+    st_engine_close(e);
+}
+
 /* Requests of random lengths over two shared prefixes, started in random
  * groups on three sequences, with idle refills in between or cut short:
  * every answer and its first logits are the empty cache's, whatever was

@@ -413,7 +413,9 @@ ST_API st_status st_sequence_continue(st_sequence *s, const int32_t *tokens, siz
 ST_API size_t st_sequence_continued_prefix(const st_sequence *s, const int32_t *prompt,
                                            size_t n);
 
-/* One step of every started sequence (callbacks run from here). *n_active:
+/* One step of every started sequence (callbacks run from here); since
+ * 1.10 the idle sequences do st_engine_idle_step's work in the same pass,
+ * at most 64 rows of it each a step. *n_active:
  * the sequences still running after it. An error of the shared pass ends
  * every request in it with that error (see st_sequence_result); the
  * engine stays usable. */
@@ -429,8 +431,9 @@ ST_API st_status st_engine_step(st_engine *e, uint32_t *n_active, st_error *err)
  * then a prompt that continues a conversation (the previous prompt, its
  * answer, and more) takes the answer from the cache too, and its answer is
  * still the one an empty cache gives, bit for bit. It does nothing while
- * a sequence runs; a request started on a sequence drops what is left of
- * that sequence's work. *more (may be NULL): whether work is left. An
+ * a sequence runs (st_engine_step then does this work beside it); a
+ * request started on a sequence drops what is left of that sequence's
+ * work. *more (may be NULL): whether work is left. An
  * error is the background work's only (it is then dropped): nothing a
  * request sees. */
 ST_API st_status st_engine_idle_step(st_engine *e, bool *more, st_error *err);
