@@ -13,6 +13,14 @@ turns, and the whole command's wall seconds. --stretch may be given twice
 or more (BIN or LABEL=BIN) to set builds side by side; --out keeps every
 turn's JSON.
 
+--serve runs the conversation through `stretch serve` instead (the
+manifest's directory served, --parallel 2), as an OpenAI client does: each
+turn sends the whole conversation to /v1/chat/completions, while a second
+client keeps the server busy with completions of --load-tokens tokens, one
+after another. Its rows count what `usage` says came from the cache: under
+steady load the engine is never idle, so what it prefills again between
+turns must happen beside the running requests.
+
 --llama adds the peer: the natively built llama.cpp's
 `llama-completion -cnv --context-shift` (tools/build_llama_native.sh), fed
 the same turns with the same context, answer cap, greedy sampling and
@@ -28,8 +36,11 @@ token beside each other, not the wall seconds.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import re
+import signal
+import threading
 import statistics
 import subprocess
 import sys
@@ -66,6 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=64, help="answer cap (default 64)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="every turn's JSON, per run")
+    p.add_argument("--serve", action="store_true",
+                   help="through stretch serve, beside a client that keeps it busy")
+    p.add_argument("--load-tokens", type=int, default=128,
+                   help="--serve: tokens of each of the busy client's completions (default 128)")
     p.add_argument("--llama", action="store_true",
                    help="add llama.cpp's llama-completion -cnv as the peer")
     p.add_argument("--llama-bin", type=Path, default=None,
@@ -79,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--turns must be at least 1")
     if a.llama and not a.context:
         p.error("--llama needs --context, so that both sides have the same")
+    if a.serve and (a.llama or a.context):
+        p.error("--serve takes the manifests' contexts and no peer (drop --llama, --context)")
     return a
 
 
@@ -143,6 +160,81 @@ def run_llama(tool: Path, a: argparse.Namespace, text: str, flash: str) -> dict:
             "prefill_s": float(prompt.group(1)) / 1000, "decode_s": float(gen.group(1)) / 1000}
 
 
+def post(host: str, port: int, path: str, body: dict) -> dict:
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    if resp.status != 200:
+        raise ToolError(f"POST {path}: {resp.status}: {data[:300]!r}")
+    return json.loads(data)
+
+
+def run_serve(binary: Path, manifest: str, a: argparse.Namespace, qs: list[str]) -> dict:
+    """The turns through the server's chat endpoint, beside a busy client."""
+    model = Path(manifest).stem
+    cmd = [str(binary), "serve", "--port", "0", "--manifests", str(Path(manifest).parent),
+           "--parallel", "2", "--threads", str(a.threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"listening on http://([\d.]+):(\d+)", line)
+    if not m:
+        proc.kill()
+        proc.wait()
+        raise ToolError(f"{' '.join(cmd)} did not start: {line.strip()!r}")
+    host, port = m.group(1), int(m.group(2))
+    stop = threading.Event()
+    failed: list[str] = []
+
+    def busy() -> None:
+        while not stop.is_set():
+            try:
+                post(host, port, "/v1/completions", {"model": model, "prompt": "Once upon a time",
+                                                      "max_tokens": a.load_tokens})
+            except (ToolError, OSError) as e:
+                failed.append(str(e))
+                return
+
+    load = threading.Thread(target=busy)
+    t0 = time.monotonic()
+    turns, messages = [], []
+    try:
+        load.start()
+        time.sleep(0.2)  # the busy client's first request is in
+        for i in range(a.turns):
+            messages.append({"role": "user", "content": qs[i % len(qs)]})
+            t = time.monotonic()
+            r = post(host, port, "/v1/chat/completions",
+                     {"model": model, "messages": messages, "max_tokens": a.max_tokens,
+                      "seed": 1, "temperature": 0})
+            usage = r["usage"]
+            turns.append({"prompt_tokens": usage["prompt_tokens"],
+                          "cached_tokens": usage["prompt_tokens_details"]["cached_tokens"],
+                          "generated_tokens": usage["completion_tokens"],
+                          "seconds": time.monotonic() - t})
+            messages.append({"role": "assistant",
+                             "content": r["choices"][0]["message"]["content"]})
+    finally:
+        stop.set()
+        load.join()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    if failed:
+        raise ToolError(f"the busy client failed: {failed[0]}")
+    return {"wall_s": time.monotonic() - t0, "turns": turns}
+
+
+def serve_row(label: str, manifest: str, run: dict, n_turns: int) -> str:
+    t = run["turns"]
+    cached = sum(x["cached_tokens"] for x in t)
+    prompt = sum(x["prompt_tokens"] for x in t)
+    tail = statistics.median(x["seconds"] for x in t[-10:])
+    return (f"| {label} | {manifest} | {len(t)}/{n_turns} | {prompt - cached:,} | {cached:,} "
+            f"| {sum(x['generated_tokens'] for x in t):,} | {tail * 1000:.0f} "
+            f"| {run['wall_s']:.1f} |")
+
+
 def summary(run: dict) -> dict:
     turns = [t for t in run["turns"] if "error" not in t]
     if not turns:
@@ -172,6 +264,22 @@ def main() -> int:
     qs = questions(a.questions)
     text = "".join(qs[i % len(qs)].replace("\\", " ") + "\n" for i in range(a.turns))
     rows, raw = [], {}
+    if a.serve:
+        for manifest in a.manifest:
+            for label, binary in bins:
+                run = run_serve(binary, manifest, a, qs)
+                raw[f"{label} {manifest}"] = run
+                rows.append(serve_row(label, manifest, run, a.turns))
+        print(f"{a.turns} turns through stretch serve beside a busy client "
+              f"({a.load_tokens}-token completions), --max-tokens {a.max_tokens}, "
+              f"{a.threads} threads\n")
+        print("| build | manifest | turns answered | tokens prefilled | tokens from the cache "
+              "| tokens generated | ms a turn, last 10 (median) | wall s |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(rows))
+        if a.out:
+            a.out.write_text(json.dumps(raw, indent=1))
+        return 0
     for manifest in a.manifest:
         for label, binary in bins:
             run = run_chat(binary, manifest, a, text)

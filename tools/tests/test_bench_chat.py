@@ -100,3 +100,55 @@ def test_the_llama_row_reads_its_timing_lines(tmp_path):
     assert done.returncode == 2 and "none.gguf: no such model" in done.stderr
     done = run(tmp_path, "--stretch", str(go), "--llama", "--llama-bin", str(bin_dir))
     assert done.returncode == 2 and "--llama needs --context" in done.stderr
+
+
+FAKE_SERVER = """#!/usr/bin/env python3
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+assert sys.argv[1] == "serve" and sys.argv[sys.argv.index("--parallel") + 1] == "2"
+seen = {"busy": 0}
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert body["model"] == "m"
+        if self.path == "/v1/completions":
+            seen["busy"] += 1
+            out = {"usage": {}}
+        else:
+            n = len(body["messages"])
+            # each turn: 10 new tokens; the past comes from the cache
+            out = {"usage": {"prompt_tokens": 10 * n, "completion_tokens": 4,
+                             "prompt_tokens_details": {"cached_tokens": 10 * (n - 1)}},
+                   "choices": [{"message": {"content": "ok"}}]}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(f"stretch serve: listening on http://127.0.0.1:{s.server_address[1]}", flush=True)
+s.serve_forever()
+"""
+
+
+def test_serve_mode_counts_what_usage_says_came_from_the_cache(tmp_path):
+    server = tmp_path / "srv"
+    server.write_text(FAKE_SERVER)
+    server.chmod(0o755)
+    (tmp_path / "m.yaml").write_text("format: 1\n")
+    done = run(tmp_path, "--stretch", f"s={server}", "--serve", "--turns", "3",
+               "--out", str(tmp_path / "raw.json"))
+    assert done.returncode == 0, done.stderr
+    row = [l for l in done.stdout.splitlines() if l.startswith("| s |")]
+    cells = [c.strip() for c in row[0].split("|")[1:-1]]
+    # messages 1, 3, 5: prompts 10 + 30 + 50, of which 0 + 20 + 40 cached
+    assert cells[2:6] == ["3/3", "30", "60", "12"], cells
+    raw = json.loads((tmp_path / "raw.json").read_text())
+    assert len(raw["s m.yaml"]["turns"]) == 3
+    done = run(tmp_path, "--stretch", str(server), "--serve", "--context", "512")
+    assert done.returncode == 2 and "--serve takes the manifests' contexts" in done.stderr
