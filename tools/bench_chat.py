@@ -258,28 +258,23 @@ def rate(tokens: int, seconds: float) -> str:
     return f"{tokens / seconds:,.0f}" if seconds > 0 else ""
 
 
-def main() -> int:
-    a = parse_args()
-    bins = binaries(a.stretch)
-    qs = questions(a.questions)
-    text = "".join(qs[i % len(qs)].replace("\\", " ") + "\n" for i in range(a.turns))
+def serve_table(a: argparse.Namespace, bins, qs: list[str]):
     rows, raw = [], {}
-    if a.serve:
-        for manifest in a.manifest:
-            for label, binary in bins:
-                run = run_serve(binary, manifest, a, qs)
-                raw[f"{label} {manifest}"] = run
-                rows.append(serve_row(label, manifest, run, a.turns))
-        print(f"{a.turns} turns through stretch serve beside a busy client "
-              f"({a.load_tokens}-token completions), --max-tokens {a.max_tokens}, "
-              f"{a.threads} threads\n")
-        print("| build | manifest | turns answered | tokens prefilled | tokens from the cache "
-              "| tokens generated | ms a turn, last 10 (median) | wall s |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        print("\n".join(rows))
-        if a.out:
-            a.out.write_text(json.dumps(raw, indent=1))
-        return 0
+    for manifest in a.manifest:
+        for label, binary in bins:
+            run = run_serve(binary, manifest, a, qs)
+            raw[f"{label} {manifest}"] = run
+            rows.append(serve_row(label, manifest, run, a.turns))
+    title = (f"{a.turns} turns through stretch serve beside a busy client "
+             f"({a.load_tokens}-token completions), --max-tokens {a.max_tokens}, "
+             f"{a.threads} threads")
+    header = ["build", "manifest", "turns answered", "tokens prefilled", "tokens from the cache",
+              "tokens generated", "ms a turn, last 10 (median)", "wall s"]
+    return title, header, rows, raw
+
+
+def chat_table(a: argparse.Namespace, bins, text: str):
+    rows, raw = [], {}
     for manifest in a.manifest:
         for label, binary in bins:
             run = run_chat(binary, manifest, a, text)
@@ -301,12 +296,26 @@ def main() -> int:
                     f"| {rate(run['prefilled'], run['prefill_s'])} "
                     f"| {rate(run['generated'], run['decode_s'])} | {run['wall_s']:.1f} "
                     f"| {run['wall_s'] * 1000 / max(run['generated'], 1):.1f} |")
-    print(f"{a.turns} turns, --max-tokens {a.max_tokens}"
-          + (f", --context {a.context}" if a.context else "") + f", {a.threads} threads\n")
-    print("| build | manifest | turns answered | tokens prefilled | tokens generated | "
-          "conversation fed by the last turn | drops | prefill ms, last 10 turns (median) "
-          "| prefill tok/s | decode tok/s | wall s | wall ms a generated token |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    title = (f"{a.turns} turns, --max-tokens {a.max_tokens}"
+             + (f", --context {a.context}" if a.context else "") + f", {a.threads} threads")
+    header = ["build", "manifest", "turns answered", "tokens prefilled", "tokens generated",
+              "conversation fed by the last turn", "drops", "prefill ms, last 10 turns (median)",
+              "prefill tok/s", "decode tok/s", "wall s", "wall ms a generated token"]
+    return title, header, rows, raw
+
+
+def main() -> int:
+    a = parse_args()
+    bins = binaries(a.stretch)
+    qs = questions(a.questions)
+    if a.serve:
+        title, header, rows, raw = serve_table(a, bins, qs)
+    else:
+        text = "".join(qs[i % len(qs)].replace("\\", " ") + "\n" for i in range(a.turns))
+        title, header, rows, raw = chat_table(a, bins, text)
+    print(title + "\n")
+    print("| " + " | ".join(header) + " |")
+    print("|---|---|" + "---:|" * (len(header) - 2))
     print("\n".join(rows))
     if a.out:
         a.out.write_text(json.dumps(raw, indent=1))
