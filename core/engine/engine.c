@@ -22,6 +22,7 @@
 #include "chat_template.h"
 #include "encoder_internal.h"
 #include "retrieval_internal.h"
+#include "sampler_override.h"
 
 st_status st_engine_fail_wrap(st_error *err, st_status st, const char *fmt, ...)
 {
@@ -412,6 +413,7 @@ void st_engine_close(st_engine *e)
             st_sequence_close(e->sequences[i]);
     free(e->sequences);
     st_sampler_chain_free(&e->chain);
+    st_request_constraint_forget(e);
     st_engine_model_score_free(e);
     st_engine_forward_free(e);
     st_kv_cache_free(e->kv);

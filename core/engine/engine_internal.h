@@ -40,6 +40,12 @@ struct st_engine {
     st_instance **sampler_instances;
     const char **sampler_names;   /* [n_samplers], for st_engine_info */
     st_sampler_chain chain;
+    /* The last request's constraint sampler and the text that made it
+     * (sampler_override.c): a request with the same constraint takes it
+     * instead of compiling its schema or grammar again. */
+    st_engine_plugin kept_constraint;
+    char *kept_key;
+    size_t kept_key_len;
 
     const st_tokenizer_ops *tok;
     const st_posenc_ops *pe;

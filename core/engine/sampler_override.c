@@ -14,6 +14,64 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A constraint's name and parameters as one string of NUL-ended fields:
+ * two requests with the same key get the same sampler from create(). */
+static char *constraint_key(const st_generate_params *p, size_t *len)
+{
+    size_t n = strlen(p->constraint) + 1;
+    for (size_t k = 0; k < p->n_constraint_params; k++)
+        n += strlen(p->constraint_params[k].name) + strlen(p->constraint_params[k].value) + 2;
+    char *key = malloc(n), *at = key;
+    if (!key)
+        return NULL;
+    at = stpcpy(at, p->constraint) + 1;
+    for (size_t k = 0; k < p->n_constraint_params; k++) {
+        at = stpcpy(at, p->constraint_params[k].name) + 1;
+        at = stpcpy(at, p->constraint_params[k].value) + 1;
+    }
+    *len = n;
+    return key;
+}
+
+void st_request_constraint_forget(st_engine *e)
+{
+    st_engine_plugin_release(&e->kept_constraint);
+    free(e->kept_key);
+    e->kept_key = NULL;
+    e->kept_key_len = 0;
+}
+
+/* Keep the request's constraint sampler for the next request (the one kept
+ * before goes), where its plugin can reset it: every request starts by
+ * resetting its chain, so the kept one starts as a new one would. */
+static void keep_constraint(st_request_samplers *rs)
+{
+    st_engine *e = rs->e;
+    const st_sampler_ops *ops = rs->constraint.in ? rs->constraint.in->ops : NULL;
+    if (!e || !rs->constraint_key || !ops || !ops->reset)
+        return;
+    st_request_constraint_forget(e);
+    e->kept_constraint = rs->constraint;
+    e->kept_key = rs->constraint_key;
+    e->kept_key_len = rs->constraint_key_len;
+    memset(&rs->constraint, 0, sizeof rs->constraint);
+    rs->constraint_key = NULL;
+}
+
+/* The kept constraint sampler when it is the one `key` asks for (moved
+ * into *out); false otherwise. */
+static bool take_kept(st_engine *e, const char *key, size_t len, st_engine_plugin *out)
+{
+    if (!e->kept_constraint.in || e->kept_key_len != len || memcmp(e->kept_key, key, len) != 0)
+        return false;
+    *out = e->kept_constraint;
+    memset(&e->kept_constraint, 0, sizeof e->kept_constraint);
+    free(e->kept_key);
+    e->kept_key = NULL;
+    e->kept_key_len = 0;
+    return true;
+}
+
 void st_request_samplers_close(st_request_samplers *rs)
 {
     if (rs->e) {
@@ -27,7 +85,9 @@ void st_request_samplers_close(st_request_samplers *rs)
     if (rs->owned)
         for (size_t i = 0; i < rs->n; i++)
             st_instance_destroy(rs->owned[i]);
+    keep_constraint(rs);
     st_engine_plugin_release(&rs->constraint);
+    free(rs->constraint_key);
     free(rs->bias);
     free(rs->owned);
     free(rs->chain);
@@ -186,9 +246,21 @@ st_status st_request_samplers_open(st_engine *e, const st_generate_params *p,
     }
     st_status st;
     if (constraint) {
-        if ((st = open_constraint(e, p, &out->constraint, err)) != ST_OK) {
+        /* The parameters' names and values are checked before the key
+         * reads them (open_constraint refuses them by index). */
+        bool complete = true;
+        for (size_t k = 0; k < p->n_constraint_params; k++)
+            complete &= p->constraint_params[k].name && p->constraint_params[k].value;
+        if (complete && !(out->constraint_key = constraint_key(p, &out->constraint_key_len))) {
             st_request_samplers_close(out);
-            return st;
+            return st_error_set(err, ST_E_NOMEM, "out of memory");
+        }
+        if (!complete || !take_kept(e, out->constraint_key, out->constraint_key_len,
+                                    &out->constraint)) {
+            if ((st = open_constraint(e, p, &out->constraint, err)) != ST_OK) {
+                st_request_samplers_close(out);
+                return st;
+            }
         }
         out->chain[out->n++] = out->constraint.in;
     }

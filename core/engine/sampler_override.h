@@ -18,6 +18,8 @@ typedef struct st_request_samplers {
     st_instance **owned;   /* [n]: the fresh ones (NULL where the engine's) */
     size_t n;
     st_engine_plugin constraint; /* the request's constraint sampler's library */
+    char *constraint_key;  /* the text that made it (constraint_key) */
+    size_t constraint_key_len;
     st_engine *e;          /* the engine whose chain the request changes */
     st_instance **engine_chain; /* e's own chain and length, put back on close */
     size_t engine_n;
@@ -30,7 +32,10 @@ typedef struct st_request_samplers {
  * engine's chain serves. */
 st_status st_request_samplers_open(st_engine *e, const st_generate_params *params,
                                    st_request_samplers *out, st_error *err);
-/* Put the engine's own chain back and free the request's samplers. */
+/* Put the engine's own chain back and free the request's samplers; the
+ * constraint sampler is kept for the next request with the same one. */
 void st_request_samplers_close(st_request_samplers *rs);
+/* Release the kept constraint sampler (st_engine_close). */
+void st_request_constraint_forget(st_engine *e);
 
 #endif

@@ -248,6 +248,16 @@ Test(constraint_engine, a_request_constraint_answers_as_the_manifests_does)
     cr_assert_eq(request(e, "regex", digits, 1, &typed, &eos, &err), ST_OK, "%s",
                  err.message);
     cr_expect(eos && strcmp(typed.s, "42") == 0, "%s", typed.s);
+    /* The engine keeps a request's constraint for the next request with
+     * the same one, reset, and never hands it to another: the same
+     * pattern again answers the same, a new one its own. */
+    cr_assert_eq(request(e, "regex", digits, 1, &typed, &eos, &err), ST_OK, "%s",
+                 err.message);
+    cr_expect(eos && strcmp(typed.s, "42") == 0, "again: %s", typed.s);
+    st_param_text sevens[1] = {{"pattern", "7{3}"}};
+    cr_assert_eq(request(e, "regex", sevens, 1, &typed, &eos, &err), ST_OK, "%s",
+                 err.message);
+    cr_expect(eos && strcmp(typed.s, "777") == 0, "another pattern: %s", typed.s);
     /* The engine's own chain is back for the next request. */
     cr_assert_eq(request(e, NULL, NULL, 0, &plain_after, &eos, &err), ST_OK, "%s", err.message);
     cr_expect(strcmp(plain_before.s, plain_after.s) == 0 && strcmp(plain_before.s, got.s) != 0,

@@ -110,6 +110,47 @@ Test(engine_options, plugin_dirs_are_searched_and_log_gets_every_line)
     st_engine_close(e);
 }
 
+/* A constraint sampler is made once for a request's check and the
+ * requests that repeat it (compiling a schema or grammar is most of a
+ * short request's set-up), on the engine and on a sequence alike; another
+ * constraint is made afresh. */
+Test(engine_options, a_repeated_constraint_is_made_once)
+{
+    const char *dirs[] = {ST_TEST_EXTRA_PLUGINS};
+    log_lines lines = {0};
+    st_engine_options o = {.struct_size = sizeof o, .plugin_dirs = dirs, .n_plugin_dirs = 1,
+                           .log = on_log, .log_user = &lines};
+    st_engine *e = NULL;
+    st_error err = {0};
+    cr_assert_eq(st_engine_open(manifest("greedy"), &o, &e, &err), ST_OK, "%s", err.message);
+    int32_t prompt[4] = {20, 21, 22, 23};
+    st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = 3,
+                             .constraint = "logging-sampler"};
+    cr_assert_eq(st_engine_check_request(e, &gp, &err), ST_OK, "%s", err.message);
+    cr_assert_eq(lines.n_info_from_plugin, 1);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(st_engine_generate(e, prompt, 4, &gp, NULL, NULL, NULL, &err), ST_OK, "%s",
+                     err.message);
+    cr_assert_eq(lines.n_info_from_plugin, 1, "the check's sampler served all three");
+    /* A request without it leaves it kept. */
+    st_generate_params plain = {.struct_size = sizeof plain, .max_tokens = 2};
+    cr_assert_eq(st_engine_generate(e, prompt, 4, &plain, NULL, NULL, NULL, &err), ST_OK);
+    cr_assert_eq(st_engine_generate(e, prompt, 4, &gp, NULL, NULL, NULL, &err), ST_OK);
+    cr_assert_eq(lines.n_info_from_plugin, 1);
+    /* A sequence keeps its own. */
+    st_sequence *s = NULL;
+    cr_assert_eq(st_sequence_open(e, &s, &err), ST_OK, "%s", err.message);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(st_sequence_start(s, prompt, 4, &gp, NULL, NULL, &err), ST_OK, "%s",
+                     err.message);
+        for (uint32_t active = 1; active;)
+            cr_assert_eq(st_engine_step(e, &active, &err), ST_OK, "%s", err.message);
+    }
+    cr_assert_eq(lines.n_info_from_plugin, 2, "one for the sequence's two requests");
+    st_sequence_close(s);
+    st_engine_close(e);
+}
+
 /* Whole-sequence scores of a fixed token run. */
 static void score_with(st_numerics numerics, const char *env, float *nll, size_t n)
 {

@@ -311,8 +311,11 @@ typedef struct st_generate_stats {
  * st_sequence_start check them before they start (since 1.9): the
  * sampler overrides against their plugins' schemas, the constraint (its
  * plugin created with its parameters: a grammar or schema is compiled),
- * the logit biases and n_top_logprobs; nothing runs and the engine is
- * left as it was. ST_OK, or the status and message the request would get
+ * the logit biases and n_top_logprobs; nothing runs. (Since 1.10 an
+ * engine or sequence keeps the last constraint sampler a check or request
+ * made, and a request with the same constraint, plugin and parameter
+ * texts, takes it, reset, instead of compiling its grammar or schema
+ * again.) ST_OK, or the status and message the request would get
  * (ST_E_INVALID for what the caller gave). For a command line that takes
  * these from flags: a bad value is refused before any prompt runs, and a
  * later refusal of a generate call is then the run's, not the flag's. */
