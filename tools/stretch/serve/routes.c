@@ -284,9 +284,6 @@ static bool query_value(const char *url, const char *key, char *out, size_t cap)
     return false;
 }
 
-/* POST /slots/ID?action=save|restore|erase: llama-server's slot files. A
- * slot is one of a model's sequences (0 .. parallel - 1); its runner does
- * the work when the sequence is free. */
 /* GET /props[?model=NAME] (llama-server's): a model's context, slots,
  * special tokens and strategy, from its runner (which opens the engine).
  * Without ?model= the server's only manifest is meant. */
@@ -319,6 +316,9 @@ static void props(st_conn *c, bool keep_alive)
     enqueue(c, job, keep_alive);
 }
 
+/* POST /slots/ID?action=save|restore|erase: llama-server's slot files. A
+ * slot is one of a model's sequences (0 .. parallel - 1); its runner does
+ * the work when the sequence is free. */
 static void slots(st_conn *c, const char *path, bool keep_alive)
 {
     char msg[512], action[16] = "";
