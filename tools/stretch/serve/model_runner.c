@@ -29,6 +29,7 @@ typedef struct st_runner {
 
     /* Runner thread only. */
     st_engine *engine;
+    bool bounded;              /* its attention evicts (st_engine_info.bounded_cache) */
     struct timespec mtime;     /* of the manifest the engine (or the last failure) read */
     st_sequence **seqs;        /* [ST_PARALLEL_MAX] */
     st_job **jobs;             /* [ST_PARALLEL_MAX]: the job on each sequence */
@@ -54,9 +55,10 @@ static void set_error(st_runner *r, const char *msg)
 }
 
 /* Open the model's engine and its sequences from `path` (--parallel of
- * them, else the manifest's `parallel`); NULL with msg. */
+ * them, else the manifest's `parallel`) and say whether its attention
+ * evicts; NULL with msg. */
 static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs,
-                              uint32_t *parallel, char *msg, size_t size)
+                              uint32_t *parallel, bool *bounded, char *msg, size_t size)
 {
     st_server *srv = r->srv;
     st_engine_options opts = {.struct_size = sizeof opts, .n_threads = srv->cfg.n_threads,
@@ -72,6 +74,7 @@ static st_engine *open_engine(st_runner *r, const char *path, st_sequence **seqs
         rc = st_sequence_open(e, &seqs[i], &err);
     if (rc == ST_OK) {
         *parallel = info.parallel;
+        *bounded = info.bounded_cache;
         return e;
     }
     snprintf(msg, size, "the model '%.100s' failed to load: %.300s", r->stem, err.message);
@@ -112,7 +115,8 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
     }
     st_sequence **seqs = calloc(ST_PARALLEL_MAX, sizeof *seqs);
     uint32_t parallel = 0;
-    st_engine *e = seqs ? open_engine(r, path, seqs, &parallel, msg, size) : NULL;
+    bool bounded = false;
+    st_engine *e = seqs ? open_engine(r, path, seqs, &parallel, &bounded, msg, size) : NULL;
     r->mtime = st.st_mtim;
     if (!e) {
         set_error(r, msg);
@@ -128,6 +132,7 @@ static st_engine *runner_engine(st_runner *r, char *msg, size_t size)
     free(path);
     close_engine(r);
     r->engine = e;
+    r->bounded = bounded;
     memcpy(r->seqs, seqs, ST_PARALLEL_MAX * sizeof *seqs);
     free(seqs);
     uv_mutex_lock(&srv->queue_lock);
@@ -149,9 +154,7 @@ static size_t slot_saves(st_runner *r, uint32_t slot, const int32_t *ids, size_t
     *go_on = false;
     if (gp->fresh_cache)
         return 0;
-    st_engine_info info = {.struct_size = sizeof info};
-    st_engine_get_info(r->engine, &info);
-    size_t k = info.bounded_cache && !gp->on_prompt_logprobs
+    size_t k = r->bounded && !gp->on_prompt_logprobs
                    ? st_sequence_continued_prefix(r->seqs[slot], ids, n_ids)
                    : 0;
     *go_on = k > 0;
