@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv1a.h"
+
 typedef struct entry {
     struct entry *chain;       /* the next in this bucket */
     struct entry *newer, *older;
@@ -25,13 +27,10 @@ struct st_embed_cache {
     entry *newest, *oldest;
 };
 
-/* FNV-1a over the bytes: texts are short next to what encoding them costs. */
+/* Texts are short next to what encoding them costs. */
 static uint64_t text_hash(const char *text, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)text[i]) * 1099511628211ull;
-    return h;
+    return st_fnv1a(ST_FNV1A_INIT, text, len);
 }
 
 st_embed_cache *st_embed_cache_new(size_t max_bytes, uint32_t dim)

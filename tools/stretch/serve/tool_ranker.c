@@ -29,6 +29,7 @@
 
 #include <stretch/retrieval.h>
 
+#include "fnv1a.h"
 #include "tool_calls.h"
 
 /* Tool lists kept indexed, as index files: one retriever (and so one
@@ -65,18 +66,11 @@ static char *tool_text(const st_gen_request *req, size_t i, bool with_names)
     return s;
 }
 
-/* FNV-1a's starting value (its 64-bit offset basis). */
-#define FNV1A_START 0xcbf29ce484222325ull
-
 /* FNV-1a over every text and its terminating NUL, continuing from h. */
 static uint64_t hash_texts(uint64_t h, const char *const *texts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        for (const char *p = texts[i];; p++) {
-            h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
-            if (!*p)
-                break;
-        }
+        h = st_fnv1a(h, texts[i], strlen(texts[i]) + 1);
     return h;
 }
 
@@ -191,7 +185,7 @@ static st_status load_slot(st_tool_ranker *t, int k, st_error *err)
 static st_status list_for(st_tool_ranker *t, char *const *names, char *const *texts, size_t n,
                           st_error *err)
 {
-    uint64_t h = hash_texts(hash_texts(FNV1A_START, (const char *const *)names, n),
+    uint64_t h = hash_texts(hash_texts(ST_FNV1A_INIT, (const char *const *)names, n),
                             (const char *const *)texts, n);
     int victim = 0;
     for (int k = 0; k < RANKER_SLOTS; k++) {
