@@ -639,6 +639,20 @@ void st_gen_request_free(st_gen_request *r)
 
 /* -- /v1/embeddings -- */
 
+/* The string t, `name`'s i-th text, appended to r (whose arrays have
+ * room): an empty text is refused, having no embedding. */
+static bool add_text(json_t *t, const char *name, size_t i, st_embed_request *r, char *msg,
+                     size_t size, const char **param)
+{
+    if (json_string_length(t) == 0)
+        return fail(msg, size, param, name, "%s[%zu] is empty: an empty text has no "
+                    "embedding", name, i);
+    if (!(r->texts[r->n] = strdup(json_string_value(t))))
+        return fail(msg, size, param, NULL, "out of memory");
+    r->lens[r->n++] = json_string_length(t);
+    return true;
+}
+
 /* `name`'s texts (a string or a non-empty array of non-empty strings)
  * appended to r: /v1/embeddings' "input", /v1/score's "text_1" and
  * "text_2". ids_hint: a number or an array where a text should be is
@@ -680,12 +694,8 @@ static bool append_texts(json_t *root, const char *name, bool ids_hint, st_embed
         if (json_string_length(t) == 0 && one)
             return fail(msg, size, param, name, "'%s' is empty: an empty text has no "
                         "embedding", name);
-        if (json_string_length(t) == 0)
-            return fail(msg, size, param, name, "%s[%zu] is empty: an empty text has no "
-                        "embedding", name, i);
-        if (!(r->texts[r->n] = strdup(json_string_value(t))))
-            return fail(msg, size, param, NULL, "out of memory");
-        r->lens[r->n++] = json_string_length(t);
+        if (!add_text(t, name, i, r, msg, size, param))
+            return false;
     }
     return true;
 }
@@ -780,20 +790,18 @@ static bool parse_rerank_texts(json_t *root, const char *list, st_embed_request 
     r->lens = calloc(n + 1, sizeof *r->lens);
     if (!r->texts || !r->lens)
         return fail(msg, size, param, NULL, "out of memory");
-    for (size_t i = 0; i <= n; i++) {
-        json_t *v = i ? json_array_get(docs, i - 1) : query;
+    /* The query is checked above; the documents are texts 1.. */
+    if (!add_text(query, "query", 0, r, msg, size, param))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(docs, i);
         if (json_is_object(v) && json_is_string(json_object_get(v, "text")))
             v = json_object_get(v, "text");
         else if (!json_is_string(v))
             return fail(msg, size, param, list, "%s[%zu]: expected a string or an object "
-                        "with a string \"text\", found %s", list, i - 1, type_of(v));
-        if (json_string_length(v) == 0)
-            return fail(msg, size, param, list, "%s[%zu] is empty: an empty text has no "
-                        "embedding", list, i - 1);
-        if (!(r->texts[i] = strdup(json_string_value(v))))
-            return fail(msg, size, param, NULL, "out of memory");
-        r->lens[i] = json_string_length(v);
-        r->n = i + 1;
+                        "with a string \"text\", found %s", list, i, type_of(v));
+        if (!add_text(v, list, i, r, msg, size, param))
+            return false;
     }
     return true;
 }
