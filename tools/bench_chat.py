@@ -36,10 +36,8 @@ token beside each other, not the wall seconds.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import re
-import signal
 import threading
 import statistics
 import subprocess
@@ -48,7 +46,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import DEFAULT_MODEL, REPO_ROOT, ToolError, peer_tool, run_main  # noqa: E402
+from lib.common import (DEFAULT_MODEL, REPO_ROOT, ToolError, peer_tool, post_json,  # noqa: E402
+                        run_main, stretch_serve)
 
 PROG = "bench_chat"
 QUESTIONS = [
@@ -160,66 +159,45 @@ def run_llama(tool: Path, a: argparse.Namespace, text: str, flash: str) -> dict:
             "prefill_s": float(prompt.group(1)) / 1000, "decode_s": float(gen.group(1)) / 1000}
 
 
-def post(host: str, port: int, path: str, body: dict) -> dict:
-    conn = http.client.HTTPConnection(host, port, timeout=600)
-    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    if resp.status != 200:
-        raise ToolError(f"POST {path}: {resp.status}: {data[:300]!r}")
-    return json.loads(data)
-
-
 def run_serve(binary: Path, manifest: str, a: argparse.Namespace, qs: list[str]) -> dict:
     """The turns through the server's chat endpoint, beside a busy client."""
     model = Path(manifest).stem
-    cmd = [str(binary), "serve", "--port", "0", "--manifests", str(Path(manifest).parent),
-           "--parallel", "2", "--threads", str(a.threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    m = re.search(r"listening on http://([\d.]+):(\d+)", line)
-    if not m:
-        proc.kill()
-        proc.wait()
-        raise ToolError(f"{' '.join(cmd)} did not start: {line.strip()!r}")
-    host, port = m.group(1), int(m.group(2))
     stop = threading.Event()
     failed: list[str] = []
 
-    def busy() -> None:
+    def busy(url: str) -> None:
         while not stop.is_set():
             try:
-                post(host, port, "/v1/completions", {"model": model, "prompt": "Once upon a time",
-                                                      "max_tokens": a.load_tokens})
+                post_json(url + "/v1/completions", {"model": model, "prompt": "Once upon a time",
+                                                    "max_tokens": a.load_tokens})
             except (ToolError, OSError) as e:
                 failed.append(str(e))
                 return
 
-    load = threading.Thread(target=busy)
     t0 = time.monotonic()
     turns, messages = [], []
-    try:
-        load.start()
-        time.sleep(0.2)  # the busy client's first request is in
-        for i in range(a.turns):
-            messages.append({"role": "user", "content": qs[i % len(qs)]})
-            t = time.monotonic()
-            r = post(host, port, "/v1/chat/completions",
-                     {"model": model, "messages": messages, "max_tokens": a.max_tokens,
-                      "seed": 1, "temperature": 0})
-            usage = r["usage"]
-            turns.append({"prompt_tokens": usage["prompt_tokens"],
-                          "cached_tokens": usage["prompt_tokens_details"]["cached_tokens"],
-                          "generated_tokens": usage["completion_tokens"],
-                          "seconds": time.monotonic() - t})
-            messages.append({"role": "assistant",
-                             "content": r["choices"][0]["message"]["content"]})
-    finally:
-        stop.set()
-        load.join()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+    with stretch_serve(binary, "--manifests", str(Path(manifest).parent), "--parallel", "2",
+                       "--threads", str(a.threads)) as url:
+        load = threading.Thread(target=busy, args=(url,))
+        try:
+            load.start()
+            time.sleep(0.2)  # the busy client's first request is in
+            for i in range(a.turns):
+                messages.append({"role": "user", "content": qs[i % len(qs)]})
+                t = time.monotonic()
+                r = post_json(url + "/v1/chat/completions",
+                              {"model": model, "messages": messages, "max_tokens": a.max_tokens,
+                               "seed": 1, "temperature": 0})
+                usage = r["usage"]
+                turns.append({"prompt_tokens": usage["prompt_tokens"],
+                              "cached_tokens": usage["prompt_tokens_details"]["cached_tokens"],
+                              "generated_tokens": usage["completion_tokens"],
+                              "seconds": time.monotonic() - t})
+                messages.append({"role": "assistant",
+                                 "content": r["choices"][0]["message"]["content"]})
+        finally:
+            stop.set()
+            load.join()
     if failed:
         raise ToolError(f"the busy client failed: {failed[0]}")
     return {"wall_s": time.monotonic() - t0, "turns": turns}

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import ToolError, llama_bin_dir  # noqa: E402
+from lib.common import ToolError, llama_bin_dir, post_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,13 +83,6 @@ def peer_gguf(src: Path, dst: Path) -> None:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-
-
-def post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as resp:
-        return json.loads(resp.read())
 
 
 def wait_ready(url: str, proc: subprocess.Popen, name: str, log: Path) -> None:
@@ -168,7 +161,7 @@ def embed_all(url: str, model: str, texts: list[str], batch: int):
     vecs, tokens = [], 0
     t = time.perf_counter()
     for i in range(0, len(texts), batch):
-        r = post(url + "/v1/embeddings", {"model": model, "input": texts[i:i + batch]})
+        r = post_json(url + "/v1/embeddings", {"model": model, "input": texts[i:i + batch]})
         vecs += [d["embedding"] for d in sorted(r["data"], key=lambda d: d["index"])]
         tokens += r["usage"]["prompt_tokens"]
     return time.perf_counter() - t, vecs, tokens
@@ -179,7 +172,7 @@ def embed_concurrent(url: str, model: str, texts: list[str], clients: int) -> fl
     from concurrent.futures import ThreadPoolExecutor
     t = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(lambda x: post(url + "/v1/embeddings", {"model": model, "input": x}),
+        list(pool.map(lambda x: post_json(url + "/v1/embeddings", {"model": model, "input": x}),
                       texts))
     return time.perf_counter() - t
 
@@ -188,7 +181,7 @@ def single_latency(url: str, model: str, texts: list[str], n: int) -> float:
     times = []
     for i in range(n):
         t = time.perf_counter()
-        post(url + "/v1/embeddings", {"model": model, "input": texts[i % len(texts)]})
+        post_json(url + "/v1/embeddings", {"model": model, "input": texts[i % len(texts)]})
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_embeddings import post, serve_pair  # noqa: E402
+from bench_embeddings import serve_pair  # noqa: E402
+from lib.common import post_json  # noqa: E402
 from mtrb_reference import best_first, load, metrics_row, scores  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ class StretchRerank:
         self.url, self.model, self.docs = url, model, docs
 
     def rank(self, query: str, k: int) -> list[int]:
-        r = post(self.url + "/v1/rerank", {"model": self.model, "query": query,
+        r = post_json(self.url + "/v1/rerank", {"model": self.model, "query": query,
                                            "documents": self.docs, "top_n": k})
         return [x["index"] for x in r["results"]]
 
@@ -60,7 +61,7 @@ class EmbedThenCosine:
 
     def rank(self, query: str, k: int) -> list[int]:
         import numpy as np
-        r = post(self.url + "/v1/embeddings", {"model": self.model,
+        r = post_json(self.url + "/v1/embeddings", {"model": self.model,
                                                "input": [query] + self.docs})
         v = np.array([d["embedding"] for d in sorted(r["data"], key=lambda d: d["index"])],
                      dtype=np.float64)

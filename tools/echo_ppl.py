@@ -23,17 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lib.common import ToolError, check_file, check_stretch, run_main  # noqa: E402
+from lib.common import (ToolError, check_file, check_stretch, post_json,  # noqa: E402
+                        run_main, stretch_serve)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,11 +52,9 @@ def tokenize(stretch: Path, manifest: Path, text: str) -> list[int]:
 
 
 def post(url: str, body: dict) -> tuple[dict, float]:
-    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    """A completion and the seconds it took."""
     t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=600) as resp:
-        out = json.loads(resp.read())
+    out = post_json(url + "/v1/completions", body)
     return out, time.perf_counter() - t0
 
 
@@ -91,18 +88,8 @@ def main() -> int:
                             f"{(ref.stderr + ref.stdout).strip()[-400:]}")
         want = json.loads(ref.stdout)
 
-    # The server's log goes to a file: a pipe nobody reads could fill.
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen([str(stretch), "serve", "--port", "0", "--manifests",
-                             str(manifest.parent)], stdout=subprocess.PIPE, stderr=log,
-                            text=True)
-    try:
-        line = proc.stdout.readline()
-        m = re.search(r"listening on (http://[\d.]+:\d+)", line)
-        if not m:
-            log.seek(0)
-            raise ToolError(f"the server did not start: {line!r} {log.read()[-400:]}")
-        url, model = m.group(1), manifest.stem
+    with stretch_serve(stretch, "--manifests", str(manifest.parent)) as url:
+        model = manifest.stem
         nll, n, t_echo, t_plain = 0.0, 0, [], []
         post(url, {"model": model, "prompt": ids[:8], "max_tokens": 1})  # loads the model
         for w in range(n_win):
@@ -117,10 +104,6 @@ def main() -> int:
             n += len(lps) - 1
             _, dt = post(url, {"model": model, "prompt": window, "max_tokens": 1})
             t_plain.append(dt)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
     ppl = math.exp(nll / n)
     ref_ppl = want.get("ppl", want.get("perplexity"))
     print(json.dumps({

@@ -8,17 +8,21 @@ message on stderr and exit status 2 instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,6 +78,47 @@ def long_prompt_inputs(a, peer: str) -> tuple[Path, str]:
     check_model(a.model)
     tool = peer_tool(a.llama_bin, peer)
     return tool, a.prompt_file.read_text(encoding="utf-8")[: a.prompt_chars]
+
+
+def post_json(url: str, body: dict, timeout: float = 600) -> Any:
+    """POST `body` as JSON to `url` and return the JSON answer; an answer
+    other than 200 is a ToolError naming the status and what the server
+    said."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise ToolError(f"POST {url}: {e.code}: {e.read()[:300]!r}") from e
+
+
+@contextlib.contextmanager
+def stretch_serve(stretch: Path | str, *args: str) -> Iterator[str]:
+    """`stretch serve --port 0 ARGS`, its URL yielded once it listens, and
+    stopped (SIGINT) on leaving. Its log goes to a file, quoted when it does
+    not start: a pipe nobody reads would fill and stop the server."""
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([str(stretch), "serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"listening on (http://[\d.]+:\d+)", line)
+        if not m:
+            log.seek(0)
+            raise ToolError(f"stretch serve did not start: {line.strip()!r} "
+                            f"{log.read()[-400:]}")
+        yield m.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        log.close()
 
 
 def peer_tool(given: Path | None, name: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_embeddings import post  # noqa: E402
+from lib.common import post_json  # noqa: E402
 from bench_rerank import EmbedThenCosine, StretchRerank, eval_row  # noqa: E402
 from mtrb_reference import load, scores  # noqa: E402
 
@@ -49,7 +49,7 @@ def test_both_rankers_agree_and_equal_eval_retrieval(encoder_server, dataset):
     for q, _ in queries:
         # The same vectors, summed in another order: near-ties may swap,
         # so the two orders must give the same scores, place by place.
-        v = np.array([d["embedding"] for d in post(url + "/v1/embeddings", {
+        v = np.array([d["embedding"] for d in post_json(url + "/v1/embeddings", {
             "model": "enc", "input": [q] + docs})["data"]], dtype=np.float64)
         cos = v[1:] @ v[0] / np.linalg.norm(v[1:], axis=1) / np.linalg.norm(v[0])
         a, b = rerank.rank(q, 10), cosine.rank(q, 10)
