@@ -46,6 +46,21 @@ ST_INLINE __m512i st_avx512_block_dot(const __m512i *wv, const st_act_block *a)
     return acc;
 }
 
+/* Decode (nt 1) streams each group from memory once, so each block asks
+ * for the weights ST_GEMM16_PF_NEAR bytes ahead in L1 and
+ * ST_GEMM16_PF_FAR ahead in L2 (a chunk's groups are contiguous, and the
+ * packed arena holds the matrices in the order a token reads them). With
+ * no prefetch the hardware's alone kept one token's products at 0.7 of a
+ * plain read of the same memory once the weights no longer sat in the
+ * last-level cache (a 16k cache streams them out of it every token); L1
+ * alone gave 0.85; both about the read's rate (600 MB of Q4_1 groups, 2
+ * threads, the 260 MiB-L3 Xeon of docs/RESULTS.md section 2: 18.7, 22.1
+ * and 26.9 GB/s against a read of 26.2). Why L2 for the far one: see
+ * dec_stream_prefetch (attn_decode_x86.inc). Prefill reuses each group
+ * for many tokens and asks for nothing. */
+#define ST_GEMM16_PF_NEAR 2048
+#define ST_GEMM16_PF_FAR 16384
+
 /* kind: 0 = Q4_0 (offset 8), 1 = Q4_1 (minimum m), 2 = Q8_0 (offset 128). */
 ST_INLINE void st_avx512_gemm16_tile(uint32_t nb, const uint8_t *g, const st_act_block *x,
                                      size_t xs, const int nt, float *out, const int kind)
@@ -59,6 +74,11 @@ ST_INLINE void st_avx512_gemm16_tile(uint32_t nb, const uint8_t *g, const st_act
     const __m512i low = _mm512_set1_epi8(15);
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
+        if (nt == 1)
+            for (size_t o = 0; o < bb; o += 64) {
+                _mm_prefetch((const char *)blk + ST_GEMM16_PF_NEAR + o, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk + ST_GEMM16_PF_FAR + o, _MM_HINT_T2);
+            }
         __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
         __m512 m = kind == 1 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)))
                              : _mm512_mul_ps(d, _mm512_set1_ps(kind == 0 ? -8.0f : -128.0f));
