@@ -1,6 +1,7 @@
 /* Run-time ISA detection and the STRETCH_ISA override. */
 #include "cpu_features.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,4 +57,33 @@ const char *st_cpu_isa_name(st_cpu_isa isa)
     case ST_ISA_AVX512: return "avx512";
     }
     return "?";
+}
+
+static bool cpu_is_amd(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d))
+        return false;
+    char v[12];
+    memcpy(v, &b, 4);
+    memcpy(v + 4, &d, 4);
+    memcpy(v + 8, &c, 4);
+    return memcmp(v, "AuthenticAMD", 12) == 0;
+#else
+    return false;
+#endif
+}
+
+bool st_cpu_weight_prefetch(void)
+{
+    /* -1: not decided yet; a race decides it twice, the same way. */
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("STRETCH_WEIGHT_PREFETCH");
+        v = env && *env ? strcmp(env, "0") != 0 : !cpu_is_amd();
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v != 0;
 }

@@ -8,6 +8,7 @@
 #ifndef ST_CORE_CPU_FEATURES_H
 #define ST_CORE_CPU_FEATURES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum st_cpu_isa {
@@ -24,5 +25,14 @@ st_cpu_isa st_cpu_isa_detect(void);
 st_cpu_isa st_cpu_isa_active(void);
 
 const char *st_cpu_isa_name(st_cpu_isa isa);
+
+/* Whether the one-token weight kernels prefetch far ahead (in L2), and on
+ * AVX-512 at all: yes but on AMD CPUs. Measured both ways: on the 260
+ * MiB-L3 Xeon of docs/RESULTS.md section 2 it took decode at 512 tokens
+ * from about 220 to 310 tok/s; on the Zen 4 EPYC an L1-only prefetch in
+ * the AVX-512 kernel cost 13% there (295 -> 257 tok/s), and the AVX2 one
+ * was measured with its L1 prefetch alone. STRETCH_WEIGHT_PREFETCH=0 or 1
+ * overrides (for A/B measurements). Read once, then cached. */
+bool st_cpu_weight_prefetch(void);
 
 #endif

@@ -25,7 +25,8 @@
  * this way on the 2-core EPYC. And PF_FAR ahead in L2, as the AVX-512
  * kernel does (kernels_avx512.c says why): on the 260 MiB-L3 Xeon, 600 MB
  * of Q4_1 groups went from 0.83 of a plain read's rate to about 1.0 (3
- * alternating rounds, 2 threads). Prefill reads each group for many
+ * alternating rounds, 2 threads); not on AMD CPUs, where it was not
+ * measured (st_cpu_weight_prefetch). Prefill reads each group for many
  * tokens and needs none. */
 #define PF_DIST 2048
 #define PF_FAR 16384
@@ -179,11 +180,13 @@ ST_INLINE void one_token(uint32_t nb, const uint8_t *g, const st_act_block *x, f
 {
     const size_t bb = kind == 0 ? 288 : kind == 1 ? 320 : 544;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    const bool far = st_cpu_weight_prefetch();
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
         for (size_t o = 0; o < bb; o += 64) {
             _mm_prefetch((const char *)blk + PF_DIST + o, _MM_HINT_T0);
-            _mm_prefetch((const char *)blk + PF_FAR + o, _MM_HINT_T2);
+            if (far)
+                _mm_prefetch((const char *)blk + PF_FAR + o, _MM_HINT_T2);
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++)

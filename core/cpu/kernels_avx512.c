@@ -56,8 +56,9 @@ ST_INLINE __m512i st_avx512_block_dot(const __m512i *wv, const st_act_block *a)
  * alone gave 0.85; both about the read's rate (600 MB of Q4_1 groups, 2
  * threads, the 260 MiB-L3 Xeon of docs/RESULTS.md section 2: 18.7, 22.1
  * and 26.9 GB/s against a read of 26.2). Why L2 for the far one: see
- * dec_stream_prefetch (attn_decode_x86.inc). Prefill reuses each group
- * for many tokens and asks for nothing. */
+ * dec_stream_prefetch (attn_decode_x86.inc). Not on AMD CPUs, where an
+ * L1 prefetch here was measured slower (st_cpu_weight_prefetch). Prefill
+ * reuses each group for many tokens and asks for nothing. */
 #define ST_GEMM16_PF_NEAR 2048
 #define ST_GEMM16_PF_FAR 16384
 
@@ -72,9 +73,10 @@ ST_INLINE void st_avx512_gemm16_tile(uint32_t nb, const uint8_t *g, const st_act
     for (int t = 0; t < nt; t++)
         acc[t] = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(15);
+    const bool pf = nt == 1 && st_cpu_weight_prefetch();
     for (uint32_t b = 0; b < nb; b++) {
         const uint8_t *blk = g + b * bb;
-        if (nt == 1)
+        if (pf)
             for (size_t o = 0; o < bb; o += 64) {
                 _mm_prefetch((const char *)blk + ST_GEMM16_PF_NEAR + o, _MM_HINT_T0);
                 _mm_prefetch((const char *)blk + ST_GEMM16_PF_FAR + o, _MM_HINT_T2);

@@ -774,7 +774,8 @@ static void check_gemm16(const st_cpu_kernels *k, st_ggml_type t, uint32_t cols,
     free(w.packed);
 }
 
-Test(forward_kernels, gemm16_paths_match_rows)
+/* Every 16-row kernel of this CPU against the scalar row kernels. */
+static void gemm16_paths_match_rows(void)
 {
     static const uint32_t qcols[] = { 32, 96, 224, 800 };
     static const st_ggml_type qtypes[] = { ST_GGML_Q4_0, ST_GGML_Q4_1, ST_GGML_Q8_0 };
@@ -811,6 +812,29 @@ Test(forward_kernels, gemm16_paths_match_rows)
     }
     if (st_cpu_isa_detect() >= ST_ISA_AVX2)
         cr_assert_gt(tested, 0);
+}
+
+Test(forward_kernels, gemm16_paths_match_rows)
+{
+    gemm16_paths_match_rows();
+}
+
+/* The one-token kernels prefetch the weights ahead or not by the CPU's
+ * vendor (st_cpu_weight_prefetch); each setting, forced through the
+ * environment before its first read (each test runs in its own process),
+ * must give the same products. */
+Test(forward_kernels, gemm16_with_the_weight_prefetch_off)
+{
+    setenv("STRETCH_WEIGHT_PREFETCH", "0", 1);
+    cr_assert(!st_cpu_weight_prefetch());
+    gemm16_paths_match_rows();
+}
+
+Test(forward_kernels, gemm16_with_the_weight_prefetch_on)
+{
+    setenv("STRETCH_WEIGHT_PREFETCH", "1", 1);
+    cr_assert(st_cpu_weight_prefetch());
+    gemm16_paths_match_rows();
 }
 
 /* The integer sums at their extremes: every Q4 nibble 15 and Q8 weight
