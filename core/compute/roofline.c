@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "big_alloc.h"
 #include "gguf.h"
@@ -13,7 +14,6 @@
 #include "quant.h"
 #include "repack.h"
 
-#define READ_BYTES ((size_t)256 << 20) /* 8x a 32 MiB L3: what reaches memory */
 #define READ_PASSES 5
 #define INT8_ROWS 256                  /* a multiple of the repack group */
 #define INT8_COLS 2048                 /* ~320 KB of Q4 weights: L2-resident (2 MB as F32) */
@@ -89,15 +89,33 @@ static void read_task(void *arg, uint32_t ith, uint32_t nth)
     j->sink[ith % 64] = s;
 }
 
+/* What the read probe reads must come from memory, not the last-level
+ * cache. 256 MiB is 8x a 32 MiB L3; a Xeon that reports a 260
+ * MiB L3 (docs/RESULTS.md section 2) gets 4x that, up to 1 GiB. A multiple
+ * of 2 MiB, the huge page. */
+size_t st_roofline_read_bytes(void)
+{
+    size_t b = (size_t)256 << 20;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (l3 > 0 && (size_t)l3 * 4 > b)
+        b = (size_t)l3 * 4;
+#endif
+    if (b > (size_t)1 << 30)
+        b = (size_t)1 << 30;
+    return b & ~(((size_t)2 << 20) - 1);
+}
+
 static st_status measure_read(st_threadpool *pool, st_cpu_isa isa, double *out, st_diag *diag)
 {
-    read_job j = {.n_words = READ_BYTES / sizeof(uint64_t), .isa = isa};
+    const size_t bytes = st_roofline_read_bytes();
+    read_job j = {.n_words = bytes / sizeof(uint64_t), .isa = isa};
     /* On huge pages where the OS has them, as the model's weights are
      * (base/big_alloc.h): the ceiling is the read rate of such memory. */
-    uint64_t *buf = st_big_alloc(READ_BYTES);
+    uint64_t *buf = st_big_alloc(bytes);
     if (!buf)
         return st_diag_set(diag, ST_E_NOMEM, NULL, 0, 0, "out of memory for the bandwidth probe");
-    memset(buf, 1, READ_BYTES); /* fault every page in before timing */
+    memset(buf, 1, bytes); /* fault every page in before timing */
     j.buf = buf;
     double best = 1e30;
     for (int p = 0; p < READ_PASSES; p++) {
@@ -107,8 +125,8 @@ static st_status measure_read(st_threadpool *pool, st_cpu_isa isa, double *out, 
         if (dt < best)
             best = dt;
     }
-    st_big_free(buf, READ_BYTES);
-    *out = best > 0 ? (double)READ_BYTES / best : 0;
+    st_big_free(buf, bytes);
+    *out = best > 0 ? (double)bytes / best : 0;
     return ST_OK;
 }
 

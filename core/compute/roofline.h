@@ -25,6 +25,10 @@ typedef struct st_roofline_ceiling {
 st_status st_roofline_measure(st_threadpool *pool, const st_cpu_kernels *kern,
                               st_ggml_type wtype, st_roofline_ceiling *out, st_diag *diag);
 
+/* The read probe's buffer in bytes: 256 MiB, or 4x the L3 the CPU
+ * reports where that is larger, at most 1 GiB; a multiple of 2 MiB. */
+size_t st_roofline_read_bytes(void);
+
 /* Bytes of weights one decoded token streams (every matrix once, one
  * embedding row) and ops per token through them (2 x rows x cols). */
 void st_roofline_model_costs(const st_model *m, double *weight_bytes, double *ops);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cpu/amx_probe.h"
 #include "cpu/erf_approx.h"
@@ -16,6 +17,7 @@
 #include "cpu/ops.h"
 #include "work_split.h"
 #include "cpu/repack.h"
+#include "compute/roofline.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -1238,4 +1240,18 @@ Test(kernels, gemm_f32_is_the_row_kernel_bit_for_bit)
     }
     if (st_cpu_isa_detect() >= ST_ISA_AVX2)
         cr_assert_gt(tested, 0);
+}
+
+/* The bandwidth probe reads memory, not the last-level cache: its buffer
+ * is at least 4x the L3 the CPU reports (the 260 MiB L3 of a recent Xeon
+ * held most of the old fixed 256 MiB), within 256 MiB..1 GiB. */
+Test(forward_kernels, roofline_probe_reads_past_the_l3)
+{
+    size_t b = st_roofline_read_bytes(), mib = (size_t)1 << 20;
+    cr_assert_geq(b, 256 * mib);
+    cr_assert_leq(b, 1024 * mib);
+    cr_assert_eq(b % (2 * mib), 0);
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (l3 > 0 && (size_t)l3 * 4 <= 1024 * mib)
+        cr_assert_geq(b + 2 * mib, (size_t)l3 * 4, "%zu bytes for an L3 of %ld", b, l3);
 }
