@@ -13,6 +13,7 @@
 
 #include "gen_check.h"
 #include "host_services.h"
+#include "test_engine_open.h"
 #include "tiny_model.h"
 
 /* ---- the host side of the vocabulary extension ---- */
@@ -178,18 +179,12 @@ Test(constraint_engine, a_constraint_without_a_model_is_refused_early)
 
 static st_engine *open_plain(void)
 {
-    char manifest[400];
-    snprintf(manifest, sizeof manifest, "%s/plain.yaml", dir);
-    FILE *f = fopen(manifest, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 256\nthreads: 2\n"
-               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-               "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(manifest, NULL, &e, &err), ST_OK, "%s", err.message);
-    return e;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: 256\nthreads: 2\n"
+             "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+             "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
+    return st_test_open_engine(dir, "plain.yaml", text);
 }
 
 static char *read_text(const char *path)

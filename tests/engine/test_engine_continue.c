@@ -15,6 +15,7 @@
 
 #include <stretch/stretch.h>
 
+#include "test_engine_open.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -39,18 +40,12 @@ TestSuite(engine_continue, .init = make_model, .fini = cleanup);
 
 static st_engine *open_engine(const char *attention, int context)
 {
-    char path[300];
-    snprintf(path, sizeof path, "%s/s.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: %d\nthreads: 2\nparallel: 2\n"
-               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-               "attention: %s\nsamplers: [{plugin: greedy}]\n", model_path, context, attention);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
-    return e;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: %d\nthreads: 2\nparallel: 2\n"
+             "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+             "attention: %s\nsamplers: [{plugin: greedy}]\n", model_path, context, attention);
+    return st_test_open_engine(dir, "s.yaml", text);
 }
 
 typedef struct answer {

@@ -12,6 +12,7 @@
 
 #include <stretch/stretch.h>
 
+#include "test_engine_open.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -41,18 +42,12 @@ TestSuite(engine_requests, .init = make_model, .fini = cleanup);
 static st_engine *open_manifest(const char *name, const char *model, const char *attention,
                                 const char *samplers)
 {
-    char path[340];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
-               "positional-encoding: {plugin: rope}\nattention: %s\n"
-               "samplers:\n%s", model, attention, samplers);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
-    return e;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: 128\nthreads: 2\ntokenizer: {plugin: bpe}\n"
+             "positional-encoding: {plugin: rope}\nattention: %s\n"
+             "samplers:\n%s", model, attention, samplers);
+    return st_test_open_engine(dir, name, text);
 }
 
 /* The suite's model with dense attention. */
@@ -911,17 +906,13 @@ Test(engine_requests, an_idle_engine_refills_the_answer_for_the_next_turn)
  * logits, and the sequence that ran beside it answers as it does alone. */
 Test(engine_requests, a_busy_engine_refills_the_answer_beside_the_running_ones)
 {
-    char path[340];
-    snprintf(path, sizeof path, "%s/busy.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 640\nthreads: 2\nparallel: 2\n"
-               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-               "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n", model_path);
-    fclose(f);
-    st_engine *e = NULL;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: 640\nthreads: 2\nparallel: 2\n"
+             "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+             "attention: {plugin: dense}\nsamplers: [{plugin: greedy}]\n", model_path);
+    st_engine *e = st_test_open_engine(dir, "busy.yaml", text);
     st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
     size_t nv = vocab_of(e);
     static int32_t turn1[500], turn2[539];
     int32_t other[5] = {40, 41, 42, 43, 44};

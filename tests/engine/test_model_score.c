@@ -13,6 +13,7 @@
 
 #include "engine_internal.h"
 #include "plain_forward.h"
+#include "test_engine_open.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -27,16 +28,12 @@ static void open_tiny(void)
     st_diag d;
     cr_assert_eq(st_tiny_model_in_tmp("st_model_score", &spec, dir, sizeof dir, model_path,
                                       sizeof model_path, &d), ST_OK, "%s", d.message);
-    char path[400];
-    snprintf(path, sizeof path, "%s/s.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 200\nthreads: 2\nkv-type: f32\n"
-               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-               "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
-    fclose(f);
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &engine, &err), ST_OK, "%s", err.message);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: 200\nthreads: 2\nkv-type: f32\n"
+             "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+             "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n", model_path);
+    engine = st_test_open_engine(dir, "s.yaml", text);
 }
 
 static void close_tiny(void)

@@ -16,6 +16,7 @@
 #include "engine_internal.h"
 #include "plain_forward.h"
 #include "test_host.h"
+#include "test_engine_open.h"
 #include "tiny_model.h"
 
 static char dir[256];
@@ -38,18 +39,12 @@ TestSuite(read, .init = make_model, .fini = remove_model);
 /* An engine whose attention is `attention` (YAML flow mapping). */
 static st_engine *open_with(const char *attention)
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/s.yaml", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "format: 1\nmodel: %s\ncontext: 192\nthreads: 2\nkv-type: f32\n"
-               "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-               "attention: %s\nsamplers:\n  - plugin: greedy\n", model_path, attention);
-    fclose(f);
-    st_engine *e = NULL;
-    st_error err = {0};
-    cr_assert_eq(st_engine_open(path, NULL, &e, &err), ST_OK, "%s", err.message);
-    return e;
+    char text[1024];
+    snprintf(text, sizeof text,
+             "format: 1\nmodel: %s\ncontext: 192\nthreads: 2\nkv-type: f32\n"
+             "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
+             "attention: %s\nsamplers:\n  - plugin: greedy\n", model_path, attention);
+    return st_test_open_engine(dir, "s.yaml", text);
 }
 
 static const st_reader_v1 *reader_of(st_engine *e)
