@@ -29,9 +29,11 @@ const char *st_cpu_isa_name(st_cpu_isa isa);
 /* Whether the one-token weight kernels prefetch far ahead (in L2), and on
  * AVX-512 at all: yes but on AMD CPUs. Measured both ways: on the 260
  * MiB-L3 Xeon of docs/RESULTS.md section 2 it took decode at 512 tokens
- * from about 220 to 310 tok/s; on the Zen 4 EPYC an L1-only prefetch in
- * the AVX-512 kernel cost 13% there (295 -> 257 tok/s), and the AVX2 one
- * was measured with its L1 prefetch alone. STRETCH_WEIGHT_PREFETCH=0 or 1
+ * from about 220 to 310 tok/s; on the Zen 4 EPYC, whose own prefetchers
+ * stream the weights, the AVX-512 kernel lost with an L1-only prefetch
+ * (295 -> 257 tok/s), with this two-distance one (off won 5 of 6 pairs)
+ * and with the L2 request alone (off won 7 of 8); the AVX2 one was
+ * measured there with its L1 prefetch alone. STRETCH_WEIGHT_PREFETCH=0 or 1
  * overrides (for A/B measurements). Read once, then cached. */
 bool st_cpu_weight_prefetch(void);
 
