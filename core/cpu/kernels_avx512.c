@@ -58,8 +58,8 @@ ST_INLINE __m512i st_avx512_block_dot(const __m512i *wv, const st_act_block *a)
  * and 26.9 GB/s against a read of 26.2). Why L2 for the far one: see
  * dec_stream_prefetch (attn_decode_x86.inc). Not on AMD CPUs, where an
  * L1 prefetch, this one and an L2-only one were each measured slower
- * (st_cpu_weight_prefetch). Prefill
- * reuses each group for many tokens and asks for nothing. */
+ * (st_cpu_weight_prefetch). Prefill reuses each group for many tokens and
+ * asks for nothing. */
 #define ST_GEMM16_PF_NEAR 2048
 #define ST_GEMM16_PF_FAR 16384
 
