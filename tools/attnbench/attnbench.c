@@ -3,7 +3,7 @@
  * transposed in blocks of 16 slots would gain the AVX-512 decode attention,
  * measured before the cache's layout is changed for it (issue #11).
  *
- *   st-attnbench [--layers L] [--slots N] [--rounds R] [--hot]
+ *   st-attnbench [--layers L] [--slots N] [--rounds R] [--hot | --rows]
  *
  * The engine's fused decode kernel (attn_decode_f16 of the AVX-512 table)
  * reads key rows: each key's 64 dims are 4 vectors, multiplied with the
@@ -25,6 +25,9 @@
  *
  * --hot instead runs each kernel 20,000 times over one chunk of 256 keys
  * (64 KB, in L2) on one thread: the arithmetic alone, in ns per key.
+ * --rows times what prefill's tiles would pay instead: 64 keys turned into
+ * float rows (a tile's keys, attn_tile.inc's kv_rows), from rows by the
+ * engine's kv_rows and from blocks by a 16 x 16 transpose, in L1.
  * Both kernels' outputs are compared first; the program fails when they
  * differ by more than rounding. It needs a CPU with AVX-512 (F, BW, VL)
  * and F16C; elsewhere it says so and exits with status 2.
@@ -347,9 +350,89 @@ static void hot(bench *B)
         }
 }
 
+/* Blocked keys [n / 16][HD][16] (f16) to float rows [n][HD]: per block
+ * and 16 dims, 16 converted vectors (a dim's 16 slots each) transposed
+ * into 16 rows of those dims: unpacks of 32 and 64 bits, then two rounds
+ * of 128-bit lane shuffles. */
+TGT static void blocked_to_rows(const uint8_t *kb, uint32_t n, float *dst)
+{
+    for (uint32_t b = 0; b < n / BLOCK; b++) {
+        const uint8_t *blk = kb + (size_t)b * BLOCK * ROW;
+        for (int d0 = 0; d0 < HD; d0 += 16) {
+            __m512 r[16], t[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = ld16_f16(blk + (d0 + i) * 32);
+#pragma GCC unroll 8
+            for (int i = 0; i < 16; i += 2) {
+                t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 16; i += 4) {
+                r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]),
+                                                           _mm512_castps_pd(t[i + 2])));
+                r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]),
+                                                               _mm512_castps_pd(t[i + 2])));
+                r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]),
+                                                               _mm512_castps_pd(t[i + 3])));
+                r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]),
+                                                               _mm512_castps_pd(t[i + 3])));
+            }
+            /* r[4g + j] now holds, in 128-bit lane L, slot 4L + j's dims
+             * d0 + 4g .. d0 + 4g + 3. */
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m512 a0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+                __m512 a1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+                __m512 a2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+                __m512 a3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+                t[4 * 0 + j] = _mm512_shuffle_f32x4(a0, a2, 0x88);
+                t[4 * 1 + j] = _mm512_shuffle_f32x4(a0, a2, 0xDD);
+                t[4 * 2 + j] = _mm512_shuffle_f32x4(a1, a3, 0x88);
+                t[4 * 3 + j] = _mm512_shuffle_f32x4(a1, a3, 0xDD);
+            }
+            /* t[i] is slot i's dims d0 .. d0 + 15. */
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                _mm512_storeu_ps(dst + (size_t)(b * BLOCK + i) * HD + d0, t[i]);
+        }
+    }
+}
+
+/* Both ways to a tile's float rows, 64 keys at a time over the first
+ * 256 keys (in L1 / L2), checked equal first. */
+static int rows_cost(const bench *B)
+{
+    enum { TILE = 64 };
+    float a[TILE * HD], b[TILE * HD];
+    B->kern->kv_rows(ST_KV_F16, B->k, ROW, TILE, HD, a);
+    blocked_to_rows(B->kb, TILE, b);
+    if (memcmp(a, b, sizeof a)) {
+        fprintf(stderr, "st-attnbench: the blocked keys' rows differ from the engine's\n");
+        return 1;
+    }
+    const int iters = 200000;
+    for (int round = 0; round < 5; round++)
+        for (int mode = MODE_ROWS; mode <= MODE_BLOCKED; mode++) {
+            double t0 = now();
+            for (int i = 0; i < iters; i++) {
+                size_t o = (size_t)(i % (CHUNK / TILE)) * TILE * ROW;
+                if (mode == MODE_ROWS)
+                    B->kern->kv_rows(ST_KV_F16, B->k + o, ROW, TILE, HD, a);
+                else
+                    blocked_to_rows(B->kb + o, TILE, a);
+            }
+            sink_out += (uint64_t)a[7];
+            double ns = (now() - t0) / iters / TILE * 1e9;
+            printf("%-8s %.2f ns a key to a float row\n", mode_names[mode], ns);
+        }
+    return 0;
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage: st-attnbench [--layers L] [--slots N] [--rounds R] [--hot]\n"
+    fprintf(stderr, "usage: st-attnbench [--layers L] [--slots N] [--rounds R] [--hot | --rows]\n"
                     "  --slots: a multiple of %d, at least %d\n",
             THREADS * CHUNK, THREADS * CHUNK);
     return 2;
@@ -358,11 +441,15 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     uint32_t layers = 30, slots = 16384, rounds = 11;
-    int hot_only = 0;
+    int hot_only = 0, rows_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--hot")) {
             hot_only = 1;
+            continue;
+        }
+        if (!strcmp(a, "--rows")) {
+            rows_only = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -411,6 +498,8 @@ int main(int argc, char **argv)
         hot(B);
         return 0;
     }
+    if (rows_only)
+        return rows_cost(B);
     printf("%u layers x %d KV heads x %u slots: %.1f MB of keys and values a token, %d threads\n",
            layers, KV_HEADS, slots, 2.0 * (double)bytes / 1e6, THREADS);
     double t[MODE_COUNT][99];
