@@ -246,7 +246,7 @@ static void *worker(void *p)
                 else
                     blocked_decode(B->q, B->kb + o, B->v + o, CHUNK, s, m, l, acc);
             }
-            sink += (uint64_t)(acc[0] * 1e3f);
+            sink += (uint64_t)(int64_t)(acc[0] * 1e3f);
         }
         meet(B);
     }
@@ -423,7 +423,7 @@ static int rows_cost(const bench *B)
                 else
                     blocked_to_rows(B->kb + o, TILE, a);
             }
-            sink_out += (uint64_t)a[7];
+            sink_out += (uint64_t)(int64_t)a[7];
             double ns = (now() - t0) / iters / TILE * 1e9;
             printf("%-8s %.2f ns a key to a float row\n", mode_names[mode], ns);
         }
