@@ -1,7 +1,9 @@
 /*
- * tools/attnbench/attnbench.c - st-attnbench: what storing the f16 keys
+ * tests/bench/attnbench.c - st-attnbench: what storing the f16 keys
  * transposed in blocks of 16 slots would gain the AVX-512 decode attention,
- * measured before the cache's layout is changed for it (issue #11).
+ * measured before the cache's layout is changed for it (issue #11). It
+ * calls the engine's kernel table, so it is built with the tests (it
+ * includes core's private headers), not with the CLI in tools/.
  *
  *   st-attnbench [--layers L] [--slots N] [--rounds R] [--hot | --rows]
  *
