@@ -187,8 +187,21 @@ static void add_keys(const tiled_task *T, const tile_buf *b, st_attn_tile *t,
     const st_attn_layer *L = T->L;
     load_queries(L, b, r, q0, nq, g, T->group);
     const st_kv_src *K = range_keys(L, r->pos_mode), *V = &L->v;
-    const uint8_t *k = (const uint8_t *)st_kv_src_head(K, g) + lo * K->slot_stride;
     const uint8_t *v = (const uint8_t *)st_kv_src_head(V, g) + lo * V->slot_stride;
+    if (K->blocked) {
+        /* Blocked keys become float rows a key tile at a time (in the
+         * buffer the kernel would convert rows into), then go in as f32. */
+        size_t ks = (size_t)L->head_dim * sizeof(float);
+        for (uint32_t x = lo; x < hi; x += ST_ATTN_KTILE) {
+            uint32_t n = hi - x < ST_ATTN_KTILE ? hi - x : ST_ATTN_KTILE;
+            L->kern->kv_rows_blk(st_kv_src_head(K, g), x, n, L->head_dim, b->kbuf);
+            L->kern->attn_keys(t, b->kbuf, ST_KV_F32, ks, v + (size_t)(x - lo) * V->slot_stride,
+                               V->type, V->slot_stride, L->k_pos + x, n, r->min_dist,
+                               r->max_dist);
+        }
+        return;
+    }
+    const uint8_t *k = (const uint8_t *)st_kv_src_head(K, g) + lo * K->slot_stride;
     L->kern->attn_keys(t, k, K->type, K->slot_stride, v, V->type, V->slot_stride,
                        L->k_pos + lo, hi - lo, r->min_dist, r->max_dist);
 }
@@ -280,7 +293,8 @@ bool st_attn_tiled_decode_fused(const st_cpu_kernels *kern, st_kv_type k_type,
 static bool decode_fused(const st_attn_layer *L, const st_kv_src *K, uint32_t group)
 {
     return st_attn_tiled_decode_fused(L->kern, K->type, L->v.type, L->slopes != NULL, group,
-                                      L->head_dim);
+                                      L->head_dim) &&
+           (!K->blocked || L->kern->attn_decode_f16_blk);
 }
 
 /* Slots [x, y) of range r into the softmax states of kv head g's query
@@ -311,6 +325,12 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
         }
         for (uint32_t x0 = x; x0 < y; x0 += SPLIT_SUB) {
             uint32_t n = y - x0 < SPLIT_SUB ? y - x0 : SPLIT_SUB;
+            if (Ks->blocked) {
+                L->kern->attn_decode_f16_blk(qg, group, hd, K, x0,
+                                             (const uint8_t *)V + x0 * L->v.slot_stride,
+                                             L->v.slot_stride, n, s, b->m, b->l, acc);
+                continue;
+            }
             fused(qg, group, hd, (const uint8_t *)K + x0 * Ks->slot_stride, Ks->slot_stride,
                   (const uint8_t *)V + x0 * L->v.slot_stride, L->v.slot_stride, n, s, b->m, b->l,
                   acc);
@@ -323,7 +343,10 @@ static void split_keys(const tiled_task *T, const tile_buf *b, const st_attn_ran
             idx[i] = x0 + i;
         for (uint32_t hh = 0; hh < group; hh++) {
             const float *q = range_query(L, b, r, 0, g * group + hh);
-            scores(q, K, Ks->slot_stride, idx, n, hd, L->scale, s);
+            if (Ks->blocked)
+                L->kern->scores_blk(q, K, idx, n, hd, L->scale, s);
+            else
+                scores(q, K, Ks->slot_stride, idx, n, hd, L->scale, s);
             if (L->slopes) {
                 float sl = L->slopes[g * group + hh];
                 for (uint32_t i = 0; i < n; i++)

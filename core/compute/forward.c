@@ -234,6 +234,26 @@ static st_status set_posenc(st_forward_ctx *c, const st_posenc_desc *d, st_diag 
     return ST_OK;
 }
 
+/* An empty f16 cache on the host keeps its keys in 16-slot blocks where
+ * this CPU's decode kernel reads them faster than rows (the kernel table
+ * says so), or as STRETCH_KV_KEYS=blocks|rows says; a cache that already
+ * holds slots keeps its layout, and a device mirror and the ggml numerics
+ * (llama.cpp's order, key rows as it reads them) keep rows. */
+static void choose_key_layout(st_forward_ctx *c)
+{
+    st_kv_cache *kv = c->kv;
+    if (c->res || c->ggml || kv->type != ST_KV_F16 || kv->n_slots)
+        return;
+    const char *env = getenv("STRETCH_KV_KEYS");
+    bool on = c->kern->blocked_keys;
+    if (env && strcmp(env, "blocks") == 0)
+        on = true;
+    else if (env && strcmp(env, "rows") == 0)
+        on = false;
+    /* False leaves the layout as it was: rows in a new cache. */
+    (void)st_kv_cache_block_keys(kv, on);
+}
+
 st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **out,
                                 st_diag *diag)
 {
@@ -349,6 +369,7 @@ st_status st_forward_ctx_create(const st_forward_config *cfg, st_forward_ctx **o
         st_forward_ctx_free(c);
         return s;
     }
+    choose_key_layout(c);
     *out = c;
     return ST_OK;
 nomem:
@@ -512,7 +533,7 @@ static void rerotate_slot(const st_forward_ctx *c, uint32_t layer, uint32_t j, c
     uint32_t hd = kv->head_dim;
     size_t o = (size_t)j * c->n_freq;
     for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-        st_kv_load_row(kv->type, st_kv_at(kv, layer, kv->k[layer], h, j), tmp, hd);
+        st_kv_key_load(kv, layer, kv->k[layer], h, j, tmp);
         st_op_rope(dst + (size_t)j * st_kv_row(kv) + (size_t)h * hd, tmp, cs + o, sn + o,
                    c->n_freq, hd);
     }
@@ -618,7 +639,15 @@ static void token_task_fn(void *arg, uint32_t ith, uint32_t nth)
                     uint32_t s0 = kv->hn ? kv->hn[st_kv_head_index(kv, T->layer, h)] : T->slot0;
                     uint8_t *kd = st_kv_at(kv, T->layer, kv->k[T->layer], h, s0 + t);
                     uint8_t *vd = st_kv_at(kv, T->layer, kv->v[T->layer], h, s0 + t);
-                    if (kv->type == ST_KV_F16) {
+                    if (kv->k_blocked) {
+                        /* The halves in a row first, then to their block
+                         * (krow: hd floats of room). */
+                        uint16_t *row = (uint16_t *)c->scr[ith].krow;
+                        c->kern->to_f16(kf + (size_t)h * hd, row, hd);
+                        st_kv_blk_put(st_kv_at(kv, T->layer, kv->k[T->layer], h, 0), s0 + t,
+                                      row, hd);
+                        c->kern->to_f16(vf + (size_t)h * hd, (uint16_t *)vd, hd);
+                    } else if (kv->type == ST_KV_F16) {
                         /* The common cache, on the caller between two tasks
                          * of every layer: the ISA's conversion, not a loop. */
                         c->kern->to_f16(kf + (size_t)h * hd, (uint16_t *)kd, hd);
@@ -972,8 +1001,8 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
     uint32_t kvh = h / (hp->n_heads / hp->n_kv_heads);
     st_kv_src KR = st_kv_keys(kv, A->layer), V = st_kv_values(kv, A->layer);
     size_t frow = st_kv_row(kv) * sizeof(float);
-    st_kv_src KF = { c->k_unrot, hd * sizeof(float), frow, ST_KV_F32 };
-    st_kv_src KS = { c->k_slot, hd * sizeof(float), frow, ST_KV_F32 };
+    st_kv_src KF = { c->k_unrot, hd * sizeof(float), frow, ST_KV_F32, false };
+    st_kv_src KS = { c->k_slot, hd * sizeof(float), frow, ST_KV_F32, false };
     st_kv_src KG = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, A->layer) : KR;
     const float *q = c->q + (size_t)t * QD + (size_t)h * hd;
     const float *qr = c->qr + (size_t)t * QD + (size_t)h * hd;
@@ -1039,11 +1068,12 @@ static void attend(attn_task *A, thread_scratch *S, uint32_t t, uint32_t h)
             for (uint32_t d = 0; d < hd; d++)
                 S->qbuf[d] = st_cpu_round_half(qv[d]);
             for (uint32_t i = n0; i < nv; i++) {
-                st_kv_load_row(Ks->type, (const uint8_t *)base + S->idx[i] * Ks->slot_stride,
-                               S->krow, hd);
+                st_kv_src_load_row(Ks, kvh, S->idx[i], S->krow, hd);
                 S->scores[i] = A->n == 1 ? st_gc_dot_f16(S->krow, S->qbuf, hd)
                                          : st_gc_dot_tinyblas16(S->krow, S->qbuf, hd);
             }
+        } else if (Ks->blocked) {
+            c->kern->scores_blk(qv, base, S->idx + n0, nv - n0, hd, scale, S->scores + n0);
         } else {
             c->kern->scores_kv[Ks->type](qv, base, Ks->slot_stride, S->idx + n0, nv - n0, hd,
                                          scale, S->scores + n0);
@@ -1170,8 +1200,8 @@ static st_status run_tiled(st_forward_ctx *c, uint32_t layer, uint32_t n, uint32
         .kern = c->kern, .n_q = n, .n_heads = hp->n_heads, .n_kv_heads = hp->n_kv_heads,
         .head_dim = hp->head_dim, .q = c->q, .qr = c->qr, .q_pos = pos, .q_slot = c->q_slot,
         .k_rot = st_kv_keys(kv, layer), .v = st_kv_values(kv, layer),
-        .k_fix = { c->k_unrot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
-        .k_slot = { c->k_slot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32 },
+        .k_fix = { c->k_unrot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32, false },
+        .k_slot = { c->k_slot, hd * sizeof(float), st_kv_row(kv) * sizeof(float), ST_KV_F32, false },
         .k_grp = c->plan_group ? st_kv_grouped_keys(&c->grouped, kv, layer)
                                : st_kv_keys(kv, layer),
         .k_pos = kv->pos, .n_slots = n_slots, .ranges = r, .n_ranges = (uint32_t)c->n_entries,
@@ -1234,10 +1264,9 @@ st_status st_forward_set_posenc(st_forward_ctx *c, const st_posenc_desc *desc, s
                     sn[i] = (float)(sin(a) * sc);
                 }
                 last = rp; /* the table is R(rp): computed once per position */
-                uint8_t *row = st_kv_at(kv, l, kv->k[l], h, j);
-                st_kv_load_row(kv->type, row, tmp, hd);
+                st_kv_key_load(kv, l, kv->k[l], h, j, tmp);
                 st_op_rope(tmp, tmp, cs, sn, np, hd);
-                st_kv_store_row(kv->type, tmp, row, hd);
+                st_kv_key_store(kv, l, kv->k[l], h, j, tmp);
             }
         if (!kv->hn && j + 1 >= kv->n_slots)
             break;
@@ -1791,6 +1820,9 @@ static bool res_wanted(const st_forward_ctx *c)
     const st_model_hparams *hp = &c->m->hp;
     const char *env = getenv("STRETCH_RESIDENT");
     if (!c->be->ops->res || (env && strcmp(env, "off") == 0) || c->ggml || c->pos_table)
+        return false;
+    /* A device holds key rows (a cache another context blocked stays here). */
+    if (c->kv->k_blocked)
         return false;
     /* Per-(layer, KV head) slot sets and attention statistics are the
      * host's kernels' (1.4): such a context keeps its state on the host and

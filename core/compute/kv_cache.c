@@ -23,6 +23,81 @@ static st_status alloc_layer(st_kv_cache *kv, uint32_t l)
     return kv->k[l] && kv->v[l] ? ST_OK : ST_E_NOMEM;
 }
 
+void st_kv_key_load(const st_kv_cache *kv, uint32_t layer, const uint8_t *buf, uint32_t h,
+                    uint32_t j, float *dst)
+{
+    st_kv_src s = st_kv_key_src(kv, layer, buf);
+    st_kv_src_load_row(&s, h, j, dst, kv->head_dim);
+}
+
+void st_kv_key_store(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h, uint32_t j,
+                     const float *src)
+{
+    if (!kv->k_blocked) {
+        st_kv_store_row(kv->type, src, st_kv_at(kv, layer, buf, h, j), kv->head_dim);
+        return;
+    }
+    uint16_t row[ST_KV_MAX_HEAD_DIM];
+    st_kv_store_row(ST_KV_F16, src, row, kv->head_dim);
+    st_kv_blk_put(st_kv_at(kv, layer, buf, h, 0), j, row, kv->head_dim);
+}
+
+void st_kv_key_get(const st_kv_cache *kv, uint32_t layer, const uint8_t *buf, uint32_t h,
+                   uint32_t j, void *row)
+{
+    if (kv->k_blocked)
+        st_kv_blk_get(st_kv_at(kv, layer, (uint8_t *)buf, h, 0), j, row, kv->head_dim);
+    else
+        memcpy(row, st_kv_at(kv, layer, (uint8_t *)buf, h, j), kv->row_bytes);
+}
+
+void st_kv_key_put(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h, uint32_t j,
+                   const void *row)
+{
+    if (kv->k_blocked)
+        st_kv_blk_put(st_kv_at(kv, layer, buf, h, 0), j, row, kv->head_dim);
+    else
+        memcpy(st_kv_at(kv, layer, buf, h, j), row, kv->row_bytes);
+}
+
+/* Key (h, src) of the layer to slot dst. */
+static void key_move(const st_kv_cache *kv, uint32_t layer, uint32_t h, uint32_t dst,
+                     uint32_t src)
+{
+    if (!kv->k_blocked) {
+        memcpy(st_kv_at(kv, layer, kv->k[layer], h, dst),
+               st_kv_at(kv, layer, kv->k[layer], h, src), kv->row_bytes);
+        return;
+    }
+    uint16_t row[ST_KV_MAX_HEAD_DIM];
+    uint8_t *head = st_kv_at(kv, layer, kv->k[layer], h, 0);
+    st_kv_blk_get(head, src, row, kv->head_dim);
+    st_kv_blk_put(head, dst, row, kv->head_dim);
+}
+
+bool st_kv_cache_block_keys(st_kv_cache *kv, bool on)
+{
+    if (kv->k_blocked == on)
+        return true;
+    if (kv->n_slots || kv->mirror || kv->type != ST_KV_F16 || kv->head_dim > ST_KV_MAX_HEAD_DIM)
+        return false;
+    for (uint32_t l = 0; kv->hn && l < kv->n_layers; l++)
+        for (uint32_t h = 0; h < kv->n_kv_heads; h++)
+            if (kv->hn[st_kv_head_index(kv, l, h)])
+                return false;
+    kv->k_blocked = on;
+    for (uint32_t l = 0; l < kv->n_layers; l++)
+        if (alloc_layer(kv, l) != ST_OK) {
+            /* The buffers are empty: put back the layout that fits them. */
+            kv->k_blocked = !on;
+            for (uint32_t i = 0; i <= l; i++)
+                (void)alloc_layer(kv, i);
+            return false;
+        }
+    kv->epoch = next_epoch();
+    return true;
+}
+
 st_status st_kv_cache_create(uint32_t n_layers, uint32_t n_kv_heads, uint32_t head_dim,
                              uint32_t capacity, st_kv_type type, st_kv_cache **out,
                              st_diag *diag)
@@ -196,8 +271,7 @@ void st_kv_cache_compact_head(st_kv_cache *kv, uint32_t layer, uint32_t h, const
             kv->hpos[o + dst] = kv->hpos[o + src];
             kv->hrot[o + dst] = kv->hrot[o + src];
             kv->htok[o + dst] = kv->htok[o + src];
-            memcpy(st_kv_at(kv, layer, kv->k[layer], h, dst),
-                   st_kv_at(kv, layer, kv->k[layer], h, src), kv->row_bytes);
+            key_move(kv, layer, h, dst, src);
             memcpy(st_kv_at(kv, layer, kv->v[layer], h, dst),
                    st_kv_at(kv, layer, kv->v[layer], h, src), kv->row_bytes);
         }
@@ -244,7 +318,7 @@ bool st_kv_cache_append_from(st_kv_cache *dst, const st_kv_cache *src, uint32_t 
     if (dst == src || n <= from || n > src->n_slots || n > dst->capacity || dst->hn || src->hn ||
         dst->mirror || src->mirror || dst->type != src->type ||
         dst->n_layers != src->n_layers || dst->n_kv_heads != src->n_kv_heads ||
-        dst->row_bytes != src->row_bytes)
+        dst->row_bytes != src->row_bytes || dst->k_blocked != src->k_blocked)
         return false;
     for (uint32_t l = 0; l < dst->n_layers; l++)
         if (dst->layer_cap[l] < n)
@@ -253,11 +327,19 @@ bool st_kv_cache_append_from(st_kv_cache *dst, const st_kv_cache *src, uint32_t 
     memcpy(dst->pos + from, src->pos + from, count * sizeof *dst->pos);
     memcpy(dst->rot_pos + from, src->rot_pos + from, count * sizeof *dst->rot_pos);
     memcpy(dst->tokens + from, src->tokens + from, count * sizeof *dst->tokens);
-    /* A head's rows are contiguous in both buffers: one copy per head. */
+    /* A head's rows are contiguous in both buffers: one copy per head
+     * (blocked keys: key by key). */
+    uint16_t row[ST_KV_MAX_HEAD_DIM];
     for (uint32_t l = 0; l < dst->n_layers; l++)
         for (uint32_t h = 0; h < dst->n_kv_heads; h++) {
-            memcpy(st_kv_at(dst, l, dst->k[l], h, from),
-                   st_kv_at(src, l, src->k[l], h, from), count * dst->row_bytes);
+            if (dst->k_blocked)
+                for (uint32_t j = from; j < n; j++) {
+                    st_kv_key_get(src, l, src->k[l], h, j, row);
+                    st_kv_key_put(dst, l, dst->k[l], h, j, row);
+                }
+            else
+                memcpy(st_kv_at(dst, l, dst->k[l], h, from),
+                       st_kv_at(src, l, src->k[l], h, from), count * dst->row_bytes);
             memcpy(st_kv_at(dst, l, dst->v[l], h, from),
                    st_kv_at(src, l, src->v[l], h, from), count * dst->row_bytes);
         }
@@ -279,8 +361,7 @@ void st_kv_cache_compact(st_kv_cache *kv, const uint8_t *keep)
             kv->tokens[dst] = kv->tokens[src];
             for (uint32_t l = 0; l < kv->n_layers; l++)
                 for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-                    memcpy(st_kv_at(kv, l, kv->k[l], h, dst), st_kv_at(kv, l, kv->k[l], h, src),
-                           kv->row_bytes);
+                    key_move(kv, l, h, dst, src);
                     memcpy(st_kv_at(kv, l, kv->v[l], h, dst), st_kv_at(kv, l, kv->v[l], h, src),
                            kv->row_bytes);
                 }

@@ -17,6 +17,13 @@
  * can move to a device as is, and per-head slot sets would only change
  * the per-head slot counts.
  *
+ * An f16 cache on the CPU keeps its keys in blocks of 16 slots instead
+ * (k_blocked, st_kv_cache_block_keys; kernels.h's ST_KV_KBLOCK): dim d of
+ * 16 slots in 32 contiguous bytes, so decode's scores come out in vector
+ * lanes (docs/forward.md). Values stay in rows. Keys are then read and
+ * written only through st_kv_key_* and st_kv_keys (st_kv_at addresses
+ * rows: values, or keys when !k_blocked).
+ *
  * A layer's buffers hold layer_cap[l] rows per KV head: the capacity for
  * one shared slot set; with per-head slot sets (st_kv_cache_enable_heads)
  * each layer may have its own, its budget + one block (PyramidKV's budgets
@@ -33,6 +40,10 @@
 #include "cpu/kernels.h"
 #include "diag.h"
 
+/* The largest head size whose keys may be blocked (a key's halves are
+ * copied through the stack). */
+#define ST_KV_MAX_HEAD_DIM 512
+
 typedef struct st_kv_cache {
     uint32_t n_layers;
     uint32_t n_kv_heads;
@@ -47,6 +58,7 @@ typedef struct st_kv_cache {
     uint8_t **k;           /* [n_layers] -> [n_kv_heads][layer_cap[l]] rows, rotated by rot_pos */
     uint8_t **v;           /* [n_layers] -> same layout */
     uint32_t *layer_cap;   /* [n_layers] rows per KV head in layer l's buffers (<= capacity) */
+    bool k_blocked;        /* f16 keys in 16-slot blocks (above); heads hold whole blocks */
     /* Per-(layer, KV head) slot sets (st_attn_kv_config.per_head_slots),
      * NULL without: head (l, h) holds hn[l * n_kv_heads + h] slots, rows
      * [0, hn) of its region of k[l] / v[l], with their positions in
@@ -87,33 +99,65 @@ static inline size_t st_kv_bytes_per_token(const st_kv_cache *kv)
     return 2 * (size_t)kv->n_layers * kv->n_kv_heads * kv->row_bytes;
 }
 
+/* Rows one KV head takes in layer l's buffers: its capacity, in whole
+ * blocks when the keys are blocked. */
+static inline uint32_t st_kv_head_rows(const st_kv_cache *kv, uint32_t layer)
+{
+    uint32_t c = kv->layer_cap[layer];
+    return kv->k_blocked ? (c + ST_KV_KBLOCK - 1) / ST_KV_KBLOCK * ST_KV_KBLOCK : c;
+}
+
 /* The row of (kv head h, slot j) in `buf`, a buffer laid out as `layer`'s
- * (its k or v, or a copy of them). */
+ * values (or its keys when they are not blocked; with blocked keys, slot
+ * 0's row is where head h's blocks start). */
 static inline uint8_t *st_kv_at(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h,
                                 uint32_t j)
 {
-    return buf + ((size_t)h * kv->layer_cap[layer] + j) * kv->row_bytes;
+    return buf + ((size_t)h * st_kv_head_rows(kv, layer) + j) * kv->row_bytes;
+}
+
+/* Keys laid out as `layer`'s in `buf` (the cache's, or a copy's). */
+static inline st_kv_src st_kv_key_src(const st_kv_cache *kv, uint32_t layer, const uint8_t *buf)
+{
+    st_kv_src s = { buf, (size_t)st_kv_head_rows(kv, layer) * kv->row_bytes, kv->row_bytes,
+                    kv->type, kv->k_blocked };
+    return s;
 }
 
 static inline st_kv_src st_kv_keys(const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { kv->k[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
-                    kv->type };
-    return s;
+    return st_kv_key_src(kv, layer, kv->k[layer]);
 }
 
 static inline st_kv_src st_kv_values(const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { kv->v[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
-                    kv->type };
+    st_kv_src s = { kv->v[layer], (size_t)st_kv_head_rows(kv, layer) * kv->row_bytes,
+                    kv->row_bytes, kv->type, false };
     return s;
 }
+
+/* Key (h, j) of a buffer laid out as `layer`'s keys: to float, from float
+ * (rounded as st_kv_store_row), and as its row's bytes (row_bytes: the
+ * cache's type, f16 halves when blocked), either way. */
+void st_kv_key_load(const st_kv_cache *kv, uint32_t layer, const uint8_t *buf, uint32_t h,
+                    uint32_t j, float *dst);
+void st_kv_key_store(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h, uint32_t j,
+                     const float *src);
+void st_kv_key_get(const st_kv_cache *kv, uint32_t layer, const uint8_t *buf, uint32_t h,
+                   uint32_t j, void *row);
+void st_kv_key_put(const st_kv_cache *kv, uint32_t layer, uint8_t *buf, uint32_t h, uint32_t j,
+                   const void *row);
+
+/* Keep the keys in 16-slot blocks (on) or rows (off): an f16 cache that is
+ * empty and has no device mirror only; its buffers are allocated again.
+ * False (and nothing changed) otherwise or out of memory. */
+bool st_kv_cache_block_keys(st_kv_cache *kv, bool on);
 
 /* Bytes of one layer's key and value buffers (what they were allocated
  * with, before rounding up to a cache line). */
 static inline size_t st_kv_layer_bytes(const st_kv_cache *kv, uint32_t layer)
 {
-    return 2 * (size_t)kv->n_kv_heads * kv->layer_cap[layer] * kv->row_bytes;
+    return 2 * (size_t)kv->n_kv_heads * st_kv_head_rows(kv, layer) * kv->row_bytes;
 }
 
 /* Bytes of every layer's key and value buffers. */

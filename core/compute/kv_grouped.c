@@ -73,9 +73,9 @@ static void grouped_task_fn(void *arg, uint32_t ith, uint32_t nth)
             double a = (double)st_grouped_pos(kv->pos[j], T->group) - (double)kv->rot_pos[j];
             st_op_rope_table(cs, sn, a, T->inv_freq, T->n_freq, 1.0f);
             for (uint32_t h = 0; h < kv->n_kv_heads; h++) {
-                st_kv_load_row(kv->type, st_kv_at(kv, T->layer, kv->k[T->layer], h, j), row, hd);
+                st_kv_key_load(kv, T->layer, kv->k[T->layer], h, j, row);
                 st_op_rope(row, row, cs, sn, T->n_freq, hd);
-                st_kv_store_row(kv->type, row, st_kv_at(kv, T->layer, T->dst, h, j), hd);
+                st_kv_key_store(kv, T->layer, T->dst, h, j, row);
             }
         }
     }
@@ -126,7 +126,5 @@ st_status st_kv_grouped_update(st_kv_grouped *g, const st_kv_cache *kv, uint32_t
 
 st_kv_src st_kv_grouped_keys(const st_kv_grouped *g, const st_kv_cache *kv, uint32_t layer)
 {
-    st_kv_src s = { g->k[layer], (size_t)kv->layer_cap[layer] * kv->row_bytes, kv->row_bytes,
-                    kv->type };
-    return s;
+    return st_kv_key_src(kv, layer, g->k[layer]);
 }

@@ -92,7 +92,26 @@ typedef struct st_kv_src {
     const void *p;
     size_t head_stride, slot_stride;
     st_kv_type type;
+    /* f16 keys in blocks of ST_KV_KBLOCK slots (slot_stride is then the
+     * row's bytes, 2 x dim, and no row lies at a stride): see below. */
+    bool blocked;
 } st_kv_src;
+
+/* The cache's f16 keys by dimension in blocks of 16 slots (kv_cache.h's
+ * k_blocked): dim d of slots 16b .. 16b + 15 in 32 contiguous bytes, block
+ * b at b x 32 x dim bytes of its head. One f16-to-float conversion then
+ * gives 16 (AVX2: 8) keys' dim d, a broadcast query element multiplies
+ * it, and a decode step's scores come out in lanes with no sum across
+ * them (docs/forward.md, "Keys in blocks"). */
+#define ST_KV_KBLOCK 16
+
+/* Key j of a head's blocked keys: its dim 0, then ST_KV_KBLOCK halves
+ * apart for each next dim. */
+static inline const uint16_t *st_kv_blk_key(const void *head, uint32_t j, uint32_t dim)
+{
+    return (const uint16_t *)head + (size_t)(j / ST_KV_KBLOCK) * ST_KV_KBLOCK * dim +
+           j % ST_KV_KBLOCK;
+}
 
 static inline const void *st_kv_src_head(const st_kv_src *s, uint32_t g)
 {
@@ -143,6 +162,17 @@ typedef void (*st_wsum_kv_fn)(float *out, const float *p, const void *v, size_t 
 typedef void (*st_attn_decode_fn)(const float *q, uint32_t G, uint32_t hd, const void *k,
                                   size_t kstride, const void *v, size_t vstride, uint32_t n,
                                   float *s, float *m, float *l, float *acc);
+/* The same on blocked f16 keys: the n keys from slot x0 of the head whose
+ * blocks start at khead; v is value row x0. */
+typedef void (*st_attn_decode_blk_fn)(const float *q, uint32_t G, uint32_t hd, const void *khead,
+                                      uint32_t x0, const void *v, size_t vstride, uint32_t n,
+                                      float *s, float *m, float *l, float *acc);
+/* out[i] = scale * dot(q, key idx[i]) on a head's blocked f16 keys. */
+typedef void (*st_scores_blk_fn)(const float *q, const void *khead, const uint32_t *idx,
+                                 uint32_t n, uint32_t dim, float scale, float *out);
+/* dst[i][dim] = key j0 + i as float, i < n, from a head's blocked keys. */
+typedef void (*st_kv_rows_blk_fn)(const void *khead, uint32_t j0, uint32_t n, uint32_t dim,
+                                  float *dst);
 
 /* Two orders of float operations for the quantized products, one per
  * numerics mode (the integer sums are exact, so only these steps differ,
@@ -183,6 +213,15 @@ typedef struct st_cpu_kernels {
     st_attn_keys_fn attn_keys;
     st_attn_decode_fn attn_decode_f16; /* NULL where this path has none */
     st_attn_decode_fn attn_decode_q8_0; /* the same on Q8_0 rows; NULL where none */
+    /* The same on blocked f16 keys (f16 value rows); NULL where none: the
+     * cache then keeps its keys in rows (st_kv_cache_block_keys). */
+    st_attn_decode_blk_fn attn_decode_f16_blk;
+    st_scores_blk_fn scores_blk;     /* the gathers on blocked keys */
+    st_kv_rows_blk_fn kv_rows_blk;   /* blocked keys to float rows (prefill's tiles) */
+    /* Whether an f16 cache on this path keeps its keys blocked by default:
+     * where its blocked decode kernel was measured faster than its rows
+     * kernel (docs/RESULTS.md section 2). */
+    bool blocked_keys;
     /* The gathers on the cache's own types (index st_kv_type). */
     st_scores_kv_fn scores_kv[ST_KV_TYPE_COUNT];
     st_wsum_kv_fn wsum_kv[ST_KV_TYPE_COUNT];
@@ -239,6 +278,16 @@ void st_cpu_wsum_kv_scalar(st_kv_type t, float *out, const float *p, const void 
                            size_t stride, const uint32_t *idx, uint32_t n, uint32_t dim);
 void st_cpu_kv_rows_scalar(st_kv_type t, const void *src, size_t stride, uint32_t n,
                            uint32_t dim, float *dst);
+void st_cpu_scores_blk_scalar(const float *q, const void *khead, const uint32_t *idx, uint32_t n,
+                              uint32_t dim, float scale, float *out);
+void st_cpu_kv_rows_blk_scalar(const void *khead, uint32_t j0, uint32_t n, uint32_t dim,
+                               float *dst);
+/* Key j of blocked f16 keys as float, or as its dim halves, and back. */
+void st_kv_blk_load(const void *khead, uint32_t j, float *dst, uint32_t dim);
+void st_kv_blk_get(const void *khead, uint32_t j, uint16_t *dst, uint32_t dim);
+void st_kv_blk_put(void *khead, uint32_t j, const uint16_t *src, uint32_t dim);
+/* Row j of head g of any source as float. */
+void st_kv_src_load_row(const st_kv_src *s, uint32_t g, uint32_t j, float *dst, uint32_t dim);
 /* One row of dim elements to float and back; the store rounds as ggml
  * does (f16: nearest even; Q8_0: quantize_row_q8_0_ref). */
 void st_kv_load_row(st_kv_type t, const void *src, float *dst, uint32_t dim);

@@ -138,3 +138,54 @@ void st_cpu_kv_rows_scalar(st_kv_type t, const void *src, size_t stride, uint32_
     for (uint32_t i = 0; i < n; i++)
         st_kv_load_row(t, (const uint8_t *)src + i * stride, dst + (size_t)i * dim, dim);
 }
+
+/* ---- f16 keys in 16-slot blocks (kernels.h's ST_KV_KBLOCK) ---------- */
+
+void st_kv_blk_load(const void *khead, uint32_t j, float *dst, uint32_t dim)
+{
+    const uint16_t *k = st_kv_blk_key(khead, j, dim);
+    for (uint32_t d = 0; d < dim; d++)
+        dst[d] = st_cpu_half(k[(size_t)d * ST_KV_KBLOCK]);
+}
+
+void st_kv_blk_get(const void *khead, uint32_t j, uint16_t *dst, uint32_t dim)
+{
+    const uint16_t *k = st_kv_blk_key(khead, j, dim);
+    for (uint32_t d = 0; d < dim; d++)
+        dst[d] = k[(size_t)d * ST_KV_KBLOCK];
+}
+
+void st_kv_blk_put(void *khead, uint32_t j, const uint16_t *src, uint32_t dim)
+{
+    uint16_t *k = (uint16_t *)st_kv_blk_key(khead, j, dim);
+    for (uint32_t d = 0; d < dim; d++)
+        k[(size_t)d * ST_KV_KBLOCK] = src[d];
+}
+
+void st_cpu_scores_blk_scalar(const float *q, const void *khead, const uint32_t *idx, uint32_t n,
+                              uint32_t dim, float scale, float *out)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const uint16_t *k = st_kv_blk_key(khead, idx[i], dim);
+        float acc = 0.0f;
+        for (uint32_t d = 0; d < dim; d++)
+            acc += q[d] * st_cpu_half(k[(size_t)d * ST_KV_KBLOCK]);
+        out[i] = scale * acc;
+    }
+}
+
+void st_cpu_kv_rows_blk_scalar(const void *khead, uint32_t j0, uint32_t n, uint32_t dim,
+                               float *dst)
+{
+    for (uint32_t i = 0; i < n; i++)
+        st_kv_blk_load(khead, j0 + i, dst + (size_t)i * dim, dim);
+}
+
+void st_kv_src_load_row(const st_kv_src *s, uint32_t g, uint32_t j, float *dst, uint32_t dim)
+{
+    const void *head = st_kv_src_head(s, g);
+    if (s->blocked)
+        st_kv_blk_load(head, j, dst, dim);
+    else
+        st_kv_load_row(s->type, (const uint8_t *)head + (size_t)j * s->slot_stride, dst, dim);
+}

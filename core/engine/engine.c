@@ -265,14 +265,16 @@ static st_status configure_compute(st_engine *e, st_error *err)
         st = st_kv_cache_enable_heads(e->kv, cap, &d);
         free(cap);
     }
-    if (st == ST_OK && !(e->kv_layer_bytes = malloc(hp->n_layers * sizeof *e->kv_layer_bytes)))
-        return st_error_set(err, ST_E_NOMEM, "out of memory");
-    for (uint32_t l = 0; st == ST_OK && l < hp->n_layers; l++)
-        e->kv_layer_bytes[l] = st_kv_layer_bytes(e->kv, l);
     if (st == ST_OK && !e->pool)
         st = st_threadpool_create(e->n_threads, &e->pool, &d);
     if (st == ST_OK)
         st = st_engine_forward_init(e, &d);
+    /* After the forward pass chose the keys' layout (blocks take whole
+     * 16-slot blocks per head). */
+    if (st == ST_OK && !(e->kv_layer_bytes = malloc(hp->n_layers * sizeof *e->kv_layer_bytes)))
+        return st_error_set(err, ST_E_NOMEM, "out of memory");
+    for (uint32_t l = 0; st == ST_OK && l < hp->n_layers; l++)
+        e->kv_layer_bytes[l] = st_kv_layer_bytes(e->kv, l);
     if (st != ST_OK)
         return st_error_from_diag(err, &d);
     e->logits = malloc(sizeof(float) * hp->n_vocab);

@@ -227,11 +227,22 @@ st_status st_engine_save_prompt(st_engine *e, const char *path, uint32_t *n_save
               put(f, kv->tokens, n * sizeof(int32_t), &sum) &&
               put(f, kv->pos, n * sizeof(int32_t), &sum) &&
               put(f, kv->rot_pos, n * sizeof(int32_t), &sum);
+    /* The file holds key rows whatever the cache's layout: blocked keys
+     * are gathered into rows a head at a time. */
+    uint8_t *krows = kv->k_blocked && n ? malloc((size_t)n * kv->row_bytes) : NULL;
+    ok = ok && (krows || !kv->k_blocked || !n);
     for (uint32_t l = 0; ok && l < kv->n_layers; l++)
         for (int which = 0; ok && which < 2; which++)
-            for (uint32_t hd = 0; ok && hd < kv->n_kv_heads; hd++)
-                ok = put(f, st_kv_at(kv, l, which ? kv->v[l] : kv->k[l], hd, 0),
-                         (size_t)n * kv->row_bytes, &sum);
+            for (uint32_t hd = 0; ok && hd < kv->n_kv_heads; hd++) {
+                const uint8_t *rows = st_kv_at(kv, l, which ? kv->v[l] : kv->k[l], hd, 0);
+                if (!which && kv->k_blocked) {
+                    for (uint32_t j = 0; j < n; j++)
+                        st_kv_key_get(kv, l, kv->k[l], hd, j, krows + (size_t)j * kv->row_bytes);
+                    rows = krows;
+                }
+                ok = put(f, rows, (size_t)n * kv->row_bytes, &sum);
+            }
+    free(krows);
     uint64_t check = st_word_hasher4_end(&sum);
     ok = ok && fwrite(&check, 1, sizeof check, f) == sizeof check;
     int saved_errno = errno;
@@ -392,8 +403,14 @@ st_status st_engine_load_prompt(st_engine *e, const char *path, uint32_t *n_load
     size_t head_bytes = (size_t)n * kv->row_bytes;
     for (uint32_t l = 0; l < kv->n_layers; l++)
         for (int which = 0; which < 2; which++)
-            for (uint32_t hd = 0; hd < kv->n_kv_heads; hd++, rows += head_bytes)
-                memcpy(st_kv_at(kv, l, which ? kv->v[l] : kv->k[l], hd, 0), rows, head_bytes);
+            for (uint32_t hd = 0; hd < kv->n_kv_heads; hd++, rows += head_bytes) {
+                if (!which && kv->k_blocked)
+                    for (uint32_t j = 0; j < n; j++)
+                        st_kv_key_put(kv, l, kv->k[l], hd, j, rows + (size_t)j * kv->row_bytes);
+                else
+                    memcpy(st_kv_at(kv, l, which ? kv->v[l] : kv->k[l], hd, 0), rows,
+                           head_bytes);
+            }
     kv->n_slots = n;
     kv->last_pos = n ? (int32_t)n - 1 : -1;
     st_engine_prefilled(e, n);

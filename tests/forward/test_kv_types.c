@@ -170,7 +170,7 @@ static st_status plan_qk(void *user, const st_attn_query *q, const st_attn_plan_
         st_op_rope_table(cs, sn, (double)c->kv->rot_pos[j], inv, nf, 1.0f);
         for (uint32_t h = 0; h < q->n_kv_heads; h++) {
             st_op_rope(rot, q->k + ((size_t)j * q->n_kv_heads + h) * hd, cs, sn, nf, hd);
-            st_kv_load_row(c->kv->type, st_kv_at(c->kv, q->layer, c->kv->k[q->layer], h, j), cached, hd);
+            st_kv_key_load(c->kv, q->layer, c->kv->k[q->layer], h, j, cached);
             for (uint32_t i = 0; i < hd; i++) {
                 double e = fabs((double)rot[i] - cached[i]) / (fabs(cached[i]) + 0.1);
                 c->worst = e > c->worst ? e : c->worst;

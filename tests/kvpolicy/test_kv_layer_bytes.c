@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <stretch/stretch.h>
 
@@ -56,9 +57,21 @@ static st_engine *open_with(const char *attention)
     return e;
 }
 
+/* The keys' layout the engines of a test are opened with (STRETCH_KV_KEYS):
+ * keys in 16-slot blocks take whole blocks per head, values as many rows. */
+static bool blocked_keys;
+
+static void keys_in(const char *layout)
+{
+    setenv("STRETCH_KV_KEYS", layout, 1);
+    blocked_keys = strcmp(layout, "blocks") == 0;
+}
+
 /* Bytes of a layer holding `slots` per KV head: keys and values in f16. */
 static uint64_t layer_bytes(const st_engine_info *in, uint32_t slots)
 {
+    if (blocked_keys)
+        slots = (slots + 15) / 16 * 16;
     return 2ull * in->n_kv_heads * slots * in->head_dim * 2;
 }
 
@@ -82,8 +95,7 @@ static void score_long(st_engine *e, const st_engine_info *in, size_t n)
     free(nll);
 }
 
-Test(kv_layer_bytes, pyramidkv_layers_hold_their_own_budget, .init = make_model,
-     .fini = cleanup)
+static void pyramid_budgets(void)
 {
     st_engine *e = open_with("{plugin: pyramidkv, params: {budget: 256, window: 16, "
                              "kernel: 3, beta: 4}}");
@@ -109,6 +121,17 @@ Test(kv_layer_bytes, pyramidkv_layers_hold_their_own_budget, .init = make_model,
     cr_assert_lt(in.kv_cache_bytes, N_LAYERS * in.kv_layer_bytes[0]);
     score_long(e, &in, 2048);
     st_engine_close(e);
+}
+
+Test(kv_layer_bytes, pyramidkv_layers_hold_their_own_budget, .init = make_model,
+     .fini = cleanup)
+{
+    /* The budgets (+ the block) are not whole 16-slot blocks: blocked keys
+     * round each layer up, rows do not. */
+    keys_in("rows");
+    pyramid_budgets();
+    keys_in("blocks");
+    pyramid_budgets();
 }
 
 Test(kv_layer_bytes, one_budget_sizes_every_layer_alike, .init = make_model, .fini = cleanup)
