@@ -13,9 +13,14 @@ static uint64_t next_epoch(void)
 
 /* Layer l's key and value buffers at layer_cap[l] rows per KV head,
  * rounded up to 64 bytes for aligned_alloc (and whole cache lines). */
+static size_t buffer_bytes(const st_kv_cache *kv, uint32_t l)
+{
+    return (st_kv_layer_bytes(kv, l) / 2 + 63) & ~(size_t)63;
+}
+
 static st_status alloc_layer(st_kv_cache *kv, uint32_t l)
 {
-    size_t bytes = (st_kv_layer_bytes(kv, l) / 2 + 63) & ~(size_t)63;
+    size_t bytes = buffer_bytes(kv, l);
     free(kv->k[l]);
     free(kv->v[l]);
     kv->k[l] = aligned_alloc(64, bytes);
@@ -85,15 +90,33 @@ bool st_kv_cache_block_keys(st_kv_cache *kv, bool on)
         for (uint32_t h = 0; h < kv->n_kv_heads; h++)
             if (kv->hn[st_kv_head_index(kv, l, h)])
                 return false;
+    /* Every layer's new buffers first, so that running out of memory
+     * leaves the cache as it was. */
+    uint32_t n = kv->n_layers;
+    uint8_t **nk = calloc(n, sizeof *nk), **nv = calloc(n, sizeof *nv);
+    bool ok = nk && nv;
     kv->k_blocked = on;
-    for (uint32_t l = 0; l < kv->n_layers; l++)
-        if (alloc_layer(kv, l) != ST_OK) {
-            /* The buffers are empty: put back the layout that fits them. */
-            kv->k_blocked = !on;
-            for (uint32_t i = 0; i <= l; i++)
-                (void)alloc_layer(kv, i);
-            return false;
+    for (uint32_t l = 0; ok && l < n; l++)
+        ok = (nk[l] = aligned_alloc(64, buffer_bytes(kv, l))) &&
+             (nv[l] = aligned_alloc(64, buffer_bytes(kv, l)));
+    for (uint32_t l = 0; nk && nv && l < n; l++) {
+        /* The old buffers go, or the new ones (calloc: NULL past a failure). */
+        if (ok) {
+            free(kv->k[l]);
+            free(kv->v[l]);
+            kv->k[l] = nk[l];
+            kv->v[l] = nv[l];
+        } else {
+            free(nk[l]);
+            free(nv[l]);
         }
+    }
+    free(nk);
+    free(nv);
+    if (!ok) {
+        kv->k_blocked = !on;
+        return false;
+    }
     kv->epoch = next_epoch();
     return true;
 }

@@ -7,8 +7,18 @@
  * passes on blocks against rows for every position mode and block split.
  * The engine-level tests run again on blocks too (tests/CMakeLists.txt's
  * st_rerun_with_blocked_keys). */
+#include <sys/resource.h>
+
 #include "fwd_fixture.h"
 #include "kv_cache.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ST_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ST_UNDER_ASAN 1
+#endif
+#endif
 
 #define NK 300 /* keys: not a whole number of blocks */
 
@@ -317,6 +327,43 @@ Test(kv_blocked, per_head_compaction_moves_one_heads_keys)
     expect_key(kv, 1, 1, 1, 1); /* the other heads untouched */
     expect_key(kv, 0, 2, 17, 17);
     st_kv_cache_free(kv);
+}
+
+/* The new buffers come before the old go: with no room for them the cache
+ * keeps its rows, usable. (An address-space limit cannot run under
+ * AddressSanitizer, whose shadow memory takes terabytes of it.) */
+Test(kv_blocked, out_of_memory_leaves_the_cache_as_it_was)
+{
+#ifdef ST_UNDER_ASAN
+    cr_skip_test("RLIMIT_AS under AddressSanitizer");
+#else
+    st_diag d;
+    st_kv_cache *kv;
+    const uint32_t cap = 1u << 20; /* 128 MiB of keys and as much of values */
+    cr_assert_eq(st_kv_cache_create(1, 1, 64, cap, ST_KV_F16, &kv, &d), ST_OK);
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert(f && fscanf(f, "%ld", &pages) == 1);
+    fclose(f);
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    /* Room for one new buffer, not two. */
+    lim.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (160u << 20);
+    lim.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    bool blocked = st_kv_cache_block_keys(kv, true);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+    cr_assert_not(blocked);
+    cr_assert_not(kv->k_blocked);
+    float row[64], back[64];
+    for (int i = 0; i < 64; i++)
+        row[i] = (float)i;
+    st_kv_key_store(kv, 0, kv->k[0], 0, cap - 1, row);
+    st_kv_key_load(kv, 0, kv->k[0], 0, cap - 1, back);
+    cr_assert(memcmp(row, back, sizeof row) == 0);
+    cr_assert(st_kv_cache_block_keys(kv, true), "with room it may");
+    st_kv_cache_free(kv);
+#endif
 }
 
 enum { P_DENSE, P_GLOBAL_LOCAL, P_SLOT, P_COUNT };
