@@ -57,6 +57,7 @@ static inline void fx_close(fwd_fixture *f)
 typedef struct fx_run {
     const char *isa;              /* STRETCH_ISA, NULL = leave */
     st_kv_type kv_type;           /* the cache's type; 0 = f32 */
+    const char *kv_keys;          /* STRETCH_KV_KEYS ("rows", "blocks"), checked taken; NULL = leave */
     uint32_t threads;
     size_t block;
     const st_posenc_desc *posenc;
@@ -74,6 +75,8 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
 {
     if (r->isa)
         setenv("STRETCH_ISA", r->isa, 1);
+    if (r->kv_keys)
+        setenv("STRETCH_KV_KEYS", r->kv_keys, 1);
     st_diag d;
     st_kv_cache *kv;
     cr_assert_eq(st_kv_cache_create(f->m->hp.n_layers, f->m->hp.n_kv_heads, f->m->hp.head_dim,
@@ -87,6 +90,8 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
     };
     st_forward_ctx *ctx;
     cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);
+    if (r->kv_keys && r->kv_type == ST_KV_F16)
+        cr_assert_eq(kv->k_blocked, strcmp(r->kv_keys, "blocks") == 0, "keys in %s", r->kv_keys);
     size_t block = r->block ? r->block : n;
     for (size_t t0 = 0; t0 < n; t0 += block) {
         size_t nb = n - t0 < block ? n - t0 : block;
@@ -99,6 +104,8 @@ static inline void fx_forward(fwd_fixture *f, const fx_run *r, const int32_t *to
     st_threadpool_destroy(pool);
     st_kv_cache_free(kv);
     unsetenv("STRETCH_ISA");
+    if (r->kv_keys)
+        unsetenv("STRETCH_KV_KEYS");
 }
 
 /* max |a - b| over n values, relative to max |b|. */

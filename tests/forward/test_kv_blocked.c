@@ -398,33 +398,6 @@ static st_status plan_cb(void *user, const st_attn_query *q, const st_attn_plan_
 
 #define N 60
 
-/* One forward pass with the keys in `layout`, checking the cache took it. */
-static void run_layout(fwd_fixture *f, const char *layout, int kind, size_t block,
-                       const int32_t *tok, const int32_t *pos, float *logits)
-{
-    setenv("STRETCH_KV_KEYS", layout, 1);
-    st_diag d;
-    st_kv_cache *kv;
-    cr_assert_eq(st_kv_cache_create(f->m->hp.n_layers, f->m->hp.n_kv_heads, f->m->hp.head_dim, N,
-                                    ST_KV_F16, &kv, &d), ST_OK);
-    st_threadpool *pool = NULL;
-    cr_assert_eq(st_threadpool_create(2, &pool, &d), ST_OK);
-    st_forward_config cfg = { .model = f->m, .kv = kv, .pool = pool, .plan = plan_cb,
-                              .plan_user = &kind };
-    st_forward_ctx *ctx;
-    cr_assert_eq(st_forward_ctx_create(&cfg, &ctx, &d), ST_OK, "%s", d.message);
-    cr_assert_eq(kv->k_blocked, strcmp(layout, "blocks") == 0);
-    for (size_t t0 = 0; t0 < N; t0 += block) {
-        size_t nb = N - t0 < block ? N - t0 : block;
-        cr_assert_eq(st_forward(ctx, tok + t0, pos + t0, nb, logits + t0 * f->V,
-                                ST_FORWARD_ALL_LOGITS, &d), ST_OK, "%s", d.message);
-    }
-    st_forward_ctx_free(ctx);
-    st_threadpool_destroy(pool);
-    st_kv_cache_free(kv);
-    unsetenv("STRETCH_KV_KEYS");
-}
-
 Test(kv_blocked, forward_passes_on_blocks_follow_rows)
 {
     fwd_fixture f;
@@ -447,13 +420,14 @@ Test(kv_blocked, forward_passes_on_blocks_follow_rows)
     for (int kind = 0; kind < P_COUNT; kind++)
         for (int s = 0; s < 3; s++)
             for (const char *isa = "scalar"; isa; isa = isa[0] == 's' ? "avx2" : NULL) {
-                setenv("STRETCH_ISA", isa, 1);
-                run_layout(&f, "rows", kind, splits[s], tok, pos, rows);
-                run_layout(&f, "blocks", kind, splits[s], tok, pos, blocks);
+                fx_run r = { .isa = isa, .kv_type = ST_KV_F16, .kv_keys = "rows", .threads = 2,
+                             .block = splits[s], .plan = plan_cb, .plan_user = &kind };
+                fx_forward(&f, &r, tok, pos, N, rows);
+                r.kv_keys = "blocks";
+                fx_forward(&f, &r, tok, pos, N, blocks);
                 double e = fx_rel_diff(blocks, rows, n);
                 cr_assert_lt(e, 1e-5, "plan %d block %zu %s: %g", kind, splits[s], isa, e);
             }
-    unsetenv("STRETCH_ISA");
     free(rows);
     free(blocks);
     fx_close(&f);
