@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
 
-# The longest runs first (CI's 30,000 inputs: fuzz_json_schema about a
+# The longest runs first (CI's 20,000 inputs: fuzz_json_schema about a
 # minute, the last few a second or two), so two at a time end together.
 all=(fuzz_json_schema fuzz_gguf fuzz_hybrid_index fuzz_regex fuzz_bm25_index fuzz_embedding_index
      fuzz_strategy fuzz_params fuzz_plugin_manifest fuzz_squeezed_index fuzz_bpe fuzz_wordpiece
