@@ -1043,7 +1043,9 @@ Test(kernels, attn_decode_f16_matches_double)
 }
 
 /* Q8_0 (attn_decode_q8_0): whole blocks of 32 up to ST_DEC_Q8_MAX_HD,
- * every group size, through the 256-bit kernel on every x86 path. */
+ * every group size, through the 256-bit kernel on every x86 path and,
+ * on AVX-512, the 512-bit values pass for groups of up to 3 heads of 32
+ * or 64 dims. */
 Test(kernels, attn_decode_q8_0_matches_double)
 {
     const uint32_t hds[] = { 32, 64, 96, 128, ST_DEC_Q8_MAX_HD };
