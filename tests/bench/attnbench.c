@@ -47,7 +47,6 @@
 #define KV_HEADS 3
 #define CHUNK 256     /* keys a kernel call scores (attn_tiled.c's SPLIT_SUB) */
 #define ROW 128       /* bytes of one f16 row of HD */
-#define BLOCK 16      /* slots a key block holds */
 #define THREADS 2
 
 static double now(void)
@@ -170,18 +169,14 @@ static float rnd(void) /* uniform in [-1, 1) */
     return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
 }
 
-/* The same keys in 16-slot blocks: dim d of slot j at block j / 16,
- * offset d * 16 + j % 16 (in halves). */
+/* The same keys in the cache's 16-slot blocks, stored as the cache
+ * stores them (st_kv_blk_put). */
 static void make_blocks(const bench *B)
 {
-    const uint16_t *src = (const uint16_t *)B->k;
-    uint16_t *dst = (uint16_t *)B->kb;
     for (size_t head = 0; head < (size_t)B->layers * KV_HEADS; head++) {
-        size_t base = head * B->slots * HD;
+        size_t base = head * B->slots * ROW;
         for (uint32_t j = 0; j < B->slots; j++)
-            for (uint32_t d = 0; d < HD; d++)
-                dst[base + (size_t)(j / BLOCK) * BLOCK * HD + d * BLOCK + j % BLOCK] =
-                    src[base + (size_t)j * HD + d];
+            st_kv_blk_put(B->kb + base, j, (const uint16_t *)(B->k + base + (size_t)j * ROW), HD);
     }
 }
 
