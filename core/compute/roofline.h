@@ -15,7 +15,10 @@
 #include "threadpool.h"
 
 typedef struct st_roofline_ceiling {
-    double read_bytes_per_s;  /* streaming reads of a buffer far larger than the caches */
+    double read_bytes_per_s;  /* streaming reads of a buffer far larger than the caches:
+                                 the fastest pass */
+    double read_median_bytes_per_s; /* the median pass: on a shared host whose bandwidth
+                                       comes in bursts, what a run of seconds can expect */
     double dot_ops_per_s;    /* the prefill kernel on cache-resident weights (2 per multiply-add) */
 } st_roofline_ceiling;
 

@@ -39,5 +39,7 @@ st_status st_engine_roofline(st_engine *e, st_roofline *out, st_error *err)
     st_roofline_model_costs(e->model, &out->weight_bytes, &out->ops_per_token);
     out->kv_bytes_per_token = (double)st_kv_bytes_per_token(e->kv);
     out->weight_type = st_ggml_type_name(wtype);
+    if (out->struct_size >= ST_END_OF(st_roofline, read_median_bytes_per_s))
+        out->read_median_bytes_per_s = ceiling.read_median_bytes_per_s;
     return ST_OK;
 }

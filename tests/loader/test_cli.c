@@ -727,7 +727,9 @@ Test(cli, extends_finds_stock_manifests_by_name)
  * reports fractions that follow from them and from the model's costs
  * (checked in Python: the ceilings are positive, each rep's fraction is
  * its decode rate over its own probe's ceiling, the fraction reported is
- * the median of the reps', the ceiling that of the median probe). */
+ * the median of the reps', the ceiling that of the median probe; the
+ * probe's median pass is no faster than its best, and decode's fraction
+ * of it follows the same way). */
 Test(cli, bench_roofline_reports_consistent_ceilings)
 {
     char model[64], yaml[64], args[300];
@@ -736,7 +738,7 @@ Test(cli, bench_roofline_reports_consistent_ceilings)
              "bench -m %s --reps 3 --prompt-tokens 32 --gen-tokens 8 --threads 1 --roofline --json",
              yaml);
     cr_assert_eq(run(args), 0, "%s", err);
-    char path[64], cmd[2400];
+    char path[64], cmd[4096];
     snprintf(path, sizeof path, "/tmp/st_cli_roof_%d.json", (int)getpid());
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
@@ -756,6 +758,12 @@ Test(cli, bench_roofline_reports_consistent_ceilings)
              "f=[t*b/w for t,w in zip(d[\"decode_tok_s\"], bw)];"
              "assert all(math.isclose(x, y, rel_tol=1e-9) for x,y in zip(f, r[\"decode_fraction_reps\"])), r;"
              "assert math.isclose(r[\"decode_fraction\"], sorted(f)[1], rel_tol=1e-9), r;"
+             "m=r[\"read_median_bytes_per_s_reps\"];"
+             "assert len(m)==3 and all(1e8<x<=y for x,y in zip(m, bw)), r;"
+             "assert r[\"read_median_bytes_per_s\"]==sorted(m)[1], r;"
+             "g=[t*b/w for t,w in zip(d[\"decode_tok_s\"], m)];"
+             "assert all(math.isclose(x, y, rel_tol=1e-9) for x,y in zip(g, r[\"decode_fraction_of_median_reps\"])), r;"
+             "assert math.isclose(r[\"decode_fraction_of_median\"], sorted(g)[1], rel_tol=1e-9), r;"
              "p=[t*r[\"ops_per_token\"]/o for t,o in zip(d[\"prefill_tok_s\"], r[\"dot_ops_per_s_reps\"])];"
              "assert math.isclose(r[\"prefill_fraction\"], sorted(p)[1], rel_tol=1e-9), r'",
              path);

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 #define ST_ABI_MAJOR 1
-#define ST_ABI_MINOR 10
+#define ST_ABI_MINOR 11
 
 /* Plugins are built with -fvisibility=hidden by the SDK's CMake helper; this
  * macro is what makes the one entry symbol visible anyway. */

@@ -576,6 +576,13 @@ typedef struct st_roofline {
     double kv_bytes_per_token; /* cache bytes each cached token adds (keys + values, all layers) */
     double ops_per_token;      /* ops per token through the weights (2 x rows x cols) */
     const char *weight_type;   /* "Q4_1", ...: the weight type the dot-product probe ran */
+    /* -- ABI 1.11 -- */
+    /* read_bytes_per_s is the fastest of the probe's passes; this is its
+     * median pass. On a shared host whose
+     * bandwidth comes in bursts the two differ, and a decode lasting
+     * seconds reads at about the median. Set only where struct_size
+     * reaches it. */
+    double read_median_bytes_per_s;
 } st_roofline;
 ST_API st_status st_engine_roofline(st_engine *e, st_roofline *out, st_error *err);
 
