@@ -14,11 +14,13 @@ from .encoder import Encoder
 from .engine import Engine
 from .errors import Error, Status
 from .retriever import Hit, Retriever
+from .sequence import Sequence
 from .results import (Constraint, EngineInfo, GenerateStats, Generation, TokenEvent,
                       TokenLogprob)
 from .stream import GenerationStream
 
 __all__ = ["Engine", "Encoder", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats",
            "Generation", "TokenEvent", "TokenLogprob", "GenerationStream", "Hit", "Retriever",
+           "Sequence",
            "library_path", "plugins"]
 __version__ = "0.1.0"

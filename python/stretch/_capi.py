@@ -151,6 +151,21 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_engine_cancel", None, EnginePtr)
     fn("st_engine_save_prompt", status, EnginePtr, c_char_p, POINTER(c_uint32), POINTER(StError))
     fn("st_engine_load_prompt", status, EnginePtr, c_char_p, POINTER(c_uint32), POINTER(StError))
+    fn("st_sequence_open", status, EnginePtr, POINTER(c_void_p), POINTER(StError))
+    fn("st_sequence_close", None, c_void_p)
+    fn("st_sequence_start", status, c_void_p, IdsPtr, c_size_t, POINTER(StGenerateParams),
+       TOKEN_FN, c_void_p, POINTER(StError))
+    fn("st_sequence_continue", status, c_void_p, IdsPtr, c_size_t, POINTER(StGenerateParams),
+       TOKEN_FN, c_void_p, POINTER(StError))
+    fn("st_sequence_continued_prefix", c_size_t, c_void_p, IdsPtr, c_size_t)
+    fn("st_sequence_cached_prefix", c_size_t, c_void_p, IdsPtr, c_size_t)
+    fn("st_engine_step", status, EnginePtr, POINTER(c_uint32), POINTER(StError))
+    fn("st_sequence_save_prompt", status, c_void_p, c_char_p, POINTER(c_uint32), POINTER(StError))
+    fn("st_sequence_load_prompt", status, c_void_p, c_char_p, POINTER(c_uint32), POINTER(StError))
+    fn("st_sequence_forget", status, c_void_p, POINTER(c_uint32), POINTER(StError))
+    fn("st_sequence_busy", c_bool, c_void_p)
+    fn("st_sequence_result", status, c_void_p, POINTER(StGenerateStats), POINTER(StError))
+    fn("st_sequence_cancel", None, c_void_p)
     fn("st_engine_score", status, EnginePtr, IdsPtr, c_size_t, c_size_t, POINTER(c_float),
        PROGRESS_FN, c_void_p, POINTER(StError))
     fn("st_encoder_open", status, c_char_p, POINTER(StEngineOptions), POINTER(c_void_p),

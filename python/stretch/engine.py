@@ -8,65 +8,24 @@ from __future__ import annotations
 
 import ctypes
 import os
-import warnings
-from typing import Callable, Iterable, Sequence, Union
+import weakref
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 import numpy as np
 
 from . import _capi
 from ._capi import lib
 from ._handle import Handle, plugin_dir_array, utf8
-from .errors import Error, Status
-from .results import Constraint, EngineInfo, GenerateStats, Generation, TokenLogprob
-from .stop import StopText, stop_list
+from .request import SAMPLING_KEYS, Request, TokenCallback  # noqa: F401 (this module's names too)
+from .request import check_status as _check
+from .results import Constraint, EngineInfo, Generation
+from .stop import stop_list
+
+if TYPE_CHECKING:
+    from .sequence import Sequence as SequenceHandle
 
 Prompt = Union[str, Sequence[int], np.ndarray]
-# on_token(token, text) -> truthy to stop. token is -1 for text held back
-# (an incomplete UTF-8 sequence, or what might have begun a stop string)
-# and handed on after the last token.
-TokenCallback = Callable[[int, str], object]
 ProgressCallback = Callable[[int, int], object]
-
-
-# generate(sampling=...): OpenAI's and vLLM's names for the samplers'
-# parameters (as `stretch serve` maps a request's fields), and the plugin
-# and parameter each sets. "PLUGIN.PARAM" names any other.
-SAMPLING_KEYS = {
-    "temperature": ("temperature", "temperature"),
-    "top_k": ("top-k", "k"),
-    "top_p": ("top-p", "p"),
-    "min_p": ("min-p", "p"),
-    "repeat_penalty": ("penalties", "repeat"),
-    "presence_penalty": ("penalties", "presence"),
-    "frequency_penalty": ("penalties", "frequency"),
-}
-
-
-def _sampling_overrides(sampling, chain) -> list[tuple[str, str, float]]:
-    out = []
-    for key, value in sampling.items():
-        if key in SAMPLING_KEYS:
-            plugin, param = SAMPLING_KEYS[key]
-        elif isinstance(key, str) and key.count(".") == 1 and all(key.split(".")):
-            plugin, param = key.split(".")
-        else:
-            raise ValueError(f"sampling: unknown key {key!r}: expected one of "
-                             f"{', '.join(SAMPLING_KEYS)} or 'PLUGIN.PARAM'")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"sampling[{key!r}]: expected a number, found {type(value).__name__}")
-        if plugin not in chain:
-            warnings.warn(f"sampling[{key!r}] has no effect: the strategy's sampler chain has "
-                          f"no {plugin!r} sampler", stacklevel=3)
-        out.append((plugin, param, float(value)))
-    return out
-
-
-def _check(status: int, err: _capi.StError) -> None:
-    if status < 0:
-        message = err.message.decode("utf-8", "replace")
-        if not message:
-            message = lib.st_strerror(status).decode("utf-8", "replace")
-        raise Error(status, message)
 
 
 def _take_bytes(ptr: ctypes.c_void_p, length: int) -> bytes:
@@ -110,14 +69,15 @@ class Engine(Handle):
                  plugin_dirs: list[str | os.PathLike] | None = None,
                  log: Callable[[int, str | None, str], None] | None = None,
                  backend: str | None = None, device: str | int | None = None,
-                 no_kernel_cache: bool = False):
+                 no_kernel_cache: bool = False, parallel: int = 0):
         """numerics: None ($STRETCH_NUMERICS), "fast" or "ggml"; plugin_dirs
         are searched before the manifest's; log(level, source, message)
         receives every log line (level: 0 debug .. 3 error) instead of
         stderr, possibly from the engine's worker threads. backend ("cpu",
         "opencl", "opencl:P:D") and device (an index or a name substring,
         see stretch.devices()) override the manifest's; no_kernel_cache
-        builds the OpenCL kernels afresh."""
+        builds the OpenCL kernels afresh. parallel: how many sequences
+        (Engine.sequence) may run at once (0 = the manifest's `parallel:`)."""
         if numerics not in _capi.NUMERICS:
             raise ValueError(f"numerics must be None, 'fast' or 'ggml', not {numerics!r}")
         self._dirs, n_dirs = plugin_dir_array(plugin_dirs)
@@ -138,7 +98,7 @@ class Engine(Handle):
                                      n_plugin_dirs=n_dirs, log=self._log,
                                      backend=backend.encode() if backend else None,
                                      device=str(device).encode() if device is not None else None,
-                                     no_kernel_cache=no_kernel_cache)
+                                     no_kernel_cache=no_kernel_cache, parallel=parallel)
         handle = _capi.EnginePtr()
         err = _capi.StError()
         _check(lib.st_engine_open(os.fsencode(manifest), ctypes.byref(opts),
@@ -146,6 +106,14 @@ class Engine(Handle):
         self._handle = handle
         self.manifest = os.fspath(manifest)
         self.info = self._read_info()
+        # st_engine_close closes the sequences still open: theirs are
+        # forgotten first, so that none is closed twice.
+        self._sequences: weakref.WeakSet = weakref.WeakSet()
+
+    def close(self) -> None:
+        for seq in list(getattr(self, "_sequences", ())):
+            seq._engine_closed()
+        super().close()
 
     def _read_info(self) -> EngineInfo:
         raw = _capi.StEngineInfo(struct_size=ctypes.sizeof(_capi.StEngineInfo))
@@ -167,7 +135,8 @@ class Engine(Handle):
                           backend=(raw.backend or b"cpu").decode(),
                           device=raw.device_name.decode() if raw.device_name else None,
                           prefix_cache=bool(raw.prefix_cache),
-                          bounded_cache=bool(raw.bounded_cache))
+                          bounded_cache=bool(raw.bounded_cache),
+                          parallel=max(1, raw.parallel))
 
     # -- text -------------------------------------------------------------
 
@@ -286,83 +255,16 @@ class Engine(Handle):
         is held back (its token's text is then "") and handed on later.
         """
         ids = self.prompt_ids(prompt)
-        stopper = StopText(stop_list(stop))
-        tokens: list[int] = []
-        pieces: list[str] = []
-        raised: list[BaseException] = []
-
-        def forward(_user, token, text, length):
-            try:
-                piece = stopper.feed(ctypes.string_at(text, length).decode("utf-8")
-                                     if length else "")
-                if token >= 0:
-                    tokens.append(token)
-                pieces.append(piece)
-                wants_stop = on_token is not None and on_token(token, piece)
-                return 1 if wants_stop or stopper.hit else 0
-            except BaseException as e:  # ctypes would print and drop it
-                raised.append(e)
-                return 1
-
-        params = _capi.StGenerateParams(struct_size=ctypes.sizeof(_capi.StGenerateParams),
-                                        max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos,
-                                        fresh_cache=fresh_cache)
-        entries: list[TokenLogprob] = []
-        prompt_entries: list[TokenLogprob] = []
-
-        def logger(into):
-            def on_lp(_user, token, logprob, top_ids, top, n_top):
-                into.append(TokenLogprob(token, logprob, tuple(
-                    (top_ids[k], top[k]) for k in range(n_top))))
-            return _capi.LOGPROBS_FN(on_lp)
-
-        lp_callback = logger(entries)  # kept alive for the call
-        prompt_callback = logger(prompt_entries)
-        if logprobs is not None:
-            params.on_logprobs = ctypes.cast(lp_callback, ctypes.c_void_p)
-            params.n_top_logprobs = logprobs
-        if prompt_logprobs:
-            params.on_prompt_logprobs = ctypes.cast(prompt_callback, ctypes.c_void_p)
-        if sampling:
-            chosen = _sampling_overrides(sampling, self.info.samplers)
-            overrides = (_capi.StSamplerOverride * len(chosen))(
-                *[_capi.StSamplerOverride(p.encode(), q.encode(), v) for p, q, v in chosen])
-            params.sampler_overrides = overrides  # kept alive by `overrides` for the call
-            params.n_sampler_overrides = len(chosen)
-        if logit_bias:
-            biases = (_capi.StLogitBias * len(logit_bias))(
-                *[_capi.StLogitBias(int(t), float(b)) for t, b in logit_bias.items()])
-            params.logit_bias = biases  # kept alive by `biases` for the call
-            params.n_logit_bias = len(logit_bias)
-        if constraint is not None:
-            texts = (_capi.StParamText * max(1, len(constraint.params)))(
-                *[_capi.StParamText(k.encode(), v.encode())
-                  for k, v in constraint.params.items()])
-            params.constraint = constraint.plugin.encode()
-            params.constraint_params = texts  # kept alive by `texts` for the call
-            params.n_constraint_params = len(constraint.params)
+        req = Request(self.info.samplers, max_tokens=max_tokens, seed=seed, on_token=on_token,
+                      ignore_eos=ignore_eos, constraint=constraint, logprobs=logprobs,
+                      prompt_logprobs=prompt_logprobs, logit_bias=logit_bias,
+                      fresh_cache=fresh_cache, sampling=sampling, stop=stop)
         stats = _capi.StGenerateStats(struct_size=ctypes.sizeof(_capi.StGenerateStats))
         err = _capi.StError()
-        callback = _capi.TOKEN_FN(forward)  # kept alive for the call
-        status = lib.st_engine_generate(self._h(), _ids_ptr(ids), ids.size, ctypes.byref(params),
-                                        callback, None, ctypes.byref(stats), ctypes.byref(err))
-        if raised:
-            raise raised[0]
-        if status != Status.CANCELLED:
-            _check(status, err)
-        rest = stopper.end()
-        if rest:
-            pieces.append(rest)
-            if on_token is not None:
-                on_token(-1, rest)
-        return Generation(text="".join(pieces), tokens=tokens, stopped_by_stop=stopper.hit,
-                          logprobs=entries if logprobs is not None else None,
-                          prompt_logprobs=prompt_entries if prompt_logprobs else None,
-                          stats=GenerateStats(
-            n_prompt=stats.n_prompt, n_generated=stats.n_generated, prefill_s=stats.prefill_s,
-            decode_s=stats.decode_s, stopped_by_eos=bool(stats.stopped_by_eos),
-            cancelled=bool(stats.cancelled), stopped_by_context=bool(stats.stopped_by_context),
-            n_cached=stats.n_cached))
+        status = lib.st_engine_generate(self._h(), _ids_ptr(ids), ids.size,
+                                        ctypes.byref(req.params), req.callback, None,
+                                        ctypes.byref(stats), ctypes.byref(err))
+        return req.finish(status, err, stats)
 
     def stream(self, prompt: Prompt, max_tokens: int = 256, seed: int = 0,
                ignore_eos: bool = False, constraint: Constraint | None = None,
@@ -373,6 +275,40 @@ class Engine(Handle):
         stop_list(stop)  # a bad stop raises here, on the caller's thread
         return GenerationStream(self, prompt, max_tokens, seed, ignore_eos, constraint, sampling,
                                 stop)
+
+    # -- several requests at once ----------------------------------------
+
+    def sequence(self) -> "SequenceHandle":
+        """Open one of the engine's `parallel` sequences: a request slot with
+        its own cache, stepped together with the others by step() (see
+        stretch.Sequence). Error(RANGE) when all are open."""
+        from .sequence import Sequence as Seq
+        seq = Seq(self)
+        self._sequences.add(seq)
+        return seq
+
+    def step(self) -> int:
+        """One step of every started sequence in one pass through the
+        weights (waiting prompts prefilled together, one token of each
+        decoding sequence); their on_token callbacks run from here.
+        Returns how many are still running. An error of the shared pass
+        ends every request in it with that error (Sequence.result raises
+        it); the engine stays usable."""
+        n = ctypes.c_uint32(0)
+        err = _capi.StError()
+        _check(lib.st_engine_step(self._h(), ctypes.byref(n), ctypes.byref(err)), err)
+        return n.value
+
+    def generate_batch(self, prompts: Sequence[Prompt], **kwargs) -> list[Generation]:
+        """generate() for several prompts at once, as vLLM's generate takes a
+        list: up to `parallel` run together on sequences (continuous
+        batching: a prompt starts as soon as a sequence is free), each with
+        generate()'s keyword arguments; the answers come back in the
+        prompts' order. An on_token callback gets (index, token, text).
+        An error ends the whole call: the requests still running are
+        cancelled and the error raised."""
+        from .sequence import run_batch
+        return run_batch(self, prompts, kwargs)
 
     def cancel(self) -> None:
         """Stop a running generate() or score() at the next token boundary.

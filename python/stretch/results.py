@@ -31,6 +31,8 @@ class EngineInfo:
     # The attention plugin evicts: the cache stays within the context however
     # long a sequence grows (score past the context)
     bounded_cache: bool = False
+    # Requests the engine runs at once (Engine.sequence, generate_batch)
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
