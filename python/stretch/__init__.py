@@ -11,7 +11,7 @@ stretch.plugins; see docs/python.md.
 from . import plugins
 from ._capi import library_path
 from .encoder import Encoder
-from .engine import Engine
+from .engine import SAMPLING_KEYS, Engine
 from .errors import Error, Status
 from .retriever import Hit, Retriever
 from .sequence import Sequence
@@ -21,6 +21,6 @@ from .stream import GenerationStream
 
 __all__ = ["Engine", "Encoder", "Error", "Status", "Constraint", "EngineInfo", "GenerateStats",
            "Generation", "TokenEvent", "TokenLogprob", "GenerationStream", "Hit", "Retriever",
-           "Sequence",
+           "Sequence", "SAMPLING_KEYS",
            "library_path", "plugins"]
 __version__ = "0.1.0"

@@ -89,6 +89,11 @@ class StLogitBias(Structure):
     _fields_ = [("token", c_int32), ("bias", c_float)]
 
 
+class StSamplingName(Structure):
+    _fields_ = [("field", c_char_p), ("flag", c_char_p), ("plugin", c_char_p),
+                ("param", c_char_p), ("lo", c_double), ("hi", c_double), ("integer", c_bool)]
+
+
 class StGenerateParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32), ("seed", c_uint64),
                 ("ignore_eos", c_bool), ("first_logits", POINTER(c_float)),
@@ -193,6 +198,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("st_retrieval_free", None, c_void_p)
     fn("st_retriever_render", status, c_void_p, c_char_p, c_void_p, POINTER(c_void_p),
        POINTER(StError))
+    fn("st_sampling_name_at", POINTER(StSamplingName), c_size_t)
     fn("st_free", None, c_void_p)
     fn("st_strerror", c_char_p, c_int)
     fn("st_peak_rss_bytes", c_uint64)

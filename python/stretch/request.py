@@ -13,6 +13,7 @@ import warnings
 from typing import Callable
 
 from . import _capi
+from ._capi import lib
 from .errors import Error, Status
 from .results import Constraint, GenerateStats, Generation, TokenLogprob
 from .stop import StopText, stop_list
@@ -22,18 +23,21 @@ from .stop import StopText, stop_list
 # and handed on after the last token.
 TokenCallback = Callable[[int, str], object]
 
-# generate(sampling=...): OpenAI's and vLLM's names for the samplers'
-# parameters (as `stretch serve` maps a request's fields), and the plugin
-# and parameter each sets. "PLUGIN.PARAM" names any other.
-SAMPLING_KEYS = {
-    "temperature": ("temperature", "temperature"),
-    "top_k": ("top-k", "k"),
-    "top_p": ("top-p", "p"),
-    "min_p": ("min-p", "p"),
-    "repeat_penalty": ("penalties", "repeat"),
-    "presence_penalty": ("penalties", "presence"),
-    "frequency_penalty": ("penalties", "frequency"),
-}
+def _sampling_keys() -> dict[str, tuple[str, str]]:
+    """The library's table (st_sampling_name_at): OpenAI's, vLLM's and
+    llama-server's names for the samplers' parameters, as `stretch serve`
+    maps a request's fields, and the plugin and parameter each sets."""
+    keys = {}
+    i = 0
+    while entry := lib.st_sampling_name_at(i):
+        e = entry.contents
+        keys[e.field.decode()] = (e.plugin.decode(), e.param.decode())
+        i += 1
+    return keys
+
+
+# generate(sampling=...): these names, or "PLUGIN.PARAM" for any other.
+SAMPLING_KEYS = _sampling_keys()
 
 
 def _outside_package() -> int:

@@ -248,6 +248,12 @@ def test_sampling_sets_the_chains_samplers_for_one_call(engine, workdir, model):
             e.generate("The quick", max_tokens=1, sampling={"temp": 1.0})
         with pytest.raises(TypeError, match="expected a number, found str"):
             e.generate("The quick", max_tokens=1, sampling={"temperature": "hot"})
+        # The keys are the library's table, the server's request fields:
+        # vLLM's second name for the repetition penalty is one of them.
+        assert stretch.SAMPLING_KEYS["repetition_penalty"] == ("penalties", "repeat")
+        assert stretch.SAMPLING_KEYS["repeat_penalty"] == ("penalties", "repeat")
+        with pytest.warns(UserWarning, match="no 'penalties' sampler"):
+            e.generate("The quick", max_tokens=1, sampling={"repetition_penalty": 1.3})
 
 
 def test_info_says_whether_the_attention_evicts(workdir, model):

@@ -19,6 +19,7 @@ STRUCTS = {
     "st_engine_info": _capi.StEngineInfo,
     "st_generate_params": _capi.StGenerateParams,
     "st_generate_stats": _capi.StGenerateStats,
+    "st_sampling_name": _capi.StSamplingName,
     "st_param_info": _reg.StParamInfo,
     "st_plugin_info": _reg.StPluginInfo,
     "st_check_options": _reg.StCheckOptions,

@@ -13,7 +13,8 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "engine_cli.h"
-#include "sampling_names.h"
+
+#include <stretch/stretch.h>
 
 const char st_cli_sampling_usage[] =
     "  --temp X, --top-k N, --top-p P, --min-p P, --repeat-penalty X,\n"
@@ -183,9 +184,9 @@ int st_cli_sampling_option(const char *cmd, int argc, char **argv, int *i, st_cl
     const char *a = argv[*i];
     /* llama-cli's names, and the parameters the server's fields set. */
     const st_sampling_name *f = NULL;
-    for (size_t k = 0; k < ST_N_SAMPLING_NAMES && !f; k++)
-        if (st_sampling_names[k].flag && !strcmp(a, st_sampling_names[k].flag))
-            f = &st_sampling_names[k];
+    for (size_t k = 0; !f && st_sampling_name_at(k); k++)
+        if (st_sampling_name_at(k)->flag && !strcmp(a, st_sampling_name_at(k)->flag))
+            f = st_sampling_name_at(k);
     if (!f)
         return 0;
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;

@@ -560,6 +560,24 @@ ST_API uint64_t st_peak_rss_bytes(void);
  * (CPUID, XCR0, arch_prctl: never an AMX instruction); a static string. */
 ST_API const char *st_cpu_summary(void);
 
+/* The names requests and command lines give the samplers' parameters
+ * (since 1.11): OpenAI's request fields with vLLM's and llama-server's
+ * (`stretch serve`), llama-cli's flags (`stretch run`, `chat`), and the
+ * sampler plugin and parameter each sets (plugins/sampler/). One table for
+ * the CLI, the server and the bindings, so that none maps a name to
+ * another parameter. Read-only, static. */
+typedef struct st_sampling_name {
+    const char *field;          /* the request field: "temperature", "top_k", ... */
+    const char *flag;           /* llama-cli's flag ("--temp"); NULL for a field's second
+                                   name ("repetition_penalty") */
+    const char *plugin, *param; /* what it sets, as st_sampler_override names them */
+    double lo, hi;              /* the range a request may give */
+    bool integer;               /* an integer field */
+} st_sampling_name;
+
+/* The i-th name, NULL past the last. */
+ST_API const st_sampling_name *st_sampling_name_at(size_t i);
+
 /* The machine's ceilings as the engine sees them (since 1.3), for
  * `stretch bench --roofline`: measured with the engine's threads and
  * kernels (about a second), and what a token costs against them. Decode's

@@ -9,7 +9,6 @@
 #include "openai_request.h"
 #include "tool_calls.h"
 #include "../json_error_place.h"
-#include "../sampling_names.h"
 
 #include <stretch/stretch.h>
 
@@ -267,15 +266,15 @@ static bool parse_number(json_t *root, const char *name, double lo, double hi, b
     return true;
 }
 
-/* The sampling fields (sampling_names.h): OpenAI's, and the top_k, min_p
+/* The sampling fields (st_sampling_name_at, the library's table): OpenAI's, and the top_k, min_p
  * and repetition penalty that vLLM and llama-server take (two names for
  * the last). Each sets its sampler's parameter when the manifest's chain
  * has that sampler; the plugin's schema checks the value again. */
 static bool parse_sampling(json_t *root, st_gen_request *r, char *msg, size_t size,
                            const char **param)
 {
-    for (size_t i = 0; i < ST_N_SAMPLING_NAMES; i++) {
-        const st_sampling_name *f = &st_sampling_names[i];
+    const st_sampling_name *f;
+    for (size_t i = 0; (f = st_sampling_name_at(i)) != NULL; i++) {
         bool has = false;
         double x = 0.0;
         if (!parse_number(root, f->field, f->lo, f->hi, &has, &x, msg, size, param))
