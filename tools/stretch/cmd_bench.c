@@ -127,7 +127,8 @@ int st_cmd_bench(int argc, char **argv)
 
     double load[64], prefill[64], decode[64], compile_ms[64];
     /* Per rep with --roofline: the probes' ceilings read after that rep. */
-    double read_bw[64], read_med[64], dot_rate[64], dec_frac[64], dec_frac_typ[64], pre_frac[64];
+    double read_bw[64], read_med[64], dot_rate[64], dec_frac[64], dec_frac_of_median[64];
+    double pre_frac[64];
     bool cache_hit[64];
     char backend[16] = "cpu", device[ST_DEVICE_TEXT_MAX] = "";
     uint64_t device_bytes = 0;
@@ -200,20 +201,20 @@ int st_cmd_bench(int argc, char **argv)
     double dec_bytes = roofline ? rl.weight_bytes + ctx * rl.kv_bytes_per_token : 0;
     for (int r = 0; roofline && r < reps; r++) {
         dec_frac[r] = dec_bytes > 0 && read_bw[r] > 0 ? decode[r] * dec_bytes / read_bw[r] : 0;
-        dec_frac_typ[r] = dec_bytes > 0 && read_med[r] > 0 ? decode[r] * dec_bytes / read_med[r]
-                                                           : 0;
+        dec_frac_of_median[r] =
+            dec_bytes > 0 && read_med[r] > 0 ? decode[r] * dec_bytes / read_med[r] : 0;
         pre_frac[r] = rl.ops_per_token > 0 && dot_rate[r] > 0
                           ? prefill[r] * rl.ops_per_token / dot_rate[r] : 0;
     }
     /* The ceilings of the median probe readings; the fractions are the
      * medians of each rep's own. */
     double bw_med = roofline ? median(read_bw, (int)reps) : 0;
-    double bw_typ = roofline ? median(read_med, (int)reps) : 0;
+    double bw_median_pass = roofline ? median(read_med, (int)reps) : 0;
     double dot_med = roofline ? median(dot_rate, (int)reps) : 0;
     double dec_ceiling = dec_bytes > 0 ? bw_med / dec_bytes : 0;
     double pre_ceiling = roofline && rl.ops_per_token > 0 ? dot_med / rl.ops_per_token : 0;
     double dec_frac_med = roofline ? median(dec_frac, (int)reps) : 0;
-    double dec_frac_typ_med = roofline ? median(dec_frac_typ, (int)reps) : 0;
+    double dec_frac_of_median_med = roofline ? median(dec_frac_of_median, (int)reps) : 0;
     double pre_frac_med = roofline ? median(pre_frac, (int)reps) : 0;
     double pre_med = median(prefill, (int)reps), dec_med = median(decode, (int)reps);
     if (json) {
@@ -247,12 +248,12 @@ int st_cmd_bench(int argc, char **argv)
             st_json_key(&j, "dot_ops_per_s");
             st_json_double(&j, dot_med);
             st_json_key(&j, "read_median_bytes_per_s");
-            st_json_double(&j, bw_typ);
+            st_json_double(&j, bw_median_pass);
             json_list(&j, "read_bytes_per_s_reps", read_bw, (int)reps);
             json_list(&j, "read_median_bytes_per_s_reps", read_med, (int)reps);
             json_list(&j, "dot_ops_per_s_reps", dot_rate, (int)reps);
             json_list(&j, "decode_fraction_reps", dec_frac, (int)reps);
-            json_list(&j, "decode_fraction_of_median_reps", dec_frac_typ, (int)reps);
+            json_list(&j, "decode_fraction_of_median_reps", dec_frac_of_median, (int)reps);
             json_list(&j, "prefill_fraction_reps", pre_frac, (int)reps);
             st_json_key(&j, "weight_type");
             st_json_string(&j, rl.weight_type);
@@ -269,7 +270,7 @@ int st_cmd_bench(int argc, char **argv)
             st_json_key(&j, "decode_fraction");
             st_json_double(&j, dec_frac_med);
             st_json_key(&j, "decode_fraction_of_median");
-            st_json_double(&j, dec_frac_typ_med);
+            st_json_double(&j, dec_frac_of_median_med);
             st_json_key(&j, "prefill_ceiling_tok_s");
             st_json_double(&j, pre_ceiling);
             st_json_key(&j, "prefill_fraction");
@@ -304,7 +305,7 @@ int st_cmd_bench(int argc, char **argv)
         if (roofline) {
             printf("%-16s read %.1f GB/s (median pass %.1f), dot products %.1f Gop/s (%s prefill "
                    "kernel), %u threads (medians of the reps' probes)\n",
-                   "roofline", bw_med / 1e9, bw_typ / 1e9, dot_med / 1e9,
+                   "roofline", bw_med / 1e9, bw_median_pass / 1e9, dot_med / 1e9,
                    rl.weight_type ? rl.weight_type : "?", threads);
             printf("%-16s ceiling %.1f tok/s at %.0f cached tokens (%.1f MB of weights + "
                    "%.0f x %.0f bytes of cache per token); median %.1f tok/s\n",
@@ -316,10 +317,10 @@ int st_cmd_bench(int argc, char **argv)
                 printf("%-16s rep %d: read %.1f GB/s (median pass %.1f), decode %.1f tok/s = "
                        "%.1f%% (%.1f%% of the median pass), prefill %.1f%%\n", "  per rep", r + 1,
                        read_bw[r] / 1e9, read_med[r] / 1e9, decode[r], 100 * dec_frac[r],
-                       100 * dec_frac_typ[r], 100 * pre_frac[r]);
+                       100 * dec_frac_of_median[r], 100 * pre_frac[r]);
             printf("%-16s decode %.1f%%, prefill %.1f%% of the ceiling (medians of the reps); "
                    "decode %.1f%% of the median pass's\n", "  fraction", 100 * dec_frac_med,
-                   100 * pre_frac_med, 100 * dec_frac_typ_med);
+                   100 * pre_frac_med, 100 * dec_frac_of_median_med);
         }
         if (strcmp(backend, "cpu") != 0) {
             printf("%-16s %s on '%s', %.1f MB of device memory\n", "backend", backend, device,
