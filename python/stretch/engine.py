@@ -1,7 +1,9 @@
 """Engine: one strategy manifest opened through libstretch's host API.
 
-One engine serves one request at a time and is not thread-safe, except
-cancel(), which may be called from any thread (the C API's rule).
+One engine serves one generate() at a time, or up to `parallel` requests
+stepped together on its sequences (sequence(), step(), generate_batch());
+it is not thread-safe, except cancel() and Sequence.cancel(), which may be
+called from any thread (the C API's rule).
 """
 
 from __future__ import annotations
