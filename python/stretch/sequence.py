@@ -186,8 +186,6 @@ def run_batch(engine, prompts, kwargs) -> list[Generation]:
     stepped until all have ended."""
     kwargs = dict(kwargs)
     on_token = kwargs.pop("on_token", None)
-    if "fresh_cache" in kwargs:
-        raise TypeError("generate_batch: fresh_cache is not taken (its sequences start empty)")
     ids = [engine.prompt_ids(p) for p in prompts]  # a bad prompt fails before any runs
     out: list[Generation | None] = [None] * len(ids)
     if not ids:
