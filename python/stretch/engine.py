@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import weakref
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 import numpy as np
@@ -108,14 +107,6 @@ class Engine(Handle):
         self._handle = handle
         self.manifest = os.fspath(manifest)
         self.info = self._read_info()
-        # st_engine_close closes the sequences still open: theirs are
-        # forgotten first, so that none is closed twice.
-        self._sequences: weakref.WeakSet = weakref.WeakSet()
-
-    def close(self) -> None:
-        for seq in list(getattr(self, "_sequences", ())):
-            seq._engine_closed()
-        super().close()
 
     def _read_info(self) -> EngineInfo:
         raw = _capi.StEngineInfo(struct_size=ctypes.sizeof(_capi.StEngineInfo))
@@ -285,9 +276,7 @@ class Engine(Handle):
         its own cache, stepped together with the others by step() (see
         stretch.Sequence). Error(RANGE) when all are open."""
         from .sequence import Sequence as Seq
-        seq = Seq(self)
-        self._sequences.add(seq)
-        return seq
+        return Seq(self)
 
     def step(self) -> int:
         """One step of every started sequence in one pass through the

@@ -51,11 +51,21 @@ class Sequence(Handle):
         _check(lib.st_sequence_open(engine._h(), ctypes.byref(handle), ctypes.byref(err)), err)
         self._handle = handle
 
-    def _engine_closed(self) -> None:
-        # The engine's close frees this sequence: never close it again.
-        self._handle = None
+    def _forget_if_engine_closed(self) -> None:
+        # st_engine_close frees the sequences still open: one whose engine
+        # is closed is never touched again. (Asked of the engine, which
+        # this object keeps alive, rather than told by it: in a garbage
+        # cycle the engine's finalizer may run first, after the weak
+        # references it would have used are gone.)
+        if self._engine._handle is None:
+            self._handle = None
+
+    def _h(self):
+        self._forget_if_engine_closed()
+        return super()._h()
 
     def close(self) -> None:
+        self._forget_if_engine_closed()
         super().close()
         self._request = None  # after C is done with its callbacks
 
@@ -127,6 +137,7 @@ class Sequence(Handle):
     def cancel(self) -> None:
         """Stop the sequence's request at its next step; safe from any
         thread."""
+        self._forget_if_engine_closed()
         if self._handle is not None:
             lib.st_sequence_cancel(self._handle)
 

@@ -159,6 +159,17 @@ def test_closing_the_engine_first_leaves_its_sequences_safe(manifest):
     s.close()
     del s, e
     gc.collect()
+    # Engine and running sequence as one garbage cycle (the callback holds
+    # the sequence): the collector finalizes them in either order.
+    for _ in range(3):
+        e = stretch.Engine(manifest, parallel=2)
+        s = e.sequence()
+        s.start(PROMPTS[0], max_tokens=50, ignore_eos=True,
+                on_token=lambda t, x, s=s: s.busy and None)
+        e.step()
+        e.cycle = s
+        del s, e
+        gc.collect()
 
 
 def test_an_exception_in_a_sequences_callback_comes_from_result(engine2):
