@@ -2,31 +2,16 @@
 timed, the same answers, and bad arguments named."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("STRETCH_BUILD_DIR", REPO / "build"))
+from tiny_strategy import REPO, tiny_manifest
+
 SCRIPT = REPO / "tools" / "bench_batch.py"
 
 
-def tiny_manifest(tmp_path: Path) -> Path:
-    gen = BUILD / "bin" / "st-gen-tiny-model"
-    assert gen.exists(), f"{gen}: build the C project first"
-    subprocess.run([str(gen), "--out", str(tmp_path / "tiny.gguf"), "--type", "q8_0",
-                    "--layers", "2", "--ctx", "256", "--untied"], check=True)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(
-        f"format: 1\nmodel: {tmp_path / 'tiny.gguf'}\ncontext: 128\nthreads: 1\n"
-        "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-        "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n")
-    return path
-
-
 def test_both_modes_are_timed_and_answer_alike(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), "-m", str(tiny_manifest(tmp_path)),
+    out = subprocess.run([sys.executable, str(SCRIPT), "-m", str(tiny_manifest(tmp_path, tmp_path / "tiny.yaml", context=128)),
                           "--prompts", "3", "--tokens", "8", "--reps", "2", "--parallel", "2",
                           "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -10,22 +10,16 @@ from pathlib import Path
 
 import pytest
 
+import tiny_strategy
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("STRETCH_BUILD_DIR", REPO / "build"))
 
 
 def tiny_manifest(tmp_path: Path) -> Path:
-    gen = BUILD / "bin" / "st-gen-tiny-model"
-    assert gen.exists(), f"{gen}: build the C project first"
-    subprocess.run([str(gen), "--out", str(tmp_path / "tiny.gguf"), "--type", "q8_0",
-                    "--layers", "2", "--ctx", "256", "--untied"], check=True)
     served = tmp_path / "manifests"
     served.mkdir()
-    (served / "tiny.yaml").write_text(
-        f"format: 1\nmodel: {tmp_path / 'tiny.gguf'}\ncontext: 256\nthreads: 1\n"
-        "tokenizer: {plugin: bpe}\npositional-encoding: {plugin: rope}\n"
-        "attention: {plugin: dense}\nsamplers:\n  - plugin: greedy\n")
-    return served / "tiny.yaml"
+    return tiny_strategy.tiny_manifest(tmp_path, served / "tiny.yaml")
 
 
 def test_echo_perplexity_equals_eval_ppl(tmp_path):
