@@ -1,12 +1,14 @@
 """What the classes over a C handle share: the handle closed once (by
-close(), a `with` block or the collector) and refused afterwards, and the
-plugin directories every open call takes in st_engine_options."""
+close(), a `with` block or the collector) and refused afterwards, a failed
+call's status raised as stretch.Error, and the plugin directories every
+open call takes in st_engine_options."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 
+from . import _capi
 from ._capi import lib
 from .errors import Error, Status
 
@@ -37,6 +39,16 @@ class Handle:
         if self._handle is None:
             raise Error(Status.STATE, f"the {self._what} is closed")
         return self._handle
+
+
+def check_status(status: int, err: _capi.StError) -> None:
+    """Raise a failed call's status as Error, with the C message (or the
+    status's own text when the call left none)."""
+    if status < 0:
+        message = err.message.decode("utf-8", "replace")
+        if not message:
+            message = lib.st_strerror(status).decode("utf-8", "replace")
+        raise Error(status, message)
 
 
 def plugin_dir_array(plugin_dirs) -> tuple[ctypes.Array, int]:

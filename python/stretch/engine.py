@@ -17,8 +17,8 @@ import numpy as np
 from . import _capi
 from ._capi import lib
 from ._handle import Handle, plugin_dir_array, utf8
+from ._handle import check_status as _check
 from .request import SAMPLING_KEYS, Request, TokenCallback  # noqa: F401 (this module's names too)
-from .request import check_status as _check
 from .results import Constraint, EngineInfo, Generation
 from .stop import stop_list
 

@@ -14,7 +14,8 @@ from typing import Callable
 
 from . import _capi
 from ._capi import lib
-from .errors import Error, Status
+from ._handle import check_status
+from .errors import Status
 from .results import Constraint, GenerateStats, Generation, TokenLogprob
 from .stop import StopText, stop_list
 
@@ -67,11 +68,6 @@ def _sampling_overrides(sampling, chain) -> list[tuple[str, str, float]]:
                           f"no {plugin!r} sampler", stacklevel=_outside_package())
         out.append((plugin, param, float(value)))
     return out
-
-
-def check_status(status: int, err: _capi.StError) -> None:
-    if status != Status.OK:
-        raise Error(status, err.message.decode("utf-8", "replace"))
 
 
 class Request:

@@ -28,10 +28,10 @@ import os
 from . import _capi
 from ._capi import lib
 from ._handle import Handle
+from ._handle import check_status as _check
 from .engine import _ids_array
 from .errors import Error, Status
 from .request import Request
-from .request import check_status as _check
 from .results import Generation
 
 
