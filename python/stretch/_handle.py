@@ -51,6 +51,15 @@ def check_status(status: int, err: _capi.StError) -> None:
         raise Error(status, message)
 
 
+def prompt_file(call, handle, path) -> int:
+    """A prompt-cache file call on an engine or a sequence (save or load:
+    `call`), the tokens it wrote or offers."""
+    n = ctypes.c_uint32(0)
+    err = _capi.StError()
+    check_status(call(handle, os.fsencode(path), ctypes.byref(n), ctypes.byref(err)), err)
+    return n.value
+
+
 def plugin_dir_array(plugin_dirs) -> tuple[ctypes.Array, int]:
     """The directories as st_engine_options.plugin_dirs wants them (keep the
     array alive while C may read it) and their number."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _capi
 from ._capi import lib
-from ._handle import Handle, plugin_dir_array, utf8
+from ._handle import Handle, plugin_dir_array, prompt_file, utf8
 from ._handle import check_status as _check
 from .request import SAMPLING_KEYS, Request, TokenCallback  # noqa: F401 (this module's names too)
 from .results import Constraint, EngineInfo, Generation
@@ -317,7 +317,7 @@ class Engine(Handle):
         """Write the keys and values of the last generate() prompt, as far as
         the next call could take them from the cache, to `path` (llama-cli's
         --prompt-cache; st_engine_save_prompt). Returns how many tokens."""
-        return self._prompt_file(lib.st_engine_save_prompt, path)
+        return prompt_file(lib.st_engine_save_prompt, self._h(), path)
 
     def load_prompt(self, path: str | os.PathLike) -> int:
         """Put a save_prompt() file in the cache: the next generate() whose
@@ -325,13 +325,7 @@ class Engine(Handle):
         its answer unchanged. A file of another model, strategy, context or
         numerics raises Error(INVALID) saying what differs; a missing one
         Error(NOT_FOUND). Returns how many tokens it offers."""
-        return self._prompt_file(lib.st_engine_load_prompt, path)
-
-    def _prompt_file(self, call, path) -> int:
-        n = ctypes.c_uint32(0)
-        err = _capi.StError()
-        _check(call(self._h(), os.fsencode(path), ctypes.byref(n), ctypes.byref(err)), err)
-        return n.value
+        return prompt_file(lib.st_engine_load_prompt, self._h(), path)
 
     # -- scoring ----------------------------------------------------------
 

@@ -27,7 +27,7 @@ import os
 
 from . import _capi
 from ._capi import lib
-from ._handle import Handle
+from ._handle import Handle, prompt_file
 from ._handle import check_status as _check
 from .engine import _ids_array
 from .errors import Error, Status
@@ -170,19 +170,13 @@ class Sequence(Handle):
     def save_prompt(self, path: str | os.PathLike) -> int:
         """The sequence's cached prompt to `path` (llama-server's slot
         save); Error(STATE) while a request runs. Returns the tokens saved."""
-        return self._file(lib.st_sequence_save_prompt, path)
+        return prompt_file(lib.st_sequence_save_prompt, self._h(), path)
 
     def load_prompt(self, path: str | os.PathLike) -> int:
         """A save_prompt() file offered to the sequence's next request
         (llama-server's slot restore); a file of another model, strategy,
         context or numerics raises Error(INVALID). Returns its tokens."""
-        return self._file(lib.st_sequence_load_prompt, path)
-
-    def _file(self, call, path) -> int:
-        n = ctypes.c_uint32(0)
-        err = _capi.StError()
-        _check(call(self._h(), os.fsencode(path), ctypes.byref(n), ctypes.byref(err)), err)
-        return n.value
+        return prompt_file(lib.st_sequence_load_prompt, self._h(), path)
 
 
 def _indexed(on_token, i):
