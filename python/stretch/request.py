@@ -24,6 +24,7 @@ from .stop import StopText, stop_list
 # and handed on after the last token.
 TokenCallback = Callable[[int, str], object]
 
+
 def _sampling_keys() -> dict[str, tuple[str, str]]:
     """The library's table (st_sampling_name_at): OpenAI's, vLLM's and
     llama-server's names for the samplers' parameters, as `stretch serve`

@@ -183,10 +183,10 @@ int st_cli_sampling_option(const char *cmd, int argc, char **argv, int *i, st_cl
         return taken;
     const char *a = argv[*i];
     /* llama-cli's names, and the parameters the server's fields set. */
-    const st_sampling_name *f = NULL;
-    for (size_t k = 0; !f && st_sampling_name_at(k); k++)
-        if (st_sampling_name_at(k)->flag && !strcmp(a, st_sampling_name_at(k)->flag))
-            f = st_sampling_name_at(k);
+    const st_sampling_name *f;
+    for (size_t k = 0; (f = st_sampling_name_at(k)) != NULL; k++)
+        if (f->flag && !strcmp(a, f->flag))
+            break;
     if (!f)
         return 0;
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
