@@ -161,7 +161,8 @@ static bool job_ready(st_embedder *e, st_job *job)
     return true;
 }
 
-/* The job's answer from its n vectors. */
+/* The job's answer from its n vectors. Answering hands the job to the
+ * loop, which may free it at once (job_finish): nothing reads it after. */
 static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t tokens)
 {
     size_t n = job->embed->n;
@@ -172,18 +173,18 @@ static void finish_job(st_embedder *e, st_job *job, const float *vecs, size_t to
                         "(its weights are broken)", "model");
             return;
         }
+    /* Counted before the answer goes out, so that a client that has it
+     * finds it in /metrics. */
+    atomic_fetch_add(&e->srv->metrics.embedded_texts, n);
+    atomic_fetch_add(&e->srv->metrics.embedded_tokens, tokens);
     if (job->is_rpc)
         st_job_embeddings_rpc(job, vecs, n, e->dim, tokens);
     else if (job->embed->task == ST_ENCODE_RERANK)
         st_rerank_respond(job, e->name, vecs, e->dim, tokens);
     else if (job->embed->task == ST_ENCODE_SCORE)
         st_score_respond(job, e->name, vecs, e->dim, tokens);
-    else if (!respond(job, e, vecs, tokens)) {
+    else if (!respond(job, e, vecs, tokens))
         st_job_fail(job, 500, "out of memory", NULL);
-        return;
-    }
-    atomic_fetch_add(&job->srv->metrics.embedded_texts, n);
-    atomic_fetch_add(&job->srv->metrics.embedded_tokens, tokens);
 }
 
 /* texts[n] (n <= EMBED_BATCH) into vecs and their tokens into n_tokens:
