@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 from . import _capi_registry as C
 from ._capi import KIND_NAMES, StError, lib
-from .errors import Error
+from ._handle import check_status
 
 
 def _s(b: Optional[bytes]) -> Optional[str]:
@@ -152,11 +152,6 @@ def _report(r: C.StCheckReport) -> CheckReport:
                        _s(r.conformance_summary), failed)
 
 
-def _raise(status: int, err: StError) -> None:
-    if status != 0:
-        raise Error(status, err.message.decode("utf-8", "replace"))
-
-
 class _Set:
     """An st_plugins handle, freed on exit."""
 
@@ -164,8 +159,9 @@ class _Set:
         arr = (ctypes.c_char_p * max(len(dirs), 1))(*[d.encode() for d in dirs])
         err = StError()
         self.h = ctypes.c_void_p()
-        _raise(lib.st_plugins_open(arr, len(dirs), flags, ctypes.byref(self.h),
-                                   ctypes.byref(err)), err)
+        status = lib.st_plugins_open(arr, len(dirs), flags, ctypes.byref(self.h),
+                                     ctypes.byref(err))
+        check_status(status, err)
 
     def __enter__(self):
         return self
@@ -177,15 +173,17 @@ class _Set:
         err = StError()
         out = ctypes.POINTER(C.StPluginInfo)()
         if target.endswith((".yaml", ".yml")):
-            _raise(lib.st_plugins_add_manifest(self.h, target.encode(), ctypes.byref(out),
-                                               ctypes.byref(err)), err)
+            status = lib.st_plugins_add_manifest(self.h, target.encode(), ctypes.byref(out),
+                                                 ctypes.byref(err))
+            check_status(status, err)
             return out
         kind, _, name = target.rpartition("/")
         k = lib.st_kind_from_name(kind.encode()) if kind else 0
         if kind and not k:
             raise ValueError(f"'{kind}' is not a plugin kind ({', '.join(KIND_NAMES)})")
-        _raise(lib.st_plugins_find(self.h, k, name.encode(), ctypes.byref(out),
-                                   ctypes.byref(err)), err)
+        status = lib.st_plugins_find(self.h, k, name.encode(), ctypes.byref(out),
+                                     ctypes.byref(err))
+        check_status(status, err)
         return out
 
 
@@ -215,8 +213,9 @@ def check_plugin(target: str, dirs: Sequence[str] = (), conformance: bool = Fals
                                 model.encode() if model else None, timeout_s)
         out = ctypes.POINTER(C.StCheckReport)()
         err = StError()
-        _raise(lib.st_plugin_check(s.h, info, ctypes.byref(opts), ctypes.byref(out),
-                                   ctypes.byref(err)), err)
+        status = lib.st_plugin_check(s.h, info, ctypes.byref(opts), ctypes.byref(out),
+                                     ctypes.byref(err))
+        check_status(status, err)
         try:
             return _report(out.contents)
         finally:
@@ -238,8 +237,9 @@ def resolve_strategy(path: str, dirs: Sequence[str] = (),
     opts = C.StResolveOptions(ctypes.sizeof(C.StResolveOptions), arr, len(dirs), flags, 0)
     out = ctypes.POINTER(C.StStrategyReport)()
     err = StError()
-    _raise(lib.st_strategy_resolve(path.encode(), ctypes.byref(opts), ctypes.byref(out),
-                                   ctypes.byref(err)), err)
+    status = lib.st_strategy_resolve(path.encode(), ctypes.byref(opts), ctypes.byref(out),
+                                     ctypes.byref(err))
+    check_status(status, err)
     try:
         r = out.contents
         plugins = []
