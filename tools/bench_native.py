@@ -12,6 +12,14 @@ hits both alike:
   decode    llama-bench -p 0 -n N -d P: N tokens after P tokens of context,
             against stretch's decode rate after its P-token prompt.
 
+Both sides warm up as llama-bench does by default: it runs each test once
+untimed before the timed run, and `stretch bench --warmup` runs the same
+prompt (and one generated token) on its engine before the timed request,
+which then starts from an empty cache. --cold times both sides' first run
+instead (llama-bench --no-warmup, stretch without --warmup). Raw files from
+before these options timed stretch cold against a warm llama.cpp; --merge
+keeps the three kinds apart.
+
 --cache-type q8_0 puts both KV caches in Q8_0 (llama-bench -ctk q8_0 -ctv
 q8_0); stretch always runs through a child of --manifest that sets
 `kv-type` to the same type (f16 by default), whatever the manifest sets.
@@ -70,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="llama.cpp flash attention (default: %(default)s)")
     p.add_argument("--cache-type", choices=["f16", "q8_0"], default="f16",
                    help="both sides' KV cache type (default: %(default)s; q8_0 needs --flash on)")
+    p.add_argument("--cold", action="store_true",
+                   help="time both sides' first run: no warm-up (default: both warm up, as "
+                        "llama-bench does by default)")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "bench_native.json",
                    help="raw runs as JSON (default: %(default)s)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
@@ -100,10 +111,12 @@ def run_json(cmd: list[str], what: str, timeout_s: float) -> Any:
 
 
 def llama_rate(bench: Path, model: Path, threads: int, flash: bool, prompt: int, gen: int,
-               depth: int, cache_type: str = "f16") -> float:
+               depth: int, cache_type: str = "f16", warm: bool = True) -> float:
     cmd = [str(bench), "-m", str(model), "-t", str(threads), "-fa", "1" if flash else "0",
            "-ctk", cache_type, "-ctv", cache_type,
            "-p", str(prompt), "-n", str(gen), "-d", str(depth), "-r", "1", "-o", "json"]
+    if not warm:
+        cmd.append("--no-warmup")
     rows = run_json(cmd, "llama-bench", 3600)
     if not isinstance(rows, list) or not rows or "avg_ts" not in rows[0]:
         raise ToolError(f"llama-bench printed no result row: {' '.join(cmd)}")
@@ -114,6 +127,8 @@ def stretch_rates(a: argparse.Namespace, prompt: int, manifest: Path) -> tuple[f
     cmd = [str(a.stretch), "bench", "-m", str(manifest), "--model", str(a.model),
            "--prompt-tokens", str(prompt), "--gen-tokens", str(a.gen_tokens), "--reps", "1",
            "--threads", str(a.threads), "--json"]
+    if not a.cold:
+        cmd.append("--warmup")
     d = run_json(cmd, "stretch bench", 3600)
     return float(d["prefill_tok_s"][0]), float(d["decode_tok_s"][0])
 
@@ -137,10 +152,16 @@ def cache_manifest(manifest: Path, cache_type: str, tmp: Path) -> Path:
     return child
 
 
-def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str]:
+# How the runs of a raw file started (its "warmup" field).
+WARM = "both warm"
+COLD = "both cold"
+LEGACY = "stretch cold, llama.cpp warm"  # files from before --cold
+
+
+def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str, str]:
     """The table rows of several raw files, runs of one prompt length pooled."""
     pooled: dict[int, dict[str, Any]] = {}
-    threads = gen = cache = None
+    threads = gen = cache = warm = None
     for path in paths:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -149,12 +170,18 @@ def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str]:
             raise ToolError(f"{path}: not a bench_native --out file ({e})") from None
         # (Files from before --cache-type measured f16 caches.)
         kv = raw.get("cache_type", "f16")
+        wu = raw.get("warmup", LEGACY)
         if threads is None:
-            threads, gen, cache = raw.get("threads"), raw.get("gen_tokens"), kv
-        elif (threads, gen, cache) != (raw.get("threads"), raw.get("gen_tokens"), kv):
-            raise ToolError(f"{path}: threads/gen_tokens/cache {raw.get('threads')}/"
-                            f"{raw.get('gen_tokens')}/{kv} differ from the first file's "
-                            f"{threads}/{gen}/{cache}")
+            threads, gen, cache, warm = raw.get("threads"), raw.get("gen_tokens"), kv, wu
+        else:
+            have = {"threads": raw.get("threads"), "gen_tokens": raw.get("gen_tokens"),
+                    "cache_type": kv, "warmup": wu}
+            first = {"threads": threads, "gen_tokens": gen, "cache_type": cache, "warmup": warm}
+            differ = [f"{k} {have[k]!r} (first file: {first[k]!r})" for k in have
+                      if have[k] != first[k]]
+            if differ:
+                raise ToolError(f"{path}: runs do not pool, they differ from the first "
+                                f"file's: {', '.join(differ)}")
         for r in runs:
             p = pooled.setdefault(int(r["prompt"]), {"sp": [], "sd": [], "lp": {}, "ld": {}})
             p["sp"] += r["stretch_prefill"]
@@ -171,11 +198,11 @@ def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str]:
         for f in ("True", "False"):
             if f in p["lp"]:
                 rows.append((prompt, f == "True", p["lp"][f], p["sp"], p["ld"][f], p["sd"]))
-    return rows, reps, int(threads or 0), int(gen or 0), cache or "f16"
+    return rows, reps, int(threads or 0), int(gen or 0), cache or "f16", warm or LEGACY
 
 
 def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str,
-                cache_type: str = "f16") -> None:
+                cache_type: str = "f16", warm: str = WARM) -> None:
     print(f"| prompt / depth | flash attn | llama.cpp prefill | stretch prefill | ratio "
           f"| llama.cpp decode | stretch decode | ratio |")
     print("|---:|:-:|---:|---:|---:|---:|---:|---:|")
@@ -184,14 +211,14 @@ def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str
               f"{stats(sp)[1] / stats(lp)[1]:.2f}x | {fmt(ld)} | {fmt(sd)} | "
               f"{stats(sd)[1] / stats(ld)[1]:.2f}x |")
     print(f"\ntokens/s, median (min-max) of {reps} interleaved runs, {threads} threads, "
-          f"{gen} decode tokens, {cache_type} KV caches; raw runs in {where}")
+          f"{gen} decode tokens, {cache_type} KV caches, {warm}; raw runs in {where}")
 
 
 def main() -> int:
     a = parse_args()
     if a.merge:
-        rows, reps, threads, gen, cache = merge_runs(a.merge)
-        print_table(rows, reps, threads, gen, ", ".join(str(p) for p in a.merge), cache)
+        rows, reps, threads, gen, cache, warm = merge_runs(a.merge)
+        print_table(rows, reps, threads, gen, ", ".join(str(p) for p in a.merge), cache, warm)
         return 0
     check_model(a.model)
     check_stretch(a.stretch)
@@ -200,7 +227,8 @@ def main() -> int:
         raise ToolError(f"no llama-bench at {bench}")
     flashes = {"on": [True], "off": [False], "both": [True, False]}[a.flash]
     raw: dict[str, Any] = {"model": str(a.model), "manifest": str(a.manifest), "threads": a.threads,
-                           "gen_tokens": a.gen_tokens, "cache_type": a.cache_type, "runs": []}
+                           "gen_tokens": a.gen_tokens, "cache_type": a.cache_type,
+                           "warmup": WARM if not a.cold else COLD, "runs": []}
     tmp = tempfile.TemporaryDirectory(prefix="bench_native-")
     manifest = cache_manifest(a.manifest, a.cache_type, Path(tmp.name))
     rows = []
@@ -214,9 +242,10 @@ def main() -> int:
             st_pre.append(pre)
             st_dec.append(dec)
             for f in flashes:
-                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0, a.cache_type))
+                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0, a.cache_type,
+                                            not a.cold))
                 ll_dec[f].append(llama_rate(bench, a.model, a.threads, f, 0, a.gen_tokens, prompt,
-                                            a.cache_type))
+                                            a.cache_type, not a.cold))
             print(f"{PROG}: P={prompt} rep {rep + 1}/{a.reps}: stretch {pre:.1f}/{dec:.1f} tok/s", file=sys.stderr)
         raw["runs"].append({"prompt": prompt, "stretch_prefill": st_pre, "stretch_decode": st_dec,
                             "llama_prefill": {str(f): ll_pre[f] for f in flashes},
@@ -226,7 +255,8 @@ def main() -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
     tmp.cleanup()
-    print_table(rows, a.reps, a.threads, a.gen_tokens, str(a.out), a.cache_type)
+    print_table(rows, a.reps, a.threads, a.gen_tokens, str(a.out), a.cache_type,
+                COLD if a.cold else WARM)
     return 0
 
 

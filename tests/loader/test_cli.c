@@ -723,6 +723,31 @@ Test(cli, extends_finds_stock_manifests_by_name)
     rm_dir(dir);
 }
 
+/* bench --warmup runs the prompt once untimed on each rep's engine, as
+ * llama-bench does, and the timed request still computes every prompt
+ * token: the warm-up's identical prompt is not taken from the cache. */
+Test(cli, bench_warmup_times_a_prefill_of_every_token)
+{
+    char model[64], yaml[64], args[300];
+    tiny_strategy(model, sizeof model, yaml, sizeof yaml, "");
+    snprintf(args, sizeof args,
+             "bench -m %s --reps 2 --prompt-tokens 32 --gen-tokens 4 --threads 1 --warmup --json",
+             yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "\"warmup\":true"), "%s", out);
+    cr_assert(strstr(out, "\"prompt_cached_tokens\":[0,0]"), "%s", out);
+    snprintf(args, sizeof args, "bench -m %s --reps 1 --prompt-tokens 32 --gen-tokens 4 "
+             "--threads 1", yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(!strstr(out, "warm-up"), "%s", out);
+    snprintf(args, sizeof args, "bench -m %s --reps 1 --prompt-tokens 32 --gen-tokens 4 "
+             "--threads 1 --warmup", yaml);
+    cr_assert_eq(run(args), 0, "%s", err);
+    cr_assert(strstr(out, "1 reps, each after a warm-up"), "%s", out);
+    unlink(yaml);
+    unlink(model);
+}
+
 /* Issue #11: bench --roofline measures the ceilings after every rep and
  * reports fractions that follow from them and from the model's costs
  * (checked in Python: the ceilings are positive, each rep's fraction is

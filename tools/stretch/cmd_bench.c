@@ -31,12 +31,17 @@ static void bench_usage(FILE *f)
 {
     fprintf(f, "usage: stretch bench [-m MANIFEST] [--prompt-tokens N] [--gen-tokens N]\n"
                "                     [--threads N] [--reps N] [--context N] [--model FILE]\n"
-               "                     [--roofline] [--json]\n\n"
+               "                     [--warmup] [--roofline] [--json]\n\n"
                "  Each rep opens the engine (load time), prefills N pseudo-random tokens\n"
                "  (seeded, ids 256 and up) in one request and generates M more with\n"
                "  end-of-text ignored. Defaults: 512 prompt tokens, 128 generated, 3 reps.\n"
                "  llama-bench's spellings work too: -p N, -n N, -r N, -t N, and -m MODEL.gguf\n"
                "  (that model with the default strategy).\n"
+               "  --warmup runs the same prompt and one generated token on each rep's\n"
+               "  engine before the timed request, untimed, as llama-bench does by default;\n"
+               "  the timed request then starts from an empty cache. Without it the timed\n"
+               "  prefill is the engine's first (its buffers and cache touched for the\n"
+               "  first time), as in a one-shot `stretch run`.\n"
                "  --roofline also measures the machine's read bandwidth and dot-product rate\n"
                "  with the engine's threads and kernels, and prints the fraction of each\n"
                "  ceiling that prefill and decode reached, with the costs it assumed. The\n"
@@ -83,7 +88,7 @@ int st_cmd_bench(int argc, char **argv)
 {
     const char *manifest = NULL;
     long long n_prompt = 512, n_gen = 128, reps = 3, v;
-    bool json = false, roofline = false;
+    bool json = false, roofline = false, warmup = false;
     st_engine_options opts = {.struct_size = sizeof opts};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -106,6 +111,8 @@ int st_cmd_bench(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--roofline")) {
             roofline = true;
+        } else if (!strcmp(a, "--warmup")) {
+            warmup = true;
         } else if ((v = st_cli_engine_option("bench", argc, argv, &i, &opts)) != 0) {
             if (v < 0)
                 return ST_EXIT_USAGE;
@@ -125,7 +132,7 @@ int st_cmd_bench(int argc, char **argv)
     if (!opts.context)
         opts.context = (uint32_t)(n_prompt + n_gen + 16);
 
-    double load[64], prefill[64], decode[64], compile_ms[64];
+    double load[64], prefill[64], decode[64], compile_ms[64], cached[64];
     /* Per rep with --roofline: the probes' ceilings read after that rep. */
     double read_bw[64], read_med[64], dot_rate[64], dec_frac[64], dec_frac_of_median[64];
     double pre_frac[64];
@@ -158,15 +165,23 @@ int st_cmd_bench(int argc, char **argv)
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             ids[i] = 256 + (int32_t)(x % (info.n_vocab > 512 ? info.n_vocab - 256 : 1));
         }
+        /* fresh_cache: a warm-up's prompt is this one, and the timed
+         * request must compute all of it, as llama-bench's clears its
+         * cache between its warm-up and its timed runs. */
         st_generate_params gp = {.struct_size = sizeof gp, .max_tokens = (uint32_t)n_gen + 1,
-                                 .seed = 1, .ignore_eos = true};
+                                 .seed = 1, .ignore_eos = true, .fresh_cache = true};
         st_generate_stats stats = {.struct_size = sizeof stats};
         st_error err;
         memset(&err, 0, sizeof err);
         st_cli_cancel_on_sigint(e);
-        st_status st = ids ? st_engine_generate(e, ids, (size_t)n_prompt, &gp, NULL, NULL,
-                                                &stats, &err)
-                           : prompt_out_of_memory(&err);
+        st_status st = ids ? ST_OK : prompt_out_of_memory(&err);
+        if (st == ST_OK && warmup) {
+            st_generate_params wp = gp;
+            wp.max_tokens = 2; /* the prefill and one decode step */
+            st = st_engine_generate(e, ids, (size_t)n_prompt, &wp, NULL, NULL, NULL, &err);
+        }
+        if (st == ST_OK)
+            st = st_engine_generate(e, ids, (size_t)n_prompt, &gp, NULL, NULL, &stats, &err);
         st_cli_cancel_on_sigint(NULL);
         free(ids);
         if (st != ST_OK) {
@@ -174,6 +189,7 @@ int st_cmd_bench(int argc, char **argv)
             rc = ST_EXIT_RUNTIME;
         } else {
             prefill[r] = stats.prefill_s > 0 ? n_prompt / stats.prefill_s : 0;
+            cached[r] = stats.n_cached; /* 0: the timed prefill computed every token */
             decode[r] = stats.decode_s > 0 ? n_gen / stats.decode_s : 0;
             st_engine_get_info(e, &info);
             device_bytes = info.device_bytes;   /* weights and buffers after a run */
@@ -229,9 +245,12 @@ int st_cmd_bench(int argc, char **argv)
         st_json_int(&j, n_prompt);
         st_json_key(&j, "gen_tokens");
         st_json_int(&j, n_gen);
+        st_json_key(&j, "warmup");
+        st_json_bool(&j, warmup);
         json_list(&j, "load_s", load, (int)reps);
         json_list(&j, "prefill_tok_s", prefill, (int)reps);
         json_list(&j, "decode_tok_s", decode, (int)reps);
+        json_list(&j, "prompt_cached_tokens", cached, (int)reps);
         st_json_key(&j, "peak_rss_mb");
         st_json_double(&j, rss);
         st_json_key(&j, "cpu");
@@ -294,8 +313,8 @@ int st_cmd_bench(int argc, char **argv)
         st_json_end_object(&j);
         st_json_end(&j);
     } else {
-        printf("stretch bench: %s, %u threads, %lld prompt + %lld generated tokens, %lld reps\n",
-               manifest, threads, n_prompt, n_gen, reps);
+        printf("stretch bench: %s, %u threads, %lld prompt + %lld generated tokens, %lld reps%s\n",
+               manifest, threads, n_prompt, n_gen, reps, warmup ? ", each after a warm-up" : "");
         print_stat("load s", load, (int)reps);
         print_stat("prefill tok/s", prefill, (int)reps);
         print_stat("decode tok/s", decode, (int)reps);

@@ -65,7 +65,7 @@ def test_cache_type_is_carried_and_checked(tmp_path):
     # A file from before --cache-type measured f16: it does not pool with q8_0.
     done = run("--merge", str(f16), str(q8))
     assert done.returncode != 0
-    assert "q8.json" in done.stderr and "q8_0 differ" in done.stderr
+    assert "q8.json" in done.stderr and "cache_type 'q8_0' (first file: 'f16')" in done.stderr
 
 
 def test_q8_0_needs_flash_attention_and_a_child_manifest(tmp_path):
@@ -82,3 +82,47 @@ def test_q8_0_needs_flash_attention_and_a_child_manifest(tmp_path):
         child = bench_native.cache_manifest(parent, kv, tmp_path)
         assert child != parent
         assert child.read_text() == f"format: 1\nextends: {parent.resolve()}\nkv-type: {kv}\n"
+
+
+def test_warm_up_kinds_are_carried_and_not_mixed(tmp_path):
+    legacy = raw(tmp_path / "legacy.json", 512, 600.0, 100.0, {"True": (200.0, 50.0)})
+    done = run("--merge", str(legacy))
+    assert done.returncode == 0, done.stderr
+    assert "f16 KV caches, stretch cold, llama.cpp warm;" in done.stdout
+    files = {}
+    for kind in ("both warm", "both cold"):
+        f = raw(tmp_path / f"{kind[5:]}.json", 512, 600.0, 100.0, {"True": (200.0, 50.0)})
+        doc = json.loads(f.read_text())
+        doc["warmup"] = kind
+        f.write_text(json.dumps(doc))
+        files[kind] = f
+        done = run("--merge", str(f))
+        assert done.returncode == 0, done.stderr
+        assert f"f16 KV caches, {kind};" in done.stdout
+    done = run("--merge", str(files["both warm"]), str(legacy))
+    assert done.returncode != 0
+    assert "legacy.json" in done.stderr
+    assert "warmup 'stretch cold, llama.cpp warm' (first file: 'both warm')" in done.stderr
+
+
+def test_both_sides_warm_up_unless_cold(monkeypatch):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_native
+    seen = []
+
+    def fake(cmd, what, timeout_s):
+        seen.append(cmd)
+        if what == "llama-bench":
+            return [{"avg_ts": 100.0}]
+        return {"prefill_tok_s": [500.0], "decode_tok_s": [90.0]}
+
+    monkeypatch.setattr(bench_native, "run_json", fake)
+    for cold in (False, True):
+        seen.clear()
+        a = bench_native.parse_args(["--cold"] if cold else [])
+        assert bench_native.stretch_rates(a, 512, Path("m.yaml")) == (500.0, 90.0)
+        assert bench_native.llama_rate(Path("llama-bench"), a.model, 2, True, 512, 0, 0, "f16",
+                                       not a.cold) == 100.0
+        stretch_cmd, llama_cmd = seen
+        assert ("--warmup" in stretch_cmd) == (not cold)
+        assert ("--no-warmup" in llama_cmd) == cold
