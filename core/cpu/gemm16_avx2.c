@@ -1,7 +1,7 @@
 /* The AVX2 16-row kernels: the AVX-512 layout of cpu/repack.h read as two
  * halves of 8 rows (the first 32 bytes of each 64-byte vector are rows
  * 0..7, the last 32 rows 8..15), so one repacked copy serves both paths.
- Per block the weights are unpacked once per pass of up to 4 tokens
+ * Per block the weights are unpacked once per pass of up to 4 tokens
  * (8 rows x 4 columns a register) and multiplied with the tokens while
  * they sit there: vpmaddubsw against the token's 4 bytes broadcast, then
  * one vpmaddwd per block (Q4: the 16-bit sums of 8 steps stay below 2^15)
