@@ -11,9 +11,10 @@ SCRIPT = REPO / "tools" / "bench_batch.py"
 
 
 def test_both_modes_are_timed_and_answer_alike(tmp_path):
-    out = subprocess.run([sys.executable, str(SCRIPT), "-m", str(tiny_manifest(tmp_path, tmp_path / "tiny.yaml", context=128)),
-                          "--prompts", "3", "--tokens", "8", "--reps", "2", "--parallel", "2",
-                          "--json"], capture_output=True, text=True)
+    manifest = tiny_manifest(tmp_path, tmp_path / "tiny.yaml", context=128)
+    out = subprocess.run([sys.executable, str(SCRIPT), "-m", str(manifest), "--prompts", "3",
+                          "--tokens", "8", "--reps", "2", "--parallel", "2", "--json"],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["prompts"] == 3 and r["tokens"] == 8 and r["parallel"] == 2

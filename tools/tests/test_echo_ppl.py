@@ -3,7 +3,6 @@ summed from `stretch serve`'s echoed prompt log-probabilities is the one
 `stretch eval ppl` reports for the same windows."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +10,7 @@ from pathlib import Path
 import pytest
 
 import tiny_strategy
-
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("STRETCH_BUILD_DIR", REPO / "build"))
+from tiny_strategy import BUILD, REPO
 
 
 def tiny_manifest(tmp_path: Path) -> Path:
