@@ -242,8 +242,8 @@ def main() -> int:
             st_pre.append(pre)
             st_dec.append(dec)
             for f in flashes:
-                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0, a.cache_type,
-                                            not a.cold))
+                ll_pre[f].append(llama_rate(bench, a.model, a.threads, f, prompt, 0, 0,
+                                            a.cache_type, not a.cold))
                 ll_dec[f].append(llama_rate(bench, a.model, a.threads, f, 0, a.gen_tokens, prompt,
                                             a.cache_type, not a.cold))
             print(f"{PROG}: P={prompt} rep {rep + 1}/{a.reps}: stretch {pre:.1f}/{dec:.1f} tok/s", file=sys.stderr)

@@ -268,8 +268,9 @@ static bool parse_number(json_t *root, const char *name, double lo, double hi, b
 
 /* The sampling fields (st_sampling_name_at, the library's table):
  * OpenAI's, and the top_k, min_p and repetition penalty that vLLM and
- * llama-server take (two names for the last). Each sets its sampler's parameter when the manifest's chain
- * has that sampler; the plugin's schema checks the value again. */
+ * llama-server take (two names for the last). Each sets its sampler's
+ * parameter when the manifest's chain has that sampler; the plugin's
+ * schema checks the value again. */
 static bool parse_sampling(json_t *root, st_gen_request *r, char *msg, size_t size,
                            const char **param)
 {
