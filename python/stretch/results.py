@@ -90,11 +90,17 @@ class Constraint:
     params: dict[str, str] = field(default_factory=dict)
 
     @staticmethod
-    def json_schema(schema: dict | str, whitespace: str = "flexible") -> "Constraint":
-        """Output valid JSON for `schema` (a dict, or its JSON text)."""
+    def json_schema(schema: dict | str, whitespace: str = "flexible",
+                    max_digits: int = 16) -> "Constraint":
+        """Output valid JSON for `schema` (a dict, or its JSON text), with at
+        most `max_digits` digits in each digit run of a number the schema
+        does not bound (0: any), 16 as in `stretch serve` and llama-server's
+        JSON grammars: a small model otherwise writes digits until its
+        budget ends."""
         import json
         text = schema if isinstance(schema, str) else json.dumps(schema)
-        return Constraint("json-schema", {"schema": text, "whitespace": whitespace})
+        return Constraint("json-schema", {"schema": text, "whitespace": whitespace,
+                                          "max-digits": str(max_digits)})
 
     @staticmethod
     def gbnf(grammar: str) -> "Constraint":

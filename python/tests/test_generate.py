@@ -119,6 +119,20 @@ def test_a_constraint_for_one_call_answers_as_the_manifests(engine, workdir, mod
     j = engine.generate(PROMPT, max_tokens=60,
                         constraint=stretch.Constraint.json_schema(schema, whitespace="compact"))
     assert set(json.loads(j.text)) == {"a"}, j.text
+    # A number the schema leaves unbounded: 16 digits a run at most, where
+    # the greedy model with its digits 1-9 pushed up writes them until its
+    # budget ends (max_digits=0 allows any).
+    digits = {t: 100.0 for d in "123456789" for t in engine.tokenize(d, add_bos=False)}
+    assert len(digits) == 9
+    number = {"type": "object", "properties": {"n": {"type": "number"}}, "required": ["n"],
+              "additionalProperties": False}
+    capped, free = (engine.generate(PROMPT, max_tokens=80, logit_bias=digits,
+                                    constraint=stretch.Constraint.json_schema(
+                                        number, whitespace="compact", **kw))
+                    for kw in ({}, {"max_digits": 0}))
+    assert capped.stats.stopped_by_eos and max(map(len, re.findall("[0-9]+", capped.text))) == 16
+    assert isinstance(json.loads(capped.text)["n"], (int, float)), capped.text
+    assert not free.stats.stopped_by_eos and len(re.findall("[0-9]+", free.text)[0]) > 16
     # Without one, the engine's own chain again.
     assert engine.generate(PROMPT, max_tokens=8).text == engine.generate(PROMPT, max_tokens=8).text
     with pytest.raises(stretch.Error) as e:

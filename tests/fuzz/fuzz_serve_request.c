@@ -101,7 +101,8 @@ static void check_request(const st_gen_request *r, bool chat)
             st_fuzz_fail("stop sequence %zu is empty", i);
     /* A constraint's schema or grammar is inline text, never something the
      * plugin would read as a path. */
-    if (r->constraint && (r->n_constraint_params == 0 || r->n_constraint_params > 2))
+    if (r->constraint && (r->n_constraint_params == 0 ||
+                          r->n_constraint_params > ST_GEN_CONSTRAINT_PARAMS))
         st_fuzz_fail("constraint '%s' with %zu parameters", r->constraint,
                      r->n_constraint_params);
     for (size_t i = 0; r->constraint && i < r->n_constraint_params; i++) {

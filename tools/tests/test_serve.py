@@ -1238,7 +1238,7 @@ def test_response_format_answers_as_a_json_schema_manifest(server, models_dir, t
     manifest.write_text(manifest_text(
         models_dir.parent / "tiny.gguf", 128, 1,
         "  - plugin: json-schema\n    params:\n      whitespace: compact\n"
-        f"      schema: '{json.dumps(SCHEMA)}'\n  - plugin: greedy\n"))
+        f"      max-digits: 16\n      schema: '{json.dumps(SCHEMA)}'\n  - plugin: greedy\n"))
     want = run_cli(manifest, "Give me a number.", 40, "--chat")
     c = server.client()
     msgs = [{"role": "user", "content": "Give me a number."}]
@@ -1263,6 +1263,26 @@ def test_response_format_answers_as_a_json_schema_manifest(server, models_dir, t
     text_fmt = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12,
                                          response_format={"type": "text"})
     assert text_fmt.choices[0].message.content == plain.choices[0].message.content
+
+
+def test_response_format_numbers_stop_at_16_digits_a_run(server):
+    """A number the schema leaves unbounded gets at most 16 digits in each
+    digit run, as llama-server's JSON grammars allow: the tiny model, its
+    digits 1-9 pushed up by logit_bias, would otherwise write digits until
+    max_tokens and leave the JSON unfinished."""
+    digits = [t for d in "123456789" for t in token_ids(server, "tiny", d)]
+    assert len(digits) == 9, digits
+    schema = {"type": "object", "properties": {"n": {"type": "number"}}, "required": ["n"],
+              "additionalProperties": False}
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    r = server.client().chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Give me a number."}],
+        max_tokens=100, response_format=fmt, logit_bias={str(t): 100 for t in digits})
+    text = r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop", text
+    runs = re.findall(r"[0-9]+", text)
+    assert runs and max(len(run) for run in runs) == 16, text
+    assert isinstance(json.loads(text)["n"], (int, float)), text
 
 
 def test_grammar_answers_as_a_gbnf_manifest(server, models_dir, tmp_path):

@@ -685,7 +685,8 @@ struct st_job_run {
     const int32_t *run_ids;    /* what runs: ids, or the request's token-id prompt */
     size_t n_ids;
     st_sampler_override ov[ST_SERVE_MAX_SAMPLING];
-    st_param_text constraint[3]; /* the request's response_format or grammar, or a call's */
+    /* the request's response_format or grammar, or a call's */
+    st_param_text constraint[ST_GEN_CONSTRAINT_PARAMS];
     char *tool_schema;         /* the schema a tool call is generated under, or NULL */
     /* Function calling: an answer is free text, a call's JSON, or after a
      * call the choice of another or the end; each next part goes on, on

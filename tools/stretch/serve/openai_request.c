@@ -411,7 +411,7 @@ static bool add_constraint_param(st_gen_request *r, const char *name, const char
                                  char *msg, size_t size, const char **param)
 {
     size_t k = r->n_constraint_params;
-    if (k == 2 || !(r->constraint_values[k] = strdup(value)))
+    if (k == ST_GEN_CONSTRAINT_PARAMS || !(r->constraint_values[k] = strdup(value)))
         return fail(msg, size, param, NULL, "out of memory");
     r->constraint_names[k] = name;
     r->n_constraint_params = k + 1;
@@ -451,8 +451,12 @@ static bool parse_constraint(json_t *root, st_gen_request *r, char *msg, size_t 
     r->constraint = "json-schema";
     r->constraint_field = "response_format";
     /* No whitespace between JSON tokens: the answer is the value alone,
-     * and no token of the budget goes to padding. */
-    if (!add_constraint_param(r, "whitespace", "compact", msg, size, param))
+     * and no token of the budget goes to padding. At most 16 digits in
+     * each digit run of a number the schema leaves unbounded, as
+     * llama-server's JSON grammars allow and as forced tool calls have
+     * it: a small model otherwise writes 1000000... until max_tokens. */
+    if (!add_constraint_param(r, "whitespace", "compact", msg, size, param) ||
+        !add_constraint_param(r, "max-digits", "16", msg, size, param))
         return false;
     if (strcmp(type, "json_object") == 0)
         return add_constraint_param(r, "schema", "{\"type\": \"object\"}", msg, size, param);

@@ -13,6 +13,10 @@
 
 #include <stretch/stretch.h>
 
+/* A request's constraint takes at most this many parameters: the
+ * schema's whitespace, the schema and its digit cap (max-digits). */
+#define ST_GEN_CONSTRAINT_PARAMS 3
+
 /* One chat message of a request. */
 typedef struct st_req_message {
     char *role;
@@ -79,8 +83,8 @@ typedef struct st_gen_request {
      * schema or grammar always inline, a JSON object or GBNF rules, never
      * a path), and the request field it came from; NULL when none. */
     const char *constraint;
-    const char *constraint_names[2];
-    char *constraint_values[2];
+    const char *constraint_names[ST_GEN_CONSTRAINT_PARAMS];
+    char *constraint_values[ST_GEN_CONSTRAINT_PARAMS];
     size_t n_constraint_params;
     const char *constraint_field;
     /* Log-probabilities of the answer's tokens (chat: logprobs true and
