@@ -161,7 +161,7 @@ LEGACY = "stretch cold, llama.cpp warm"  # files from before --cold
 def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str, str]:
     """The table rows of several raw files, runs of one prompt length pooled."""
     pooled: dict[int, dict[str, Any]] = {}
-    threads = gen = cache = warm = None
+    first: dict[str, Any] | None = None  # the first file's settings, which the others must match
     for path in paths:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -169,19 +169,15 @@ def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str, str]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ToolError(f"{path}: not a bench_native --out file ({e})") from None
         # (Files from before --cache-type measured f16 caches.)
-        kv = raw.get("cache_type", "f16")
-        wu = raw.get("warmup", LEGACY)
-        if threads is None:
-            threads, gen, cache, warm = raw.get("threads"), raw.get("gen_tokens"), kv, wu
-        else:
-            have = {"threads": raw.get("threads"), "gen_tokens": raw.get("gen_tokens"),
-                    "cache_type": kv, "warmup": wu}
-            first = {"threads": threads, "gen_tokens": gen, "cache_type": cache, "warmup": warm}
-            differ = [f"{k} {have[k]!r} (first file: {first[k]!r})" for k in have
-                      if have[k] != first[k]]
-            if differ:
-                raise ToolError(f"{path}: runs do not pool, they differ from the first "
-                                f"file's: {', '.join(differ)}")
+        have = {"threads": raw.get("threads"), "gen_tokens": raw.get("gen_tokens"),
+                "cache_type": raw.get("cache_type", "f16"), "warmup": raw.get("warmup", LEGACY)}
+        if first is None:
+            first = have
+        differ = [f"{k} {have[k]!r} (first file: {first[k]!r})" for k in have
+                  if have[k] != first[k]]
+        if differ:
+            raise ToolError(f"{path}: runs do not pool, they differ from the first "
+                            f"file's: {', '.join(differ)}")
         for r in runs:
             p = pooled.setdefault(int(r["prompt"]), {"sp": [], "sd": [], "lp": {}, "ld": {}})
             p["sp"] += r["stretch_prefill"]
@@ -198,7 +194,9 @@ def merge_runs(paths: list[Path]) -> tuple[list[tuple], int, int, int, str, str]
         for f in ("True", "False"):
             if f in p["lp"]:
                 rows.append((prompt, f == "True", p["lp"][f], p["sp"], p["ld"][f], p["sd"]))
-    return rows, reps, int(threads or 0), int(gen or 0), cache or "f16", warm or LEGACY
+    first = first or {}
+    return (rows, reps, int(first.get("threads") or 0), int(first.get("gen_tokens") or 0),
+            first.get("cache_type", "f16"), first.get("warmup", LEGACY))
 
 
 def print_table(rows: list[tuple], reps: int, threads: int, gen: int, where: str,
