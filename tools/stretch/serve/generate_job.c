@@ -822,7 +822,7 @@ static void set_call_constraint(st_job_run *r)
 {
     r->constraint[0] = (st_param_text){"whitespace", "compact"};
     r->constraint[1] = (st_param_text){"schema", r->tool_schema};
-    r->constraint[2] = (st_param_text){"max-digits", "16"};
+    r->constraint[2] = (st_param_text){"max-digits", ST_SERVE_MAX_DIGITS};
     r->gp.constraint = "json-schema";
     r->gp.constraint_params = r->constraint;
     r->gp.n_constraint_params = 3;

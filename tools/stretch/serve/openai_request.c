@@ -451,12 +451,10 @@ static bool parse_constraint(json_t *root, st_gen_request *r, char *msg, size_t 
     r->constraint = "json-schema";
     r->constraint_field = "response_format";
     /* No whitespace between JSON tokens: the answer is the value alone,
-     * and no token of the budget goes to padding. At most 16 digits in
-     * each digit run of a number the schema leaves unbounded, as
-     * llama-server's JSON grammars allow and as forced tool calls have
-     * it: a small model otherwise writes 1000000... until max_tokens. */
+     * and no token of the budget goes to padding; numbers capped as tool
+     * calls' are (ST_SERVE_MAX_DIGITS). */
     if (!add_constraint_param(r, "whitespace", "compact", msg, size, param) ||
-        !add_constraint_param(r, "max-digits", "16", msg, size, param))
+        !add_constraint_param(r, "max-digits", ST_SERVE_MAX_DIGITS, msg, size, param))
         return false;
     if (strcmp(type, "json_object") == 0)
         return add_constraint_param(r, "schema", "{\"type\": \"object\"}", msg, size, param);

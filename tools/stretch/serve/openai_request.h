@@ -17,6 +17,13 @@
  * schema's whitespace, the schema and its digit cap (max-digits). */
 #define ST_GEN_CONSTRAINT_PARAMS 3
 
+/* The json-schema constraint's max-digits for every JSON the server
+ * generates (response_format and tool calls): at most 16 digits in each
+ * digit run of a number the schema leaves unbounded, as llama-server's
+ * JSON grammars allow; a small model otherwise writes 1000000... until
+ * max_tokens. */
+#define ST_SERVE_MAX_DIGITS "16"
+
 /* One chat message of a request. */
 typedef struct st_req_message {
     char *role;
